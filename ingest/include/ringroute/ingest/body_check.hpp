@@ -1,0 +1,21 @@
+// Checking that a body is one JSON object, with the byte where it is not.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace ringroute::ingest {
+
+struct JsonProblem {
+  std::size_t byte_offset;  // 0-based, into the checked text
+  const char* reason;       // static string
+};
+
+// nullopt when `text` is exactly one JSON object (surrounding whitespace
+// allowed), valid UTF-8 throughout. Uses a per-thread simdjson parser, set up
+// on the thread's first call; after that no allocation unless a body is larger
+// than any before it on that thread. Never throws.
+[[nodiscard]] std::optional<JsonProblem> check_json_object(std::string_view text) noexcept;
+
+}  // namespace ringroute::ingest

@@ -1,0 +1,125 @@
+/*
+ * libringroute-producer: write events into a ringroute ring from any process.
+ *
+ * Link with `pkg-config --libs ringroute-producer`, or in CMake
+ * `find_package(ringroute)` and `ringroute::producer`.
+ *
+ * A ring is created by the router (`ringroute run`) or `ringroute bench`;
+ * producers only attach to it. Every call returns an rr_status; none blocks
+ * unless the producer was opened with a wait timeout, and none throws.
+ *
+ * Thread-safety: an rr_producer may be used by any number of threads at once.
+ * Allocation: rr_producer_open allocates; emitting allocates nothing, except
+ * that the first validating emit on a thread sets up that thread's JSON parser.
+ */
+#ifndef RINGROUTE_PRODUCER_H
+#define RINGROUTE_PRODUCER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RR_BUILDING_PRODUCER)
+#define RR_API __attribute__((visibility("default")))
+#else
+#define RR_API
+#endif
+
+typedef enum rr_status {
+  RR_OK = 0,
+  RR_FULL = 1,             /* no room in the ring (after waiting, if asked to); nothing written */
+  RR_TOO_BIG = 2,          /* an event or field is larger than the ring or the format allows */
+  RR_BAD_ARGUMENT = 3,     /* see rr_error.message: which event, which field, which byte */
+  RR_NOT_READY = 4,        /* the ring does not exist yet or is still being created */
+  RR_VERSION_MISMATCH = 5, /* the ring was made by an incompatible version */
+  RR_IO_ERROR = 6,         /* an OS call failed; rr_error.message has the reason */
+  RR_CORRUPT = 7           /* the shared-memory object is not a ringroute ring */
+} rr_status;
+
+/* Zero means the default, so a zeroed rr_event is a valid event. */
+typedef enum rr_severity {
+  RR_SEVERITY_DEFAULT = 0, /* ok */
+  RR_SEVERITY_OK = 1,
+  RR_SEVERITY_WARNING = 2,
+  RR_SEVERITY_CRITICAL = 3
+} rr_severity;
+
+typedef enum rr_verbosity {
+  RR_VERBOSITY_DEFAULT = 0, /* info */
+  RR_VERBOSITY_TRACE = 1,   /* the most verbose */
+  RR_VERBOSITY_DEBUG = 2,
+  RR_VERBOSITY_INFO = 3,
+  RR_VERBOSITY_WARN = 4,
+  RR_VERBOSITY_ERROR = 5,
+  RR_VERBOSITY_FATAL = 6
+} rr_verbosity;
+
+/* A byte string; data == NULL means absent. Fields are at most 65535 bytes. */
+typedef struct rr_str {
+  const char* data;
+  size_t size;
+} rr_str;
+
+typedef struct rr_event {
+  rr_str id;          /* absent: the library assigns "{producer name}-{sequence}" */
+  rr_str account_id;  /* present: non-empty */
+  rr_str app_name;    /* present: non-empty */
+  rr_str app_version;
+  rr_str node;        /* absent: the producer's node (default: the host name) */
+  rr_str topic;       /* absent: derived by the router (edr.{severity}.{verbosity}.{account}.{app}) */
+  rr_str stream_name;
+  rr_str event_type;
+  rr_str tag;
+  const rr_str* account_tree; /* the account's ancestors, root first; NULL: absent */
+  size_t account_tree_len;
+  int64_t timestamp_ns;       /* ns since the epoch; 0: stamped at emit */
+  rr_severity severity;
+  rr_verbosity verbosity;
+  rr_str body;                /* a JSON object; absent: {} */
+} rr_event;
+
+typedef struct rr_producer_options {
+  const char* name;        /* prefix of assigned ids (at most 64 bytes); NULL: "{pid}.{start time}" */
+  const char* node;        /* NULL: the host name */
+  int64_t wait_timeout_ns; /* how long an emit may wait for room; 0: return RR_FULL at once */
+} rr_producer_options;
+
+/* Filled on failure when the caller passes one. */
+typedef struct rr_error {
+  size_t event_index;  /* which event of a batch */
+  size_t byte_offset;  /* within the body, for body errors */
+  char message[256];   /* "event 3: body: byte 17: ..." */
+} rr_error;
+
+/* The caller built the body itself and promises it is a JSON object: the
+ * library does not parse it, and the router does not check it either. */
+#define RR_EMIT_BODY_TRUSTED 1u
+
+typedef struct rr_producer rr_producer;
+
+/* Attaches to ring `ring` (the name under /dev/shm). options may be NULL. */
+RR_API rr_status rr_producer_open(const char* ring, const rr_producer_options* options, rr_producer** out,
+                           rr_error* error);
+RR_API void rr_producer_close(rr_producer* producer);
+
+/* One event. */
+RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t flags, rr_error* error);
+
+/* Many events. Every event is checked before any is written: a bad one fails
+ * the whole call with RR_BAD_ARGUMENT and error->event_index. Events go in
+ * with one atomic claim per run that fits in a claim (an eighth of the ring);
+ * on RR_FULL, *accepted (if given) says how many went in, in order. */
+RR_API rr_status rr_emit_batch(rr_producer* producer, const rr_event* events, size_t count, uint32_t flags,
+                        size_t* accepted, rr_error* error);
+
+/* "full", "bad argument", ... Static strings. */
+RR_API const char* rr_status_message(rr_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RINGROUTE_PRODUCER_H */

@@ -1,0 +1,113 @@
+#include "ringroute/ingest/body_check.hpp"
+
+#include <simdjson.h>
+
+namespace ringroute::ingest {
+
+namespace {
+
+// Offset of the first byte that is not valid UTF-8 (simdjson says only that
+// some byte is bad; a user needs to know which).
+std::size_t first_invalid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    std::size_t len;
+    unsigned min;
+    if (c < 0x80) { ++i; continue; }
+    if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { len = 3; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; }
+    else return i;
+    if (i + len > n) return i;
+    unsigned cp = c & (0x7f >> len);
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += len;
+  }
+  return n;
+}
+
+std::size_t first_non_space(std::string_view s) noexcept {
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+  return i;
+}
+
+// Walks every value so on-demand reports where the first syntax error is.
+simdjson::error_code walk(simdjson::ondemand::value value) noexcept {
+  simdjson::ondemand::json_type type;
+  if (auto e = value.type().get(type)) return e;
+  switch (type) {
+    case simdjson::ondemand::json_type::object: {
+      simdjson::ondemand::object object;
+      if (auto e = value.get_object().get(object)) return e;
+      for (auto field : object) {
+        std::string_view key;
+        if (auto e = field.unescaped_key().get(key)) return e;
+        if (auto e = walk(field.value())) return e;
+      }
+      return simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::array: {
+      simdjson::ondemand::array array;
+      if (auto e = value.get_array().get(array)) return e;
+      for (auto element : array) {
+        simdjson::ondemand::value v;
+        if (auto e = element.get(v)) return e;
+        if (auto e = walk(v)) return e;
+      }
+      return simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::number: return value.get_number().error();
+    case simdjson::ondemand::json_type::string: return value.get_string().error();
+    case simdjson::ondemand::json_type::boolean: return value.get_bool().error();
+    case simdjson::ondemand::json_type::null: return value.is_null().error();
+  }
+  return simdjson::SUCCESS;
+}
+
+// The slow path, for error messages only: where did it go wrong?
+std::size_t locate_error(std::string_view text, simdjson::error_code error) noexcept {
+  if (error == simdjson::UTF8_ERROR) return first_invalid_utf8(text);
+  thread_local simdjson::ondemand::parser parser;
+  simdjson::padded_string padded(text);
+  simdjson::ondemand::document doc;
+  if (parser.iterate(padded).get(doc)) return text.size();
+  simdjson::ondemand::object object;
+  simdjson::error_code e = doc.get_object().get(object);
+  if (!e) {
+    for (auto field : object) {
+      std::string_view key;
+      if ((e = field.unescaped_key().get(key))) break;
+      if ((e = walk(field.value()))) break;
+    }
+  }
+  const char* at = nullptr;
+  if (doc.current_location().get(at) || at == nullptr) return text.size();
+  const auto offset = static_cast<std::size_t>(at - padded.data());
+  return offset <= text.size() ? offset : text.size();
+}
+
+}  // namespace
+
+std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  // realloc_if_needed: the caller's buffer has no SIMDJSON_PADDING, so the
+  // parser copies it into its own padded buffer.
+  const simdjson::error_code error = parser.parse(text.data(), text.size(), true).get(root);
+  if (error) {
+    if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
+    return JsonProblem{locate_error(text, error), simdjson::error_message(error)};
+  }
+  if (!root.is_object()) return JsonProblem{first_non_space(text), "not a JSON object"};
+  return std::nullopt;
+}
+
+}  // namespace ringroute::ingest

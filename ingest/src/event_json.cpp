@@ -1,0 +1,303 @@
+#include "ringroute/ingest/event_json.hpp"
+
+#include <array>
+#include <charconv>
+#include <cstring>
+
+namespace ringroute::ingest {
+
+namespace {
+
+enum class Member : std::uint8_t {
+  account_id, account_tree, app_name, app_version, body, id, node, severity, timestamp,
+  gregorian_time, verbosity, topic, stream_name, event_type, tag,
+};
+constexpr std::size_t kMemberCount = 15;
+
+struct MemberName {
+  std::string_view normalized;
+  std::string_view wire;  // Kazoo's name, as the formatter writes with normalize=false
+};
+constexpr std::array<MemberName, kMemberCount> kMembers{{
+    {"account_id", "Account-ID"},     {"account_tree", "Account-Tree"}, {"app_name", "App-Name"},
+    {"app_version", "App-Version"},   {"body", "Body"},                 {"id", "ID"},
+    {"node", "Node"},                 {"severity", "Severity"},         {"timestamp", "Timestamp"},
+    {"gregorian_time", "Gregorian-Time"}, {"verbosity", "Verbosity"},   {"topic", "Topic"},
+    {"stream_name", "Stream-Name"},   {"event_type", "Event-Type"},     {"tag", "Tag"},
+}};
+
+// Seconds from 0000-01-01 to 1970-01-01, as Kazoo's gregorian seconds count.
+constexpr std::int64_t kGregorianToUnix = 62167219200;
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += '?';
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::optional<event::StringField> string_field(Member m) {
+  switch (m) {
+    case Member::account_id: return event::StringField::account_id;
+    case Member::app_name: return event::StringField::app_name;
+    case Member::app_version: return event::StringField::app_version;
+    case Member::id: return event::StringField::id;
+    case Member::node: return event::StringField::node;
+    case Member::topic: return event::StringField::topic;
+    case Member::stream_name: return event::StringField::stream_name;
+    case Member::event_type: return event::StringField::event_type;
+    case Member::tag: return event::StringField::tag;
+    default: return std::nullopt;
+  }
+}
+
+std::string type_error(std::string_view member, std::string_view expected) {
+  return std::string(member) + ": expected " + std::string(expected);
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+}  // namespace
+
+bool is_blank(std::string_view line) noexcept {
+  for (char c : line) {
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return false;
+  }
+  return true;
+}
+
+std::optional<std::int64_t> parse_rfc3339(std::string_view t) noexcept {
+  auto digits = [&](std::size_t at, std::size_t n, int& out) {
+    if (at + n > t.size()) return false;
+    out = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      if (t[i] < '0' || t[i] > '9') return false;
+      out = out * 10 + (t[i] - '0');
+    }
+    return true;
+  };
+  int year, month, day, hour, minute, second;
+  if (!digits(0, 4, year) || t.size() < 20 || t[4] != '-' || !digits(5, 2, month) || t[7] != '-' ||
+      !digits(8, 2, day) || (t[10] != 'T' && t[10] != 't' && t[10] != ' ') || !digits(11, 2, hour) ||
+      t[13] != ':' || !digits(14, 2, minute) || t[16] != ':' || !digits(17, 2, second)) {
+    return std::nullopt;
+  }
+  static constexpr int kDaysInMonth[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (month < 1 || month > 12 || day < 1 || day > kDaysInMonth[month - 1] ||
+      (month == 2 && day == 29 && !leap) || hour > 23 || minute > 59 || second > 60) {
+    return std::nullopt;
+  }
+  std::size_t i = 19;
+  std::int64_t nanos = 0;
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    std::size_t n = 0;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+      if (n < 9) nanos = nanos * 10 + (t[i] - '0');
+      ++n;
+      ++i;
+    }
+    if (n == 0) return std::nullopt;
+    for (std::size_t k = n; k < 9; ++k) nanos *= 10;
+  }
+  std::int64_t offset_s = 0;
+  if (i < t.size() && (t[i] == 'Z' || t[i] == 'z')) {
+    ++i;
+  } else if (i < t.size() && (t[i] == '+' || t[i] == '-')) {
+    int oh, om;
+    if (!digits(i + 1, 2, oh) || i + 3 >= t.size() || t[i + 3] != ':' || !digits(i + 4, 2, om) || oh > 23 ||
+        om > 59) {
+      return std::nullopt;
+    }
+    offset_s = (t[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+    i += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (i != t.size()) return std::nullopt;
+  const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  const std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_s;
+  // int64 nanoseconds reach to the year 2262.
+  if (seconds > INT64_MAX / 1'000'000'000 - 1 || seconds < INT64_MIN / 1'000'000'000 + 1) return std::nullopt;
+  return seconds * 1'000'000'000 + nanos;
+}
+
+std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedEvent& out) {
+  out = ParsedEvent{};
+  out.input.body = "{}";
+  // A copy with SIMDJSON_PADDING: on-demand reads past the end.
+  if (buffer_.size() < line.size() || buffer_.data() == nullptr) {
+    buffer_ = simdjson::padded_string(line.size() * 2 + 64);
+  }
+  std::memcpy(buffer_.data(), line.data(), line.size());
+  std::memset(buffer_.data() + line.size(), ' ', buffer_.size() - line.size());
+
+  simdjson::ondemand::document doc;
+  if (auto e = parser_.iterate(buffer_.data(), line.size(), buffer_.size()).get(doc)) {
+    return std::string("not JSON: ") + simdjson::error_message(e);
+  }
+  simdjson::ondemand::object object;
+  {
+    simdjson::ondemand::json_type type;
+    if (auto e = doc.type().get(type)) return std::string("not JSON: ") + simdjson::error_message(e);
+    if (type != simdjson::ondemand::json_type::object) return std::string("not a JSON object");
+    if (auto e = doc.get_object().get(object)) return std::string("not JSON: ") + simdjson::error_message(e);
+  }
+  std::array<std::string_view, kMemberCount> seen_as{};
+  std::optional<std::int64_t> gregorian;
+  for (auto field : object) {
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return std::string("not JSON: ") + simdjson::error_message(e);
+    std::size_t index = kMemberCount;
+    for (std::size_t m = 0; m < kMemberCount; ++m) {
+      if (kMembers[m].normalized == key || kMembers[m].wire == key) {
+        index = m;
+        break;
+      }
+    }
+    if (index == kMemberCount) return "unknown member " + quoted(key);
+    const auto member = static_cast<Member>(index);
+    const std::string_view name = kMembers[index].normalized;
+    if (!seen_as[index].empty()) {
+      if (seen_as[index] == key) return "member " + quoted(key) + " given twice";
+      return "member " + quoted(name) + " given in both namings (" + quoted(seen_as[index]) + " and " +
+             quoted(key) + ")";
+    }
+    // The key view dies with the next key; keep the static spelling instead.
+    seen_as[index] = kMembers[index].normalized == key ? kMembers[index].normalized : kMembers[index].wire;
+
+    simdjson::ondemand::value value;
+    if (auto e = field.value().get(value)) return std::string(name) + ": " + simdjson::error_message(e);
+    simdjson::ondemand::json_type type;
+    if (auto e = value.type().get(type)) return std::string(name) + ": " + simdjson::error_message(e);
+    if (type == simdjson::ondemand::json_type::null) {
+      if (auto e = value.is_null().error()) return std::string(name) + ": " + simdjson::error_message(e);
+      continue;  // null is the same as absent
+    }
+    if (auto sf = string_field(member)) {
+      std::string_view s;
+      if (type != simdjson::ondemand::json_type::string || value.get_string().get(s)) {
+        return type_error(name, "a string");
+      }
+      if (s.empty() && (member == Member::account_id || member == Member::app_name)) {
+        return std::string(name) + ": empty (leave it out instead)";
+      }
+      if (s.size() > event::kMaxFieldBytes) return std::string(name) + ": longer than 65535 bytes";
+      out.input.set(*sf, s);
+      continue;
+    }
+    switch (member) {
+      case Member::severity:
+      case Member::verbosity: {
+        std::string_view s;
+        if (type != simdjson::ondemand::json_type::string || value.get_string().get(s)) {
+          return type_error(name, "a string");
+        }
+        if (member == Member::severity) {
+          const auto level = event::parse_severity(s);
+          if (!level) return "severity: unknown level " + quoted(s) + " (expected ok, warning, critical)";
+          out.input.severity = *level;
+          out.has_severity = true;
+        } else {
+          const auto level = event::parse_verbosity(s);
+          if (!level) {
+            return "verbosity: unknown level " + quoted(s) + " (expected trace, debug, info, warn, error, fatal)";
+          }
+          out.input.verbosity = *level;
+          out.has_verbosity = true;
+        }
+        break;
+      }
+      case Member::account_tree: {
+        simdjson::ondemand::array array;
+        if (type != simdjson::ondemand::json_type::array || value.get_array().get(array)) {
+          return type_error(name, "an array of strings");
+        }
+        std::size_t i = 0;
+        for (auto element : array) {
+          std::string_view s;
+          if (element.get_string().get(s)) {
+            return "account_tree[" + std::to_string(i) + "]: expected a string";
+          }
+          if (s.empty()) return "account_tree[" + std::to_string(i) + "]: empty";
+          if (s.size() > event::kMaxFieldBytes) {
+            return "account_tree[" + std::to_string(i) + "]: longer than 65535 bytes";
+          }
+          out.account_tree.push_back(s);
+          ++i;
+        }
+        if (out.account_tree.size() > event::kMaxTreeEntries) return "account_tree: more than 65535 entries";
+        out.has_account_tree = true;
+        break;
+      }
+      case Member::body: {
+        simdjson::ondemand::object body;
+        if (type != simdjson::ondemand::json_type::object || value.get_object().get(body)) {
+          return type_error(name, "an object");
+        }
+        std::string_view raw;
+        if (auto e = body.raw_json().get(raw)) return std::string("body: ") + simdjson::error_message(e);
+        out.input.body = raw;
+        out.has_body = true;
+        break;
+      }
+      case Member::timestamp: {
+        if (type == simdjson::ondemand::json_type::number) {
+          std::int64_t ns;
+          if (value.get_int64().get(ns)) return std::string(name) + ": expected an integer (ns since the epoch)";
+          out.input.timestamp_ns = ns;
+        } else if (type == simdjson::ondemand::json_type::string) {
+          std::string_view s;
+          if (value.get_string().get(s)) return type_error(name, "a string");
+          const auto ns = parse_rfc3339(s);
+          if (!ns) return "timestamp: " + quoted(s) + " is not an RFC 3339 date-time";
+          out.input.timestamp_ns = *ns;
+        } else {
+          return type_error(name, "an integer (ns since the epoch) or an RFC 3339 string");
+        }
+        out.has_timestamp = true;
+        break;
+      }
+      case Member::gregorian_time: {
+        std::int64_t seconds;
+        if (type != simdjson::ondemand::json_type::number || value.get_int64().get(seconds)) {
+          return type_error(name, "an integer (seconds since year 0)");
+        }
+        gregorian = seconds;
+        break;
+      }
+      default: break;
+    }
+  }
+  // Past the object's last token current_location() has nowhere to point;
+  // if it still does, something follows the object.
+  if (const char* rest = nullptr; doc.current_location().get(rest) == simdjson::SUCCESS) {
+    return "not JSON: trailing content at byte " + std::to_string(rest - buffer_.data());
+  }
+  if (!out.has_timestamp && gregorian) {
+    const std::int64_t unix_seconds = *gregorian - kGregorianToUnix;
+    if (unix_seconds > INT64_MAX / 1'000'000'000 || unix_seconds < INT64_MIN / 1'000'000'000) {
+      return std::string("gregorian_time: out of range");
+    }
+    out.input.timestamp_ns = unix_seconds * 1'000'000'000;
+    out.has_timestamp = true;
+  }
+  return std::nullopt;
+}
+
+}  // namespace ringroute::ingest

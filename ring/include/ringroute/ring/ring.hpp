@@ -1,0 +1,361 @@
+// The many-to-one ring: any number of producer processes and threads, one
+// consumer. Aeron's ManyToOneRingBuffer design (claim with a CAS on tail, write,
+// publish the length with a release store; padding records at the lap's end),
+// with three additions: the claim header names the producer's slot so a dead
+// producer's claim is skipped as soon as its pid is gone; the consumer releases
+// space separately from reading it, so the router can hold space until its
+// sinks have written the events; and both sides sleep on futexes instead of
+// spinning without bound.
+//
+// Layout and record format: ring/layout.hpp.
+#pragma once
+
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <span>
+
+#include "ringroute/ring/layout.hpp"
+#include "ringroute/ring/segment.hpp"
+#include "ringroute/ring/status.hpp"
+
+namespace ringroute::ring {
+
+namespace detail {
+
+inline std::atomic_ref<std::uint64_t> header_word(std::byte* at) noexcept {
+  return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(at));
+}
+
+// Process-shared futexes (no FUTEX_PRIVATE_FLAG): the waiters are in other
+// processes. Spurious wakeups and EAGAIN are fine: every caller re-checks.
+inline void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                       std::chrono::nanoseconds timeout) noexcept {
+  const auto ns = timeout.count() < 0 ? 0 : timeout.count();
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+inline void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+inline std::int64_t monotonic_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Test-only: called by a producer after it has claimed space and before it
+// commits, so a test can kill it exactly there. Null in production; one
+// predictable branch per claim.
+extern std::atomic<void (*)()> after_claim_hook;
+
+}  // namespace detail
+
+namespace testing {
+inline void set_after_claim_hook(void (*hook)()) noexcept {
+  detail::after_claim_hook.store(hook, std::memory_order_relaxed);
+}
+}  // namespace testing
+
+// Space claimed on the ring: `bytes` (aligned) starting at `first`, which is
+// where the first record's header goes. Valid until committed.
+struct Claim {
+  std::byte* first = nullptr;
+  std::uint64_t position = 0;
+  std::uint32_t bytes = 0;
+};
+
+// Bytes a record of `payload_bytes` takes on the ring, header and padding included.
+constexpr std::uint64_t record_bytes(std::uint64_t payload_bytes) noexcept {
+  return align_record(kRecordHeaderBytes + payload_bytes);
+}
+
+// The producer side of one ring.
+//
+// Thread-safety: every call may run on any number of threads and processes at
+// once. Allocation: none after construction. Failure: returned as Status,
+// never thrown, except from the constructor.
+class Producer {
+ public:
+  // Takes a producer slot (for the consumer's liveness check and per-producer
+  // counters); producers past kMaxProducerSlots share one overflow slot and
+  // their claims are skipped only on the timeout, not on pid death.
+  explicit Producer(Segment segment);
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  [[nodiscard]] const Segment& segment() const noexcept { return segment_; }
+  [[nodiscard]] std::uint32_t max_claim_bytes() const noexcept {
+    return static_cast<std::uint32_t>(segment_.max_record_bytes());
+  }
+  [[nodiscard]] ProducerSlot& slot() const noexcept { return *slot_; }
+
+  // Claims `bytes` contiguous bytes (a multiple of 8, record headers included)
+  // with one CAS. full: no room now (counted); too_big: over max_claim_bytes()
+  // (counted); bad_argument: 0 or not a multiple of 8.
+  [[nodiscard]] Status try_claim(std::uint32_t bytes, Claim& out) noexcept {
+    const Status s = claim_once(bytes, out);
+    if (s == Status::full) [[unlikely]] slot_->full.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  // As try_claim, but waits up to `timeout` for room: spins briefly, yields,
+  // then sleeps on a futex that the consumer wakes when it releases space
+  // while someone waits. A claim that had to wait counts once as full.
+  [[nodiscard]] Status claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout) noexcept;
+
+  // Publishes `n` records laid out back to back from claim.first, record i
+  // being lengths[i] bytes (header included; the next starts 8-aligned). The
+  // aligned lengths must add up to claim.bytes. Payloads must be written.
+  void commit(const Claim& claim, const std::uint32_t* lengths, std::size_t n) noexcept {
+    std::byte* const first = claim.first;
+    std::uint64_t offset = align_record(lengths[0]);
+    // Later headers are relaxed: the release store of the first header below
+    // publishes them, and the consumer never reads past an uncommitted first.
+    for (std::size_t i = 1; i < n; ++i) {
+      detail::header_word(first + offset)
+          .store(pack_record_header(static_cast<std::int32_t>(lengths[i]), slot_index_),
+                 std::memory_order_relaxed);
+      offset += align_record(lengths[i]);
+    }
+    // Release: pairs with the consumer's acquire load of this header word in
+    // poll(), making the payloads and later headers visible with it.
+    detail::header_word(first).store(
+        pack_record_header(static_cast<std::int32_t>(lengths[0]), slot_index_),
+        std::memory_order_release);
+    wake_consumer_if_sleeping();
+    slot_->written.fetch_add(n, std::memory_order_relaxed);
+    slot_->bytes.fetch_add(claim.bytes, std::memory_order_relaxed);
+  }
+
+  void commit_one(const Claim& claim, std::uint32_t length) noexcept { commit(claim, &length, 1); }
+
+ private:
+  Segment segment_;
+  SegmentHeader* header_;
+  std::byte* data_;
+  std::uint64_t mask_;
+  ProducerSlot* slot_;
+  std::uint32_t slot_index_;
+
+  [[nodiscard]] Status claim_once(std::uint32_t bytes, Claim& out) noexcept {
+    if (bytes == 0 || bytes % kRecordAlignment != 0) [[unlikely]] return Status::bad_argument;
+    if (bytes > segment_.max_record_bytes()) [[unlikely]] {
+      slot_->too_big.fetch_add(1, std::memory_order_relaxed);
+      return Status::too_big;
+    }
+    const std::uint64_t capacity = mask_ + 1;
+    const std::uint64_t required = bytes;
+    // head_cache: relaxed is enough, a stale value only makes us more cautious.
+    std::uint64_t head = header_->head_cache.load(std::memory_order_relaxed);
+    // Acquire pairs with other producers' CAS on tail (their padding decision).
+    std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
+    std::uint64_t padding;
+    std::uint64_t tail_index;
+    do {
+      padding = 0;
+      if (required > capacity - (tail - head)) {
+        // Acquire pairs with the consumer's release store of head after zeroing.
+        head = header_->head.load(std::memory_order_acquire);
+        if (required > capacity - (tail - head)) return Status::full;
+        header_->head_cache.store(head, std::memory_order_relaxed);
+      }
+      tail_index = tail & mask_;
+      const std::uint64_t to_end = capacity - tail_index;
+      if (required > to_end) {
+        // The record goes to the lap's start after a padding record; the room
+        // check above means head is in this lap, so room there is head's index.
+        if (required > (head & mask_)) {
+          head = header_->head.load(std::memory_order_acquire);
+          if (required > (head & mask_)) return Status::full;
+          header_->head_cache.store(head, std::memory_order_relaxed);
+        }
+        padding = to_end;
+      }
+      // acq_rel on success: release orders our earlier reads, acquire pairs
+      // with the previous claimer; on failure, acquire reloads tail.
+    } while (!header_->tail.compare_exchange_weak(tail, tail + padding + required,
+                                                  std::memory_order_acq_rel,
+                                                  std::memory_order_acquire));
+    if (padding != 0) {
+      // Release: pairs with the consumer's acquire load; a padding record has
+      // no payload, it only tells the consumer to go to the lap's start.
+      detail::header_word(data_ + tail_index)
+          .store(pack_record_header(static_cast<std::int32_t>(padding), kPaddingFlag | slot_index_),
+                 std::memory_order_release);
+      tail_index = 0;
+    }
+    // A negative length marks the claim as ours until commit; release so a
+    // consumer that sees it also sees our slot's owner_pid.
+    detail::header_word(data_ + tail_index)
+        .store(pack_record_header(-static_cast<std::int32_t>(required), slot_index_),
+               std::memory_order_release);
+    out.first = data_ + tail_index;
+    out.position = tail + padding;
+    out.bytes = bytes;
+    if (auto* hook = detail::after_claim_hook.load(std::memory_order_relaxed)) [[unlikely]] hook();
+    return Status::ok;
+  }
+
+  void wake_consumer_if_sleeping() noexcept {
+    // Dekker with Consumer::sleep: our commit store, then this fence, then the
+    // load of consumer_sleeping; the consumer stores the flag, fences, then
+    // re-reads the header. At least one side sees the other's store.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (header_->consumer_sleeping.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+      // Release pairs with nothing in particular: the futex word is only a
+      // change detector; the data is published by the header store above.
+      header_->consumer_wake.fetch_add(1, std::memory_order_release);
+      detail::futex_wake_all(header_->consumer_wake);
+    }
+  }
+};
+
+struct ConsumerOptions {
+  // How long a claim may stay uncommitted while its producer still looks alive
+  // before it is skipped. These VMs stall live processes for tens of ms.
+  std::chrono::milliseconds dead_claim_timeout{2000};
+};
+
+// The single consumer of a ring. Reading and releasing are separate: poll()
+// hands out records and advances a private read position; release() gives the
+// space back to producers (zeroing it) once the caller is done with it. A
+// consumer that restarts resumes at the released position.
+//
+// Thread-safety: one thread at a time (one consumer per ring is enforced
+// across processes with a lock on the segment). Allocation: none after
+// construction. Failure: the constructor throws RingError(busy) when another
+// process consumes the ring; nothing else throws.
+class Consumer {
+ public:
+  explicit Consumer(Segment segment, ConsumerOptions options = {});
+  ~Consumer();
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+
+  // Calls on_record(std::span<const std::byte> payload, std::uint64_t end)
+  // for up to `max_records` committed records, in ring order; `end` is the
+  // position just past the record (what to release once it is done). Skips
+  // padding, and claims whose producer died or outlived the timeout. Returns
+  // the number of records delivered; never blocks.
+  template <class OnRecord>
+  std::size_t poll(OnRecord&& on_record, std::size_t max_records) {
+    std::size_t delivered = 0;
+    std::uint64_t bytes = 0;
+    const std::uint64_t capacity = mask_ + 1;
+    while (delivered < max_records) {
+      // Producers never claim past released + capacity: what lies there is
+      // our own unreleased lap, not new records.
+      if (read_position_ - released_ >= capacity) break;
+      const std::uint64_t index = read_position_ & mask_;
+      // Acquire pairs with the producer's release store in commit().
+      const std::uint64_t word = detail::header_word(data_ + index).load(std::memory_order_acquire);
+      const std::int32_t length = header_length(word);
+      if (length > 0) {
+        const std::uint64_t advance = align_record(static_cast<std::uint64_t>(length));
+        if (static_cast<std::uint64_t>(length) < kRecordHeaderBytes || advance > capacity - index)
+            [[unlikely]] {
+          framing_broken(index);
+          break;
+        }
+        read_position_ += advance;
+        if ((header_info(word) & kPaddingFlag) == 0) {
+          ++delivered;
+          bytes += advance;
+          on_record(std::span<const std::byte>(data_ + index + kRecordHeaderBytes,
+                                               static_cast<std::size_t>(length) - kRecordHeaderBytes),
+                    read_position_);
+        }
+        continue;
+      }
+      if (!skip_if_stalled(index, word)) break;
+    }
+    if (delivered != 0) {
+      header_->read.add_single_writer(delivered);
+      header_->read_bytes.add_single_writer(bytes);
+    }
+    return delivered;
+  }
+
+  // Gives [released, position) back to producers. `position` must be one
+  // poll() returned as `end` (or read_position()); earlier positions are ignored.
+  void release(std::uint64_t position) noexcept;
+
+  // Sleeps until a producer commits or `timeout` passes. Call after poll()
+  // returned 0 a few times (IdleStrategy does the spin and yield before it).
+  void sleep(std::chrono::nanoseconds timeout) noexcept;
+
+  // Records the router could not decode; the ring counts them for `stat`.
+  void count_corrupt(std::uint64_t n = 1) noexcept { header_->corrupt.add_single_writer(n); }
+
+  [[nodiscard]] std::uint64_t read_position() const noexcept { return read_position_; }
+  [[nodiscard]] std::uint64_t released_position() const noexcept { return released_; }
+  // True when a claim is stalled at the read position (so sleeps stay short).
+  [[nodiscard]] bool stalled() const noexcept { return stall_position_ == read_position_; }
+  [[nodiscard]] const Segment& segment() const noexcept { return segment_; }
+
+ private:
+  Segment segment_;
+  SegmentHeader* header_;
+  std::byte* data_;
+  std::uint64_t mask_;
+  std::int64_t dead_claim_timeout_ns_;
+  std::uint64_t read_position_ = 0;
+  std::uint64_t released_ = 0;
+  std::uint64_t stall_position_ = ~std::uint64_t{0};
+  std::int64_t stall_since_ns_ = 0;
+  std::uint32_t stall_checks_ = 0;
+  static constexpr std::uint32_t kStallChecksPerClockRead = 64;
+  std::int64_t last_liveness_check_ns_ = 0;
+
+  // The header at `index` is not committed. Returns true when it was skipped
+  // (dead or timed-out claim), false to stop and try again later.
+  bool skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept;
+  void framing_broken(std::uint64_t index) noexcept;
+};
+
+// Spin, then yield, then sleep: the consumer's idle loop. On 2 cores two
+// spinning producers and a spinning consumer fall from 137M to 4M events/s,
+// so nobody spins for long.
+class IdleStrategy {
+ public:
+  void reset() noexcept { idle_rounds_ = 0; }
+  void idle(Consumer& consumer) noexcept {
+    ++idle_rounds_;
+    if (idle_rounds_ <= kSpinRounds) {
+      detail::cpu_relax();
+    } else if (idle_rounds_ <= kSpinRounds + kYieldRounds) {
+      ::sched_yield();
+    } else {
+      // A stalled claim is re-checked every millisecond for a dead producer;
+      // otherwise a commit wakes us and the timeout only bounds shutdown.
+      consumer.sleep(consumer.stalled() ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100));
+    }
+  }
+
+ private:
+  static constexpr unsigned kSpinRounds = 64;
+  static constexpr unsigned kYieldRounds = 16;
+  unsigned idle_rounds_ = 0;
+};
+
+}  // namespace ringroute::ring

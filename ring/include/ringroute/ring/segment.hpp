@@ -1,0 +1,84 @@
+// A named shared-memory segment under /dev/shm holding one ring.
+//
+// The router creates segments; producers only attach (a missing segment is
+// Status::not_ready, never created by a producer, so a producer started before
+// the router cannot make a ring of the wrong size).
+//
+// Thread-safety: a Segment is an immutable view once constructed; share it
+// freely between threads. Allocation: construction only. Failure: see each call.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ringroute/ring/layout.hpp"
+#include "ringroute/ring/status.hpp"
+
+namespace ringroute::ring {
+
+struct SegmentOptions {
+  std::uint64_t capacity_bytes = 64ull << 20;  // data area; a power of two
+  mode_t mode = 0660;                          // applied with fchmod, so umask does not narrow it
+  std::int64_t dead_claim_timeout_ms = 2000;
+};
+
+// Start time of a process in clock ticks since boot (field 22 of
+// /proc/PID/stat), or 0 when the process does not exist. Together with the pid
+// it names a process uniquely across pid reuse.
+[[nodiscard]] std::uint64_t process_start_ticks(pid_t pid) noexcept;
+
+// True when `pid` still runs and, if start_ticks != 0, is the same process.
+[[nodiscard]] bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept;
+
+class Segment {
+ public:
+  struct Attached;  // the mapping, kept alive by shared_ptr so views can share it
+
+  // Router side. Creates the segment with `options`, or attaches to an existing
+  // one as it is (an existing segment of another capacity is kept, and
+  // `*warning` says so). A half-created segment (creator died before writing
+  // the layout version) is re-initialised. Throws RingError on failure.
+  static Segment create_or_attach(const std::string& name, const SegmentOptions& options,
+                                  std::string* warning = nullptr);
+
+  // Producer side: attach to an existing, initialised segment. Never throws.
+  // Returns not_ready (missing, or still being created), version_mismatch,
+  // corrupt (not a ring), io_error; `*error` gets a sentence naming the segment.
+  [[nodiscard]] static Status attach(const std::string& name, Segment& out, std::string* error) noexcept;
+
+  // Removes the name; mappings stay valid until closed. Returns false if absent.
+  static bool remove(const std::string& name) noexcept;
+
+  Segment() = default;
+
+  [[nodiscard]] bool valid() const noexcept { return header_ != nullptr; }
+  [[nodiscard]] SegmentHeader& header() const noexcept { return *header_; }
+  [[nodiscard]] std::byte* data() const noexcept { return data_; }
+  [[nodiscard]] std::uint64_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] std::uint64_t max_record_bytes() const noexcept { return max_record_bytes_; }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  // The shared-memory file descriptor (for the consumer's flock).
+  [[nodiscard]] int fd() const noexcept;
+
+ private:
+  std::shared_ptr<Attached> attached_;
+  SegmentHeader* header_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t max_record_bytes_ = 0;
+  std::string name_;
+
+  void bind(std::shared_ptr<Attached> attached, std::string name) noexcept;
+};
+
+// Sum of the counters of every producer slot.
+struct ProducerTotals {
+  std::uint64_t written = 0, bytes = 0, full = 0, too_big = 0, producers = 0;
+};
+[[nodiscard]] ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept;
+
+}  // namespace ringroute::ring

@@ -1,0 +1,271 @@
+#include "ringroute/ring/ring.hpp"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace ringroute::ring {
+
+namespace detail {
+std::atomic<void (*)()> after_claim_hook{nullptr};
+}  // namespace detail
+
+namespace {
+
+// A slot being taken: the owner's start ticks are not written yet, so a
+// consumer that sees this must treat the slot's claims as alive.
+constexpr std::int32_t kSlotBeingTaken = -1;
+
+bool take_slot(ProducerSlot& slot, bool only_free, pid_t self, std::uint64_t self_ticks) {
+  std::int32_t owner = slot.owner_pid.load(std::memory_order_acquire);
+  if (owner == kSlotBeingTaken) return false;
+  if (owner != 0) {
+    if (only_free) return false;
+    if (process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed))) return false;
+  }
+  // acq_rel: exclusive ownership against other producers taking slots.
+  if (!slot.owner_pid.compare_exchange_strong(owner, kSlotBeingTaken, std::memory_order_acq_rel)) {
+    return false;
+  }
+  slot.owner_start_ticks.store(self_ticks, std::memory_order_relaxed);
+  // Release: pairs with the consumer's acquire load of owner_pid in
+  // skip_if_stalled(), so it reads our start ticks with our pid.
+  slot.owner_pid.store(static_cast<std::int32_t>(self), std::memory_order_release);
+  return true;
+}
+
+}  // namespace
+
+Producer::Producer(Segment segment)
+    : segment_(std::move(segment)),
+      header_(&segment_.header()),
+      data_(segment_.data()),
+      mask_(segment_.capacity() - 1),
+      slot_(&header_->overflow_slot),
+      slot_index_(kNoSlot) {
+  const pid_t self = ::getpid();
+  const std::uint64_t ticks = process_start_ticks(self);
+  for (bool only_free : {true, false}) {
+    for (std::uint32_t i = 0; i < kMaxProducerSlots; ++i) {
+      if (take_slot(header_->slots[i], only_free, self, ticks)) {
+        slot_ = &header_->slots[i];
+        slot_index_ = i;
+        return;
+      }
+    }
+  }
+}
+
+Producer::~Producer() {
+  if (slot_index_ != kNoSlot) {
+    // Release: our commits happen-before the slot reads as free.
+    slot_->owner_pid.store(0, std::memory_order_release);
+  }
+}
+
+Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout) noexcept {
+  Status s = claim_once(bytes, out);
+  if (s != Status::full) return s;
+  slot_->full.fetch_add(1, std::memory_order_relaxed);
+  if (timeout.count() <= 0) return s;
+  const std::int64_t deadline = detail::monotonic_ns() + timeout.count();
+  for (int i = 0; i < 128; ++i) {
+    detail::cpu_relax();
+    if ((s = claim_once(bytes, out)) != Status::full) return s;
+  }
+  for (int i = 0; i < 8; ++i) {
+    ::sched_yield();
+    if ((s = claim_once(bytes, out)) != Status::full) return s;
+  }
+  for (;;) {
+    const std::int64_t now = detail::monotonic_ns();
+    if (now >= deadline) return Status::full;
+    const std::uint32_t seen = header_->space_wake.load(std::memory_order_acquire);
+    // Dekker with Consumer::release: announce, fence, re-check; the consumer
+    // stores head, fences, then reads producers_waiting.
+    header_->producers_waiting.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    s = claim_once(bytes, out);
+    if (s != Status::full) {
+      header_->producers_waiting.fetch_sub(1, std::memory_order_relaxed);
+      return s;
+    }
+    // Bounded sleeps: a consumer that died can't wake us.
+    detail::futex_wait(header_->space_wake, seen,
+                       std::chrono::nanoseconds(std::min<std::int64_t>(deadline - now, 10'000'000)));
+    header_->producers_waiting.fetch_sub(1, std::memory_order_relaxed);
+    if ((s = claim_once(bytes, out)) != Status::full) return s;
+  }
+}
+
+Consumer::Consumer(Segment segment, ConsumerOptions options)
+    : segment_(std::move(segment)),
+      header_(&segment_.header()),
+      data_(segment_.data()),
+      mask_(segment_.capacity() - 1),
+      dead_claim_timeout_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.dead_claim_timeout).count()) {
+  const pid_t self = ::getpid();
+  const std::uint64_t ticks = process_start_ticks(self);
+  // Ownership is the pid and start time in the header rather than a file
+  // lock: forked children inherit open file descriptions (and with them a
+  // flock), so a lock could outlive the consumer that took it.
+  for (;;) {
+    std::int32_t owner = header_->consumer_pid.load(std::memory_order_acquire);
+    if (owner != 0 && owner != self &&
+        process_alive(owner, header_->consumer_start_ticks.load(std::memory_order_relaxed))) {
+      throw RingError(Status::busy, "ring " + segment_.name() + ": already consumed by pid " +
+                                        std::to_string(owner) + " (one router or bench per ring)");
+    }
+    if (owner == self) {
+      throw RingError(Status::busy, "ring " + segment_.name() + ": this process already consumes it");
+    }
+    // acq_rel: exclusive ownership against another consumer starting now.
+    if (header_->consumer_pid.compare_exchange_strong(owner, self, std::memory_order_acq_rel)) break;
+  }
+  header_->consumer_start_ticks.store(ticks, std::memory_order_relaxed);
+  header_->dead_claim_timeout_ns = dead_claim_timeout_ns_;
+  header_->consumer_sleeping.store(0, std::memory_order_relaxed);
+
+  // A consumer that died while zeroing released space left releasing_to set:
+  // everything below it was consumed, so finish the job before reading.
+  std::uint64_t head = header_->head.load(std::memory_order_acquire);
+  const std::uint64_t releasing_to = header_->releasing_to.load(std::memory_order_acquire);
+  released_ = head;
+  read_position_ = head;
+  if (releasing_to > head && releasing_to - head <= segment_.capacity()) {
+    read_position_ = releasing_to;
+    release(releasing_to);
+  }
+  header_->releasing_to.store(0, std::memory_order_relaxed);
+}
+
+Consumer::~Consumer() {
+  std::int32_t self = static_cast<std::int32_t>(::getpid());
+  // Release: our releases happen-before the next consumer's acquire in its constructor.
+  header_->consumer_pid.compare_exchange_strong(self, 0, std::memory_order_release,
+                                                std::memory_order_relaxed);
+}
+
+void Consumer::release(std::uint64_t position) noexcept {
+  if (position <= released_ || position > read_position_) return;
+  const std::uint64_t capacity = mask_ + 1;
+  // Crash marker for the zeroing below; see the constructor.
+  header_->releasing_to.store(position, std::memory_order_release);
+  const std::uint64_t from = released_ & mask_;
+  const std::uint64_t length = position - released_;
+  const std::uint64_t first_part = std::min(length, capacity - from);
+  std::memset(data_ + from, 0, first_part);
+  if (length > first_part) std::memset(data_, 0, length - first_part);
+  // Release: pairs with the producers' acquire loads of head in claim_once(),
+  // so a producer that reuses this space sees the zeroes first.
+  header_->head.store(position, std::memory_order_release);
+  header_->releasing_to.store(0, std::memory_order_relaxed);
+  released_ = position;
+  // Dekker with Producer::claim's wait: store head, fence, read the waiters.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (header_->producers_waiting.load(std::memory_order_relaxed) != 0) {
+    header_->space_wake.fetch_add(1, std::memory_order_release);
+    detail::futex_wake_all(header_->space_wake);
+  }
+}
+
+void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
+  const std::uint32_t seen = header_->consumer_wake.load(std::memory_order_acquire);
+  header_->consumer_sleeping.store(1, std::memory_order_relaxed);
+  // Dekker with Producer::wake_consumer_if_sleeping: flag, fence, re-check.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const std::uint64_t word =
+      detail::header_word(data_ + (read_position_ & mask_)).load(std::memory_order_acquire);
+  if (header_length(word) <= 0) {
+    header_->consumer_sleeps.add_single_writer(1);
+    detail::futex_wait(header_->consumer_wake, seen, timeout);
+  }
+  header_->consumer_sleeping.store(0, std::memory_order_relaxed);
+}
+
+bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept {
+  const std::int32_t length = header_length(word);
+  if (length == 0) {
+    // Acquire pairs with the producers' CAS on tail.
+    const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
+    if (tail == read_position_) return false;  // simply empty
+  }
+  // The consumer often reaches a claim a producer is still writing; reading
+  // the clock each time cost more than the records. Look at the clock only
+  // every kStallChecksPerClockRead polls of the same stalled position.
+  if (stall_position_ != read_position_) {
+    stall_position_ = read_position_;
+    stall_checks_ = 0;
+    stall_since_ns_ = 0;
+    return false;
+  }
+  if (++stall_checks_ % kStallChecksPerClockRead != 0) return false;
+  const std::int64_t now = detail::monotonic_ns();
+  if (stall_since_ns_ == 0) {
+    stall_since_ns_ = now;
+    last_liveness_check_ns_ = 0;
+  }
+  const bool timed_out = now - stall_since_ns_ >= dead_claim_timeout_ns_;
+  const std::uint64_t capacity = mask_ + 1;
+  std::uint64_t skip = 0;
+  if (length < 0) {
+    bool dead = timed_out;
+    const std::uint32_t slot_index = header_info(word) & 0xffffu;
+    if (!dead && slot_index < kMaxProducerSlots && now - last_liveness_check_ns_ >= 1'000'000) {
+      last_liveness_check_ns_ = now;
+      const ProducerSlot& slot = header_->slots[slot_index];
+      // Acquire pairs with the release store in take_slot(): pid, then ticks.
+      const std::int32_t pid = slot.owner_pid.load(std::memory_order_acquire);
+      if (pid == 0) {
+        dead = true;  // the slot was given back: its owner closed or was reaped
+      } else if (pid > 0) {
+        dead = !process_alive(pid, slot.owner_start_ticks.load(std::memory_order_relaxed));
+      }
+    }
+    if (!dead) return false;
+    skip = static_cast<std::uint64_t>(-static_cast<std::int64_t>(length));
+    if (skip % kRecordAlignment != 0 || skip > capacity - index) {
+      framing_broken(index);
+      return false;
+    }
+  } else {
+    // A claim whose header never came (its producer died between the CAS and
+    // the header store): its bytes are still the zeroes we left. Skip to the
+    // next non-zero header word, or to the lap's end if the claim padded.
+    if (!timed_out) return false;
+    const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
+    const std::uint64_t limit = std::min(capacity - index, tail - read_position_);
+    skip = kRecordAlignment;
+    while (skip < limit &&
+           detail::header_word(data_ + index + skip).load(std::memory_order_acquire) == 0) {
+      skip += kRecordAlignment;
+    }
+  }
+  read_position_ += skip;
+  header_->skipped.add_single_writer(1);
+  header_->skipped_bytes.add_single_writer(skip);
+  stall_position_ = ~std::uint64_t{0};
+  std::fprintf(stderr, "ringroute: ring %s: skipped a claim of %llu bytes at position %llu (%s)\n",
+               segment_.name().c_str(), static_cast<unsigned long long>(skip),
+               static_cast<unsigned long long>(read_position_ - skip),
+               timed_out ? "not committed within dead_claim_timeout_ms" : "its producer died");
+  return true;
+}
+
+void Consumer::framing_broken(std::uint64_t index) noexcept {
+  // A header that can't be a record's: something other than the producer
+  // library wrote into the ring. Nothing after it can be framed, so give up
+  // on what is there now and resume at the producers' tail.
+  const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
+  header_->corrupt.add_single_writer(1);
+  std::fprintf(stderr,
+               "ringroute: ring %s: corrupt record header at offset %llu; skipping %llu bytes to the tail\n",
+               segment_.name().c_str(), static_cast<unsigned long long>(index),
+               static_cast<unsigned long long>(tail - read_position_));
+  header_->skipped_bytes.add_single_writer(tail - read_position_);
+  read_position_ = tail;
+}
+
+}  // namespace ringroute::ring

@@ -1,0 +1,254 @@
+#include "ringroute/ring/segment.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+namespace bip = boost::interprocess;
+
+namespace ringroute::ring {
+
+struct Segment::Attached {
+  bip::shared_memory_object shm;
+  bip::mapped_region region;
+};
+
+namespace {
+
+bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+std::string describe_errno(const std::string& what, int err) {
+  return what + ": " + std::strerror(err);
+}
+
+std::int64_t realtime_ns() {
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Lays out a fresh header in zeroed memory; the version is stored last.
+void initialise(SegmentHeader& h, std::uint64_t capacity, std::int64_t dead_claim_timeout_ms) {
+  h.magic = kSegmentMagic;
+  h.header_bytes = static_cast<std::uint32_t>(kHeaderBytes);
+  h.capacity = capacity;
+  // Aeron's limit: a single claim may take at most an eighth of the ring, so
+  // one large batch can't starve every other producer.
+  h.max_record_bytes = capacity / 8;
+  h.created_unix_ns = realtime_ns();
+  h.dead_claim_timeout_ns = dead_claim_timeout_ms * 1'000'000;
+  // Release: pairs with Segment::attach's acquire load; once a producer sees
+  // the version it sees every field above.
+  h.layout_version.store(kLayoutVersion, std::memory_order_release);
+}
+
+}  // namespace
+
+std::uint64_t process_start_ticks(pid_t pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // The command name (field 2) may hold spaces and parentheses: count fields
+  // from the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  ++p;
+  for (int field = 2; field < 22 && *p != '\0'; ++p) {
+    if (*p == ' ') ++field;
+  }
+  return std::strtoull(p, nullptr, 10);
+}
+
+bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  if (start_ticks == 0) return true;
+  const std::uint64_t now_ticks = process_start_ticks(pid);
+  // 0: gone between the two checks, or a zombie without /proc access.
+  return now_ticks == start_ticks;
+}
+
+void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcept {
+  auto* base = static_cast<std::byte*>(attached->region.get_address());
+  header_ = reinterpret_cast<SegmentHeader*>(base);
+  data_ = base + header_->header_bytes;
+  capacity_ = header_->capacity;
+  max_record_bytes_ = header_->max_record_bytes;
+  attached_ = std::move(attached);
+  name_ = std::move(name);
+}
+
+int Segment::fd() const noexcept {
+  return attached_ ? static_cast<int>(attached_->shm.get_mapping_handle().handle) : -1;
+}
+
+Segment Segment::create_or_attach(const std::string& name, const SegmentOptions& options,
+                                  std::string* warning) {
+  if (!is_power_of_two(options.capacity_bytes) || options.capacity_bytes < kMinCapacity ||
+      options.capacity_bytes > kMaxCapacity) {
+    throw RingError(Status::bad_argument,
+                    "ring " + name + ": size_bytes " + std::to_string(options.capacity_bytes) +
+                        " must be a power of two between " + std::to_string(kMinCapacity) +
+                        " and " + std::to_string(kMaxCapacity));
+  }
+  auto attached = std::make_shared<Attached>();
+  bool created = false;
+  try {
+    attached->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
+                                              bip::permissions(options.mode));
+    created = true;
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() != bip::already_exists_error) {
+      throw RingError(Status::io_error, "ring " + name + ": cannot create /dev/shm/" + name + ": " + e.what());
+    }
+  }
+  if (!created) {
+    try {
+      attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    } catch (const bip::interprocess_exception& e) {
+      throw RingError(Status::io_error, "ring " + name + ": cannot open /dev/shm/" + name + ": " + e.what());
+    }
+  }
+  const int fd = static_cast<int>(attached->shm.get_mapping_handle().handle);
+  if (created) {
+    // shm_open applies the umask; the configured mode is what we promise.
+    if (::fchmod(fd, options.mode) != 0) {
+      throw RingError(Status::io_error, describe_errno("ring " + name + ": fchmod", errno));
+    }
+  }
+  // Initialising (or re-initialising a half-made segment) holds the consumer
+  // lock, so two routers starting at once can't both lay out the header.
+  const bool locked = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  struct Unlock {
+    int fd;
+    bool locked;
+    ~Unlock() {
+      if (locked) ::flock(fd, LOCK_UN);
+    }
+  } unlock{fd, locked};
+
+  bip::offset_t size = 0;
+  attached->shm.get_size(size);
+  bool needs_init = created || static_cast<std::uint64_t>(size) < kHeaderBytes;
+  if (!needs_init) {
+    attached->region = bip::mapped_region(attached->shm, bip::read_write);
+    auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
+    const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
+    if (version == 0) {
+      needs_init = true;  // its creator died before finishing
+    } else if (version != kLayoutVersion) {
+      throw RingError(Status::version_mismatch,
+                      "ring " + name + ": /dev/shm/" + name + " has layout version " +
+                          std::to_string(version) + ", this build reads version " +
+                          std::to_string(kLayoutVersion) +
+                          "; drain it with the build that made it, or remove it");
+    } else if (h->magic != kSegmentMagic || !is_power_of_two(h->capacity) ||
+               h->header_bytes != kHeaderBytes ||
+               static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity) {
+      throw RingError(Status::corrupt, "ring " + name + ": /dev/shm/" + name +
+                                           " is not a ringroute ring (bad magic, capacity or size)");
+    } else if (h->capacity != options.capacity_bytes && warning != nullptr) {
+      *warning = "ring " + name + ": existing segment has size_bytes " + std::to_string(h->capacity) +
+                 ", not the configured " + std::to_string(options.capacity_bytes) +
+                 "; attached as it is (remove /dev/shm/" + name + " while stopped to resize)";
+    }
+  }
+  if (needs_init) {
+    if (!locked) {
+      throw RingError(Status::busy, "ring " + name + ": another process is creating or consuming it");
+    }
+    // Drop any old mapping, then size: ftruncate to 0 first so the data area
+    // comes back zeroed, which the record protocol requires.
+    attached->region = bip::mapped_region();
+    attached->shm.truncate(0);
+    attached->shm.truncate(static_cast<bip::offset_t>(kHeaderBytes + options.capacity_bytes));
+    attached->region = bip::mapped_region(attached->shm, bip::read_write);
+    auto* h = new (attached->region.get_address()) SegmentHeader{};
+    initialise(*h, options.capacity_bytes, options.dead_claim_timeout_ms);
+  }
+  Segment segment;
+  segment.bind(std::move(attached), name);
+  return segment;
+}
+
+Status Segment::attach(const std::string& name, Segment& out, std::string* error) noexcept {
+  auto fail = [&](Status s, const std::string& why) {
+    if (error != nullptr) *error = "ring " + name + ": " + why;
+    return s;
+  };
+  try {
+    auto attached = std::make_shared<Attached>();
+    try {
+      attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    } catch (const bip::interprocess_exception& e) {
+      if (e.get_error_code() == bip::not_found_error) {
+        return fail(Status::not_ready, "/dev/shm/" + name + " does not exist (is the router running?)");
+      }
+      return fail(Status::io_error, std::string("cannot open /dev/shm/") + name + ": " + e.what());
+    }
+    bip::offset_t size = 0;
+    attached->shm.get_size(size);
+    if (static_cast<std::uint64_t>(size) < kHeaderBytes) {
+      return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
+    }
+    attached->region = bip::mapped_region(attached->shm, bip::read_write);
+    auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
+    // Acquire pairs with the creator's release store in initialise().
+    const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
+    if (version == 0) return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
+    if (version != kLayoutVersion) {
+      return fail(Status::version_mismatch, "layout version " + std::to_string(version) +
+                                                 ", this library reads version " +
+                                                 std::to_string(kLayoutVersion));
+    }
+    if (h->magic != kSegmentMagic || h->header_bytes != kHeaderBytes || !is_power_of_two(h->capacity) ||
+        static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity ||
+        h->max_record_bytes != h->capacity / 8) {
+      return fail(Status::corrupt, "/dev/shm/" + name + " is not a ringroute ring (bad magic, capacity or size)");
+    }
+    out.bind(std::move(attached), name);
+    return Status::ok;
+  } catch (const std::bad_alloc&) {
+    return fail(Status::io_error, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(Status::io_error, e.what());
+  }
+}
+
+bool Segment::remove(const std::string& name) noexcept {
+  return bip::shared_memory_object::remove(name.c_str());
+}
+
+ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept {
+  ProducerTotals totals;
+  auto add = [&](const ProducerSlot& s) {
+    totals.written += s.written.load(std::memory_order_relaxed);
+    totals.bytes += s.bytes.load(std::memory_order_relaxed);
+    totals.full += s.full.load(std::memory_order_relaxed);
+    totals.too_big += s.too_big.load(std::memory_order_relaxed);
+  };
+  add(header.overflow_slot);
+  for (const auto& s : header.slots) {
+    add(s);
+    if (s.owner_pid.load(std::memory_order_relaxed) != 0) ++totals.producers;
+  }
+  return totals;
+}
+
+}  // namespace ringroute::ring

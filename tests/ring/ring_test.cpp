@@ -1,0 +1,268 @@
+// The ring's record protocol in one process: tiny capacities force
+// wrap-around and padding; stalled claims are made by hand.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ringroute/ring/ring.hpp"
+#include "test_ring.hpp"
+
+using namespace ringroute;
+using ringroute::testing::TestRing;
+
+namespace {
+
+// Claims and commits one record whose payload is `text`.
+ring::Status put(ring::Producer& p, std::string_view text) {
+  ring::Claim c;
+  const auto length = static_cast<std::uint32_t>(ring::kRecordHeaderBytes + text.size());
+  const ring::Status s = p.try_claim(static_cast<std::uint32_t>(ring::align_record(length)), c);
+  if (s != ring::Status::ok) return s;
+  std::memcpy(c.first + ring::kRecordHeaderBytes, text.data(), text.size());
+  p.commit_one(c, length);
+  return s;
+}
+
+std::vector<std::string> take(ring::Consumer& c, std::size_t max = 1000, bool release = true) {
+  std::vector<std::string> out;
+  c.poll([&](std::span<const std::byte> payload,
+             std::uint64_t) { out.emplace_back(reinterpret_cast<const char*>(payload.data()), payload.size()); },
+         max);
+  if (release) c.release(c.read_position());
+  return out;
+}
+
+ring::ConsumerOptions fast_timeout() {
+  ring::ConsumerOptions o;
+  o.dead_claim_timeout = std::chrono::milliseconds(50);
+  return o;
+}
+
+// Polls until something arrives or `deadline_ms` passes (a stalled claim is
+// skipped only after enough polls and time).
+std::vector<std::string> take_within(ring::Consumer& c, int deadline_ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
+  std::vector<std::string> out;
+  while (out.empty() && std::chrono::steady_clock::now() < until) {
+    out = take(c);
+    if (out.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Ring, RecordsComeOutInOrderWithExactLengths) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  ASSERT_EQ(put(p, "a"), ring::Status::ok);
+  ASSERT_EQ(put(p, "bcdefghij"), ring::Status::ok);
+  ASSERT_EQ(put(p, ""), ring::Status::ok);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"a", "bcdefghij", ""}));
+  EXPECT_EQ(r.segment.header().read.read(), 3u);
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).written, 3u);
+}
+
+TEST(Ring, WrapsAroundWithPaddingManyLaps) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  std::uint64_t next = 0;
+  std::uint64_t expected = 0;
+  // Record sizes that don't divide the capacity, so laps end in padding.
+  for (int round = 0; round < 2000; ++round) {
+    for (int k = 0; k < 3; ++k) {
+      const std::string text = std::to_string(next) + std::string(next % 37, '.');
+      if (put(p, text) == ring::Status::ok) ++next;
+    }
+    for (const auto& got : take(c)) {
+      ASSERT_EQ(got, std::to_string(expected) + std::string(expected % 37, '.'));
+      ++expected;
+    }
+  }
+  EXPECT_EQ(expected, next);
+  EXPECT_GT(r.segment.header().tail.load(), 100u * 1024u) << "should have wrapped many times";
+}
+
+TEST(Ring, FullIsReturnedAndCountedAndNothingIsOverwritten) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  int accepted = 0;
+  while (put(p, "record-" + std::to_string(accepted) + "-xxxxxxxxxxxxxxxx") == ring::Status::ok) ++accepted;
+  EXPECT_EQ(accepted, 1024 / 40);
+  EXPECT_EQ(put(p, "one more, longer than the gap"), ring::Status::full);
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).full, 2u);
+  const auto got = take(c, 1000, /*release=*/false);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(accepted));
+  for (int i = 0; i < accepted; ++i) EXPECT_EQ(got[i], "record-" + std::to_string(i) + "-xxxxxxxxxxxxxxxx");
+  // Read but not released: still full.
+  EXPECT_EQ(put(p, "still full, longer than the gap"), ring::Status::full);
+  c.release(c.read_position());
+  EXPECT_EQ(put(p, "room again"), ring::Status::ok);
+}
+
+TEST(Ring, TooBigAndBadSizesAreRefused) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Claim claim;
+  EXPECT_EQ(p.try_claim(136, claim), ring::Status::too_big);  // max is 1024 / 8
+  EXPECT_EQ(p.try_claim(12, claim), ring::Status::bad_argument);
+  EXPECT_EQ(p.try_claim(0, claim), ring::Status::bad_argument);
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).too_big, 1u);
+}
+
+TEST(Ring, BatchClaimPublishesAllRecordsAtOnce) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  const std::vector<std::uint32_t> lengths{9, 16, 23};
+  ring::Claim claim;
+  ASSERT_EQ(p.try_claim(16 + 16 + 24, claim), ring::Status::ok);
+  std::memcpy(claim.first + 8, "A", 1);
+  std::memcpy(claim.first + 16 + 8, "BBBBBBBB", 8);
+  std::memcpy(claim.first + 32 + 8, "CCCCCCCCCCCCCCC", 15);
+  EXPECT_TRUE(take(c).empty()) << "nothing visible before commit";
+  p.commit(claim, lengths.data(), lengths.size());
+  EXPECT_EQ(take(c), (std::vector<std::string>{"A", "BBBBBBBB", "CCCCCCCCCCCCCCC"}));
+}
+
+TEST(Ring, RestartedConsumerResumesAtTheReleasedPosition) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  for (int i = 0; i < 6; ++i) ASSERT_EQ(put(p, "e" + std::to_string(i)), ring::Status::ok);
+  {
+    ring::Consumer c(r.segment);
+    std::uint64_t after_second = 0;
+    int n = 0;
+    c.poll([&](std::span<const std::byte>, std::uint64_t end) { if (++n == 2) after_second = end; }, 4);
+    c.release(after_second);  // four read, two released: the crash loses no event
+  }
+  ring::Consumer again(r.segment);
+  EXPECT_EQ(take(again), (std::vector<std::string>{"e2", "e3", "e4", "e5"}));
+}
+
+TEST(Ring, InterruptedReleaseIsFinishedByTheNextConsumer) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ASSERT_EQ(put(p, "first"), ring::Status::ok);
+  ASSERT_EQ(put(p, "second"), ring::Status::ok);
+  std::uint64_t end_of_first = 0;
+  {
+    ring::Consumer c(r.segment);
+    int n = 0;
+    c.poll([&](std::span<const std::byte>, std::uint64_t end) { if (++n == 1) end_of_first = end; }, 1);
+  }
+  // As if a consumer died after marking the release but before moving head.
+  r.segment.header().releasing_to.store(end_of_first);
+  ring::Consumer again(r.segment);
+  EXPECT_EQ(r.segment.header().head.load(), end_of_first);
+  EXPECT_EQ(take(again), (std::vector<std::string>{"second"}));
+}
+
+TEST(Ring, ClaimOfADeadProducerIsSkippedAndCounted) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment, fast_timeout());
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ring::Producer p(r.segment);
+    ring::Claim claim;
+    if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
+    ::_exit(0);  // dies holding the claim; its slot still names it
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ring::Producer p(r.segment);
+  ASSERT_EQ(put(p, "after"), ring::Status::ok);
+  EXPECT_EQ(take_within(c, 2000), (std::vector<std::string>{"after"}));
+  EXPECT_EQ(r.segment.header().skipped.read(), 1u);
+  EXPECT_EQ(r.segment.header().skipped_bytes.read(), 64u);
+}
+
+TEST(Ring, StalledClaimOfALiveProducerIsSkippedAfterTheTimeout) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment, fast_timeout());
+  ring::Claim stalled;
+  ASSERT_EQ(p.try_claim(32, stalled), ring::Status::ok);
+  ASSERT_EQ(put(p, "behind it"), ring::Status::ok);
+  EXPECT_TRUE(take(c).empty());
+  EXPECT_EQ(take_within(c, 2000), (std::vector<std::string>{"behind it"}));
+  EXPECT_EQ(r.segment.header().skipped.read(), 1u);
+}
+
+TEST(Ring, ClaimWhoseHeaderNeverCameIsSkippedToTheNextRecord) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment, fast_timeout());
+  // A producer that died between its CAS on tail and its header store.
+  r.segment.header().tail.fetch_add(48);
+  ASSERT_EQ(put(p, "next"), ring::Status::ok);
+  EXPECT_EQ(take_within(c, 2000), (std::vector<std::string>{"next"}));
+  EXPECT_EQ(r.segment.header().skipped_bytes.read(), 48u);
+}
+
+TEST(Ring, BrokenFramingIsCountedAsCorruptAndReadingGoesOn) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  ASSERT_EQ(put(p, "good"), ring::Status::ok);
+  ASSERT_EQ(put(p, "doomed"), ring::Status::ok);
+  // Overwrite the second header with a length running past the ring's end.
+  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(1 << 20, 0));
+  EXPECT_EQ(take(c), (std::vector<std::string>{"good"}));
+  EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
+  ASSERT_EQ(put(p, "later"), ring::Status::ok);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"later"}));
+}
+
+TEST(Ring, ProducerWaitsForRoomWithinItsTimeout) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  while (put(p, "filler-filler-filler") == ring::Status::ok) {
+  }
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    take(c);
+  });
+  ring::Claim claim;
+  EXPECT_EQ(p.claim(32, claim, std::chrono::seconds(2)), ring::Status::ok);
+  p.commit_one(claim, 32);
+  releaser.join();
+  EXPECT_EQ(p.claim(1024 / 8, claim, std::chrono::milliseconds(0)), ring::Status::ok);
+}
+
+TEST(Ring, ProducerWaitGivesUpAfterItsTimeout) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  while (put(p, "filler-filler-filler") == ring::Status::ok) {
+  }
+  ring::Claim claim;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(p.claim(32, claim, std::chrono::milliseconds(30)), ring::Status::full);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(30));
+}
+
+TEST(Ring, SleepingConsumerIsWokenByACommit) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  std::thread producer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    (void)put(p, "wake");
+  });
+  const auto start = std::chrono::steady_clock::now();
+  c.sleep(std::chrono::seconds(2));
+  // Woken well before the 2 s timeout (generous bound for a loaded VM).
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
+  producer.join();
+  EXPECT_EQ(take(c), (std::vector<std::string>{"wake"}));
+}

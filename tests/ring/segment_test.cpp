@@ -1,0 +1,174 @@
+// Creating, attaching and refusing segments: the cases a producer or router
+// meets before the first record.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "ringroute/ring/ring.hpp"
+#include "test_ring.hpp"
+
+using namespace ringroute;
+using ringroute::testing::TestRing;
+using ringroute::testing::unique_ring_name;
+
+namespace {
+
+// Writes `bytes` into a fresh /dev/shm object, bypassing the ring code.
+void write_shm(const std::string& name, const void* bytes, std::size_t size) {
+  const int fd = ::shm_open(name.c_str(), O_CREAT | O_RDWR | O_TRUNC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+  if (size != 0) {
+    ASSERT_EQ(::write(fd, bytes, size), static_cast<ssize_t>(size));
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+TEST(Segment, MissingSegmentIsNotReadyNotAnError) {
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(unique_ring_name("missing"), s, &why), ring::Status::not_ready);
+  EXPECT_NE(why.find("does not exist"), std::string::npos) << why;
+}
+
+TEST(Segment, CreatedWithRequestedCapacityAndMode) {
+  const std::string name = unique_ring_name("mode");
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0640;
+  const mode_t old_umask = ::umask(0077);  // the configured mode must win over umask
+  ring::Segment created = ring::Segment::create_or_attach(name, options);
+  ::umask(old_umask);
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/" + name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  ring::Segment attached;
+  std::string why;
+  ASSERT_EQ(ring::Segment::attach(name, attached, &why), ring::Status::ok) << why;
+  EXPECT_EQ(attached.capacity(), 4096u);
+  EXPECT_EQ(attached.max_record_bytes(), 512u);
+  ring::Segment::remove(name);
+}
+
+TEST(Segment, CapacityMustBeAPowerOfTwo) {
+  ring::SegmentOptions options;
+  options.capacity_bytes = 5000;
+  try {
+    (void)ring::Segment::create_or_attach(unique_ring_name("pow2"), options);
+    FAIL() << "accepted a capacity that is not a power of two";
+  } catch (const ring::RingError& e) {
+    EXPECT_EQ(e.status(), ring::Status::bad_argument);
+    EXPECT_NE(std::string(e.what()).find("power of two"), std::string::npos);
+  }
+}
+
+TEST(Segment, ExistingSegmentOfAnotherSizeIsAttachedAsItIsWithAWarning) {
+  TestRing ring(4096);
+  ring::SegmentOptions options;
+  options.capacity_bytes = 8192;
+  std::string warning;
+  ring::Segment again = ring::Segment::create_or_attach(ring.name, options, &warning);
+  EXPECT_EQ(again.capacity(), 4096u);
+  EXPECT_NE(warning.find("size_bytes 4096"), std::string::npos) << warning;
+}
+
+TEST(Segment, EmptyObjectIsNotReady) {
+  const std::string name = unique_ring_name("empty");
+  write_shm(name, nullptr, 0);
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(name, s, &why), ring::Status::not_ready);
+  EXPECT_NE(why.find("still being created"), std::string::npos) << why;
+  ring::Segment::remove(name);
+}
+
+TEST(Segment, HeaderWithoutVersionIsNotReadyAndTheRouterReinitialisesIt) {
+  const std::string name = unique_ring_name("halfmade");
+  std::vector<char> zeros(ring::kHeaderBytes + 4096, 0);
+  write_shm(name, zeros.data(), zeros.size());
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(name, s, &why), ring::Status::not_ready) << why;
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  ring::Segment made = ring::Segment::create_or_attach(name, options);
+  EXPECT_EQ(ring::Segment::attach(name, s, &why), ring::Status::ok) << why;
+  ring::Segment::remove(name);
+}
+
+TEST(Segment, WrongLayoutVersionIsAClearError) {
+  TestRing ring(4096);
+  ring.segment.header().layout_version.store(ring::kLayoutVersion + 1);
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(ring.name, s, &why), ring::Status::version_mismatch);
+  EXPECT_NE(why.find("layout version 2"), std::string::npos) << why;
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  try {
+    (void)ring::Segment::create_or_attach(ring.name, options);
+    FAIL() << "the router attached to a segment of another layout";
+  } catch (const ring::RingError& e) {
+    EXPECT_EQ(e.status(), ring::Status::version_mismatch);
+  }
+}
+
+TEST(Segment, GarbageIsCorruptNotACrash) {
+  const std::string name = unique_ring_name("garbage");
+  std::vector<unsigned char> junk(ring::kHeaderBytes + 4096);
+  for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<unsigned char>(i * 131 + 7);
+  // Make the version word look right so the other checks are what catch it.
+  const std::uint32_t version = ring::kLayoutVersion;
+  std::memcpy(junk.data() + offsetof(ring::SegmentHeader, layout_version), &version, 4);
+  write_shm(name, junk.data(), junk.size());
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(name, s, &why), ring::Status::corrupt);
+  EXPECT_NE(why.find("not a ringroute ring"), std::string::npos) << why;
+  ring::Segment::remove(name);
+}
+
+TEST(Segment, TruncatedSegmentIsCorrupt) {
+  TestRing ring(8192);
+  ASSERT_EQ(::truncate(("/dev/shm/" + ring.name).c_str(), static_cast<off_t>(ring::kHeaderBytes + 4096)), 0);
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(ring.name, s, &why), ring::Status::corrupt) << why;
+}
+
+TEST(Segment, SecondConsumerIsRefusedWithTheOwnersPid) {
+  TestRing ring(4096);
+  ring::Consumer first(ring.segment);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    try {
+      ring::Consumer second(ring.segment);
+      ::_exit(1);
+    } catch (const ring::RingError& e) {
+      const bool named = std::string(e.what()).find(std::to_string(::getppid())) != std::string::npos;
+      ::_exit(e.status() == ring::Status::busy && named ? 0 : 2);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+TEST(Segment, ConsumerOfADeadProcessIsTakenOver) {
+  TestRing ring(4096);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ring::Consumer c(ring.segment);
+    ::_exit(0);  // no destructor: as if killed
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_NO_THROW(ring::Consumer again(ring.segment));
+}

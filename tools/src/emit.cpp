@@ -1,0 +1,164 @@
+// `ringroute emit`: one event from flags, or NDJSON events on stdin.
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ringroute/ingest/event_json.hpp"
+#include "ringroute/producer.hpp"
+#include "ringroute/tools/commands.hpp"
+#include "ringroute/tools/event_args.hpp"
+
+namespace ringroute::tools {
+
+namespace {
+
+struct EmitArgs {
+  std::string ring = "ringroute";
+  std::int64_t wait_ms = 1000;
+  std::optional<std::string> severity, verbosity, account_id, account_tree, app_name, app_version, topic, id,
+      node, stream_name, event_type, tag, body;
+};
+
+std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// The flags, as one NDJSON line, so both paths share the parser's rules.
+std::string flags_as_json(const EmitArgs& a) {
+  std::string line = "{";
+  auto member = [&](const char* name, const std::optional<std::string>& v) {
+    if (!v) return;
+    if (line.size() > 1) line += ',';
+    line += json_quote(name) + ":" + json_quote(*v);
+  };
+  member("severity", a.severity);
+  member("verbosity", a.verbosity);
+  member("account_id", a.account_id);
+  member("app_name", a.app_name);
+  member("app_version", a.app_version);
+  member("topic", a.topic);
+  member("id", a.id);
+  member("node", a.node);
+  member("stream_name", a.stream_name);
+  member("event_type", a.event_type);
+  member("tag", a.tag);
+  if (a.account_tree) {
+    if (line.size() > 1) line += ',';
+    line += "\"account_tree\":[";
+    std::stringstream parts(*a.account_tree);
+    std::string part;
+    bool first = true;
+    while (std::getline(parts, part, ',')) {
+      if (!first) line += ',';
+      line += json_quote(part);
+      first = false;
+    }
+    line += ']';
+  }
+  if (a.body) {
+    if (line.size() > 1) line += ',';
+    line += "\"body\":" + *a.body;
+  }
+  return line + "}";
+}
+
+bool any_field(const EmitArgs& a) {
+  return a.severity || a.verbosity || a.account_id || a.account_tree || a.app_name || a.app_version || a.topic ||
+         a.id || a.node || a.stream_name || a.event_type || a.tag || a.body;
+}
+
+int run_emit(const EmitArgs& args) {
+  EventProducer producer;
+  rr_producer_options options{};
+  options.wait_timeout_ns = args.wait_ms * 1'000'000;
+  rr_error error{};
+  if (rr_status s = producer.open(args.ring, &options, &error); s != RR_OK) {
+    std::fprintf(stderr, "ringroute emit: %s\n", error.message);
+    return 2;
+  }
+  ingest::EventLineParser parser;
+  ingest::ParsedEvent parsed;
+  std::vector<rr_str> tree;
+  auto emit_line = [&](std::string_view line) -> std::optional<std::string> {
+    if (auto why = parser.parse(line, parsed)) return why;
+    const rr_event event = to_rr_event(parsed, tree);
+    rr_error e{};
+    if (rr_status s = producer.emit(event, 0, &e); s != RR_OK) {
+      // "event 0: body: byte 3: ..." -> "body: byte 3: ..."
+      std::string_view message = e.message;
+      if (message.starts_with("event 0: ")) message.remove_prefix(9);
+      return std::string(message);
+    }
+    return std::nullopt;
+  };
+
+  if (any_field(args)) {
+    if (auto why = emit_line(flags_as_json(args))) {
+      std::fprintf(stderr, "ringroute emit: %s\n", why->c_str());
+      return 2;  // a bad flag is a usage error
+    }
+    return 0;
+  }
+  bool any_bad = false;
+  std::string line;
+  std::size_t number = 0;
+  while (std::getline(std::cin, line)) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (ingest::is_blank(line)) continue;
+    if (auto why = emit_line(line)) {
+      any_bad = true;
+      std::fprintf(stderr, "{\"line\":%zu,\"error\":%s}\n", number, json_quote(*why).c_str());
+    }
+  }
+  return any_bad ? 1 : 0;
+}
+
+}  // namespace
+
+Run add_emit(CLI::App& app) {
+  auto args = std::make_shared<EmitArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "emit", "write events into a ring: one from the flags, or NDJSON lines on stdin when no field flag is given");
+  cmd->add_option("--ring", args->ring, "ring to write to (the name under /dev/shm)")->capture_default_str();
+  cmd->add_option("--wait-ms", args->wait_ms, "how long to wait for room when the ring is full")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--severity", args->severity, "ok, warning or critical");
+  cmd->add_option("--verbosity", args->verbosity, "trace, debug, info, warn, error or fatal");
+  cmd->add_option("--account-id", args->account_id, "the account");
+  cmd->add_option("--account-tree", args->account_tree, "the account's ancestors, root first, comma-separated");
+  cmd->add_option("--app-name", args->app_name, "the app");
+  cmd->add_option("--app-version", args->app_version, "the app's version");
+  cmd->add_option("--topic", args->topic, "routing key (default: derived)");
+  cmd->add_option("--id", args->id, "event id (default: assigned)");
+  cmd->add_option("--node", args->node, "node (default: the host name)");
+  cmd->add_option("--stream-name", args->stream_name, "eventd stream name");
+  cmd->add_option("--event-type", args->event_type, "eventd event type");
+  cmd->add_option("--tag", args->tag, "eventd tag");
+  cmd->add_option("--body", args->body, "the body, a JSON object");
+  return [args] { return run_emit(*args); };
+}
+
+}  // namespace ringroute::tools
