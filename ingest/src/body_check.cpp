@@ -6,6 +6,12 @@ namespace ringroute::ingest {
 
 namespace {
 
+std::size_t first_non_space(std::string_view s) noexcept {
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+  return i;
+}
+
 // Offset of the first byte that is not valid UTF-8 (simdjson says only that
 // some byte is bad; a user needs to know which).
 std::size_t first_invalid_utf8(std::string_view s) noexcept {
@@ -33,11 +39,6 @@ std::size_t first_invalid_utf8(std::string_view s) noexcept {
   return n;
 }
 
-std::size_t first_non_space(std::string_view s) noexcept {
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
-  return i;
-}
 
 // Walks every value so on-demand reports where the first syntax error is.
 simdjson::error_code walk(simdjson::ondemand::value value) noexcept {
@@ -72,9 +73,37 @@ simdjson::error_code walk(simdjson::ondemand::value value) noexcept {
   return simdjson::SUCCESS;
 }
 
+// Where the first top-level value ends if it is balanced ({...} or [...],
+// strings skipped), or npos. Only for telling "trailing content" apart.
+std::size_t end_of_first_value(std::string_view s) noexcept {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = first_non_space(s); i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') ++depth;
+    else if (c == '}' || c == ']') {
+      if (--depth == 0) return i + 1;
+    } else if (depth == 0) {
+      return std::string_view::npos;
+    }
+  }
+  return std::string_view::npos;
+}
+
 // The slow path, for error messages only: where did it go wrong?
 std::size_t locate_error(std::string_view text, simdjson::error_code error) noexcept {
   if (error == simdjson::UTF8_ERROR) return first_invalid_utf8(text);
+  if (const std::size_t end = end_of_first_value(text); end != std::string_view::npos) {
+    const std::size_t rest = end + first_non_space(text.substr(end));
+    thread_local simdjson::dom::parser prefix_parser;
+    if (rest < text.size() && !prefix_parser.parse(text.data(), end, true).error()) return rest;
+  }
   thread_local simdjson::ondemand::parser parser;
   simdjson::padded_string padded(text);
   simdjson::ondemand::document doc;

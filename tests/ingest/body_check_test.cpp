@@ -1,0 +1,33 @@
+#include "ringroute/ingest/body_check.hpp"
+
+#include <gtest/gtest.h>
+
+using ringroute::ingest::check_json_object;
+
+TEST(BodyCheck, ObjectsPass) {
+  EXPECT_FALSE(check_json_object("{}"));
+  EXPECT_FALSE(check_json_object(" {\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\"} \n"));
+}
+
+TEST(BodyCheck, NonObjectsFailAtTheirFirstByte) {
+  for (const char* text : {"[]", "1", "\"s\"", "null", "true"}) {
+    const auto p = check_json_object(text);
+    ASSERT_TRUE(p) << text;
+    EXPECT_EQ(p->byte_offset, 0u) << text;
+    EXPECT_STREQ(p->reason, "not a JSON object");
+  }
+}
+
+TEST(BodyCheck, InvalidUtf8IsFoundAtItsByte) {
+  const auto p = check_json_object("{\"key\":\"ab\xc3\x28\"}");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->byte_offset, 10u);
+}
+
+TEST(BodyCheck, SyntaxErrorsHaveAnOffsetInsideTheText) {
+  for (const char* text : {"{", "{\"a\"", "{\"a\":1,}", "{\"a\" 1}", "{\"a\":tru}", "{} {}", "{\"a\":\"x}"}) {
+    const auto p = check_json_object(text);
+    ASSERT_TRUE(p) << text;
+    EXPECT_LE(p->byte_offset, std::string_view(text).size()) << text;
+  }
+}

@@ -1,0 +1,104 @@
+// NDJSON event lines, as `emit` and `route` read them (SEMANTICS.md 7).
+#include "ringroute/ingest/event_json.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace ringroute;
+using ringroute::ingest::EventLineParser;
+using ringroute::ingest::ParsedEvent;
+
+namespace {
+
+std::string error_of(std::string_view line) {
+  EventLineParser parser;
+  ParsedEvent e;
+  auto why = parser.parse(line, e);
+  return why ? *why : "";
+}
+
+}  // namespace
+
+TEST(EventLine, AllFieldsInNormalizedNames) {
+  EventLineParser parser;
+  ParsedEvent e;
+  ASSERT_FALSE(parser.parse(R"({"id":"x1","severity":"warning","verbosity":"debug","account_id":"a",
+    "account_tree":["r","m"],"app_name":"app","app_version":"1","node":"n","topic":"t.x","stream_name":"s",
+    "event_type":"et","tag":"tg","timestamp":1700000000000000001,"body":{"k":[1, 2]}})",
+                            e));
+  EXPECT_EQ(e.input.severity, event::Severity::warning);
+  EXPECT_EQ(e.input.verbosity, event::Verbosity::debug);
+  EXPECT_TRUE(e.has_severity && e.has_verbosity && e.has_timestamp && e.has_body && e.has_account_tree);
+  EXPECT_EQ(e.input.strings[static_cast<int>(event::StringField::id)], "x1");
+  EXPECT_EQ(e.input.strings[static_cast<int>(event::StringField::topic)], "t.x");
+  EXPECT_EQ(e.input.strings[static_cast<int>(event::StringField::tag)], "tg");
+  EXPECT_EQ(e.input.timestamp_ns, 1700000000000000001);
+  EXPECT_EQ(e.input.body, R"({"k":[1, 2]})");
+  EXPECT_EQ(e.account_tree, (std::vector<std::string_view>{"r", "m"}));
+}
+
+TEST(EventLine, KazooWireNamesAreAccepted) {
+  EventLineParser parser;
+  ParsedEvent e;
+  ASSERT_FALSE(parser.parse(
+      R"({"Account-ID":"a","App-Name":"x","Severity":"critical","Timestamp":"2026-11-23T16:55:28.123456Z","Body":{}})",
+      e));
+  EXPECT_EQ(e.input.strings[static_cast<int>(event::StringField::account_id)], "a");
+  EXPECT_EQ(e.input.severity, event::Severity::critical);
+  EXPECT_EQ(e.input.timestamp_ns, 1795452928123456000);
+}
+
+TEST(EventLine, NullIsAbsent) {
+  EventLineParser parser;
+  ParsedEvent e;
+  ASSERT_FALSE(parser.parse(R"({"account_id":null,"severity":null,"body":null})", e));
+  EXPECT_EQ(e.input.present, 0);
+  EXPECT_FALSE(e.has_severity);
+  EXPECT_FALSE(e.has_body);
+}
+
+TEST(EventLine, GregorianTimeGivesTheTimestamp) {
+  EventLineParser parser;
+  ParsedEvent e;
+  ASSERT_FALSE(parser.parse(R"({"gregorian_time":63900000000})", e));
+  EXPECT_EQ(e.input.timestamp_ns, (63900000000 - 62167219200) * 1'000'000'000);
+}
+
+TEST(EventLine, UnknownLevelNamesTheLevelAndTheChoices) {
+  EXPECT_EQ(error_of(R"({"severity":"sever"})"), R"(severity: unknown level "sever" (expected ok, warning, critical))");
+  EXPECT_EQ(error_of(R"({"verbosity":"Info"})"),
+            R"(verbosity: unknown level "Info" (expected trace, debug, info, warn, error, fatal))");
+}
+
+TEST(EventLine, BadLinesNameTheMember) {
+  EXPECT_EQ(error_of(R"({"colour":"red"})"), R"(unknown member "colour")");
+  EXPECT_EQ(error_of(R"({"account_id":"a","Account-ID":"b"})"),
+            R"(member "account_id" given in both namings ("account_id" and "Account-ID"))");
+  EXPECT_EQ(error_of(R"({"tag":"a","tag":"b"})"), R"(member "tag" given twice)");
+  EXPECT_EQ(error_of(R"({"account_id":5})"), "account_id: expected a string");
+  EXPECT_EQ(error_of(R"({"account_id":""})"), "account_id: empty (leave it out instead)");
+  EXPECT_EQ(error_of(R"({"account_tree":["a",1]})"), "account_tree[1]: expected a string");
+  EXPECT_EQ(error_of(R"({"body":[1]})"), "body: expected an object");
+  EXPECT_EQ(error_of(R"({"timestamp":"yesterday"})"), R"(timestamp: "yesterday" is not an RFC 3339 date-time)");
+  EXPECT_EQ(error_of(R"({"timestamp":1.5})"), "timestamp: expected an integer (ns since the epoch)");
+  EXPECT_EQ(error_of("[1]"), "not a JSON object");
+  EXPECT_NE(error_of(R"({"id":)").find("not JSON"), std::string::npos);
+  EXPECT_NE(error_of(R"({"id":"a"} x)").find("not JSON"), std::string::npos);
+}
+
+TEST(EventLine, Rfc3339Forms) {
+  using ingest::parse_rfc3339;
+  EXPECT_EQ(parse_rfc3339("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(parse_rfc3339("1970-01-01T01:00:00+01:00"), 0);
+  EXPECT_EQ(parse_rfc3339("1970-01-01T00:00:00.000000001Z"), 1);
+  EXPECT_EQ(parse_rfc3339("2024-02-29T00:00:00Z"), 1709164800LL * 1'000'000'000);
+  EXPECT_EQ(parse_rfc3339("2023-02-29T00:00:00Z"), std::nullopt);
+  EXPECT_EQ(parse_rfc3339("2026-11-23T16:55:28"), std::nullopt);
+  EXPECT_EQ(parse_rfc3339("2026-11-23T16:55:28.Z"), std::nullopt);
+  EXPECT_EQ(parse_rfc3339("2026-11-23T16:55:28Zjunk"), std::nullopt);
+}
+
+TEST(EventLine, BlankLines) {
+  EXPECT_TRUE(ingest::is_blank(""));
+  EXPECT_TRUE(ingest::is_blank(" \t\r"));
+  EXPECT_FALSE(ingest::is_blank(" {}"));
+}

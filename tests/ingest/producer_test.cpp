@@ -1,0 +1,214 @@
+// The producer library's API in one process: arguments, body checks with
+// byte offsets, generated fields, batches, full rings.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "read_events.hpp"
+#include "ringroute/producer.hpp"
+#include "test_ring.hpp"
+
+using namespace ringroute;
+using ringroute::testing::drain;
+using ringroute::testing::TestRing;
+
+namespace {
+
+EventProducer open_producer(const std::string& ring, const char* name = "t", std::int64_t wait_ns = 0) {
+  EventProducer p;
+  rr_producer_options o{};
+  o.name = name;
+  o.wait_timeout_ns = wait_ns;
+  rr_error error{};
+  EXPECT_EQ(p.open(ring, &o, &error), RR_OK) << error.message;
+  return p;
+}
+
+rr_event with_body(std::string_view body) {
+  rr_event e{};
+  e.body = to_rr_str(body);
+  return e;
+}
+
+}  // namespace
+
+TEST(Producer, MissingRingIsNotReady) {
+  EventProducer p;
+  rr_error error{};
+  EXPECT_EQ(p.open(ringroute::testing::unique_ring_name("none"), nullptr, &error), RR_NOT_READY);
+  EXPECT_NE(std::string(error.message).find("does not exist"), std::string::npos) << error.message;
+  EXPECT_FALSE(p.is_open());
+}
+
+TEST(Producer, WrongVersionRingIsVersionMismatch) {
+  TestRing r(4096);
+  r.segment.header().layout_version.store(99);
+  EventProducer p;
+  EXPECT_EQ(p.open(r.name), RR_VERSION_MISMATCH);
+}
+
+TEST(Producer, ZeroedEventGetsDefaultsAndGeneratedFields) {
+  TestRing r(1 << 16);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name, "gen");
+  const rr_event e{};
+  ASSERT_EQ(p.emit(e), RR_OK);
+  ASSERT_EQ(p.emit(e), RR_OK);
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].id, "gen-0");
+  EXPECT_EQ(got[1].id, "gen-1");
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  EXPECT_EQ(got[0].node, host);
+  EXPECT_EQ(got[0].severity, event::Severity::ok);
+  EXPECT_EQ(got[0].verbosity, event::Verbosity::info);
+  EXPECT_EQ(got[0].body, "{}");
+  EXPECT_FALSE(got[0].has_topic);
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  EXPECT_NEAR(static_cast<double>(got[0].timestamp_ns),
+              static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()), 60e9);
+}
+
+TEST(Producer, GivenFieldsArriveAsGiven) {
+  TestRing r(1 << 16);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name);
+  const rr_str tree[] = {to_rr_str("org-01"), to_rr_str("grp-0102")};
+  rr_event e{};
+  e.id = to_rr_str("my-id");
+  e.account_id = to_rr_str("acct-010203");
+  e.app_name = to_rr_str("app007");
+  e.node = to_rr_str("n1");
+  e.topic = rr_present("");
+  e.account_tree = tree;
+  e.account_tree_len = 2;
+  e.severity = RR_SEVERITY_CRITICAL;
+  e.verbosity = RR_VERBOSITY_TRACE;
+  e.timestamp_ns = 42;
+  e.body = to_rr_str(R"({"x":"é"})");
+  ASSERT_EQ(p.emit(e), RR_OK);
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, "my-id");
+  EXPECT_EQ(got[0].account_id, "acct-010203");
+  EXPECT_EQ(got[0].app_name, "app007");
+  EXPECT_EQ(got[0].node, "n1");
+  EXPECT_TRUE(got[0].has_topic);
+  EXPECT_EQ(got[0].topic, "");
+  EXPECT_EQ(got[0].account_tree, (std::vector<std::string>{"org-01", "grp-0102"}));
+  EXPECT_EQ(got[0].severity, event::Severity::critical);
+  EXPECT_EQ(got[0].verbosity, event::Verbosity::trace);
+  EXPECT_EQ(got[0].timestamp_ns, 42);
+  EXPECT_EQ(got[0].body, R"({"x":"é"})");
+}
+
+struct BadBody {
+  const char* body;
+  std::size_t offset;
+};
+
+class ProducerBadBody : public ::testing::TestWithParam<BadBody> {};
+
+TEST_P(ProducerBadBody, IsRefusedWithTheByteOffset) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  rr_error error{};
+  EXPECT_EQ(p.emit(with_body(GetParam().body), 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_EQ(error.byte_offset, GetParam().offset) << error.message;
+  EXPECT_NE(std::string(error.message).find("body: byte " + std::to_string(GetParam().offset)),
+            std::string::npos)
+      << error.message;
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).written, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Bodies, ProducerBadBody,
+                         ::testing::Values(BadBody{"[1,2]", 0}, BadBody{"  \"str\"", 2}, BadBody{"{\"a\":}", 5},
+                                           BadBody{"{\"a\":1,}", 7}, BadBody{"{\"a\":\"\xff\"}", 6},
+                                           BadBody{"{\"a\":1} x", 8}, BadBody{"", 0}));
+
+TEST(Producer, TrustedBodyIsNotChecked) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name);
+  ASSERT_EQ(p.emit(with_body("not json"), RR_EMIT_BODY_TRUSTED), RR_OK);
+  EXPECT_EQ(drain(c).at(0).body, "not json");
+}
+
+TEST(Producer, BadArgumentsAreNamed) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  rr_error error{};
+  rr_event e{};
+  e.account_id = rr_present("");
+  EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(error.message).find("account_id: empty"), std::string::npos) << error.message;
+  e = rr_event{};
+  e.severity = static_cast<rr_severity>(9);
+  EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(error.message).find("severity"), std::string::npos) << error.message;
+  e = rr_event{};
+  e.account_tree_len = 1;
+  EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_EQ(p.emit(e, 0x80, &error), RR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(error.message).find("unknown flags"), std::string::npos) << error.message;
+}
+
+TEST(Producer, BatchWithOneBadEventWritesNothing) {
+  TestRing r(1 << 16);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name);
+  std::vector<rr_event> events(5, with_body("{}"));
+  events[3] = with_body("{oops}");
+  rr_error error{};
+  std::size_t accepted = 99;
+  EXPECT_EQ(p.emit_batch(events, 0, &accepted, &error), RR_BAD_ARGUMENT);
+  EXPECT_EQ(error.event_index, 3u);
+  EXPECT_EQ(accepted, 0u);
+  EXPECT_NE(std::string(error.message).find("event 3: body: byte 1"), std::string::npos) << error.message;
+  EXPECT_TRUE(drain(c).empty());
+}
+
+TEST(Producer, LargeBatchIsSplitIntoClaimsAndKeepsOrder) {
+  TestRing r(1 << 16);  // max claim 8 KiB
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name, "big");
+  std::vector<rr_event> events(500, with_body(R"({"k":1})"));
+  std::size_t accepted = 0;
+  ASSERT_EQ(p.emit_batch(events, 0, &accepted), RR_OK);
+  EXPECT_EQ(accepted, 500u);
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 500u);
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].id, "big-" + std::to_string(i));
+}
+
+TEST(Producer, FullRingReturnsFullCountsItAndKeepsWhatWasAccepted) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name, "f");
+  const std::string body = R"({"pad":")" + std::string(100, 'x') + R"("})";
+  int accepted = 0;
+  rr_status s;
+  while ((s = p.emit(with_body(body))) == RR_OK) ++accepted;
+  EXPECT_EQ(s, RR_FULL);
+  EXPECT_GT(accepted, 10);
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).full, 1u);
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(accepted));
+  for (int i = 0; i < accepted; ++i) {
+    EXPECT_EQ(got[i].id, "f-" + std::to_string(i));
+    EXPECT_EQ(got[i].body, body);
+  }
+  EXPECT_EQ(p.emit(with_body(body)), RR_OK);
+}
+
+TEST(Producer, EventLargerThanAClaimIsTooBig) {
+  TestRing r(4096);  // max claim 512 bytes
+  EventProducer p = open_producer(r.name);
+  const std::string body = R"({"pad":")" + std::string(600, 'x') + R"("})";
+  rr_error error{};
+  EXPECT_EQ(p.emit(with_body(body), 0, &error), RR_TOO_BIG);
+  EXPECT_NE(std::string(error.message).find("at most 512"), std::string::npos) << error.message;
+}
