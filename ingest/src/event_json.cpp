@@ -141,8 +141,8 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
   out = ParsedEvent{};
   out.input.body = "{}";
   // A copy with SIMDJSON_PADDING: on-demand reads past the end.
-  if (buffer_.size() < line.size() || buffer_.data() == nullptr) {
-    buffer_ = simdjson::padded_string(line.size() * 2 + 64);
+  if (buffer_.size() < line.size() + simdjson::SIMDJSON_PADDING || buffer_.data() == nullptr) {
+    buffer_ = simdjson::padded_string(line.size() * 2 + simdjson::SIMDJSON_PADDING);
   }
   std::memcpy(buffer_.data(), line.data(), line.size());
   std::memset(buffer_.data() + line.size(), ' ', buffer_.size() - line.size());
@@ -155,7 +155,14 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
   {
     simdjson::ondemand::json_type type;
     if (auto e = doc.type().get(type)) return std::string("not JSON: ") + simdjson::error_message(e);
-    if (type != simdjson::ondemand::json_type::object) return std::string("not a JSON object");
+    if (type != simdjson::ondemand::json_type::object) {
+      // On-demand looked only at the first byte; say whether it is JSON at all.
+      simdjson::dom::parser dom;
+      if (auto e = dom.parse(line.data(), line.size(), true).error()) {
+        return std::string("not JSON: ") + simdjson::error_message(e);
+      }
+      return std::string("not a JSON object");
+    }
     if (auto e = doc.get_object().get(object)) return std::string("not JSON: ") + simdjson::error_message(e);
   }
   std::array<std::string_view, kMemberCount> seen_as{};

@@ -91,15 +91,23 @@ const rr_str& field(const rr_event& e, ev::StringField f) {
   return e.*kMembers[static_cast<std::size_t>(f)];
 }
 
+// A C caller may store any int in an enum field; in C++ loading such a value
+// as the enum is undefined, so read the bytes as the int they are.
+template <class Enum>
+int raw_enum(const Enum& value) {
+  static_assert(sizeof(Enum) == sizeof(int));
+  int raw;
+  std::memcpy(&raw, &value, sizeof raw);
+  return raw;
+}
+
 // Checks one event's arguments (not its body). Returns RR_OK or fails.
 rr_status check_event(const rr_event& e, std::size_t index, rr_error* error) {
-  if (e.severity < RR_SEVERITY_DEFAULT || e.severity > RR_SEVERITY_CRITICAL) {
-    return fail(error, RR_BAD_ARGUMENT, index, "event %zu: severity: %d is not an rr_severity", index,
-                static_cast<int>(e.severity));
+  if (const int severity = raw_enum(e.severity); severity < RR_SEVERITY_DEFAULT || severity > RR_SEVERITY_CRITICAL) {
+    return fail(error, RR_BAD_ARGUMENT, index, "event %zu: severity: %d is not an rr_severity", index, severity);
   }
-  if (e.verbosity < RR_VERBOSITY_DEFAULT || e.verbosity > RR_VERBOSITY_FATAL) {
-    return fail(error, RR_BAD_ARGUMENT, index, "event %zu: verbosity: %d is not an rr_verbosity", index,
-                static_cast<int>(e.verbosity));
+  if (const int verbosity = raw_enum(e.verbosity); verbosity < RR_VERBOSITY_DEFAULT || verbosity > RR_VERBOSITY_FATAL) {
+    return fail(error, RR_BAD_ARGUMENT, index, "event %zu: verbosity: %d is not an rr_verbosity", index, verbosity);
   }
   for (std::size_t f = 0; f < ev::kStringFieldCount; ++f) {
     const rr_str& s = field(e, static_cast<ev::StringField>(f));

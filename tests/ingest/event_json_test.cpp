@@ -102,3 +102,14 @@ TEST(EventLine, BlankLines) {
   EXPECT_TRUE(ingest::is_blank(" \t\r"));
   EXPECT_FALSE(ingest::is_blank(" {}"));
 }
+
+TEST(EventLine, OneParserReadsShortThenLongLines) {
+  EventLineParser parser;
+  ParsedEvent e;
+  ASSERT_FALSE(parser.parse("{}", e));
+  const std::string long_line = R"({"id":")" + std::string(300, 'x') + R"(","body":{"k":1}})";
+  ASSERT_FALSE(parser.parse(long_line, e));
+  EXPECT_EQ(e.input.strings[static_cast<int>(event::StringField::id)].size(), 300u);
+  ASSERT_FALSE(parser.parse(R"({"id":"y"})", e));
+  EXPECT_EQ(e.input.strings[static_cast<int>(event::StringField::id)], "y");
+}

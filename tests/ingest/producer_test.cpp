@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -146,7 +147,8 @@ TEST(Producer, BadArgumentsAreNamed) {
   EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
   EXPECT_NE(std::string(error.message).find("account_id: empty"), std::string::npos) << error.message;
   e = rr_event{};
-  e.severity = static_cast<rr_severity>(9);
+  const int out_of_range = 9;  // as a C caller could store; a C++ cast would be UB
+  std::memcpy(&e.severity, &out_of_range, sizeof out_of_range);
   EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
   EXPECT_NE(std::string(error.message).find("severity"), std::string::npos) << error.message;
   e = rr_event{};

@@ -266,3 +266,26 @@ TEST(Ring, SleepingConsumerIsWokenByACommit) {
   producer.join();
   EXPECT_EQ(take(c), (std::vector<std::string>{"wake"}));
 }
+
+TEST(Ring, StaleHeadCacheMoreThanALapBehindNeverOverwrites) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  // Three laps with the consumer keeping up, so producers never look at head
+  // and their cached copy stays at 0.
+  for (int i = 0; i < 3 * 1024 / 32; ++i) {
+    ASSERT_EQ(put(p, "lap-filler-lap-filler-x"), ring::Status::ok);
+    take(c);
+  }
+  r.segment.header().head_cache.store(0);
+  // Now fill without consuming: exactly one lap fits, then full.
+  int accepted = 0;
+  while (accepted < 1000 && put(p, "fill-" + std::to_string(accepted) + "-padpadpadpadpad") == ring::Status::ok) {
+    ++accepted;
+  }
+  ASSERT_LE(accepted, 1024 / 32) << "claimed past the consumer";
+  const auto got = take(c);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(accepted));
+  EXPECT_LE(accepted, 1024 / 32);
+  for (int i = 0; i < accepted; ++i) EXPECT_EQ(got[i], "fill-" + std::to_string(i) + "-padpadpadpadpad");
+}

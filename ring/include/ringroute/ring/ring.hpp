@@ -171,12 +171,17 @@ class Producer {
     std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
     std::uint64_t padding;
     std::uint64_t tail_index;
+    // Signed: a stale head_cache can be more than a lap behind tail, and the
+    // unsigned difference would wrap into "plenty of room".
+    auto room = [capacity](std::uint64_t t, std::uint64_t h) {
+      return static_cast<std::int64_t>(capacity) - static_cast<std::int64_t>(t - h);
+    };
     do {
       padding = 0;
-      if (required > capacity - (tail - head)) {
+      if (static_cast<std::int64_t>(required) > room(tail, head)) {
         // Acquire pairs with the consumer's release store of head after zeroing.
         head = header_->head.load(std::memory_order_acquire);
-        if (required > capacity - (tail - head)) return Status::full;
+        if (static_cast<std::int64_t>(required) > room(tail, head)) return Status::full;
         header_->head_cache.store(head, std::memory_order_relaxed);
       }
       tail_index = tail & mask_;

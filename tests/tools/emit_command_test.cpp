@@ -1,0 +1,90 @@
+// `ringroute emit` as a user runs it: the real binary, a real ring.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "read_events.hpp"
+#include "test_ring.hpp"
+
+using namespace ringroute;
+using ringroute::testing::drain;
+using ringroute::testing::TestRing;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string err;
+};
+
+// Runs `ringroute emit --ring R ARGS`, with `input` on stdin.
+Result emit(const std::string& ring, const std::string& args, const std::string& input = "") {
+  const std::string in_path = "/tmp/rr-emit-in-" + ring;
+  const std::string err_path = "/tmp/rr-emit-err-" + ring;
+  std::ofstream(in_path) << input;
+  const std::string cmd = std::string(RINGROUTE_BINARY) + " emit --ring " + ring + " " + args + " < " + in_path +
+                          " 2> " + err_path;
+  const int raw = std::system(cmd.c_str());
+  std::ifstream err_file(err_path);
+  std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
+  std::remove(in_path.c_str());
+  std::remove(err_path.c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, err};
+}
+
+}  // namespace
+
+TEST(EmitCommand, OneEventFromFlags) {
+  TestRing r(1 << 16, "emit");
+  ring::Consumer c(r.segment);
+  const auto res = emit(r.name,
+                        "--severity warning --verbosity debug --account-id acct-1 --account-tree org-0,grp-00 "
+                        "--app-name app001 --topic a.b --id ev-1 --body '{\"k\":\"v\"}'");
+  ASSERT_EQ(res.status, 0) << res.err;
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, "ev-1");
+  EXPECT_EQ(got[0].severity, event::Severity::warning);
+  EXPECT_EQ(got[0].verbosity, event::Verbosity::debug);
+  EXPECT_EQ(got[0].account_tree, (std::vector<std::string>{"org-0", "grp-00"}));
+  EXPECT_EQ(got[0].topic, "a.b");
+  EXPECT_EQ(got[0].body, R"({"k":"v"})");
+}
+
+TEST(EmitCommand, BadFlagIsAUsageError) {
+  TestRing r(1 << 16, "emit");
+  const auto res = emit(r.name, "--severity sever");
+  EXPECT_EQ(res.status, 2);
+  EXPECT_NE(res.err.find(R"(severity: unknown level "sever")"), std::string::npos) << res.err;
+}
+
+TEST(EmitCommand, NdjsonBadLinesAreNamedAndTheRestGoOn) {
+  TestRing r(1 << 16, "emit");
+  ring::Consumer c(r.segment);
+  const std::string input =
+      "{\"id\":\"one\"}\n"
+      "\n"
+      "{\"id\":\"two\",\"severity\":\"sever\"}\n"
+      "not json\n"
+      "{\"id\":\"three\",\"body\":{\"a\":1}}\r\n";
+  const auto res = emit(r.name, "", input);
+  EXPECT_EQ(res.status, 1);
+  EXPECT_NE(res.err.find(R"x({"line":3,"error":"severity: unknown level \"sever\" (expected ok, warning, critical)"})x"),
+            std::string::npos)
+      << res.err;
+  EXPECT_NE(res.err.find(R"({"line":4,"error":"not JSON)"), std::string::npos) << res.err;
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].id, "one");
+  EXPECT_EQ(got[1].id, "three");
+  EXPECT_EQ(got[1].body, R"({"a":1})");
+}
+
+TEST(EmitCommand, MissingRingIsAnIoError) {
+  const auto res = emit(ringroute::testing::unique_ring_name("absent"), "--id x");
+  EXPECT_EQ(res.status, 2);
+  EXPECT_NE(res.err.find("does not exist"), std::string::npos) << res.err;
+}
