@@ -132,8 +132,10 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
       throw RingError(Status::io_error, describe_errno("ring " + name + ": fchmod", errno));
     }
   }
-  // Initialising (or re-initialising a half-made segment) holds the consumer
-  // lock, so two routers starting at once can't both lay out the header.
+  // Initialising (or re-initialising a half-made segment) holds a file lock
+  // for the few instructions it takes, so two routers starting at once can't
+  // both lay out the header. (Consumer ownership itself is the pid in the
+  // header: see Consumer's constructor.)
   const bool locked = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
   struct Unlock {
     int fd;
