@@ -92,7 +92,7 @@ void exactly_once_in_order(unsigned producers, unsigned per_producer) {
   const std::uint64_t expected = std::uint64_t{producers} * per_producer;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(100);
   while (total < expected && std::chrono::steady_clock::now() < deadline) {
-    const std::size_t n = consumer.poll(
+    const std::size_t n = ringroute::testing::poll_release_or_idle(consumer, idle, 
         [&](std::span<const std::byte> payload, std::uint64_t) {
           event::EventView v;
           if (event::decode(payload, v) != event::DecodeError::none) {
@@ -108,12 +108,6 @@ void exactly_once_in_order(unsigned producers, unsigned per_producer) {
         },
         4096);
     total += n;
-    if (n != 0) {
-      consumer.release(consumer.read_position());
-      idle.reset();
-    } else {
-      idle.idle(consumer);
-    }
   }
   for (pid_t pid : children) EXPECT_EQ(wait_exit_code(pid), 0);
   EXPECT_EQ(total, expected);

@@ -49,7 +49,7 @@ void run(unsigned producers, unsigned per_producer, unsigned batch, std::uint64_
   ring::IdleStrategy idle;
   bool in_order = true;
   while (total < expected) {
-    const std::size_t n = consumer.poll(
+    const std::size_t n = ringroute::testing::poll_release_or_idle(consumer, idle, 
         [&](std::span<const std::byte> payload, std::uint64_t) {
           Record rec;
           ASSERT_EQ(payload.size(), sizeof rec);
@@ -60,12 +60,6 @@ void run(unsigned producers, unsigned per_producer, unsigned batch, std::uint64_
         },
         256);
     total += n;
-    if (n != 0) {
-      consumer.release(consumer.read_position());
-      idle.reset();
-    } else {
-      idle.idle(consumer);
-    }
   }
   for (auto& t : threads) t.join();
   EXPECT_TRUE(in_order);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <string>
 
+#include "ringroute/ring/ring.hpp"
 #include "ringroute/ring/segment.hpp"
 
 namespace ringroute::testing {
@@ -29,5 +30,20 @@ struct TestRing {
   TestRing(const TestRing&) = delete;
   TestRing& operator=(const TestRing&) = delete;
 };
+
+// One round of a consumer loop: poll, release what was read, or idle (spin,
+// yield, sleep) when nothing came. Returns the number of records read.
+template <class OnRecord>
+std::size_t poll_release_or_idle(ring::Consumer& consumer, ring::IdleStrategy& idle, OnRecord&& on_record,
+                                 std::size_t max_records) {
+  const std::size_t n = consumer.poll(on_record, max_records);
+  if (n != 0) {
+    consumer.release(consumer.read_position());
+    idle.reset();
+  } else {
+    idle.idle(consumer);
+  }
+  return n;
+}
 
 }  // namespace ringroute::testing
