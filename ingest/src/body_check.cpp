@@ -39,7 +39,6 @@ std::size_t first_invalid_utf8(std::string_view s) noexcept {
   return n;
 }
 
-
 // Walks every value so on-demand reports where the first syntax error is.
 simdjson::error_code walk(simdjson::ondemand::value value) noexcept {
   simdjson::ondemand::json_type type;
@@ -135,7 +134,7 @@ std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
     if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
     return JsonProblem{locate_error(text, error), simdjson::error_message(error)};
   }
-  if (!root.is_object()) return JsonProblem{first_non_space(text), "not a JSON object"};
+  if (!root.is_object()) return JsonProblem{first_non_space(text), "not a JSON object", true};
   return std::nullopt;
 }
 

@@ -1,5 +1,7 @@
 #include "ringroute/ingest/event_json.hpp"
 
+#include "ringroute/ingest/body_check.hpp"
+
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -156,10 +158,11 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
     simdjson::ondemand::json_type type;
     if (auto e = doc.type().get(type)) return std::string("not JSON: ") + simdjson::error_message(e);
     if (type != simdjson::ondemand::json_type::object) {
-      // On-demand looked only at the first byte; say whether it is JSON at all.
-      simdjson::dom::parser dom;
-      if (auto e = dom.parse(line.data(), line.size(), true).error()) {
-        return std::string("not JSON: ") + simdjson::error_message(e);
+      // On-demand looked only at the first byte; say whether it is JSON at
+      // all, and where it goes wrong, as bodies are checked.
+      const auto problem = check_json_object(line);
+      if (problem && !problem->valid_json) {
+        return "not JSON: byte " + std::to_string(problem->byte_offset) + ": " + problem->reason;
       }
       return std::string("not a JSON object");
     }

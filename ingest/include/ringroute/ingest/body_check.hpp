@@ -10,6 +10,7 @@ namespace ringroute::ingest {
 struct JsonProblem {
   std::size_t byte_offset;  // 0-based, into the checked text
   const char* reason;       // static string
+  bool valid_json = false;  // true when the text is JSON, just not an object
 };
 
 // nullopt when `text` is exactly one JSON object (surrounding whitespace
