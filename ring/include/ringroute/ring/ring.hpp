@@ -165,8 +165,12 @@ class Producer {
     }
     const std::uint64_t capacity = mask_ + 1;
     const std::uint64_t required = bytes;
-    // head_cache: relaxed is enough, a stale value only makes us more cautious.
-    std::uint64_t head = header_->head_cache.load(std::memory_order_relaxed);
+    // Acquire pairs with the release store of head_cache by the producer that
+    // read head: the consumer's zeroing of the space up to head must happen
+    // before our header store into it, even when that producer then found no
+    // room and never touched tail (so tail's CAS chain does not carry it).
+    // A stale value only makes us more cautious.
+    std::uint64_t head = header_->head_cache.load(std::memory_order_acquire);
     // Acquire pairs with other producers' CAS on tail (their padding decision).
     std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
     std::uint64_t padding;
@@ -182,7 +186,7 @@ class Producer {
         // Acquire pairs with the consumer's release store of head after zeroing.
         head = header_->head.load(std::memory_order_acquire);
         if (static_cast<std::int64_t>(required) > room(tail, head)) return Status::full;
-        header_->head_cache.store(head, std::memory_order_relaxed);
+        header_->head_cache.store(head, std::memory_order_release);
       }
       tail_index = tail & mask_;
       const std::uint64_t to_end = capacity - tail_index;
@@ -192,7 +196,7 @@ class Producer {
         if (required > (head & mask_)) {
           head = header_->head.load(std::memory_order_acquire);
           if (required > (head & mask_)) return Status::full;
-          header_->head_cache.store(head, std::memory_order_relaxed);
+          header_->head_cache.store(head, std::memory_order_release);
         }
         padding = to_end;
       }
