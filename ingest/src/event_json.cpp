@@ -310,4 +310,16 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
   return std::nullopt;
 }
 
+std::optional<std::string> encode_record(const ParsedEvent& event, std::vector<std::byte>& out) {
+  const std::size_t size = event::encoded_size(event.input, event.account_tree);
+  if (size == 0) {
+    return std::string("event too large for a record (a field over ") +
+           std::to_string(event::kMaxFieldBytes) + " bytes or more than " +
+           std::to_string(event::kMaxTreeEntries) + " account_tree entries)";
+  }
+  out.resize(size);
+  event::encode(event.input, event.account_tree, event.has_account_tree, out.data());
+  return std::nullopt;
+}
+
 }  // namespace ringroute::ingest

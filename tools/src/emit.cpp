@@ -10,6 +10,7 @@
 #include "ringroute/producer.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/event_args.hpp"
+#include "ringroute/tools/json_text.hpp"
 
 namespace ringroute::tools {
 
@@ -21,28 +22,6 @@ struct EmitArgs {
   std::optional<std::string> severity, verbosity, account_id, account_tree, app_name, app_version, topic, id,
       node, stream_name, event_type, tag, body;
 };
-
-std::string json_quote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
 
 // The flags, as one NDJSON line, so both paths share the parser's rules.
 std::string flags_as_json(const EmitArgs& a) {

@@ -7,6 +7,8 @@ int main(int argc, char** argv) {
   CLI::App app{"ringroute: a local event router over shared-memory rings"};
   app.require_subcommand(1);
   const auto emit = ringroute::tools::add_emit(app);
+  const auto route = ringroute::tools::add_route(app);
+  const auto validate = ringroute::tools::add_validate(app);
   CLI::App* bench = app.add_subcommand("bench", "measure throughput");
   bench->require_subcommand(1);
   const auto bench_ring = ringroute::tools::add_bench_ring(*bench);
@@ -18,6 +20,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("emit")) return emit();
+    if (app.got_subcommand("route")) return route();
+    if (app.got_subcommand("validate")) return validate();
     if (bench->got_subcommand("ring")) return bench_ring();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringroute: %s\n", e.what());

@@ -40,6 +40,12 @@ class EventLineParser {
   simdjson::padded_string buffer_;
 };
 
+// Encodes a parsed event as the ring record the router reads (so `route`
+// matches exactly what a router would). nullopt on success; otherwise why not
+// (a field or the tree over the record's limits).
+[[nodiscard]] std::optional<std::string> encode_record(const ParsedEvent& event,
+                                                       std::vector<std::byte>& out);
+
 // RFC 3339 date-time ("2026-11-23T16:55:28.123456Z", offsets allowed, up to
 // nanoseconds) to ns since the epoch; nullopt if malformed or out of range.
 [[nodiscard]] std::optional<std::int64_t> parse_rfc3339(std::string_view text) noexcept;

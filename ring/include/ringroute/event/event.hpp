@@ -48,6 +48,8 @@ enum class Verbosity : std::uint8_t { trace = 0, debug = 1, info = 2, warn = 3, 
 inline constexpr std::array<std::string_view, 3> kSeverityNames{"ok", "warning", "critical"};
 inline constexpr std::array<std::string_view, 6> kVerbosityNames{"trace", "debug", "info",
                                                                   "warn",  "error", "fatal"};
+inline constexpr unsigned kSeverityCount = kSeverityNames.size();
+inline constexpr unsigned kVerbosityCount = kVerbosityNames.size();
 
 [[nodiscard]] constexpr std::string_view name(Severity s) noexcept {
   return kSeverityNames[static_cast<std::size_t>(s)];

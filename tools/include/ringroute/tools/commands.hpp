@@ -12,5 +12,7 @@ using Run = std::function<int()>;
 
 Run add_emit(CLI::App& app);
 Run add_bench_ring(CLI::App& bench);
+Run add_route(CLI::App& app);
+Run add_validate(CLI::App& app);
 
 }  // namespace ringroute::tools

@@ -1,0 +1,83 @@
+#pragma once
+// Bindings as the config file states them (SEMANTICS.md section 2), checked
+// and kept raw: the compiler resolves them into its own form, and the
+// differential test's plain loop reads these same fields with its own rules.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "ringroute/event/event.hpp"
+#include "ringroute/matcher/filter.hpp"
+
+namespace ringroute::matcher {
+
+// One problem in a config, named by its JSON path
+// (`backends[2].bindings[0].severity`) and the reason.
+struct ConfigError {
+  std::string path;
+  std::string message;
+  [[nodiscard]] std::string to_string() const {
+    return path.empty() ? message : path + ": " + message;
+  }
+};
+
+// Collects every error found, so a user fixes a config in one pass.
+class ConfigErrors {
+ public:
+  void add(std::string path, std::string message) {
+    list_.push_back({std::move(path), std::move(message)});
+  }
+  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
+  [[nodiscard]] const std::vector<ConfigError>& list() const noexcept { return list_; }
+
+ private:
+  std::vector<ConfigError> list_;
+};
+
+// A level key: one level, or an array of them (the exact flag applies only
+// to a single level, as in Kazoo).
+template <class Level>
+struct LevelSpec {
+  std::vector<Level> levels;
+  bool is_array = false;
+  bool exact = false;
+};
+
+struct BindingSpec {
+  std::vector<std::string> accounts{"*"};  // "*" anywhere matches every event
+  bool include_descendants = false;
+  std::vector<std::string> apps{"*"};
+  LevelSpec<event::Severity> severity{{event::Severity::ok}, false, false};
+  LevelSpec<event::Verbosity> verbosity{{event::Verbosity::info}, false, false};
+  std::optional<std::string> topic;  // AMQP topic pattern, checked
+  std::shared_ptr<const filter::Expression> filter;  // null: no filter
+};
+
+struct BackendSpec {
+  std::string name;
+  bool enabled = true;
+  std::vector<BindingSpec> bindings;
+};
+
+// Reads `bindings` (an array of binding objects) at `path`, adding every
+// problem to `errors`. Returns the bindings that were valid.
+std::vector<BindingSpec> parse_bindings(simdjson::dom::element bindings, const std::string& path,
+                                        ConfigErrors& errors);
+
+// One binding object at `path`; nullopt when it had errors.
+std::optional<BindingSpec> parse_binding(simdjson::dom::element binding, const std::string& path,
+                                         ConfigErrors& errors);
+
+// The JSON type's name as errors write it ("string", "array", ...).
+[[nodiscard]] std::string_view json_type_name(simdjson::dom::element_type type) noexcept;
+
+// `"text"` with quotes and escapes, for quoting user input in messages.
+[[nodiscard]] std::string quoted(std::string_view text);
+
+}  // namespace ringroute::matcher

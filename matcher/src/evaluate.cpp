@@ -1,0 +1,304 @@
+// Filter evaluation for the compiled matcher: reads only the fields a filter
+// names, the body with simdjson on-demand (no DOM, no allocation after the
+// scratch has grown to the largest body seen).
+
+#include <cstring>
+
+#include <re2/re2.h>
+
+#include "ringroute/matcher/matcher.hpp"
+
+namespace ringroute::matcher {
+namespace {
+
+using event::EventView;
+using event::StringField;
+using filter::Comparison;
+using filter::Literal;
+using filter::Op;
+
+// A value read from the event, as a comparison sees it.
+struct Value {
+  enum class Kind : std::uint8_t { absent, string, integer, unsigned_integer, floating, boolean, null, container };
+  Kind kind = Kind::absent;
+  std::string_view text;
+  std::int64_t integer = 0;
+  std::uint64_t unsigned_integer = 0;
+  double floating = 0;
+  bool boolean = false;
+};
+
+__extension__ typedef __int128 Int128;  // exact comparison of int64 with uint64
+
+// -1, 0, 1, or 2 when the two can't be ordered.
+int compare_numbers(const Value& v, const Literal& l) {
+  const bool value_integral = v.kind != Value::Kind::floating;
+  const bool literal_integral = l.kind != Literal::Kind::floating;
+  if (value_integral && literal_integral) {
+    const Int128 a = v.kind == Value::Kind::integer ? Int128{v.integer} : Int128{v.unsigned_integer};
+    const Int128 b = l.kind == Literal::Kind::integer ? Int128{l.integer} : Int128{l.unsigned_integer};
+    return a < b ? -1 : (a > b ? 1 : 0);
+  }
+  const double a = v.kind == Value::Kind::integer ? static_cast<double>(v.integer)
+                   : v.kind == Value::Kind::unsigned_integer ? static_cast<double>(v.unsigned_integer)
+                                                             : v.floating;
+  const double b = l.floating;
+  if (a < b) return -1;
+  if (a > b) return 1;
+  if (a == b) return 0;
+  return 2;
+}
+
+bool apply(Op op, int order) {
+  switch (op) {
+    case Op::eq: return order == 0;
+    case Op::ne: return order != 0;
+    case Op::lt: return order == -1;
+    case Op::le: return order == -1 || order == 0;
+    case Op::gt: return order == 1;
+    case Op::ge: return order == 1 || order == 0;
+    case Op::regex: return false;
+  }
+  return false;
+}
+
+// "=", "~" and the orderings for a value against a literal ("!=" is "not =",
+// handled by the caller).
+bool compare_value(const Value& value, const Comparison& c, const re2::RE2* regex) {
+  if (c.op == Op::regex) {
+    return value.kind == Value::Kind::string &&
+           RE2::PartialMatch(re2::StringPiece(value.text.data(), value.text.size()), *regex);
+  }
+  const Literal& l = c.literal;
+  switch (value.kind) {
+    case Value::Kind::absent:
+    case Value::Kind::container: return false;
+    case Value::Kind::string: {
+      if (l.kind != Literal::Kind::string) return false;
+      const int r = value.text.compare(l.text);  // char_traits<char>: bytes as unsigned
+      return apply(c.op, r < 0 ? -1 : (r > 0 ? 1 : 0));
+    }
+    case Value::Kind::integer:
+    case Value::Kind::unsigned_integer:
+    case Value::Kind::floating: {
+      if (l.kind != Literal::Kind::integer && l.kind != Literal::Kind::unsigned_integer &&
+          l.kind != Literal::Kind::floating) {
+        return false;
+      }
+      return apply(c.op, compare_numbers(value, l));
+    }
+    case Value::Kind::boolean:
+      return c.op == Op::eq && l.kind == Literal::Kind::boolean && l.boolean == value.boolean;
+    case Value::Kind::null: return c.op == Op::eq && l.kind == Literal::Kind::null;
+  }
+  return false;
+}
+
+}  // namespace
+
+// Friend of Matcher and MatchScratch: one evaluation of one filter.
+class FilterEvaluator {
+ public:
+  FilterEvaluator(const Matcher& m, std::uint32_t filter, const EventView& event, MatchScratch& scratch)
+      : expression_(*m.filters_[filter]), regexes_(m.filter_regexes_[filter]),
+        event_(event), scratch_(scratch) {}
+
+  bool run() { return node(expression_.root()); }
+
+ private:
+  bool node(std::uint32_t index) {
+    const filter::Node& n = expression_.nodes[index];
+    switch (n.kind) {
+      case filter::Node::Kind::all_of: return node(n.left) && node(n.right);
+      case filter::Node::Kind::any_of: return node(n.left) || node(n.right);
+      case filter::Node::Kind::negate: return !node(n.left);
+      case filter::Node::Kind::compare: return compare(n.left);
+    }
+    return false;
+  }
+
+  bool compare(std::uint32_t index) {
+    const Comparison& c = expression_.comparisons[index];
+    const re2::RE2* regex = c.op == Op::regex ? scratch_.regexes_[regexes_[index]].get() : nullptr;
+    if (c.field == filter::Field::severity || c.field == filter::Field::verbosity) {
+      const std::uint8_t level = c.field == filter::Field::severity
+                                     ? static_cast<std::uint8_t>(event_.severity)
+                                     : static_cast<std::uint8_t>(event_.verbosity);
+      if (c.op == Op::regex) {
+        const std::string_view name = c.field == filter::Field::severity ? event::name(event_.severity)
+                                                                         : event::name(event_.verbosity);
+        return RE2::PartialMatch(re2::StringPiece(name.data(), name.size()), *regex);
+      }
+      return apply(c.op, level < c.level ? -1 : (level > c.level ? 1 : 0));
+    }
+    Value value = read(c);
+    if (c.op == Op::ne) return !equals(value, c);
+    return compare_value(value, c, regex);
+  }
+
+  static bool equals(const Value& value, const Comparison& c) {
+    const Literal& l = c.literal;
+    switch (value.kind) {
+      case Value::Kind::absent:
+      case Value::Kind::container: return false;
+      case Value::Kind::string: return l.kind == Literal::Kind::string && value.text == l.text;
+      case Value::Kind::integer:
+      case Value::Kind::unsigned_integer:
+      case Value::Kind::floating:
+        return (l.kind == Literal::Kind::integer || l.kind == Literal::Kind::unsigned_integer ||
+                l.kind == Literal::Kind::floating) &&
+               compare_numbers(value, l) == 0;
+      case Value::Kind::boolean: return l.kind == Literal::Kind::boolean && l.boolean == value.boolean;
+      case Value::Kind::null: return l.kind == Literal::Kind::null;
+    }
+    return false;
+  }
+
+  Value read(const Comparison& c) {
+    Value v;
+    switch (c.field) {
+      case filter::Field::string_field:
+        if (event_.has(c.string_field)) {
+          v.kind = Value::Kind::string;
+          v.text = event_.get(c.string_field);
+        }
+        return v;
+      case filter::Field::topic:
+        v.kind = Value::Kind::string;
+        v.text = topic();
+        return v;
+      case filter::Field::body: return read_body(c.path);
+      default: return v;
+    }
+  }
+
+  std::string_view topic() {
+    if (event_.has(StringField::topic)) return event_.get(StringField::topic);
+    if (!scratch_.topic_ready_) {
+      std::string& t = scratch_.topic_;
+      t.assign("edr.");
+      t.append(event::name(event_.severity)).append(".").append(event::name(event_.verbosity)).append(".");
+      t.append(event_.has(StringField::account_id) ? event_.get(StringField::account_id) : "undefined");
+      t.append(".");
+      t.append(event_.has(StringField::app_name) ? event_.get(StringField::app_name) : "undefined");
+      scratch_.topic_ready_ = true;
+    }
+    return scratch_.topic_;
+  }
+
+  Value read_body(const std::vector<std::string>& path) {
+    Value v;
+    if (scratch_.body_state_ == 0) {
+      const std::size_t length = event_.body.size();
+      if (scratch_.body_.size() < length + simdjson::SIMDJSON_PADDING) {
+        scratch_.body_.resize(length + simdjson::SIMDJSON_PADDING);
+      }
+      std::memcpy(scratch_.body_.data(), event_.body.data(), length);
+      auto doc = scratch_.parser_.iterate(scratch_.body_.data(), length, scratch_.body_.size());
+      if (doc.error() == simdjson::SUCCESS) {
+        scratch_.document_ = std::move(doc).value_unsafe();
+        scratch_.body_state_ = 1;
+      } else {
+        scratch_.body_state_ = -1;
+      }
+    } else if (scratch_.body_state_ == 1) {
+      scratch_.document_.rewind();
+    }
+    if (scratch_.body_state_ != 1) return v;
+    simdjson::ondemand::object object;
+    if (scratch_.document_.get_object().get(object) != simdjson::SUCCESS) return v;
+    if (path.empty()) {
+      v.kind = Value::Kind::container;  // the body itself equals no literal
+      return v;
+    }
+    simdjson::ondemand::value found;
+    for (std::size_t i = 0; i < path.size(); ++i) {
+      if (!find_first(object, path[i], found)) return v;
+      if (i + 1 < path.size() && found.get_object().get(object) != simdjson::SUCCESS) return v;
+    }
+    return to_value(found);
+  }
+
+  // The first member named `key` (keys compared unescaped, as the reference
+  // and any JSON reader sees them).
+  static bool find_first(simdjson::ondemand::object& object, std::string_view key,
+                         simdjson::ondemand::value& out) {
+    for (auto field_result : object) {
+      simdjson::ondemand::field field;
+      if (std::move(field_result).get(field) != simdjson::SUCCESS) return false;
+      std::string_view name;
+      if (field.unescaped_key().get(name) != simdjson::SUCCESS) return false;
+      const bool same = name == key;
+      if (same) {
+        out = field.value();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  static Value to_value(simdjson::ondemand::value& json) {
+    Value v;
+    simdjson::ondemand::json_type type;
+    if (json.type().get(type) != simdjson::SUCCESS) return v;
+    switch (type) {
+      case simdjson::ondemand::json_type::string:
+        if (json.get_string().get(v.text) == simdjson::SUCCESS) v.kind = Value::Kind::string;
+        return v;
+      case simdjson::ondemand::json_type::number: {
+        simdjson::ondemand::number number;
+        if (json.get_number().get(number) == simdjson::SUCCESS) {
+          switch (number.get_number_type()) {
+            case simdjson::ondemand::number_type::signed_integer:
+              v.kind = Value::Kind::integer;
+              v.integer = number.get_int64();
+              return v;
+            case simdjson::ondemand::number_type::unsigned_integer:
+              v.kind = Value::Kind::unsigned_integer;
+              v.unsigned_integer = number.get_uint64();
+              return v;
+            default:
+              v.kind = Value::Kind::floating;
+              v.floating = number.get_double();
+              return v;
+          }
+        }
+        // Integers beyond 64 bits: as doubles, as JSON readers take them.
+        if (json.get_double().get(v.floating) == simdjson::SUCCESS) v.kind = Value::Kind::floating;
+        return v;
+      }
+      case simdjson::ondemand::json_type::boolean:
+        if (json.get_bool().get(v.boolean) == simdjson::SUCCESS) v.kind = Value::Kind::boolean;
+        return v;
+      case simdjson::ondemand::json_type::null:
+        if (bool is_null = false; json.is_null().get(is_null) == simdjson::SUCCESS && is_null) {
+          v.kind = Value::Kind::null;
+        }
+        return v;
+      case simdjson::ondemand::json_type::object:
+      case simdjson::ondemand::json_type::array: v.kind = Value::Kind::container; return v;
+    }
+    return v;
+  }
+
+  const filter::Expression& expression_;
+  const std::vector<std::uint32_t>& regexes_;
+  const EventView& event_;
+  MatchScratch& scratch_;
+};
+
+bool Matcher::evaluate(std::uint32_t filter, const EventView& event, MatchScratch& scratch) const noexcept {
+  if (scratch.regex_generation_ != generation_) {
+    // A new generation: this thread's own regex copies (allocates once per generation).
+    scratch.regexes_.clear();
+    RE2::Options options;
+    options.set_log_errors(false);
+    for (const std::string& pattern : regex_patterns_) {
+      scratch.regexes_.push_back(std::make_unique<re2::RE2>(pattern, options));
+    }
+    scratch.regex_generation_ = generation_;
+  }
+  return FilterEvaluator(*this, filter, event, scratch).run();
+}
+
+}  // namespace ringroute::matcher

@@ -1,0 +1,32 @@
+#pragma once
+// Events for tests, written as the NDJSON lines `route` reads, turned into the
+// ring record and decoded: tests match exactly what the router would.
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ringroute/event/event.hpp"
+#include "ringroute/ingest/event_json.hpp"
+
+namespace ringroute::testing {
+
+class JsonEvent {
+ public:
+  // The view stays valid until the next call.
+  const event::EventView& operator()(std::string_view line) {
+    if (auto problem = parser_.parse(line, parsed_)) throw std::invalid_argument(*problem + ": " + std::string(line));
+    if (auto problem = ingest::encode_record(parsed_, record_)) throw std::invalid_argument(*problem);
+    if (event::decode(record_, view_) != event::DecodeError::none) throw std::logic_error("decode failed");
+    return view_;
+  }
+
+ private:
+  ingest::EventLineParser parser_;
+  ingest::ParsedEvent parsed_;
+  std::vector<std::byte> record_;
+  event::EventView view_;
+};
+
+}  // namespace ringroute::testing

@@ -1,0 +1,152 @@
+// The config file as a whole: every level refuses unknown keys, each backend
+// type checks its own options, and every error is reported with its path.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "ringroute/tools/config.hpp"
+
+namespace ringroute::tools {
+namespace {
+
+std::vector<std::string> errors_of(const std::string& text) {
+  std::vector<std::string> out;
+  for (const auto& e : parse_config(text).errors) out.push_back(e.to_string());
+  return out;
+}
+
+bool has_error(const std::vector<std::string>& errors, const std::string& text) {
+  for (const auto& e : errors) {
+    if (e == text) return true;
+  }
+  return false;
+}
+
+TEST(Config, EmptyObjectGivesTheDefaults) {
+  const ConfigResult r = parse_config("{}");
+  ASSERT_TRUE(r.config) << r.errors.size();
+  EXPECT_EQ(r.config->instance, "ringroute");
+  ASSERT_EQ(r.config->rings.size(), 1u);
+  EXPECT_EQ(r.config->rings[0].name, "ringroute");
+  EXPECT_EQ(r.config->rings[0].size_bytes, 64u << 20);
+  EXPECT_EQ(r.config->rings[0].mode, 0660u);
+  EXPECT_EQ(r.config->workers, 1u);
+  EXPECT_TRUE(r.config->backends.empty());
+}
+
+TEST(Config, ReadsEverySection) {
+  const ConfigResult r = parse_config(R"({
+    "instance": "gw1", "rings": [{"name": "a", "size_bytes": 1048576, "mode": "0600", "dead_claim_timeout_ms": 50},
+                                 {"name": "b"}],
+    "router": {"workers": 4}, "admin": {"listen": "127.0.0.1:6000", "auth_key": null},
+    "backends": [{"name": "f", "type": "file", "enabled": false,
+                  "options": {"path": "/tmp/f", "fsync": "interval", "fsync_interval_ms": 100,
+                              "queue": {"when_full": "drop"}}, "bindings": [{}]}]})");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  EXPECT_EQ(r.config->instance, "gw1");
+  EXPECT_EQ(r.config->rings[0].size_bytes, 1u << 20);
+  EXPECT_EQ(r.config->rings[0].mode, 0600u);
+  EXPECT_EQ(r.config->rings[0].dead_claim_timeout.count(), 50);
+  EXPECT_EQ(r.config->rings[1].size_bytes, 64u << 20);
+  EXPECT_EQ(r.config->workers, 4u);
+  EXPECT_EQ(r.config->admin_listen, "127.0.0.1:6000");
+  EXPECT_FALSE(r.config->admin_auth_key);
+  ASSERT_EQ(r.config->backends.size(), 1u);
+  EXPECT_FALSE(r.config->backends[0].enabled);
+  EXPECT_FALSE(r.config->matching[0].enabled);
+  EXPECT_EQ(r.config->matching[0].name, "f");
+  EXPECT_NE(r.config->backends[0].options_json.find("\"fsync\":\"interval\""), std::string::npos);
+}
+
+TEST(Config, UnknownKeysAreErrorsAtEveryLevel) {
+  const auto e = errors_of(R"({"instanse": "x", "router": {"worker": 2}, "rings": [{"nam": "r"}],
+    "backends": [{"name": "f", "type": "file", "option": {}, "options": {"path": "/p", "rotate": 5,
+                  "formatter": {"type": "json", "options": {"normalise": true}}}, "bindings": [{"app": "x"}]}]})");
+  for (const char* path : {"instanse", "router.worker", "rings[0].nam", "backends[0].option",
+                           "backends[0].options.rotate", "backends[0].options.formatter.options.normalise",
+                           "backends[0].bindings[0].app"}) {
+    bool found = false;
+    for (const auto& m : e) found = found || m.rfind(std::string(path) + ": unknown key", 0) == 0;
+    EXPECT_TRUE(found) << path;
+  }
+}
+
+TEST(Config, RequiredBackendMembers) {
+  const auto e = errors_of(R"({"backends": [{"options": {}}, {"name": "h", "type": "http", "bindings": []},
+                                             {"name": "s", "type": "socket", "options": {}, "bindings": []}]})");
+  EXPECT_TRUE(has_error(e, "backends[0].name: required"));
+  EXPECT_TRUE(has_error(e, "backends[0].type: required"));
+  EXPECT_TRUE(has_error(e, "backends[0].bindings: required"));
+  EXPECT_TRUE(has_error(e, "backends[1].options.url: required for a http backend"));
+  EXPECT_TRUE(has_error(e, "backends[2].options.url: required"));
+}
+
+TEST(Config, BackendNamesAreUniqueValidAndCaseSensitive) {
+  auto backend = [](const std::string& name, bool enabled) {
+    return R"({"name": ")" + name + R"(", "type": "amqp", "enabled": )" + (enabled ? "true" : "false") +
+           R"(, "bindings": []})";
+  };
+  auto e = errors_of(R"({"backends": [)" + backend("x", true) + "," + backend("x", false) + "," +
+                     backend("X", true) + "," + backend("bad name", true) + "]}");
+  EXPECT_TRUE(has_error(e, "backends[1].name: duplicate backend name \"x\" (also backends[0])"));
+  EXPECT_EQ(e.size(), 2u);
+  EXPECT_TRUE(has_error(e, "backends[3].name: \"bad name\" is not a valid name (1 to 128 characters of A-Z a-z 0-9 _ - .)"));
+  e = errors_of(R"({"backends": [)" + backend(std::string(129, 'n'), true) + "]}");
+  EXPECT_EQ(e.size(), 1u);
+}
+
+TEST(Config, OptionValuesAreChecked) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "h", "type": "http", "options": {"url": "http://u:p@h/x?q=1", "method": "get", "async": true,
+      "headers": {"X-A": 1}, "batch": {"format": "xml"}}, "bindings": []},
+    {"name": "s", "type": "socket", "options": {"url": "syslog+tls://h:6514", "framing": "lf",
+      "facility": "local9"}, "bindings": []},
+    {"name": "f", "type": "file", "options": {"path": "", "io": "aio", "keep": -1}, "bindings": []}]})");
+  EXPECT_TRUE(has_error(e, "backends[0].options.method: unknown value \"get\" (expected post, put or patch)"));
+  EXPECT_TRUE(has_error(e, "backends[0].options.headers.X-A: expected a string, got a number"));
+  EXPECT_TRUE(has_error(e, "backends[0].options.batch.format: unknown value \"xml\" (expected ndjson or array)"));
+  EXPECT_TRUE(has_error(e, "backends[1].options.framing: unknown value \"lf\" (expected octet-counting or newline)"));
+  EXPECT_TRUE(has_error(e, "backends[2].options.path: must not be empty"));
+  EXPECT_TRUE(has_error(e, "backends[2].options.io: unknown value \"aio\" (expected uring or write)"));
+  bool async_refused = false, keep_refused = false, facility_refused = false;
+  for (const auto& m : e) {
+    async_refused = async_refused || m.rfind("backends[0].options.async: only false", 0) == 0;
+    keep_refused = keep_refused || m.rfind("backends[2].options.keep: expected a whole number", 0) == 0;
+    facility_refused = facility_refused || m.rfind("backends[1].options.facility: unknown value \"local9\"", 0) == 0;
+  }
+  EXPECT_TRUE(async_refused);
+  EXPECT_TRUE(keep_refused);
+  EXPECT_TRUE(facility_refused);
+  EXPECT_EQ(e.size(), 9u);
+}
+
+TEST(Config, RingsAreChecked) {
+  const auto e = errors_of(R"({"rings": [{"name": "r", "size_bytes": 3000, "mode": "rw"}, {"name": "r"}]})");
+  EXPECT_TRUE(has_error(e, "rings[0].size_bytes: 3000 is not a power of two"));
+  EXPECT_TRUE(has_error(e, "rings[0].mode: \"rw\" is not an octal mode such as \"0660\""));
+  EXPECT_TRUE(has_error(e, "rings[1].name: duplicate ring name \"r\" (also rings[0])"));
+}
+
+TEST(Config, NullIsTheSameAsAbsent) {
+  const ConfigResult r = parse_config(R"({"instance": null, "rings": null, "backends": [
+    {"name": "f", "type": "file", "enabled": null, "options": {"path": "/p", "fsync": null},
+     "bindings": [{"severity": null, "account_id": null}]}]})");
+  ASSERT_TRUE(r.config) << r.errors[0].to_string();
+  EXPECT_TRUE(r.config->backends[0].enabled);
+}
+
+TEST(Config, NotAnObjectOrNotJson) {
+  EXPECT_EQ(errors_of("[]"), std::vector<std::string>{"the config must be a JSON object, got an array"});
+  const auto e = errors_of("{\"backends\": [\n}");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("line 2, column 1"), std::string::npos) << e[0];
+}
+
+TEST(Config, DuplicateKeysAreErrors) {
+  const auto e = errors_of(R"({"router": {"workers": 1, "workers": 2}})");
+  EXPECT_TRUE(has_error(e, "router.workers: duplicate key"));
+}
+
+}  // namespace
+}  // namespace ringroute::tools

@@ -1,0 +1,165 @@
+// `ringroute route` and `ringroute validate` as a user runs them: the real
+// binary, config and events in files, stdout and stderr read back.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class Files {
+ public:
+  Files() : dir_("/tmp/rr-route-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++)) {
+    std::system(("mkdir -p " + dir_).c_str());
+  }
+  ~Files() { std::system(("rm -rf " + dir_).c_str()); }
+  std::string write(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  // Runs `ringroute ARGS < stdin`.
+  Result run(const std::string& args, const std::string& input = "") {
+    const std::string in = write("stdin", input), out = dir_ + "/stdout", err = dir_ + "/stderr";
+    const int raw = std::system((std::string(RINGROUTE_BINARY) + " " + args + " < " + in + " > " + out +
+                                 " 2> " + err).c_str());
+    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+  }
+
+ private:
+  static inline int counter_ = 0;
+  std::string dir_;
+};
+
+constexpr const char* kRecipe = R"({
+  "backends": [
+    {"name": "debug_log", "type": "file", "options": {"path": "/tmp/debug.log"},
+     "bindings": [{"account_id": "*", "include_descendants": false, "app_name": "*", "severity": "ok",
+                   "exact_severity": false, "verbosity": "debug", "exact_verbosity": false}], "enabled": true},
+    {"name": "info_log", "type": "file", "options": {"path": "/tmp/info.log"},
+     "bindings": [{"account_id": "*", "verbosity": "info"}], "enabled": true},
+    {"name": "acct", "type": "http", "options": {"url": "http://127.0.0.1:9/x"},
+     "bindings": [{"account_id": "a1", "include_descendants": true, "verbosity": "trace"},
+                  {"filter": "attrs.type~'call-(attempt|end)' && attrs.duration<5", "verbosity": "trace"}]}
+  ]})";
+
+TEST(RouteCommand, PrintsBackendsInConfigOrderPerLine) {
+  Files f;
+  const std::string config = f.write("edr.json", kRecipe);
+  const Result r = f.run("route --config " + config,
+                         "{\"verbosity\":\"debug\"}\n"
+                         "\n"
+                         "   \r\n"
+                         "{\"Verbosity\":\"error\",\"Account-ID\":\"a1\"}\r\n"
+                         "{\"account_tree\":[\"root\",\"a1\"],\"account_id\":\"kid\",\"verbosity\":\"trace\"}\n"
+                         "{\"verbosity\":\"trace\",\"body\":{\"attrs\":{\"type\":\"call-end\",\"duration\":4.5}}}\n");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"line\":1,\"backends\":[\"debug_log\"]}\n"
+            "{\"line\":4,\"backends\":[\"debug_log\",\"info_log\",\"acct\"]}\n"
+            "{\"line\":5,\"backends\":[\"acct\"]}\n"
+            "{\"line\":6,\"backends\":[\"acct\"]}\n");
+}
+
+TEST(RouteCommand, BadLinesGetAnErrorAndTheRunGoesOn) {
+  Files f;
+  const std::string config = f.write("edr.json", kRecipe);
+  const std::string events = f.write("events.ndjson",
+                                     "{\"severity\":\"sever\"}\n"
+                                     "[1]\n"
+                                     "{\"verbosity\":\"info\",\"verbosity\":\"warn\"}\n"
+                                     "{\"severity\":\"ok\",\"Severity\":\"ok\"}\n"
+                                     "{\"timestamp\":\"yesterday\"}\n"
+                                     "{\"colour\":\"red\"}\n"
+                                     "{}\n");
+  const Result r = f.run("route --config " + config + " " + events);
+  EXPECT_EQ(r.status, 1);
+  std::istringstream lines(r.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    ++n;
+    EXPECT_EQ(line.rfind("{\"line\":" + std::to_string(n) + ",", 0), 0u) << line;
+    if (n < 7) {
+      EXPECT_NE(line.find("\"error\":"), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(n, 7);
+  EXPECT_NE(r.out.find("severity: unknown level \\\"sever\\\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("colour"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("{\"line\":7,\"backends\":[\"debug_log\",\"info_log\"]}"), std::string::npos) << r.out;
+}
+
+TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {
+  Files f;
+  const std::string config = f.write(
+      "bad.json", R"({"backends": [{"name": "x", "type": "file", "options": {"path": "/tmp/x"},
+                                    "bindings": [{"severity": "sever"}]}]})");
+  const Result r = f.run("route --config " + config, "{}\n");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "backends[0].bindings[0].severity: unknown level \"sever\" (expected ok, warning or critical)\n");
+}
+
+TEST(ValidateCommand, GoodConfigExitsZero) {
+  Files f;
+  const std::string config = f.write("edr.json", kRecipe);
+  const Result r = f.run("validate " + config);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("ok"), std::string::npos);
+  EXPECT_EQ(f.run("validate --config " + config).status, 0);
+}
+
+TEST(ValidateCommand, EveryErrorOneALine) {
+  Files f;
+  const std::string config = f.write("bad.json", R"({
+    "backends": [
+      {"name": "a", "type": "file", "bindings": [{"verbosity": "loud", "app_name": ""}]},
+      {"name": "a", "type": "http", "options": {"url": "http://h/"}, "bindings": []}
+    ]})");
+  const Result r = f.run("validate " + config);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err,
+            "backends[0].bindings[0].verbosity: unknown level \"loud\" (expected trace, debug, info, warn, error or fatal)\n"
+            "backends[0].bindings[0].app_name: must not be empty\n"
+            "backends[0].options.path: required for a file backend\n"
+            "backends[1].name: duplicate backend name \"a\" (also backends[0])\n");
+}
+
+TEST(ValidateCommand, NotJsonNamesLineAndColumn) {
+  Files f;
+  const std::string config = f.write("bad.json", "{\n  \"backends\": [\n    {\"name\": \"a\",, }\n  ]\n}\n");
+  const Result r = f.run("validate " + config);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("line 3, column"), std::string::npos) << r.err;
+}
+
+TEST(ValidateCommand, MissingFileAndUsage) {
+  Files f;
+  EXPECT_EQ(f.run("validate /nonexistent/edr.json").status, 2);
+  EXPECT_EQ(f.run("validate").status, 2);
+}
+
+TEST(ValidateCommand, BundledDefaultConfigIsValid) {
+  Files f;
+  const Result r = f.run(std::string("validate ") + RINGROUTE_DEFAULT_CONFIG);
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
+}  // namespace

@@ -1,0 +1,447 @@
+#include "ringroute/tools/config.hpp"
+
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+
+#include <simdjson.h>
+
+#include "ringroute/ingest/body_check.hpp"
+
+namespace ringroute::tools {
+namespace {
+
+using matcher::ConfigErrors;
+using matcher::json_type_name;
+
+using simdjson::dom::element;
+
+// A member's check: reads `value` at `path`, adding what is wrong to errors.
+using Check = std::function<void(element value, const std::string& path, ConfigErrors& errors)>;
+
+struct Member {
+  std::string_view name;
+  Check check;
+  bool required = false;
+};
+
+std::string got(element value) { return "got " + std::string(json_type_name(value.type())); }
+
+std::string join(std::initializer_list<std::string_view> names) {
+  std::string out;
+  std::size_t i = 0;
+  for (std::string_view n : names) {
+    if (i++ != 0) out += i == names.size() ? " or " : ", ";
+    out += n;
+  }
+  return out;
+}
+
+// Checks an object's members against `members`: unknown keys, duplicates,
+// required ones; null counts as absent.
+void check_object(element value, const std::string& path, ConfigErrors& errors,
+                  const std::vector<Member>& members) {
+  if (!value.is_object()) {
+    errors.add(path, "expected an object, " + got(value));
+    return;
+  }
+  std::set<std::string_view> seen;
+  const simdjson::dom::object object = value.get_object().value_unsafe();
+  for (auto [key, member] : object) {
+    const std::string member_path = path + "." + std::string(key);
+    const Member* known = nullptr;
+    for (const Member& m : members) {
+      if (m.name == key) known = &m;
+    }
+    if (known == nullptr) {
+      std::string names;
+      for (const Member& m : members) names += (names.empty() ? "" : ", ") + std::string(m.name);
+      errors.add(member_path, "unknown key (expected one of " + names + ")");
+      continue;
+    }
+    if (!seen.insert(known->name).second) {
+      errors.add(member_path, "duplicate key");
+      continue;
+    }
+    if (!member.is_null()) known->check(member, member_path, errors);
+  }
+  for (const Member& m : members) {
+    if (!m.required) continue;
+    element member;
+    if (object[m.name].get(member) != simdjson::SUCCESS || member.is_null()) {
+      errors.add(path + "." + std::string(m.name), "required");
+    }
+  }
+}
+
+Check object_of(std::vector<Member> members) {
+  return [members = std::move(members)](element v, const std::string& p, ConfigErrors& e) {
+    check_object(v, p, e, members);
+  };
+}
+
+Check string_check(bool allow_empty = false) {
+  return [allow_empty](element v, const std::string& p, ConfigErrors& e) {
+    if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
+    if (!allow_empty && v.get_string().value_unsafe().empty()) e.add(p, "must not be empty");
+  };
+}
+
+Check uint_check(std::uint64_t min, std::uint64_t max) {
+  return [min, max](element v, const std::string& p, ConfigErrors& e) {
+    std::uint64_t n = 0;
+    if (v.is_uint64()) {
+      n = v.get_uint64().value_unsafe();
+    } else if (v.is_int64() || v.is_double()) {
+      return e.add(p, "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    } else {
+      return e.add(p, "expected a number, " + got(v));
+    }
+    if (n < min || n > max) {
+      e.add(p, std::to_string(n) + " is out of range (" + std::to_string(min) + " to " + std::to_string(max) + ")");
+    }
+  };
+}
+
+Check bool_check() {
+  return [](element v, const std::string& p, ConfigErrors& e) {
+    if (!v.is_bool()) e.add(p, "expected true or false, " + got(v));
+  };
+}
+
+Check enum_check(std::initializer_list<std::string_view> allowed) {
+  std::vector<std::string_view> list(allowed);
+  std::string names = join(allowed);
+  return [list, names](element v, const std::string& p, ConfigErrors& e) {
+    if (!v.is_string()) return e.add(p, "expected one of " + names + ", " + got(v));
+    std::string_view s = v.get_string().value_unsafe();
+    for (std::string_view a : list) {
+      if (a == s) return;
+    }
+    e.add(p, "unknown value " + matcher::quoted(s) + " (expected " + names + ")");
+  };
+}
+
+Check url_check(std::initializer_list<std::string_view> schemes) {
+  std::vector<std::string_view> list(schemes);
+  std::string names = join(schemes);
+  return [list, names](element v, const std::string& p, ConfigErrors& e) {
+    if (!v.is_string()) return e.add(p, "expected a URL string, " + got(v));
+    std::string_view url = v.get_string().value_unsafe();
+    const std::size_t colon = url.find("://");
+    if (colon == std::string_view::npos) return e.add(p, matcher::quoted(url) + " is not a URL (scheme://...)");
+    std::string_view scheme = url.substr(0, colon);
+    for (std::string_view s : list) {
+      if (s == scheme) {
+        if (url.size() == colon + 3) e.add(p, matcher::quoted(url) + " has nothing after the scheme");
+        return;
+      }
+    }
+    e.add(p, "unsupported scheme " + matcher::quoted(scheme) + " (expected " + names + ")");
+  };
+}
+
+Check string_map_check() {
+  return [](element v, const std::string& p, ConfigErrors& e) {
+    if (!v.is_object()) return e.add(p, "expected an object of strings, " + got(v));
+    const simdjson::dom::object object = v.get_object().value_unsafe();
+    for (auto [key, value] : object) {
+      if (!value.is_string()) e.add(p + "." + std::string(key), "expected a string, " + got(value));
+    }
+  };
+}
+
+bool valid_name(std::string_view name, std::size_t max) {
+  if (name.empty() || name.size() > max) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Check name_check(std::size_t max) {
+  return [max](element v, const std::string& p, ConfigErrors& e) {
+    if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
+    std::string_view s = v.get_string().value_unsafe();
+    if (!valid_name(s, max)) {
+      e.add(p, matcher::quoted(s) + " is not a valid name (1 to " + std::to_string(max) +
+                   " characters of A-Z a-z 0-9 _ - .)");
+    }
+  };
+}
+
+std::vector<Member> formatter_members() {
+  return {{"type", enum_check({"json"})},
+          {"options", object_of({{"include_metadata", bool_check()},
+                                 {"normalize", bool_check()},
+                                 {"normalize_body", bool_check()},
+                                 {"pretty", bool_check()}})}};
+}
+
+Member queue_member() {
+  return {"queue", object_of({{"max_events", uint_check(1, 1ull << 32)},
+                              {"max_bytes", uint_check(1024, 1ull << 40)},
+                              {"when_full", enum_check({"block", "drop"})}})};
+}
+
+Member batch_member(bool with_format) {
+  std::vector<Member> members{{"max_events", uint_check(1, 1'000'000)},
+                              {"max_bytes", uint_check(1, 1ull << 30)},
+                              {"linger_ms", uint_check(0, 60'000)}};
+  if (with_format) members.push_back({"format", enum_check({"ndjson", "array"})});
+  return {"batch", object_of(std::move(members))};
+}
+
+// The options each backend type takes (DESIGN.md "Sinks"), nested objects
+// only, never dotted keys.
+std::vector<Member> options_for(std::string_view type) {
+  std::vector<Member> members{{"formatter", object_of(formatter_members())}, queue_member()};
+  const Check millis = uint_check(0, 3'600'000);
+  if (type == "file") {
+    members.insert(members.end(),
+                   {{"path", string_check(), true},
+                    {"rotate_bytes", uint_check(0, 1ull << 50)},
+                    {"rotate_seconds", uint_check(0, 1ull << 32)},
+                    {"keep", uint_check(0, 100'000)},
+                    {"fsync", enum_check({"never", "batch", "interval"})},
+                    {"fsync_interval_ms", uint_check(1, 3'600'000)},
+                    {"io", enum_check({"uring", "write"})},
+                    batch_member(false)});
+  } else if (type == "http") {
+    members.insert(members.end(),
+                   {{"url", url_check({"http", "https"}), true},
+                    {"method", enum_check({"post", "put", "patch"})},
+                    {"headers", string_map_check()},
+                    {"connect_timeout", millis},
+                    {"timeout", millis},
+                    {"async",
+                     [](element v, const std::string& p, ConfigErrors& e) {
+                       if (!v.is_bool()) return e.add(p, "expected false, " + got(v));
+                       if (v.get_bool().value_unsafe()) e.add(p, "only false is supported (ringroute always delivers in the background)");
+                     }},
+                    {"max_connections", uint_check(1, 1024)},
+                    {"gzip", bool_check()},
+                    {"ca_file", string_check()},
+                    batch_member(true)});
+  } else if (type == "socket") {
+    members.insert(members.end(),
+                   {{"url", url_check({"syslog", "syslog+tcp", "syslog+udp", "syslog+tls", "unix", "unixgram"}), true},
+                    {"format", enum_check({"syslog", "ndjson"})},
+                    {"framing", enum_check({"octet-counting", "newline"})},
+                    {"facility", enum_check({"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+                                             "uucp", "cron", "authpriv", "ftp", "local0", "local1", "local2",
+                                             "local3", "local4", "local5", "local6", "local7"})},
+                    {"max_connections", uint_check(1, 1024)},
+                    {"max_datagram_bytes", uint_check(64, 65'507)},
+                    {"structured_data", bool_check()},
+                    {"connect_timeout", millis},
+                    {"ca_file", string_check()},
+                    {"server_name", string_check()},
+                    {"cert_file", string_check()},
+                    {"key_file", string_check()},
+                    batch_member(false)});
+  } else if (type == "amqp") {
+    members.insert(members.end(), {{"url", url_check({"amqp", "amqps"})},
+                                   {"exchange", string_check(true)},
+                                   {"routing_key", string_check(true)}});
+  }
+  return members;
+}
+
+std::string line_column(std::string_view text, std::size_t byte) {
+  std::size_t line = 1, column = 1;
+  for (std::size_t i = 0; i < byte && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column) + " (byte " +
+         std::to_string(byte) + ")";
+}
+
+void parse_ring(element ring, const std::string& path, ConfigErrors& errors, RingConfig& out) {
+  const std::size_t before = errors.size();
+  check_object(ring, path, errors,
+               {{"name", name_check(200)},
+                {"size_bytes",
+                 [](element v, const std::string& p, ConfigErrors& e) {
+                   uint_check(1024, 1ull << 30)(v, p, e);
+                   if (v.is_uint64()) {
+                     const std::uint64_t n = v.get_uint64().value_unsafe();
+                     if ((n & (n - 1)) != 0) e.add(p, std::to_string(n) + " is not a power of two");
+                   }
+                 }},
+                {"mode",
+                 [](element v, const std::string& p, ConfigErrors& e) {
+                   if (!v.is_string()) return e.add(p, "expected an octal string such as \"0660\", " + got(v));
+                   std::string_view s = v.get_string().value_unsafe();
+                   const bool ok = (s.size() == 3 || s.size() == 4) &&
+                                   s.find_first_not_of("01234567") == std::string_view::npos;
+                   if (!ok) e.add(p, matcher::quoted(s) + " is not an octal mode such as \"0660\"");
+                 }},
+                {"dead_claim_timeout_ms", uint_check(1, 3'600'000)}});
+  if (!ring.is_object()) return;
+  // The name is read even when other members are wrong, for the duplicate check.
+  if (std::string_view s; ring["name"].get(s) == simdjson::SUCCESS) out.name = std::string(s);
+  if (errors.size() != before) return;
+  if (std::uint64_t n; ring["size_bytes"].get(n) == simdjson::SUCCESS) out.size_bytes = n;
+  if (std::string_view s; ring["mode"].get(s) == simdjson::SUCCESS) {
+    out.mode = static_cast<std::uint32_t>(std::stoul(std::string(s), nullptr, 8));
+  }
+  if (std::uint64_t n; ring["dead_claim_timeout_ms"].get(n) == simdjson::SUCCESS) {
+    out.dead_claim_timeout = std::chrono::milliseconds(n);
+  }
+}
+
+void parse_backend(element backend, const std::string& path, ConfigErrors& errors, Config& config) {
+  BackendConfig out;
+  matcher::BackendSpec spec;
+  const std::size_t before = errors.size();
+  std::string_view type;
+  if (backend.is_object() && backend["type"].get(type) != simdjson::SUCCESS) type = {};
+  const bool known_type = type == "file" || type == "http" || type == "socket" || type == "amqp";
+  check_object(backend, path, errors,
+               {{"name", name_check(128), true},
+                {"type", enum_check({"file", "http", "socket", "amqp"}), true},
+                {"enabled", bool_check()},
+                {"options",
+                 [&](element v, const std::string& p, ConfigErrors& e) {
+                   // Options are judged by the type's table; an unknown type
+                   // is already an error of its own.
+                   if (known_type) check_object(v, p, e, options_for(type));
+                 }},
+                {"bindings",
+                 [&](element v, const std::string& p, ConfigErrors& e) {
+                   spec.bindings = matcher::parse_bindings(v, p, e);
+                 },
+                 true}});
+  if (!backend.is_object()) return;
+  // A file backend needs options.path, http and socket options.url: reported
+  // even when `options` is missing altogether.
+  element options;
+  const bool has_options = backend["options"].get(options) == simdjson::SUCCESS && !options.is_null();
+  if (!has_options && known_type && type != "amqp") {
+    errors.add(path + ".options." + (type == "file" ? "path" : "url"),
+               "required for a " + std::string(type) + " backend");
+  }
+  if (errors.size() != before) {
+    // Still count the name for uniqueness checks.
+    if (std::string_view name; backend["name"].get(name) == simdjson::SUCCESS) out.name = std::string(name);
+    config.backends.push_back(std::move(out));
+    config.matching.push_back(std::move(spec));
+    return;
+  }
+  out.name = std::string(backend["name"].get_string().value_unsafe());
+  out.type = std::string(type);
+  if (bool enabled; backend["enabled"].get(enabled) == simdjson::SUCCESS) out.enabled = enabled;
+  if (has_options) out.options_json = simdjson::minify(options);
+  spec.name = out.name;
+  spec.enabled = out.enabled;
+  config.backends.push_back(std::move(out));
+  config.matching.push_back(std::move(spec));
+}
+
+}  // namespace
+
+ConfigResult parse_config(std::string_view text) {
+  ConfigResult result;
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(text);
+  element root;
+  if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
+    // simdjson says what, not where; the body checker finds the byte.
+    auto problem = ingest::check_json_object(text);
+    if (problem) {
+      result.errors.push_back({"", "not valid JSON at " + line_column(text, problem->byte_offset) + ": " +
+                                       problem->reason});
+    } else {
+      result.errors.push_back({"", std::string("not valid JSON: ") + simdjson::error_message(error)});
+    }
+    return result;
+  }
+  ConfigErrors errors;
+  Config config;
+  if (!root.is_object()) {
+    errors.add("", "the config must be a JSON object, " + got(root));
+  } else {
+    check_object(
+        root, "", errors,
+        {{"instance", name_check(200)},
+         {"rings",
+          [&](element v, const std::string& p, ConfigErrors& e) {
+            if (!v.is_array()) return e.add(p, "expected an array of rings, " + got(v));
+            std::size_t i = 0;
+            std::vector<std::string> names;
+            const simdjson::dom::array rings = v.get_array().value_unsafe();
+            for (element ring : rings) {
+              const std::string ring_path = p + "[" + std::to_string(i++) + "]";
+              RingConfig parsed;
+              parse_ring(ring, ring_path, e, parsed);
+              for (std::size_t k = 0; k < names.size(); ++k) {
+                if (names[k] == parsed.name) {
+                  e.add(ring_path + ".name", "duplicate ring name " + matcher::quoted(parsed.name) + " (also rings[" +
+                                                 std::to_string(k) + "])");
+                }
+              }
+              names.push_back(parsed.name);
+              config.rings.push_back(parsed);
+            }
+          }},
+         {"router", object_of({{"workers", uint_check(1, 64)}})},
+         {"admin", object_of({{"listen", string_check()}, {"auth_key", string_check()}})},
+         {"backends", [&](element v, const std::string& p, ConfigErrors& e) {
+            if (!v.is_array()) return e.add(p, "expected an array of backends, " + got(v));
+            std::size_t i = 0;
+            const simdjson::dom::array backends = v.get_array().value_unsafe();
+            for (element backend : backends) parse_backend(backend, p + "[" + std::to_string(i++) + "]", e, config);
+          }}});
+  }
+  // Paths start at the root: drop the leading '.' the member walk adds.
+  std::vector<matcher::ConfigError> list = errors.list();
+  for (auto& e : list) {
+    if (!e.path.empty() && e.path[0] == '.') e.path.erase(0, 1);
+  }
+  // Backend names are unique, case-sensitive; disabled ones count.
+  for (std::size_t i = 0; i < config.backends.size(); ++i) {
+    for (std::size_t k = 0; k < i; ++k) {
+      if (!config.backends[i].name.empty() && config.backends[i].name == config.backends[k].name) {
+        list.push_back({"backends[" + std::to_string(i) + "].name",
+                        "duplicate backend name " + matcher::quoted(config.backends[i].name) + " (also backends[" +
+                            std::to_string(k) + "])"});
+        break;
+      }
+    }
+  }
+  result.errors = std::move(list);
+  if (!result.errors.empty()) return result;
+  if (root.is_object()) {
+    if (std::string_view s; root["instance"].get(s) == simdjson::SUCCESS) config.instance = std::string(s);
+    if (std::uint64_t n; root["router"]["workers"].get(n) == simdjson::SUCCESS) config.workers = static_cast<unsigned>(n);
+    if (std::string_view s; root["admin"]["listen"].get(s) == simdjson::SUCCESS) config.admin_listen = std::string(s);
+    if (std::string_view s; root["admin"]["auth_key"].get(s) == simdjson::SUCCESS) config.admin_auth_key = std::string(s);
+  }
+  if (config.rings.empty()) config.rings.emplace_back();
+  result.config = std::move(config);
+  return result;
+}
+
+ConfigResult load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ConfigResult result;
+    result.errors.push_back({"", "cannot read " + path});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str());
+}
+
+}  // namespace ringroute::tools

@@ -1,0 +1,132 @@
+// `ringroute route` and `ringroute validate`: how users test a config
+// (SEMANTICS.md section 7). Events go through the same record encoding and
+// the same compiled matcher as in the router.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "ringroute/ingest/event_json.hpp"
+#include "ringroute/matcher/matcher.hpp"
+#include "ringroute/tools/commands.hpp"
+#include "ringroute/tools/config.hpp"
+#include "ringroute/tools/json_text.hpp"
+
+namespace ringroute::tools {
+namespace {
+
+// Prints every config error on stderr, one a line; true when there were some.
+bool report_config_errors(const ConfigResult& result) {
+  for (const auto& error : result.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
+  return !result.errors.empty();
+}
+
+struct RouteArgs {
+  std::string config;
+  std::string events;  // empty: stdin
+};
+
+int run_route(const RouteArgs& args) {
+  const ConfigResult loaded = load_config_file(args.config);
+  if (report_config_errors(loaded)) return 2;
+  const auto matcher = matcher::Matcher::compile(loaded.config->matching);
+
+  std::ifstream file;
+  if (!args.events.empty()) {
+    file.open(args.events, std::ios::binary);
+    if (!file) {
+      std::fprintf(stderr, "ringroute route: cannot read %s\n", args.events.c_str());
+      return 2;
+    }
+  }
+  std::istream& in = args.events.empty() ? std::cin : file;
+
+  ingest::EventLineParser parser;
+  ingest::ParsedEvent parsed;
+  std::vector<std::byte> record;
+  event::EventView view;
+  matcher::MatchScratch scratch;
+  matcher::BackendSet matched;
+  matched.resize(matcher->backend_count());
+  std::string out;
+  bool any_bad = false;
+  std::string line;
+  std::size_t number = 0;
+  auto flush = [&] {
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    out.clear();
+  };
+  while (std::getline(in, line)) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (ingest::is_blank(line)) continue;
+    std::optional<std::string> problem = parser.parse(line, parsed);
+    if (!problem) problem = ingest::encode_record(parsed, record);
+    if (!problem && event::decode(record, view) != event::DecodeError::none) {
+      problem = "event could not be encoded as a record";
+    }
+    out += "{\"line\":" + std::to_string(number);
+    if (problem) {
+      any_bad = true;
+      out += ",\"error\":" + json_quote(*problem) + "}\n";
+    } else {
+      matched.clear();
+      matcher->match(view, scratch, matched);
+      out += ",\"backends\":[";
+      bool first = true;
+      matched.for_each([&](std::uint32_t index) {
+        if (!first) out += ',';
+        first = false;
+        out += json_quote(matcher->backend_name(index));
+      });
+      out += "]}\n";
+    }
+    if (out.size() > 1 << 16) flush();
+  }
+  flush();
+  std::fflush(stdout);
+  return any_bad ? 1 : 0;
+}
+
+int run_validate(const std::string& path) {
+  const ConfigResult loaded = load_config_file(path);
+  if (report_config_errors(loaded)) return 2;
+  const Config& config = *loaded.config;
+  std::size_t enabled = 0, bindings = 0;
+  for (std::size_t i = 0; i < config.backends.size(); ++i) {
+    enabled += config.backends[i].enabled ? 1 : 0;
+    bindings += config.matching[i].bindings.size();
+  }
+  std::printf("%s: ok (%zu backends, %zu enabled, %zu bindings, %zu rings)\n", path.c_str(),
+              config.backends.size(), enabled, bindings, config.rings.size());
+  return 0;
+}
+
+}  // namespace
+
+Run add_route(CLI::App& app) {
+  auto args = std::make_shared<RouteArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "route", "print which backends each NDJSON event (from EVENTS or stdin) would reach");
+  cmd->add_option("--config", args->config, "config file")->required();
+  cmd->add_option("events", args->events, "NDJSON events (default: stdin)");
+  return [args] { return run_route(*args); };
+}
+
+Run add_validate(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto flag_path = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("validate", "check a config file; every error with its JSON path");
+  cmd->add_option("file", *path, "config file");
+  cmd->add_option("--config", *flag_path, "config file (same as FILE)");
+  return [path, flag_path] {
+    if (path->empty() == flag_path->empty()) {
+      std::fprintf(stderr, "ringroute validate: give the config file once, as FILE or --config FILE\n");
+      return 2;
+    }
+    return run_validate(path->empty() ? *flag_path : *path);
+  };
+}
+
+}  // namespace ringroute::tools
