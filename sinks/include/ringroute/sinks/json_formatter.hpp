@@ -1,0 +1,70 @@
+#pragma once
+// The json formatter (SEMANTICS.md section 6): Kazoo's edr_fmt_json options
+// `include_metadata`, `normalize`, `pretty`, plus `normalize_body`. One JSON
+// document per line.
+//
+// Cost: without pretty/normalize_body, one pass that escapes the metadata
+// strings 16 bytes at a time and copies the body (its raw newlines, which
+// valid JSON has only between tokens, become spaces so the document stays
+// one line). pretty and normalize_body parse the document (simdjson DOM) and
+// write it again.
+//
+// Thread-safety: one formatter per thread (it caches the last timestamp's
+// text and owns a parser).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ringroute/event/event.hpp"
+#include "ringroute/sinks/byte_buffer.hpp"
+
+namespace ringroute::sinks {
+
+struct JsonFormatOptions {
+  bool include_metadata = true;
+  bool normalize = true;
+  bool pretty = false;
+  bool normalize_body = false;
+
+  friend bool operator==(const JsonFormatOptions&, const JsonFormatOptions&) = default;
+};
+
+class JsonFormatter {
+ public:
+  explicit JsonFormatter(JsonFormatOptions options = {});
+  ~JsonFormatter();
+  JsonFormatter(JsonFormatter&&) noexcept;
+  JsonFormatter& operator=(JsonFormatter&&) noexcept;
+
+  // Appends the event's document and '\n' to `out`. Never throws except
+  // std::bad_alloc from growing `out`. A body that does not parse where
+  // parsing is needed (pretty, normalize_body) is written as it came.
+  void format(const event::EventView& event, ByteBuffer& out);
+
+  [[nodiscard]] const JsonFormatOptions& options() const noexcept { return options_; }
+
+ private:
+  void write_metadata(const event::EventView& event, ByteBuffer& out, std::string_view body);
+
+  JsonFormatOptions options_;
+  // The last second formatted ("2026-11-23T16:55:28"): most events share it.
+  std::int64_t cached_second_ = INT64_MIN;
+  char cached_text_[20]{};
+  struct Reformatter;  // simdjson DOM work for pretty / normalize_body
+  std::unique_ptr<Reformatter> reformatter_;
+};
+
+// RFC 3339 UTC with microseconds, truncated: "2026-11-23T16:55:28.123456Z".
+[[nodiscard]] std::string format_rfc3339_micros(std::int64_t ns);
+
+// Seconds since 0000-01-01 as Kazoo counts them (Unix seconds floored + 62167219200).
+[[nodiscard]] constexpr std::int64_t gregorian_seconds(std::int64_t ns) noexcept {
+  std::int64_t seconds = ns / 1'000'000'000;
+  if (ns % 1'000'000'000 < 0) --seconds;  // floor, not truncation
+  return seconds + 62167219200;
+}
+
+}  // namespace ringroute::sinks

@@ -1,0 +1,352 @@
+#include "ringroute/sinks/json_formatter.hpp"
+
+#include <array>
+#include <charconv>
+#include <cstring>
+
+#include <simdjson.h>
+
+#include "ringroute/sinks/json_escape.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+using event::EventView;
+using event::StringField;
+
+struct MemberName {
+  std::string_view normalized;
+  std::string_view wire;  // Kazoo's name, written with normalize=false
+};
+
+constexpr MemberName kAccountId{"\"account_id\":", "\"Account-ID\":"};
+constexpr MemberName kAccountTree{"\"account_tree\":", "\"Account-Tree\":"};
+constexpr MemberName kAppName{"\"app_name\":", "\"App-Name\":"};
+constexpr MemberName kAppVersion{"\"app_version\":", "\"App-Version\":"};
+constexpr MemberName kBody{"\"body\":", "\"Body\":"};
+constexpr MemberName kId{"\"id\":", "\"ID\":"};
+constexpr MemberName kNode{"\"node\":", "\"Node\":"};
+constexpr MemberName kSeverity{"\"severity\":", "\"Severity\":"};
+constexpr MemberName kTimestamp{"\"timestamp\":", "\"Timestamp\":"};
+constexpr MemberName kGregorian{"\"gregorian_time\":", "\"Gregorian-Time\":"};
+constexpr MemberName kVerbosity{"\"verbosity\":", "\"Verbosity\":"};
+constexpr MemberName kTopic{"\"topic\":", "\"Topic\":"};
+constexpr MemberName kStreamName{"\"stream_name\":", "\"Stream-Name\":"};
+constexpr MemberName kEventType{"\"event_type\":", "\"Event-Type\":"};
+constexpr MemberName kTag{"\"tag\":", "\"Tag\":"};
+constexpr std::size_t kLongestName = 20;  // with quotes, colon and a comma
+
+inline char* put(char* out, std::string_view bytes) noexcept {
+  std::memcpy(out, bytes.data(), bytes.size());
+  return out + bytes.size();
+}
+
+// Days since 1970-01-01 to (year, month, day): Howard Hinnant's civil_from_days.
+void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) noexcept {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  y = static_cast<std::int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y += m <= 2;
+}
+
+inline void two_digits(char* out, unsigned v) noexcept {
+  out[0] = static_cast<char>('0' + v / 10);
+  out[1] = static_cast<char>('0' + v % 10);
+}
+
+// floor(ns / 1e9) and the nanoseconds left, for any int64.
+inline void split_ns(std::int64_t ns, std::int64_t& seconds, std::int64_t& nanos) noexcept {
+  seconds = ns / 1'000'000'000;
+  nanos = ns % 1'000'000'000;
+  if (nanos < 0) {
+    nanos += 1'000'000'000;
+    --seconds;
+  }
+}
+
+// "YYYY-MM-DDTHH:MM:SS" (19 bytes) for a Unix second; years outside
+// 0000-9999 are clamped (RFC 3339 has four digits).
+void second_text(std::int64_t second, char* out) noexcept {
+  std::int64_t days = second / 86400;
+  std::int64_t rest = second % 86400;
+  if (rest < 0) {
+    rest += 86400;
+    --days;
+  }
+  std::int64_t year;
+  unsigned month, day;
+  civil_from_days(days, year, month, day);
+  if (year < 0) year = 0, month = 1, day = 1, rest = 0;
+  if (year > 9999) year = 9999, month = 12, day = 31, rest = 86399;
+  const auto y = static_cast<unsigned>(year);
+  two_digits(out, y / 100);
+  two_digits(out + 2, y % 100);
+  out[4] = '-';
+  two_digits(out + 5, month);
+  out[7] = '-';
+  two_digits(out + 8, day);
+  out[10] = 'T';
+  two_digits(out + 11, static_cast<unsigned>(rest / 3600));
+  out[13] = ':';
+  two_digits(out + 14, static_cast<unsigned>(rest / 60 % 60));
+  out[16] = ':';
+  two_digits(out + 17, static_cast<unsigned>(rest % 60));
+}
+
+// The quoted timestamp; `cached_second`/`cached_text` remember the last
+// second's text, which most consecutive events share.
+char* put_timestamp(std::int64_t ns, char* out, std::int64_t& cached_second, char* cached_text) noexcept {
+  std::int64_t second, nanos;
+  split_ns(ns, second, nanos);
+  if (second != cached_second) {
+    second_text(second, cached_text);
+    cached_second = second;
+  }
+  *out++ = '"';
+  out = put(out, {cached_text, 19});
+  *out++ = '.';
+  auto micros = static_cast<unsigned>(nanos / 1000);
+  for (int i = 5; i >= 0; --i) {
+    out[i] = static_cast<char>('0' + micros % 10);
+    micros /= 10;
+  }
+  out += 6;
+  *out++ = 'Z';
+  *out++ = '"';
+  return out;
+}
+
+inline char* put_string(char* out, std::string_view s) noexcept {
+  *out++ = '"';
+  out = escape_json(s, out);
+  *out++ = '"';
+  return out;
+}
+
+// Copies a body; raw CR/LF (only whitespace between tokens in valid JSON)
+// become spaces so the document stays on one line.
+char* put_body(char* out, std::string_view body) noexcept {
+  std::memcpy(out, body.data(), body.size());
+  char* const end = out + body.size();
+  for (char* p = out; (p = static_cast<char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)))) != nullptr;) {
+    *p++ = ' ';
+  }
+  for (char* p = out; (p = static_cast<char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)))) != nullptr;) {
+    *p++ = ' ';
+  }
+  return end;
+}
+
+}  // namespace
+
+// The slow paths: pretty printing and Kazoo's body normalisation, through a DOM.
+struct JsonFormatter::Reformatter {
+  simdjson::dom::parser parser;
+  ByteBuffer scratch;
+  ByteBuffer body;
+
+  // Writes `value`; normalize: keys lower-cased with '-' as '_', null members dropped.
+  void write(simdjson::dom::element value, ByteBuffer& out, bool normalize, int indent) {
+    using simdjson::dom::element_type;
+    switch (value.type()) {
+      case element_type::OBJECT: {
+        const simdjson::dom::object object = value.get_object().value_unsafe();
+        out.push_back('{');
+        bool first = true;
+        for (auto [key, member] : object) {
+          if (normalize && member.is_null()) continue;
+          if (!first) out.push_back(',');
+          first = false;
+          newline(out, indent < 0 ? -1 : indent + 1);
+          std::string_view name = key;
+          std::string normalized_key;
+          if (normalize) {
+            normalized_key.assign(name);
+            for (char& c : normalized_key) {
+              if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+              if (c == '-') c = '_';
+            }
+            name = normalized_key;
+          }
+          string(name, out);
+          out.append(indent >= 0 ? ": " : ":");
+          write(member, out, normalize, indent < 0 ? indent : indent + 1);
+        }
+        if (!first) newline(out, indent);
+        out.push_back('}');
+        return;
+      }
+      case element_type::ARRAY: {
+        const simdjson::dom::array array = value.get_array().value_unsafe();
+        out.push_back('[');
+        bool first = true;
+        for (simdjson::dom::element item : array) {
+          if (!first) out.push_back(',');
+          first = false;
+          newline(out, indent < 0 ? -1 : indent + 1);
+          write(item, out, normalize, indent < 0 ? indent : indent + 1);
+        }
+        if (!first) newline(out, indent);
+        out.push_back(']');
+        return;
+      }
+      case element_type::STRING: string(value.get_string().value_unsafe(), out); return;
+      case element_type::INT64: number(value.get_int64().value_unsafe(), out); return;
+      case element_type::UINT64: number(value.get_uint64().value_unsafe(), out); return;
+      case element_type::DOUBLE: number(value.get_double().value_unsafe(), out); return;
+      case element_type::BOOL: out.append(value.get_bool().value_unsafe() ? "true" : "false"); return;
+      case element_type::NULL_VALUE: out.append("null"); return;
+    }
+  }
+
+  static void newline(ByteBuffer& out, int indent) {
+    if (indent < 0) return;
+    out.push_back('\n');
+    char* p = out.reserve_more(static_cast<std::size_t>(indent) * 2);
+    std::memset(p, ' ', static_cast<std::size_t>(indent) * 2);
+    out.commit_to(p + indent * 2);
+  }
+  static void string(std::string_view s, ByteBuffer& out) {
+    char* p = out.reserve_more(escaped_bound(s.size()) + 2);
+    out.commit_to(put_string(p, s));
+  }
+  template <class Number>
+  static void number(Number v, ByteBuffer& out) {
+    char* p = out.reserve_more(32);
+    auto [end, ec] = std::to_chars(p, p + 32, v);
+    out.commit_to(end);
+  }
+
+  // Parses `text`; false when it is not JSON (then the caller writes it as it came).
+  bool rewrite(std::string_view text, ByteBuffer& out, bool normalize, int indent) {
+    simdjson::dom::element root;
+    if (parser.parse(text.data(), text.size()).get(root) != simdjson::SUCCESS) return false;
+    write(root, out, normalize, indent);
+    return true;
+  }
+};
+
+JsonFormatter::JsonFormatter(JsonFormatOptions options) : options_(options) {
+  if (options_.pretty || options_.normalize_body) reformatter_ = std::make_unique<Reformatter>();
+}
+JsonFormatter::~JsonFormatter() = default;
+JsonFormatter::JsonFormatter(JsonFormatter&&) noexcept = default;
+JsonFormatter& JsonFormatter::operator=(JsonFormatter&&) noexcept = default;
+
+void JsonFormatter::write_metadata(const EventView& e, ByteBuffer& out, std::string_view body) {
+  std::size_t bound = 16 * kLongestName + 96 + body.size();
+  for (std::size_t f = 0; f < event::kStringFieldCount; ++f) {
+    if ((e.present >> f) & 1u) bound += escaped_bound(e.strings[f].size()) + 2;
+  }
+  if (e.has_account_tree()) {
+    for (std::string_view a : e.account_tree) bound += escaped_bound(a.size()) + 3;
+  }
+  char* p = out.reserve_more(bound);
+  const bool wire = !options_.normalize;
+  bool first = true;
+  auto name = [&](const MemberName& member) {
+    if (!first) *p++ = ',';
+    first = false;
+    p = put(p, wire ? member.wire : member.normalized);
+  };
+  auto optional_string = [&](const MemberName& member, StringField field) {
+    if (!e.has(field)) return;
+    name(member);
+    p = put_string(p, e.get(field));
+  };
+  *p++ = '{';
+  optional_string(kAccountId, StringField::account_id);
+  if (e.has_account_tree()) {
+    name(kAccountTree);
+    *p++ = '[';
+    bool first_ancestor = true;
+    for (std::string_view ancestor : e.account_tree) {
+      if (!first_ancestor) *p++ = ',';
+      first_ancestor = false;
+      p = put_string(p, ancestor);
+    }
+    *p++ = ']';
+  }
+  optional_string(kAppName, StringField::app_name);
+  optional_string(kAppVersion, StringField::app_version);
+  name(kBody);
+  p = put_body(p, body);
+  optional_string(kId, StringField::id);
+  optional_string(kNode, StringField::node);
+  name(kSeverity);
+  *p++ = '"';
+  p = put(p, event::name(e.severity));
+  *p++ = '"';
+  name(kTimestamp);
+  p = put_timestamp(e.timestamp_ns, p, cached_second_, cached_text_);
+  name(kGregorian);
+  p = std::to_chars(p, p + 24, gregorian_seconds(e.timestamp_ns)).ptr;
+  name(kVerbosity);
+  *p++ = '"';
+  p = put(p, event::name(e.verbosity));
+  *p++ = '"';
+  optional_string(kTopic, StringField::topic);
+  optional_string(kStreamName, StringField::stream_name);
+  optional_string(kEventType, StringField::event_type);
+  optional_string(kTag, StringField::tag);
+  *p++ = '}';
+  out.commit_to(p);
+}
+
+void JsonFormatter::format(const EventView& e, ByteBuffer& out) {
+  std::string_view body = e.body.empty() ? std::string_view("{}") : e.body;
+  if (!reformatter_) {
+    if (options_.include_metadata) {
+      write_metadata(e, out, body);
+    } else {
+      char* p = out.reserve_more(body.size());
+      out.commit_to(put_body(p, body));
+    }
+    out.push_back('\n');
+    return;
+  }
+  Reformatter& r = *reformatter_;
+  if (options_.normalize_body) {
+    r.body.clear();
+    if (r.rewrite(body, r.body, true, -1)) body = r.body.view();
+  }
+  if (!options_.pretty) {
+    if (options_.include_metadata) {
+      write_metadata(e, out, body);
+    } else {
+      char* p = out.reserve_more(body.size());
+      out.commit_to(put_body(p, body));
+    }
+    out.push_back('\n');
+    return;
+  }
+  std::string_view document = body;
+  if (options_.include_metadata) {
+    r.scratch.clear();
+    write_metadata(e, r.scratch, body);
+    document = r.scratch.view();
+  }
+  const std::size_t before = out.size();
+  if (!r.rewrite(document, out, false, 0)) {
+    out.resize_down(before);
+    char* p = out.reserve_more(document.size());
+    out.commit_to(put_body(p, document));
+  }
+  out.push_back('\n');
+}
+
+std::string format_rfc3339_micros(std::int64_t ns) {
+  char buffer[40];
+  std::int64_t cached_second = INT64_MIN;
+  char cached_text[20];
+  char* end = put_timestamp(ns, buffer, cached_second, cached_text);
+  return std::string(buffer + 1, end - 1);  // without the quotes
+}
+
+}  // namespace ringroute::sinks

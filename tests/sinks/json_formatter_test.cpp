@@ -1,0 +1,174 @@
+// The json formatter against SEMANTICS.md section 6, rule by rule, and on
+// random events: every line it writes must parse.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include <simdjson.h>
+
+#include "json_event.hpp"
+#include "ringroute/sinks/json_formatter.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+std::string format(const event::EventView& e, JsonFormatOptions options = {}) {
+  JsonFormatter formatter(options);
+  ByteBuffer out;
+  formatter.format(e, out);
+  return std::string(out.view());
+}
+
+// 2026-11-23T16:55:28.123456789Z
+constexpr const char* kFull = R"({"id":"p-1","timestamp":1795452928123456789,"severity":"warning",
+  "verbosity":"debug","account_id":"a1","account_tree":["root","mid"],"app_name":"cf","app_version":"4.3",
+  "node":"gw1","topic":"t.x","stream_name":"s","event_type":"e","tag":"g","body":{"k":[1,2.5,"x"],"n":null}})";
+
+TEST(JsonFormatter, MetadataMembersInOrderNormalized) {
+  testing::JsonEvent ev;
+  EXPECT_EQ(format(ev(kFull)),
+            R"({"account_id":"a1","account_tree":["root","mid"],"app_name":"cf","app_version":"4.3",)"
+            R"("body":{"k":[1,2.5,"x"],"n":null},"id":"p-1","node":"gw1","severity":"warning",)"
+            R"("timestamp":"2026-11-23T16:55:28.123456Z","gregorian_time":63962672128,"verbosity":"debug",)"
+            R"("topic":"t.x","stream_name":"s","event_type":"e","tag":"g"})"
+            "\n");
+}
+
+TEST(JsonFormatter, NormalizeFalseWritesKazooWireNames) {
+  testing::JsonEvent ev;
+  EXPECT_EQ(format(ev(kFull), {.normalize = false}),
+            R"({"Account-ID":"a1","Account-Tree":["root","mid"],"App-Name":"cf","App-Version":"4.3",)"
+            R"("Body":{"k":[1,2.5,"x"],"n":null},"ID":"p-1","Node":"gw1","Severity":"warning",)"
+            R"("Timestamp":"2026-11-23T16:55:28.123456Z","Gregorian-Time":63962672128,"Verbosity":"debug",)"
+            R"("Topic":"t.x","Stream-Name":"s","Event-Type":"e","Tag":"g"})"
+            "\n");
+}
+
+TEST(JsonFormatter, AbsentMembersAreOmittedAndTopicOnlyWhenCarried) {
+  testing::JsonEvent ev;
+  EXPECT_EQ(format(ev(R"({"timestamp":0})")),
+            R"({"body":{},"severity":"ok","timestamp":"1970-01-01T00:00:00.000000Z",)"
+            R"("gregorian_time":62167219200,"verbosity":"info"})"
+            "\n");
+}
+
+TEST(JsonFormatter, IncludeMetadataFalseIsTheBodyByteForByte) {
+  testing::JsonEvent ev;
+  EXPECT_EQ(format(ev(R"({"body": { "a" : [ 1 , 2 ] , "b":"\u00e9\n" }})"), {.include_metadata = false}),
+            "{ \"a\" : [ 1 , 2 ] , \"b\":\"\\u00e9\\n\" }\n");
+}
+
+TEST(JsonFormatter, TimestampIsTruncatedToMicrosecondsNotRounded) {
+  EXPECT_EQ(format_rfc3339_micros(1'000'999'999), "1970-01-01T00:00:01.000999Z");
+  EXPECT_EQ(format_rfc3339_micros(-1), "1969-12-31T23:59:59.999999Z");
+  EXPECT_EQ(format_rfc3339_micros(951'782'400'000'000'000), "2000-02-29T00:00:00.000000Z");
+}
+
+TEST(JsonFormatter, GregorianTimeFloorsUnixSeconds) {
+  EXPECT_EQ(gregorian_seconds(0), 62167219200);
+  EXPECT_EQ(gregorian_seconds(999'999'999), 62167219200);
+  EXPECT_EQ(gregorian_seconds(-1), 62167219199);
+}
+
+TEST(JsonFormatter, StringsAreEscapedAndInvalidUtf8Replaced) {
+  event::EventInput in;
+  static constexpr char kId[] = "q\"b\\s\x01\n\t\x7f\xc3\xa9|\xff|\xe2\x82|end";
+  in.set(event::StringField::id, std::string_view(kId, sizeof kId - 1));
+  in.body = "{}";
+  std::vector<std::byte> record(event::encoded_size(in, std::vector<std::string_view>{}));
+  event::encode(in, std::vector<std::string_view>{}, false, record.data());
+  event::EventView e;
+  ASSERT_EQ(event::decode(record, e), event::DecodeError::none);
+  const std::string line = format(e);
+  EXPECT_NE(line.find(R"("id":"q\"b\\s\u0001\n\t)" "\x7f\xc3\xa9|\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd|end\""),
+            std::string::npos)
+      << line;
+  simdjson::dom::parser parser;
+  EXPECT_EQ(parser.parse(line).error(), simdjson::SUCCESS);
+}
+
+TEST(JsonFormatter, BodyNewlinesDoNotSplitTheLine) {
+  testing::JsonEvent ev;
+  const std::string line = format(ev("{\"body\":{\"a\":1}}"));
+  ASSERT_EQ(std::count(line.begin(), line.end(), '\n'), 1);
+  // A trusted producer may send a body with raw newlines between tokens.
+  event::EventInput in;
+  in.body = "{\n  \"a\": 1\r\n}";
+  std::vector<std::byte> record(event::encoded_size(in, std::vector<std::string_view>{}));
+  event::encode(in, std::vector<std::string_view>{}, false, record.data());
+  event::EventView e;
+  ASSERT_EQ(event::decode(record, e), event::DecodeError::none);
+  for (bool meta : {true, false}) {
+    const std::string out = format(e, {.include_metadata = meta});
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+    simdjson::dom::parser parser;
+    EXPECT_EQ(parser.parse(out).error(), simdjson::SUCCESS) << out;
+  }
+}
+
+TEST(JsonFormatter, PrettyIndentsTwoSpacesWithOrWithoutMetadata) {
+  testing::JsonEvent ev;
+  EXPECT_EQ(format(ev(R"({"body":{"a":[1,{}],"b":{"c":"d"},"e":[]}})"), {.include_metadata = false, .pretty = true}),
+            "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": {\n    \"c\": \"d\"\n  },\n  \"e\": []\n}\n");
+  const std::string with_meta = format(ev(R"({"timestamp":0,"body":{"a":1}})"), {.pretty = true});
+  EXPECT_EQ(with_meta,
+            "{\n  \"body\": {\n    \"a\": 1\n  },\n  \"severity\": \"ok\",\n"
+            "  \"timestamp\": \"1970-01-01T00:00:00.000000Z\",\n  \"gregorian_time\": 62167219200,\n"
+            "  \"verbosity\": \"info\"\n}\n");
+}
+
+TEST(JsonFormatter, NormalizeBodyLowercasesKeysMapsDashesAndDropsNulls) {
+  testing::JsonEvent ev;
+  EXPECT_EQ(format(ev(R"({"body":{"Call-ID":"x","Nested":{"Inner-Key":null,"Keep-Me":[{"A-B":1,"z":null}]},"n":null}})"),
+                   {.include_metadata = false, .normalize_body = true}),
+            R"({"call_id":"x","nested":{"keep_me":[{"a_b":1}]}})"
+            "\n");
+  // Metadata names are not touched by normalize_body.
+  const std::string line = format(ev(R"({"account_id":"A-1","body":{"X-Y":1}})"), {.normalize = false, .normalize_body = true});
+  EXPECT_NE(line.find(R"("Account-ID":"A-1","Body":{"x_y":1})"), std::string::npos) << line;
+}
+
+// Random events, any bytes in the strings, random bodies: every option
+// combination writes one line that parses, and strings survive when valid.
+TEST(JsonFormatter, EveryLineParsesOnRandomEvents) {
+  std::mt19937_64 rng(20261123);
+  simdjson::dom::parser parser;
+  std::vector<std::string> strings(event::kStringFieldCount);
+  std::vector<std::string> tree_storage;
+  const char* bodies[] = {"{}", R"({"a":"\u0000\"","b":[true,false,null,-1.5e3]})", "{\"deep\":{\"x\":{\"y\":[]}}}",
+                          "{\"Up-Case\":null}", "{ \"sp\" :\n 1 }"};
+  for (int round = 0; round < 3000; ++round) {
+    event::EventInput in;
+    for (std::size_t f = 0; f < event::kStringFieldCount; ++f) {
+      if (rng() % 2) continue;
+      strings[f].clear();
+      const std::size_t n = rng() % 40;
+      for (std::size_t i = 0; i < n; ++i) strings[f] += static_cast<char>(rng() % 4 == 0 ? rng() % 256 : 'a' + rng() % 26);
+      in.set(static_cast<event::StringField>(f), strings[f]);
+    }
+    in.severity = static_cast<event::Severity>(rng() % 3);
+    in.verbosity = static_cast<event::Verbosity>(rng() % 6);
+    in.timestamp_ns = static_cast<std::int64_t>(rng());
+    in.body = bodies[rng() % std::size(bodies)];
+    tree_storage.assign(rng() % 3, std::string(1, static_cast<char>(rng() % 256)));
+    std::vector<std::string_view> tree(tree_storage.begin(), tree_storage.end());
+    std::vector<std::byte> record(event::encoded_size(in, tree));
+    event::encode(in, tree, !tree.empty(), record.data());
+    event::EventView e;
+    ASSERT_EQ(event::decode(record, e), event::DecodeError::none);
+    const JsonFormatOptions options{rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0};
+    const std::string line = format(e, options);
+    ASSERT_FALSE(line.empty());
+    ASSERT_EQ(line.back(), '\n');
+    if (!options.pretty) {
+      ASSERT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
+    }
+    simdjson::dom::element root;
+    ASSERT_EQ(parser.parse(line).get(root), simdjson::SUCCESS) << "round " << round << ": " << line;
+    ASSERT_TRUE(root.is_object());
+  }
+}
+
+}  // namespace
+}  // namespace ringroute::sinks
