@@ -1,0 +1,151 @@
+// The router's counter block: a shared-memory file beside the rings
+// (/dev/shm/{instance}.perf) that `ringroute stat` reads without asking the
+// router, and that outlives a router crash (it also keeps each backend's
+// written-through ring position, which a restarted router needs).
+//
+// Every counter has one writer thread: per backend, one shard per router
+// worker and one for the sink thread, each on its own cache lines; readers
+// sum the shards. Counters grow with relaxed stores (see counter.hpp).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ringroute/perf/counter.hpp"
+
+namespace ringroute::perf {
+
+inline constexpr std::uint64_t kBlockMagic = 0x3130465052525252ull;  // "RRRRPF01"
+inline constexpr std::uint32_t kBlockVersion = 1;
+inline constexpr std::size_t kMaxRings = 16;
+inline constexpr std::size_t kMaxBackends = 256;
+inline constexpr std::size_t kMaxWorkers = 16;
+inline constexpr std::size_t kNameBytes = 128;
+inline constexpr std::size_t kHistogramBuckets = 512;
+
+// A single-writer counter without padding, for counters grouped in a shard.
+struct Counter {
+  std::atomic<std::uint64_t> value{0};
+  void add(std::uint64_t n) noexcept {
+    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t read() const noexcept { return value.load(std::memory_order_relaxed); }
+};
+
+// Log-linear latency buckets in nanoseconds: values below 8 exactly, then 8
+// buckets per power of two (at most 12.5% wide). Single writer.
+struct Histogram {
+  std::array<Counter, kHistogramBuckets> buckets;
+
+  static std::size_t bucket_of(std::uint64_t ns) noexcept {
+    if (ns < 8) return static_cast<std::size_t>(ns);
+    const unsigned e = 63u - static_cast<unsigned>(__builtin_clzll(ns));
+    return 8 + (e - 3) * 8 + ((ns >> (e - 3)) & 7);
+  }
+  // The smallest value that falls in `bucket`.
+  static std::uint64_t lower_bound(std::size_t bucket) noexcept {
+    if (bucket < 8) return bucket;
+    const std::size_t e = (bucket - 8) / 8 + 3;
+    return (8 + (bucket - 8) % 8) << (e - 3);
+  }
+  void record(std::uint64_t ns, std::uint64_t count = 1) noexcept { buckets[bucket_of(ns)].add(count); }
+};
+
+// The latency at `quantile` (0..1) from summed bucket counts: the upper edge
+// of the bucket holding it (conservative), or 0 when empty.
+[[nodiscard]] std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBuckets>& counts,
+                                               double quantile) noexcept;
+
+struct alignas(kCacheLine) RingSlot {
+  char name[kNameBytes];
+  std::atomic<std::int64_t> segment_created_ns;  // which segment positions below refer to
+  Counter replayed;  // events delivered again after a restart (the crash hit mid-write)
+  Counter corrupt;   // records that did not decode (also counted in the ring)
+};
+
+// Written by one router worker (its shard index).
+struct alignas(kCacheLine) BackendWorkerShard {
+  Counter matched;
+  Counter dropped_queue_full;  // `drop` policy, queue full
+  Counter skipped_written;     // already written before a restart: not delivered again
+};
+
+// Written by the backend's sink thread.
+struct alignas(kCacheLine) BackendSinkShard {
+  Counter sent;      // events written / acknowledged
+  Counter bytes;
+  Counter batches;
+  Counter retries;
+  Counter failures;  // failed attempts (each retried or, for rejects, dropped)
+  Counter dropped_failed;  // events given up on (rejected by the destination)
+  Counter rotations;
+  Counter reopens;
+};
+
+struct alignas(kCacheLine) BackendSlot {
+  char name[kNameBytes];
+  char type[16];
+  // Per ring: every event up to this position is written (release store by
+  // the sink; the worker's acquire load pairs with it before it releases ring
+  // space). `writing_through` is set before a write starts, so a restart knows
+  // which events may have been written twice.
+  std::array<std::atomic<std::uint64_t>, kMaxRings> written_through;
+  std::array<std::atomic<std::uint64_t>, kMaxRings> writing_through;
+  std::array<BackendWorkerShard, kMaxWorkers> worker;
+  BackendSinkShard sink;
+  Histogram latency;  // commit (event timestamp) to written, per event
+};
+
+struct BlockHeader {
+  std::uint64_t magic;
+  std::atomic<std::uint32_t> version;  // written last (release) by the creator
+  std::uint32_t reserved;
+  std::atomic<std::int32_t> router_pid;
+  std::atomic<std::int64_t> router_started_ns;
+  std::atomic<std::uint32_t> ring_count;
+  std::atomic<std::uint32_t> backend_count;
+  std::atomic<std::uint64_t> config_generation;
+};
+
+struct Block {
+  alignas(kCacheLine) BlockHeader header;
+  RingSlot rings[kMaxRings];
+  BackendSlot backends[kMaxBackends];
+};
+
+// A mapping of a block, read-write (the router) or read-only (stat).
+class BlockMapping {
+ public:
+  // Creates /dev/shm/{instance}.perf or opens the one a previous router left
+  // (its contents kept). Throws std::runtime_error naming the file.
+  static BlockMapping create_or_open(const std::string& instance, std::uint32_t mode = 0660);
+  // Read-only; nullopt and `*error` when there is none or it is not a block.
+  static std::optional<BlockMapping> open_read_only(const std::string& instance, std::string* error);
+  static bool remove(const std::string& instance) noexcept;
+
+  BlockMapping(BlockMapping&& other) noexcept : block_(other.block_) { other.block_ = nullptr; }
+  BlockMapping& operator=(BlockMapping&& other) noexcept;
+  BlockMapping(const BlockMapping&) = delete;
+  BlockMapping& operator=(const BlockMapping&) = delete;
+  ~BlockMapping();
+
+  [[nodiscard]] Block& block() const noexcept { return *block_; }
+
+  // The slot for a ring or backend by name: the one it had before (so
+  // positions and totals carry over a restart), else a free one. -1 when full.
+  int ring_slot(std::string_view name);
+  int backend_slot(std::string_view name, std::string_view type);
+
+ private:
+  explicit BlockMapping(Block* block) : block_(block) {}
+  Block* block_;
+};
+
+[[nodiscard]] std::string block_path(const std::string& instance);
+
+}  // namespace ringroute::perf

@@ -1,0 +1,154 @@
+#include "ringroute/perf/block.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace ringroute::perf {
+namespace {
+
+std::string shm_name(const std::string& instance) { return "/" + instance + ".perf"; }
+
+bool same_name(const char (&stored)[kNameBytes], std::string_view name) {
+  return std::strncmp(stored, name.data(), kNameBytes) == 0 ||
+         (name.size() < kNameBytes && std::memcmp(stored, name.data(), name.size()) == 0 && stored[name.size()] == 0);
+}
+
+void set_name(char (&stored)[kNameBytes], std::string_view name) {
+  const std::size_t n = std::min(name.size(), kNameBytes - 1);
+  std::memcpy(stored, name.data(), n);
+  stored[n] = 0;
+}
+
+}  // namespace
+
+std::string block_path(const std::string& instance) { return "/dev/shm/" + instance + ".perf"; }
+
+std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBuckets>& counts,
+                                 double quantile) noexcept {
+  std::uint64_t total = 0;
+  for (std::uint64_t c : counts) total += c;
+  if (total == 0) return 0;
+  const auto rank = static_cast<std::uint64_t>(quantile * static_cast<double>(total - 1)) + 1;
+  std::uint64_t seen = 0;
+  for (std::size_t b = 0; b < kHistogramBuckets; ++b) {
+    seen += counts[b];
+    if (seen >= rank) return b + 1 < kHistogramBuckets ? Histogram::lower_bound(b + 1) - 1 : UINT64_MAX;
+  }
+  return UINT64_MAX;
+}
+
+BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint32_t mode) {
+  const std::string name = shm_name(instance);
+  const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT, static_cast<mode_t>(mode));
+  if (fd < 0) throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
+  ::fchmod(fd, static_cast<mode_t>(mode));  // shm_open's mode is masked by umask
+  struct stat st {};
+  ::fstat(fd, &st);
+  const bool fresh = static_cast<std::size_t>(st.st_size) != sizeof(Block);
+  if (fresh && ::ftruncate(fd, 0) != 0) {
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
+  }
+  if (fresh && ::ftruncate(fd, sizeof(Block)) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) + ": cannot size it: " + std::strerror(e));
+  }
+  void* p = ::mmap(nullptr, sizeof(Block), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw std::runtime_error(block_path(instance) + ": mmap: " + std::strerror(errno));
+  auto* block = static_cast<Block*>(p);
+  // A block of another version (or a half-made one) is started again: its
+  // counters and positions can't be read by this build.
+  if (fresh || block->header.magic != kBlockMagic ||
+      block->header.version.load(std::memory_order_acquire) != kBlockVersion) {
+    std::memset(static_cast<void*>(block), 0, sizeof(Block));
+    block->header.magic = kBlockMagic;
+    // Release: a reader that sees the version sees the zeroed block.
+    block->header.version.store(kBlockVersion, std::memory_order_release);
+  }
+  return BlockMapping(block);
+}
+
+std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& instance, std::string* error) {
+  const int fd = ::shm_open(shm_name(instance).c_str(), O_RDONLY, 0);
+  if (fd < 0) {
+    if (error) *error = block_path(instance) + ": " + std::strerror(errno) + " (is a router running with instance \"" + instance + "\"?)";
+    return std::nullopt;
+  }
+  struct stat st {};
+  ::fstat(fd, &st);
+  if (static_cast<std::size_t>(st.st_size) != sizeof(Block)) {
+    ::close(fd);
+    if (error) *error = block_path(instance) + ": not a counter block of this version";
+    return std::nullopt;
+  }
+  void* p = ::mmap(nullptr, sizeof(Block), PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) {
+    if (error) *error = block_path(instance) + ": mmap: " + std::strerror(errno);
+    return std::nullopt;
+  }
+  auto* block = static_cast<Block*>(p);
+  if (block->header.magic != kBlockMagic || block->header.version.load(std::memory_order_acquire) != kBlockVersion) {
+    ::munmap(p, sizeof(Block));
+    if (error) *error = block_path(instance) + ": not a counter block of this version";
+    return std::nullopt;
+  }
+  return BlockMapping(block);
+}
+
+bool BlockMapping::remove(const std::string& instance) noexcept {
+  return ::shm_unlink(shm_name(instance).c_str()) == 0;
+}
+
+BlockMapping& BlockMapping::operator=(BlockMapping&& other) noexcept {
+  if (this != &other) {
+    if (block_) ::munmap(block_, sizeof(Block));
+    block_ = other.block_;
+    other.block_ = nullptr;
+  }
+  return *this;
+}
+
+BlockMapping::~BlockMapping() {
+  if (block_) ::munmap(block_, sizeof(Block));
+}
+
+int BlockMapping::ring_slot(std::string_view name) {
+  for (std::size_t i = 0; i < kMaxRings; ++i) {
+    if (same_name(block_->rings[i].name, name)) return static_cast<int>(i);
+  }
+  for (std::size_t i = 0; i < kMaxRings; ++i) {
+    if (block_->rings[i].name[0] == 0) {
+      set_name(block_->rings[i].name, name);
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
+  for (std::size_t i = 0; i < kMaxBackends; ++i) {
+    if (same_name(block_->backends[i].name, name)) return static_cast<int>(i);
+  }
+  for (std::size_t i = 0; i < kMaxBackends; ++i) {
+    BackendSlot& slot = block_->backends[i];
+    if (slot.name[0] == 0) {
+      set_name(slot.name, name);
+      const std::size_t n = std::min(type.size(), sizeof slot.type - 1);
+      std::memcpy(slot.type, type.data(), n);
+      slot.type[n] = 0;
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+}  // namespace ringroute::perf

@@ -1,0 +1,69 @@
+// The counter block: slots found again by name after a restart, a reader
+// that only maps it, and the histogram's bucket arithmetic.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include "ringroute/perf/block.hpp"
+
+namespace ringroute::perf {
+namespace {
+
+std::string instance_name() { return "rr-test-perf-" + std::to_string(::getpid()); }
+
+TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
+  const std::string instance = instance_name();
+  BlockMapping::remove(instance);
+  {
+    BlockMapping m = BlockMapping::create_or_open(instance);
+    EXPECT_EQ(m.ring_slot("r1"), 0);
+    EXPECT_EQ(m.backend_slot("files", "file"), 0);
+    EXPECT_EQ(m.backend_slot("web", "http"), 1);
+    m.block().backends[1].sink.sent.add(42);
+    m.block().backends[1].written_through[0].store(4096, std::memory_order_release);
+  }
+  BlockMapping again = BlockMapping::create_or_open(instance);
+  EXPECT_EQ(again.backend_slot("web", "http"), 1);
+  EXPECT_EQ(again.block().backends[1].sink.sent.read(), 42u);
+  EXPECT_EQ(again.block().backends[1].written_through[0].load(), 4096u);
+  std::string error;
+  auto reader = BlockMapping::open_read_only(instance, &error);
+  ASSERT_TRUE(reader) << error;
+  EXPECT_STREQ(reader->block().backends[0].name, "files");
+  EXPECT_STREQ(reader->block().backends[0].type, "file");
+  EXPECT_TRUE(BlockMapping::remove(instance));
+  EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
+  EXPECT_NE(error.find("is a router running"), std::string::npos) << error;
+}
+
+TEST(PerfBlock, HistogramBucketsAreLogLinear) {
+  for (std::uint64_t v : {0ull, 7ull, 8ull, 15ull, 16ull, 1000ull, 123456789ull, ~0ull}) {
+    const std::size_t b = Histogram::bucket_of(v);
+    ASSERT_LT(b, kHistogramBuckets);
+    EXPECT_LE(Histogram::lower_bound(b), v);
+    if (b + 1 < kHistogramBuckets && v != ~0ull) {
+      EXPECT_GT(Histogram::lower_bound(b + 1), v);
+    }
+  }
+  // At most 12.5% wide beyond the exact range.
+  for (std::size_t b = 8; b + 1 < 400; ++b) {
+    const double low = static_cast<double>(Histogram::lower_bound(b));
+    EXPECT_LE(static_cast<double>(Histogram::lower_bound(b + 1)) / low, 1.126);
+  }
+}
+
+TEST(PerfBlock, QuantilesAreUpperEdgesOfTheirBucket) {
+  std::array<std::uint64_t, kHistogramBuckets> counts{};
+  EXPECT_EQ(histogram_quantile(counts, 0.99), 0u);
+  counts[Histogram::bucket_of(1000)] = 98;    // ~1 us
+  counts[Histogram::bucket_of(2'000'000)] = 2;  // ~2 ms
+  const std::uint64_t p50 = histogram_quantile(counts, 0.5);
+  EXPECT_GE(p50, 1000u);
+  EXPECT_LT(p50, 1200u);
+  const std::uint64_t p99 = histogram_quantile(counts, 0.99);
+  EXPECT_GE(p99, 2'000'000u);
+  EXPECT_LT(p99, 2'300'000u);
+}
+
+}  // namespace
+}  // namespace ringroute::perf
