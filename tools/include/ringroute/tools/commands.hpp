@@ -14,5 +14,6 @@ Run add_emit(CLI::App& app);
 Run add_bench_ring(CLI::App& bench);
 Run add_route(CLI::App& app);
 Run add_validate(CLI::App& app);
+Run add_run(CLI::App& app);
 
 }  // namespace ringroute::tools

@@ -1,0 +1,99 @@
+// The router: one worker per ring reads runs of committed records, matches
+// each against the current matcher generation, formats it once per distinct
+// formatter, and appends the bytes to each matched backend's batch; full or
+// aged batches go to the backends' sink threads. Ring space is released only
+// once every batch holding those events is written, so a crash of the router
+// loses nothing committed: a restart replays from the released position and
+// each backend skips what it had already written (its written-through
+// position lives in the perf block).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ringroute/matcher/config.hpp"
+#include "ringroute/matcher/generations.hpp"
+#include "ringroute/perf/block.hpp"
+
+namespace ringroute::sinks {
+class BackendRunner;
+}
+
+namespace ringroute::ingest {
+
+struct RouterRing {
+  std::string name = "ringroute";
+  std::uint64_t size_bytes = 64ull << 20;
+  std::uint32_t mode = 0660;
+  std::chrono::milliseconds dead_claim_timeout{2000};
+};
+
+struct RouterBackend {
+  std::string name;
+  std::string type;
+  bool enabled = true;
+  std::string options_json = "{}";
+};
+
+struct RouterConfig {
+  std::string instance = "ringroute";
+  std::vector<RouterRing> rings;
+  std::vector<RouterBackend> backends;
+  std::vector<matcher::BackendSpec> matching;  // same order as backends
+};
+
+struct Plan;  // a published generation: matcher + backends by matcher index
+class Worker;
+
+class Router {
+ public:
+  // Creates or attaches the rings and the perf block, starts a sink thread
+  // per enabled backend and a worker per ring. Throws std::runtime_error with
+  // a message naming what failed (a ring another router consumes, a backend
+  // type without a sink, io_uring refused).
+  explicit Router(RouterConfig config);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // Applies a new config: bindings become a new matcher generation; new
+  // backends start, removed ones drain and stop, changed ones (type or
+  // options) are replaced; unchanged ones keep running untouched. Rings and
+  // the instance can't change while running. nullopt on success, else why
+  // not (the old config stays).
+  std::optional<std::string> reload(RouterConfig config);
+
+  // Every sink reopens what it writes to (SIGHUP, after logrotate's rename).
+  void reopen();
+
+  // Stops reading the rings, hands every batch held to its sink and waits up
+  // to `drain` for them to be written. What is not written by then stays in
+  // the ring (not released) for the next start.
+  void stop(std::chrono::milliseconds drain);
+
+  [[nodiscard]] perf::Block& block() noexcept { return block_.block(); }
+  // Events read from the rings so far (all workers).
+  [[nodiscard]] std::uint64_t events_read() const noexcept;
+  // True when every worker has released all it read (everything written).
+  [[nodiscard]] bool drained() const noexcept;
+
+ private:
+  std::shared_ptr<sinks::BackendRunner> start_backend(const RouterBackend& backend);
+  std::unique_ptr<const Plan> make_plan(const RouterConfig& config);
+
+  RouterConfig config_;
+  perf::BlockMapping block_;
+  std::map<std::string, std::shared_ptr<sinks::BackendRunner>> runners_;  // by backend name
+  matcher::Generations<Plan> plans_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  bool stopped_ = false;
+};
+
+}  // namespace ringroute::ingest

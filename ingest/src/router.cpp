@@ -1,0 +1,478 @@
+#include "ringroute/ingest/router.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <stdexcept>
+
+#include "ringroute/event/event.hpp"
+#include "ringroute/matcher/matcher.hpp"
+#include "ringroute/ring/ring.hpp"
+#include "ringroute/ring/segment.hpp"
+#include "ringroute/sinks/backend.hpp"
+#include "ringroute/sinks/json_formatter.hpp"
+
+namespace ringroute::ingest {
+
+using Clock = std::chrono::steady_clock;
+
+struct Plan {
+  std::unique_ptr<const matcher::Matcher> matcher;
+  std::vector<std::shared_ptr<sinks::BackendRunner>> backends;  // by matcher index; null: disabled
+  std::vector<int> slot_of;                                     // perf slot by matcher index
+  std::vector<std::uint32_t> formatter_of;                      // distinct formatter by matcher index
+  std::vector<sinks::JsonFormatOptions> formatters;
+  std::uint64_t serial = 0;
+};
+
+namespace {
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+class Worker {
+ public:
+  Worker(const RouterRing& config, perf::Block& block, int ring_slot, matcher::Generations<Plan>& plans,
+         std::size_t reader)
+      : consumer_(attach(config), ring::ConsumerOptions{config.dead_claim_timeout}),
+        block_(block), ring_(static_cast<std::uint32_t>(ring_slot)), plans_(plans), reader_(reader) {
+    released_ = consumer_.released_position();
+    last_end_ = released_;
+    // Positions in the perf block refer to one segment; a new segment (after a
+    // reboot, or a ring removed and made again) starts them over.
+    perf::RingSlot& rs = block_.rings[ring_];
+    const std::int64_t created = consumer_.segment().header().created_unix_ns;
+    if (rs.segment_created_ns.load(std::memory_order_relaxed) != created) {
+      for (auto& backend : block_.backends) {
+        backend.written_through[ring_].store(0, std::memory_order_relaxed);
+        backend.writing_through[ring_].store(0, std::memory_order_relaxed);
+      }
+      rs.segment_created_ns.store(created, std::memory_order_relaxed);
+    }
+    for (std::size_t s = 0; s < perf::kMaxBackends; ++s) {
+      skip_through_[s] = block_.backends[s].written_through[ring_].load(std::memory_order_acquire);
+      maybe_written_through_[s] = block_.backends[s].writing_through[ring_].load(std::memory_order_acquire);
+    }
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~Worker() {
+    stop_.store(true, std::memory_order_relaxed);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void request_stop(std::chrono::milliseconds drain) {
+    drain_ = drain;
+    stop_.store(true, std::memory_order_relaxed);
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] std::uint64_t events_read() const noexcept { return events_read_.load(std::memory_order_relaxed); }
+  [[nodiscard]] bool drained() const noexcept { return all_released_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::uint64_t plan_serial() const noexcept { return plan_serial_.load(std::memory_order_acquire); }
+
+ private:
+  static ring::Segment attach(const RouterRing& config) {
+    ring::SegmentOptions options;
+    options.capacity_bytes = config.size_bytes;
+    options.mode = static_cast<mode_t>(config.mode);
+    options.dead_claim_timeout_ms = config.dead_claim_timeout.count();
+    std::string warning;
+    ring::Segment segment = ring::Segment::create_or_attach(config.name, options, &warning);
+    if (!warning.empty()) std::fprintf(stderr, "ringroute: %s\n", warning.c_str());
+    return segment;
+  }
+
+  struct InFlight {
+    std::uint64_t first_start;
+    std::uint64_t end;
+  };
+  struct SlotState {
+    sinks::Batch* current = nullptr;
+    sinks::BackendRunner* runner = nullptr;  // of the current batch
+    std::deque<InFlight> in_flight;          // submitted batches that hold the ring
+    bool active = false;                     // listed in active_
+  };
+
+  void run() {
+    const Plan* plan = nullptr;
+    unsigned idle_rounds = 0;
+    while (!stop_.load(std::memory_order_relaxed)) {
+      const Plan* current = plans_.enter(reader_);
+      if (current != plan) {
+        // Batches are cut at a generation change so each is written by the
+        // runner that was current when its events matched.
+        submit_all();
+        if (plan != nullptr) forget_slots_missing_from(*current);
+        plan = current;
+        adopt(*plan);
+      }
+      std::size_t read = 0;
+      if (!blocked(*plan)) {
+        read = consumer_.poll([&](std::span<const std::byte> record, std::uint64_t end) { route(*plan, record, end); },
+                              256);
+      }
+      maintain(Clock::now());
+      plans_.leave(reader_);
+      if (read != 0) {
+        idle_rounds = 0;
+        continue;
+      }
+      if (++idle_rounds <= 64) {
+        ring::detail::cpu_relax();
+      } else if (idle_rounds <= 80) {
+        std::this_thread::yield();
+      } else {
+        consumer_.sleep(sleep_budget());
+      }
+    }
+    // Shutdown: hand over everything, keep releasing as sinks finish.
+    submit_all();
+    const auto deadline = Clock::now() + drain_;
+    for (;;) {
+      maintain(Clock::now());
+      if (nothing_in_flight() || Clock::now() >= deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  std::chrono::nanoseconds sleep_budget() const {
+    if (consumer_.stalled()) return std::chrono::milliseconds(1);
+    // Wake in time for the earliest linger deadline, or to notice written batches.
+    return active_.empty() ? std::chrono::milliseconds(50) : std::chrono::milliseconds(1);
+  }
+
+  void adopt(const Plan& plan) {
+    formatters_.clear();
+    for (const auto& options : plan.formatters) formatters_.emplace_back(options);
+    formatted_serial_.assign(plan.formatters.size(), 0);
+    formatted_.assign(plan.formatters.size(), {});
+    matched_.resize(plan.matcher->backend_count());
+    plan_serial_.store(plan.serial, std::memory_order_release);
+  }
+
+  bool blocked(const Plan& plan) const {
+    for (const auto& runner : plan.backends) {
+      if (runner && !runner->options().drop_when_full && runner->over_limit()) return true;
+    }
+    return false;
+  }
+
+  void route(const Plan& plan, std::span<const std::byte> record, std::uint64_t end) {
+    const std::uint64_t start = last_end_;
+    last_end_ = end;
+    events_read_.store(events_read_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (event::decode(record, view_) != event::DecodeError::none) [[unlikely]] {
+      consumer_.count_corrupt();
+      block_.rings[ring_].corrupt.add(1);
+      return;
+    }
+    matched_.clear();
+    plan.matcher->match(view_, scratch_, matched_);
+    if (matched_.empty()) return;
+    ++event_serial_;
+    bool replayed = false;
+    to_submit_count_ = 0;
+    matched_.for_each([&](std::uint32_t index) {
+      sinks::BackendRunner* runner = plan.backends[index].get();
+      if (runner == nullptr) return;
+      const auto slot = static_cast<std::size_t>(plan.slot_of[index]);
+      perf::BackendWorkerShard& shard = block_.backends[slot].worker[ring_ % perf::kMaxWorkers];
+      shard.matched.add(1);
+      if (end <= skip_through_[slot]) {
+        shard.skipped_written.add(1);
+        return;
+      }
+      if (end <= maybe_written_through_[slot]) replayed = true;
+      const bool drop_policy = runner->options().drop_when_full;
+      if (drop_policy && runner->over_limit()) {
+        shard.dropped_queue_full.add(1);
+        return;
+      }
+      SlotState& state = slots_[slot];
+      if (state.current == nullptr) {
+        state.current = runner->take_batch();
+        state.runner = runner;
+        state.current->ring = ring_;
+        state.current->first_start = start;
+        state.current->oldest_event_ns = view_.timestamp_ns;
+        state.current->opened_ns = steady_now_ns_;
+        state.current->holds_ring = !drop_policy;
+        activate(slot);
+      }
+      sinks::Batch& batch = *state.current;
+      const std::uint32_t f = plan.formatter_of[index];
+      if (formatted_serial_[f] == event_serial_) {
+        // Formatted once per event per formatter: copy the bytes another
+        // backend's batch already holds.
+        const Formatted& done = formatted_[f];
+        batch.bytes.append(std::string_view(done.batch->bytes.data() + done.offset, done.length));
+      } else {
+        const std::size_t offset = batch.bytes.size();
+        formatters_[f].format(view_, batch.bytes);
+        formatted_serial_[f] = event_serial_;
+        formatted_[f] = {&batch, offset, batch.bytes.size() - offset};
+      }
+      ++batch.events;
+      batch.end = end;
+      const auto& options = runner->options();
+      if (batch.events >= options.batch_max_events || batch.bytes.size() >= options.batch_max_bytes) {
+        to_submit_[to_submit_count_++] = slot;
+      }
+    });
+    if (replayed) block_.rings[ring_].replayed.add(1);
+    // After the loop: a submitted batch may be reset by its sink thread at
+    // once, and other backends may still have been copying from it.
+    for (std::size_t i = 0; i < to_submit_count_; ++i) submit(to_submit_[i]);
+  }
+
+  void activate(std::size_t slot) {
+    if (!slots_[slot].active) {
+      slots_[slot].active = true;
+      active_.push_back(slot);
+    }
+  }
+
+  void submit(std::size_t slot) {
+    SlotState& state = slots_[slot];
+    sinks::Batch* batch = state.current;
+    if (batch == nullptr) return;
+    if (batch->holds_ring) state.in_flight.push_back({batch->first_start, batch->end});
+    state.current = nullptr;
+    state.runner->submit(batch);
+  }
+
+  void submit_all() {
+    for (std::size_t slot : active_) submit(slot);
+  }
+
+  void forget_slots_missing_from(const Plan& plan) {
+    // A removed backend no longer holds the ring (its runner drains on its own).
+    std::array<bool, perf::kMaxBackends> present{};
+    for (std::size_t i = 0; i < plan.slot_of.size(); ++i) {
+      if (plan.backends[i]) present[static_cast<std::size_t>(plan.slot_of[i])] = true;
+    }
+    for (std::size_t slot : active_) {
+      if (!present[slot]) slots_[slot].in_flight.clear();
+    }
+  }
+
+  // Linger, written batches, ring release.
+  void maintain(Clock::time_point now) {
+    steady_now_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    std::uint64_t release_to = last_end_;
+    for (std::size_t i = 0; i < active_.size();) {
+      const std::size_t slot = active_[i];
+      SlotState& state = slots_[slot];
+      if (state.current != nullptr &&
+          steady_now_ns_ - state.current->opened_ns >=
+              std::chrono::duration_cast<std::chrono::nanoseconds>(state.runner->options().linger).count()) {
+        submit(slot);
+      }
+      const std::uint64_t written = block_.backends[slot].written_through[ring_].load(std::memory_order_acquire);
+      while (!state.in_flight.empty() && state.in_flight.front().end <= written) state.in_flight.pop_front();
+      if (!state.in_flight.empty()) release_to = std::min(release_to, state.in_flight.front().first_start);
+      if (state.current != nullptr && state.current->holds_ring) {
+        release_to = std::min(release_to, state.current->first_start);
+      }
+      if (state.current == nullptr && state.in_flight.empty()) {
+        state.active = false;
+        active_[i] = active_.back();
+        active_.pop_back();
+        continue;
+      }
+      ++i;
+    }
+    if (release_to > released_) {
+      consumer_.release(release_to);
+      released_ = release_to;
+    }
+    // Release: `stat`-style readers and stop() see a consistent answer.
+    all_released_.store(released_ == consumer_.read_position(), std::memory_order_release);
+  }
+
+  bool nothing_in_flight() const {
+    for (std::size_t slot : active_) {
+      if (slots_[slot].current != nullptr || !slots_[slot].in_flight.empty()) return false;
+    }
+    return true;
+  }
+
+  struct Formatted {
+    sinks::Batch* batch = nullptr;
+    std::size_t offset = 0;
+    std::size_t length = 0;
+  };
+
+  ring::Consumer consumer_;
+  perf::Block& block_;
+  std::uint32_t ring_;
+  matcher::Generations<Plan>& plans_;
+  std::size_t reader_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::chrono::milliseconds drain_{0};
+  std::atomic<std::uint64_t> events_read_{0};
+  std::atomic<bool> all_released_{true};
+  std::atomic<std::uint64_t> plan_serial_{0};
+
+  std::uint64_t released_ = 0;
+  std::uint64_t last_end_ = 0;
+  std::int64_t steady_now_ns_ = steady_ns();
+  event::EventView view_;
+  matcher::MatchScratch scratch_;
+  matcher::BackendSet matched_;
+  std::vector<sinks::JsonFormatter> formatters_;
+  std::vector<std::uint64_t> formatted_serial_;
+  std::vector<Formatted> formatted_;
+  std::uint64_t event_serial_ = 0;
+  std::array<SlotState, perf::kMaxBackends> slots_{};
+  std::vector<std::size_t> active_;
+  std::array<std::size_t, perf::kMaxBackends> to_submit_{};
+  std::size_t to_submit_count_ = 0;
+  std::array<std::uint64_t, perf::kMaxBackends> skip_through_{};
+  std::array<std::uint64_t, perf::kMaxBackends> maybe_written_through_{};
+};
+
+Router::Router(RouterConfig config)
+    : config_(std::move(config)),
+      block_(perf::BlockMapping::create_or_open(config_.instance)),
+      plans_(std::max<std::size_t>(config_.rings.size(), 1)) {
+  if (config_.rings.empty()) config_.rings.emplace_back();
+  if (config_.rings.size() > perf::kMaxRings) throw std::runtime_error("at most 16 rings");
+  for (const RouterBackend& backend : config_.backends) {
+    if (backend.enabled) runners_[backend.name] = start_backend(backend);
+  }
+  plans_.publish(make_plan(config_));
+  perf::BlockHeader& header = block_.block().header;
+  header.router_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
+  header.router_started_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch()).count(),
+                                 std::memory_order_relaxed);
+  header.ring_count.store(static_cast<std::uint32_t>(config_.rings.size()), std::memory_order_relaxed);
+  for (std::size_t i = 0; i < config_.rings.size(); ++i) {
+    const int slot = block_.ring_slot(config_.rings[i].name);
+    if (slot < 0) throw std::runtime_error("the perf block has no free ring slot");
+    workers_.push_back(std::make_unique<Worker>(config_.rings[i], block_.block(), slot, plans_, i));
+  }
+}
+
+Router::~Router() { stop(std::chrono::milliseconds(0)); }
+
+std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend& backend) {
+  const int slot = block_.backend_slot(backend.name, backend.type);
+  if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
+  try {
+    auto sink = sinks::make_sink(backend.type, backend.options_json);
+    return std::make_shared<sinks::BackendRunner>(backend.name, sinks::parse_backend_options(backend.options_json),
+                                                  std::move(sink), block_.block().backends[slot]);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("backend " + backend.name + ": " + e.what());
+  }
+}
+
+std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config) {
+  static std::atomic<std::uint64_t> serial{0};
+  auto plan = std::make_unique<Plan>();
+  plan->serial = serial.fetch_add(1, std::memory_order_relaxed) + 1;
+  plan->matcher = matcher::Matcher::compile(config.matching);
+  for (const RouterBackend& backend : config.backends) {
+    std::shared_ptr<sinks::BackendRunner> runner;
+    if (backend.enabled) runner = runners_.at(backend.name);
+    plan->slot_of.push_back(backend.enabled ? block_.backend_slot(backend.name, backend.type) : 0);
+    std::uint32_t formatter = 0;
+    if (runner) {
+      const auto& options = runner->options().formatter;
+      auto it = std::find(plan->formatters.begin(), plan->formatters.end(), options);
+      formatter = static_cast<std::uint32_t>(it - plan->formatters.begin());
+      if (it == plan->formatters.end()) plan->formatters.push_back(options);
+    }
+    plan->formatter_of.push_back(formatter);
+    plan->backends.push_back(std::move(runner));
+  }
+  block_.block().header.backend_count.store(static_cast<std::uint32_t>(config.backends.size()),
+                                            std::memory_order_relaxed);
+  return plan;
+}
+
+std::optional<std::string> Router::reload(RouterConfig config) {
+  if (config.instance != config_.instance) return "instance can't change while running (restart to change it)";
+  bool same_rings = config.rings.size() == config_.rings.size() || (config.rings.empty() && config_.rings.size() == 1);
+  for (std::size_t i = 0; same_rings && i < config.rings.size(); ++i) {
+    same_rings = config.rings[i].name == config_.rings[i].name;
+  }
+  if (!same_rings) return "rings can't change while running (restart to change them)";
+  config.rings = config_.rings;
+  std::map<std::string, std::shared_ptr<sinks::BackendRunner>> next;
+  std::vector<std::shared_ptr<sinks::BackendRunner>> retired;
+  try {
+    for (const RouterBackend& backend : config.backends) {
+      if (!backend.enabled) continue;
+      const RouterBackend* old = nullptr;
+      for (const RouterBackend& b : config_.backends) {
+        if (b.name == backend.name && b.enabled) old = &b;
+      }
+      if (old != nullptr && old->type == backend.type && old->options_json == backend.options_json) {
+        next[backend.name] = runners_.at(backend.name);  // untouched
+      } else {
+        next[backend.name] = start_backend(backend);
+      }
+    }
+  } catch (const std::exception& e) {
+    return std::string(e.what());
+  }
+  for (auto& [name, runner] : runners_) {
+    auto it = next.find(name);
+    if (it == next.end() || it->second != runner) retired.push_back(runner);
+  }
+  runners_ = std::move(next);
+  auto plan = make_plan(config);
+  const std::uint64_t serial = plan->serial;
+  plans_.publish(std::move(plan));
+  config_ = std::move(config);
+  // Workers move to the new plan on their next round (at most a sleep away)
+  // and hand the replaced runners their last batches; then those runners get
+  // their queues written and stop.
+  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    bool all_moved = true;
+    for (const auto& worker : workers_) all_moved = all_moved && worker->plan_serial() >= serial;
+    if (all_moved || Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (auto& runner : retired) runner->stop(std::chrono::seconds(5));
+  plans_.reclaim();
+  return std::nullopt;
+}
+
+void Router::reopen() {
+  for (auto& [name, runner] : runners_) runner->request_reopen();
+}
+
+void Router::stop(std::chrono::milliseconds drain) {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& worker : workers_) worker->request_stop(drain);
+  for (auto& worker : workers_) worker->join();
+  for (auto& [name, runner] : runners_) runner->stop(drain);
+  workers_.clear();
+}
+
+std::uint64_t Router::events_read() const noexcept {
+  std::uint64_t total = 0;
+  for (const auto& worker : workers_) total += worker->events_read();
+  return total;
+}
+
+bool Router::drained() const noexcept {
+  for (const auto& worker : workers_) {
+    if (!worker->drained()) return false;
+  }
+  return true;
+}
+
+}  // namespace ringroute::ingest

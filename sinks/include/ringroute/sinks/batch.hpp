@@ -1,0 +1,29 @@
+#pragma once
+// A batch: formatted events of one ring for one backend, with the ring
+// positions they came from, so the sink can say what it has written.
+
+#include <cstdint>
+
+#include "ringroute/sinks/byte_buffer.hpp"
+
+namespace ringroute::sinks {
+
+struct Batch {
+  ByteBuffer bytes;
+  std::uint32_t events = 0;
+  std::uint32_t ring = 0;            // ring index in the router (and the perf block)
+  std::uint64_t first_start = 0;     // ring position before its first event
+  std::uint64_t end = 0;             // ring position after its last event
+  std::int64_t oldest_event_ns = 0;  // event timestamp of the first event (latency)
+  std::int64_t opened_ns = 0;        // steady clock when the first event went in (linger)
+  bool holds_ring = true;            // false under `drop`: the ring is never held for it
+
+  void reset() noexcept {
+    bytes.clear();
+    events = 0;
+    first_start = end = 0;
+    oldest_event_ns = opened_ns = 0;
+  }
+};
+
+}  // namespace ringroute::sinks

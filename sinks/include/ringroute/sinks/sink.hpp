@@ -1,0 +1,41 @@
+#pragma once
+// A destination. The sink thread (BackendRunner) calls it with one batch at
+// a time, in order; a sink never sees two calls at once.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ringroute/sinks/batch.hpp"
+
+namespace ringroute::perf {
+struct BackendSinkShard;
+}
+
+namespace ringroute::sinks {
+
+enum class Outcome : std::uint8_t {
+  ok,      // written / acknowledged
+  retry,   // transient (disk full, connection refused, 5xx): try the same batch again later
+  failed,  // permanent for this batch (rejected): counted and dropped, never retried
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // Writes the whole batch. `why` gets a sentence when the outcome is not ok.
+  virtual Outcome write(const Batch& batch, std::string& why) = 0;
+  // Called at least every 100 ms from the sink thread, with or without
+  // batches: time-based rotation, interval fsync, noticing a vanished file.
+  virtual void tick(std::chrono::steady_clock::time_point) {}
+  // SIGHUP: reopen what it writes to (logrotate's rename, then HUP).
+  virtual void reopen() {}
+  // Sinks count what only they know (rotations, reopens) here.
+  void attach_counters(perf::BackendSinkShard* counters) noexcept { counters_ = counters; }
+
+ protected:
+  perf::BackendSinkShard* counters_ = nullptr;
+};
+
+}  // namespace ringroute::sinks

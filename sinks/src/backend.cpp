@@ -1,0 +1,191 @@
+#include "ringroute/sinks/backend.hpp"
+
+#include <cstdio>
+#include <random>
+#include <stdexcept>
+
+#include <simdjson.h>
+
+#include "ringroute/sinks/file_sink.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t realtime_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+simdjson::dom::element parse_options(simdjson::dom::parser& parser, std::string_view json) {
+  simdjson::dom::element root;
+  if (parser.parse(json.data(), json.size()).get(root) != simdjson::SUCCESS || !root.is_object()) {
+    throw std::runtime_error("backend options are not a JSON object");
+  }
+  return root;
+}
+
+template <class T>
+void read_if(simdjson::dom::element object, const char* key, T& out) {
+  T value;
+  if (object[key].get(value) == simdjson::SUCCESS) out = value;
+}
+
+}  // namespace
+
+BackendOptions parse_backend_options(std::string_view options_json) {
+  simdjson::dom::parser parser;
+  const simdjson::dom::element root = parse_options(parser, options_json);
+  BackendOptions out;
+  simdjson::dom::element formatter;
+  if (root["formatter"]["options"].get(formatter) == simdjson::SUCCESS) {
+    read_if(formatter, "include_metadata", out.formatter.include_metadata);
+    read_if(formatter, "normalize", out.formatter.normalize);
+    read_if(formatter, "pretty", out.formatter.pretty);
+    read_if(formatter, "normalize_body", out.formatter.normalize_body);
+  }
+  simdjson::dom::element batch;
+  if (root["batch"].get(batch) == simdjson::SUCCESS) {
+    std::uint64_t n;
+    if (batch["max_events"].get(n) == simdjson::SUCCESS) out.batch_max_events = static_cast<std::uint32_t>(n);
+    if (batch["max_bytes"].get(n) == simdjson::SUCCESS) out.batch_max_bytes = n;
+    if (batch["linger_ms"].get(n) == simdjson::SUCCESS) out.linger = std::chrono::milliseconds(n);
+  }
+  simdjson::dom::element queue;
+  if (root["queue"].get(queue) == simdjson::SUCCESS) {
+    read_if(queue, "max_events", out.queue_max_events);
+    read_if(queue, "max_bytes", out.queue_max_bytes);
+    std::string_view when_full;
+    if (queue["when_full"].get(when_full) == simdjson::SUCCESS) out.drop_when_full = when_full == "drop";
+  }
+  return out;
+}
+
+std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json) {
+  simdjson::dom::parser parser;
+  const simdjson::dom::element root = parse_options(parser, options_json);
+  if (type == "file") {
+    FileSinkOptions o;
+    std::string_view text;
+    if (root["path"].get(text) == simdjson::SUCCESS) o.path = std::string(text);
+    read_if(root, "rotate_bytes", o.rotate_bytes);
+    read_if(root, "rotate_seconds", o.rotate_seconds);
+    std::uint64_t n;
+    if (root["keep"].get(n) == simdjson::SUCCESS) o.keep = static_cast<std::uint32_t>(n);
+    if (root["fsync"].get(text) == simdjson::SUCCESS) {
+      o.fsync = text == "batch" ? FsyncPolicy::batch : text == "interval" ? FsyncPolicy::interval : FsyncPolicy::never;
+    }
+    if (root["fsync_interval_ms"].get(n) == simdjson::SUCCESS) o.fsync_interval = std::chrono::milliseconds(n);
+    if (root["io"].get(text) == simdjson::SUCCESS) o.io = text == "uring" ? FileIo::uring : FileIo::write;
+    return std::make_unique<FileSink>(std::move(o));
+  }
+  throw std::runtime_error("backend type \"" + std::string(type) +
+                           "\" has no sink in this build yet; disable the backend (\"enabled\": false) to run");
+}
+
+BackendRunner::BackendRunner(std::string name, BackendOptions options, std::unique_ptr<Sink> sink,
+                             perf::BackendSlot& slot)
+    : name_(std::move(name)), options_(options), sink_(std::move(sink)), slot_(slot) {
+  sink_->attach_counters(&slot_.sink);
+  thread_ = std::thread([this] { run(); });
+}
+
+BackendRunner::~BackendRunner() { stop(std::chrono::milliseconds(0)); }
+
+Batch* BackendRunner::take_batch() {
+  Batch* batch = nullptr;
+  if (pool_.try_dequeue(batch)) return batch;
+  std::lock_guard lock(owned_mutex_);
+  owned_.push_back(std::make_unique<Batch>());
+  owned_.back()->bytes.reserve(options_.batch_max_bytes + 4096);
+  return owned_.back().get();
+}
+
+void BackendRunner::submit(Batch* batch) {
+  in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
+  in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
+  queue_.enqueue(batch);
+}
+
+void BackendRunner::stop(std::chrono::milliseconds drain) {
+  if (!thread_.joinable()) return;
+  draining_.store(true, std::memory_order_relaxed);
+  const auto deadline = Clock::now() + drain;
+  while (!idle() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop_now_.store(true, std::memory_order_relaxed);
+  queue_.enqueue(nullptr);  // wakes the thread
+  thread_.join();
+}
+
+void BackendRunner::log_problem(const std::string& what) {
+  // At most one line a second per backend: a dead destination must not
+  // flood the log.
+  const auto now = Clock::now();
+  if (now - last_log_ < std::chrono::seconds(1)) return;
+  last_log_ = now;
+  std::fprintf(stderr, "ringroute: backend %s: %s\n", name_.c_str(), what.c_str());
+}
+
+void BackendRunner::run() {
+  Batch* batch = nullptr;
+  while (!stop_now_.load(std::memory_order_relaxed)) {
+    if (queue_.wait_dequeue_timed(batch, std::chrono::milliseconds(100)) && batch != nullptr) deliver(batch);
+    if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
+    sink_->tick(Clock::now());
+  }
+}
+
+void BackendRunner::deliver(Batch* batch) {
+  const std::uint32_t ring = batch->ring;
+  if (batch->holds_ring) {
+    // Release: a restarted router that reads this knows these events may
+    // be in the destination already (replayed, possibly duplicated).
+    slot_.writing_through[ring].store(batch->end, std::memory_order_release);
+  }
+  std::minstd_rand jitter(static_cast<unsigned>(batch->end));
+  std::chrono::milliseconds backoff(10);
+  std::string why;
+  bool done = false;
+  while (!done) {
+    const Outcome outcome = sink_->write(*batch, why);
+    if (outcome == Outcome::ok) {
+      slot_.sink.sent.add(batch->events);
+      slot_.sink.bytes.add(batch->bytes.size());
+      slot_.sink.batches.add(1);
+      const std::int64_t latency = realtime_ns() - batch->oldest_event_ns;
+      slot_.latency.record(latency > 0 ? static_cast<std::uint64_t>(latency) : 0, batch->events);
+      done = true;
+    } else if (outcome == Outcome::failed) {
+      slot_.sink.failures.add(1);
+      slot_.sink.dropped_failed.add(batch->events);
+      log_problem(why + " (" + std::to_string(batch->events) + " events rejected, not retried)");
+      done = true;
+    } else {
+      slot_.sink.failures.add(1);
+      log_problem(why + " (retrying)");
+      // Exponential backoff with jitter, capped at 5 s; a stop ends it (the
+      // batch stays unwritten and the ring keeps it for the next start).
+      const auto wait = backoff / 2 + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
+      const auto until = Clock::now() + wait;
+      while (Clock::now() < until) {
+        if (stop_now_.load(std::memory_order_relaxed)) return;
+        if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
+        std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
+      }
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      slot_.sink.retries.add(1);
+    }
+  }
+  // Release: pairs with the worker's acquire in written_through(); the worker
+  // may then release the ring space these events used.
+  slot_.written_through[ring].store(batch->end, std::memory_order_release);
+  const std::uint64_t events = batch->events, bytes = batch->bytes.size();
+  batch->reset();
+  pool_.enqueue(batch);
+  in_flight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  // Release: a worker that sees the queue idle also sees the batch back in the pool.
+  in_flight_events_.fetch_sub(events, std::memory_order_release);
+}
+
+}  // namespace ringroute::sinks

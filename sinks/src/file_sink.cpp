@@ -1,0 +1,180 @@
+#include "ringroute/sinks/file_sink.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include "ringroute/perf/block.hpp"
+
+namespace ringroute::sinks {
+
+struct FileSink::Uring {
+  io_uring ring{};
+  explicit Uring(const std::string& path) {
+    const int rc = io_uring_queue_init(4, &ring, 0);
+    if (rc < 0) {
+      throw std::runtime_error("file sink " + path + ": io_uring is not available here (" + std::strerror(-rc) +
+                               "); set options.io to \"write\"");
+    }
+  }
+  ~Uring() { io_uring_queue_exit(&ring); }
+  // One write at the file's position (the file is O_APPEND); the result as write(2) gives it.
+  ssize_t write(int fd, const char* data, std::size_t size) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    if (sqe == nullptr) return -EBUSY;
+    io_uring_prep_write(sqe, fd, data, static_cast<unsigned>(std::min<std::size_t>(size, 1u << 30)),
+                        static_cast<__u64>(-1));
+    int rc = io_uring_submit(&ring);
+    if (rc < 0) return rc;
+    io_uring_cqe* cqe = nullptr;
+    do {
+      rc = io_uring_wait_cqe(&ring, &cqe);
+    } while (rc == -EINTR);
+    if (rc < 0) return rc;
+    const ssize_t result = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    return result;
+  }
+};
+
+namespace {
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+}  // namespace
+
+FileSink::FileSink(FileSinkOptions options) : options_(std::move(options)) {
+  if (options_.io == FileIo::uring) uring_ = std::make_unique<Uring>(options_.path);
+  std::string ignored;
+  open_file(ignored);  // a failure here is retried by write()
+}
+
+FileSink::~FileSink() {
+  if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
+  close_file();
+}
+
+bool FileSink::open_file(std::string& why) {
+  close_file();
+  std::error_code ec;
+  const std::filesystem::path path(options_.path);
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd_ < 0) {
+    why = "cannot open " + options_.path + ": " + errno_text(errno);
+    return false;
+  }
+  struct stat st {};
+  ::fstat(fd_, &st);
+  file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+  opened_at_ = std::chrono::steady_clock::now();
+  last_fsync_ = opened_at_;
+  return true;
+}
+
+void FileSink::close_file() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+bool FileSink::rotate(std::string& why) {
+  if (fd_ >= 0 && options_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
+  close_file();
+  // path.keep is dropped, the rest shift up by one, path becomes path.1.
+  const std::string& base = options_.path;
+  if (options_.keep == 0) {
+    ::unlink(base.c_str());
+  } else {
+    ::unlink((base + "." + std::to_string(options_.keep)).c_str());
+    for (std::uint32_t i = options_.keep; i > 1; --i) {
+      ::rename((base + "." + std::to_string(i - 1)).c_str(), (base + "." + std::to_string(i)).c_str());
+    }
+    if (::rename(base.c_str(), (base + ".1").c_str()) != 0 && errno != ENOENT) {
+      why = "cannot rotate " + base + ": " + errno_text(errno);
+      return false;
+    }
+  }
+  if (counters_) counters_->rotations.add(1);
+  return open_file(why);
+}
+
+bool FileSink::write_all(const char* data, std::size_t size, std::string& why) {
+  while (size > 0) {
+    const ssize_t n = uring_ ? uring_->write(fd_, data, size) : ::write(fd_, data, size);
+    if (n < 0) {
+      const int e = uring_ ? static_cast<int>(-n) : errno;
+      if (e == EINTR || e == EAGAIN) continue;
+      why = "write to " + options_.path + ": " + errno_text(e);
+      return false;
+    }
+    // A short write (disk nearly full, a signal): the rest goes next round.
+    data += n;
+    size -= static_cast<std::size_t>(n);
+    file_bytes_ += static_cast<std::uint64_t>(n);
+  }
+  return true;
+}
+
+Outcome FileSink::write(const Batch& batch, std::string& why) {
+  if (fd_ < 0 && !open_file(why)) return Outcome::retry;
+  if (options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes) {
+    if (!rotate(why)) return Outcome::retry;
+  }
+  const std::uint64_t before = file_bytes_;
+  if (!write_all(batch.bytes.data(), batch.bytes.size(), why)) {
+    // Part of the batch may be in the file: cut it back so a retry does not
+    // leave a torn line (best effort; O_APPEND writes land at the end).
+    if (file_bytes_ != before && ::ftruncate(fd_, static_cast<off_t>(before)) == 0) file_bytes_ = before;
+    return Outcome::retry;
+  }
+  dirty_ = true;
+  if (options_.fsync == FsyncPolicy::batch) {
+    if (::fdatasync(fd_) != 0) {
+      why = "fdatasync " + options_.path + ": " + errno_text(errno);
+      return Outcome::retry;
+    }
+    dirty_ = false;
+  }
+  return Outcome::ok;
+}
+
+void FileSink::tick(std::chrono::steady_clock::time_point now) {
+  if (fd_ < 0) return;
+  if (options_.fsync == FsyncPolicy::interval && dirty_ && now - last_fsync_ >= options_.fsync_interval) {
+    ::fdatasync(fd_);
+    dirty_ = false;
+    last_fsync_ = now;
+  }
+  if (options_.rotate_seconds != 0 && file_bytes_ != 0 &&
+      now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
+    std::string why;
+    rotate(why);
+  }
+  // Once a second: is our fd still the file at `path`? A rename by logrotate
+  // without a HUP, or a directory removed under us, would otherwise send
+  // every later event into an unlinked file.
+  if (now - last_check_ >= std::chrono::seconds(1)) {
+    last_check_ = now;
+    struct stat at_path {}, ours {};
+    if (::stat(options_.path.c_str(), &at_path) != 0 || ::fstat(fd_, &ours) != 0 || at_path.st_ino != ours.st_ino ||
+        at_path.st_dev != ours.st_dev) {
+      reopen();
+    }
+  }
+}
+
+void FileSink::reopen() {
+  if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
+  std::string why;
+  open_file(why);
+  if (counters_) counters_->reopens.add(1);
+}
+
+}  // namespace ringroute::sinks
