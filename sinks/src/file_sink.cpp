@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <vector>
+#include <cstdio>
 
 #include "ringroute/perf/block.hpp"
 
@@ -53,7 +55,37 @@ std::string errno_text(int e) { return std::strerror(e); }
 FileSink::FileSink(FileSinkOptions options) : options_(std::move(options)) {
   if (options_.io == FileIo::uring) uring_ = std::make_unique<Uring>(options_.path);
   std::string ignored;
-  open_file(ignored);  // a failure here is retried by write()
+  if (open_file(ignored)) cut_torn_tail();  // a failure here is retried by write()
+}
+
+void FileSink::cut_torn_tail() {
+  // A router killed in the middle of a write(2) can leave half a batch, the
+  // last line cut short. That batch was never marked written, so the next
+  // start writes it again: cut back to the last whole line first, or the
+  // file would hold a line that does not parse.
+  if (file_bytes_ == 0) return;
+  char last = 0;
+  if (::pread(fd_, &last, 1, static_cast<off_t>(file_bytes_ - 1)) != 1 || last == '\n') return;
+  std::vector<char> chunk(64 * 1024);
+  std::uint64_t end = file_bytes_;
+  while (end > 0) {
+    const std::uint64_t from = end > chunk.size() ? end - chunk.size() : 0;
+    const ssize_t n = ::pread(fd_, chunk.data(), static_cast<std::size_t>(end - from), static_cast<off_t>(from));
+    if (n <= 0) return;
+    for (ssize_t i = n - 1; i >= 0; --i) {
+      if (chunk[static_cast<std::size_t>(i)] == '\n') {
+        end = from + static_cast<std::uint64_t>(i) + 1;
+        goto found;
+      }
+    }
+    end = from;
+  }
+found:
+  if (::ftruncate(fd_, static_cast<off_t>(end)) == 0) {
+    std::fprintf(stderr, "ringroute: %s ended in a cut-off line (the router stopped mid-write); removed its %llu bytes, the batch is written again\n",
+                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end));
+    file_bytes_ = end;
+  }
 }
 
 FileSink::~FileSink() {
@@ -66,7 +98,8 @@ bool FileSink::open_file(std::string& why) {
   std::error_code ec;
   const std::filesystem::path path(options_.path);
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
-  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  // Read access only so a start can find a cut-off last line (cut_torn_tail).
+  fd_ = ::open(options_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd_ < 0) {
     why = "cannot open " + options_.path + ": " + errno_text(errno);
     return false;

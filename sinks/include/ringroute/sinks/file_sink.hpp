@@ -42,6 +42,7 @@ class FileSink final : public Sink {
 
  private:
   bool open_file(std::string& why);
+  void cut_torn_tail();
   void close_file();
   bool rotate(std::string& why);
   bool write_all(const char* data, std::size_t size, std::string& why);

@@ -1,0 +1,370 @@
+// `ringroute run` end to end: the real binary, producer processes using the
+// library, files read back and checked by id.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "ringroute/producer.hpp"
+#include "ringroute/ring/segment.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+class Dir {
+ public:
+  Dir() : path_("/tmp/rr-run-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++)) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~Dir() { fs::remove_all(path_); }
+  [[nodiscard]] std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::string unique(const std::string& what) const {
+    return "rr-t-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter_);
+  }
+
+ private:
+  static inline int counter_ = 0;
+  std::string path_;
+};
+
+// A router process: `ringroute run --config FILE`, stderr to a file.
+class RouterProcess {
+ public:
+  RouterProcess(const std::string& config, const std::string& log) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::freopen(log.c_str(), "a", stderr);
+      ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "run", "--config", config.c_str(), "--drain-ms", "2000",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~RouterProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  void signal(int sig) const { ::kill(pid_, sig); }
+  // Exit status after SIGTERM (or -1 when it did not exit in time).
+  int stop() {
+    ::kill(pid_, SIGTERM);
+    return wait_exit(5s);
+  }
+  void kill9() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  int wait_exit(std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+void wait_for_ring(const std::string& ring) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    ringroute::EventProducer p;
+    if (p.open(ring) == RR_OK) return;
+    std::this_thread::sleep_for(5ms);
+  }
+  FAIL() << "ring " << ring << " never became ready";
+}
+
+// Producer k emits `count` events with ids "p{k}-{i}" (severity i%3,
+// verbosity i%6, account acct-{i%7}); waits for room when the ring is full.
+pid_t spawn_producer(const std::string& ring, int k, int count) {
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  ringroute::EventProducer p;
+  rr_producer_options options{};
+  options.wait_timeout_ns = 2'000'000'000;
+  if (p.open(ring, &options) != RR_OK) ::_exit(3);
+  std::vector<std::string> ids(64), accounts(64), bodies(64);
+  std::vector<rr_event> batch(64);
+  for (int i = 0; i < count;) {
+    const int n = std::min(64, count - i);
+    for (int j = 0; j < n; ++j) {
+      const int e = i + j;
+      ids[j] = "p" + std::to_string(k) + "-" + std::to_string(e);
+      accounts[j] = "acct-" + std::to_string(e % 7);
+      bodies[j] = "{\"k\":" + std::to_string(k) + ",\"i\":" + std::to_string(e) + "}";
+      rr_event ev{};
+      ev.id = ringroute::to_rr_str(ids[j]);
+      ev.account_id = ringroute::to_rr_str(accounts[j]);
+      ev.severity = static_cast<rr_severity>(1 + e % 3);
+      ev.verbosity = static_cast<rr_verbosity>(1 + e % 6);
+      ev.body = ringroute::to_rr_str(bodies[j]);
+      batch[j] = ev;
+    }
+    std::size_t accepted = 0;
+    const rr_status s = p.emit_batch(std::span<const rr_event>(batch.data(), static_cast<std::size_t>(n)), 0, &accepted);
+    if (s != RR_OK && s != RR_FULL) ::_exit(4);
+    i += static_cast<int>(accepted);
+  }
+  ::_exit(0);
+}
+
+// SIGTERM stops the router taking new records, so a test first waits until
+// it has released everything producers committed (all written).
+void wait_drained(const std::string& ring) {
+  ringroute::ring::Segment segment;
+  std::string error;
+  ASSERT_EQ(ringroute::ring::Segment::attach(ring, segment, &error), ringroute::ring::Status::ok) << error;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (segment.header().head.load(std::memory_order_acquire) != segment.header().tail.load(std::memory_order_acquire)) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "router did not drain " << ring;
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+int wait_child(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// (producer, index) of every line of the files, in file order: from the
+// metadata id, or from a body-only line's k and i.
+std::vector<std::pair<int, int>> read_events(const std::vector<std::string>& paths) {
+  std::vector<std::pair<int, int>> out;
+  simdjson::dom::parser parser;
+  for (const auto& path : paths) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      simdjson::dom::element doc;
+      EXPECT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS) << path << ": " << line;
+      simdjson::dom::element body = doc;
+      if (doc["body"].get(body) != simdjson::SUCCESS) body = doc;
+      int64_t k = -1, i = -1;
+      EXPECT_EQ(body["k"].get(k), simdjson::SUCCESS) << line;
+      EXPECT_EQ(body["i"].get(i), simdjson::SUCCESS) << line;
+      std::string_view id;
+      if (doc["id"].get(id) == simdjson::SUCCESS) {
+        EXPECT_EQ(id, "p" + std::to_string(k) + "-" + std::to_string(i));
+      }
+      out.emplace_back(static_cast<int>(k), static_cast<int>(i));
+    }
+  }
+  return out;
+}
+
+std::string file_backend(const std::string& name, const std::string& path, const std::string& bindings,
+                         const std::string& extra = "") {
+  return R"({"name": ")" + name + R"(", "type": "file", "options": {"path": ")" + path + "\"" + extra +
+         R"(}, "bindings": )" + bindings + "}";
+}
+
+std::string config_text(const Dir& dir, const std::string& ring, std::size_t ring_bytes,
+                        const std::vector<std::string>& backends) {
+  std::string text = R"({"instance": ")" + ring + R"(", "rings": [{"name": ")" + ring + R"(", "size_bytes": )" +
+                     std::to_string(ring_bytes) + R"(, "mode": "0600"}], "backends": [)";
+  for (std::size_t i = 0; i < backends.size(); ++i) text += (i ? "," : "") + backends[i];
+  (void)dir;
+  return text + "]}";
+}
+
+void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+void cleanup(const std::string& ring) {
+  fs::remove("/dev/shm/" + ring);
+  fs::remove("/dev/shm/" + ring + ".perf");
+}
+
+TEST(RunCommand, EveryEventReachesExactlyTheBackendsItsBindingsName) {
+  Dir dir;
+  const std::string ring = dir.unique("e2e");
+  cleanup(ring);
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {file_backend("warn", dir / "warn.ndjson", R"([{"severity": "warning", "verbosity": "trace"}])"),
+                          file_backend("acct3", dir / "acct3.ndjson",
+                                       R"([{"account_id": "acct-3", "verbosity": "trace"}, {"account_id": ["acct-3"], "verbosity": "trace"}])",
+                                       R"(, "formatter": {"type": "json", "options": {"include_metadata": false}})"),
+                          file_backend("info", dir / "info.ndjson", "[{}]"),
+                          R"({"name": "off", "type": "file", "enabled": false, "options": {"path": ")" +
+                              dir / "off.ndjson" + R"("}, "bindings": [{"verbosity": "trace"}]})"}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  constexpr int kEvents = 20000;
+  const pid_t a = spawn_producer(ring, 0, kEvents), b = spawn_producer(ring, 1, kEvents);
+  ASSERT_EQ(wait_child(a), 0);
+  ASSERT_EQ(wait_child(b), 0);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+
+  struct Expect {
+    std::string file;
+    bool (*wants)(int i);
+  };
+  const Expect expects[] = {{"warn.ndjson", [](int i) { return i % 3 >= 1; }},
+                            {"acct3.ndjson", [](int i) { return i % 7 == 3; }},
+                            {"info.ndjson", [](int i) { return i % 6 >= 2; }}};
+  for (const Expect& expect : expects) {
+    const auto events = read_events({dir / expect.file});
+    std::map<int, int> last{{0, -1}, {1, -1}};
+    std::size_t expected = 0;
+    for (int i = 0; i < kEvents; ++i) expected += expect.wants(i) ? 2 : 0;
+    EXPECT_EQ(events.size(), expected) << expect.file;
+    for (auto [k, i] : events) {
+      ASSERT_TRUE(expect.wants(i)) << expect.file << " got p" << k << "-" << i;
+      ASSERT_GT(i, last[k]) << expect.file << ": out of order for producer " << k;  // in order, once
+      last[k] = i;
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir / "off.ndjson"));
+  cleanup(ring);
+}
+
+TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
+  Dir dir;
+  const std::string ring = dir.unique("kill");
+  cleanup(ring);
+  write_file(dir / "edr.json", config_text(dir, ring, 1 << 20,
+                                           {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  auto router = std::make_unique<RouterProcess>(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  constexpr int kEvents = 200000;
+  const pid_t producer = spawn_producer(ring, 0, kEvents);
+  // Let it get going, then kill the router mid-stream; the producer waits
+  // (up to 2 s per batch) for room while no router runs.
+  while (!fs::exists(dir / "all.ndjson") || fs::file_size(dir / "all.ndjson") < 2'000'000) {
+    std::this_thread::sleep_for(1ms);
+  }
+  router->kill9();
+  std::this_thread::sleep_for(100ms);
+  router = std::make_unique<RouterProcess>(dir / "edr.json", dir / "router.log");
+  ASSERT_EQ(wait_child(producer), 0);
+  wait_drained(ring);
+  ASSERT_EQ(router->stop(), 0);
+  const auto events = read_events({dir / "all.ndjson"});
+  std::vector<int> seen(kEvents, 0);
+  for (auto [k, i] : events) seen[static_cast<std::size_t>(i)]++;
+  std::size_t duplicates = 0;
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_GE(seen[static_cast<std::size_t>(i)], 1) << "event " << i << " lost";
+    duplicates += static_cast<std::size_t>(seen[static_cast<std::size_t>(i)] - 1);
+  }
+  EXPECT_LE(duplicates, 1000u) << "more than one batch written twice";
+  cleanup(ring);
+}
+
+TEST(RunCommand, RotationByRenameAndHupAndBySizeLosesAndDuplicatesNothing) {
+  Dir dir;
+  const std::string ring = dir.unique("rot");
+  cleanup(ring);
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {file_backend("renamed", dir / "renamed.ndjson", R"([{"verbosity": "trace"}])"),
+                          file_backend("sized", dir / "sized.ndjson", R"([{"verbosity": "trace"}])",
+                                       R"(, "rotate_bytes": 300000, "keep": 1000)")}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  constexpr int kEvents = 60000;
+  const pid_t producer = spawn_producer(ring, 0, kEvents);
+  std::vector<std::string> renamed{dir / "renamed.ndjson"};
+  for (int round = 1; round <= 3; ++round) {
+    std::this_thread::sleep_for(30ms);
+    const std::string to = dir / ("renamed.ndjson.r" + std::to_string(round));
+    if (fs::exists(dir / "renamed.ndjson")) fs::rename(dir / "renamed.ndjson", to);
+    renamed.push_back(to);
+    router.signal(SIGHUP);  // logrotate: rename, then HUP
+  }
+  ASSERT_EQ(wait_child(producer), 0);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+  std::vector<std::string> sized{dir / "sized.ndjson"};
+  for (int i = 1; fs::exists(dir / ("sized.ndjson." + std::to_string(i))); ++i) {
+    sized.push_back(dir / ("sized.ndjson." + std::to_string(i)));
+  }
+  EXPECT_GT(sized.size(), 3u) << "size rotation never happened";
+  for (const auto& files : {renamed, sized}) {
+    std::vector<int> seen(kEvents, 0);
+    for (auto [k, i] : read_events(files)) seen[static_cast<std::size_t>(i)]++;
+    for (int i = 0; i < kEvents; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], 1) << files[0] << " event " << i;
+  }
+  cleanup(ring);
+}
+
+TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
+  Dir dir;
+  const std::string ring = dir.unique("hup");
+  cleanup(ring);
+  const std::string before = config_text(dir, ring, 1 << 20, {file_backend("a", dir / "a.ndjson", R"([{"verbosity": "trace"}])")});
+  write_file(dir / "edr.json", before);
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+  // Bad file: refused, old config stays.
+  write_file(dir / "edr.json", R"({"backends": [{"name": "a"}]})");
+  router.signal(SIGHUP);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
+  // Good file: "a" now takes only warnings and "b" starts.
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {file_backend("a", dir / "a.ndjson", R"([{"severity": "warning", "verbosity": "trace"}])"),
+                          file_backend("b", dir / "b.ndjson", R"([{"verbosity": "trace"}])")}));
+  router.signal(SIGHUP);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 2, 99)), 0);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+  std::map<int, int> in_a, in_b;
+  for (auto [k, i] : read_events({dir / "a.ndjson"})) in_a[k]++;
+  for (auto [k, i] : read_events({dir / "b.ndjson"})) in_b[k]++;
+  EXPECT_EQ(in_a[0], 100);
+  EXPECT_EQ(in_a[1], 100);
+  EXPECT_EQ(in_a[2], 66);  // severity warning or critical: i % 3 >= 1
+  EXPECT_EQ(in_b[2], 99);
+  EXPECT_EQ(in_b[0] + in_b[1], 0);
+  std::ifstream log(dir / "router.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("reload refused"), std::string::npos) << text;
+  EXPECT_NE(text.find("backends[0].type: required"), std::string::npos) << text;
+  cleanup(ring);
+}
+
+TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
+  Dir dir;
+  const std::string ring = dir.unique("amqp");
+  write_file(dir / "edr.json", config_text(dir, ring, 1 << 20, {R"({"name": "q", "type": "amqp", "bindings": [{}]})"}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  EXPECT_EQ(router.wait_exit(5s), 2);
+  std::ifstream log(dir / "router.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("backend q: backend type \"amqp\" has no sink"), std::string::npos) << text;
+  cleanup(ring);
+}
+
+}  // namespace
