@@ -355,6 +355,53 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   cleanup(ring);
 }
 
+std::string run_capture(const std::string& args) {
+  std::string out;
+  FILE* pipe = ::popen((std::string(RINGROUTE_BINARY) + " " + args).c_str(), "r");
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  ::pclose(pipe);
+  return out;
+}
+
+TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
+  Dir dir;
+  const std::string ring = dir.unique("stat");
+  cleanup(ring);
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])"),
+                          file_backend("warn", dir / "warn.ndjson", R"([{"severity": "warning", "verbosity": "trace"}])")}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 3000)), 0);
+  wait_drained(ring);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  for (;;) {
+    // The last batch is marked sent just after the ring is released.
+    const std::string json = run_capture("stat --json --instance " + ring);
+    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+    if (uint64_t(doc["backends"].at(1)["sent"]) == 2000 || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(bool(doc["router_running"]));
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["written"]), 3000u);
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["read"]), 3000u);
+  EXPECT_EQ(std::string_view(doc["backends"].at(0)["name"]), "all");
+  EXPECT_EQ(uint64_t(doc["backends"].at(0)["matched"]), 3000u);
+  EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);
+  EXPECT_EQ(uint64_t(doc["backends"].at(1)["sent"]), 2000u);
+  EXPECT_GT(double(doc["backends"].at(0)["p99_us"]), 0.0);
+  ASSERT_EQ(router.stop(), 0);
+  // The block outlives the router.
+  const std::string after = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(after).get(doc), simdjson::SUCCESS) << after;
+  EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);
+  cleanup(ring);
+}
+
 TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   Dir dir;
   const std::string ring = dir.unique("amqp");

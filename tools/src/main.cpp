@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   const auto route = ringroute::tools::add_route(app);
   const auto validate = ringroute::tools::add_validate(app);
   const auto run = ringroute::tools::add_run(app);
+  const auto stat = ringroute::tools::add_stat(app);
   CLI::App* bench = app.add_subcommand("bench", "measure throughput");
   bench->require_subcommand(1);
   const auto bench_ring = ringroute::tools::add_bench_ring(*bench);
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("route")) return route();
     if (app.got_subcommand("validate")) return validate();
     if (app.got_subcommand("run")) return run();
+    if (app.got_subcommand("stat")) return stat();
     if (bench->got_subcommand("ring")) return bench_ring();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringroute: %s\n", e.what());

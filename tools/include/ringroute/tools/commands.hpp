@@ -15,5 +15,6 @@ Run add_bench_ring(CLI::App& bench);
 Run add_route(CLI::App& app);
 Run add_validate(CLI::App& app);
 Run add_run(CLI::App& app);
+Run add_stat(CLI::App& app);
 
 }  // namespace ringroute::tools

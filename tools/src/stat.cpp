@@ -1,0 +1,215 @@
+// `ringroute stat`: the router's counters, read from shared memory (the perf
+// block and the rings' own headers) without asking the router.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ringroute/perf/block.hpp"
+#include "ringroute/ring/segment.hpp"
+#include "ringroute/tools/commands.hpp"
+#include "ringroute/tools/config.hpp"
+#include "ringroute/tools/json_text.hpp"
+
+namespace ringroute::tools {
+namespace {
+
+struct StatArgs {
+  std::string instance = "ringroute";
+  std::string config;
+  bool json = false;
+  unsigned interval_ms = 1000;
+  unsigned count = 0;  // 0: until interrupted
+};
+
+struct RingFigures {
+  std::string name;
+  bool attached = false;
+  std::uint64_t written = 0, bytes = 0, read = 0, full = 0, skipped = 0, corrupt = 0, replayed = 0, producers = 0;
+  std::uint64_t capacity = 0, used = 0;
+};
+
+struct BackendFigures {
+  std::string name, type;
+  std::uint64_t matched = 0, sent = 0, bytes = 0, batches = 0, retries = 0, failures = 0;
+  std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, skipped_written = 0, rotations = 0, reopens = 0;
+  std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
+};
+
+struct Snapshot {
+  std::chrono::steady_clock::time_point at;
+  std::int32_t router_pid = 0;
+  std::vector<RingFigures> rings;
+  std::vector<BackendFigures> backends;
+};
+
+Snapshot take(const perf::Block& block) {
+  Snapshot s;
+  s.at = std::chrono::steady_clock::now();
+  s.router_pid = block.header.router_pid.load(std::memory_order_relaxed);
+  for (const perf::RingSlot& slot : block.rings) {
+    if (slot.name[0] == 0) continue;
+    RingFigures r;
+    r.name = slot.name;
+    r.replayed = slot.replayed.read();
+    ring::Segment segment;
+    if (ring::Segment::attach(r.name, segment, nullptr) == ring::Status::ok) {
+      const ring::SegmentHeader& h = segment.header();
+      const ring::ProducerTotals totals = ring::sum_producer_slots(h);
+      r.attached = true;
+      r.written = totals.written;
+      r.bytes = totals.bytes;
+      r.full = totals.full;
+      r.producers = totals.producers;
+      r.read = h.read.read();
+      r.skipped = h.skipped.read();
+      r.corrupt = h.corrupt.read();
+      r.capacity = segment.capacity();
+      r.used = h.tail.load(std::memory_order_relaxed) - h.head.load(std::memory_order_relaxed);
+    }
+    s.rings.push_back(std::move(r));
+  }
+  for (const perf::BackendSlot& slot : block.backends) {
+    if (slot.name[0] == 0) continue;
+    BackendFigures b;
+    b.name = slot.name;
+    b.type = slot.type;
+    for (const auto& shard : slot.worker) {
+      b.matched += shard.matched.read();
+      b.dropped_queue_full += shard.dropped_queue_full.read();
+      b.skipped_written += shard.skipped_written.read();
+    }
+    b.sent = slot.sink.sent.read();
+    b.bytes = slot.sink.bytes.read();
+    b.batches = slot.sink.batches.read();
+    b.retries = slot.sink.retries.read();
+    b.failures = slot.sink.failures.read();
+    b.dropped_rejected = slot.sink.dropped_failed.read();
+    b.rotations = slot.sink.rotations.read();
+    b.reopens = slot.sink.reopens.read();
+    for (std::size_t i = 0; i < perf::kHistogramBuckets; ++i) b.latency[i] = slot.latency.buckets[i].read();
+    s.backends.push_back(std::move(b));
+  }
+  return s;
+}
+
+double micros(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
+
+std::string json_snapshot(const std::string& instance, const Snapshot& s) {
+  std::string out = "{\"instance\":" + json_quote(instance) + ",\"router_pid\":" + std::to_string(s.router_pid) +
+                    ",\"router_running\":" + (s.router_pid > 0 && ::kill(s.router_pid, 0) == 0 ? "true" : "false") +
+                    ",\"rings\":[";
+  char buffer[64];
+  for (std::size_t i = 0; i < s.rings.size(); ++i) {
+    const RingFigures& r = s.rings[i];
+    out += (i ? "," : "") + std::string("{\"name\":") + json_quote(r.name) +
+           ",\"attached\":" + (r.attached ? "true" : "false") + ",\"written\":" + std::to_string(r.written) +
+           ",\"bytes\":" + std::to_string(r.bytes) + ",\"read\":" + std::to_string(r.read) +
+           ",\"full\":" + std::to_string(r.full) + ",\"skipped\":" + std::to_string(r.skipped) +
+           ",\"corrupt\":" + std::to_string(r.corrupt) + ",\"replayed\":" + std::to_string(r.replayed) +
+           ",\"producers\":" + std::to_string(r.producers) + ",\"capacity\":" + std::to_string(r.capacity) +
+           ",\"used\":" + std::to_string(r.used) + "}";
+  }
+  out += "],\"backends\":[";
+  for (std::size_t i = 0; i < s.backends.size(); ++i) {
+    const BackendFigures& b = s.backends[i];
+    out += (i ? "," : "") + std::string("{\"name\":") + json_quote(b.name) + ",\"type\":" + json_quote(b.type) +
+           ",\"matched\":" + std::to_string(b.matched) + ",\"sent\":" + std::to_string(b.sent) +
+           ",\"bytes\":" + std::to_string(b.bytes) + ",\"batches\":" + std::to_string(b.batches) +
+           ",\"retries\":" + std::to_string(b.retries) + ",\"failures\":" + std::to_string(b.failures) +
+           ",\"dropped\":{\"queue_full\":" + std::to_string(b.dropped_queue_full) +
+           ",\"rejected\":" + std::to_string(b.dropped_rejected) + "}" +
+           ",\"skipped_written\":" + std::to_string(b.skipped_written) +
+           ",\"rotations\":" + std::to_string(b.rotations) + ",\"reopens\":" + std::to_string(b.reopens);
+    for (auto [label, q] : {std::pair{"p50_us", 0.5}, std::pair{"p99_us", 0.99}, std::pair{"p999_us", 0.999}}) {
+      std::snprintf(buffer, sizeof buffer, ",\"%s\":%.1f", label, micros(perf::histogram_quantile(b.latency, q)));
+      out += buffer;
+    }
+    out += "}";
+  }
+  return out + "]}";
+}
+
+void print_table(const Snapshot& now, const Snapshot* before) {
+  const double seconds =
+      before ? std::chrono::duration<double>(now.at - before->at).count() : 0.0;
+  auto rate = [&](std::uint64_t a, std::uint64_t b) {
+    return seconds > 0 ? static_cast<double>(a - b) / seconds : 0.0;
+  };
+  std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s\n", "ring", "written/s", "read/s", "written", "full",
+              "skipped", "corrupt", "used%");
+  for (std::size_t i = 0; i < now.rings.size(); ++i) {
+    const RingFigures& r = now.rings[i];
+    const RingFigures* p = before && i < before->rings.size() ? &before->rings[i] : nullptr;
+    std::printf("%-24s %14.0f %14.0f %12llu %10llu %10llu %10llu %7.1f%%\n", r.name.c_str(),
+                p ? rate(r.written, p->written) : 0.0, p ? rate(r.read, p->read) : 0.0,
+                static_cast<unsigned long long>(r.written), static_cast<unsigned long long>(r.full),
+                static_cast<unsigned long long>(r.skipped), static_cast<unsigned long long>(r.corrupt),
+                r.capacity ? 100.0 * static_cast<double>(r.used) / static_cast<double>(r.capacity) : 0.0);
+  }
+  std::printf("%-24s %14s %12s %12s %10s %10s %9s %9s %9s\n", "backend", "sent/s", "sent", "MB/s", "retries",
+              "dropped", "p50 us", "p99 us", "p999 us");
+  for (std::size_t i = 0; i < now.backends.size(); ++i) {
+    const BackendFigures& b = now.backends[i];
+    const BackendFigures* p = before && i < before->backends.size() ? &before->backends[i] : nullptr;
+    std::printf("%-24s %14.0f %12llu %12.1f %10llu %10llu %9.1f %9.1f %9.1f\n", b.name.c_str(),
+                p ? rate(b.sent, p->sent) : 0.0, static_cast<unsigned long long>(b.sent),
+                p ? rate(b.bytes, p->bytes) / 1e6 : 0.0, static_cast<unsigned long long>(b.retries),
+                static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected),
+                micros(perf::histogram_quantile(b.latency, 0.5)), micros(perf::histogram_quantile(b.latency, 0.99)),
+                micros(perf::histogram_quantile(b.latency, 0.999)));
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+int run_stat(const StatArgs& args) {
+  std::string instance = args.instance;
+  if (!args.config.empty()) {
+    const ConfigResult loaded = load_config_file(args.config);
+    if (!loaded.errors.empty()) {
+      for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+      return 2;
+    }
+    instance = loaded.config->instance;
+  }
+  std::string error;
+  auto mapping = perf::BlockMapping::open_read_only(instance, &error);
+  if (!mapping) {
+    std::fprintf(stderr, "ringroute stat: %s\n", error.c_str());
+    return 2;
+  }
+  if (args.json) {
+    std::printf("%s\n", json_snapshot(instance, take(mapping->block())).c_str());
+    return 0;
+  }
+  Snapshot before = take(mapping->block());
+  print_table(before, nullptr);
+  for (unsigned shown = 1; args.count == 0 || shown < args.count; ++shown) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(args.interval_ms));
+    Snapshot now = take(mapping->block());
+    print_table(now, &before);
+    before = std::move(now);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Run add_stat(CLI::App& app) {
+  auto args = std::make_shared<StatArgs>();
+  CLI::App* cmd = app.add_subcommand("stat", "show the router's counters (live, or one --json snapshot)");
+  cmd->add_option("--instance", args->instance, "the router's instance name")->capture_default_str();
+  cmd->add_option("--config", args->config, "take the instance name from this config file");
+  cmd->add_flag("--json", args->json, "print one JSON snapshot and exit");
+  cmd->add_option("--interval-ms", args->interval_ms, "refresh interval")->capture_default_str();
+  cmd->add_option("--count", args->count, "stop after this many views (0: until interrupted)")->capture_default_str();
+  return [args] { return run_stat(*args); };
+}
+
+}  // namespace ringroute::tools
