@@ -1,6 +1,7 @@
 #include "ringroute/sinks/json_escape.hpp"
 
 #include <cstdint>
+#include <array>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -52,7 +53,14 @@ inline std::size_t escape_one(std::string_view text, std::size_t i, char*& out) 
   return 1;
 }
 
-inline bool is_special(unsigned char c) noexcept { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80; }
+constexpr bool is_special(unsigned char c) noexcept { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80; }
+
+// 1 for the bytes escape_one() must see.
+constexpr auto kSpecial = [] {
+  std::array<std::uint8_t, 256> table{};
+  for (unsigned c = 0; c < 256; ++c) table[c] = is_special(static_cast<unsigned char>(c)) ? 1 : 0;
+  return table;
+}();
 
 }  // namespace
 
@@ -79,6 +87,14 @@ char* escape_json(std::string_view text, char* out) noexcept {
   const std::size_t n = text.size();
   const char* p = text.data();
   std::size_t i = 0;
+  if (n < 16) {
+    // Metadata strings are mostly short and plain: copy, then one
+    // branch-free pass to see whether any byte needs a second look.
+    std::memcpy(out, p, n);
+    unsigned special = 0;
+    for (std::size_t k = 0; k < n; ++k) special |= kSpecial[static_cast<unsigned char>(p[k])];
+    if (special == 0) return out + n;
+  }
 #if defined(__SSE2__)
   const __m128i space = _mm_set1_epi8(0x20);
   const __m128i quote = _mm_set1_epi8('"');

@@ -100,12 +100,15 @@ void second_text(std::int64_t second, char* out) noexcept {
 }
 
 // The quoted timestamp; `cached_second`/`cached_text` remember the last
-// second's text, which most consecutive events share.
+// second's text (and after it, its gregorian seconds and their length at
+// cached_text[19]), which most consecutive events share.
 char* put_timestamp(std::int64_t ns, char* out, std::int64_t& cached_second, char* cached_text) noexcept {
   std::int64_t second, nanos;
   split_ns(ns, second, nanos);
   if (second != cached_second) {
     second_text(second, cached_text);
+    char* end = std::to_chars(cached_text + 20, cached_text + 44, second + 62167219200).ptr;
+    cached_text[19] = static_cast<char>(end - (cached_text + 20));
     cached_second = second;
   }
   *out++ = '"';
@@ -286,7 +289,8 @@ void JsonFormatter::write_metadata(const EventView& e, ByteBuffer& out, std::str
   name(kTimestamp);
   p = put_timestamp(e.timestamp_ns, p, cached_second_, cached_text_);
   name(kGregorian);
-  p = std::to_chars(p, p + 24, gregorian_seconds(e.timestamp_ns)).ptr;
+  // put_timestamp left this second's gregorian digits in the cache.
+  p = put(p, {cached_text_ + 20, static_cast<std::size_t>(cached_text_[19])});
   name(kVerbosity);
   *p++ = '"';
   p = put(p, event::name(e.verbosity));
@@ -344,7 +348,7 @@ void JsonFormatter::format(const EventView& e, ByteBuffer& out) {
 std::string format_rfc3339_micros(std::int64_t ns) {
   char buffer[40];
   std::int64_t cached_second = INT64_MIN;
-  char cached_text[20];
+  char cached_text[44];
   char* end = put_timestamp(ns, buffer, cached_second, cached_text);
   return std::string(buffer + 1, end - 1);  // without the quotes
 }

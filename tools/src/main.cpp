@@ -12,8 +12,9 @@ int main(int argc, char** argv) {
   const auto run = ringroute::tools::add_run(app);
   const auto stat = ringroute::tools::add_stat(app);
   CLI::App* bench = app.add_subcommand("bench", "measure throughput");
-  bench->require_subcommand(1);
+  bench->require_subcommand(0, 1);
   const auto bench_ring = ringroute::tools::add_bench_ring(*bench);
+  const auto bench_router = ringroute::tools::add_bench_router(*bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("run")) return run();
     if (app.got_subcommand("stat")) return stat();
     if (bench->got_subcommand("ring")) return bench_ring();
+    if (app.got_subcommand("bench")) return bench_router();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringroute: %s\n", e.what());
     return 2;

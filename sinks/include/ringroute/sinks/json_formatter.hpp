@@ -50,9 +50,10 @@ class JsonFormatter {
   void write_metadata(const event::EventView& event, ByteBuffer& out, std::string_view body);
 
   JsonFormatOptions options_;
-  // The last second formatted ("2026-11-23T16:55:28"): most events share it.
+  // The last second formatted ("2026-11-23T16:55:28", then its gregorian
+  // seconds' length and digits): most events share it.
   std::int64_t cached_second_ = INT64_MIN;
-  char cached_text_[20]{};
+  char cached_text_[44]{};
   struct Reformatter;  // simdjson DOM work for pretty / normalize_body
   std::unique_ptr<Reformatter> reformatter_;
 };

@@ -16,5 +16,6 @@ Run add_route(CLI::App& app);
 Run add_validate(CLI::App& app);
 Run add_run(CLI::App& app);
 Run add_stat(CLI::App& app);
+Run add_bench_router(CLI::App& bench);
 
 }  // namespace ringroute::tools

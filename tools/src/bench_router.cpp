@@ -1,0 +1,381 @@
+// `ringroute bench --config FILE`: producer processes -> rings -> the router
+// (in-process, on private ring and instance names, or --attach to a running
+// one) -> sinks. Reports only after the producers stop and everything read
+// has been written. --size is the body's size.
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ringroute/ingest/router.hpp"
+#include "ringroute/perf/block.hpp"
+#include "ringroute/producer.hpp"
+#include "ringroute/ring/segment.hpp"
+#include "ringroute/tools/commands.hpp"
+#include "ringroute/tools/config.hpp"
+
+namespace ringroute::tools {
+
+ingest::RouterConfig router_config(const Config& config);  // run.cpp
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchArgs {
+  std::string config;
+  std::string attach;
+  unsigned producers = 1;
+  std::size_t size = 200;
+  double seconds = 5;
+  double rate = 0;  // events/s over all producers; 0: as fast as they go
+  std::string dir;
+  bool json = false;
+  bool quiet = false;
+};
+
+struct Control {
+  std::atomic<int> ready{0};
+  std::atomic<int> go{0};
+  std::atomic<int> stop{0};
+  std::atomic<int> failed{0};
+  std::atomic<std::uint64_t> full{0};
+  char error[512]{};
+};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// DESIGN.md's generated events: app000..app099, acct-000000..acct-099999
+// under org-NN / grp-NNNN, levels spread evenly, a body padded to `size`.
+struct GeneratedEvents {
+  static constexpr std::size_t kCount = 4096;
+  std::vector<std::string> accounts, apps, orgs, groups, bodies;
+  std::vector<std::array<rr_str, 2>> trees;
+  std::vector<rr_event> events;
+
+  GeneratedEvents(unsigned producer, std::size_t size) {
+    accounts.resize(kCount), apps.resize(kCount), orgs.resize(kCount), groups.resize(kCount), bodies.resize(kCount);
+    trees.resize(kCount);
+    events.resize(kCount);
+    char buffer[64];
+    for (std::size_t i = 0; i < kCount; ++i) {
+      const std::uint64_t n = (i * 7919 + producer * 104729) % 100000;
+      std::snprintf(buffer, sizeof buffer, "acct-%06llu", static_cast<unsigned long long>(n));
+      accounts[i] = buffer;
+      std::snprintf(buffer, sizeof buffer, "app%03llu", static_cast<unsigned long long>((i * 31 + producer) % 100));
+      apps[i] = buffer;
+      std::snprintf(buffer, sizeof buffer, "org-%02llu", static_cast<unsigned long long>(n / 10000));
+      orgs[i] = buffer;
+      std::snprintf(buffer, sizeof buffer, "grp-%04llu", static_cast<unsigned long long>(n / 100));
+      groups[i] = buffer;
+      const std::string open = "{\"seq\":" + std::to_string(i) + ",\"pad\":\"";
+      const std::size_t pad = size > open.size() + 2 ? size - open.size() - 2 : 0;
+      bodies[i] = open + std::string(pad, 'x') + "\"}";
+    }
+    for (std::size_t i = 0; i < kCount; ++i) {
+      trees[i] = {to_rr_str(orgs[i]), to_rr_str(groups[i])};
+      rr_event& e = events[i];
+      e = rr_event{};
+      e.account_id = to_rr_str(accounts[i]);
+      e.app_name = to_rr_str(apps[i]);
+      e.account_tree = trees[i].data();
+      e.account_tree_len = 2;
+      e.severity = static_cast<rr_severity>(1 + i % 3);
+      e.verbosity = static_cast<rr_verbosity>(1 + (i / 3) % 6);
+      e.body = to_rr_str(bodies[i]);
+    }
+  }
+};
+
+[[noreturn]] void run_producer(const std::string& ring, unsigned index, const BenchArgs& args, Control* control) {
+  // Attach as soon as the router has made the ring.
+  EventProducer producer;
+  rr_producer_options options{};
+  const std::string name = "bench" + std::to_string(index);
+  options.name = name.c_str();
+  options.wait_timeout_ns = 50'000'000;
+  rr_error error{};
+  const std::int64_t give_up = now_ns() + 10'000'000'000;
+  rr_status status;
+  while ((status = producer.open(ring, &options, &error)) == RR_NOT_READY && now_ns() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (status != RR_OK) {
+    std::snprintf(control->error, sizeof control->error, "producer %u: %s", index, error.message);
+    control->failed.store(1);
+    ::_exit(1);
+  }
+  GeneratedEvents generated(index, args.size);
+  control->ready.fetch_add(1);
+  while (control->go.load(std::memory_order_acquire) == 0) ::sched_yield();
+  constexpr std::size_t kBatch = 64;
+  const double per_producer = args.rate / args.producers;
+  const std::int64_t start = now_ns();
+  std::uint64_t sent = 0, full = 0;
+  std::size_t at = 0;
+  while (control->stop.load(std::memory_order_relaxed) == 0) {
+    if (per_producer > 0) {
+      const auto due = start + static_cast<std::int64_t>(static_cast<double>(sent) / per_producer * 1e9);
+      const std::int64_t now = now_ns();
+      if (due > now) {
+        std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<std::int64_t>(due - now, 1'000'000)));
+        continue;
+      }
+    }
+    std::size_t accepted = 0;
+    const std::span<const rr_event> batch(generated.events.data() + at, kBatch);
+    const rr_status s = producer.emit_batch(batch, RR_EMIT_BODY_TRUSTED, &accepted);
+    if (s == RR_FULL) ++full;
+    else if (s != RR_OK) {
+      std::snprintf(control->error, sizeof control->error, "producer %u: emit: %s", index, rr_status_message(s));
+      control->failed.store(1);
+      ::_exit(1);
+    }
+    sent += accepted;
+    at = (at + kBatch) % GeneratedEvents::kCount;
+  }
+  control->full.fetch_add(full);
+  ::_exit(0);
+}
+
+struct Totals {
+  std::uint64_t written = 0, read = 0, sent = 0, matched = 0, dropped_queue_full = 0, dropped_rejected = 0;
+  std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
+};
+
+Totals totals(const perf::Block& block, const std::vector<std::string>& rings) {
+  Totals t;
+  for (const std::string& name : rings) {
+    ring::Segment segment;
+    if (ring::Segment::attach(name, segment, nullptr) != ring::Status::ok) continue;
+    t.written += ring::sum_producer_slots(segment.header()).written;
+    t.read += segment.header().read.read();
+  }
+  for (const perf::BackendSlot& slot : block.backends) {
+    if (slot.name[0] == 0) continue;
+    t.sent += slot.sink.sent.read();
+    t.dropped_rejected += slot.sink.dropped_failed.read();
+    for (const auto& shard : slot.worker) {
+      t.matched += shard.matched.read();
+      t.dropped_queue_full += shard.dropped_queue_full.read();
+    }
+    for (std::size_t i = 0; i < perf::kHistogramBuckets; ++i) t.latency[i] += slot.latency.buckets[i].read();
+  }
+  return t;
+}
+
+double cpu_seconds(const rusage& u) {
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+int run_bench(const BenchArgs& args) {
+  if (args.config.empty() == args.attach.empty()) {
+    std::fprintf(stderr, "ringroute bench: give --config FILE (in-process router) or --attach INSTANCE\n");
+    return 2;
+  }
+  std::string instance = args.attach;
+  std::vector<std::string> rings;
+  std::unique_ptr<ingest::Router> router;
+  std::optional<ingest::RouterConfig> config;
+  std::string out_dir;
+  if (!args.config.empty()) {
+    ConfigResult loaded = load_config_file(args.config);
+    if (!loaded.errors.empty()) {
+      for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+      return 2;
+    }
+    config = router_config(*loaded.config);
+    // Private names: a bench never touches a running router's rings.
+    instance = "rr-bench-" + std::to_string(::getpid());
+    config->instance = instance;
+    for (std::size_t i = 0; i < config->rings.size(); ++i) {
+      config->rings[i].name = instance + "-" + std::to_string(i);
+    }
+    if (config->rings.empty()) config->rings.push_back({instance + "-0"});
+    for (const auto& r : config->rings) rings.push_back(r.name);
+    // Relative file paths land in --dir (tmpfs by default: the disk is measured apart).
+    out_dir = args.dir.empty() ? "/dev/shm/" + instance : args.dir;
+    fs::create_directories(out_dir);
+  } else {
+    std::string error;
+    auto mapping = perf::BlockMapping::open_read_only(instance, &error);
+    if (!mapping) {
+      std::fprintf(stderr, "ringroute bench: %s\n", error.c_str());
+      return 2;
+    }
+    for (const auto& slot : mapping->block().rings) {
+      if (slot.name[0] != 0) rings.push_back(slot.name);
+    }
+  }
+
+  void* mem = ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::runtime_error("mmap of the bench control block failed");
+  auto* control = new (mem) Control{};
+  // Producers are forked before the router starts threads; they wait for its ring.
+  std::vector<pid_t> children;
+  for (unsigned i = 0; i < args.producers; ++i) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) run_producer(rings[i % rings.size()], i, args, control);
+    children.push_back(pid);
+  }
+  auto reap = [&] {
+    for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
+  };
+  const fs::path previous_dir = fs::current_path();
+  if (config) {
+    fs::current_path(out_dir);
+    try {
+      router = std::make_unique<ingest::Router>(*config);
+    } catch (const std::exception& e) {
+      control->stop.store(1);
+      control->go.store(1);
+      for (pid_t pid : children) ::kill(pid, SIGKILL);
+      reap();
+      fs::current_path(previous_dir);
+      std::fprintf(stderr, "ringroute bench: %s\n", e.what());
+      return 2;
+    }
+  }
+  while (control->ready.load() < static_cast<int>(args.producers) && control->failed.load() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (control->failed.load() != 0) {
+    control->stop.store(1);
+    control->go.store(1);
+    reap();
+    std::fprintf(stderr, "ringroute bench: %s\n", control->error);
+    return 2;
+  }
+  std::string error;
+  auto mapping = perf::BlockMapping::open_read_only(instance, &error);
+  if (!mapping) {
+    std::fprintf(stderr, "ringroute bench: %s\n", error.c_str());
+    return 2;
+  }
+  const Totals before = totals(mapping->block(), rings);
+  rusage usage_before{};
+  ::getrusage(RUSAGE_SELF, &usage_before);
+  const std::int64_t start = now_ns();
+  control->go.store(1, std::memory_order_release);
+  const std::int64_t stop_at = start + static_cast<std::int64_t>(args.seconds * 1e9);
+  std::uint64_t last_sent = before.sent;
+  std::int64_t last_report = start;
+  while (now_ns() < stop_at) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(1000, (stop_at - now_ns()) / 1'000'000 + 1)));
+    if (!args.quiet) {
+      const Totals t = totals(mapping->block(), rings);
+      const std::int64_t now = now_ns();
+      std::fprintf(stderr, "  %5.1fs  written %7.2fM  delivered %7.2fM/s  full=%llu\n", (now - start) / 1e9,
+                   static_cast<double>(t.written - before.written) / 1e6,
+                   static_cast<double>(t.sent - last_sent) / ((now - last_report) / 1e9) / 1e6,
+                   static_cast<unsigned long long>(control->full.load()));
+      last_sent = t.sent;
+      last_report = now;
+    }
+  }
+  control->stop.store(1, std::memory_order_relaxed);
+  reap();
+  // Until everything the producers wrote has been read, routed and written.
+  Totals after;
+  std::int64_t end = now_ns();
+  std::uint64_t stable_rounds = 0, last = ~0ull;
+  for (const std::int64_t give_up = now_ns() + 60'000'000'000; now_ns() < give_up;) {
+    after = totals(mapping->block(), rings);
+    const std::uint64_t done = after.sent + after.dropped_queue_full + after.dropped_rejected;
+    const std::uint64_t routed = after.matched;
+    if (after.read == after.written && done >= routed && (!router || router->drained())) {
+      if (done != last) {
+        end = now_ns();
+        last = done;
+        stable_rounds = 0;
+      } else if (++stable_rounds > 20) {
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  rusage usage_after{}, children_usage{};
+  ::getrusage(RUSAGE_SELF, &usage_after);
+  ::getrusage(RUSAGE_CHILDREN, &children_usage);
+  if (router) router->stop(std::chrono::seconds(5));
+  router.reset();
+  fs::current_path(previous_dir);
+
+  const std::uint64_t events = after.written - before.written;
+  const std::uint64_t delivered = after.sent - before.sent;
+  const std::uint64_t dropped = (after.dropped_queue_full - before.dropped_queue_full) +
+                                (after.dropped_rejected - before.dropped_rejected);
+  std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
+  for (std::size_t i = 0; i < latency.size(); ++i) latency[i] = after.latency[i] - before.latency[i];
+  const double elapsed = static_cast<double>(end - start) / 1e9;
+  const double router_cpu = cpu_seconds(usage_after) - cpu_seconds(usage_before);
+  const double million = static_cast<double>(events) / 1e6;
+  const double p50 = perf::histogram_quantile(latency, 0.5) / 1000.0;
+  const double p99 = perf::histogram_quantile(latency, 0.99) / 1000.0;
+  const double p999 = perf::histogram_quantile(latency, 0.999) / 1000.0;
+  if (config) {
+    ring::Segment::remove(rings[0]);
+    for (const auto& r : rings) ring::Segment::remove(r);
+    perf::BlockMapping::remove(instance);
+    if (args.dir.empty()) fs::remove_all(out_dir);
+  }
+  if (args.json) {
+    std::printf(
+        "{\"events_per_sec\":%.0f,\"delivered_per_sec\":%.0f,\"events\":%llu,\"delivered\":%llu,\"dropped\":%llu,"
+        "\"dropped_queue_full\":%llu,\"dropped_rejected\":%llu,\"full\":%llu,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+        "\"p999_us\":%.1f,\"seconds\":%.3f,\"router_cpu_s_per_million\":%.3f,"
+        "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%.1f,\"producers\":%u,\"size\":%zu}\n",
+        static_cast<double>(events) / elapsed, static_cast<double>(delivered) / elapsed,
+        static_cast<unsigned long long>(events), static_cast<unsigned long long>(delivered),
+        static_cast<unsigned long long>(dropped),
+        static_cast<unsigned long long>(after.dropped_queue_full - before.dropped_queue_full),
+        static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
+        static_cast<unsigned long long>(control->full.load()), p50, p99, p999, elapsed,
+        million > 0 ? router_cpu / million : 0.0, million > 0 ? cpu_seconds(children_usage) / million : 0.0,
+        static_cast<double>(usage_after.ru_maxrss) / 1024.0, args.producers, args.size);
+  } else {
+    std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
+                "latency commit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us\n"
+                "CPU per million events: router %.3f s, producers %.3f s; peak RSS %.1f MiB\n",
+                static_cast<unsigned long long>(events), elapsed, static_cast<double>(events) / elapsed / 1e6,
+                static_cast<double>(delivered) / elapsed / 1e6, static_cast<unsigned long long>(dropped),
+                static_cast<unsigned long long>(control->full.load()), p50, p99, p999,
+                million > 0 ? router_cpu / million : 0.0, million > 0 ? cpu_seconds(children_usage) / million : 0.0,
+                static_cast<double>(usage_after.ru_maxrss) / 1024.0);
+  }
+  ::munmap(mem, sizeof(Control));
+  return 0;
+}
+
+}  // namespace
+
+Run add_bench_router(CLI::App& bench) {
+  auto args = std::make_shared<BenchArgs>();
+  bench.add_option("--config", args->config, "config for an in-process router (private ring and instance names)");
+  bench.add_option("--attach", args->attach, "measure the running router of this instance instead");
+  bench.add_option("--producers", args->producers, "producer processes")->capture_default_str();
+  bench.add_option("--size", args->size, "body bytes")->capture_default_str();
+  bench.add_option("--seconds", args->seconds, "how long producers write")->capture_default_str();
+  bench.add_option("--rate", args->rate, "events/s over all producers (0: as fast as they go)")->capture_default_str();
+  bench.add_option("--dir", args->dir, "where relative file paths go (default: a fresh folder in /dev/shm)");
+  bench.add_flag("--json", args->json, "one JSON object on stdout");
+  bench.add_flag("--quiet", args->quiet, "no progress lines");
+  return [args] { return run_bench(*args); };
+}
+
+}  // namespace ringroute::tools
