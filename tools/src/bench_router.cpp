@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -177,6 +179,30 @@ Totals totals(const perf::Block& block, const std::vector<std::string>& rings) {
   return t;
 }
 
+// CPU seconds and peak RSS (MiB) of the router process, in-process or not.
+double process_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+double process_peak_rss_mib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
+
 double cpu_seconds(const rusage& u) {
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
@@ -268,8 +294,8 @@ int run_bench(const BenchArgs& args) {
     return 2;
   }
   const Totals before = totals(mapping->block(), rings);
-  rusage usage_before{};
-  ::getrusage(RUSAGE_SELF, &usage_before);
+  const pid_t router_pid = router ? ::getpid() : mapping->block().header.router_pid.load(std::memory_order_relaxed);
+  const double router_cpu_before = process_cpu_seconds(router_pid);
   const std::int64_t start = now_ns();
   control->go.store(1, std::memory_order_release);
   const std::int64_t stop_at = start + static_cast<std::int64_t>(args.seconds * 1e9);
@@ -309,9 +335,10 @@ int run_bench(const BenchArgs& args) {
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  rusage usage_after{}, children_usage{};
-  ::getrusage(RUSAGE_SELF, &usage_after);
+  rusage children_usage{};
   ::getrusage(RUSAGE_CHILDREN, &children_usage);
+  const double router_cpu = process_cpu_seconds(router_pid) - router_cpu_before;
+  const double peak_rss = process_peak_rss_mib(router_pid);
   if (router) router->stop(std::chrono::seconds(5));
   router.reset();
   fs::current_path(previous_dir);
@@ -323,7 +350,6 @@ int run_bench(const BenchArgs& args) {
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
   for (std::size_t i = 0; i < latency.size(); ++i) latency[i] = after.latency[i] - before.latency[i];
   const double elapsed = static_cast<double>(end - start) / 1e9;
-  const double router_cpu = cpu_seconds(usage_after) - cpu_seconds(usage_before);
   const double million = static_cast<double>(events) / 1e6;
   const double p50 = perf::histogram_quantile(latency, 0.5) / 1000.0;
   const double p99 = perf::histogram_quantile(latency, 0.99) / 1000.0;
@@ -347,7 +373,7 @@ int run_bench(const BenchArgs& args) {
         static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
         static_cast<unsigned long long>(control->full.load()), p50, p99, p999, elapsed,
         million > 0 ? router_cpu / million : 0.0, million > 0 ? cpu_seconds(children_usage) / million : 0.0,
-        static_cast<double>(usage_after.ru_maxrss) / 1024.0, args.producers, args.size);
+        peak_rss, args.producers, args.size);
   } else {
     std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
                 "latency commit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us\n"
@@ -356,7 +382,7 @@ int run_bench(const BenchArgs& args) {
                 static_cast<double>(delivered) / elapsed / 1e6, static_cast<unsigned long long>(dropped),
                 static_cast<unsigned long long>(control->full.load()), p50, p99, p999,
                 million > 0 ? router_cpu / million : 0.0, million > 0 ? cpu_seconds(children_usage) / million : 0.0,
-                static_cast<double>(usage_after.ru_maxrss) / 1024.0);
+                peak_rss);
   }
   ::munmap(mem, sizeof(Control));
   return 0;
