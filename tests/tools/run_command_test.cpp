@@ -402,6 +402,37 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   cleanup(ring);
 }
 
+TEST(RunCommand, AFullDiskUnderDropNeverSlowsTheOtherBackends) {
+  Dir dir;
+  const std::string ring = dir.unique("full");
+  cleanup(ring);
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {file_backend("full", "/dev/full", R"([{"verbosity": "trace"}])",
+                                       R"(, "queue": {"max_events": 2000, "when_full": "drop"})"),
+                          file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 20000)), 0);
+  wait_drained(ring);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  const std::string json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  ASSERT_EQ(router.stop(), 0);
+  EXPECT_EQ(read_events({dir / "ok.ndjson"}).size(), 20000u);
+  const auto full = doc["backends"].at(0);
+  EXPECT_EQ(std::string_view(full["name"]), "full");
+  EXPECT_EQ(uint64_t(full["sent"]), 0u);
+  EXPECT_GT(uint64_t(full["failures"]), 0u);
+  EXPECT_GT(uint64_t(full["dropped"]["queue_full"]), 0u);
+  std::ifstream log(dir / "router.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("backend full: write to /dev/full: No space left on device (retrying)"), std::string::npos)
+      << text;
+  cleanup(ring);
+}
+
 TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   Dir dir;
   const std::string ring = dir.unique("amqp");

@@ -1,0 +1,143 @@
+// The file sink on its own: both submission styles, rotation, reopen after a
+// rename, a cut-off last line, and a full disk (/dev/full) as a retry.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/file_sink.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() : path_("/tmp/rr-file-sink-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++)) {
+    fs::remove_all(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  [[nodiscard]] std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  static inline int counter_ = 0;
+  std::string path_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+Batch batch_of(const std::string& text) {
+  Batch b;
+  b.bytes.append(text);
+  b.events = 1;
+  return b;
+}
+
+class FileSinkIo : public ::testing::TestWithParam<FileIo> {};
+
+TEST_P(FileSinkIo, AppendsBatchesAndCreatesParentDirectories) {
+  TempDir dir;
+  FileSinkOptions o;
+  o.path = dir / "a/b/out.ndjson";
+  o.io = GetParam();
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("{\"n\":1}\n"), why), Outcome::ok) << why;
+  ASSERT_EQ(sink.write(batch_of("{\"n\":2}\n{\"n\":3}\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path), "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+}
+
+TEST_P(FileSinkIo, RotatesBySizeKeepingTheNewestFiles) {
+  TempDir dir;
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.io = GetParam();
+  o.rotate_bytes = 20;
+  o.keep = 2;
+  FileSink sink(o);
+  perf::BackendSinkShard counters;
+  sink.attach_counters(&counters);
+  std::string why;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(sink.write(batch_of("line-" + std::to_string(i) + "-xxxxxxx\n"), why), Outcome::ok) << why;
+  }
+  // 15-byte lines, 20-byte limit: one line a file; keep 2 rotated.
+  EXPECT_EQ(slurp(o.path), "line-4-xxxxxxx\n");
+  EXPECT_EQ(slurp(o.path + ".1"), "line-3-xxxxxxx\n");
+  EXPECT_EQ(slurp(o.path + ".2"), "line-2-xxxxxxx\n");
+  EXPECT_FALSE(fs::exists(o.path + ".3"));
+  EXPECT_EQ(counters.rotations.read(), 4u);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothSubmissionStyles, FileSinkIo, ::testing::Values(FileIo::write, FileIo::uring),
+                         [](const auto& p) { return p.param == FileIo::write ? "write" : "uring"; });
+
+TEST(FileSink, ReopenAfterRenameWritesToANewFile) {
+  TempDir dir;
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("old\n"), why), Outcome::ok);
+  fs::rename(o.path, o.path + ".rotated");
+  sink.reopen();
+  ASSERT_EQ(sink.write(batch_of("new\n"), why), Outcome::ok);
+  EXPECT_EQ(slurp(o.path + ".rotated"), "old\n");
+  EXPECT_EQ(slurp(o.path), "new\n");
+}
+
+TEST(FileSink, NoticesAVanishedFileWithinASecondWithoutAHup) {
+  TempDir dir;
+  FileSinkOptions o;
+  o.path = dir / "d/out.ndjson";
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("before\n"), why), Outcome::ok);
+  fs::remove_all(dir / "d");
+  sink.tick(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  ASSERT_EQ(sink.write(batch_of("after\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path), "after\n");
+}
+
+TEST(FileSink, CutsALineLeftHalfWrittenByACrash) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  const std::string path = dir / "out.ndjson";
+  std::ofstream(path) << "{\"a\":1}\n{\"b\":2}\n{\"c\":";
+  FileSinkOptions o;
+  o.path = path;
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("{\"c\":3}\n"), why), Outcome::ok);
+  EXPECT_EQ(slurp(path), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+}
+
+TEST(FileSink, FullDiskIsARetryNamingTheFile) {
+  FileSinkOptions o;
+  o.path = "/dev/full";
+  FileSink sink(o);
+  std::string why;
+  EXPECT_EQ(sink.write(batch_of("x\n"), why), Outcome::retry);
+  EXPECT_NE(why.find("/dev/full"), std::string::npos) << why;
+  EXPECT_NE(why.find("No space left"), std::string::npos) << why;
+}
+
+TEST(FileSink, UnopenableFileIsARetry) {
+  FileSinkOptions o;
+  o.path = "/proc/version/cannot/be/here.ndjson";
+  FileSink sink(o);
+  std::string why;
+  EXPECT_EQ(sink.write(batch_of("x\n"), why), Outcome::retry);
+  EXPECT_NE(why.find("cannot open"), std::string::npos) << why;
+}
+
+}  // namespace
+}  // namespace ringroute::sinks
