@@ -8,6 +8,7 @@
 #include <simdjson.h>
 
 #include "json_event.hpp"
+#include "ringroute/sinks/json_escape.hpp"
 #include "ringroute/sinks/json_formatter.hpp"
 
 namespace ringroute::sinks {
@@ -127,6 +128,51 @@ TEST(JsonFormatter, NormalizeBodyLowercasesKeysMapsDashesAndDropsNulls) {
   // Metadata names are not touched by normalize_body.
   const std::string line = format(ev(R"({"account_id":"A-1","body":{"X-Y":1}})"), {.normalize = false, .normalize_body = true});
   EXPECT_NE(line.find(R"("Account-ID":"A-1","Body":{"x_y":1})"), std::string::npos) << line;
+}
+
+// Every byte value at every position of strings of every length up to 40,
+// against a plain byte-at-a-time escaper: the word and 16-byte fast paths
+// must never miss a byte that needs escaping.
+TEST(JsonEscape, FastPathsAgreeWithAPlainEscaperForEveryByteAndPosition) {
+  auto plain = [](std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size();) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c >= 0x80) {
+        const std::size_t n = utf8_sequence_length(s, i);
+        out += n == 0 ? std::string("\xEF\xBF\xBD") : std::string(s.substr(i, n));
+        i += n == 0 ? 1 : n;
+        continue;
+      }
+      if (c == '"') out += "\\\"";
+      else if (c == '\\') out += "\\\\";
+      else if (c == '\n') out += "\\n";
+      else if (c == '\r') out += "\\r";
+      else if (c == '\t') out += "\\t";
+      else if (c == '\b') out += "\\b";
+      else if (c == '\f') out += "\\f";
+      else if (c < 0x20) {
+        char buffer[8];
+        std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+        out += buffer;
+      } else {
+        out += static_cast<char>(c);
+      }
+      ++i;
+    }
+    return out;
+  };
+  std::vector<char> buffer(escaped_bound(64));
+  for (std::size_t length = 1; length <= 40; ++length) {
+    for (std::size_t at = 0; at < length; ++at) {
+      for (int b = 0; b < 256; ++b) {
+        std::string s(length, 'a');
+        s[at] = static_cast<char>(b);
+        char* end = escape_json(s, buffer.data());
+        ASSERT_EQ(std::string(buffer.data(), end), plain(s)) << "length " << length << " byte " << b << " at " << at;
+      }
+    }
+  }
 }
 
 // Random events, any bytes in the strings, random bodies: every option
