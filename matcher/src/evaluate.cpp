@@ -246,24 +246,23 @@ class FilterEvaluator {
         if (json.get_string().get(v.text) == simdjson::SUCCESS) v.kind = Value::Kind::string;
         return v;
       case simdjson::ondemand::json_type::number: {
-        simdjson::ondemand::number number;
-        if (json.get_number().get(number) == simdjson::SUCCESS) {
-          switch (number.get_number_type()) {
-            case simdjson::ondemand::number_type::signed_integer:
-              v.kind = Value::Kind::integer;
-              v.integer = number.get_int64();
-              return v;
-            case simdjson::ondemand::number_type::unsigned_integer:
-              v.kind = Value::Kind::unsigned_integer;
-              v.unsigned_integer = number.get_uint64();
-              return v;
-            default:
-              v.kind = Value::Kind::floating;
-              v.floating = number.get_double();
-              return v;
+        // Only integers go through get_number(): simdjson 3.0.1's get_number()
+        // reads a double with 19 or more integer digits and a fraction
+        // (9223372036854775808.0) as 0; get_double() reads it right.
+        simdjson::ondemand::number_type kind;
+        if (json.get_number_type().get(kind) == simdjson::SUCCESS) {
+          if (kind == simdjson::ondemand::number_type::signed_integer &&
+              json.get_int64().get(v.integer) == simdjson::SUCCESS) {
+            v.kind = Value::Kind::integer;
+            return v;
+          }
+          if (kind == simdjson::ondemand::number_type::unsigned_integer &&
+              json.get_uint64().get(v.unsigned_integer) == simdjson::SUCCESS) {
+            v.kind = Value::Kind::unsigned_integer;
+            return v;
           }
         }
-        // Integers beyond 64 bits: as doubles, as JSON readers take them.
+        // Doubles, and integers beyond 64 bits (as JSON readers take them).
         if (json.get_double().get(v.floating) == simdjson::SUCCESS) v.kind = Value::Kind::floating;
         return v;
       }

@@ -16,28 +16,57 @@ using event::EventView;
 using event::StringField;
 
 inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
-  const unsigned __int128 product = static_cast<unsigned __int128>(a) * b;
+  __extension__ typedef unsigned __int128 Uint128;  // the full 64x64 product
+  const Uint128 product = static_cast<Uint128>(a) * b;
   return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
 }
 
-// A wyhash-style hash of (parent, label): 8 bytes per multiply.
-std::uint64_t hash_label(std::uint32_t parent, std::string_view label) noexcept {
-  std::uint64_t h = mix(parent ^ 0x9E3779B97F4A7C15ull, label.size() ^ 0xA0761D6478BD642Full);
-  const char* p = label.data();
-  std::size_t n = label.size();
-  while (n >= 8) {
-    std::uint64_t word;
-    std::memcpy(&word, p, 8);
-    h = mix(h ^ word, 0xE7037ED1A0B428DBull);
-    p += 8;
-    n -= 8;
+inline std::uint64_t load64(const char* p) noexcept {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline std::uint64_t load32(const char* p) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// A wyhash-style hash of a label's bytes: fixed-size (overlapping) loads, no
+// variable-length copy, 16 bytes per multiply.
+std::uint64_t hash_bytes(std::string_view text) noexcept {
+  const char* p = text.data();
+  const std::size_t n = text.size();
+  std::uint64_t seed = 0xA0761D6478BD642Full ^ n;
+  std::uint64_t a, b;
+  if (n <= 16) {
+    if (n >= 8) {
+      a = load64(p);
+      b = load64(p + n - 8);
+    } else if (n >= 4) {
+      a = load32(p);
+      b = load32(p + n - 4);
+    } else if (n > 0) {
+      a = (static_cast<std::uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
+          (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n >> 1])) << 8) |
+          static_cast<unsigned char>(p[n - 1]);
+      b = 0;
+    } else {
+      a = b = 0;
+    }
+  } else {
+    std::size_t i = 0;
+    for (; n - i > 16; i += 16) seed = mix(load64(p + i) ^ 0xE7037ED1A0B428DBull, load64(p + i + 8) ^ seed);
+    a = load64(p + n - 16);
+    b = load64(p + n - 8);
   }
-  if (n != 0) {
-    std::uint64_t word = 0;
-    std::memcpy(&word, p, n);
-    h = mix(h ^ word, 0x8EBC6AF09C88C6E3ull);
-  }
-  return h;
+  return mix(a ^ 0xE7037ED1A0B428DBull, b ^ seed);
+}
+
+// The probe hash of (parent, label): cheap, since the label's hash is mixed.
+inline std::uint64_t edge_hash(std::uint32_t parent, std::uint64_t label_hash) noexcept {
+  std::uint64_t h = (label_hash ^ parent) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 29);
 }
 
 // Accepted (severity, verbosity) pairs of one binding, bit severity*6+verbosity.
@@ -230,21 +259,22 @@ class MatcherBuilder {
   void build_edge_table() {
     std::size_t slots = 16;
     while (slots < edges_.size() * 2) slots *= 2;
-    m_.edges_.assign(slots, Matcher::Edge{0, 0, Matcher::kNone, 0, 0});
+    m_.edges_.assign(slots, Matcher::Edge{0, 0, Matcher::kNone, 0, {0, 0}});
     m_.edge_mask_ = slots - 1;
-    std::size_t label_bytes = 0;
-    for (const auto& [key, node] : edges_) label_bytes += key.size() - sizeof(std::uint32_t);
-    m_.labels_.reserve(label_bytes);
     for (const auto& [key, node] : edges_) {
       std::uint32_t parent;
       std::memcpy(&parent, key.data(), sizeof parent);
-      const std::string_view label = std::string_view(key).substr(sizeof parent);
-      const std::uint64_t hash = hash_label(parent, label);
+      const LabelKey label = make_label_key(std::string_view(key).substr(sizeof parent));
+      const std::uint64_t hash = edge_hash(parent, label.hash);
       std::uint64_t slot = hash & m_.edge_mask_;
       while (m_.edges_[slot].child != Matcher::kNone) slot = (slot + 1) & m_.edge_mask_;
-      m_.edges_[slot] = {hash, parent, node, static_cast<std::uint32_t>(m_.labels_.size()),
-                         static_cast<std::uint32_t>(label.size())};
-      m_.labels_.append(label);
+      Matcher::Edge& edge = m_.edges_[slot];
+      edge = {static_cast<std::uint32_t>(hash >> 32), parent, node, static_cast<std::uint32_t>(label.text.size()),
+              {label.head[0], label.head[1]}};
+      if (label.text.size() > 16) {
+        edge.label[0] = m_.labels_.size();
+        m_.labels_.append(label.text);
+      }
     }
     edges_.clear();
   }
@@ -280,13 +310,24 @@ std::size_t Matcher::memory_bytes() const noexcept {
   return bytes;
 }
 
-std::uint32_t Matcher::find_child(std::uint32_t parent, std::string_view label) const noexcept {
-  const std::uint64_t hash = hash_label(parent, label);
+LabelKey make_label_key(std::string_view text) noexcept {
+  LabelKey key;
+  key.text = text;
+  key.hash = hash_bytes(text);
+  std::memcpy(key.head, text.data(), std::min<std::size_t>(text.size(), 16));
+  return key;
+}
+
+std::uint32_t Matcher::find_child(std::uint32_t parent, const LabelKey& key) const noexcept {
+  const std::uint64_t hash = edge_hash(parent, key.hash);
+  const auto tag = static_cast<std::uint32_t>(hash >> 32);
+  const std::size_t length = key.text.size();
   for (std::uint64_t slot = hash & edge_mask_;; slot = (slot + 1) & edge_mask_) {
     const Edge& edge = edges_[slot];
     if (edge.child == kNone) return kNone;
-    if (edge.hash == hash && edge.parent == parent && edge.label_length == label.size() &&
-        std::memcmp(labels_.data() + edge.label_offset, label.data(), label.size()) == 0) {
+    if (edge.tag != tag || edge.parent != parent || edge.label_length != length) continue;
+    if (length <= 16 ? edge.label[0] == key.head[0] && edge.label[1] == key.head[1]
+                     : std::memcmp(labels_.data() + edge.label[0], key.text.data(), length) == 0) {
       return edge.child;
     }
   }
@@ -298,14 +339,16 @@ void Matcher::match(const EventView& event, MatchScratch& scratch, BackendSet& o
   scratch.body_state_ = 0;
   const std::uint32_t pair = static_cast<std::uint32_t>(event.severity) * event::kVerbosityCount +
                              static_cast<std::uint32_t>(event.verbosity);
+  // Each string is hashed once here, whatever number of nodes it is probed at.
+  if (event.has(StringField::app_name)) scratch.app_ = make_label_key(event.get(StringField::app_name));
   visit_account(kAnyAccount, event, pair, scratch, out);
   if (event.has(StringField::account_id) && nodes_[kExactRoot].labelled_children != 0) {
-    const std::uint32_t node = find_child(kExactRoot, event.get(StringField::account_id));
+    const std::uint32_t node = find_child(kExactRoot, make_label_key(event.get(StringField::account_id)));
     if (node != kNone) visit_account(node, event, pair, scratch, out);
   }
   if (has_descendant_bindings_ && event.has_account_tree()) {
     for (std::string_view ancestor : event.account_tree) {
-      const std::uint32_t node = find_child(kDescendantRoot, ancestor);
+      const std::uint32_t node = find_child(kDescendantRoot, make_label_key(ancestor));
       if (node != kNone) visit_account(node, event, pair, scratch, out);
     }
   }
@@ -316,7 +359,7 @@ void Matcher::visit_account(std::uint32_t index, const EventView& event, std::ui
   const Node& node = nodes_[index];
   if (node.any_child != kNone) visit_leaf(node.any_child, event, pair, scratch, out);
   if (node.labelled_children != 0 && event.has(StringField::app_name)) {
-    const std::uint32_t leaf = find_child(index, event.get(StringField::app_name));
+    const std::uint32_t leaf = find_child(index, scratch.app_);
     if (leaf != kNone) visit_leaf(leaf, event, pair, scratch, out);
   }
 }
@@ -374,14 +417,14 @@ void Matcher::prepare_words(const EventView& event, MatchScratch& scratch) const
   words.clear();
   // push_back may allocate when a topic has more words than any before it on
   // this scratch; capacity then stays.
-  auto add = [&](std::string_view w) { words.push_back(w); };
+  auto add = [&](std::string_view w) { words.push_back(make_label_key(w)); };
   if (event.has(StringField::topic)) {
     topic::for_each_word(event.get(StringField::topic), add);
     return;
   }
-  words.push_back("edr");
-  words.push_back(event::name(event.severity));
-  words.push_back(event::name(event.verbosity));
+  add("edr");
+  add(event::name(event.severity));
+  add(event::name(event.verbosity));
   topic::for_each_word(event.has(StringField::account_id) ? event.get(StringField::account_id)
                                                           : std::string_view("undefined"),
                        add);

@@ -12,12 +12,7 @@ namespace {
 
 std::vector<std::string> matched(const Matcher& m, const event::EventView& e) {
   MatchScratch scratch;
-  BackendSet set;
-  set.resize(m.backend_count());
-  m.match(e, scratch, set);
-  std::vector<std::string> names;
-  set.for_each([&](std::uint32_t i) { names.push_back(m.backend_name(i)); });
-  return names;
+  return testing::matched_names(m, e, scratch);
 }
 
 TEST(MatcherSmoke, KazooRecipeDebugAndInfoLogs) {

@@ -11,6 +11,7 @@
 #include <simdjson.h>
 
 #include "ringroute/matcher/config.hpp"
+#include "ringroute/matcher/matcher.hpp"
 
 namespace ringroute::testing {
 
@@ -59,6 +60,18 @@ inline std::vector<std::string> binding_errors(std::string_view json) {
   std::vector<std::string> out;
   for (const auto& e : errors.list()) out.push_back(e.to_string());
   return out;
+}
+
+// The names of the backends `e` reaches through the compiled matcher, in
+// config order.
+inline std::vector<std::string> matched_names(const matcher::Matcher& m, const event::EventView& e,
+                                              matcher::MatchScratch& scratch) {
+  matcher::BackendSet set;
+  set.resize(m.backend_count());
+  m.match(e, scratch, set);
+  std::vector<std::string> names;
+  set.for_each([&](std::uint32_t i) { names.push_back(m.backend_name(i)); });
+  return names;
 }
 
 }  // namespace ringroute::testing

@@ -29,4 +29,18 @@ class JsonEvent {
   event::EventView view_;
 };
 
+// One event kept alive with its record (for fixed events that outlive a
+// parser). Throws std::invalid_argument for a bad line.
+struct OwnedEvent {
+  std::vector<std::byte> record;
+  event::EventView view;
+  explicit OwnedEvent(std::string_view line) {
+    ingest::EventLineParser parser;
+    ingest::ParsedEvent parsed;
+    if (auto problem = parser.parse(line, parsed)) throw std::invalid_argument(*problem);
+    if (auto problem = ingest::encode_record(parsed, record)) throw std::invalid_argument(*problem);
+    if (event::decode(record, view) != event::DecodeError::none) throw std::logic_error("decode failed");
+  }
+};
+
 }  // namespace ringroute::testing

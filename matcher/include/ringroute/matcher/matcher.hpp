@@ -74,6 +74,15 @@ class BackendSet {
 
 class Matcher;
 
+// A label as the matcher probes for it: hashed once per event (not once per
+// trie node), with its first 16 bytes zero-padded for a two-word compare.
+struct LabelKey {
+  std::string_view text;
+  std::uint64_t hash = 0;
+  std::uint64_t head[2] = {0, 0};
+};
+[[nodiscard]] LabelKey make_label_key(std::string_view text) noexcept;
+
 // Per-thread working space for match(): topic words, the body parser for
 // filters, and this thread's own copies of the filters' regexes (RE2 locks
 // its DFA cache; private copies keep threads from contending on it).
@@ -89,7 +98,8 @@ class MatchScratch {
  private:
   friend class Matcher;
   friend class FilterEvaluator;
-  std::vector<std::string_view> words_;
+  std::vector<LabelKey> words_;     // topic words, keyed
+  LabelKey app_;
   bool words_ready_ = false;
   std::string topic_;  // the derived topic, built only for a filter that reads it
   bool topic_ready_ = false;
@@ -144,12 +154,14 @@ class Matcher {
     std::uint32_t pairs;
     std::uint32_t filter;  // index into filters_
   };
+  // 32 bytes: labels up to 16 bytes live in the edge itself, so a probe
+  // costs one cache line; longer ones are in labels_.
   struct Edge {
-    std::uint64_t hash;
+    std::uint32_t tag;  // high bits of the probe hash
     std::uint32_t parent;
     std::uint32_t child;
-    std::uint32_t label_offset;
     std::uint32_t label_length;
+    std::uint64_t label[2];  // inline (zero-padded), or label[0] = offset into labels_
   };
 
  private:
@@ -157,7 +169,7 @@ class Matcher {
   friend class MatcherBuilder;
   friend class FilterEvaluator;
 
-  [[nodiscard]] std::uint32_t find_child(std::uint32_t parent, std::string_view label) const noexcept;
+  [[nodiscard]] std::uint32_t find_child(std::uint32_t parent, const LabelKey& key) const noexcept;
   void visit_account(std::uint32_t node, const event::EventView& event, std::uint32_t pair,
                      MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_leaf(std::uint32_t node, const event::EventView& event, std::uint32_t pair,

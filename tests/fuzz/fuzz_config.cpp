@@ -1,0 +1,22 @@
+// The whole config file parser (tools/src/config.cpp) on arbitrary bytes:
+// never crashes, and a config it accepts compiles into a matcher.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "ringroute/matcher/matcher.hpp"
+#include "ringroute/tools/config.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const auto result = ringroute::tools::parse_config(std::string_view(reinterpret_cast<const char*>(data), size));
+  if (result.config.has_value() != result.errors.empty()) std::abort();
+  for (const auto& error : result.errors) {
+    if (error.message.empty()) std::abort();
+  }
+  if (result.config) {
+    auto matcher = ringroute::matcher::Matcher::compile(result.config->matching);
+    if (matcher->backend_count() != result.config->backends.size()) std::abort();
+  }
+  return 0;
+}
