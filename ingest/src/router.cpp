@@ -112,7 +112,8 @@ class Worker {
         adopt(*plan);
       }
       std::size_t read = 0;
-      if (!blocked(*plan)) {
+      const bool waiting_for_sinks = blocked(*plan);
+      if (!waiting_for_sinks) {
         read = consumer_.poll([&](std::span<const std::byte> record, std::uint64_t end) { route(*plan, record, end); },
                               256);
       }
@@ -126,6 +127,10 @@ class Worker {
         ring::detail::cpu_relax();
       } else if (idle_rounds <= 80) {
         std::this_thread::yield();
+      } else if (waiting_for_sinks) {
+        // A full backend queue, not an empty ring: no commit will wake us,
+        // and a sink frees room within a batch's write (well under 1 ms).
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
       } else {
         consumer_.sleep(sleep_budget());
       }
