@@ -123,6 +123,10 @@ class Worker {
         idle_rounds = 0;
         continue;
       }
+      // The ring is empty: waiting out the linger would only add latency, so
+      // batches a little while old go now (at full speed the ring is never
+      // empty and batches fill up instead).
+      if (!waiting_for_sinks) submit_aged(kIdleFlushAge);
       if (++idle_rounds <= 64) {
         ring::detail::cpu_relax();
       } else if (idle_rounds <= 80) {
@@ -147,7 +151,11 @@ class Worker {
 
   std::chrono::nanoseconds sleep_budget() const {
     if (consumer_.stalled()) return std::chrono::milliseconds(1);
-    // Wake in time for the earliest linger deadline, or to notice written batches.
+    // Wake in time to flush an open batch when it is old enough, or to
+    // notice written batches and release the ring.
+    for (std::size_t slot : active_) {
+      if (slots_[slot].current != nullptr) return std::chrono::nanoseconds(kIdleFlushAge);
+    }
     return active_.empty() ? std::chrono::milliseconds(50) : std::chrono::milliseconds(1);
   }
 
@@ -254,6 +262,15 @@ class Worker {
   void submit_all() {
     for (std::size_t slot : active_) submit(slot);
   }
+
+  void submit_aged(std::int64_t min_age_ns) {
+    for (std::size_t slot : active_) {
+      const sinks::Batch* batch = slots_[slot].current;
+      if (batch != nullptr && steady_now_ns_ - batch->opened_ns >= min_age_ns) submit(slot);
+    }
+  }
+
+  static constexpr std::int64_t kIdleFlushAge = 200'000;  // ns
 
   void forget_slots_missing_from(const Plan& plan) {
     // A removed backend no longer holds the ring (its runner drains on its own).
