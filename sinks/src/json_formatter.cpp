@@ -165,15 +165,14 @@ char* put_body(char* out, std::string_view body) noexcept {
   if (n >= 16) {
     const __m128i lf = _mm_set1_epi8('\n');
     const __m128i cr = _mm_set1_epi8('\r');
-    unsigned found = 0;
-    std::size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-      found |= static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr))));
-    }
+    // Compare results pile up in one register; one movemask at the end.
     const __m128i last = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16));
-    found |= static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(last, lf), _mm_cmpeq_epi8(last, cr))));
-    if (found == 0) [[likely]] return out + n;
+    __m128i found = _mm_or_si128(_mm_cmpeq_epi8(last, lf), _mm_cmpeq_epi8(last, cr));
+    for (std::size_t i = 0; i + 16 <= n; i += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      found = _mm_or_si128(found, _mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr)));
+    }
+    if (_mm_movemask_epi8(found) == 0) [[likely]] return out + n;
   }
 #endif
   for (std::size_t i = 0; i < n; ++i) {

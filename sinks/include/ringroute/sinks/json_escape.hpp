@@ -31,19 +31,40 @@ inline bool word_has_special(std::uint64_t w) noexcept {
 
 // Writes the escaped bytes of `text` (no quotes) at `out`, which has room for
 // escaped_bound(text.size()); returns one past the last byte written.
-// Inline for the common case of a short plain string (8 to 15 bytes: two
-// overlapping word copies and a word test, without reading past the string).
+// Inline for the common case of a short plain string: copied with fixed-size
+// (overlapping) loads and stores, tested a word at a time, never reading past
+// the string.
 inline char* escape_json(std::string_view text, char* out) noexcept {
   const std::size_t n = text.size();
-  if (n >= 8 && n < 16) {
+  const char* p = text.data();
+  if (n < 16) {
     std::uint64_t head, tail;
-    std::memcpy(&head, text.data(), 8);
-    std::memcpy(&tail, text.data() + n - 8, 8);
-    if (!detail::word_has_special(head) && !detail::word_has_special(tail)) {
+    if (n >= 8) {
+      std::memcpy(&head, p, 8);
+      std::memcpy(&tail, p + n - 8, 8);
       std::memcpy(out, &head, 8);
       std::memcpy(out + n - 8, &tail, 8);
-      return out + n;
+    } else if (n >= 4) {
+      std::uint32_t a, b;
+      std::memcpy(&a, p, 4);
+      std::memcpy(&b, p + n - 4, 4);
+      std::memcpy(out, &a, 4);
+      std::memcpy(out + n - 4, &b, 4);
+      head = tail = a | (static_cast<std::uint64_t>(b) << 32);
+    } else if (n > 0) {
+      // Bytes 0, n/2 and n-1 are every byte of a 1-3 byte string; the rest
+      // of the word is filled with 'A', which needs no escape.
+      out[0] = p[0];
+      out[n >> 1] = p[n >> 1];
+      out[n - 1] = p[n - 1];
+      head = tail = static_cast<unsigned char>(p[0]) |
+                    (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n >> 1])) << 8) |
+                    (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n - 1])) << 16) |
+                    (0x4141414141ull << 24);
+    } else {
+      return out;
     }
+    if (!detail::word_has_special(head) && !detail::word_has_special(tail)) return out + n;
   }
   return detail::escape_json_general(text, out);
 }
