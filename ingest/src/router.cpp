@@ -43,6 +43,9 @@ class Worker {
     last_end_ = released_;
     // Positions in the perf block refer to one segment; a new segment (after a
     // reboot, or a ring removed and made again) starts them over.
+    // Relaxed below: this runs before our thread starts and before any sink
+    // of this router writes these slots (thread start orders them); a sink
+    // left by a crashed router is gone.
     perf::RingSlot& rs = block_.rings[ring_];
     const std::int64_t created = consumer_.segment().header().created_unix_ns;
     if (rs.segment_created_ns.load(std::memory_order_relaxed) != created) {
@@ -53,6 +56,7 @@ class Worker {
       rs.segment_created_ns.store(created, std::memory_order_relaxed);
     }
     for (std::size_t s = 0; s < perf::kMaxBackends; ++s) {
+      // Acquire pairs with the sinks' release stores (of an earlier router).
       skip_through_[s] = block_.backends[s].written_through[ring_].load(std::memory_order_acquire);
       maybe_written_through_[s] = block_.backends[s].writing_through[ring_].load(std::memory_order_acquire);
     }
@@ -60,6 +64,7 @@ class Worker {
   }
 
   ~Worker() {
+    // Relaxed: a stop flag publishes nothing; join() orders the rest.
     stop_.store(true, std::memory_order_relaxed);
     if (thread_.joinable()) thread_.join();
   }
@@ -165,6 +170,8 @@ class Worker {
     formatted_serial_.assign(plan.formatters.size(), 0);
     formatted_.assign(plan.formatters.size(), {});
     matched_.resize(plan.matcher->backend_count());
+    // Release pairs with reload()'s acquire: once it sees the new serial, this
+    // worker has handed the old runners their last batches.
     plan_serial_.store(plan.serial, std::memory_order_release);
   }
 
@@ -178,6 +185,7 @@ class Worker {
   void route(const Plan& plan, std::span<const std::byte> record, std::uint64_t end) {
     const std::uint64_t start = last_end_;
     last_end_ = end;
+    // Single writer, read for figures only: relaxed, no locked instruction.
     events_read_.store(events_read_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (event::decode(record, view_) != event::DecodeError::none) [[unlikely]] {
       consumer_.count_corrupt();
@@ -370,6 +378,7 @@ Router::Router(RouterConfig config)
     if (backend.enabled) runners_[backend.name] = start_backend(backend);
   }
   plans_.publish(make_plan(config_));
+  // Informational for `stat` (relaxed: it reads each field on its own).
   perf::BlockHeader& header = block_.block().header;
   header.router_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
   header.router_started_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -400,7 +409,7 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend&
 std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config) {
   static std::atomic<std::uint64_t> serial{0};
   auto plan = std::make_unique<Plan>();
-  plan->serial = serial.fetch_add(1, std::memory_order_relaxed) + 1;
+  plan->serial = serial.fetch_add(1, std::memory_order_relaxed) + 1;  // uniqueness only
   plan->matcher = matcher::Matcher::compile(config.matching);
   for (const RouterBackend& backend : config.backends) {
     std::shared_ptr<sinks::BackendRunner> runner;

@@ -103,6 +103,8 @@ Batch* BackendRunner::take_batch() {
 }
 
 void BackendRunner::submit(Batch* batch) {
+  // Relaxed: the counts are a bound checked by workers, not a publication;
+  // the batch itself is published by the queue.
   in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
   in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
   queue_.enqueue(batch);
@@ -110,9 +112,9 @@ void BackendRunner::submit(Batch* batch) {
 
 void BackendRunner::stop(std::chrono::milliseconds drain) {
   if (!thread_.joinable()) return;
-  draining_.store(true, std::memory_order_relaxed);
   const auto deadline = Clock::now() + drain;
   while (!idle() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Relaxed: the enqueue below wakes the thread, and join() orders the rest.
   stop_now_.store(true, std::memory_order_relaxed);
   queue_.enqueue(nullptr);  // wakes the thread
   thread_.join();

@@ -61,6 +61,7 @@ class BackendRunner {
   Batch* take_batch();
   // Whether batches in flight are at the queue's bound.
   [[nodiscard]] bool over_limit() const noexcept {
+    // Relaxed: an approximate bound is enough (a batch more or less).
     return in_flight_events_.load(std::memory_order_relaxed) >= options_.queue_max_events ||
            in_flight_bytes_.load(std::memory_order_relaxed) >= options_.queue_max_bytes;
   }
@@ -74,6 +75,7 @@ class BackendRunner {
   [[nodiscard]] bool idle() const noexcept { return in_flight_events_.load(std::memory_order_acquire) == 0; }
 
   // --- control ---
+  // Relaxed: a request flag; the sink thread acts on it at its next round.
   void request_reopen() noexcept { reopen_.store(true, std::memory_order_relaxed); }
   // Waits up to `drain` for queued batches to be written, then stops the
   // thread (a batch still retrying stays unwritten: the ring still holds it).
@@ -96,7 +98,6 @@ class BackendRunner {
   std::atomic<std::uint64_t> in_flight_events_{0};
   std::atomic<std::uint64_t> in_flight_bytes_{0};
   std::atomic<bool> reopen_{false};
-  std::atomic<bool> draining_{false};
   std::atomic<bool> stop_now_{false};
   std::chrono::steady_clock::time_point last_log_{};
   std::thread thread_;
