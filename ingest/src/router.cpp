@@ -64,14 +64,16 @@ class Worker {
   }
 
   ~Worker() {
-    // Relaxed: a stop flag publishes nothing; join() orders the rest.
-    stop_.store(true, std::memory_order_relaxed);
+    // Release: as in request_stop() (drain_ stays as it was).
+    stop_.store(true, std::memory_order_release);
     if (thread_.joinable()) thread_.join();
   }
 
   void request_stop(std::chrono::milliseconds drain) {
     drain_ = drain;
-    stop_.store(true, std::memory_order_relaxed);
+    // Release pairs with the acquire load in run(): the worker that sees the
+    // stop also sees drain_.
+    stop_.store(true, std::memory_order_release);
   }
   void join() {
     if (thread_.joinable()) thread_.join();
@@ -106,7 +108,7 @@ class Worker {
   void run() {
     const Plan* plan = nullptr;
     unsigned idle_rounds = 0;
-    while (!stop_.load(std::memory_order_relaxed)) {
+    while (!stop_.load(std::memory_order_acquire)) {
       const Plan* current = plans_.enter(reader_);
       if (current != plan) {
         // Batches are cut at a generation change so each is written by the

@@ -24,6 +24,9 @@ std::atomic<std::uint64_t> allocations{0};
 
 // Every operator new in the process counts (router threads included). All
 // forms are replaced together, so each new meets its own delete (ASan checks).
+// GCC can't see that these replacements pair malloc with free on purpose.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 namespace {
 void* counted(std::size_t size) noexcept {
   allocations.fetch_add(1, std::memory_order_relaxed);
@@ -63,6 +66,7 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace ringroute::ingest {
 namespace {
