@@ -1,7 +1,6 @@
 #include "ringroute/sinks/json_escape.hpp"
 
 #include <cstdint>
-#include <array>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -53,14 +52,7 @@ inline std::size_t escape_one(std::string_view text, std::size_t i, char*& out) 
   return 1;
 }
 
-constexpr bool is_special(unsigned char c) noexcept { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80; }
-
-// 1 for the bytes escape_one() must see.
-constexpr auto kSpecial = [] {
-  std::array<std::uint8_t, 256> table{};
-  for (unsigned c = 0; c < 256; ++c) table[c] = is_special(static_cast<unsigned char>(c)) ? 1 : 0;
-  return table;
-}();
+inline bool is_special(unsigned char c) noexcept { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80; }
 
 }  // namespace
 
@@ -83,37 +75,12 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept 
   return n;
 }
 
+// Reached from the inline escape_json() for strings of 16 bytes or more and
+// for short ones that hold a byte to escape (its word test already failed).
 char* detail::escape_json_general(std::string_view text, char* out) noexcept {
   const std::size_t n = text.size();
   const char* p = text.data();
   std::size_t i = 0;
-  if (n < 16) {
-    // Metadata strings are mostly short and plain: copy them with two
-    // overlapping word stores and test the words for any byte that needs a
-    // second look, without reading past the string.
-    if (n >= 8) {
-      std::uint64_t head, tail;
-      std::memcpy(&head, p, 8);
-      std::memcpy(&tail, p + n - 8, 8);
-      std::memcpy(out, &head, 8);
-      std::memcpy(out + n - 8, &tail, 8);
-      if (!detail::word_has_special(head) && !detail::word_has_special(tail)) return out + n;
-    } else if (n >= 4) {
-      std::uint32_t head, tail;
-      std::memcpy(&head, p, 4);
-      std::memcpy(&tail, p + n - 4, 4);
-      std::memcpy(out, &head, 4);
-      std::memcpy(out + n - 4, &tail, 4);
-      if (!detail::word_has_special(head | (static_cast<std::uint64_t>(tail) << 32))) return out + n;
-    } else {
-      unsigned special = 0;
-      for (std::size_t k = 0; k < n; ++k) {
-        out[k] = p[k];
-        special |= kSpecial[static_cast<unsigned char>(p[k])];
-      }
-      if (special == 0) return out + n;
-    }
-  }
 #if defined(__SSE2__)
   const __m128i space = _mm_set1_epi8(0x20);
   const __m128i quote = _mm_set1_epi8('"');
