@@ -338,16 +338,20 @@ void JsonFormatter::write_metadata(const EventView& e, ByteBuffer& out, std::str
   out.commit_to(p);
 }
 
+void JsonFormatter::write_line(const EventView& e, ByteBuffer& out, std::string_view body) {
+  if (options_.include_metadata) {
+    write_metadata(e, out, body);
+  } else {
+    char* p = out.reserve_more(body.size());
+    out.commit_to(put_body(p, body));
+  }
+  out.push_back('\n');
+}
+
 void JsonFormatter::format(const EventView& e, ByteBuffer& out) {
   std::string_view body = e.body.empty() ? std::string_view("{}") : e.body;
   if (!reformatter_) {
-    if (options_.include_metadata) {
-      write_metadata(e, out, body);
-    } else {
-      char* p = out.reserve_more(body.size());
-      out.commit_to(put_body(p, body));
-    }
-    out.push_back('\n');
+    write_line(e, out, body);
     return;
   }
   Reformatter& r = *reformatter_;
@@ -356,13 +360,7 @@ void JsonFormatter::format(const EventView& e, ByteBuffer& out) {
     if (r.rewrite(body, r.body, true, -1)) body = r.body.view();
   }
   if (!options_.pretty) {
-    if (options_.include_metadata) {
-      write_metadata(e, out, body);
-    } else {
-      char* p = out.reserve_more(body.size());
-      out.commit_to(put_body(p, body));
-    }
-    out.push_back('\n');
+    write_line(e, out, body);
     return;
   }
   std::string_view document = body;

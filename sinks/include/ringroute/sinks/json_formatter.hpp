@@ -47,6 +47,8 @@ class JsonFormatter {
   [[nodiscard]] const JsonFormatOptions& options() const noexcept { return options_; }
 
  private:
+  // One document on one line: metadata with the body, or the body alone.
+  void write_line(const event::EventView& event, ByteBuffer& out, std::string_view body);
   void write_metadata(const event::EventView& event, ByteBuffer& out, std::string_view body);
 
   JsonFormatOptions options_;
