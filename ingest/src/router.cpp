@@ -78,7 +78,6 @@ class Worker {
   void join() {
     if (thread_.joinable()) thread_.join();
   }
-  [[nodiscard]] std::uint64_t events_read() const noexcept { return events_read_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool drained() const noexcept { return all_released_.load(std::memory_order_acquire); }
   [[nodiscard]] std::uint64_t plan_serial() const noexcept { return plan_serial_.load(std::memory_order_acquire); }
 
@@ -187,8 +186,6 @@ class Worker {
   void route(const Plan& plan, std::span<const std::byte> record, std::uint64_t end) {
     const std::uint64_t start = last_end_;
     last_end_ = end;
-    // Single writer, read for figures only: relaxed, no locked instruction.
-    events_read_.store(events_read_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (event::decode(record, view_) != event::DecodeError::none) [[unlikely]] {
       consumer_.count_corrupt();
       block_.rings[ring_].corrupt.add(1);
@@ -348,7 +345,6 @@ class Worker {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::chrono::milliseconds drain_{0};
-  std::atomic<std::uint64_t> events_read_{0};
   std::atomic<bool> all_released_{true};
   std::atomic<std::uint64_t> plan_serial_{0};
 
@@ -493,12 +489,6 @@ void Router::stop(std::chrono::milliseconds drain) {
   for (auto& worker : workers_) worker->join();
   for (auto& [name, runner] : runners_) runner->stop(drain);
   workers_.clear();
-}
-
-std::uint64_t Router::events_read() const noexcept {
-  std::uint64_t total = 0;
-  for (const auto& worker : workers_) total += worker->events_read();
-  return total;
 }
 
 bool Router::drained() const noexcept {

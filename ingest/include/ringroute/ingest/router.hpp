@@ -79,8 +79,6 @@ class Router {
   void stop(std::chrono::milliseconds drain);
 
   [[nodiscard]] perf::Block& block() noexcept { return block_.block(); }
-  // Events read from the rings so far (all workers).
-  [[nodiscard]] std::uint64_t events_read() const noexcept;
   // True when every worker has released all it read (everything written).
   [[nodiscard]] bool drained() const noexcept;
 
