@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -14,9 +15,10 @@ namespace {
 
 std::string shm_name(const std::string& instance) { return "/" + instance + ".perf"; }
 
+// Whether `stored` holds `name` as set_name() writes it (cut to fit).
 bool same_name(const char (&stored)[kNameBytes], std::string_view name) {
-  return std::strncmp(stored, name.data(), kNameBytes) == 0 ||
-         (name.size() < kNameBytes && std::memcmp(stored, name.data(), name.size()) == 0 && stored[name.size()] == 0);
+  const std::size_t n = std::min(name.size(), kNameBytes - 1);
+  return std::memcmp(stored, name.data(), n) == 0 && stored[n] == 0;
 }
 
 void set_name(char (&stored)[kNameBytes], std::string_view name) {
