@@ -1,5 +1,6 @@
 #include "ringroute/tools/config.hpp"
 
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -430,6 +431,11 @@ ConfigResult parse_config(std::string_view text) {
   if (config.rings.empty()) config.rings.emplace_back();
   result.config = std::move(config);
   return result;
+}
+
+bool report_config_errors(const ConfigResult& result, const char* indent) {
+  for (const auto& error : result.errors) std::fprintf(stderr, "%s%s\n", indent, error.to_string().c_str());
+  return !result.errors.empty();
 }
 
 ConfigResult load_config_file(const std::string& path) {

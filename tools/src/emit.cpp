@@ -100,17 +100,12 @@ int run_emit(const EmitArgs& args) {
     return 0;
   }
   bool any_bad = false;
-  std::string line;
-  std::size_t number = 0;
-  while (std::getline(std::cin, line)) {
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (ingest::is_blank(line)) continue;
+  for_each_ndjson_line(std::cin, [&](std::string_view line, std::size_t number) {
     if (auto why = emit_line(line)) {
       any_bad = true;
       std::fprintf(stderr, "{\"line\":%zu,\"error\":%s}\n", number, json_quote(*why).c_str());
     }
-  }
+  });
   return any_bad ? 1 : 0;
 }
 

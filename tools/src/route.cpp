@@ -16,12 +16,6 @@
 namespace ringroute::tools {
 namespace {
 
-// Prints every config error on stderr, one a line; true when there were some.
-bool report_config_errors(const ConfigResult& result) {
-  for (const auto& error : result.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
-  return !result.errors.empty();
-}
-
 struct RouteArgs {
   std::string config;
   std::string events;  // empty: stdin
@@ -51,16 +45,11 @@ int run_route(const RouteArgs& args) {
   matched.resize(matcher->backend_count());
   std::string out;
   bool any_bad = false;
-  std::string line;
-  std::size_t number = 0;
   auto flush = [&] {
     std::fwrite(out.data(), 1, out.size(), stdout);
     out.clear();
   };
-  while (std::getline(in, line)) {
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (ingest::is_blank(line)) continue;
+  for_each_ndjson_line(in, [&](std::string_view line, std::size_t number) {
     std::optional<std::string> problem = parser.parse(line, parsed);
     if (!problem) problem = ingest::encode_record(parsed, record);
     if (!problem && event::decode(record, view) != event::DecodeError::none) {
@@ -83,7 +72,7 @@ int run_route(const RouteArgs& args) {
       out += "]}\n";
     }
     if (out.size() > 1 << 16) flush();
-  }
+  });
   flush();
   std::fflush(stdout);
   return any_bad ? 1 : 0;

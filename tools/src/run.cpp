@@ -13,16 +13,7 @@
 namespace ringroute::tools {
 
 ingest::RouterConfig router_config(const Config& config) {
-  ingest::RouterConfig out;
-  out.instance = config.instance;
-  for (const RingConfig& ring : config.rings) {
-    out.rings.push_back({ring.name, ring.size_bytes, ring.mode, ring.dead_claim_timeout});
-  }
-  for (const BackendConfig& backend : config.backends) {
-    out.backends.push_back({backend.name, backend.type, backend.enabled, backend.options_json});
-  }
-  out.matching = config.matching;
-  return out;
+  return {config.instance, config.rings, config.backends, config.matching};
 }
 
 namespace {
@@ -36,10 +27,7 @@ void log_line(const std::string& text) { std::fprintf(stderr, "ringroute: %s\n",
 
 int run_router(const RunArgs& args) {
   ConfigResult loaded = load_config_file(args.config);
-  if (!loaded.errors.empty()) {
-    for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-    return 2;
-  }
+  if (report_config_errors(loaded)) return 2;
   // Signals are taken synchronously by this thread; every thread the router
   // starts inherits the mask, so none of them is interrupted.
   sigset_t signals;
@@ -69,7 +57,7 @@ int run_router(const RunArgs& args) {
       ConfigResult next = load_config_file(args.config);
       if (!next.errors.empty()) {
         log_line("reload refused, keeping the running config:");
-        for (const auto& e : next.errors) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
+        report_config_errors(next, "  ");
         continue;
       }
       if (auto why = router->reload(router_config(*next.config))) {

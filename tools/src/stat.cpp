@@ -172,10 +172,7 @@ int run_stat(const StatArgs& args) {
   std::string instance = args.instance;
   if (!args.config.empty()) {
     const ConfigResult loaded = load_config_file(args.config);
-    if (!loaded.errors.empty()) {
-      for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-      return 2;
-    }
+    if (report_config_errors(loaded)) return 2;
     instance = loaded.config->instance;
   }
   std::string error;

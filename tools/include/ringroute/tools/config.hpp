@@ -4,30 +4,21 @@
 // so a file is judged the same way everywhere.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "ringroute/ingest/router.hpp"
 #include "ringroute/matcher/config.hpp"
 
 namespace ringroute::tools {
 
-struct RingConfig {
-  std::string name = "ringroute";
-  std::uint64_t size_bytes = 64ull << 20;
-  std::uint32_t mode = 0660;
-  std::chrono::milliseconds dead_claim_timeout{2000};
-};
-
-struct BackendConfig {
-  std::string name;
-  std::string type;  // file, http, socket, amqp
-  bool enabled = true;
-  std::string options_json = "{}";  // checked; each sink reads its own
-};
+// A ring and a backend as the router takes them: the config is read straight
+// into the router's own types.
+using RingConfig = ingest::RouterRing;
+using BackendConfig = ingest::RouterBackend;
 
 struct Config {
   std::string instance = "ringroute";
@@ -47,6 +38,10 @@ struct ConfigResult {
 // Checks the whole text and reports every error found, each with its JSON
 // path, or for a file that is not JSON, the line, column and byte.
 [[nodiscard]] ConfigResult parse_config(std::string_view text);
+
+// Prints every error of `result` on stderr, one a line after `indent`;
+// true when there were some.
+bool report_config_errors(const ConfigResult& result, const char* indent = "");
 
 // Reads and parses `path`; an unreadable file is one error naming it.
 [[nodiscard]] ConfigResult load_config_file(const std::string& path);
