@@ -23,6 +23,7 @@
 #include "ringroute/producer.hpp"
 #include "ringroute/ring/ring.hpp"
 #include "ringroute/tools/commands.hpp"
+#include "bench_producers.hpp"
 
 namespace ringroute::tools {
 
@@ -39,21 +40,6 @@ struct BenchRingArgs {
   bool quiet = false;
 };
 
-// Shared with the forked producers (MAP_SHARED | MAP_ANONYMOUS).
-struct Control {
-  std::atomic<int> ready{0};
-  std::atomic<int> go{0};
-  std::atomic<int> stop{0};
-  std::atomic<int> failed{0};
-  char error[512]{};
-};
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // A body padded so the record comes to `size` bytes on the ring, for an id
 // of `id_bytes` and a node of `node_bytes`.
 std::string make_body(std::size_t size, std::size_t id_bytes, std::size_t node_bytes, std::size_t app_bytes) {
@@ -69,7 +55,7 @@ std::string make_body(std::size_t size, std::size_t id_bytes, std::size_t node_b
 }
 
 [[noreturn]] void run_producer(const std::string& ring, unsigned index, const BenchRingArgs& args,
-                               Control* control) {
+                               BenchControl* control) {
   EventProducer producer;
   rr_producer_options options{};
   const std::string name = "b" + std::to_string(index);
@@ -122,32 +108,11 @@ RunResult run_once(const BenchRingArgs& args, unsigned run) {
     ~Cleanup() { ring::Segment::remove(name); }
   } cleanup{ring_name};
 
-  void* mem = ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw std::runtime_error("mmap of the bench control block failed");
-  auto* control = new (mem) Control{};
-
-  std::vector<pid_t> children;
-  for (unsigned i = 0; i < args.producers; ++i) {
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) run_producer(ring_name, i, args, control);
-    children.push_back(pid);
-  }
-  auto reap = [&] {
-    for (pid_t pid : children) {
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-    }
-  };
-  while (control->ready.load() < static_cast<int>(args.producers) && control->failed.load() == 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (control->failed.load() != 0) {
-    control->stop.store(1);
-    control->go.store(1);
-    reap();
-    throw std::runtime_error(control->error);
-  }
+  ProducerProcesses producers(args.producers, [&](unsigned i, BenchControl* control) {
+    run_producer(ring_name, i, args, control);
+  });
+  BenchControl* control = &producers.control();
+  if (!producers.wait_ready()) throw std::runtime_error(control->error);
 
   ring::Consumer consumer(segment);
   ring::IdleStrategy idle;
@@ -194,23 +159,10 @@ RunResult run_once(const BenchRingArgs& args, unsigned run) {
   }
   control->stop.store(1, std::memory_order_relaxed);
   // Drain while the producers finish their last batches.
-  bool all_exited = false;
-  while (!all_exited) {
-    while (const std::size_t n = consumer.poll(on_record, 4096)) {
-      (void)n;
-      consumer.release(consumer.read_position());
-    }
-    all_exited = true;
-    for (pid_t& pid : children) {
-      if (pid == 0) continue;
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        pid = 0;
-      } else {
-        all_exited = false;
-      }
-    }
-    if (!all_exited) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  for (;;) {
+    while (consumer.poll(on_record, 4096) != 0) consumer.release(consumer.read_position());
+    if (producers.reap_exited()) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   while (consumer.poll(on_record, 4096) != 0) consumer.release(consumer.read_position());
   const std::int64_t end = now_ns();
@@ -231,7 +183,6 @@ RunResult run_once(const BenchRingArgs& args, unsigned run) {
                              " events but the consumer read " + std::to_string(events));
   }
   if (checksum == 0 && events != 0) std::fprintf(stderr, "(no body bytes read)\n");
-  ::munmap(mem, sizeof(Control));
   return r;
 }
 

@@ -25,6 +25,7 @@
 #include "ringroute/ring/segment.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
+#include "bench_producers.hpp"
 
 namespace ringroute::tools {
 
@@ -45,20 +46,6 @@ struct BenchArgs {
   bool json = false;
   bool quiet = false;
 };
-
-struct Control {
-  std::atomic<int> ready{0};
-  std::atomic<int> go{0};
-  std::atomic<int> stop{0};
-  std::atomic<int> failed{0};
-  std::atomic<std::uint64_t> full{0};
-  char error[512]{};
-};
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // DESIGN.md's generated events: app000..app099, acct-000000..acct-099999
 // under org-NN / grp-NNNN, levels spread evenly, a body padded to `size`.
@@ -102,7 +89,7 @@ struct GeneratedEvents {
   }
 };
 
-[[noreturn]] void run_producer(const std::string& ring, unsigned index, const BenchArgs& args, Control* control) {
+[[noreturn]] void run_producer(const std::string& ring, unsigned index, const BenchArgs& args, BenchControl* control) {
   // Attach as soon as the router has made the ring.
   EventProducer producer;
   rr_producer_options options{};
@@ -158,11 +145,9 @@ struct Totals {
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
 };
 
-Totals totals(const perf::Block& block, const std::vector<std::string>& rings) {
+Totals totals(const perf::Block& block, const std::vector<ring::Segment>& segments) {
   Totals t;
-  for (const std::string& name : rings) {
-    ring::Segment segment;
-    if (ring::Segment::attach(name, segment, nullptr) != ring::Status::ok) continue;
+  for (const ring::Segment& segment : segments) {
     t.written += ring::sum_producer_slots(segment.header()).written;
     t.read += segment.header().read.read();
   }
@@ -220,10 +205,7 @@ int run_bench(const BenchArgs& args) {
   std::string out_dir;
   if (!args.config.empty()) {
     ConfigResult loaded = load_config_file(args.config);
-    if (!loaded.errors.empty()) {
-      for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-      return 2;
-    }
+    if (report_config_errors(loaded)) return 2;
     config = router_config(*loaded.config);
     // Private names: a bench never touches a running router's rings.
     instance = "rr-bench-" + std::to_string(::getpid());
@@ -248,42 +230,24 @@ int run_bench(const BenchArgs& args) {
     }
   }
 
-  void* mem = ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw std::runtime_error("mmap of the bench control block failed");
-  auto* control = new (mem) Control{};
   // Producers are forked before the router starts threads; they wait for its ring.
-  std::vector<pid_t> children;
-  for (unsigned i = 0; i < args.producers; ++i) {
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) run_producer(rings[i % rings.size()], i, args, control);
-    children.push_back(pid);
-  }
-  auto reap = [&] {
-    for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
-  };
+  ProducerProcesses producers(args.producers, [&](unsigned i, BenchControl* control) {
+    run_producer(rings[i % rings.size()], i, args, control);
+  });
+  BenchControl* control = &producers.control();
   const fs::path previous_dir = fs::current_path();
   if (config) {
     fs::current_path(out_dir);
     try {
       router = std::make_unique<ingest::Router>(*config);
     } catch (const std::exception& e) {
-      control->stop.store(1);
-      control->go.store(1);
-      for (pid_t pid : children) ::kill(pid, SIGKILL);
-      reap();
+      producers.kill_all();
       fs::current_path(previous_dir);
       std::fprintf(stderr, "ringroute bench: %s\n", e.what());
       return 2;
     }
   }
-  while (control->ready.load() < static_cast<int>(args.producers) && control->failed.load() == 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (control->failed.load() != 0) {
-    control->stop.store(1);
-    control->go.store(1);
-    reap();
+  if (!producers.wait_ready()) {
     std::fprintf(stderr, "ringroute bench: %s\n", control->error);
     return 2;
   }
@@ -293,7 +257,13 @@ int run_bench(const BenchArgs& args) {
     std::fprintf(stderr, "ringroute bench: %s\n", error.c_str());
     return 2;
   }
-  const Totals before = totals(mapping->block(), rings);
+  // Mapped once: the drain loop below reads them every 200 us.
+  std::vector<ring::Segment> segments;
+  for (const std::string& name : rings) {
+    ring::Segment segment;
+    if (ring::Segment::attach(name, segment, nullptr) == ring::Status::ok) segments.push_back(std::move(segment));
+  }
+  const Totals before = totals(mapping->block(), segments);
   const pid_t router_pid = router ? ::getpid() : mapping->block().header.router_pid.load(std::memory_order_relaxed);
   const double router_cpu_before = process_cpu_seconds(router_pid);
   const std::int64_t start = now_ns();
@@ -304,7 +274,7 @@ int run_bench(const BenchArgs& args) {
   while (now_ns() < stop_at) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(1000, (stop_at - now_ns()) / 1'000'000 + 1)));
     if (!args.quiet) {
-      const Totals t = totals(mapping->block(), rings);
+      const Totals t = totals(mapping->block(), segments);
       const std::int64_t now = now_ns();
       std::fprintf(stderr, "  %5.1fs  written %7.2fM  delivered %7.2fM/s  full=%llu\n", (now - start) / 1e9,
                    static_cast<double>(t.written - before.written) / 1e6,
@@ -314,14 +284,14 @@ int run_bench(const BenchArgs& args) {
       last_report = now;
     }
   }
-  control->stop.store(1, std::memory_order_relaxed);
-  reap();
+  producers.stop();
+  producers.reap();
   // Until everything the producers wrote has been read, routed and written.
   Totals after;
   std::int64_t end = now_ns();
   std::uint64_t stable_rounds = 0, last = ~0ull;
   for (const std::int64_t give_up = now_ns() + 60'000'000'000; now_ns() < give_up;) {
-    after = totals(mapping->block(), rings);
+    after = totals(mapping->block(), segments);
     const std::uint64_t done = after.sent + after.dropped_queue_full + after.dropped_rejected;
     const std::uint64_t routed = after.matched;
     if (after.read == after.written && done >= routed && (!router || router->drained())) {
@@ -355,7 +325,6 @@ int run_bench(const BenchArgs& args) {
   const double p99 = perf::histogram_quantile(latency, 0.99) / 1000.0;
   const double p999 = perf::histogram_quantile(latency, 0.999) / 1000.0;
   if (config) {
-    ring::Segment::remove(rings[0]);
     for (const auto& r : rings) ring::Segment::remove(r);
     perf::BlockMapping::remove(instance);
     if (args.dir.empty()) fs::remove_all(out_dir);
@@ -384,7 +353,6 @@ int run_bench(const BenchArgs& args) {
                 million > 0 ? router_cpu / million : 0.0, million > 0 ? cpu_seconds(children_usage) / million : 0.0,
                 peak_rss);
   }
-  ::munmap(mem, sizeof(Control));
   return 0;
 }
 
