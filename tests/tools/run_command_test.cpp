@@ -196,12 +196,16 @@ std::string config_text(const Dir& dir, const std::string& ring, std::size_t rin
 
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 // Waits until the router's log holds `text` (a reload is done when it says so).
 void wait_for_log(const std::string& path, const std::string& text) {
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   for (;;) {
-    std::ifstream log(path);
-    const std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    const std::string all = read_text(path);
     if (all.find(text) != std::string::npos) return;
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no \"" << text << "\" in " << path << ":\n" << all;
     std::this_thread::sleep_for(2ms);
@@ -364,8 +368,7 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   EXPECT_EQ(in_a[2], 66);  // severity warning or critical: i % 3 >= 1
   EXPECT_EQ(in_b[2], 99);
   EXPECT_EQ(in_b[0] + in_b[1], 0);
-  std::ifstream log(dir / "router.log");
-  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("reload refused"), std::string::npos) << text;
   EXPECT_NE(text.find("backends[0].type: required"), std::string::npos) << text;
   cleanup(ring);
@@ -442,8 +445,7 @@ TEST(RunCommand, AFullDiskUnderDropNeverSlowsTheOtherBackends) {
   EXPECT_EQ(uint64_t(full["sent"]), 0u);
   EXPECT_GT(uint64_t(full["failures"]), 0u);
   EXPECT_GT(uint64_t(full["dropped"]["queue_full"]), 0u);
-  std::ifstream log(dir / "router.log");
-  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("backend full: write to /dev/full: No space left on device (retrying)"), std::string::npos)
       << text;
   cleanup(ring);
@@ -455,8 +457,7 @@ TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   write_file(dir / "edr.json", config_text(dir, ring, 1 << 20, {R"({"name": "q", "type": "amqp", "bindings": [{}]})"}));
   RouterProcess router(dir / "edr.json", dir / "router.log");
   EXPECT_EQ(router.wait_exit(5s), 2);
-  std::ifstream log(dir / "router.log");
-  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("backend q: backend type \"amqp\" has no sink"), std::string::npos) << text;
   cleanup(ring);
 }
