@@ -10,7 +10,7 @@
 #include "ringroute/ring/ring.hpp"
 #include "ringroute/ring/segment.hpp"
 #include "ringroute/sinks/backend.hpp"
-#include "ringroute/sinks/json_formatter.hpp"
+#include "ringroute/sinks/event_encoder.hpp"
 
 namespace ringroute::ingest {
 
@@ -20,8 +20,8 @@ struct Plan {
   std::unique_ptr<const matcher::Matcher> matcher;
   std::vector<std::shared_ptr<sinks::BackendRunner>> backends;  // by matcher index; null: disabled
   std::vector<int> slot_of;                                     // perf slot by matcher index
-  std::vector<std::uint32_t> formatter_of;                      // distinct formatter by matcher index
-  std::vector<sinks::JsonFormatOptions> formatters;
+  std::vector<std::uint32_t> encoder_of;                        // distinct encoder by matcher index
+  std::vector<sinks::EncodeOptions> encoders;
   std::uint64_t serial = 0;
 };
 
@@ -166,10 +166,10 @@ class Worker {
   }
 
   void adopt(const Plan& plan) {
-    formatters_.clear();
-    for (const auto& options : plan.formatters) formatters_.emplace_back(options);
-    formatted_serial_.assign(plan.formatters.size(), 0);
-    formatted_.assign(plan.formatters.size(), {});
+    encoders_.clear();
+    for (const auto& options : plan.encoders) encoders_.emplace_back(options);
+    formatted_serial_.assign(plan.encoders.size(), 0);
+    formatted_.assign(plan.encoders.size(), {});
     matched_.resize(plan.matcher->backend_count());
     // Release pairs with reload()'s acquire: once it sees the new serial, this
     // worker has handed the old runners their last batches.
@@ -225,18 +225,19 @@ class Worker {
         activate(slot);
       }
       sinks::Batch& batch = *state.current;
-      const std::uint32_t f = plan.formatter_of[index];
+      const std::uint32_t f = plan.encoder_of[index];
       if (formatted_serial_[f] == event_serial_) {
-        // Formatted once per event per formatter: copy the bytes another
+        // Encoded once per event per encoder: copy the bytes another
         // backend's batch already holds.
         const Formatted& done = formatted_[f];
         batch.bytes.append(std::string_view(done.batch->bytes.data() + done.offset, done.length));
       } else {
         const std::size_t offset = batch.bytes.size();
-        formatters_[f].format(view_, batch.bytes);
+        encoders_[f].encode(view_, batch.bytes);
         formatted_serial_[f] = event_serial_;
         formatted_[f] = {&batch, offset, batch.bytes.size() - offset};
       }
+      batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
       ++batch.events;
       batch.end = end;
       const auto& options = runner->options();
@@ -354,7 +355,7 @@ class Worker {
   event::EventView view_;
   matcher::MatchScratch scratch_;
   matcher::BackendSet matched_;
-  std::vector<sinks::JsonFormatter> formatters_;
+  std::vector<sinks::EventEncoder> encoders_;
   std::vector<std::uint64_t> formatted_serial_;
   std::vector<Formatted> formatted_;
   std::uint64_t event_serial_ = 0;
@@ -397,7 +398,7 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend&
   if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
   try {
     auto sink = sinks::make_sink(backend.type, backend.options_json);
-    return std::make_shared<sinks::BackendRunner>(backend.name, sinks::parse_backend_options(backend.options_json),
+    return std::make_shared<sinks::BackendRunner>(backend.name, sinks::parse_backend_options(backend.type, backend.options_json),
                                                   std::move(sink), block_.block().backends[slot]);
   } catch (const std::exception& e) {
     throw std::runtime_error("backend " + backend.name + ": " + e.what());
@@ -413,14 +414,14 @@ std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config) {
     std::shared_ptr<sinks::BackendRunner> runner;
     if (backend.enabled) runner = runners_.at(backend.name);
     plan->slot_of.push_back(backend.enabled ? block_.backend_slot(backend.name, backend.type) : 0);
-    std::uint32_t formatter = 0;
+    std::uint32_t encoder = 0;
     if (runner) {
-      const auto& options = runner->options().formatter;
-      auto it = std::find(plan->formatters.begin(), plan->formatters.end(), options);
-      formatter = static_cast<std::uint32_t>(it - plan->formatters.begin());
-      if (it == plan->formatters.end()) plan->formatters.push_back(options);
+      const auto& options = runner->options().encoding;
+      auto it = std::find(plan->encoders.begin(), plan->encoders.end(), options);
+      encoder = static_cast<std::uint32_t>(it - plan->encoders.begin());
+      if (it == plan->encoders.end()) plan->encoders.push_back(options);
     }
-    plan->formatter_of.push_back(formatter);
+    plan->encoder_of.push_back(encoder);
     plan->backends.push_back(std::move(runner));
   }
   block_.block().header.backend_count.store(static_cast<std::uint32_t>(config.backends.size()),

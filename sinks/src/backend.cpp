@@ -7,6 +7,7 @@
 #include <simdjson.h>
 
 #include "ringroute/sinks/file_sink.hpp"
+#include "ringroute/sinks/socket_sink.hpp"
 
 namespace ringroute::sinks {
 namespace {
@@ -34,16 +35,30 @@ void read_if(simdjson::dom::element object, const char* key, T& out) {
 
 }  // namespace
 
-BackendOptions parse_backend_options(std::string_view options_json) {
+BackendOptions parse_backend_options(std::string_view type, std::string_view options_json) {
   simdjson::dom::parser parser;
   const simdjson::dom::element root = parse_options(parser, options_json);
   BackendOptions out;
   simdjson::dom::element formatter;
   if (root["formatter"]["options"].get(formatter) == simdjson::SUCCESS) {
-    read_if(formatter, "include_metadata", out.formatter.include_metadata);
-    read_if(formatter, "normalize", out.formatter.normalize);
-    read_if(formatter, "pretty", out.formatter.pretty);
-    read_if(formatter, "normalize_body", out.formatter.normalize_body);
+    read_if(formatter, "include_metadata", out.encoding.json.include_metadata);
+    read_if(formatter, "normalize", out.encoding.json.normalize);
+    read_if(formatter, "pretty", out.encoding.json.pretty);
+    read_if(formatter, "normalize_body", out.encoding.json.normalize_body);
+  }
+  if (type == "socket") {
+    std::string_view text;
+    if (root["format"].get(text) != simdjson::SUCCESS || text == "syslog") out.encoding.wrap = Wrap::syslog;
+    std::string_view url;
+    if (root["url"].get(url) == simdjson::SUCCESS && (url.starts_with("syslog+udp:") || url.starts_with("unixgram:"))) {
+      out.encoding.framing = Framing::none;  // a datagram is its own frame
+    } else if (root["framing"].get(text) == simdjson::SUCCESS && text == "newline") {
+      out.encoding.framing = Framing::newline;
+    }
+    if (root["facility"].get(text) == simdjson::SUCCESS && syslog_facility(text) >= 0) {
+      out.encoding.facility = static_cast<std::uint8_t>(syslog_facility(text));
+    }
+    read_if(root, "structured_data", out.encoding.structured_data);
   }
   simdjson::dom::element batch;
   if (root["batch"].get(batch) == simdjson::SUCCESS) {
@@ -80,6 +95,18 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (root["io"].get(text) == simdjson::SUCCESS) o.io = text == "uring" ? FileIo::uring : FileIo::write;
     return std::make_unique<FileSink>(std::move(o));
   }
+  if (type == "socket") {
+    SocketSinkOptions o;
+    std::string_view text;
+    if (root["url"].get(text) == simdjson::SUCCESS) o.url = std::string(text);
+    std::uint64_t n;
+    if (root["max_connections"].get(n) == simdjson::SUCCESS) o.max_connections = static_cast<std::uint32_t>(n);
+    if (root["max_datagram_bytes"].get(n) == simdjson::SUCCESS) o.max_datagram_bytes = static_cast<std::uint32_t>(n);
+    if (root["connect_timeout"].get(n) == simdjson::SUCCESS) o.connect_timeout = std::chrono::milliseconds(n);
+    if (root["timeout"].get(n) == simdjson::SUCCESS) o.timeout = std::chrono::milliseconds(n);
+    o.strip_newline = root["format"].get(text) == simdjson::SUCCESS && text == "ndjson";
+    return std::make_unique<SocketSink>(std::move(o));
+  }
   throw std::runtime_error("backend type \"" + std::string(type) +
                            "\" has no sink in this build yet; disable the backend (\"enabled\": false) to run");
 }
@@ -99,6 +126,7 @@ Batch* BackendRunner::take_batch() {
   std::lock_guard lock(owned_mutex_);
   owned_.push_back(std::make_unique<Batch>());
   owned_.back()->bytes.reserve(options_.batch_max_bytes + 4096);
+  owned_.back()->event_ends.reserve(options_.batch_max_events + 1);
   return owned_.back().get();
 }
 

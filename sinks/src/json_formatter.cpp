@@ -121,20 +121,18 @@ void second_text(std::int64_t second, char* out) noexcept {
   two_digits(out + 17, static_cast<unsigned>(rest % 60));
 }
 
-// The quoted timestamp; `cached_second`/`cached_text` remember the last
-// second's text (and after it, its gregorian seconds and their length at
-// cached_text[19]), which most consecutive events share.
-char* put_timestamp(std::int64_t ns, char* out, std::int64_t& cached_second, char* cached_text) noexcept {
+}  // namespace
+
+char* put_rfc3339_micros(std::int64_t ns, char* out, TimestampCache& cache) noexcept {
   std::int64_t second, nanos;
   split_ns(ns, second, nanos);
-  if (second != cached_second) {
-    second_text(second, cached_text);
-    char* end = std::to_chars(cached_text + 20, cached_text + 44, second + 62167219200).ptr;
-    cached_text[19] = static_cast<char>(end - (cached_text + 20));
-    cached_second = second;
+  if (second != cache.second) {
+    second_text(second, cache.text);
+    char* end = std::to_chars(cache.text + 20, cache.text + 44, second + 62167219200).ptr;
+    cache.text[19] = static_cast<char>(end - (cache.text + 20));
+    cache.second = second;
   }
-  *out++ = '"';
-  out = put(out, {cached_text, 19});
+  out = put(out, {cache.text, 19});
   *out++ = '.';
   auto micros = static_cast<unsigned>(nanos / 1000);
   for (int i = 5; i >= 0; --i) {
@@ -143,6 +141,17 @@ char* put_timestamp(std::int64_t ns, char* out, std::int64_t& cached_second, cha
   }
   out += 6;
   *out++ = 'Z';
+  return out;
+}
+
+namespace {
+
+// The quoted timestamp; the cache remembers the last second's text (and
+// after it, its gregorian seconds and their length at text[19]), which most
+// consecutive events share.
+char* put_timestamp(std::int64_t ns, char* out, TimestampCache& cache) noexcept {
+  *out++ = '"';
+  out = put_rfc3339_micros(ns, out, cache);
   *out++ = '"';
   return out;
 }
@@ -322,10 +331,10 @@ void JsonFormatter::write_metadata(const EventView& e, ByteBuffer& out, std::str
   p = put(p, event::name(e.severity));
   *p++ = '"';
   name(kTimestamp);
-  p = put_timestamp(e.timestamp_ns, p, cached_second_, cached_text_);
+  p = put_timestamp(e.timestamp_ns, p, timestamp_);
   name(kGregorian);
   // put_timestamp left this second's gregorian digits in the cache.
-  p = put(p, {cached_text_ + 20, static_cast<std::size_t>(cached_text_[19])});
+  p = put(p, {timestamp_.text + 20, static_cast<std::size_t>(timestamp_.text[19])});
   name(kVerbosity);
   *p++ = '"';
   p = put(p, event::name(e.verbosity));
@@ -380,10 +389,9 @@ void JsonFormatter::format(const EventView& e, ByteBuffer& out) {
 
 std::string format_rfc3339_micros(std::int64_t ns) {
   char buffer[40];
-  std::int64_t cached_second = INT64_MIN;
-  char cached_text[44];
-  char* end = put_timestamp(ns, buffer, cached_second, cached_text);
-  return std::string(buffer + 1, end - 1);  // without the quotes
+  TimestampCache cache;
+  char* end = put_rfc3339_micros(ns, buffer, cache);
+  return std::string(buffer, end);
 }
 
 }  // namespace ringroute::sinks

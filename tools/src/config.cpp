@@ -240,6 +240,7 @@ std::vector<Member> options_for(std::string_view type) {
                     {"max_datagram_bytes", uint_check(64, 65'507)},
                     {"structured_data", bool_check()},
                     {"connect_timeout", millis},
+                    {"timeout", millis},
                     {"ca_file", string_check()},
                     {"server_name", string_check()},
                     {"cert_file", string_check()},

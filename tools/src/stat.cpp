@@ -38,6 +38,7 @@ struct BackendFigures {
   std::string name, type;
   std::uint64_t matched = 0, sent = 0, bytes = 0, batches = 0, retries = 0, failures = 0;
   std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, skipped_written = 0, rotations = 0, reopens = 0;
+  std::uint64_t connects = 0, connect_failures = 0, timeouts = 0, truncated = 0;
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
 };
 
@@ -92,6 +93,10 @@ Snapshot take(const perf::Block& block) {
     b.dropped_rejected = slot.sink.dropped_failed.read();
     b.rotations = slot.sink.rotations.read();
     b.reopens = slot.sink.reopens.read();
+    b.connects = slot.sink.connects.read();
+    b.connect_failures = slot.sink.connect_failures.read();
+    b.timeouts = slot.sink.timeouts.read();
+    b.truncated = slot.sink.truncated.read();
     for (std::size_t i = 0; i < perf::kHistogramBuckets; ++i) b.latency[i] = slot.latency.buckets[i].read();
     s.backends.push_back(std::move(b));
   }
@@ -125,7 +130,10 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"dropped\":{\"queue_full\":" + std::to_string(b.dropped_queue_full) +
            ",\"rejected\":" + std::to_string(b.dropped_rejected) + "}" +
            ",\"skipped_written\":" + std::to_string(b.skipped_written) +
-           ",\"rotations\":" + std::to_string(b.rotations) + ",\"reopens\":" + std::to_string(b.reopens);
+           ",\"rotations\":" + std::to_string(b.rotations) + ",\"reopens\":" + std::to_string(b.reopens) +
+           ",\"connects\":" + std::to_string(b.connects) +
+           ",\"connect_failures\":" + std::to_string(b.connect_failures) +
+           ",\"timeouts\":" + std::to_string(b.timeouts) + ",\"truncated\":" + std::to_string(b.truncated);
     for (auto [label, q] : {std::pair{"p50_us", 0.5}, std::pair{"p99_us", 0.99}, std::pair{"p999_us", 0.999}}) {
       std::snprintf(buffer, sizeof buffer, ",\"%s\":%.1f", label, micros(perf::histogram_quantile(b.latency, q)));
       out += buffer;

@@ -21,7 +21,7 @@
 namespace ringroute::perf {
 
 inline constexpr std::uint64_t kBlockMagic = 0x3130465052525252ull;  // "RRRRPF01"
-inline constexpr std::uint32_t kBlockVersion = 1;
+inline constexpr std::uint32_t kBlockVersion = 2;
 inline constexpr std::size_t kMaxRings = 16;
 inline constexpr std::size_t kMaxBackends = 256;
 inline constexpr std::size_t kMaxWorkers = 16;
@@ -85,6 +85,10 @@ struct alignas(kCacheLine) BackendSinkShard {
   Counter dropped_failed;  // events given up on (rejected by the destination)
   Counter rotations;
   Counter reopens;
+  Counter connects;          // connections opened (socket, http)
+  Counter connect_failures;  // refused, unreachable, TLS handshake or verification failed
+  Counter timeouts;          // connect or response deadlines passed
+  Counter truncated;         // datagrams cut to max_datagram_bytes
 };
 
 struct alignas(kCacheLine) BackendSlot {

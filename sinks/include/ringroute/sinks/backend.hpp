@@ -22,13 +22,13 @@
 
 #include "ringroute/perf/block.hpp"
 #include "ringroute/sinks/batch.hpp"
-#include "ringroute/sinks/json_formatter.hpp"
+#include "ringroute/sinks/event_encoder.hpp"
 #include "ringroute/sinks/sink.hpp"
 
 namespace ringroute::sinks {
 
 struct BackendOptions {
-  JsonFormatOptions formatter;
+  EncodeOptions encoding;  // formatter, and for sockets the syslog wrapping
   std::uint32_t batch_max_events = 1000;
   std::uint64_t batch_max_bytes = 1 << 20;
   std::chrono::milliseconds linger{5};
@@ -37,8 +37,8 @@ struct BackendOptions {
   bool drop_when_full = false;
 };
 
-// Reads the options object of a backend (already checked by the config).
-[[nodiscard]] BackendOptions parse_backend_options(std::string_view options_json);
+// Reads the options object of a backend of `type` (already checked by the config).
+[[nodiscard]] BackendOptions parse_backend_options(std::string_view type, std::string_view options_json);
 
 // The sink for a backend type, from its options. Throws std::runtime_error
 // with a clear message for a type that has no sink yet, or a sink that can't

@@ -3,6 +3,8 @@
 // positions they came from, so the sink can say what it has written.
 
 #include <cstdint>
+#include <string_view>
+#include <vector>
 
 #include "ringroute/sinks/byte_buffer.hpp"
 
@@ -10,6 +12,11 @@ namespace ringroute::sinks {
 
 struct Batch {
   ByteBuffer bytes;
+  // Where each event's bytes end in `bytes`: sinks that send events apart
+  // (datagrams, one HTTP request per event, request size limits) split here.
+  // Reserved for the batch's event limit when the batch is made, so pushing
+  // does not allocate.
+  std::vector<std::uint32_t> event_ends;
   std::uint32_t events = 0;
   std::uint32_t ring = 0;            // ring index in the router (and the perf block)
   std::uint64_t first_start = 0;     // ring position before its first event
@@ -18,8 +25,15 @@ struct Batch {
   std::int64_t opened_ns = 0;        // steady clock when the first event went in (linger)
   bool holds_ring = true;            // false under `drop`: the ring is never held for it
 
+  // The bytes of events [first, last).
+  [[nodiscard]] std::string_view events_bytes(std::size_t first, std::size_t last) const noexcept {
+    const std::uint32_t from = first == 0 ? 0 : event_ends[first - 1];
+    return {bytes.data() + from, event_ends[last - 1] - from};
+  }
+
   void reset() noexcept {
     bytes.clear();
+    event_ends.clear();
     events = 0;
     first_start = end = 0;
     oldest_event_ns = opened_ns = 0;

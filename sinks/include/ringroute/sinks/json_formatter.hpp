@@ -23,6 +23,16 @@
 
 namespace ringroute::sinks {
 
+// The last second written as text ("2026-11-23T16:55:28", then its
+// gregorian seconds' length and digits): most consecutive events share it.
+struct TimestampCache {
+  std::int64_t second = INT64_MIN;
+  char text[44]{};
+};
+
+// Writes RFC 3339 UTC with microseconds (27 bytes, no quotes); returns the end.
+char* put_rfc3339_micros(std::int64_t ns, char* out, TimestampCache& cache) noexcept;
+
 struct JsonFormatOptions {
   bool include_metadata = true;
   bool normalize = true;
@@ -52,10 +62,7 @@ class JsonFormatter {
   void write_metadata(const event::EventView& event, ByteBuffer& out, std::string_view body);
 
   JsonFormatOptions options_;
-  // The last second formatted ("2026-11-23T16:55:28", then its gregorian
-  // seconds' length and digits): most events share it.
-  std::int64_t cached_second_ = INT64_MIN;
-  char cached_text_[44]{};
+  TimestampCache timestamp_;
   struct Reformatter;  // simdjson DOM work for pretty / normalize_body
   std::unique_ptr<Reformatter> reformatter_;
 };

@@ -31,11 +31,21 @@ class Sink {
   virtual void tick(std::chrono::steady_clock::time_point) {}
   // SIGHUP: reopen what it writes to (logrotate's rename, then HUP).
   virtual void reopen() {}
-  // Sinks count what only they know (rotations, reopens) here.
+  // Sinks count what only they know (rotations, reopens, connects) here.
   void attach_counters(perf::BackendSinkShard* counters) noexcept { counters_ = counters; }
+
+  // After an `ok` write: how many of the batch's events the destination
+  // rejected (an HTTP 4xx for some of its requests). They are counted as
+  // dropped, with `why`, and not retried.
+  [[nodiscard]] std::uint32_t rejected_events() const noexcept { return rejected_events_; }
+  // After a `retry`: the wait the destination asked for (HTTP Retry-After),
+  // or zero for the runner's own backoff.
+  [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept { return retry_after_; }
 
  protected:
   perf::BackendSinkShard* counters_ = nullptr;
+  std::uint32_t rejected_events_ = 0;
+  std::chrono::milliseconds retry_after_{0};
 };
 
 }  // namespace ringroute::sinks

@@ -1,0 +1,65 @@
+#pragma once
+// How an event becomes a backend's bytes: the json formatter's document,
+// wrapped as the backend's transport wants it (DESIGN.md "Sinks"):
+// - `line`: the document and '\n' (files, ndjson sockets, HTTP bodies);
+// - `syslog`: an RFC 5424 message with the document as MSG, framed by RFC
+//   6587 octet counting ("LEN SP MSG"), a trailing newline, or nothing (a
+//   datagram is its own frame).
+//
+// Router workers encode each event once per distinct EncodeOptions and copy
+// the bytes into every matched backend's batch that shares them.
+//
+// Thread-safety: one encoder per thread (formatter caches, scratch buffer).
+
+#include <cstdint>
+#include <string>
+
+#include "ringroute/event/event.hpp"
+#include "ringroute/sinks/byte_buffer.hpp"
+#include "ringroute/sinks/json_formatter.hpp"
+
+namespace ringroute::sinks {
+
+enum class Wrap : std::uint8_t { line, syslog };
+enum class Framing : std::uint8_t { octet_counting, newline, none };
+
+struct EncodeOptions {
+  JsonFormatOptions json;
+  Wrap wrap = Wrap::line;
+  Framing framing = Framing::octet_counting;  // syslog only
+  std::uint8_t facility = 16;                  // local0
+  bool structured_data = false;                // syslog: [ringroute@32473 ...] with the event's ids
+
+  friend bool operator==(const EncodeOptions&, const EncodeOptions&) = default;
+};
+
+// The syslog severity (0-7) for an event: from verbosity (trace/debug 7,
+// info 6, warn 4, error 3, fatal 2), then capped by severity (warning 4,
+// critical 2).
+[[nodiscard]] unsigned syslog_severity(event::Severity severity, event::Verbosity verbosity) noexcept;
+
+// "kern" .. "local7" to its number; -1 when unknown.
+[[nodiscard]] int syslog_facility(std::string_view name) noexcept;
+
+class EventEncoder {
+ public:
+  explicit EventEncoder(EncodeOptions options = {});
+  EventEncoder(EventEncoder&&) noexcept = default;
+  EventEncoder& operator=(EventEncoder&&) noexcept = default;
+
+  // Appends the event's bytes (one frame) to `out`.
+  void encode(const event::EventView& event, ByteBuffer& out);
+
+  [[nodiscard]] const EncodeOptions& options() const noexcept { return options_; }
+
+ private:
+  void write_syslog(const event::EventView& event, ByteBuffer& out);
+
+  EncodeOptions options_;
+  JsonFormatter json_;
+  ByteBuffer message_;  // syslog: the message before its octet count is known
+  TimestampCache timestamp_;
+  std::string host_name_;  // HOSTNAME when the event has no node
+};
+
+}  // namespace ringroute::sinks

@@ -1,0 +1,91 @@
+#pragma once
+// The socket sink (`type: "socket"`): syslog or NDJSON over TCP, UDP, unix
+// stream and unix datagram sockets, all through the sink thread's io_uring.
+//
+// Streams: the batch's bytes (already framed by the router's encoder: RFC
+// 6587 octet counting or newlines) go out on one connection while one keeps
+// up; when a batch takes longer than kSlowBatch the sink opens another (up to
+// `max_connections`) and splits later batches between them at event
+// boundaries. Order holds on each connection; `max_connections: 1` keeps
+// total order. A connection that fails is closed; events it had not fully
+// handed to the kernel are sent again (the receiver sees at most a cut frame
+// at the end of the dead connection, never a lost or doubled event).
+//
+// Datagrams: one event per datagram, cut to `max_datagram_bytes` (counted as
+// truncated), sent without blocking in linked chains so they leave in order.
+// A full receiver buffer (EAGAIN) or a refused port is retried from the first
+// datagram that did not go.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringroute/sinks/sink.hpp"
+
+namespace ringroute::sinks {
+
+struct SocketSinkOptions {
+  std::string url;
+  std::uint32_t max_connections = 40;
+  std::uint32_t max_datagram_bytes = 8192;  // rsyslog's default message size limit
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds timeout{10000};  // a send that makes no progress this long fails the connection
+  bool strip_newline = false;                // datagrams of NDJSON lines: the datagram is the frame
+};
+
+class UringLoop;
+
+class SocketSink final : public Sink {
+ public:
+  // Throws std::runtime_error for a URL it can't use or an io_uring refused.
+  explicit SocketSink(SocketSinkOptions options);
+  ~SocketSink() override;
+
+  Outcome write(const Batch& batch, std::string& why) override;
+  void tick(std::chrono::steady_clock::time_point now) override;
+
+  // Connections open now (streams), for tests and stat.
+  [[nodiscard]] std::size_t open_connections() const noexcept;
+
+  static constexpr std::chrono::milliseconds kSlowBatch{2};
+
+ private:
+  struct Connection {
+    int fd = -1;
+    bool connected = false;
+    std::chrono::steady_clock::time_point last_used{};
+    // The part of the batch it sends now: events [first, last), bytes sent.
+    std::size_t first = 0, last = 0, sent = 0;
+    std::string_view bytes;
+    bool busy = false;
+  };
+  enum class Kind : std::uint8_t { tcp, unix_stream, udp, unix_datagram };
+
+  Outcome write_stream(const Batch& batch, std::string& why);
+  Outcome write_datagrams(const Batch& batch, std::string& why);
+  bool open_datagram_socket(std::string& why);
+  void close_connection(Connection& c) noexcept;
+  // A new batch starts its pending ranges over; a retried one keeps them.
+  void start_batch(const Batch& batch);
+
+  SocketSinkOptions options_;
+  Kind kind_;
+  std::string host_, path_;
+  std::uint16_t port_ = 514;
+  std::string where_;  // "127.0.0.1:514" or the path, for messages
+  std::unique_ptr<UringLoop> loop_;
+  std::vector<Connection> connections_;
+  std::size_t active_ = 1;     // connections batches are split between
+  std::uint32_t fast_batches_ = 0;
+  // The batch in progress: its identity, and the event ranges not yet sent.
+  std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
+  std::uint32_t batch_ring_ = ~0u;
+  std::vector<std::pair<std::size_t, std::size_t>> pending_;
+  std::vector<std::pair<std::size_t, std::size_t>> next_pending_;
+  int datagram_fd_ = -1;
+  std::size_t datagram_next_ = 0;  // first event not yet sent as a datagram
+};
+
+}  // namespace ringroute::sinks

@@ -1,0 +1,151 @@
+#include "ringroute/sinks/event_encoder.hpp"
+
+#include <unistd.h>
+
+#include <array>
+#include <charconv>
+#include <cstring>
+
+namespace ringroute::sinks {
+namespace {
+
+using event::StringField;
+
+constexpr std::array<std::string_view, 24> kFacilities{
+    "kern",     "user",   "mail",   "daemon", "auth",   "syslog", "lpr",    "news",
+    "uucp",     "cron",   "authpriv", "ftp",  "ntp",    "security", "console", "solaris-cron",
+    "local0",   "local1", "local2", "local3", "local4", "local5", "local6", "local7"};
+
+// RFC 5424 header fields are PRINTUSASCII (33-126) with a length cap; other
+// bytes become '_', an empty field is the NILVALUE "-".
+char* put_header_field(char* out, std::string_view value, std::size_t max) noexcept {
+  if (value.empty()) {
+    *out++ = '-';
+    return out;
+  }
+  const std::size_t n = value.size() < max ? value.size() : max;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    *out++ = c >= 33 && c <= 126 ? static_cast<char>(c) : '_';
+  }
+  return out;
+}
+
+// PARAM-VALUE: any UTF-8 with '"', '\' and ']' escaped by a backslash.
+char* put_param_value(char* out, std::string_view value) noexcept {
+  for (char c : value) {
+    if (c == '"' || c == '\\' || c == ']') *out++ = '\\';
+    *out++ = c;
+  }
+  return out;
+}
+
+std::string local_host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "-";
+  return name;
+}
+
+}  // namespace
+
+unsigned syslog_severity(event::Severity severity, event::Verbosity verbosity) noexcept {
+  static constexpr std::array<unsigned, event::kVerbosityCount> kByVerbosity{7, 7, 6, 4, 3, 2};
+  unsigned s = kByVerbosity[static_cast<std::size_t>(verbosity)];
+  if (severity == event::Severity::warning && s > 4) s = 4;
+  if (severity == event::Severity::critical && s > 2) s = 2;
+  return s;
+}
+
+int syslog_facility(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < kFacilities.size(); ++i) {
+    if (kFacilities[i] == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+EventEncoder::EventEncoder(EncodeOptions options) : options_(options), json_(options.json) {
+  if (options_.wrap == Wrap::syslog) host_name_ = local_host_name();
+}
+
+void EventEncoder::encode(const event::EventView& event, ByteBuffer& out) {
+  if (options_.wrap == Wrap::line) {
+    json_.format(event, out);
+    return;
+  }
+  write_syslog(event, out);
+}
+
+void EventEncoder::write_syslog(const event::EventView& e, ByteBuffer& out) {
+  // The message goes to a scratch buffer first when octet counting needs its
+  // length before it; otherwise straight to `out`.
+  ByteBuffer& message = options_.framing == Framing::octet_counting ? message_ : out;
+  if (&message == &message_) message_.clear();
+
+  std::string_view sd_values[4];
+  std::size_t sd_bytes = 0;
+  static constexpr std::array<StringField, 4> kSdFields{StringField::id, StringField::account_id,
+                                                         StringField::topic, StringField::tag};
+  if (options_.structured_data) {
+    for (std::size_t i = 0; i < kSdFields.size(); ++i) {
+      if (e.has(kSdFields[i])) {
+        sd_values[i] = e.get(kSdFields[i]);
+        sd_bytes += 16 + 2 * sd_values[i].size();
+      }
+    }
+  }
+  const std::string_view host = e.has(StringField::node) && !e.get(StringField::node).empty()
+                                    ? e.get(StringField::node)
+                                    : std::string_view(host_name_);
+  // <191>1 TIMESTAMP HOST APP - MSGID SD SP: at most 5+2+27+1+255+1+48+3+32+1 bytes, plus SD.
+  char* p = message.reserve_more(400 + sd_bytes);
+  const unsigned pri = options_.facility * 8u + syslog_severity(e.severity, e.verbosity);
+  *p++ = '<';
+  p = std::to_chars(p, p + 3, pri).ptr;
+  *p++ = '>';
+  *p++ = '1';
+  *p++ = ' ';
+  p = put_rfc3339_micros(e.timestamp_ns, p, timestamp_);
+  *p++ = ' ';
+  p = put_header_field(p, host, 255);
+  *p++ = ' ';
+  p = put_header_field(p, e.get(StringField::app_name), 48);
+  std::memcpy(p, " - ", 3);
+  p += 3;
+  p = put_header_field(p, e.get(StringField::event_type), 32);
+  *p++ = ' ';
+  if (sd_bytes == 0) {
+    *p++ = '-';
+  } else {
+    static constexpr std::string_view kSdId = "[ringroute@32473";
+    std::memcpy(p, kSdId.data(), kSdId.size());
+    p += kSdId.size();
+    for (std::size_t i = 0; i < kSdFields.size(); ++i) {
+      if (sd_values[i].data() == nullptr) continue;
+      *p++ = ' ';
+      const std::string_view name = event::kStringFieldNames[static_cast<std::size_t>(kSdFields[i])];
+      std::memcpy(p, name.data(), name.size());
+      p += name.size();
+      *p++ = '=';
+      *p++ = '"';
+      p = put_param_value(p, sd_values[i]);
+      *p++ = '"';
+    }
+    *p++ = ']';
+  }
+  *p++ = ' ';
+  message.commit_to(p);
+  json_.format(e, message);
+  message.resize_down(message.size() - 1);  // the formatter's '\n': MSG has none
+
+  if (options_.framing == Framing::newline) {
+    message.push_back('\n');
+  } else if (options_.framing == Framing::octet_counting) {
+    char count[24];
+    char* end = std::to_chars(count, count + sizeof count, message_.size()).ptr;
+    *end++ = ' ';
+    out.append(std::string_view(count, static_cast<std::size_t>(end - count)));
+    out.append(message_.view());
+  }
+}
+
+}  // namespace ringroute::sinks

@@ -1,0 +1,162 @@
+#include "net.hpp"
+
+#include <netdb.h>
+#include <sys/un.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace ringroute::sinks {
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    const int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<Url> parse_url(std::string_view text, std::string& why) {
+  Url url;
+  const std::size_t colon = text.find("://");
+  if (colon == std::string_view::npos || colon == 0) {
+    why = "\"" + std::string(text) + "\" is not a URL (scheme://...)";
+    return std::nullopt;
+  }
+  url.scheme = std::string(text.substr(0, colon));
+  std::string_view rest = text.substr(colon + 3);
+  if (url.scheme == "unix" || url.scheme == "unixgram") {
+    if (rest.empty() || rest.front() != '/') {
+      why = "a unix socket URL needs an absolute path (unix:///run/receiver.sock)";
+      return std::nullopt;
+    }
+    url.path = std::string(rest);
+    return url;
+  }
+  const std::size_t slash = rest.find_first_of("/?");
+  std::string_view authority = rest.substr(0, slash);
+  url.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (url.path.front() == '?') url.path.insert(url.path.begin(), '/');
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = authority.substr(0, at);
+    authority = authority.substr(at + 1);
+    const std::size_t split = userinfo.find(':');
+    if (!percent_decode(userinfo.substr(0, split), url.user) ||
+        (split != std::string_view::npos && !percent_decode(userinfo.substr(split + 1), url.password))) {
+      why = "bad percent-encoding in the URL's user information";
+      return std::nullopt;
+    }
+    url.has_userinfo = true;
+  }
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) {
+      why = "unclosed '[' in the URL's host";
+      return std::nullopt;
+    }
+    url.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        why = "unexpected text after the URL's IPv6 host";
+        return std::nullopt;
+      }
+      port = after.substr(1);
+    }
+  } else {
+    const std::size_t c = authority.rfind(':');
+    url.host = std::string(authority.substr(0, c));
+    if (c != std::string_view::npos) port = authority.substr(c + 1);
+  }
+  if (url.host.empty()) {
+    why = "the URL has no host";
+    return std::nullopt;
+  }
+  if (!port.empty()) {
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+      why = "bad port \"" + std::string(port) + "\" in the URL";
+      return std::nullopt;
+    }
+    url.port = static_cast<std::uint16_t>(value);
+  }
+  return url;
+}
+
+std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = socktype;
+  hints.ai_flags = AI_ADDRCONFIG;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    why = "can't resolve " + host + ": " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc));
+    return std::nullopt;
+  }
+  Address address;
+  std::memcpy(&address.storage, found->ai_addr, found->ai_addrlen);
+  address.length = found->ai_addrlen;
+  address.family = found->ai_family;
+  ::freeaddrinfo(found);
+  return address;
+}
+
+std::optional<Address> unix_address(const std::string& path, std::string& why) {
+  Address address;
+  auto* un = reinterpret_cast<sockaddr_un*>(&address.storage);
+  if (path.size() >= sizeof un->sun_path) {
+    why = "unix socket path longer than " + std::to_string(sizeof un->sun_path - 1) + " bytes: " + path;
+    return std::nullopt;
+  }
+  un->sun_family = AF_UNIX;
+  std::memcpy(un->sun_path, path.c_str(), path.size() + 1);
+  address.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  address.family = AF_UNIX;
+  return address;
+}
+
+std::string base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const auto v = static_cast<unsigned>(static_cast<unsigned char>(bytes[i]) << 16 |
+                                         static_cast<unsigned char>(bytes[i + 1]) << 8 |
+                                         static_cast<unsigned char>(bytes[i + 2]));
+    out += {kAlphabet[v >> 18], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], kAlphabet[v & 63]};
+  }
+  if (i + 1 == bytes.size()) {
+    const auto v = static_cast<unsigned>(static_cast<unsigned char>(bytes[i]) << 16);
+    out += {kAlphabet[v >> 18], kAlphabet[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const auto v = static_cast<unsigned>(static_cast<unsigned char>(bytes[i]) << 16 |
+                                         static_cast<unsigned char>(bytes[i + 1]) << 8);
+    out += {kAlphabet[v >> 18], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+}  // namespace ringroute::sinks

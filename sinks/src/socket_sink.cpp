@@ -1,0 +1,316 @@
+#include "ringroute/sinks/socket_sink.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "net.hpp"
+#include "ringroute/perf/block.hpp"
+#include "uring_loop.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint64_t kConnectOp = 0, kSendOp = 1;
+constexpr std::size_t kDatagramChain = 64;
+
+std::string error_text(int negative_errno) {
+  if (negative_errno == -ECANCELED) return "timed out";
+  if (negative_errno == 0) return "connection closed by the peer";
+  return std::strerror(-negative_errno);
+}
+
+}  // namespace
+
+SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options)) {
+  std::string why;
+  const auto url = parse_url(options_.url, why);
+  if (!url) throw std::runtime_error("socket sink: " + why);
+  const std::string& scheme = url->scheme;
+  if (scheme == "syslog" || scheme == "syslog+tcp") {
+    kind_ = Kind::tcp;
+  } else if (scheme == "syslog+udp") {
+    kind_ = Kind::udp;
+  } else if (scheme == "unix") {
+    kind_ = Kind::unix_stream;
+  } else if (scheme == "unixgram") {
+    kind_ = Kind::unix_datagram;
+  } else if (scheme == "syslog+tls") {
+    throw std::runtime_error("socket sink: syslog+tls:// is not in this build yet (TLS is the next step of the socket "
+                             "sink); use syslog+tcp:// or disable the backend");
+  } else {
+    throw std::runtime_error("socket sink: unknown URL scheme \"" + scheme + "\"");
+  }
+  if (kind_ == Kind::unix_stream || kind_ == Kind::unix_datagram) {
+    path_ = url->path;
+    where_ = path_;
+    if (!unix_address(path_, why)) throw std::runtime_error("socket sink: " + why);
+  } else {
+    host_ = url->host;
+    if (url->port != 0) port_ = url->port;
+    where_ = (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_);
+  }
+  if (options_.max_connections == 0) options_.max_connections = 1;
+  loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
+}
+
+SocketSink::~SocketSink() {
+  for (auto& c : connections_) close_connection(c);
+  if (datagram_fd_ >= 0) ::close(datagram_fd_);
+}
+
+std::size_t SocketSink::open_connections() const noexcept {
+  return static_cast<std::size_t>(
+      std::count_if(connections_.begin(), connections_.end(), [](const Connection& c) { return c.fd >= 0; }));
+}
+
+void SocketSink::close_connection(Connection& c) noexcept {
+  if (c.fd >= 0) ::close(c.fd);
+  c.fd = -1;
+  c.connected = false;
+  c.busy = false;
+}
+
+void SocketSink::start_batch(const Batch& batch) {
+  if (batch.ring == batch_ring_ && batch.first_start == batch_first_ && batch.end == batch_end_) return;
+  batch_ring_ = batch.ring;
+  batch_first_ = batch.first_start;
+  batch_end_ = batch.end;
+  pending_.clear();
+  if (batch.events > 0) pending_.emplace_back(0, batch.events);
+  datagram_next_ = 0;
+}
+
+Outcome SocketSink::write(const Batch& batch, std::string& why) {
+  rejected_events_ = 0;
+  start_batch(batch);
+  if (kind_ == Kind::udp || kind_ == Kind::unix_datagram) return write_datagrams(batch, why);
+  return write_stream(batch, why);
+}
+
+void SocketSink::tick(std::chrono::steady_clock::time_point now) {
+  // Connections opened for a burst and idle for a minute are closed.
+  for (std::size_t i = 1; i < connections_.size(); ++i) {
+    Connection& c = connections_[i];
+    if (c.fd >= 0 && now - c.last_used > std::chrono::seconds(60)) close_connection(c);
+  }
+}
+
+Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
+  if (pending_.empty()) return Outcome::ok;
+  const auto started = Clock::now();
+  if (connections_.size() < options_.max_connections) connections_.resize(options_.max_connections);
+  // Parts: split the largest pending range until there is one per active
+  // connection (or every part is one event).
+  while (pending_.size() < active_) {
+    auto largest = std::max_element(pending_.begin(), pending_.end(), [](const auto& a, const auto& b) {
+      return a.second - a.first < b.second - b.first;
+    });
+    if (largest->second - largest->first < 2) break;
+    const std::size_t middle = largest->first + (largest->second - largest->first) / 2;
+    const std::pair<std::size_t, std::size_t> upper{middle, largest->second};
+    largest->second = middle;
+    pending_.insert(largest + 1, upper);
+  }
+  // Ordered parts go to connections in order: connection 0 gets the first.
+  std::optional<Address> address;
+  std::string first_error;
+  next_pending_.clear();
+  std::size_t next_part = 0;
+  std::size_t failed_connections = 0;
+
+  auto fail = [&](std::size_t index, const std::string& what) {
+    Connection& c = connections_[index];
+    // Events wholly handed to the kernel are done; the rest go again.
+    const std::uint32_t base = c.first == 0 ? 0 : batch.event_ends[c.first - 1];
+    std::size_t done = c.first;
+    while (done < c.last && batch.event_ends[done] - base <= c.sent) ++done;
+    if (done < c.last) next_pending_.emplace_back(done, c.last);
+    if (first_error.empty()) first_error = what;
+    close_connection(c);
+    ++failed_connections;
+  };
+
+  auto send_next = [&](std::size_t index) {
+    Connection& c = connections_[index];
+    loop_->send(c.fd, c.bytes.data() + c.sent, c.bytes.size() - c.sent, index * 2 + kSendOp, options_.timeout);
+  };
+
+  auto begin_part = [&](std::size_t index) -> bool {
+    Connection& c = connections_[index];
+    const auto [first, last] = pending_[next_part++];
+    c.first = first;
+    c.last = last;
+    c.sent = 0;
+    c.bytes = batch.events_bytes(first, last);
+    c.busy = true;
+    c.last_used = started;
+    if (c.fd >= 0) {
+      // A receiver that closed the connection while it sat idle shows as
+      // readable (EOF or RST): syslog receivers never send, so any byte
+      // waiting means the stream is gone. Sending on it would hand events
+      // to a socket the peer has already left.
+      char byte;
+      const ssize_t n = ::recv(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) close_connection(c);
+      c.busy = true;
+    }
+    if (c.fd >= 0) {
+      send_next(index);
+      return true;
+    }
+    std::string reason;
+    if (!address) {
+      address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason);
+    }
+    if (!address) {
+      if (counters_) counters_->connect_failures.add(1);
+      fail(index, reason);
+      return false;
+    }
+    c.fd = ::socket(address->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) {
+      fail(index, std::string("socket: ") + std::strerror(errno));
+      return false;
+    }
+    if (kind_ == Kind::tcp) {
+      const int one = 1;
+      ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    loop_->connect(c.fd, reinterpret_cast<const sockaddr*>(&address->storage), address->length,
+                   index * 2 + kConnectOp, options_.connect_timeout);
+    return true;
+  };
+
+  for (std::size_t i = 0; i < active_ && next_part < pending_.size(); ++i) begin_part(i);
+  loop_->run([&](std::uint64_t tag, int result) {
+    const std::size_t index = tag / 2;
+    Connection& c = connections_[index];
+    if (tag % 2 == kConnectOp) {
+      if (result < 0) {
+        if (counters_) {
+          counters_->connect_failures.add(1);
+          if (result == -ECANCELED) counters_->timeouts.add(1);
+        }
+        fail(index, "connect to " + where_ + ": " + error_text(result));
+        return;
+      }
+      c.connected = true;
+      if (counters_) counters_->connects.add(1);
+      send_next(index);
+      return;
+    }
+    if (result <= 0) {
+      if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
+      fail(index, "send to " + where_ + ": " + error_text(result));
+      return;
+    }
+    c.sent += static_cast<std::size_t>(result);
+    if (c.sent < c.bytes.size()) {
+      send_next(index);  // a short send: the rest goes next
+      return;
+    }
+    c.busy = false;
+    // Parts left over (more ranges than connections, after a failure): the
+    // connection that just finished takes the next one.
+    if (next_part < pending_.size() && failed_connections == 0) begin_part(index);
+  });
+  for (std::size_t p = next_part; p < pending_.size(); ++p) next_pending_.push_back(pending_[p]);
+  std::sort(next_pending_.begin(), next_pending_.end());
+  pending_.swap(next_pending_);
+
+  const auto elapsed = Clock::now() - started;
+  if (!pending_.empty()) {
+    why = first_error.empty() ? "send to " + where_ + " did not finish" : first_error;
+    return Outcome::retry;
+  }
+  // One connection keeps up while a batch goes in under kSlowBatch; when it
+  // does not, the next batches are split over one more connection.
+  if (elapsed > kSlowBatch && active_ < options_.max_connections) {
+    ++active_;
+    fast_batches_ = 0;
+  } else if (elapsed < kSlowBatch / 4 && active_ > 1 && ++fast_batches_ >= 1000) {
+    --active_;
+    fast_batches_ = 0;
+  }
+  return Outcome::ok;
+}
+
+bool SocketSink::open_datagram_socket(std::string& why) {
+  std::optional<Address> address =
+      kind_ == Kind::unix_datagram ? unix_address(path_, why) : resolve(host_, port_, SOCK_DGRAM, why);
+  if (!address) return false;
+  const int fd = ::socket(address->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    why = std::string("socket: ") + std::strerror(errno);
+    return false;
+  }
+  if (kind_ == Kind::unix_datagram) {
+    // A larger send buffer lets bursts queue in the kernel instead of
+    // bouncing off EAGAIN.
+    const int bytes = 4 << 20;
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  }
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address->storage), address->length) != 0) {
+    why = "connect to " + where_ + ": " + std::strerror(errno);
+    ::close(fd);
+    if (counters_) counters_->connect_failures.add(1);
+    return false;
+  }
+  if (counters_) counters_->connects.add(1);
+  datagram_fd_ = fd;
+  return true;
+}
+
+Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
+  if (datagram_fd_ < 0 && !open_datagram_socket(why)) return Outcome::retry;
+  while (datagram_next_ < batch.events) {
+    const std::size_t chain_end = std::min<std::size_t>(batch.events, datagram_next_ + kDatagramChain);
+    for (std::size_t i = datagram_next_; i < chain_end; ++i) {
+      std::string_view bytes = batch.events_bytes(i, i + 1);
+      if (options_.strip_newline && !bytes.empty() && bytes.back() == '\n') bytes.remove_suffix(1);
+      const std::size_t size = std::min<std::size_t>(bytes.size(), options_.max_datagram_bytes);
+      // Non-blocking and linked: a full receiver fails the send (EAGAIN)
+      // instead of stalling the thread, and cancels the rest of the chain so
+      // nothing after it overtakes it.
+      loop_->send(datagram_fd_, bytes.data(), size, i, std::chrono::milliseconds(0), MSG_DONTWAIT, i + 1 < chain_end);
+    }
+    std::size_t first_failed = chain_end;
+    int error = 0;
+    loop_->run([&](std::uint64_t tag, int result) {
+      const auto i = static_cast<std::size_t>(tag);
+      if (result < 0) {
+        if (i < first_failed) {
+          first_failed = i;
+          error = result;
+        }
+        return;
+      }
+      std::string_view bytes = batch.events_bytes(i, i + 1);
+      if (options_.strip_newline && !bytes.empty() && bytes.back() == '\n') bytes.remove_suffix(1);
+      if (bytes.size() > options_.max_datagram_bytes && counters_) counters_->truncated.add(1);
+    });
+    datagram_next_ = first_failed;
+    if (first_failed < chain_end) {
+      why = "send to " + where_ + ": " +
+            (error == -EAGAIN ? std::string("receiver not keeping up (socket buffer full)") : error_text(error));
+      if (error != -EAGAIN) {
+        ::close(datagram_fd_);  // a receiver that went away: connect again next time
+        datagram_fd_ = -1;
+      }
+      return Outcome::retry;
+    }
+  }
+  return Outcome::ok;
+}
+
+}  // namespace ringroute::sinks

@@ -1,0 +1,128 @@
+#pragma once
+// The sink thread's io_uring for network sinks: connect, send and receive
+// operations tagged by the caller, each with an optional deadline (a linked
+// timeout), completed in whatever order the kernel finishes them. Sinks keep
+// several connections busy at once from one thread this way.
+//
+// Internal to ringroute::sinks.
+
+#include <liburing.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ringroute::sinks {
+
+class UringLoop {
+ public:
+  // Tags with this value are the loop's own (linked timeouts).
+  static constexpr std::uint64_t kInternalTag = ~0ull;
+
+  UringLoop(const std::string& who, unsigned entries) : timespecs_(entries * 2) {
+    const int rc = io_uring_queue_init(entries, &ring_, 0);
+    if (rc < 0) {
+      throw std::runtime_error(who + ": io_uring is not available here (" + std::strerror(-rc) +
+                               "); the kernel or a seccomp policy refuses io_uring_setup");
+    }
+  }
+  ~UringLoop() { io_uring_queue_exit(&ring_); }
+  UringLoop(const UringLoop&) = delete;
+  UringLoop& operator=(const UringLoop&) = delete;
+
+  void connect(int fd, const sockaddr* address, socklen_t length, std::uint64_t tag, std::chrono::milliseconds limit) {
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_connect(sqe, fd, address, length);
+    finish(sqe, tag, limit);
+  }
+  // `flags` beyond MSG_NOSIGNAL (MSG_DONTWAIT); `chain`: the next operation
+  // queued runs only after this one succeeds (and is cancelled otherwise).
+  void send(int fd, const void* data, std::size_t size, std::uint64_t tag, std::chrono::milliseconds limit,
+            int flags = 0, bool chain = false) {
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_send(sqe, fd, data, size, MSG_NOSIGNAL | flags);
+    finish(sqe, tag, limit);
+    if (chain) sqe->flags |= IOSQE_IO_LINK;
+  }
+  void sendmsg(int fd, const msghdr* message, std::uint64_t tag, std::chrono::milliseconds limit) {
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_sendmsg(sqe, fd, message, MSG_NOSIGNAL);
+    finish(sqe, tag, limit);
+  }
+  void recv(int fd, void* data, std::size_t size, std::uint64_t tag, std::chrono::milliseconds limit) {
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_recv(sqe, fd, data, size, 0);
+    finish(sqe, tag, limit);
+  }
+
+  [[nodiscard]] unsigned in_flight() const noexcept { return in_flight_; }
+
+  // Submits what is queued and hands completions to `on_completion(tag,
+  // result)` (result as the syscall's: bytes, or -errno; -ECANCELED when
+  // the operation's deadline passed) until nothing is in flight. The
+  // callback may queue more operations.
+  template <class OnCompletion>
+  void run(OnCompletion&& on_completion) {
+    while (in_flight_ > 0) {
+      io_uring_cqe* cqe = nullptr;
+      int rc = io_uring_submit_and_wait(&ring_, 1);
+      if (rc < 0 && rc != -EINTR && rc != -EBUSY) throw std::runtime_error(std::string("io_uring_submit: ") + std::strerror(-rc));
+      unsigned head;
+      unsigned seen = 0;
+      // Collected first, then handled: a handler may queue (and submit) more.
+      completions_.clear();
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        ++seen;
+        if (cqe->user_data == kInternalTag) continue;
+        completions_.push_back({cqe->user_data, cqe->res});
+      }
+      io_uring_cq_advance(&ring_, seen);
+      for (const auto& [tag, result] : completions_) {
+        --in_flight_;
+        on_completion(tag, result);
+      }
+    }
+  }
+
+ private:
+  io_uring_sqe* next_sqe() {
+    // An operation and its linked timeout must go to the kernel together.
+    if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {  // queue full: hand it to the kernel and take the next
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) throw std::runtime_error("io_uring submission queue stuck");
+    }
+    return sqe;
+  }
+  void finish(io_uring_sqe* sqe, std::uint64_t tag, std::chrono::milliseconds limit) {
+    io_uring_sqe_set_data64(sqe, tag);
+    ++in_flight_;
+    if (limit.count() <= 0) return;
+    sqe->flags |= IOSQE_IO_LINK;
+    // The kernel reads the timespec when it takes the SQE; a slot is reused
+    // only after the ring has wrapped twice, long after that.
+    __kernel_timespec& ts = timespecs_[next_timespec_++ % timespecs_.size()];
+    ts.tv_sec = limit.count() / 1000;
+    ts.tv_nsec = (limit.count() % 1000) * 1'000'000;
+    io_uring_sqe* timeout = io_uring_get_sqe(&ring_);  // next_sqe() kept room for it
+    io_uring_prep_link_timeout(timeout, &ts, 0);
+    io_uring_sqe_set_data64(timeout, kInternalTag);
+  }
+
+  io_uring ring_{};
+  std::vector<__kernel_timespec> timespecs_;
+  std::size_t next_timespec_ = 0;
+  unsigned in_flight_ = 0;
+  struct Completion {
+    std::uint64_t tag;
+    int result;
+  };
+  std::vector<Completion> completions_;
+};
+
+}  // namespace ringroute::sinks

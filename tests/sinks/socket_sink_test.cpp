@@ -1,0 +1,317 @@
+// The socket sink against a real rsyslog started by the test: TCP with octet
+// counting and with newlines, UDP, unix stream (imptcp) and unix datagram
+// (imuxsock) sockets. rsyslog's own parse of each message is checked, so a
+// message only passes if a real receiver reads the RFC 5424 fields we meant.
+#include <gtest/gtest.h>
+
+#include <simdjson.h>
+
+#include <string>
+
+#include "json_event.hpp"
+#include "peers.hpp"
+#include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/event_encoder.hpp"
+#include "ringroute/sinks/socket_sink.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+using testing::Rsyslog;
+using testing::TempDir;
+
+std::string event_line(std::size_t i) {
+  // Severity and verbosity cycle so PRI takes several values.
+  static constexpr const char* kVerbosity[] = {"trace", "debug", "info", "warn", "error", "fatal"};
+  static constexpr const char* kSeverity[] = {"ok", "warning", "critical"};
+  return R"({"id":"e-)" + std::to_string(i) + R"(","timestamp":1795452928123456789,"severity":")" +
+         kSeverity[i % 3] + R"(","verbosity":")" + kVerbosity[i % 6] +
+         R"(","account_id":"acct-1","app_name":"billing app","event_type":"charge","node":"gw-1",)"
+         R"("body":{"n":)" + std::to_string(i) + R"(,"text":"quote \" and ] and \\ back"}})";
+}
+
+// A batch of events [first, first + count) encoded as the router would.
+void fill(Batch& batch, const EncodeOptions& options, std::size_t first, std::size_t count) {
+  batch.reset();
+  batch.end = first + count;  // identity of the batch for the sink's retry state
+  batch.first_start = first;
+  EventEncoder encoder(options);
+  testing::JsonEvent ev;
+  for (std::size_t i = first; i < first + count; ++i) {
+    encoder.encode(ev(event_line(i)), batch.bytes);
+    batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
+    ++batch.events;
+  }
+}
+
+Outcome write_until_ok(SocketSink& sink, const Batch& batch, int attempts = 100) {
+  std::string why;
+  Outcome outcome = Outcome::retry;
+  for (int i = 0; i < attempts && outcome == Outcome::retry; ++i) {
+    outcome = sink.write(batch, why);
+    if (outcome == Outcome::retry) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return outcome;
+}
+
+// What rsyslog understood of one message.
+struct Received {
+  std::string pri, version, timestamp, hostname, app, procid, msgid, sd, msg;
+};
+
+Received parse(const std::string& line) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element e = parser.parse(line);
+  auto get = [&](const char* key) { return std::string(std::string_view(e[key])); };
+  return {get("pri"), get("version"), get("timestamp"), get("hostname"), get("app"),
+          get("procid"), get("msgid"), get("sd"), get("msg")};
+}
+
+// The json formatter's document for event i, as MSG carries it.
+std::string expected_msg(std::size_t i) {
+  JsonFormatter formatter;
+  testing::JsonEvent ev;
+  ByteBuffer out;
+  formatter.format(ev(event_line(i)), out);
+  return std::string(out.view().substr(0, out.size() - 1));
+}
+
+std::string expected_pri(std::size_t i, unsigned facility = 16) {
+  static constexpr event::Verbosity kVerbosity[] = {event::Verbosity::trace, event::Verbosity::debug,
+                                                   event::Verbosity::info,  event::Verbosity::warn,
+                                                   event::Verbosity::error, event::Verbosity::fatal};
+  static constexpr event::Severity kSeverity[] = {event::Severity::ok, event::Severity::warning,
+                                                 event::Severity::critical};
+  return std::to_string(facility * 8 + syslog_severity(kSeverity[i % 3], kVerbosity[i % 6]));
+}
+
+void expect_event(const Received& r, std::size_t i) {
+  EXPECT_EQ(r.pri, expected_pri(i)) << i;
+  EXPECT_EQ(r.version, "1");
+  EXPECT_EQ(r.timestamp, "2026-11-23T16:55:28.123456Z");
+  EXPECT_EQ(r.hostname, "gw-1");
+  EXPECT_EQ(r.app, "billing_app");  // the space is outside PRINTUSASCII
+  EXPECT_EQ(r.procid, "-");
+  EXPECT_EQ(r.msgid, "charge");
+  EXPECT_EQ(r.msg, expected_msg(i));
+}
+
+class SocketSinkRsyslog : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (Rsyslog::program().empty()) GTEST_SKIP() << "rsyslogd is not installed (scripts/test installs it)";
+  }
+  TempDir dir_{"socket-sink"};
+  perf::BackendSinkShard counters_{};
+};
+
+TEST(SyslogSeverity, VerbosityThenSeverityCap) {
+  using event::Severity, event::Verbosity;
+  EXPECT_EQ(syslog_severity(Severity::ok, Verbosity::trace), 7u);
+  EXPECT_EQ(syslog_severity(Severity::ok, Verbosity::debug), 7u);
+  EXPECT_EQ(syslog_severity(Severity::ok, Verbosity::info), 6u);
+  EXPECT_EQ(syslog_severity(Severity::ok, Verbosity::warn), 4u);
+  EXPECT_EQ(syslog_severity(Severity::ok, Verbosity::error), 3u);
+  EXPECT_EQ(syslog_severity(Severity::ok, Verbosity::fatal), 2u);
+  EXPECT_EQ(syslog_severity(Severity::warning, Verbosity::info), 4u);
+  EXPECT_EQ(syslog_severity(Severity::warning, Verbosity::error), 3u);
+  EXPECT_EQ(syslog_severity(Severity::critical, Verbosity::trace), 2u);
+  EXPECT_EQ(syslog_facility("local0"), 16);
+  EXPECT_EQ(syslog_facility("kern"), 0);
+  EXPECT_EQ(syslog_facility("nope"), -1);
+}
+
+TEST(SyslogEncoder, OctetCountIsTheMessageLength) {
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  EventEncoder encoder(options);
+  testing::JsonEvent ev;
+  ByteBuffer out;
+  encoder.encode(ev(event_line(4)), out);
+  const std::string_view text = out.view();
+  const std::size_t space = text.find(' ');
+  ASSERT_NE(space, std::string_view::npos);
+  EXPECT_EQ(std::stoul(std::string(text.substr(0, space))), text.size() - space - 1);
+  EXPECT_TRUE(text.substr(space + 1).starts_with("<131>1 2026-11-23T16:55:28.123456Z gw-1 billing_app - charge - {"))
+      << text;
+  EXPECT_NE(text.back(), '\n');
+}
+
+TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::newline;
+  options.structured_data = true;
+  EventEncoder encoder(options);
+  testing::JsonEvent ev;
+  ByteBuffer out;
+  encoder.encode(ev(R"({"id":"a\"b]c\\d","timestamp":0,"topic":"x.y"})"), out);
+  EXPECT_NE(out.view().find(R"([ringroute@32473 id="a\"b\]c\\d" topic="x.y"])"), std::string_view::npos) << out.view();
+  EXPECT_EQ(out.view().back(), '\n');
+}
+
+TEST_F(SocketSinkRsyslog, TcpOctetCountingDeliversEveryEventOnceInOrder) {
+  const std::uint16_t port = testing::free_port();
+  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
+                            std::to_string(port) + "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
+  SocketSink sink({.url = "syslog+tcp://127.0.0.1:" + std::to_string(port), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  constexpr std::size_t kBatches = 20, kPerBatch = 500;
+  for (std::size_t b = 0; b < kBatches; ++b) {
+    fill(batch, options, b * kPerBatch, kPerBatch);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  }
+  const auto lines = testing::wait_for_lines(rsyslog.output(), kBatches * kPerBatch);
+  ASSERT_EQ(lines.size(), kBatches * kPerBatch) << rsyslog.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+  EXPECT_EQ(counters_.connects.read(), 1u);
+  EXPECT_EQ(counters_.connect_failures.read(), 0u);
+}
+
+TEST_F(SocketSinkRsyslog, TcpNewlineFraming) {
+  const std::uint16_t port = testing::free_port();
+  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
+                            std::to_string(port) + "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
+  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(port), .max_connections = 1});
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::newline;
+  Batch batch;
+  fill(batch, options, 0, 300);
+  ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 300);
+  ASSERT_EQ(lines.size(), 300u) << rsyslog.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+}
+
+TEST_F(SocketSinkRsyslog, ReceiverDownAtStartThenUpLosesNothing) {
+  const std::uint16_t port = testing::free_port();
+  SocketSink sink({.url = "syslog+tcp://127.0.0.1:" + std::to_string(port), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  fill(batch, options, 0, 200);
+  std::string why;
+  EXPECT_EQ(sink.write(batch, why), Outcome::retry);
+  EXPECT_NE(why.find("Connection refused"), std::string::npos) << why;
+  EXPECT_EQ(counters_.connect_failures.read(), 1u);
+
+  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
+                            std::to_string(port) + "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
+  ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 200);
+  ASSERT_EQ(lines.size(), 200u) << rsyslog.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+}
+
+TEST_F(SocketSinkRsyslog, ReceiverRestartedBetweenBatchesIsNoticedBeforeSending) {
+  const std::uint16_t port = testing::free_port();
+  const std::string input = "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
+                            std::to_string(port) + "\" ruleset=\"out\")\n";
+  SocketSink sink({.url = "syslog+tcp://127.0.0.1:" + std::to_string(port), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  {
+    Rsyslog first(dir_, input);
+    ASSERT_TRUE(first.wait_tcp(port));
+    fill(batch, options, 0, 100);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+    ASSERT_EQ(testing::wait_for_lines(first.output(), 100).size(), 100u);
+  }  // stopped: our connection is closed by the peer while idle
+  Rsyslog second(dir_, input);
+  ASSERT_TRUE(second.wait_tcp(port));
+  fill(batch, options, 100, 100);
+  ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  const auto lines = testing::wait_for_lines(second.output(), 200);
+  ASSERT_EQ(lines.size(), 200u) << second.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+  EXPECT_EQ(counters_.connects.read(), 2u);
+}
+
+TEST_F(SocketSinkRsyslog, UdpOneDatagramPerEventAndTruncationCounted) {
+  const std::uint16_t tcp = testing::free_port(), udp = testing::free_port(SOCK_DGRAM);
+  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\nmodule(load=\"imudp\")\n"
+                        "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(tcp) +
+                            "\" ruleset=\"out\")\n"
+                        "input(type=\"imudp\" address=\"127.0.0.1\" port=\"" + std::to_string(udp) +
+                            "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(tcp)) << rsyslog.log();  // inputs start together
+  SocketSink sink({.url = "syslog+udp://127.0.0.1:" + std::to_string(udp), .max_datagram_bytes = 8192});
+  sink.attach_counters(&counters_);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::none;
+  Batch batch;
+  // Small batches: UDP has no flow control, and the test must not depend on
+  // the receiver's socket buffer.
+  for (std::size_t b = 0; b < 10; ++b) {
+    fill(batch, options, b * 50, 50);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+    testing::wait_for_lines(rsyslog.output(), (b + 1) * 50);
+  }
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 500);
+  ASSERT_EQ(lines.size(), 500u) << rsyslog.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+  EXPECT_EQ(counters_.truncated.read(), 0u);
+
+  SocketSink small({.url = "syslog+udp://127.0.0.1:" + std::to_string(udp), .max_datagram_bytes = 100});
+  small.attach_counters(&counters_);
+  fill(batch, options, 500, 1);
+  ASSERT_EQ(write_until_ok(small, batch), Outcome::ok);
+  EXPECT_EQ(counters_.truncated.read(), 1u);
+  const auto all = testing::wait_for_lines(rsyslog.output(), 501);
+  ASSERT_EQ(all.size(), 501u);
+  EXPECT_EQ(parse(all[500]).msgid, "charge");  // the header survives the cut
+}
+
+TEST_F(SocketSinkRsyslog, UnixStreamAndUnixDatagram) {
+  const std::uint16_t tcp = testing::free_port();
+  const std::string stream = dir_ / "stream.sock", datagram = dir_ / "dgram.sock";
+  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\nmodule(load=\"imptcp\")\n"
+                        "module(load=\"imuxsock\" SysSock.Use=\"off\")\n"
+                        "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(tcp) +
+                            "\" ruleset=\"out\")\n"
+                        "input(type=\"imptcp\" path=\"" + stream + "\" ruleset=\"out\")\n"
+                        "input(type=\"imuxsock\" socket=\"" + datagram +
+                            "\" useSpecialParser=\"off\" parseHostname=\"on\" ignoreTimestamp=\"off\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(tcp)) << rsyslog.log();
+  ASSERT_TRUE(rsyslog.wait_path(stream) && rsyslog.wait_path(datagram)) << rsyslog.log();
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  SocketSink unix_stream({.url = "unix://" + stream, .max_connections = 1});
+  fill(batch, options, 0, 100);
+  ASSERT_EQ(write_until_ok(unix_stream, batch), Outcome::ok);
+  ASSERT_EQ(testing::wait_for_lines(rsyslog.output(), 100).size(), 100u) << rsyslog.log();
+
+  options.framing = Framing::none;
+  SocketSink unix_datagram({.url = "unixgram://" + datagram});
+  fill(batch, options, 100, 100);
+  ASSERT_EQ(write_until_ok(unix_datagram, batch), Outcome::ok);
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 200);
+  ASSERT_EQ(lines.size(), 200u) << rsyslog.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+}
+
+TEST(SocketSink, BadUrlsAreClearErrors) {
+  EXPECT_THROW(SocketSink({.url = "unix://relative"}), std::runtime_error);
+  EXPECT_THROW(SocketSink({.url = "syslog://host:99999"}), std::runtime_error);
+  try {
+    SocketSink sink({.url = "syslog+tls://127.0.0.1"});
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tls"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace ringroute::sinks

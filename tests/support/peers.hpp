@@ -1,0 +1,200 @@
+#pragma once
+// Real peers for sink tests: rsyslog (and other daemons) started by the test
+// on 127.0.0.1 or a unix socket in a temporary directory, stopped with it.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ringroute::testing {
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& what)
+      : path_("/tmp/rr-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++)) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  static inline int counter_ = 0;
+  std::string path_;
+};
+
+// A port nobody listens on now (bound to 0, then closed).
+inline std::uint16_t free_port(int type = SOCK_STREAM) {
+  const int fd = ::socket(AF_INET, type, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+inline bool tcp_accepts(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(port);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  ::close(fd);
+  return ok;
+}
+
+inline std::string find_program(const std::string& name) {
+  for (const char* dir : {"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"}) {
+    const std::string path = std::string(dir) + "/" + name;
+    if (::access(path.c_str(), X_OK) == 0) return path;
+  }
+  return {};
+}
+
+// A child process, killed (SIGTERM, then SIGKILL) when this goes.
+class Child {
+ public:
+  Child() = default;
+  explicit Child(const std::vector<std::string>& argv, const std::string& log_path = "/dev/null") { start(argv, log_path); }
+  ~Child() { stop(); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  void start(const std::vector<std::string>& argv, const std::string& log_path = "/dev/null") {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (log >= 0) {
+        ::dup2(log, 1);
+        ::dup2(log, 2);
+      }
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  [[nodiscard]] bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+inline std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Waits until `path` has at least `count` lines (or `limit` passes); the lines.
+inline std::vector<std::string> wait_for_lines(const std::string& path, std::size_t count,
+                                               std::chrono::milliseconds limit = std::chrono::milliseconds(2000)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::vector<std::string> lines;
+  for (;;) {
+    lines = read_lines(path);
+    if (lines.size() >= count || std::chrono::steady_clock::now() >= deadline) return lines;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// rsyslogd in the foreground with a config of its own: each input's messages
+// go to `out.jsonl` in `dir`, one JSON object a line with rsyslog's own parse
+// of the RFC 5424 fields (so the test checks what a real receiver understood).
+class Rsyslog {
+ public:
+  static std::string program() { return find_program("rsyslogd"); }
+
+  Rsyslog(const TempDir& dir, const std::string& inputs) : dir_(dir) {
+    const std::string config = dir / "rsyslog.conf";
+    std::ofstream(config) << "global(workDirectory=\"" << dir.path() << "\" maxMessageSize=\"64k\")\n"
+                          << "template(name=\"fields\" type=\"list\") {\n"
+                             "  constant(value=\"{\")\n"
+                             "  property(outname=\"pri\" name=\"pri\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"version\" name=\"protocol-version\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"timestamp\" name=\"timereported\" dateFormat=\"rfc3339\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"hostname\" name=\"hostname\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"app\" name=\"app-name\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"procid\" name=\"procid\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"msgid\" name=\"msgid\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"sd\" name=\"structured-data\" format=\"jsonf\") constant(value=\",\")\n"
+                             "  property(outname=\"msg\" name=\"msg\" format=\"jsonf\")\n"
+                             "  constant(value=\"}\\n\")\n"
+                             "}\n"
+                             "ruleset(name=\"out\") { action(type=\"omfile\" file=\""
+                          << (dir / "out.jsonl") << "\" template=\"fields\") }\n"
+                          << inputs;
+    child_.start({program(), "-n", "-f", config, "-i", dir / "rsyslog.pid"}, dir / "rsyslog.log");
+  }
+
+  // Waits until a TCP port of it accepts connections.
+  [[nodiscard]] bool wait_tcp(std::uint16_t port) const {
+    for (int i = 0; i < 200; ++i) {
+      if (tcp_accepts(port)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  // Waits until a path (a unix socket it listens on) exists.
+  [[nodiscard]] bool wait_path(const std::string& path) const {
+    for (int i = 0; i < 200; ++i) {
+      if (std::filesystem::exists(path)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  [[nodiscard]] std::string output() const { return dir_ / "out.jsonl"; }
+  [[nodiscard]] std::string log() const { return read_text(dir_ / "rsyslog.log"); }
+  void stop() { child_.stop(); }
+  [[nodiscard]] bool running() const { return child_.running(); }
+
+ private:
+  const TempDir& dir_;
+  Child child_;
+};
+
+}  // namespace ringroute::testing
