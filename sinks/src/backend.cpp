@@ -7,6 +7,7 @@
 #include <simdjson.h>
 
 #include "ringroute/sinks/file_sink.hpp"
+#include "ringroute/sinks/http_sink.hpp"
 #include "ringroute/sinks/socket_sink.hpp"
 
 namespace ringroute::sinks {
@@ -95,6 +96,32 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (root["io"].get(text) == simdjson::SUCCESS) o.io = text == "uring" ? FileIo::uring : FileIo::write;
     return std::make_unique<FileSink>(std::move(o));
   }
+  if (type == "http") {
+    HttpSinkOptions o;
+    std::string_view text;
+    if (root["url"].get(text) == simdjson::SUCCESS) o.url = std::string(text);
+    if (root["method"].get(text) == simdjson::SUCCESS) o.method = std::string(text);
+    simdjson::dom::object headers;
+    if (root["headers"].get(headers) == simdjson::SUCCESS) {
+      for (auto [key, value] : headers) {
+        std::string_view v;
+        if (value.get(v) == simdjson::SUCCESS) o.headers.emplace_back(std::string(key), std::string(v));
+      }
+    }
+    std::uint64_t n;
+    if (root["connect_timeout"].get(n) == simdjson::SUCCESS) o.connect_timeout = std::chrono::milliseconds(n);
+    if (root["timeout"].get(n) == simdjson::SUCCESS) o.timeout = std::chrono::milliseconds(n);
+    if (root["max_connections"].get(n) == simdjson::SUCCESS) o.max_connections = static_cast<std::uint32_t>(n);
+    read_if(root, "gzip", o.gzip);
+    simdjson::dom::element batch;
+    if (root["batch"].get(batch) == simdjson::SUCCESS) {
+      o.batched = true;
+      if (batch["max_events"].get(n) == simdjson::SUCCESS) o.max_events = static_cast<std::uint32_t>(n);
+      if (batch["max_bytes"].get(n) == simdjson::SUCCESS) o.max_bytes = n;
+      o.json_array = batch["format"].get(text) == simdjson::SUCCESS && text == "array";
+    }
+    return std::make_unique<HttpSink>(std::move(o));
+  }
   if (type == "socket") {
     SocketSinkOptions o;
     std::string_view text;
@@ -180,7 +207,15 @@ void BackendRunner::deliver(Batch* batch) {
   while (!done) {
     const Outcome outcome = sink_->write(*batch, why);
     if (outcome == Outcome::ok) {
-      slot_.sink.sent.add(batch->events);
+      const std::uint32_t rejected = std::min(sink_->rejected_events(), batch->events);
+      if (rejected > 0) {
+        // Some requests of the batch were refused (HTTP 4xx): dropped with
+        // the reason, the rest delivered.
+        slot_.sink.failures.add(1);
+        slot_.sink.dropped_failed.add(rejected);
+        log_problem(why + " (" + std::to_string(rejected) + " events rejected, not retried)");
+      }
+      slot_.sink.sent.add(batch->events - rejected);
       slot_.sink.bytes.add(batch->bytes.size());
       slot_.sink.batches.add(1);
       const std::int64_t latency = realtime_ns() - batch->oldest_event_ns;
@@ -196,7 +231,10 @@ void BackendRunner::deliver(Batch* batch) {
       log_problem(why + " (retrying)");
       // Exponential backoff with jitter, capped at 5 s; a stop ends it (the
       // batch stays unwritten and the ring keeps it for the next start).
-      const auto wait = backoff / 2 + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
+      auto wait = backoff / 2 + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
+      // A destination that says when to come back (Retry-After) is believed,
+      // up to the hour the sink accepts.
+      wait = std::max<std::chrono::milliseconds>(wait, sink_->retry_after());
       const auto until = Clock::now() + wait;
       while (Clock::now() < until) {
         if (stop_now_.load(std::memory_order_relaxed)) return;

@@ -1,0 +1,73 @@
+#pragma once
+// The HTTP sink (`type: "http"`): Kazoo's http backend with batching.
+// HTTP/1.1 over the sink thread's io_uring, keep-alive connections used in
+// parallel (up to `max_connections`), responses parsed by Boost.Beast.
+//
+// A batch from the router is cut into requests at event boundaries: one event
+// per request without `batch` (as Kazoo), else as many as `batch.max_events`
+// and `batch.max_bytes` allow (an event larger than max_bytes goes alone).
+// Outcomes per request: 2xx done; 429, 5xx, connection errors and timeouts
+// retried (the batch's other requests are not sent again); 3xx (redirects
+// are not followed) and other 4xx rejected: counted, logged with the status
+// and the first bytes of the body, never retried.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ringroute/sinks/sink.hpp"
+
+namespace ringroute::sinks {
+
+struct HttpSinkOptions {
+  std::string url;
+  std::string method = "POST";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds timeout{10000};  // sending a request and receiving its response
+  std::uint32_t max_connections = 8;
+  bool batched = false;  // false: one event per request
+  std::uint32_t max_events = 1000;
+  std::uint64_t max_bytes = 1 << 20;
+  bool json_array = false;  // body as [e1,e2,...] instead of NDJSON
+  bool gzip = false;
+};
+
+class UringLoop;
+
+class HttpSink final : public Sink {
+ public:
+  // Throws std::runtime_error for a URL it can't use or an io_uring refused.
+  explicit HttpSink(HttpSinkOptions options);
+  ~HttpSink() override;
+
+  Outcome write(const Batch& batch, std::string& why) override;
+
+ private:
+  struct Connection;
+  struct Request {
+    std::uint32_t first = 0, last = 0;  // events [first, last)
+    enum class State : std::uint8_t { pending, sending, done, rejected } state = State::pending;
+  };
+
+  void plan_requests(const Batch& batch);
+  void build(Connection& c, const Batch& batch, const Request& request);
+  void close_connection(Connection& c) noexcept;
+
+  HttpSinkOptions options_;
+  std::string host_header_, target_, authorization_, where_;
+  std::string host_;
+  std::uint16_t port_ = 80;
+  bool user_content_type_ = false;
+  std::unique_ptr<UringLoop> loop_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
+  std::uint32_t batch_ring_ = ~0u;
+  std::vector<Request> requests_;
+  std::string reject_why_;  // the first rejection of the batch in progress
+};
+
+}  // namespace ringroute::sinks

@@ -1,0 +1,323 @@
+// The HTTP sink against a real HTTP/1.1 server on 127.0.0.1 that records
+// what it receives: requests and batching, auth and headers, and every fault
+// the issue names (down then up, 500 then 200, 429 with Retry-After, 400,
+// a server that never answers, a redirect).
+#include <gtest/gtest.h>
+
+#include <simdjson.h>
+#include <zlib.h>
+
+#include <set>
+#include <string>
+
+#include "http_receiver.hpp"
+#include "json_event.hpp"
+#include "peers.hpp"
+#include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/event_encoder.hpp"
+#include "ringroute/sinks/http_sink.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+using testing::HttpReceiver;
+using testing::HttpRequest;
+using testing::HttpResponse;
+
+std::string event_line(std::size_t i) {
+  return R"({"id":"e-)" + std::to_string(i) +
+         R"(","timestamp":1795452928123456789,"account_id":"acct-1","app_name":"billing","body":{"n":)" +
+         std::to_string(i) + R"(,"pad":"0123456789012345678901234567890123456789"}})";
+}
+
+void fill(Batch& batch, std::size_t first, std::size_t count) {
+  batch.reset();
+  batch.first_start = first;
+  batch.end = first + count;
+  EventEncoder encoder;
+  testing::JsonEvent ev;
+  for (std::size_t i = first; i < first + count; ++i) {
+    encoder.encode(ev(event_line(i)), batch.bytes);
+    batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
+    ++batch.events;
+  }
+}
+
+// The event ids in a body: one document, NDJSON, or a JSON array.
+std::vector<std::string> ids_in(const std::string& body) {
+  std::vector<std::string> ids;
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(body).get(root) == simdjson::SUCCESS) {
+    if (root.is_array()) {
+      for (auto e : root.get_array()) ids.emplace_back(std::string_view(e["id"]));
+    } else {
+      ids.emplace_back(std::string_view(root["id"]));
+    }
+    return ids;
+  }
+  std::size_t start = 0;
+  while (start < body.size()) {
+    const std::size_t end = body.find('\n', start);
+    EXPECT_NE(end, std::string::npos) << "NDJSON body does not end with a newline";
+    if (end == std::string::npos) break;
+    simdjson::dom::parser line_parser;
+    simdjson::dom::element line = line_parser.parse(body.substr(start, end - start));
+    ids.emplace_back(std::string_view(line["id"]));
+    start = end + 1;
+  }
+  return ids;
+}
+
+std::string gunzip(const std::string& in) {
+  z_stream z{};
+  inflateInit2(&z, 15 + 16);
+  std::string out(in.size() * 20 + 1024, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return rc == Z_STREAM_END ? out : std::string();
+}
+
+std::vector<std::string> expected_ids(std::size_t first, std::size_t count) {
+  std::vector<std::string> ids;
+  for (std::size_t i = first; i < first + count; ++i) ids.push_back("e-" + std::to_string(i));
+  return ids;
+}
+
+class HttpSinkTest : public ::testing::Test {
+ protected:
+  perf::BackendSinkShard counters_{};
+  Batch batch_;
+  std::string why_;
+};
+
+TEST_F(HttpSinkTest, OneEventPerRequestWithoutBatchAsKazoo) {
+  HttpReceiver receiver;
+  HttpSink sink({.url = receiver.url("/edr"), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 20);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 20u);
+  std::vector<std::string> ids;
+  for (const HttpRequest& r : requests) {
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.target, "/edr");
+    EXPECT_EQ(r.headers.at("content-type"), "application/json");
+    EXPECT_NE(r.body.back(), '\n');
+    for (auto& id : ids_in(r.body)) ids.push_back(id);
+  }
+  EXPECT_EQ(ids, expected_ids(0, 20));  // one connection: in order
+  EXPECT_EQ(counters_.connects.read(), 1u);  // keep-alive
+}
+
+TEST_F(HttpSinkTest, BatchesHonourMaxEventsAndMaxBytesAndNeverSplitAnEvent) {
+  HttpReceiver receiver;
+  fill(batch_, 0, 95);
+  const std::size_t event_bytes = batch_.event_ends[0];
+  const std::uint64_t max_bytes = event_bytes * 7 + event_bytes / 2;  // room for 7 whole events
+  HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 10, .max_bytes = max_bytes});
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  std::vector<std::string> ids;
+  for (const HttpRequest& r : receiver.requests()) {
+    EXPECT_EQ(r.headers.at("content-type"), "application/x-ndjson");
+    EXPECT_LE(r.body.size(), max_bytes);
+    const auto in_request = ids_in(r.body);
+    EXPECT_LE(in_request.size(), 7u);
+    ids.insert(ids.end(), in_request.begin(), in_request.end());
+  }
+  EXPECT_EQ(ids, expected_ids(0, 95));
+  EXPECT_EQ(receiver.requests().size(), 14u);  // 13 x 7 + 4
+
+  HttpReceiver second;
+  HttpSink by_count({.url = second.url(), .max_connections = 1, .batched = true, .max_events = 10});
+  ASSERT_EQ(by_count.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(second.requests().size(), 10u);
+  EXPECT_EQ(ids_in(second.requests()[9].body).size(), 5u);
+}
+
+TEST_F(HttpSinkTest, AnEventLargerThanMaxBytesGoesAlone) {
+  HttpReceiver receiver;
+  HttpSink sink({.url = receiver.url(), .batched = true, .max_events = 100, .max_bytes = 16});
+  fill(batch_, 0, 5);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 5u);
+  std::set<std::string> ids;
+  for (const HttpRequest& r : receiver.requests()) {
+    const auto in_request = ids_in(r.body);
+    ASSERT_EQ(in_request.size(), 1u);
+    ids.insert(in_request[0]);
+  }
+  EXPECT_EQ(ids.size(), 5u);
+}
+
+TEST_F(HttpSinkTest, BasicAuthFromUserinfoHeadersQueryAndMethod) {
+  HttpReceiver receiver;
+  HttpSink sink({.url = "http://edr%20user:pa%3Ass@127.0.0.1:" + std::to_string(receiver.port()) + "/in?token=abc&x=1",
+                 .method = "put",
+                 .headers = {{"X-Api-Key", "k-123"}, {"X-Team", "billing"}}});
+  fill(batch_, 0, 1);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  const HttpRequest r = receiver.requests()[0];
+  EXPECT_EQ(r.method, "PUT");
+  EXPECT_EQ(r.target, "/in?token=abc&x=1");
+  EXPECT_EQ(r.headers.at("authorization"), "Basic ZWRyIHVzZXI6cGE6c3M=");  // "edr user:pa:ss"
+  EXPECT_EQ(r.headers.at("x-api-key"), "k-123");
+  EXPECT_EQ(r.headers.at("x-team"), "billing");
+  EXPECT_EQ(r.headers.at("host"), "127.0.0.1:" + std::to_string(receiver.port()));
+}
+
+TEST_F(HttpSinkTest, JsonArrayAndGzipBodies) {
+  HttpReceiver receiver;
+  HttpSink array({.url = receiver.url(), .batched = true, .json_array = true});
+  fill(batch_, 0, 30);
+  ASSERT_EQ(array.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(receiver.requests()[0].headers.at("content-type"), "application/json");
+  EXPECT_EQ(ids_in(receiver.requests()[0].body), expected_ids(0, 30));
+
+  HttpSink gzipped({.url = receiver.url(), .batched = true, .gzip = true});
+  ASSERT_EQ(gzipped.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 2u);
+  const HttpRequest r = receiver.requests()[1];
+  EXPECT_EQ(r.headers.at("content-encoding"), "gzip");
+  EXPECT_LT(r.body.size(), batch_.bytes.size() / 2);
+  EXPECT_EQ(gunzip(r.body), std::string(batch_.bytes.view()));
+}
+
+TEST_F(HttpSinkTest, ServerDownAtStartThenUpLosesNothing) {
+  const std::uint16_t port = testing::free_port();
+  HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(port) + "/", .batched = true});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 50);
+  EXPECT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("Connection refused"), std::string::npos) << why_;
+  EXPECT_EQ(counters_.connect_failures.read(), 1u);
+  HttpReceiver receiver({}, port);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(ids_in(receiver.requests()[0].body), expected_ids(0, 50));
+}
+
+TEST_F(HttpSinkTest, ServerErrorIsRetriedAndOnlyUnfinishedRequestsGoAgain) {
+  // The second request the server sees is answered 500, every other one 200.
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    return index == 1 ? HttpResponse{.status = 500, .body = "upstream down"} : HttpResponse{.status = 200};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 10});
+  fill(batch_, 0, 30);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("HTTP 500"), std::string::npos) << why_;
+  EXPECT_NE(why_.find("upstream down"), std::string::npos) << why_;
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  std::vector<std::string> accepted;
+  const auto requests = receiver.requests();
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (i == 1) continue;  // the one answered 500
+    for (auto& id : ids_in(requests[i].body)) accepted.push_back(id);
+  }
+  std::sort(accepted.begin(), accepted.end());
+  auto expected = expected_ids(0, 30);
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(accepted, expected);  // each event accepted exactly once
+  // First write: request A (200), request B (500) and stop. Second: B, C.
+  EXPECT_EQ(requests.size(), 4u);
+}
+
+TEST_F(HttpSinkTest, TooManyRequestsHonoursRetryAfter) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    return index == 0 ? HttpResponse{.status = 429, .headers = {{"Retry-After", "2"}}} : HttpResponse{};
+  });
+  HttpSink sink({.url = receiver.url(), .batched = true});
+  fill(batch_, 0, 5);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(2000));
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(0));
+}
+
+TEST_F(HttpSinkTest, BadRequestIsRejectedNotRetried) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 400, .body = "{\"error\":\"schema mismatch at /body/n\"}"};
+  });
+  HttpSink sink({.url = receiver.url(), .batched = true});
+  fill(batch_, 0, 8);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok);
+  EXPECT_EQ(sink.rejected_events(), 8u);
+  EXPECT_NE(why_.find("HTTP 400"), std::string::npos) << why_;
+  EXPECT_NE(why_.find("schema mismatch"), std::string::npos) << why_;
+  EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+TEST_F(HttpSinkTest, RedirectIsNotFollowedAndCountsAsRejected) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 301, .headers = {{"Location", "http://elsewhere/"}}};
+  });
+  HttpSink sink({.url = receiver.url(), .batched = true});
+  fill(batch_, 0, 3);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok);
+  EXPECT_EQ(sink.rejected_events(), 3u);
+  EXPECT_NE(why_.find("redirects are not followed"), std::string::npos) << why_;
+  EXPECT_NE(why_.find("http://elsewhere/"), std::string::npos) << why_;
+}
+
+TEST_F(HttpSinkTest, ServerThatNeverAnswersTimesOutAndIsRetried) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) { return HttpResponse{.hang = index == 0}; });
+  HttpSink sink({.url = receiver.url(), .timeout = std::chrono::milliseconds(300), .batched = true});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 4);
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(250));
+  EXPECT_NE(why_.find("no response within 300 ms"), std::string::npos) << why_;
+  EXPECT_EQ(counters_.timeouts.read(), 1u);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(receiver.requests().size(), 2u);
+}
+
+TEST_F(HttpSinkTest, ConnectionClosedByTheServerIsReopened) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t) { return HttpResponse{.status = 200, .close = true}; });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 5);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(receiver.requests().size(), 5u);
+  EXPECT_EQ(counters_.connects.read(), 5u);
+}
+
+TEST_F(HttpSinkTest, RequestsSpreadOverConnectionsUpToTheLimit) {
+  HttpReceiver receiver;
+  HttpSink sink({.url = receiver.url(), .max_connections = 4});
+  fill(batch_, 0, 200);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  std::set<std::string> ids;
+  std::set<std::size_t> connections;
+  for (const HttpRequest& r : receiver.requests()) {
+    ids.insert(ids_in(r.body).at(0));
+    connections.insert(r.connection);
+  }
+  EXPECT_EQ(ids.size(), 200u);
+  EXPECT_EQ(receiver.requests().size(), 200u);
+  EXPECT_EQ(connections.size(), 4u);
+}
+
+TEST(HttpSink, BadOptionsAreClearErrors) {
+  EXPECT_THROW(HttpSink({.url = "http://"}), std::runtime_error);
+  EXPECT_THROW(HttpSink({.url = "http://h/", .headers = {{"X-Bad", "a\r\nInjected: 1"}}}), std::runtime_error);
+  EXPECT_THROW(HttpSink({.url = "http://h/", .headers = {{"Content-Length", "1"}}}), std::runtime_error);
+  try {
+    HttpSink sink({.url = "https://127.0.0.1/"});
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("https"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace ringroute::sinks

@@ -1,0 +1,166 @@
+#pragma once
+// A small HTTP/1.1 server for sink tests, on 127.0.0.1: it records every
+// request (parsed by Boost.Beast) and answers as the test says (a status,
+// headers, a body, or no answer at all). A thread per connection, keep-alive.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+namespace ringroute::testing {
+
+struct HttpRequest {
+  std::string method, target, body;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::size_t connection = 0;                  // which connection carried it (0, 1, ...)
+};
+
+struct HttpResponse {
+  unsigned status = 204;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  bool hang = false;   // never answer (the connection stays open)
+  bool close = false;  // answer with Connection: close, then close
+};
+
+class HttpReceiver {
+ public:
+  using Responder = std::function<HttpResponse(const HttpRequest&, std::size_t index)>;
+
+  // `port` 0: any free one.
+  explicit HttpReceiver(Responder responder = {}, std::uint16_t port = 0) : responder_(std::move(responder)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(port);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listener_, 128);
+    socklen_t length = sizeof address;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~HttpReceiver() {
+    stopping_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    acceptor_.join();
+    {
+      std::lock_guard lock(mutex_);
+      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (auto& t : threads_) t.join();
+    for (int fd : fds_) ::close(fd);
+  }
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::string url(const std::string& path = "/") const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  [[nodiscard]] std::vector<HttpRequest> requests() const {
+    std::lock_guard lock(mutex_);
+    return requests_;
+  }
+  [[nodiscard]] std::size_t connections() const { return connections_; }
+
+ private:
+  void accept_loop() {
+    while (!stopping_) {
+      const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      std::lock_guard lock(mutex_);
+      fds_.push_back(fd);
+      const std::size_t id = connections_++;
+      threads_.emplace_back([this, fd, id] { serve(fd, id); });
+    }
+  }
+
+  void serve(int fd, std::size_t id) {
+    namespace http = boost::beast::http;
+    std::string buffer;
+    char chunk[65536];
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(256 << 20);
+      parser.eager(true);
+      boost::system::error_code ec;
+      while (!parser.is_done()) {
+        if (!buffer.empty()) {
+          const std::size_t used = parser.put(boost::asio::const_buffer(buffer.data(), buffer.size()), ec);
+          if (ec == http::error::need_more) ec = {};
+          if (ec) return close_fd(fd);
+          buffer.erase(0, used);
+          if (parser.is_done()) break;
+          if (used > 0 && !buffer.empty()) continue;
+        }
+        const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+        if (n <= 0) return close_fd(fd);
+        buffer.append(chunk, static_cast<std::size_t>(n));
+      }
+      HttpRequest request;
+      const auto& message = parser.get();
+      request.method = std::string(message.method_string());
+      request.target = std::string(message.target());
+      request.body = message.body();
+      request.connection = id;
+      for (const auto& field : message) {
+        std::string name(field.name_string());
+        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        request.headers[name] = std::string(field.value());
+      }
+      std::size_t index;
+      {
+        std::lock_guard lock(mutex_);
+        index = requests_.size();
+        requests_.push_back(request);
+      }
+      const HttpResponse response = responder_ ? responder_(request, index) : HttpResponse{};
+      if (response.hang) {
+        while (::recv(fd, chunk, sizeof chunk, 0) > 0) {
+        }
+        return close_fd(fd);
+      }
+      std::string text = "HTTP/1.1 " + std::to_string(response.status) + " X\r\n";
+      for (const auto& [name, value] : response.headers) text += name + ": " + value + "\r\n";
+      if (response.close) text += "Connection: close\r\n";
+      if (response.status != 204 && response.status != 304) {
+        text += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+      }
+      text += "\r\n" + response.body;
+      if (::send(fd, text.data(), text.size(), MSG_NOSIGNAL) < 0 || response.close) return close_fd(fd);
+    }
+  }
+  void close_fd(int fd) {
+    ::shutdown(fd, SHUT_RDWR);
+  }
+
+  Responder responder_;
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  mutable std::mutex mutex_;
+  std::vector<int> fds_;
+  std::vector<std::thread> threads_;
+  std::vector<HttpRequest> requests_;
+  std::atomic<std::size_t> connections_{0};
+};
+
+}  // namespace ringroute::testing
