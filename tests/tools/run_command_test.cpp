@@ -18,6 +18,8 @@
 
 #include <simdjson.h>
 
+#include "http_receiver.hpp"
+#include "peers.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/ring/segment.hpp"
 
@@ -448,6 +450,83 @@ TEST(RunCommand, AFullDiskUnderDropNeverSlowsTheOtherBackends) {
   const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("backend full: write to /dev/full: No space left on device (retrying)"), std::string::npos)
       << text;
+  cleanup(ring);
+}
+
+TEST(RunCommand, SyslogAndHttpBackendsDeliverEveryEventOnceAndADeadOneUnderDropSlowsNothing) {
+  if (ringroute::testing::Rsyslog::program().empty()) GTEST_SKIP() << "rsyslogd is not installed (scripts/test installs it)";
+  Dir dir;
+  const std::string ring = dir.unique("net");
+  cleanup(ring);
+  ringroute::testing::TempDir syslog_dir("run-rsyslog");
+  const std::uint16_t syslog_port = ringroute::testing::free_port();
+  ringroute::testing::Rsyslog rsyslog(syslog_dir, "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
+                                                      std::to_string(syslog_port) + "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(syslog_port)) << rsyslog.log();
+  ringroute::testing::HttpReceiver http;
+  const std::uint16_t dead_port = ringroute::testing::free_port();
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {R"({"name": "syslog", "type": "socket", "options": {"url": "syslog+tcp://127.0.0.1:)" +
+                              std::to_string(syslog_port) + R"(", "max_connections": 1}, "bindings": [{"verbosity": "trace"}]})",
+                          R"({"name": "http", "type": "http", "options": {"url": ")" + http.url("/edr") +
+                              R"(", "batch": {"max_events": 500}}, "bindings": [{"verbosity": "trace"}]})",
+                          R"({"name": "dead", "type": "http", "options": {"url": "http://127.0.0.1:)" +
+                              std::to_string(dead_port) +
+                              R"(/", "queue": {"max_events": 1000, "when_full": "drop"}}, "bindings": [{"verbosity": "trace"}]})"}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  constexpr int kEvents = 10000;
+  const pid_t a = spawn_producer(ring, 0, kEvents), b = spawn_producer(ring, 1, kEvents);
+  ASSERT_EQ(wait_child(a), 0);
+  ASSERT_EQ(wait_child(b), 0);
+  wait_drained(ring);
+  const std::string json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(router.stop(), 0);
+
+  // Syslog: rsyslog's parse of each message; MSG is the json document.
+  const auto lines = ringroute::testing::wait_for_lines(rsyslog.output(), 2 * kEvents);
+  ASSERT_EQ(lines.size(), 2u * kEvents) << rsyslog.log();
+  {
+    std::ofstream messages(dir / "syslog-msg.ndjson");
+    simdjson::dom::parser parser;
+    for (const auto& line : lines) {
+      simdjson::dom::element doc = parser.parse(line);
+      EXPECT_EQ(std::string_view(doc["version"]), "1");
+      messages << std::string_view(doc["msg"]) << "\n";
+    }
+  }
+  std::map<int, int> last{{0, -1}, {1, -1}};
+  for (auto [k, i] : read_events({dir / "syslog-msg.ndjson"})) {
+    ASSERT_EQ(i, last[k] + 1) << "syslog: producer " << k;  // every event, once, in order
+    last[k] = i;
+  }
+  EXPECT_EQ(last[0], kEvents - 1);
+  EXPECT_EQ(last[1], kEvents - 1);
+
+  // HTTP: NDJSON bodies of at most 500 events; every event once.
+  {
+    std::ofstream bodies(dir / "http-bodies.ndjson");
+    for (const auto& request : http.requests()) {
+      EXPECT_EQ(request.target, "/edr");
+      EXPECT_LE(std::count(request.body.begin(), request.body.end(), '\n'), 500);
+      bodies << request.body;
+    }
+  }
+  auto events = read_events({dir / "http-bodies.ndjson"});
+  std::sort(events.begin(), events.end());
+  ASSERT_EQ(events.size(), 2u * kEvents);
+  EXPECT_EQ(std::adjacent_find(events.begin(), events.end()), events.end());
+
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  const auto dead = doc["backends"].at(2);
+  EXPECT_EQ(std::string_view(dead["name"]), "dead");
+  EXPECT_EQ(uint64_t(dead["sent"]), 0u);
+  EXPECT_GT(uint64_t(dead["connect_failures"]), 0u);
+  EXPECT_GT(uint64_t(dead["dropped"]["queue_full"]), 0u);
+  EXPECT_EQ(uint64_t(doc["backends"].at(0)["connects"]), 1u);
   cleanup(ring);
 }
 
