@@ -1,16 +1,24 @@
-// The json formatter per event, and the file sink's two submission styles
-// (write(2) and io_uring) per batch, to tmpfs and to the disk under /tmp.
+// The json formatter and the syslog encoder per event; the file sink's two
+// submission styles (write(2) and io_uring) per batch, to tmpfs and to the
+// disk under /tmp; the socket sink to a TCP receiver that discards; the HTTP
+// sink to nginx answering 204 (started by the benchmark when installed).
 #include <benchmark/benchmark.h>
 
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "ringroute/event/event.hpp"
 #include "ringroute/ingest/event_json.hpp"
+#include "peers.hpp"
+#include "ringroute/sinks/event_encoder.hpp"
 #include "ringroute/sinks/file_sink.hpp"
+#include "ringroute/sinks/http_sink.hpp"
+#include "ringroute/sinks/socket_sink.hpp"
 #include "ringroute/sinks/json_formatter.hpp"
 
 namespace {
@@ -82,6 +90,156 @@ BENCHMARK(BM_FileSinkBatch)
     ->Args({1, 1})
     ->Args({0, 0})
     ->Args({1, 0})
+    ->UseRealTime();
+
+void BM_SyslogEncode(benchmark::State& state) {
+  SampleEvent sample;
+  sinks::EncodeOptions options;
+  options.wrap = sinks::Wrap::syslog;
+  sinks::EventEncoder encoder(options);
+  sinks::ByteBuffer out(1 << 20);
+  for (auto _ : state) {
+    if (out.size() > (1 << 20) - 4096) out.clear();
+    encoder.encode(sample.view, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SyslogEncode);
+
+// A batch of `count` events as the router hands it to a sink.
+void fill_batch(sinks::Batch& batch, const sinks::EncodeOptions& options, int count) {
+  SampleEvent sample;
+  sinks::EventEncoder encoder(options);
+  batch.reset();
+  for (int i = 0; i < count; ++i) {
+    encoder.encode(sample.view, batch.bytes);
+    batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
+  }
+  batch.events = static_cast<std::uint32_t>(count);
+}
+
+// A TCP receiver on 127.0.0.1 that reads and discards: the sink's own cost,
+// with the kernel's loopback copy.
+class DiscardReceiver {
+ public:
+  DiscardReceiver() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listener_, 16);
+    socklen_t length = sizeof address;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] {
+      std::vector<std::thread> readers;
+      for (;;) {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) break;
+        readers.emplace_back([fd] {
+          std::vector<char> buffer(1 << 20);
+          while (::recv(fd, buffer.data(), buffer.size(), 0) > 0) {
+          }
+          ::close(fd);
+        });
+      }
+      for (auto& r : readers) r.join();
+    });
+  }
+  ~DiscardReceiver() {
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    thread_.join();
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+ private:
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// Syslog over TCP, octet counting, batches of 1000 (~500 KB).
+void BM_SyslogTcpToDiscard(benchmark::State& state) {
+  std::optional<DiscardReceiver> receiver(std::in_place);
+  sinks::EncodeOptions options;
+  options.wrap = sinks::Wrap::syslog;
+  sinks::Batch batch;
+  fill_batch(batch, options, 1000);
+  {
+    sinks::SocketSink sink({.url = "syslog+tcp://127.0.0.1:" + std::to_string(receiver->port()),
+                            .max_connections = static_cast<std::uint32_t>(state.range(0))});
+    std::string why;
+    for (auto _ : state) {
+      batch.end += 1000;  // a new batch each time, not a retry of the last
+      if (sink.write(batch, why) != sinks::Outcome::ok) state.SkipWithError(why.c_str());
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * 1000);
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(batch.bytes.size()));
+}
+BENCHMARK(BM_SyslogTcpToDiscard)->ArgName("max_connections")->Arg(1)->Arg(4)->UseRealTime();
+
+// nginx on 127.0.0.1 answering 204 to everything, one worker, keep-alive.
+class Nginx {
+ public:
+  Nginx() : dir_("bench-nginx") {
+    const std::string program = testing::find_program("nginx");
+    if (program.empty()) return;
+    port_ = testing::free_port();
+    std::filesystem::create_directories(dir_ / "tmp");
+    std::ofstream(dir_ / "nginx.conf")
+        << (::geteuid() == 0 ? "user root;\n" : "") << "worker_processes 1;\ndaemon off;\npid " << (dir_ / "nginx.pid")
+        << ";\nerror_log " << (dir_ / "error.log") << ";\nevents { worker_connections 1024; }\n"
+        << "http {\n  access_log off;\n  client_max_body_size 0;\n  client_body_buffer_size 4m;\n"
+        << "  keepalive_requests 100000000;\n  client_body_temp_path " << (dir_ / "tmp") << ";\n"
+        << "  proxy_temp_path " << (dir_ / "tmp") << ";\n  fastcgi_temp_path " << (dir_ / "tmp") << ";\n"
+        << "  server {\n    listen 127.0.0.1:" << port_ << ";\n    location / { return 204; }\n  }\n}\n";
+    child_.start({program, "-p", dir_.path(), "-e", dir_ / "error.log", "-c", dir_ / "nginx.conf"}, dir_ / "out.log");
+    for (int i = 0; i < 300 && !testing::tcp_accepts(port_); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!testing::tcp_accepts(port_)) port_ = 0;
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::string error_log() const { return testing::read_text(dir_ / "error.log"); }
+
+ private:
+  testing::TempDir dir_;
+  testing::Child child_;
+  std::uint16_t port_ = 0;
+};
+
+// range(0): events per request (1: Kazoo's one event per request).
+void BM_HttpToNginx(benchmark::State& state) {
+  Nginx nginx;
+  if (nginx.port() == 0) {
+    state.SkipWithError("nginx is not installed or did not start");
+    return;
+  }
+  const int per_request = static_cast<int>(state.range(0));
+  sinks::Batch batch;
+  fill_batch(batch, {}, 1000);
+  sinks::HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(nginx.port()) + "/edr",
+                        .max_connections = static_cast<std::uint32_t>(state.range(1)),
+                        .batched = per_request > 1,
+                        .max_events = static_cast<std::uint32_t>(per_request),
+                        .max_bytes = 64ull << 20});
+  std::string why;
+  for (auto _ : state) {
+    batch.end += 1000;
+    if (sink.write(batch, why) != sinks::Outcome::ok) {
+      state.SkipWithError((why + " / " + nginx.error_log()).c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * 1000);
+}
+BENCHMARK(BM_HttpToNginx)
+    ->ArgNames({"per_request", "max_connections"})
+    ->Args({1000, 1})
+    ->Args({1, 1})
+    ->Args({1, 8})
     ->UseRealTime();
 
 }  // namespace
