@@ -1,0 +1,125 @@
+// The syslog encoder on arbitrary events (any bytes in every string field
+// and the body): each frame must be an RFC 6587 octet-counted RFC 5424
+// message whose count is exact, whose header fields are PRINTUSASCII tokens
+// within their length limits, and whose structured data closes properly.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+#include <vector>
+
+#include "ringroute/event/event.hpp"
+#include "ringroute/sinks/event_encoder.hpp"
+
+namespace {
+
+void check(bool ok) {
+  if (!ok) std::abort();
+}
+
+// One header field: 1..max PRINTUSASCII bytes, then a space.
+std::string_view field(std::string_view& rest, std::size_t max) {
+  const std::size_t space = rest.find(' ');
+  check(space != std::string_view::npos && space >= 1 && space <= max);
+  const std::string_view value = rest.substr(0, space);
+  for (char c : value) check(static_cast<unsigned char>(c) >= 33 && static_cast<unsigned char>(c) <= 126);
+  rest.remove_prefix(space + 1);
+  return value;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace ringroute;
+  if (size < 4) return 0;
+  const std::uint8_t flags = data[0];
+  event::EventInput in;
+  in.severity = static_cast<event::Severity>(data[1] % 3);
+  in.verbosity = static_cast<event::Verbosity>(data[2] % 6);
+  in.timestamp_ns = static_cast<std::int64_t>(data[3]) * 7'919'000'000'123LL - 1'000'000'000'000'000'000LL;
+  std::string_view rest(reinterpret_cast<const char*>(data + 4), size - 4);
+  std::vector<std::string_view> parts;
+  for (std::size_t at; (at = rest.find('\xff')) != std::string_view::npos && parts.size() < event::kStringFieldCount;) {
+    parts.push_back(rest.substr(0, at));
+    rest.remove_prefix(at + 1);
+  }
+  in.body = rest;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (!parts[i].empty()) in.set(static_cast<event::StringField>(i), parts[i]);
+  }
+  const std::vector<std::string_view> tree;
+  const std::size_t bytes = event::encoded_size(in, tree);
+  if (bytes == 0) return 0;
+  std::vector<std::byte> record(bytes);
+  event::encode(in, tree, false, record.data());
+  event::EventView view;
+  check(event::decode(record, view) == event::DecodeError::none);
+
+  sinks::EncodeOptions options;
+  options.wrap = sinks::Wrap::syslog;
+  options.structured_data = flags & 1;
+  options.json.pretty = flags & 2;
+  options.facility = static_cast<std::uint8_t>(flags >> 3);  // 0..31 covers every facility and more
+  if (options.facility > 23) options.facility = 23;
+  sinks::EventEncoder encoder(options);
+  sinks::ByteBuffer out;
+  encoder.encode(view, out);
+  encoder.encode(view, out);  // twice: the second frame starts where the first ends
+
+  std::string_view frames = out.view();
+  for (int frame = 0; frame < 2; ++frame) {
+    const std::size_t space = frames.find(' ');
+    check(space != std::string_view::npos && space > 0 && space < 12);
+    std::size_t length = 0;
+    for (char c : frames.substr(0, space)) {
+      check(c >= '0' && c <= '9');
+      length = length * 10 + static_cast<std::size_t>(c - '0');
+    }
+    check(frames.size() >= space + 1 + length);
+    std::string_view message = frames.substr(space + 1, length);
+    frames.remove_prefix(space + 1 + length);
+
+    check(message.size() > 4 && message[0] == '<');
+    const std::size_t close = message.find('>');
+    check(close >= 2 && close <= 4);
+    unsigned pri = 0;
+    for (char c : message.substr(1, close - 1)) pri = pri * 10 + static_cast<unsigned>(c - '0');
+    check(pri == options.facility * 8u + sinks::syslog_severity(in.severity, in.verbosity));
+    message.remove_prefix(close + 1);
+    check(message.substr(0, 2) == "1 ");
+    message.remove_prefix(2);
+    check(field(message, 32).size() == 27);  // timestamp with microseconds and Z
+    field(message, 255);                      // hostname
+    field(message, 48);                       // app-name
+    check(field(message, 128) == "-");        // procid
+    field(message, 32);                       // msgid
+    if (message.substr(0, 2) == "- ") {
+      message.remove_prefix(2);
+    } else {
+      // [id param="value" ...]: inside quotes only \" \\ \] are escapes.
+      check(!message.empty() && message[0] == '[');
+      bool quoted = false;
+      std::size_t i = 1;
+      for (; i < message.size(); ++i) {
+        const char c = message[i];
+        if (quoted && c == '\\') {
+          check(i + 1 < message.size());
+          const char next = message[i + 1];
+          check(next == '"' || next == '\\' || next == ']');
+          ++i;
+        } else if (c == '"') {
+          quoted = !quoted;
+        } else if (!quoted && c == ']') {
+          break;
+        } else {
+          check(quoted || c != '[');
+        }
+      }
+      check(i + 1 < message.size() && message[i + 1] == ' ');
+      message.remove_prefix(i + 2);
+    }
+    check(!message.empty());  // MSG: the json document, never empty
+  }
+  check(frames.empty());
+  return 0;
+}
