@@ -113,6 +113,10 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (root["timeout"].get(n) == simdjson::SUCCESS) o.timeout = std::chrono::milliseconds(n);
     if (root["max_connections"].get(n) == simdjson::SUCCESS) o.max_connections = static_cast<std::uint32_t>(n);
     read_if(root, "gzip", o.gzip);
+    if (root["ca_file"].get(text) == simdjson::SUCCESS) o.ca_file = std::string(text);
+    if (root["cert_file"].get(text) == simdjson::SUCCESS) o.cert_file = std::string(text);
+    if (root["key_file"].get(text) == simdjson::SUCCESS) o.key_file = std::string(text);
+    if (root["server_name"].get(text) == simdjson::SUCCESS) o.server_name = std::string(text);
     simdjson::dom::element batch;
     if (root["batch"].get(batch) == simdjson::SUCCESS) {
       o.batched = true;
@@ -132,6 +136,10 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (root["connect_timeout"].get(n) == simdjson::SUCCESS) o.connect_timeout = std::chrono::milliseconds(n);
     if (root["timeout"].get(n) == simdjson::SUCCESS) o.timeout = std::chrono::milliseconds(n);
     o.strip_newline = root["format"].get(text) == simdjson::SUCCESS && text == "ndjson";
+    if (root["ca_file"].get(text) == simdjson::SUCCESS) o.ca_file = std::string(text);
+    if (root["cert_file"].get(text) == simdjson::SUCCESS) o.cert_file = std::string(text);
+    if (root["key_file"].get(text) == simdjson::SUCCESS) o.key_file = std::string(text);
+    if (root["server_name"].get(text) == simdjson::SUCCESS) o.server_name = std::string(text);
     return std::make_unique<SocketSink>(std::move(o));
   }
   throw std::runtime_error("backend type \"" + std::string(type) +

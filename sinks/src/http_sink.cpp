@@ -22,6 +22,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "net.hpp"
+#include "tls.hpp"
 #include "ringroute/perf/block.hpp"
 #include "uring_loop.hpp"
 
@@ -30,7 +31,9 @@ namespace http = boost::beast::http;
 
 namespace {
 
-constexpr std::uint64_t kConnectOp = 0, kSendOp = 1, kReceiveOp = 2;
+constexpr std::uint64_t kConnectOp = 0, kSendOp = 1, kReceiveOp = 2, kHandshakeSendOp = 3, kHandshakeReceiveOp = 4;
+constexpr std::uint64_t kOps = 8;  // tag = connection * kOps + op
+constexpr std::size_t kTlsChunk = 256 * 1024;  // plaintext encrypted per round
 constexpr std::size_t kReceiveChunk = 16 * 1024;
 constexpr std::size_t kLoggedBodyBytes = 200;
 
@@ -103,22 +106,33 @@ struct HttpSink::Connection {
   std::vector<char> in = std::vector<char>(kReceiveChunk);
   std::size_t in_used = 0;  // unparsed bytes at the front of `in`
   std::optional<http::response_parser<http::string_body>> parser;
+  // https: the session, its ciphertext sent so far, the plaintext that
+  // ciphertext carries, and ciphertext received.
+  std::unique_ptr<TlsConnection> tls;
+  std::size_t cipher_sent = 0, tls_chunk = 0;
+  std::vector<char> cipher_in = std::vector<char>(kReceiveChunk);
 };
 
 HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   std::string why;
   const auto url = parse_url(options_.url, why);
   if (!url) throw std::runtime_error("http sink: " + why);
-  if (url->scheme == "https") {
-    throw std::runtime_error("http sink: https:// is not in this build yet (TLS is the next step of the http sink); "
-                             "use http:// or disable the backend");
-  }
-  if (url->scheme != "http") throw std::runtime_error("http sink: unknown URL scheme \"" + url->scheme + "\"");
+  if (url->scheme == "https") port_ = 443;
+  if (url->scheme != "http" && url->scheme != "https") throw std::runtime_error("http sink: unknown URL scheme \"" + url->scheme + "\"");
   host_ = url->host;
   if (url->port != 0) port_ = url->port;
   const std::string bracketed = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
-  host_header_ = url->port != 0 && url->port != 80 ? bracketed + ":" + std::to_string(port_) : bracketed;
-  where_ = "http://" + bracketed + ":" + std::to_string(port_);
+  const std::uint16_t default_port = url->scheme == "https" ? 443 : 80;
+  host_header_ = url->port != 0 && url->port != default_port ? bracketed + ":" + std::to_string(port_) : bracketed;
+  where_ = url->scheme + "://" + bracketed + ":" + std::to_string(port_);
+  if (url->scheme == "https") {
+    try {
+      tls_ = std::make_unique<TlsContext>(
+          TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("http sink " + where_ + ": " + e.what());
+    }
+  }
   target_ = url->path;
   for (char& c : options_.method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   bool user_authorization = false;
@@ -153,6 +167,8 @@ void HttpSink::close_connection(Connection& c) noexcept {
   c.busy = false;
   c.in_used = 0;
   c.parser.reset();
+  c.tls.reset();
+  c.cipher_sent = c.tls_chunk = 0;
 }
 
 void HttpSink::plan_requests(const Batch& batch) {
@@ -234,6 +250,32 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
   };
   auto send_next = [&](std::size_t index) {
     Connection& c = *connections_[index];
+    if (c.tls) {
+      std::string& cipher = c.tls->outgoing();
+      if (c.cipher_sent == cipher.size()) {
+        // All ciphertext out: encrypt the next stretch of head and body.
+        cipher.clear();
+        c.cipher_sent = 0;
+        c.tls_chunk = 0;
+        const std::size_t total = c.head.size() + c.body.size();
+        while (c.tls_chunk < kTlsChunk && c.sent + c.tls_chunk < total) {
+          const std::size_t at = c.sent + c.tls_chunk;
+          const std::string_view piece = at < c.head.size()
+                                             ? std::string_view(c.head).substr(at)
+                                             : c.body.substr(at - c.head.size(), kTlsChunk - c.tls_chunk);
+          std::string reason;
+          const std::size_t taken = c.tls->encrypt(piece, reason);
+          if (taken == 0) {
+            fail(index, reason);
+            return;
+          }
+          c.tls_chunk += taken;
+        }
+      }
+      loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent, index * kOps + kSendOp,
+                  options_.timeout);
+      return;
+    }
     std::size_t iovs = 0;
     if (c.sent < c.head.size()) {
       c.iov[iovs++] = {c.head.data() + c.sent, c.head.size() - c.sent};
@@ -245,11 +287,40 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     c.message = {};
     c.message.msg_iov = c.iov;
     c.message.msg_iovlen = iovs;
-    loop_->sendmsg(c.fd, &c.message, index * 4 + kSendOp, options_.timeout);
+    loop_->sendmsg(c.fd, &c.message, index * kOps + kSendOp, options_.timeout);
   };
   auto receive_next = [&](std::size_t index) {
     Connection& c = *connections_[index];
-    loop_->recv(c.fd, c.in.data() + c.in_used, c.in.size() - c.in_used, index * 4 + kReceiveOp, options_.timeout);
+    if (c.tls) {
+      loop_->recv(c.fd, c.cipher_in.data(), c.cipher_in.size(), index * kOps + kReceiveOp, options_.timeout);
+    } else {
+      loop_->recv(c.fd, c.in.data() + c.in_used, c.in.size() - c.in_used, index * kOps + kReceiveOp,
+                  options_.timeout);
+    }
+  };
+  auto handshake = [&](std::size_t index) {
+    Connection& c = *connections_[index];
+    std::string reason;
+    switch (c.tls->handshake(reason)) {
+      case TlsConnection::Step::send: {
+        const std::string& cipher = c.tls->outgoing();
+        loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent,
+                    index * kOps + kHandshakeSendOp, options_.connect_timeout);
+        return;
+      }
+      case TlsConnection::Step::receive:
+        loop_->recv(c.fd, c.cipher_in.data(), c.cipher_in.size(), index * kOps + kHandshakeReceiveOp,
+                    options_.connect_timeout);
+        return;
+      case TlsConnection::Step::done:
+        if (counters_) counters_->connects.add(1);
+        send_next(index);
+        return;
+      case TlsConnection::Step::failed:
+        if (counters_) counters_->connect_failures.add(1);
+        fail(index, "TLS handshake with " + where_ + " failed: " + reason);
+        return;
+    }
   };
   // Gives an idle connection the next pending request; false when none is left.
   auto dispatch = [&](std::size_t index) -> bool {
@@ -261,20 +332,35 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     requests_[next].state = Request::State::sending;
     c.busy = true;
     build(c, batch, requests_[next]);
-    c.parser.emplace();
-    c.in_used = 0;
-    c.parser->body_limit(1 << 20);
-    c.parser->eager(true);
-    if (c.fd >= 0) {
+    if (c.fd >= 0 && !c.tls) {
       // A keep-alive connection the server closed while idle is readable
       // (EOF): a server never sends between responses.
       char byte;
       const ssize_t n = ::recv(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-        ::close(c.fd);
-        c.fd = -1;
+      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) close_connection(c);
+    } else if (c.fd >= 0) {
+      // Over TLS an idle server may still send session tickets; what else
+      // waits (close_notify, EOF, stray bytes) ends the connection.
+      char buffer[4096];
+      bool gone = false;
+      for (;;) {
+        const ssize_t n = ::recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n > 0) {
+          c.tls->incoming(buffer, static_cast<std::size_t>(n));
+          continue;
+        }
+        gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        break;
       }
+      if (!gone && c.tls->decrypt(buffer, sizeof buffer) != 0) gone = true;
+      if (gone) close_connection(c);
     }
+    c.busy = true;
+    c.parser.emplace();
+    c.in_used = 0;
+    c.parser->body_limit(1 << 20);
+    c.parser->eager(true);
+
     if (c.fd >= 0) {
       send_next(index);
       return true;
@@ -294,7 +380,7 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     const int one = 1;
     ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     loop_->connect(c.fd, reinterpret_cast<const sockaddr*>(&address->storage), address->length,
-                   index * 4 + kConnectOp, options_.connect_timeout);
+                   index * kOps + kConnectOp, options_.connect_timeout);
     return true;
   };
   auto finish_response = [&](std::size_t index) {
@@ -337,9 +423,9 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     if (!dispatch(i)) break;
   }
   loop_->run([&](std::uint64_t tag, int result) {
-    const std::size_t index = tag / 4;
+    const std::size_t index = tag / kOps;
     Connection& c = *connections_[index];
-    switch (tag % 4) {
+    switch (tag % kOps) {
       case kConnectOp:
         if (result < 0) {
           if (counters_) {
@@ -349,8 +435,34 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
           fail(index, "connect to " + where_ + ": " + error_text(result));
           return;
         }
+        if (tls_) {
+          c.tls = std::make_unique<TlsConnection>(*tls_);
+          handshake(index);
+          return;
+        }
         if (counters_) counters_->connects.add(1);
         send_next(index);
+        return;
+      case kHandshakeSendOp:
+      case kHandshakeReceiveOp:
+        if (result <= 0) {
+          if (counters_) {
+            counters_->connect_failures.add(1);
+            if (result == -ECANCELED) counters_->timeouts.add(1);
+          }
+          fail(index, "TLS handshake with " + where_ + " failed: " + error_text(result));
+          return;
+        }
+        if (tag % kOps == kHandshakeSendOp) {
+          c.cipher_sent += static_cast<std::size_t>(result);
+          if (c.cipher_sent == c.tls->outgoing().size()) {
+            c.tls->outgoing().clear();
+            c.cipher_sent = 0;
+          }
+        } else {
+          c.tls->incoming(c.cipher_in.data(), static_cast<std::size_t>(result));
+        }
+        handshake(index);
         return;
       case kSendOp:
         if (result <= 0) {
@@ -358,7 +470,17 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
           fail(index, "send to " + where_ + ": " + error_text(result));
           return;
         }
-        c.sent += static_cast<std::size_t>(result);
+        if (c.tls) {
+          c.cipher_sent += static_cast<std::size_t>(result);
+          if (c.cipher_sent < c.tls->outgoing().size()) {
+            send_next(index);
+            return;
+          }
+          c.sent += c.tls_chunk;  // that plaintext is wholly with the kernel now
+          c.tls_chunk = 0;
+        } else {
+          c.sent += static_cast<std::size_t>(result);
+        }
         if (c.sent < c.head.size() + c.body.size()) {
           send_next(index);
         } else {
@@ -367,6 +489,28 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
         return;
       default: {
         boost::system::error_code ec;
+        if (c.tls && result > 0) {
+          // Ciphertext in, plaintext out to where the parser reads.
+          c.tls->incoming(c.cipher_in.data(), static_cast<std::size_t>(result));
+          std::size_t plain = 0;
+          for (;;) {
+            if (c.in_used + plain == c.in.size()) c.in.resize(c.in.size() * 2);
+            const long n = c.tls->decrypt(c.in.data() + c.in_used + plain, c.in.size() - c.in_used - plain);
+            if (n > 0) {
+              plain += static_cast<std::size_t>(n);
+              continue;
+            }
+            if (n < 0 && plain == 0) result = 0;  // close_notify or a broken stream: as EOF
+            break;
+          }
+          if (result != 0) {
+            if (plain == 0) {
+              receive_next(index);  // a record not yet whole, or only a session ticket
+              return;
+            }
+            result = static_cast<int>(plain);
+          }
+        }
         if (result <= 0) {
           if (result == 0 && c.parser->need_eof()) {
             c.parser->put_eof(ec);

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "net.hpp"
+#include "tls.hpp"
 #include "ringroute/perf/block.hpp"
 #include "uring_loop.hpp"
 
@@ -20,7 +21,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint64_t kConnectOp = 0, kSendOp = 1;
+constexpr std::uint64_t kConnectOp = 0, kSendOp = 1, kHandshakeSendOp = 2, kHandshakeReceiveOp = 3;
+constexpr std::uint64_t kOps = 4;  // tag = connection * kOps + op
+constexpr std::size_t kTlsChunk = 256 * 1024;  // plaintext encrypted per round
 constexpr std::size_t kDatagramChain = 64;
 
 std::string error_text(int negative_errno) {
@@ -45,8 +48,8 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
   } else if (scheme == "unixgram") {
     kind_ = Kind::unix_datagram;
   } else if (scheme == "syslog+tls") {
-    throw std::runtime_error("socket sink: syslog+tls:// is not in this build yet (TLS is the next step of the socket "
-                             "sink); use syslog+tcp:// or disable the backend");
+    kind_ = Kind::tls;
+    port_ = 6514;
   } else {
     throw std::runtime_error("socket sink: unknown URL scheme \"" + scheme + "\"");
   }
@@ -60,6 +63,14 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
     where_ = (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_);
   }
   if (options_.max_connections == 0) options_.max_connections = 1;
+  if (kind_ == Kind::tls) {
+    try {
+      tls_ = std::make_unique<TlsContext>(
+          TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("socket sink " + where_ + ": " + e.what());
+    }
+  }
   loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
 }
 
@@ -78,6 +89,8 @@ void SocketSink::close_connection(Connection& c) noexcept {
   c.fd = -1;
   c.connected = false;
   c.busy = false;
+  c.tls.reset();
+  c.cipher_sent = c.tls_chunk = 0;
 }
 
 void SocketSink::start_batch(const Batch& batch) {
@@ -142,7 +155,54 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
 
   auto send_next = [&](std::size_t index) {
     Connection& c = connections_[index];
-    loop_->send(c.fd, c.bytes.data() + c.sent, c.bytes.size() - c.sent, index * 2 + kSendOp, options_.timeout);
+    if (!c.tls) {
+      loop_->send(c.fd, c.bytes.data() + c.sent, c.bytes.size() - c.sent, index * kOps + kSendOp, options_.timeout);
+      return;
+    }
+    std::string& cipher = c.tls->outgoing();
+    if (c.cipher_sent == cipher.size()) {
+      // All ciphertext out: encrypt the next chunk of the part.
+      cipher.clear();
+      c.cipher_sent = 0;
+      std::string reason;
+      const std::size_t chunk = std::min(kTlsChunk, c.bytes.size() - c.sent);
+      c.tls_chunk = c.tls->encrypt(c.bytes.substr(c.sent, chunk), reason);
+      if (c.tls_chunk == 0) {
+        fail(index, reason);
+        return;
+      }
+    }
+    loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent, index * kOps + kSendOp,
+                options_.timeout);
+  };
+
+  // The TLS handshake after connect: its records go out and come in through
+  // the loop; data follows once it is done.
+  auto handshake = [&](std::size_t index) {
+    Connection& c = connections_[index];
+    std::string reason;
+    switch (c.tls->handshake(reason)) {
+      case TlsConnection::Step::send: {
+        const std::string& cipher = c.tls->outgoing();
+        loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent,
+                    index * kOps + kHandshakeSendOp, options_.connect_timeout);
+        return;
+      }
+      case TlsConnection::Step::receive:
+        c.handshake_in.resize(16 * 1024);
+        loop_->recv(c.fd, c.handshake_in.data(), c.handshake_in.size(), index * kOps + kHandshakeReceiveOp,
+                    options_.connect_timeout);
+        return;
+      case TlsConnection::Step::done:
+        if (counters_) counters_->connects.add(1);
+        c.connected = true;
+        send_next(index);
+        return;
+      case TlsConnection::Step::failed:
+        if (counters_) counters_->connect_failures.add(1);
+        fail(index, "TLS handshake with " + where_ + " failed: " + reason);
+        return;
+    }
   };
 
   auto begin_part = [&](std::size_t index) -> bool {
@@ -154,7 +214,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     c.bytes = batch.events_bytes(first, last);
     c.busy = true;
     c.last_used = started;
-    if (c.fd >= 0) {
+    if (c.fd >= 0 && !c.tls) {
       // A receiver that closed the connection while it sat idle shows as
       // readable (EOF or RST): syslog receivers never send, so any byte
       // waiting means the stream is gone. Sending on it would hand events
@@ -162,6 +222,27 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       char byte;
       const ssize_t n = ::recv(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) close_connection(c);
+      c.busy = true;
+    } else if (c.fd >= 0) {
+      // Over TLS the peer does send: session tickets (TLS 1.3) and, when it
+      // leaves, close_notify. Read what waits; a close or EOF ends it.
+      char buffer[4096];
+      bool gone = false;
+      for (;;) {
+        const ssize_t n = ::recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n > 0) {
+          c.tls->incoming(buffer, static_cast<std::size_t>(n));
+          continue;
+        }
+        gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        break;
+      }
+      while (!gone) {
+        const long plain = c.tls->decrypt(buffer, sizeof buffer);
+        if (plain == 0) break;
+        gone = plain < 0;
+      }
+      if (gone) close_connection(c);
       c.busy = true;
     }
     if (c.fd >= 0) {
@@ -182,39 +263,78 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       fail(index, std::string("socket: ") + std::strerror(errno));
       return false;
     }
-    if (kind_ == Kind::tcp) {
+    if (kind_ == Kind::tcp || kind_ == Kind::tls) {
       const int one = 1;
       ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     loop_->connect(c.fd, reinterpret_cast<const sockaddr*>(&address->storage), address->length,
-                   index * 2 + kConnectOp, options_.connect_timeout);
+                   index * kOps + kConnectOp, options_.connect_timeout);
     return true;
   };
 
   for (std::size_t i = 0; i < active_ && next_part < pending_.size(); ++i) begin_part(i);
   loop_->run([&](std::uint64_t tag, int result) {
-    const std::size_t index = tag / 2;
+    const std::size_t index = tag / kOps;
     Connection& c = connections_[index];
-    if (tag % 2 == kConnectOp) {
-      if (result < 0) {
-        if (counters_) {
-          counters_->connect_failures.add(1);
-          if (result == -ECANCELED) counters_->timeouts.add(1);
+    switch (tag % kOps) {
+      case kConnectOp:
+        if (result < 0) {
+          if (counters_) {
+            counters_->connect_failures.add(1);
+            if (result == -ECANCELED) counters_->timeouts.add(1);
+          }
+          fail(index, "connect to " + where_ + ": " + error_text(result));
+          return;
         }
-        fail(index, "connect to " + where_ + ": " + error_text(result));
+        if (tls_) {
+          c.tls = std::make_shared<TlsConnection>(*tls_);
+          handshake(index);
+          return;
+        }
+        c.connected = true;
+        if (counters_) counters_->connects.add(1);
+        send_next(index);
         return;
-      }
-      c.connected = true;
-      if (counters_) counters_->connects.add(1);
-      send_next(index);
-      return;
+      case kHandshakeSendOp:
+      case kHandshakeReceiveOp:
+        if (result <= 0) {
+          if (counters_) {
+            counters_->connect_failures.add(1);
+            if (result == -ECANCELED) counters_->timeouts.add(1);
+          }
+          fail(index, "TLS handshake with " + where_ + " failed: " + error_text(result));
+          return;
+        }
+        if (tag % kOps == kHandshakeSendOp) {
+          c.cipher_sent += static_cast<std::size_t>(result);
+          if (c.cipher_sent == c.tls->outgoing().size()) {
+            c.tls->outgoing().clear();
+            c.cipher_sent = 0;
+          }
+        } else {
+          c.tls->incoming(c.handshake_in.data(), static_cast<std::size_t>(result));
+        }
+        handshake(index);
+        return;
+      default:
+        break;
     }
     if (result <= 0) {
       if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
       fail(index, "send to " + where_ + ": " + error_text(result));
       return;
     }
-    c.sent += static_cast<std::size_t>(result);
+    if (c.tls) {
+      c.cipher_sent += static_cast<std::size_t>(result);
+      if (c.cipher_sent < c.tls->outgoing().size()) {
+        send_next(index);  // the rest of this chunk's ciphertext
+        return;
+      }
+      c.sent += c.tls_chunk;  // its plaintext is now wholly with the kernel
+      c.tls_chunk = 0;
+    } else {
+      c.sent += static_cast<std::size_t>(result);
+    }
     if (c.sent < c.bytes.size()) {
       send_next(index);  // a short send: the rest goes next
       return;

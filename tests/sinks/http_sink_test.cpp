@@ -312,11 +312,46 @@ TEST(HttpSink, BadOptionsAreClearErrors) {
   EXPECT_THROW(HttpSink({.url = "http://h/", .headers = {{"X-Bad", "a\r\nInjected: 1"}}}), std::runtime_error);
   EXPECT_THROW(HttpSink({.url = "http://h/", .headers = {{"Content-Length", "1"}}}), std::runtime_error);
   try {
-    HttpSink sink({.url = "https://127.0.0.1/"});
+    HttpSink sink({.url = "https://127.0.0.1/", .ca_file = "/nonexistent/ca.pem"});
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("https"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/ca.pem"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
+  testing::TempDir dir("https");
+  const testing::TestPki pki = testing::make_test_pki(dir);
+  ASSERT_TRUE(pki.ok()) << testing::read_text(dir / "openssl.log");
+  HttpReceiver receiver({}, 0, pki.server_cert, pki.server_key);
+
+  HttpSink wrong({.url = receiver.url(), .batched = true, .ca_file = pki.other_ca});
+  wrong.attach_counters(&counters_);
+  fill(batch_, 0, 10);
+  EXPECT_EQ(wrong.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("certificate verify failed"), std::string::npos) << why_;
+  EXPECT_EQ(counters_.connect_failures.read(), 1u);
+
+  // Batched (one large body in several TLS chunks) and one event per request
+  // over kept-alive TLS connections.
+  HttpSink batched({.url = "https://user:secret@localhost:" + std::to_string(receiver.port()) + "/tls",
+                    .batched = true, .max_events = 5000, .max_bytes = 64 << 20, .ca_file = pki.ca});
+  fill(batch_, 0, 3000);
+  ASSERT_EQ(batched.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  const HttpRequest r = receiver.requests()[0];
+  EXPECT_EQ(ids_in(r.body), expected_ids(0, 3000));
+  EXPECT_EQ(r.headers.at("authorization"), "Basic dXNlcjpzZWNyZXQ=");
+  EXPECT_EQ(r.headers.at("host"), "localhost:" + std::to_string(receiver.port()));
+
+  HttpSink single({.url = receiver.url(), .max_connections = 2, .ca_file = pki.ca});
+  single.attach_counters(&counters_);
+  fill(batch_, 0, 40);
+  ASSERT_EQ(single.write(batch_, why_), Outcome::ok) << why_;
+  fill(batch_, 40, 40);
+  ASSERT_EQ(single.write(batch_, why_), Outcome::ok) << why_;  // the same TLS sessions, kept alive
+  EXPECT_EQ(receiver.requests().size(), 81u);
+  EXPECT_EQ(counters_.connects.read(), 2u);
 }
 
 }  // namespace

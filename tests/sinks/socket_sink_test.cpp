@@ -302,14 +302,57 @@ TEST_F(SocketSinkRsyslog, UnixStreamAndUnixDatagram) {
   for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
 }
 
+TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedError) {
+  const testing::TestPki pki = testing::make_test_pki(dir_);
+  ASSERT_TRUE(pki.ok()) << testing::read_text(dir_ / "openssl.log");
+  const std::uint16_t port = testing::free_port();
+  Rsyslog rsyslog(dir_, "global(defaultNetstreamDriverCAFile=\"" + pki.ca + "\" defaultNetstreamDriverCertFile=\"" +
+                            pki.server_cert + "\" defaultNetstreamDriverKeyFile=\"" + pki.server_key + "\")\n" +
+                            "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" "
+                            "streamDriver.authMode=\"anon\")\n"
+                            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(port) +
+                            "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+
+  SocketSink wrong({.url = "syslog+tls://127.0.0.1:" + std::to_string(port), .ca_file = pki.other_ca});
+  wrong.attach_counters(&counters_);
+  fill(batch, options, 0, 10);
+  std::string why;
+  EXPECT_EQ(wrong.write(batch, why), Outcome::retry);
+  EXPECT_NE(why.find("certificate verify failed"), std::string::npos) << why;
+  EXPECT_EQ(counters_.connect_failures.read(), 1u);
+  EXPECT_EQ(counters_.connects.read(), 0u);
+
+  SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1, .ca_file = pki.ca});
+  sink.attach_counters(&counters_);
+  // Large enough that the ciphertext goes out in several chunks and sends.
+  for (std::size_t b = 0; b < 4; ++b) {
+    fill(batch, options, b * 1000, 1000);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  }
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 4000);
+  ASSERT_EQ(lines.size(), 4000u) << rsyslog.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+  EXPECT_EQ(counters_.connects.read(), 1u);
+
+  // The name in the certificate is checked: receiver.example is not in it.
+  SocketSink misnamed({.url = "syslog+tls://127.0.0.1:" + std::to_string(port), .ca_file = pki.ca,
+                       .server_name = "receiver.example"});
+  EXPECT_EQ(misnamed.write(batch, why), Outcome::retry);
+  EXPECT_NE(why.find("certificate verify failed"), std::string::npos) << why;
+}
+
 TEST(SocketSink, BadUrlsAreClearErrors) {
   EXPECT_THROW(SocketSink({.url = "unix://relative"}), std::runtime_error);
   EXPECT_THROW(SocketSink({.url = "syslog://host:99999"}), std::runtime_error);
   try {
-    SocketSink sink({.url = "syslog+tls://127.0.0.1"});
+    SocketSink sink({.url = "syslog+tls://127.0.0.1", .ca_file = "/nonexistent/ca.pem"});
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("tls"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/ca.pem"), std::string::npos) << e.what();
   }
 }
 

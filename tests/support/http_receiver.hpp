@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -41,8 +43,15 @@ class HttpReceiver {
  public:
   using Responder = std::function<HttpResponse(const HttpRequest&, std::size_t index)>;
 
-  // `port` 0: any free one.
-  explicit HttpReceiver(Responder responder = {}, std::uint16_t port = 0) : responder_(std::move(responder)) {
+  // `port` 0: any free one. With `cert`/`key`: HTTPS (TLS on every connection).
+  explicit HttpReceiver(Responder responder = {}, std::uint16_t port = 0, const std::string& cert = "",
+                        const std::string& key = "")
+      : responder_(std::move(responder)) {
+    if (!cert.empty()) {
+      tls_ = SSL_CTX_new(TLS_server_method());
+      SSL_CTX_use_certificate_chain_file(tls_, cert.c_str());
+      SSL_CTX_use_PrivateKey_file(tls_, key.c_str(), SSL_FILETYPE_PEM);
+    }
     listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const int one = 1;
     ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -68,11 +77,12 @@ class HttpReceiver {
     }
     for (auto& t : threads_) t.join();
     for (int fd : fds_) ::close(fd);
+    if (tls_ != nullptr) SSL_CTX_free(tls_);
   }
 
   [[nodiscard]] std::uint16_t port() const { return port_; }
   [[nodiscard]] std::string url(const std::string& path = "/") const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return std::string(tls_ != nullptr ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) + path;
   }
   [[nodiscard]] std::vector<HttpRequest> requests() const {
     std::lock_guard lock(mutex_);
@@ -93,7 +103,29 @@ class HttpReceiver {
   }
 
   void serve(int fd, std::size_t id) {
+    SSL* ssl = nullptr;
+    if (tls_ != nullptr) {
+      ssl = SSL_new(tls_);
+      SSL_set_fd(ssl, fd);
+      if (SSL_accept(ssl) != 1) {
+        SSL_free(ssl);
+        return close_fd(fd);
+      }
+    }
+    serve_stream(fd, id, ssl);
+    if (ssl != nullptr) SSL_free(ssl);
+  }
+
+  void serve_stream(int fd, std::size_t id, SSL* ssl) {
     namespace http = boost::beast::http;
+    auto receive = [&](char* data, std::size_t size) -> long {
+      if (ssl == nullptr) return ::recv(fd, data, size, 0);
+      return SSL_read(ssl, data, static_cast<int>(size));
+    };
+    auto send_all = [&](const std::string& text) -> bool {
+      if (ssl == nullptr) return ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
+      return SSL_write(ssl, text.data(), static_cast<int>(text.size())) == static_cast<int>(text.size());
+    };
     std::string buffer;
     char chunk[65536];
     for (;;) {
@@ -110,7 +142,7 @@ class HttpReceiver {
           if (parser.is_done()) break;
           if (used > 0 && !buffer.empty()) continue;
         }
-        const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+        const long n = receive(chunk, sizeof chunk);
         if (n <= 0) return close_fd(fd);
         buffer.append(chunk, static_cast<std::size_t>(n));
       }
@@ -133,7 +165,7 @@ class HttpReceiver {
       }
       const HttpResponse response = responder_ ? responder_(request, index) : HttpResponse{};
       if (response.hang) {
-        while (::recv(fd, chunk, sizeof chunk, 0) > 0) {
+        while (receive(chunk, sizeof chunk) > 0) {
         }
         return close_fd(fd);
       }
@@ -144,7 +176,7 @@ class HttpReceiver {
         text += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
       }
       text += "\r\n" + response.body;
-      if (::send(fd, text.data(), text.size(), MSG_NOSIGNAL) < 0 || response.close) return close_fd(fd);
+      if (!send_all(text) || response.close) return close_fd(fd);
     }
   }
   void close_fd(int fd) {
@@ -152,6 +184,7 @@ class HttpReceiver {
   }
 
   Responder responder_;
+  SSL_CTX* tls_ = nullptr;
   int listener_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};

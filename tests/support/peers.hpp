@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -196,5 +197,32 @@ class Rsyslog {
   const TempDir& dir_;
   Child child_;
 };
+
+// A test PKI made with the openssl command: a CA, a server certificate it
+// signed for localhost and 127.0.0.1, and a second CA that signed nothing
+// (the "wrong CA"). Empty when openssl is missing or failed.
+struct TestPki {
+  std::string ca, server_cert, server_key, other_ca;
+  [[nodiscard]] bool ok() const { return !ca.empty(); }
+};
+
+inline TestPki make_test_pki(const TempDir& dir) {
+  const std::string openssl = find_program("openssl");
+  if (openssl.empty()) return {};
+  std::ofstream(dir / "san.cnf") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+  const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  const std::string commands =
+      openssl + " req -x509" + ec + " -keyout " + (dir / "ca.key") + " -out " + (dir / "ca.crt") +
+      " -days 2 -subj /CN=ringroute-test-ca && " +
+      openssl + " req -x509" + ec + " -keyout " + (dir / "other.key") + " -out " + (dir / "other.crt") +
+      " -days 2 -subj /CN=ringroute-other-ca && " +
+      openssl + " req" + ec + " -keyout " + (dir / "server.key") + " -out " + (dir / "server.csr") +
+      " -subj /CN=localhost && " +
+      openssl + " x509 -req -in " + (dir / "server.csr") + " -CA " + (dir / "ca.crt") + " -CAkey " + (dir / "ca.key") +
+      " -CAcreateserial -out " + (dir / "server.crt") + " -days 2 -extfile " + (dir / "san.cnf") +
+      " > " + (dir / "openssl.log") + " 2>&1";
+  if (std::system(commands.c_str()) != 0) return {};
+  return {dir / "ca.crt", dir / "server.crt", dir / "server.key", dir / "other.crt"};
+}
 
 }  // namespace ringroute::testing

@@ -227,6 +227,9 @@ std::vector<Member> options_for(std::string_view type) {
                     {"max_connections", uint_check(1, 1024)},
                     {"gzip", bool_check()},
                     {"ca_file", string_check()},
+                    {"server_name", string_check()},
+                    {"cert_file", string_check()},
+                    {"key_file", string_check()},
                     batch_member(true)});
   } else if (type == "socket") {
     members.insert(members.end(),

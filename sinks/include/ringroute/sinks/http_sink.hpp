@@ -1,7 +1,9 @@
 #pragma once
 // The HTTP sink (`type: "http"`): Kazoo's http backend with batching.
 // HTTP/1.1 over the sink thread's io_uring, keep-alive connections used in
-// parallel (up to `max_connections`), responses parsed by Boost.Beast.
+// parallel (up to `max_connections`), responses parsed by Boost.Beast; https
+// through OpenSSL over memory BIOs on the same loop, the certificate always
+// verified (`ca_file` or the system store; `server_name` or the URL's host).
 //
 // A batch from the router is cut into requests at event boundaries: one event
 // per request without `batch` (as Kazoo), else as many as `batch.max_events`
@@ -34,9 +36,12 @@ struct HttpSinkOptions {
   std::uint64_t max_bytes = 1 << 20;
   bool json_array = false;  // body as [e1,e2,...] instead of NDJSON
   bool gzip = false;
+  // https: verification is always on; these say against what.
+  std::string ca_file, cert_file, key_file, server_name;
 };
 
 class UringLoop;
+class TlsContext;
 
 class HttpSink final : public Sink {
  public:
@@ -63,6 +68,7 @@ class HttpSink final : public Sink {
   std::uint16_t port_ = 80;
   bool user_content_type_ = false;
   std::unique_ptr<UringLoop> loop_;
+  std::unique_ptr<TlsContext> tls_;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
   std::uint32_t batch_ring_ = ~0u;

@@ -11,6 +11,11 @@
 // handed to the kernel are sent again (the receiver sees at most a cut frame
 // at the end of the dead connection, never a lost or doubled event).
 //
+// syslog+tls: OpenSSL over memory BIOs, its ciphertext moved by the same
+// io_uring; the certificate is always verified (against `ca_file` or the
+// system store, for `server_name` or the URL's host); a client certificate
+// is optional. A failed handshake is a connect failure, retried.
+//
 // Datagrams: one event per datagram, cut to `max_datagram_bytes` (counted as
 // truncated), sent without blocking in linked chains so they leave in order.
 // A full receiver buffer (EAGAIN) or a refused port is retried from the first
@@ -33,9 +38,13 @@ struct SocketSinkOptions {
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds timeout{10000};  // a send that makes no progress this long fails the connection
   bool strip_newline = false;                // datagrams of NDJSON lines: the datagram is the frame
+  // syslog+tls: verification is always on; these say against what.
+  std::string ca_file, cert_file, key_file, server_name;
 };
 
 class UringLoop;
+class TlsContext;
+class TlsConnection;
 
 class SocketSink final : public Sink {
  public:
@@ -60,8 +69,13 @@ class SocketSink final : public Sink {
     std::size_t first = 0, last = 0, sent = 0;
     std::string_view bytes;
     bool busy = false;
+    // TLS: the session, how much of its ciphertext went out, and how much
+    // plaintext that ciphertext carries (counted as sent once it is all out).
+    std::shared_ptr<TlsConnection> tls;
+    std::size_t cipher_sent = 0, tls_chunk = 0;
+    std::vector<char> handshake_in;
   };
-  enum class Kind : std::uint8_t { tcp, unix_stream, udp, unix_datagram };
+  enum class Kind : std::uint8_t { tcp, tls, unix_stream, udp, unix_datagram };
 
   Outcome write_stream(const Batch& batch, std::string& why);
   Outcome write_datagrams(const Batch& batch, std::string& why);
@@ -76,6 +90,7 @@ class SocketSink final : public Sink {
   std::uint16_t port_ = 514;
   std::string where_;  // "127.0.0.1:514" or the path, for messages
   std::unique_ptr<UringLoop> loop_;
+  std::unique_ptr<TlsContext> tls_;
   std::vector<Connection> connections_;
   std::size_t active_ = 1;     // connections batches are split between
   std::uint32_t fast_batches_ = 0;

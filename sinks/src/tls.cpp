@@ -1,0 +1,127 @@
+#include "tls.hpp"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <stdexcept>
+
+namespace ringroute::sinks {
+namespace {
+
+std::string openssl_errors() {
+  std::string text;
+  while (const unsigned long e = ERR_get_error()) {
+    char buffer[256];
+    ERR_error_string_n(e, buffer, sizeof buffer);
+    if (!text.empty()) text += "; ";
+    text += buffer;
+  }
+  return text.empty() ? "unknown error" : text;
+}
+
+bool is_ip(const std::string& host) {
+  unsigned char buffer[16];
+  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1 || ::inet_pton(AF_INET6, host.c_str(), buffer) == 1;
+}
+
+}  // namespace
+
+TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
+    : peer_name_(options.server_name.empty() ? host : options.server_name) {
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  if (ctx_ == nullptr) throw std::runtime_error("TLS: " + openssl_errors());
+  SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);  // verification is on; there is no switch to turn it off
+  const bool loaded = options.ca_file.empty()
+                          ? SSL_CTX_set_default_verify_paths(ctx_) == 1
+                          : SSL_CTX_load_verify_locations(ctx_, options.ca_file.c_str(), nullptr) == 1;
+  if (!loaded) {
+    const std::string why = openssl_errors();
+    SSL_CTX_free(ctx_);
+    throw std::runtime_error("TLS: can't load CA certificates" +
+                             (options.ca_file.empty() ? std::string(" (system store)") : " from " + options.ca_file) +
+                             ": " + why);
+  }
+  if (!options.cert_file.empty() || !options.key_file.empty()) {
+    if (options.cert_file.empty() || options.key_file.empty()) {
+      SSL_CTX_free(ctx_);
+      throw std::runtime_error("TLS: a client certificate needs both cert_file and key_file");
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx_, options.cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx_, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx_) != 1) {
+      const std::string why = openssl_errors();
+      SSL_CTX_free(ctx_);
+      throw std::runtime_error("TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why);
+    }
+  }
+}
+
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+TlsConnection::TlsConnection(const TlsContext& context) {
+  ssl_ = SSL_new(context.get());
+  if (ssl_ == nullptr) throw std::runtime_error("TLS: " + openssl_errors());
+  in_ = BIO_new(BIO_s_mem());
+  out_ = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl_, in_, out_);
+  SSL_set_connect_state(ssl_);
+  const std::string& name = context.peer_name();
+  if (is_ip(name)) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str());
+  } else {
+    SSL_set_tlsext_host_name(ssl_, name.c_str());  // SNI is for names only
+    SSL_set1_host(ssl_, name.c_str());
+  }
+}
+
+TlsConnection::~TlsConnection() { SSL_free(ssl_); }
+
+std::string& TlsConnection::outgoing() {
+  char buffer[16384];
+  for (int n; (n = BIO_read(out_, buffer, sizeof buffer)) > 0;) outgoing_.append(buffer, static_cast<std::size_t>(n));
+  return outgoing_;
+}
+
+void TlsConnection::incoming(const char* data, std::size_t size) {
+  BIO_write(in_, data, static_cast<int>(size));
+}
+
+TlsConnection::Step TlsConnection::handshake(std::string& why) {
+  ERR_clear_error();
+  const int rc = SSL_do_handshake(ssl_);
+  if (rc == 1) return outgoing().empty() ? Step::done : Step::send;
+  const int error = SSL_get_error(ssl_, rc);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+    return outgoing().empty() ? Step::receive : Step::send;
+  }
+  const long verify = SSL_get_verify_result(ssl_);
+  why = verify != X509_V_OK ? std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)
+                            : openssl_errors();
+  return Step::failed;
+}
+
+std::size_t TlsConnection::encrypt(std::string_view plain, std::string& why) {
+  ERR_clear_error();
+  std::size_t taken = 0;
+  const int rc = SSL_write_ex(ssl_, plain.data(), plain.size(), &taken);
+  if (rc != 1) {
+    why = "TLS write: " + openssl_errors();
+    return 0;
+  }
+  outgoing();
+  return taken;
+}
+
+long TlsConnection::decrypt(char* out, std::size_t size) {
+  ERR_clear_error();
+  std::size_t read = 0;
+  if (SSL_read_ex(ssl_, out, size, &read) == 1) return static_cast<long>(read);
+  const int error = SSL_get_error(ssl_, 0);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return 0;
+  return -1;
+}
+
+}  // namespace ringroute::sinks

@@ -1,0 +1,73 @@
+#pragma once
+// TLS for network sinks with OpenSSL over memory BIOs: OpenSSL never touches
+// the socket. Ciphertext it wants sent waits in outgoing(); ciphertext the
+// sink received goes in with incoming(); the sink moves both through its
+// io_uring like any other bytes. Internal to ringroute::sinks.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+using SSL_CTX = struct ssl_ctx_st;
+using SSL = struct ssl_st;
+using BIO = struct bio_st;
+
+namespace ringroute::sinks {
+
+struct TlsOptions {
+  std::string ca_file;      // empty: the system's trust store
+  std::string cert_file;    // client certificate (optional)
+  std::string key_file;
+  std::string server_name;  // SNI and the name checked in the certificate; empty: the URL's host
+};
+
+// One per sink: the verification policy and the client certificate.
+class TlsContext {
+ public:
+  // Throws std::runtime_error naming the file or setting that is wrong.
+  TlsContext(const TlsOptions& options, const std::string& host);
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+  [[nodiscard]] SSL_CTX* get() const noexcept { return ctx_; }
+  [[nodiscard]] const std::string& peer_name() const noexcept { return peer_name_; }
+
+ private:
+  SSL_CTX* ctx_ = nullptr;
+  std::string peer_name_;
+};
+
+// One per connection.
+class TlsConnection {
+ public:
+  enum class Step { send, receive, done, failed };
+
+  explicit TlsConnection(const TlsContext& context);
+  ~TlsConnection();
+  TlsConnection(const TlsConnection&) = delete;
+  TlsConnection& operator=(const TlsConnection&) = delete;
+
+  // Drives the handshake: `send` (ciphertext waits in outgoing()),
+  // `receive` (more from the peer is needed), `done`, or `failed` with why.
+  Step handshake(std::string& why);
+  // Ciphertext to send; the caller erases what it sent.
+  std::string& outgoing();
+  // Ciphertext from the peer.
+  void incoming(const char* data, std::size_t size);
+  // Encrypts up to `plain.size()` bytes into outgoing(); returns how many
+  // were taken (0 with why on a failure).
+  std::size_t encrypt(std::string_view plain, std::string& why);
+  // Plaintext the peer sent, into `out`: bytes (>0), 0 when more ciphertext
+  // is needed, -1 when the peer closed (close_notify) or the stream broke.
+  long decrypt(char* out, std::size_t size);
+
+ private:
+  SSL* ssl_ = nullptr;
+  BIO* in_ = nullptr;   // owned by ssl_
+  BIO* out_ = nullptr;  // owned by ssl_
+  std::string outgoing_;
+};
+
+}  // namespace ringroute::sinks
