@@ -353,14 +353,25 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     why = first_error.empty() ? "send to " + where_ + " did not finish" : first_error;
     return Outcome::retry;
   }
-  // One connection keeps up while a batch goes in under kSlowBatch; when it
-  // does not, the next batches are split over one more connection.
-  if (elapsed > kSlowBatch && active_ < options_.max_connections) {
-    ++active_;
-    fast_batches_ = 0;
-  } else if (elapsed < kSlowBatch / 4 && active_ > 1 && ++fast_batches_ >= 1000) {
-    --active_;
-    fast_batches_ = 0;
+  // Connections keep up while the sink spends little of its time waiting
+  // for them. Measured over windows of kWindow (a single slow send is a
+  // scheduling hiccup or a full kernel buffer draining, not a lagging
+  // receiver): more than half the window in writes opens one more connection
+  // for the next batches; 200 quiet windows in a row (under 5%) close one.
+  const auto now = Clock::now();
+  window_busy_ += elapsed;
+  if (window_start_ == Clock::time_point{}) window_start_ = started;
+  if (now - window_start_ >= kWindow) {
+    const auto span = now - window_start_;
+    if (window_busy_ * 2 > span && active_ < options_.max_connections) {
+      ++active_;
+      quiet_windows_ = 0;
+    } else if (window_busy_ * 20 < span && active_ > 1 && ++quiet_windows_ >= 200) {
+      --active_;
+      quiet_windows_ = 0;
+    }
+    window_start_ = now;
+    window_busy_ = Clock::duration::zero();
   }
   return Outcome::ok;
 }

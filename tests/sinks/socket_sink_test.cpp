@@ -6,7 +6,10 @@
 
 #include <simdjson.h>
 
+#include <deque>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "json_event.hpp"
 #include "peers.hpp"
@@ -343,6 +346,110 @@ TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedErro
                        .server_name = "receiver.example"});
   EXPECT_EQ(misnamed.write(batch, why), Outcome::retry);
   EXPECT_NE(why.find("certificate verify failed"), std::string::npos) << why;
+}
+
+// A TCP receiver whose every connection reads slowly (16 KB, then a 2 ms
+// nap): one connection can't keep up with large batches, several can.
+class SlowReceiver {
+ public:
+  SlowReceiver() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int small = 64 * 1024;
+    ::setsockopt(listener_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listener_, 16);
+    socklen_t length = sizeof address;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) return;
+        std::lock_guard lock(mutex_);
+        streams_.emplace_back();
+        readers_.emplace_back([this, fd, index = streams_.size() - 1] {
+          char buffer[16 * 1024];
+          for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) {
+            {
+              std::lock_guard append_lock(mutex_);
+              streams_[index].append(buffer, static_cast<std::size_t>(n));
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          }
+          ::close(fd);
+        });
+      }
+    });
+  }
+  ~SlowReceiver() {
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    acceptor_.join();
+    for (auto& r : readers_) r.join();
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  // Event numbers in every stream, from its octet-counted frames.
+  std::vector<std::size_t> events() {
+    std::lock_guard lock(mutex_);
+    std::vector<std::size_t> out;
+    for (const std::string& stream : streams_) {
+      std::size_t at = 0;
+      while (at < stream.size()) {
+        const std::size_t space = stream.find(' ', at);
+        if (space == std::string::npos) break;
+        const std::size_t length = std::stoul(stream.substr(at, space - at));
+        if (space + 1 + length > stream.size()) break;  // still arriving
+        const std::string message = stream.substr(space + 1, length);
+        const std::size_t id = message.find("\"id\":\"e-");
+        out.push_back(std::stoul(message.substr(id + 8)));
+        at = space + 1 + length;
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread acceptor_;
+  std::mutex mutex_;
+  std::deque<std::string> streams_;
+  std::vector<std::thread> readers_;
+};
+
+TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
+  SlowReceiver receiver;
+  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 3});
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  std::size_t next = 0;
+  // Small batches now and then: the socket buffer takes each at once.
+  for (int i = 0; i < 20; ++i, next += 5) {
+    fill(batch, options, next, 5);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(sink.open_connections(), 1u);
+  // Large batches back to back: once the kernel's send buffer is full (a few
+  // MB), one connection takes tens of ms for each.
+  for (int i = 0; i < 20; ++i, next += 2000) {
+    fill(batch, options, next, 2000);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  }
+  EXPECT_GE(sink.open_connections(), 2u);
+  EXPECT_LE(sink.open_connections(), 3u);
+  std::vector<std::size_t> got;
+  for (int i = 0; i < 400 && got.size() < next; ++i) {
+    got = receiver.events();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(got.size(), next);
+  for (std::size_t i = 0; i < next; ++i) ASSERT_EQ(got[i], i);  // each once
 }
 
 TEST(SocketSink, BadUrlsAreClearErrors) {

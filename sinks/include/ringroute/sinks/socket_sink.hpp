@@ -4,8 +4,8 @@
 //
 // Streams: the batch's bytes (already framed by the router's encoder: RFC
 // 6587 octet counting or newlines) go out on one connection while one keeps
-// up; when a batch takes longer than kSlowBatch the sink opens another (up to
-// `max_connections`) and splits later batches between them at event
+// up; when it spends more than half its time waiting on sends (measured over
+// windows of kWindow), it opens another (up to `max_connections`) and splits later batches between them at event
 // boundaries. Order holds on each connection; `max_connections: 1` keeps
 // total order. A connection that fails is closed; events it had not fully
 // handed to the kernel are sent again (the receiver sees at most a cut frame
@@ -58,7 +58,7 @@ class SocketSink final : public Sink {
   // Connections open now (streams), for tests and stat.
   [[nodiscard]] std::size_t open_connections() const noexcept;
 
-  static constexpr std::chrono::milliseconds kSlowBatch{2};
+  static constexpr std::chrono::milliseconds kWindow{50};
 
  private:
   struct Connection {
@@ -93,7 +93,9 @@ class SocketSink final : public Sink {
   std::unique_ptr<TlsContext> tls_;
   std::vector<Connection> connections_;
   std::size_t active_ = 1;     // connections batches are split between
-  std::uint32_t fast_batches_ = 0;
+  std::chrono::steady_clock::time_point window_start_{};
+  std::chrono::steady_clock::duration window_busy_{};  // time spent in writes this window
+  std::uint32_t quiet_windows_ = 0;
   // The batch in progress: its identity, and the event ranges not yet sent.
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
   std::uint32_t batch_ring_ = ~0u;
