@@ -124,15 +124,9 @@ void fill_batch(sinks::Batch& batch, const sinks::EncodeOptions& options, int co
 class DiscardReceiver {
  public:
   DiscardReceiver() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener_, 16);
-    socklen_t length = sizeof address;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
+    const testing::BoundSocket bound = testing::bind_loopback();
+    listener_ = bound.fd;
+    port_ = bound.port;
     thread_ = std::thread([this] {
       std::vector<std::thread> readers;
       for (;;) {
@@ -185,15 +179,8 @@ BENCHMARK(BM_SyslogTcpToDiscard)->ArgName("max_connections")->Arg(1)->Arg(4)->Us
 // Syslog over UDP, one datagram per event, to a receiver that discards (the
 // kernel's per-datagram cost is the limit: about 0.3M datagrams/s here).
 void BM_SyslogUdpToDiscard(benchmark::State& state) {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  const int big = 8 << 20;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const testing::BoundSocket bound = testing::bind_loopback(SOCK_DGRAM, 8 << 20);
+  const int fd = bound.fd;
   std::atomic<std::uint64_t> received{0};
   std::thread reader([&] {
     char buffer[65536];
@@ -205,7 +192,7 @@ void BM_SyslogUdpToDiscard(benchmark::State& state) {
   sinks::Batch batch;
   fill_batch(batch, options, 1000);
   {
-    sinks::SocketSink sink({.url = "syslog+udp://127.0.0.1:" + std::to_string(ntohs(address.sin_port))});
+    sinks::SocketSink sink({.url = "syslog+udp://127.0.0.1:" + std::to_string(bound.port)});
     std::string why;
     for (auto _ : state) {
       batch.end += 1000;

@@ -22,6 +22,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "net.hpp"
+#include "stream.hpp"
 #include "tls.hpp"
 #include "ringroute/perf/block.hpp"
 #include "uring_loop.hpp"
@@ -31,9 +32,6 @@ namespace http = boost::beast::http;
 
 namespace {
 
-constexpr std::uint64_t kConnectOp = 0, kSendOp = 1, kReceiveOp = 2, kHandshakeSendOp = 3, kHandshakeReceiveOp = 4;
-constexpr std::uint64_t kOps = 8;  // tag = connection * kOps + op
-constexpr std::size_t kTlsChunk = 256 * 1024;  // plaintext encrypted per round
 constexpr std::size_t kReceiveChunk = 16 * 1024;
 constexpr std::size_t kLoggedBodyBytes = 200;
 
@@ -93,24 +91,16 @@ bool gzip(std::string_view in, std::string& out) {
 }  // namespace
 
 struct HttpSink::Connection {
-  int fd = -1;
+  Stream stream;
   bool busy = false;
   std::size_t request = 0;
   std::string head;
   std::string body_buffer;  // array or gzip bodies; NDJSON goes from the batch itself
   std::string gzip_buffer;
   std::string_view body;
-  std::size_t sent = 0;
-  iovec iov[2]{};
-  msghdr message{};
   std::vector<char> in = std::vector<char>(kReceiveChunk);
   std::size_t in_used = 0;  // unparsed bytes at the front of `in`
   std::optional<http::response_parser<http::string_body>> parser;
-  // https: the session, its ciphertext sent so far, the plaintext that
-  // ciphertext carries, and ciphertext received.
-  std::unique_ptr<TlsConnection> tls;
-  std::size_t cipher_sent = 0, tls_chunk = 0;
-  std::vector<char> cipher_in = std::vector<char>(kReceiveChunk);
 };
 
 HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
@@ -157,18 +147,13 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
 }
 
-HttpSink::~HttpSink() {
-  for (auto& c : connections_) close_connection(*c);
-}
+HttpSink::~HttpSink() = default;
 
 void HttpSink::close_connection(Connection& c) noexcept {
-  if (c.fd >= 0) ::close(c.fd);
-  c.fd = -1;
+  c.stream.close();
   c.busy = false;
   c.in_used = 0;
   c.parser.reset();
-  c.tls.reset();
-  c.cipher_sent = c.tls_chunk = 0;
 }
 
 void HttpSink::plan_requests(const Batch& batch) {
@@ -226,7 +211,7 @@ void HttpSink::build(Connection& c, const Batch& batch, const Request& request) 
   if (!authorization_.empty()) h.append("Authorization: ").append(authorization_).append("\r\n");
   for (const auto& [name, value] : options_.headers) h.append(name).append(": ").append(value).append("\r\n");
   h.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n");
-  c.sent = 0;
+  c.stream.begin_send(c.head, c.body);
 }
 
 Outcome HttpSink::write(const Batch& batch, std::string& why) {
@@ -249,78 +234,29 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     stop_dispatch = true;
   };
   auto send_next = [&](std::size_t index) {
-    Connection& c = *connections_[index];
-    if (c.tls) {
-      std::string& cipher = c.tls->outgoing();
-      if (c.cipher_sent == cipher.size()) {
-        // All ciphertext out: encrypt the next stretch of head and body.
-        cipher.clear();
-        c.cipher_sent = 0;
-        c.tls_chunk = 0;
-        const std::size_t total = c.head.size() + c.body.size();
-        while (c.tls_chunk < kTlsChunk && c.sent + c.tls_chunk < total) {
-          const std::size_t at = c.sent + c.tls_chunk;
-          const std::string_view piece = at < c.head.size()
-                                             ? std::string_view(c.head).substr(at)
-                                             : c.body.substr(at - c.head.size(), kTlsChunk - c.tls_chunk);
-          std::string reason;
-          const std::size_t taken = c.tls->encrypt(piece, reason);
-          if (taken == 0) {
-            fail(index, reason);
-            return;
-          }
-          c.tls_chunk += taken;
-        }
-      }
-      loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent, index * kOps + kSendOp,
-                  options_.timeout);
-      return;
+    std::string reason;
+    if (!connections_[index]->stream.send_next(*loop_, index * Stream::kOps, options_.timeout, reason)) {
+      fail(index, reason);
     }
-    std::size_t iovs = 0;
-    if (c.sent < c.head.size()) {
-      c.iov[iovs++] = {c.head.data() + c.sent, c.head.size() - c.sent};
-      if (!c.body.empty()) c.iov[iovs++] = {const_cast<char*>(c.body.data()), c.body.size()};
-    } else {
-      const std::size_t offset = c.sent - c.head.size();
-      c.iov[iovs++] = {const_cast<char*>(c.body.data()) + offset, c.body.size() - offset};
-    }
-    c.message = {};
-    c.message.msg_iov = c.iov;
-    c.message.msg_iovlen = iovs;
-    loop_->sendmsg(c.fd, &c.message, index * kOps + kSendOp, options_.timeout);
   };
   auto receive_next = [&](std::size_t index) {
     Connection& c = *connections_[index];
-    if (c.tls) {
-      loop_->recv(c.fd, c.cipher_in.data(), c.cipher_in.size(), index * kOps + kReceiveOp, options_.timeout);
-    } else {
-      loop_->recv(c.fd, c.in.data() + c.in_used, c.in.size() - c.in_used, index * kOps + kReceiveOp,
-                  options_.timeout);
-    }
+    c.stream.receive(*loop_, c.in, c.in_used, index * Stream::kOps, options_.timeout);
   };
-  auto handshake = [&](std::size_t index) {
-    Connection& c = *connections_[index];
-    std::string reason;
-    switch (c.tls->handshake(reason)) {
-      case TlsConnection::Step::send: {
-        const std::string& cipher = c.tls->outgoing();
-        loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent,
-                    index * kOps + kHandshakeSendOp, options_.connect_timeout);
-        return;
-      }
-      case TlsConnection::Step::receive:
-        loop_->recv(c.fd, c.cipher_in.data(), c.cipher_in.size(), index * kOps + kHandshakeReceiveOp,
-                    options_.connect_timeout);
-        return;
-      case TlsConnection::Step::done:
-        if (counters_) counters_->connects.add(1);
-        send_next(index);
-        return;
-      case TlsConnection::Step::failed:
-        if (counters_) counters_->connect_failures.add(1);
-        fail(index, "TLS handshake with " + where_ + " failed: " + reason);
-        return;
+  auto connect_failed = [&](std::size_t index, int result, const std::string& what) {
+    if (counters_) {
+      counters_->connect_failures.add(1);
+      if (result == -ECANCELED) counters_->timeouts.add(1);
     }
+    fail(index, what);
+  };
+  auto after_handshake = [&](std::size_t index, Stream::Progress progress, int result, const std::string& reason) {
+    if (progress == Stream::Progress::pending) return;
+    if (progress == Stream::Progress::failed) {
+      return connect_failed(index, result, "TLS handshake with " + where_ + " failed: " + reason);
+    }
+    if (counters_) counters_->connects.add(1);
+    send_next(index);
   };
   // Gives an idle connection the next pending request; false when none is left.
   auto dispatch = [&](std::size_t index) -> bool {
@@ -328,59 +264,31 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     while (next < requests_.size() && requests_[next].state != Request::State::pending) ++next;
     if (next >= requests_.size()) return false;
     Connection& c = *connections_[index];
+    // A keep-alive connection the server closed while it sat idle is not
+    // used again (the request would be lost in a socket nobody reads).
+    if (c.stream.is_open() && !c.stream.usable_after_idle()) close_connection(c);
     c.request = next;
     requests_[next].state = Request::State::sending;
-    c.busy = true;
-    build(c, batch, requests_[next]);
-    if (c.fd >= 0 && !c.tls) {
-      // A keep-alive connection the server closed while idle is readable
-      // (EOF): a server never sends between responses.
-      char byte;
-      const ssize_t n = ::recv(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) close_connection(c);
-    } else if (c.fd >= 0) {
-      // Over TLS an idle server may still send session tickets; what else
-      // waits (close_notify, EOF, stray bytes) ends the connection.
-      char buffer[4096];
-      bool gone = false;
-      for (;;) {
-        const ssize_t n = ::recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
-        if (n > 0) {
-          c.tls->incoming(buffer, static_cast<std::size_t>(n));
-          continue;
-        }
-        gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-        break;
-      }
-      if (!gone && c.tls->decrypt(buffer, sizeof buffer) != 0) gone = true;
-      if (gone) close_connection(c);
-    }
     c.busy = true;
     c.parser.emplace();
     c.in_used = 0;
     c.parser->body_limit(1 << 20);
     c.parser->eager(true);
-
-    if (c.fd >= 0) {
+    build(c, batch, requests_[next]);
+    if (c.stream.is_open()) {
       send_next(index);
       return true;
     }
     std::string reason;
     if (!address) address = resolve(host_, port_, SOCK_STREAM, reason);
     if (!address) {
-      if (counters_) counters_->connect_failures.add(1);
+      connect_failed(index, 0, reason);
+      return false;
+    }
+    if (!c.stream.start_connect(*loop_, *address, index * Stream::kOps, options_.connect_timeout, reason)) {
       fail(index, reason);
       return false;
     }
-    c.fd = ::socket(address->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) {
-      fail(index, std::string("socket: ") + std::strerror(errno));
-      return false;
-    }
-    const int one = 1;
-    ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    loop_->connect(c.fd, reinterpret_cast<const sockaddr*>(&address->storage), address->length,
-                   index * kOps + kConnectOp, options_.connect_timeout);
     return true;
   };
   auto finish_response = [&](std::size_t index) {
@@ -423,137 +331,65 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     if (!dispatch(i)) break;
   }
   loop_->run([&](std::uint64_t tag, int result) {
-    const std::size_t index = tag / kOps;
+    const std::size_t index = tag / Stream::kOps;
+    const std::uint64_t op = tag % Stream::kOps;
     Connection& c = *connections_[index];
-    switch (tag % kOps) {
-      case kConnectOp:
-        if (result < 0) {
-          if (counters_) {
-            counters_->connect_failures.add(1);
-            if (result == -ECANCELED) counters_->timeouts.add(1);
-          }
-          fail(index, "connect to " + where_ + ": " + error_text(result));
-          return;
-        }
-        if (tls_) {
-          c.tls = std::make_unique<TlsConnection>(*tls_);
-          handshake(index);
-          return;
-        }
-        if (counters_) counters_->connects.add(1);
-        send_next(index);
-        return;
-      case kHandshakeSendOp:
-      case kHandshakeReceiveOp:
-        if (result <= 0) {
-          if (counters_) {
-            counters_->connect_failures.add(1);
-            if (result == -ECANCELED) counters_->timeouts.add(1);
-          }
-          fail(index, "TLS handshake with " + where_ + " failed: " + error_text(result));
-          return;
-        }
-        if (tag % kOps == kHandshakeSendOp) {
-          c.cipher_sent += static_cast<std::size_t>(result);
-          if (c.cipher_sent == c.tls->outgoing().size()) {
-            c.tls->outgoing().clear();
-            c.cipher_sent = 0;
-          }
-        } else {
-          c.tls->incoming(c.cipher_in.data(), static_cast<std::size_t>(result));
-        }
-        handshake(index);
-        return;
-      case kSendOp:
-        if (result <= 0) {
-          if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
-          fail(index, "send to " + where_ + ": " + error_text(result));
-          return;
-        }
-        if (c.tls) {
-          c.cipher_sent += static_cast<std::size_t>(result);
-          if (c.cipher_sent < c.tls->outgoing().size()) {
-            send_next(index);
-            return;
-          }
-          c.sent += c.tls_chunk;  // that plaintext is wholly with the kernel now
-          c.tls_chunk = 0;
-        } else {
-          c.sent += static_cast<std::size_t>(result);
-        }
-        if (c.sent < c.head.size() + c.body.size()) {
-          send_next(index);
-        } else {
-          receive_next(index);
-        }
-        return;
-      default: {
-        boost::system::error_code ec;
-        if (c.tls && result > 0) {
-          // Ciphertext in, plaintext out to where the parser reads.
-          c.tls->incoming(c.cipher_in.data(), static_cast<std::size_t>(result));
-          std::size_t plain = 0;
-          for (;;) {
-            if (c.in_used + plain == c.in.size()) c.in.resize(c.in.size() * 2);
-            const long n = c.tls->decrypt(c.in.data() + c.in_used + plain, c.in.size() - c.in_used - plain);
-            if (n > 0) {
-              plain += static_cast<std::size_t>(n);
-              continue;
-            }
-            if (n < 0 && plain == 0) result = 0;  // close_notify or a broken stream: as EOF
-            break;
-          }
-          if (result != 0) {
-            if (plain == 0) {
-              receive_next(index);  // a record not yet whole, or only a session ticket
-              return;
-            }
-            result = static_cast<int>(plain);
-          }
-        }
-        if (result <= 0) {
-          if (result == 0 && c.parser->need_eof()) {
-            c.parser->put_eof(ec);
-            if (!ec && c.parser->is_done()) {
-              finish_response(index);
-              return;
-            }
-          }
-          if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
-          fail(index, "waiting for the response from " + where_ + ": " +
-                          (result == -ECANCELED ? "no response within " + std::to_string(options_.timeout.count()) + " ms"
-                                                : error_text(result)));
-          return;
-        }
-        // Bytes Beast could not use yet (a header cut between reads) wait at
-        // the front of `in` and are offered again with what follows.
-        const std::size_t size = c.in_used + static_cast<std::size_t>(result);
-        std::size_t offset = 0;
-        while (offset < size && !c.parser->is_done()) {
-          const std::size_t used =
-              c.parser->put(boost::asio::const_buffer(c.in.data() + offset, size - offset), ec);
-          if (ec == http::error::need_more) ec = {};
-          if (ec) {
-            fail(index, "bad response from " + where_ + ": " + ec.message());
-            return;
-          }
-          if (used == 0) break;
-          offset += used;
-        }
-        c.in_used = 0;
-        if (c.parser->is_done()) {
-          finish_response(index);
-          return;
-        }
-        if (offset < size) {
-          std::memmove(c.in.data(), c.in.data() + offset, size - offset);
-          c.in_used = size - offset;
-          if (c.in_used == c.in.size()) c.in.resize(c.in.size() * 2);
-        }
-        receive_next(index);
-        return;
-      }
+    std::string reason;
+    if (op == Stream::kConnect) {
+      if (result < 0) return connect_failed(index, result, "connect to " + where_ + ": " + error_text(result));
+      return after_handshake(
+          index, c.stream.connected(*loop_, tls_.get(), index * Stream::kOps, options_.connect_timeout, reason),
+          result, reason);
     }
+    if (op == Stream::kHandshakeSend || op == Stream::kHandshakeReceive) {
+      const auto progress =
+          c.stream.handshake_completed(*loop_, op, result, index * Stream::kOps, options_.connect_timeout, reason);
+      return after_handshake(index, progress, result, reason);
+    }
+    if (op == Stream::kSend) {
+      if (result <= 0) {
+        if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
+        return fail(index, "send to " + where_ + ": " + error_text(result));
+      }
+      if (c.stream.sent_some(result)) {
+        receive_next(index);
+      } else {
+        send_next(index);
+      }
+      return;
+    }
+    const long plain = c.stream.received(result, c.in, c.in_used);
+    if (plain == -EAGAIN) return receive_next(index);  // a TLS record not yet whole, or a session ticket
+    boost::system::error_code ec;
+    if (plain <= 0) {
+      if (plain == 0 && c.parser->need_eof()) {
+        c.parser->put_eof(ec);
+        if (!ec && c.parser->is_done()) return finish_response(index);
+      }
+      if (plain == -ECANCELED && counters_) counters_->timeouts.add(1);
+      return fail(index, "waiting for the response from " + where_ + ": " +
+                             (plain == -ECANCELED
+                                  ? "no response within " + std::to_string(options_.timeout.count()) + " ms"
+                                  : error_text(static_cast<int>(plain))));
+    }
+    // Bytes Beast could not use yet (a header cut between reads) wait at
+    // the front of `in` and are offered again with what follows.
+    const std::size_t size = c.in_used + static_cast<std::size_t>(plain);
+    std::size_t offset = 0;
+    while (offset < size && !c.parser->is_done()) {
+      const std::size_t used = c.parser->put(boost::asio::const_buffer(c.in.data() + offset, size - offset), ec);
+      if (ec == http::error::need_more) ec = {};
+      if (ec) return fail(index, "bad response from " + where_ + ": " + ec.message());
+      if (used == 0) break;
+      offset += used;
+    }
+    c.in_used = 0;
+    if (c.parser->is_done()) return finish_response(index);
+    if (offset < size) {
+      std::memmove(c.in.data(), c.in.data() + offset, size - offset);
+      c.in_used = size - offset;
+    }
+    receive_next(index);
   });
   bool all_resolved = true;
   std::uint32_t rejected = 0;

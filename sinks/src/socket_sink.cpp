@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "net.hpp"
+#include "stream.hpp"
 #include "tls.hpp"
 #include "ringroute/perf/block.hpp"
 #include "uring_loop.hpp"
@@ -21,9 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint64_t kConnectOp = 0, kSendOp = 1, kHandshakeSendOp = 2, kHandshakeReceiveOp = 3;
-constexpr std::uint64_t kOps = 4;  // tag = connection * kOps + op
-constexpr std::size_t kTlsChunk = 256 * 1024;  // plaintext encrypted per round
 constexpr std::size_t kDatagramChain = 64;
 
 std::string error_text(int negative_errno) {
@@ -33,6 +31,15 @@ std::string error_text(int negative_errno) {
 }
 
 }  // namespace
+
+// A stream connection and the part of the batch it sends now: events
+// [first, last).
+struct SocketSink::Connection {
+  Stream stream;
+  std::size_t first = 0, last = 0;
+  bool busy = false;
+  std::chrono::steady_clock::time_point last_used{};
+};
 
 SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options)) {
   std::string why;
@@ -75,22 +82,12 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
 }
 
 SocketSink::~SocketSink() {
-  for (auto& c : connections_) close_connection(c);
   if (datagram_fd_ >= 0) ::close(datagram_fd_);
 }
 
 std::size_t SocketSink::open_connections() const noexcept {
   return static_cast<std::size_t>(
-      std::count_if(connections_.begin(), connections_.end(), [](const Connection& c) { return c.fd >= 0; }));
-}
-
-void SocketSink::close_connection(Connection& c) noexcept {
-  if (c.fd >= 0) ::close(c.fd);
-  c.fd = -1;
-  c.connected = false;
-  c.busy = false;
-  c.tls.reset();
-  c.cipher_sent = c.tls_chunk = 0;
+      std::count_if(connections_.begin(), connections_.end(), [](const Connection& c) { return c.stream.is_open(); }));
 }
 
 void SocketSink::start_batch(const Batch& batch) {
@@ -114,7 +111,7 @@ void SocketSink::tick(std::chrono::steady_clock::time_point now) {
   // Connections opened for a burst and idle for a minute are closed.
   for (std::size_t i = 1; i < connections_.size(); ++i) {
     Connection& c = connections_[i];
-    if (c.fd >= 0 && now - c.last_used > std::chrono::seconds(60)) close_connection(c);
+    if (c.stream.is_open() && now - c.last_used > std::chrono::seconds(60)) c.stream.close();
   }
 }
 
@@ -146,199 +143,78 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     // Events wholly handed to the kernel are done; the rest go again.
     const std::uint32_t base = c.first == 0 ? 0 : batch.event_ends[c.first - 1];
     std::size_t done = c.first;
-    while (done < c.last && batch.event_ends[done] - base <= c.sent) ++done;
+    while (done < c.last && batch.event_ends[done] - base <= c.stream.sent()) ++done;
     if (done < c.last) next_pending_.emplace_back(done, c.last);
     if (first_error.empty()) first_error = what;
-    close_connection(c);
+    c.stream.close();
+    c.busy = false;
     ++failed_connections;
   };
-
   auto send_next = [&](std::size_t index) {
-    Connection& c = connections_[index];
-    if (!c.tls) {
-      loop_->send(c.fd, c.bytes.data() + c.sent, c.bytes.size() - c.sent, index * kOps + kSendOp, options_.timeout);
-      return;
-    }
-    std::string& cipher = c.tls->outgoing();
-    if (c.cipher_sent == cipher.size()) {
-      // All ciphertext out: encrypt the next chunk of the part.
-      cipher.clear();
-      c.cipher_sent = 0;
-      std::string reason;
-      const std::size_t chunk = std::min(kTlsChunk, c.bytes.size() - c.sent);
-      c.tls_chunk = c.tls->encrypt(c.bytes.substr(c.sent, chunk), reason);
-      if (c.tls_chunk == 0) {
-        fail(index, reason);
-        return;
-      }
-    }
-    loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent, index * kOps + kSendOp,
-                options_.timeout);
-  };
-
-  // The TLS handshake after connect: its records go out and come in through
-  // the loop; data follows once it is done.
-  auto handshake = [&](std::size_t index) {
-    Connection& c = connections_[index];
     std::string reason;
-    switch (c.tls->handshake(reason)) {
-      case TlsConnection::Step::send: {
-        const std::string& cipher = c.tls->outgoing();
-        loop_->send(c.fd, cipher.data() + c.cipher_sent, cipher.size() - c.cipher_sent,
-                    index * kOps + kHandshakeSendOp, options_.connect_timeout);
-        return;
-      }
-      case TlsConnection::Step::receive:
-        c.handshake_in.resize(16 * 1024);
-        loop_->recv(c.fd, c.handshake_in.data(), c.handshake_in.size(), index * kOps + kHandshakeReceiveOp,
-                    options_.connect_timeout);
-        return;
-      case TlsConnection::Step::done:
-        if (counters_) counters_->connects.add(1);
-        c.connected = true;
-        send_next(index);
-        return;
-      case TlsConnection::Step::failed:
-        if (counters_) counters_->connect_failures.add(1);
-        fail(index, "TLS handshake with " + where_ + " failed: " + reason);
-        return;
+    if (!connections_[index].stream.send_next(*loop_, index * Stream::kOps, options_.timeout, reason)) {
+      fail(index, reason);
     }
   };
+  auto connect_failed = [&](std::size_t index, int result, const std::string& what) {
+    if (counters_) {
+      counters_->connect_failures.add(1);
+      if (result == -ECANCELED) counters_->timeouts.add(1);
+    }
+    fail(index, what);
+  };
+  auto after_handshake = [&](std::size_t index, Stream::Progress progress, int result, const std::string& reason) {
+    if (progress == Stream::Progress::pending) return;
+    if (progress == Stream::Progress::failed) {
+      return connect_failed(index, result, "TLS handshake with " + where_ + " failed: " + reason);
+    }
+    if (counters_) counters_->connects.add(1);
+    send_next(index);
+  };
 
-  auto begin_part = [&](std::size_t index) -> bool {
+  auto begin_part = [&](std::size_t index) {
     Connection& c = connections_[index];
     const auto [first, last] = pending_[next_part++];
     c.first = first;
     c.last = last;
-    c.sent = 0;
-    c.bytes = batch.events_bytes(first, last);
     c.busy = true;
     c.last_used = started;
-    if (c.fd >= 0 && !c.tls) {
-      // A receiver that closed the connection while it sat idle shows as
-      // readable (EOF or RST): syslog receivers never send, so any byte
-      // waiting means the stream is gone. Sending on it would hand events
-      // to a socket the peer has already left.
-      char byte;
-      const ssize_t n = ::recv(c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) close_connection(c);
-      c.busy = true;
-    } else if (c.fd >= 0) {
-      // Over TLS the peer does send: session tickets (TLS 1.3) and, when it
-      // leaves, close_notify. Read what waits; a close or EOF ends it.
-      char buffer[4096];
-      bool gone = false;
-      for (;;) {
-        const ssize_t n = ::recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
-        if (n > 0) {
-          c.tls->incoming(buffer, static_cast<std::size_t>(n));
-          continue;
-        }
-        gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-        break;
-      }
-      while (!gone) {
-        const long plain = c.tls->decrypt(buffer, sizeof buffer);
-        if (plain == 0) break;
-        gone = plain < 0;
-      }
-      if (gone) close_connection(c);
-      c.busy = true;
-    }
-    if (c.fd >= 0) {
-      send_next(index);
-      return true;
-    }
+    c.stream.begin_send(batch.events_bytes(first, last));
+    // A receiver that closed the connection while it sat idle (a restarted
+    // rsyslog) must not be handed events: the kernel would take them.
+    if (c.stream.usable_after_idle()) return send_next(index);
     std::string reason;
     if (!address) {
       address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason);
     }
-    if (!address) {
-      if (counters_) counters_->connect_failures.add(1);
+    if (!address) return connect_failed(index, 0, reason);
+    if (!c.stream.start_connect(*loop_, *address, index * Stream::kOps, options_.connect_timeout, reason)) {
       fail(index, reason);
-      return false;
     }
-    c.fd = ::socket(address->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) {
-      fail(index, std::string("socket: ") + std::strerror(errno));
-      return false;
-    }
-    if (kind_ == Kind::tcp || kind_ == Kind::tls) {
-      const int one = 1;
-      ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    loop_->connect(c.fd, reinterpret_cast<const sockaddr*>(&address->storage), address->length,
-                   index * kOps + kConnectOp, options_.connect_timeout);
-    return true;
   };
 
   for (std::size_t i = 0; i < active_ && next_part < pending_.size(); ++i) begin_part(i);
   loop_->run([&](std::uint64_t tag, int result) {
-    const std::size_t index = tag / kOps;
+    const std::size_t index = tag / Stream::kOps;
+    const std::uint64_t op = tag % Stream::kOps;
     Connection& c = connections_[index];
-    switch (tag % kOps) {
-      case kConnectOp:
-        if (result < 0) {
-          if (counters_) {
-            counters_->connect_failures.add(1);
-            if (result == -ECANCELED) counters_->timeouts.add(1);
-          }
-          fail(index, "connect to " + where_ + ": " + error_text(result));
-          return;
-        }
-        if (tls_) {
-          c.tls = std::make_shared<TlsConnection>(*tls_);
-          handshake(index);
-          return;
-        }
-        c.connected = true;
-        if (counters_) counters_->connects.add(1);
-        send_next(index);
-        return;
-      case kHandshakeSendOp:
-      case kHandshakeReceiveOp:
-        if (result <= 0) {
-          if (counters_) {
-            counters_->connect_failures.add(1);
-            if (result == -ECANCELED) counters_->timeouts.add(1);
-          }
-          fail(index, "TLS handshake with " + where_ + " failed: " + error_text(result));
-          return;
-        }
-        if (tag % kOps == kHandshakeSendOp) {
-          c.cipher_sent += static_cast<std::size_t>(result);
-          if (c.cipher_sent == c.tls->outgoing().size()) {
-            c.tls->outgoing().clear();
-            c.cipher_sent = 0;
-          }
-        } else {
-          c.tls->incoming(c.handshake_in.data(), static_cast<std::size_t>(result));
-        }
-        handshake(index);
-        return;
-      default:
-        break;
+    std::string reason;
+    if (op == Stream::kConnect) {
+      if (result < 0) return connect_failed(index, result, "connect to " + where_ + ": " + error_text(result));
+      return after_handshake(
+          index, c.stream.connected(*loop_, tls_.get(), index * Stream::kOps, options_.connect_timeout, reason),
+          result, reason);
+    }
+    if (op == Stream::kHandshakeSend || op == Stream::kHandshakeReceive) {
+      const auto progress =
+          c.stream.handshake_completed(*loop_, op, result, index * Stream::kOps, options_.connect_timeout, reason);
+      return after_handshake(index, progress, result, reason);
     }
     if (result <= 0) {
       if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
-      fail(index, "send to " + where_ + ": " + error_text(result));
-      return;
+      return fail(index, "send to " + where_ + ": " + error_text(result));
     }
-    if (c.tls) {
-      c.cipher_sent += static_cast<std::size_t>(result);
-      if (c.cipher_sent < c.tls->outgoing().size()) {
-        send_next(index);  // the rest of this chunk's ciphertext
-        return;
-      }
-      c.sent += c.tls_chunk;  // its plaintext is now wholly with the kernel
-      c.tls_chunk = 0;
-    } else {
-      c.sent += static_cast<std::size_t>(result);
-    }
-    if (c.sent < c.bytes.size()) {
-      send_next(index);  // a short send: the rest goes next
-      return;
-    }
+    if (!c.stream.sent_some(result)) return send_next(index);  // a short send: the rest goes next
     c.busy = false;
     // Parts left over (more ranges than connections, after a failure): the
     // connection that just finished takes the next one.

@@ -15,32 +15,14 @@
 #include <string_view>
 #include <thread>
 
+#include "peers.hpp"
 #include "ringroute/sinks/batch.hpp"
 #include "ringroute/sinks/http_sink.hpp"
 
-namespace {
-
-struct Server {
-  int listener = -1;
-  std::uint16_t port = 0;
-  Server() {
-    listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener, 16);
-    socklen_t length = sizeof address;
-    ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
-    port = ntohs(address.sin_port);
-  }
-};
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace ringroute::sinks;
-  static Server server;
+  static const ringroute::testing::BoundSocket server = ringroute::testing::bind_loopback();
   static std::unique_ptr<HttpSink> sink = std::make_unique<HttpSink>(HttpSinkOptions{
       .url = "http://127.0.0.1:" + std::to_string(server.port) + "/",
       .timeout = std::chrono::milliseconds(200),
@@ -49,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static std::uint64_t serial = 0;
   const std::string response(reinterpret_cast<const char*>(data), size);
   std::thread peer([&] {
-    const int fd = ::accept(server.listener, nullptr, nullptr);
+    const int fd = ::accept(server.fd, nullptr, nullptr);
     if (fd < 0) return;
     // Read the request (it is small: headers and one short line), then answer.
     char buffer[4096];

@@ -353,17 +353,9 @@ TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedErro
 class SlowReceiver {
  public:
   SlowReceiver() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int small = 64 * 1024;
-    ::setsockopt(listener_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener_, 16);
-    socklen_t length = sizeof address;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
+    const testing::BoundSocket bound = testing::bind_loopback(SOCK_STREAM, 64 * 1024);
+    listener_ = bound.fd;
+    port_ = bound.port;
     acceptor_ = std::thread([this] {
       for (;;) {
         const int fd = ::accept(listener_, nullptr, nullptr);

@@ -40,17 +40,32 @@ class TempDir {
   std::string path_;
 };
 
-// A port nobody listens on now (bound to 0, then closed).
-inline std::uint16_t free_port(int type = SOCK_STREAM) {
-  const int fd = ::socket(AF_INET, type, 0);
+// A socket bound to 127.0.0.1 on a free port (listening, for a stream),
+// with `receive_buffer` bytes of SO_RCVBUF when not 0.
+struct BoundSocket {
+  int fd = -1;
+  std::uint16_t port = 0;
+};
+inline BoundSocket bind_loopback(int type = SOCK_STREAM, int receive_buffer = 0) {
+  BoundSocket bound;
+  bound.fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  if (receive_buffer > 0) ::setsockopt(bound.fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::bind(bound.fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  if (type == SOCK_STREAM) ::listen(bound.fd, 64);
   socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
+  ::getsockname(bound.fd, reinterpret_cast<sockaddr*>(&address), &length);
+  bound.port = ntohs(address.sin_port);
+  return bound;
+}
+
+// A port nobody listens on now (bound to 0, then closed).
+inline std::uint16_t free_port(int type = SOCK_STREAM) {
+  const BoundSocket bound = bind_loopback(type);
+  ::close(bound.fd);
+  return bound.port;
 }
 
 inline bool tcp_accepts(std::uint16_t port) {

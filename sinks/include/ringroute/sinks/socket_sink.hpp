@@ -44,7 +44,6 @@ struct SocketSinkOptions {
 
 class UringLoop;
 class TlsContext;
-class TlsConnection;
 
 class SocketSink final : public Sink {
  public:
@@ -61,26 +60,12 @@ class SocketSink final : public Sink {
   static constexpr std::chrono::milliseconds kWindow{50};
 
  private:
-  struct Connection {
-    int fd = -1;
-    bool connected = false;
-    std::chrono::steady_clock::time_point last_used{};
-    // The part of the batch it sends now: events [first, last), bytes sent.
-    std::size_t first = 0, last = 0, sent = 0;
-    std::string_view bytes;
-    bool busy = false;
-    // TLS: the session, how much of its ciphertext went out, and how much
-    // plaintext that ciphertext carries (counted as sent once it is all out).
-    std::shared_ptr<TlsConnection> tls;
-    std::size_t cipher_sent = 0, tls_chunk = 0;
-    std::vector<char> handshake_in;
-  };
+  struct Connection;
   enum class Kind : std::uint8_t { tcp, tls, unix_stream, udp, unix_datagram };
 
   Outcome write_stream(const Batch& batch, std::string& why);
   Outcome write_datagrams(const Batch& batch, std::string& why);
   bool open_datagram_socket(std::string& why);
-  void close_connection(Connection& c) noexcept;
   // A new batch starts its pending ranges over; a retried one keeps them.
   void start_batch(const Batch& batch);
 

@@ -1,0 +1,219 @@
+#include "stream.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "tls.hpp"
+#include "uring_loop.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+constexpr std::size_t kTlsChunk = 256 * 1024;  // plaintext encrypted per round
+constexpr std::size_t kCipherReceive = 16 * 1024;
+
+}  // namespace
+
+Stream::Stream() = default;
+Stream::~Stream() { close(); }
+Stream::Stream(Stream&& other) noexcept { *this = std::move(other); }
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = other.fd_;
+    other.fd_ = -1;
+    tls_ = std::move(other.tls_);
+    pieces_[0] = other.pieces_[0];
+    pieces_[1] = other.pieces_[1];
+    sent_ = other.sent_;
+    cipher_sent_ = other.cipher_sent_;
+    tls_chunk_ = other.tls_chunk_;
+    cipher_in_ = std::move(other.cipher_in_);
+  }
+  return *this;
+}
+
+void Stream::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  tls_.reset();
+  sent_ = cipher_sent_ = tls_chunk_ = 0;
+}
+
+bool Stream::usable_after_idle() {
+  if (fd_ < 0) return false;
+  char buffer[4096];
+  if (!tls_) {
+    const ssize_t n = ::recv(fd_, buffer, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    close();
+    return false;
+  }
+  bool gone = false;
+  for (;;) {
+    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n > 0) {
+      tls_->incoming(buffer, static_cast<std::size_t>(n));
+      continue;
+    }
+    gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    break;
+  }
+  // Session tickets are consumed here and give no plaintext; plaintext or a
+  // close_notify means the connection is done.
+  if (!gone && tls_->decrypt(buffer, sizeof buffer) != 0) gone = true;
+  if (gone) close();
+  return !gone;
+}
+
+bool Stream::start_connect(UringLoop& loop, const Address& address, std::uint64_t base,
+                           std::chrono::milliseconds limit, std::string& why) {
+  close();
+  fd_ = ::socket(address.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    why = std::string("socket: ") + std::strerror(errno);
+    return false;
+  }
+  if (address.family != AF_UNIX) {
+    const int one = 1;  // batches are whole already; Nagle would only delay the tail
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  loop.connect(fd_, reinterpret_cast<const sockaddr*>(&address.storage), address.length, base + kConnect, limit);
+  return true;
+}
+
+Stream::Progress Stream::connected(UringLoop& loop, const TlsContext* tls, std::uint64_t base,
+                                   std::chrono::milliseconds limit, std::string& why) {
+  if (tls == nullptr) return Progress::ready;
+  tls_ = std::make_unique<TlsConnection>(*tls);
+  cipher_sent_ = 0;
+  return handshake(loop, base, limit, why);
+}
+
+Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit,
+                                   std::string& why) {
+  switch (tls_->handshake(why)) {
+    case TlsConnection::Step::send: {
+      const std::string& cipher = tls_->outgoing();
+      loop.send(fd_, cipher.data() + cipher_sent_, cipher.size() - cipher_sent_, base + kHandshakeSend, limit);
+      return Progress::pending;
+    }
+    case TlsConnection::Step::receive:
+      cipher_in_.resize(kCipherReceive);
+      loop.recv(fd_, cipher_in_.data(), cipher_in_.size(), base + kHandshakeReceive, limit);
+      return Progress::pending;
+    case TlsConnection::Step::done:
+      return Progress::ready;
+    case TlsConnection::Step::failed:
+      break;
+  }
+  return Progress::failed;
+}
+
+Stream::Progress Stream::handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
+                                             std::chrono::milliseconds limit, std::string& why) {
+  if (result <= 0) {
+    why = result == 0 ? "connection closed by the peer" : result == -ECANCELED ? "timed out" : std::strerror(-result);
+    return Progress::failed;
+  }
+  if (op == kHandshakeSend) {
+    cipher_sent_ += static_cast<std::size_t>(result);
+    if (cipher_sent_ == tls_->outgoing().size()) {
+      tls_->outgoing().clear();
+      cipher_sent_ = 0;
+    }
+  } else {
+    tls_->incoming(cipher_in_.data(), static_cast<std::size_t>(result));
+  }
+  return handshake(loop, base, limit, why);
+}
+
+void Stream::begin_send(std::string_view first, std::string_view second) noexcept {
+  pieces_[0] = first;
+  pieces_[1] = second;
+  sent_ = 0;
+  tls_chunk_ = 0;
+}
+
+bool Stream::send_next(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why) {
+  if (!tls_) {
+    std::size_t count = 0;
+    if (sent_ < pieces_[0].size()) {
+      iov_[count++] = {const_cast<char*>(pieces_[0].data()) + sent_, pieces_[0].size() - sent_};
+      if (!pieces_[1].empty()) iov_[count++] = {const_cast<char*>(pieces_[1].data()), pieces_[1].size()};
+    } else {
+      const std::size_t offset = sent_ - pieces_[0].size();
+      iov_[count++] = {const_cast<char*>(pieces_[1].data()) + offset, pieces_[1].size() - offset};
+    }
+    message_ = {};
+    message_.msg_iov = iov_;
+    message_.msg_iovlen = count;
+    loop.sendmsg(fd_, &message_, base + kSend, limit);
+    return true;
+  }
+  std::string& cipher = tls_->outgoing();
+  if (cipher_sent_ == cipher.size()) {
+    // The last round's ciphertext is out: encrypt the next stretch.
+    cipher.clear();
+    cipher_sent_ = 0;
+    tls_chunk_ = 0;
+    while (tls_chunk_ < kTlsChunk && sent_ + tls_chunk_ < total()) {
+      const std::size_t at = sent_ + tls_chunk_;
+      const std::string_view piece = at < pieces_[0].size()
+                                         ? pieces_[0].substr(at, kTlsChunk - tls_chunk_)
+                                         : pieces_[1].substr(at - pieces_[0].size(), kTlsChunk - tls_chunk_);
+      const std::size_t taken = tls_->encrypt(piece, why);
+      if (taken == 0) return false;
+      tls_chunk_ += taken;
+    }
+  }
+  loop.send(fd_, cipher.data() + cipher_sent_, cipher.size() - cipher_sent_, base + kSend, limit);
+  return true;
+}
+
+bool Stream::sent_some(int result) noexcept {
+  if (!tls_) {
+    sent_ += static_cast<std::size_t>(result);
+    return sent_ >= total();
+  }
+  cipher_sent_ += static_cast<std::size_t>(result);
+  if (cipher_sent_ < tls_->outgoing().size()) return false;
+  sent_ += tls_chunk_;  // that plaintext's records are wholly with the kernel now
+  tls_chunk_ = 0;
+  return sent_ >= total();
+}
+
+void Stream::receive(UringLoop& loop, std::vector<char>& in, std::size_t used, std::uint64_t base,
+                     std::chrono::milliseconds limit) {
+  if (tls_) {
+    cipher_in_.resize(kCipherReceive);
+    loop.recv(fd_, cipher_in_.data(), cipher_in_.size(), base + kReceive, limit);
+  } else {
+    if (used == in.size()) in.resize(in.size() * 2);
+    loop.recv(fd_, in.data() + used, in.size() - used, base + kReceive, limit);
+  }
+}
+
+long Stream::received(int result, std::vector<char>& in, std::size_t used) {
+  if (!tls_ || result <= 0) return result;
+  tls_->incoming(cipher_in_.data(), static_cast<std::size_t>(result));
+  std::size_t plain = 0;
+  for (;;) {
+    if (used + plain == in.size()) in.resize(in.size() * 2);
+    const long n = tls_->decrypt(in.data() + used + plain, in.size() - used - plain);
+    if (n > 0) {
+      plain += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (plain > 0) return static_cast<long>(plain);
+    return n < 0 ? 0 : -EAGAIN;  // close_notify or a broken stream: as EOF
+  }
+}
+
+}  // namespace ringroute::sinks

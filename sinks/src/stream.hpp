@@ -1,0 +1,86 @@
+#pragma once
+// One client stream connection of a network sink (TCP or a unix stream,
+// optionally TLS on top), driven through the sink's UringLoop: connect,
+// handshake, send plaintext in up to two pieces, receive. Its operations are
+// tagged `base + op`, so a sink runs many at once and routes completions
+// back by tag. Internal to ringroute::sinks.
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net.hpp"
+
+namespace ringroute::sinks {
+
+class UringLoop;
+class TlsContext;
+class TlsConnection;
+
+class Stream {
+ public:
+  enum Op : std::uint64_t { kConnect = 0, kSend = 1, kReceive = 2, kHandshakeSend = 3, kHandshakeReceive = 4 };
+  static constexpr std::uint64_t kOps = 8;  // tags per connection
+  enum class Progress : std::uint8_t { pending, ready, failed };
+
+  Stream();
+  ~Stream();
+  Stream(Stream&&) noexcept;
+  Stream& operator=(Stream&&) noexcept;
+
+  [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
+  void close() noexcept;
+  // Before reusing an idle connection: false (and closed) when the peer
+  // left it meanwhile (EOF, reset, TLS close_notify) or sent something
+  // unasked, which neither syslog receivers nor HTTP servers do between
+  // responses. TLS session tickets are read and kept.
+  bool usable_after_idle();
+
+  // Creates the socket and submits the connect; false with `why`.
+  bool start_connect(UringLoop& loop, const Address& address, std::uint64_t base, std::chrono::milliseconds limit,
+                     std::string& why);
+  // The connect completed: ready, or with `tls` the handshake begins.
+  Progress connected(UringLoop& loop, const TlsContext* tls, std::uint64_t base, std::chrono::milliseconds limit,
+                     std::string& why);
+  // A handshake operation completed with `result`.
+  Progress handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
+                               std::chrono::milliseconds limit, std::string& why);
+
+  // Plaintext to send next, in up to two pieces (an HTTP head and body).
+  void begin_send(std::string_view first, std::string_view second = {}) noexcept;
+  // Submits the next send; false with `why` when TLS can't encrypt.
+  bool send_next(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why);
+  // A send completed with `result` > 0; true when everything was sent.
+  bool sent_some(int result) noexcept;
+  // Plaintext bytes wholly handed to the kernel (for TLS: their records too).
+  [[nodiscard]] std::size_t sent() const noexcept { return sent_; }
+
+  // Submits a receive; plaintext lands in `in` after `used` bytes.
+  void receive(UringLoop& loop, std::vector<char>& in, std::size_t used, std::uint64_t base,
+               std::chrono::milliseconds limit);
+  // A receive completed with `result`: plaintext bytes now in `in` after
+  // `used` (> 0), 0 when the peer closed, -EAGAIN when more must be
+  // received first (receive() again), other -errno as the syscall's.
+  long received(int result, std::vector<char>& in, std::size_t used);
+
+ private:
+  Progress handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why);
+  [[nodiscard]] std::size_t total() const noexcept { return pieces_[0].size() + pieces_[1].size(); }
+
+  int fd_ = -1;
+  std::unique_ptr<TlsConnection> tls_;
+  std::string_view pieces_[2];
+  std::size_t sent_ = 0;
+  // TLS: ciphertext of the current round sent so far, and the plaintext it carries.
+  std::size_t cipher_sent_ = 0, tls_chunk_ = 0;
+  std::vector<char> cipher_in_;
+  iovec iov_[2]{};
+  msghdr message_{};
+};
+
+}  // namespace ringroute::sinks
