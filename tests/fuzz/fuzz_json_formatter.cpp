@@ -11,39 +11,16 @@
 
 #include <simdjson.h>
 
-#include "ringroute/event/event.hpp"
+#include "fuzz_event.hpp"
 #include "ringroute/sinks/json_formatter.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace ringroute;
-  if (size < 4) return 0;
+  fuzzing::FuzzEvent fuzz;
+  if (!fuzz.build(data, size, true)) return 0;
   const std::uint8_t flags = data[0];
-  event::EventInput in;
-  in.severity = static_cast<event::Severity>(data[1] % 3);
-  in.verbosity = static_cast<event::Verbosity>(data[2] % 6);
-  in.timestamp_ns = static_cast<std::int64_t>(data[3]) * 7'919'000'000'123LL - 1'000'000'000'000'000'000LL;
-  std::string_view rest(reinterpret_cast<const char*>(data + 4), size - 4);
-  // Fields are separated by 0xff bytes: strings in record order, tree entries, then the body.
-  std::vector<std::string_view> parts;
-  for (std::size_t at; (at = rest.find('\xff')) != std::string_view::npos && parts.size() < 12;) {
-    parts.push_back(rest.substr(0, at));
-    rest.remove_prefix(at + 1);
-  }
-  in.body = rest;
-  std::vector<std::string_view> tree;
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (i < event::kStringFieldCount) {
-      if (!parts[i].empty()) in.set(static_cast<event::StringField>(i), parts[i]);
-    } else {
-      tree.push_back(parts[i]);
-    }
-  }
-  const std::size_t bytes = event::encoded_size(in, tree);
-  if (bytes == 0) return 0;
-  std::vector<std::byte> record(bytes);
-  event::encode(in, tree, !tree.empty(), record.data());
-  event::EventView view;
-  if (event::decode(record, view) != event::DecodeError::none) std::abort();
+  const event::EventInput& in = fuzz.input;
+  const event::EventView& view = fuzz.view;
 
   simdjson::dom::parser parser;
   simdjson::dom::element body;

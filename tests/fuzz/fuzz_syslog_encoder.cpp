@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ringroute/event/event.hpp"
+#include "fuzz_event.hpp"
 #include "ringroute/sinks/event_encoder.hpp"
 
 namespace {
@@ -31,29 +31,11 @@ std::string_view field(std::string_view& rest, std::size_t max) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace ringroute;
-  if (size < 4) return 0;
+  fuzzing::FuzzEvent fuzz;
+  if (!fuzz.build(data, size, false)) return 0;
   const std::uint8_t flags = data[0];
-  event::EventInput in;
-  in.severity = static_cast<event::Severity>(data[1] % 3);
-  in.verbosity = static_cast<event::Verbosity>(data[2] % 6);
-  in.timestamp_ns = static_cast<std::int64_t>(data[3]) * 7'919'000'000'123LL - 1'000'000'000'000'000'000LL;
-  std::string_view rest(reinterpret_cast<const char*>(data + 4), size - 4);
-  std::vector<std::string_view> parts;
-  for (std::size_t at; (at = rest.find('\xff')) != std::string_view::npos && parts.size() < event::kStringFieldCount;) {
-    parts.push_back(rest.substr(0, at));
-    rest.remove_prefix(at + 1);
-  }
-  in.body = rest;
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (!parts[i].empty()) in.set(static_cast<event::StringField>(i), parts[i]);
-  }
-  const std::vector<std::string_view> tree;
-  const std::size_t bytes = event::encoded_size(in, tree);
-  if (bytes == 0) return 0;
-  std::vector<std::byte> record(bytes);
-  event::encode(in, tree, false, record.data());
-  event::EventView view;
-  check(event::decode(record, view) == event::DecodeError::none);
+  const event::EventInput& in = fuzz.input;
+  const event::EventView& view = fuzz.view;
 
   sinks::EncodeOptions options;
   options.wrap = sinks::Wrap::syslog;
