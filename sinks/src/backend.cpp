@@ -60,6 +60,19 @@ BackendOptions parse_backend_options(std::string_view type, std::string_view opt
       out.encoding.facility = static_cast<std::uint8_t>(syslog_facility(text));
     }
     read_if(root, "structured_data", out.encoding.structured_data);
+    simdjson::dom::object map;
+    if (root["syslog_severity"].get(map) == simdjson::SUCCESS) {
+      for (auto [key, value] : map) {
+        std::uint64_t level;
+        if (value.get(level) != simdjson::SUCCESS || level > 7) continue;
+        for (std::size_t v = 0; v < event::kVerbosityCount; ++v) {
+          if (key == event::kVerbosityNames[v]) out.encoding.severity.by_verbosity[v] = static_cast<std::uint8_t>(level);
+        }
+        for (std::size_t v = 0; v < event::kSeverityCount; ++v) {
+          if (key == event::kSeverityNames[v]) out.encoding.severity.cap[v] = static_cast<std::uint8_t>(level);
+        }
+      }
+    }
   }
   simdjson::dom::element batch;
   if (root["batch"].get(batch) == simdjson::SUCCESS) {

@@ -49,11 +49,7 @@ std::string local_host_name() {
 }  // namespace
 
 unsigned syslog_severity(event::Severity severity, event::Verbosity verbosity) noexcept {
-  static constexpr std::array<unsigned, event::kVerbosityCount> kByVerbosity{7, 7, 6, 4, 3, 2};
-  unsigned s = kByVerbosity[static_cast<std::size_t>(verbosity)];
-  if (severity == event::Severity::warning && s > 4) s = 4;
-  if (severity == event::Severity::critical && s > 2) s = 2;
-  return s;
+  return SyslogSeverityMap{}(severity, verbosity);
 }
 
 int syslog_facility(std::string_view name) noexcept {
@@ -98,7 +94,7 @@ void EventEncoder::write_syslog(const event::EventView& e, ByteBuffer& out) {
                                     : std::string_view(host_name_);
   // <191>1 TIMESTAMP HOST APP - MSGID SD SP: at most 5+2+27+1+255+1+48+3+32+1 bytes, plus SD.
   char* p = message.reserve_more(400 + sd_bytes);
-  const unsigned pri = options_.facility * 8u + syslog_severity(e.severity, e.verbosity);
+  const unsigned pri = options_.facility * 8u + options_.severity(e.severity, e.verbosity);
   *p++ = '<';
   p = std::to_chars(p, p + 3, pri).ptr;
   *p++ = '>';

@@ -255,6 +255,22 @@ TEST_F(HttpSinkTest, BadRequestIsRejectedNotRetried) {
   EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
+TEST_F(HttpSinkTest, ChunkedResponsesAreReadWholeAndKeepTheConnection) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    return index == 0 ? HttpResponse{.status = 422, .body = "{\"error\":\"field n must be a string\"}", .chunked = true}
+                      : HttpResponse{.status = 200, .body = "{\"accepted\":true}", .chunked = true};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 5});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 15);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok);
+  EXPECT_EQ(sink.rejected_events(), 5u);
+  EXPECT_NE(why_.find("HTTP 422"), std::string::npos) << why_;
+  EXPECT_NE(why_.find("field n must be a string"), std::string::npos) << why_;
+  EXPECT_EQ(receiver.requests().size(), 3u);
+  EXPECT_EQ(counters_.connects.read(), 1u);  // the chunked bodies ended the responses, not the connection
+}
+
 TEST_F(HttpSinkTest, RedirectIsNotFollowedAndCountsAsRejected) {
   HttpReceiver receiver([](const HttpRequest&, std::size_t) {
     return HttpResponse{.status = 301, .headers = {{"Location", "http://elsewhere/"}}};

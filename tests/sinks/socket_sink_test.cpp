@@ -6,6 +6,9 @@
 
 #include <simdjson.h>
 
+#include <sys/un.h>
+
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -122,6 +125,22 @@ TEST(SyslogSeverity, VerbosityThenSeverityCap) {
   EXPECT_EQ(syslog_facility("local0"), 16);
   EXPECT_EQ(syslog_facility("kern"), 0);
   EXPECT_EQ(syslog_facility("nope"), -1);
+}
+
+TEST(SyslogEncoder, SeverityMapIsConfigurable) {
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::newline;
+  options.facility = 3;  // daemon
+  options.severity.by_verbosity[2] = 5;  // info -> notice
+  options.severity.cap[2] = 1;           // critical -> alert
+  EventEncoder encoder(options);
+  testing::JsonEvent ev;
+  ByteBuffer out;
+  encoder.encode(ev(R"({"timestamp":0,"verbosity":"info"})"), out);
+  encoder.encode(ev(R"({"timestamp":0,"verbosity":"info","severity":"critical"})"), out);
+  EXPECT_TRUE(out.view().starts_with("<29>1 ")) << out.view();  // 3 * 8 + 5
+  EXPECT_NE(out.view().find("\n<25>1 "), std::string_view::npos) << out.view();  // 3 * 8 + 1
 }
 
 TEST(SyslogEncoder, OctetCountIsTheMessageLength) {
@@ -346,6 +365,93 @@ TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedErro
                        .server_name = "receiver.example"});
   EXPECT_EQ(misnamed.write(batch, why), Outcome::retry);
   EXPECT_NE(why.find("certificate verify failed"), std::string::npos) << why;
+}
+
+TEST_F(SocketSinkRsyslog, TlsClientCertificateWhenTheReceiverAsksForOne) {
+  const testing::TestPki pki = testing::make_test_pki(dir_);
+  ASSERT_TRUE(pki.ok()) << testing::read_text(dir_ / "openssl.log");
+  const std::uint16_t port = testing::free_port();
+  Rsyslog rsyslog(dir_, "global(defaultNetstreamDriverCAFile=\"" + pki.ca + "\" defaultNetstreamDriverCertFile=\"" +
+                            pki.server_cert + "\" defaultNetstreamDriverKeyFile=\"" + pki.server_key + "\")\n" +
+                            "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" "
+                            "streamDriver.authMode=\"x509/certvalid\")\n"
+                            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(port) +
+                            "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  fill(batch, options, 0, 50);
+  // Without a client certificate the receiver drops the session.
+  SocketSink anonymous({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1,
+                        .ca_file = pki.ca});
+  std::string why;
+  anonymous.write(batch, why);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(testing::read_lines(rsyslog.output()).size(), 0u);
+
+  SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1,
+                   .ca_file = pki.ca, .cert_file = pki.client_cert, .key_file = pki.client_key});
+  ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 50);
+  ASSERT_EQ(lines.size(), 50u) << rsyslog.log();
+  for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+}
+
+TEST(SocketSink, NdjsonOverUnixStreamAndDatagrams) {
+  TempDir dir("ndjson");
+  const std::string stream_path = dir / "stream.sock", datagram_path = dir / "dgram.sock";
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int datagrams = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  for (auto [fd, path] : {std::pair{listener, stream_path}, std::pair{datagrams, datagram_path}}) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strcpy(address.sun_path, path.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  }
+  ::listen(listener, 4);
+  Batch batch;
+  fill(batch, EncodeOptions{}, 0, 20);  // json lines, as format "ndjson" encodes them
+
+  SocketSink stream({.url = "unix://" + stream_path});
+  std::string why;
+  ASSERT_EQ(stream.write(batch, why), Outcome::ok) << why;
+  const int accepted = ::accept(listener, nullptr, nullptr);
+  std::string received;
+  char buffer[65536];
+  while (received.size() < batch.bytes.size()) {
+    const ssize_t n = ::recv(accepted, buffer, sizeof buffer, 0);
+    ASSERT_GT(n, 0);
+    received.append(buffer, static_cast<std::size_t>(n));
+  }
+  EXPECT_EQ(received, std::string(batch.bytes.view()));  // the lines, newline-terminated, nothing else
+
+  // The kernel queues only a few datagrams per unix socket
+  // (net.unix.max_dgram_qlen): the receiver reads while the sink sends, and
+  // a full queue is EAGAIN, retried.
+  std::vector<std::string> got;
+  const timeval limit{2, 0};  // a failing sink must fail the test, not hang it
+  ::setsockopt(datagrams, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  std::thread reader([&] {
+    char datagram_buffer[65536];
+    while (got.size() < 20) {
+      const ssize_t n = ::recv(datagrams, datagram_buffer, sizeof datagram_buffer, 0);
+      if (n <= 0) return;
+      got.emplace_back(datagram_buffer, static_cast<std::size_t>(n));
+    }
+  });
+  SocketSink datagram({.url = "unixgram://" + datagram_path, .strip_newline = true});
+  EXPECT_EQ(write_until_ok(datagram, batch), Outcome::ok);
+  reader.join();
+  ASSERT_EQ(got.size(), 20u);
+  for (std::size_t i = 0; i < 20; ++i) {
+    std::string_view expected = batch.events_bytes(i, i + 1);
+    expected.remove_suffix(1);  // each datagram is one document, without the newline
+    EXPECT_EQ(got[i], expected);  // and in order
+  }
+  ::close(accepted);
+  ::close(listener);
+  ::close(datagrams);
 }
 
 // A TCP receiver whose every connection reads slowly (16 KB, then a 2 ms

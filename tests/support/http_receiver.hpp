@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -37,6 +38,7 @@ struct HttpResponse {
   std::string body;
   bool hang = false;   // never answer (the connection stays open)
   bool close = false;  // answer with Connection: close, then close
+  bool chunked = false;  // the body in two chunks (Transfer-Encoding: chunked)
 };
 
 class HttpReceiver {
@@ -172,10 +174,21 @@ class HttpReceiver {
       std::string text = "HTTP/1.1 " + std::to_string(response.status) + " X\r\n";
       for (const auto& [name, value] : response.headers) text += name + ": " + value + "\r\n";
       if (response.close) text += "Connection: close\r\n";
-      if (response.status != 204 && response.status != 304) {
-        text += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+      if (response.chunked) {
+        const std::string first = response.body.substr(0, response.body.size() / 2);
+        const std::string second = response.body.substr(first.size());
+        auto as_chunk = [](const std::string& part) {
+          char size[32];
+          std::snprintf(size, sizeof size, "%zx\r\n", part.size());
+          return size + part + "\r\n";
+        };
+        text += "Transfer-Encoding: chunked\r\n\r\n" + as_chunk(first) + as_chunk(second) + "0\r\n\r\n";
+      } else {
+        if (response.status != 204 && response.status != 304) {
+          text += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+        }
+        text += "\r\n" + response.body;
       }
-      text += "\r\n" + response.body;
       if (!send_all(text) || response.close) return close_fd(fd);
     }
   }

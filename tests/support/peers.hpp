@@ -217,7 +217,7 @@ class Rsyslog {
 // signed for localhost and 127.0.0.1, and a second CA that signed nothing
 // (the "wrong CA"). Empty when openssl is missing or failed.
 struct TestPki {
-  std::string ca, server_cert, server_key, other_ca;
+  std::string ca, server_cert, server_key, other_ca, client_cert, client_key;
   [[nodiscard]] bool ok() const { return !ca.empty(); }
 };
 
@@ -234,10 +234,15 @@ inline TestPki make_test_pki(const TempDir& dir) {
       openssl + " req" + ec + " -keyout " + (dir / "server.key") + " -out " + (dir / "server.csr") +
       " -subj /CN=localhost && " +
       openssl + " x509 -req -in " + (dir / "server.csr") + " -CA " + (dir / "ca.crt") + " -CAkey " + (dir / "ca.key") +
-      " -CAcreateserial -out " + (dir / "server.crt") + " -days 2 -extfile " + (dir / "san.cnf") +
+      " -CAcreateserial -out " + (dir / "server.crt") + " -days 2 -extfile " + (dir / "san.cnf") + " && " +
+      openssl + " req" + ec + " -keyout " + (dir / "client.key") + " -out " + (dir / "client.csr") +
+      " -subj /CN=ringroute-client && " +
+      openssl + " x509 -req -in " + (dir / "client.csr") + " -CA " + (dir / "ca.crt") + " -CAkey " + (dir / "ca.key") +
+      " -CAcreateserial -out " + (dir / "client.crt") + " -days 2" +
       " > " + (dir / "openssl.log") + " 2>&1";
   if (std::system(commands.c_str()) != 0) return {};
-  return {dir / "ca.crt", dir / "server.crt", dir / "server.key", dir / "other.crt"};
+  return {dir / "ca.crt", dir / "server.crt", dir / "server.key", dir / "other.crt", dir / "client.crt",
+          dir / "client.key"};
 }
 
 }  // namespace ringroute::testing

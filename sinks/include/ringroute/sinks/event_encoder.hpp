@@ -11,6 +11,7 @@
 //
 // Thread-safety: one encoder per thread (formatter caches, scratch buffer).
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -23,19 +24,34 @@ namespace ringroute::sinks {
 enum class Wrap : std::uint8_t { line, syslog };
 enum class Framing : std::uint8_t { octet_counting, newline, none };
 
+// The syslog severity (0-7) for an event: a value per verbosity, then capped
+// by a value per severity (`ok` caps nothing). The defaults are DESIGN.md's:
+// trace/debug 7, info 6, warn 4, error 3, fatal 2; warning caps at 4,
+// critical at 2. The socket sink's `syslog_severity` option overrides any.
+struct SyslogSeverityMap {
+  std::array<std::uint8_t, event::kVerbosityCount> by_verbosity{7, 7, 6, 4, 3, 2};
+  std::array<std::uint8_t, event::kSeverityCount> cap{7, 4, 2};
+
+  [[nodiscard]] unsigned operator()(event::Severity severity, event::Verbosity verbosity) const noexcept {
+    const unsigned base = by_verbosity[static_cast<std::size_t>(verbosity)];
+    const unsigned cap_at = cap[static_cast<std::size_t>(severity)];
+    return base < cap_at ? base : cap_at;
+  }
+  friend bool operator==(const SyslogSeverityMap&, const SyslogSeverityMap&) = default;
+};
+
 struct EncodeOptions {
   JsonFormatOptions json;
   Wrap wrap = Wrap::line;
   Framing framing = Framing::octet_counting;  // syslog only
   std::uint8_t facility = 16;                  // local0
   bool structured_data = false;                // syslog: [ringroute@32473 ...] with the event's ids
+  SyslogSeverityMap severity;                  // syslog: PRI's severity
 
   friend bool operator==(const EncodeOptions&, const EncodeOptions&) = default;
 };
 
-// The syslog severity (0-7) for an event: from verbosity (trace/debug 7,
-// info 6, warn 4, error 3, fatal 2), then capped by severity (warning 4,
-// critical 2).
+// The default map's syslog severity for an event.
 [[nodiscard]] unsigned syslog_severity(event::Severity severity, event::Verbosity verbosity) noexcept;
 
 // "kern" .. "local7" to its number; -1 when unknown.
