@@ -226,7 +226,14 @@ void BackendRunner::deliver(Batch* batch) {
   std::string why;
   bool done = false;
   while (!done) {
-    const Outcome outcome = sink_->write(*batch, why);
+    Outcome outcome = Outcome::retry;
+    try {
+      outcome = sink_->write(*batch, why);
+    } catch (const std::exception& e) {
+      // A sink that can't go on (out of memory, an io_uring that refuses a
+      // submission) must not take the router down: the batch is retried.
+      why = std::string("sink error: ") + e.what();
+    }
     if (outcome == Outcome::ok) {
       const std::uint32_t rejected = std::min(sink_->rejected_events(), batch->events);
       if (rejected > 0) {

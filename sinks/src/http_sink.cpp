@@ -108,7 +108,9 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   const auto url = parse_url(options_.url, why);
   if (!url) throw std::runtime_error("http sink: " + why);
   if (url->scheme == "https") port_ = 443;
-  if (url->scheme != "http" && url->scheme != "https") throw std::runtime_error("http sink: unknown URL scheme \"" + url->scheme + "\"");
+  if (url->scheme != "http" && url->scheme != "https") {
+    throw std::runtime_error("http sink: unknown URL scheme \"" + url->scheme + "\"");
+  }
   host_ = url->host;
   if (url->port != 0) port_ = url->port;
   const std::string bracketed = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
@@ -304,7 +306,10 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
         retry_why = "HTTP " + std::to_string(status) + " from " + where_ + ": " + body_excerpt(response.body());
       }
       const auto after = response.find(http::field::retry_after);
-      if (after != response.end()) retry_after_ = std::max(retry_after_, parse_retry_after(std::string_view(after->value().data(), after->value().size())));
+      if (after != response.end()) {
+        const std::string_view value(after->value().data(), after->value().size());
+        retry_after_ = std::max(retry_after_, parse_retry_after(value));
+      }
       stop_dispatch = true;
     } else {
       request.state = Request::State::rejected;
@@ -313,7 +318,9 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
         if (status >= 300 && status < 400) {
           const auto location = response.find(http::field::location);
           reject_why += " (redirects are not followed";
-          if (location != response.end()) reject_why += "; Location: " + std::string(location->value().data(), location->value().size());
+          if (location != response.end()) {
+            reject_why += "; Location: " + std::string(location->value().data(), location->value().size());
+          }
           reject_why += ")";
         } else {
           reject_why += ": " + body_excerpt(response.body());

@@ -69,7 +69,9 @@ class UringLoop {
     while (in_flight_ > 0) {
       io_uring_cqe* cqe = nullptr;
       int rc = io_uring_submit_and_wait(&ring_, 1);
-      if (rc < 0 && rc != -EINTR && rc != -EBUSY) throw std::runtime_error(std::string("io_uring_submit: ") + std::strerror(-rc));
+      if (rc < 0 && rc != -EINTR && rc != -EBUSY) {
+        throw std::runtime_error(std::string("io_uring_submit: ") + std::strerror(-rc));
+      }
       unsigned head;
       unsigned seen = 0;
       // Collected first, then handled: a handler may queue (and submit) more.
