@@ -35,12 +35,6 @@ namespace {
 constexpr std::size_t kReceiveChunk = 16 * 1024;
 constexpr std::size_t kLoggedBodyBytes = 200;
 
-std::string error_text(int negative_errno) {
-  if (negative_errno == -ECANCELED) return "timed out";
-  if (negative_errno == 0) return "connection closed by the server";
-  return std::strerror(-negative_errno);
-}
-
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -245,21 +239,6 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     Connection& c = *connections_[index];
     c.stream.receive(*loop_, c.in, c.in_used, index * Stream::kOps, options_.timeout);
   };
-  auto connect_failed = [&](std::size_t index, int result, const std::string& what) {
-    if (counters_) {
-      counters_->connect_failures.add(1);
-      if (result == -ECANCELED) counters_->timeouts.add(1);
-    }
-    fail(index, what);
-  };
-  auto after_handshake = [&](std::size_t index, Stream::Progress progress, int result, const std::string& reason) {
-    if (progress == Stream::Progress::pending) return;
-    if (progress == Stream::Progress::failed) {
-      return connect_failed(index, result, "TLS handshake with " + where_ + " failed: " + reason);
-    }
-    if (counters_) counters_->connects.add(1);
-    send_next(index);
-  };
   // Gives an idle connection the next pending request; false when none is left.
   auto dispatch = [&](std::size_t index) -> bool {
     if (stop_dispatch) return false;
@@ -284,7 +263,8 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     std::string reason;
     if (!address) address = resolve(host_, port_, SOCK_STREAM, reason);
     if (!address) {
-      connect_failed(index, 0, reason);
+      if (counters_) counters_->connect_failures.add(1);
+      fail(index, reason);
       return false;
     }
     if (!c.stream.start_connect(*loop_, *address, index * Stream::kOps, options_.connect_timeout, reason)) {
@@ -342,21 +322,18 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     const std::uint64_t op = tag % Stream::kOps;
     Connection& c = *connections_[index];
     std::string reason;
-    if (op == Stream::kConnect) {
-      if (result < 0) return connect_failed(index, result, "connect to " + where_ + ": " + error_text(result));
-      return after_handshake(
-          index, c.stream.connected(*loop_, tls_.get(), index * Stream::kOps, options_.connect_timeout, reason),
-          result, reason);
-    }
-    if (op == Stream::kHandshakeSend || op == Stream::kHandshakeReceive) {
-      const auto progress =
-          c.stream.handshake_completed(*loop_, op, result, index * Stream::kOps, options_.connect_timeout, reason);
-      return after_handshake(index, progress, result, reason);
+    if (op != Stream::kSend && op != Stream::kReceive) {  // connect and TLS handshake
+      switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
+                                       where_, counters_, reason)) {
+        case Stream::Progress::pending: return;
+        case Stream::Progress::failed: return fail(index, reason);
+        case Stream::Progress::ready: return send_next(index);
+      }
     }
     if (op == Stream::kSend) {
       if (result <= 0) {
         if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
-        return fail(index, "send to " + where_ + ": " + error_text(result));
+        return fail(index, "send to " + where_ + ": " + io_error_text(result, "the server"));
       }
       if (c.stream.sent_some(result)) {
         receive_next(index);
@@ -377,7 +354,7 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
       return fail(index, "waiting for the response from " + where_ + ": " +
                              (plain == -ECANCELED
                                   ? "no response within " + std::to_string(options_.timeout.count()) + " ms"
-                                  : error_text(static_cast<int>(plain))));
+                                  : io_error_text(static_cast<int>(plain), "the server")));
     }
     // Bytes Beast could not use yet (a header cut between reads) wait at
     // the front of `in` and are offered again with what follows.

@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <sys/un.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 
@@ -135,6 +136,12 @@ std::optional<Address> unix_address(const std::string& path, std::string& why) {
   address.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
   address.family = AF_UNIX;
   return address;
+}
+
+std::string io_error_text(int negative_errno, std::string_view peer) {
+  if (negative_errno == -ECANCELED) return "timed out";
+  if (negative_errno == 0) return "connection closed by " + std::string(peer);
+  return std::strerror(-negative_errno);
 }
 
 std::string base64(std::string_view bytes) {

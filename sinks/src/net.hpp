@@ -35,6 +35,10 @@ struct Address {
                                              std::string& why);
 [[nodiscard]] std::optional<Address> unix_address(const std::string& path, std::string& why);
 
+// What an io_uring result (-errno) means, for logs: -ECANCELED is a linked
+// timeout that fired, 0 from a read or send a peer that closed.
+[[nodiscard]] std::string io_error_text(int negative_errno, std::string_view peer = "the peer");
+
 // RFC 4648 base64 (Basic auth).
 [[nodiscard]] std::string base64(std::string_view bytes);
 

@@ -24,12 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kDatagramChain = 64;
 
-std::string error_text(int negative_errno) {
-  if (negative_errno == -ECANCELED) return "timed out";
-  if (negative_errno == 0) return "connection closed by the peer";
-  return std::strerror(-negative_errno);
-}
-
 }  // namespace
 
 // A stream connection and the part of the batch it sends now: events
@@ -156,21 +150,6 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       fail(index, reason);
     }
   };
-  auto connect_failed = [&](std::size_t index, int result, const std::string& what) {
-    if (counters_) {
-      counters_->connect_failures.add(1);
-      if (result == -ECANCELED) counters_->timeouts.add(1);
-    }
-    fail(index, what);
-  };
-  auto after_handshake = [&](std::size_t index, Stream::Progress progress, int result, const std::string& reason) {
-    if (progress == Stream::Progress::pending) return;
-    if (progress == Stream::Progress::failed) {
-      return connect_failed(index, result, "TLS handshake with " + where_ + " failed: " + reason);
-    }
-    if (counters_) counters_->connects.add(1);
-    send_next(index);
-  };
 
   auto begin_part = [&](std::size_t index) {
     Connection& c = connections_[index];
@@ -187,7 +166,10 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     if (!address) {
       address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason);
     }
-    if (!address) return connect_failed(index, 0, reason);
+    if (!address) {
+      if (counters_) counters_->connect_failures.add(1);
+      return fail(index, reason);
+    }
     if (!c.stream.start_connect(*loop_, *address, index * Stream::kOps, options_.connect_timeout, reason)) {
       fail(index, reason);
     }
@@ -199,20 +181,17 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     const std::uint64_t op = tag % Stream::kOps;
     Connection& c = connections_[index];
     std::string reason;
-    if (op == Stream::kConnect) {
-      if (result < 0) return connect_failed(index, result, "connect to " + where_ + ": " + error_text(result));
-      return after_handshake(
-          index, c.stream.connected(*loop_, tls_.get(), index * Stream::kOps, options_.connect_timeout, reason),
-          result, reason);
-    }
-    if (op == Stream::kHandshakeSend || op == Stream::kHandshakeReceive) {
-      const auto progress =
-          c.stream.handshake_completed(*loop_, op, result, index * Stream::kOps, options_.connect_timeout, reason);
-      return after_handshake(index, progress, result, reason);
+    if (op != Stream::kSend && op != Stream::kReceive) {  // connect and TLS handshake
+      switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
+                                       where_, counters_, reason)) {
+        case Stream::Progress::pending: return;
+        case Stream::Progress::failed: return fail(index, reason);
+        case Stream::Progress::ready: return send_next(index);
+      }
     }
     if (result <= 0) {
       if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
-      return fail(index, "send to " + where_ + ": " + error_text(result));
+      return fail(index, "send to " + where_ + ": " + io_error_text(result));
     }
     if (!c.stream.sent_some(result)) return send_next(index);  // a short send: the rest goes next
     c.busy = false;
@@ -309,7 +288,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     datagram_next_ = first_failed;
     if (first_failed < chain_end) {
       why = "send to " + where_ + ": " +
-            (error == -EAGAIN ? std::string("receiver not keeping up (socket buffer full)") : error_text(error));
+            (error == -EAGAIN ? std::string("receiver not keeping up (socket buffer full)") : io_error_text(error));
       if (error != -EAGAIN) {
         ::close(datagram_fd_);  // a receiver that went away: connect again next time
         datagram_fd_ = -1;

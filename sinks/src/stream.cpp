@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ringroute/perf/block.hpp"
 #include "tls.hpp"
 #include "uring_loop.hpp"
 
@@ -88,12 +89,30 @@ bool Stream::start_connect(UringLoop& loop, const Address& address, std::uint64_
   return true;
 }
 
-Stream::Progress Stream::connected(UringLoop& loop, const TlsContext* tls, std::uint64_t base,
-                                   std::chrono::milliseconds limit, std::string& why) {
-  if (tls == nullptr) return Progress::ready;
-  tls_ = std::make_unique<TlsConnection>(*tls);
-  cipher_sent_ = 0;
-  return handshake(loop, base, limit, why);
+Stream::Progress Stream::setup_completed(UringLoop& loop, std::uint64_t op, int result, const TlsContext* tls,
+                                         std::uint64_t base, std::chrono::milliseconds limit, const std::string& where,
+                                         perf::BackendSinkShard* counters, std::string& why) {
+  Progress progress = Progress::failed;
+  if (op == kConnect && result < 0) {
+    why = "connect to " + where + ": " + io_error_text(result);
+  } else {
+    if (op == kConnect && tls == nullptr) {
+      progress = Progress::ready;
+    } else if (op == kConnect) {
+      tls_ = std::make_unique<TlsConnection>(*tls);
+      cipher_sent_ = 0;
+      progress = handshake(loop, base, limit, why);
+    } else {
+      progress = handshake_completed(loop, op, result, base, limit, why);
+    }
+    if (progress == Progress::failed) why = "TLS handshake with " + where + " failed: " + why;
+  }
+  if (counters != nullptr && progress == Progress::ready) counters->connects.add(1);
+  if (counters != nullptr && progress == Progress::failed) {
+    counters->connect_failures.add(1);
+    if (result == -ECANCELED) counters->timeouts.add(1);
+  }
+  return progress;
 }
 
 Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit,
@@ -119,7 +138,7 @@ Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chr
 Stream::Progress Stream::handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
                                              std::chrono::milliseconds limit, std::string& why) {
   if (result <= 0) {
-    why = result == 0 ? "connection closed by the peer" : result == -ECANCELED ? "timed out" : std::strerror(-result);
+    why = io_error_text(result);
     return Progress::failed;
   }
   if (op == kHandshakeSend) {

@@ -16,6 +16,10 @@
 
 #include "net.hpp"
 
+namespace ringroute::perf {
+struct BackendSinkShard;
+}
+
 namespace ringroute::sinks {
 
 class UringLoop;
@@ -44,12 +48,13 @@ class Stream {
   // Creates the socket and submits the connect; false with `why`.
   bool start_connect(UringLoop& loop, const Address& address, std::uint64_t base, std::chrono::milliseconds limit,
                      std::string& why);
-  // The connect completed: ready, or with `tls` the handshake begins.
-  Progress connected(UringLoop& loop, const TlsContext* tls, std::uint64_t base, std::chrono::milliseconds limit,
-                     std::string& why);
-  // A handshake operation completed with `result`.
-  Progress handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
-                               std::chrono::milliseconds limit, std::string& why);
+  // A connect or TLS handshake operation completed with `result`: `ready`
+  // once connected (and, with `tls`, the handshake done), `pending` while the
+  // handshake goes on, `failed` with `why` naming `where`. Connects, connect
+  // failures and timeouts are counted in `counters` (may be null).
+  Progress setup_completed(UringLoop& loop, std::uint64_t op, int result, const TlsContext* tls, std::uint64_t base,
+                           std::chrono::milliseconds limit, const std::string& where,
+                           perf::BackendSinkShard* counters, std::string& why);
 
   // Plaintext to send next, in up to two pieces (an HTTP head and body).
   void begin_send(std::string_view first, std::string_view second = {}) noexcept;
@@ -70,6 +75,8 @@ class Stream {
 
  private:
   Progress handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why);
+  Progress handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
+                               std::chrono::milliseconds limit, std::string& why);
   [[nodiscard]] std::size_t total() const noexcept { return pieces_[0].size() + pieces_[1].size(); }
 
   int fd_ = -1;
