@@ -102,6 +102,21 @@ void expect_event(const Received& r, std::size_t i) {
   EXPECT_EQ(r.msg, expected_msg(i));
 }
 
+// rsyslog inputs: plain TCP, and TLS (gtls) with the test PKI's server
+// certificate and the given client authentication mode.
+std::string tcp_input(std::uint16_t port) {
+  return "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(port) +
+         "\" ruleset=\"out\")\n";
+}
+
+std::string tls_input(const testing::TestPki& pki, std::uint16_t port, const std::string& auth_mode) {
+  return "global(defaultNetstreamDriverCAFile=\"" + pki.ca + "\" defaultNetstreamDriverCertFile=\"" +
+         pki.server_cert + "\" defaultNetstreamDriverKeyFile=\"" + pki.server_key + "\")\n" +
+         "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"" +
+         auth_mode + "\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(port) +
+         "\" ruleset=\"out\")\n";
+}
+
 class SocketSinkRsyslog : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -174,8 +189,7 @@ TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
 
 TEST_F(SocketSinkRsyslog, TcpOctetCountingDeliversEveryEventOnceInOrder) {
   const std::uint16_t port = testing::free_port();
-  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
-                            std::to_string(port) + "\" ruleset=\"out\")\n");
+  Rsyslog rsyslog(dir_, tcp_input(port));
   ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
   SocketSink sink({.url = "syslog+tcp://127.0.0.1:" + std::to_string(port), .max_connections = 1});
   sink.attach_counters(&counters_);
@@ -196,8 +210,7 @@ TEST_F(SocketSinkRsyslog, TcpOctetCountingDeliversEveryEventOnceInOrder) {
 
 TEST_F(SocketSinkRsyslog, TcpNewlineFraming) {
   const std::uint16_t port = testing::free_port();
-  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
-                            std::to_string(port) + "\" ruleset=\"out\")\n");
+  Rsyslog rsyslog(dir_, tcp_input(port));
   ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
   SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(port), .max_connections = 1});
   EncodeOptions options;
@@ -224,8 +237,7 @@ TEST_F(SocketSinkRsyslog, ReceiverDownAtStartThenUpLosesNothing) {
   EXPECT_NE(why.find("Connection refused"), std::string::npos) << why;
   EXPECT_EQ(counters_.connect_failures.read(), 1u);
 
-  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
-                            std::to_string(port) + "\" ruleset=\"out\")\n");
+  Rsyslog rsyslog(dir_, tcp_input(port));
   ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
   ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
   const auto lines = testing::wait_for_lines(rsyslog.output(), 200);
@@ -235,8 +247,7 @@ TEST_F(SocketSinkRsyslog, ReceiverDownAtStartThenUpLosesNothing) {
 
 TEST_F(SocketSinkRsyslog, ReceiverRestartedBetweenBatchesIsNoticedBeforeSending) {
   const std::uint16_t port = testing::free_port();
-  const std::string input = "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
-                            std::to_string(port) + "\" ruleset=\"out\")\n";
+  const std::string input = tcp_input(port);
   SocketSink sink({.url = "syslog+tcp://127.0.0.1:" + std::to_string(port), .max_connections = 1});
   sink.attach_counters(&counters_);
   EncodeOptions options;
@@ -328,12 +339,7 @@ TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedErro
   const testing::TestPki pki = testing::make_test_pki(dir_);
   ASSERT_TRUE(pki.ok()) << testing::read_text(dir_ / "openssl.log");
   const std::uint16_t port = testing::free_port();
-  Rsyslog rsyslog(dir_, "global(defaultNetstreamDriverCAFile=\"" + pki.ca + "\" defaultNetstreamDriverCertFile=\"" +
-                            pki.server_cert + "\" defaultNetstreamDriverKeyFile=\"" + pki.server_key + "\")\n" +
-                            "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" "
-                            "streamDriver.authMode=\"anon\")\n"
-                            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(port) +
-                            "\" ruleset=\"out\")\n");
+  Rsyslog rsyslog(dir_, tls_input(pki, port, "anon"));
   ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
   EncodeOptions options;
   options.wrap = Wrap::syslog;
@@ -371,12 +377,7 @@ TEST_F(SocketSinkRsyslog, TlsClientCertificateWhenTheReceiverAsksForOne) {
   const testing::TestPki pki = testing::make_test_pki(dir_);
   ASSERT_TRUE(pki.ok()) << testing::read_text(dir_ / "openssl.log");
   const std::uint16_t port = testing::free_port();
-  Rsyslog rsyslog(dir_, "global(defaultNetstreamDriverCAFile=\"" + pki.ca + "\" defaultNetstreamDriverCertFile=\"" +
-                            pki.server_cert + "\" defaultNetstreamDriverKeyFile=\"" + pki.server_key + "\")\n" +
-                            "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" "
-                            "streamDriver.authMode=\"x509/certvalid\")\n"
-                            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(port) +
-                            "\" ruleset=\"out\")\n");
+  Rsyslog rsyslog(dir_, tls_input(pki, port, "x509/certvalid"));
   ASSERT_TRUE(rsyslog.wait_tcp(port)) << rsyslog.log();
   EncodeOptions options;
   options.wrap = Wrap::syslog;
