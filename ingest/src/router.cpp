@@ -102,6 +102,12 @@ class Worker {
     sinks::BackendRunner* runner = nullptr;  // of the current batch
     std::deque<InFlight> in_flight;          // submitted batches that hold the ring
     bool active = false;                     // listed in active_
+    // A `block` backend whose queue was full: it gets no new events, the
+    // others read on, and it catches up by rereading the ring from here (the
+    // ring is not released past it). Bounded by the ring's size: once the
+    // ring is full of what it holds, producers see `full`.
+    bool behind = false;
+    std::uint64_t behind_from = 0;
   };
 
   void run() {
@@ -117,12 +123,10 @@ class Worker {
         plan = current;
         adopt(*plan);
       }
-      std::size_t read = 0;
-      const bool waiting_for_sinks = blocked(*plan);
-      if (!waiting_for_sinks) {
-        read = consumer_.poll([&](std::span<const std::byte> record, std::uint64_t end) { route(*plan, record, end); },
-                              256);
-      }
+      fall_behind_when_full(*plan);
+      std::size_t read = catch_up(*plan, kRecordsPerRound);
+      read += consumer_.poll([&](std::span<const std::byte> record, std::uint64_t end) { route(*plan, record, end); },
+                             kRecordsPerRound);
       maintain(Clock::now());
       plans_.leave(reader_);
       if (read != 0) {
@@ -132,15 +136,11 @@ class Worker {
       // The ring is empty: waiting out the linger would only add latency, so
       // batches a little while old go now (at full speed the ring is never
       // empty and batches fill up instead).
-      if (!waiting_for_sinks) submit_aged(kIdleFlushAge);
+      submit_aged(kIdleFlushAge);
       if (++idle_rounds <= 64) {
         ring::detail::cpu_relax();
       } else if (idle_rounds <= 80) {
         std::this_thread::yield();
-      } else if (waiting_for_sinks) {
-        // A full backend queue, not an empty ring: no commit will wake us,
-        // and a sink frees room within a batch's write (well under 1 ms).
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
       } else {
         consumer_.sleep(sleep_budget());
       }
@@ -157,6 +157,9 @@ class Worker {
 
   std::chrono::nanoseconds sleep_budget() const {
     if (consumer_.stalled()) return std::chrono::milliseconds(1);
+    // A backend behind: no commit tells us when its queue has room again, and
+    // a sink frees room within a batch's write.
+    if (behind_count_ != 0) return std::chrono::microseconds(100);
     // Wake in time to flush an open batch when it is old enough, or to
     // notice written batches and release the ring.
     for (std::size_t slot : active_) {
@@ -171,16 +174,73 @@ class Worker {
     formatted_serial_.assign(plan.encoders.size(), 0);
     formatted_.assign(plan.encoders.size(), {});
     matched_.resize(plan.matcher->backend_count());
+    index_of_slot_.fill(-1);
+    for (std::size_t i = 0; i < plan.slot_of.size(); ++i) {
+      if (plan.backends[i]) index_of_slot_[static_cast<std::size_t>(plan.slot_of[i])] = static_cast<int>(i);
+    }
     // Release pairs with reload()'s acquire: once it sees the new serial, this
     // worker has handed the old runners their last batches.
     plan_serial_.store(plan.serial, std::memory_order_release);
   }
 
-  bool blocked(const Plan& plan) const {
-    for (const auto& runner : plan.backends) {
-      if (runner && !runner->options().drop_when_full && runner->over_limit()) return true;
+  static constexpr std::size_t kRecordsPerRound = 256;
+
+  // A `block` backend at its queue's bound stops taking events at the next
+  // record, so the others never wait for it (checked once a round: the bound
+  // is soft by a round's events).
+  void fall_behind_when_full(const Plan& plan) {
+    for (std::size_t i = 0; i < plan.backends.size(); ++i) {
+      const sinks::BackendRunner* runner = plan.backends[i].get();
+      if (runner == nullptr || runner->options().drop_when_full || !runner->over_limit()) continue;
+      const auto slot = static_cast<std::size_t>(plan.slot_of[i]);
+      SlotState& state = slots_[slot];
+      if (state.behind) continue;
+      state.behind = true;
+      state.behind_from = last_end_;
+      ++behind_count_;
+      activate(slot);
     }
-    return false;
+  }
+
+  // Rereads the ring for backends behind whose queues have room again, from
+  // where each stopped to what the others have read, routing to it alone.
+  std::size_t catch_up(const Plan& plan, std::size_t budget) {
+    if (behind_count_ == 0) return 0;
+    std::size_t reread = 0;
+    for (std::size_t k = 0; k < active_.size() && reread < budget; ++k) {
+      const std::size_t slot = active_[k];
+      SlotState& state = slots_[slot];
+      if (!state.behind) continue;
+      const int index = index_of_slot_[slot];
+      if (index < 0) {
+        stop_behind(state);  // removed or disabled by a reload
+        continue;
+      }
+      sinks::BackendRunner* runner = plan.backends[static_cast<std::size_t>(index)].get();
+      if (runner->over_limit()) continue;
+      std::uint64_t start = state.behind_from;
+      state.behind_from = consumer_.reread(
+          state.behind_from, last_end_,
+          [&](std::span<const std::byte> record, std::uint64_t end) {
+            ++reread;
+            const std::uint64_t record_start = start;
+            start = end;
+            // A corrupt record was counted when first read.
+            if (event::decode(record, view_) != event::DecodeError::none) return;
+            matched_.clear();
+            plan.matcher->match(view_, scratch_, matched_);
+            if (!matched_.test(static_cast<std::uint32_t>(index)) || end <= skip_through_[slot]) return;
+            if (append(plan, static_cast<std::uint32_t>(index), slot, runner, record_start, end, false)) submit(slot);
+          },
+          budget - reread);
+      if (state.behind_from == last_end_) stop_behind(state);
+    }
+    return reread;
+  }
+
+  void stop_behind(SlotState& state) {
+    state.behind = false;
+    --behind_count_;
   }
 
   void route(const Plan& plan, std::span<const std::byte> record, std::uint64_t end) {
@@ -203,6 +263,7 @@ class Worker {
       const auto slot = static_cast<std::size_t>(plan.slot_of[index]);
       perf::BackendWorkerShard& shard = block_.backends[slot].worker[ring_ % perf::kMaxWorkers];
       shard.matched.add(1);
+      if (slots_[slot].behind) return;  // it rereads this event when it catches up
       if (end <= skip_through_[slot]) {
         shard.skipped_written.add(1);
         return;
@@ -213,42 +274,50 @@ class Worker {
         shard.dropped_queue_full.add(1);
         return;
       }
-      SlotState& state = slots_[slot];
-      if (state.current == nullptr) {
-        state.current = runner->take_batch();
-        state.runner = runner;
-        state.current->ring = ring_;
-        state.current->first_start = start;
-        state.current->oldest_event_ns = view_.timestamp_ns;
-        state.current->opened_ns = steady_now_ns_;
-        state.current->holds_ring = !drop_policy;
-        activate(slot);
-      }
-      sinks::Batch& batch = *state.current;
-      const std::uint32_t f = plan.encoder_of[index];
-      if (formatted_serial_[f] == event_serial_) {
-        // Encoded once per event per encoder: copy the bytes another
-        // backend's batch already holds.
-        const Formatted& done = formatted_[f];
-        batch.bytes.append(std::string_view(done.batch->bytes.data() + done.offset, done.length));
-      } else {
-        const std::size_t offset = batch.bytes.size();
-        encoders_[f].encode(view_, batch.bytes);
-        formatted_serial_[f] = event_serial_;
-        formatted_[f] = {&batch, offset, batch.bytes.size() - offset};
-      }
-      batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
-      ++batch.events;
-      batch.end = end;
-      const auto& options = runner->options();
-      if (batch.events >= options.batch_max_events || batch.bytes.size() >= options.batch_max_bytes) {
-        to_submit_[to_submit_count_++] = slot;
-      }
+      if (append(plan, index, slot, runner, start, end, true)) to_submit_[to_submit_count_++] = slot;
     });
     if (replayed) block_.rings[ring_].replayed.add(1);
     // After the loop: a submitted batch may be reset by its sink thread at
     // once, and other backends may still have been copying from it.
     for (std::size_t i = 0; i < to_submit_count_; ++i) submit(to_submit_[i]);
+  }
+
+  // Adds the event in view_ (ring bytes [start, end)) to `slot`'s batch;
+  // true when that batch is now full. `share_encoding`: within one route()
+  // call, reuse the bytes another backend's batch already holds.
+  bool append(const Plan& plan, std::uint32_t index, std::size_t slot, sinks::BackendRunner* runner,
+              std::uint64_t start, std::uint64_t end, bool share_encoding) {
+    SlotState& state = slots_[slot];
+    const auto& options = runner->options();
+    if (state.current == nullptr) {
+      state.current = runner->take_batch();
+      state.runner = runner;
+      state.current->ring = ring_;
+      state.current->first_start = start;
+      state.current->oldest_event_ns = view_.timestamp_ns;
+      state.current->opened_ns = steady_now_ns_;
+      state.current->holds_ring = !options.drop_when_full;
+      activate(slot);
+    }
+    sinks::Batch& batch = *state.current;
+    const std::uint32_t f = plan.encoder_of[index];
+    if (share_encoding && formatted_serial_[f] == event_serial_) {
+      // Encoded once per event per encoder: copy the bytes another
+      // backend's batch already holds.
+      const Formatted& done = formatted_[f];
+      batch.bytes.append(std::string_view(done.batch->bytes.data() + done.offset, done.length));
+    } else {
+      const std::size_t offset = batch.bytes.size();
+      encoders_[f].encode(view_, batch.bytes);
+      if (share_encoding) {
+        formatted_serial_[f] = event_serial_;
+        formatted_[f] = {&batch, offset, batch.bytes.size() - offset};
+      }
+    }
+    batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
+    ++batch.events;
+    batch.end = end;
+    return batch.events >= options.batch_max_events || batch.bytes.size() >= options.batch_max_bytes;
   }
 
   void activate(std::size_t slot) {
@@ -287,7 +356,9 @@ class Worker {
       if (plan.backends[i]) present[static_cast<std::size_t>(plan.slot_of[i])] = true;
     }
     for (std::size_t slot : active_) {
-      if (!present[slot]) slots_[slot].in_flight.clear();
+      if (present[slot]) continue;
+      slots_[slot].in_flight.clear();
+      if (slots_[slot].behind) stop_behind(slots_[slot]);
     }
   }
 
@@ -309,7 +380,8 @@ class Worker {
       if (state.current != nullptr && state.current->holds_ring) {
         release_to = std::min(release_to, state.current->first_start);
       }
-      if (state.current == nullptr && state.in_flight.empty()) {
+      if (state.behind) release_to = std::min(release_to, state.behind_from);
+      if (state.current == nullptr && state.in_flight.empty() && !state.behind) {
         state.active = false;
         active_[i] = active_.back();
         active_.pop_back();
@@ -362,6 +434,8 @@ class Worker {
   std::array<SlotState, perf::kMaxBackends> slots_{};
   std::vector<std::size_t> active_;
   std::array<std::size_t, perf::kMaxBackends> to_submit_{};
+  std::array<int, perf::kMaxBackends> index_of_slot_{};  // plan index by perf slot, -1: none
+  std::size_t behind_count_ = 0;
   std::size_t to_submit_count_ = 0;
   std::array<std::uint64_t, perf::kMaxBackends> skip_through_{};
   std::array<std::uint64_t, perf::kMaxBackends> maybe_written_through_{};

@@ -289,3 +289,52 @@ TEST(Ring, StaleHeadCacheMoreThanALapBehindNeverOverwrites) {
   EXPECT_LE(accepted, 1024 / 32);
   for (int i = 0; i < accepted; ++i) EXPECT_EQ(got[i], "fill-" + std::to_string(i) + "-padpadpadpadpad");
 }
+
+TEST(Ring, RereadGivesBackWhatPollReadAcrossPaddingAndSkippedClaims) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment, fast_timeout());
+  // Move near the lap's end so the records below wrap with a padding record.
+  for (int i = 0; i < 9; ++i) ASSERT_EQ(put(p, std::string(90, 'x')), ring::Status::ok);
+  take(c);
+  const std::uint64_t from = c.read_position();
+  std::vector<std::string> polled;
+  ring::Claim stalled;
+  for (int i = 0; i < 6; ++i) {
+    if (i == 2) ASSERT_EQ(p.try_claim(32, stalled), ring::Status::ok);  // never committed
+    ASSERT_EQ(put(p, "r" + std::to_string(i) + std::string(static_cast<std::size_t>(i) * 11, '.')),
+              ring::Status::ok);
+  }
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::vector<std::uint64_t> ends;
+  while (polled.size() < 6 && std::chrono::steady_clock::now() < until) {
+    c.poll([&](std::span<const std::byte> payload, std::uint64_t end) {
+      polled.emplace_back(reinterpret_cast<const char*>(payload.data()), payload.size());
+      ends.push_back(end);
+    }, 100);
+  }
+  ASSERT_EQ(polled.size(), 6u);
+  ASSERT_EQ(r.segment.header().skipped.read(), 1u);
+  EXPECT_LT(ends.back() & 1023, from & 1023) << "the records should have wrapped";
+
+  // All at once, then in steps of two from where each step ended.
+  std::vector<std::string> again;
+  std::vector<std::uint64_t> again_ends;
+  auto collect = [&](std::span<const std::byte> payload, std::uint64_t end) {
+    again.emplace_back(reinterpret_cast<const char*>(payload.data()), payload.size());
+    again_ends.push_back(end);
+  };
+  EXPECT_EQ(c.reread(from, c.read_position(), collect, 100), c.read_position());
+  EXPECT_EQ(again, polled);
+  EXPECT_EQ(again_ends, ends);
+  again.clear();
+  again_ends.clear();
+  std::uint64_t at = from;
+  for (int step = 0; step < 10 && at != c.read_position(); ++step) at = c.reread(at, c.read_position(), collect, 2);
+  EXPECT_EQ(at, c.read_position());
+  EXPECT_EQ(again, polled);
+  // From the middle: the records after that position only.
+  again.clear();
+  EXPECT_EQ(c.reread(ends[3], c.read_position(), collect, 100), c.read_position());
+  EXPECT_EQ(again, (std::vector<std::string>(polled.begin() + 4, polled.end())));
+}

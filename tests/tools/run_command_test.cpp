@@ -530,6 +530,66 @@ TEST(RunCommand, SyslogAndHttpBackendsDeliverEveryEventOnceAndADeadOneUnderDropS
   cleanup(ring);
 }
 
+TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderWhenItReturns) {
+  Dir dir;
+  const std::string ring = dir.unique("behind");
+  cleanup(ring);
+  const std::uint16_t late_port = ringroute::testing::free_port();
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 8 << 20,
+                         {R"({"name": "late", "type": "http", "options": {"url": "http://127.0.0.1:)" +
+                              std::to_string(late_port) +
+                              R"(/late", "max_connections": 1, "batch": {"max_events": 200},
+                                  "queue": {"max_events": 1000, "when_full": "block"}},
+                              "bindings": [{"verbosity": "trace"}]})",
+                          file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  constexpr int kEvents = 20000;
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
+
+  // The healthy backend gets everything while the other is still down.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (read_events({dir / "ok.ndjson"}).size() < kEvents && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto ok_events = read_events({dir / "ok.ndjson"});
+  ASSERT_EQ(ok_events.size(), static_cast<std::size_t>(kEvents)) << read_text(dir / "router.log");
+  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(ok_events[static_cast<std::size_t>(i)], std::make_pair(0, i));
+  {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    const std::string json = run_capture("stat --json --instance " + ring);
+    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+    const auto late = doc["backends"].at(0);
+    EXPECT_EQ(std::string_view(late["name"]), "late");
+    EXPECT_EQ(uint64_t(late["sent"]), 0u);
+    EXPECT_GT(uint64_t(late["connect_failures"]), 0u);
+    EXPECT_EQ(uint64_t(late["dropped"]["queue_full"]), 0u);
+  }
+  // The ring still holds the dead backend's events.
+  ringroute::ring::Segment segment;
+  ASSERT_EQ(ringroute::ring::Segment::attach(ring, segment, nullptr), ringroute::ring::Status::ok);
+  EXPECT_NE(segment.header().head.load(), segment.header().tail.load());
+
+  // It comes back: it catches up from the ring, every event once, in order.
+  ringroute::testing::HttpReceiver http({}, late_port);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+  {
+    std::ofstream bodies(dir / "late-bodies.ndjson");
+    for (const auto& request : http.requests()) {
+      EXPECT_EQ(request.target, "/late");
+      EXPECT_LE(std::count(request.body.begin(), request.body.end(), '\n'), 200);
+      bodies << request.body;
+    }
+  }
+  const auto late_events = read_events({dir / "late-bodies.ndjson"});
+  ASSERT_EQ(late_events.size(), static_cast<std::size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(late_events[static_cast<std::size_t>(i)], std::make_pair(0, i));
+  cleanup(ring);
+}
+
 TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   Dir dir;
   const std::string ring = dir.unique("amqp");

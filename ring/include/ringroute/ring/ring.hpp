@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -303,6 +304,55 @@ class Consumer {
       header_->read_bytes.add_single_writer(bytes);
     }
     return delivered;
+  }
+
+  // Calls on_record(payload, end) again for the records of [from, to) that
+  // poll() delivered, up to `max_records`; returns the position reached (`to`
+  // when done). Both must be positions poll() returned as `end` (or the
+  // released position), not yet released: that space is ours, so nothing
+  // there changes except a skipped claim whose producer commits after all
+  // (it comes out here though poll() counted it skipped). This is how a
+  // backend that fell behind catches up while the others read on.
+  template <class OnRecord>
+  std::uint64_t reread(std::uint64_t from, std::uint64_t to, OnRecord&& on_record,
+                       std::size_t max_records) const {
+    const std::uint64_t capacity = mask_ + 1;
+    std::uint64_t position = from;
+    std::size_t delivered = 0;
+    while (position < to && delivered < max_records) {
+      const std::uint64_t index = position & mask_;
+      // Acquire: as in poll(); poll() has seen this word committed already.
+      const std::uint64_t word = detail::header_word(data_ + index).load(std::memory_order_acquire);
+      const std::int32_t length = header_length(word);
+      std::uint64_t advance = 0;
+      if (length > 0) {
+        advance = align_record(static_cast<std::uint64_t>(length));
+        // poll() gave up on framing here and jumped to the tail.
+        if (static_cast<std::uint64_t>(length) < kRecordHeaderBytes || advance > capacity - index) return to;
+        position += advance;
+        if ((header_info(word) & kPaddingFlag) == 0) {
+          ++delivered;
+          on_record(std::span<const std::byte>(data_ + index + kRecordHeaderBytes,
+                                               static_cast<std::size_t>(length) - kRecordHeaderBytes),
+                    position);
+        }
+        continue;
+      }
+      if (length < 0) {
+        // A claim poll() skipped (its producer died or timed out).
+        advance = static_cast<std::uint64_t>(-static_cast<std::int64_t>(length));
+        if (advance % kRecordAlignment != 0 || advance > capacity - index) return to;
+      } else {
+        // A claim whose header never came: poll() skipped its zeroes.
+        advance = kRecordAlignment;
+        while (position + advance < to && advance < capacity - index &&
+               detail::header_word(data_ + index + advance).load(std::memory_order_acquire) == 0) {
+          advance += kRecordAlignment;
+        }
+      }
+      position += advance;
+    }
+    return std::min(position, to);
   }
 
   // Gives [released, position) back to producers. `position` must be one

@@ -5,8 +5,10 @@
 // has written through (in the perf block, so it also survives a crash).
 //
 // The queue is bounded by `queue.max_events` / `queue.max_bytes` of batches
-// in flight. Over the bound, `when_full` decides: `block` (the worker stops
-// reading the ring, producers eventually see `full`) or `drop` (the worker
+// in flight. Over the bound, `when_full` decides: `block` (this backend takes
+// no new events and the ring keeps them for it; the others read on, and it
+// rereads the ring from where it stopped once it has room; producers see
+// `full` only when the ring is full of what it holds) or `drop` (the worker
 // drops new events for this backend alone, counted).
 
 #include <atomic>
