@@ -43,6 +43,23 @@ TEST(Producer, MissingRingIsNotReady) {
   EXPECT_FALSE(p.is_open());
 }
 
+TEST(Producer, GeneratedIdsCountUpAcrossBatchesAndDigitCarries) {
+  TestRing r(1 << 20);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name, "seq");
+  std::vector<rr_event> events(97);  // windows and batches that end mid-carry
+  events[5].id = to_rr_str("mine");  // a caller's id still uses up its number
+  std::vector<std::string> ids;
+  for (int round = 0; round < 23; ++round) {
+    ASSERT_EQ(p.emit_batch(events), RR_OK);
+    for (const auto& e : drain(c)) ids.push_back(e.id);
+  }
+  ASSERT_EQ(ids.size(), 97u * 23u);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_EQ(ids[i], i % 97 == 5 ? std::string("mine") : "seq-" + std::to_string(i)) << i;
+  }
+}
+
 TEST(Producer, WrongVersionRingIsVersionMismatch) {
   TestRing r(4096);
   r.segment.header().layout_version.store(99);
@@ -171,6 +188,40 @@ TEST(Producer, BatchWithOneBadEventWritesNothing) {
   EXPECT_EQ(accepted, 0u);
   EXPECT_NE(std::string(error.message).find("event 3: body: byte 1"), std::string::npos) << error.message;
   EXPECT_TRUE(drain(c).empty());
+}
+
+TEST(Producer, BadFieldInAOneWindowOrALongBatchWritesNothing) {
+  TestRing r(1 << 20);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name);
+  const std::string too_long(70000, 'a');
+  for (const std::size_t size : {std::size_t{120}, std::size_t{400}}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<rr_event> events(size, with_body("{}"));
+      rr_event& bad = events[size - 7];
+      if (kind == 0) bad.app_name = rr_present("");
+      if (kind == 1) bad.topic = to_rr_str(too_long);
+      if (kind == 2) bad.account_tree_len = 2;  // with a NULL tree
+      rr_error error{};
+      EXPECT_NE(p.emit_batch(events, 0, nullptr, &error), RR_OK) << size << " " << kind;
+      EXPECT_EQ(error.event_index, size - 7) << error.message;
+      EXPECT_TRUE(drain(c).empty()) << size << " " << kind;
+    }
+  }
+  // Empty optional strings and a tree are fine, in either path.
+  const rr_str tree[] = {to_rr_str("root"), to_rr_str("acct")};
+  for (const std::size_t size : {std::size_t{3}, std::size_t{300}}) {
+    std::vector<rr_event> events(size, with_body("{}"));
+    events[1].topic = rr_present("");
+    events[1].account_tree = tree;
+    events[1].account_tree_len = 2;
+    ASSERT_EQ(p.emit_batch(events), RR_OK);
+    const auto got = drain(c);
+    ASSERT_EQ(got.size(), size);
+    EXPECT_TRUE(got[1].has_topic);
+    EXPECT_EQ(got[1].topic, "");
+    EXPECT_EQ(got[1].account_tree, (std::vector<std::string>{"root", "acct"}));
+  }
 }
 
 TEST(Producer, LargeBatchIsSplitIntoClaimsAndKeepsOrder) {

@@ -301,7 +301,9 @@ TEST(Ring, RereadGivesBackWhatPollReadAcrossPaddingAndSkippedClaims) {
   std::vector<std::string> polled;
   ring::Claim stalled;
   for (int i = 0; i < 6; ++i) {
-    if (i == 2) ASSERT_EQ(p.try_claim(32, stalled), ring::Status::ok);  // never committed
+    if (i == 2) {
+      ASSERT_EQ(p.try_claim(32, stalled), ring::Status::ok);  // never committed
+    }
     ASSERT_EQ(put(p, "r" + std::to_string(i) + std::string(static_cast<std::size_t>(i) * 11, '.')),
               ring::Status::ok);
   }

@@ -342,14 +342,14 @@ void encode(const EventInput& in, const Tree& tree, bool tree_present, std::byte
   std::byte* lengths = out + kFixedBytes;
   const std::size_t strings_present = detail::count_bits(present & ((1u << kStringFieldCount) - 1));
   char* cursor = reinterpret_cast<char*>(lengths + 2 * (strings_present + tree.size()));
-  for (std::size_t f = 0; f < kStringFieldCount; ++f) {
-    if ((present >> f) & 1u) {
-      const std::string_view s = in.strings[f];
-      detail::store_u16(lengths, static_cast<std::uint16_t>(s.size()));
-      lengths += 2;
-      detail::copy_small(cursor, s.data(), s.size());
-      cursor += s.size();
-    }
+  // Only the present fields, lowest bit first (record order): a typical
+  // event has four of the nine, and testing each bit cost more than copying.
+  for (unsigned bits = present & ((1u << kStringFieldCount) - 1); bits != 0; bits &= bits - 1) {
+    const std::string_view s = in.strings[static_cast<std::size_t>(__builtin_ctz(bits))];
+    detail::store_u16(lengths, static_cast<std::uint16_t>(s.size()));
+    lengths += 2;
+    detail::copy_small(cursor, s.data(), s.size());
+    cursor += s.size();
   }
   for (std::size_t i = 0; i < tree.size(); ++i) {
     const std::string_view s(tree[i]);
