@@ -229,10 +229,10 @@ std::size_t prepare(const rr_producer& p, const rr_event& e, std::int64_t now, c
     in.set(ev::StringField::node, p.node);
     strings_bytes += 2 + p.node.size();
   }
-  in.severity = e.severity == RR_SEVERITY_DEFAULT ? ev::Severity::ok
-                                                  : static_cast<ev::Severity>(e.severity - 1);
-  in.verbosity = e.verbosity == RR_VERBOSITY_DEFAULT ? ev::Verbosity::info
-                                                     : static_cast<ev::Verbosity>(e.verbosity - 1);
+  // From the raw ints: this runs before check_event() has ruled out a value
+  // no enumerator names (a suspect event is not encoded before it has).
+  in.severity = severity == RR_SEVERITY_DEFAULT ? ev::Severity::ok : static_cast<ev::Severity>(severity - 1);
+  in.verbosity = verbosity == RR_VERBOSITY_DEFAULT ? ev::Verbosity::info : static_cast<ev::Verbosity>(verbosity - 1);
   in.timestamp_ns = e.timestamp_ns != 0 ? e.timestamp_ns : now;
   in.body = e.body.data != nullptr ? std::string_view{e.body.data, e.body.size} : std::string_view{"{}"};
   if (suspect) [[unlikely]] return 0;
