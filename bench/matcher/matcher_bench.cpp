@@ -18,6 +18,9 @@
 //     ./bench_matcher --benchmark_filter='BM_MatchFixed/bindings:1000000/topics:1/'
 //   (one command line)
 //   instructions per event = collected Ir / (kFixedIterations * kBatch).
+// BM_MatchBatch/N/T, BM_MatchBatchFixed/N/T: the same through match_batch
+//   (runs of kBatch consecutive events), as the router matches; for
+//   callgrind, --toggle-collect='ringroute::matcher::Matcher::match_batch*'.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -268,6 +271,41 @@ void BM_Match(benchmark::State& state) {
 // Second argument: 1 = the mix with its few topic patterns, 0 = the same
 // mix without them (shows what the topic walk costs).
 BENCHMARK(BM_Match)->ArgNames({"bindings", "topics"})->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}});
+
+// The router's way: match_batch over runs of kBatch consecutive events.
+void BM_MatchBatch(benchmark::State& state) {
+  const auto bindings = static_cast<std::size_t>(state.range(0));
+  const bool with_topics = state.range(1) != 0;
+  Workload& w = workload(bindings, with_topics);
+  const matcher::Matcher& m = compiled(bindings, with_topics);
+  matcher::MatchScratch scratch;
+  std::vector<matcher::BackendSet> outs(kBatch);
+  for (auto& out : outs) out.resize(m.backend_count());
+  std::size_t next = 0;
+  std::uint64_t matched = 0;
+  for (auto _ : state) {
+    m.match_batch(std::span<const event::EventView>(w.events.data() + next, kBatch), scratch, outs.data());
+    for (auto& out : outs) {
+      matched += out.size();
+      out.clear();
+    }
+    next = (next + kBatch) & (kEvents - 1);
+  }
+  benchmark::DoNotOptimize(matched);
+  const auto events = static_cast<double>(state.iterations()) * kBatch;
+  state.SetItemsProcessed(static_cast<std::int64_t>(events));
+  state.counters["matched_per_event"] = static_cast<double>(matched) / events;
+  state.counters["topic_dfas"] = static_cast<double>(m.topic_dfa_count());
+  state.counters["topic_walks"] = static_cast<double>(m.topic_walk_count());
+  state.counters["ns_per_event"] =
+      benchmark::Counter(events, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_MatchBatch)->ArgNames({"bindings", "topics"})->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}});
+void BM_MatchBatchFixed(benchmark::State& state) { BM_MatchBatch(state); }
+BENCHMARK(BM_MatchBatchFixed)
+    ->ArgNames({"bindings", "topics"})
+    ->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}})
+    ->Iterations(kFixedIterations);
 
 // Fixed work for callgrind (see the top of the file); spread over the whole set.
 void BM_MatchFixed(benchmark::State& state) { run_matches(state, 7919); }

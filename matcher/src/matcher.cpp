@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <map>
+#include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <re2/re2.h>
 
@@ -32,35 +35,45 @@ inline std::uint64_t load32(const char* p) noexcept {
   return v;
 }
 
-// A wyhash-style hash of a label's bytes: fixed-size (overlapping) loads, no
-// variable-length copy, 16 bytes per multiply.
-std::uint64_t hash_bytes(std::string_view text) noexcept {
+// The label's first 16 bytes, zero-padded, read with fixed-size loads that
+// stay inside the label (no variable-length copy).
+inline void load_head(const char* p, std::size_t n, std::uint64_t head[2]) noexcept {
+  if (n >= 16) {
+    head[0] = load64(p);
+    head[1] = load64(p + 8);
+  } else if (n >= 8) {
+    head[0] = load64(p);
+    // Bytes 8..n-1 are the top n-8 bytes of the last eight.
+    head[1] = n == 8 ? 0 : load64(p + n - 8) >> (8 * (16 - n));
+  } else if (n >= 4) {
+    head[0] = load32(p) | ((load32(p + n - 4) >> (8 * (8 - n))) << 32);
+    head[1] = 0;
+  } else {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    head[0] = v;
+    head[1] = 0;
+  }
+}
+
+// A wyhash-style hash of a label: labels up to 16 bytes hash their head
+// words (one multiply); longer ones 16 bytes per multiply.
+inline std::uint64_t hash_label(std::string_view text, const std::uint64_t head[2]) noexcept {
   const char* p = text.data();
   const std::size_t n = text.size();
   std::uint64_t seed = 0xA0761D6478BD642Full ^ n;
-  std::uint64_t a, b;
-  if (n <= 16) {
-    if (n >= 8) {
-      a = load64(p);
-      b = load64(p + n - 8);
-    } else if (n >= 4) {
-      a = load32(p);
-      b = load32(p + n - 4);
-    } else if (n > 0) {
-      a = (static_cast<std::uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
-          (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n >> 1])) << 8) |
-          static_cast<unsigned char>(p[n - 1]);
-      b = 0;
-    } else {
-      a = b = 0;
-    }
-  } else {
-    std::size_t i = 0;
-    for (; n - i > 16; i += 16) seed = mix(load64(p + i) ^ 0xE7037ED1A0B428DBull, load64(p + i + 8) ^ seed);
-    a = load64(p + n - 16);
-    b = load64(p + n - 8);
-  }
-  return mix(a ^ 0xE7037ED1A0B428DBull, b ^ seed);
+  if (n <= 16) return mix(head[0] ^ 0xE7037ED1A0B428DBull, head[1] ^ seed);
+  std::size_t i = 0;
+  for (; n - i > 16; i += 16) seed = mix(load64(p + i) ^ 0xE7037ED1A0B428DBull, load64(p + i + 8) ^ seed);
+  return mix(load64(p + n - 16) ^ 0xE7037ED1A0B428DBull, load64(p + n - 8) ^ seed);
+}
+
+[[gnu::always_inline]] inline LabelKey key_of(std::string_view text) noexcept {
+  LabelKey key;
+  key.text = text;
+  load_head(text.data(), text.size(), key.head);
+  key.hash = hash_label(text, key.head);
+  return key;
 }
 
 // The probe hash of (parent, label): cheap, since the label's hash is mixed.
@@ -107,7 +120,7 @@ std::atomic<std::uint64_t> next_generation{1};
 // Builds with growable per-node lists, then flattens into the Matcher's arrays.
 class MatcherBuilder {
  public:
-  explicit MatcherBuilder(Matcher& m) : m_(m) {
+  MatcherBuilder(Matcher& m, const CompileOptions& options) : m_(m), options_(options) {
     for (int i = 0; i < 3; ++i) new_node();  // kAnyAccount, kExactRoot, kDescendantRoot
   }
 
@@ -117,6 +130,8 @@ class MatcherBuilder {
   }
 
   void finish() {
+    build_topic_words();
+    build_topic_dfas();
     flatten_entries();
     build_edge_table();
   }
@@ -156,8 +171,16 @@ class MatcherBuilder {
     if (m_.nodes_[parent].hash_child == Matcher::kNone) {
       const std::uint32_t made = new_node();
       m_.nodes_[parent].hash_child = made;
+      hash_nodes_.insert(made);
     }
     return m_.nodes_[parent].hash_child;
+  }
+
+  // A topic word's id in the alphabet of all topic patterns, kept in a
+  // table of its own: it is small, so it stays in cache for every event.
+  std::uint32_t word_id(std::string_view word) {
+    auto [it, inserted] = word_ids_.try_emplace(std::string(word), static_cast<std::uint32_t>(word_ids_.size()));
+    return it->second;
   }
 
   std::uint32_t topic_node(std::uint32_t leaf, std::string_view pattern) {
@@ -175,7 +198,14 @@ class MatcherBuilder {
         return;
       }
       previous_was_hash = false;
-      node = word == "*" ? any_child(node) : child(node, word);
+      if (word == "*") {
+        node = any_child(node);
+        return;
+      }
+      const std::uint32_t id = word_id(word);
+      const std::uint32_t next = child(node, word);
+      topic_children_[node].emplace(id, next);
+      node = next;
     });
     return node;
   }
@@ -232,25 +262,188 @@ class MatcherBuilder {
     }
   }
 
+  // One entry per backend: the union of its bindings' pairs.
+  static void merge_plain(std::vector<Matcher::PlainEntry>& plain) {
+    std::sort(plain.begin(), plain.end(), [](const auto& a, const auto& b) { return a.backend < b.backend; });
+    std::size_t kept = 0;
+    for (const auto& entry : plain) {
+      if (kept > 0 && plain[kept - 1].backend == entry.backend) {
+        plain[kept - 1].pairs |= entry.pairs;
+      } else {
+        plain[kept++] = entry;
+      }
+    }
+    plain.resize(kept);
+  }
+
+  // --- topic DFAs ---------------------------------------------------------------
+  // A leaf's topic trie is an NFA over words: a node steps to its child
+  // labelled with the word and to its `*` child; a `#` node also stays where
+  // it is on any word, and every node reaches its `#` child on no word. The
+  // subset construction over the words its patterns name (plus "any other
+  // word") gives a DFA whose states carry the union of their nodes' entries,
+  // so a match costs one step per topic word, with no backtracking.
+
+  void close(std::vector<std::uint32_t>& set) const {
+    for (std::size_t i = 0; i < set.size(); ++i) {
+      const std::uint32_t hash = m_.nodes_[set[i]].hash_child;
+      if (hash != Matcher::kNone && std::find(set.begin(), set.end(), hash) == set.end()) set.push_back(hash);
+    }
+    std::sort(set.begin(), set.end());
+  }
+
+  std::vector<std::uint32_t> step(const std::vector<std::uint32_t>& from, std::uint32_t word) const {
+    std::vector<std::uint32_t> to;
+    for (std::uint32_t n : from) {
+      if (word != Matcher::kNone) {
+        auto children = topic_children_.find(n);
+        if (children != topic_children_.end()) {
+          auto c = children->second.find(word);
+          if (c != children->second.end()) to.push_back(c->second);
+        }
+      }
+      if (m_.nodes_[n].any_child != Matcher::kNone) to.push_back(m_.nodes_[n].any_child);
+      if (hash_nodes_.count(n) != 0) to.push_back(n);
+    }
+    std::sort(to.begin(), to.end());
+    to.erase(std::unique(to.begin(), to.end()), to.end());
+    close(to);
+    return to;
+  }
+
+  void alphabet_of(std::uint32_t node, std::vector<std::uint32_t>& words) const {
+    if (auto children = topic_children_.find(node); children != topic_children_.end()) {
+      for (const auto& [word, next] : children->second) {
+        words.push_back(word);
+        alphabet_of(next, words);
+      }
+    }
+    if (m_.nodes_[node].any_child != Matcher::kNone) alphabet_of(m_.nodes_[node].any_child, words);
+    if (m_.nodes_[node].hash_child != Matcher::kNone) alphabet_of(m_.nodes_[node].hash_child, words);
+  }
+
+  void build_topic_dfas() {
+    const std::size_t nodes = m_.nodes_.size();
+    for (std::size_t leaf = 0; leaf < nodes; ++leaf) {
+      const std::uint32_t root = m_.nodes_[leaf].topic_root;
+      if (root == Matcher::kNone) continue;
+      if (!build_topic_dfa(static_cast<std::uint32_t>(leaf), root)) ++m_.topic_walks_;
+    }
+  }
+
+  bool build_topic_dfa(std::uint32_t leaf, std::uint32_t root) {
+    if (options_.max_topic_states == 0) return false;
+    std::vector<std::uint32_t> alphabet;
+    alphabet_of(root, alphabet);
+    std::sort(alphabet.begin(), alphabet.end());
+    alphabet.erase(std::unique(alphabet.begin(), alphabet.end()), alphabet.end());
+
+    std::map<std::vector<std::uint32_t>, std::uint32_t> ids;
+    std::vector<std::vector<std::uint32_t>> sets;
+    auto state_of = [&](std::vector<std::uint32_t> set) -> std::uint32_t {
+      if (set.empty()) return Matcher::kNone;
+      auto [it, inserted] = ids.try_emplace(set, static_cast<std::uint32_t>(sets.size()));
+      if (inserted) sets.push_back(std::move(set));
+      return it->second;
+    };
+    std::vector<std::uint32_t> start{root};
+    close(start);
+    state_of(std::move(start));
+    struct Built {
+      std::uint32_t other;
+      std::vector<Matcher::TopicTransition> transitions;
+    };
+    std::vector<Built> built;
+    for (std::size_t i = 0; i < sets.size(); ++i) {
+      if (sets.size() > options_.max_topic_states) return false;
+      Built state;
+      // Copies: state_of may grow `sets`.
+      const std::vector<std::uint32_t> set = sets[i];
+      state.other = state_of(step(set, Matcher::kNone));
+      for (std::uint32_t word : alphabet) {
+        const std::uint32_t next = state_of(step(set, word));
+        if (next != state.other) state.transitions.push_back({word, next});
+      }
+      built.push_back(std::move(state));
+    }
+    if (sets.size() > options_.max_topic_states) return false;
+
+    const auto base = static_cast<std::uint32_t>(m_.topic_states_.size());
+    auto rebase = [&](std::uint32_t s) { return s == Matcher::kNone ? s : base + s; };
+    for (std::size_t i = 0; i < sets.size(); ++i) {
+      Matcher::TopicState state;
+      state.other = rebase(built[i].other);
+      state.transitions_begin = static_cast<std::uint32_t>(m_.topic_transitions_.size());
+      for (auto t : built[i].transitions) m_.topic_transitions_.push_back({t.word, rebase(t.next)});
+      state.transitions_count = static_cast<std::uint32_t>(built[i].transitions.size());
+      std::vector<Matcher::PlainEntry> plain;
+      std::vector<Matcher::FilteredEntry> filtered;
+      for (std::uint32_t n : sets[i]) {
+        plain.insert(plain.end(), pending_[n].plain.begin(), pending_[n].plain.end());
+        filtered.insert(filtered.end(), pending_[n].filtered.begin(), pending_[n].filtered.end());
+      }
+      merge_plain(plain);
+      std::sort(filtered.begin(), filtered.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.backend, a.pairs, a.filter) < std::tie(b.backend, b.pairs, b.filter);
+      });
+      filtered.erase(std::unique(filtered.begin(), filtered.end(),
+                                 [](const auto& a, const auto& b) {
+                                   return a.backend == b.backend && a.pairs == b.pairs && a.filter == b.filter;
+                                 }),
+                     filtered.end());
+      state.plain_begin = static_cast<std::uint32_t>(m_.plain_.size());
+      state.plain_count = static_cast<std::uint32_t>(plain.size());
+      m_.plain_.insert(m_.plain_.end(), plain.begin(), plain.end());
+      state.filtered_begin = static_cast<std::uint32_t>(m_.filtered_.size());
+      state.filtered_count = static_cast<std::uint32_t>(filtered.size());
+      m_.filtered_.insert(m_.filtered_.end(), filtered.begin(), filtered.end());
+      m_.topic_states_.push_back(state);
+    }
+    m_.nodes_[leaf].topic_dfa = base;
+    ++m_.topic_dfas_;
+    return true;
+  }
+
+  void build_topic_words() {
+    std::size_t slots = 16;
+    while (slots < word_ids_.size() * 2) slots *= 2;
+    m_.topic_word_slots_.assign(slots, {0, Matcher::kNone, 0, {0, 0}});
+    m_.topic_word_mask_ = slots - 1;
+    m_.topic_words_.resize(word_ids_.size());
+    for (const auto& [word, id] : word_ids_) {
+      m_.topic_words_[id] = word;
+      const LabelKey key = make_label_key(word);
+      std::uint64_t slot = key.hash & m_.topic_word_mask_;
+      while (m_.topic_word_slots_[slot].id != Matcher::kNone) slot = (slot + 1) & m_.topic_word_mask_;
+      m_.topic_word_slots_[slot] = {key.hash, id, static_cast<std::uint32_t>(word.size()), {key.head[0], key.head[1]}};
+    }
+    auto fixed = [&](std::string_view word) {
+      auto it = word_ids_.find(std::string(word));
+      return it == word_ids_.end() ? Matcher::kNone : it->second;
+    };
+    m_.edr_word_ = fixed("edr");
+    m_.undefined_word_ = fixed("undefined");
+    for (std::size_t i = 0; i < event::kSeverityCount; ++i) {
+      m_.severity_words_[i] = fixed(event::name(static_cast<event::Severity>(i)));
+    }
+    for (std::size_t i = 0; i < event::kVerbosityCount; ++i) {
+      m_.verbosity_words_[i] = fixed(event::name(static_cast<event::Verbosity>(i)));
+    }
+  }
+
   void flatten_entries() {
     for (std::size_t n = 0; n < pending_.size(); ++n) {
       auto& plain = pending_[n].plain;
-      // One entry per backend: the union of its bindings' pairs.
-      std::sort(plain.begin(), plain.end(),
-                [](const auto& a, const auto& b) { return a.backend < b.backend; });
+      merge_plain(plain);
       Matcher::Node& node = m_.nodes_[n];
-      node.plain_begin = static_cast<std::uint32_t>(m_.plain_.size());
-      for (const auto& entry : plain) {
-        if (m_.plain_.size() > node.plain_begin && m_.plain_.back().backend == entry.backend) {
-          m_.plain_.back().pairs |= entry.pairs;
-        } else {
-          m_.plain_.push_back(entry);
-        }
-      }
-      node.plain_end = static_cast<std::uint32_t>(m_.plain_.size());
+      node.plain_count = static_cast<std::uint32_t>(plain.size());
+      std::size_t i = 0;
+      for (; i < plain.size() && i < Matcher::kInlineEntries; ++i) node.plain[i] = plain[i];
+      node.plain_rest = static_cast<std::uint32_t>(m_.plain_.size());
+      m_.plain_.insert(m_.plain_.end(), plain.begin() + static_cast<std::ptrdiff_t>(i), plain.end());
       node.filtered_begin = static_cast<std::uint32_t>(m_.filtered_.size());
+      node.filtered_count = static_cast<std::uint32_t>(pending_[n].filtered.size());
       m_.filtered_.insert(m_.filtered_.end(), pending_[n].filtered.begin(), pending_[n].filtered.end());
-      node.filtered_end = static_cast<std::uint32_t>(m_.filtered_.size());
       std::vector<Matcher::PlainEntry>().swap(plain);
       std::vector<Matcher::FilteredEntry>().swap(pending_[n].filtered);
     }
@@ -280,16 +473,20 @@ class MatcherBuilder {
   }
 
   Matcher& m_;
+  const CompileOptions& options_;
   std::vector<Pending> pending_;
   std::unordered_map<std::string, std::uint32_t> edges_;
   std::unordered_map<const filter::Expression*, std::uint32_t> filter_ids_;
+  std::unordered_map<std::uint32_t, std::map<std::uint32_t, std::uint32_t>> topic_children_;  // node → word id → child
+  std::unordered_set<std::uint32_t> hash_nodes_;
+  std::unordered_map<std::string, std::uint32_t> word_ids_;
 };
 
-std::unique_ptr<const Matcher> Matcher::compile(std::span<const BackendSpec> backends) {
+std::unique_ptr<const Matcher> Matcher::compile(std::span<const BackendSpec> backends, const CompileOptions& options) {
   std::unique_ptr<Matcher> m(new Matcher());
   m->generation_ = next_generation.fetch_add(1, std::memory_order_relaxed);  // only uniqueness matters
   m->backend_names_.reserve(backends.size());
-  MatcherBuilder builder(*m);
+  MatcherBuilder builder(*m, options);
   for (std::size_t i = 0; i < backends.size(); ++i) {
     m->backend_names_.push_back(backends[i].name);
     builder.add_backend(static_cast<std::uint32_t>(i), backends[i]);
@@ -303,92 +500,244 @@ Matcher::~Matcher() = default;
 std::size_t Matcher::memory_bytes() const noexcept {
   std::size_t bytes = sizeof(*this) + nodes_.capacity() * sizeof(Node) + edges_.capacity() * sizeof(Edge) +
                       labels_.capacity() + plain_.capacity() * sizeof(PlainEntry) +
-                      filtered_.capacity() * sizeof(FilteredEntry);
+                      filtered_.capacity() * sizeof(FilteredEntry) + topic_states_.capacity() * sizeof(TopicState) +
+                      topic_transitions_.capacity() * sizeof(TopicTransition) +
+                      topic_word_slots_.capacity() * sizeof(TopicWordSlot);
+  for (const auto& word : topic_words_) bytes += sizeof word + word.capacity();
   for (const auto& f : filters_) bytes += f->source.size() + f->nodes.size() * sizeof(filter::Node) +
                                           f->comparisons.size() * sizeof(filter::Comparison);
   for (const auto& name : backend_names_) bytes += sizeof name + name.capacity();
   return bytes;
 }
 
-LabelKey make_label_key(std::string_view text) noexcept {
-  LabelKey key;
-  key.text = text;
-  key.hash = hash_bytes(text);
-  std::memcpy(key.head, text.data(), std::min<std::size_t>(text.size(), 16));
-  return key;
+LabelKey make_label_key(std::string_view text) noexcept { return key_of(text); }
+
+inline std::uint64_t Matcher::edge_slot(std::uint32_t parent, const LabelKey& key) const noexcept {
+  return edge_hash(parent, key.hash) & edge_mask_;
 }
 
-std::uint32_t Matcher::find_child(std::uint32_t parent, const LabelKey& key) const noexcept {
-  const std::uint64_t hash = edge_hash(parent, key.hash);
+namespace {
+// One probe of the edge table for (parent, key) whose edge_hash is `hash`.
+// Free of `this`, so the caller's loops keep the table's address in a
+// register (stores into the scratch arrays could alias a member load).
+[[gnu::always_inline]] inline std::uint32_t probe_edges(const Matcher::Edge* edges, std::uint64_t mask,
+                                                        const char* labels, std::uint32_t parent,
+                                                        const LabelKey& key, std::uint64_t hash) noexcept {
   const auto tag = static_cast<std::uint32_t>(hash >> 32);
   const std::size_t length = key.text.size();
-  for (std::uint64_t slot = hash & edge_mask_;; slot = (slot + 1) & edge_mask_) {
-    const Edge& edge = edges_[slot];
-    if (edge.child == kNone) return kNone;
+  for (std::uint64_t slot = hash & mask;; slot = (slot + 1) & mask) {
+    const Matcher::Edge& edge = edges[slot];
+    if (edge.child == Matcher::kNone) return Matcher::kNone;
     if (edge.tag != tag || edge.parent != parent || edge.label_length != length) continue;
     if (length <= 16 ? edge.label[0] == key.head[0] && edge.label[1] == key.head[1]
-                     : std::memcmp(labels_.data() + edge.label[0], key.text.data(), length) == 0) {
+                     : std::memcmp(labels + edge.label[0], key.text.data(), length) == 0) {
       return edge.child;
+    }
+  }
+}
+}  // namespace
+
+inline std::uint32_t Matcher::find_child(std::uint32_t parent, const LabelKey& key) const noexcept {
+  return probe_edges(edges_.data(), edge_mask_, labels_.data(), parent, key, edge_hash(parent, key.hash));
+}
+
+std::uint32_t Matcher::topic_word(const LabelKey& key) const noexcept {
+  for (std::uint64_t slot = key.hash & topic_word_mask_;; slot = (slot + 1) & topic_word_mask_) {
+    const TopicWordSlot& entry = topic_word_slots_[slot];
+    if (entry.id == kNone) return kNone;
+    if (entry.hash != key.hash || entry.length != key.text.size()) continue;
+    if (entry.length <= 16 ? entry.head[0] == key.head[0] && entry.head[1] == key.head[1]
+                           : topic_words_[entry.id] == key.text) {
+      return entry.id;
     }
   }
 }
 
 void Matcher::match(const EventView& event, MatchScratch& scratch, BackendSet& out) const noexcept {
-  scratch.words_ready_ = false;
-  scratch.topic_ready_ = false;
-  scratch.body_state_ = 0;
-  const std::uint32_t pair = static_cast<std::uint32_t>(event.severity) * event::kVerbosityCount +
-                             static_cast<std::uint32_t>(event.verbosity);
-  // Each string is hashed once here, whatever number of nodes it is probed at.
-  if (event.has(StringField::app_name)) scratch.app_ = make_label_key(event.get(StringField::app_name));
-  visit_account(kAnyAccount, event, pair, scratch, out);
-  if (event.has(StringField::account_id) && nodes_[kExactRoot].labelled_children != 0) {
-    const std::uint32_t node = find_child(kExactRoot, make_label_key(event.get(StringField::account_id)));
-    if (node != kNone) visit_account(node, event, pair, scratch, out);
+  match_group(&event, 1, scratch, &out);
+}
+
+void Matcher::match_batch(std::span<const EventView> events, MatchScratch& scratch, BackendSet* outs) const noexcept {
+  for (std::size_t i = 0; i < events.size(); i += MatchScratch::kGroup) {
+    match_group(events.data() + i, std::min(MatchScratch::kGroup, events.size() - i), scratch, outs + i);
   }
-  if (has_descendant_bindings_ && event.has_account_tree()) {
-    for (std::string_view ancestor : event.account_tree) {
-      const std::uint32_t node = find_child(kDescendantRoot, make_label_key(ancestor));
-      if (node != kNone) visit_account(node, event, pair, scratch, out);
+}
+
+// The walk in steps, each over the whole group before the next: (1) hash
+// the keys and prefetch the account-level edge slots; (2) resolve them to
+// account nodes and prefetch each node and its (node, app) edge slot; (3)
+// resolve those to leaves and prefetch the leaves; (4) read the leaves'
+// entries. An event's misses at one step overlap with the other events'
+// instead of each waiting for the one before.
+void Matcher::match_group(const EventView* events, std::size_t count, MatchScratch& scratch,
+                          BackendSet* outs) const noexcept {
+  // Sized for the group's worst case up front, so the steps below write
+  // through plain pointers; this allocates only when a group has more
+  // ancestors than any before it on this scratch.
+  std::size_t most_probes = 0;
+  for (std::size_t e = 0; e < count; ++e) most_probes += 1 + events[e].account_tree.size();
+  if (scratch.probes_.size() < most_probes) scratch.probes_.resize(most_probes);
+  if (scratch.accounts_.size() < count + most_probes) scratch.accounts_.resize(count + most_probes);
+  if (scratch.leaves_.size() < 2 * (count + most_probes)) scratch.leaves_.resize(2 * (count + most_probes));
+  MatchScratch::Probe* const probes = scratch.probes_.data();
+  MatchScratch::Visit* const accounts = scratch.accounts_.data();
+  MatchScratch::Visit* const leaves = scratch.leaves_.data();
+  std::size_t probe_count = 0, account_count = 0, leaf_count = 0;
+
+  const Edge* const edges = edges_.data();
+  const Node* const nodes = nodes_.data();
+  const std::uint64_t mask = edge_mask_;
+  const char* const labels = labels_.data();
+  LabelKey* const apps = scratch.apps_;
+
+  const bool exact = nodes[kExactRoot].labelled_children != 0;
+  const bool descendants = has_descendant_bindings_;
+  std::uint32_t has_app = 0;  // bit per event
+  std::uint32_t has_account_key = 0;
+  for (std::size_t e = 0; e < count; ++e) {
+    const EventView& event = events[e];
+    scratch.pairs_[e] = static_cast<std::uint32_t>(event.severity) * event::kVerbosityCount +
+                        static_cast<std::uint32_t>(event.verbosity);
+    // Each string is hashed once here, whatever number of nodes it is probed at.
+    if (event.has(StringField::app_name)) {
+      apps[e] = key_of(event.get(StringField::app_name));
+      has_app |= 1u << e;
+    }
+    if (exact && event.has(StringField::account_id)) {
+      MatchScratch::Probe& probe = probes[probe_count++];
+      probe.key = key_of(event.get(StringField::account_id));
+      scratch.account_keys_[e] = probe.key;
+      has_account_key |= 1u << e;
+      probe.parent = kExactRoot;
+      probe.event = static_cast<std::uint32_t>(e);
+      probe.hash = edge_hash(kExactRoot, probe.key.hash);
+      __builtin_prefetch(&edges[probe.hash & mask]);
+    }
+    if (descendants && event.has_account_tree()) {
+      for (std::string_view ancestor : event.account_tree) {
+        MatchScratch::Probe& probe = probes[probe_count++];
+        probe.key = key_of(ancestor);
+        probe.parent = kDescendantRoot;
+        probe.event = static_cast<std::uint32_t>(e);
+        probe.hash = edge_hash(kDescendantRoot, probe.key.hash);
+        __builtin_prefetch(&edges[probe.hash & mask]);
+      }
+    }
+  }
+  const bool any_app_edges = nodes[kAnyAccount].labelled_children != 0;
+  std::size_t p = 0;
+  for (std::size_t e = 0; e < count; ++e) {
+    const bool app = (has_app >> e) & 1u;
+    MatchScratch::Visit& any = accounts[account_count++];
+    any = {kAnyAccount, static_cast<std::uint32_t>(e), 0};
+    if (app && any_app_edges) {
+      any.hash = edge_hash(kAnyAccount, apps[e].hash);
+      __builtin_prefetch(&edges[any.hash & mask]);
+    }
+    for (; p < probe_count && probes[p].event == e; ++p) {
+      const MatchScratch::Probe& probe = probes[p];
+      const std::uint32_t node = probe_edges(edges, mask, labels, probe.parent, probe.key, probe.hash);
+      if (node == kNone) continue;
+      MatchScratch::Visit& visit = accounts[account_count++];
+      visit = {node, static_cast<std::uint32_t>(e), 0};
+      __builtin_prefetch(&nodes[node]);
+      if (app) {
+        visit.hash = edge_hash(node, apps[e].hash);
+        __builtin_prefetch(&edges[visit.hash & mask]);
+      }
+    }
+  }
+  for (std::size_t a = 0; a < account_count; ++a) {
+    const MatchScratch::Visit account = accounts[a];
+    const Node& node = nodes[account.node];
+    if (node.any_child != kNone) {
+      leaves[leaf_count++] = {node.any_child, account.event, 0};
+      __builtin_prefetch(&nodes[node.any_child]);
+    }
+    if (node.labelled_children != 0 && ((has_app >> account.event) & 1u)) {
+      const std::uint32_t leaf = probe_edges(edges, mask, labels, account.node, apps[account.event], account.hash);
+      if (leaf != kNone) {
+        leaves[leaf_count++] = {leaf, account.event, 0};
+        __builtin_prefetch(&nodes[leaf]);
+      }
+    }
+  }
+  std::uint32_t current = kNone;
+  for (std::size_t l = 0; l < leaf_count; ++l) {
+    const MatchScratch::Visit leaf = leaves[l];
+    if (leaf.event != current) {
+      current = leaf.event;
+      scratch.words_ready_ = false;
+      scratch.word_ids_ready_ = false;
+      scratch.topic_ready_ = false;
+      scratch.account_key_ = ((has_account_key >> current) & 1u) != 0 ? &scratch.account_keys_[current] : nullptr;
+      scratch.body_state_ = 0;
+      scratch.app_ = scratch.apps_[current];
+    }
+    visit_leaf(leaf.node, events[current], scratch.pairs_[current], scratch, outs[current]);
+  }
+}
+
+inline void Matcher::visit_filtered(std::uint32_t begin, std::uint32_t count, const EventView& event,
+                                    std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept {
+  for (std::uint32_t i = begin; i < begin + count; ++i) {
+    const FilteredEntry& entry = filtered_[i];
+    // A filter runs only for a backend not matched yet: its cost is paid once.
+    if (((entry.pairs >> pair) & 1u) && !out.test(entry.backend) && evaluate(entry.filter, event, scratch)) {
+      out.set(entry.backend);
     }
   }
 }
 
-void Matcher::visit_account(std::uint32_t index, const EventView& event, std::uint32_t pair,
-                            MatchScratch& scratch, BackendSet& out) const noexcept {
-  const Node& node = nodes_[index];
-  if (node.any_child != kNone) visit_leaf(node.any_child, event, pair, scratch, out);
-  if (node.labelled_children != 0 && event.has(StringField::app_name)) {
-    const std::uint32_t leaf = find_child(index, scratch.app_);
-    if (leaf != kNone) visit_leaf(leaf, event, pair, scratch, out);
+inline void Matcher::visit_entries(const Node& node, const EventView& event, std::uint32_t pair,
+                                   MatchScratch& scratch, BackendSet& out) const noexcept {
+  const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
+  for (std::uint32_t i = 0; i < inline_count; ++i) {
+    if ((node.plain[i].pairs >> pair) & 1u) out.set(node.plain[i].backend);
   }
+  for (std::uint32_t i = node.plain_rest; i < node.plain_rest + (node.plain_count - inline_count); ++i) {
+    if ((plain_[i].pairs >> pair) & 1u) out.set(plain_[i].backend);
+  }
+  if (node.filtered_count != 0) visit_filtered(node.filtered_begin, node.filtered_count, event, pair, scratch, out);
 }
 
 void Matcher::visit_leaf(std::uint32_t index, const EventView& event, std::uint32_t pair,
                          MatchScratch& scratch, BackendSet& out) const noexcept {
   const Node& node = nodes_[index];
   visit_entries(node, event, pair, scratch, out);
-  if (node.topic_root != kNone) {
+  if (node.topic_dfa != kNone) {
+    prepare_word_ids(event, scratch);
+    run_topic_dfa(node.topic_dfa, event, pair, scratch, out);
+  } else if (node.topic_root != kNone) {
     prepare_words(event, scratch);
     walk_topic(node.topic_root, 0, event, pair, scratch, out);
   }
 }
 
-void Matcher::visit_entries(const Node& node, const EventView& event, std::uint32_t pair,
+void Matcher::run_topic_dfa(std::uint32_t state, const EventView& event, std::uint32_t pair,
                             MatchScratch& scratch, BackendSet& out) const noexcept {
-  for (std::uint32_t i = node.plain_begin; i < node.plain_end; ++i) {
+  for (std::uint32_t word : scratch.word_ids_) {
+    const TopicState& s = topic_states_[state];
+    std::uint32_t next = s.other;
+    if (word != kNone) {
+      for (std::uint32_t t = s.transitions_begin; t < s.transitions_begin + s.transitions_count; ++t) {
+        if (topic_transitions_[t].word == word) {
+          next = topic_transitions_[t].next;
+          break;
+        }
+      }
+    }
+    if (next == kNone) return;  // no pattern can match any more
+    state = next;
+  }
+  const TopicState& s = topic_states_[state];
+  for (std::uint32_t i = s.plain_begin; i < s.plain_begin + s.plain_count; ++i) {
     if ((plain_[i].pairs >> pair) & 1u) out.set(plain_[i].backend);
   }
-  for (std::uint32_t i = node.filtered_begin; i < node.filtered_end; ++i) {
-    const FilteredEntry& entry = filtered_[i];
-    // A filter runs only for a backend not matched yet: its cost is paid once.
-    if (((entry.pairs >> pair) & 1u) && !out.test(entry.backend) &&
-        evaluate(entry.filter, event, scratch)) {
-      out.set(entry.backend);
-    }
-  }
+  if (s.filtered_count != 0) visit_filtered(s.filtered_begin, s.filtered_count, event, pair, scratch, out);
 }
 
+// The backtracking walk, for leaves whose patterns' DFA would be too large.
 void Matcher::walk_topic(std::uint32_t index, std::size_t word, const EventView& event,
                          std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept {
   const Node& node = nodes_[index];
@@ -410,30 +759,76 @@ void Matcher::walk_topic(std::uint32_t index, std::size_t word, const EventView&
   }
 }
 
+namespace {
+// The derived topic (SEMANTICS.md section 4): edr.<severity>.<verbosity>.<account>.<app>.
+template <class OnWord>
+void for_each_derived_word(const EventView& event, OnWord&& on_word) {
+  on_word(std::string_view("edr"));
+  on_word(event::name(event.severity));
+  on_word(event::name(event.verbosity));
+  topic::for_each_word(
+      event.has(StringField::account_id) ? event.get(StringField::account_id) : std::string_view("undefined"),
+      on_word);
+  topic::for_each_word(
+      event.has(StringField::app_name) ? event.get(StringField::app_name) : std::string_view("undefined"), on_word);
+}
+}  // namespace
+
+// The topic's words as ids in the alphabet, for the DFAs. A derived topic's
+// first three words have ids fixed at compile time, and an account or app
+// without dots reuses the key the walk already hashed.
+void Matcher::prepare_word_ids(const EventView& event, MatchScratch& scratch) const noexcept {
+  if (scratch.word_ids_ready_) return;
+  scratch.word_ids_ready_ = true;
+  auto& ids = scratch.word_ids_;
+  ids.clear();
+  // push_back may allocate when a topic has more words than any before it on
+  // this scratch; capacity then stays.
+  auto add = [&](std::string_view w) { ids.push_back(topic_word(key_of(w))); };
+  if (event.has(StringField::topic)) {
+    topic::for_each_word(event.get(StringField::topic), add);
+    return;
+  }
+  ids.push_back(edr_word_);
+  ids.push_back(severity_words_[static_cast<std::size_t>(event.severity)]);
+  ids.push_back(verbosity_words_[static_cast<std::size_t>(event.verbosity)]);
+  auto add_whole = [&](StringField field, const LabelKey* key) {
+    if (!event.has(field)) {
+      ids.push_back(undefined_word_);
+      return;
+    }
+    const std::string_view text = event.get(field);
+    if (text.find('.') != std::string_view::npos) {
+      topic::for_each_word(text, add);
+    } else {
+      ids.push_back(topic_word(key != nullptr ? *key : key_of(text)));
+    }
+  };
+  add_whole(StringField::account_id, scratch.account_key_);
+  add_whole(StringField::app_name, event.has(StringField::app_name) ? &scratch.app_ : nullptr);
+}
+
+// The topic's words keyed for the edge table, for the backtracking walk.
 void Matcher::prepare_words(const EventView& event, MatchScratch& scratch) const noexcept {
   if (scratch.words_ready_) return;
   scratch.words_ready_ = true;
   auto& words = scratch.words_;
   words.clear();
-  // push_back may allocate when a topic has more words than any before it on
-  // this scratch; capacity then stays.
-  auto add = [&](std::string_view w) { words.push_back(make_label_key(w)); };
+  auto add = [&](std::string_view w) { words.push_back(key_of(w)); };
   if (event.has(StringField::topic)) {
     topic::for_each_word(event.get(StringField::topic), add);
     return;
   }
-  add("edr");
-  add(event::name(event.severity));
-  add(event::name(event.verbosity));
-  topic::for_each_word(event.has(StringField::account_id) ? event.get(StringField::account_id)
-                                                          : std::string_view("undefined"),
-                       add);
-  topic::for_each_word(
-      event.has(StringField::app_name) ? event.get(StringField::app_name) : std::string_view("undefined"),
-      add);
+  for_each_derived_word(event, add);
 }
 
-MatchScratch::MatchScratch() { words_.reserve(64); }
+MatchScratch::MatchScratch() {
+  words_.reserve(64);
+  word_ids_.reserve(64);
+  probes_.resize(kGroup * 4);
+  accounts_.resize(kGroup * 5);
+  leaves_.resize(kGroup * 10);
+}
 MatchScratch::~MatchScratch() = default;
 
 }  // namespace ringroute::matcher

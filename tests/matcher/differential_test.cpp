@@ -629,6 +629,11 @@ void run_config(std::uint64_t seed, Stats& stats, RunResult& result, MatchScratc
     model_backends.push_back(std::move(rb));
   }
   const auto compiled = Matcher::compile(specs);
+  // The same config with every topic DFA off: leaves keep the backtracking walk.
+  const auto walked = Matcher::compile(specs, CompileOptions{.max_topic_states = 0});
+  std::vector<testing::OwnedEvent> kept;  // for match_batch over the config's events
+  std::vector<std::vector<std::string>> kept_want;
+  kept.reserve(kEventsPerConfig);
   if (compiled->backend_count() != backends.size()) {
     ADD_FAILURE() << "seed " << seed << ": backend_count " << compiled->backend_count() << ", config has "
                   << backends.size() << "\nconfig: " << config;
@@ -654,7 +659,19 @@ void run_config(std::uint64_t seed, Stats& stats, RunResult& result, MatchScratc
       ++result.reports;
       return;
     }
-    const std::vector<std::string> got = compiled_names(*compiled, *view, scratch);
+    std::vector<std::string> got = compiled_names(*compiled, *view, scratch);
+    if (got == want) {
+      const std::vector<std::string> got_walk = compiled_names(*walked, *view, scratch);
+      if (got_walk != want) {
+        ADD_FAILURE() << "mismatch with topic DFAs off: seed " << seed << " (RINGROUTE_DIFF_SEED=" << seed
+                      << "), event " << k << "\nconfig: " << config << "\nevent: " << event_json
+                      << "\nexpected (reference): " << join(want) << "\ngot (walk):           " << join(got_walk);
+        ++result.reports;
+        return;
+      }
+    }
+    kept.emplace_back(event_json);
+    kept_want.push_back(want);
     ++stats.pairs;
     if (!want.empty()) ++stats.pairs_matching;
     stats.backend_hits += static_cast<long>(want.size());
@@ -667,6 +684,24 @@ void run_config(std::uint64_t seed, Stats& stats, RunResult& result, MatchScratc
                     << minimal;
       if (result.reports >= kMaxReports) return;
       return;  // one report per config is enough
+    }
+  }
+  // The router's way: all of the config's events through one match_batch
+  // (groups of MatchScratch::kGroup, the last one partial).
+  std::vector<event::EventView> views;
+  for (const auto& e : kept) views.push_back(e.view);
+  std::vector<BackendSet> outs(views.size());
+  for (auto& out : outs) out.resize(compiled->backend_count());
+  compiled->match_batch(views, scratch, outs.data());
+  for (std::size_t k = 0; k < views.size(); ++k) {
+    std::vector<std::string> got;
+    outs[k].for_each([&](std::uint32_t i) { got.push_back(compiled->backend_name(i)); });
+    if (got != kept_want[k]) {
+      ADD_FAILURE() << "match_batch disagrees: seed " << seed << " (RINGROUTE_DIFF_SEED=" << seed << "), event " << k
+                    << "\nconfig: " << config << "\nexpected (reference): " << join(kept_want[k])
+                    << "\ngot (match_batch):    " << join(got);
+      ++result.reports;
+      return;
     }
   }
 }

@@ -44,5 +44,29 @@ TEST(MatcherSmoke, AccountsAppsTopicsAndFilters) {
             std::vector<std::string>{});
 }
 
+// "#.a" followed by n "*" needs 2^(n+1) DFA states (the DFA must remember
+// which of the last n+1 words were "a"): past CompileOptions'
+// max_topic_states that leaf keeps the backtracking walk, and both agree.
+TEST(MatcherSmoke, ATopicDfaPastItsBoundFallsBackToTheWalk) {
+  auto specs = testing::backends_from_json(R"([
+    {"name": "deep", "bindings": [{"topic": "#.a.*.*.*.*.*.*.*.*.*.*.*.*"}]},
+    {"name": "plain", "bindings": [{"topic": "x.#"}]}])");
+  auto small = Matcher::compile(specs);
+  EXPECT_EQ(small->topic_walk_count(), 1u);  // over 2^13 states > 4096
+  EXPECT_EQ(small->topic_dfa_count(), 0u);   // both patterns hang off one leaf (any account, any app)
+  auto big = Matcher::compile(specs, CompileOptions{.max_topic_states = 1 << 16});
+  EXPECT_EQ(big->topic_walk_count(), 0u);
+  EXPECT_EQ(big->topic_dfa_count(), 1u);
+  testing::JsonEvent ev;
+  const std::string hit = R"({"topic":"x.a.1.2.3.4.5.6.7.8.9.10.11.12"})";
+  const std::string miss = R"({"topic":"x.a.1.2.3.4.5.6.7.8.9.10.11"})";
+  const std::string late = R"({"topic":"a.a.b.a.1.2.3.4.5.6.7.8.9.10.11.12"})";
+  for (const Matcher* m : {small.get(), big.get()}) {
+    EXPECT_EQ(matched(*m, ev(hit)), (std::vector<std::string>{"deep", "plain"}));
+    EXPECT_EQ(matched(*m, ev(miss)), std::vector<std::string>{"plain"});
+    EXPECT_EQ(matched(*m, ev(late)), std::vector<std::string>{"deep"});
+  }
+}
+
 }  // namespace
 }  // namespace ringroute::matcher

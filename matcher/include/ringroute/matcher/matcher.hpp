@@ -7,9 +7,12 @@
 // Shape: a hash trie. Level 1 is the account (exact id, ancestor id for
 // include_descendants, or any); level 2 the app (exact or any); a leaf holds,
 // per backend, an 18-bit set of the (severity, verbosity) pairs its bindings
-// accept, plus filtered entries and an optional trie of topic pattern words.
-// Every labelled edge lives in one open-addressed table keyed by
-// (parent node, label), so a step is one hash probe.
+// accept (the first few inline in the leaf's own cache line), plus filtered
+// entries and the leaf's topic patterns, compiled into a DFA over their words
+// (a trie walked with backtracking where the DFA would be too big). Every
+// labelled edge lives in one open-addressed table keyed by (parent node,
+// label), so a step is one hash probe; match_batch() issues each step for a
+// group of events before reading any, so their cache misses overlap.
 //
 // Thread-safety: a Matcher is immutable after compile(); any number of threads
 // match against it, each with its own MatchScratch.
@@ -25,6 +28,7 @@
 
 #include "ringroute/event/event.hpp"
 #include "ringroute/matcher/config.hpp"
+#include "ringroute/matcher/huge_pages.hpp"
 
 namespace re2 {
 class RE2;
@@ -83,11 +87,20 @@ struct LabelKey {
 };
 [[nodiscard]] LabelKey make_label_key(std::string_view text) noexcept;
 
-// Per-thread working space for match(): topic words, the body parser for
-// filters, and this thread's own copies of the filters' regexes (RE2 locks
-// its DFA cache; private copies keep threads from contending on it).
-// Allocates when it first meets a matcher generation or a longer body/topic,
-// never per event after that.
+// How compile() may trade memory for speed.
+struct CompileOptions {
+  // Topic patterns under one (account, app) leaf become a DFA over their
+  // words when its subset construction stays within this many states;
+  // past it (pathological sets of `#` patterns) that leaf keeps the
+  // backtracking walk. 0 turns the DFAs off (tests compare both).
+  std::size_t max_topic_states = 4096;
+};
+
+// Per-thread working space for match(): the keys of a group of events in
+// flight, topic words, the body parser for filters, and this thread's own
+// copies of the filters' regexes (RE2 locks its DFA cache; private copies
+// keep threads from contending on it). Allocates when it first meets a
+// matcher generation or a longer body/topic, never per event after that.
 class MatchScratch {
  public:
   MatchScratch();
@@ -95,10 +108,36 @@ class MatchScratch {
   MatchScratch(const MatchScratch&) = delete;
   MatchScratch& operator=(const MatchScratch&) = delete;
 
+  // Events matched together: each step of the walk is issued for all of
+  // them (with prefetches) before the next step reads, so their cache
+  // misses overlap instead of following one another.
+  static constexpr std::size_t kGroup = 16;
+
  private:
   friend class Matcher;
   friend class FilterEvaluator;
+  struct Probe {  // an account-level probe: (root, account or ancestor id)
+    LabelKey key;
+    std::uint64_t hash;  // of (parent, key) in the edge table
+    std::uint32_t parent;
+    std::uint32_t event;  // index in the group
+  };
+  struct Visit {  // a node reached by an event
+    std::uint32_t node;
+    std::uint32_t event;
+    std::uint64_t hash;  // account nodes: of (node, the event's app) in the edge table
+  };
+  std::vector<Probe> probes_;
+  std::vector<Visit> accounts_;
+  std::vector<Visit> leaves_;
+  LabelKey apps_[kGroup];
+  LabelKey account_keys_[kGroup];
+  std::uint32_t pairs_[kGroup];
+  const LabelKey* account_key_ = nullptr;  // the current event's account, when the walk hashed it
+  bool word_ids_ready_ = false;
+
   std::vector<LabelKey> words_;     // topic words, keyed
+  std::vector<std::uint32_t> word_ids_;  // their ids in the topic alphabet (kNone: other)
   LabelKey app_;
   bool words_ready_ = false;
   std::string topic_;  // the derived topic, built only for a filter that reads it
@@ -115,7 +154,8 @@ class Matcher {
  public:
   // Compiles all bindings of the enabled backends. Backend indices are the
   // positions in `backends` (disabled ones included, they just never match).
-  static std::unique_ptr<const Matcher> compile(std::span<const BackendSpec> backends);
+  static std::unique_ptr<const Matcher> compile(std::span<const BackendSpec> backends,
+                                                const CompileOptions& options = {});
 
   ~Matcher();
   Matcher(const Matcher&) = delete;
@@ -124,6 +164,10 @@ class Matcher {
   // Adds the backends `event` matches to `out` (which must have been
   // resize()d to backend_count(); match() does not clear it).
   void match(const event::EventView& event, MatchScratch& scratch, BackendSet& out) const noexcept;
+  // The same for a run of events: outs[i] gets events[i]'s backends. Faster
+  // per event than match() once the compiled form outgrows the caches, since
+  // the events' memory accesses overlap.
+  void match_batch(std::span<const event::EventView> events, MatchScratch& scratch, BackendSet* outs) const noexcept;
 
   [[nodiscard]] std::size_t backend_count() const noexcept { return backend_names_.size(); }
   [[nodiscard]] const std::string& backend_name(std::uint32_t index) const noexcept {
@@ -132,19 +176,14 @@ class Matcher {
   // Bytes held by the compiled form (tables, nodes, entries, labels, filters).
   [[nodiscard]] std::size_t memory_bytes() const noexcept;
   [[nodiscard]] std::size_t node_count() const noexcept { return nodes_.size(); }
+  // Leaves whose topic patterns run as a DFA, and those left to the walk.
+  [[nodiscard]] std::size_t topic_dfa_count() const noexcept { return topic_dfas_; }
+  [[nodiscard]] std::size_t topic_walk_count() const noexcept { return topic_walks_; }
   // Unique per compile, so scratch spaces notice a new generation.
   [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
 
   static constexpr std::uint32_t kNone = 0xffffffffu;
 
-  struct Node {
-    std::uint32_t any_child = kNone;   // account nodes: app "*"; topic nodes: word "*"
-    std::uint32_t hash_child = kNone;  // topic nodes: word "#"
-    std::uint32_t topic_root = kNone;  // leaves: their topic pattern trie
-    std::uint32_t labelled_children = 0;  // 0: skip the edge table
-    std::uint32_t plain_begin = 0, plain_end = 0;
-    std::uint32_t filtered_begin = 0, filtered_end = 0;
-  };
   struct PlainEntry {
     std::uint32_t backend;
     std::uint32_t pairs;  // bit severity*6+verbosity: accepted (severity, verbosity)
@@ -154,9 +193,34 @@ class Matcher {
     std::uint32_t pairs;
     std::uint32_t filter;  // index into filters_
   };
+  // A node's first plain entries live in the node itself: a leaf costs one
+  // cache line, not a line and then its entries.
+  static constexpr std::uint32_t kInlineEntries = 3;
+  struct alignas(64) Node {
+    std::uint32_t any_child = kNone;   // account nodes: app "*"; topic nodes: word "*"
+    std::uint32_t hash_child = kNone;  // topic nodes: word "#"
+    std::uint32_t topic_root = kNone;  // leaves: their topic pattern trie (the walk)
+    std::uint32_t topic_dfa = kNone;   // leaves: its DFA's start state, when it has one
+    std::uint32_t labelled_children = 0;  // 0: skip the edge table
+    std::uint32_t plain_count = 0;
+    std::uint32_t plain_rest = 0;      // plain_[plain_rest ...] past the inline ones
+    std::uint32_t filtered_begin = 0, filtered_count = 0;
+    PlainEntry plain[kInlineEntries] = {};
+  };
+  // A state of a leaf's topic DFA: a set of pattern positions.
+  struct TopicState {
+    std::uint32_t transitions_begin = 0, transitions_count = 0;
+    std::uint32_t other = kNone;  // next state on a word no pattern names; kNone: dead
+    std::uint32_t plain_begin = 0, plain_count = 0;
+    std::uint32_t filtered_begin = 0, filtered_count = 0;
+  };
+  struct TopicTransition {
+    std::uint32_t word;  // id in the topic alphabet
+    std::uint32_t next;  // kNone: dead
+  };
   // 32 bytes: labels up to 16 bytes live in the edge itself, so a probe
   // costs one cache line; longer ones are in labels_.
-  struct Edge {
+  struct alignas(32) Edge {
     std::uint32_t tag;  // high bits of the probe hash
     std::uint32_t parent;
     std::uint32_t child;
@@ -169,16 +233,24 @@ class Matcher {
   friend class MatcherBuilder;
   friend class FilterEvaluator;
 
+  [[nodiscard]] std::uint64_t edge_slot(std::uint32_t parent, const LabelKey& key) const noexcept;
   [[nodiscard]] std::uint32_t find_child(std::uint32_t parent, const LabelKey& key) const noexcept;
-  void visit_account(std::uint32_t node, const event::EventView& event, std::uint32_t pair,
-                     MatchScratch& scratch, BackendSet& out) const noexcept;
+  // A word's id in the topic alphabet; kNone for a word no pattern names.
+  [[nodiscard]] std::uint32_t topic_word(const LabelKey& key) const noexcept;
+  void match_group(const event::EventView* events, std::size_t count, MatchScratch& scratch,
+                   BackendSet* outs) const noexcept;
   void visit_leaf(std::uint32_t node, const event::EventView& event, std::uint32_t pair,
                   MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_entries(const Node& node, const event::EventView& event, std::uint32_t pair,
                      MatchScratch& scratch, BackendSet& out) const noexcept;
+  void visit_filtered(std::uint32_t begin, std::uint32_t count, const event::EventView& event,
+                      std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept;
+  void run_topic_dfa(std::uint32_t start, const event::EventView& event, std::uint32_t pair,
+                     MatchScratch& scratch, BackendSet& out) const noexcept;
   void walk_topic(std::uint32_t node, std::size_t word, const event::EventView& event,
                   std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept;
   void prepare_words(const event::EventView& event, MatchScratch& scratch) const noexcept;
+  void prepare_word_ids(const event::EventView& event, MatchScratch& scratch) const noexcept;
   [[nodiscard]] bool evaluate(std::uint32_t filter, const event::EventView& event,
                               MatchScratch& scratch) const noexcept;
 
@@ -187,12 +259,30 @@ class Matcher {
   static constexpr std::uint32_t kExactRoot = 1;  // parent of exact account ids
   static constexpr std::uint32_t kDescendantRoot = 2;  // parent of ancestor ids
 
-  std::vector<Node> nodes_;
-  std::vector<Edge> edges_;  // open addressing; child == kNone is empty
+  template <class T>
+  using Table = std::vector<T, HugePageAllocator<T>>;
+  Table<Node> nodes_;
+  Table<Edge> edges_;  // open addressing; child == kNone is empty
   std::uint64_t edge_mask_ = 0;
   std::string labels_;
-  std::vector<PlainEntry> plain_;
+  Table<PlainEntry> plain_;
   std::vector<FilteredEntry> filtered_;
+  std::vector<TopicState> topic_states_;
+  std::vector<TopicTransition> topic_transitions_;
+  struct TopicWordSlot {
+    std::uint64_t hash;
+    std::uint32_t id;  // kNone: empty
+    std::uint32_t length;
+    std::uint64_t head[2];
+  };
+  // Ids of the derived topic's fixed words (kNone: no pattern names it).
+  std::uint32_t edr_word_ = kNone, undefined_word_ = kNone;
+  std::uint32_t severity_words_[event::kSeverityCount] = {};
+  std::uint32_t verbosity_words_[event::kVerbosityCount] = {};
+  std::vector<TopicWordSlot> topic_word_slots_;  // open addressing over the alphabet
+  std::uint64_t topic_word_mask_ = 0;
+  std::vector<std::string> topic_words_;  // by id
+  std::size_t topic_dfas_ = 0, topic_walks_ = 0;
   std::vector<std::shared_ptr<const filter::Expression>> filters_;
   std::vector<std::string> regex_patterns_;   // by regex index
   std::vector<std::vector<std::uint32_t>> filter_regexes_;  // filter → comparison → regex index
