@@ -125,8 +125,18 @@ class Worker {
       }
       fall_behind_when_full(*plan);
       std::size_t read = catch_up(*plan, kRecordsPerRound);
-      read += consumer_.poll([&](std::span<const std::byte> record, std::uint64_t end) { route(*plan, record, end); },
-                             kRecordsPerRound);
+      // A round's records are decoded and matched together (match_batch
+      // overlaps their lookups' cache misses), then routed one by one in
+      // ring order. They stay in place until released, which happens only
+      // after routing (in maintain()).
+      staged_count_ = 0;
+      const std::size_t polled = consumer_.poll(
+          [&](std::span<const std::byte> record, std::uint64_t end) {
+            staged_[staged_count_++] = {record, end};
+          },
+          kRecordsPerRound);
+      read += polled;
+      if (polled != 0) route_staged(*plan);
       maintain(Clock::now());
       plans_.leave(reader_);
       if (read != 0) {
@@ -174,6 +184,7 @@ class Worker {
     formatted_serial_.assign(plan.encoders.size(), 0);
     formatted_.assign(plan.encoders.size(), {});
     matched_.resize(plan.matcher->backend_count());
+    for (auto& set : matched_batch_) set.resize(plan.matcher->backend_count());
     index_of_slot_.fill(-1);
     for (std::size_t i = 0; i < plan.slot_of.size(); ++i) {
       if (plan.backends[i]) index_of_slot_[static_cast<std::size_t>(plan.slot_of[i])] = static_cast<int>(i);
@@ -227,6 +238,7 @@ class Worker {
             start = end;
             // A corrupt record was counted when first read.
             if (event::decode(record, view_) != event::DecodeError::none) return;
+            event_ = &view_;
             matched_.clear();
             plan.matcher->match(view_, scratch_, matched_);
             if (!matched_.test(static_cast<std::uint32_t>(index)) || end <= skip_through_[slot]) return;
@@ -243,21 +255,42 @@ class Worker {
     --behind_count_;
   }
 
-  void route(const Plan& plan, std::span<const std::byte> record, std::uint64_t end) {
+  void route_staged(const Plan& plan) {
+    std::size_t decoded = 0;
+    for (std::size_t k = 0; k < staged_count_; ++k) {
+      if (event::decode(staged_[k].record, views_[decoded]) != event::DecodeError::none) [[unlikely]] {
+        staged_[k].view = kCorrupt;
+        continue;
+      }
+      staged_[k].view = static_cast<std::uint32_t>(decoded);
+      matched_batch_[decoded].clear();
+      ++decoded;
+    }
+    plan.matcher->match_batch(std::span<const event::EventView>(views_.data(), decoded), scratch_,
+                              matched_batch_.data());
+    for (std::size_t k = 0; k < staged_count_; ++k) {
+      const Staged& staged = staged_[k];
+      if (staged.view == kCorrupt) [[unlikely]] {
+        last_end_ = staged.end;
+        consumer_.count_corrupt();
+        block_.rings[ring_].corrupt.add(1);
+        continue;
+      }
+      event_ = &views_[staged.view];
+      route(plan, matched_batch_[staged.view], staged.end);
+    }
+  }
+
+  // Routes the event in *event_ (ring bytes [last_end_, end)) to the backends
+  // it matched.
+  void route(const Plan& plan, const matcher::BackendSet& matched, std::uint64_t end) {
     const std::uint64_t start = last_end_;
     last_end_ = end;
-    if (event::decode(record, view_) != event::DecodeError::none) [[unlikely]] {
-      consumer_.count_corrupt();
-      block_.rings[ring_].corrupt.add(1);
-      return;
-    }
-    matched_.clear();
-    plan.matcher->match(view_, scratch_, matched_);
-    if (matched_.empty()) return;
+    if (matched.empty()) return;
     ++event_serial_;
     bool replayed = false;
     to_submit_count_ = 0;
-    matched_.for_each([&](std::uint32_t index) {
+    matched.for_each([&](std::uint32_t index) {
       sinks::BackendRunner* runner = plan.backends[index].get();
       if (runner == nullptr) return;
       const auto slot = static_cast<std::size_t>(plan.slot_of[index]);
@@ -282,7 +315,7 @@ class Worker {
     for (std::size_t i = 0; i < to_submit_count_; ++i) submit(to_submit_[i]);
   }
 
-  // Adds the event in view_ (ring bytes [start, end)) to `slot`'s batch;
+  // Adds the event in *event_ (ring bytes [start, end)) to `slot`'s batch;
   // true when that batch is now full. `share_encoding`: within one route()
   // call, reuse the bytes another backend's batch already holds.
   bool append(const Plan& plan, std::uint32_t index, std::size_t slot, sinks::BackendRunner* runner,
@@ -294,7 +327,7 @@ class Worker {
       state.runner = runner;
       state.current->ring = ring_;
       state.current->first_start = start;
-      state.current->oldest_event_ns = view_.timestamp_ns;
+      state.current->oldest_event_ns = event_->timestamp_ns;
       state.current->opened_ns = steady_now_ns_;
       state.current->holds_ring = !options.drop_when_full;
       activate(slot);
@@ -308,7 +341,7 @@ class Worker {
       batch.bytes.append(std::string_view(done.batch->bytes.data() + done.offset, done.length));
     } else {
       const std::size_t offset = batch.bytes.size();
-      encoders_[f].encode(view_, batch.bytes);
+      encoders_[f].encode(*event_, batch.bytes);
       if (share_encoding) {
         formatted_serial_[f] = event_serial_;
         formatted_[f] = {&batch, offset, batch.bytes.size() - offset};
@@ -424,9 +457,20 @@ class Worker {
   std::uint64_t released_ = 0;
   std::uint64_t last_end_ = 0;
   std::int64_t steady_now_ns_ = steady_ns();
-  event::EventView view_;
+  event::EventView view_;                      // catch_up()'s record
+  const event::EventView* event_ = &view_;     // the event append() adds
   matcher::MatchScratch scratch_;
-  matcher::BackendSet matched_;
+  matcher::BackendSet matched_;                // catch_up()'s
+  struct Staged {
+    std::span<const std::byte> record;
+    std::uint64_t end;
+    std::uint32_t view;  // index into views_, or kCorrupt
+  };
+  static constexpr std::uint32_t kCorrupt = 0xffffffffu;
+  std::array<Staged, kRecordsPerRound> staged_{};
+  std::size_t staged_count_ = 0;
+  std::array<event::EventView, kRecordsPerRound> views_{};
+  std::array<matcher::BackendSet, kRecordsPerRound> matched_batch_{};
   std::vector<sinks::EventEncoder> encoders_;
   std::vector<std::uint64_t> formatted_serial_;
   std::vector<Formatted> formatted_;
