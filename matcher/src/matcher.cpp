@@ -18,7 +18,7 @@ namespace {
 using event::EventView;
 using event::StringField;
 
-inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
+[[gnu::always_inline]] inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
   __extension__ typedef unsigned __int128 Uint128;  // the full 64x64 product
   const Uint128 product = static_cast<Uint128>(a) * b;
   return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
@@ -37,7 +37,7 @@ inline std::uint64_t load32(const char* p) noexcept {
 
 // The label's first 16 bytes, zero-padded, read with fixed-size loads that
 // stay inside the label (no variable-length copy).
-inline void load_head(const char* p, std::size_t n, std::uint64_t head[2]) noexcept {
+[[gnu::always_inline]] inline void load_head(const char* p, std::size_t n, std::uint64_t head[2]) noexcept {
   if (n >= 16) {
     head[0] = load64(p);
     head[1] = load64(p + 8);
@@ -58,7 +58,7 @@ inline void load_head(const char* p, std::size_t n, std::uint64_t head[2]) noexc
 
 // A wyhash-style hash of a label: labels up to 16 bytes hash their head
 // words (one multiply); longer ones 16 bytes per multiply.
-inline std::uint64_t hash_label(std::string_view text, const std::uint64_t head[2]) noexcept {
+[[gnu::always_inline]] inline std::uint64_t hash_label(std::string_view text, const std::uint64_t head[2]) noexcept {
   const char* p = text.data();
   const std::size_t n = text.size();
   std::uint64_t seed = 0xA0761D6478BD642Full ^ n;
@@ -66,6 +66,15 @@ inline std::uint64_t hash_label(std::string_view text, const std::uint64_t head[
   std::size_t i = 0;
   for (; n - i > 16; i += 16) seed = mix(load64(p + i) ^ 0xE7037ED1A0B428DBull, load64(p + i + 8) ^ seed);
   return mix(load64(p + n - 16) ^ 0xE7037ED1A0B428DBull, load64(p + n - 8) ^ seed);
+}
+
+// Whether a label holds a '.': labels up to 16 bytes test their head words
+// (a byte equal to '.' XORs to zero; the zero padding never does).
+[[gnu::always_inline]] inline bool has_dot(const LabelKey& key) noexcept {
+  if (key.text.size() > 16) return key.text.find('.') != std::string_view::npos;
+  constexpr std::uint64_t kDots = 0x2e2e2e2e2e2e2e2eull, kLow = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  const std::uint64_t a = key.head[0] ^ kDots, b = key.head[1] ^ kDots;
+  return (((a - kLow) & ~a & kHigh) | ((b - kLow) & ~b & kHigh)) != 0;
 }
 
 [[gnu::always_inline]] inline LabelKey key_of(std::string_view text) noexcept {
@@ -130,6 +139,7 @@ class MatcherBuilder {
   }
 
   void finish() {
+    merge_any_app_entries();
     build_topic_words();
     build_topic_dfas();
     flatten_entries();
@@ -257,8 +267,28 @@ class MatcherBuilder {
       if (any_app) {
         add_to_leaf(any_child(account_node));
       } else {
-        for (const std::string& app : binding.apps) add_to_leaf(child(account_node, app));
+        for (const std::string& app : binding.apps) {
+          const std::uint32_t leaf = child(account_node, app);
+          app_leaves_[account_node].insert(leaf);
+          add_to_leaf(leaf);
+        }
       }
+    }
+  }
+
+  // An account node's `*` app leaf and its app leaves are both reached by
+  // an event with that app: the `*` leaf's plain entries are copied into
+  // each app leaf, so such an event reads one leaf, not two. The `*` leaf is
+  // still read for events without an app, and (its plain entries skipped)
+  // for its filters and topics when it has any: the account node's `more`
+  // says so.
+  void merge_any_app_entries() {
+    for (const auto& [account, leaves] : app_leaves_) {
+      const std::uint32_t any = m_.nodes_[account].any_child;
+      if (any == Matcher::kNone) continue;
+      const auto& extra = pending_[any].plain;
+      for (std::uint32_t leaf : leaves) pending_[leaf].plain.insert(pending_[leaf].plain.end(), extra.begin(), extra.end());
+      if (!pending_[any].filtered.empty() || m_.nodes_[any].topic_root != Matcher::kNone) m_.nodes_[account].more = 1;
     }
   }
 
@@ -444,6 +474,8 @@ class MatcherBuilder {
       node.filtered_begin = static_cast<std::uint32_t>(m_.filtered_.size());
       node.filtered_count = static_cast<std::uint32_t>(pending_[n].filtered.size());
       m_.filtered_.insert(m_.filtered_.end(), pending_[n].filtered.begin(), pending_[n].filtered.end());
+      node.more |= node.plain_count > Matcher::kInlineEntries || node.filtered_count != 0 ||
+                   node.topic_dfa != Matcher::kNone || node.topic_root != Matcher::kNone;
       std::vector<Matcher::PlainEntry>().swap(plain);
       std::vector<Matcher::FilteredEntry>().swap(pending_[n].filtered);
     }
@@ -480,6 +512,7 @@ class MatcherBuilder {
   std::unordered_map<std::uint32_t, std::map<std::uint32_t, std::uint32_t>> topic_children_;  // node → word id → child
   std::unordered_set<std::uint32_t> hash_nodes_;
   std::unordered_map<std::string, std::uint32_t> word_ids_;
+  std::unordered_map<std::uint32_t, std::unordered_set<std::uint32_t>> app_leaves_;  // account node → its app leaves
 };
 
 std::unique_ptr<const Matcher> Matcher::compile(std::span<const BackendSpec> backends, const CompileOptions& options) {
@@ -650,31 +683,47 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   for (std::size_t a = 0; a < account_count; ++a) {
     const MatchScratch::Visit account = accounts[a];
     const Node& node = nodes[account.node];
-    if (node.any_child != kNone) {
+    std::uint32_t leaf = kNone;
+    if (node.labelled_children != 0 && ((has_app >> account.event) & 1u)) {
+      leaf = probe_edges(edges, mask, labels, account.node, apps[account.event], account.hash);
+    }
+    if (leaf != kNone) {
+      leaves[leaf_count++] = {leaf, account.event, 0};
+      __builtin_prefetch(&nodes[leaf]);
+      // The app leaf holds the `*` leaf's plain entries too.
+      if (node.any_child != kNone && node.more != 0) leaves[leaf_count++] = {node.any_child, account.event, 1};
+    } else if (node.any_child != kNone) {
       leaves[leaf_count++] = {node.any_child, account.event, 0};
       __builtin_prefetch(&nodes[node.any_child]);
     }
-    if (node.labelled_children != 0 && ((has_app >> account.event) & 1u)) {
-      const std::uint32_t leaf = probe_edges(edges, mask, labels, account.node, apps[account.event], account.hash);
-      if (leaf != kNone) {
-        leaves[leaf_count++] = {leaf, account.event, 0};
-        __builtin_prefetch(&nodes[leaf]);
-      }
-    }
   }
-  std::uint32_t current = kNone;
+  // Most leaves hold a few plain entries and nothing else: those are read
+  // here; the rest (more entries, filters, topics) goes out of line.
+  const std::uint32_t* const pairs = scratch.pairs_;
+  std::uint32_t prepared = kNone;  // the event the scratch's per-event state is for
   for (std::size_t l = 0; l < leaf_count; ++l) {
     const MatchScratch::Visit leaf = leaves[l];
-    if (leaf.event != current) {
-      current = leaf.event;
+    const Node& node = nodes[leaf.node];
+    const std::uint32_t pair = pairs[leaf.event];
+    BackendSet& out = outs[leaf.event];
+    const bool skip_plain = leaf.hash != 0;  // a `*` leaf whose entries its app leaf holds
+    if (!skip_plain) {
+      const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
+      for (std::uint32_t i = 0; i < inline_count; ++i) {
+        if ((node.plain[i].pairs >> pair) & 1u) out.set(node.plain[i].backend);
+      }
+      if (node.more == 0) [[likely]] continue;
+    }
+    if (leaf.event != prepared) {
+      prepared = leaf.event;
       scratch.words_ready_ = false;
       scratch.word_ids_ready_ = false;
       scratch.topic_ready_ = false;
-      scratch.account_key_ = ((has_account_key >> current) & 1u) != 0 ? &scratch.account_keys_[current] : nullptr;
+      scratch.account_key_ = ((has_account_key >> prepared) & 1u) != 0 ? &scratch.account_keys_[prepared] : nullptr;
       scratch.body_state_ = 0;
-      scratch.app_ = scratch.apps_[current];
+      scratch.app_ = scratch.apps_[prepared];
     }
-    visit_leaf(leaf.node, events[current], scratch.pairs_[current], scratch, outs[current]);
+    visit_leaf_rest(node, skip_plain, events[prepared], pair, scratch, out);
   }
 }
 
@@ -701,10 +750,14 @@ inline void Matcher::visit_entries(const Node& node, const EventView& event, std
   if (node.filtered_count != 0) visit_filtered(node.filtered_begin, node.filtered_count, event, pair, scratch, out);
 }
 
-void Matcher::visit_leaf(std::uint32_t index, const EventView& event, std::uint32_t pair,
-                         MatchScratch& scratch, BackendSet& out) const noexcept {
-  const Node& node = nodes_[index];
-  visit_entries(node, event, pair, scratch, out);
+void Matcher::visit_leaf_rest(const Node& node, bool skip_plain, const EventView& event, std::uint32_t pair,
+                              MatchScratch& scratch, BackendSet& out) const noexcept {
+  const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
+  const std::uint32_t rest_end = skip_plain ? node.plain_rest : node.plain_rest + (node.plain_count - inline_count);
+  for (std::uint32_t i = node.plain_rest; i < rest_end; ++i) {
+    if ((plain_[i].pairs >> pair) & 1u) out.set(plain_[i].backend);
+  }
+  if (node.filtered_count != 0) visit_filtered(node.filtered_begin, node.filtered_count, event, pair, scratch, out);
   if (node.topic_dfa != kNone) {
     prepare_word_ids(event, scratch);
     run_topic_dfa(node.topic_dfa, event, pair, scratch, out);
@@ -716,7 +769,8 @@ void Matcher::visit_leaf(std::uint32_t index, const EventView& event, std::uint3
 
 void Matcher::run_topic_dfa(std::uint32_t state, const EventView& event, std::uint32_t pair,
                             MatchScratch& scratch, BackendSet& out) const noexcept {
-  for (std::uint32_t word : scratch.word_ids_) {
+  for (std::size_t w = 0; w < scratch.word_count_; ++w) {
+    const std::uint32_t word = scratch.word_ids_[w];
     const TopicState& s = topic_states_[state];
     std::uint32_t next = s.other;
     if (word != kNone) {
@@ -781,31 +835,38 @@ void Matcher::prepare_word_ids(const EventView& event, MatchScratch& scratch) co
   if (scratch.word_ids_ready_) return;
   scratch.word_ids_ready_ = true;
   auto& ids = scratch.word_ids_;
-  ids.clear();
-  // push_back may allocate when a topic has more words than any before it on
-  // this scratch; capacity then stays.
-  auto add = [&](std::string_view w) { ids.push_back(topic_word(key_of(w))); };
+  std::size_t count = 0;
+  // Grows (allocates) only when a topic has more words than any before it
+  // on this scratch.
+  auto push = [&](std::uint32_t id) {
+    if (count == ids.size()) [[unlikely]] ids.resize(2 * count + 8);
+    ids[count++] = id;
+  };
+  auto add = [&](std::string_view w) { push(topic_word(key_of(w))); };
   if (event.has(StringField::topic)) {
     topic::for_each_word(event.get(StringField::topic), add);
+    scratch.word_count_ = count;
     return;
   }
-  ids.push_back(edr_word_);
-  ids.push_back(severity_words_[static_cast<std::size_t>(event.severity)]);
-  ids.push_back(verbosity_words_[static_cast<std::size_t>(event.verbosity)]);
+  push(edr_word_);
+  push(severity_words_[static_cast<std::size_t>(event.severity)]);
+  push(verbosity_words_[static_cast<std::size_t>(event.verbosity)]);
   auto add_whole = [&](StringField field, const LabelKey* key) {
     if (!event.has(field)) {
-      ids.push_back(undefined_word_);
+      push(undefined_word_);
       return;
     }
     const std::string_view text = event.get(field);
-    if (text.find('.') != std::string_view::npos) {
+    const LabelKey whole = key != nullptr ? *key : key_of(text);
+    if (has_dot(whole)) {
       topic::for_each_word(text, add);
     } else {
-      ids.push_back(topic_word(key != nullptr ? *key : key_of(text)));
+      push(topic_word(whole));
     }
   };
   add_whole(StringField::account_id, scratch.account_key_);
   add_whole(StringField::app_name, event.has(StringField::app_name) ? &scratch.app_ : nullptr);
+  scratch.word_count_ = count;
 }
 
 // The topic's words keyed for the edge table, for the backtracking walk.
@@ -824,7 +885,7 @@ void Matcher::prepare_words(const EventView& event, MatchScratch& scratch) const
 
 MatchScratch::MatchScratch() {
   words_.reserve(64);
-  word_ids_.reserve(64);
+  word_ids_.resize(64);
   probes_.resize(kGroup * 4);
   accounts_.resize(kGroup * 5);
   leaves_.resize(kGroup * 10);

@@ -42,8 +42,8 @@ class BackendSet {
  public:
   void resize(std::size_t backends) {
     words_.assign((backends + 63) / 64, 0);
-    members_.clear();
-    members_.reserve(backends);
+    members_.assign(backends, 0);
+    count_ = 0;
   }
   [[nodiscard]] bool test(std::uint32_t i) const noexcept { return (words_[i >> 6] >> (i & 63)) & 1u; }
   void set(std::uint32_t i) noexcept {
@@ -51,15 +51,15 @@ class BackendSet {
     const std::uint64_t mask = std::uint64_t{1} << (i & 63);
     if ((word & mask) == 0) {
       word |= mask;
-      members_.push_back(i);
+      members_[count_++] = i;
     }
   }
   void clear() noexcept {
-    for (std::uint32_t i : members_) words_[i >> 6] = 0;
-    members_.clear();
+    for (std::size_t k = 0; k < count_; ++k) words_[members_[k] >> 6] = 0;
+    count_ = 0;
   }
-  [[nodiscard]] std::size_t size() const noexcept { return members_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return members_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] std::size_t capacity() const noexcept { return words_.size() * 64; }
   // Calls f(index) in config order.
   template <class F>
@@ -73,7 +73,8 @@ class BackendSet {
 
  private:
   std::vector<std::uint64_t> words_;
-  std::vector<std::uint32_t> members_;  // reserved to the backend count: push_back never allocates
+  std::vector<std::uint32_t> members_;  // one slot per backend: a backend is set at most once
+  std::size_t count_ = 0;
 };
 
 class Matcher;
@@ -125,7 +126,8 @@ class MatchScratch {
   struct Visit {  // a node reached by an event
     std::uint32_t node;
     std::uint32_t event;
-    std::uint64_t hash;  // account nodes: of (node, the event's app) in the edge table
+    std::uint64_t hash;  // account nodes: of (node, the event's app) in the edge table;
+                         // leaves: nonzero to skip the plain entries (its app leaf has them)
   };
   std::vector<Probe> probes_;
   std::vector<Visit> accounts_;
@@ -138,6 +140,7 @@ class MatchScratch {
 
   std::vector<LabelKey> words_;     // topic words, keyed
   std::vector<std::uint32_t> word_ids_;  // their ids in the topic alphabet (kNone: other)
+  std::size_t word_count_ = 0;           // of word_ids_ in use
   LabelKey app_;
   bool words_ready_ = false;
   std::string topic_;  // the derived topic, built only for a filter that reads it
@@ -205,6 +208,10 @@ class Matcher {
     std::uint32_t plain_count = 0;
     std::uint32_t plain_rest = 0;      // plain_[plain_rest ...] past the inline ones
     std::uint32_t filtered_begin = 0, filtered_count = 0;
+    // Leaves: anything past the inline entries (more entries, filters,
+    // topics). Account nodes: their `*` app leaf has filters or topics, so
+    // it is read even when an app leaf (which holds its plain entries) is.
+    std::uint32_t more = 0;
     PlainEntry plain[kInlineEntries] = {};
   };
   // A state of a leaf's topic DFA: a set of pattern positions.
@@ -239,8 +246,8 @@ class Matcher {
   [[nodiscard]] std::uint32_t topic_word(const LabelKey& key) const noexcept;
   void match_group(const event::EventView* events, std::size_t count, MatchScratch& scratch,
                    BackendSet* outs) const noexcept;
-  void visit_leaf(std::uint32_t node, const event::EventView& event, std::uint32_t pair,
-                  MatchScratch& scratch, BackendSet& out) const noexcept;
+  void visit_leaf_rest(const Node& node, bool skip_plain, const event::EventView& event, std::uint32_t pair,
+                       MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_entries(const Node& node, const event::EventView& event, std::uint32_t pair,
                      MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_filtered(std::uint32_t begin, std::uint32_t count, const event::EventView& event,
