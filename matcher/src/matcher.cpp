@@ -269,7 +269,7 @@ class MatcherBuilder {
       } else {
         for (const std::string& app : binding.apps) {
           const std::uint32_t leaf = child(account_node, app);
-          app_leaves_[account_node].insert(leaf);
+          app_leaves_.emplace_back(account_node, leaf);
           add_to_leaf(leaf);
         }
       }
@@ -283,13 +283,16 @@ class MatcherBuilder {
   // for its filters and topics when it has any: the account node's `more`
   // says so.
   void merge_any_app_entries() {
-    for (const auto& [account, leaves] : app_leaves_) {
+    std::sort(app_leaves_.begin(), app_leaves_.end());
+    app_leaves_.erase(std::unique(app_leaves_.begin(), app_leaves_.end()), app_leaves_.end());
+    for (const auto& [account, leaf] : app_leaves_) {
       const std::uint32_t any = m_.nodes_[account].any_child;
       if (any == Matcher::kNone) continue;
       const auto& extra = pending_[any].plain;
-      for (std::uint32_t leaf : leaves) pending_[leaf].plain.insert(pending_[leaf].plain.end(), extra.begin(), extra.end());
+      pending_[leaf].plain.insert(pending_[leaf].plain.end(), extra.begin(), extra.end());
       if (!pending_[any].filtered.empty() || m_.nodes_[any].topic_root != Matcher::kNone) m_.nodes_[account].more = 1;
     }
+    std::vector<std::pair<std::uint32_t, std::uint32_t>>().swap(app_leaves_);
   }
 
   // One entry per backend: the union of its bindings' pairs.
@@ -512,7 +515,7 @@ class MatcherBuilder {
   std::unordered_map<std::uint32_t, std::map<std::uint32_t, std::uint32_t>> topic_children_;  // node → word id → child
   std::unordered_set<std::uint32_t> hash_nodes_;
   std::unordered_map<std::string, std::uint32_t> word_ids_;
-  std::unordered_map<std::uint32_t, std::unordered_set<std::uint32_t>> app_leaves_;  // account node → its app leaves
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> app_leaves_;  // (account node, one of its app leaves)
 };
 
 std::unique_ptr<const Matcher> Matcher::compile(std::span<const BackendSpec> backends, const CompileOptions& options) {
