@@ -6,7 +6,7 @@
 // Tables of 1 MiB and more are mapped 2 MiB-aligned and marked
 // MADV_HUGEPAGE, so transparent huge pages back them where the kernel allows
 // ("madvise" or "always" in /sys/kernel/mm/transparent_hugepage/enabled).
-// Measured at 100,000 bindings without topics: 598 → 289 ns per event.
+// Measured at 100,000 bindings without topics: 598 → 362 ns per event.
 // Where huge pages are off, this is a plain mapping and nothing changes.
 
 #include <sys/mman.h>
