@@ -365,7 +365,10 @@ class MatcherBuilder {
   }
 
   bool build_topic_dfa(std::uint32_t leaf, std::uint32_t root) {
-    if (options_.max_topic_states == 0) return false;
+    const std::size_t left = options_.max_total_topic_states - std::min(options_.max_total_topic_states,
+                                                                         m_.topic_states_.size());
+    const std::size_t max_states = std::min(options_.max_topic_states, left);
+    if (max_states == 0) return false;
     std::vector<std::uint32_t> alphabet;
     alphabet_of(root, alphabet);
     std::sort(alphabet.begin(), alphabet.end());
@@ -388,7 +391,7 @@ class MatcherBuilder {
     };
     std::vector<Built> built;
     for (std::size_t i = 0; i < sets.size(); ++i) {
-      if (sets.size() > options_.max_topic_states) return false;
+      if (sets.size() > max_states) return false;
       Built state;
       // Copies: state_of may grow `sets`.
       const std::vector<std::uint32_t> set = sets[i];
@@ -399,7 +402,7 @@ class MatcherBuilder {
       }
       built.push_back(std::move(state));
     }
-    if (sets.size() > options_.max_topic_states) return false;
+    if (sets.size() > max_states) return false;
 
     const auto base = static_cast<std::uint32_t>(m_.topic_states_.size());
     auto rebase = [&](std::uint32_t s) { return s == Matcher::kNone ? s : base + s; };

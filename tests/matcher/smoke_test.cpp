@@ -68,5 +68,25 @@ TEST(MatcherSmoke, ATopicDfaPastItsBoundFallsBackToTheWalk) {
   }
 }
 
+// The budget over all leaves: once it is spent, further leaves walk.
+TEST(MatcherSmoke, TopicDfasShareOneStateBudget) {
+  auto specs = testing::backends_from_json(R"([
+    {"name": "one", "bindings": [{"account_id": "a1", "topic": "#.a.*.*"}]},
+    {"name": "two", "bindings": [{"account_id": "a2", "topic": "#.a.*.*"}]},
+    {"name": "three", "bindings": [{"account_id": "a3", "topic": "#.a.*.*"}]}])");
+  auto m = Matcher::compile(specs, CompileOptions{.max_topic_states = 4096, .max_total_topic_states = 20});
+  EXPECT_GE(m->topic_dfa_count(), 1u);
+  EXPECT_GE(m->topic_walk_count(), 1u);
+  EXPECT_EQ(m->topic_dfa_count() + m->topic_walk_count(), 3u);
+  testing::JsonEvent ev;
+  for (const char* account : {"a1", "a2", "a3"}) {
+    const std::string hit = std::string(R"({"account_id":")") + account + R"(","topic":"x.a.b.c"})";
+    const std::string miss = std::string(R"({"account_id":")") + account + R"(","topic":"x.a.b"})";
+    const std::string name = account == std::string("a1") ? "one" : account == std::string("a2") ? "two" : "three";
+    EXPECT_EQ(matched(*m, ev(hit)), std::vector<std::string>{name}) << account;
+    EXPECT_TRUE(matched(*m, ev(miss)).empty()) << account;
+  }
+}
+
 }  // namespace
 }  // namespace ringroute::matcher

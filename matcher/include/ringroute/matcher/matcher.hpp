@@ -95,6 +95,9 @@ struct CompileOptions {
   // past it (pathological sets of `#` patterns) that leaf keeps the
   // backtracking walk. 0 turns the DFAs off (tests compare both).
   std::size_t max_topic_states = 4096;
+  // All leaves' DFAs together: compiling stays fast whatever the config
+  // (each state costs a step per word of its leaf's alphabet).
+  std::size_t max_total_topic_states = 1 << 16;
 };
 
 // Per-thread working space for match(): the keys of a group of events in
