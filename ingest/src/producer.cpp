@@ -44,7 +44,11 @@ inline void prefetch_for_write(const std::byte* first, std::uint64_t bytes) noex
   const auto start = reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t{63};
   const auto end = reinterpret_cast<std::uintptr_t>(first) + bytes;
   for (std::uintptr_t line = start; line < end; line += 64) {
+#if defined(__x86_64__) || defined(__i386__)
     asm volatile("prefetchw %0" : : "m"(*reinterpret_cast<const char*>(line)));
+#else
+    __builtin_prefetch(reinterpret_cast<const char*>(line), 1);
+#endif
   }
 }
 

@@ -276,6 +276,10 @@ class MatcherBuilder {
     }
   }
 
+  // Past this many, a `*` leaf's entries stay where they are (copies into
+  // every app leaf would grow as apps x backends) and both leaves are read.
+  static constexpr std::size_t kMergedEntries = 8;
+
   // An account node's `*` app leaf and its app leaves are both reached by
   // an event with that app: the `*` leaf's plain entries are copied into
   // each app leaf, so such an event reads one leaf, not two. The `*` leaf is
@@ -289,8 +293,14 @@ class MatcherBuilder {
       const std::uint32_t any = m_.nodes_[account].any_child;
       if (any == Matcher::kNone) continue;
       const auto& extra = pending_[any].plain;
+      if (extra.size() > kMergedEntries) {
+        m_.nodes_[account].more |= Matcher::kAnyLeafUnmerged;
+        continue;
+      }
       pending_[leaf].plain.insert(pending_[leaf].plain.end(), extra.begin(), extra.end());
-      if (!pending_[any].filtered.empty() || m_.nodes_[any].topic_root != Matcher::kNone) m_.nodes_[account].more = 1;
+      if (!pending_[any].filtered.empty() || m_.nodes_[any].topic_root != Matcher::kNone) {
+        m_.nodes_[account].more |= Matcher::kAnyLeafHasMore;
+      }
     }
     std::vector<std::pair<std::uint32_t, std::uint32_t>>().swap(app_leaves_);
   }
@@ -344,17 +354,6 @@ class MatcherBuilder {
     return to;
   }
 
-  void alphabet_of(std::uint32_t node, std::vector<std::uint32_t>& words) const {
-    if (auto children = topic_children_.find(node); children != topic_children_.end()) {
-      for (const auto& [word, next] : children->second) {
-        words.push_back(word);
-        alphabet_of(next, words);
-      }
-    }
-    if (m_.nodes_[node].any_child != Matcher::kNone) alphabet_of(m_.nodes_[node].any_child, words);
-    if (m_.nodes_[node].hash_child != Matcher::kNone) alphabet_of(m_.nodes_[node].hash_child, words);
-  }
-
   void build_topic_dfas() {
     const std::size_t nodes = m_.nodes_.size();
     for (std::size_t leaf = 0; leaf < nodes; ++leaf) {
@@ -369,10 +368,6 @@ class MatcherBuilder {
                                                                          m_.topic_states_.size());
     const std::size_t max_states = std::min(options_.max_topic_states, left);
     if (max_states == 0) return false;
-    std::vector<std::uint32_t> alphabet;
-    alphabet_of(root, alphabet);
-    std::sort(alphabet.begin(), alphabet.end());
-    alphabet.erase(std::unique(alphabet.begin(), alphabet.end()), alphabet.end());
 
     std::map<std::vector<std::uint32_t>, std::uint32_t> ids;
     std::vector<std::vector<std::uint32_t>> sets;
@@ -396,7 +391,18 @@ class MatcherBuilder {
       // Copies: state_of may grow `sets`.
       const std::vector<std::uint32_t> set = sets[i];
       state.other = state_of(step(set, Matcher::kNone));
-      for (std::uint32_t word : alphabet) {
+      // Only a word that labels a child of one of the set's nodes can lead
+      // anywhere but `other`: a state costs what its nodes' children cost,
+      // not the size of the leaf's whole alphabet.
+      std::vector<std::uint32_t> words;
+      for (std::uint32_t n : set) {
+        if (auto children = topic_children_.find(n); children != topic_children_.end()) {
+          for (const auto& [word, next] : children->second) words.push_back(word);
+        }
+      }
+      std::sort(words.begin(), words.end());
+      words.erase(std::unique(words.begin(), words.end()), words.end());
+      for (std::uint32_t word : words) {  // ascending: run_topic_dfa may binary-search them
         const std::uint32_t next = state_of(step(set, word));
         if (next != state.other) state.transitions.push_back({word, next});
       }
@@ -614,7 +620,9 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   // through plain pointers; this allocates only when a group has more
   // ancestors than any before it on this scratch.
   std::size_t most_probes = 0;
-  for (std::size_t e = 0; e < count; ++e) most_probes += 1 + events[e].account_tree.size();
+  for (std::size_t e = 0; e < count; ++e) {
+    most_probes += 1 + (has_descendant_bindings_ ? events[e].account_tree.size() : 0);
+  }
   if (scratch.probes_.size() < most_probes) scratch.probes_.resize(most_probes);
   if (scratch.accounts_.size() < count + most_probes) scratch.accounts_.resize(count + most_probes);
   if (scratch.leaves_.size() < 2 * (count + most_probes)) scratch.leaves_.resize(2 * (count + most_probes));
@@ -696,8 +704,12 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     if (leaf != kNone) {
       leaves[leaf_count++] = {leaf, account.event, 0};
       __builtin_prefetch(&nodes[leaf]);
-      // The app leaf holds the `*` leaf's plain entries too.
-      if (node.any_child != kNone && node.more != 0) leaves[leaf_count++] = {node.any_child, account.event, 1};
+      // The app leaf holds the `*` leaf's plain entries too, unless there
+      // were too many to copy.
+      if (node.any_child != kNone && node.more != 0) {
+        leaves[leaf_count++] = {node.any_child, account.event, (node.more & kAnyLeafUnmerged) != 0 ? 0u : 1u};
+        __builtin_prefetch(&nodes[node.any_child]);
+      }
     } else if (node.any_child != kNone) {
       leaves[leaf_count++] = {node.any_child, account.event, 0};
       __builtin_prefetch(&nodes[node.any_child]);
@@ -780,10 +792,18 @@ void Matcher::run_topic_dfa(std::uint32_t state, const EventView& event, std::ui
     const TopicState& s = topic_states_[state];
     std::uint32_t next = s.other;
     if (word != kNone) {
-      for (std::uint32_t t = s.transitions_begin; t < s.transitions_begin + s.transitions_count; ++t) {
-        if (topic_transitions_[t].word == word) {
-          next = topic_transitions_[t].next;
-          break;
+      const TopicTransition* first = topic_transitions_.data() + s.transitions_begin;
+      const TopicTransition* last = first + s.transitions_count;
+      if (s.transitions_count > 8) {  // sorted by word
+        first = std::lower_bound(first, last, word,
+                                 [](const TopicTransition& t, std::uint32_t id) { return t.word < id; });
+        if (first != last && first->word == word) next = first->next;
+      } else {
+        for (; first != last; ++first) {
+          if (first->word == word) {
+            next = first->next;
+            break;
+          }
         }
       }
     }
@@ -826,11 +846,18 @@ void for_each_derived_word(const EventView& event, OnWord&& on_word) {
   on_word(std::string_view("edr"));
   on_word(event::name(event.severity));
   on_word(event::name(event.verbosity));
-  topic::for_each_word(
-      event.has(StringField::account_id) ? event.get(StringField::account_id) : std::string_view("undefined"),
-      on_word);
-  topic::for_each_word(
-      event.has(StringField::app_name) ? event.get(StringField::app_name) : std::string_view("undefined"), on_word);
+  // An empty account or app is one empty word of the derived topic
+  // ("edr.ok.info..cf"), though an empty topic has no words at all.
+  auto whole = [&](StringField field) {
+    const std::string_view text = event.has(field) ? event.get(field) : std::string_view("undefined");
+    if (text.empty()) {
+      on_word(text);
+    } else {
+      topic::for_each_word(text, on_word);
+    }
+  };
+  whole(StringField::account_id);
+  whole(StringField::app_name);
 }
 }  // namespace
 

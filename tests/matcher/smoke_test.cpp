@@ -88,5 +88,60 @@ TEST(MatcherSmoke, TopicDfasShareOneStateBudget) {
   }
 }
 
+// An empty account id is one empty word of the derived topic
+// ("edr.ok.info..cf"), for the DFA and the walk alike. Producers can't send
+// one (the library refuses it), but a record can hold one.
+TEST(MatcherSmoke, AnEmptyAccountIsOneEmptyTopicWord) {
+  auto specs = testing::backends_from_json(R"([
+    {"name": "five", "bindings": [{"topic": "edr.*.*.*.cf"}]},
+    {"name": "four", "bindings": [{"topic": "edr.*.*.cf"}]}])");
+  event::EventView view;
+  view.present = event::bit(event::StringField::account_id) | event::bit(event::StringField::app_name);
+  view.strings[static_cast<std::size_t>(event::StringField::account_id)] = "";
+  view.strings[static_cast<std::size_t>(event::StringField::app_name)] = "cf";
+  for (std::size_t states : {std::size_t{4096}, std::size_t{0}}) {
+    auto m = Matcher::compile(specs, CompileOptions{.max_topic_states = states});
+    EXPECT_EQ(matched(*m, view), std::vector<std::string>{"five"}) << "max_topic_states " << states;
+  }
+}
+
+// A `*` app leaf with more entries than are copied into app leaves is read
+// beside the app leaf.
+TEST(MatcherSmoke, AManyBackendStarAppLeafIsReadBesideTheAppLeaf) {
+  std::string config = "[";
+  for (int i = 0; i < 12; ++i) {
+    config += R"({"name": "star)" + std::to_string(i) + R"(", "bindings": [{"account_id": "a1"}]},)";
+  }
+  config += R"({"name": "app", "bindings": [{"account_id": "a1", "app_name": "cf"}]}])";
+  auto m = Matcher::compile(testing::backends_from_json(config));
+  testing::JsonEvent ev;
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":"cf"})")).size(), 13u);
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":"bh"})")).size(), 12u);
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1"})")).size(), 12u);
+}
+
+// A DFA state with more than a few transitions finds its word by binary
+// search; every word, and a word between them, must go where the walk says.
+TEST(MatcherSmoke, ATopicStateWithManyWordsFindsEachOfThem) {
+  std::string config = "[";
+  for (int i = 0; i < 20; ++i) {
+    config += R"({"name": "w)" + std::to_string(i) + R"(", "bindings": [{"topic": "x.w)" + std::to_string(i) +
+              R"(.#"}]},)";
+  }
+  config += R"({"name": "none", "bindings": []}])";
+  const auto specs = testing::backends_from_json(config);
+  auto dfa = Matcher::compile(specs);
+  auto walk = Matcher::compile(specs, CompileOptions{.max_topic_states = 0});
+  EXPECT_EQ(dfa->topic_dfa_count(), 1u);
+  testing::JsonEvent ev;
+  for (int i = 0; i < 20; ++i) {
+    const std::string line = R"({"topic":"x.w)" + std::to_string(i) + R"(.y"})";
+    EXPECT_EQ(matched(*dfa, ev(line)), std::vector<std::string>{"w" + std::to_string(i)}) << line;
+    EXPECT_EQ(matched(*walk, ev(line)), std::vector<std::string>{"w" + std::to_string(i)}) << line;
+  }
+  EXPECT_TRUE(matched(*dfa, ev(R"({"topic":"x.w100.y"})")).empty());
+  EXPECT_TRUE(matched(*dfa, ev(R"({"topic":"x"})")).empty());
+}
+
 }  // namespace
 }  // namespace ringroute::matcher

@@ -95,8 +95,8 @@ struct CompileOptions {
   // past it (pathological sets of `#` patterns) that leaf keeps the
   // backtracking walk. 0 turns the DFAs off (tests compare both).
   std::size_t max_topic_states = 4096;
-  // All leaves' DFAs together: compiling stays fast whatever the config
-  // (each state costs a step per word of its leaf's alphabet).
+  // All leaves' DFAs together, bounding compile time and memory (a state
+  // costs a step per word its nodes' children name).
   std::size_t max_total_topic_states = 1 << 16;
 };
 
@@ -104,7 +104,8 @@ struct CompileOptions {
 // flight, topic words, the body parser for filters, and this thread's own
 // copies of the filters' regexes (RE2 locks its DFA cache; private copies
 // keep threads from contending on it). Allocates when it first meets a
-// matcher generation or a longer body/topic, never per event after that.
+// matcher generation, a longer body or topic, or a deeper account tree than
+// any before it; never per event after that.
 class MatchScratch {
  public:
   MatchScratch();
@@ -202,6 +203,9 @@ class Matcher {
   // A node's first plain entries live in the node itself: a leaf costs one
   // cache line, not a line and then its entries.
   static constexpr std::uint32_t kInlineEntries = 3;
+  // Account nodes' `more`: the `*` leaf has filters or topics (its plain
+  // entries are in every app leaf); its plain entries were not copied.
+  static constexpr std::uint32_t kAnyLeafHasMore = 1, kAnyLeafUnmerged = 2;
   struct alignas(64) Node {
     std::uint32_t any_child = kNone;   // account nodes: app "*"; topic nodes: word "*"
     std::uint32_t hash_child = kNone;  // topic nodes: word "#"
@@ -211,9 +215,9 @@ class Matcher {
     std::uint32_t plain_count = 0;
     std::uint32_t plain_rest = 0;      // plain_[plain_rest ...] past the inline ones
     std::uint32_t filtered_begin = 0, filtered_count = 0;
-    // Leaves: anything past the inline entries (more entries, filters,
-    // topics). Account nodes: their `*` app leaf has filters or topics, so
-    // it is read even when an app leaf (which holds its plain entries) is.
+    // Leaves: nonzero when there is anything past the inline entries (more
+    // entries, filters, topics). Account nodes: kAnyLeaf* bits, when their
+    // `*` app leaf must be read even though an app leaf was found.
     std::uint32_t more = 0;
     PlainEntry plain[kInlineEntries] = {};
   };
