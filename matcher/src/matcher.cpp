@@ -557,10 +557,6 @@ std::size_t Matcher::memory_bytes() const noexcept {
 
 LabelKey make_label_key(std::string_view text) noexcept { return key_of(text); }
 
-inline std::uint64_t Matcher::edge_slot(std::uint32_t parent, const LabelKey& key) const noexcept {
-  return edge_hash(parent, key.hash) & edge_mask_;
-}
-
 namespace {
 // One probe of the edge table for (parent, key) whose edge_hash is `hash`.
 // Free of `this`, so the caller's loops keep the table's address in a
@@ -578,6 +574,15 @@ namespace {
                      : std::memcmp(labels + edge.label[0], key.text.data(), length) == 0) {
       return edge.child;
     }
+  }
+}
+
+// Sets the backends of `count` plain entries that accept the event's
+// (severity, verbosity) pair.
+[[gnu::always_inline]] inline void visit_plain(const Matcher::PlainEntry* entries, std::uint32_t count,
+                                               std::uint32_t pair, BackendSet& out) noexcept {
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if ((entries[i].pairs >> pair) & 1u) out.set(entries[i].backend);
   }
 }
 }  // namespace
@@ -726,10 +731,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     BackendSet& out = outs[leaf.event];
     const bool skip_plain = leaf.hash != 0;  // a `*` leaf whose entries its app leaf holds
     if (!skip_plain) {
-      const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
-      for (std::uint32_t i = 0; i < inline_count; ++i) {
-        if ((node.plain[i].pairs >> pair) & 1u) out.set(node.plain[i].backend);
-      }
+      visit_plain(node.plain, std::min(node.plain_count, kInlineEntries), pair, out);
       if (node.more == 0) [[likely]] continue;
     }
     if (leaf.event != prepared) {
@@ -739,7 +741,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
       scratch.topic_ready_ = false;
       scratch.account_key_ = ((has_account_key >> prepared) & 1u) != 0 ? &scratch.account_keys_[prepared] : nullptr;
       scratch.body_state_ = 0;
-      scratch.app_ = scratch.apps_[prepared];
+      scratch.app_key_ = ((has_app >> prepared) & 1u) != 0 ? &scratch.apps_[prepared] : nullptr;
     }
     visit_leaf_rest(node, skip_plain, events[prepared], pair, scratch, out);
   }
@@ -756,26 +758,23 @@ inline void Matcher::visit_filtered(std::uint32_t begin, std::uint32_t count, co
   }
 }
 
+// The entries past the inline ones (unless `skip_plain`), and the filtered ones.
+inline void Matcher::visit_rest(const Node& node, bool skip_plain, const EventView& event, std::uint32_t pair,
+                                MatchScratch& scratch, BackendSet& out) const noexcept {
+  const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
+  if (!skip_plain) visit_plain(plain_.data() + node.plain_rest, node.plain_count - inline_count, pair, out);
+  if (node.filtered_count != 0) visit_filtered(node.filtered_begin, node.filtered_count, event, pair, scratch, out);
+}
+
 inline void Matcher::visit_entries(const Node& node, const EventView& event, std::uint32_t pair,
                                    MatchScratch& scratch, BackendSet& out) const noexcept {
-  const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
-  for (std::uint32_t i = 0; i < inline_count; ++i) {
-    if ((node.plain[i].pairs >> pair) & 1u) out.set(node.plain[i].backend);
-  }
-  for (std::uint32_t i = node.plain_rest; i < node.plain_rest + (node.plain_count - inline_count); ++i) {
-    if ((plain_[i].pairs >> pair) & 1u) out.set(plain_[i].backend);
-  }
-  if (node.filtered_count != 0) visit_filtered(node.filtered_begin, node.filtered_count, event, pair, scratch, out);
+  visit_plain(node.plain, std::min(node.plain_count, kInlineEntries), pair, out);
+  visit_rest(node, false, event, pair, scratch, out);
 }
 
 void Matcher::visit_leaf_rest(const Node& node, bool skip_plain, const EventView& event, std::uint32_t pair,
                               MatchScratch& scratch, BackendSet& out) const noexcept {
-  const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
-  const std::uint32_t rest_end = skip_plain ? node.plain_rest : node.plain_rest + (node.plain_count - inline_count);
-  for (std::uint32_t i = node.plain_rest; i < rest_end; ++i) {
-    if ((plain_[i].pairs >> pair) & 1u) out.set(plain_[i].backend);
-  }
-  if (node.filtered_count != 0) visit_filtered(node.filtered_begin, node.filtered_count, event, pair, scratch, out);
+  visit_rest(node, skip_plain, event, pair, scratch, out);
   if (node.topic_dfa != kNone) {
     prepare_word_ids(event, scratch);
     run_topic_dfa(node.topic_dfa, event, pair, scratch, out);
@@ -811,9 +810,7 @@ void Matcher::run_topic_dfa(std::uint32_t state, const EventView& event, std::ui
     state = next;
   }
   const TopicState& s = topic_states_[state];
-  for (std::uint32_t i = s.plain_begin; i < s.plain_begin + s.plain_count; ++i) {
-    if ((plain_[i].pairs >> pair) & 1u) out.set(plain_[i].backend);
-  }
+  visit_plain(plain_.data() + s.plain_begin, s.plain_count, pair, out);
   if (s.filtered_count != 0) visit_filtered(s.filtered_begin, s.filtered_count, event, pair, scratch, out);
 }
 
@@ -898,7 +895,7 @@ void Matcher::prepare_word_ids(const EventView& event, MatchScratch& scratch) co
     }
   };
   add_whole(StringField::account_id, scratch.account_key_);
-  add_whole(StringField::app_name, event.has(StringField::app_name) ? &scratch.app_ : nullptr);
+  add_whole(StringField::app_name, scratch.app_key_);
   scratch.word_count_ = count;
 }
 

@@ -140,12 +140,12 @@ class MatchScratch {
   LabelKey account_keys_[kGroup];
   std::uint32_t pairs_[kGroup];
   const LabelKey* account_key_ = nullptr;  // the current event's account, when the walk hashed it
+  const LabelKey* app_key_ = nullptr;      // the current event's app, when it has one
   bool word_ids_ready_ = false;
 
   std::vector<LabelKey> words_;     // topic words, keyed
   std::vector<std::uint32_t> word_ids_;  // their ids in the topic alphabet (kNone: other)
   std::size_t word_count_ = 0;           // of word_ids_ in use
-  LabelKey app_;
   bool words_ready_ = false;
   std::string topic_;  // the derived topic, built only for a filter that reads it
   bool topic_ready_ = false;
@@ -247,7 +247,6 @@ class Matcher {
   friend class MatcherBuilder;
   friend class FilterEvaluator;
 
-  [[nodiscard]] std::uint64_t edge_slot(std::uint32_t parent, const LabelKey& key) const noexcept;
   [[nodiscard]] std::uint32_t find_child(std::uint32_t parent, const LabelKey& key) const noexcept;
   // A word's id in the topic alphabet; kNone for a word no pattern names.
   [[nodiscard]] std::uint32_t topic_word(const LabelKey& key) const noexcept;
@@ -255,6 +254,8 @@ class Matcher {
                    BackendSet* outs) const noexcept;
   void visit_leaf_rest(const Node& node, bool skip_plain, const event::EventView& event, std::uint32_t pair,
                        MatchScratch& scratch, BackendSet& out) const noexcept;
+  void visit_rest(const Node& node, bool skip_plain, const event::EventView& event, std::uint32_t pair,
+                  MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_entries(const Node& node, const event::EventView& event, std::uint32_t pair,
                      MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_filtered(std::uint32_t begin, std::uint32_t count, const event::EventView& event,
