@@ -238,11 +238,12 @@ class Worker {
             start = end;
             // A corrupt record was counted when first read.
             if (event::decode(record, view_) != event::DecodeError::none) return;
-            event_ = &view_;
             matched_.clear();
             plan.matcher->match(view_, scratch_, matched_);
             if (!matched_.test(static_cast<std::uint32_t>(index)) || end <= skip_through_[slot]) return;
-            if (append(plan, static_cast<std::uint32_t>(index), slot, runner, record_start, end, false)) submit(slot);
+            if (append(plan, view_, static_cast<std::uint32_t>(index), slot, runner, record_start, end, false)) {
+              submit(slot);
+            }
           },
           budget - reread);
       if (state.behind_from == last_end_) stop_behind(state);
@@ -276,14 +277,13 @@ class Worker {
         block_.rings[ring_].corrupt.add(1);
         continue;
       }
-      event_ = &views_[staged.view];
-      route(plan, matched_batch_[staged.view], staged.end);
+      route(plan, views_[staged.view], matched_batch_[staged.view], staged.end);
     }
   }
 
-  // Routes the event in *event_ (ring bytes [last_end_, end)) to the backends
-  // it matched.
-  void route(const Plan& plan, const matcher::BackendSet& matched, std::uint64_t end) {
+  // Routes `event` (ring bytes [last_end_, end)) to the backends it matched.
+  void route(const Plan& plan, const event::EventView& event, const matcher::BackendSet& matched,
+             std::uint64_t end) {
     const std::uint64_t start = last_end_;
     last_end_ = end;
     if (matched.empty()) return;
@@ -307,7 +307,7 @@ class Worker {
         shard.dropped_queue_full.add(1);
         return;
       }
-      if (append(plan, index, slot, runner, start, end, true)) to_submit_[to_submit_count_++] = slot;
+      if (append(plan, event, index, slot, runner, start, end, true)) to_submit_[to_submit_count_++] = slot;
     });
     if (replayed) block_.rings[ring_].replayed.add(1);
     // After the loop: a submitted batch may be reset by its sink thread at
@@ -315,11 +315,11 @@ class Worker {
     for (std::size_t i = 0; i < to_submit_count_; ++i) submit(to_submit_[i]);
   }
 
-  // Adds the event in *event_ (ring bytes [start, end)) to `slot`'s batch;
+  // Adds `event` (ring bytes [start, end)) to `slot`'s batch;
   // true when that batch is now full. `share_encoding`: within one route()
   // call, reuse the bytes another backend's batch already holds.
-  bool append(const Plan& plan, std::uint32_t index, std::size_t slot, sinks::BackendRunner* runner,
-              std::uint64_t start, std::uint64_t end, bool share_encoding) {
+  bool append(const Plan& plan, const event::EventView& event, std::uint32_t index, std::size_t slot,
+              sinks::BackendRunner* runner, std::uint64_t start, std::uint64_t end, bool share_encoding) {
     SlotState& state = slots_[slot];
     const auto& options = runner->options();
     if (state.current == nullptr) {
@@ -327,7 +327,7 @@ class Worker {
       state.runner = runner;
       state.current->ring = ring_;
       state.current->first_start = start;
-      state.current->oldest_event_ns = event_->timestamp_ns;
+      state.current->oldest_event_ns = event.timestamp_ns;
       state.current->opened_ns = steady_now_ns_;
       state.current->holds_ring = !options.drop_when_full;
       activate(slot);
@@ -341,7 +341,7 @@ class Worker {
       batch.bytes.append(std::string_view(done.batch->bytes.data() + done.offset, done.length));
     } else {
       const std::size_t offset = batch.bytes.size();
-      encoders_[f].encode(*event_, batch.bytes);
+      encoders_[f].encode(event, batch.bytes);
       if (share_encoding) {
         formatted_serial_[f] = event_serial_;
         formatted_[f] = {&batch, offset, batch.bytes.size() - offset};
@@ -458,7 +458,6 @@ class Worker {
   std::uint64_t last_end_ = 0;
   std::int64_t steady_now_ns_ = steady_ns();
   event::EventView view_;                      // catch_up()'s record
-  const event::EventView* event_ = &view_;     // the event append() adds
   matcher::MatchScratch scratch_;
   matcher::BackendSet matched_;                // catch_up()'s
   struct Staged {
