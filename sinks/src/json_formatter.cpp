@@ -58,6 +58,31 @@ inline char* put_name(char* out, const PaddedName& name) noexcept {
   return out + name.size;
 }
 
+// A level's name in quotes, padded so writing it is one 16-byte copy.
+struct QuotedLevel {
+  char text[16]{};
+  std::uint8_t size = 0;
+};
+template <std::size_t N>
+constexpr std::array<QuotedLevel, N> quoted_levels(const std::array<std::string_view, N>& names) {
+  std::array<QuotedLevel, N> levels{};
+  for (std::size_t i = 0; i < N; ++i) {
+    QuotedLevel& level = levels[i];
+    level.text[level.size++] = '"';
+    for (char c : names[i]) level.text[level.size++] = c;
+    level.text[level.size++] = '"';
+  }
+  return levels;
+}
+constexpr auto kQuotedSeverities = quoted_levels(event::kSeverityNames);
+constexpr auto kQuotedVerbosities = quoted_levels(event::kVerbosityNames);
+static_assert(sizeof kQuotedSeverities[0].text <= kNameRoom && sizeof kQuotedVerbosities[0].text <= kNameRoom);
+
+inline char* put_level(char* out, const QuotedLevel& level) noexcept {
+  std::memcpy(out, level.text, sizeof level.text);
+  return out + level.size;
+}
+
 inline char* put(char* out, std::string_view bytes) noexcept {
   std::memcpy(out, bytes.data(), bytes.size());
   return out + bytes.size();
@@ -134,11 +159,10 @@ char* put_rfc3339_micros(std::int64_t ns, char* out, TimestampCache& cache) noex
   }
   out = put(out, {cache.text, 19});
   *out++ = '.';
-  auto micros = static_cast<unsigned>(nanos / 1000);
-  for (int i = 5; i >= 0; --i) {
-    out[i] = static_cast<char>('0' + micros % 10);
-    micros /= 10;
-  }
+  const auto micros = static_cast<unsigned>(nanos / 1000);
+  two_digits(out, micros / 10000);
+  two_digits(out + 2, micros / 100 % 100);
+  two_digits(out + 4, micros % 100);
   out += 6;
   *out++ = 'Z';
   return out;
@@ -327,18 +351,16 @@ void JsonFormatter::write_metadata(const EventView& e, ByteBuffer& out, std::str
   optional_string(kId, StringField::id);
   optional_string(kNode, StringField::node);
   name(kSeverity);
-  *p++ = '"';
-  p = put(p, event::name(e.severity));
-  *p++ = '"';
+  p = put_level(p, kQuotedSeverities[static_cast<std::size_t>(e.severity)]);
   name(kTimestamp);
   p = put_timestamp(e.timestamp_ns, p, timestamp_);
   name(kGregorian);
-  // put_timestamp left this second's gregorian digits in the cache.
-  p = put(p, {timestamp_.text + 20, static_cast<std::size_t>(timestamp_.text[19])});
+  // put_timestamp left this second's gregorian digits (at most 12) in the
+  // cache; a fixed 16-byte copy, as a variable one compiles to `rep movs`.
+  std::memcpy(p, timestamp_.text + 20, 16);
+  p += timestamp_.text[19];
   name(kVerbosity);
-  *p++ = '"';
-  p = put(p, event::name(e.verbosity));
-  *p++ = '"';
+  p = put_level(p, kQuotedVerbosities[static_cast<std::size_t>(e.verbosity)]);
   optional_string(kTopic, StringField::topic);
   optional_string(kStreamName, StringField::stream_name);
   optional_string(kEventType, StringField::event_type);
