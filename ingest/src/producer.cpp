@@ -32,26 +32,6 @@ struct rr_producer {
 
 namespace {
 
-// Asks for every line of a claimed run in exclusive state before the encode
-// loop writes it. A lap earlier the consumer zeroed these lines, so each one
-// sits in its cache (or in memory): stored to one by one, every line's first
-// store waits out a full ownership transfer, which is most of an emit when
-// the two processes run on distant cores. Issued together, the transfers
-// overlap. PREFETCHW, not __builtin_prefetch(p, 1): without -march GCC turns
-// the latter into a read prefetch, which fetches the line shared and leaves
-// the upgrade to the store.
-inline void prefetch_for_write(const std::byte* first, std::uint64_t bytes) noexcept {
-  const auto start = reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t{63};
-  const auto end = reinterpret_cast<std::uintptr_t>(first) + bytes;
-  for (std::uintptr_t line = start; line < end; line += 64) {
-#if defined(__x86_64__) || defined(__i386__)
-    asm volatile("prefetchw %0" : : "m"(*reinterpret_cast<const char*>(line)));
-#else
-    __builtin_prefetch(reinterpret_cast<const char*>(line), 1);
-#endif
-  }
-}
-
 constexpr std::size_t kMaxNameBytes = 64;
 // Events are encoded in windows of this many, so per-call scratch (ids,
 // sizes) lives on the stack: no allocation whatever the batch size.
@@ -412,7 +392,10 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
                     ring::to_string(s));
       }
       std::byte* at = claim.first;
-      prefetch_for_write(claim.first, run_bytes);
+      // A lap earlier the consumer zeroed these lines, so each sits in its
+      // cache (or in memory); asked for together, the transfers overlap
+      // instead of each first store waiting out its own.
+      ring::detail::prefetch_for_write(claim.first, run_bytes);
       for (std::size_t k = i; k < j; ++k) {
         ev::encode(inputs[k], TreeOfRrStr{events[done + k].account_tree, events[done + k].account_tree_len},
                    events[done + k].account_tree != nullptr, at + ring::kRecordHeaderBytes);

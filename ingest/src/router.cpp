@@ -132,7 +132,12 @@ class Worker {
       staged_count_ = 0;
       const std::size_t polled = consumer_.poll(
           [&](std::span<const std::byte> record, std::uint64_t end) {
-            staged_[staged_count_++] = {record, end};
+            // Member by member: an aggregate assignment here went through
+            // the stack as a 16-byte load over two 8-byte stores, which the
+            // CPU cannot forward (a stall on every record).
+            Staged& staged = staged_[staged_count_++];
+            staged.record = record;
+            staged.end = end;
           },
           kRecordsPerRound);
       read += polled;
@@ -195,6 +200,7 @@ class Worker {
   }
 
   static constexpr std::size_t kRecordsPerRound = 256;
+  static constexpr std::size_t kBatchPrefetchAhead = 2048;
 
   // A `block` backend at its queue's bound stops taking events at the next
   // record, so the others never wait for it (checked once a round: the bound
@@ -333,6 +339,7 @@ class Worker {
       activate(slot);
     }
     sinks::Batch& batch = *state.current;
+    const std::size_t appended_from = batch.bytes.size();
     const std::uint32_t f = plan.encoder_of[index];
     if (share_encoding && formatted_serial_[f] == event_serial_) {
       // Encoded once per event per encoder: copy the bytes another
@@ -347,6 +354,12 @@ class Worker {
         formatted_[f] = {&batch, offset, batch.bytes.size() - offset};
       }
     }
+    // The batch's memory was last read by a sink thread's write(), on the
+    // other core: ask for the lines a few events ahead now, as the ring's
+    // lines are asked for in poll(). Event after event this covers every line
+    // once; past the buffer's end it asks for nothing that matters.
+    ring::detail::prefetch_for_write(batch.bytes.data() + appended_from + kBatchPrefetchAhead,
+                                     batch.bytes.size() - appended_from);
     batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
     ++batch.events;
     batch.end = end;

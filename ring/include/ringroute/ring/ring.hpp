@@ -63,6 +63,25 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// Asks for every line of [first, first + bytes) in exclusive state, ahead of
+// the stores that will write them: lines last touched on another core come
+// over together instead of each first store waiting out its own transfer.
+// PREFETCHW, not __builtin_prefetch(p, 1): without -march GCC turns the
+// latter into a read prefetch, which fetches the line shared and leaves the
+// upgrade to the store. A prefetch never faults, so the range may run past
+// what is mapped.
+inline void prefetch_for_write(const void* first, std::uint64_t bytes) noexcept {
+  const auto start = reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t{63};
+  const auto end = reinterpret_cast<std::uintptr_t>(first) + bytes;
+  for (std::uintptr_t line = start; line < end; line += 64) {
+#if defined(__x86_64__) || defined(__i386__)
+    asm volatile("prefetchw %0" : : "m"(*reinterpret_cast<const char*>(line)));
+#else
+    __builtin_prefetch(reinterpret_cast<const char*>(line), 1);
+#endif
+  }
+}
+
 // Test-only: called by a producer after it has claimed space and before it
 // commits, so a test can kill it exactly there. Null in production; one
 // predictable branch per claim.
@@ -288,6 +307,7 @@ class Consumer {
           break;
         }
         read_position_ += advance;
+        prefetch_ahead(index, advance);
         if ((header_info(word) & kPaddingFlag) == 0) {
           ++delivered;
           bytes += advance;
@@ -367,6 +387,11 @@ class Consumer {
   void count_corrupt(std::uint64_t n = 1) noexcept { header_->corrupt.add_single_writer(n); }
 
   [[nodiscard]] std::uint64_t read_position() const noexcept { return read_position_; }
+  // How far ahead of the record being read poll() asks for lines. The lines
+  // were last written on the producer's core; fetched one by one as the
+  // reader reaches them, each costs a full transfer. A few KiB ahead keeps
+  // that many in flight, yet stays inside what a busy producer has committed.
+  static constexpr std::uint64_t kPrefetchAhead = 4096;
   [[nodiscard]] std::uint64_t released_position() const noexcept { return released_; }
   // True when a claim is stalled at the read position (so sleeps stay short).
   [[nodiscard]] bool stalled() const noexcept { return stall_position_ == read_position_; }
@@ -378,6 +403,17 @@ class Consumer {
   std::byte* data_;
   std::uint64_t mask_;
   std::int64_t dead_claim_timeout_ns_;
+  // Asks for the lines of [index, index + advance) shifted kPrefetchAhead on;
+  // record after record, that covers every line once. Skipped where the span
+  // would wrap: one record's worth, once a lap.
+  void prefetch_ahead(std::uint64_t index, std::uint64_t advance) const noexcept {
+    const std::uint64_t from = index + kPrefetchAhead;
+    if (from + advance > mask_ + 1) return;
+    for (std::uint64_t line = from & ~std::uint64_t{63}; line < from + advance; line += 64) {
+      __builtin_prefetch(data_ + line, 0, 3);
+    }
+  }
+
   std::uint64_t read_position_ = 0;
   std::uint64_t released_ = 0;
   std::uint64_t stall_position_ = ~std::uint64_t{0};
