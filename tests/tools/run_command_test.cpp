@@ -164,8 +164,15 @@ std::vector<std::pair<int, int>> read_events(const std::vector<std::string>& pat
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
+      // A last line without its newline is one the router is still writing
+      // (callers poll while it runs): not an event yet. A line that never
+      // gets its newline shows up as a missing event in the counts.
+      if (in.eof()) break;
       simdjson::dom::element doc;
-      EXPECT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS) << path << ": " << line;
+      if (parser.parse(line).get(doc) != simdjson::SUCCESS) {
+        ADD_FAILURE() << path << ": not JSON: " << line;
+        continue;
+      }
       simdjson::dom::element body = doc;
       if (doc["body"].get(body) != simdjson::SUCCESS) body = doc;
       int64_t k = -1, i = -1;
