@@ -45,6 +45,7 @@ Producer::Producer(Segment segment)
       mask_(segment_.capacity() - 1),
       slot_(&header_->overflow_slot),
       slot_index_(kNoSlot) {
+  segment_.touch_for_write();
   const pid_t self = ::getpid();
   const std::uint64_t ticks = process_start_ticks(self);
   for (bool only_free : {true, false}) {
@@ -139,6 +140,8 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
     release(releasing_to);
   }
   header_->releasing_to.store(0, std::memory_order_relaxed);
+  // After taking ownership: a second would-be consumer is refused at once.
+  segment_.touch_for_write();
 }
 
 Consumer::~Consumer() {

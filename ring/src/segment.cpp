@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +28,19 @@ struct Segment::Attached {
 namespace {
 
 bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// Maps the whole segment with its page tables filled in. Left to fault in,
+// a fresh 64 MiB ring takes 16,384 faults in the first producer and as many
+// again in the consumer, during the first lap: in a VM, where a fault costs
+// microseconds, that was a few hundred milliseconds of a full ring right
+// after start. The ring's memory is all used in steady state anyway.
+bip::mapped_region map_populated(const bip::shared_memory_object& shm) {
+#if defined(MAP_POPULATE)
+  return bip::mapped_region(shm, bip::read_write, 0, 0, nullptr, MAP_POPULATE);
+#else
+  return bip::mapped_region(shm, bip::read_write);
+#endif
+}
 
 std::string describe_errno(const std::string& what, int err) {
   return what + ": " + std::strerror(err);
@@ -94,6 +109,16 @@ void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcep
   name_ = std::move(name);
 }
 
+void Segment::touch_for_write() const noexcept {
+  constexpr std::uint64_t kPage = 4096;
+  for (std::uint64_t offset = 0; offset < capacity_; offset += kPage) {
+    // Relaxed: the add changes nothing, so it publishes nothing; it only
+    // has to be a write, and atomic so that it can't undo a concurrent one.
+    std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(data_ + offset))
+        .fetch_add(0, std::memory_order_relaxed);
+  }
+}
+
 int Segment::fd() const noexcept {
   return attached_ ? static_cast<int>(attached_->shm.get_mapping_handle().handle) : -1;
 }
@@ -149,7 +174,7 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
   attached->shm.get_size(size);
   bool needs_init = created || static_cast<std::uint64_t>(size) < kHeaderBytes;
   if (!needs_init) {
-    attached->region = bip::mapped_region(attached->shm, bip::read_write);
+    attached->region = map_populated(attached->shm);
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
     if (version == 0) {
@@ -180,7 +205,7 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     attached->region = bip::mapped_region();
     attached->shm.truncate(0);
     attached->shm.truncate(static_cast<bip::offset_t>(kHeaderBytes + options.capacity_bytes));
-    attached->region = bip::mapped_region(attached->shm, bip::read_write);
+    attached->region = map_populated(attached->shm);
     auto* h = new (attached->region.get_address()) SegmentHeader{};
     initialise(*h, options.capacity_bytes, options.dead_claim_timeout_ms);
   }
@@ -209,7 +234,7 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
     if (static_cast<std::uint64_t>(size) < kHeaderBytes) {
       return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
     }
-    attached->region = bip::mapped_region(attached->shm, bip::read_write);
+    attached->region = map_populated(attached->shm);
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     // Acquire pairs with the creator's release store in initialise().
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
