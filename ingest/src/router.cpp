@@ -333,7 +333,6 @@ class Worker {
       state.runner = runner;
       state.current->ring = ring_;
       state.current->first_start = start;
-      state.current->oldest_event_ns = event.timestamp_ns;
       state.current->opened_ns = steady_now_ns_;
       state.current->holds_ring = !options.drop_when_full;
       activate(slot);
@@ -361,6 +360,7 @@ class Worker {
     ring::detail::prefetch_for_write(batch.bytes.data() + appended_from + kBatchPrefetchAhead,
                                      batch.bytes.size() - appended_from);
     batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
+    batch.event_ns.push_back(event.timestamp_ns);
     ++batch.events;
     batch.end = end;
     return batch.events >= options.batch_max_events || batch.bytes.size() >= options.batch_max_bytes;

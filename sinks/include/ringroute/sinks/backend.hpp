@@ -87,6 +87,8 @@ class BackendRunner {
   void run();
   void deliver(Batch* batch);
   void log_problem(const std::string& what);
+  Batch* new_batch();
+  void record_latencies(const Batch& batch) noexcept;
 
   std::string name_;
   BackendOptions options_;

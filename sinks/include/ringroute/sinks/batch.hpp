@@ -17,11 +17,14 @@ struct Batch {
   // Reserved for the batch's event limit when the batch is made, so pushing
   // does not allocate.
   std::vector<std::uint32_t> event_ends;
+  // Each event's timestamp, for the commit -> written histogram: every event
+  // is recorded with its own latency, not the batch's oldest. Reserved as
+  // event_ends is.
+  std::vector<std::int64_t> event_ns;
   std::uint32_t events = 0;
   std::uint32_t ring = 0;            // ring index in the router (and the perf block)
   std::uint64_t first_start = 0;     // ring position before its first event
   std::uint64_t end = 0;             // ring position after its last event
-  std::int64_t oldest_event_ns = 0;  // event timestamp of the first event (latency)
   std::int64_t opened_ns = 0;        // steady clock when the first event went in (linger)
   bool holds_ring = true;            // false under `drop`: the ring is never held for it
 
@@ -34,9 +37,10 @@ struct Batch {
   void reset() noexcept {
     bytes.clear();
     event_ends.clear();
+    event_ns.clear();
     events = 0;
     first_start = end = 0;
-    oldest_event_ns = opened_ns = 0;
+    opened_ns = 0;
   }
 };
 
