@@ -61,6 +61,7 @@ class ProducerProcesses {
   ProducerProcesses& operator=(const ProducerProcesses&) = delete;
 
   [[nodiscard]] BenchControl& control() noexcept { return *control_; }
+  [[nodiscard]] const std::vector<pid_t>& pids() const noexcept { return children_; }
 
   // Waits until every child is ready; false when one failed (then all are
   // stopped and reaped, and control().error says why).

@@ -42,6 +42,7 @@ struct BenchArgs {
   std::size_t size = 200;
   double seconds = 5;
   double rate = 0;  // events/s over all producers; 0: as fast as they go
+  double warmup = 0;  // seconds the producers run before the measured window opens
   std::string dir;
   bool json = false;
   bool quiet = false;
@@ -113,7 +114,7 @@ struct GeneratedEvents {
   constexpr std::size_t kBatch = 64;
   const double per_producer = args.rate / args.producers;
   const std::int64_t start = now_ns();
-  std::uint64_t sent = 0, full = 0;
+  std::uint64_t sent = 0;
   std::size_t at = 0;
   while (control->stop.load(std::memory_order_relaxed) == 0) {
     if (per_producer > 0) {
@@ -127,7 +128,9 @@ struct GeneratedEvents {
     std::size_t accepted = 0;
     const std::span<const rr_event> batch(generated.events.data() + at, kBatch);
     const rr_status s = producer.emit_batch(batch, RR_EMIT_BODY_TRUSTED, &accepted);
-    if (s == RR_FULL) ++full;
+    // Counted as it happens (rare, and the bench snapshots it when its
+    // measured window opens).
+    if (s == RR_FULL) control->full.fetch_add(1, std::memory_order_relaxed);
     else if (s != RR_OK) {
       std::snprintf(control->error, sizeof control->error, "producer %u: emit: %s", index, rr_status_message(s));
       control->failed.store(1);
@@ -136,7 +139,6 @@ struct GeneratedEvents {
     sent += accepted;
     at = (at + kBatch) % GeneratedEvents::kCount;
   }
-  control->full.fetch_add(full);
   ::_exit(0);
 }
 
@@ -263,11 +265,20 @@ int run_bench(const BenchArgs& args) {
     ring::Segment segment;
     if (ring::Segment::attach(name, segment, nullptr) == ring::Status::ok) segments.push_back(std::move(segment));
   }
-  const Totals before = totals(mapping->block(), segments);
   const pid_t router_pid = router ? ::getpid() : mapping->block().header.router_pid.load(std::memory_order_relaxed);
-  const double router_cpu_before = process_cpu_seconds(router_pid);
-  const std::int64_t start = now_ns();
   control->go.store(1, std::memory_order_release);
+  if (args.warmup > 0) {
+    // Everything before the window opens is left out: first-lap costs
+    // (page faults, fresh batch memory, cold caches) are not steady state.
+    if (!args.quiet) std::fprintf(stderr, "  warming up for %.1f s\n", args.warmup);
+    std::this_thread::sleep_for(std::chrono::nanoseconds(static_cast<std::int64_t>(args.warmup * 1e9)));
+  }
+  const Totals before = totals(mapping->block(), segments);
+  const std::uint64_t full_before = control->full.load();
+  const double router_cpu_before = process_cpu_seconds(router_pid);
+  double producers_cpu_before = 0;
+  for (const pid_t pid : producers.pids()) producers_cpu_before += process_cpu_seconds(pid);
+  const std::int64_t start = now_ns();
   const std::int64_t stop_at = start + static_cast<std::int64_t>(args.seconds * 1e9);
   std::uint64_t last_sent = before.sent;
   std::int64_t last_report = start;
@@ -308,6 +319,7 @@ int run_bench(const BenchArgs& args) {
   rusage children_usage{};
   ::getrusage(RUSAGE_CHILDREN, &children_usage);
   const double router_cpu = process_cpu_seconds(router_pid) - router_cpu_before;
+  const double producers_cpu = cpu_seconds(children_usage) - producers_cpu_before;
   const double peak_rss = process_peak_rss_mib(router_pid);
   if (router) router->stop(std::chrono::seconds(5));
   router.reset();
@@ -340,8 +352,8 @@ int run_bench(const BenchArgs& args) {
         static_cast<unsigned long long>(dropped),
         static_cast<unsigned long long>(after.dropped_queue_full - before.dropped_queue_full),
         static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
-        static_cast<unsigned long long>(control->full.load()), p50, p99, p999, elapsed,
-        million > 0 ? router_cpu / million : 0.0, million > 0 ? cpu_seconds(children_usage) / million : 0.0,
+        static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, elapsed,
+        million > 0 ? router_cpu / million : 0.0, million > 0 ? producers_cpu / million : 0.0,
         peak_rss, args.producers, args.size);
   } else {
     std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
@@ -349,8 +361,8 @@ int run_bench(const BenchArgs& args) {
                 "CPU per million events: router %.3f s, producers %.3f s; peak RSS %.1f MiB\n",
                 static_cast<unsigned long long>(events), elapsed, static_cast<double>(events) / elapsed / 1e6,
                 static_cast<double>(delivered) / elapsed / 1e6, static_cast<unsigned long long>(dropped),
-                static_cast<unsigned long long>(control->full.load()), p50, p99, p999,
-                million > 0 ? router_cpu / million : 0.0, million > 0 ? cpu_seconds(children_usage) / million : 0.0,
+                static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999,
+                million > 0 ? router_cpu / million : 0.0, million > 0 ? producers_cpu / million : 0.0,
                 peak_rss);
   }
   return 0;
@@ -366,6 +378,8 @@ Run add_bench_router(CLI::App& bench) {
   bench.add_option("--size", args->size, "body bytes")->capture_default_str();
   bench.add_option("--seconds", args->seconds, "how long producers write")->capture_default_str();
   bench.add_option("--rate", args->rate, "events/s over all producers (0: as fast as they go)")->capture_default_str();
+  bench.add_option("--warmup", args->warmup, "seconds producers run before the measured window opens")
+      ->capture_default_str();
   bench.add_option("--dir", args->dir, "where relative file paths go (default: a fresh folder in /dev/shm)");
   bench.add_flag("--json", args->json, "one JSON object on stdout");
   bench.add_flag("--quiet", args->quiet, "no progress lines");
