@@ -18,6 +18,12 @@
 
 namespace bip = boost::interprocess;
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RINGROUTE_TSAN 1
+#endif
+#endif
+
 namespace ringroute::ring {
 
 struct Segment::Attached {
@@ -110,7 +116,7 @@ void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcep
 }
 
 void Segment::touch_for_write() const noexcept {
-#if defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_THREAD__) || defined(RINGROUTE_TSAN)
   // TSan would see these adds race with other threads' plain writes to the
   // same words (harmless here, but it can't know); it's speed only, so off.
   return;
