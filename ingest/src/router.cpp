@@ -152,10 +152,12 @@ class Worker {
       // batches a little while old go now (at full speed the ring is never
       // empty and batches fill up instead).
       submit_aged(kIdleFlushAge);
+      // A short spin, then the futex (a commit wakes us). No sched_yield
+      // rounds between them: with more busy threads than cores, a yield
+      // hands the core away all the same, and at 2.5M events/s they cost
+      // 7% more router CPU for no gain in latency.
       if (++idle_rounds <= 64) {
         ring::detail::cpu_relax();
-      } else if (idle_rounds <= 80) {
-        std::this_thread::yield();
       } else {
         consumer_.sleep(sleep_budget());
       }
