@@ -35,11 +35,11 @@ namespace {
 
 bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
-// Maps the whole segment with its page tables filled in. Left to fault in,
-// a fresh 64 MiB ring takes 16,384 faults in the first producer and as many
-// again in the consumer, during the first lap: in a VM, where a fault costs
-// microseconds, that was a few hundred milliseconds of a full ring right
-// after start. The ring's memory is all used in steady state anyway.
+// Maps the whole segment with its page tables filled in, for the consumer.
+// Left to fault in, a fresh 64 MiB ring takes 16,384 faults during the first
+// lap: in a VM, where a fault costs microseconds, that was a few hundred
+// milliseconds of a full ring right after start. The ring's memory is all
+// used in steady state anyway.
 bip::mapped_region map_populated(const bip::shared_memory_object& shm) {
 #if defined(MAP_POPULATE)
   return bip::mapped_region(shm, bip::read_write, 0, 0, nullptr, MAP_POPULATE);
@@ -245,7 +245,10 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
     if (static_cast<std::uint64_t>(size) < kHeaderBytes) {
       return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
     }
-    attached->region = map_populated(attached->shm);
+    // Not populated: readers of counters (stat, bench) touch only the
+    // header, and a producer writes every page at construction anyway
+    // (touch_for_write), which maps them.
+    attached->region = bip::mapped_region(attached->shm, bip::read_write);
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     // Acquire pairs with the creator's release store in initialise().
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
