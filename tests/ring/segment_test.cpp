@@ -7,7 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "ringroute/ring/ring.hpp"
 #include "test_ring.hpp"
@@ -171,4 +174,37 @@ TEST(Segment, ConsumerOfADeadProcessIsTakenOver) {
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   EXPECT_NO_THROW(ring::Consumer again(ring.segment));
+}
+
+TEST(Segment, TouchForWriteChangesNoByteAndUndoesNoConcurrentWrite) {
+  TestRing ring(1 << 20, "touch");
+  std::byte* data = ring.segment.data();
+  const std::uint64_t capacity = ring.segment.capacity();
+  for (std::uint64_t i = 0; i < capacity; ++i) data[i] = static_cast<std::byte>(i * 131 + 7);
+  constexpr std::uint64_t kPage = 4096;
+  constexpr std::uint64_t kRounds = 2000;
+  const std::uint64_t pages = capacity / kPage;
+  auto word = [&](std::uint64_t page) {
+    return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(data + page * kPage));
+  };
+  std::vector<std::uint64_t> first(pages);
+  for (std::uint64_t page = 0; page < pages; ++page) first[page] = word(page).load();
+  // Pages are touched over and over while a writer adds one to the first
+  // word of every page, round after round: a touch that read and wrote back
+  // in two steps would lose some of those adds.
+  std::atomic<bool> done{false};
+  std::thread toucher([&] {
+    while (!done.load(std::memory_order_relaxed)) ring.segment.touch_for_write();
+  });
+  for (std::uint64_t round = 0; round < kRounds; ++round) {
+    for (std::uint64_t page = 0; page < pages; ++page) word(page).fetch_add(1, std::memory_order_relaxed);
+  }
+  done.store(true);
+  toucher.join();
+  for (std::uint64_t page = 0; page < pages; ++page) {
+    ASSERT_EQ(word(page).load(), first[page] + kRounds) << "page " << page;
+    for (std::uint64_t i = page * kPage + 8; i < (page + 1) * kPage; ++i) {
+      ASSERT_EQ(data[i], static_cast<std::byte>(i * 131 + 7)) << "byte " << i;
+    }
+  }
 }

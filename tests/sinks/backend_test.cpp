@@ -1,0 +1,70 @@
+// A backend's runner on its own (a file sink behind it): what it records
+// about the batches it writes.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/backend.hpp"
+#include "ringroute/sinks/file_sink.hpp"
+
+namespace ringroute::sinks {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::int64_t realtime_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// How many events the histogram holds at or above `ns`, and below it.
+std::pair<std::uint64_t, std::uint64_t> split_at(const perf::Histogram& h, std::uint64_t ns) {
+  std::uint64_t above = 0, below = 0;
+  for (std::size_t b = 0; b < perf::kHistogramBuckets; ++b) {
+    const std::uint64_t n = h.buckets[b].read();
+    (perf::Histogram::lower_bound(b) >= ns ? above : below) += n;
+  }
+  return {above, below};
+}
+
+TEST(BackendRunner, EachEventIsRecordedAtItsOwnLatencyNotItsBatchsOldest) {
+  const std::string dir = "/tmp/rr-backend-test-" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  auto slot = std::make_unique<perf::BackendSlot>();
+  FileSinkOptions file;
+  file.path = dir + "/out.ndjson";
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<FileSink>(file), *slot);
+
+  // One event committed a second ago, then 99 committed just now: counted
+  // at the oldest age, all 100 would be over half a second.
+  Batch* batch = runner.take_batch();
+  const std::int64_t now = realtime_ns();
+  for (int i = 0; i < 100; ++i) {
+    batch->bytes.append("{}\n");
+    batch->event_ends.push_back(static_cast<std::uint32_t>(batch->bytes.size()));
+    batch->event_ns.push_back(i == 0 ? now - 1'000'000'000 : now);
+  }
+  batch->events = 100;
+  batch->holds_ring = false;
+  runner.submit(batch);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!runner.idle() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(runner.idle());
+  runner.stop(std::chrono::milliseconds(0));
+
+  const auto [slow, fast] = split_at(slot->latency, 500'000'000);
+  EXPECT_EQ(slow, 1u);
+  EXPECT_EQ(fast, 99u);
+  EXPECT_EQ(slot->sink.sent.read(), 100u);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ringroute::sinks
