@@ -878,6 +878,19 @@ void Matcher::prepare_word_ids(const EventView& event, MatchScratch& scratch) co
     scratch.word_count_ = count;
     return;
   }
+  // The common case, inline: five words (the scratch holds at least 64),
+  // account and app already keyed by the walk and free of dots.
+  const LabelKey* account = scratch.account_key_;
+  const LabelKey* app = scratch.app_key_;
+  if (account != nullptr && app != nullptr && !has_dot(*account) && !has_dot(*app)) [[likely]] {
+    ids[0] = edr_word_;
+    ids[1] = severity_words_[static_cast<std::size_t>(event.severity)];
+    ids[2] = verbosity_words_[static_cast<std::size_t>(event.verbosity)];
+    ids[3] = topic_word(*account);
+    ids[4] = topic_word(*app);
+    scratch.word_count_ = 5;
+    return;
+  }
   push(edr_word_);
   push(severity_words_[static_cast<std::size_t>(event.severity)]);
   push(verbosity_words_[static_cast<std::size_t>(event.verbosity)]);
@@ -894,8 +907,8 @@ void Matcher::prepare_word_ids(const EventView& event, MatchScratch& scratch) co
       push(topic_word(whole));
     }
   };
-  add_whole(StringField::account_id, scratch.account_key_);
-  add_whole(StringField::app_name, scratch.app_key_);
+  add_whole(StringField::account_id, account);
+  add_whole(StringField::app_name, app);
   scratch.word_count_ = count;
 }
 
