@@ -32,6 +32,7 @@ void BM_EmitBatch(benchmark::State& state) {
   rr_producer_options popts{};
   popts.name = "bench";
   if (producer.open(name, &popts) != RR_OK) throw std::runtime_error("open failed");
+  (void)producer.prefault();
   const std::string body = body_of(static_cast<std::size_t>(state.range(0)));
   const std::uint32_t flags = state.range(1) != 0 ? 0 : RR_EMIT_BODY_TRUSTED;
   std::vector<rr_event> events(64);

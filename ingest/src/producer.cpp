@@ -312,6 +312,12 @@ rr_status rr_producer_open(const char* ring_name, const rr_producer_options* opt
 
 void rr_producer_close(rr_producer* producer) { delete producer; }
 
+rr_status rr_producer_prefault(rr_producer* producer) {
+  if (producer == nullptr) return RR_BAD_ARGUMENT;
+  producer->ring->prefault();
+  return RR_OK;
+}
+
 rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t flags, rr_error* error) {
   return rr_emit_batch(producer, event, 1, flags, nullptr, error);
 }

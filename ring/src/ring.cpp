@@ -45,7 +45,6 @@ Producer::Producer(Segment segment)
       mask_(segment_.capacity() - 1),
       slot_(&header_->overflow_slot),
       slot_index_(kNoSlot) {
-  segment_.touch_for_write();
   const pid_t self = ::getpid();
   const std::uint64_t ticks = process_start_ticks(self);
   for (bool only_free : {true, false}) {

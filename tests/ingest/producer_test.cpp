@@ -155,6 +155,21 @@ TEST(Producer, TrustedBodyIsNotChecked) {
   EXPECT_EQ(drain(c).at(0).body, "not json");
 }
 
+TEST(Producer, PrefaultBetweenEmitsChangesNoEventAndNeedsAnOpenProducer) {
+  TestRing r(1 << 16);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name, "pf");
+  ASSERT_EQ(p.emit(with_body(R"({"n":1})")), RR_OK);  // committed, not yet read
+  ASSERT_EQ(p.prefault(), RR_OK);
+  ASSERT_EQ(p.emit(with_body(R"({"n":2})")), RR_OK);
+  const auto events = drain(c);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].body, R"({"n":1})");
+  EXPECT_EQ(events[1].body, R"({"n":2})");
+  EXPECT_EQ(events[1].id, "pf-1");
+  EXPECT_EQ(rr_producer_prefault(nullptr), RR_BAD_ARGUMENT);
+}
+
 TEST(Producer, BadArgumentsAreNamed) {
   TestRing r(4096);
   EventProducer p = open_producer(r.name);

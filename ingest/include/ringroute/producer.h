@@ -105,6 +105,14 @@ RR_API rr_status rr_producer_open(const char* ring, const rr_producer_options* o
                            rr_error* error);
 RR_API void rr_producer_close(rr_producer* producer);
 
+/* Writes every page of the ring once, up front, so that the producer's first
+ * lap through the ring does not pay a page fault every 4 KiB. For producers
+ * that will write a lot (a daemon, a benchmark): on a 64 MiB ring it takes a
+ * few ms on bare metal and up to a few hundred under some hypervisors, more
+ * than a short-lived producer of a few events would ever save. Changes no
+ * byte of the ring; safe while others write. */
+RR_API rr_status rr_producer_prefault(rr_producer* producer);
+
 /* One event. */
 RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t flags, rr_error* error);
 

@@ -47,6 +47,9 @@ class EventProducer {
 
   [[nodiscard]] bool is_open() const noexcept { return handle_ != nullptr; }
 
+  // See rr_producer_prefault: for producers that will write a lot.
+  rr_status prefault() noexcept { return rr_producer_prefault(handle_); }
+
   [[nodiscard]] rr_status emit(const rr_event& event, std::uint32_t flags = 0,
                                rr_error* error = nullptr) noexcept {
     return rr_emit(handle_, &event, flags, error);

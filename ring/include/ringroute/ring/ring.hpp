@@ -82,6 +82,16 @@ inline void prefetch_for_write(const void* first, std::uint64_t bytes) noexcept 
   }
 }
 
+// Asks for every line of [first, first + bytes) to be read soon: lines a
+// producer just wrote on another core arrive before the loads that need them.
+inline void prefetch_for_read(const void* first, std::uint64_t bytes) noexcept {
+  const auto start = reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t{63};
+  const auto end = reinterpret_cast<std::uintptr_t>(first) + bytes;
+  for (std::uintptr_t line = start; line < end; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(line), 0, 3);
+  }
+}
+
 // Test-only: called by a producer after it has claimed space and before it
 // commits, so a test can kill it exactly there. Null in production; one
 // predictable branch per claim.
@@ -128,6 +138,12 @@ class Producer {
     return static_cast<std::uint32_t>(segment_.max_record_bytes());
   }
   [[nodiscard]] ProducerSlot& slot() const noexcept { return *slot_; }
+
+  // Writes every page of the ring once (Segment::touch_for_write), so the
+  // first lap's claims do not each pay a page's first-write fault. Worth it
+  // for a producer that will write for a while; a short-lived one (one
+  // `ringroute emit`) would spend more here than it ever writes.
+  void prefault() const noexcept { segment_.touch_for_write(); }
 
   // Claims `bytes` contiguous bytes (a multiple of 8, record headers included)
   // with one CAS. full: no room now (counted); too_big: over max_claim_bytes()
@@ -409,9 +425,7 @@ class Consumer {
   void prefetch_ahead(std::uint64_t index, std::uint64_t advance) const noexcept {
     const std::uint64_t from = index + kPrefetchAhead;
     if (from + advance > mask_ + 1) return;
-    for (std::uint64_t line = from & ~std::uint64_t{63}; line < from + advance; line += 64) {
-      __builtin_prefetch(data_ + line, 0, 3);
-    }
+    detail::prefetch_for_read(data_ + from, advance);
   }
 
   std::uint64_t read_position_ = 0;
