@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cstring>
 #include <map>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -496,18 +498,24 @@ class MatcherBuilder {
   void build_edge_table() {
     std::size_t slots = 16;
     while (slots < edges_.size() * 2) slots *= 2;
-    m_.edges_.assign(slots, Matcher::Edge{0, 0, Matcher::kNone, 0, {0, 0}});
+    if (m_.nodes_.size() >= Matcher::kSummaryNodeBits) {
+      throw std::length_error("the bindings compile to more than " + std::to_string(Matcher::kSummaryNodeBits) +
+                              " trie nodes");
+    }
+    m_.edges_.assign(slots, Matcher::Edge{0, 0, 0, Matcher::kNone, Matcher::kSummaryNone, {0, 0}});
     m_.edge_mask_ = slots - 1;
     for (const auto& [key, node] : edges_) {
       std::uint32_t parent;
       std::memcpy(&parent, key.data(), sizeof parent);
       const LabelKey label = make_label_key(std::string_view(key).substr(sizeof parent));
+      // No event field is longer, so such an edge could never be taken.
+      if (label.text.size() > 0xffff) continue;
       const std::uint64_t hash = edge_hash(parent, label.hash);
       std::uint64_t slot = hash & m_.edge_mask_;
       while (m_.edges_[slot].child != Matcher::kNone) slot = (slot + 1) & m_.edge_mask_;
       Matcher::Edge& edge = m_.edges_[slot];
-      edge = {static_cast<std::uint32_t>(hash >> 32), parent, node, static_cast<std::uint32_t>(label.text.size()),
-              {label.head[0], label.head[1]}};
+      edge = {static_cast<std::uint16_t>(hash >> 48), static_cast<std::uint16_t>(label.text.size()), parent, node,
+              Matcher::summary_of(m_.nodes_[node]), {label.head[0], label.head[1]}};
       if (label.text.size() > 16) {
         edge.label[0] = m_.labels_.size();
         m_.labels_.append(label.text);
@@ -561,18 +569,19 @@ namespace {
 // One probe of the edge table for (parent, key) whose edge_hash is `hash`.
 // Free of `this`, so the caller's loops keep the table's address in a
 // register (stores into the scratch arrays could alias a member load).
-[[gnu::always_inline]] inline std::uint32_t probe_edges(const Matcher::Edge* edges, std::uint64_t mask,
-                                                        const char* labels, std::uint32_t parent,
-                                                        const LabelKey& key, std::uint64_t hash) noexcept {
-  const auto tag = static_cast<std::uint32_t>(hash >> 32);
+// Null when there is no such edge.
+[[gnu::always_inline]] inline const Matcher::Edge* probe_edges(const Matcher::Edge* edges, std::uint64_t mask,
+                                                               const char* labels, std::uint32_t parent,
+                                                               const LabelKey& key, std::uint64_t hash) noexcept {
+  const auto tag = static_cast<std::uint16_t>(hash >> 48);
   const std::size_t length = key.text.size();
   for (std::uint64_t slot = hash & mask;; slot = (slot + 1) & mask) {
     const Matcher::Edge& edge = edges[slot];
-    if (edge.child == Matcher::kNone) return Matcher::kNone;
+    if (edge.child == Matcher::kNone) return nullptr;
     if (edge.tag != tag || edge.parent != parent || edge.label_length != length) continue;
     if (length <= 16 ? edge.label[0] == key.head[0] && edge.label[1] == key.head[1]
                      : std::memcmp(labels + edge.label[0], key.text.data(), length) == 0) {
-      return edge.child;
+      return &edge;
     }
   }
 }
@@ -588,7 +597,8 @@ namespace {
 }  // namespace
 
 inline std::uint32_t Matcher::find_child(std::uint32_t parent, const LabelKey& key) const noexcept {
-  return probe_edges(edges_.data(), edge_mask_, labels_.data(), parent, key, edge_hash(parent, key.hash));
+  const Edge* edge = probe_edges(edges_.data(), edge_mask_, labels_.data(), parent, key, edge_hash(parent, key.hash));
+  return edge != nullptr ? edge->child : kNone;
 }
 
 std::uint32_t Matcher::topic_word(const LabelKey& key) const noexcept {
@@ -676,24 +686,26 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
       }
     }
   }
-  const bool any_app_edges = nodes[kAnyAccount].labelled_children != 0;
+  const std::uint32_t any_account_summary = summary_of(nodes[kAnyAccount]);
+  const bool any_app_edges = (any_account_summary & kSummaryLabelled) != 0;
   std::size_t p = 0;
   for (std::size_t e = 0; e < count; ++e) {
     const bool app = (has_app >> e) & 1u;
     MatchScratch::Visit& any = accounts[account_count++];
-    any = {kAnyAccount, static_cast<std::uint32_t>(e), 0};
+    any = {kAnyAccount, static_cast<std::uint32_t>(e), 0, any_account_summary};
     if (app && any_app_edges) {
       any.hash = edge_hash(kAnyAccount, apps[e].hash);
       __builtin_prefetch(&edges[any.hash & mask]);
     }
     for (; p < probe_count && probes[p].event == e; ++p) {
       const MatchScratch::Probe& probe = probes[p];
-      const std::uint32_t node = probe_edges(edges, mask, labels, probe.parent, probe.key, probe.hash);
-      if (node == kNone) continue;
+      const Edge* const edge = probe_edges(edges, mask, labels, probe.parent, probe.key, probe.hash);
+      if (edge == nullptr) continue;
+      // The account node itself is not read: its edge carries its summary.
+      const std::uint32_t node = edge->child;
       MatchScratch::Visit& visit = accounts[account_count++];
-      visit = {node, static_cast<std::uint32_t>(e), 0};
-      __builtin_prefetch(&nodes[node]);
-      if (app) {
+      visit = {node, static_cast<std::uint32_t>(e), 0, edge->child_summary};
+      if (app && (visit.summary & kSummaryLabelled) != 0) {
         visit.hash = edge_hash(node, apps[e].hash);
         __builtin_prefetch(&edges[visit.hash & mask]);
       }
@@ -701,23 +713,24 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   }
   for (std::size_t a = 0; a < account_count; ++a) {
     const MatchScratch::Visit account = accounts[a];
-    const Node& node = nodes[account.node];
-    std::uint32_t leaf = kNone;
-    if (node.labelled_children != 0 && ((has_app >> account.event) & 1u)) {
+    const std::uint32_t summary = account.summary;
+    const std::uint32_t any_leaf = summary & kSummaryNodeBits;
+    const Edge* leaf = nullptr;
+    if ((summary & kSummaryLabelled) != 0 && ((has_app >> account.event) & 1u)) {
       leaf = probe_edges(edges, mask, labels, account.node, apps[account.event], account.hash);
     }
-    if (leaf != kNone) {
-      leaves[leaf_count++] = {leaf, account.event, 0};
-      __builtin_prefetch(&nodes[leaf]);
+    if (leaf != nullptr) {
+      leaves[leaf_count++] = {leaf->child, account.event, 0, 0};
+      __builtin_prefetch(&nodes[leaf->child]);
       // The app leaf holds the `*` leaf's plain entries too, unless there
       // were too many to copy.
-      if (node.any_child != kNone && node.more != 0) {
-        leaves[leaf_count++] = {node.any_child, account.event, (node.more & kAnyLeafUnmerged) != 0 ? 0u : 1u};
-        __builtin_prefetch(&nodes[node.any_child]);
+      if (any_leaf != kSummaryNone && (summary & kSummaryAnyMore) != 0) {
+        leaves[leaf_count++] = {any_leaf, account.event, (summary & kSummaryAnyUnmerged) != 0 ? 0u : 1u, 0};
+        __builtin_prefetch(&nodes[any_leaf]);
       }
-    } else if (node.any_child != kNone) {
-      leaves[leaf_count++] = {node.any_child, account.event, 0};
-      __builtin_prefetch(&nodes[node.any_child]);
+    } else if (any_leaf != kSummaryNone) {
+      leaves[leaf_count++] = {any_leaf, account.event, 0, 0};
+      __builtin_prefetch(&nodes[any_leaf]);
     }
   }
   // Most leaves hold a few plain entries and nothing else: those are read

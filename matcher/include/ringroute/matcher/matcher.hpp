@@ -132,6 +132,7 @@ class MatchScratch {
     std::uint32_t event;
     std::uint64_t hash;  // account nodes: of (node, the event's app) in the edge table;
                          // leaves: nonzero to skip the plain entries (its app leaf has them)
+    std::uint32_t summary;  // account nodes: Edge::child_summary of the edge that reached it
   };
   std::vector<Probe> probes_;
   std::vector<Visit> accounts_;
@@ -235,12 +236,26 @@ class Matcher {
   // 32 bytes: labels up to 16 bytes live in the edge itself, so a probe
   // costs one cache line; longer ones are in labels_.
   struct alignas(32) Edge {
-    std::uint32_t tag;  // high bits of the probe hash
+    std::uint16_t tag;           // high bits of the probe hash
+    std::uint16_t label_length;  // event fields are at most 65535 bytes, so no longer label can match
     std::uint32_t parent;
     std::uint32_t child;
-    std::uint32_t label_length;
+    // What the walk reads of an account node, carried by the edge that
+    // reaches it so the node's own cache line is never fetched: its `*`
+    // app child (kSummaryNone when it has none) and the flags below.
+    std::uint32_t child_summary;
     std::uint64_t label[2];  // inline (zero-padded), or label[0] = offset into labels_
   };
+  static constexpr std::uint32_t kSummaryNodeBits = (1u << 29) - 1;  // nodes are counted below this
+  static constexpr std::uint32_t kSummaryNone = kSummaryNodeBits;
+  static constexpr std::uint32_t kSummaryLabelled = 1u << 29;    // labelled_children != 0
+  static constexpr std::uint32_t kSummaryAnyMore = 1u << 30;     // more != 0: read the `*` leaf too
+  static constexpr std::uint32_t kSummaryAnyUnmerged = 1u << 31;  // more & kAnyLeafUnmerged
+  [[nodiscard]] static std::uint32_t summary_of(const Node& node) noexcept {
+    return (node.any_child == kNone ? kSummaryNone : node.any_child) |
+           (node.labelled_children != 0 ? kSummaryLabelled : 0u) | (node.more != 0 ? kSummaryAnyMore : 0u) |
+           ((node.more & kAnyLeafUnmerged) != 0 ? kSummaryAnyUnmerged : 0u);
+  }
 
  private:
   Matcher() = default;
