@@ -488,8 +488,10 @@ class MatcherBuilder {
       node.filtered_begin = static_cast<std::uint32_t>(m_.filtered_.size());
       node.filtered_count = static_cast<std::uint32_t>(pending_[n].filtered.size());
       m_.filtered_.insert(m_.filtered_.end(), pending_[n].filtered.begin(), pending_[n].filtered.end());
-      node.more |= node.plain_count > Matcher::kInlineEntries || node.filtered_count != 0 ||
-                   node.topic_dfa != Matcher::kNone || node.topic_root != Matcher::kNone;
+      if (node.plain_count > Matcher::kInlineEntries) node.more |= Matcher::kMorePlain;
+      if (node.filtered_count != 0 || node.topic_dfa != Matcher::kNone || node.topic_root != Matcher::kNone) {
+        node.more |= Matcher::kMoreFilteredOrTopics;
+      }
       std::vector<Matcher::PlainEntry>().swap(plain);
       std::vector<Matcher::FilteredEntry>().swap(pending_[n].filtered);
     }
@@ -746,6 +748,12 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     if (!skip_plain) {
       visit_plain(node.plain, std::min(node.plain_count, kInlineEntries), pair, out);
       if (node.more == 0) [[likely]] continue;
+      if (node.more == kMorePlain) {
+        // Only more plain entries (an app leaf holding its `*` leaf's
+        // entries, say): read here, not through the out-of-line visit.
+        visit_plain(plain_.data() + node.plain_rest, node.plain_count - kInlineEntries, pair, out);
+        continue;
+      }
     }
     if (leaf.event != prepared) {
       prepared = leaf.event;

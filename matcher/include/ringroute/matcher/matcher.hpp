@@ -207,6 +207,8 @@ class Matcher {
   // Account nodes' `more`: the `*` leaf has filters or topics (its plain
   // entries are in every app leaf); its plain entries were not copied.
   static constexpr std::uint32_t kAnyLeafHasMore = 1, kAnyLeafUnmerged = 2;
+  // Leaves' `more`: plain entries past the inline ones; filters or topics.
+  static constexpr std::uint32_t kMorePlain = 1, kMoreFilteredOrTopics = 2;
   struct alignas(64) Node {
     std::uint32_t any_child = kNone;   // account nodes: app "*"; topic nodes: word "*"
     std::uint32_t hash_child = kNone;  // topic nodes: word "#"
@@ -216,9 +218,9 @@ class Matcher {
     std::uint32_t plain_count = 0;
     std::uint32_t plain_rest = 0;      // plain_[plain_rest ...] past the inline ones
     std::uint32_t filtered_begin = 0, filtered_count = 0;
-    // Leaves: nonzero when there is anything past the inline entries (more
-    // entries, filters, topics). Account nodes: kAnyLeaf* bits, when their
-    // `*` app leaf must be read even though an app leaf was found.
+    // Leaves: kMore* bits, nonzero when there is anything past the inline
+    // entries. Account nodes: kAnyLeaf* bits, when their `*` app leaf must
+    // be read even though an app leaf was found.
     std::uint32_t more = 0;
     PlainEntry plain[kInlineEntries] = {};
   };
