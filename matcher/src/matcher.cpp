@@ -15,6 +15,11 @@
 #include "ringroute/matcher/topic.hpp"
 
 namespace ringroute::matcher {
+
+// A probe and a leaf cost one cache line each only at these sizes.
+static_assert(sizeof(Matcher::Edge) == 32 && alignof(Matcher::Edge) == 32);
+static_assert(sizeof(Matcher::Node) == 64 && alignof(Matcher::Node) == 64);
+
 namespace {
 
 using event::EventView;
