@@ -60,7 +60,10 @@ class Worker {
       skip_through_[s] = block_.backends[s].written_through[ring_].load(std::memory_order_acquire);
       maybe_written_through_[s] = block_.backends[s].writing_through[ring_].load(std::memory_order_acquire);
     }
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this, name = config.name] {
+      sinks::name_this_thread("rr-ring:", name);
+      run();
+    });
   }
 
   ~Worker() {

@@ -1,5 +1,7 @@
 #include "ringroute/sinks/backend.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -37,6 +39,14 @@ void read_if(simdjson::dom::element object, const char* key, T& out) {
 }
 
 }  // namespace
+
+void name_this_thread(std::string_view prefix, std::string_view name) noexcept {
+  char text[16] = {};  // the kernel's limit, NUL included
+  const std::size_t from_prefix = std::min(prefix.size(), sizeof text - 1);
+  std::memcpy(text, prefix.data(), from_prefix);
+  std::memcpy(text + from_prefix, name.data(), std::min(name.size(), sizeof text - 1 - from_prefix));
+  ::pthread_setname_np(::pthread_self(), text);  // a name is a courtesy: failure changes nothing
+}
 
 BackendOptions parse_backend_options(std::string_view type, std::string_view options_json) {
   simdjson::dom::parser parser;
@@ -176,7 +186,10 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
     std::memset(batch->bytes.data(), 0, std::min<std::size_t>(batch->bytes.capacity(), options_.batch_max_bytes + 4096));
     pool_.enqueue(batch);
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("rr-sink:", name_);
+    run();
+  });
 }
 
 BackendRunner::~BackendRunner() { stop(std::chrono::milliseconds(0)); }

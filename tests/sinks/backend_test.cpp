@@ -4,11 +4,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ringroute/perf/block.hpp"
 #include "ringroute/sinks/backend.hpp"
@@ -63,6 +66,37 @@ TEST(BackendRunner, EachEventIsRecordedAtItsOwnLatencyNotItsBatchsOldest) {
   EXPECT_EQ(slow, 1u);
   EXPECT_EQ(fast, 99u);
   EXPECT_EQ(slot->sink.sent.read(), 100u);
+  fs::remove_all(dir);
+}
+
+// The names of this process's threads, as `ps -T` shows them.
+std::vector<std::string> thread_names() {
+  std::vector<std::string> names;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.push_back(name);
+  }
+  return names;
+}
+
+TEST(BackendRunner, SinkThreadIsNamedAfterItsBackendCutToTheKernelsLimit) {
+  const std::string dir = "/tmp/rr-backend-name-" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  auto slot = std::make_unique<perf::BackendSlot>();
+  FileSinkOptions file;
+  file.path = dir + "/out.ndjson";
+  BackendRunner runner("billing-events-archive", BackendOptions{}, std::make_unique<FileSink>(file), *slot);
+  // The thread names itself as it starts.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::vector<std::string> names;
+  do {
+    names = thread_names();
+    if (std::find(names.begin(), names.end(), "rr-sink:billing") != names.end()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_NE(std::find(names.begin(), names.end(), "rr-sink:billing"), names.end());
+  runner.stop(std::chrono::milliseconds(0));
   fs::remove_all(dir);
 }
 

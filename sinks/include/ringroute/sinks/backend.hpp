@@ -29,6 +29,10 @@
 
 namespace ringroute::sinks {
 
+// Names the calling thread "{prefix}{name}", cut to the kernel's 15 bytes,
+// so `top -H`, `ps -T` and perf tell the router's threads apart.
+void name_this_thread(std::string_view prefix, std::string_view name) noexcept;
+
 struct BackendOptions {
   EncodeOptions encoding;  // formatter, and for sockets the syslog wrapping
   std::uint32_t batch_max_events = 1000;
