@@ -168,9 +168,9 @@ Totals totals(const perf::Block& block, const std::vector<ring::Segment>& segmen
   return t;
 }
 
-// CPU seconds and peak RSS (MiB) of the router process, in-process or not.
-double process_cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+// CPU seconds (user + system) from a /proc stat file, of a process or a thread.
+double stat_cpu_seconds(const std::string& path) {
+  std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::size_t close = text.rfind(')');
   if (close == std::string::npos) return 0;
@@ -182,6 +182,27 @@ double process_cpu_seconds(pid_t pid) {
     if (i == 15) stime = std::stoull(field);
   }
   return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds and peak RSS (MiB) of the router process, in-process or not.
+double process_cpu_seconds(pid_t pid) { return stat_cpu_seconds("/proc/" + std::to_string(pid) + "/stat"); }
+
+// The router's CPU by thread role, from the names its threads give
+// themselves (rr-ring:{ring} workers, rr-sink:{backend} sink threads).
+struct ThreadCpu {
+  double workers = 0, sinks = 0;
+};
+ThreadCpu thread_cpu_seconds(pid_t pid) {
+  ThreadCpu cpu;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name)) continue;  // the thread ended meanwhile
+    if (name.starts_with("rr-ring:")) cpu.workers += stat_cpu_seconds(task.path() / "stat");
+    if (name.starts_with("rr-sink:")) cpu.sinks += stat_cpu_seconds(task.path() / "stat");
+  }
+  return cpu;
 }
 double process_peak_rss_mib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -278,6 +299,7 @@ int run_bench(const BenchArgs& args) {
   const Totals before = totals(mapping->block(), segments);
   const std::uint64_t full_before = control->full.load();
   const double router_cpu_before = process_cpu_seconds(router_pid);
+  const ThreadCpu threads_before = thread_cpu_seconds(router_pid);
   double producers_cpu_before = 0;
   for (const pid_t pid : producers.pids()) producers_cpu_before += process_cpu_seconds(pid);
   const std::int64_t start = now_ns();
@@ -321,6 +343,9 @@ int run_bench(const BenchArgs& args) {
   rusage children_usage{};
   ::getrusage(RUSAGE_CHILDREN, &children_usage);
   const double router_cpu = process_cpu_seconds(router_pid) - router_cpu_before;
+  const ThreadCpu threads_after = thread_cpu_seconds(router_pid);
+  const double workers_cpu = threads_after.workers - threads_before.workers;
+  const double sinks_cpu = threads_after.sinks - threads_before.sinks;
   const double producers_cpu = cpu_seconds(children_usage) - producers_cpu_before;
   const double peak_rss = process_peak_rss_mib(router_pid);
   if (router) router->stop(std::chrono::seconds(5));
@@ -335,6 +360,7 @@ int run_bench(const BenchArgs& args) {
   for (std::size_t i = 0; i < latency.size(); ++i) latency[i] = after.latency[i] - before.latency[i];
   const double elapsed = static_cast<double>(end - start) / 1e9;
   const double million = static_cast<double>(events) / 1e6;
+  auto per_million = [million](double cpu_seconds) { return million > 0 ? cpu_seconds / million : 0.0; };
   const double p50 = perf::histogram_quantile(latency, 0.5) / 1000.0;
   const double p99 = perf::histogram_quantile(latency, 0.99) / 1000.0;
   const double p999 = perf::histogram_quantile(latency, 0.999) / 1000.0;
@@ -348,6 +374,7 @@ int run_bench(const BenchArgs& args) {
         "{\"events_per_sec\":%.0f,\"delivered_per_sec\":%.0f,\"events\":%llu,\"delivered\":%llu,\"dropped\":%llu,"
         "\"dropped_queue_full\":%llu,\"dropped_rejected\":%llu,\"full\":%llu,\"p50_us\":%.1f,\"p99_us\":%.1f,"
         "\"p999_us\":%.1f,\"seconds\":%.3f,\"router_cpu_s_per_million\":%.3f,"
+        "\"workers_cpu_s_per_million\":%.3f,\"sinks_cpu_s_per_million\":%.3f,"
         "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%.1f,\"producers\":%u,\"size\":%zu}\n",
         static_cast<double>(events) / elapsed, static_cast<double>(delivered) / elapsed,
         static_cast<unsigned long long>(events), static_cast<unsigned long long>(delivered),
@@ -355,17 +382,18 @@ int run_bench(const BenchArgs& args) {
         static_cast<unsigned long long>(after.dropped_queue_full - before.dropped_queue_full),
         static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
         static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, elapsed,
-        million > 0 ? router_cpu / million : 0.0, million > 0 ? producers_cpu / million : 0.0,
+        per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu), per_million(producers_cpu),
         peak_rss, args.producers, args.size);
   } else {
     std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
                 "latency commit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us\n"
-                "CPU per million events: router %.3f s, producers %.3f s; peak RSS %.1f MiB\n",
+                "CPU per million events: router %.3f s (workers %.3f, sinks %.3f), producers %.3f s; "
+                "peak RSS %.1f MiB\n",
                 static_cast<unsigned long long>(events), elapsed, static_cast<double>(events) / elapsed / 1e6,
                 static_cast<double>(delivered) / elapsed / 1e6, static_cast<unsigned long long>(dropped),
                 static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999,
-                million > 0 ? router_cpu / million : 0.0, million > 0 ? producers_cpu / million : 0.0,
-                peak_rss);
+                per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
+                per_million(producers_cpu), peak_rss);
   }
   return 0;
 }
