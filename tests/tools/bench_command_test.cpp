@@ -1,0 +1,57 @@
+// `ringroute bench` as a user runs it: the real binary, producer processes,
+// the in-process router and real files; what its report says, not how fast.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = std::string(RINGROUTE_BINARY) + " bench " + args + " 2>/dev/null";
+  Result result{-1, {}};
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) result.out.append(buffer, n);
+  const int raw = ::pclose(pipe);
+  result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return result;
+}
+
+}  // namespace
+
+TEST(BenchCommand, JsonReportCountsEveryEventDeliveredAndSplitsTheRoutersCpu) {
+  const Result res = run(std::string("--config ") + RINGROUTE_BENCH_CONFIGS +
+                         "/one-backend.json --producers 1 --size 100 --seconds 1 --rate 200000 --json");
+  ASSERT_EQ(res.status, 0) << res.out;
+  simdjson::dom::parser parser;
+  simdjson::dom::element report;
+  ASSERT_EQ(parser.parse(res.out).get(report), simdjson::SUCCESS) << res.out;
+  std::uint64_t events = 0, delivered = 0, dropped = 1;
+  ASSERT_EQ(report["events"].get(events), simdjson::SUCCESS) << res.out;
+  ASSERT_EQ(report["delivered"].get(delivered), simdjson::SUCCESS);
+  ASSERT_EQ(report["dropped"].get(dropped), simdjson::SUCCESS);
+  // The producers ran a second at 200,000 a second; all of it is written.
+  EXPECT_GT(events, 100'000u);
+  EXPECT_EQ(delivered, events);
+  EXPECT_EQ(dropped, 0u);
+  double events_per_sec = 0, p99 = 0, router = -1, workers = -1, sinks = -1;
+  ASSERT_EQ(report["events_per_sec"].get(events_per_sec), simdjson::SUCCESS);
+  ASSERT_EQ(report["p99_us"].get(p99), simdjson::SUCCESS);
+  ASSERT_EQ(report["router_cpu_s_per_million"].get(router), simdjson::SUCCESS);
+  ASSERT_EQ(report["workers_cpu_s_per_million"].get(workers), simdjson::SUCCESS);
+  ASSERT_EQ(report["sinks_cpu_s_per_million"].get(sinks), simdjson::SUCCESS);
+  EXPECT_GT(events_per_sec, 0);
+  EXPECT_GT(p99, 0);
+  // Found by their thread names: zero here would mean the names were lost.
+  EXPECT_GT(workers + sinks, 0);
+  EXPECT_GE(workers, 0);
+  EXPECT_GE(sinks, 0);
+}
