@@ -289,20 +289,31 @@ int run_bench(const BenchArgs& args) {
     if (ring::Segment::attach(name, segment, nullptr) == ring::Status::ok) segments.push_back(std::move(segment));
   }
   const pid_t router_pid = router ? ::getpid() : mapping->block().header.router_pid.load(std::memory_order_relaxed);
+  // The window's opening snapshot. Without a warm-up it is taken before
+  // the go, so no event is written but not yet delivered when it opens.
+  Totals before;
+  std::uint64_t full_before = 0;
+  double router_cpu_before = 0, producers_cpu_before = 0;
+  ThreadCpu threads_before;
+  std::int64_t start = 0;
+  auto open_window = [&] {
+    before = totals(mapping->block(), segments);
+    full_before = control->full.load();
+    router_cpu_before = process_cpu_seconds(router_pid);
+    threads_before = thread_cpu_seconds(router_pid);
+    producers_cpu_before = 0;
+    for (const pid_t pid : producers.pids()) producers_cpu_before += process_cpu_seconds(pid);
+    start = now_ns();
+  };
+  if (args.warmup <= 0) open_window();
   control->go.store(1, std::memory_order_release);
   if (args.warmup > 0) {
     // Everything before the window opens is left out: first-lap costs
     // (page faults, fresh batch memory, cold caches) are not steady state.
     if (!args.quiet) std::fprintf(stderr, "  warming up for %.1f s\n", args.warmup);
     std::this_thread::sleep_for(std::chrono::nanoseconds(static_cast<std::int64_t>(args.warmup * 1e9)));
+    open_window();
   }
-  const Totals before = totals(mapping->block(), segments);
-  const std::uint64_t full_before = control->full.load();
-  const double router_cpu_before = process_cpu_seconds(router_pid);
-  const ThreadCpu threads_before = thread_cpu_seconds(router_pid);
-  double producers_cpu_before = 0;
-  for (const pid_t pid : producers.pids()) producers_cpu_before += process_cpu_seconds(pid);
-  const std::int64_t start = now_ns();
   const std::int64_t stop_at = start + static_cast<std::int64_t>(args.seconds * 1e9);
   std::uint64_t last_sent = before.sent;
   std::int64_t last_report = start;
