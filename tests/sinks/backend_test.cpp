@@ -37,13 +37,29 @@ std::pair<std::uint64_t, std::uint64_t> split_at(const perf::Histogram& h, std::
   return {above, below};
 }
 
+// A backend named `name` writing to a file in a directory of its own,
+// removed with it.
+struct FileBackend {
+  explicit FileBackend(const std::string& name)
+      : dir("/tmp/rr-backend-test-" + std::to_string(::getpid())), slot(std::make_unique<perf::BackendSlot>()) {
+    fs::remove_all(dir);
+    FileSinkOptions file;
+    file.path = dir + "/out.ndjson";
+    runner = std::make_unique<BackendRunner>(name, BackendOptions{}, std::make_unique<FileSink>(file), *slot);
+  }
+  ~FileBackend() {
+    runner.reset();
+    fs::remove_all(dir);
+  }
+  std::string dir;
+  std::unique_ptr<perf::BackendSlot> slot;
+  std::unique_ptr<BackendRunner> runner;
+};
+
 TEST(BackendRunner, EachEventIsRecordedAtItsOwnLatencyNotItsBatchsOldest) {
-  const std::string dir = "/tmp/rr-backend-test-" + std::to_string(::getpid());
-  fs::remove_all(dir);
-  auto slot = std::make_unique<perf::BackendSlot>();
-  FileSinkOptions file;
-  file.path = dir + "/out.ndjson";
-  BackendRunner runner("b", BackendOptions{}, std::make_unique<FileSink>(file), *slot);
+  FileBackend backend("b");
+  BackendRunner& runner = *backend.runner;
+  perf::BackendSlot* const slot = backend.slot.get();
 
   // One event committed a second ago, then 99 committed just now: counted
   // at the oldest age, all 100 would be over half a second.
@@ -66,7 +82,6 @@ TEST(BackendRunner, EachEventIsRecordedAtItsOwnLatencyNotItsBatchsOldest) {
   EXPECT_EQ(slow, 1u);
   EXPECT_EQ(fast, 99u);
   EXPECT_EQ(slot->sink.sent.read(), 100u);
-  fs::remove_all(dir);
 }
 
 // The names of this process's threads, as `ps -T` shows them.
@@ -81,12 +96,7 @@ std::vector<std::string> thread_names() {
 }
 
 TEST(BackendRunner, SinkThreadIsNamedAfterItsBackendCutToTheKernelsLimit) {
-  const std::string dir = "/tmp/rr-backend-name-" + std::to_string(::getpid());
-  fs::remove_all(dir);
-  auto slot = std::make_unique<perf::BackendSlot>();
-  FileSinkOptions file;
-  file.path = dir + "/out.ndjson";
-  BackendRunner runner("billing-events-archive", BackendOptions{}, std::make_unique<FileSink>(file), *slot);
+  FileBackend backend("billing-events-archive");
   // The thread names itself as it starts.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   std::vector<std::string> names;
@@ -96,8 +106,6 @@ TEST(BackendRunner, SinkThreadIsNamedAfterItsBackendCutToTheKernelsLimit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_NE(std::find(names.begin(), names.end(), "rr-sink:billing"), names.end());
-  runner.stop(std::chrono::milliseconds(0));
-  fs::remove_all(dir);
 }
 
 }  // namespace
