@@ -246,8 +246,8 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
       return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
     }
     // Not populated: readers of counters (stat, bench) touch only the
-    // header, and a producer writes every page at construction anyway
-    // (touch_for_write), which maps them.
+    // header, a short-lived producer only the pages it writes, and a
+    // long-lived one maps them all when it asks for touch_for_write.
     attached->region = bip::mapped_region(attached->shm, bip::read_write);
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     // Acquire pairs with the creator's release store in initialise().

@@ -186,6 +186,14 @@ double stat_cpu_seconds(const std::string& path) {
 
 // CPU seconds and peak RSS (MiB) of the router process, in-process or not.
 double process_cpu_seconds(pid_t pid) { return stat_cpu_seconds("/proc/" + std::to_string(pid) + "/stat"); }
+double process_peak_rss_mib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
 
 // The router's CPU by thread role, from the names its threads give
 // themselves (rr-ring:{ring} workers, rr-sink:{backend} sink threads).
@@ -203,14 +211,6 @@ ThreadCpu thread_cpu_seconds(pid_t pid) {
     if (name.starts_with("rr-sink:")) cpu.sinks += stat_cpu_seconds(task.path() / "stat");
   }
   return cpu;
-}
-double process_peak_rss_mib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  }
-  return 0;
 }
 
 double cpu_seconds(const rusage& u) {

@@ -69,8 +69,8 @@ class Segment {
   // already; this pays, at attach, for what some hypervisors charge on a
   // page's first write through each mapping (shadow page tables: about 5 us
   // a page here, 80 ms for a 64 MiB ring that would otherwise land on the
-  // first lap's events). Producers and the consumer call it; readers of
-  // counters don't.
+  // first lap's events). The consumer calls it at attach, a producer only
+  // when asked (Producer::prefault); readers of counters don't.
   void touch_for_write() const noexcept;
 
  private:
