@@ -54,8 +54,11 @@ std::string errno_text(int e) { return std::strerror(e); }
 
 FileSink::FileSink(FileSinkOptions options) : options_(std::move(options)) {
   if (options_.io == FileIo::uring) uring_ = std::make_unique<Uring>(options_.path);
+  // Opened now so the file exists from the start (a failure is retried by
+  // write()); its tail is checked at the first write, since a runner this
+  // sink's replaces on reload may still be appending to the same file.
   std::string ignored;
-  if (open_file(ignored)) cut_torn_tail();  // a failure here is retried by write()
+  open_file(ignored);
 }
 
 void FileSink::cut_torn_tail() {
@@ -157,6 +160,12 @@ bool FileSink::write_all(const char* data, std::size_t size, std::string& why) {
 
 Outcome FileSink::write(const Batch& batch, std::string& why) {
   if (fd_ < 0 && !open_file(why)) return Outcome::retry;
+  if (!tail_checked_) {
+    tail_checked_ = true;
+    struct stat st {};
+    if (::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+    cut_torn_tail();
+  }
   if (options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes) {
     if (!rotate(why)) return Outcome::retry;
   }
@@ -171,6 +180,10 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
   if (options_.fsync == FsyncPolicy::batch) {
     if (::fdatasync(fd_) != 0) {
       why = "fdatasync " + options_.path + ": " + errno_text(errno);
+      // The batch is in the file but not known to be on disk, and Linux may
+      // have marked its pages clean: cut it back so the retry writes it
+      // again, once, and syncs it anew.
+      if (::ftruncate(fd_, static_cast<off_t>(before)) == 0) file_bytes_ = before;
       return Outcome::retry;
     }
     dirty_ = false;

@@ -1,5 +1,6 @@
 // The file sink on its own: both submission styles, rotation, reopen after a
-// rename, a cut-off last line, and a full disk (/dev/full) as a retry.
+// rename, a cut-off last line (looked for at the first write), and a full
+// disk (/dev/full) as a retry.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -117,6 +118,23 @@ TEST(FileSink, CutsALineLeftHalfWrittenByACrash) {
   FileSink sink(o);
   std::string why;
   ASSERT_EQ(sink.write(batch_of("{\"c\":3}\n"), why), Outcome::ok);
+  EXPECT_EQ(slurp(path), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+}
+
+// On reload a new sink is made for a file the old one may still be
+// appending to: a line cut off when the sink is made but finished before
+// its first write is the old writer's, not a crash's.
+TEST(FileSink, LooksForACutOffLineAtItsFirstWriteNotWhenMade) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  const std::string path = dir / "out.ndjson";
+  std::ofstream(path) << "{\"a\":1}\n{\"b\":";
+  FileSinkOptions o;
+  o.path = path;
+  FileSink sink(o);
+  std::ofstream(path, std::ios::app) << "2}\n";  // the other writer finishes its line
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("{\"c\":3}\n"), why), Outcome::ok) << why;
   EXPECT_EQ(slurp(path), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
 }
 

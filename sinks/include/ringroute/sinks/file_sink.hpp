@@ -54,6 +54,7 @@ class FileSink final : public Sink {
   std::chrono::steady_clock::time_point last_fsync_{};
   std::chrono::steady_clock::time_point last_check_{};
   bool dirty_ = false;
+  bool tail_checked_ = false;  // a cut-off last line is looked for at the first write
   struct Uring;
   std::unique_ptr<Uring> uring_;
 };
