@@ -115,15 +115,17 @@ class Worker {
 
   void run() {
     const Plan* plan = nullptr;
+    std::uint64_t plan_serial = 0;  // serials, not addresses: a new plan may reuse a freed one's
     unsigned idle_rounds = 0;
     while (!stop_.load(std::memory_order_acquire)) {
       const Plan* current = plans_.enter(reader_);
-      if (current != plan) {
+      if (plan == nullptr || current->serial != plan_serial) {
         // Batches are cut at a generation change so each is written by the
         // runner that was current when its events matched.
         submit_all();
         if (plan != nullptr) forget_slots_missing_from(*current);
         plan = current;
+        plan_serial = current->serial;
         adopt(*plan);
       }
       fall_behind_when_full(*plan);
@@ -528,13 +530,15 @@ Router::Router(RouterConfig config)
 
 Router::~Router() { stop(std::chrono::milliseconds(0)); }
 
-std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend& backend) {
+std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend& backend,
+                                                             std::shared_ptr<sinks::BackendRunner> predecessor) {
   const int slot = block_.backend_slot(backend.name, backend.type);
   if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
   try {
     auto sink = sinks::make_sink(backend.type, backend.options_json);
     return std::make_shared<sinks::BackendRunner>(backend.name, sinks::parse_backend_options(backend.type, backend.options_json),
-                                                  std::move(sink), block_.block().backends[slot]);
+                                                  std::move(sink), block_.block().backends[slot],
+                                                  std::move(predecessor));
   } catch (const std::exception& e) {
     throw std::runtime_error("backend " + backend.name + ": " + e.what());
   }
@@ -573,26 +577,34 @@ std::optional<std::string> Router::reload(RouterConfig config) {
   if (!same_rings) return "rings can't change while running (restart to change them)";
   config.rings = config_.rings;
   std::map<std::string, std::shared_ptr<sinks::BackendRunner>> next;
-  std::vector<std::shared_ptr<sinks::BackendRunner>> retired;
+  std::vector<std::shared_ptr<sinks::BackendRunner>> replaced, removed;
   try {
     for (const RouterBackend& backend : config.backends) {
       if (!backend.enabled) continue;
-      const RouterBackend* old = nullptr;
+      auto old = runners_.find(backend.name);
+      const RouterBackend* old_config = nullptr;
       for (const RouterBackend& b : config_.backends) {
-        if (b.name == backend.name && b.enabled) old = &b;
+        if (b.name == backend.name && b.enabled) old_config = &b;
       }
-      if (old != nullptr && old->type == backend.type && old->options_json == backend.options_json) {
-        next[backend.name] = runners_.at(backend.name);  // untouched
+      if (old_config != nullptr && old_config->type == backend.type &&
+          old_config->options_json == backend.options_json) {
+        next[backend.name] = old->second;  // untouched
       } else {
-        next[backend.name] = start_backend(backend);
+        // A changed backend: the new runner follows the old one (writes
+        // what it leaves first), so no event of it is lost or reordered.
+        next[backend.name] = start_backend(backend, old != runners_.end() ? old->second : nullptr);
       }
     }
   } catch (const std::exception& e) {
-    return std::string(e.what());
+    return std::string(e.what());  // the runners made so far stop as they go (they wrote nothing)
   }
   for (auto& [name, runner] : runners_) {
     auto it = next.find(name);
-    if (it == next.end() || it->second != runner) retired.push_back(runner);
+    if (it == next.end()) {
+      removed.push_back(runner);
+    } else if (it->second != runner) {
+      replaced.push_back(runner);
+    }
   }
   runners_ = std::move(next);
   auto plan = make_plan(config);
@@ -600,16 +612,32 @@ std::optional<std::string> Router::reload(RouterConfig config) {
   plans_.publish(std::move(plan));
   config_ = std::move(config);
   // Workers move to the new plan on their next round (at most a sleep away)
-  // and hand the replaced runners their last batches; then those runners get
-  // their queues written and stop.
-  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  // and hand the old runners their last batches. Only then may those stop:
+  // a worker still on the old plan would hand batches to a stopped runner
+  // (or one freed), so this waits as long as it takes, saying so.
+  const auto started = Clock::now();
+  auto next_warning = started + std::chrono::seconds(2);
   for (;;) {
     bool all_moved = true;
     for (const auto& worker : workers_) all_moved = all_moved && worker->plan_serial() >= serial;
-    if (all_moved || Clock::now() >= deadline) break;
+    if (all_moved) break;
+    if (Clock::now() >= next_warning) {
+      next_warning += std::chrono::seconds(2);
+      std::fprintf(stderr, "ringroute: reload: a ring worker has not taken the new config after %lld s\n",
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started).count()));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  for (auto& runner : retired) runner->stop(std::chrono::seconds(5));
+  // A replaced runner's successor writes what it leaves, so it gets a short
+  // while; a removed one has no successor.
+  for (auto& runner : replaced) runner->stop(std::chrono::seconds(1));
+  for (auto& runner : removed) {
+    runner->stop(std::chrono::seconds(5));
+    if (const std::uint64_t unwritten = runner->unwritten_events(); unwritten != 0) {
+      std::fprintf(stderr, "ringroute: backend %s removed: %llu events it was handed and did not write are dropped\n",
+                   runner->name().c_str(), static_cast<unsigned long long>(unwritten));
+    }
+  }
   plans_.reclaim();
   return std::nullopt;
 }
@@ -624,10 +652,13 @@ void Router::stop(std::chrono::milliseconds drain) {
   for (auto& worker : workers_) worker->request_stop(drain);
   for (auto& worker : workers_) worker->join();
   for (auto& [name, runner] : runners_) runner->stop(drain);
+  drained_at_stop_ = true;
+  for (const auto& worker : workers_) drained_at_stop_ = drained_at_stop_ && worker->drained();
   workers_.clear();
 }
 
 bool Router::drained() const noexcept {
+  if (stopped_) return drained_at_stop_;
   for (const auto& worker : workers_) {
     if (!worker->drained()) return false;
   }

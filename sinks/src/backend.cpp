@@ -172,8 +172,11 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
 }
 
 BackendRunner::BackendRunner(std::string name, BackendOptions options, std::unique_ptr<Sink> sink,
-                             perf::BackendSlot& slot)
-    : name_(std::move(name)), options_(options), sink_(std::move(sink)), slot_(slot) {
+                             perf::BackendSlot& slot, std::shared_ptr<BackendRunner> predecessor)
+    : name_(std::move(name)), options_(options), sink_(std::move(sink)), slot_(slot),
+      predecessor_(std::move(predecessor)) {
+  // Relaxed: the thread that reads it starts below (thread start orders it).
+  following_.store(predecessor_ != nullptr, std::memory_order_relaxed);
   sink_->attach_counters(&slot_.sink);
   // A few batches made and written through now, before any event: a fresh
   // batch's first write to each page faults (and in a VM with shadow page
@@ -225,6 +228,59 @@ void BackendRunner::stop(std::chrono::milliseconds drain) {
   stop_now_.store(true, std::memory_order_relaxed);
   queue_.enqueue(nullptr);  // wakes the thread
   thread_.join();
+  // Release pairs with the successor's acquire in take_over().
+  finished_.store(true, std::memory_order_release);
+}
+
+std::uint64_t BackendRunner::unwritten_events() const {
+  // Relaxed: called after stop(), whose join orders the sink thread's writes.
+  std::uint64_t events = in_flight_events_.load(std::memory_order_relaxed);
+  for (const Batch* batch : inherited_) events += batch->events;
+  if (!took_over_ && predecessor_) events += predecessor_->unwritten_events();
+  return events;
+}
+
+std::deque<Batch*> BackendRunner::take_leftovers() {
+  std::deque<Batch*> out;
+  if (took_over_) {
+    out.swap(inherited_);
+  } else if (predecessor_) {
+    out = predecessor_->take_leftovers();
+  }
+  if (unfinished_ != nullptr) out.push_back(unfinished_);
+  unfinished_ = nullptr;
+  // Queued after the one cut short; nullptr is stop()'s wake-up.
+  Batch* batch = nullptr;
+  while (queue_.try_dequeue(batch)) {
+    if (batch != nullptr) out.push_back(batch);
+  }
+  return out;
+}
+
+bool BackendRunner::take_over() {
+  // The predecessor is stopped by whoever replaced it, right after the
+  // router's workers have handed it their last batches.
+  // Acquire pairs with the release in its stop(): its leftovers are settled.
+  while (!predecessor_->finished_.load(std::memory_order_acquire)) {
+    if (stop_now_.load(std::memory_order_relaxed)) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  inherited_ = predecessor_->take_leftovers();
+  took_over_ = true;
+  if (!inherited_.empty()) {
+    std::uint64_t events = 0;
+    for (const Batch* batch : inherited_) events += batch->events;
+    log_problem("writing " + std::to_string(events) + " events its previous configuration was handed and did not write");
+  }
+  while (!inherited_.empty()) {
+    // The batch goes back to no pool: its owner (the predecessor) frees it.
+    if (!write_through(inherited_.front())) return false;
+    inherited_.pop_front();
+  }
+  predecessor_.reset();
+  // Release pairs with idle()'s acquire.
+  following_.store(false, std::memory_order_release);
+  return true;
 }
 
 void BackendRunner::log_problem(const std::string& what) {
@@ -237,6 +293,9 @@ void BackendRunner::log_problem(const std::string& what) {
 }
 
 void BackendRunner::run() {
+  // Nothing of ours before what the runner we replace was handed: the
+  // backend's order holds, and its written-through positions only rise.
+  if (predecessor_ && !take_over()) return;
   Batch* batch = nullptr;
   while (!stop_now_.load(std::memory_order_relaxed)) {
     if (queue_.wait_dequeue_timed(batch, std::chrono::milliseconds(100)) && batch != nullptr) deliver(batch);
@@ -265,6 +324,19 @@ void BackendRunner::record_latencies(const Batch& batch) noexcept {
 }
 
 void BackendRunner::deliver(Batch* batch) {
+  if (!write_through(batch)) {
+    unfinished_ = batch;  // a successor writes it (or the ring keeps it for the next start)
+    return;
+  }
+  const std::uint64_t events = batch->events, bytes = batch->bytes.size();
+  batch->reset();
+  pool_.enqueue(batch);
+  in_flight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  // Release: a worker that sees the queue idle also sees the batch back in the pool.
+  in_flight_events_.fetch_sub(events, std::memory_order_release);
+}
+
+bool BackendRunner::write_through(Batch* batch) {
   const std::uint32_t ring = batch->ring;
   if (batch->holds_ring) {
     // Release: a restarted router that reads this knows these events may
@@ -314,7 +386,7 @@ void BackendRunner::deliver(Batch* batch) {
       wait = std::max<std::chrono::milliseconds>(wait, sink_->retry_after());
       const auto until = Clock::now() + wait;
       while (Clock::now() < until) {
-        if (stop_now_.load(std::memory_order_relaxed)) return;
+        if (stop_now_.load(std::memory_order_relaxed)) return false;
         if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
       }
@@ -325,12 +397,7 @@ void BackendRunner::deliver(Batch* batch) {
   // Release: pairs with the worker's acquire in written_through(); the worker
   // may then release the ring space these events used.
   slot_.written_through[ring].store(batch->end, std::memory_order_release);
-  const std::uint64_t events = batch->events, bytes = batch->bytes.size();
-  batch->reset();
-  pool_.enqueue(batch);
-  in_flight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-  // Release: a worker that sees the queue idle also sees the batch back in the pool.
-  in_flight_events_.fetch_sub(events, std::memory_order_release);
+  return true;
 }
 
 }  // namespace ringroute::sinks

@@ -1,5 +1,6 @@
 // A backend's runner on its own (a file sink behind it): what it records
-// about the batches it writes.
+// about the batches it writes, and how a runner that replaces another on
+// reload takes over what that one left.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -106,6 +107,76 @@ TEST(BackendRunner, SinkThreadIsNamedAfterItsBackendCutToTheKernelsLimit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_NE(std::find(names.begin(), names.end(), "rr-sink:billing"), names.end());
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A batch of one line holding ring bytes up to `end` of ring 0.
+void submit_line(BackendRunner& runner, const std::string& line, std::uint64_t end) {
+  Batch* batch = runner.take_batch();
+  batch->bytes.append(line);
+  batch->event_ends.push_back(static_cast<std::uint32_t>(batch->bytes.size()));
+  batch->event_ns.push_back(realtime_ns());
+  batch->events = 1;
+  batch->ring = 0;
+  batch->first_start = end - 10;
+  batch->end = end;
+  batch->holds_ring = true;
+  runner.submit(batch);
+}
+
+// A file sink that can never open its file: every write is a retry.
+std::unique_ptr<Sink> dead_file_sink() {
+  FileSinkOptions file;
+  file.path = "/proc/version/cannot/be/here.ndjson";
+  return std::make_unique<FileSink>(file);
+}
+
+TEST(BackendRunner, AStoppedRunnerCountsWhatItWasHandedAndDidNotWrite) {
+  perf::BackendSlot slot;
+  BackendRunner runner("b", BackendOptions{}, dead_file_sink(), slot);
+  for (int i = 1; i <= 3; ++i) submit_line(runner, std::to_string(i) + "\n", 10u * static_cast<unsigned>(i));
+  runner.stop(std::chrono::milliseconds(50));
+  EXPECT_EQ(runner.unwritten_events(), 3u);
+  EXPECT_EQ(slot.written_through[0].load(), 0u);
+}
+
+// The reload case: the backend's options changed while its old destination
+// was down. The new runner writes nothing while the old one runs (the two
+// would interleave, and the later one's written-through position would
+// release ring space the earlier one had not written), then writes the
+// old one's leftovers, then its own, in order.
+TEST(BackendRunner, AReplacementWritesWhatItsPredecessorLeftFirstAndNothingBefore) {
+  const std::string dir = "/tmp/rr-backend-follow-" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  perf::BackendSlot slot;
+  auto old_runner = std::make_shared<BackendRunner>("b", BackendOptions{}, dead_file_sink(), slot);
+  for (int i = 1; i <= 3; ++i) submit_line(*old_runner, std::to_string(i) + "\n", 10u * static_cast<unsigned>(i));
+  FileSinkOptions file;
+  file.path = dir + "/out.ndjson";
+  BackendRunner new_runner("b", BackendOptions{}, std::make_unique<FileSink>(file), slot, old_runner);
+  submit_line(new_runner, "4\n", 40);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(slurp(file.path), "");
+  EXPECT_EQ(slot.written_through[0].load(), 0u);
+  EXPECT_FALSE(new_runner.idle());
+
+  old_runner->stop(std::chrono::milliseconds(0));
+  old_runner.reset();  // the new runner keeps it as long as it needs its batches
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!new_runner.idle() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(new_runner.idle());
+  EXPECT_EQ(slurp(file.path), "1\n2\n3\n4\n");
+  EXPECT_EQ(slot.written_through[0].load(), 40u);
+  EXPECT_EQ(slot.sink.sent.read(), 4u);
+  new_runner.stop(std::chrono::milliseconds(0));
+  EXPECT_EQ(new_runner.unwritten_events(), 0u);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -64,10 +64,12 @@ class Router {
   Router& operator=(const Router&) = delete;
 
   // Applies a new config: bindings become a new matcher generation; new
-  // backends start, removed ones drain and stop, changed ones (type or
-  // options) are replaced; unchanged ones keep running untouched. Rings and
-  // the instance can't change while running. nullopt on success, else why
-  // not (the old config stays).
+  // backends start; removed ones get 5 s to write what they hold, then
+  // stop (what they did not write is dropped, logged); changed ones (type
+  // or options) are replaced by a runner that first writes what the old one
+  // did not within 1 s, in order (see BackendRunner); unchanged ones keep
+  // running untouched. Rings and the instance can't change while running.
+  // nullopt on success, else why not (the old config stays).
   std::optional<std::string> reload(RouterConfig config);
 
   // Every sink reopens what it writes to (SIGHUP, after logrotate's rename).
@@ -79,11 +81,13 @@ class Router {
   void stop(std::chrono::milliseconds drain);
 
   [[nodiscard]] perf::Block& block() noexcept { return block_.block(); }
-  // True when every worker has released all it read (everything written).
+  // True when every worker has released all it read (everything written);
+  // after stop(), whether they had when they stopped.
   [[nodiscard]] bool drained() const noexcept;
 
  private:
-  std::shared_ptr<sinks::BackendRunner> start_backend(const RouterBackend& backend);
+  std::shared_ptr<sinks::BackendRunner> start_backend(const RouterBackend& backend,
+                                                      std::shared_ptr<sinks::BackendRunner> predecessor = nullptr);
   std::unique_ptr<const Plan> make_plan(const RouterConfig& config);
 
   RouterConfig config_;
@@ -92,6 +96,7 @@ class Router {
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
+  bool drained_at_stop_ = false;
 };
 
 }  // namespace ringroute::ingest

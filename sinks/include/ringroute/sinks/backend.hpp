@@ -10,9 +10,17 @@
 // rereads the ring from where it stopped once it has room; producers see
 // `full` only when the ring is full of what it holds) or `drop` (the worker
 // drops new events for this backend alone, counted).
+//
+// A backend whose options change on reload gets a new runner that follows
+// the old one: it writes nothing until the old runner has stopped, then
+// first writes what the old one was handed and never wrote (as the old
+// options formatted it), then its own batches. So the backend's order holds
+// across the change, its written-through positions only rise, and a dead
+// old destination loses nothing: its events go to the new one.
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -53,7 +61,10 @@ struct BackendOptions {
 
 class BackendRunner {
  public:
-  BackendRunner(std::string name, BackendOptions options, std::unique_ptr<Sink> sink, perf::BackendSlot& slot);
+  // `predecessor`: the runner this one replaces (same backend, same perf
+  // slot), stopped by its owner soon after; null for a new backend.
+  BackendRunner(std::string name, BackendOptions options, std::unique_ptr<Sink> sink, perf::BackendSlot& slot,
+                std::shared_ptr<BackendRunner> predecessor = nullptr);
   ~BackendRunner();
   BackendRunner(const BackendRunner&) = delete;
   BackendRunner& operator=(const BackendRunner&) = delete;
@@ -78,7 +89,10 @@ class BackendRunner {
     // Acquire pairs with the sink thread's release store after the write.
     return slot_.written_through[ring].load(std::memory_order_acquire);
   }
-  [[nodiscard]] bool idle() const noexcept { return in_flight_events_.load(std::memory_order_acquire) == 0; }
+  [[nodiscard]] bool idle() const noexcept {
+    // Acquire pairs with the sink thread's release stores of both.
+    return in_flight_events_.load(std::memory_order_acquire) == 0 && !following_.load(std::memory_order_acquire);
+  }
 
   // --- control ---
   // Relaxed: a request flag; the sink thread acts on it at its next round.
@@ -86,10 +100,22 @@ class BackendRunner {
   // Waits up to `drain` for queued batches to be written, then stops the
   // thread (a batch still retrying stays unwritten: the ring still holds it).
   void stop(std::chrono::milliseconds drain);
+  // After stop(): events handed to this runner (or to the runners it
+  // followed) and not written.
+  [[nodiscard]] std::uint64_t unwritten_events() const;
 
  private:
   void run();
   void deliver(Batch* batch);
+  // Writes `batch` (retrying as its outcome says) and publishes its end as
+  // written through; false when a stop came first (it stays unwritten).
+  bool write_through(Batch* batch);
+  // Waits for the predecessor to stop and writes what it left; false when
+  // this runner was stopped first.
+  bool take_over();
+  // After stop(), for the successor: the batches handed over and not
+  // written, oldest first (the predecessor's leftovers before ours).
+  std::deque<Batch*> take_leftovers();
   void log_problem(const std::string& what);
   Batch* new_batch();
   void record_latencies(const Batch& batch) noexcept;
@@ -115,6 +141,15 @@ class BackendRunner {
   std::atomic<std::uint64_t> in_flight_bytes_{0};
   std::atomic<bool> reopen_{false};
   std::atomic<bool> stop_now_{false};
+  // Release after the thread is joined, acquire by the successor: all of
+  // this runner's state (queue, unfinished_, inherited_) is then settled.
+  std::atomic<bool> finished_{false};
+  // Kept while any batch it owns may still be ours to write.
+  std::shared_ptr<BackendRunner> predecessor_;
+  bool took_over_ = false;
+  std::atomic<bool> following_{false};  // until the predecessor's leftovers are written
+  std::deque<Batch*> inherited_;  // the predecessor's unwritten batches, written before our own
+  Batch* unfinished_ = nullptr;   // ours, its write cut short by a stop
   std::chrono::steady_clock::time_point last_log_{};
   std::thread thread_;
 };
