@@ -49,11 +49,11 @@ class Dir {
 // A router process: `ringroute run --config FILE`, stderr to a file.
 class RouterProcess {
  public:
-  RouterProcess(const std::string& config, const std::string& log) {
+  RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000") {
     pid_ = ::fork();
     if (pid_ == 0) {
       std::freopen(log.c_str(), "a", stderr);
-      ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "run", "--config", config.c_str(), "--drain-ms", "2000",
+      ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "run", "--config", config.c_str(), "--drain-ms", drain_ms,
               static_cast<char*>(nullptr));
       ::_exit(127);
     }
@@ -681,6 +681,46 @@ TEST(RunCommand, AFileBackendReplacedOnReloadUnderLoadKeepsEveryEventOnceInOrder
   EXPECT_EQ(reloads, 2u) << log;
   const auto events = read_events({dir / "a.ndjson"});
   ASSERT_EQ(events.size(), static_cast<std::size_t>(kEvents)) << log;
+  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(events[static_cast<std::size_t>(i)], std::make_pair(0, i));
+  cleanup(ring);
+}
+
+// A stop that cannot write everything says so, keeps it in the ring, and
+// the next start delivers it.
+TEST(RunCommand, AStopThatCannotWriteEverythingSaysSoAndTheNextStartDeliversIt) {
+  Dir dir;
+  const std::string ring = dir.unique("unwritten");
+  cleanup(ring);
+  const std::uint16_t port = ringroute::testing::free_port();
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {R"({"name": "web", "type": "http", "options": {"url": "http://127.0.0.1:)" +
+                          std::to_string(port) + R"(/in", "batch": {"max_events": 100}},
+                              "bindings": [{"verbosity": "trace"}]})"}));
+  constexpr int kEvents = 300;
+  {
+    RouterProcess router(dir / "edr.json", dir / "first.log", "200");
+    wait_for_ring(ring);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
+    std::this_thread::sleep_for(100ms);  // read and handed to the sink, which retries
+    ASSERT_EQ(router.stop(), 0);
+  }
+  const std::string first = read_text(dir / "first.log");
+  EXPECT_NE(first.find("what was not written stays in the ring"), std::string::npos) << first;
+  EXPECT_EQ(first.find("everything read was written"), std::string::npos) << first;
+
+  ringroute::testing::HttpReceiver http({}, port);
+  RouterProcess router(dir / "edr.json", dir / "second.log");
+  wait_for_ring(ring);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+  EXPECT_NE(read_text(dir / "second.log").find("everything read was written"), std::string::npos);
+  {
+    std::ofstream bodies(dir / "bodies.ndjson");
+    for (const auto& request : http.requests()) bodies << request.body;
+  }
+  const auto events = read_events({dir / "bodies.ndjson"});
+  ASSERT_EQ(events.size(), static_cast<std::size_t>(kEvents));
   for (int i = 0; i < kEvents; ++i) ASSERT_EQ(events[static_cast<std::size_t>(i)], std::make_pair(0, i));
   cleanup(ring);
 }
