@@ -17,7 +17,9 @@ namespace ringroute::ingest {
 using Clock = std::chrono::steady_clock;
 
 struct Plan {
-  std::unique_ptr<const matcher::Matcher> matcher;
+  // Shared: a worker keeps an older one while a backend that was behind at
+  // the change still rereads events read under it.
+  std::shared_ptr<const matcher::Matcher> matcher;
   std::vector<std::shared_ptr<sinks::BackendRunner>> backends;  // by matcher index; null: disabled
   std::vector<int> slot_of;                                     // perf slot by matcher index
   std::vector<std::uint32_t> encoder_of;                        // distinct encoder by matcher index
@@ -100,6 +102,12 @@ class Worker {
     std::uint64_t first_start;
     std::uint64_t end;
   };
+  struct EarlierGeneration {
+    std::uint64_t through = 0;  // events ending at or before this were read under it
+    std::shared_ptr<const matcher::Matcher> matcher;
+    std::uint32_t index = 0;  // the backend's index in it
+    matcher::BackendSet matched;
+  };
   struct SlotState {
     sinks::Batch* current = nullptr;
     sinks::BackendRunner* runner = nullptr;  // of the current batch
@@ -111,6 +119,7 @@ class Worker {
     // ring is full of what it holds, producers see `full`.
     bool behind = false;
     std::uint64_t behind_from = 0;
+    std::deque<EarlierGeneration> earlier;  // oldest first; only while behind across a change
   };
 
   void run() {
@@ -123,7 +132,10 @@ class Worker {
         // Batches are cut at a generation change so each is written by the
         // runner that was current when its events matched.
         submit_all();
-        if (plan != nullptr) forget_slots_missing_from(*current);
+        if (plan != nullptr) {
+          forget_slots_missing_from(*current);
+          keep_generation_for_behind_slots();
+        }
         plan = current;
         plan_serial = current->serial;
         adopt(*plan);
@@ -191,6 +203,7 @@ class Worker {
   }
 
   void adopt(const Plan& plan) {
+    matcher_ = plan.matcher;
     encoders_.clear();
     for (const auto& options : plan.encoders) encoders_.emplace_back(options);
     formatted_serial_.assign(plan.encoders.size(), 0);
@@ -226,6 +239,41 @@ class Worker {
     }
   }
 
+  // Events are matched by the generation current when they were read
+  // (DESIGN.md: events in flight finish on the generation they started
+  // on). A backend behind at a change rereads events read before it, so it
+  // keeps that generation's matcher, and its index there, up to the change.
+  void keep_generation_for_behind_slots() {
+    for (std::size_t slot : active_) {
+      SlotState& state = slots_[slot];
+      const int index = index_of_slot_[slot];
+      if (!state.behind || index < 0 || state.behind_from >= last_end_) continue;
+      EarlierGeneration earlier;
+      earlier.through = last_end_;
+      earlier.matcher = matcher_;
+      earlier.index = static_cast<std::uint32_t>(index);
+      earlier.matched.resize(matcher_->backend_count());
+      state.earlier.push_back(std::move(earlier));
+    }
+  }
+
+  // Whether the event (ring bytes ending at `end`) matched backend `index`
+  // of `plan`, or of the earlier generation it was read under.
+  bool matched_for_catch_up(const Plan& plan, SlotState& state, std::uint32_t index, std::uint64_t end) {
+    while (!state.earlier.empty() && state.earlier.front().through < end) state.earlier.pop_front();
+    if (state.earlier.empty()) {
+      matched_.clear();
+      plan.matcher->match(view_, scratch_, matched_);
+      return matched_.test(index);
+    }
+    EarlierGeneration& earlier = state.earlier.front();
+    earlier.matched.clear();
+    // Its own scratch: one scratch switching generations would rebuild its
+    // per-generation state (the filters' regexes) at every switch.
+    earlier.matcher->match(view_, earlier_scratch_, earlier.matched);
+    return earlier.matched.test(earlier.index);
+  }
+
   // Rereads the ring for backends behind whose queues have room again, from
   // where each stopped to what the others have read, routing to it alone.
   std::size_t catch_up(const Plan& plan, std::size_t budget) {
@@ -251,9 +299,10 @@ class Worker {
             start = end;
             // A corrupt record was counted when first read.
             if (event::decode(record, view_) != event::DecodeError::none) return;
-            matched_.clear();
-            plan.matcher->match(view_, scratch_, matched_);
-            if (!matched_.test(static_cast<std::uint32_t>(index)) || end <= skip_through_[slot]) return;
+            if (!matched_for_catch_up(plan, state, static_cast<std::uint32_t>(index), end) ||
+                end <= skip_through_[slot]) {
+              return;
+            }
             if (append(plan, view_, static_cast<std::uint32_t>(index), slot, runner, record_start, end, false)) {
               submit(slot);
             }
@@ -266,6 +315,7 @@ class Worker {
 
   void stop_behind(SlotState& state) {
     state.behind = false;
+    state.earlier.clear();
     --behind_count_;
   }
 
@@ -480,6 +530,8 @@ class Worker {
   event::EventView view_;                      // catch_up()'s record
   matcher::MatchScratch scratch_;
   matcher::BackendSet matched_;                // catch_up()'s
+  std::shared_ptr<const matcher::Matcher> matcher_;  // the current plan's
+  matcher::MatchScratch earlier_scratch_;      // for earlier generations' matchers
   struct Staged {
     std::span<const std::byte> record;
     std::uint64_t end;

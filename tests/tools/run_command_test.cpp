@@ -725,6 +725,51 @@ TEST(RunCommand, AStopThatCannotWriteEverythingSaysSoAndTheNextStartDeliversIt) 
   cleanup(ring);
 }
 
+// Events are matched by the generation current when they were read. A
+// backend behind at a reload rereads those events later: it must match them
+// by the bindings it had then (as every other backend did), not the new ones.
+TEST(RunCommand, ABackendBehindAtAReloadGetsWhatItsOldBindingsMatchedBeforeIt) {
+  Dir dir;
+  const std::string ring = dir.unique("generation");
+  cleanup(ring);
+  const std::uint16_t port = ringroute::testing::free_port();
+  auto config = [&](const std::string& late_bindings) {
+    return config_text(dir, ring, 8 << 20,
+                       {R"({"name": "late", "type": "http", "options": {"url": "http://127.0.0.1:)" +
+                            std::to_string(port) + R"(/late", "max_connections": 1, "batch": {"max_events": 200},
+                                "queue": {"max_events": 1000, "when_full": "block"}},
+                              "bindings": )" + late_bindings + "}",
+                        file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")});
+  };
+  write_file(dir / "edr.json", config(R"([{"verbosity": "trace"}])"));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  constexpr int kBefore = 5000, kAfter = 300;
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, kBefore)), 0);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (read_events({dir / "ok.ndjson"}).size() < kBefore && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(read_events({dir / "ok.ndjson"}).size(), static_cast<std::size_t>(kBefore));
+  // "late" (down, queue full, behind) now takes only critical events.
+  write_file(dir / "edr.json", config(R"([{"severity": "critical", "exact_severity": true, "verbosity": "trace"}])"));
+  router.signal(SIGHUP);
+  wait_for_log(dir / "router.log", "reloaded");
+  ASSERT_EQ(wait_child(spawn_producer(ring, 1, kAfter)), 0);
+  ringroute::testing::HttpReceiver http({}, port);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+  {
+    std::ofstream bodies(dir / "late-bodies.ndjson");
+    for (const auto& request : http.requests()) bodies << request.body;
+  }
+  std::vector<std::pair<int, int>> expected;
+  for (int i = 0; i < kBefore; ++i) expected.emplace_back(0, i);
+  for (int i = 2; i < kAfter; i += 3) expected.emplace_back(1, i);  // severity 1 + i % 3: critical is i % 3 == 2
+  EXPECT_EQ(read_events({dir / "late-bodies.ndjson"}), expected);
+  cleanup(ring);
+}
+
 TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   Dir dir;
   const std::string ring = dir.unique("amqp");
