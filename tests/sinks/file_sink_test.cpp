@@ -108,34 +108,30 @@ TEST(FileSink, NoticesAVanishedFileWithinASecondWithoutAHup) {
   EXPECT_EQ(slurp(o.path), "after\n");
 }
 
-TEST(FileSink, CutsALineLeftHalfWrittenByACrash) {
+// The file after a sink is made on a file holding `before`, another writer
+// appends `meanwhile`, and the sink writes one batch of `line`.
+std::string after_first_write(const std::string& before, const std::string& meanwhile, const std::string& line) {
   TempDir dir;
   fs::create_directories(dir / "");
-  const std::string path = dir / "out.ndjson";
-  std::ofstream(path) << "{\"a\":1}\n{\"b\":2}\n{\"c\":";
   FileSinkOptions o;
-  o.path = path;
+  o.path = dir / "out.ndjson";
+  std::ofstream(o.path) << before;
   FileSink sink(o);
+  std::ofstream(o.path, std::ios::app) << meanwhile;
   std::string why;
-  ASSERT_EQ(sink.write(batch_of("{\"c\":3}\n"), why), Outcome::ok);
-  EXPECT_EQ(slurp(path), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+  EXPECT_EQ(sink.write(batch_of(line), why), Outcome::ok) << why;
+  return slurp(o.path);
+}
+
+TEST(FileSink, CutsALineLeftHalfWrittenByACrash) {
+  EXPECT_EQ(after_first_write("{\"a\":1}\n{\"b\":2}\n{\"c\":", "", "{\"c\":3}\n"), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
 }
 
 // On reload a new sink is made for a file the old one may still be
 // appending to: a line cut off when the sink is made but finished before
 // its first write is the old writer's, not a crash's.
 TEST(FileSink, LooksForACutOffLineAtItsFirstWriteNotWhenMade) {
-  TempDir dir;
-  fs::create_directories(dir / "");
-  const std::string path = dir / "out.ndjson";
-  std::ofstream(path) << "{\"a\":1}\n{\"b\":";
-  FileSinkOptions o;
-  o.path = path;
-  FileSink sink(o);
-  std::ofstream(path, std::ios::app) << "2}\n";  // the other writer finishes its line
-  std::string why;
-  ASSERT_EQ(sink.write(batch_of("{\"c\":3}\n"), why), Outcome::ok) << why;
-  EXPECT_EQ(slurp(path), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+  EXPECT_EQ(after_first_write("{\"a\":1}\n{\"b\":", "2}\n", "{\"c\":3}\n"), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
 }
 
 TEST(FileSink, FullDiskIsARetryNamingTheFile) {

@@ -241,6 +241,75 @@ void expect_never_connected(const std::string& stat_json, std::size_t index, std
   EXPECT_EQ(uint64_t(backend["dropped"]["queue_full"]) > 0, dropped);
 }
 
+// An http backend "late" on 127.0.0.1:`port`, one connection, batches of
+// 200, a queue of 1000 events under `block`.
+std::string late_http_backend(std::uint16_t port, const std::string& bindings = R"([{"verbosity": "trace"}])") {
+  return R"({"name": "late", "type": "http", "options": {"url": "http://127.0.0.1:)" + std::to_string(port) +
+         R"(/late", "max_connections": 1, "batch": {"max_events": 200},
+             "queue": {"max_events": 1000, "when_full": "block"}},
+           "bindings": )" + bindings + "}";
+}
+
+// Waits (up to 10 s) until the files hold `count` events; returns them.
+std::vector<std::pair<int, int>> wait_for_events(const std::vector<std::string>& paths, std::size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto events = read_events(paths);
+  while (events.size() < count && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+    events = read_events(paths);
+  }
+  return events;
+}
+
+// The events in the bodies the receiver got, in the order it got them.
+std::vector<std::pair<int, int>> received_events(const ringroute::testing::HttpReceiver& http, const Dir& dir) {
+  const std::string path = dir / "received.ndjson";
+  {
+    std::ofstream bodies(path);
+    for (const auto& request : http.requests()) bodies << request.body;
+  }
+  return read_events({path});
+}
+
+// Producer `k`'s events 0 .. count-1, in order.
+std::vector<std::pair<int, int>> in_order(int k, int count) {
+  std::vector<std::pair<int, int>> out;
+  for (int i = 0; i < count; ++i) out.emplace_back(k, i);
+  return out;
+}
+
+// A router with "late" (http, `block`, its destination down at first) and
+// "ok" (a file) taking every event; producer 0's first events routed.
+class LateBackendRun {
+ public:
+  explicit LateBackendRun(const std::string& name) : ring(dir.unique(name)), port(ringroute::testing::free_port()) {
+    cleanup(ring);
+  }
+  ~LateBackendRun() { cleanup(ring); }
+  [[nodiscard]] std::string config(const std::string& late_bindings = R"([{"verbosity": "trace"}])",
+                                   std::uint16_t late_port = 0) const {
+    return config_text(dir, ring, 8 << 20,
+                       {late_http_backend(late_port != 0 ? late_port : port, late_bindings),
+                        file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")});
+  }
+  // Starts the router and has producer 0 emit `count` events; returns once
+  // "ok" has them all (so every one was read and routed).
+  void start_and_route(int count) {
+    write_file(dir / "edr.json", config());
+    router = std::make_unique<RouterProcess>(dir / "edr.json", dir / "router.log");
+    wait_for_ring(ring);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, count)), 0);
+    ASSERT_EQ(wait_for_events({dir / "ok.ndjson"}, static_cast<std::size_t>(count)), in_order(0, count))
+        << read_text(dir / "router.log");
+  }
+
+  Dir dir;
+  const std::string ring;
+  const std::uint16_t port;  // where "late" sends
+  std::unique_ptr<RouterProcess> router;
+};
+
+
 TEST(RunCommand, EveryEventReachesExactlyTheBackendsItsBindingsName) {
   Dir dir;
   const std::string ring = dir.unique("e2e");
@@ -549,53 +618,25 @@ TEST(RunCommand, SyslogAndHttpBackendsDeliverEveryEventOnceAndADeadOneUnderDropS
 }
 
 TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderWhenItReturns) {
-  Dir dir;
-  const std::string ring = dir.unique("behind");
-  cleanup(ring);
-  const std::uint16_t late_port = ringroute::testing::free_port();
-  write_file(dir / "edr.json",
-             config_text(dir, ring, 8 << 20,
-                         {R"({"name": "late", "type": "http", "options": {"url": "http://127.0.0.1:)" +
-                              std::to_string(late_port) +
-                              R"(/late", "max_connections": 1, "batch": {"max_events": 200},
-                                  "queue": {"max_events": 1000, "when_full": "block"}},
-                              "bindings": [{"verbosity": "trace"}]})",
-                          file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
-  RouterProcess router(dir / "edr.json", dir / "router.log");
-  wait_for_ring(ring);
-  constexpr int kEvents = 20000;
-  ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
-
   // The healthy backend gets everything while the other is still down.
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (read_events({dir / "ok.ndjson"}).size() < kEvents && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  const auto ok_events = read_events({dir / "ok.ndjson"});
-  ASSERT_EQ(ok_events.size(), static_cast<std::size_t>(kEvents)) << read_text(dir / "router.log");
-  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(ok_events[static_cast<std::size_t>(i)], std::make_pair(0, i));
-  expect_never_connected(run_capture("stat --json --instance " + ring), 0, "late", false);
+  LateBackendRun run("behind");
+  constexpr int kEvents = 20000;
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
+  expect_never_connected(run_capture("stat --json --instance " + run.ring), 0, "late", false);
   // The ring still holds the dead backend's events.
   ringroute::ring::Segment segment;
-  ASSERT_EQ(ringroute::ring::Segment::attach(ring, segment, nullptr), ringroute::ring::Status::ok);
+  ASSERT_EQ(ringroute::ring::Segment::attach(run.ring, segment, nullptr), ringroute::ring::Status::ok);
   EXPECT_NE(segment.header().head.load(), segment.header().tail.load());
 
   // It comes back: it catches up from the ring, every event once, in order.
-  ringroute::testing::HttpReceiver http({}, late_port);
-  wait_drained(ring);
-  ASSERT_EQ(router.stop(), 0);
-  {
-    std::ofstream bodies(dir / "late-bodies.ndjson");
-    for (const auto& request : http.requests()) {
-      EXPECT_EQ(request.target, "/late");
-      EXPECT_LE(std::count(request.body.begin(), request.body.end(), '\n'), 200);
-      bodies << request.body;
-    }
+  ringroute::testing::HttpReceiver http({}, run.port);
+  wait_drained(run.ring);
+  ASSERT_EQ(run.router->stop(), 0);
+  for (const auto& request : http.requests()) {
+    EXPECT_EQ(request.target, "/late");
+    EXPECT_LE(std::count(request.body.begin(), request.body.end(), '\n'), 200);
   }
-  const auto late_events = read_events({dir / "late-bodies.ndjson"});
-  ASSERT_EQ(late_events.size(), static_cast<std::size_t>(kEvents));
-  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(late_events[static_cast<std::size_t>(i)], std::make_pair(0, i));
-  cleanup(ring);
+  EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
 }
 
 // A backend whose options change gets a new runner; the old one is handed
@@ -604,49 +645,21 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
 // old destination is dead (often why the config changed), what it held goes
 // to the new one.
 TEST(RunCommand, ABackendReplacedOnReloadWhileItsDestinationIsDeadLosesAndReordersNothing) {
-  Dir dir;
-  const std::string ring = dir.unique("replace");
-  cleanup(ring);
-  const std::uint16_t dead_port = ringroute::testing::free_port();
-  auto late_backend = [&](std::uint16_t port) {
-    return R"({"name": "late", "type": "http", "options": {"url": "http://127.0.0.1:)" + std::to_string(port) +
-           R"(/late", "max_connections": 1, "batch": {"max_events": 200},
-               "queue": {"max_events": 1000, "when_full": "block"}},
-             "bindings": [{"verbosity": "trace"}]})";
-  };
-  write_file(dir / "edr.json", config_text(dir, ring, 8 << 20,
-                                           {late_backend(dead_port),
-                                            file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
-  RouterProcess router(dir / "edr.json", dir / "router.log");
-  wait_for_ring(ring);
+  // Everything routed: "late" holds a full queue of batches it keeps
+  // retrying and is behind for the rest.
+  LateBackendRun run("replace");
   constexpr int kEvents = 5000;
-  ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
-  // Everything routed: "ok" has it all, "late" holds a full queue of
-  // batches it keeps retrying and is behind for the rest.
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (read_events({dir / "ok.ndjson"}).size() < kEvents && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_EQ(read_events({dir / "ok.ndjson"}).size(), static_cast<std::size_t>(kEvents));
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
 
   ringroute::testing::HttpReceiver http;
-  write_file(dir / "edr.json", config_text(dir, ring, 8 << 20,
-                                           {late_backend(http.port()),
-                                            file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
-  router.signal(SIGHUP);
-  wait_for_log(dir / "router.log", "reloaded");
-  wait_drained(ring);
-  ASSERT_EQ(router.stop(), 0);
-  {
-    std::ofstream bodies(dir / "late-bodies.ndjson");
-    for (const auto& request : http.requests()) bodies << request.body;
-  }
-  const auto late_events = read_events({dir / "late-bodies.ndjson"});
-  ASSERT_EQ(late_events.size(), static_cast<std::size_t>(kEvents)) << read_text(dir / "router.log");
-  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(late_events[static_cast<std::size_t>(i)], std::make_pair(0, i));
-  EXPECT_NE(read_text(dir / "router.log").find("its previous configuration was handed and did not write"),
-            std::string::npos);
-  cleanup(ring);
+  write_file(run.dir / "edr.json", run.config(R"([{"verbosity": "trace"}])", http.port()));
+  run.router->signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "reloaded");
+  wait_drained(run.ring);
+  ASSERT_EQ(run.router->stop(), 0);
+  const std::string log = read_text(run.dir / "router.log");
+  EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents)) << log;
+  EXPECT_NE(log.find("its previous configuration was handed and did not write"), std::string::npos) << log;
 }
 
 // The same with a healthy file backend under load: the old runner drains
@@ -679,9 +692,7 @@ TEST(RunCommand, AFileBackendReplacedOnReloadUnderLoadKeepsEveryEventOnceInOrder
   std::size_t reloads = 0;
   for (std::size_t at = log.find("reloaded"); at != std::string::npos; at = log.find("reloaded", at + 1)) ++reloads;
   EXPECT_EQ(reloads, 2u) << log;
-  const auto events = read_events({dir / "a.ndjson"});
-  ASSERT_EQ(events.size(), static_cast<std::size_t>(kEvents)) << log;
-  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(events[static_cast<std::size_t>(i)], std::make_pair(0, i));
+  EXPECT_EQ(read_events({dir / "a.ndjson"}), in_order(0, kEvents)) << log;
   cleanup(ring);
 }
 
@@ -715,13 +726,7 @@ TEST(RunCommand, AStopThatCannotWriteEverythingSaysSoAndTheNextStartDeliversIt) 
   wait_drained(ring);
   ASSERT_EQ(router.stop(), 0);
   EXPECT_NE(read_text(dir / "second.log").find("everything read was written"), std::string::npos);
-  {
-    std::ofstream bodies(dir / "bodies.ndjson");
-    for (const auto& request : http.requests()) bodies << request.body;
-  }
-  const auto events = read_events({dir / "bodies.ndjson"});
-  ASSERT_EQ(events.size(), static_cast<std::size_t>(kEvents));
-  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(events[static_cast<std::size_t>(i)], std::make_pair(0, i));
+  EXPECT_EQ(received_events(http, dir), in_order(0, kEvents));
   cleanup(ring);
 }
 
@@ -729,45 +734,21 @@ TEST(RunCommand, AStopThatCannotWriteEverythingSaysSoAndTheNextStartDeliversIt) 
 // backend behind at a reload rereads those events later: it must match them
 // by the bindings it had then (as every other backend did), not the new ones.
 TEST(RunCommand, ABackendBehindAtAReloadGetsWhatItsOldBindingsMatchedBeforeIt) {
-  Dir dir;
-  const std::string ring = dir.unique("generation");
-  cleanup(ring);
-  const std::uint16_t port = ringroute::testing::free_port();
-  auto config = [&](const std::string& late_bindings) {
-    return config_text(dir, ring, 8 << 20,
-                       {R"({"name": "late", "type": "http", "options": {"url": "http://127.0.0.1:)" +
-                            std::to_string(port) + R"(/late", "max_connections": 1, "batch": {"max_events": 200},
-                                "queue": {"max_events": 1000, "when_full": "block"}},
-                              "bindings": )" + late_bindings + "}",
-                        file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")});
-  };
-  write_file(dir / "edr.json", config(R"([{"verbosity": "trace"}])"));
-  RouterProcess router(dir / "edr.json", dir / "router.log");
-  wait_for_ring(ring);
+  LateBackendRun run("generation");
   constexpr int kBefore = 5000, kAfter = 300;
-  ASSERT_EQ(wait_child(spawn_producer(ring, 0, kBefore)), 0);
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (read_events({dir / "ok.ndjson"}).size() < kBefore && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_EQ(read_events({dir / "ok.ndjson"}).size(), static_cast<std::size_t>(kBefore));
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kBefore));
   // "late" (down, queue full, behind) now takes only critical events.
-  write_file(dir / "edr.json", config(R"([{"severity": "critical", "exact_severity": true, "verbosity": "trace"}])"));
-  router.signal(SIGHUP);
-  wait_for_log(dir / "router.log", "reloaded");
-  ASSERT_EQ(wait_child(spawn_producer(ring, 1, kAfter)), 0);
-  ringroute::testing::HttpReceiver http({}, port);
-  wait_drained(ring);
-  ASSERT_EQ(router.stop(), 0);
-  {
-    std::ofstream bodies(dir / "late-bodies.ndjson");
-    for (const auto& request : http.requests()) bodies << request.body;
-  }
-  std::vector<std::pair<int, int>> expected;
-  for (int i = 0; i < kBefore; ++i) expected.emplace_back(0, i);
+  write_file(run.dir / "edr.json",
+             run.config(R"([{"severity": "critical", "exact_severity": true, "verbosity": "trace"}])"));
+  run.router->signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "reloaded");
+  ASSERT_EQ(wait_child(spawn_producer(run.ring, 1, kAfter)), 0);
+  ringroute::testing::HttpReceiver http({}, run.port);
+  wait_drained(run.ring);
+  ASSERT_EQ(run.router->stop(), 0);
+  std::vector<std::pair<int, int>> expected = in_order(0, kBefore);
   for (int i = 2; i < kAfter; i += 3) expected.emplace_back(1, i);  // severity 1 + i % 3: critical is i % 3 == 2
-  EXPECT_EQ(read_events({dir / "late-bodies.ndjson"}), expected);
-  cleanup(ring);
+  EXPECT_EQ(received_events(http, run.dir), expected);
 }
 
 TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
