@@ -32,6 +32,8 @@ namespace http = boost::beast::http;
 
 namespace {
 
+constexpr std::uint64_t kResponseBodyLimit = 1 << 20;
+
 constexpr std::size_t kReceiveChunk = 16 * 1024;
 constexpr std::size_t kLoggedBodyBytes = 200;
 
@@ -239,6 +241,14 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     Connection& c = *connections_[index];
     c.stream.receive(*loop_, c.in, c.in_used, index * Stream::kOps, options_.timeout);
   };
+  // A parser for the next response on `c`. Bodies are kept (an error's
+  // excerpt goes into the log) up to kResponseBodyLimit; headers up to 64 KiB.
+  auto new_parser = [](Connection& c) {
+    c.parser.emplace();
+    c.parser->body_limit(kResponseBodyLimit);
+    c.parser->header_limit(64 * 1024);
+    c.parser->eager(true);
+  };
   // Gives an idle connection the next pending request; false when none is left.
   auto dispatch = [&](std::size_t index) -> bool {
     if (stop_dispatch) return false;
@@ -251,10 +261,8 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     c.request = next;
     requests_[next].state = Request::State::sending;
     c.busy = true;
-    c.parser.emplace();
+    new_parser(c);
     c.in_used = 0;
-    c.parser->body_limit(1 << 20);
-    c.parser->eager(true);
     build(c, batch, requests_[next]);
     if (c.stream.is_open()) {
       send_next(index);
@@ -273,7 +281,9 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     }
     return true;
   };
-  auto finish_response = [&](std::size_t index) {
+  // `keep`: false when the connection can't be used again whatever the
+  // response says (a 2xx whose body was past the limit and not read).
+  auto finish_response = [&](std::size_t index, bool keep_connection = true) {
     Connection& c = *connections_[index];
     const auto& response = c.parser->get();
     const unsigned status = response.result_int();
@@ -307,7 +317,7 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
         }
       }
     }
-    const bool keep = response.keep_alive();
+    const bool keep = keep_connection && response.keep_alive();
     c.busy = false;
     c.parser.reset();
     if (!keep) close_connection(c);
@@ -360,12 +370,29 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     // the front of `in` and are offered again with what follows.
     const std::size_t size = c.in_used + static_cast<std::size_t>(plain);
     std::size_t offset = 0;
-    while (offset < size && !c.parser->is_done()) {
-      const std::size_t used = c.parser->put(boost::asio::const_buffer(c.in.data() + offset, size - offset), ec);
-      if (ec == http::error::need_more) ec = {};
-      if (ec) return fail(index, "bad response from " + where_ + ": " + ec.message());
-      if (used == 0) break;
-      offset += used;
+    for (;;) {
+      while (offset < size && !c.parser->is_done()) {
+        const std::size_t used = c.parser->put(boost::asio::const_buffer(c.in.data() + offset, size - offset), ec);
+        if (ec == http::error::need_more) ec = {};
+        // A body past the limit is not read (Beast checks a chunked or
+        // to-the-end body as it comes, not a Content-Length): the status
+        // decides, and the connection goes with the unread rest. Retrying
+        // an accepted request for its answer's size would send it again.
+        if (c.parser->is_header_done() && !c.parser->is_done() &&
+            (ec == http::error::body_limit || c.parser->content_length().value_or(0) > kResponseBodyLimit)) {
+          c.in_used = 0;
+          return finish_response(index, false);
+        }
+        if (ec) return fail(index, "bad response from " + where_ + ": " + ec.message());
+        if (used == 0) break;
+        offset += used;
+      }
+      // An interim response (100 Continue, 103 Early Hints) comes before the
+      // real one (RFC 9110 section 15.2): skipped, or every later response
+      // would be taken for the next request's.
+      if (!c.parser->is_done() || c.parser->get().result_int() / 100 != 1) break;
+      if (c.parser->get().result_int() == 101) return fail(index, where_ + " switched protocols (HTTP 101)");
+      new_parser(c);
     }
     c.in_used = 0;
     if (c.parser->is_done()) return finish_response(index);

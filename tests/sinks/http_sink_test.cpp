@@ -271,6 +271,45 @@ TEST_F(HttpSinkTest, ChunkedResponsesAreReadWholeAndKeepTheConnection) {
   EXPECT_EQ(counters_.connects.read(), 1u);  // the chunked bodies ended the responses, not the connection
 }
 
+// RFC 9110 section 15.2: a client skips interim (1xx) responses. Taken for
+// the final one, the first request was counted as rejected and every later
+// response was matched to the request before it.
+TEST_F(HttpSinkTest, InterimResponsesAreSkippedInOneReadOrApart) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    return HttpResponse{.status = index == 2 ? 503u : 200u,
+                        .interim = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                        .interim_apart = index % 2 == 1};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 5);
+  // The 503 is the third request's: it and those not sent yet go again.
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::retry) << why_;
+  EXPECT_NE(why_.find("HTTP 503"), std::string::npos) << why_;
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(sink.rejected_events(), 0u) << why_;
+  std::vector<std::string> ids;
+  for (const HttpRequest& r : receiver.requests()) ids.push_back(ids_in(r.body).at(0));
+  EXPECT_EQ(ids, (std::vector<std::string>{"e-0", "e-1", "e-2", "e-2", "e-3", "e-4"}));
+  EXPECT_EQ(counters_.connects.read(), 1u);
+}
+
+// An answer's body past the sink's limit is not read (it was, whole, into
+// memory, whatever its Content-Length): an accepted request is done, and
+// the connection with the unread rest is closed.
+TEST_F(HttpSinkTest, AnAcceptedRequestWithAHugeAnswerIsDoneNotRetried) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 200, .body = std::string(3 << 20, 'x')};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 4});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 8);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(sink.rejected_events(), 0u);
+  EXPECT_EQ(receiver.requests().size(), 2u);
+  EXPECT_EQ(counters_.connects.read(), 2u);  // the unread body closed the first connection
+}
+
 TEST_F(HttpSinkTest, RedirectIsNotFollowedAndCountsAsRejected) {
   HttpReceiver receiver([](const HttpRequest&, std::size_t) {
     return HttpResponse{.status = 301, .headers = {{"Location", "http://elsewhere/"}}};

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -40,6 +41,10 @@ struct HttpResponse {
   bool hang = false;   // never answer (the connection stays open)
   bool close = false;  // answer with Connection: close, then close
   bool chunked = false;  // the body in two chunks (Transfer-Encoding: chunked)
+  // Interim responses sent first ("HTTP/1.1 100 Continue\r\n\r\n"...):
+  // with the final one in one send, or apart, 20 ms before it.
+  std::string interim;
+  bool interim_apart = false;
 };
 
 class HttpReceiver {
@@ -175,7 +180,13 @@ class HttpReceiver {
         }
         return close_fd(fd);
       }
-      std::string text = "HTTP/1.1 " + std::to_string(response.status) + " X\r\n";
+      std::string text = response.interim;
+      if (response.interim_apart && !text.empty()) {
+        if (!send_all(text)) return close_fd(fd);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        text.clear();
+      }
+      text += "HTTP/1.1 " + std::to_string(response.status) + " X\r\n";
       for (const auto& [name, value] : response.headers) text += name + ": " + value + "\r\n";
       if (response.close) text += "Connection: close\r\n";
       if (response.chunked) {
