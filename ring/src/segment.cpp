@@ -101,8 +101,10 @@ bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept {
   if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
   if (start_ticks == 0) return true;
   const std::uint64_t now_ticks = process_start_ticks(pid);
-  // 0: gone between the two checks, or a zombie without /proc access.
-  return now_ticks == start_ticks;
+  // 0: /proc does not show it (mounted hidepid, another user's process),
+  // or it went between the two checks. kill() said it exists: alive is the
+  // safe answer (a claim of the dead is still skipped on the timeout).
+  return now_ticks == 0 || now_ticks == start_ticks;
 }
 
 void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcept {
