@@ -331,6 +331,10 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
   if ((flags & ~RR_EMIT_BODY_TRUSTED) != 0) {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_emit: unknown flags 0x%x", flags & ~RR_EMIT_BODY_TRUSTED);
   }
+  if (p->ring->forked()) [[unlikely]] {
+    return fail(error, RR_BAD_ARGUMENT, 0,
+                "rr_emit: this producer was opened before fork(); open one in the child (the parent's stays usable)");
+  }
   // A bad event must leave the ring untouched. A batch of one window is
   // checked while it is prepared, before anything is claimed; a longer one
   // is checked whole first.

@@ -1,8 +1,10 @@
 #include "ringroute/ring/ring.hpp"
 
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -10,6 +12,7 @@ namespace ringroute::ring {
 
 namespace detail {
 std::atomic<void (*)()> after_claim_hook{nullptr};
+std::atomic<std::uint64_t> fork_generation{0};
 }  // namespace detail
 
 namespace {
@@ -45,6 +48,11 @@ Producer::Producer(Segment segment)
       mask_(segment_.capacity() - 1),
       slot_(&header_->overflow_slot),
       slot_index_(kNoSlot) {
+  static const int registered = ::pthread_atfork(nullptr, nullptr, [] {
+    detail::fork_generation.fetch_add(1, std::memory_order_relaxed);
+  });
+  (void)registered;  // only fails for lack of memory: then forks go unnoticed, as before
+  fork_generation_ = detail::fork_generation.load(std::memory_order_relaxed);
   const pid_t self = ::getpid();
   const std::uint64_t ticks = process_start_ticks(self);
   for (bool only_free : {true, false}) {
@@ -59,7 +67,7 @@ Producer::Producer(Segment segment)
 }
 
 Producer::~Producer() {
-  if (slot_index_ != kNoSlot) {
+  if (slot_index_ != kNoSlot && !forked()) {
     // Release: our commits happen-before the slot reads as free.
     slot_->owner_pid.store(0, std::memory_order_release);
   }
@@ -178,9 +186,12 @@ void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
   header_->consumer_sleeping.store(1, std::memory_order_relaxed);
   // Dekker with Producer::wake_consumer_if_sleeping: flag, fence, re-check.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  const std::uint64_t word =
-      detail::header_word(data_ + (read_position_ & mask_)).load(std::memory_order_acquire);
-  if (header_length(word) <= 0) {
+  // A ring full of records read but not released yet holds nothing new
+  // (the word at the read position is our own oldest record): sleep too,
+  // or a router whose sinks are stuck would spin on a core.
+  const bool full_of_ours = read_position_ - released_ >= mask_ + 1;
+  if (full_of_ours ||
+      header_length(detail::header_word(data_ + (read_position_ & mask_)).load(std::memory_order_acquire)) <= 0) {
     header_->consumer_sleeps.add_single_writer(1);
     detail::futex_wait(header_->consumer_wake, seen, timeout);
   }
@@ -228,7 +239,9 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     }
     if (!dead) return false;
     skip = static_cast<std::uint64_t>(-static_cast<std::int64_t>(length));
-    if (skip % kRecordAlignment != 0 || skip > capacity - index) {
+    // Acquire pairs with the producers' CAS on tail: no claim reaches past it.
+    if (skip % kRecordAlignment != 0 || skip > capacity - index ||
+        skip > header_->tail.load(std::memory_order_acquire) - read_position_) {
       framing_broken(index);
       return false;
     }
@@ -260,7 +273,9 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
   // A header that can't be a record's: something other than the producer
   // library wrote into the ring. Nothing after it can be framed, so give up
   // on what is there now and resume at the producers' tail.
-  const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
+  // Acquire pairs with the producers' CAS on tail. Never backwards: the
+  // space behind the read position is ours until released.
+  const std::uint64_t tail = std::max(header_->tail.load(std::memory_order_acquire), read_position_);
   header_->corrupt.add_single_writer(1);
   std::fprintf(stderr,
                "ringroute: ring %s: corrupt record header at offset %llu; skipping %llu bytes to the tail\n",

@@ -1,6 +1,7 @@
 // The producer library's API in one process: arguments, body checks with
 // byte offsets, generated fields, batches, full rings.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -168,6 +169,31 @@ TEST(Producer, PrefaultBetweenEmitsChangesNoEventAndNeedsAnOpenProducer) {
   EXPECT_EQ(events[1].body, R"({"n":2})");
   EXPECT_EQ(events[1].id, "pf-1");
   EXPECT_EQ(rr_producer_prefault(nullptr), RR_BAD_ARGUMENT);
+}
+
+// A pre-fork daemon opens its producer, then forks workers: a worker using
+// the parent's handle would write under the parent's slot and ids. It is
+// told to open its own; the parent's handle goes on working.
+TEST(Producer, AHandleOpenedBeforeForkIsRefusedInTheChild) {
+  TestRing r(1 << 16);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name, "pre");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    rr_error error{};
+    const rr_status s = p.emit(with_body("{}"), 0, &error);
+    const bool told = s == RR_BAD_ARGUMENT && std::strstr(error.message, "before fork()") != nullptr;
+    EventProducer own = open_producer(r.name, "child");
+    ::_exit(told && own.emit(with_body(R"({"from":"child"})")) == RR_OK ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_EQ(p.emit(with_body(R"({"from":"parent"})")), RR_OK);
+  const auto events = drain(c);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].body, R"({"from":"child"})");
+  EXPECT_EQ(events[1].id, "pre-0");
 }
 
 TEST(Producer, BadArgumentsAreNamed) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -221,6 +222,64 @@ TEST(Ring, BrokenFramingIsCountedAsCorruptAndReadingGoesOn) {
   EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
   ASSERT_EQ(put(p, "later"), ring::Status::ok);
   EXPECT_EQ(take(c), (std::vector<std::string>{"later"}));
+}
+
+// A record whose length runs past what producers claimed (inside the lap,
+// so the lap-end check passes) was not written by the library: taken, it
+// would carry the read, then the release, past the producers' tail.
+TEST(Ring, ARecordLongerThanWhatWasClaimedIsCorruptNotRead) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  ASSERT_EQ(put(p, "good"), ring::Status::ok);
+  ASSERT_EQ(put(p, "doomed"), ring::Status::ok);
+  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(1024, 0));
+  EXPECT_EQ(take(c), (std::vector<std::string>{"good"}));
+  EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
+  EXPECT_EQ(c.read_position(), r.segment.header().tail.load());
+  ASSERT_EQ(put(p, "later"), ring::Status::ok);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"later"}));
+}
+
+// With every record read and none released (a router whose sinks are
+// stuck), the word at the read position is the consumer's own oldest
+// record: sleep() must wait, not return at once (the router then spun).
+TEST(Ring, AConsumerFullOfItsOwnUnreleasedRecordsSleeps) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  while (put(p, "exactly-24-bytes-payload") == ring::Status::ok) {  // 32-byte records fill it exactly
+  }
+  ASSERT_EQ(take(c, 1000, /*release=*/false).size(), 1024u / 32);
+  ASSERT_EQ(c.read_position() - c.released_position(), 1024u);
+  const auto start = std::chrono::steady_clock::now();
+  c.sleep(std::chrono::milliseconds(50));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(45));
+}
+
+// A producer handle belongs to the process that opened it. A copy fork()
+// made must not write (its claims would carry the parent's slot, so the
+// consumer would judge them by the parent's life), nor give the slot back.
+TEST(Ring, AProducerCopiedByForkDoesNotGiveBackItsParentsSlot) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  EXPECT_FALSE(p.forked());
+  const std::int32_t owner = r.segment.header().slots[0].owner_pid.load();
+  ASSERT_EQ(owner, ::getpid());
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // The child's copy knows it is one; destroying it leaves the slot be.
+    const bool forked = p.forked();
+    p.~Producer();
+    new (&p) ring::Producer(r.segment);  // the child's own: another slot
+    const bool own_slot = !p.forked() && r.segment.header().slots[0].owner_pid.load() == getppid();
+    ::_exit(forked && own_slot ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(r.segment.header().slots[0].owner_pid.load(), owner);
+  EXPECT_EQ(put(p, "parent"), ring::Status::ok);
 }
 
 TEST(Ring, ProducerWaitsForRoomWithinItsTimeout) {

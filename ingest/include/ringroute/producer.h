@@ -100,7 +100,10 @@ typedef struct rr_error {
 
 typedef struct rr_producer rr_producer;
 
-/* Attaches to ring `ring` (the name under /dev/shm). options may be NULL. */
+/* Attaches to ring `ring` (the name under /dev/shm). options may be NULL.
+ * A handle belongs to the process that opened it: in a child of fork() it
+ * refuses to emit (RR_BAD_ARGUMENT) and closing it there leaves the
+ * parent's alone; the child opens its own. */
 RR_API rr_status rr_producer_open(const char* ring, const rr_producer_options* options, rr_producer** out,
                            rr_error* error);
 RR_API void rr_producer_close(rr_producer* producer);

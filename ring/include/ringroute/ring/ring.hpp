@@ -97,6 +97,11 @@ inline void prefetch_for_read(const void* first, std::uint64_t bytes) noexcept {
 // predictable branch per claim.
 extern std::atomic<void (*)()> after_claim_hook;
 
+// Bumped in every child process fork() makes (a pthread_atfork handler,
+// registered with the first Producer). Relaxed everywhere: only the child's
+// own threads read it, after the handler ran on the forking thread.
+extern std::atomic<std::uint64_t> fork_generation;
+
 }  // namespace detail
 
 namespace testing {
@@ -129,9 +134,19 @@ class Producer {
   // counters); producers past kMaxProducerSlots share one overflow slot and
   // their claims are skipped only on the timeout, not on pid death.
   explicit Producer(Segment segment);
+  // Gives the slot back, unless this is a copy fork() made: the slot is the
+  // parent's, and the parent may still be writing.
   ~Producer();
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
+
+  // True in a child process that fork() made after this producer was made.
+  // Such a copy must not write: its claims would carry the parent's slot
+  // (the consumer judges liveness by the parent's pid) and its events the
+  // parent's ids. The child opens its own.
+  [[nodiscard]] bool forked() const noexcept {
+    return detail::fork_generation.load(std::memory_order_relaxed) != fork_generation_;
+  }
 
   [[nodiscard]] const Segment& segment() const noexcept { return segment_; }
   [[nodiscard]] std::uint32_t max_claim_bytes() const noexcept {
@@ -192,6 +207,7 @@ class Producer {
   std::uint64_t mask_;
   ProducerSlot* slot_;
   std::uint32_t slot_index_;
+  std::uint64_t fork_generation_;
 
   [[nodiscard]] Status claim_once(std::uint32_t bytes, Claim& out) noexcept {
     if (bytes == 0 || bytes % kRecordAlignment != 0) [[unlikely]] return Status::bad_argument;
@@ -322,6 +338,18 @@ class Consumer {
           framing_broken(index);
           break;
         }
+        // No committed record reaches past the producers' tail; one that
+        // says it does was not written by the library, and taking it would
+        // carry the read (then the release) past what producers claimed.
+        // The tail is read again only when a record passes the last one seen.
+        if (read_position_ + advance > tail_seen_) [[unlikely]] {
+          // Acquire pairs with the producers' CAS on tail.
+          tail_seen_ = header_->tail.load(std::memory_order_acquire);
+          if (read_position_ + advance > tail_seen_) {
+            framing_broken(index);
+            break;
+          }
+        }
         read_position_ += advance;
         prefetch_ahead(index, advance);
         if ((header_info(word) & kPaddingFlag) == 0) {
@@ -430,6 +458,7 @@ class Consumer {
 
   std::uint64_t read_position_ = 0;
   std::uint64_t released_ = 0;
+  std::uint64_t tail_seen_ = 0;  // the producers' tail when last read (only rises)
   std::uint64_t stall_position_ = ~std::uint64_t{0};
   std::int64_t stall_since_ns_ = 0;
   std::uint32_t stall_checks_ = 0;
