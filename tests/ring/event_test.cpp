@@ -149,6 +149,22 @@ TEST(EventRecord, LengthsPointingPastTheEndAreRefused) {
   EXPECT_EQ(decode(bad, v), DecodeError::truncated);
 }
 
+// The tree's lengths are read again as it is walked, from memory producers
+// share: rewritten after decode() checked them, they cut entries short but
+// never reach past the tree's bytes.
+TEST(EventRecord, TreeLengthsRewrittenAfterDecodeStayInsideTheTree) {
+  auto bytes = encode_vec(full_input(), Tree{{"root", "mid"}}, true);
+  EventView v;
+  ASSERT_EQ(decode(bytes, v), DecodeError::none);
+  // Nine string lengths come first, then the tree's two.
+  const std::size_t first_tree_length = kFixedBytes + 2 * 9;
+  bytes[first_tree_length] = std::byte{0xff};
+  bytes[first_tree_length + 1] = std::byte{0xff};
+  std::size_t total = 0;
+  for (std::string_view entry : v.account_tree) total += entry.size();
+  EXPECT_EQ(total, std::string_view("rootmid").size());
+}
+
 TEST(EventRecord, OversizedFieldsCannotBeEncoded) {
   EventInput in;
   const std::string big(kMaxFieldBytes + 1, 'x');

@@ -22,6 +22,7 @@
 // check is corrupt, never read out of bounds.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -95,11 +96,15 @@ constexpr std::uint16_t bit(StringField f) noexcept {
 }
 
 // A decoded account_tree: entries are read in order (root first).
+//
+// The entries' lengths are read again as the tree is walked, from the ring,
+// which producers share: one that rewrites them after decode() checked them
+// gets cut entries, never a read past the tree's bytes (`bytes_end`).
 class AccountTree {
  public:
   AccountTree() = default;
-  AccountTree(const std::byte* lengths, const char* bytes, std::uint16_t count) noexcept
-      : lengths_(lengths), bytes_(bytes), count_(count) {}
+  AccountTree(const std::byte* lengths, const char* bytes, const char* bytes_end, std::uint16_t count) noexcept
+      : lengths_(lengths), bytes_(bytes), bytes_end_(bytes_end), count_(count) {}
 
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
@@ -109,8 +114,8 @@ class AccountTree {
     using value_type = std::string_view;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    iterator(const std::byte* lengths, const char* bytes, std::uint16_t left) noexcept
-        : lengths_(lengths), bytes_(bytes), left_(left) {}
+    iterator(const std::byte* lengths, const char* bytes, const char* bytes_end, std::uint16_t left) noexcept
+        : lengths_(lengths), bytes_(bytes), bytes_end_(bytes_end), left_(left) {}
     std::string_view operator*() const noexcept { return {bytes_, length()}; }
     iterator& operator++() noexcept {
       bytes_ += length();
@@ -129,18 +134,20 @@ class AccountTree {
     std::size_t length() const noexcept {
       std::uint16_t n;
       std::memcpy(&n, lengths_, 2);
-      return n;
+      return std::min<std::size_t>(n, static_cast<std::size_t>(bytes_end_ - bytes_));
     }
     const std::byte* lengths_ = nullptr;
     const char* bytes_ = nullptr;
+    const char* bytes_end_ = nullptr;
     std::uint16_t left_ = 0;
   };
-  [[nodiscard]] iterator begin() const noexcept { return {lengths_, bytes_, count_}; }
-  [[nodiscard]] iterator end() const noexcept { return {nullptr, nullptr, 0}; }
+  [[nodiscard]] iterator begin() const noexcept { return {lengths_, bytes_, bytes_end_, count_}; }
+  [[nodiscard]] iterator end() const noexcept { return {nullptr, nullptr, nullptr, 0}; }
 
  private:
   const std::byte* lengths_ = nullptr;
   const char* bytes_ = nullptr;
+  const char* bytes_end_ = nullptr;
   std::uint16_t count_ = 0;
 };
 
@@ -277,7 +284,7 @@ constexpr unsigned count_bits(unsigned v) noexcept {
     cursor += n;
     left -= n;
   }
-  out.account_tree = AccountTree(tree_lengths, tree_bytes, tree_count);
+  out.account_tree = AccountTree(tree_lengths, tree_bytes, cursor, tree_count);
   if (body_bytes > left) return DecodeError::truncated;
   if (body_bytes < left) return DecodeError::trailing_bytes;
   out.body = std::string_view(cursor, body_bytes);
