@@ -122,7 +122,9 @@ RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t 
 /* Many events. Every event is checked before any is written: a bad one fails
  * the whole call with RR_BAD_ARGUMENT and error->event_index. Events go in
  * with one atomic claim per run that fits in a claim (an eighth of the ring);
- * on RR_FULL, *accepted (if given) says how many went in, in order. */
+ * on RR_FULL, *accepted (if given) says how many went in, in order. Sizes are
+ * checked 128 events at a time: RR_TOO_BIG for an event past the first 128
+ * may come after earlier ones went in, and *accepted says how many. */
 RR_API rr_status rr_emit_batch(rr_producer* producer, const rr_event* events, size_t count, uint32_t flags,
                         size_t* accepted, rr_error* error);
 

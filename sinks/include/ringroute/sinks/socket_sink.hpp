@@ -9,7 +9,11 @@
 // boundaries. Order holds on each connection; `max_connections: 1` keeps
 // total order. A connection that fails is closed; events it had not fully
 // handed to the kernel are sent again (the receiver sees at most a cut frame
-// at the end of the dead connection, never a lost or doubled event).
+// at the end of the dead connection). What the kernel took counts as
+// written: stream sockets carry no acknowledgement, so a receiver that dies
+// with data in its buffers loses it. Over TLS what went out is counted per
+// round of ciphertext, so a failure mid-round sends that round's events
+// again (the receiver may see them twice).
 //
 // syslog+tls: OpenSSL over memory BIOs, its ciphertext moved by the same
 // io_uring; the certificate is always verified (against `ca_file` or the
