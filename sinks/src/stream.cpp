@@ -17,6 +17,7 @@ namespace ringroute::sinks {
 namespace {
 
 constexpr std::size_t kTlsChunk = 256 * 1024;  // plaintext encrypted per round
+constexpr std::size_t kTlsRecord = 16 * 1024;  // plaintext per encrypt: one TLS record
 constexpr std::size_t kCipherReceive = 16 * 1024;
 
 }  // namespace
@@ -35,6 +36,8 @@ Stream& Stream::operator=(Stream&& other) noexcept {
     sent_ = other.sent_;
     cipher_sent_ = other.cipher_sent_;
     tls_chunk_ = other.tls_chunk_;
+    marks_ = std::move(other.marks_);
+    mark_next_ = other.mark_next_;
     cipher_in_ = std::move(other.cipher_in_);
   }
   return *this;
@@ -45,6 +48,8 @@ void Stream::close() noexcept {
   fd_ = -1;
   tls_.reset();
   sent_ = cipher_sent_ = tls_chunk_ = 0;
+  marks_.clear();
+  mark_next_ = 0;
 }
 
 bool Stream::usable_after_idle() {
@@ -158,6 +163,8 @@ void Stream::begin_send(std::string_view first, std::string_view second) noexcep
   pieces_[1] = second;
   sent_ = 0;
   tls_chunk_ = 0;
+  marks_.clear();
+  mark_next_ = 0;
 }
 
 bool Stream::send_next(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why) {
@@ -182,14 +189,21 @@ bool Stream::send_next(UringLoop& loop, std::uint64_t base, std::chrono::millise
     cipher.clear();
     cipher_sent_ = 0;
     tls_chunk_ = 0;
+    marks_.clear();
+    mark_next_ = 0;
+    // A record at a time, marking where each one's ciphertext ends: a
+    // record wholly with the kernel counts as sent at once, so a connection
+    // failing mid-round sends again only what its unfinished record holds,
+    // not the whole round (whose finished records the receiver may have read).
     while (tls_chunk_ < kTlsChunk && sent_ + tls_chunk_ < total()) {
       const std::size_t at = sent_ + tls_chunk_;
-      const std::string_view piece = at < pieces_[0].size()
-                                         ? pieces_[0].substr(at, kTlsChunk - tls_chunk_)
-                                         : pieces_[1].substr(at - pieces_[0].size(), kTlsChunk - tls_chunk_);
+      const std::size_t most = std::min(kTlsRecord, kTlsChunk - tls_chunk_);
+      const std::string_view piece = at < pieces_[0].size() ? pieces_[0].substr(at, most)
+                                                            : pieces_[1].substr(at - pieces_[0].size(), most);
       const std::size_t taken = tls_->encrypt(piece, why);
       if (taken == 0) return false;
       tls_chunk_ += taken;
+      marks_.push_back({cipher.size(), sent_ + tls_chunk_});
     }
   }
   loop.send(fd_, cipher.data() + cipher_sent_, cipher.size() - cipher_sent_, base + kSend, limit);
@@ -202,9 +216,10 @@ bool Stream::sent_some(int result) noexcept {
     return sent_ >= total();
   }
   cipher_sent_ += static_cast<std::size_t>(result);
-  if (cipher_sent_ < tls_->outgoing().size()) return false;
-  sent_ += tls_chunk_;  // that plaintext's records are wholly with the kernel now
-  tls_chunk_ = 0;
+  // The plaintext of every record now wholly with the kernel.
+  while (mark_next_ < marks_.size() && marks_[mark_next_].cipher_end <= cipher_sent_) {
+    sent_ = marks_[mark_next_++].plain_end;
+  }
   return sent_ >= total();
 }
 

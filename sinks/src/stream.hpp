@@ -85,6 +85,12 @@ class Stream {
   std::size_t sent_ = 0;
   // TLS: ciphertext of the current round sent so far, and the plaintext it carries.
   std::size_t cipher_sent_ = 0, tls_chunk_ = 0;
+  // TLS: where each record of the round ends, in ciphertext and in plaintext.
+  struct Mark {
+    std::size_t cipher_end, plain_end;
+  };
+  std::vector<Mark> marks_;
+  std::size_t mark_next_ = 0;
   std::vector<char> cipher_in_;
   iovec iov_[2]{};
   msghdr message_{};

@@ -12,8 +12,7 @@
 // at the end of the dead connection). What the kernel took counts as
 // written: stream sockets carry no acknowledgement, so a receiver that dies
 // with data in its buffers loses it. Over TLS what went out is counted per
-// round of ciphertext, so a failure mid-round sends that round's events
-// again (the receiver may see them twice).
+// record (16 KiB of plaintext), so the same holds: at most a cut frame.
 //
 // syslog+tls: OpenSSL over memory BIOs, its ciphertext moved by the same
 // io_uring; the certificate is always verified (against `ca_file` or the
