@@ -213,6 +213,24 @@ void HttpSink::build(Connection& c, const Batch& batch, const Request& request) 
 }
 
 Outcome HttpSink::write(const Batch& batch, std::string& why) {
+  if (writing_) {
+    // The last write() threw (out of memory, a refused submission): its
+    // operations may still be in flight and its requests marked as being
+    // sent, which nothing would ever send again. Start clean; requests that
+    // had an answer keep it.
+    for (auto& c : connections_) close_connection(*c);
+    loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
+    for (Request& r : requests_) {
+      if (r.state == Request::State::sending) r.state = Request::State::pending;
+    }
+  }
+  writing_ = true;
+  const Outcome outcome = write_requests(batch, why);
+  writing_ = false;
+  return outcome;
+}
+
+Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   rejected_events_ = 0;
   retry_after_ = std::chrono::milliseconds(0);
   plan_requests(batch);

@@ -95,10 +95,17 @@ void SocketSink::start_batch(const Batch& batch) {
 }
 
 Outcome SocketSink::write(const Batch& batch, std::string& why) {
+  if (writing_) {
+    for (Connection& c : connections_) c.stream.close();
+    loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
+  }
+  writing_ = true;
   rejected_events_ = 0;
   start_batch(batch);
-  if (kind_ == Kind::udp || kind_ == Kind::unix_datagram) return write_datagrams(batch, why);
-  return write_stream(batch, why);
+  const Outcome outcome = kind_ == Kind::udp || kind_ == Kind::unix_datagram ? write_datagrams(batch, why)
+                                                                              : write_stream(batch, why);
+  writing_ = false;
+  return outcome;
 }
 
 void SocketSink::tick(std::chrono::steady_clock::time_point now) {

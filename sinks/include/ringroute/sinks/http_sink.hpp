@@ -68,6 +68,11 @@ class HttpSink final : public Sink {
   std::uint16_t port_ = 80;
   bool user_content_type_ = false;
   std::unique_ptr<UringLoop> loop_;
+  // Set while write() runs: still set at the next call, the last one ended
+  // in an exception, and its connections, ring and request states can't
+  // be trusted.
+  bool writing_ = false;
+  Outcome write_requests(const Batch& batch, std::string& why);
   std::unique_ptr<TlsContext> tls_;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;

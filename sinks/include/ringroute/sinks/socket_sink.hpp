@@ -78,6 +78,10 @@ class SocketSink final : public Sink {
   std::uint16_t port_ = 514;
   std::string where_;  // "127.0.0.1:514" or the path, for messages
   std::unique_ptr<UringLoop> loop_;
+  // Set while write() runs: still set at the next call, the last one ended
+  // in an exception; its connections and ring are dropped (the batch's
+  // parts are all sent again: what had gone may arrive twice).
+  bool writing_ = false;
   std::unique_ptr<TlsContext> tls_;
   std::vector<Connection> connections_;
   std::size_t active_ = 1;     // connections batches are split between
