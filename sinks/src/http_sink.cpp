@@ -90,6 +90,10 @@ struct HttpSink::Connection {
   Stream stream;
   bool busy = false;
   std::size_t request = 0;
+  // `timeout` bounds the whole request, from its first byte sent to its
+  // response's last: each send and receive gets what is left of it, so a
+  // server that trickles its answer still times out.
+  std::chrono::steady_clock::time_point deadline{};
   std::string head;
   std::string body_buffer;  // array or gzip bodies; NDJSON goes from the batch itself
   std::string gzip_buffer;
@@ -249,15 +253,25 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     close_connection(c);
     stop_dispatch = true;
   };
-  auto send_next = [&](std::size_t index) {
+  auto time_left = [](const Connection& c) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(c.deadline - std::chrono::steady_clock::now());
+    return std::max(left, std::chrono::milliseconds(1));
+  };
+  // The request's first send starts its clock (connecting has its own).
+  auto start_request = [&](std::size_t index) {
+    Connection& c = *connections_[index];
+    c.deadline = std::chrono::steady_clock::now() + options_.timeout;
     std::string reason;
-    if (!connections_[index]->stream.send_next(*loop_, index * Stream::kOps, options_.timeout, reason)) {
-      fail(index, reason);
-    }
+    if (!c.stream.send_next(*loop_, index * Stream::kOps, time_left(c), reason)) fail(index, reason);
+  };
+  auto send_next = [&](std::size_t index) {
+    Connection& c = *connections_[index];
+    std::string reason;
+    if (!c.stream.send_next(*loop_, index * Stream::kOps, time_left(c), reason)) fail(index, reason);
   };
   auto receive_next = [&](std::size_t index) {
     Connection& c = *connections_[index];
-    c.stream.receive(*loop_, c.in, c.in_used, index * Stream::kOps, options_.timeout);
+    c.stream.receive(*loop_, c.in, c.in_used, index * Stream::kOps, time_left(c));
   };
   // A parser for the next response on `c`. Bodies are kept (an error's
   // excerpt goes into the log) up to kResponseBodyLimit; headers up to 64 KiB.
@@ -283,7 +297,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     c.in_used = 0;
     build(c, batch, requests_[next]);
     if (c.stream.is_open()) {
-      send_next(index);
+      start_request(index);
       return true;
     }
     std::string reason;
@@ -355,7 +369,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
                                        where_, counters_, reason)) {
         case Stream::Progress::pending: return;
         case Stream::Progress::failed: return fail(index, reason);
-        case Stream::Progress::ready: return send_next(index);
+        case Stream::Progress::ready: return start_request(index);
       }
     }
     if (op == Stream::kSend) {

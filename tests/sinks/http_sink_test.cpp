@@ -336,6 +336,20 @@ TEST_F(HttpSinkTest, ServerThatNeverAnswersTimesOutAndIsRetried) {
   EXPECT_EQ(receiver.requests().size(), 2u);
 }
 
+// `timeout` bounds the whole request: a server that answers a piece at a
+// time, each well within it, still runs out of it.
+TEST_F(HttpSinkTest, AResponseTrickledPastTheTimeoutTimesOut) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 200, .body = std::string(64, 'x'), .trickle = std::chrono::milliseconds(100)};
+  });
+  HttpSink sink({.url = receiver.url(), .timeout = std::chrono::milliseconds(300), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 1);
+  EXPECT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("no response within 300 ms"), std::string::npos) << why_;
+  EXPECT_EQ(counters_.timeouts.read(), 1u);
+}
+
 TEST_F(HttpSinkTest, ConnectionClosedByTheServerIsReopened) {
   HttpReceiver receiver([](const HttpRequest&, std::size_t) { return HttpResponse{.status = 200, .close = true}; });
   HttpSink sink({.url = receiver.url(), .max_connections = 1});

@@ -45,6 +45,8 @@ struct HttpResponse {
   // with the final one in one send, or apart, 20 ms before it.
   std::string interim;
   bool interim_apart = false;
+  // The final response in 8 pieces this far apart (a server trickling it).
+  std::chrono::milliseconds trickle{0};
 };
 
 class HttpReceiver {
@@ -203,6 +205,15 @@ class HttpReceiver {
           text += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
         }
         text += "\r\n" + response.body;
+      }
+      if (response.trickle.count() > 0) {
+        const std::size_t piece = (text.size() + 7) / 8;
+        for (std::size_t at = 0; at < text.size(); at += piece) {
+          if (!send_all(text.substr(at, piece))) return close_fd(fd);
+          std::this_thread::sleep_for(response.trickle);
+        }
+        if (response.close) return close_fd(fd);
+        continue;
       }
       if (!send_all(text) || response.close) return close_fd(fd);
     }
