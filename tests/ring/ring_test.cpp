@@ -282,6 +282,24 @@ TEST(Ring, AProducerCopiedByForkDoesNotGiveBackItsParentsSlot) {
   EXPECT_EQ(put(p, "parent"), ring::Status::ok);
 }
 
+// A producer killed while it waited for room leaves the shared count of
+// waiters up for good; the consumer then made a FUTEX_WAKE call at every
+// release. After a wake that finds nobody it waits a millisecond.
+TEST(Ring, AWaiterThatDiedCostsTheConsumerAWakeAMillisecondNotOneARelease) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  r.segment.header().producers_waiting.store(1);  // as a waiter killed in its sleep leaves it
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(put(p, "x"), ring::Status::ok);
+    ASSERT_EQ(take(c).size(), 1u);
+  }
+  const auto elapsed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LE(c.space_wake_calls(), static_cast<std::uint64_t>(elapsed_ms) + 2) << elapsed_ms << " ms";
+}
+
 TEST(Ring, ProducerWaitsForRoomWithinItsTimeout) {
   TestRing r(1024);
   ring::Producer p(r.segment);

@@ -45,8 +45,11 @@ inline void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
   static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
-inline void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+// Returns how many it woke (0 on error).
+inline long futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
+  const long woken =
+      ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  return woken > 0 ? woken : 0;
 }
 
 inline std::int64_t monotonic_ns() noexcept {
@@ -440,6 +443,8 @@ class Consumer {
   // True when a claim is stalled at the read position (so sleeps stay short).
   [[nodiscard]] bool stalled() const noexcept { return stall_position_ == read_position_; }
   [[nodiscard]] const Segment& segment() const noexcept { return segment_; }
+  // FUTEX_WAKE calls made for producers waiting for space (tests).
+  [[nodiscard]] std::uint64_t space_wake_calls() const noexcept { return space_wake_calls_; }
 
  private:
   Segment segment_;
@@ -447,6 +452,13 @@ class Consumer {
   std::byte* data_;
   std::uint64_t mask_;
   std::int64_t dead_claim_timeout_ns_;
+  // A producer killed while it waited for space leaves the shared waiting
+  // count up for good. After a wake that found nobody, the next is at
+  // least kFutileWakeGap later (a live waiter also wakes every 10 ms).
+  static constexpr std::int64_t kFutileWakeGap = 1'000'000;
+  bool last_wake_futile_ = false;
+  std::int64_t last_wake_ns_ = 0;
+  std::uint64_t space_wake_calls_ = 0;
   // Asks for the lines of [index, index + advance) shifted kPrefetchAhead on;
   // record after record, that covers every line once. Skipped where the span
   // would wrap: one record's worth, once a lap.
