@@ -12,6 +12,7 @@ namespace ringroute::ring {
 
 namespace detail {
 std::atomic<void (*)()> after_claim_hook{nullptr};
+std::atomic<void (*)()> unheaded_claim_hook{nullptr};
 std::atomic<std::uint64_t> fork_generation{0};
 }  // namespace detail
 
@@ -256,7 +257,18 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     // next non-zero header word, or to the lap's end if the claim padded.
     if (!timed_out) return false;
     const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
-    const std::uint64_t limit = std::min(capacity - index, tail - read_position_);
+    std::uint64_t limit = std::min(capacity - index, tail - read_position_);
+    // The zeroes may run on into the claims of live producers that are
+    // between their CAS and their header store: each left its claim's start
+    // in its slot, and the skip stops at the first. Acquire pairs with the
+    // producer's release store of claim_start (made visible with our
+    // acquire of tail above, through its CAS).
+    auto bound_by = [&](const ProducerSlot& slot) {
+      const std::uint64_t start = slot.claim_start.load(std::memory_order_acquire);
+      if (start > read_position_ && start - read_position_ < limit) limit = start - read_position_;
+    };
+    for (const ProducerSlot& slot : header_->slots) bound_by(slot);
+    bound_by(header_->overflow_slot);
     skip = kRecordAlignment;
     while (skip < limit &&
            detail::header_word(data_ + index + skip).load(std::memory_order_acquire) == 0) {

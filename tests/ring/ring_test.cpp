@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <string>
@@ -208,6 +209,41 @@ TEST(Ring, ClaimWhoseHeaderNeverCameIsSkippedToTheNextRecord) {
   ASSERT_EQ(put(p, "next"), ring::Status::ok);
   EXPECT_EQ(take_within(c, 2000), (std::vector<std::string>{"next"}));
   EXPECT_EQ(r.segment.header().skipped_bytes.read(), 48u);
+}
+
+// Stepping over the zeroes of a claim whose producer died before its
+// header store must stop where a live producer's claim begins, though that
+// one has no header yet either: its owner is between its CAS and its header
+// store. Stepping over it too lost its record when it came.
+std::atomic<int> unheaded_state{0};  // 1: a producer waits in the hook; 2: let it go
+void wait_without_header() {
+  unheaded_state.store(1);
+  while (unheaded_state.load() != 2) std::this_thread::yield();
+}
+
+TEST(Ring, SkippingAClaimWhoseHeaderNeverCameStopsAtALiveClaimStillWithoutOne) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment, fast_timeout());
+  // A producer that died between its CAS on tail and its header store.
+  r.segment.header().tail.fetch_add(48);
+  unheaded_state.store(0);
+  ring::testing::set_unheaded_claim_hook(&wait_without_header);
+  std::thread live([&] {
+    ring::Producer p(r.segment);
+    (void)put(p, "live");
+  });
+  while (unheaded_state.load() != 1) std::this_thread::yield();
+  ring::testing::set_unheaded_claim_hook(nullptr);
+  // Poll until the dead claim is skipped; the live one must still be ahead.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (r.segment.header().skipped.read() == 0 && std::chrono::steady_clock::now() < until) {
+    EXPECT_TRUE(take(c).empty());
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  EXPECT_EQ(r.segment.header().skipped_bytes.read(), 48u);
+  unheaded_state.store(2);
+  live.join();
+  EXPECT_EQ(take(c), (std::vector<std::string>{"live"}));
 }
 
 TEST(Ring, BrokenFramingIsCountedAsCorruptAndReadingGoesOn) {

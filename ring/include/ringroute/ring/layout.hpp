@@ -80,7 +80,14 @@ struct alignas(kCacheLine) ProducerSlot {
   std::atomic<std::uint64_t> bytes;     // record bytes committed, headers included
   std::atomic<std::uint64_t> full;      // emits that found no room
   std::atomic<std::uint64_t> too_big;   // emits refused for size
-  std::uint64_t reserved1[2];
+  // The tail position its owner is about to claim at, stored (release)
+  // before each CAS on tail. Every value is a claim's start, so a consumer
+  // stepping over a claim whose header never came stops at it: the owner
+  // may be between its CAS and its header store. The release pairs with the
+  // consumer's acquire load: seeing a later value, it also sees the header
+  // of the claim before. Zero from producers built before it (no bound).
+  std::atomic<std::uint64_t> claim_start;
+  std::uint64_t reserved1;
 };
 static_assert(sizeof(ProducerSlot) == kCacheLine);
 

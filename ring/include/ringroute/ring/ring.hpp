@@ -99,6 +99,9 @@ inline void prefetch_for_read(const void* first, std::uint64_t bytes) noexcept {
 // commits, so a test can kill it exactly there. Null in production; one
 // predictable branch per claim.
 extern std::atomic<void (*)()> after_claim_hook;
+// Test-only, likewise: called between the CAS on tail and the claim's
+// header store, the one moment a claim has no header.
+extern std::atomic<void (*)()> unheaded_claim_hook;
 
 // Bumped in every child process fork() makes (a pthread_atfork handler,
 // registered with the first Producer). Relaxed everywhere: only the child's
@@ -110,6 +113,9 @@ extern std::atomic<std::uint64_t> fork_generation;
 namespace testing {
 inline void set_after_claim_hook(void (*hook)()) noexcept {
   detail::after_claim_hook.store(hook, std::memory_order_relaxed);
+}
+inline void set_unheaded_claim_hook(void (*hook)()) noexcept {
+  detail::unheaded_claim_hook.store(hook, std::memory_order_relaxed);
 }
 }  // namespace testing
 
@@ -255,11 +261,17 @@ class Producer {
         }
         padding = to_end;
       }
-      // acq_rel on success: release orders our earlier reads, acquire pairs
-      // with the previous claimer; on failure, acquire reloads tail.
+      // Release: pairs with the consumer's acquire load when it steps over
+      // a claim without a header (Consumer::skip_if_stalled); the CAS's
+      // release below publishes it with the claim.
+      slot_->claim_start.store(tail, std::memory_order_release);
+      // acq_rel on success: release orders our earlier reads and the store
+      // above, acquire pairs with the previous claimer; on failure, acquire
+      // reloads tail.
     } while (!header_->tail.compare_exchange_weak(tail, tail + padding + required,
                                                   std::memory_order_acq_rel,
                                                   std::memory_order_acquire));
+    if (auto* hook = detail::unheaded_claim_hook.load(std::memory_order_relaxed)) [[unlikely]] hook();
     if (padding != 0) {
       // Release: pairs with the consumer's acquire load; a padding record has
       // no payload, it only tells the consumer to go to the lap's start.
