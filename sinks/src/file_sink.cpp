@@ -55,8 +55,9 @@ std::string errno_text(int e) { return std::strerror(e); }
 FileSink::FileSink(FileSinkOptions options) : options_(std::move(options)) {
   if (options_.io == FileIo::uring) uring_ = std::make_unique<Uring>(options_.path);
   // Opened now so the file exists from the start (a failure is retried by
-  // write()); its tail is checked at the first write, since a runner this
-  // sink's replaces on reload may still be appending to the same file.
+  // write()); opened again and its tail checked at the first write, since a
+  // runner this sink replaces on reload may still be appending to the same
+  // file, and may rotate it.
   std::string ignored;
   open_file(ignored);
 }
@@ -159,12 +160,16 @@ bool FileSink::write_all(const char* data, std::size_t size, std::string& why) {
 }
 
 Outcome FileSink::write(const Batch& batch, std::string& why) {
-  if (fd_ < 0 && !open_file(why)) return Outcome::retry;
   if (!tail_checked_) {
+    // Opened again, not only looked at: the runner this sink replaces on a
+    // reload may have rotated the file since (or logrotate renamed it), and
+    // the descriptor opened when this sink was made then names the rotated
+    // or an unlinked file.
+    if (!open_file(why)) return Outcome::retry;
     tail_checked_ = true;
-    struct stat st {};
-    if (::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
     cut_torn_tail();
+  } else if (fd_ < 0 && !open_file(why)) {
+    return Outcome::retry;
   }
   if (options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes) {
     if (!rotate(why)) return Outcome::retry;

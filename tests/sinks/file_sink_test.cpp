@@ -134,6 +134,26 @@ TEST(FileSink, LooksForACutOffLineAtItsFirstWriteNotWhenMade) {
   EXPECT_EQ(after_first_write("{\"a\":1}\n{\"b\":", "2}\n", "{\"c\":3}\n"), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
 }
 
+// A sink made on reload waits while the runner it replaces writes on, and
+// that one may rotate the file meanwhile: the new sink's first write goes to
+// the file now at the path, not to the rotated one it had opened (nor does
+// it rotate again at once because that one was full).
+TEST(FileSink, AFileRotatedBeforeItsFirstWriteIsNotWrittenTo) {
+  TempDir dir;
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_bytes = 20;
+  o.keep = 1;
+  FileSink old_sink(o);
+  std::string why;
+  ASSERT_EQ(old_sink.write(batch_of("old-1-xxxxxxxxx\n"), why), Outcome::ok) << why;
+  FileSink new_sink(o);
+  ASSERT_EQ(old_sink.write(batch_of("old-2-xxxxxxxxx\n"), why), Outcome::ok) << why;  // rotates
+  ASSERT_EQ(new_sink.write(batch_of("new\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path + ".1"), "old-1-xxxxxxxxx\n");
+  EXPECT_EQ(slurp(o.path), "old-2-xxxxxxxxx\nnew\n");
+}
+
 TEST(FileSink, FullDiskIsARetryNamingTheFile) {
   FileSinkOptions o;
   o.path = "/dev/full";
