@@ -177,11 +177,12 @@ void Consumer::release(std::uint64_t position) noexcept {
   // Dekker with Producer::claim's wait: store head, fence, read the waiters.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (header_->producers_waiting.load(std::memory_order_relaxed) != 0) {
-    const std::int64_t now = last_wake_futile_ ? detail::monotonic_ns() : 0;
-    if (!last_wake_futile_ || now - last_wake_ns_ >= kFutileWakeGap) {
+    const bool throttled = futile_wakes_ >= kFutileWakesBeforeGap;
+    if (!throttled || detail::monotonic_ns() - last_wake_ns_ >= kFutileWakeGap) {
       header_->space_wake.fetch_add(1, std::memory_order_release);
-      last_wake_futile_ = detail::futex_wake_all(header_->space_wake) == 0;
-      last_wake_ns_ = last_wake_futile_ ? detail::monotonic_ns() : 0;
+      const bool futile = detail::futex_wake_all(header_->space_wake) == 0;
+      futile_wakes_ = futile ? futile_wakes_ + 1 : 0;
+      if (futile_wakes_ >= kFutileWakesBeforeGap) last_wake_ns_ = detail::monotonic_ns();
       ++space_wake_calls_;
     }
   }

@@ -465,10 +465,14 @@ class Consumer {
   std::uint64_t mask_;
   std::int64_t dead_claim_timeout_ns_;
   // A producer killed while it waited for space leaves the shared waiting
-  // count up for good. After a wake that found nobody, the next is at
-  // least kFutileWakeGap later (a live waiter also wakes every 10 ms).
+  // count up for good. After kFutileWakesBeforeGap wakes in a row that found
+  // nobody, the next is at least kFutileWakeGap later (a live waiter also
+  // wakes every 10 ms). Not after one: a live waiter between counting itself
+  // and its futex call makes a wake futile too, and a second waiter going
+  // to sleep just then would miss the releases of the next millisecond.
   static constexpr std::int64_t kFutileWakeGap = 1'000'000;
-  bool last_wake_futile_ = false;
+  static constexpr std::uint32_t kFutileWakesBeforeGap = 4;
+  std::uint32_t futile_wakes_ = 0;  // in a row
   std::int64_t last_wake_ns_ = 0;
   std::uint64_t space_wake_calls_ = 0;
   // Asks for the lines of [index, index + advance) shifted kPrefetchAhead on;
