@@ -69,15 +69,15 @@ class Worker {
   }
 
   ~Worker() {
-    // Release: as in request_stop() (drain_ stays as it was).
+    // Release: as in request_stop() (drain_until_ stays as it was).
     stop_.store(true, std::memory_order_release);
     if (thread_.joinable()) thread_.join();
   }
 
-  void request_stop(std::chrono::milliseconds drain) {
-    drain_ = drain;
+  void request_stop(Clock::time_point drain_until) {
+    drain_until_ = drain_until;
     // Release pairs with the acquire load in run(): the worker that sees the
-    // stop also sees drain_.
+    // stop also sees drain_until_.
     stop_.store(true, std::memory_order_release);
   }
   void join() {
@@ -181,10 +181,9 @@ class Worker {
     }
     // Shutdown: hand over everything, keep releasing as sinks finish.
     submit_all();
-    const auto deadline = Clock::now() + drain_;
     for (;;) {
       maintain(Clock::now());
-      if (nothing_in_flight() || Clock::now() >= deadline) break;
+      if (nothing_in_flight() || Clock::now() >= drain_until_) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
@@ -520,7 +519,7 @@ class Worker {
   std::size_t reader_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  std::chrono::milliseconds drain_{0};
+  Clock::time_point drain_until_{};
   std::atomic<bool> all_released_{true};
   std::atomic<std::uint64_t> plan_serial_{0};
 
@@ -681,10 +680,16 @@ std::optional<std::string> Router::reload(RouterConfig config) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   // A replaced runner's successor writes what it leaves, so it gets a short
-  // while; a removed one has no successor.
-  for (auto& runner : replaced) runner->stop(std::chrono::seconds(1));
+  // while; a removed one has no successor. Each group is stopped together:
+  // several dead destinations cost one wait, not one each.
+  const auto moved = Clock::now();
+  std::vector<sinks::BackendRunner*> group;
+  for (auto& runner : replaced) group.push_back(runner.get());
+  sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(1));
+  group.clear();
+  for (auto& runner : removed) group.push_back(runner.get());
+  sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(5));
   for (auto& runner : removed) {
-    runner->stop(std::chrono::seconds(5));
     if (const std::uint64_t unwritten = runner->unwritten_events(); unwritten != 0) {
       std::fprintf(stderr, "ringroute: backend %s removed: %llu events it was handed and did not write are dropped\n",
                    runner->name().c_str(), static_cast<unsigned long long>(unwritten));
@@ -701,9 +706,14 @@ void Router::reopen() {
 void Router::stop(std::chrono::milliseconds drain) {
   if (stopped_) return;
   stopped_ = true;
-  for (auto& worker : workers_) worker->request_stop(drain);
+  // One deadline for the workers' wait and the sink threads' after it: the
+  // whole stop takes at most `drain` (plus a write in progress), not twice.
+  const auto drain_until = Clock::now() + drain;
+  for (auto& worker : workers_) worker->request_stop(drain_until);
   for (auto& worker : workers_) worker->join();
-  for (auto& [name, runner] : runners_) runner->stop(drain);
+  std::vector<sinks::BackendRunner*> all;
+  for (auto& [name, runner] : runners_) all.push_back(runner.get());
+  sinks::BackendRunner::stop_all(all, drain_until);
   drained_at_stop_ = true;
   for (const auto& worker : workers_) drained_at_stop_ = drained_at_stop_ && worker->drained();
   workers_.clear();

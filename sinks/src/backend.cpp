@@ -232,6 +232,21 @@ void BackendRunner::stop(std::chrono::milliseconds drain) {
   finished_.store(true, std::memory_order_release);
 }
 
+void BackendRunner::stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline) {
+  auto all_idle = [&] {
+    return std::all_of(runners.begin(), runners.end(),
+                       [](const BackendRunner* r) { return !r->thread_.joinable() || r->idle(); });
+  };
+  while (!all_idle() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (BackendRunner* runner : runners) {
+    if (!runner->thread_.joinable()) continue;
+    // Relaxed: as in stop(); the enqueue wakes the thread.
+    runner->stop_now_.store(true, std::memory_order_relaxed);
+    runner->queue_.enqueue(nullptr);
+  }
+  for (BackendRunner* runner : runners) runner->stop(std::chrono::milliseconds(0));
+}
+
 std::uint64_t BackendRunner::unwritten_events() const {
   // Relaxed: called after stop(), whose join orders the sink thread's writes.
   std::uint64_t events = in_flight_events_.load(std::memory_order_relaxed);

@@ -144,6 +144,29 @@ TEST(BackendRunner, AStoppedRunnerCountsWhatItWasHandedAndDidNotWrite) {
   EXPECT_EQ(slot.written_through[0].load(), 0u);
 }
 
+// A router stopping (or reloading) with several destinations down waits
+// one drain for all of them, not one each: three runners that can never
+// write, stopped together with a 300 ms drain, take about 300 ms, where
+// one after the other they took 900.
+TEST(BackendRunner, RunnersStoppedTogetherShareOneDrain) {
+  std::vector<std::unique_ptr<perf::BackendSlot>> slots;
+  std::vector<std::unique_ptr<BackendRunner>> runners;
+  std::vector<BackendRunner*> all;
+  for (int i = 0; i < 3; ++i) {
+    slots.push_back(std::make_unique<perf::BackendSlot>());
+    runners.push_back(std::make_unique<BackendRunner>("b" + std::to_string(i), BackendOptions{}, dead_file_sink(),
+                                                      *slots.back()));
+    submit_line(*runners.back(), "x\n", 10);
+    all.push_back(runners.back().get());
+  }
+  const auto start = std::chrono::steady_clock::now();
+  BackendRunner::stop_all(all, start + std::chrono::milliseconds(300));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(elapsed, std::chrono::milliseconds(300));
+  EXPECT_LT(elapsed, std::chrono::milliseconds(850));
+  for (const auto& runner : runners) EXPECT_EQ(runner->unwritten_events(), 1u);
+}
+
 // The reload case: the backend's options changed while its old destination
 // was down. The new runner writes nothing while the old one runs (the two
 // would interleave, and the later one's written-through position would

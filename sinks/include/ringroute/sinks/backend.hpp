@@ -23,6 +23,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -100,6 +101,10 @@ class BackendRunner {
   // Waits up to `drain` for queued batches to be written, then stops the
   // thread (a batch still retrying stays unwritten: the ring still holds it).
   void stop(std::chrono::milliseconds drain);
+  // stop() for several runners with one deadline for all, their threads
+  // told to stop at once and joined after: stopping N backends whose
+  // destinations are down takes one drain, not N.
+  static void stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline);
   // After stop(): events handed to this runner (or to the runners it
   // followed) and not written.
   [[nodiscard]] std::uint64_t unwritten_events() const;
