@@ -222,6 +222,7 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     // operations may still be in flight and its requests marked as being
     // sent, which nothing would ever send again. Start clean; requests that
     // had an answer keep it.
+    loop_->cancel_all(options_.timeout);
     for (auto& c : connections_) close_connection(*c);
     loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
     for (Request& r : requests_) {

@@ -96,6 +96,9 @@ void SocketSink::start_batch(const Batch& batch) {
 
 Outcome SocketSink::write(const Batch& batch, std::string& why) {
   if (writing_) {
+    // The last write() threw midway (see HttpSink::write): end what is in
+    // flight before its buffers are reused, then start clean.
+    loop_->cancel_all(std::chrono::seconds(1));
     for (Connection& c : connections_) c.stream.close();
     loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
   }

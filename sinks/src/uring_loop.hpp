@@ -60,6 +60,29 @@ class UringLoop {
 
   [[nodiscard]] unsigned in_flight() const noexcept { return in_flight_; }
 
+  // Ends what is still in flight before the buffers it names are reused:
+  // asks the kernel to cancel every operation and reaps their completions,
+  // for at most `limit`. For a sink whose write() threw midway; closing the
+  // sockets alone does not stop a receive (the ring holds its own reference
+  // to the file), and tearing the ring down cancels asynchronously.
+  void cancel_all(std::chrono::milliseconds limit) noexcept {
+    if (in_flight_ == 0) return;
+    io_uring_submit(&ring_);  // what was queued, so the cancel can find it
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_); sqe != nullptr) {
+      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data64(sqe, kInternalTag);
+      io_uring_submit(&ring_);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+      __kernel_timespec wait{0, 10'000'000};
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_wait_cqe_timeout(&ring_, &cqe, &wait) != 0 || cqe == nullptr) continue;
+      if (cqe->user_data != kInternalTag) --in_flight_;
+      io_uring_cqe_seen(&ring_, cqe);
+    }
+  }
+
   // Submits what is queued and hands completions to `on_completion(tag,
   // result)` (result as the syscall's: bytes, or -errno; -ECANCELED when
   // the operation's deadline passed) until nothing is in flight. The
