@@ -276,6 +276,7 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
       skip += kRecordAlignment;
     }
   }
+  record_jump(read_position_, read_position_ + skip);
   read_position_ += skip;
   header_->skipped.add_single_writer(1);
   header_->skipped_bytes.add_single_writer(skip);
@@ -300,6 +301,7 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
                segment_.name().c_str(), static_cast<unsigned long long>(index),
                static_cast<unsigned long long>(tail - read_position_));
   header_->skipped_bytes.add_single_writer(tail - read_position_);
+  if (tail > read_position_) record_jump(read_position_, tail);
   read_position_ = tail;
 }
 

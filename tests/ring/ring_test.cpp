@@ -469,3 +469,29 @@ TEST(Ring, RereadGivesBackWhatPollReadAcrossPaddingAndSkippedClaims) {
   EXPECT_EQ(c.reread(ends[3], c.read_position(), collect, 100), c.read_position());
   EXPECT_EQ(again, (std::vector<std::string>(polled.begin() + 4, polled.end())));
 }
+
+// A backend behind rereads what poll() delivered. Where poll() found a
+// record longer than what producers claimed and jumped to the tail, the
+// reread must jump with it: following that header instead carried it past
+// the records after the jump (or into the middle of one).
+TEST(Ring, RereadFollowsPollOverBrokenFraming) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  const std::uint64_t from = c.read_position();
+  ASSERT_EQ(put(p, "good"), ring::Status::ok);
+  ASSERT_EQ(put(p, "doomed"), ring::Status::ok);
+  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(1024, 0));
+  EXPECT_EQ(take(c, 1000, /*release=*/false), (std::vector<std::string>{"good"}));
+  ASSERT_EQ(r.segment.header().corrupt.read(), 1u);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(put(p, "later-" + std::to_string(i)), ring::Status::ok);
+  EXPECT_EQ(take(c, 1000, /*release=*/false), (std::vector<std::string>{"later-0", "later-1", "later-2"}));
+  std::vector<std::string> again;
+  EXPECT_EQ(c.reread(from, c.read_position(),
+                     [&](std::span<const std::byte> payload, std::uint64_t) {
+                       again.emplace_back(reinterpret_cast<const char*>(payload.data()), payload.size());
+                     },
+                     100),
+            c.read_position());
+  EXPECT_EQ(again, (std::vector<std::string>{"good", "later-0", "later-1", "later-2"}));
+}

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -399,6 +400,13 @@ class Consumer {
     std::uint64_t position = from;
     std::size_t delivered = 0;
     while (position < to && delivered < max_records) {
+      if (jump_count_ != 0) [[unlikely]] {
+        // poll() stepped over bytes here: follow it, whatever they say now.
+        if (const Jump* jump = jump_from(position); jump != nullptr) {
+          position = jump->to;
+          continue;
+        }
+      }
       const std::uint64_t index = position & mask_;
       // Acquire: as in poll(); poll() has seen this word committed already.
       const std::uint64_t word = detail::header_word(data_ + index).load(std::memory_order_acquire);
@@ -497,6 +505,25 @@ class Consumer {
   // (dead or timed-out claim), false to stop and try again later.
   bool skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept;
   void framing_broken(std::uint64_t index) noexcept;
+
+  // Where poll() stepped over bytes that are not records (a skipped claim,
+  // broken framing), so that reread() takes the same path: after broken
+  // framing the headers would lead it elsewhere. The last kJumps of them;
+  // each costs a timeout or a corrupt header, so more in one unreleased
+  // stretch is unlikely, and an older one falls back to reading headers.
+  struct Jump {
+    std::uint64_t from, to;
+  };
+  static constexpr std::size_t kJumps = 8;
+  std::array<Jump, kJumps> jumps_{};
+  std::size_t jump_count_ = 0;  // ever recorded; the latest at (jump_count_ - 1) % kJumps
+  void record_jump(std::uint64_t from, std::uint64_t to) noexcept { jumps_[jump_count_++ % kJumps] = {from, to}; }
+  [[nodiscard]] const Jump* jump_from(std::uint64_t position) const noexcept {
+    for (std::size_t i = 0; i < std::min(jump_count_, kJumps); ++i) {
+      if (jumps_[i].from == position) return &jumps_[i];
+    }
+    return nullptr;
+  }
 };
 
 // Spin, then yield, then sleep: the consumer's idle loop. On 2 cores two
