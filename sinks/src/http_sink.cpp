@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <optional>
@@ -222,7 +223,10 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     // operations may still be in flight and its requests marked as being
     // sent, which nothing would ever send again. Start clean; requests that
     // had an answer keep it.
-    loop_->cancel_all(options_.timeout);
+    if (const unsigned left = loop_->cancel_all(options_.timeout); left != 0) {
+      std::fprintf(stderr, "ringroute: http sink %s: %u operations still in flight after cancelling them; starting anew\n",
+                   where_.c_str(), left);
+    }
     for (auto& c : connections_) close_connection(*c);
     loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
     for (Request& r : requests_) {

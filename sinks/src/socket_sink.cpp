@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -98,7 +99,10 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
   if (writing_) {
     // The last write() threw midway (see HttpSink::write): end what is in
     // flight before its buffers are reused, then start clean.
-    loop_->cancel_all(std::chrono::seconds(1));
+    if (const unsigned left = loop_->cancel_all(std::chrono::seconds(1)); left != 0) {
+      std::fprintf(stderr, "ringroute: socket sink %s: %u operations still in flight after cancelling them; starting anew\n",
+                   where_.c_str(), left);
+    }
     for (Connection& c : connections_) c.stream.close();
     loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
   }

@@ -65,8 +65,9 @@ class UringLoop {
   // for at most `limit`. For a sink whose write() threw midway; closing the
   // sockets alone does not stop a receive (the ring holds its own reference
   // to the file), and tearing the ring down cancels asynchronously.
-  void cancel_all(std::chrono::milliseconds limit) noexcept {
-    if (in_flight_ == 0) return;
+  // Returns how many are still in flight when it gave up (0: all ended).
+  unsigned cancel_all(std::chrono::milliseconds limit) noexcept {
+    if (in_flight_ == 0) return 0;
     io_uring_submit(&ring_);  // what was queued, so the cancel can find it
     if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_); sqe != nullptr) {
       io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
@@ -81,6 +82,7 @@ class UringLoop {
       if (cqe->user_data != kInternalTag) --in_flight_;
       io_uring_cqe_seen(&ring_, cqe);
     }
+    return in_flight_;
   }
 
   // Submits what is queued and hands completions to `on_completion(tag,
@@ -105,10 +107,11 @@ class UringLoop {
         completions_.push_back({cqe->user_data, cqe->res});
       }
       io_uring_cq_advance(&ring_, seen);
-      for (const auto& [tag, result] : completions_) {
-        --in_flight_;
-        on_completion(tag, result);
-      }
+      // Counted off before any handler runs: one that throws leaves the
+      // rest unhandled but gone from the queue, and cancel_all() must not
+      // wait for them.
+      in_flight_ -= static_cast<unsigned>(completions_.size());
+      for (const auto& [tag, result] : completions_) on_completion(tag, result);
     }
   }
 

@@ -232,8 +232,13 @@ TEST(Ring, SkippingAClaimWhoseHeaderNeverCameStopsAtALiveClaimStillWithoutOne) {
     ring::Producer p(r.segment);
     (void)put(p, "live");
   });
-  while (unheaded_state.load() != 1) std::this_thread::yield();
+  const auto hooked_by = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (unheaded_state.load() != 1 && std::chrono::steady_clock::now() < hooked_by) std::this_thread::yield();
   ring::testing::set_unheaded_claim_hook(nullptr);
+  if (unheaded_state.load() != 1) {
+    live.join();
+    FAIL() << "the producer never stopped between its CAS and its header store";
+  }
   // Poll until the dead claim is skipped; the live one must still be ahead.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (r.segment.header().skipped.read() == 0 && std::chrono::steady_clock::now() < until) {

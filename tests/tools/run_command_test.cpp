@@ -149,6 +149,19 @@ void wait_drained(const std::string& ring) {
   }
 }
 
+// Until the router has read `records` records from the ring (read, not
+// written: the sinks may be retrying them).
+void wait_read(const std::string& ring, std::uint64_t records) {
+  ringroute::ring::Segment segment;
+  std::string error;
+  ASSERT_EQ(ringroute::ring::Segment::attach(ring, segment, &error), ringroute::ring::Status::ok) << error;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (segment.header().read.read() < records) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "router did not read " << records << " records of " << ring;
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
 int wait_child(pid_t pid) {
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -713,7 +726,8 @@ TEST(RunCommand, AStopThatCannotWriteEverythingSaysSoAndTheNextStartDeliversIt) 
     RouterProcess router(dir / "edr.json", dir / "first.log", "200");
     wait_for_ring(ring);
     ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
-    std::this_thread::sleep_for(100ms);  // read and handed to the sink, which retries
+    ASSERT_NO_FATAL_FAILURE(wait_read(ring, kEvents));
+    std::this_thread::sleep_for(100ms);  // handed to the sink, which retries
     ASSERT_EQ(router.stop(), 0);
   }
   const std::string first = read_text(dir / "first.log");
@@ -749,7 +763,8 @@ TEST(RunCommand, AStopWithSeveralDestinationsDownTakesOneDrain) {
   RouterProcess router(dir / "edr.json", dir / "router.log", "300");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 50)), 0);
-  std::this_thread::sleep_for(100ms);  // read and handed to the sinks, which retry
+  ASSERT_NO_FATAL_FAILURE(wait_read(ring, 50));
+  std::this_thread::sleep_for(100ms);  // handed to the sinks, which retry
   const auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(router.stop(), 0);
   const auto elapsed = std::chrono::steady_clock::now() - start;

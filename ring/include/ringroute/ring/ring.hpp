@@ -389,10 +389,12 @@ class Consumer {
   // Calls on_record(payload, end) again for the records of [from, to) that
   // poll() delivered, up to `max_records`; returns the position reached (`to`
   // when done). Both must be positions poll() returned as `end` (or the
-  // released position), not yet released: that space is ours, so nothing
-  // there changes except a skipped claim whose producer commits after all
-  // (it comes out here though poll() counted it skipped). This is how a
-  // backend that fell behind catches up while the others read on.
+  // released position), not yet released: that space is ours. Where poll()
+  // stepped over bytes (a skipped claim, broken framing) this steps over the
+  // same, so a skipped claim whose producer commits after all stays skipped
+  // (unless more than kJumps jumps came since; then its header is read).
+  // This is how a backend that fell behind catches up while the others
+  // read on.
   template <class OnRecord>
   std::uint64_t reread(std::uint64_t from, std::uint64_t to, OnRecord&& on_record,
                        std::size_t max_records) const {
