@@ -39,8 +39,15 @@ std::size_t first_invalid_utf8(std::string_view s) noexcept {
   return n;
 }
 
+// As deep as the DOM parser goes (its default max_depth); on-demand checks
+// depth only in simdjson's development builds, and this walk recurses once
+// per level, so it stops there itself (a deep body is a refused body, not a
+// stack overflow).
+constexpr std::size_t kMaxDepth = simdjson::DEFAULT_MAX_DEPTH;
+
 // Walks every value so on-demand reports where the first syntax error is.
-simdjson::error_code walk(simdjson::ondemand::value value) noexcept {
+simdjson::error_code walk(simdjson::ondemand::value value, std::size_t depth) noexcept {
+  if (depth > kMaxDepth) return simdjson::DEPTH_ERROR;
   simdjson::ondemand::json_type type;
   if (auto e = value.type().get(type)) return e;
   switch (type) {
@@ -50,7 +57,7 @@ simdjson::error_code walk(simdjson::ondemand::value value) noexcept {
       for (auto field : object) {
         std::string_view key;
         if (auto e = field.unescaped_key().get(key)) return e;
-        if (auto e = walk(field.value())) return e;
+        if (auto e = walk(field.value(), depth + 1)) return e;
       }
       return simdjson::SUCCESS;
     }
@@ -60,7 +67,7 @@ simdjson::error_code walk(simdjson::ondemand::value value) noexcept {
       for (auto element : array) {
         simdjson::ondemand::value v;
         if (auto e = element.get(v)) return e;
-        if (auto e = walk(v)) return e;
+        if (auto e = walk(v, depth + 1)) return e;
       }
       return simdjson::SUCCESS;
     }
@@ -113,7 +120,7 @@ std::size_t locate_error(std::string_view text, simdjson::error_code error) noex
     for (auto field : object) {
       std::string_view key;
       if ((e = field.unescaped_key().get(key))) break;
-      if ((e = walk(field.value()))) break;
+      if ((e = walk(field.value(), 2))) break;
     }
   }
   const char* at = nullptr;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <string_view>
+
 using ringroute::ingest::check_json_object;
 
 TEST(BodyCheck, ObjectsPass) {
@@ -30,4 +33,19 @@ TEST(BodyCheck, SyntaxErrorsHaveAnOffsetInsideTheText) {
     ASSERT_TRUE(p) << text;
     EXPECT_LE(p->byte_offset, std::string_view(text).size()) << text;
   }
+}
+
+// Nesting past the parser's depth inside an object: the error's location
+// was looked for by a walk recursing once per level, without a bound, and a
+// 2 MB body overflowed the stack (in a producer's rr_emit, in `validate`).
+TEST(BodyCheck, NestingDeeperThanTheParserGoesIsAnErrorNotACrash) {
+  constexpr std::size_t kLevels = 1'000'000;
+  std::string text = "{\"a\":";
+  text.append(kLevels, '[');
+  text.append(kLevels, ']');
+  text.append("}");
+  const auto p = check_json_object(text);
+  ASSERT_TRUE(p);
+  EXPECT_LE(p->byte_offset, text.size());
+  EXPECT_NE(std::string_view(p->reason).find("too deep"), std::string_view::npos) << p->reason;
 }
