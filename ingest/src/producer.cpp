@@ -111,7 +111,15 @@ rr_status check_event(const rr_event& e, std::size_t index, rr_error* error) {
   }
   for (std::size_t f = 0; f < ev::kStringFieldCount; ++f) {
     const rr_str& s = field(e, static_cast<ev::StringField>(f));
-    if (s.data == nullptr) continue;
+    if (s.data == nullptr) {
+      // NULL means absent; with a length it is a caller's mistake (a failed
+      // allocation, say), not a field to leave out quietly.
+      if (s.size != 0) {
+        return fail(error, RR_BAD_ARGUMENT, index, "event %zu: %s: NULL with length %zu", index,
+                    ev::kStringFieldNames[f].data(), s.size);
+      }
+      continue;
+    }
     if (s.size > ev::kMaxFieldBytes) {
       return fail(error, RR_TOO_BIG, index, "event %zu: %s: %zu bytes, at most %zu", index,
                   ev::kStringFieldNames[f].data(), s.size, ev::kMaxFieldBytes);
@@ -121,6 +129,9 @@ rr_status check_event(const rr_event& e, std::size_t index, rr_error* error) {
       return fail(error, RR_BAD_ARGUMENT, index, "event %zu: %s: empty (leave it absent instead)", index,
                   ev::kStringFieldNames[f].data());
     }
+  }
+  if (e.body.data == nullptr && e.body.size != 0) {
+    return fail(error, RR_BAD_ARGUMENT, index, "event %zu: body: NULL with length %zu", index, e.body.size);
   }
   if (e.account_tree_len > 0 && e.account_tree == nullptr) {
     return fail(error, RR_BAD_ARGUMENT, index, "event %zu: account_tree: NULL with length %zu", index,
@@ -140,6 +151,15 @@ rr_status check_event(const rr_event& e, std::size_t index, rr_error* error) {
     }
   }
   return RR_OK;
+}
+
+// Before anything adds the body's size to others (a size near SIZE_MAX
+// wrapped the sum into a small claim that the copy then overran) or parses
+// it (a body of a gigabyte was parsed whole before being refused).
+rr_status check_body_size(const rr_event& e, std::size_t index, std::uint32_t max_claim, rr_error* error) {
+  if (e.body.data == nullptr || e.body.size <= max_claim) [[likely]] return RR_OK;
+  return fail(error, RR_TOO_BIG, index, "event %zu: body: %zu bytes, and a record is at most %u on the ring (an eighth of it)",
+              index, e.body.size, max_claim);
 }
 
 rr_status check_body(const rr_event& e, std::size_t index, uint32_t flags, rr_error* error) {
@@ -207,6 +227,8 @@ std::size_t prepare(const rr_producer& p, const rr_event& e, std::int64_t now, c
       strings_bytes += 2 + s.size;
       // size - 1 wraps for 0, so one compare catches empty and too long.
       suspect |= s.size - 1 >= ev::kMaxFieldBytes;
+    } else {
+      suspect |= s.size != 0;
     }
   };
   take(ev::StringField::id, e.id);
@@ -235,6 +257,7 @@ std::size_t prepare(const rr_producer& p, const rr_event& e, std::int64_t now, c
   in.verbosity = verbosity == RR_VERBOSITY_DEFAULT ? ev::Verbosity::info : static_cast<ev::Verbosity>(verbosity - 1);
   in.timestamp_ns = e.timestamp_ns != 0 ? e.timestamp_ns : now;
   in.body = e.body.data != nullptr ? std::string_view{e.body.data, e.body.size} : std::string_view{"{}"};
+  suspect |= (e.body.data == nullptr) & (e.body.size != 0);
   if (suspect) [[unlikely]] return 0;
   return ev::kFixedBytes + strings_bytes + in.body.size();
 }
@@ -338,13 +361,14 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
   // A bad event must leave the ring untouched. A batch of one window is
   // checked while it is prepared, before anything is claimed; a longer one
   // is checked whole first.
+  ring::Producer& rp = *p->ring;
+  const std::uint32_t max_claim = rp.max_claim_bytes();
   const bool checked_first = count > kWindow;
   for (std::size_t i = 0; checked_first && i < count; ++i) {
     if (rr_status s = check_event(events[i], i, error); s != RR_OK) return s;
+    if (rr_status s = check_body_size(events[i], i, max_claim, error); s != RR_OK) return s;
     if (rr_status s = check_body(events[i], i, flags, error); s != RR_OK) return s;
   }
-  ring::Producer& rp = *p->ring;
-  const std::uint32_t max_claim = rp.max_claim_bytes();
   const std::int64_t now = now_ns();
   const std::uint64_t first_sequence = p->next_sequence.fetch_add(count, std::memory_order_relaxed);
 
@@ -365,6 +389,12 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
     const std::size_t window = std::min(kWindow, count - done);
     for (std::size_t i = 0; i < window; ++i) {
       const std::size_t index = done + i;
+      if (!checked_first) {
+        if (rr_status s = check_body_size(events[index], index, max_claim, error); s != RR_OK) {
+          if (accepted != nullptr) *accepted = done;
+          return s;
+        }
+      }
       std::size_t payload = prepare(*p, events[index], now, sequence, &ids[i * kMaxIdBytes], inputs[i]);
       if (payload == 0) [[unlikely]] {
         if (!checked_first) {

@@ -306,3 +306,42 @@ TEST(Producer, EventLargerThanAClaimIsTooBig) {
   EXPECT_EQ(p.emit(with_body(body), 0, &error), RR_TOO_BIG);
   EXPECT_NE(std::string(error.message).find("at most 512"), std::string::npos) << error.message;
 }
+
+// A body's size is checked before it is added to the others or parsed: a
+// size near SIZE_MAX (a -1 from a failed read) wrapped the record's size into
+// a small claim that the copy then overran, and a body too big for the ring
+// was parsed whole (and refused as bad JSON, not as too big).
+TEST(Producer, ABodyTooBigForTheRingIsRefusedBeforeItIsSizedOrParsed) {
+  TestRing r(4096);  // max claim 512 bytes
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name);
+  const std::string text = "{}";
+  rr_event e{};
+  e.body = rr_str{text.data(), static_cast<std::size_t>(-1)};
+  rr_error error{};
+  EXPECT_EQ(p.emit(e, RR_EMIT_BODY_TRUSTED, &error), RR_TOO_BIG);
+  EXPECT_NE(std::string(error.message).find("event 0: body:"), std::string::npos) << error.message;
+  const std::string not_json(600, '!');
+  EXPECT_EQ(p.emit(with_body(not_json), 0, &error), RR_TOO_BIG);
+  EXPECT_NE(std::string(error.message).find("at most 512"), std::string::npos) << error.message;
+  EXPECT_TRUE(drain(c).empty());
+  EXPECT_EQ(r.segment.header().tail.load(), 0u);
+}
+
+// NULL means absent; NULL with a length is a caller's mistake (a failed
+// allocation), refused by name rather than sent as an absent field.
+TEST(Producer, NullWithALengthIsRefusedNotTakenAsAbsent) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name);
+  rr_error error{};
+  rr_event e{};
+  e.body = rr_str{nullptr, 500};
+  EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(error.message).find("body: NULL with length 500"), std::string::npos) << error.message;
+  e = rr_event{};
+  e.app_name = rr_str{nullptr, 5};
+  EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(error.message).find("app_name: NULL with length 5"), std::string::npos) << error.message;
+  EXPECT_TRUE(drain(c).empty());
+}
