@@ -199,10 +199,12 @@ char* put_body(char* out, std::string_view body) noexcept {
     const __m128i lf = _mm_set1_epi8('\n');
     const __m128i cr = _mm_set1_epi8('\r');
     // Compare results pile up in one register; one movemask at the end.
-    const __m128i last = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16));
+    // The copy is scanned, not the ring: a producer rewriting the body
+    // between the copy and the scan could otherwise slip a raw newline in.
+    const __m128i last = _mm_loadu_si128(reinterpret_cast<const __m128i*>(out + n - 16));
     __m128i found = _mm_or_si128(_mm_cmpeq_epi8(last, lf), _mm_cmpeq_epi8(last, cr));
     for (std::size_t i = 0; i + 16 <= n; i += 16) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(out + i));
       found = _mm_or_si128(found, _mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr)));
     }
     if (_mm_movemask_epi8(found) == 0) [[likely]] return out + n;
@@ -315,9 +317,10 @@ void JsonFormatter::write_metadata(const EventView& e, ByteBuffer& out, std::str
   for (std::size_t f = 0; f < event::kStringFieldCount; ++f) {
     if ((e.present >> f) & 1u) bound += escaped_bound(e.strings[f].size()) + 2;
   }
-  if (e.has_account_tree()) {
-    for (std::string_view a : e.account_tree) bound += escaped_bound(a.size()) + 3;
-  }
+  // The tree's lengths are read from the ring on every walk, and a
+  // producer may rewrite them under us: sized by the bytes they can name,
+  // not by one walk's lengths, or the writing walk could pass the bound.
+  if (e.has_account_tree()) bound += escaped_bound(e.account_tree.byte_size()) + 3 * e.account_tree.size();
   char* p = out.reserve_more(bound);
   const bool wire = !options_.normalize;
   bool first = true;

@@ -108,6 +108,9 @@ class AccountTree {
 
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  // Bytes every entry lies within, whatever the lengths say when read: the
+  // one bound that holds when a producer rewrites them between two walks.
+  [[nodiscard]] std::size_t byte_size() const noexcept { return static_cast<std::size_t>(bytes_end_ - bytes_); }
 
   class iterator {
    public:
