@@ -261,7 +261,14 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
           return type_error(name, "an object");
         }
         std::string_view raw;
-        if (auto e = body.raw_json().get(raw)) return std::string("body: ") + simdjson::error_message(e);
+        if (auto e = body.raw_json().get(raw)) return std::string("body: not JSON: ") + simdjson::error_message(e);
+        // raw_json() only balances brackets (simdjson 3.0): `{"a":tru}`
+        // passes it. Checked whole, as the producer library checks bodies.
+        if (const auto problem = check_json_object(raw)) {
+          return "body: not JSON: byte " + std::to_string(static_cast<std::size_t>(raw.data() - buffer_.data()) +
+                                                          problem->byte_offset) +
+                 ": " + problem->reason;
+        }
         out.input.body = raw;
         out.has_body = true;
         break;
@@ -300,10 +307,12 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
     return "not JSON: trailing content at byte " + std::to_string(rest - buffer_.data());
   }
   if (!out.has_timestamp && gregorian) {
-    const std::int64_t unix_seconds = *gregorian - kGregorianToUnix;
-    if (unix_seconds > INT64_MAX / 1'000'000'000 || unix_seconds < INT64_MIN / 1'000'000'000) {
+    // Compared before subtracting: INT64_MIN - kGregorianToUnix overflows.
+    if (*gregorian < INT64_MIN / 1'000'000'000 + kGregorianToUnix ||
+        *gregorian > INT64_MAX / 1'000'000'000 + kGregorianToUnix) {
       return std::string("gregorian_time: out of range");
     }
+    const std::int64_t unix_seconds = *gregorian - kGregorianToUnix;
     out.input.timestamp_ns = unix_seconds * 1'000'000'000;
     out.has_timestamp = true;
   }

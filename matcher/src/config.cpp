@@ -1,5 +1,7 @@
 #include "ringroute/matcher/config.hpp"
 
+#include <algorithm>
+
 #include <array>
 #include <cstdio>
 
@@ -128,6 +130,15 @@ std::string_view json_type_name(element_type type) noexcept {
   return "a value";
 }
 
+std::string member_path(std::string_view path, std::string_view key) {
+  const bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+  std::string out(path);
+  if (plain) return out.append(out.empty() ? "" : ".").append(key);
+  return out.append("[").append(quoted(key)).append("]");
+}
+
 std::string quoted(std::string_view text) {
   std::string out = "\"";
   for (unsigned char c : text) {
@@ -157,7 +168,7 @@ std::optional<BindingSpec> parse_binding(element binding, const std::string& pat
   std::array<bool, kBindingKeys.size()> seen{};
   const simdjson::dom::object members = binding.get_object().value_unsafe();
   for (auto [key, value] : members) {
-    const std::string key_path = path + "." + std::string(key);
+    const std::string key_path = member_path(path, key);
     std::size_t index = 0;
     while (index < kBindingKeys.size() && kBindingKeys[index] != key) ++index;
     if (index == kBindingKeys.size()) {

@@ -85,6 +85,21 @@ TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_NE(error_of(R"({"id":"a"} x)").find("not JSON"), std::string::npos);
 }
 
+// A body is taken as its raw text, which simdjson's raw_json() finds by
+// balancing brackets only: these passed as events with a body that is not
+// JSON. And the seconds of gregorian_time are range-checked before the
+// subtraction that would overflow.
+TEST(EventLine, ABodyThatIsNotJsonOrATimeOutOfRangeIsABadLine) {
+  for (const char* line : {R"({"body":{"a":tru}})", R"({"body":{"a" 1}})", R"({"body":{"a":[1}]}})"}) {
+    EXPECT_EQ(error_of(line).rfind("body: not JSON: ", 0), 0u) << line << ": " << error_of(line);
+  }
+  EXPECT_EQ(error_of(R"({"id":"x","body":{"a":tru}})"),
+            "body: not JSON: byte 22: Problem while parsing an atom starting with the letter 't'")
+      << "the byte counts from the line's start";
+  EXPECT_EQ(error_of(R"({"gregorian_time":-9223372036854775808})"), "gregorian_time: out of range");
+  EXPECT_EQ(error_of(R"({"gregorian_time":9223372036854775807})"), "gregorian_time: out of range");
+}
+
 TEST(EventLine, Rfc3339Forms) {
   using ingest::parse_rfc3339;
   EXPECT_EQ(parse_rfc3339("1970-01-01T00:00:00Z"), 0);

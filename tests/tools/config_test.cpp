@@ -74,6 +74,32 @@ TEST(Config, UnknownKeysAreErrorsAtEveryLevel) {
   }
 }
 
+// A key with a newline, a NUL or a quote is named escaped in brackets:
+// printed raw it split the error over two lines (or cut it at the NUL).
+TEST(Config, AnOddKeyIsNamedEscapedInItsPath) {
+  const auto e = errors_of(std::string(R"({"backends": [{"name": "f", "type": "file", "options": {"path": "/p"},
+    "bindings": [{"a\nb": 1}]}], "x\u0000y": 2, "plain_key-2": 3})"));
+  auto starts = [&](const std::string& prefix) {
+    for (const auto& m : e) {
+      if (m.rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(starts(R"(backends[0].bindings[0]["a\u000ab"]: unknown key)")) << (e.empty() ? "" : e.front());
+  EXPECT_TRUE(starts(R"(["x\u0000y"]: unknown key)")) << (e.empty() ? "" : e.front());
+  EXPECT_TRUE(starts("plain_key-2: unknown key"));
+  for (const auto& m : e) EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+}
+
+TEST(Config, PrettyJsonOverNewlineFramedSyslogIsRefused) {
+  const auto e = errors_of(R"({"backends": [{"name": "s", "type": "socket", "options": {"url": "syslog+tcp://127.0.0.1:514",
+    "framing": "newline", "formatter": {"type": "json", "options": {"pretty": true}}}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].rfind("backends[0].options.formatter.options.pretty: pretty output spans lines", 0), 0u) << e[0];
+  EXPECT_TRUE(errors_of(R"({"backends": [{"name": "s", "type": "socket", "options": {"url": "syslog+tcp://127.0.0.1:514",
+    "formatter": {"type": "json", "options": {"pretty": true}}}, "bindings": []}]})").empty());
+}
+
 TEST(Config, RequiredBackendMembers) {
   const auto e = errors_of(R"({"backends": [{"options": {}}, {"name": "h", "type": "http", "bindings": []},
                                              {"name": "s", "type": "socket", "options": {}, "bindings": []}]})");

@@ -51,7 +51,7 @@ void check_object(element value, const std::string& path, ConfigErrors& errors,
   std::set<std::string_view> seen;
   const simdjson::dom::object object = value.get_object().value_unsafe();
   for (auto [key, member] : object) {
-    const std::string member_path = path + "." + std::string(key);
+    const std::string member_path = matcher::member_path(path, key);
     const Member* known = nullptr;
     for (const Member& m : members) {
       if (m.name == key) known = &m;
@@ -149,7 +149,7 @@ Check string_map_check() {
     if (!v.is_object()) return e.add(p, "expected an object of strings, " + got(v));
     const simdjson::dom::object object = v.get_object().value_unsafe();
     for (auto [key, value] : object) {
-      if (!value.is_string()) e.add(p + "." + std::string(key), "expected a string, " + got(value));
+      if (!value.is_string()) e.add(matcher::member_path(p, key), "expected a string, " + got(value));
     }
   };
 }
@@ -345,6 +345,16 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
   if (!has_options && known_type && type != "amqp") {
     errors.add(path + ".options." + (type == "file" ? "path" : "url"),
                "required for a " + std::string(type) + " backend");
+  }
+  // Pretty output spans lines: newline framing would cut every event into
+  // one message a line at the receiver.
+  if (std::string_view framing; type == "socket" && has_options && options.is_object() &&
+                                options["framing"].get(framing) == simdjson::SUCCESS && framing == "newline") {
+    if (bool pretty; options.at_pointer("/formatter/options/pretty").get(pretty) == simdjson::SUCCESS && pretty) {
+      errors.add(path + ".options.formatter.options.pretty",
+                 "pretty output spans lines, and with \"framing\": \"newline\" each line would arrive as a "
+                 "message of its own (use octet-counting framing, or leave pretty off)");
+    }
   }
   if (errors.size() != before) {
     // Still count the name for uniqueness checks.

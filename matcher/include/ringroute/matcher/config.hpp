@@ -79,5 +79,9 @@ std::optional<BindingSpec> parse_binding(simdjson::dom::element binding, const s
 
 // `"text"` with quotes and escapes, for quoting user input in messages.
 [[nodiscard]] std::string quoted(std::string_view text);
+// `path.key` for a key of letters, digits, '_' and '-'; `path["k\ey"]`
+// (quoted, escaped) for any other, so an error's path stays on its line and
+// names the key whatever bytes it holds.
+[[nodiscard]] std::string member_path(std::string_view path, std::string_view key);
 
 }  // namespace ringroute::matcher
