@@ -57,7 +57,8 @@ typedef enum rr_verbosity {
   RR_VERBOSITY_FATAL = 6
 } rr_verbosity;
 
-/* A byte string; data == NULL means absent. Fields are at most 65535 bytes. */
+/* A byte string; data == NULL (with size 0) means absent; NULL with a
+   nonzero size is refused (RR_BAD_ARGUMENT). Fields are at most 65535 bytes. */
 typedef struct rr_str {
   const char* data;
   size_t size;
