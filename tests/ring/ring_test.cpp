@@ -57,6 +57,14 @@ std::vector<std::string> take_within(ring::Consumer& c, int deadline_ms) {
   return out;
 }
 
+// Commits "good" then "doomed", and rewrites doomed's header (at byte 16)
+// to claim `length` bytes: a header the library never wrote.
+void put_good_then_broken_header(ring::Producer& p, TestRing& r, std::int32_t length) {
+  ASSERT_EQ(put(p, "good"), ring::Status::ok);
+  ASSERT_EQ(put(p, "doomed"), ring::Status::ok);
+  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(length, 0));
+}
+
 }  // namespace
 
 TEST(Ring, RecordsComeOutInOrderWithExactLengths) {
@@ -255,10 +263,8 @@ TEST(Ring, BrokenFramingIsCountedAsCorruptAndReadingGoesOn) {
   TestRing r(4096);
   ring::Producer p(r.segment);
   ring::Consumer c(r.segment);
-  ASSERT_EQ(put(p, "good"), ring::Status::ok);
-  ASSERT_EQ(put(p, "doomed"), ring::Status::ok);
-  // Overwrite the second header with a length running past the ring's end.
-  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(1 << 20, 0));
+  // The second header's length runs past the ring's end.
+  ASSERT_NO_FATAL_FAILURE(put_good_then_broken_header(p, r, 1 << 20));
   EXPECT_EQ(take(c), (std::vector<std::string>{"good"}));
   EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
   ASSERT_EQ(put(p, "later"), ring::Status::ok);
@@ -272,9 +278,7 @@ TEST(Ring, ARecordLongerThanWhatWasClaimedIsCorruptNotRead) {
   TestRing r(4096);
   ring::Producer p(r.segment);
   ring::Consumer c(r.segment);
-  ASSERT_EQ(put(p, "good"), ring::Status::ok);
-  ASSERT_EQ(put(p, "doomed"), ring::Status::ok);
-  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(1024, 0));
+  ASSERT_NO_FATAL_FAILURE(put_good_then_broken_header(p, r, 1024));
   EXPECT_EQ(take(c), (std::vector<std::string>{"good"}));
   EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
   EXPECT_EQ(c.read_position(), r.segment.header().tail.load());
@@ -484,9 +488,7 @@ TEST(Ring, RereadFollowsPollOverBrokenFraming) {
   ring::Producer p(r.segment);
   ring::Consumer c(r.segment);
   const std::uint64_t from = c.read_position();
-  ASSERT_EQ(put(p, "good"), ring::Status::ok);
-  ASSERT_EQ(put(p, "doomed"), ring::Status::ok);
-  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(1024, 0));
+  ASSERT_NO_FATAL_FAILURE(put_good_then_broken_header(p, r, 1024));
   EXPECT_EQ(take(c, 1000, /*release=*/false), (std::vector<std::string>{"good"}));
   ASSERT_EQ(r.segment.header().corrupt.read(), 1u);
   for (int i = 0; i < 3; ++i) ASSERT_EQ(put(p, "later-" + std::to_string(i)), ring::Status::ok);
