@@ -19,6 +19,7 @@ namespace ringroute::matcher {
 // A probe and a leaf cost one cache line each only at these sizes.
 static_assert(sizeof(Matcher::Edge) == 32 && alignof(Matcher::Edge) == 32);
 static_assert(sizeof(Matcher::Node) == 64 && alignof(Matcher::Node) == 64);
+static_assert(sizeof(Matcher::AccountSlot) == 64 && alignof(Matcher::AccountSlot) == 64);
 
 namespace {
 
@@ -146,7 +147,6 @@ class MatcherBuilder {
   }
 
   void finish() {
-    merge_any_app_entries();
     build_topic_words();
     build_topic_dfas();
     flatten_entries();
@@ -275,41 +275,11 @@ class MatcherBuilder {
         add_to_leaf(any_child(account_node));
       } else {
         for (const std::string& app : binding.apps) {
-          const std::uint32_t leaf = child(account_node, app);
-          app_leaves_.emplace_back(account_node, leaf);
-          add_to_leaf(leaf);
+          app_tags_.emplace_back(account_node, Matcher::app_tag(make_label_key(app).hash));
+          add_to_leaf(child(account_node, app));
         }
       }
     }
-  }
-
-  // Past this many, a `*` leaf's entries stay where they are (copies into
-  // every app leaf would grow as apps x backends) and both leaves are read.
-  static constexpr std::size_t kMergedEntries = 8;
-
-  // An account node's `*` app leaf and its app leaves are both reached by
-  // an event with that app: the `*` leaf's plain entries are copied into
-  // each app leaf, so such an event reads one leaf, not two. The `*` leaf is
-  // still read for events without an app, and (its plain entries skipped)
-  // for its filters and topics when it has any: the account node's `more`
-  // says so.
-  void merge_any_app_entries() {
-    std::sort(app_leaves_.begin(), app_leaves_.end());
-    app_leaves_.erase(std::unique(app_leaves_.begin(), app_leaves_.end()), app_leaves_.end());
-    for (const auto& [account, leaf] : app_leaves_) {
-      const std::uint32_t any = m_.nodes_[account].any_child;
-      if (any == Matcher::kNone) continue;
-      const auto& extra = pending_[any].plain;
-      if (extra.size() > kMergedEntries) {
-        m_.nodes_[account].more |= Matcher::kAnyLeafUnmerged;
-        continue;
-      }
-      pending_[leaf].plain.insert(pending_[leaf].plain.end(), extra.begin(), extra.end());
-      if (!pending_[any].filtered.empty() || m_.nodes_[any].topic_root != Matcher::kNone) {
-        m_.nodes_[account].more |= Matcher::kAnyLeafHasMore;
-      }
-    }
-    std::vector<std::pair<std::uint32_t, std::uint32_t>>().swap(app_leaves_);
   }
 
   // One entry per backend: the union of its bindings' pairs.
@@ -502,15 +472,82 @@ class MatcherBuilder {
     }
   }
 
+  // An account node's slot, but for its label: its `*` leaf's entries
+  // inline when that is all the leaf holds, and its apps' tags.
+  void fill_account_slot(Matcher::AccountSlot& slot, std::uint32_t node) const {
+    slot.node = node;
+    const std::uint32_t star = m_.nodes_[node].any_child;
+    if (star != Matcher::kNone) {
+      const Matcher::Node& leaf = m_.nodes_[star];
+      if (leaf.plain_count <= Matcher::kSlotStarEntries && leaf.filtered_count == 0 &&
+          leaf.topic_root == Matcher::kNone) {
+        for (std::uint32_t i = 0; i < leaf.plain_count; ++i) slot.star_plain[i] = leaf.plain[i];
+      } else {
+        slot.star = star;
+      }
+    }
+    const auto [first, last] = std::equal_range(
+        app_tags_.begin(), app_tags_.end(), std::pair<std::uint32_t, std::uint16_t>(node, 0),
+        [](const auto& a, const auto& b) { return a.first < b.first; });
+    const auto tags = static_cast<std::size_t>(last - first);
+    if (tags > Matcher::kSlotAppTags) {
+      slot.app_count = Matcher::kEveryApp;
+    } else {
+      slot.app_count = static_cast<std::uint8_t>(tags);
+      for (std::size_t i = 0; i < Matcher::kSlotAppTags; ++i) {
+        slot.app_tags[i] = tags == 0 ? 0 : first[static_cast<std::ptrdiff_t>(i < tags ? i : 0)].second;
+      }
+    }
+  }
+
+  static Matcher::AccountSlot empty_slot() {
+    Matcher::AccountSlot slot{};
+    slot.node = Matcher::kNone;
+    slot.star = Matcher::kNone;
+    return slot;
+  }
+
+  // Account nodes (children of the two roots) become slots of their own
+  // table; every other labelled edge goes to the edge table.
   void build_edge_table() {
-    std::size_t slots = 16;
-    while (slots < edges_.size() * 2) slots *= 2;
-    if (m_.nodes_.size() >= Matcher::kSummaryNodeBits) {
-      throw std::length_error("the bindings compile to more than " + std::to_string(Matcher::kSummaryNodeBits) +
+    if (m_.nodes_.size() >= Matcher::kNone) {
+      throw std::length_error("the bindings compile to more than " + std::to_string(Matcher::kNone - 1) +
                               " trie nodes");
     }
-    m_.edges_.assign(slots, Matcher::Edge{0, 0, 0, Matcher::kNone, Matcher::kSummaryNone, {0, 0}});
-    m_.edge_mask_ = slots - 1;
+    std::sort(app_tags_.begin(), app_tags_.end());
+    app_tags_.erase(std::unique(app_tags_.begin(), app_tags_.end()), app_tags_.end());
+    m_.any_account_ = empty_slot();
+    fill_account_slot(m_.any_account_, Matcher::kAnyAccount);
+
+    auto is_account = [](std::uint32_t parent) {
+      return parent == Matcher::kExactRoot || parent == Matcher::kDescendantRoot;
+    };
+    std::size_t accounts = 0;
+    for (const auto& [key, node] : edges_) {
+      std::uint32_t parent;
+      std::memcpy(&parent, key.data(), sizeof parent);
+      if (is_account(parent)) ++accounts;
+    }
+    auto table_size = [](std::size_t entries) {
+      std::size_t slots = 16;
+      while (slots < entries * 2) slots *= 2;
+      return slots;
+    };
+    const std::size_t edge_slots = table_size(edges_.size() - accounts);
+    m_.edges_.assign(edge_slots, Matcher::Edge{0, 0, 0, Matcher::kNone, {0, 0}});
+    m_.edge_mask_ = edge_slots - 1;
+    const std::size_t account_slots = table_size(accounts);
+    m_.account_slots_.assign(account_slots, empty_slot());
+    m_.account_mask_ = account_slots - 1;
+
+    auto store_label = [&](const LabelKey& label, std::uint64_t out[2]) {
+      out[0] = label.head[0];
+      out[1] = label.head[1];
+      if (label.text.size() > 16) {
+        out[0] = m_.labels_.size();
+        m_.labels_.append(label.text);
+      }
+    };
     for (const auto& [key, node] : edges_) {
       std::uint32_t parent;
       std::memcpy(&parent, key.data(), sizeof parent);
@@ -518,17 +555,27 @@ class MatcherBuilder {
       // No event field is longer, so such an edge could never be taken.
       if (label.text.size() > 0xffff) continue;
       const std::uint64_t hash = edge_hash(parent, label.hash);
+      const auto tag = static_cast<std::uint16_t>(hash >> 48);
+      const auto length = static_cast<std::uint16_t>(label.text.size());
+      if (is_account(parent)) {
+        std::uint64_t slot = hash & m_.account_mask_;
+        while (m_.account_slots_[slot].node != Matcher::kNone) slot = (slot + 1) & m_.account_mask_;
+        Matcher::AccountSlot& account = m_.account_slots_[slot];
+        account.tag = tag;
+        account.label_length = length;
+        account.parent = static_cast<std::uint8_t>(parent);
+        store_label(label, account.label);
+        fill_account_slot(account, node);
+        continue;
+      }
       std::uint64_t slot = hash & m_.edge_mask_;
       while (m_.edges_[slot].child != Matcher::kNone) slot = (slot + 1) & m_.edge_mask_;
       Matcher::Edge& edge = m_.edges_[slot];
-      edge = {static_cast<std::uint16_t>(hash >> 48), static_cast<std::uint16_t>(label.text.size()), parent, node,
-              Matcher::summary_of(m_.nodes_[node]), {label.head[0], label.head[1]}};
-      if (label.text.size() > 16) {
-        edge.label[0] = m_.labels_.size();
-        m_.labels_.append(label.text);
-      }
+      edge = {tag, length, parent, node, {0, 0}};
+      store_label(label, edge.label);
     }
     edges_.clear();
+    std::vector<std::pair<std::uint32_t, std::uint16_t>>().swap(app_tags_);
   }
 
   Matcher& m_;
@@ -539,7 +586,7 @@ class MatcherBuilder {
   std::unordered_map<std::uint32_t, std::map<std::uint32_t, std::uint32_t>> topic_children_;  // node → word id → child
   std::unordered_set<std::uint32_t> hash_nodes_;
   std::unordered_map<std::string, std::uint32_t> word_ids_;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> app_leaves_;  // (account node, one of its app leaves)
+  std::vector<std::pair<std::uint32_t, std::uint16_t>> app_tags_;  // (account node, tag of one of its apps)
 };
 
 std::unique_ptr<const Matcher> Matcher::compile(std::span<const BackendSpec> backends, const CompileOptions& options) {
@@ -559,6 +606,7 @@ Matcher::~Matcher() = default;
 
 std::size_t Matcher::memory_bytes() const noexcept {
   std::size_t bytes = sizeof(*this) + nodes_.capacity() * sizeof(Node) + edges_.capacity() * sizeof(Edge) +
+                      account_slots_.capacity() * sizeof(AccountSlot) +
                       labels_.capacity() + plain_.capacity() * sizeof(PlainEntry) +
                       filtered_.capacity() * sizeof(FilteredEntry) + topic_states_.capacity() * sizeof(TopicState) +
                       topic_transitions_.capacity() * sizeof(TopicTransition) +
@@ -573,24 +621,40 @@ std::size_t Matcher::memory_bytes() const noexcept {
 LabelKey make_label_key(std::string_view text) noexcept { return key_of(text); }
 
 namespace {
-// One probe of the edge table for (parent, key) whose edge_hash is `hash`.
-// Free of `this`, so the caller's loops keep the table's address in a
-// register (stores into the scratch arrays could alias a member load).
-// Null when there is no such edge.
-[[gnu::always_inline]] inline const Matcher::Edge* probe_edges(const Matcher::Edge* edges, std::uint64_t mask,
-                                                               const char* labels, std::uint32_t parent,
-                                                               const LabelKey& key, std::uint64_t hash) noexcept {
+inline bool is_empty(const Matcher::Edge& edge) noexcept { return edge.child == Matcher::kNone; }
+inline bool is_empty(const Matcher::AccountSlot& slot) noexcept { return slot.node == Matcher::kNone; }
+
+// One probe of the edge or account table for (parent, key) whose edge_hash
+// is `hash`. Free of `this`, so the caller's loops keep the table's address
+// in a register (stores into the scratch arrays could alias a member load).
+// Null when there is no such entry.
+template <class Slot>
+[[gnu::always_inline]] inline const Slot* find_slot(const Slot* slots, std::uint64_t mask, const char* labels,
+                                                    std::uint32_t parent, const LabelKey& key,
+                                                    std::uint64_t hash) noexcept {
   const auto tag = static_cast<std::uint16_t>(hash >> 48);
   const std::size_t length = key.text.size();
-  for (std::uint64_t slot = hash & mask;; slot = (slot + 1) & mask) {
-    const Matcher::Edge& edge = edges[slot];
-    if (edge.child == Matcher::kNone) return nullptr;
-    if (edge.tag != tag || edge.parent != parent || edge.label_length != length) continue;
-    if (length <= 16 ? edge.label[0] == key.head[0] && edge.label[1] == key.head[1]
-                     : std::memcmp(labels + edge.label[0], key.text.data(), length) == 0) {
-      return &edge;
+  for (std::uint64_t index = hash & mask;; index = (index + 1) & mask) {
+    const Slot& slot = slots[index];
+    if (is_empty(slot)) return nullptr;
+    if (slot.tag != tag || slot.parent != parent || slot.label_length != length) continue;
+    if (length <= 16 ? slot.label[0] == key.head[0] && slot.label[1] == key.head[1]
+                     : std::memcmp(labels + slot.label[0], key.text.data(), length) == 0) {
+      return &slot;
     }
   }
+}
+
+// Whether one of eight 16-bit tags is `tag`, two words at a time.
+[[gnu::always_inline]] inline bool has_tag(const std::uint16_t (&tags)[8], std::uint16_t tag) noexcept {
+  constexpr std::uint64_t kLanes = 0x0001000100010001ull, kLow = 0x7fff7fff7fff7fffull;
+  std::uint64_t words[2];
+  std::memcpy(words, tags, sizeof words);
+  // A lane's top bit ends up set exactly when the lane is zero (no carry
+  // crosses lanes: the sum of two 15-bit halves fits in 16 bits).
+  auto zero_lanes = [](std::uint64_t x) { return ~(((x & kLow) + kLow) | x | kLow); };
+  const std::uint64_t broadcast = kLanes * tag;
+  return (zero_lanes(words[0] ^ broadcast) | zero_lanes(words[1] ^ broadcast)) != 0;
 }
 
 // Sets the backends of `count` plain entries that accept the event's
@@ -601,10 +665,11 @@ namespace {
     if ((entries[i].pairs >> pair) & 1u) out.set(entries[i].backend);
   }
 }
+
 }  // namespace
 
 inline std::uint32_t Matcher::find_child(std::uint32_t parent, const LabelKey& key) const noexcept {
-  const Edge* edge = probe_edges(edges_.data(), edge_mask_, labels_.data(), parent, key, edge_hash(parent, key.hash));
+  const Edge* edge = find_slot(edges_.data(), edge_mask_, labels_.data(), parent, key, edge_hash(parent, key.hash));
   return edge != nullptr ? edge->child : kNone;
 }
 
@@ -631,11 +696,11 @@ void Matcher::match_batch(std::span<const EventView> events, MatchScratch& scrat
 }
 
 // The walk in steps, each over the whole group before the next: (1) hash
-// the keys and prefetch the account-level edge slots; (2) resolve them to
-// account nodes and prefetch each node and its (node, app) edge slot; (3)
-// resolve those to leaves and prefetch the leaves; (4) read the leaves'
-// entries. An event's misses at one step overlap with the other events'
-// instead of each waiting for the one before.
+// the keys and prefetch the account slots; (2) read the slots: their inline
+// `*` entries, and for an app among their tags, prefetch the (account, app)
+// edge; (3) resolve those edges to leaves and prefetch the leaves; (4) read
+// the leaves' entries. An event's misses at one step overlap with the other
+// events' instead of each waiting for the one before.
 void Matcher::match_group(const EventView* events, std::size_t count, MatchScratch& scratch,
                           BackendSet* outs) const noexcept {
   // Sized for the group's worst case up front, so the steps below write
@@ -654,10 +719,22 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   std::size_t probe_count = 0, account_count = 0, leaf_count = 0;
 
   const Edge* const edges = edges_.data();
-  const Node* const nodes = nodes_.data();
   const std::uint64_t mask = edge_mask_;
+  const AccountSlot* const slots = account_slots_.data();
+  const std::uint64_t slot_mask = account_mask_;
+  const Node* const nodes = nodes_.data();
   const char* const labels = labels_.data();
   LabelKey* const apps = scratch.apps_;
+  std::uint32_t* const pairs = scratch.pairs_;
+
+  // Inline entries are read branch-free: whether one matches is as good as
+  // random, so a branch on it would be mispredicted about half the time.
+  // Unused ones are zero and accept no pair.
+  auto visit_inline = [&]<std::uint32_t kCount>(const PlainEntry (&entries)[kCount], std::uint32_t e) {
+    for (std::uint32_t i = 0; i < kCount; ++i) {
+      outs[e].set_if(entries[i].backend, ((entries[i].pairs >> pairs[e]) & 1u) != 0);
+    }
+  };
 
   const bool exact = nodes[kExactRoot].labelled_children != 0;
   const bool descendants = has_descendant_bindings_;
@@ -665,8 +742,8 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   std::uint32_t has_account_key = 0;
   for (std::size_t e = 0; e < count; ++e) {
     const EventView& event = events[e];
-    scratch.pairs_[e] = static_cast<std::uint32_t>(event.severity) * event::kVerbosityCount +
-                        static_cast<std::uint32_t>(event.verbosity);
+    pairs[e] = static_cast<std::uint32_t>(event.severity) * event::kVerbosityCount +
+               static_cast<std::uint32_t>(event.verbosity);
     // Each string is hashed once here, whatever number of nodes it is probed at.
     if (event.has(StringField::app_name)) {
       apps[e] = key_of(event.get(StringField::app_name));
@@ -680,7 +757,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
       probe.parent = kExactRoot;
       probe.event = static_cast<std::uint32_t>(e);
       probe.hash = edge_hash(kExactRoot, probe.key.hash);
-      __builtin_prefetch(&edges[probe.hash & mask]);
+      __builtin_prefetch(&slots[probe.hash & slot_mask]);
     }
     if (descendants && event.has_account_tree()) {
       for (std::string_view ancestor : event.account_tree) {
@@ -689,76 +766,57 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
         probe.parent = kDescendantRoot;
         probe.event = static_cast<std::uint32_t>(e);
         probe.hash = edge_hash(kDescendantRoot, probe.key.hash);
-        __builtin_prefetch(&edges[probe.hash & mask]);
+        __builtin_prefetch(&slots[probe.hash & slot_mask]);
       }
     }
   }
-  const std::uint32_t any_account_summary = summary_of(nodes[kAnyAccount]);
-  const bool any_app_edges = (any_account_summary & kSummaryLabelled) != 0;
+  // An account reached: its inline `*` entries now; its `*` leaf (when not
+  // inline) and its app's leaf (when the app's tag is among its own) later.
+  auto reach = [&](const AccountSlot& slot, std::uint32_t e) {
+    visit_inline(slot.star_plain, e);
+    // Branch-free: which apps an account has is as good as random too.
+    const bool probe_app =
+        ((has_tag(slot.app_tags, app_tag(apps[e].hash)) & (slot.app_count != 0)) | (slot.app_count == kEveryApp)) &
+        (((has_app >> e) & 1u) != 0);
+    if (!probe_app && slot.star == kNone) return;
+    MatchScratch::Visit& visit = accounts[account_count++];
+    visit = {slot.node, e, edge_hash(slot.node, apps[e].hash), slot.star, probe_app};
+    if (probe_app) __builtin_prefetch(&edges[visit.hash & mask]);
+    if (slot.star != kNone) __builtin_prefetch(&nodes[slot.star]);
+  };
   std::size_t p = 0;
   for (std::size_t e = 0; e < count; ++e) {
-    const bool app = (has_app >> e) & 1u;
-    MatchScratch::Visit& any = accounts[account_count++];
-    any = {kAnyAccount, static_cast<std::uint32_t>(e), 0, any_account_summary};
-    if (app && any_app_edges) {
-      any.hash = edge_hash(kAnyAccount, apps[e].hash);
-      __builtin_prefetch(&edges[any.hash & mask]);
-    }
+    const auto event = static_cast<std::uint32_t>(e);
+    reach(any_account_, event);
     for (; p < probe_count && probes[p].event == e; ++p) {
       const MatchScratch::Probe& probe = probes[p];
-      const Edge* const edge = probe_edges(edges, mask, labels, probe.parent, probe.key, probe.hash);
-      if (edge == nullptr) continue;
-      // The account node itself is not read: its edge carries its summary.
-      const std::uint32_t node = edge->child;
-      MatchScratch::Visit& visit = accounts[account_count++];
-      visit = {node, static_cast<std::uint32_t>(e), 0, edge->child_summary};
-      if (app && (visit.summary & kSummaryLabelled) != 0) {
-        visit.hash = edge_hash(node, apps[e].hash);
-        __builtin_prefetch(&edges[visit.hash & mask]);
-      }
+      const AccountSlot* const slot = find_slot(slots, slot_mask, labels, probe.parent, probe.key, probe.hash);
+      if (slot != nullptr) reach(*slot, event);
     }
   }
   for (std::size_t a = 0; a < account_count; ++a) {
-    const MatchScratch::Visit account = accounts[a];
-    const std::uint32_t summary = account.summary;
-    const std::uint32_t any_leaf = summary & kSummaryNodeBits;
-    const Edge* leaf = nullptr;
-    if ((summary & kSummaryLabelled) != 0 && ((has_app >> account.event) & 1u)) {
-      leaf = probe_edges(edges, mask, labels, account.node, apps[account.event], account.hash);
-    }
-    if (leaf != nullptr) {
-      leaves[leaf_count++] = {leaf->child, account.event, 0, 0};
-      __builtin_prefetch(&nodes[leaf->child]);
-      // The app leaf holds the `*` leaf's plain entries too, unless there
-      // were too many to copy.
-      if (any_leaf != kSummaryNone && (summary & kSummaryAnyMore) != 0) {
-        leaves[leaf_count++] = {any_leaf, account.event, (summary & kSummaryAnyUnmerged) != 0 ? 0u : 1u, 0};
-        __builtin_prefetch(&nodes[any_leaf]);
-      }
-    } else if (any_leaf != kSummaryNone) {
-      leaves[leaf_count++] = {any_leaf, account.event, 0, 0};
-      __builtin_prefetch(&nodes[any_leaf]);
-    }
+    const MatchScratch::Visit& account = accounts[a];
+    if (account.star != kNone) leaves[leaf_count++] = {account.star, account.event, 0, kNone, false};
+    if (!account.probe_app) continue;
+    const Edge* const leaf = find_slot(edges, mask, labels, account.node, apps[account.event], account.hash);
+    if (leaf == nullptr) continue;
+    leaves[leaf_count++] = {leaf->child, account.event, 0, kNone, false};
+    __builtin_prefetch(&nodes[leaf->child]);
   }
   // Most leaves hold a few plain entries and nothing else: those are read
   // here; the rest (more entries, filters, topics) goes out of line.
-  const std::uint32_t* const pairs = scratch.pairs_;
   std::uint32_t prepared = kNone;  // the event the scratch's per-event state is for
   for (std::size_t l = 0; l < leaf_count; ++l) {
-    const MatchScratch::Visit leaf = leaves[l];
+    const MatchScratch::Visit& leaf = leaves[l];
     const Node& node = nodes[leaf.node];
     const std::uint32_t pair = pairs[leaf.event];
     BackendSet& out = outs[leaf.event];
-    const bool skip_plain = leaf.hash != 0;  // a `*` leaf whose entries its app leaf holds
-    if (!skip_plain) {
-      visit_plain(node.plain, std::min(node.plain_count, kInlineEntries), pair, out);
-      if (node.more == 0) [[likely]] continue;
-      if (node.more == kMorePlain) {
-        // Only more plain entries (an app leaf holding its `*` leaf's
-        // entries, say): read here, not through the out-of-line visit.
-        visit_plain(plain_.data() + node.plain_rest, node.plain_count - kInlineEntries, pair, out);
-        continue;
-      }
+    visit_inline(node.plain, leaf.event);
+    if (node.more == 0) [[likely]] continue;
+    if (node.more == kMorePlain) {
+      // Only more plain entries: read here, not through the out-of-line visit.
+      visit_plain(plain_.data() + node.plain_rest, node.plain_count - kInlineEntries, pair, out);
+      continue;
     }
     if (leaf.event != prepared) {
       prepared = leaf.event;
@@ -769,7 +827,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
       scratch.body_state_ = 0;
       scratch.app_key_ = ((has_app >> prepared) & 1u) != 0 ? &scratch.apps_[prepared] : nullptr;
     }
-    visit_leaf_rest(node, skip_plain, events[prepared], pair, scratch, out);
+    visit_leaf_rest(node, events[prepared], pair, scratch, out);
   }
 }
 
@@ -784,23 +842,23 @@ inline void Matcher::visit_filtered(std::uint32_t begin, std::uint32_t count, co
   }
 }
 
-// The entries past the inline ones (unless `skip_plain`), and the filtered ones.
-inline void Matcher::visit_rest(const Node& node, bool skip_plain, const EventView& event, std::uint32_t pair,
+// The entries past the inline ones, and the filtered ones.
+inline void Matcher::visit_rest(const Node& node, const EventView& event, std::uint32_t pair,
                                 MatchScratch& scratch, BackendSet& out) const noexcept {
   const std::uint32_t inline_count = std::min(node.plain_count, kInlineEntries);
-  if (!skip_plain) visit_plain(plain_.data() + node.plain_rest, node.plain_count - inline_count, pair, out);
+  visit_plain(plain_.data() + node.plain_rest, node.plain_count - inline_count, pair, out);
   if (node.filtered_count != 0) visit_filtered(node.filtered_begin, node.filtered_count, event, pair, scratch, out);
 }
 
 inline void Matcher::visit_entries(const Node& node, const EventView& event, std::uint32_t pair,
                                    MatchScratch& scratch, BackendSet& out) const noexcept {
   visit_plain(node.plain, std::min(node.plain_count, kInlineEntries), pair, out);
-  visit_rest(node, false, event, pair, scratch, out);
+  visit_rest(node, event, pair, scratch, out);
 }
 
-void Matcher::visit_leaf_rest(const Node& node, bool skip_plain, const EventView& event, std::uint32_t pair,
+void Matcher::visit_leaf_rest(const Node& node, const EventView& event, std::uint32_t pair,
                               MatchScratch& scratch, BackendSet& out) const noexcept {
-  visit_rest(node, skip_plain, event, pair, scratch, out);
+  visit_rest(node, event, pair, scratch, out);
   if (node.topic_dfa != kNone) {
     prepare_word_ids(event, scratch);
     run_topic_dfa(node.topic_dfa, event, pair, scratch, out);

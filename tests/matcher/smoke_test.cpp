@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unordered_map>
+
 #include "backends.hpp"
 #include "json_event.hpp"
 #include "ringroute/matcher/matcher.hpp"
@@ -105,8 +107,8 @@ TEST(MatcherSmoke, AnEmptyAccountIsOneEmptyTopicWord) {
   }
 }
 
-// A `*` app leaf with more entries than are copied into app leaves is read
-// beside the app leaf.
+// A `*` app leaf with more entries than its account's slot holds inline is
+// read out of line, beside the app leaf.
 TEST(MatcherSmoke, AManyBackendStarAppLeafIsReadBesideTheAppLeaf) {
   std::string config = "[";
   for (int i = 0; i < 12; ++i) {
@@ -118,6 +120,67 @@ TEST(MatcherSmoke, AManyBackendStarAppLeafIsReadBesideTheAppLeaf) {
   EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":"cf"})")).size(), 13u);
   EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":"bh"})")).size(), 12u);
   EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1"})")).size(), 12u);
+}
+
+// An account's slot holds the tags of a few of its apps; past that, every
+// app is looked for, and each must still find its own leaf and no other.
+TEST(MatcherSmoke, AnAccountWithMoreAppsThanItsSlotHoldsFindsEachOfThem) {
+  for (const std::string account : {"a1", "4b8c6fec4b2597882c0390202d195419"}) {
+    for (int apps : {3, 8, 9, 20}) {
+      std::string config = "[";
+      for (int i = 0; i < apps; ++i) {
+        config += R"({"name": "b)" + std::to_string(i) + R"(", "bindings": [{"account_id": ")" + account +
+                  R"(", "app_name": "app)" + std::to_string(i) + R"("}]},)";
+      }
+      config += R"({"name": "star", "bindings": [{"account_id": ")" + account + R"("}]}])";
+      auto m = Matcher::compile(testing::backends_from_json(config));
+      testing::JsonEvent ev;
+      for (int i = 0; i < apps; ++i) {
+        EXPECT_EQ(matched(*m, ev(R"({"account_id":")" + account + R"(","app_name":"app)" + std::to_string(i) + "\"}")),
+                  (std::vector<std::string>{"b" + std::to_string(i), "star"}))
+            << account << ", " << apps << " apps, app" << i;
+      }
+      EXPECT_EQ(matched(*m, ev(R"({"account_id":")" + account + R"(","app_name":"other"})")),
+                std::vector<std::string>{"star"});
+    }
+  }
+}
+
+// A slot's app tags are 16 bits of the app's hash: an app whose tag is
+// another's is looked for, and not found.
+TEST(MatcherSmoke, AnAppWithAnotherAppsTagIsNotTakenForIt) {
+  std::unordered_map<std::uint16_t, std::string> seen;
+  std::string first, second;
+  for (int i = 0; second.empty(); ++i) {
+    const std::string name = "app" + std::to_string(i);
+    const auto [it, inserted] = seen.try_emplace(Matcher::app_tag(make_label_key(name).hash), name);
+    if (!inserted) {
+      first = it->second;
+      second = name;
+    }
+  }
+  auto m = Matcher::compile(testing::backends_from_json(
+      R"([{"name": "first", "bindings": [{"account_id": "a1", "app_name": ")" + first + R"("}]}])"));
+  testing::JsonEvent ev;
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":")" + first + "\"}")), std::vector<std::string>{"first"});
+  EXPECT_TRUE(matched(*m, ev(R"({"account_id":"a1","app_name":")" + second + "\"}")).empty()) << first << " " << second;
+}
+
+// Kazoo account ids are 32 characters, past the 16 a slot holds inline.
+TEST(MatcherSmoke, ALongAccountIdMatchesOnlyItself) {
+  const std::string id = "4b8c6fec4b2597882c0390202d195419";
+  const std::string near = "4b8c6fec4b2597882c0390202d19541a";
+  auto m = Matcher::compile(testing::backends_from_json(R"([
+    {"name": "exact", "bindings": [{"account_id": ")" + id + R"("}]},
+    {"name": "tree", "bindings": [{"account_id": ")" + id + R"(", "include_descendants": true, "app_name": "cf"}]}])"));
+  testing::JsonEvent ev;
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":")" + id + R"("})")), std::vector<std::string>{"exact"});
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":")" + id + R"(","app_name":"cf"})")),
+            (std::vector<std::string>{"exact", "tree"}));
+  EXPECT_TRUE(matched(*m, ev(R"({"account_id":")" + near + R"(","app_name":"cf"})")).empty());
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":"c","account_tree":[")" + near + R"(",")" + id + R"("],"app_name":"cf"})")),
+            std::vector<std::string>{"tree"});
+  EXPECT_TRUE(matched(*m, ev(R"({"account_id":"c","account_tree":[")" + near + R"("],"app_name":"cf"})")).empty());
 }
 
 // A DFA state with more than a few transitions finds its word by binary

@@ -9,10 +9,15 @@
 // per backend, an 18-bit set of the (severity, verbosity) pairs its bindings
 // accept (the first few inline in the leaf's own cache line), plus filtered
 // entries and the leaf's topic patterns, compiled into a DFA over their words
-// (a trie walked with backtracking where the DFA would be too big). Every
-// labelled edge lives in one open-addressed table keyed by (parent node,
-// label), so a step is one hash probe; match_batch() issues each step for a
-// group of events before reading any, so their cache misses overlap.
+// (a trie walked with backtracking where the DFA would be too big).
+//
+// An account is one 64-byte slot in an open-addressed table keyed by (root,
+// id): the slot holds the account's `*` app leaf when it is small (most are)
+// and 16-bit tags of the apps it has leaves for. An event's usual walk is then
+// one cache line per account it names: its app's leaf is looked for only when
+// its tag is there. App leaves and topic words are edges in a second table
+// keyed by (parent node, label). match_batch() issues each step for a group
+// of events before reading any, so their cache misses overlap.
 //
 // Thread-safety: a Matcher is immutable after compile(); any number of threads
 // match against it, each with its own MatchScratch.
@@ -42,7 +47,7 @@ class BackendSet {
  public:
   void resize(std::size_t backends) {
     words_.assign((backends + 63) / 64, 0);
-    members_.assign(backends, 0);
+    members_.assign(backends + 1, 0);  // +1: set_if() writes one past the members when it adds nothing
     count_ = 0;
   }
   [[nodiscard]] bool test(std::uint32_t i) const noexcept { return (words_[i >> 6] >> (i & 63)) & 1u; }
@@ -53,6 +58,15 @@ class BackendSet {
       word |= mask;
       members_[count_++] = i;
     }
+  }
+  // set(i) when `add`, without a branch on it or on whether i was set: the
+  // matcher calls this for entries that match at random.
+  void set_if(std::uint32_t i, bool add) noexcept {
+    std::uint64_t& word = words_[i >> 6];
+    const std::uint64_t bit = static_cast<std::uint64_t>(add) << (i & 63);
+    members_[count_] = i;
+    count_ += (bit & ~word) != 0;
+    word |= bit;
   }
   void clear() noexcept {
     for (std::size_t k = 0; k < count_; ++k) words_[members_[k] >> 6] = 0;
@@ -73,7 +87,7 @@ class BackendSet {
 
  private:
   std::vector<std::uint64_t> words_;
-  std::vector<std::uint32_t> members_;  // one slot per backend: a backend is set at most once
+  std::vector<std::uint32_t> members_;  // one slot per backend (a backend is set at most once), and a spare
   std::size_t count_ = 0;
 };
 
@@ -127,12 +141,12 @@ class MatchScratch {
     std::uint32_t parent;
     std::uint32_t event;  // index in the group
   };
-  struct Visit {  // a node reached by an event
-    std::uint32_t node;
+  struct Visit {
+    std::uint32_t node;   // accounts: the account node; leaves: the leaf
     std::uint32_t event;
-    std::uint64_t hash;  // account nodes: of (node, the event's app) in the edge table;
-                         // leaves: nonzero to skip the plain entries (its app leaf has them)
-    std::uint32_t summary;  // account nodes: Edge::child_summary of the edge that reached it
+    std::uint64_t hash;   // accounts: of (node, the event's app) in the edge table
+    std::uint32_t star;   // accounts: their `*` leaf to read out of line, or kNone
+    bool probe_app;       // accounts: whether the app's leaf may exist
   };
   std::vector<Probe> probes_;
   std::vector<Visit> accounts_;
@@ -204,9 +218,6 @@ class Matcher {
   // A node's first plain entries live in the node itself: a leaf costs one
   // cache line, not a line and then its entries.
   static constexpr std::uint32_t kInlineEntries = 3;
-  // Account nodes' `more`: the `*` leaf has filters or topics (its plain
-  // entries are in every app leaf); its plain entries were not copied.
-  static constexpr std::uint32_t kAnyLeafHasMore = 1, kAnyLeafUnmerged = 2;
   // Leaves' `more`: plain entries past the inline ones; filters or topics.
   static constexpr std::uint32_t kMorePlain = 1, kMoreFilteredOrTopics = 2;
   struct alignas(64) Node {
@@ -219,8 +230,7 @@ class Matcher {
     std::uint32_t plain_rest = 0;      // plain_[plain_rest ...] past the inline ones
     std::uint32_t filtered_begin = 0, filtered_count = 0;
     // Leaves: kMore* bits, nonzero when there is anything past the inline
-    // entries. Account nodes: kAnyLeaf* bits, when their `*` app leaf must
-    // be read even though an app leaf was found.
+    // entries.
     std::uint32_t more = 0;
     PlainEntry plain[kInlineEntries] = {};
   };
@@ -242,21 +252,30 @@ class Matcher {
     std::uint16_t label_length;  // event fields are at most 65535 bytes, so no longer label can match
     std::uint32_t parent;
     std::uint32_t child;
-    // What the walk reads of an account node, carried by the edge that
-    // reaches it so the node's own cache line is never fetched: its `*`
-    // app child (kSummaryNone when it has none) and the flags below.
-    std::uint32_t child_summary;
     std::uint64_t label[2];  // inline (zero-padded), or label[0] = offset into labels_
   };
-  static constexpr std::uint32_t kSummaryNodeBits = (1u << 29) - 1;  // nodes are counted below this
-  static constexpr std::uint32_t kSummaryNone = kSummaryNodeBits;
-  static constexpr std::uint32_t kSummaryLabelled = 1u << 29;    // labelled_children != 0
-  static constexpr std::uint32_t kSummaryAnyMore = 1u << 30;     // more != 0: read the `*` leaf too
-  static constexpr std::uint32_t kSummaryAnyUnmerged = 1u << 31;  // more & kAnyLeafUnmerged
-  [[nodiscard]] static std::uint32_t summary_of(const Node& node) noexcept {
-    return (node.any_child == kNone ? kSummaryNone : node.any_child) |
-           (node.labelled_children != 0 ? kSummaryLabelled : 0u) | (node.more != 0 ? kSummaryAnyMore : 0u) |
-           ((node.more & kAnyLeafUnmerged) != 0 ? kSummaryAnyUnmerged : 0u);
+  // An account node as the walk reads it: one cache line holding its id, its
+  // `*` app leaf's entries when there are few of them and nothing else, and
+  // which apps it has leaves for.
+  static constexpr std::uint32_t kSlotStarEntries = 2;
+  static constexpr std::uint32_t kSlotAppTags = 8;
+  static constexpr std::uint8_t kEveryApp = 0xff;  // app_count: more apps than tags, look for each
+  struct alignas(64) AccountSlot {
+    std::uint16_t tag;           // high bits of the probe hash
+    std::uint16_t label_length;
+    std::uint8_t parent;         // kExactRoot or kDescendantRoot
+    std::uint8_t app_count;      // app leaves; kEveryApp past kSlotAppTags
+    std::uint16_t reserved;
+    std::uint32_t node;          // kNone: an empty slot
+    std::uint32_t star;          // the `*` app leaf to read out of line (kNone: none, or all inline)
+    std::uint64_t label[2];      // as Edge::label
+    // app_tag() of each app leaf's label; unused ones repeat the first, so
+    // all eight are compared at once without a mask.
+    std::uint16_t app_tags[kSlotAppTags];
+    PlainEntry star_plain[kSlotStarEntries];  // unused ones zero: they accept no pair
+  };
+  [[nodiscard]] static std::uint16_t app_tag(std::uint64_t label_hash) noexcept {
+    return static_cast<std::uint16_t>(label_hash >> 48);
   }
 
  private:
@@ -269,9 +288,9 @@ class Matcher {
   [[nodiscard]] std::uint32_t topic_word(const LabelKey& key) const noexcept;
   void match_group(const event::EventView* events, std::size_t count, MatchScratch& scratch,
                    BackendSet* outs) const noexcept;
-  void visit_leaf_rest(const Node& node, bool skip_plain, const event::EventView& event, std::uint32_t pair,
+  void visit_leaf_rest(const Node& node, const event::EventView& event, std::uint32_t pair,
                        MatchScratch& scratch, BackendSet& out) const noexcept;
-  void visit_rest(const Node& node, bool skip_plain, const event::EventView& event, std::uint32_t pair,
+  void visit_rest(const Node& node, const event::EventView& event, std::uint32_t pair,
                   MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_entries(const Node& node, const event::EventView& event, std::uint32_t pair,
                      MatchScratch& scratch, BackendSet& out) const noexcept;
@@ -294,8 +313,11 @@ class Matcher {
   template <class T>
   using Table = std::vector<T, HugePageAllocator<T>>;
   Table<Node> nodes_;
-  Table<Edge> edges_;  // open addressing; child == kNone is empty
+  Table<Edge> edges_;  // app leaves and topic words; open addressing, child == kNone is empty
   std::uint64_t edge_mask_ = 0;
+  Table<AccountSlot> account_slots_;  // open addressing; node == kNone is empty
+  std::uint64_t account_mask_ = 0;
+  AccountSlot any_account_{};  // kAnyAccount as a slot, read by every event
   std::string labels_;
   Table<PlainEntry> plain_;
   std::vector<FilteredEntry> filtered_;
