@@ -11,6 +11,9 @@
 #include <unordered_set>
 
 #include <re2/re2.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "ringroute/matcher/topic.hpp"
 
@@ -419,6 +422,16 @@ class MatcherBuilder {
       m_.topic_states_.push_back(state);
     }
     m_.nodes_[leaf].topic_dfa = base;
+    m_.topic_states_[base].derived = static_cast<std::uint32_t>(m_.topic_derived_.size());
+    for (std::size_t s = 0; s < event::kSeverityCount; ++s) {
+      for (std::size_t v = 0; v < event::kVerbosityCount; ++v) {  // index severity * 6 + verbosity: the pair
+        std::uint32_t state = base;
+        for (std::uint32_t word : {m_.edr_word_, m_.severity_words_[s], m_.verbosity_words_[v]}) {
+          if (state != Matcher::kNone) state = m_.topic_step(state, word);
+        }
+        m_.topic_derived_.push_back(state);
+      }
+    }
     ++m_.topic_dfas_;
     return true;
   }
@@ -610,6 +623,7 @@ std::size_t Matcher::memory_bytes() const noexcept {
                       labels_.capacity() + plain_.capacity() * sizeof(PlainEntry) +
                       filtered_.capacity() * sizeof(FilteredEntry) + topic_states_.capacity() * sizeof(TopicState) +
                       topic_transitions_.capacity() * sizeof(TopicTransition) +
+                      topic_derived_.capacity() * sizeof(std::uint32_t) +
                       topic_word_slots_.capacity() * sizeof(TopicWordSlot);
   for (const auto& word : topic_words_) bytes += sizeof word + word.capacity();
   for (const auto& f : filters_) bytes += f->source.size() + f->nodes.size() * sizeof(filter::Node) +
@@ -645,8 +659,13 @@ template <class Slot>
   }
 }
 
-// Whether one of eight 16-bit tags is `tag`, two words at a time.
+// Whether one of eight 16-bit tags is `tag`: one vector compare, or two
+// words at a time where there is no SSE2.
 [[gnu::always_inline]] inline bool has_tag(const std::uint16_t (&tags)[8], std::uint16_t tag) noexcept {
+#if defined(__SSE2__)
+  const __m128i lanes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tags));
+  return _mm_movemask_epi8(_mm_cmpeq_epi16(lanes, _mm_set1_epi16(static_cast<short>(tag)))) != 0;
+#else
   constexpr std::uint64_t kLanes = 0x0001000100010001ull, kLow = 0x7fff7fff7fff7fffull;
   std::uint64_t words[2];
   std::memcpy(words, tags, sizeof words);
@@ -655,15 +674,14 @@ template <class Slot>
   auto zero_lanes = [](std::uint64_t x) { return ~(((x & kLow) + kLow) | x | kLow); };
   const std::uint64_t broadcast = kLanes * tag;
   return (zero_lanes(words[0] ^ broadcast) | zero_lanes(words[1] ^ broadcast)) != 0;
+#endif
 }
 
 // Sets the backends of `count` plain entries that accept the event's
-// (severity, verbosity) pair.
+// (severity, verbosity) pair, without a branch on whether each does.
 [[gnu::always_inline]] inline void visit_plain(const Matcher::PlainEntry* entries, std::uint32_t count,
                                                std::uint32_t pair, BackendSet& out) noexcept {
-  for (std::uint32_t i = 0; i < count; ++i) {
-    if ((entries[i].pairs >> pair) & 1u) out.set(entries[i].backend);
-  }
+  for (std::uint32_t i = 0; i < count; ++i) out.set_if(entries[i].backend, ((entries[i].pairs >> pair) & 1u) != 0);
 }
 
 }  // namespace
@@ -860,38 +878,43 @@ void Matcher::visit_leaf_rest(const Node& node, const EventView& event, std::uin
                               MatchScratch& scratch, BackendSet& out) const noexcept {
   visit_rest(node, event, pair, scratch, out);
   if (node.topic_dfa != kNone) {
+    if (event.has(StringField::topic)) {
+      prepare_word_ids(event, scratch);
+      run_topic_dfa(node.topic_dfa, 0, event, pair, scratch, out);
+      return;
+    }
+    // A derived topic's first three words are the pair's: its state after
+    // them was worked out at compile time.
+    const std::uint32_t state = topic_derived_[topic_states_[node.topic_dfa].derived + pair];
+    if (state == kNone) return;
     prepare_word_ids(event, scratch);
-    run_topic_dfa(node.topic_dfa, event, pair, scratch, out);
+    run_topic_dfa(state, 3, event, pair, scratch, out);
   } else if (node.topic_root != kNone) {
     prepare_words(event, scratch);
     walk_topic(node.topic_root, 0, event, pair, scratch, out);
   }
 }
 
-void Matcher::run_topic_dfa(std::uint32_t state, const EventView& event, std::uint32_t pair,
+std::uint32_t Matcher::topic_step(std::uint32_t state, std::uint32_t word) const noexcept {
+  const TopicState& s = topic_states_[state];
+  if (word == kNone) return s.other;
+  const TopicTransition* first = topic_transitions_.data() + s.transitions_begin;
+  const TopicTransition* last = first + s.transitions_count;
+  if (s.transitions_count > 8) {  // sorted by word
+    first = std::lower_bound(first, last, word, [](const TopicTransition& t, std::uint32_t id) { return t.word < id; });
+    return first != last && first->word == word ? first->next : s.other;
+  }
+  for (; first != last; ++first) {
+    if (first->word == word) return first->next;
+  }
+  return s.other;
+}
+
+void Matcher::run_topic_dfa(std::uint32_t state, std::size_t first_word, const EventView& event, std::uint32_t pair,
                             MatchScratch& scratch, BackendSet& out) const noexcept {
-  for (std::size_t w = 0; w < scratch.word_count_; ++w) {
-    const std::uint32_t word = scratch.word_ids_[w];
-    const TopicState& s = topic_states_[state];
-    std::uint32_t next = s.other;
-    if (word != kNone) {
-      const TopicTransition* first = topic_transitions_.data() + s.transitions_begin;
-      const TopicTransition* last = first + s.transitions_count;
-      if (s.transitions_count > 8) {  // sorted by word
-        first = std::lower_bound(first, last, word,
-                                 [](const TopicTransition& t, std::uint32_t id) { return t.word < id; });
-        if (first != last && first->word == word) next = first->next;
-      } else {
-        for (; first != last; ++first) {
-          if (first->word == word) {
-            next = first->next;
-            break;
-          }
-        }
-      }
-    }
-    if (next == kNone) return;  // no pattern can match any more
-    state = next;
+  for (std::size_t w = first_word; w < scratch.word_count_; ++w) {
+    state = topic_step(state, scratch.word_ids_[w]);
+    if (state == kNone) return;  // no pattern can match any more
   }
   const TopicState& s = topic_states_[state];
   visit_plain(plain_.data() + s.plain_begin, s.plain_count, pair, out);

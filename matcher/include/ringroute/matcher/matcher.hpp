@@ -22,6 +22,7 @@
 // Thread-safety: a Matcher is immutable after compile(); any number of threads
 // match against it, each with its own MatchScratch.
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -42,38 +43,25 @@ class RE2;
 namespace ringroute::matcher {
 
 // The backends an event matched, by config index. Ascending iteration gives
-// config order. Sized once per matcher; clear() costs the matched count.
+// config order. Sized once per matcher; clear(), size() and for_each() cost
+// a word per 64 backends, set() an OR without a branch.
 class BackendSet {
  public:
-  void resize(std::size_t backends) {
-    words_.assign((backends + 63) / 64, 0);
-    members_.assign(backends + 1, 0);  // +1: set_if() writes one past the members when it adds nothing
-    count_ = 0;
-  }
+  void resize(std::size_t backends) { words_.assign((backends + 63) / 64, 0); }
   [[nodiscard]] bool test(std::uint32_t i) const noexcept { return (words_[i >> 6] >> (i & 63)) & 1u; }
-  void set(std::uint32_t i) noexcept {
-    std::uint64_t& word = words_[i >> 6];
-    const std::uint64_t mask = std::uint64_t{1} << (i & 63);
-    if ((word & mask) == 0) {
-      word |= mask;
-      members_[count_++] = i;
-    }
+  void set(std::uint32_t i) noexcept { words_[i >> 6] |= std::uint64_t{1} << (i & 63); }
+  // set(i) when `add`, without a branch on it: the matcher calls this for
+  // entries that match at random.
+  void set_if(std::uint32_t i, bool add) noexcept { words_[i >> 6] |= static_cast<std::uint64_t>(add) << (i & 63); }
+  void clear() noexcept { std::fill(words_.begin(), words_.end(), 0); }
+  [[nodiscard]] std::size_t size() const noexcept {
+    std::size_t count = 0;
+    for (std::uint64_t word : words_) count += static_cast<std::size_t>(__builtin_popcountll(word));
+    return count;
   }
-  // set(i) when `add`, without a branch on it or on whether i was set: the
-  // matcher calls this for entries that match at random.
-  void set_if(std::uint32_t i, bool add) noexcept {
-    std::uint64_t& word = words_[i >> 6];
-    const std::uint64_t bit = static_cast<std::uint64_t>(add) << (i & 63);
-    members_[count_] = i;
-    count_ += (bit & ~word) != 0;
-    word |= bit;
+  [[nodiscard]] bool empty() const noexcept {
+    return std::all_of(words_.begin(), words_.end(), [](std::uint64_t word) { return word == 0; });
   }
-  void clear() noexcept {
-    for (std::size_t k = 0; k < count_; ++k) words_[members_[k] >> 6] = 0;
-    count_ = 0;
-  }
-  [[nodiscard]] std::size_t size() const noexcept { return count_; }
-  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] std::size_t capacity() const noexcept { return words_.size() * 64; }
   // Calls f(index) in config order.
   template <class F>
@@ -87,8 +75,6 @@ class BackendSet {
 
  private:
   std::vector<std::uint64_t> words_;
-  std::vector<std::uint32_t> members_;  // one slot per backend (a backend is set at most once), and a spare
-  std::size_t count_ = 0;
 };
 
 class Matcher;
@@ -240,6 +226,9 @@ class Matcher {
     std::uint32_t other = kNone;  // next state on a word no pattern names; kNone: dead
     std::uint32_t plain_begin = 0, plain_count = 0;
     std::uint32_t filtered_begin = 0, filtered_count = 0;
+    // Start states: where "edr.<severity>.<verbosity>", the first three
+    // words of every derived topic, lead; topic_derived_[derived + pair].
+    std::uint32_t derived = kNone;
   };
   struct TopicTransition {
     std::uint32_t word;  // id in the topic alphabet
@@ -296,7 +285,9 @@ class Matcher {
                      MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_filtered(std::uint32_t begin, std::uint32_t count, const event::EventView& event,
                       std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept;
-  void run_topic_dfa(std::uint32_t start, const event::EventView& event, std::uint32_t pair,
+  // The state after `word`; kNone once no pattern can match.
+  [[nodiscard]] std::uint32_t topic_step(std::uint32_t state, std::uint32_t word) const noexcept;
+  void run_topic_dfa(std::uint32_t state, std::size_t first_word, const event::EventView& event, std::uint32_t pair,
                      MatchScratch& scratch, BackendSet& out) const noexcept;
   void walk_topic(std::uint32_t node, std::size_t word, const event::EventView& event,
                   std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept;
@@ -323,6 +314,7 @@ class Matcher {
   std::vector<FilteredEntry> filtered_;
   std::vector<TopicState> topic_states_;
   std::vector<TopicTransition> topic_transitions_;
+  std::vector<std::uint32_t> topic_derived_;  // see TopicState::derived
   struct TopicWordSlot {
     std::uint64_t hash;
     std::uint32_t id;  // kNone: empty
