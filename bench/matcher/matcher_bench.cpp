@@ -19,7 +19,8 @@
 //   (one command line)
 //   instructions per event = collected Ir / (kFixedIterations * kBatch).
 // BM_MatchBatch/N/T, BM_MatchBatchFixed/N/T: the same through match_batch
-//   (runs of kBatch consecutive events), as the router matches; for
+//   (runs of kBatch consecutive events), as the router matches
+//   (BM_MatchBatch/bindings:0/topics:0: the router benchmark's config); for
 //   callgrind, --toggle-collect='ringroute::matcher::Matcher::match_batch*'.
 #include <benchmark/benchmark.h>
 
@@ -204,6 +205,24 @@ void make_events(Workload& w) {
   }
 }
 
+// bench/configs/100-bindings.json, the router benchmark's config: each of
+// app000..app099 bound (any account, verbosity trace and up) to one of four
+// backends in turn.
+std::vector<BackendSpec> router_config_backends(std::vector<std::uint32_t>& bound_accounts) {
+  std::vector<BackendSpec> backends(4);
+  for (std::size_t i = 0; i < backends.size(); ++i) backends[i].name = "apps-" + std::to_string(i);
+  for (std::uint32_t app = 0; app < 100; ++app) {
+    BindingSpec b;
+    b.apps = {app_name(app)};
+    b.verbosity = {{event::Verbosity::trace}, false, false};
+    backends[app % 4].bindings.push_back(std::move(b));
+  }
+  bound_accounts.resize(100000);  // events over acct-000000..acct-099999, as ringroute bench makes them
+  for (std::uint32_t n = 0; n < bound_accounts.size(); ++n) bound_accounts[n] = n;
+  return backends;
+}
+constexpr std::size_t kRouterConfig = 0;  // a `bindings` value: the router benchmark's config
+
 // One workload at a time (a million bindings' specs take a few hundred MB).
 Workload& workload(std::size_t bindings, bool with_topics = true) {
   static std::unique_ptr<Workload> current;
@@ -212,7 +231,8 @@ Workload& workload(std::size_t bindings, bool with_topics = true) {
     current = std::make_unique<Workload>();
     current->bindings = bindings;
     current->with_topics = with_topics;
-    current->backends = make_backends(bindings, with_topics, current->bound_accounts);
+    current->backends = bindings == kRouterConfig ? router_config_backends(current->bound_accounts)
+                                                  : make_backends(bindings, with_topics, current->bound_accounts);
     make_events(*current);
   }
   return *current;
@@ -286,7 +306,8 @@ void BM_MatchBatch(benchmark::State& state) {
   for (auto _ : state) {
     m.match_batch(std::span<const event::EventView>(w.events.data() + next, kBatch), scratch, outs.data());
     for (auto& out : outs) {
-      matched += out.size();
+      // As the router reads a set: each matched backend in config order.
+      out.for_each([&](std::uint32_t) { ++matched; });
       out.clear();
     }
     next = (next + kBatch) & (kEvents - 1);
@@ -301,11 +322,14 @@ void BM_MatchBatch(benchmark::State& state) {
       benchmark::Counter(events, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_MatchBatch)->ArgNames({"bindings", "topics"})->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}});
+// bindings:0 is bench/configs/100-bindings.json (see router_config_backends).
+BENCHMARK(BM_MatchBatch)->ArgNames({"bindings", "topics"})->Args({kRouterConfig, 0});
 void BM_MatchBatchFixed(benchmark::State& state) { BM_MatchBatch(state); }
 BENCHMARK(BM_MatchBatchFixed)
     ->ArgNames({"bindings", "topics"})
     ->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}})
     ->Iterations(kFixedIterations);
+BENCHMARK(BM_MatchBatchFixed)->ArgNames({"bindings", "topics"})->Args({kRouterConfig, 0})->Iterations(kFixedIterations);
 
 // Fixed work for callgrind (see the top of the file); spread over the whole set.
 void BM_MatchFixed(benchmark::State& state) { run_matches(state, 7919); }

@@ -749,8 +749,10 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   // random, so a branch on it would be mispredicted about half the time.
   // Unused ones are zero and accept no pair.
   auto visit_inline = [&]<std::uint32_t kCount>(const PlainEntry (&entries)[kCount], std::uint32_t e) {
+    std::uint64_t* const words = outs[e].words();
+    const std::uint32_t pair = pairs[e];
     for (std::uint32_t i = 0; i < kCount; ++i) {
-      outs[e].set_if(entries[i].backend, ((entries[i].pairs >> pairs[e]) & 1u) != 0);
+      BackendSet::set_if(words, entries[i].backend, ((entries[i].pairs >> pair) & 1u) != 0);
     }
   };
 
@@ -790,8 +792,11 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   }
   // An account reached: its inline `*` entries now; its `*` leaf (when not
   // inline) and its app's leaf (when the app's tag is among its own) later.
-  auto reach = [&](const AccountSlot& slot, std::uint32_t e) {
-    visit_inline(slot.star_plain, e);
+  // `star_inline`: false when the slot has no inline `*` entries; known
+  // for the any-account slot, which every event reaches, and taken as true
+  // for the others (reading their zero entries costs less than a branch).
+  auto reach = [&](const AccountSlot& slot, std::uint32_t e, bool star_inline) {
+    if (star_inline) visit_inline(slot.star_plain, e);
     // Branch-free: which apps an account has is as good as random too.
     const bool probe_app =
         ((has_tag(slot.app_tags, app_tag(apps[e].hash)) & (slot.app_count != 0)) | (slot.app_count == kEveryApp)) &
@@ -802,14 +807,15 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     if (probe_app) __builtin_prefetch(&edges[visit.hash & mask]);
     if (slot.star != kNone) __builtin_prefetch(&nodes[slot.star]);
   };
+  const bool any_star_inline = any_account_.star_plain[0].pairs != 0;  // entries are packed, none accepts no pair
   std::size_t p = 0;
   for (std::size_t e = 0; e < count; ++e) {
     const auto event = static_cast<std::uint32_t>(e);
-    reach(any_account_, event);
+    reach(any_account_, event, any_star_inline);
     for (; p < probe_count && probes[p].event == e; ++p) {
       const MatchScratch::Probe& probe = probes[p];
       const AccountSlot* const slot = find_slot(slots, slot_mask, labels, probe.parent, probe.key, probe.hash);
-      if (slot != nullptr) reach(*slot, event);
+      if (slot != nullptr) reach(*slot, event, true);
     }
   }
   for (std::size_t a = 0; a < account_count; ++a) {

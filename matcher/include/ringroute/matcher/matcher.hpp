@@ -52,8 +52,23 @@ class BackendSet {
   void set(std::uint32_t i) noexcept { words_[i >> 6] |= std::uint64_t{1} << (i & 63); }
   // set(i) when `add`, without a branch on it: the matcher calls this for
   // entries that match at random.
-  void set_if(std::uint32_t i, bool add) noexcept { words_[i >> 6] |= static_cast<std::uint64_t>(add) << (i & 63); }
-  void clear() noexcept { std::fill(words_.begin(), words_.end(), 0); }
+  void set_if(std::uint32_t i, bool add) noexcept { set_if(words_.data(), i, add); }
+  // The same on words() held in a register across several calls.
+  static void set_if(std::uint64_t* words, std::uint32_t i, bool add) noexcept {
+    words[i >> 6] |= static_cast<std::uint64_t>(add) << (i & 63);
+  }
+  [[nodiscard]] std::uint64_t* words() noexcept { return words_.data(); }
+  void clear() noexcept {
+    // Up to 128 backends (most configs), two stores rather than a call to
+    // memset: the router clears a set per record.
+    const std::size_t n = words_.size();
+    if (n <= 2) [[likely]] {
+      if (n > 0) words_[0] = 0;
+      if (n > 1) words_[1] = 0;
+      return;
+    }
+    std::fill(words_.begin(), words_.end(), 0);
+  }
   [[nodiscard]] std::size_t size() const noexcept {
     std::size_t count = 0;
     for (std::uint64_t word : words_) count += static_cast<std::size_t>(__builtin_popcountll(word));
