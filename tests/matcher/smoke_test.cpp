@@ -166,7 +166,10 @@ TEST(MatcherSmoke, AnAppWithAnotherAppsTagIsNotTakenForIt) {
   EXPECT_TRUE(matched(*m, ev(R"({"account_id":"a1","app_name":")" + second + "\"}")).empty()) << first << " " << second;
 }
 
-// Kazoo account ids are 32 characters, past the 16 a slot holds inline.
+// Kazoo account ids are 32 characters, past the 16 a slot holds inline:
+// such ids are stored apart and still found, exactly and as ancestors. (An
+// id differing from a bound one is almost always turned away by the slot's
+// hash tag before its bytes are compared.)
 TEST(MatcherSmoke, ALongAccountIdMatchesOnlyItself) {
   const std::string id = "4b8c6fec4b2597882c0390202d195419";
   const std::string near = "4b8c6fec4b2597882c0390202d19541a";
@@ -181,6 +184,60 @@ TEST(MatcherSmoke, ALongAccountIdMatchesOnlyItself) {
   EXPECT_EQ(matched(*m, ev(R"({"account_id":"c","account_tree":[")" + near + R"(",")" + id + R"("],"app_name":"cf"})")),
             std::vector<std::string>{"tree"});
   EXPECT_TRUE(matched(*m, ev(R"({"account_id":"c","account_tree":[")" + near + R"("],"app_name":"cf"})")).empty());
+}
+
+// An account's `*` leaf rides in its slot up to two entries; a third
+// sends it out of line. Both sides of that line, beside an app leaf.
+TEST(MatcherSmoke, AStarLeafOfTwoOrThreeEntriesIsReadBesideTheAppLeaf) {
+  for (int stars : {1, 2, 3}) {
+    std::string config = "[";
+    for (int i = 0; i < stars; ++i) {
+      config += R"({"name": "star)" + std::to_string(i) + R"(", "bindings": [{"account_id": "a1"}]},)";
+    }
+    config += R"({"name": "app", "bindings": [{"account_id": "a1", "app_name": "cf", "severity": "critical"}]}])";
+    auto m = Matcher::compile(testing::backends_from_json(config));
+    testing::JsonEvent ev;
+    const auto size = static_cast<std::size_t>(stars);
+    EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":"cf","severity":"critical"})")).size(), size + 1)
+        << stars;
+    EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":"cf"})")).size(), size) << stars;
+    EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1","app_name":"bh","severity":"critical"})")).size(), size) << stars;
+    EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1"})")).size(), size) << stars;
+    EXPECT_TRUE(matched(*m, ev(R"({"account_id":"a2","app_name":"cf","severity":"critical"})")).empty()) << stars;
+  }
+}
+
+// Events without a `topic` field start their leaf's DFA after the derived
+// topic's first three words, from a table worked out per (severity,
+// verbosity): patterns naming those words, patterns whose first word is
+// not `edr` (so `edr` is in no pattern's alphabet), and both DFA and walk.
+TEST(MatcherSmoke, ADerivedTopicStartsWhereItsSeverityAndVerbosityLead) {
+  const auto specs = testing::backends_from_json(R"([
+    {"name": "warning", "bindings": [{"topic": "*.warning.*.#", "severity": "ok", "verbosity": "trace"}]},
+    {"name": "debug", "bindings": [{"topic": "edr.*.debug.#", "severity": "ok", "verbosity": "trace"}]},
+    {"name": "cf", "bindings": [{"topic": "#.cf", "severity": "ok", "verbosity": "trace"}]},
+    {"name": "a1", "bindings": [{"topic": "*.*.*.a1.#", "severity": "ok", "verbosity": "trace"}]},
+    {"name": "not_edr", "bindings": [{"topic": "x.#", "severity": "ok", "verbosity": "trace"}]}])");
+  for (std::size_t states : {std::size_t{4096}, std::size_t{0}}) {
+    auto m = Matcher::compile(specs, CompileOptions{.max_topic_states = states});
+    testing::JsonEvent ev;
+    EXPECT_EQ(matched(*m, ev(R"({"severity":"warning"})")), std::vector<std::string>{"warning"}) << states;
+    EXPECT_TRUE(matched(*m, ev(R"({})")).empty()) << states;
+    EXPECT_EQ(matched(*m, ev(R"({"severity":"warning","verbosity":"debug","app_name":"cf"})")),
+              (std::vector<std::string>{"warning", "debug", "cf"}))
+        << states;
+    EXPECT_EQ(matched(*m, ev(R"({"verbosity":"debug","account_id":"a1"})")),
+              (std::vector<std::string>{"debug", "a1"}))
+        << states;
+    EXPECT_EQ(matched(*m, ev(R"({"severity":"critical","account_id":"a1","app_name":"cf"})")),
+              (std::vector<std::string>{"cf", "a1"}))
+        << states;
+    // An explicit topic is matched from its first word.
+    EXPECT_EQ(matched(*m, ev(R"({"severity":"warning","topic":"x.warning.y"})")),
+              (std::vector<std::string>{"warning", "not_edr"}))
+        << states;
+    EXPECT_TRUE(matched(*m, ev(R"({"severity":"warning","topic":""})")).empty()) << states;
+  }
 }
 
 // A DFA state with more than a few transitions finds its word by binary
