@@ -637,6 +637,10 @@ std::size_t Matcher::memory_bytes() const noexcept {
 
 LabelKey make_label_key(std::string_view text) noexcept { return key_of(text); }
 
+std::uint64_t Matcher::account_probe_hash(std::string_view id) noexcept {
+  return edge_hash(kExactRoot, key_of(id).hash);
+}
+
 namespace {
 inline bool is_empty(const Matcher::Edge& edge) noexcept { return edge.child == Matcher::kNone; }
 inline bool is_empty(const Matcher::AccountSlot& slot) noexcept { return slot.node == Matcher::kNone; }

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <unordered_map>
 
 #include "backends.hpp"
@@ -169,7 +170,8 @@ TEST(MatcherSmoke, AnAppWithAnotherAppsTagIsNotTakenForIt) {
 // Kazoo account ids are 32 characters, past the 16 a slot holds inline:
 // such ids are stored apart and still found, exactly and as ancestors. (An
 // id differing from a bound one is almost always turned away by the slot's
-// hash tag before its bytes are compared.)
+// hash tag before its bytes are compared; the next test makes one that is
+// not.)
 TEST(MatcherSmoke, ALongAccountIdMatchesOnlyItself) {
   const std::string id = "4b8c6fec4b2597882c0390202d195419";
   const std::string near = "4b8c6fec4b2597882c0390202d19541a";
@@ -184,6 +186,27 @@ TEST(MatcherSmoke, ALongAccountIdMatchesOnlyItself) {
   EXPECT_EQ(matched(*m, ev(R"({"account_id":"c","account_tree":[")" + near + R"(",")" + id + R"("],"app_name":"cf"})")),
             std::vector<std::string>{"tree"});
   EXPECT_TRUE(matched(*m, ev(R"({"account_id":"c","account_tree":[")" + near + R"("],"app_name":"cf"})")).empty());
+}
+
+// The bytes of a long id are compared when everything else about its slot
+// agrees: an id sharing the bound one's first 16 bytes, length, slot tag
+// and first slot (of the 16 a one-account table has) must not match.
+TEST(MatcherSmoke, ALongAccountIdThatCollidesInItsSlotIsComparedWhole) {
+  const std::string id = "4b8c6fec4b2597882c0390202d195419";
+  const std::uint64_t want = Matcher::account_probe_hash(id);
+  std::string other;
+  for (unsigned long long n = 0; other.empty(); ++n) {
+    char suffix[17];
+    std::snprintf(suffix, sizeof suffix, "%016llx", n);
+    const std::string candidate = id.substr(0, 16) + suffix;
+    const std::uint64_t hash = Matcher::account_probe_hash(candidate);
+    if (candidate != id && (hash >> 48) == (want >> 48) && (hash & 15) == (want & 15)) other = candidate;
+  }
+  auto m = Matcher::compile(testing::backends_from_json(R"([{"name": "a", "bindings": [{"account_id": ")" + id +
+                                                        R"("}]}])"));
+  testing::JsonEvent ev;
+  EXPECT_EQ(matched(*m, ev(R"({"account_id":")" + id + R"("})")), std::vector<std::string>{"a"});
+  EXPECT_TRUE(matched(*m, ev(R"({"account_id":")" + other + R"("})")).empty()) << other;
 }
 
 // An account's `*` leaf rides in its slot up to two entries; a third

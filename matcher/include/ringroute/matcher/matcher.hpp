@@ -207,6 +207,10 @@ class Matcher {
 
   static constexpr std::uint32_t kNone = 0xffffffffu;
 
+  // The hash an exact account id is probed with: its slot's tag is the top
+  // 16 bits, its first slot the low bits. Tests look for ids that collide.
+  [[nodiscard]] static std::uint64_t account_probe_hash(std::string_view id) noexcept;
+
   struct PlainEntry {
     std::uint32_t backend;
     std::uint32_t pairs;  // bit severity*6+verbosity: accepted (severity, verbosity)
