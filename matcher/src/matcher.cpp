@@ -685,10 +685,15 @@ template <class Slot>
 }
 
 // Sets the backends of `count` plain entries that accept the event's
-// (severity, verbosity) pair, without a branch on whether each does.
+// (severity, verbosity) pair, without a branch on whether each does (as
+// good as random), the set's words held in a register. Inline entries are
+// read all `count` of them, unused ones zero: they accept no pair.
 [[gnu::always_inline]] inline void visit_plain(const Matcher::PlainEntry* entries, std::uint32_t count,
                                                std::uint32_t pair, BackendSet& out) noexcept {
-  for (std::uint32_t i = 0; i < count; ++i) out.set_if(entries[i].backend, ((entries[i].pairs >> pair) & 1u) != 0);
+  std::uint64_t* const words = out.words();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    BackendSet::set_if(words, entries[i].backend, ((entries[i].pairs >> pair) & 1u) != 0);
+  }
 }
 
 }  // namespace
@@ -752,17 +757,6 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   LabelKey* const apps = scratch.apps_;
   std::uint32_t* const pairs = scratch.pairs_;
 
-  // Inline entries are read branch-free: whether one matches is as good as
-  // random, so a branch on it would be mispredicted about half the time.
-  // Unused ones are zero and accept no pair.
-  auto visit_inline = [&]<std::uint32_t kCount>(const PlainEntry (&entries)[kCount], std::uint32_t e) {
-    std::uint64_t* const words = outs[e].words();
-    const std::uint32_t pair = pairs[e];
-    for (std::uint32_t i = 0; i < kCount; ++i) {
-      BackendSet::set_if(words, entries[i].backend, ((entries[i].pairs >> pair) & 1u) != 0);
-    }
-  };
-
   const bool exact = nodes[kExactRoot].labelled_children != 0;
   const bool descendants = has_descendant_bindings_;
   std::uint32_t has_app = 0;  // bit per event
@@ -803,7 +797,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   // for the any-account slot, which every event reaches, and taken as true
   // for the others (reading their zero entries costs less than a branch).
   auto reach = [&](const AccountSlot& slot, std::uint32_t e, bool star_inline) {
-    if (star_inline) visit_inline(slot.star_plain, e);
+    if (star_inline) visit_plain(slot.star_plain, kSlotStarEntries, pairs[e], outs[e]);
     // Branch-free: which apps an account has is as good as random too.
     const bool probe_app =
         ((has_tag(slot.app_tags, app_tag(apps[e].hash)) & (slot.app_count != 0)) | (slot.app_count == kEveryApp)) &
@@ -842,7 +836,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     const Node& node = nodes[leaf.node];
     const std::uint32_t pair = pairs[leaf.event];
     BackendSet& out = outs[leaf.event];
-    visit_inline(node.plain, leaf.event);
+    visit_plain(node.plain, kInlineEntries, pair, out);
     if (node.more == 0) [[likely]] continue;
     if (node.more == kMorePlain) {
       // Only more plain entries: read here, not through the out-of-line visit.

@@ -50,10 +50,9 @@ class BackendSet {
   void resize(std::size_t backends) { words_.assign((backends + 63) / 64, 0); }
   [[nodiscard]] bool test(std::uint32_t i) const noexcept { return (words_[i >> 6] >> (i & 63)) & 1u; }
   void set(std::uint32_t i) noexcept { words_[i >> 6] |= std::uint64_t{1} << (i & 63); }
-  // set(i) when `add`, without a branch on it: the matcher calls this for
-  // entries that match at random.
-  void set_if(std::uint32_t i, bool add) noexcept { set_if(words_.data(), i, add); }
-  // The same on words() held in a register across several calls.
+  // set(i) on a set's words() when `add`, without a branch on it: the
+  // matcher calls this for entries that match at random, holding words()
+  // in a register across them.
   static void set_if(std::uint64_t* words, std::uint32_t i, bool add) noexcept {
     words[i >> 6] |= static_cast<std::uint64_t>(add) << (i & 63);
   }
