@@ -153,6 +153,7 @@ class MatcherBuilder {
     build_topic_words();
     build_topic_dfas();
     flatten_entries();
+    build_any_results();
     build_edge_table();
   }
 
@@ -488,6 +489,67 @@ class MatcherBuilder {
     }
   }
 
+  // Sets `words` to the backends of `node`'s plain entries that accept `pair`.
+  void add_plain_entries(std::uint32_t node, std::uint32_t pair, std::uint64_t* words) const {
+    const Matcher::Node& leaf = m_.nodes_[node];
+    for (std::uint32_t i = 0; i < leaf.plain_count; ++i) {
+      const Matcher::PlainEntry& entry =
+          i < Matcher::kInlineEntries ? leaf.plain[i] : m_.plain_[leaf.plain_rest + i - Matcher::kInlineEntries];
+      BackendSet::set_if(words, entry.backend, ((entry.pairs >> pair) & 1u) != 0);
+    }
+  }
+
+  // See Matcher::any_results_. Left empty (the walk reads the any-account
+  // as it reads the others) when the table would pass max_any_result_bytes.
+  void build_any_results() {
+    const std::uint32_t star = m_.nodes_[Matcher::kAnyAccount].any_child;
+    std::vector<std::pair<std::string_view, std::uint32_t>> apps;  // (label, leaf)
+    for (const auto& [key, node] : edges_) {
+      std::uint32_t parent;
+      std::memcpy(&parent, key.data(), sizeof parent);
+      if (parent == Matcher::kAnyAccount) apps.emplace_back(std::string_view(key).substr(sizeof parent), node);
+    }
+    const std::size_t words = (m_.backend_names_.size() + 63) / 64;
+    const std::size_t rows = apps.size() + 1;
+    if (words == 0 || rows > 0xffff || rows * Matcher::kPairCount * words * 8 > options_.max_any_result_bytes) return;
+    m_.set_words_ = static_cast<std::uint32_t>(words);
+    auto extras = [&](std::uint32_t leaf) {
+      return (m_.nodes_[leaf].more & Matcher::kMoreFilteredOrTopics) != 0 ? leaf : Matcher::kNone;
+    };
+    if (star != Matcher::kNone) m_.any_star_extras_ = extras(star);
+    m_.any_results_.assign(rows * Matcher::kPairCount * words, 0);
+    for (std::size_t row = 0; row < rows; ++row) {
+      for (std::uint32_t pair = 0; pair < Matcher::kPairCount; ++pair) {
+        std::uint64_t* out = &m_.any_results_[(row * Matcher::kPairCount + pair) * words];
+        if (star != Matcher::kNone) add_plain_entries(star, pair, out);
+        if (row > 0) add_plain_entries(apps[row - 1].second, pair, out);
+      }
+    }
+    // An eighth full, as the topic words: most events' apps have no leaf
+    // here, and their first slot is then empty.
+    std::size_t slots = 16;
+    while (slots < apps.size() * 8) slots *= 2;
+    m_.any_app_slots_.assign(slots, Matcher::AnyAppSlot{});
+    m_.any_app_mask_ = slots - 1;
+    for (std::size_t i = 0; i < apps.size(); ++i) {
+      const LabelKey key = make_label_key(apps[i].first);
+      if (key.text.size() > 0xffff) continue;  // longer than any event field: never looked up
+      std::uint64_t slot = key.hash & m_.any_app_mask_;
+      while (m_.any_app_slots_[slot].app != 0) slot = (slot + 1) & m_.any_app_mask_;
+      Matcher::AnyAppSlot& entry = m_.any_app_slots_[slot];
+      entry.hash = key.hash;
+      entry.head[0] = key.head[0];
+      entry.head[1] = key.head[1];
+      if (key.text.size() > 16) {
+        entry.head[0] = m_.labels_.size();
+        m_.labels_.append(key.text);
+      }
+      entry.length = static_cast<std::uint16_t>(key.text.size());
+      entry.app = static_cast<std::uint16_t>(i + 1);
+      entry.extras = extras(apps[i].second);
+    }
+  }
+
   // An account node's slot, but for its label: its `*` leaf's entries
   // inline when that is all the leaf holds, and its apps' tags.
   void fill_account_slot(Matcher::AccountSlot& slot, std::uint32_t node) const {
@@ -627,7 +689,8 @@ std::size_t Matcher::memory_bytes() const noexcept {
                       filtered_.capacity() * sizeof(FilteredEntry) + topic_states_.capacity() * sizeof(TopicState) +
                       topic_transitions_.capacity() * sizeof(TopicTransition) +
                       topic_derived_.capacity() * sizeof(std::uint32_t) +
-                      topic_word_slots_.capacity() * sizeof(TopicWordSlot);
+                      topic_word_slots_.capacity() * sizeof(TopicWordSlot) +
+                      any_app_slots_.capacity() * sizeof(AnyAppSlot) + any_results_.capacity() * sizeof(std::uint64_t);
   for (const auto& word : topic_words_) bytes += sizeof word + word.capacity();
   for (const auto& f : filters_) bytes += f->source.size() + f->nodes.size() * sizeof(filter::Node) +
                                           f->comparisons.size() * sizeof(filter::Comparison);
@@ -703,6 +766,18 @@ inline std::uint32_t Matcher::find_child(std::uint32_t parent, const LabelKey& k
   return edge != nullptr ? edge->child : kNone;
 }
 
+inline const Matcher::AnyAppSlot* Matcher::find_any_app(const LabelKey& key) const noexcept {
+  for (std::uint64_t index = key.hash & any_app_mask_;; index = (index + 1) & any_app_mask_) {
+    const AnyAppSlot& slot = any_app_slots_[index];
+    if (slot.app == 0) return nullptr;
+    if (slot.hash != key.hash || slot.length != key.text.size()) continue;
+    if (slot.length <= 16 ? slot.head[0] == key.head[0] && slot.head[1] == key.head[1]
+                          : std::memcmp(labels_.data() + slot.head[0], key.text.data(), slot.length) == 0) {
+      return &slot;
+    }
+  }
+}
+
 std::uint32_t Matcher::topic_word(const LabelKey& key) const noexcept {
   for (std::uint64_t slot = key.hash & topic_word_mask_;; slot = (slot + 1) & topic_word_mask_) {
     const TopicWordSlot& entry = topic_word_slots_[slot];
@@ -741,8 +816,11 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     most_probes += 1 + (has_descendant_bindings_ ? events[e].account_tree.size() : 0);
   }
   if (scratch.probes_.size() < most_probes) scratch.probes_.resize(most_probes);
-  if (scratch.accounts_.size() < count + most_probes) scratch.accounts_.resize(count + most_probes);
-  if (scratch.leaves_.size() < 2 * (count + most_probes)) scratch.leaves_.resize(2 * (count + most_probes));
+  // An event's any-account may add two visits (its leaves with filters or
+  // topics), any other account one; each visit reads up to two leaves.
+  const std::size_t most_accounts = 2 * count + most_probes;
+  if (scratch.accounts_.size() < most_accounts) scratch.accounts_.resize(most_accounts);
+  if (scratch.leaves_.size() < 2 * most_accounts) scratch.leaves_.resize(2 * most_accounts);
   MatchScratch::Probe* const probes = scratch.probes_.data();
   MatchScratch::Visit* const accounts = scratch.accounts_.data();
   MatchScratch::Visit* const leaves = scratch.leaves_.data();
@@ -809,10 +887,39 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     if (slot.star != kNone) __builtin_prefetch(&nodes[slot.star]);
   };
   const bool any_star_inline = any_account_.star_plain[0].pairs != 0;  // entries are packed, none accepts no pair
+  const std::uint64_t* const any_results = any_results_.empty() ? nullptr : any_results_.data();
+  const std::uint32_t set_words = set_words_;
+  // The any-account from its table: the (app, pair) row, and a visit for
+  // each of its two leaves holding filters or topics, in event order with
+  // the other accounts' visits.
+  auto reach_any = [&](std::uint32_t e) {
+    std::uint32_t app = 0, extras = kNone;
+    if (((has_app >> e) & 1u) != 0) {
+      if (const AnyAppSlot* slot = find_any_app(apps[e]); slot != nullptr) {
+        app = slot->app;
+        extras = slot->extras;
+      }
+    }
+    const std::uint64_t* row = any_results + (std::size_t{app} * kPairCount + pairs[e]) * set_words;
+    std::uint64_t* const words = outs[e].words();
+    words[0] |= row[0];
+    for (std::uint32_t w = 1; w < set_words; ++w) words[w] |= row[w];
+    if (any_star_extras_ != kNone) [[unlikely]] {
+      accounts[account_count++] = {kAnyAccount, e, 0, any_star_extras_, false};
+    }
+    if (extras != kNone) [[unlikely]] {
+      accounts[account_count++] = {kAnyAccount, e, 0, extras, false};
+      __builtin_prefetch(&nodes[extras]);
+    }
+  };
   std::size_t p = 0;
   for (std::size_t e = 0; e < count; ++e) {
     const auto event = static_cast<std::uint32_t>(e);
-    reach(any_account_, event, any_star_inline);
+    if (any_results != nullptr) {
+      reach_any(event);
+    } else {
+      reach(any_account_, event, any_star_inline);
+    }
     for (; p < probe_count && probes[p].event == e; ++p) {
       const MatchScratch::Probe& probe = probes[p];
       const AccountSlot* const slot = find_slot(slots, slot_mask, labels, probe.parent, probe.key, probe.hash);

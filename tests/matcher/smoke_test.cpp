@@ -123,6 +123,83 @@ TEST(MatcherSmoke, AManyBackendStarAppLeafIsReadBesideTheAppLeaf) {
   EXPECT_EQ(matched(*m, ev(R"({"account_id":"a1"})")).size(), 12u);
 }
 
+// The any-account's bindings are worked out per (app, pair) at compile time
+// when that table is small; past max_any_result_bytes (or with 0) they are
+// read as any other account's. Both must give the same backends: with sets
+// of three words (150 backends), apps with and without their own leaf, long
+// app names, and leaves with filters and topics read beside the table.
+TEST(MatcherSmoke, TheAnyAccountsResultsPerAppAndPairAgreeWithItsSlot) {
+  static const char* kSeverities[] = {"ok", "warning", "critical"};
+  static const char* kVerbosities[] = {"trace", "debug", "info", "warn", "error", "fatal"};
+  std::vector<std::string> apps;
+  for (int i = 0; i < 20; ++i) apps.push_back("app" + std::to_string(i));
+  apps.push_back("an-application-name-longer-than-sixteen");
+  std::string config = "[";
+  for (int b = 0; b < 150; ++b) {
+    std::string binding = R"({"account_id": "*")";
+    if (b % 11 == 3) {
+      binding += R"(, "app_name": [")" + apps[2] + R"(", ")" + apps.back() + "\"]";
+    } else if (b % 5 != 0) {
+      binding += R"(, "app_name": ")" + apps[static_cast<std::size_t>(b * 5) % apps.size()] + "\"";
+    }
+    binding += R"(, "severity": ")" + std::string(kSeverities[b % 3]) + "\"";
+    binding += R"(, "verbosity": ")" + std::string(kVerbosities[(b / 3) % 6]) + "\"";
+    if (b % 37 == 1) binding += R"(, "filter": "attrs.n > 3")";
+    if (b % 41 == 2) binding += R"(, "topic": "edr.*.info.#")";
+    binding += "}";
+    if (b % 13 == 4) binding += R"(, {"account_id": "a1", "app_name": ")" + apps[1] + "\"}";
+    config += (b == 0 ? "" : ",") + (R"({"name": "b)" + std::to_string(b) + R"(", "bindings": [)" + binding + "]}");
+  }
+  config += "]";
+  const auto specs = testing::backends_from_json(config);
+  const auto table = Matcher::compile(specs);
+  const auto slot = Matcher::compile(specs, CompileOptions{.max_any_result_bytes = 0});
+  // 22 rows (21 apps, and every other app) of 18 pairs of 3 words: 9,504 bytes.
+  const auto over = Matcher::compile(specs, CompileOptions{.max_any_result_bytes = 9503});
+  const auto at = Matcher::compile(specs, CompileOptions{.max_any_result_bytes = 9504});
+  ASSERT_TRUE(table->any_account_precomputed());
+  ASSERT_FALSE(slot->any_account_precomputed());
+  ASSERT_FALSE(over->any_account_precomputed());
+  ASSERT_TRUE(at->any_account_precomputed());
+
+  std::vector<std::string> lines;
+  std::vector<std::string> app_fields;
+  for (const std::string& app : apps) app_fields.push_back(R"("app_name":")" + app + "\",");
+  app_fields.push_back(R"("app_name":"unbound",)");
+  app_fields.push_back("");
+  for (const std::string& app : app_fields) {
+    for (const char* severity : kSeverities) {
+      for (const char* verbosity : kVerbosities) {
+        for (const char* account : {"a1", "a2"}) {
+          lines.push_back("{" + app + R"("account_id":")" + account + R"(","severity":")" + severity +
+                          R"(","verbosity":")" + verbosity + R"(","body":{"attrs":{"n":)" +
+                          std::to_string(lines.size() % 7) + "}}}");
+        }
+      }
+    }
+  }
+  std::vector<testing::OwnedEvent> events(lines.begin(), lines.end());
+  std::vector<event::EventView> views;
+  for (const auto& e : events) views.push_back(e.view);
+  std::size_t matched_any = 0;
+  for (const Matcher* m : {table.get(), over.get(), at.get()}) {
+    std::vector<BackendSet> outs(views.size()), want(views.size());
+    for (auto& out : outs) out.resize(m->backend_count());
+    for (auto& out : want) out.resize(slot->backend_count());
+    MatchScratch scratch;
+    m->match_batch(views, scratch, outs.data());
+    slot->match_batch(views, scratch, want.data());
+    for (std::size_t k = 0; k < views.size(); ++k) {
+      std::vector<std::uint32_t> got, expected;
+      outs[k].for_each([&](std::uint32_t i) { got.push_back(i); });
+      want[k].for_each([&](std::uint32_t i) { expected.push_back(i); });
+      EXPECT_EQ(got, expected) << "event " << lines[k];
+      matched_any += got.size();
+    }
+  }
+  EXPECT_GT(matched_any, 3 * views.size());  // the events do reach backends, in every word
+}
+
 // An account's slot holds the tags of a few of its apps; past that, every
 // app is looked for, and each must still find its own leaf and no other.
 TEST(MatcherSmoke, AnAccountWithMoreAppsThanItsSlotHoldsFindsEachOfThem) {

@@ -112,6 +112,10 @@ struct CompileOptions {
   // All leaves' DFAs together, bounding compile time and memory (a state
   // costs a step per word its nodes' children name).
   std::size_t max_total_topic_states = 1 << 16;
+  // The any-account's results per (app, pair) (see Matcher::any_results_)
+  // are worked out when they take at most this many bytes; 0 turns them off
+  // (tests compare both).
+  std::size_t max_any_result_bytes = std::size_t{1} << 20;
 };
 
 // Per-thread working space for match(): the keys of a group of events in
@@ -201,6 +205,9 @@ class Matcher {
   // Leaves whose topic patterns run as a DFA, and those left to the walk.
   [[nodiscard]] std::size_t topic_dfa_count() const noexcept { return topic_dfas_; }
   [[nodiscard]] std::size_t topic_walk_count() const noexcept { return topic_walks_; }
+  // Whether the any-account is read from its per-(app, pair) results
+  // (CompileOptions::max_any_result_bytes).
+  [[nodiscard]] bool any_account_precomputed() const noexcept { return !any_results_.empty(); }
   // Unique per compile, so scratch spaces notice a new generation.
   [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
 
@@ -326,7 +333,28 @@ class Matcher {
   std::uint64_t edge_mask_ = 0;
   Table<AccountSlot> account_slots_;  // open addressing; node == kNone is empty
   std::uint64_t account_mask_ = 0;
-  AccountSlot any_account_{};  // kAnyAccount as a slot, read by every event
+  AccountSlot any_account_{};  // kAnyAccount as a slot, read by every event (when any_results_ is empty)
+  // The any-account's plain entries worked out per (app, pair) at compile
+  // time, where that table stays small: every event reaches the any-account,
+  // and what its `*` leaf and its app's leaf give depends on nothing but the
+  // app and the pair. One probe of a small table and an OR of the set's
+  // words replace reading both leaves (and, past eight apps, an edge probe).
+  // Words of (app, pair): any_results_[(app * kPairCount + pair) * set_words_],
+  // app 0 standing for every app without a leaf of its own.
+  static constexpr std::uint32_t kPairCount = event::kSeverityCount * event::kVerbosityCount;
+  struct AnyAppSlot {
+    std::uint64_t hash;     // the app label's hash (key_of)
+    std::uint64_t head[2];  // as Edge::label
+    std::uint16_t length;
+    std::uint16_t app;      // 0: an empty slot
+    std::uint32_t extras;   // its leaf, when it has filtered entries or topics; kNone otherwise
+  };
+  std::vector<AnyAppSlot> any_app_slots_;  // open addressing over the any-account's apps
+  [[nodiscard]] const AnyAppSlot* find_any_app(const LabelKey& key) const noexcept;
+  std::uint64_t any_app_mask_ = 0;
+  Table<std::uint64_t> any_results_;  // empty: the walk reads any_account_ as any other slot
+  std::uint32_t any_star_extras_ = kNone;  // the `*` leaf, when it has filtered entries or topics
+  std::uint32_t set_words_ = 0;            // words of a BackendSet for backend_count()
   std::string labels_;
   Table<PlainEntry> plain_;
   std::vector<FilteredEntry> filtered_;
