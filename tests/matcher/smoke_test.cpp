@@ -161,6 +161,14 @@ TEST(MatcherSmoke, TheAnyAccountsResultsPerAppAndPairAgreeWithItsSlot) {
   ASSERT_FALSE(slot->any_account_precomputed());
   ASSERT_FALSE(over->any_account_precomputed());
   ASSERT_TRUE(at->any_account_precomputed());
+  // A light any-account (its `*` entries inline, its apps among its tags) is
+  // read as a slot unless asked; none at all, never.
+  const auto light = testing::backends_from_json(
+      R"([{"name": "x", "bindings": [{"app_name": ["app1", "app2"]}, {"severity": "critical"}]}])");
+  EXPECT_FALSE(Matcher::compile(light)->any_account_precomputed());
+  EXPECT_TRUE(Matcher::compile(light, CompileOptions{.any_results_always = true})->any_account_precomputed());
+  const auto none = testing::backends_from_json(R"([{"name": "x", "bindings": [{"account_id": "a1"}]}])");
+  EXPECT_FALSE(Matcher::compile(none, CompileOptions{.any_results_always = true})->any_account_precomputed());
 
   std::vector<std::string> lines;
   std::vector<std::string> app_fields;

@@ -116,6 +116,10 @@ struct CompileOptions {
   // are worked out when they take at most this many bytes; 0 turns them off
   // (tests compare both).
   std::size_t max_any_result_bytes = std::size_t{1} << 20;
+  // They are only worth it where reading the any-account's slot costs more
+  // (its `*` leaf out of line, or more apps than its tags hold); tests set
+  // this to have them wherever they fit.
+  bool any_results_always = false;
 };
 
 // Per-thread working space for match(): the keys of a group of events in
@@ -151,6 +155,9 @@ class MatchScratch {
     std::uint64_t hash;   // accounts: of (node, the event's app) in the edge table
     std::uint32_t star;   // accounts: their `*` leaf to read out of line, or kNone
     bool probe_app;       // accounts: whether the app's leaf may exist
+    // The leaf's plain entries are in the set already (the any-account's
+    // results table): only its filtered entries and topics are read.
+    bool plain_done = false;
   };
   std::vector<Probe> probes_;
   std::vector<Visit> accounts_;
@@ -303,7 +310,7 @@ class Matcher {
   void match_group(const event::EventView* events, std::size_t count, MatchScratch& scratch,
                    BackendSet* outs) const noexcept;
   void visit_leaf_rest(const Node& node, const event::EventView& event, std::uint32_t pair,
-                       MatchScratch& scratch, BackendSet& out) const noexcept;
+                       MatchScratch& scratch, BackendSet& out, bool plain_done) const noexcept;
   void visit_rest(const Node& node, const event::EventView& event, std::uint32_t pair,
                   MatchScratch& scratch, BackendSet& out) const noexcept;
   void visit_entries(const Node& node, const event::EventView& event, std::uint32_t pair,
