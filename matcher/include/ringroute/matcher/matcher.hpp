@@ -16,8 +16,10 @@
 // and 16-bit tags of the apps it has leaves for. An event's usual walk is then
 // one cache line per account it names: its app's leaf is looked for only when
 // its tag is there. App leaves and topic words are edges in a second table
-// keyed by (parent node, label). match_batch() issues each step for a group
-// of events before reading any, so their cache misses overlap.
+// keyed by (parent node, label). The any-account, which every event
+// reaches, is a row of precomputed results per (app, pair) where its slot
+// would be heavy. match_batch() issues each step for a group of events
+// before reading any, so their cache misses overlap.
 //
 // Thread-safety: a Matcher is immutable after compile(); any number of threads
 // match against it, each with its own MatchScratch.
