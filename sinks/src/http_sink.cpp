@@ -280,11 +280,16 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   };
   // A parser for the next response on `c`. Bodies are kept (an error's
   // excerpt goes into the log) up to kResponseBodyLimit; headers up to 64 KiB.
+  // Not eager: put() returns once the header is whole, before the body
+  // starts, so the Content-Length is checked against the limit before Beast
+  // 1.74's string body reserves all of it (a server announcing exabytes
+  // made that reserve throw out of the sink). The loop below calls put()
+  // again for the body.
   auto new_parser = [](Connection& c) {
     c.parser.emplace();
     c.parser->body_limit(kResponseBodyLimit);
     c.parser->header_limit(64 * 1024);
-    c.parser->eager(true);
+    c.parser->eager(false);
   };
   // Gives an idle connection the next pending request; false when none is left.
   auto dispatch = [&](std::size_t index) -> bool {

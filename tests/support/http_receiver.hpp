@@ -47,6 +47,8 @@ struct HttpResponse {
   bool interim_apart = false;
   // The final response in 8 pieces this far apart (a server trickling it).
   std::chrono::milliseconds trickle{0};
+  // Sent as the Content-Length instead of the body's size: a server that lies.
+  std::string content_length;
 };
 
 class HttpReceiver {
@@ -202,7 +204,9 @@ class HttpReceiver {
         text += "Transfer-Encoding: chunked\r\n\r\n" + as_chunk(first) + as_chunk(second) + "0\r\n\r\n";
       } else {
         if (response.status != 204 && response.status != 304) {
-          text += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+          text += "Content-Length: " +
+                  (response.content_length.empty() ? std::to_string(response.body.size()) : response.content_length) +
+                  "\r\n";
         }
         text += "\r\n" + response.body;
       }
