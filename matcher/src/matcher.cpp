@@ -552,15 +552,21 @@ class MatcherBuilder {
       while (m_.any_app_slots_[slot].app != 0) slot = (slot + 1) & m_.any_app_mask_;
       Matcher::AnyAppSlot& entry = m_.any_app_slots_[slot];
       entry.hash = key.hash;
-      entry.head[0] = key.head[0];
-      entry.head[1] = key.head[1];
-      if (key.text.size() > 16) {
-        entry.head[0] = m_.labels_.size();
-        m_.labels_.append(key.text);
-      }
+      store_label(key, entry.head);
       entry.length = static_cast<std::uint16_t>(key.text.size());
       entry.app = static_cast<std::uint16_t>(i + 1);
       entry.extras = extras(apps[i].second);
+    }
+  }
+
+  // A label as the tables hold it: up to 16 bytes inline (zero-padded),
+  // longer ones in labels_ with their offset in out[0].
+  void store_label(const LabelKey& label, std::uint64_t out[2]) {
+    out[0] = label.head[0];
+    out[1] = label.head[1];
+    if (label.text.size() > 16) {
+      out[0] = m_.labels_.size();
+      m_.labels_.append(label.text);
     }
   }
 
@@ -631,14 +637,6 @@ class MatcherBuilder {
     m_.account_slots_.assign(account_slots, empty_slot());
     m_.account_mask_ = account_slots - 1;
 
-    auto store_label = [&](const LabelKey& label, std::uint64_t out[2]) {
-      out[0] = label.head[0];
-      out[1] = label.head[1];
-      if (label.text.size() > 16) {
-        out[0] = m_.labels_.size();
-        m_.labels_.append(label.text);
-      }
-    };
     for (const auto& [key, node] : edges_) {
       std::uint32_t parent;
       std::memcpy(&parent, key.data(), sizeof parent);
@@ -721,6 +719,14 @@ namespace {
 inline bool is_empty(const Matcher::Edge& edge) noexcept { return edge.child == Matcher::kNone; }
 inline bool is_empty(const Matcher::AccountSlot& slot) noexcept { return slot.node == Matcher::kNone; }
 
+// Whether a label stored by store_label(), of the key's length, is the key.
+[[gnu::always_inline]] inline bool label_matches(const std::uint64_t (&label)[2], const char* labels,
+                                                 const LabelKey& key) noexcept {
+  const std::size_t length = key.text.size();
+  return length <= 16 ? label[0] == key.head[0] && label[1] == key.head[1]
+                      : std::memcmp(labels + label[0], key.text.data(), length) == 0;
+}
+
 // One probe of the edge or account table for (parent, key) whose edge_hash
 // is `hash`. Free of `this`, so the caller's loops keep the table's address
 // in a register (stores into the scratch arrays could alias a member load).
@@ -735,10 +741,7 @@ template <class Slot>
     const Slot& slot = slots[index];
     if (is_empty(slot)) return nullptr;
     if (slot.tag != tag || slot.parent != parent || slot.label_length != length) continue;
-    if (length <= 16 ? slot.label[0] == key.head[0] && slot.label[1] == key.head[1]
-                     : std::memcmp(labels + slot.label[0], key.text.data(), length) == 0) {
-      return &slot;
-    }
+    if (label_matches(slot.label, labels, key)) return &slot;
   }
 }
 
@@ -784,10 +787,7 @@ inline const Matcher::AnyAppSlot* Matcher::find_any_app(const LabelKey& key) con
     const AnyAppSlot& slot = any_app_slots_[index];
     if (slot.app == 0) return nullptr;
     if (slot.hash != key.hash || slot.length != key.text.size()) continue;
-    if (slot.length <= 16 ? slot.head[0] == key.head[0] && slot.head[1] == key.head[1]
-                          : std::memcmp(labels_.data() + slot.head[0], key.text.data(), slot.length) == 0) {
-      return &slot;
-    }
+    if (label_matches(slot.head, labels_.data(), key)) return &slot;
   }
 }
 
