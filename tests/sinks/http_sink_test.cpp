@@ -294,13 +294,11 @@ TEST_F(HttpSinkTest, InterimResponsesAreSkippedInOneReadOrApart) {
   EXPECT_EQ(counters_.connects.read(), 1u);
 }
 
-// An answer's body past the sink's limit is not read (it was, whole, into
-// memory, whatever its Content-Length): an accepted request is done, and
-// the connection with the unread rest is closed.
 // An answer over the body limit is judged by its status and its body not
-// read: sent whole (3 MiB), or only announced (a Content-Length of 8e18,
-// which Beast reserved before checking the limit, throwing bad_alloc out of
-// the sink; the fuzzer found it). The unread body closes the connection.
+// read (it was, whole, into memory): sent whole (3 MiB), or only announced
+// (a Content-Length of 8e18, which Beast reserved before checking the
+// limit, throwing bad_alloc out of the sink; the fuzzer found it). An
+// accepted request is done, and the unread body closes the connection.
 TEST_F(HttpSinkTest, AnAcceptedRequestWithAHugeAnswerIsDoneNotRetried) {
   for (const HttpResponse& answer :
        {HttpResponse{.status = 200, .body = std::string(3 << 20, 'x')},
