@@ -82,16 +82,9 @@ char* detail::escape_json_general(std::string_view text, char* out) noexcept {
   const char* p = text.data();
   std::size_t i = 0;
 #if defined(__SSE2__)
-  const __m128i space = _mm_set1_epi8(0x20);
-  const __m128i quote = _mm_set1_epi8('"');
-  const __m128i backslash = _mm_set1_epi8('\\');
   while (i + 16 <= n) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-    // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches
-    // them (they need a UTF-8 check).
-    const __m128i special = _mm_or_si128(_mm_cmplt_epi8(v, space),
-                                         _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
-    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(special));
+    const unsigned mask = detail::special_bytes(v);
     // The whole 16 bytes are stored either way; only the plain prefix counts.
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out), v);
     if (mask == 0) {

@@ -8,6 +8,10 @@
 #include <cstring>
 #include <string_view>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace ringroute::sinks {
 
 // The most bytes escape_json() writes for `n` input bytes (`\u00XX` is 6).
@@ -27,6 +31,18 @@ inline bool word_has_special(std::uint64_t w) noexcept {
   const std::uint64_t is_backslash = (backslash - ones) & ~backslash;
   return ((below_space | is_quote | is_backslash | w) & highs) != 0;
 }
+
+#if defined(__SSE2__)
+// A bit per byte of `v` that is a control character, '"', '\\' or >= 0x80.
+// The compare is signed, so bytes >= 0x80 count as below the space: they
+// need the UTF-8 check.
+inline unsigned special_bytes(__m128i v) noexcept {
+  const __m128i special = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                                       _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+  return static_cast<unsigned>(_mm_movemask_epi8(special));
+}
+#endif
 }  // namespace detail
 
 // Writes the escaped bytes of `text` (no quotes) at `out`, which has room for
@@ -64,7 +80,15 @@ inline char* escape_json(std::string_view text, char* out) noexcept {
     } else {
       return out;
     }
+#if defined(__SSE2__)
+    // Both words in one vector: a third of the word tests' instructions,
+    // and the formatter escapes six short strings an event.
+    if (detail::special_bytes(_mm_set_epi64x(static_cast<long long>(tail), static_cast<long long>(head))) == 0) {
+      return out + n;
+    }
+#else
     if (!detail::word_has_special(head) && !detail::word_has_special(tail)) return out + n;
+#endif
   }
   return detail::escape_json_general(text, out);
 }
