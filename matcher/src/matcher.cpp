@@ -531,6 +531,10 @@ class MatcherBuilder {
       return (m_.nodes_[leaf].more & Matcher::kMoreFilteredOrTopics) != 0 ? leaf : Matcher::kNone;
     };
     if (star != Matcher::kNone) m_.any_star_extras_ = extras(star);
+    if (m_.any_star_extras_ != Matcher::kNone) {
+      const Matcher::Node& leaf = m_.nodes_[m_.any_star_extras_];
+      if (leaf.filtered_count == 0 && leaf.topic_dfa != Matcher::kNone) m_.any_star_topic_dfa_ = leaf.topic_dfa;
+    }
     m_.any_results_.assign(rows * Matcher::kPairCount * words, 0);
     for (std::size_t row = 0; row < rows; ++row) {
       for (std::uint32_t pair = 0; pair < Matcher::kPairCount; ++pair) {
@@ -918,7 +922,11 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     words[0] |= row[0];
     for (std::uint32_t w = 1; w < set_words; ++w) words[w] |= row[w];
     if (any_star_extras_ != kNone) [[unlikely]] {
-      accounts[account_count++] = {kAnyAccount, e, 0, any_star_extras_, false, true};
+      const bool topics_done = any_star_topic_dfa_ != kNone && (((has_account_key & has_app) >> e) & 1u) != 0 &&
+                               !events[e].has(StringField::topic) &&
+                               run_derived_topic_dfa(any_star_topic_dfa_, pairs[e], scratch.account_keys_[e],
+                                                     apps[e], outs[e]);
+      if (!topics_done) accounts[account_count++] = {kAnyAccount, e, 0, any_star_extras_, false, true};
     }
     if (extras != kNone) [[unlikely]] {
       accounts[account_count++] = {kAnyAccount, e, 0, extras, false, true};
@@ -1061,6 +1069,24 @@ void Matcher::run_topic_dfa(std::uint32_t state, std::size_t first_word, const E
   const TopicState& s = topic_states_[state];
   visit_plain(plain_.data() + s.plain_begin, s.plain_count, pair, out);
   if (s.filtered_count != 0) visit_filtered(s.filtered_begin, s.filtered_count, event, pair, scratch, out);
+}
+
+// prepare_word_ids()' common case and run_topic_dfa() in one, without the
+// scratch's per-event state: the derived topic's first three words are the
+// pair's (topic_derived_), the other two the account's and the app's.
+inline bool Matcher::run_derived_topic_dfa(std::uint32_t dfa, std::uint32_t pair, const LabelKey& account,
+                                           const LabelKey& app, BackendSet& out) const noexcept {
+  if (has_dot(account) || has_dot(app)) return false;
+  std::uint32_t state = topic_derived_[topic_states_[dfa].derived + pair];
+  if (state == kNone) return true;
+  state = topic_step(state, topic_word(account));
+  if (state == kNone) return true;
+  state = topic_step(state, topic_word(app));
+  if (state == kNone) return true;
+  const TopicState& end = topic_states_[state];
+  if (end.filtered_count != 0) return false;
+  visit_plain(plain_.data() + end.plain_begin, end.plain_count, pair, out);
+  return true;
 }
 
 // The backtracking walk, for leaves whose patterns' DFA would be too large.

@@ -323,6 +323,12 @@ class Matcher {
   [[nodiscard]] std::uint32_t topic_step(std::uint32_t state, std::uint32_t word) const noexcept;
   void run_topic_dfa(std::uint32_t state, std::size_t first_word, const event::EventView& event, std::uint32_t pair,
                      MatchScratch& scratch, BackendSet& out) const noexcept;
+  // The DFA `dfa` on a derived topic whose account and app are one word
+  // each, keyed already: its plain entries into `out`. False, with nothing
+  // added, where the general visit is needed (a word with a dot, or an end
+  // state with filters).
+  [[nodiscard]] bool run_derived_topic_dfa(std::uint32_t dfa, std::uint32_t pair, const LabelKey& account,
+                                           const LabelKey& app, BackendSet& out) const noexcept;
   void walk_topic(std::uint32_t node, std::size_t word, const event::EventView& event,
                   std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept;
   void prepare_words(const event::EventView& event, MatchScratch& scratch) const noexcept;
@@ -363,6 +369,10 @@ class Matcher {
   std::uint64_t any_app_mask_ = 0;
   Table<std::uint64_t> any_results_;  // empty: the walk reads any_account_ as any other slot
   std::uint32_t any_star_extras_ = kNone;  // the `*` leaf, when it has filtered entries or topics
+  // Its DFA, when that leaf holds no filtered entries and its patterns run
+  // as a DFA: then most events (a derived topic, one-word account and app)
+  // run it straight from the any-account's step, without a visit.
+  std::uint32_t any_star_topic_dfa_ = kNone;
   std::uint32_t set_words_ = 0;            // words of a BackendSet for backend_count()
   std::string labels_;
   Table<PlainEntry> plain_;
