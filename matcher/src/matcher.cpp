@@ -856,6 +856,8 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
   const bool descendants = has_descendant_bindings_;
   std::uint32_t has_app = 0;  // bit per event
   std::uint32_t has_account_key = 0;
+  // Event e's probes are probes[probe_ends[e - 1] .. probe_ends[e]).
+  std::uint32_t probe_ends[MatchScratch::kGroup];
   for (std::size_t e = 0; e < count; ++e) {
     const EventView& event = events[e];
     pairs[e] = static_cast<std::uint32_t>(event.severity) * event::kVerbosityCount +
@@ -871,7 +873,6 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
       scratch.account_keys_[e] = probe.key;
       has_account_key |= 1u << e;
       probe.parent = kExactRoot;
-      probe.event = static_cast<std::uint32_t>(e);
       probe.hash = edge_hash(kExactRoot, probe.key.hash);
       __builtin_prefetch(&slots[probe.hash & slot_mask]);
     }
@@ -880,11 +881,11 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
         MatchScratch::Probe& probe = probes[probe_count++];
         probe.key = key_of(ancestor);
         probe.parent = kDescendantRoot;
-        probe.event = static_cast<std::uint32_t>(e);
         probe.hash = edge_hash(kDescendantRoot, probe.key.hash);
         __builtin_prefetch(&slots[probe.hash & slot_mask]);
       }
     }
+    probe_ends[e] = static_cast<std::uint32_t>(probe_count);
   }
   // An account reached: its inline `*` entries now; its `*` leaf (when not
   // inline) and its app's leaf (when the app's tag is among its own) later.
@@ -944,7 +945,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
       } else {
         reach(any_account_, event, any_star_inline);
       }
-      for (; p < probe_count && probes[p].event == e; ++p) {
+      for (; p < probe_ends[e]; ++p) {
         const MatchScratch::Probe& probe = probes[p];
         const AccountSlot* const slot = find_slot(slots, slot_mask, labels, probe.parent, probe.key, probe.hash);
         if (slot != nullptr) reach(*slot, event, true);

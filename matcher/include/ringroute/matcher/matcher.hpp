@@ -149,7 +149,6 @@ class MatchScratch {
     LabelKey key;
     std::uint64_t hash;  // of (parent, key) in the edge table
     std::uint32_t parent;
-    std::uint32_t event;  // index in the group
   };
   struct Visit {
     std::uint32_t node;   // accounts: the account node; leaves: the leaf
