@@ -1072,9 +1072,9 @@ void Matcher::run_topic_dfa(std::uint32_t state, std::size_t first_word, const E
   if (s.filtered_count != 0) visit_filtered(s.filtered_begin, s.filtered_count, event, pair, scratch, out);
 }
 
-// prepare_word_ids()' common case and run_topic_dfa() in one, without the
-// scratch's per-event state: the derived topic's first three words are the
-// pair's (topic_derived_), the other two the account's and the app's.
+// The common case of prepare_word_ids() and run_topic_dfa() in one, without
+// the scratch's per-event state: the derived topic's first three words are
+// the pair's (topic_derived_), the other two the account's and the app's.
 inline bool Matcher::run_derived_topic_dfa(std::uint32_t dfa, std::uint32_t pair, const LabelKey& account,
                                            const LabelKey& app, BackendSet& out) const noexcept {
   if (has_dot(account) || has_dot(app)) return false;
