@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 namespace ringroute::ring {
 
@@ -21,6 +23,8 @@ namespace {
 // A slot being taken: the owner's start ticks are not written yet, so a
 // consumer that sees this must treat the slot's claims as alive.
 constexpr std::int32_t kSlotBeingTaken = -1;
+// The same for the consumer's pid in the header.
+constexpr std::int32_t kConsumerBeingTaken = -1;
 
 bool take_slot(ProducerSlot& slot, bool only_free, pid_t self, std::uint64_t self_ticks) {
   std::int32_t owner = slot.owner_pid.load(std::memory_order_acquire);
@@ -119,21 +123,43 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
   const std::uint64_t ticks = process_start_ticks(self);
   // Ownership is the pid and start time in the header rather than a file
   // lock: forked children inherit open file descriptions (and with them a
-  // flock), so a lock could outlive the consumer that took it.
+  // flock), so a lock could outlive the consumer that took it. Taken as
+  // producer slots are: the pid goes to kConsumerBeingTaken, then the start
+  // ticks are written, then the pid is published, so no one reads a new
+  // owner's pid with the old owner's ticks and takes the ring as well.
+  const auto marked_since = std::chrono::steady_clock::now();
   for (;;) {
     std::int32_t owner = header_->consumer_pid.load(std::memory_order_acquire);
-    if (owner != 0 && owner != self &&
-        process_alive(owner, header_->consumer_start_ticks.load(std::memory_order_relaxed))) {
-      throw RingError(Status::busy, "ring " + segment_.name() + ": already consumed by pid " +
-                                        std::to_string(owner) + " (one router or bench per ring)");
-    }
-    if (owner == self) {
-      throw RingError(Status::busy, "ring " + segment_.name() + ": this process already consumes it");
+    if (owner == kConsumerBeingTaken) {
+      // Another consumer is between its two stores. One that died there
+      // (a window of two stores) would hold the ring for good: past a
+      // second, its mark is taken over.
+      if (std::chrono::steady_clock::now() - marked_since < std::chrono::seconds(1)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+    } else if (owner != 0) {
+      // Acquire on the pid above pairs with the release that published it:
+      // these are its owner's ticks.
+      const std::uint64_t owner_ticks = header_->consumer_start_ticks.load(std::memory_order_relaxed);
+      if (owner == self && (owner_ticks == ticks || ticks == 0)) {
+        throw RingError(Status::busy, "ring " + segment_.name() + ": this process already consumes it");
+      }
+      // Our own pid with other start ticks is an earlier process that had
+      // it (a router restarted in a container comes back as the same pid):
+      // dead, since we have that pid now.
+      if (owner != self && process_alive(owner, owner_ticks)) {
+        throw RingError(Status::busy, "ring " + segment_.name() + ": already consumed by pid " +
+                                          std::to_string(owner) + " (one router or bench per ring)");
+      }
     }
     // acq_rel: exclusive ownership against another consumer starting now.
-    if (header_->consumer_pid.compare_exchange_strong(owner, self, std::memory_order_acq_rel)) break;
+    if (header_->consumer_pid.compare_exchange_strong(owner, kConsumerBeingTaken, std::memory_order_acq_rel)) break;
   }
   header_->consumer_start_ticks.store(ticks, std::memory_order_relaxed);
+  // Release: pairs with the acquire load of consumer_pid above in the next
+  // would-be consumer, so it reads our ticks with our pid.
+  header_->consumer_pid.store(static_cast<std::int32_t>(self), std::memory_order_release);
   header_->dead_claim_timeout_ns = dead_claim_timeout_ns_;
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
 

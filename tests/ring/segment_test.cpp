@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -174,6 +175,65 @@ TEST(Segment, ConsumerOfADeadProcessIsTakenOver) {
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   EXPECT_NO_THROW(ring::Consumer again(ring.segment));
+}
+
+TEST(Segment, ASecondConsumerInTheSameProcessIsRefused) {
+  TestRing ring(4096);
+  ring::Consumer first(ring.segment);
+  try {
+    ring::Consumer second(ring.segment);
+    FAIL() << "a second consumer was allowed";
+  } catch (const ring::RingError& e) {
+    EXPECT_EQ(e.status(), ring::Status::busy);
+    EXPECT_NE(std::string(e.what()).find("this process already consumes it"), std::string::npos) << e.what();
+  }
+}
+
+// A router restarted in a container comes back as the same pid (often 1)
+// and finds its own pid in the header, left by the process it replaces:
+// other start ticks mean that process is gone, and the ring is taken over.
+TEST(Segment, AConsumerLeftByAnEarlierProcessWithOurPidIsTakenOver) {
+  TestRing ring(4096);
+  ring::SegmentHeader& header = ring.segment.header();
+  header.consumer_start_ticks.store(ring::process_start_ticks(::getpid()) + 1);
+  header.consumer_pid.store(static_cast<std::int32_t>(::getpid()));
+  EXPECT_NO_THROW(ring::Consumer again(ring.segment));
+}
+
+// A consumer taking the ring marks the pid first and publishes it after its
+// start ticks; another waits out the mark. A mark whose taker died between
+// the two stores does not hold the ring for good: it is taken over after a
+// second.
+TEST(Segment, AConsumerWaitsOutAnotherTakingTheRingAndAStaleMarkAfterASecond) {
+  TestRing ring(4096);
+  ring::SegmentHeader& header = ring.segment.header();
+  header.consumer_pid.store(-1);
+  const auto start = std::chrono::steady_clock::now();
+  {
+    ring::Consumer taken(ring.segment);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+    EXPECT_EQ(header.consumer_pid.load(), static_cast<std::int32_t>(::getpid()));
+    EXPECT_EQ(header.consumer_start_ticks.load(), ring::process_start_ticks(::getpid()));
+  }
+  // A mark cleared within the wait: the waiter then finds the new owner.
+  header.consumer_pid.store(-1);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    try {
+      ring::Consumer second(ring.segment);
+      ::_exit(1);
+    } catch (const ring::RingError& e) {
+      const bool named = std::string(e.what()).find(std::to_string(::getppid())) != std::string::npos;
+      ::_exit(e.status() == ring::Status::busy && named ? 0 : 2);
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  header.consumer_start_ticks.store(ring::process_start_ticks(::getpid()));
+  header.consumer_pid.store(static_cast<std::int32_t>(::getpid()));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  header.consumer_pid.store(0);
 }
 
 TEST(Segment, TouchForWriteChangesNoByteAndUndoesNoConcurrentWrite) {
