@@ -714,7 +714,15 @@ void Router::stop(std::chrono::milliseconds drain) {
   std::vector<sinks::BackendRunner*> all;
   for (auto& [name, runner] : runners_) all.push_back(runner.get());
   sinks::BackendRunner::stop_all(all, drain_until);
-  drained_at_stop_ = true;
+  for (sinks::BackendRunner* runner : all) {
+    if (!runner->options().drop_when_full) continue;  // the ring still holds the rest
+    if (const std::uint64_t lost = runner->unwritten_events(); lost != 0) {
+      // The sink thread is joined: this thread is the shard's one writer now.
+      runner->slot().sink.dropped_shutdown.add(lost);
+      dropped_at_stop_ += lost;
+    }
+  }
+  drained_at_stop_ = dropped_at_stop_ == 0;
   for (const auto& worker : workers_) drained_at_stop_ = drained_at_stop_ && worker->drained();
   workers_.clear();
 }

@@ -744,6 +744,52 @@ TEST(RunCommand, AStopThatCannotWriteEverythingSaysSoAndTheNextStartDeliversIt) 
   cleanup(ring);
 }
 
+// A `drop` backend's batches never hold the ring: what it was handed and
+// did not write by the end of the drain is gone at a stop. It is counted
+// (dropped.shutdown), the log says how many, and no later start pretends
+// to deliver it.
+TEST(RunCommand, AStopCountsWhatADropBackendCouldNotWrite) {
+  Dir dir;
+  const std::string ring = dir.unique("dropstop");
+  cleanup(ring);
+  const std::uint16_t port = ringroute::testing::free_port();
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {R"({"name": "web", "type": "http", "options": {"url": "http://127.0.0.1:)" +
+                          std::to_string(port) + R"(/in", "batch": {"max_events": 100},
+                              "queue": {"when_full": "drop"}}, "bindings": [{"verbosity": "trace"}]})"}));
+  constexpr int kEvents = 300;
+  {
+    RouterProcess router(dir / "edr.json", dir / "first.log", "200");
+    wait_for_ring(ring);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
+    ASSERT_NO_FATAL_FAILURE(wait_read(ring, kEvents));
+    std::this_thread::sleep_for(100ms);  // handed to the sink, which retries
+    ASSERT_EQ(router.stop(), 0);
+  }
+  const std::string first = read_text(dir / "first.log");
+  EXPECT_NE(first.find("stopped; 300 events handed to `drop` backends were not written"), std::string::npos) << first;
+  EXPECT_EQ(first.find("everything read was written"), std::string::npos) << first;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  const std::string json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  const auto web = doc["backends"].at(0);
+  EXPECT_EQ(uint64_t(web["sent"]), 0u) << json;
+  EXPECT_EQ(uint64_t(web["dropped"]["shutdown"]), uint64_t{kEvents}) << json;
+  EXPECT_EQ(uint64_t(web["dropped"]["queue_full"]), 0u) << json;
+
+  // They left the ring with the drop: the next start has nothing to send.
+  ringroute::testing::HttpReceiver http({}, port);
+  RouterProcess router(dir / "edr.json", dir / "second.log");
+  wait_for_ring(ring);
+  wait_drained(ring);
+  std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(router.stop(), 0);
+  EXPECT_TRUE(received_events(http, dir).empty());
+  cleanup(ring);
+}
+
 // --drain-ms bounds the whole stop: the workers' wait for the sinks and the
 // sink threads' after it share one deadline, and backends whose destinations
 // are down are stopped together. Three of them with a 300 ms drain stop in

@@ -70,9 +70,16 @@ int run_router(const RunArgs& args) {
     log_line(std::string("stopping (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + "): draining");
     router->stop(std::chrono::milliseconds(args.drain_ms));
     const bool drained = router->drained();
+    const std::uint64_t dropped = router->dropped_at_stop();
     router.reset();
-    log_line(drained ? "stopped, everything read was written"
-                     : "stopped; what was not written stays in the ring for the next start");
+    if (dropped != 0) {
+      log_line("stopped; " + std::to_string(dropped) +
+               " events handed to `drop` backends were not written and are dropped (counted as "
+               "dropped_shutdown); what other backends did not write stays in the ring for the next start");
+    } else {
+      log_line(drained ? "stopped, everything read was written"
+                       : "stopped; what was not written stays in the ring for the next start");
+    }
     return 0;
   }
 }

@@ -37,7 +37,8 @@ struct RingFigures {
 struct BackendFigures {
   std::string name, type;
   std::uint64_t matched = 0, sent = 0, bytes = 0, batches = 0, retries = 0, failures = 0;
-  std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, skipped_written = 0, rotations = 0, reopens = 0;
+  std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, dropped_shutdown = 0, skipped_written = 0, rotations = 0,
+                reopens = 0;
   std::uint64_t connects = 0, connect_failures = 0, timeouts = 0, truncated = 0;
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
 };
@@ -91,6 +92,7 @@ Snapshot take(const perf::Block& block) {
     b.retries = slot.sink.retries.read();
     b.failures = slot.sink.failures.read();
     b.dropped_rejected = slot.sink.dropped_failed.read();
+    b.dropped_shutdown = slot.sink.dropped_shutdown.read();
     b.rotations = slot.sink.rotations.read();
     b.reopens = slot.sink.reopens.read();
     b.connects = slot.sink.connects.read();
@@ -128,7 +130,8 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"bytes\":" + std::to_string(b.bytes) + ",\"batches\":" + std::to_string(b.batches) +
            ",\"retries\":" + std::to_string(b.retries) + ",\"failures\":" + std::to_string(b.failures) +
            ",\"dropped\":{\"queue_full\":" + std::to_string(b.dropped_queue_full) +
-           ",\"rejected\":" + std::to_string(b.dropped_rejected) + "}" +
+           ",\"rejected\":" + std::to_string(b.dropped_rejected) +
+           ",\"shutdown\":" + std::to_string(b.dropped_shutdown) + "}" +
            ",\"skipped_written\":" + std::to_string(b.skipped_written) +
            ",\"rotations\":" + std::to_string(b.rotations) + ",\"reopens\":" + std::to_string(b.reopens) +
            ",\"connects\":" + std::to_string(b.connects) +
@@ -168,7 +171,7 @@ void print_table(const Snapshot& now, const Snapshot* before) {
     std::printf("%-24s %14.0f %12llu %12.1f %10llu %10llu %9.1f %9.1f %9.1f\n", b.name.c_str(),
                 p ? rate(b.sent, p->sent) : 0.0, static_cast<unsigned long long>(b.sent),
                 p ? rate(b.bytes, p->bytes) / 1e6 : 0.0, static_cast<unsigned long long>(b.retries),
-                static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected),
+                static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected + b.dropped_shutdown),
                 micros(perf::histogram_quantile(b.latency, 0.5)), micros(perf::histogram_quantile(b.latency, 0.99)),
                 micros(perf::histogram_quantile(b.latency, 0.999)));
   }

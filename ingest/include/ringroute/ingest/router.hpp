@@ -77,8 +77,11 @@ class Router {
 
   // Stops reading the rings, hands every batch held to its sink and waits up
   // to `drain` for them to be written. What is not written by then stays in
-  // the ring (not released) for the next start.
+  // the ring (not released) for the next start, except for `drop` backends,
+  // whose batches never hold the ring: theirs are counted as dropped
+  // (dropped_shutdown) and returned by dropped_at_stop().
   void stop(std::chrono::milliseconds drain);
+  [[nodiscard]] std::uint64_t dropped_at_stop() const noexcept { return dropped_at_stop_; }
 
   [[nodiscard]] perf::Block& block() noexcept { return block_.block(); }
   // True when every worker has released all it read (everything written);
@@ -97,6 +100,7 @@ class Router {
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
   bool drained_at_stop_ = false;
+  std::uint64_t dropped_at_stop_ = 0;
 };
 
 }  // namespace ringroute::ingest

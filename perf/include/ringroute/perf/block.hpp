@@ -89,7 +89,13 @@ struct alignas(kCacheLine) BackendSinkShard {
   Counter connect_failures;  // refused, unreachable, TLS handshake or verification failed
   Counter timeouts;          // connect or response deadlines passed
   Counter truncated;         // datagrams cut to max_datagram_bytes
+  // `drop` policy: events handed over and not written when the router
+  // stopped (they do not hold the ring, so no restart delivers them).
+  // Added by the router after the sink thread is joined; in the shard's
+  // padding, so the block's layout (and version) is unchanged.
+  Counter dropped_shutdown;
 };
+static_assert(sizeof(BackendSinkShard) == 2 * kCacheLine, "a counter added past the padding changes the layout");
 
 struct alignas(kCacheLine) BackendSlot {
   char name[kNameBytes];
