@@ -7,11 +7,13 @@
 #include <liburing.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <thread>
 #include <vector>
-#include <cstdio>
 
 #include "ringroute/perf/block.hpp"
 
@@ -19,27 +21,60 @@ namespace ringroute::sinks {
 
 struct FileSink::Uring {
   io_uring ring{};
+  bool ready = false;
   explicit Uring(const std::string& path) {
     const int rc = io_uring_queue_init(4, &ring, 0);
     if (rc < 0) {
       throw std::runtime_error("file sink " + path + ": io_uring is not available here (" + std::strerror(-rc) +
                                "); set options.io to \"write\"");
     }
+    ready = true;
   }
-  ~Uring() { io_uring_queue_exit(&ring); }
+  ~Uring() {
+    if (ready) io_uring_queue_exit(&ring);
+  }
+  // Drops the ring, and with it an entry that was never submitted, and
+  // makes a new one (or tries again at the next write).
+  void reset() {
+    if (ready) io_uring_queue_exit(&ring);
+    ring = {};
+    ready = io_uring_queue_init(4, &ring, 0) == 0;
+  }
   // One write at the file's position (the file is O_APPEND); the result as write(2) gives it.
   ssize_t write(int fd, const char* data, std::size_t size) {
+    if (!ready) {
+      reset();
+      if (!ready) return -EAGAIN;
+    }
     io_uring_sqe* sqe = io_uring_get_sqe(&ring);
     if (sqe == nullptr) return -EBUSY;
     io_uring_prep_write(sqe, fd, data, static_cast<unsigned>(std::min<std::size_t>(size, 1u << 30)),
                         static_cast<__u64>(-1));
-    int rc = io_uring_submit(&ring);
-    if (rc < 0) return rc;
+    // The entry is in the ring from here on. A submit interrupted or refused
+    // for the moment (no memory) submits it again; a second entry would
+    // write the bytes twice and leave a completion for the next write to
+    // take as its own while its own write still runs.
+    int rc;
+    for (int tries = 0;; ++tries) {
+      rc = io_uring_submit(&ring);
+      if (rc > 0) break;
+      if ((rc == -EINTR || rc == -EAGAIN || rc == -EBUSY || rc == 0) && tries < 1000) {
+        if (rc != -EINTR) std::this_thread::sleep_for(std::chrono::microseconds(100));
+        continue;
+      }
+      reset();  // never submitted: it goes with the ring
+      return rc < 0 ? rc : -EAGAIN;
+    }
     io_uring_cqe* cqe = nullptr;
     do {
       rc = io_uring_wait_cqe(&ring, &cqe);
-    } while (rc == -EINTR);
-    if (rc < 0) return rc;
+    } while (rc == -EINTR || rc == -EAGAIN);
+    if (rc < 0) {
+      // The ring itself failed with the write in flight; a new ring keeps
+      // its completion from being read as a later write's.
+      reset();
+      return rc;
+    }
     const ssize_t result = cqe->res;
     io_uring_cqe_seen(&ring, cqe);
     return result;
@@ -121,8 +156,23 @@ void FileSink::close_file() {
   fd_ = -1;
 }
 
+// Under `interval` (and before a rotation or reopen) a failed sync cannot
+// send lines back to be written: their ring space is released already, and
+// after an error Linux may have marked their pages clean, so a second sync
+// would report success. Counted and said, at most once a second.
+void FileSink::sync_or_report(const char* since) {
+  if (::fdatasync(fd_) == 0) return;
+  const int e = errno;
+  if (counters_) counters_->failures.add(1);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_sync_report_ < std::chrono::seconds(1)) return;
+  last_sync_report_ = now;
+  std::fprintf(stderr, "ringroute: file sink %s: fdatasync failed: %s; lines written since %s may not be on disk\n",
+               options_.path.c_str(), errno_text(e).c_str(), since);
+}
+
 bool FileSink::rotate(std::string& why) {
-  if (fd_ >= 0 && options_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
+  if (fd_ >= 0 && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, before a rotation");
   close_file();
   // path.keep is dropped, the rest shift up by one, path becomes path.1.
   const std::string& base = options_.path;
@@ -149,6 +199,12 @@ bool FileSink::write_all(const char* data, std::size_t size, std::string& why) {
       const int e = uring_ ? static_cast<int>(-n) : errno;
       if (e == EINTR || e == EAGAIN) continue;
       why = "write to " + options_.path + ": " + errno_text(e);
+      return false;
+    }
+    if (n == 0) {
+      // No progress and no error (some FUSE file systems): a retry later,
+      // not a loop here that a stop could not end.
+      why = "write to " + options_.path + ": wrote nothing";
       return false;
     }
     // A short write (disk nearly full, a signal): the rest goes next round.
@@ -199,7 +255,7 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
 void FileSink::tick(std::chrono::steady_clock::time_point now) {
   if (fd_ < 0) return;
   if (options_.fsync == FsyncPolicy::interval && dirty_ && now - last_fsync_ >= options_.fsync_interval) {
-    ::fdatasync(fd_);
+    sync_or_report("the last interval");
     dirty_ = false;
     last_fsync_ = now;
   }
@@ -222,7 +278,7 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
 }
 
 void FileSink::reopen() {
-  if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
+  if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, before a reopen");
   std::string why;
   open_file(why);
   if (counters_) counters_->reopens.add(1);

@@ -45,6 +45,7 @@ class FileSink final : public Sink {
   void cut_torn_tail();
   void close_file();
   bool rotate(std::string& why);
+  void sync_or_report(const char* since);
   bool write_all(const char* data, std::size_t size, std::string& why);
 
   FileSinkOptions options_;
@@ -52,6 +53,7 @@ class FileSink final : public Sink {
   std::uint64_t file_bytes_ = 0;
   std::chrono::steady_clock::time_point opened_at_{};
   std::chrono::steady_clock::time_point last_fsync_{};
+  std::chrono::steady_clock::time_point last_sync_report_{};
   std::chrono::steady_clock::time_point last_check_{};
   bool dirty_ = false;
   bool tail_checked_ = false;  // a cut-off last line is looked for at the first write
