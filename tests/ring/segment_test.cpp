@@ -33,6 +33,22 @@ void write_shm(const std::string& name, const void* bytes, std::size_t size) {
   ::close(fd);
 }
 
+// A child process that tries to consume `segment` too: it exits 0 when it
+// is refused as busy with its parent's pid named, 1 when it was let in.
+pid_t fork_second_consumer(ring::Segment& segment) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    try {
+      ring::Consumer second(segment);
+      ::_exit(1);
+    } catch (const ring::RingError& e) {
+      const bool named = std::string(e.what()).find(std::to_string(::getppid())) != std::string::npos;
+      ::_exit(e.status() == ring::Status::busy && named ? 0 : 2);
+    }
+  }
+  return child;
+}
+
 }  // namespace
 
 TEST(Segment, MissingSegmentIsNotReadyNotAnError) {
@@ -150,16 +166,7 @@ TEST(Segment, TruncatedSegmentIsCorrupt) {
 TEST(Segment, SecondConsumerIsRefusedWithTheOwnersPid) {
   TestRing ring(4096);
   ring::Consumer first(ring.segment);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    try {
-      ring::Consumer second(ring.segment);
-      ::_exit(1);
-    } catch (const ring::RingError& e) {
-      const bool named = std::string(e.what()).find(std::to_string(::getppid())) != std::string::npos;
-      ::_exit(e.status() == ring::Status::busy && named ? 0 : 2);
-    }
-  }
+  const pid_t child = fork_second_consumer(ring.segment);
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
@@ -217,16 +224,7 @@ TEST(Segment, AConsumerWaitsOutAnotherTakingTheRingAndAStaleMarkAfterASecond) {
   }
   // A mark cleared within the wait: the waiter then finds the new owner.
   header.consumer_pid.store(-1);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    try {
-      ring::Consumer second(ring.segment);
-      ::_exit(1);
-    } catch (const ring::RingError& e) {
-      const bool named = std::string(e.what()).find(std::to_string(::getppid())) != std::string::npos;
-      ::_exit(e.status() == ring::Status::busy && named ? 0 : 2);
-    }
-  }
+  const pid_t child = fork_second_consumer(ring.segment);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   header.consumer_start_ticks.store(ring::process_start_ticks(::getpid()));
   header.consumer_pid.store(static_cast<std::int32_t>(::getpid()));

@@ -711,36 +711,56 @@ TEST(RunCommand, AFileBackendReplacedOnReloadUnderLoadKeepsEveryEventOnceInOrder
 
 // A stop that cannot write everything says so, keeps it in the ring, and
 // the next start delivers it.
+// A router with one HTTP backend whose destination is down (`port`, with
+// `queue` as its queue options) and a 200 ms drain: 300 events are read and
+// handed to the sink, which retries, then the router is stopped. Returns
+// the router's log.
+constexpr int kUnwrittenEvents = 300;
+void stop_with_unwritten_events(const Dir& dir, const std::string& ring, std::uint16_t port, const std::string& queue,
+                                std::string& log) {
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {R"({"name": "web", "type": "http", "options": {"url": "http://127.0.0.1:)" +
+                          std::to_string(port) + R"(/in", "batch": {"max_events": 100})" + queue + R"(},
+                              "bindings": [{"verbosity": "trace"}]})"}));
+  {
+    RouterProcess router(dir / "edr.json", dir / "first.log", "200");
+    wait_for_ring(ring);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, kUnwrittenEvents)), 0);
+    ASSERT_NO_FATAL_FAILURE(wait_read(ring, kUnwrittenEvents));
+    std::this_thread::sleep_for(100ms);  // handed to the sink, which retries
+    ASSERT_EQ(router.stop(), 0);
+  }
+  log = read_text(dir / "first.log");
+}
+
+// The destination back, a second router: what it received.
+std::vector<std::pair<int, int>> received_after_restart(const Dir& dir, const std::string& ring, std::uint16_t port,
+                                                        std::string& log) {
+  ringroute::testing::HttpReceiver http({}, port);
+  {
+    RouterProcess router(dir / "edr.json", dir / "second.log");
+    wait_for_ring(ring);
+    wait_drained(ring);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(router.stop(), 0);
+  }
+  log = read_text(dir / "second.log");
+  return received_events(http, dir);
+}
+
 TEST(RunCommand, AStopThatCannotWriteEverythingSaysSoAndTheNextStartDeliversIt) {
   Dir dir;
   const std::string ring = dir.unique("unwritten");
   cleanup(ring);
   const std::uint16_t port = ringroute::testing::free_port();
-  write_file(dir / "edr.json",
-             config_text(dir, ring, 1 << 20,
-                         {R"({"name": "web", "type": "http", "options": {"url": "http://127.0.0.1:)" +
-                          std::to_string(port) + R"(/in", "batch": {"max_events": 100}},
-                              "bindings": [{"verbosity": "trace"}]})"}));
-  constexpr int kEvents = 300;
-  {
-    RouterProcess router(dir / "edr.json", dir / "first.log", "200");
-    wait_for_ring(ring);
-    ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
-    ASSERT_NO_FATAL_FAILURE(wait_read(ring, kEvents));
-    std::this_thread::sleep_for(100ms);  // handed to the sink, which retries
-    ASSERT_EQ(router.stop(), 0);
-  }
-  const std::string first = read_text(dir / "first.log");
+  std::string first, second;
+  ASSERT_NO_FATAL_FAILURE(stop_with_unwritten_events(dir, ring, port, "", first));
   EXPECT_NE(first.find("what was not written stays in the ring"), std::string::npos) << first;
   EXPECT_EQ(first.find("everything read was written"), std::string::npos) << first;
 
-  ringroute::testing::HttpReceiver http({}, port);
-  RouterProcess router(dir / "edr.json", dir / "second.log");
-  wait_for_ring(ring);
-  wait_drained(ring);
-  ASSERT_EQ(router.stop(), 0);
-  EXPECT_NE(read_text(dir / "second.log").find("everything read was written"), std::string::npos);
-  EXPECT_EQ(received_events(http, dir), in_order(0, kEvents));
+  EXPECT_EQ(received_after_restart(dir, ring, port, second), in_order(0, kUnwrittenEvents));
+  EXPECT_NE(second.find("everything read was written"), std::string::npos) << second;
   cleanup(ring);
 }
 
@@ -753,21 +773,9 @@ TEST(RunCommand, AStopCountsWhatADropBackendCouldNotWrite) {
   const std::string ring = dir.unique("dropstop");
   cleanup(ring);
   const std::uint16_t port = ringroute::testing::free_port();
-  write_file(dir / "edr.json",
-             config_text(dir, ring, 1 << 20,
-                         {R"({"name": "web", "type": "http", "options": {"url": "http://127.0.0.1:)" +
-                          std::to_string(port) + R"(/in", "batch": {"max_events": 100},
-                              "queue": {"when_full": "drop"}}, "bindings": [{"verbosity": "trace"}]})"}));
-  constexpr int kEvents = 300;
-  {
-    RouterProcess router(dir / "edr.json", dir / "first.log", "200");
-    wait_for_ring(ring);
-    ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
-    ASSERT_NO_FATAL_FAILURE(wait_read(ring, kEvents));
-    std::this_thread::sleep_for(100ms);  // handed to the sink, which retries
-    ASSERT_EQ(router.stop(), 0);
-  }
-  const std::string first = read_text(dir / "first.log");
+  std::string first, second;
+  ASSERT_NO_FATAL_FAILURE(
+      stop_with_unwritten_events(dir, ring, port, R"(, "queue": {"when_full": "drop"})", first));
   EXPECT_NE(first.find("stopped; 300 events handed to `drop` backends were not written"), std::string::npos) << first;
   EXPECT_EQ(first.find("everything read was written"), std::string::npos) << first;
   simdjson::dom::parser parser;
@@ -776,17 +784,11 @@ TEST(RunCommand, AStopCountsWhatADropBackendCouldNotWrite) {
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   const auto web = doc["backends"].at(0);
   EXPECT_EQ(uint64_t(web["sent"]), 0u) << json;
-  EXPECT_EQ(uint64_t(web["dropped"]["shutdown"]), uint64_t{kEvents}) << json;
+  EXPECT_EQ(uint64_t(web["dropped"]["shutdown"]), uint64_t{kUnwrittenEvents}) << json;
   EXPECT_EQ(uint64_t(web["dropped"]["queue_full"]), 0u) << json;
 
   // They left the ring with the drop: the next start has nothing to send.
-  ringroute::testing::HttpReceiver http({}, port);
-  RouterProcess router(dir / "edr.json", dir / "second.log");
-  wait_for_ring(ring);
-  wait_drained(ring);
-  std::this_thread::sleep_for(100ms);
-  ASSERT_EQ(router.stop(), 0);
-  EXPECT_TRUE(received_events(http, dir).empty());
+  EXPECT_TRUE(received_after_restart(dir, ring, port, second).empty());
   cleanup(ring);
 }
 
