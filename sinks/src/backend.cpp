@@ -119,6 +119,9 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     }
     if (root["fsync_interval_ms"].get(n) == simdjson::SUCCESS) o.fsync_interval = std::chrono::milliseconds(n);
     if (root["io"].get(text) == simdjson::SUCCESS) o.io = text == "uring" ? FileIo::uring : FileIo::write;
+    if (simdjson::dom::element formatter; root["formatter"]["options"].get(formatter) == simdjson::SUCCESS) {
+      read_if(formatter, "pretty", o.pretty);
+    }
     return std::make_unique<FileSink>(std::move(o));
   }
   if (type == "http") {

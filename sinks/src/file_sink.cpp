@@ -97,32 +97,84 @@ FileSink::FileSink(FileSinkOptions options) : options_(std::move(options)) {
   open_file(ignored);
 }
 
+namespace {
+
+// The file's bytes read backwards a chunk at a time, for cut_torn_tail().
+class BackwardReader {
+ public:
+  explicit BackwardReader(int fd) : fd_(fd), chunk_(64 * 1024) {}
+  // The position of the last '\n' before `before`; -1 when there is none,
+  // -2 when the file could not be read.
+  std::int64_t newline_before(std::uint64_t before) {
+    while (before > 0) {
+      if (before <= from_ || before > from_ + size_) {
+        from_ = before > chunk_.size() ? before - chunk_.size() : 0;
+        const ssize_t n = ::pread(fd_, chunk_.data(), static_cast<std::size_t>(before - from_), static_cast<off_t>(from_));
+        if (n <= 0) return -2;
+        size_ = static_cast<std::uint64_t>(n);
+      }
+      for (std::uint64_t i = before; i > from_; --i) {
+        if (chunk_[static_cast<std::size_t>(i - 1 - from_)] == '\n') return static_cast<std::int64_t>(i - 1);
+      }
+      before = from_;
+    }
+    return -1;
+  }
+  // Up to `n` bytes at `at` (n at most 2).
+  std::string bytes_at(std::uint64_t at, std::size_t n) {
+    char text[2];
+    const ssize_t got = ::pread(fd_, text, n, static_cast<off_t>(at));
+    return got <= 0 ? std::string() : std::string(text, static_cast<std::size_t>(got));
+  }
+
+ private:
+  int fd_;
+  std::vector<char> chunk_;
+  std::uint64_t from_ = 0, size_ = 0;
+};
+
+}  // namespace
+
 void FileSink::cut_torn_tail() {
   // A router killed in the middle of a write(2) can leave half a batch, the
   // last line cut short. That batch was never marked written, so the next
   // start writes it again: cut back to the last whole line first, or the
-  // file would hold a line that does not parse.
+  // file would hold a line that does not parse. With `pretty` a document
+  // spans lines, so a crash can also leave whole lines of a document that
+  // is not whole: cut back to the last whole document.
   if (file_bytes_ == 0) return;
-  char last = 0;
-  if (::pread(fd_, &last, 1, static_cast<off_t>(file_bytes_ - 1)) != 1 || last == '\n') return;
-  std::vector<char> chunk(64 * 1024);
-  std::uint64_t end = file_bytes_;
-  while (end > 0) {
-    const std::uint64_t from = end > chunk.size() ? end - chunk.size() : 0;
-    const ssize_t n = ::pread(fd_, chunk.data(), static_cast<std::size_t>(end - from), static_cast<off_t>(from));
-    if (n <= 0) return;
-    for (ssize_t i = n - 1; i >= 0; --i) {
-      if (chunk[static_cast<std::size_t>(i)] == '\n') {
-        end = from + static_cast<std::uint64_t>(i) + 1;
-        goto found;
+  BackwardReader reader(fd_);
+  const std::int64_t last_newline = reader.newline_before(file_bytes_);
+  if (last_newline == -2) return;
+  std::uint64_t end = static_cast<std::uint64_t>(last_newline + 1);  // 0 when not one whole line
+  if (options_.pretty) {
+    // The whole lines from the last back: a "{" line or one indented by two
+    // spaces is inside a document, whose "{" line is where it starts; a "}"
+    // line (or a one-line document) ends the whole documents.
+    std::uint64_t line_end = end;  // just past the line's '\n'
+    while (line_end > 0) {
+      const std::int64_t before = reader.newline_before(line_end - 1);
+      if (before == -2) return;
+      const auto line_start = static_cast<std::uint64_t>(before + 1);
+      const std::string head = reader.bytes_at(line_start, std::min<std::uint64_t>(2, line_end - 1 - line_start));
+      if (line_end - 1 - line_start == 1 && head == "{") {
+        end = line_start;
+        break;
       }
+      if (head != "  ") break;
+      // A file that starts inside a document was not written by this
+      // sink's crash: what stays is left as it is.
+      if (line_start == 0) break;
+      line_end = line_start;
     }
-    end = from;
   }
-found:
+  if (end == file_bytes_) return;
   if (::ftruncate(fd_, static_cast<off_t>(end)) == 0) {
-    std::fprintf(stderr, "ringroute: %s ended in a cut-off line (the router stopped mid-write); removed its %llu bytes, the batch is written again\n",
-                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end));
+    std::fprintf(stderr,
+                 "ringroute: %s ended in a cut-off %s (the router stopped mid-write); removed its %llu bytes, the "
+                 "batch is written again\n",
+                 options_.path.c_str(), options_.pretty ? "document" : "line",
+                 static_cast<unsigned long long>(file_bytes_ - end));
     file_bytes_ = end;
   }
 }

@@ -7,9 +7,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/file_sink.hpp"
 
 namespace ringroute::sinks {
@@ -110,11 +112,13 @@ TEST(FileSink, NoticesAVanishedFileWithinASecondWithoutAHup) {
 
 // The file after a sink is made on a file holding `before`, another writer
 // appends `meanwhile`, and the sink writes one batch of `line`.
-std::string after_first_write(const std::string& before, const std::string& meanwhile, const std::string& line) {
+std::string after_first_write(const std::string& before, const std::string& meanwhile, const std::string& line,
+                              bool pretty = false) {
   TempDir dir;
   fs::create_directories(dir / "");
   FileSinkOptions o;
   o.path = dir / "out.ndjson";
+  o.pretty = pretty;
   std::ofstream(o.path) << before;
   FileSink sink(o);
   std::ofstream(o.path, std::ios::app) << meanwhile;
@@ -125,6 +129,37 @@ std::string after_first_write(const std::string& before, const std::string& mean
 
 TEST(FileSink, CutsALineLeftHalfWrittenByACrash) {
   EXPECT_EQ(after_first_write("{\"a\":1}\n{\"b\":2}\n{\"c\":", "", "{\"c\":3}\n"), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+}
+
+// With `pretty` a document spans lines: a crash can leave whole lines of a
+// document that is not whole, and the cut goes back to its "{" line.
+TEST(FileSink, CutsADocumentLeftHalfWrittenByACrashUnderPretty) {
+  const std::string whole = "{\n  \"a\": 1\n}\n{}\n";
+  const std::string next = "{\n  \"d\": {\n    \"e\": 4\n  }\n}\n";
+  // Cut after a whole line, inside the document.
+  EXPECT_EQ(after_first_write(whole + "{\n  \"b\": 2,\n  \"c\": {\n", "", next, true), whole + next);
+  // Cut inside a line.
+  EXPECT_EQ(after_first_write(whole + "{\n  \"b\": 2,\n  \"c", "", next, true), whole + next);
+  // Only the first line of the document.
+  EXPECT_EQ(after_first_write(whole + "{\n", "", next, true), whole + next);
+  // The torn document is the file's first.
+  EXPECT_EQ(after_first_write("{\n  \"b\": 2,\n", "", next, true), next);
+  // Whole documents stay as they are.
+  EXPECT_EQ(after_first_write(whole, "", next, true), whole + next);
+  // Without pretty the same bytes are lines: only a cut-off one goes.
+  EXPECT_EQ(after_first_write(whole + "{\n  \"b\"", "", "{\"d\":4}\n"), whole + "{\n{\"d\":4}\n");
+}
+
+// make_sink tells the file sink whether documents span lines.
+TEST(FileSink, MadeFromOptionsKnowsWhetherTheFormatterIsPretty) {
+  TempDir dir;
+  auto made = [&](const std::string& formatter) {
+    const std::unique_ptr<Sink> sink = make_sink("file", R"({"path": ")" + dir / "out.ndjson" + "\"" + formatter + "}");
+    return dynamic_cast<const FileSink&>(*sink).options().pretty;
+  };
+  EXPECT_FALSE(made(""));
+  EXPECT_FALSE(made(R"(, "formatter": {"name": "json"})"));
+  EXPECT_TRUE(made(R"(, "formatter": {"name": "json", "options": {"pretty": true}})"));
 }
 
 // On reload a new sink is made for a file the old one may still be

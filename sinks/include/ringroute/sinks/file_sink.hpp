@@ -24,6 +24,10 @@ struct FileSinkOptions {
   // On this 2-core VM buffered writes through io_uring go to kernel workers
   // and lose to write(2) (see the README's table), so write is the default.
   FileIo io = FileIo::write;
+  // The json formatter's `pretty`: a document is a "{" line, lines indented
+  // by two spaces and a "}" line, so a crash can leave whole lines of a
+  // document that is not whole.
+  bool pretty = false;
 };
 
 class FileSink final : public Sink {
