@@ -311,7 +311,9 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
     dirty_ = false;
     last_fsync_ = now;
   }
-  if (options_.rotate_seconds != 0 && file_bytes_ != 0 &&
+  // Not before the first write: that is when a torn tail is cut (and a sink
+  // made on reload may still share the file with the runner it replaces).
+  if (options_.rotate_seconds != 0 && tail_checked_ && file_bytes_ != 0 &&
       now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
     std::string why;
     rotate(why);

@@ -162,6 +162,25 @@ TEST(FileSink, MadeFromOptionsKnowsWhetherTheFormatterIsPretty) {
   EXPECT_TRUE(made(R"(, "formatter": {"name": "json", "options": {"pretty": true}})"));
 }
 
+// Rotation by age waits for the first write, which cuts a crash's torn
+// tail: rotated before it, the torn line would go to path.1 uncut.
+TEST(FileSink, RotatesByAgeOnlyAfterItsFirstWriteCutATornTail) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_seconds = 1;
+  std::ofstream(o.path) << "{\"a\":1}\n{\"b\":";
+  FileSink sink(o);
+  const auto later = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  sink.tick(later);
+  EXPECT_FALSE(fs::exists(o.path + ".1"));
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("{\"b\":2}\n"), why), Outcome::ok) << why;
+  sink.tick(later);
+  EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n{\"b\":2}\n");
+}
+
 // On reload a new sink is made for a file the old one may still be
 // appending to: a line cut off when the sink is made but finished before
 // its first write is the old writer's, not a crash's.
