@@ -231,11 +231,17 @@ bool FileSink::rotate(std::string& why) {
   if (options_.keep == 0) {
     ::unlink(base.c_str());
   } else {
-    ::unlink((base + "." + std::to_string(options_.keep)).c_str());
-    for (std::uint32_t i = options_.keep; i > 1; --i) {
-      ::rename((base + "." + std::to_string(i - 1)).c_str(), (base + "." + std::to_string(i)).c_str());
+    // The older files shift up only when path.1 is taken: after a rotation
+    // whose last rename failed, path.1 is free already, and shifting again
+    // at each retry would drop one more old file every time.
+    const std::string first = base + ".1";
+    if (::access(first.c_str(), F_OK) == 0) {
+      ::unlink((base + "." + std::to_string(options_.keep)).c_str());
+      for (std::uint32_t i = options_.keep; i > 1; --i) {
+        ::rename((base + "." + std::to_string(i - 1)).c_str(), (base + "." + std::to_string(i)).c_str());
+      }
     }
-    if (::rename(base.c_str(), (base + ".1").c_str()) != 0 && errno != ENOENT) {
+    if (::rename(base.c_str(), first.c_str()) != 0 && errno != ENOENT) {
       why = "cannot rotate " + base + ": " + errno_text(errno);
       return false;
     }

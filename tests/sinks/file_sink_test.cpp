@@ -80,6 +80,28 @@ TEST_P(FileSinkIo, RotatesBySizeKeepingTheNewestFiles) {
   EXPECT_EQ(counters.rotations.read(), 4u);
 }
 
+// A rotation whose last rename (path -> path.1) failed has shifted the
+// older files already: its retry finds path.1 free and must not shift (and
+// drop the oldest) again.
+TEST(FileSink, ARotationRetriedAfterItsLastRenameFailedDropsNoOldFile) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_bytes = 20;
+  o.keep = 3;
+  std::ofstream(o.path) << "current-xxxxxx\n";
+  std::ofstream(o.path + ".2") << "older\n";
+  std::ofstream(o.path + ".3") << "oldest\n";
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("next-xxxxxxxxx\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path), "next-xxxxxxxxx\n");
+  EXPECT_EQ(slurp(o.path + ".1"), "current-xxxxxx\n");
+  EXPECT_EQ(slurp(o.path + ".2"), "older\n");
+  EXPECT_EQ(slurp(o.path + ".3"), "oldest\n");
+}
+
 INSTANTIATE_TEST_SUITE_P(BothSubmissionStyles, FileSinkIo, ::testing::Values(FileIo::write, FileIo::uring),
                          [](const auto& p) { return p.param == FileIo::write ? "write" : "uring"; });
 
