@@ -159,6 +159,11 @@ class Worker {
           kRecordsPerRound);
       read += polled;
       if (polled != 0) route_staged(*plan);
+      // A skipped claim (a dead producer's) and a lap's padding move the read
+      // position without a record; everything before it is routed now. Left
+      // at the last record's end, the ring would keep those bytes (and the
+      // worker report undrained) until the next record came.
+      last_end_ = consumer_.read_position();
       maintain(Clock::now());
       plans_.leave(reader_);
       if (read != 0) {

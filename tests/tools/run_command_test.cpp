@@ -20,6 +20,7 @@
 
 #include "http_receiver.hpp"
 #include "peers.hpp"
+#include "ringroute/ingest/testing.h"
 #include "ringroute/producer.hpp"
 #include "ringroute/ring/segment.hpp"
 
@@ -104,9 +105,11 @@ void wait_for_ring(const std::string& ring) {
 
 // Producer k emits `count` events with ids "p{k}-{i}" (severity i%3,
 // verbosity i%6, account acct-{i%7}); waits for room when the ring is full.
-pid_t spawn_producer(const std::string& ring, int k, int count) {
+// `in_child`, when given, runs in the child first.
+pid_t spawn_producer(const std::string& ring, int k, int count, void (*in_child)() = nullptr) {
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
+  if (in_child != nullptr) in_child();
   ringroute::EventProducer p;
   rr_producer_options options{};
   options.wait_timeout_ns = 2'000'000'000;
@@ -789,6 +792,44 @@ TEST(RunCommand, AStopCountsWhatADropBackendCouldNotWrite) {
 
   // They left the ring with the drop: the next start has nothing to send.
   EXPECT_TRUE(received_after_restart(dir, ring, port, second).empty());
+  cleanup(ring);
+}
+
+int claim_pipe = -1;
+void pause_after_claim() {
+  const char byte = 'x';
+  (void)!::write(claim_pipe, &byte, 1);
+  for (;;) ::pause();  // killed here, holding its claim
+}
+
+// A producer killed between claim and commit leaves a claim the router
+// skips. When that skip is the last thing in the ring, the router must
+// still release it: the ring drains and a stop says everything was written.
+TEST(RunCommand, AClaimSkippedLastIsReleasedAndTheStopSaysEverythingWasWritten) {
+  Dir dir;
+  const std::string ring = dir.unique("skiplast");
+  cleanup(ring);
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  claim_pipe = fds[1];
+  const pid_t victim = spawn_producer(ring, 1, 1, [] { rr_testing_set_after_claim_hook(&pause_after_claim); });
+  char byte;
+  ASSERT_EQ(::read(fds[0], &byte, 1), 1);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ::kill(victim, SIGKILL);
+  wait_child(victim);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
+  ASSERT_EQ(router.stop(), 0);
+  EXPECT_EQ(read_events({dir / "all.ndjson"}).size(), 100u);
+  const std::string log = read_text(dir / "router.log");
+  EXPECT_NE(log.find("skipped a claim"), std::string::npos) << log;
+  EXPECT_NE(log.find("everything read was written"), std::string::npos) << log;
   cleanup(ring);
 }
 
