@@ -179,15 +179,17 @@ TEST(Config, DuplicateKeysAreErrors) {
 TEST(Config, SocketAndHttpOptionsAreChecked) {
   const auto e = errors_of(R"({"backends": [
     {"name": "s", "type": "socket", "bindings": [{}], "options": {"url": "syslog+tls://h", "framing": "lf",
-      "syslog_severity": {"info": 9, "notice": 5}, "facility": "local9", "max_datagram_bytes": 10}},
+      "syslog_severity": {"info": 9, "notice": 5}, "facility": "local9", "max_datagram_bytes": 10, "timeout": 0}},
     {"name": "h", "type": "http", "bindings": [{}], "options": {"url": "ftp://h", "method": "get",
-      "batch": {"format": "xml"}, "headers": {"X": 1}, "async": true}}]})");
+      "batch": {"format": "xml"}, "headers": {"X": 1}, "async": true, "connect_timeout": 0}}]})");
   for (const char* path :
        {"backends[0].options.framing: unknown value \"lf\"", "backends[0].options.syslog_severity.info: 9 is out of range",
         "backends[0].options.syslog_severity.notice: unknown key", "backends[0].options.facility: unknown value",
         "backends[0].options.max_datagram_bytes: 10 is out of range", "backends[1].options.url: unsupported scheme",
         "backends[1].options.method: unknown value", "backends[1].options.batch.format: unknown value",
-        "backends[1].options.headers.X: expected a string", "backends[1].options.async: only false"}) {
+        "backends[1].options.headers.X: expected a string", "backends[1].options.async: only false",
+        "backends[0].options.timeout: 0 is out of range (1 to 3600000)",
+        "backends[1].options.connect_timeout: 0 is out of range (1 to 3600000)"}) {
     EXPECT_TRUE(std::any_of(e.begin(), e.end(), [&](const std::string& error) { return error.starts_with(path); }))
         << path;
   }

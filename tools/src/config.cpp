@@ -201,7 +201,10 @@ Member batch_member(bool with_format) {
 // only, never dotted keys.
 std::vector<Member> options_for(std::string_view type) {
   std::vector<Member> members{{"formatter", object_of(formatter_members())}, queue_member()};
-  const Check millis = uint_check(0, 3'600'000);
+  // Deadlines: there is no "none". 0 left sends, receives and TLS
+  // handshakes without a deadline, and a peer that stops reading then held
+  // the sink thread, and with it stop and reload, for good.
+  const Check millis = uint_check(1, 3'600'000);
   if (type == "file") {
     members.insert(members.end(),
                    {{"path", string_check(), true},
