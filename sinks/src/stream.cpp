@@ -90,6 +90,8 @@ bool Stream::start_connect(UringLoop& loop, const Address& address, std::uint64_
     const int one = 1;  // batches are whole already; Nagle would only delay the tail
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
+  setup_deadline_ = std::chrono::steady_clock::now() + limit;
+  setup_expired_ = false;
   loop.connect(fd_, reinterpret_cast<const sockaddr*>(&address.storage), address.length, base + kConnect, limit);
   return true;
 }
@@ -115,13 +117,21 @@ Stream::Progress Stream::setup_completed(UringLoop& loop, std::uint64_t op, int 
   if (counters != nullptr && progress == Progress::ready) counters->connects.add(1);
   if (counters != nullptr && progress == Progress::failed) {
     counters->connect_failures.add(1);
-    if (result == -ECANCELED) counters->timeouts.add(1);
+    if (result == -ECANCELED || setup_expired_) counters->timeouts.add(1);
   }
   return progress;
 }
 
 Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit,
                                    std::string& why) {
+  // Each step gets what is left of the connect limit, not the whole of it.
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(setup_deadline_ - std::chrono::steady_clock::now());
+  if (left <= std::chrono::milliseconds(0)) {
+    setup_expired_ = true;
+    why = "not done within connect_timeout (" + std::to_string(limit.count()) + " ms)";
+    return Progress::failed;
+  }
+  limit = std::min(limit, left);
   switch (tls_->handshake(why)) {
     case TlsConnection::Step::send: {
       const std::string& cipher = tls_->outgoing();

@@ -92,6 +92,11 @@ class Stream {
   std::vector<Mark> marks_;
   std::size_t mark_next_ = 0;
   std::vector<char> cipher_in_;
+  // Connect and TLS handshake together take at most the connect limit: a
+  // peer that answers each handshake read just in time could otherwise
+  // keep the setup (and the sink thread's write) going for hours.
+  std::chrono::steady_clock::time_point setup_deadline_{};
+  bool setup_expired_ = false;
   iovec iov_[2]{};
   msghdr message_{};
 };

@@ -8,6 +8,8 @@
 
 #include <sys/un.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -549,6 +551,53 @@ TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
   }
   ASSERT_EQ(got.size(), next);
   for (std::size_t i = 0; i < next; ++i) ASSERT_EQ(got[i], i);  // each once
+}
+
+// A peer that answers the ClientHello with the start of a 16 KiB TLS record
+// and then one byte every 50 ms: each read completes well within its own
+// timeout, but connect and handshake together get connect_timeout, so the
+// write fails in about that time (it would have taken 13 minutes), counted
+// as a connect failure and a timeout.
+TEST(SocketSink, ATlsHandshakeThatDripsEndsAtTheConnectTimeout) {
+  const testing::BoundSocket bound = testing::bind_loopback(SOCK_STREAM, 64 * 1024);
+  std::atomic<bool> done{false};
+  std::thread peer([&] {
+    const int fd = ::accept(bound.fd, nullptr, nullptr);
+    if (fd < 0) return;
+    char hello[4096];
+    (void)::recv(fd, hello, sizeof hello, 0);
+    const char record_start[] = {0x16, 0x03, 0x03, 0x40, 0x00};
+    (void)::send(fd, record_start, sizeof record_start, MSG_NOSIGNAL);
+    for (int i = 0; i < 100 && !done.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (::send(fd, "x", 1, MSG_NOSIGNAL) != 1) break;
+    }
+    ::close(fd);
+  });
+  SocketSink sink({.url = "syslog+tls://127.0.0.1:" + std::to_string(bound.port), .max_connections = 1,
+                   .connect_timeout = std::chrono::milliseconds(300)});
+  perf::BackendSinkShard counters;
+  sink.attach_counters(&counters);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  fill(batch, options, 0, 5);
+  std::string why;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_NE(sink.write(batch, why), Outcome::ok);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  done = true;
+  peer.join();
+  ::close(bound.fd);
+  EXPECT_LT(elapsed, std::chrono::milliseconds(1500));
+  // The last step either times out (its limit is what was left) or finds
+  // no time left.
+  EXPECT_TRUE(why.find("TLS handshake with") != std::string::npos &&
+              (why.find("timed out") != std::string::npos ||
+               why.find("not done within connect_timeout (300 ms)") != std::string::npos))
+      << why;
+  EXPECT_GE(counters.connect_failures.read(), 1u);
+  EXPECT_GE(counters.timeouts.read(), 1u);
 }
 
 TEST(SocketSink, BadUrlsAreClearErrors) {
