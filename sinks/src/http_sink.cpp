@@ -397,12 +397,20 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     const long plain = c.stream.received(result, c.in, c.in_used);
     if (plain == -EAGAIN) return receive_next(index);  // a TLS record not yet whole, or a session ticket
     boost::system::error_code ec;
+    // A final status already read has decided the request: a body that then
+    // stalls, breaks off or is malformed loses the connection, not the
+    // answer. Sent again, an accepted request would be accepted twice.
+    const auto answered = [&] { return c.parser->is_header_done() && c.parser->get().result_int() >= 200; };
     if (plain <= 0) {
       if (plain == 0 && c.parser->need_eof()) {
         c.parser->put_eof(ec);
         if (!ec && c.parser->is_done()) return finish_response(index);
       }
       if (plain == -ECANCELED && counters_) counters_->timeouts.add(1);
+      if (answered()) {
+        c.in_used = 0;
+        return finish_response(index, false);
+      }
       return fail(index, "waiting for the response from " + where_ + ": " +
                              (plain == -ECANCELED
                                   ? "no response within " + std::to_string(options_.timeout.count()) + " ms"
@@ -422,6 +430,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
         // an accepted request for its answer's size would send it again.
         if (c.parser->is_header_done() && !c.parser->is_done() &&
             (ec == http::error::body_limit || c.parser->content_length().value_or(0) > kResponseBodyLimit)) {
+          c.in_used = 0;
+          return finish_response(index, false);
+        }
+        if (ec && answered()) {
           c.in_used = 0;
           return finish_response(index, false);
         }

@@ -342,17 +342,35 @@ TEST_F(HttpSinkTest, ServerThatNeverAnswersTimesOutAndIsRetried) {
 }
 
 // `timeout` bounds the whole request: a server that answers a piece at a
-// time, each well within it, still runs out of it.
+// time, each well within it, still runs out of it. Before its status has
+// come, the request goes again; once a final status has come, that status
+// decides (a 200 is done, not sent again to be accepted twice) and the
+// connection goes with the unread rest of the body.
 TEST_F(HttpSinkTest, AResponseTrickledPastTheTimeoutTimesOut) {
-  HttpReceiver receiver([](const HttpRequest&, std::size_t) {
-    return HttpResponse{.status = 200, .body = std::string(64, 'x'), .trickle = std::chrono::milliseconds(100)};
+  HttpReceiver late_status([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 200, .headers = {{"X-Pad", std::string(1000, 'p')}}, .body = "{}",
+                        .trickle = std::chrono::milliseconds(100)};
   });
-  HttpSink sink({.url = receiver.url(), .timeout = std::chrono::milliseconds(300), .max_connections = 1});
+  HttpSink sink({.url = late_status.url(), .timeout = std::chrono::milliseconds(300), .max_connections = 1});
   sink.attach_counters(&counters_);
   fill(batch_, 0, 1);
   EXPECT_EQ(sink.write(batch_, why_), Outcome::retry);
   EXPECT_NE(why_.find("no response within 300 ms"), std::string::npos) << why_;
   EXPECT_EQ(counters_.timeouts.read(), 1u);
+
+  HttpReceiver late_body([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 200, .body = std::string(1000, 'x'), .trickle = std::chrono::milliseconds(100)};
+  });
+  HttpSink answered({.url = late_body.url(), .timeout = std::chrono::milliseconds(300), .max_connections = 1});
+  perf::BackendSinkShard counters{};
+  answered.attach_counters(&counters);
+  EXPECT_EQ(answered.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(late_body.requests().size(), 1u);
+  EXPECT_EQ(counters.timeouts.read(), 1u);
+  fill(batch_, 1, 1);
+  EXPECT_EQ(answered.write(batch_, why_), Outcome::ok) << why_;  // on a new connection: the old one went
+  EXPECT_EQ(late_body.requests().size(), 2u);
+  EXPECT_EQ(counters.connects.read(), 2u);
 }
 
 TEST_F(HttpSinkTest, ConnectionClosedByTheServerIsReopened) {
