@@ -150,7 +150,14 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
 }
 
-HttpSink::~HttpSink() = default;
+HttpSink::~HttpSink() {
+  // A write() that threw can leave operations in flight on the connections'
+  // buffers: they end before the buffers go, or the buffers are left to
+  // them (io_uring would write into whatever took their place).
+  if (writing_ && loop_ && loop_->cancel_all(std::chrono::seconds(1)) != 0) {
+    for (auto& c : connections_) (void)c.release();  // NOLINT: leaked on purpose, see above
+  }
+}
 
 void HttpSink::close_connection(Connection& c) noexcept {
   c.stream.close();
@@ -226,6 +233,10 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     if (const unsigned left = loop_->cancel_all(options_.timeout); left != 0) {
       std::fprintf(stderr, "ringroute: http sink %s: %u operations still in flight after cancelling them; starting anew\n",
                    where_.c_str(), left);
+      // Their buffers are left to them, never freed nor reused; new
+      // connections are made.
+      for (auto& c : connections_) (void)c.release();  // NOLINT: leaked on purpose
+      connections_.clear();
     }
     for (auto& c : connections_) close_connection(*c);
     loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);

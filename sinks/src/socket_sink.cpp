@@ -77,6 +77,11 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
 }
 
 SocketSink::~SocketSink() {
+  // A write() that threw can leave operations in flight on the connections'
+  // buffers: they end before the buffers go, or the buffers are left to them.
+  if (writing_ && loop_ && loop_->cancel_all(std::chrono::seconds(1)) != 0) {
+    new std::vector<Connection>(std::move(connections_));  // NOLINT: leaked on purpose, see above
+  }
   if (datagram_fd_ >= 0) ::close(datagram_fd_);
 }
 
@@ -102,6 +107,10 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
     if (const unsigned left = loop_->cancel_all(std::chrono::seconds(1)); left != 0) {
       std::fprintf(stderr, "ringroute: socket sink %s: %u operations still in flight after cancelling them; starting anew\n",
                    where_.c_str(), left);
+      // Their buffers are left to them (never freed nor reused: io_uring
+      // would still write into them); new connections are made.
+      new std::vector<Connection>(std::move(connections_));  // NOLINT: leaked on purpose
+      connections_.clear();
     }
     for (Connection& c : connections_) c.stream.close();
     loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
