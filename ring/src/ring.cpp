@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 namespace ringroute::ring {
@@ -83,7 +84,12 @@ Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds
   if (s != Status::full) return s;
   slot_->full.fetch_add(1, std::memory_order_relaxed);
   if (timeout.count() <= 0) return s;
-  const std::int64_t deadline = detail::monotonic_ns() + timeout.count();
+  // Saturated: a timeout meaning "wait for good" (INT64_MAX) must not wrap
+  // the deadline into the past.
+  const std::int64_t now_ns = detail::monotonic_ns();
+  const std::int64_t deadline = timeout.count() > std::numeric_limits<std::int64_t>::max() - now_ns
+                                    ? std::numeric_limits<std::int64_t>::max()
+                                    : now_ns + timeout.count();
   for (int i = 0; i < 128; ++i) {
     detail::cpu_relax();
     if ((s = claim_once(bytes, out)) != Status::full) return s;

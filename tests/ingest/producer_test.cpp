@@ -4,8 +4,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "read_events.hpp"
@@ -296,6 +300,26 @@ TEST(Producer, FullRingReturnsFullCountsItAndKeepsWhatWasAccepted) {
     EXPECT_EQ(got[i].body, body);
   }
   EXPECT_EQ(p.emit(with_body(body)), RR_OK);
+}
+
+// INT64_MAX, the natural "wait for good", once wrapped the deadline into
+// the past: the emit gave up with RR_FULL at once instead of waiting.
+TEST(Producer, AWaitForGoodWaitsForRoom) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);
+  EventProducer filler = open_producer(r.name, "f");
+  const std::string body = R"({"pad":")" + std::string(100, 'x') + R"("})";
+  while (filler.emit(with_body(body)) == RR_OK) {
+  }
+  EventProducer waiter = open_producer(r.name, "w", std::numeric_limits<std::int64_t>::max());
+  std::atomic<int> status{-1};
+  std::thread emitting([&] { status = waiter.emit(with_body(body)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(status.load(), -1) << "gave up without waiting";
+  const std::size_t drained = drain(c).size();
+  emitting.join();
+  EXPECT_EQ(status.load(), RR_OK);
+  EXPECT_GT(drained, 10u);
 }
 
 TEST(Producer, EventLargerThanAClaimIsTooBig) {

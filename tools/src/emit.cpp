@@ -1,6 +1,7 @@
 // `ringroute emit`: one event from flags, or NDJSON events on stdin.
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -70,7 +71,10 @@ bool any_field(const EmitArgs& a) {
 int run_emit(const EmitArgs& args) {
   EventProducer producer;
   rr_producer_options options{};
-  options.wait_timeout_ns = args.wait_ms * 1'000'000;
+  // Saturated: --wait-ms past what int64 nanoseconds hold waits for good.
+  constexpr std::int64_t kMaxMillis = std::numeric_limits<std::int64_t>::max() / 1'000'000;
+  options.wait_timeout_ns = args.wait_ms >= kMaxMillis ? std::numeric_limits<std::int64_t>::max()
+                                                       : static_cast<std::int64_t>(args.wait_ms) * 1'000'000;
   rr_error error{};
   if (rr_status s = producer.open(args.ring, &options, &error); s != RR_OK) {
     std::fprintf(stderr, "ringroute emit: %s\n", error.message);
