@@ -260,8 +260,10 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
                                                  ", this library reads version " +
                                                  std::to_string(kLayoutVersion));
     }
+    // A capacity past kMaxCapacity (never made by create_or_attach) would
+    // let a record's length overflow the header's 32-bit field.
     if (h->magic != kSegmentMagic || h->header_bytes != kHeaderBytes || !is_power_of_two(h->capacity) ||
-        static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity ||
+        h->capacity > kMaxCapacity || static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity ||
         h->max_record_bytes != h->capacity / 8) {
       return fail(Status::corrupt, "/dev/shm/" + name + " is not a ringroute ring (bad magic, capacity or size)");
     }

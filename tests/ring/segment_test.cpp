@@ -140,6 +140,39 @@ TEST(Segment, WrongLayoutVersionIsAClearError) {
   }
 }
 
+// A segment whose header is right in every way but a capacity past what
+// create_or_attach makes (2 GiB, sparse): its records' lengths could
+// overflow the header's 32-bit field, so it is refused as corrupt.
+TEST(Segment, ACapacityPastTheLimitIsCorrupt) {
+  TestRing ring(4096);
+  ring::SegmentHeader& header = ring.segment.header();
+  const std::uint64_t capacity = ring::kMaxCapacity * 2;
+  const std::string name = unique_ring_name("huge");
+  std::vector<char> bytes(ring::kHeaderBytes);
+  std::memcpy(bytes.data(), &header, ring::kHeaderBytes);
+  write_shm(name, bytes.data(), bytes.size());
+  const int fd = ::shm_open(name.c_str(), O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(ring::kHeaderBytes + capacity)), 0);
+  ::close(fd);
+  {
+    ring::Segment mapped;
+    ASSERT_EQ(ring::Segment::attach(name, mapped, nullptr), ring::Status::corrupt);  // the size disagrees so far
+  }
+  // Make the header agree with the size, as a crafted segment would.
+  std::memcpy(bytes.data() + offsetof(ring::SegmentHeader, capacity), &capacity, sizeof capacity);
+  const std::uint64_t max_record = capacity / 8;
+  std::memcpy(bytes.data() + offsetof(ring::SegmentHeader, max_record_bytes), &max_record, sizeof max_record);
+  const int again = ::shm_open(name.c_str(), O_RDWR, 0600);
+  ASSERT_GE(again, 0);
+  ASSERT_EQ(::pwrite(again, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  ::close(again);
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(name, s, &why), ring::Status::corrupt) << why;
+  ring::Segment::remove(name);
+}
+
 TEST(Segment, GarbageIsCorruptNotACrash) {
   const std::string name = unique_ring_name("garbage");
   std::vector<unsigned char> junk(ring::kHeaderBytes + 4096);
