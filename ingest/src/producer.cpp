@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cstdarg>
 #include <cstdio>
@@ -264,12 +265,19 @@ std::size_t prepare(const rr_producer& p, const rr_event& e, std::int64_t now, c
 
 std::string default_name() {
   // pid alone repeats across boots and pid reuse; the open time makes the
-  // prefix unique on this host, base 36 keeps it short.
-  char buf[48];
-  auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long>(::getpid()));
-  *r.ptr++ = '.';
-  r = std::to_chars(r.ptr, buf + sizeof buf, static_cast<unsigned long long>(now_ns() / 1000), 36);
-  return std::string(buf, r.ptr);
+  // prefix unique on this host, base 36 keeps it short. Two handles opened
+  // by one process in the same microsecond (two threads) would still share
+  // it: the process's count of opens so far, after a dot, tells them apart.
+  static std::atomic<std::uint64_t> opened{0};
+  // Relaxed: only the value's uniqueness matters, and fetch_add gives that.
+  const std::uint64_t count = opened.fetch_add(1, std::memory_order_relaxed);
+  auto base36 = [](unsigned long long value) {
+    char digits[16];  // 13 base-36 digits hold any 64-bit value
+    return std::string(digits, std::to_chars(digits, digits + sizeof digits, value, 36).ptr);
+  };
+  std::string name = std::to_string(::getpid()) + "." + base36(static_cast<unsigned long long>(now_ns() / 1000));
+  if (count != 0) name += "." + base36(count);
+  return name;
 }
 
 std::string host_name() {
@@ -283,7 +291,8 @@ std::string host_name() {
 extern "C" {
 
 const char* rr_status_message(rr_status status) {
-  switch (status) {
+  // As an int: a C caller may pass any (see raw_enum).
+  switch (raw_enum(status)) {
     case RR_OK: return "ok";
     case RR_FULL: return "full";
     case RR_TOO_BIG: return "too big";
@@ -292,8 +301,8 @@ const char* rr_status_message(rr_status status) {
     case RR_VERSION_MISMATCH: return "version mismatch";
     case RR_IO_ERROR: return "I/O error";
     case RR_CORRUPT: return "corrupt segment";
+    default: return "unknown status";
   }
-  return "unknown status";
 }
 
 rr_status rr_producer_open(const char* ring_name, const rr_producer_options* options, rr_producer** out,

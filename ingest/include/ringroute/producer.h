@@ -9,8 +9,13 @@
  * unless the producer was opened with a wait timeout, and none throws.
  *
  * Thread-safety: an rr_producer may be used by any number of threads at once.
+ * No call is async-signal-safe: do not emit from a signal handler (a handler
+ * interrupting an emit on the same thread would share its scratch space).
  * Allocation: rr_producer_open allocates; emitting allocates nothing, except
- * that the first validating emit on a thread sets up that thread's JSON parser.
+ * that a validating emit sets up its thread's JSON parser the first time and
+ * grows it for a body larger than any that thread validated before (simdjson
+ * keeps several times the body's size, for the thread's life), and a body
+ * that fails validation is copied once to name the byte at fault.
  */
 #ifndef RINGROUTE_PRODUCER_H
 #define RINGROUTE_PRODUCER_H
@@ -83,7 +88,7 @@ typedef struct rr_event {
 } rr_event;
 
 typedef struct rr_producer_options {
-  const char* name;        /* prefix of assigned ids (at most 64 bytes); NULL: "{pid}.{start time}" */
+  const char* name;        /* prefix of assigned ids (at most 64 bytes); NULL: "{pid}.{open time}", then ".{n}" for the process's later opens */
   const char* node;        /* NULL: the host name */
   int64_t wait_timeout_ns; /* how long an emit may wait for room; 0: return RR_FULL at once */
 } rr_producer_options;
