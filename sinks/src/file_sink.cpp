@@ -110,7 +110,8 @@ class BackwardReader {
       if (before <= from_ || before > from_ + size_) {
         from_ = before > chunk_.size() ? before - chunk_.size() : 0;
         const ssize_t n = ::pread(fd_, chunk_.data(), static_cast<std::size_t>(before - from_), static_cast<off_t>(from_));
-        if (n <= 0) return -2;
+        // Short only if the file shrank meanwhile: then nothing is cut.
+        if (n <= 0 || static_cast<std::uint64_t>(n) != before - from_) return -2;
         size_ = static_cast<std::uint64_t>(n);
       }
       for (std::uint64_t i = before; i > from_; --i) {
