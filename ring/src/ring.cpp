@@ -21,28 +21,34 @@ std::atomic<std::uint64_t> fork_generation{0};
 
 namespace {
 
-// A slot being taken: the owner's start ticks are not written yet, so a
-// consumer that sees this must treat the slot's claims as alive.
-constexpr std::int32_t kSlotBeingTaken = -1;
-// The same for the consumer's pid in the header.
-constexpr std::int32_t kConsumerBeingTaken = -1;
+// An owner pid being taken (a producer slot's, or the consumer's in the
+// header): the new owner's start ticks are not written yet, so whoever
+// sees this must treat the owner as alive.
+constexpr std::int32_t kOwnerBeingTaken = -1;
+
+// Takes an owner pid from `expected` (free, or a dead owner's) for `self`:
+// marked, then the start ticks, then the pid published, so no one reads the
+// new owner's pid with the old owner's ticks (and takes it as well). False
+// when another changed it first.
+bool take_owner(std::atomic<std::int32_t>& pid, std::atomic<std::uint64_t>& start_ticks, std::int32_t expected,
+                pid_t self, std::uint64_t self_ticks) {
+  // acq_rel: exclusive ownership against others taking it now.
+  if (!pid.compare_exchange_strong(expected, kOwnerBeingTaken, std::memory_order_acq_rel)) return false;
+  start_ticks.store(self_ticks, std::memory_order_relaxed);
+  // Release: pairs with the acquire loads of the pid (the consumer's in
+  // skip_if_stalled(), a would-be consumer's in its constructor).
+  pid.store(static_cast<std::int32_t>(self), std::memory_order_release);
+  return true;
+}
 
 bool take_slot(ProducerSlot& slot, bool only_free, pid_t self, std::uint64_t self_ticks) {
   std::int32_t owner = slot.owner_pid.load(std::memory_order_acquire);
-  if (owner == kSlotBeingTaken) return false;
+  if (owner == kOwnerBeingTaken) return false;
   if (owner != 0) {
     if (only_free) return false;
     if (process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed))) return false;
   }
-  // acq_rel: exclusive ownership against other producers taking slots.
-  if (!slot.owner_pid.compare_exchange_strong(owner, kSlotBeingTaken, std::memory_order_acq_rel)) {
-    return false;
-  }
-  slot.owner_start_ticks.store(self_ticks, std::memory_order_relaxed);
-  // Release: pairs with the consumer's acquire load of owner_pid in
-  // skip_if_stalled(), so it reads our start ticks with our pid.
-  slot.owner_pid.store(static_cast<std::int32_t>(self), std::memory_order_release);
-  return true;
+  return take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks);
 }
 
 }  // namespace
@@ -130,13 +136,11 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
   // Ownership is the pid and start time in the header rather than a file
   // lock: forked children inherit open file descriptions (and with them a
   // flock), so a lock could outlive the consumer that took it. Taken as
-  // producer slots are: the pid goes to kConsumerBeingTaken, then the start
-  // ticks are written, then the pid is published, so no one reads a new
-  // owner's pid with the old owner's ticks and takes the ring as well.
+  // producer slots are (take_owner).
   const auto marked_since = std::chrono::steady_clock::now();
   for (;;) {
     std::int32_t owner = header_->consumer_pid.load(std::memory_order_acquire);
-    if (owner == kConsumerBeingTaken) {
+    if (owner == kOwnerBeingTaken) {
       // Another consumer is between its two stores. One that died there
       // (a window of two stores) would hold the ring for good: past a
       // second, its mark is taken over.
@@ -159,13 +163,8 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
                                           std::to_string(owner) + " (one router or bench per ring)");
       }
     }
-    // acq_rel: exclusive ownership against another consumer starting now.
-    if (header_->consumer_pid.compare_exchange_strong(owner, kConsumerBeingTaken, std::memory_order_acq_rel)) break;
+    if (take_owner(header_->consumer_pid, header_->consumer_start_ticks, owner, self, ticks)) break;
   }
-  header_->consumer_start_ticks.store(ticks, std::memory_order_relaxed);
-  // Release: pairs with the acquire load of consumer_pid above in the next
-  // would-be consumer, so it reads our ticks with our pid.
-  header_->consumer_pid.store(static_cast<std::int32_t>(self), std::memory_order_release);
   header_->dead_claim_timeout_ns = dead_claim_timeout_ns_;
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
 
