@@ -151,11 +151,15 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
 }
 
 HttpSink::~HttpSink() {
-  // A write() that threw can leave operations in flight on the connections'
-  // buffers: they end before the buffers go, or the buffers are left to
-  // them (io_uring would write into whatever took their place).
-  if (writing_ && loop_ && loop_->cancel_all(std::chrono::seconds(1)) != 0) {
-    for (auto& c : connections_) (void)c.release();  // NOLINT: leaked on purpose, see above
+  if (writing_ && loop_) settle_in_flight(std::chrono::seconds(1));
+}
+
+void HttpSink::settle_in_flight(std::chrono::milliseconds limit) {
+  if (const unsigned left = loop_->cancel_all(limit); left != 0) {
+    std::fprintf(stderr, "ringroute: http sink %s: %u operations still in flight after cancelling them; their connections are left to them\n",
+                 where_.c_str(), left);
+    for (auto& c : connections_) (void)c.release();  // NOLINT: leaked on purpose, see the header
+    connections_.clear();
   }
 }
 
@@ -230,14 +234,7 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     // operations may still be in flight and its requests marked as being
     // sent, which nothing would ever send again. Start clean; requests that
     // had an answer keep it.
-    if (const unsigned left = loop_->cancel_all(options_.timeout); left != 0) {
-      std::fprintf(stderr, "ringroute: http sink %s: %u operations still in flight after cancelling them; starting anew\n",
-                   where_.c_str(), left);
-      // Their buffers are left to them, never freed nor reused; new
-      // connections are made.
-      for (auto& c : connections_) (void)c.release();  // NOLINT: leaked on purpose
-      connections_.clear();
-    }
+    settle_in_flight(options_.timeout);
     for (auto& c : connections_) close_connection(*c);
     loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
     for (Request& r : requests_) {
@@ -412,16 +409,18 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     // stalls, breaks off or is malformed loses the connection, not the
     // answer. Sent again, an accepted request would be accepted twice.
     const auto answered = [&] { return c.parser->is_header_done() && c.parser->get().result_int() >= 200; };
+    // The status decides; the unread rest goes with the connection.
+    const auto settle_on_status = [&] {
+      c.in_used = 0;
+      finish_response(index, false);
+    };
     if (plain <= 0) {
       if (plain == 0 && c.parser->need_eof()) {
         c.parser->put_eof(ec);
         if (!ec && c.parser->is_done()) return finish_response(index);
       }
       if (plain == -ECANCELED && counters_) counters_->timeouts.add(1);
-      if (answered()) {
-        c.in_used = 0;
-        return finish_response(index, false);
-      }
+      if (answered()) return settle_on_status();
       return fail(index, "waiting for the response from " + where_ + ": " +
                              (plain == -ECANCELED
                                   ? "no response within " + std::to_string(options_.timeout.count()) + " ms"
@@ -441,13 +440,9 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
         // an accepted request for its answer's size would send it again.
         if (c.parser->is_header_done() && !c.parser->is_done() &&
             (ec == http::error::body_limit || c.parser->content_length().value_or(0) > kResponseBodyLimit)) {
-          c.in_used = 0;
-          return finish_response(index, false);
+          return settle_on_status();
         }
-        if (ec && answered()) {
-          c.in_used = 0;
-          return finish_response(index, false);
-        }
+        if (ec && answered()) return settle_on_status();
         if (ec) return fail(index, "bad response from " + where_ + ": " + ec.message());
         if (used == 0) break;
         offset += used;

@@ -77,12 +77,17 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
 }
 
 SocketSink::~SocketSink() {
-  // A write() that threw can leave operations in flight on the connections'
-  // buffers: they end before the buffers go, or the buffers are left to them.
-  if (writing_ && loop_ && loop_->cancel_all(std::chrono::seconds(1)) != 0) {
-    new std::vector<Connection>(std::move(connections_));  // NOLINT: leaked on purpose, see above
-  }
+  if (writing_ && loop_) settle_in_flight();
   if (datagram_fd_ >= 0) ::close(datagram_fd_);
+}
+
+void SocketSink::settle_in_flight() {
+  if (const unsigned left = loop_->cancel_all(std::chrono::seconds(1)); left != 0) {
+    std::fprintf(stderr, "ringroute: socket sink %s: %u operations still in flight after cancelling them; their connections are left to them\n",
+                 where_.c_str(), left);
+    new std::vector<Connection>(std::move(connections_));  // NOLINT: leaked on purpose, see the header
+    connections_.clear();
+  }
 }
 
 std::size_t SocketSink::open_connections() const noexcept {
@@ -104,14 +109,7 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
   if (writing_) {
     // The last write() threw midway (see HttpSink::write): end what is in
     // flight before its buffers are reused, then start clean.
-    if (const unsigned left = loop_->cancel_all(std::chrono::seconds(1)); left != 0) {
-      std::fprintf(stderr, "ringroute: socket sink %s: %u operations still in flight after cancelling them; starting anew\n",
-                   where_.c_str(), left);
-      // Their buffers are left to them (never freed nor reused: io_uring
-      // would still write into them); new connections are made.
-      new std::vector<Connection>(std::move(connections_));  // NOLINT: leaked on purpose
-      connections_.clear();
-    }
+    settle_in_flight();
     for (Connection& c : connections_) c.stream.close();
     loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
   }
