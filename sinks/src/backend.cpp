@@ -181,6 +181,7 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   // Relaxed: the thread that reads it starts below (thread start orders it).
   following_.store(predecessor_ != nullptr, std::memory_order_relaxed);
   sink_->attach_counters(&slot_.sink);
+  sink_->attach_stop(&stop_now_);
   // A few batches made and written through now, before any event: a fresh
   // batch's first write to each page faults (and in a VM with shadow page
   // tables exits too), about a millisecond a batch, which at start landed on
@@ -369,6 +370,10 @@ bool BackendRunner::write_through(Batch* batch) {
     Outcome outcome = Outcome::retry;
     try {
       outcome = sink_->write(*batch, why);
+    } catch (const WriteInterrupted&) {
+      // A stop cut the write short after the drain: the batch stays
+      // unwritten, neither a failure nor a retry.
+      return false;
     } catch (const std::exception& e) {
       // A sink that can't go on (out of memory, an io_uring that refuses a
       // submission) must not take the router down: the batch is retried.

@@ -377,7 +377,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   for (std::size_t i = 0; i < connections_.size(); ++i) {
     if (!dispatch(i)) break;
   }
-  loop_->run([&](std::uint64_t tag, int result) {
+  loop_->run(stop_, [&](std::uint64_t tag, int result) {
     const std::size_t index = tag / Stream::kOps;
     const std::uint64_t op = tag % Stream::kOps;
     Connection& c = *connections_[index];

@@ -197,7 +197,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   };
 
   for (std::size_t i = 0; i < active_ && next_part < pending_.size(); ++i) begin_part(i);
-  loop_->run([&](std::uint64_t tag, int result) {
+  loop_->run(stop_, [&](std::uint64_t tag, int result) {
     const std::size_t index = tag / Stream::kOps;
     const std::uint64_t op = tag % Stream::kOps;
     Connection& c = connections_[index];
@@ -293,7 +293,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     }
     std::size_t first_failed = chain_end;
     int error = 0;
-    loop_->run([&](std::uint64_t tag, int result) {
+    loop_->run(stop_, [&](std::uint64_t tag, int result) {
       const auto i = static_cast<std::size_t>(tag);
       if (result < 0) {
         if (i < first_failed) {

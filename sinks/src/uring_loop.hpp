@@ -8,6 +8,7 @@
 
 #include <liburing.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -15,12 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "ringroute/sinks/sink.hpp"
+
 namespace ringroute::sinks {
 
 class UringLoop {
  public:
   // Tags with this value are the loop's own (linked timeouts).
   static constexpr std::uint64_t kInternalTag = ~0ull;
+  // How often run() looks at its interrupt flag while it waits.
+  static constexpr std::chrono::milliseconds kInterruptCheck{50};
 
   UringLoop(const std::string& who, unsigned entries) : timespecs_(entries * 2) {
     const int rc = io_uring_queue_init(entries, &ring_, 0);
@@ -89,11 +94,29 @@ class UringLoop {
   // result)` (result as the syscall's: bytes, or -errno; -ECANCELED when
   // the operation's deadline passed) until nothing is in flight. The
   // callback may queue more operations.
+  //
+  // Each operation has its own deadline, but a destination that takes
+  // every step just in time could keep the whole going for hours, and a
+  // stop must not wait for that: once `interrupt` (may be null) is set, run
+  // throws WriteInterrupted within kInterruptCheck, leaving what is in
+  // flight to cancel_all().
   template <class OnCompletion>
-  void run(OnCompletion&& on_completion) {
+  void run(const std::atomic<bool>* interrupt, OnCompletion&& on_completion) {
     while (in_flight_ > 0) {
       io_uring_cqe* cqe = nullptr;
-      int rc = io_uring_submit_and_wait(&ring_, 1);
+      int rc = 0;
+      if (interrupt == nullptr) {
+        rc = io_uring_submit_and_wait(&ring_, 1);
+      } else {
+        __kernel_timespec slice{0, std::chrono::nanoseconds(kInterruptCheck).count()};
+        rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &slice, nullptr);
+        if (rc == -ETIME) rc = 0;
+        // Relaxed: the flag is a request that needs no other data with it;
+        // the stopping thread's join() orders everything after.
+        if (interrupt->load(std::memory_order_relaxed)) {
+          throw WriteInterrupted("the write in progress was cut short by a stop");
+        }
+      }
       if (rc < 0 && rc != -EINTR && rc != -EBUSY) {
         throw std::runtime_error(std::string("io_uring_submit: ") + std::strerror(-rc));
       }

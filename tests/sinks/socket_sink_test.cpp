@@ -19,6 +19,7 @@
 #include "json_event.hpp"
 #include "peers.hpp"
 #include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/event_encoder.hpp"
 #include "ringroute/sinks/socket_sink.hpp"
 
@@ -598,6 +599,55 @@ TEST(SocketSink, ATlsHandshakeThatDripsEndsAtTheConnectTimeout) {
       << why;
   EXPECT_GE(counters.connect_failures.read(), 1u);
   EXPECT_GE(counters.timeouts.read(), 1u);
+}
+
+// A receiver that takes 1 KB every 10 ms makes progress on every send well
+// within `timeout`, so a batch of 10 MB would take minutes. A stop must not
+// wait for it: after its drain the write is cut short (within about 50 ms),
+// and the batch counts as handed over and not written, as a write that
+// failed would. The peer gives up after 3 s, so without the cut the stop
+// would take that long.
+TEST(SocketSink, AStopCutsShortAWriteToADestinationThatTakesEveryStepJustInTime) {
+  const testing::BoundSocket bound = testing::bind_loopback(SOCK_STREAM, 4096);
+  std::atomic<bool> done{false};
+  std::thread peer([&] {
+    const int fd = ::accept(bound.fd, nullptr, nullptr);
+    if (fd < 0) return;
+    char buffer[1024];
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (!done.load() && std::chrono::steady_clock::now() < until) {
+      if (::recv(fd, buffer, sizeof buffer, 0) <= 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::close(fd);
+  });
+  perf::BackendSlot slot;
+  {
+    BackendRunner runner("slow", BackendOptions{},
+                         std::make_unique<SocketSink>(SocketSinkOptions{
+                             .url = "syslog://127.0.0.1:" + std::to_string(bound.port), .max_connections = 1}),
+                         slot);
+    EncodeOptions options;
+    options.wrap = Wrap::syslog;
+    Batch* batch = runner.take_batch();
+    fill(*batch, options, 0, 20000);
+    batch->event_ns.assign(batch->events, 0);
+    batch->ring = 0;
+    batch->holds_ring = true;
+    runner.submit(batch);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the write is under way
+    const auto start = std::chrono::steady_clock::now();
+    runner.stop(std::chrono::milliseconds(100));
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    EXPECT_GE(elapsed, std::chrono::milliseconds(100));
+    EXPECT_LT(elapsed, std::chrono::milliseconds(1000));
+    EXPECT_EQ(runner.unwritten_events(), 20000u);
+    EXPECT_EQ(slot.sink.sent.read(), 0u);
+    EXPECT_EQ(slot.written_through[0].load(), 0u);
+  }
+  done = true;
+  peer.join();
+  ::close(bound.fd);
 }
 
 TEST(SocketSink, BadUrlsAreClearErrors) {

@@ -2,8 +2,10 @@
 // A destination. The sink thread (BackendRunner) calls it with one batch at
 // a time, in order; a sink never sees two calls at once.
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -21,6 +23,14 @@ enum class Outcome : std::uint8_t {
   failed,  // permanent for this batch (rejected): counted and dropped, never retried
 };
 
+// Thrown out of write() when the sink thread is stopping and a network
+// write was still waiting on its destination: the batch is not written
+// (a successor runner, or the next start from the ring, writes it).
+class WriteInterrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -33,6 +43,10 @@ class Sink {
   virtual void reopen() {}
   // Sinks count what only they know (rotations, reopens, connects) here.
   void attach_counters(perf::BackendSinkShard* counters) noexcept { counters_ = counters; }
+  // The sink thread's stop flag: a write waiting on a slow destination
+  // checks it and ends with WriteInterrupted once it is set. Files don't
+  // wait on anyone and ignore it.
+  void attach_stop(const std::atomic<bool>* stop) noexcept { stop_ = stop; }
 
   // After an `ok` write: how many of the batch's events the destination
   // rejected (an HTTP 4xx for some of its requests). They are counted as
@@ -44,6 +58,7 @@ class Sink {
 
  protected:
   perf::BackendSinkShard* counters_ = nullptr;
+  const std::atomic<bool>* stop_ = nullptr;
   std::uint32_t rejected_events_ = 0;
   std::chrono::milliseconds retry_after_{0};
 };
