@@ -100,6 +100,39 @@ TEST(Config, PrettyJsonOverNewlineFramedSyslogIsRefused) {
     "formatter": {"type": "json", "options": {"pretty": true}}}, "bindings": []}]})").empty());
 }
 
+// Wherever the receiver takes a line as an event, pretty's documents
+// (which span lines) would arrive cut into pieces; where a document has a
+// frame of its own (a datagram, an octet count, a JSON array, one HTTP
+// request each) pretty is fine.
+TEST(Config, PrettyJsonIsRefusedWhereTheReceiverTakesEachLineAsAnEvent) {
+  auto with = [](const std::string& type, const std::string& options) {
+    return errors_of(R"({"backends": [{"name": "b", "type": ")" + type + R"(", "options": {)" + options +
+                     R"(, "formatter": {"type": "json", "options": {"pretty": true}}}, "bindings": []}]})");
+  };
+  const std::string refused = "backends[0].options.formatter.options.pretty: pretty output spans lines";
+  for (const char* options :
+       {R"("url": "syslog+tcp://127.0.0.1:514", "format": "ndjson")", R"("url": "unix:///run/x.sock", "format": "ndjson")",
+        R"("url": "syslog+tls://127.0.0.1:6514", "format": "ndjson")"}) {
+    const auto e = with("socket", options);
+    ASSERT_EQ(e.size(), 1u) << options;
+    EXPECT_EQ(e[0].rfind(refused, 0), 0u) << e[0];
+    EXPECT_NE(e[0].find("\"format\": \"ndjson\""), std::string::npos) << e[0];
+  }
+  for (const char* options : {R"("url": "http://127.0.0.1/x", "batch": {})",
+                                     R"("url": "http://127.0.0.1/x", "batch": {"format": "ndjson"})"}) {
+    const auto e = with("http", options);
+    ASSERT_EQ(e.size(), 1u) << options;
+    EXPECT_EQ(e[0].rfind(refused, 0), 0u) << e[0];
+  }
+  for (const char* options :
+       {R"("url": "syslog+udp://127.0.0.1:514", "format": "ndjson")", R"("url": "unixgram:///run/x.sock", "format": "ndjson")"}) {
+    EXPECT_TRUE(with("socket", options).empty()) << options;
+  }
+  EXPECT_TRUE(with("http", R"("url": "http://127.0.0.1/x")").empty());
+  EXPECT_TRUE(with("http", R"("url": "http://127.0.0.1/x", "batch": {"format": "array"})").empty());
+  EXPECT_TRUE(with("file", R"("path": "/tmp/x.ndjson")").empty());
+}
+
 TEST(Config, RequiredBackendMembers) {
   const auto e = errors_of(R"({"backends": [{"options": {}}, {"name": "h", "type": "http", "bindings": []},
                                              {"name": "s", "type": "socket", "options": {}, "bindings": []}]})");

@@ -349,15 +349,31 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
     errors.add(path + ".options." + (type == "file" ? "path" : "url"),
                "required for a " + std::string(type) + " backend");
   }
-  // Pretty output spans lines: newline framing would cut every event into
-  // one message a line at the receiver.
-  if (std::string_view framing; type == "socket" && has_options && options.is_object() &&
-                                options["framing"].get(framing) == simdjson::SUCCESS && framing == "newline") {
-    if (bool pretty; options.at_pointer("/formatter/options/pretty").get(pretty) == simdjson::SUCCESS && pretty) {
-      errors.add(path + ".options.formatter.options.pretty",
-                 "pretty output spans lines, and with \"framing\": \"newline\" each line would arrive as a "
-                 "message of its own (use octet-counting framing, or leave pretty off)");
+  // Pretty output spans lines: wherever the receiver takes each line as an
+  // event (newline framing, NDJSON on a stream, NDJSON HTTP bodies), every
+  // event would arrive cut into pieces.
+  if (bool pretty; has_options && options.is_object() &&
+                   options.at_pointer("/formatter/options/pretty").get(pretty) == simdjson::SUCCESS && pretty) {
+    auto option = [&](const char* pointer, std::string_view fallback) {
+      std::string_view value;
+      return options.at_pointer(pointer).get(value) == simdjson::SUCCESS ? value : fallback;
+    };
+    std::string why;
+    if (type == "socket") {
+      const std::string_view url = option("/url", "");
+      const bool datagrams = url.starts_with("syslog+udp:") || url.starts_with("unixgram:");
+      if (option("/format", "syslog") == "ndjson" && !datagrams) {
+        why = "with \"format\": \"ndjson\" on a stream each line would arrive as an event of its own (use datagrams, "
+              "the syslog format, or leave pretty off)";
+      } else if (option("/format", "syslog") == "syslog" && option("/framing", "octet-counting") == "newline") {
+        why = "with \"framing\": \"newline\" each line would arrive as a message of its own (use octet-counting "
+              "framing, or leave pretty off)";
+      }
+    } else if (type == "http" && options["batch"].is_object() && option("/batch/format", "ndjson") == "ndjson") {
+      why = "an NDJSON body is one event a line, and each line would be read as an event of its own (use "
+            "\"batch\": {\"format\": \"array\"}, or leave pretty off)";
     }
+    if (!why.empty()) errors.add(path + ".options.formatter.options.pretty", "pretty output spans lines, and " + why);
   }
   if (errors.size() != before) {
     // Still count the name for uniqueness checks.
