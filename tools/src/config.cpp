@@ -6,10 +6,12 @@
 #include <initializer_list>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include <simdjson.h>
 
 #include "ringroute/ingest/body_check.hpp"
+#include "ringroute/perf/block.hpp"
 
 namespace ringroute::tools {
 namespace {
@@ -164,6 +166,11 @@ bool valid_name(std::string_view name, std::size_t max) {
   return true;
 }
 
+// Ring and backend names are keys of the perf block's slots, which hold
+// this many bytes: a longer name would be cut there, and two names alike up
+// to the cut would share one slot (its counters, batches and ring position).
+constexpr std::size_t kMaxNameBytes = perf::kNameBytes - 1;
+
 Check name_check(std::size_t max) {
   return [max](element v, const std::string& p, ConfigErrors& e) {
     if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
@@ -287,7 +294,7 @@ std::string line_column(std::string_view text, std::size_t byte) {
 void parse_ring(element ring, const std::string& path, ConfigErrors& errors, RingConfig& out) {
   const std::size_t before = errors.size();
   check_object(ring, path, errors,
-               {{"name", name_check(200)},
+               {{"name", name_check(kMaxNameBytes)},
                 {"size_bytes",
                  [](element v, const std::string& p, ConfigErrors& e) {
                    uint_check(1024, 1ull << 30)(v, p, e);
@@ -326,7 +333,7 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
   if (backend.is_object() && backend["type"].get(type) != simdjson::SUCCESS) type = {};
   const bool known_type = type == "file" || type == "http" || type == "socket" || type == "amqp";
   check_object(backend, path, errors,
-               {{"name", name_check(128), true},
+               {{"name", name_check(kMaxNameBytes), true},
                 {"type", enum_check({"file", "http", "socket", "amqp"}), true},
                 {"enabled", bool_check()},
                 {"options",
@@ -422,19 +429,22 @@ ConfigResult parse_config(std::string_view text) {
           [&](element v, const std::string& p, ConfigErrors& e) {
             if (!v.is_array()) return e.add(p, "expected an array of rings, " + got(v));
             std::size_t i = 0;
-            std::vector<std::string> names;
+            std::unordered_map<std::string, std::size_t> first_with_name;  // linear in the rings, whatever their number
             const simdjson::dom::array rings = v.get_array().value_unsafe();
             for (element ring : rings) {
-              const std::string ring_path = p + "[" + std::to_string(i++) + "]";
+              const std::size_t index = i++;
+              const std::string ring_path = p + "[" + std::to_string(index) + "]";
               RingConfig parsed;
               parse_ring(ring, ring_path, e, parsed);
-              for (std::size_t k = 0; k < names.size(); ++k) {
-                if (names[k] == parsed.name) {
+              // A ring that is not an object has an error of its own, not
+              // the default name's duplicate.
+              if (ring.is_object()) {
+                const auto [first, fresh] = first_with_name.try_emplace(parsed.name, index);
+                if (!fresh) {
                   e.add(ring_path + ".name", "duplicate ring name " + matcher::quoted(parsed.name) + " (also rings[" +
-                                                 std::to_string(k) + "])");
+                                                 std::to_string(first->second) + "])");
                 }
               }
-              names.push_back(parsed.name);
               config.rings.push_back(parsed);
             }
           }},
@@ -453,14 +463,14 @@ ConfigResult parse_config(std::string_view text) {
     if (!e.path.empty() && e.path[0] == '.') e.path.erase(0, 1);
   }
   // Backend names are unique, case-sensitive; disabled ones count.
+  std::unordered_map<std::string_view, std::size_t> first_with_name;  // linear, as above
   for (std::size_t i = 0; i < config.backends.size(); ++i) {
-    for (std::size_t k = 0; k < i; ++k) {
-      if (!config.backends[i].name.empty() && config.backends[i].name == config.backends[k].name) {
-        list.push_back({"backends[" + std::to_string(i) + "].name",
-                        "duplicate backend name " + matcher::quoted(config.backends[i].name) + " (also backends[" +
-                            std::to_string(k) + "])"});
-        break;
-      }
+    if (config.backends[i].name.empty()) continue;
+    const auto [first, fresh] = first_with_name.try_emplace(config.backends[i].name, i);
+    if (!fresh) {
+      list.push_back({"backends[" + std::to_string(i) + "].name",
+                      "duplicate backend name " + matcher::quoted(config.backends[i].name) + " (also backends[" +
+                          std::to_string(first->second) + "])"});
     }
   }
   result.errors = std::move(list);
