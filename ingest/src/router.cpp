@@ -126,7 +126,8 @@ class Worker {
     const Plan* plan = nullptr;
     std::uint64_t plan_serial = 0;  // serials, not addresses: a new plan may reuse a freed one's
     unsigned idle_rounds = 0;
-    while (!stop_.load(std::memory_order_acquire)) {
+    // Enters the current generation; the caller leaves it.
+    auto follow_plan = [&] {
       const Plan* current = plans_.enter(reader_);
       if (plan == nullptr || current->serial != plan_serial) {
         // Batches are cut at a generation change so each is written by the
@@ -140,6 +141,9 @@ class Worker {
         plan_serial = current->serial;
         adopt(*plan);
       }
+    };
+    while (!stop_.load(std::memory_order_acquire)) {
+      follow_plan();
       fall_behind_when_full(*plan);
       std::size_t read = catch_up(*plan, kRecordsPerRound);
       // A round's records are decoded and matched together (match_batch
@@ -184,12 +188,20 @@ class Worker {
         consumer_.sleep(sleep_budget());
       }
     }
-    // Shutdown: hand over everything, keep releasing as sinks finish.
+    // Shutdown: no new records. Hand over everything, keep releasing as
+    // sinks finish, and while the drain lasts let `block` backends that fell
+    // behind reread what they missed as their queues empty: their
+    // destinations may be up again, and what they read now need not wait
+    // in the ring for the next start.
     submit_all();
     for (;;) {
+      follow_plan();
+      const std::size_t reread = catch_up(*plan, kRecordsPerRound);
+      if (reread != 0) submit_all();
       maintain(Clock::now());
-      if (nothing_in_flight() || Clock::now() >= drain_until_) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      plans_.leave(reader_);
+      if ((behind_count_ == 0 && nothing_in_flight()) || Clock::now() >= drain_until_) break;
+      if (reread == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
 

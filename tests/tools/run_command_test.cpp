@@ -655,6 +655,24 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
 }
 
+// A stop drains what the router read, and that includes what a `block`
+// backend fell behind on: its destination is back as the stop comes, so it
+// rereads the ring for the rest while the drain lasts, rather than leaving
+// it there for the next start.
+TEST(RunCommand, AStopLetsABackendThatFellBehindCatchUpWithinTheDrain) {
+  LateBackendRun run("behindstop");
+  constexpr int kEvents = 20000;
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
+  ringroute::testing::HttpReceiver http({}, run.port);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (http.requests().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  ASSERT_FALSE(http.requests().empty());
+  ASSERT_EQ(run.router->stop(), 0);
+  EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
+  const std::string log = read_text(run.dir / "router.log");
+  EXPECT_NE(log.find("everything read was written"), std::string::npos) << log;
+}
+
 // A backend whose options change gets a new runner; the old one is handed
 // its last batches and may still be writing them. The new one must neither
 // interleave with it nor release ring space it has not written, and when the
