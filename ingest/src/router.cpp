@@ -62,7 +62,12 @@ class Worker {
       skip_through_[s] = block_.backends[s].written_through[ring_].load(std::memory_order_acquire);
       maybe_written_through_[s] = block_.backends[s].writing_through[ring_].load(std::memory_order_acquire);
     }
-    thread_ = std::thread([this, name = config.name] {
+  }
+
+  // Apart from the constructor, so a router refused a ring (another one
+  // consumes it) has started nothing and written nothing but that slot.
+  void start(const std::string& name) {
+    thread_ = std::thread([this, name] {
       sinks::name_this_thread("rr-ring:", name);
       run();
     });
@@ -578,6 +583,13 @@ Router::Router(RouterConfig config)
       plans_(std::max<std::size_t>(config_.rings.size(), 1)) {
   if (config_.rings.empty()) config_.rings.emplace_back();
   if (config_.rings.size() > perf::kMaxRings) throw std::runtime_error("at most 16 rings");
+  // The rings first: a router another one already runs for is refused here,
+  // before it starts a sink or writes to the perf block's header.
+  for (std::size_t i = 0; i < config_.rings.size(); ++i) {
+    const int slot = block_.ring_slot(config_.rings[i].name);
+    if (slot < 0) throw std::runtime_error("the perf block has no free ring slot");
+    workers_.push_back(std::make_unique<Worker>(config_.rings[i], block_.block(), slot, plans_, i));
+  }
   for (const RouterBackend& backend : config_.backends) {
     if (backend.enabled) runners_[backend.name] = start_backend(backend);
   }
@@ -589,11 +601,7 @@ Router::Router(RouterConfig config)
                                      std::chrono::system_clock::now().time_since_epoch()).count(),
                                  std::memory_order_relaxed);
   header.ring_count.store(static_cast<std::uint32_t>(config_.rings.size()), std::memory_order_relaxed);
-  for (std::size_t i = 0; i < config_.rings.size(); ++i) {
-    const int slot = block_.ring_slot(config_.rings[i].name);
-    if (slot < 0) throw std::runtime_error("the perf block has no free ring slot");
-    workers_.push_back(std::make_unique<Worker>(config_.rings[i], block_.block(), slot, plans_, i));
-  }
+  for (std::size_t i = 0; i < config_.rings.size(); ++i) workers_[i]->start(config_.rings[i].name);
 }
 
 Router::~Router() { stop(std::chrono::milliseconds(0)); }

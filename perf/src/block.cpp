@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -36,7 +37,11 @@ std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBucke
   std::uint64_t total = 0;
   for (std::uint64_t c : counts) total += c;
   if (total == 0) return 0;
-  const auto rank = static_cast<std::uint64_t>(quantile * static_cast<double>(total - 1)) + 1;
+  // Nearest rank: the smallest value with at least `quantile` of all at or
+  // below it (p999 of 100 samples is the largest). The slack keeps a
+  // product like 0.99 * 100 = 99.000000000000014 from rounding up a rank.
+  const auto rank = std::clamp<std::uint64_t>(
+      static_cast<std::uint64_t>(std::ceil(quantile * static_cast<double>(total) - 1e-6)), 1, total);
   std::uint64_t seen = 0;
   for (std::size_t b = 0; b < kHistogramBuckets; ++b) {
     seen += counts[b];

@@ -65,5 +65,21 @@ TEST(PerfBlock, QuantilesAreUpperEdgesOfTheirBucket) {
   EXPECT_LT(p99, 2'300'000u);
 }
 
+// Nearest rank: p99 of 100 samples is the 99th, p999 the 100th; with only
+// two samples, p99 is the larger. (A rank of floor(q * (n - 1)) + 1 put
+// all three one sample low.)
+TEST(PerfBlock, QuantilesAreByNearestRank) {
+  std::array<std::uint64_t, kHistogramBuckets> counts{};
+  counts[Histogram::bucket_of(1000)] = 99;
+  counts[Histogram::bucket_of(2'000'000)] = 1;
+  EXPECT_LT(histogram_quantile(counts, 0.99), 1200u);
+  EXPECT_GE(histogram_quantile(counts, 0.999), 2'000'000u);
+  counts = {};
+  counts[Histogram::bucket_of(1000)] = 1;
+  counts[Histogram::bucket_of(1'000'000'000)] = 1;
+  EXPECT_LT(histogram_quantile(counts, 0.5), 1200u);
+  EXPECT_GE(histogram_quantile(counts, 0.99), 1'000'000'000u);
+}
+
 }  // namespace
 }  // namespace ringroute::perf

@@ -522,11 +522,23 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);
   EXPECT_EQ(uint64_t(doc["backends"].at(1)["sent"]), 2000u);
   EXPECT_GT(double(doc["backends"].at(0)["p99_us"]), 0.0);
+  const std::int64_t router_pid = int64_t(doc["router_pid"]);
+
+  // A second router on the same config is refused the ring, and leaves the
+  // block's header as it found it: stat still names the running one.
+  RouterProcess second(dir / "edr.json", dir / "second.log");
+  ASSERT_EQ(second.wait_exit(5s), 2) << read_text(dir / "second.log");
+  const std::string still = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(still).get(doc), simdjson::SUCCESS) << still;
+  EXPECT_EQ(int64_t(doc["router_pid"]), router_pid);
+  EXPECT_TRUE(bool(doc["router_running"]));
+
   ASSERT_EQ(router.stop(), 0);
   // The block outlives the router.
   const std::string after = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(parser.parse(after).get(doc), simdjson::SUCCESS) << after;
   EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);
+  EXPECT_FALSE(bool(doc["router_running"]));
   cleanup(ring);
 }
 

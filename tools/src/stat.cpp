@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -46,6 +47,7 @@ struct BackendFigures {
 struct Snapshot {
   std::chrono::steady_clock::time_point at;
   std::int32_t router_pid = 0;
+  bool router_running = false;
   std::vector<RingFigures> rings;
   std::vector<BackendFigures> backends;
 };
@@ -72,7 +74,20 @@ Snapshot take(const perf::Block& block) {
       r.skipped = h.skipped.read();
       r.corrupt = h.corrupt.read();
       r.capacity = segment.capacity();
-      r.used = h.tail.load(std::memory_order_relaxed) - h.head.load(std::memory_order_relaxed);
+      // Head first: the tail read after it is at least as far, so the
+      // difference never wraps (acquire orders the two loads).
+      const std::uint64_t head = h.head.load(std::memory_order_acquire);
+      r.used = h.tail.load(std::memory_order_acquire) - head;
+      // The router runs when it is this ring's consumer, checked with its
+      // start time, so a pid reused since it died does not count; a router
+      // refused the ring (another one holds it) does not either.
+      // Acquire pairs with take_owner()'s release of the pid, which the
+      // start ticks were written before.
+      const std::int32_t consumer = h.consumer_pid.load(std::memory_order_acquire);
+      if (consumer > 0 && consumer == s.router_pid &&
+          ring::process_alive(consumer, h.consumer_start_ticks.load(std::memory_order_relaxed))) {
+        s.router_running = true;
+      }
     }
     s.rings.push_back(std::move(r));
   }
@@ -109,7 +124,7 @@ double micros(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
 std::string json_snapshot(const std::string& instance, const Snapshot& s) {
   std::string out = "{\"instance\":" + json_quote(instance) + ",\"router_pid\":" + std::to_string(s.router_pid) +
-                    ",\"router_running\":" + (s.router_pid > 0 && ::kill(s.router_pid, 0) == 0 ? "true" : "false") +
+                    ",\"router_running\":" + (s.router_running ? "true" : "false") +
                     ",\"rings\":[";
   char buffer[64];
   for (std::size_t i = 0; i < s.rings.size(); ++i) {
@@ -149,14 +164,35 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
 void print_table(const Snapshot& now, const Snapshot* before) {
   const double seconds =
       before ? std::chrono::duration<double>(now.at - before->at).count() : 0.0;
+  // A counter lower than before was started over (a ring made again, a
+  // new perf block): its rate counts from zero.
   auto rate = [&](std::uint64_t a, std::uint64_t b) {
-    return seconds > 0 ? static_cast<double>(a - b) / seconds : 0.0;
+    return seconds > 0 ? static_cast<double>(a >= b ? a - b : a) / seconds : 0.0;
+  };
+  // Latency of the events written since the view before (all of them in the
+  // first view): a spike now is not hidden by hours of history.
+  auto interval = [&](const BackendFigures& b, const BackendFigures* p) {
+    std::array<std::uint64_t, perf::kHistogramBuckets> counts = b.latency;
+    if (p == nullptr) return counts;
+    for (std::size_t k = 0; k < counts.size(); ++k) {
+      if (counts[k] < p->latency[k]) return b.latency;  // started over
+      counts[k] -= p->latency[k];
+    }
+    return counts;
   };
   std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s\n", "ring", "written/s", "read/s", "written", "full",
               "skipped", "corrupt", "used%");
   for (std::size_t i = 0; i < now.rings.size(); ++i) {
     const RingFigures& r = now.rings[i];
-    const RingFigures* p = before && i < before->rings.size() ? &before->rings[i] : nullptr;
+    const RingFigures* p = before && i < before->rings.size() && before->rings[i].name == r.name &&
+                                   before->rings[i].attached && r.attached
+                               ? &before->rings[i]
+                               : nullptr;
+    if (!r.attached) {
+      std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s\n", r.name.c_str(), "-", "-", "-", "-", "-", "-",
+                  "gone");
+      continue;
+    }
     std::printf("%-24s %14.0f %14.0f %12llu %10llu %10llu %10llu %7.1f%%\n", r.name.c_str(),
                 p ? rate(r.written, p->written) : 0.0, p ? rate(r.read, p->read) : 0.0,
                 static_cast<unsigned long long>(r.written), static_cast<unsigned long long>(r.full),
@@ -167,13 +203,15 @@ void print_table(const Snapshot& now, const Snapshot* before) {
               "dropped", "p50 us", "p99 us", "p999 us");
   for (std::size_t i = 0; i < now.backends.size(); ++i) {
     const BackendFigures& b = now.backends[i];
-    const BackendFigures* p = before && i < before->backends.size() ? &before->backends[i] : nullptr;
+    const BackendFigures* p =
+        before && i < before->backends.size() && before->backends[i].name == b.name ? &before->backends[i] : nullptr;
+    const auto latency = interval(b, p);
     std::printf("%-24s %14.0f %12llu %12.1f %10llu %10llu %9.1f %9.1f %9.1f\n", b.name.c_str(),
                 p ? rate(b.sent, p->sent) : 0.0, static_cast<unsigned long long>(b.sent),
                 p ? rate(b.bytes, p->bytes) / 1e6 : 0.0, static_cast<unsigned long long>(b.retries),
                 static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected + b.dropped_shutdown),
-                micros(perf::histogram_quantile(b.latency, 0.5)), micros(perf::histogram_quantile(b.latency, 0.99)),
-                micros(perf::histogram_quantile(b.latency, 0.999)));
+                micros(perf::histogram_quantile(latency, 0.5)), micros(perf::histogram_quantile(latency, 0.99)),
+                micros(perf::histogram_quantile(latency, 0.999)));
   }
   std::printf("\n");
   std::fflush(stdout);

@@ -56,8 +56,9 @@ struct Histogram {
   void record(std::uint64_t ns, std::uint64_t count = 1) noexcept { buckets[bucket_of(ns)].add(count); }
 };
 
-// The latency at `quantile` (0..1) from summed bucket counts: the upper edge
-// of the bucket holding it (conservative), or 0 when empty.
+// The latency at `quantile` (0..1) from summed bucket counts, by nearest
+// rank: the upper edge of the bucket holding that rank's sample (so never
+// below it), or 0 when empty.
 [[nodiscard]] std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBuckets>& counts,
                                                double quantile) noexcept;
 
