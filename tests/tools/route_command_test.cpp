@@ -152,8 +152,27 @@ TEST(ValidateCommand, NotJsonNamesLineAndColumn) {
 
 TEST(ValidateCommand, MissingFileAndUsage) {
   Files f;
-  EXPECT_EQ(f.run("validate /nonexistent/edr.json").status, 2);
+  const Result missing = f.run("validate /nonexistent/edr.json");
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_EQ(missing.err, "cannot read /nonexistent/edr.json: No such file or directory\n");
+  const Result directory = f.run("validate /tmp");
+  EXPECT_EQ(directory.status, 2);
+  EXPECT_EQ(directory.err, "cannot read /tmp: is a directory\n");
   EXPECT_EQ(f.run("validate").status, 2);
+}
+
+// EVENTS that can't be read is an I/O error (exit 2), not a clean run of
+// no lines: an ifstream opens a directory and reads nothing from it.
+TEST(RouteCommand, EventsThatCannotBeReadExitTwo) {
+  Files f;
+  const std::string config = f.write("edr.json", kRecipe);
+  const Result directory = f.run("route --config " + config + " /tmp");
+  EXPECT_EQ(directory.status, 2);
+  EXPECT_EQ(directory.out, "");
+  EXPECT_EQ(directory.err, "ringroute route: cannot read /tmp: is a directory\n");
+  const Result missing = f.run("route --config " + config + " /nonexistent/events.ndjson");
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_EQ(missing.err, "ringroute route: cannot read /nonexistent/events.ndjson: No such file or directory\n");
 }
 
 TEST(ValidateCommand, BundledDefaultConfigIsValid) {

@@ -1,6 +1,8 @@
 #include "ringroute/tools/config.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -12,6 +14,7 @@
 
 #include "ringroute/ingest/body_check.hpp"
 #include "ringroute/perf/block.hpp"
+#include "ringroute/tools/json_text.hpp"
 
 namespace ringroute::tools {
 namespace {
@@ -492,14 +495,23 @@ bool report_config_errors(const ConfigResult& result, const char* indent) {
 }
 
 ConfigResult load_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  std::string problem = unreadable_file(path);
+  std::ifstream in;
+  std::ostringstream text;
+  if (problem.empty()) {
+    in.open(path, std::ios::binary);
+    if (!in) {
+      problem = std::strerror(errno);
+    } else if (in.peek() != std::ifstream::traits_type::eof()) {  // an empty file is judged as JSON
+      text << in.rdbuf();
+      if (in.bad()) problem = std::strerror(errno);
+    }
+  }
+  if (!problem.empty()) {
     ConfigResult result;
-    result.errors.push_back({"", "cannot read " + path});
+    result.errors.push_back({"", "cannot read " + path + ": " + problem});
     return result;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
   return parse_config(text.str());
 }
 

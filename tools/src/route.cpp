@@ -1,7 +1,9 @@
 // `ringroute route` and `ringroute validate`: how users test a config
 // (SEMANTICS.md section 7). Events go through the same record encoding and
 // the same compiled matcher as in the router.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -28,9 +30,13 @@ int run_route(const RouteArgs& args) {
 
   std::ifstream file;
   if (!args.events.empty()) {
-    file.open(args.events, std::ios::binary);
-    if (!file) {
-      std::fprintf(stderr, "ringroute route: cannot read %s\n", args.events.c_str());
+    std::string problem = unreadable_file(args.events);
+    if (problem.empty()) {
+      file.open(args.events, std::ios::binary);
+      if (!file) problem = std::strerror(errno);
+    }
+    if (!problem.empty()) {
+      std::fprintf(stderr, "ringroute route: cannot read %s: %s\n", args.events.c_str(), problem.c_str());
       return 2;
     }
   }
@@ -75,6 +81,13 @@ int run_route(const RouteArgs& args) {
   });
   flush();
   std::fflush(stdout);
+  // getline stops at a read error as at the end: the lines after it were
+  // never judged, so this is an I/O error, not a clean run.
+  if (in.bad()) {
+    std::fprintf(stderr, "ringroute route: reading %s failed: %s\n",
+                 args.events.empty() ? "stdin" : args.events.c_str(), std::strerror(errno));
+    return 2;
+  }
   return any_bad ? 1 : 0;
 }
 

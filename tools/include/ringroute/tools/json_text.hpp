@@ -14,6 +14,10 @@ namespace ringroute::tools {
 // escaped, invalid UTF-8 replaced by U+FFFD so every line printed parses.
 [[nodiscard]] std::string json_quote(std::string_view s);
 
+// Why `path` can't be read as a file ("no such file", "is a directory",
+// ...), or empty when it can be opened for reading.
+[[nodiscard]] std::string unreadable_file(const std::string& path);
+
 // Calls on_line(line, number) for each non-blank line of NDJSON input, as
 // `emit` and `route` read it (SEMANTICS.md 7): numbers count from 1 and count
 // blank lines, a trailing CR is dropped, a line of only whitespace is blank.
