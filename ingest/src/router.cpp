@@ -651,6 +651,24 @@ std::optional<std::string> Router::reload(RouterConfig config) {
     same_rings = config.rings[i].name == config_.rings[i].name;
   }
   if (!same_rings) return "rings can't change while running (restart to change them)";
+  // A ring's settings belong to its segment and its consumer, both made at
+  // start: the rest of the file is taken, and the log says these are not.
+  for (std::size_t i = 0; i < config.rings.size(); ++i) {
+    const RouterRing& now = config_.rings[i];
+    const RouterRing& asked = config.rings[i];
+    auto unchanged = [&](const char* what, const std::string& from, const std::string& to) {
+      if (from == to) return;
+      std::fprintf(stderr, "ringroute: reload: rings[%zu].%s %s -> %s takes effect at the next start (ring %s keeps %s)\n",
+                   i, what, from.c_str(), to.c_str(), now.name.c_str(), from.c_str());
+    };
+    char modes[2][8];
+    std::snprintf(modes[0], sizeof modes[0], "%04o", now.mode);
+    std::snprintf(modes[1], sizeof modes[1], "%04o", asked.mode);
+    unchanged("size_bytes", std::to_string(now.size_bytes), std::to_string(asked.size_bytes));
+    unchanged("mode", modes[0], modes[1]);
+    unchanged("dead_claim_timeout_ms", std::to_string(now.dead_claim_timeout.count()),
+              std::to_string(asked.dead_claim_timeout.count()));
+  }
   config.rings = config_.rings;
   std::map<std::string, std::shared_ptr<sinks::BackendRunner>> next;
   std::vector<std::shared_ptr<sinks::BackendRunner>> replaced, removed;

@@ -52,6 +52,12 @@ std::string describe_errno(const std::string& what, int err) {
   return what + ": " + std::strerror(err);
 }
 
+std::string octal(unsigned mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", mode);
+  return text;
+}
+
 std::int64_t realtime_ns() {
   timespec ts;
   ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -164,10 +170,22 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     }
   }
   const int fd = static_cast<int>(attached->shm.get_mapping_handle().handle);
-  if (created) {
-    // shm_open applies the umask; the configured mode is what we promise.
-    if (::fchmod(fd, options.mode) != 0) {
+  // shm_open applies the umask; the configured mode is what we promise, for a
+  // segment made now and for one a config with another mode made before.
+  std::string notes;
+  struct stat st {};
+  if (created || (::fstat(fd, &st) == 0 && (st.st_mode & 07777) != options.mode)) {
+    if (::fchmod(fd, options.mode) == 0) {
+      if (!created) {
+        notes = "ring " + name + ": mode of /dev/shm/" + name + " changed from " + octal(st.st_mode & 07777) +
+                " to the configured " + octal(options.mode);
+      }
+    } else if (created) {
       throw RingError(Status::io_error, describe_errno("ring " + name + ": fchmod", errno));
+    } else {
+      notes = describe_errno("ring " + name + ": /dev/shm/" + name + " has mode " + octal(st.st_mode & 07777) +
+                                 ", not the configured " + octal(options.mode) + ", and fchmod",
+                             errno);
     }
   }
   // Initialising (or re-initialising a half-made segment) holds a file lock
@@ -203,12 +221,14 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
                static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity) {
       throw RingError(Status::corrupt, "ring " + name + ": /dev/shm/" + name +
                                            " is not a ringroute ring (bad magic, capacity or size)");
-    } else if (h->capacity != options.capacity_bytes && warning != nullptr) {
-      *warning = "ring " + name + ": existing segment has size_bytes " + std::to_string(h->capacity) +
-                 ", not the configured " + std::to_string(options.capacity_bytes) +
-                 "; attached as it is (remove /dev/shm/" + name + " while stopped to resize)";
+    } else if (h->capacity != options.capacity_bytes) {
+      notes += (notes.empty() ? "" : "; ") + ("ring " + name + ": existing segment has size_bytes " +
+                                              std::to_string(h->capacity) + ", not the configured " +
+                                              std::to_string(options.capacity_bytes) + "; attached as it is (remove /dev/shm/" +
+                                              name + " while stopped to resize)");
     }
   }
+  if (warning != nullptr) *warning = std::move(notes);
   if (needs_init) {
     if (!locked) {
       throw RingError(Status::busy, "ring " + name + ": another process is creating or consuming it");

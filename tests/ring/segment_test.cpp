@@ -99,6 +99,27 @@ TEST(Segment, ExistingSegmentOfAnotherSizeIsAttachedAsItIsWithAWarning) {
   EXPECT_NE(warning.find("size_bytes 4096"), std::string::npos) << warning;
 }
 
+// A config whose mode differs from the segment an earlier one made: the
+// configured mode is applied (who may produce is the config's to say), and
+// the log says so; the same mode says nothing.
+TEST(Segment, AnExistingSegmentTakesTheConfiguredModeAndSaysSo) {
+  TestRing ring(4096);
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/" + ring.name).c_str(), &st), 0);
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = (st.st_mode & 0777) == 0600 ? 0640 : 0600;
+  std::string warning;
+  ring::Segment again = ring::Segment::create_or_attach(ring.name, options, &warning);
+  ASSERT_EQ(::stat(("/dev/shm/" + ring.name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, options.mode);
+  EXPECT_NE(warning.find("to the configured 0" + std::to_string(options.mode == 0600 ? 600 : 640)), std::string::npos)
+      << warning;
+  warning.clear();
+  ring::Segment third = ring::Segment::create_or_attach(ring.name, options, &warning);
+  EXPECT_EQ(warning, "");
+}
+
 TEST(Segment, EmptyObjectIsNotReady) {
   const std::string name = unique_ring_name("empty");
   write_shm(name, nullptr, 0);

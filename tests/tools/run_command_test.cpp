@@ -459,9 +459,10 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   wait_for_log(dir / "router.log", "reload refused");
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
   wait_drained(ring);
-  // Good file: "a" now takes only warnings and "b" starts.
+  // Good file: "a" now takes only warnings and "b" starts. The ring's new
+  // size waits for a restart, and the log says so.
   write_file(dir / "edr.json",
-             config_text(dir, ring, 1 << 20,
+             config_text(dir, ring, 2 << 20,
                          {file_backend("a", dir / "a.ndjson", R"([{"severity": "warning", "verbosity": "trace"}])"),
                           file_backend("b", dir / "b.ndjson", R"([{"verbosity": "trace"}])")}));
   router.signal(SIGHUP);
@@ -480,6 +481,9 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("reload refused"), std::string::npos) << text;
   EXPECT_NE(text.find("backends[0].type: required"), std::string::npos) << text;
+  EXPECT_NE(text.find("reload: rings[0].size_bytes 1048576 -> 2097152 takes effect at the next start"),
+            std::string::npos)
+      << text;
   cleanup(ring);
 }
 
