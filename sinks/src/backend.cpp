@@ -236,12 +236,15 @@ void BackendRunner::stop(std::chrono::milliseconds drain) {
   finished_.store(true, std::memory_order_release);
 }
 
-void BackendRunner::stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline) {
+void BackendRunner::stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline,
+                             const std::function<bool()>& hurry) {
   auto all_idle = [&] {
     return std::all_of(runners.begin(), runners.end(),
                        [](const BackendRunner* r) { return !r->thread_.joinable() || r->idle(); });
   };
-  while (!all_idle() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (!all_idle() && Clock::now() < deadline && !(hurry && hurry())) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   for (BackendRunner* runner : runners) {
     if (!runner->thread_.joinable()) continue;
     // Relaxed: as in stop(); the enqueue wakes the thread.

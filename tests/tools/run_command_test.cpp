@@ -689,6 +689,27 @@ TEST(RunCommand, AStopLetsABackendThatFellBehindCatchUpWithinTheDrain) {
   EXPECT_NE(log.find("everything read was written"), std::string::npos) << log;
 }
 
+// `--drain-ms` bounds the whole stop, and that holds for a SIGTERM that
+// comes while a reload gives a removed backend (its destination dead) its
+// 5 s: the stop cuts that short.
+TEST(RunCommand, AStopDuringAReloadIsBoundedByItsDrain) {
+  LateBackendRun run("reloadstop");
+  write_file(run.dir / "edr.json", run.config());
+  RouterProcess router(run.dir / "edr.json", run.dir / "router.log", "300");
+  wait_for_ring(run.ring);
+  ASSERT_EQ(wait_child(spawn_producer(run.ring, 0, 500)), 0);
+  ASSERT_EQ(wait_for_events({run.dir / "ok.ndjson"}, 500).size(), 500u);
+  write_file(run.dir / "edr.json",
+             config_text(run.dir, run.ring, 8 << 20,
+                         {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  router.signal(SIGHUP);
+  std::this_thread::sleep_for(100ms);
+  const auto start = std::chrono::steady_clock::now();
+  router.signal(SIGTERM);
+  EXPECT_EQ(router.wait_exit(8s), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << read_text(run.dir / "router.log");
+}
+
 // A backend whose options change gets a new runner; the old one is handed
 // its last batches and may still be writing them. The new one must neither
 // interleave with it nor release ring space it has not written, and when the

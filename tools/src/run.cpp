@@ -60,7 +60,14 @@ int run_router(const RunArgs& args) {
         report_config_errors(next, "  ");
         continue;
       }
-      if (auto why = router->reload(router_config(*next.config))) {
+      // A SIGTERM or SIGINT that comes while the old backends are given
+      // their time stays pending (blocked here): its drain bounds the stop,
+      // so it cuts that time short.
+      auto stop_pending = [] {
+        sigset_t pending;
+        return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
+      };
+      if (auto why = router->reload(router_config(*next.config), stop_pending)) {
         log_line("reload refused, keeping the running config: " + *why);
       } else {
         log_line("reloaded " + args.config);

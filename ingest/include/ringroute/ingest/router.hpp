@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,7 +71,10 @@ class Router {
   // did not within 1 s, in order (see BackendRunner); unchanged ones keep
   // running untouched. Rings and the instance can't change while running.
   // nullopt on success, else why not (the old config stays).
-  std::optional<std::string> reload(RouterConfig config);
+  // `stop_requested` (may be empty) cuts those waits short: a stop asked for
+  // meanwhile has its own drain, which must bound it (the old runners stop
+  // at once; what they did not write is dropped or passed on as above).
+  std::optional<std::string> reload(RouterConfig config, const std::function<bool()>& stop_requested = {});
 
   // Every sink reopens what it writes to (SIGHUP, after logrotate's rename).
   void reopen();

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -103,8 +104,10 @@ class BackendRunner {
   void stop(std::chrono::milliseconds drain);
   // stop() for several runners with one deadline for all, their threads
   // told to stop at once and joined after: stopping N backends whose
-  // destinations are down takes one drain, not N.
-  static void stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline);
+  // destinations are down takes one drain, not N. `hurry` (may be empty),
+  // asked every millisecond, ends the wait early when it says true.
+  static void stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline,
+                       const std::function<bool()>& hurry = {});
   // After stop(): events handed to this runner (or to the runners it
   // followed) and not written.
   [[nodiscard]] std::uint64_t unwritten_events() const;
