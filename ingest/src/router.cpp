@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <stdexcept>
 
 #include "ringroute/event/event.hpp"
@@ -279,12 +280,12 @@ class Worker {
   }
 
   // Whether the event (ring bytes ending at `end`) matched backend `index`
-  // of `plan`, or of the earlier generation it was read under.
-  bool matched_for_catch_up(const Plan& plan, SlotState& state, std::uint32_t index, std::uint64_t end) {
+  // of the adopted generation, or of the earlier one it was read under.
+  bool matched_for_catch_up(SlotState& state, std::uint32_t index, std::uint64_t end) {
     while (!state.earlier.empty() && state.earlier.front().through < end) state.earlier.pop_front();
     if (state.earlier.empty()) {
       matched_.clear();
-      plan.matcher->match(view_, scratch_, matched_);
+      matcher_->match(view_, scratch_, matched_);
       return matched_.test(index);
     }
     EarlierGeneration& earlier = state.earlier.front();
@@ -320,7 +321,7 @@ class Worker {
             start = end;
             // A corrupt record was counted when first read.
             if (event::decode(record, view_) != event::DecodeError::none) return;
-            if (!matched_for_catch_up(plan, state, static_cast<std::uint32_t>(index), end) ||
+            if (!matched_for_catch_up(state, static_cast<std::uint32_t>(index), end) ||
                 end <= skip_through_[slot]) {
               return;
             }
@@ -473,6 +474,8 @@ class Worker {
 
   static constexpr std::int64_t kIdleFlushAge = 200'000;  // ns
 
+  // Called before the new plan is adopted: matcher_ and index_of_slot_ are
+  // still the generation being left (whose Plan may be freed already).
   void forget_slots_missing_from(const Plan& plan) {
     // A removed backend no longer holds the ring (its runner drains on its own).
     std::array<bool, perf::kMaxBackends> present{};
@@ -482,8 +485,35 @@ class Worker {
     for (std::size_t slot : active_) {
       if (present[slot]) continue;
       slots_[slot].in_flight.clear();
-      if (slots_[slot].behind) stop_behind(slots_[slot]);
+      if (!slots_[slot].behind) continue;
+      // Its runner's log counts what it was handed; what it had not read
+      // back from the ring yet is said here, or it would go unmentioned.
+      if (const std::uint64_t missed = count_missed(slot); missed != 0) {
+        std::fprintf(stderr,
+                     "ringroute: backend %s removed while behind: %llu more events its bindings matched, not yet "
+                     "read back from ring %s, are not written\n",
+                     block_.backends[slot].name, static_cast<unsigned long long>(missed), block_.rings[ring_].name);
+      }
+      stop_behind(slots_[slot]);
     }
+  }
+
+  // The events a backend behind has not read back: those its bindings
+  // matched from where it stopped to what the others have read. Rare (a
+  // reload removing a backend behind), so the ring is read again for it.
+  std::uint64_t count_missed(std::size_t slot) {
+    SlotState& state = slots_[slot];
+    const int index = index_of_slot_[slot];
+    if (index < 0) return 0;
+    std::uint64_t missed = 0;
+    consumer_.reread(
+        state.behind_from, last_end_,
+        [&](std::span<const std::byte> record, std::uint64_t end) {
+          if (event::decode(record, view_) != event::DecodeError::none || end <= skip_through_[slot]) return;
+          if (matched_for_catch_up(state, static_cast<std::uint32_t>(index), end)) ++missed;
+        },
+        std::numeric_limits<std::size_t>::max());
+    return missed;
   }
 
   // Linger, written batches, ring release.

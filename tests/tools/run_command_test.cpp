@@ -710,6 +710,33 @@ TEST(RunCommand, AStopDuringAReloadIsBoundedByItsDrain) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << read_text(run.dir / "router.log");
 }
 
+// A backend removed by a reload while it is behind loses what it was handed
+// and what it had not read back from the ring yet; the log counts both, so
+// together they are every event its bindings matched.
+TEST(RunCommand, ABackendRemovedWhileBehindHasEveryEventItLosesCounted) {
+  LateBackendRun run("removedbehind");
+  constexpr int kEvents = 3000;
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
+  write_file(run.dir / "edr.json",
+             config_text(run.dir, run.ring, 8 << 20,
+                         {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  run.router->signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "removed while behind");
+  ASSERT_EQ(run.router->stop(), 0);
+  const std::string log = read_text(run.dir / "router.log");
+  auto number_before = [&](const std::string& text) -> unsigned long {
+    const std::size_t at = log.find(text);
+    if (at == std::string::npos) return 0;
+    const std::size_t start = log.rfind(' ', at - 2) + 1;
+    return std::stoul(log.substr(start, at - start));
+  };
+  const unsigned long handed = number_before(" events it was handed and did not write");
+  const unsigned long missed = number_before(" more events its bindings matched");
+  EXPECT_GT(handed, 0u) << log;
+  EXPECT_GT(missed, 0u) << log;
+  EXPECT_EQ(handed + missed, static_cast<unsigned long>(kEvents)) << log;
+}
+
 // A backend whose options change gets a new runner; the old one is handed
 // its last batches and may still be writing them. The new one must neither
 // interleave with it nor release ring space it has not written, and when the
