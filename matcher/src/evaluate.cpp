@@ -2,6 +2,7 @@
 // names, the body with simdjson on-demand (no DOM, no allocation after the
 // scratch has grown to the largest body seen).
 
+#include <charconv>
 #include <cstring>
 
 #include <re2/re2.h>
@@ -21,20 +22,47 @@ using filter::Op;
 struct Value {
   enum class Kind : std::uint8_t { absent, string, integer, unsigned_integer, floating, boolean, null, container };
   Kind kind = Kind::absent;
-  std::string_view text;
+  std::string_view text;      // a string's bytes, or an integer's digits beyond 64 bits
   std::int64_t integer = 0;
   std::uint64_t unsigned_integer = 0;
   double floating = 0;
   bool boolean = false;
+  bool beyond_64_bits = false;  // an integer too big for 64 bits (kind floating; digits in `text`)
 };
 
 __extension__ typedef __int128 Int128;  // exact comparison of int64 with uint64
 
+// The order of two integers written in decimal as JSON writes them (a '-'
+// or not, no leading zeros), exact whatever their size.
+int compare_decimal(std::string_view a, std::string_view b) {
+  auto negative = [](std::string_view& digits) {
+    const bool minus = digits.starts_with('-');
+    if (minus) digits.remove_prefix(1);
+    return minus && digits != "0";  // -0 is 0
+  };
+  const bool a_negative = negative(a), b_negative = negative(b);
+  if (a_negative != b_negative) return a_negative ? -1 : 1;
+  const int magnitude = a.size() != b.size() ? (a.size() < b.size() ? -1 : 1) : (a < b ? -1 : (a > b ? 1 : 0));
+  return a_negative ? -magnitude : magnitude;
+}
+
 // -1, 0, 1, or 2 when the two can't be ordered.
 int compare_numbers(const Value& v, const Literal& l) {
-  const bool value_integral = v.kind != Value::Kind::floating;
-  const bool literal_integral = l.kind != Literal::Kind::floating;
+  const bool value_integral = v.kind != Value::Kind::floating || v.beyond_64_bits;
+  const bool literal_integral = l.kind != Literal::Kind::floating || l.beyond_64_bits;
   if (value_integral && literal_integral) {
+    if (v.beyond_64_bits || l.beyond_64_bits) [[unlikely]] {
+      // SEMANTICS.md 5: integers compare exactly, even past 64 bits (where
+      // a double would call 2^64 and 2^64 - 1 equal).
+      char digits[24] = {};
+      std::string_view value_digits = v.text;
+      if (!v.beyond_64_bits) {
+        const auto end = v.kind == Value::Kind::integer ? std::to_chars(digits, digits + sizeof digits, v.integer).ptr
+                                                        : std::to_chars(digits, digits + sizeof digits, v.unsigned_integer).ptr;
+        value_digits = std::string_view(digits, static_cast<std::size_t>(end - digits));
+      }
+      return compare_decimal(value_digits, l.text);
+    }
     const Int128 a = v.kind == Value::Kind::integer ? Int128{v.integer} : Int128{v.unsigned_integer};
     const Int128 b = l.kind == Literal::Kind::integer ? Int128{l.integer} : Int128{l.unsigned_integer};
     return a < b ? -1 : (a > b ? 1 : 0);
@@ -262,8 +290,20 @@ class FilterEvaluator {
             return v;
           }
         }
-        // Doubles, and integers beyond 64 bits (as JSON readers take them).
-        if (json.get_double().get(v.floating) == simdjson::SUCCESS) v.kind = Value::Kind::floating;
+        // Doubles, and integers beyond 64 bits (as JSON readers take them);
+        // those keep their digits too, to compare exactly with integers.
+        std::string_view token = json.raw_json_token();
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t' || token.back() == '\n' ||
+                                  token.back() == '\r')) {
+          token.remove_suffix(1);
+        }
+        if (json.get_double().get(v.floating) == simdjson::SUCCESS) {
+          v.kind = Value::Kind::floating;
+          if (!token.empty() && token.find_first_of(".eE") == std::string_view::npos) {
+            v.beyond_64_bits = true;
+            v.text = token;
+          }
+        }
         return v;
       }
       case simdjson::ondemand::json_type::boolean:

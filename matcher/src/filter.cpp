@@ -382,6 +382,7 @@ class Parser {
           literal.unsigned_integer = big;
         }
       }
+      literal.beyond_64_bits = literal.kind == Literal::Kind::floating;
     }
     return literal;
   }

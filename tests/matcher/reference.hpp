@@ -419,8 +419,11 @@ class Reference {
       case Value::Kind::floating: break;
     }
     // Numbers: both integers compare exactly (as 128-bit), else as doubles.
-    const bool lit_int = lit.kind == K::integer || lit.kind == K::unsigned_integer;
-    const bool lit_num = lit_int || lit.kind == K::floating;
+    // Whether the literal is an integer is read from its text (written
+    // without '.', 'e' or 'E'), not from the parser's kind, so an integer
+    // past 64 bits is one too.
+    const bool lit_num = lit.kind == K::integer || lit.kind == K::unsigned_integer || lit.kind == K::floating;
+    const bool lit_int = lit_num && lit.text.find_first_of(".eE") == std::string::npos;
     if (!lit_num) return std::nullopt;
     if (v.kind != Value::Kind::floating && lit_int) {
       const Int128 a = v.kind == Value::Kind::int64 ? Int128{v.i} : Int128{v.u};

@@ -891,6 +891,49 @@ TEST(Filter, BigIntegersNearTwoToThe64CompareExactly) {
   EXPECT_FALSE(holds("n = 18446744073709551615", with_body(R"({"n":-1})")));
 }
 
+// Integers past 64 bits are integers too (SEMANTICS.md 5: "integers
+// exactly"): as doubles, 2^64 and 2^64 - 1 are one number. A literal past
+// 64 bits is beyond every 64-bit value; a body value past 64 bits (from a
+// producer that skips the body check: the check's parser refuses them)
+// compares by its digits.
+TEST(Filter, IntegersBeyond64BitsCompareExactly) {
+  const std::string ev = with_body(R"({"u":18446744073709551615,"m":-9223372036854775808})");
+  EXPECT_FALSE(holds("u = 18446744073709551616", ev));
+  EXPECT_TRUE(holds("u < 18446744073709551616", ev));
+  EXPECT_TRUE(holds("u != 18446744073709551616", ev));
+  EXPECT_FALSE(holds("m = -9223372036854775809", ev));
+  EXPECT_TRUE(holds("m > -9223372036854775809", ev));
+  EXPECT_TRUE(holds("m > -100000000000000000000000", ev));
+  // The body as a trusting producer sends it, past the event line's check.
+  auto holds_raw = [](std::string_view text) {
+    auto parsed = filter::parse(text);
+    EXPECT_TRUE(std::holds_alternative<filter::Expression>(parsed)) << text;
+    BindingSpec binding;
+    binding.verbosity = {{event::Verbosity::trace}, false, false};
+    binding.filter = std::make_shared<const filter::Expression>(std::move(std::get<filter::Expression>(parsed)));
+    std::vector<BackendSpec> specs(1);
+    specs[0].name = "f";
+    specs[0].bindings.push_back(std::move(binding));
+    const auto m = Matcher::compile(specs);
+    testing::JsonEvent json;
+    event::EventView view = json(with_body("{}"));
+    view.body = R"({"b":18446744073709551616,"c":-18446744073709551617 ,"d":1e20})";
+    MatchScratch scratch;
+    return !testing::matched_names(*m, view, scratch).empty();
+  };
+  EXPECT_TRUE(holds_raw("b = 18446744073709551616"));
+  EXPECT_FALSE(holds_raw("b = 18446744073709551617"));
+  EXPECT_TRUE(holds_raw("b > 18446744073709551615"));
+  EXPECT_TRUE(holds_raw("b < 18446744073709551617"));
+  EXPECT_TRUE(holds_raw("b > -1"));
+  EXPECT_TRUE(holds_raw("c < -18446744073709551616"));
+  EXPECT_TRUE(holds_raw("c = -18446744073709551617"));
+  EXPECT_TRUE(holds_raw("c < -9223372036854775808"));
+  // Written with an exponent, a number is a double, whatever its value.
+  EXPECT_TRUE(holds_raw("d = 100000000000000000000"));
+  EXPECT_TRUE(holds_raw("b = 1.8446744073709552e19"));
+}
+
 TEST(Filter, OtherNumbersCompareAsDoubles) {
   const std::string ev = with_body(R"({"d":2.5,"i":3,"e":1e2,"neg":-0.5})");
   EXPECT_TRUE(holds("d = 2.5", ev));

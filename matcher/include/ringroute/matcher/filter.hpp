@@ -32,6 +32,9 @@ struct Literal {
   std::uint64_t unsigned_integer = 0;  // only above INT64_MAX
   double floating = 0;     // every number also as a double
   bool boolean = false;
+  // An integer too big for 64 bits (kind floating): compared exactly, by
+  // its digits in `text`, with other integers.
+  bool beyond_64_bits = false;
 };
 
 struct Comparison {
