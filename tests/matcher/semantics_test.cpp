@@ -69,9 +69,9 @@ bool topic_matches(std::string_view pattern, std::string_view topic) {
                R"({"topic":")" + std::string(topic) + "\"}");
 }
 
-// Whether filter `text` holds for `event`. Built from filter::parse rather
+// Whether filter `text` holds for `view`. Built from filter::parse rather
 // than binding JSON so filters need no second layer of escaping.
-bool holds(std::string_view text, std::string_view event) {
+bool holds_for_view(std::string_view text, const event::EventView& view) {
   auto parsed = filter::parse(text);
   if (auto* problem = std::get_if<filter::ParseError>(&parsed)) {
     ADD_FAILURE() << "filter " << text << " did not parse: " << problem->to_string();
@@ -84,9 +84,14 @@ bool holds(std::string_view text, std::string_view event) {
   specs[0].name = "f";
   specs[0].bindings.push_back(std::move(binding));
   const auto m = Matcher::compile(specs);
-  testing::JsonEvent ev;
   MatchScratch scratch;
-  return !testing::matched_names(*m, ev(event), scratch).empty();
+  return !testing::matched_names(*m, view, scratch).empty();
+}
+
+// Whether filter `text` holds for the event line `event`.
+bool holds(std::string_view text, std::string_view event) {
+  testing::JsonEvent ev;
+  return holds_for_view(text, ev(event));
 }
 
 // The filter's event with `body` as its body.
@@ -905,22 +910,10 @@ TEST(Filter, IntegersBeyond64BitsCompareExactly) {
   EXPECT_TRUE(holds("m > -9223372036854775809", ev));
   EXPECT_TRUE(holds("m > -100000000000000000000000", ev));
   // The body as a trusting producer sends it, past the event line's check.
-  auto holds_raw = [](std::string_view text) {
-    auto parsed = filter::parse(text);
-    EXPECT_TRUE(std::holds_alternative<filter::Expression>(parsed)) << text;
-    BindingSpec binding;
-    binding.verbosity = {{event::Verbosity::trace}, false, false};
-    binding.filter = std::make_shared<const filter::Expression>(std::move(std::get<filter::Expression>(parsed)));
-    std::vector<BackendSpec> specs(1);
-    specs[0].name = "f";
-    specs[0].bindings.push_back(std::move(binding));
-    const auto m = Matcher::compile(specs);
-    testing::JsonEvent json;
-    event::EventView view = json(with_body("{}"));
-    view.body = R"({"b":18446744073709551616,"c":-18446744073709551617 ,"d":1e20})";
-    MatchScratch scratch;
-    return !testing::matched_names(*m, view, scratch).empty();
-  };
+  testing::JsonEvent json;
+  event::EventView view = json(with_body("{}"));
+  view.body = R"({"b":18446744073709551616,"c":-18446744073709551617 ,"d":1e20})";
+  auto holds_raw = [&](std::string_view text) { return holds_for_view(text, view); };
   EXPECT_TRUE(holds_raw("b = 18446744073709551616"));
   EXPECT_FALSE(holds_raw("b = 18446744073709551617"));
   EXPECT_TRUE(holds_raw("b > 18446744073709551615"));
