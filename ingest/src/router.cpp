@@ -42,6 +42,10 @@ class Worker {
          std::size_t reader)
       : consumer_(attach(config), ring::ConsumerOptions{config.dead_claim_timeout}),
         block_(block), ring_(static_cast<std::uint32_t>(ring_slot)), plans_(plans), reader_(reader) {
+    // Only now that the ring is ours (a router refused it changes nothing).
+    if (const std::string note = consumer_.segment().apply_mode(static_cast<mode_t>(config.mode)); !note.empty()) {
+      std::fprintf(stderr, "ringroute: %s\n", note.c_str());
+    }
     released_ = consumer_.released_position();
     last_end_ = released_;
     // Positions in the perf block refer to one segment; a new segment (after a

@@ -170,22 +170,12 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     }
   }
   const int fd = static_cast<int>(attached->shm.get_mapping_handle().handle);
-  // shm_open applies the umask; the configured mode is what we promise, for a
-  // segment made now and for one a config with another mode made before.
   std::string notes;
-  struct stat st {};
-  if (created || (::fstat(fd, &st) == 0 && (st.st_mode & 07777) != options.mode)) {
-    if (::fchmod(fd, options.mode) == 0) {
-      if (!created) {
-        notes = "ring " + name + ": mode of /dev/shm/" + name + " changed from " + octal(st.st_mode & 07777) +
-                " to the configured " + octal(options.mode);
-      }
-    } else if (created) {
+  if (created) {
+    // shm_open applies the umask; the configured mode is what we promise.
+    // (An existing segment's mode is its consumer's to set: apply_mode().)
+    if (::fchmod(fd, options.mode) != 0) {
       throw RingError(Status::io_error, describe_errno("ring " + name + ": fchmod", errno));
-    } else {
-      notes = describe_errno("ring " + name + ": /dev/shm/" + name + " has mode " + octal(st.st_mode & 07777) +
-                                 ", not the configured " + octal(options.mode) + ", and fchmod",
-                             errno);
     }
   }
   // Initialising (or re-initialising a half-made segment) holds a file lock
@@ -245,6 +235,18 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
   Segment segment;
   segment.bind(std::move(attached), name);
   return segment;
+}
+
+std::string Segment::apply_mode(mode_t mode) const {
+  struct stat st {};
+  if (::fstat(fd(), &st) != 0 || (st.st_mode & 07777) == mode) return "";
+  const std::string was = octal(st.st_mode & 07777);
+  if (::fchmod(fd(), mode) != 0) {
+    return describe_errno("ring " + name_ + ": /dev/shm/" + name_ + " has mode " + was + ", not the configured " +
+                              octal(mode) + ", and fchmod",
+                          errno);
+  }
+  return "ring " + name_ + ": mode of /dev/shm/" + name_ + " changed from " + was + " to the configured " + octal(mode);
 }
 
 Status Segment::attach(const std::string& name, Segment& out, std::string* error) noexcept {

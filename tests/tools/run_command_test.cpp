@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -528,10 +529,17 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   EXPECT_GT(double(doc["backends"].at(0)["p99_us"]), 0.0);
   const std::int64_t router_pid = int64_t(doc["router_pid"]);
 
-  // A second router on the same config is refused the ring, and leaves the
-  // block's header as it found it: stat still names the running one.
-  RouterProcess second(dir / "edr.json", dir / "second.log");
+  // A second router on the same rings (its config with another mode) is
+  // refused the ring, and leaves the ring's mode and the block's header as
+  // it found them: stat still names the running one.
+  std::string other_mode = read_text(dir / "edr.json");
+  other_mode.replace(other_mode.find(R"("mode": "0600")"), 14, R"("mode": "0644")");
+  write_file(dir / "second.json", other_mode);
+  RouterProcess second(dir / "second.json", dir / "second.log");
   ASSERT_EQ(second.wait_exit(5s), 2) << read_text(dir / "second.log");
+  struct stat ring_stat {};
+  ASSERT_EQ(::stat(("/dev/shm/" + ring).c_str(), &ring_stat), 0);
+  EXPECT_EQ(ring_stat.st_mode & 0777, 0600u);
   const std::string still = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(parser.parse(still).get(doc), simdjson::SUCCESS) << still;
   EXPECT_EQ(int64_t(doc["router_pid"]), router_pid);

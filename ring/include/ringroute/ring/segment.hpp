@@ -63,6 +63,11 @@ class Segment {
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   // The shared-memory file descriptor (for the consumer's flock).
   [[nodiscard]] int fd() const noexcept;
+  // Gives the segment `mode` when it has another (a config changed it since
+  // the segment was made): a sentence saying so, or why it could not, or
+  // empty when the mode was right. For the consumer, once it owns the ring:
+  // a process refused the ring must not change who may produce into it.
+  [[nodiscard]] std::string apply_mode(mode_t mode) const;
   // Writes to every page of the data area once, without changing a byte (an
   // atomic add of zero to one word a page, so a producer or the consumer
   // writing there at the same time loses nothing). The mapping is populated
