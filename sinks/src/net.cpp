@@ -1,5 +1,7 @@
 #include "net.hpp"
 
+#include "ringroute/sinks/url.hpp"
+
 #include <netdb.h>
 #include <sys/un.h>
 
@@ -102,6 +104,13 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
     url.port = static_cast<std::uint16_t>(value);
   }
   return url;
+}
+
+std::string url_problem(std::string_view text) {
+  std::string why;
+  const auto url = parse_url(text, why);
+  if (url && (url->scheme == "unix" || url->scheme == "unixgram")) (void)unix_address(url->path, why);
+  return why;
 }
 
 std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why) {

@@ -203,6 +203,22 @@ TEST(Config, OptionValuesAreChecked) {
   EXPECT_EQ(e.size(), 9u);
 }
 
+// A URL the sink would refuse when the router starts is refused by the
+// config already (the same parser), with the reason.
+TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "a", "type": "http", "options": {"url": "http://host:99999/x"}, "bindings": []},
+    {"name": "b", "type": "socket", "options": {"url": "syslog://:514"}, "bindings": []},
+    {"name": "c", "type": "socket", "options": {"url": "unix://relative.sock"}, "bindings": []},
+    {"name": "d", "type": "socket", "options": {"url": "syslog+tcp://[::1:514"}, "bindings": []},
+    {"name": "e", "type": "http", "options": {"url": "https://[::1]:8443/ok"}, "bindings": []}]})");
+  EXPECT_TRUE(has_error(e, "backends[0].options.url: bad port \"99999\" in the URL"));
+  EXPECT_TRUE(has_error(e, "backends[1].options.url: the URL has no host"));
+  EXPECT_TRUE(has_error(e, "backends[2].options.url: a unix socket URL needs an absolute path (unix:///run/receiver.sock)"));
+  EXPECT_TRUE(has_error(e, "backends[3].options.url: unclosed '[' in the URL's host"));
+  EXPECT_EQ(e.size(), 4u);
+}
+
 TEST(Config, RingsAreChecked) {
   const auto e = errors_of(R"({"rings": [{"name": "r", "size_bytes": 3000, "mode": "rw"}, {"name": "r"}]})");
   EXPECT_TRUE(has_error(e, "rings[0].size_bytes: 3000 is not a power of two"));

@@ -2,6 +2,8 @@
 // binary, config and events in files, stdout and stderr read back.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -173,6 +176,22 @@ TEST(RouteCommand, EventsThatCannotBeReadExitTwo) {
   const Result missing = f.run("route --config " + config + " /nonexistent/events.ndjson");
   EXPECT_EQ(missing.status, 2);
   EXPECT_EQ(missing.err, "ringroute route: cannot read /nonexistent/events.ndjson: No such file or directory\n");
+  // stdin that fails to read (here a directory) is not an empty input.
+  const int raw = std::system((std::string(RINGROUTE_BINARY) + " route --config " + config + " < /tmp 2>/dev/null").c_str());
+  EXPECT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 2);
+}
+
+// A FIFO (a shell's process substitution, `<(...)`) is read as it comes: the
+// file is opened once, since a second open would wait for a writer gone.
+TEST(ValidateCommand, ReadsAConfigFromAFifo) {
+  Files f;
+  const std::string fifo = f.write("placeholder", "") + ".fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] { std::ofstream(fifo) << kRecipe; });
+  const Result r = f.run("validate " + fifo);
+  writer.join();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("ok (3 backends"), std::string::npos) << r.out;
 }
 
 TEST(ValidateCommand, BundledDefaultConfigIsValid) {

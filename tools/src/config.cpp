@@ -14,6 +14,7 @@
 
 #include "ringroute/ingest/body_check.hpp"
 #include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/url.hpp"
 #include "ringroute/tools/json_text.hpp"
 
 namespace ringroute::tools {
@@ -141,7 +142,9 @@ Check url_check(std::initializer_list<std::string_view> schemes) {
     std::string_view scheme = url.substr(0, colon);
     for (std::string_view s : list) {
       if (s == scheme) {
-        if (url.size() == colon + 3) e.add(p, matcher::quoted(url) + " has nothing after the scheme");
+        if (url.size() == colon + 3) return e.add(p, matcher::quoted(url) + " has nothing after the scheme");
+        // What the sink would refuse at start is refused here.
+        if (const std::string why = sinks::url_problem(url); !why.empty()) e.add(p, why);
         return;
       }
     }
@@ -495,17 +498,12 @@ bool report_config_errors(const ConfigResult& result, const char* indent) {
 }
 
 ConfigResult load_config_file(const std::string& path) {
-  std::string problem = unreadable_file(path);
-  std::ifstream in;
+  InputFile file(path);
+  std::string problem = file.problem();
   std::ostringstream text;
-  if (problem.empty()) {
-    in.open(path, std::ios::binary);
-    if (!in) {
-      problem = std::strerror(errno);
-    } else if (in.peek() != std::ifstream::traits_type::eof()) {  // an empty file is judged as JSON
-      text << in.rdbuf();
-      if (in.bad()) problem = std::strerror(errno);
-    }
+  if (problem.empty() && file.stream().peek() != std::istream::traits_type::eof()) {  // an empty file is judged as JSON
+    text << file.stream().rdbuf();
+    if (read_failed(file.stream())) problem = std::strerror(errno);
   }
   if (!problem.empty()) {
     ConfigResult result;

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <ext/stdio_filebuf.h>
+#include <iostream>
 
 #include "ringroute/sinks/json_escape.hpp"
 
@@ -22,15 +25,28 @@ std::string json_quote(std::string_view s) {
   return out;
 }
 
-std::string unreadable_file(const std::string& path) {
+InputFile::InputFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::strerror(errno);
+  if (fd < 0) {
+    problem_ = std::strerror(errno);
+    return;
+  }
   struct stat st {};
-  const bool directory = ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
-  ::close(fd);
-  // An ifstream opens a directory and then reads nothing, which looked like
-  // an empty file.
-  return directory ? "is a directory" : "";
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    // An ifstream opens a directory and reads nothing, as if it were empty.
+    ::close(fd);
+    problem_ = "is a directory";
+    return;
+  }
+  // The buffer owns the descriptor from here and closes it.
+  buffer_ = std::make_unique<__gnu_cxx::stdio_filebuf<char>>(fd, std::ios::in | std::ios::binary);
+  stream_.rdbuf(buffer_.get());
+}
+
+InputFile::~InputFile() = default;
+
+bool read_failed(const std::istream& in) {
+  return in.bad() || (&in == &std::cin && std::ferror(stdin) != 0);
 }
 
 }  // namespace ringroute::tools

@@ -28,19 +28,15 @@ int run_route(const RouteArgs& args) {
   if (report_config_errors(loaded)) return 2;
   const auto matcher = matcher::Matcher::compile(loaded.config->matching);
 
-  std::ifstream file;
+  std::optional<InputFile> file;
   if (!args.events.empty()) {
-    std::string problem = unreadable_file(args.events);
-    if (problem.empty()) {
-      file.open(args.events, std::ios::binary);
-      if (!file) problem = std::strerror(errno);
-    }
-    if (!problem.empty()) {
-      std::fprintf(stderr, "ringroute route: cannot read %s: %s\n", args.events.c_str(), problem.c_str());
+    file.emplace(args.events);
+    if (!file->problem().empty()) {
+      std::fprintf(stderr, "ringroute route: cannot read %s: %s\n", args.events.c_str(), file->problem().c_str());
       return 2;
     }
   }
-  std::istream& in = args.events.empty() ? std::cin : file;
+  std::istream& in = file ? file->stream() : std::cin;
 
   ingest::EventLineParser parser;
   ingest::ParsedEvent parsed;
@@ -83,7 +79,7 @@ int run_route(const RouteArgs& args) {
   std::fflush(stdout);
   // getline stops at a read error as at the end: the lines after it were
   // never judged, so this is an I/O error, not a clean run.
-  if (in.bad()) {
+  if (read_failed(in)) {
     std::fprintf(stderr, "ringroute route: reading %s failed: %s\n",
                  args.events.empty() ? "stdin" : args.events.c_str(), std::strerror(errno));
     return 2;

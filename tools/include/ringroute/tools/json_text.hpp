@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <istream>
+#include <memory>
+#include <streambuf>
 #include <string>
 #include <string_view>
 
@@ -14,9 +16,28 @@ namespace ringroute::tools {
 // escaped, invalid UTF-8 replaced by U+FFFD so every line printed parses.
 [[nodiscard]] std::string json_quote(std::string_view s);
 
-// Why `path` can't be read as a file ("no such file", "is a directory",
-// ...), or empty when it can be opened for reading.
-[[nodiscard]] std::string unreadable_file(const std::string& path);
+// A file the command line reads (a config, EVENTS), opened once: a FIFO
+// can't be opened a second time once its writer has gone. `problem()` says
+// why it can't be read ("No such file or directory", "is a directory"), or
+// is empty; then `stream()` reads it.
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  [[nodiscard]] const std::string& problem() const noexcept { return problem_; }
+  [[nodiscard]] std::istream& stream() noexcept { return stream_; }
+
+ private:
+  std::string problem_;
+  std::unique_ptr<std::streambuf> buffer_;
+  std::istream stream_{nullptr};
+};
+
+// Whether reading `in` failed (not ended): an I/O error. std::cin reads
+// through stdio, whose errors reach the stream as an end of file.
+[[nodiscard]] bool read_failed(const std::istream& in);
 
 // Calls on_line(line, number) for each non-blank line of NDJSON input, as
 // `emit` and `route` read it (SEMANTICS.md 7): numbers count from 1 and count

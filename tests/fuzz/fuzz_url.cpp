@@ -1,0 +1,33 @@
+// A destination URL on any bytes, as a config gives it: a reason or none,
+// never a crash. What the check accepts, the sinks accept at start (same
+// parser), so a URL that validates can't stop the router from starting.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <string_view>
+
+#include "ringroute/sinks/http_sink.hpp"
+#include "ringroute/sinks/socket_sink.hpp"
+#include "ringroute/sinks/url.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const std::string problem = ringroute::sinks::url_problem(text);
+  if (!problem.empty()) return 0;
+  // Accepted: a sink of the URL's kind takes it (they resolve and connect
+  // only when they write, so nothing goes out from here).
+  const std::string url(text);
+  try {
+    if (url.starts_with("http://")) {
+      ringroute::sinks::HttpSink sink({.url = url});
+    } else if (url.starts_with("syslog://") || url.starts_with("syslog+udp://") ||
+               url.starts_with("unix://") || url.starts_with("unixgram://")) {
+      ringroute::sinks::SocketSink sink({.url = url});
+    }
+  } catch (const std::exception&) {
+    std::abort();  // the check passed a URL the sink refuses
+  }
+  return 0;
+}
