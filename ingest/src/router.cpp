@@ -678,7 +678,8 @@ std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config) {
   return plan;
 }
 
-std::optional<std::string> Router::reload(RouterConfig config, const std::function<bool()>& stop_requested) {
+std::optional<std::string> Router::reload(
+    RouterConfig config, const std::function<std::optional<std::chrono::steady_clock::time_point>()>& stop_deadline) {
   if (config.instance != config_.instance) return "instance can't change while running (restart to change it)";
   bool same_rings = config.rings.size() == config_.rings.size() || (config.rings.empty() && config_.rings.size() == 1);
   for (std::size_t i = 0; same_rings && i < config.rings.size(); ++i) {
@@ -762,10 +763,10 @@ std::optional<std::string> Router::reload(RouterConfig config, const std::functi
   const auto moved = Clock::now();
   std::vector<sinks::BackendRunner*> group;
   for (auto& runner : replaced) group.push_back(runner.get());
-  sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(1), stop_requested);
+  sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(1), stop_deadline);
   group.clear();
   for (auto& runner : removed) group.push_back(runner.get());
-  sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(5), stop_requested);
+  sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(5), stop_deadline);
   for (auto& runner : removed) {
     if (const std::uint64_t unwritten = runner->unwritten_events(); unwritten != 0) {
       std::fprintf(stderr, "ringroute: backend %s removed: %llu events it was handed and did not write are dropped\n",

@@ -237,12 +237,16 @@ void BackendRunner::stop(std::chrono::milliseconds drain) {
 }
 
 void BackendRunner::stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline,
-                             const std::function<bool()>& hurry) {
+                             const std::function<std::optional<std::chrono::steady_clock::time_point>()>& sooner) {
   auto all_idle = [&] {
     return std::all_of(runners.begin(), runners.end(),
                        [](const BackendRunner* r) { return !r->thread_.joinable() || r->idle(); });
   };
-  while (!all_idle() && Clock::now() < deadline && !(hurry && hurry())) {
+  for (;;) {
+    if (sooner) {
+      if (const auto until = sooner()) deadline = std::min(deadline, *until);
+    }
+    if (all_idle() || Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   for (BackendRunner* runner : runners) {

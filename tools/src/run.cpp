@@ -1,9 +1,12 @@
 // `ringroute run --config FILE`: the router's main job, until SIGTERM/SIGINT.
 // SIGHUP reopens every file (logrotate) and reloads the config; a bad file
 // keeps the old config.
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <string>
 
 #include "ringroute/ingest/router.hpp"
@@ -49,6 +52,7 @@ int run_router(const RunArgs& args) {
   log_line("running: instance " + loaded.config->instance + ", " + std::to_string(loaded.config->rings.size()) +
            " ring(s) starting with " + loaded.config->rings[0].name + ", " + std::to_string(enabled) +
            " backend(s) enabled; SIGHUP reloads " + args.config + ", SIGTERM stops");
+  std::optional<std::chrono::steady_clock::time_point> stop_until;  // a stop seen during a reload
   for (;;) {
     int signal = 0;
     if (sigwait(&signals, &signal) != 0) continue;
@@ -61,13 +65,19 @@ int run_router(const RunArgs& args) {
         continue;
       }
       // A SIGTERM or SIGINT that comes while the old backends are given
-      // their time stays pending (blocked here): its drain bounds the stop,
-      // so it cuts that time short.
-      auto stop_pending = [] {
-        sigset_t pending;
-        return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
+      // their time stays pending (blocked here). Its drain counts from when
+      // it is seen and bounds the whole stop, those waits included.
+      auto stop_deadline = [&]() -> std::optional<std::chrono::steady_clock::time_point> {
+        if (!stop_until) {
+          sigset_t pending;
+          if (sigpending(&pending) == 0 &&
+              (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1)) {
+            stop_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(args.drain_ms);
+          }
+        }
+        return stop_until;
       };
-      if (auto why = router->reload(router_config(*next.config), stop_pending)) {
+      if (auto why = router->reload(router_config(*next.config), stop_deadline)) {
         log_line("reload refused, keeping the running config: " + *why);
       } else {
         log_line("reloaded " + args.config);
@@ -75,7 +85,11 @@ int run_router(const RunArgs& args) {
       continue;
     }
     log_line(std::string("stopping (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + "): draining");
-    router->stop(std::chrono::milliseconds(args.drain_ms));
+    // A stop seen during a reload has spent part of its drain there.
+    const auto now = std::chrono::steady_clock::now();
+    const auto drain = stop_until ? std::max(std::chrono::steady_clock::duration::zero(), *stop_until - now)
+                                  : std::chrono::steady_clock::duration(std::chrono::milliseconds(args.drain_ms));
+    router->stop(std::chrono::duration_cast<std::chrono::milliseconds>(drain));
     const bool drained = router->drained();
     const std::uint64_t dropped = router->dropped_at_stop();
     router.reset();

@@ -71,10 +71,13 @@ class Router {
   // did not within 1 s, in order (see BackendRunner); unchanged ones keep
   // running untouched. Rings and the instance can't change while running.
   // nullopt on success, else why not (the old config stays).
-  // `stop_requested` (may be empty) cuts those waits short: a stop asked for
-  // meanwhile has its own drain, which must bound it (the old runners stop
-  // at once; what they did not write is dropped or passed on as above).
-  std::optional<std::string> reload(RouterConfig config, const std::function<bool()>& stop_requested = {});
+  // `stop_deadline` (may be empty) says when a stop asked for meanwhile must
+  // be done: those waits end by then at the latest, so the stop's drain
+  // bounds it (what the old runners did not write by then is dropped or
+  // passed on as above).
+  std::optional<std::string> reload(
+      RouterConfig config,
+      const std::function<std::optional<std::chrono::steady_clock::time_point>()>& stop_deadline = {});
 
   // Every sink reopens what it writes to (SIGHUP, after logrotate's rename).
   void reopen();

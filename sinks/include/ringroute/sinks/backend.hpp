@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -104,10 +105,12 @@ class BackendRunner {
   void stop(std::chrono::milliseconds drain);
   // stop() for several runners with one deadline for all, their threads
   // told to stop at once and joined after: stopping N backends whose
-  // destinations are down takes one drain, not N. `hurry` (may be empty),
-  // asked every millisecond, ends the wait early when it says true.
-  static void stop_all(std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline,
-                       const std::function<bool()>& hurry = {});
+  // destinations are down takes one drain, not N. `sooner` (may be empty),
+  // asked every millisecond, may bring the deadline forward (a stop asked
+  // for meanwhile, with a drain of its own).
+  static void stop_all(
+      std::span<BackendRunner* const> runners, std::chrono::steady_clock::time_point deadline,
+      const std::function<std::optional<std::chrono::steady_clock::time_point>()>& sooner = {});
   // After stop(): events handed to this runner (or to the runners it
   // followed) and not written.
   [[nodiscard]] std::uint64_t unwritten_events() const;
