@@ -102,18 +102,33 @@ std::size_t end_of_first_value(std::string_view s) noexcept {
   return std::string_view::npos;
 }
 
+// Whether the number at `at` is an integer as JSON writes them: one that
+// simdjson refused is one past 64 bits.
+bool integer_at(std::string_view text, std::size_t at) noexcept {
+  if (at < text.size() && text[at] == '-') ++at;
+  const std::size_t first = at;
+  while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+  if (at == first || (text[first] == '0' && at - first > 1)) return false;
+  return at == text.size() || (text[at] != '.' && text[at] != 'e' && text[at] != 'E');
+}
+
+struct Located {
+  std::size_t offset;
+  bool trailing = false;  // a whole value, then more
+};
+
 // The slow path, for error messages only: where did it go wrong?
-std::size_t locate_error(std::string_view text, simdjson::error_code error) noexcept {
-  if (error == simdjson::UTF8_ERROR) return first_invalid_utf8(text);
+Located locate_error(std::string_view text, simdjson::error_code error) noexcept {
+  if (error == simdjson::UTF8_ERROR) return {first_invalid_utf8(text)};
   if (const std::size_t end = end_of_first_value(text); end != std::string_view::npos) {
     const std::size_t rest = end + first_non_space(text.substr(end));
     thread_local simdjson::dom::parser prefix_parser;
-    if (rest < text.size() && !prefix_parser.parse(text.data(), end, true).error()) return rest;
+    if (rest < text.size() && !prefix_parser.parse(text.data(), end, true).error()) return {rest, true};
   }
   thread_local simdjson::ondemand::parser parser;
   simdjson::padded_string padded(text);
   simdjson::ondemand::document doc;
-  if (parser.iterate(padded).get(doc)) return text.size();
+  if (parser.iterate(padded).get(doc)) return {text.size()};
   simdjson::ondemand::object object;
   simdjson::error_code e = doc.get_object().get(object);
   if (!e) {
@@ -124,9 +139,9 @@ std::size_t locate_error(std::string_view text, simdjson::error_code error) noex
     }
   }
   const char* at = nullptr;
-  if (doc.current_location().get(at) || at == nullptr) return text.size();
+  if (doc.current_location().get(at) || at == nullptr) return {text.size()};
   const auto offset = static_cast<std::size_t>(at - padded.data());
-  return offset <= text.size() ? offset : text.size();
+  return {offset <= text.size() ? offset : text.size()};
 }
 
 }  // namespace
@@ -139,7 +154,13 @@ std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
   const simdjson::error_code error = parser.parse(text.data(), text.size(), true).get(root);
   if (error) {
     if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
-    return JsonProblem{locate_error(text, error), simdjson::error_message(error)};
+    const Located at = locate_error(text, error);
+    if (at.trailing) return JsonProblem{at.offset, "trailing content after the JSON value"};
+    if (error == simdjson::NUMBER_ERROR && integer_at(text, at.offset)) {
+      return JsonProblem{at.offset, "an integer past 64 bits (integers are read up to 64 bits: send it as a string)",
+                         false, true};
+    }
+    return JsonProblem{at.offset, simdjson::error_message(error)};
   }
   if (!root.is_object()) return JsonProblem{first_non_space(text), "not a JSON object", true};
   return std::nullopt;

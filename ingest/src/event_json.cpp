@@ -139,6 +139,39 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view t) noexcept {
   return seconds * 1'000'000'000 + nanos;
 }
 
+namespace {
+
+// The top-level member whose value holds byte `offset` of a line that is
+// not JSON from there on (its key as written, without quotes), or empty:
+// the error then names the member too, as type errors do. A plain scan:
+// strings (with escapes) and nesting, up to `offset`.
+std::string_view member_at(std::string_view line, std::size_t offset) {
+  std::string_view key, last_string;
+  int depth = 0;
+  bool after_colon = false;
+  for (std::size_t i = 0; i < line.size() && i < offset; ++i) {
+    const char c = line[i];
+    if (c == '"') {
+      const std::size_t start = ++i;
+      while (i < line.size() && i < offset && line[i] != '"') i += line[i] == '\\' ? 2 : 1;
+      if (i >= line.size() || i >= offset) return depth == 1 && after_colon ? key : std::string_view();
+      last_string = line.substr(start, i - start);
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth < 1) return {};
+    } else if (c == ':' && depth == 1) {
+      key = last_string;
+      after_colon = true;
+    } else if (c == ',' && depth == 1) {
+      after_colon = false;
+    }
+  }
+  return depth >= 1 && after_colon ? key : std::string_view();
+}
+
+}  // namespace
+
 std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedEvent& out) {
   out = ParsedEvent{};
   out.input.body = "{}";
@@ -149,6 +182,16 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
   std::memcpy(buffer_.data(), line.data(), line.size());
   std::memset(buffer_.data() + line.size(), ' ', buffer_.size() - line.size());
 
+  // On-demand finds some faults late, without a place, or as the wrong
+  // thing (`{"a":`, `{} x`, a bad escape taken for a type error): the whole
+  // line is checked first, so a line that is not JSON is refused with the
+  // byte where it stops being JSON.
+  if (const auto problem = check_json_object(line); problem && !problem->valid_json) {
+    const std::string_view member = member_at(line, problem->byte_offset);
+    return (member.empty() ? std::string() : std::string(member) + ": ") +
+           (problem->unsupported ? "byte " : "not JSON: byte ") + std::to_string(problem->byte_offset) + ": " +
+           problem->reason;
+  }
   simdjson::ondemand::document doc;
   if (auto e = parser_.iterate(buffer_.data(), line.size(), buffer_.size()).get(doc)) {
     return std::string("not JSON: ") + simdjson::error_message(e);

@@ -85,6 +85,24 @@ TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_NE(error_of(R"({"id":"a"} x)").find("not JSON"), std::string::npos);
 }
 
+// A line that is not JSON says at which byte it stops being JSON, what is
+// wrong there, and the member it was in; on-demand alone found some of these
+// late, without a byte, or as something else (trailing content as "ended
+// early", a bad escape as "expected a string").
+TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
+  EXPECT_EQ(error_of("{} x"), "not JSON: byte 3: trailing content after the JSON value");
+  EXPECT_EQ(error_of(R"({"body":{"a":1}} trailing)"), "not JSON: byte 17: trailing content after the JSON value");
+  EXPECT_EQ(error_of(R"({"account_tree":[1})").rfind("account_tree: not JSON: byte 18: ", 0), 0u)
+      << error_of(R"({"account_tree":[1})");
+  EXPECT_EQ(error_of(R"({"id":"\ud800"})"), "id: not JSON: byte 14: Problem while parsing a string");
+  EXPECT_EQ(error_of(R"({"severity":"ok",})").rfind("not JSON: byte 17: ", 0), 0u) << error_of(R"({"severity":"ok",})");
+  // Valid JSON, but past what is read: said as such, not as "not JSON".
+  EXPECT_EQ(error_of(R"({"timestamp":99999999999999999999})"),
+            "timestamp: byte 13: an integer past 64 bits (integers are read up to 64 bits: send it as a string)");
+  EXPECT_EQ(error_of(R"({"id":"x","body":{"n":-100000000000000000000}})").rfind("body: byte 22: an integer past 64 bits", 0),
+            0u);
+}
+
 // A body is taken as its raw text, which simdjson's raw_json() finds by
 // balancing brackets only: these passed as events with a body that is not
 // JSON. And the seconds of gregorian_time are range-checked before the

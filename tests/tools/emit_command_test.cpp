@@ -61,6 +61,26 @@ TEST(EmitCommand, BadFlagIsAUsageError) {
   EXPECT_NE(res.err.find(R"(severity: unknown level "sever")"), std::string::npos) << res.err;
 }
 
+// --body is judged on its own, with bytes counted in what was typed, and
+// before any ring is opened (no router runs here). Pasted unchecked into
+// the event line, `{},"id":"x"` set the id, and a fault's byte counted in
+// a line the user never wrote.
+TEST(EmitCommand, BodyFlagIsCheckedOnItsOwnBeforeAnyRingIsOpened) {
+  const std::string ring = ringroute::testing::unique_ring_name("absent");
+  auto bad = [&](const std::string& body, const std::string& says) {
+    const auto res = emit(ring, "--id x --body '" + body + "'");
+    EXPECT_EQ(res.status, 2) << body;
+    EXPECT_EQ(res.err, "ringroute emit: --body: " + says + "\n") << body;
+  };
+  bad(R"({"a":tru})", "byte 5: Problem while parsing an atom starting with the letter 't'");
+  bad(R"({},"id":"y")", "byte 2: trailing content after the JSON value");
+  bad("null", "expected a JSON object");
+  bad("[1]", "expected a JSON object");
+  const auto flag = emit(ring, "--severity sever");
+  EXPECT_EQ(flag.status, 2);
+  EXPECT_EQ(flag.err.find("does not exist"), std::string::npos) << flag.err;
+}
+
 TEST(EmitCommand, NdjsonBadLinesAreNamedAndTheRestGoOn) {
   TestRing r(1 << 16, "emit");
   ring::Consumer c(r.segment);

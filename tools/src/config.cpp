@@ -416,8 +416,8 @@ ConfigResult parse_config(std::string_view text) {
     // simdjson says what, not where; the body checker finds the byte.
     auto problem = ingest::check_json_object(text);
     if (problem) {
-      result.errors.push_back({"", "not valid JSON at " + line_column(text, problem->byte_offset) + ": " +
-                                       problem->reason});
+      result.errors.push_back({"", (problem->unsupported ? "cannot read the value at " : "not valid JSON at ") +
+                                       line_column(text, problem->byte_offset) + ": " + problem->reason});
     } else {
       result.errors.push_back({"", std::string("not valid JSON: ") + simdjson::error_message(error)});
     }

@@ -1,5 +1,7 @@
 // `ringroute emit`: one event from flags, or NDJSON events on stdin.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -7,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ringroute/ingest/body_check.hpp"
 #include "ringroute/ingest/event_json.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/tools/commands.hpp"
@@ -69,6 +72,28 @@ bool any_field(const EmitArgs& a) {
 }
 
 int run_emit(const EmitArgs& args) {
+  ingest::EventLineParser parser;
+  ingest::ParsedEvent parsed;
+  std::string flags_line;
+  if (any_field(args)) {
+    // The flags are judged before the ring is opened, so a usage error says
+    // so even where no router runs. --body is checked on its own: pasted
+    // into the event line unchecked, `{},"id":"x"` set the id and a fault's
+    // byte counted in a line the user never wrote.
+    if (args.body) {
+      if (const auto problem = ingest::check_json_object(*args.body)) {
+        std::fprintf(stderr, "ringroute emit: --body: %s%s\n",
+                     problem->valid_json ? "" : ("byte " + std::to_string(problem->byte_offset) + ": ").c_str(),
+                     problem->valid_json ? "expected a JSON object" : problem->reason);
+        return 2;
+      }
+    }
+    flags_line = flags_as_json(args);
+    if (auto why = parser.parse(flags_line, parsed)) {
+      std::fprintf(stderr, "ringroute emit: %s\n", why->c_str());
+      return 2;  // a bad flag is a usage error
+    }
+  }
   EventProducer producer;
   rr_producer_options options{};
   // Saturated: --wait-ms past what int64 nanoseconds hold waits for good.
@@ -80,11 +105,9 @@ int run_emit(const EmitArgs& args) {
     std::fprintf(stderr, "ringroute emit: %s\n", error.message);
     return 2;
   }
-  ingest::EventLineParser parser;
-  ingest::ParsedEvent parsed;
   std::vector<rr_str> tree;
-  auto emit_line = [&](std::string_view line) -> std::optional<std::string> {
-    if (auto why = parser.parse(line, parsed)) return why;
+  // Emits `parsed`, the event parser.parse() just read.
+  auto emit_parsed = [&]() -> std::optional<std::string> {
     const rr_event event = to_rr_event(parsed, tree);
     rr_error e{};
     if (rr_status s = producer.emit(event, 0, &e); s != RR_OK) {
@@ -97,19 +120,26 @@ int run_emit(const EmitArgs& args) {
   };
 
   if (any_field(args)) {
-    if (auto why = emit_line(flags_as_json(args))) {
+    if (auto why = emit_parsed()) {
       std::fprintf(stderr, "ringroute emit: %s\n", why->c_str());
-      return 2;  // a bad flag is a usage error
+      return 2;
     }
     return 0;
   }
   bool any_bad = false;
   for_each_ndjson_line(std::cin, [&](std::string_view line, std::size_t number) {
-    if (auto why = emit_line(line)) {
+    std::optional<std::string> why = parser.parse(line, parsed);
+    if (!why) why = emit_parsed();
+    if (why) {
       any_bad = true;
       std::fprintf(stderr, "{\"line\":%zu,\"error\":%s}\n", number, json_quote(*why).c_str());
     }
   });
+  // A failed read is an I/O error, not the end of the input.
+  if (read_failed(std::cin)) {
+    std::fprintf(stderr, "ringroute emit: reading stdin failed: %s\n", std::strerror(errno));
+    return 2;
+  }
   return any_bad ? 1 : 0;
 }
 
