@@ -3,8 +3,15 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -54,4 +61,50 @@ TEST(BenchCommand, JsonReportCountsEveryEventDeliveredAndSplitsTheRoutersCpu) {
   EXPECT_GT(workers + sinks, 0);
   EXPECT_GE(workers, 0);
   EXPECT_GE(sinks, 0);
+}
+
+TEST(BenchCommand, BadArgumentsAreUsageErrors) {
+  const std::string config = std::string("--config ") + RINGROUTE_BENCH_CONFIGS + "/one-backend.json ";
+  for (const char* bad : {"--producers 0", "--seconds nan", "--seconds 0", "--rate -1", "--rate inf", "--warmup nan"}) {
+    EXPECT_EQ(run(config + bad).status, 2) << bad;
+  }
+}
+
+// Ctrl-C (or SIGTERM) stops the bench, and what it made in /dev/shm (its
+// rings, perf block and sink files, all named rr-bench-{pid}) goes with it.
+TEST(BenchCommand, AnInterruptedBenchLeavesNothingBehind) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stderr);
+    std::freopen("/dev/null", "w", stdout);
+    ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "bench", "--config",
+            (std::string(RINGROUTE_BENCH_CONFIGS) + "/one-backend.json").c_str(), "--seconds", "30", "--rate",
+            "100000", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const std::string prefix = "rr-bench-" + std::to_string(pid);
+  auto leftovers = [&] {
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+      n += entry.path().filename().string().starts_with(prefix) ? 1 : 0;
+    }
+    return n;
+  };
+  // Running: its ring exists.
+  for (int i = 0; i < 200 && leftovers() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GT(leftovers(), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::kill(pid, SIGINT);
+  int status = 0;
+  bool reaped = false;
+  for (int i = 0; i < 200 && !(reaped = ::waitpid(pid, &status, WNOHANG) == pid); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!reaped) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "the bench did not stop within 2 s of SIGINT";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130);
+  EXPECT_EQ(leftovers(), 0);
 }

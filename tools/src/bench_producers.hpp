@@ -5,14 +5,21 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -35,6 +42,33 @@ struct BenchControl {
   char error[512]{};
 };
 
+// For the benches' seconds and rates: CLI::Range lets NaN through (every
+// comparison with it is false), and infinity makes no sense either.
+inline CLI::Validator finite_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          return std::isfinite(std::stod(text)) ? "" : "not a finite number: " + text;
+        } catch (const std::exception&) {
+          return "not a number: " + text;
+        }
+      },
+      "FINITE");
+}
+
+// Set by SIGINT or SIGTERM once catch_interrupts() ran: a bench's loops
+// look at it, stop, and remove what they made (left to the default action,
+// Ctrl-C left rings, the perf block and sink files in /dev/shm).
+inline volatile std::sig_atomic_t bench_interrupted = 0;
+
+inline void catch_interrupts() {
+  struct sigaction action {};
+  action.sa_handler = [](int) { bench_interrupted = 1; };
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+}
+
 class ProducerProcesses {
  public:
   // Forks `count` children; child i runs run(i, control) and must not return.
@@ -43,13 +77,19 @@ class ProducerProcesses {
     void* mem = ::mmap(nullptr, sizeof(BenchControl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) throw std::runtime_error("mmap of the bench control block failed");
     control_ = new (mem) BenchControl{};
+    const pid_t parent = ::getpid();
     for (unsigned i = 0; i < count; ++i) {
       const pid_t pid = ::fork();
       if (pid < 0) {
         kill_all();
         throw std::runtime_error("fork failed");
       }
-      if (pid == 0) run(i, control_);
+      if (pid == 0) {
+        // A bench killed outright must not leave its producers spinning.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(1);  // it died before the line above
+        run(i, control_);
+      }
       children_.push_back(pid);
     }
   }
@@ -65,8 +105,26 @@ class ProducerProcesses {
 
   // Waits until every child is ready; false when one failed (then all are
   // stopped and reaped, and control().error says why).
+  // A child that dies without saying why (killed, out of memory) counts as
+  // failed too: waiting for it to be ready would never end.
   bool wait_ready() {
     while (control_->ready.load() < static_cast<int>(children_.size()) && control_->failed.load() == 0) {
+      if (bench_interrupted) {
+        std::snprintf(control_->error, sizeof control_->error, "interrupted");
+        control_->failed.store(1);
+        break;
+      }
+      for (pid_t& pid : children_) {
+        int status = 0;
+        if (pid == 0 || ::waitpid(pid, &status, WNOHANG) != pid) continue;
+        pid = 0;
+        if (control_->failed.load() == 0) {
+          std::snprintf(control_->error, sizeof control_->error, "a producer process %s %d before it was ready",
+                        WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+          control_->failed.store(1);
+        }
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (control_->failed.load() == 0) return true;

@@ -113,6 +113,7 @@ RunResult run_once(const BenchRingArgs& args, unsigned run) {
   ProducerProcesses producers(args.producers, [&](unsigned i, BenchControl* control) {
     run_producer(ring_name, i, args, control);
   });
+  catch_interrupts();
   BenchControl* control = &producers.control();
   if (!producers.wait_ready()) throw std::runtime_error(control->error);
 
@@ -147,7 +148,7 @@ RunResult run_once(const BenchRingArgs& args, unsigned run) {
     }
     if (n == 0 || ++polls % 64 == 0) {
       const std::int64_t now = now_ns();
-      if (now >= stop_at) break;
+      if (now >= stop_at || bench_interrupted) break;
       if (now >= next_report && !args.quiet) {
         const double rate = static_cast<double>(events - events_at_report) / ((now - next_report + 1e9) / 1e9);
         const auto totals = ring::sum_producer_slots(segment.header());
@@ -160,6 +161,7 @@ RunResult run_once(const BenchRingArgs& args, unsigned run) {
     }
   }
   control->stop.store(1, std::memory_order_relaxed);
+  if (bench_interrupted) throw std::runtime_error("interrupted");  // the ring is removed, the producers killed
   // Drain while the producers finish their last batches.
   for (;;) {
     while (consumer.poll(on_record, 4096) != 0) consumer.release(consumer.read_position());
@@ -243,7 +245,10 @@ Run add_bench_ring(CLI::App& bench) {
   cmd->add_option("--size", args->size, "bytes per record on the ring, header included")
       ->capture_default_str()
       ->check(CLI::Range(48, 1 << 20));
-  cmd->add_option("--seconds", args->seconds, "how long each run produces")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--seconds", args->seconds, "how long each run produces")
+      ->capture_default_str()
+      ->check(finite_number())
+      ->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("--runs", args->runs, "runs; the median is reported with min and max")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));

@@ -253,28 +253,54 @@ int run_bench(const BenchArgs& args) {
     for (const auto& slot : mapping->block().rings) {
       if (slot.name[0] != 0) rings.push_back(slot.name);
     }
+    if (rings.empty()) {
+      std::fprintf(stderr, "ringroute bench: instance %s has no rings (has its router run?)\n", instance.c_str());
+      return 2;
+    }
   }
+
+  // Whatever way the bench ends (an error, Ctrl-C, done), an in-process
+  // router is stopped and its rings, perf block and files are removed.
+  const fs::path previous_dir = fs::current_path();
+  struct Cleanup {
+    std::unique_ptr<ingest::Router>& router;
+    const std::optional<ingest::RouterConfig>& config;
+    const std::vector<std::string>& rings;
+    const std::string& instance;
+    const std::string& out_dir;
+    bool remove_dir;
+    const fs::path& previous_dir;
+    ~Cleanup() {
+      if (router) router->stop(std::chrono::seconds(5));
+      router.reset();
+      std::error_code ec;
+      fs::current_path(previous_dir, ec);
+      if (!config) return;
+      for (const auto& r : rings) ring::Segment::remove(r);
+      perf::BlockMapping::remove(instance);
+      if (remove_dir) fs::remove_all(out_dir, ec);
+    }
+  } cleanup{router, config, rings, instance, out_dir, args.dir.empty(), previous_dir};
 
   // Producers are forked before the router starts threads; they wait for its ring.
   ProducerProcesses producers(args.producers, [&](unsigned i, BenchControl* control) {
     run_producer(rings[i % rings.size()], i, args, control);
   });
+  catch_interrupts();
   BenchControl* control = &producers.control();
-  const fs::path previous_dir = fs::current_path();
   if (config) {
     fs::current_path(out_dir);
     try {
       router = std::make_unique<ingest::Router>(*config);
     } catch (const std::exception& e) {
       producers.kill_all();
-      fs::current_path(previous_dir);
       std::fprintf(stderr, "ringroute bench: %s\n", e.what());
       return 2;
     }
   }
   if (!producers.wait_ready()) {
     std::fprintf(stderr, "ringroute bench: %s\n", control->error);
-    return 2;
+    return bench_interrupted ? 130 : 2;
   }
   std::string error;
   auto mapping = perf::BlockMapping::open_read_only(instance, &error);
@@ -317,9 +343,11 @@ int run_bench(const BenchArgs& args) {
   const std::int64_t stop_at = start + static_cast<std::int64_t>(args.seconds * 1e9);
   std::uint64_t last_sent = before.sent;
   std::int64_t last_report = start;
-  while (now_ns() < stop_at) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(1000, (stop_at - now_ns()) / 1'000'000 + 1)));
-    if (!args.quiet) {
+  std::int64_t next_progress = start + 1'000'000'000;
+  while (now_ns() < stop_at && !bench_interrupted && control->failed.load() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(50, (stop_at - now_ns()) / 1'000'000 + 1)));
+    if (!args.quiet && (now_ns() >= next_progress || now_ns() >= stop_at)) {
+      next_progress += 1'000'000'000;
       const Totals t = totals(mapping->block(), segments);
       const std::int64_t now = now_ns();
       std::fprintf(stderr, "  %5.1fs  written %7.2fM  delivered %7.2fM/s  full=%llu\n", (now - start) / 1e9,
@@ -332,11 +360,21 @@ int run_bench(const BenchArgs& args) {
   }
   producers.stop();
   producers.reap();
+  if (bench_interrupted) {
+    std::fprintf(stderr, "ringroute bench: interrupted\n");
+    return 130;
+  }
+  if (control->failed.load() != 0) {
+    // Acquire through the seq_cst load above: the child wrote `error` first.
+    std::fprintf(stderr, "ringroute bench: %s\n", control->error);
+    return 2;
+  }
   // Until everything the producers wrote has been read, routed and written.
   Totals after;
   std::int64_t end = now_ns();
   std::uint64_t stable_rounds = 0, last = ~0ull;
-  for (const std::int64_t give_up = now_ns() + 60'000'000'000; now_ns() < give_up;) {
+  bool drained = false;
+  for (const std::int64_t give_up = now_ns() + 60'000'000'000; now_ns() < give_up && !bench_interrupted;) {
     after = totals(mapping->block(), segments);
     const std::uint64_t done = after.sent + after.dropped_queue_full + after.dropped_rejected;
     const std::uint64_t routed = after.matched;
@@ -346,6 +384,7 @@ int run_bench(const BenchArgs& args) {
         last = done;
         stable_rounds = 0;
       } else if (++stable_rounds > 20) {
+        drained = true;
         break;
       }
     }
@@ -359,9 +398,10 @@ int run_bench(const BenchArgs& args) {
   const double sinks_cpu = threads_after.sinks - threads_before.sinks;
   const double producers_cpu = cpu_seconds(children_usage) - producers_cpu_before;
   const double peak_rss = process_peak_rss_mib(router_pid);
-  if (router) router->stop(std::chrono::seconds(5));
-  router.reset();
-  fs::current_path(previous_dir);
+  if (bench_interrupted) {
+    std::fprintf(stderr, "ringroute bench: interrupted\n");
+    return 130;
+  }
 
   const std::uint64_t events = after.written - before.written;
   const std::uint64_t delivered = after.sent - before.sent;
@@ -375,10 +415,9 @@ int run_bench(const BenchArgs& args) {
   const double p50 = perf::histogram_quantile(latency, 0.5) / 1000.0;
   const double p99 = perf::histogram_quantile(latency, 0.99) / 1000.0;
   const double p999 = perf::histogram_quantile(latency, 0.999) / 1000.0;
-  if (config) {
-    for (const auto& r : rings) ring::Segment::remove(r);
-    perf::BlockMapping::remove(instance);
-    if (args.dir.empty()) fs::remove_all(out_dir);
+  if (!drained) {
+    std::fprintf(stderr, "ringroute bench: not everything written was delivered within 60 s of the end; the figures "
+                         "below count what was\n");
   }
   if (args.json) {
     std::printf(
@@ -386,7 +425,8 @@ int run_bench(const BenchArgs& args) {
         "\"dropped_queue_full\":%llu,\"dropped_rejected\":%llu,\"full\":%llu,\"p50_us\":%.1f,\"p99_us\":%.1f,"
         "\"p999_us\":%.1f,\"seconds\":%.3f,\"router_cpu_s_per_million\":%.3f,"
         "\"workers_cpu_s_per_million\":%.3f,\"sinks_cpu_s_per_million\":%.3f,"
-        "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%.1f,\"producers\":%u,\"size\":%zu}\n",
+        "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%.1f,\"producers\":%u,\"size\":%zu,"
+        "\"drained\":%s}\n",
         static_cast<double>(events) / elapsed, static_cast<double>(delivered) / elapsed,
         static_cast<unsigned long long>(events), static_cast<unsigned long long>(delivered),
         static_cast<unsigned long long>(dropped),
@@ -394,7 +434,7 @@ int run_bench(const BenchArgs& args) {
         static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
         static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, elapsed,
         per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu), per_million(producers_cpu),
-        peak_rss, args.producers, args.size);
+        peak_rss, args.producers, args.size, drained ? "true" : "false");
   } else {
     std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
                 "latency commit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us\n"
@@ -406,21 +446,30 @@ int run_bench(const BenchArgs& args) {
                 per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
                 per_million(producers_cpu), peak_rss);
   }
-  return 0;
+  return drained ? 0 : 1;
 }
 
 }  // namespace
 
 Run add_bench_router(CLI::App& bench) {
   auto args = std::make_shared<BenchArgs>();
+  const CLI::Validator finite = finite_number();
   bench.add_option("--config", args->config, "config for an in-process router (private ring and instance names)");
   bench.add_option("--attach", args->attach, "measure the running router of this instance instead");
-  bench.add_option("--producers", args->producers, "producer processes")->capture_default_str();
-  bench.add_option("--size", args->size, "body bytes")->capture_default_str();
-  bench.add_option("--seconds", args->seconds, "how long producers write")->capture_default_str();
-  bench.add_option("--rate", args->rate, "events/s over all producers (0: as fast as they go)")->capture_default_str();
+  bench.add_option("--producers", args->producers, "producer processes")->capture_default_str()->check(CLI::Range(1, 64));
+  bench.add_option("--size", args->size, "body bytes")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  bench.add_option("--seconds", args->seconds, "how long producers write")
+      ->capture_default_str()
+      ->check(finite)
+      ->check(CLI::Range(0.1, 3600.0));
+  bench.add_option("--rate", args->rate, "events/s over all producers (0: as fast as they go)")
+      ->capture_default_str()
+      ->check(finite)
+      ->check(CLI::Range(0.0, 1e10));
   bench.add_option("--warmup", args->warmup, "seconds producers run before the measured window opens")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(finite)
+      ->check(CLI::Range(0.0, 3600.0));
   bench.add_option("--dir", args->dir, "where relative file paths go (default: a fresh folder in /dev/shm)");
   bench.add_flag("--json", args->json, "one JSON object on stdout");
   bench.add_flag("--quiet", args->quiet, "no progress lines");
