@@ -114,7 +114,8 @@ bool integer_at(std::string_view text, std::size_t at) noexcept {
 
 struct Located {
   std::size_t offset;
-  bool trailing = false;  // a whole value, then more
+  bool trailing = false;    // a whole value, then more
+  bool unfinished = false;  // the text ends inside its value
 };
 
 // The slow path, for error messages only: where did it go wrong?
@@ -141,6 +142,11 @@ Located locate_error(std::string_view text, simdjson::error_code error) noexcept
   const char* at = nullptr;
   if (doc.current_location().get(at) || at == nullptr) return {text.size()};
   const auto offset = static_cast<std::size_t>(at - padded.data());
+  // On-demand gives up on an unfinished value (`{"a":`, `{"id":"x"`) at
+  // its first byte; where it goes wrong is the end, where more was due.
+  if (offset == first_non_space(text) && end_of_first_value(text) == std::string_view::npos) {
+    return {text.size(), false, true};
+  }
   return {offset <= text.size() ? offset : text.size()};
 }
 
@@ -156,6 +162,7 @@ std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
     if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
     const Located at = locate_error(text, error);
     if (at.trailing) return JsonProblem{at.offset, "trailing content after the JSON value"};
+    if (at.unfinished) return JsonProblem{at.offset, "the text ends inside the JSON value (unclosed object, array or string)"};
     if (error == simdjson::NUMBER_ERROR && integer_at(text, at.offset)) {
       return JsonProblem{at.offset, "an integer past 64 bits (integers are read up to 64 bits: send it as a string)",
                          false, true};

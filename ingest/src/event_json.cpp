@@ -187,7 +187,9 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
   // line is checked first, so a line that is not JSON is refused with the
   // byte where it stops being JSON.
   if (const auto problem = check_json_object(line); problem && !problem->valid_json) {
-    const std::string_view member = member_at(line, problem->byte_offset);
+    // At the line's end (it stops inside its JSON) no member is at fault.
+    const std::string_view member =
+        problem->byte_offset < line.size() ? member_at(line, problem->byte_offset) : std::string_view();
     return (member.empty() ? std::string() : std::string(member) + ": ") +
            (problem->unsupported ? "byte " : "not JSON: byte ") + std::to_string(problem->byte_offset) + ": " +
            problem->reason;

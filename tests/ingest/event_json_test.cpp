@@ -96,6 +96,12 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
       << error_of(R"({"account_tree":[1})");
   EXPECT_EQ(error_of(R"({"id":"\ud800"})"), "id: not JSON: byte 14: Problem while parsing a string");
   EXPECT_EQ(error_of(R"({"severity":"ok",})").rfind("not JSON: byte 17: ", 0), 0u) << error_of(R"({"severity":"ok",})");
+  // A line that ends inside its JSON is wrong at its end.
+  for (const char* line : {R"({"id":"x")", R"({"a":)", "{", R"({"body":[)"}) {
+    EXPECT_EQ(error_of(line), "not JSON: byte " + std::to_string(std::string_view(line).size()) +
+                                  ": the text ends inside the JSON value (unclosed object, array or string)")
+        << line;
+  }
   // Valid JSON, but past what is read: said as such, not as "not JSON".
   EXPECT_EQ(error_of(R"({"timestamp":99999999999999999999})"),
             "timestamp: byte 13: an integer past 64 bits (integers are read up to 64 bits: send it as a string)");

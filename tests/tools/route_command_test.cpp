@@ -161,6 +161,11 @@ TEST(ValidateCommand, MissingFileAndUsage) {
   const Result directory = f.run("validate /tmp");
   EXPECT_EQ(directory.status, 2);
   EXPECT_EQ(directory.err, "cannot read /tmp: is a directory\n");
+  // Its first read fails (nothing is mapped at offset 0): a read error, not
+  // an empty file.
+  const Result unreadable = f.run("validate /proc/self/mem");
+  EXPECT_EQ(unreadable.status, 2);
+  EXPECT_EQ(unreadable.err, "cannot read /proc/self/mem: Input/output error\n");
   EXPECT_EQ(f.run("validate").status, 2);
 }
 

@@ -14,7 +14,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <new>
@@ -59,11 +58,14 @@ inline CLI::Validator finite_number() {
 // Set by SIGINT or SIGTERM once catch_interrupts() ran: a bench's loops
 // look at it, stop, and remove what they made (left to the default action,
 // Ctrl-C left rings, the perf block and sink files in /dev/shm).
-inline volatile std::sig_atomic_t bench_interrupted = 0;
+// Lock-free, so the handler may store it, and atomic, since the handler
+// can run on any thread of the process (the in-process router's too).
+inline std::atomic<int> bench_interrupted{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 inline void catch_interrupts() {
   struct sigaction action {};
-  action.sa_handler = [](int) { bench_interrupted = 1; };
+  action.sa_handler = [](int) { bench_interrupted.store(1, std::memory_order_relaxed); };
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);

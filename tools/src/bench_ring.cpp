@@ -161,7 +161,7 @@ RunResult run_once(const BenchRingArgs& args, unsigned run) {
     }
   }
   control->stop.store(1, std::memory_order_relaxed);
-  if (bench_interrupted) throw std::runtime_error("interrupted");  // the ring is removed, the producers killed
+  if (bench_interrupted) return {};  // the caller says so; the ring is removed, the producers killed
   // Drain while the producers finish their last batches.
   for (;;) {
     while (consumer.poll(on_record, 4096) != 0) consumer.release(consumer.read_position());
@@ -198,6 +198,10 @@ int run_bench_ring(const BenchRingArgs& args) {
                    args.producers, args.producers == 1 ? "" : "s", args.size, args.seconds);
     }
     results.push_back(run_once(args, run));
+    if (bench_interrupted) {
+      std::fprintf(stderr, "ringroute bench ring: interrupted\n");
+      return 130;
+    }
   }
   std::vector<double> rates;
   for (const auto& r : results) rates.push_back(r.events_per_sec);

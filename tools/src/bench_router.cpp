@@ -337,7 +337,11 @@ int run_bench(const BenchArgs& args) {
     // Everything before the window opens is left out: first-lap costs
     // (page faults, fresh batch memory, cold caches) are not steady state.
     if (!args.quiet) std::fprintf(stderr, "  warming up for %.1f s\n", args.warmup);
-    std::this_thread::sleep_for(std::chrono::nanoseconds(static_cast<std::int64_t>(args.warmup * 1e9)));
+    // In slices: sleep_for resumes after a signal, and Ctrl-C must not wait.
+    const std::int64_t warm_until = now_ns() + static_cast<std::int64_t>(args.warmup * 1e9);
+    while (now_ns() < warm_until && !bench_interrupted) {
+      std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<std::int64_t>(50'000'000, warm_until - now_ns())));
+    }
     open_window();
   }
   const std::int64_t stop_at = start + static_cast<std::int64_t>(args.seconds * 1e9);

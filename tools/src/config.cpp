@@ -501,9 +501,16 @@ ConfigResult load_config_file(const std::string& path) {
   InputFile file(path);
   std::string problem = file.problem();
   std::ostringstream text;
-  if (problem.empty() && file.stream().peek() != std::istream::traits_type::eof()) {  // an empty file is judged as JSON
-    text << file.stream().rdbuf();
-    if (read_failed(file.stream())) problem = std::strerror(errno);
+  if (problem.empty()) {
+    errno = 0;
+    std::istream& in = file.stream();
+    // peek() takes a first read's error for the end: bad() tells them apart.
+    // An empty file is judged as JSON ("no JSON found").
+    const bool empty = in.peek() == std::istream::traits_type::eof();
+    // The copy catches a later read's error and marks `text` failed, not `in`.
+    if (read_failed(in) || (!empty && (!(text << in.rdbuf()) || read_failed(in)))) {
+      problem = errno != 0 ? std::strerror(errno) : "read error";
+    }
   }
   if (!problem.empty()) {
     ConfigResult result;
