@@ -253,7 +253,9 @@ Run add_stat(CLI::App& app) {
   cmd->add_option("--instance", args->instance, "the router's instance name")->capture_default_str();
   cmd->add_option("--config", args->config, "take the instance name from this config file");
   cmd->add_flag("--json", args->json, "print one JSON snapshot and exit");
-  cmd->add_option("--interval-ms", args->interval_ms, "refresh interval")->capture_default_str();
+  cmd->add_option("--interval-ms", args->interval_ms, "refresh interval")
+      ->capture_default_str()
+      ->check(CLI::Range(10u, 3600000u));
   cmd->add_option("--count", args->count, "stop after this many views (0: until interrupted)")->capture_default_str();
   return [args] { return run_stat(*args); };
 }
