@@ -33,6 +33,7 @@ struct RingFigures {
   bool attached = false;
   std::uint64_t written = 0, bytes = 0, read = 0, full = 0, skipped = 0, corrupt = 0, replayed = 0, producers = 0;
   std::uint64_t capacity = 0, used = 0;
+  std::int64_t created_ns = 0;  // which segment: a ring made again starts its counters over
 };
 
 struct BackendFigures {
@@ -74,6 +75,7 @@ Snapshot take(const perf::Block& block) {
       r.skipped = h.skipped.read();
       r.corrupt = h.corrupt.read();
       r.capacity = segment.capacity();
+      r.created_ns = h.created_unix_ns;
       // Head first: the tail read after it is at least as far, so the
       // difference never wraps (acquire orders the two loads).
       const std::uint64_t head = h.head.load(std::memory_order_acquire);
@@ -193,8 +195,12 @@ void print_table(const Snapshot& now, const Snapshot* before) {
                   "gone");
       continue;
     }
+    // A ring made again since the view before counts from zero, even past
+    // where the old one was.
+    const bool same_segment = p != nullptr && p->created_ns == r.created_ns;
     std::printf("%-24s %14.0f %14.0f %12llu %10llu %10llu %10llu %7.1f%%\n", r.name.c_str(),
-                p ? rate(r.written, p->written) : 0.0, p ? rate(r.read, p->read) : 0.0,
+                p ? rate(r.written, same_segment ? p->written : 0) : 0.0,
+                p ? rate(r.read, same_segment ? p->read : 0) : 0.0,
                 static_cast<unsigned long long>(r.written), static_cast<unsigned long long>(r.full),
                 static_cast<unsigned long long>(r.skipped), static_cast<unsigned long long>(r.corrupt),
                 r.capacity ? 100.0 * static_cast<double>(r.used) / static_cast<double>(r.capacity) : 0.0);
