@@ -19,6 +19,11 @@ namespace {
 constexpr std::size_t kTlsChunk = 256 * 1024;  // plaintext encrypted per round
 constexpr std::size_t kTlsRecord = 16 * 1024;  // plaintext per encrypt: one TLS record
 constexpr std::size_t kCipherReceive = 16 * 1024;
+// How long a new TLS 1.3 connection waits for the server's first word
+// after the handshake. Servers that take the client send session tickets at
+// once; one that refuses it sends an alert about a round trip after our
+// last flight. A server that sends neither costs this once per connection.
+constexpr std::chrono::milliseconds kConfirmWait{250};
 
 }  // namespace
 
@@ -108,6 +113,7 @@ Stream::Progress Stream::setup_completed(UringLoop& loop, std::uint64_t op, int 
     } else if (op == kConnect) {
       tls_ = std::make_unique<TlsConnection>(*tls);
       cipher_sent_ = 0;
+      confirmed_ = confirming_ = false;
       progress = handshake(loop, base, limit, why);
     } else {
       progress = handshake_completed(loop, op, result, base, limit, why);
@@ -143,6 +149,17 @@ Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chr
       loop.recv(fd_, cipher_in_.data(), cipher_in_.size(), base + kHandshakeReceive, limit);
       return Progress::pending;
     case TlsConnection::Step::done:
+      // Under TLS 1.3 the server judges our certificate (or its absence)
+      // after our last flight, so a refusal is an alert that comes after a
+      // handshake that looked done. A batch sent into that would count as
+      // written and be gone: a new connection first waits a moment for
+      // what the server says first.
+      if (!confirmed_ && tls_->tls13()) {
+        confirmed_ = confirming_ = true;
+        cipher_in_.resize(kCipherReceive);
+        loop.recv(fd_, cipher_in_.data(), cipher_in_.size(), base + kHandshakeReceive, std::min(limit, kConfirmWait));
+        return Progress::pending;
+      }
       return Progress::ready;
     case TlsConnection::Step::failed:
       break;
@@ -150,8 +167,25 @@ Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chr
   return Progress::failed;
 }
 
+Stream::Progress Stream::confirm_completed(int result, std::string& why) {
+  confirming_ = false;
+  if (result == -ECANCELED) return Progress::ready;  // nothing came in time: nothing was refused
+  if (result <= 0) {
+    why = result == 0 ? "the server closed the connection right after the handshake" : io_error_text(result);
+  } else {
+    tls_->incoming(cipher_in_.data(), static_cast<std::size_t>(result));
+    char plain[1];
+    const long n = tls_->decrypt(plain, sizeof plain);
+    if (n == 0) return Progress::ready;  // session tickets (or part of one)
+    why = n < 0 ? "the server ended the session right after the handshake" : "the server spoke before being asked";
+  }
+  why += " (under TLS 1.3 that is how a server refuses a client certificate: check cert_file, key_file and its CA)";
+  return Progress::failed;
+}
+
 Stream::Progress Stream::handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
                                              std::chrono::milliseconds limit, std::string& why) {
+  if (confirming_) return confirm_completed(result, why);
   if (result <= 0) {
     why = io_error_text(result);
     return Progress::failed;

@@ -77,6 +77,7 @@ class Stream {
   Progress handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why);
   Progress handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
                                std::chrono::milliseconds limit, std::string& why);
+  Progress confirm_completed(int result, std::string& why);
   [[nodiscard]] std::size_t total() const noexcept { return pieces_[0].size() + pieces_[1].size(); }
 
   int fd_ = -1;
@@ -97,6 +98,9 @@ class Stream {
   // keep the setup (and the sink thread's write) going for hours.
   std::chrono::steady_clock::time_point setup_deadline_{};
   bool setup_expired_ = false;
+  // TLS 1.3: after the handshake, one short receive for what the server
+  // says first (session tickets, or an alert refusing our certificate).
+  bool confirmed_ = false, confirming_ = false;
   iovec iov_[2]{};
   msghdr message_{};
 };

@@ -124,4 +124,6 @@ long TlsConnection::decrypt(char* out, std::size_t size) {
   return -1;
 }
 
+bool TlsConnection::tls13() const noexcept { return SSL_version(ssl_) == TLS1_3_VERSION; }
+
 }  // namespace ringroute::sinks

@@ -62,6 +62,9 @@ class TlsConnection {
   // Plaintext the peer sent, into `out`: bytes (>0), 0 when more ciphertext
   // is needed, -1 when the peer closed (close_notify) or the stream broke.
   long decrypt(char* out, std::size_t size);
+  // Whether the session is TLS 1.3, where the server judges the client's
+  // certificate after the client has finished its handshake.
+  [[nodiscard]] bool tls13() const noexcept;
 
  private:
   SSL* ssl_ = nullptr;

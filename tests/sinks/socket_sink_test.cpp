@@ -386,11 +386,14 @@ TEST_F(SocketSinkRsyslog, TlsClientCertificateWhenTheReceiverAsksForOne) {
   options.wrap = Wrap::syslog;
   Batch batch;
   fill(batch, options, 0, 50);
-  // Without a client certificate the receiver drops the session.
+  // Without a client certificate the receiver drops the session. Under
+  // TLS 1.3 it says so only after our handshake is done; the sink waits
+  // for that word before sending, so the batch is not taken as written.
   SocketSink anonymous({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1,
                         .ca_file = pki.ca});
   std::string why;
-  anonymous.write(batch, why);
+  EXPECT_NE(anonymous.write(batch, why), Outcome::ok);
+  EXPECT_NE(why.find("TLS"), std::string::npos) << why;
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(testing::read_lines(rsyslog.output()).size(), 0u);
 
