@@ -121,7 +121,8 @@ struct Located {
 // The slow path, for error messages only: where did it go wrong?
 Located locate_error(std::string_view text, simdjson::error_code error) noexcept {
   if (error == simdjson::UTF8_ERROR) return {first_invalid_utf8(text)};
-  if (const std::size_t end = end_of_first_value(text); end != std::string_view::npos) {
+  const std::size_t end = end_of_first_value(text);
+  if (end != std::string_view::npos) {
     const std::size_t rest = end + first_non_space(text.substr(end));
     thread_local simdjson::dom::parser prefix_parser;
     if (rest < text.size() && !prefix_parser.parse(text.data(), end, true).error()) return {rest, true};
@@ -144,7 +145,7 @@ Located locate_error(std::string_view text, simdjson::error_code error) noexcept
   const auto offset = static_cast<std::size_t>(at - padded.data());
   // On-demand gives up on an unfinished value (`{"a":`, `{"id":"x"`) at
   // its first byte; where it goes wrong is the end, where more was due.
-  if (offset == first_non_space(text) && end_of_first_value(text) == std::string_view::npos) {
+  if (offset == first_non_space(text) && end == std::string_view::npos) {
     return {text.size(), false, true};
   }
   return {offset <= text.size() ? offset : text.size()};

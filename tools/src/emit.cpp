@@ -82,9 +82,10 @@ int run_emit(const EmitArgs& args) {
     // byte counted in a line the user never wrote.
     if (args.body) {
       if (const auto problem = ingest::check_json_object(*args.body)) {
-        std::fprintf(stderr, "ringroute emit: --body: %s%s\n",
-                     problem->valid_json ? "" : ("byte " + std::to_string(problem->byte_offset) + ": ").c_str(),
-                     problem->valid_json ? "expected a JSON object" : problem->reason);
+        const std::string what = problem->valid_json ? std::string("expected a JSON object")
+                                                     : "byte " + std::to_string(problem->byte_offset) + ": " +
+                                                           problem->reason;
+        std::fprintf(stderr, "ringroute emit: --body: %s\n", what.c_str());
         return 2;
       }
     }
