@@ -151,16 +151,7 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
 }
 
 HttpSink::~HttpSink() {
-  if (writing_ && loop_) settle_in_flight(std::chrono::seconds(1));
-}
-
-void HttpSink::settle_in_flight(std::chrono::milliseconds limit) {
-  if (const unsigned left = loop_->cancel_all(limit); left != 0) {
-    std::fprintf(stderr, "ringroute: http sink %s: %u operations still in flight after cancelling them; their connections are left to them\n",
-                 where_.c_str(), left);
-    for (auto& c : connections_) (void)c.release();  // NOLINT: leaked on purpose, see the header
-    connections_.clear();
-  }
+  if (writing_ && loop_) settle_in_flight(*loop_, connections_, std::chrono::seconds(1), "http sink " + where_);
 }
 
 void HttpSink::close_connection(Connection& c) noexcept {
@@ -234,7 +225,7 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     // operations may still be in flight and its requests marked as being
     // sent, which nothing would ever send again. Start clean; requests that
     // had an answer keep it.
-    settle_in_flight(options_.timeout);
+    settle_in_flight(*loop_, connections_, options_.timeout, "http sink " + where_);
     for (auto& c : connections_) close_connection(*c);
     loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
     for (Request& r : requests_) {

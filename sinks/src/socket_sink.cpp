@@ -77,17 +77,8 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
 }
 
 SocketSink::~SocketSink() {
-  if (writing_ && loop_) settle_in_flight();
+  if (writing_ && loop_) settle_in_flight(*loop_, connections_, std::chrono::seconds(1), "socket sink " + where_);
   if (datagram_fd_ >= 0) ::close(datagram_fd_);
-}
-
-void SocketSink::settle_in_flight() {
-  if (const unsigned left = loop_->cancel_all(std::chrono::seconds(1)); left != 0) {
-    std::fprintf(stderr, "ringroute: socket sink %s: %u operations still in flight after cancelling them; their connections are left to them\n",
-                 where_.c_str(), left);
-    new std::vector<Connection>(std::move(connections_));  // NOLINT: leaked on purpose, see the header
-    connections_.clear();
-  }
 }
 
 std::size_t SocketSink::open_connections() const noexcept {
@@ -109,7 +100,7 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
   if (writing_) {
     // The last write() threw midway (see HttpSink::write): end what is in
     // flight before its buffers are reused, then start clean.
-    settle_in_flight();
+    settle_in_flight(*loop_, connections_, std::chrono::seconds(1), "socket sink " + where_);
     for (Connection& c : connections_) c.stream.close();
     loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
   }

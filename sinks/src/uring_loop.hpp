@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -175,5 +176,23 @@ class UringLoop {
   };
   std::vector<Completion> completions_;
 };
+
+// Ends what a sink's write() that threw left in flight, waiting up to
+// `limit`. Where the kernel would not let go, `connections` (whose buffers
+// those operations name) are left to it: moved into a vector never freed,
+// so neither freed nor reused (io_uring would write into whatever took
+// their place). `who` names the sink in the log line.
+template <class Connections>
+void settle_in_flight(UringLoop& loop, Connections& connections, std::chrono::milliseconds limit,
+                      const std::string& who) {
+  if (const unsigned left = loop.cancel_all(limit); left != 0) {
+    std::fprintf(stderr,
+                 "ringroute: %s: %u operations still in flight after cancelling them; their connections are left "
+                 "to them\n",
+                 who.c_str(), left);
+    new Connections(std::move(connections));  // NOLINT: leaked on purpose
+    connections.clear();
+  }
+}
 
 }  // namespace ringroute::sinks

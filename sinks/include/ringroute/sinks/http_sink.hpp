@@ -61,10 +61,6 @@ class HttpSink final : public Sink {
   void plan_requests(const Batch& batch);
   void build(Connection& c, const Batch& batch, const Request& request);
   void close_connection(Connection& c) noexcept;
-  // Ends what a write() that threw left in flight (waiting up to `limit`);
-  // where the kernel would not let go, its connections are left to it, never
-  // freed nor reused (io_uring would write into whatever took their place).
-  void settle_in_flight(std::chrono::milliseconds limit);
 
   HttpSinkOptions options_;
   std::string host_header_, target_, authorization_, where_;

@@ -71,10 +71,6 @@ class SocketSink final : public Sink {
   bool open_datagram_socket(std::string& why);
   // A new batch starts its pending ranges over; a retried one keeps them.
   void start_batch(const Batch& batch);
-  // Ends what a write() that threw left in flight; where the kernel would
-  // not let go within a second, its connections are left to it, never freed
-  // nor reused (io_uring would write into whatever took their place).
-  void settle_in_flight();
 
   SocketSinkOptions options_;
   Kind kind_;
