@@ -696,11 +696,8 @@ std::optional<std::string> Router::reload(
       std::fprintf(stderr, "ringroute: reload: rings[%zu].%s %s -> %s takes effect at the next start (ring %s keeps %s)\n",
                    i, what, from.c_str(), to.c_str(), now.name.c_str(), from.c_str());
     };
-    char modes[2][8];
-    std::snprintf(modes[0], sizeof modes[0], "%04o", now.mode);
-    std::snprintf(modes[1], sizeof modes[1], "%04o", asked.mode);
     unchanged("size_bytes", std::to_string(now.size_bytes), std::to_string(asked.size_bytes));
-    unchanged("mode", modes[0], modes[1]);
+    unchanged("mode", ring::octal_mode(static_cast<mode_t>(now.mode)), ring::octal_mode(static_cast<mode_t>(asked.mode)));
     unchanged("dead_claim_timeout_ms", std::to_string(now.dead_claim_timeout.count()),
               std::to_string(asked.dead_claim_timeout.count()));
   }

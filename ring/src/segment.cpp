@@ -52,12 +52,6 @@ std::string describe_errno(const std::string& what, int err) {
   return what + ": " + std::strerror(err);
 }
 
-std::string octal(unsigned mode) {
-  char text[8];
-  std::snprintf(text, sizeof text, "%04o", mode);
-  return text;
-}
-
 std::int64_t realtime_ns() {
   timespec ts;
   ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -80,6 +74,12 @@ void initialise(SegmentHeader& h, std::uint64_t capacity, std::int64_t dead_clai
 }
 
 }  // namespace
+
+std::string octal_mode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
 
 std::uint64_t process_start_ticks(pid_t pid) noexcept {
   char path[64];
@@ -240,13 +240,13 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
 std::string Segment::apply_mode(mode_t mode) const {
   struct stat st {};
   if (::fstat(fd(), &st) != 0 || (st.st_mode & 07777) == mode) return "";
-  const std::string was = octal(st.st_mode & 07777);
+  const std::string was = octal_mode(st.st_mode);
   if (::fchmod(fd(), mode) != 0) {
     return describe_errno("ring " + name_ + ": /dev/shm/" + name_ + " has mode " + was + ", not the configured " +
-                              octal(mode) + ", and fchmod",
+                              octal_mode(mode) + ", and fchmod",
                           errno);
   }
-  return "ring " + name_ + ": mode of /dev/shm/" + name_ + " changed from " + was + " to the configured " + octal(mode);
+  return "ring " + name_ + ": mode of /dev/shm/" + name_ + " changed from " + was + " to the configured " + octal_mode(mode);
 }
 
 Status Segment::attach(const std::string& name, Segment& out, std::string* error) noexcept {

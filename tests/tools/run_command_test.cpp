@@ -461,11 +461,13 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
   wait_drained(ring);
   // Good file: "a" now takes only warnings and "b" starts. The ring's new
-  // size waits for a restart, and the log says so.
-  write_file(dir / "edr.json",
-             config_text(dir, ring, 2 << 20,
-                         {file_backend("a", dir / "a.ndjson", R"([{"severity": "warning", "verbosity": "trace"}])"),
-                          file_backend("b", dir / "b.ndjson", R"([{"verbosity": "trace"}])")}));
+  // size and mode wait for a restart, and the log says so.
+  std::string after =
+      config_text(dir, ring, 2 << 20,
+                  {file_backend("a", dir / "a.ndjson", R"([{"severity": "warning", "verbosity": "trace"}])"),
+                   file_backend("b", dir / "b.ndjson", R"([{"verbosity": "trace"}])")});
+  after.replace(after.find(R"("0600")"), 6, R"("0640")");
+  write_file(dir / "edr.json", after);
   router.signal(SIGHUP);
   wait_for_log(dir / "router.log", "reloaded");
   ASSERT_EQ(wait_child(spawn_producer(ring, 2, 99)), 0);
@@ -484,6 +486,8 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   EXPECT_NE(text.find("backends[0].type: required"), std::string::npos) << text;
   EXPECT_NE(text.find("reload: rings[0].size_bytes 1048576 -> 2097152 takes effect at the next start"),
             std::string::npos)
+      << text;
+  EXPECT_NE(text.find("reload: rings[0].mode 0600 -> 0640 takes effect at the next start"), std::string::npos)
       << text;
   cleanup(ring);
 }

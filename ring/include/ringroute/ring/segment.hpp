@@ -20,6 +20,9 @@
 
 namespace ringroute::ring {
 
+// A permission mode as logs show it: "0660".
+[[nodiscard]] std::string octal_mode(mode_t mode);
+
 struct SegmentOptions {
   std::uint64_t capacity_bytes = 64ull << 20;  // data area; a power of two
   mode_t mode = 0660;                          // applied with fchmod, so umask does not narrow it
