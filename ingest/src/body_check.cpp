@@ -2,6 +2,9 @@
 
 #include <simdjson.h>
 
+#include <new>
+#include <string>
+
 namespace ringroute::ingest {
 
 namespace {
@@ -151,6 +154,56 @@ Located locate_error(std::string_view text, simdjson::error_code error) noexcept
   return {offset <= text.size() ? offset : text.size()};
 }
 
+// `text`, cut short inside its value, with its open string and brackets
+// closed in order, so a fault before the cut can be found in the copy.
+std::string closed_copy(std::string_view text) {
+  std::string open;  // the brackets still open, innermost last
+  bool in_string = false, escaped = false;
+  for (std::size_t i = first_non_space(text); i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') open.push_back(c);
+    else if ((c == '}' || c == ']') && !open.empty()) open.pop_back();
+  }
+  std::string closed(text);
+  if (escaped) closed += '"';  // completes the escape; the next one closes
+  if (in_string) closed += '"';
+  for (auto c = open.rbegin(); c != open.rend(); ++c) closed += *c == '{' ? '}' : ']';
+  return closed;
+}
+
+// Whether the token at `at` (a string, or a run up to a delimiter) ends
+// before the text does: one that runs into the end may just be cut short
+// (`tr` of `true`), and is no fault of its own.
+bool token_ends_before(std::string_view text, std::size_t at) noexcept {
+  if (at >= text.size()) return false;
+  if (std::string_view(",:[]{}").find(text[at]) != std::string_view::npos) return true;
+  if (text[at] == '"') {
+    for (std::size_t i = at + 1; i < text.size(); ++i) {
+      if (text[i] == '\\') ++i;
+      else if (text[i] == '"') return true;
+    }
+    return false;
+  }
+  return text.find_first_of(" \t\r\n,:[]{}", at + 1) != std::string_view::npos;
+}
+
+// A problem at `offset` with simdjson's `error`: an integer past 64 bits is
+// valid JSON, said as such.
+JsonProblem problem_at(std::string_view text, std::size_t offset, simdjson::error_code error) noexcept {
+  if (error == simdjson::NUMBER_ERROR && integer_at(text, offset)) {
+    return JsonProblem{offset, "an integer past 64 bits (integers are read up to 64 bits: send it as a string)", false,
+                       true};
+  }
+  return JsonProblem{offset, simdjson::error_message(error)};
+}
+
 }  // namespace
 
 std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
@@ -163,12 +216,26 @@ std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
     if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
     const Located at = locate_error(text, error);
     if (at.trailing) return JsonProblem{at.offset, "trailing content after the JSON value"};
-    if (at.unfinished) return JsonProblem{at.offset, "the text ends inside the JSON value (unclosed object, array or string)"};
-    if (error == simdjson::NUMBER_ERROR && integer_at(text, at.offset)) {
-      return JsonProblem{at.offset, "an integer past 64 bits (integers are read up to 64 bits: send it as a string)",
-                         false, true};
+    if (at.unfinished) {
+      // Cut short, but perhaps wrong before the cut (`{"a":tru, "b":`):
+      // closed, the copy shows the first fault, where there is one.
+      try {
+        const std::string closed = closed_copy(text);
+        simdjson::dom::element ignored;
+        const simdjson::error_code closed_error = parser.parse(closed.data(), closed.size(), true).get(ignored);
+        if (closed_error && closed_error != simdjson::MEMALLOC) {
+          const Located inner = locate_error(closed, closed_error);
+          if (!inner.trailing && !inner.unfinished && inner.offset < text.size() &&
+              token_ends_before(text, inner.offset)) {
+            return problem_at(text, inner.offset, closed_error);
+          }
+        }
+      } catch (const std::bad_alloc&) {
+        // The end is a true place for it too.
+      }
+      return JsonProblem{at.offset, "the text ends inside the JSON value (unclosed object, array or string)"};
     }
-    return JsonProblem{at.offset, simdjson::error_message(error)};
+    return problem_at(text, at.offset, error);
   }
   if (!root.is_object()) return JsonProblem{first_non_space(text), "not a JSON object", true};
   return std::nullopt;

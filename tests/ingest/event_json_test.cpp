@@ -102,6 +102,18 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
                                   ": the text ends inside the JSON value (unclosed object, array or string)")
         << line;
   }
+  // Cut short after an earlier fault: the fault is named, not the end. A
+  // token the end runs into (`tr`, `-`) may be a value cut short, so those
+  // lines are still wrong at their end.
+  EXPECT_EQ(error_of(R"({"a":tru, "b":)"), "a: not JSON: byte 5: Problem while parsing an atom starting with the letter 't'");
+  EXPECT_EQ(error_of(R"({"a":[1,2 "b":)").rfind("a: not JSON: byte 10: ", 0), 0u) << error_of(R"({"a":[1,2 "b":)");
+  EXPECT_EQ(error_of(R"({"a":[1,,2)").rfind("a: not JSON: byte 8: ", 0), 0u) << error_of(R"({"a":[1,,2)");
+  EXPECT_EQ(error_of(R"({"body":{"k":[1,}, "x":)").rfind("body: not JSON: byte 16: ", 0), 0u);
+  for (const char* line : {R"({"a":tr)", R"({"a":-)", R"({"a":[1,)", R"({"a":{"b":)"}) {
+    EXPECT_EQ(error_of(line), "not JSON: byte " + std::to_string(std::string_view(line).size()) +
+                                  ": the text ends inside the JSON value (unclosed object, array or string)")
+        << line;
+  }
   // Valid JSON, but past what is read: said as such, not as "not JSON".
   EXPECT_EQ(error_of(R"({"timestamp":99999999999999999999})"),
             "timestamp: byte 13: an integer past 64 bits (integers are read up to 64 bits: send it as a string)");
