@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -199,8 +200,24 @@ bool FileSink::open_file(std::string& why) {
   struct stat st {};
   ::fstat(fd_, &st);
   file_bytes_ = static_cast<std::uint64_t>(st.st_size);
-  opened_at_ = std::chrono::steady_clock::now();
-  last_fsync_ = opened_at_;
+  const auto now = std::chrono::steady_clock::now();
+  // Age rotation counts from the file's birth, not from this open: a
+  // reload, a reopen or a restart each open the file again, and a file
+  // reopened at least once every `rotate_seconds` would never rotate. Where
+  // the file system keeps no birth time, the same file keeps the age it had.
+  struct statx sx {};
+  if (::statx(fd_, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0) {
+    timespec real{};
+    ::clock_gettime(CLOCK_REALTIME, &real);
+    const std::int64_t age_ns = (static_cast<std::int64_t>(real.tv_sec) - sx.stx_btime.tv_sec) * 1'000'000'000 +
+                                (real.tv_nsec - static_cast<std::int64_t>(sx.stx_btime.tv_nsec));
+    opened_at_ = now - std::chrono::nanoseconds(std::max<std::int64_t>(age_ns, 0));
+  } else if (st.st_dev != file_dev_ || st.st_ino != file_ino_) {
+    opened_at_ = now;
+  }
+  file_dev_ = st.st_dev;
+  file_ino_ = st.st_ino;
+  last_fsync_ = now;
   return true;
 }
 
@@ -256,7 +273,11 @@ bool FileSink::write_all(const char* data, std::size_t size, std::string& why) {
     const ssize_t n = uring_ ? uring_->write(fd_, data, size) : ::write(fd_, data, size);
     if (n < 0) {
       const int e = uring_ ? static_cast<int>(-n) : errno;
-      if (e == EINTR || e == EAGAIN) continue;
+      // Not EAGAIN: a file descriptor never gives it, and from io_uring
+      // it means no ring could be made or nothing submitted after many
+      // tries; looping here would spin where the runner backs off, counts
+      // and lets a stop through.
+      if (e == EINTR) continue;
       why = "write to " + options_.path + ": " + errno_text(e);
       return false;
     }
@@ -287,28 +308,92 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     return Outcome::retry;
   }
   if (options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes) {
-    if (!rotate(why)) return Outcome::retry;
-  }
-  const std::uint64_t before = file_bytes_;
-  if (!write_all(batch.bytes.data(), batch.bytes.size(), why)) {
-    // Part of the batch may be in the file: cut it back so a retry does not
-    // leave a torn line (best effort; O_APPEND writes land at the end).
-    if (file_bytes_ != before && ::ftruncate(fd_, static_cast<off_t>(before)) == 0) file_bytes_ = before;
-    return Outcome::retry;
-  }
-  dirty_ = true;
-  if (options_.fsync == FsyncPolicy::batch) {
-    if (::fdatasync(fd_) != 0) {
-      why = "fdatasync " + options_.path + ": " + errno_text(errno);
-      // The batch is in the file but not known to be on disk, and Linux may
-      // have marked its pages clean: cut it back so the retry writes it
-      // again, once, and syncs it anew.
-      if (::ftruncate(fd_, static_cast<off_t>(before)) == 0) file_bytes_ = before;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= rotate_retry_at_ && !rotate_or_carry_on(now)) {
+      why = "cannot open " + options_.path + " after a failed rotation";
       return Outcome::retry;
     }
-    dirty_ = false;
   }
-  return Outcome::ok;
+  for (int attempt = 0;; ++attempt) {
+    const std::uint64_t before = file_bytes_;
+    if (!write_all(batch.bytes.data(), batch.bytes.size(), why)) {
+      // Part of the batch may be in the file: cut it back so a retry does
+      // not leave a torn line.
+      cut_back(before);
+      return Outcome::retry;
+    }
+    dirty_ = true;
+    // The file removed under us (`rm -r` of its directory) takes writes
+    // without an error, and what goes there is lost: looked at after every
+    // batch, so no batch counts as written into a file nobody can read. It
+    // is written again into the file made anew at the path.
+    struct stat st {};
+    if (::fstat(fd_, &st) == 0) {
+      if (st.st_nlink == 0 && attempt == 0) {
+        std::fprintf(stderr, "ringroute: file sink %s: the file was removed while written; made again, the batch "
+                     "is written again there\n", options_.path.c_str());
+        dirty_ = false;
+        if (!open_file(why)) return Outcome::retry;
+        if (counters_) counters_->reopens.add(1);
+        continue;
+      }
+      // Another writer (logrotate's copytruncate, a second backend on the
+      // path) moves the end: sizes for rotation and cut-backs follow it.
+      file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+    }
+    if (options_.fsync == FsyncPolicy::batch) {
+      if (::fdatasync(fd_) != 0) {
+        why = "fdatasync " + options_.path + ": " + errno_text(errno);
+        // The batch is in the file but not known to be on disk, and Linux
+        // may have marked its pages clean: cut it back so the retry writes
+        // it again, once, and syncs it anew.
+        cut_back(before);
+        return Outcome::retry;
+      }
+      dirty_ = false;
+    }
+    return Outcome::ok;
+  }
+}
+
+void FileSink::cut_back(std::uint64_t before) {
+  if (file_bytes_ == before) return;
+  // Only where the file ends just past what this sink wrote since `before`:
+  // had another writer appended meanwhile (a second backend on the path, a
+  // runner replaced on reload), or the file been truncated under us
+  // (copytruncate), cutting to `before` would remove that writer's lines or
+  // open a gap of zero bytes.
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == file_bytes_ &&
+      ::ftruncate(fd_, static_cast<off_t>(before)) == 0) {
+    file_bytes_ = before;
+    return;
+  }
+  std::fprintf(stderr,
+               "ringroute: file sink %s: part of a batch that failed is in the file and could not be cut back (%s); "
+               "the retry writes the batch whole after it\n",
+               options_.path.c_str(),
+               st.st_size != 0 && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
+                                                                                      : errno_text(errno).c_str());
+  if (st.st_size >= 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+}
+
+// A rotation that fails (a rename refused) must not stop delivery: the
+// lines go on into the file at the path, the failure is counted and said
+// (at most once a minute), and the rotation is tried again a second later.
+// False only when no file is open after it.
+bool FileSink::rotate_or_carry_on(std::chrono::steady_clock::time_point now) {
+  std::string why;
+  if (rotate(why)) return true;
+  rotate_retry_at_ = now + std::chrono::seconds(1);
+  if (counters_) counters_->failures.add(1);
+  if (now >= next_rotate_report_) {
+    next_rotate_report_ = now + std::chrono::minutes(1);
+    std::fprintf(stderr, "ringroute: file sink %s: %s; writing on into it, the rotation is tried again each second\n",
+                 options_.path.c_str(), why.c_str());
+  }
+  if (fd_ < 0) open_file(why);
+  return fd_ >= 0;
 }
 
 void FileSink::tick(std::chrono::steady_clock::time_point now) {
@@ -320,10 +405,9 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   }
   // Not before the first write: that is when a torn tail is cut (and a sink
   // made on reload may still share the file with the runner it replaces).
-  if (options_.rotate_seconds != 0 && tail_checked_ && file_bytes_ != 0 &&
+  if (options_.rotate_seconds != 0 && tail_checked_ && file_bytes_ != 0 && now >= rotate_retry_at_ &&
       now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
-    std::string why;
-    rotate(why);
+    rotate_or_carry_on(now);
   }
   // Once a second: is our fd still the file at `path`? A rename by logrotate
   // without a HUP, or a directory removed under us, would otherwise send

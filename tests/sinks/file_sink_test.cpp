@@ -3,9 +3,16 @@
 // disk (/dev/full) as a retry.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -228,6 +235,96 @@ TEST(FileSink, AFileRotatedBeforeItsFirstWriteIsNotWrittenTo) {
   ASSERT_EQ(new_sink.write(batch_of("new\n"), why), Outcome::ok) << why;
   EXPECT_EQ(slurp(o.path + ".1"), "old-1-xxxxxxxxx\n");
   EXPECT_EQ(slurp(o.path), "old-2-xxxxxxxxx\nnew\n");
+}
+
+// A file removed under the sink (its directory `rm -r`'d) takes writes
+// without an error: the batch written there is written again into the file
+// made anew, at once, not a second later when the path is next looked at.
+TEST(FileSink, ABatchWrittenIntoAFileRemovedMeanwhileIsWrittenAgainAtThePath) {
+  TempDir dir;
+  FileSinkOptions o;
+  o.path = dir / "d/out.ndjson";
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("before\n"), why), Outcome::ok) << why;
+  fs::remove_all(dir / "d");
+  ASSERT_EQ(sink.write(batch_of("after\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path), "after\n");
+}
+
+// A sink writes {"a":1}, another writer then appends `meanwhile`, and the
+// sink's next batch fails partway: writes past RLIMIT_FSIZE (`limit`, with
+// SIGXFSZ ignored) land in part, then fail, as on a full disk. The file
+// must then start with `expected`. Run in a child, where the limit stays.
+void check_a_write_that_fails_partway(std::uint64_t limit, const std::string& meanwhile, const std::string& expected) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  auto child = [&] {
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit r{};
+    r.rlim_cur = r.rlim_max = limit;
+    ::setrlimit(RLIMIT_FSIZE, &r);
+    FileSinkOptions o;
+    o.path = dir / "out.ndjson";
+    FileSink sink(o);
+    std::string why;
+    if (sink.write(batch_of("{\"a\":1}\n"), why) != Outcome::ok) std::exit(2);
+    if (!meanwhile.empty()) std::ofstream(o.path, std::ios::app) << meanwhile;
+    if (sink.write(batch_of("{\"b\":222222}\n"), why) != Outcome::retry) std::exit(3);
+    std::exit(slurp(o.path).rfind(expected, 0) == 0 ? 0 : 4);
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(FileSink, APartlyWrittenBatchIsCutBackBeforeItsRetry) {
+  check_a_write_that_fails_partway(16, "", "{\"a\":1}\n");
+}
+
+// Cutting back to where this sink's write began would take another
+// writer's lines with it (two backends on one path while a reload replaces
+// one): the file is cut back only where it ends just past this sink's bytes.
+TEST(FileSink, ACutBackNeverRemovesAnotherWritersLines) {
+  check_a_write_that_fails_partway(32, "{\"other\":1}\n", "{\"a\":1}\n{\"other\":1}\n");
+}
+
+// A rotation whose rename is refused does not stop delivery: the lines go
+// on into the file at the path.
+TEST(FileSink, ARotationThatFailsKeepsWritingToTheFile) {
+  TempDir dir;
+  fs::create_directories(dir / "out.ndjson.1/occupied");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_bytes = 10;
+  o.keep = 1;
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("first-line\n"), why), Outcome::ok) << why;
+  ASSERT_EQ(sink.write(batch_of("second-line\n"), why), Outcome::ok) << why;
+  ASSERT_EQ(sink.write(batch_of("third-line\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path), "first-line\nsecond-line\nthird-line\n");
+}
+
+// Age rotation counts from the file's birth: a restart (or reload, or
+// reopen) at least once every rotate_seconds used to keep it from ever
+// rotating.
+TEST(FileSink, AgeRotationCountsFromTheFilesBirthNotFromTheLastOpen) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_seconds = 1;
+  std::ofstream(o.path) << "{\"a\":1}\n";
+  struct statx sx {};
+  if (::statx(AT_FDCWD, o.path.c_str(), 0, STATX_BTIME, &sx) != 0 || (sx.stx_mask & STATX_BTIME) == 0) {
+    GTEST_SKIP() << "no birth times on this file system";
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  FileSink sink(o);  // a restart, 0.6 s into the file's life
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("{\"b\":2}\n"), why), Outcome::ok) << why;
+  sink.reopen();
+  sink.tick(std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
+  EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n{\"b\":2}\n");
 }
 
 TEST(FileSink, FullDiskIsARetryNamingTheFile) {

@@ -163,6 +163,21 @@ TEST(Config, BackendNamesAreUniqueValidAndCaseSensitive) {
   EXPECT_EQ(e[0].rfind("backends[0].name: ", 0), 0u) << e[0];
 }
 
+// Two backends writing one file would interleave their batches, and each
+// would cut back and rotate the file under the other: one file, one
+// backend. Disabled backends write nothing and may share a path.
+TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
+  auto backend = [](const std::string& name, const std::string& path, bool enabled) {
+    return R"({"name": ")" + name + R"(", "type": "file", "enabled": )" + (enabled ? "true" : "false") +
+           R"(, "options": {"path": ")" + path + R"("}, "bindings": []})";
+  };
+  auto e = errors_of(R"({"backends": [)" + backend("a", "out/x.ndjson", true) + "," +
+                     backend("b", "out/y.ndjson", true) + "," + backend("c", "out/./x.ndjson", true) + "," +
+                     backend("d", "out/y.ndjson", false) + "]}");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[2].options.path: \"out/./x.ndjson\" is also the file of backends[0] (one file, one backend)");
+}
+
 // Names are checked with a table, not pair by pair (a config of 40,000
 // backends took 4 s to validate that way): the one duplicate among many is
 // named with its first occurrence.

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <initializer_list>
 #include <set>
@@ -476,6 +477,30 @@ ConfigResult parse_config(std::string_view text) {
       list.push_back({"backends[" + std::to_string(i) + "].name",
                       "duplicate backend name " + matcher::quoted(config.backends[i].name) + " (also backends[" +
                           std::to_string(first->second) + "])"});
+    }
+  }
+  // One file, one backend: two would interleave their batches, and each
+  // cuts back its own failed writes and rotates the file under the other.
+  // Disabled backends write nothing, so they may share a path.
+  std::unordered_map<std::string, std::size_t> first_with_path;
+  if (simdjson::dom::array backends; root.is_object() && root["backends"].get(backends) == simdjson::SUCCESS) {
+    std::size_t i = 0;
+    for (element backend : backends) {
+      const std::size_t index = i++;
+      std::string_view type, path;
+      bool enabled = true;
+      if (!backend.is_object() || backend["type"].get(type) != simdjson::SUCCESS || type != "file" ||
+          backend["options"]["path"].get(path) != simdjson::SUCCESS || path.empty() ||
+          (backend["enabled"].get(enabled) == simdjson::SUCCESS && !enabled)) {
+        continue;
+      }
+      const auto [first, fresh] =
+          first_with_path.try_emplace(std::filesystem::path(path).lexically_normal().string(), index);
+      if (!fresh) {
+        list.push_back({"backends[" + std::to_string(index) + "].options.path",
+                        matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +
+                            "] (one file, one backend)"});
+      }
     }
   }
   result.errors = std::move(list);

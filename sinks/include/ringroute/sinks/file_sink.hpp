@@ -2,6 +2,8 @@
 // The file sink: appends batches to a file, through io_uring or write(2),
 // with size and age rotation, logrotate-friendly reopening and fsync policy.
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -49,13 +51,19 @@ class FileSink final : public Sink {
   void cut_torn_tail();
   void close_file();
   bool rotate(std::string& why);
+  bool rotate_or_carry_on(std::chrono::steady_clock::time_point now);
+  void cut_back(std::uint64_t before);
   void sync_or_report(const char* since);
   bool write_all(const char* data, std::size_t size, std::string& why);
 
   FileSinkOptions options_;
   int fd_ = -1;
   std::uint64_t file_bytes_ = 0;
-  std::chrono::steady_clock::time_point opened_at_{};
+  std::chrono::steady_clock::time_point opened_at_{};  // the file's birth, for age rotation
+  dev_t file_dev_ = 0;
+  ino_t file_ino_ = 0;
+  std::chrono::steady_clock::time_point rotate_retry_at_{};
+  std::chrono::steady_clock::time_point next_rotate_report_{};
   std::chrono::steady_clock::time_point last_fsync_{};
   std::chrono::steady_clock::time_point last_sync_report_{};
   std::chrono::steady_clock::time_point last_check_{};
