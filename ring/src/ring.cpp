@@ -36,9 +36,12 @@ bool take_owner(std::atomic<std::int32_t>& pid, std::atomic<std::uint64_t>& star
   if (!pid.compare_exchange_strong(expected, kOwnerBeingTaken, std::memory_order_acq_rel)) return false;
   start_ticks.store(self_ticks, std::memory_order_relaxed);
   // Release: pairs with the acquire loads of the pid (the consumer's in
-  // skip_if_stalled(), a would-be consumer's in its constructor).
-  pid.store(static_cast<std::int32_t>(self), std::memory_order_release);
-  return true;
+  // skip_if_stalled(), a would-be consumer's in its constructor). A CAS, not
+  // a store: one stalled here for over a second has had its mark taken over
+  // (see Consumer's constructor), and must not become a second owner.
+  std::int32_t marked = kOwnerBeingTaken;
+  return pid.compare_exchange_strong(marked, static_cast<std::int32_t>(self), std::memory_order_release,
+                                     std::memory_order_relaxed);
 }
 
 bool take_slot(ProducerSlot& slot, bool only_free, pid_t self, std::uint64_t self_ticks) {
@@ -191,8 +194,9 @@ Consumer::~Consumer() {
 }
 
 void Consumer::release(std::uint64_t position) noexcept {
-  if (position <= released_ || position > read_position_) return;
   const std::uint64_t capacity = mask_ + 1;
+  // More than a lap would zero past the end of the mapping.
+  if (position <= released_ || position > read_position_ || position - released_ > capacity) return;
   // Crash marker for the zeroing below; see the constructor.
   header_->releasing_to.store(position, std::memory_order_release);
   const std::uint64_t from = released_ & mask_;
@@ -228,8 +232,11 @@ void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
   // (the word at the read position is our own oldest record): sleep too,
   // or a router whose sinks are stuck would spin on a core.
   const bool full_of_ours = read_position_ - released_ >= mask_ + 1;
-  if (full_of_ours ||
-      header_length(detail::header_word(data_ + (read_position_ & mask_)).load(std::memory_order_acquire)) <= 0) {
+  // Likewise a header already found broken at the producers' tail: nothing
+  // to read until a producer claims there.
+  const std::uint64_t word = detail::header_word(data_ + (read_position_ & mask_)).load(std::memory_order_acquire);
+  const bool broken_at_tail = read_position_ == broken_at_ && word == broken_word_;
+  if (full_of_ours || broken_at_tail || header_length(word) <= 0) {
     header_->consumer_sleeps.add_single_writer(1);
     detail::futex_wait(header_->consumer_wake, seen, timeout);
   }
@@ -325,7 +332,19 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
   // on what is there now and resume at the producers' tail.
   // Acquire pairs with the producers' CAS on tail. Never backwards: the
   // space behind the read position is ours until released.
-  const std::uint64_t tail = std::max(header_->tail.load(std::memory_order_acquire), read_position_);
+  // At most a lap past what is released: a tail written by something other
+  // than the library could be anywhere, and release() zeroes up to here.
+  const std::uint64_t tail = std::min(std::max(header_->tail.load(std::memory_order_acquire), read_position_),
+                                      released_ + mask_ + 1);
+  if (tail == read_position_) {
+    // Nowhere to skip to: the broken header is at the tail, and a producer
+    // claiming there overwrites it. Counted and said once, and sleep()
+    // waits rather than polling it again and again.
+    const std::uint64_t word = detail::header_word(data_ + index).load(std::memory_order_relaxed);
+    if (broken_at_ == read_position_ && broken_word_ == word) return;
+    broken_at_ = read_position_;
+    broken_word_ = word;
+  }
   header_->corrupt.add_single_writer(1);
   std::fprintf(stderr,
                "ringroute: ring %s: corrupt record header at offset %llu; skipping %llu bytes to the tail\n",

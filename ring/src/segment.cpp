@@ -81,36 +81,55 @@ std::string octal_mode(mode_t mode) {
   return text;
 }
 
-std::uint64_t process_start_ticks(pid_t pid) noexcept {
+namespace {
+
+// Fields 3 (state) and 22 (start time in clock ticks) of /proc/PID/stat;
+// state '\0' and ticks 0 when it can't be read.
+struct ProcessStat {
+  char state = '\0';
+  std::uint64_t start_ticks = 0;
+};
+
+ProcessStat read_process_stat(pid_t pid) noexcept {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return {};
   char buf[1024];
   const ssize_t n = ::read(fd, buf, sizeof buf - 1);
   ::close(fd);
-  if (n <= 0) return 0;
+  if (n <= 0) return {};
   buf[n] = '\0';
   // The command name (field 2) may hold spaces and parentheses: count fields
   // from the last ')'.
   const char* p = std::strrchr(buf, ')');
-  if (p == nullptr) return 0;
+  if (p == nullptr) return {};
   ++p;
+  ProcessStat stat;
+  if (p[0] == ' ') stat.state = p[1];
   for (int field = 2; field < 22 && *p != '\0'; ++p) {
     if (*p == ' ') ++field;
   }
-  return std::strtoull(p, nullptr, 10);
+  stat.start_ticks = std::strtoull(p, nullptr, 10);
+  return stat;
 }
+
+}  // namespace
+
+std::uint64_t process_start_ticks(pid_t pid) noexcept { return read_process_stat(pid).start_ticks; }
 
 bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept {
   if (pid <= 0) return false;
   if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  const ProcessStat stat = read_process_stat(pid);
+  // A zombie (killed, not reaped yet by its parent) is dead: its claims are
+  // skipped at once, not after the dead-claim timeout.
+  if (stat.state == 'Z' || stat.state == 'X') return false;
   if (start_ticks == 0) return true;
-  const std::uint64_t now_ticks = process_start_ticks(pid);
   // 0: /proc does not show it (mounted hidepid, another user's process),
   // or it went between the two checks. kill() said it exists: alive is the
   // safe answer (a claim of the dead is still skipped on the timeout).
-  return now_ticks == 0 || now_ticks == start_ticks;
+  return stat.start_ticks == 0 || stat.start_ticks == start_ticks;
 }
 
 void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcept {
@@ -193,7 +212,16 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
 
   bip::offset_t size = 0;
   attached->shm.get_size(size);
-  bool needs_init = created || static_cast<std::uint64_t>(size) < kHeaderBytes;
+  // Judged under the lock from what the segment holds, not from whether
+  // this process created it: another router may have opened the segment
+  // between our create and our lock, and laid it out (and started
+  // consuming it) already; laying it out again would wipe its ownership.
+  bool needs_init = static_cast<std::uint64_t>(size) < kHeaderBytes;
+  if (static_cast<std::uint64_t>(size) > kHeaderBytes + kMaxCapacity) {
+    // Refused before mapping it populated, which would touch every page.
+    throw RingError(Status::corrupt, "ring " + name + ": /dev/shm/" + name + " is " + std::to_string(size) +
+                                         " bytes, larger than any ringroute ring");
+  }
   if (!needs_init) {
     attached->region = map_populated(attached->shm);
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
@@ -206,7 +234,8 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
                           std::to_string(version) + ", this build reads version " +
                           std::to_string(kLayoutVersion) +
                           "; drain it with the build that made it, or remove it");
-    } else if (h->magic != kSegmentMagic || !is_power_of_two(h->capacity) ||
+    } else if (h->magic != kSegmentMagic || !is_power_of_two(h->capacity) || h->capacity < kMinCapacity ||
+               h->capacity > kMaxCapacity || h->max_record_bytes != h->capacity / 8 ||
                h->header_bytes != kHeaderBytes ||
                static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity) {
       throw RingError(Status::corrupt, "ring " + name + ": /dev/shm/" + name +

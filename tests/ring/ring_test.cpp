@@ -271,6 +271,43 @@ TEST(Ring, BrokenFramingIsCountedAsCorruptAndReadingGoesOn) {
   EXPECT_EQ(take(c), (std::vector<std::string>{"later"}));
 }
 
+// A tail written by something other than the library can be laps ahead:
+// skipping to it would have release() zero past the end of the mapping.
+// The skip stops a lap past what is released.
+TEST(Ring, ABrokenHeaderWithATailLapsAheadSkipsAtMostALap) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  ASSERT_EQ(put(p, "good"), ring::Status::ok);
+  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(4, 0));
+  r.segment.header().tail.store(r.segment.header().tail.load() + 10 * 4096);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"good"}));
+  EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
+  // A lap past what was released when the header was found (nothing yet).
+  EXPECT_EQ(c.read_position(), 4096u);
+  EXPECT_EQ(c.released_position(), 4096u);
+}
+
+// A broken header at the producers' tail leaves nowhere to skip to: it is
+// counted (and logged) once, sleep() waits on it instead of returning at
+// once (the router spun, logging every poll), and the producer that claims
+// there next is read.
+TEST(Ring, ABrokenHeaderAtTheTailIsCountedOnceAndSleptOn) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  ASSERT_EQ(put(p, "good"), ring::Status::ok);
+  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(24, 0));
+  EXPECT_EQ(take(c), (std::vector<std::string>{"good"}));
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(take(c).empty());
+  EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
+  const auto start = std::chrono::steady_clock::now();
+  c.sleep(std::chrono::milliseconds(50));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(45));
+  ASSERT_EQ(put(p, "later"), ring::Status::ok);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"later"}));
+}
+
 // A record whose length runs past what producers claimed (inside the lap,
 // so the lap-end check passes) was not written by the library: taken, it
 // would carry the read, then the release, past the producers' tail.

@@ -9,7 +9,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -195,7 +199,39 @@ TEST(Segment, ACapacityPastTheLimitIsCorrupt) {
   ring::Segment s;
   std::string why;
   EXPECT_EQ(ring::Segment::attach(name, s, &why), ring::Status::corrupt) << why;
+  // The router's way in refuses it too, before mapping (and so touching)
+  // all of it.
+  try {
+    ring::SegmentOptions options;
+    options.capacity_bytes = 4096;
+    (void)ring::Segment::create_or_attach(name, options);
+    ADD_FAILURE() << "the router attached a segment larger than any ring";
+  } catch (const ring::RingError& e) {
+    EXPECT_EQ(e.status(), ring::Status::corrupt) << e.what();
+  }
   ring::Segment::remove(name);
+}
+
+// A producer killed and not reaped yet by its parent is a zombie: kill(pid,
+// 0) still finds it and its start time still matches, but it is dead, and
+// its claims are skipped at once rather than after the dead-claim timeout.
+TEST(Segment, AZombieIsNotAlive) {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  const std::uint64_t ticks = ring::process_start_ticks(child);
+  for (int i = 0; i < 200; ++i) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(child));
+    std::ifstream stat(path);
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    if (text.find(") Z ") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(ring::process_alive(child, ticks));
+  EXPECT_FALSE(ring::process_alive(child, 0));
+  EXPECT_TRUE(ring::process_alive(::getpid(), ring::process_start_ticks(::getpid())));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
 }
 
 TEST(Segment, GarbageIsCorruptNotACrash) {

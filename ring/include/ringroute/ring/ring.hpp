@@ -498,6 +498,10 @@ class Consumer {
   std::uint64_t released_ = 0;
   std::uint64_t tail_seen_ = 0;  // the producers' tail when last read (only rises)
   std::uint64_t stall_position_ = ~std::uint64_t{0};
+  // Where a broken header sat at the producers' tail when last found, so it
+  // is counted once and slept on (see framing_broken()).
+  std::uint64_t broken_at_ = ~std::uint64_t{0};
+  std::uint64_t broken_word_ = 0;
   std::int64_t stall_since_ns_ = 0;
   std::uint32_t stall_checks_ = 0;
   static constexpr std::uint32_t kStallChecksPerClockRead = 64;
