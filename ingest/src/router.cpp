@@ -315,7 +315,17 @@ class Worker {
         continue;
       }
       sinks::BackendRunner* runner = plan.backends[static_cast<std::size_t>(index)].get();
-      if (runner->over_limit()) continue;
+      if (runner->over_limit()) {
+        // A `drop` backend never holds the ring. One that fell behind under
+        // `block` and was switched to `drop` by a reload would otherwise
+        // wait here for room, holding the ring for every other backend:
+        // what it has not read back is dropped, counted.
+        if (runner->options().drop_when_full) {
+          drop_behind(slot, &perf::BackendWorkerShard::dropped_queue_full,
+                      "its queue is full and a reload switched it to drop");
+        }
+        continue;
+      }
       std::uint64_t start = state.behind_from;
       state.behind_from = consumer_.reread(
           state.behind_from, last_end_,
@@ -337,6 +347,19 @@ class Worker {
       if (state.behind_from == last_end_) stop_behind(state);
     }
     return reread;
+  }
+
+  // Gives up on what a backend behind has not read back: counted (in the
+  // worker's shard, as `reason`) and said, with `why`.
+  void drop_behind(std::size_t slot, perf::Counter perf::BackendWorkerShard::*reason, const char* why) {
+    if (const std::uint64_t missed = count_missed(slot); missed != 0) {
+      (block_.backends[slot].worker[ring_ % perf::kMaxWorkers].*reason).add(missed);
+      std::fprintf(stderr,
+                   "ringroute: backend %s: %llu events its bindings matched, not yet read back from ring %s, are "
+                   "dropped: %s\n",
+                   block_.backends[slot].name, static_cast<unsigned long long>(missed), block_.rings[ring_].name, why);
+    }
+    stop_behind(slots_[slot]);
   }
 
   void stop_behind(SlotState& state) {
@@ -489,16 +512,11 @@ class Worker {
     for (std::size_t slot : active_) {
       if (present[slot]) continue;
       slots_[slot].in_flight.clear();
-      if (!slots_[slot].behind) continue;
       // Its runner's log counts what it was handed; what it had not read
-      // back from the ring yet is said here, or it would go unmentioned.
-      if (const std::uint64_t missed = count_missed(slot); missed != 0) {
-        std::fprintf(stderr,
-                     "ringroute: backend %s removed while behind: %llu more events its bindings matched, not yet "
-                     "read back from ring %s, are not written\n",
-                     block_.backends[slot].name, static_cast<unsigned long long>(missed), block_.rings[ring_].name);
+      // back from the ring yet is counted and said here.
+      if (slots_[slot].behind) {
+        drop_behind(slot, &perf::BackendWorkerShard::dropped_removed, "the backend was removed while behind");
       }
-      stop_behind(slots_[slot]);
     }
   }
 
@@ -765,7 +783,10 @@ std::optional<std::string> Router::reload(
   for (auto& runner : removed) group.push_back(runner.get());
   sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(5), stop_deadline);
   for (auto& runner : removed) {
+    // Their ring space went with the removal, so all of them are lost.
     if (const std::uint64_t unwritten = runner->unwritten_events(); unwritten != 0) {
+      // The sink thread is joined: this thread is the shard's one writer now.
+      runner->slot().sink.dropped_removed.add(unwritten);
       std::fprintf(stderr, "ringroute: backend %s removed: %llu events it was handed and did not write are dropped\n",
                    runner->name().c_str(), static_cast<unsigned long long>(unwritten));
     }
@@ -790,8 +811,10 @@ void Router::stop(std::chrono::milliseconds drain) {
   for (auto& [name, runner] : runners_) all.push_back(runner.get());
   sinks::BackendRunner::stop_all(all, drain_until);
   for (sinks::BackendRunner* runner : all) {
-    if (!runner->options().drop_when_full) continue;  // the ring still holds the rest
-    if (const std::uint64_t lost = runner->unwritten_events(); lost != 0) {
+    // By batch, not by the runner's policy now: a reload may have switched
+    // it, and batches handed under the other one are still in its queue.
+    // Those holding the ring are kept there for the next start.
+    if (const std::uint64_t lost = runner->unwritten_events_outside_ring(); lost != 0) {
       // The sink thread is joined: this thread is the shard's one writer now.
       runner->slot().sink.dropped_shutdown.add(lost);
       dropped_at_stop_ += lost;

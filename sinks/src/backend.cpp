@@ -221,6 +221,7 @@ void BackendRunner::submit(Batch* batch) {
   // the batch itself is published by the queue.
   in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
   in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
+  if (!batch->holds_ring) in_flight_outside_ring_.fetch_add(batch->events, std::memory_order_relaxed);
   queue_.enqueue(batch);
 }
 
@@ -263,6 +264,16 @@ std::uint64_t BackendRunner::unwritten_events() const {
   std::uint64_t events = in_flight_events_.load(std::memory_order_relaxed);
   for (const Batch* batch : inherited_) events += batch->events;
   if (!took_over_ && predecessor_) events += predecessor_->unwritten_events();
+  return events;
+}
+
+std::uint64_t BackendRunner::unwritten_events_outside_ring() const {
+  // Relaxed: as above.
+  std::uint64_t events = in_flight_outside_ring_.load(std::memory_order_relaxed);
+  for (const Batch* batch : inherited_) {
+    if (!batch->holds_ring) events += batch->events;
+  }
+  if (!took_over_ && predecessor_) events += predecessor_->unwritten_events_outside_ring();
   return events;
 }
 
@@ -355,9 +366,11 @@ void BackendRunner::deliver(Batch* batch) {
     return;
   }
   const std::uint64_t events = batch->events, bytes = batch->bytes.size();
+  const bool holds_ring = batch->holds_ring;
   batch->reset();
   pool_.enqueue(batch);
   in_flight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  if (!holds_ring) in_flight_outside_ring_.fetch_sub(events, std::memory_order_relaxed);
   // Release: a worker that sees the queue idle also sees the batch back in the pool.
   in_flight_events_.fetch_sub(events, std::memory_order_release);
 }

@@ -501,6 +501,21 @@ std::string run_capture(const std::string& args) {
   return out;
 }
 
+// A backend's `dropped` count for `reason` in `stat --json` output.
+std::uint64_t dropped_of(const std::string& stat_json, std::string_view backend, const char* reason) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(stat_json).get(doc) != simdjson::SUCCESS) {
+    ADD_FAILURE() << stat_json;
+    return 0;
+  }
+  for (simdjson::dom::element b : doc["backends"].get_array()) {
+    if (std::string_view(b["name"]) == backend) return uint64_t(b["dropped"][reason]);
+  }
+  ADD_FAILURE() << "no backend " << backend << " in " << stat_json;
+  return 0;
+}
+
 TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   Dir dir;
   const std::string ring = dir.unique("stat");
@@ -743,10 +758,32 @@ TEST(RunCommand, ABackendRemovedWhileBehindHasEveryEventItLosesCounted) {
     return std::stoul(log.substr(start, at - start));
   };
   const unsigned long handed = number_before(" events it was handed and did not write");
-  const unsigned long missed = number_before(" more events its bindings matched");
+  const unsigned long missed = number_before(" events its bindings matched, not yet read back");
   EXPECT_GT(handed, 0u) << log;
   EXPECT_GT(missed, 0u) << log;
   EXPECT_EQ(handed + missed, static_cast<unsigned long>(kEvents)) << log;
+  // And counted, not only logged.
+  EXPECT_EQ(dropped_of(run_capture("stat --json --instance " + run.ring), "late", "removed"),
+            static_cast<std::uint64_t>(kEvents));
+}
+
+// A `block` backend behind (its destination dead) that a reload switches to
+// `drop` must not go on holding the ring: it waited for room to read back
+// what it missed, and the ring filled for every backend. What it had not
+// read back is dropped and counted.
+TEST(RunCommand, ABackendBehindThatAReloadSwitchesToDropNoLongerHoldsTheRing) {
+  LateBackendRun run("todrop");
+  constexpr int kFirst = 3000, kMore = 100000;  // kMore: more than the 8 MiB ring holds
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kFirst));
+  std::string config = run.config();
+  config.replace(config.find(R"("when_full": "block")"), 20, R"("when_full": "drop")");
+  write_file(run.dir / "edr.json", config);
+  run.router->signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "reloaded");
+  ASSERT_EQ(wait_child(spawn_producer(run.ring, 1, kMore)), 0) << read_text(run.dir / "router.log");
+  EXPECT_EQ(wait_for_events({run.dir / "ok.ndjson"}, kFirst + kMore).size(), static_cast<std::size_t>(kFirst + kMore));
+  EXPECT_GT(dropped_of(run_capture("stat --json --instance " + run.ring), "late", "queue_full"), 0u);
+  EXPECT_EQ(run.router->stop(), 0);
 }
 
 // A backend whose options change gets a new runner; the old one is handed

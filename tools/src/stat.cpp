@@ -39,8 +39,8 @@ struct RingFigures {
 struct BackendFigures {
   std::string name, type;
   std::uint64_t matched = 0, sent = 0, bytes = 0, batches = 0, retries = 0, failures = 0;
-  std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, dropped_shutdown = 0, skipped_written = 0, rotations = 0,
-                reopens = 0;
+  std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, dropped_shutdown = 0, dropped_removed = 0,
+                skipped_written = 0, rotations = 0, reopens = 0;
   std::uint64_t connects = 0, connect_failures = 0, timeouts = 0, truncated = 0;
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
 };
@@ -101,6 +101,7 @@ Snapshot take(const perf::Block& block) {
     for (const auto& shard : slot.worker) {
       b.matched += shard.matched.read();
       b.dropped_queue_full += shard.dropped_queue_full.read();
+      b.dropped_removed += shard.dropped_removed.read();
       b.skipped_written += shard.skipped_written.read();
     }
     b.sent = slot.sink.sent.read();
@@ -110,6 +111,7 @@ Snapshot take(const perf::Block& block) {
     b.failures = slot.sink.failures.read();
     b.dropped_rejected = slot.sink.dropped_failed.read();
     b.dropped_shutdown = slot.sink.dropped_shutdown.read();
+    b.dropped_removed += slot.sink.dropped_removed.read();
     b.rotations = slot.sink.rotations.read();
     b.reopens = slot.sink.reopens.read();
     b.connects = slot.sink.connects.read();
@@ -148,7 +150,8 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"retries\":" + std::to_string(b.retries) + ",\"failures\":" + std::to_string(b.failures) +
            ",\"dropped\":{\"queue_full\":" + std::to_string(b.dropped_queue_full) +
            ",\"rejected\":" + std::to_string(b.dropped_rejected) +
-           ",\"shutdown\":" + std::to_string(b.dropped_shutdown) + "}" +
+           ",\"shutdown\":" + std::to_string(b.dropped_shutdown) +
+           ",\"removed\":" + std::to_string(b.dropped_removed) + "}" +
            ",\"skipped_written\":" + std::to_string(b.skipped_written) +
            ",\"rotations\":" + std::to_string(b.rotations) + ",\"reopens\":" + std::to_string(b.reopens) +
            ",\"connects\":" + std::to_string(b.connects) +
@@ -215,7 +218,8 @@ void print_table(const Snapshot& now, const Snapshot* before) {
     std::printf("%-24s %14.0f %12llu %12.1f %10llu %10llu %9.1f %9.1f %9.1f\n", b.name.c_str(),
                 p ? rate(b.sent, p->sent) : 0.0, static_cast<unsigned long long>(b.sent),
                 p ? rate(b.bytes, p->bytes) / 1e6 : 0.0, static_cast<unsigned long long>(b.retries),
-                static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected + b.dropped_shutdown),
+                static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected + b.dropped_shutdown +
+                                                b.dropped_removed),
                 micros(perf::histogram_quantile(latency, 0.5)), micros(perf::histogram_quantile(latency, 0.99)),
                 micros(perf::histogram_quantile(latency, 0.999)));
   }

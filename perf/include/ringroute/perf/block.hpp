@@ -74,7 +74,12 @@ struct alignas(kCacheLine) BackendWorkerShard {
   Counter matched;
   Counter dropped_queue_full;  // `drop` policy, queue full
   Counter skipped_written;     // already written before a restart: not delivered again
+  // Matched, not yet read back by a backend behind when a reload removed
+  // it. Within the shard's
+  // line, so the block's layout (and version) is unchanged.
+  Counter dropped_removed;
 };
+static_assert(sizeof(BackendWorkerShard) == kCacheLine, "a counter added past the line changes the layout");
 
 // Written by the backend's sink thread.
 struct alignas(kCacheLine) BackendSinkShard {
@@ -95,6 +100,10 @@ struct alignas(kCacheLine) BackendSinkShard {
   // Added by the router after the sink thread is joined; in the shard's
   // padding, so the block's layout (and version) is unchanged.
   Counter dropped_shutdown;
+  // Handed to a backend a reload removed, and not written by it within its
+  // 5 s (its ring space went with the removal). Added by the reload after
+  // the sink thread is joined; in the padding, as above.
+  Counter dropped_removed;
 };
 static_assert(sizeof(BackendSinkShard) == 2 * kCacheLine, "a counter added past the padding changes the layout");
 

@@ -114,6 +114,10 @@ class BackendRunner {
   // After stop(): events handed to this runner (or to the runners it
   // followed) and not written.
   [[nodiscard]] std::uint64_t unwritten_events() const;
+  // Of those, the ones in batches that do not hold the ring (handed over
+  // under `drop`, by this runner or one it followed): no restart delivers
+  // them. The rest the ring keeps for the next start.
+  [[nodiscard]] std::uint64_t unwritten_events_outside_ring() const;
 
  private:
   void run();
@@ -150,6 +154,7 @@ class BackendRunner {
   // Added by workers on submit, taken off by the sink thread when done.
   std::atomic<std::uint64_t> in_flight_events_{0};
   std::atomic<std::uint64_t> in_flight_bytes_{0};
+  std::atomic<std::uint64_t> in_flight_outside_ring_{0};  // events of in_flight_events_ in batches not holding the ring
   std::atomic<bool> reopen_{false};
   std::atomic<bool> stop_now_{false};
   // Release after the thread is joined, acquire by the successor: all of
