@@ -331,7 +331,9 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     Request& request = requests_[c.request];
     if (status >= 200 && status < 300) {
       request.state = Request::State::done;
-    } else if (status == 429 || status >= 500) {
+    } else if (status == 429 || status == 408 || status == 425 || status >= 500) {
+      // 408 (the server gave up reading the request) and 425 (too early)
+      // say only "not now", as 429 and 5xx do.
       request.state = Request::State::pending;
       if (retry_why.empty()) {
         retry_why = "HTTP " + std::to_string(status) + " from " + where_ + ": " + body_excerpt(response.body());
@@ -365,6 +367,30 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     dispatch(index);
   };
 
+  // A server may answer before it has read the whole request (401, or 413
+  // to a body it won't take) and close, and our send then fails with the
+  // answer unread in the socket. Read, the answer decides the request, as
+  // any other; sent again, the request would be refused again, for ever.
+  auto early_answer = [&](std::size_t index) -> bool {
+    Connection& c = *connections_[index];
+    if (!c.busy || !c.parser) return false;
+    c.in_used += c.stream.read_pending(c.in, c.in_used, 256 * 1024);
+    boost::system::error_code ec;
+    std::size_t offset = 0;
+    while (offset < c.in_used && !ec) {
+      const std::size_t used = c.parser->put(boost::asio::const_buffer(c.in.data() + offset, c.in_used - offset), ec);
+      if (ec == http::error::need_more) ec = {};
+      if (used == 0) break;
+      offset += used;
+      // An interim response (100 Continue) is not the answer.
+      if (c.parser->is_done() && c.parser->get().result_int() / 100 == 1) new_parser(c);
+    }
+    c.in_used = 0;
+    if (!c.parser->is_header_done() || c.parser->get().result_int() < 200) return false;
+    finish_response(index, false);
+    return true;
+  };
+
   for (std::size_t i = 0; i < connections_.size(); ++i) {
     if (!dispatch(i)) break;
   }
@@ -384,6 +410,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     if (op == Stream::kSend) {
       if (result <= 0) {
         if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
+        if (result != -ECANCELED && early_answer(index)) return;
         return fail(index, "send to " + where_ + ": " + io_error_text(result, "the server"));
       }
       if (c.stream.sent_some(result)) {

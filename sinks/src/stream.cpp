@@ -278,6 +278,22 @@ void Stream::receive(UringLoop& loop, std::vector<char>& in, std::size_t used, s
   }
 }
 
+std::size_t Stream::read_pending(std::vector<char>& in, std::size_t used, std::size_t most) {
+  std::size_t plain = 0;
+  while (fd_ >= 0 && plain < most) {
+    if (tls_) cipher_in_.resize(kCipherReceive);
+    if (!tls_ && used + plain == in.size()) in.resize(in.size() * 2);
+    char* const into = tls_ ? cipher_in_.data() : in.data() + used + plain;
+    const std::size_t room = tls_ ? cipher_in_.size() : in.size() - used - plain;
+    const ssize_t n = ::recv(fd_, into, room, MSG_DONTWAIT);
+    if (n <= 0) break;  // nothing more now, the end, or the reset
+    const long got = received(static_cast<int>(n), in, used + plain);
+    if (got > 0) plain += static_cast<std::size_t>(got);
+    else if (got != -EAGAIN) break;  // TLS: the stream ended (a record not yet whole reads on)
+  }
+  return plain;
+}
+
 long Stream::received(int result, std::vector<char>& in, std::size_t used) {
   if (!tls_ || result <= 0) return result;
   tls_->incoming(cipher_in_.data(), static_cast<std::size_t>(result));

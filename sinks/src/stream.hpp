@@ -72,6 +72,10 @@ class Stream {
   // `used` (> 0), 0 when the peer closed, -EAGAIN when more must be
   // received first (receive() again), other -errno as the syscall's.
   long received(int result, std::vector<char>& in, std::size_t used);
+  // What the peer sent that no receive has asked for yet, read now without
+  // waiting (at most `most` plaintext bytes past `used`): plaintext bytes
+  // appended to `in` after `used`, 0 when there are none.
+  std::size_t read_pending(std::vector<char>& in, std::size_t used, std::size_t most);
 
  private:
   Progress handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why);

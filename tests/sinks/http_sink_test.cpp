@@ -7,6 +7,14 @@
 #include <simdjson.h>
 #include <zlib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
 #include <set>
 #include <string>
 
@@ -242,6 +250,22 @@ TEST_F(HttpSinkTest, TooManyRequestsHonoursRetryAfter) {
   EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(0));
 }
 
+// 408 (the server gave up reading the request) and 425 (too early) say
+// "not now", as 429 does: retried, not rejected.
+TEST_F(HttpSinkTest, RequestTimeoutAndTooEarlyAreRetried) {
+  for (const unsigned status : {408u, 425u}) {
+    HttpReceiver receiver([status](const HttpRequest&, std::size_t index) {
+      return index == 0 ? HttpResponse{.status = status} : HttpResponse{};
+    });
+    HttpSink sink({.url = receiver.url(), .batched = true});
+    fill(batch_, 0, 5);
+    ASSERT_EQ(sink.write(batch_, why_), Outcome::retry) << status;
+    EXPECT_EQ(sink.rejected_events(), 0u);
+    ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+    EXPECT_EQ(ids_in(receiver.requests().back().body), expected_ids(0, 5));
+  }
+}
+
 TEST_F(HttpSinkTest, BadRequestIsRejectedNotRetried) {
   HttpReceiver receiver([](const HttpRequest&, std::size_t) {
     return HttpResponse{.status = 400, .body = "{\"error\":\"schema mismatch at /body/n\"}"};
@@ -253,6 +277,51 @@ TEST_F(HttpSinkTest, BadRequestIsRejectedNotRetried) {
   EXPECT_NE(why_.find("HTTP 400"), std::string::npos) << why_;
   EXPECT_NE(why_.find("schema mismatch"), std::string::npos) << why_;
   EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+// A server that answers before it has read the request (413 to a body it
+// won't take) and closes: our send then fails (the unread rest resets the
+// connection) with the answer waiting in the socket. The answer decides the
+// request; sent again, it would be refused again, for ever.
+TEST_F(HttpSinkTest, AnAnswerSentBeforeTheRequestWasReadDecidesIt) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int small = 4096;
+  ::setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);  // so the body can't all be sent
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  socklen_t length = sizeof address;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  std::atomic<int> answered{0};
+  std::thread server([&] {
+    for (;;) {
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      char head[1024];
+      if (::recv(fd, head, sizeof head, 0) > 0) {
+        const char answer[] = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+        (void)::send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
+        ++answered;
+      }
+      ::close(fd);  // the unread body resets the connection
+    }
+  });
+  HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/hook",
+                 .timeout = std::chrono::milliseconds(2000),
+                 .max_connections = 1,
+                 .batched = true,
+                 .max_events = 100000,
+                 .max_bytes = 64 << 20});
+  fill(batch_, 0, 100000);  // about 20 MB: more than the socket buffers take
+  EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(sink.rejected_events(), 100000u);
+  EXPECT_NE(why_.find("HTTP 413"), std::string::npos) << why_;
+  EXPECT_EQ(answered.load(), 1);
+  ::shutdown(listener, SHUT_RDWR);
+  ::close(listener);
+  server.join();
 }
 
 TEST_F(HttpSinkTest, ChunkedResponsesAreReadWholeAndKeepTheConnection) {
