@@ -199,7 +199,13 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   });
 }
 
-BackendRunner::~BackendRunner() { stop(std::chrono::milliseconds(0)); }
+BackendRunner::~BackendRunner() {
+  stop(std::chrono::milliseconds(0));
+  // The sink first: a network sink cut short by a stop may still have sends
+  // reading batch bytes, which its destructor cancels and waits out; the
+  // batches (owned_, declared after it) would otherwise be freed first.
+  sink_.reset();
+}
 
 Batch* BackendRunner::take_batch() {
   Batch* batch = nullptr;

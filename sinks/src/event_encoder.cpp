@@ -32,10 +32,12 @@ char* put_header_field(char* out, std::string_view value, std::size_t max) noexc
 }
 
 // PARAM-VALUE: any UTF-8 with '"', '\' and ']' escaped by a backslash.
+// CR and LF become spaces: legal in a PARAM-VALUE, but with newline framing
+// (and in receivers that split on them) they would cut the message in two.
 char* put_param_value(char* out, std::string_view value) noexcept {
   for (char c : value) {
     if (c == '"' || c == '\\' || c == ']') *out++ = '\\';
-    *out++ = c;
+    *out++ = c == '\n' || c == '\r' ? ' ' : c;
   }
   return out;
 }

@@ -310,7 +310,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       return true;
     }
     std::string reason;
-    if (!address) address = resolve(host_, port_, SOCK_STREAM, reason);
+    if (!address) address = resolve(host_, port_, SOCK_STREAM, reason, address_pick_);
     if (!address) {
       if (counters_) counters_->connect_failures.add(1);
       fail(index, reason);
@@ -403,7 +403,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
                                        where_, counters_, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: return fail(index, reason);
+        case Stream::Progress::failed: ++address_pick_; return fail(index, reason);
         case Stream::Progress::ready: return start_request(index);
       }
     }

@@ -54,6 +54,20 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
     url.path = std::string(rest);
     return url;
   }
+  // What would break the request line or the Host header (a space, a line
+  // break: every request refused), or never reach the server (a fragment).
+  for (std::size_t i = 0; i < rest.size(); ++i) {
+    const auto c = static_cast<unsigned char>(rest[i]);
+    if (c <= 0x20 || c == 0x7f) {
+      why = "the URL holds a space or control character at byte " + std::to_string(colon + 3 + i) +
+            " (percent-encode it: %20)";
+      return std::nullopt;
+    }
+    if (c == '#') {
+      why = "the URL holds a fragment (#...), which is never sent to a server: remove it";
+      return std::nullopt;
+    }
+  }
   const std::size_t slash = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, slash);
   url.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
@@ -94,6 +108,10 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
     why = "the URL has no host";
     return std::nullopt;
   }
+  if (authority.front() != '[' && url.host.find(':') != std::string::npos) {
+    why = "an IPv6 address in a URL goes in brackets ([::1]:514)";
+    return std::nullopt;
+  }
   if (!port.empty()) {
     unsigned value = 0;
     const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
@@ -113,7 +131,8 @@ std::string url_problem(std::string_view text) {
   return why;
 }
 
-std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why) {
+std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why,
+                               std::size_t pick) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;
@@ -125,10 +144,14 @@ std::optional<Address> resolve(const std::string& host, std::uint16_t port, int 
     why = "can't resolve " + host + ": " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc));
     return std::nullopt;
   }
+  std::size_t count = 0;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) ++count;
+  const addrinfo* chosen = found;
+  for (std::size_t i = pick % count; i > 0; --i) chosen = chosen->ai_next;
   Address address;
-  std::memcpy(&address.storage, found->ai_addr, found->ai_addrlen);
-  address.length = found->ai_addrlen;
-  address.family = found->ai_family;
+  std::memcpy(&address.storage, chosen->ai_addr, chosen->ai_addrlen);
+  address.length = chosen->ai_addrlen;
+  address.family = chosen->ai_family;
   ::freeaddrinfo(found);
   return address;
 }

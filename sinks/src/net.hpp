@@ -30,9 +30,13 @@ struct Address {
   int family = 0;
 };
 
-// The first address for host:port (getaddrinfo), or a unix path.
+// Address number `pick` (modulo how many there are) of host:port, as
+// getaddrinfo orders them: a sink whose connect failed picks the next one
+// at its next try, so a name with an address nobody listens on (localhost's
+// ::1 where the receiver is on 127.0.0.1 only) still reaches the one that
+// answers. Or a unix path.
 [[nodiscard]] std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype,
-                                             std::string& why);
+                                             std::string& why, std::size_t pick = 0);
 [[nodiscard]] std::optional<Address> unix_address(const std::string& path, std::string& why);
 
 // What an io_uring result (-errno) means, for logs: -ECANCELED is a linked

@@ -176,7 +176,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     if (c.stream.usable_after_idle()) return send_next(index);
     std::string reason;
     if (!address) {
-      address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason);
+      address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason, address_pick_);
     }
     if (!address) {
       if (counters_) counters_->connect_failures.add(1);
@@ -197,7 +197,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
                                        where_, counters_, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: return fail(index, reason);
+        case Stream::Progress::failed: ++address_pick_; return fail(index, reason);
         case Stream::Progress::ready: return send_next(index);
       }
     }

@@ -124,6 +124,14 @@ long TlsConnection::decrypt(char* out, std::size_t size) {
   return -1;
 }
 
+std::string TlsConnection::close_notify() {
+  if (SSL_is_init_finished(ssl_) != 1) return {};
+  (void)SSL_shutdown(ssl_);  // 0: sent ours, the peer's not read (nor waited for)
+  std::string alert;
+  alert.swap(outgoing());
+  return alert;
+}
+
 bool TlsConnection::tls13() const noexcept { return SSL_version(ssl_) == TLS1_3_VERSION; }
 
 }  // namespace ringroute::sinks

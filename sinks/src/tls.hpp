@@ -65,6 +65,10 @@ class TlsConnection {
   // Whether the session is TLS 1.3, where the server judges the client's
   // certificate after the client has finished its handshake.
   [[nodiscard]] bool tls13() const noexcept;
+  // The close_notify alert, as ciphertext to send before closing, once all
+  // of outgoing() is sent (the caller's to know); empty where the handshake
+  // never finished.
+  std::string close_notify();
 
  private:
   SSL* ssl_ = nullptr;

@@ -141,15 +141,12 @@ class UringLoop {
 
  private:
   io_uring_sqe* next_sqe() {
-    // An operation and its linked timeout must go to the kernel together.
+    // An operation and its linked timeout must go to the kernel together:
+    // room for both (finish() takes the second), or neither is taken. A
+    // submit refused just now (-EBUSY) can leave room for one only.
     if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (sqe == nullptr) {  // queue full: hand it to the kernel and take the next
-      io_uring_submit(&ring_);
-      sqe = io_uring_get_sqe(&ring_);
-      if (sqe == nullptr) throw std::runtime_error("io_uring submission queue stuck");
-    }
-    return sqe;
+    if (io_uring_sq_space_left(&ring_) < 2) throw std::runtime_error("io_uring submission queue stuck");
+    return io_uring_get_sqe(&ring_);
   }
   void finish(io_uring_sqe* sqe, std::uint64_t tag, std::chrono::milliseconds limit) {
     io_uring_sqe_set_data64(sqe, tag);

@@ -513,6 +513,20 @@ TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   ASSERT_EQ(single.write(batch_, why_), Outcome::ok) << why_;  // the same TLS sessions, kept alive
   EXPECT_EQ(receiver.requests().size(), 81u);
   EXPECT_EQ(counters_.connects.read(), 2u);
+
+  // A sink closes its TLS connections with close_notify: the server reads
+  // a clean end, not a cut one.
+  const std::size_t clean_before = receiver.clean_closes();
+  {
+    HttpSink closing({.url = receiver.url(), .batched = true, .ca_file = pki.ca});
+    fill(batch_, 0, 5);
+    ASSERT_EQ(closing.write(batch_, why_), Outcome::ok) << why_;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (receiver.clean_closes() == clean_before && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(receiver.clean_closes(), clean_before + 1);
 }
 
 }  // namespace

@@ -188,6 +188,11 @@ TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
   encoder.encode(ev(R"({"id":"a\"b]c\\d","timestamp":0,"topic":"x.y"})"), out);
   EXPECT_NE(out.view().find(R"([ringroute@32473 id="a\"b\]c\\d" topic="x.y"])"), std::string_view::npos) << out.view();
   EXPECT_EQ(out.view().back(), '\n');
+  // A line break in a value would cut a newline-framed message in two.
+  out.clear();
+  encoder.encode(ev(R"({"id":"a\nb\r\nc","timestamp":0,"tag":"t\n"})"), out);
+  EXPECT_EQ(out.view().find('\n'), out.view().size() - 1) << out.view();
+  EXPECT_NE(out.view().find(R"(id="a b  c")"), std::string_view::npos) << out.view();
 }
 
 TEST_F(SocketSinkRsyslog, TcpOctetCountingDeliversEveryEventOnceInOrder) {

@@ -104,6 +104,8 @@ class HttpReceiver {
     return requests_;
   }
   [[nodiscard]] std::size_t connections() const { return connections_; }
+  // TLS connections the client ended with close_notify (not just a close).
+  [[nodiscard]] std::size_t clean_closes() const { return clean_closes_; }
 
  private:
   void accept_loop() {
@@ -135,7 +137,9 @@ class HttpReceiver {
     namespace http = boost::beast::http;
     auto receive = [&](char* data, std::size_t size) -> long {
       if (ssl == nullptr) return ::recv(fd, data, size, 0);
-      return SSL_read(ssl, data, static_cast<int>(size));
+      const int n = SSL_read(ssl, data, static_cast<int>(size));
+      if (n <= 0 && SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN) ++clean_closes_;
+      return n;
     };
     auto send_all = [&](const std::string& text) -> bool {
       if (ssl == nullptr) return ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
@@ -237,6 +241,7 @@ class HttpReceiver {
   std::vector<std::thread> threads_;
   std::vector<HttpRequest> requests_;
   std::atomic<std::size_t> connections_{0};
+  std::atomic<std::size_t> clean_closes_{0};
 };
 
 }  // namespace ringroute::testing

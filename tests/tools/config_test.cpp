@@ -226,12 +226,20 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
     {"name": "b", "type": "socket", "options": {"url": "syslog://:514"}, "bindings": []},
     {"name": "c", "type": "socket", "options": {"url": "unix://relative.sock"}, "bindings": []},
     {"name": "d", "type": "socket", "options": {"url": "syslog+tcp://[::1:514"}, "bindings": []},
-    {"name": "e", "type": "http", "options": {"url": "https://[::1]:8443/ok"}, "bindings": []}]})");
+    {"name": "e", "type": "http", "options": {"url": "https://[::1]:8443/ok"}, "bindings": []},
+    {"name": "f", "type": "http", "options": {"url": "http://host/a b"}, "bindings": []},
+    {"name": "g", "type": "http", "options": {"url": "http://host/hook\r\nX-Evil: 1"}, "bindings": []},
+    {"name": "h", "type": "http", "options": {"url": "http://host/hook#part"}, "bindings": []},
+    {"name": "i", "type": "socket", "options": {"url": "syslog://::1"}, "bindings": []}]})");
   EXPECT_TRUE(has_error(e, "backends[0].options.url: bad port \"99999\" in the URL"));
   EXPECT_TRUE(has_error(e, "backends[1].options.url: the URL has no host"));
   EXPECT_TRUE(has_error(e, "backends[2].options.url: a unix socket URL needs an absolute path (unix:///run/receiver.sock)"));
   EXPECT_TRUE(has_error(e, "backends[3].options.url: unclosed '[' in the URL's host"));
-  EXPECT_EQ(e.size(), 4u);
+  EXPECT_TRUE(has_error(e, "backends[5].options.url: the URL holds a space or control character at byte 13 (percent-encode it: %20)"));
+  EXPECT_TRUE(has_error(e, "backends[6].options.url: the URL holds a space or control character at byte 16 (percent-encode it: %20)"));
+  EXPECT_TRUE(has_error(e, "backends[7].options.url: the URL holds a fragment (#...), which is never sent to a server: remove it"));
+  EXPECT_TRUE(has_error(e, "backends[8].options.url: an IPv6 address in a URL goes in brackets ([::1]:514)"));
+  EXPECT_EQ(e.size(), 8u);
 }
 
 TEST(Config, RingsAreChecked) {
