@@ -145,6 +145,7 @@ class Worker {
         submit_all();
         if (plan != nullptr) {
           forget_slots_missing_from(*current);
+          stop_holding_for_drop_slots(*current);
           keep_generation_for_behind_slots();
         }
         plan = current;
@@ -517,6 +518,18 @@ class Worker {
       if (slots_[slot].behind) {
         drop_behind(slot, &perf::BackendWorkerShard::dropped_removed, "the backend was removed while behind");
       }
+    }
+  }
+
+  // A backend a reload switched to `drop` never holds the ring, not even
+  // for the batches it was handed under `block` (which its new runner
+  // inherits, and may retry for as long as the destination is down): the
+  // ring is no longer held for them. What of them is not written by a stop
+  // is counted as dropped (BackendRunner::unwritten_events_outside_ring).
+  void stop_holding_for_drop_slots(const Plan& plan) {
+    for (std::size_t i = 0; i < plan.slot_of.size(); ++i) {
+      if (!plan.backends[i] || !plan.backends[i]->options().drop_when_full) continue;
+      slots_[static_cast<std::size_t>(plan.slot_of[i])].in_flight.clear();
     }
   }
 

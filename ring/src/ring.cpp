@@ -340,6 +340,8 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
     // Nowhere to skip to: the broken header is at the tail, and a producer
     // claiming there overwrites it. Counted and said once, and sleep()
     // waits rather than polling it again and again.
+    // Relaxed: only compared with our own earlier read of the same word,
+    // to tell one broken header from the next; nothing is read through it.
     const std::uint64_t word = detail::header_word(data_ + index).load(std::memory_order_relaxed);
     if (broken_at_ == read_position_ && broken_word_ == word) return;
     broken_at_ = read_position_;

@@ -87,6 +87,7 @@ namespace {
 // state '\0' and ticks 0 when it can't be read.
 struct ProcessStat {
   char state = '\0';
+  long threads = 0;
   std::uint64_t start_ticks = 0;
 };
 
@@ -109,6 +110,7 @@ ProcessStat read_process_stat(pid_t pid) noexcept {
   if (p[0] == ' ') stat.state = p[1];
   for (int field = 2; field < 22 && *p != '\0'; ++p) {
     if (*p == ' ') ++field;
+    if (field == 20 && *p == ' ') stat.threads = std::strtol(p + 1, nullptr, 10);
   }
   stat.start_ticks = std::strtoull(p, nullptr, 10);
   return stat;
@@ -123,8 +125,10 @@ bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept {
   if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
   const ProcessStat stat = read_process_stat(pid);
   // A zombie (killed, not reaped yet by its parent) is dead: its claims are
-  // skipped at once, not after the dead-claim timeout.
-  if (stat.state == 'Z' || stat.state == 'X') return false;
+  // skipped at once, not after the dead-claim timeout. Not a leader thread
+  // that ended (pthread_exit from main) while other threads go on: its
+  // state says Z too, but the process still has them.
+  if ((stat.state == 'Z' || stat.state == 'X') && stat.threads <= 1) return false;
   if (start_ticks == 0) return true;
   // 0: /proc does not show it (mounted hidepid, another user's process),
   // or it went between the two checks. kill() said it exists: alive is the

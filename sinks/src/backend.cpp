@@ -274,6 +274,10 @@ std::uint64_t BackendRunner::unwritten_events() const {
 }
 
 std::uint64_t BackendRunner::unwritten_events_outside_ring() const {
+  // Under `drop` the router holds the ring for none of them, not even for
+  // batches inherited from a runner under `block` (see the worker's
+  // stop_holding_for_drop_slots).
+  if (options_.drop_when_full) return unwritten_events();
   // Relaxed: as above.
   std::uint64_t events = in_flight_outside_ring_.load(std::memory_order_relaxed);
   for (const Batch* batch : inherited_) {

@@ -346,8 +346,10 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
         why = "fdatasync " + options_.path + ": " + errno_text(errno);
         // The batch is in the file but not known to be on disk, and Linux
         // may have marked its pages clean: cut it back so the retry writes
-        // it again, once, and syncs it anew.
-        cut_back(before);
+        // it again, once, and syncs it anew. It starts where the file now
+        // ends less its bytes (`before` is this sink's view from the last
+        // batch, which another writer or a copytruncate may have moved).
+        cut_back(file_bytes_ - std::min<std::uint64_t>(file_bytes_, batch.bytes.size()));
         return Outcome::retry;
       }
       dirty_ = false;

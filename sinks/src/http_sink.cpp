@@ -247,6 +247,9 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   std::string& reject_why = reject_why_;
   bool stop_dispatch = false;
   std::optional<Address> address;
+  // Every connection of this write dials the same address; a failed one
+  // moves the next write on to the next address, however many failed.
+  const std::size_t pick = address_pick_;
 
   while (connections_.size() < options_.max_connections) connections_.push_back(std::make_unique<Connection>());
 
@@ -310,7 +313,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       return true;
     }
     std::string reason;
-    if (!address) address = resolve(host_, port_, SOCK_STREAM, reason, address_pick_);
+    if (!address) address = resolve(host_, port_, SOCK_STREAM, reason, pick);
     if (!address) {
       if (counters_) counters_->connect_failures.add(1);
       fail(index, reason);
@@ -403,7 +406,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
                                        where_, counters_, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: ++address_pick_; return fail(index, reason);
+        case Stream::Progress::failed: address_pick_ = pick + 1; return fail(index, reason);
         case Stream::Progress::ready: return start_request(index);
       }
     }

@@ -139,6 +139,9 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   }
   // Ordered parts go to connections in order: connection 0 gets the first.
   std::optional<Address> address;
+  // Every connection of this write dials the same address; a failed one
+  // moves the next write on to the next address, however many failed.
+  const std::size_t pick = address_pick_;
   std::string first_error;
   next_pending_.clear();
   std::size_t next_part = 0;
@@ -176,7 +179,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     if (c.stream.usable_after_idle()) return send_next(index);
     std::string reason;
     if (!address) {
-      address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason, address_pick_);
+      address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason, pick);
     }
     if (!address) {
       if (counters_) counters_->connect_failures.add(1);
@@ -197,7 +200,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
                                        where_, counters_, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: ++address_pick_; return fail(index, reason);
+        case Stream::Progress::failed: address_pick_ = pick + 1; return fail(index, reason);
         case Stream::Progress::ready: return send_next(index);
       }
     }

@@ -1,6 +1,7 @@
 // Creating, attaching and refusing segments: the cases a producer or router
 // meets before the first record.
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -230,6 +231,33 @@ TEST(Segment, AZombieIsNotAlive) {
   EXPECT_FALSE(ring::process_alive(child, ticks));
   EXPECT_FALSE(ring::process_alive(child, 0));
   EXPECT_TRUE(ring::process_alive(::getpid(), ring::process_start_ticks(::getpid())));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+}
+
+// A process whose main thread ended (pthread_exit) while another goes on
+// shows its leader as a zombie in /proc, but it is alive.
+TEST(Segment, AProcessWhoseMainThreadEndedWhileOthersRunIsAlive) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    std::thread([] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      ::_exit(0);
+    }).detach();
+    ::syscall(SYS_exit, 0);  // this thread only (exit(3) ends them all), without unwinding
+  }
+  const std::uint64_t ticks = ring::process_start_ticks(child);
+  bool leader_ended = false;
+  for (int i = 0; i < 80 && !leader_ended; ++i) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(child));
+    std::ifstream stat(path);
+    const std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    leader_ended = text.find(") Z ") != std::string::npos;
+    if (!leader_ended) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(leader_ended);
+  EXPECT_TRUE(ring::process_alive(child, ticks));
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
 }

@@ -305,7 +305,7 @@ class LateBackendRun {
   ~LateBackendRun() { cleanup(ring); }
   [[nodiscard]] std::string config(const std::string& late_bindings = R"([{"verbosity": "trace"}])",
                                    std::uint16_t late_port = 0) const {
-    return config_text(dir, ring, 8 << 20,
+    return config_text(dir, ring, ring_bytes,
                        {late_http_backend(late_port != 0 ? late_port : port, late_bindings),
                         file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")});
   }
@@ -323,6 +323,7 @@ class LateBackendRun {
   Dir dir;
   const std::string ring;
   const std::uint16_t port;  // where "late" sends
+  std::size_t ring_bytes = 8 << 20;
   std::unique_ptr<RouterProcess> router;
 };
 
@@ -773,14 +774,27 @@ TEST(RunCommand, ABackendRemovedWhileBehindHasEveryEventItLosesCounted) {
 // read back is dropped and counted.
 TEST(RunCommand, ABackendBehindThatAReloadSwitchesToDropNoLongerHoldsTheRing) {
   LateBackendRun run("todrop");
-  constexpr int kFirst = 3000, kMore = 100000;  // kMore: more than the 8 MiB ring holds
+  run.ring_bytes = 1 << 20;
+  constexpr int kFirst = 3000, kMore = 100000;  // kMore: many times what the ring holds
   ASSERT_NO_FATAL_FAILURE(run.start_and_route(kFirst));
   std::string config = run.config();
   config.replace(config.find(R"("when_full": "block")"), 20, R"("when_full": "drop")");
   write_file(run.dir / "edr.json", config);
   run.router->signal(SIGHUP);
   wait_for_log(run.dir / "router.log", "reloaded");
-  ASSERT_EQ(wait_child(spawn_producer(run.ring, 1, kMore)), 0) << read_text(run.dir / "router.log");
+  // A ring still held would leave the producer waiting for room for good.
+  const pid_t producer = spawn_producer(run.ring, 1, kMore);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  int status = 0;
+  while (::waitpid(producer, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(producer, SIGKILL);
+      ::waitpid(producer, &status, 0);
+      FAIL() << "the producer could not write its events: the ring is held\n" << read_text(run.dir / "router.log");
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(wait_for_events({run.dir / "ok.ndjson"}, kFirst + kMore).size(), static_cast<std::size_t>(kFirst + kMore));
   EXPECT_GT(dropped_of(run_capture("stat --json --instance " + run.ring), "late", "queue_full"), 0u);
   EXPECT_EQ(run.router->stop(), 0);
