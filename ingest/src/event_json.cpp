@@ -310,7 +310,15 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
       case Member::timestamp: {
         if (type == simdjson::ondemand::json_type::number) {
           std::int64_t ns;
-          if (value.get_int64().get(ns)) return std::string(name) + ": expected an integer (ns since the epoch)";
+          if (value.get_int64().get(ns)) {
+            // An integer that does not fit is said as such, not as "not one".
+            std::uint64_t big;
+            return std::string(name) + (value.get_uint64().get(big) == simdjson::SUCCESS
+                                            ? ": " + std::to_string(big) + " is past the largest timestamp (" +
+                                                  std::to_string(std::numeric_limits<std::int64_t>::max()) +
+                                                  " ns since the epoch)"
+                                            : ": expected an integer (ns since the epoch)");
+          }
           out.input.timestamp_ns = ns;
         } else if (type == simdjson::ondemand::json_type::string) {
           std::string_view s;

@@ -58,6 +58,7 @@ rr_status to_rr(ring::Status s) {
                                              const char* fmt, ...) {
   if (error != nullptr) {
     error->event_index = index;
+    error->byte_offset = 0;  // a body error sets it after; never one left from an earlier call
     va_list args;
     va_start(args, fmt);
     std::vsnprintf(error->message, sizeof error->message, fmt, args);
@@ -167,9 +168,10 @@ rr_status check_body(const rr_event& e, std::size_t index, uint32_t flags, rr_er
   if (e.body.data == nullptr || (flags & RR_EMIT_BODY_TRUSTED) != 0) return RR_OK;
   const auto problem = ringroute::ingest::check_json_object({e.body.data, e.body.size});
   if (!problem) return RR_OK;
+  const rr_status status = fail(error, RR_BAD_ARGUMENT, index, "event %zu: body: byte %zu: %s", index,
+                                problem->byte_offset, problem->reason);
   if (error != nullptr) error->byte_offset = problem->byte_offset;
-  return fail(error, RR_BAD_ARGUMENT, index, "event %zu: body: byte %zu: %s", index, problem->byte_offset,
-              problem->reason);
+  return status;
 }
 
 // The decimal digits of a batch's consecutive sequence numbers: formatting
@@ -254,8 +256,13 @@ std::size_t prepare(const rr_producer& p, const rr_event& e, std::int64_t now, c
   }
   // From the raw ints: this runs before check_event() has ruled out a value
   // no enumerator names (a suspect event is not encoded before it has).
-  in.severity = severity == RR_SEVERITY_DEFAULT ? ev::Severity::ok : static_cast<ev::Severity>(severity - 1);
-  in.verbosity = verbosity == RR_VERBOSITY_DEFAULT ? ev::Verbosity::info : static_cast<ev::Verbosity>(verbosity - 1);
+  // (Minus one in unsigned arithmetic: an INT_MIN from C must not overflow.)
+  in.severity = severity == RR_SEVERITY_DEFAULT
+                    ? ev::Severity::ok
+                    : static_cast<ev::Severity>(static_cast<unsigned>(severity) - 1u);
+  in.verbosity = verbosity == RR_VERBOSITY_DEFAULT
+                     ? ev::Verbosity::info
+                     : static_cast<ev::Verbosity>(static_cast<unsigned>(verbosity) - 1u);
   in.timestamp_ns = e.timestamp_ns != 0 ? e.timestamp_ns : now;
   in.body = e.body.data != nullptr ? std::string_view{e.body.data, e.body.size} : std::string_view{"{}"};
   suspect |= (e.body.data == nullptr) & (e.body.size != 0);
@@ -393,6 +400,7 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
   auto& lengths = scratch_address->lengths;
   auto& ids = scratch_address->ids;
   DecimalSequence sequence(first_sequence);
+  std::int64_t wait_deadline_ns = 0;  // the call's, set by its first claim that waits
   std::size_t done = 0;
   while (done < count) {
     const std::size_t window = std::min(kWindow, count - done);
@@ -434,7 +442,7 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
         ++j;
       }
       ring::Claim claim;
-      const ring::Status s = rp.claim(static_cast<std::uint32_t>(run_bytes), claim, p->wait_timeout);
+      const ring::Status s = rp.claim(static_cast<std::uint32_t>(run_bytes), claim, p->wait_timeout, wait_deadline_ns);
       if (s != ring::Status::ok) {
         if (accepted != nullptr) *accepted = done + i;
         return fail(error, to_rr(s), done + i, "event %zu: ring %s: %s", done + i, rp.segment().name().c_str(),

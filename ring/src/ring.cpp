@@ -89,16 +89,25 @@ Producer::~Producer() {
 }
 
 Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout) noexcept {
+  std::int64_t deadline = 0;
+  return claim(bytes, out, timeout, deadline);
+}
+
+Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout,
+                       std::int64_t& deadline_ns) noexcept {
   Status s = claim_once(bytes, out);
   if (s != Status::full) return s;
   slot_->full.fetch_add(1, std::memory_order_relaxed);
   if (timeout.count() <= 0) return s;
   // Saturated: a timeout meaning "wait for good" (INT64_MAX) must not wrap
   // the deadline into the past.
-  const std::int64_t now_ns = detail::monotonic_ns();
-  const std::int64_t deadline = timeout.count() > std::numeric_limits<std::int64_t>::max() - now_ns
-                                    ? std::numeric_limits<std::int64_t>::max()
-                                    : now_ns + timeout.count();
+  if (deadline_ns == 0) {
+    const std::int64_t now_ns = detail::monotonic_ns();
+    deadline_ns = timeout.count() > std::numeric_limits<std::int64_t>::max() - now_ns
+                      ? std::numeric_limits<std::int64_t>::max()
+                      : now_ns + timeout.count();
+  }
+  const std::int64_t deadline = deadline_ns;
   for (int i = 0; i < 128; ++i) {
     detail::cpu_relax();
     if ((s = claim_once(bytes, out)) != Status::full) return s;

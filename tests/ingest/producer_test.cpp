@@ -322,6 +322,51 @@ TEST(Producer, AWaitForGoodWaitsForRoom) {
   EXPECT_GT(drained, 10u);
 }
 
+// `wait_timeout_ns` bounds the whole emit: a batch of several claims that
+// each found room just in time waited the timeout once per claim.
+TEST(Producer, TheWaitTimeoutBoundsTheWholeBatchNotEachClaim) {
+  TestRing r(4096);  // max claim 512 bytes: a few events a claim
+  ring::Consumer c(r.segment);
+  EventProducer filler = open_producer(r.name, "f");
+  const std::string body = R"({"pad":")" + std::string(100, 'x') + R"("})";
+  while (filler.emit(with_body(body)) == RR_OK) {
+  }
+  // Room for about one claim every 120 ms, each within the 200 ms timeout.
+  std::atomic<bool> done{false};
+  std::thread consumer([&] {
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(120));
+      c.poll([](std::span<const std::byte>, std::uint64_t) {}, 3);
+      c.release(c.read_position());
+    }
+  });
+  EventProducer waiter = open_producer(r.name, "w", 200'000'000);
+  const std::vector<rr_event> events(30, with_body(body));
+  std::size_t accepted = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const rr_status status = waiter.emit_batch(events, 0, &accepted);
+  const auto took = std::chrono::steady_clock::now() - start;
+  done = true;
+  consumer.join();
+  EXPECT_EQ(status, RR_FULL);
+  EXPECT_LT(accepted, events.size());
+  EXPECT_LT(took, std::chrono::milliseconds(700));
+}
+
+// An error's byte offset is the body's, and only a body error's: a later
+// error of another kind in the same rr_error does not keep the old one.
+TEST(Producer, AnErrorAfterABodyErrorHasNoByteOffset) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  rr_error error{};
+  ASSERT_EQ(p.emit(with_body(R"({"a":tru})"), 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_EQ(error.byte_offset, 5u);
+  rr_event bad{};
+  bad.severity = static_cast<rr_severity>(99);
+  ASSERT_EQ(p.emit(bad, 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_EQ(error.byte_offset, 0u) << error.message;
+}
+
 TEST(Producer, EventLargerThanAClaimIsTooBig) {
   TestRing r(4096);  // max claim 512 bytes
   EventProducer p = open_producer(r.name);

@@ -183,6 +183,12 @@ class Producer {
   // then sleeps on a futex that the consumer wakes when it releases space
   // while someone waits. A claim that had to wait counts once as full.
   [[nodiscard]] Status claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout) noexcept;
+  // The same, with the deadline shared by several claims (one emit of many
+  // runs waits `timeout` in all, not per run): `deadline_ns` 0 is set from
+  // `timeout` when a claim first has to wait (so a claim that finds room
+  // reads no clock); later claims wait only until it.
+  [[nodiscard]] Status claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout,
+                             std::int64_t& deadline_ns) noexcept;
 
   // Publishes `n` records laid out back to back from claim.first, record i
   // being lengths[i] bytes (header included; the next starts 8-aligned). The
