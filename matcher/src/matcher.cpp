@@ -358,7 +358,12 @@ class MatcherBuilder {
     const std::size_t left = options_.max_total_topic_states - std::min(options_.max_total_topic_states,
                                                                          m_.topic_states_.size());
     const std::size_t max_states = std::min(options_.max_topic_states, left);
-    if (max_states == 0) return false;
+    if (max_states == 0 || topic_work_ >= options_.max_total_topic_work) return false;
+    // One unit a node of a set stepped on a word; charged before the step.
+    auto charge = [&](const std::vector<std::uint32_t>& set) {
+      topic_work_ += set.size() + 1;
+      return topic_work_ <= options_.max_total_topic_work;
+    };
 
     std::map<std::vector<std::uint32_t>, std::uint32_t> ids;
     std::vector<std::vector<std::uint32_t>> sets;
@@ -381,6 +386,7 @@ class MatcherBuilder {
       Built state;
       // Copies: state_of may grow `sets`.
       const std::vector<std::uint32_t> set = sets[i];
+      if (!charge(set)) return false;
       state.other = state_of(step(set, Matcher::kNone));
       // Only a word that labels a child of one of the set's nodes can lead
       // anywhere but `other`: a state costs what its nodes' children cost,
@@ -394,6 +400,7 @@ class MatcherBuilder {
       std::sort(words.begin(), words.end());
       words.erase(std::unique(words.begin(), words.end()), words.end());
       for (std::uint32_t word : words) {  // ascending: run_topic_dfa may binary-search them
+        if (!charge(set)) return false;
         const std::uint32_t next = state_of(step(set, word));
         if (next != state.other) state.transitions.push_back({word, next});
       }
@@ -692,6 +699,7 @@ class MatcherBuilder {
   std::unordered_map<const filter::Expression*, std::uint32_t> filter_ids_;
   std::unordered_map<std::uint32_t, std::map<std::uint32_t, std::uint32_t>> topic_children_;  // node → word id → child
   std::unordered_set<std::uint32_t> hash_nodes_;
+  std::size_t topic_work_ = 0;  // spent of CompileOptions::max_total_topic_work
   std::unordered_map<std::string, std::uint32_t> word_ids_;
   std::vector<std::pair<std::uint32_t, std::uint16_t>> app_tags_;  // (account node, tag of one of its apps)
 };
@@ -999,6 +1007,7 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     }
     if (leaf.event != prepared) {
       prepared = leaf.event;
+      ++scratch.event_serial_;
       scratch.words_ready_ = false;
       scratch.word_ids_ready_ = false;
       scratch.topic_ready_ = false;
@@ -1012,12 +1021,23 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
 
 inline void Matcher::visit_filtered(std::uint32_t begin, std::uint32_t count, const EventView& event,
                                     std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept {
+  // A filter runs at most once an event: an event reaches the same leaf
+  // once for each ancestor naming its account (a producer may repeat one
+  // thousands of times), and several leaves may hold one filter.
+  if (scratch.filter_seen_.size() < filters_.size()) {
+    scratch.filter_seen_.resize(filters_.size(), 0);
+    scratch.filter_result_.resize(filters_.size(), false);
+  }
   for (std::uint32_t i = begin; i < begin + count; ++i) {
     const FilteredEntry& entry = filtered_[i];
-    // A filter runs only for a backend not matched yet: its cost is paid once.
-    if (((entry.pairs >> pair) & 1u) && !out.test(entry.backend) && evaluate(entry.filter, event, scratch)) {
-      out.set(entry.backend);
+    // Nor for a backend matched already.
+    if (((entry.pairs >> pair) & 1u) == 0 || out.test(entry.backend)) continue;
+    if (scratch.filter_seen_[entry.filter] != scratch.event_serial_) {
+      scratch.filter_seen_[entry.filter] = scratch.event_serial_;
+      scratch.filter_result_[entry.filter] = evaluate(entry.filter, event, scratch);
+      ++scratch.filter_evaluations_;
     }
+    if (scratch.filter_result_[entry.filter]) out.set(entry.backend);
   }
 }
 
@@ -1056,7 +1076,7 @@ void Matcher::visit_leaf_rest(const Node& node, const EventView& event, std::uin
     run_topic_dfa(state, 3, event, pair, scratch, out);
   } else if (node.topic_root != kNone) {
     prepare_words(event, scratch);
-    walk_topic(node.topic_root, 0, event, pair, scratch, out);
+    walk_topic(node.topic_root, event, pair, scratch, out);
   }
 }
 
@@ -1104,25 +1124,51 @@ inline bool Matcher::run_derived_topic_dfa(std::uint32_t dfa, std::uint32_t pair
   return true;
 }
 
-// The backtracking walk, for leaves whose patterns' DFA would be too large.
-void Matcher::walk_topic(std::uint32_t index, std::size_t word, const EventView& event,
-                         std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept {
-  const Node& node = nodes_[index];
-  const std::size_t words = scratch.words_.size();
-  if (word == words) {
-    visit_entries(node, event, pair, scratch, out);
-  } else {
-    if (node.labelled_children != 0) {
-      const std::uint32_t next = find_child(index, scratch.words_[word]);
-      if (next != kNone) walk_topic(next, word + 1, event, pair, scratch, out);
+// The walk, for leaves whose patterns' DFA would be too large: the
+// patterns' trie run as an NFA, a word at a time, over the set of nodes the
+// words so far can have led to. A node after "#" stays in the set as the
+// words go by ("#" takes zero or more). Each node is in a step's set once,
+// so an event costs at most its words times the trie's nodes, and each end
+// node's entries (filters included) are read once; backtracking through
+// several "#" grew as a power of the topic's length, which a producer picks.
+void Matcher::walk_topic(std::uint32_t root, const EventView& event, std::uint32_t pair, MatchScratch& scratch,
+                         BackendSet& out) const noexcept {
+  // Entries are (node << 1) | 1 for a node after "#", which takes the next
+  // word too.
+  std::vector<std::uint64_t>& current = scratch.topic_set_;
+  std::vector<std::uint64_t>& next = scratch.topic_next_;
+  auto add = [&](std::vector<std::uint64_t>& set, std::uint32_t node, bool after_hash) {
+    for (;;) {  // and the "#" after it, reached with no word
+      set.push_back((std::uint64_t{node} << 1) | static_cast<std::uint64_t>(after_hash));
+      node = nodes_[node].hash_child;
+      if (node == kNone) return;
+      after_hash = true;
     }
-    if (node.any_child != kNone) walk_topic(node.any_child, word + 1, event, pair, scratch, out);
+  };
+  auto dedupe = [](std::vector<std::uint64_t>& set) {
+    std::sort(set.begin(), set.end());
+    set.erase(std::unique(set.begin(), set.end()), set.end());
+  };
+  current.clear();
+  add(current, root, false);
+  dedupe(current);
+  for (std::size_t w = 0; w < scratch.words_.size() && !current.empty(); ++w) {
+    next.clear();
+    for (const std::uint64_t entry : current) {
+      const auto index = static_cast<std::uint32_t>(entry >> 1);
+      const Node& node = nodes_[index];
+      if ((entry & 1) != 0) add(next, index, true);
+      if (node.labelled_children != 0) {
+        const std::uint32_t child = find_child(index, scratch.words_[w]);
+        if (child != kNone) add(next, child, false);
+      }
+      if (node.any_child != kNone) add(next, node.any_child, false);
+    }
+    dedupe(next);
+    current.swap(next);
   }
-  if (node.hash_child != kNone) {
-    // "#" takes zero or more words.
-    for (std::size_t rest = word; rest <= words; ++rest) {
-      walk_topic(node.hash_child, rest, event, pair, scratch, out);
-    }
+  for (const std::uint64_t entry : current) {
+    visit_entries(nodes_[static_cast<std::uint32_t>(entry >> 1)], event, pair, scratch, out);
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <unordered_map>
 
@@ -89,6 +90,61 @@ TEST(MatcherSmoke, TopicDfasShareOneStateBudget) {
     EXPECT_EQ(matched(*m, ev(hit)), std::vector<std::string>{name}) << account;
     EXPECT_TRUE(matched(*m, ev(miss)).empty()) << account;
   }
+}
+
+// A DFA's states do not bound its build: patterns "#.w<i>" on one leaf make
+// as many states as patterns, each with a transition on every w<i>. The
+// build's work is bounded too; past it the leaf walks, and matches alike.
+TEST(MatcherSmoke, TheWorkOfBuildingTopicDfasIsBounded) {
+  std::string bindings;
+  for (int i = 0; i < 300; ++i) bindings += std::string(i ? "," : "") + R"({"topic": "#.w)" + std::to_string(i) + R"("})";
+  auto specs = testing::backends_from_json(R"([{"name": "many", "bindings": [)" + bindings + "]}]");
+  auto bounded = Matcher::compile(specs, CompileOptions{.max_total_topic_work = 10'000});
+  EXPECT_EQ(bounded->topic_dfa_count(), 0u);
+  EXPECT_EQ(bounded->topic_walk_count(), 1u);
+  auto built = Matcher::compile(specs);
+  EXPECT_EQ(built->topic_dfa_count(), 1u);
+  testing::JsonEvent ev;
+  for (const Matcher* m : {bounded.get(), built.get()}) {
+    EXPECT_EQ(matched(*m, ev(R"({"topic":"x.w7.y.w299"})")), std::vector<std::string>{"many"});
+    EXPECT_TRUE(matched(*m, ev(R"({"topic":"x.w7.y"})")).empty());
+  }
+}
+
+// A leaf that walks its patterns runs them as an NFA over the topic's
+// words: backtracking through three "#" cost the cube of the topic's length
+// (a producer's to pick), minutes for a 3,000-word topic.
+TEST(MatcherSmoke, AWalkedLeafCostsTheTopicsLengthNotAPowerOfIt) {
+  auto specs = testing::backends_from_json(R"([
+    {"name": "hashes", "bindings": [{"topic": "#.*.#.*.#.end"}]}])");
+  auto m = Matcher::compile(specs, CompileOptions{.max_topic_states = 0});
+  ASSERT_EQ(m->topic_walk_count(), 1u);
+  std::string topic = "x";
+  for (int i = 0; i < 3000; ++i) topic += ".x";
+  testing::JsonEvent ev;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(matched(*m, ev(R"({"topic":")" + topic + R"("})")).empty());
+  EXPECT_EQ(matched(*m, ev(R"({"topic":")" + topic + R"(.end"})")), std::vector<std::string>{"hashes"});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+// An event reaches a leaf once for each ancestor naming its account, and a
+// producer may repeat one thousands of times: a filter there runs once an
+// event, not once a visit (each run may scan the whole body).
+TEST(MatcherSmoke, AFilterRunsOnceAnEventHoweverManyVisitsReachIt) {
+  auto specs = testing::backends_from_json(R"([
+    {"name": "k", "bindings": [{"account_id": "p", "include_descendants": true, "filter": "body.k = 1"}]},
+    {"name": "other", "bindings": [{"account_id": "q", "include_descendants": true, "filter": "body.k = 1"}]}])");
+  auto m = Matcher::compile(specs);
+  std::string tree = R"("p")";
+  for (int i = 0; i < 999; ++i) tree += R"(,"p")";
+  testing::JsonEvent ev;
+  MatchScratch scratch;
+  EXPECT_TRUE(testing::matched_names(*m, ev(R"({"account_tree":[)" + tree + R"(],"body":{"j":2}})"), scratch).empty());
+  EXPECT_EQ(scratch.filter_evaluations(), 1u);
+  EXPECT_EQ(testing::matched_names(*m, ev(R"({"account_tree":[)" + tree + R"(],"body":{"k":1}})"), scratch),
+            std::vector<std::string>{"k"});
+  EXPECT_EQ(scratch.filter_evaluations(), 2u);
 }
 
 // An empty account id is one empty word of the derived topic

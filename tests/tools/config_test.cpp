@@ -178,6 +178,30 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
   EXPECT_EQ(e[0], "backends[2].options.path: \"out/./x.ndjson\" is also the file of backends[0] (one file, one backend)");
 }
 
+// Each (account, app) pair of a binding is compiled on its own: a binding
+// of thousands of each, or many of them, is refused before it is compiled
+// into gigabytes.
+TEST(Config, BindingsThatWouldCompileToGigabytesAreRefused) {
+  auto names = [](const char* prefix, int count) {
+    std::string out;
+    for (int i = 0; i < count; ++i) out += std::string(i ? "," : "") + "\"" + prefix + std::to_string(i) + "\"";
+    return out;
+  };
+  auto binding = [&](int accounts, int apps) {
+    return R"({"account_id": [)" + names("a", accounts) + R"(], "app_name": [)" + names("p", apps) + "]}";
+  };
+  auto e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [)" + binding(1001, 1000) + "]}]}");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].bindings[0]: 1001 account ids times 1000 app names are 1001000 (account, app) pairs, "
+                  "each compiled on its own; at most 1000000 a binding (split it, or use \"*\")");
+  std::string many;
+  for (int i = 0; i < 17; ++i) many += (i ? "," : "") + binding(1000, 1000);
+  e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [)" + many + "]}]}");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends: the bindings name 17000000 (account, app) pairs in all, each compiled on its own; at most "
+                  "16000000 (use \"*\" or fewer names)");
+}
+
 // Names are checked with a table, not pair by pair (a config of 40,000
 // backends took 4 s to validate that way): the one duplicate among many is
 // named with its first occurrence.

@@ -479,6 +479,17 @@ ConfigResult parse_config(std::string_view text) {
                           std::to_string(first->second) + "])"});
     }
   }
+  // Leaves of all bindings together (each binding is bounded on its own).
+  std::uint64_t leaves = 0;
+  for (const auto& backend : config.matching) {
+    if (!backend.enabled) continue;  // not compiled
+    for (const auto& binding : backend.bindings) leaves += matcher::leaves_of(binding);
+  }
+  if (leaves > matcher::kMaxLeaves) {
+    list.push_back({"backends", "the bindings name " + std::to_string(leaves) +
+                                    " (account, app) pairs in all, each compiled on its own; at most " +
+                                    std::to_string(matcher::kMaxLeaves) + " (use \"*\" or fewer names)"});
+  }
   // One file, one backend: two would interleave their batches, and each
   // cuts back its own failed writes and rotates the file under the other.
   // Disabled backends write nothing, so they may share a path.

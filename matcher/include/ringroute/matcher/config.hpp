@@ -3,6 +3,8 @@
 // and kept raw: the compiler resolves them into its own form, and the
 // differential test's plain loop reads these same fields with its own rules.
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +66,16 @@ struct BackendSpec {
   bool enabled = true;
   std::vector<BindingSpec> bindings;
 };
+
+// A binding's accounts times its apps: each (account, app) pair is compiled
+// on its own. Past these, a config is refused (a binding, and the config's
+// bindings together), before compiling it would take gigabytes.
+inline constexpr std::uint64_t kMaxLeavesPerBinding = 1'000'000;
+inline constexpr std::uint64_t kMaxLeaves = 16'000'000;
+[[nodiscard]] inline std::uint64_t leaves_of(const BindingSpec& binding) noexcept {
+  return std::uint64_t{std::max<std::size_t>(1, binding.accounts.size())} *
+         std::max<std::size_t>(1, binding.apps.size());
+}
 
 // Reads `bindings` (an array of binding objects) at `path`, adding every
 // problem to `errors`. Returns the bindings that were valid.

@@ -114,6 +114,11 @@ struct CompileOptions {
   // All leaves' DFAs together, bounding compile time and memory (a state
   // costs a step per word its nodes' children name).
   std::size_t max_total_topic_states = 1 << 16;
+  // And the work of building them, all leaves together, failed builds
+  // included: a node of a state's set stepped on one word is one unit.
+  // States alone do not bound it (4,000 patterns "#.w<i>" on one leaf are
+  // 4,002 states but 16 million transitions); past it, leaves walk.
+  std::size_t max_total_topic_work = std::size_t{1} << 24;
   // The any-account's results per (app, pair) (see Matcher::any_results_)
   // are worked out when they take at most this many bytes; 0 turns them off
   // (tests compare both).
@@ -141,6 +146,9 @@ class MatchScratch {
   // them (with prefetches) before the next step reads, so their cache
   // misses overlap instead of following one another.
   static constexpr std::size_t kGroup = 16;
+
+  // Filters evaluated with this scratch so far (each at most once an event).
+  [[nodiscard]] std::uint64_t filter_evaluations() const noexcept { return filter_evaluations_; }
 
  private:
   friend class Matcher;
@@ -171,6 +179,14 @@ class MatchScratch {
   bool word_ids_ready_ = false;
 
   std::vector<LabelKey> words_;     // topic words, keyed
+  std::vector<std::uint64_t> topic_set_, topic_next_;  // walk_topic()'s node sets
+  // Each filter's result for the event whose serial it holds (one evaluation
+  // an event, however many visits reach it). 64 bits: never wraps to an
+  // old event's serial.
+  std::uint64_t event_serial_ = 0;
+  std::vector<std::uint64_t> filter_seen_;
+  std::vector<bool> filter_result_;
+  std::uint64_t filter_evaluations_ = 0;
   std::vector<std::uint32_t> word_ids_;  // their ids in the topic alphabet (kNone: other)
   std::size_t word_count_ = 0;           // of word_ids_ in use
   bool words_ready_ = false;
@@ -328,8 +344,8 @@ class Matcher {
   // state with filters).
   [[nodiscard]] bool run_derived_topic_dfa(std::uint32_t dfa, std::uint32_t pair, const LabelKey& account,
                                            const LabelKey& app, BackendSet& out) const noexcept;
-  void walk_topic(std::uint32_t node, std::size_t word, const event::EventView& event,
-                  std::uint32_t pair, MatchScratch& scratch, BackendSet& out) const noexcept;
+  void walk_topic(std::uint32_t root, const event::EventView& event, std::uint32_t pair, MatchScratch& scratch,
+                  BackendSet& out) const noexcept;
   void prepare_words(const event::EventView& event, MatchScratch& scratch) const noexcept;
   void prepare_word_ids(const event::EventView& event, MatchScratch& scratch) const noexcept;
   [[nodiscard]] bool evaluate(std::uint32_t filter, const event::EventView& event,
