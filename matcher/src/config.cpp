@@ -222,9 +222,10 @@ std::optional<BindingSpec> parse_binding(element binding, const std::string& pat
   // (64 bytes, with a copy of its topic pattern): thousands of each in one
   // binding would compile to gigabytes.
   if (const std::uint64_t pairs = leaves_of(spec); pairs > kMaxLeavesPerBinding) {
-    errors.add(path, std::to_string(spec.accounts.size()) + " account ids times " + std::to_string(spec.apps.size()) +
-                         " app names are " + std::to_string(pairs) + " (account, app) pairs, each compiled on its own; " +
-                         "at most " + std::to_string(kMaxLeavesPerBinding) + " a binding (split it, or use \"*\")");
+    errors.add(path, std::to_string(spec.accounts.size()) + " account ids and " + std::to_string(spec.apps.size()) +
+                         " app names compile to " + std::to_string(pairs) +
+                         " leaves (an (account, app) pair each, twice with include_descendants); at most " +
+                         std::to_string(kMaxLeavesPerBinding) + " a binding (split it, or use \"*\")");
   }
   if (errors.size() != errors_before) return std::nullopt;
   return spec;

@@ -360,9 +360,11 @@ class MatcherBuilder {
     const std::size_t max_states = std::min(options_.max_topic_states, left);
     if (max_states == 0 || topic_work_ >= options_.max_total_topic_work) return false;
     // One unit a node of a set stepped on a word; charged before the step.
+    std::size_t spent = 0;
     auto charge = [&](const std::vector<std::uint32_t>& set) {
+      spent += set.size() + 1;
       topic_work_ += set.size() + 1;
-      return topic_work_ <= options_.max_total_topic_work;
+      return spent <= options_.max_topic_work && topic_work_ <= options_.max_total_topic_work;
     };
 
     std::map<std::vector<std::uint32_t>, std::uint32_t> ids;

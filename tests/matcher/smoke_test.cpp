@@ -109,6 +109,14 @@ TEST(MatcherSmoke, TheWorkOfBuildingTopicDfasIsBounded) {
     EXPECT_EQ(matched(*m, ev(R"({"topic":"x.w7.y.w299"})")), std::vector<std::string>{"many"});
     EXPECT_TRUE(matched(*m, ev(R"({"topic":"x.w7.y"})")).empty());
   }
+  // One leaf's share is bounded too: a huge one walks without spending the
+  // budget of the leaves after it.
+  specs.push_back(testing::backends_from_json(R"([{"name": "small", "bindings": [
+    {"account_id": "a1", "topic": "#.x"}]}])")[0]);
+  auto shared = Matcher::compile(specs, CompileOptions{.max_total_topic_work = 100'000, .max_topic_work = 10'000});
+  EXPECT_EQ(shared->topic_dfa_count(), 1u);
+  EXPECT_EQ(shared->topic_walk_count(), 1u);
+  EXPECT_EQ(matched(*shared, ev(R"({"account_id":"a1","topic":"a.x"})")), std::vector<std::string>{"small"});
 }
 
 // A leaf that walks its patterns runs them as an NFA over the topic's

@@ -192,13 +192,18 @@ TEST(Config, BindingsThatWouldCompileToGigabytesAreRefused) {
   };
   auto e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [)" + binding(1001, 1000) + "]}]}");
   ASSERT_EQ(e.size(), 1u);
-  EXPECT_EQ(e[0], "backends[0].bindings[0]: 1001 account ids times 1000 app names are 1001000 (account, app) pairs, "
-                  "each compiled on its own; at most 1000000 a binding (split it, or use \"*\")");
+  EXPECT_EQ(e[0], "backends[0].bindings[0]: 1001 account ids and 1000 app names compile to 1001000 leaves (an "
+                  "(account, app) pair each, twice with include_descendants); at most 1000000 a binding (split it, or "
+                  "use \"*\")");
+  // A "*" among the names is one any-node, whatever else the list holds.
+  EXPECT_TRUE(errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"account_id": ["*",)" +
+                        names("a", 2000) + R"(], "app_name": [)" + names("p", 1000) + "]}]}]}")
+                  .empty());
   std::string many;
   for (int i = 0; i < 17; ++i) many += (i ? "," : "") + binding(1000, 1000);
   e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [)" + many + "]}]}");
   ASSERT_EQ(e.size(), 1u);
-  EXPECT_EQ(e[0], "backends: the bindings name 17000000 (account, app) pairs in all, each compiled on its own; at most "
+  EXPECT_EQ(e[0], "backends: the bindings compile to 17000000 leaves in all (an (account, app) pair each); at most "
                   "16000000 (use \"*\" or fewer names)");
 }
 

@@ -486,8 +486,8 @@ ConfigResult parse_config(std::string_view text) {
     for (const auto& binding : backend.bindings) leaves += matcher::leaves_of(binding);
   }
   if (leaves > matcher::kMaxLeaves) {
-    list.push_back({"backends", "the bindings name " + std::to_string(leaves) +
-                                    " (account, app) pairs in all, each compiled on its own; at most " +
+    list.push_back({"backends", "the bindings compile to " + std::to_string(leaves) +
+                                    " leaves in all (an (account, app) pair each); at most " +
                                     std::to_string(matcher::kMaxLeaves) + " (use \"*\" or fewer names)"});
   }
   // One file, one backend: two would interleave their batches, and each

@@ -72,9 +72,16 @@ struct BackendSpec {
 // bindings together), before compiling it would take gigabytes.
 inline constexpr std::uint64_t kMaxLeavesPerBinding = 1'000'000;
 inline constexpr std::uint64_t kMaxLeaves = 16'000'000;
+// As compiled: a "*" in a list makes it one any-node, and with
+// include_descendants an account is both an exact and an ancestor node.
 [[nodiscard]] inline std::uint64_t leaves_of(const BindingSpec& binding) noexcept {
-  return std::uint64_t{std::max<std::size_t>(1, binding.accounts.size())} *
-         std::max<std::size_t>(1, binding.apps.size());
+  auto any = [](const std::vector<std::string>& names) {
+    return names.empty() || std::find(names.begin(), names.end(), "*") != names.end();
+  };
+  const std::uint64_t accounts =
+      any(binding.accounts) ? 1 : std::uint64_t{binding.accounts.size()} * (binding.include_descendants ? 2 : 1);
+  const std::uint64_t apps = any(binding.apps) ? 1 : binding.apps.size();
+  return accounts * apps;
 }
 
 // Reads `bindings` (an array of binding objects) at `path`, adding every

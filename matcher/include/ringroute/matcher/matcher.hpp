@@ -119,6 +119,9 @@ struct CompileOptions {
   // States alone do not bound it (4,000 patterns "#.w<i>" on one leaf are
   // 4,002 states but 16 million transitions); past it, leaves walk.
   std::size_t max_total_topic_work = std::size_t{1} << 24;
+  // And one leaf's share of it, so a leaf whose DFA is huge walks without
+  // spending the budget of the leaves after it.
+  std::size_t max_topic_work = std::size_t{1} << 20;
   // The any-account's results per (app, pair) (see Matcher::any_results_)
   // are worked out when they take at most this many bytes; 0 turns them off
   // (tests compare both).
