@@ -30,11 +30,23 @@ constexpr std::int32_t kOwnerBeingTaken = -1;
 // marked, then the start ticks, then the pid published, so no one reads the
 // new owner's pid with the old owner's ticks (and takes it as well). False
 // when another changed it first.
+// `marks_taken_over`: whether another may take over a mark left standing
+// (the consumer's, after a second; producer slots' never are).
 bool take_owner(std::atomic<std::int32_t>& pid, std::atomic<std::uint64_t>& start_ticks, std::int32_t expected,
-                pid_t self, std::uint64_t self_ticks) {
+                pid_t self, std::uint64_t self_ticks, bool marks_taken_over) {
+  // Where marks are taken over, the ticks are read before the mark and
+  // replaced by a CAS from them: a taker stalled for over a second after its
+  // mark finds them changed by whoever took it over, and gives up rather
+  // than writing its own over the new owner's (who would look dead).
+  // Relaxed: ordered by the pid CAS and the publishing CAS below.
+  std::uint64_t previous_ticks = start_ticks.load(std::memory_order_relaxed);
   // acq_rel: exclusive ownership against others taking it now.
   if (!pid.compare_exchange_strong(expected, kOwnerBeingTaken, std::memory_order_acq_rel)) return false;
-  start_ticks.store(self_ticks, std::memory_order_relaxed);
+  if (!marks_taken_over) {
+    start_ticks.store(self_ticks, std::memory_order_relaxed);
+  } else if (!start_ticks.compare_exchange_strong(previous_ticks, self_ticks, std::memory_order_relaxed)) {
+    return false;  // the mark left standing is taken over in turn after a second
+  }
   // Release: pairs with the acquire loads of the pid (the consumer's in
   // skip_if_stalled(), a would-be consumer's in its constructor). A CAS, not
   // a store: one stalled here for over a second has had its mark taken over
@@ -51,7 +63,7 @@ bool take_slot(ProducerSlot& slot, bool only_free, pid_t self, std::uint64_t sel
     if (only_free) return false;
     if (process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed))) return false;
   }
-  return take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks);
+  return take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks, false);
 }
 
 }  // namespace
@@ -175,7 +187,7 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
                                           std::to_string(owner) + " (one router or bench per ring)");
       }
     }
-    if (take_owner(header_->consumer_pid, header_->consumer_start_ticks, owner, self, ticks)) break;
+    if (take_owner(header_->consumer_pid, header_->consumer_start_ticks, owner, self, ticks, true)) break;
   }
   header_->dead_claim_timeout_ns = dead_claim_timeout_ns_;
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
