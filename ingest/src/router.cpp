@@ -794,6 +794,10 @@ std::optional<std::string> Router::reload(
   sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(1), stop_deadline);
   group.clear();
   for (auto& runner : removed) group.push_back(runner.get());
+  if (!removed.empty()) {
+    std::fprintf(stderr, "ringroute: reload: %zu removed backend(s) have up to 5 s to write what they hold\n",
+                 removed.size());
+  }
   sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(5), stop_deadline);
   for (auto& runner : removed) {
     // Their ring space went with the removal, so all of them are lost.

@@ -11,10 +11,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,7 +77,14 @@ class HttpReceiver {
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     address.sin_port = htons(port);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    // Said at once: a port taken meanwhile would otherwise become a random
+    // one at listen(), and the test time out on a misleading message.
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      const std::string why = std::strerror(errno);
+      ::close(listener_);
+      if (tls_ != nullptr) SSL_CTX_free(tls_);
+      throw std::runtime_error("HttpReceiver: bind 127.0.0.1:" + std::to_string(port) + ": " + why);
+    }
     ::listen(listener_, 128);
     socklen_t length = sizeof address;
     ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);

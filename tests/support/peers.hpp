@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -99,6 +101,7 @@ class Child {
   void start(const std::vector<std::string>& argv, const std::string& log_path = "/dev/null") {
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test binary killed by its timeout takes its peers with it
       const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (log >= 0) {
         ::dup2(log, 1);
@@ -132,10 +135,15 @@ class Child {
   pid_t pid_ = -1;
 };
 
+// The file's whole lines: a last one without its newline yet (a receiver
+// writing as we read) is left for the next read.
 inline std::vector<std::string> read_lines(const std::string& path) {
-  std::vector<std::string> lines;
   std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> lines;
+  for (std::size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    lines.push_back(text.substr(start, end - start));
+  }
   return lines;
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +55,7 @@ class RouterProcess {
   RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000") {
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test binary killed by its timeout takes its router with it
       std::freopen(log.c_str(), "a", stderr);
       ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "run", "--config", config.c_str(), "--drain-ms", drain_ms,
               static_cast<char*>(nullptr));
@@ -110,6 +112,7 @@ void wait_for_ring(const std::string& ring) {
 pid_t spawn_producer(const std::string& ring, int k, int count, void (*in_child)() = nullptr) {
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (in_child != nullptr) in_child();
   ringroute::EventProducer p;
   rr_producer_options options{};
@@ -435,6 +438,7 @@ TEST(RunCommand, RotationByRenameAndHupAndBySizeLosesAndDuplicatesNothing) {
     sized.push_back(dir / ("sized.ndjson." + std::to_string(i)));
   }
   EXPECT_GT(sized.size(), 3u) << "size rotation never happened";
+  EXPECT_TRUE(fs::exists(renamed[1])) << "no rename happened";  // the sink makes its file at start
   for (const auto& files : {renamed, sized}) {
     std::vector<int> seen(kEvents, 0);
     for (auto [k, i] : read_events(files)) seen[static_cast<std::size_t>(i)]++;
@@ -731,7 +735,7 @@ TEST(RunCommand, AStopDuringAReloadIsBoundedByItsDrain) {
              config_text(run.dir, run.ring, 8 << 20,
                          {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
   router.signal(SIGHUP);
-  std::this_thread::sleep_for(100ms);
+  wait_for_log(run.dir / "router.log", "have up to 5 s to write what they hold");  // the reload's wait has begun
   const auto start = std::chrono::steady_clock::now();
   router.signal(SIGTERM);
   EXPECT_EQ(router.wait_exit(8s), 0);
