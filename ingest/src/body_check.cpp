@@ -82,28 +82,49 @@ simdjson::error_code walk(simdjson::ondemand::value value, std::size_t depth) no
   return simdjson::SUCCESS;
 }
 
-// Where the first top-level value ends if it is balanced ({...} or [...],
-// strings skipped), or npos. Only for telling "trailing content" apart.
-std::size_t end_of_first_value(std::string_view s) noexcept {
+// The error paths' own reading of a text's strings and brackets, in one
+// pass: where its first top-level value ends if that is balanced ({...} or
+// [...]; npos otherwise), and at the text's end whether it is inside a
+// string (or an escape in one) and, into `open` when given, the brackets
+// still open, innermost last. Without `open` it allocates nothing.
+struct Brackets {
+  std::size_t first_end = std::string_view::npos;
+  bool in_string = false, escaped = false;
+};
+
+Brackets scan_brackets(std::string_view s, std::string* open) {
+  Brackets b;
   int depth = 0;
-  bool in_string = false;
+  bool decided = false;  // first_end is final
   for (std::size_t i = first_non_space(s); i < s.size(); ++i) {
     const char c = s[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+    if (b.in_string) {
+      if (b.escaped) b.escaped = false;
+      else if (c == '\\') b.escaped = true;
+      else if (c == '"') b.in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
-    else if (c == '{' || c == '[') ++depth;
-    else if (c == '}' || c == ']') {
-      if (--depth == 0) return i + 1;
+    if (c == '"') {
+      b.in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+      if (open != nullptr) open->push_back(c);
+    } else if (c == '}' || c == ']') {
+      if (open != nullptr && !open->empty()) open->pop_back();
+      if (--depth == 0 && !decided) {
+        b.first_end = i + 1;
+        decided = true;
+      }
     } else if (depth == 0) {
-      return std::string_view::npos;
+      decided = true;  // a scalar at the top, or bytes after one: no balanced first value
     }
   }
-  return std::string_view::npos;
+  return b;
 }
+
+// Where the first top-level value ends if it is balanced, or npos. Only for
+// telling "trailing content" apart.
+std::size_t end_of_first_value(std::string_view s) noexcept { return scan_brackets(s, nullptr).first_end; }
 
 // Whether the number at `at` is an integer as JSON writes them: one that
 // simdjson refused is one past 64 bits.
@@ -157,23 +178,11 @@ Located locate_error(std::string_view text, simdjson::error_code error) noexcept
 // `text`, cut short inside its value, with its open string and brackets
 // closed in order, so a fault before the cut can be found in the copy.
 std::string closed_copy(std::string_view text) {
-  std::string open;  // the brackets still open, innermost last
-  bool in_string = false, escaped = false;
-  for (std::size_t i = first_non_space(text); i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '{' || c == '[') open.push_back(c);
-    else if ((c == '}' || c == ']') && !open.empty()) open.pop_back();
-  }
+  std::string open;
+  const Brackets at_end = scan_brackets(text, &open);
   std::string closed(text);
-  if (escaped) closed += '"';  // completes the escape; the next one closes
-  if (in_string) closed += '"';
+  if (at_end.escaped) closed += '"';  // completes the escape; the next one closes
+  if (at_end.in_string) closed += '"';
   for (auto c = open.rbegin(); c != open.rend(); ++c) closed += *c == '{' ? '}' : ']';
   return closed;
 }
