@@ -139,10 +139,6 @@ std::uint32_t accepted_pairs(const BindingSpec& binding) {
   return pairs;
 }
 
-bool contains_any(const std::vector<std::string>& names) {
-  return std::find(names.begin(), names.end(), "*") != names.end();
-}
-
 std::atomic<std::uint64_t> next_generation{1};
 
 }  // namespace

@@ -67,6 +67,11 @@ struct BackendSpec {
   std::vector<BindingSpec> bindings;
 };
 
+// Whether a binding's account or app list names "*" (then it is every one).
+[[nodiscard]] inline bool contains_any(const std::vector<std::string>& names) noexcept {
+  return std::find(names.begin(), names.end(), "*") != names.end();
+}
+
 // A binding's accounts times its apps: each (account, app) pair is compiled
 // on its own. Past these, a config is refused (a binding, and the config's
 // bindings together), before compiling it would take gigabytes.
@@ -75,9 +80,8 @@ inline constexpr std::uint64_t kMaxLeaves = 16'000'000;
 // As compiled: a "*" in a list makes it one any-node, and with
 // include_descendants an account is both an exact and an ancestor node.
 [[nodiscard]] inline std::uint64_t leaves_of(const BindingSpec& binding) noexcept {
-  auto any = [](const std::vector<std::string>& names) {
-    return names.empty() || std::find(names.begin(), names.end(), "*") != names.end();
-  };
+  // An empty list compiles to no leaf at all: counted as one, an upper bound.
+  auto any = [](const std::vector<std::string>& names) { return names.empty() || contains_any(names); };
   const std::uint64_t accounts =
       any(binding.accounts) ? 1 : std::uint64_t{binding.accounts.size()} * (binding.include_descendants ? 2 : 1);
   const std::uint64_t apps = any(binding.apps) ? 1 : binding.apps.size();

@@ -75,8 +75,8 @@ struct alignas(kCacheLine) BackendWorkerShard {
   Counter dropped_queue_full;  // `drop` policy, queue full
   Counter skipped_written;     // already written before a restart: not delivered again
   // Matched, not yet read back by a backend behind when a reload removed
-  // it. Within the shard's
-  // line, so the block's layout (and version) is unchanged.
+  // it. Within the shard's line, so the block's layout (and version) is
+  // unchanged.
   Counter dropped_removed;
 };
 static_assert(sizeof(BackendWorkerShard) == kCacheLine, "a counter added past the line changes the layout");
