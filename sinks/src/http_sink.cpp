@@ -91,6 +91,7 @@ struct HttpSink::Connection {
   Stream stream;
   bool busy = false;
   std::size_t request = 0;
+  Dialing::Dial dial;  // where it is in the host's addresses
   // `timeout` bounds the whole request, from its first byte sent to its
   // response's last: each send and receive gets what is left of it, so a
   // server that trickles its answer still times out.
@@ -246,10 +247,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   std::string retry_why;
   std::string& reject_why = reject_why_;
   bool stop_dispatch = false;
-  std::optional<Address> address;
-  // Every connection of this write dials the same address; a failed one
-  // moves the next write on to the next address, however many failed.
-  const std::size_t pick = address_pick_;
+  Dialing dialing(host_, port_, false, address_pick_);
 
   while (connections_.size() < options_.max_connections) connections_.push_back(std::make_unique<Connection>());
 
@@ -313,13 +311,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       return true;
     }
     std::string reason;
-    if (!address) address = resolve(host_, port_, SOCK_STREAM, reason, pick);
-    if (!address) {
-      if (counters_) counters_->connect_failures.add(1);
-      fail(index, reason);
-      return false;
-    }
-    if (!c.stream.start_connect(*loop_, *address, index * Stream::kOps, options_.connect_timeout, reason)) {
+    if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason)) {
       fail(index, reason);
       return false;
     }
@@ -404,10 +396,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     std::string reason;
     if (op != Stream::kSend && op != Stream::kReceive) {  // connect and TLS handshake
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
-                                       where_, counters_, reason)) {
+                                       where_, counters_, dialing, c.dial, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: address_pick_ = pick + 1; return fail(index, reason);
-        case Stream::Progress::ready: return start_request(index);
+        case Stream::Progress::failed: address_pick_ = dialing.preferred(); return fail(index, reason);
+        case Stream::Progress::ready: address_pick_ = dialing.preferred(); return start_request(index);
       }
     }
     if (op == Stream::kSend) {

@@ -131,8 +131,11 @@ std::string url_problem(std::string_view text) {
   return why;
 }
 
-std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why,
-                               std::size_t pick) {
+namespace {
+
+// host:port's addresses in getaddrinfo's order; empty, with `why`, when the
+// name does not resolve.
+std::vector<Address> resolve_all(const std::string& host, std::uint16_t port, int socktype, std::string& why) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;
@@ -140,20 +143,54 @@ std::optional<Address> resolve(const std::string& host, std::uint16_t port, int 
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
   const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+  std::vector<Address> addresses;
   if (rc != 0 || found == nullptr) {
     why = "can't resolve " + host + ": " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc));
-    return std::nullopt;
+    return addresses;
   }
-  std::size_t count = 0;
-  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) ++count;
-  const addrinfo* chosen = found;
-  for (std::size_t i = pick % count; i > 0; --i) chosen = chosen->ai_next;
-  Address address;
-  std::memcpy(&address.storage, chosen->ai_addr, chosen->ai_addrlen);
-  address.length = chosen->ai_addrlen;
-  address.family = chosen->ai_family;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    Address& address = addresses.emplace_back();
+    std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
+    address.length = a->ai_addrlen;
+    address.family = a->ai_family;
+  }
   ::freeaddrinfo(found);
-  return address;
+  if (addresses.empty()) why = "can't resolve " + host + ": no usable address";
+  return addresses;
+}
+
+}  // namespace
+
+std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why) {
+  std::vector<Address> addresses = resolve_all(host, port, socktype, why);
+  if (addresses.empty()) return std::nullopt;
+  return addresses.front();
+}
+
+const Address* Dialing::first(Dial& dial, std::string& why) {
+  if (!resolved_) {
+    resolved_ = true;
+    if (unix_path_) {
+      if (std::optional<Address> address = unix_address(host_or_path_, resolve_error_)) {
+        addresses_.push_back(*address);
+      }
+    } else {
+      addresses_ = resolve_all(host_or_path_, port_, SOCK_STREAM, resolve_error_);
+    }
+  }
+  if (addresses_.empty()) {
+    why = resolve_error_;
+    return nullptr;
+  }
+  dial = {preferred_ % addresses_.size(), 0};
+  return &addresses_[dial.start];
+}
+
+const Address* Dialing::next(Dial& dial) noexcept {
+  if (dial.attempt + 1 >= addresses_.size()) return nullptr;
+  ++dial.attempt;
+  return &addresses_[(dial.start + dial.attempt) % addresses_.size()];
 }
 
 std::optional<Address> unix_address(const std::string& path, std::string& why) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ringroute::sinks {
 
@@ -30,14 +31,55 @@ struct Address {
   int family = 0;
 };
 
-// Address number `pick` (modulo how many there are) of host:port, as
-// getaddrinfo orders them: a sink whose connect failed picks the next one
-// at its next try, so a name with an address nobody listens on (localhost's
-// ::1 where the receiver is on 127.0.0.1 only) still reaches the one that
-// answers. Or a unix path.
+// The first of host:port's addresses as getaddrinfo orders them (datagram
+// sockets: nothing answers a connect to tell one address from another).
 [[nodiscard]] std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype,
-                                             std::string& why, std::size_t pick = 0);
+                                             std::string& why);
 [[nodiscard]] std::optional<Address> unix_address(const std::string& path, std::string& why);
+
+// The addresses one write's stream connections dial, resolved at its first
+// connect. A connect that fails goes on to the host's next address within
+// the same write, as curl and Vector do: a name with an address nobody
+// listens on (localhost's ::1 where the receiver is on 127.0.0.1 only) costs
+// one refused connect, not a retried batch and its backoff. A connection
+// starts at the address the last connection that got through answered at
+// (one that failed for good moves that on by one), and the sink carries it
+// from write to write.
+class Dialing {
+ public:
+  // Where one connection is in the list: its first address, and how many
+  // it tried after that one.
+  struct Dial {
+    std::size_t start = 0, attempt = 0;
+  };
+
+  // host:port, or a unix stream socket's `path` (`port` 0); `preferred`:
+  // where the last write left off.
+  Dialing(const std::string& host_or_path, std::uint16_t port, bool unix_path, std::size_t preferred)
+      : host_or_path_(host_or_path), port_(port), unix_path_(unix_path), preferred_(preferred) {}
+
+  // A connection's first address; nullptr, with `why`, when the name does
+  // not resolve.
+  [[nodiscard]] const Address* first(Dial& dial, std::string& why);
+  // After its connect failed: the next address, nullptr once it tried all.
+  [[nodiscard]] const Address* next(Dial& dial) noexcept;
+  // Its connect (and handshake) went through: connections start there.
+  void answered(const Dial& dial) noexcept { preferred_ = dial.start + dial.attempt; }
+  // It failed for good: connections start past the address it ended on.
+  void failed(const Dial& dial) noexcept { preferred_ = dial.start + dial.attempt + 1; }
+  [[nodiscard]] std::size_t preferred() const noexcept { return preferred_; }
+  // How many the name has (0 before the first first()).
+  [[nodiscard]] std::size_t size() const noexcept { return addresses_.size(); }
+
+ private:
+  const std::string& host_or_path_;
+  std::uint16_t port_;
+  bool unix_path_;
+  std::size_t preferred_;
+  bool resolved_ = false;
+  std::string resolve_error_;
+  std::vector<Address> addresses_;
+};
 
 // What an io_uring result (-errno) means, for logs: -ECANCELED is a linked
 // timeout that fired, 0 from a read or send a peer that closed.

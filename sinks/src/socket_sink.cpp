@@ -33,6 +33,7 @@ struct SocketSink::Connection {
   Stream stream;
   std::size_t first = 0, last = 0;
   bool busy = false;
+  Dialing::Dial dial;  // where it is in the host's addresses
   std::chrono::steady_clock::time_point last_used{};
 };
 
@@ -138,10 +139,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     pending_.insert(largest + 1, upper);
   }
   // Ordered parts go to connections in order: connection 0 gets the first.
-  std::optional<Address> address;
-  // Every connection of this write dials the same address; a failed one
-  // moves the next write on to the next address, however many failed.
-  const std::size_t pick = address_pick_;
+  Dialing dialing(kind_ == Kind::unix_stream ? path_ : host_, port_, kind_ == Kind::unix_stream, address_pick_);
   std::string first_error;
   next_pending_.clear();
   std::size_t next_part = 0;
@@ -178,14 +176,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     // rsyslog) must not be handed events: the kernel would take them.
     if (c.stream.usable_after_idle()) return send_next(index);
     std::string reason;
-    if (!address) {
-      address = kind_ == Kind::unix_stream ? unix_address(path_, reason) : resolve(host_, port_, SOCK_STREAM, reason, pick);
-    }
-    if (!address) {
-      if (counters_) counters_->connect_failures.add(1);
-      return fail(index, reason);
-    }
-    if (!c.stream.start_connect(*loop_, *address, index * Stream::kOps, options_.connect_timeout, reason)) {
+    if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason)) {
       fail(index, reason);
     }
   };
@@ -198,10 +189,10 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     std::string reason;
     if (op != Stream::kSend && op != Stream::kReceive) {  // connect and TLS handshake
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
-                                       where_, counters_, reason)) {
+                                       where_, counters_, dialing, c.dial, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: address_pick_ = pick + 1; return fail(index, reason);
-        case Stream::Progress::ready: return send_next(index);
+        case Stream::Progress::failed: address_pick_ = dialing.preferred(); return fail(index, reason);
+        case Stream::Progress::ready: address_pick_ = dialing.preferred(); return send_next(index);
       }
     }
     if (result <= 0) {

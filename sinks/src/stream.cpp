@@ -142,6 +142,33 @@ Stream::Progress Stream::setup_completed(UringLoop& loop, std::uint64_t op, int 
   return progress;
 }
 
+bool Stream::dial(UringLoop& loop, Dialing& dialing, Dialing::Dial& dial, std::uint64_t base,
+                  std::chrono::milliseconds limit, perf::BackendSinkShard* counters, std::string& why) {
+  const Address* address = dialing.first(dial, why);
+  if (address == nullptr) {
+    if (counters != nullptr) counters->connect_failures.add(1);
+    return false;
+  }
+  return start_connect(loop, *address, base, limit, why);
+}
+
+Stream::Progress Stream::setup_completed(UringLoop& loop, std::uint64_t op, int result, const TlsContext* tls,
+                                         std::uint64_t base, std::chrono::milliseconds limit, const std::string& where,
+                                         perf::BackendSinkShard* counters, Dialing& dialing, Dialing::Dial& dial,
+                                         std::string& why) {
+  const Progress progress = setup_completed(loop, op, result, tls, base, limit, where, counters, why);
+  if (progress == Progress::failed && op == kConnect && result < 0) {
+    if (const Address* next = dialing.next(dial); next != nullptr) {
+      if (start_connect(loop, *next, base, limit, why)) return Progress::pending;
+    } else if (dialing.size() > 1) {
+      why += " (each of its " + std::to_string(dialing.size()) + " addresses tried)";
+    }
+  }
+  if (progress == Progress::ready) dialing.answered(dial);
+  if (progress == Progress::failed) dialing.failed(dial);
+  return progress;
+}
+
 Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit,
                                    std::string& why) {
   // Each step gets what is left of the connect limit, not the whole of it.

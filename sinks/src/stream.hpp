@@ -56,6 +56,18 @@ class Stream {
                            std::chrono::milliseconds limit, const std::string& where,
                            perf::BackendSinkShard* counters, std::string& why);
 
+  // Connects to `dialing`'s first address for this connection (`dial`);
+  // false with `why` when the name does not resolve (counted as a connect
+  // failure) or no socket can be made.
+  bool dial(UringLoop& loop, Dialing& dialing, Dialing::Dial& dial, std::uint64_t base,
+            std::chrono::milliseconds limit, perf::BackendSinkShard* counters, std::string& why);
+  // setup_completed(), then where the connect itself failed, the host's
+  // next address dialled (`pending` again), and where the setup ended,
+  // `dialing` told whether it got through.
+  Progress setup_completed(UringLoop& loop, std::uint64_t op, int result, const TlsContext* tls, std::uint64_t base,
+                           std::chrono::milliseconds limit, const std::string& where,
+                           perf::BackendSinkShard* counters, Dialing& dialing, Dialing::Dial& dial, std::string& why);
+
   // Plaintext to send next, in up to two pieces (an HTTP head and body).
   void begin_send(std::string_view first, std::string_view second = {}) noexcept;
   // Submits the next send; false with `why` when TLS can't encrypt.

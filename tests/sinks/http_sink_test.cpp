@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <thread>
 
 #include <set>
@@ -466,6 +468,51 @@ TEST_F(HttpSinkTest, RequestsSpreadOverConnectionsUpToTheLimit) {
   EXPECT_EQ(ids.size(), 200u);
   EXPECT_EQ(receiver.requests().size(), 200u);
   EXPECT_EQ(connections.size(), 4u);
+}
+
+// As the socket sink's test of the same name: a private /etc/hosts gives a
+// name two loopback addresses, and only the one getaddrinfo puts second
+// listens. Every request closes its connection, so each one connects: the
+// first connect is refused and goes on to the next address at once, and the
+// connections after it start at the address that answered.
+TEST(HttpSink, AConnectRefusedAtAHostsFirstAddressGoesOnToItsNextInTheSameWrite) {
+  testing::TempDir dir("hosts");
+  const std::string hosts = dir / "hosts";
+  std::ofstream(hosts) << testing::kTwoAddressHosts;
+  const int status = testing::run_with_hosts_file(hosts, [] {
+    const std::string second = testing::second_address_of_two();
+    if (second.empty()) return 3;
+    HttpReceiver receiver([](const HttpRequest&, std::size_t) { return HttpResponse{.close = true}; }, 0, "", "",
+                          second);
+    HttpSink sink({.url = "http://rr-two-addresses:" + std::to_string(receiver.port()) + "/edr", .max_connections = 1});
+    perf::BackendSinkShard counters{};
+    sink.attach_counters(&counters);
+    Batch batch;
+    fill(batch, 0, 3);
+    std::string why;
+    if (const Outcome outcome = sink.write(batch, why); outcome != Outcome::ok) {
+      std::fprintf(stderr, "the first write was not ok: %s\n", why.c_str());
+      return 1;
+    }
+    std::vector<std::string> ids;
+    for (const HttpRequest& r : receiver.requests()) {
+      for (auto& id : ids_in(r.body)) ids.push_back(id);
+    }
+    if (ids != expected_ids(0, 3) || counters.connects.read() != 3 || counters.connect_failures.read() != 1) {
+      std::fprintf(stderr, "%zu events, %llu connects, %llu failed\n", ids.size(),
+                   static_cast<unsigned long long>(counters.connects.read()),
+                   static_cast<unsigned long long>(counters.connect_failures.read()));
+      return 2;
+    }
+    HttpSink refused({.url = "http://rr-two-addresses:" + std::to_string(testing::free_port()) + "/"});
+    if (refused.write(batch, why) != Outcome::retry || why.find("each of its 2 addresses tried") == std::string::npos) {
+      std::fprintf(stderr, "every address refused: %s\n", why.c_str());
+      return 4;
+    }
+    return 0;
+  });
+  if (status == testing::kNoPrivateHosts) GTEST_SKIP() << "no mount namespace for a private /etc/hosts here";
+  EXPECT_EQ(status, 0);
 }
 
 TEST(HttpSink, BadOptionsAreClearErrors) {

@@ -10,8 +10,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -656,6 +658,52 @@ TEST(SocketSink, AStopCutsShortAWriteToADestinationThatTakesEveryStepJustInTime)
   done = true;
   peer.join();
   ::close(bound.fd);
+}
+
+// A name with an address nobody listens on (localhost's ::1 where the
+// receiver is on 127.0.0.1 only) is the common case; here a private
+// /etc/hosts gives a name two loopback addresses and only the one
+// getaddrinfo puts second listens. The write reaches it at once, not after a
+// retry; with every address refused, the error says each was tried.
+TEST(SocketSink, AConnectRefusedAtAHostsFirstAddressGoesOnToItsNextInTheSameWrite) {
+  TempDir dir("hosts");
+  const std::string hosts = dir / "hosts";
+  std::ofstream(hosts) << testing::kTwoAddressHosts;
+  const int status = testing::run_with_hosts_file(hosts, [] {
+    const std::string second = testing::second_address_of_two();
+    if (second.empty()) return 3;
+    const testing::BoundSocket listener = testing::bind_loopback(SOCK_STREAM, 0, second.c_str());
+    Batch batch;
+    fill(batch, EncodeOptions{}, 0, 10);
+    SocketSink sink({.url = "syslog+tcp://rr-two-addresses:" + std::to_string(listener.port)});
+    std::string why;
+    if (const Outcome outcome = sink.write(batch, why); outcome != Outcome::ok) {
+      std::fprintf(stderr, "the first write was not ok: %s\n", why.c_str());
+      return 1;
+    }
+    const int accepted = ::accept(listener.fd, nullptr, nullptr);
+    const timeval limit{2, 0};
+    ::setsockopt(accepted, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    std::string received;
+    char buffer[65536];
+    while (received.size() < batch.bytes.size()) {
+      const ssize_t n = ::recv(accepted, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      received.append(buffer, static_cast<std::size_t>(n));
+    }
+    if (received != batch.bytes.view()) {
+      std::fprintf(stderr, "received %zu bytes, not the batch's %zu\n", received.size(), batch.bytes.size());
+      return 2;
+    }
+    SocketSink refused({.url = "syslog+tcp://rr-two-addresses:" + std::to_string(testing::free_port())});
+    if (refused.write(batch, why) != Outcome::retry || why.find("each of its 2 addresses tried") == std::string::npos) {
+      std::fprintf(stderr, "every address refused: %s\n", why.c_str());
+      return 4;
+    }
+    return 0;
+  });
+  if (status == testing::kNoPrivateHosts) GTEST_SKIP() << "no mount namespace for a private /etc/hosts here";
+  EXPECT_EQ(status, 0);
 }
 
 TEST(SocketSink, BadUrlsAreClearErrors) {

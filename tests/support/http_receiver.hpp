@@ -58,9 +58,10 @@ class HttpReceiver {
  public:
   using Responder = std::function<HttpResponse(const HttpRequest&, std::size_t index)>;
 
-  // `port` 0: any free one. With `cert`/`key`: HTTPS (TLS on every connection).
+  // `port` 0: any free one. With `cert`/`key`: HTTPS (TLS on every
+  // connection). `ipv4`: another loopback address to listen on.
   explicit HttpReceiver(Responder responder = {}, std::uint16_t port = 0, const std::string& cert = "",
-                        const std::string& key = "")
+                        const std::string& key = "", const std::string& ipv4 = "127.0.0.1")
       : responder_(std::move(responder)) {
     // OpenSSL writes to the socket with write(2): a client that hung up
     // (the wrong-CA test does) must not kill the test with SIGPIPE.
@@ -75,7 +76,7 @@ class HttpReceiver {
     ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in address{};
     address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::inet_pton(AF_INET, ipv4.c_str(), &address.sin_addr);
     address.sin_port = htons(port);
     // Said at once: a port taken meanwhile would otherwise become a random
     // one at listen(), and the test time out on a misleading message.
@@ -83,7 +84,7 @@ class HttpReceiver {
       const std::string why = std::strerror(errno);
       ::close(listener_);
       if (tls_ != nullptr) SSL_CTX_free(tls_);
-      throw std::runtime_error("HttpReceiver: bind 127.0.0.1:" + std::to_string(port) + ": " + why);
+      throw std::runtime_error("HttpReceiver: bind " + ipv4 + ":" + std::to_string(port) + ": " + why);
     }
     ::listen(listener_, 128);
     socklen_t length = sizeof address;

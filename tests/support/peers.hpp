@@ -4,8 +4,14 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
+// <linux/fs.h>'s macro, by way of <sys/mount.h>: moodycamel's queue has a
+// member of that name.
+#undef BLOCK_SIZE
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,11 +19,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <sstream>
 #include <string>
@@ -42,19 +50,20 @@ class TempDir {
   std::string path_;
 };
 
-// A socket bound to 127.0.0.1 on a free port (listening, for a stream),
-// with `receive_buffer` bytes of SO_RCVBUF when not 0.
+// A socket bound to `ipv4` (127.0.0.1 unless said) on a free port
+// (listening, for a stream), with `receive_buffer` bytes of SO_RCVBUF when
+// not 0.
 struct BoundSocket {
   int fd = -1;
   std::uint16_t port = 0;
 };
-inline BoundSocket bind_loopback(int type = SOCK_STREAM, int receive_buffer = 0) {
+inline BoundSocket bind_loopback(int type = SOCK_STREAM, int receive_buffer = 0, const char* ipv4 = "127.0.0.1") {
   BoundSocket bound;
   bound.fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
   if (receive_buffer > 0) ::setsockopt(bound.fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
   sockaddr_in address{};
   address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::inet_pton(AF_INET, ipv4, &address.sin_addr);
   ::bind(bound.fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
   if (type == SOCK_STREAM) ::listen(bound.fd, 64);
   socklen_t length = sizeof address;
@@ -86,6 +95,67 @@ inline std::string find_program(const std::string& name) {
     const std::string path = std::string(dir) + "/" + name;
     if (::access(path.c_str(), X_OK) == 0) return path;
   }
+  return {};
+}
+
+// Runs `body` in a child process that sees the file `hosts` as its
+// /etc/hosts (a mount namespace of its own), so a name resolves to the
+// addresses a test chooses. The child's exit status (body's result; 128 + a
+// signal when one killed it, as a 10 s alarm does a body that hangs), or
+// kNoPrivateHosts where this host gives a process no mount namespace of its
+// own (not root, and no user namespaces).
+inline constexpr int kNoPrivateHosts = 77;
+inline int run_with_hosts_file(const std::string& hosts, const std::function<int()>& body) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::alarm(10);
+    if (::unshare(CLONE_NEWNS) != 0) {
+      // Not root: be root of a user namespace, which may have mounts.
+      const uid_t uid = ::getuid();
+      const gid_t gid = ::getgid();
+      if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) ::_exit(kNoPrivateHosts);
+      std::ofstream("/proc/self/setgroups") << "deny";
+      std::ofstream("/proc/self/uid_map") << "0 " << uid << " 1";
+      std::ofstream("/proc/self/gid_map") << "0 " << gid << " 1";
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount(hosts.c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr) != 0) {
+      ::_exit(kNoPrivateHosts);
+    }
+    ::_exit(body());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// /etc/hosts for run_with_hosts_file that gives one name two loopback
+// addresses, so a test can listen on one and see the other refused.
+inline constexpr const char* kTwoAddressName = "rr-two-addresses";
+inline constexpr const char* kTwoAddressHosts =
+    "127.0.0.1 localhost\n127.0.0.1 rr-two-addresses\n127.0.0.2 rr-two-addresses\n";
+
+// The address getaddrinfo gives second for kTwoAddressName (numeric): what a
+// test listens on to see a sink get past a refused first one. Empty, and
+// said on stderr, unless it gives exactly two.
+inline std::string second_address_of_two() {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  std::vector<std::string> addresses;
+  if (::getaddrinfo(kTwoAddressName, nullptr, &hints, &found) == 0) {
+    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+      char text[INET_ADDRSTRLEN] = {};
+      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, text, sizeof text);
+      addresses.emplace_back(text);
+    }
+    ::freeaddrinfo(found);
+  }
+  if (addresses.size() == 2) return addresses[1];
+  std::fprintf(stderr, "%s resolves to %zu addresses, not 2\n", kTwoAddressName, addresses.size());
   return {};
 }
 

@@ -68,7 +68,7 @@ class HttpSink final : public Sink {
   std::uint16_t port_ = 80;
   bool user_content_type_ = false;
   std::unique_ptr<UringLoop> loop_;
-  std::size_t address_pick_ = 0;  // which of the host's addresses to connect to (see resolve())
+  std::size_t address_pick_ = 0;  // which of the host's addresses a write dials first (see Dialing)
   // Set while write() runs: still set at the next call, the last one ended
   // in an exception, and its connections, ring and request states can't
   // be trusted.

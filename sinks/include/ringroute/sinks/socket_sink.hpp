@@ -78,7 +78,7 @@ class SocketSink final : public Sink {
   std::uint16_t port_ = 514;
   std::string where_;  // "127.0.0.1:514" or the path, for messages
   std::unique_ptr<UringLoop> loop_;
-  std::size_t address_pick_ = 0;  // which of the host's addresses to connect to (see resolve())
+  std::size_t address_pick_ = 0;  // which of the host's addresses a write dials first (see Dialing)
   // Set while write() runs: still set at the next call, the last one ended
   // in an exception; its connections and ring are dropped (the batch's
   // parts are all sent again: what had gone may arrive twice).
