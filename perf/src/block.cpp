@@ -67,6 +67,17 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
     ::close(fd);
     throw std::runtime_error(block_path(instance) + ": cannot size it: " + std::strerror(e));
   }
+  // tmpfs sizes a file without reserving it: with /dev/shm full, the first
+  // counter written past the room would be a SIGBUS.
+  int reserved = 0;
+  do {
+    reserved = ::posix_fallocate(fd, 0, sizeof(Block));
+  } while (reserved == EINTR);
+  if (reserved != 0) {
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) + ": /dev/shm has no room for its " + std::to_string(sizeof(Block)) +
+                             " bytes: " + std::strerror(reserved));
+  }
   void* p = ::mmap(nullptr, sizeof(Block), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   ::close(fd);
   if (p == MAP_FAILED) throw std::runtime_error(block_path(instance) + ": mmap: " + std::strerror(errno));

@@ -52,6 +52,23 @@ std::string describe_errno(const std::string& what, int err) {
   return what + ": " + std::strerror(err);
 }
 
+// Gives every page of the segment its memory now. tmpfs sizes a file
+// without reserving it, so a ring larger than what /dev/shm has left (64 MiB
+// in a container by default) mapped fine and then killed the process that
+// touched a page past the room with SIGBUS: the router at start, a producer
+// mid-record. Pages the segment has already cost nothing.
+void reserve_pages(int fd, const std::string& name, std::uint64_t bytes) {
+  int rc = 0;
+  do {
+    rc = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  } while (rc == EINTR);
+  if (rc != 0) {
+    throw RingError(Status::io_error, "ring " + name + ": /dev/shm has no room for its " + std::to_string(bytes) +
+                                          " bytes (" + std::strerror(rc) +
+                                          "): make size_bytes smaller or /dev/shm larger");
+  }
+}
+
 std::int64_t realtime_ns() {
   timespec ts;
   ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -251,6 +268,8 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
                                               name + " while stopped to resize)");
     }
   }
+  // Before anything writes to it (its consumer touches every page).
+  if (!needs_init) reserve_pages(fd, name, static_cast<std::uint64_t>(size));
   if (warning != nullptr) *warning = std::move(notes);
   if (needs_init) {
     if (!locked) {
@@ -261,6 +280,14 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     attached->region = bip::mapped_region();
     attached->shm.truncate(0);
     attached->shm.truncate(static_cast<bip::offset_t>(kHeaderBytes + options.capacity_bytes));
+    try {
+      reserve_pages(fd, name, kHeaderBytes + options.capacity_bytes);
+    } catch (const RingError&) {
+      // Not left behind half-made, holding what room there was.
+      attached->shm.truncate(0);
+      if (created) bip::shared_memory_object::remove(name.c_str());
+      throw;
+    }
     attached->region = map_populated(attached->shm);
     auto* h = new (attached->region.get_address()) SegmentHeader{};
     initialise(*h, options.capacity_bytes, options.dead_claim_timeout_ms);

@@ -4,6 +4,10 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
+
+#include "private_mounts.hpp"
 #include "ringroute/perf/block.hpp"
 
 namespace ringroute::perf {
@@ -34,6 +38,27 @@ TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
   EXPECT_TRUE(BlockMapping::remove(instance));
   EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
   EXPECT_NE(error.find("is a router running"), std::string::npos) << error;
+}
+
+// As a ring's: a block larger than what /dev/shm has left is an error at
+// start, not a SIGBUS at the first counter written past the room.
+TEST(PerfBlock, ABlockLargerThanDevShmHasRoomForIsAClearErrorNotASigbus) {
+  const int status = testing::run_with_small_dev_shm(sizeof(Block) / 2, [] {
+    try {
+      BlockMapping m = BlockMapping::create_or_open(instance_name());
+      std::memset(static_cast<void*>(&m.block()), 1, sizeof(Block));
+      std::fprintf(stderr, "a block was made in a /dev/shm half its size\n");
+      return 1;
+    } catch (const std::runtime_error& e) {
+      if (std::strstr(e.what(), "/dev/shm has no room") == nullptr) {
+        std::fprintf(stderr, "unexpected error: %s\n", e.what());
+        return 2;
+      }
+    }
+    return 0;
+  });
+  if (status == testing::kNoPrivateMounts) GTEST_SKIP() << "no mount namespace for a small /dev/shm here";
+  EXPECT_EQ(status, 0);
 }
 
 TEST(PerfBlock, HistogramBucketsAreLogLinear) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ringroute/ring/ring.hpp"
+#include "private_mounts.hpp"
 #include "test_ring.hpp"
 
 using namespace ringroute;
@@ -80,6 +81,41 @@ TEST(Segment, CreatedWithRequestedCapacityAndMode) {
   EXPECT_EQ(attached.capacity(), 4096u);
   EXPECT_EQ(attached.max_record_bytes(), 512u);
   ring::Segment::remove(name);
+}
+
+// tmpfs sizes a file without reserving its pages: a ring larger than what
+// /dev/shm has left used to map fine and then kill whoever touched a page
+// past the room (the router at start: SIGBUS, no message). Here /dev/shm
+// is 1 MiB and the ring 4 MiB: a clear error, and no half-made segment left
+// holding the room.
+TEST(Segment, ARingLargerThanDevShmHasRoomForIsAClearErrorNotASigbus) {
+  const int status = ringroute::testing::run_with_small_dev_shm(1 << 20, [] {
+    const std::string name = unique_ring_name("no-room");
+    ring::SegmentOptions options;
+    options.capacity_bytes = 4 << 20;
+    try {
+      ring::Segment segment = ring::Segment::create_or_attach(name, options);
+      ring::Consumer consumer(std::move(segment));  // touches every page
+      std::fprintf(stderr, "a 4 MiB ring was made in a 1 MiB /dev/shm\n");
+      return 1;
+    } catch (const ring::RingError& e) {
+      if (e.status() != ring::Status::io_error || std::string(e.what()).find("/dev/shm has no room") == std::string::npos) {
+        std::fprintf(stderr, "unexpected error: %s\n", e.what());
+        return 2;
+      }
+    }
+    if (::access(("/dev/shm/" + name).c_str(), F_OK) == 0) {
+      std::fprintf(stderr, "the half-made segment was left behind\n");
+      return 3;
+    }
+    options.capacity_bytes = 256 << 10;  // what fits still works
+    ring::Segment fits = ring::Segment::create_or_attach(name, options);
+    ring::Consumer consumer(std::move(fits));
+    ring::Segment::remove(name);
+    return 0;
+  });
+  if (status == ringroute::testing::kNoPrivateMounts) GTEST_SKIP() << "no mount namespace for a small /dev/shm here";
+  EXPECT_EQ(status, 0);
 }
 
 TEST(Segment, CapacityMustBeAPowerOfTwo) {

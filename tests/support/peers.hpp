@@ -7,11 +7,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sched.h>
-#include <sys/mount.h>
-// <linux/fs.h>'s macro, by way of <sys/mount.h>: moodycamel's queue has a
-// member of that name.
-#undef BLOCK_SIZE
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -31,6 +26,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "private_mounts.hpp"
 
 namespace ringroute::testing {
 
@@ -96,39 +93,6 @@ inline std::string find_program(const std::string& name) {
     if (::access(path.c_str(), X_OK) == 0) return path;
   }
   return {};
-}
-
-// Runs `body` in a child process that sees the file `hosts` as its
-// /etc/hosts (a mount namespace of its own), so a name resolves to the
-// addresses a test chooses. The child's exit status (body's result; 128 + a
-// signal when one killed it, as a 10 s alarm does a body that hangs), or
-// kNoPrivateHosts where this host gives a process no mount namespace of its
-// own (not root, and no user namespaces).
-inline constexpr int kNoPrivateHosts = 77;
-inline int run_with_hosts_file(const std::string& hosts, const std::function<int()>& body) {
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::alarm(10);
-    if (::unshare(CLONE_NEWNS) != 0) {
-      // Not root: be root of a user namespace, which may have mounts.
-      const uid_t uid = ::getuid();
-      const gid_t gid = ::getgid();
-      if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) ::_exit(kNoPrivateHosts);
-      std::ofstream("/proc/self/setgroups") << "deny";
-      std::ofstream("/proc/self/uid_map") << "0 " << uid << " 1";
-      std::ofstream("/proc/self/gid_map") << "0 " << gid << " 1";
-    }
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        ::mount(hosts.c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr) != 0) {
-      ::_exit(kNoPrivateHosts);
-    }
-    ::_exit(body());
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 // /etc/hosts for run_with_hosts_file that gives one name two loopback
