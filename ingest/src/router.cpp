@@ -496,7 +496,9 @@ class Worker {
   void submit_aged(std::int64_t min_age_ns) {
     for (std::size_t slot : active_) {
       const sinks::Batch* batch = slots_[slot].current;
-      if (batch != nullptr && steady_now_ns_ - batch->opened_ns >= min_age_ns) submit(slot);
+      if (batch != nullptr && steady_now_ns_ - batch->opened_ns >= min_age_ns && !slots_[slot].runner->retrying()) {
+        submit(slot);
+      }
     }
   }
 
@@ -558,9 +560,12 @@ class Worker {
     for (std::size_t i = 0; i < active_.size();) {
       const std::size_t slot = active_[i];
       SlotState& state = slots_[slot];
+      // Not while its sink retries a batch: the open one fills up instead
+      // (see BackendRunner::retrying()).
       if (state.current != nullptr &&
           steady_now_ns_ - state.current->opened_ns >=
-              std::chrono::duration_cast<std::chrono::nanoseconds>(state.runner->options().linger).count()) {
+              std::chrono::duration_cast<std::chrono::nanoseconds>(state.runner->options().linger).count() &&
+          !state.runner->retrying()) {
         submit(slot);
       }
       const std::uint64_t written = block_.backends[slot].written_through[ring_].load(std::memory_order_acquire);

@@ -189,8 +189,7 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   constexpr int kWarmBatches = 4;
   for (int i = 0; i < kWarmBatches; ++i) {
     Batch* batch = new_batch();
-    // As far as a batch fills (its capacity is rounded up to a power of two).
-    std::memset(batch->bytes.data(), 0, std::min<std::size_t>(batch->bytes.capacity(), options_.batch_max_bytes + 4096));
+    std::memset(batch->bytes.data(), 0, batch->bytes.capacity());
     pool_.enqueue(batch);
   }
   thread_ = std::thread([this] {
@@ -216,9 +215,14 @@ Batch* BackendRunner::take_batch() {
 Batch* BackendRunner::new_batch() {
   std::lock_guard lock(owned_mutex_);
   owned_.push_back(std::make_unique<Batch>());
-  owned_.back()->bytes.reserve(options_.batch_max_bytes + 4096);
-  owned_.back()->event_ends.reserve(options_.batch_max_events + 1);
-  owned_.back()->event_ns.reserve(options_.batch_max_events + 1);
+  // Room for a full batch, up to a bound: past it (a config's batches of
+  // hundreds of MiB or a million events) a batch grows as it fills, and
+  // keeps what it grew to in the pool, rather than every batch, however
+  // little it holds, reserving the most any could.
+  owned_.back()->bytes.reserve(std::min<std::size_t>(options_.batch_max_bytes + 4096, kMostReservedBytes));
+  const std::size_t events = std::min<std::size_t>(options_.batch_max_events + 1, kMostReservedEvents);
+  owned_.back()->event_ends.reserve(events);
+  owned_.back()->event_ns.reserve(events);
   return owned_.back().get();
 }
 
@@ -430,6 +434,8 @@ bool BackendRunner::write_through(Batch* batch) {
       done = true;
     } else {
       slot_.sink.failures.add(1);
+      // Relaxed: see retrying().
+      retrying_.store(true, std::memory_order_relaxed);
       log_problem(why + " (retrying)");
       // Exponential backoff with jitter, capped at 5 s; a stop ends it (the
       // batch stays unwritten and the ring keeps it for the next start).
@@ -447,6 +453,7 @@ bool BackendRunner::write_through(Batch* batch) {
       slot_.sink.retries.add(1);
     }
   }
+  retrying_.store(false, std::memory_order_relaxed);
   // Release: pairs with the worker's acquire in written_through(); the worker
   // may then release the ring space these events used.
   slot_.written_through[ring].store(batch->end, std::memory_order_release);

@@ -135,6 +135,24 @@ std::unique_ptr<Sink> dead_file_sink() {
   return std::make_unique<FileSink>(file);
 }
 
+// A batch reserves room for a full one only up to a bound: a config's
+// `batch.max_bytes` of 1 GiB made each runner reserve and touch 4 GiB at
+// start (four warm batches), and every later batch reserve 2 GiB however
+// little it held. Past the bound a batch grows as it fills.
+TEST(BackendRunner, ABatchReservesAtMostABoundedSizeWhateverItsLimit) {
+  perf::BackendSlot slot;
+  BackendOptions options;
+  options.batch_max_bytes = 1ull << 30;
+  options.batch_max_events = 1u << 30;
+  BackendRunner runner("b", options, dead_file_sink(), slot);
+  Batch* batch = runner.take_batch();
+  EXPECT_LE(batch->bytes.capacity(), 5u << 20);
+  EXPECT_LE(batch->event_ends.capacity(), 16384u);
+  std::string big(8u << 20, 'x');  // and it still takes more than that
+  batch->bytes.append(big);
+  EXPECT_EQ(batch->bytes.size(), big.size());
+}
+
 TEST(BackendRunner, AStoppedRunnerCountsWhatItWasHandedAndDidNotWrite) {
   perf::BackendSlot slot;
   BackendRunner runner("b", BackendOptions{}, dead_file_sink(), slot);

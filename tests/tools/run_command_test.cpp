@@ -107,9 +107,11 @@ void wait_for_ring(const std::string& ring) {
 }
 
 // Producer k emits `count` events with ids "p{k}-{i}" (severity i%3,
-// verbosity i%6, account acct-{i%7}); waits for room when the ring is full.
-// `in_child`, when given, runs in the child first.
-pid_t spawn_producer(const std::string& ring, int k, int count, void (*in_child)() = nullptr) {
+// verbosity i%6, account acct-{i%7}), `per_emit` a call with `pause` after
+// each; waits for room when the ring is full. `in_child`, when given, runs in
+// the child first.
+pid_t spawn_producer(const std::string& ring, int k, int count, void (*in_child)() = nullptr, int per_emit = 64,
+                     std::chrono::microseconds pause = 0us) {
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -121,7 +123,8 @@ pid_t spawn_producer(const std::string& ring, int k, int count, void (*in_child)
   std::vector<std::string> ids(64), accounts(64), bodies(64);
   std::vector<rr_event> batch(64);
   for (int i = 0; i < count;) {
-    const int n = std::min(64, count - i);
+    if (i != 0 && pause.count() != 0) std::this_thread::sleep_for(pause);
+    const int n = std::min(per_emit, count - i);
     for (int j = 0; j < n; ++j) {
       const int e = i + j;
       ids[j] = "p" + std::to_string(k) + "-" + std::to_string(e);
@@ -701,6 +704,28 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
     EXPECT_LE(std::count(request.body.begin(), request.body.end(), '\n'), 200);
   }
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
+}
+
+// A trickle of events to a dead destination: each event became a batch of
+// its own (the idle flush hands over batches 200 us old), each reserving
+// its buffers for a full batch, so memory grew by megabytes an event up to
+// the queue's bound (1,000 batches here), and the destination, once back,
+// got a request an event. While the sink retries, the worker fills the open
+// batch instead: 400 events are a few batches of up to 200.
+TEST(RunCommand, ATrickleToADeadDestinationFillsBatchesRatherThanMakingOneAnEvent) {
+  LateBackendRun run("trickle");
+  write_file(run.dir / "edr.json", run.config());
+  run.router = std::make_unique<RouterProcess>(run.dir / "edr.json", run.dir / "router.log");
+  wait_for_ring(run.ring);
+  constexpr int kEvents = 400;
+  ASSERT_EQ(wait_child(spawn_producer(run.ring, 0, kEvents, nullptr, 1, 1000us)), 0);
+  ASSERT_EQ(wait_for_events({run.dir / "ok.ndjson"}, kEvents), in_order(0, kEvents));  // the healthy one: at once
+
+  ringroute::testing::HttpReceiver http({}, run.port);
+  wait_drained(run.ring);
+  ASSERT_EQ(run.router->stop(), 0);
+  EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
+  EXPECT_LE(http.requests().size(), 10u);
 }
 
 // A stop drains what the router read, and that includes what a `block`

@@ -85,6 +85,14 @@ class BackendRunner {
     return in_flight_events_.load(std::memory_order_relaxed) >= options_.queue_max_events ||
            in_flight_bytes_.load(std::memory_order_relaxed) >= options_.queue_max_bytes;
   }
+  // Whether the sink thread is retrying a batch (its destination failing).
+  // The worker then fills its open batch rather than handing over a small
+  // one at each linger: it would only wait in the queue behind the retried
+  // one, and a trickle of events made a batch (and its buffers) per event.
+  [[nodiscard]] bool retrying() const noexcept {
+    // Relaxed: a hint; a stale answer moves a hand-over by a worker round.
+    return retrying_.load(std::memory_order_relaxed);
+  }
   // Hands a filled batch to the sink thread (it comes back to the pool after).
   void submit(Batch* batch);
   // Every event of `ring` up to this position is written (or given up on).
@@ -133,6 +141,9 @@ class BackendRunner {
   std::deque<Batch*> take_leftovers();
   void log_problem(const std::string& what);
   Batch* new_batch();
+  // What a new batch reserves at most (see new_batch()).
+  static constexpr std::size_t kMostReservedBytes = (4u << 20) + 4096;
+  static constexpr std::size_t kMostReservedEvents = 16384;
   void record_latencies(const Batch& batch) noexcept;
 
   std::string name_;
@@ -157,6 +168,7 @@ class BackendRunner {
   std::atomic<std::uint64_t> in_flight_outside_ring_{0};  // events of in_flight_events_ in batches not holding the ring
   std::atomic<bool> reopen_{false};
   std::atomic<bool> stop_now_{false};
+  std::atomic<bool> retrying_{false};  // see retrying()
   // Release after the thread is joined, acquire by the successor: all of
   // this runner's state (queue, unfinished_, inherited_) is then settled.
   std::atomic<bool> finished_{false};

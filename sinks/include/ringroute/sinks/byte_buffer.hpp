@@ -41,8 +41,10 @@ class ByteBuffer {
     if (size_ + extra > capacity_) grow(size_ + extra);
     return data_ + size_;
   }
+  // Exactly `capacity` (a batch's size limit is not rounded up to the next
+  // power of two: 1 MiB batches reserved 2 MiB each).
   void reserve(std::size_t capacity) {
-    if (capacity > capacity_) grow(capacity);
+    if (capacity > capacity_) resize_capacity(capacity);
   }
   // After writing through reserve_more()'s pointer: `end` is one past the last byte written.
   void commit_to(const char* end) noexcept { size_ = static_cast<std::size_t>(end - data_); }
@@ -69,6 +71,9 @@ class ByteBuffer {
   void grow(std::size_t needed) {
     std::size_t capacity = capacity_ == 0 ? 4096 : capacity_;
     while (capacity < needed) capacity *= 2;
+    resize_capacity(capacity);
+  }
+  void resize_capacity(std::size_t capacity) {
     void* grown = std::realloc(data_, capacity);
     if (grown == nullptr) throw std::bad_alloc();
     data_ = static_cast<char*>(grown);
