@@ -178,6 +178,29 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
   EXPECT_EQ(e[0], "backends[2].options.path: \"out/./x.ndjson\" is also the file of backends[0] (one file, one backend)");
 }
 
+// The perf block has a slot for each ring and each enabled backend: a file
+// with more passed validate and then the router refused to start.
+TEST(Config, MoreRingsOrEnabledBackendsThanThePerfBlockHoldsAreRefused) {
+  auto backends = [](int enabled, int disabled) {
+    std::string out;
+    for (int i = 0; i < enabled + disabled; ++i) {
+      out += std::string(i ? "," : "") + R"({"name": "b)" + std::to_string(i) + R"(", "type": "amqp", "enabled": )" +
+             (i < enabled ? "true" : "false") + R"(, "bindings": []})";
+    }
+    return out;
+  };
+  auto rings = [](int count) {
+    std::string out;
+    for (int i = 0; i < count; ++i) out += std::string(i ? "," : "") + R"({"name": "r)" + std::to_string(i) + R"("})";
+    return out;
+  };
+  EXPECT_TRUE(errors_of(R"({"rings": [)" + rings(16) + R"(], "backends": [)" + backends(256, 10) + "]}").empty());
+  auto e = errors_of(R"({"rings": [)" + rings(17) + R"(], "backends": [)" + backends(257, 0) + "]}");
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0], "rings: 17 rings; at most 16 (the perf block's slots)");
+  EXPECT_EQ(e[1], "backends: 257 enabled backends; at most 256 (the perf block's slots)");
+}
+
 // Each (account, app) pair of a binding is compiled on its own: a binding
 // of thousands of each, or many of them, is refused before it is compiled
 // into gigabytes.
@@ -215,7 +238,7 @@ TEST(Config, TheDuplicateAmongManyBackendNamesIsNamedWithItsFirst) {
   constexpr int kBackends = 20'000;
   for (int i = 0; i < kBackends; ++i) {
     backends += (i ? "," : "") + std::string(R"({"name": "b)") + std::to_string(i % (kBackends - 1)) +
-                R"(", "type": "amqp", "bindings": []})";
+                R"(", "type": "amqp", "enabled": false, "bindings": []})";  // disabled: past the perf block's slots
   }
   const auto e = errors_of(R"({"backends": [)" + backends + "]}");
   ASSERT_EQ(e.size(), 1u);

@@ -1,5 +1,6 @@
 #include "ringroute/tools/config.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -478,6 +479,18 @@ ConfigResult parse_config(std::string_view text) {
                       "duplicate backend name " + matcher::quoted(config.backends[i].name) + " (also backends[" +
                           std::to_string(first->second) + "])"});
     }
+  }
+  // What the perf block has slots for (a router refused to start past them,
+  // after validate had said the file was good).
+  if (config.rings.size() > perf::kMaxRings) {
+    list.push_back({"rings", std::to_string(config.rings.size()) + " rings; at most " +
+                                 std::to_string(perf::kMaxRings) + " (the perf block's slots)"});
+  }
+  const auto enabled_backends = static_cast<std::size_t>(
+      std::count_if(config.backends.begin(), config.backends.end(), [](const auto& b) { return b.enabled; }));
+  if (enabled_backends > perf::kMaxBackends) {
+    list.push_back({"backends", std::to_string(enabled_backends) + " enabled backends; at most " +
+                                    std::to_string(perf::kMaxBackends) + " (the perf block's slots)"});
   }
   // Leaves of all bindings together (each binding is bounded on its own).
   std::uint64_t leaves = 0;
