@@ -48,7 +48,11 @@ bool iequals(std::string_view a, std::string_view b) {
 std::chrono::milliseconds parse_retry_after(std::string_view value) {
   unsigned seconds = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-  if (ec == std::errc() && end == value.data() + value.size()) return std::chrono::seconds(std::min(seconds, 3600u));
+  if (end == value.data() + value.size() && end != value.data()) {
+    // More seconds than an unsigned holds is a long pause too: the cap.
+    if (ec == std::errc::result_out_of_range) return std::chrono::seconds(3600);
+    if (ec == std::errc()) return std::chrono::seconds(std::min(seconds, 3600u));
+  }
   std::tm tm{};
   const std::string text(value);
   if (::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr) {

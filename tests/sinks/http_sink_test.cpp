@@ -252,6 +252,18 @@ TEST_F(HttpSinkTest, TooManyRequestsHonoursRetryAfter) {
   EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(0));
 }
 
+// More seconds than an unsigned holds is a long pause, not none: the hour
+// the sink believes at most (it was read as 0, retried at once).
+TEST_F(HttpSinkTest, ARetryAfterPastAnyIntegerIsTheLongestPause) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 503, .headers = {{"Retry-After", "99999999999999999999"}}};
+  });
+  HttpSink sink({.url = receiver.url(), .batched = true});
+  fill(batch_, 0, 1);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(3'600'000));
+}
+
 // 408 (the server gave up reading the request) and 425 (too early) say
 // "not now", as 429 does: retried, not rejected.
 TEST_F(HttpSinkTest, RequestTimeoutAndTooEarlyAreRetried) {
