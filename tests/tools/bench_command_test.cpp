@@ -63,6 +63,21 @@ TEST(BenchCommand, JsonReportCountsEveryEventDeliveredAndSplitsTheRoutersCpu) {
   EXPECT_GE(sinks, 0);
 }
 
+// A rate so low the second batch is centuries away: the producer sends its
+// first batch (64 events) and waits out the run. Its due time overflowed
+// int64, and it ran at full speed instead.
+TEST(BenchCommand, ATinyRateIsAWaitNotFullSpeed) {
+  const Result res = run(std::string("--config ") + RINGROUTE_BENCH_CONFIGS +
+                         "/one-backend.json --producers 1 --size 100 --seconds 0.3 --rate 1e-12 --json");
+  ASSERT_EQ(res.status, 0) << res.out;
+  simdjson::dom::parser parser;
+  simdjson::dom::element report;
+  ASSERT_EQ(parser.parse(res.out).get(report), simdjson::SUCCESS) << res.out;
+  std::uint64_t events = 0;
+  ASSERT_EQ(report["events"].get(events), simdjson::SUCCESS) << res.out;
+  EXPECT_LE(events, 64u);
+}
+
 TEST(BenchCommand, BadArgumentsAreUsageErrors) {
   const std::string config = std::string("--config ") + RINGROUTE_BENCH_CONFIGS + "/one-backend.json ";
   for (const char* bad : {"--producers 0", "--seconds nan", "--seconds 0", "--rate -1", "--rate inf", "--warmup nan"}) {

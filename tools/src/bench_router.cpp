@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -120,7 +121,11 @@ struct GeneratedEvents {
   std::size_t at = 0;
   while (control->stop.load(std::memory_order_relaxed) == 0) {
     if (per_producer > 0) {
-      const auto due = start + static_cast<std::int64_t>(static_cast<double>(sent) / per_producer * 1e9);
+      // A rate so low that the next event is centuries away is a wait to
+      // the end, not a time past int64 (undefined, and here no wait at all).
+      const double after_ns = static_cast<double>(sent) / per_producer * 1e9;
+      const std::int64_t due = after_ns < 1e18 ? start + static_cast<std::int64_t>(after_ns)
+                                               : std::numeric_limits<std::int64_t>::max();
       const std::int64_t now = now_ns();
       if (due > now) {
         std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<std::int64_t>(due - now, 1'000'000)));
