@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 
@@ -362,7 +363,10 @@ void BackendRunner::record_latencies(const Batch& batch) noexcept {
   std::size_t run_bucket = perf::kHistogramBuckets;
   std::uint64_t run = 0;
   for (const std::int64_t t : batch.event_ns) {
-    const std::int64_t latency = now - t;
+    // A timestamp is the producer's to set (a replay keeps its original
+    // one): one from far before 1970 would overflow the subtraction.
+    std::int64_t latency = 0;
+    if (__builtin_sub_overflow(now, t, &latency)) latency = t < 0 ? std::numeric_limits<std::int64_t>::max() : 0;
     const std::size_t bucket = perf::Histogram::bucket_of(latency > 0 ? static_cast<std::uint64_t>(latency) : 0);
     if (bucket != run_bucket) {
       if (run != 0) slot_.latency.buckets[run_bucket].add(run);
