@@ -74,8 +74,21 @@ class Worker {
   void start(const std::string& name) {
     thread_ = std::thread([this, name] {
       sinks::name_this_thread("rr-ring:", name);
-      run();
+      try {
+        run();
+      } catch (const std::exception& e) {
+        fail(name, e.what());
+      } catch (...) {
+        fail(name, "an unknown exception");
+      }
     });
+  }
+
+  // Why the worker stopped on its own (out of memory, most likely); null
+  // while it runs or when it was asked to stop.
+  [[nodiscard]] const char* failure() const noexcept {
+    // Acquire pairs with fail()'s release: the text is whole.
+    return failed_.load(std::memory_order_acquire) ? failure_ : nullptr;
   }
 
   ~Worker() {
@@ -94,6 +107,27 @@ class Worker {
     if (thread_.joinable()) thread_.join();
   }
   [[nodiscard]] bool drained() const noexcept { return all_released_.load(std::memory_order_acquire); }
+
+ private:
+  // An exception out of the loop (std::bad_alloc from a batch or a reload's
+  // tables) leaves a round half routed: going on could release records no
+  // batch holds. The worker stops reading instead; what it did not hand
+  // over stays in the ring (never released) for the next start, and the
+  // router, told by failure(), stops as on SIGTERM. Without the catch it was
+  // std::terminate: no drain of the other backends, no word of which ring.
+  void fail(const std::string& ring, const char* what) noexcept {
+    std::snprintf(failure_, sizeof failure_, "the worker of ring %s stopped: %s", ring.c_str(), what);
+    std::fprintf(stderr, "ringroute: %s\n", failure_);
+    // Whatever its last round left said: records read in the round it
+    // failed in may be in no batch.
+    all_released_.store(false, std::memory_order_release);
+    // Release pairs with failure()'s acquire.
+    failed_.store(true, std::memory_order_release);
+  }
+  char failure_[512] = {};
+  std::atomic<bool> failed_{false};
+
+ public:
   [[nodiscard]] std::uint64_t plan_serial() const noexcept { return plan_serial_.load(std::memory_order_acquire); }
 
  private:
@@ -845,6 +879,13 @@ void Router::stop(std::chrono::milliseconds drain) {
   drained_at_stop_ = dropped_at_stop_ == 0;
   for (const auto& worker : workers_) drained_at_stop_ = drained_at_stop_ && worker->drained();
   workers_.clear();
+}
+
+std::optional<std::string> Router::failure() const {
+  for (const auto& worker : workers_) {
+    if (const char* why = worker->failure(); why != nullptr) return std::string(why);
+  }
+  return std::nullopt;
 }
 
 bool Router::drained() const noexcept {

@@ -335,7 +335,7 @@ bool BackendRunner::take_over() {
   return true;
 }
 
-void BackendRunner::log_problem(const std::string& what) {
+void BackendRunner::log_problem(const std::string& what) noexcept {
   // At most one line a second per backend: a dead destination must not
   // flood the log.
   const auto now = Clock::now();
@@ -350,9 +350,17 @@ void BackendRunner::run() {
   if (predecessor_ && !take_over()) return;
   Batch* batch = nullptr;
   while (!stop_now_.load(std::memory_order_relaxed)) {
-    if (queue_.wait_dequeue_timed(batch, std::chrono::milliseconds(100)) && batch != nullptr) deliver(batch);
-    if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
-    sink_->tick(Clock::now());
+    try {
+      if (queue_.wait_dequeue_timed(batch, std::chrono::milliseconds(100)) && batch != nullptr) deliver(batch);
+      if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
+      sink_->tick(Clock::now());
+    } catch (const std::exception& e) {
+      // Out of memory in a reopen, a rotation or a message: said, and the
+      // thread goes on (an exception out of it was std::terminate). A
+      // batch is settled before anything in deliver() can throw.
+      std::fprintf(stderr, "ringroute: backend %s: %s (going on)\n", name_.c_str(), e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
   }
 }
 
@@ -386,7 +394,12 @@ void BackendRunner::deliver(Batch* batch) {
   const std::uint64_t events = batch->events, bytes = batch->bytes.size();
   const bool holds_ring = batch->holds_ring;
   batch->reset();
-  pool_.enqueue(batch);
+  // A pool that can't take it (its queue could not grow) leaves the batch
+  // to owned_, which frees it at the end; the counts are settled either way.
+  try {
+    pool_.enqueue(batch);
+  } catch (const std::bad_alloc&) {
+  }
   in_flight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   if (!holds_ring) in_flight_outside_ring_.fetch_sub(events, std::memory_order_relaxed);
   // Release: a worker that sees the queue idle also sees the batch back in the pool.

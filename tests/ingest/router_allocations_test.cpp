@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "backends.hpp"
+#include "replaced_new.hpp"
 #include "ringroute/ingest/router.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/ring/segment.hpp"
@@ -22,51 +23,11 @@ namespace {
 std::atomic<std::uint64_t> allocations{0};
 }  // namespace
 
-// Every operator new in the process counts (router threads included). All
-// forms are replaced together, so each new meets its own delete (ASan checks).
-// GCC can't see that these replacements pair malloc with free on purpose.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-namespace {
-void* counted(std::size_t size) noexcept {
+// Every operator new in the process counts (router threads included).
+void* replaced_new_hook(std::size_t size, std::size_t alignment) noexcept {
   allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(size == 0 ? 1 : size);
+  return ringroute::testing::replaced_new_malloc(size, alignment);
 }
-void* counted_aligned(std::size_t size, std::align_val_t align) noexcept {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  const auto a = static_cast<std::size_t>(align);
-  return std::aligned_alloc(a, (size + a - 1) / a * a);
-}
-}  // namespace
-void* operator new(std::size_t size) {
-  if (void* p = counted(size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) {
-  if (void* p = counted(size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return counted(size); }
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return counted(size); }
-void* operator new(std::size_t size, std::align_val_t align) {
-  if (void* p = counted_aligned(size, align)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size, std::align_val_t align) {
-  if (void* p = counted_aligned(size, align)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace ringroute::ingest {
 namespace {

@@ -53,9 +53,15 @@ int run_router(const RunArgs& args) {
            " ring(s) starting with " + loaded.config->rings[0].name + ", " + std::to_string(enabled) +
            " backend(s) enabled; SIGHUP reloads " + args.config + ", SIGTERM stops");
   std::optional<std::chrono::steady_clock::time_point> stop_until;  // a stop seen during a reload
+  std::optional<std::string> failure;
   for (;;) {
-    int signal = 0;
-    if (sigwait(&signals, &signal) != 0) continue;
+    // Woken now and then to see whether a worker stopped on its own.
+    const timespec wake{0, 200'000'000};
+    const int signal = sigtimedwait(&signals, nullptr, &wake);
+    if (signal < 0) {
+      failure = router->failure();
+      if (!failure) continue;
+    }
     if (signal == SIGHUP) {
       router->reopen();
       ConfigResult next = load_config_file(args.config);
@@ -84,7 +90,8 @@ int run_router(const RunArgs& args) {
       }
       continue;
     }
-    log_line(std::string("stopping (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + "): draining");
+    log_line(failure ? "stopping (" + *failure + "): draining"
+                     : std::string("stopping (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + "): draining");
     // A stop seen during a reload has spent part of its drain there.
     const auto now = std::chrono::steady_clock::now();
     const auto drain = stop_until ? std::max(std::chrono::steady_clock::duration::zero(), *stop_until - now)
@@ -101,7 +108,7 @@ int run_router(const RunArgs& args) {
       log_line(drained ? "stopped, everything read was written"
                        : "stopped; what was not written stays in the ring for the next start");
     }
-    return 0;
+    return failure ? 1 : 0;
   }
 }
 

@@ -1,0 +1,80 @@
+// A router worker that runs out of memory stops reading and says so; the
+// router goes on to a stop as on SIGTERM. An exception out of the worker's
+// thread was std::terminate: the whole router gone without a drain or a
+// word of which ring.
+#include <gtest/gtest.h>
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "backends.hpp"
+#include "peers.hpp"
+#include "replaced_new.hpp"
+#include "ringroute/ingest/router.hpp"
+#include "ringroute/producer.hpp"
+#include "ringroute/ring/segment.hpp"
+
+namespace {
+// Armed: every allocation on a ring worker's thread ("rr-ring:...") fails.
+std::atomic<bool> fail_worker_allocations{false};
+}  // namespace
+
+void* replaced_new_hook(std::size_t size, std::size_t alignment) noexcept {
+  if (fail_worker_allocations.load(std::memory_order_relaxed)) {
+    char name[16] = {};
+    ::prctl(PR_GET_NAME, name);
+    if (std::strncmp(name, "rr-ring:", 8) == 0) return nullptr;
+  }
+  return ringroute::testing::replaced_new_malloc(size, alignment);
+}
+
+namespace ringroute::ingest {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(RouterFailure, AWorkerOutOfMemoryStopsAndSaysSoInsteadOfTakingTheRouterDown) {
+  const std::string name = "rr-test-oom-" + std::to_string(::getpid());
+  RouterConfig config;
+  config.instance = name;
+  config.rings.push_back({name, 4 << 20, 0600, 2000ms});
+  // A destination nobody listens on, under `block`: its batches wait, the
+  // worker fills more, and once the four warm ones are out it makes one.
+  config.backends.push_back({"dead", "http", true,
+                             R"({"url":"http://127.0.0.1:)" + std::to_string(testing::free_port()) + R"(/"})"});
+  config.matching = testing::backends_from_json(R"([{"name":"dead","bindings":[{"verbosity":"trace"}]}])");
+  {
+    Router router(config);
+    std::this_thread::sleep_for(100ms);  // the worker has started and taken its plan
+    EventProducer producer;
+    rr_producer_options options{};
+    options.wait_timeout_ns = 100'000'000;
+    ASSERT_EQ(producer.open(name, &options), RR_OK);
+    fail_worker_allocations.store(true);
+    rr_event event{};
+    event.body = to_rr_str(R"({"k":"some body text"})");
+    std::optional<std::string> failure;
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    for (int i = 0; !failure && std::chrono::steady_clock::now() < deadline; ++i) {
+      (void)producer.emit(event, RR_EMIT_BODY_TRUSTED);
+      if (i % 256 == 0) failure = router.failure();
+    }
+    fail_worker_allocations.store(false);
+    ASSERT_TRUE(failure) << "the worker never failed an allocation";
+    EXPECT_NE(failure->find("the worker of ring " + name + " stopped: std::bad_alloc"), std::string::npos) << *failure;
+    router.stop(100ms);
+    EXPECT_FALSE(router.drained());  // what it did not hand over stays in the ring
+  }
+  ring::Segment::remove(name);
+  perf::BlockMapping::remove(name);
+}
+
+}  // namespace
+}  // namespace ringroute::ingest
