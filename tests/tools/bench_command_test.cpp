@@ -69,13 +69,11 @@ TEST(BenchCommand, JsonReportCountsEveryEventDeliveredAndSplitsTheRoutersCpu) {
 TEST(BenchCommand, ATinyRateIsAWaitNotFullSpeed) {
   const Result res = run(std::string("--config ") + RINGROUTE_BENCH_CONFIGS +
                          "/one-backend.json --producers 1 --size 100 --seconds 0.3 --rate 1e-12 --json");
-  ASSERT_EQ(res.status, 0) << res.out;
-  simdjson::dom::parser parser;
-  simdjson::dom::element report;
-  ASSERT_EQ(parser.parse(res.out).get(report), simdjson::SUCCESS) << res.out;
-  std::uint64_t events = 0;
-  ASSERT_EQ(report["events"].get(events), simdjson::SUCCESS) << res.out;
-  EXPECT_LE(events, 64u);
+  EXPECT_EQ(res.status, 0);
+  // The report's "events" member, read without a parser: the number after it.
+  const std::size_t at = res.out.find("\"events\":");
+  ASSERT_NE(at, std::string::npos) << res.out;
+  EXPECT_LE(std::stoull(res.out.substr(at + 9)), 64u) << res.out;
 }
 
 TEST(BenchCommand, BadArgumentsAreUsageErrors) {
