@@ -252,10 +252,22 @@ bool FileSink::rotate(std::string& why) {
     // The older files shift up only when path.1 is taken: after a rotation
     // whose last rename failed, path.1 is free already, and shifting again
     // at each retry would drop one more old file every time.
+    // Only the files up to the first free number shift: with a `keep` of
+    // thousands, renaming every number (most of them absent) took seconds
+    // of the sink thread at each rotation. Past a gap (a file removed by
+    // hand) the older ones stay as they are.
     const std::string first = base + ".1";
     if (::access(first.c_str(), F_OK) == 0) {
-      ::unlink((base + "." + std::to_string(options_.keep)).c_str());
-      for (std::uint32_t i = options_.keep; i > 1; --i) {
+      std::uint32_t free_number = 2;
+      while (free_number <= options_.keep &&
+             ::access((base + "." + std::to_string(free_number)).c_str(), F_OK) == 0) {
+        ++free_number;
+      }
+      if (free_number > options_.keep) {
+        free_number = options_.keep;
+        ::unlink((base + "." + std::to_string(free_number)).c_str());
+      }
+      for (std::uint32_t i = free_number; i > 1; --i) {
         ::rename((base + "." + std::to_string(i - 1)).c_str(), (base + "." + std::to_string(i)).c_str());
       }
     }

@@ -109,6 +109,31 @@ TEST(FileSink, ARotationRetriedAfterItsLastRenameFailedDropsNoOldFile) {
   EXPECT_EQ(slurp(o.path + ".3"), "oldest\n");
 }
 
+// A rotation shifts only the files up to the first free number: a file
+// removed by hand (path.2 here) is a gap that the shift fills, and the ones
+// past it stay. Renaming every number up to `keep` instead dropped path.3
+// and, with a `keep` of thousands, took seconds of the sink thread at each
+// rotation.
+TEST(FileSink, ARotationShiftsOnlyUpToTheFirstFreeNumber) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_bytes = 20;
+  o.keep = 1'000'000;
+  std::ofstream(o.path) << "current-xxxxxx\n";
+  std::ofstream(o.path + ".1") << "older\n";
+  std::ofstream(o.path + ".3") << "oldest\n";
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("next-xxxxxxxxx\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path), "next-xxxxxxxxx\n");
+  EXPECT_EQ(slurp(o.path + ".1"), "current-xxxxxx\n");
+  EXPECT_EQ(slurp(o.path + ".2"), "older\n");
+  EXPECT_EQ(slurp(o.path + ".3"), "oldest\n");
+  EXPECT_FALSE(fs::exists(o.path + ".4"));
+}
+
 INSTANTIATE_TEST_SUITE_P(BothSubmissionStyles, FileSinkIo, ::testing::Values(FileIo::write, FileIo::uring),
                          [](const auto& p) { return p.param == FileIo::write ? "write" : "uring"; });
 
