@@ -233,13 +233,14 @@ struct JsonFormatter::Reformatter {
     switch (value.type()) {
       case element_type::OBJECT: {
         const simdjson::dom::object object = value.get_object().value_unsafe();
+        const int inner = inner_indent(indent);
         out.push_back('{');
         bool first = true;
         for (auto [key, member] : object) {
           if (normalize && member.is_null()) continue;
           if (!first) out.push_back(',');
           first = false;
-          newline(out, indent < 0 ? -1 : indent + 1);
+          newline(out, inner);
           std::string_view name = key;
           std::string normalized_key;
           if (normalize) {
@@ -251,24 +252,25 @@ struct JsonFormatter::Reformatter {
             name = normalized_key;
           }
           string(name, out);
-          out.append(indent >= 0 ? ": " : ":");
-          write(member, out, normalize, indent < 0 ? indent : indent + 1);
+          out.append(inner >= 0 ? ": " : ":");
+          write(member, out, normalize, inner);
         }
-        if (!first) newline(out, indent);
+        if (!first && inner >= 0) newline(out, indent);
         out.push_back('}');
         return;
       }
       case element_type::ARRAY: {
         const simdjson::dom::array array = value.get_array().value_unsafe();
+        const int inner = inner_indent(indent);
         out.push_back('[');
         bool first = true;
         for (simdjson::dom::element item : array) {
           if (!first) out.push_back(',');
           first = false;
-          newline(out, indent < 0 ? -1 : indent + 1);
-          write(item, out, normalize, indent < 0 ? indent : indent + 1);
+          newline(out, inner);
+          write(item, out, normalize, inner);
         }
-        if (!first) newline(out, indent);
+        if (!first && inner >= 0) newline(out, indent);
         out.push_back(']');
         return;
       }
@@ -280,6 +282,13 @@ struct JsonFormatter::Reformatter {
       case element_type::NULL_VALUE: out.append("null"); return;
     }
   }
+
+  // Pretty output indents at most kMaxPrettyDepth levels; deeper values
+  // are written compactly. Indented all the way, a body nested 1,000 deep
+  // (simdjson takes 1,024) wrote up to 2,000 spaces a line: a 40 KB event
+  // became 40 MB, and a ring-sized one gigabytes of batch.
+  static constexpr int kMaxPrettyDepth = 32;
+  static int inner_indent(int indent) { return indent < 0 || indent >= kMaxPrettyDepth ? -1 : indent + 1; }
 
   static void newline(ByteBuffer& out, int indent) {
     if (indent < 0) return;

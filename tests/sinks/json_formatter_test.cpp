@@ -119,6 +119,21 @@ TEST(JsonFormatter, PrettyIndentsTwoSpacesWithOrWithoutMetadata) {
             "  \"verbosity\": \"info\"\n}\n");
 }
 
+// Past 32 levels pretty output is compact: a body nested 1,000 deep was
+// indented all the way (up to 2,000 spaces a line), 2 MB from 2 KB.
+TEST(JsonFormatter, PrettyIndentsAtMost32LevelsAndWritesDeeperOnesCompactly) {
+  testing::JsonEvent ev;
+  const std::string deep = std::string(1000, '[') + std::string(1000, ']');
+  const std::string line = format(ev(R"({"body":{"a":)" + deep + "}}"), {.include_metadata = false, .pretty = true});
+  EXPECT_LT(line.size(), 10'000u);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  EXPECT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS);
+  // Level 32 is still indented (64 spaces), and what is inside it is not.
+  EXPECT_NE(line.find("\n" + std::string(64, ' ') + std::string(969, '[') + std::string(969, ']') + "\n"),
+            std::string::npos);
+}
+
 TEST(JsonFormatter, NormalizeBodyLowercasesKeysMapsDashesAndDropsNulls) {
   testing::JsonEvent ev;
   EXPECT_EQ(format(ev(R"({"body":{"Call-ID":"x","Nested":{"Inner-Key":null,"Keep-Me":[{"A-B":1,"z":null}]},"n":null}})"),
