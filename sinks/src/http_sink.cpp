@@ -100,6 +100,7 @@ struct HttpSink::Connection {
   // response's last: each send and receive gets what is left of it, so a
   // server that trickles its answer still times out.
   std::chrono::steady_clock::time_point deadline{};
+  std::chrono::steady_clock::time_point last_used{};  // its last request's start (tick())
   std::string head;
   std::string body_buffer;  // array or gzip bodies; NDJSON goes from the batch itself
   std::string gzip_buffer;
@@ -157,6 +158,16 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
 
 HttpSink::~HttpSink() {
   if (writing_ && loop_) settle_in_flight(*loop_, connections_, std::chrono::seconds(1), "http sink " + where_);
+}
+
+void HttpSink::tick(std::chrono::steady_clock::time_point now) {
+  // Connections opened for a burst (up to max_connections of them, each a
+  // descriptor the process's other backends share) and idle for a minute
+  // are closed; the first stays for the next batch.
+  for (std::size_t i = 1; i < connections_.size(); ++i) {
+    Connection& c = *connections_[i];
+    if (c.stream.is_open() && !c.busy && now - c.last_used > std::chrono::seconds(60)) close_connection(c);
+  }
 }
 
 void HttpSink::close_connection(Connection& c) noexcept {
@@ -307,6 +318,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     c.request = next;
     requests_[next].state = Request::State::sending;
     c.busy = true;
+    c.last_used = std::chrono::steady_clock::now();
     new_parser(c);
     c.in_used = 0;
     build(c, batch, requests_[next]);
@@ -316,6 +328,17 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     }
     std::string reason;
     if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason)) {
+      // No descriptor left for one more connection (the process's limit,
+      // which other backends share): the connections already busy carry
+      // the rest, rather than the whole write backing off as if the
+      // destination had failed.
+      const bool others_busy = std::any_of(connections_.begin(), connections_.end(),
+                                           [&](const auto& other) { return other.get() != &c && other->busy; });
+      if (c.stream.out_of_descriptors() && others_busy) {
+        requests_[c.request].state = Request::State::pending;
+        close_connection(c);
+        return false;
+      }
       fail(index, reason);
       return false;
     }

@@ -100,9 +100,12 @@ bool Stream::usable_after_idle() {
 bool Stream::start_connect(UringLoop& loop, const Address& address, std::uint64_t base,
                            std::chrono::milliseconds limit, std::string& why) {
   close();
+  out_of_descriptors_ = false;
   fd_ = ::socket(address.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
-    why = std::string("socket: ") + std::strerror(errno);
+    const int error = errno;
+    out_of_descriptors_ = error == EMFILE || error == ENFILE;
+    why = std::string("socket: ") + std::strerror(error);
     return false;
   }
   if (address.family != AF_UNIX) {

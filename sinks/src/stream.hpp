@@ -38,6 +38,7 @@ class Stream {
   Stream& operator=(Stream&&) noexcept;
 
   [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
+  [[nodiscard]] bool out_of_descriptors() const noexcept { return out_of_descriptors_; }
   void close() noexcept;
   // Before reusing an idle connection: false (and closed) when the peer
   // left it meanwhile (EOF, reset, TLS close_notify) or sent something
@@ -46,6 +47,8 @@ class Stream {
   bool usable_after_idle();
 
   // Creates the socket and submits the connect; false with `why`.
+  // out_of_descriptors() then says whether the process (or system) had no
+  // file descriptor left for it: a limit of ours, not a failing destination.
   bool start_connect(UringLoop& loop, const Address& address, std::uint64_t base, std::chrono::milliseconds limit,
                      std::string& why);
   // A connect or TLS handshake operation completed with `result`: `ready`
@@ -97,6 +100,7 @@ class Stream {
   [[nodiscard]] std::size_t total() const noexcept { return pieces_[0].size() + pieces_[1].size(); }
 
   int fd_ = -1;
+  bool out_of_descriptors_ = false;  // the last start_connect() found none left
   std::unique_ptr<TlsConnection> tls_;
   std::string_view pieces_[2];
   std::size_t sent_ = 0;

@@ -9,11 +9,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -480,6 +483,61 @@ TEST_F(HttpSinkTest, RequestsSpreadOverConnectionsUpToTheLimit) {
   EXPECT_EQ(ids.size(), 200u);
   EXPECT_EQ(receiver.requests().size(), 200u);
   EXPECT_EQ(connections.size(), 4u);
+}
+
+// This process's open file descriptors.
+std::set<int> open_descriptors() {
+  std::set<int> fds;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    fds.insert(std::stoi(entry.path().filename().string()));
+  }
+  return fds;
+}
+
+// Up to max_connections are opened for a burst (each a descriptor the
+// process's other backends share); a minute idle closes all but the first.
+// They stayed open for good.
+TEST_F(HttpSinkTest, ConnectionsIdleForAMinuteAreClosedButTheFirst) {
+  HttpReceiver receiver;
+  HttpSink sink({.url = receiver.url(), .max_connections = 8});
+  fill(batch_, 0, 50);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  const std::size_t open = open_descriptors().size();
+  sink.tick(std::chrono::steady_clock::now());
+  EXPECT_EQ(open_descriptors().size(), open);  // not idle long enough
+  sink.tick(std::chrono::steady_clock::now() + std::chrono::seconds(61));
+  EXPECT_LE(open_descriptors().size(), open - 7);
+  fill(batch_, 50, 50);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;  // and they open again
+  EXPECT_EQ(receiver.requests().size(), 100u);
+}
+
+// A process with no descriptor left for one more connection (its limit,
+// which other backends share) sends on the connections it has. That used to
+// fail the whole write, which backed off as if the destination had.
+TEST_F(HttpSinkTest, OutOfDescriptorsTheWriteGoesOnWithTheConnectionsItHas) {
+  HttpReceiver receiver;  // here, outside the child's limit
+  fill(batch_, 0, 200);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(10);
+    HttpSink sink({.url = receiver.url(), .max_connections = 64});
+    // Room for three more: the limit just past the third free number.
+    const std::set<int> open = open_descriptors();
+    int free_seen = 0, limit = 0;
+    while (free_seen < 3) free_seen += open.count(limit++) == 0 ? 1 : 0;
+    const rlimit nofile{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    std::string why;
+    const Outcome outcome = sink.write(batch_, why);
+    if (outcome != Outcome::ok) std::fprintf(stderr, "write: %s\n", why.c_str());
+    ::_exit(outcome == Outcome::ok ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(receiver.requests().size(), 200u);
 }
 
 // As the socket sink's test of the same name: a private /etc/hosts gives a

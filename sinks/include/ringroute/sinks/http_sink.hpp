@@ -50,6 +50,8 @@ class HttpSink final : public Sink {
   ~HttpSink() override;
 
   Outcome write(const Batch& batch, std::string& why) override;
+  // Closes connections idle for a minute, past the first.
+  void tick(std::chrono::steady_clock::time_point now) override;
 
  private:
   struct Connection;
