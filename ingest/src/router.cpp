@@ -62,10 +62,25 @@ class Worker {
       }
       rs.segment_created_ns.store(created, std::memory_order_relaxed);
     }
+    // Nothing can be written past what producers have claimed: a position
+    // beyond the ring's tail did not come from a sink (a process that can
+    // write the block set it), and believed it would skip every event of
+    // that backend for good. It is started over from the released position.
+    const std::uint64_t tail = consumer_.segment().header().tail.load(std::memory_order_acquire);
     for (std::size_t s = 0; s < perf::kMaxBackends; ++s) {
       // Acquire pairs with the sinks' release stores (of an earlier router).
       skip_through_[s] = block_.backends[s].written_through[ring_].load(std::memory_order_acquire);
       maybe_written_through_[s] = block_.backends[s].writing_through[ring_].load(std::memory_order_acquire);
+      if (skip_through_[s] > tail || maybe_written_through_[s] > tail) {
+        std::fprintf(stderr,
+                     "ringroute: ring %s: the perf block says backend slot %zu wrote through %llu, past the ring's "
+                     "tail %llu; ignored (not written by a router)\n",
+                     config.name.c_str(), s, static_cast<unsigned long long>(skip_through_[s]),
+                     static_cast<unsigned long long>(tail));
+        skip_through_[s] = maybe_written_through_[s] = released_;
+        block_.backends[s].written_through[ring_].store(released_, std::memory_order_relaxed);
+        block_.backends[s].writing_through[ring_].store(released_, std::memory_order_relaxed);
+      }
     }
   }
 
@@ -683,7 +698,9 @@ class Worker {
 
 Router::Router(RouterConfig config)
     : config_(std::move(config)),
-      block_(perf::BlockMapping::create_or_open(config_.instance)),
+      // 0640: only the router writes it (sinks' positions, which decide
+      // what a restart skips); `stat` users in the group read it.
+      block_(perf::BlockMapping::create_or_open(config_.instance, 0640)),
       plans_(std::max<std::size_t>(config_.rings.size(), 1)) {
   if (config_.rings.empty()) config_.rings.emplace_back();
   if (config_.rings.size() > perf::kMaxRings) throw std::runtime_error("at most 16 rings");

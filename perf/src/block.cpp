@@ -54,9 +54,17 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   const std::string name = shm_name(instance);
   const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT, static_cast<mode_t>(mode));
   if (fd < 0) throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
-  ::fchmod(fd, static_cast<mode_t>(mode));  // shm_open's mode is masked by umask
   struct stat st {};
   ::fstat(fd, &st);
+  // One made first by someone else would let them set the positions that
+  // decide what a restart skips: the router uses only its own.
+  if (st.st_uid != ::geteuid()) {
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) + " is owned by uid " + std::to_string(st.st_uid) +
+                             ", not this router's (" + std::to_string(::geteuid()) +
+                             "): remove it, or run the router as its owner");
+  }
+  ::fchmod(fd, static_cast<mode_t>(mode));  // shm_open's mode is masked by umask
   const bool fresh = static_cast<std::size_t>(st.st_size) != sizeof(Block);
   if (fresh && ::ftruncate(fd, 0) != 0) {
     ::close(fd);

@@ -210,6 +210,14 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     }
   }
   const int fd = static_cast<int>(attached->shm.get_mapping_handle().handle);
+  // A segment someone else made first (another user, before the router's
+  // first start) would be theirs to read, chmod or truncate under us: the
+  // router consumes only its own.
+  if (struct stat st {}; ::fstat(fd, &st) == 0 && st.st_uid != ::geteuid()) {
+    throw RingError(Status::io_error, "ring " + name + ": /dev/shm/" + name + " is owned by uid " +
+                                          std::to_string(st.st_uid) + ", not this router's (" +
+                                          std::to_string(::geteuid()) + "): remove it, or run the router as its owner");
+  }
   std::string notes;
   if (created) {
     // shm_open applies the umask; the configured mode is what we promise.

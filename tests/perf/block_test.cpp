@@ -2,6 +2,8 @@
 // that only maps it, and the histogram's bucket arithmetic.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -59,6 +61,28 @@ TEST(PerfBlock, ABlockLargerThanDevShmHasRoomForIsAClearErrorNotASigbus) {
   });
   if (status == testing::kNoPrivateMounts) GTEST_SKIP() << "no mount namespace for a small /dev/shm here";
   EXPECT_EQ(status, 0);
+}
+
+// A block another user made first would let them set the written-through
+// positions that decide what a restart skips: refused.
+TEST(PerfBlock, ABlockAnotherUserMadeIsRefused) {
+  const std::string instance = instance_name() + "-not-ours";
+  const std::string name = "/" + instance + ".perf";
+  const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0666);
+  ASSERT_GE(fd, 0);
+  if (::fchown(fd, 65534, 65534) != 0) {
+    ::close(fd);
+    BlockMapping::remove(instance);
+    GTEST_SKIP() << "can't give a file to another user here (not root)";
+  }
+  ::close(fd);
+  try {
+    (void)BlockMapping::create_or_open(instance);
+    ADD_FAILURE() << "another user's block was taken";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is owned by uid 65534"), std::string::npos) << e.what();
+  }
+  BlockMapping::remove(instance);
 }
 
 TEST(PerfBlock, HistogramBucketsAreLogLinear) {

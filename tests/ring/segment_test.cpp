@@ -118,6 +118,27 @@ TEST(Segment, ARingLargerThanDevShmHasRoomForIsAClearErrorNotASigbus) {
   EXPECT_EQ(status, 0);
 }
 
+// A segment another user made first (before the router's first start)
+// would be theirs to read, chmod or truncate under the router: refused.
+TEST(Segment, ASegmentAnotherUserMadeIsRefused) {
+  const std::string name = unique_ring_name("not-ours");
+  const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0666);
+  ASSERT_GE(fd, 0);
+  if (::fchown(fd, 65534, 65534) != 0) {
+    ::close(fd);
+    ring::Segment::remove(name);
+    GTEST_SKIP() << "can't give a file to another user here (not root)";
+  }
+  ::close(fd);
+  try {
+    (void)ring::Segment::create_or_attach(name, {});
+    ADD_FAILURE() << "another user's segment was taken";
+  } catch (const ring::RingError& e) {
+    EXPECT_NE(std::string(e.what()).find("is owned by uid 65534"), std::string::npos) << e.what();
+  }
+  ring::Segment::remove(name);
+}
+
 TEST(Segment, CapacityMustBeAPowerOfTwo) {
   ring::SegmentOptions options;
   options.capacity_bytes = 5000;

@@ -23,6 +23,7 @@
 #include "http_receiver.hpp"
 #include "peers.hpp"
 #include "ringroute/ingest/testing.h"
+#include "ringroute/perf/block.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/ring/segment.hpp"
 
@@ -409,6 +410,42 @@ TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
     duplicates += static_cast<std::size_t>(seen[static_cast<std::size_t>(i)] - 1);
   }
   EXPECT_LE(duplicates, 1000u) << "more than one batch written twice";
+  cleanup(ring);
+}
+
+// A backend's written-through position in the perf block decides what a
+// restart skips. One past the ring's tail was not written by a sink: it is
+// ignored (and said), where it used to make the backend skip every event
+// for good while the router reported everything written. The block is also
+// the router's alone to write (0640).
+TEST(RunCommand, AWrittenThroughPositionPastTheRingsTailIsIgnored) {
+  Dir dir;
+  const std::string ring = dir.unique("tamper");
+  cleanup(ring);
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  {
+    RouterProcess router(dir / "edr.json", dir / "router.log");
+    wait_for_ring(ring);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+    wait_drained(ring);
+    ASSERT_EQ(router.stop(), 0);
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/" + ring + ".perf").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  {
+    ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(ring, 0640);
+    block.block().backends[block.backend_slot("all", "file")].written_through[0].store(1ull << 62);
+  }
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
+  std::vector<std::pair<int, int>> expected = in_order(0, 100);
+  for (const auto& event : in_order(1, 100)) expected.push_back(event);
+  EXPECT_EQ(wait_for_events({dir / "all.ndjson"}, 200), expected) << read_text(dir / "router.log");
+  ASSERT_EQ(router.stop(), 0);
+  EXPECT_NE(read_text(dir / "router.log").find("past the ring's tail"), std::string::npos);
   cleanup(ring);
 }
 
