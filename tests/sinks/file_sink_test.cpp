@@ -87,26 +87,33 @@ TEST_P(FileSinkIo, RotatesBySizeKeepingTheNewestFiles) {
   EXPECT_EQ(counters.rotations.read(), 4u);
 }
 
+// out.ndjson holding "current-xxxxxx" beside the older files given (suffix,
+// text), rotated once by a 20-byte limit with `keep`; returns its path.
+std::string rotate_once(const TempDir& dir, std::uint32_t keep,
+                        const std::vector<std::pair<std::string, std::string>>& older) {
+  fs::create_directories(dir / "");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_bytes = 20;
+  o.keep = keep;
+  std::ofstream(o.path) << "current-xxxxxx\n";
+  for (const auto& [suffix, text] : older) std::ofstream(o.path + suffix) << text;
+  FileSink sink(o);
+  std::string why;
+  EXPECT_EQ(sink.write(batch_of("next-xxxxxxxxx\n"), why), Outcome::ok) << why;
+  return o.path;
+}
+
 // A rotation whose last rename (path -> path.1) failed has shifted the
 // older files already: its retry finds path.1 free and must not shift (and
 // drop the oldest) again.
 TEST(FileSink, ARotationRetriedAfterItsLastRenameFailedDropsNoOldFile) {
   TempDir dir;
-  fs::create_directories(dir / "");
-  FileSinkOptions o;
-  o.path = dir / "out.ndjson";
-  o.rotate_bytes = 20;
-  o.keep = 3;
-  std::ofstream(o.path) << "current-xxxxxx\n";
-  std::ofstream(o.path + ".2") << "older\n";
-  std::ofstream(o.path + ".3") << "oldest\n";
-  FileSink sink(o);
-  std::string why;
-  ASSERT_EQ(sink.write(batch_of("next-xxxxxxxxx\n"), why), Outcome::ok) << why;
-  EXPECT_EQ(slurp(o.path), "next-xxxxxxxxx\n");
-  EXPECT_EQ(slurp(o.path + ".1"), "current-xxxxxx\n");
-  EXPECT_EQ(slurp(o.path + ".2"), "older\n");
-  EXPECT_EQ(slurp(o.path + ".3"), "oldest\n");
+  const std::string path = rotate_once(dir, 3, {{".2", "older\n"}, {".3", "oldest\n"}});
+  EXPECT_EQ(slurp(path), "next-xxxxxxxxx\n");
+  EXPECT_EQ(slurp(path + ".1"), "current-xxxxxx\n");
+  EXPECT_EQ(slurp(path + ".2"), "older\n");
+  EXPECT_EQ(slurp(path + ".3"), "oldest\n");
 }
 
 // A rotation shifts only the files up to the first free number: a file
@@ -116,22 +123,12 @@ TEST(FileSink, ARotationRetriedAfterItsLastRenameFailedDropsNoOldFile) {
 // rotation.
 TEST(FileSink, ARotationShiftsOnlyUpToTheFirstFreeNumber) {
   TempDir dir;
-  fs::create_directories(dir / "");
-  FileSinkOptions o;
-  o.path = dir / "out.ndjson";
-  o.rotate_bytes = 20;
-  o.keep = 1'000'000;
-  std::ofstream(o.path) << "current-xxxxxx\n";
-  std::ofstream(o.path + ".1") << "older\n";
-  std::ofstream(o.path + ".3") << "oldest\n";
-  FileSink sink(o);
-  std::string why;
-  ASSERT_EQ(sink.write(batch_of("next-xxxxxxxxx\n"), why), Outcome::ok) << why;
-  EXPECT_EQ(slurp(o.path), "next-xxxxxxxxx\n");
-  EXPECT_EQ(slurp(o.path + ".1"), "current-xxxxxx\n");
-  EXPECT_EQ(slurp(o.path + ".2"), "older\n");
-  EXPECT_EQ(slurp(o.path + ".3"), "oldest\n");
-  EXPECT_FALSE(fs::exists(o.path + ".4"));
+  const std::string path = rotate_once(dir, 1'000'000, {{".1", "older\n"}, {".3", "oldest\n"}});
+  EXPECT_EQ(slurp(path), "next-xxxxxxxxx\n");
+  EXPECT_EQ(slurp(path + ".1"), "current-xxxxxx\n");
+  EXPECT_EQ(slurp(path + ".2"), "older\n");
+  EXPECT_EQ(slurp(path + ".3"), "oldest\n");
+  EXPECT_FALSE(fs::exists(path + ".4"));
 }
 
 INSTANTIATE_TEST_SUITE_P(BothSubmissionStyles, FileSinkIo, ::testing::Values(FileIo::write, FileIo::uring),
