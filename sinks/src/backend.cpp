@@ -233,7 +233,16 @@ void BackendRunner::submit(Batch* batch) {
   in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
   in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
   if (!batch->holds_ring) in_flight_outside_ring_.fetch_add(batch->events, std::memory_order_relaxed);
-  queue_.enqueue(batch);
+  // moodycamel says a queue that could not grow by returning false, not by
+  // throwing: ignored, the batch was never written, yet the ring was
+  // released past it once a later batch was. Thrown, it stops the worker
+  // (Worker::fail), which then releases nothing more.
+  if (!queue_.enqueue(batch)) {
+    in_flight_events_.fetch_sub(batch->events, std::memory_order_relaxed);
+    in_flight_bytes_.fetch_sub(batch->bytes.size(), std::memory_order_relaxed);
+    if (!batch->holds_ring) in_flight_outside_ring_.fetch_sub(batch->events, std::memory_order_relaxed);
+    throw std::bad_alloc();
+  }
 }
 
 void BackendRunner::stop(std::chrono::milliseconds drain) {
@@ -394,12 +403,9 @@ void BackendRunner::deliver(Batch* batch) {
   const std::uint64_t events = batch->events, bytes = batch->bytes.size();
   const bool holds_ring = batch->holds_ring;
   batch->reset();
-  // A pool that can't take it (its queue could not grow) leaves the batch
-  // to owned_, which frees it at the end; the counts are settled either way.
-  try {
-    pool_.enqueue(batch);
-  } catch (const std::bad_alloc&) {
-  }
+  // A pool that can't take it (its queue could not grow: false, not a
+  // throw) leaves the batch to owned_, which frees it at the end.
+  (void)pool_.enqueue(batch);
   in_flight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   if (!holds_ring) in_flight_outside_ring_.fetch_sub(events, std::memory_order_relaxed);
   // Release: a worker that sees the queue idle also sees the batch back in the pool.

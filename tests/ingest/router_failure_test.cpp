@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -69,6 +70,13 @@ TEST(RouterFailure, AWorkerOutOfMemoryStopsAndSaysSoInsteadOfTakingTheRouterDown
     fail_worker_allocations.store(false);
     ASSERT_TRUE(failure) << "the worker never failed an allocation";
     EXPECT_NE(failure->find("the worker of ring " + name + " stopped: std::bad_alloc"), std::string::npos) << *failure;
+    // A reload does not wait for ever for the failed worker to take it.
+    RouterConfig next = config;
+    next.backends.push_back({"more", "file", true, R"({"path":"/dev/null"})"});
+    next.matching = testing::backends_from_json(
+        R"([{"name":"dead","bindings":[{"verbosity":"trace"}]},{"name":"more","bindings":[{"verbosity":"trace"}]}])");
+    auto reload = std::async(std::launch::async, [&] { return router.reload(next); });
+    ASSERT_EQ(reload.wait_for(3s), std::future_status::ready) << "the reload waits for the failed worker";
     router.stop(100ms);
     EXPECT_FALSE(router.drained());  // what it did not hand over stays in the ring
   }

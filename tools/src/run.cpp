@@ -58,11 +58,9 @@ int run_router(const RunArgs& args) {
     // Woken now and then to see whether a worker stopped on its own.
     const timespec wake{0, 200'000'000};
     const int signal = sigtimedwait(&signals, nullptr, &wake);
-    if (signal < 0) {
-      failure = router->failure();
-      if (!failure) continue;
-    }
-    if (signal == SIGHUP) {
+    failure = router->failure();  // before a reload too: a failed worker takes no config
+    if (signal < 0 && !failure) continue;
+    if (signal == SIGHUP && !failure) {
       router->reopen();
       ConfigResult next = load_config_file(args.config);
       if (!next.errors.empty()) {

@@ -101,11 +101,12 @@ class Router {
  private:
   std::shared_ptr<sinks::BackendRunner> start_backend(const RouterBackend& backend,
                                                       std::shared_ptr<sinks::BackendRunner> predecessor = nullptr);
-  std::unique_ptr<const Plan> make_plan(const RouterConfig& config);
+  using Runners = std::map<std::string, std::shared_ptr<sinks::BackendRunner>>;
+  std::unique_ptr<const Plan> make_plan(const RouterConfig& config, const Runners& runners);
 
   RouterConfig config_;
   perf::BlockMapping block_;
-  std::map<std::string, std::shared_ptr<sinks::BackendRunner>> runners_;  // by backend name
+  Runners runners_;  // by backend name
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
