@@ -285,6 +285,8 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
   if (stall_since_ns_ == 0) {
     stall_since_ns_ = now;
     last_liveness_check_ns_ = 0;
+    // Acquire pairs with the producers' CAS on tail.
+    stall_tail_ = header_->tail.load(std::memory_order_acquire);
   }
   const bool timed_out = now - stall_since_ns_ >= dead_claim_timeout_ns_;
   const std::uint64_t capacity = mask_ + 1;
@@ -329,6 +331,11 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     };
     for (const ProducerSlot& slot : header_->slots) bound_by(slot);
     bound_by(header_->overflow_slot);
+    // claim_start holds one claim per slot, but threads sharing a handle,
+    // and every producer in the overflow slot, overwrite each other's: a
+    // claim may have no start left to stop at. Whatever was claimed after
+    // the stall began is younger than the timeout, and is never skipped.
+    if (stall_tail_ > read_position_ && stall_tail_ - read_position_ < limit) limit = stall_tail_ - read_position_;
     skip = kRecordAlignment;
     while (skip < limit &&
            detail::header_word(data_ + index + skip).load(std::memory_order_acquire) == 0) {

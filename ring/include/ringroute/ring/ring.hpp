@@ -509,6 +509,9 @@ class Consumer {
   std::uint64_t broken_at_ = ~std::uint64_t{0};
   std::uint64_t broken_word_ = 0;
   std::int64_t stall_since_ns_ = 0;
+  // The producers' tail when the stall began timing: claims past it are
+  // younger than the stall, so a skip of dead claims never reaches them.
+  std::uint64_t stall_tail_ = 0;
   std::uint32_t stall_checks_ = 0;
   static constexpr std::uint32_t kStallChecksPerClockRead = 64;
   std::int64_t last_liveness_check_ns_ = 0;
