@@ -178,6 +178,30 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
   EXPECT_EQ(e[0], "backends[2].options.path: \"out/./x.ndjson\" is also the file of backends[0] (one file, one backend)");
 }
 
+// A URL's credentials never appear in its error: errors go to logs and
+// terminals. A password with a '/' splits the URL where it should not, and
+// its first piece was quoted as a bad port.
+TEST(Config, AUrlsCredentialsAreNotInItsError) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "a", "type": "http", "options": {"url": "https:/admin:hunter2@h/x"}, "bindings": []},
+    {"name": "b", "type": "http", "options": {"url": "https://admin:hun/ter2@h/x"}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0], R"(backends[0].options.url: "https:/***@h/x" is not a URL (scheme://...))");
+  EXPECT_EQ(e[1], R"(backends[1].options.url: bad port "***" in the URL)");
+}
+
+// TLS options on a URL that is not TLS: the operator meant encryption and
+// would have got plaintext (Basic credentials included).
+TEST(Config, TlsOptionsOnAPlaintextUrlAreRefused) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "s", "type": "socket", "options": {"url": "syslog://h:6514", "ca_file": "/ca.pem"}, "bindings": []},
+    {"name": "h", "type": "http", "options": {"url": "http://u:p@h/", "cert_file": "/c.pem"}, "bindings": []},
+    {"name": "t", "type": "http", "options": {"url": "https://h/", "ca_file": "/ca.pem"}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0], "backends[0].options.ca_file: a TLS option, but the url is not syslog+tls://: events would go in the clear");
+  EXPECT_EQ(e[1], "backends[1].options.cert_file: a TLS option, but the url is not https://: events would go in the clear");
+}
+
 // The perf block has a slot for each ring and each enabled backend: a file
 // with more passed validate and then the router refused to start.
 TEST(Config, MoreRingsOrEnabledBackendsThanThePerfBlockHoldsAreRefused) {

@@ -132,24 +132,52 @@ Check enum_check(std::initializer_list<std::string_view> allowed) {
   };
 }
 
+// `message` about `url` with the URL's credentials (what comes between
+// the scheme and its last '@') shown as ***: error messages end up in logs and
+// terminals. The pieces of a password are hidden too, since a URL that does
+// not parse (a '/' in a password) may be quoted in parts ("bad port").
+std::string without_credentials(std::string_view url, std::string message) {
+  // After the scheme's ':' and however many '/' (a URL missing one is
+  // quoted whole in its error).
+  std::size_t start = url.find(':');
+  const std::size_t at = url.rfind('@');
+  if (start == std::string_view::npos || at == std::string_view::npos || at < start) return message;
+  while (start + 1 < at && url[start + 1] == '/') ++start;
+  const std::string_view secret = url.substr(start + 1, at - start - 1);
+  auto hide = [&](std::string_view text) {
+    if (text.size() < 2) return;
+    for (std::size_t i = message.find(text); i != std::string::npos; i = message.find(text, i + 3)) {
+      message.replace(i, text.size(), "***");
+    }
+  };
+  hide(secret);
+  for (std::size_t begin = 0; begin < secret.size();) {
+    const std::size_t end = std::min(secret.find_first_of(":/", begin), secret.size());
+    hide(secret.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return message;
+}
+
 Check url_check(std::initializer_list<std::string_view> schemes) {
   std::vector<std::string_view> list(schemes);
   std::string names = join(schemes);
   return [list, names](element v, const std::string& p, ConfigErrors& e) {
     if (!v.is_string()) return e.add(p, "expected a URL string, " + got(v));
     std::string_view url = v.get_string().value_unsafe();
+    auto add = [&](std::string message) { e.add(p, without_credentials(url, std::move(message))); };
     const std::size_t colon = url.find("://");
-    if (colon == std::string_view::npos) return e.add(p, matcher::quoted(url) + " is not a URL (scheme://...)");
+    if (colon == std::string_view::npos) return add(matcher::quoted(url) + " is not a URL (scheme://...)");
     std::string_view scheme = url.substr(0, colon);
     for (std::string_view s : list) {
       if (s == scheme) {
-        if (url.size() == colon + 3) return e.add(p, matcher::quoted(url) + " has nothing after the scheme");
+        if (url.size() == colon + 3) return add(matcher::quoted(url) + " has nothing after the scheme");
         // What the sink would refuse at start is refused here.
-        if (const std::string why = sinks::url_problem(url); !why.empty()) e.add(p, why);
+        if (std::string why = sinks::url_problem(url); !why.empty()) add(std::move(why));
         return;
       }
     }
-    e.add(p, "unsupported scheme " + matcher::quoted(scheme) + " (expected " + names + ")");
+    add("unsupported scheme " + matcher::quoted(scheme) + " (expected " + names + ")");
   };
 }
 
@@ -524,6 +552,26 @@ ConfigResult parse_config(std::string_view text) {
         list.push_back({"backends[" + std::to_string(index) + "].options.path",
                         matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +
                             "] (one file, one backend)"});
+      }
+    }
+  }
+  // TLS options on a URL that is not TLS: the operator meant encryption
+  // and would get plaintext (with Basic credentials, for HTTP).
+  if (simdjson::dom::array backends; root.is_object() && root["backends"].get(backends) == simdjson::SUCCESS) {
+    std::size_t i = 0;
+    for (element backend : backends) {
+      const std::size_t index = i++;
+      std::string_view type, url;
+      if (!backend.is_object() || backend["type"].get(type) != simdjson::SUCCESS ||
+          (type != "http" && type != "socket") || backend["options"]["url"].get(url) != simdjson::SUCCESS) {
+        continue;
+      }
+      const bool tls = url.starts_with("https://") || url.starts_with("syslog+tls://");
+      for (const char* option : {"ca_file", "server_name", "cert_file", "key_file"}) {
+        if (tls || backend["options"][option].error() != simdjson::SUCCESS) continue;
+        list.push_back({"backends[" + std::to_string(index) + "].options." + option,
+                        std::string("a TLS option, but the url is not ") +
+                            (type == "http" ? "https://" : "syslog+tls://") + ": events would go in the clear"});
       }
     }
   }
