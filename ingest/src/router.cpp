@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <stdexcept>
@@ -407,10 +408,15 @@ class Worker {
   void drop_behind(std::size_t slot, perf::Counter perf::BackendWorkerShard::*reason, const char* why) {
     if (const std::uint64_t missed = count_missed(slot); missed != 0) {
       (block_.backends[slot].worker[ring_ % perf::kMaxWorkers].*reason).add(missed);
+      // The names are bounded by their fields: the block is shared memory.
+      const char* backend = block_.backends[slot].name;
+      const char* ring = block_.rings[ring_].name;
       std::fprintf(stderr,
-                   "ringroute: backend %s: %llu events its bindings matched, not yet read back from ring %s, are "
+                   "ringroute: backend %.*s: %llu events its bindings matched, not yet read back from ring %.*s, are "
                    "dropped: %s\n",
-                   block_.backends[slot].name, static_cast<unsigned long long>(missed), block_.rings[ring_].name, why);
+                   static_cast<int>(::strnlen(backend, perf::kNameBytes)), backend,
+                   static_cast<unsigned long long>(missed), static_cast<int>(::strnlen(ring, perf::kNameBytes)), ring,
+                   why);
     }
     stop_behind(slots_[slot]);
   }

@@ -69,11 +69,21 @@ TlsConnection::TlsConnection(const TlsContext& context) {
   SSL_set_bio(ssl_, in_, out_);
   SSL_set_connect_state(ssl_);
   const std::string& name = context.peer_name();
+  // Which name the certificate must carry: a failure to set it would leave
+  // any certificate the CA signed good for this peer, so it ends the
+  // connection. Wildcards stand for one whole label only.
+  bool named = false;
   if (is_ip(name)) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str());
+    named = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str()) == 1;
   } else {
     SSL_set_tlsext_host_name(ssl_, name.c_str());  // SNI is for names only
-    SSL_set1_host(ssl_, name.c_str());
+    SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    named = SSL_set1_host(ssl_, name.c_str()) == 1;
+  }
+  if (!named) {
+    const std::string errors = openssl_errors();
+    SSL_free(ssl_);
+    throw std::runtime_error("TLS: can't verify the peer as " + name + ": " + errors);
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -560,6 +561,28 @@ std::uint64_t dropped_of(const std::string& stat_json, std::string_view backend,
   }
   ADD_FAILURE() << "no backend " << backend << " in " << stat_json;
   return 0;
+}
+
+// `stat` reads names from shared memory: one left without its terminating
+// zero is read to its field's end, not past it, and control bytes (terminal
+// escapes) are shown as '?'.
+TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
+  const std::string instance = "rr-test-stat-names-" + std::to_string(::getpid());
+  ringroute::perf::BlockMapping::remove(instance);
+  {
+    ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
+    ASSERT_EQ(block.backend_slot("x", "file"), 0);
+    std::memset(block.block().backends[0].name, 'A', ringroute::perf::kNameBytes);  // no terminating zero
+    ASSERT_EQ(block.ring_slot("r"), 0);
+    std::strcpy(block.block().rings[0].name, "\x1b[31mred");
+  }
+  const std::string out = run_capture("stat --json --instance " + instance);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(out).get(doc), simdjson::SUCCESS) << out;
+  EXPECT_EQ(std::string_view(doc["backends"].at(0)["name"]), std::string(ringroute::perf::kNameBytes, 'A'));
+  EXPECT_EQ(std::string_view(doc["rings"].at(0)["name"]), "?[31mred");
+  ringroute::perf::BlockMapping::remove(instance);
 }
 
 TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {

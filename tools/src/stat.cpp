@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <thread>
@@ -53,6 +54,18 @@ struct Snapshot {
   std::vector<BackendFigures> backends;
 };
 
+// A name from the block, which anyone who can write it may have left
+// without its terminating zero, or with terminal escapes in it: bounded by
+// its field, control bytes shown as '?'.
+template <std::size_t N>
+std::string block_text(const char (&field)[N]) {
+  std::string text(field, ::strnlen(field, N));
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return text;
+}
+
 Snapshot take(const perf::Block& block) {
   Snapshot s;
   s.at = std::chrono::steady_clock::now();
@@ -60,7 +73,7 @@ Snapshot take(const perf::Block& block) {
   for (const perf::RingSlot& slot : block.rings) {
     if (slot.name[0] == 0) continue;
     RingFigures r;
-    r.name = slot.name;
+    r.name = block_text(slot.name);
     r.replayed = slot.replayed.read();
     ring::Segment segment;
     if (ring::Segment::attach(r.name, segment, nullptr) == ring::Status::ok) {
@@ -96,8 +109,8 @@ Snapshot take(const perf::Block& block) {
   for (const perf::BackendSlot& slot : block.backends) {
     if (slot.name[0] == 0) continue;
     BackendFigures b;
-    b.name = slot.name;
-    b.type = slot.type;
+    b.name = block_text(slot.name);
+    b.type = block_text(slot.type);
     for (const auto& shard : slot.worker) {
       b.matched += shard.matched.read();
       b.dropped_queue_full += shard.dropped_queue_full.read();
