@@ -721,6 +721,9 @@ Router::Router(RouterConfig config)
     workers_.push_back(std::make_unique<Worker>(config_.rings[i], block_.block(), slot, plans_, i));
   }
   for (const RouterBackend& backend : config_.backends) {
+    if (backend.enabled) slot_names_wanted_.insert(backend.name);
+  }
+  for (const RouterBackend& backend : config_.backends) {
     if (backend.enabled) runners_[backend.name] = start_backend(backend);
   }
   plans_.publish(make_plan(config_, runners_));
@@ -738,7 +741,15 @@ Router::~Router() { stop(std::chrono::milliseconds(0)); }
 
 std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend& backend,
                                                              std::shared_ptr<sinks::BackendRunner> predecessor) {
-  const int slot = block_.backend_slot(backend.name, backend.type);
+  int slot = block_.backend_slot(backend.name, backend.type);
+  if (slot < 0) {
+    // The names of runners still running (a reload's old ones included) and
+    // of the config being started keep their slots; the rest are stale.
+    const auto in_use = [&](std::string_view name) {
+      return runners_.find(name) != runners_.end() || slot_names_wanted_.count(name) != 0;
+    };
+    if (block_.reclaim_backend_slot(in_use) >= 0) slot = block_.backend_slot(backend.name, backend.type);
+  }
   if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
   try {
     auto sink = sinks::make_sink(backend.type, backend.options_json);
@@ -801,6 +812,10 @@ std::optional<std::string> Router::reload(
   Runners next;
   std::vector<std::shared_ptr<sinks::BackendRunner>> replaced, removed;
   std::unique_ptr<const Plan> plan;
+  slot_names_wanted_.clear();
+  for (const RouterBackend& backend : config.backends) {
+    if (backend.enabled) slot_names_wanted_.insert(backend.name);
+  }
   try {
     for (const RouterBackend& backend : config.backends) {
       if (!backend.enabled) continue;

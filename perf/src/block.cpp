@@ -160,6 +160,18 @@ int BlockMapping::ring_slot(std::string_view name) {
   return -1;
 }
 
+int BlockMapping::reclaim_backend_slot(const std::function<bool(std::string_view)>& in_use) {
+  for (std::size_t i = 0; i < kMaxBackends; ++i) {
+    BackendSlot& slot = block_->backends[i];
+    if (slot.name[0] == 0 || in_use(std::string_view(slot.name, ::strnlen(slot.name, kNameBytes)))) continue;
+    // Nobody writes it: no runner of that name runs. A `stat` reading now
+    // may see it half zeroed, once.
+    std::memset(static_cast<void*>(&slot), 0, sizeof slot);
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
 int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
   for (std::size_t i = 0; i < kMaxBackends; ++i) {
     if (same_name(block_->backends[i].name, name)) return static_cast<int>(i);

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,12 +102,15 @@ class Router {
  private:
   std::shared_ptr<sinks::BackendRunner> start_backend(const RouterBackend& backend,
                                                       std::shared_ptr<sinks::BackendRunner> predecessor = nullptr);
-  using Runners = std::map<std::string, std::shared_ptr<sinks::BackendRunner>>;
+  using Runners = std::map<std::string, std::shared_ptr<sinks::BackendRunner>, std::less<>>;
   std::unique_ptr<const Plan> make_plan(const RouterConfig& config, const Runners& runners);
 
   RouterConfig config_;
   perf::BlockMapping block_;
   Runners runners_;  // by backend name
+  // The enabled backends of the config being started or reloaded: their
+  // perf slots are not taken back (start_backend()).
+  std::set<std::string, std::less<>> slot_names_wanted_;
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;

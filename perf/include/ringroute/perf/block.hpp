@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -160,6 +161,13 @@ class BlockMapping {
   // positions and totals carry over a restart), else a free one. -1 when full.
   int ring_slot(std::string_view name);
   int backend_slot(std::string_view name, std::string_view type);
+  // A slot taken back from a backend `in_use` says is gone (renamed or
+  // removed by an earlier reload or config, or taken by a refused reload),
+  // zeroed for the next backend_slot(): names that come and go would
+  // otherwise fill the block for good. -1 when every named slot is in use.
+  // Its positions go with it: a backend of that name added again later
+  // starts from the ring's released position.
+  int reclaim_backend_slot(const std::function<bool(std::string_view)>& in_use);
 
  private:
   explicit BlockMapping(Block* block) : block_(block) {}
