@@ -188,9 +188,17 @@ FileSink::~FileSink() {
 
 bool FileSink::open_file(std::string& why) {
   close_file();
-  std::error_code ec;
+  // Missing directories are made 0750 (the files are 0640), whatever the
+  // umask: std::filesystem's 0777 made them world-writable under umask 0,
+  // where anyone could put a symlink at the path.
   const std::filesystem::path path(options_.path);
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  if (path.has_parent_path()) {
+    std::filesystem::path prefix;
+    for (const auto& part : path.parent_path()) {
+      prefix /= part;
+      if (::mkdir(prefix.c_str(), 0750) != 0 && errno != EEXIST) break;  // open() below says why
+    }
+  }
   // Read access only so a start can find a cut-off last line (cut_torn_tail).
   fd_ = ::open(options_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd_ < 0) {
