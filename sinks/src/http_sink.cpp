@@ -262,7 +262,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   std::string retry_why;
   std::string& reject_why = reject_why_;
   bool stop_dispatch = false;
-  Dialing dialing(host_, port_, false, address_pick_);
+  Dialing dialing(host_, port_, false, address_pick_, stop_);
 
   while (connections_.size() < options_.max_connections) connections_.push_back(std::make_unique<Connection>());
 

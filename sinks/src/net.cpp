@@ -1,5 +1,6 @@
 #include "net.hpp"
 
+#include "ringroute/sinks/sink.hpp"
 #include "ringroute/sinks/url.hpp"
 
 #include <netdb.h>
@@ -7,7 +8,12 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
 
 namespace ringroute::sinks {
 namespace {
@@ -133,18 +139,73 @@ std::string url_problem(std::string_view text) {
 
 namespace {
 
+// One name lookup, run by a thread of its own and shared with it: a lookup
+// a stop gives up on finishes on that thread, which then frees its answer.
+// (glibc's getaddrinfo_a keeps a pool of helper threads that a fork does
+// not copy but still counts as idle: a forked child's lookups then waited
+// for ever.)
+struct Lookup {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false, abandoned = false;
+  int rc = 0, error = 0;
+  addrinfo* result = nullptr;
+};
+
+// getaddrinfo's answer for host:port, waited for in 50 ms steps so the
+// sink thread's stop flag ends the wait: a resolver that hangs (a DNS
+// server that never answers: 5 s a try, twice, per server by default)
+// held a stop, and a reload, for as long. Numeric hosts need no lookup.
+int lookup(const std::string& host, const std::string& service, const addrinfo& hints,
+           const std::atomic<bool>* stop, addrinfo** found) {
+  addrinfo numeric = hints;
+  numeric.ai_flags |= AI_NUMERICHOST;
+  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &numeric, found); rc != EAI_NONAME) return rc;
+  auto state = std::make_shared<Lookup>();
+  std::thread([state, host, service, hints] {
+    addrinfo* result = nullptr;
+    const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &result);
+    const int error = errno;
+    std::lock_guard lock(state->mutex);
+    if (state->abandoned) {
+      if (result != nullptr) ::freeaddrinfo(result);
+      return;
+    }
+    state->rc = rc;
+    state->error = error;
+    state->result = result;
+    state->done = true;
+    state->done_cv.notify_one();
+  }).detach();
+  std::unique_lock lock(state->mutex);
+  while (!state->done) {
+    // Relaxed: as the UringLoop's check of the same flag.
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+      state->abandoned = true;
+      throw WriteInterrupted("a stop cut short the lookup of " + host);
+    }
+    state->done_cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  *found = state->result;
+  errno = state->error;
+  return state->rc;
+}
+
 // host:port's addresses in getaddrinfo's order; empty, with `why`, when the
 // name does not resolve.
-std::vector<Address> resolve_all(const std::string& host, std::uint16_t port, int socktype, std::string& why) {
+std::vector<Address> resolve_all(const std::string& host, std::uint16_t port, int socktype, std::string& why,
+                                 const std::atomic<bool>* stop) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;
   hints.ai_flags = AI_ADDRCONFIG;
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
-  const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+  errno = 0;
+  const int rc = lookup(host, service, hints, stop, &found);
   std::vector<Address> addresses;
   if (rc != 0 || found == nullptr) {
+    if (found != nullptr) ::freeaddrinfo(found);
     why = "can't resolve " + host + ": " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc));
     return addresses;
   }
@@ -162,8 +223,9 @@ std::vector<Address> resolve_all(const std::string& host, std::uint16_t port, in
 
 }  // namespace
 
-std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why) {
-  std::vector<Address> addresses = resolve_all(host, port, socktype, why);
+std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype, std::string& why,
+                               const std::atomic<bool>* stop) {
+  std::vector<Address> addresses = resolve_all(host, port, socktype, why, stop);
   if (addresses.empty()) return std::nullopt;
   return addresses.front();
 }
@@ -176,7 +238,7 @@ const Address* Dialing::first(Dial& dial, std::string& why) {
         addresses_.push_back(*address);
       }
     } else {
-      addresses_ = resolve_all(host_or_path_, port_, SOCK_STREAM, resolve_error_);
+      addresses_ = resolve_all(host_or_path_, port_, SOCK_STREAM, resolve_error_, stop_);
     }
   }
   if (addresses_.empty()) {

@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,8 +34,9 @@ struct Address {
 
 // The first of host:port's addresses as getaddrinfo orders them (datagram
 // sockets: nothing answers a connect to tell one address from another).
+// `stop` (may be null) set during the lookup throws WriteInterrupted.
 [[nodiscard]] std::optional<Address> resolve(const std::string& host, std::uint16_t port, int socktype,
-                                             std::string& why);
+                                             std::string& why, const std::atomic<bool>* stop = nullptr);
 [[nodiscard]] std::optional<Address> unix_address(const std::string& path, std::string& why);
 
 // The addresses one write's stream connections dial, resolved at its first
@@ -55,8 +57,11 @@ class Dialing {
 
   // host:port, or a unix stream socket's `path` (`port` 0); `preferred`:
   // where the last write left off.
-  Dialing(const std::string& host_or_path, std::uint16_t port, bool unix_path, std::size_t preferred)
-      : host_or_path_(host_or_path), port_(port), unix_path_(unix_path), preferred_(preferred) {}
+  // `stop`: the sink thread's stop flag, which ends a lookup that hangs
+  // (WriteInterrupted out of first()).
+  Dialing(const std::string& host_or_path, std::uint16_t port, bool unix_path, std::size_t preferred,
+          const std::atomic<bool>* stop)
+      : host_or_path_(host_or_path), port_(port), unix_path_(unix_path), preferred_(preferred), stop_(stop) {}
 
   // A connection's first address; nullptr, with `why`, when the name does
   // not resolve.
@@ -76,6 +81,7 @@ class Dialing {
   std::uint16_t port_;
   bool unix_path_;
   std::size_t preferred_;
+  const std::atomic<bool>* stop_;
   bool resolved_ = false;
   std::string resolve_error_;
   std::vector<Address> addresses_;

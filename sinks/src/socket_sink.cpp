@@ -139,7 +139,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     pending_.insert(largest + 1, upper);
   }
   // Ordered parts go to connections in order: connection 0 gets the first.
-  Dialing dialing(kind_ == Kind::unix_stream ? path_ : host_, port_, kind_ == Kind::unix_stream, address_pick_);
+  Dialing dialing(kind_ == Kind::unix_stream ? path_ : host_, port_, kind_ == Kind::unix_stream, address_pick_, stop_);
   std::string first_error;
   next_pending_.clear();
   std::size_t next_part = 0;
@@ -239,7 +239,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
 
 bool SocketSink::open_datagram_socket(std::string& why) {
   std::optional<Address> address =
-      kind_ == Kind::unix_datagram ? unix_address(path_, why) : resolve(host_, port_, SOCK_DGRAM, why);
+      kind_ == Kind::unix_datagram ? unix_address(path_, why) : resolve(host_, port_, SOCK_DGRAM, why, stop_);
   if (!address) return false;
   const int fd = ::socket(address->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {

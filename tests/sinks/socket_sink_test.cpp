@@ -706,6 +706,55 @@ TEST(SocketSink, AConnectRefusedAtAHostsFirstAddressGoesOnToItsNextInTheSameWrit
   EXPECT_EQ(status, 0);
 }
 
+// A name lookup that hangs (a DNS server that never answers: 5 s a try by
+// default) ends with the stop, as a write does: it held the sink thread,
+// and with it a stop or a reload, for as long as the resolver took. Here a
+// private resolv.conf names a local server that reads and never answers.
+TEST(SocketSink, AStopCutsShortANameLookupThatHangs) {
+  TempDir dir("resolver");
+  const std::string resolv = dir / "resolv.conf", hosts = dir / "hosts";
+  std::ofstream(resolv) << "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n";
+  std::ofstream(hosts) << "127.0.0.1 localhost\n";
+  const int status = testing::run_in_private_mounts([&] {
+    // Port 53 needs root; the mounts a mount namespace of our own.
+    const int silent = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(53);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(silent, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::mount(resolv.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) != 0 ||
+        ::mount(hosts.c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr) != 0) {
+      return testing::kNoPrivateMounts;
+    }
+    Batch batch;
+    fill(batch, EncodeOptions{}, 0, 1);
+    SocketSink sink({.url = "syslog+tcp://rr-lookup-hangs.example:514"});
+    std::atomic<bool> stop{false};
+    sink.attach_stop(&stop);
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      stop.store(true);
+    });
+    const auto started = std::chrono::steady_clock::now();
+    int result = 1;
+    try {
+      std::string why;
+      (void)sink.write(batch, why);
+      std::fprintf(stderr, "the write ended without the stop: %s\n", why.c_str());
+    } catch (const WriteInterrupted& e) {
+      const auto took = std::chrono::steady_clock::now() - started;
+      result = took < std::chrono::seconds(1) ? 0 : 2;
+      if (result != 0) std::fprintf(stderr, "the stop took %lld ms\n", static_cast<long long>(
+                                              std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+    }
+    stopper.join();
+    return result;
+  });
+  if (status == testing::kNoPrivateMounts) GTEST_SKIP() << "no private resolver here (needs root for port 53)";
+  EXPECT_EQ(status, 0);
+}
+
 TEST(SocketSink, BadUrlsAreClearErrors) {
   EXPECT_THROW(SocketSink({.url = "unix://relative"}), std::runtime_error);
   EXPECT_THROW(SocketSink({.url = "syslog://host:99999"}), std::runtime_error);
