@@ -26,6 +26,10 @@ struct Plan {
   std::vector<int> slot_of;                                     // perf slot by matcher index
   std::vector<std::uint32_t> encoder_of;                        // distinct encoder by matcher index
   std::vector<sinks::EncodeOptions> encoders;
+  // Perf slots taken back from gone backends since the plan before
+  // (BlockMapping::reclaim_backend_slot): the positions a worker read from
+  // them are another backend's, and start over at nothing written.
+  std::vector<int> reclaimed_slots;
   std::uint64_t serial = 0;
 };
 
@@ -293,6 +297,12 @@ class Worker {
     index_of_slot_.fill(-1);
     for (std::size_t i = 0; i < plan.slot_of.size(); ++i) {
       if (plan.backends[i]) index_of_slot_[static_cast<std::size_t>(plan.slot_of[i])] = static_cast<int>(i);
+    }
+    // Plans are adopted one by one (a reload waits for every worker), so
+    // none of these is missed.
+    for (const int slot : plan.reclaimed_slots) {
+      skip_through_[static_cast<std::size_t>(slot)] = 0;
+      maybe_written_through_[static_cast<std::size_t>(slot)] = 0;
     }
     // Release pairs with reload()'s acquire: once it sees the new serial, this
     // worker has handed the old runners their last batches.
@@ -727,6 +737,7 @@ Router::Router(RouterConfig config)
     if (backend.enabled) runners_[backend.name] = start_backend(backend);
   }
   plans_.publish(make_plan(config_, runners_));
+  reclaimed_slots_.clear();
   // Informational for `stat` (relaxed: it reads each field on its own).
   perf::BlockHeader& header = block_.block().header;
   header.router_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
@@ -748,7 +759,10 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend&
     const auto in_use = [&](std::string_view name) {
       return runners_.find(name) != runners_.end() || slot_names_wanted_.count(name) != 0;
     };
-    if (block_.reclaim_backend_slot(in_use) >= 0) slot = block_.backend_slot(backend.name, backend.type);
+    if (const int reclaimed = block_.reclaim_backend_slot(in_use); reclaimed >= 0) {
+      reclaimed_slots_.push_back(reclaimed);  // the next plan tells the workers
+      slot = block_.backend_slot(backend.name, backend.type);
+    }
   }
   if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
   try {
@@ -765,6 +779,7 @@ std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config, const 
   static std::atomic<std::uint64_t> serial{0};
   auto plan = std::make_unique<Plan>();
   plan->serial = serial.fetch_add(1, std::memory_order_relaxed) + 1;  // uniqueness only
+  plan->reclaimed_slots = reclaimed_slots_;
   plan->matcher = matcher::Matcher::compile(config.matching);
   for (const RouterBackend& backend : config.backends) {
     std::shared_ptr<sinks::BackendRunner> runner;
@@ -837,6 +852,10 @@ std::optional<std::string> Router::reload(
     // leaves the running config whole.
     plan = make_plan(config, next);
   } catch (const std::exception& e) {
+    slot_names_wanted_.clear();  // the running config's again
+    for (const RouterBackend& backend : config_.backends) {
+      if (backend.enabled) slot_names_wanted_.insert(backend.name);
+    }
     return std::string(e.what());  // the runners made so far stop as they go (they wrote nothing)
   }
   for (auto& [name, runner] : runners_) {
@@ -850,6 +869,7 @@ std::optional<std::string> Router::reload(
   runners_ = std::move(next);
   const std::uint64_t serial = plan->serial;
   plans_.publish(std::move(plan));
+  reclaimed_slots_.clear();
   config_ = std::move(config);
   // Workers move to the new plan on their next round (at most a sleep away)
   // and hand the old runners their last batches. Only then may those stop:

@@ -7,9 +7,13 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 
 #include "backends.hpp"
+#include "peers.hpp"
+#include "ringroute/producer.hpp"
 #include "ringroute/ingest/router.hpp"
 #include "ringroute/perf/block.hpp"
 #include "ringroute/ring/segment.hpp"
@@ -49,6 +53,59 @@ TEST(RouterSlots, BackendsRenamedReloadAfterReloadTakeTheSlotsOfNamesNoLongerUse
     EXPECT_EQ(router.reload(named(instance, dir, "b")), std::nullopt);
     EXPECT_EQ(router.reload(named(instance, dir, "c")), std::nullopt);
     EXPECT_EQ(router.reload(named(instance, dir, "d")), std::nullopt);
+    router.stop(100ms);
+  }
+  fs::remove_all(dir);
+  ring::Segment::remove(instance);
+  perf::BlockMapping::remove(instance);
+}
+
+// A slot taken back holds the old backend's written-through position; the
+// workers had read it at start, and the new backend skipped every event up
+// to it as written. Here "a" wrote 100 events that a dead backend keeps in
+// the ring; at the next start "b" takes a's slot and must get all 100.
+TEST(RouterSlots, ABackendInATakenBackSlotSkipsNothingTheOldOneWrote) {
+  const std::string instance = "rr-test-slot-pos-" + std::to_string(::getpid());
+  const std::string dir = "/tmp/" + instance;
+  fs::create_directories(dir);
+  const std::string dead = R"({"url":"http://127.0.0.1:)" + std::to_string(testing::free_port()) + R"(/"})";
+  auto config = [&](const std::string& name) {
+    RouterConfig c;
+    c.instance = instance;
+    c.rings.push_back({instance, 1 << 20, 0600, 2000ms});
+    c.backends.push_back({name, "file", true, R"({"path":")" + dir + "/" + name + R"(.ndjson"})"});
+    c.backends.push_back({"dead", "http", true, dead});
+    c.matching = testing::backends_from_json(R"([{"name":")" + name +
+                                             R"(","bindings":[{"verbosity":"trace"}]},{"name":"dead","bindings":[{"verbosity":"trace"}]}])");
+    return c;
+  };
+  auto lines = [&](const std::string& name) {
+    std::ifstream in(dir + "/" + name + ".ndjson");
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
+  };
+  {
+    Router router(config("a"));  // slots 0 (a) and 1 (dead)
+    EventProducer producer;
+    ASSERT_EQ(producer.open(instance), RR_OK);
+    rr_event event{};
+    event.body = to_rr_str(R"({"k":1})");
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(producer.emit(event, RR_EMIT_BODY_TRUSTED), RR_OK);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (lines("a") < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    ASSERT_EQ(lines("a"), 100u);
+    router.stop(100ms);  // "dead" holds the ring: the 100 stay in it
+  }
+  {
+    perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0640);
+    for (std::size_t i = 2; i < perf::kMaxBackends; ++i) ASSERT_GE(block.backend_slot("x" + std::to_string(i), "file"), 0);
+  }
+  {
+    Router router(config("b"));  // every slot named: b takes a's
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (lines("b") < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(lines("b"), 100u);
     router.stop(100ms);
   }
   fs::remove_all(dir);

@@ -111,6 +111,7 @@ class Router {
   // The enabled backends of the config being started or reloaded: their
   // perf slots are not taken back (start_backend()).
   std::set<std::string, std::less<>> slot_names_wanted_;
+  std::vector<int> reclaimed_slots_;  // since the last plan published (Plan::reclaimed_slots)
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
