@@ -331,7 +331,10 @@ bool BackendRunner::take_over() {
   if (!inherited_.empty()) {
     std::uint64_t events = 0;
     for (const Batch* batch : inherited_) events += batch->events;
-    log_problem("writing " + std::to_string(events) + " events its previous configuration was handed and did not write");
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "%llu events its previous configuration was handed and did not write",
+                  static_cast<unsigned long long>(events));
+    log_problem("writing ", detail);
   }
   while (!inherited_.empty()) {
     // The batch goes back to no pool: its owner (the predecessor) frees it.
@@ -344,19 +347,27 @@ bool BackendRunner::take_over() {
   return true;
 }
 
-void BackendRunner::log_problem(const std::string& what) noexcept {
+void BackendRunner::log_problem(std::string_view what, std::string_view detail) noexcept {
   // At most one line a second per backend: a dead destination must not
-  // flood the log.
+  // flood the log. Nothing allocated: it runs where memory may be out.
   const auto now = Clock::now();
   if (now - last_log_ < std::chrono::seconds(1)) return;
   last_log_ = now;
-  std::fprintf(stderr, "ringroute: backend %s: %s\n", name_.c_str(), what.c_str());
+  std::fprintf(stderr, "ringroute: backend %s: %.*s%.*s\n", name_.c_str(), static_cast<int>(what.size()), what.data(),
+               static_cast<int>(detail.size()), detail.data());
 }
 
 void BackendRunner::run() {
   // Nothing of ours before what the runner we replace was handed: the
   // backend's order holds, and its written-through positions only rise.
-  if (predecessor_ && !take_over()) return;
+  try {
+    if (predecessor_ && !take_over()) return;
+  } catch (const std::exception& e) {
+    // Its predecessor's leftovers stay with it (counted as unwritten at the
+    // stop; the ring keeps those that hold it).
+    log_problem("could not take over from its previous configuration: ", e.what());
+    return;
+  }
   Batch* batch = nullptr;
   while (!stop_now_.load(std::memory_order_relaxed)) {
     try {
@@ -364,10 +375,10 @@ void BackendRunner::run() {
       if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
       sink_->tick(Clock::now());
     } catch (const std::exception& e) {
-      // Out of memory in a reopen, a rotation or a message: said, and the
-      // thread goes on (an exception out of it was std::terminate). A
-      // batch is settled before anything in deliver() can throw.
-      std::fprintf(stderr, "ringroute: backend %s: %s (going on)\n", name_.c_str(), e.what());
+      // Out of memory in a reopen or a rotation: said, and the thread goes
+      // on (an exception out of it was std::terminate). deliver() throws
+      // nothing: its batch is written, retried or left to a successor.
+      log_problem(e.what(), " (going on)");
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
@@ -434,8 +445,17 @@ bool BackendRunner::write_through(Batch* batch) {
     } catch (const std::exception& e) {
       // A sink that can't go on (out of memory, an io_uring that refuses a
       // submission) must not take the router down: the batch is retried.
-      why = std::string("sink error: ") + e.what();
+      try {
+        why = std::string("sink error: ") + e.what();
+      } catch (const std::bad_alloc&) {
+        why.clear();  // the message below says what it can
+      }
     }
+    // From here on nothing throws (messages are formatted without
+    // allocating): an exception would leave the batch neither written nor
+    // given back, and a later batch's position would release it from the
+    // ring unwritten.
+    char detail[64];
     if (outcome == Outcome::ok) {
       const std::uint32_t rejected = std::min(sink_->rejected_events(), batch->events);
       if (rejected > 0) {
@@ -443,7 +463,8 @@ bool BackendRunner::write_through(Batch* batch) {
         // the reason, the rest delivered.
         slot_.sink.failures.add(1);
         slot_.sink.dropped_failed.add(rejected);
-        log_problem(why + " (" + std::to_string(rejected) + " events rejected, not retried)");
+        std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", rejected);
+        log_problem(why, detail);
       }
       slot_.sink.sent.add(batch->events - rejected);
       slot_.sink.bytes.add(batch->bytes.size());
@@ -453,13 +474,14 @@ bool BackendRunner::write_through(Batch* batch) {
     } else if (outcome == Outcome::failed) {
       slot_.sink.failures.add(1);
       slot_.sink.dropped_failed.add(batch->events);
-      log_problem(why + " (" + std::to_string(batch->events) + " events rejected, not retried)");
+      std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", batch->events);
+      log_problem(why, detail);
       done = true;
     } else {
       slot_.sink.failures.add(1);
       // Relaxed: see retrying().
       retrying_.store(true, std::memory_order_relaxed);
-      log_problem(why + " (retrying)");
+      log_problem(why, " (retrying)");
       // Exponential backoff with jitter, capped at 5 s; a stop ends it (the
       // batch stays unwritten and the ring keeps it for the next start).
       auto wait = backoff / 2 + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
@@ -469,7 +491,13 @@ bool BackendRunner::write_through(Batch* batch) {
       const auto until = Clock::now() + wait;
       while (Clock::now() < until) {
         if (stop_now_.load(std::memory_order_relaxed)) return false;
-        if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
+        if (reopen_.exchange(false, std::memory_order_relaxed)) {
+          try {
+            sink_->reopen();
+          } catch (const std::exception& e) {
+            log_problem(e.what(), " (reopening; going on)");
+          }
+        }
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
       }
       backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));

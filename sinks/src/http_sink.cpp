@@ -306,6 +306,19 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     c.parser->header_limit(64 * 1024);
     c.parser->eager(false);
   };
+  // A connection that found no descriptor left for its socket (the
+  // process's limit, which other backends share) gives its request back to
+  // the connections already busy, rather than the whole write backing off
+  // as if the destination had failed. False when there are none.
+  auto leave_to_others = [&](std::size_t index) -> bool {
+    Connection& c = *connections_[index];
+    const bool others_busy = std::any_of(connections_.begin(), connections_.end(),
+                                         [&](const auto& other) { return other.get() != &c && other->busy; });
+    if (!c.stream.out_of_descriptors() || !others_busy) return false;
+    requests_[c.request].state = Request::State::pending;
+    close_connection(c);
+    return true;
+  };
   // Gives an idle connection the next pending request; false when none is left.
   auto dispatch = [&](std::size_t index) -> bool {
     if (stop_dispatch) return false;
@@ -328,18 +341,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     }
     std::string reason;
     if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason)) {
-      // No descriptor left for one more connection (the process's limit,
-      // which other backends share): the connections already busy carry
-      // the rest, rather than the whole write backing off as if the
-      // destination had failed.
-      const bool others_busy = std::any_of(connections_.begin(), connections_.end(),
-                                           [&](const auto& other) { return other.get() != &c && other->busy; });
-      if (c.stream.out_of_descriptors() && others_busy) {
-        requests_[c.request].state = Request::State::pending;
-        close_connection(c);
-        return false;
-      }
-      fail(index, reason);
+      if (!leave_to_others(index)) fail(index, reason);
       return false;
     }
     return true;
@@ -425,7 +427,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
                                        where_, counters_, dialing, c.dial, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: address_pick_ = dialing.preferred(); return fail(index, reason);
+        case Stream::Progress::failed:
+          address_pick_ = dialing.preferred();
+          if (leave_to_others(index)) return;  // the host's next address found no descriptor
+          return fail(index, reason);
         case Stream::Progress::ready: address_pick_ = dialing.preferred(); return start_request(index);
       }
     }

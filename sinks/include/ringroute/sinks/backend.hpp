@@ -139,7 +139,7 @@ class BackendRunner {
   // After stop(), for the successor: the batches handed over and not
   // written, oldest first (the predecessor's leftovers before ours).
   std::deque<Batch*> take_leftovers();
-  void log_problem(const std::string& what) noexcept;
+  void log_problem(std::string_view what, std::string_view detail = {}) noexcept;
   Batch* new_batch();
   // What a new batch reserves at most (see new_batch()).
   static constexpr std::size_t kMostReservedBytes = (4u << 20) + 4096;
