@@ -190,13 +190,18 @@ bool FileSink::open_file(std::string& why) {
   close_file();
   // Missing directories are made 0750 (the files are 0640), whatever the
   // umask: std::filesystem's 0777 made them world-writable under umask 0,
-  // where anyone could put a symlink at the path.
+  // where anyone could put a symlink at the path. Existing ones are left
+  // as they are.
   const std::filesystem::path path(options_.path);
   if (path.has_parent_path()) {
     std::filesystem::path prefix;
     for (const auto& part : path.parent_path()) {
       prefix /= part;
-      if (::mkdir(prefix.c_str(), 0750) != 0 && errno != EEXIST) break;  // open() below says why
+      if (::mkdir(prefix.c_str(), 0750) == 0) {
+        ::chmod(prefix.c_str(), 0750);  // mkdir's mode is narrowed by the umask
+      } else if (errno != EEXIST) {
+        break;  // open() below says why
+      }
     }
   }
   // Read access only so a start can find a cut-off last line (cut_torn_tail).
