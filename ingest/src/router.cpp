@@ -953,6 +953,9 @@ std::optional<std::string> Router::failure() const {
   for (const auto& worker : workers_) {
     if (const char* why = worker->failure(); why != nullptr) return std::string(why);
   }
+  for (const auto& [name, runner] : runners_) {
+    if (const char* why = runner->failure(); why != nullptr) return std::string(why);
+  }
   return std::nullopt;
 }
 

@@ -363,9 +363,15 @@ void BackendRunner::run() {
   try {
     if (predecessor_ && !take_over()) return;
   } catch (const std::exception& e) {
-    // Its predecessor's leftovers stay with it (counted as unwritten at the
-    // stop; the ring keeps those that hold it).
-    log_problem("could not take over from its previous configuration: ", e.what());
+    // Out of memory while gathering what its predecessor left: a batch may
+    // be out of that queue and in no other. Nothing more is written for
+    // this backend (a later position would release that batch unwritten):
+    // the router stops, told by failure(), and the ring keeps the rest.
+    std::snprintf(failure_, sizeof failure_, "backend %s could not take over from its previous configuration: %s",
+                  name_.c_str(), e.what());
+    std::fprintf(stderr, "ringroute: %s\n", failure_);
+    // Release pairs with failure()'s acquire: the text is whole.
+    failed_.store(true, std::memory_order_release);
     return;
   }
   Batch* batch = nullptr;

@@ -198,7 +198,13 @@ bool FileSink::open_file(std::string& why) {
     for (const auto& part : path.parent_path()) {
       prefix /= part;
       if (::mkdir(prefix.c_str(), 0750) == 0) {
-        ::chmod(prefix.c_str(), 0750);  // mkdir's mode is narrowed by the umask
+        // mkdir's mode is narrowed by the umask. By descriptor, not by
+        // name: a symlink swapped in meanwhile is not followed (chmod by
+        // name would have set 0750 on wherever it pointed).
+        if (const int dir = ::open(prefix.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); dir >= 0) {
+          ::fchmod(dir, 0750);
+          ::close(dir);
+        }
       } else if (errno != EEXIST) {
         break;  // open() below says why
       }

@@ -316,6 +316,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
                                          [&](const auto& other) { return other.get() != &c && other->busy; });
     if (!c.stream.out_of_descriptors() || !others_busy) return false;
     requests_[c.request].state = Request::State::pending;
+    next = std::min(next, c.request);  // dispatch() looks for pending requests from `next` on
     close_connection(c);
     return true;
   };

@@ -154,6 +154,8 @@ TEST(FileSink, DirectoriesItMakesAreNotWritableByOthersWhateverTheUmask) {
     EXPECT_EQ(st.st_mode & 0777, 0750u) << "umask " << umask;
     ASSERT_EQ(::stat((dir / ("u" + std::to_string(umask))).c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0750u) << "umask " << umask;
+    ASSERT_EQ(::stat(o.path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640u & ~umask) << "umask " << umask;  // files: 0640, narrowed by the umask
   }
 }
 

@@ -92,8 +92,9 @@ class Router {
   [[nodiscard]] std::uint64_t dropped_at_stop() const noexcept { return dropped_at_stop_; }
 
   [[nodiscard]] perf::Block& block() noexcept { return block_.block(); }
-  // Why a worker stopped on its own (an exception out of its loop, such as
-  // std::bad_alloc); the router then wants stopping. nullopt while all run.
+  // Why a worker or a sink thread stopped on its own (an exception out of
+  // its loop, such as std::bad_alloc); the router then wants stopping.
+  // nullopt while all run. Called from the thread that reloads.
   [[nodiscard]] std::optional<std::string> failure() const;
   // True when every worker has released all it read (everything written);
   // after stop(), whether they had when they stopped.

@@ -93,6 +93,11 @@ class BackendRunner {
     // Relaxed: a hint; a stale answer moves a hand-over by a worker round.
     return retrying_.load(std::memory_order_relaxed);
   }
+  // Why its sink thread stopped on its own (see run()); null while it runs.
+  [[nodiscard]] const char* failure() const noexcept {
+    // Acquire pairs with run()'s release: the text is whole.
+    return failed_.load(std::memory_order_acquire) ? failure_ : nullptr;
+  }
   // Hands a filled batch to the sink thread (it comes back to the pool after).
   void submit(Batch* batch);
   // Every event of `ring` up to this position is written (or given up on).
@@ -169,6 +174,8 @@ class BackendRunner {
   std::atomic<bool> reopen_{false};
   std::atomic<bool> stop_now_{false};
   std::atomic<bool> retrying_{false};  // see retrying()
+  std::atomic<bool> failed_{false};    // see failure()
+  char failure_[512] = {};
   // Release after the thread is joined, acquire by the successor: all of
   // this runner's state (queue, unfinished_, inherited_) is then settled.
   std::atomic<bool> finished_{false};
