@@ -1,4 +1,5 @@
 #include "ringroute/sinks/http_sink.hpp"
+#include "ringroute/sinks/url.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -63,11 +64,40 @@ std::chrono::milliseconds parse_retry_after(std::string_view value) {
   return std::chrono::milliseconds(0);
 }
 
+}  // namespace
+
+std::string http_header_problem(std::string_view name, std::string_view value) {
+  // RFC 9110 5.6.2: a name is a token. 5.5: a value is visible characters
+  // (and bytes past ASCII) with spaces and tabs between them; anything else
+  // (a NUL, an escape) reaches the server as garbage or splits the request.
+  constexpr std::string_view kTokenPunctuation = "!#$%&'*+-.^_`|~";
+  const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || kTokenPunctuation.find(c) != std::string_view::npos;
+  });
+  if (!token) return "header name \"" + std::string(name) + "\" is not a token (letters, digits, " +
+                     std::string(kTokenPunctuation) + ")";
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      char code[8];
+      std::snprintf(code, sizeof code, "0x%02x", c);
+      return "header " + std::string(name) + " has a control character (" + code + ") at byte " +
+             std::to_string(i) + " of its value";
+    }
+  }
+  if (iequals(name, "Content-Length") || iequals(name, "Host") || iequals(name, "Transfer-Encoding")) {
+    return "header " + std::string(name) + " is set by the sink itself";
+  }
+  return {};
+}
+
+namespace {
+
 // What we log of a body: its first bytes, control bytes shown as '.'.
 std::string body_excerpt(std::string_view body) {
   std::string out(body.substr(0, kLoggedBodyBytes));
   for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 32) c = '.';
+    if (static_cast<unsigned char>(c) < 32 || c == 0x7f) c = '.';
   }
   if (body.size() > kLoggedBodyBytes) out += "...";
   return out;
@@ -136,17 +166,11 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   for (char& c : options_.method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   bool user_authorization = false;
   for (const auto& [name, value] : options_.headers) {
-    if (name.empty() || name.find_first_of(":\r\n \t") != std::string::npos) {
-      throw std::runtime_error("http sink: header name \"" + name + "\" is not a token");
-    }
-    if (value.find_first_of("\r\n") != std::string::npos) {
-      throw std::runtime_error("http sink: header " + name + " has a line break in its value");
+    if (const std::string problem = http_header_problem(name, value); !problem.empty()) {
+      throw std::runtime_error("http sink: " + problem);
     }
     if (iequals(name, "Content-Type")) user_content_type_ = true;
     if (iequals(name, "Authorization")) user_authorization = true;
-    if (iequals(name, "Content-Length") || iequals(name, "Host") || iequals(name, "Transfer-Encoding")) {
-      throw std::runtime_error("http sink: header " + name + " is set by the sink itself");
-    }
   }
   if (url->has_userinfo && !user_authorization) {
     authorization_ = "Basic " + base64(url->user + ":" + url->password);

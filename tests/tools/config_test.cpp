@@ -190,6 +190,21 @@ TEST(Config, AUrlsCredentialsAreNotInItsError) {
   EXPECT_EQ(e[1], R"(backends[1].options.url: bad port "***" in the URL)");
 }
 
+// Headers the HTTP sink would refuse at start are refused by validate, with
+// what is wrong and where: a name that is not a token, a control character
+// in a value (CR and LF were the only ones checked, and only at start).
+TEST(Config, HttpHeadersTheSinkWouldRefuseAreRefused) {
+  const auto e = errors_of(R"({"backends": [{"name": "h", "type": "http", "options": {"url": "https://h/",
+    "headers": {"X-Ok": "a value\twith a tab", "Bad Name": "x", "X-Nul": "a\u0000b", "X-Esc": "\u001b[31m",
+                "Host": "other"}}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0], "backends[0].options.headers[\"Bad Name\"]: header name \"Bad Name\" is not a token (letters, digits, "
+                  "!#$%&'*+-.^_`|~)");
+  EXPECT_EQ(e[1], "backends[0].options.headers.X-Nul: header X-Nul has a control character (0x00) at byte 1 of its value");
+  EXPECT_EQ(e[2], "backends[0].options.headers.X-Esc: header X-Esc has a control character (0x1b) at byte 0 of its value");
+  EXPECT_EQ(e[3], "backends[0].options.headers.Host: header Host is set by the sink itself");
+}
+
 // TLS options on a URL that is not TLS: the operator meant encryption and
 // would have got plaintext (Basic credentials included).
 TEST(Config, TlsOptionsOnAPlaintextUrlAreRefused) {

@@ -181,12 +181,18 @@ Check url_check(std::initializer_list<std::string_view> schemes) {
   };
 }
 
-Check string_map_check() {
+// HTTP headers: strings, each one the sink can send (the sink's own check).
+Check http_headers_check() {
   return [](element v, const std::string& p, ConfigErrors& e) {
     if (!v.is_object()) return e.add(p, "expected an object of strings, " + got(v));
     const simdjson::dom::object object = v.get_object().value_unsafe();
     for (auto [key, value] : object) {
-      if (!value.is_string()) e.add(matcher::member_path(p, key), "expected a string, " + got(value));
+      const std::string path = matcher::member_path(p, key);
+      if (!value.is_string()) {
+        e.add(path, "expected a string, " + got(value));
+      } else if (std::string why = sinks::http_header_problem(key, value.get_string().value_unsafe()); !why.empty()) {
+        e.add(path, std::move(why));
+      }
     }
   };
 }
@@ -261,7 +267,7 @@ std::vector<Member> options_for(std::string_view type) {
     members.insert(members.end(),
                    {{"url", url_check({"http", "https"}), true},
                     {"method", enum_check({"post", "put", "patch"})},
-                    {"headers", string_map_check()},
+                    {"headers", http_headers_check()},
                     {"connect_timeout", millis},
                     {"timeout", millis},
                     {"async",

@@ -1,7 +1,7 @@
 #pragma once
-// The URL check the sinks make when they start, for `ringroute validate`
-// and config loading: a config that validates must not be refused at start
-// for its URL.
+// The checks the sinks make when they start, for `ringroute validate` and
+// config loading: a config that validates must not be refused at start for
+// its URL or its HTTP headers.
 
 #include <string>
 #include <string_view>
@@ -12,5 +12,10 @@ namespace ringroute::sinks {
 // host", a unix socket path too long), or empty when it can. The scheme
 // itself is the caller's to check.
 [[nodiscard]] std::string url_problem(std::string_view url);
+
+// Why an HTTP sink can't send the header `name: value` (a name that is not
+// an RFC 9110 token, a control character in the value, a header the sink
+// sets itself), or empty when it can.
+[[nodiscard]] std::string http_header_problem(std::string_view name, std::string_view value);
 
 }  // namespace ringroute::sinks
