@@ -270,6 +270,13 @@ class Worker {
     }
   }
 
+  // Whether the slot's open batch may be handed over for its age: not
+  // while its sink retries, when it fills up instead (see
+  // BackendRunner::retrying()).
+  static bool ages_out(const SlotState& state) {
+    return state.current != nullptr && !state.runner->retrying();
+  }
+
   std::chrono::nanoseconds sleep_budget() const {
     if (consumer_.stalled()) return std::chrono::milliseconds(1);
     // A backend behind: no commit tells us when its queue has room again, and
@@ -280,8 +287,7 @@ class Worker {
     // sink retries: it waits to fill, and waking every 200 us for it while
     // a destination was down cost 3% of a core.
     for (std::size_t slot : active_) {
-      const SlotState& state = slots_[slot];
-      if (state.current != nullptr && !state.runner->retrying()) return std::chrono::nanoseconds(kIdleFlushAge);
+      if (ages_out(slots_[slot])) return std::chrono::nanoseconds(kIdleFlushAge);
     }
     return active_.empty() ? std::chrono::milliseconds(50) : std::chrono::milliseconds(1);
   }
@@ -563,10 +569,7 @@ class Worker {
 
   void submit_aged(std::int64_t min_age_ns) {
     for (std::size_t slot : active_) {
-      const sinks::Batch* batch = slots_[slot].current;
-      if (batch != nullptr && steady_now_ns_ - batch->opened_ns >= min_age_ns && !slots_[slot].runner->retrying()) {
-        submit(slot);
-      }
+      if (ages_out(slots_[slot]) && steady_now_ns_ - slots_[slot].current->opened_ns >= min_age_ns) submit(slot);
     }
   }
 
@@ -628,12 +631,9 @@ class Worker {
     for (std::size_t i = 0; i < active_.size();) {
       const std::size_t slot = active_[i];
       SlotState& state = slots_[slot];
-      // Not while its sink retries a batch: the open one fills up instead
-      // (see BackendRunner::retrying()).
-      if (state.current != nullptr &&
+      if (ages_out(state) &&
           steady_now_ns_ - state.current->opened_ns >=
-              std::chrono::duration_cast<std::chrono::nanoseconds>(state.runner->options().linger).count() &&
-          !state.runner->retrying()) {
+              std::chrono::duration_cast<std::chrono::nanoseconds>(state.runner->options().linger).count()) {
         submit(slot);
       }
       const std::uint64_t written = block_.backends[slot].written_through[ring_].load(std::memory_order_acquire);
@@ -731,10 +731,7 @@ Router::Router(RouterConfig config)
     workers_.push_back(std::make_unique<Worker>(config_.rings[i], block_.block(), slot, plans_, i));
   }
   for (const RouterBackend& backend : config_.backends) {
-    if (backend.enabled) slot_names_wanted_.insert(backend.name);
-  }
-  for (const RouterBackend& backend : config_.backends) {
-    if (backend.enabled) runners_[backend.name] = start_backend(backend);
+    if (backend.enabled) runners_[backend.name] = start_backend(config_, backend);
   }
   plans_.publish(make_plan(config_, runners_));
   reclaimed_slots_.clear();
@@ -750,14 +747,16 @@ Router::Router(RouterConfig config)
 
 Router::~Router() { stop(std::chrono::milliseconds(0)); }
 
-std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterBackend& backend,
+std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterConfig& config, const RouterBackend& backend,
                                                              std::shared_ptr<sinks::BackendRunner> predecessor) {
   int slot = block_.backend_slot(backend.name, backend.type);
   if (slot < 0) {
     // The names of runners still running (a reload's old ones included) and
     // of the config being started keep their slots; the rest are stale.
     const auto in_use = [&](std::string_view name) {
-      return runners_.find(name) != runners_.end() || slot_names_wanted_.count(name) != 0;
+      return runners_.find(name) != runners_.end() ||
+             std::any_of(config.backends.begin(), config.backends.end(),
+                         [&](const RouterBackend& b) { return b.enabled && b.name == name; });
     };
     if (const int reclaimed = block_.reclaim_backend_slot(in_use); reclaimed >= 0) {
       reclaimed_slots_.push_back(reclaimed);  // the next plan tells the workers
@@ -827,10 +826,6 @@ std::optional<std::string> Router::reload(
   Runners next;
   std::vector<std::shared_ptr<sinks::BackendRunner>> replaced, removed;
   std::unique_ptr<const Plan> plan;
-  slot_names_wanted_.clear();
-  for (const RouterBackend& backend : config.backends) {
-    if (backend.enabled) slot_names_wanted_.insert(backend.name);
-  }
   try {
     for (const RouterBackend& backend : config.backends) {
       if (!backend.enabled) continue;
@@ -845,17 +840,13 @@ std::optional<std::string> Router::reload(
       } else {
         // A changed backend: the new runner follows the old one (writes
         // what it leaves first), so no event of it is lost or reordered.
-        next[backend.name] = start_backend(backend, old != runners_.end() ? old->second : nullptr);
+        next[backend.name] = start_backend(config, backend, old != runners_.end() ? old->second : nullptr);
       }
     }
     // Before anything is swapped: a compile that throws (out of memory)
     // leaves the running config whole.
     plan = make_plan(config, next);
   } catch (const std::exception& e) {
-    slot_names_wanted_.clear();  // the running config's again
-    for (const RouterBackend& backend : config_.backends) {
-      if (backend.enabled) slot_names_wanted_.insert(backend.name);
-    }
     return std::string(e.what());  // the runners made so far stop as they go (they wrote nothing)
   }
   for (auto& [name, runner] : runners_) {

@@ -15,7 +15,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,7 +100,9 @@ class Router {
   [[nodiscard]] bool drained() const noexcept;
 
  private:
-  std::shared_ptr<sinks::BackendRunner> start_backend(const RouterBackend& backend,
+  // `backend` of `config` (the config being started or reloaded, whose
+  // enabled backends keep their perf slots should one be taken back).
+  std::shared_ptr<sinks::BackendRunner> start_backend(const RouterConfig& config, const RouterBackend& backend,
                                                       std::shared_ptr<sinks::BackendRunner> predecessor = nullptr);
   using Runners = std::map<std::string, std::shared_ptr<sinks::BackendRunner>, std::less<>>;
   std::unique_ptr<const Plan> make_plan(const RouterConfig& config, const Runners& runners);
@@ -109,9 +110,6 @@ class Router {
   RouterConfig config_;
   perf::BlockMapping block_;
   Runners runners_;  // by backend name
-  // The enabled backends of the config being started or reloaded: their
-  // perf slots are not taken back (start_backend()).
-  std::set<std::string, std::less<>> slot_names_wanted_;
   std::vector<int> reclaimed_slots_;  // since the last plan published (Plan::reclaimed_slots)
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
