@@ -357,6 +357,16 @@ void BackendRunner::log_problem(std::string_view what, std::string_view detail) 
                static_cast<int>(detail.size()), detail.data());
 }
 
+void BackendRunner::reopen_if_asked() noexcept {
+  if (!reopen_.exchange(false, std::memory_order_relaxed)) return;
+  try {
+    sink_->reopen();
+  } catch (const std::exception& e) {
+    // Out of memory: said, and the thread goes on with the file it has.
+    log_problem(e.what(), " (reopening; going on)");
+  }
+}
+
 void BackendRunner::run() {
   // Nothing of ours before what the runner we replace was handed: the
   // backend's order holds, and its written-through positions only rise.
@@ -378,12 +388,12 @@ void BackendRunner::run() {
   while (!stop_now_.load(std::memory_order_relaxed)) {
     try {
       if (queue_.wait_dequeue_timed(batch, std::chrono::milliseconds(100)) && batch != nullptr) deliver(batch);
-      if (reopen_.exchange(false, std::memory_order_relaxed)) sink_->reopen();
+      reopen_if_asked();
       sink_->tick(Clock::now());
     } catch (const std::exception& e) {
-      // Out of memory in a reopen or a rotation: said, and the thread goes
-      // on (an exception out of it was std::terminate). deliver() throws
-      // nothing: its batch is written, retried or left to a successor.
+      // Out of memory in a rotation: said, and the thread goes on (an
+      // exception out of it was std::terminate). deliver() throws nothing:
+      // its batch is written, retried or left to a successor.
       log_problem(e.what(), " (going on)");
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -461,27 +471,26 @@ bool BackendRunner::write_through(Batch* batch) {
     // allocating): an exception would leave the batch neither written nor
     // given back, and a later batch's position would release it from the
     // ring unwritten.
-    char detail[64];
+    // Events the destination refused: dropped with the reason, not retried.
+    const auto reject = [&](std::uint32_t events) noexcept {
+      slot_.sink.failures.add(1);
+      slot_.sink.dropped_failed.add(events);
+      char detail[64];
+      std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", events);
+      log_problem(why, detail);
+    };
     if (outcome == Outcome::ok) {
+      // Some requests of the batch may have been refused (HTTP 4xx), the
+      // rest delivered.
       const std::uint32_t rejected = std::min(sink_->rejected_events(), batch->events);
-      if (rejected > 0) {
-        // Some requests of the batch were refused (HTTP 4xx): dropped with
-        // the reason, the rest delivered.
-        slot_.sink.failures.add(1);
-        slot_.sink.dropped_failed.add(rejected);
-        std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", rejected);
-        log_problem(why, detail);
-      }
+      if (rejected > 0) reject(rejected);
       slot_.sink.sent.add(batch->events - rejected);
       slot_.sink.bytes.add(batch->bytes.size());
       slot_.sink.batches.add(1);
       record_latencies(*batch);
       done = true;
     } else if (outcome == Outcome::failed) {
-      slot_.sink.failures.add(1);
-      slot_.sink.dropped_failed.add(batch->events);
-      std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", batch->events);
-      log_problem(why, detail);
+      reject(batch->events);
       done = true;
     } else {
       slot_.sink.failures.add(1);
@@ -497,13 +506,7 @@ bool BackendRunner::write_through(Batch* batch) {
       const auto until = Clock::now() + wait;
       while (Clock::now() < until) {
         if (stop_now_.load(std::memory_order_relaxed)) return false;
-        if (reopen_.exchange(false, std::memory_order_relaxed)) {
-          try {
-            sink_->reopen();
-          } catch (const std::exception& e) {
-            log_problem(e.what(), " (reopening; going on)");
-          }
-        }
+        reopen_if_asked();
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
       }
       backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));

@@ -453,10 +453,9 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
                                        where_, counters_, dialing, c.dial, reason)) {
         case Stream::Progress::pending: return;
         case Stream::Progress::failed:
-          address_pick_ = dialing.preferred();
           if (leave_to_others(index)) return;  // the host's next address found no descriptor
           return fail(index, reason);
-        case Stream::Progress::ready: address_pick_ = dialing.preferred(); return start_request(index);
+        case Stream::Progress::ready: return start_request(index);
       }
     }
     if (op == Stream::kSend) {
@@ -532,6 +531,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     }
     receive_next(index);
   });
+  address_pick_ = dialing.preferred();  // where the next write's connections start
   bool all_resolved = true;
   std::uint32_t rejected = 0;
   for (const Request& r : requests_) {

@@ -191,8 +191,8 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
                                        where_, counters_, dialing, c.dial, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: address_pick_ = dialing.preferred(); return fail(index, reason);
-        case Stream::Progress::ready: address_pick_ = dialing.preferred(); return send_next(index);
+        case Stream::Progress::failed: return fail(index, reason);
+        case Stream::Progress::ready: return send_next(index);
       }
     }
     if (result <= 0) {
@@ -205,6 +205,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     // connection that just finished takes the next one.
     if (next_part < pending_.size() && failed_connections == 0) begin_part(index);
   });
+  address_pick_ = dialing.preferred();  // where the next write's connections start
   for (std::size_t p = next_part; p < pending_.size(); ++p) next_pending_.push_back(pending_[p]);
   std::sort(next_pending_.begin(), next_pending_.end());
   pending_.swap(next_pending_);

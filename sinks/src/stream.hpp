@@ -51,22 +51,17 @@ class Stream {
   // file descriptor left for it: a limit of ours, not a failing destination.
   bool start_connect(UringLoop& loop, const Address& address, std::uint64_t base, std::chrono::milliseconds limit,
                      std::string& why);
-  // A connect or TLS handshake operation completed with `result`: `ready`
-  // once connected (and, with `tls`, the handshake done), `pending` while the
-  // handshake goes on, `failed` with `why` naming `where`. Connects, connect
-  // failures and timeouts are counted in `counters` (may be null).
-  Progress setup_completed(UringLoop& loop, std::uint64_t op, int result, const TlsContext* tls, std::uint64_t base,
-                           std::chrono::milliseconds limit, const std::string& where,
-                           perf::BackendSinkShard* counters, std::string& why);
-
   // Connects to `dialing`'s first address for this connection (`dial`);
   // false with `why` when the name does not resolve (counted as a connect
   // failure) or no socket can be made.
   bool dial(UringLoop& loop, Dialing& dialing, Dialing::Dial& dial, std::uint64_t base,
             std::chrono::milliseconds limit, perf::BackendSinkShard* counters, std::string& why);
-  // setup_completed(), then where the connect itself failed, the host's
-  // next address dialled (`pending` again), and where the setup ended,
-  // `dialing` told whether it got through.
+  // A connect or TLS handshake operation completed with `result`: `ready`
+  // once connected (and, with `tls`, the handshake done), `pending` while the
+  // handshake goes on (or the connect failed and the host's next address is
+  // dialled), `failed` with `why` naming `where`; where the setup ended,
+  // `dialing` is told whether it got through. Connects, connect failures and
+  // timeouts are counted in `counters` (may be null).
   Progress setup_completed(UringLoop& loop, std::uint64_t op, int result, const TlsContext* tls, std::uint64_t base,
                            std::chrono::milliseconds limit, const std::string& where,
                            perf::BackendSinkShard* counters, Dialing& dialing, Dialing::Dial& dial, std::string& why);
@@ -93,6 +88,10 @@ class Stream {
   std::size_t read_pending(std::vector<char>& in, std::size_t used, std::size_t most);
 
  private:
+  // One setup step, without the next address: see the public overload.
+  Progress setup_completed(UringLoop& loop, std::uint64_t op, int result, const TlsContext* tls, std::uint64_t base,
+                           std::chrono::milliseconds limit, const std::string& where,
+                           perf::BackendSinkShard* counters, std::string& why);
   Progress handshake(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why);
   Progress handshake_completed(UringLoop& loop, std::uint64_t op, int result, std::uint64_t base,
                                std::chrono::milliseconds limit, std::string& why);

@@ -145,6 +145,8 @@ class BackendRunner {
   // written, oldest first (the predecessor's leftovers before ours).
   std::deque<Batch*> take_leftovers();
   void log_problem(std::string_view what, std::string_view detail = {}) noexcept;
+  // SIGHUP's reopen, when one was asked for; a failure is logged.
+  void reopen_if_asked() noexcept;
   Batch* new_batch();
   // What a new batch reserves at most (see new_batch()).
   static constexpr std::size_t kMostReservedBytes = (4u << 20) + 4096;
