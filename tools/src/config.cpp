@@ -537,47 +537,39 @@ ConfigResult parse_config(std::string_view text) {
                                     " leaves in all (an (account, app) pair each); at most " +
                                     std::to_string(matcher::kMaxLeaves) + " (use \"*\" or fewer names)"});
   }
-  // One file, one backend: two would interleave their batches, and each
-  // cuts back its own failed writes and rotates the file under the other.
-  // Disabled backends write nothing, so they may share a path.
+  // Checks across a backend's members, read from the document itself:
+  // - one file, one backend: two would interleave their batches, and each
+  //   cuts back its own failed writes and rotates the file under the other
+  //   (disabled backends write nothing, so they may share a path);
+  // - TLS options on a URL that is not TLS: the operator meant encryption
+  //   and would get plaintext (with Basic credentials, for HTTP).
   std::unordered_map<std::string, std::size_t> first_with_path;
   if (simdjson::dom::array backends; root.is_object() && root["backends"].get(backends) == simdjson::SUCCESS) {
     std::size_t i = 0;
     for (element backend : backends) {
       const std::size_t index = i++;
-      std::string_view type, path;
+      std::string_view type;
+      if (!backend.is_object() || backend["type"].get(type) != simdjson::SUCCESS) continue;
+      std::string_view path, url;
       bool enabled = true;
-      if (!backend.is_object() || backend["type"].get(type) != simdjson::SUCCESS || type != "file" ||
-          backend["options"]["path"].get(path) != simdjson::SUCCESS || path.empty() ||
-          (backend["enabled"].get(enabled) == simdjson::SUCCESS && !enabled)) {
-        continue;
+      if (type == "file" && backend["options"]["path"].get(path) == simdjson::SUCCESS && !path.empty() &&
+          !(backend["enabled"].get(enabled) == simdjson::SUCCESS && !enabled)) {
+        const auto [first, fresh] =
+            first_with_path.try_emplace(std::filesystem::path(path).lexically_normal().string(), index);
+        if (!fresh) {
+          list.push_back({"backends[" + std::to_string(index) + "].options.path",
+                          matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +
+                              "] (one file, one backend)"});
+        }
       }
-      const auto [first, fresh] =
-          first_with_path.try_emplace(std::filesystem::path(path).lexically_normal().string(), index);
-      if (!fresh) {
-        list.push_back({"backends[" + std::to_string(index) + "].options.path",
-                        matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +
-                            "] (one file, one backend)"});
-      }
-    }
-  }
-  // TLS options on a URL that is not TLS: the operator meant encryption
-  // and would get plaintext (with Basic credentials, for HTTP).
-  if (simdjson::dom::array backends; root.is_object() && root["backends"].get(backends) == simdjson::SUCCESS) {
-    std::size_t i = 0;
-    for (element backend : backends) {
-      const std::size_t index = i++;
-      std::string_view type, url;
-      if (!backend.is_object() || backend["type"].get(type) != simdjson::SUCCESS ||
-          (type != "http" && type != "socket") || backend["options"]["url"].get(url) != simdjson::SUCCESS) {
-        continue;
-      }
-      const bool tls = url.starts_with("https://") || url.starts_with("syslog+tls://");
-      for (const char* option : {"ca_file", "server_name", "cert_file", "key_file"}) {
-        if (tls || backend["options"][option].error() != simdjson::SUCCESS) continue;
-        list.push_back({"backends[" + std::to_string(index) + "].options." + option,
-                        std::string("a TLS option, but the url is not ") +
-                            (type == "http" ? "https://" : "syslog+tls://") + ": events would go in the clear"});
+      if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS &&
+          !url.starts_with("https://") && !url.starts_with("syslog+tls://")) {
+        for (const char* option : {"ca_file", "server_name", "cert_file", "key_file"}) {
+          if (backend["options"][option].error() != simdjson::SUCCESS) continue;
+          list.push_back({"backends[" + std::to_string(index) + "].options." + option,
+                          std::string("a TLS option, but the url is not ") +
+                              (type == "http" ? "https://" : "syslog+tls://") + ": events would go in the clear"});
+        }
       }
     }
   }
