@@ -546,14 +546,7 @@ TEST_F(HttpSinkTest, OutOfDescriptorsTheWriteGoesOnWithTheConnectionsItHas) {
 // first connect is refused and goes on to the next address at once, and the
 // connections after it start at the address that answered.
 TEST(HttpSink, AConnectRefusedAtAHostsFirstAddressGoesOnToItsNextInTheSameWrite) {
-  testing::TempDir dir("hosts");
-  const std::string hosts = dir / "hosts";
-  std::ofstream(hosts) << testing::kTwoAddressHosts;
-  const int status = testing::run_with_hosts_file(hosts, [] {
-    // A host whose name service does not read /etc/hosts (nscd, or
-    // systemd-resolved first) can't run this: skipped, not failed.
-    const std::string second = testing::second_address_of_two();
-    if (second.empty()) return testing::kNoPrivateMounts;
+  const int status = testing::run_with_two_address_name([](const std::string& second) {
     HttpReceiver receiver([](const HttpRequest&, std::size_t) { return HttpResponse{.close = true}; }, 0, "", "",
                           second);
     HttpSink sink({.url = "http://rr-two-addresses:" + std::to_string(receiver.port()) + "/edr", .max_connections = 1});

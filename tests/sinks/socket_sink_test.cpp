@@ -666,14 +666,7 @@ TEST(SocketSink, AStopCutsShortAWriteToADestinationThatTakesEveryStepJustInTime)
 // getaddrinfo puts second listens. The write reaches it at once, not after a
 // retry; with every address refused, the error says each was tried.
 TEST(SocketSink, AConnectRefusedAtAHostsFirstAddressGoesOnToItsNextInTheSameWrite) {
-  TempDir dir("hosts");
-  const std::string hosts = dir / "hosts";
-  std::ofstream(hosts) << testing::kTwoAddressHosts;
-  const int status = testing::run_with_hosts_file(hosts, [] {
-    // A host whose name service does not read /etc/hosts (nscd, or
-    // systemd-resolved first) can't run this: skipped, not failed.
-    const std::string second = testing::second_address_of_two();
-    if (second.empty()) return testing::kNoPrivateMounts;
+  const int status = testing::run_with_two_address_name([](const std::string& second) {
     const testing::BoundSocket listener = testing::bind_loopback(SOCK_STREAM, 0, second.c_str());
     Batch batch;
     fill(batch, EncodeOptions{}, 0, 10);

@@ -95,32 +95,40 @@ inline std::string find_program(const std::string& name) {
   return {};
 }
 
-// /etc/hosts for run_with_hosts_file that gives one name two loopback
-// addresses, so a test can listen on one and see the other refused.
+// A name with two loopback addresses (a private /etc/hosts), so a test can
+// listen on one and see the other refused.
 inline constexpr const char* kTwoAddressName = "rr-two-addresses";
-inline constexpr const char* kTwoAddressHosts =
-    "127.0.0.1 localhost\n127.0.0.1 rr-two-addresses\n127.0.0.2 rr-two-addresses\n";
 
-// The address getaddrinfo gives second for kTwoAddressName (numeric): what a
-// test listens on to see a sink get past a refused first one. Empty, and
-// said on stderr, unless it gives exactly two.
-inline std::string second_address_of_two() {
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  std::vector<std::string> addresses;
-  if (::getaddrinfo(kTwoAddressName, nullptr, &hints, &found) == 0) {
-    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
-      char text[INET_ADDRSTRLEN] = {};
-      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, text, sizeof text);
-      addresses.emplace_back(text);
+// Runs `body(second)` in a child that resolves kTwoAddressName to two
+// loopback addresses, `second` (numeric) being the one getaddrinfo gives
+// second: what a test listens on to see a sink get past a refused first
+// one. As run_with_hosts_file(), and kNoPrivateMounts too where the name
+// service does not read /etc/hosts (nscd, or systemd-resolved first).
+inline int run_with_two_address_name(const std::function<int(const std::string& second)>& body) {
+  TempDir dir("hosts");
+  const std::string hosts = dir / "hosts";
+  std::ofstream(hosts) << "127.0.0.1 localhost\n127.0.0.1 " << kTwoAddressName << "\n127.0.0.2 " << kTwoAddressName
+                       << "\n";
+  return run_with_hosts_file(hosts, [&] {
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    std::vector<std::string> addresses;
+    if (::getaddrinfo(kTwoAddressName, nullptr, &hints, &found) == 0) {
+      for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+        char text[INET_ADDRSTRLEN] = {};
+        ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, text, sizeof text);
+        addresses.emplace_back(text);
+      }
+      ::freeaddrinfo(found);
     }
-    ::freeaddrinfo(found);
-  }
-  if (addresses.size() == 2) return addresses[1];
-  std::fprintf(stderr, "%s resolves to %zu addresses, not 2\n", kTwoAddressName, addresses.size());
-  return {};
+    if (addresses.size() != 2) {
+      std::fprintf(stderr, "%s resolves to %zu addresses, not 2\n", kTwoAddressName, addresses.size());
+      return kNoPrivateMounts;
+    }
+    return body(addresses[1]);
+  });
 }
 
 // A child process, killed (SIGTERM, then SIGKILL) when this goes.
