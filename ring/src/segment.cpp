@@ -317,15 +317,16 @@ std::string Segment::apply_mode(mode_t mode) const {
   return "ring " + name_ + ": mode of /dev/shm/" + name_ + " changed from " + was + " to the configured " + octal_mode(mode);
 }
 
-Status Segment::attach(const std::string& name, Segment& out, std::string* error) noexcept {
+Status Segment::attach(const std::string& name, Segment& out, std::string* error, Access access) noexcept {
   auto fail = [&](Status s, const std::string& why) {
     if (error != nullptr) *error = "ring " + name + ": " + why;
     return s;
   };
   try {
     auto attached = std::make_shared<Attached>();
+    const bip::mode_t mode = access == Access::read_only ? bip::read_only : bip::read_write;
     try {
-      attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+      attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), mode);
     } catch (const bip::interprocess_exception& e) {
       if (e.get_error_code() == bip::not_found_error) {
         return fail(Status::not_ready, "/dev/shm/" + name + " does not exist (is the router running?)");
@@ -340,7 +341,7 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
     // Not populated: readers of counters (stat, bench) touch only the
     // header, a short-lived producer only the pages it writes, and a
     // long-lived one maps them all when it asks for touch_for_write.
-    attached->region = bip::mapped_region(attached->shm, bip::read_write);
+    attached->region = bip::mapped_region(attached->shm, mode);
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     // Acquire pairs with the creator's release store in initialise().
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);

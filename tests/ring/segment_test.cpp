@@ -83,6 +83,28 @@ TEST(Segment, CreatedWithRequestedCapacityAndMode) {
   ring::Segment::remove(name);
 }
 
+// `stat` maps rings read-only: it needs only read permission, and no store
+// of its own can reach a ring that producers and the router share.
+TEST(Segment, AReadOnlyAttachMapsTheSegmentReadOnly) {
+  TestRing ring(4096);
+  ring::Segment reader;
+  std::string why;
+  ASSERT_EQ(ring::Segment::attach(ring.name, reader, &why, ring::Segment::Access::read_only), ring::Status::ok) << why;
+  EXPECT_EQ(reader.capacity(), 4096u);
+  std::ifstream maps("/proc/self/maps");
+  std::string line, permissions;
+  const auto* start = reinterpret_cast<const std::byte*>(&reader.header());
+  while (std::getline(maps, line)) {
+    unsigned long low = 0, high = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &low, &high, perms) != 3) continue;
+    if (reinterpret_cast<std::uintptr_t>(start) >= low && reinterpret_cast<std::uintptr_t>(start) < high) {
+      permissions = perms;
+    }
+  }
+  EXPECT_EQ(permissions, "r--s");
+}
+
 // tmpfs sizes a file without reserving its pages: a ring larger than what
 // /dev/shm has left used to map fine and then kill whoever touched a page
 // past the room (the router at start: SIGBUS, no message). Here /dev/shm

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -539,9 +540,10 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   cleanup(ring);
 }
 
-std::string run_capture(const std::string& args) {
+// `as` goes before the binary (a command that runs it as another user).
+std::string run_capture(const std::string& args, const std::string& as = "") {
   std::string out;
-  FILE* pipe = ::popen((std::string(RINGROUTE_BINARY) + " " + args).c_str(), "r");
+  FILE* pipe = ::popen((as + RINGROUTE_BINARY + " " + args).c_str(), "r");
   char buffer[4096];
   while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
   ::pclose(pipe);
@@ -639,6 +641,37 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   ASSERT_EQ(parser.parse(after).get(doc), simdjson::SUCCESS) << after;
   EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);
   EXPECT_FALSE(bool(doc["router_running"]));
+  cleanup(ring);
+}
+
+// A monitoring user who may read the ring and the block, and write
+// neither, sees the ring's figures: `stat` maps rings read-only (it used to
+// open them read-write, and showed such a user "attached": false).
+TEST(StatCommand, AUserWhoMayOnlyReadTheRingSeesItsFigures) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run stat as another user";
+  const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  if (std::system((as_nobody + RINGROUTE_BINARY + " --help >/dev/null 2>&1").c_str()) != 0) {
+    GTEST_SKIP() << "user 65534 can't run " << RINGROUTE_BINARY << " here (setpriv missing, or a directory on the way)";
+  }
+  Dir dir;
+  const std::string ring = dir.unique("stat-ro");
+  cleanup(ring);
+  std::string config = config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")});
+  config.replace(config.find(R"("mode": "0600")"), 14, R"("mode": "0644")");
+  write_file(dir / "edr.json", config);
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+  wait_drained(ring);
+  ASSERT_EQ(::chmod(("/dev/shm/" + ring + ".perf").c_str(), 0644), 0);
+  const std::string json = run_capture("stat --json --instance " + ring, as_nobody);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_TRUE(bool(doc["rings"].at(0)["attached"])) << json;
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["written"]), 100u) << json;
+  EXPECT_TRUE(bool(doc["router_running"])) << json;
+  ASSERT_EQ(router.stop(), 0);
   cleanup(ring);
 }
 

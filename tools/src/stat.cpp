@@ -76,7 +76,7 @@ Snapshot take(const perf::Block& block) {
     r.name = block_text(slot.name);
     r.replayed = slot.replayed.read();
     ring::Segment segment;
-    if (ring::Segment::attach(r.name, segment, nullptr) == ring::Status::ok) {
+    if (ring::Segment::attach(r.name, segment, nullptr, ring::Segment::Access::read_only) == ring::Status::ok) {
       const ring::SegmentHeader& h = segment.header();
       const ring::ProducerTotals totals = ring::sum_producer_slots(h);
       r.attached = true;

@@ -48,10 +48,17 @@ class Segment {
   static Segment create_or_attach(const std::string& name, const SegmentOptions& options,
                                   std::string* warning = nullptr);
 
+  // How attach() maps a segment. Readers of counters (`stat`) map it
+  // read-only: they need only read permission, and a stray store of theirs
+  // faults rather than corrupting the ring producers and the router share.
+  // Nothing may write through a read-only segment's header() or data().
+  enum class Access : bool { read_only, read_write };
+
   // Producer side: attach to an existing, initialised segment. Never throws.
   // Returns not_ready (missing, or still being created), version_mismatch,
   // corrupt (not a ring), io_error; `*error` gets a sentence naming the segment.
-  [[nodiscard]] static Status attach(const std::string& name, Segment& out, std::string* error) noexcept;
+  [[nodiscard]] static Status attach(const std::string& name, Segment& out, std::string* error,
+                                     Access access = Access::read_write) noexcept;
 
   // Removes the name; mappings stay valid until closed. Returns false if absent.
   static bool remove(const std::string& name) noexcept;
