@@ -37,12 +37,14 @@ class Files {
     std::ofstream(path) << text;
     return path;
   }
-  // Runs `ringroute ARGS < stdin`.
-  Result run(const std::string& args, const std::string& input = "") {
-    const std::string in = write("stdin", input), out = dir_ + "/stdout", err = dir_ + "/stderr";
+  // Runs `ringroute ARGS < stdin`, stdout into `out_path` (a file of its own
+  // when empty, read back as `out`; `out_path` is not read back).
+  Result run(const std::string& args, const std::string& input = "", const std::string& out_path = "") {
+    const std::string in = write("stdin", input), out = out_path.empty() ? dir_ + "/stdout" : out_path,
+                      err = dir_ + "/stderr";
     const int raw = std::system((std::string(RINGROUTE_BINARY) + " " + args + " < " + in + " > " + out +
                                  " 2> " + err).c_str());
-    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, out_path.empty() ? slurp(out) : "", slurp(err)};
   }
 
  private:
@@ -169,6 +171,22 @@ TEST(ValidateCommand, MissingFileAndUsage) {
   EXPECT_EQ(f.run("validate").status, 2);
 }
 
+// A misspelt command is named (it used to be "A subcommand is required"),
+// and no command at all lists them.
+TEST(Cli, AnUnknownCommandIsNamedAndNoneListsThem) {
+  Files f;
+  const Result misspelt = f.run("valdiate x.json");
+  EXPECT_EQ(misspelt.status, 2);
+  EXPECT_NE(misspelt.err.find("not expected: "), std::string::npos) << misspelt.err;
+  EXPECT_NE(misspelt.err.find("valdiate"), std::string::npos) << misspelt.err;
+  const Result none = f.run("");
+  EXPECT_EQ(none.status, 2);
+  EXPECT_EQ(none.err, "ringroute: give a command: run, validate, route, emit, stat or bench (--help says more)\n");
+  const Result version = f.run("--version");
+  EXPECT_EQ(version.status, 0);
+  EXPECT_EQ(version.out.rfind("ringroute ", 0), 0u) << version.out;
+}
+
 // EVENTS that can't be read is an I/O error (exit 2), not a clean run of
 // no lines: an ifstream opens a directory and reads nothing from it.
 TEST(RouteCommand, EventsThatCannotBeReadExitTwo) {
@@ -184,6 +202,19 @@ TEST(RouteCommand, EventsThatCannotBeReadExitTwo) {
   // stdin that fails to read (here a directory) is not an empty input.
   const int raw = std::system((std::string(RINGROUTE_BINARY) + " route --config " + config + " < /tmp 2>/dev/null").c_str());
   EXPECT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 2);
+}
+
+// Output that never arrived is an I/O error (exit 2) whatever the lines
+// were: a full disk under `route > results` used to exit 0, silently.
+TEST(RouteCommand, OutputThatCannotBeWrittenExitsTwo) {
+  Files f;
+  const std::string config = f.write("edr.json", kRecipe);
+  const Result route = f.run("route --config " + config, "{\"verbosity\":\"debug\"}\n", "/dev/full");
+  EXPECT_EQ(route.status, 2);
+  EXPECT_EQ(route.err, "ringroute: writing to stdout failed: No space left on device\n");
+  const Result validate = f.run("validate " + config, "", "/dev/full");
+  EXPECT_EQ(validate.status, 2);
+  EXPECT_EQ(validate.err, "ringroute: writing to stdout failed: No space left on device\n");
 }
 
 // A FIFO (a shell's process substitution, `<(...)`) is read as it comes: the

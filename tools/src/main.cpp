@@ -1,11 +1,29 @@
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 
 #include "ringroute/tools/commands.hpp"
 
+namespace {
+// Output that never arrived is an I/O error (exit 2), whatever the command
+// judged: `route > results` on a full disk must not look like a clean run.
+// errno is left as the failed write set it (a failure inside the command,
+// whose buffer stdio then drops, leaves only the error flag).
+int flushed(int status) {
+  if (std::fflush(stdout) == 0 && std::ferror(stdout) == 0) return status;
+  std::fprintf(stderr, "ringroute: writing to stdout failed%s%s\n", errno != 0 ? ": " : "",
+               errno != 0 ? std::strerror(errno) : "");
+  return 2;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"ringroute: a local event router over shared-memory rings"};
-  app.require_subcommand(1);
+  app.set_version_flag("--version", "ringroute " RINGROUTE_VERSION);
+  // At most one: CLI11's "A subcommand is required" would also answer a
+  // misspelt one; with none required, a stray word is named as not expected.
+  app.require_subcommand(0, 1);
   const auto emit = ringroute::tools::add_emit(app);
   const auto route = ringroute::tools::add_route(app);
   const auto validate = ringroute::tools::add_validate(app);
@@ -22,16 +40,17 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;  // usage errors exit 2, --help exits 0
   }
   try {
-    if (app.got_subcommand("emit")) return emit();
-    if (app.got_subcommand("route")) return route();
-    if (app.got_subcommand("validate")) return validate();
-    if (app.got_subcommand("run")) return run();
-    if (app.got_subcommand("stat")) return stat();
-    if (bench->got_subcommand("ring")) return bench_ring();
-    if (app.got_subcommand("bench")) return bench_router();
+    if (app.got_subcommand("emit")) return flushed(emit());
+    if (app.got_subcommand("route")) return flushed(route());
+    if (app.got_subcommand("validate")) return flushed(validate());
+    if (app.got_subcommand("run")) return flushed(run());
+    if (app.got_subcommand("stat")) return flushed(stat());
+    if (bench->got_subcommand("ring")) return flushed(bench_ring());
+    if (app.got_subcommand("bench")) return flushed(bench_router());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringroute: %s\n", e.what());
     return 2;
   }
+  std::fprintf(stderr, "ringroute: give a command: run, validate, route, emit, stat or bench (--help says more)\n");
   return 2;
 }
