@@ -578,14 +578,16 @@ class Worker {
   // Called before the new plan is adopted: matcher_ and index_of_slot_ are
   // still the generation being left (whose Plan may be freed already).
   void forget_slots_missing_from(const Plan& plan) {
-    // A removed backend no longer holds the ring (its runner drains on its own).
+    // A removed backend's runner has a while to write what it was handed:
+    // the ring is held for those batches (in_flight stays) until it has,
+    // or until the reload gives them up, counted (give_up_unwritten). A
+    // router killed meanwhile finds them in the ring at its next start.
     std::array<bool, perf::kMaxBackends> present{};
     for (std::size_t i = 0; i < plan.slot_of.size(); ++i) {
       if (plan.backends[i]) present[static_cast<std::size_t>(plan.slot_of[i])] = true;
     }
     for (std::size_t slot : active_) {
       if (present[slot]) continue;
-      slots_[slot].in_flight.clear();
       // Its runner's log counts what it was handed; what it had not read
       // back from the ring yet is counted and said here.
       if (slots_[slot].behind) {
@@ -898,10 +900,12 @@ std::optional<std::string> Router::reload(
   }
   sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(5), stop_deadline);
   for (auto& runner : removed) {
-    // Their ring space went with the removal, so all of them are lost.
+    // No configured backend will write them: counted, then given up, and
+    // the workers release the ring they held for them.
     if (const std::uint64_t unwritten = runner->unwritten_events(); unwritten != 0) {
       // The sink thread is joined: this thread is the shard's one writer now.
       runner->slot().sink.dropped_removed.add(unwritten);
+      runner->give_up_unwritten();
       std::fprintf(stderr, "ringroute: backend %s removed: %llu events it was handed and did not write are dropped\n",
                    runner->name().c_str(), static_cast<unsigned long long>(unwritten));
     }

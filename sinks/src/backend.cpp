@@ -233,6 +233,9 @@ void BackendRunner::submit(Batch* batch) {
   in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
   in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
   if (!batch->holds_ring) in_flight_outside_ring_.fetch_add(batch->events, std::memory_order_relaxed);
+  // Relaxed: read by give_up_unwritten() after a reload saw this worker
+  // take the new plan (its acquire of the worker's plan serial orders it).
+  if (batch->holds_ring) handed_through_[batch->ring].store(batch->end, std::memory_order_relaxed);
   // moodycamel says a queue that could not grow by returning false, not by
   // throwing: ignored, the batch was never written, yet the ring was
   // released past it once a later batch was. Thrown, it stops the worker
@@ -299,6 +302,23 @@ std::uint64_t BackendRunner::unwritten_events_outside_ring() const {
   }
   if (!took_over_ && predecessor_) events += predecessor_->unwritten_events_outside_ring();
   return events;
+}
+
+void BackendRunner::give_up_unwritten() noexcept {
+  for (std::size_t ring = 0; ring < perf::kMaxRings; ++ring) {
+    std::uint64_t handed = 0;
+    // A runner it followed and never took over from was handed earlier
+    // batches of the same slot; the latest end covers them.
+    for (const BackendRunner* runner = this; runner != nullptr;
+         runner = runner->took_over_ ? nullptr : runner->predecessor_.get()) {
+      handed = std::max(handed, runner->handed_through_[ring].load(std::memory_order_relaxed));
+    }
+    // Release: pairs with the worker's acquire of written_through, as a
+    // write's does.
+    if (handed > slot_.written_through[ring].load(std::memory_order_relaxed)) {
+      slot_.written_through[ring].store(handed, std::memory_order_release);
+    }
+  }
 }
 
 std::deque<Batch*> BackendRunner::take_leftovers() {

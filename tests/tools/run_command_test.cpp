@@ -238,8 +238,9 @@ std::string read_text(const std::string& path) {
 }
 
 // Waits until the router's log holds `text` (a reload is done when it says so).
-void wait_for_log(const std::string& path, const std::string& text) {
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
+void wait_for_log(const std::string& path, const std::string& text,
+                  std::chrono::milliseconds within = std::chrono::seconds(5)) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
   for (;;) {
     const std::string all = read_text(path);
     if (all.find(text) != std::string::npos) return;
@@ -906,6 +907,60 @@ TEST(RunCommand, ABackendRemovedWhileBehindHasEveryEventItLosesCounted) {
   // And counted, not only logged.
   EXPECT_EQ(dropped_of(run_capture("stat --json --instance " + run.ring), "late", "removed"),
             static_cast<std::uint64_t>(kEvents));
+}
+
+// A backend a reload removes (here renamed) has 5 s to write what it was
+// handed, and the ring is held for those events meanwhile: a router killed
+// within them finds the events in the ring at its next start, and the
+// renamed backend, new there, delivers them. The ring used to be released
+// past them at the reload, and they were lost without a count.
+TEST(RunCommand, ARouterKilledWhileARemovedBackendStillHoldsEventsKeepsThemInTheRing) {
+  LateBackendRun run("killremoved");
+  constexpr int kEvents = 500;  // queued at "late", whose destination is down
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
+  write_file(run.dir / "edr.json",
+             config_text(run.dir, run.ring, run.ring_bytes,
+                         {file_backend("renamed", run.dir / "renamed.ndjson", R"([{"verbosity": "trace"}])"),
+                          file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  run.router->signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "removed backend(s) have up to 5 s");
+  std::this_thread::sleep_for(200ms);  // the worker has taken the new plan (the reload waits for it)
+  run.router->kill9();
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  const std::string json = run_capture("stat --json --instance " + run.ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_GT(uint64_t(doc["rings"].at(0)["used"]), 0u) << "released past the removed backend's events: " << json;
+  run.router = std::make_unique<RouterProcess>(run.dir / "edr.json", run.dir / "router.log");
+  EXPECT_EQ(wait_for_events({run.dir / "renamed.ndjson"}, kEvents), in_order(0, kEvents))
+      << read_text(run.dir / "router.log");
+  ASSERT_EQ(run.router->stop(), 0);
+}
+
+// ... and once its 5 s are over, what it did not write is counted and the
+// ring is released: held for good, it would fill for every backend.
+TEST(RunCommand, TheRingHeldForARemovedBackendIsReleasedWhenItsWhileIsOver) {
+  LateBackendRun run("releaseremoved");
+  constexpr int kEvents = 500;
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
+  write_file(run.dir / "edr.json",
+             config_text(run.dir, run.ring, run.ring_bytes,
+                         {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  run.router->signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "removed backend(s) have up to 5 s");
+  wait_for_log(run.dir / "router.log", "events it was handed and did not write are dropped", 8s);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  for (;;) {
+    const std::string json = run_capture("stat --json --instance " + run.ring);
+    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+    if (uint64_t(doc["rings"].at(0)["used"]) == 0 || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["used"]), 0u);
+  EXPECT_EQ(uint64_t(doc["backends"].at(0)["dropped"]["removed"]), static_cast<std::uint64_t>(kEvents));
+  ASSERT_EQ(run.router->stop(), 0);
 }
 
 // A `block` backend behind (its destination dead) that a reload switches to

@@ -18,6 +18,7 @@
 // across the change, its written-through positions only rise, and a dead
 // old destination loses nothing: its events go to the new one.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -131,6 +132,12 @@ class BackendRunner {
   // under `drop`, by this runner or one it followed): no restart delivers
   // them. The rest the ring keeps for the next start.
   [[nodiscard]] std::uint64_t unwritten_events_outside_ring() const;
+  // After stop(), for a runner a reload removed: what it (or a runner it
+  // followed) was handed and did not write is marked written through, so
+  // the workers, which held the ring for those batches until now, release
+  // it. The caller counts them as dropped (unwritten_events()). Until then
+  // a router killed keeps them in the ring for the next start.
+  void give_up_unwritten() noexcept;
 
  private:
   void run();
@@ -153,6 +160,9 @@ class BackendRunner {
   static constexpr std::size_t kMostReservedEvents = 16384;
   void record_latencies(const Batch& batch) noexcept;
 
+  // Per ring, the end of the last batch handed over that holds the ring
+  // (batches of a ring come from its one worker, in ring order).
+  std::array<std::atomic<std::uint64_t>, perf::kMaxRings> handed_through_{};
   std::string name_;
   BackendOptions options_;
   std::unique_ptr<Sink> sink_;
