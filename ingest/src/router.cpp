@@ -728,8 +728,30 @@ Router::Router(RouterConfig config)
   // The rings first: a router another one already runs for is refused here,
   // before it starts a sink or writes to the perf block's header.
   for (std::size_t i = 0; i < config_.rings.size(); ++i) {
-    const int slot = block_.ring_slot(config_.rings[i].name);
-    if (slot < 0) throw std::runtime_error("the perf block has no free ring slot");
+    int slot = block_.ring_slot(config_.rings[i].name);
+    if (slot < 0) {
+      // Ring names that came and went would fill the block's 16 slots for
+      // good: one of a ring this config does not name, and that no live
+      // router consumes (another router of this instance), is taken back.
+      const auto in_use = [&](std::string_view ring) {
+        if (std::any_of(config_.rings.begin(), config_.rings.end(),
+                        [&](const RouterRing& r) { return r.name == ring; })) {
+          return true;
+        }
+        ring::Segment segment;
+        if (ring::Segment::attach(std::string(ring), segment, nullptr, ring::Segment::Access::read_only) !=
+            ring::Status::ok) {
+          return false;
+        }
+        // Acquire pairs with take_owner()'s release of the pid, which the
+        // start ticks were written before.
+        const std::int32_t consumer = segment.header().consumer_pid.load(std::memory_order_acquire);
+        return consumer > 0 &&
+               ring::process_alive(consumer, segment.header().consumer_start_ticks.load(std::memory_order_relaxed));
+      };
+      if (block_.reclaim_ring_slot(in_use) >= 0) slot = block_.ring_slot(config_.rings[i].name);
+    }
+    if (slot < 0) throw std::runtime_error("the perf block has no free ring slot: 16 rings of this instance run");
     workers_.push_back(std::make_unique<Worker>(config_.rings[i], block_.block(), slot, plans_, i));
   }
   for (const RouterBackend& backend : config_.backends) {

@@ -172,6 +172,22 @@ int BlockMapping::reclaim_backend_slot(const std::function<bool(std::string_view
   return -1;
 }
 
+int BlockMapping::reclaim_ring_slot(const std::function<bool(std::string_view)>& in_use) {
+  for (std::size_t i = 0; i < kMaxRings; ++i) {
+    RingSlot& slot = block_->rings[i];
+    if (slot.name[0] == 0 || in_use(std::string_view(slot.name, ::strnlen(slot.name, kNameBytes)))) continue;
+    std::memset(static_cast<void*>(&slot), 0, sizeof slot);
+    for (BackendSlot& backend : block_->backends) {
+      // Relaxed: no router runs this ring (in_use said so); the worker that
+      // takes the slot reads them before its thread starts.
+      backend.written_through[i].store(0, std::memory_order_relaxed);
+      backend.writing_through[i].store(0, std::memory_order_relaxed);
+    }
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
 int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
   for (std::size_t i = 0; i < kMaxBackends; ++i) {
     if (same_name(block_->backends[i].name, name)) return static_cast<int>(i);

@@ -41,6 +41,13 @@ RouterConfig named(const std::string& instance, const std::string& dir, const st
   return config;
 }
 
+std::size_t lines_of(const std::string& path) {
+  std::ifstream in(path);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
 TEST(RouterSlots, BackendsRenamedReloadAfterReloadTakeTheSlotsOfNamesNoLongerUsed) {
   const std::string instance = "rr-test-slots-" + std::to_string(::getpid());
   const std::string dir = "/tmp/" + instance;
@@ -79,12 +86,7 @@ TEST(RouterSlots, ABackendInATakenBackSlotSkipsNothingTheOldOneWrote) {
                                              R"(","bindings":[{"verbosity":"trace"}]},{"name":"dead","bindings":[{"verbosity":"trace"}]}])");
     return c;
   };
-  auto lines = [&](const std::string& name) {
-    std::ifstream in(dir + "/" + name + ".ndjson");
-    std::size_t n = 0;
-    for (std::string line; std::getline(in, line);) ++n;
-    return n;
-  };
+  auto lines = [&](const std::string& name) { return lines_of(dir + "/" + name + ".ndjson"); };
   {
     Router router(config("a"));  // slots 0 (a) and 1 (dead)
     EventProducer producer;
@@ -110,6 +112,51 @@ TEST(RouterSlots, ABackendInATakenBackSlotSkipsNothingTheOldOneWrote) {
   }
   fs::remove_all(dir);
   ring::Segment::remove(instance);
+  perf::BlockMapping::remove(instance);
+}
+
+// Ring slots: a ring name used once kept its slot for good, and the 17th
+// ring name an instance ever had could not start ("no free ring slot").
+// Slots of rings no config names and no live router consumes are taken
+// back; here 15 gone names and one live router fill the block, and a
+// second router on a new ring must start without taking the live one's.
+TEST(RouterSlots, RingsNoLongerConfiguredGiveTheirSlotsToNewOnes) {
+  const std::string instance = "rr-test-ring-slots-" + std::to_string(::getpid());
+  const std::string dir = "/tmp/" + instance;
+  fs::create_directories(dir);
+  {
+    perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0640);
+    for (int i = 0; i < 15; ++i) ASSERT_GE(block.ring_slot("gone-" + std::to_string(i)), 0);
+  }
+  auto config = [&](const std::string& ring) {
+    RouterConfig c;
+    c.instance = instance;
+    c.rings.push_back({ring, 1 << 20, 0600, 2000ms});
+    c.backends.push_back({ring, "file", true, R"({"path":")" + dir + "/" + ring + R"(.ndjson"})"});
+    c.matching = testing::backends_from_json(R"([{"name":")" + ring + R"(","bindings":[{"verbosity":"trace"}]}])");
+    return c;
+  };
+  const std::string live = instance + "-live", fresh = instance + "-new";
+  auto lines = [&](const std::string& name) { return lines_of(dir + "/" + name + ".ndjson"); };
+  {
+    Router running(config(live));  // the 16th slot
+    Router second(config(fresh));
+    EventProducer producer;
+    ASSERT_EQ(producer.open(fresh), RR_OK);
+    rr_event event{};
+    event.body = to_rr_str(R"({"k":1})");
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(producer.emit(event, RR_EMIT_BODY_TRUSTED), RR_OK);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (lines(fresh) < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(lines(fresh), 100u);
+    perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0640);
+    EXPECT_GE(block.ring_slot(live), 0);  // still named, not taken
+    second.stop(100ms);
+    running.stop(100ms);
+  }
+  fs::remove_all(dir);
+  ring::Segment::remove(live);
+  ring::Segment::remove(fresh);
   perf::BlockMapping::remove(instance);
 }
 

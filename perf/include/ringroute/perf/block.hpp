@@ -168,6 +168,10 @@ class BlockMapping {
   // Its positions go with it: a backend of that name added again later
   // starts from the ring's released position.
   int reclaim_backend_slot(const std::function<bool(std::string_view)>& in_use);
+  // The same for rings, at a router's start (rings change only then): a
+  // ring `in_use` says no config and no router holds. Every backend's
+  // positions in it start over (the slot's segment is none).
+  int reclaim_ring_slot(const std::function<bool(std::string_view)>& in_use);
 
  private:
   explicit BlockMapping(Block* block) : block_(block) {}
