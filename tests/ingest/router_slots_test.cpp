@@ -48,6 +48,21 @@ std::size_t lines_of(const std::string& path) {
   return n;
 }
 
+// Emits 100 events into `ring` and waits (up to 5 s) for `path` to hold
+// 100 lines; returns how many it holds.
+std::size_t emit_100_and_wait(const std::string& ring, const std::string& path) {
+  EventProducer producer;
+  if (producer.open(ring) != RR_OK) return 0;
+  rr_event event{};
+  event.body = to_rr_str(R"({"k":1})");
+  for (int i = 0; i < 100; ++i) {
+    if (producer.emit(event, RR_EMIT_BODY_TRUSTED) != RR_OK) return 0;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (lines_of(path) < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  return lines_of(path);
+}
+
 TEST(RouterSlots, BackendsRenamedReloadAfterReloadTakeTheSlotsOfNamesNoLongerUsed) {
   const std::string instance = "rr-test-slots-" + std::to_string(::getpid());
   const std::string dir = "/tmp/" + instance;
@@ -89,14 +104,7 @@ TEST(RouterSlots, ABackendInATakenBackSlotSkipsNothingTheOldOneWrote) {
   auto lines = [&](const std::string& name) { return lines_of(dir + "/" + name + ".ndjson"); };
   {
     Router router(config("a"));  // slots 0 (a) and 1 (dead)
-    EventProducer producer;
-    ASSERT_EQ(producer.open(instance), RR_OK);
-    rr_event event{};
-    event.body = to_rr_str(R"({"k":1})");
-    for (int i = 0; i < 100; ++i) ASSERT_EQ(producer.emit(event, RR_EMIT_BODY_TRUSTED), RR_OK);
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (lines("a") < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-    ASSERT_EQ(lines("a"), 100u);
+    ASSERT_EQ(emit_100_and_wait(instance, dir + "/a.ndjson"), 100u);
     router.stop(100ms);  // "dead" holds the ring: the 100 stay in it
   }
   {
@@ -137,18 +145,10 @@ TEST(RouterSlots, RingsNoLongerConfiguredGiveTheirSlotsToNewOnes) {
     return c;
   };
   const std::string live = instance + "-live", fresh = instance + "-new";
-  auto lines = [&](const std::string& name) { return lines_of(dir + "/" + name + ".ndjson"); };
   {
     Router running(config(live));  // the 16th slot
     Router second(config(fresh));
-    EventProducer producer;
-    ASSERT_EQ(producer.open(fresh), RR_OK);
-    rr_event event{};
-    event.body = to_rr_str(R"({"k":1})");
-    for (int i = 0; i < 100; ++i) ASSERT_EQ(producer.emit(event, RR_EMIT_BODY_TRUSTED), RR_OK);
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (lines(fresh) < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-    EXPECT_EQ(lines(fresh), 100u);
+    EXPECT_EQ(emit_100_and_wait(fresh, dir + "/" + fresh + ".ndjson"), 100u);
     perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0640);
     EXPECT_GE(block.ring_slot(live), 0);  // still named, not taken
     second.stop(100ms);
