@@ -18,14 +18,16 @@ std::string shm_name(const std::string& instance) { return "/" + instance + ".pe
 
 // Whether `stored` holds `name` as set_name() writes it (cut to fit).
 bool same_name(const char (&stored)[kNameBytes], std::string_view name) {
-  const std::size_t n = std::min(name.size(), kNameBytes - 1);
-  return std::memcmp(stored, name.data(), n) == 0 && stored[n] == 0;
+  const std::size_t n = std::min(name.size(), kNameBytes);
+  return std::memcmp(stored, name.data(), n) == 0 && (n == kNameBytes || stored[n] == 0);
 }
 
+// A name that fills the field has no terminating zero (readers bound it
+// with strnlen).
 void set_name(char (&stored)[kNameBytes], std::string_view name) {
-  const std::size_t n = std::min(name.size(), kNameBytes - 1);
+  const std::size_t n = std::min(name.size(), kNameBytes);
   std::memcpy(stored, name.data(), n);
-  stored[n] = 0;
+  if (n < kNameBytes) stored[n] = 0;
 }
 
 }  // namespace

@@ -42,6 +42,24 @@ TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
   EXPECT_NE(error.find("is a router running"), std::string::npos) << error;
 }
 
+// SEMANTICS.md allows names of 128 characters: one fills its field, with
+// no terminating zero, and is still found again (and told apart from one
+// alike but for its last character).
+TEST(PerfBlock, ANameThatFillsItsFieldIsFoundAgain) {
+  const std::string instance = instance_name() + "-long";
+  BlockMapping::remove(instance);
+  BlockMapping m = BlockMapping::create_or_open(instance);
+  const std::string a(kNameBytes, 'a'), b = std::string(kNameBytes - 1, 'a') + "b";
+  EXPECT_EQ(m.backend_slot(a, "file"), 0);
+  EXPECT_EQ(m.backend_slot(b, "file"), 1);
+  EXPECT_EQ(m.backend_slot(a, "file"), 0);
+  EXPECT_EQ(m.backend_slot(std::string(kNameBytes - 1, 'a'), "file"), 2);
+  EXPECT_EQ(m.ring_slot(a), 0);
+  EXPECT_EQ(m.ring_slot(a), 0);
+  EXPECT_EQ(std::string(m.block().rings[0].name, ::strnlen(m.block().rings[0].name, kNameBytes)), a);
+  EXPECT_TRUE(BlockMapping::remove(instance));
+}
+
 // As a ring's: a block larger than what /dev/shm has left is an error at
 // start, not a SIGBUS at the first counter written past the room.
 TEST(PerfBlock, ABlockLargerThanDevShmHasRoomForIsAClearErrorNotASigbus) {

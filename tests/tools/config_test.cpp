@@ -125,7 +125,9 @@ TEST(Config, PrettyJsonIsRefusedWhereTheReceiverTakesEachLineAsAnEvent) {
     EXPECT_EQ(e[0].rfind(refused, 0), 0u) << e[0];
   }
   for (const char* options :
-       {R"("url": "syslog+udp://127.0.0.1:514", "format": "ndjson")", R"("url": "unixgram:///run/x.sock", "format": "ndjson")"}) {
+       {R"("url": "syslog+udp://127.0.0.1:514", "format": "ndjson")", R"("url": "unixgram:///run/x.sock", "format": "ndjson")",
+        // A datagram carries its message whole, whatever the framing says.
+        R"("url": "syslog+udp://127.0.0.1:514", "framing": "newline")"}) {
     EXPECT_TRUE(with("socket", options).empty()) << options;
   }
   EXPECT_TRUE(with("http", R"("url": "http://127.0.0.1/x")").empty());
@@ -152,13 +154,15 @@ TEST(Config, BackendNamesAreUniqueValidAndCaseSensitive) {
                      backend("X", true) + "," + backend("bad name", true) + "]}");
   EXPECT_TRUE(has_error(e, "backends[1].name: duplicate backend name \"x\" (also backends[0])"));
   EXPECT_EQ(e.size(), 2u);
-  EXPECT_TRUE(has_error(e, "backends[3].name: \"bad name\" is not a valid name (1 to 127 characters of A-Z a-z 0-9 _ - .)"));
-  // A name is a key of the perf block's slots, which hold 127 bytes: two
-  // names alike in those would share one slot (counters, batches, ring
-  // position), so a longer one is refused.
-  EXPECT_TRUE(errors_of(R"({"backends": [)" + backend(std::string(127, 'n'), true) + "]}").empty());
-  e = errors_of(R"({"backends": [)" + backend(std::string(127, 'n') + "1", true) + "," +
-                backend(std::string(127, 'n') + "2", true) + "]}");
+  EXPECT_TRUE(has_error(
+      e, "backends[3].name: \"bad name\" is not a valid name (1 to 128 characters of A-Z a-z 0-9 _ - ., not . or ..)"));
+  // A name is a key of the perf block's slots, which hold 128 bytes
+  // (SEMANTICS.md: 1 to 128 characters): two names alike in those would
+  // share one slot (counters, batches, ring position), so a longer one is
+  // refused.
+  EXPECT_TRUE(errors_of(R"({"backends": [)" + backend(std::string(128, 'n'), true) + "]}").empty());
+  e = errors_of(R"({"backends": [)" + backend(std::string(128, 'n') + "1", true) + "," +
+                backend(std::string(128, 'n') + "2", true) + "]}");
   EXPECT_EQ(e.size(), 2u);
   EXPECT_EQ(e[0].rfind("backends[0].name: ", 0), 0u) << e[0];
 }
@@ -338,7 +342,13 @@ TEST(Config, RingsAreChecked) {
   EXPECT_TRUE(has_error(e, "rings[0].size_bytes: 3000 is not a power of two"));
   EXPECT_TRUE(has_error(e, "rings[0].mode: \"rw\" is not an octal mode such as \"0660\""));
   EXPECT_TRUE(has_error(e, "rings[1].name: duplicate ring name \"r\" (also rings[0])"));
-  EXPECT_EQ(errors_of(R"({"rings": [{"name": ")" + std::string(128, 'r') + R"("}]})").size(), 1u);
+  EXPECT_EQ(errors_of(R"({"rings": [{"name": ")" + std::string(129, 'r') + R"("}]})").size(), 1u);
+  EXPECT_TRUE(errors_of(R"({"rings": [{"name": ")" + std::string(128, 'r') + R"("}]})").empty());
+  // They name no file of their own under /dev/shm: validate passed them,
+  // and the router could not make the ring.
+  const auto dots = errors_of(R"({"rings": [{"name": "."}, {"name": ".."}]})");
+  ASSERT_EQ(dots.size(), 2u);
+  EXPECT_EQ(dots[0], "rings[0].name: \".\" is not a valid name (1 to 128 characters of A-Z a-z 0-9 _ - ., not . or ..)");
   // Entries that are not rings are errors of their own, not duplicates of
   // the default name.
   const auto not_rings = errors_of(R"({"rings": [1, 2]})");
@@ -352,6 +362,48 @@ TEST(Config, NullIsTheSameAsAbsent) {
      "bindings": [{"severity": null, "account_id": null}]}]})");
   ASSERT_TRUE(r.config) << r.errors[0].to_string();
   EXPECT_TRUE(r.config->backends[0].enabled);
+}
+
+// ... to the sinks too: `"batch": null` validated as unbatched (so pretty
+// output passed), and the http sink, which read the options' text, took it
+// as batched. A TLS option set to null is no TLS option.
+TEST(Config, NullOptionsAreAbsentToTheSinksToo) {
+  const ConfigResult r = parse_config(R"({"backends": [
+    {"name": "h", "type": "http", "options": {"url": "http://127.0.0.1:9/x", "batch": null, "ca_file": null,
+     "formatter": {"options": {"pretty": true, "normalize": null}}}, "bindings": []}]})");
+  ASSERT_TRUE(r.config) << r.errors[0].to_string();
+  EXPECT_EQ(r.config->backends[0].options_json,
+            R"({"url":"http://127.0.0.1:9/x","formatter":{"options":{"pretty":true}}})");
+}
+
+// The sink refused half a client certificate at start; validate passed it.
+TEST(Config, HalfAClientCertificateIsRefused) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "s", "type": "socket", "options": {"url": "syslog+tls://h:6514", "cert_file": "/c.pem"}, "bindings": []},
+    {"name": "h", "type": "http", "options": {"url": "https://h/", "key_file": "/k.pem"}, "bindings": []},
+    {"name": "t", "type": "http", "options": {"url": "https://h/", "cert_file": "/c.pem", "key_file": "/k.pem"}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0], "backends[0].options.key_file: required with cert_file (a client certificate needs both)");
+  EXPECT_EQ(e[1], "backends[1].options.cert_file: required with key_file (a client certificate needs both)");
+}
+
+// The sink sent every copy (two Content-Types, which servers may refuse).
+TEST(Config, AnHttpHeaderGivenTwiceIsRefused) {
+  const auto e = errors_of(R"({"backends": [{"name": "h", "type": "http", "options": {"url": "http://h/",
+    "headers": {"X-A": "1", "x-a": "2"}}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.headers.x-a: header x-a is given twice (names are case-insensitive)");
+}
+
+// A path ending in "/" passed, and the sink retried opening a directory
+// for ever (under `block` the ring filled).
+TEST(Config, AFilePathNamingADirectoryIsRefused) {
+  for (const char* path : {"/var/log/d/", "/var/log/.", "/var/log/.."}) {
+    const auto e = errors_of(R"({"backends": [{"name": "f", "type": "file", "options": {"path": ")" +
+                             std::string(path) + R"("}, "bindings": []}]})");
+    ASSERT_EQ(e.size(), 1u) << path;
+    EXPECT_EQ(e[0], "backends[0].options.path: \"" + std::string(path) + "\" names a directory, not a file");
+  }
 }
 
 TEST(Config, NotAnObjectOrNotJson) {

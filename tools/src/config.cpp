@@ -1,6 +1,7 @@
 #include "ringroute/tools/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -186,9 +187,15 @@ Check http_headers_check() {
   return [](element v, const std::string& p, ConfigErrors& e) {
     if (!v.is_object()) return e.add(p, "expected an object of strings, " + got(v));
     const simdjson::dom::object object = v.get_object().value_unsafe();
+    std::set<std::string> seen;  // lowercased: header names are case-insensitive
     for (auto [key, value] : object) {
       const std::string path = matcher::member_path(p, key);
-      if (!value.is_string()) {
+      std::string lower(key);
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (!seen.insert(lower).second) {
+        e.add(path, "header " + std::string(key) + " is given twice (names are case-insensitive)");
+      } else if (!value.is_string()) {
         e.add(path, "expected a string, " + got(value));
       } else if (std::string why = sinks::http_header_problem(key, value.get_string().value_unsafe()); !why.empty()) {
         e.add(path, std::move(why));
@@ -198,7 +205,8 @@ Check http_headers_check() {
 }
 
 bool valid_name(std::string_view name, std::size_t max) {
-  if (name.empty() || name.size() > max) return false;
+  // "." and ".." name no file of their own under /dev/shm (rings, blocks).
+  if (name.empty() || name.size() > max || name == "." || name == "..") return false;
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '-' || c == '.';
@@ -208,9 +216,10 @@ bool valid_name(std::string_view name, std::size_t max) {
 }
 
 // Ring and backend names are keys of the perf block's slots, which hold
-// this many bytes: a longer name would be cut there, and two names alike up
-// to the cut would share one slot (its counters, batches and ring position).
-constexpr std::size_t kMaxNameBytes = perf::kNameBytes - 1;
+// this many bytes (a name that fills one has no terminating zero): a longer
+// name would be cut there, and two names alike up to the cut would share
+// one slot (its counters, batches and ring position).
+constexpr std::size_t kMaxNameBytes = perf::kNameBytes;
 
 Check name_check(std::size_t max) {
   return [max](element v, const std::string& p, ConfigErrors& e) {
@@ -218,7 +227,7 @@ Check name_check(std::size_t max) {
     std::string_view s = v.get_string().value_unsafe();
     if (!valid_name(s, max)) {
       e.add(p, matcher::quoted(s) + " is not a valid name (1 to " + std::to_string(max) +
-                   " characters of A-Z a-z 0-9 _ - .)");
+                   " characters of A-Z a-z 0-9 _ - ., not . or ..)");
     }
   };
 }
@@ -255,7 +264,17 @@ std::vector<Member> options_for(std::string_view type) {
   const Check millis = uint_check(1, 3'600'000);
   if (type == "file") {
     members.insert(members.end(),
-                   {{"path", string_check(), true},
+                   {{"path",
+                     [](element v, const std::string& p, ConfigErrors& e) {
+                       string_check()(v, p, e);
+                       if (!v.is_string()) return;
+                       const std::filesystem::path path(std::string(v.get_string().value_unsafe()));
+                       const std::string last = path.filename().string();
+                       if (!path.empty() && (last.empty() || last == "." || last == "..")) {
+                         e.add(p, matcher::quoted(path.string()) + " names a directory, not a file");
+                       }
+                     },
+                     true},
                     {"rotate_bytes", uint_check(0, 1ull << 50)},
                     {"rotate_seconds", uint_check(0, 1ull << 32)},
                     {"keep", uint_check(0, 100'000)},
@@ -330,6 +349,20 @@ std::string line_column(std::string_view text, std::size_t byte) {
   }
   return "line " + std::to_string(line) + ", column " + std::to_string(column) + " (byte " +
          std::to_string(byte) + ")";
+}
+
+// An options object as JSON text with its null members left out, at every
+// level: what `validate` judged as absent must be absent to the sink.
+std::string without_nulls(element value) {
+  if (!value.is_object()) return simdjson::minify(value);
+  std::string text = "{";
+  const simdjson::dom::object object = value.get_object().value_unsafe();
+  for (auto [key, member] : object) {
+    if (member.is_null()) continue;
+    if (text.size() > 1) text += ',';
+    text += json_quote(key) + ":" + without_nulls(member);
+  }
+  return text + "}";
 }
 
 void parse_ring(element ring, const std::string& path, ConfigErrors& errors, RingConfig& out) {
@@ -413,7 +446,8 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
       if (option("/format", "syslog") == "ndjson" && !datagrams) {
         why = "with \"format\": \"ndjson\" on a stream each line would arrive as an event of its own (use datagrams, "
               "the syslog format, or leave pretty off)";
-      } else if (option("/format", "syslog") == "syslog" && option("/framing", "octet-counting") == "newline") {
+      } else if (option("/format", "syslog") == "syslog" && option("/framing", "octet-counting") == "newline" &&
+                 !datagrams) {  // a datagram carries its message whole, whatever the framing says
         why = "with \"framing\": \"newline\" each line would arrive as a message of its own (use octet-counting "
               "framing, or leave pretty off)";
       }
@@ -433,7 +467,8 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
   out.name = std::string(backend["name"].get_string().value_unsafe());
   out.type = std::string(type);
   if (bool enabled; backend["enabled"].get(enabled) == simdjson::SUCCESS) out.enabled = enabled;
-  if (has_options) out.options_json = simdjson::minify(options);
+  // Null is absent (README) to the sinks too, which read this text.
+  if (has_options) out.options_json = without_nulls(options);
   spec.name = out.name;
   spec.enabled = out.enabled;
   config.backends.push_back(std::move(out));
@@ -562,13 +597,24 @@ ConfigResult parse_config(std::string_view text) {
                               "] (one file, one backend)"});
         }
       }
-      if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS &&
-          !url.starts_with("https://") && !url.starts_with("syslog+tls://")) {
+      auto given = [&](const char* option) {  // null is absent
+        element value;
+        return backend["options"][option].get(value) == simdjson::SUCCESS && !value.is_null();
+      };
+      if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS) {
+        const bool tls = url.starts_with("https://") || url.starts_with("syslog+tls://");
         for (const char* option : {"ca_file", "server_name", "cert_file", "key_file"}) {
-          if (backend["options"][option].error() != simdjson::SUCCESS) continue;
+          if (tls || !given(option)) continue;
           list.push_back({"backends[" + std::to_string(index) + "].options." + option,
                           std::string("a TLS option, but the url is not ") +
                               (type == "http" ? "https://" : "syslog+tls://") + ": events would go in the clear"});
+        }
+        // The sink refuses half a client certificate at start.
+        if (tls && given("cert_file") != given("key_file")) {
+          const char* missing = given("cert_file") ? "key_file" : "cert_file";
+          list.push_back({"backends[" + std::to_string(index) + "].options." + missing,
+                          std::string("required with ") + (given("cert_file") ? "cert_file" : "key_file") +
+                              " (a client certificate needs both)"});
         }
       }
     }
