@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "ringroute/sinks/json_escape.hpp"
+
 namespace ringroute::sinks {
 namespace {
 
@@ -31,13 +33,32 @@ char* put_header_field(char* out, std::string_view value, std::size_t max) noexc
   return out;
 }
 
-// PARAM-VALUE: any UTF-8 with '"', '\' and ']' escaped by a backslash.
-// CR and LF become spaces: legal in a PARAM-VALUE, but with newline framing
-// (and in receivers that split on them) they would cut the message in two.
+// PARAM-VALUE: UTF-8 with '"', '\' and ']' escaped by a backslash. Bytes
+// that are not valid UTF-8 (strings from the C ABI are bytes) become
+// U+FFFD, as in the JSON message: RFC 5424 wants valid UTF-8 here, and a
+// stray lead byte before the closing quote is swallowed by lenient
+// decoders. CR and LF become spaces: legal in a PARAM-VALUE, but with
+// newline framing (and in receivers that split on them) they would cut the
+// message in two. Writes at most 3 bytes per byte of `value`.
 char* put_param_value(char* out, std::string_view value) noexcept {
-  for (char c : value) {
+  for (std::size_t i = 0; i < value.size();) {
+    const char c = value[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      const std::size_t n = utf8_sequence_length(value, i);
+      if (n == 0) {
+        std::memcpy(out, "\xEF\xBF\xBD", 3);
+        out += 3;
+        ++i;
+      } else {
+        std::memcpy(out, value.data() + i, n);
+        out += n;
+        i += n;
+      }
+      continue;
+    }
     if (c == '"' || c == '\\' || c == ']') *out++ = '\\';
     *out++ = c == '\n' || c == '\r' ? ' ' : c;
+    ++i;
   }
   return out;
 }
@@ -87,7 +108,7 @@ void EventEncoder::write_syslog(const event::EventView& e, ByteBuffer& out) {
     for (std::size_t i = 0; i < kSdFields.size(); ++i) {
       if (e.has(kSdFields[i])) {
         sd_values[i] = e.get(kSdFields[i]);
-        sd_bytes += 16 + 2 * sd_values[i].size();
+        sd_bytes += 16 + 3 * sd_values[i].size();
       }
     }
   }

@@ -197,6 +197,33 @@ TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
   EXPECT_NE(out.view().find(R"(id="a b  c")"), std::string_view::npos) << out.view();
 }
 
+// Strings from the C ABI are bytes: what is not valid UTF-8 becomes U+FFFD
+// in the structured data as in the message (RFC 5424: PARAM-VALUE is
+// UTF-8). It used to go through as it came, a stray lead byte right before
+// the closing quote.
+TEST(SyslogEncoder, StructuredDataIsValidUtf8WhateverTheBytes) {
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::newline;
+  options.structured_data = true;
+  EventEncoder encoder(options);
+  event::EventInput input;
+  input.set(event::StringField::id, "a\xff");
+  input.set(event::StringField::account_id, "acc\xc3");
+  input.set(event::StringField::tag, "t\xc3\xa9\xed\xa0\x80");  // é, then an encoded surrogate
+  const std::vector<std::string_view> no_tree;
+  std::vector<std::byte> record(event::encoded_size(input, no_tree));
+  event::encode(input, no_tree, false, record.data());
+  event::EventView view;
+  ASSERT_EQ(event::decode(record, view), event::DecodeError::none);
+  ByteBuffer out;
+  encoder.encode(view, out);
+  EXPECT_NE(out.view().find("[ringroute@32473 id=\"a\xEF\xBF\xBD\" account_id=\"acc\xEF\xBF\xBD\" "
+                            "tag=\"t\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"]"),
+            std::string_view::npos)
+      << out.view();
+}
+
 TEST_F(SocketSinkRsyslog, TcpOctetCountingDeliversEveryEventOnceInOrder) {
   const std::uint16_t port = testing::free_port();
   Rsyslog rsyslog(dir_, tcp_input(port));
