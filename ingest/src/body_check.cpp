@@ -169,7 +169,11 @@ Located locate_error(std::string_view text, simdjson::error_code error) noexcept
   const auto offset = static_cast<std::size_t>(at - padded.data());
   // On-demand gives up on an unfinished value (`{"a":`, `{"id":"x"`) at
   // its first byte; where it goes wrong is the end, where more was due.
-  if (offset == first_non_space(text) && end == std::string_view::npos) {
+  // Only a value that opens something can be unfinished: `x` or `hello`
+  // go wrong at their first byte.
+  if (const std::size_t first = first_non_space(text);
+      offset == first && end == std::string_view::npos && first < text.size() &&
+      (text[first] == '{' || text[first] == '[' || text[first] == '"')) {
     return {text.size(), false, true};
   }
   return {offset <= text.size() ? offset : text.size()};
@@ -206,6 +210,15 @@ bool token_ends_before(std::string_view text, std::size_t at) noexcept {
 // A problem at `offset` with simdjson's `error`: an integer past 64 bits is
 // valid JSON, said as such.
 JsonProblem problem_at(std::string_view text, std::size_t offset, simdjson::error_code error) noexcept {
+  // A byte no JSON value starts with, where one was due: said plainly
+  // (simdjson's words for it are about the document's structure).
+  if (offset < text.size() && offset == first_non_space(text) &&
+      std::string_view("{[\"-0123456789tfn").find(text[offset]) == std::string_view::npos) {
+    if (text.substr(offset).starts_with("\xEF\xBB\xBF")) {
+      return JsonProblem{offset, "a UTF-8 byte order mark, which JSON text does not start with"};
+    }
+    return JsonProblem{offset, "expected a JSON value, and no JSON value starts with this byte"};
+  }
   if (error == simdjson::NUMBER_ERROR && integer_at(text, offset)) {
     return JsonProblem{offset, "an integer past 64 bits (integers are read up to 64 bits: send it as a string)", false,
                        true};

@@ -35,6 +35,27 @@ TEST(BodyCheck, SyntaxErrorsHaveAnOffsetInsideTheText) {
   }
 }
 
+// A first byte no JSON value starts with is the fault, at that byte; these
+// were said to "end inside the JSON value (unclosed object...)" at the end.
+TEST(BodyCheck, ABadFirstByteIsTheFaultNotAnUnfinishedValue) {
+  for (const char* text : {"x", "hello world", "  }", "\x01{}"}) {
+    const auto p = check_json_object(text);
+    ASSERT_TRUE(p) << text;
+    EXPECT_EQ(p->byte_offset, std::string_view(text).find_first_not_of(' ')) << text;
+    EXPECT_STREQ(p->reason, "expected a JSON value, and no JSON value starts with this byte") << text;
+  }
+  const auto bom = check_json_object("\xEF\xBB\xBF{}");
+  ASSERT_TRUE(bom);
+  EXPECT_EQ(bom->byte_offset, 0u);
+  EXPECT_STREQ(bom->reason, "a UTF-8 byte order mark, which JSON text does not start with");
+  // Still unfinished where something was opened.
+  for (const char* text : {"{\"a\":", "[1", "{"}) {
+    const auto p = check_json_object(text);
+    ASSERT_TRUE(p) << text;
+    EXPECT_EQ(p->byte_offset, std::string_view(text).size()) << text;
+  }
+}
+
 // Nesting past the parser's depth inside an object: the error's location
 // was looked for by a walk recursing once per level, without a bound, and a
 // 2 MB body overflowed the stack (in a producer's rr_emit, in `validate`).
