@@ -82,7 +82,7 @@ bool is_blank(std::string_view line) noexcept {
   return true;
 }
 
-std::optional<std::int64_t> parse_rfc3339(std::string_view t) noexcept {
+std::optional<std::int64_t> parse_rfc3339(std::string_view t, bool* out_of_range) noexcept {
   auto digits = [&](std::size_t at, std::size_t n, int& out) {
     if (at + n > t.size()) return false;
     out = 0;
@@ -134,9 +134,19 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view t) noexcept {
   if (i != t.size()) return std::nullopt;
   const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_s;
-  // int64 nanoseconds reach to the year 2262.
-  if (seconds > INT64_MAX / 1'000'000'000 - 1 || seconds < INT64_MIN / 1'000'000'000 + 1) return std::nullopt;
-  return seconds * 1'000'000'000 + nanos;
+  // int64 nanoseconds reach from 1677 to 2262, both ends exact: before
+  // 1970 the fraction counts back from the next whole second, so the
+  // product stays in range where the sum does.
+  std::int64_t whole = seconds, fraction = nanos, ns = 0;
+  if (whole < 0 && fraction > 0) {
+    whole += 1;
+    fraction -= 1'000'000'000;
+  }
+  if (__builtin_mul_overflow(whole, std::int64_t{1'000'000'000}, &ns) || __builtin_add_overflow(ns, fraction, &ns)) {
+    if (out_of_range != nullptr) *out_of_range = true;
+    return std::nullopt;
+  }
+  return ns;
 }
 
 namespace {
@@ -323,7 +333,13 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
         } else if (type == simdjson::ondemand::json_type::string) {
           std::string_view s;
           if (value.get_string().get(s)) return type_error(name, "a string");
-          const auto ns = parse_rfc3339(s);
+          bool out_of_range = false;
+          const auto ns = parse_rfc3339(s, &out_of_range);
+          if (out_of_range) {
+            return "timestamp: " + quoted(s) +
+                   " is outside the timestamps an event holds (ns since the epoch in 64 bits: "
+                   "1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z)";
+          }
           if (!ns) return "timestamp: " + quoted(s) + " is not an RFC 3339 date-time";
           out.input.timestamp_ns = *ns;
         } else {

@@ -144,6 +144,23 @@ TEST(EventLine, Rfc3339Forms) {
   EXPECT_EQ(parse_rfc3339("2024-02-29T00:00:00Z"), 1709164800LL * 1'000'000'000);
   EXPECT_EQ(parse_rfc3339("2023-02-29T00:00:00Z"), std::nullopt);
   EXPECT_EQ(parse_rfc3339("2026-11-23T16:55:28"), std::nullopt);
+  // Both ends of int64 ns are dates (they were refused a second short),
+  // and past them is out of range, said apart from malformed.
+  EXPECT_EQ(parse_rfc3339("2262-04-11T23:47:16.854775807Z"), std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(parse_rfc3339("1677-09-21T00:12:43.145224192Z"), std::numeric_limits<std::int64_t>::min());
+  EXPECT_EQ(parse_rfc3339("1969-12-31T23:59:59.5Z"), -500'000'000);
+  bool out_of_range = false;
+  EXPECT_EQ(parse_rfc3339("2262-04-11T23:47:16.854775808Z", &out_of_range), std::nullopt);
+  EXPECT_TRUE(out_of_range);
+  out_of_range = false;
+  EXPECT_EQ(parse_rfc3339("0000-01-01T00:00:00Z", &out_of_range), std::nullopt);
+  EXPECT_TRUE(out_of_range);
+  out_of_range = false;
+  EXPECT_EQ(parse_rfc3339("1677-09-21T00:12:43.145224191Z", &out_of_range), std::nullopt);
+  EXPECT_TRUE(out_of_range);
+  out_of_range = false;
+  EXPECT_EQ(parse_rfc3339("2026-13-01T00:00:00Z", &out_of_range), std::nullopt);
+  EXPECT_FALSE(out_of_range);
   EXPECT_EQ(parse_rfc3339("2026-11-23T16:55:28.Z"), std::nullopt);
   EXPECT_EQ(parse_rfc3339("2026-11-23T16:55:28Zjunk"), std::nullopt);
 }

@@ -47,8 +47,10 @@ class EventLineParser {
                                                        std::vector<std::byte>& out);
 
 // RFC 3339 date-time ("2026-11-23T16:55:28.123456Z", offsets allowed, up to
-// nanoseconds) to ns since the epoch; nullopt if malformed or out of range.
-[[nodiscard]] std::optional<std::int64_t> parse_rfc3339(std::string_view text) noexcept;
+// nanoseconds) to ns since the epoch; nullopt if malformed or out of range
+// (int64 ns: 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z),
+// and then `*out_of_range` (when given) says which.
+[[nodiscard]] std::optional<std::int64_t> parse_rfc3339(std::string_view text, bool* out_of_range = nullptr) noexcept;
 
 // True for a line of only whitespace (space, tab, CR, LF).
 [[nodiscard]] bool is_blank(std::string_view line) noexcept;
