@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -95,6 +96,8 @@ void SocketSink::start_batch(const Batch& batch) {
   pending_.clear();
   if (batch.events > 0) pending_.emplace_back(0, batch.events);
   datagram_next_ = 0;
+  datagram_judged_ = 0;
+  datagram_rejected_ = 0;
 }
 
 Outcome SocketSink::write(const Batch& batch, std::string& why) {
@@ -266,16 +269,45 @@ bool SocketSink::open_datagram_socket(std::string& why) {
 
 Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
   if (datagram_fd_ < 0 && !open_datagram_socket(why)) return Outcome::retry;
+  // An event's datagram: the whole document (NDJSON: the line without its
+  // newline, the datagram being the frame).
+  const auto datagram_of = [&](std::size_t i) {
+    std::string_view bytes = batch.events_bytes(i, i + 1);
+    if (options_.strip_newline && !bytes.empty() && bytes.back() == '\n') bytes.remove_suffix(1);
+    return bytes;
+  };
   while (datagram_next_ < batch.events) {
     const std::size_t chain_end = std::min<std::size_t>(batch.events, datagram_next_ + kDatagramChain);
+    std::array<std::uint32_t, kDatagramChain> to_send;
+    std::size_t count = 0;
     for (std::size_t i = datagram_next_; i < chain_end; ++i) {
-      std::string_view bytes = batch.events_bytes(i, i + 1);
-      if (options_.strip_newline && !bytes.empty() && bytes.back() == '\n') bytes.remove_suffix(1);
-      const std::size_t size = std::min<std::size_t>(bytes.size(), options_.max_datagram_bytes);
+      // Too long for a datagram: a syslog message is cut (receivers cut
+      // them too, RFC 5424 section 6.1), but a cut NDJSON line would not
+      // parse: it is rejected, counted and said, not retried.
+      if (options_.strip_newline && datagram_of(i).size() > options_.max_datagram_bytes) {
+        if (i >= datagram_judged_) ++datagram_rejected_;
+        continue;
+      }
+      to_send[count++] = static_cast<std::uint32_t>(i);
+    }
+    datagram_judged_ = std::max(datagram_judged_, chain_end);
+    if (count == 0) {
+      datagram_next_ = chain_end;
+      continue;
+    }
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::string_view bytes = datagram_of(to_send[k]);
+      std::size_t size = bytes.size();
+      if (size > options_.max_datagram_bytes) {
+        // Cut where a character starts: MSG stays valid UTF-8.
+        size = options_.max_datagram_bytes;
+        while (size > 0 && (static_cast<unsigned char>(bytes[size]) & 0xC0) == 0x80) --size;
+      }
       // Non-blocking and linked: a full receiver fails the send (EAGAIN)
       // instead of stalling the thread, and cancels the rest of the chain so
       // nothing after it overtakes it.
-      loop_->send(datagram_fd_, bytes.data(), size, i, std::chrono::milliseconds(0), MSG_DONTWAIT, i + 1 < chain_end);
+      loop_->send(datagram_fd_, bytes.data(), size, to_send[k], std::chrono::milliseconds(0), MSG_DONTWAIT,
+                  k + 1 < count);
     }
     std::size_t first_failed = chain_end;
     int error = 0;
@@ -288,9 +320,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
         }
         return;
       }
-      std::string_view bytes = batch.events_bytes(i, i + 1);
-      if (options_.strip_newline && !bytes.empty() && bytes.back() == '\n') bytes.remove_suffix(1);
-      if (bytes.size() > options_.max_datagram_bytes && counters_) counters_->truncated.add(1);
+      if (datagram_of(i).size() > options_.max_datagram_bytes && counters_) counters_->truncated.add(1);
     });
     datagram_next_ = first_failed;
     if (first_failed < chain_end) {
@@ -302,6 +332,11 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
       }
       return Outcome::retry;
     }
+  }
+  rejected_events_ = datagram_rejected_;
+  if (datagram_rejected_ > 0) {
+    why = "send to " + where_ + ": NDJSON events over max_datagram_bytes (" +
+          std::to_string(options_.max_datagram_bytes) + "), which cut would not parse";
   }
   return Outcome::ok;
 }

@@ -495,6 +495,65 @@ TEST(SocketSink, NdjsonOverUnixStreamAndDatagrams) {
   ::close(datagrams);
 }
 
+// An event too long for a datagram: as NDJSON it is rejected, counted and
+// said (cut, it was a line that does not parse); as syslog it is cut where
+// a character starts, so MSG stays valid UTF-8.
+TEST(SocketSink, ADatagramTooLongIsRejectedAsNdjsonAndCutWholeCharactersAsSyslog) {
+  TempDir dir("dgram-long");
+  const std::string path = dir / "dgram.sock";
+  const int datagrams = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, path.c_str());
+  ASSERT_EQ(::bind(datagrams, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const timeval limit{2, 0};
+  ::setsockopt(datagrams, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  auto batch_of = [](const std::vector<std::string>& lines, std::uint64_t end) {
+    Batch batch;
+    for (const std::string& line : lines) {
+      batch.bytes.append(line);
+      batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
+      batch.event_ns.push_back(0);
+      ++batch.events;
+    }
+    batch.end = end;
+    return batch;
+  };
+  auto receive = [&](std::size_t count) {
+    std::vector<std::string> got;
+    char buffer[65536];
+    while (got.size() < count) {
+      const ssize_t n = ::recv(datagrams, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      got.emplace_back(buffer, static_cast<std::size_t>(n));
+    }
+    return got;
+  };
+  perf::BackendSinkShard counters{};
+  SocketSink ndjson({.url = "unixgram://" + path, .max_datagram_bytes = 64, .strip_newline = true});
+  ndjson.attach_counters(&counters);
+  const Batch lines = batch_of({"{\"a\":1}\n", "{\"b\":\"" + std::string(100, 'x') + "\"}\n", "{\"c\":3}\n"}, 1);
+  std::string why;
+  ASSERT_EQ(ndjson.write(lines, why), Outcome::ok) << why;
+  EXPECT_EQ(ndjson.rejected_events(), 1u);
+  EXPECT_NE(why.find("over max_datagram_bytes (64)"), std::string::npos) << why;
+  EXPECT_EQ(receive(2), (std::vector<std::string>{"{\"a\":1}", "{\"c\":3}"}));
+  EXPECT_EQ(counters.truncated.read(), 0u);
+
+  SocketSink syslog({.url = "unixgram://" + path, .max_datagram_bytes = 65});
+  syslog.attach_counters(&counters);
+  std::string accented;
+  for (int i = 0; i < 50; ++i) accented += "\xc3\xa9";  // é: the 65th byte is the middle of one
+  why.clear();
+  ASSERT_EQ(syslog.write(batch_of({accented}, 2), why), Outcome::ok) << why;
+  EXPECT_EQ(syslog.rejected_events(), 0u);
+  const auto cut = receive(1);
+  ASSERT_EQ(cut.size(), 1u);
+  EXPECT_EQ(cut[0], accented.substr(0, 64));
+  EXPECT_EQ(counters.truncated.read(), 1u);
+  ::close(datagrams);
+}
+
 // A TCP receiver whose every connection reads slowly (16 KB, then a 2 ms
 // nap): one connection can't keep up with large batches, several can.
 class SlowReceiver {
