@@ -179,12 +179,16 @@ TEST(SyslogEncoder, OctetCountIsTheMessageLength) {
   EXPECT_NE(text.back(), '\n');
 }
 
-TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
+EncodeOptions newline_syslog_with_structured_data() {
   EncodeOptions options;
   options.wrap = Wrap::syslog;
   options.framing = Framing::newline;
   options.structured_data = true;
-  EventEncoder encoder(options);
+  return options;
+}
+
+TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
+  EventEncoder encoder(newline_syslog_with_structured_data());
   testing::JsonEvent ev;
   ByteBuffer out;
   encoder.encode(ev(R"({"id":"a\"b]c\\d","timestamp":0,"topic":"x.y"})"), out);
@@ -202,11 +206,7 @@ TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
 // UTF-8). It used to go through as it came, a stray lead byte right before
 // the closing quote.
 TEST(SyslogEncoder, StructuredDataIsValidUtf8WhateverTheBytes) {
-  EncodeOptions options;
-  options.wrap = Wrap::syslog;
-  options.framing = Framing::newline;
-  options.structured_data = true;
-  EventEncoder encoder(options);
+  EventEncoder encoder(newline_syslog_with_structured_data());
   event::EventInput input;
   input.set(event::StringField::id, "a\xff");
   input.set(event::StringField::account_id, "acc\xc3");
