@@ -182,6 +182,17 @@ TEST(Cli, AnUnknownCommandIsNamedAndNoneListsThem) {
   const Result none = f.run("");
   EXPECT_EQ(none.status, 2);
   EXPECT_EQ(none.err, "ringroute: give a command: run, validate, route, emit, stat or bench (--help says more)\n");
+  // Numbers that are not are named (the range was: a 300-digit one for
+  // --wait-ms), and flags that exclude each other say so (stat took the
+  // config's instance over --instance without a word).
+  for (const char* args : {"emit --wait-ms -5", "stat --interval-ms abc", "run --config x --drain-ms -1"}) {
+    const Result bad = f.run(args);
+    EXPECT_EQ(bad.status, 2) << args;
+    EXPECT_NE(bad.err.find("not a whole number: "), std::string::npos) << args << ": " << bad.err;
+  }
+  const Result both = f.run("stat --instance a --config b.json");
+  EXPECT_EQ(both.status, 2);
+  EXPECT_NE(both.err.find("excludes"), std::string::npos) << both.err;
   const Result version = f.run("--version");
   EXPECT_EQ(version.status, 0);
   EXPECT_EQ(version.out.rfind("ringroute ", 0), 0u) << version.out;

@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "ringroute/tools/commands.hpp"
+
 namespace ringroute::tools {
 
 inline std::int64_t now_ns() {
@@ -40,20 +42,6 @@ struct BenchControl {
   std::atomic<std::uint64_t> full{0};  // emits that gave up waiting for room
   char error[512]{};
 };
-
-// For the benches' seconds and rates: CLI::Range lets NaN through (every
-// comparison with it is false), and infinity makes no sense either.
-inline CLI::Validator finite_number() {
-  return CLI::Validator(
-      [](std::string& text) -> std::string {
-        try {
-          return std::isfinite(std::stod(text)) ? "" : "not a finite number: " + text;
-        } catch (const std::exception&) {
-          return "not a number: " + text;
-        }
-      },
-      "FINITE");
-}
 
 // Set by SIGINT or SIGTERM once catch_interrupts() ran: a bench's loops
 // look at it, stop, and remove what they made (left to the default action,

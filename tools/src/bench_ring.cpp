@@ -245,9 +245,13 @@ int run_bench_ring(const BenchRingArgs& args) {
 Run add_bench_ring(CLI::App& bench) {
   auto args = std::make_shared<BenchRingArgs>();
   CLI::App* cmd = bench.add_subcommand("ring", "producer processes -> one ring -> one consumer");
-  cmd->add_option("--producers", args->producers, "producer processes")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--producers", args->producers, "producer processes")
+      ->capture_default_str()
+      ->check(whole_number())
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--size", args->size, "bytes per record on the ring, header included")
       ->capture_default_str()
+      ->check(whole_number())
       ->check(CLI::Range(48, 1 << 20));
   cmd->add_option("--seconds", args->seconds, "how long each run produces")
       ->capture_default_str()
@@ -255,9 +259,15 @@ Run add_bench_ring(CLI::App& bench) {
       ->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("--runs", args->runs, "runs; the median is reported with min and max")
       ->capture_default_str()
+      ->check(whole_number())
       ->check(CLI::Range(1, 100));
-  cmd->add_option("--batch", args->batch, "events per emit_batch call")->capture_default_str()->check(CLI::Range(1, 4096));
-  cmd->add_option("--ring-bytes", args->ring_bytes, "ring capacity (a power of two)")->capture_default_str();
+  cmd->add_option("--batch", args->batch, "events per emit_batch call")
+      ->capture_default_str()
+      ->check(whole_number())
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--ring-bytes", args->ring_bytes, "ring capacity (a power of two)")
+      ->capture_default_str()
+      ->check(whole_number());
   cmd->add_flag("--json", args->json, "print one JSON object on stdout");
   cmd->add_flag("--quiet", args->quiet, "no progress on stderr");
   return [args] { return run_bench_ring(*args); };

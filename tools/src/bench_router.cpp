@@ -464,9 +464,16 @@ Run add_bench_router(CLI::App& bench) {
   auto args = std::make_shared<BenchArgs>();
   const CLI::Validator finite = finite_number();
   bench.add_option("--config", args->config, "config for an in-process router (private ring and instance names)");
-  bench.add_option("--attach", args->attach, "measure the running router of this instance instead");
-  bench.add_option("--producers", args->producers, "producer processes")->capture_default_str()->check(CLI::Range(1, 64));
-  bench.add_option("--size", args->size, "body bytes")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  bench.add_option("--attach", args->attach, "measure the running router of this instance instead")
+      ->excludes("--config");
+  bench.add_option("--producers", args->producers, "producer processes")
+      ->capture_default_str()
+      ->check(whole_number())
+      ->check(CLI::Range(1, 64));
+  bench.add_option("--size", args->size, "body bytes")
+      ->capture_default_str()
+      ->check(whole_number())
+      ->check(CLI::Range(0, 1 << 20));
   bench.add_option("--seconds", args->seconds, "how long producers write")
       ->capture_default_str()
       ->check(finite)

@@ -153,7 +153,7 @@ Run add_emit(CLI::App& app) {
   cmd->add_option("--ring", args->ring, "ring to write to (the name under /dev/shm)")->capture_default_str();
   cmd->add_option("--wait-ms", args->wait_ms, "how long to wait for room when the ring is full")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number());
   cmd->add_option("--severity", args->severity, "ok, warning or critical");
   cmd->add_option("--verbosity", args->verbosity, "trace, debug, info, warn, error or fatal");
   cmd->add_option("--account-id", args->account_id, "the account");

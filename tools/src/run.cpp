@@ -117,7 +117,8 @@ Run add_run(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("run", "run the router until SIGTERM or SIGINT (SIGHUP reloads)");
   cmd->add_option("--config", args->config, "config file")->required();
   cmd->add_option("--drain-ms", args->drain_ms, "on stop, how long to wait for sinks to write what they hold")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number());
   return [args] { return run_router(*args); };
 }
 

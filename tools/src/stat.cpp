@@ -274,12 +274,15 @@ Run add_stat(CLI::App& app) {
   auto args = std::make_shared<StatArgs>();
   CLI::App* cmd = app.add_subcommand("stat", "show the router's counters (live, or one --json snapshot)");
   cmd->add_option("--instance", args->instance, "the router's instance name")->capture_default_str();
-  cmd->add_option("--config", args->config, "take the instance name from this config file");
+  cmd->add_option("--config", args->config, "take the instance name from this config file")->excludes("--instance");
   cmd->add_flag("--json", args->json, "print one JSON snapshot and exit");
   cmd->add_option("--interval-ms", args->interval_ms, "refresh interval")
       ->capture_default_str()
+      ->check(whole_number())
       ->check(CLI::Range(10u, 3600000u));
-  cmd->add_option("--count", args->count, "stop after this many views (0: until interrupted)")->capture_default_str();
+  cmd->add_option("--count", args->count, "stop after this many views (0: until interrupted)")
+      ->capture_default_str()
+      ->check(whole_number());
   return [args] { return run_stat(*args); };
 }
 

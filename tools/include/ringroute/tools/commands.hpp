@@ -4,11 +4,43 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <exception>
 #include <functional>
+#include <string>
 
 namespace ringroute::tools {
 
 using Run = std::function<int()>;
+
+// For counts, sizes and milliseconds, checked before CLI11's own range check
+// and conversion: theirs answer "abc" or "-5" with the option's range (a
+// 300-digit one for a double), this names the text.
+inline CLI::Validator whole_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
+          return "not a whole number: " + text;
+        }
+        return "";
+      },
+      "WHOLE");
+}
+
+// For seconds and rates: CLI::Range lets NaN through (every comparison with
+// it is false), and infinity makes no sense either.
+inline CLI::Validator finite_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          return std::isfinite(std::stod(text)) ? "" : "not a finite number: " + text;
+        } catch (const std::exception&) {
+          return "not a number: " + text;
+        }
+      },
+      "FINITE");
+}
 
 Run add_emit(CLI::App& app);
 Run add_bench_ring(CLI::App& bench);
