@@ -346,6 +346,12 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
     // Acquire pairs with the creator's release store in initialise().
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
     if (version == 0) return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
+    // Magic first: another kind of file (a perf block, named by mistake)
+    // is not a ring, whatever its second word holds. The magic stays at
+    // offset 0 in every layout.
+    if (h->magic != kSegmentMagic) {
+      return fail(Status::corrupt, "/dev/shm/" + name + " is not a ringroute ring (bad magic)");
+    }
     if (version != kLayoutVersion) {
       return fail(Status::version_mismatch, "layout version " + std::to_string(version) +
                                                  ", this library reads version " +

@@ -249,6 +249,19 @@ TEST(Segment, WrongLayoutVersionIsAClearError) {
   }
 }
 
+// Another kind of file named as a ring (the perf block, `emit --ring
+// x.perf`) is not a ring: its second word used to be read as a layout
+// version ("layout version 2, this library reads version 1").
+TEST(Segment, AFileWithoutTheMagicIsNotARingWhateverItsVersionWord) {
+  TestRing ring(4096);
+  ring.segment.header().layout_version.store(ring::kLayoutVersion + 1);
+  ring.segment.header().magic = 0x1234;
+  ring::Segment s;
+  std::string why;
+  EXPECT_EQ(ring::Segment::attach(ring.name, s, &why), ring::Status::corrupt);
+  EXPECT_NE(why.find("is not a ringroute ring (bad magic)"), std::string::npos) << why;
+}
+
 // A segment whose header is right in every way but a capacity past what
 // create_or_attach makes (2 GiB, sparse): its records' lengths could
 // overflow the header's 32-bit field, so it is refused as corrupt.

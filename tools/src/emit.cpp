@@ -150,7 +150,10 @@ Run add_emit(CLI::App& app) {
   auto args = std::make_shared<EmitArgs>();
   CLI::App* cmd = app.add_subcommand(
       "emit", "write events into a ring: one from the flags, or NDJSON lines on stdin when no field flag is given");
-  cmd->add_option("--ring", args->ring, "ring to write to (the name under /dev/shm)")->capture_default_str();
+  cmd->add_option("--ring", args->ring, "ring to write to (the name under /dev/shm)")
+      ->capture_default_str()
+      ->check(CLI::Validator([](std::string& text) { return std::string(text.empty() ? "must name a ring" : ""); },
+                             "RING"));
   cmd->add_option("--wait-ms", args->wait_ms, "how long to wait for room when the ring is full")
       ->capture_default_str()
       ->check(whole_number());
