@@ -717,8 +717,21 @@ class Worker {
   std::array<std::uint64_t, perf::kMaxBackends> maybe_written_through_{};
 };
 
+namespace {
+// A config whose enabled backends all have a sink, checked before the perf
+// block or any ring is made: a refused start leaves nothing in /dev/shm.
+RouterConfig with_sinks(RouterConfig config) {
+  for (const RouterBackend& backend : config.backends) {
+    if (std::string why = sinks::missing_sink(backend.type); backend.enabled && !why.empty()) {
+      throw std::runtime_error("backend " + backend.name + ": " + why);
+    }
+  }
+  return config;
+}
+}  // namespace
+
 Router::Router(RouterConfig config)
-    : config_(std::move(config)),
+    : config_(with_sinks(std::move(config))),
       // 0640: only the router writes it (sinks' positions, which decide
       // what a restart skips); `stat` users in the group read it.
       block_(perf::BlockMapping::create_or_open(config_.instance, 0640)),

@@ -104,7 +104,14 @@ BackendOptions parse_backend_options(std::string_view type, std::string_view opt
   return out;
 }
 
+std::string missing_sink(std::string_view type) {
+  if (type == "file" || type == "http" || type == "socket") return {};
+  return "backend type \"" + std::string(type) +
+         "\" has no sink in this build yet; disable the backend (\"enabled\": false) to run";
+}
+
 std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json) {
+  if (std::string why = missing_sink(type); !why.empty()) throw std::runtime_error(why);
   simdjson::dom::parser parser;
   const simdjson::dom::element root = parse_options(parser, options_json);
   if (type == "file") {
@@ -171,8 +178,7 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (root["server_name"].get(text) == simdjson::SUCCESS) o.server_name = std::string(text);
     return std::make_unique<SocketSink>(std::move(o));
   }
-  throw std::runtime_error("backend type \"" + std::string(type) +
-                           "\" has no sink in this build yet; disable the backend (\"enabled\": false) to run");
+  throw std::logic_error("missing_sink() knows a type make_sink() does not");
 }
 
 BackendRunner::BackendRunner(std::string name, BackendOptions options, std::unique_ptr<Sink> sink,

@@ -155,6 +155,20 @@ TEST(ValidateCommand, NotJsonNamesLineAndColumn) {
   EXPECT_NE(r.err.find("line 3, column"), std::string::npos) << r.err;
 }
 
+// Valid (DESIGN.md), but run would refuse it: validate says so, and still
+// exits 0.
+TEST(ValidateCommand, AnEnabledBackendWithoutASinkIsNoted) {
+  Files f;
+  const std::string config = f.write("edr.json", R"({"backends": [
+    {"name": "mq", "type": "amqp", "bindings": []},
+    {"name": "off", "type": "amqp", "enabled": false, "bindings": []}]})");
+  const Result r = f.run("validate " + config);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find(": ok (2 backends, 1 enabled, 0 bindings, 1 ring)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "note: backends[0] (mq): backend type \"amqp\" has no sink in this build yet; disable the backend "
+                   "(\"enabled\": false) to run\n");
+}
+
 TEST(ValidateCommand, MissingFileAndUsage) {
   Files f;
   const Result missing = f.run("validate /nonexistent/edr.json");

@@ -1231,6 +1231,9 @@ TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   EXPECT_EQ(router.wait_exit(5s), 2);
   const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("backend q: backend type \"amqp\" has no sink"), std::string::npos) << text;
+  // Refused before anything was made: no ring or block left behind.
+  EXPECT_FALSE(fs::exists("/dev/shm/" + ring));
+  EXPECT_FALSE(fs::exists("/dev/shm/" + ring + ".perf"));
   cleanup(ring);
 }
 

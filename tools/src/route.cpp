@@ -10,6 +10,7 @@
 
 #include "ringroute/ingest/event_json.hpp"
 #include "ringroute/matcher/matcher.hpp"
+#include "ringroute/sinks/backend.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
 #include "ringroute/tools/json_text.hpp"
@@ -95,8 +96,14 @@ int run_validate(const std::string& path) {
     enabled += config.backends[i].enabled ? 1 : 0;
     bindings += config.matching[i].bindings.size();
   }
-  std::printf("%s: ok (%zu backends, %zu enabled, %zu bindings, %zu rings)\n", path.c_str(),
-              config.backends.size(), enabled, bindings, config.rings.size());
+  std::printf("%s: ok (%zu backends, %zu enabled, %zu bindings, %zu ring%s)\n", path.c_str(),
+              config.backends.size(), enabled, bindings, config.rings.size(), config.rings.size() == 1 ? "" : "s");
+  // Valid, as DESIGN.md has it, but `run` would refuse it: said now.
+  for (std::size_t i = 0; i < config.backends.size(); ++i) {
+    if (std::string why = sinks::missing_sink(config.backends[i].type); config.backends[i].enabled && !why.empty()) {
+      std::fprintf(stderr, "note: backends[%zu] (%s): %s\n", i, config.backends[i].name.c_str(), why.c_str());
+    }
+  }
   return 0;
 }
 

@@ -62,6 +62,9 @@ struct BackendOptions {
 // with a clear message for a type that has no sink yet, or a sink that can't
 // start (io_uring refused).
 [[nodiscard]] std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json);
+// Why make_sink() refuses `type` (DESIGN.md: a type whose sink does not
+// exist yet validates, and run refuses it while it is enabled), or empty.
+[[nodiscard]] std::string missing_sink(std::string_view type);
 
 class BackendRunner {
  public:
