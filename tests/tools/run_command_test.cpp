@@ -613,6 +613,12 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   EXPECT_TRUE(bool(doc["router_running"]));
   EXPECT_EQ(uint64_t(doc["rings"].at(0)["written"]), 3000u);
   EXPECT_EQ(uint64_t(doc["rings"].at(0)["read"]), 3000u);
+  // The ring's other counters the README names are there too.
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["read_bytes"]), uint64_t(doc["rings"].at(0)["bytes"]));
+  EXPECT_GT(uint64_t(doc["rings"].at(0)["read_bytes"]), 0u);
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["skipped_bytes"]), 0u);
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["too_big"]), 0u);
+  EXPECT_TRUE(doc["rings"].at(0)["consumer_sleeps"].is_uint64());
   EXPECT_EQ(std::string_view(doc["backends"].at(0)["name"]), "all");
   EXPECT_EQ(uint64_t(doc["backends"].at(0)["matched"]), 3000u);
   EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);

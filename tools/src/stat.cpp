@@ -33,6 +33,7 @@ struct RingFigures {
   std::string name;
   bool attached = false;
   std::uint64_t written = 0, bytes = 0, read = 0, full = 0, skipped = 0, corrupt = 0, replayed = 0, producers = 0;
+  std::uint64_t too_big = 0, read_bytes = 0, skipped_bytes = 0, consumer_sleeps = 0;
   std::uint64_t capacity = 0, used = 0;
   std::int64_t created_ns = 0;  // which segment: a ring made again starts its counters over
 };
@@ -83,6 +84,10 @@ Snapshot take(const perf::Block& block) {
       r.written = totals.written;
       r.bytes = totals.bytes;
       r.full = totals.full;
+      r.too_big = totals.too_big;
+      r.read_bytes = h.read_bytes.read();
+      r.skipped_bytes = h.skipped_bytes.read();
+      r.consumer_sleeps = h.consumer_sleeps.read();
       r.producers = totals.producers;
       r.read = h.read.read();
       r.skipped = h.skipped.read();
@@ -149,7 +154,10 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
     out += (i ? "," : "") + std::string("{\"name\":") + json_quote(r.name) +
            ",\"attached\":" + (r.attached ? "true" : "false") + ",\"written\":" + std::to_string(r.written) +
            ",\"bytes\":" + std::to_string(r.bytes) + ",\"read\":" + std::to_string(r.read) +
-           ",\"full\":" + std::to_string(r.full) + ",\"skipped\":" + std::to_string(r.skipped) +
+           ",\"full\":" + std::to_string(r.full) + ",\"too_big\":" + std::to_string(r.too_big) +
+           ",\"read_bytes\":" + std::to_string(r.read_bytes) + ",\"skipped\":" + std::to_string(r.skipped) +
+           ",\"skipped_bytes\":" + std::to_string(r.skipped_bytes) +
+           ",\"consumer_sleeps\":" + std::to_string(r.consumer_sleeps) +
            ",\"corrupt\":" + std::to_string(r.corrupt) + ",\"replayed\":" + std::to_string(r.replayed) +
            ",\"producers\":" + std::to_string(r.producers) + ",\"capacity\":" + std::to_string(r.capacity) +
            ",\"used\":" + std::to_string(r.used) + "}";
