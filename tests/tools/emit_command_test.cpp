@@ -108,3 +108,18 @@ TEST(EmitCommand, MissingRingIsAnIoError) {
   EXPECT_EQ(res.status, 2);
   EXPECT_NE(res.err.find("does not exist"), std::string::npos) << res.err;
 }
+
+// DESIGN.md's shared --config: the ring is the config's first, as the
+// router makes it.
+TEST(EmitCommand, TheRingCanComeFromAConfig) {
+  TestRing r(1 << 16, "emit");
+  ring::Consumer c(r.segment);
+  const std::string config = "/tmp/rr-emit-config-" + r.name + ".json";
+  std::ofstream(config) << R"({"rings": [{"name": ")" << r.name << R"("}, {"name": "other"}]})";
+  const int raw = std::system((std::string(RINGROUTE_BINARY) + " emit --config " + config + " --id from-config").c_str());
+  std::remove(config.c_str());
+  ASSERT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 0);
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, "from-config");
+}

@@ -13,6 +13,7 @@
 #include "ringroute/ingest/event_json.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/tools/commands.hpp"
+#include "ringroute/tools/config.hpp"
 #include "ringroute/tools/event_args.hpp"
 #include "ringroute/tools/json_text.hpp"
 
@@ -22,6 +23,7 @@ namespace {
 
 struct EmitArgs {
   std::string ring = "ringroute";
+  std::string config;  // when given, the ring is its first
   std::int64_t wait_ms = 1000;
   std::optional<std::string> severity, verbosity, account_id, account_tree, app_name, app_version, topic, id,
       node, stream_name, event_type, tag, body;
@@ -95,6 +97,12 @@ int run_emit(const EmitArgs& args) {
       return 2;  // a bad flag is a usage error
     }
   }
+  std::string ring = args.ring;
+  if (!args.config.empty()) {
+    const ConfigResult loaded = load_config_file(args.config);
+    if (report_config_errors(loaded)) return 2;
+    ring = loaded.config->rings.front().name;
+  }
   EventProducer producer;
   rr_producer_options options{};
   // Saturated: --wait-ms past what int64 nanoseconds hold waits for good.
@@ -102,7 +110,7 @@ int run_emit(const EmitArgs& args) {
   options.wait_timeout_ns = args.wait_ms >= kMaxMillis ? std::numeric_limits<std::int64_t>::max()
                                                        : static_cast<std::int64_t>(args.wait_ms) * 1'000'000;
   rr_error error{};
-  if (rr_status s = producer.open(args.ring, &options, &error); s != RR_OK) {
+  if (rr_status s = producer.open(ring, &options, &error); s != RR_OK) {
     std::fprintf(stderr, "ringroute emit: %s\n", error.message);
     return 2;
   }
@@ -154,6 +162,7 @@ Run add_emit(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Validator([](std::string& text) { return std::string(text.empty() ? "must name a ring" : ""); },
                              "RING"));
+  cmd->add_option("--config", args->config, "write to the first ring of this config file")->excludes("--ring");
   cmd->add_option("--wait-ms", args->wait_ms, "how long to wait for room when the ring is full")
       ->capture_default_str()
       ->check(whole_number());
