@@ -134,6 +134,15 @@ std::string url_problem(std::string_view text) {
   std::string why;
   const auto url = parse_url(text, why);
   if (url && (url->scheme == "unix" || url->scheme == "unixgram")) (void)unix_address(url->path, why);
+  // A syslog destination is a host and a port (logshuttle's drains): user
+  // information, a path or a query would be dropped without a word.
+  if (url && url->scheme.starts_with("syslog")) {
+    if (url->has_userinfo) {
+      why = "a syslog URL names a host and port only: its user information would go nowhere";
+    } else if (url->path != "/") {
+      why = "a syslog URL names a host and port only: its path or query (" + url->path + ") would go nowhere";
+    }
+  }
   return why;
 }
 

@@ -325,7 +325,10 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
     {"name": "f", "type": "http", "options": {"url": "http://host/a b"}, "bindings": []},
     {"name": "g", "type": "http", "options": {"url": "http://host/hook\r\nX-Evil: 1"}, "bindings": []},
     {"name": "h", "type": "http", "options": {"url": "http://host/hook#part"}, "bindings": []},
-    {"name": "i", "type": "socket", "options": {"url": "syslog://::1"}, "bindings": []}]})");
+    {"name": "i", "type": "socket", "options": {"url": "syslog://::1"}, "bindings": []},
+    {"name": "j", "type": "socket", "options": {"url": "syslog://u:p@host:514"}, "bindings": []},
+    {"name": "k", "type": "socket", "options": {"url": "syslog+tls://host:6514/drain?x=1"}, "bindings": []},
+    {"name": "l", "type": "socket", "options": {"url": "syslog+udp://host:514/"}, "bindings": []}]})");
   EXPECT_TRUE(has_error(e, "backends[0].options.url: bad port \"99999\" in the URL"));
   EXPECT_TRUE(has_error(e, "backends[1].options.url: the URL has no host"));
   EXPECT_TRUE(has_error(e, "backends[2].options.url: a unix socket URL needs an absolute path (unix:///run/receiver.sock)"));
@@ -334,7 +337,12 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
   EXPECT_TRUE(has_error(e, "backends[6].options.url: the URL holds a space or control character at byte 16 (percent-encode it: %20)"));
   EXPECT_TRUE(has_error(e, "backends[7].options.url: the URL holds a fragment (#...), which is never sent to a server: remove it"));
   EXPECT_TRUE(has_error(e, "backends[8].options.url: an IPv6 address in a URL goes in brackets ([::1]:514)"));
-  EXPECT_EQ(e.size(), 8u);
+  // A syslog destination is a host and a port: the rest was dropped silently.
+  EXPECT_TRUE(has_error(e, "backends[9].options.url: a syslog URL names a host and port only: its user information "
+                           "would go nowhere"));
+  EXPECT_TRUE(has_error(e, "backends[10].options.url: a syslog URL names a host and port only: its path or query "
+                           "(/drain?x=1) would go nowhere"));
+  EXPECT_EQ(e.size(), 10u);
 }
 
 TEST(Config, RingsAreChecked) {
@@ -404,6 +412,22 @@ TEST(Config, AFilePathNamingADirectoryIsRefused) {
     ASSERT_EQ(e.size(), 1u) << path;
     EXPECT_EQ(e[0], "backends[0].options.path: \"" + std::string(path) + "\" names a directory, not a file");
   }
+}
+
+// 1e3 is whole, and was told only "expected a whole number from 0 to
+// 100000"; an integer past 64 bits was told to be sent as a string, which
+// no option takes.
+TEST(Config, NumbersWrittenAsFloatsOrPast64BitsAreExplained) {
+  auto keep = [](const std::string& value) {
+    return errors_of(R"({"backends": [{"name": "f", "type": "file", "options": {"path": "/x", "keep": )" + value +
+                     R"(}, "bindings": []}]})");
+  };
+  EXPECT_EQ(keep("1e3"), std::vector<std::string>{"backends[0].options.keep: expected a whole number from 0 to 100000 "
+                                                  "written without a fraction or exponent (1000)"});
+  EXPECT_EQ(keep("1.5"), std::vector<std::string>{"backends[0].options.keep: expected a whole number from 0 to 100000"});
+  const auto big = keep("99999999999999999999");
+  ASSERT_EQ(big.size(), 1u);
+  EXPECT_NE(big[0].find("an integer past 64 bits, larger than any option takes"), std::string::npos) << big[0];
 }
 
 TEST(Config, NotAnObjectOrNotJson) {

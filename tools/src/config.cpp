@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -103,6 +104,12 @@ Check uint_check(std::uint64_t min, std::uint64_t max) {
     std::uint64_t n = 0;
     if (v.is_uint64()) {
       n = v.get_uint64().value_unsafe();
+    } else if (const double d = v.is_double() ? v.get_double().value_unsafe() : -1;
+               d >= 0 && d <= 1e15 && std::trunc(d) == d) {
+      // 1e3 or 1.0: whole, but written as JSON writes fractions.
+      const auto whole = static_cast<std::uint64_t>(d);
+      return e.add(p, "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
+                          " written without a fraction or exponent (" + std::to_string(whole) + ")");
     } else if (v.is_int64() || v.is_double()) {
       return e.add(p, "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max));
     } else {
@@ -486,8 +493,13 @@ ConfigResult parse_config(std::string_view text) {
     // simdjson says what, not where; the body checker finds the byte.
     auto problem = ingest::check_json_object(text);
     if (problem) {
-      result.errors.push_back({"", (problem->unsupported ? "cannot read the value at " : "not valid JSON at ") +
-                                       line_column(text, problem->byte_offset) + ": " + problem->reason});
+      // The body checker's advice for an integer past 64 bits (send it as
+      // a string) fits events, not options: none takes one that large.
+      result.errors.push_back(
+          {"", problem->unsupported ? "cannot read the value at " + line_column(text, problem->byte_offset) +
+                                          ": an integer past 64 bits, larger than any option takes"
+                                    : "not valid JSON at " + line_column(text, problem->byte_offset) + ": " +
+                                          problem->reason});
     } else {
       result.errors.push_back({"", std::string("not valid JSON: ") + simdjson::error_message(error)});
     }
