@@ -216,6 +216,24 @@ bool FileSink::open_file(std::string& why) {
     why = "cannot open " + options_.path + ": " + errno_text(errno);
     return false;
   }
+  // A file just made (or renamed away by a rotation) is on disk only once
+  // its directory is: under `fsync` a batch reported synced could vanish
+  // with the file's entry at a power loss. Once an open, and opens are
+  // rare (start, rotation, reopen).
+  if (options_.fsync != FsyncPolicy::never) {
+    const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
+    const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    // EINVAL: a file system that can't sync a directory (it syncs nothing
+    // there to lose).
+    if (dir < 0 || (::fsync(dir) != 0 && errno != EINVAL)) {
+      const int e = errno;
+      if (dir >= 0) ::close(dir);
+      why = "fsync of " + directory.string() + " (the directory of " + options_.path + "): " + errno_text(e);
+      close_file();
+      return false;
+    }
+    ::close(dir);
+  }
   struct stat st {};
   ::fstat(fd_, &st);
   file_bytes_ = static_cast<std::uint64_t>(st.st_size);
