@@ -1,6 +1,7 @@
 #include "ringroute/perf/block.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,6 +69,19 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   }
   ::fchmod(fd, static_cast<mode_t>(mode));  // shm_open's mode is masked by umask
   const bool fresh = static_cast<std::size_t>(st.st_size) != sizeof(Block);
+  // Starting a block again wipes it: only when no router holds it (each
+  // holds a shared lock). A block of this layout is shared as it is.
+  auto take_it_over = [&] {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return;
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) + (e == EWOULDBLOCK
+                                                         ? " is in use by a running router of another build (its "
+                                                           "layout differs): stop that router, or give this one "
+                                                           "another instance"
+                                                         : ": flock: " + std::string(std::strerror(e))));
+  };
+  if (fresh && st.st_size != 0) take_it_over();
   if (fresh && ::ftruncate(fd, 0) != 0) {
     ::close(fd);
     throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
@@ -89,19 +103,32 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
                              " bytes: " + std::strerror(reserved));
   }
   void* p = ::mmap(nullptr, sizeof(Block), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED) throw std::runtime_error(block_path(instance) + ": mmap: " + std::strerror(errno));
+  if (p == MAP_FAILED) {
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) + ": mmap: " + std::strerror(e));
+  }
   auto* block = static_cast<Block*>(p);
   // A block of another version (or a half-made one) is started again: its
   // counters and positions can't be read by this build.
   if (fresh || block->header.magic != kBlockMagic ||
       block->header.version.load(std::memory_order_acquire) != kBlockVersion) {
+    if (!fresh) {
+      try {
+        take_it_over();
+      } catch (...) {
+        ::munmap(p, sizeof(Block));
+        throw;
+      }
+    }
     std::memset(static_cast<void*>(block), 0, sizeof(Block));
     block->header.magic = kBlockMagic;
     // Release: a reader that sees the version sees the zeroed block.
     block->header.version.store(kBlockVersion, std::memory_order_release);
   }
-  return BlockMapping(block);
+  // Shared from here on (an exclusive lock taken above becomes shared).
+  ::flock(fd, LOCK_SH);
+  return BlockMapping(block, fd);
 }
 
 std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& instance, std::string* error) {
@@ -139,14 +166,18 @@ bool BlockMapping::remove(const std::string& instance) noexcept {
 BlockMapping& BlockMapping::operator=(BlockMapping&& other) noexcept {
   if (this != &other) {
     if (block_) ::munmap(block_, sizeof(Block));
+    if (fd_ >= 0) ::close(fd_);
     block_ = other.block_;
+    fd_ = other.fd_;
     other.block_ = nullptr;
+    other.fd_ = -1;
   }
   return *this;
 }
 
 BlockMapping::~BlockMapping() {
   if (block_) ::munmap(block_, sizeof(Block));
+  if (fd_ >= 0) ::close(fd_);
 }
 
 int BlockMapping::ring_slot(std::string_view name) {

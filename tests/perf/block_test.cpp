@@ -60,6 +60,38 @@ TEST(PerfBlock, ANameThatFillsItsFieldIsFoundAgain) {
   EXPECT_TRUE(BlockMapping::remove(instance));
 }
 
+// A router of another build (another block layout) started on a running
+// router's instance used to wipe its block (positions and counters) before
+// it was refused the ring. Now it is refused while the block is held, and
+// starts the block again once it is not.
+TEST(PerfBlock, ABlockOfAnotherLayoutIsStartedAgainOnlyWhenNobodyHoldsIt) {
+  const std::string instance = instance_name() + "-layout";
+  BlockMapping::remove(instance);
+  {
+    BlockMapping running = BlockMapping::create_or_open(instance);
+    ASSERT_EQ(running.backend_slot("kept", "file"), 0);
+    running.block().header.version.store(kBlockVersion + 1);  // as another build sees it
+    try {
+      (void)BlockMapping::create_or_open(instance);
+      ADD_FAILURE() << "a block in use was started again";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("is in use by a running router of another build"), std::string::npos)
+          << e.what();
+    }
+    EXPECT_STREQ(running.block().backends[0].name, "kept");
+    // One of this layout is shared as it is (two routers of an instance,
+    // on rings of their own).
+    running.block().header.version.store(kBlockVersion);
+    BlockMapping second = BlockMapping::create_or_open(instance);
+    EXPECT_STREQ(second.block().backends[0].name, "kept");
+    running.block().header.version.store(kBlockVersion + 1);
+  }
+  BlockMapping again = BlockMapping::create_or_open(instance);  // nobody holds it now
+  EXPECT_EQ(again.block().header.version.load(), kBlockVersion);
+  EXPECT_EQ(again.block().backends[0].name[0], 0);
+  EXPECT_TRUE(BlockMapping::remove(instance));
+}
+
 // As a ring's: a block larger than what /dev/shm has left is an error at
 // start, not a SIGBUS at the first counter written past the room.
 TEST(PerfBlock, ABlockLargerThanDevShmHasRoomForIsAClearErrorNotASigbus) {

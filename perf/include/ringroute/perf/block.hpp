@@ -143,13 +143,19 @@ struct Block {
 class BlockMapping {
  public:
   // Creates /dev/shm/{instance}.perf or opens the one a previous router left
-  // (its contents kept). Throws std::runtime_error naming the file.
+  // (its contents kept). Throws std::runtime_error naming the file. The
+  // mapping holds a shared flock on the file while it lives: a block of
+  // another layout (another build) is started again only when nobody holds
+  // it, so a router of one build never wipes a running router of another.
   static BlockMapping create_or_open(const std::string& instance, std::uint32_t mode = 0660);
   // Read-only; nullopt and `*error` when there is none or it is not a block.
   static std::optional<BlockMapping> open_read_only(const std::string& instance, std::string* error);
   static bool remove(const std::string& instance) noexcept;
 
-  BlockMapping(BlockMapping&& other) noexcept : block_(other.block_) { other.block_ = nullptr; }
+  BlockMapping(BlockMapping&& other) noexcept : block_(other.block_), fd_(other.fd_) {
+    other.block_ = nullptr;
+    other.fd_ = -1;
+  }
   BlockMapping& operator=(BlockMapping&& other) noexcept;
   BlockMapping(const BlockMapping&) = delete;
   BlockMapping& operator=(const BlockMapping&) = delete;
@@ -174,8 +180,9 @@ class BlockMapping {
   int reclaim_ring_slot(const std::function<bool(std::string_view)>& in_use);
 
  private:
-  explicit BlockMapping(Block* block) : block_(block) {}
+  explicit BlockMapping(Block* block, int fd = -1) : block_(block), fd_(fd) {}
   Block* block_;
+  int fd_;  // create_or_open's, holding the shared lock; -1 for read-only mappings
 };
 
 [[nodiscard]] std::string block_path(const std::string& instance);
