@@ -309,6 +309,9 @@ class Worker {
     for (const int slot : plan.reclaimed_slots) {
       skip_through_[static_cast<std::size_t>(slot)] = 0;
       maybe_written_through_[static_cast<std::size_t>(slot)] = 0;
+      // A removed backend's batches still held here (its give-up not yet
+      // seen) would wait on positions the new owner writes for its own.
+      slots_[static_cast<std::size_t>(slot)].in_flight.clear();
     }
     // Release pairs with reload()'s acquire: once it sees the new serial, this
     // worker has handed the old runners their last batches.
@@ -744,8 +747,11 @@ Router::Router(RouterConfig config)
     int slot = block_.ring_slot(config_.rings[i].name);
     if (slot < 0) {
       // Ring names that came and went would fill the block's 16 slots for
-      // good: one of a ring this config does not name, and that no live
-      // router consumes (another router of this instance), is taken back.
+      // good: one of a ring this config does not name is taken back (this
+      // router holds the block: no other router of the instance runs). Not
+      // one whose ring still holds records it has not released: a config
+      // naming it again finds them there, and its backends' positions
+      // spare them being written twice.
       const auto in_use = [&](std::string_view ring) {
         if (std::any_of(config_.rings.begin(), config_.rings.end(),
                         [&](const RouterRing& r) { return r.name == ring; })) {
@@ -756,11 +762,10 @@ Router::Router(RouterConfig config)
             ring::Status::ok) {
           return false;
         }
-        // Acquire pairs with take_owner()'s release of the pid, which the
-        // start ticks were written before.
-        const std::int32_t consumer = segment.header().consumer_pid.load(std::memory_order_acquire);
-        return consumer > 0 &&
-               ring::process_alive(consumer, segment.header().consumer_start_ticks.load(std::memory_order_relaxed));
+        // Acquire, both: nothing is published by these loads; they only
+        // read two positions another process moves.
+        return segment.header().head.load(std::memory_order_acquire) !=
+               segment.header().tail.load(std::memory_order_acquire);
       };
       if (block_.reclaim_ring_slot(in_use) >= 0) slot = block_.ring_slot(config_.rings[i].name);
     }

@@ -57,6 +57,19 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   const std::string name = shm_name(instance);
   const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT, static_cast<mode_t>(mode));
   if (fd < 0) throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
+  // One router per instance, of any build: the lock is held while the
+  // mapping lives, and everything below (sizing, starting a block of
+  // another layout again) happens under it, so no running router's block
+  // is ever cut or wiped.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) +
+                             (e == EWOULDBLOCK ? " is held by another router of instance \"" + instance +
+                                                     "\" (one router per instance: stop it, or give this config "
+                                                     "another instance)"
+                                               : ": flock: " + std::string(std::strerror(e))));
+  }
   struct stat st {};
   ::fstat(fd, &st);
   // One made first by someone else would let them set the positions that
@@ -69,19 +82,6 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   }
   ::fchmod(fd, static_cast<mode_t>(mode));  // shm_open's mode is masked by umask
   const bool fresh = static_cast<std::size_t>(st.st_size) != sizeof(Block);
-  // Starting a block again wipes it: only when no router holds it (each
-  // holds a shared lock). A block of this layout is shared as it is.
-  auto take_it_over = [&] {
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return;
-    const int e = errno;
-    ::close(fd);
-    throw std::runtime_error(block_path(instance) + (e == EWOULDBLOCK
-                                                         ? " is in use by a running router of another build (its "
-                                                           "layout differs): stop that router, or give this one "
-                                                           "another instance"
-                                                         : ": flock: " + std::string(std::strerror(e))));
-  };
-  if (fresh && st.st_size != 0) take_it_over();
   if (fresh && ::ftruncate(fd, 0) != 0) {
     ::close(fd);
     throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
@@ -113,21 +113,11 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   // counters and positions can't be read by this build.
   if (fresh || block->header.magic != kBlockMagic ||
       block->header.version.load(std::memory_order_acquire) != kBlockVersion) {
-    if (!fresh) {
-      try {
-        take_it_over();
-      } catch (...) {
-        ::munmap(p, sizeof(Block));
-        throw;
-      }
-    }
     std::memset(static_cast<void*>(block), 0, sizeof(Block));
     block->header.magic = kBlockMagic;
     // Release: a reader that sees the version sees the zeroed block.
     block->header.version.store(kBlockVersion, std::memory_order_release);
   }
-  // Shared from here on (an exclusive lock taken above becomes shared).
-  ::flock(fd, LOCK_SH);
   return BlockMapping(block, fd);
 }
 

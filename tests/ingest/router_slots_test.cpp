@@ -125,37 +125,47 @@ TEST(RouterSlots, ABackendInATakenBackSlotSkipsNothingTheOldOneWrote) {
 
 // Ring slots: a ring name used once kept its slot for good, and the 17th
 // ring name an instance ever had could not start ("no free ring slot").
-// Slots of rings no config names and no live router consumes are taken
-// back; here 15 gone names and one live router fill the block, and a
-// second router on a new ring must start without taking the live one's.
+// Slots of rings no config names are taken back, but not one whose ring
+// still holds records not released (its positions spare them being
+// written twice when a config names it again).
 TEST(RouterSlots, RingsNoLongerConfiguredGiveTheirSlotsToNewOnes) {
   const std::string instance = "rr-test-ring-slots-" + std::to_string(::getpid());
   const std::string dir = "/tmp/" + instance;
+  const std::string held = instance + "-held", fresh = instance + "-new";
   fs::create_directories(dir);
   {
-    perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0640);
-    for (int i = 0; i < 15; ++i) ASSERT_GE(block.ring_slot("gone-" + std::to_string(i)), 0);
+    // `held` has a record nobody read.
+    ring::SegmentOptions options;
+    options.capacity_bytes = 1 << 16;
+    (void)ring::Segment::create_or_attach(held, options);
+    EventProducer producer;
+    ASSERT_EQ(producer.open(held), RR_OK);
+    rr_event event{};
+    event.body = to_rr_str(R"({"k":1})");
+    ASSERT_EQ(producer.emit(event, RR_EMIT_BODY_TRUSTED), RR_OK);
   }
-  auto config = [&](const std::string& ring) {
+  {
+    perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0640);
+    ASSERT_EQ(block.ring_slot(held), 0);  // the first a reclaim would look at
+    for (int i = 1; i < 16; ++i) ASSERT_EQ(block.ring_slot("gone-" + std::to_string(i)), i);
+  }
+  {
     RouterConfig c;
     c.instance = instance;
-    c.rings.push_back({ring, 1 << 20, 0600, 2000ms});
-    c.backends.push_back({ring, "file", true, R"({"path":")" + dir + "/" + ring + R"(.ndjson"})"});
-    c.matching = testing::backends_from_json(R"([{"name":")" + ring + R"(","bindings":[{"verbosity":"trace"}]}])");
-    return c;
-  };
-  const std::string live = instance + "-live", fresh = instance + "-new";
+    c.rings.push_back({fresh, 1 << 20, 0600, 2000ms});
+    c.backends.push_back({"f", "file", true, R"({"path":")" + dir + R"(/f.ndjson"})"});
+    c.matching = testing::backends_from_json(R"([{"name":"f","bindings":[{"verbosity":"trace"}]}])");
+    Router router(c);
+    EXPECT_EQ(emit_100_and_wait(fresh, dir + "/f.ndjson"), 100u);
+    router.stop(100ms);
+  }
   {
-    Router running(config(live));  // the 16th slot
-    Router second(config(fresh));
-    EXPECT_EQ(emit_100_and_wait(fresh, dir + "/" + fresh + ".ndjson"), 100u);
     perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0640);
-    EXPECT_GE(block.ring_slot(live), 0);  // still named, not taken
-    second.stop(100ms);
-    running.stop(100ms);
+    EXPECT_EQ(block.ring_slot(held), 0);   // kept
+    EXPECT_EQ(block.ring_slot(fresh), 1);  // gone-1's
   }
   fs::remove_all(dir);
-  ring::Segment::remove(live);
+  ring::Segment::remove(held);
   ring::Segment::remove(fresh);
   perf::BlockMapping::remove(instance);
 }

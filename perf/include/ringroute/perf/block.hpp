@@ -144,9 +144,10 @@ class BlockMapping {
  public:
   // Creates /dev/shm/{instance}.perf or opens the one a previous router left
   // (its contents kept). Throws std::runtime_error naming the file. The
-  // mapping holds a shared flock on the file while it lives: a block of
-  // another layout (another build) is started again only when nobody holds
-  // it, so a router of one build never wipes a running router of another.
+  // mapping holds an exclusive flock on the file while it lives: one
+  // router per instance, and a block of another layout (another build) is
+  // started again only when no router holds it. Readers (`stat`) take no
+  // lock.
   static BlockMapping create_or_open(const std::string& instance, std::uint32_t mode = 0660);
   // Read-only; nullopt and `*error` when there is none or it is not a block.
   static std::optional<BlockMapping> open_read_only(const std::string& instance, std::string* error);
@@ -182,7 +183,7 @@ class BlockMapping {
  private:
   explicit BlockMapping(Block* block, int fd = -1) : block_(block), fd_(fd) {}
   Block* block_;
-  int fd_;  // create_or_open's, holding the shared lock; -1 for read-only mappings
+  int fd_;  // create_or_open's, holding the lock; -1 for read-only mappings
 };
 
 [[nodiscard]] std::string block_path(const std::string& instance);
