@@ -310,15 +310,22 @@ std::uint64_t BackendRunner::unwritten_events_outside_ring() const {
   return events;
 }
 
+std::uint64_t BackendRunner::handed_end(std::size_t ring) const noexcept {
+  // Relaxed: see give_up_unwritten().
+  std::uint64_t handed = handed_through_[ring].load(std::memory_order_relaxed);
+  // Batches inherited and not written yet, and those of a runner followed
+  // (kept until its leftovers are written, a take-over cut short by a stop
+  // included), are of the same slot.
+  for (const Batch* batch : inherited_) {
+    if (batch->holds_ring && batch->ring == ring) handed = std::max(handed, batch->end);
+  }
+  if (predecessor_) handed = std::max(handed, predecessor_->handed_end(ring));
+  return handed;
+}
+
 void BackendRunner::give_up_unwritten() noexcept {
   for (std::size_t ring = 0; ring < perf::kMaxRings; ++ring) {
-    std::uint64_t handed = 0;
-    // A runner it followed and never took over from was handed earlier
-    // batches of the same slot; the latest end covers them.
-    for (const BackendRunner* runner = this; runner != nullptr;
-         runner = runner->took_over_ ? nullptr : runner->predecessor_.get()) {
-      handed = std::max(handed, runner->handed_through_[ring].load(std::memory_order_relaxed));
-    }
+    const std::uint64_t handed = handed_end(ring);
     // Release: pairs with the worker's acquire of written_through, as a
     // write's does.
     if (handed > slot_.written_through[ring].load(std::memory_order_relaxed)) {

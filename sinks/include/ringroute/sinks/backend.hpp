@@ -154,6 +154,9 @@ class BackendRunner {
   // After stop(), for the successor: the batches handed over and not
   // written, oldest first (the predecessor's leftovers before ours).
   std::deque<Batch*> take_leftovers();
+  // After stop(): the end of the last batch of `ring` that holds the ring
+  // and that this runner, or one it followed, was handed.
+  [[nodiscard]] std::uint64_t handed_end(std::size_t ring) const noexcept;
   void log_problem(std::string_view what, std::string_view detail = {}) noexcept;
   // SIGHUP's reopen, when one was asked for; a failure is logged.
   void reopen_if_asked() noexcept;
