@@ -224,15 +224,17 @@ bool FileSink::open_file(std::string& why) {
     const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
     const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     // EINVAL: a file system that can't sync a directory (it syncs nothing
-    // there to lose).
-    if (dir < 0 || (::fsync(dir) != 0 && errno != EINVAL)) {
+    // there to lose). EACCES: a directory the router may write but not
+    // read, which it wrote to before this sync was made; not a reason to
+    // stop writing there.
+    if ((dir < 0 && errno != EACCES) || (dir >= 0 && ::fsync(dir) != 0 && errno != EINVAL)) {
       const int e = errno;
       if (dir >= 0) ::close(dir);
       why = "fsync of " + directory.string() + " (the directory of " + options_.path + "): " + errno_text(e);
       close_file();
       return false;
     }
-    ::close(dir);
+    if (dir >= 0) ::close(dir);
   }
   struct stat st {};
   ::fstat(fd_, &st);

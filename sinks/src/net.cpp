@@ -140,7 +140,8 @@ std::string url_problem(std::string_view text) {
     if (url->has_userinfo) {
       why = "a syslog URL names a host and port only: its user information would go nowhere";
     } else if (url->path != "/") {
-      why = "a syslog URL names a host and port only: its path or query (" + url->path + ") would go nowhere";
+      // Not echoed: drain paths and queries may carry tokens.
+      why = "a syslog URL names a host and port only: its path or query would go nowhere";
     }
   }
   return why;

@@ -210,6 +210,8 @@ TEST(Cli, AnUnknownCommandIsNamedAndNoneListsThem) {
   const Result version = f.run("--version");
   EXPECT_EQ(version.status, 0);
   EXPECT_EQ(version.out.rfind("ringroute ", 0), 0u) << version.out;
+  EXPECT_EQ(f.run("--version", "", "/dev/full").status, 2);
+  EXPECT_EQ(f.run("validate --help", "", "/dev/full").status, 2);
 }
 
 // EVENTS that can't be read is an I/O error (exit 2), not a clean run of

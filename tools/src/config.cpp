@@ -105,7 +105,7 @@ Check uint_check(std::uint64_t min, std::uint64_t max) {
     if (v.is_uint64()) {
       n = v.get_uint64().value_unsafe();
     } else if (const double d = v.is_double() ? v.get_double().value_unsafe() : -1;
-               d >= 0 && d <= 1e15 && std::trunc(d) == d) {
+               d >= static_cast<double>(min) && d <= static_cast<double>(max) && std::trunc(d) == d) {
       // 1e3 or 1.0: whole, but written as JSON writes fractions.
       const auto whole = static_cast<std::uint64_t>(d);
       return e.add(p, "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
@@ -212,8 +212,7 @@ Check http_headers_check() {
 }
 
 bool valid_name(std::string_view name, std::size_t max) {
-  // "." and ".." name no file of their own under /dev/shm (rings, blocks).
-  if (name.empty() || name.size() > max || name == "." || name == "..") return false;
+  if (name.empty() || name.size() > max) return false;
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '-' || c == '.';
@@ -228,13 +227,15 @@ bool valid_name(std::string_view name, std::size_t max) {
 // one slot (its counters, batches and ring position).
 constexpr std::size_t kMaxNameBytes = perf::kNameBytes;
 
-Check name_check(std::size_t max) {
-  return [max](element v, const std::string& p, ConfigErrors& e) {
+// `file_name`: the name is a file's under /dev/shm (a ring), where "."
+// and ".." name none of their own.
+Check name_check(std::size_t max, bool file_name = false) {
+  return [max, file_name](element v, const std::string& p, ConfigErrors& e) {
     if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
     std::string_view s = v.get_string().value_unsafe();
-    if (!valid_name(s, max)) {
+    if (!valid_name(s, max) || (file_name && (s == "." || s == ".."))) {
       e.add(p, matcher::quoted(s) + " is not a valid name (1 to " + std::to_string(max) +
-                   " characters of A-Z a-z 0-9 _ - ., not . or ..)");
+                   " characters of A-Z a-z 0-9 _ - ." + (file_name ? ", not . or .." : "") + ")");
     }
   };
 }
@@ -375,7 +376,7 @@ std::string without_nulls(element value) {
 void parse_ring(element ring, const std::string& path, ConfigErrors& errors, RingConfig& out) {
   const std::size_t before = errors.size();
   check_object(ring, path, errors,
-               {{"name", name_check(kMaxNameBytes)},
+               {{"name", name_check(kMaxNameBytes, true)},
                 {"size_bytes",
                  [](element v, const std::string& p, ConfigErrors& e) {
                    uint_check(1024, 1ull << 30)(v, p, e);
@@ -497,7 +498,7 @@ ConfigResult parse_config(std::string_view text) {
       // a string) fits events, not options: none takes one that large.
       result.errors.push_back(
           {"", problem->unsupported ? "cannot read the value at " + line_column(text, problem->byte_offset) +
-                                          ": an integer past 64 bits, larger than any option takes"
+                                          ": an integer past 64 bits, and no number in a config goes that far"
                                     : "not valid JSON at " + line_column(text, problem->byte_offset) + ": " +
                                           problem->reason});
     } else {

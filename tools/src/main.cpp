@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
-    return code == 0 ? 0 : 2;  // usage errors exit 2, --help exits 0
+    return flushed(code == 0 ? 0 : 2);  // usage errors exit 2, --help and --version 0
   }
   try {
     if (app.got_subcommand("emit")) return flushed(emit());
