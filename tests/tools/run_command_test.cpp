@@ -331,6 +331,16 @@ class LateBackendRun {
         << read_text(dir / "router.log");
   }
 
+  // A reload removes "late"; returns once its 5 s to write are over and
+  // what it did not write is dropped.
+  void remove_late_and_wait_out_its_while() {
+    write_file(dir / "edr.json",
+               config_text(dir, ring, ring_bytes, {file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+    router->signal(SIGHUP);
+    wait_for_log(dir / "router.log", "removed backend(s) have up to 5 s");
+    wait_for_log(dir / "router.log", "events it was handed and did not write are dropped", 8s);
+  }
+
   Dir dir;
   const std::string ring;
   const std::uint16_t port;  // where "late" sends
@@ -967,12 +977,7 @@ TEST(RunCommand, TheRingHeldForARemovedBackendIsReleasedWhenItsWhileIsOver) {
   LateBackendRun run("releaseremoved");
   constexpr int kEvents = 500;
   ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
-  write_file(run.dir / "edr.json",
-             config_text(run.dir, run.ring, run.ring_bytes,
-                         {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
-  run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "removed backend(s) have up to 5 s");
-  wait_for_log(run.dir / "router.log", "events it was handed and did not write are dropped", 8s);
+  run.remove_late_and_wait_out_its_while();
   EXPECT_EQ(ring_used_within(run.ring, 2s), 0u);
   EXPECT_EQ(dropped_of(run_capture("stat --json --instance " + run.ring), "late", "removed"),
             static_cast<std::uint64_t>(kEvents));
@@ -990,12 +995,7 @@ TEST(RunCommand, TheRingHeldForARemovedBackendsInheritedBatchesIsReleasedToo) {
   write_file(run.dir / "edr.json", run.config(R"([{"verbosity": "trace"}])", ringroute::testing::free_port()));
   run.router->signal(SIGHUP);
   wait_for_log(run.dir / "router.log", "its previous configuration was handed and did not write");
-  write_file(run.dir / "edr.json",
-             config_text(run.dir, run.ring, run.ring_bytes,
-                         {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
-  run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "removed backend(s) have up to 5 s");
-  wait_for_log(run.dir / "router.log", "events it was handed and did not write are dropped", 8s);
+  run.remove_late_and_wait_out_its_while();
   EXPECT_EQ(ring_used_within(run.ring, 2s), 0u) << read_text(run.dir / "router.log");
   ASSERT_EQ(run.router->stop(), 0);
 }
