@@ -380,13 +380,17 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     // is written again into the file made anew at the path.
     struct stat st {};
     if (::fstat(fd_, &st) == 0) {
-      if (st.st_nlink == 0 && attempt == 0) {
+      if (st.st_nlink == 0) {
         std::fprintf(stderr, "ringroute: file sink %s: the file was removed while written; made again, the batch "
                      "is written again there\n", options_.path.c_str());
         dirty_ = false;
         if (!open_file(why)) return Outcome::retry;
         if (counters_) counters_->reopens.add(1);
-        continue;
+        if (attempt == 0) continue;
+        // Removed again under the rewrite: never counted as written, but
+        // left to the runner's backoff rather than looped on here.
+        why = "the file " + options_.path + " was removed again while the batch was written";
+        return Outcome::retry;
       }
       // Another writer (logrotate's copytruncate, a second backend on the
       // path) moves the end: sizes for rotation and cut-backs follow it.
