@@ -388,10 +388,17 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
   const std::int64_t now = now_ns();
   const std::uint64_t first_sequence = p->next_sequence.fetch_add(count, std::memory_order_relaxed);
 
-  // Per-thread scratch: set up on a thread's first emit, so emitting itself
-  // neither allocates nor zeroes kilobytes of stack per call.
-  thread_local Scratch scratch;
-  Scratch* scratch_address = &scratch;
+  // Per-thread scratch: allocated on a thread's first emit, so emitting
+  // itself neither allocates nor zeroes kilobytes of stack per call. On the
+  // heap, not in thread_local storage itself: 33 KB of static TLS is carved
+  // out of every thread of the host process, emitting or not, and threads
+  // made with small stacks then failed to start (EINVAL).
+  thread_local std::unique_ptr<Scratch> scratch;
+  if (!scratch) [[unlikely]] {
+    scratch.reset(new (std::nothrow) Scratch);
+    if (!scratch) return fail(error, RR_IO_ERROR, 0, "out of memory for this thread's %zu bytes of scratch", sizeof(Scratch));
+  }
+  Scratch* scratch_address = scratch.get();
   // Hide where the pointer came from: GCC otherwise recomputes the address
   // of a thread_local in a shared library (a __tls_get_addr call) on every
   // use inside the loops below.

@@ -414,3 +414,23 @@ TEST(Producer, NullWithALengthIsRefusedNotTakenAsAbsent) {
   EXPECT_NE(std::string(error.message).find("app_name: NULL with length 5"), std::string::npos) << error.message;
   EXPECT_TRUE(drain(c).empty());
 }
+
+// The library's per-thread scratch (33 KB) was static TLS, carved out of
+// every thread the host process makes, emitting or not: a thread asked for
+// with a 32 KiB stack failed to start (EINVAL) once the library was linked.
+TEST(Producer, LinkingTheLibraryLeavesSmallStackThreadsAlone) {
+  pthread_attr_t attr;
+  ASSERT_EQ(::pthread_attr_init(&attr), 0);
+  ASSERT_EQ(::pthread_attr_setstacksize(&attr, 32 * 1024), 0);
+  pthread_t thread;
+  const int started = ::pthread_create(&thread, &attr, [](void*) -> void* { return nullptr; }, nullptr);
+  EXPECT_EQ(started, 0) << std::strerror(started);
+  if (started == 0) ::pthread_join(thread, nullptr);
+  ::pthread_attr_destroy(&attr);
+  // And the first emit on a thread still works (its scratch on the heap).
+  TestRing ring(1 << 16, "scratch");
+  EventProducer producer;
+  ASSERT_EQ(producer.open(ring.name), RR_OK);
+  rr_event event{};
+  std::thread([&] { EXPECT_EQ(producer.emit(event), RR_OK); }).join();
+}

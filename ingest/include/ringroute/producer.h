@@ -8,7 +8,10 @@
  * producers only attach to it. Every call returns an rr_status; none blocks
  * unless the producer was opened with a wait timeout, and none throws.
  *
- * Thread-safety: an rr_producer may be used by any number of threads at once.
+ * Thread-safety: an rr_producer may be used by any number of threads at once,
+ * except that rr_producer_close must not run while another thread emits on
+ * (or waits in) the same handle: close it once they are done. The C++
+ * wrapper (producer.hpp) needs C++20.
  * No call is async-signal-safe: do not emit from a signal handler (a handler
  * interrupting an emit on the same thread would share its scratch space).
  * Allocation: rr_producer_open allocates; emitting allocates nothing, except
@@ -88,7 +91,9 @@ typedef struct rr_event {
 } rr_event;
 
 typedef struct rr_producer_options {
-  const char* name;        /* prefix of assigned ids (at most 64 bytes); NULL: "{pid}.{open time}", then ".{n}" for the process's later opens */
+  const char* name;        /* prefix of assigned ids (at most 64 bytes); NULL: "{pid}.{open time}", then ".{n}" for the process's later opens.
+                              A fixed name repeats ids across processes and restarts ("{name}-{n}" from 0 each open); every
+                              call takes the next numbers, failed ones too, so ids have gaps. */
   const char* node;        /* NULL: the host name */
   int64_t wait_timeout_ns; /* how long an emit may wait for room; 0: return RR_FULL at once */
 } rr_producer_options;
@@ -109,7 +114,10 @@ typedef struct rr_producer rr_producer;
 /* Attaches to ring `ring` (the name under /dev/shm). options may be NULL.
  * A handle belongs to the process that opened it: in a child of fork() it
  * refuses to emit (RR_BAD_ARGUMENT) and closing it there leaves the
- * parent's alone; the child opens its own. */
+ * parent's alone; the child opens its own. A handle keeps the ring it
+ * attached to: if that ring is removed and made again (a stuck ring
+ * cleared by hand), the handle writes into the removed one, which no
+ * router reads; open again after such a change. */
 RR_API rr_status rr_producer_open(const char* ring, const rr_producer_options* options, rr_producer** out,
                            rr_error* error);
 RR_API void rr_producer_close(rr_producer* producer);
