@@ -362,7 +362,8 @@ TEST(Producer, AnErrorAfterABodyErrorHasNoByteOffset) {
   ASSERT_EQ(p.emit(with_body(R"({"a":tru})"), 0, &error), RR_BAD_ARGUMENT);
   EXPECT_EQ(error.byte_offset, 5u);
   rr_event bad{};
-  bad.severity = static_cast<rr_severity>(99);
+  const int out_of_range = 99;  // as a C caller may store it (a cast to the enum is undefined in C++)
+  std::memcpy(&bad.severity, &out_of_range, sizeof out_of_range);
   ASSERT_EQ(p.emit(bad, 0, &error), RR_BAD_ARGUMENT);
   EXPECT_EQ(error.byte_offset, 0u) << error.message;
 }
