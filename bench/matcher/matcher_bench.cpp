@@ -358,15 +358,21 @@ void BM_MatchBatchFixed(benchmark::State& state) { BM_MatchBatch(state); }
 BENCHMARK(BM_MatchBatchFixed)
     ->ArgNames({"bindings", "topics"})
     ->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}})
-    ->Iterations(kFixedIterations);
-BENCHMARK(BM_MatchBatchFixed)->ArgNames({"bindings", "topics"})->Args({kRouterConfig, 0})->Iterations(kFixedIterations);
+    ->Iterations(kFixedIterations)
+    ->UseRealTime();
+BENCHMARK(BM_MatchBatchFixed)
+    ->ArgNames({"bindings", "topics"})
+    ->Args({kRouterConfig, 0})
+    ->Iterations(kFixedIterations)
+    ->UseRealTime();
 
 // Fixed work for callgrind (see the top of the file); spread over the whole set.
 void BM_MatchFixed(benchmark::State& state) { run_matches(state, 7919); }
 BENCHMARK(BM_MatchFixed)
     ->ArgNames({"bindings", "topics"})
     ->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}})
-    ->Iterations(kFixedIterations);
+    ->Iterations(kFixedIterations)
+    ->UseRealTime();
 
 void BM_Compile(benchmark::State& state) {
   const auto bindings = static_cast<std::size_t>(state.range(0));

@@ -1,6 +1,7 @@
 // libringroute-producer: the C ABI over ring::Producer and the event encoder.
 #include "ringroute/producer.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,6 +73,33 @@ struct Scratch {
   std::array<std::uint32_t, kWindow> lengths;
   std::array<char, kWindow * kMaxIdBytes> ids;
 };
+
+// Per-thread scratch, allocated on a thread's first emit, so emitting
+// itself neither allocates nor zeroes kilobytes of stack per call. On the
+// heap, not in thread_local storage itself: 33 KB of static TLS is carved
+// out of every thread of the host process, emitting or not, and threads
+// made with small stacks then failed to start (EINVAL). The pointer is
+// trivially destructible, so an emit from any destructor (a log flushed at
+// exit) finds it valid or null; a pthread key frees the scratch when its
+// thread ends (the main thread's is left to the process's end).
+thread_local Scratch* thread_scratch_ = nullptr;
+pthread_key_t scratch_key;
+bool scratch_key_made = false;
+
+void free_scratch(void* scratch) {
+  delete static_cast<Scratch*>(scratch);
+  thread_scratch_ = nullptr;  // an emit after this, in a later destructor, makes another
+}
+
+Scratch* thread_scratch() noexcept {
+  if (thread_scratch_ != nullptr) [[likely]] return thread_scratch_;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  ::pthread_once(&once, [] { scratch_key_made = ::pthread_key_create(&scratch_key, free_scratch) == 0; });
+  thread_scratch_ = new (std::nothrow) Scratch;
+  // Without a key (none left) a thread's scratch is never freed.
+  if (thread_scratch_ != nullptr && scratch_key_made) ::pthread_setspecific(scratch_key, thread_scratch_);
+  return thread_scratch_;
+}
 
 std::int64_t now_ns() {
   timespec ts;
@@ -388,21 +416,10 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
   const std::int64_t now = now_ns();
   const std::uint64_t first_sequence = p->next_sequence.fetch_add(count, std::memory_order_relaxed);
 
-  // Per-thread scratch: allocated on a thread's first emit, so emitting
-  // itself neither allocates nor zeroes kilobytes of stack per call. On the
-  // heap, not in thread_local storage itself: 33 KB of static TLS is carved
-  // out of every thread of the host process, emitting or not, and threads
-  // made with small stacks then failed to start (EINVAL).
-  thread_local std::unique_ptr<Scratch> scratch;
-  if (!scratch) [[unlikely]] {
-    scratch.reset(new (std::nothrow) Scratch);
-    if (!scratch) return fail(error, RR_IO_ERROR, 0, "out of memory for this thread's %zu bytes of scratch", sizeof(Scratch));
+  Scratch* scratch_address = thread_scratch();
+  if (scratch_address == nullptr) [[unlikely]] {
+    return fail(error, RR_IO_ERROR, 0, "out of memory for this thread's %zu bytes of scratch", sizeof(Scratch));
   }
-  Scratch* scratch_address = scratch.get();
-  // Hide where the pointer came from: GCC otherwise recomputes the address
-  // of a thread_local in a shared library (a __tls_get_addr call) on every
-  // use inside the loops below.
-  asm("" : "+r"(scratch_address));
   auto& inputs = scratch_address->inputs;
   auto& lengths = scratch_address->lengths;
   auto& ids = scratch_address->ids;

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <limits>
@@ -51,21 +52,26 @@ struct BenchArgs {
 
 // DESIGN.md's generated events: app000..app099, acct-000000..acct-099999
 // under org-NN / grp-NNNN, levels spread evenly, a body padded to `size`.
-// Every account once per lap (7919 is prime to 100,000), not a hot few
-// thousand events replayed from cache; a multiple of the 64 a producer
-// emits at once.
+// Every account once per lap (7919 is prime to 100,000; 32 twice), not a
+// hot few thousand events replayed from cache; a multiple of the 64 a
+// producer emits at once, and at most 48 MiB a producer (fewer events for
+// bodies past about 300 bytes).
 struct GeneratedEvents {
-  static constexpr std::size_t kCount = 100'032;
+  static constexpr std::size_t kMost = 100'032;
+  static constexpr std::size_t kMostBytes = std::size_t{48} << 20;
+  std::size_t count;
   std::vector<std::string> accounts, apps, orgs, groups, bodies;
   std::vector<std::array<rr_str, 2>> trees;
   std::vector<rr_event> events;
 
-  GeneratedEvents(unsigned producer, std::size_t size) {
-    accounts.resize(kCount), apps.resize(kCount), orgs.resize(kCount), groups.resize(kCount), bodies.resize(kCount);
-    trees.resize(kCount);
-    events.resize(kCount);
+  GeneratedEvents(unsigned producer, std::size_t size)
+      : count(std::clamp<std::size_t>(kMostBytes / (size + 160) / 64 * 64, 64, kMost)) {
+    static_assert(kMost % 64 == 0);
+    accounts.resize(count), apps.resize(count), orgs.resize(count), groups.resize(count), bodies.resize(count);
+    trees.resize(count);
+    events.resize(count);
     char buffer[64];
-    for (std::size_t i = 0; i < kCount; ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
       const std::uint64_t n = (i * 7919 + producer * 104729) % 100000;
       std::snprintf(buffer, sizeof buffer, "acct-%06llu", static_cast<unsigned long long>(n));
       accounts[i] = buffer;
@@ -79,7 +85,7 @@ struct GeneratedEvents {
       const std::size_t pad = size > open.size() + 2 ? size - open.size() - 2 : 0;
       bodies[i] = open + std::string(pad, 'x') + "\"}";
     }
-    for (std::size_t i = 0; i < kCount; ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
       trees[i] = {to_rr_str(orgs[i]), to_rr_str(groups[i])};
       rr_event& e = events[i];
       e = rr_event{};
@@ -134,8 +140,9 @@ struct GeneratedEvents {
         std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<std::int64_t>(due - now, 1'000'000)));
         continue;
       }
-      // How late this burst is (descheduled, a long sleep): latency counts
-      // from commit, so this time is in no percentile; said beside them.
+      // How late this burst is (descheduled, a sleep overshot, the last emit
+      // waiting for room): latency counts from the emit, so this time is in
+      // no percentile; said beside them.
       // Relaxed: a figure read after the producers stop.
       if (control->measuring.load(std::memory_order_relaxed) != 0) {
         const std::int64_t lag = now - due;
@@ -156,7 +163,7 @@ struct GeneratedEvents {
       ::_exit(1);
     }
     sent += accepted;
-    at = (at + kBatch) % GeneratedEvents::kCount;
+    at = (at + kBatch) % generated.count;
   }
   ::_exit(0);
 }
@@ -439,8 +446,11 @@ int run_bench(const BenchArgs& args) {
   const double p50 = perf::histogram_quantile(latency, 0.5) / 1000.0;
   const double p99 = perf::histogram_quantile(latency, 0.99) / 1000.0;
   const double p999 = perf::histogram_quantile(latency, 0.999) / 1000.0;
-  // Paced runs only (full speed has no schedule to be late for).
+  // Paced runs only: full speed has no schedule to be late for (null).
   const double lag_max_us = static_cast<double>(control->lag_max_ns.load()) / 1000.0;
+  char lag_buffer[32] = "null";
+  if (args.rate > 0) std::snprintf(lag_buffer, sizeof lag_buffer, "%.1f", lag_max_us);
+  const std::string lag_text = lag_buffer;
   if (!drained) {
     std::fprintf(stderr, "ringroute bench: not everything written was delivered within 60 s of the end; the figures "
                          "below count what was\n");
@@ -452,7 +462,7 @@ int run_bench(const BenchArgs& args) {
         "\"p999_us\":%.1f,\"seconds\":%.3f,\"router_cpu_s_per_million\":%.3f,"
         "\"workers_cpu_s_per_million\":%.3f,\"sinks_cpu_s_per_million\":%.3f,"
         "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%.1f,\"producers\":%u,\"size\":%zu,"
-        "\"producer_lag_max_us\":%.1f,\"drained\":%s}\n",
+        "\"producer_lag_max_us\":%s,\"drained\":%s}\n",
         static_cast<double>(events) / elapsed, static_cast<double>(delivered) / elapsed,
         static_cast<unsigned long long>(events), static_cast<unsigned long long>(delivered),
         static_cast<unsigned long long>(dropped),
@@ -460,16 +470,19 @@ int run_bench(const BenchArgs& args) {
         static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
         static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, elapsed,
         per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu), per_million(producers_cpu),
-        peak_rss, args.producers, args.size, lag_max_us, drained ? "true" : "false");
+        peak_rss, args.producers, args.size, lag_text.c_str(), drained ? "true" : "false");
   } else {
     std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
-                "latency commit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us; producers at most %.0f us "
-                "behind their rate\n"
+                "latency emit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us%s\n"
                 "CPU per million events: router %.3f s (workers %.3f, sinks %.3f), producers %.3f s; "
                 "peak RSS %.1f MiB\n",
                 static_cast<unsigned long long>(events), elapsed, static_cast<double>(events) / elapsed / 1e6,
                 static_cast<double>(delivered) / elapsed / 1e6, static_cast<unsigned long long>(dropped),
-                static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, lag_max_us,
+                static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999,
+                args.rate > 0 ? ("; producers at most " + std::to_string(static_cast<long long>(lag_max_us)) +
+                                 " us behind their rate")
+                                    .c_str()
+                              : "",
                 per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
                 per_million(producers_cpu), peak_rss);
   }

@@ -15,10 +15,12 @@
  * No call is async-signal-safe: do not emit from a signal handler (a handler
  * interrupting an emit on the same thread would share its scratch space).
  * Allocation: rr_producer_open allocates; emitting allocates nothing, except
- * that a validating emit sets up its thread's JSON parser the first time and
- * grows it for a body larger than any that thread validated before (simdjson
- * keeps several times the body's size, for the thread's life), and a body
- * that fails validation is copied once to name the byte at fault.
+ * that a thread's first emit allocates its scratch (about 33 KB, freed when
+ * the thread ends; RR_IO_ERROR "out of memory" if it can't), a validating
+ * emit sets up its thread's JSON parser the first time and grows it for a
+ * body larger than any that thread validated before (simdjson keeps several
+ * times the body's size, for the thread's life), and a body that fails
+ * validation is copied once to name the byte at fault.
  */
 #ifndef RINGROUTE_PRODUCER_H
 #define RINGROUTE_PRODUCER_H
@@ -92,8 +94,8 @@ typedef struct rr_event {
 
 typedef struct rr_producer_options {
   const char* name;        /* prefix of assigned ids (at most 64 bytes); NULL: "{pid}.{open time}", then ".{n}" for the process's later opens.
-                              A fixed name repeats ids across processes and restarts ("{name}-{n}" from 0 each open); every
-                              call takes the next numbers, failed ones too, so ids have gaps. */
+                              A fixed name repeats ids across processes and restarts ("{name}-{n}" from 0 each open); a call
+                              that gets as far as its claim takes the next numbers, failing or not, so ids may have gaps. */
   const char* node;        /* NULL: the host name */
   int64_t wait_timeout_ns; /* how long an emit may wait for room; 0: return RR_FULL at once */
 } rr_producer_options;
