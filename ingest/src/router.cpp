@@ -428,14 +428,13 @@ class Worker {
     if (const std::uint64_t missed = count_missed(slot); missed != 0) {
       (block_.backends[slot].worker[ring_ % perf::kMaxWorkers].*reason).add(missed);
       // The names are bounded by their fields: the block is shared memory.
-      const char* backend = block_.backends[slot].name;
-      const char* ring = block_.rings[ring_].name;
+      const std::string_view backend = perf::slot_name(block_.backends[slot].name);
+      const std::string_view ring = perf::slot_name(block_.rings[ring_].name);
       std::fprintf(stderr,
                    "ringroute: backend %.*s: %llu events its bindings matched, not yet read back from ring %.*s, are "
                    "dropped: %s\n",
-                   static_cast<int>(::strnlen(backend, perf::kNameBytes)), backend,
-                   static_cast<unsigned long long>(missed), static_cast<int>(::strnlen(ring, perf::kNameBytes)), ring,
-                   why);
+                   static_cast<int>(backend.size()), backend.data(), static_cast<unsigned long long>(missed),
+                   static_cast<int>(ring.size()), ring.data(), why);
     }
     stop_behind(slots_[slot]);
   }

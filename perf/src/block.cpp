@@ -23,8 +23,8 @@ bool same_name(const char (&stored)[kNameBytes], std::string_view name) {
   return std::memcmp(stored, name.data(), n) == 0 && (n == kNameBytes || stored[n] == 0);
 }
 
-// A name that fills the field has no terminating zero (readers bound it
-// with strnlen).
+// A name that fills the field has no terminating zero (read it with
+// slot_name()).
 void set_name(char (&stored)[kNameBytes], std::string_view name) {
   const std::size_t n = std::min(name.size(), kNameBytes);
   std::memcpy(stored, name.data(), n);
@@ -183,32 +183,29 @@ int BlockMapping::ring_slot(std::string_view name) {
   return -1;
 }
 
-int BlockMapping::reclaim_backend_slot(const std::function<bool(std::string_view)>& in_use) {
-  for (std::size_t i = 0; i < kMaxBackends; ++i) {
-    BackendSlot& slot = block_->backends[i];
-    if (slot.name[0] == 0 || in_use(std::string_view(slot.name, ::strnlen(slot.name, kNameBytes)))) continue;
-    // Nobody writes it: no runner of that name runs. A `stat` reading now
-    // may see it half zeroed, once.
-    std::memset(static_cast<void*>(&slot), 0, sizeof slot);
+namespace {
+// The first named slot `in_use` says is gone, zeroed; -1 when none. Nobody
+// writes it (no runner or worker of that name runs); a `stat` reading now
+// may see it half zeroed, once.
+template <class Slot, std::size_t N>
+int reclaim_first(Slot (&slots)[N], const std::function<bool(std::string_view)>& in_use) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (slots[i].name[0] == 0 || in_use(slot_name(slots[i].name))) continue;
+    std::memset(static_cast<void*>(&slots[i]), 0, sizeof slots[i]);
     return static_cast<int>(i);
   }
   return -1;
 }
+}  // namespace
+
+int BlockMapping::reclaim_backend_slot(const std::function<bool(std::string_view)>& in_use) {
+  return reclaim_first(block_->backends, in_use);
+}
 
 int BlockMapping::reclaim_ring_slot(const std::function<bool(std::string_view)>& in_use) {
-  for (std::size_t i = 0; i < kMaxRings; ++i) {
-    RingSlot& slot = block_->rings[i];
-    if (slot.name[0] == 0 || in_use(std::string_view(slot.name, ::strnlen(slot.name, kNameBytes)))) continue;
-    std::memset(static_cast<void*>(&slot), 0, sizeof slot);
-    for (BackendSlot& backend : block_->backends) {
-      // Relaxed: no router runs this ring (in_use said so); the worker that
-      // takes the slot reads them before its thread starts.
-      backend.written_through[i].store(0, std::memory_order_relaxed);
-      backend.writing_through[i].store(0, std::memory_order_relaxed);
-    }
-    return static_cast<int>(i);
-  }
-  return -1;
+  // The backends' positions in it start over with the worker that takes
+  // it: the zeroed slot names no segment (segment_created_ns).
+  return reclaim_first(block_->rings, in_use);
 }
 
 int BlockMapping::backend_slot(std::string_view name, std::string_view type) {

@@ -275,8 +275,7 @@ int run_bench(const BenchArgs& args) {
       return 2;
     }
     for (const auto& slot : mapping->block().rings) {
-      // A name that fills its field has no terminating zero.
-      if (slot.name[0] != 0) rings.emplace_back(slot.name, ::strnlen(slot.name, perf::kNameBytes));
+      if (slot.name[0] != 0) rings.emplace_back(perf::slot_name(slot.name));
     }
     if (rings.empty()) {
       std::fprintf(stderr, "ringroute bench: instance %s has no rings (has its router run?)\n", instance.c_str());

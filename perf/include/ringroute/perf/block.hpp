@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -27,6 +28,11 @@ inline constexpr std::size_t kMaxRings = 16;
 inline constexpr std::size_t kMaxBackends = 256;
 inline constexpr std::size_t kMaxWorkers = 16;
 inline constexpr std::size_t kNameBytes = 128;
+
+// A slot's name as stored: one that fills its field has no terminating zero.
+[[nodiscard]] inline std::string_view slot_name(const char (&field)[kNameBytes]) noexcept {
+  return {field, ::strnlen(field, kNameBytes)};
+}
 inline constexpr std::size_t kHistogramBuckets = 512;
 
 // A single-writer counter without padding, for counters grouped in a shard.
@@ -177,7 +183,8 @@ class BlockMapping {
   int reclaim_backend_slot(const std::function<bool(std::string_view)>& in_use);
   // The same for rings, at a router's start (rings change only then): a
   // ring `in_use` says no config and no router holds. Every backend's
-  // positions in it start over (the slot's segment is none).
+  // positions in it start over (the slot names no segment, and the worker
+  // that takes it zeroes positions of a segment other than its own).
   int reclaim_ring_slot(const std::function<bool(std::string_view)>& in_use);
 
  private:
