@@ -48,6 +48,13 @@ std::size_t lines_of(const std::string& path) {
   return n;
 }
 
+// How many lines `path` holds once it holds `count`, or 5 s have passed.
+std::size_t lines_within_5s(const std::string& path, std::size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (lines_of(path) < count && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  return lines_of(path);
+}
+
 // Emits 100 events into `ring` and waits (up to 5 s) for `path` to hold
 // 100 lines; returns how many it holds.
 std::size_t emit_100_and_wait(const std::string& ring, const std::string& path) {
@@ -58,9 +65,7 @@ std::size_t emit_100_and_wait(const std::string& ring, const std::string& path) 
   for (int i = 0; i < 100; ++i) {
     if (producer.emit(event, RR_EMIT_BODY_TRUSTED) != RR_OK) return 0;
   }
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (lines_of(path) < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  return lines_of(path);
+  return lines_within_5s(path, 100);
 }
 
 TEST(RouterSlots, BackendsRenamedReloadAfterReloadTakeTheSlotsOfNamesNoLongerUsed) {
@@ -101,7 +106,6 @@ TEST(RouterSlots, ABackendInATakenBackSlotSkipsNothingTheOldOneWrote) {
                                              R"(","bindings":[{"verbosity":"trace"}]},{"name":"dead","bindings":[{"verbosity":"trace"}]}])");
     return c;
   };
-  auto lines = [&](const std::string& name) { return lines_of(dir + "/" + name + ".ndjson"); };
   {
     Router router(config("a"));  // slots 0 (a) and 1 (dead)
     ASSERT_EQ(emit_100_and_wait(instance, dir + "/a.ndjson"), 100u);
@@ -113,9 +117,7 @@ TEST(RouterSlots, ABackendInATakenBackSlotSkipsNothingTheOldOneWrote) {
   }
   {
     Router router(config("b"));  // every slot named: b takes a's
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (lines("b") < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-    EXPECT_EQ(lines("b"), 100u);
+    EXPECT_EQ(lines_within_5s(dir + "/b.ndjson", 100), 100u);
     router.stop(100ms);
   }
   fs::remove_all(dir);
