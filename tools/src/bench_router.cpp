@@ -445,11 +445,14 @@ int run_bench(const BenchArgs& args) {
   const double p50 = perf::histogram_quantile(latency, 0.5) / 1000.0;
   const double p99 = perf::histogram_quantile(latency, 0.99) / 1000.0;
   const double p999 = perf::histogram_quantile(latency, 0.999) / 1000.0;
-  // Paced runs only: full speed has no schedule to be late for (null).
+  // Paced runs only: full speed has no schedule to be late for (null, and
+  // nothing said).
   const double lag_max_us = static_cast<double>(control->lag_max_ns.load()) / 1000.0;
-  char lag_buffer[32] = "null";
-  if (args.rate > 0) std::snprintf(lag_buffer, sizeof lag_buffer, "%.1f", lag_max_us);
-  const std::string lag_text = lag_buffer;
+  char lag_json[32] = "null", lag_note[64] = "";
+  if (args.rate > 0) {
+    std::snprintf(lag_json, sizeof lag_json, "%.1f", lag_max_us);
+    std::snprintf(lag_note, sizeof lag_note, "; producers at most %.0f us behind their rate", lag_max_us);
+  }
   if (!drained) {
     std::fprintf(stderr, "ringroute bench: not everything written was delivered within 60 s of the end; the figures "
                          "below count what was\n");
@@ -469,7 +472,7 @@ int run_bench(const BenchArgs& args) {
         static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
         static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, elapsed,
         per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu), per_million(producers_cpu),
-        peak_rss, args.producers, args.size, lag_text.c_str(), drained ? "true" : "false");
+        peak_rss, args.producers, args.size, lag_json, drained ? "true" : "false");
   } else {
     std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
                 "latency emit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us%s\n"
@@ -477,11 +480,7 @@ int run_bench(const BenchArgs& args) {
                 "peak RSS %.1f MiB\n",
                 static_cast<unsigned long long>(events), elapsed, static_cast<double>(events) / elapsed / 1e6,
                 static_cast<double>(delivered) / elapsed / 1e6, static_cast<unsigned long long>(dropped),
-                static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999,
-                args.rate > 0 ? ("; producers at most " + std::to_string(static_cast<long long>(lag_max_us)) +
-                                 " us behind their rate")
-                                    .c_str()
-                              : "",
+                static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, lag_note,
                 per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
                 per_million(producers_cpu), peak_rss);
   }
