@@ -284,9 +284,19 @@ bool FileSink::rotate(std::string& why) {
   if (fd_ >= 0 && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, before a rotation");
   close_file();
   // path.keep is dropped, the rest shift up by one, path becomes path.1.
+  // Each step that fails (other than on a name already gone) ends the
+  // rotation there, said: rename() replaces its target, so carrying on
+  // after a failed shift would put path over a path.1 that is still kept,
+  // and a failed unlink with a keep of 0 would "rotate" into the same full
+  // file at every batch.
   const std::string& base = options_.path;
+  const auto failed = [&](const char* what, const std::string& name) {
+    const int e = errno;
+    why = std::string("cannot rotate ") + base + ": " + what + " " + name + ": " + errno_text(e);
+    return false;
+  };
   if (options_.keep == 0) {
-    ::unlink(base.c_str());
+    if (::unlink(base.c_str()) != 0 && errno != ENOENT) return failed("unlink", base);
   } else {
     // The older files shift up only when path.1 is taken: after a rotation
     // whose last rename failed, path.1 is free already, and shifting again
@@ -304,16 +314,17 @@ bool FileSink::rotate(std::string& why) {
       }
       if (free_number > options_.keep) {
         free_number = options_.keep;
-        ::unlink((base + "." + std::to_string(free_number)).c_str());
+        const std::string oldest = base + "." + std::to_string(free_number);
+        if (::unlink(oldest.c_str()) != 0 && errno != ENOENT) return failed("unlink", oldest);
       }
       for (std::uint32_t i = free_number; i > 1; --i) {
-        ::rename((base + "." + std::to_string(i - 1)).c_str(), (base + "." + std::to_string(i)).c_str());
+        const std::string from = base + "." + std::to_string(i - 1);
+        if (::rename(from.c_str(), (base + "." + std::to_string(i)).c_str()) != 0 && errno != ENOENT) {
+          return failed("rename", from);
+        }
       }
     }
-    if (::rename(base.c_str(), first.c_str()) != 0 && errno != ENOENT) {
-      why = "cannot rotate " + base + ": " + errno_text(errno);
-      return false;
-    }
+    if (::rename(base.c_str(), first.c_str()) != 0 && errno != ENOENT) return failed("rename", base);
   }
   if (counters_) counters_->rotations.add(1);
   return open_file(why);
@@ -360,10 +371,7 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
   }
   if (options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes) {
     const auto now = std::chrono::steady_clock::now();
-    if (now >= rotate_retry_at_ && !rotate_or_carry_on(now)) {
-      why = "cannot open " + options_.path + " after a failed rotation";
-      return Outcome::retry;
-    }
+    if (now >= rotate_retry_at_ && !rotate_or_carry_on(now, why)) return Outcome::retry;
   }
   for (int attempt = 0;; ++attempt) {
     const std::uint64_t before = file_bytes_;
@@ -438,19 +446,27 @@ void FileSink::cut_back(std::uint64_t before) {
 // A rotation that fails (a rename refused) must not stop delivery: the
 // lines go on into the file at the path, the failure is counted and said
 // (at most once a minute), and the rotation is tried again a second later.
-// False only when no file is open after it.
-bool FileSink::rotate_or_carry_on(std::chrono::steady_clock::time_point now) {
-  std::string why;
+// False, with `why`, only when no file is open after it: then the batch is
+// retried, and the runner counts and says that.
+bool FileSink::rotate_or_carry_on(std::chrono::steady_clock::time_point now, std::string& why) {
   if (rotate(why)) return true;
   rotate_retry_at_ = now + std::chrono::seconds(1);
+  if (fd_ < 0) {
+    // The rename done and the new file refused, or the old one not to be
+    // opened again: nothing to write on into.
+    std::string open_why;
+    if (!open_file(open_why)) {
+      if (open_why != why) why += "; " + open_why;  // not the same refusal twice
+      return false;
+    }
+  }
   if (counters_) counters_->failures.add(1);
   if (now >= next_rotate_report_) {
     next_rotate_report_ = now + std::chrono::minutes(1);
     std::fprintf(stderr, "ringroute: file sink %s: %s; writing on into it, the rotation is tried again each second\n",
                  options_.path.c_str(), why.c_str());
   }
-  if (fd_ < 0) open_file(why);
-  return fd_ >= 0;
+  return true;
 }
 
 void FileSink::tick(std::chrono::steady_clock::time_point now) {
@@ -464,7 +480,9 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   // made on reload may still share the file with the runner it replaces).
   if (options_.rotate_seconds != 0 && tail_checked_ && file_bytes_ != 0 && now >= rotate_retry_at_ &&
       now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
-    rotate_or_carry_on(now);
+    // No file open after it: the next batch opens one or is retried.
+    std::string why;
+    (void)rotate_or_carry_on(now, why);
   }
   // Once a second: is our fd still the file at `path`? A rename by logrotate
   // without a HUP, or a directory removed under us, would otherwise send

@@ -20,6 +20,7 @@
 #include "ringroute/perf/block.hpp"
 #include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/file_sink.hpp"
+#include "private_mounts.hpp"
 
 namespace ringroute::sinks {
 namespace {
@@ -352,6 +353,63 @@ TEST(FileSink, ARotationThatFailsKeepsWritingToTheFile) {
   ASSERT_EQ(sink.write(batch_of("second-line\n"), why), Outcome::ok) << why;
   ASSERT_EQ(sink.write(batch_of("third-line\n"), why), Outcome::ok) << why;
   EXPECT_EQ(slurp(o.path), "first-line\nsecond-line\nthird-line\n");
+}
+
+// A shift that fails ends the rotation there: rename() replaces its
+// target, so going on to rename path over path.1 lost the kept path.1
+// (here path.2 is a directory, so neither its unlink nor path.1's rename
+// onto it can happen). The lines go on into the file, counted as a failure.
+TEST(FileSink, AShiftThatFailsLeavesTheKeptFilesAlone) {
+  TempDir dir;
+  fs::create_directories(dir / "out.ndjson.2/occupied");
+  std::ofstream(dir / "out.ndjson.1") << "older\n";
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_bytes = 10;
+  o.keep = 2;
+  FileSink sink(o);
+  perf::BackendSinkShard counters;
+  sink.attach_counters(&counters);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("first-line\n"), why), Outcome::ok) << why;
+  ASSERT_EQ(sink.write(batch_of("second-line\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path + ".1"), "older\n");
+  EXPECT_EQ(slurp(o.path), "first-line\nsecond-line\n");
+  EXPECT_EQ(counters.rotations.read(), 0u);
+  EXPECT_EQ(counters.failures.read(), 1u);
+}
+
+// With a keep of 0 a rotation unlinks the file. An unlink refused (here
+// the path is a mount point: EBUSY) was taken for a rotation: counted, and
+// tried again at every batch into the same full file. It is a failure,
+// tried again a second later.
+TEST(FileSink, AnUnlinkRefusedWithAKeepOfZeroIsAFailureNotARotation) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  const std::string path = dir / "out.ndjson";
+  const std::string backing = dir / "backing";
+  std::ofstream(path) << "";
+  std::ofstream(backing) << "";
+  const int status = testing::run_in_private_mounts([&] {
+    if (::mount(backing.c_str(), path.c_str(), nullptr, MS_BIND, nullptr) != 0) return testing::kNoPrivateMounts;
+    FileSinkOptions o;
+    o.path = path;
+    o.rotate_bytes = 10;
+    o.keep = 0;
+    FileSink sink(o);
+    perf::BackendSinkShard counters;
+    sink.attach_counters(&counters);
+    std::string why;
+    for (const char* line : {"first-line\n", "second-line\n", "third-line\n"}) {
+      if (sink.write(batch_of(line), why) != Outcome::ok) return 1;
+    }
+    if (slurp(path) != "first-line\nsecond-line\nthird-line\n") return 2;
+    if (counters.rotations.read() != 0) return 3;
+    if (counters.failures.read() != 1) return 4;
+    return 0;
+  });
+  if (status == testing::kNoPrivateMounts) GTEST_SKIP() << "no mount namespace of our own here";
+  EXPECT_EQ(status, 0) << "1: a write failed, 2: lines lost, 3: counted as a rotation, 4: failures not 1";
 }
 
 // Age rotation counts from the file's birth: a restart (or reload, or

@@ -51,7 +51,7 @@ class FileSink final : public Sink {
   void cut_torn_tail();
   void close_file();
   bool rotate(std::string& why);
-  bool rotate_or_carry_on(std::chrono::steady_clock::time_point now);
+  bool rotate_or_carry_on(std::chrono::steady_clock::time_point now, std::string& why);
   void cut_back(std::uint64_t before);
   void sync_or_report(const char* since);
   bool write_all(const char* data, std::size_t size, std::string& why);
