@@ -390,6 +390,15 @@ void BackendRunner::log_problem(std::string_view what, std::string_view detail) 
                static_cast<int>(detail.size()), detail.data());
 }
 
+void BackendRunner::tick_sink() noexcept {
+  try {
+    sink_->tick(Clock::now());
+  } catch (const std::exception& e) {
+    // Out of memory in a rotation: said, and the thread goes on.
+    log_problem(e.what(), " (going on)");
+  }
+}
+
 void BackendRunner::reopen_if_asked() noexcept {
   if (!reopen_.exchange(false, std::memory_order_relaxed)) return;
   try {
@@ -540,6 +549,9 @@ bool BackendRunner::write_through(Batch* batch) {
       while (Clock::now() < until) {
         if (stop_now_.load(std::memory_order_relaxed)) return false;
         reopen_if_asked();
+        // The sink's own clock runs on while a batch waits: interval syncs
+        // of batches written before it, age rotation, a vanished file.
+        tick_sink();
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
       }
       backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <limits>
 #include <filesystem>
@@ -140,6 +141,36 @@ std::unique_ptr<Sink> dead_file_sink() {
   FileSinkOptions file;
   file.path = "/proc/version/cannot/be/here.ndjson";
   return std::make_unique<FileSink>(file);
+}
+
+// A sink whose writes are all retried, counting the ticks it gets.
+class RetryingSink : public Sink {
+ public:
+  explicit RetryingSink(std::atomic<int>& ticks) : ticks_(ticks) {}
+  Outcome write(const Batch&, std::string& why) override {
+    why = "down";
+    return Outcome::retry;
+  }
+  void tick(std::chrono::steady_clock::time_point) override { ticks_.fetch_add(1); }
+
+ private:
+  std::atomic<int>& ticks_;
+};
+
+// A sink is ticked at least every 100 ms, a batch being retried or not:
+// ticks are its interval syncs of batches written before, its age
+// rotation, its noticing a vanished file. While a batch waited out its
+// backoff, none came, for as long as the destination was down.
+TEST(BackendRunner, ASinkIsTickedWhileABatchIsRetried) {
+  perf::BackendSlot slot;
+  std::atomic<int> ticks{0};
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<RetryingSink>(ticks), slot);
+  submit_line(runner, "x\n", 10);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // into the retry
+  const int before = ticks.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_GE(ticks.load() - before, 5);
+  runner.stop(std::chrono::milliseconds(0));
 }
 
 // A batch reserves room for a full one only up to a bound: a config's

@@ -159,6 +159,7 @@ class BackendRunner {
   [[nodiscard]] std::uint64_t handed_end(std::size_t ring) const noexcept;
   void log_problem(std::string_view what, std::string_view detail = {}) noexcept;
   // SIGHUP's reopen, when one was asked for; a failure is logged.
+  void tick_sink() noexcept;
   void reopen_if_asked() noexcept;
   Batch* new_batch();
   // What a new batch reserves at most (see new_batch()).
