@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <limits>
 #include <stdexcept>
 
@@ -788,8 +789,9 @@ Router::Router(RouterConfig config)
 
 Router::~Router() { stop(std::chrono::milliseconds(0)); }
 
-std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterConfig& config, const RouterBackend& backend,
-                                                             std::shared_ptr<sinks::BackendRunner> predecessor) {
+std::shared_ptr<sinks::BackendRunner> Router::start_backend(
+    const RouterConfig& config, const RouterBackend& backend, std::shared_ptr<sinks::BackendRunner> predecessor,
+    const std::vector<std::shared_ptr<sinks::BackendRunner>>& leaving) {
   int slot = block_.backend_slot(backend.name, backend.type);
   if (slot < 0) {
     // The names of runners still running (a reload's old ones included) and
@@ -807,9 +809,20 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(const RouterConfig& 
   if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
   try {
     auto sink = sinks::make_sink(backend.type, backend.options_json);
+    // Runners a reload stops that append to this one's file (compared as
+    // the config check compares paths) write their last batches first.
+    std::vector<std::shared_ptr<sinks::BackendRunner>> after;
+    if (const std::string path = sink->file_path(); !path.empty()) {
+      const auto file = std::filesystem::path(path).lexically_normal();
+      for (const auto& runner : leaving) {
+        if (runner != predecessor && std::filesystem::path(runner->file_path()).lexically_normal() == file) {
+          after.push_back(runner);
+        }
+      }
+    }
     return std::make_shared<sinks::BackendRunner>(backend.name, sinks::parse_backend_options(backend.type, backend.options_json),
                                                   std::move(sink), block_.block().backends[slot],
-                                                  std::move(predecessor));
+                                                  std::move(predecessor), std::move(after));
   } catch (const std::exception& e) {
     throw std::runtime_error("backend " + backend.name + ": " + e.what());
   }
@@ -867,21 +880,33 @@ std::optional<std::string> Router::reload(
   Runners next;
   std::vector<std::shared_ptr<sinks::BackendRunner>> replaced, removed;
   std::unique_ptr<const Plan> plan;
+  // Whether the running backend `name` goes on untouched under `config`.
+  const auto untouched = [&](const std::string& name) {
+    const RouterBackend* old_config = nullptr;
+    for (const RouterBackend& b : config_.backends) {
+      if (b.name == name && b.enabled) old_config = &b;
+    }
+    return old_config != nullptr &&
+           std::any_of(config.backends.begin(), config.backends.end(), [&](const RouterBackend& b) {
+             return b.enabled && b.name == name && b.type == old_config->type && b.options_json == old_config->options_json;
+           });
+  };
   try {
+    // Runners that this reload replaces or removes.
+    std::vector<std::shared_ptr<sinks::BackendRunner>> leaving;
+    for (const auto& [name, runner] : runners_) {
+      if (!untouched(name)) leaving.push_back(runner);
+    }
     for (const RouterBackend& backend : config.backends) {
       if (!backend.enabled) continue;
       auto old = runners_.find(backend.name);
-      const RouterBackend* old_config = nullptr;
-      for (const RouterBackend& b : config_.backends) {
-        if (b.name == backend.name && b.enabled) old_config = &b;
-      }
-      if (old_config != nullptr && old_config->type == backend.type &&
-          old_config->options_json == backend.options_json) {
-        next[backend.name] = old->second;  // untouched
+      if (untouched(backend.name)) {
+        next[backend.name] = old->second;
       } else {
         // A changed backend: the new runner follows the old one (writes
         // what it leaves first), so no event of it is lost or reordered.
-        next[backend.name] = start_backend(config, backend, old != runners_.end() ? old->second : nullptr);
+        next[backend.name] =
+            start_backend(config, backend, old != runners_.end() ? old->second : nullptr, leaving);
       }
     }
     // Before anything is swapped: a compile that throws (out of memory)

@@ -182,9 +182,10 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
 }
 
 BackendRunner::BackendRunner(std::string name, BackendOptions options, std::unique_ptr<Sink> sink,
-                             perf::BackendSlot& slot, std::shared_ptr<BackendRunner> predecessor)
+                             perf::BackendSlot& slot, std::shared_ptr<BackendRunner> predecessor,
+                             std::vector<std::shared_ptr<BackendRunner>> after)
     : name_(std::move(name)), options_(options), sink_(std::move(sink)), slot_(slot),
-      predecessor_(std::move(predecessor)) {
+      predecessor_(std::move(predecessor)), after_(std::move(after)) {
   // Relaxed: the thread that reads it starts below (thread start orders it).
   following_.store(predecessor_ != nullptr, std::memory_order_relaxed);
   sink_->attach_counters(&slot_.sink);
@@ -412,6 +413,14 @@ void BackendRunner::reopen_if_asked() noexcept {
 void BackendRunner::run() {
   // Nothing of ours before what the runner we replace was handed: the
   // backend's order holds, and its written-through positions only rise.
+  for (const auto& other : after_) {
+    // Acquire pairs with the release in its stop(): its last write is done.
+    while (!other->finished_.load(std::memory_order_acquire)) {
+      if (stop_now_.load(std::memory_order_relaxed)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  after_.clear();
   try {
     if (predecessor_ && !take_over()) return;
   } catch (const std::exception& e) {

@@ -102,8 +102,9 @@ class Router {
  private:
   // `backend` of `config` (the config being started or reloaded, whose
   // enabled backends keep their perf slots should one be taken back).
-  std::shared_ptr<sinks::BackendRunner> start_backend(const RouterConfig& config, const RouterBackend& backend,
-                                                      std::shared_ptr<sinks::BackendRunner> predecessor = nullptr);
+  std::shared_ptr<sinks::BackendRunner> start_backend(
+      const RouterConfig& config, const RouterBackend& backend, std::shared_ptr<sinks::BackendRunner> predecessor = nullptr,
+      const std::vector<std::shared_ptr<sinks::BackendRunner>>& leaving = {});
   using Runners = std::map<std::string, std::shared_ptr<sinks::BackendRunner>, std::less<>>;
   std::unique_ptr<const Plan> make_plan(const RouterConfig& config, const Runners& runners);
 

@@ -70,14 +70,22 @@ class BackendRunner {
  public:
   // `predecessor`: the runner this one replaces (same backend, same perf
   // slot), stopped by its owner soon after; null for a new backend.
+  // `after`: runners of other backends, stopped by their owner soon after,
+  // that append to the file this one does (a reload renamed the backend,
+  // or gave its file to another): nothing is written before they stop, or
+  // two would append to one file at once, and this one's first write cuts
+  // what looks like a torn tail, which may be their batch half written.
   BackendRunner(std::string name, BackendOptions options, std::unique_ptr<Sink> sink, perf::BackendSlot& slot,
-                std::shared_ptr<BackendRunner> predecessor = nullptr);
+                std::shared_ptr<BackendRunner> predecessor = nullptr,
+                std::vector<std::shared_ptr<BackendRunner>> after = {});
   ~BackendRunner();
   BackendRunner(const BackendRunner&) = delete;
   BackendRunner& operator=(const BackendRunner&) = delete;
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const BackendOptions& options() const noexcept { return options_; }
+  // The sink's file (Sink::file_path()); empty for sinks without one.
+  [[nodiscard]] std::string file_path() const { return sink_->file_path(); }
   [[nodiscard]] perf::BackendSlot& slot() noexcept { return slot_; }
 
   // --- worker side (any number of router workers) ---
@@ -200,6 +208,7 @@ class BackendRunner {
   std::atomic<bool> finished_{false};
   // Kept while any batch it owns may still be ours to write.
   std::shared_ptr<BackendRunner> predecessor_;
+  std::vector<std::shared_ptr<BackendRunner>> after_;  // released once they have stopped
   bool took_over_ = false;
   std::atomic<bool> following_{false};  // until the predecessor's leftovers are written
   std::deque<Batch*> inherited_;  // the predecessor's unwritten batches, written before our own

@@ -45,6 +45,7 @@ class FileSink final : public Sink {
   void reopen() override;
 
   [[nodiscard]] const FileSinkOptions& options() const noexcept { return options_; }
+  [[nodiscard]] std::string file_path() const override { return options_.path; }
 
  private:
   bool open_file(std::string& why);

@@ -41,6 +41,9 @@ class Sink {
   virtual void tick(std::chrono::steady_clock::time_point) {}
   // SIGHUP: reopen what it writes to (logrotate's rename, then HUP).
   virtual void reopen() {}
+  // The file it appends to, for sinks that have one (empty for the rest):
+  // two runners must never append to one file at once.
+  [[nodiscard]] virtual std::string file_path() const { return {}; }
   // Sinks count what only they know (rotations, reopens, connects) here.
   void attach_counters(perf::BackendSinkShard* counters) noexcept { counters_ = counters; }
   // The sink thread's stop flag: a write waiting on a slow destination

@@ -1,0 +1,92 @@
+// A reload that gives a backend's file to another backend (a rename that
+// keeps the path): the new runner must not append to the file while the
+// old one, stopped by the reload after a while, still writes its last
+// batches there.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "backends.hpp"
+#include "ringroute/producer.hpp"
+#include "ringroute/ingest/router.hpp"
+#include "ringroute/perf/block.hpp"
+#include "ringroute/ring/segment.hpp"
+
+namespace ringroute::ingest {
+namespace {
+
+using namespace std::chrono_literals;
+
+RouterConfig one_file_backend(const std::string& instance, const std::string& name, const std::string& options) {
+  RouterConfig config;
+  config.instance = instance;
+  config.rings.push_back({instance, 1 << 20, 0600, 2000ms});
+  config.backends.push_back({name, "file", true, options});
+  config.matching =
+      testing::backends_from_json(R"([{"name":")" + name + R"(","bindings":[{"verbosity":"trace"}]}])");
+  return config;
+}
+
+bool emit(const std::string& ring, int count) {
+  EventProducer producer;
+  if (producer.open(ring) != RR_OK) return false;
+  rr_event event{};
+  event.body = to_rr_str(R"({"k":1})");
+  for (int i = 0; i < count; ++i) {
+    if (producer.emit(event, RR_EMIT_BODY_TRUSTED) != RR_OK) return false;
+  }
+  return true;
+}
+
+std::uint64_t sent_by(const perf::Block& block, const std::string& name) {
+  for (const perf::BackendSlot& slot : block.backends) {
+    if (perf::slot_name(slot.name) == name) return slot.sink.sent.read();
+  }
+  return 0;
+}
+
+// "old" can never finish a batch: /dev/null takes the write and refuses the
+// fdatasync that `fsync: batch` asks for (EINVAL), so its batches are
+// retried until the reload that removed it gives them up. "new", the same
+// file without fsync, writes whatever it is handed, but only once "old" has
+// stopped; before, it wrote at once beside it.
+TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) {
+  const std::string instance = "rr-test-same-file-" + std::to_string(::getpid());
+  {
+    Router router(one_file_backend(instance, "old", R"({"path":"/dev/null","fsync":"batch"})"));
+    ASSERT_TRUE(emit(instance, 5));
+    std::this_thread::sleep_for(100ms);  // "old" retries its batch
+    ASSERT_EQ(sent_by(router.block(), "old"), 0u);
+
+    // The removed backend's while is cut to a second, as a stop does.
+    const auto window_ends = std::chrono::steady_clock::now() + 1s;
+    auto reload = std::async(std::launch::async, [&] {
+      return router.reload(one_file_backend(instance, "new", R"({"path":"/dev/null"})"),
+                           [&]() -> std::optional<std::chrono::steady_clock::time_point> { return window_ends; });
+    });
+    std::this_thread::sleep_for(200ms);  // the new plan is taken at once
+    ASSERT_TRUE(emit(instance, 5));
+    std::this_thread::sleep_for(400ms);
+    ASSERT_EQ(reload.wait_for(0s), std::future_status::timeout) << "the reload ended before the check";
+    EXPECT_EQ(sent_by(router.block(), "new"), 0u) << "written beside the backend that still writes the file";
+
+    EXPECT_EQ(reload.get(), std::nullopt);
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (sent_by(router.block(), "new") < 5 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(sent_by(router.block(), "new"), 5u);
+    EXPECT_EQ(sent_by(router.block(), "old"), 0u);
+    router.stop(100ms);
+  }
+  ring::Segment::remove(instance);
+  perf::BlockMapping::remove(instance);
+}
+
+}  // namespace
+}  // namespace ringroute::ingest
