@@ -412,6 +412,47 @@ TEST(FileSink, AnUnlinkRefusedWithAKeepOfZeroIsAFailureNotARotation) {
   EXPECT_EQ(status, 0) << "1: a write failed, 2: lines lost, 3: counted as a rotation, 4: failures not 1";
 }
 
+// Descriptors of this process that name a deleted file under `dir`.
+int deleted_files_held(const std::string& dir) {
+  int held = 0;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::string target = fs::read_symlink(entry.path(), ec).string();
+    if (!ec && target.rfind(dir, 0) == 0 && target.ends_with(" (deleted)")) ++held;
+  }
+  return held;
+}
+
+// The file a rotation drops (path.keep, or path itself with a keep of 0)
+// loses its name at once; its pages are freed when another thread closes
+// it (a last close of 64 MiB on tmpfs took the sink thread 7-22 ms), and
+// that close comes: no descriptor of a dropped file is left open.
+TEST(FileSink, AFileARotationDropsIsGoneAndClosedSoon) {
+  for (const std::uint32_t keep : {0u, 1u}) {
+    TempDir dir;
+    FileSinkOptions o;
+    o.path = dir / "out.ndjson";
+    o.rotate_bytes = 10;
+    o.keep = keep;
+    FileSink sink(o);
+    std::string why;
+    for (const char* line : {"first-line\n", "second-line\n", "third-line\n"}) {
+      ASSERT_EQ(sink.write(batch_of(line), why), Outcome::ok) << why;
+    }
+    EXPECT_EQ(slurp(o.path), "third-line\n");
+    if (keep == 1) {
+      EXPECT_EQ(slurp(o.path + ".1"), "second-line\n");
+    }
+    EXPECT_FALSE(fs::exists(o.path + ".2"));
+    const std::string prefix = fs::path(o.path).parent_path().string() + "/";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (deleted_files_held(prefix) > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_EQ(deleted_files_held(prefix), 0) << "keep " << keep;
+  }
+}
+
 // Age rotation counts from the file's birth: a restart (or reload, or
 // reopen) at least once every rotate_seconds used to keep it from ever
 // rotating.
