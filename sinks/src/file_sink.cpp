@@ -1,6 +1,7 @@
 #include "ringroute/sinks/file_sink.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -130,6 +131,7 @@ class DroppedFileCloser {
     // good the pages are still freed (SCHED_IDLE could starve it, and the
     // dropped files would hold their memory).
     ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+    ::pthread_setname_np(::pthread_self(), "rr-file-closer");
     std::unique_lock lock(mutex_);
     for (;;) {
       wake_.wait(lock, [this] { return !fds_.empty(); });

@@ -241,7 +241,8 @@ double process_peak_rss_mib(pid_t pid) {
 }
 
 // The router's CPU by thread role, from the names its threads give
-// themselves (rr-ring:{ring} workers, rr-sink:{backend} sink threads).
+// themselves (rr-ring:{ring} workers; rr-sink:{backend} sink threads and
+// rr-file-closer, which frees the files rotations drop, as sink work).
 struct ThreadCpu {
   double workers = 0, sinks = 0;
 };
@@ -253,7 +254,7 @@ ThreadCpu thread_cpu_seconds(pid_t pid) {
     std::string name;
     if (!std::getline(comm, name)) continue;  // the thread ended meanwhile
     if (name.starts_with("rr-ring:")) cpu.workers += stat_cpu_seconds(task.path() / "stat");
-    if (name.starts_with("rr-sink:")) cpu.sinks += stat_cpu_seconds(task.path() / "stat");
+    if (name.starts_with("rr-sink:") || name == "rr-file-closer") cpu.sinks += stat_cpu_seconds(task.path() / "stat");
   }
   return cpu;
 }
