@@ -504,7 +504,8 @@ void FileSink::cut_back(std::uint64_t before) {
   // (copytruncate), cutting to `before` would remove that writer's lines or
   // open a gap of zero bytes.
   struct stat st {};
-  if (::fstat(fd_, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == file_bytes_ &&
+  const bool stated = ::fstat(fd_, &st) == 0;
+  if (stated && static_cast<std::uint64_t>(st.st_size) == file_bytes_ &&
       ::ftruncate(fd_, static_cast<off_t>(before)) == 0) {
     file_bytes_ = before;
     return;
@@ -513,9 +514,10 @@ void FileSink::cut_back(std::uint64_t before) {
                "ringroute: file sink %s: part of a batch that failed is in the file and could not be cut back (%s); "
                "the retry writes the batch whole after it\n",
                options_.path.c_str(),
-               st.st_size != 0 && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
-                                                                                      : errno_text(errno).c_str());
-  if (st.st_size >= 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+               stated && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
+                                                                                : errno_text(errno).c_str());
+  // Only a size read now: a failed fstat leaves the one this sink counted.
+  if (stated) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
 }
 
 // A rotation that fails (a rename refused) must not stop delivery: the
