@@ -411,8 +411,7 @@ void BackendRunner::reopen_if_asked() noexcept {
 }
 
 void BackendRunner::run() {
-  // Nothing of ours before what the runner we replace was handed: the
-  // backend's order holds, and its written-through positions only rise.
+  // Nothing into the file while another backend's runner still appends to it.
   for (const auto& other : after_) {
     // Acquire pairs with the release in its stop(): its last write is done.
     while (!other->finished_.load(std::memory_order_acquire)) {
@@ -421,6 +420,8 @@ void BackendRunner::run() {
     }
   }
   after_.clear();
+  // Nothing of ours before what the runner we replace was handed: the
+  // backend's order holds, and its written-through positions only rise.
   try {
     if (predecessor_ && !take_over()) return;
   } catch (const std::exception& e) {

@@ -9,12 +9,14 @@
 
 #include <liburing.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -102,14 +104,20 @@ class DroppedFileCloser {
  public:
   static void close_later(int fd) noexcept {
     static DroppedFileCloser* const closer = make();
-    if (closer == nullptr) {
-      ::close(fd);  // no thread to be had: the sink thread pays, as before
-      return;
+    // No thread to be had, or it is behind (the files it holds keep their
+    // memory): the sink thread closes, as it used to.
+    bool queued = false;
+    if (closer != nullptr) {
+      try {
+        std::lock_guard lock(closer->mutex_);
+        if (closer->fds_.size() < kMostQueued) {
+          closer->fds_.push_back(fd);
+          queued = true;
+        }
+      } catch (const std::exception&) {
+      }
     }
-    try {
-      std::lock_guard lock(closer->mutex_);
-      closer->fds_.push_back(fd);
-    } catch (const std::exception&) {
+    if (!queued) {
       ::close(fd);
       return;
     }
@@ -117,20 +125,24 @@ class DroppedFileCloser {
   }
 
  private:
+  static constexpr std::size_t kMostQueued = 16;
   static DroppedFileCloser* make() noexcept {
     try {
-      auto* closer = new DroppedFileCloser;
-      std::thread([closer] { closer->run(); }).detach();
-      return closer;
+      auto closer = std::make_unique<DroppedFileCloser>();
+      std::thread([closer = closer.get()] { closer->run(); }).detach();
+      return closer.release();
     } catch (const std::exception&) {
       return nullptr;
     }
   }
   void run() {
-    // Nice 10: the router's threads come first, yet on a host busy for
-    // good the pages are still freed (SCHED_IDLE could starve it, and the
-    // dropped files would hold their memory).
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+    // Ten nice levels below the process: the router's threads come first,
+    // yet on a host busy for good the pages are still freed (SCHED_IDLE
+    // could starve it, and the dropped files would hold their memory).
+    const auto tid = static_cast<id_t>(::gettid());
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, tid);
+    if (errno == 0) ::setpriority(PRIO_PROCESS, tid, std::min(nice + 10, 19));
     ::pthread_setname_np(::pthread_self(), "rr-file-closer");
     std::unique_lock lock(mutex_);
     for (;;) {

@@ -444,7 +444,8 @@ TEST(FileSink, AFileARotationDropsIsGoneAndClosedSoon) {
       EXPECT_EQ(slurp(o.path + ".1"), "second-line\n");
     }
     EXPECT_FALSE(fs::exists(o.path + ".2"));
-    const std::string prefix = fs::path(o.path).parent_path().string() + "/";
+    // As /proc/self/fd shows it: with the symlinks on the way resolved.
+    const std::string prefix = fs::canonical(fs::path(o.path).parent_path()).string() + "/";
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     while (deleted_files_held(prefix) > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -166,8 +166,9 @@ class BackendRunner {
   // and that this runner, or one it followed, was handed.
   [[nodiscard]] std::uint64_t handed_end(std::size_t ring) const noexcept;
   void log_problem(std::string_view what, std::string_view detail = {}) noexcept;
-  // SIGHUP's reopen, when one was asked for; a failure is logged.
+  // The sink's tick (Sink::tick()); an exception out of it is logged.
   void tick_sink() noexcept;
+  // SIGHUP's reopen, when one was asked for; a failure is logged.
   void reopen_if_asked() noexcept;
   Batch* new_batch();
   // What a new batch reserves at most (see new_batch()).
