@@ -52,6 +52,15 @@ Batch batch_of(const std::string& text) {
   return b;
 }
 
+// A sink's options for `path`, rotating past `rotate_bytes`, keeping `keep`.
+FileSinkOptions rotating(const std::string& path, std::uint64_t rotate_bytes, std::uint32_t keep) {
+  FileSinkOptions o;
+  o.path = path;
+  o.rotate_bytes = rotate_bytes;
+  o.keep = keep;
+  return o;
+}
+
 class FileSinkIo : public ::testing::TestWithParam<FileIo> {};
 
 TEST_P(FileSinkIo, AppendsBatchesAndCreatesParentDirectories) {
@@ -68,11 +77,8 @@ TEST_P(FileSinkIo, AppendsBatchesAndCreatesParentDirectories) {
 
 TEST_P(FileSinkIo, RotatesBySizeKeepingTheNewestFiles) {
   TempDir dir;
-  FileSinkOptions o;
-  o.path = dir / "out.ndjson";
+  FileSinkOptions o = rotating(dir / "out.ndjson", 20, 2);
   o.io = GetParam();
-  o.rotate_bytes = 20;
-  o.keep = 2;
   FileSink sink(o);
   perf::BackendSinkShard counters;
   sink.attach_counters(&counters);
@@ -93,10 +99,7 @@ TEST_P(FileSinkIo, RotatesBySizeKeepingTheNewestFiles) {
 std::string rotate_once(const TempDir& dir, std::uint32_t keep,
                         const std::vector<std::pair<std::string, std::string>>& older) {
   fs::create_directories(dir / "");
-  FileSinkOptions o;
-  o.path = dir / "out.ndjson";
-  o.rotate_bytes = 20;
-  o.keep = keep;
+  FileSinkOptions o = rotating(dir / "out.ndjson", 20, keep);
   std::ofstream(o.path) << "current-xxxxxx\n";
   for (const auto& [suffix, text] : older) std::ofstream(o.path + suffix) << text;
   FileSink sink(o);
@@ -271,10 +274,7 @@ TEST(FileSink, LooksForACutOffLineAtItsFirstWriteNotWhenMade) {
 // it rotate again at once because that one was full).
 TEST(FileSink, AFileRotatedBeforeItsFirstWriteIsNotWrittenTo) {
   TempDir dir;
-  FileSinkOptions o;
-  o.path = dir / "out.ndjson";
-  o.rotate_bytes = 20;
-  o.keep = 1;
+  FileSinkOptions o = rotating(dir / "out.ndjson", 20, 1);
   FileSink old_sink(o);
   std::string why;
   ASSERT_EQ(old_sink.write(batch_of("old-1-xxxxxxxxx\n"), why), Outcome::ok) << why;
@@ -343,10 +343,7 @@ TEST(FileSink, ACutBackNeverRemovesAnotherWritersLines) {
 TEST(FileSink, ARotationThatFailsKeepsWritingToTheFile) {
   TempDir dir;
   fs::create_directories(dir / "out.ndjson.1/occupied");
-  FileSinkOptions o;
-  o.path = dir / "out.ndjson";
-  o.rotate_bytes = 10;
-  o.keep = 1;
+  FileSinkOptions o = rotating(dir / "out.ndjson", 10, 1);
   FileSink sink(o);
   std::string why;
   ASSERT_EQ(sink.write(batch_of("first-line\n"), why), Outcome::ok) << why;
@@ -363,10 +360,7 @@ TEST(FileSink, AShiftThatFailsLeavesTheKeptFilesAlone) {
   TempDir dir;
   fs::create_directories(dir / "out.ndjson.2/occupied");
   std::ofstream(dir / "out.ndjson.1") << "older\n";
-  FileSinkOptions o;
-  o.path = dir / "out.ndjson";
-  o.rotate_bytes = 10;
-  o.keep = 2;
+  FileSinkOptions o = rotating(dir / "out.ndjson", 10, 2);
   FileSink sink(o);
   perf::BackendSinkShard counters;
   sink.attach_counters(&counters);
@@ -392,10 +386,7 @@ TEST(FileSink, AnUnlinkRefusedWithAKeepOfZeroIsAFailureNotARotation) {
   std::ofstream(backing) << "";
   const int status = testing::run_in_private_mounts([&] {
     if (::mount(backing.c_str(), path.c_str(), nullptr, MS_BIND, nullptr) != 0) return testing::kNoPrivateMounts;
-    FileSinkOptions o;
-    o.path = path;
-    o.rotate_bytes = 10;
-    o.keep = 0;
+    FileSinkOptions o = rotating(path, 10, 0);
     FileSink sink(o);
     perf::BackendSinkShard counters;
     sink.attach_counters(&counters);
@@ -430,10 +421,7 @@ int deleted_files_held(const std::string& dir) {
 TEST(FileSink, AFileARotationDropsIsGoneAndClosedSoon) {
   for (const std::uint32_t keep : {0u, 1u}) {
     TempDir dir;
-    FileSinkOptions o;
-    o.path = dir / "out.ndjson";
-    o.rotate_bytes = 10;
-    o.keep = keep;
+    FileSinkOptions o = rotating(dir / "out.ndjson", 10, keep);
     FileSink sink(o);
     std::string why;
     for (const char* line : {"first-line\n", "second-line\n", "third-line\n"}) {
