@@ -170,6 +170,7 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
       throw std::runtime_error("http sink: " + problem);
     }
     if (iequals(name, "Content-Type")) user_content_type_ = true;
+    if (iequals(name, "User-Agent")) user_agent_ = true;
     if (iequals(name, "Authorization")) user_authorization = true;
   }
   if (url->has_userinfo && !user_authorization) {
@@ -247,7 +248,8 @@ void HttpSink::build(Connection& c, const Batch& batch, const Request& request) 
   std::string& h = c.head;
   h.clear();
   h.append(options_.method).append(" ").append(target_).append(" HTTP/1.1\r\nHost: ").append(host_header_);
-  h.append("\r\nUser-Agent: ringroute\r\n");
+  h.append("\r\n");
+  if (!user_agent_) h.append("User-Agent: ringroute\r\n");  // the config's own, if it has one, goes below
   if (!user_content_type_) {
     h.append(single || options_.json_array ? "Content-Type: application/json\r\n"
                                            : "Content-Type: application/x-ndjson\r\n");

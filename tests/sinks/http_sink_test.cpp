@@ -186,6 +186,21 @@ TEST_F(HttpSinkTest, BasicAuthFromUserinfoHeadersQueryAndMethod) {
   EXPECT_EQ(r.headers.at("host"), "127.0.0.1:" + std::to_string(receiver.port()));
 }
 
+// The sink's User-Agent is a default: one in `headers` replaces it. Both
+// went out, and a gateway filtering on it saw "ringroute, my-agent/1.0".
+TEST_F(HttpSinkTest, AUserAgentInTheHeadersReplacesTheSinksOwn) {
+  HttpReceiver receiver;
+  const std::string url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/in";
+  HttpSink own({.url = url});
+  HttpSink theirs({.url = url, .headers = {{"user-agent", "my-agent/1.0"}}});
+  fill(batch_, 0, 1);
+  ASSERT_EQ(own.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(theirs.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 2u);
+  EXPECT_EQ(receiver.requests()[0].headers.at("user-agent"), "ringroute");
+  EXPECT_EQ(receiver.requests()[1].headers.at("user-agent"), "my-agent/1.0");
+}
+
 TEST_F(HttpSinkTest, JsonArrayAndGzipBodies) {
   HttpReceiver receiver;
   HttpSink array({.url = receiver.url(), .batched = true, .json_array = true});

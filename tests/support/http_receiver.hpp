@@ -33,7 +33,7 @@ namespace ringroute::testing {
 
 struct HttpRequest {
   std::string method, target, body;
-  std::map<std::string, std::string> headers;  // names lower-cased
+  std::map<std::string, std::string> headers;  // names lower-cased; one sent twice as "a, b"
   std::size_t connection = 0;                  // which connection carried it (0, 1, ...)
 };
 
@@ -185,7 +185,10 @@ class HttpReceiver {
       for (const auto& field : message) {
         std::string name(field.name_string());
         for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        request.headers[name] = std::string(field.value());
+        // A header sent twice reads as HTTP combines it: "a, b".
+        const std::string value(field.value());
+        const auto [at, fresh] = request.headers.try_emplace(name, value);
+        if (!fresh) at->second.append(", ").append(value);
       }
       std::size_t index;
       {

@@ -69,6 +69,7 @@ class HttpSink final : public Sink {
   std::string host_;
   std::uint16_t port_ = 80;
   bool user_content_type_ = false;
+  bool user_agent_ = false;  // headers name a User-Agent: no default one
   std::unique_ptr<UringLoop> loop_;
   std::size_t address_pick_ = 0;  // which of the host's addresses a write dials first (see Dialing)
   // Set while write() runs: still set at the next call, the last one ended
