@@ -1,11 +1,17 @@
 #include "tls.hpp"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
+#include <utility>
+
+#include "ringroute/sinks/backend.hpp"
 
 namespace ringroute::sinks {
 namespace {
@@ -30,6 +36,18 @@ bool is_ip(const std::string& host) {
 
 TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
     : peer_name_(options.server_name.empty() ? host : options.server_name) {
+  // Regular files only: OpenSSL reads a device or a FIFO (/dev/zero, a
+  // pipe nobody writes) until it ends, and a router, or validate, would
+  // wait for good.
+  for (const auto& [option, file] : {std::pair{"ca_file", &options.ca_file}, std::pair{"cert_file", &options.cert_file},
+                                     std::pair{"key_file", &options.key_file}}) {
+    if (file->empty()) continue;
+    struct stat st {};
+    if (::stat(file->c_str(), &st) != 0) {
+      throw std::runtime_error(std::string("TLS: ") + option + " " + *file + ": " + std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) throw std::runtime_error(std::string("TLS: ") + option + " " + *file + ": not a regular file");
+  }
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (ctx_ == nullptr) throw std::runtime_error("TLS: " + openssl_errors());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
@@ -49,14 +67,31 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
       SSL_CTX_free(ctx_);
       throw std::runtime_error("TLS: a client certificate needs both cert_file and key_file");
     }
+    // No passphrase to give: an encrypted key is refused, where OpenSSL's
+    // default asked for one on the terminal and a router started from a
+    // shell waited there.
+    SSL_CTX_set_default_passwd_cb(ctx_, [](char*, int, int, void*) { return 0; });
     if (SSL_CTX_use_certificate_chain_file(ctx_, options.cert_file.c_str()) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx_, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx_) != 1) {
       const std::string why = openssl_errors();
       SSL_CTX_free(ctx_);
-      throw std::runtime_error("TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why);
+      throw std::runtime_error("TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why +
+                               " (an encrypted key is not supported)");
     }
   }
+}
+
+TlsFilesProblem tls_files_problem(const std::string& ca_file, const std::string& cert_file,
+                                  const std::string& key_file) {
+  try {
+    TlsContext context(TlsOptions{ca_file, cert_file, key_file, {}}, "localhost");
+  } catch (const std::exception& e) {
+    const std::string why = e.what();
+    const bool ca = why.rfind("TLS: can't load CA", 0) == 0 || why.rfind("TLS: ca_file", 0) == 0;
+    return {ca ? "ca_file" : why.rfind("TLS: key_file", 0) == 0 ? "key_file" : "cert_file", why};
+  }
+  return {};
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }

@@ -17,6 +17,7 @@
 
 #include "ringroute/ingest/body_check.hpp"
 #include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/url.hpp"
 #include "ringroute/tools/json_text.hpp"
 
@@ -628,6 +629,17 @@ ConfigResult parse_config(std::string_view text) {
           list.push_back({"backends[" + std::to_string(index) + "].options." + missing,
                           std::string("required with ") + (given("cert_file") ? "cert_file" : "key_file") +
                               " (a client certificate needs both)"});
+        } else if (tls && (given("ca_file") || given("cert_file"))) {
+          // And files it can't load: what validate passes must start.
+          auto option_text = [&](const char* option) {
+            std::string_view value;
+            return backend["options"][option].get(value) == simdjson::SUCCESS ? std::string(value) : std::string();
+          };
+          if (const auto problem = sinks::tls_files_problem(option_text("ca_file"), option_text("cert_file"),
+                                                            option_text("key_file"));
+              !problem.option.empty()) {
+            list.push_back({"backends[" + std::to_string(index) + "].options." + problem.option, problem.why});
+          }
         }
       }
     }

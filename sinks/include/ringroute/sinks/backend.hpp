@@ -66,6 +66,15 @@ struct BackendOptions {
 // exist yet validates, and run refuses it while it is enabled), or empty.
 [[nodiscard]] std::string missing_sink(std::string_view type);
 
+// What a TLS sink's files would be refused for at start (each names its
+// file): the option at fault ("ca_file", or "cert_file" for the client
+// certificate and its key) and why; an empty option when they load.
+struct TlsFilesProblem {
+  std::string option, why;
+};
+[[nodiscard]] TlsFilesProblem tls_files_problem(const std::string& ca_file, const std::string& cert_file,
+                                                const std::string& key_file);
+
 class BackendRunner {
  public:
   // `predecessor`: the runner this one replaces (same backend, same perf
