@@ -550,4 +550,11 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   return Outcome::ok;
 }
 
+void HttpSink::reopen() {
+  if (tls_) {
+    reload_tls(tls_, TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_,
+               "http sink " + where_);
+  }
+}
+
 }  // namespace ringroute::sinks

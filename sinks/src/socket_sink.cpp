@@ -341,4 +341,11 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
   return Outcome::ok;
 }
 
+void SocketSink::reopen() {
+  if (tls_) {
+    reload_tls(tls_, TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_,
+               "socket sink " + where_);
+  }
+}
+
 }  // namespace ringroute::sinks

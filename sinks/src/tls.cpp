@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -95,6 +96,15 @@ TlsFilesProblem tls_files_problem(const std::string& ca_file, const std::string&
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+void reload_tls(std::unique_ptr<TlsContext>& tls, const TlsOptions& options, const std::string& host,
+                const std::string& sink) noexcept {
+  try {
+    tls = std::make_unique<TlsContext>(options, host);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ringroute: %s: keeping the TLS files loaded before: %s\n", sink.c_str(), e.what());
+  }
+}
 
 TlsConnection::TlsConnection(const TlsContext& context) {
   ssl_ = SSL_new(context.get());

@@ -39,6 +39,13 @@ class TlsContext {
   std::string peer_name_;
 };
 
+// SIGHUP: `tls` made anew from its files (a certificate renewed in place),
+// for the connections made from now on; those open keep theirs (OpenSSL
+// counts the context's users). Files that no longer load leave `tls` as it
+// is, said on stderr with `sink` naming whose they are.
+void reload_tls(std::unique_ptr<TlsContext>& tls, const TlsOptions& options, const std::string& host,
+                const std::string& sink) noexcept;
+
 // One per connection.
 class TlsConnection {
  public:

@@ -607,6 +607,27 @@ TEST(HttpSink, BadOptionsAreClearErrors) {
   }
 }
 
+// SIGHUP reads the TLS files again, as for a certificate renewed in place
+// (certbot): the context loaded at start was kept until a restart, and
+// once the old certificate expired every handshake failed.
+TEST_F(HttpSinkTest, AReopenReadsTheTlsFilesAgain) {
+  testing::TempDir dir("https-reopen");
+  const testing::TestPki pki = testing::make_test_pki(dir);
+  ASSERT_TRUE(pki.ok()) << testing::read_text(dir / "openssl.log");
+  HttpReceiver receiver({}, 0, pki.server_cert, pki.server_key);
+  const std::string ca_file = dir / "ca-in-use.pem";
+  std::filesystem::copy_file(pki.other_ca, ca_file);
+  HttpSink sink({.url = receiver.url(), .batched = true, .ca_file = ca_file});
+  fill(batch_, 0, 10);
+  EXPECT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("certificate verify failed"), std::string::npos) << why_;
+
+  std::filesystem::copy_file(pki.ca, ca_file, std::filesystem::copy_options::overwrite_existing);
+  sink.reopen();
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
 TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   testing::TempDir dir("https");
   const testing::TestPki pki = testing::make_test_pki(dir);

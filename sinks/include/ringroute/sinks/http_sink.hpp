@@ -52,6 +52,8 @@ class HttpSink final : public Sink {
   Outcome write(const Batch& batch, std::string& why) override;
   // Closes connections idle for a minute, past the first.
   void tick(std::chrono::steady_clock::time_point now) override;
+  // SIGHUP: TLS files read again for the connections made from now on.
+  void reopen() override;
 
  private:
   struct Connection;

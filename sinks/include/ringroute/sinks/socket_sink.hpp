@@ -56,6 +56,8 @@ class SocketSink final : public Sink {
 
   Outcome write(const Batch& batch, std::string& why) override;
   void tick(std::chrono::steady_clock::time_point now) override;
+  // SIGHUP: TLS files read again for the connections made from now on.
+  void reopen() override;
 
   // Connections open now (streams), for tests and stat.
   [[nodiscard]] std::size_t open_connections() const noexcept;
