@@ -55,7 +55,10 @@ class Dir {
 // A router process: `ringroute run --config FILE`, stderr to a file.
 class RouterProcess {
  public:
-  RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000") {
+  RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000") : log_(log) {
+    std::error_code ec;
+    const auto size = fs::file_size(log, ec);  // the log may hold an earlier router's lines
+    log_start_ = ec ? 0 : static_cast<std::size_t>(size);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test binary killed by its timeout takes its router with it
@@ -71,10 +74,14 @@ class RouterProcess {
       ::waitpid(pid_, nullptr, 0);
     }
   }
-  void signal(int sig) const { ::kill(pid_, sig); }
+  void signal(int sig) const {
+    wait_running();
+    ::kill(pid_, sig);
+  }
   [[nodiscard]] pid_t pid() const { return pid_; }
   // Exit status after SIGTERM (or -1 when it did not exit in time).
   int stop() {
+    wait_running();
     ::kill(pid_, SIGTERM);
     return wait_exit(5s);
   }
@@ -82,6 +89,19 @@ class RouterProcess {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
+  }
+  // Until the router says it runs (up to 5 s): before it has blocked its
+  // signals, a SIGTERM or SIGHUP is their default, death. A router started
+  // on a ring that exists already is "ready" for a test at once, and an
+  // ASan build took more than the 100 ms such a test waited to start.
+  void wait_running() const {
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(log_);
+      const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+      if (text.find("ringroute: running:", log_start_) != std::string::npos) return;
+      std::this_thread::sleep_for(2ms);
+    }
   }
   int wait_exit(std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -97,6 +117,8 @@ class RouterProcess {
   }
 
  private:
+  std::string log_;
+  std::size_t log_start_ = 0;
   pid_t pid_ = -1;
 };
 
