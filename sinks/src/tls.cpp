@@ -45,7 +45,8 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
     if (file->empty()) continue;
     struct stat st {};
     if (::stat(file->c_str(), &st) != 0) {
-      throw std::runtime_error(std::string("TLS: ") + option + " " + *file + ": " + std::strerror(errno));
+      const int e = errno;
+      throw std::runtime_error(std::string("TLS: ") + option + " " + *file + ": " + std::strerror(e));
     }
     if (!S_ISREG(st.st_mode)) throw std::runtime_error(std::string("TLS: ") + option + " " + *file + ": not a regular file");
   }
@@ -70,15 +71,27 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
     }
     // No passphrase to give: an encrypted key is refused, where OpenSSL's
     // default asked for one on the terminal and a router started from a
-    // shell waited there.
+    // shell waited there. Asked for one, the callback notes it.
+    bool passphrase_asked = false;
+    SSL_CTX_set_default_passwd_cb(ctx_, [](char*, int, int, void* asked) {
+      *static_cast<bool*>(asked) = true;
+      return 0;
+    });
+    SSL_CTX_set_default_passwd_cb_userdata(ctx_, &passphrase_asked);
+    const bool loaded_pair = SSL_CTX_use_certificate_chain_file(ctx_, options.cert_file.c_str()) == 1 &&
+                             SSL_CTX_use_PrivateKey_file(ctx_, options.key_file.c_str(), SSL_FILETYPE_PEM) == 1 &&
+                             SSL_CTX_check_private_key(ctx_) == 1;
+    // The context outlives this frame: no callback may reach the flag later.
+    SSL_CTX_set_default_passwd_cb_userdata(ctx_, nullptr);
     SSL_CTX_set_default_passwd_cb(ctx_, [](char*, int, int, void*) { return 0; });
-    if (SSL_CTX_use_certificate_chain_file(ctx_, options.cert_file.c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx_, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx_) != 1) {
+    if (!loaded_pair) {
       const std::string why = openssl_errors();
       SSL_CTX_free(ctx_);
-      throw std::runtime_error("TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why +
-                               " (an encrypted key is not supported)");
+      if (passphrase_asked) {
+        throw std::runtime_error("TLS: key_file " + options.key_file +
+                                 " is encrypted, and there is no option to give its passphrase");
+      }
+      throw std::runtime_error("TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why);
     }
   }
 }

@@ -629,17 +629,6 @@ ConfigResult parse_config(std::string_view text) {
           list.push_back({"backends[" + std::to_string(index) + "].options." + missing,
                           std::string("required with ") + (given("cert_file") ? "cert_file" : "key_file") +
                               " (a client certificate needs both)"});
-        } else if (tls && (given("ca_file") || given("cert_file"))) {
-          // And files it can't load: what validate passes must start.
-          auto option_text = [&](const char* option) {
-            std::string_view value;
-            return backend["options"][option].get(value) == simdjson::SUCCESS ? std::string(value) : std::string();
-          };
-          if (const auto problem = sinks::tls_files_problem(option_text("ca_file"), option_text("cert_file"),
-                                                            option_text("key_file"));
-              !problem.option.empty()) {
-            list.push_back({"backends[" + std::to_string(index) + "].options." + problem.option, problem.why});
-          }
         }
       }
     }
@@ -655,6 +644,32 @@ ConfigResult parse_config(std::string_view text) {
   if (config.rings.empty()) config.rings.emplace_back();
   result.config = std::move(config);
   return result;
+}
+
+std::vector<matcher::ConfigError> tls_file_errors(const Config& config) {
+  std::vector<matcher::ConfigError> errors;
+  for (std::size_t i = 0; i < config.backends.size(); ++i) {
+    const BackendConfig& backend = config.backends[i];
+    if (!backend.enabled || (backend.type != "http" && backend.type != "socket")) continue;
+    simdjson::dom::parser parser;
+    simdjson::dom::element options;
+    if (parser.parse(backend.options_json).get(options) != simdjson::SUCCESS) continue;
+    std::string_view url;
+    if (options["url"].get(url) != simdjson::SUCCESS ||
+        !(url.starts_with("https://") || url.starts_with("syslog+tls://"))) {
+      continue;
+    }
+    auto text = [&](const char* option) {
+      std::string_view value;
+      return options[option].get(value) == simdjson::SUCCESS ? std::string(value) : std::string();
+    };
+    const std::string ca = text("ca_file"), cert = text("cert_file"), key = text("key_file");
+    if (ca.empty() && cert.empty()) continue;  // the system store: the host's, not the config's
+    if (const auto problem = sinks::tls_files_problem(ca, cert, key); !problem.option.empty()) {
+      errors.push_back({"backends[" + std::to_string(i) + "].options." + problem.option, problem.why});
+    }
+  }
+  return errors;
 }
 
 bool report_config_errors(const ConfigResult& result, const char* indent) {

@@ -39,6 +39,12 @@ struct ConfigResult {
 // path, or for a file that is not JSON, the line, column and byte.
 [[nodiscard]] ConfigResult parse_config(std::string_view text);
 
+// `validate`'s look past the text: the TLS files of enabled backends, loaded
+// as their sinks will load them at start, each that would not load named
+// with its JSON path. Apart from parse_config(), so that commands which only
+// read a config (stat, emit, route) and a reload do not depend on them.
+[[nodiscard]] std::vector<matcher::ConfigError> tls_file_errors(const Config& config);
+
 // Prints every error of `result` on stderr, one a line after `indent`;
 // true when there were some.
 bool report_config_errors(const ConfigResult& result, const char* indent = "");
