@@ -74,18 +74,23 @@ class RouterProcess {
       ::waitpid(pid_, nullptr, 0);
     }
   }
+  // Nothing once the router was reaped: kill(-1, sig) signals every
+  // process this user may signal (in CI, root: all of them).
   void signal(int sig) const {
+    if (pid_ <= 0) return;
     wait_running();
     ::kill(pid_, sig);
   }
   [[nodiscard]] pid_t pid() const { return pid_; }
   // Exit status after SIGTERM (or -1 when it did not exit in time).
   int stop() {
+    if (pid_ <= 0) return -1;
     wait_running();
     ::kill(pid_, SIGTERM);
     return wait_exit(5s);
   }
   void kill9() {
+    if (pid_ <= 0) return;
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
@@ -104,6 +109,7 @@ class RouterProcess {
     }
   }
   int wait_exit(std::chrono::milliseconds limit) {
+    if (pid_ <= 0) return -1;  // waitpid(-1) would reap any child, a producer's too
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;
