@@ -46,9 +46,11 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
     struct stat st {};
     if (::stat(file->c_str(), &st) != 0) {
       const int e = errno;
-      throw std::runtime_error(std::string("TLS: ") + option + " " + *file + ": " + std::strerror(e));
+      throw TlsFileError(option, std::string("TLS: ") + option + " " + *file + ": " + std::strerror(e));
     }
-    if (!S_ISREG(st.st_mode)) throw std::runtime_error(std::string("TLS: ") + option + " " + *file + ": not a regular file");
+    if (!S_ISREG(st.st_mode)) {
+      throw TlsFileError(option, std::string("TLS: ") + option + " " + *file + ": not a regular file");
+    }
   }
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (ctx_ == nullptr) throw std::runtime_error("TLS: " + openssl_errors());
@@ -60,9 +62,8 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
   if (!loaded) {
     const std::string why = openssl_errors();
     SSL_CTX_free(ctx_);
-    throw std::runtime_error("TLS: can't load CA certificates" +
-                             (options.ca_file.empty() ? std::string(" (system store)") : " from " + options.ca_file) +
-                             ": " + why);
+    const std::string from = options.ca_file.empty() ? std::string(" (system store)") : " from " + options.ca_file;
+    throw TlsFileError("ca_file", "TLS: can't load CA certificates" + from + ": " + why);
   }
   if (!options.cert_file.empty() || !options.key_file.empty()) {
     if (options.cert_file.empty() || options.key_file.empty()) {
@@ -88,10 +89,11 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
       const std::string why = openssl_errors();
       SSL_CTX_free(ctx_);
       if (passphrase_asked) {
-        throw std::runtime_error("TLS: key_file " + options.key_file +
+        throw TlsFileError("key_file", "TLS: key_file " + options.key_file +
                                  " is encrypted, and there is no option to give its passphrase");
       }
-      throw std::runtime_error("TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why);
+      throw TlsFileError("cert_file",
+                         "TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why);
     }
   }
 }
@@ -100,10 +102,10 @@ TlsFilesProblem tls_files_problem(const std::string& ca_file, const std::string&
                                   const std::string& key_file) {
   try {
     TlsContext context(TlsOptions{ca_file, cert_file, key_file, {}}, "localhost");
+  } catch (const TlsFileError& e) {
+    return {e.option(), e.what()};
   } catch (const std::exception& e) {
-    const std::string why = e.what();
-    const bool ca = why.rfind("TLS: can't load CA", 0) == 0 || why.rfind("TLS: ca_file", 0) == 0;
-    return {ca ? "ca_file" : why.rfind("TLS: key_file", 0) == 0 ? "key_file" : "cert_file", why};
+    return {"cert_file", e.what()};  // no file at fault (out of memory): said at the certificate
   }
   return {};
 }

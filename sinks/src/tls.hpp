@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -22,10 +23,22 @@ struct TlsOptions {
   std::string server_name;  // SNI and the name checked in the certificate; empty: the URL's host
 };
 
+// A file TlsContext can't use, with the option that names it (ca_file,
+// cert_file or key_file), so validate can give its JSON path.
+class TlsFileError : public std::runtime_error {
+ public:
+  TlsFileError(const char* option, const std::string& what) : std::runtime_error(what), option_(option) {}
+  [[nodiscard]] const char* option() const noexcept { return option_; }
+
+ private:
+  const char* option_;
+};
+
 // One per sink: the verification policy and the client certificate.
 class TlsContext {
  public:
-  // Throws std::runtime_error naming the file or setting that is wrong.
+  // Throws TlsFileError for a file it can't use, std::runtime_error for
+  // the rest, naming the file or setting that is wrong.
   TlsContext(const TlsOptions& options, const std::string& host);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
