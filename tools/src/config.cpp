@@ -24,6 +24,9 @@
 namespace ringroute::tools {
 namespace {
 
+// A URL whose sink speaks TLS, and so takes ca_file, cert_file and key_file.
+bool tls_url(std::string_view url) { return url.starts_with("https://") || url.starts_with("syslog+tls://"); }
+
 using matcher::ConfigErrors;
 using matcher::json_type_name;
 
@@ -616,7 +619,7 @@ ConfigResult parse_config(std::string_view text) {
         return backend["options"][option].get(value) == simdjson::SUCCESS && !value.is_null();
       };
       if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS) {
-        const bool tls = url.starts_with("https://") || url.starts_with("syslog+tls://");
+        const bool tls = tls_url(url);
         for (const char* option : {"ca_file", "server_name", "cert_file", "key_file"}) {
           if (tls || !given(option)) continue;
           list.push_back({"backends[" + std::to_string(index) + "].options." + option,
@@ -655,10 +658,7 @@ std::vector<matcher::ConfigError> tls_file_errors(const Config& config) {
     simdjson::dom::element options;
     if (parser.parse(backend.options_json).get(options) != simdjson::SUCCESS) continue;
     std::string_view url;
-    if (options["url"].get(url) != simdjson::SUCCESS ||
-        !(url.starts_with("https://") || url.starts_with("syslog+tls://"))) {
-      continue;
-    }
+    if (options["url"].get(url) != simdjson::SUCCESS || !tls_url(url)) continue;
     auto text = [&](const char* option) {
       std::string_view value;
       return options[option].get(value) == simdjson::SUCCESS ? std::string(value) : std::string();
