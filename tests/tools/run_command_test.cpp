@@ -52,6 +52,11 @@ class Dir {
   std::string path_;
 };
 
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 // A router process: `ringroute run --config FILE`, stderr to a file.
 class RouterProcess {
  public:
@@ -102,9 +107,7 @@ class RouterProcess {
   void wait_running() const {
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     while (std::chrono::steady_clock::now() < deadline) {
-      std::ifstream in(log_);
-      const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-      if (text.find("ringroute: running:", log_start_) != std::string::npos) return;
+      if (read_text(log_).find("ringroute: running:", log_start_) != std::string::npos) return;
       std::this_thread::sleep_for(2ms);
     }
   }
@@ -259,11 +262,6 @@ std::string config_text(const Dir& dir, const std::string& ring, std::size_t rin
 }
 
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Waits until the router's log holds `text` (a reload is done when it says so).
 void wait_for_log(const std::string& path, const std::string& text,
