@@ -67,8 +67,9 @@ struct BackendOptions {
 [[nodiscard]] std::string missing_sink(std::string_view type);
 
 // What a TLS sink's files would be refused for at start (each names its
-// file): the option at fault ("ca_file", or "cert_file" for the client
-// certificate and its key) and why; an empty option when they load.
+// file): the option at fault ("ca_file"; "cert_file" for the client
+// certificate, or its key not matching; "key_file" for a key it can't
+// read or that is encrypted) and why; an empty option when they load.
 struct TlsFilesProblem {
   std::string option, why;
 };
