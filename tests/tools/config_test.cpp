@@ -12,6 +12,8 @@
 #include "peers.hpp"
 #include "ringroute/tools/config.hpp"
 
+#include <simdjson.h>
+
 namespace ringroute::tools {
 namespace {
 
@@ -513,6 +515,71 @@ TEST(Config, SocketAndHttpOptionsAreChecked) {
     EXPECT_TRUE(std::any_of(e.begin(), e.end(), [&](const std::string& error) { return error.starts_with(path); }))
         << path;
   }
+}
+
+// Secrets and per-host values come from the environment, as Vector and
+// Fluent Bit users write them; values go in escaped, whatever they hold.
+TEST(Config, EnvironmentVariablesAreExpandedInStringValues) {
+  ::setenv("RR_TEST_HOST", "127.0.0.1", 1);
+  ::setenv("RR_TEST_TOKEN", "Bearer a\"b\\c", 1);
+  ::setenv("RR_TEST_EMPTY", "", 1);
+  ::unsetenv("RR_TEST_UNSET");
+  const ConfigResult r = parse_config(R"({"backends": [
+    {"name": "h", "type": "http", "options": {"url": "http://${RR_TEST_HOST}:8080/in",
+       "headers": {"Authorization": "${RR_TEST_TOKEN}", "X-Literal": "$${RR_TEST_HOST} costs $5",
+                   "X-Default": "${RR_TEST_UNSET:-fallback \"q\"}", "X-Empty-Default": "${RR_TEST_EMPTY:-d}",
+                   "X-Empty-Kept": "<${RR_TEST_EMPTY-d}>", "X-Escaped": "\\${RR_TEST_HOST}"}}, "bindings": [{}]},
+    {"name": "f", "type": "file", "options": {"path": "${RR_TEST_UNSET-/tmp}/rr-${RR_TEST_HOST}.log"},
+     "bindings": [{"account_id": "$5-account"}]}]})");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  simdjson::dom::parser parser;
+  simdjson::dom::element http = parser.parse(r.config->backends[0].options_json).value();
+  EXPECT_EQ(std::string_view(http["url"]), "http://127.0.0.1:8080/in");
+  EXPECT_EQ(std::string_view(http["headers"]["Authorization"]), "Bearer a\"b\\c");
+  EXPECT_EQ(std::string_view(http["headers"]["X-Literal"]), "${RR_TEST_HOST} costs $5");
+  EXPECT_EQ(std::string_view(http["headers"]["X-Default"]), "fallback \"q\"");
+  EXPECT_EQ(std::string_view(http["headers"]["X-Empty-Default"]), "d");
+  EXPECT_EQ(std::string_view(http["headers"]["X-Empty-Kept"]), "<>");
+  EXPECT_EQ(std::string_view(http["headers"]["X-Escaped"]), "\\127.0.0.1");
+  simdjson::dom::parser file_parser;
+  EXPECT_EQ(std::string_view(file_parser.parse(r.config->backends[1].options_json)["path"]), "/tmp/rr-127.0.0.1.log");
+  ASSERT_EQ(r.config->matching[1].bindings.size(), 1u);
+  EXPECT_EQ(r.config->matching[1].bindings[0].accounts, std::vector<std::string>{"$5-account"});
+}
+
+// What can't be expanded is named at its value's path, every one of them,
+// and no value from the environment is echoed.
+TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
+  ::unsetenv("RR_TEST_UNSET");
+  ::setenv("RR_TEST_SECRET", "hunter2", 1);
+  ::setenv("RR_TEST_NOT_UTF8", "\xff\xfe", 1);
+  const auto e = errors_of(R"({"backends": [
+    {"name": "h", "type": "http", "options": {"url": "http://${RR_TEST_UNSET}/", "headers": {
+       "X-A": "${RR_TEST_SECRET", "X B": "${9LIVES}", "X-C": "${RR_TEST_NOT_UTF8}", "X-D": "${}"}}},
+    {"name": "${RR_TEST_SECRET}x", "type": "file", "options": {"path": "/tmp/${RR_TEST_SECRET}"}}]})");
+  ASSERT_EQ(e.size(), 5u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0], "backends[0].options.url: environment variable RR_TEST_UNSET is not set (give a default with "
+                  "${RR_TEST_UNSET:-default}, or write $${ for a literal ${)");
+  EXPECT_EQ(e[1], "backends[0].options.headers.X-A: \"${RR_TEST_SECRET\" is not closed by \"}\"");
+  const std::string not_a_name =
+      ": \"${\" must start a variable name (a letter or _, then letters, digits or _); write \"$${\" for a literal \"${\"";
+  EXPECT_EQ(e[2], "backends[0].options.headers[\"X B\"]" + not_a_name);
+  EXPECT_EQ(e[3], "backends[0].options.headers.X-C: environment variable RR_TEST_NOT_UTF8 is not valid UTF-8");
+  EXPECT_EQ(e[4], "backends[0].options.headers.X-D" + not_a_name);
+  for (const auto& error : e) EXPECT_EQ(error.find("hunter2"), std::string::npos) << error;
+}
+
+// A key is never expanded (a reference there is an unknown key), and a
+// syntax error keeps the file's own line and column.
+TEST(Config, EnvironmentReferencesAreNotExpandedInKeysOrBeforeTheSyntaxIsChecked) {
+  ::setenv("RR_TEST_HOST", "127.0.0.1", 1);
+  const auto keys = errors_of(R"({"${RR_TEST_HOST}": 1})");
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].rfind("[\"${RR_TEST_HOST}\"]: unknown key", 0), 0u) << keys[0];
+  ::setenv("RR_TEST_LONG", std::string(100, 'x').c_str(), 1);
+  const auto syntax = errors_of("{\"instance\": \"${RR_TEST_LONG}\",\n \"rings\": [}");
+  ASSERT_EQ(syntax.size(), 1u);
+  EXPECT_NE(syntax[0].find("line 2, column 12"), std::string::npos) << syntax[0];
 }
 
 }  // namespace

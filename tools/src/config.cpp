@@ -20,6 +20,7 @@
 #include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/url.hpp"
 #include "ringroute/tools/json_text.hpp"
+#include "config_environment.hpp"
 
 namespace ringroute::tools {
 namespace {
@@ -509,6 +510,22 @@ ConfigResult parse_config(std::string_view text) {
       result.errors.push_back({"", std::string("not valid JSON: ") + simdjson::error_message(error)});
     }
     return result;
+  }
+  // References to the environment are expanded in the text, so every check
+  // below, and the sinks, see the values; the text parsed as written first,
+  // so a syntax error's line and column are the file's.
+  const Expanded expanded = expand_environment(text);
+  if (!expanded.errors.empty()) {
+    result.errors = expanded.errors;
+    return result;
+  }
+  if (expanded.changed) {
+    padded = simdjson::padded_string(expanded.text);
+    if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {  // values went in escaped
+      result.errors.push_back({"", std::string("not valid JSON once environment variables were expanded: ") +
+                                       simdjson::error_message(error)});
+      return result;
+    }
   }
   ConfigErrors errors;
   Config config;

@@ -1,0 +1,203 @@
+#include "config_environment.hpp"
+
+#include <cstdio>
+
+#include <simdjson.h>
+
+namespace ringroute::tools {
+namespace {
+
+bool name_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+bool name_char(char c) { return name_start(c) || (c >= '0' && c <= '9'); }
+
+// `value` as the inside of a JSON string literal.
+void append_escaped(std::string& out, std::string_view value) {
+  for (const char c : value) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      out += escape;
+    } else {
+      out += c;
+    }
+  }
+}
+
+// The inside of one string value, as written (escapes and all), expanded
+// into `out`; false with `why` set at the first reference it can't expand.
+bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, std::string& why) {
+  const std::size_t n = raw.size();
+  for (std::size_t i = 0; i < n;) {
+    const char c = raw[i];
+    if (c == '\\') {  // an escape is copied whole: `\\${X}` is a backslash, then a reference
+      out.append(raw.substr(i, 2));
+      i += 2;
+      continue;
+    }
+    if (c != '$') {
+      out += c;
+      ++i;
+      continue;
+    }
+    if (raw.substr(i, 3) == "$${") {
+      out += "${";
+      i += 3;
+      continue;
+    }
+    if (raw.substr(i, 2) != "${") {
+      out += c;
+      ++i;
+      continue;
+    }
+    std::size_t j = i + 2;
+    if (j >= n || !name_start(raw[j])) {
+      why = "\"${\" must start a variable name (a letter or _, then letters, digits or _); write \"$${\" for a "
+            "literal \"${\"";
+      return false;
+    }
+    const std::size_t name_begin = j;
+    while (j < n && name_char(raw[j])) ++j;
+    const std::string name(raw.substr(name_begin, j - name_begin));
+    // What follows the name: "}", ":-default}" or "-default}".
+    bool has_default = false, empty_takes_default = false;
+    std::string_view fallback;
+    if (raw.substr(j, 2) == ":-" || raw.substr(j, 1) == "-") {
+      has_default = true;
+      empty_takes_default = raw[j] == ':';
+      j += empty_takes_default ? 2 : 1;
+      const std::size_t begin = j;
+      // The default as written: an escaped "}" does not end it.
+      while (j < n && raw[j] != '}') j += raw[j] == '\\' ? 2 : 1;
+      fallback = raw.substr(begin, std::min(j, n) - begin);
+    }
+    if (j >= n || raw[j] != '}') {
+      why = "\"${" + name + "\" is not closed by \"}\"";
+      return false;
+    }
+    i = j + 1;
+    const std::optional<std::string_view> value = lookup(name);
+    if (has_default && (!value || (empty_takes_default && value->empty()))) {
+      out.append(fallback);
+      continue;
+    }
+    if (!value) {
+      why = "environment variable " + name + " is not set (give a default with ${" + name +
+            ":-default}, or write $${ for a literal ${)";
+      return false;
+    }
+    if (!simdjson::validate_utf8(value->data(), value->size())) {
+      why = "environment variable " + name + " is not valid UTF-8";
+      return false;
+    }
+    append_escaped(out, *value);
+  }
+  return true;
+}
+
+// Where the scan is: a container and, for an object, the key of the
+// member being read; for an array, the element's index.
+struct Frame {
+  bool object;
+  bool expect_key = true;
+  std::string key;
+  std::size_t index = 0;
+};
+
+// A key as written, unescaped (the document parsed, so it is whole).
+std::string unescaped_key(std::string_view raw) {
+  if (raw.find('\\') == std::string_view::npos) return std::string(raw);
+  simdjson::dom::parser parser;
+  std::string_view key;
+  if (parser.parse(simdjson::padded_string("\"" + std::string(raw) + "\"")).get(key) != simdjson::SUCCESS) {
+    return std::string(raw);
+  }
+  return std::string(key);
+}
+
+// The path as the config's other errors name it.
+std::string path_of(const std::vector<Frame>& frames) {
+  std::string path;
+  for (const Frame& f : frames) {
+    if (f.object) {
+      path = matcher::member_path(path, f.key);
+    } else {
+      path += '[' + std::to_string(f.index) + ']';
+    }
+  }
+  return path;
+}
+
+}  // namespace
+
+Expanded expand_environment(std::string_view json, const Lookup& lookup) {
+  Expanded result;
+  // Most configs hold no reference: nothing to copy.
+  if (json.find("${") == std::string_view::npos) {
+    result.text = std::string(json);
+    return result;
+  }
+  std::string& out = result.text;
+  out.reserve(json.size());
+  std::vector<Frame> frames;
+  const std::size_t n = json.size();
+  for (std::size_t i = 0; i < n;) {
+    const char c = json[i];
+    switch (c) {
+      case '{':
+      case '[':
+        frames.push_back({c == '{'});
+        break;
+      case '}':
+      case ']':
+        if (!frames.empty()) frames.pop_back();
+        break;
+      case ',':
+        if (!frames.empty()) {
+          if (frames.back().object) {
+            frames.back().expect_key = true;
+          } else {
+            ++frames.back().index;
+          }
+        }
+        break;
+      case ':':
+        if (!frames.empty()) frames.back().expect_key = false;
+        break;
+      case '"': {
+        std::size_t end = i + 1;
+        while (end < n && json[end] != '"') end += json[end] == '\\' ? 2 : 1;
+        const std::string_view inside = json.substr(i + 1, std::min(end, n) - (i + 1));
+        out += '"';
+        if (!frames.empty() && frames.back().object && frames.back().expect_key) {
+          frames.back().key = unescaped_key(inside);
+          out.append(inside);
+        } else if (inside.find('$') == std::string_view::npos) {
+          out.append(inside);
+        } else {
+          std::string why;
+          const std::size_t before = out.size();
+          if (!expand_value(inside, lookup, out, why)) {
+            result.errors.push_back({path_of(frames), why});
+            out.resize(before);
+            out.append(inside);
+          } else if (std::string_view(out).substr(before) != inside) {
+            result.changed = true;
+          }
+        }
+        if (end < n) out += '"';
+        i = end + 1;
+        continue;
+      }
+      default:
+        break;
+    }
+    out += c;
+    ++i;
+  }
+  return result;
+}
+
+}  // namespace ringroute::tools
