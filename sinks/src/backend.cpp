@@ -14,6 +14,7 @@
 #include "ringroute/sinks/file_sink.hpp"
 #include "ringroute/sinks/http_sink.hpp"
 #include "ringroute/sinks/socket_sink.hpp"
+#include "tls.hpp"
 
 namespace ringroute::sinks {
 namespace {
@@ -31,6 +32,17 @@ simdjson::dom::element parse_options(simdjson::dom::parser& parser, std::string_
     throw std::runtime_error("backend options are not a JSON object");
   }
   return root;
+}
+
+TlsOptions read_tls_options(simdjson::dom::element root) {
+  TlsOptions o;
+  for (auto [key, field] : {std::pair{"ca_file", &o.ca_file}, std::pair{"ca_path", &o.ca_path},
+                            std::pair{"cert_file", &o.cert_file}, std::pair{"key_file", &o.key_file},
+                            std::pair{"key_passphrase", &o.key_passphrase}, std::pair{"server_name", &o.server_name}}) {
+    std::string_view text;
+    if (root[key].get(text) == simdjson::SUCCESS) *field = std::string(text);
+  }
+  return o;
 }
 
 template <class T>
@@ -110,6 +122,11 @@ std::string missing_sink(std::string_view type) {
          "\" has no sink in this build yet; disable the backend (\"enabled\": false) to run";
 }
 
+TlsFilesProblem tls_files_problem(std::string_view options_json) {
+  simdjson::dom::parser parser;
+  return tls_files_problem(read_tls_options(parse_options(parser, options_json)));
+}
+
 std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json) {
   if (std::string why = missing_sink(type); !why.empty()) throw std::runtime_error(why);
   simdjson::dom::parser parser;
@@ -149,10 +166,7 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (root["timeout"].get(n) == simdjson::SUCCESS) o.timeout = std::chrono::milliseconds(n);
     if (root["max_connections"].get(n) == simdjson::SUCCESS) o.max_connections = static_cast<std::uint32_t>(n);
     read_if(root, "gzip", o.gzip);
-    if (root["ca_file"].get(text) == simdjson::SUCCESS) o.ca_file = std::string(text);
-    if (root["cert_file"].get(text) == simdjson::SUCCESS) o.cert_file = std::string(text);
-    if (root["key_file"].get(text) == simdjson::SUCCESS) o.key_file = std::string(text);
-    if (root["server_name"].get(text) == simdjson::SUCCESS) o.server_name = std::string(text);
+    o.tls = read_tls_options(root);
     simdjson::dom::element batch;
     if (root["batch"].get(batch) == simdjson::SUCCESS) {
       o.batched = true;
@@ -172,10 +186,7 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (root["connect_timeout"].get(n) == simdjson::SUCCESS) o.connect_timeout = std::chrono::milliseconds(n);
     if (root["timeout"].get(n) == simdjson::SUCCESS) o.timeout = std::chrono::milliseconds(n);
     o.strip_newline = root["format"].get(text) == simdjson::SUCCESS && text == "ndjson";
-    if (root["ca_file"].get(text) == simdjson::SUCCESS) o.ca_file = std::string(text);
-    if (root["cert_file"].get(text) == simdjson::SUCCESS) o.cert_file = std::string(text);
-    if (root["key_file"].get(text) == simdjson::SUCCESS) o.key_file = std::string(text);
-    if (root["server_name"].get(text) == simdjson::SUCCESS) o.server_name = std::string(text);
+    o.tls = read_tls_options(root);
     return std::make_unique<SocketSink>(std::move(o));
   }
   throw std::logic_error("missing_sink() knows a type make_sink() does not");

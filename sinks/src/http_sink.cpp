@@ -157,7 +157,7 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   if (url->scheme == "https") {
     try {
       tls_ = std::make_unique<TlsContext>(
-          TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_);
+          options_.tls, host_);
     } catch (const std::exception& e) {
       throw std::runtime_error("http sink " + where_ + ": " + e.what());
     }
@@ -552,7 +552,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
 
 void HttpSink::reopen() {
   if (tls_) {
-    reload_tls(tls_, TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_,
+    reload_tls(tls_, options_.tls, host_,
                "http sink " + where_);
   }
 }

@@ -70,7 +70,7 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
   if (kind_ == Kind::tls) {
     try {
       tls_ = std::make_unique<TlsContext>(
-          TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_);
+          options_.tls, host_);
     } catch (const std::exception& e) {
       throw std::runtime_error("socket sink " + where_ + ": " + e.what());
     }
@@ -343,7 +343,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
 
 void SocketSink::reopen() {
   if (tls_) {
-    reload_tls(tls_, TlsOptions{options_.ca_file, options_.cert_file, options_.key_file, options_.server_name}, host_,
+    reload_tls(tls_, options_.tls, host_,
                "socket sink " + where_);
   }
 }

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -52,56 +53,90 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
       throw TlsFileError(option, std::string("TLS: ") + option + " " + *file + ": not a regular file");
     }
   }
+  // OpenSSL reads a CA directory only when a handshake looks for an issuer
+  // there, and takes one it can't read as holding none: a wrong path would
+  // show only as every certificate failing to verify.
+  if (!options.ca_path.empty()) {
+    struct stat st {};
+    std::string problem;
+    if (::stat(options.ca_path.c_str(), &st) != 0) {
+      problem = std::strerror(errno);
+    } else if (!S_ISDIR(st.st_mode)) {
+      problem = "not a directory";
+    } else if (::access(options.ca_path.c_str(), R_OK | X_OK) != 0) {
+      problem = std::strerror(errno);
+    }
+    if (!problem.empty()) throw TlsFileError("ca_path", "TLS: ca_path " + options.ca_path + ": " + problem);
+  }
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (ctx_ == nullptr) throw std::runtime_error("TLS: " + openssl_errors());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
   SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);  // verification is on; there is no switch to turn it off
-  const bool loaded = options.ca_file.empty()
-                          ? SSL_CTX_set_default_verify_paths(ctx_) == 1
-                          : SSL_CTX_load_verify_locations(ctx_, options.ca_file.c_str(), nullptr) == 1;
+  const bool system_store = options.ca_file.empty() && options.ca_path.empty();
+  const bool loaded = system_store ? SSL_CTX_set_default_verify_paths(ctx_) == 1
+                                   : SSL_CTX_load_verify_locations(
+                                         ctx_, options.ca_file.empty() ? nullptr : options.ca_file.c_str(),
+                                         options.ca_path.empty() ? nullptr : options.ca_path.c_str()) == 1;
   if (!loaded) {
     const std::string why = openssl_errors();
     SSL_CTX_free(ctx_);
-    const std::string from = options.ca_file.empty() ? std::string(" (system store)") : " from " + options.ca_file;
-    throw TlsFileError("ca_file", "TLS: can't load CA certificates" + from + ": " + why);
+    const std::string from = system_store               ? std::string(" (system store)")
+                             : !options.ca_file.empty() ? " from " + options.ca_file
+                                                        : " from " + options.ca_path;
+    throw TlsFileError(options.ca_file.empty() && !system_store ? "ca_path" : "ca_file",
+                       "TLS: can't load CA certificates" + from + ": " + why);
   }
   if (!options.cert_file.empty() || !options.key_file.empty()) {
     if (options.cert_file.empty() || options.key_file.empty()) {
       SSL_CTX_free(ctx_);
       throw std::runtime_error("TLS: a client certificate needs both cert_file and key_file");
     }
-    // No passphrase to give: an encrypted key is refused, where OpenSSL's
-    // default asked for one on the terminal and a router started from a
-    // shell waited there. Asked for one, the callback notes it.
-    bool passphrase_asked = false;
-    SSL_CTX_set_default_passwd_cb(ctx_, [](char*, int, int, void* asked) {
-      *static_cast<bool*>(asked) = true;
-      return 0;
+    // An encrypted key takes key_passphrase, never the terminal: OpenSSL's
+    // default asks there, and a router started from a shell waited for
+    // an answer. Asked, the callback notes it.
+    struct Passphrase {
+      const std::string& text;
+      bool asked = false;
+    } passphrase{options.key_passphrase};
+    SSL_CTX_set_default_passwd_cb(ctx_, [](char* buffer, int size, int, void* user) {
+      auto& given = *static_cast<Passphrase*>(user);
+      given.asked = true;
+      // Longer than OpenSSL's buffer can't be the key's: refused, not cut.
+      if (given.text.empty() || given.text.size() > static_cast<std::size_t>(size)) return 0;
+      std::memcpy(buffer, given.text.data(), given.text.size());
+      return static_cast<int>(given.text.size());
     });
-    SSL_CTX_set_default_passwd_cb_userdata(ctx_, &passphrase_asked);
-    const bool loaded_pair = SSL_CTX_use_certificate_chain_file(ctx_, options.cert_file.c_str()) == 1 &&
-                             SSL_CTX_use_PrivateKey_file(ctx_, options.key_file.c_str(), SSL_FILETYPE_PEM) == 1 &&
-                             SSL_CTX_check_private_key(ctx_) == 1;
-    // The context outlives this frame: no callback may reach the flag later.
+    SSL_CTX_set_default_passwd_cb_userdata(ctx_, &passphrase);
+    const bool loaded_cert = SSL_CTX_use_certificate_chain_file(ctx_, options.cert_file.c_str()) == 1;
+    const bool loaded_key =
+        loaded_cert && SSL_CTX_use_PrivateKey_file(ctx_, options.key_file.c_str(), SSL_FILETYPE_PEM) == 1;
+    const bool matched = loaded_key && SSL_CTX_check_private_key(ctx_) == 1;
+    // The context outlives this frame: no callback may reach `passphrase` later.
     SSL_CTX_set_default_passwd_cb_userdata(ctx_, nullptr);
     SSL_CTX_set_default_passwd_cb(ctx_, [](char*, int, int, void*) { return 0; });
-    if (!loaded_pair) {
+    if (!matched) {
       const std::string why = openssl_errors();
       SSL_CTX_free(ctx_);
-      if (passphrase_asked) {
-        throw TlsFileError("key_file", "TLS: key_file " + options.key_file +
-                                 " is encrypted, and there is no option to give its passphrase");
+      if (loaded_cert && !loaded_key && passphrase.asked) {
+        if (options.key_passphrase.empty()) {
+          throw TlsFileError("key_file", "TLS: key_file " + options.key_file +
+                                             " is encrypted: give its passphrase with key_passphrase (from the "
+                                             "environment: \"${NAME}\")");
+        }
+        throw TlsFileError("key_passphrase", "TLS: key_passphrase does not decrypt key_file " + options.key_file);
       }
-      throw TlsFileError("cert_file",
+      throw TlsFileError(loaded_cert && !loaded_key ? "key_file" : "cert_file",
                          "TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why);
     }
   }
 }
 
-TlsFilesProblem tls_files_problem(const std::string& ca_file, const std::string& cert_file,
-                                  const std::string& key_file) {
+TlsFilesProblem tls_files_problem(const TlsOptions& options) {
+  if (options.ca_file.empty() && options.ca_path.empty() && options.cert_file.empty() && options.key_file.empty()) {
+    return {};
+  }
   try {
-    TlsContext context(TlsOptions{ca_file, cert_file, key_file, {}}, "localhost");
+    TlsContext context(options, "localhost");
   } catch (const TlsFileError& e) {
     return {e.option(), e.what()};
   } catch (const std::exception& e) {

@@ -10,21 +10,18 @@
 #include <string>
 #include <string_view>
 
+#include "ringroute/sinks/backend.hpp"
+#include "ringroute/sinks/tls_options.hpp"
+
 using SSL_CTX = struct ssl_ctx_st;
 using SSL = struct ssl_st;
 using BIO = struct bio_st;
 
 namespace ringroute::sinks {
 
-struct TlsOptions {
-  std::string ca_file;      // empty: the system's trust store
-  std::string cert_file;    // client certificate (optional)
-  std::string key_file;
-  std::string server_name;  // SNI and the name checked in the certificate; empty: the URL's host
-};
-
 // A file TlsContext can't use, with the option that names it (ca_file,
-// cert_file or key_file), so validate can give its JSON path.
+// ca_path, cert_file, key_file or key_passphrase), so validate can give
+// its JSON path.
 class TlsFileError : public std::runtime_error {
  public:
   TlsFileError(const char* option, const std::string& what) : std::runtime_error(what), option_(option) {}
@@ -51,6 +48,9 @@ class TlsContext {
   SSL_CTX* ctx_ = nullptr;
   std::string peer_name_;
 };
+
+// tls_files_problem (backend.hpp) for options already read.
+[[nodiscard]] TlsFilesProblem tls_files_problem(const TlsOptions& options);
 
 // SIGHUP: `tls` made anew from its files (a certificate renewed in place),
 // for the connections made from now on; those open keep theirs (OpenSSL

@@ -600,7 +600,7 @@ TEST(HttpSink, BadOptionsAreClearErrors) {
   EXPECT_THROW(HttpSink({.url = "http://h/", .headers = {{"X-Bad", "a\r\nInjected: 1"}}}), std::runtime_error);
   EXPECT_THROW(HttpSink({.url = "http://h/", .headers = {{"Content-Length", "1"}}}), std::runtime_error);
   try {
-    HttpSink sink({.url = "https://127.0.0.1/", .ca_file = "/nonexistent/ca.pem"});
+    HttpSink sink({.url = "https://127.0.0.1/", .tls = {.ca_file = "/nonexistent/ca.pem"}});
     FAIL();
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/ca.pem"), std::string::npos) << e.what();
@@ -617,7 +617,7 @@ TEST_F(HttpSinkTest, AReopenReadsTheTlsFilesAgain) {
   HttpReceiver receiver({}, 0, pki.server_cert, pki.server_key);
   const std::string ca_file = dir / "ca-in-use.pem";
   std::filesystem::copy_file(pki.other_ca, ca_file);
-  HttpSink sink({.url = receiver.url(), .batched = true, .ca_file = ca_file});
+  HttpSink sink({.url = receiver.url(), .batched = true, .tls = {.ca_file = ca_file}});
   fill(batch_, 0, 10);
   EXPECT_EQ(sink.write(batch_, why_), Outcome::retry);
   EXPECT_NE(why_.find("certificate verify failed"), std::string::npos) << why_;
@@ -628,13 +628,35 @@ TEST_F(HttpSinkTest, AReopenReadsTheTlsFilesAgain) {
   EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
+// ca_path: a directory of CA certificates in OpenSSL's hashed form, as
+// /etc/ssl/certs is; OpenSSL looks an issuer up there at each handshake.
+TEST_F(HttpSinkTest, HttpsVerifiesAgainstACaDirectory) {
+  testing::TempDir dir("https-ca-path");
+  const testing::TestPki pki = testing::make_test_pki(dir);
+  ASSERT_TRUE(pki.ok()) << testing::read_text(dir / "openssl.log");
+  HttpReceiver receiver({}, 0, pki.server_cert, pki.server_key);
+  for (const auto& [name, ca] : {std::pair{"right", pki.ca}, std::pair{"wrong", pki.other_ca}}) {
+    std::filesystem::create_directory(dir / name);
+    std::filesystem::copy_file(ca, dir / name + "/ca.pem");
+    ASSERT_EQ(std::system(("openssl rehash " + (dir / name) + " 2>/dev/null").c_str()), 0);
+  }
+  HttpSink wrong({.url = receiver.url(), .batched = true, .tls = {.ca_path = dir / "wrong"}});
+  fill(batch_, 0, 10);
+  EXPECT_EQ(wrong.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("certificate verify failed"), std::string::npos) << why_;
+  HttpSink right({.url = receiver.url(), .batched = true, .tls = {.ca_path = dir / "right"}});
+  ASSERT_EQ(right.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(ids_in(receiver.requests()[0].body), expected_ids(0, 10));
+}
+
 TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   testing::TempDir dir("https");
   const testing::TestPki pki = testing::make_test_pki(dir);
   ASSERT_TRUE(pki.ok()) << testing::read_text(dir / "openssl.log");
   HttpReceiver receiver({}, 0, pki.server_cert, pki.server_key);
 
-  HttpSink wrong({.url = receiver.url(), .batched = true, .ca_file = pki.other_ca});
+  HttpSink wrong({.url = receiver.url(), .batched = true, .tls = {.ca_file = pki.other_ca}});
   wrong.attach_counters(&counters_);
   fill(batch_, 0, 10);
   EXPECT_EQ(wrong.write(batch_, why_), Outcome::retry);
@@ -644,7 +666,7 @@ TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   // Batched (one large body in several TLS chunks) and one event per request
   // over kept-alive TLS connections.
   HttpSink batched({.url = "https://user:secret@localhost:" + std::to_string(receiver.port()) + "/tls",
-                    .batched = true, .max_events = 5000, .max_bytes = 64 << 20, .ca_file = pki.ca});
+                    .batched = true, .max_events = 5000, .max_bytes = 64 << 20, .tls = {.ca_file = pki.ca}});
   fill(batch_, 0, 3000);
   ASSERT_EQ(batched.write(batch_, why_), Outcome::ok) << why_;
   ASSERT_EQ(receiver.requests().size(), 1u);
@@ -653,7 +675,7 @@ TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   EXPECT_EQ(r.headers.at("authorization"), "Basic dXNlcjpzZWNyZXQ=");
   EXPECT_EQ(r.headers.at("host"), "localhost:" + std::to_string(receiver.port()));
 
-  HttpSink single({.url = receiver.url(), .max_connections = 2, .ca_file = pki.ca});
+  HttpSink single({.url = receiver.url(), .max_connections = 2, .tls = {.ca_file = pki.ca}});
   single.attach_counters(&counters_);
   fill(batch_, 0, 40);
   ASSERT_EQ(single.write(batch_, why_), Outcome::ok) << why_;
@@ -666,7 +688,7 @@ TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   // a clean end, not a cut one.
   const std::size_t clean_before = receiver.clean_closes();
   {
-    HttpSink closing({.url = receiver.url(), .batched = true, .ca_file = pki.ca});
+    HttpSink closing({.url = receiver.url(), .batched = true, .tls = {.ca_file = pki.ca}});
     fill(batch_, 0, 5);
     ASSERT_EQ(closing.write(batch_, why_), Outcome::ok) << why_;
   }

@@ -382,7 +382,7 @@ TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedErro
   options.wrap = Wrap::syslog;
   Batch batch;
 
-  SocketSink wrong({.url = "syslog+tls://127.0.0.1:" + std::to_string(port), .ca_file = pki.other_ca});
+  SocketSink wrong({.url = "syslog+tls://127.0.0.1:" + std::to_string(port), .tls = {.ca_file = pki.other_ca}});
   wrong.attach_counters(&counters_);
   fill(batch, options, 0, 10);
   std::string why;
@@ -391,7 +391,7 @@ TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedErro
   EXPECT_EQ(counters_.connect_failures.read(), 1u);
   EXPECT_EQ(counters_.connects.read(), 0u);
 
-  SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1, .ca_file = pki.ca});
+  SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1, .tls = {.ca_file = pki.ca}});
   sink.attach_counters(&counters_);
   // Large enough that the ciphertext goes out in several chunks and sends.
   for (std::size_t b = 0; b < 4; ++b) {
@@ -404,8 +404,8 @@ TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedErro
   EXPECT_EQ(counters_.connects.read(), 1u);
 
   // The name in the certificate is checked: receiver.example is not in it.
-  SocketSink misnamed({.url = "syslog+tls://127.0.0.1:" + std::to_string(port), .ca_file = pki.ca,
-                       .server_name = "receiver.example"});
+  SocketSink misnamed({.url = "syslog+tls://127.0.0.1:" + std::to_string(port), .tls = {.ca_file = pki.ca,
+                       .server_name = "receiver.example"}});
   EXPECT_EQ(misnamed.write(batch, why), Outcome::retry);
   EXPECT_NE(why.find("certificate verify failed"), std::string::npos) << why;
 }
@@ -424,7 +424,7 @@ TEST_F(SocketSinkRsyslog, TlsClientCertificateWhenTheReceiverAsksForOne) {
   // TLS 1.3 it says so only after our handshake is done; the sink waits
   // for that word before sending, so the batch is not taken as written.
   SocketSink anonymous({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1,
-                        .ca_file = pki.ca});
+                        .tls = {.ca_file = pki.ca}});
   std::string why;
   EXPECT_NE(anonymous.write(batch, why), Outcome::ok);
   EXPECT_NE(why.find("TLS"), std::string::npos) << why;
@@ -432,10 +432,23 @@ TEST_F(SocketSinkRsyslog, TlsClientCertificateWhenTheReceiverAsksForOne) {
   EXPECT_EQ(testing::read_lines(rsyslog.output()).size(), 0u);
 
   SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1,
-                   .ca_file = pki.ca, .cert_file = pki.client_cert, .key_file = pki.client_key});
+                   .tls = {.ca_file = pki.ca, .cert_file = pki.client_cert, .key_file = pki.client_key}});
   ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
-  const auto lines = testing::wait_for_lines(rsyslog.output(), 50);
-  ASSERT_EQ(lines.size(), 50u) << rsyslog.log();
+
+  // The same key encrypted, with its passphrase given.
+  const std::string encrypted = dir_ / "client-encrypted.key";
+  ASSERT_EQ(std::system(("openssl pkey -in " + pki.client_key + " -aes256 -passout pass:s3cret -out " + encrypted +
+                         " 2>/dev/null")
+                            .c_str()),
+            0);
+  SocketSink with_passphrase({.url = "syslog+tls://localhost:" + std::to_string(port), .max_connections = 1,
+                              .tls = {.ca_file = pki.ca, .cert_file = pki.client_cert, .key_file = encrypted,
+                                      .key_passphrase = "s3cret"}});
+  Batch second;
+  fill(second, options, 50, 50);
+  ASSERT_EQ(write_until_ok(with_passphrase, second), Outcome::ok);
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 100);
+  ASSERT_EQ(lines.size(), 100u) << rsyslog.log();
   for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
 }
 
@@ -847,7 +860,7 @@ TEST(SocketSink, BadUrlsAreClearErrors) {
   EXPECT_THROW(SocketSink({.url = "unix://relative"}), std::runtime_error);
   EXPECT_THROW(SocketSink({.url = "syslog://host:99999"}), std::runtime_error);
   try {
-    SocketSink sink({.url = "syslog+tls://127.0.0.1", .ca_file = "/nonexistent/ca.pem"});
+    SocketSink sink({.url = "syslog+tls://127.0.0.1", .tls = {.ca_file = "/nonexistent/ca.pem"}});
     FAIL();
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/ca.pem"), std::string::npos) << e.what();

@@ -445,7 +445,37 @@ TEST(Config, TlsFilesThatDoNotLoadAreRefusedByValidate) {
   e = tls_errors(R"("cert_file": ")" + pki.client_cert + R"(", "key_file": ")" + encrypted + "\"");
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0], "backends[0].options.key_file: TLS: key_file " + encrypted +
-                      " is encrypted, and there is no option to give its passphrase");
+                      " is encrypted: give its passphrase with key_passphrase (from the environment: \"${NAME}\")");
+  const std::string pair = R"("cert_file": ")" + pki.client_cert + R"(", "key_file": ")" + encrypted + "\"";
+  e = tls_errors(pair + R"(, "key_passphrase": "wrong")");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.key_passphrase: TLS: key_passphrase does not decrypt key_file " + encrypted);
+  EXPECT_TRUE(tls_errors(pair + R"(, "key_passphrase": "secret")").empty());
+  // A key that is not one is the key's fault, not the certificate's.
+  e = tls_errors(R"("cert_file": ")" + pki.client_cert + R"(", "key_file": ")" + (dir / "junk.pem") + "\"");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].rfind("backends[0].options.key_file: TLS: client certificate ", 0), 0u) << e[0];
+
+  // A CA directory: one that is not there, or not a directory, would only
+  // show as every handshake failing to verify.
+  e = tls_errors(R"("ca_path": "/nonexistent/certs")");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.ca_path: TLS: ca_path /nonexistent/certs: No such file or directory");
+  e = tls_errors(R"("ca_path": ")" + pki.ca + "\"");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.ca_path: TLS: ca_path " + pki.ca + ": not a directory");
+  EXPECT_TRUE(tls_errors(R"("ca_path": ")" + dir.path() + "\"").empty());
+}
+
+// The new TLS options are TLS options: refused in the clear, and a
+// passphrase needs its key.
+TEST(Config, CaPathAndKeyPassphraseAreTlsOptions) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "a", "type": "http", "options": {"url": "http://h/", "ca_path": "/etc/ssl/certs"}, "bindings": []},
+    {"name": "b", "type": "socket", "options": {"url": "syslog+tls://h", "key_passphrase": "x"}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0], "backends[0].options.ca_path: a TLS option, but the url is not https://: events would go in the clear");
+  EXPECT_EQ(e[1], "backends[1].options.key_passphrase: the passphrase of key_file, which is not given");
 }
 
 // The sink sent every copy (two Content-Types, which servers may refuse).

@@ -25,8 +25,9 @@
 namespace ringroute::tools {
 namespace {
 
-// A URL whose sink speaks TLS, and so takes ca_file, cert_file and key_file.
+// A URL whose sink speaks TLS, and so takes the TLS options.
 bool tls_url(std::string_view url) { return url.starts_with("https://") || url.starts_with("syslog+tls://"); }
+constexpr const char* kTlsOptions[] = {"ca_file", "ca_path", "server_name", "cert_file", "key_file", "key_passphrase"};
 
 using matcher::ConfigErrors;
 using matcher::json_type_name;
@@ -275,6 +276,8 @@ std::vector<Member> options_for(std::string_view type) {
   // handshakes without a deadline, and a peer that stops reading then held
   // the sink thread, and with it stop and reload, for good.
   const Check millis = uint_check(1, 3'600'000);
+  std::vector<Member> tls_members;
+  for (const char* option : kTlsOptions) tls_members.push_back({option, string_check()});
   if (type == "file") {
     members.insert(members.end(),
                    {{"path",
@@ -309,11 +312,8 @@ std::vector<Member> options_for(std::string_view type) {
                      }},
                     {"max_connections", uint_check(1, 1024)},
                     {"gzip", bool_check()},
-                    {"ca_file", string_check()},
-                    {"server_name", string_check()},
-                    {"cert_file", string_check()},
-                    {"key_file", string_check()},
                     batch_member(true)});
+    members.insert(members.end(), tls_members.begin(), tls_members.end());
   } else if (type == "socket") {
     members.insert(members.end(),
                    {{"url", url_check({"syslog", "syslog+tcp", "syslog+udp", "syslog+tls", "unix", "unixgram"}), true},
@@ -337,11 +337,8 @@ std::vector<Member> options_for(std::string_view type) {
                                                    {"critical", uint_check(0, 7)}})},
                     {"connect_timeout", millis},
                     {"timeout", millis},
-                    {"ca_file", string_check()},
-                    {"server_name", string_check()},
-                    {"cert_file", string_check()},
-                    {"key_file", string_check()},
                     batch_member(false)});
+    members.insert(members.end(), tls_members.begin(), tls_members.end());
   } else if (type == "amqp") {
     members.insert(members.end(), {{"url", url_check({"amqp", "amqps"})},
                                    {"exchange", string_check(true)},
@@ -637,7 +634,7 @@ ConfigResult parse_config(std::string_view text) {
       };
       if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS) {
         const bool tls = tls_url(url);
-        for (const char* option : {"ca_file", "server_name", "cert_file", "key_file"}) {
+        for (const char* option : kTlsOptions) {
           if (tls || !given(option)) continue;
           list.push_back({"backends[" + std::to_string(index) + "].options." + option,
                           std::string("a TLS option, but the url is not ") +
@@ -649,6 +646,10 @@ ConfigResult parse_config(std::string_view text) {
           list.push_back({"backends[" + std::to_string(index) + "].options." + missing,
                           std::string("required with ") + (given("cert_file") ? "cert_file" : "key_file") +
                               " (a client certificate needs both)"});
+        }
+        if (tls && given("key_passphrase") && !given("key_file")) {
+          list.push_back({"backends[" + std::to_string(index) + "].options.key_passphrase",
+                          "the passphrase of key_file, which is not given"});
         }
       }
     }
@@ -676,13 +677,7 @@ std::vector<matcher::ConfigError> tls_file_errors(const Config& config) {
     if (parser.parse(backend.options_json).get(options) != simdjson::SUCCESS) continue;
     std::string_view url;
     if (options["url"].get(url) != simdjson::SUCCESS || !tls_url(url)) continue;
-    auto text = [&](const char* option) {
-      std::string_view value;
-      return options[option].get(value) == simdjson::SUCCESS ? std::string(value) : std::string();
-    };
-    const std::string ca = text("ca_file"), cert = text("cert_file"), key = text("key_file");
-    if (ca.empty() && cert.empty()) continue;  // the system store: the host's, not the config's
-    if (const auto problem = sinks::tls_files_problem(ca, cert, key); !problem.option.empty()) {
+    if (const auto problem = sinks::tls_files_problem(backend.options_json); !problem.option.empty()) {
       errors.push_back({"backends[" + std::to_string(i) + "].options." + problem.option, problem.why});
     }
   }

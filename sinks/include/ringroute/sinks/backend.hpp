@@ -66,15 +66,18 @@ struct BackendOptions {
 // exist yet validates, and run refuses it while it is enabled), or empty.
 [[nodiscard]] std::string missing_sink(std::string_view type);
 
-// What a TLS sink's files would be refused for at start (each names its
-// file): the option at fault ("ca_file"; "cert_file" for the client
-// certificate, or its key not matching; "key_file" for a key it can't
-// read or that is encrypted) and why; an empty option when they load.
+// What the TLS files of an http or socket backend's options (JSON text, as
+// make_sink reads them) would be refused for at start, each naming its
+// file: the option at fault ("ca_file", "ca_path"; "cert_file" for the
+// client certificate, or its key not matching; "key_file" for a key it
+// can't read or that is encrypted with no passphrase given;
+// "key_passphrase" for one that does not decrypt it) and why; an empty
+// option when they load, or when there are none (the system's store is
+// the host's, not the config's).
 struct TlsFilesProblem {
   std::string option, why;
 };
-[[nodiscard]] TlsFilesProblem tls_files_problem(const std::string& ca_file, const std::string& cert_file,
-                                                const std::string& key_file);
+[[nodiscard]] TlsFilesProblem tls_files_problem(std::string_view options_json);
 
 class BackendRunner {
  public:

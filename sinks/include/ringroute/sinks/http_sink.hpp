@@ -3,7 +3,7 @@
 // HTTP/1.1 over the sink thread's io_uring, keep-alive connections used in
 // parallel (up to `max_connections`), responses parsed by Boost.Beast; https
 // through OpenSSL over memory BIOs on the same loop, the certificate always
-// verified (`ca_file` or the system store; `server_name` or the URL's host).
+// verified (`ca_file`, `ca_path` or the system store; `server_name` or the URL's host).
 //
 // A batch from the router is cut into requests at event boundaries: one event
 // per request without `batch` (as Kazoo), else as many as `batch.max_events`
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ringroute/sinks/sink.hpp"
+#include "ringroute/sinks/tls_options.hpp"
 
 namespace ringroute::sinks {
 
@@ -36,8 +37,7 @@ struct HttpSinkOptions {
   std::uint64_t max_bytes = 1 << 20;
   bool json_array = false;  // body as [e1,e2,...] instead of NDJSON
   bool gzip = false;
-  // https: verification is always on; these say against what.
-  std::string ca_file, cert_file, key_file, server_name;
+  TlsOptions tls;  // https
 };
 
 class UringLoop;

@@ -15,7 +15,7 @@
 // record (16 KiB of plaintext), so the same holds: at most a cut frame.
 //
 // syslog+tls: OpenSSL over memory BIOs, its ciphertext moved by the same
-// io_uring; the certificate is always verified (against `ca_file` or the
+// io_uring; the certificate is always verified (against `ca_file`, `ca_path` or the
 // system store, for `server_name` or the URL's host); a client certificate
 // is optional. A failed handshake is a connect failure, retried.
 //
@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "ringroute/sinks/sink.hpp"
+#include "ringroute/sinks/tls_options.hpp"
 
 namespace ringroute::sinks {
 
@@ -41,8 +42,7 @@ struct SocketSinkOptions {
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds timeout{10000};  // a send that makes no progress this long fails the connection
   bool strip_newline = false;                // datagrams of NDJSON lines: the datagram is the frame
-  // syslog+tls: verification is always on; these say against what.
-  std::string ca_file, cert_file, key_file, server_name;
+  TlsOptions tls;                            // syslog+tls
 };
 
 class UringLoop;
