@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <limits>
 #include <stdexcept>
 
@@ -14,6 +13,7 @@
 #include "ringroute/ring/segment.hpp"
 #include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/event_encoder.hpp"
+#include "ringroute/sinks/file_sink.hpp"
 
 namespace ringroute::ingest {
 
@@ -813,9 +813,9 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(
     // the config check compares paths) write their last batches first.
     std::vector<std::shared_ptr<sinks::BackendRunner>> after;
     if (const std::string path = sink->file_path(); !path.empty()) {
-      const auto file = std::filesystem::path(path).lexically_normal();
+      const std::string file = sinks::file_identity(path);
       for (const auto& runner : leaving) {
-        if (runner != predecessor && std::filesystem::path(runner->file_path()).lexically_normal() == file) {
+        if (runner != predecessor && !runner->file_path().empty() && sinks::file_identity(runner->file_path()) == file) {
           after.push_back(runner);
         }
       }

@@ -26,6 +26,14 @@
 
 namespace ringroute::sinks {
 
+std::string file_identity(const std::string& path) {
+  std::error_code error;
+  std::filesystem::path resolved = std::filesystem::weakly_canonical(path, error);
+  if (error) resolved = std::filesystem::absolute(path, error);  // a directory we may not search
+  if (error) resolved = path;
+  return resolved.lexically_normal().string();
+}
+
 struct FileSink::Uring {
   io_uring ring{};
   bool ready = false;

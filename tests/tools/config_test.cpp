@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <string>
@@ -186,6 +187,20 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
                      backend("d", "out/y.ndjson", false) + "]}");
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0], "backends[2].options.path: \"out/./x.ndjson\" is also the file of backends[0] (one file, one backend)");
+
+  // The same file by a relative and an absolute path, and through a
+  // symbolic link to its directory.
+  const testing::TempDir dir("config-same-file");
+  std::filesystem::create_directory(dir / "real");
+  std::filesystem::create_directory_symlink(dir / "real", dir / "link");
+  const std::string relative = std::filesystem::relative(dir / "real/x.ndjson").string();
+  e = errors_of(R"({"backends": [)" + backend("a", dir / "real/x.ndjson", true) + "," +
+                backend("b", relative, true) + "," + backend("c", dir / "link/x.ndjson", true) + "," +
+                backend("d", dir / "link/../real/y.ndjson", true) + "]}");
+  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind("backends[1].options.path: ", 0), 0u) << e[0];
+  EXPECT_NE(e[0].find("is also the file of backends[0]"), std::string::npos) << e[0];
+  EXPECT_EQ(e[1].rfind("backends[2].options.path: ", 0), 0u) << e[1];
 }
 
 // A URL's credentials never appear in its error: errors go to logs and

@@ -18,6 +18,7 @@
 #include "ringroute/ingest/body_check.hpp"
 #include "ringroute/perf/block.hpp"
 #include "ringroute/sinks/backend.hpp"
+#include "ringroute/sinks/file_sink.hpp"
 #include "ringroute/sinks/url.hpp"
 #include "ringroute/tools/json_text.hpp"
 #include "config_environment.hpp"
@@ -621,7 +622,7 @@ ConfigResult parse_config(std::string_view text) {
       if (type == "file" && backend["options"]["path"].get(path) == simdjson::SUCCESS && !path.empty() &&
           !(backend["enabled"].get(enabled) == simdjson::SUCCESS && !enabled)) {
         const auto [first, fresh] =
-            first_with_path.try_emplace(std::filesystem::path(path).lexically_normal().string(), index);
+            first_with_path.try_emplace(sinks::file_identity(std::string(path)), index);
         if (!fresh) {
           list.push_back({"backends[" + std::to_string(index) + "].options.path",
                           matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +

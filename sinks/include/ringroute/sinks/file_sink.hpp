@@ -32,6 +32,12 @@ struct FileSinkOptions {
   bool pretty = false;
 };
 
+// What two file paths that name one file compare equal as, as far as the
+// path and the directories on it tell: made absolute, with `.`, `..` and
+// symbolic links resolved where they exist (`./a.log`, `/abs/a.log` and a
+// link to it are one file). Hard links are not seen.
+[[nodiscard]] std::string file_identity(const std::string& path);
+
 class FileSink final : public Sink {
  public:
   // Opens (creating parent directories) at once; a file that can't be opened
