@@ -28,9 +28,13 @@ namespace ringroute::sinks {
 
 std::string file_identity(const std::string& path) {
   std::error_code error;
-  std::filesystem::path resolved = std::filesystem::weakly_canonical(path, error);
-  if (error) resolved = std::filesystem::absolute(path, error);  // a directory we may not search
-  if (error) resolved = path;
+  // Absolute first: weakly_canonical leaves a relative path whose first
+  // part does not exist yet as it is (`x.log` before the file is made).
+  const std::filesystem::path absolute = std::filesystem::absolute(path, error);
+  if (error) return std::filesystem::path(path).lexically_normal().string();
+  std::filesystem::path resolved = std::filesystem::weakly_canonical(absolute, error);
+  // A directory on the way we may not search: resolved no further.
+  if (error) resolved = absolute;
   return resolved.lexically_normal().string();
 }
 

@@ -97,12 +97,14 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
     struct Passphrase {
       const std::string& text;
       bool asked = false;
+      bool too_long = false;
     } passphrase{options.key_passphrase};
     SSL_CTX_set_default_passwd_cb(ctx_, [](char* buffer, int size, int, void* user) {
       auto& given = *static_cast<Passphrase*>(user);
       given.asked = true;
       // Longer than OpenSSL's buffer can't be the key's: refused, not cut.
-      if (given.text.empty() || given.text.size() > static_cast<std::size_t>(size)) return 0;
+      given.too_long = given.text.size() > static_cast<std::size_t>(size);
+      if (given.text.empty() || given.too_long) return 0;
       std::memcpy(buffer, given.text.data(), given.text.size());
       return static_cast<int>(given.text.size());
     });
@@ -123,7 +125,9 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
                                              " is encrypted: give its passphrase with key_passphrase (from the "
                                              "environment: \"${NAME}\")");
         }
-        throw TlsFileError("key_passphrase", "TLS: key_passphrase does not decrypt key_file " + options.key_file);
+        throw TlsFileError("key_passphrase", passphrase.too_long
+                                                 ? "TLS: key_passphrase is longer than OpenSSL takes (1024 bytes)"
+                                                 : "TLS: key_passphrase does not decrypt key_file " + options.key_file);
       }
       throw TlsFileError(loaded_cert && !loaded_key ? "key_file" : "cert_file",
                          "TLS: client certificate " + options.cert_file + " / " + options.key_file + ": " + why);

@@ -201,6 +201,15 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
   EXPECT_EQ(e[0].rfind("backends[1].options.path: ", 0), 0u) << e[0];
   EXPECT_NE(e[0].find("is also the file of backends[0]"), std::string::npos) << e[0];
   EXPECT_EQ(e[1].rfind("backends[2].options.path: ", 0), 0u) << e[1];
+
+  // Files and directories not made yet, as at a first start.
+  const std::string cwd = std::filesystem::current_path().string();
+  e = errors_of(R"({"backends": [)" + backend("a", "rr-not-made/x.ndjson", true) + "," +
+                backend("b", "./rr-not-made/x.ndjson", true) + "," + backend("c", cwd + "/rr-not-made/x.ndjson", true) +
+                "]}");
+  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind("backends[1].options.path: ", 0), 0u) << e[0];
+  EXPECT_EQ(e[1].rfind("backends[2].options.path: ", 0), 0u) << e[1];
 }
 
 // A URL's credentials never appear in its error: errors go to logs and
@@ -466,6 +475,9 @@ TEST(Config, TlsFilesThatDoNotLoadAreRefusedByValidate) {
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0], "backends[0].options.key_passphrase: TLS: key_passphrase does not decrypt key_file " + encrypted);
   EXPECT_TRUE(tls_errors(pair + R"(, "key_passphrase": "secret")").empty());
+  e = tls_errors(pair + R"(, "key_passphrase": ")" + std::string(1100, 'x') + "\"");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.key_passphrase: TLS: key_passphrase is longer than OpenSSL takes (1024 bytes)");
   // A key that is not one is the key's fault, not the certificate's.
   e = tls_errors(R"("cert_file": ")" + pki.client_cert + R"(", "key_file": ")" + (dir / "junk.pem") + "\"");
   ASSERT_EQ(e.size(), 1u);
@@ -600,9 +612,10 @@ TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
   ::setenv("RR_TEST_NOT_UTF8", "\xff\xfe", 1);
   const auto e = errors_of(R"({"backends": [
     {"name": "h", "type": "http", "options": {"url": "http://${RR_TEST_UNSET}/", "headers": {
-       "X-A": "${RR_TEST_SECRET", "X B": "${9LIVES}", "X-C": "${RR_TEST_NOT_UTF8}", "X-D": "${}"}}},
+       "X-A": "${RR_TEST_SECRET", "X B": "${9LIVES}", "X-C": "${RR_TEST_NOT_UTF8}", "X-D": "${}",
+       "X-E": "${RR_TEST_UNSET:-${RR_TEST_SECRET}}"}}},
     {"name": "${RR_TEST_SECRET}x", "type": "file", "options": {"path": "/tmp/${RR_TEST_SECRET}"}}]})");
-  ASSERT_EQ(e.size(), 5u) << ::testing::PrintToString(e);
+  ASSERT_EQ(e.size(), 6u) << ::testing::PrintToString(e);
   EXPECT_EQ(e[0], "backends[0].options.url: environment variable RR_TEST_UNSET is not set (give a default with "
                   "${RR_TEST_UNSET:-default}, or write $${ for a literal ${)");
   EXPECT_EQ(e[1], "backends[0].options.headers.X-A: \"${RR_TEST_SECRET\" is not closed by \"}\"");
@@ -611,6 +624,9 @@ TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
   EXPECT_EQ(e[2], "backends[0].options.headers[\"X B\"]" + not_a_name);
   EXPECT_EQ(e[3], "backends[0].options.headers.X-C: environment variable RR_TEST_NOT_UTF8 is not valid UTF-8");
   EXPECT_EQ(e[4], "backends[0].options.headers.X-D" + not_a_name);
+  EXPECT_EQ(e[5], "backends[0].options.headers.X-E: the default of ${RR_TEST_UNSET} holds \"${\": a default is taken "
+                  "as written, not expanded");
+  // Where a value can't be expanded, the errors are its alone.
   for (const auto& error : e) EXPECT_EQ(error.find("hunter2"), std::string::npos) << error;
 }
 
@@ -622,9 +638,9 @@ TEST(Config, EnvironmentReferencesAreNotExpandedInKeysOrBeforeTheSyntaxIsChecked
   ASSERT_EQ(keys.size(), 1u);
   EXPECT_EQ(keys[0].rfind("[\"${RR_TEST_HOST}\"]: unknown key", 0), 0u) << keys[0];
   ::setenv("RR_TEST_LONG", std::string(100, 'x').c_str(), 1);
-  const auto syntax = errors_of("{\"instance\": \"${RR_TEST_LONG}\",\n \"rings\": [}");
+  const auto syntax = errors_of("{\n\"instance\": \"${RR_TEST_LONG}\", \"rings\": [}");
   ASSERT_EQ(syntax.size(), 1u);
-  EXPECT_NE(syntax[0].find("line 2, column 12"), std::string::npos) << syntax[0];
+  EXPECT_NE(syntax[0].find("line 2, column 42 (byte 43)"), std::string::npos) << syntax[0];
 }
 
 }  // namespace

@@ -69,9 +69,16 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
       empty_takes_default = raw[j] == ':';
       j += empty_takes_default ? 2 : 1;
       const std::size_t begin = j;
-      // The default as written: an escaped "}" does not end it.
+      // The default as written, up to the first "}" (one inside it is
+      // written \u007d); its escapes are skipped whole, so it ends on an
+      // escape's boundary and goes in as the file has it.
       while (j < n && raw[j] != '}') j += raw[j] == '\\' ? 2 : 1;
       fallback = raw.substr(begin, std::min(j, n) - begin);
+      // Not expanded: a reference there would go in as its own text.
+      if (fallback.find("${") != std::string_view::npos) {
+        why = "the default of ${" + name + "} holds \"${\": a default is taken as written, not expanded";
+        return false;
+      }
     }
     if (j >= n || raw[j] != '}') {
       why = "\"${" + name + "\" is not closed by \"}\"";
