@@ -442,6 +442,50 @@ TEST(FileSink, AFileARotationDropsIsGoneAndClosedSoon) {
   }
 }
 
+// A dropped file's pages are freed a few MiB at a time, by truncating it,
+// only where nobody else has it open: a reader still holding it (a log
+// shipper finishing it) keeps every line, and its close frees them.
+TEST(FileSink, AReaderOfAFileARotationDropsKeepsEveryLine) {
+  TempDir dir;
+  FileSinkOptions o = rotating(dir / "out.ndjson", 1 << 20, 1);
+  FileSink sink(o);
+  std::string why;
+  std::string first;
+  while (first.size() < (5u << 20)) first += "a line of the first file, read by a shipper that is not done\n";
+  const std::string second((2u << 20) - 1, 's');
+  ASSERT_EQ(sink.write(batch_of(first), why), Outcome::ok) << why;
+  ASSERT_EQ(sink.write(batch_of(second + "\n"), why), Outcome::ok) << why;  // `first` is out.ndjson.1
+  const int reader = ::open((o.path + ".1").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(reader, 0);
+  ASSERT_EQ(sink.write(batch_of("third\n"), why), Outcome::ok) << why;  // drops it
+  EXPECT_TRUE(slurp(o.path + ".1") == second + "\n");
+  EXPECT_EQ(slurp(o.path), "third\n");
+  const std::string prefix = fs::canonical(fs::path(o.path).parent_path()).string() + "/";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (deleted_files_held(prefix) > 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(deleted_files_held(prefix), 1);  // the reader's alone: the closer is done
+  std::string read_back(first.size() + 1, '\0');
+  const ssize_t n = ::pread(reader, read_back.data(), read_back.size(), 0);
+  ::close(reader);
+  ASSERT_EQ(n, static_cast<ssize_t>(first.size()));
+  read_back.resize(static_cast<std::size_t>(n));
+  EXPECT_TRUE(read_back == first);
+
+  // A hard link kept as an archive keeps it too.
+  const std::string archive = dir / "archive.ndjson";
+  fs::create_hard_link(o.path + ".1", archive);
+  // A file rotates before a write that would take it past rotate_bytes.
+  ASSERT_EQ(sink.write(batch_of(second + "\n"), why), Outcome::ok) << why;  // drops `second`, linked
+  EXPECT_EQ(slurp(o.path + ".1"), "third\n");
+  const auto linked_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (deleted_files_held(prefix) > 0 && std::chrono::steady_clock::now() < linked_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(fs::file_size(archive), second.size() + 1);
+}
+
 // Age rotation counts from the file's birth: a restart (or reload, or
 // reopen) at least once every rotate_seconds used to keep it from ever
 // rotating.
