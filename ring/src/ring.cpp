@@ -1,15 +1,21 @@
 #include "ringroute/ring/ring.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace ringroute::ring {
 
@@ -56,14 +62,65 @@ bool take_owner(std::atomic<std::int32_t>& pid, std::atomic<std::uint64_t>& star
                                      std::memory_order_relaxed);
 }
 
-bool take_slot(ProducerSlot& slot, bool only_free, pid_t self, std::uint64_t self_ticks) {
+// Takes or drops slot `index`'s liveness lock on `fd` (F_WRLCK or F_UNLCK);
+// false with errno where fcntl refused (EAGAIN: another holds it).
+bool lock_slot(int fd, std::uint32_t index, short type) noexcept {
+  struct flock lock {};
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = static_cast<off_t>(index);
+  lock.l_len = 1;
+  return ::fcntl(fd, F_OFD_SETLK, &lock) == 0;
+}
+
+// `lock_fd`: ours for the slot lock, or -1 (then the pid alone decides, as
+// for producers built before the lock).
+bool take_slot(ProducerSlot& slot, std::uint32_t index, int lock_fd, bool only_free, pid_t self,
+               std::uint64_t self_ticks) {
   std::int32_t owner = slot.owner_pid.load(std::memory_order_acquire);
   if (owner == kOwnerBeingTaken) return false;
-  if (owner != 0) {
-    if (only_free) return false;
-    if (process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed))) return false;
+  // Another handle of this process (its lock is on a descriptor of its own,
+  // so ours would be refused too), or a process of another namespace that
+  // has our number: left alone either way.
+  if (owner == static_cast<std::int32_t>(self)) return false;
+  if (owner != 0 && only_free) return false;
+  // The lock first: refused, the slot's owner lives (in any namespace), or
+  // another producer is taking the slot now. Not supported (EINVAL on old
+  // kernels): the pid decides alone.
+  bool locked = false;
+  if (lock_fd >= 0) {
+    locked = lock_slot(lock_fd, index, F_WRLCK);
+    if (!locked && errno != EINVAL) return false;
   }
-  return take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks, false);
+  const bool taken =
+      (owner == 0 || !process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed))) &&
+      take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks, false);
+  if (!taken && locked) lock_slot(lock_fd, index, F_UNLCK);
+  return taken;
+}
+
+// The descriptors holding this process's producers' slot locks, so a child
+// fork() made closes its copies at once: they share the parent's open file
+// descriptions, and would keep the parent's locks held after the parent
+// died (its slots taken, its claims skipped only on the timeout). Never
+// destroyed: the fork handlers may run while statics are torn down.
+struct LockFds {
+  std::mutex mutex;
+  std::vector<int> fds;
+};
+LockFds& lock_fds() {
+  static LockFds* const fds = new LockFds;
+  return *fds;
+}
+
+// A descriptor of `segment` of our own: a new open file description, so the
+// slot lock it holds is ours alone (the segment's own descriptor is shared
+// with every handle made from that segment, and with children fork() made)
+// and close-on-exec (a program this process runs does not keep it).
+int open_lock_fd(const Segment& segment) noexcept {
+  if (segment.fd() < 0) return -1;
+  const std::string path = "/proc/self/fd/" + std::to_string(segment.fd());
+  return ::open(path.c_str(), O_RDWR | O_CLOEXEC);
 }
 
 }  // namespace
@@ -75,16 +132,33 @@ Producer::Producer(Segment segment)
       mask_(segment_.capacity() - 1),
       slot_(&header_->overflow_slot),
       slot_index_(kNoSlot) {
-  static const int registered = ::pthread_atfork(nullptr, nullptr, [] {
-    detail::fork_generation.fetch_add(1, std::memory_order_relaxed);
-  });
+  // The lock is held across fork() (prepare, then parent or child), so the
+  // child's list is whole.
+  static const int registered = ::pthread_atfork(
+      [] { lock_fds().mutex.lock(); }, [] { lock_fds().mutex.unlock(); },
+      [] {
+        detail::fork_generation.fetch_add(1, std::memory_order_relaxed);
+        for (const int fd : lock_fds().fds) ::close(fd);
+        lock_fds().fds.clear();
+        lock_fds().mutex.unlock();
+      });
   (void)registered;  // only fails for lack of memory: then forks go unnoticed, as before
   fork_generation_ = detail::fork_generation.load(std::memory_order_relaxed);
   const pid_t self = ::getpid();
   const std::uint64_t ticks = process_start_ticks(self);
+  lock_fd_ = open_lock_fd(segment_);
+  if (lock_fd_ >= 0) {
+    try {
+      std::lock_guard guard(lock_fds().mutex);
+      lock_fds().fds.push_back(lock_fd_);
+    } catch (const std::exception&) {  // out of memory: no lock, the pid decides alone
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+    }
+  }
   for (bool only_free : {true, false}) {
     for (std::uint32_t i = 0; i < kMaxProducerSlots; ++i) {
-      if (take_slot(header_->slots[i], only_free, self, ticks)) {
+      if (take_slot(header_->slots[i], i, lock_fd_, only_free, self, ticks)) {
         slot_ = &header_->slots[i];
         slot_index_ = i;
         return;
@@ -97,6 +171,14 @@ Producer::~Producer() {
   if (slot_index_ != kNoSlot && !forked()) {
     // Release: our commits happen-before the slot reads as free.
     slot_->owner_pid.store(0, std::memory_order_release);
+  }
+  // Closing drops our slot lock (the descriptor's open file description is
+  // ours alone). A copy fork() made has had its descriptor closed already.
+  if (lock_fd_ >= 0 && !forked()) {
+    std::lock_guard guard(lock_fds().mutex);
+    auto& fds = lock_fds().fds;
+    fds.erase(std::remove(fds.begin(), fds.end(), lock_fd_), fds.end());
+    ::close(lock_fd_);
   }
 }
 
@@ -264,6 +346,16 @@ void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
 }
 
+bool slot_lock_held(int fd, std::uint32_t slot_index) noexcept {
+  if (fd < 0) return false;
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = static_cast<off_t>(slot_index);
+  lock.l_len = 1;
+  return ::fcntl(fd, F_OFD_GETLK, &lock) == 0 && lock.l_type != F_UNLCK;
+}
+
 bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept {
   const std::int32_t length = header_length(word);
   if (length == 0) {
@@ -302,7 +394,9 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
       if (pid == 0) {
         dead = true;  // the slot was given back: its owner closed or was reaped
       } else if (pid > 0) {
-        dead = !process_alive(pid, slot.owner_start_ticks.load(std::memory_order_relaxed));
+        // Its lock says alive where its pid can't (another PID namespace).
+        dead = !process_alive(pid, slot.owner_start_ticks.load(std::memory_order_relaxed)) &&
+               !slot_lock_held(segment_.fd(), slot_index);
       }
     }
     if (!dead) return false;

@@ -1,6 +1,8 @@
 // The ring's record protocol in one process: tiny capacities force
 // wrap-around and padding; stalled claims are made by hand.
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -205,6 +207,74 @@ TEST(Ring, StalledClaimOfALiveProducerIsSkippedAfterTheTimeout) {
   ASSERT_EQ(put(p, "behind it"), ring::Status::ok);
   EXPECT_TRUE(take(c).empty());
   EXPECT_EQ(take_within(c, 2000), (std::vector<std::string>{"behind it"}));
+  EXPECT_EQ(r.segment.header().skipped.read(), 1u);
+}
+
+// A producer in a PID namespace of its own (a container sharing only
+// /dev/shm, with its own /proc) writes a pid that names another process, or
+// none, in the router's. Its slot lock tells the consumer it lives: a claim
+// it holds is waited for (here 300 ms), not skipped as a dead producer's.
+TEST(Ring, AClaimOfALiveProducerInAnotherPidNamespaceIsWaitedFor) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);  // the 2 s default timeout
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // Not root: no namespace to be had.
+    if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) ::_exit(77);
+    const pid_t inner = ::fork();  // pid 1 of the new namespace
+    if (inner == 0) {
+      // Its own /proc, as a container has: its start time is its own.
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+          ::mount("proc", "/proc", "proc", 0, nullptr) != 0) {
+        ::_exit(77);
+      }
+      ring::Producer p(r.segment);
+      ring::Claim claim;
+      if (::getpid() != 1 || p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      const std::string text = "from another namespace";
+      std::memcpy(claim.first + ring::kRecordHeaderBytes, text.data(), text.size());
+      p.commit_one(claim, static_cast<std::uint32_t>(ring::kRecordHeaderBytes + text.size()));
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(inner, &status, 0);
+    ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 2);
+  }
+  const std::vector<std::string> got = take_within(c, 1500);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no PID namespace to be had (needs root)";
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(got, (std::vector<std::string>{"from another namespace"}));
+  EXPECT_EQ(r.segment.header().skipped.read(), 0u);
+}
+
+// A child fork() made shares its parent's descriptors, the one holding the
+// slot lock among them: it closes its copy, or a producer that died would
+// look alive (by its lock) for as long as its child lives, and its claim
+// would be skipped only on the timeout.
+TEST(Ring, AChildOfAProducerDoesNotKeepItsSlotAliveAfterItDies) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);  // the 2 s default timeout
+  const pid_t producer = ::fork();
+  if (producer == 0) {
+    ring::Producer p(r.segment);
+    ring::Claim claim;
+    if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
+    if (::fork() == 0) {  // outlives its parent by far
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      ::_exit(0);
+    }
+    ::_exit(0);  // dies holding the claim
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(producer, &status, 0), producer);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ring::Producer p(r.segment);
+  ASSERT_EQ(put(p, "after"), ring::Status::ok);
+  EXPECT_EQ(take_within(c, 1000), (std::vector<std::string>{"after"}));
   EXPECT_EQ(r.segment.header().skipped.read(), 1u);
 }
 

@@ -224,6 +224,9 @@ class Producer {
   ProducerSlot* slot_;
   std::uint32_t slot_index_;
   std::uint64_t fork_generation_;
+  // A descriptor of the segment of our own (close-on-exec), holding our
+  // slot's liveness lock (slot_lock_held()); -1 where none could be had.
+  int lock_fd_ = -1;
 
   [[nodiscard]] Status claim_once(std::uint32_t bytes, Claim& out) noexcept {
     if (bytes == 0 || bytes % kRecordAlignment != 0) [[unlikely]] return Status::bad_argument;

@@ -37,6 +37,14 @@ struct SegmentOptions {
 // True when `pid` still runs and, if start_ticks != 0, is the same process.
 [[nodiscard]] bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept;
 
+// Producer slot i's liveness lock: byte i of the segment file, which the
+// producer owning the slot holds with an open-file-description lock on a
+// descriptor of its own. The kernel drops it when the owner's process ends
+// (its descriptors close), in whatever PID namespace it runs: a producer in
+// a container of its own, whose pid means nothing in the router's, is told
+// alive by it. Whether another descriptor than `fd`'s holds slot i's lock.
+[[nodiscard]] bool slot_lock_held(int fd, std::uint32_t slot_index) noexcept;
+
 class Segment {
  public:
   struct Attached;  // the mapping, kept alive by shared_ptr so views can share it
