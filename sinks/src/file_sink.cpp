@@ -3,14 +3,17 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -177,36 +180,85 @@ class DroppedFileCloser {
   // ms that the kernel does not preempt (64 MiB on tmpfs here), and router
   // threads queued on that vCPU wait them out. Nothing else holds it when
   // it has no name left (no hard link kept it, say as an archive) and no
-  // other descriptor is open on it: a write lease is granted only then. The
-  // lease is given back at once (held, a later open through /proc would
-  // signal us). A file someone still reads (a log shipper finishing it)
-  // keeps its lines: it is closed whole, and the reader's close frees it.
+  // other descriptor is open on it, this process's included: a write lease
+  // is granted only then. The lease is held while the steps run, and one
+  // who opens the file meanwhile (through /proc: it has no name) breaks it;
+  // the steps stop there, and the opener finds the file as far as they
+  // went. A file someone still reads (a log shipper finishing it) keeps
+  // its lines: it is closed whole, and the reader's close frees them. Only
+  // on local file systems whose leases see every opener.
   static void release(int fd, bool in_steps) noexcept {
-    struct stat st {};
-    if (in_steps && ::fstat(fd, &st) == 0 && st.st_nlink == 0 && ::fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
-      ::fcntl(fd, F_SETLEASE, F_UNLCK);
-      // From the end, a step a call, giving the vCPU up between steps.
-      for (off_t size = st.st_size; size > 0;) {
-        size = size > kFreeStep ? size - kFreeStep : 0;
-        if (::ftruncate(fd, size) != 0) break;
-        ::sched_yield();
-      }
-    }
+    // A descriptor for writing of our own, opened once the file has no name
+    // (the one handed over reads only: nothing was opened for writing under
+    // the file's name). The handed-over one is closed before the lease is
+    // asked for, which it would count as another open.
+    const int writable = in_steps ? writable_copy(fd) : -1;
     ::close(fd);
+    if (writable < 0) return;
+    free_in_steps(writable);
+    ::close(writable);
+  }
+  static int writable_copy(int fd) noexcept {
+    struct stat st {};
+    struct statfs fs {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0 || st.st_uid != ::geteuid() ||
+        ::fstatfs(fd, &fs) != 0 || !leases_see_every_opener(fs)) {
+      return -1;
+    }
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return ::open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  }
+  static void free_in_steps(int fd) noexcept {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return;
+    // A lease break signals its holder, SIGIO by default, which would end
+    // the router; SIGURG is ignored unless handled.
+    if (::fcntl(fd, F_SETSIG, SIGURG) != 0 || ::fcntl(fd, F_SETLEASE, F_WRLCK) != 0) return;
+    for (off_t size = st.st_size; size > 0;) {
+      size = size > kFreeStep ? size - kFreeStep : 0;
+      if (::ftruncate(fd, size) != 0) break;
+      ::sched_yield();
+      if (::fcntl(fd, F_GETLEASE) != F_WRLCK) break;  // someone opens it: let them
+    }
+    freed_in_steps.fetch_add(1, std::memory_order_relaxed);  // a count for tests; nothing pairs with it
+    ::fcntl(fd, F_SETLEASE, F_UNLCK);
+  }
+  static bool leases_see_every_opener(const struct statfs& fs) noexcept {
+    // Local file systems; not FUSE or overlayfs (a lease on the overlay does
+    // not see a reader of the layer below), nor NFS (an open file unlinked
+    // there keeps a name anyway).
+    switch (static_cast<unsigned long>(fs.f_type)) {
+      case 0x01021994UL:  // tmpfs
+      case 0xEF53UL:      // ext2, ext3, ext4
+      case 0x58465342UL:  // xfs
+      case 0x9123683EUL:  // btrfs
+        return true;
+      default:
+        return false;
+    }
   }
   static constexpr off_t kFreeStep = off_t{2} << 20;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<int> fds_;
+
+ public:
+  static inline std::atomic<std::uint64_t> freed_in_steps{0};
 };
+
+}  // namespace
+
+std::uint64_t dropped_files_freed_in_steps() noexcept {
+  return DroppedFileCloser::freed_in_steps.load(std::memory_order_relaxed);
+}
+
+namespace {
 
 // Unlinks `name`, its pages freed later by DroppedFileCloser; false with
 // errno as unlink() leaves it.
 bool drop_file(const std::string& name) {
-  // For writing, so the closer can free its pages a step at a time; a file
-  // we may only read is closed whole.
-  int fd = ::open(name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   if (::unlink(name.c_str()) != 0) {
     const int e = errno;
     if (fd >= 0) ::close(fd);

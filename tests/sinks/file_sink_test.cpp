@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -457,6 +458,7 @@ TEST(FileSink, AReaderOfAFileARotationDropsKeepsEveryLine) {
   ASSERT_EQ(sink.write(batch_of(second + "\n"), why), Outcome::ok) << why;  // `first` is out.ndjson.1
   const int reader = ::open((o.path + ".1").c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(reader, 0);
+  const std::uint64_t stepped = dropped_files_freed_in_steps();
   ASSERT_EQ(sink.write(batch_of("third\n"), why), Outcome::ok) << why;  // drops it
   EXPECT_TRUE(slurp(o.path + ".1") == second + "\n");
   EXPECT_EQ(slurp(o.path), "third\n");
@@ -484,6 +486,22 @@ TEST(FileSink, AReaderOfAFileARotationDropsKeepsEveryLine) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   EXPECT_EQ(fs::file_size(archive), second.size() + 1);
+  EXPECT_EQ(dropped_files_freed_in_steps(), stepped);  // neither was
+
+  // Held by nothing: freed in steps, where leases see every opener.
+  ASSERT_EQ(sink.write(batch_of(second + "\n"), why), Outcome::ok) << why;
+  const auto free_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (deleted_files_held(prefix) > 0 && std::chrono::steady_clock::now() < free_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(deleted_files_held(prefix), 0);
+  struct statfs where {};
+  ASSERT_EQ(::statfs(o.path.c_str(), &where), 0);
+  const auto type = static_cast<unsigned long>(where.f_type);
+  if (type != 0x01021994UL && type != 0xEF53UL && type != 0x58465342UL && type != 0x9123683EUL) {
+    GTEST_SKIP() << "not a file system whose leases the closer trusts (type " << std::hex << type << ")";
+  }
+  EXPECT_EQ(dropped_files_freed_in_steps(), stepped + 1);
 }
 
 // Age rotation counts from the file's birth: a restart (or reload, or

@@ -38,6 +38,10 @@ struct FileSinkOptions {
 // link to it are one file). Hard links are not seen.
 [[nodiscard]] std::string file_identity(const std::string& path);
 
+// How many files dropped by rotation were freed a step at a time (the rest
+// closed whole), in this process: for tests.
+[[nodiscard]] std::uint64_t dropped_files_freed_in_steps() noexcept;
+
 class FileSink final : public Sink {
  public:
   // Opens (creating parent directories) at once; a file that can't be opened
