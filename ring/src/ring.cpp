@@ -73,30 +73,42 @@ bool lock_slot(int fd, std::uint32_t index, short type) noexcept {
   return ::fcntl(fd, F_OFD_SETLK, &lock) == 0;
 }
 
-// `lock_fd`: ours for the slot lock, or -1 (then the pid alone decides, as
-// for producers built before the lock).
-bool take_slot(ProducerSlot& slot, std::uint32_t index, int lock_fd, bool only_free, pid_t self,
+// What taking a slot came to: taken; not taken; or not taken, and our
+// slot lock descriptor is of no use (fcntl refused it for a reason other
+// than another holding the lock: unsupported, or forbidden by a sandbox).
+enum class Take { taken, not_taken, locks_unusable };
+
+// `lock_fd`: ours for the slot lock, or -1 (then the pid decides, as for
+// producers built before the lock, but a slot whose lock is held is still
+// left alone).
+Take take_slot(ProducerSlot& slot, std::uint32_t index, int lock_fd, int segment_fd, bool only_free, pid_t self,
                std::uint64_t self_ticks) {
   std::int32_t owner = slot.owner_pid.load(std::memory_order_acquire);
-  if (owner == kOwnerBeingTaken) return false;
-  // Another handle of this process (its lock is on a descriptor of its own,
-  // so ours would be refused too), or a process of another namespace that
-  // has our number: left alone either way.
-  if (owner == static_cast<std::int32_t>(self)) return false;
-  if (owner != 0 && only_free) return false;
-  // The lock first: refused, the slot's owner lives (in any namespace), or
-  // another producer is taking the slot now. Not supported (EINVAL on old
-  // kernels): the pid decides alone.
+  if (owner == kOwnerBeingTaken) return Take::not_taken;
+  if (owner != 0 && only_free) return Take::not_taken;
+  // The lock first: refused as held, the slot's owner lives (in any
+  // namespace; another handle of this process holds it on a descriptor of
+  // its own), or another producer is taking the slot now.
   bool locked = false;
   if (lock_fd >= 0) {
     locked = lock_slot(lock_fd, index, F_WRLCK);
-    if (!locked && errno != EINVAL) return false;
+    if (!locked) return errno == EAGAIN || errno == EACCES ? Take::not_taken : Take::locks_unusable;
+  } else if (owner != 0 && slot_lock_held(segment_fd, index)) {
+    return Take::not_taken;
   }
-  const bool taken =
-      (owner == 0 || !process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed))) &&
-      take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks, false);
-  if (!taken && locked) lock_slot(lock_fd, index, F_UNLCK);
-  return taken;
+  // An owner that held the slot's lock is dead now that we have it; one
+  // that never took it (a build before the lock) is judged by its pid.
+  const bool owner_alive =
+      owner != 0 && !(locked && slot.locked_by.load(std::memory_order_relaxed) == owner) &&
+      process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed));
+  if (owner_alive || !take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks, false)) {
+    if (locked) lock_slot(lock_fd, index, F_UNLCK);
+    return Take::not_taken;
+  }
+  // Before our first claim, whose header store (release) publishes it to
+  // the consumer with the claim: it then judges us by the lock alone.
+  slot.locked_by.store(locked ? static_cast<std::int32_t>(self) : 0, std::memory_order_relaxed);
+  return Take::taken;
 }
 
 // The descriptors holding this process's producers' slot locks, so a child
@@ -117,10 +129,37 @@ LockFds& lock_fds() {
 // slot lock it holds is ours alone (the segment's own descriptor is shared
 // with every handle made from that segment, and with children fork() made)
 // and close-on-exec (a program this process runs does not keep it).
+// /proc/thread-self first: /proc/self/fd is empty once the main thread
+// has left with pthread_exit.
 int open_lock_fd(const Segment& segment) noexcept {
   if (segment.fd() < 0) return -1;
-  const std::string path = "/proc/self/fd/" + std::to_string(segment.fd());
-  return ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  for (const char* self : {"/proc/thread-self", "/proc/self"}) {
+    char path[64];
+    std::snprintf(path, sizeof path, "%s/fd/%d", self, segment.fd());
+    if (const int fd = ::open(path, O_RDWR | O_CLOEXEC); fd >= 0) return fd;
+  }
+  return -1;
+}
+
+// Opens and registers one under the registry's mutex, so no fork() comes
+// between (the child would keep a copy not on its list); -1 where none.
+int open_registered_lock_fd(const Segment& segment) noexcept {
+  try {
+    std::lock_guard guard(lock_fds().mutex);
+    lock_fds().fds.reserve(lock_fds().fds.size() + 1);
+    const int fd = open_lock_fd(segment);
+    if (fd >= 0) lock_fds().fds.push_back(fd);
+    return fd;
+  } catch (const std::exception&) {  // out of memory: no lock, the pid decides
+    return -1;
+  }
+}
+
+void close_registered_lock_fd(int fd) noexcept {
+  std::lock_guard guard(lock_fds().mutex);
+  auto& fds = lock_fds().fds;
+  fds.erase(std::remove(fds.begin(), fds.end(), fd), fds.end());
+  ::close(fd);
 }
 
 }  // namespace
@@ -132,7 +171,7 @@ Producer::Producer(Segment segment)
       mask_(segment_.capacity() - 1),
       slot_(&header_->overflow_slot),
       slot_index_(kNoSlot) {
-  // The lock is held across fork() (prepare, then parent or child), so the
+  // The mutex is held across fork() (prepare, then parent or child), so the
   // child's list is whole.
   static const int registered = ::pthread_atfork(
       [] { lock_fds().mutex.lock(); }, [] { lock_fds().mutex.unlock(); },
@@ -146,40 +185,37 @@ Producer::Producer(Segment segment)
   fork_generation_ = detail::fork_generation.load(std::memory_order_relaxed);
   const pid_t self = ::getpid();
   const std::uint64_t ticks = process_start_ticks(self);
-  lock_fd_ = open_lock_fd(segment_);
-  if (lock_fd_ >= 0) {
-    try {
-      std::lock_guard guard(lock_fds().mutex);
-      lock_fds().fds.push_back(lock_fd_);
-    } catch (const std::exception&) {  // out of memory: no lock, the pid decides alone
-      ::close(lock_fd_);
-      lock_fd_ = -1;
-    }
-  }
+  lock_fd_ = open_registered_lock_fd(segment_);
   for (bool only_free : {true, false}) {
     for (std::uint32_t i = 0; i < kMaxProducerSlots; ++i) {
-      if (take_slot(header_->slots[i], i, lock_fd_, only_free, self, ticks)) {
+      Take take = take_slot(header_->slots[i], i, lock_fd_, segment_.fd(), only_free, self, ticks);
+      if (take == Take::locks_unusable) {
+        close_registered_lock_fd(lock_fd_);
+        lock_fd_ = -1;
+        take = take_slot(header_->slots[i], i, lock_fd_, segment_.fd(), only_free, self, ticks);
+      }
+      if (take == Take::taken) {
         slot_ = &header_->slots[i];
         slot_index_ = i;
         return;
       }
     }
   }
+  // The overflow slot has no lock: the descriptor would only hold a slot
+  // of ours that is not.
+  if (lock_fd_ >= 0) close_registered_lock_fd(lock_fd_);
+  lock_fd_ = -1;
 }
 
 Producer::~Producer() {
   if (slot_index_ != kNoSlot && !forked()) {
+    slot_->locked_by.store(0, std::memory_order_relaxed);  // published by the store below
     // Release: our commits happen-before the slot reads as free.
     slot_->owner_pid.store(0, std::memory_order_release);
   }
   // Closing drops our slot lock (the descriptor's open file description is
   // ours alone). A copy fork() made has had its descriptor closed already.
-  if (lock_fd_ >= 0 && !forked()) {
-    std::lock_guard guard(lock_fds().mutex);
-    auto& fds = lock_fds().fds;
-    fds.erase(std::remove(fds.begin(), fds.end(), lock_fd_), fds.end());
-    ::close(lock_fd_);
-  }
+  if (lock_fd_ >= 0 && !forked()) close_registered_lock_fd(lock_fd_);
 }
 
 Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout) noexcept {
@@ -394,9 +430,14 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
       if (pid == 0) {
         dead = true;  // the slot was given back: its owner closed or was reaped
       } else if (pid > 0) {
-        // Its lock says alive where its pid can't (another PID namespace).
-        dead = !process_alive(pid, slot.owner_start_ticks.load(std::memory_order_relaxed)) &&
-               !slot_lock_held(segment_.fd(), slot_index);
+        // An owner that holds the slot's lock is judged by it alone: its
+        // pid may name another process, or none, here (a PID namespace of
+        // its own). Relaxed: published with the claim's header, which we
+        // read with acquire. Others by their pid, the lock breaking a tie.
+        dead = slot.locked_by.load(std::memory_order_relaxed) == pid
+                   ? !slot_lock_held(segment_.fd(), slot_index)
+                   : !process_alive(pid, slot.owner_start_ticks.load(std::memory_order_relaxed)) &&
+                         !slot_lock_held(segment_.fd(), slot_index);
       }
     }
     if (!dead) return false;
@@ -456,8 +497,21 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
   // space behind the read position is ours until released.
   // At most a lap past what is released: a tail written by something other
   // than the library could be anywhere, and release() zeroes up to here.
-  const std::uint64_t tail = std::min(std::max(header_->tail.load(std::memory_order_acquire), read_position_),
-                                      released_ + mask_ + 1);
+  std::uint64_t tail = std::min(std::max(header_->tail.load(std::memory_order_acquire), read_position_),
+                                released_ + mask_ + 1);
+  // A consumer before us (crashed, or stopped before releasing past the
+  // header) jumped from here already: the same jump, so what was committed
+  // after its tail is read, not skipped.
+  bool again = false;
+  for (const auto& jump : header_->framing_jumps) {
+    const std::uint64_t to = jump.to.load(std::memory_order_relaxed);
+    if (jump.from.load(std::memory_order_relaxed) == read_position_ && to > read_position_ &&
+        to <= released_ + mask_ + 1) {
+      tail = std::min(to, tail);
+      again = true;
+      break;
+    }
+  }
   if (tail == read_position_) {
     // Nowhere to skip to: the broken header is at the tail, and a producer
     // claiming there overwrites it. Counted and said once, and sleep()
@@ -469,13 +523,34 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
     broken_at_ = read_position_;
     broken_word_ = word;
   }
-  header_->corrupt.add_single_writer(1);
-  std::fprintf(stderr,
-               "ringroute: ring %s: corrupt record header at offset %llu; skipping %llu bytes to the tail\n",
-               segment_.name().c_str(), static_cast<unsigned long long>(index),
-               static_cast<unsigned long long>(tail - read_position_));
-  header_->skipped_bytes.add_single_writer(tail - read_position_);
-  if (tail > read_position_) record_jump(read_position_, tail);
+  if (again) {
+    // Counted by the consumer that met it first.
+    std::fprintf(stderr,
+                 "ringroute: ring %s: corrupt record header at offset %llu met again; skipping %llu bytes, "
+                 "where the consumer before skipped\n",
+                 segment_.name().c_str(), static_cast<unsigned long long>(index),
+                 static_cast<unsigned long long>(tail - read_position_));
+  } else {
+    header_->corrupt.add_single_writer(1);
+    std::fprintf(stderr,
+                 "ringroute: ring %s: corrupt record header at offset %llu; skipping %llu bytes to the tail\n",
+                 segment_.name().c_str(), static_cast<unsigned long long>(index),
+                 static_cast<unsigned long long>(tail - read_position_));
+    header_->skipped_bytes.add_single_writer(tail - read_position_);
+  }
+  if (tail > read_position_) {
+    record_jump(read_position_, tail);
+    if (!again) {
+      const std::uint64_t n = header_->framing_jump_count.load(std::memory_order_relaxed);
+      auto& slot = header_->framing_jumps[n % SegmentHeader::kFramingJumps];
+      // `from` no position has first: a jump half written (the process
+      // died in between) is never followed.
+      slot.from.store(~std::uint64_t{0}, std::memory_order_relaxed);
+      slot.to.store(tail, std::memory_order_relaxed);
+      slot.from.store(read_position_, std::memory_order_relaxed);
+      header_->framing_jump_count.store(n + 1, std::memory_order_relaxed);
+    }
+  }
   read_position_ = tail;
 }
 

@@ -73,7 +73,10 @@ struct alignas(kCacheLine) ProducerSlot {
   // 0 = free. Taken with a CAS (acq_rel) so two producers never share a slot;
   // pairs with the consumer's acquire load when it checks a stalled claim.
   std::atomic<std::int32_t> owner_pid;
-  std::uint32_t reserved0;
+  // owner_pid's value while that owner holds the slot's lock (0 otherwise,
+  // and in slots of builds before the lock): the consumer then judges it
+  // by the lock alone. Written by the owner only.
+  std::atomic<std::int32_t> locked_by;
   // Process start time (clock ticks since boot, /proc/pid/stat field 22), so a
   // reused pid is not mistaken for the producer that died. Written before
   // owner_pid is published... see Segment::take_slot for the order.
@@ -155,6 +158,24 @@ struct SegmentHeader {
   // Producers that found no free slot share this one for counters.
   ProducerSlot overflow_slot;
   ProducerSlot slots[kMaxProducerSlots];
+
+  // --- after the slots: where the consumer gave up on broken framing ---
+  // A corrupt header sends the consumer to the producers' tail as it was
+  // then. The header stays until the space is released, so a consumer that
+  // restarts before that meets it again: it must jump to the same place, or
+  // it would skip to the tail as it is by then and lose what was committed
+  // in between. The last kFramingJumps jumps, written by the consumer alone
+  // (relaxed: the next consumer reads them after taking the ring over, and
+  // a crashed one's stores are in the shared pages all the same); `from`
+  // is a position, unique for the ring's life, so a jump from behind the
+  // released position is simply never met again. Zero in rings made before
+  // them: no jump.
+  struct FramingJump {
+    std::atomic<std::uint64_t> from, to;
+  };
+  static constexpr std::size_t kFramingJumps = 8;
+  FramingJump framing_jumps[kFramingJumps];
+  std::atomic<std::uint64_t> framing_jump_count;
 };
 
 static_assert(offsetof(SegmentHeader, tail) == 1 * kCacheLine);
@@ -164,6 +185,9 @@ static_assert(offsetof(SegmentHeader, consumer_pid) == 4 * kCacheLine);
 static_assert(offsetof(SegmentHeader, producers_waiting) == 5 * kCacheLine);
 static_assert(offsetof(SegmentHeader, read) == 6 * kCacheLine);
 static_assert(offsetof(SegmentHeader, slots) % kCacheLine == 0);
+// The jumps fit in the page the header already took: the data area stays
+// where rings made before them have it.
+static_assert(sizeof(SegmentHeader) <= 20480);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 
