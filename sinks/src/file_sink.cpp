@@ -129,6 +129,7 @@ class DroppedFileCloser {
         std::lock_guard lock(closer->mutex_);
         if (closer->fds_.size() < kMostQueued) {
           closer->fds_.push_back(fd);
+          closer->waiting_.store(closer->fds_.size(), std::memory_order_relaxed);
           queued = true;
         }
       } catch (const std::exception&) {
@@ -164,14 +165,11 @@ class DroppedFileCloser {
     std::unique_lock lock(mutex_);
     for (;;) {
       wake_.wait(lock, [this] { return !fds_.empty(); });
-      const int fd = fds_.back();
-      fds_.pop_back();
-      // Behind (half its room taken): files are closed whole, the faster
-      // way to free what they hold. The backends' rotations come a few at
-      // once, so one or two waiting is not behind.
-      const bool behind = fds_.size() >= kMostQueued / 2;
+      const int fd = fds_.front();  // the oldest first: it has held its memory longest
+      fds_.erase(fds_.begin());
+      waiting_.store(fds_.size(), std::memory_order_relaxed);
       lock.unlock();
-      release(fd, /*in_steps=*/!behind);
+      release(fd, waiting_);
       lock.lock();
     }
   }
@@ -187,15 +185,22 @@ class DroppedFileCloser {
   // went. A file someone still reads (a log shipper finishing it) keeps
   // its lines: it is closed whole, and the reader's close frees them. Only
   // on local file systems whose leases see every opener.
-  static void release(int fd, bool in_steps) noexcept {
+  // Behind (half its room taken), files are closed whole, the faster way
+  // to free what they hold; the backends' rotations come a few at once, so
+  // one or two waiting is not behind. Judged again at each step: stepping
+  // through gigabytes, the closer can fall behind meanwhile.
+  static bool behind(const std::atomic<std::size_t>& waiting) noexcept {
+    return waiting.load(std::memory_order_relaxed) >= kMostQueued / 2;  // a hint; nothing pairs with it
+  }
+  static void release(int fd, const std::atomic<std::size_t>& waiting) noexcept {
     // A descriptor for writing of our own, opened once the file has no name
     // (the one handed over reads only: nothing was opened for writing under
     // the file's name). The handed-over one is closed before the lease is
     // asked for, which it would count as another open.
-    const int writable = in_steps ? writable_copy(fd) : -1;
+    const int writable = behind(waiting) ? -1 : writable_copy(fd);
     ::close(fd);
     if (writable < 0) return;
-    free_in_steps(writable);
+    free_in_steps(writable, waiting);
     ::close(writable);
   }
   static int writable_copy(int fd) noexcept {
@@ -209,19 +214,23 @@ class DroppedFileCloser {
     std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     return ::open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   }
-  static void free_in_steps(int fd) noexcept {
+  static void free_in_steps(int fd, const std::atomic<std::size_t>& waiting) noexcept {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return;
     // A lease break signals its holder, SIGIO by default, which would end
     // the router; SIGURG is ignored unless handled.
     if (::fcntl(fd, F_SETSIG, SIGURG) != 0 || ::fcntl(fd, F_SETLEASE, F_WRLCK) != 0) return;
-    for (off_t size = st.st_size; size > 0;) {
-      size = size > kFreeStep ? size - kFreeStep : 0;
-      if (::ftruncate(fd, size) != 0) break;
+    off_t size = st.st_size;
+    while (size > 0) {
+      const off_t next = size > kFreeStep ? size - kFreeStep : 0;
+      if (::ftruncate(fd, next) != 0) break;
+      size = next;
       ::sched_yield();
       if (::fcntl(fd, F_GETLEASE) != F_WRLCK) break;  // someone opens it: let them
+      if (behind(waiting)) break;                      // the close frees the rest
     }
-    freed_in_steps.fetch_add(1, std::memory_order_relaxed);  // a count for tests; nothing pairs with it
+    // A count for tests; nothing pairs with it.
+    if (size == 0) freed_in_steps.fetch_add(1, std::memory_order_relaxed);
     ::fcntl(fd, F_SETLEASE, F_UNLCK);
   }
   static bool leases_see_every_opener(const struct statfs& fs) noexcept {
@@ -242,6 +251,7 @@ class DroppedFileCloser {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<int> fds_;
+  std::atomic<std::size_t> waiting_{0};  // fds_.size(), for the steps to read without the mutex
 
  public:
   static inline std::atomic<std::uint64_t> freed_in_steps{0};
