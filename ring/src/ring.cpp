@@ -93,20 +93,24 @@ Take take_slot(ProducerSlot& slot, std::uint32_t index, int lock_fd, int segment
   if (lock_fd >= 0) {
     locked = lock_slot(lock_fd, index, F_WRLCK);
     if (!locked) return errno == EAGAIN || errno == EACCES ? Take::not_taken : Take::locks_unusable;
-  } else if (owner != 0 && slot_lock_held(segment_fd, index)) {
+  } else if (owner != 0 && slot_lock_state(segment_fd, index) == SlotLock::held) {
     return Take::not_taken;
   }
   // An owner that held the slot's lock is dead now that we have it; one
   // that never took it (a build before the lock) is judged by its pid.
-  const bool owner_alive =
-      owner != 0 && !(locked && slot.locked_by.load(std::memory_order_relaxed) == owner) &&
-      process_alive(owner, slot.owner_start_ticks.load(std::memory_order_relaxed));
+  // Relaxed: what these say is checked against the lock we hold.
+  const std::uint64_t owner_ticks = slot.owner_start_ticks.load(std::memory_order_relaxed);
+  const bool owner_held_lock = owner != 0 && owner_ticks != 0 &&
+                               slot.locked_by.load(std::memory_order_relaxed) == owner &&
+                               slot.locked_ticks.load(std::memory_order_relaxed) == owner_ticks;
+  const bool owner_alive = owner != 0 && !(locked && owner_held_lock) && process_alive(owner, owner_ticks);
   if (owner_alive || !take_owner(slot.owner_pid, slot.owner_start_ticks, owner, self, self_ticks, false)) {
     if (locked) lock_slot(lock_fd, index, F_UNLCK);
     return Take::not_taken;
   }
-  // Before our first claim, whose header store (release) publishes it to
+  // Before our first claim, whose header store (release) publishes them to
   // the consumer with the claim: it then judges us by the lock alone.
+  slot.locked_ticks.store(locked ? self_ticks : 0, std::memory_order_relaxed);
   slot.locked_by.store(locked ? static_cast<std::int32_t>(self) : 0, std::memory_order_relaxed);
   return Take::taken;
 }
@@ -321,8 +325,38 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
     release(releasing_to);
   }
   header_->releasing_to.store(0, std::memory_order_relaxed);
+  // Jumps over corrupt headers that a consumer before us took in what is
+  // not released yet: taken again at the same positions, before the header
+  // is read (the tail has moved on since, and a header it let through then
+  // may look whole now). Relaxed: written by the consumer before us, which
+  // we took the ring over from (the acquire on consumer_pid above).
+  for (const auto& jump : header_->framing_jumps) {
+    const std::uint64_t from = jump.from.load(std::memory_order_relaxed);
+    const std::uint64_t to = jump.to.load(std::memory_order_relaxed);
+    if (from == kNoJump || from < read_position_ || to <= from || to > released_ + segment_.capacity()) continue;
+    if (saved_jump_count_ < saved_jumps_.size()) saved_jumps_[saved_jump_count_++] = {from, to};
+  }
+  std::sort(saved_jumps_.begin(), saved_jumps_.begin() + static_cast<std::ptrdiff_t>(saved_jump_count_),
+            [](const Jump& a, const Jump& b) { return a.from < b.from; });
+  next_saved_jump_from_ = saved_jump_count_ != 0 ? saved_jumps_[0].from : kNoJump;
   // After taking ownership: a second would-be consumer is refused at once.
   segment_.touch_for_write();
+}
+
+void Consumer::take_saved_jump() noexcept {
+  const Jump jump = saved_jumps_[next_saved_jump_++];
+  std::fprintf(stderr,
+               "ringroute: ring %s: skipping %llu bytes at offset %llu, over the corrupt header the consumer "
+               "before skipped\n",
+               segment_.name().c_str(), static_cast<unsigned long long>(jump.to - jump.from),
+               static_cast<unsigned long long>(jump.from & mask_));
+  record_jump(jump.from, jump.to);  // for reread(), as poll() went
+  read_position_ = jump.to;
+  // The next one ahead, if any (one inside this jump can't be met).
+  while (next_saved_jump_ < saved_jump_count_ && saved_jumps_[next_saved_jump_].from < read_position_) {
+    ++next_saved_jump_;
+  }
+  next_saved_jump_from_ = next_saved_jump_ < saved_jump_count_ ? saved_jumps_[next_saved_jump_].from : kNoJump;
 }
 
 Consumer::~Consumer() {
@@ -382,14 +416,15 @@ void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
 }
 
-bool slot_lock_held(int fd, std::uint32_t slot_index) noexcept {
-  if (fd < 0) return false;
+SlotLock slot_lock_state(int fd, std::uint32_t slot_index) noexcept {
+  if (fd < 0) return SlotLock::unknown;
   struct flock lock {};
   lock.l_type = F_WRLCK;
   lock.l_whence = SEEK_SET;
   lock.l_start = static_cast<off_t>(slot_index);
   lock.l_len = 1;
-  return ::fcntl(fd, F_OFD_GETLK, &lock) == 0 && lock.l_type != F_UNLCK;
+  if (::fcntl(fd, F_OFD_GETLK, &lock) != 0) return SlotLock::unknown;
+  return lock.l_type == F_UNLCK ? SlotLock::free : SlotLock::held;
 }
 
 bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept {
@@ -425,7 +460,7 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     if (!dead && slot_index < kMaxProducerSlots && now - last_liveness_check_ns_ >= 1'000'000) {
       last_liveness_check_ns_ = now;
       const ProducerSlot& slot = header_->slots[slot_index];
-      // Acquire pairs with the release store in take_slot(): pid, then ticks.
+      // Acquire pairs with the publishing CAS in take_owner(): pid, then ticks.
       const std::int32_t pid = slot.owner_pid.load(std::memory_order_acquire);
       if (pid == 0) {
         dead = true;  // the slot was given back: its owner closed or was reaped
@@ -434,10 +469,12 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
         // pid may name another process, or none, here (a PID namespace of
         // its own). Relaxed: published with the claim's header, which we
         // read with acquire. Others by their pid, the lock breaking a tie.
-        dead = slot.locked_by.load(std::memory_order_relaxed) == pid
-                   ? !slot_lock_held(segment_.fd(), slot_index)
-                   : !process_alive(pid, slot.owner_start_ticks.load(std::memory_order_relaxed)) &&
-                         !slot_lock_held(segment_.fd(), slot_index);
+        const std::uint64_t ticks = slot.owner_start_ticks.load(std::memory_order_relaxed);
+        const bool holds_lock = ticks != 0 && slot.locked_by.load(std::memory_order_relaxed) == pid &&
+                                slot.locked_ticks.load(std::memory_order_relaxed) == ticks;
+        const SlotLock lock = slot_lock_state(segment_.fd(), slot_index);
+        dead = holds_lock && lock != SlotLock::unknown ? lock == SlotLock::free
+                                                       : !process_alive(pid, ticks) && lock != SlotLock::held;
       }
     }
     if (!dead) return false;
@@ -497,21 +534,8 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
   // space behind the read position is ours until released.
   // At most a lap past what is released: a tail written by something other
   // than the library could be anywhere, and release() zeroes up to here.
-  std::uint64_t tail = std::min(std::max(header_->tail.load(std::memory_order_acquire), read_position_),
-                                released_ + mask_ + 1);
-  // A consumer before us (crashed, or stopped before releasing past the
-  // header) jumped from here already: the same jump, so what was committed
-  // after its tail is read, not skipped.
-  bool again = false;
-  for (const auto& jump : header_->framing_jumps) {
-    const std::uint64_t to = jump.to.load(std::memory_order_relaxed);
-    if (jump.from.load(std::memory_order_relaxed) == read_position_ && to > read_position_ &&
-        to <= released_ + mask_ + 1) {
-      tail = std::min(to, tail);
-      again = true;
-      break;
-    }
-  }
+  const std::uint64_t tail = std::min(std::max(header_->tail.load(std::memory_order_acquire), read_position_),
+                                      released_ + mask_ + 1);
   if (tail == read_position_) {
     // Nowhere to skip to: the broken header is at the tail, and a producer
     // claiming there overwrites it. Counted and said once, and sleep()
@@ -523,33 +547,26 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
     broken_at_ = read_position_;
     broken_word_ = word;
   }
-  if (again) {
-    // Counted by the consumer that met it first.
-    std::fprintf(stderr,
-                 "ringroute: ring %s: corrupt record header at offset %llu met again; skipping %llu bytes, "
-                 "where the consumer before skipped\n",
-                 segment_.name().c_str(), static_cast<unsigned long long>(index),
-                 static_cast<unsigned long long>(tail - read_position_));
-  } else {
-    header_->corrupt.add_single_writer(1);
-    std::fprintf(stderr,
-                 "ringroute: ring %s: corrupt record header at offset %llu; skipping %llu bytes to the tail\n",
-                 segment_.name().c_str(), static_cast<unsigned long long>(index),
-                 static_cast<unsigned long long>(tail - read_position_));
-    header_->skipped_bytes.add_single_writer(tail - read_position_);
-  }
+  header_->corrupt.add_single_writer(1);
+  std::fprintf(stderr,
+               "ringroute: ring %s: corrupt record header at offset %llu; skipping %llu bytes to the tail\n",
+               segment_.name().c_str(), static_cast<unsigned long long>(index),
+               static_cast<unsigned long long>(tail - read_position_));
+  header_->skipped_bytes.add_single_writer(tail - read_position_);
   if (tail > read_position_) {
     record_jump(read_position_, tail);
-    if (!again) {
-      const std::uint64_t n = header_->framing_jump_count.load(std::memory_order_relaxed);
-      auto& slot = header_->framing_jumps[n % SegmentHeader::kFramingJumps];
-      // `from` no position has first: a jump half written (the process
-      // died in between) is never followed.
-      slot.from.store(~std::uint64_t{0}, std::memory_order_relaxed);
-      slot.to.store(tail, std::memory_order_relaxed);
-      slot.from.store(read_position_, std::memory_order_relaxed);
-      header_->framing_jump_count.store(n + 1, std::memory_order_relaxed);
-    }
+    // Kept for a consumer after us (see the constructor). The count first,
+    // so a crash in the middle leaves the next jump another entry. `from`
+    // no position has, then `to`, then `from` (release: the stores before
+    // it stay before it, for the compiler as for the CPU; the next consumer
+    // reads them after taking the ring over), so an entry half written is
+    // never followed.
+    const std::uint64_t n = header_->framing_jump_count.load(std::memory_order_relaxed);
+    header_->framing_jump_count.store(n + 1, std::memory_order_relaxed);
+    auto& saved = header_->framing_jumps[n % SegmentHeader::kFramingJumps];
+    saved.from.store(kNoJump, std::memory_order_relaxed);
+    saved.to.store(tail, std::memory_order_release);
+    saved.from.store(read_position_, std::memory_order_release);
   }
   read_position_ = tail;
 }

@@ -218,8 +218,11 @@ TEST(Ring, StalledClaimOfALiveProducerIsSkippedAfterTheTimeout) {
 TEST(Ring, AClaimOfALiveProducerInAnotherPidNamespaceIsWaitedFor) {
   TestRing r(4096);
   ring::Consumer c(r.segment);  // the 2 s default timeout
+  int claimed[2];  // the inner producer says it holds its claim
+  ASSERT_EQ(::pipe2(claimed, O_CLOEXEC), 0);
   const pid_t child = ::fork();
   if (child == 0) {
+    ::close(claimed[0]);
     // A user namespace of its own lets it run without root; where those are
     // refused, root can do without one; else there is no namespace to be had.
     const uid_t uid = ::geteuid();
@@ -250,22 +253,41 @@ TEST(Ring, AClaimOfALiveProducerInAnotherPidNamespaceIsWaitedFor) {
       ring::Producer p(r.segment);
       ring::Claim claim;
       if (::getpid() != 1 || p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      char byte = 1;
+      (void)!::write(claimed[1], &byte, 1);
+      // Long enough for the consumer to judge it many times; short of the
+      // 2 s timeout.
+      std::this_thread::sleep_for(std::chrono::milliseconds(800));
       const std::string text = "from another namespace";
       std::memcpy(claim.first + ring::kRecordHeaderBytes, text.data(), text.size());
       p.commit_one(claim, static_cast<std::uint32_t>(ring::kRecordHeaderBytes + text.size()));
       ::_exit(0);
     }
+    ::close(claimed[1]);  // the inner one's end of file, if it dies unheard
     int status = 0;
     ::waitpid(inner, &status, 0);
     ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 2);
   }
-  const std::vector<std::string> got = take_within(c, 1500);
+  ::close(claimed[1]);
+  char byte = 0;
+  const bool claimed_it = ::read(claimed[0], &byte, 1) == 1;
+  ::close(claimed[0]);
+  // While the claim is held, the consumer judges it (a stall) and waits.
+  bool judged = false, delivered_early = false;
+  const auto judging = std::chrono::steady_clock::now() + std::chrono::milliseconds(400);
+  while (claimed_it && std::chrono::steady_clock::now() < judging) {
+    delivered_early |= !take(c).empty();
+    judged |= c.stalled();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const std::vector<std::string> got = claimed_it ? take_within(c, 1500) : std::vector<std::string>{};
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
   if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no PID namespace to be had";
   ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(judged);
+  EXPECT_FALSE(delivered_early);
   EXPECT_EQ(got, (std::vector<std::string>{"from another namespace"}));
   EXPECT_EQ(r.segment.header().skipped.read(), 0u);
 }
@@ -286,7 +308,8 @@ TEST(Ring, AChildOfAProducerDoesNotKeepItsSlotAliveAfterItDies) {
     ring::Producer p(r.segment);
     ring::Claim claim;
     if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
-    if (::fork() == 0) {  // outlives its parent
+    const pid_t grandchild = ::fork();
+    if (grandchild == 0) {  // outlives its parent
       const int null = ::open("/dev/null", O_WRONLY);  // not the test's output: nothing waits on it
       ::dup2(null, STDOUT_FILENO);
       ::dup2(null, STDERR_FILENO);
@@ -295,6 +318,8 @@ TEST(Ring, AChildOfAProducerDoesNotKeepItsSlotAliveAfterItDies) {
       (void)!::read(hold[0], &byte, 1);
       ::_exit(0);
     }
+    ::close(forked[1]);  // a grandchild that died unheard is an end of file, not a wait
+    if (grandchild < 0) ::_exit(1);
     char byte = 0;
     if (::read(forked[0], &byte, 1) != 1) ::_exit(1);
     ::_exit(0);  // dies holding the claim
@@ -407,24 +432,29 @@ TEST(Ring, BrokenFramingIsCountedAsCorruptAndReadingGoesOn) {
 // and used to jump to the tail as it was by then: what was committed in
 // between was skipped, lost. It now takes the same jump, and counts the
 // corruption once.
+// The jump is taken before the header is read: one that ran past the tail
+// then (64 bytes here) may lie within it by the restart, and was read as a
+// record over what came after it.
 TEST(Ring, ARestartedConsumerTakesTheJumpOverACorruptHeaderThatTheOneBeforeTook) {
-  TestRing r(4096);
-  ring::Producer p(r.segment);
-  ASSERT_NO_FATAL_FAILURE(put_good_then_broken_header(p, r, 1 << 20));
-  {
-    ring::Consumer c(r.segment);
-    EXPECT_EQ(take(c, 1000, /*release=*/false), (std::vector<std::string>{"good"}));
-    ASSERT_EQ(put(p, "after the jump"), ring::Status::ok);
-    EXPECT_EQ(take(c, 1000, /*release=*/false), (std::vector<std::string>{"after the jump"}));
-  }  // stopped (or crashed) before releasing anything
-  ASSERT_EQ(put(p, "while none ran"), ring::Status::ok);
-  ring::Consumer again(r.segment);
-  EXPECT_EQ(take(again), (std::vector<std::string>{"good"}));  // a poll ends at a jump
-  EXPECT_EQ(take(again), (std::vector<std::string>{"after the jump", "while none ran"}));
-  EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
-  // Released past the header now: a later consumer starts after it.
-  ASSERT_EQ(put(p, "last"), ring::Status::ok);
-  EXPECT_EQ(take(again), (std::vector<std::string>{"last"}));
+  for (const std::int32_t length : {1 << 20, 64}) {
+    SCOPED_TRACE(length);
+    TestRing r(4096);
+    ring::Producer p(r.segment);
+    ASSERT_NO_FATAL_FAILURE(put_good_then_broken_header(p, r, length));
+    {
+      ring::Consumer c(r.segment);
+      EXPECT_EQ(take(c, 1000, /*release=*/false), (std::vector<std::string>{"good"}));
+      ASSERT_EQ(put(p, "after the jump"), ring::Status::ok);
+      EXPECT_EQ(take(c, 1000, /*release=*/false), (std::vector<std::string>{"after the jump"}));
+    }  // stopped (or crashed) before releasing anything
+    ASSERT_EQ(put(p, "while none ran"), ring::Status::ok);
+    ring::Consumer again(r.segment);
+    EXPECT_EQ(take(again), (std::vector<std::string>{"good", "after the jump", "while none ran"}));
+    EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
+    // Released past the header now: nothing is jumped again.
+    ASSERT_EQ(put(p, "last"), ring::Status::ok);
+    EXPECT_EQ(take(again), (std::vector<std::string>{"last"}));
+  }
 }
 
 // A tail written by something other than the library can be laps ahead:

@@ -36,7 +36,10 @@
 namespace ringroute::ring {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x31474e4952525252ull;  // "RRRRING1" little-endian
-// Bump on any change of SegmentHeader or the record format.
+// Bump on any change of SegmentHeader or the record format, except a field
+// that takes a reserved word or is appended after the slots within the
+// header's pages (kHeaderBytes unchanged), where zero means what builds
+// without it did: older builds leave it zero, and ignore it.
 inline constexpr std::uint32_t kLayoutVersion = 1;
 inline constexpr std::size_t kRecordAlignment = 8;
 inline constexpr std::size_t kRecordHeaderBytes = 8;
@@ -75,11 +78,11 @@ struct alignas(kCacheLine) ProducerSlot {
   std::atomic<std::int32_t> owner_pid;
   // owner_pid's value while that owner holds the slot's lock (0 otherwise,
   // and in slots of builds before the lock): the consumer then judges it
-  // by the lock alone. Written by the owner only.
+  // by the lock alone (with locked_ticks). Written by the owner only.
   std::atomic<std::int32_t> locked_by;
   // Process start time (clock ticks since boot, /proc/pid/stat field 22), so a
   // reused pid is not mistaken for the producer that died. Written before
-  // owner_pid is published... see Segment::take_slot for the order.
+  // owner_pid is published... see take_owner() in ring.cpp for the order.
   std::atomic<std::uint64_t> owner_start_ticks;
   std::atomic<std::uint64_t> written;   // events committed
   std::atomic<std::uint64_t> bytes;     // record bytes committed, headers included
@@ -92,7 +95,10 @@ struct alignas(kCacheLine) ProducerSlot {
   // consumer's acquire load: seeing a later value, it also sees the header
   // of the claim before. Zero from producers built before it (no bound).
   std::atomic<std::uint64_t> claim_start;
-  std::uint64_t reserved1;
+  // The start ticks of the owner that set locked_by: with them, a stale
+  // locked_by (its owner crashed) is not taken for a later owner's that has
+  // the same pid (a build before the lock, which never writes these).
+  std::atomic<std::uint64_t> locked_ticks;
 };
 static_assert(sizeof(ProducerSlot) == kCacheLine);
 
@@ -185,14 +191,15 @@ static_assert(offsetof(SegmentHeader, consumer_pid) == 4 * kCacheLine);
 static_assert(offsetof(SegmentHeader, producers_waiting) == 5 * kCacheLine);
 static_assert(offsetof(SegmentHeader, read) == 6 * kCacheLine);
 static_assert(offsetof(SegmentHeader, slots) % kCacheLine == 0);
-// The jumps fit in the page the header already took: the data area stays
-// where rings made before them have it.
-static_assert(sizeof(SegmentHeader) <= 20480);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 
 // The data area starts on a page boundary so records never share a page with
 // the control lines.
 inline constexpr std::size_t kHeaderBytes = (sizeof(SegmentHeader) + 4095) & ~std::size_t{4095};
+// Fields appended after the slots, zero meaning none, keep the layout
+// version: they fit in the pages the header already took, so the data area
+// stays where rings made before them have it.
+static_assert(kHeaderBytes == 20480);
 
 }  // namespace ringroute::ring

@@ -352,6 +352,10 @@ class Consumer {
       // Producers never claim past released + capacity: what lies there is
       // our own unreleased lap, not new records.
       if (read_position_ - released_ >= capacity) break;
+      if (read_position_ == next_saved_jump_from_) [[unlikely]] {
+        take_saved_jump();
+        continue;
+      }
       const std::uint64_t index = read_position_ & mask_;
       // Acquire pairs with the producer's release store in commit().
       const std::uint64_t word = detail::header_word(data_ + index).load(std::memory_order_acquire);
@@ -534,6 +538,14 @@ class Consumer {
   };
   static constexpr std::size_t kJumps = 8;
   std::array<Jump, kJumps> jumps_{};
+  // The jumps a consumer before us took (SegmentHeader::framing_jumps) that
+  // lie ahead, in order: taken at the same positions, before their headers
+  // are read. next_saved_jump_from_: the next one's `from`, or kNoJump.
+  static constexpr std::uint64_t kNoJump = ~std::uint64_t{0};
+  std::array<Jump, SegmentHeader::kFramingJumps> saved_jumps_{};
+  std::size_t saved_jump_count_ = 0, next_saved_jump_ = 0;
+  std::uint64_t next_saved_jump_from_ = kNoJump;
+  void take_saved_jump() noexcept;
   std::size_t jump_count_ = 0;  // ever recorded; the latest at (jump_count_ - 1) % kJumps
   void record_jump(std::uint64_t from, std::uint64_t to) noexcept { jumps_[jump_count_++ % kJumps] = {from, to}; }
   [[nodiscard]] const Jump* jump_from(std::uint64_t position) const noexcept {

@@ -42,8 +42,10 @@ struct SegmentOptions {
 // descriptor of its own. The kernel drops it when the owner's process ends
 // (its descriptors close), in whatever PID namespace it runs: a producer in
 // a container of its own, whose pid means nothing in the router's, is told
-// alive by it. Whether another descriptor than `fd`'s holds slot i's lock.
-[[nodiscard]] bool slot_lock_held(int fd, std::uint32_t slot_index) noexcept;
+// alive by it. Whether another descriptor than `fd`'s holds slot i's lock,
+// or unknown (fcntl failed: no memory, a sandbox): then it says nothing.
+enum class SlotLock : std::uint8_t { held, free, unknown };
+[[nodiscard]] SlotLock slot_lock_state(int fd, std::uint32_t slot_index) noexcept;
 
 class Segment {
  public:
