@@ -62,14 +62,20 @@ bool take_owner(std::atomic<std::int32_t>& pid, std::atomic<std::uint64_t>& star
                                      std::memory_order_relaxed);
 }
 
-// Takes or drops slot `index`'s liveness lock on `fd` (F_WRLCK or F_UNLCK);
-// false with errno where fcntl refused (EAGAIN: another holds it).
-bool lock_slot(int fd, std::uint32_t index, short type) noexcept {
+// Slot `index`'s liveness lock, of `type`: its byte of the segment file.
+struct flock slot_lock(std::uint32_t index, short type) noexcept {
   struct flock lock {};
   lock.l_type = type;
   lock.l_whence = SEEK_SET;
   lock.l_start = static_cast<off_t>(index);
   lock.l_len = 1;
+  return lock;
+}
+
+// Takes or drops slot `index`'s liveness lock on `fd` (F_WRLCK or F_UNLCK);
+// false with errno where fcntl refused (EAGAIN: another holds it).
+bool lock_slot(int fd, std::uint32_t index, short type) noexcept {
+  struct flock lock = slot_lock(index, type);
   return ::fcntl(fd, F_OFD_SETLK, &lock) == 0;
 }
 
@@ -418,11 +424,7 @@ void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
 
 SlotLock slot_lock_state(int fd, std::uint32_t slot_index) noexcept {
   if (fd < 0) return SlotLock::unknown;
-  struct flock lock {};
-  lock.l_type = F_WRLCK;
-  lock.l_whence = SEEK_SET;
-  lock.l_start = static_cast<off_t>(slot_index);
-  lock.l_len = 1;
+  struct flock lock = slot_lock(slot_index, F_WRLCK);
   if (::fcntl(fd, F_OFD_GETLK, &lock) != 0) return SlotLock::unknown;
   return lock.l_type == F_UNLCK ? SlotLock::free : SlotLock::held;
 }

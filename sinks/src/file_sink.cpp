@@ -173,6 +173,13 @@ class DroppedFileCloser {
       lock.lock();
     }
   }
+  // Behind (half its room taken), files are closed whole, the faster way
+  // to free what they hold; the backends' rotations come a few at once, so
+  // one or two waiting is not behind. Judged again at each step: stepping
+  // through gigabytes, the closer can fall behind meanwhile.
+  static bool behind(const std::atomic<std::size_t>& waiting) noexcept {
+    return waiting.load(std::memory_order_relaxed) >= kMostQueued / 2;  // a hint; nothing pairs with it
+  }
   // Frees the file's pages a few MiB at a time where nothing else holds
   // it, then closes it. A close frees them all at once, in stretches of 2-3
   // ms that the kernel does not preempt (64 MiB on tmpfs here), and router
@@ -185,42 +192,35 @@ class DroppedFileCloser {
   // went. A file someone still reads (a log shipper finishing it) keeps
   // its lines: it is closed whole, and the reader's close frees them. Only
   // on local file systems whose leases see every opener.
-  // Behind (half its room taken), files are closed whole, the faster way
-  // to free what they hold; the backends' rotations come a few at once, so
-  // one or two waiting is not behind. Judged again at each step: stepping
-  // through gigabytes, the closer can fall behind meanwhile.
-  static bool behind(const std::atomic<std::size_t>& waiting) noexcept {
-    return waiting.load(std::memory_order_relaxed) >= kMostQueued / 2;  // a hint; nothing pairs with it
-  }
   static void release(int fd, const std::atomic<std::size_t>& waiting) noexcept {
     // A descriptor for writing of our own, opened once the file has no name
     // (the one handed over reads only: nothing was opened for writing under
     // the file's name). The handed-over one is closed before the lease is
     // asked for, which it would count as another open.
-    const int writable = behind(waiting) ? -1 : writable_copy(fd);
+    off_t size = 0;
+    const int writable = behind(waiting) ? -1 : writable_copy(fd, size);
     ::close(fd);
     if (writable < 0) return;
-    free_in_steps(writable, waiting);
+    free_in_steps(writable, size, waiting);
     ::close(writable);
   }
-  static int writable_copy(int fd) noexcept {
+  // -1 where the file may not be freed in steps; else `size` is its size.
+  static int writable_copy(int fd, off_t& size) noexcept {
     struct stat st {};
     struct statfs fs {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0 || st.st_uid != ::geteuid() ||
         ::fstatfs(fd, &fs) != 0 || !leases_see_every_opener(fs)) {
       return -1;
     }
+    size = st.st_size;
     char path[64];
     std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     return ::open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   }
-  static void free_in_steps(int fd, const std::atomic<std::size_t>& waiting) noexcept {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return;
+  static void free_in_steps(int fd, off_t size, const std::atomic<std::size_t>& waiting) noexcept {
     // A lease break signals its holder, SIGIO by default, which would end
     // the router; SIGURG is ignored unless handled.
     if (::fcntl(fd, F_SETSIG, SIGURG) != 0 || ::fcntl(fd, F_SETLEASE, F_WRLCK) != 0) return;
-    off_t size = st.st_size;
     while (size > 0) {
       const off_t next = size > kFreeStep ? size - kFreeStep : 0;
       if (::ftruncate(fd, next) != 0) break;

@@ -156,8 +156,7 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   where_ = url->scheme + "://" + bracketed + ":" + std::to_string(port_);
   if (url->scheme == "https") {
     try {
-      tls_ = std::make_unique<TlsContext>(
-          options_.tls, host_);
+      tls_ = std::make_unique<TlsContext>(options_.tls, host_);
     } catch (const std::exception& e) {
       throw std::runtime_error("http sink " + where_ + ": " + e.what());
     }
@@ -551,10 +550,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
 }
 
 void HttpSink::reopen() {
-  if (tls_) {
-    reload_tls(tls_, options_.tls, host_,
-               "http sink " + where_);
-  }
+  if (tls_) reload_tls(tls_, options_.tls, host_, "http sink " + where_);
 }
 
 }  // namespace ringroute::sinks

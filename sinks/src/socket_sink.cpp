@@ -69,8 +69,7 @@ SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options))
   if (options_.max_connections == 0) options_.max_connections = 1;
   if (kind_ == Kind::tls) {
     try {
-      tls_ = std::make_unique<TlsContext>(
-          options_.tls, host_);
+      tls_ = std::make_unique<TlsContext>(options_.tls, host_);
     } catch (const std::exception& e) {
       throw std::runtime_error("socket sink " + where_ + ": " + e.what());
     }
@@ -342,10 +341,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
 }
 
 void SocketSink::reopen() {
-  if (tls_) {
-    reload_tls(tls_, options_.tls, host_,
-               "socket sink " + where_);
-  }
+  if (tls_) reload_tls(tls_, options_.tls, host_, "socket sink " + where_);
 }
 
 }  // namespace ringroute::sinks

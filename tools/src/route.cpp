@@ -88,7 +88,7 @@ int run_route(const RouteArgs& args) {
 }
 
 int run_validate(const std::string& path) {
-  ConfigResult loaded = load_config_file(path);
+  const ConfigResult loaded = load_config_file(path);
   if (report_config_errors(loaded)) return 2;
   const Config& config = *loaded.config;
   if (auto files = tls_file_errors(config); !files.empty()) {

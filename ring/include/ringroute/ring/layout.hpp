@@ -71,7 +71,7 @@ using perf::kCacheLine;
 // `full` and `written` can be read per producer. Written by its owner only,
 // except `owner_pid` which producers CAS to take a free or dead slot. Slot
 // i's owner also holds a lock on byte i of the segment file
-// (slot_lock_held(), segment.hpp): alive where its pid can't say.
+// (slot_lock_state(), segment.hpp): alive where its pid can't say.
 struct alignas(kCacheLine) ProducerSlot {
   // 0 = free. Taken with a CAS (acq_rel) so two producers never share a slot;
   // pairs with the consumer's acquire load when it checks a stalled claim.

@@ -225,7 +225,7 @@ class Producer {
   std::uint32_t slot_index_;
   std::uint64_t fork_generation_;
   // A descriptor of the segment of our own (close-on-exec), holding our
-  // slot's liveness lock (slot_lock_held()); -1 where none could be had.
+  // slot's liveness lock (slot_lock_state()); -1 where none could be had.
   int lock_fd_ = -1;
 
   [[nodiscard]] Status claim_once(std::uint32_t bytes, Claim& out) noexcept {
@@ -538,14 +538,6 @@ class Consumer {
   };
   static constexpr std::size_t kJumps = 8;
   std::array<Jump, kJumps> jumps_{};
-  // The jumps a consumer before us took (SegmentHeader::framing_jumps) that
-  // lie ahead, in order: taken at the same positions, before their headers
-  // are read. next_saved_jump_from_: the next one's `from`, or kNoJump.
-  static constexpr std::uint64_t kNoJump = ~std::uint64_t{0};
-  std::array<Jump, SegmentHeader::kFramingJumps> saved_jumps_{};
-  std::size_t saved_jump_count_ = 0, next_saved_jump_ = 0;
-  std::uint64_t next_saved_jump_from_ = kNoJump;
-  void take_saved_jump() noexcept;
   std::size_t jump_count_ = 0;  // ever recorded; the latest at (jump_count_ - 1) % kJumps
   void record_jump(std::uint64_t from, std::uint64_t to) noexcept { jumps_[jump_count_++ % kJumps] = {from, to}; }
   [[nodiscard]] const Jump* jump_from(std::uint64_t position) const noexcept {
@@ -554,6 +546,14 @@ class Consumer {
     }
     return nullptr;
   }
+  // The jumps a consumer before us took (SegmentHeader::framing_jumps) that
+  // lie ahead, in order: taken at the same positions, before their headers
+  // are read. next_saved_jump_from_: the next one's `from`, or kNoJump.
+  static constexpr std::uint64_t kNoJump = ~std::uint64_t{0};
+  std::array<Jump, SegmentHeader::kFramingJumps> saved_jumps_{};
+  std::size_t saved_jump_count_ = 0, next_saved_jump_ = 0;
+  std::uint64_t next_saved_jump_from_ = kNoJump;
+  void take_saved_jump() noexcept;
 };
 
 // Spin, then yield, then sleep: the consumer's idle loop. On 2 cores two
