@@ -60,6 +60,18 @@ std::vector<std::string> take_within(ring::Consumer& c, int deadline_ms) {
   return out;
 }
 
+// `child` ended (status 0) holding a claim: a record put after it
+// comes within `within_ms`, the claim skipped once.
+void expect_dead_claim_skipped(TestRing& r, ring::Consumer& c, pid_t child, int within_ms) {
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ring::Producer p(r.segment);
+  ASSERT_EQ(put(p, "after"), ring::Status::ok);
+  EXPECT_EQ(take_within(c, within_ms), (std::vector<std::string>{"after"}));
+  EXPECT_EQ(r.segment.header().skipped.read(), 1u);
+}
+
 // Commits "good" then "doomed", and rewrites doomed's header (at byte 16)
 // to claim `length` bytes: a header the library never wrote.
 void put_good_then_broken_header(ring::Producer& p, TestRing& r, std::int32_t length) {
@@ -189,13 +201,7 @@ TEST(Ring, ClaimOfADeadProducerIsSkippedAndCounted) {
     if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
     ::_exit(0);  // dies holding the claim; its slot still names it
   }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  ring::Producer p(r.segment);
-  ASSERT_EQ(put(p, "after"), ring::Status::ok);
-  EXPECT_EQ(take_within(c, 2000), (std::vector<std::string>{"after"}));
-  EXPECT_EQ(r.segment.header().skipped.read(), 1u);
+  ASSERT_NO_FATAL_FAILURE(expect_dead_claim_skipped(r, c, child, 2000));
   EXPECT_EQ(r.segment.header().skipped_bytes.read(), 64u);
 }
 
@@ -331,13 +337,7 @@ TEST(Ring, AChildOfAProducerDoesNotKeepItsSlotAliveAfterItDies) {
     ~Release() { ::close(fd); }
   } release_grandchild{hold[1]};
   ::close(forked[0]);
-  int status = 0;
-  ASSERT_EQ(::waitpid(producer, &status, 0), producer);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  ring::Producer p(r.segment);
-  ASSERT_EQ(put(p, "after"), ring::Status::ok);
-  EXPECT_EQ(take_within(c, 1000), (std::vector<std::string>{"after"}));
-  EXPECT_EQ(r.segment.header().skipped.read(), 1u);
+  ASSERT_NO_FATAL_FAILURE(expect_dead_claim_skipped(r, c, producer, 1000));
 }
 
 TEST(Ring, ClaimWhoseHeaderNeverCameIsSkippedToTheNextRecord) {

@@ -414,6 +414,17 @@ int deleted_files_held(const std::string& dir) {
   return held;
 }
 
+// deleted_files_held(dir) once it is `at_most`, or `within` has passed.
+int deleted_files_held_within(const std::string& dir, int at_most, std::chrono::milliseconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  int held = deleted_files_held(dir);
+  while (held > at_most && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    held = deleted_files_held(dir);
+  }
+  return held;
+}
+
 // The file a rotation drops (path.keep, or path itself with a keep of 0)
 // loses its name at once; its pages are freed when another thread closes
 // it (a last close of 64 MiB on tmpfs took the sink thread 7-22 ms), and
@@ -434,11 +445,7 @@ TEST(FileSink, AFileARotationDropsIsGoneAndClosedSoon) {
     EXPECT_FALSE(fs::exists(o.path + ".2"));
     // As /proc/self/fd shows it: with the symlinks on the way resolved.
     const std::string prefix = fs::canonical(fs::path(o.path).parent_path()).string() + "/";
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (deleted_files_held(prefix) > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    EXPECT_EQ(deleted_files_held(prefix), 0) << "keep " << keep;
+    EXPECT_EQ(deleted_files_held_within(prefix, 0, std::chrono::seconds(1)), 0) << "keep " << keep;
   }
 }
 
@@ -456,10 +463,7 @@ TEST(FileSink, AReaderOfAFileARotationDropsKeepsEveryLine) {
   } dir;
   // Files earlier tests dropped are freed first: the closer's count is the
   // process's.
-  const auto earlier = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (deleted_files_held("/tmp/rr-file-sink-") > 0 && std::chrono::steady_clock::now() < earlier) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  (void)deleted_files_held_within("/tmp/rr-file-sink-", 0, std::chrono::seconds(2));
   FileSinkOptions o = rotating(dir / "out.ndjson", 1 << 20, 1);
   FileSink sink(o);
   std::string why;
@@ -475,11 +479,8 @@ TEST(FileSink, AReaderOfAFileARotationDropsKeepsEveryLine) {
   EXPECT_TRUE(slurp(o.path + ".1") == second + "\n");
   EXPECT_EQ(slurp(o.path), "third\n");
   const std::string prefix = fs::canonical(fs::path(o.path).parent_path()).string() + "/";
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (deleted_files_held(prefix) > 1 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(deleted_files_held(prefix), 1);  // the reader's alone: the closer is done
+  // The reader's alone: the closer is done.
+  EXPECT_EQ(deleted_files_held_within(prefix, 1, std::chrono::seconds(1)), 1);
   std::string read_back(first.size() + 1, '\0');
   const ssize_t n = ::pread(reader, read_back.data(), read_back.size(), 0);
   ::close(reader);
@@ -493,20 +494,13 @@ TEST(FileSink, AReaderOfAFileARotationDropsKeepsEveryLine) {
   // A file rotates before a write that would take it past rotate_bytes.
   ASSERT_EQ(sink.write(batch_of(second + "\n"), why), Outcome::ok) << why;  // drops `second`, linked
   EXPECT_EQ(slurp(o.path + ".1"), "third\n");
-  const auto linked_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (deleted_files_held(prefix) > 0 && std::chrono::steady_clock::now() < linked_deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  (void)deleted_files_held_within(prefix, 0, std::chrono::seconds(1));
   EXPECT_EQ(fs::file_size(archive), second.size() + 1);
   EXPECT_EQ(dropped_files_freed_in_steps(), stepped);  // neither was
 
   // Held by nothing: freed in steps, where leases see every opener.
   ASSERT_EQ(sink.write(batch_of(second + "\n"), why), Outcome::ok) << why;
-  const auto free_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (deleted_files_held(prefix) > 0 && std::chrono::steady_clock::now() < free_deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(deleted_files_held(prefix), 0);
+  EXPECT_EQ(deleted_files_held_within(prefix, 0, std::chrono::seconds(1)), 0);
   EXPECT_EQ(dropped_files_freed_in_steps(), stepped + 1);
 }
 
