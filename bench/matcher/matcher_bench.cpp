@@ -25,6 +25,8 @@
 // BM_MatchDecoded/N/T: match_batch with each run decoded just before it,
 //   as the router's worker does: the events are in cache (BM_MatchBatch
 //   reads them from 30 MiB decoded up front).
+// BM_MatchDecodedHot/N/T: the same, with events over 64 accounts only: the
+//   walk's instructions without its misses.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -107,6 +109,7 @@ void random_apps(BindingSpec& b, std::mt19937_64& rng) {
 struct Workload {
   std::size_t bindings = 0;
   bool with_topics = true;
+  std::size_t hot_accounts = 0;  // events over the first this many bound accounts only; 0: all of them
   std::vector<BackendSpec> backends;
   std::vector<std::uint32_t> bound_accounts;  // account numbers with a binding on them
   std::vector<std::byte> records;             // kEvents encoded records, back to back
@@ -188,7 +191,9 @@ void make_events(Workload& w) {
   std::vector<std::size_t> offsets;
   std::vector<std::size_t> sizes;
   for (std::size_t i = 0; i < kEvents; ++i) {
-    const std::uint32_t n = w.bound_accounts[rng() % w.bound_accounts.size()];
+    const std::size_t drawn_from =
+        w.hot_accounts != 0 ? std::min(w.hot_accounts, w.bound_accounts.size()) : w.bound_accounts.size();
+    const std::uint32_t n = w.bound_accounts[rng() % drawn_from];
     const std::string line =
         "{\"id\":\"ev-" + std::to_string(i) + "\",\"severity\":\"" +
         std::string(event::kSeverityNames[rng() % event::kSeverityCount]) + "\",\"verbosity\":\"" +
@@ -230,13 +235,15 @@ std::vector<BackendSpec> router_config_backends(std::vector<std::uint32_t>& boun
 constexpr std::size_t kRouterConfig = 0;  // a `bindings` value: the router benchmark's config
 
 // One workload at a time (a million bindings' specs take a few hundred MB).
-Workload& workload(std::size_t bindings, bool with_topics = true) {
+Workload& workload(std::size_t bindings, bool with_topics = true, std::size_t hot_accounts = 0) {
   static std::unique_ptr<Workload> current;
-  if (!current || current->bindings != bindings || current->with_topics != with_topics) {
+  if (!current || current->bindings != bindings || current->with_topics != with_topics ||
+      current->hot_accounts != hot_accounts) {
     current.reset();
     current = std::make_unique<Workload>();
     current->bindings = bindings;
     current->with_topics = with_topics;
+    current->hot_accounts = hot_accounts;
     current->backends = bindings == kRouterConfig ? router_config_backends(current->bound_accounts)
                                                   : make_backends(bindings, with_topics, current->bound_accounts);
     make_events(*current);
@@ -249,11 +256,13 @@ struct Compiled {
   bool with_topics = true;
   std::unique_ptr<const matcher::Matcher> matcher;
 };
-const matcher::Matcher& compiled(std::size_t bindings, bool with_topics = true) {
+// `hot_accounts` only picks the workload made if one must be (the compiled
+// form does not depend on it), so a caller's workload stays the current one.
+const matcher::Matcher& compiled(std::size_t bindings, bool with_topics = true, std::size_t hot_accounts = 0) {
   static Compiled current;
   if (!current.matcher || current.bindings != bindings || current.with_topics != with_topics) {
     current.matcher.reset();
-    current.matcher = matcher::Matcher::compile(workload(bindings, with_topics).backends);
+    current.matcher = matcher::Matcher::compile(workload(bindings, with_topics, hot_accounts).backends);
     current.bindings = bindings;
     current.with_topics = with_topics;
   }
@@ -305,11 +314,11 @@ BENCHMARK(BM_Match)->ArgNames({"bindings", "topics"})->ArgsProduct({{10, 1000, 1
 // come from memory; without it the events were decoded long before, and
 // walking 30 MiB of them costs each event a few cache misses the router
 // does not pay.
-void run_batches(benchmark::State& state, bool decode_first) {
+void run_batches(benchmark::State& state, bool decode_first, std::size_t hot_accounts = 0) {
   const auto bindings = static_cast<std::size_t>(state.range(0));
   const bool with_topics = state.range(1) != 0;
-  Workload& w = workload(bindings, with_topics);
-  const matcher::Matcher& m = compiled(bindings, with_topics);
+  Workload& w = workload(bindings, with_topics, hot_accounts);
+  const matcher::Matcher& m = compiled(bindings, with_topics, hot_accounts);
   matcher::MatchScratch scratch;
   std::vector<matcher::BackendSet> outs(kBatch);
   for (auto& out : outs) out.resize(m.backend_count());
@@ -353,6 +362,12 @@ BENCHMARK(BM_MatchBatch)->ArgNames({"bindings", "topics"})->Args({kRouterConfig,
 BENCHMARK(BM_MatchDecoded)->ArgNames({"bindings", "topics"})->ArgsProduct({{10, 1000, 100000, 1000000}, {1, 0}})
     ->UseRealTime();  // ns_per_event is a rate: over wall time, as DESIGN.md measures
 BENCHMARK(BM_MatchDecoded)->ArgNames({"bindings", "topics"})->Args({kRouterConfig, 0})
+    ->UseRealTime();  // ns_per_event is a rate: over wall time, as DESIGN.md measures
+// The same compiled form, with events over 64 of its accounts only, so the
+// lines they read stay in cache: what the walk costs in instructions alone
+// (against BM_MatchDecoded, what the misses add).
+void BM_MatchDecodedHot(benchmark::State& state) { run_batches(state, true, 64); }
+BENCHMARK(BM_MatchDecodedHot)->ArgNames({"bindings", "topics"})->ArgsProduct({{100000, 1000000}, {1, 0}})
     ->UseRealTime();  // ns_per_event is a rate: over wall time, as DESIGN.md measures
 void BM_MatchBatchFixed(benchmark::State& state) { BM_MatchBatch(state); }
 BENCHMARK(BM_MatchBatchFixed)
