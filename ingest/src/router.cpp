@@ -11,6 +11,7 @@
 #include "ringroute/matcher/matcher.hpp"
 #include "ringroute/ring/ring.hpp"
 #include "ringroute/ring/segment.hpp"
+#include "ringroute/ring/truncation_guard.hpp"
 #include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/event_encoder.hpp"
 #include "ringroute/sinks/file_sink.hpp"
@@ -210,14 +211,15 @@ class Worker {
     };
     while (!stop_.load(std::memory_order_acquire)) {
       follow_plan();
-      fall_behind_when_full(*plan);
+      if (!ring_lost_ && consumer_.segment().cut_short()) [[unlikely]] lose_ring();
+      if (!ring_lost_) fall_behind_when_full(*plan);
       std::size_t read = catch_up(*plan, kRecordsPerRound);
       // A round's records are decoded and matched together (match_batch
       // overlaps their lookups' cache misses), then routed one by one in
       // ring order. They stay in place until released, which happens only
       // after routing (in maintain()).
       staged_count_ = 0;
-      const std::size_t polled = consumer_.poll(
+      const std::size_t polled = ring_lost_ ? 0 : consumer_.poll(
           [&](std::span<const std::byte> record, std::uint64_t end) {
             // Member by member: an aggregate assignment here went through
             // the stack as a 16-byte load over two 8-byte stores, which the
@@ -228,7 +230,14 @@ class Worker {
           },
           kRecordsPerRound);
       read += polled;
-      if (polled != 0) route_staged(*plan);
+      // A cut during the poll: what it staged may be the zeros that replaced
+      // the ring, not records.
+      if (polled != 0 && consumer_.segment().cut_short()) [[unlikely]] {
+        staged_count_ = 0;
+        lose_ring();
+      } else if (polled != 0) {
+        route_staged(*plan);
+      }
       // A skipped claim (a dead producer's) and a lap's padding move the read
       // position without a record; everything before it is routed now. Left
       // at the last record's end, the ring would keep those bytes (and the
@@ -250,6 +259,8 @@ class Worker {
       // 7% more router CPU for no gain in latency.
       if (++idle_rounds <= 64) {
         ring::detail::cpu_relax();
+      } else if (ring_lost_) [[unlikely]] {
+        std::this_thread::sleep_for(sleep_budget());  // no commit wakes a ring no producer can reach
       } else {
         consumer_.sleep(sleep_budget());
       }
@@ -438,6 +449,28 @@ class Worker {
                    static_cast<int>(ring.size()), ring.data(), why);
     }
     stop_behind(slots_[slot]);
+  }
+
+  // The ring's file was cut short under us (see ring/truncation_guard.hpp):
+  // its mapping now reads zeros. Reading stops here; batches made from it
+  // are written and the rest of the router goes on. Backends behind can't
+  // read back what they missed: it went with the ring.
+  void lose_ring() {
+    ring_lost_ = true;
+    std::size_t behind = 0;
+    for (std::size_t slot : active_) {
+      if (slots_[slot].behind) {
+        stop_behind(slots_[slot]);
+        ++behind;
+      }
+    }
+    const std::string& name = consumer_.segment().name();
+    std::fprintf(stderr,
+                 "ringroute: ring %s: /dev/shm/%s was cut short under the router (ftruncate by a process that may "
+                 "write it); its records not yet read%s are lost, and the router reads it no more. Stop the "
+                 "router, remove /dev/shm/%s, and start it again to make the ring anew\n",
+                 name.c_str(), name.c_str(), behind != 0 ? ", and what backends behind had to read back," : "",
+                 name.c_str());
   }
 
   void stop_behind(SlotState& state) {
@@ -704,6 +737,7 @@ class Worker {
   static constexpr std::uint32_t kCorrupt = 0xffffffffu;
   std::array<Staged, kRecordsPerRound> staged_{};
   std::size_t staged_count_ = 0;
+  bool ring_lost_ = false;  // its file was cut short: see lose_ring()
   std::array<event::EventView, kRecordsPerRound> views_{};
   std::array<matcher::BackendSet, kRecordsPerRound> matched_batch_{};
   std::vector<sinks::EventEncoder> encoders_;
@@ -739,6 +773,9 @@ Router::Router(RouterConfig config)
       // what a restart skips); `stat` users in the group read it.
       block_(perf::BlockMapping::create_or_open(config_.instance, 0640)),
       plans_(std::max<std::size_t>(config_.rings.size(), 1)) {
+  // Before any ring is mapped: a producer that truncates one must not take
+  // the router, and every other ring's events in flight, down with it.
+  ring::install_truncation_guard();
   if (config_.rings.empty()) config_.rings.emplace_back();
   if (config_.rings.size() > perf::kMaxRings) throw std::runtime_error("at most 16 rings");
   // The rings first: a router another one already runs for is refused here,

@@ -16,6 +16,8 @@
 #include <cstring>
 #include <new>
 
+#include "ringroute/ring/truncation_guard.hpp"
+
 namespace bip = boost::interprocess;
 
 #if defined(__has_feature)
@@ -29,6 +31,12 @@ namespace ringroute::ring {
 struct Segment::Attached {
   bip::shared_memory_object shm;
   bip::mapped_region region;
+  int guard = -1;  // the mapping's entry in the truncation guard, once bound
+  Attached() = default;
+  Attached(const Attached&) = delete;
+  Attached& operator=(const Attached&) = delete;
+  // Before `region` unmaps: a fault at its addresses is then no ring's.
+  ~Attached() { detail::unguard_mapping(guard); }
 };
 
 namespace {
@@ -159,8 +167,16 @@ void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcep
   data_ = base + header_->header_bytes;
   capacity_ = header_->capacity;
   max_record_bytes_ = header_->max_record_bytes;
+  if (attached->guard < 0) {
+    attached->guard = detail::guard_mapping(attached->region.get_address(), attached->region.get_size(),
+                                            attached->region.get_mode() == bip::read_write);
+  }
   attached_ = std::move(attached);
   name_ = std::move(name);
+}
+
+bool Segment::cut_short() const noexcept {
+  return attached_ != nullptr && detail::guarded_mapping_cut_short(attached_->guard);
 }
 
 void Segment::touch_for_write() const noexcept {

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "ringroute/ring/ring.hpp"
+#include "ringroute/ring/truncation_guard.hpp"
 #include "private_mounts.hpp"
 #include "test_ring.hpp"
 
@@ -485,4 +488,60 @@ TEST(Segment, TouchForWriteChangesNoByteAndUndoesNoConcurrentWrite) {
       ASSERT_EQ(data[i], static_cast<std::byte>(i * 131 + 7)) << "byte " << i;
     }
   }
+}
+
+// A producer (or anyone who may write the ring's file) can ftruncate it; a
+// page of the mapping past the new end then faults with SIGBUS. Guarded,
+// the process reads zeros there and the segment says it was cut short.
+TEST(Segment, ARingCutShortUnderAGuardedProcessReadsZerosInsteadOfKillingIt) {
+  ring::install_truncation_guard();
+  TestRing ring(1 << 16);
+  ring::Segment reader;
+  std::string why;
+  ASSERT_EQ(ring::Segment::attach(ring.name, reader, &why, ring::Segment::Access::read_only), ring::Status::ok)
+      << why;
+  TestRing other(1 << 16, "uncut");
+  std::memset(ring.segment.data(), 0x5a, 64);
+  std::memset(other.segment.data(), 0x5a, 64);
+  EXPECT_FALSE(ring.segment.cut_short());
+
+  const int fd = ::shm_open(ring.name.c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  ::close(fd);
+
+  // The writable mapping: a read past the end, then the header; both are
+  // zeros now, and the mapping stays writable (the router releases into it).
+  EXPECT_EQ(std::to_integer<int>(ring.segment.data()[ring.segment.capacity() - 1]), 0);
+  EXPECT_TRUE(ring.segment.cut_short());
+  EXPECT_EQ(std::to_integer<int>(ring.segment.data()[0]), 0);
+  EXPECT_EQ(ring.segment.header().tail.load(std::memory_order_relaxed), 0u);
+  ring.segment.data()[0] = std::byte{1};
+  // The read-only mapping of the same file is its own: cut short when it
+  // faults, and still read-only.
+  EXPECT_FALSE(reader.cut_short());
+  EXPECT_EQ(reader.header().magic, 0u);
+  EXPECT_TRUE(reader.cut_short());
+  // Another segment keeps its bytes.
+  EXPECT_EQ(std::to_integer<int>(other.segment.data()[63]), 0x5a);
+  EXPECT_FALSE(other.segment.cut_short());
+}
+
+// What the guard does not own still kills: a fault outside any segment, and
+// a SIGBUS sent by kill().
+TEST(Segment, ASigbusOutsideAnyRingStillKills) {
+  ring::install_truncation_guard();
+  EXPECT_EXIT(
+      {
+        char path[] = "/tmp/rr-sigbus-XXXXXX";
+        const int fd = ::mkstemp(path);
+        ::unlink(path);
+        if (fd < 0 || ::ftruncate(fd, 4096) != 0) ::_exit(3);
+        auto* page = static_cast<volatile char*>(::mmap(nullptr, 8192, PROT_READ, MAP_SHARED, fd, 0));
+        if (page == MAP_FAILED) ::_exit(4);
+        (void)page[4096];  // past the file's end: SIGBUS
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
+  EXPECT_EXIT(::raise(SIGBUS), ::testing::KilledBySignal(SIGBUS), "");
 }

@@ -2,7 +2,9 @@
 // library, files read back and checked by id.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -451,6 +453,46 @@ TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
   }
   EXPECT_LE(duplicates, 1000u) << "more than one batch written twice";
   cleanup(ring);
+}
+
+// A producer (or anyone who may write a ring's file) can truncate it under
+// the router. The router used to die of the SIGBUS, with every ring's events
+// in flight; now it stops reading that ring, says so, and serves the others.
+TEST(RunCommand, ARingCutShortUnderTheRouterStopsOnlyThatRing) {
+  Dir dir;
+  const std::string cut = dir.unique("cut"), kept = dir.unique("kept");
+  cleanup(cut);
+  cleanup(kept);
+  auto ring_entry = [](const std::string& name) {
+    return R"({"name": ")" + name + R"(", "size_bytes": 1048576, "mode": "0600"})";
+  };
+  write_file(dir / "edr.json", R"({"instance": ")" + cut + R"(", "rings": [)" + ring_entry(cut) + "," +
+                                   ring_entry(kept) + R"(], "backends": [)" +
+                                   file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])") + "]}");
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(cut);
+  wait_for_ring(kept);
+  constexpr int kEvents = 1000;
+  ASSERT_EQ(wait_child(spawn_producer(cut, 0, kEvents)), 0);
+  wait_drained(cut);
+
+  const int fd = ::shm_open(cut.c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  ::close(fd);
+  wait_for_log(dir / "router.log", "/dev/shm/" + cut + " was cut short under the router", 2s);
+
+  ASSERT_EQ(wait_child(spawn_producer(kept, 1, kEvents)), 0);
+  wait_drained(kept);
+  ASSERT_EQ(router.stop(), 0) << read_text(dir / "router.log");
+  std::map<int, std::vector<int>> seen;
+  for (auto [k, i] : read_events({dir / "all.ndjson"})) seen[k].push_back(i);
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_EQ(seen[k].size(), static_cast<std::size_t>(kEvents)) << "producer " << k;
+    for (int i = 0; i < kEvents; ++i) ASSERT_EQ(seen[k][static_cast<std::size_t>(i)], i) << "producer " << k;
+  }
+  cleanup(cut);
+  cleanup(kept);
 }
 
 // A backend's written-through position in the perf block decides what a

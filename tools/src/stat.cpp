@@ -14,6 +14,7 @@
 
 #include "ringroute/perf/block.hpp"
 #include "ringroute/ring/segment.hpp"
+#include "ringroute/ring/truncation_guard.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
 #include "ringroute/tools/json_text.hpp"
@@ -107,6 +108,13 @@ Snapshot take(const perf::Block& block) {
       if (consumer > 0 && consumer == s.router_pid &&
           ring::process_alive(consumer, h.consumer_start_ticks.load(std::memory_order_relaxed))) {
         s.router_running = true;
+      }
+      // Cut short while we read it: those were the guard's zeros, not figures.
+      if (segment.cut_short()) {
+        RingFigures unread;
+        unread.name = std::move(r.name);
+        unread.replayed = r.replayed;
+        r = std::move(unread);
       }
     }
     s.rings.push_back(std::move(r));
@@ -249,6 +257,8 @@ void print_table(const Snapshot& now, const Snapshot* before) {
 }
 
 int run_stat(const StatArgs& args) {
+  // A ring truncated while we read its header reads zeros, not SIGBUS.
+  ring::install_truncation_guard();
   std::string instance = args.instance;
   if (!args.config.empty()) {
     const ConfigResult loaded = load_config_file(args.config);

@@ -83,6 +83,11 @@ class Segment {
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   // The shared-memory file descriptor (for the consumer's flock).
   [[nodiscard]] int fd() const noexcept;
+  // Whether the file was found cut short under this mapping (ftruncate by
+  // one who may write it): with the truncation guard installed, the fault
+  // replaced the mapping with zeros, and what the segment held is lost to
+  // this process. Always false without the guard (the fault killed it).
+  [[nodiscard]] bool cut_short() const noexcept;
   // Gives the segment `mode` when it has another (a config changed it since
   // the segment was made): a sentence saying so, or why it could not, or
   // empty when the mode was right. For the consumer, once it owns the ring:
