@@ -42,6 +42,58 @@ std::size_t first_invalid_utf8(std::string_view s) noexcept {
   return n;
 }
 
+// Offset of the first byte inside a string that JSON does not allow there:
+// a control character, or a backslash that starts no escape JSON has (a
+// \u without four hex digits, or half a surrogate pair); npos when none.
+// simdjson finds unescaped controls over the whole text and says so at its
+// end, and a bad escape past its string's end.
+std::size_t first_bad_string_byte(std::string_view s) noexcept {
+  auto hex4 = [&](std::size_t at, unsigned& value) {
+    if (at + 4 > s.size()) return false;
+    value = 0;
+    for (std::size_t k = at; k < at + 4; ++k) {
+      const char h = s[k];
+      const int digit = h >= '0' && h <= '9'   ? h - '0'
+                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                               : -1;
+      if (digit < 0) return false;
+      value = value * 16 + static_cast<unsigned>(digit);
+    }
+    return true;
+  };
+  bool in_string = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (!in_string) {
+      in_string = c == '"';
+      continue;
+    }
+    if (c == '"') {
+      in_string = false;
+    } else if (c < 0x20) {
+      return i;
+    } else if (c == '\\') {
+      if (i + 1 >= s.size()) return std::string_view::npos;  // cut short: not this fault
+      const char escaped = s[i + 1];
+      unsigned unit = 0, low = 0;
+      if (std::string_view("\"\\/bfnrt").find(escaped) != std::string_view::npos) {
+        i += 1;
+      } else if (escaped != 'u' || !hex4(i + 2, unit) || (unit >= 0xdc00 && unit <= 0xdfff)) {
+        return i;
+      } else if (unit < 0xd800 || unit > 0xdbff) {
+        i += 5;
+      } else if (i + 7 < s.size() && s[i + 6] == '\\' && s[i + 7] == 'u' && hex4(i + 8, low) && low >= 0xdc00 &&
+                 low <= 0xdfff) {
+        i += 11;
+      } else {
+        return i;
+      }
+    }
+  }
+  return std::string_view::npos;
+}
+
 // As deep as the DOM parser goes (its default max_depth); on-demand checks
 // depth only in simdjson's development builds, and this walk recurses once
 // per level, so it stops there itself (a deep body is a refused body, not a
@@ -145,6 +197,9 @@ struct Located {
 // The slow path, for error messages only: where did it go wrong?
 Located locate_error(std::string_view text, simdjson::error_code error) noexcept {
   if (error == simdjson::UTF8_ERROR) return {first_invalid_utf8(text)};
+  if (error == simdjson::UNESCAPED_CHARS || error == simdjson::STRING_ERROR) {
+    if (const std::size_t at = first_bad_string_byte(text); at != std::string_view::npos) return {at};
+  }
   const std::size_t end = end_of_first_value(text);
   if (end != std::string_view::npos) {
     const std::size_t rest = end + first_non_space(text.substr(end));
@@ -222,6 +277,13 @@ JsonProblem problem_at(std::string_view text, std::size_t offset, simdjson::erro
   if (error == simdjson::NUMBER_ERROR && integer_at(text, offset)) {
     return JsonProblem{offset, "an integer past 64 bits (integers are read up to 64 bits: send it as a string)", false,
                        true};
+  }
+  if (error == simdjson::STRING_ERROR && offset < text.size() && text[offset] == '\\') {
+    return JsonProblem{offset, "not a JSON escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t, or \\u and four hex digits, "
+                               "a surrogate with its pair)"};
+  }
+  if (error == simdjson::UNESCAPED_CHARS) {
+    return JsonProblem{offset, "a control character inside a string (JSON writes it escaped: \\n, \\t, \\u0001)"};
   }
   return JsonProblem{offset, simdjson::error_message(error)};
 }

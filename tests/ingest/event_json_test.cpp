@@ -94,7 +94,16 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
   EXPECT_EQ(error_of(R"({"body":{"a":1}} trailing)"), "not JSON: byte 17: trailing content after the JSON value");
   EXPECT_EQ(error_of(R"({"account_tree":[1})").rfind("account_tree: not JSON: byte 18: ", 0), 0u)
       << error_of(R"({"account_tree":[1})");
-  EXPECT_EQ(error_of(R"({"id":"\ud800"})"), "id: not JSON: byte 14: Problem while parsing a string");
+  // A string's fault at its own byte: simdjson said a bad escape just past
+  // the string, and a control character at the text's end.
+  const std::string bad_escape =
+      R"(not a JSON escape (\" \\ \/ \b \f \n \r \t, or \u and four hex digits, a surrogate with its pair))";
+  EXPECT_EQ(error_of(R"({"id":"\ud800"})"), "id: not JSON: byte 7: " + bad_escape);
+  EXPECT_EQ(error_of(R"({"id":"a\udc00\ud800"})"), "id: not JSON: byte 8: " + bad_escape);
+  EXPECT_EQ(error_of(R"({"id":"\ud800\udc00", "app_name":"\q"})"), "app_name: not JSON: byte 34: " + bad_escape);
+  EXPECT_EQ(error_of(R"({"id":"\u12"})"), "id: not JSON: byte 7: " + bad_escape);
+  EXPECT_EQ(error_of("{\"app_name\":\"a\tb\",\"severity\":\"ok\"}"),
+            R"(app_name: not JSON: byte 14: a control character inside a string (JSON writes it escaped: \n, \t, \u0001))");
   EXPECT_EQ(error_of(R"({"severity":"ok",})").rfind("not JSON: byte 17: ", 0), 0u) << error_of(R"({"severity":"ok",})");
   // A line that ends inside its JSON is wrong at its end.
   for (const char* line : {R"({"id":"x")", R"({"a":)", "{", R"({"body":[)"}) {

@@ -548,6 +548,15 @@ TEST(Config, NotAnObjectOrNotJson) {
   const auto e = errors_of("{\"backends\": [\n}");
   ASSERT_EQ(e.size(), 1u);
   EXPECT_NE(e[0].find("line 2, column 1"), std::string::npos) << e[0];
+  // A string's fault is where it is, not at the text's end (control
+  // characters) or past its string (escapes).
+  const auto tab = errors_of("{\n \"backends\": [\n  {\"name\": \"a\tb\", \"type\": \"file\"}]}\n\n\n");
+  ASSERT_EQ(tab.size(), 1u);
+  EXPECT_NE(tab[0].find("line 3, column 14 (byte 30): a control character inside a string"), std::string::npos)
+      << tab[0];
+  const auto escape = errors_of("{\"instance\": \"a\\qb\", \"x\": 1}");
+  ASSERT_EQ(escape.size(), 1u);
+  EXPECT_NE(escape[0].find("line 1, column 16 (byte 15): not a JSON escape"), std::string::npos) << escape[0];
 }
 
 TEST(Config, DuplicateKeysAreErrors) {
