@@ -122,9 +122,9 @@ std::string missing_sink(std::string_view type) {
          "\" has no sink in this build yet; disable the backend (\"enabled\": false) to run";
 }
 
-TlsFilesProblem tls_files_problem(std::string_view options_json) {
+std::vector<TlsFilesProblem> tls_files_problems(std::string_view options_json) {
   simdjson::dom::parser parser;
-  return tls_files_problem(read_tls_options(parse_options(parser, options_json)));
+  return tls_files_problems(read_tls_options(parse_options(parser, options_json)));
 }
 
 std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json) {

@@ -135,18 +135,39 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
   }
 }
 
-TlsFilesProblem tls_files_problem(const TlsOptions& options) {
-  if (options.ca_file.empty() && options.ca_path.empty() && options.cert_file.empty() && options.key_file.empty()) {
-    return {};
+std::vector<TlsFilesProblem> tls_files_problems(const TlsOptions& options) {
+  std::vector<TlsFilesProblem> problems;
+  // The context loads the CA files, then the certificate: built from each
+  // part alone (the others left to the system's store, or out), a fault in
+  // one does not hide one in the next.
+  auto problem_with = [&](const TlsOptions& part) {
+    try {
+      TlsContext context(part, "localhost");
+    } catch (const TlsFileError& e) {
+      problems.push_back({e.option(), e.what()});
+    } catch (const std::exception& e) {
+      problems.push_back({"cert_file", e.what()});  // no file at fault (out of memory): said at the certificate
+    }
+  };
+  if (!options.ca_file.empty()) {
+    TlsOptions part;
+    part.ca_file = options.ca_file;
+    problem_with(part);
   }
-  try {
-    TlsContext context(options, "localhost");
-  } catch (const TlsFileError& e) {
-    return {e.option(), e.what()};
-  } catch (const std::exception& e) {
-    return {"cert_file", e.what()};  // no file at fault (out of memory): said at the certificate
+  if (!options.ca_path.empty()) {
+    TlsOptions part;
+    part.ca_path = options.ca_path;
+    problem_with(part);
   }
-  return {};
+  // Half a certificate is the config's error ("required with"), not a file's.
+  if (!options.cert_file.empty() && !options.key_file.empty()) {
+    TlsOptions part;
+    part.cert_file = options.cert_file;
+    part.key_file = options.key_file;
+    part.key_passphrase = options.key_passphrase;
+    problem_with(part);
+  }
+  return problems;
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }

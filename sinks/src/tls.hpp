@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/tls_options.hpp"
@@ -49,8 +50,8 @@ class TlsContext {
   std::string peer_name_;
 };
 
-// tls_files_problem (backend.hpp) for options already read.
-[[nodiscard]] TlsFilesProblem tls_files_problem(const TlsOptions& options);
+// tls_files_problems (backend.hpp) for options already read.
+[[nodiscard]] std::vector<TlsFilesProblem> tls_files_problems(const TlsOptions& options);
 
 // SIGHUP: `tls` made anew from its files (a certificate renewed in place),
 // for the connections made from now on; those open keep theirs (OpenSSL

@@ -30,6 +30,9 @@ bool has_error(const std::vector<std::string>& errors, const std::string& text) 
   }
   return false;
 }
+bool has_error_starting(const std::vector<std::string>& errors, const std::string& start) {
+  return std::any_of(errors.begin(), errors.end(), [&](const std::string& e) { return e.starts_with(start); });
+}
 
 TEST(Config, EmptyObjectGivesTheDefaults) {
   const ConfigResult r = parse_config("{}");
@@ -440,7 +443,7 @@ TEST(Config, TlsFilesThatDoNotLoadAreRefusedByValidate) {
                             options + R"(}, "bindings": []}]})");
     std::vector<std::string> out;
     if (!parsed.config) return std::vector<std::string>{"did not parse"};
-    for (const auto& error : tools::tls_file_errors(*parsed.config)) out.push_back(error.to_string());
+    for (const auto& error : tools::tls_file_errors(parsed)) out.push_back(error.to_string());
     return out;
   };
   std::ofstream(dir / "junk.pem") << "not a certificate\n";
@@ -492,6 +495,43 @@ TEST(Config, TlsFilesThatDoNotLoadAreRefusedByValidate) {
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0], "backends[0].options.ca_path: TLS: ca_path " + pki.ca + ": not a directory");
   EXPECT_TRUE(tls_errors(R"("ca_path": ")" + dir.path() + "\"").empty());
+
+  // Every file at fault, not the first: a bad CA file hid a bad CA
+  // directory and a certificate that is not there.
+  e = tls_errors(R"("ca_file": "/nonexistent/ca.pem", "ca_path": "/nonexistent/certs", "cert_file": "/nonexistent/c.pem", "key_file": ")" +
+                 pki.client_key + "\"");
+  ASSERT_EQ(e.size(), 3u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind("backends[0].options.ca_file: ", 0), 0u) << e[0];
+  EXPECT_EQ(e[1].rfind("backends[0].options.ca_path: ", 0), 0u) << e[1];
+  EXPECT_EQ(e[2].rfind("backends[0].options.cert_file: ", 0), 0u) << e[2];
+}
+
+// validate says every error at once: TLS files beside the config's other
+// errors, and the rest of the config beside a variable that is not set
+// (whose string is not judged, nor what reads it).
+TEST(Config, ValidateSaysEveryErrorAtOnce) {
+  const testing::TempDir dir("config-all");
+  const std::string config = dir / "edr.json";
+  ::unsetenv("RR_TEST_NOT_SET");
+  std::ofstream(config) << R"({"instance": "${RR_TEST_NOT_SET}", "router": {"workers": 0}, "zz": 1, "backends": [
+    {"name": "t", "type": "http", "options": {"url": "https://h/", "ca_file": "/nonexistent/ca.pem"}, "bindings": []},
+    {"name": "u", "type": "http", "options": {"url": "${RR_TEST_NOT_SET}", "ca_file": "/etc/hosts"}, "bindings": []},
+    {"name": "f", "type": "file", "options": {"path": "/tmp/x/${RR_TEST_NOT_SET}"}, "bindings": []},
+    {"name": "g", "type": "file", "options": {"path": "/tmp/x/"}, "bindings": []}]})";
+  const tools::ConfigResult parsed = tools::load_config_file(config);
+  std::vector<std::string> all;
+  for (const auto& error : parsed.errors) all.push_back(error.to_string());
+  for (const auto& error : tools::tls_file_errors(parsed)) all.push_back(error.to_string());
+  const std::string listed = ::testing::PrintToString(all);
+  EXPECT_TRUE(has_error_starting(all, "instance: environment variable RR_TEST_NOT_SET is not set")) << listed;
+  EXPECT_TRUE(has_error_starting(all, "backends[1].options.url: environment variable RR_TEST_NOT_SET is not set")) << listed;
+  EXPECT_TRUE(has_error_starting(all, "backends[2].options.path: environment variable RR_TEST_NOT_SET is not set")) << listed;
+  EXPECT_TRUE(has_error_starting(all, "router.workers: ")) << listed;
+  EXPECT_TRUE(has_error_starting(all, "zz: unknown key")) << listed;
+  EXPECT_TRUE(has_error_starting(all, "backends[3].options.path: ")) << listed;  // a directory
+  EXPECT_TRUE(has_error_starting(all, "backends[0].options.ca_file: TLS: ")) << listed;
+  // Nothing judged the unexpanded strings ("${...}" is no URL, and no name).
+  EXPECT_EQ(all.size(), 7u) << listed;
 }
 
 // The new TLS options are TLS options: refused in the clear, and a
@@ -622,8 +662,8 @@ TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
   const auto e = errors_of(R"({"backends": [
     {"name": "h", "type": "http", "options": {"url": "http://${RR_TEST_UNSET}/", "headers": {
        "X-A": "${RR_TEST_SECRET", "X B": "${9LIVES}", "X-C": "${RR_TEST_NOT_UTF8}", "X-D": "${}",
-       "X-E": "${RR_TEST_UNSET:-${RR_TEST_SECRET}}"}}},
-    {"name": "${RR_TEST_SECRET}x", "type": "file", "options": {"path": "/tmp/${RR_TEST_SECRET}"}}]})");
+       "X-E": "${RR_TEST_UNSET:-${RR_TEST_SECRET}}"}}, "bindings": []},
+    {"name": "${RR_TEST_SECRET}x", "type": "file", "options": {"path": "/tmp/${RR_TEST_SECRET}"}, "bindings": []}]})");
   ASSERT_EQ(e.size(), 6u) << ::testing::PrintToString(e);
   EXPECT_EQ(e[0], "backends[0].options.url: environment variable RR_TEST_UNSET is not set (give a default with "
                   "${RR_TEST_UNSET:-default}, or write $${ for a literal ${)");
@@ -635,7 +675,8 @@ TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
   EXPECT_EQ(e[4], "backends[0].options.headers.X-D" + not_a_name);
   EXPECT_EQ(e[5], "backends[0].options.headers.X-E: the default of ${RR_TEST_UNSET} holds \"${\": a default is taken "
                   "as written, not expanded");
-  // Where a value can't be expanded, the errors are its alone.
+  // No value from the environment is echoed; the name and path expanded
+  // (to a valid name) are no errors.
   for (const auto& error : e) EXPECT_EQ(error.find("hunter2"), std::string::npos) << error;
 }
 

@@ -513,10 +513,21 @@ ConfigResult parse_config(std::string_view text) {
   // below, and the sinks, see the values; the text parsed as written first,
   // so a syntax error's line and column are the file's.
   const Expanded expanded = expand_environment(text);
-  if (!expanded.errors.empty()) {
-    result.errors = expanded.errors;
-    return result;
-  }
+  // A reference that can't be expanded is an error at its string, which
+  // stays as written. The rest is still checked (expanded), so every other
+  // error is said too; but none at or under such a string, nor a check
+  // across members that reads it: those would judge a value that isn't
+  // there.
+  const std::vector<matcher::ConfigError>& unexpanded = expanded.errors;
+  auto unexpanded_within = [&](std::string_view path) {
+    return std::any_of(unexpanded.begin(), unexpanded.end(), [&](const matcher::ConfigError& e) {
+      const auto under = [](std::string_view inner, std::string_view outer) {
+        return inner.starts_with(outer) &&
+               (inner.size() == outer.size() || inner[outer.size()] == '.' || inner[outer.size()] == '[');
+      };
+      return under(path, e.path) || under(e.path, path);
+    });
+  };
   if (expanded.changed) {
     padded = simdjson::padded_string(expanded.text);
     if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {  // values went in escaped
@@ -619,8 +630,10 @@ ConfigResult parse_config(std::string_view text) {
       if (!backend.is_object() || backend["type"].get(type) != simdjson::SUCCESS) continue;
       std::string_view path, url;
       bool enabled = true;
-      if (type == "file" && backend["options"]["path"].get(path) == simdjson::SUCCESS && !path.empty() &&
-          !(backend["enabled"].get(enabled) == simdjson::SUCCESS && !enabled)) {
+      if (backend["enabled"].get(enabled) != simdjson::SUCCESS) enabled = true;
+      const std::string options_path = "backends[" + std::to_string(index) + "].options";
+      if (type == "file" && backend["options"]["path"].get(path) == simdjson::SUCCESS && !path.empty() && enabled &&
+          !unexpanded_within(options_path + ".path")) {
         const auto [first, fresh] =
             first_with_path.try_emplace(sinks::file_identity(std::string(path)), index);
         if (!fresh) {
@@ -633,8 +646,14 @@ ConfigResult parse_config(std::string_view text) {
         element value;
         return backend["options"][option].get(value) == simdjson::SUCCESS && !value.is_null();
       };
-      if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS) {
+      if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS &&
+          !unexpanded_within(options_path + ".url")) {
         const bool tls = tls_url(url);
+        // validate loads its TLS files (tls_file_errors), whatever else is wrong.
+        if (element options; tls && enabled && !unexpanded_within(options_path) &&
+                             backend["options"].get(options) == simdjson::SUCCESS) {
+          result.tls_backends.push_back({options_path, simdjson::minify(options)});
+        }
         for (const char* option : kTlsOptions) {
           if (tls || !given(option)) continue;
           list.push_back({"backends[" + std::to_string(index) + "].options." + option,
@@ -655,6 +674,8 @@ ConfigResult parse_config(std::string_view text) {
       }
     }
   }
+  std::erase_if(list, [&](const matcher::ConfigError& e) { return unexpanded_within(e.path); });
+  list.insert(list.begin(), unexpanded.begin(), unexpanded.end());
   result.errors = std::move(list);
   if (!result.errors.empty()) return result;
   if (root.is_object()) {
@@ -668,18 +689,11 @@ ConfigResult parse_config(std::string_view text) {
   return result;
 }
 
-std::vector<matcher::ConfigError> tls_file_errors(const Config& config) {
+std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result) {
   std::vector<matcher::ConfigError> errors;
-  for (std::size_t i = 0; i < config.backends.size(); ++i) {
-    const BackendConfig& backend = config.backends[i];
-    if (!backend.enabled || (backend.type != "http" && backend.type != "socket")) continue;
-    simdjson::dom::parser parser;
-    simdjson::dom::element options;
-    if (parser.parse(backend.options_json).get(options) != simdjson::SUCCESS) continue;
-    std::string_view url;
-    if (options["url"].get(url) != simdjson::SUCCESS || !tls_url(url)) continue;
-    if (const auto problem = sinks::tls_files_problem(backend.options_json); !problem.option.empty()) {
-      errors.push_back({"backends[" + std::to_string(i) + "].options." + problem.option, problem.why});
+  for (const ConfigResult::TlsBackend& backend : result.tls_backends) {
+    for (const auto& problem : sinks::tls_files_problems(backend.options_json)) {
+      errors.push_back({backend.options_path + "." + problem.option, problem.why});
     }
   }
   return errors;

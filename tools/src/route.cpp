@@ -89,12 +89,11 @@ int run_route(const RouteArgs& args) {
 
 int run_validate(const std::string& path) {
   const ConfigResult loaded = load_config_file(path);
-  if (report_config_errors(loaded)) return 2;
+  const bool bad_text = report_config_errors(loaded);
+  ConfigResult files;
+  files.errors = tls_file_errors(loaded);
+  if (report_config_errors(files) || bad_text) return 2;
   const Config& config = *loaded.config;
-  if (auto files = tls_file_errors(config); !files.empty()) {
-    report_config_errors(ConfigResult{std::nullopt, std::move(files)});
-    return 2;
-  }
   std::size_t enabled = 0, bindings = 0;
   for (std::size_t i = 0; i < config.backends.size(); ++i) {
     enabled += config.backends[i].enabled ? 1 : 0;

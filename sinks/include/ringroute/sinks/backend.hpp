@@ -71,13 +71,15 @@ struct BackendOptions {
 // file: the option at fault ("ca_file", "ca_path"; "cert_file" for the
 // client certificate, or its key not matching; "key_file" for a key it
 // can't read or that is encrypted with no passphrase given;
-// "key_passphrase" for one that does not decrypt it) and why; an empty
-// option when they load, or when there are none (the system's store is
-// the host's, not the config's).
+// "key_passphrase" for one that does not decrypt it) and why. The CA
+// file, the CA directory and the client certificate are each tried on
+// their own, so one at fault does not hide another. None when they load,
+// or when there are none (the system's store is the host's, not the
+// config's).
 struct TlsFilesProblem {
   std::string option, why;
 };
-[[nodiscard]] TlsFilesProblem tls_files_problem(std::string_view options_json);
+[[nodiscard]] std::vector<TlsFilesProblem> tls_files_problems(std::string_view options_json);
 
 class BackendRunner {
  public:

@@ -33,6 +33,13 @@ struct Config {
 struct ConfigResult {
   std::optional<Config> config;  // set only when there were no errors
   std::vector<matcher::ConfigError> errors;
+  // Each enabled backend with a TLS url, its options as read, for
+  // tls_file_errors(); listed whatever the errors.
+  struct TlsBackend {
+    std::string options_path;  // "backends[2].options"
+    std::string options_json;
+  };
+  std::vector<TlsBackend> tls_backends;
 };
 
 // Checks the whole text and reports every error found, each with its JSON
@@ -41,9 +48,10 @@ struct ConfigResult {
 
 // `validate`'s look past the text: the TLS files of enabled backends, loaded
 // as their sinks will load them at start, each that would not load named
-// with its JSON path. Apart from parse_config(), so that commands which only
-// read a config (stat, emit, route) and a reload do not depend on them.
-[[nodiscard]] std::vector<matcher::ConfigError> tls_file_errors(const Config& config);
+// with its JSON path; every file at fault, and whatever else `result` found
+// wrong. Apart from parse_config(), so that commands which only read a
+// config (stat, emit, route) and a reload do not depend on them.
+[[nodiscard]] std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result);
 
 // Prints every error of `result` on stderr, one a line after `indent`;
 // true when there were some.
