@@ -428,11 +428,14 @@ class Reference {
     if (v.kind != Value::Kind::floating && lit_int) {
       const Int128 a = v.kind == Value::Kind::int64 ? Int128{v.i} : Int128{v.u};
       // Read the literal's text ourselves rather than trust its parsed fields.
+      // Past 10^30 it stops growing: still beyond every 64-bit value, which
+      // is all the order needs, where 39 digits overflowed 128 bits.
+      constexpr Int128 kBeyond64Bits = Int128{1'000'000'000'000'000} * 1'000'000'000'000'000;
       Int128 b = 0;
       bool negative = false;
       for (char ch : lit.text) {
         if (ch == '-') negative = true;
-        else b = b * 10 + (ch - '0');
+        else if (b < kBeyond64Bits) b = b * 10 + (ch - '0');
       }
       if (negative) b = -b;
       return three_way(a, b);
