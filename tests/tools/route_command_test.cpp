@@ -111,6 +111,30 @@ TEST(RouteCommand, BadLinesGetAnErrorAndTheRunGoesOn) {
   EXPECT_NE(r.out.find("{\"line\":7,\"backends\":[\"debug_log\",\"info_log\"]}"), std::string::npos) << r.out;
 }
 
+// What route prints is what the router does: an event too big for any
+// ring is refused at emit (RR_TOO_BIG), and reaches no backend; route said
+// it matched. Two rings: the larger decides.
+TEST(RouteCommand, AnEventNoRingTakesIsAnError) {
+  Files f;
+  const std::string config = f.write(
+      "edr.json", R"({"rings": [{"name": "small", "size_bytes": 4096}, {"name": "large", "size_bytes": 65536}],
+                      "backends": [{"name": "all", "type": "file", "options": {"path": "/tmp/all.log"},
+                                    "bindings": [{"verbosity": "trace"}]}]})");
+  const auto event = [](std::size_t body_bytes) {
+    return R"({"verbosity":"info","body":{"pad":")" + std::string(body_bytes, 'x') + "\"}}\n";
+  };
+  // 65536 / 8 = 8192 bytes a record, its header and metadata included.
+  const Result r = f.run("route --config " + config, event(7000) + event(9000));
+  EXPECT_EQ(r.status, 1) << r.err;
+  std::istringstream lines(r.out);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  EXPECT_EQ(first, "{\"line\":1,\"backends\":[\"all\"]}");
+  EXPECT_EQ(second.rfind("{\"line\":2,\"error\":\"the event is a record of ", 0), 0u) << second;
+  EXPECT_NE(second.find("past the 8192 a producer may emit into the largest ring"), std::string::npos) << second;
+}
+
 TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {
   Files f;
   const std::string config = f.write(

@@ -1,6 +1,7 @@
 // `ringroute route` and `ringroute validate`: how users test a config
 // (SEMANTICS.md section 7). Events go through the same record encoding and
 // the same compiled matcher as in the router.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "ringroute/ingest/event_json.hpp"
 #include "ringroute/matcher/matcher.hpp"
+#include "ringroute/ring/layout.hpp"
 #include "ringroute/sinks/backend.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
@@ -27,6 +29,12 @@ int run_route(const RouteArgs& args) {
   const ConfigResult loaded = load_config_file(args.config);
   if (report_config_errors(loaded)) return 2;
   const auto matcher = matcher::Matcher::compile(loaded.config->matching);
+  // A producer can't emit a record past an eighth of its ring (RR_TOO_BIG):
+  // such an event reaches no backend, whatever its bindings say. Judged
+  // against the largest ring the config sizes.
+  std::uint64_t largest_ring = 0;
+  for (const auto& ring : loaded.config->rings) largest_ring = std::max(largest_ring, ring.size_bytes);
+  const std::uint64_t max_record = largest_ring / 8;
 
   std::optional<InputFile> file;
   if (!args.events.empty()) {
@@ -56,6 +64,12 @@ int run_route(const RouteArgs& args) {
     if (!problem) problem = ingest::encode_record(parsed, record);
     if (!problem && event::decode(record, view) != event::DecodeError::none) {
       problem = "event could not be encoded as a record";
+    }
+    if (const std::uint64_t bytes = ring::align_record(ring::kRecordHeaderBytes + record.size());
+        !problem && bytes > max_record) {
+      problem = "the event is a record of " + std::to_string(bytes) + " bytes, past the " +
+                std::to_string(max_record) + " a producer may emit into the largest ring (an eighth of its " +
+                "size_bytes): emit refuses it (RR_TOO_BIG)";
     }
     out += "{\"line\":" + std::to_string(number);
     if (problem) {
