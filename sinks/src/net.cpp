@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -51,6 +52,9 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
     return std::nullopt;
   }
   url.scheme = std::string(text.substr(0, colon));
+  // Schemes are case-insensitive (RFC 3986 3.1): HTTPS:// is https://.
+  std::transform(url.scheme.begin(), url.scheme.end(), url.scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   std::string_view rest = text.substr(colon + 3);
   if (url.scheme == "unix" || url.scheme == "unixgram") {
     if (rest.empty() || rest.front() != '/') {

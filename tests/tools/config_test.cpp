@@ -545,6 +545,22 @@ TEST(Config, CaPathAndKeyPassphraseAreTlsOptions) {
   EXPECT_EQ(e[1], "backends[1].options.key_passphrase: the passphrase of key_file, which is not given");
 }
 
+// URL schemes are case-insensitive (RFC 3986 3.1), in the config's checks
+// as in the sinks: "HTTPS://" was an unsupported scheme.
+TEST(Config, UrlSchemesAreCaseInsensitive) {
+  const auto good = errors_of(R"({"backends": [
+    {"name": "a", "type": "http", "options": {"url": "HTTPS://h/", "ca_path": "/etc/ssl/certs"}, "bindings": []},
+    {"name": "b", "type": "socket", "options": {"url": "Syslog+TLS://h:6514"}, "bindings": []},
+    {"name": "c", "type": "socket", "options": {"url": "UNIX:///dev/log"}, "bindings": []}]})");
+  EXPECT_TRUE(good.empty()) << ::testing::PrintToString(good);
+  const auto clear = errors_of(R"({"backends": [
+    {"name": "a", "type": "http", "options": {"url": "HTTP://h/", "ca_path": "/etc/ssl/certs"}, "bindings": []},
+    {"name": "b", "type": "http", "options": {"url": "Gopher://h/"}, "bindings": []}]})");
+  ASSERT_EQ(clear.size(), 2u) << ::testing::PrintToString(clear);
+  EXPECT_EQ(clear[0].rfind("backends[1].options.url: unsupported scheme \"Gopher\"", 0), 0u) << clear[0];
+  EXPECT_EQ(clear[1], "backends[0].options.ca_path: a TLS option, but the url is not https://: events would go in the clear");
+}
+
 // The sink sent every copy (two Content-Types, which servers may refuse).
 TEST(Config, AnHttpHeaderGivenTwiceIsRefused) {
   const auto e = errors_of(R"({"backends": [{"name": "h", "type": "http", "options": {"url": "http://h/",

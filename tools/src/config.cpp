@@ -27,7 +27,18 @@ namespace ringroute::tools {
 namespace {
 
 // A URL whose sink speaks TLS, and so takes the TLS options.
-bool tls_url(std::string_view url) { return url.starts_with("https://") || url.starts_with("syslog+tls://"); }
+// A URL's scheme as the sinks read it: lower-cased (RFC 3986 3.1).
+std::string url_scheme(std::string_view url) {
+  std::string scheme(url.substr(0, std::min(url.find("://"), url.size())));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return scheme;
+}
+bool tls_url(std::string_view url) {
+  if (url.find("://") == std::string_view::npos) return false;
+  const std::string scheme = url_scheme(url);
+  return scheme == "https" || scheme == "syslog+tls";
+}
 constexpr const char* kTlsOptions[] = {"ca_file", "ca_path", "server_name", "cert_file", "key_file", "key_passphrase"};
 
 using matcher::ConfigErrors;
@@ -183,7 +194,7 @@ Check url_check(std::initializer_list<std::string_view> schemes) {
     auto add = [&](std::string message) { e.add(p, without_credentials(url, std::move(message))); };
     const std::size_t colon = url.find("://");
     if (colon == std::string_view::npos) return add(matcher::quoted(url) + " is not a URL (scheme://...)");
-    std::string_view scheme = url.substr(0, colon);
+    const std::string scheme = url_scheme(url);
     for (std::string_view s : list) {
       if (s == scheme) {
         if (url.size() == colon + 3) return add(matcher::quoted(url) + " has nothing after the scheme");
@@ -192,7 +203,7 @@ Check url_check(std::initializer_list<std::string_view> schemes) {
         return;
       }
     }
-    add("unsupported scheme " + matcher::quoted(scheme) + " (expected " + names + ")");
+    add("unsupported scheme " + matcher::quoted(url.substr(0, colon)) + " (expected " + names + ")");
   };
 }
 
