@@ -188,6 +188,30 @@ bool integer_at(std::string_view text, std::size_t at) noexcept {
   return at == text.size() || (text[at] != '.' && text[at] != 'e' && text[at] != 'E');
 }
 
+// Whether the token at `at` is a number as JSON writes them: one that
+// simdjson refused then is past what a double holds.
+bool json_number_at(std::string_view text, std::size_t at) noexcept {
+  auto digits = [&] {
+    const std::size_t first = at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+    return at - first;
+  };
+  if (at < text.size() && text[at] == '-') ++at;
+  const std::size_t first = at;
+  const std::size_t whole = digits();
+  if (whole == 0 || (text[first] == '0' && whole > 1)) return false;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    if (digits() == 0) return false;
+  }
+  if (at < text.size() && (text[at] == 'e' || text[at] == 'E')) {
+    ++at;
+    if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
+    if (digits() == 0) return false;
+  }
+  return at == text.size() || std::string_view(" \t\r\n,]}").find(text[at]) != std::string_view::npos;
+}
+
 struct Located {
   std::size_t offset;
   bool trailing = false;    // a whole value, then more
@@ -277,6 +301,9 @@ JsonProblem problem_at(std::string_view text, std::size_t offset, simdjson::erro
   if (error == simdjson::NUMBER_ERROR && integer_at(text, offset)) {
     return JsonProblem{offset, "an integer past 64 bits (integers are read up to 64 bits: send it as a string)", false,
                        true};
+  }
+  if (error == simdjson::NUMBER_ERROR && json_number_at(text, offset)) {
+    return JsonProblem{offset, "a number past what a double holds (about 1.8e308)", false, true};
   }
   if (error == simdjson::STRING_ERROR && offset < text.size() && text[offset] == '\\') {
     return JsonProblem{offset, "not a JSON escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t, or \\u and four hex digits, "

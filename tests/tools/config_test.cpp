@@ -545,6 +545,31 @@ TEST(Config, CaPathAndKeyPassphraseAreTlsOptions) {
   EXPECT_EQ(e[1], "backends[1].options.key_passphrase: the passphrase of key_file, which is not given");
 }
 
+// Each of these was taken without a word, and did something else than the
+// operator meant: an empty ring list ran the default ring, an interval of
+// syncs that are not interval syncs was never used, a Kazoo document as
+// CouchDB keeps it got an unknown key each, and 1e400 was "not JSON".
+TEST(Config, WhatWouldBeTakenWithoutAWordIsSaid) {
+  EXPECT_EQ(errors_of(R"({"rings": []})"),
+            std::vector<std::string>{
+                "rings: empty: leave \"rings\" out for the one default ring (\"ringroute\"), or name a ring"});
+  EXPECT_EQ(errors_of(R"({"backends": [{"name": "f", "type": "file", "options": {"path": "/tmp/f", "fsync": "batch",
+      "fsync_interval_ms": 100}, "bindings": []}]})"),
+            std::vector<std::string>{
+                "backends[0].options.fsync_interval_ms: read only with \"fsync\": \"interval\" (fsync is \"batch\")"});
+  EXPECT_TRUE(has_error(errors_of(R"({"backends": [{"name": "f", "type": "file", "options": {"path": "/tmp/f",
+      "fsync_interval_ms": 100}, "bindings": []}]})"),
+                        "backends[0].options.fsync_interval_ms: read only with \"fsync\": \"interval\" (fsync is "
+                        "\"never\")"));
+  const auto couch = errors_of(R"({"_id": "edr", "_rev": "3-a", "default": {"backends": []}})");
+  EXPECT_TRUE(has_error_starting(couch, "default: this looks like Kazoo's system_config/edr document: the config is "
+                                        "the object under \"default\""))
+      << ::testing::PrintToString(couch);
+  EXPECT_EQ(errors_of(R"({"router": {"workers": 1e400}})"),
+            std::vector<std::string>{"cannot read the value at line 1, column 24 (byte 23): a number past what a double "
+                                     "holds (about 1.8e308)"});
+}
+
 // URL schemes are case-insensitive (RFC 3986 3.1), in the config's checks
 // as in the sinks: "HTTPS://" was an unsupported scheme.
 TEST(Config, UrlSchemesAreCaseInsensitive) {

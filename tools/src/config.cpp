@@ -464,7 +464,7 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
     std::string why;
     if (type == "socket") {
       const std::string_view url = option("/url", "");
-      const bool datagrams = url.starts_with("syslog+udp:") || url.starts_with("unixgram:");
+      const bool datagrams = url_scheme(url) == "syslog+udp" || url_scheme(url) == "unixgram";
       if (option("/format", "syslog") == "ndjson" && !datagrams) {
         why = "with \"format\": \"ndjson\" on a stream each line would arrive as an event of its own (use datagrams, "
               "the syslog format, or leave pretty off)";
@@ -478,6 +478,19 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
             "\"batch\": {\"format\": \"array\"}, or leave pretty off)";
     }
     if (!why.empty()) errors.add(path + ".options.formatter.options.pretty", "pretty output spans lines, and " + why);
+  }
+  // An interval with no interval syncs would be read and never used: the
+  // operator meant syncs, and would get none (`never`) or one a batch.
+  if (std::uint64_t interval; type == "file" && has_options && options.is_object() &&
+                              options["fsync_interval_ms"].get(interval) == simdjson::SUCCESS) {
+    std::string_view fsync = "never";
+    if (element given; options["fsync"].get(given) == simdjson::SUCCESS && given.is_string()) {
+      fsync = given.get_string().value_unsafe();
+    }
+    if (fsync != "interval") {
+      errors.add(path + ".options.fsync_interval_ms",
+                 "read only with \"fsync\": \"interval\" (fsync is " + matcher::quoted(fsync) + ")");
+    }
   }
   if (errors.size() != before) {
     // Still count the name for uniqueness checks.
@@ -510,9 +523,11 @@ ConfigResult parse_config(std::string_view text) {
     if (problem) {
       // The body checker's advice for an integer past 64 bits (send it as
       // a string) fits events, not options: none takes one that large.
+      const bool integer = std::string_view(problem->reason).starts_with("an integer past 64 bits");
       result.errors.push_back(
-          {"", problem->unsupported ? "cannot read the value at " + line_column(text, problem->byte_offset) +
-                                          ": an integer past 64 bits, and no number in a config goes that far"
+          {"", problem->unsupported ? "cannot read the value at " + line_column(text, problem->byte_offset) + ": " +
+                                          (integer ? "an integer past 64 bits, and no number in a config goes that far"
+                                                   : problem->reason)
                                     : "not valid JSON at " + line_column(text, problem->byte_offset) + ": " +
                                           problem->reason});
     } else {
@@ -558,6 +573,11 @@ ConfigResult parse_config(std::string_view text) {
          {"rings",
           [&](element v, const std::string& p, ConfigErrors& e) {
             if (!v.is_array()) return e.add(p, "expected an array of rings, " + got(v));
+            // Taken for the default ring, an empty list would route what no
+            // producer the operator meant writes: said instead.
+            if (v.get_array().value_unsafe().size() == 0) {
+              return e.add(p, "empty: leave \"rings\" out for the one default ring (\"ringroute\"), or name a ring");
+            }
             std::size_t i = 0;
             std::unordered_map<std::string, std::size_t> first_with_name;  // linear in the rings, whatever their number
             const simdjson::dom::array rings = v.get_array().value_unsafe();
@@ -586,6 +606,13 @@ ConfigResult parse_config(std::string_view text) {
             const simdjson::dom::array backends = v.get_array().value_unsafe();
             for (element backend : backends) parse_backend(backend, p + "[" + std::to_string(i++) + "]", e, config);
           }}});
+    // Kazoo keeps this object in CouchDB (system_config/edr) under "default".
+    if (element inner; root["default"].get(inner) == simdjson::SUCCESS && inner.is_object() &&
+                       inner["backends"].error() == simdjson::SUCCESS &&
+                       root["backends"].error() != simdjson::SUCCESS) {
+      errors.add("default", "this looks like Kazoo's system_config/edr document: the config is the object under "
+                            "\"default\" (without _id, _rev and the pvt_ keys)");
+    }
   }
   // Paths start at the root: drop the leading '.' the member walk adds.
   std::vector<matcher::ConfigError> list = errors.list();

@@ -11,7 +11,7 @@ struct JsonProblem {
   std::size_t byte_offset;  // 0-based, into the checked text
   const char* reason;       // static string
   bool valid_json = false;  // true when the text is JSON, just not an object
-  bool unsupported = false; // valid JSON with what can't be read here (an integer past 64 bits)
+  bool unsupported = false; // valid JSON with what can't be read here (an integer past 64 bits, a number past a double)
 };
 
 // nullopt when `text` is exactly one JSON object (surrounding whitespace
