@@ -429,6 +429,9 @@ class Worker {
             }
           },
           budget - reread);
+      // Cut during the reread: it walked zeros, not records; lose_ring()
+      // says what was missed.
+      if (consumer_.segment().cut_short()) [[unlikely]] return reread;
       if (state.behind_from == last_end_) stop_behind(state);
     }
     return reread;
@@ -452,9 +455,11 @@ class Worker {
   }
 
   // The ring's file was cut short under us (see ring/truncation_guard.hpp):
-  // its mapping now reads zeros. Reading stops here; batches made from it
-  // are written and the rest of the router goes on. Backends behind can't
-  // read back what they missed: it went with the ring.
+  // its mapping now reads zeros. Reading stops here, and the worker says it
+  // failed, so the router drains what it holds (this ring's batches too)
+  // and exits 1: under a supervisor the next start makes a ring cut to
+  // nothing anew, where a router left running would serve it no more.
+  // Backends behind can't read back what they missed: it went with the ring.
   void lose_ring() {
     ring_lost_ = true;
     std::size_t behind = 0;
@@ -465,12 +470,13 @@ class Worker {
       }
     }
     const std::string& name = consumer_.segment().name();
-    std::fprintf(stderr,
-                 "ringroute: ring %s: /dev/shm/%s was cut short under the router (ftruncate by a process that may "
-                 "write it); its records not yet read%s are lost, and the router reads it no more. Stop the "
-                 "router, remove /dev/shm/%s, and start it again to make the ring anew\n",
-                 name.c_str(), name.c_str(), behind != 0 ? ", and what backends behind had to read back," : "",
-                 name.c_str());
+    char why[400];
+    std::snprintf(why, sizeof why,
+                  "/dev/shm/%s was cut short under the router (ftruncate by a process that may write it); its records "
+                  "not yet read%s are lost. The next start makes it anew if it is empty, and refuses it otherwise "
+                  "(remove it)",
+                  name.c_str(), behind != 0 ? ", and what backends behind had to read back," : "");
+    fail(name, why);
   }
 
   void stop_behind(SlotState& state) {
@@ -690,7 +696,9 @@ class Worker {
       ++i;
     }
     if (release_to > released_) {
-      consumer_.release(release_to);
+      // A lost ring's release would zero its private stand-in, up to a
+      // ring's worth of memory made resident for nothing.
+      if (!ring_lost_) consumer_.release(release_to);
       released_ = release_to;
     }
     // Release: `stat`-style readers and stop() see a consistent answer.

@@ -47,14 +47,17 @@ void pass_on(int signal, siginfo_t* info, void* context) {
     g_previous.sa_handler(signal);
     return;
   }
-  // SIG_IGN too: an ignored SIGBUS of a fault would fault forever.
+  const bool sent = info == nullptr || info->si_code <= 0;  // by kill() or sigqueue(), not a fault
+  if (g_previous.sa_handler == SIG_IGN && sent) return;    // ignored, as it was
+  // The default (and SIG_IGN for a fault, which would fault for ever: the
+  // kernel kills then too).
   struct sigaction fallback {};
   fallback.sa_handler = SIG_DFL;
   ::sigemptyset(&fallback.sa_mask);
   ::sigaction(SIGBUS, &fallback, nullptr);
-  // One sent by kill() is not raised again by returning: raise it (pending
-  // until this handler returns, then fatal).
-  if (info == nullptr || info->si_code <= 0) ::raise(SIGBUS);
+  // One sent is not raised again by returning: raise it (pending until this
+  // handler returns, then fatal).
+  if (sent) ::raise(SIGBUS);
 }
 
 void on_sigbus(int signal, siginfo_t* info, void* context) {
@@ -63,16 +66,22 @@ void on_sigbus(int signal, siginfo_t* info, void* context) {
   if (info != nullptr && info->si_code > 0) {
     const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
     for (GuardedMapping& mapping : g_mappings) {
-      // Acquire pairs with guard_mapping's release store of begin: end and
-      // writable are this mapping's.
+      // A seqlock read, `begin` its sequence: acquire pairs with
+      // guard_mapping's release store of begin (end and writable are this
+      // mapping's); the fence and the second load of begin catch an entry
+      // let go and taken again meanwhile (guard_mapping's fence), whose end
+      // would not be this begin's.
       const std::uintptr_t begin = mapping.begin.load(std::memory_order_acquire);
+      if (begin <= kTaken || address < begin) continue;
       const std::uintptr_t end = mapping.end.load(std::memory_order_relaxed);
-      if (begin <= kTaken || address < begin || address >= end) continue;
+      const bool writable = mapping.writable.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (mapping.begin.load(std::memory_order_relaxed) != begin || address >= end) continue;
       std::uint8_t expected = kWhole;
       // acq_rel: one thread replaces; the others see kReplacing and return,
       // their accesses faulting again until the replacement is in place.
       if (mapping.state.compare_exchange_strong(expected, kReplacing, std::memory_order_acq_rel)) {
-        const int protection = mapping.writable.load(std::memory_order_relaxed) ? PROT_READ | PROT_WRITE : PROT_READ;
+        const int protection = writable ? PROT_READ | PROT_WRITE : PROT_READ;
         void* zeros = ::mmap(reinterpret_cast<void*>(begin), end - begin, protection,
                              MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         // Release pairs with guarded_mapping_cut_short's acquire and with
@@ -93,11 +102,15 @@ void on_sigbus(int signal, siginfo_t* info, void* context) {
 
 void install_truncation_guard() {
   std::call_once(g_installed, [] {
+    // The previous action first: the handler may run as soon as it is in.
+    if (::sigaction(SIGBUS, nullptr, &g_previous) != 0) {
+      throw std::system_error(errno, std::generic_category(), "sigaction(SIGBUS) for the ring truncation guard");
+    }
     struct sigaction action {};
     action.sa_sigaction = on_sigbus;
     action.sa_flags = SA_SIGINFO | SA_RESTART;
     ::sigemptyset(&action.sa_mask);
-    if (::sigaction(SIGBUS, &action, &g_previous) != 0) {
+    if (::sigaction(SIGBUS, &action, nullptr) != 0) {
       throw std::system_error(errno, std::generic_category(), "sigaction(SIGBUS) for the ring truncation guard");
     }
   });
@@ -114,6 +127,9 @@ int guard_mapping(void* begin, std::size_t bytes, bool writable) noexcept {
     // thread held one would find it held for good at its first attach.
     // Relaxed: the entry is not the handler's until the release store below.
     if (!mapping.begin.compare_exchange_strong(free, kTaken, std::memory_order_relaxed)) continue;
+    // Pairs with the handler's acquire fence: a handler that reads the end
+    // below then reads begin as kTaken or later, not the entry's old begin.
+    std::atomic_thread_fence(std::memory_order_release);
     mapping.end.store(address + bytes, std::memory_order_relaxed);
     mapping.writable.store(writable, std::memory_order_relaxed);
     mapping.state.store(kWhole, std::memory_order_relaxed);

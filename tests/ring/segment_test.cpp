@@ -545,3 +545,28 @@ TEST(Segment, ASigbusOutsideAnyRingStillKills) {
       ::testing::KilledBySignal(SIGBUS), "");
   EXPECT_EXIT(::raise(SIGBUS), ::testing::KilledBySignal(SIGBUS), "");
 }
+
+// A SIGBUS sent to the process, not a fault, goes where it went before the
+// guard: ignored where it was ignored (the guard re-raised it, and a router
+// started with SIGBUS ignored died of a kill), and to a handler of the
+// process's own where it had one. Each case in a fresh process, so the
+// guard is installed over that process's own choice.
+TEST(Segment, TheGuardKeepsWhatTheProcessDidWithASigbusSentToIt) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::signal(SIGBUS, SIG_IGN);
+        ring::install_truncation_guard();
+        ::raise(SIGBUS);
+        ::_exit(7);
+      },
+      ::testing::ExitedWithCode(7), "");
+  EXPECT_EXIT(
+      {
+        ::signal(SIGBUS, +[](int) { ::_exit(8); });
+        ring::install_truncation_guard();
+        ::raise(SIGBUS);
+        ::_exit(9);
+      },
+      ::testing::ExitedWithCode(8), "");
+}
