@@ -259,4 +259,17 @@ TEST(BackendRunner, AReplacementWritesWhatItsPredecessorLeftFirstAndNothingBefor
 }
 
 }  // namespace
+// A datagram is its own frame, whatever the case of its URL's scheme: with
+// "SYSLOG+UDP://" the config took the scheme as UDP and the sink sent each
+// datagram with an octet-count prefix.
+TEST(BackendOptions, ADatagramSchemeIsReadWhateverItsCase) {
+  for (const char* url : {"syslog+udp://127.0.0.1:514", "SYSLOG+UDP://127.0.0.1:514", "UnixGram:///dev/log"}) {
+    const auto options = parse_backend_options("socket", std::string(R"({"url": ")") + url + "\"}");
+    EXPECT_EQ(options.encoding.framing, Framing::none) << url;
+  }
+  const auto stream = parse_backend_options("socket", R"({"url": "SYSLOG+TCP://127.0.0.1:514"})");
+  EXPECT_EQ(stream.encoding.framing, Framing::octet_counting);
+}
+
 }  // namespace ringroute::sinks
+

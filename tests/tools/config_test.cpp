@@ -532,6 +532,27 @@ TEST(Config, ValidateSaysEveryErrorAtOnce) {
   EXPECT_TRUE(has_error_starting(all, "backends[0].options.ca_file: TLS: ")) << listed;
   // Nothing judged the unexpanded strings ("${...}" is no URL, and no name).
   EXPECT_EQ(all.size(), 7u) << listed;
+
+  // Nor a check across members that reads one (fsync for its interval, the
+  // url for pretty output); but one above them that does not read them (how
+  // many rings) is still said.
+  std::string rings;
+  for (int i = 0; i < 17; ++i) {
+    rings += std::string(i ? "," : "") + R"({"name": ")" + (i ? "r" + std::to_string(i) : "${RR_TEST_NOT_SET}") + "\"}";
+  }
+  const auto across = errors_of(R"({"rings": [)" + rings + R"(], "backends": [
+    {"name": "f", "type": "file", "options": {"path": "/tmp/f", "fsync": "${RR_TEST_NOT_SET}", "fsync_interval_ms": 100},
+     "bindings": []},
+    {"name": "s", "type": "socket", "options": {"url": "${RR_TEST_NOT_SET}", "format": "ndjson",
+     "formatter": {"type": "json", "options": {"pretty": true}}}, "bindings": []},
+    {"name": "g", "type": "file", "options": {"path": "/tmp/g", "fsync": 5, "fsync_interval_ms": 100}, "bindings": []}]})");
+  const std::string across_listed = ::testing::PrintToString(across);
+  ASSERT_EQ(across.size(), 5u) << across_listed;
+  EXPECT_TRUE(has_error_starting(across, "rings[0].name: environment variable")) << across_listed;
+  EXPECT_TRUE(has_error_starting(across, "backends[0].options.fsync: environment variable")) << across_listed;
+  EXPECT_TRUE(has_error_starting(across, "backends[1].options.url: environment variable")) << across_listed;
+  EXPECT_TRUE(has_error_starting(across, "backends[2].options.fsync: expected one of")) << across_listed;
+  EXPECT_TRUE(has_error(across, "rings: 17 rings; at most 16 (the perf block's slots)")) << across_listed;
 }
 
 // The new TLS options are TLS options: refused in the clear, and a

@@ -421,6 +421,34 @@ void parse_ring(element ring, const std::string& path, ConfigErrors& errors, Rin
   }
 }
 
+// References parse_config() could not expand, each at its string's path;
+// those strings stay as written. Set for the parse (a thread's own), so the
+// checks across members below can leave alone what reads such a string.
+thread_local const std::vector<matcher::ConfigError>* t_unexpanded = nullptr;
+struct UnexpandedScope {
+  explicit UnexpandedScope(const std::vector<matcher::ConfigError>& errors) { t_unexpanded = &errors; }
+  ~UnexpandedScope() { t_unexpanded = nullptr; }
+  UnexpandedScope(const UnexpandedScope&) = delete;
+  UnexpandedScope& operator=(const UnexpandedScope&) = delete;
+};
+// Whether `inner` is `outer` or a member or element of it.
+bool path_under(std::string_view inner, std::string_view outer) {
+  return inner.starts_with(outer) &&
+         (inner.size() == outer.size() || inner[outer.size()] == '.' || inner[outer.size()] == '[');
+}
+// A string that could not be expanded at or under `path`: a check reading
+// `path` would judge a value that isn't there.
+bool unexpanded_under(std::string_view path) {
+  return t_unexpanded != nullptr && std::any_of(t_unexpanded->begin(), t_unexpanded->end(),
+                                                [&](const matcher::ConfigError& e) { return path_under(e.path, path); });
+}
+// `path` at or under a string that could not be expanded: an error there
+// judged the string as written.
+bool in_unexpanded(std::string_view path) {
+  return t_unexpanded != nullptr && std::any_of(t_unexpanded->begin(), t_unexpanded->end(),
+                                                [&](const matcher::ConfigError& e) { return path_under(path, e.path); });
+}
+
 void parse_backend(element backend, const std::string& path, ConfigErrors& errors, Config& config) {
   BackendConfig out;
   matcher::BackendSpec spec;
@@ -455,7 +483,7 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
   // Pretty output spans lines: wherever the receiver takes each line as an
   // event (newline framing, NDJSON on a stream, NDJSON HTTP bodies), every
   // event would arrive cut into pieces.
-  if (bool pretty; has_options && options.is_object() &&
+  if (bool pretty; has_options && options.is_object() && !unexpanded_under(path + ".options") &&
                    options.at_pointer("/formatter/options/pretty").get(pretty) == simdjson::SUCCESS && pretty) {
     auto option = [&](const char* pointer, std::string_view fallback) {
       std::string_view value;
@@ -482,12 +510,13 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
   // An interval with no interval syncs would be read and never used: the
   // operator meant syncs, and would get none (`never`) or one a batch.
   if (std::uint64_t interval; type == "file" && has_options && options.is_object() &&
-                              options["fsync_interval_ms"].get(interval) == simdjson::SUCCESS) {
-    std::string_view fsync = "never";
-    if (element given; options["fsync"].get(given) == simdjson::SUCCESS && given.is_string()) {
-      fsync = given.get_string().value_unsafe();
-    }
-    if (fsync != "interval") {
+                              options["fsync_interval_ms"].get(interval) == simdjson::SUCCESS &&
+                              !unexpanded_under(path + ".options.fsync")) {
+    std::string_view fsync = "never";  // absent or null; another type is an error of its own
+    element given;
+    const bool fsync_given = options["fsync"].get(given) == simdjson::SUCCESS && !given.is_null();
+    if (fsync_given && given.is_string()) fsync = given.get_string().value_unsafe();
+    if ((!fsync_given || given.is_string()) && fsync != "interval") {
       errors.add(path + ".options.fsync_interval_ms",
                  "read only with \"fsync\": \"interval\" (fsync is " + matcher::quoted(fsync) + ")");
     }
@@ -545,15 +574,7 @@ ConfigResult parse_config(std::string_view text) {
   // across members that reads it: those would judge a value that isn't
   // there.
   const std::vector<matcher::ConfigError>& unexpanded = expanded.errors;
-  auto unexpanded_within = [&](std::string_view path) {
-    return std::any_of(unexpanded.begin(), unexpanded.end(), [&](const matcher::ConfigError& e) {
-      const auto under = [](std::string_view inner, std::string_view outer) {
-        return inner.starts_with(outer) &&
-               (inner.size() == outer.size() || inner[outer.size()] == '.' || inner[outer.size()] == '[');
-      };
-      return under(path, e.path) || under(e.path, path);
-    });
-  };
+  const UnexpandedScope scope(unexpanded);
   if (expanded.changed) {
     padded = simdjson::padded_string(expanded.text);
     if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {  // values went in escaped
@@ -671,7 +692,7 @@ ConfigResult parse_config(std::string_view text) {
       if (backend["enabled"].get(enabled) != simdjson::SUCCESS) enabled = true;
       const std::string options_path = "backends[" + std::to_string(index) + "].options";
       if (type == "file" && backend["options"]["path"].get(path) == simdjson::SUCCESS && !path.empty() && enabled &&
-          !unexpanded_within(options_path + ".path")) {
+          !unexpanded_under(options_path + ".path")) {
         const auto [first, fresh] =
             first_with_path.try_emplace(sinks::file_identity(std::string(path)), index);
         if (!fresh) {
@@ -685,10 +706,10 @@ ConfigResult parse_config(std::string_view text) {
         return backend["options"][option].get(value) == simdjson::SUCCESS && !value.is_null();
       };
       if ((type == "http" || type == "socket") && backend["options"]["url"].get(url) == simdjson::SUCCESS &&
-          !unexpanded_within(options_path + ".url")) {
+          !unexpanded_under(options_path + ".url")) {
         const bool tls = tls_url(url);
         // validate loads its TLS files (tls_file_errors), whatever else is wrong.
-        if (element options; tls && enabled && !unexpanded_within(options_path) &&
+        if (element options; tls && enabled && !unexpanded_under(options_path) &&
                              backend["options"].get(options) == simdjson::SUCCESS) {
           result.tls_backends.push_back({options_path, simdjson::minify(options)});
         }
@@ -712,7 +733,7 @@ ConfigResult parse_config(std::string_view text) {
       }
     }
   }
-  std::erase_if(list, [&](const matcher::ConfigError& e) { return unexpanded_within(e.path); });
+  std::erase_if(list, [&](const matcher::ConfigError& e) { return in_unexpanded(e.path); });
   list.insert(list.begin(), unexpanded.begin(), unexpanded.end());
   result.errors = std::move(list);
   if (!result.errors.empty()) return result;
