@@ -43,11 +43,11 @@ std::size_t first_invalid_utf8(std::string_view s) noexcept {
 }
 
 // Offset of the first byte inside a string that JSON does not allow there:
-// a control character, or a backslash that starts no escape JSON has (a
-// \u without four hex digits, or half a surrogate pair); npos when none.
-// simdjson finds unescaped controls over the whole text and says so at its
-// end, and a bad escape past its string's end.
-std::size_t first_bad_string_byte(std::string_view s) noexcept {
+// a control character (`controls`), or else a backslash that starts no
+// escape JSON has (a \u without four hex digits, or half a surrogate pair);
+// npos when none. simdjson finds unescaped controls over the whole text
+// first and says so at its end, and a bad escape past its string's end.
+std::size_t first_bad_string_byte(std::string_view s, bool controls) noexcept {
   auto hex4 = [&](std::size_t at, unsigned& value) {
     if (at + 4 > s.size()) return false;
     value = 0;
@@ -72,12 +72,12 @@ std::size_t first_bad_string_byte(std::string_view s) noexcept {
     if (c == '"') {
       in_string = false;
     } else if (c < 0x20) {
-      return i;
+      if (controls) return i;
     } else if (c == '\\') {
       if (i + 1 >= s.size()) return std::string_view::npos;  // cut short: not this fault
       const char escaped = s[i + 1];
       unsigned unit = 0, low = 0;
-      if (std::string_view("\"\\/bfnrt").find(escaped) != std::string_view::npos) {
+      if (controls || std::string_view("\"\\/bfnrt").find(escaped) != std::string_view::npos) {
         i += 1;
       } else if (escaped != 'u' || !hex4(i + 2, unit) || (unit >= 0xdc00 && unit <= 0xdfff)) {
         return i;
@@ -222,7 +222,8 @@ struct Located {
 Located locate_error(std::string_view text, simdjson::error_code error) noexcept {
   if (error == simdjson::UTF8_ERROR) return {first_invalid_utf8(text)};
   if (error == simdjson::UNESCAPED_CHARS || error == simdjson::STRING_ERROR) {
-    if (const std::size_t at = first_bad_string_byte(text); at != std::string_view::npos) return {at};
+    const std::size_t at = first_bad_string_byte(text, error == simdjson::UNESCAPED_CHARS);
+    if (at != std::string_view::npos) return {at};
   }
   const std::size_t end = end_of_first_value(text);
   if (end != std::string_view::npos) {

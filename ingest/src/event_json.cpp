@@ -164,7 +164,9 @@ std::string_view member_at(std::string_view line, std::size_t offset) {
     if (c == '"') {
       const std::size_t start = ++i;
       while (i < line.size() && i < offset && line[i] != '"') i += line[i] == '\\' ? 2 : 1;
-      if (i >= line.size() || i >= offset) return depth == 1 && after_colon ? key : std::string_view();
+      // Inside a string at the offset: the top-level member whose value
+      // holds it, at any depth (a key at depth 1 is no member's value).
+      if (i >= line.size() || i >= offset) return depth >= 1 && after_colon ? key : std::string_view();
       last_string = line.substr(start, i - start);
     } else if (c == '{' || c == '[') {
       ++depth;

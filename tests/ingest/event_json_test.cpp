@@ -102,6 +102,13 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
   EXPECT_EQ(error_of(R"({"id":"a\udc00\ud800"})"), "id: not JSON: byte 8: " + bad_escape);
   EXPECT_EQ(error_of(R"({"id":"\ud800\udc00", "app_name":"\q"})"), "app_name: not JSON: byte 34: " + bad_escape);
   EXPECT_EQ(error_of(R"({"id":"\u12"})"), "id: not JSON: byte 7: " + bad_escape);
+  // Nested, the member is still named (the fault inside its string).
+  EXPECT_EQ(error_of(R"({"body":{"s":"\q"}})"), "body: not JSON: byte 14: " + bad_escape);
+  EXPECT_EQ(error_of(R"({"account_tree":["a\q"]})"), "account_tree: not JSON: byte 19: " + bad_escape);
+  // A control character is named as one even after a bad escape (simdjson
+  // reports controls first).
+  EXPECT_EQ(error_of("{\"id\":\"\\q\",\"app_name\":\"a\tb\"}"),
+            R"(app_name: not JSON: byte 24: a control character inside a string (JSON writes it escaped: \n, \t, \u0001))");
   EXPECT_EQ(error_of("{\"app_name\":\"a\tb\",\"severity\":\"ok\"}"),
             R"(app_name: not JSON: byte 14: a control character inside a string (JSON writes it escaped: \n, \t, \u0001))");
   EXPECT_EQ(error_of(R"({"severity":"ok",})").rfind("not JSON: byte 17: ", 0), 0u) << error_of(R"({"severity":"ok",})");
