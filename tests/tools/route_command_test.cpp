@@ -123,16 +123,25 @@ TEST(RouteCommand, AnEventNoRingTakesIsAnError) {
   const auto event = [](std::size_t body_bytes) {
     return R"({"verbosity":"info","body":{"pad":")" + std::string(body_bytes, 'x') + "\"}}\n";
   };
-  // 65536 / 8 = 8192 bytes a record, its header and metadata included.
-  const Result r = f.run("route --config " + config, event(7000) + event(9000));
+  // 65536 / 8 = 8192 bytes a record, its header and metadata included,
+  // and the id and node a producer adds to an event without them (which
+  // took 8216 bytes of the ring for an 8150-byte body, refused by emit).
+  const Result r =
+      f.run("route --config " + config,
+            event(7000) + event(8150) + R"({"id":"e","node":"n","verbosity":"info","body":{"pad":")" +
+                std::string(8100, 'x') + "\"}}\n" + event(9000));
   EXPECT_EQ(r.status, 1) << r.err;
   std::istringstream lines(r.out);
-  std::string first, second;
-  std::getline(lines, first);
-  std::getline(lines, second);
-  EXPECT_EQ(first, "{\"line\":1,\"backends\":[\"all\"]}");
-  EXPECT_EQ(second.rfind("{\"line\":2,\"error\":\"the event is a record of ", 0), 0u) << second;
-  EXPECT_NE(second.find("past the 8192 a producer may emit into the largest ring"), std::string::npos) << second;
+  std::string line[4];
+  for (auto& l : line) std::getline(lines, l);
+  EXPECT_EQ(line[0], "{\"line\":1,\"backends\":[\"all\"]}");
+  EXPECT_EQ(line[1].rfind("{\"line\":2,\"error\":\"the event is a record of up to ", 0), 0u) << line[1];
+  EXPECT_NE(line[1].find(" bytes (with the id and node a producer adds), past the 8192 a producer may emit into the "
+                         "largest ring"),
+            std::string::npos)
+      << line[1];
+  EXPECT_EQ(line[2], "{\"line\":3,\"backends\":[\"all\"]}");  // its own short id and node: it fits
+  EXPECT_EQ(line[3].rfind("{\"line\":4,\"error\":\"the event is a record of ", 0), 0u) << line[3];
 }
 
 TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {

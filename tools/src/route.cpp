@@ -1,6 +1,8 @@
 // `ringroute route` and `ringroute validate`: how users test a config
 // (SEMANTICS.md section 7). Events go through the same record encoding and
 // the same compiled matcher as in the router.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -59,15 +61,40 @@ int run_route(const RouteArgs& args) {
     std::fwrite(out.data(), 1, out.size(), stdout);
     out.clear();
   };
+  // Where an event has no id or node, the producer library stamps them in
+  // (an id of its name and sequence, this host's name): the record is
+  // judged with stand-ins as long as the default name's ids can run
+  // ("PID.TIME-SEQUENCE", the sequence at its longest) and this host's
+  // name, so an event at the edge is said to be, not passed.
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
+  const std::string stand_in_id = std::to_string(::getpid()) + "." + std::string(13, 'z') + "-" + std::string(20, '9');
+  const std::string stand_in_node = host;
+  // Matching sees the event as written; only its size takes the stand-ins.
+  ingest::ParsedEvent stamped;
+  std::vector<std::byte> stamped_record;
   for_each_ndjson_line(in, [&](std::string_view line, std::size_t number) {
     std::optional<std::string> problem = parser.parse(line, parsed);
     if (!problem) problem = ingest::encode_record(parsed, record);
     if (!problem && event::decode(record, view) != event::DecodeError::none) {
       problem = "event could not be encoded as a record";
     }
-    if (const std::uint64_t bytes = ring::align_record(ring::kRecordHeaderBytes + record.size());
+    std::size_t record_bytes = record.size();
+    const auto given = [](const ingest::ParsedEvent& event, event::StringField field) {
+      return (event.input.present & event::bit(field)) != 0;
+    };
+    if (!problem && !(given(parsed, event::StringField::id) && given(parsed, event::StringField::node))) {
+      stamped = parsed;
+      if (!given(stamped, event::StringField::id)) stamped.input.set(event::StringField::id, stand_in_id);
+      if (!given(stamped, event::StringField::node)) stamped.input.set(event::StringField::node, stand_in_node);
+      problem = ingest::encode_record(stamped, stamped_record);
+      record_bytes = stamped_record.size();
+    }
+    if (const std::uint64_t bytes = ring::align_record(ring::kRecordHeaderBytes + record_bytes);
         !problem && bytes > max_record) {
-      problem = "the event is a record of " + std::to_string(bytes) + " bytes, past the " +
+      problem = "the event is a record of " + std::string(record_bytes != record.size() ? "up to " : "") +
+                std::to_string(bytes) + " bytes" +
+                (record_bytes != record.size() ? " (with the id and node a producer adds)" : "") + ", past the " +
                 std::to_string(max_record) + " a producer may emit into the largest ring (an eighth of its " +
                 "size_bytes): emit refuses it (RR_TOO_BIG)";
     }
