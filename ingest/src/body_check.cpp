@@ -307,8 +307,10 @@ JsonProblem problem_at(std::string_view text, std::size_t offset, simdjson::erro
     return JsonProblem{offset, "a number past what a double holds (about 1.8e308)", false, true};
   }
   if (error == simdjson::STRING_ERROR && offset < text.size() && text[offset] == '\\') {
-    return JsonProblem{offset, "not a JSON escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t, or \\u and four hex digits, "
-                               "a surrogate with its pair)"};
+    // A lone surrogate is JSON's grammar, but no text: refused with the rest.
+    return JsonProblem{offset,
+                       "an escape this reader refuses (it takes \\\" \\\\ \\/ \\b \\f \\n \\r \\t, or \\u and four hex "
+                       "digits, a surrogate with its pair)"};
   }
   if (error == simdjson::UNESCAPED_CHARS) {
     return JsonProblem{offset, "a control character inside a string (JSON writes it escaped: \\n, \\t, \\u0001)"};

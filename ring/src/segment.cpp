@@ -31,12 +31,22 @@ namespace ringroute::ring {
 struct Segment::Attached {
   bip::shared_memory_object shm;
   bip::mapped_region region;
-  int guard = -1;  // the mapping's entry in the truncation guard, once bound
+  int guard = -1;  // the mapping's entry in the truncation guard
   Attached() = default;
   Attached(const Attached&) = delete;
   Attached& operator=(const Attached&) = delete;
   // Before `region` unmaps: a fault at its addresses is then no ring's.
   ~Attached() { detail::unguard_mapping(guard); }
+  // Every mapping is guarded from its first read of the header on (a file
+  // cut short while a segment is attached reads zeros there too).
+  void map(bip::mapped_region mapped) {
+    detail::unguard_mapping(guard);
+    guard = -1;
+    region = std::move(mapped);
+    if (region.get_address() != nullptr) {
+      guard = detail::guard_mapping(region.get_address(), region.get_size(), region.get_mode() == bip::read_write);
+    }
+  }
 };
 
 namespace {
@@ -167,10 +177,6 @@ void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcep
   data_ = base + header_->header_bytes;
   capacity_ = header_->capacity;
   max_record_bytes_ = header_->max_record_bytes;
-  if (attached->guard < 0) {
-    attached->guard = detail::guard_mapping(attached->region.get_address(), attached->region.get_size(),
-                                            attached->region.get_mode() == bip::read_write);
-  }
   attached_ = std::move(attached);
   name_ = std::move(name);
 }
@@ -268,7 +274,7 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
                                          " bytes, larger than any ringroute ring");
   }
   if (!needs_init) {
-    attached->region = map_populated(attached->shm);
+    attached->map(map_populated(attached->shm));
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
     if (version == 0) {
@@ -301,7 +307,7 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     }
     // Drop any old mapping, then size: ftruncate to 0 first so the data area
     // comes back zeroed, which the record protocol requires.
-    attached->region = bip::mapped_region();
+    attached->map(bip::mapped_region());
     attached->shm.truncate(0);
     attached->shm.truncate(static_cast<bip::offset_t>(kHeaderBytes + options.capacity_bytes));
     try {
@@ -312,7 +318,7 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
       if (created) bip::shared_memory_object::remove(name.c_str());
       throw;
     }
-    attached->region = map_populated(attached->shm);
+    attached->map(map_populated(attached->shm));
     auto* h = new (attached->region.get_address()) SegmentHeader{};
     initialise(*h, options.capacity_bytes, options.dead_claim_timeout_ms);
   }
@@ -357,7 +363,7 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
     // Not populated: readers of counters (stat, bench) touch only the
     // header, a short-lived producer only the pages it writes, and a
     // long-lived one maps them all when it asks for touch_for_write.
-    attached->region = bip::mapped_region(attached->shm, mode);
+    attached->map(bip::mapped_region(attached->shm, mode));
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     // Acquire pairs with the creator's release store in initialise().
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);

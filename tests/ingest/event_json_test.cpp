@@ -97,7 +97,7 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
   // A string's fault at its own byte: simdjson said a bad escape just past
   // the string, and a control character at the text's end.
   const std::string bad_escape =
-      R"(not a JSON escape (\" \\ \/ \b \f \n \r \t, or \u and four hex digits, a surrogate with its pair))";
+      R"(an escape this reader refuses (it takes \" \\ \/ \b \f \n \r \t, or \u and four hex digits, a surrogate with its pair))";
   EXPECT_EQ(error_of(R"({"id":"\ud800"})"), "id: not JSON: byte 7: " + bad_escape);
   EXPECT_EQ(error_of(R"({"id":"a\udc00\ud800"})"), "id: not JSON: byte 8: " + bad_escape);
   EXPECT_EQ(error_of(R"({"id":"\ud800\udc00", "app_name":"\q"})"), "app_name: not JSON: byte 34: " + bad_escape);
