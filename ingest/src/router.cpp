@@ -138,6 +138,13 @@ class Worker {
   // router, told by failure(), stops as on SIGTERM. Without the catch it was
   // std::terminate: no drain of the other backends, no word of which ring.
   void fail(const std::string& ring, const char* what) noexcept {
+    // Once: the router reads failure_ as soon as failed_ is set (a lost
+    // ring fails the worker, which may then fail again on its way out).
+    // Relaxed: only this thread sets it.
+    if (failed_.load(std::memory_order_relaxed)) {
+      std::fprintf(stderr, "ringroute: the worker of ring %s, stopping, also met: %s\n", ring.c_str(), what);
+      return;
+    }
     std::snprintf(failure_, sizeof failure_, "the worker of ring %s stopped: %s", ring.c_str(), what);
     std::fprintf(stderr, "ringroute: %s\n", failure_);
     // Whatever its last round left said: records read in the round it
@@ -273,6 +280,7 @@ class Worker {
     submit_all();
     for (;;) {
       follow_plan();
+      if (!ring_lost_ && consumer_.segment().cut_short()) [[unlikely]] lose_ring();
       const std::size_t reread = catch_up(*plan, kRecordsPerRound);
       if (reread != 0) submit_all();
       maintain(Clock::now());

@@ -553,6 +553,38 @@ TEST(Config, ValidateSaysEveryErrorAtOnce) {
   EXPECT_TRUE(has_error_starting(across, "backends[1].options.url: environment variable")) << across_listed;
   EXPECT_TRUE(has_error_starting(across, "backends[2].options.fsync: expected one of")) << across_listed;
   EXPECT_TRUE(has_error(across, "rings: 17 rings; at most 16 (the perf block's slots)")) << across_listed;
+
+  // What an error says of a key or of the members beside it holds whatever
+  // the value: an unknown key, a TLS option on a url in the clear, a TLS
+  // file of another option; and a disabled backend with an error is still
+  // not counted as enabled.
+  std::string backends;
+  for (int i = 0; i < 256; ++i) {
+    backends += R"({"name": "b)" + std::to_string(i) + R"(", "type": "file", "options": {"path": "/tmp/b)" +
+                std::to_string(i) + R"("}, "bindings": []},)";
+  }
+  const tools::ConfigResult keys = tools::parse_config(R"({"backends": [)" + backends + R"(
+    {"name": "off", "type": "file", "enabled": false, "options": {"path": "/tmp/off", "fsync": "${RR_TEST_NOT_SET}"},
+     "bindings": []},
+    {"name": "h", "type": "http", "enabled": false, "options": {"url": "http://h/", "ca_file": "${RR_TEST_NOT_SET}",
+     "typo": "${RR_TEST_NOT_SET}"}, "bindings": []}]})");
+  std::vector<std::string> key_errors;
+  for (const auto& error : keys.errors) key_errors.push_back(error.to_string());
+  const std::string keys_listed = ::testing::PrintToString(key_errors);
+  ASSERT_EQ(key_errors.size(), 5u) << keys_listed;
+  EXPECT_TRUE(has_error_starting(key_errors, "backends[257].options.typo: unknown key")) << keys_listed;
+  EXPECT_TRUE(has_error_starting(key_errors, "backends[257].options.ca_file: a TLS option, but the url is not"))
+      << keys_listed;
+  const tools::ConfigResult files = tools::parse_config(R"({"backends": [
+    {"name": "t", "type": "http", "options": {"url": "https://h/", "ca_file": "/nonexistent/ca.pem",
+     "cert_file": "${RR_TEST_NOT_SET}", "key_file": "/nonexistent/k.pem", "headers": {"Authorization": "${RR_TEST_NOT_SET}"}},
+     "bindings": []}]})");
+  std::vector<std::string> file_errors;
+  for (const auto& error : files.errors) file_errors.push_back(error.to_string());
+  for (const auto& error : tools::tls_file_errors(files)) file_errors.push_back(error.to_string());
+  const std::string files_listed = ::testing::PrintToString(file_errors);
+  ASSERT_EQ(file_errors.size(), 3u) << files_listed;
+  EXPECT_TRUE(has_error_starting(file_errors, "backends[0].options.ca_file: TLS: ")) << files_listed;
 }
 
 // The new TLS options are TLS options: refused in the clear, and a
@@ -726,7 +758,7 @@ TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
        "X-A": "${RR_TEST_SECRET", "X B": "${9LIVES}", "X-C": "${RR_TEST_NOT_UTF8}", "X-D": "${}",
        "X-E": "${RR_TEST_UNSET:-${RR_TEST_SECRET}}"}}, "bindings": []},
     {"name": "${RR_TEST_SECRET}x", "type": "file", "options": {"path": "/tmp/${RR_TEST_SECRET}"}, "bindings": []}]})");
-  ASSERT_EQ(e.size(), 6u) << ::testing::PrintToString(e);
+  ASSERT_EQ(e.size(), 7u) << ::testing::PrintToString(e);
   EXPECT_EQ(e[0], "backends[0].options.url: environment variable RR_TEST_UNSET is not set (give a default with "
                   "${RR_TEST_UNSET:-default}, or write $${ for a literal ${)");
   EXPECT_EQ(e[1], "backends[0].options.headers.X-A: \"${RR_TEST_SECRET\" is not closed by \"}\"");
@@ -737,6 +769,8 @@ TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
   EXPECT_EQ(e[4], "backends[0].options.headers.X-D" + not_a_name);
   EXPECT_EQ(e[5], "backends[0].options.headers.X-E: the default of ${RR_TEST_UNSET} holds \"${\": a default is taken "
                   "as written, not expanded");
+  // A header's name is wrong whatever its value: said beside the value's error.
+  EXPECT_EQ(e[6].rfind("backends[0].options.headers[\"X B\"]: header name \"X B\" is not a token", 0), 0u) << e[6];
   // No value from the environment is echoed; the name and path expanded
   // (to a valid name) are no errors.
   for (const auto& error : e) EXPECT_EQ(error.find("hunter2"), std::string::npos) << error;

@@ -416,6 +416,14 @@ int run_bench(const BenchArgs& args) {
     std::fprintf(stderr, "ringroute bench: interrupted\n");
     return 130;
   }
+  // A worker that stopped on its own (out of memory, its ring cut short):
+  // the counters of its ring no longer add up, so there are no figures.
+  if (router) {
+    if (const std::optional<std::string> failure = router->failure()) {
+      std::fprintf(stderr, "ringroute bench: the router failed, no figures: %s\n", failure->c_str());
+      return 1;
+    }
+  }
   if (control->failed.load() != 0) {
     // Acquire through the seq_cst load above: the child wrote `error` first.
     std::fprintf(stderr, "ringroute bench: %s\n", control->error);

@@ -449,6 +449,18 @@ bool in_unexpanded(std::string_view path) {
                                                 [&](const matcher::ConfigError& e) { return path_under(path, e.path); });
 }
 
+// Whether an error's reason judges its member's value (which, for a string
+// that could not be expanded, is not there), not its key or its siblings:
+// an unknown or repeated key, a header's name, a TLS option beside a url
+// in the clear, half a client certificate are errors whatever the value.
+bool judges_the_value(std::string_view reason) {
+  for (std::string_view key_level : {"unknown key", "duplicate key", "header name ", "a TLS option, but the url",
+                                     "required with ", "the passphrase of key_file"}) {
+    if (reason.starts_with(key_level)) return false;
+  }
+  return !reason.ends_with(" is set by the sink itself");
+}
+
 void parse_backend(element backend, const std::string& path, ConfigErrors& errors, Config& config) {
   BackendConfig out;
   matcher::BackendSpec spec;
@@ -483,7 +495,8 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
   // Pretty output spans lines: wherever the receiver takes each line as an
   // event (newline framing, NDJSON on a stream, NDJSON HTTP bodies), every
   // event would arrive cut into pieces.
-  if (bool pretty; has_options && options.is_object() && !unexpanded_under(path + ".options") &&
+  if (bool pretty; has_options && options.is_object() && !unexpanded_under(path + ".options.url") &&
+                   !unexpanded_under(path + ".options.format") && !unexpanded_under(path + ".options.framing") &&
                    options.at_pointer("/formatter/options/pretty").get(pretty) == simdjson::SUCCESS && pretty) {
     auto option = [&](const char* pointer, std::string_view fallback) {
       std::string_view value;
@@ -522,8 +535,11 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
     }
   }
   if (errors.size() != before) {
-    // Still count the name for uniqueness checks.
+    // Still count the name for uniqueness checks, and whether it is enabled
+    // for the counts of enabled backends and their leaves.
     if (std::string_view name; backend["name"].get(name) == simdjson::SUCCESS) out.name = std::string(name);
+    if (bool enabled; backend["enabled"].get(enabled) == simdjson::SUCCESS) out.enabled = enabled;
+    spec.enabled = out.enabled;
     config.backends.push_back(std::move(out));
     config.matching.push_back(std::move(spec));
     return;
@@ -709,8 +725,9 @@ ConfigResult parse_config(std::string_view text) {
           !unexpanded_under(options_path + ".url")) {
         const bool tls = tls_url(url);
         // validate loads its TLS files (tls_file_errors), whatever else is wrong.
-        if (element options; tls && enabled && !unexpanded_under(options_path) &&
-                             backend["options"].get(options) == simdjson::SUCCESS) {
+        // Files named by a string that could not be expanded are left to
+        // that string's error (tls_file_errors skips paths with one).
+        if (element options; tls && enabled && backend["options"].get(options) == simdjson::SUCCESS) {
           result.tls_backends.push_back({options_path, simdjson::minify(options)});
         }
         for (const char* option : kTlsOptions) {
@@ -733,7 +750,8 @@ ConfigResult parse_config(std::string_view text) {
       }
     }
   }
-  std::erase_if(list, [&](const matcher::ConfigError& e) { return in_unexpanded(e.path); });
+  std::erase_if(list,
+                [&](const matcher::ConfigError& e) { return in_unexpanded(e.path) && judges_the_value(e.message); });
   list.insert(list.begin(), unexpanded.begin(), unexpanded.end());
   result.errors = std::move(list);
   if (!result.errors.empty()) return result;
@@ -752,7 +770,11 @@ std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result) {
   std::vector<matcher::ConfigError> errors;
   for (const ConfigResult::TlsBackend& backend : result.tls_backends) {
     for (const auto& problem : sinks::tls_files_problems(backend.options_json)) {
-      errors.push_back({backend.options_path + "." + problem.option, problem.why});
+      std::string path = backend.options_path + "." + problem.option;
+      // An option with an error of its own (a variable not set) names no file.
+      const auto already = std::find_if(result.errors.begin(), result.errors.end(),
+                                        [&](const matcher::ConfigError& e) { return e.path == path; });
+      if (already == result.errors.end()) errors.push_back({std::move(path), problem.why});
     }
   }
   return errors;

@@ -64,11 +64,13 @@ int run_route(const RouteArgs& args) {
   // Where an event has no id or node, the producer library stamps them in
   // (an id of its name and sequence, this host's name): the record is
   // judged with stand-ins as long as the default name's ids can run
-  // ("PID.TIME-SEQUENCE", the sequence at its longest) and this host's
+  // ("PID.TIME[.OPENS]-SEQUENCE", each at its longest) and this host's
   // name, so an event at the edge is said to be, not passed.
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
-  const std::string stand_in_id = std::to_string(::getpid()) + "." + std::string(13, 'z') + "-" + std::string(20, '9');
+  // PID (7 digits where pid_max is 4194304) "." time "." opens, in base 36.
+  const std::string stand_in_id =
+      std::string(7, '9') + "." + std::string(13, 'z') + "." + std::string(13, 'z') + "-" + std::string(20, '9');
   const std::string stand_in_node = host;
   // Matching sees the event as written; only its size takes the stand-ins.
   ingest::ParsedEvent stamped;

@@ -95,6 +95,11 @@ int run_router(const RunArgs& args) {
     const auto drain = stop_until ? std::max(std::chrono::steady_clock::duration::zero(), *stop_until - now)
                                   : std::chrono::steady_clock::duration(std::chrono::milliseconds(args.drain_ms));
     router->stop(std::chrono::duration_cast<std::chrono::milliseconds>(drain));
+    // A worker may fail during the drain too (its ring cut short then).
+    if (!failure) {
+      failure = router->failure();
+      if (failure) log_line("during the drain, " + *failure);
+    }
     const bool drained = router->drained();
     const std::uint64_t dropped = router->dropped_at_stop();
     router.reset();
