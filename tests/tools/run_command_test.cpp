@@ -479,14 +479,19 @@ TEST(RunCommand, ARingCutShortUnderTheRouterIsSaidDrainedAndMadeAnewByTheNextSta
                                    ring_entry(kept) + R"(], "backends": [)" +
                                    file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])") + "]}");
   constexpr int kEvents = 1000;
-  {
-    RouterProcess router(dir / "edr.json", dir / "router.log");
+  // Producers `first` into the cut ring and `first + 1` into the other, all
+  // of it read and written before this returns.
+  auto produce_into_both = [&](int first) {
     wait_for_ring(cut);
     wait_for_ring(kept);
-    ASSERT_EQ(wait_child(spawn_producer(cut, 0, kEvents)), 0);
-    ASSERT_EQ(wait_child(spawn_producer(kept, 1, kEvents)), 0);
+    ASSERT_EQ(wait_child(spawn_producer(cut, first, kEvents)), 0);
+    ASSERT_EQ(wait_child(spawn_producer(kept, first + 1, kEvents)), 0);
     wait_drained(cut);
     wait_drained(kept);
+  };
+  {
+    RouterProcess router(dir / "edr.json", dir / "router.log");
+    produce_into_both(0);
 
     const int fd = ::shm_open(cut.c_str(), O_RDWR, 0);
     ASSERT_GE(fd, 0);
@@ -500,12 +505,7 @@ TEST(RunCommand, ARingCutShortUnderTheRouterIsSaidDrainedAndMadeAnewByTheNextSta
     EXPECT_NE(log.find("stopped, everything read was written"), std::string::npos) << log;
   }
   RouterProcess router(dir / "edr.json", dir / "router.log");
-  wait_for_ring(cut);
-  wait_for_ring(kept);
-  ASSERT_EQ(wait_child(spawn_producer(cut, 2, kEvents)), 0);
-  ASSERT_EQ(wait_child(spawn_producer(kept, 3, kEvents)), 0);
-  wait_drained(cut);
-  wait_drained(kept);
+  produce_into_both(2);
   ASSERT_EQ(router.stop(), 0) << read_text(dir / "router.log");
   std::map<int, std::vector<int>> seen;
   for (auto [k, i] : read_events({dir / "all.ndjson"})) seen[k].push_back(i);
