@@ -26,7 +26,6 @@
 namespace ringroute::tools {
 namespace {
 
-// A URL whose sink speaks TLS, and so takes the TLS options.
 // A URL's scheme as the sinks read it: lower-cased (RFC 3986 3.1).
 std::string url_scheme(std::string_view url) {
   std::string scheme(url.substr(0, std::min(url.find("://"), url.size())));
@@ -34,6 +33,7 @@ std::string url_scheme(std::string_view url) {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return scheme;
 }
+// A URL whose sink speaks TLS, and so takes the TLS options.
 bool tls_url(std::string_view url) {
   if (url.find("://") == std::string_view::npos) return false;
   const std::string scheme = url_scheme(url);
@@ -610,8 +610,8 @@ ConfigResult parse_config(std::string_view text) {
          {"rings",
           [&](element v, const std::string& p, ConfigErrors& e) {
             if (!v.is_array()) return e.add(p, "expected an array of rings, " + got(v));
-            // Taken for the default ring, an empty list would route what no
-            // producer the operator meant writes: said instead.
+            // Taken for the default ring, an empty list would run a ring
+            // the operator did not name: said instead.
             if (v.get_array().value_unsafe().size() == 0) {
               return e.add(p, "empty: leave \"rings\" out for the one default ring (\"ringroute\"), or name a ring");
             }
