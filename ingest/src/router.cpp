@@ -218,7 +218,6 @@ class Worker {
     };
     while (!stop_.load(std::memory_order_acquire)) {
       follow_plan();
-      if (!ring_lost_ && consumer_.segment().cut_short()) [[unlikely]] lose_ring();
       if (!ring_lost_) fall_behind_when_full(*plan);
       std::size_t read = catch_up(*plan, kRecordsPerRound);
       // A round's records are decoded and matched together (match_batch
@@ -237,9 +236,10 @@ class Worker {
           },
           kRecordsPerRound);
       read += polled;
-      // A cut during the poll: what it staged may be the zeros that replaced
-      // the ring, not records.
-      if (polled != 0 && consumer_.segment().cut_short()) [[unlikely]] {
+      // A cut met since the last round (routing it, the reread, the poll):
+      // what the poll staged may be the zeros that replaced the ring, not
+      // records.
+      if (!ring_lost_ && consumer_.segment().cut_short()) [[unlikely]] {
         staged_count_ = 0;
         lose_ring();
       } else if (polled != 0) {

@@ -9,15 +9,15 @@
 // replaces the whole mapping with private zero pages (libwayland-server
 // does the same for clients' shm pools): the access that faulted is tried
 // again and reads zeros, and Segment::cut_short() says so from then on.
-// The segment's contents are lost to this process; the router stops
-// reading that ring and serves the others.
+// The segment's contents are lost to this process; the router's worker
+// of that ring stops reading it and fails, so the router drains and exits.
 //
 // A SIGBUS anywhere else goes to the handler that was there before (or
 // kills the process, as it would have).
 //
 // Thread-safety: install once before threads that read segments start;
-// segments register and unregister themselves (Segment::bind, and the
-// mapping's end) from any thread.
+// segments register each mapping as it is made and unregister it before it
+// goes (Segment::Attached), from any thread.
 #pragma once
 
 #include <cstddef>
