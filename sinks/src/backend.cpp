@@ -14,7 +14,7 @@
 #include "ringroute/sinks/file_sink.hpp"
 #include "ringroute/sinks/http_sink.hpp"
 #include "ringroute/sinks/socket_sink.hpp"
-#include "net.hpp"
+#include "ringroute/sinks/url.hpp"
 #include "tls.hpp"
 
 namespace ringroute::sinks {
@@ -77,9 +77,8 @@ BackendOptions parse_backend_options(std::string_view type, std::string_view opt
     std::string_view text;
     if (root["format"].get(text) != simdjson::SUCCESS || text == "syslog") out.encoding.wrap = Wrap::syslog;
     std::string_view url;
-    std::string why;
-    const std::optional<Url> parsed = root["url"].get(url) == simdjson::SUCCESS ? parse_url(url, why) : std::nullopt;
-    if (parsed && (parsed->scheme == "syslog+udp" || parsed->scheme == "unixgram")) {
+    const std::string scheme = root["url"].get(url) == simdjson::SUCCESS ? url_scheme(url) : std::string();
+    if (scheme == "syslog+udp" || scheme == "unixgram") {
       out.encoding.framing = Framing::none;  // a datagram is its own frame
     } else if (root["framing"].get(text) == simdjson::SUCCESS && text == "newline") {
       out.encoding.framing = Framing::newline;

@@ -44,6 +44,15 @@ bool percent_decode(std::string_view in, std::string& out) {
 
 }  // namespace
 
+std::string url_scheme(std::string_view url) {
+  const std::size_t colon = url.find("://");
+  if (colon == std::string_view::npos) return {};
+  std::string scheme(url.substr(0, colon));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return scheme;
+}
+
 std::optional<Url> parse_url(std::string_view text, std::string& why) {
   Url url;
   const std::size_t colon = text.find("://");
@@ -51,10 +60,7 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
     why = "\"" + std::string(text) + "\" is not a URL (scheme://...)";
     return std::nullopt;
   }
-  url.scheme = std::string(text.substr(0, colon));
-  // Schemes are case-insensitive (RFC 3986 3.1): HTTPS:// is https://.
-  std::transform(url.scheme.begin(), url.scheme.end(), url.scheme.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  url.scheme = url_scheme(text);
   std::string_view rest = text.substr(colon + 3);
   if (url.scheme == "unix" || url.scheme == "unixgram") {
     if (rest.empty() || rest.front() != '/') {

@@ -26,17 +26,9 @@
 namespace ringroute::tools {
 namespace {
 
-// A URL's scheme as the sinks read it: lower-cased (RFC 3986 3.1).
-std::string url_scheme(std::string_view url) {
-  std::string scheme(url.substr(0, std::min(url.find("://"), url.size())));
-  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return scheme;
-}
 // A URL whose sink speaks TLS, and so takes the TLS options.
 bool tls_url(std::string_view url) {
-  if (url.find("://") == std::string_view::npos) return false;
-  const std::string scheme = url_scheme(url);
+  const std::string scheme = sinks::url_scheme(url);
   return scheme == "https" || scheme == "syslog+tls";
 }
 constexpr const char* kTlsOptions[] = {"ca_file", "ca_path", "server_name", "cert_file", "key_file", "key_passphrase"};
@@ -194,7 +186,7 @@ Check url_check(std::initializer_list<std::string_view> schemes) {
     auto add = [&](std::string message) { e.add(p, without_credentials(url, std::move(message))); };
     const std::size_t colon = url.find("://");
     if (colon == std::string_view::npos) return add(matcher::quoted(url) + " is not a URL (scheme://...)");
-    const std::string scheme = url_scheme(url);
+    const std::string scheme = sinks::url_scheme(url);
     for (std::string_view s : list) {
       if (s == scheme) {
         if (url.size() == colon + 3) return add(matcher::quoted(url) + " has nothing after the scheme");
@@ -505,7 +497,8 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
     std::string why;
     if (type == "socket") {
       const std::string_view url = option("/url", "");
-      const bool datagrams = url_scheme(url) == "syslog+udp" || url_scheme(url) == "unixgram";
+      const std::string scheme = sinks::url_scheme(url);
+      const bool datagrams = scheme == "syslog+udp" || scheme == "unixgram";
       if (option("/format", "syslog") == "ndjson" && !datagrams) {
         why = "with \"format\": \"ndjson\" on a stream each line would arrive as an event of its own (use datagrams, "
               "the syslog format, or leave pretty off)";

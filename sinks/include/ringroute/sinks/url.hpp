@@ -8,6 +8,11 @@
 
 namespace ringroute::sinks {
 
+// The scheme of `url` as the sinks read it, lower-cased (schemes are
+// case-insensitive, RFC 3986 3.1): "https" of "HTTPS://h/"; empty when it
+// has no "://".
+[[nodiscard]] std::string url_scheme(std::string_view url);
+
 // Why `url` can't name a destination ("bad port ...", "the URL has no
 // host", a unix socket path too long), or empty when it can. The scheme
 // itself is the caller's to check.
