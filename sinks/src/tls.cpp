@@ -149,23 +149,12 @@ std::vector<TlsFilesProblem> tls_files_problems(const TlsOptions& options) {
       problems.push_back({"cert_file", e.what()});  // no file at fault (out of memory): said at the certificate
     }
   };
-  if (!options.ca_file.empty()) {
-    TlsOptions part;
-    part.ca_file = options.ca_file;
-    problem_with(part);
-  }
-  if (!options.ca_path.empty()) {
-    TlsOptions part;
-    part.ca_path = options.ca_path;
-    problem_with(part);
-  }
+  if (!options.ca_file.empty()) problem_with({.ca_file = options.ca_file});
+  if (!options.ca_path.empty()) problem_with({.ca_path = options.ca_path});
   // Half a certificate is the config's error ("required with"), not a file's.
   if (!options.cert_file.empty() && !options.key_file.empty()) {
-    TlsOptions part;
-    part.cert_file = options.cert_file;
-    part.key_file = options.key_file;
-    part.key_passphrase = options.key_passphrase;
-    problem_with(part);
+    problem_with(
+        {.cert_file = options.cert_file, .key_file = options.key_file, .key_passphrase = options.key_passphrase});
   }
   return problems;
 }

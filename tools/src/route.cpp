@@ -81,22 +81,19 @@ int run_route(const RouteArgs& args) {
     if (!problem && event::decode(record, view) != event::DecodeError::none) {
       problem = "event could not be encoded as a record";
     }
-    std::size_t record_bytes = record.size();
-    const auto given = [](const ingest::ParsedEvent& event, event::StringField field) {
-      return (event.input.present & event::bit(field)) != 0;
-    };
-    if (!problem && !(given(parsed, event::StringField::id) && given(parsed, event::StringField::node))) {
+    const auto given = [&](event::StringField field) { return (parsed.input.present & event::bit(field)) != 0; };
+    const bool producer_adds = !problem && !(given(event::StringField::id) && given(event::StringField::node));
+    if (producer_adds) {
       stamped = parsed;
-      if (!given(stamped, event::StringField::id)) stamped.input.set(event::StringField::id, stand_in_id);
-      if (!given(stamped, event::StringField::node)) stamped.input.set(event::StringField::node, stand_in_node);
+      if (!given(event::StringField::id)) stamped.input.set(event::StringField::id, stand_in_id);
+      if (!given(event::StringField::node)) stamped.input.set(event::StringField::node, stand_in_node);
       problem = ingest::encode_record(stamped, stamped_record);
-      record_bytes = stamped_record.size();
     }
+    const std::size_t record_bytes = producer_adds ? stamped_record.size() : record.size();
     if (const std::uint64_t bytes = ring::align_record(ring::kRecordHeaderBytes + record_bytes);
         !problem && bytes > max_record) {
-      problem = "the event is a record of " + std::string(record_bytes != record.size() ? "up to " : "") +
-                std::to_string(bytes) + " bytes" +
-                (record_bytes != record.size() ? " (with the id and node a producer adds)" : "") + ", past the " +
+      problem = "the event is a record of " + std::string(producer_adds ? "up to " : "") + std::to_string(bytes) +
+                " bytes" + (producer_adds ? " (with the id and node a producer adds)" : "") + ", past the " +
                 std::to_string(max_record) + " a producer may emit into the largest ring (an eighth of its " +
                 "size_bytes): emit refuses it (RR_TOO_BIG)";
     }
