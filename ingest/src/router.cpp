@@ -129,6 +129,9 @@ class Worker {
     if (thread_.joinable()) thread_.join();
   }
   [[nodiscard]] bool drained() const noexcept { return all_released_.load(std::memory_order_acquire); }
+  // Whether its ring was cut short under it; read once the worker is joined.
+  [[nodiscard]] bool ring_lost() const noexcept { return ring_lost_; }
+  [[nodiscard]] const std::string& ring_name() const noexcept { return consumer_.segment().name(); }
 
  private:
   // An exception out of the loop (std::bad_alloc from a batch or a reload's
@@ -288,6 +291,9 @@ class Worker {
       if ((behind_count_ == 0 && nothing_in_flight()) || Clock::now() >= drain_until_) break;
       if (reread == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    // A ring cut while nothing read or released it faulted no one: what
+    // this worker did not write can't wait in it for the next start.
+    if (!ring_lost_ && consumer_.segment().file_cut_short()) lose_ring();
   }
 
   // Whether the slot's open batch may be handed over for its age: not
@@ -1057,11 +1063,18 @@ void Router::stop(std::chrono::milliseconds drain) {
     }
   }
   drained_at_stop_ = dropped_at_stop_ == 0;
-  for (const auto& worker : workers_) drained_at_stop_ = drained_at_stop_ && worker->drained();
+  for (const auto& worker : workers_) {
+    drained_at_stop_ = drained_at_stop_ && worker->drained();
+    // Kept past the workers: a ring cut during the drain fails its worker
+    // then, and `run` asks after stop() returns.
+    if (const char* why = worker->failure(); why != nullptr && !failure_at_stop_) failure_at_stop_ = why;
+    if (worker->ring_lost()) lost_rings_.push_back(worker->ring_name());
+  }
   workers_.clear();
 }
 
 std::optional<std::string> Router::failure() const {
+  if (failure_at_stop_) return failure_at_stop_;
   for (const auto& worker : workers_) {
     if (const char* why = worker->failure(); why != nullptr) return std::string(why);
   }

@@ -185,6 +185,14 @@ bool Segment::cut_short() const noexcept {
   return attached_ != nullptr && detail::guarded_mapping_cut_short(attached_->guard);
 }
 
+bool Segment::file_cut_short() const noexcept {
+  if (cut_short()) return true;
+  struct stat st {};
+  // A failed fstat says nothing either way; the fault, if one comes, will.
+  return attached_ != nullptr && ::fstat(fd(), &st) == 0 &&
+         static_cast<std::uint64_t>(st.st_size) < attached_->region.get_size();
+}
+
 void Segment::touch_for_write() const noexcept {
 #if defined(__SANITIZE_THREAD__) || defined(RINGROUTE_TSAN)
   // TSan would see these adds race with other threads' plain writes to the

@@ -515,6 +515,46 @@ TEST(RunCommand, ARingCutShortUnderTheRouterIsSaidDrainedAndMadeAnewByTheNextSta
   }
 }
 
+// A ring cut during the stop's drain fails its worker then. stop() used to
+// forget the workers' failures with the workers, so `run` exited 0 without
+// a word of the cut and promised the cut ring's unwritten events to the
+// next start.
+TEST(RunCommand, ARingCutShortDuringTheDrainIsSaidAndNotPromisedToTheNextStart) {
+  Dir dir;
+  const std::string ring = dir.unique("cutdrain");
+  cleanup(ring);
+  struct Cleanup {
+    std::string name;
+    ~Cleanup() { cleanup(name); }
+  } leave_nothing{ring};
+  // Nothing listens on "late"'s port: it holds what it was handed.
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {late_http_backend(ringroute::testing::free_port()),
+                          file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  RouterProcess router(dir / "edr.json", dir / "router.log", "1500");
+  wait_for_ring(ring);
+  constexpr int kEvents = 100;
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
+  ASSERT_EQ(wait_for_events({dir / "ok.ndjson"}, kEvents), in_order(0, kEvents)) << read_text(dir / "router.log");
+  router.signal(SIGTERM);
+  wait_for_log(dir / "router.log", "stopping (SIGTERM): draining");
+  const int fd = ::shm_open(ring.c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  ::close(fd);
+  EXPECT_EQ(router.wait_exit(2s), 1);
+  const std::string log = read_text(dir / "router.log");
+  EXPECT_NE(log.find("during the drain, the worker of ring " + ring + " stopped: /dev/shm/" + ring +
+                     " was cut short under the router"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("stopped; what was not written stays in the ring for the next start, except what came from " +
+                     ring + ": cut short, that is lost"),
+            std::string::npos)
+      << log;
+}
+
 // A backend's written-through position in the perf block decides what a
 // restart skips. One past the ring's tail was not written by a sink: it is
 // ignored (and said), where it used to make the backend skip every event

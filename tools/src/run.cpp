@@ -102,14 +102,19 @@ int run_router(const RunArgs& args) {
     }
     const bool drained = router->drained();
     const std::uint64_t dropped = router->dropped_at_stop();
+    // A ring cut short keeps nothing for the next start.
+    std::string kept = "stays in the ring for the next start";
+    for (std::size_t i = 0; i < router->lost_rings().size(); ++i) {
+      kept += (i == 0 ? ", except what came from " : ", ") + router->lost_rings()[i];
+    }
+    if (!router->lost_rings().empty()) kept += ": cut short, that is lost";
     router.reset();
     if (dropped != 0) {
       log_line("stopped; " + std::to_string(dropped) +
                " events handed to `drop` backends were not written and are dropped (counted as "
-               "dropped_shutdown); what other backends did not write stays in the ring for the next start");
+               "dropped_shutdown); what other backends did not write " + kept);
     } else {
-      log_line(drained ? "stopped, everything read was written"
-                       : "stopped; what was not written stays in the ring for the next start");
+      log_line(drained ? "stopped, everything read was written" : "stopped; what was not written " + kept);
     }
     return failure ? 1 : 0;
   }

@@ -98,6 +98,10 @@ class Router {
   // True when every worker has released all it read (everything written);
   // after stop(), whether they had when they stopped.
   [[nodiscard]] bool drained() const noexcept;
+  // After stop(): the rings whose files were cut short under the router.
+  // What they held and was not written is gone with them, not kept for the
+  // next start.
+  [[nodiscard]] const std::vector<std::string>& lost_rings() const noexcept { return lost_rings_; }
 
  private:
   // `backend` of `config` (the config being started or reloaded, whose
@@ -117,6 +121,8 @@ class Router {
   bool stopped_ = false;
   bool drained_at_stop_ = false;
   std::uint64_t dropped_at_stop_ = 0;
+  std::optional<std::string> failure_at_stop_;  // a worker's, when one had failed by the end of stop()
+  std::vector<std::string> lost_rings_;
 };
 
 }  // namespace ringroute::ingest

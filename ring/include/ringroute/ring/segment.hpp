@@ -88,6 +88,10 @@ class Segment {
   // replaced the mapping with zeros, and what the segment held is lost to
   // this process. Always false without the guard (the fault killed it).
   [[nodiscard]] bool cut_short() const noexcept;
+  // The same asked of the file (an fstat), for where nothing may read the
+  // mapping again to find out: a ring cut while no one touched it faults
+  // no one, and cut_short() stays false.
+  [[nodiscard]] bool file_cut_short() const noexcept;
   // Gives the segment `mode` when it has another (a config changed it since
   // the segment was made): a sentence saying so, or why it could not, or
   // empty when the mode was right. For the consumer, once it owns the ring:
