@@ -33,6 +33,9 @@ constexpr std::size_t kDatagramChain = 64;
 struct SocketSink::Connection {
   Stream stream;
   std::size_t first = 0, last = 0;
+  // Past the last event of this batch it was handed: an open connection
+  // takes only ranges after it, so what it carries stays in order.
+  std::size_t handed_end = 0;
   bool busy = false;
   Dialing::Dial dial;  // where it is in the host's addresses
   std::chrono::steady_clock::time_point last_used{};
@@ -94,6 +97,7 @@ void SocketSink::start_batch(const Batch& batch) {
   batch_end_ = batch.end;
   pending_.clear();
   if (batch.events > 0) pending_.emplace_back(0, batch.events);
+  for (Connection& c : connections_) c.handed_end = 0;
   datagram_next_ = 0;
   datagram_judged_ = 0;
   datagram_rejected_ = 0;
@@ -171,6 +175,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     const auto [first, last] = pending_[next_part++];
     c.first = first;
     c.last = last;
+    c.handed_end = last;
     c.busy = true;
     c.last_used = started;
     c.stream.begin_send(batch.events_bytes(first, last));
@@ -183,7 +188,26 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     }
   };
 
-  for (std::size_t i = 0; i < active_ && next_part < pending_.size(); ++i) begin_part(i);
+  // Order holds per connection: a failed connection's rest (a retry) lies
+  // before what the others carried, so it goes only where nothing of this
+  // batch went after it, a connection opened afresh most often. Without
+  // that, a connection still open took events older than those it had
+  // just sent.
+  auto may_take = [&](const Connection& c) {
+    return !c.stream.is_open() || c.handed_end <= pending_[next_part].first;
+  };
+  std::size_t parts_begun = 0;
+  for (std::size_t i = 0; i < connections_.size() && parts_begun < active_ && next_part < pending_.size(); ++i) {
+    if (!may_take(connections_[i])) continue;
+    begin_part(i);
+    ++parts_begun;
+  }
+  if (parts_begun == 0 && next_part < pending_.size()) {
+    // Every connection is open and carried later events (none failed: a
+    // failure closes its connection); a fresh one keeps the order.
+    connections_[0].stream.close();
+    begin_part(0);
+  }
   loop_->run(stop_, [&](std::uint64_t tag, int result) {
     const std::size_t index = tag / Stream::kOps;
     const std::uint64_t op = tag % Stream::kOps;
@@ -205,7 +229,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     c.busy = false;
     // Parts left over (more ranges than connections, after a failure): the
     // connection that just finished takes the next one.
-    if (next_part < pending_.size() && failed_connections == 0) begin_part(index);
+    if (next_part < pending_.size() && failed_connections == 0 && may_take(c)) begin_part(index);
   });
   address_pick_ = dialing.preferred();  // where the next write's connections start
   for (std::size_t p = next_part; p < pending_.size(); ++p) next_pending_.push_back(pending_[p]);

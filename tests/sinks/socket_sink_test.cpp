@@ -581,14 +581,24 @@ class SlowReceiver {
         if (fd < 0) return;
         std::lock_guard lock(mutex_);
         streams_.emplace_back();
+        fds_.push_back(fd);
+        resets_.push_back(false);
         readers_.emplace_back([this, fd, index = streams_.size() - 1] {
           char buffer[16 * 1024];
           for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) {
             {
               std::lock_guard append_lock(mutex_);
+              if (resets_[index]) break;
               streams_[index].append(buffer, static_cast<std::size_t>(n));
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          }
+          std::lock_guard close_lock(mutex_);
+          if (resets_[index]) {
+            // Unread bytes and no linger: the close resets the connection,
+            // as a load balancer or a crashed receiver does.
+            const linger abort{1, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
           }
           ::close(fd);
         });
@@ -604,23 +614,40 @@ class SlowReceiver {
   [[nodiscard]] std::uint16_t port() const { return port_; }
   // Event numbers in every stream, from its octet-counted frames.
   std::vector<std::size_t> events() {
-    std::lock_guard lock(mutex_);
     std::vector<std::size_t> out;
+    for (const auto& stream : events_by_connection()) out.insert(out.end(), stream.begin(), stream.end());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  // Each connection's event numbers, in the order it got them.
+  std::vector<std::vector<std::size_t>> events_by_connection() {
+    std::lock_guard lock(mutex_);
+    std::vector<std::vector<std::size_t>> out;
     for (const std::string& stream : streams_) {
+      std::vector<std::size_t>& numbers = out.emplace_back();
       std::size_t at = 0;
       while (at < stream.size()) {
         const std::size_t space = stream.find(' ', at);
         if (space == std::string::npos) break;
         const std::size_t length = std::stoul(stream.substr(at, space - at));
-        if (space + 1 + length > stream.size()) break;  // still arriving
+        if (space + 1 + length > stream.size()) break;  // still arriving, or cut by a reset
         const std::string message = stream.substr(space + 1, length);
         const std::size_t id = message.find("\"id\":\"e-");
-        out.push_back(std::stoul(message.substr(id + 8)));
+        numbers.push_back(std::stoul(message.substr(id + 8)));
         at = space + 1 + length;
       }
     }
-    std::sort(out.begin(), out.end());
     return out;
+  }
+  // Resets the first connection still open, at its reader's next read.
+  void reset_first_open() {
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < fds_.size(); ++i) {
+      if (resets_[i]) continue;
+      resets_[i] = true;
+      ::shutdown(fds_[i], SHUT_RD);  // wakes a reader blocked in recv()
+      return;
+    }
   }
 
  private:
@@ -629,6 +656,8 @@ class SlowReceiver {
   std::thread acceptor_;
   std::mutex mutex_;
   std::deque<std::string> streams_;
+  std::vector<int> fds_;
+  std::vector<bool> resets_;
   std::vector<std::thread> readers_;
 };
 
@@ -661,6 +690,52 @@ TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
   }
   ASSERT_EQ(got.size(), next);
   for (std::size_t i = 0; i < next; ++i) ASSERT_EQ(got[i], i);  // each once
+}
+
+// Two connections, and the first reset partway through a batch: its rest
+// lies before what the second carried, so it goes again on a fresh
+// connection, never on the second one behind later events. It used to be
+// split over both.
+TEST(SocketSink, AConnectionResetMidBatchLeavesItsRestOffConnectionsThatCarriedLaterEvents) {
+  SlowReceiver receiver;
+  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 2});
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  std::size_t next = 0;
+  for (int i = 0; i < 20 && sink.open_connections() < 2; ++i, next += 2000) {
+    fill(batch, options, next, 2000);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+  }
+  ASSERT_EQ(sink.open_connections(), 2u) << "large batches back to back open a second connection";
+  // Several MB for each connection: more than the socket buffers take at
+  // once, so each part is still being sent when the first is reset.
+  constexpr std::size_t kLarge = 30000;
+  fill(batch, options, next, kLarge);
+  next += kLarge;
+  std::thread resetter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    receiver.reset_first_open();
+  });
+  const Outcome outcome = write_until_ok(sink, batch);
+  resetter.join();
+  ASSERT_EQ(outcome, Outcome::ok);
+  // What the reset threw away is gone (the sink counts what the kernel took
+  // as sent); the rest has come once nothing more comes.
+  std::vector<std::vector<std::size_t>> streams;
+  for (std::size_t total = 0, before = 1; total != before;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    streams = receiver.events_by_connection();
+    before = total;
+    total = 0;
+    for (const auto& stream : streams) total += stream.size();
+  }
+  ASSERT_GE(streams.size(), 3u) << "the reset connection was opened again";
+  for (std::size_t k = 0; k < streams.size(); ++k) {
+    for (std::size_t i = 1; i < streams[k].size(); ++i) {
+      ASSERT_LT(streams[k][i - 1], streams[k][i]) << "connection " << k << ", its event " << i;
+    }
+  }
 }
 
 // A peer that answers the ClientHello with the start of a 16 KiB TLS record
