@@ -213,10 +213,13 @@ void HttpSink::plan_requests(const Batch& batch) {
   while (first < events) {
     std::uint32_t last = first + 1;
     if (options_.batched) {
-      // Never splits an event; an event over max_bytes goes alone.
+      // Never splits an event; an event over max_bytes goes alone. Sizes
+      // are the events' NDJSON bytes (each document and its newline); an
+      // array of them is one byte more (n - 1 commas and two brackets).
       const std::uint32_t base = first == 0 ? 0 : batch.event_ends[first - 1];
+      const std::uint64_t framing = options_.json_array ? 1 : 0;
       while (last < events && last - first < options_.max_events &&
-             batch.event_ends[last] - base <= options_.max_bytes) {
+             batch.event_ends[last] - base + framing <= options_.max_bytes) {
         ++last;
       }
     }

@@ -154,6 +154,30 @@ TEST_F(HttpSinkTest, BatchesHonourMaxEventsAndMaxBytesAndNeverSplitAnEvent) {
   EXPECT_EQ(ids_in(second.requests()[9].body).size(), 5u);
 }
 
+// A JSON array is a byte longer than the same events as NDJSON (n - 1
+// commas and two brackets against n newlines). Requests were planned by
+// the NDJSON size, so an array that just fitted went one byte over, and a
+// receiver whose limit is max_bytes refused it (nginx: 413).
+TEST_F(HttpSinkTest, AJsonArrayBodyStaysWithinMaxBytesToo) {
+  HttpReceiver receiver;
+  fill(batch_, 0, 8);  // ids e-0 .. e-7: every event the same size
+  const std::size_t event_bytes = batch_.event_ends[0];
+  const std::uint64_t max_bytes = event_bytes * 4;  // 4 events as NDJSON exactly
+  HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 100,
+                 .max_bytes = max_bytes, .json_array = true});
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  std::vector<std::string> ids;
+  for (const HttpRequest& r : receiver.requests()) {
+    EXPECT_EQ(r.headers.at("content-type"), "application/json");
+    EXPECT_LE(r.body.size(), max_bytes) << r.body;
+    const auto in_request = ids_in(r.body);
+    EXPECT_LE(in_request.size(), 3u);
+    ids.insert(ids.end(), in_request.begin(), in_request.end());
+  }
+  EXPECT_EQ(ids, expected_ids(0, 8));
+  EXPECT_EQ(receiver.requests().size(), 3u);  // 3 + 3 + 2
+}
+
 TEST_F(HttpSinkTest, AnEventLargerThanMaxBytesGoesAlone) {
   HttpReceiver receiver;
   HttpSink sink({.url = receiver.url(), .batched = true, .max_events = 100, .max_bytes = 16});
