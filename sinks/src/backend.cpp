@@ -465,13 +465,18 @@ void BackendRunner::run() {
   }
 }
 
-void BackendRunner::record_latencies(const Batch& batch) noexcept {
+void BackendRunner::record_latencies(const Batch& batch,
+                                     const std::vector<std::pair<std::uint32_t, std::uint32_t>>& rejected) noexcept {
   const std::int64_t now = realtime_ns();
   // Timestamps rise through a batch, so its latencies come in runs that fall
   // in one bucket: one add per run.
   std::size_t run_bucket = perf::kHistogramBuckets;
   std::uint64_t run = 0;
-  for (const std::int64_t t : batch.event_ns) {
+  auto next_rejected = rejected.begin();
+  for (std::size_t e = 0; e < batch.event_ns.size(); ++e) {
+    while (next_rejected != rejected.end() && e >= next_rejected->second) ++next_rejected;
+    if (next_rejected != rejected.end() && e >= next_rejected->first) continue;
+    const std::int64_t t = batch.event_ns[e];
     // A timestamp is the producer's to set (a replay keeps its original
     // one): one from far before 1970 would overflow the subtraction.
     std::int64_t latency = 0;
@@ -550,9 +555,15 @@ bool BackendRunner::write_through(Batch* batch) {
       const std::uint32_t rejected = std::min(sink_->rejected_events(), batch->events);
       if (rejected > 0) reject(rejected);
       slot_.sink.sent.add(batch->events - rejected);
-      slot_.sink.bytes.add(batch->bytes.size());
-      slot_.sink.batches.add(1);
-      record_latencies(*batch);
+      // Bytes and latencies of what was written, as `sent` counts it.
+      std::uint64_t rejected_bytes = 0;
+      for (const auto& [first, last] : sink_->rejected_ranges()) {
+        if (last > batch->events || first >= last) continue;  // a sink's slip must not wrap the count
+        rejected_bytes += batch->event_ends[last - 1] - (first == 0 ? 0 : batch->event_ends[first - 1]);
+      }
+      slot_.sink.bytes.add(batch->bytes.size() - std::min<std::uint64_t>(rejected_bytes, batch->bytes.size()));
+      if (rejected < batch->events) slot_.sink.batches.add(1);
+      record_latencies(*batch, sink_->rejected_ranges());
       done = true;
     } else if (outcome == Outcome::failed) {
       reject(batch->events);

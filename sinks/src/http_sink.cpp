@@ -538,9 +538,13 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   address_pick_ = dialing.preferred();  // where the next write's connections start
   bool all_resolved = true;
   std::uint32_t rejected = 0;
+  rejected_ranges_.clear();
   for (const Request& r : requests_) {
     if (r.state == Request::State::pending || r.state == Request::State::sending) all_resolved = false;
-    if (r.state == Request::State::rejected) rejected += r.last - r.first;
+    if (r.state == Request::State::rejected) {
+      rejected += r.last - r.first;
+      rejected_ranges_.emplace_back(r.first, r.last);
+    }
   }
   rejected_events_ = rejected;
   if (!all_resolved) {

@@ -101,6 +101,7 @@ void SocketSink::start_batch(const Batch& batch) {
   datagram_next_ = 0;
   datagram_judged_ = 0;
   datagram_rejected_ = 0;
+  rejected_ranges_.clear();
 }
 
 Outcome SocketSink::write(const Batch& batch, std::string& why) {
@@ -308,7 +309,15 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
       // them too, RFC 5424 section 6.1), but a cut NDJSON line would not
       // parse: it is rejected, counted and said, not retried.
       if (options_.strip_newline && datagram_of(i).size() > options_.max_datagram_bytes) {
-        if (i >= datagram_judged_) ++datagram_rejected_;
+        if (i >= datagram_judged_) {
+          ++datagram_rejected_;
+          const auto event = static_cast<std::uint32_t>(i);
+          if (!rejected_ranges_.empty() && rejected_ranges_.back().second == event) {
+            ++rejected_ranges_.back().second;
+          } else {
+            rejected_ranges_.emplace_back(event, event + 1);
+          }
+        }
         continue;
       }
       to_send[count++] = static_cast<std::uint32_t>(i);

@@ -27,6 +27,7 @@
 #include "json_event.hpp"
 #include "peers.hpp"
 #include "ringroute/perf/block.hpp"
+#include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/event_encoder.hpp"
 #include "ringroute/sinks/http_sink.hpp"
 
@@ -176,6 +177,42 @@ TEST_F(HttpSinkTest, AJsonArrayBodyStaysWithinMaxBytesToo) {
   }
   EXPECT_EQ(ids, expected_ids(0, 8));
   EXPECT_EQ(receiver.requests().size(), 3u);  // 3 + 3 + 2
+}
+
+// A request the destination refuses (a 4xx) is dropped with its reason.
+// Its events were not written, so neither their bytes nor their latencies
+// count as written: `bytes` and the histogram agree with `sent`. They used
+// to count the whole batch.
+TEST_F(HttpSinkTest, RefusedEventsCountNeitherInBytesNorInLatencies) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    HttpResponse response;
+    response.status = index == 0 ? 400 : 204;
+    return response;
+  });
+  auto slot = std::make_unique<perf::BackendSlot>();
+  BackendRunner runner("refusing", BackendOptions{},
+                       std::make_unique<HttpSink>(HttpSinkOptions{
+                           .url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 5}),
+                       *slot);
+  Batch* batch = runner.take_batch();
+  fill(*batch, 0, 10);  // two requests of 5: the first refused
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  batch->event_ns.assign(10, std::chrono::duration_cast<std::chrono::nanoseconds>(now).count());
+  batch->holds_ring = false;
+  const std::uint64_t written_bytes = batch->event_ends[9] - batch->event_ends[4];
+  runner.submit(batch);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!runner.idle() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(runner.idle());
+  runner.stop(std::chrono::milliseconds(0));
+  EXPECT_EQ(slot->sink.sent.read(), 5u);
+  EXPECT_EQ(slot->sink.dropped_failed.read(), 5u);
+  EXPECT_EQ(slot->sink.bytes.read(), written_bytes);
+  std::uint64_t recorded = 0;
+  for (const auto& bucket : slot->latency.buckets) recorded += bucket.read();
+  EXPECT_EQ(recorded, 5u);
 }
 
 TEST_F(HttpSinkTest, AnEventLargerThanMaxBytesGoesAlone) {

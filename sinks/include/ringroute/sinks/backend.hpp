@@ -189,7 +189,9 @@ class BackendRunner {
   // What a new batch reserves at most (see new_batch()).
   static constexpr std::size_t kMostReservedBytes = (4u << 20) + 4096;
   static constexpr std::size_t kMostReservedEvents = 16384;
-  void record_latencies(const Batch& batch) noexcept;
+  // Of the events written: those in `rejected` (ascending ranges) are not.
+  void record_latencies(const Batch& batch,
+                        const std::vector<std::pair<std::uint32_t, std::uint32_t>>& rejected) noexcept;
 
   // Per ring, the end of the last batch handed over that holds the ring
   // (batches of a ring come from its one worker, in ring order).

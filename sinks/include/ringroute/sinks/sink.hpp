@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "ringroute/sinks/batch.hpp"
 
@@ -55,6 +57,11 @@ class Sink {
   // rejected (an HTTP 4xx for some of its requests). They are counted as
   // dropped, with `why`, and not retried.
   [[nodiscard]] std::uint32_t rejected_events() const noexcept { return rejected_events_; }
+  // The same events as ranges [first, last) of the batch, ascending. They
+  // were not written: their bytes and latencies are not counted as such.
+  [[nodiscard]] const std::vector<std::pair<std::uint32_t, std::uint32_t>>& rejected_ranges() const noexcept {
+    return rejected_ranges_;
+  }
   // After a `retry`: the wait the destination asked for (HTTP Retry-After),
   // or zero for the runner's own backoff.
   [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept { return retry_after_; }
@@ -63,6 +70,7 @@ class Sink {
   perf::BackendSinkShard* counters_ = nullptr;
   const std::atomic<bool>* stop_ = nullptr;
   std::uint32_t rejected_events_ = 0;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> rejected_ranges_;
   std::chrono::milliseconds retry_after_{0};
 };
 
