@@ -128,10 +128,15 @@ std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& inst
     return std::nullopt;
   }
   struct stat st {};
-  ::fstat(fd, &st);
-  if (static_cast<std::size_t>(st.st_size) != sizeof(Block)) {
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
     ::close(fd);
-    if (error) *error = block_path(instance) + ": not a counter block of this version";
+    if (error) *error = block_path(instance) + ": fstat: " + std::strerror(e);
+    return std::nullopt;
+  }
+  if (auto why = unreadable_block_size(static_cast<std::uint64_t>(st.st_size))) {
+    ::close(fd);
+    if (error) *error = block_path(instance) + " " + *why;
     return std::nullopt;
   }
   void* p = ::mmap(nullptr, sizeof(Block), PROT_READ, MAP_SHARED, fd, 0);
@@ -141,12 +146,33 @@ std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& inst
     return std::nullopt;
   }
   auto* block = static_cast<Block*>(p);
-  if (block->header.magic != kBlockMagic || block->header.version.load(std::memory_order_acquire) != kBlockVersion) {
+  if (auto why = unreadable_block(*block)) {
     ::munmap(p, sizeof(Block));
-    if (error) *error = block_path(instance) + ": not a counter block of this version";
+    if (error) *error = block_path(instance) + " " + *why;
     return std::nullopt;
   }
   return BlockMapping(block);
+}
+
+std::optional<std::string> unreadable_block_size(std::uint64_t bytes) {
+  if (bytes == sizeof(Block)) return std::nullopt;
+  if (bytes == 0) return "is empty: a router is making it now (try again), or it was cut short";
+  return "is " + std::to_string(bytes) + " bytes, where a counter block of this build is " +
+         std::to_string(sizeof(Block)) + ": another version of ringroute made it (read it with that version's stat)";
+}
+
+std::optional<std::string> unreadable_block(const Block& block) {
+  // The version first: acquire pairs with its creator's release store,
+  // made after the magic, so a version seen means the magic is whole too.
+  const std::uint32_t version = block.header.version.load(std::memory_order_acquire);
+  if (block.header.magic != kBlockMagic) {
+    return version == 0 && block.header.magic == 0 ? std::string("is being made (try again), or was cut short")
+                                                   : std::string("is not a ringroute counter block (no magic)");
+  }
+  if (version == kBlockVersion) return std::nullopt;
+  if (version == 0) return std::string("is being made: try again");
+  return "is counter block version " + std::to_string(version) + "; this build reads version " +
+         std::to_string(kBlockVersion) + " (read it with the ringroute that made it)";
 }
 
 bool BlockMapping::remove(const std::string& instance) noexcept {

@@ -17,7 +17,7 @@ enum : std::uint8_t { kWhole, kReplacing, kReplaced, kReplaceFailed };
 
 // One mapping the handler may replace. The handler reads these without a
 // lock, so every field is a lock-free atomic.
-struct GuardedMapping {
+struct GuardEntry {
   std::atomic<std::uintptr_t> begin{0};  // 0: a free entry
   std::atomic<std::uintptr_t> end{0};
   std::atomic<bool> writable{false};
@@ -28,7 +28,7 @@ static_assert(std::atomic<std::uintptr_t>::is_always_lock_free && std::atomic<st
 // A router maps one segment per ring, and a few while it starts; a process
 // with more at once leaves the rest unguarded (as they were before).
 constexpr std::size_t kMappings = 256;
-std::array<GuardedMapping, kMappings> g_mappings;
+std::array<GuardEntry, kMappings> g_mappings;
 // `begin` of an entry being filled in: taken, but no address is in it.
 constexpr std::uintptr_t kTaken = 1;
 
@@ -65,7 +65,7 @@ void on_sigbus(int signal, siginfo_t* info, void* context) {
   // si_code > 0: the kernel's, for an access (kill() and sigqueue() give <= 0).
   if (info != nullptr && info->si_code > 0) {
     const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
-    for (GuardedMapping& mapping : g_mappings) {
+    for (GuardEntry& mapping : g_mappings) {
       // A seqlock read, `begin` its sequence: acquire pairs with
       // guard_mapping's release store of begin (end and writable are this
       // mapping's); the fence and the second load of begin catch an entry
@@ -121,7 +121,7 @@ namespace detail {
 int guard_mapping(void* begin, std::size_t bytes, bool writable) noexcept {
   const auto address = reinterpret_cast<std::uintptr_t>(begin);
   for (std::size_t i = 0; i < kMappings; ++i) {
-    GuardedMapping& mapping = g_mappings[i];
+    GuardEntry& mapping = g_mappings[i];
     std::uintptr_t free = 0;
     // Taken with a compare, not under a mutex: a child forked while another
     // thread held one would find it held for good at its first attach.
@@ -154,4 +154,12 @@ bool guarded_mapping_cut_short(int index) noexcept {
 }
 
 }  // namespace detail
+
+GuardedMapping::GuardedMapping(const void* begin, std::size_t bytes, bool writable) noexcept
+    : index_(detail::guard_mapping(const_cast<void*>(begin), bytes, writable)) {}
+
+GuardedMapping::~GuardedMapping() { detail::unguard_mapping(index_); }
+
+bool GuardedMapping::cut_short() const noexcept { return detail::guarded_mapping_cut_short(index_); }
+
 }  // namespace ringroute::ring

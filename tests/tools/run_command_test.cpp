@@ -744,6 +744,96 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
   ringroute::perf::BlockMapping::remove(instance);
 }
 
+// `ringroute stat ARGS` watching, its output to `out` and its errors to
+// `err`; its pid.
+pid_t spawn_stat(const std::string& args, const std::string& out, const std::string& err) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::freopen(out.c_str(), "w", stdout);
+    std::freopen(err.c_str(), "w", stderr);
+    ::execl("/bin/sh", "sh", "-c", (std::string(RINGROUTE_BINARY) + " stat " + args).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Until `path` holds `text` `times` times (up to 2 s).
+void wait_for_text(const std::string& path, const std::string& text, std::size_t times) {
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  for (;;) {
+    const std::string content = read_text(path);
+    std::size_t found = 0;
+    for (std::size_t at = content.find(text); at != std::string::npos; at = content.find(text, at + 1)) ++found;
+    if (found >= times) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << content;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+// A router of another version sizes the block anew or stamps its own
+// version in it, under a `stat` that watches. stat used to read on: a read
+// past the file's new end killed it (SIGBUS), and a block of another
+// layout was shown as figures. It now says what happened and reads the
+// block again, which here fails with what is wrong with it: exit 2.
+TEST(StatCommand, ABlockCutOrOfAnotherVersionUnderAWatchingStatIsSaidAndNotReadOn) {
+  Dir dir;
+  const std::string instance = "rr-test-stat-watch-" + std::to_string(::getpid());
+  struct Cleanup {
+    std::string name;
+    ~Cleanup() { ringroute::perf::BlockMapping::remove(name); }
+  } leave_nothing{instance};
+  const std::string path = ringroute::perf::block_path(instance);
+  auto make_block = [&] {
+    ringroute::perf::BlockMapping::remove(instance);
+    ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
+    ASSERT_EQ(block.backend_slot("all", "file"), 0);
+  };
+  const std::string watch = "--instance " + instance + " --interval-ms 20 --count 100";
+
+  make_block();
+  pid_t stat = spawn_stat(watch, dir / "out", dir / "err");
+  wait_for_text(dir / "out", "backend ", 2);
+  // The table says the figures are a stopped router's.
+  EXPECT_NE(read_text(dir / "out").find("router: not running (figures as it left them)"), std::string::npos)
+      << read_text(dir / "out");
+  const int fd = ::shm_open(("/" + instance + ".perf").c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, sizeof(ringroute::perf::Block) / 2), 0);
+  ::close(fd);
+  EXPECT_EQ(wait_child(stat), 2) << read_text(dir / "err");
+  EXPECT_NE(read_text(dir / "err").find(path + " is " + std::to_string(sizeof(ringroute::perf::Block) / 2) +
+                                        " bytes, where a counter block of this build is " +
+                                        std::to_string(sizeof(ringroute::perf::Block))),
+            std::string::npos)
+      << read_text(dir / "err");
+
+  make_block();
+  stat = spawn_stat(watch, dir / "out", dir / "err");
+  wait_for_text(dir / "out", "backend ", 2);
+  {
+    ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
+    block.block().header.version.store(ringroute::perf::kBlockVersion + 1);
+  }
+  EXPECT_EQ(wait_child(stat), 2) << read_text(dir / "err");
+  EXPECT_NE(read_text(dir / "err").find(path + " is counter block version " +
+                                        std::to_string(ringroute::perf::kBlockVersion + 1) +
+                                        "; this build reads version " + std::to_string(ringroute::perf::kBlockVersion)),
+            std::string::npos)
+      << read_text(dir / "err");
+
+  // Opened so, it is said at once, by what is wrong: not "another version".
+  {
+    const int empty = ::shm_open(("/" + instance + ".perf").c_str(), O_RDWR | O_TRUNC, 0600);
+    ASSERT_GE(empty, 0);
+    ::close(empty);
+  }
+  EXPECT_EQ(wait_child(spawn_stat("--json --instance " + instance, dir / "out", dir / "err")), 2);
+  EXPECT_NE(read_text(dir / "err").find(path + " is empty: a router is making it now (try again), or it was cut short"),
+            std::string::npos)
+      << read_text(dir / "err");
+}
+
 TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   Dir dir;
   const std::string ring = dir.unique("stat");
@@ -834,6 +924,20 @@ TEST(StatCommand, AUserWhoMayOnlyReadTheRingSeesItsFigures) {
   EXPECT_TRUE(bool(doc["rings"].at(0)["attached"])) << json;
   EXPECT_EQ(uint64_t(doc["rings"].at(0)["written"]), 100u) << json;
   EXPECT_TRUE(bool(doc["router_running"])) << json;
+  EXPECT_EQ(std::string_view(doc["router_state"]), "running") << json;
+
+  // One who may read the block and not the ring is told why it has no
+  // figures, and that whether the router runs is not known: it used to be
+  // "gone" and "not running" while both were there.
+  ASSERT_EQ(::chmod(("/dev/shm/" + ring).c_str(), 0600), 0);
+  const std::string hidden = run_capture("stat --json --instance " + ring, as_nobody);
+  ASSERT_EQ(parser.parse(hidden).get(doc), simdjson::SUCCESS) << hidden;
+  EXPECT_FALSE(bool(doc["rings"].at(0)["attached"])) << hidden;
+  EXPECT_NE(std::string_view(doc["rings"].at(0)["error"]).find("Permission denied"), std::string_view::npos) << hidden;
+  EXPECT_EQ(std::string_view(doc["router_state"]), "unknown") << hidden;
+  const std::string table = run_capture("stat --count 1 --instance " + ring, as_nobody);
+  EXPECT_NE(table.find("not known (no ring could be read)"), std::string::npos) << table;
+  EXPECT_NE(table.find("Permission denied"), std::string::npos) << table;
   ASSERT_EQ(router.stop(), 0);
   cleanup(ring);
 }

@@ -1,6 +1,7 @@
 // `ringroute stat`: the router's counters, read from shared memory (the perf
 // block and the rings' own headers) without asking the router.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -8,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +36,7 @@ struct StatArgs {
 struct RingFigures {
   std::string name;
   bool attached = false;
+  std::string error;  // why not, when it is there but could not be read
   std::uint64_t written = 0, bytes = 0, read = 0, full = 0, skipped = 0, corrupt = 0, replayed = 0, producers = 0;
   std::uint64_t too_big = 0, read_bytes = 0, skipped_bytes = 0, consumer_sleeps = 0;
   std::uint64_t capacity = 0, used = 0;
@@ -52,6 +56,9 @@ struct Snapshot {
   std::chrono::steady_clock::time_point at;
   std::int32_t router_pid = 0;
   bool router_running = false;
+  // Known only through a ring this reader may read: none, and whether the
+  // router runs is not known (its rings 0600, the block readable).
+  bool router_known = false;
   std::vector<RingFigures> rings;
   std::vector<BackendFigures> backends;
 };
@@ -78,7 +85,14 @@ Snapshot take(const perf::Block& block) {
     r.name = block_text(slot.name);
     r.replayed = slot.replayed.read();
     ring::Segment segment;
-    if (ring::Segment::attach(r.name, segment, nullptr, ring::Segment::Access::read_only) == ring::Status::ok) {
+    std::string error;
+    const ring::Status attached = ring::Segment::attach(r.name, segment, &error, ring::Segment::Access::read_only);
+    if (attached == ring::Status::not_ready) {
+      s.router_known = true;  // a ring that is gone has no consumer to say
+    } else if (attached != ring::Status::ok) {
+      r.error = std::move(error);
+    } else {
+      s.router_known = true;
       const ring::SegmentHeader& h = segment.header();
       const ring::ProducerTotals totals = ring::sum_producer_slots(h);
       r.attached = true;
@@ -152,10 +166,15 @@ Snapshot take(const perf::Block& block) {
 
 double micros(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
+const char* router_state(const Snapshot& s) {
+  if (s.router_running) return "running";
+  return s.router_known || s.rings.empty() ? "stopped" : "unknown";
+}
+
 std::string json_snapshot(const std::string& instance, const Snapshot& s) {
   std::string out = "{\"instance\":" + json_quote(instance) + ",\"router_pid\":" + std::to_string(s.router_pid) +
                     ",\"router_running\":" + (s.router_running ? "true" : "false") +
-                    ",\"rings\":[";
+                    ",\"router_state\":\"" + router_state(s) + "\",\"rings\":[";
   char buffer[64];
   for (std::size_t i = 0; i < s.rings.size(); ++i) {
     const RingFigures& r = s.rings[i];
@@ -168,7 +187,7 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"consumer_sleeps\":" + std::to_string(r.consumer_sleeps) +
            ",\"corrupt\":" + std::to_string(r.corrupt) + ",\"replayed\":" + std::to_string(r.replayed) +
            ",\"producers\":" + std::to_string(r.producers) + ",\"capacity\":" + std::to_string(r.capacity) +
-           ",\"used\":" + std::to_string(r.used) + "}";
+           ",\"used\":" + std::to_string(r.used) + (r.error.empty() ? "" : ",\"error\":" + json_quote(r.error)) + "}";
   }
   out += "],\"backends\":[";
   for (std::size_t i = 0; i < s.backends.size(); ++i) {
@@ -214,6 +233,17 @@ void print_table(const Snapshot& now, const Snapshot* before) {
     }
     return counts;
   };
+  // Whether these figures still move: after a stop or a crash they are
+  // what the router left.
+  const std::string state = router_state(now);
+  if (state == "running") {
+    std::printf("router pid %d: running\n", static_cast<int>(now.router_pid));
+  } else if (state == "stopped") {
+    std::printf("router%s: not running (figures as it left them)\n",
+                now.router_pid > 0 ? (" pid " + std::to_string(now.router_pid)).c_str() : "");
+  } else {
+    std::printf("router pid %d: not known (no ring could be read)\n", static_cast<int>(now.router_pid));
+  }
   std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s\n", "ring", "written/s", "read/s", "written", "full",
               "skipped", "corrupt", "used%");
   for (std::size_t i = 0; i < now.rings.size(); ++i) {
@@ -223,8 +253,8 @@ void print_table(const Snapshot& now, const Snapshot* before) {
                                ? &before->rings[i]
                                : nullptr;
     if (!r.attached) {
-      std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s\n", r.name.c_str(), "-", "-", "-", "-", "-", "-",
-                  "gone");
+      std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s%s%s\n", r.name.c_str(), "-", "-", "-", "-", "-", "-",
+                  r.error.empty() ? "gone" : "-", r.error.empty() ? "" : "  ", r.error.c_str());
       continue;
     }
     // A ring made again since the view before counts from zero, even past
@@ -256,6 +286,39 @@ void print_table(const Snapshot& now, const Snapshot* before) {
   std::fflush(stdout);
 }
 
+// The block as `stat` reads it: its mapping guarded (a router of another
+// version sizes the file anew, and a read past its end would be a SIGBUS),
+// and which file it is, to notice one made in its place.
+struct WatchedBlock {
+  std::optional<perf::BlockMapping> mapping;
+  std::unique_ptr<ring::GuardedMapping> guard;  // declared after: unguarded before the unmap
+  struct stat file {};
+};
+
+std::unique_ptr<WatchedBlock> open_block(const std::string& instance, std::string& error) {
+  auto watched = std::make_unique<WatchedBlock>();
+  // Which file before mapping it: one put in its place in between is
+  // found at the next view and read again.
+  if (::stat(perf::block_path(instance).c_str(), &watched->file) != 0) watched->file = {};
+  watched->mapping = perf::BlockMapping::open_read_only(instance, &error);
+  if (!watched->mapping) return nullptr;
+  watched->guard = std::make_unique<ring::GuardedMapping>(&watched->mapping->block(), sizeof(perf::Block), false);
+  return watched;
+}
+
+// What happened to the block since it was opened (nullopt: nothing): what
+// was read from it then may be zeros or another layout's bytes.
+std::optional<std::string> block_changed(const std::string& instance, const WatchedBlock& watched) {
+  if (watched.guard->cut_short()) return "was cut short";
+  struct stat now {};
+  if (::stat(perf::block_path(instance).c_str(), &now) != 0) {
+    return errno == ENOENT ? std::string("was removed") : std::string("stat: ") + std::strerror(errno);
+  }
+  if (now.st_dev != watched.file.st_dev || now.st_ino != watched.file.st_ino) return "was made anew";
+  if (auto why = perf::unreadable_block_size(static_cast<std::uint64_t>(now.st_size))) return why;
+  return perf::unreadable_block(watched.mapping->block());
+}
+
 int run_stat(const StatArgs& args) {
   // A ring truncated while we read its header reads zeros, not SIGBUS.
   ring::install_truncation_guard();
@@ -266,20 +329,40 @@ int run_stat(const StatArgs& args) {
     instance = loaded.config->instance;
   }
   std::string error;
-  auto mapping = perf::BlockMapping::open_read_only(instance, &error);
-  if (!mapping) {
+  std::unique_ptr<WatchedBlock> watched = open_block(instance, error);
+  if (!watched) {
     std::fprintf(stderr, "ringroute stat: %s\n", error.c_str());
     return 2;
   }
   if (args.json) {
-    std::printf("%s\n", json_snapshot(instance, take(mapping->block())).c_str());
+    const Snapshot snapshot = take(watched->mapping->block());
+    if (auto why = block_changed(instance, *watched)) {
+      std::fprintf(stderr, "ringroute stat: %s %s while it was read\n", perf::block_path(instance).c_str(), why->c_str());
+      return 2;
+    }
+    std::printf("%s\n", json_snapshot(instance, snapshot).c_str());
     return 0;
   }
-  Snapshot before = take(mapping->block());
+  Snapshot before = take(watched->mapping->block());
   print_table(before, nullptr);
   for (unsigned shown = 1; args.count == 0 || shown < args.count; ++shown) {
     std::this_thread::sleep_for(std::chrono::milliseconds(args.interval_ms));
-    Snapshot now = take(mapping->block());
+    Snapshot now = take(watched->mapping->block());
+    if (auto why = block_changed(instance, *watched)) {
+      // A router restarted on it (another version's) or one removed it:
+      // its figures start over, read from the block as it is now.
+      std::fprintf(stderr, "ringroute stat: %s %s; reading it again\n", perf::block_path(instance).c_str(),
+                   why->c_str());
+      watched.reset();
+      watched = open_block(instance, error);
+      if (!watched) {
+        std::fprintf(stderr, "ringroute stat: %s\n", error.c_str());
+        return 2;
+      }
+      before = take(watched->mapping->block());
+      print_table(before, nullptr);
+      continue;
+    }
     print_table(now, &before);
     before = std::move(now);
   }

@@ -194,5 +194,10 @@ class BlockMapping {
 };
 
 [[nodiscard]] std::string block_path(const std::string& instance);
+// Why this build can't read a mapped block (its magic, its version), as
+// words to follow the block's path; nullopt when it can.
+[[nodiscard]] std::optional<std::string> unreadable_block(const Block& block);
+// The same for a block file of `bytes` bytes: only sizeof(Block) is one.
+[[nodiscard]] std::optional<std::string> unreadable_block_size(std::uint64_t bytes);
 
 }  // namespace ringroute::perf

@@ -29,6 +29,23 @@ namespace ringroute::ring {
 // never installs it there.
 void install_truncation_guard();
 
+// Another shared file's mapping guarded as a segment's is, for a reader
+// whose file a process it does not control may cut (`stat` and the perf
+// block, which a router of another version sizes anew): a fault there
+// reads zeros, and cut_short() says so. Unguarded when the guard's table
+// is full.
+class GuardedMapping {
+ public:
+  GuardedMapping(const void* begin, std::size_t bytes, bool writable) noexcept;
+  ~GuardedMapping();
+  GuardedMapping(const GuardedMapping&) = delete;
+  GuardedMapping& operator=(const GuardedMapping&) = delete;
+  [[nodiscard]] bool cut_short() const noexcept;
+
+ private:
+  int index_;
+};
+
 namespace detail {
 
 // A segment mapping's place in the guard: its index, or -1 when all are
