@@ -465,7 +465,12 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     if (op == Stream::kSend) {
       if (result <= 0) {
         if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
-        if (result != -ECANCELED && early_answer(index)) return;
+        // A server that answered before reading the whole request may close
+        // (our send fails) or only stop reading (it times out): its answer
+        // decides the request either way. Not on a stop, which cancels too
+        // and dispatches nothing more.
+        const bool stopping = stop_ != nullptr && stop_->load(std::memory_order_relaxed);
+        if ((result != -ECANCELED || !stopping) && early_answer(index)) return;
         return fail(index, "send to " + where_ + ": " + io_error_text(result, "the server"));
       }
       if (c.stream.sent_some(result)) {

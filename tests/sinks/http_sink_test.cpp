@@ -373,48 +373,59 @@ TEST_F(HttpSinkTest, BadRequestIsRejectedNotRetried) {
 }
 
 // A server that answers before it has read the request (413 to a body it
-// won't take) and closes: our send then fails (the unread rest resets the
-// connection) with the answer waiting in the socket. The answer decides the
-// request; sent again, it would be refused again, for ever.
+// won't take), and then either closes (our send fails: the unread rest
+// resets the connection) or only stops reading (our send times out). The
+// answer is waiting in the socket either way and decides the request;
+// sent again, it would be refused again, for ever. The timeout case was
+// still retried for ever.
 TEST_F(HttpSinkTest, AnAnswerSentBeforeTheRequestWasReadDecidesIt) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int small = 4096;
-  ::setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);  // so the body can't all be sent
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(::listen(listener, 16), 0);
-  socklen_t length = sizeof address;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
-  std::atomic<int> answered{0};
-  std::thread server([&] {
-    for (;;) {
-      const int fd = ::accept(listener, nullptr, nullptr);
-      if (fd < 0) return;
-      char head[1024];
-      if (::recv(fd, head, sizeof head, 0) > 0) {
-        const char answer[] = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
-        (void)::send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
-        ++answered;
+  for (const bool closes : {true, false}) {
+    SCOPED_TRACE(closes ? "the server closes" : "the server stops reading");
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int small = 4096;
+    ::setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);  // so the body can't all be sent
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::listen(listener, 16), 0);
+    socklen_t length = sizeof address;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+    std::atomic<int> answered{0};
+    std::vector<int> kept_open;  // the server thread's until it is joined
+    std::thread server([&] {
+      for (;;) {
+        const int fd = ::accept(listener, nullptr, nullptr);
+        if (fd < 0) return;
+        char head[1024];
+        if (::recv(fd, head, sizeof head, 0) > 0) {
+          const char answer[] = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large";
+          (void)::send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
+          ++answered;
+        }
+        if (closes) {
+          ::close(fd);
+        } else {
+          kept_open.push_back(fd);
+        }
       }
-      ::close(fd);  // the unread body resets the connection
-    }
-  });
-  HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/hook",
-                 .timeout = std::chrono::milliseconds(2000),
-                 .max_connections = 1,
-                 .batched = true,
-                 .max_events = 100000,
-                 .max_bytes = 64 << 20});
-  fill(batch_, 0, 100000);  // about 20 MB: more than the socket buffers take
-  EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
-  EXPECT_EQ(sink.rejected_events(), 100000u);
-  EXPECT_NE(why_.find("HTTP 413"), std::string::npos) << why_;
-  EXPECT_EQ(answered.load(), 1);
-  ::shutdown(listener, SHUT_RDWR);
-  ::close(listener);
-  server.join();
+    });
+    HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/hook",
+                   .timeout = std::chrono::milliseconds(closes ? 2000 : 300),
+                   .max_connections = 1,
+                   .batched = true,
+                   .max_events = 100000,
+                   .max_bytes = 64 << 20});
+    fill(batch_, 0, 100000);  // about 20 MB: more than the socket buffers take
+    EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+    EXPECT_EQ(sink.rejected_events(), 100000u);
+    EXPECT_NE(why_.find("HTTP 413"), std::string::npos) << why_;
+    EXPECT_EQ(answered.load(), 1);
+    ::shutdown(listener, SHUT_RDWR);
+    ::close(listener);
+    server.join();
+    for (const int fd : kept_open) ::close(fd);
+  }
 }
 
 TEST_F(HttpSinkTest, ChunkedResponsesAreReadWholeAndKeepTheConnection) {
