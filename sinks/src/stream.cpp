@@ -81,10 +81,19 @@ bool Stream::usable_after_idle() {
     return false;
   }
   bool gone = false;
-  for (;;) {
+  // Session tickets are a few KB; a peer that sends more while the
+  // connection idles sends data nobody asked for, and one that keeps
+  // sending must not keep this loop (and the BIO's memory) going.
+  constexpr std::size_t kMostIdleBytes = 256 * 1024;
+  for (std::size_t taken = 0;;) {
+    if (taken > kMostIdleBytes) {
+      gone = true;
+      break;
+    }
     const ssize_t n = ::recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
     if (n > 0) {
       tls_->incoming(buffer, static_cast<std::size_t>(n));
+      taken += static_cast<std::size_t>(n);
       continue;
     }
     gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
