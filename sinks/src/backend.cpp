@@ -305,7 +305,8 @@ void BackendRunner::stop_all(std::span<BackendRunner* const> runners, std::chron
 std::uint64_t BackendRunner::unwritten_events() const {
   // Relaxed: called after stop(), whose join orders the sink thread's writes.
   std::uint64_t events = in_flight_events_.load(std::memory_order_relaxed);
-  for (const Batch* batch : inherited_) events += batch->events;
+  if (unfinished_ != nullptr) events -= unfinished_->delivered;
+  for (const Batch* batch : inherited_) events += batch->events - batch->delivered;
   if (!took_over_ && predecessor_) events += predecessor_->unwritten_events();
   return events;
 }
@@ -317,8 +318,9 @@ std::uint64_t BackendRunner::unwritten_events_outside_ring() const {
   if (options_.drop_when_full) return unwritten_events();
   // Relaxed: as above.
   std::uint64_t events = in_flight_outside_ring_.load(std::memory_order_relaxed);
+  if (unfinished_ != nullptr && !unfinished_->holds_ring) events -= unfinished_->delivered;
   for (const Batch* batch : inherited_) {
-    if (!batch->holds_ring) events += batch->events;
+    if (!batch->holds_ring) events += batch->events - batch->delivered;
   }
   if (!took_over_ && predecessor_) events += predecessor_->unwritten_events_outside_ring();
   return events;
@@ -526,7 +528,14 @@ bool BackendRunner::write_through(Batch* batch) {
       outcome = sink_->write(*batch, why);
     } catch (const WriteInterrupted&) {
       // A stop cut the write short after the drain: the batch stays
-      // unwritten, neither a failure nor a retry.
+      // unwritten, neither a failure nor a retry. What the destination
+      // accepted of it is sent: should nothing write the batch after (a
+      // removed backend, `drop` at a stop) it is not dropped; should a
+      // successor write it, those events go twice, and count twice.
+      const std::uint32_t delivered = std::min(sink_->delivered_events(), batch->events);
+      slot_.sink.sent.add(delivered);
+      // A predecessor's sink may have delivered more of an inherited batch.
+      batch->delivered = std::max(batch->delivered, delivered);
       return false;
     } catch (const std::exception& e) {
       // A sink that can't go on (out of memory, an io_uring that refuses a

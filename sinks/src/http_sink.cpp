@@ -561,6 +561,14 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   return Outcome::ok;
 }
 
+std::uint32_t HttpSink::delivered_events() const noexcept {
+  std::uint32_t delivered = 0;
+  for (const Request& r : requests_) {
+    if (r.state == Request::State::done) delivered += r.last - r.first;
+  }
+  return delivered;
+}
+
 void HttpSink::reopen() {
   if (tls_) reload_tls(tls_, options_.tls, host_, "http sink " + where_);
 }

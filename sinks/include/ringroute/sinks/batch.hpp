@@ -27,6 +27,9 @@ struct Batch {
   std::uint64_t end = 0;             // ring position after its last event
   std::int64_t opened_ns = 0;        // steady clock when the first event went in (linger)
   bool holds_ring = true;            // false under `drop`: the ring is never held for it
+  // Of its events, those a write cut short by a stop delivered all the same
+  // (accepted requests): sent, not dropped, should nothing write the batch.
+  std::uint32_t delivered = 0;
 
   // The bytes of events [first, last).
   [[nodiscard]] std::string_view events_bytes(std::size_t first, std::size_t last) const noexcept {
@@ -41,6 +44,7 @@ struct Batch {
     events = 0;
     first_start = end = 0;
     opened_ns = 0;
+    delivered = 0;
   }
 };
 

@@ -48,6 +48,7 @@ class HttpSink final : public Sink {
   // Throws std::runtime_error for a URL it can't use or an io_uring refused.
   explicit HttpSink(HttpSinkOptions options);
   ~HttpSink() override;
+  [[nodiscard]] std::uint32_t delivered_events() const noexcept override;
 
   Outcome write(const Batch& batch, std::string& why) override;
   // Closes connections idle for a minute, past the first.

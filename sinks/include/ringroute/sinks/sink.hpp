@@ -62,6 +62,10 @@ class Sink {
   [[nodiscard]] const std::vector<std::pair<std::uint32_t, std::uint32_t>>& rejected_ranges() const noexcept {
     return rejected_ranges_;
   }
+  // After a write cut short by a stop (WriteInterrupted): how many of the
+  // batch's events the destination has all the same (its requests already
+  // accepted), at least. Sinks that can't tell say 0.
+  [[nodiscard]] virtual std::uint32_t delivered_events() const noexcept { return 0; }
   // After a `retry`: the wait the destination asked for (HTTP Retry-After),
   // or zero for the runner's own backoff.
   [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept { return retry_after_; }
