@@ -5,6 +5,8 @@
 #include <new>
 #include <string>
 
+#include "thread_object.hpp"
+
 namespace ringroute::ingest {
 
 namespace {
@@ -228,13 +230,21 @@ Located locate_error(std::string_view text, simdjson::error_code error) noexcept
   const std::size_t end = end_of_first_value(text);
   if (end != std::string_view::npos) {
     const std::size_t rest = end + first_non_space(text.substr(end));
-    thread_local simdjson::dom::parser prefix_parser;
-    if (rest < text.size() && !prefix_parser.parse(text.data(), end, true).error()) return {rest, true};
+    // Per-thread parsers usable from any destructor (thread_object.hpp):
+    // producers check bodies, and may emit at exit.
+    struct PrefixParser {
+      simdjson::dom::parser parser;
+    };
+    PrefixParser* const prefix = detail::thread_object<PrefixParser>();
+    if (prefix != nullptr && rest < text.size() && !prefix->parser.parse(text.data(), end, true).error()) {
+      return {rest, true};
+    }
   }
-  thread_local simdjson::ondemand::parser parser;
+  simdjson::ondemand::parser* const parser = detail::thread_object<simdjson::ondemand::parser>();
+  if (parser == nullptr) return {text.size()};
   simdjson::padded_string padded(text);
   simdjson::ondemand::document doc;
-  if (parser.iterate(padded).get(doc)) return {text.size()};
+  if (parser->iterate(padded).get(doc)) return {text.size()};
   simdjson::ondemand::object object;
   simdjson::error_code e = doc.get_object().get(object);
   if (!e) {
@@ -321,11 +331,12 @@ JsonProblem problem_at(std::string_view text, std::size_t offset, simdjson::erro
 }  // namespace
 
 std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
-  thread_local simdjson::dom::parser parser;
+  simdjson::dom::parser* const parser = detail::thread_object<simdjson::dom::parser>();
+  if (parser == nullptr) return JsonProblem{0, "out of memory while checking"};
   simdjson::dom::element root;
   // realloc_if_needed: the caller's buffer has no SIMDJSON_PADDING, so the
   // parser copies it into its own padded buffer.
-  const simdjson::error_code error = parser.parse(text.data(), text.size(), true).get(root);
+  const simdjson::error_code error = parser->parse(text.data(), text.size(), true).get(root);
   if (error) {
     if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
     const Located at = locate_error(text, error);
@@ -336,7 +347,7 @@ std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
       try {
         const std::string closed = closed_copy(text);
         simdjson::dom::element ignored;
-        const simdjson::error_code closed_error = parser.parse(closed.data(), closed.size(), true).get(ignored);
+        const simdjson::error_code closed_error = parser->parse(closed.data(), closed.size(), true).get(ignored);
         if (closed_error && closed_error != simdjson::MEMALLOC) {
           const Located inner = locate_error(closed, closed_error);
           if (!inner.trailing && !inner.unfinished && inner.offset < text.size() &&

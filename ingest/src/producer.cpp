@@ -19,6 +19,7 @@
 #include "ringroute/event/event.hpp"
 #include "ringroute/ingest/body_check.hpp"
 #include "ringroute/ring/ring.hpp"
+#include "thread_object.hpp"
 
 namespace ev = ringroute::event;
 namespace ring = ringroute::ring;
@@ -76,30 +77,12 @@ struct Scratch {
 
 // Per-thread scratch, allocated on a thread's first emit, so emitting
 // itself neither allocates nor zeroes kilobytes of stack per call. On the
-// heap, not in thread_local storage itself: 33 KB of static TLS is carved
-// out of every thread of the host process, emitting or not, and threads
-// made with small stacks then failed to start (EINVAL). The pointer is
-// trivially destructible, so an emit from any destructor (a log flushed at
-// exit) finds it valid or null; a pthread key frees the scratch when its
-// thread ends (the main thread's is left to the process's end).
-thread_local Scratch* thread_scratch_ = nullptr;
-pthread_key_t scratch_key;
-bool scratch_key_made = false;
-
-void free_scratch(void* scratch) {
-  delete static_cast<Scratch*>(scratch);
-  thread_scratch_ = nullptr;  // an emit after this, in a later destructor, makes another
-}
-
-Scratch* thread_scratch() noexcept {
-  if (thread_scratch_ != nullptr) [[likely]] return thread_scratch_;
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  ::pthread_once(&once, [] { scratch_key_made = ::pthread_key_create(&scratch_key, free_scratch) == 0; });
-  thread_scratch_ = new (std::nothrow) Scratch;
-  // Without a key (none left) a thread's scratch is never freed.
-  if (thread_scratch_ != nullptr && scratch_key_made) ::pthread_setspecific(scratch_key, thread_scratch_);
-  return thread_scratch_;
-}
+// heap (thread_object.hpp), not in thread_local storage itself: 33 KB of
+// static TLS is carved out of every thread of the host process, emitting
+// or not, and threads made with small stacks then failed to start
+// (EINVAL); and an emit from any destructor (a log flushed at exit) finds
+// it valid.
+Scratch* thread_scratch() noexcept { return ringroute::ingest::detail::thread_object<Scratch>(); }
 
 std::int64_t now_ns() {
   timespec ts;
@@ -342,17 +325,18 @@ const char* rr_status_message(rr_status status) {
 
 rr_status rr_producer_open(const char* ring_name, const rr_producer_options* options, rr_producer** out,
                            rr_error* error) {
+  // Null on every failure, this one too: a caller may close what it got.
+  if (out != nullptr) *out = nullptr;
   if (out == nullptr || ring_name == nullptr || *ring_name == '\0') {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: ring name and out must be given");
   }
-  *out = nullptr;
   const rr_producer_options defaults{};
   if (options == nullptr) options = &defaults;
   if (options->name != nullptr &&
-      (std::strlen(options->name) == 0 || std::strlen(options->name) > kMaxNameBytes)) {
+      (options->name[0] == '\0' || ::strnlen(options->name, kMaxNameBytes + 1) > kMaxNameBytes)) {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: name must be 1 to %zu bytes", kMaxNameBytes);
   }
-  if (options->node != nullptr && std::strlen(options->node) > ev::kMaxFieldBytes) {
+  if (options->node != nullptr && ::strnlen(options->node, ev::kMaxFieldBytes + 1) > ev::kMaxFieldBytes) {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: node must be at most %zu bytes", ev::kMaxFieldBytes);
   }
   if (options->wait_timeout_ns < 0) {
@@ -389,8 +373,26 @@ rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t flags, 
   return rr_emit_batch(producer, event, 1, flags, nullptr, error);
 }
 
+namespace {
+rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
+                     rr_error* error);
+}  // namespace
+
 rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
                         rr_error* error) {
+  const rr_status status = emit_batch(p, events, count, flags, accepted, error);
+  if (status == RR_TOO_BIG && p != nullptr && !p->ring->forked()) [[unlikely]] {
+    // The library sizes every event before it claims (no claim is ever
+    // over the ring's limit), so the ring's count of emits refused for
+    // size, which `stat` shows, is kept here. Relaxed: a count, read apart.
+    p->ring->slot().too_big.fetch_add(1, std::memory_order_relaxed);
+  }
+  return status;
+}
+
+namespace {
+rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
+                     rr_error* error) {
   if (accepted != nullptr) *accepted = 0;
   if (p == nullptr || (events == nullptr && count != 0)) {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_emit: producer and events must be given");
@@ -490,5 +492,6 @@ rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, ui
   if (accepted != nullptr) *accepted = count;
   return RR_OK;
 }
+}  // namespace
 
 }  // extern "C"

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -200,6 +201,48 @@ TEST(Producer, AHandleOpenedBeforeForkIsRefusedInTheChild) {
   EXPECT_EQ(events[1].id, "pre-0");
 }
 
+// A program that flushes a last event from an atexit handler (a logger's
+// shutdown) emits after exit() has destroyed the main thread's
+// thread_local objects. The body check's parsers were such objects: the
+// check then parsed with a destroyed parser. A bad body there takes the
+// error path's parsers too.
+rr_producer* g_exit_producer = nullptr;
+int g_exit_status = 0;
+
+void emit_at_exit() {
+  rr_event good = with_body(R"({"at":"exit"})");
+  rr_event bad = with_body(R"({"at":exit})");
+  rr_error error{};
+  const bool ok = rr_emit(g_exit_producer, &good, 0, &error) == RR_OK &&
+                  rr_emit(g_exit_producer, &bad, 0, &error) == RR_BAD_ARGUMENT &&
+                  std::strstr(error.message, "byte 6") != nullptr;
+  ::_exit(ok ? g_exit_status : 3);
+}
+
+TEST(Producer, AnEmitFromAnAtexitHandlerChecksItsBody) {
+  TestRing r(1 << 16);
+  ring::Consumer c(r.segment);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    rr_producer_options o{};
+    o.name = "exiting";
+    rr_error error{};
+    if (rr_producer_open(r.name.c_str(), &o, &g_exit_producer, &error) != RR_OK) ::_exit(1);
+    rr_event first = with_body(R"({"at":"start"})");
+    if (rr_emit(g_exit_producer, &first, 0, &error) != RR_OK) ::_exit(2);
+    std::atexit(emit_at_exit);
+    std::exit(0);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  const auto events = drain(c);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].body, R"({"at":"start"})");
+  EXPECT_EQ(events[1].body, R"({"at":"exit"})");
+}
+
 TEST(Producer, BadArgumentsAreNamed) {
   TestRing r(4096);
   EventProducer p = open_producer(r.name);
@@ -218,6 +261,15 @@ TEST(Producer, BadArgumentsAreNamed) {
   EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
   EXPECT_EQ(p.emit(e, 0x80, &error), RR_BAD_ARGUMENT);
   EXPECT_NE(std::string(error.message).find("unknown flags"), std::string::npos) << error.message;
+  // `out` is null after every failure, a missing ring name's too: a caller
+  // that closes what it got must not free garbage.
+  auto* const garbage = reinterpret_cast<rr_producer*>(std::uintptr_t{1});
+  rr_producer* out = garbage;
+  EXPECT_EQ(rr_producer_open(nullptr, nullptr, &out, &error), RR_BAD_ARGUMENT);
+  EXPECT_EQ(out, nullptr);
+  out = garbage;
+  EXPECT_EQ(rr_producer_open("", nullptr, &out, &error), RR_BAD_ARGUMENT);
+  EXPECT_EQ(out, nullptr);
 }
 
 TEST(Producer, BatchWithOneBadEventWritesNothing) {
@@ -375,6 +427,13 @@ TEST(Producer, EventLargerThanAClaimIsTooBig) {
   rr_error error{};
   EXPECT_EQ(p.emit(with_body(body), 0, &error), RR_TOO_BIG);
   EXPECT_NE(std::string(error.message).find("at most 512"), std::string::npos) << error.message;
+  // Counted in the producer's slot, as `stat` shows it: the library refuses
+  // such an event before claiming, where the ring used to count it.
+  const std::string small_body = R"({"pad":")" + std::string(480, 'x') + R"("})";  // fits alone, not with its fields
+  rr_event fields = with_body(small_body);
+  fields.app_name = rr_present(std::string_view("an-application-name-that-tips-it-over"));
+  EXPECT_EQ(p.emit(fields, 0, &error), RR_TOO_BIG);
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).too_big, 2u);
 }
 
 // A body's size is checked before it is added to the others or parsed: a

@@ -81,6 +81,22 @@ TEST(EmitCommand, BodyFlagIsCheckedOnItsOwnBeforeAnyRingIsOpened) {
   EXPECT_EQ(flag.err.find("does not exist"), std::string::npos) << flag.err;
 }
 
+// --account-tree names its empty ids, and the flag: "a,b," used to become
+// ["a","b"] while ",a" was refused as account_tree[0], and "" sent an
+// empty tree.
+TEST(EmitCommand, AccountTreeFlagNamesAnEmptyId) {
+  const std::string ring = ringroute::testing::unique_ring_name("absent");
+  auto bad = [&](const std::string& tree, const std::string& says) {
+    const auto res = emit(ring, "--id x --account-tree '" + tree + "'");
+    EXPECT_EQ(res.status, 2) << tree;
+    EXPECT_EQ(res.err, "ringroute emit: --account-tree: " + says + "\n") << tree;
+  };
+  bad("a,b,", R"(id 3 of 3 in "a,b," is empty (ids are separated by single commas, root first))");
+  bad(",a", R"(id 1 of 2 in ",a" is empty (ids are separated by single commas, root first))");
+  bad("a,,b", R"(id 2 of 3 in "a,,b" is empty (ids are separated by single commas, root first))");
+  bad("", "empty (leave it out for an account without ancestors)");
+}
+
 TEST(EmitCommand, NdjsonBadLinesAreNamedAndTheRestGoOn) {
   TestRing r(1 << 16, "emit");
   ring::Consumer c(r.segment);

@@ -5,7 +5,6 @@
 #include <iostream>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +29,30 @@ struct EmitArgs {
 };
 
 // The flags, as one NDJSON line, so both paths share the parser's rules.
+// --account-tree's ids, empty ones kept (a trailing comma's too), so that
+// tree_problem() can name them.
+std::vector<std::string> tree_ids(const std::string& text) {
+  std::vector<std::string> ids;
+  std::size_t start = 0;
+  for (std::size_t comma; (comma = text.find(',', start)) != std::string::npos; start = comma + 1) {
+    ids.push_back(text.substr(start, comma - start));
+  }
+  ids.push_back(text.substr(start));
+  return ids;
+}
+
+std::optional<std::string> tree_problem(const std::string& text) {
+  if (text.empty()) return "--account-tree: empty (leave it out for an account without ancestors)";
+  const std::vector<std::string> ids = tree_ids(text);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i].empty()) {
+      return "--account-tree: id " + std::to_string(i + 1) + " of " + std::to_string(ids.size()) + " in " +
+             json_quote(text) + " is empty (ids are separated by single commas, root first)";
+    }
+  }
+  return std::nullopt;
+}
+
 std::string flags_as_json(const EmitArgs& a) {
   std::string line = "{";
   auto member = [&](const char* name, const std::optional<std::string>& v) {
@@ -51,14 +74,8 @@ std::string flags_as_json(const EmitArgs& a) {
   if (a.account_tree) {
     if (line.size() > 1) line += ',';
     line += "\"account_tree\":[";
-    std::stringstream parts(*a.account_tree);
-    std::string part;
-    bool first = true;
-    while (std::getline(parts, part, ',')) {
-      if (!first) line += ',';
-      line += json_quote(part);
-      first = false;
-    }
+    const std::vector<std::string> ids = tree_ids(*a.account_tree);
+    for (std::size_t i = 0; i < ids.size(); ++i) line += (i == 0 ? "" : ",") + json_quote(ids[i]);
     line += ']';
   }
   if (a.body) {
@@ -88,6 +105,12 @@ int run_emit(const EmitArgs& args) {
                                                      : "byte " + std::to_string(problem->byte_offset) + ": " +
                                                            problem->reason;
         std::fprintf(stderr, "ringroute emit: --body: %s\n", what.c_str());
+        return 2;
+      }
+    }
+    if (args.account_tree) {
+      if (auto why = tree_problem(*args.account_tree)) {
+        std::fprintf(stderr, "ringroute emit: %s\n", why->c_str());
         return 2;
       }
     }

@@ -95,7 +95,8 @@ typedef struct rr_event {
 typedef struct rr_producer_options {
   const char* name;        /* prefix of assigned ids (at most 64 bytes); NULL: "{pid}.{open time}", then ".{n}" for the process's later opens.
                               A fixed name repeats ids across processes and restarts ("{name}-{n}" from 0 each open); a call
-                              that gets as far as its claim takes the next numbers, failing or not, so ids may have gaps. */
+                              of at most 128 events takes its numbers before its checks, a longer one after them, failing
+                              or not, so ids may have gaps. */
   const char* node;        /* NULL: the host name */
   int64_t wait_timeout_ns; /* how long an emit may wait for room; 0: return RR_FULL at once */
 } rr_producer_options;
