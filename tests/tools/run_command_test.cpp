@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,7 +63,10 @@ std::string read_text(const std::string& path) {
 // A router process: `ringroute run --config FILE`, stderr to a file.
 class RouterProcess {
  public:
-  RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000") : log_(log) {
+  // `file_size_limit`: RLIMIT_FSIZE for the router (0: as this process has it).
+  RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000",
+                rlim_t file_size_limit = 0)
+      : log_(log) {
     std::error_code ec;
     const auto size = fs::file_size(log, ec);  // the log may hold an earlier router's lines
     log_start_ = ec ? 0 : static_cast<std::size_t>(size);
@@ -70,6 +74,10 @@ class RouterProcess {
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test binary killed by its timeout takes its router with it
       std::freopen(log.c_str(), "a", stderr);
+      if (file_size_limit != 0) {
+        const rlimit limit{file_size_limit, file_size_limit};
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+      }
       ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "run", "--config", config.c_str(), "--drain-ms", drain_ms,
               static_cast<char*>(nullptr));
       ::_exit(127);
@@ -553,6 +561,32 @@ TEST(RunCommand, ARingCutShortDuringTheDrainIsSaidAndNotPromisedToTheNextStart) 
                      ring + ": cut short, that is lost"),
             std::string::npos)
       << log;
+}
+
+// Under a file size limit (systemd's LimitFSIZE=, ulimit -f) a write past
+// it fails with EFBIG, which the file sink retries and says. SIGXFSZ's
+// default killed the router with a core instead, and its next start died
+// the same way at its first write.
+TEST(RunCommand, AFileSizeLimitIsARetriedWriteNotADeath) {
+  Dir dir;
+  const std::string ring = dir.unique("fsize");
+  cleanup(ring);
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  // Room for the ring and the perf block, not for what the producer sends.
+  constexpr rlim_t kLimit = 8 << 20;
+  RouterProcess router(dir / "edr.json", dir / "router.log", "200", kLimit);
+  wait_for_ring(ring);
+  const pid_t producer = spawn_producer(ring, 0, 60000);
+  wait_for_log(dir / "router.log", "File too large");
+  ::kill(producer, SIGKILL);
+  wait_child(producer);
+  const std::string written = read_text(dir / "all.ndjson");
+  EXPECT_LE(written.size(), kLimit);
+  ASSERT_FALSE(written.empty());
+  EXPECT_EQ(written.back(), '\n') << "the batch that crossed the limit was cut back to whole lines";
+  EXPECT_EQ(router.stop(), 0) << read_text(dir / "router.log");
+  cleanup(ring);
 }
 
 // A backend's written-through position in the perf block decides what a
