@@ -177,6 +177,32 @@ TEST(Config, BackendNamesAreUniqueValidAndCaseSensitive) {
   EXPECT_EQ(e[0].rfind("backends[0].name: ", 0), 0u) << e[0];
 }
 
+// Nor may a backend write a file another backend's rotation renames (its
+// path.1 .. path.keep): B on a.log.1 beside A on a.log had its file moved
+// to a.log.2 at A's rotation and went on in A's archive.
+TEST(Config, AFileBackendMayNotWriteAnotherOnesRotatedFile) {
+  auto backend = [](const std::string& name, const std::string& path, const std::string& rotation) {
+    return R"({"name": ")" + name + R"(", "type": "file", "options": {"path": ")" + path + "\"" + rotation +
+           R"(}, "bindings": []})";
+  };
+  auto e = errors_of(R"({"backends": [)" + backend("a", "out/a.log", R"(, "rotate_bytes": 1000, "keep": 2)") + "," +
+                     backend("b", "out/a.log.1", "") + "," + backend("c", "out/a.log.2", "") + "," +
+                     backend("d", "out/a.log.3", "") + "," + backend("e", "out/a.log.01", "") + "]}");
+  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0], "backends[1].options.path: \"out/a.log.1\" is a rotated file of backends[0] (\"out/a.log\" keeps .1 "
+                  "to .2): its rotations would rename this backend's file");
+  EXPECT_EQ(e[1].rfind("backends[2].options.path: ", 0), 0u) << e[1];
+  // Rotated by age too, and either way round; without rotation there is
+  // nothing to rename.
+  e = errors_of(R"({"backends": [)" + backend("a", "out/a.log.1", "") + "," +
+                backend("b", "out/a.log", R"(, "rotate_seconds": 3600)") + "]}");
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind("backends[0].options.path: ", 0), 0u) << e[0];
+  EXPECT_TRUE(errors_of(R"({"backends": [)" + backend("a", "out/a.log", "") + "," + backend("b", "out/a.log.1", "") +
+                        "]}")
+                  .empty());
+}
+
 // Two backends writing one file would interleave their batches, and each
 // would cut back and rotate the file under the other: one file, one
 // backend. Disabled backends write nothing and may share a path.

@@ -1,6 +1,7 @@
 #include "ringroute/tools/config.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -690,6 +691,13 @@ ConfigResult parse_config(std::string_view text) {
   // - TLS options on a URL that is not TLS: the operator meant encryption
   //   and would get plaintext (with Basic credentials, for HTTP).
   std::unordered_map<std::string, std::size_t> first_with_path;
+  struct FileBackend {
+    std::size_t index;
+    std::string identity, path;
+    bool rotates;
+    std::uint64_t keep;
+  };
+  std::vector<FileBackend> file_backends;
   if (simdjson::dom::array backends; root.is_object() && root["backends"].get(backends) == simdjson::SUCCESS) {
     std::size_t i = 0;
     for (element backend : backends) {
@@ -702,13 +710,20 @@ ConfigResult parse_config(std::string_view text) {
       const std::string options_path = "backends[" + std::to_string(index) + "].options";
       if (type == "file" && backend["options"]["path"].get(path) == simdjson::SUCCESS && !path.empty() && enabled &&
           !unexpanded_under(options_path + ".path")) {
-        const auto [first, fresh] =
-            first_with_path.try_emplace(sinks::file_identity(std::string(path)), index);
+        const std::string identity = sinks::file_identity(std::string(path));
+        const auto [first, fresh] = first_with_path.try_emplace(identity, index);
         if (!fresh) {
           list.push_back({"backends[" + std::to_string(index) + "].options.path",
                           matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +
                               "] (one file, one backend)"});
         }
+        auto number = [&](const char* option, std::uint64_t absent) {  // a wrong one has its own error
+          std::uint64_t n = 0;
+          return backend["options"][option].get(n) == simdjson::SUCCESS ? n : absent;
+        };
+        file_backends.push_back({index, identity, std::string(path),
+                                 number("rotate_bytes", 0) != 0 || number("rotate_seconds", 0) != 0,
+                                 number("keep", sinks::FileSinkOptions{}.keep)});
       }
       auto given = [&](const char* option) {  // null is absent
         element value;
@@ -741,6 +756,27 @@ ConfigResult parse_config(std::string_view text) {
                           "the passphrase of key_file, which is not given"});
         }
       }
+    }
+  }
+  // Nor a file another backend's rotation renames: its path.1 .. path.keep
+  // (B on a.log.1 beside A on a.log: A's rotation moved B's file to
+  // a.log.2 and its own into B's name, and B went on in A's archive).
+  for (const FileBackend& rotated : file_backends) {
+    if (!rotated.rotates) continue;
+    for (const FileBackend& other : file_backends) {
+      const std::string_view name = other.identity;
+      if (other.index == rotated.index || !name.starts_with(rotated.identity + ".")) continue;
+      const std::string_view suffix = name.substr(rotated.identity.size() + 1);
+      std::uint64_t number = 0;
+      const auto [end, error] = std::from_chars(suffix.data(), suffix.data() + suffix.size(), number);
+      if (error != std::errc{} || end != suffix.data() + suffix.size() || suffix.starts_with('0') || number == 0 ||
+          number > rotated.keep) {
+        continue;
+      }
+      list.push_back({"backends[" + std::to_string(other.index) + "].options.path",
+                      matcher::quoted(other.path) + " is a rotated file of backends[" + std::to_string(rotated.index) +
+                          "] (" + matcher::quoted(rotated.path) + " keeps .1 to ." + std::to_string(rotated.keep) +
+                          "): its rotations would rename this backend's file"});
     }
   }
   std::erase_if(list,
