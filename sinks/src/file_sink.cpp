@@ -386,6 +386,7 @@ bool FileSink::open_file(std::string& why) {
   // where anyone could put a symlink at the path. Existing ones are left
   // as they are.
   const std::filesystem::path path(options_.path);
+  std::string directory_failed;  // a directory that could not be made, and why
   if (path.has_parent_path()) {
     std::filesystem::path prefix;
     for (const auto& part : path.parent_path()) {
@@ -399,14 +400,19 @@ bool FileSink::open_file(std::string& why) {
           ::close(dir);
         }
       } else if (errno != EEXIST) {
-        break;  // open() below says why
+        // open() below fails too, and says "no such file": the directory
+        // it could not make, and why, is the news.
+        directory_failed = "cannot create directory " + prefix.string() + ": " + errno_text(errno);
+        break;
       }
     }
   }
   // Read access only so a start can find a cut-off last line (cut_torn_tail).
   fd_ = ::open(options_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd_ < 0) {
-    why = "cannot open " + options_.path + ": " + errno_text(errno);
+    const int e = errno;
+    why = e == ENOENT && !directory_failed.empty() ? directory_failed + " (for " + options_.path + ")"
+                                                    : "cannot open " + options_.path + ": " + errno_text(e);
     return false;
   }
   // A file just made (or renamed away by a rotation) is on disk only once

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -544,6 +545,32 @@ TEST(FileSink, UnopenableFileIsARetry) {
   std::string why;
   EXPECT_EQ(sink.write(batch_of("x\n"), why), Outcome::retry);
   EXPECT_NE(why.find("cannot open"), std::string::npos) << why;
+}
+
+// A directory on the way that can't be made is named, with why: the open
+// after it said only "No such file or directory" for the file, once a
+// second, and the permission never showed.
+TEST(FileSink, ADirectoryThatCannotBeMadeIsNamedWithWhy) {
+  const std::string parent = "/tmp/rr-file-sink-nodir-" + std::to_string(::getpid());
+  std::filesystem::remove_all(parent);
+  ASSERT_EQ(::mkdir(parent.c_str(), 0555), 0);  // no one but root may make anything in it
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(2);
+    FileSinkOptions o;
+    o.path = parent + "/sub/x.ndjson";
+    FileSink sink(o);
+    std::string why;
+    const bool said = sink.write(batch_of("x\n"), why) == Outcome::retry &&
+                      why == "cannot create directory " + parent + "/sub: Permission denied (for " + o.path + ")";
+    if (!said) std::fprintf(stderr, "why: %s\n", why.c_str());
+    ::_exit(said ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  std::filesystem::remove_all(parent);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
