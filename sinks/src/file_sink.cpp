@@ -568,9 +568,16 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
   } else if (fd_ < 0 && !open_file(why)) {
     return Outcome::retry;
   }
-  if (options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes) {
+  const auto crosses = [&] {
+    return options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes;
+  };
+  if (crosses()) {
+    // The size is as the last batch left it: logrotate's copytruncate may
+    // have emptied the file since, and rotating it then would drop the
+    // oldest kept file for an empty one. Looked at again only here.
+    if (struct stat st {}; ::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
     const auto now = std::chrono::steady_clock::now();
-    if (now >= rotate_retry_at_ && !rotate_or_carry_on(now, why)) return Outcome::retry;
+    if (crosses() && now >= rotate_retry_at_ && !rotate_or_carry_on(now, why)) return Outcome::retry;
   }
   for (int attempt = 0;; ++attempt) {
     const std::uint64_t before = file_bytes_;

@@ -136,6 +136,26 @@ TEST(FileSink, ARotationShiftsOnlyUpToTheFirstFreeNumber) {
   EXPECT_FALSE(fs::exists(path + ".4"));
 }
 
+// logrotate's copytruncate copies the file and empties it between two
+// batches: the next batch does not cross rotate_bytes, and no rotation
+// moves the empty file to path.1 (dropping the oldest kept one). The size
+// the last batch left was taken as it was.
+TEST(FileSink, AFileEmptiedUnderItIsNotRotatedForItsOldSize) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  FileSinkOptions o = rotating(dir / "out.ndjson", 20, 2);
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("first-xxxxxxx\n"), why), Outcome::ok) << why;
+  fs::resize_file(o.path, 0);  // copytruncate
+  ASSERT_EQ(sink.write(batch_of("second-xxxxxx\n"), why), Outcome::ok) << why;
+  EXPECT_FALSE(fs::exists(o.path + ".1"));
+  EXPECT_EQ(slurp(o.path), std::string("second-xxxxxx\n"));
+  // Past the size for real, it rotates.
+  ASSERT_EQ(sink.write(batch_of("third-xxxxxxx\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(o.path + ".1"), "second-xxxxxx\n");
+}
+
 INSTANTIATE_TEST_SUITE_P(BothSubmissionStyles, FileSinkIo, ::testing::Values(FileIo::write, FileIo::uring),
                          [](const auto& p) { return p.param == FileIo::write ? "write" : "uring"; });
 
