@@ -697,9 +697,14 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   // every later event into an unlinked file.
   if (now - last_check_ >= std::chrono::seconds(1)) {
     last_check_ = now;
+    // Only a path that names no file or another file: a stat that fails for
+    // another reason (a directory on the way we may no longer search, no
+    // memory) says nothing of ours, and reopening would close a descriptor
+    // that still works for an open that fails too.
     struct stat at_path {}, ours {};
-    if (::stat(options_.path.c_str(), &at_path) != 0 || ::fstat(fd_, &ours) != 0 || at_path.st_ino != ours.st_ino ||
-        at_path.st_dev != ours.st_dev) {
+    const bool named = ::stat(options_.path.c_str(), &at_path) == 0;
+    const bool gone = !named && (errno == ENOENT || errno == ENOTDIR);
+    if (gone || (named && ::fstat(fd_, &ours) == 0 && (at_path.st_ino != ours.st_ino || at_path.st_dev != ours.st_dev))) {
       reopen();
     }
   }
@@ -708,8 +713,8 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
 void FileSink::reopen() {
   if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, before a reopen");
   std::string why;
-  open_file(why);
-  if (counters_) counters_->reopens.add(1);
+  // Failed, the next batch opens it again, and says why.
+  if (open_file(why) && counters_) counters_->reopens.add(1);
 }
 
 }  // namespace ringroute::sinks

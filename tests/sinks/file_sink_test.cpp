@@ -156,6 +156,38 @@ TEST(FileSink, AFileEmptiedUnderItIsNotRotatedForItsOldSize) {
   EXPECT_EQ(slurp(o.path + ".1"), "second-xxxxxx\n");
 }
 
+// The once-a-second look at the path reopens the file only when the path
+// names no file or another one. A directory on the way that the router may
+// no longer search (a chmod) made it close the descriptor that still
+// worked, and every batch after failed to open the file again.
+TEST(FileSink, APathItMayNoLongerSearchKeepsTheFileItHasOpen) {
+  TempDir dir;
+  fs::create_directories(dir / "logs");
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown((dir / "logs").c_str(), 65534, 65534), 0);
+  }
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(2);
+    FileSinkOptions o;
+    o.path = dir / "logs/out.ndjson";
+    FileSink sink(o);
+    std::string why;
+    if (sink.write(batch_of("one\n"), why) != Outcome::ok) ::_exit(3);
+    if (::chmod((dir / "logs").c_str(), 0600) != 0) ::_exit(4);  // no search: stat of the path is EACCES
+    sink.tick(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+    const bool kept = sink.write(batch_of("two\n"), why) == Outcome::ok;
+    if (!kept) std::fprintf(stderr, "why: %s\n", why.c_str());
+    ::chmod((dir / "logs").c_str(), 0700);
+    ::_exit(kept ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(slurp(dir / "logs/out.ndjson"), "one\ntwo\n");
+}
+
 INSTANTIATE_TEST_SUITE_P(BothSubmissionStyles, FileSinkIo, ::testing::Values(FileIo::write, FileIo::uring),
                          [](const auto& p) { return p.param == FileIo::write ? "write" : "uring"; });
 
