@@ -179,6 +179,13 @@ TEST_F(HttpSinkTest, AJsonArrayBodyStaysWithinMaxBytesToo) {
   EXPECT_EQ(receiver.requests().size(), 3u);  // 3 + 3 + 2
 }
 
+// A sink sending batches to `receiver` as requests of 5 events, one at a
+// time, for a BackendRunner.
+std::unique_ptr<Sink> fives_to(const HttpReceiver& receiver) {
+  return std::make_unique<HttpSink>(
+      HttpSinkOptions{.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 5});
+}
+
 // A request the destination refuses (a 4xx) is dropped with its reason.
 // Its events were not written, so neither their bytes nor their latencies
 // count as written: `bytes` and the histogram agree with `sent`. They used
@@ -190,10 +197,7 @@ TEST_F(HttpSinkTest, RefusedEventsCountNeitherInBytesNorInLatencies) {
     return response;
   });
   auto slot = std::make_unique<perf::BackendSlot>();
-  BackendRunner runner("refusing", BackendOptions{},
-                       std::make_unique<HttpSink>(HttpSinkOptions{
-                           .url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 5}),
-                       *slot);
+  BackendRunner runner("refusing", BackendOptions{}, fives_to(receiver), *slot);
   Batch* batch = runner.take_batch();
   fill(*batch, 0, 10);  // two requests of 5: the first refused
   const auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -225,10 +229,7 @@ TEST_F(HttpSinkTest, WhatAStoppedWriteHadDeliveredIsSentNotDropped) {
     return response;
   });
   auto slot = std::make_unique<perf::BackendSlot>();
-  BackendRunner runner("stopped", BackendOptions{},
-                       std::make_unique<HttpSink>(HttpSinkOptions{
-                           .url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 5}),
-                       *slot);
+  BackendRunner runner("stopped", BackendOptions{}, fives_to(receiver), *slot);
   Batch* batch = runner.take_batch();
   fill(*batch, 0, 10);  // two requests of 5
   batch->holds_ring = false;

@@ -663,13 +663,23 @@ class SlowReceiver {
   std::vector<std::thread> readers_;
 };
 
-TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
+// A syslog sink of up to `connections` connections to a SlowReceiver, and
+// the batch it is written from.
+struct SlowSyslog {
+  explicit SlowSyslog(std::uint32_t connections)
+      : sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = connections}) {
+    options.wrap = Wrap::syslog;
+  }
   SlowReceiver receiver;
-  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 3});
+  SocketSink sink;
   EncodeOptions options;
-  options.wrap = Wrap::syslog;
   Batch batch;
-  std::size_t next = 0;
+  std::size_t next = 0;  // the next event's number
+};
+
+TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
+  SlowSyslog slow(3);
+  auto& [receiver, sink, options, batch, next] = slow;
   // Small batches now and then: the socket buffer takes each at once.
   for (int i = 0; i < 20; ++i, next += 5) {
     fill(batch, options, next, 5);
@@ -699,12 +709,8 @@ TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
 // connection, never on the second one behind later events. It used to be
 // split over both.
 TEST(SocketSink, AConnectionResetMidBatchLeavesItsRestOffConnectionsThatCarriedLaterEvents) {
-  SlowReceiver receiver;
-  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 2});
-  EncodeOptions options;
-  options.wrap = Wrap::syslog;
-  Batch batch;
-  std::size_t next = 0;
+  SlowSyslog slow(2);
+  auto& [receiver, sink, options, batch, next] = slow;
   for (int i = 0; i < 20 && sink.open_connections() < 2; ++i, next += 2000) {
     fill(batch, options, next, 2000);
     ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
@@ -717,7 +723,7 @@ TEST(SocketSink, AConnectionResetMidBatchLeavesItsRestOffConnectionsThatCarriedL
   next += kLarge;
   std::thread resetter([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    receiver.reset_first_open();
+    slow.receiver.reset_first_open();  // clang 14 lets no lambda name a structured binding
   });
   const Outcome outcome = write_until_ok(sink, batch);
   resetter.join();

@@ -35,6 +35,15 @@ Result emit(const std::string& ring, const std::string& args, const std::string&
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, err};
 }
 
+// `flag value` (beside an id) is a usage error, said as `says`, whatever the
+// ring (none exists here).
+void expect_flag_refused(const std::string& ring, const std::string& flag, const std::string& value,
+                         const std::string& says) {
+  const auto res = emit(ring, "--id x " + flag + " '" + value + "'");
+  EXPECT_EQ(res.status, 2) << flag << " " << value;
+  EXPECT_EQ(res.err, "ringroute emit: " + flag + ": " + says + "\n") << flag << " " << value;
+}
+
 }  // namespace
 
 TEST(EmitCommand, OneEventFromFlags) {
@@ -67,15 +76,10 @@ TEST(EmitCommand, BadFlagIsAUsageError) {
 // a line the user never wrote.
 TEST(EmitCommand, BodyFlagIsCheckedOnItsOwnBeforeAnyRingIsOpened) {
   const std::string ring = ringroute::testing::unique_ring_name("absent");
-  auto bad = [&](const std::string& body, const std::string& says) {
-    const auto res = emit(ring, "--id x --body '" + body + "'");
-    EXPECT_EQ(res.status, 2) << body;
-    EXPECT_EQ(res.err, "ringroute emit: --body: " + says + "\n") << body;
-  };
-  bad(R"({"a":tru})", "byte 5: Problem while parsing an atom starting with the letter 't'");
-  bad(R"({},"id":"y")", "byte 2: trailing content after the JSON value");
-  bad("null", "expected a JSON object");
-  bad("[1]", "expected a JSON object");
+  expect_flag_refused(ring, "--body", R"({"a":tru})", "byte 5: Problem while parsing an atom starting with the letter 't'");
+  expect_flag_refused(ring, "--body", R"({},"id":"y")", "byte 2: trailing content after the JSON value");
+  expect_flag_refused(ring, "--body", "null", "expected a JSON object");
+  expect_flag_refused(ring, "--body", "[1]", "expected a JSON object");
   const auto flag = emit(ring, "--severity sever");
   EXPECT_EQ(flag.status, 2);
   EXPECT_EQ(flag.err.find("does not exist"), std::string::npos) << flag.err;
@@ -87,9 +91,7 @@ TEST(EmitCommand, BodyFlagIsCheckedOnItsOwnBeforeAnyRingIsOpened) {
 TEST(EmitCommand, AccountTreeFlagNamesAnEmptyId) {
   const std::string ring = ringroute::testing::unique_ring_name("absent");
   auto bad = [&](const std::string& tree, const std::string& says) {
-    const auto res = emit(ring, "--id x --account-tree '" + tree + "'");
-    EXPECT_EQ(res.status, 2) << tree;
-    EXPECT_EQ(res.err, "ringroute emit: --account-tree: " + says + "\n") << tree;
+    expect_flag_refused(ring, "--account-tree", tree, says);
   };
   bad("a,b,", R"(id 3 of 3 in "a,b," is empty (ids are separated by single commas, root first))");
   bad(",a", R"(id 1 of 2 in ",a" is empty (ids are separated by single commas, root first))");

@@ -274,6 +274,13 @@ std::string config_text(const Dir& dir, const std::string& ring, std::size_t rin
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 // Waits until the router's log holds `text` (a reload is done when it says so).
+// Instance `ring`'s config: its one ring of 1 MiB, and backend "all"
+// writing every event to all.ndjson.
+void write_all_to_one_file(const Dir& dir, const std::string& ring) {
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+}
+
 void wait_for_log(const std::string& path, const std::string& text,
                   std::chrono::milliseconds within = std::chrono::seconds(5)) {
   const auto deadline = std::chrono::steady_clock::now() + within;
@@ -571,8 +578,7 @@ TEST(RunCommand, AFileSizeLimitIsARetriedWriteNotADeath) {
   Dir dir;
   const std::string ring = dir.unique("fsize");
   cleanup(ring);
-  write_file(dir / "edr.json",
-             config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  write_all_to_one_file(dir, ring);
   // Room for the ring and the perf block, not for what the producer sends.
   constexpr rlim_t kLimit = 8 << 20;
   RouterProcess router(dir / "edr.json", dir / "router.log", "200", kLimit);
@@ -598,8 +604,7 @@ TEST(RunCommand, AWrittenThroughPositionPastTheRingsTailIsIgnored) {
   Dir dir;
   const std::string ring = dir.unique("tamper");
   cleanup(ring);
-  write_file(dir / "edr.json",
-             config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  write_all_to_one_file(dir, ring);
   {
     RouterProcess router(dir / "edr.json", dir / "router.log");
     wait_for_ring(ring);
@@ -1452,8 +1457,7 @@ TEST(RunCommand, AClaimSkippedLastIsReleasedAndTheStopSaysEverythingWasWritten) 
   Dir dir;
   const std::string ring = dir.unique("skiplast");
   cleanup(ring);
-  write_file(dir / "edr.json",
-             config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  write_all_to_one_file(dir, ring);
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
