@@ -1,7 +1,5 @@
 #include "ringroute/ingest/router.hpp"
 
-#include <signal.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -800,11 +798,6 @@ Router::Router(RouterConfig config)
   // Before any ring is mapped: a producer that truncates one must not take
   // the router, and every other ring's events in flight, down with it.
   ring::install_truncation_guard();
-  // A file past the process's size limit (systemd's LimitFSIZE=, ulimit -f)
-  // is a write that fails with EFBIG, which the file sink retries and
-  // says; SIGXFSZ's default is death and a core, and the next start hit
-  // the limit again: a crash loop.
-  ::signal(SIGXFSZ, SIG_IGN);
   if (config_.rings.empty()) config_.rings.emplace_back();
   if (config_.rings.size() > perf::kMaxRings) throw std::runtime_error("at most 16 rings");
   // The rings first: a router another one already runs for is refused here,

@@ -402,7 +402,8 @@ bool FileSink::open_file(std::string& why) {
       } else if (errno != EEXIST) {
         // open() below fails too, and says "no such file": the directory
         // it could not make, and why, is the news.
-        directory_failed = "cannot create directory " + prefix.string() + ": " + errno_text(errno);
+        const int e = errno;  // before anything below may set it
+        directory_failed = "cannot create directory " + prefix.string() + ": " + errno_text(e);
         break;
       }
     }
@@ -688,9 +689,12 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   // made on reload may still share the file with the runner it replaces).
   if (options_.rotate_seconds != 0 && tail_checked_ && file_bytes_ != 0 && now >= rotate_retry_at_ &&
       now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
+    // As before a rotation by size: a file emptied since the last batch
+    // (copytruncate) is not rotated.
+    if (struct stat st {}; fd_ >= 0 && ::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
     // No file open after it: the next batch opens one or is retried.
     std::string why;
-    (void)rotate_or_carry_on(now, why);
+    if (file_bytes_ != 0) (void)rotate_or_carry_on(now, why);
   }
   // Once a second: is our fd still the file at `path`? A rename by logrotate
   // without a HUP, or a directory removed under us, would otherwise send

@@ -153,6 +153,16 @@ TEST(FileSink, AFileEmptiedUnderItIsNotRotatedForItsOldSize) {
   // Past the size for real, it rotates.
   ASSERT_EQ(sink.write(batch_of("third-xxxxxxx\n"), why), Outcome::ok) << why;
   EXPECT_EQ(slurp(o.path + ".1"), "second-xxxxxx\n");
+
+  // Nor by age: an emptied file past its age waits for its next line.
+  FileSinkOptions by_age;
+  by_age.path = dir / "aged.ndjson";
+  by_age.rotate_seconds = 1;
+  FileSink aged(by_age);
+  ASSERT_EQ(aged.write(batch_of("first\n"), why), Outcome::ok) << why;
+  fs::resize_file(by_age.path, 0);
+  aged.tick(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  EXPECT_FALSE(fs::exists(by_age.path + ".1"));
 }
 
 // The once-a-second look at the path reopens the file only when the path

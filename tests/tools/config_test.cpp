@@ -201,6 +201,15 @@ TEST(Config, AFileBackendMayNotWriteAnotherOnesRotatedFile) {
   EXPECT_TRUE(errors_of(R"({"backends": [)" + backend("a", "out/a.log", "") + "," + backend("b", "out/a.log.1", "") +
                         "]}")
                   .empty());
+  // A rotation renames the path's own name, a symbolic link there too, not
+  // the file it points to.
+  const testing::TempDir dir("config-rotated-link");
+  std::ofstream(dir / "real.log") << "";
+  std::filesystem::create_symlink(dir / "real.log", dir / "link.log");
+  e = errors_of(R"({"backends": [)" + backend("a", dir / "link.log", R"(, "rotate_bytes": 1000)") + "," +
+                backend("b", dir / "link.log.3", "") + "]}");
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind("backends[1].options.path: ", 0), 0u) << e[0];
 }
 
 // Two backends writing one file would interleave their batches, and each

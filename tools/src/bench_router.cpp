@@ -335,6 +335,7 @@ int run_bench(const BenchArgs& args) {
   catch_interrupts();
   BenchControl* control = &producers.control();
   if (config) {
+    ::signal(SIGXFSZ, SIG_IGN);  // as `run` does: a file past the size limit is a retried write (after the fork)
     fs::current_path(out_dir);
     try {
       router = std::make_unique<ingest::Router>(*config);

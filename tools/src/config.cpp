@@ -696,6 +696,10 @@ ConfigResult parse_config(std::string_view text) {
     std::string identity, path;
     bool rotates;
     std::uint64_t keep;
+    // The name a rotation renames: the path as written in its directory
+    // (resolved). A rotation renames path.N themselves, not what a link at
+    // the path points to.
+    std::string renamed;
   };
   std::vector<FileBackend> file_backends;
   if (simdjson::dom::array backends; root.is_object() && root["backends"].get(backends) == simdjson::SUCCESS) {
@@ -721,9 +725,12 @@ ConfigResult parse_config(std::string_view text) {
           std::uint64_t n = 0;
           return backend["options"][option].get(n) == simdjson::SUCCESS ? n : absent;
         };
+        const std::filesystem::path written(path);
+        const std::string directory = written.has_parent_path() ? written.parent_path().string() : ".";
         file_backends.push_back({index, identity, std::string(path),
                                  number("rotate_bytes", 0) != 0 || number("rotate_seconds", 0) != 0,
-                                 number("keep", sinks::FileSinkOptions{}.keep)});
+                                 number("keep", sinks::FileSinkOptions{}.keep),
+                                 sinks::file_identity(directory) + "/" + written.filename().string()});
       }
       auto given = [&](const char* option) {  // null is absent
         element value;
@@ -761,16 +768,21 @@ ConfigResult parse_config(std::string_view text) {
   // Nor a file another backend's rotation renames: its path.1 .. path.keep
   // (B on a.log.1 beside A on a.log: A's rotation moved B's file to
   // a.log.2 and its own into B's name, and B went on in A's archive).
+  // Whether `name` is `base`.N for N in 1 .. keep.
+  auto is_rotated_name = [](std::string_view name, const std::string& base, std::uint64_t keep) {
+    if (!name.starts_with(base) || name.size() <= base.size() + 1 || name[base.size()] != '.') return false;
+    const std::string_view suffix = name.substr(base.size() + 1);
+    std::uint64_t number = 0;
+    const auto [end, error] = std::from_chars(suffix.data(), suffix.data() + suffix.size(), number);
+    return error == std::errc{} && end == suffix.data() + suffix.size() && !suffix.starts_with('0') && number != 0 &&
+           number <= keep;
+  };
   for (const FileBackend& rotated : file_backends) {
     if (!rotated.rotates) continue;
     for (const FileBackend& other : file_backends) {
-      const std::string_view name = other.identity;
-      if (other.index == rotated.index || !name.starts_with(rotated.identity + ".")) continue;
-      const std::string_view suffix = name.substr(rotated.identity.size() + 1);
-      std::uint64_t number = 0;
-      const auto [end, error] = std::from_chars(suffix.data(), suffix.data() + suffix.size(), number);
-      if (error != std::errc{} || end != suffix.data() + suffix.size() || suffix.starts_with('0') || number == 0 ||
-          number > rotated.keep) {
+      // The other's file as it is reached, or its own name (a link there).
+      if (other.index == rotated.index || (!is_rotated_name(other.identity, rotated.renamed, rotated.keep) &&
+                                           !is_rotated_name(other.renamed, rotated.renamed, rotated.keep))) {
         continue;
       }
       list.push_back({"backends[" + std::to_string(other.index) + "].options.path",

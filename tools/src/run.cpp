@@ -39,6 +39,12 @@ int run_router(const RunArgs& args) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A file past the process's size limit (systemd's LimitFSIZE=, ulimit -f)
+  // is then a write that fails with EFBIG, which the file sink retries and
+  // says; SIGXFSZ's default is death and a core, and the next start hit the
+  // limit again: a crash loop. Here, not in the Router: a library must not
+  // change what the process it is in does with a signal.
+  ::signal(SIGXFSZ, SIG_IGN);
 
   std::unique_ptr<ingest::Router> router;
   try {

@@ -56,9 +56,11 @@ struct Snapshot {
   std::chrono::steady_clock::time_point at;
   std::int32_t router_pid = 0;
   bool router_running = false;
-  // Known only through a ring this reader may read: none, and whether the
-  // router runs is not known (its rings 0600, the block readable).
+  // Known only through a ring this reader may read: none, while one is
+  // there and can't be read (its rings 0600, the block readable), and
+  // whether the router runs is not known.
   bool router_known = false;
+  bool ring_unreadable = false;
   std::vector<RingFigures> rings;
   std::vector<BackendFigures> backends;
 };
@@ -88,9 +90,10 @@ Snapshot take(const perf::Block& block) {
     std::string error;
     const ring::Status attached = ring::Segment::attach(r.name, segment, &error, ring::Segment::Access::read_only);
     if (attached == ring::Status::not_ready) {
-      s.router_known = true;  // a ring that is gone has no consumer to say
+      // Gone (or being made): no consumer to say anything.
     } else if (attached != ring::Status::ok) {
       r.error = std::move(error);
+      s.ring_unreadable = true;
     } else {
       s.router_known = true;
       const ring::SegmentHeader& h = segment.header();
@@ -168,7 +171,7 @@ double micros(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
 const char* router_state(const Snapshot& s) {
   if (s.router_running) return "running";
-  return s.router_known || s.rings.empty() ? "stopped" : "unknown";
+  return s.router_known || !s.ring_unreadable ? "stopped" : "unknown";
 }
 
 std::string json_snapshot(const std::string& instance, const Snapshot& s) {
@@ -319,6 +322,32 @@ std::optional<std::string> block_changed(const std::string& instance, const Watc
   return perf::unreadable_block(watched.mapping->block());
 }
 
+// A view of the block, taken again from the block as it is now when the
+// block changed under the take (a few times at most); nullopt, said, when
+// it can't be read. `reopened`: the view is of another block than before.
+std::optional<Snapshot> take_view(const std::string& instance, std::unique_ptr<WatchedBlock>& watched,
+                                  bool& reopened) {
+  reopened = false;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Snapshot snapshot = take(watched->mapping->block());
+    const auto why = block_changed(instance, *watched);
+    if (!why) return snapshot;
+    // A router restarted on it (another version's) or one removed it: its
+    // figures start over, read from the block as it is now.
+    std::fprintf(stderr, "ringroute stat: %s %s; reading it again\n", perf::block_path(instance).c_str(), why->c_str());
+    reopened = true;
+    watched.reset();
+    std::string error;
+    watched = open_block(instance, error);
+    if (!watched) {
+      std::fprintf(stderr, "ringroute stat: %s\n", error.c_str());
+      return std::nullopt;
+    }
+  }
+  std::fprintf(stderr, "ringroute stat: %s changed under every read\n", perf::block_path(instance).c_str());
+  return std::nullopt;
+}
+
 int run_stat(const StatArgs& args) {
   // A ring truncated while we read its header reads zeros, not SIGBUS.
   ring::install_truncation_guard();
@@ -334,37 +363,21 @@ int run_stat(const StatArgs& args) {
     std::fprintf(stderr, "ringroute stat: %s\n", error.c_str());
     return 2;
   }
+  bool reopened = false;
+  std::optional<Snapshot> first = take_view(instance, watched, reopened);
+  if (!first) return 2;
   if (args.json) {
-    const Snapshot snapshot = take(watched->mapping->block());
-    if (auto why = block_changed(instance, *watched)) {
-      std::fprintf(stderr, "ringroute stat: %s %s while it was read\n", perf::block_path(instance).c_str(), why->c_str());
-      return 2;
-    }
-    std::printf("%s\n", json_snapshot(instance, snapshot).c_str());
+    std::printf("%s\n", json_snapshot(instance, *first).c_str());
     return 0;
   }
-  Snapshot before = take(watched->mapping->block());
+  Snapshot before = std::move(*first);
   print_table(before, nullptr);
   for (unsigned shown = 1; args.count == 0 || shown < args.count; ++shown) {
     std::this_thread::sleep_for(std::chrono::milliseconds(args.interval_ms));
-    Snapshot now = take(watched->mapping->block());
-    if (auto why = block_changed(instance, *watched)) {
-      // A router restarted on it (another version's) or one removed it:
-      // its figures start over, read from the block as it is now.
-      std::fprintf(stderr, "ringroute stat: %s %s; reading it again\n", perf::block_path(instance).c_str(),
-                   why->c_str());
-      watched.reset();
-      watched = open_block(instance, error);
-      if (!watched) {
-        std::fprintf(stderr, "ringroute stat: %s\n", error.c_str());
-        return 2;
-      }
-      before = take(watched->mapping->block());
-      print_table(before, nullptr);
-      continue;
-    }
-    print_table(now, &before);
-    before = std::move(now);
+    std::optional<Snapshot> now = take_view(instance, watched, reopened);
+    if (!now) return 2;
+    print_table(*now, reopened ? nullptr : &before);  // another block's figures count from zero
+    before = std::move(*now);
   }
   return 0;
 }
