@@ -39,12 +39,18 @@ struct sigaction g_previous {};
 // the default action (death; for a fault, the access is tried again after
 // the return and faults again, now fatally).
 void pass_on(int signal, siginfo_t* info, void* context) {
-  if ((g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr) {
-    g_previous.sa_sigaction(signal, info, context);
-    return;
-  }
-  if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
-    g_previous.sa_handler(signal);
+  const bool sigaction_handler = (g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr;
+  if (sigaction_handler || (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN)) {
+    // With the signals its sigaction blocked while it runs, as the kernel
+    // would have run it (pthread_sigmask is async-signal-safe).
+    sigset_t before;
+    ::pthread_sigmask(SIG_BLOCK, &g_previous.sa_mask, &before);
+    if (sigaction_handler) {
+      g_previous.sa_sigaction(signal, info, context);
+    } else {
+      g_previous.sa_handler(signal);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     return;
   }
   const bool sent = info == nullptr || info->si_code <= 0;  // by kill() or sigqueue(), not a fault

@@ -573,4 +573,22 @@ TEST(Segment, TheGuardKeepsWhatTheProcessDidWithASigbusSentToIt) {
         ::_exit(9);
       },
       ::testing::ExitedWithCode(8), "");
+  // Run with the signals its sigaction blocks while it runs, as the kernel
+  // would have run it.
+  EXPECT_EXIT(
+      {
+        struct sigaction own {};
+        own.sa_handler = +[](int) {
+          sigset_t now;
+          ::pthread_sigmask(SIG_BLOCK, nullptr, &now);
+          ::_exit(::sigismember(&now, SIGUSR2) == 1 ? 10 : 11);
+        };
+        ::sigemptyset(&own.sa_mask);
+        ::sigaddset(&own.sa_mask, SIGUSR2);
+        ::sigaction(SIGBUS, &own, nullptr);
+        ring::install_truncation_guard();
+        ::raise(SIGBUS);
+        ::_exit(12);
+      },
+      ::testing::ExitedWithCode(10), "");
 }
