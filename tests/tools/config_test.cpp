@@ -824,5 +824,37 @@ TEST(Config, EnvironmentReferencesAreNotExpandedInKeysOrBeforeTheSyntaxIsChecked
   EXPECT_NE(syntax[0].find("line 2, column 42 (byte 43)"), std::string::npos) << syntax[0];
 }
 
+// A reference written bare, outside any string, goes in as its value is,
+// as Vector reads an unquoted ${X}: a number or a switch can come from the
+// environment too. Its value must be a JSON number, true, false or null
+// (never echoed), and the syntax elsewhere keeps the file's positions.
+TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
+  ::setenv("RR_TEST_QUEUE", "500", 1);
+  ::setenv("RR_TEST_OFF", "false", 1);
+  ::setenv("RR_TEST_WORDS", "hunter2", 1);
+  ::unsetenv("RR_TEST_UNSET");
+  auto config = [](const std::string& enabled, const std::string& max_events) {
+    return R"({"backends": [{"name": "f", "type": "file", "enabled": )" + enabled +
+           R"(, "options": {"path": "/tmp/rr-bare.log", "queue": {"max_events": )" + max_events +
+           R"(, "max_bytes": ${RR_TEST_UNSET:-1048576}}}, "bindings": [{}]}]})";
+  };
+  const ConfigResult r = parse_config(config("${RR_TEST_OFF}", "${RR_TEST_QUEUE}"));
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  EXPECT_FALSE(r.config->backends[0].enabled);
+  simdjson::dom::parser parser;
+  const simdjson::dom::element options = parser.parse(r.config->backends[0].options_json).value();
+  EXPECT_EQ(uint64_t(options["queue"]["max_events"]), 500u);
+  EXPECT_EQ(uint64_t(options["queue"]["max_bytes"]), 1048576u);
+
+  const auto e = errors_of(config("${RR_TEST_UNSET}", "${RR_TEST_WORDS}"));
+  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind("backends[0].enabled: environment variable RR_TEST_UNSET is not set", 0), 0u) << e[0];
+  EXPECT_EQ(e[1], "backends[0].options.queue.max_events: ${RR_TEST_WORDS} is written bare, so its value must be a "
+                  "number, true, false or null, and it is not (quote it for a string)");
+  const auto syntax = errors_of("{\n\"instance\": \"x\", \"router\": {\"workers\": ${RR_TEST_QUEUE}}, \"rings\": [}");
+  ASSERT_EQ(syntax.size(), 1u);
+  EXPECT_NE(syntax[0].find("line 2, column 69"), std::string::npos) << syntax[0];  // the "}", as written
+}
+
 }  // namespace
 }  // namespace ringroute::tools

@@ -554,11 +554,14 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
 ConfigResult parse_config(std::string_view text) {
   ConfigResult result;
   simdjson::dom::parser parser;
-  simdjson::padded_string padded(text);
+  // Bare references (a number from the environment) are blanked to a 0 of
+  // their length: the syntax is checked as written, positions and all.
+  const std::string blanked = with_bare_references_blanked(text);
+  simdjson::padded_string padded(blanked);
   element root;
   if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
     // simdjson says what, not where; the body checker finds the byte.
-    auto problem = ingest::check_json_object(text);
+    auto problem = ingest::check_json_object(blanked);
     if (problem) {
       // The body checker's advice for an integer past 64 bits (send it as
       // a string) fits events, not options: none takes one that large.

@@ -28,7 +28,9 @@ void append_escaped(std::string& out, std::string_view value) {
 
 // The inside of one string value, as written (escapes and all), expanded
 // into `out`; false with `why` set at the first reference it can't expand.
-bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, std::string& why) {
+// `escape`: values go in JSON-escaped (inside a string), or as they are (a
+// bare reference's, which must be a JSON literal itself).
+bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, std::string& why, bool escape = true) {
   const std::size_t n = raw.size();
   for (std::size_t i = 0; i < n;) {
     const char c = raw[i];
@@ -99,9 +101,28 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
       why = "environment variable " + name + " is not valid UTF-8";
       return false;
     }
-    append_escaped(out, *value);
+    if (escape) {
+      append_escaped(out, *value);
+    } else {
+      out.append(*value);
+    }
   }
   return true;
+}
+
+// Just past the "}" of the bare reference at `at` (outside any string:
+// `"max_events": ${QUEUE}`), or npos when nothing closes it.
+std::size_t bare_reference_end(std::string_view json, std::size_t at) {
+  const std::size_t close = json.find('}', at + 2);
+  return close == std::string_view::npos ? close : close + 1;
+}
+
+// Whether `text` is one JSON number, true, false or null.
+bool is_json_literal(const std::string& text) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element value;
+  if (parser.parse(simdjson::padded_string(text)).get(value) != simdjson::SUCCESS) return false;
+  return value.is_number() || value.is_bool() || value.is_null();
 }
 
 // Where the scan is: a container and, for an object, the key of the
@@ -198,6 +219,27 @@ Expanded expand_environment(std::string_view json, const Lookup& lookup) {
         i = end + 1;
         continue;
       }
+      case '$': {
+        // Outside any string: a bare reference, whose value goes in as it
+        // is, so a number or a boolean can come from the environment too.
+        const std::size_t end = json.substr(i, 2) == "${" ? bare_reference_end(json, i) : std::string_view::npos;
+        if (end == std::string_view::npos) break;
+        const std::string_view reference = json.substr(i, end - i);
+        std::string value, why;
+        if (!expand_value(reference, lookup, value, why, false)) {
+          result.errors.push_back({path_of(frames), why});
+          value = "null";  // so the rest parses; its checks are left to this error
+        } else if (!is_json_literal(value)) {
+          result.errors.push_back({path_of(frames), std::string(reference) +
+                                                        " is written bare, so its value must be a number, true, false "
+                                                        "or null, and it is not (quote it for a string)"});
+          value = "null";
+        }
+        out += value;
+        result.changed = true;
+        i = end;
+        continue;
+      }
       default:
         break;
     }
@@ -205,6 +247,23 @@ Expanded expand_environment(std::string_view json, const Lookup& lookup) {
     ++i;
   }
   return result;
+}
+
+std::string with_bare_references_blanked(std::string_view json) {
+  std::string out(json);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == '"') {  // a string: passed whole (its references are its own)
+      for (++i; i < out.size() && out[i] != '"'; i += out[i] == '\\' ? 2 : 1) {
+      }
+      continue;
+    }
+    if (out.compare(i, 2, "${") != 0) continue;
+    const std::size_t end = bare_reference_end(out, i);
+    if (end == std::string::npos) break;  // the syntax check says where
+    out.replace(i, end - i, "0" + std::string(end - i - 1, ' '));
+    i = end - 1;
+  }
+  return out;
 }
 
 }  // namespace ringroute::tools

@@ -32,10 +32,18 @@ struct Expanded {
 };
 
 // Expands the references in every string value (not in keys) of `json`,
-// which must already parse: the result is the same document with the
-// values in place, JSON-escaped, so it parses too and numbers keep the
-// text they were written with. Works on the text as written: `\u0024{` is
-// not a reference.
+// which must already parse (with_bare_references_blanked): the result is
+// the same document with the values in place, JSON-escaped, so it parses
+// too and numbers keep the text they were written with. Works on the text
+// as written: `\u0024{` is not a reference. A reference written bare, as
+// a value outside any string (`"max_events": ${QUEUE:-1000}`), goes in as
+// its value is, which must be a JSON number, true, false or null: numbers
+// and switches can come from the environment too.
 [[nodiscard]] Expanded expand_environment(std::string_view json, const Lookup& lookup = from_environment);
+
+// `json` with each bare reference replaced by a 0 padded with spaces to its
+// length, for the syntax check: a syntax error elsewhere keeps the file's
+// line and column.
+[[nodiscard]] std::string with_bare_references_blanked(std::string_view json);
 
 }  // namespace ringroute::tools
