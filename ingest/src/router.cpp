@@ -1025,10 +1025,12 @@ std::optional<std::string> Router::reload(
   for (auto& runner : removed) {
     // No configured backend will write them: counted, then given up, and
     // the workers release the ring they held for them.
+    // Whatever it counts: a batch its destination took whole before a
+    // stop cut it short counts 0 unwritten, and still holds the ring.
+    runner->give_up_unwritten();
     if (const std::uint64_t unwritten = runner->unwritten_events(); unwritten != 0) {
       // The sink thread is joined: this thread is the shard's one writer now.
       runner->slot().sink.dropped_removed.add(unwritten);
-      runner->give_up_unwritten();
       std::fprintf(stderr, "ringroute: backend %s removed: %llu events it was handed and did not write are dropped\n",
                    runner->name().c_str(), static_cast<unsigned long long>(unwritten));
     }

@@ -521,22 +521,25 @@ bool BackendRunner::write_through(Batch* batch) {
   std::minstd_rand jitter(static_cast<unsigned>(batch->end));
   std::chrono::milliseconds backoff(10);
   std::string why;
+  // A stop ends the write (cut short, or between two tries): the batch stays
+  // unwritten, neither a failure nor a retry. What the destination accepted
+  // of it is sent: should nothing write the batch after (a removed backend,
+  // `drop` at a stop) it is not dropped; should a successor write it, those
+  // events go twice, and count twice.
+  const auto left_unwritten = [&] {
+    const std::uint32_t delivered = std::min(sink_->delivered_events(), batch->events);
+    slot_.sink.sent.add(delivered);
+    // A predecessor's sink may have delivered more of an inherited batch.
+    batch->delivered = std::max(batch->delivered, delivered);
+    return false;
+  };
   bool done = false;
   while (!done) {
     Outcome outcome = Outcome::retry;
     try {
       outcome = sink_->write(*batch, why);
     } catch (const WriteInterrupted&) {
-      // A stop cut the write short after the drain: the batch stays
-      // unwritten, neither a failure nor a retry. What the destination
-      // accepted of it is sent: should nothing write the batch after (a
-      // removed backend, `drop` at a stop) it is not dropped; should a
-      // successor write it, those events go twice, and count twice.
-      const std::uint32_t delivered = std::min(sink_->delivered_events(), batch->events);
-      slot_.sink.sent.add(delivered);
-      // A predecessor's sink may have delivered more of an inherited batch.
-      batch->delivered = std::max(batch->delivered, delivered);
-      return false;
+      return left_unwritten();
     } catch (const std::exception& e) {
       // A sink that can't go on (out of memory, an io_uring that refuses a
       // submission) must not take the router down: the batch is retried.
@@ -590,7 +593,7 @@ bool BackendRunner::write_through(Batch* batch) {
       wait = std::max<std::chrono::milliseconds>(wait, sink_->retry_after());
       const auto until = Clock::now() + wait;
       while (Clock::now() < until) {
-        if (stop_now_.load(std::memory_order_relaxed)) return false;
+        if (stop_now_.load(std::memory_order_relaxed)) return left_unwritten();
         reopen_if_asked();
         // The sink's own clock runs on while a batch waits: interval syncs
         // of batches written before it, age rotation, a vanished file.

@@ -219,30 +219,41 @@ TEST_F(HttpSinkTest, RefusedEventsCountNeitherInBytesNorInLatencies) {
   EXPECT_EQ(recorded, 5u);
 }
 
-// A stop cuts short a batch whose first request the destination accepted:
-// those events are sent, and a removed backend or a `drop` one at a stop
-// counts only the rest as dropped. The whole batch was counted unwritten.
+// A stop ends a batch whose first request the destination accepted, while
+// the second is in flight or waits out a Retry-After: those events are
+// sent, and a removed backend or a `drop` one at a stop counts only the
+// rest as dropped. The whole batch was counted unwritten.
 TEST_F(HttpSinkTest, WhatAStoppedWriteHadDeliveredIsSentNotDropped) {
-  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
-    HttpResponse response;
-    response.hang = index == 1;  // the second request is never answered
-    return response;
-  });
-  auto slot = std::make_unique<perf::BackendSlot>();
-  BackendRunner runner("stopped", BackendOptions{}, fives_to(receiver), *slot);
-  Batch* batch = runner.take_batch();
-  fill(*batch, 0, 10);  // two requests of 5
-  batch->holds_ring = false;
-  runner.submit(batch);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (receiver.requests().size() < 2 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (const bool hangs : {true, false}) {
+    SCOPED_TRACE(hangs ? "the second request hangs" : "the second request waits out a Retry-After");
+    HttpReceiver receiver([hangs](const HttpRequest&, std::size_t index) {
+      HttpResponse response;
+      if (index == 1) {
+        response.hang = hangs;  // never answered
+        if (!hangs) {
+          response.status = 503;
+          response.headers = {{"Retry-After", "10"}};
+        }
+      }
+      return response;
+    });
+    auto slot = std::make_unique<perf::BackendSlot>();
+    BackendRunner runner("stopped", BackendOptions{}, fives_to(receiver), *slot);
+    Batch* batch = runner.take_batch();
+    fill(*batch, 0, 10);  // two requests of 5
+    batch->holds_ring = false;
+    runner.submit(batch);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while ((receiver.requests().size() < 2 || (!hangs && !runner.retrying())) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(receiver.requests().size(), 2u);
+    runner.stop(std::chrono::milliseconds(0));
+    EXPECT_EQ(slot->sink.sent.read(), 5u);
+    EXPECT_EQ(runner.unwritten_events(), 5u);
+    EXPECT_EQ(runner.unwritten_events_outside_ring(), 5u);
   }
-  ASSERT_EQ(receiver.requests().size(), 2u);
-  runner.stop(std::chrono::milliseconds(0));
-  EXPECT_EQ(slot->sink.sent.read(), 5u);
-  EXPECT_EQ(runner.unwritten_events(), 5u);
-  EXPECT_EQ(runner.unwritten_events_outside_ring(), 5u);
 }
 
 TEST_F(HttpSinkTest, AnEventLargerThanMaxBytesGoesAlone) {
