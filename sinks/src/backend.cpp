@@ -364,6 +364,14 @@ std::deque<Batch*> BackendRunner::take_leftovers() {
   while (queue_.try_dequeue(batch)) {
     if (batch != nullptr) out.push_back(batch);
   }
+  // Under `drop` the worker holds the ring for none of them, not even for
+  // those a `block` runner before this one was handed (it let them go when
+  // the slot went to `drop`): said in the batches themselves, so a `block`
+  // runner after this one counts them dropped at a stop, not kept in the
+  // ring. This runner is finished: they are its successor's now.
+  if (options_.drop_when_full) {
+    for (Batch* left : out) left->holds_ring = false;
+  }
   return out;
 }
 

@@ -1303,6 +1303,32 @@ TEST(RunCommand, ABackendBehindThatAReloadSwitchesToDropNoLongerHoldsTheRing) {
   EXPECT_EQ(run.router->stop(), 0);
 }
 
+// Switched to `drop` and back to `block` while its destination is dead: the
+// batches it was handed under `block` were let go from the ring at the
+// first switch, so at a stop they are dropped and counted, not promised to
+// the next start. The `block` runner at the end took them for ring-held and
+// counted nothing.
+TEST(RunCommand, BatchesLetGoFromTheRingByASwitchToDropAreCountedWhenStoppedAfterASwitchBack) {
+  LateBackendRun run("dropback");
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(3000));
+  const std::string block_config = run.config();
+  std::string drop_config = block_config;
+  drop_config.replace(drop_config.find(R"("when_full": "block")"), 20, R"("when_full": "drop")");
+  write_file(run.dir / "edr.json", drop_config);
+  run.router->signal(SIGHUP);
+  wait_for_text(run.dir / "router.log", "reloaded", 1);
+  write_file(run.dir / "edr.json", block_config);
+  run.router->signal(SIGHUP);
+  wait_for_text(run.dir / "router.log", "reloaded", 2);
+  ASSERT_EQ(run.router->stop(), 0);
+  const std::string log = read_text(run.dir / "router.log");
+  // Every event "late" matched is sent or dropped with a reason; it sent none.
+  const std::string stat = run_capture("stat --json --instance " + run.ring);
+  std::uint64_t dropped = 0;
+  for (const char* reason : {"queue_full", "rejected", "shutdown", "removed"}) dropped += dropped_of(stat, "late", reason);
+  EXPECT_EQ(dropped, 3000u) << stat << "\n" << log;
+}
+
 // A backend whose options change gets a new runner; the old one is handed
 // its last batches and may still be writing them. The new one must neither
 // interleave with it nor release ring space it has not written, and when the
