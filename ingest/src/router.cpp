@@ -129,6 +129,20 @@ class Worker {
     if (thread_.joinable()) thread_.join();
   }
   [[nodiscard]] bool drained() const noexcept { return all_released_.load(std::memory_order_acquire); }
+  // Slots taken back from backends that are gone: their positions (read
+  // from the block when this worker was made) are not the new owners'.
+  // Before start() for the router's first plan: a reload published before
+  // the worker's first round is the only plan it adopts, and its list of
+  // slots taken back is empty.
+  void forget_reclaimed(const std::vector<int>& reclaimed) {
+    for (const int slot : reclaimed) {
+      skip_through_[static_cast<std::size_t>(slot)] = 0;
+      maybe_written_through_[static_cast<std::size_t>(slot)] = 0;
+      // A removed backend's batches still held here (its give-up not yet
+      // seen) would wait on positions the new owner writes for its own.
+      slots_[static_cast<std::size_t>(slot)].in_flight.clear();
+    }
+  }
   // Whether its ring was cut short under it; read once the worker is joined.
   [[nodiscard]] bool ring_lost() const noexcept { return ring_lost_; }
   [[nodiscard]] const std::string& ring_name() const noexcept { return consumer_.segment().name(); }
@@ -331,14 +345,9 @@ class Worker {
       if (plan.backends[i]) index_of_slot_[static_cast<std::size_t>(plan.slot_of[i])] = static_cast<int>(i);
     }
     // Plans are adopted one by one (a reload waits for every worker), so
-    // none of these is missed.
-    for (const int slot : plan.reclaimed_slots) {
-      skip_through_[static_cast<std::size_t>(slot)] = 0;
-      maybe_written_through_[static_cast<std::size_t>(slot)] = 0;
-      // A removed backend's batches still held here (its give-up not yet
-      // seen) would wait on positions the new owner writes for its own.
-      slots_[static_cast<std::size_t>(slot)].in_flight.clear();
-    }
+    // none of these is missed; the first plan's are forgotten before the
+    // worker starts too (forget_reclaimed).
+    forget_reclaimed(plan.reclaimed_slots);
     // Release pairs with reload()'s acquire: once it sees the new serial, this
     // worker has handed the old runners their last batches.
     plan_serial_.store(plan.serial, std::memory_order_release);
@@ -835,6 +844,7 @@ Router::Router(RouterConfig config)
     if (backend.enabled) runners_[backend.name] = start_backend(config_, backend);
   }
   plans_.publish(make_plan(config_, runners_));
+  for (auto& worker : workers_) worker->forget_reclaimed(reclaimed_slots_);  // not started: this thread's alone
   reclaimed_slots_.clear();
   // Informational for `stat` (relaxed: it reads each field on its own).
   perf::BlockHeader& header = block_.block().header;
