@@ -103,8 +103,13 @@ class Worker {
       } catch (...) {
         fail(name, "an unknown exception");
       }
+      // Release pairs with exited()'s acquire: nothing this thread did with
+      // runners or batches comes after it.
+      exited_.store(true, std::memory_order_release);
     });
   }
+  // Whether its thread is past its loop: it touches no runner or batch again.
+  [[nodiscard]] bool exited() const noexcept { return exited_.load(std::memory_order_acquire); }
 
   // Why the worker stopped on its own (out of memory, most likely); null
   // while it runs or when it was asked to stop.
@@ -172,6 +177,7 @@ class Worker {
   }
   char failure_[512] = {};
   std::atomic<bool> failed_{false};
+  std::atomic<bool> exited_{false};
 
  public:
   [[nodiscard]] std::uint64_t plan_serial() const noexcept { return plan_serial_.load(std::memory_order_acquire); }
@@ -1005,10 +1011,13 @@ std::optional<std::string> Router::reload(
   auto next_warning = started + std::chrono::seconds(2);
   for (;;) {
     bool all_moved = true;
-    // A worker that stopped on its own (Worker::fail) touches no runner or
-    // batch again: it counts as moved, or the wait would last for ever.
+    // A worker whose thread ended on its own (an exception out of its loop)
+    // touches no runner or batch again: it counts as moved, or the wait
+    // would last for ever. One that failed and reads on (its ring cut
+    // short: it drains what it holds) still follows the plans, and is
+    // waited for as the others.
     for (const auto& worker : workers_) {
-      all_moved = all_moved && (worker->plan_serial() >= serial || worker->failure() != nullptr);
+      all_moved = all_moved && (worker->plan_serial() >= serial || worker->exited());
     }
     if (all_moved) break;
     if (Clock::now() >= next_warning) {
