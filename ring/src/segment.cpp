@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include "ringroute/ring/truncation_guard.hpp"
 
@@ -31,20 +32,16 @@ namespace ringroute::ring {
 struct Segment::Attached {
   bip::shared_memory_object shm;
   bip::mapped_region region;
-  int guard = -1;  // the mapping's entry in the truncation guard
-  Attached() = default;
-  Attached(const Attached&) = delete;
-  Attached& operator=(const Attached&) = delete;
-  // Before `region` unmaps: a fault at its addresses is then no ring's.
-  ~Attached() { detail::unguard_mapping(guard); }
+  // Declared after `region`, so gone before it unmaps: a fault at its
+  // addresses is then no ring's.
+  std::optional<GuardedMapping> guard;
   // Every mapping is guarded from its first read of the header on (a file
   // cut short while a segment is attached reads zeros there too).
   void map(bip::mapped_region mapped) {
-    detail::unguard_mapping(guard);
-    guard = -1;
+    guard.reset();
     region = std::move(mapped);
     if (region.get_address() != nullptr) {
-      guard = detail::guard_mapping(region.get_address(), region.get_size(), region.get_mode() == bip::read_write);
+      guard.emplace(region.get_address(), region.get_size(), region.get_mode() == bip::read_write);
     }
   }
 };
@@ -182,7 +179,7 @@ void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcep
 }
 
 bool Segment::cut_short() const noexcept {
-  return attached_ != nullptr && detail::guarded_mapping_cut_short(attached_->guard);
+  return attached_ != nullptr && attached_->guard && attached_->guard->cut_short();
 }
 
 bool Segment::file_cut_short() const noexcept {

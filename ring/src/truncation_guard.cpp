@@ -73,9 +73,9 @@ void on_sigbus(int signal, siginfo_t* info, void* context) {
     const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
     for (GuardEntry& mapping : g_mappings) {
       // A seqlock read, `begin` its sequence: acquire pairs with
-      // guard_mapping's release store of begin (end and writable are this
+      // the constructor's release store of begin (end and writable are this
       // mapping's); the fence and the second load of begin catch an entry
-      // let go and taken again meanwhile (guard_mapping's fence), whose end
+      // let go and taken again meanwhile (the constructor's fence), whose end
       // would not be this begin's.
       const std::uintptr_t begin = mapping.begin.load(std::memory_order_acquire);
       if (begin <= kTaken || address < begin) continue;
@@ -90,7 +90,7 @@ void on_sigbus(int signal, siginfo_t* info, void* context) {
         const int protection = writable ? PROT_READ | PROT_WRITE : PROT_READ;
         void* zeros = ::mmap(reinterpret_cast<void*>(begin), end - begin, protection,
                              MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        // Release pairs with guarded_mapping_cut_short's acquire and with
+        // Release pairs with GuardedMapping::cut_short's acquire and with
         // the compare above in other threads.
         mapping.state.store(zeros == MAP_FAILED ? kReplaceFailed : kReplaced, std::memory_order_release);
         expected = zeros == MAP_FAILED ? kReplaceFailed : kReplaced;
@@ -122,9 +122,8 @@ void install_truncation_guard() {
   });
 }
 
-namespace detail {
-
-int guard_mapping(void* begin, std::size_t bytes, bool writable) noexcept {
+// Takes a free entry for the mapping; none left (-1) leaves it unguarded.
+GuardedMapping::GuardedMapping(const void* begin, std::size_t bytes, bool writable) noexcept : index_(-1) {
   const auto address = reinterpret_cast<std::uintptr_t>(begin);
   for (std::size_t i = 0; i < kMappings; ++i) {
     GuardEntry& mapping = g_mappings[i];
@@ -141,31 +140,22 @@ int guard_mapping(void* begin, std::size_t bytes, bool writable) noexcept {
     mapping.state.store(kWhole, std::memory_order_relaxed);
     // Release pairs with the handler's acquire load: it sees the fields above.
     mapping.begin.store(address, std::memory_order_release);
-    return static_cast<int>(i);
+    index_ = static_cast<int>(i);
+    return;
   }
-  return -1;
 }
 
-void unguard_mapping(int index) noexcept {
-  if (index < 0) return;
+GuardedMapping::~GuardedMapping() {
+  if (index_ < 0) return;
   // Relaxed: the munmap that follows is a syscall, and a fault at these
   // addresses after it is no longer this mapping's anyway.
-  g_mappings[static_cast<std::size_t>(index)].begin.store(0, std::memory_order_relaxed);
+  g_mappings[static_cast<std::size_t>(index_)].begin.store(0, std::memory_order_relaxed);
 }
 
-bool guarded_mapping_cut_short(int index) noexcept {
-  if (index < 0) return false;
+bool GuardedMapping::cut_short() const noexcept {
+  if (index_ < 0) return false;
   // Acquire pairs with the handler's release store.
-  return g_mappings[static_cast<std::size_t>(index)].state.load(std::memory_order_acquire) == kReplaced;
+  return g_mappings[static_cast<std::size_t>(index_)].state.load(std::memory_order_acquire) == kReplaced;
 }
-
-}  // namespace detail
-
-GuardedMapping::GuardedMapping(const void* begin, std::size_t bytes, bool writable) noexcept
-    : index_(detail::guard_mapping(const_cast<void*>(begin), bytes, writable)) {}
-
-GuardedMapping::~GuardedMapping() { detail::unguard_mapping(index_); }
-
-bool GuardedMapping::cut_short() const noexcept { return detail::guarded_mapping_cut_short(index_); }
 
 }  // namespace ringroute::ring

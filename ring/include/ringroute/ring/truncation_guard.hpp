@@ -29,11 +29,11 @@ namespace ringroute::ring {
 // never installs it there.
 void install_truncation_guard();
 
-// Another shared file's mapping guarded as a segment's is, for a reader
-// whose file a process it does not control may cut (`stat` and the perf
-// block, which a router of another version sizes anew): a fault there
-// reads zeros, and cut_short() says so. Unguarded when the guard's table
-// is full.
+// A mapping of a shared file that a process this one does not control may
+// cut, guarded while this lives: every segment's (Segment::Attached), and
+// the perf block as `stat` reads it (a router of another version sizes it
+// anew). A fault there reads zeros, and cut_short() says so. Unguarded
+// when the guard's table is full (256 mappings at once).
 class GuardedMapping {
  public:
   GuardedMapping(const void* begin, std::size_t bytes, bool writable) noexcept;
@@ -45,16 +45,4 @@ class GuardedMapping {
  private:
   int index_;
 };
-
-namespace detail {
-
-// A segment mapping's place in the guard: its index, or -1 when all are
-// taken (that mapping then goes unguarded).
-[[nodiscard]] int guard_mapping(void* begin, std::size_t bytes, bool writable) noexcept;
-// Before the mapping goes: a fault at its addresses is no longer a ring's.
-void unguard_mapping(int index) noexcept;
-// Whether a fault replaced the mapping at `index` with zeros.
-[[nodiscard]] bool guarded_mapping_cut_short(int index) noexcept;
-
-}  // namespace detail
 }  // namespace ringroute::ring
