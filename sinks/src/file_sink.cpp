@@ -573,10 +573,7 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     return options_.rotate_bytes != 0 && file_bytes_ != 0 && file_bytes_ + batch.bytes.size() > options_.rotate_bytes;
   };
   if (crosses()) {
-    // The size is as the last batch left it: logrotate's copytruncate may
-    // have emptied the file since, and rotating it then would drop the
-    // oldest kept file for an empty one. Looked at again only here.
-    if (struct stat st {}; ::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+    look_at_size_again();
     const auto now = std::chrono::steady_clock::now();
     if (crosses() && now >= rotate_retry_at_ && !rotate_or_carry_on(now, why)) return Outcome::retry;
   }
@@ -657,6 +654,10 @@ void FileSink::cut_back(std::uint64_t before) {
 // (at most once a minute), and the rotation is tried again a second later.
 // False, with `why`, only when no file is open after it: then the batch is
 // retried, and the runner counts and says that.
+void FileSink::look_at_size_again() noexcept {
+  if (struct stat st {}; fd_ >= 0 && ::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+}
+
 bool FileSink::rotate_or_carry_on(std::chrono::steady_clock::time_point now, std::string& why) {
   if (rotate(why)) return true;
   rotate_retry_at_ = now + std::chrono::seconds(1);
@@ -689,9 +690,7 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   // made on reload may still share the file with the runner it replaces).
   if (options_.rotate_seconds != 0 && tail_checked_ && file_bytes_ != 0 && now >= rotate_retry_at_ &&
       now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
-    // As before a rotation by size: a file emptied since the last batch
-    // (copytruncate) is not rotated.
-    if (struct stat st {}; fd_ >= 0 && ::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+    look_at_size_again();
     // No file open after it: the next batch opens one or is retried.
     std::string why;
     if (file_bytes_ != 0) (void)rotate_or_carry_on(now, why);

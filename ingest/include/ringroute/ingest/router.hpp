@@ -92,8 +92,9 @@ class Router {
 
   [[nodiscard]] perf::Block& block() noexcept { return block_.block(); }
   // Why a worker or a sink thread stopped on its own (an exception out of
-  // its loop, such as std::bad_alloc); the router then wants stopping.
-  // nullopt while all run. Called from the thread that reloads.
+  // its loop, such as std::bad_alloc, or a ring cut short); the router then
+  // wants stopping. nullopt while all run. Called from the thread that
+  // reloads, and after stop() (a worker's failure during the drain is kept).
   [[nodiscard]] std::optional<std::string> failure() const;
   // True when every worker has released all it read (everything written);
   // after stop(), whether they had when they stopped.

@@ -63,6 +63,10 @@ class FileSink final : public Sink {
   void close_file();
   bool rotate(std::string& why);
   bool rotate_or_carry_on(std::chrono::steady_clock::time_point now, std::string& why);
+  // file_bytes_ as the file is now, before a rotation that looks due:
+  // logrotate's copytruncate may have emptied it since the last batch, and
+  // rotating it then would drop the oldest kept file for an empty one.
+  void look_at_size_again() noexcept;
   void cut_back(std::uint64_t before);
   void sync_or_report(const char* since);
   bool write_all(const char* data, std::size_t size, std::string& why);
