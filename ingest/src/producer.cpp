@@ -375,23 +375,6 @@ rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t flags, 
 
 namespace {
 rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
-                     rr_error* error);
-}  // namespace
-
-rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
-                        rr_error* error) {
-  const rr_status status = emit_batch(p, events, count, flags, accepted, error);
-  if (status == RR_TOO_BIG && p != nullptr && !p->ring->forked()) [[unlikely]] {
-    // The library sizes every event before it claims (no claim is ever
-    // over the ring's limit), so the ring's count of emits refused for
-    // size, which `stat` shows, is kept here. Relaxed: a count, read apart.
-    p->ring->slot().too_big.fetch_add(1, std::memory_order_relaxed);
-  }
-  return status;
-}
-
-namespace {
-rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
                      rr_error* error) {
   if (accepted != nullptr) *accepted = 0;
   if (p == nullptr || (events == nullptr && count != 0)) {
@@ -493,5 +476,17 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
   return RR_OK;
 }
 }  // namespace
+
+rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
+                        rr_error* error) {
+  const rr_status status = emit_batch(p, events, count, flags, accepted, error);
+  if (status == RR_TOO_BIG && p != nullptr && !p->ring->forked()) [[unlikely]] {
+    // The library sizes every event before it claims (no claim is ever
+    // over the ring's limit), so the ring's count of emits refused for
+    // size, which `stat` shows, is kept here. Relaxed: a count, read apart.
+    p->ring->slot().too_big.fetch_add(1, std::memory_order_relaxed);
+  }
+  return status;
+}
 
 }  // extern "C"
