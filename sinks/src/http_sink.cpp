@@ -283,7 +283,6 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
 }
 
 Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
-  rejected_events_ = 0;
   retry_after_ = std::chrono::milliseconds(0);
   plan_requests(batch);
   std::size_t next = 0;  // first request to look at for dispatch
@@ -542,22 +541,17 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   });
   address_pick_ = dialing.preferred();  // where the next write's connections start
   bool all_resolved = true;
-  std::uint32_t rejected = 0;
   rejected_ranges_.clear();
   for (const Request& r : requests_) {
     if (r.state == Request::State::pending || r.state == Request::State::sending) all_resolved = false;
-    if (r.state == Request::State::rejected) {
-      rejected += r.last - r.first;
-      rejected_ranges_.emplace_back(r.first, r.last);
-    }
+    if (r.state == Request::State::rejected) rejected_ranges_.emplace_back(r.first, r.last);
   }
-  rejected_events_ = rejected;
   if (!all_resolved) {
     why = retry_why.empty() ? "requests to " + where_ + " did not finish" : retry_why;
     if (!reject_why.empty()) why += "; also " + reject_why;
     return Outcome::retry;
   }
-  if (rejected > 0) why = reject_why;
+  if (!rejected_ranges_.empty()) why = reject_why;
   return Outcome::ok;
 }
 

@@ -100,7 +100,6 @@ void SocketSink::start_batch(const Batch& batch) {
   for (Connection& c : connections_) c.handed_end = 0;
   datagram_next_ = 0;
   datagram_judged_ = 0;
-  datagram_rejected_ = 0;
   rejected_ranges_.clear();
 }
 
@@ -113,7 +112,6 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
     loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
   }
   writing_ = true;
-  rejected_events_ = 0;
   start_batch(batch);
   const Outcome outcome = kind_ == Kind::udp || kind_ == Kind::unix_datagram ? write_datagrams(batch, why)
                                                                               : write_stream(batch, why);
@@ -310,7 +308,6 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
       // parse: it is rejected, counted and said, not retried.
       if (options_.strip_newline && datagram_of(i).size() > options_.max_datagram_bytes) {
         if (i >= datagram_judged_) {
-          ++datagram_rejected_;
           const auto event = static_cast<std::uint32_t>(i);
           if (!rejected_ranges_.empty() && rejected_ranges_.back().second == event) {
             ++rejected_ranges_.back().second;
@@ -365,8 +362,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
       return Outcome::retry;
     }
   }
-  rejected_events_ = datagram_rejected_;
-  if (datagram_rejected_ > 0) {
+  if (!rejected_ranges_.empty()) {
     why = "send to " + where_ + ": NDJSON events over max_datagram_bytes (" +
           std::to_string(options_.max_datagram_bytes) + "), which cut would not parse";
   }

@@ -53,14 +53,19 @@ class Sink {
   // wait on anyone and ignore it.
   void attach_stop(const std::atomic<bool>* stop) noexcept { stop_ = stop; }
 
-  // After an `ok` write: how many of the batch's events the destination
-  // rejected (an HTTP 4xx for some of its requests). They are counted as
-  // dropped, with `why`, and not retried.
-  [[nodiscard]] std::uint32_t rejected_events() const noexcept { return rejected_events_; }
-  // The same events as ranges [first, last) of the batch, ascending. They
-  // were not written: their bytes and latencies are not counted as such.
+  // After an `ok` write: the batch's events the destination rejected (an
+  // HTTP 4xx for some of its requests, NDJSON datagrams too long), as
+  // ranges [first, last), ascending. They are counted as dropped, with
+  // `why`, and not retried; their bytes and latencies are not counted as
+  // written.
   [[nodiscard]] const std::vector<std::pair<std::uint32_t, std::uint32_t>>& rejected_ranges() const noexcept {
     return rejected_ranges_;
+  }
+  // How many events those ranges hold.
+  [[nodiscard]] std::uint32_t rejected_events() const noexcept {
+    std::uint32_t events = 0;
+    for (const auto& [first, last] : rejected_ranges_) events += last - first;
+    return events;
   }
   // After a write cut short by a stop (WriteInterrupted): how many of the
   // batch's events the destination has all the same (its requests already
@@ -73,8 +78,7 @@ class Sink {
  protected:
   perf::BackendSinkShard* counters_ = nullptr;
   const std::atomic<bool>* stop_ = nullptr;
-  std::uint32_t rejected_events_ = 0;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> rejected_ranges_;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> rejected_ranges_;  // see rejected_ranges()
   std::chrono::milliseconds retry_after_{0};
 };
 

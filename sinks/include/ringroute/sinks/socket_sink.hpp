@@ -99,10 +99,9 @@ class SocketSink final : public Sink {
   int datagram_fd_ = -1;
   std::size_t datagram_next_ = 0;  // first event not yet sent as a datagram
   // NDJSON events over max_datagram_bytes are not sent (a cut line would
-  // not parse): events before `datagram_judged_` were counted in
-  // `datagram_rejected_` once, however many attempts the batch takes.
+  // not parse): events before `datagram_judged_` are in rejected_ranges_
+  // once, however many attempts the batch takes.
   std::size_t datagram_judged_ = 0;
-  std::uint32_t datagram_rejected_ = 0;
 };
 
 }  // namespace ringroute::sinks
