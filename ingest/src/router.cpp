@@ -447,12 +447,10 @@ class Worker {
             ++reread;
             const std::uint64_t record_start = start;
             start = end;
-            // A corrupt record was counted when first read.
-            if (event::decode(record, view_) != event::DecodeError::none) return;
-            if (!matched_for_catch_up(state, static_cast<std::uint32_t>(index), end) ||
-                end <= skip_through_[slot]) {
-              return;
-            }
+            // Counted when first read (route()): a corrupt record, and one
+            // this backend had written before a restart.
+            if (event::decode(record, view_) != event::DecodeError::none || end <= skip_through_[slot]) return;
+            if (!matched_for_catch_up(state, static_cast<std::uint32_t>(index), end)) return;
             if (append(plan, view_, static_cast<std::uint32_t>(index), slot, runner, record_start, end, false)) {
               submit(slot);
             }
@@ -554,12 +552,15 @@ class Worker {
       const auto slot = static_cast<std::size_t>(plan.slot_of[index]);
       perf::BackendWorkerShard& shard = block_.backends[slot].worker[ring_ % perf::kMaxWorkers];
       shard.matched.add(1);
-      if (slots_[slot].behind) return;  // it rereads this event when it catches up
+      // Counted here whether the backend takes the event now or rereads it
+      // when it catches up (catch_up() skips the same events, counting
+      // nothing): `matched` was counted here too.
       if (end <= skip_through_[slot]) {
         shard.skipped_written.add(1);
         return;
       }
       if (end <= maybe_written_through_[slot]) replayed = true;
+      if (slots_[slot].behind) return;  // it rereads this event when it catches up
       const bool drop_policy = runner->options().drop_when_full;
       if (drop_policy && runner->over_limit()) {
         shard.dropped_queue_full.add(1);
