@@ -315,7 +315,9 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
         // raw_json() only balances brackets (simdjson 3.0): `{"a":tru}`
         // passes it. The whole line was checked above, so the body is JSON,
         // as the producer library would check it.
-        out.input.body = raw;
+        // raw_json() runs up to the next token: whitespace after the
+        // object is in it.
+        out.input.body = without_surrounding_whitespace(raw);
         out.has_body = true;
         break;
       }

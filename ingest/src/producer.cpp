@@ -275,7 +275,8 @@ std::size_t prepare(const rr_producer& p, const rr_event& e, std::int64_t now, c
                      ? ev::Verbosity::info
                      : static_cast<ev::Verbosity>(static_cast<unsigned>(verbosity) - 1u);
   in.timestamp_ns = e.timestamp_ns != 0 ? e.timestamp_ns : now;
-  in.body = e.body.data != nullptr ? std::string_view{e.body.data, e.body.size} : std::string_view{"{}"};
+  in.body = e.body.data != nullptr ? ringroute::ingest::without_surrounding_whitespace({e.body.data, e.body.size})
+                                    : std::string_view{"{}"};
   suspect |= (e.body.data == nullptr) & (e.body.size != 0);
   if (suspect) [[unlikely]] return 0;
   return ev::kFixedBytes + strings_bytes + in.body.size();

@@ -153,6 +153,21 @@ INSTANTIATE_TEST_SUITE_P(Bodies, ProducerBadBody,
                                            BadBody{"{\"a\":1,}", 7}, BadBody{"{\"a\":\"\xff\"}", 6},
                                            BadBody{"{\"a\":1} x", 8}, BadBody{"", 0}));
 
+// JSON whitespace around the object (a C producer's body often ends in
+// "\n") is not the body's: it was stored, and a sink wrote it into the
+// event's line (the newline as a space).
+TEST(Producer, WhitespaceAroundABodyIsNotStored) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);
+  EventProducer p = open_producer(r.name);
+  ASSERT_EQ(p.emit(with_body(" \t{\"a\": 1}\r\n")), RR_OK);
+  ASSERT_EQ(p.emit(with_body("{\"b\":2}\n"), RR_EMIT_BODY_TRUSTED), RR_OK);
+  const auto events = drain(c);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].body, "{\"a\": 1}");
+  EXPECT_EQ(events[1].body, "{\"b\":2}");
+}
+
 TEST(Producer, TrustedBodyIsNotChecked) {
   TestRing r(4096);
   ring::Consumer c(r.segment);

@@ -60,6 +60,14 @@ TEST(JsonFormatter, IncludeMetadataFalseIsTheBodyByteForByte) {
             "{ \"a\" : [ 1 , 2 ] , \"b\":\"\\u00e9\\n\" }\n");
 }
 
+// simdjson's raw_json() runs up to the next token: the whitespace after
+// the body's object was taken as the body's, and written into the line.
+TEST(JsonFormatter, WhitespaceAfterTheBodyInTheLineIsNotTheBodys) {
+  testing::JsonEvent ev;
+  EXPECT_EQ(format(ev("{\"body\":  {\"a\":1} \t\r ,\"id\":\"x\"}"), {.include_metadata = false}), "{\"a\":1}\n");
+  EXPECT_EQ(format(ev("{\"id\":\"x\",\"body\":{\"a\":1}  }"), {.include_metadata = false}), "{\"a\":1}\n");
+}
+
 TEST(JsonFormatter, TimestampIsTruncatedToMicrosecondsNotRounded) {
   EXPECT_EQ(format_rfc3339_micros(1'000'999'999), "1970-01-01T00:00:01.000999Z");
   EXPECT_EQ(format_rfc3339_micros(-1), "1969-12-31T23:59:59.999999Z");

@@ -20,4 +20,15 @@ struct JsonProblem {
 // than any before it on that thread. Never throws.
 [[nodiscard]] std::optional<JsonProblem> check_json_object(std::string_view text) noexcept;
 
+// `text` without the JSON whitespace around it (RFC 8259: space, tab, LF,
+// CR). A body is stored as its object alone: whitespace a producer left
+// around it is not the event's, and would end up inside the line a sink
+// writes (a newline as a space, since a line holds one event).
+[[nodiscard]] inline std::string_view without_surrounding_whitespace(std::string_view text) noexcept {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!text.empty() && space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && space(text.back())) text.remove_suffix(1);
+  return text;
+}
+
 }  // namespace ringroute::ingest
