@@ -2,6 +2,7 @@
 #include "ringroute/producer.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,12 @@ struct rr_producer {
   std::chrono::nanoseconds wait_timeout{0};
   // Relaxed: ids only need to be unique, and fetch_add gives that.
   std::atomic<std::uint64_t> next_sequence{0};
+  // When an emit next looks whether the ring's file is still linked (the
+  // call's CLOCK_REALTIME). Relaxed, both: threads racing past the time
+  // each look once more, and one that misses `ring_removed` set by another
+  // finds the file unlinked itself.
+  std::atomic<std::int64_t> next_link_check_ns{0};
+  std::atomic<bool> ring_removed{false};
 };
 
 namespace {
@@ -88,6 +95,25 @@ std::int64_t now_ns() {
   timespec ts;
   ::clock_gettime(CLOCK_REALTIME, &ts);
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// A ring removed (and perhaps made anew under its name) while a handle
+// holds it: whatever the handle wrote into it after that, no router reads.
+// Emits look every kLinkCheckNs, one fstat: a loss bounded by that, not
+// a ring's worth of events all taken with RR_OK.
+constexpr std::int64_t kLinkCheckNs = 10'000'000;
+
+bool ring_removed(rr_producer& p, std::int64_t now) {
+  if (p.ring_removed.load(std::memory_order_relaxed)) return true;
+  const std::int64_t next = p.next_link_check_ns.load(std::memory_order_relaxed);
+  // A clock set back looks again at once, rather than after the jump.
+  if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return false;
+  p.next_link_check_ns.store(now + kLinkCheckNs, std::memory_order_relaxed);
+  struct stat st {};
+  // A failed fstat says nothing: the ring stays mapped whatever it says.
+  if (::fstat(p.ring->segment().fd(), &st) != 0 || st.st_nlink != 0) return false;
+  p.ring_removed.store(true, std::memory_order_relaxed);
+  return true;
 }
 
 struct TreeOfRrStr {
@@ -400,6 +426,12 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
     if (rr_status s = check_body(events[i], i, flags, error); s != RR_OK) return s;
   }
   const std::int64_t now = now_ns();
+  if (ring_removed(*p, now)) [[unlikely]] {
+    return fail(error, RR_NOT_READY, 0,
+                "rr_emit: ring %s was removed since this handle opened it (perhaps made anew): no router reads what "
+                "it holds; open the ring again",
+                rp.segment().name().c_str());
+  }
   const std::uint64_t first_sequence = p->next_sequence.fetch_add(count, std::memory_order_relaxed);
 
   Scratch* scratch_address = thread_scratch();

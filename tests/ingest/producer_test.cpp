@@ -168,6 +168,23 @@ TEST(Producer, WhitespaceAroundABodyIsNotStored) {
   EXPECT_EQ(events[1].body, "{\"b\":2}");
 }
 
+// A ring removed under a handle (a stuck ring cleared by hand, perhaps
+// made anew) is read by no router: the handle took event after event with
+// RR_OK, into it, until it was full.
+TEST(Producer, ARingRemovedUnderAHandleIsSaidWithinTenMilliseconds) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  ASSERT_EQ(p.emit(with_body("{}")), RR_OK);
+  ring::Segment::remove(r.name);
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  rr_error error{};
+  EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
+  EXPECT_NE(std::string(error.message).find("ring " + r.name + " was removed since this handle opened it"),
+            std::string::npos)
+      << error.message;
+  EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
+}
+
 TEST(Producer, TrustedBodyIsNotChecked) {
   TestRing r(4096);
   ring::Consumer c(r.segment);

@@ -43,7 +43,8 @@ typedef enum rr_status {
   RR_FULL = 1,             /* no room in the ring (after waiting, if asked to); nothing written */
   RR_TOO_BIG = 2,          /* an event or field is larger than the ring or the format allows */
   RR_BAD_ARGUMENT = 3,     /* see rr_error.message: which event, which field, which byte */
-  RR_NOT_READY = 4,        /* the ring does not exist yet or is still being created */
+  RR_NOT_READY = 4,        /* the ring does not exist yet or is still being created; or, from an emit, the
+                              handle's ring was removed since it was opened (open it again) */
   RR_VERSION_MISMATCH = 5, /* the ring was made by an incompatible version */
   RR_IO_ERROR = 6,         /* an OS call failed; rr_error.message has the reason */
   RR_CORRUPT = 7           /* the shared-memory object is not a ringroute ring */
@@ -118,9 +119,11 @@ typedef struct rr_producer rr_producer;
  * A handle belongs to the process that opened it: in a child of fork() it
  * refuses to emit (RR_BAD_ARGUMENT) and closing it there leaves the
  * parent's alone; the child opens its own. A handle keeps the ring it
- * attached to: if that ring is removed and made again (a stuck ring
- * cleared by hand), the handle writes into the removed one, which no
- * router reads; open again after such a change. */
+ * attached to: if that ring is removed (and perhaps made again: a stuck
+ * ring cleared by hand), no router reads it any more. Emits look whether
+ * it was removed every 10 ms and then fail with RR_NOT_READY, every one
+ * after too: open the ring again. What the handle wrote in those 10 ms,
+ * and what the ring held unread, went with it. */
 RR_API rr_status rr_producer_open(const char* ring, const rr_producer_options* options, rr_producer** out,
                            rr_error* error);
 RR_API void rr_producer_close(rr_producer* producer);
