@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -822,6 +823,14 @@ std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result) {
     }
   }
   return errors;
+}
+
+std::optional<std::string> admin_note(const Config& config) {
+  const char* environment = std::getenv("AUTH_KEY");
+  const bool from_environment = environment != nullptr && *environment != '\0';
+  if (!from_environment && (!config.admin_auth_key || config.admin_auth_key->empty())) return std::nullopt;
+  return std::string("admin: a key is set (") + (from_environment ? "AUTH_KEY" : "admin.auth_key") +
+         "), but this build has no admin API yet: nothing listens on " + config.admin_listen;
 }
 
 bool report_config_errors(const ConfigResult& result, const char* indent) {
