@@ -119,7 +119,7 @@ int run_router(const RunArgs& args) {
     if (dropped != 0) {
       log_line("stopped; " + std::to_string(dropped) +
                " events handed to `drop` backends were not written and are dropped (counted as "
-               "dropped_shutdown); what other backends did not write " + kept);
+               "dropped.shutdown in stat); what other backends did not write " + kept);
     } else {
       log_line(drained ? "stopped, everything read was written" : "stopped; what was not written " + kept);
     }
