@@ -3,6 +3,8 @@
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <string_view>
+#include <vector>
 
 #include <simdjson.h>
 
@@ -226,6 +228,13 @@ struct JsonFormatter::Reformatter {
   simdjson::dom::parser parser;
   ByteBuffer scratch;
   ByteBuffer body;
+  // The number tokens of the text being rewritten, in order: the DOM keeps
+  // a number's value, not its text, and written from its value `-0` lost
+  // its sign, `1.0` became the integer `1` and `1E2` `100`. A walk of the
+  // DOM meets numbers in the text's order (null members, the only ones
+  // skipped, hold none), so the n-th met is written as the n-th token.
+  std::vector<std::string_view> numbers;
+  std::size_t next_number = 0;
 
   // Writes `value`; normalize: keys lower-cased with '-' as '_', null members dropped.
   void write(simdjson::dom::element value, ByteBuffer& out, bool normalize, int indent) {
@@ -275,9 +284,15 @@ struct JsonFormatter::Reformatter {
         return;
       }
       case element_type::STRING: string(value.get_string().value_unsafe(), out); return;
-      case element_type::INT64: number(value.get_int64().value_unsafe(), out); return;
-      case element_type::UINT64: number(value.get_uint64().value_unsafe(), out); return;
-      case element_type::DOUBLE: number(value.get_double().value_unsafe(), out); return;
+      case element_type::INT64:
+      case element_type::UINT64:
+      case element_type::DOUBLE:
+        if (next_number < numbers.size()) [[likely]] {
+          out.append(numbers[next_number++]);
+        } else {  // not reached: the text had as many tokens as the DOM numbers
+          number(value.get_double().value_unsafe(), out);
+        }
+        return;
       case element_type::BOOL: out.append(value.get_bool().value_unsafe() ? "true" : "false"); return;
       case element_type::NULL_VALUE: out.append("null"); return;
     }
@@ -301,6 +316,32 @@ struct JsonFormatter::Reformatter {
     char* p = out.reserve_more(escaped_bound(s.size()) + 2);
     out.commit_to(put_string(p, s));
   }
+  // The text's number tokens into `numbers`; `text` is JSON (the DOM
+  // parsed it), so outside strings a '-' or a digit starts one.
+  void find_numbers(std::string_view text) {
+    numbers.clear();
+    next_number = 0;
+    const char* p = text.data();
+    const char* const end = p + text.size();
+    while (p < end) {
+      const char c = *p;
+      if (c == '"') {
+        for (++p; p < end && *p != '"'; ++p) {
+          if (*p == '\\') ++p;  // the escaped byte is never the closing quote
+        }
+        ++p;
+      } else if (c == '-' || (c >= '0' && c <= '9')) {
+        const char* const start = p;
+        while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' || *p == 'e' ||
+                           *p == 'E')) {
+          ++p;
+        }
+        numbers.emplace_back(start, static_cast<std::size_t>(p - start));
+      } else {
+        ++p;
+      }
+    }
+  }
   template <class Number>
   static void number(Number v, ByteBuffer& out) {
     char* p = out.reserve_more(32);
@@ -312,6 +353,7 @@ struct JsonFormatter::Reformatter {
   bool rewrite(std::string_view text, ByteBuffer& out, bool normalize, int indent) {
     simdjson::dom::element root;
     if (parser.parse(text.data(), text.size()).get(root) != simdjson::SUCCESS) return false;
+    find_numbers(text);
     write(root, out, normalize, indent);
     return true;
   }

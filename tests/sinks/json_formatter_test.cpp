@@ -153,6 +153,22 @@ TEST(JsonFormatter, NormalizeBodyLowercasesKeysMapsDashesAndDropsNulls) {
   EXPECT_NE(line.find(R"("Account-ID":"A-1","Body":{"x_y":1})"), std::string::npos) << line;
 }
 
+// Numbers are written as the producer wrote them: from the DOM's values,
+// -0 lost its sign, 1.0 became the integer 1 and 1E2 became 100, only
+// when pretty or normalize_body was on.
+TEST(JsonFormatter, PrettyAndNormalizeBodyWriteNumbersAsTheyCame) {
+  testing::JsonEvent ev;
+  const std::string numbers =
+      R"({"a":-0,"b":1.0,"c":1E2,"d":0.1000000000000000055511151231257827,"e":[1.50,-2e-3,18446744073709551615],)"
+      R"("k\"1":"2.5","n":null,"f":-9223372036854775808})";
+  EXPECT_EQ(format(ev(R"({"body":)" + numbers + "}"), {.include_metadata = false, .normalize_body = true}),
+            R"({"a":-0,"b":1.0,"c":1E2,"d":0.1000000000000000055511151231257827,"e":[1.50,-2e-3,18446744073709551615],)"
+            R"("k\"1":"2.5","f":-9223372036854775808})"
+            "\n");
+  EXPECT_EQ(format(ev(R"({"body":{"x":[-0,1.0]}})"), {.include_metadata = false, .pretty = true}),
+            "{\n  \"x\": [\n    -0,\n    1.0\n  ]\n}\n");
+}
+
 // Every byte value at every position of strings of every length up to 40,
 // against a plain byte-at-a-time escaper: the word and 16-byte fast paths
 // must never miss a byte that needs escaping.
