@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <random>
 #include <stdexcept>
 
 #include <simdjson.h>
@@ -519,6 +518,27 @@ void BackendRunner::deliver(Batch* batch) {
   in_flight_events_.fetch_sub(events, std::memory_order_release);
 }
 
+RetryBackoff::RetryBackoff(std::string_view backend, std::uint64_t batch_end) noexcept
+    // FNV-1a of the name, then the position: a seed per (backend, batch).
+    : state_([&] {
+        std::uint64_t h = 0xcbf29ce484222325ull;
+        for (char c : backend) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+        return h ^ (batch_end * 0x9E3779B97F4A7C15ull);
+      }()) {}
+
+std::chrono::milliseconds RetryBackoff::next() noexcept {
+  // splitmix64: every seed gives a full-period, well-mixed stream.
+  state_ += 0x9E3779B97F4A7C15ull;
+  std::uint64_t z = state_;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  const auto half = step_.count() / 2;
+  const std::chrono::milliseconds wait(half + static_cast<std::int64_t>(z % static_cast<std::uint64_t>(half + 1)));
+  step_ = std::min(step_ * 2, std::chrono::milliseconds(5000));
+  return wait;
+}
+
 bool BackendRunner::write_through(Batch* batch) {
   const std::uint32_t ring = batch->ring;
   if (batch->holds_ring) {
@@ -526,8 +546,7 @@ bool BackendRunner::write_through(Batch* batch) {
     // be in the destination already (replayed, possibly duplicated).
     slot_.writing_through[ring].store(batch->end, std::memory_order_release);
   }
-  std::minstd_rand jitter(static_cast<unsigned>(batch->end));
-  std::chrono::milliseconds backoff(10);
+  RetryBackoff backoff(name_, batch->end);
   std::string why;
   // A stop ends the write (cut short, or between two tries): the batch stays
   // unwritten, neither a failure nor a retry. What the destination accepted
@@ -593,9 +612,9 @@ bool BackendRunner::write_through(Batch* batch) {
       // Relaxed: see retrying().
       retrying_.store(true, std::memory_order_relaxed);
       log_problem(why, " (retrying)");
-      // Exponential backoff with jitter, capped at 5 s; a stop ends it (the
-      // batch stays unwritten and the ring keeps it for the next start).
-      auto wait = backoff / 2 + std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
+      // A stop ends the wait (the batch stays unwritten and the ring keeps
+      // it for the next start).
+      auto wait = backoff.next();
       // A destination that says when to come back (Retry-After) is believed,
       // up to the hour the sink accepts.
       wait = std::max<std::chrono::milliseconds>(wait, sink_->retry_after());
@@ -608,7 +627,6 @@ bool BackendRunner::write_through(Batch* batch) {
         tick_sink();
         std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
       }
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
       slot_.sink.retries.add(1);
     }
   }

@@ -59,6 +59,26 @@ struct FileBackend {
   std::unique_ptr<BackendRunner> runner;
 };
 
+// Each wait is in the upper half of its step (10 ms doubling to 5 s), and
+// two backends failing at one ring position wait apart: the jitter was
+// seeded by the position alone, so they retried in step.
+TEST(RetryBackoff, WaitsGrowToFiveSecondsAndTwoBackendsAtOnePositionWaitApart) {
+  RetryBackoff a("collector-a", 4096), b("collector-b", 4096), again("collector-a", 4096);
+  std::int64_t step = 10;
+  int differ = 0;
+  for (int i = 0; i < 16; ++i) {
+    const auto wait_a = a.next().count(), wait_b = b.next().count();
+    EXPECT_EQ(again.next().count(), wait_a) << "one backend's waits for one batch are its own";
+    for (auto wait : {wait_a, wait_b}) {
+      EXPECT_GE(wait, step / 2) << "try " << i;
+      EXPECT_LE(wait, step) << "try " << i;
+    }
+    differ += wait_a != wait_b ? 1 : 0;
+    step = std::min<std::int64_t>(step * 2, 5000);
+  }
+  EXPECT_GE(differ, 12) << "two backends drew the same waits";
+}
+
 TEST(BackendRunner, EachEventIsRecordedAtItsOwnLatencyNotItsBatchsOldest) {
   FileBackend backend("b");
   BackendRunner& runner = *backend.runner;

@@ -81,6 +81,21 @@ struct TlsFilesProblem {
 };
 [[nodiscard]] std::vector<TlsFilesProblem> tls_files_problems(std::string_view options_json);
 
+// The waits between a batch's tries: exponential from 10 ms, capped at
+// 5 s, each a random point in the upper half of its step. The randomness
+// is seeded by the backend's name as well as the batch: backends that
+// fail together at one ring position (one dead host behind two of them)
+// drew the same waits, and retried in step for as long as it was down.
+class RetryBackoff {
+ public:
+  RetryBackoff(std::string_view backend, std::uint64_t batch_end) noexcept;
+  std::chrono::milliseconds next() noexcept;
+
+ private:
+  std::uint64_t state_;
+  std::chrono::milliseconds step_{10};
+};
+
 class BackendRunner {
  public:
   // `predecessor`: the runner this one replaces (same backend, same perf
