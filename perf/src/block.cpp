@@ -121,7 +121,8 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   return BlockMapping(block, fd);
 }
 
-std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& instance, std::string* error) {
+std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& instance, std::string* error,
+                                                         const std::function<void(const Block&)>& mapped) {
   const int fd = ::shm_open(shm_name(instance).c_str(), O_RDONLY, 0);
   if (fd < 0) {
     if (error) *error = block_path(instance) + ": " + std::strerror(errno) + " (is a router running with instance \"" + instance + "\"?)";
@@ -146,6 +147,7 @@ std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& inst
     return std::nullopt;
   }
   auto* block = static_cast<Block*>(p);
+  if (mapped) mapped(*block);
   if (auto why = unreadable_block(*block)) {
     ::munmap(p, sizeof(Block));
     if (error) *error = block_path(instance) + " " + *why;

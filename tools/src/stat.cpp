@@ -303,9 +303,12 @@ std::unique_ptr<WatchedBlock> open_block(const std::string& instance, std::strin
   // Which file before mapping it: one put in its place in between is
   // found at the next view and read again.
   if (::stat(perf::block_path(instance).c_str(), &watched->file) != 0) watched->file = {};
-  watched->mapping = perf::BlockMapping::open_read_only(instance, &error);
+  // Guarded from before its header is read: the file may be cut short
+  // between its size checked and that read.
+  watched->mapping = perf::BlockMapping::open_read_only(instance, &error, [&](const perf::Block& block) {
+    watched->guard = std::make_unique<ring::GuardedMapping>(&block, sizeof(perf::Block), false);
+  });
   if (!watched->mapping) return nullptr;
-  watched->guard = std::make_unique<ring::GuardedMapping>(&watched->mapping->block(), sizeof(perf::Block), false);
   return watched;
 }
 

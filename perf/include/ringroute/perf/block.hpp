@@ -156,7 +156,11 @@ class BlockMapping {
   // lock.
   static BlockMapping create_or_open(const std::string& instance, std::uint32_t mode = 0660);
   // Read-only; nullopt and `*error` when there is none or it is not a block.
-  static std::optional<BlockMapping> open_read_only(const std::string& instance, std::string* error);
+  // `mapped`, when given, is called with the mapping before its header is
+  // read (the file can be cut short under a reader between its size
+  // checked and its header read: `stat` guards the mapping there).
+  static std::optional<BlockMapping> open_read_only(const std::string& instance, std::string* error,
+                                                    const std::function<void(const Block&)>& mapped = {});
   static bool remove(const std::string& instance) noexcept;
 
   BlockMapping(BlockMapping&& other) noexcept : block_(other.block_), fd_(other.fd_) {
