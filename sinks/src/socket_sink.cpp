@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
+#include <string_view>
 
 #include "net.hpp"
 #include "stream.hpp"
@@ -25,6 +27,52 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kDatagramChain = 64;
+
+// Where the encoder's syslog message (RFC 5424) has its STRUCTURED-DATA and
+// its MSG: past six header fields, each ending in a space (no field holds
+// one: the encoder writes bytes outside 33-126 as '_'), then "-" or SD
+// elements, whose PARAM-VALUEs escape '"', '\\' and ']', then a space.
+struct SyslogParts {
+  std::size_t sd_begin, msg_begin;
+};
+std::optional<SyslogParts> syslog_parts(std::string_view message) {
+  std::size_t at = 0;
+  for (int field = 0; field < 6; ++field) {
+    at = message.find(' ', at);
+    if (at == std::string_view::npos) return std::nullopt;
+    ++at;
+  }
+  const std::size_t sd_begin = at;
+  if (at < message.size() && message[at] == '-') {
+    ++at;
+  } else {
+    while (at < message.size() && message[at] == '[') {
+      bool in_value = false;
+      for (++at; at < message.size(); ++at) {
+        const char c = message[at];
+        if (in_value && c == '\\') {
+          ++at;
+        } else if (c == '"') {
+          in_value = !in_value;
+        } else if (!in_value && c == ']') {
+          break;
+        }
+      }
+      if (at >= message.size()) return std::nullopt;
+      ++at;
+    }
+  }
+  if (at == sd_begin || at >= message.size() || message[at] != ' ') return std::nullopt;
+  return SyslogParts{sd_begin, at + 1};
+}
+
+// At most `limit` bytes of `bytes`, cut where a character starts.
+std::size_t cut_at_character(std::string_view bytes, std::size_t limit) {
+  if (bytes.size() <= limit) return bytes.size();
+  std::size_t size = limit;
+  while (size > 0 && (static_cast<unsigned char>(bytes[size]) & 0xC0) == 0x80) --size;
+  return size;
+}
 
 }  // namespace
 
@@ -305,8 +353,9 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     for (std::size_t i = datagram_next_; i < chain_end; ++i) {
       // Too long for a datagram: a syslog message is cut (receivers cut
       // them too, RFC 5424 section 6.1), but a cut NDJSON line would not
-      // parse: it is rejected, counted and said, not retried.
-      if (options_.strip_newline && datagram_of(i).size() > options_.max_datagram_bytes) {
+      // parse, nor a message cut inside its header: those are rejected,
+      // counted and said, not retried.
+      if (!sendable(datagram_of(i))) {
         if (i >= datagram_judged_) {
           const auto event = static_cast<std::uint32_t>(i);
           if (!rejected_ranges_.empty() && rejected_ranges_.back().second == event) {
@@ -325,17 +374,11 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
       continue;
     }
     for (std::size_t k = 0; k < count; ++k) {
-      const std::string_view bytes = datagram_of(to_send[k]);
-      std::size_t size = bytes.size();
-      if (size > options_.max_datagram_bytes) {
-        // Cut where a character starts: MSG stays valid UTF-8.
-        size = options_.max_datagram_bytes;
-        while (size > 0 && (static_cast<unsigned char>(bytes[size]) & 0xC0) == 0x80) --size;
-      }
+      const std::string_view bytes = fitted(datagram_of(to_send[k]), cut_messages_[k]);
       // Non-blocking and linked: a full receiver fails the send (EAGAIN)
       // instead of stalling the thread, and cancels the rest of the chain so
       // nothing after it overtakes it.
-      loop_->send(datagram_fd_, bytes.data(), size, to_send[k], std::chrono::milliseconds(0), MSG_DONTWAIT,
+      loop_->send(datagram_fd_, bytes.data(), bytes.size(), to_send[k], std::chrono::milliseconds(0), MSG_DONTWAIT,
                   k + 1 < count);
     }
     std::size_t first_failed = chain_end;
@@ -363,10 +406,37 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     }
   }
   if (!rejected_ranges_.empty()) {
-    why = "send to " + where_ + ": NDJSON events over max_datagram_bytes (" +
-          std::to_string(options_.max_datagram_bytes) + "), which cut would not parse";
+    why = "send to " + where_ + ": " +
+          (options_.strip_newline ? "NDJSON events over max_datagram_bytes (" +
+                                        std::to_string(options_.max_datagram_bytes) + "), which cut would not parse"
+                                  : "syslog messages whose header alone is over max_datagram_bytes (" +
+                                        std::to_string(options_.max_datagram_bytes) + ")");
   }
   return Outcome::ok;
+}
+
+bool SocketSink::sendable(std::string_view datagram) const {
+  if (datagram.size() <= options_.max_datagram_bytes) return true;
+  if (options_.strip_newline) return false;
+  const auto parts = syslog_parts(datagram);
+  // The header and "- " for the STRUCTURED-DATA, at least.
+  return !parts || parts->sd_begin + 2 <= options_.max_datagram_bytes;
+}
+
+std::string_view SocketSink::fitted(std::string_view datagram, std::string& scratch) const {
+  const std::size_t limit = options_.max_datagram_bytes;
+  if (datagram.size() <= limit) return datagram;
+  const auto parts = syslog_parts(datagram);
+  // Cut in MSG, where a character starts: the header and the
+  // STRUCTURED-DATA stay whole, MSG valid UTF-8.
+  if (!parts || parts->msg_begin <= limit) return datagram.substr(0, cut_at_character(datagram, limit));
+  // The STRUCTURED-DATA would be cut (a long tag): the message goes
+  // without it ("-"), MSG cut to what is left.
+  scratch.assign(datagram.substr(0, parts->sd_begin));
+  scratch.append("- ");
+  const std::string_view msg = datagram.substr(parts->msg_begin);
+  scratch.append(msg.substr(0, cut_at_character(msg, limit - scratch.size())));
+  return scratch;
 }
 
 void SocketSink::reopen() {

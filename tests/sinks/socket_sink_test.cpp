@@ -343,6 +343,62 @@ TEST_F(SocketSinkRsyslog, UdpOneDatagramPerEventAndTruncationCounted) {
   EXPECT_EQ(parse(all[500]).msgid, "charge");  // the header survives the cut
 }
 
+// A datagram was cut wherever its limit fell: inside a STRUCTURED-DATA
+// never closed (a long tag), rsyslog took the rest of the SD as MSG and the
+// body was gone; inside the header, it read a hostname cut short and an
+// empty MSG. Now the SD goes ("-") where it would be cut, and a message
+// whose header alone is over the limit is refused, counted and said.
+TEST_F(SocketSinkRsyslog, ADatagramIsNeverCutInsideItsHeaderOrItsStructuredData) {
+  const std::uint16_t tcp = testing::free_port(), udp = testing::free_port(SOCK_DGRAM);
+  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\nmodule(load=\"imudp\")\n"
+                        "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(tcp) +
+                            "\" ruleset=\"out\")\n"
+                        "input(type=\"imudp\" address=\"127.0.0.1\" port=\"" + std::to_string(udp) +
+                            "\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(tcp)) << rsyslog.log();
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::none;
+  options.structured_data = true;
+  EventEncoder encoder(options);
+  testing::JsonEvent ev;
+  auto one_event = [&](const std::string& line) {
+    Batch batch;
+    batch.reset();
+    batch.end = 1;
+    encoder.encode(ev(line), batch.bytes);
+    batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
+    batch.events = 1;
+    return batch;
+  };
+  const std::string tag(9000, 't');
+  const Batch long_tag = one_event(R"({"id":"e-1","event_type":"charge","node":"gw-1","tag":")" + tag +
+                                   R"(","body":{"n":1}})");
+  SocketSink sink({.url = "syslog+udp://127.0.0.1:" + std::to_string(udp), .max_datagram_bytes = 8192});
+  sink.attach_counters(&counters_);
+  ASSERT_EQ(write_until_ok(sink, long_tag), Outcome::ok);
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 1);
+  ASSERT_EQ(lines.size(), 1u) << rsyslog.log();
+  const Received r = parse(lines[0]);
+  EXPECT_EQ(r.hostname, "gw-1");
+  EXPECT_EQ(r.msgid, "charge");
+  EXPECT_EQ(r.sd, "-");
+  EXPECT_EQ(r.msg.substr(0, 14), R"({"body":{"n":1)") << r.msg.substr(0, 80);
+  EXPECT_EQ(counters_.truncated.read(), 1u);
+
+  const Batch long_host = one_event(R"({"id":"e-2","event_type":"charge","node":")" + std::string(60, 'h') +
+                                    R"(","body":{"n":2}})");
+  SocketSink small({.url = "syslog+udp://127.0.0.1:" + std::to_string(udp), .max_datagram_bytes = 64});
+  std::string why;
+  EXPECT_EQ(small.write(long_host, why), Outcome::ok);
+  ASSERT_EQ(small.rejected_ranges().size(), 1u);
+  EXPECT_EQ(small.rejected_ranges()[0], (std::pair<std::uint32_t, std::uint32_t>{0, 1}));
+  EXPECT_NE(why.find("syslog messages whose header alone is over max_datagram_bytes (64)"), std::string::npos)
+      << why;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(testing::read_lines(rsyslog.output()).size(), 1u) << "a message cut in its header went";
+}
+
 TEST_F(SocketSinkRsyslog, UnixStreamAndUnixDatagram) {
   const std::uint16_t tcp = testing::free_port();
   const std::string stream = dir_ / "stream.sock", datagram = dir_ / "dgram.sock";

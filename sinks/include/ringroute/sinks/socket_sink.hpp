@@ -24,10 +24,12 @@
 // A full receiver buffer (EAGAIN) or a refused port is retried from the first
 // datagram that did not go.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ringroute/sinks/sink.hpp"
@@ -102,6 +104,13 @@ class SocketSink final : public Sink {
   // not parse): events before `datagram_judged_` are in rejected_ranges_
   // once, however many attempts the batch takes.
   std::size_t datagram_judged_ = 0;
+  // Whether an event's datagram can go (whole, or cut: NDJSON can't be,
+  // nor a syslog message whose header alone is over the limit), and the
+  // bytes that go: cut in MSG, or without the STRUCTURED-DATA where it
+  // would be cut (built in `scratch`).
+  [[nodiscard]] bool sendable(std::string_view datagram) const;
+  [[nodiscard]] std::string_view fitted(std::string_view datagram, std::string& scratch) const;
+  std::array<std::string, 64> cut_messages_;  // one per datagram of a chain in flight
 };
 
 }  // namespace ringroute::sinks
