@@ -116,6 +116,19 @@ TEST(JsonFormatter, BodyNewlinesDoNotSplitTheLine) {
   }
 }
 
+// A TAB between a body's tokens is whitespace as valid as a space, and
+// the one control byte a valid body could still carry into a line:
+// rsyslog wrote it as "#011" and the syslog MSG no longer parsed.
+TEST(JsonFormatter, ABodysTabsBetweenTokensAreWrittenAsSpaces) {
+  testing::JsonEvent ev;
+  for (const std::string body : {"{\"a\":\t1}", "{\"a\":1,\t\"long-enough\":\"to take the wide path\"}"}) {
+    for (bool meta : {true, false}) {
+      const std::string out = format(ev("{\"body\":" + body + "}"), {.include_metadata = meta});
+      EXPECT_EQ(out.find('\t'), std::string::npos) << out;
+    }
+  }
+}
+
 TEST(JsonFormatter, PrettyIndentsTwoSpacesWithOrWithoutMetadata) {
   testing::JsonEvent ev;
   EXPECT_EQ(format(ev(R"({"body":{"a":[1,{}],"b":{"c":"d"},"e":[]}})"), {.include_metadata = false, .pretty = true}),

@@ -109,6 +109,18 @@ TEST(Config, PrettyJsonOverNewlineFramedSyslogIsRefused) {
     "formatter": {"type": "json", "options": {"pretty": true}}}, "bindings": []}]})").empty());
 }
 
+// RFC 5425 frames syslog over TLS by octet counting only; newline framing
+// there was taken without a word.
+TEST(Config, NewlineFramingOverSyslogTlsIsRefused) {
+  const auto e = errors_of(R"({"backends": [{"name": "s", "type": "socket", "options": {"url": "SYSLOG+TLS://h:6514",
+    "framing": "newline"}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.framing: syslog over TLS is framed by octet counting only (RFC 5425 section "
+                  "4.3); leave framing out");
+  EXPECT_TRUE(errors_of(R"({"backends": [{"name": "s", "type": "socket", "options": {"url": "syslog+tcp://h:514",
+    "framing": "newline"}, "bindings": []}]})").empty());
+}
+
 // Wherever the receiver takes a line as an event, pretty's documents
 // (which span lines) would arrive cut into pieces; where a document has a
 // frame of its own (a datagram, an octet count, a JSON array, one HTTP

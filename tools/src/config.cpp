@@ -515,6 +515,15 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
     }
     if (!why.empty()) errors.add(path + ".options.formatter.options.pretty", "pretty output spans lines, and " + why);
   }
+  // RFC 5425 section 4.3 frames syslog over TLS by octet counting alone.
+  if (std::string_view framing, url; type == "socket" && has_options && options.is_object() &&
+                                     options["framing"].get(framing) == simdjson::SUCCESS && framing == "newline" &&
+                                     options["url"].get(url) == simdjson::SUCCESS &&
+                                     !unexpanded_under(path + ".options.url") &&
+                                     sinks::url_scheme(url) == "syslog+tls") {
+    errors.add(path + ".options.framing",
+               "syslog over TLS is framed by octet counting only (RFC 5425 section 4.3); leave framing out");
+  }
   // An interval with no interval syncs would be read and never used: the
   // operator meant syncs, and would get none (`never`) or one a batch.
   if (std::uint64_t interval; type == "file" && has_options && options.is_object() &&
