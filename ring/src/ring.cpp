@@ -480,6 +480,13 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
       }
     }
     if (!dead) return false;
+    // `word` was read before the owner was judged: it may have committed
+    // and then closed its handle or exited in between, and the claim is a
+    // record now. Acquire pairs with its release store in commit(); the
+    // owner's end (its pid's release store of 0, or the kernel freeing its
+    // lock) came after that store, so this load sees it. Only a claim
+    // still uncommitted now is skipped: a dead owner commits nothing more.
+    if (detail::header_word(data_ + index).load(std::memory_order_acquire) != word) return false;
     skip = static_cast<std::uint64_t>(-static_cast<std::int64_t>(length));
     // Acquire pairs with the producers' CAS on tail: no claim reaches past it.
     if (skip % kRecordAlignment != 0 || skip > capacity - index ||
@@ -492,6 +499,11 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     // the header store): its bytes are still the zeroes we left. Skip to the
     // next non-zero header word, or to the lap's end if the claim padded.
     if (!timed_out) return false;
+    // Its header may have come since `word` was read (a producer stalled
+    // past the timeout that resumed): scanning on from here would stop
+    // inside its payload and take that for a header. Acquire pairs with
+    // the release store in commit().
+    if (detail::header_word(data_ + index).load(std::memory_order_acquire) != 0) return false;
     const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
     std::uint64_t limit = std::min(capacity - index, tail - read_position_);
     // The zeroes may run on into the claims of live producers that are
