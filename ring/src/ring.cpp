@@ -22,6 +22,7 @@ namespace ringroute::ring {
 namespace detail {
 std::atomic<void (*)()> after_claim_hook{nullptr};
 std::atomic<void (*)()> unheaded_claim_hook{nullptr};
+std::atomic<void (*)()> before_owner_judged_hook{nullptr};
 std::atomic<std::uint64_t> fork_generation{0};
 }  // namespace detail
 
@@ -461,6 +462,7 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     const std::uint32_t slot_index = header_info(word) & 0xffffu;
     if (!dead && slot_index < kMaxProducerSlots && now - last_liveness_check_ns_ >= 1'000'000) {
       last_liveness_check_ns_ = now;
+      if (auto* hook = detail::before_owner_judged_hook.load(std::memory_order_relaxed)) [[unlikely]] hook();
       const ProducerSlot& slot = header_->slots[slot_index];
       // Acquire pairs with the publishing CAS in take_owner(): pid, then ticks.
       const std::int32_t pid = slot.owner_pid.load(std::memory_order_acquire);
@@ -499,6 +501,7 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     // the header store): its bytes are still the zeroes we left. Skip to the
     // next non-zero header word, or to the lap's end if the claim padded.
     if (!timed_out) return false;
+    if (auto* hook = detail::before_owner_judged_hook.load(std::memory_order_relaxed)) [[unlikely]] hook();
     // Its header may have come since `word` was read (a producer stalled
     // past the timeout that resumed): scanning on from here would stop
     // inside its payload and take that for a header. Acquire pairs with

@@ -340,6 +340,51 @@ TEST(Ring, AChildOfAProducerDoesNotKeepItsSlotAliveAfterItDies) {
   ASSERT_NO_FATAL_FAILURE(expect_dead_claim_skipped(r, c, producer, 1000));
 }
 
+// The consumer reads a claim's header, finds it uncommitted, and judges
+// its owner a moment later. An owner that committed and closed its handle
+// (or exited) in between was judged dead, and its committed record skipped
+// as a dead claim: lost. `owner_state`: 1 the producer waits after its
+// claim, 2 it may commit, 3 it has committed and closed.
+std::atomic<int> owner_state{0};
+void wait_to_commit() {
+  owner_state.store(1);
+  while (owner_state.load() != 2) std::this_thread::yield();
+}
+void commit_and_close_before_the_judging() {
+  owner_state.store(2);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (owner_state.load() != 3 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+}
+
+TEST(Ring, AClaimCommittedAndClosedWhileItsOwnerIsJudgedIsReadNotSkipped) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment);  // the 2 s timeout: the owner is judged by its slot
+  owner_state.store(0);
+  ring::testing::set_after_claim_hook(&wait_to_commit);
+  std::thread owner([&] {
+    {
+      ring::Producer p(r.segment);
+      (void)put(p, "committed");
+    }  // closed: its slot's pid is 0
+    owner_state.store(3);
+  });
+  const auto paused_by = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (owner_state.load() != 1 && std::chrono::steady_clock::now() < paused_by) std::this_thread::yield();
+  ring::testing::set_after_claim_hook(nullptr);
+  ring::testing::set_before_owner_judged_hook(&commit_and_close_before_the_judging);
+  std::vector<std::string> got;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (got.empty() && r.segment.header().skipped.read() == 0 && std::chrono::steady_clock::now() < until) {
+    got = take(c);
+  }
+  ring::testing::set_before_owner_judged_hook(nullptr);
+  if (owner_state.load() != 3) owner_state.store(2);  // never judged: let it go
+  owner.join();
+  if (got.empty()) got = take_within(c, 100);
+  EXPECT_EQ(got, (std::vector<std::string>{"committed"}));
+  EXPECT_EQ(r.segment.header().skipped.read(), 0u);
+}
+
 TEST(Ring, ClaimWhoseHeaderNeverCameIsSkippedToTheNextRecord) {
   TestRing r(4096);
   ring::Producer p(r.segment);
@@ -724,4 +769,49 @@ TEST(Ring, RereadFollowsPollOverBrokenFraming) {
                      100),
             c.read_position());
   EXPECT_EQ(again, (std::vector<std::string>{"good", "later-0", "later-1", "later-2"}));
+}
+
+// A producer stalled between its CAS and its header store past the
+// timeout, that writes its record while the consumer decides to step over
+// the zeroes: the consumer scanned on from the claim's start for the next
+// non-zero word, stopped inside the record's payload, and took it for a
+// header. `late_state`: 1 the producer waits without a header, 2 it may
+// go on, 3 it has committed.
+std::atomic<int> late_state{0};
+void wait_past_the_timeout_without_header() {
+  late_state.store(1);
+  while (late_state.load() != 2) std::this_thread::yield();
+}
+void let_the_late_producer_commit() {
+  late_state.store(2);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (late_state.load() != 3 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+}
+
+TEST(Ring, AHeaderThatComesAsAStalledClaimIsJudgedIsReadNotScannedPast) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment, fast_timeout());
+  late_state.store(0);
+  ring::testing::set_unheaded_claim_hook(&wait_past_the_timeout_without_header);
+  std::thread late([&] {
+    ring::Producer p(r.segment);
+    (void)put(p, "a record long enough that its payload is read as a header");
+    late_state.store(3);
+  });
+  const auto stalled_by = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (late_state.load() != 1 && std::chrono::steady_clock::now() < stalled_by) std::this_thread::yield();
+  ring::testing::set_unheaded_claim_hook(nullptr);
+  ring::testing::set_before_owner_judged_hook(&let_the_late_producer_commit);
+  std::vector<std::string> got;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (got.empty() && r.segment.header().skipped.read() == 0 && std::chrono::steady_clock::now() < until) {
+    got = take(c);
+    if (got.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  ring::testing::set_before_owner_judged_hook(nullptr);
+  if (late_state.load() != 3) late_state.store(2);
+  late.join();
+  if (got.empty()) got = take_within(c, 100);
+  EXPECT_EQ(got, (std::vector<std::string>{"a record long enough that its payload is read as a header"}));
+  EXPECT_EQ(r.segment.header().skipped.read(), 0u);
 }

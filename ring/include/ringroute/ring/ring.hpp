@@ -103,6 +103,11 @@ extern std::atomic<void (*)()> after_claim_hook;
 // Test-only, likewise: called between the CAS on tail and the claim's
 // header store, the one moment a claim has no header.
 extern std::atomic<void (*)()> unheaded_claim_hook;
+// Test-only, likewise: called by the consumer when it is about to judge
+// a claim it found uncommitted (its owner, or a claim without a header
+// past the timeout), so a test can commit it, and end its owner, between
+// the consumer's read of the header and the judging.
+extern std::atomic<void (*)()> before_owner_judged_hook;
 
 // Bumped in every child process fork() makes (a pthread_atfork handler,
 // registered with the first Producer). Relaxed everywhere: only the child's
@@ -117,6 +122,9 @@ inline void set_after_claim_hook(void (*hook)()) noexcept {
 }
 inline void set_unheaded_claim_hook(void (*hook)()) noexcept {
   detail::unheaded_claim_hook.store(hook, std::memory_order_relaxed);
+}
+inline void set_before_owner_judged_hook(void (*hook)()) noexcept {
+  detail::before_owner_judged_hook.store(hook, std::memory_order_relaxed);
 }
 }  // namespace testing
 
