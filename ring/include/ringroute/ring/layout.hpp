@@ -117,8 +117,12 @@ struct SegmentHeader {
   std::uint8_t reserved_line0[kCacheLine - 48];
 
   // --- line 1: producers' claim position ---
-  // Producers CAS it forward to claim space (acq_rel: the acquire side pairs
-  // with other producers' CAS so padding decisions see the latest position).
+  // Producers CAS it forward to claim space (acq_rel: the release publishes
+  // the claimer's claim_start to the consumer's acquire loads of tail; the
+  // acquire takes from the claimer before what it had seen of head, so the
+  // consumer's zeroing of the space comes before this claimer's header
+  // store. Whether a claim pads is decided on the value the CAS confirms,
+  // not by the ordering).
   alignas(kCacheLine) std::atomic<std::uint64_t> tail;
   std::uint8_t pad1[kCacheLine - 8];
 

@@ -250,7 +250,8 @@ class Producer {
     // room and never touched tail (so tail's CAS chain does not carry it).
     // A stale value only makes us more cautious.
     std::uint64_t head = header_->head_cache.load(std::memory_order_acquire);
-    // Acquire pairs with other producers' CAS on tail (their padding decision).
+    // Acquire pairs with the last claimer's CAS on tail: what it had seen of
+    // head comes with it. A stale value only fails the CAS below.
     std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
     std::uint64_t padding;
     std::uint64_t tail_index;
