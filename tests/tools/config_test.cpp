@@ -252,6 +252,16 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
   EXPECT_NE(e[0].find("is also the file of backends[0]"), std::string::npos) << e[0];
   EXPECT_EQ(e[1].rfind("backends[2].options.path: ", 0), 0u) << e[1];
 
+  // Two names of one file (a hard link), where it exists: the paths
+  // differ, and were not told apart.
+  std::ofstream(dir / "real/z.ndjson") << "";
+  std::filesystem::create_hard_link(dir / "real/z.ndjson", dir / "real/hard.ndjson");
+  e = errors_of(R"({"backends": [)" + backend("a", dir / "real/z.ndjson", true) + "," +
+                backend("b", dir / "real/hard.ndjson", true) + "]}");
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0], "backends[1].options.path: \"" + std::string(dir / "real/hard.ndjson") +
+                      "\" is another name (a hard link) of the file of backends[0] (one file, one backend)");
+
   // Files and directories not made yet, as at a first start.
   const std::string cwd = std::filesystem::current_path().string();
   e = errors_of(R"({"backends": [)" + backend("a", "rr-not-made/x.ndjson", true) + "," +

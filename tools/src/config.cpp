@@ -1,5 +1,7 @@
 #include "ringroute/tools/config.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cctype>
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -704,6 +707,9 @@ ConfigResult parse_config(std::string_view text) {
   // - TLS options on a URL that is not TLS: the operator meant encryption
   //   and would get plaintext (with Basic credentials, for HTTP).
   std::unordered_map<std::string, std::size_t> first_with_path;
+  // And a file that exists, by its inode: two names of one file (a hard
+  // link) are not told apart by their paths.
+  std::map<std::pair<dev_t, ino_t>, std::size_t> first_with_inode;
   struct FileBackend {
     std::size_t index;
     std::string identity, path;
@@ -729,10 +735,18 @@ ConfigResult parse_config(std::string_view text) {
           !unexpanded_under(options_path + ".path")) {
         const std::string identity = sinks::file_identity(std::string(path));
         const auto [first, fresh] = first_with_path.try_emplace(identity, index);
+        struct stat file {};
         if (!fresh) {
           list.push_back({"backends[" + std::to_string(index) + "].options.path",
                           matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +
                               "] (one file, one backend)"});
+        } else if (::stat(identity.c_str(), &file) == 0 && S_ISREG(file.st_mode)) {
+          const auto [same, new_inode] = first_with_inode.try_emplace({file.st_dev, file.st_ino}, index);
+          if (!new_inode) {
+            list.push_back({"backends[" + std::to_string(index) + "].options.path",
+                            matcher::quoted(path) + " is another name (a hard link) of the file of backends[" +
+                                std::to_string(same->second) + "] (one file, one backend)"});
+          }
         }
         auto number = [&](const char* option, std::uint64_t absent) {  // a wrong one has its own error
           std::uint64_t n = 0;
