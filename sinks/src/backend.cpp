@@ -384,6 +384,9 @@ bool BackendRunner::take_over() {
   }
   inherited_ = predecessor_->take_leftovers();
   took_over_ = true;
+  // What the destination accepted of them before the predecessor's stop
+  // (counted as sent then) is not sent again.
+  for (Batch* batch : inherited_) batch->drop_delivered();
   if (!inherited_.empty()) {
     std::uint64_t events = 0;
     for (const Batch* batch : inherited_) events += batch->events;
@@ -556,8 +559,14 @@ bool BackendRunner::write_through(Batch* batch) {
   const auto left_unwritten = [&] {
     const std::uint32_t delivered = std::min(sink_->delivered_events(), batch->events);
     slot_.sink.sent.add(delivered);
-    // A predecessor's sink may have delivered more of an inherited batch.
-    batch->delivered = std::max(batch->delivered, delivered);
+    // An inherited batch came without what a predecessor had delivered of
+    // it (take_over()), so what this sink says is all there is.
+    batch->delivered = delivered;
+    try {
+      sink_->delivered_ranges(batch->delivered_ranges);
+    } catch (const std::bad_alloc&) {
+      batch->delivered_ranges.clear();  // a successor then writes it whole, as before
+    }
     return false;
   };
   bool done = false;

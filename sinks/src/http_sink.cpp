@@ -563,6 +563,19 @@ std::uint32_t HttpSink::delivered_events() const noexcept {
   return delivered;
 }
 
+void HttpSink::delivered_ranges(std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) const {
+  out.clear();
+  // Requests are planned in event order.
+  for (const Request& r : requests_) {
+    if (r.state != Request::State::done) continue;
+    if (!out.empty() && out.back().second == r.first) {
+      out.back().second = r.last;
+    } else {
+      out.emplace_back(r.first, r.last);
+    }
+  }
+}
+
 void HttpSink::reopen() {
   if (tls_) reload_tls(tls_, options_.tls, host_, "http sink " + where_);
 }

@@ -256,6 +256,41 @@ TEST_F(HttpSinkTest, WhatAStoppedWriteHadDeliveredIsSentNotDropped) {
   }
 }
 
+// A reload that changes a backend stops its runner, and the new one writes
+// what the old one's stop left. The old one's first request had been
+// accepted: the new one sent it again (the batch whole), and `sent`
+// counted its events twice.
+TEST_F(HttpSinkTest, AChangedBackendsNewRunnerSendsOnlyWhatTheOldOnesStopLeftUndelivered) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    HttpResponse response;
+    response.hang = index == 1;  // the old runner's second request: never answered
+    return response;
+  });
+  auto slot = std::make_unique<perf::BackendSlot>();
+  auto old_runner = std::make_shared<BackendRunner>("changed", BackendOptions{}, fives_to(receiver), *slot);
+  Batch* batch = old_runner->take_batch();
+  fill(*batch, 0, 10);  // two requests of 5
+  batch->holds_ring = false;
+  old_runner->submit(batch);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (receiver.requests().size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(receiver.requests().size(), 2u);
+  BackendRunner new_runner("changed", BackendOptions{}, fives_to(receiver), *slot, old_runner);
+  old_runner->stop(std::chrono::milliseconds(0));
+  old_runner.reset();
+  while ((!new_runner.idle() || receiver.requests().size() < 3) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  new_runner.stop(std::chrono::milliseconds(1000));
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(ids_in(requests[2].body), ids_in(requests[1].body)) << "the accepted request went again";
+  EXPECT_EQ(slot->sink.sent.read(), 10u);
+  EXPECT_EQ(new_runner.unwritten_events(), 0u);
+}
+
 TEST_F(HttpSinkTest, AnEventLargerThanMaxBytesGoesAlone) {
   HttpReceiver receiver;
   HttpSink sink({.url = receiver.url(), .batched = true, .max_events = 100, .max_bytes = 16});

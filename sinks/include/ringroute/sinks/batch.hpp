@@ -3,7 +3,9 @@
 // positions they came from, so the sink can say what it has written.
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ringroute/sinks/byte_buffer.hpp"
@@ -28,8 +30,11 @@ struct Batch {
   std::int64_t opened_ns = 0;        // steady clock when the first event went in (linger)
   bool holds_ring = true;            // false under `drop`: the ring is never held for it
   // Of its events, those a write cut short by a stop delivered all the same
-  // (accepted requests): sent, not dropped, should nothing write the batch.
+  // (accepted requests): sent, not dropped, should nothing write the batch;
+  // and which they are, [first, last) ascending, so a successor that does
+  // write it leaves them out (drop_delivered()).
   std::uint32_t delivered = 0;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> delivered_ranges;
 
   // The bytes of events [first, last).
   [[nodiscard]] std::string_view events_bytes(std::size_t first, std::size_t last) const noexcept {
@@ -45,6 +50,36 @@ struct Batch {
     first_start = end = 0;
     opened_ns = 0;
     delivered = 0;
+    delivered_ranges.clear();
+  }
+
+  // Takes the delivered events out (their bytes, ends and timestamps), so
+  // whatever writes the batch next sends the rest only; its ring positions
+  // stay what they were. A changed backend's new runner wrote a batch its
+  // predecessor's stop had cut short whole, requests the destination had
+  // accepted too.
+  void drop_delivered() noexcept {
+    if (delivered_ranges.empty()) return;
+    std::uint32_t kept = 0;
+    std::size_t range = 0;
+    std::uint32_t write_at = 0;  // bytes kept so far
+    for (std::uint32_t e = 0; e < events; ++e) {
+      while (range < delivered_ranges.size() && delivered_ranges[range].second <= e) ++range;
+      if (range < delivered_ranges.size() && delivered_ranges[range].first <= e) continue;
+      const std::uint32_t from = e == 0 ? 0 : event_ends[e - 1];
+      const std::uint32_t length = event_ends[e] - from;
+      if (write_at != from) std::memmove(bytes.data() + write_at, bytes.data() + from, length);
+      write_at += length;
+      event_ends[kept] = write_at;
+      if (e < event_ns.size()) event_ns[kept] = event_ns[e];
+      ++kept;
+    }
+    bytes.resize_down(write_at);
+    event_ends.resize(kept);
+    if (event_ns.size() > kept) event_ns.resize(kept);
+    events = kept;
+    delivered = 0;
+    delivered_ranges.clear();
   }
 };
 

@@ -49,6 +49,7 @@ class HttpSink final : public Sink {
   explicit HttpSink(HttpSinkOptions options);
   ~HttpSink() override;
   [[nodiscard]] std::uint32_t delivered_events() const noexcept override;
+  void delivered_ranges(std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) const override;
 
   Outcome write(const Batch& batch, std::string& why) override;
   // Closes connections idle for a minute, past the first.

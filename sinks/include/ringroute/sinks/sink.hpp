@@ -71,6 +71,9 @@ class Sink {
   // batch's events the destination has all the same (its requests already
   // accepted), at least. Sinks that can't tell say 0.
   [[nodiscard]] virtual std::uint32_t delivered_events() const noexcept { return 0; }
+  // Which they are, as ranges [first, last) ascending, into `out` (left
+  // empty by sinks that can't tell). Called at a stop only: it may allocate.
+  virtual void delivered_ranges(std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) const { out.clear(); }
   // After a `retry`: the wait the destination asked for (HTTP Retry-After),
   // or zero for the runner's own backoff.
   [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept { return retry_after_; }
