@@ -46,6 +46,21 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 // Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
+// The status code of a response whose header Beast refused (a status line
+// without its space and reason, a header name with a space, both
+// Content-Length and Transfer-Encoding): "HTTP/1.x NNN" at its start, or
+// nullopt. curl and Go read such answers.
+std::optional<unsigned> raw_status(std::string_view response) {
+  if (response.size() < 12 || !response.starts_with("HTTP/1.") || response[8] != ' ') return std::nullopt;
+  unsigned status = 0;
+  for (std::size_t i = 9; i < 12; ++i) {
+    if (response[i] < '0' || response[i] > '9') return std::nullopt;
+    status = status * 10 + static_cast<unsigned>(response[i] - '0');
+  }
+  if (response.size() > 12 && response[12] != ' ' && response[12] != '\r' && response[12] != '\n') return std::nullopt;
+  return status >= 100 ? std::optional<unsigned>(status) : std::nullopt;
+}
+
 std::chrono::milliseconds parse_retry_after(std::string_view value) {
   unsigned seconds = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
@@ -419,6 +434,32 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     dispatch(index);
   };
 
+  // A final status read from a header Beast refused: decided as
+  // finish_response() decides it, without the header's fields (no
+  // Retry-After, no Location), and the connection closed (its framing
+  // can't be trusted).
+  auto settle_on_unreadable = [&](std::size_t index, unsigned status, const std::string& problem) {
+    Connection& c = *connections_[index];
+    Request& request = requests_[c.request];
+    const std::string what = "HTTP " + std::to_string(status) + " from " + where_ + ", in a response header that " +
+                             "does not parse (" + problem + ")";
+    if (status >= 200 && status < 300) {
+      request.state = Request::State::done;
+    } else if (status == 429 || status == 408 || status == 425 || status >= 500) {
+      request.state = Request::State::pending;
+      if (retry_why.empty()) retry_why = what;
+      stop_dispatch = true;
+    } else {
+      request.state = Request::State::rejected;
+      if (reject_why.empty()) reject_why = what;
+    }
+    c.busy = false;
+    c.parser.reset();
+    c.in_used = 0;
+    close_connection(c);
+    dispatch(index);
+  };
+
   // A server may answer before it has read the whole request (401, or 413
   // to a body it won't take) and close, and our send then fails with the
   // answer unread in the socket. Read, the answer decides the request, as
@@ -520,6 +561,15 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
           return settle_on_status();
         }
         if (ec && answered()) return settle_on_status();
+        // A header Beast refused: its status still decides, where it can be
+        // read. Retried for its header, an accepted request was sent again,
+        // and again, for ever.
+        if (const auto status = ec && !c.parser->is_header_done()
+                                    ? raw_status(std::string_view(c.in.data() + offset, size - offset))
+                                    : std::nullopt;
+            status && *status >= 200) {
+          return settle_on_unreadable(index, *status, ec.message());
+        }
         if (ec) return fail(index, "bad response from " + where_ + ": " + ec.message());
         if (used == 0) break;
         offset += used;
