@@ -278,10 +278,16 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
 TEST(Config, AUrlsCredentialsAreNotInItsError) {
   const auto e = errors_of(R"({"backends": [
     {"name": "a", "type": "http", "options": {"url": "https:/admin:hunter2@h/x"}, "bindings": []},
-    {"name": "b", "type": "http", "options": {"url": "https://admin:hun/ter2@h/x"}, "bindings": []}]})");
-  ASSERT_EQ(e.size(), 2u);
+    {"name": "b", "type": "http", "options": {"url": "https://admin:hun/ter2@h/x"}, "bindings": []},
+    {"name": "c", "type": "http", "options": {"url": "https://edr:Secr3t?xyz@h/in"}, "bindings": []},
+    {"name": "d", "type": "http", "options": {"url": "https://edr:Secr3t#xyz@h/in"}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 4u);
   EXPECT_EQ(e[0], R"(backends[0].options.url: "https:/***@h/x" is not a URL (scheme://...))");
   EXPECT_EQ(e[1], R"(backends[1].options.url: bad port "***" in the URL)");
+  // A URL parser ends the authority at '?' and '#' too (RFC 3986): the
+  // password's first piece was quoted as the port.
+  EXPECT_EQ(e[2], R"(backends[2].options.url: bad port "***" in the URL)");
+  EXPECT_EQ(e[3].find("Secr3t"), std::string::npos) << e[3];
 }
 
 // Headers the HTTP sink would refuse at start are refused by validate, with

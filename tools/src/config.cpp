@@ -158,7 +158,7 @@ Check enum_check(std::initializer_list<std::string_view> allowed) {
 // `message` about `url` with the URL's credentials (what comes between
 // the scheme and its last '@') shown as ***: error messages end up in logs and
 // terminals. The pieces of a password are hidden too, since a URL that does
-// not parse (a '/' in a password) may be quoted in parts ("bad port").
+// not parse (a '/', '?' or '#' in a password) may be quoted in parts ("bad port").
 std::string without_credentials(std::string_view url, std::string message) {
   // After the scheme's ':' and however many '/' (a URL missing one is
   // quoted whole in its error).
@@ -175,7 +175,8 @@ std::string without_credentials(std::string_view url, std::string message) {
   };
   hide(secret);
   for (std::size_t begin = 0; begin < secret.size();) {
-    const std::size_t end = std::min(secret.find_first_of(":/", begin), secret.size());
+    // Where a URL parser ends the userinfo or the authority (RFC 3986).
+    const std::size_t end = std::min(secret.find_first_of(":/?#", begin), secret.size());
     hide(secret.substr(begin, end - begin));
     begin = end + 1;
   }
