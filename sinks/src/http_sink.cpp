@@ -153,6 +153,7 @@ struct HttpSink::Connection {
   std::vector<char> in = std::vector<char>(kReceiveChunk);
   std::size_t in_used = 0;  // unparsed bytes at the front of `in`
   std::optional<http::response_parser<http::string_body>> parser;
+  bool reused = false;  // its request went on a connection kept alive from an earlier one
 };
 
 HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
@@ -371,6 +372,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     // A keep-alive connection the server closed while it sat idle is not
     // used again (the request would be lost in a socket nobody reads).
     if (c.stream.is_open() && !c.stream.usable_after_idle()) close_connection(c);
+    c.reused = c.stream.is_open();
     c.request = next;
     requests_[next].state = Request::State::sending;
     c.busy = true;
@@ -387,6 +389,25 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       if (!leave_to_others(index)) fail(index, reason);
       return false;
     }
+    return true;
+  };
+  // A kept-alive connection the server closed just as its request went
+  // out (the close came after usable_after_idle() looked): the request is
+  // sent again at once on a new connection, once, as curl and Go do,
+  // rather than the whole write backing off, counted as a failure. Not
+  // after any byte of an answer, nor on a timeout (the server may be at
+  // work on it).
+  auto resend_at_once = [&](std::size_t index) -> bool {
+    Connection& c = *connections_[index];
+    if (!c.busy || !c.reused || c.in_used != 0 || (c.parser && c.parser->got_some())) return false;
+    Request& request = requests_[c.request];
+    if (request.resent) return false;
+    request.resent = true;
+    request.state = Request::State::pending;
+    next = std::min(next, c.request);
+    c.busy = false;
+    close_connection(c);
+    dispatch(index);
     return true;
   };
   // `keep`: false when the connection can't be used again whatever the
@@ -511,6 +532,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
         // and dispatches nothing more.
         const bool stopping = stop_ != nullptr && stop_->load(std::memory_order_relaxed);
         if ((result != -ECANCELED || !stopping) && early_answer(index)) return;
+        if ((result == -EPIPE || result == -ECONNRESET) && resend_at_once(index)) return;
         return fail(index, "send to " + where_ + ": " + io_error_text(result, "the server"));
       }
       if (c.stream.sent_some(result)) {
@@ -539,6 +561,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       }
       if (plain == -ECANCELED && counters_) counters_->timeouts.add(1);
       if (answered()) return settle_on_status();
+      if ((plain == 0 || plain == -ECONNRESET) && resend_at_once(index)) return;
       return fail(index, "waiting for the response from " + where_ + ": " +
                              (plain == -ECANCELED
                                   ? "no response within " + std::to_string(options_.timeout.count()) + " ms"

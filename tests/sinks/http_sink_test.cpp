@@ -665,6 +665,25 @@ TEST_F(HttpSinkTest, AStatusInAHeaderThatDoesNotParseStillDecidesTheRequest) {
   EXPECT_NE(why_.find("HTTP 503 from"), std::string::npos) << why_;
 }
 
+// A server that ends a kept-alive connection without saying so, just as
+// the sink sends the next request on it: the request failed the whole
+// write (a backoff, a failure and a retry counted, for each such close).
+// It goes again at once on a new connection.
+TEST_F(HttpSinkTest, ARequestOnAKeptAliveConnectionTheServerJustClosedGoesAgainAtOnce) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 204, .close_after = std::chrono::milliseconds(20)};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 5);
+  EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  std::set<std::string> ids;
+  for (const HttpRequest& r : receiver.requests()) ids.insert(ids_in(r.body).at(0));
+  EXPECT_EQ(ids.size(), 5u);
+  EXPECT_EQ(receiver.requests().size(), 5u);
+  EXPECT_EQ(counters_.connects.read(), 5u);
+}
+
 TEST_F(HttpSinkTest, RequestsSpreadOverConnectionsUpToTheLimit) {
   HttpReceiver receiver;
   HttpSink sink({.url = receiver.url(), .max_connections = 4});

@@ -52,6 +52,10 @@ struct HttpResponse {
   std::chrono::milliseconds trickle{0};
   // Sent as the Content-Length instead of the body's size: a server that lies.
   std::string content_length;
+  // Closes the connection this long after the answer, without having said
+  // so (no Connection: close) and reading nothing more: a keep-alive
+  // connection the server ends just as the client reuses it.
+  std::chrono::milliseconds close_after{0};
 };
 
 class HttpReceiver {
@@ -238,6 +242,10 @@ class HttpReceiver {
         continue;
       }
       if (!send_all(text) || response.close) return close_fd(fd);
+      if (response.close_after.count() > 0) {
+        std::this_thread::sleep_for(response.close_after);
+        return close_fd(fd);
+      }
     }
   }
   void close_fd(int fd) {
