@@ -45,7 +45,6 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-// Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
 // The status code of a response whose header Beast refused (a status line
 // without its space and reason, a header name with a space, both
 // Content-Length and Transfer-Encoding): "HTTP/1.x NNN" at its start, or
@@ -61,6 +60,9 @@ std::optional<unsigned> raw_status(std::string_view response) {
   return status >= 100 ? std::optional<unsigned>(status) : std::nullopt;
 }
 
+// Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3), in any of
+// the three forms a recipient must read (section 5.6.7): IMF-fixdate, RFC
+// 850's, asctime's.
 std::chrono::milliseconds parse_retry_after(std::string_view value) {
   unsigned seconds = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
@@ -69,12 +71,14 @@ std::chrono::milliseconds parse_retry_after(std::string_view value) {
     if (ec == std::errc::result_out_of_range) return std::chrono::seconds(3600);
     if (ec == std::errc()) return std::chrono::seconds(std::min(seconds, 3600u));
   }
-  std::tm tm{};
   const std::string text(value);
-  if (::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr) {
+  for (const char* form : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
+    std::tm tm{};
+    const char* rest = ::strptime(text.c_str(), form, &tm);
+    if (rest == nullptr || *rest != '\0') continue;
     const std::time_t at = ::timegm(&tm);
     const std::time_t now = std::time(nullptr);
-    if (at > now) return std::chrono::seconds(std::min<std::time_t>(at - now, 3600));
+    return at > now ? std::chrono::seconds(std::min<std::time_t>(at - now, 3600)) : std::chrono::milliseconds(0);
   }
   return std::chrono::milliseconds(0);
 }

@@ -407,6 +407,27 @@ TEST_F(HttpSinkTest, TooManyRequestsHonoursRetryAfter) {
   EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(0));
 }
 
+// An HTTP-date in each of the three forms RFC 9110 (5.6.7) has a recipient
+// read: only the first was, the others taken as no wait at all.
+TEST_F(HttpSinkTest, RetryAfterReadsEachFormOfAnHttpDate) {
+  const std::time_t at = std::time(nullptr) + 120;
+  std::tm tm{};
+  ::gmtime_r(&at, &tm);
+  for (const char* form : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
+    char date[64];
+    std::strftime(date, sizeof date, form, &tm);
+    SCOPED_TRACE(date);
+    HttpReceiver receiver([&](const HttpRequest&, std::size_t) {
+      return HttpResponse{.status = 503, .headers = {{"Retry-After", date}}};
+    });
+    HttpSink sink({.url = receiver.url(), .batched = true});
+    fill(batch_, 0, 1);
+    ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
+    EXPECT_GE(sink.retry_after(), std::chrono::milliseconds(110'000));
+    EXPECT_LE(sink.retry_after(), std::chrono::milliseconds(120'000));
+  }
+}
+
 // More seconds than an unsigned holds is a long pause, not none: the hour
 // the sink believes at most (it was read as 0, retried at once).
 TEST_F(HttpSinkTest, ARetryAfterPastAnyIntegerIsTheLongestPause) {
