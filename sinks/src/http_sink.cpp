@@ -107,6 +107,17 @@ std::string http_header_problem(std::string_view name, std::string_view value) {
   if (iequals(name, "Content-Length") || iequals(name, "Host") || iequals(name, "Transfer-Encoding")) {
     return "header " + std::string(name) + " is set by the sink itself";
   }
+  // The body's encoding is the sink's (`gzip`): a Content-Encoding of its
+  // own said gzip of a body sent plain, or twice over one sent gzipped.
+  if (iequals(name, "Content-Encoding")) {
+    return "header " + std::string(name) + " is set by the sink itself (use \"gzip\": true)";
+  }
+  // The connection is the sink's too: Connection: close made each request
+  // a connection of its own, and Upgrade got a 101 that the sink retried
+  // for ever.
+  if (iequals(name, "Connection") || iequals(name, "Upgrade") || iequals(name, "Keep-Alive") || iequals(name, "TE")) {
+    return "header " + std::string(name) + " is about the connection, which the sink keeps itself";
+  }
   return {};
 }
 

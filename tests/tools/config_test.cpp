@@ -296,13 +296,17 @@ TEST(Config, AUrlsCredentialsAreNotInItsError) {
 TEST(Config, HttpHeadersTheSinkWouldRefuseAreRefused) {
   const auto e = errors_of(R"({"backends": [{"name": "h", "type": "http", "options": {"url": "https://h/",
     "headers": {"X-Ok": "a value\twith a tab", "Bad Name": "x", "X-Nul": "a\u0000b", "X-Esc": "\u001b[31m",
-                "Host": "other"}}, "bindings": []}]})");
-  ASSERT_EQ(e.size(), 4u);
+                "Host": "other", "content-encoding": "gzip", "Upgrade": "h2c"}}, "bindings": []}]})");
+  ASSERT_EQ(e.size(), 6u);
   EXPECT_EQ(e[0], "backends[0].options.headers[\"Bad Name\"]: header name \"Bad Name\" is not a token (letters, digits, "
                   "!#$%&'*+-.^_`|~)");
   EXPECT_EQ(e[1], "backends[0].options.headers.X-Nul: header X-Nul has a control character (0x00) at byte 1 of its value");
   EXPECT_EQ(e[2], "backends[0].options.headers.X-Esc: header X-Esc has a control character (0x1b) at byte 0 of its value");
   EXPECT_EQ(e[3], "backends[0].options.headers.Host: header Host is set by the sink itself");
+  EXPECT_EQ(e[4], "backends[0].options.headers.content-encoding: header content-encoding is set by the sink itself "
+                  "(use \"gzip\": true)");
+  EXPECT_EQ(e[5], "backends[0].options.headers.Upgrade: header Upgrade is about the connection, which the sink keeps "
+                  "itself");
 }
 
 // TLS options on a URL that is not TLS: the operator meant encryption and
