@@ -83,6 +83,14 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
       why = "the URL holds a fragment (#...), which is never sent to a server: remove it";
       return std::nullopt;
     }
+    // Sent raw into the request line, where RFC 3986 wants it encoded
+    // (servers differ on what they make of it); a host name is looked up
+    // as given, and the resolver takes no IDN.
+    if (c >= 0x80) {
+      why = "the URL holds a byte outside ASCII at byte " + std::to_string(colon + 3 + i) +
+            " (percent-encode it in the path or query; a host name goes in its xn-- form)";
+      return std::nullopt;
+    }
   }
   const std::size_t slash = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, slash);
@@ -107,6 +115,12 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
       return std::nullopt;
     }
     url.host = std::string(authority.substr(1, close - 1));
+    // A zone ("%25eth0", RFC 6874) is not resolved here, and would go into
+    // the Host header.
+    if (url.host.find('%') != std::string::npos) {
+      why = "an IPv6 zone (%25...) in the URL's host is not supported: use the address of an interface that needs none";
+      return std::nullopt;
+    }
     std::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
       if (after.front() != ':') {

@@ -428,7 +428,9 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
     {"name": "i", "type": "socket", "options": {"url": "syslog://::1"}, "bindings": []},
     {"name": "j", "type": "socket", "options": {"url": "syslog://u:p@host:514"}, "bindings": []},
     {"name": "k", "type": "socket", "options": {"url": "syslog+tls://host:6514/drain?x=1"}, "bindings": []},
-    {"name": "l", "type": "socket", "options": {"url": "syslog+udp://host:514/"}, "bindings": []}]})");
+    {"name": "l", "type": "socket", "options": {"url": "syslog+udp://host:514/"}, "bindings": []},
+    {"name": "m", "type": "http", "options": {"url": "http://host/caf\u00e9"}, "bindings": []},
+    {"name": "n", "type": "http", "options": {"url": "http://[fe80::1%25eth0]:8080/"}, "bindings": []}]})");
   EXPECT_TRUE(has_error(e, "backends[0].options.url: bad port \"99999\" in the URL"));
   EXPECT_TRUE(has_error(e, "backends[1].options.url: the URL has no host"));
   EXPECT_TRUE(has_error(e, "backends[2].options.url: a unix socket URL needs an absolute path (unix:///run/receiver.sock)"));
@@ -442,7 +444,13 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
                            "would go nowhere"));
   EXPECT_TRUE(has_error(e, "backends[10].options.url: a syslog URL names a host and port only: its path or query "
                            "would go nowhere"));
-  EXPECT_EQ(e.size(), 10u);
+  // Raw bytes outside ASCII went into the request line; a zone was
+  // neither resolved nor kept out of the Host header.
+  EXPECT_TRUE(has_error(e, "backends[12].options.url: the URL holds a byte outside ASCII at byte 15 (percent-encode "
+                           "it in the path or query; a host name goes in its xn-- form)"));
+  EXPECT_TRUE(has_error(e, "backends[13].options.url: an IPv6 zone (%25...) in the URL's host is not supported: use "
+                           "the address of an interface that needs none"));
+  EXPECT_EQ(e.size(), 12u);
 }
 
 TEST(Config, RingsAreChecked) {
