@@ -38,6 +38,7 @@ struct rr_producer {
   // finds the file unlinked itself.
   std::atomic<std::int64_t> next_link_check_ns{0};
   std::atomic<bool> ring_removed{false};
+  std::string ring_path;  // /dev/shm/{name}: whether another ring took the name
 };
 
 namespace {
@@ -97,10 +98,14 @@ std::int64_t now_ns() {
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-// A ring removed (and perhaps made anew under its name) while a handle
-// holds it: whatever the handle wrote into it after that, no router reads.
-// Emits look every kLinkCheckNs, one fstat: a loss bounded by that, not
-// a ring's worth of events all taken with RR_OK.
+// A ring removed while a handle holds it is read by the router that had
+// it, for as long as that one runs; after it, by none: the next start
+// makes a ring anew under the name, and whatever the handle wrote into the
+// old one was lost with RR_OK, a ring's worth of events. Emits look every
+// kLinkCheckNs (one fstat) whether the ring's file is still linked, and
+// once it is not, whether a router still reads it: none does once another
+// ring has the name (one router per instance: the one that made it
+// followed the old one), nor once its consumer is gone.
 constexpr std::int64_t kLinkCheckNs = 10'000'000;
 
 bool ring_removed(rr_producer& p, std::int64_t now) {
@@ -109,9 +114,20 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
   // A clock set back looks again at once, rather than after the jump.
   if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return false;
   p.next_link_check_ns.store(now + kLinkCheckNs, std::memory_order_relaxed);
-  struct stat st {};
+  struct stat mapped {};
   // A failed fstat says nothing: the ring stays mapped whatever it says.
-  if (::fstat(p.ring->segment().fd(), &st) != 0 || st.st_nlink != 0) return false;
+  if (::fstat(p.ring->segment().fd(), &mapped) != 0 || mapped.st_nlink != 0) return false;
+  struct stat named {};
+  const bool replaced = ::stat(p.ring_path.c_str(), &named) == 0 &&
+                        (named.st_dev != mapped.st_dev || named.st_ino != mapped.st_ino);
+  if (!replaced) {
+    const ring::SegmentHeader& header = p.ring->segment().header();
+    // Acquire pairs with the release that published the consumer's pid:
+    // these are its ticks.
+    const std::int32_t consumer = header.consumer_pid.load(std::memory_order_acquire);
+    const std::uint64_t ticks = header.consumer_start_ticks.load(std::memory_order_relaxed);
+    if (consumer != 0 && (consumer < 0 || ring::process_alive(consumer, ticks))) return false;  // still read
+  }
   p.ring_removed.store(true, std::memory_order_relaxed);
   return true;
 }
@@ -379,6 +395,7 @@ rr_status rr_producer_open(const char* ring_name, const rr_producer_options* opt
     producer->name = (options->name != nullptr ? std::string(options->name) : default_name()) + "-";
     producer->node = options->node != nullptr ? std::string(options->node) : host_name();
     producer->wait_timeout = std::chrono::nanoseconds(options->wait_timeout_ns);
+    producer->ring_path = std::string("/dev/shm/") + ring_name;
     *out = producer.release();
     return RR_OK;
   } catch (const std::bad_alloc&) {
@@ -428,8 +445,8 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
   const std::int64_t now = now_ns();
   if (ring_removed(*p, now)) [[unlikely]] {
     return fail(error, RR_NOT_READY, 0,
-                "rr_emit: ring %s was removed since this handle opened it (perhaps made anew): no router reads what "
-                "it holds; open the ring again",
+                "rr_emit: ring %s was removed since this handle opened it, and no router reads it now (another "
+                "ring may have its name): open the ring again",
                 rp.segment().name().c_str());
   }
   const std::uint64_t first_sequence = p->next_sequence.fetch_add(count, std::memory_order_relaxed);

@@ -185,6 +185,42 @@ TEST(Producer, ARingRemovedUnderAHandleIsSaidWithinTenMilliseconds) {
   EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
 }
 
+// Removed while its router runs (tmpfiles, logind's RemoveIPC, a hand), a
+// ring is still read by that router: emits go on into it. Once that router
+// is gone, none reads it.
+TEST(Producer, ARingRemovedUnderItsRunningRouterIsEmittedIntoUntilThatRouterIsGone) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  {
+    ring::Consumer router(r.segment);
+    ring::Segment::remove(r.name);
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    ASSERT_EQ(p.emit(with_body(R"({"still":"read"})")), RR_OK);
+    const auto events = drain(router);
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].body, R"({"still":"read"})");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY);
+}
+
+// Another ring under the name: the old one's router has stopped (one per
+// instance), whatever its pid says.
+TEST(Producer, ARingMadeAnewUnderItsNameIsSaidWhileTheOldOneHasAConsumer) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  ring::Consumer old_router(r.segment);
+  ring::Segment::remove(r.name);
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0600;
+  ring::Segment anew = ring::Segment::create_or_attach(r.name, options);
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  rr_error error{};
+  EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
+  EXPECT_NE(std::string(error.message).find("another ring may have its name"), std::string::npos) << error.message;
+}
+
 TEST(Producer, TrustedBodyIsNotChecked) {
   TestRing r(4096);
   ring::Consumer c(r.segment);

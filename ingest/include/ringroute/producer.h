@@ -119,11 +119,13 @@ typedef struct rr_producer rr_producer;
  * A handle belongs to the process that opened it: in a child of fork() it
  * refuses to emit (RR_BAD_ARGUMENT) and closing it there leaves the
  * parent's alone; the child opens its own. A handle keeps the ring it
- * attached to: if that ring is removed (and perhaps made again: a stuck
- * ring cleared by hand), no router reads it any more. Emits look whether
- * it was removed every 10 ms and then fail with RR_NOT_READY, every one
- * after too: open the ring again. What the handle wrote in those 10 ms,
- * and what the ring held unread, went with it. */
+ * attached to: if that ring is removed (a stuck ring cleared by hand),
+ * the router that had it goes on reading it, and after that router none
+ * does (the next start makes a ring anew under the name). Emits look
+ * every 10 ms whether the ring was removed and no router reads it any
+ * more, and then fail with RR_NOT_READY, every one after too: open the
+ * ring again. What the handle wrote in those 10 ms, and what the ring
+ * held unread, went with it. */
 RR_API rr_status rr_producer_open(const char* ring, const rr_producer_options* options, rr_producer** out,
                            rr_error* error);
 RR_API void rr_producer_close(rr_producer* producer);
