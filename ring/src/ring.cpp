@@ -506,7 +506,9 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     // past the timeout that resumed): scanning on from here would stop
     // inside its payload and take that for a header. Acquire pairs with
     // the release store in commit().
-    if (detail::header_word(data_ + index).load(std::memory_order_acquire) != 0) return false;
+    // (The word as read, not zero: one whose length is 0 and whose other
+    // half is not, which no library writes, is stepped over as before.)
+    if (detail::header_word(data_ + index).load(std::memory_order_acquire) != word) return false;
     const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
     std::uint64_t limit = std::min(capacity - index, tail - read_position_);
     // The zeroes may run on into the claims of live producers that are

@@ -815,3 +815,17 @@ TEST(Ring, AHeaderThatComesAsAStalledClaimIsJudgedIsReadNotScannedPast) {
   EXPECT_EQ(got, (std::vector<std::string>{"a record long enough that its payload is read as a header"}));
   EXPECT_EQ(r.segment.header().skipped.read(), 0u);
 }
+
+// A header word whose length is 0 but whose other half is not (no library
+// writes one; a process that may write the ring can) is stepped over once
+// the timeout passes, as a claim without a header is: the re-read before
+// the step compared it with zero, and the ring stalled there for good.
+TEST(Ring, AHeaderWordOfLengthZeroWithBitsBesideIsSteppedOverAfterTheTimeout) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment, fast_timeout());
+  const std::uint64_t at = r.segment.header().tail.fetch_add(48);
+  ring::detail::header_word(r.segment.data() + at).store(ring::pack_record_header(0, 7), std::memory_order_release);
+  ASSERT_EQ(put(p, "next"), ring::Status::ok);
+  EXPECT_EQ(take_within(c, 2000), (std::vector<std::string>{"next"}));
+}
