@@ -232,6 +232,7 @@ struct JsonFormatter::Reformatter {
   simdjson::dom::parser parser;
   ByteBuffer scratch;
   ByteBuffer body;
+  ByteBuffer stable;  // a body from the ring, copied (rewrite())
   // The number tokens of the text being rewritten, in order: the DOM keeps
   // a number's value, not its text, and written from its value `-0` lost
   // its sign, `1.0` became the integer `1` and `1E2` `100`. A walk of the
@@ -355,6 +356,15 @@ struct JsonFormatter::Reformatter {
 
   // Parses `text`; false when it is not JSON (then the caller writes it as it came).
   bool rewrite(std::string_view text, ByteBuffer& out, bool normalize, int indent) {
+    // The DOM and the number tokens come from one copy: a body read from
+    // the ring can change under us (a producer rewriting its committed
+    // record), and tokens found in other bytes than the DOM's would write
+    // a line that does not parse.
+    if (text.data() != scratch.data() && text.data() != body.data()) {
+      stable.clear();
+      stable.append(text);
+      text = stable.view();
+    }
     simdjson::dom::element root;
     if (parser.parse(text.data(), text.size()).get(root) != simdjson::SUCCESS) return false;
     find_numbers(text);
