@@ -72,6 +72,8 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
   }
   // What would break the request line or the Host header (a space, a line
   // break: every request refused), or never reach the server (a fragment).
+  // The user information is decoded and sent in base64: any byte may be there.
+  const std::size_t userinfo_end = rest.substr(0, rest.find_first_of("/?")).rfind('@');
   for (std::size_t i = 0; i < rest.size(); ++i) {
     const auto c = static_cast<unsigned char>(rest[i]);
     if (c <= 0x20 || c == 0x7f) {
@@ -86,7 +88,7 @@ std::optional<Url> parse_url(std::string_view text, std::string& why) {
     // Sent raw into the request line, where RFC 3986 wants it encoded
     // (servers differ on what they make of it); a host name is looked up
     // as given, and the resolver takes no IDN.
-    if (c >= 0x80) {
+    if (c >= 0x80 && (userinfo_end == std::string_view::npos || i > userinfo_end)) {
       why = "the URL holds a byte outside ASCII at byte " + std::to_string(colon + 3 + i) +
             " (percent-encode it in the path or query; a host name goes in its xn-- form)";
       return std::nullopt;

@@ -430,7 +430,8 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
     {"name": "k", "type": "socket", "options": {"url": "syslog+tls://host:6514/drain?x=1"}, "bindings": []},
     {"name": "l", "type": "socket", "options": {"url": "syslog+udp://host:514/"}, "bindings": []},
     {"name": "m", "type": "http", "options": {"url": "http://host/caf\u00e9"}, "bindings": []},
-    {"name": "n", "type": "http", "options": {"url": "http://[fe80::1%25eth0]:8080/"}, "bindings": []}]})");
+    {"name": "n", "type": "http", "options": {"url": "http://[fe80::1%25eth0]:8080/"}, "bindings": []},
+    {"name": "o", "type": "http", "options": {"url": "http://u:p\u00e4ss@host/"}, "bindings": []}]})");
   EXPECT_TRUE(has_error(e, "backends[0].options.url: bad port \"99999\" in the URL"));
   EXPECT_TRUE(has_error(e, "backends[1].options.url: the URL has no host"));
   EXPECT_TRUE(has_error(e, "backends[2].options.url: a unix socket URL needs an absolute path (unix:///run/receiver.sock)"));
