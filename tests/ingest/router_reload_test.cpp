@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "backends.hpp"
+#include "emit_events.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/ingest/router.hpp"
 #include "ringroute/perf/block.hpp"
@@ -32,16 +33,7 @@ RouterConfig one_file_backend(const std::string& instance, const std::string& na
   return config;
 }
 
-bool emit(const std::string& ring, int count) {
-  EventProducer producer;
-  if (producer.open(ring) != RR_OK) return false;
-  rr_event event{};
-  event.body = to_rr_str(R"({"k":1})");
-  for (int i = 0; i < count; ++i) {
-    if (producer.emit(event, RR_EMIT_BODY_TRUSTED) != RR_OK) return false;
-  }
-  return true;
-}
+using testing::emit_events;
 
 // Only once the reload has returned: a slot's name is written by the
 // reload's thread, unordered with this one until then.
@@ -69,7 +61,7 @@ TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) 
   const std::string instance = "rr-test-same-file-" + std::to_string(::getpid());
   {
     Router router(one_file_backend(instance, "old", R"({"path":"/dev/null","fsync":"batch"})"));
-    ASSERT_TRUE(emit(instance, 5));
+    ASSERT_TRUE(emit_events(instance, 5));
     std::this_thread::sleep_for(100ms);  // "old" retries its batch
     ASSERT_EQ(sent_by(router.block(), "old"), 0u);
 
@@ -80,7 +72,7 @@ TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) 
                            [&]() -> std::optional<std::chrono::steady_clock::time_point> { return window_ends; });
     });
     std::this_thread::sleep_for(500ms);  // the new plan is taken within milliseconds
-    ASSERT_TRUE(emit(instance, 5));
+    ASSERT_TRUE(emit_events(instance, 5));
     std::this_thread::sleep_for(500ms);
     ASSERT_EQ(reload.wait_for(0s), std::future_status::timeout) << "the reload ended before the check";
     EXPECT_EQ(sent_by_all(router.block()), 0u) << "written beside the backend that still writes the file";

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "backends.hpp"
+#include "emit_events.hpp"
 #include "http_receiver.hpp"
 #include "peers.hpp"
 #include "ringroute/producer.hpp"
@@ -23,6 +24,7 @@ namespace ringroute::ingest {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::emit_events;
 namespace fs = std::filesystem;
 
 struct BackendCounts {
@@ -44,17 +46,6 @@ BackendCounts counts_of(const std::string& instance, const std::string& name) {
     counts.sent = slot.sink.sent.read();
   }
   return counts;
-}
-
-bool emit_events(const std::string& ring, int count) {
-  EventProducer producer;
-  if (producer.open(ring) != RR_OK) return false;
-  rr_event event{};
-  event.body = to_rr_str(R"({"k":1})");
-  for (int i = 0; i < count; ++i) {
-    if (producer.emit(event, RR_EMIT_BODY_TRUSTED) != RR_OK) return false;
-  }
-  return true;
 }
 
 std::size_t events_received(const testing::HttpReceiver& receiver) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "backends.hpp"
+#include "emit_events.hpp"
 #include "peers.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/ingest/router.hpp"
@@ -58,13 +59,7 @@ std::size_t lines_within_5s(const std::string& path, std::size_t count) {
 // Emits 100 events into `ring` and waits (up to 5 s) for `path` to hold
 // 100 lines; returns how many it holds.
 std::size_t emit_100_and_wait(const std::string& ring, const std::string& path) {
-  EventProducer producer;
-  if (producer.open(ring) != RR_OK) return 0;
-  rr_event event{};
-  event.body = to_rr_str(R"({"k":1})");
-  for (int i = 0; i < 100; ++i) {
-    if (producer.emit(event, RR_EMIT_BODY_TRUSTED) != RR_OK) return 0;
-  }
+  if (!testing::emit_events(ring, 100)) return 0;
   return lines_within_5s(path, 100);
 }
 

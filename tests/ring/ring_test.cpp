@@ -343,44 +343,63 @@ TEST(Ring, AChildOfAProducerDoesNotKeepItsSlotAliveAfterItDies) {
 // The consumer reads a claim's header, finds it uncommitted, and judges
 // its owner a moment later. An owner that committed and closed its handle
 // (or exited) in between was judged dead, and its committed record skipped
-// as a dead claim: lost. `owner_state`: 1 the producer waits after its
-// claim, 2 it may commit, 3 it has committed and closed.
-std::atomic<int> owner_state{0};
-void wait_to_commit() {
-  owner_state.store(1);
-  while (owner_state.load() != 2) std::this_thread::yield();
+// as a dead claim: lost.
+//
+// A producer held in a hook while the consumer judges its claim:
+// `held_state` 1 it waits in the hook, 2 it may go on, 3 it is done.
+std::atomic<int> held_state{0};
+void hold_the_producer() {
+  held_state.store(1);
+  while (held_state.load() != 2) std::this_thread::yield();
 }
-void commit_and_close_before_the_judging() {
-  owner_state.store(2);
+void let_the_producer_finish() {
+  held_state.store(2);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (owner_state.load() != 3 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  while (held_state.load() != 3 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+}
+
+// Runs `produce` on a thread that `set_hook` holds at its hook (waited for
+// up to 2 s); `held_state` is 3 once `produce` has returned.
+template <class Produce>
+std::thread start_held_producer(void (*set_hook)(void (*)()), Produce produce) {
+  held_state.store(0);
+  set_hook(&hold_the_producer);
+  std::thread producer([produce] {
+    produce();
+    held_state.store(3);
+  });
+  const auto held_by = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (held_state.load() != 1 && std::chrono::steady_clock::now() < held_by) std::this_thread::yield();
+  set_hook(nullptr);
+  return producer;
+}
+
+// Polls `c` for up to 2 s, letting the held producer finish as a claim is
+// judged, until a record comes or a claim is skipped; then lets it go if
+// the judging never came, joins it, and returns what came.
+std::vector<std::string> take_while_judging(TestRing& r, ring::Consumer& c, std::thread& producer) {
+  ring::testing::set_before_owner_judged_hook(&let_the_producer_finish);
+  std::vector<std::string> got;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (got.empty() && r.segment.header().skipped.read() == 0 && std::chrono::steady_clock::now() < until) {
+    got = take(c);
+    if (got.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  ring::testing::set_before_owner_judged_hook(nullptr);
+  if (held_state.load() != 3) held_state.store(2);
+  producer.join();
+  if (got.empty()) got = take_within(c, 100);
+  return got;
 }
 
 TEST(Ring, AClaimCommittedAndClosedWhileItsOwnerIsJudgedIsReadNotSkipped) {
   TestRing r(4096);
   ring::Consumer c(r.segment);  // the 2 s timeout: the owner is judged by its slot
-  owner_state.store(0);
-  ring::testing::set_after_claim_hook(&wait_to_commit);
-  std::thread owner([&] {
-    {
-      ring::Producer p(r.segment);
-      (void)put(p, "committed");
-    }  // closed: its slot's pid is 0
-    owner_state.store(3);
-  });
-  const auto paused_by = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (owner_state.load() != 1 && std::chrono::steady_clock::now() < paused_by) std::this_thread::yield();
-  ring::testing::set_after_claim_hook(nullptr);
-  ring::testing::set_before_owner_judged_hook(&commit_and_close_before_the_judging);
-  std::vector<std::string> got;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (got.empty() && r.segment.header().skipped.read() == 0 && std::chrono::steady_clock::now() < until) {
-    got = take(c);
-  }
-  ring::testing::set_before_owner_judged_hook(nullptr);
-  if (owner_state.load() != 3) owner_state.store(2);  // never judged: let it go
-  owner.join();
-  if (got.empty()) got = take_within(c, 100);
+  std::thread owner = start_held_producer(&ring::testing::set_after_claim_hook, [&] {
+    ring::Producer p(r.segment);
+    (void)put(p, "committed");
+  });  // closed when done: its slot's pid is 0
+  const auto got = take_while_judging(r, c, owner);
   EXPECT_EQ(got, (std::vector<std::string>{"committed"}));
   EXPECT_EQ(r.segment.header().skipped.read(), 0u);
 }
@@ -775,43 +794,16 @@ TEST(Ring, RereadFollowsPollOverBrokenFraming) {
 // timeout, that writes its record while the consumer decides to step over
 // the zeroes: the consumer scanned on from the claim's start for the next
 // non-zero word, stopped inside the record's payload, and took it for a
-// header. `late_state`: 1 the producer waits without a header, 2 it may
-// go on, 3 it has committed.
-std::atomic<int> late_state{0};
-void wait_past_the_timeout_without_header() {
-  late_state.store(1);
-  while (late_state.load() != 2) std::this_thread::yield();
-}
-void let_the_late_producer_commit() {
-  late_state.store(2);
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (late_state.load() != 3 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
-}
+// header.
 
 TEST(Ring, AHeaderThatComesAsAStalledClaimIsJudgedIsReadNotScannedPast) {
   TestRing r(4096);
   ring::Consumer c(r.segment, fast_timeout());
-  late_state.store(0);
-  ring::testing::set_unheaded_claim_hook(&wait_past_the_timeout_without_header);
-  std::thread late([&] {
+  std::thread late = start_held_producer(&ring::testing::set_unheaded_claim_hook, [&] {
     ring::Producer p(r.segment);
     (void)put(p, "a record long enough that its payload is read as a header");
-    late_state.store(3);
   });
-  const auto stalled_by = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (late_state.load() != 1 && std::chrono::steady_clock::now() < stalled_by) std::this_thread::yield();
-  ring::testing::set_unheaded_claim_hook(nullptr);
-  ring::testing::set_before_owner_judged_hook(&let_the_late_producer_commit);
-  std::vector<std::string> got;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (got.empty() && r.segment.header().skipped.read() == 0 && std::chrono::steady_clock::now() < until) {
-    got = take(c);
-    if (got.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-  ring::testing::set_before_owner_judged_hook(nullptr);
-  if (late_state.load() != 3) late_state.store(2);
-  late.join();
-  if (got.empty()) got = take_within(c, 100);
+  const auto got = take_while_judging(r, c, late);
   EXPECT_EQ(got, (std::vector<std::string>{"a record long enough that its payload is read as a header"}));
   EXPECT_EQ(r.segment.header().skipped.read(), 0u);
 }

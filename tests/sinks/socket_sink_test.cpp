@@ -307,13 +307,17 @@ TEST_F(SocketSinkRsyslog, ReceiverRestartedBetweenBatchesIsNoticedBeforeSending)
   EXPECT_EQ(counters_.connects.read(), 2u);
 }
 
+// rsyslog inputs on a TCP and a UDP port, both to the output: the TCP one
+// says when rsyslog is up (UDP can't), and they start together.
+std::string tcp_and_udp_inputs(std::uint16_t tcp, std::uint16_t udp) {
+  return "module(load=\"imtcp\")\nmodule(load=\"imudp\")\n"
+         "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(tcp) + "\" ruleset=\"out\")\n"
+         "input(type=\"imudp\" address=\"127.0.0.1\" port=\"" + std::to_string(udp) + "\" ruleset=\"out\")\n";
+}
+
 TEST_F(SocketSinkRsyslog, UdpOneDatagramPerEventAndTruncationCounted) {
   const std::uint16_t tcp = testing::free_port(), udp = testing::free_port(SOCK_DGRAM);
-  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\nmodule(load=\"imudp\")\n"
-                        "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(tcp) +
-                            "\" ruleset=\"out\")\n"
-                        "input(type=\"imudp\" address=\"127.0.0.1\" port=\"" + std::to_string(udp) +
-                            "\" ruleset=\"out\")\n");
+  Rsyslog rsyslog(dir_, tcp_and_udp_inputs(tcp, udp));
   ASSERT_TRUE(rsyslog.wait_tcp(tcp)) << rsyslog.log();  // inputs start together
   SocketSink sink({.url = "syslog+udp://127.0.0.1:" + std::to_string(udp), .max_datagram_bytes = 8192});
   sink.attach_counters(&counters_);
@@ -350,11 +354,7 @@ TEST_F(SocketSinkRsyslog, UdpOneDatagramPerEventAndTruncationCounted) {
 // whose header alone is over the limit is refused, counted and said.
 TEST_F(SocketSinkRsyslog, ADatagramIsNeverCutInsideItsHeaderOrItsStructuredData) {
   const std::uint16_t tcp = testing::free_port(), udp = testing::free_port(SOCK_DGRAM);
-  Rsyslog rsyslog(dir_, "module(load=\"imtcp\")\nmodule(load=\"imudp\")\n"
-                        "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" + std::to_string(tcp) +
-                            "\" ruleset=\"out\")\n"
-                        "input(type=\"imudp\" address=\"127.0.0.1\" port=\"" + std::to_string(udp) +
-                            "\" ruleset=\"out\")\n");
+  Rsyslog rsyslog(dir_, tcp_and_udp_inputs(tcp, udp));
   ASSERT_TRUE(rsyslog.wait_tcp(tcp)) << rsyslog.log();
   EncodeOptions options;
   options.wrap = Wrap::syslog;
