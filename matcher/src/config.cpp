@@ -172,11 +172,11 @@ std::optional<BindingSpec> parse_binding(element binding, const std::string& pat
     std::size_t index = 0;
     while (index < kBindingKeys.size() && kBindingKeys[index] != key) ++index;
     if (index == kBindingKeys.size()) {
-      errors.add(key_path, "unknown key (expected one of " + join_names(kBindingKeys) + ")");
+      errors.add_of_key(key_path, "unknown key (expected one of " + join_names(kBindingKeys) + ")");
       continue;
     }
     if (seen[index]) {
-      errors.add(key_path, "duplicate key");
+      errors.add_of_key(key_path, "duplicate key");
       continue;
     }
     seen[index] = true;

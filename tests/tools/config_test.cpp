@@ -795,6 +795,26 @@ TEST(Config, SocketAndHttpOptionsAreChecked) {
 
 // Secrets and per-host values come from the environment, as Vector and
 // Fluent Bit users write them; values go in escaped, whatever they hold.
+// A header's name is at fault whatever its value: said beside a value that
+// could not be expanded. Whether an error was of the key was told by its
+// text, and the newer refusals (Content-Encoding, Upgrade), worded
+// otherwise, were hidden with the value's.
+TEST(Config, AHeaderNameAtFaultIsSaidBesideAValueThatCouldNotBeExpanded) {
+  ::unsetenv("RR_TEST_NOT_SET");
+  const auto e = errors_of(R"({"backends": [{"name": "h", "type": "http", "options": {"url": "https://h/",
+    "headers": {"Content-Encoding": "${RR_TEST_NOT_SET}", "Upgrade": "${RR_TEST_NOT_SET}",
+                "Bad Name": "${RR_TEST_NOT_SET}", "X-Fine": "${RR_TEST_NOT_SET}"}}, "bindings": []}]})");
+  const std::string listed = ::testing::PrintToString(e);
+  EXPECT_EQ(e.size(), 7u) << listed;
+  EXPECT_TRUE(has_error_starting(e, "backends[0].options.headers.Content-Encoding: header Content-Encoding is set"))
+      << listed;
+  EXPECT_TRUE(has_error_starting(e, "backends[0].options.headers.Upgrade: header Upgrade is about the connection"))
+      << listed;
+  EXPECT_TRUE(has_error_starting(e, "backends[0].options.headers[\"Bad Name\"]: header name")) << listed;
+  EXPECT_TRUE(has_error_starting(e, "backends[0].options.headers.X-Fine: environment variable RR_TEST_NOT_SET"))
+      << listed;
+}
+
 TEST(Config, EnvironmentVariablesAreExpandedInStringValues) {
   ::setenv("RR_TEST_HOST", "127.0.0.1", 1);
   ::setenv("RR_TEST_TOKEN", "Bearer a\"b\\c", 1);

@@ -83,11 +83,11 @@ void check_object(element value, const std::string& path, ConfigErrors& errors,
     if (known == nullptr) {
       std::string names;
       for (const Member& m : members) names += (names.empty() ? "" : ", ") + std::string(m.name);
-      errors.add(member_path, "unknown key (expected one of " + names + ")");
+      errors.add_of_key(member_path, "unknown key (expected one of " + names + ")");
       continue;
     }
     if (!seen.insert(known->name).second) {
-      errors.add(member_path, "duplicate key");
+      errors.add_of_key(member_path, "duplicate key");
       continue;
     }
     if (!member.is_null()) known->check(member, member_path, errors);
@@ -217,7 +217,9 @@ Check http_headers_check() {
       std::transform(lower.begin(), lower.end(), lower.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
       if (!seen.insert(lower).second) {
-        e.add(path, "header " + std::string(key) + " is given twice (names are case-insensitive)");
+        e.add_of_key(path, "header " + std::string(key) + " is given twice (names are case-insensitive)");
+      } else if (std::string of_name = sinks::http_header_problem(key, ""); !of_name.empty()) {
+        e.add_of_key(path, std::move(of_name));  // the name's fault, whatever the value
       } else if (!value.is_string()) {
         e.add(path, "expected a string, " + got(value));
       } else if (std::string why = sinks::http_header_problem(key, value.get_string().value_unsafe()); !why.empty()) {
@@ -450,14 +452,9 @@ bool in_unexpanded(std::string_view path) {
 // Whether an error's reason judges its member's value (which, for a string
 // that could not be expanded, is not there), not its key or its siblings:
 // an unknown or repeated key, a header's name, a TLS option beside a url
-// in the clear, half a client certificate are errors whatever the value.
-bool judges_the_value(std::string_view reason) {
-  for (std::string_view key_level : {"unknown key", "duplicate key", "header name ", "a TLS option, but the url",
-                                     "required with ", "the passphrase of key_file"}) {
-    if (reason.starts_with(key_level)) return false;
-  }
-  return !reason.ends_with(" is set by the sink itself");
-}
+// in the clear, half a client certificate are errors whatever the value
+// (ConfigError::of_key, said where each is found).
+bool judges_the_value(const matcher::ConfigError& error) { return !error.of_key; }
 
 void parse_backend(element backend, const std::string& path, ConfigErrors& errors, Config& config) {
   BackendConfig out;
@@ -777,18 +774,19 @@ ConfigResult parse_config(std::string_view text) {
           if (tls || !given(option)) continue;
           list.push_back({"backends[" + std::to_string(index) + "].options." + option,
                           std::string("a TLS option, but the url is not ") +
-                              (type == "http" ? "https://" : "syslog+tls://") + ": events would go in the clear"});
+                              (type == "http" ? "https://" : "syslog+tls://") + ": events would go in the clear",
+                      true});
         }
         // The sink refuses half a client certificate at start.
         if (tls && given("cert_file") != given("key_file")) {
           const char* missing = given("cert_file") ? "key_file" : "cert_file";
           list.push_back({"backends[" + std::to_string(index) + "].options." + missing,
                           std::string("required with ") + (given("cert_file") ? "cert_file" : "key_file") +
-                              " (a client certificate needs both)"});
+                              " (a client certificate needs both)", true});
         }
         if (tls && given("key_passphrase") && !given("key_file")) {
           list.push_back({"backends[" + std::to_string(index) + "].options.key_passphrase",
-                          "the passphrase of key_file, which is not given"});
+                          "the passphrase of key_file, which is not given", true});
         }
       }
     }
@@ -820,7 +818,7 @@ ConfigResult parse_config(std::string_view text) {
     }
   }
   std::erase_if(list,
-                [&](const matcher::ConfigError& e) { return in_unexpanded(e.path) && judges_the_value(e.message); });
+                [&](const matcher::ConfigError& e) { return in_unexpanded(e.path) && judges_the_value(e); });
   list.insert(list.begin(), unexpanded.begin(), unexpanded.end());
   result.errors = std::move(list);
   if (!result.errors.empty()) return result;

@@ -23,6 +23,11 @@ namespace ringroute::matcher {
 struct ConfigError {
   std::string path;
   std::string message;
+  // Said of the key at `path` or of the members beside it (unknown, given
+  // twice, a header's name, a TLS option on a url in the clear), not of
+  // its value: it holds whatever the value turns out to be, one that
+  // could not be expanded from the environment too.
+  bool of_key = false;
   [[nodiscard]] std::string to_string() const {
     return path.empty() ? message : path + ": " + message;
   }
@@ -33,6 +38,10 @@ class ConfigErrors {
  public:
   void add(std::string path, std::string message) {
     list_.push_back({std::move(path), std::move(message)});
+  }
+  // An error of the key itself (see ConfigError::of_key).
+  void add_of_key(std::string path, std::string message) {
+    list_.push_back({std::move(path), std::move(message), true});
   }
   [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
   [[nodiscard]] std::size_t size() const noexcept { return list_.size(); }
