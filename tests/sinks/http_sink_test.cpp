@@ -692,7 +692,7 @@ TEST_F(HttpSinkTest, AStatusInAHeaderThatDoesNotParseStillDecidesTheRequest) {
 // It goes again at once on a new connection.
 TEST_F(HttpSinkTest, ARequestOnAKeptAliveConnectionTheServerJustClosedGoesAgainAtOnce) {
   HttpReceiver receiver([](const HttpRequest&, std::size_t) {
-    return HttpResponse{.status = 204, .close_after = std::chrono::milliseconds(20)};
+    return HttpResponse{.status = 204, .close_after = std::chrono::milliseconds(50)};
   });
   HttpSink sink({.url = receiver.url(), .max_connections = 1});
   sink.attach_counters(&counters_);
