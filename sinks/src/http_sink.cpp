@@ -60,6 +60,17 @@ std::optional<unsigned> raw_status(std::string_view response) {
   return status >= 100 ? std::optional<unsigned>(status) : std::nullopt;
 }
 
+// What a final status makes of its request: 2xx delivered; 408 (the
+// server gave up reading it) and 425 (too early) say only "not now", as 429
+// and 5xx do: retried; the rest (3xx, whose redirects are not followed, and
+// 4xx) refused.
+enum class Verdict { delivered, retry, refused };
+Verdict verdict_of(unsigned status) {
+  if (status >= 200 && status < 300) return Verdict::delivered;
+  if (status == 429 || status == 408 || status == 425 || status >= 500) return Verdict::retry;
+  return Verdict::refused;
+}
+
 // Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3), in any of
 // the three forms a recipient must read (section 5.6.7): IMF-fixdate, RFC
 // 850's, asctime's.
@@ -420,7 +431,6 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     request.resent = true;
     request.state = Request::State::pending;
     next = std::min(next, c.request);
-    c.busy = false;
     close_connection(c);
     dispatch(index);
     return true;
@@ -432,11 +442,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     const auto& response = c.parser->get();
     const unsigned status = response.result_int();
     Request& request = requests_[c.request];
-    if (status >= 200 && status < 300) {
+    const Verdict verdict = verdict_of(status);
+    if (verdict == Verdict::delivered) {
       request.state = Request::State::done;
-    } else if (status == 429 || status == 408 || status == 425 || status >= 500) {
-      // 408 (the server gave up reading the request) and 425 (too early)
-      // say only "not now", as 429 and 5xx do.
+    } else if (verdict == Verdict::retry) {
       request.state = Request::State::pending;
       if (retry_why.empty()) {
         retry_why = "HTTP " + std::to_string(status) + " from " + where_ + ": " + body_excerpt(response.body());
@@ -479,9 +488,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     Request& request = requests_[c.request];
     const std::string what = "HTTP " + std::to_string(status) + " from " + where_ + ", in a response header that " +
                              "does not parse (" + problem + ")";
-    if (status >= 200 && status < 300) {
+    const Verdict verdict = verdict_of(status);
+    if (verdict == Verdict::delivered) {
       request.state = Request::State::done;
-    } else if (status == 429 || status == 408 || status == 425 || status >= 500) {
+    } else if (verdict == Verdict::retry) {
       request.state = Request::State::pending;
       if (retry_why.empty()) retry_why = what;
       stop_dispatch = true;
@@ -489,10 +499,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       request.state = Request::State::rejected;
       if (reject_why.empty()) reject_why = what;
     }
-    c.busy = false;
-    c.parser.reset();
-    c.in_used = 0;
-    close_connection(c);
+    close_connection(c);  // not busy, no parser, nothing unread kept
     dispatch(index);
   };
 
