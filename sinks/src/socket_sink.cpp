@@ -26,7 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::size_t kDatagramChain = 64;
 
 // Where the encoder's syslog message (RFC 5424) has its STRUCTURED-DATA and
 // its MSG: past six header fields, each ending in a space (no field holds

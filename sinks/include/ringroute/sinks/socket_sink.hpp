@@ -112,7 +112,9 @@ class SocketSink final : public Sink {
   // would be cut (built in `scratch`).
   [[nodiscard]] bool sendable(std::string_view datagram) const;
   [[nodiscard]] std::string_view fitted(std::string_view datagram, std::string& scratch) const;
-  std::array<std::string, 64> cut_messages_;  // one per datagram of a chain in flight
+  // Datagrams sent in one linked chain, at most.
+  static constexpr std::size_t kDatagramChain = 64;
+  std::array<std::string, kDatagramChain> cut_messages_;  // one per datagram of a chain in flight
 };
 
 }  // namespace ringroute::sinks
