@@ -449,13 +449,6 @@ bool in_unexpanded(std::string_view path) {
                                                 [&](const matcher::ConfigError& e) { return path_under(path, e.path); });
 }
 
-// Whether an error's reason judges its member's value (which, for a string
-// that could not be expanded, is not there), not its key or its siblings:
-// an unknown or repeated key, a header's name, a TLS option beside a url
-// in the clear, half a client certificate are errors whatever the value
-// (ConfigError::of_key, said where each is found).
-bool judges_the_value(const matcher::ConfigError& error) { return !error.of_key; }
-
 void parse_backend(element backend, const std::string& path, ConfigErrors& errors, Config& config) {
   BackendConfig out;
   matcher::BackendSpec spec;
@@ -817,8 +810,12 @@ ConfigResult parse_config(std::string_view text) {
                           "): its rotations would rename this backend's file"});
     }
   }
-  std::erase_if(list,
-                [&](const matcher::ConfigError& e) { return in_unexpanded(e.path) && judges_the_value(e); });
+  // An error that judges its member's value (which, for a string that
+  // could not be expanded, is not there) goes; one of its key or its
+  // siblings stays: an unknown or repeated key, a header's name, a TLS
+  // option beside a url in the clear, half a client certificate are errors
+  // whatever the value (ConfigError::of_key, said where each is found).
+  std::erase_if(list, [&](const matcher::ConfigError& e) { return in_unexpanded(e.path) && !e.of_key; });
   list.insert(list.begin(), unexpanded.begin(), unexpanded.end());
   result.errors = std::move(list);
   if (!result.errors.empty()) return result;
