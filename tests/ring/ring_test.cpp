@@ -392,16 +392,24 @@ std::vector<std::string> take_while_judging(TestRing& r, ring::Consumer& c, std:
   return got;
 }
 
-TEST(Ring, AClaimCommittedAndClosedWhileItsOwnerIsJudgedIsReadNotSkipped) {
+// A producer held by `set_hook` puts `text` and closes its handle, let go
+// as the consumer judges its claim: the record is read, nothing skipped.
+void expect_held_record_read_not_skipped(void (*set_hook)(void (*)()), const ring::ConsumerOptions& options,
+                                         const std::string& text) {
   TestRing r(4096);
-  ring::Consumer c(r.segment);  // the 2 s timeout: the owner is judged by its slot
-  std::thread owner = start_held_producer(&ring::testing::set_after_claim_hook, [&] {
+  ring::Consumer c(r.segment, options);
+  std::thread producer = start_held_producer(set_hook, [&] {
     ring::Producer p(r.segment);
-    (void)put(p, "committed");
-  });  // closed when done: its slot's pid is 0
-  const auto got = take_while_judging(r, c, owner);
-  EXPECT_EQ(got, (std::vector<std::string>{"committed"}));
+    (void)put(p, text);
+  });
+  EXPECT_EQ(take_while_judging(r, c, producer), (std::vector<std::string>{text}));
   EXPECT_EQ(r.segment.header().skipped.read(), 0u);
+}
+
+TEST(Ring, AClaimCommittedAndClosedWhileItsOwnerIsJudgedIsReadNotSkipped) {
+  // The 2 s timeout: the owner is judged by its slot, whose pid is 0 once
+  // the producer's handle is closed.
+  expect_held_record_read_not_skipped(&ring::testing::set_after_claim_hook, ring::ConsumerOptions{}, "committed");
 }
 
 TEST(Ring, ClaimWhoseHeaderNeverCameIsSkippedToTheNextRecord) {
@@ -797,15 +805,8 @@ TEST(Ring, RereadFollowsPollOverBrokenFraming) {
 // header.
 
 TEST(Ring, AHeaderThatComesAsAStalledClaimIsJudgedIsReadNotScannedPast) {
-  TestRing r(4096);
-  ring::Consumer c(r.segment, fast_timeout());
-  std::thread late = start_held_producer(&ring::testing::set_unheaded_claim_hook, [&] {
-    ring::Producer p(r.segment);
-    (void)put(p, "a record long enough that its payload is read as a header");
-  });
-  const auto got = take_while_judging(r, c, late);
-  EXPECT_EQ(got, (std::vector<std::string>{"a record long enough that its payload is read as a header"}));
-  EXPECT_EQ(r.segment.header().skipped.read(), 0u);
+  expect_held_record_read_not_skipped(&ring::testing::set_unheaded_claim_hook, fast_timeout(),
+                                      "a record long enough that its payload is read as a header");
 }
 
 // A header word whose length is 0 but whose other half is not (no library
