@@ -86,6 +86,14 @@ struct SocketSink::Connection {
   bool busy = false;
   Dialing::Dial dial;  // where it is in the host's addresses
   std::chrono::steady_clock::time_point last_used{};
+
+  // Past the events of its part the kernel has wholly taken.
+  [[nodiscard]] std::size_t wholly_sent_end(const Batch& batch) const noexcept {
+    const std::uint32_t base = first == 0 ? 0 : batch.event_ends[first - 1];
+    std::size_t end = first;
+    while (end < last && batch.event_ends[end] - base <= stream.sent()) ++end;
+    return end;
+  }
 };
 
 SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options)) {
@@ -142,6 +150,7 @@ void SocketSink::start_batch(const Batch& batch) {
   batch_ring_ = batch.ring;
   batch_first_ = batch.first_start;
   batch_end_ = batch.end;
+  batch_events_ = batch.events;
   pending_.clear();
   if (batch.events > 0) pending_.emplace_back(0, batch.events);
   for (Connection& c : connections_) c.handed_end = 0;
@@ -155,15 +164,82 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
     // The last write() threw midway (see HttpSink::write): end what is in
     // flight before its buffers are reused, then start clean.
     settle_in_flight(*loop_, connections_, std::chrono::seconds(1), "socket sink " + where_);
-    for (Connection& c : connections_) c.stream.close();
+    for (Connection& c : connections_) {
+      c.stream.close();
+      c.busy = false;
+    }
     loop_ = std::make_unique<UringLoop>("socket sink " + where_, 256);
   }
   writing_ = true;
   start_batch(batch);
-  const Outcome outcome = kind_ == Kind::udp || kind_ == Kind::unix_datagram ? write_datagrams(batch, why)
-                                                                              : write_stream(batch, why);
+  const bool datagrams = kind_ == Kind::udp || kind_ == Kind::unix_datagram;
+  Outcome outcome = Outcome::retry;
+  try {
+    outcome = datagrams ? write_datagrams(batch, why) : write_stream(batch, why);
+  } catch (const WriteInterrupted&) {
+    // What the kernel took of the sends in flight counts too: they end
+    // here, their completions read, so no byte goes out uncounted after.
+    // Each connection under way then keeps as its own only the events the
+    // kernel has not wholly taken; delivered_ranges() reads the rest as
+    // delivered. (A send the kernel would not let go of is left to
+    // ~SocketSink, as before; what it sends after goes twice.)
+    if (!datagrams) {
+      loop_->cancel_all(std::chrono::seconds(1), [&](std::uint64_t tag, int result) noexcept {
+        if (tag % Stream::kOps != Stream::kSend || result <= 0) return;
+        Connection& c = connections_[tag / Stream::kOps];
+        if (c.busy) (void)c.stream.sent_some(result);
+      });
+    }
+    for (Connection& c : connections_) {
+      if (c.busy) c.first = c.wholly_sent_end(batch);
+    }
+    throw;
+  }
   writing_ = false;
   return outcome;
+}
+
+template <class F>
+void SocketSink::for_each_undelivered(F&& f) const {
+  if (kind_ == Kind::udp || kind_ == Kind::unix_datagram) {
+    // Datagrams go in order: those before datagram_next_ are sent, except
+    // the rejected ones (counted by whoever writes the batch whole).
+    for (const auto& [first, last] : rejected_ranges_) {
+      if (first < datagram_next_) f(first, std::min<std::size_t>(last, datagram_next_));
+    }
+    if (datagram_next_ < batch_events_) f(datagram_next_, batch_events_);
+    return;
+  }
+  if (!writing_) {  // between two tries: what is pending
+    for (const auto& [first, last] : pending_) f(first, last);
+    return;
+  }
+  // Cut short midway: the parts that failed, those not begun, and what
+  // each connection under way had not handed over.
+  for (const auto& [first, last] : next_pending_) f(first, last);
+  for (std::size_t p = next_part_; p < pending_.size(); ++p) f(pending_[p].first, pending_[p].second);
+  for (const Connection& c : connections_) {
+    if (c.busy && c.first < c.last) f(c.first, c.last);
+  }
+}
+
+std::uint32_t SocketSink::delivered_events() const noexcept {
+  std::size_t undelivered = 0;
+  for_each_undelivered([&](std::size_t first, std::size_t last) { undelivered += last - first; });
+  return batch_events_ - static_cast<std::uint32_t>(std::min<std::size_t>(undelivered, batch_events_));
+}
+
+void SocketSink::delivered_ranges(std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) const {
+  out.clear();
+  std::vector<std::pair<std::size_t, std::size_t>> undelivered;
+  for_each_undelivered([&](std::size_t first, std::size_t last) { undelivered.emplace_back(first, last); });
+  std::sort(undelivered.begin(), undelivered.end());
+  std::size_t at = 0;
+  for (const auto& [first, last] : undelivered) {
+    if (at < first) out.emplace_back(static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(first));
+    at = std::max(at, last);
+  }
+  if (at < batch_events_) out.emplace_back(static_cast<std::uint32_t>(at), batch_events_);
 }
 
 void SocketSink::tick(std::chrono::steady_clock::time_point now) {
@@ -194,15 +270,13 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   Dialing dialing(kind_ == Kind::unix_stream ? path_ : host_, port_, kind_ == Kind::unix_stream, address_pick_, stop_);
   std::string first_error;
   next_pending_.clear();
-  std::size_t next_part = 0;
+  next_part_ = 0;
   std::size_t failed_connections = 0;
 
   auto fail = [&](std::size_t index, const std::string& what) {
     Connection& c = connections_[index];
     // Events wholly handed to the kernel are done; the rest go again.
-    const std::uint32_t base = c.first == 0 ? 0 : batch.event_ends[c.first - 1];
-    std::size_t done = c.first;
-    while (done < c.last && batch.event_ends[done] - base <= c.stream.sent()) ++done;
+    const std::size_t done = c.wholly_sent_end(batch);
     if (done < c.last) next_pending_.emplace_back(done, c.last);
     if (first_error.empty()) first_error = what;
     c.stream.close();
@@ -218,7 +292,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
 
   auto begin_part = [&](std::size_t index) {
     Connection& c = connections_[index];
-    const auto [first, last] = pending_[next_part++];
+    const auto [first, last] = pending_[next_part_++];
     c.first = first;
     c.last = last;
     c.handed_end = last;
@@ -240,15 +314,15 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   // that, a connection still open took events older than those it had
   // just sent.
   auto may_take = [&](const Connection& c) {
-    return !c.stream.is_open() || c.handed_end <= pending_[next_part].first;
+    return !c.stream.is_open() || c.handed_end <= pending_[next_part_].first;
   };
   std::size_t parts_begun = 0;
-  for (std::size_t i = 0; i < connections_.size() && parts_begun < active_ && next_part < pending_.size(); ++i) {
+  for (std::size_t i = 0; i < connections_.size() && parts_begun < active_ && next_part_ < pending_.size(); ++i) {
     if (!may_take(connections_[i])) continue;
     begin_part(i);
     ++parts_begun;
   }
-  if (parts_begun == 0 && next_part < pending_.size()) {
+  if (parts_begun == 0 && next_part_ < pending_.size()) {
     // Every connection is open and carried later events (none failed: a
     // failure closes its connection); a fresh one keeps the order.
     connections_[0].stream.close();
@@ -275,10 +349,10 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     c.busy = false;
     // Parts left over (more ranges than connections, after a failure): the
     // connection that just finished takes the next one.
-    if (next_part < pending_.size() && failed_connections == 0 && may_take(c)) begin_part(index);
+    if (next_part_ < pending_.size() && failed_connections == 0 && may_take(c)) begin_part(index);
   });
   address_pick_ = dialing.preferred();  // where the next write's connections start
-  for (std::size_t p = next_part; p < pending_.size(); ++p) next_pending_.push_back(pending_[p]);
+  for (std::size_t p = next_part_; p < pending_.size(); ++p) next_pending_.push_back(pending_[p]);
   std::sort(next_pending_.begin(), next_pending_.end());
   pending_.swap(next_pending_);
 

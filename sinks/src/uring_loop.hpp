@@ -73,6 +73,13 @@ class UringLoop {
   // to the file), and tearing the ring down cancels asynchronously.
   // Returns how many are still in flight when it gave up (0: all ended).
   unsigned cancel_all(std::chrono::milliseconds limit) noexcept {
+    return cancel_all(limit, [](std::uint64_t, int) noexcept {});
+  }
+  // The same, handing each operation's completion (those that ended before
+  // the cancel reached them, with what they did) to `on_completion(tag,
+  // result)`, which must not throw nor queue anything.
+  template <class OnCompletion>
+  unsigned cancel_all(std::chrono::milliseconds limit, OnCompletion&& on_completion) noexcept {
     if (in_flight_ == 0) return 0;
     io_uring_submit(&ring_);  // what was queued, so the cancel can find it
     if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_); sqe != nullptr) {
@@ -85,7 +92,10 @@ class UringLoop {
       __kernel_timespec wait{0, 10'000'000};
       io_uring_cqe* cqe = nullptr;
       if (io_uring_wait_cqe_timeout(&ring_, &cqe, &wait) != 0 || cqe == nullptr) continue;
-      if (cqe->user_data != kInternalTag) --in_flight_;
+      if (cqe->user_data != kInternalTag) {
+        --in_flight_;
+        on_completion(cqe->user_data, cqe->res);
+      }
       io_uring_cqe_seen(&ring_, cqe);
     }
     return in_flight_;

@@ -67,9 +67,10 @@ class Sink {
     for (const auto& [first, last] : rejected_ranges_) events += last - first;
     return events;
   }
-  // After a write cut short by a stop (WriteInterrupted): how many of the
-  // batch's events the destination has all the same (its requests already
-  // accepted), at least. Sinks that can't tell say 0.
+  // After a write cut short by a stop (WriteInterrupted), or a stop
+  // between two tries: how many of the batch's events the destination has
+  // all the same (HTTP requests accepted, events a socket's kernel has
+  // wholly taken), at least. Sinks that can't tell say 0.
   [[nodiscard]] virtual std::uint32_t delivered_events() const noexcept { return 0; }
   // Which they are, as ranges [first, last) ascending, into `out` (left
   // empty by sinks that can't tell). Called at a stop only: it may allocate.

@@ -62,6 +62,11 @@ class SocketSink final : public Sink {
   void tick(std::chrono::steady_clock::time_point now) override;
   // SIGHUP: TLS files read again for the connections made from now on.
   void reopen() override;
+  // After a write cut short by a stop (or between two tries): the events
+  // wholly handed to the kernel (streams) or sent (datagrams), which a
+  // successor leaves out. A stream's event cut midway goes again whole.
+  [[nodiscard]] std::uint32_t delivered_events() const noexcept override;
+  void delivered_ranges(std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) const override;
 
   // Connections open now (streams), for tests and stat.
   [[nodiscard]] std::size_t open_connections() const noexcept;
@@ -77,6 +82,10 @@ class SocketSink final : public Sink {
   bool open_datagram_socket(std::string& why);
   // A new batch starts its pending ranges over; a retried one keeps them.
   void start_batch(const Batch& batch);
+  // Calls f(first, last) for each range of the batch's events not yet
+  // delivered, in no order; the ranges are disjoint.
+  template <class F>
+  void for_each_undelivered(F&& f) const;
 
   SocketSinkOptions options_;
   Kind kind_;
@@ -98,8 +107,12 @@ class SocketSink final : public Sink {
   // The batch in progress: its identity, and the event ranges not yet sent.
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
   std::uint32_t batch_ring_ = ~0u;
+  std::uint32_t batch_events_ = 0;
   std::vector<std::pair<std::size_t, std::size_t>> pending_;
+  // While a stream write runs: the parts failed so far (to go again), and
+  // the first part of pending_ no connection has begun.
   std::vector<std::pair<std::size_t, std::size_t>> next_pending_;
+  std::size_t next_part_ = 0;
   int datagram_fd_ = -1;
   std::size_t datagram_next_ = 0;  // first event not yet sent as a datagram
   // NDJSON events over max_datagram_bytes are not sent (a cut line would
