@@ -198,7 +198,7 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   where_ = url->scheme + "://" + bracketed + ":" + std::to_string(port_);
   if (url->scheme == "https") {
     try {
-      tls_ = std::make_unique<TlsContext>(options_.tls, host_);
+      tls_ = std::make_unique<TlsContext>(options_.tls, host_, "http/1.1");
     } catch (const std::exception& e) {
       throw std::runtime_error("http sink " + where_ + ": " + e.what());
     }

@@ -36,8 +36,8 @@ bool is_ip(const std::string& host) {
 
 }  // namespace
 
-TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
-    : peer_name_(options.server_name.empty() ? host : options.server_name) {
+TlsContext::TlsContext(const TlsOptions& options, const std::string& host, std::string_view alpn)
+    : peer_name_(options.server_name.empty() ? host : options.server_name), alpn_(alpn) {
   // Regular files only: OpenSSL reads a device or a FIFO (/dev/zero, a
   // pipe nobody writes) until it ends, and a router, or validate, would
   // wait for good.
@@ -72,6 +72,19 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host)
   if (ctx_ == nullptr) throw std::runtime_error("TLS: " + openssl_errors());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
   SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);  // verification is on; there is no switch to turn it off
+  if (!alpn_.empty()) {
+    // Said, a server that speaks HTTP/2 alone refuses the handshake with
+    // "no application protocol" rather than answering a request it can't
+    // read; and servers that pick the protocol by ALPN pick ours.
+    std::string wire(1, static_cast<char>(alpn_.size()));
+    wire += alpn_;
+    if (SSL_CTX_set_alpn_protos(ctx_, reinterpret_cast<const unsigned char*>(wire.data()),
+                                static_cast<unsigned>(wire.size())) != 0) {  // 0 is success here
+      const std::string why = openssl_errors();
+      SSL_CTX_free(ctx_);
+      throw std::runtime_error("TLS: can't offer ALPN " + alpn_ + ": " + why);
+    }
+  }
   const bool system_store = options.ca_file.empty() && options.ca_path.empty();
   const bool loaded = system_store ? SSL_CTX_set_default_verify_paths(ctx_) == 1
                                    : SSL_CTX_load_verify_locations(
@@ -164,7 +177,7 @@ TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 void reload_tls(std::unique_ptr<TlsContext>& tls, const TlsOptions& options, const std::string& host,
                 const std::string& sink) noexcept {
   try {
-    tls = std::make_unique<TlsContext>(options, host);
+    tls = std::make_unique<TlsContext>(options, host, tls != nullptr ? tls->alpn() : std::string_view{});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringroute: %s: keeping the TLS files loaded before: %s\n", sink.c_str(), e.what());
   }

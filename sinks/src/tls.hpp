@@ -36,18 +36,21 @@ class TlsFileError : public std::runtime_error {
 class TlsContext {
  public:
   // Throws TlsFileError for a file it can't use, std::runtime_error for
-  // the rest, naming the file or setting that is wrong.
-  TlsContext(const TlsOptions& options, const std::string& host);
+  // the rest, naming the file or setting that is wrong. `alpn`: the one
+  // application protocol offered in the handshake (RFC 7301), or none.
+  TlsContext(const TlsOptions& options, const std::string& host, std::string_view alpn = {});
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
   [[nodiscard]] SSL_CTX* get() const noexcept { return ctx_; }
   [[nodiscard]] const std::string& peer_name() const noexcept { return peer_name_; }
+  [[nodiscard]] const std::string& alpn() const noexcept { return alpn_; }
 
  private:
   SSL_CTX* ctx_ = nullptr;
   std::string peer_name_;
+  std::string alpn_;
 };
 
 // tls_files_problems (backend.hpp) for options already read.

@@ -920,5 +920,27 @@ TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   EXPECT_EQ(receiver.clean_closes(), clean_before + 1);
 }
 
+// HTTPS offers http/1.1 by ALPN (RFC 7301), as curl does: a server that
+// picks its protocol by ALPN picks ours, and one that speaks HTTP/2 alone
+// refuses the handshake, said, instead of being sent a request it can't
+// read (the sink offered nothing before).
+TEST_F(HttpSinkTest, HttpsOffersHttp11ByAlpn) {
+  testing::TempDir dir("https-alpn");
+  const testing::TestPki pki = testing::make_test_pki(dir);
+  ASSERT_TRUE(pki.ok()) << testing::read_text(dir / "openssl.log");
+  HttpReceiver receiver({}, 0, pki.server_cert, pki.server_key);
+  HttpSink sink({.url = receiver.url(), .tls = {.ca_file = pki.ca}});
+  fill(batch_, 0, 1);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(receiver.offered_alpn(), std::vector<std::string>{"http/1.1"});
+
+  HttpReceiver h2_only({}, 0, pki.server_cert, pki.server_key);
+  h2_only.speak_only("h2");
+  HttpSink refused({.url = h2_only.url(), .tls = {.ca_file = pki.ca}});
+  EXPECT_EQ(refused.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("no application protocol"), std::string::npos) << why_;
+  EXPECT_TRUE(h2_only.requests().empty());
+}
+
 }  // namespace
 }  // namespace ringroute::sinks

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cerrno>
@@ -74,6 +75,7 @@ class HttpReceiver {
       tls_ = SSL_CTX_new(TLS_server_method());
       SSL_CTX_use_certificate_chain_file(tls_, cert.c_str());
       SSL_CTX_use_PrivateKey_file(tls_, key.c_str(), SSL_FILETYPE_PEM);
+      SSL_CTX_set_alpn_select_cb(tls_, &HttpReceiver::select_alpn, this);
     }
     listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const int one = 1;
@@ -121,6 +123,16 @@ class HttpReceiver {
   [[nodiscard]] std::size_t connections() const { return connections_; }
   // TLS connections the client ended with close_notify (not just a close).
   [[nodiscard]] std::size_t clean_closes() const { return clean_closes_; }
+  // The application protocols each TLS client offered (ALPN), comma
+  // separated ("" for none), in the order of their handshakes.
+  [[nodiscard]] std::vector<std::string> offered_alpn() const {
+    std::lock_guard lock(mutex_);
+    return offered_alpn_;
+  }
+  // The one protocol this server speaks, refusing a client that offers
+  // others but not it (an HTTP/2-only server: "h2"). Set before any client
+  // connects. Unset, it picks http/1.1 when offered.
+  void speak_only(std::string protocol) { only_alpn_ = std::move(protocol); }
 
  private:
   void accept_loop() {
@@ -132,6 +144,26 @@ class HttpReceiver {
       const std::size_t id = connections_++;
       threads_.emplace_back([this, fd, id] { serve(fd, id); });
     }
+  }
+
+  static int select_alpn(SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
+                         unsigned in_length, void* self) {
+    auto& receiver = *static_cast<HttpReceiver*>(self);
+    std::string offered;
+    const std::string wanted = receiver.only_alpn_.empty() ? "http/1.1" : receiver.only_alpn_;
+    int verdict = receiver.only_alpn_.empty() ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
+    for (unsigned at = 0; at < in_length; at += 1u + in[at]) {
+      const std::string name(reinterpret_cast<const char*>(in + at + 1), std::min<unsigned>(in[at], in_length - at - 1));
+      offered += (offered.empty() ? "" : ",") + name;
+      if (name == wanted && verdict != SSL_TLSEXT_ERR_OK) {
+        *out = in + at + 1;
+        *out_length = in[at];
+        verdict = SSL_TLSEXT_ERR_OK;
+      }
+    }
+    std::lock_guard lock(receiver.mutex_);
+    receiver.offered_alpn_.push_back(offered);
+    return verdict;
   }
 
   void serve(int fd, std::size_t id) {
@@ -264,6 +296,8 @@ class HttpReceiver {
   std::vector<HttpRequest> requests_;
   std::atomic<std::size_t> connections_{0};
   std::atomic<std::size_t> clean_closes_{0};
+  std::vector<std::string> offered_alpn_;  // under mutex_
+  std::string only_alpn_;
 };
 
 }  // namespace ringroute::testing
