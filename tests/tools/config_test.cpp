@@ -473,6 +473,43 @@ TEST(Config, RingsAreChecked) {
   for (const auto& m : not_rings) EXPECT_EQ(m.find("duplicate"), std::string::npos) << m;
 }
 
+// A mode with setuid, setgid or sticky bits, or one that keeps the owner
+// (the router) from reading and writing its ring, passed validate.
+TEST(Config, ARingsModeIsOneARingCanUse) {
+  const auto e = errors_of(R"({"rings": [{"name": "a", "mode": "7777"}, {"name": "b", "mode": "000"},
+                                          {"name": "c", "mode": "0460"}]})");
+  ASSERT_EQ(e.size(), 3u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0], "rings[0].mode: \"7777\" sets setuid, setgid or sticky bits, which a ring has no use for (at most "
+                  "\"0777\")");
+  EXPECT_EQ(e[1], "rings[1].mode: \"000\" does not let the owner (the router) read and write the ring");
+  EXPECT_EQ(e[2], "rings[2].mode: \"0460\" does not let the owner (the router) read and write the ring");
+  EXPECT_TRUE(errors_of(R"({"rings": [{"name": "a", "mode": "600"}, {"name": "b", "mode": "0777"}]})").empty());
+}
+
+// A ring named as the instance's perf block is that file under /dev/shm:
+// validate passed it, and the two wiped each other.
+TEST(Config, ARingMayNotBeNamedAsItsInstancesPerfBlock) {
+  EXPECT_EQ(errors_of(R"({"rings": [{"name": "ringroute.perf"}]})"),
+            std::vector<std::string>{"rings[0].name: \"ringroute.perf\" is the file of instance \"ringroute\"'s perf "
+                                     "block (/dev/shm/ringroute.perf): name the ring otherwise"});
+  EXPECT_EQ(errors_of(R"({"instance": "gw1", "rings": [{"name": "r"}, {"name": "gw1.perf"}]})").size(), 1u);
+  EXPECT_TRUE(errors_of(R"({"instance": "gw1", "rings": [{"name": "ringroute.perf"}]})").empty());
+}
+
+// admin.listen took any string ("not an address" was noted as listened on).
+TEST(Config, AdminListenIsHostAndPort) {
+  for (const char* good : {"127.0.0.1:5000", "[::1]:5000", "localhost:1", "0.0.0.0:65535"}) {
+    EXPECT_TRUE(errors_of(R"({"admin": {"listen": ")" + std::string(good) + R"("}})").empty()) << good;
+  }
+  for (const char* bad : {"not an address", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", ":5000", "::1:5000",
+                          "host:50x0", "[]:5000", "/run/x.sock"}) {
+    const auto e = errors_of(R"({"admin": {"listen": ")" + std::string(bad) + R"("}})");
+    ASSERT_EQ(e.size(), 1u) << bad;
+    EXPECT_EQ(e[0], "admin.listen: \"" + std::string(bad) +
+                        "\" is not HOST:PORT (\"127.0.0.1:5000\", \"[::1]:5000\"; port 1 to 65535)");
+  }
+}
+
 TEST(Config, NullIsTheSameAsAbsent) {
   const ConfigResult r = parse_config(R"({"instance": null, "rings": null, "backends": [
     {"name": "f", "type": "file", "enabled": null, "options": {"path": "/p", "fsync": null},
@@ -847,16 +884,20 @@ TEST(Config, EnvironmentVariablesAreExpandedInStringValues) {
 // and no value from the environment is echoed.
 TEST(Config, EnvironmentReferencesThatCannotBeExpandedAreErrorsAtTheirPaths) {
   ::unsetenv("RR_TEST_UNSET");
+  ::unsetenv("RR_TEST_UNSET_TOO");
   ::setenv("RR_TEST_SECRET", "hunter2", 1);
   ::setenv("RR_TEST_NOT_UTF8", "\xff\xfe", 1);
   const auto e = errors_of(R"({"backends": [
-    {"name": "h", "type": "http", "options": {"url": "http://${RR_TEST_UNSET}/", "headers": {
+    {"name": "h", "type": "http", "options": {"url": "http://${RR_TEST_UNSET}${RR_TEST_NOT_UTF8}/${RR_TEST_UNSET_TOO}", "headers": {
        "X-A": "${RR_TEST_SECRET", "X B": "${9LIVES}", "X-C": "${RR_TEST_NOT_UTF8}", "X-D": "${}",
        "X-E": "${RR_TEST_UNSET:-${RR_TEST_SECRET}}"}}, "bindings": []},
     {"name": "${RR_TEST_SECRET}x", "type": "file", "options": {"path": "/tmp/${RR_TEST_SECRET}"}, "bindings": []}]})");
   ASSERT_EQ(e.size(), 7u) << ::testing::PrintToString(e);
+  // Each variable that can't be expanded is said, not only the first.
   EXPECT_EQ(e[0], "backends[0].options.url: environment variable RR_TEST_UNSET is not set (give a default with "
-                  "${RR_TEST_UNSET:-default}, or write $${ for a literal ${)");
+                  "${RR_TEST_UNSET:-default}, or write $${ for a literal ${); environment variable RR_TEST_NOT_UTF8 "
+                  "is not valid UTF-8; environment variable RR_TEST_UNSET_TOO is not set (give a default with "
+                  "${RR_TEST_UNSET_TOO:-default}, or write $${ for a literal ${)");
   EXPECT_EQ(e[1], "backends[0].options.headers.X-A: \"${RR_TEST_SECRET\" is not closed by \"}\"");
   const std::string not_a_name =
       ": \"${\" must start a variable name (a letter or _, then letters, digits or _); write \"$${\" for a literal \"${\"";

@@ -114,6 +114,23 @@ Check string_check(bool allow_empty = false) {
   };
 }
 
+// "host:port" or "[v6 address]:port", a port from 1 to 65535 and a host
+// without spaces, slashes or (unbracketed) colons.
+bool is_host_and_port(std::string_view s) {
+  const std::size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view host = s.substr(0, colon);
+  const std::string_view port = s.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos) return false;
+  const unsigned long number = std::stoul(std::string(port));
+  if (number == 0 || number > 65535) return false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    return !host.empty() && host.find_first_not_of("0123456789abcdefABCDEF:.") == std::string_view::npos;
+  }
+  return !host.empty() && host.find_first_of(" /:[]@\t") == std::string_view::npos;
+}
+
 Check uint_check(std::uint64_t min, std::uint64_t max) {
   return [min, max](element v, const std::string& p, ConfigErrors& e) {
     std::uint64_t n = 0;
@@ -405,7 +422,17 @@ void parse_ring(element ring, const std::string& path, ConfigErrors& errors, Rin
                    std::string_view s = v.get_string().value_unsafe();
                    const bool ok = (s.size() == 3 || s.size() == 4) &&
                                    s.find_first_not_of("01234567") == std::string_view::npos;
-                   if (!ok) e.add(p, matcher::quoted(s) + " is not an octal mode such as \"0660\"");
+                   if (!ok) return e.add(p, matcher::quoted(s) + " is not an octal mode such as \"0660\"");
+                   const auto mode = std::stoul(std::string(s), nullptr, 8);
+                   // setuid, setgid and sticky mean nothing on a shared memory
+                   // file; a ring its owner can't read and write is one the
+                   // router's next start could not attach.
+                   if (mode > 0777) {
+                     e.add(p, matcher::quoted(s) + " sets setuid, setgid or sticky bits, which a ring has no use for "
+                                                   "(at most \"0777\")");
+                   } else if ((mode & 0600) != 0600) {
+                     e.add(p, matcher::quoted(s) + " does not let the owner (the router) read and write the ring");
+                   }
                  }},
                 {"dead_claim_timeout_ms", uint_check(1, 3'600'000)}});
   if (!ring.is_object()) return;
@@ -637,7 +664,16 @@ ConfigResult parse_config(std::string_view text) {
             }
           }},
          {"router", object_of({{"workers", uint_check(1, 64)}})},
-         {"admin", object_of({{"listen", string_check()}, {"auth_key", string_check()}})},
+         {"admin", object_of({{"listen",
+                               [](element v, const std::string& p, ConfigErrors& e) {
+                                 if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
+                                 const std::string_view s = v.get_string().value_unsafe();
+                                 if (!is_host_and_port(s)) {
+                                   e.add(p, matcher::quoted(s) + " is not HOST:PORT (\"127.0.0.1:5000\", "
+                                                                 "\"[::1]:5000\"; port 1 to 65535)");
+                                 }
+                               }},
+                              {"auth_key", string_check()}})},
          {"backends", [&](element v, const std::string& p, ConfigErrors& e) {
             if (!v.is_array()) return e.add(p, "expected an array of backends, " + got(v));
             std::size_t i = 0;
@@ -666,6 +702,20 @@ ConfigResult parse_config(std::string_view text) {
       list.push_back({"backends[" + std::to_string(i) + "].name",
                       "duplicate backend name " + matcher::quoted(config.backends[i].name) + " (also backends[" +
                           std::to_string(first->second) + "])"});
+    }
+  }
+  // A ring named as the instance's perf block would be that file: each
+  // would take the other's for its own, and the block wipes a file of
+  // the wrong size.
+  {
+    std::string instance = Config{}.instance;
+    if (std::string_view s; root.is_object() && root["instance"].get(s) == simdjson::SUCCESS) instance = s;
+    const std::string block = instance + ".perf";
+    for (std::size_t i = 0; i < config.rings.size(); ++i) {
+      if (config.rings[i].name != block) continue;
+      list.push_back({"rings[" + std::to_string(i) + "].name",
+                      matcher::quoted(block) + " is the file of instance " + matcher::quoted(instance) +
+                          "'s perf block (/dev/shm/" + block + "): name the ring otherwise"});
     }
   }
   // What the perf block has slots for (a router refused to start past them,

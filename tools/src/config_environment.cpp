@@ -27,11 +27,18 @@ void append_escaped(std::string& out, std::string_view value) {
 }
 
 // The inside of one string value, as written (escapes and all), expanded
-// into `out`; false with `why` set at the first reference it can't expand.
+// into `out`; false with `why` set when a reference can't be expanded: each
+// variable unset or not UTF-8 is said (joined by "; "), and a reference
+// written wrong ends the reading there, since what follows it is unclear.
 // `escape`: values go in JSON-escaped (inside a string), or as they are (a
 // bare reference's, which must be a JSON literal itself).
 bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, std::string& why, bool escape = true) {
   const std::size_t n = raw.size();
+  why.clear();
+  const auto add_problem = [&](const std::string& problem) {
+    if (!why.empty()) why += "; ";
+    why += problem;
+  };
   for (std::size_t i = 0; i < n;) {
     const char c = raw[i];
     if (c == '\\') {  // an escape is copied whole: `\\${X}` is a backslash, then a reference
@@ -56,8 +63,9 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
     }
     std::size_t j = i + 2;
     if (j >= n || !name_start(raw[j])) {
-      why = "\"${\" must start a variable name (a letter or _, then letters, digits or _); write \"$${\" for a "
-            "literal \"${\"";
+      add_problem(
+          "\"${\" must start a variable name (a letter or _, then letters, digits or _); write \"$${\" for a "
+          "literal \"${\"");
       return false;
     }
     const std::size_t name_begin = j;
@@ -78,12 +86,12 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
       fallback = raw.substr(begin, std::min(j, n) - begin);
       // Not expanded: a reference there would go in as its own text.
       if (fallback.find("${") != std::string_view::npos) {
-        why = "the default of ${" + name + "} holds \"${\": a default is taken as written, not expanded";
+        add_problem("the default of ${" + name + "} holds \"${\": a default is taken as written, not expanded");
         return false;
       }
     }
     if (j >= n || raw[j] != '}') {
-      why = "\"${" + name + "\" is not closed by \"}\"";
+      add_problem("\"${" + name + "\" is not closed by \"}\"");
       return false;
     }
     i = j + 1;
@@ -93,13 +101,13 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
       continue;
     }
     if (!value) {
-      why = "environment variable " + name + " is not set (give a default with ${" + name +
-            ":-default}, or write $${ for a literal ${)";
-      return false;
+      add_problem("environment variable " + name + " is not set (give a default with ${" + name +
+                  ":-default}, or write $${ for a literal ${)");
+      continue;
     }
     if (!simdjson::validate_utf8(value->data(), value->size())) {
-      why = "environment variable " + name + " is not valid UTF-8";
-      return false;
+      add_problem("environment variable " + name + " is not valid UTF-8");
+      continue;
     }
     if (escape) {
       append_escaped(out, *value);
@@ -107,7 +115,7 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
       out.append(*value);
     }
   }
-  return true;
+  return why.empty();
 }
 
 // Just past the "}" of the bare reference at `at` (outside any string:
