@@ -1,6 +1,10 @@
 #include "ringroute/matcher/filter.hpp"
 
+#include "ringroute/matcher/config.hpp"
+
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -8,6 +12,21 @@
 
 namespace ringroute::matcher::filter {
 namespace {
+
+// Bytes below 0x20 as \u00XX, so a message quoting them stays on its line.
+std::string control_escaped(std::string_view text) {
+  std::string out;
+  for (const unsigned char c : text) {
+    if (c < 0x20) {
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\u%04x", c);
+      out += escape;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
 
 bool is_segment_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -132,7 +151,9 @@ class Parser {
 
   std::uint32_t parse_unary() {
     skip_space();
-    // Bounds the parser's and the evaluators' recursion, whatever the input.
+    if (peek() != '!' && peek() != '(') return parse_comparison();
+    // Bounds the parser's and the evaluators' recursion, whatever the
+    // input: each '!' and '(' is a level.
     if (++nesting_ > kMaxNesting) fail(pos_, "nested more than " + std::to_string(kMaxNesting) + " deep");
     struct Unnest {
       int& n;
@@ -143,19 +164,15 @@ class Parser {
       const std::uint32_t child = parse_unary();
       return add({Node::Kind::negate, child, 0});
     }
-    if (peek() == '(') {
-      const std::size_t open = pos_;
-      ++pos_;
-      const std::uint32_t inner = parse_or();
-      skip_space();
-      if (peek() != ')') {
-        fail(pos_, "expected ')' to close the '(' at column " + std::to_string(open + 1) +
-                       ", found " + describe(pos_));
-      }
-      ++pos_;
-      return inner;
+    const std::size_t open = pos_;  // a '('
+    ++pos_;
+    const std::uint32_t inner = parse_or();
+    skip_space();
+    if (peek() != ')') {
+      fail(pos_, "expected ')' to close the '(' at column " + std::to_string(open + 1) + ", found " + describe(pos_));
     }
-    return parse_comparison();
+    ++pos_;
+    return inner;
   }
 
   std::uint32_t parse_comparison() {
@@ -175,8 +192,16 @@ class Parser {
         fail(pos_, "expected a path segment after '.', found " + describe(pos_));
       }
       segments.emplace_back(text_.substr(segment_start, pos_ - segment_start));
-      if (peek() != '.') break;
+      // '.' is a token of its own (SEMANTICS.md's grammar): whitespace
+      // around it is free, as between any two tokens.
+      const std::size_t segment_end = pos_;
+      skip_space();
+      if (peek() != '.') {
+        pos_ = segment_end;
+        break;
+      }
       ++pos_;
+      skip_space();
     }
     resolve_path(std::move(segments), start, comparison);
     const std::string path_text(text_.substr(start, pos_ - start));
@@ -367,6 +392,9 @@ class Parser {
     const std::string_view text = text_.substr(start, pos_ - start);
     literal.text = std::string(text);
     literal.floating = std::strtod(literal.text.c_str(), nullptr);
+    // As a body's number past a double is refused at ingest: taken as
+    // infinity, `a < 1e400` would hold for every number.
+    if (std::isinf(literal.floating)) fail(start, "a number past what a double holds");
     literal.kind = Literal::Kind::floating;
     if (integral) {
       std::int64_t value = 0;
@@ -398,7 +426,9 @@ class Parser {
       RE2::Options options;
       options.set_log_errors(false);
       RE2 compiled(literal.text, options);
-      if (!compiled.ok()) fail(literal_at, "bad regular expression: " + compiled.error());
+      // RE2's message quotes the pattern's bytes as they are: a newline in
+      // it would split the error over two lines.
+      if (!compiled.ok()) fail(literal_at, "bad regular expression: " + control_escaped(compiled.error()));
       return;
     }
     if (ordering && (literal.kind == Literal::Kind::boolean || literal.kind == Literal::Kind::null)) {
@@ -421,7 +451,7 @@ class Parser {
                              (is_severity ? "ok, warning, critical"
                                           : "trace, debug, info, warn, error, fatal") +
                              "), found " + (literal.kind == Literal::Kind::string
-                                                ? "\"" + literal.text + "\""
+                                                ? matcher::quoted(literal.text)  // escaped: an error stays on its line
                                                 : literal.text));
       }
       comparison.level = *level;

@@ -1116,6 +1116,10 @@ TEST(Filter, WhitespaceBetweenTokensIsFree) {
   EXPECT_TRUE(holds("!(a=2)||b<=1", ev));
   EXPECT_TRUE(holds("! ( a = 2 ) || b <= 1", ev));
   EXPECT_TRUE(holds("(\na=1\n)", ev));
+  // Around a path's '.' too: it is a token of the grammar.
+  const std::string nested = with_body(R"({"attrs":{"type":"call-end"}})");
+  EXPECT_TRUE(holds("attrs . type = 'call-end'", nested));
+  EXPECT_TRUE(holds("body\n.\tattrs.type = 'call-end'", nested));
 }
 
 TEST(Filter, NotBindsTightest) {
@@ -1261,9 +1265,40 @@ TEST(FilterErrors, MalformedStructureIsAnError) {
   expect_filter_error("a", 2, "operator");
   expect_filter_error("a = 1 || !", 11, "path");
   expect_filter_error("a..b = 1", 3, "segment");
-  expect_filter_error("a. = 1", 3, "segment");
+  expect_filter_error("a. = 1", 4, "segment");  // at the '=': whitespace after '.' is free
   expect_filter_error("a ! 1", 3, "operator");
   expect_filter_error("a =< 1", 4, "literal");
+}
+
+// '!' and '(' count a level each, 64 at most, as README says (the
+// comparison itself counted one more: 64 were refused).
+TEST(FilterErrors, NestingIsBoundedAtSixtyFourLevels) {
+  EXPECT_TRUE(std::holds_alternative<filter::Expression>(filter::parse(std::string(64, '!') + "a = 1")));
+  EXPECT_TRUE(
+      std::holds_alternative<filter::Expression>(filter::parse(std::string(64, '(') + "a = 1" + std::string(64, ')'))));
+  expect_filter_error(std::string(65, '!') + "a = 1", 65, "nested more than 64 deep");
+  expect_filter_error(std::string(32, '(') + std::string(33, '!') + "a = 1" + std::string(32, ')'), 65,
+                      "nested more than 64 deep");
+}
+
+// A literal's or a pattern's bytes below 0x20 are escaped in the message:
+// each config error is one line, and a newline in a filter made a second
+// that read as an error of its own.
+TEST(FilterErrors, MessagesKeepControlBytesEscaped) {
+  for (const char* text : {R"(severity = "x\nbackends[9].fake: injected")", R"(s ~ "(x\ninjected: line")",
+                           R"(verbosity = 'ok\u0000\r')"}) {
+    const filter::ParseError e = filter_error(text);
+    EXPECT_EQ(e.message.find_first_of(std::string("\n\r\0", 3)), std::string::npos) << text << " -> " << e.message;
+  }
+  expect_filter_error(R"(severity = "x\ny")", 12, R"(found "x\u000ay")");
+}
+
+// Past a double it would be infinity, and `a < 1e400` true for every
+// number; a body holding such a number is refused at ingest as well.
+TEST(FilterErrors, ANumberPastADoubleIsAnError) {
+  expect_filter_error("a < 1e400", 5, "past what a double holds");
+  expect_filter_error("a > -1e309", 5, "past what a double holds");
+  EXPECT_TRUE(std::holds_alternative<filter::Expression>(filter::parse("a = 1e-400")));  // 0, as simdjson reads it
 }
 
 TEST(FilterErrors, ErrorsNameTheColumnInTheConfig) {
