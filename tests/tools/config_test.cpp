@@ -459,6 +459,10 @@ TEST(Config, RingsAreChecked) {
   EXPECT_TRUE(has_error(e, "rings[0].size_bytes: 3000 is not a power of two"));
   EXPECT_TRUE(has_error(e, "rings[0].mode: \"rw\" is not an octal mode such as \"0660\""));
   EXPECT_TRUE(has_error(e, "rings[1].name: duplicate ring name \"r\" (also rings[0])"));
+  // Two without a name share the default one: said at the second ring,
+  // not at a "name" the file does not have.
+  EXPECT_EQ(errors_of(R"({"rings": [{}, {"size_bytes": 4096}]})"),
+            std::vector<std::string>{"rings[1]: no name, so the default name \"ringroute\" (also rings[0])"});
   EXPECT_EQ(errors_of(R"({"rings": [{"name": ")" + std::string(129, 'r') + R"("}]})").size(), 1u);
   EXPECT_TRUE(errors_of(R"({"rings": [{"name": ")" + std::string(128, 'r') + R"("}]})").empty());
   // They name no file of their own under /dev/shm: validate passed them,

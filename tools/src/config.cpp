@@ -656,8 +656,12 @@ ConfigResult parse_config(std::string_view text) {
               if (ring.is_object()) {
                 const auto [first, fresh] = first_with_name.try_emplace(parsed.name, index);
                 if (!fresh) {
-                  e.add(ring_path + ".name", "duplicate ring name " + matcher::quoted(parsed.name) + " (also rings[" +
-                                                 std::to_string(first->second) + "])");
+                  // A ring without a name has the default one: said at the
+                  // ring, since its path has no name to point at.
+                  const bool named = ring["name"].error() == simdjson::SUCCESS && !ring["name"].is_null();
+                  e.add(named ? ring_path + ".name" : ring_path,
+                        (named ? "duplicate ring name " : "no name, so the default name ") +
+                            matcher::quoted(parsed.name) + " (also rings[" + std::to_string(first->second) + "])");
                 }
               }
               config.rings.push_back(parsed);
