@@ -4,7 +4,9 @@
 
 #include <array>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "ringroute/sinks/json_escape.hpp"
 
@@ -63,6 +65,46 @@ char* put_param_value(char* out, std::string_view value) noexcept {
   return out;
 }
 
+// RFC 3164's TIMESTAMP, "Mmm dd hh:mm:ss" with the day padded by a space,
+// in local time as syslog(3) writes it (no year, no zone: the receiver
+// reads it in its own, the same on one host). localtime_r only when the
+// second changes.
+char* put_rfc3164_time(std::int64_t ns, char* out, TimestampCache& cache) noexcept {
+  std::int64_t second = ns / 1'000'000'000;
+  if (ns % 1'000'000'000 < 0) --second;
+  if (second != cache.second) {
+    static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    const auto t = static_cast<std::time_t>(second);
+    std::tm local{};
+    if (::localtime_r(&t, &local) == nullptr) local = std::tm{};  // out of time_t's reach: Jan 0
+    std::snprintf(cache.text, sizeof cache.text, "%s %2d %02d:%02d:%02d", kMonths[local.tm_mon % 12],
+                  local.tm_mday % 100, local.tm_hour % 100, local.tm_min % 100, local.tm_sec % 100);
+    cache.second = second;
+  }
+  std::memcpy(out, cache.text, 15);
+  return out + 15;
+}
+
+// RFC 3164's TAG: at most 32 characters, which readers end at the first
+// that is not alphanumeric ('[' for a PID, ':' before MSG, a space); the
+// app's name with each other byte but '_', '-', '.' and '/' as '_'
+// (syslog(3) programs' names keep those), "-" when there is none.
+char* put_rfc3164_tag(char* out, std::string_view app) noexcept {
+  if (app.empty()) {
+    *out++ = '-';
+    return out;
+  }
+  const std::size_t n = app.size() < 32 ? app.size() : 32;
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = app[i];
+    const bool kept = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                      c == '-' || c == '.' || c == '/';
+    *out++ = kept ? c : '_';
+  }
+  return out;
+}
+
 std::string local_host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "-";
@@ -99,7 +141,48 @@ void EventEncoder::write_syslog(const event::EventView& e, ByteBuffer& out) {
   // length before it; otherwise straight to `out`.
   ByteBuffer& message = options_.framing == Framing::octet_counting ? message_ : out;
   if (&message == &message_) message_.clear();
+  if (options_.syslog_format == SyslogFormat::rfc3164) {
+    put_rfc3164_header(e, message);
+  } else {
+    put_rfc5424_header(e, message);
+  }
+  json_.format(e, message);
+  message.resize_down(message.size() - 1);  // the formatter's '\n': MSG has none
 
+  if (options_.framing == Framing::newline) {
+    message.push_back('\n');
+  } else if (options_.framing == Framing::octet_counting) {
+    char count[24];
+    char* end = std::to_chars(count, count + sizeof count, message_.size()).ptr;
+    *end++ = ' ';
+    out.append(std::string_view(count, static_cast<std::size_t>(end - count)));
+    out.append(message_.view());
+  }
+}
+
+void EventEncoder::put_rfc3164_header(const event::EventView& e, ByteBuffer& message) {
+  // <191>Mmm dd hh:mm:ss HOST TAG: at most 5+15+1+255+1+32+2 bytes.
+  char* p = message.reserve_more(320);
+  const unsigned pri = options_.facility * 8u + options_.severity(e.severity, e.verbosity);
+  *p++ = '<';
+  p = std::to_chars(p, p + 3, pri).ptr;
+  *p++ = '>';
+  p = put_rfc3164_time(e.timestamp_ns, p, timestamp_);
+  *p++ = ' ';
+  if (options_.rfc3164_hostname) {
+    const std::string_view host = e.has(StringField::node) && !e.get(StringField::node).empty()
+                                      ? e.get(StringField::node)
+                                      : std::string_view(host_name_);
+    p = put_header_field(p, host, 255);
+    *p++ = ' ';
+  }
+  p = put_rfc3164_tag(p, e.get(StringField::app_name));
+  *p++ = ':';
+  *p++ = ' ';
+  message.commit_to(p);
+}
+
+void EventEncoder::put_rfc5424_header(const event::EventView& e, ByteBuffer& message) {
   std::string_view sd_values[4];
   std::size_t sd_bytes = 0;
   static constexpr std::array<StringField, 4> kSdFields{StringField::id, StringField::account_id,
@@ -153,18 +236,6 @@ void EventEncoder::write_syslog(const event::EventView& e, ByteBuffer& out) {
   }
   *p++ = ' ';
   message.commit_to(p);
-  json_.format(e, message);
-  message.resize_down(message.size() - 1);  // the formatter's '\n': MSG has none
-
-  if (options_.framing == Framing::newline) {
-    message.push_back('\n');
-  } else if (options_.framing == Framing::octet_counting) {
-    char count[24];
-    char* end = std::to_chars(count, count + sizeof count, message_.size()).ptr;
-    *end++ = ' ';
-    out.append(std::string_view(count, static_cast<std::size_t>(end - count)));
-    out.append(message_.view());
-  }
 }
 
 }  // namespace ringroute::sinks

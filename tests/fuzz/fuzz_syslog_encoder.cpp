@@ -1,7 +1,9 @@
 // The syslog encoder on arbitrary events (any bytes in every string field
 // and the body): each frame must be an RFC 6587 octet-counted RFC 5424
 // message whose count is exact, whose header fields are PRINTUSASCII tokens
-// within their length limits, and whose structured data closes properly.
+// within their length limits, and whose structured data closes properly;
+// or, in RFC 3164's form, a timestamp of syslog(3)'s shape and a TAG of the
+// characters its readers take, then ": ".
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -39,7 +41,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   sinks::EncodeOptions options;
   options.wrap = sinks::Wrap::syslog;
-  options.structured_data = flags & 1;
+  const bool rfc3164 = (flags & 4) != 0;
+  options.syslog_format = rfc3164 ? sinks::SyslogFormat::rfc3164 : sinks::SyslogFormat::rfc5424;
+  options.structured_data = !rfc3164 && (flags & 1) != 0;
+  options.rfc3164_hostname = (flags & 1) != 0;
   options.json.pretty = flags & 2;
   options.facility = static_cast<std::uint8_t>(flags >> 3);  // 0..31 covers every facility and more
   if (options.facility > 23) options.facility = 23;
@@ -68,6 +73,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (char c : message.substr(1, close - 1)) pri = pri * 10 + static_cast<unsigned>(c - '0');
     check(pri == options.facility * 8u + sinks::syslog_severity(in.severity, in.verbosity));
     message.remove_prefix(close + 1);
+    if (rfc3164) {
+      // "Mmm dd hh:mm:ss ": a month's name, the day padded with a space.
+      check(message.size() > 16);
+      static constexpr std::string_view kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
+      check(kMonths.find(message.substr(0, 3)) % 3 == 0 && message[3] == ' ');
+      check((message[4] == ' ' || (message[4] >= '1' && message[4] <= '3')) && message[5] >= '0' && message[5] <= '9');
+      for (std::size_t i : {7u, 8u, 10u, 11u, 13u, 14u}) check(message[i] >= '0' && message[i] <= '9');
+      check(message[6] == ' ' && message[9] == ':' && message[12] == ':' && message[15] == ' ');
+      message.remove_prefix(16);
+      if (options.rfc3164_hostname) field(message, 255);
+      const std::size_t colon = message.find(": ");
+      check(colon != std::string_view::npos && colon >= 1 && colon <= 32);
+      for (char c : message.substr(0, colon)) {
+        check((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              c == '.' || c == '/');
+      }
+      message.remove_prefix(colon + 2);
+      check(!message.empty());  // MSG: the json document, never empty
+      continue;
+    }
     check(message.substr(0, 2) == "1 ");
     message.remove_prefix(2);
     check(field(message, 32).size() == 27);  // timestamp with microseconds and Z

@@ -291,5 +291,19 @@ TEST(BackendOptions, ADatagramSchemeIsReadWhateverItsCase) {
   EXPECT_EQ(stream.encoding.framing, Framing::octet_counting);
 }
 
+// RFC 3164 on request; its HOSTNAME left out on local sockets, as syslog(3)
+// does there (their readers take a first word for the TAG).
+TEST(BackendOptions, Rfc3164LeavesTheHostnameOutOnLocalSocketsOnly) {
+  EXPECT_EQ(parse_backend_options("socket", R"({"url": "unixgram:///dev/log"})").encoding.syslog_format,
+            SyslogFormat::rfc5424);
+  for (const char* url : {"unixgram:///dev/log", "unix:///run/log.sock", "syslog+udp://127.0.0.1:514",
+                          "syslog://127.0.0.1:514", "syslog+tls://localhost:6514"}) {
+    const auto options =
+        parse_backend_options("socket", std::string(R"({"syslog_format": "rfc3164", "url": ")") + url + "\"}");
+    EXPECT_EQ(options.encoding.syslog_format, SyslogFormat::rfc3164) << url;
+    EXPECT_EQ(options.encoding.rfc3164_hostname, std::string_view(url).substr(0, 4) != "unix") << url;
+  }
+}
+
 }  // namespace ringroute::sinks
 

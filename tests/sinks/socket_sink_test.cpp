@@ -11,7 +11,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <fstream>
 #include <mutex>
@@ -177,6 +179,63 @@ TEST(SyslogEncoder, OctetCountIsTheMessageLength) {
   EXPECT_TRUE(text.substr(space + 1).starts_with("<131>1 2026-11-23T16:55:28.123456Z gw-1 billing_app - charge - {"))
       << text;
   EXPECT_NE(text.back(), '\n');
+}
+
+// The TZ given, for one scope (tzset() read again both ways).
+struct TimeZone {
+  explicit TimeZone(const char* tz) {
+    if (const char* was = std::getenv("TZ")) before = was, had = true;
+    ::setenv("TZ", tz, 1);
+    ::tzset();
+  }
+  ~TimeZone() {
+    if (had) {
+      ::setenv("TZ", before.c_str(), 1);
+    } else {
+      ::unsetenv("TZ");
+    }
+    ::tzset();
+  }
+  std::string before;
+  bool had = false;
+};
+
+// syslog(3)'s form: "<PRI>Mmm dd hh:mm:ss HOSTNAME TAG: MSG" in local time
+// (the day padded with a space), HOSTNAME left out where the sink writes
+// to a local socket, the TAG at most 32 characters of the app's name.
+TEST(SyslogEncoder, Rfc3164IsSyslog3sFormInLocalTime) {
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::none;
+  options.syslog_format = SyslogFormat::rfc3164;
+  testing::JsonEvent ev;
+  const auto encoded = [&](const EncodeOptions& with, const std::string& line) {
+    EventEncoder encoder(with);
+    ByteBuffer out;
+    encoder.encode(ev(line), out);
+    return std::string(out.view());
+  };
+  {
+    const TimeZone utc("UTC0");
+    EXPECT_EQ(encoded(options, event_line(4)), "<131>Nov 23 16:55:28 gw-1 billing_app: " + expected_msg(4));
+    EncodeOptions local = options;
+    local.rfc3164_hostname = false;
+    EXPECT_EQ(encoded(local, event_line(4)), "<131>Nov 23 16:55:28 billing_app: " + expected_msg(4));
+    // 2026-12-06T05:04:03Z: a day of one digit; an app name past 32
+    // characters, with bytes a TAG can't hold.
+    EXPECT_TRUE(encoded(options, R"({"id":"d","timestamp":1796533443000000000,"severity":"ok","verbosity":"info",)"
+                                 R"("app_name":"a:b[c] d/e.f-g_h0123456789012345678901234567","body":{}})")
+                    .starts_with("<134>Dec  6 05:04:03 "))
+        << "the day is padded with a space";
+    EXPECT_TRUE(encoded(options, R"({"id":"d","timestamp":1796533443000000000,"severity":"ok","verbosity":"info",)"
+                                 R"("node":"n","app_name":"a:b[c] d/e.f-g_h0123456789012345678901234567","body":{}})")
+                    .starts_with("<134>Dec  6 05:04:03 n a_b_c__d/e.f-g_h0123456789012345: {"));
+    EXPECT_TRUE(encoded(options, R"({"id":"d","timestamp":1796533443000000000,"node":"n","body":{}})")
+                    .starts_with("<134>Dec  6 05:04:03 n -: {"))
+        << "no app: the NILVALUE as TAG";
+  }
+  const TimeZone india("IST-5:30");  // a zone ahead of UTC by 5:30, no tzdata needed
+  EXPECT_TRUE(encoded(options, event_line(4)).starts_with("<131>Nov 23 22:25:28 gw-1 billing_app: "));
 }
 
 EncodeOptions newline_syslog_with_structured_data() {
@@ -426,6 +485,55 @@ TEST_F(SocketSinkRsyslog, UnixStreamAndUnixDatagram) {
   const auto lines = testing::wait_for_lines(rsyslog.output(), 200);
   ASSERT_EQ(lines.size(), 200u) << rsyslog.log();
   for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
+}
+
+// RFC 3164 as rsyslog reads it: on a local datagram socket through
+// imuxsock's own parser (the one for syslog(3), which takes no HOSTNAME),
+// and over UDP through its RFC 3164 parser, HOSTNAME and all. rsyslog
+// reads the year from its own clock, so only the rest is compared.
+TEST_F(SocketSinkRsyslog, Rfc3164ReachesImuxsocksDefaultParserAndImudp) {
+  const std::uint16_t tcp = testing::free_port(), udp = testing::free_port(SOCK_DGRAM);
+  const std::string datagram = dir_ / "log.sock";
+  Rsyslog rsyslog(dir_, tcp_and_udp_inputs(tcp, udp) + "module(load=\"imuxsock\" SysSock.Use=\"off\")\n"
+                        "input(type=\"imuxsock\" socket=\"" + datagram + "\" ignoreTimestamp=\"off\" useSysTimeStamp=\"off\" ruleset=\"out\")\n");
+  ASSERT_TRUE(rsyslog.wait_tcp(tcp) && rsyslog.wait_path(datagram)) << rsyslog.log();
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  options.framing = Framing::none;
+  options.syslog_format = SyslogFormat::rfc3164;
+  Batch batch;
+  options.rfc3164_hostname = false;  // as parse_backend_options sets it for unix sockets
+  SocketSink local({.url = "unixgram://" + datagram});
+  fill(batch, options, 0, 20);
+  ASSERT_EQ(write_until_ok(local, batch), Outcome::ok);
+  ASSERT_EQ(testing::wait_for_lines(rsyslog.output(), 20).size(), 20u) << rsyslog.log();
+  options.rfc3164_hostname = true;
+  SocketSink network({.url = "syslog+udp://127.0.0.1:" + std::to_string(udp)});
+  fill(batch, options, 20, 20);
+  ASSERT_EQ(write_until_ok(network, batch), Outcome::ok);
+  const auto lines = testing::wait_for_lines(rsyslog.output(), 40);
+  ASSERT_EQ(lines.size(), 40u) << rsyslog.log();
+
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  // The event's time as rsyslog writes it back (RFC 3339, local), past the year.
+  const std::time_t reported = 1795452928;
+  std::tm local_time{};
+  ::localtime_r(&reported, &local_time);
+  char month_to_second[32];
+  std::strftime(month_to_second, sizeof month_to_second, "-%m-%dT%H:%M:%S", &local_time);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const Received r = parse(lines[i]);
+    EXPECT_EQ(r.pri, expected_pri(i)) << i;
+    EXPECT_EQ(r.hostname, i < 20 ? std::string(host) : "gw-1") << i;
+    EXPECT_EQ(r.app, "billing_app") << i;
+    EXPECT_EQ(r.timestamp.substr(4, 15), month_to_second) << i << " " << r.timestamp;
+    // rsyslog keeps the space after the TAG's colon in MSG (RFC 3164 puts
+    // it in the CONTENT).
+    std::string msg = r.msg;
+    if (msg.starts_with(' ')) msg.erase(0, 1);
+    EXPECT_EQ(msg, expected_msg(i)) << i;
+  }
 }
 
 TEST_F(SocketSinkRsyslog, TlsWithTheTestCaDeliversAndAWrongCaIsAClearCountedError) {

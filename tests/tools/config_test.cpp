@@ -490,6 +490,21 @@ TEST(Config, ARingsModeIsOneARingCanUse) {
   EXPECT_TRUE(errors_of(R"({"rings": [{"name": "a", "mode": "600"}, {"name": "b", "mode": "0777"}]})").empty());
 }
 
+// syslog_format is rfc5424 or rfc3164; RFC 3164 has no STRUCTURED-DATA to
+// put the ids asked for in.
+TEST(Config, SyslogFormatIsCheckedAndRfc3164TakesNoStructuredData) {
+  const std::string head = R"({"backends": [{"name": "s", "type": "socket", "bindings": [], "options": {"url": )"
+                           R"("unixgram:///dev/log", )";
+  EXPECT_TRUE(errors_of(head + R"("syslog_format": "rfc3164"}}]})").empty());
+  EXPECT_TRUE(errors_of(head + R"("syslog_format": "rfc5424", "structured_data": true}}]})").empty());
+  const auto bad = errors_of(head + R"("syslog_format": "bsd"}}]})");
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_EQ(bad[0].rfind("backends[0].options.syslog_format: ", 0), 0u) << bad[0];
+  EXPECT_EQ(errors_of(head + R"("syslog_format": "rfc3164", "structured_data": true}}]})"),
+            std::vector<std::string>{"backends[0].options.structured_data: RFC 3164 (syslog_format) has no "
+                                     "STRUCTURED-DATA; leave structured_data out, or use rfc5424"});
+}
+
 // A ring named as the instance's perf block is that file under /dev/shm:
 // validate passed it, and the two wiped each other.
 TEST(Config, ARingMayNotBeNamedAsItsInstancesPerfBlock) {

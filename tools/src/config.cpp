@@ -348,6 +348,7 @@ std::vector<Member> options_for(std::string_view type) {
                    {{"url", url_check({"syslog", "syslog+tcp", "syslog+udp", "syslog+tls", "unix", "unixgram"}), true},
                     {"format", enum_check({"syslog", "ndjson"})},
                     {"framing", enum_check({"octet-counting", "newline"})},
+                    {"syslog_format", enum_check({"rfc5424", "rfc3164"})},
                     {"facility", enum_check({"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
                                              "uucp", "cron", "authpriv", "ftp", "local0", "local1", "local2",
                                              "local3", "local4", "local5", "local6", "local7"})},
@@ -535,6 +536,13 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
             "\"batch\": {\"format\": \"array\"}, or leave pretty off)";
     }
     if (!why.empty()) errors.add(path + ".options.formatter.options.pretty", "pretty output spans lines, and " + why);
+  }
+  // RFC 3164 has no STRUCTURED-DATA: the ids asked for would be nowhere.
+  if (std::string_view format; type == "socket" && has_options && options.is_object() &&
+                               options["syslog_format"].get(format) == simdjson::SUCCESS && format == "rfc3164" &&
+                               options["structured_data"].is_bool() && options["structured_data"].get_bool().value_unsafe()) {
+    errors.add(path + ".options.structured_data",
+               "RFC 3164 (syslog_format) has no STRUCTURED-DATA; leave structured_data out, or use rfc5424");
   }
   // RFC 5425 section 4.3 frames syslog over TLS by octet counting alone.
   if (std::string_view framing, url; type == "socket" && has_options && options.is_object() &&

@@ -2,9 +2,10 @@
 // How an event becomes a backend's bytes: the json formatter's document,
 // wrapped as the backend's transport wants it (DESIGN.md "Sinks"):
 // - `line`: the document and '\n' (files, ndjson sockets, HTTP bodies);
-// - `syslog`: an RFC 5424 message with the document as MSG, framed by RFC
-//   6587 octet counting ("LEN SP MSG"), a trailing newline, or nothing (a
-//   datagram is its own frame).
+// - `syslog`: an RFC 5424 message (or RFC 3164's older form, as syslog(3)
+//   writes it) with the document as MSG, framed by RFC 6587 octet counting
+//   ("LEN SP MSG"), a trailing newline, or nothing (a datagram is its own
+//   frame).
 //
 // Router workers encode each event once per distinct EncodeOptions and copy
 // the bytes into every matched backend's batch that shares them.
@@ -23,6 +24,9 @@ namespace ringroute::sinks {
 
 enum class Wrap : std::uint8_t { line, syslog };
 enum class Framing : std::uint8_t { octet_counting, newline, none };
+// RFC 5424; or RFC 3164's "<PRI>Mmm dd hh:mm:ss HOSTNAME TAG: MSG", for
+// receivers that read nothing else (journald's and syslog(3)'s /dev/log).
+enum class SyslogFormat : std::uint8_t { rfc5424, rfc3164 };
 
 // The syslog severity (0-7) for an event: a value per verbosity, then capped
 // by a value per severity (`ok` caps nothing). The defaults are DESIGN.md's:
@@ -47,6 +51,10 @@ struct EncodeOptions {
   std::uint8_t facility = 16;                  // local0
   bool structured_data = false;                // syslog: [ringroute@32473 ...] with the event's ids
   SyslogSeverityMap severity;                  // syslog: PRI's severity
+  SyslogFormat syslog_format = SyslogFormat::rfc5424;
+  // RFC 3164: whether HOSTNAME is written. syslog(3) leaves it out on the
+  // local socket, and the readers there take a first word for the TAG.
+  bool rfc3164_hostname = true;
 
   friend bool operator==(const EncodeOptions&, const EncodeOptions&) = default;
 };
@@ -70,6 +78,9 @@ class EventEncoder {
 
  private:
   void write_syslog(const event::EventView& event, ByteBuffer& out);
+  // The header up to MSG, in `message`.
+  void put_rfc5424_header(const event::EventView& event, ByteBuffer& message);
+  void put_rfc3164_header(const event::EventView& event, ByteBuffer& message);
 
   EncodeOptions options_;
   JsonFormatter json_;
