@@ -194,7 +194,14 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   if (url->port != 0) port_ = url->port;
   const std::string bracketed = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
   const std::uint16_t default_port = url->scheme == "https" ? 443 : 80;
-  host_header_ = url->port != 0 && url->port != default_port ? bracketed + ":" + std::to_string(port_) : bracketed;
+  // With `server_name` (an address in the URL, the name its certificate
+  // carries) the request names that host too: a server that matches Host
+  // against SNI answers a mismatch with 421, which drops the events.
+  const std::string& server_name = options_.tls.server_name;
+  const std::string named = url->scheme != "https" || server_name.empty() ? bracketed
+                            : server_name.find(':') != std::string::npos  ? "[" + server_name + "]"
+                                                                          : server_name;
+  host_header_ = url->port != 0 && url->port != default_port ? named + ":" + std::to_string(port_) : named;
   where_ = url->scheme + "://" + bracketed + ":" + std::to_string(port_);
   if (url->scheme == "https") {
     try {

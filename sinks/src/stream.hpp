@@ -43,7 +43,8 @@ class Stream {
   // Before reusing an idle connection: false (and closed) when the peer
   // left it meanwhile (EOF, reset, TLS close_notify) or sent something
   // unasked, which neither syslog receivers nor HTTP servers do between
-  // responses. TLS session tickets are read and kept.
+  // responses. TLS 1.3 session tickets are read and let go (sessions are
+  // not resumed: each connection makes a full handshake).
   bool usable_after_idle();
 
   // Creates the socket and submits the connect; false with `why`.

@@ -38,6 +38,10 @@ bool is_ip(const std::string& host) {
 
 TlsContext::TlsContext(const TlsOptions& options, const std::string& host, std::string_view alpn)
     : peer_name_(options.server_name.empty() ? host : options.server_name), alpn_(alpn) {
+  // A fully qualified name's last dot ("logs.example.") is in no
+  // certificate, nor in SNI (RFC 6066 section 3).
+  if (peer_name_.size() > 1 && peer_name_.back() == '.') peer_name_.pop_back();
+  ERR_clear_error();  // messages below name this context's errors only
   // Regular files only: OpenSSL reads a device or a FIFO (/dev/zero, a
   // pipe nobody writes) until it ends, and a router, or validate, would
   // wait for good.
@@ -71,6 +75,10 @@ TlsContext::TlsContext(const TlsOptions& options, const std::string& host, std::
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (ctx_ == nullptr) throw std::runtime_error("TLS: " + openssl_errors());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+  // A TLS 1.2 server's renegotiation request is refused at once: nothing
+  // would send the handshake it starts, and the request waited out its
+  // timeout.
+  SSL_CTX_set_options(ctx_, SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);  // verification is on; there is no switch to turn it off
   if (!alpn_.empty()) {
     // Said, a server that speaks HTTP/2 alone refuses the handshake with
@@ -232,6 +240,7 @@ TlsConnection::Step TlsConnection::handshake(std::string& why) {
   const long verify = SSL_get_verify_result(ssl_);
   why = verify != X509_V_OK ? std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)
                             : openssl_errors();
+  ERR_clear_error();  // read or not, none of them is a later step's
   return Step::failed;
 }
 

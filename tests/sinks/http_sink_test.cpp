@@ -920,6 +920,26 @@ TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   EXPECT_EQ(receiver.clean_closes(), clean_before + 1);
 }
 
+// `server_name` names the host the request is for too (an address in the
+// URL, the name in its certificate): a server that checks Host against SNI
+// answered the mismatch with 421, and the events were dropped. A name with
+// its root's dot ("localhost.") verifies as the name does.
+TEST_F(HttpSinkTest, HttpsServerNameIsTheHostAndARootDotIsNotInTheCertificate) {
+  testing::TempDir dir("https-name");
+  const testing::TestPki pki = testing::make_test_pki(dir);
+  ASSERT_TRUE(pki.ok()) << testing::read_text(dir / "openssl.log");
+  HttpReceiver receiver({}, 0, pki.server_cert, pki.server_key);
+  const std::string port = std::to_string(receiver.port());
+  HttpSink named({.url = "https://127.0.0.1:" + port + "/", .tls = {.ca_file = pki.ca, .server_name = "localhost"}});
+  fill(batch_, 0, 1);
+  ASSERT_EQ(named.write(batch_, why_), Outcome::ok) << why_;
+  HttpSink rooted({.url = "https://127.0.0.1:" + port + "/", .tls = {.ca_file = pki.ca, .server_name = "localhost."}});
+  ASSERT_EQ(rooted.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 2u);
+  EXPECT_EQ(receiver.requests()[0].headers.at("host"), "localhost:" + port);
+  EXPECT_EQ(receiver.requests()[1].headers.at("host"), "localhost.:" + port);
+}
+
 // HTTPS offers http/1.1 by ALPN (RFC 7301), as curl does: a server that
 // picks its protocol by ALPN picks ours, and one that speaks HTTP/2 alone
 // refuses the handshake, said, instead of being sent a request it can't

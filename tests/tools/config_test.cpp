@@ -490,6 +490,24 @@ TEST(Config, ARingsModeIsOneARingCanUse) {
   EXPECT_TRUE(errors_of(R"({"rings": [{"name": "a", "mode": "600"}, {"name": "b", "mode": "0777"}]})").empty());
 }
 
+// server_name is a host name or an address: a NUL cut the name checked,
+// and SNI carries 253 bytes at most.
+TEST(Config, ServerNameIsAHostNameOrAnAddress) {
+  const auto with = [](const std::string& name) {
+    return errors_of(R"({"backends": [{"name": "h", "type": "http", "bindings": [], "options": {"url": )"
+                     R"("https://10.0.0.5/", "server_name": ")" + name + R"("}}]})");
+  };
+  for (const char* good : {"logs.example", "logs.example.", "LOGS-1.example", "10.0.0.5", "::1", "under_score.example"}) {
+    EXPECT_TRUE(with(good).empty()) << good;
+  }
+  for (const std::string& bad : {std::string(R"(logs\u0000.example)"), std::string("[::1]"), std::string("a b"),
+                                 std::string(".example"), std::string("a..b"), std::string(254, 'a'), std::string()}) {
+    const auto e = with(bad);
+    ASSERT_EQ(e.size(), 1u) << bad;
+    EXPECT_NE(e[0].find("backends[0].options.server_name: "), std::string::npos) << e[0];
+  }
+}
+
 // syslog_format is rfc5424 or rfc3164; RFC 3164 has no STRUCTURED-DATA to
 // put the ids asked for in.
 TEST(Config, SyslogFormatIsCheckedAndRfc3164TakesNoStructuredData) {

@@ -1,5 +1,7 @@
 #include "ringroute/tools/config.hpp"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -306,7 +308,29 @@ std::vector<Member> options_for(std::string_view type) {
   // the sink thread, and with it stop and reload, for good.
   const Check millis = uint_check(1, 3'600'000);
   std::vector<Member> tls_members;
-  for (const char* option : kTlsOptions) tls_members.push_back({option, string_check()});
+  for (const char* option : kTlsOptions) {
+    if (std::string_view(option) != "server_name") {
+      tls_members.push_back({option, string_check()});
+      continue;
+    }
+    // A DNS name or an IP address, as the certificate names it: a NUL
+    // would cut the name checked, and past 253 bytes SNI can't carry it.
+    tls_members.push_back({option, [](element v, const std::string& p, ConfigErrors& e) {
+                             if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
+                             const std::string_view s = v.get_string().value_unsafe();
+                             unsigned char address[16];
+                             const std::string text(s);
+                             const bool ip = ::inet_pton(AF_INET, text.c_str(), address) == 1 ||
+                                             ::inet_pton(AF_INET6, text.c_str(), address) == 1;
+                             if (!ip && (s.empty() || s.size() > 253 || s.front() == '.' || s.front() == '-' ||
+                                         s.find("..") != std::string_view::npos ||
+                                         s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                             "0123456789.-_") != std::string_view::npos)) {
+                               e.add(p, matcher::quoted(s) + " is neither a host name (letters, digits, '-', '_' "
+                                                             "and dots, at most 253) nor an IP address");
+                             }
+                           }});
+  }
   if (type == "file") {
     members.insert(members.end(),
                    {{"path",
