@@ -13,6 +13,8 @@
 #include <string>
 #include <thread>
 
+#include "shell_quote.hpp"
+
 namespace {
 
 struct Result {
@@ -21,7 +23,7 @@ struct Result {
 };
 
 Result run(const std::string& args) {
-  const std::string cmd = std::string(RINGROUTE_BINARY) + " bench " + args + " 2>/dev/null";
+  const std::string cmd = ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " bench " + args + " 2>/dev/null";
   Result result{-1, {}};
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) return result;
@@ -35,8 +37,8 @@ Result run(const std::string& args) {
 }  // namespace
 
 TEST(BenchCommand, JsonReportCountsEveryEventDeliveredAndSplitsTheRoutersCpu) {
-  const Result res = run(std::string("--config ") + RINGROUTE_BENCH_CONFIGS +
-                         "/one-backend.json --producers 1 --size 100 --seconds 1 --rate 200000 --json");
+  const Result res = run("--config " + ringroute::testing::shell_quoted(RINGROUTE_BENCH_CONFIGS + std::string("/one-backend.json")) +
+                         " --producers 1 --size 100 --seconds 1 --rate 200000 --json");
   ASSERT_EQ(res.status, 0) << res.out;
   simdjson::dom::parser parser;
   simdjson::dom::element report;
@@ -67,8 +69,8 @@ TEST(BenchCommand, JsonReportCountsEveryEventDeliveredAndSplitsTheRoutersCpu) {
 // first batch (64 events) and waits out the run. Its due time overflowed
 // int64, and it ran at full speed instead.
 TEST(BenchCommand, ATinyRateIsAWaitNotFullSpeed) {
-  const Result res = run(std::string("--config ") + RINGROUTE_BENCH_CONFIGS +
-                         "/one-backend.json --producers 1 --size 100 --seconds 0.3 --rate 1e-12 --json");
+  const Result res = run("--config " + ringroute::testing::shell_quoted(RINGROUTE_BENCH_CONFIGS + std::string("/one-backend.json")) +
+                         " --producers 1 --size 100 --seconds 0.3 --rate 1e-12 --json");
   EXPECT_EQ(res.status, 0);
   // The report's "events" member, read without a parser: the number after it.
   const std::size_t at = res.out.find("\"events\":");
@@ -77,7 +79,7 @@ TEST(BenchCommand, ATinyRateIsAWaitNotFullSpeed) {
 }
 
 TEST(BenchCommand, BadArgumentsAreUsageErrors) {
-  const std::string config = std::string("--config ") + RINGROUTE_BENCH_CONFIGS + "/one-backend.json ";
+  const std::string config = "--config " + ringroute::testing::shell_quoted(RINGROUTE_BENCH_CONFIGS + std::string("/one-backend.json")) + " ";
   for (const char* bad : {"--producers 0", "--seconds nan", "--seconds 0", "--rate -1", "--rate inf", "--warmup nan"}) {
     EXPECT_EQ(run(config + bad).status, 2) << bad;
   }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "read_events.hpp"
+#include "shell_quote.hpp"
 #include "test_ring.hpp"
 
 using namespace ringroute;
@@ -25,7 +26,7 @@ Result emit(const std::string& ring, const std::string& args, const std::string&
   const std::string in_path = "/tmp/rr-emit-in-" + ring;
   const std::string err_path = "/tmp/rr-emit-err-" + ring;
   std::ofstream(in_path) << input;
-  const std::string cmd = std::string(RINGROUTE_BINARY) + " emit --ring " + ring + " " + args + " < " + in_path +
+  const std::string cmd = ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " emit --ring " + ring + " " + args + " < " + in_path +
                           " 2> " + err_path;
   const int raw = std::system(cmd.c_str());
   std::ifstream err_file(err_path);
@@ -134,7 +135,7 @@ TEST(EmitCommand, TheRingCanComeFromAConfig) {
   ring::Consumer c(r.segment);
   const std::string config = "/tmp/rr-emit-config-" + r.name + ".json";
   std::ofstream(config) << R"({"rings": [{"name": ")" << r.name << R"("}, {"name": "other"}]})";
-  const int raw = std::system((std::string(RINGROUTE_BINARY) + " emit --config " + config + " --id from-config").c_str());
+  const int raw = std::system((ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " emit --config " + config + " --id from-config").c_str());
   std::remove(config.c_str());
   ASSERT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 0);
   const auto got = drain(c);

@@ -13,6 +13,8 @@
 #include <string>
 #include <thread>
 
+#include "shell_quote.hpp"
+
 namespace {
 
 struct Result {
@@ -42,7 +44,7 @@ class Files {
   Result run(const std::string& args, const std::string& input = "", const std::string& out_path = "") {
     const std::string in = write("stdin", input), out = out_path.empty() ? dir_ + "/stdout" : out_path,
                       err = dir_ + "/stderr";
-    const int raw = std::system((std::string(RINGROUTE_BINARY) + " " + args + " < " + in + " > " + out +
+    const int raw = std::system((ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " " + args + " < " + in + " > " + out +
                                  " 2> " + err).c_str());
     return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, out_path.empty() ? slurp(out) : "", slurp(err)};
   }
@@ -285,7 +287,7 @@ TEST(RouteCommand, EventsThatCannotBeReadExitTwo) {
   EXPECT_EQ(missing.status, 2);
   EXPECT_EQ(missing.err, "ringroute route: cannot read /nonexistent/events.ndjson: No such file or directory\n");
   // stdin that fails to read (here a directory) is not an empty input.
-  const int raw = std::system((std::string(RINGROUTE_BINARY) + " route --config " + config + " < /tmp 2>/dev/null").c_str());
+  const int raw = std::system((ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " route --config " + config + " < /tmp 2>/dev/null").c_str());
   EXPECT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 2);
 }
 
@@ -317,7 +319,7 @@ TEST(ValidateCommand, ReadsAConfigFromAFifo) {
 
 TEST(ValidateCommand, BundledDefaultConfigIsValid) {
   Files f;
-  const Result r = f.run(std::string("validate ") + RINGROUTE_DEFAULT_CONFIG);
+  const Result r = f.run("validate " + ringroute::testing::shell_quoted(RINGROUTE_DEFAULT_CONFIG));
   EXPECT_EQ(r.status, 0) << r.err;
 }
 

@@ -31,6 +31,7 @@
 #include "ringroute/perf/block.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/ring/segment.hpp"
+#include "shell_quote.hpp"
 
 namespace {
 
@@ -721,7 +722,7 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
 // `as` goes before the binary (a command that runs it as another user).
 std::string run_capture(const std::string& args, const std::string& as = "") {
   std::string out;
-  FILE* pipe = ::popen((as + RINGROUTE_BINARY + " " + args).c_str(), "r");
+  FILE* pipe = ::popen((as + ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " " + args).c_str(), "r");
   char buffer[4096];
   while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
   ::pclose(pipe);
@@ -791,7 +792,7 @@ pid_t spawn_stat(const std::string& args, const std::string& out, const std::str
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     std::freopen(out.c_str(), "w", stdout);
     std::freopen(err.c_str(), "w", stderr);
-    ::execl("/bin/sh", "sh", "-c", (std::string(RINGROUTE_BINARY) + " stat " + args).c_str(), static_cast<char*>(nullptr));
+    ::execl("/bin/sh", "sh", "-c", (ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " stat " + args).c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
   return pid;
@@ -942,7 +943,7 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
 TEST(StatCommand, AUserWhoMayOnlyReadTheRingSeesItsFigures) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run stat as another user";
   const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
-  if (std::system((as_nobody + RINGROUTE_BINARY + " --help >/dev/null 2>&1").c_str()) != 0) {
+  if (std::system((as_nobody + ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " --help >/dev/null 2>&1").c_str()) != 0) {
     GTEST_SKIP() << "user 65534 can't run " << RINGROUTE_BINARY << " here (setpriv missing, or a directory on the way)";
   }
   Dir dir;
