@@ -203,8 +203,12 @@ class Parser {
       ++pos_;
       skip_space();
     }
+    // As messages name it: the segments joined by '.', without the
+    // whitespace that may stand around a '.' (a newline would break the
+    // error's line).
+    std::string path_text;
+    for (const std::string& segment : segments) path_text += (path_text.empty() ? "" : ".") + segment;
     resolve_path(std::move(segments), start, comparison);
-    const std::string path_text(text_.substr(start, pos_ - start));
 
     skip_space();
     const std::size_t op_at = pos_;

@@ -88,10 +88,11 @@ BackendOptions parse_backend_options(std::string_view type, std::string_view opt
     read_if(root, "structured_data", out.encoding.structured_data);
     if (root["syslog_format"].get(text) == simdjson::SUCCESS && text == "rfc3164") {
       out.encoding.syslog_format = SyslogFormat::rfc3164;
+      // As syslog(3) on the local socket: no HOSTNAME (its readers take the
+      // first word for the TAG). Set with RFC 3164 only: backends whose
+      // options are equal share one encoding of each event.
+      out.encoding.rfc3164_hostname = scheme != "unix" && scheme != "unixgram";
     }
-    // As syslog(3) on the local socket: no HOSTNAME (its readers take the
-    // first word for the TAG).
-    out.encoding.rfc3164_hostname = scheme != "unix" && scheme != "unixgram";
     simdjson::dom::object map;
     if (root["syslog_severity"].get(map) == simdjson::SUCCESS) {
       for (auto [key, value] : map) {

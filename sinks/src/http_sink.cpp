@@ -197,7 +197,9 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   // With `server_name` (an address in the URL, the name its certificate
   // carries) the request names that host too: a server that matches Host
   // against SNI answers a mismatch with 421, which drops the events.
-  const std::string& server_name = options_.tls.server_name;
+  // Without its root's dot, as SNI has it (see TlsContext).
+  std::string server_name = options_.tls.server_name;
+  if (server_name.size() > 1 && server_name.back() == '.') server_name.pop_back();
   const std::string named = url->scheme != "https" || server_name.empty() ? bracketed
                             : server_name.find(':') != std::string::npos  ? "[" + server_name + "]"
                                                                           : server_name;

@@ -31,10 +31,17 @@ using Clock = std::chrono::steady_clock;
 // its MSG: past six header fields, each ending in a space (no field holds
 // one: the encoder writes bytes outside 33-126 as '_'), then "-" or SD
 // elements, whose PARAM-VALUEs escape '"', '\\' and ']', then a space.
+// Nothing for any other message: an RFC 3164 one ("<PRI>Mmm ...", no
+// version) has no such fields, and counting its spaces would land in MSG.
 struct SyslogParts {
   std::size_t sd_begin, msg_begin;
 };
 std::optional<SyslogParts> syslog_parts(std::string_view message) {
+  const std::size_t close = message.find('>');
+  if (message.empty() || message[0] != '<' || close == std::string_view::npos || close > 4 ||
+      message.substr(close + 1, 2) != "1 ") {
+    return std::nullopt;
+  }
   std::size_t at = 0;
   for (int field = 0; field < 6; ++field) {
     at = message.find(' ', at);
@@ -87,11 +94,16 @@ struct SocketSink::Connection {
   Dialing::Dial dial;  // where it is in the host's addresses
   std::chrono::steady_clock::time_point last_used{};
 
-  // Past the events of its part the kernel has wholly taken.
-  [[nodiscard]] std::size_t wholly_sent_end(const Batch& batch) const noexcept {
+  // Past the events of its part the receiver has whole: over TCP, those
+  // its TCP acknowledged (Stream::acknowledged()). The rest may be lost
+  // with the connection (a reset throws our send queue away), so they go
+  // again, even where the close still gets them through: twice rather
+  // than never.
+  [[nodiscard]] std::size_t acknowledged_end(const Batch& batch) const noexcept {
     const std::uint32_t base = first == 0 ? 0 : batch.event_ends[first - 1];
+    const std::size_t acknowledged = stream.acknowledged();
     std::size_t end = first;
-    while (end < last && batch.event_ends[end] - base <= stream.sent()) ++end;
+    while (end < last && batch.event_ends[end] - base <= acknowledged) ++end;
     return end;
   }
 };
@@ -177,12 +189,11 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
   try {
     outcome = datagrams ? write_datagrams(batch, why) : write_stream(batch, why);
   } catch (const WriteInterrupted&) {
-    // What the kernel took of the sends in flight counts too: they end
-    // here, their completions read, so no byte goes out uncounted after.
-    // Each connection under way then keeps as its own only the events the
-    // kernel has not wholly taken; delivered_ranges() reads the rest as
-    // delivered. (A send the kernel would not let go of is left to
-    // ~SocketSink, as before; what it sends after goes twice.)
+    // The sends in flight end here, their completions read (what the
+    // kernel took of them is in the send queue, which acknowledged()
+    // weighs). Each connection under way then keeps as its own only the
+    // events its receiver does not have whole; delivered_ranges() reads
+    // the rest as delivered.
     if (!datagrams) {
       loop_->cancel_all(std::chrono::seconds(1), [&](std::uint64_t tag, int result) noexcept {
         if (tag % Stream::kOps != Stream::kSend || result <= 0) return;
@@ -191,7 +202,7 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
       });
     }
     for (Connection& c : connections_) {
-      if (c.busy) c.first = c.wholly_sent_end(batch);
+      if (c.busy) c.first = c.acknowledged_end(batch);
     }
     throw;
   }
@@ -275,8 +286,10 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
 
   auto fail = [&](std::size_t index, const std::string& what) {
     Connection& c = connections_[index];
-    // Events wholly handed to the kernel are done; the rest go again.
-    const std::size_t done = c.wholly_sent_end(batch);
+    // Events the receiver has whole are done; the rest go again (read
+    // before the close: a reset socket still says what it had not had
+    // acknowledged).
+    const std::size_t done = c.acknowledged_end(batch);
     if (done < c.last) next_pending_.emplace_back(done, c.last);
     if (first_error.empty()) first_error = what;
     c.stream.close();

@@ -1,13 +1,16 @@
 #include "stream.hpp"
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <new>
 
 #include "ringroute/perf/block.hpp"
@@ -44,6 +47,10 @@ Stream& Stream::operator=(Stream&& other) noexcept {
     tls_chunk_ = other.tls_chunk_;
     marks_ = std::move(other.marks_);
     mark_next_ = other.mark_next_;
+    tcp_ = other.tcp_;
+    cipher_round_ = other.cipher_round_;
+    round_chunk_ = other.round_chunk_;
+    round_marks_ = std::move(other.round_marks_);
     cipher_in_ = std::move(other.cipher_in_);
   }
   return *this;
@@ -69,6 +76,9 @@ void Stream::close() noexcept {
   sent_ = cipher_sent_ = tls_chunk_ = 0;
   marks_.clear();
   mark_next_ = 0;
+  cipher_round_ = 0;
+  round_chunk_ = false;
+  round_marks_.clear();
 }
 
 bool Stream::usable_after_idle() {
@@ -117,7 +127,8 @@ bool Stream::start_connect(UringLoop& loop, const Address& address, std::uint64_
     why = std::string("socket: ") + std::strerror(error);
     return false;
   }
-  if (address.family != AF_UNIX) {
+  tcp_ = address.family != AF_UNIX;
+  if (tcp_) {
     const int one = 1;  // batches are whole already; Nagle would only delay the tail
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
@@ -262,6 +273,9 @@ void Stream::begin_send(std::string_view first, std::string_view second) noexcep
   tls_chunk_ = 0;
   marks_.clear();
   mark_next_ = 0;
+  cipher_round_ = 0;
+  round_chunk_ = false;  // the buffer holds the last round's ciphertext, if any
+  round_marks_.clear();
 }
 
 bool Stream::send_next(UringLoop& loop, std::uint64_t base, std::chrono::milliseconds limit, std::string& why) {
@@ -283,6 +297,8 @@ bool Stream::send_next(UringLoop& loop, std::uint64_t base, std::chrono::millise
   std::string& cipher = tls_->outgoing();
   if (cipher_sent_ == cipher.size()) {
     // The last round's ciphertext is out: encrypt the next stretch.
+    if (round_chunk_) cipher_round_ += cipher.size();
+    round_chunk_ = true;
     cipher.clear();
     cipher_sent_ = 0;
     tls_chunk_ = 0;
@@ -315,9 +331,32 @@ bool Stream::sent_some(int result) noexcept {
   cipher_sent_ += static_cast<std::size_t>(result);
   // The plaintext of every record now wholly with the kernel.
   while (mark_next_ < marks_.size() && marks_[mark_next_].cipher_end <= cipher_sent_) {
-    sent_ = marks_[mark_next_++].plain_end;
+    const Mark& mark = marks_[mark_next_++];
+    sent_ = mark.plain_end;
+    try {
+      round_marks_.push_back({cipher_round_ + mark.cipher_end, mark.plain_end});
+    } catch (const std::bad_alloc&) {
+      // Unmarked, the record counts as acknowledged with the next one.
+    }
   }
   return sent_ >= total();
+}
+
+std::size_t Stream::acknowledged() const noexcept {
+  if (!tcp_ || fd_ < 0) return sent_;
+  // Bytes written to the socket and not acknowledged yet, the last ones
+  // written (TCP acknowledges in order); a reset socket still says what it
+  // had not had acknowledged when it was reset.
+  int queued = 0;
+  if (::ioctl(fd_, SIOCOUTQ, &queued) != 0 || queued < 0) return 0;  // unknown: none
+  const auto unacknowledged = static_cast<std::size_t>(queued);
+  if (!tls_) return sent_ > unacknowledged ? sent_ - unacknowledged : 0;
+  const std::size_t cipher = cipher_round_ + cipher_sent_;
+  if (cipher <= unacknowledged) return 0;
+  const std::size_t acknowledged_cipher = cipher - unacknowledged;
+  const auto after = std::upper_bound(round_marks_.begin(), round_marks_.end(), acknowledged_cipher,
+                                      [](std::size_t bytes, const Mark& mark) { return bytes < mark.cipher_end; });
+  return after == round_marks_.begin() ? 0 : std::prev(after)->plain_end;
 }
 
 void Stream::receive(UringLoop& loop, std::vector<char>& in, std::size_t used, std::uint64_t base,

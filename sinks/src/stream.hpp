@@ -75,6 +75,12 @@ class Stream {
   bool sent_some(int result) noexcept;
   // Plaintext bytes wholly handed to the kernel (for TLS: their records too).
   [[nodiscard]] std::size_t sent() const noexcept { return sent_; }
+  // Of those, the bytes the peer has: over TCP, what its TCP acknowledged
+  // (our send queue holds the rest, SIOCOUTQ; a reset throws that away,
+  // and a close leaves it to a peer that may never read again); for TLS,
+  // the plaintext of the records wholly acknowledged. A unix socket's
+  // kernel puts what it takes in the peer's own queue: sent().
+  [[nodiscard]] std::size_t acknowledged() const noexcept;
 
   // Submits a receive; plaintext lands in `in` after `used` bytes.
   void receive(UringLoop& loop, std::vector<char>& in, std::size_t used, std::uint64_t base,
@@ -112,6 +118,14 @@ class Stream {
   };
   std::vector<Mark> marks_;
   std::size_t mark_next_ = 0;
+  bool tcp_ = false;  // not a unix socket: acknowledged() asks the send queue
+  // TLS, for acknowledged(): the ciphertext of this round's earlier chunks
+  // (all sent), whether the chunk now in the buffer is this round's, and
+  // where each record of the round wholly sent ends, its ciphertext
+  // counted from the round's start.
+  std::size_t cipher_round_ = 0;
+  bool round_chunk_ = false;
+  std::vector<Mark> round_marks_;
   std::vector<char> cipher_in_;
   // Connect and TLS handshake together take at most the connect limit: a
   // peer that answers each handshake read just in time could otherwise

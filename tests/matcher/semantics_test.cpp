@@ -1291,6 +1291,10 @@ TEST(FilterErrors, MessagesKeepControlBytesEscaped) {
     EXPECT_EQ(e.message.find_first_of(std::string("\n\r\0", 3)), std::string::npos) << text << " -> " << e.message;
   }
   expect_filter_error(R"(severity = "x\ny")", 12, R"(found "x\u000ay")");
+  // A path written over lines is named joined.
+  const filter::ParseError path = filter_error("a\n.b ?");
+  EXPECT_EQ(path.message.find('\n'), std::string::npos) << path.message;
+  EXPECT_NE(path.message.find("after 'a.b'"), std::string::npos) << path.message;
 }
 
 // Past a double it would be infinity, and `a < 1e400` true for every

@@ -8,6 +8,7 @@
 
 #include <sys/un.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -735,10 +736,12 @@ TEST(SocketSink, ADatagramTooLongIsRejectedAsNdjsonAndCutWholeCharactersAsSyslog
 
 // A TCP receiver whose every connection reads slowly (16 KB, then a 2 ms
 // nap): one connection can't keep up with large batches, several can.
+// With `pause_first_after`, its first connection stops reading after that
+// many bytes until resume(), and the others read without a nap.
 class SlowReceiver {
  public:
-  SlowReceiver() {
-    const testing::BoundSocket bound = testing::bind_loopback(SOCK_STREAM, 64 * 1024);
+  explicit SlowReceiver(std::size_t pause_first_after = 0) : pause_first_after_(pause_first_after) {
+    const testing::BoundSocket bound = testing::bind_loopback(SOCK_STREAM, kReceiveBuffer);
     listener_ = bound.fd;
     port_ = bound.port;
     acceptor_ = std::thread([this] {
@@ -751,13 +754,23 @@ class SlowReceiver {
         resets_.push_back(false);
         readers_.emplace_back([this, fd, index = streams_.size() - 1] {
           char buffer[16 * 1024];
-          for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) {
+          const bool pausing = index == 0 && pause_first_after_ > 0;
+          for (std::size_t got = 0;;) {
+            std::size_t most = sizeof buffer;
+            if (pausing && got >= pause_first_after_) {
+              while (!resumed_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            } else if (pausing) {
+              most = std::min(most, pause_first_after_ - got);
+            }
+            const ssize_t n = ::recv(fd, buffer, most, 0);
+            if (n <= 0) break;
+            got += static_cast<std::size_t>(n);
             {
               std::lock_guard append_lock(mutex_);
               if (resets_[index]) break;
               streams_[index].append(buffer, static_cast<std::size_t>(n));
             }
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            if (pause_first_after_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
           }
           std::lock_guard close_lock(mutex_);
           if (resets_[index]) {
@@ -772,12 +785,20 @@ class SlowReceiver {
     });
   }
   ~SlowReceiver() {
+    resumed_ = true;
     ::shutdown(listener_, SHUT_RDWR);
     ::close(listener_);
     acceptor_.join();
     for (auto& r : readers_) r.join();
   }
+  static constexpr int kReceiveBuffer = 64 * 1024;  // the kernel doubles it
   [[nodiscard]] std::uint16_t port() const { return port_; }
+  // Bytes the first connection has read.
+  [[nodiscard]] std::size_t first_bytes() {
+    std::lock_guard lock(mutex_);
+    return streams_.empty() ? 0 : streams_[0].size();
+  }
+  void resume() { resumed_ = true; }
   // Event numbers in every stream, from its octet-counted frames.
   std::vector<std::size_t> events() {
     std::vector<std::size_t> out;
@@ -825,6 +846,8 @@ class SlowReceiver {
   std::vector<int> fds_;
   std::vector<bool> resets_;
   std::vector<std::thread> readers_;
+  const std::size_t pause_first_after_;
+  std::atomic<bool> resumed_{false};
 };
 
 // A syslog sink of up to `connections` connections to a SlowReceiver, and
@@ -960,7 +983,7 @@ TEST(SocketSink, ATlsHandshakeThatDripsEndsAtTheConnectTimeout) {
 // A receiver that takes 1 KB every 10 ms makes progress on every send well
 // within `timeout`, so a batch of 10 MB would take minutes. A stop must not
 // wait for it: after its drain the write is cut short (within about 50 ms).
-// The events the kernel had wholly taken by then count as sent; the rest
+// The events the receiver had acknowledged by then count as sent; the rest
 // of the batch as handed over and not written, as a write that failed
 // would. The peer gives up after 3 s, so without the cut the stop would
 // take that long.
@@ -999,7 +1022,7 @@ TEST(SocketSink, AStopCutsShortAWriteToADestinationThatTakesEveryStepJustInTime)
     EXPECT_GE(elapsed, std::chrono::milliseconds(100));
     EXPECT_LT(elapsed, std::chrono::milliseconds(1000));
     const std::uint64_t sent = slot.sink.sent.read();
-    EXPECT_GT(sent, 0u) << "the kernel had taken some events whole";
+    EXPECT_GT(sent, 0u) << "the receiver had acknowledged some events whole";
     EXPECT_LT(sent, 20000u);
     EXPECT_EQ(runner.unwritten_events(), 20000u - sent);
     EXPECT_EQ(slot.written_through[0].load(), 0u);
@@ -1009,13 +1032,17 @@ TEST(SocketSink, AStopCutsShortAWriteToADestinationThatTakesEveryStepJustInTime)
   ::close(bound.fd);
 }
 
-// A changed backend's new runner writes the batch its predecessor's stop
-// cut short: only the events the old connection had not wholly handed to
-// the kernel (the one it was midway through included), on a connection of
-// its own. It used to write the batch whole, so the receiver got the first
-// part twice.
-TEST(SocketSink, AChangedBackendsNewRunnerSendsOnlyWhatTheOldOnesStopLeftUndelivered) {
-  SlowReceiver receiver;
+// A stop cuts short a write to a receiver that stopped reading, and a
+// changed backend's new runner takes the batch over. Delivered are the
+// events the receiver's TCP acknowledged: what it read, and at most its
+// receive buffer more. What our kernel still held (megabytes of send
+// queue) is not: the old connection may never get it through, so the new
+// runner writes it again, from the first event not acknowledged. The old
+// code counted nothing delivered, and the new runner wrote the batch
+// whole; counting what our kernel took lost the send queue with a
+// receiver that never read again.
+TEST(SocketSink, AStopCountsAsDeliveredWhatTheReceiverAcknowledgedNotWhatTheKernelTook) {
+  SlowReceiver receiver(1 << 20);  // its first connection reads 1 MB, then nothing until resumed
   const auto to_receiver = [&] {
     return std::make_unique<SocketSink>(
         SocketSinkOptions{.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 1});
@@ -1024,35 +1051,55 @@ TEST(SocketSink, AChangedBackendsNewRunnerSendsOnlyWhatTheOldOnesStopLeftUndeliv
   auto old_runner = std::make_shared<BackendRunner>("changed", BackendOptions{}, to_receiver(), *slot);
   EncodeOptions options;
   options.wrap = Wrap::syslog;
-  constexpr std::size_t kEvents = 20000;  // about 7 MB: a second or so at the receiver's pace
+  constexpr std::size_t kEvents = 20000;  // about 7 MB: more than the receiver and both kernels hold
   Batch* batch = old_runner->take_batch();
   fill(*batch, options, 0, kEvents);
   batch->event_ns.assign(batch->events, 0);
   batch->holds_ring = false;
+  std::uint32_t smallest = batch->event_ends[0];
+  for (std::size_t i = 1; i < kEvents; ++i) smallest = std::min(smallest, batch->event_ends[i] - batch->event_ends[i - 1]);
   old_runner->submit(batch);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the write is under way
-  ASSERT_FALSE(receiver.events().empty());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (receiver.first_bytes() < (1u << 20) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(receiver.first_bytes(), 1u << 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the buffers fill up
+  const std::size_t read = receiver.events().size();
+
   BackendRunner new_runner("changed", BackendOptions{}, to_receiver(), *slot, old_runner);
   old_runner->stop(std::chrono::milliseconds(0));
+  const std::uint64_t delivered = kEvents - old_runner->unwritten_events();
   old_runner.reset();
-  std::vector<std::size_t> got;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while ((!new_runner.idle() || got.size() < kEvents) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    got = receiver.events();
+  EXPECT_GE(delivered, read) << "what the receiver read was acknowledged";
+  EXPECT_LE(delivered, read + 2 * SlowReceiver::kReceiveBuffer / smallest + 1)
+      << "no more than its receive buffer held past that";
+
+  while (!new_runner.idle() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   new_runner.stop(std::chrono::milliseconds(1000));
-  // Until nothing more comes: an event sent twice may come last.
-  for (std::size_t before = 0; got.size() != before;) {
-    before = got.size();
+  receiver.resume();  // the old connection's close delivers what it still can
+  std::vector<std::vector<std::size_t>> streams;
+  for (std::size_t total = 0, before = 1; total != before;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    got = receiver.events();
+    streams = receiver.events_by_connection();
+    before = total;
+    total = 0;
+    for (const auto& stream : streams) total += stream.size();
   }
-  ASSERT_EQ(got.size(), kEvents) << "events twice, or missing";
-  for (std::size_t i = 0; i < kEvents; ++i) ASSERT_EQ(got[i], i);
-  const auto streams = receiver.events_by_connection();
   ASSERT_EQ(streams.size(), 2u);
-  EXPECT_LT(streams[0].size(), kEvents) << "the stop came after the old write had ended: nothing was cut";
+  // The new runner wrote from the first event not acknowledged, in order.
+  ASSERT_FALSE(streams[1].empty());
+  EXPECT_EQ(streams[1].front(), delivered);
+  EXPECT_EQ(streams[1].size(), kEvents - delivered);
+  for (std::size_t i = 1; i < streams[1].size(); ++i) ASSERT_EQ(streams[1][i], streams[1][i - 1] + 1);
+  // Every event came; those the old connection still got through came twice.
+  std::vector<bool> seen(kEvents, false);
+  for (const auto& stream : streams) {
+    for (const std::size_t event : stream) seen[event] = true;
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), true), static_cast<std::ptrdiff_t>(kEvents));
   EXPECT_EQ(slot->sink.sent.read(), kEvents);
   EXPECT_EQ(new_runner.unwritten_events(), 0u);
 }

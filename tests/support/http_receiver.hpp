@@ -132,7 +132,10 @@ class HttpReceiver {
   // The one protocol this server speaks, refusing a client that offers
   // others but not it (an HTTP/2-only server: "h2"). Set before any client
   // connects. Unset, it picks http/1.1 when offered.
-  void speak_only(std::string protocol) { only_alpn_ = std::move(protocol); }
+  void speak_only(std::string protocol) {
+    std::lock_guard lock(mutex_);
+    only_alpn_ = std::move(protocol);
+  }
 
  private:
   void accept_loop() {
@@ -149,6 +152,7 @@ class HttpReceiver {
   static int select_alpn(SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
                          unsigned in_length, void* self) {
     auto& receiver = *static_cast<HttpReceiver*>(self);
+    std::lock_guard lock(receiver.mutex_);
     std::string offered;
     const std::string wanted = receiver.only_alpn_.empty() ? "http/1.1" : receiver.only_alpn_;
     int verdict = receiver.only_alpn_.empty() ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -161,7 +165,6 @@ class HttpReceiver {
         verdict = SSL_TLSEXT_ERR_OK;
       }
     }
-    std::lock_guard lock(receiver.mutex_);
     receiver.offered_alpn_.push_back(offered);
     return verdict;
   }
@@ -297,7 +300,7 @@ class HttpReceiver {
   std::atomic<std::size_t> connections_{0};
   std::atomic<std::size_t> clean_closes_{0};
   std::vector<std::string> offered_alpn_;  // under mutex_
-  std::string only_alpn_;
+  std::string only_alpn_;                  // under mutex_
 };
 
 }  // namespace ringroute::testing

@@ -463,6 +463,8 @@ TEST(Config, RingsAreChecked) {
   // not at a "name" the file does not have.
   EXPECT_EQ(errors_of(R"({"rings": [{}, {"size_bytes": 4096}]})"),
             std::vector<std::string>{"rings[1]: no name, so the default name \"ringroute\" (also rings[0])"});
+  // A name that is not a string is said as such, not as a duplicate too.
+  EXPECT_EQ(errors_of(R"({"rings": [{}, {"name": 5}]})").size(), 1u);
   EXPECT_EQ(errors_of(R"({"rings": [{"name": ")" + std::string(129, 'r') + R"("}]})").size(), 1u);
   EXPECT_TRUE(errors_of(R"({"rings": [{"name": ")" + std::string(128, 'r') + R"("}]})").empty());
   // They name no file of their own under /dev/shm: validate passed them,

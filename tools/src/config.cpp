@@ -322,7 +322,8 @@ std::vector<Member> options_for(std::string_view type) {
                              const std::string text(s);
                              const bool ip = ::inet_pton(AF_INET, text.c_str(), address) == 1 ||
                                              ::inet_pton(AF_INET6, text.c_str(), address) == 1;
-                             if (!ip && (s.empty() || s.size() > 253 || s.front() == '.' || s.front() == '-' ||
+                             const std::size_t length = s.size() - (s.ends_with('.') ? 1 : 0);  // the root's dot
+                             if (!ip && (s.empty() || length > 253 || s.front() == '.' || s.front() == '-' ||
                                          s.find("..") != std::string_view::npos ||
                                          s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                              "0123456789.-_") != std::string_view::npos)) {
@@ -685,12 +686,13 @@ ConfigResult parse_config(std::string_view text) {
               parse_ring(ring, ring_path, e, parsed);
               // A ring that is not an object has an error of its own, not
               // the default name's duplicate.
-              if (ring.is_object()) {
+              // A name that is not a string has its own error too.
+              const bool named = ring.is_object() && ring["name"].error() == simdjson::SUCCESS && !ring["name"].is_null();
+              if (ring.is_object() && (!named || ring["name"].is_string())) {
                 const auto [first, fresh] = first_with_name.try_emplace(parsed.name, index);
                 if (!fresh) {
                   // A ring without a name has the default one: said at the
                   // ring, since its path has no name to point at.
-                  const bool named = ring["name"].error() == simdjson::SUCCESS && !ring["name"].is_null();
                   e.add(named ? ring_path + ".name" : ring_path,
                         (named ? "duplicate ring name " : "no name, so the default name ") +
                             matcher::quoted(parsed.name) + " (also rings[" + std::to_string(first->second) + "])");

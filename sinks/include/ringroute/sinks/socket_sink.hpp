@@ -63,8 +63,9 @@ class SocketSink final : public Sink {
   // SIGHUP: TLS files read again for the connections made from now on.
   void reopen() override;
   // After a write cut short by a stop (or between two tries): the events
-  // wholly handed to the kernel (streams) or sent (datagrams), which a
-  // successor leaves out. A stream's event cut midway goes again whole.
+  // the receiver has whole (streams: over TCP, acknowledged by its TCP) or
+  // sent (datagrams), which a successor leaves out. A stream's event cut
+  // midway goes again whole.
   [[nodiscard]] std::uint32_t delivered_events() const noexcept override;
   void delivered_ranges(std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) const override;
 
