@@ -731,6 +731,15 @@ TEST(SocketSink, ADatagramTooLongIsRejectedAsNdjsonAndCutWholeCharactersAsSyslog
   ASSERT_EQ(cut.size(), 1u);
   EXPECT_EQ(cut[0], accented.substr(0, 64));
   EXPECT_EQ(counters.truncated.read(), 1u);
+
+  // RFC 3164 has no fields past its TAG: a long message is cut in MSG
+  // whatever MSG holds. Read as RFC 5424, its sixth space fell in MSG,
+  // and the " - " there passed for an SD past the limit: refused.
+  const std::string rfc3164 = "<134>Dec 16 05:04:03 gw-1 app: {\"a\":\"" + std::string(40, 'x') + " - [x] y\"}";
+  why.clear();
+  ASSERT_EQ(syslog.write(batch_of({rfc3164}, 3), why), Outcome::ok) << why;
+  EXPECT_EQ(syslog.rejected_events(), 0u) << why;
+  EXPECT_EQ(receive(1), std::vector<std::string>{rfc3164.substr(0, 65)});
   ::close(datagrams);
 }
 
