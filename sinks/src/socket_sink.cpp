@@ -201,8 +201,12 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
         if (c.busy) (void)c.stream.sent_some(result);
       });
     }
+    // So does one that finished its part of this batch (handed_end set,
+    // still open): its tail may sit unacknowledged in the queue too.
     for (Connection& c : connections_) {
-      if (c.busy) c.first = c.acknowledged_end(batch);
+      if (!c.busy && (c.handed_end == 0 || !c.stream.is_open())) continue;
+      c.first = c.acknowledged_end(batch);
+      c.busy = c.first < c.last;  // for_each_undelivered(): its rest is not delivered
     }
     throw;
   }
@@ -226,7 +230,7 @@ void SocketSink::for_each_undelivered(F&& f) const {
     return;
   }
   // Cut short midway: the parts that failed, those not begun, and what
-  // each connection under way had not handed over.
+  // each connection's receiver had not acknowledged of its part.
   for (const auto& [first, last] : next_pending_) f(first, last);
   for (std::size_t p = next_part_; p < pending_.size(); ++p) f(pending_[p].first, pending_[p].second);
   for (const Connection& c : connections_) {

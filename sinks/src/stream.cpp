@@ -305,8 +305,9 @@ bool Stream::send_next(UringLoop& loop, std::uint64_t base, std::chrono::millise
     marks_.clear();
     mark_next_ = 0;
     // A record at a time, marking where each one's ciphertext ends: a
-    // record wholly with the kernel counts as sent at once, so a connection
-    // failing mid-round sends again only what its unfinished record holds,
+    // record wholly with the kernel counts as sent at once, and one wholly
+    // acknowledged as the receiver's (acknowledged()), so a connection
+    // failing mid-round sends again from its first record not acknowledged,
     // not the whole round (whose finished records the receiver may have read).
     while (tls_chunk_ < kTlsChunk && sent_ + tls_chunk_ < total()) {
       const std::size_t at = sent_ + tls_chunk_;

@@ -69,8 +69,8 @@ class Sink {
   }
   // After a write cut short by a stop (WriteInterrupted), or a stop
   // between two tries: how many of the batch's events the destination has
-  // all the same (HTTP requests accepted, events a socket's kernel has
-  // wholly taken), at least. Sinks that can't tell say 0.
+  // all the same (HTTP requests accepted, events a socket's receiver has
+  // acknowledged), at least. Sinks that can't tell say 0.
   [[nodiscard]] virtual std::uint32_t delivered_events() const noexcept { return 0; }
   // Which they are, as ranges [first, last) ascending, into `out` (left
   // empty by sinks that can't tell). Called at a stop only: it may allocate.

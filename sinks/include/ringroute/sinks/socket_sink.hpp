@@ -7,12 +7,14 @@
 // up; when it spends more than half its time waiting on sends (measured over
 // windows of kWindow), it opens another (up to `max_connections`) and splits later batches between them at event
 // boundaries. Order holds on each connection; `max_connections: 1` keeps
-// total order. A connection that fails is closed; events it had not fully
-// handed to the kernel are sent again (the receiver sees at most a cut frame
-// at the end of the dead connection). What the kernel took counts as
-// written: stream sockets carry no acknowledgement, so a receiver that dies
-// with data in its buffers loses it. Over TLS what went out is counted per
-// record (16 KiB of plaintext), so the same holds: at most a cut frame.
+// total order. A connection that fails is closed; the events of its part
+// whose bytes the receiver's TCP had not acknowledged are sent again (the
+// receiver may see a cut frame, and events the close still got through
+// twice). A write that ends `ok` counts what the kernel took as written:
+// stream sockets carry no acknowledgement of their own, so a receiver that
+// dies with data in its buffers, or a reset with our send queue full,
+// loses it. Over TLS what was acknowledged is counted per record (16 KiB
+// of plaintext).
 //
 // syslog+tls: OpenSSL over memory BIOs, its ciphertext moved by the same
 // io_uring; the certificate is always verified (against `ca_file`, `ca_path` or the
