@@ -835,6 +835,18 @@ class SlowReceiver {
     }
     return out;
   }
+  // The same, once 100 ms pass with nothing more.
+  std::vector<std::vector<std::size_t>> events_by_connection_once_quiet() {
+    std::vector<std::vector<std::size_t>> streams;
+    for (std::size_t total = 0, before = 1; total != before;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      streams = events_by_connection();
+      before = total;
+      total = 0;
+      for (const auto& stream : streams) total += stream.size();
+    }
+    return streams;
+  }
   // Resets the first connection still open, at its reader's next read.
   void reset_first_open() {
     std::lock_guard lock(mutex_);
@@ -924,16 +936,10 @@ TEST(SocketSink, AConnectionResetMidBatchLeavesItsRestOffConnectionsThatCarriedL
   const Outcome outcome = write_until_ok(sink, batch);
   resetter.join();
   ASSERT_EQ(outcome, Outcome::ok);
-  // What the reset threw away is gone (the sink counts what the kernel took
-  // as sent); the rest has come once nothing more comes.
-  std::vector<std::vector<std::size_t>> streams;
-  for (std::size_t total = 0, before = 1; total != before;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    streams = receiver.events_by_connection();
-    before = total;
-    total = 0;
-    for (const auto& stream : streams) total += stream.size();
-  }
+  // What the reset threw away of our send queue went again (the sink
+  // counts what the receiver acknowledged); all has come once nothing more
+  // comes.
+  const auto streams = receiver.events_by_connection_once_quiet();
   ASSERT_GE(streams.size(), 3u) << "the reset connection was opened again";
   for (std::size_t k = 0; k < streams.size(); ++k) {
     for (std::size_t i = 1; i < streams[k].size(); ++i) {
@@ -1089,14 +1095,7 @@ TEST(SocketSink, AStopCountsAsDeliveredWhatTheReceiverAcknowledgedNotWhatTheKern
   }
   new_runner.stop(std::chrono::milliseconds(1000));
   receiver.resume();  // the old connection's close delivers what it still can
-  std::vector<std::vector<std::size_t>> streams;
-  for (std::size_t total = 0, before = 1; total != before;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    streams = receiver.events_by_connection();
-    before = total;
-    total = 0;
-    for (const auto& stream : streams) total += stream.size();
-  }
+  const auto streams = receiver.events_by_connection_once_quiet();
   ASSERT_EQ(streams.size(), 2u);
   // The new runner wrote from the first event not acknowledged, in order.
   ASSERT_FALSE(streams[1].empty());
