@@ -203,6 +203,13 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
     // At the line's end (it stops inside its JSON) no member is at fault.
     const std::string_view member =
         problem->byte_offset < line.size() ? member_at(line, problem->byte_offset) : std::string_view();
+    // The body check's advice for a number past 64 bits (send it as a
+    // string) does not hold for a timestamp, whose strings are dates.
+    const bool past_64_bits = std::string_view(problem->reason).find("past 64 bits") != std::string_view::npos;
+    if ((member == "timestamp" || member == "Timestamp") && past_64_bits) {
+      return std::string(member) + ": byte " + std::to_string(problem->byte_offset) +
+             ": outside the timestamps an event holds (ns since the epoch in 64 bits)";
+    }
     return (member.empty() ? std::string() : std::string(member) + ": ") +
            (problem->unsupported ? "byte " : "not JSON: byte ") + std::to_string(problem->byte_offset) + ": " +
            problem->reason;
@@ -232,14 +239,16 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
     }
     if (index == kMemberCount) return "unknown member " + quoted(key);
     const auto member = static_cast<Member>(index);
-    const std::string_view name = kMembers[index].normalized;
     if (!seen_as[index].empty()) {
       if (seen_as[index] == key) return "member " + quoted(key) + " given twice";
-      return "member " + quoted(name) + " given in both namings (" + quoted(seen_as[index]) + " and " +
-             quoted(key) + ")";
+      return "member " + quoted(kMembers[index].normalized) + " given in both namings (" + quoted(seen_as[index]) +
+             " and " + quoted(key) + ")";
     }
     // The key view dies with the next key; keep the static spelling instead.
     seen_as[index] = kMembers[index].normalized == key ? kMembers[index].normalized : kMembers[index].wire;
+    // Errors name the member as the line spells it (its JSON path there),
+    // in either naming, as the syntax errors do.
+    const std::string_view name = seen_as[index];
 
     simdjson::ondemand::value value;
     if (auto e = field.value().get(value)) return std::string(name) + ": " + simdjson::error_message(e);
@@ -270,13 +279,14 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
         }
         if (member == Member::severity) {
           const auto level = event::parse_severity(s);
-          if (!level) return "severity: unknown level " + quoted(s) + " (expected ok, warning, critical)";
+          if (!level) return std::string(name) + ": unknown level " + quoted(s) + " (expected ok, warning, critical)";
           out.input.severity = *level;
           out.has_severity = true;
         } else {
           const auto level = event::parse_verbosity(s);
           if (!level) {
-            return "verbosity: unknown level " + quoted(s) + " (expected trace, debug, info, warn, error, fatal)";
+            return std::string(name) + ": unknown level " + quoted(s) +
+                   " (expected trace, debug, info, warn, error, fatal)";
           }
           out.input.verbosity = *level;
           out.has_verbosity = true;
@@ -292,16 +302,16 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
         for (auto element : array) {
           std::string_view s;
           if (element.get_string().get(s)) {
-            return "account_tree[" + std::to_string(i) + "]: expected a string";
+            return std::string(name) + "[" + std::to_string(i) + "]: expected a string";
           }
-          if (s.empty()) return "account_tree[" + std::to_string(i) + "]: empty";
+          if (s.empty()) return std::string(name) + "[" + std::to_string(i) + "]: empty";
           if (s.size() > event::kMaxFieldBytes) {
-            return "account_tree[" + std::to_string(i) + "]: longer than 65535 bytes";
+            return std::string(name) + "[" + std::to_string(i) + "]: longer than 65535 bytes";
           }
           out.account_tree.push_back(s);
           ++i;
         }
-        if (out.account_tree.size() > event::kMaxTreeEntries) return "account_tree: more than 65535 entries";
+        if (out.account_tree.size() > event::kMaxTreeEntries) return std::string(name) + ": more than 65535 entries";
         out.has_account_tree = true;
         break;
       }
@@ -311,7 +321,7 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
           return type_error(name, "an object");
         }
         std::string_view raw;
-        if (auto e = body.raw_json().get(raw)) return std::string("body: not JSON: ") + simdjson::error_message(e);
+        if (auto e = body.raw_json().get(raw)) return std::string(name) + ": not JSON: " + simdjson::error_message(e);
         // raw_json() only balances brackets (simdjson 3.0): `{"a":tru}`
         // passes it. The whole line was checked above, so the body is JSON,
         // as the producer library would check it.
@@ -340,11 +350,11 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
           bool out_of_range = false;
           const auto ns = parse_rfc3339(s, &out_of_range);
           if (out_of_range) {
-            return "timestamp: " + quoted(s) +
+            return std::string(name) + ": " + quoted(s) +
                    " is outside the timestamps an event holds (ns since the epoch in 64 bits: "
                    "1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z)";
           }
-          if (!ns) return "timestamp: " + quoted(s) + " is not an RFC 3339 date-time";
+          if (!ns) return std::string(name) + ": " + quoted(s) + " is not an RFC 3339 date-time";
           out.input.timestamp_ns = *ns;
         } else {
           return type_error(name, "an integer (ns since the epoch) or an RFC 3339 string");
@@ -372,7 +382,7 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
     // Compared before subtracting: INT64_MIN - kGregorianToUnix overflows.
     if (*gregorian < INT64_MIN / 1'000'000'000 + kGregorianToUnix ||
         *gregorian > INT64_MAX / 1'000'000'000 + kGregorianToUnix) {
-      return std::string("gregorian_time: out of range");
+      return std::string(seen_as[static_cast<std::size_t>(Member::gregorian_time)]) + ": out of range";
     }
     const std::int64_t unix_seconds = *gregorian - kGregorianToUnix;
     out.input.timestamp_ns = unix_seconds * 1'000'000'000;

@@ -85,6 +85,28 @@ TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_NE(error_of(R"({"id":"a"} x)").find("not JSON"), std::string::npos);
 }
 
+// A member in Kazoo's naming is named as the line spells it, its JSON path
+// there, as its syntax errors already were ("Body: not JSON ..."); its
+// type and value errors gave the other naming.
+TEST(EventLine, BadMembersAreNamedAsTheLineSpellsThem) {
+  EXPECT_EQ(error_of(R"({"Account-ID":5})"), "Account-ID: expected a string");
+  EXPECT_EQ(error_of(R"({"Account-Tree":["a",1]})"), "Account-Tree[1]: expected a string");
+  EXPECT_EQ(error_of(R"({"Severity":"sever"})"), R"(Severity: unknown level "sever" (expected ok, warning, critical))");
+  EXPECT_EQ(error_of(R"({"Timestamp":"yesterday"})"), R"(Timestamp: "yesterday" is not an RFC 3339 date-time)");
+  EXPECT_EQ(error_of(R"({"Gregorian-Time":9223372036854775807})"), "Gregorian-Time: out of range");
+  EXPECT_EQ(error_of(R"({"Body":{"a":tru}})").rfind("Body: not JSON: ", 0), 0u);
+}
+
+// A timestamp past 64 bits is out of range; the body check's advice for
+// such numbers (send it as a string) would not have held: a timestamp's
+// strings are dates.
+TEST(EventLine, ATimestampPast64BitsIsOutOfRangeNotAStringToSend) {
+  EXPECT_EQ(error_of(R"({"timestamp":-9223372036854775809})"),
+            "timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
+  EXPECT_EQ(error_of(R"({"Timestamp":99999999999999999999})"),
+            "Timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
+}
+
 // A line that is not JSON says at which byte it stops being JSON, what is
 // wrong there, and the member it was in; on-demand alone found some of these
 // late, without a byte, or as something else (trailing content as "ended
@@ -132,7 +154,7 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
   }
   // Valid JSON, but past what is read: said as such, not as "not JSON".
   EXPECT_EQ(error_of(R"({"timestamp":99999999999999999999})"),
-            "timestamp: byte 13: an integer past 64 bits (integers are read up to 64 bits: send it as a string)");
+            "timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
   EXPECT_EQ(error_of(R"({"id":"x","body":{"n":-100000000000000000000}})").rfind("body: byte 22: an integer past 64 bits", 0),
             0u);
 }

@@ -502,7 +502,8 @@ TEST(Config, ServerNameIsAHostNameOrAnAddress) {
   for (const char* good : {"logs.example", "logs.example.", "LOGS-1.example", "10.0.0.5", "::1", "under_score.example"}) {
     EXPECT_TRUE(with(good).empty()) << good;
   }
-  for (const std::string& bad : {std::string(R"(logs\u0000.example)"), std::string("[::1]"), std::string("a b"),
+  for (const std::string& bad : {std::string(R"(logs\u0000.example)"), std::string(R"(10.0.0.5\u0000x)"),
+                                 std::string("[::1]"), std::string("a b"),
                                  std::string(".example"), std::string("a..b"), std::string(254, 'a'), std::string()}) {
     const auto e = with(bad);
     ASSERT_EQ(e.size(), 1u) << bad;

@@ -320,8 +320,10 @@ std::vector<Member> options_for(std::string_view type) {
                              const std::string_view s = v.get_string().value_unsafe();
                              unsigned char address[16];
                              const std::string text(s);
-                             const bool ip = ::inet_pton(AF_INET, text.c_str(), address) == 1 ||
-                                             ::inet_pton(AF_INET6, text.c_str(), address) == 1;
+                             // (inet_pton reads up to a NUL: "10.0.0.5\u0000x" is not an address.)
+                             const bool ip = s.find('\0') == std::string_view::npos &&
+                                             (::inet_pton(AF_INET, text.c_str(), address) == 1 ||
+                                              ::inet_pton(AF_INET6, text.c_str(), address) == 1);
                              const std::size_t length = s.size() - (s.ends_with('.') ? 1 : 0);  // the root's dot
                              if (!ip && (s.empty() || length > 253 || s.front() == '.' || s.front() == '-' ||
                                          s.find("..") != std::string_view::npos ||
