@@ -225,8 +225,16 @@ Stream::Progress Stream::handshake(UringLoop& loop, std::uint64_t base, std::chr
         return Progress::pending;
       }
       return Progress::ready;
-    case TlsConnection::Step::failed:
+    case TlsConnection::Step::failed: {
+      // The alert OpenSSL wrote (unknown CA, bad certificate) tells the
+      // server why: sent without waiting, as close_notify is, where it
+      // would otherwise log a connection that just ended.
+      const std::string& alert = tls_->outgoing();
+      if (cipher_sent_ < alert.size()) {
+        (void)::send(fd_, alert.data() + cipher_sent_, alert.size() - cipher_sent_, MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
       break;
+    }
   }
   return Progress::failed;
 }

@@ -883,6 +883,14 @@ TEST_F(HttpSinkTest, HttpsWithTheTestCaAndAWrongCaIsAClearCountedError) {
   EXPECT_EQ(wrong.write(batch_, why_), Outcome::retry);
   EXPECT_NE(why_.find("certificate verify failed"), std::string::npos) << why_;
   EXPECT_EQ(counters_.connect_failures.read(), 1u);
+  // The server is told why, by the alert: it saw a connection that just
+  // ended before.
+  for (int i = 0; i < 200 && receiver.handshake_errors().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(receiver.handshake_errors().size(), 1u);
+  EXPECT_NE(receiver.handshake_errors()[0].find("alert unknown ca"), std::string::npos)
+      << receiver.handshake_errors()[0];
 
   // Batched (one large body in several TLS chunks) and one event per request
   // over kept-alive TLS connections.

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <boost/asio/buffer.hpp>
@@ -129,6 +130,11 @@ class HttpReceiver {
     std::lock_guard lock(mutex_);
     return offered_alpn_;
   }
+  // Why each TLS handshake that failed here failed, as OpenSSL said it.
+  [[nodiscard]] std::vector<std::string> handshake_errors() const {
+    std::lock_guard lock(mutex_);
+    return handshake_errors_;
+  }
   // The one protocol this server speaks, refusing a client that offers
   // others but not it (an HTTP/2-only server: "h2"). Set before any client
   // connects. Unset, it picks http/1.1 when offered.
@@ -175,6 +181,13 @@ class HttpReceiver {
       ssl = SSL_new(tls_);
       SSL_set_fd(ssl, fd);
       if (SSL_accept(ssl) != 1) {
+        char reason[256];
+        ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
+        ERR_clear_error();
+        {
+          std::lock_guard lock(mutex_);
+          handshake_errors_.emplace_back(reason);
+        }
         SSL_free(ssl);
         return close_fd(fd);
       }
@@ -300,6 +313,7 @@ class HttpReceiver {
   std::atomic<std::size_t> connections_{0};
   std::atomic<std::size_t> clean_closes_{0};
   std::vector<std::string> offered_alpn_;  // under mutex_
+  std::vector<std::string> handshake_errors_;  // under mutex_
   std::string only_alpn_;                  // under mutex_
 };
 
