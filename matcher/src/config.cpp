@@ -139,10 +139,9 @@ std::string member_path(std::string_view path, std::string_view key) {
   return out.append("[").append(quoted(key)).append("]");
 }
 
-std::string quoted(std::string_view text) {
-  std::string out = "\"";
+void append_escaped(std::string& out, std::string_view text, bool quotes) {
   for (unsigned char c : text) {
-    if (c == '"' || c == '\\') {
+    if (quotes && (c == '"' || c == '\\')) {
       out += '\\';
       out += static_cast<char>(c);
     } else if (c < 0x20) {
@@ -153,7 +152,18 @@ std::string quoted(std::string_view text) {
       out += static_cast<char>(c);
     }
   }
+}
+
+std::string quoted(std::string_view text) {
+  std::string out = "\"";
+  append_escaped(out, text, true);
   out += '"';
+  return out;
+}
+
+std::string control_escaped(std::string_view text) {
+  std::string out;
+  append_escaped(out, text, false);
   return out;
 }
 

@@ -13,21 +13,6 @@
 namespace ringroute::matcher::filter {
 namespace {
 
-// Bytes below 0x20 as \u00XX, so a message quoting them stays on its line.
-std::string control_escaped(std::string_view text) {
-  std::string out;
-  for (const unsigned char c : text) {
-    if (c < 0x20) {
-      char escape[8];
-      std::snprintf(escape, sizeof escape, "\\u%04x", c);
-      out += escape;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 bool is_segment_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
          c == '-';
@@ -432,7 +417,7 @@ class Parser {
       RE2 compiled(literal.text, options);
       // RE2's message quotes the pattern's bytes as they are: a newline in
       // it would split the error over two lines.
-      if (!compiled.ok()) fail(literal_at, "bad regular expression: " + control_escaped(compiled.error()));
+      if (!compiled.ok()) fail(literal_at, "bad regular expression: " + matcher::control_escaped(compiled.error()));
       return;
     }
     if (ordering && (literal.kind == Literal::Kind::boolean || literal.kind == Literal::Kind::null)) {

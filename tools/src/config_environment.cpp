@@ -1,7 +1,5 @@
 #include "config_environment.hpp"
 
-#include <cstdio>
-
 #include <simdjson.h>
 
 namespace ringroute::tools {
@@ -9,22 +7,6 @@ namespace {
 
 bool name_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
 bool name_char(char c) { return name_start(c) || (c >= '0' && c <= '9'); }
-
-// `value` as the inside of a JSON string literal.
-void append_escaped(std::string& out, std::string_view value) {
-  for (const char c : value) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escape[8];
-      std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-      out += escape;
-    } else {
-      out += c;
-    }
-  }
-}
 
 // The inside of one string value, as written (escapes and all), expanded
 // into `out`; false with `why` set when a reference can't be expanded: each
@@ -110,7 +92,7 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
       continue;
     }
     if (escape) {
-      append_escaped(out, *value);
+      matcher::append_escaped(out, *value);
     } else {
       out.append(*value);
     }

@@ -109,8 +109,14 @@ std::optional<BindingSpec> parse_binding(simdjson::dom::element binding, const s
 // The JSON type's name as errors write it ("string", "array", ...).
 [[nodiscard]] std::string_view json_type_name(simdjson::dom::element_type type) noexcept;
 
+// `text` onto `out` with bytes below 0x20 as \u00XX and, with `quotes`,
+// '"' and '\\' after a backslash: the inside of a JSON string literal.
+void append_escaped(std::string& out, std::string_view text, bool quotes = true);
 // `"text"` with quotes and escapes, for quoting user input in messages.
 [[nodiscard]] std::string quoted(std::string_view text);
+// `text` with its bytes below 0x20 as \u00XX, unquoted: a message quoting
+// text as another library wrote it (RE2's) stays on its line.
+[[nodiscard]] std::string control_escaped(std::string_view text);
 // `path.key` for a key of letters, digits, '_' and '-'; `path["k\ey"]`
 // (quoted, escaped) for any other, so an error's path stays on its line and
 // names the key whatever bytes it holds.
