@@ -194,16 +194,6 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   if (url->port != 0) port_ = url->port;
   const std::string bracketed = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
   const std::uint16_t default_port = url->scheme == "https" ? 443 : 80;
-  // With `server_name` (an address in the URL, the name its certificate
-  // carries) the request names that host too: a server that matches Host
-  // against SNI answers a mismatch with 421, which drops the events.
-  // Without its root's dot, as SNI has it (see TlsContext).
-  std::string server_name = options_.tls.server_name;
-  if (server_name.size() > 1 && server_name.back() == '.') server_name.pop_back();
-  const std::string named = url->scheme != "https" || server_name.empty() ? bracketed
-                            : server_name.find(':') != std::string::npos  ? "[" + server_name + "]"
-                                                                          : server_name;
-  host_header_ = url->port != 0 && url->port != default_port ? named + ":" + std::to_string(port_) : named;
   where_ = url->scheme + "://" + bracketed + ":" + std::to_string(port_);
   if (url->scheme == "https") {
     try {
@@ -212,6 +202,16 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
       throw std::runtime_error("http sink " + where_ + ": " + e.what());
     }
   }
+  // With `server_name` (an address in the URL, the name its certificate
+  // carries) the request names that host too, as SNI has it (the TLS peer
+  // name: without a root's dot): a server that matches Host against SNI
+  // answers a mismatch with 421, which drops the events.
+  std::string named = bracketed;
+  if (tls_ && !options_.tls.server_name.empty()) {
+    const std::string& peer = tls_->peer_name();
+    named = peer.find(':') != std::string::npos ? "[" + peer + "]" : peer;
+  }
+  host_header_ = url->port != 0 && url->port != default_port ? named + ":" + std::to_string(port_) : named;
   target_ = url->path;
   for (char& c : options_.method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   bool user_authorization = false;
