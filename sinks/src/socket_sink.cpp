@@ -184,17 +184,16 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
   }
   writing_ = true;
   start_batch(batch);
-  const bool datagrams = kind_ == Kind::udp || kind_ == Kind::unix_datagram;
   Outcome outcome = Outcome::retry;
   try {
-    outcome = datagrams ? write_datagrams(batch, why) : write_stream(batch, why);
+    outcome = datagrams() ? write_datagrams(batch, why) : write_stream(batch, why);
   } catch (const WriteInterrupted&) {
     // The sends in flight end here, their completions read (what the
     // kernel took of them is in the send queue, which acknowledged()
     // weighs). Each connection under way then keeps as its own only the
     // events its receiver does not have whole; delivered_ranges() reads
     // the rest as delivered.
-    if (!datagrams) {
+    if (!datagrams()) {
       loop_->cancel_all(std::chrono::seconds(1), [&](std::uint64_t tag, int result) noexcept {
         if (tag % Stream::kOps != Stream::kSend || result <= 0) return;
         Connection& c = connections_[tag / Stream::kOps];
@@ -216,7 +215,7 @@ Outcome SocketSink::write(const Batch& batch, std::string& why) {
 
 template <class F>
 void SocketSink::for_each_undelivered(F&& f) const {
-  if (kind_ == Kind::udp || kind_ == Kind::unix_datagram) {
+  if (datagrams()) {
     // Datagrams go in order: those before datagram_next_ are sent, except
     // the rejected ones (counted by whoever writes the batch whole).
     for (const auto& [first, last] : rejected_ranges_) {

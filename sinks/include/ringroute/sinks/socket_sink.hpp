@@ -80,6 +80,7 @@ class SocketSink final : public Sink {
   struct Connection;
   enum class Kind : std::uint8_t { tcp, tls, unix_stream, udp, unix_datagram };
 
+  [[nodiscard]] bool datagrams() const noexcept { return kind_ == Kind::udp || kind_ == Kind::unix_datagram; }
   Outcome write_stream(const Batch& batch, std::string& why);
   Outcome write_datagrams(const Batch& batch, std::string& why);
   bool open_datagram_socket(std::string& why);
