@@ -1,5 +1,7 @@
 // The whole config file parser (tools/src/config.cpp) on arbitrary bytes:
-// never crashes, and a config it accepts compiles into a matcher.
+// never crashes, places every error it finds in a text that parses, and a
+// config it accepts compiles into a matcher.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +15,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (result.config.has_value() != result.errors.empty()) std::abort();
   for (const auto& error : result.errors) {
     if (error.message.empty()) std::abort();
+  }
+  // A text that parsed places every error found after parsing inside it:
+  // the root at least (ConfigLocations).
+  if (!result.source.empty()) {
+    const auto lines = static_cast<std::size_t>(std::count(result.source.begin(), result.source.end(), '\n')) + 1;
+    for (const auto& error : result.errors) {
+      if (error.line == 0 || error.line > lines || error.column == 0) std::abort();
+    }
   }
   if (result.config) {
     auto matcher = ringroute::matcher::Matcher::compile(result.config->matching);

@@ -998,5 +998,65 @@ TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
   EXPECT_NE(syntax[0].find("line 2, column 69"), std::string::npos) << syntax[0];  // the "}", as written
 }
 
+
+// Errors found after parsing name the line and column of what they are
+// about, as a syntax error does: a key's error at its key, a value's at its
+// value, a second occurrence at the second, a member left out at the object
+// it is missing from; columns count characters, not bytes.
+TEST(Config, ErrorsFoundAfterParsingNameTheirLineAndColumn) {
+  const std::string text = "{\n"
+                           "  \"instance\": \"gw1\",\n"
+                           "  \"bogus\": 1,\n"
+                           "  \"backends\": [\n"
+                           "    {\"name\": \"f\", \"type\": \"file\", \"options\": {\"path\": \"/tmp/x\", \"fsync\": \"often\"},\n"
+                           "     \"bindings\": [{\"app_name\": \"\xc3\xa9t\xc3\xa9\", \"severity\": \"sever\"}]},\n"
+                           "    {\"name\": \"f\", \"type\": \"file\", \"options\": {}},\n"
+                           "    {\"name\": \"g\", \"type\": \"file\", \"options\": {\"p\\u0061th\": 7}}\n"
+                           "  ],\n"
+                           "  \"instance\": \"again\"\n"
+                           "}\n";
+  const ConfigResult r = parse_config(text);
+  std::vector<std::string> printed;
+  for (const auto& e : r.errors) printed.push_back(e.located());
+  auto at = [&](const std::string& path, const std::string& message_start) -> std::string {
+    for (const auto& e : r.errors) {
+      if (e.path == path && e.message.starts_with(message_start)) {
+        return std::to_string(e.line) + ":" + std::to_string(e.column);
+      }
+    }
+    return "not found";
+  };
+  EXPECT_EQ(at("bogus", "unknown key"), "3:3") << ::testing::PrintToString(printed);
+  EXPECT_EQ(at("backends[0].options.fsync", ""), "5:74") << ::testing::PrintToString(printed);
+  // "été" is three characters of five bytes before the severity.
+  EXPECT_EQ(at("backends[0].bindings[0].severity", ""), "6:51") << ::testing::PrintToString(printed);
+  EXPECT_EQ(at("backends[1].name", "duplicate backend name"), "7:14") << ::testing::PrintToString(printed);
+  // options.path is left out: said at the options object.
+  EXPECT_EQ(at("backends[1].options.path", ""), "7:46") << ::testing::PrintToString(printed);
+  // A key written with an escape is found by what it says.
+  EXPECT_EQ(at("backends[2].options.path", ""), "8:60") << ::testing::PrintToString(printed);
+  EXPECT_EQ(at("instance", "duplicate key"), "10:3") << ::testing::PrintToString(printed);
+  // As printed: the path, then where.
+  EXPECT_NE(std::find(printed.begin(), printed.end(),
+                      "bogus (line 3, column 3): unknown key (expected one of instance, rings, router, admin, "
+                      "backends)"),
+            printed.end())
+      << ::testing::PrintToString(printed);
+}
+
+// validate's TLS file errors are placed too, from the text parse_config read.
+TEST(Config, TlsFileErrorsNameTheirLineAndColumn) {
+  const ConfigResult r = parse_config("{\"backends\": [{\"name\": \"h\", \"type\": \"http\",\n"
+                                      "  \"options\": {\"url\": \"https://127.0.0.1:1/\",\n"
+                                      "               \"ca_file\": \"/nonexistent/ca.pem\"}, \"bindings\": [{}]}]}");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].located());
+  const std::vector<matcher::ConfigError> errors = tls_file_errors(r);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].path, "backends[0].options.ca_file");
+  EXPECT_EQ(errors[0].line, 3u);
+  EXPECT_EQ(errors[0].column, 27u);
+  EXPECT_TRUE(errors[0].located().starts_with("backends[0].options.ca_file (line 3, column 27): ")) << errors[0].located();
+}
+
 }  // namespace
 }  // namespace ringroute::tools

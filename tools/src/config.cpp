@@ -29,6 +29,7 @@
 #include "ringroute/sinks/url.hpp"
 #include "ringroute/tools/json_text.hpp"
 #include "config_environment.hpp"
+#include "config_location.hpp"
 
 namespace ringroute::tools {
 namespace {
@@ -405,16 +406,8 @@ std::vector<Member> options_for(std::string_view type) {
 }
 
 std::string line_column(std::string_view text, std::size_t byte) {
-  std::size_t line = 1, column = 1;
-  for (std::size_t i = 0; i < byte && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      ++column;
-    }
-  }
-  return "line " + std::to_string(line) + ", column " + std::to_string(column) + " (byte " +
+  const TextPosition position = text_position(text, byte);
+  return "line " + std::to_string(position.line) + ", column " + std::to_string(position.column) + " (byte " +
          std::to_string(byte) + ")";
 }
 
@@ -908,7 +901,12 @@ ConfigResult parse_config(std::string_view text) {
   std::erase_if(list, [&](const matcher::ConfigError& e) { return in_unexpanded(e.path) && !e.of_key; });
   list.insert(list.begin(), unexpanded.begin(), unexpanded.end());
   result.errors = std::move(list);
-  if (!result.errors.empty()) return result;
+  // Paths are the same in the text as written; its positions are blanked's.
+  result.source = blanked;
+  if (!result.errors.empty()) {
+    ConfigLocations(result.source).locate(result.errors);
+    return result;
+  }
   if (root.is_object()) {
     if (std::string_view s; root["instance"].get(s) == simdjson::SUCCESS) config.instance = std::string(s);
     if (std::uint64_t n; root["router"]["workers"].get(n) == simdjson::SUCCESS) config.workers = static_cast<unsigned>(n);
@@ -931,6 +929,7 @@ std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result) {
       if (already == result.errors.end()) errors.push_back({std::move(path), problem.why});
     }
   }
+  if (!errors.empty()) ConfigLocations(result.source).locate(errors);
   return errors;
 }
 
@@ -943,7 +942,7 @@ std::optional<std::string> admin_note(const Config& config) {
 }
 
 bool report_config_errors(const ConfigResult& result, const char* indent) {
-  for (const auto& error : result.errors) std::fprintf(stderr, "%s%s\n", indent, error.to_string().c_str());
+  for (const auto& error : result.errors) std::fprintf(stderr, "%s%s\n", indent, error.located().c_str());
   return !result.errors.empty();
 }
 

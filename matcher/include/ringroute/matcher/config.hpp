@@ -28,8 +28,16 @@ struct ConfigError {
   // its value: it holds whatever the value turns out to be, one that
   // could not be expanded from the environment too.
   bool of_key = false;
+  // Where the config's text has it (tools::ConfigLocations); 0: not known.
+  std::size_t line = 0, column = 0;
   [[nodiscard]] std::string to_string() const {
     return path.empty() ? message : path + ": " + message;
+  }
+  // As printed for the operator: with the line and column when known.
+  [[nodiscard]] std::string located() const {
+    if (line == 0) return to_string();
+    const std::string where = "line " + std::to_string(line) + ", column " + std::to_string(column);
+    return path.empty() ? where + ": " + message : path + " (" + where + "): " + message;
   }
 };
 

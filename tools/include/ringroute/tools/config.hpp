@@ -40,10 +40,14 @@ struct ConfigResult {
     std::string options_json;
   };
   std::vector<TlsBackend> tls_backends;
+  // The text parsed, for placing errors found later (tls_file_errors()) at
+  // their lines; empty when it was not JSON.
+  std::string source;
 };
 
 // Checks the whole text and reports every error found, each with its JSON
-// path, or for a file that is not JSON, the line, column and byte.
+// path and where the text has it (ConfigError::line, column), or for a file
+// that is not JSON, the line, column and byte in the message.
 [[nodiscard]] ConfigResult parse_config(std::string_view text);
 
 // `validate`'s look past the text: the TLS files of enabled backends, loaded
