@@ -526,6 +526,13 @@ bool FileSink::rotate(std::string& why) {
     }
     if (::rename(base.c_str(), first.c_str()) != 0 && errno != ENOENT) return failed("rename", base);
   }
+  // Files numbered past `keep`, left by a config that kept more: dropped
+  // as far as they run without a gap, as the shift goes. One that can't
+  // be dropped stays for the next rotation to try; the new file is what
+  // this rotation is for.
+  for (std::uint32_t number = options_.keep + 1; number != 0; ++number) {
+    if (!drop_file(base + "." + std::to_string(number))) break;
+  }
   if (counters_) counters_->rotations.add(1);
   return open_file(why);
 }

@@ -136,6 +136,28 @@ TEST(FileSink, ARotationShiftsOnlyUpToTheFirstFreeNumber) {
   EXPECT_FALSE(fs::exists(path + ".4"));
 }
 
+// A `keep` lowered since the files were made: the rotation drops the
+// files numbered past it, as far as they run without a gap (a file past a
+// gap is not one this sink's rotations made in turn).
+TEST(FileSink, ARotationDropsTheFilesPastALoweredKeep) {
+  TempDir lowered, none, gap;
+  std::string path = rotate_once(lowered, 2,
+                                 {{".1", "a\n"}, {".2", "b\n"}, {".3", "c\n"}, {".4", "d\n"}, {".5", "e\n"}});
+  EXPECT_EQ(slurp(path), "next-xxxxxxxxx\n");
+  EXPECT_EQ(slurp(path + ".1"), "current-xxxxxx\n");
+  EXPECT_EQ(slurp(path + ".2"), "a\n");
+  for (const char* gone : {".3", ".4", ".5"}) EXPECT_FALSE(fs::exists(path + gone)) << gone;
+  // keep 0 drops them all.
+  path = rotate_once(none, 0, {{".1", "a\n"}, {".2", "b\n"}});
+  EXPECT_EQ(slurp(path), "next-xxxxxxxxx\n");
+  EXPECT_FALSE(fs::exists(path + ".1"));
+  EXPECT_FALSE(fs::exists(path + ".2"));
+  path = rotate_once(gap, 1, {{".1", "a\n"}, {".2", "b\n"}, {".4", "d\n"}});
+  EXPECT_EQ(slurp(path + ".1"), "current-xxxxxx\n");
+  EXPECT_FALSE(fs::exists(path + ".2"));
+  EXPECT_EQ(slurp(path + ".4"), "d\n");
+}
+
 // logrotate's copytruncate copies the file and empties it between two
 // batches: the next batch does not cross rotate_bytes, and no rotation
 // moves the empty file to path.1 (dropping the oldest kept one). The size

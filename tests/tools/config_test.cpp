@@ -190,8 +190,9 @@ TEST(Config, BackendNamesAreUniqueValidAndCaseSensitive) {
 }
 
 // Nor may a backend write a file another backend's rotation renames (its
-// path.1 .. path.keep): B on a.log.1 beside A on a.log had its file moved
-// to a.log.2 at A's rotation and went on in A's archive.
+// path.1 .. path.keep) or drops (the numbers past keep): B on a.log.1
+// beside A on a.log had its file moved to a.log.2 at A's rotation and went
+// on in A's archive.
 TEST(Config, AFileBackendMayNotWriteAnotherOnesRotatedFile) {
   auto backend = [](const std::string& name, const std::string& path, const std::string& rotation) {
     return R"({"name": ")" + name + R"(", "type": "file", "options": {"path": ")" + path + "\"" + rotation +
@@ -200,10 +201,12 @@ TEST(Config, AFileBackendMayNotWriteAnotherOnesRotatedFile) {
   auto e = errors_of(R"({"backends": [)" + backend("a", "out/a.log", R"(, "rotate_bytes": 1000, "keep": 2)") + "," +
                      backend("b", "out/a.log.1", "") + "," + backend("c", "out/a.log.2", "") + "," +
                      backend("d", "out/a.log.3", "") + "," + backend("e", "out/a.log.01", "") + "]}");
-  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  ASSERT_EQ(e.size(), 3u) << ::testing::PrintToString(e);
   EXPECT_EQ(e[0], "backends[1].options.path: \"out/a.log.1\" is a rotated file of backends[0] (\"out/a.log\" keeps .1 "
-                  "to .2): its rotations would rename this backend's file");
+                  "to .2 and drops the numbers past it): its rotations would rename or remove this backend's file");
   EXPECT_EQ(e[1].rfind("backends[2].options.path: ", 0), 0u) << e[1];
+  // Past keep: a rotation drops it as a file a larger keep left.
+  EXPECT_EQ(e[2].rfind("backends[3].options.path: ", 0), 0u) << e[2];
   // Rotated by age too, and either way round; without rotation there is
   // nothing to rename.
   e = errors_of(R"({"backends": [)" + backend("a", "out/a.log.1", "") + "," +

@@ -867,30 +867,31 @@ ConfigResult parse_config(std::string_view text) {
       }
     }
   }
-  // Nor a file another backend's rotation renames: its path.1 .. path.keep
-  // (B on a.log.1 beside A on a.log: A's rotation moved B's file to
-  // a.log.2 and its own into B's name, and B went on in A's archive).
-  // Whether `name` is `base`.N for N in 1 .. keep.
-  auto is_rotated_name = [](std::string_view name, const std::string& base, std::uint64_t keep) {
+  // Nor a file another backend's rotation renames or drops: its path.1 ..
+  // path.keep, and the numbers past keep, which a rotation drops as files a
+  // larger keep left (B on a.log.1 beside A on a.log: A's rotation moved
+  // B's file to a.log.2 and its own into B's name, and B went on in A's
+  // archive). Whether `name` is `base`.N for any N from 1.
+  auto is_rotated_name = [](std::string_view name, const std::string& base) {
     if (!name.starts_with(base) || name.size() <= base.size() + 1 || name[base.size()] != '.') return false;
     const std::string_view suffix = name.substr(base.size() + 1);
     std::uint64_t number = 0;
     const auto [end, error] = std::from_chars(suffix.data(), suffix.data() + suffix.size(), number);
-    return error == std::errc{} && end == suffix.data() + suffix.size() && !suffix.starts_with('0') && number != 0 &&
-           number <= keep;
+    return error == std::errc{} && end == suffix.data() + suffix.size() && !suffix.starts_with('0') && number != 0;
   };
   for (const FileBackend& rotated : file_backends) {
     if (!rotated.rotates) continue;
     for (const FileBackend& other : file_backends) {
       // The other's file as it is reached, or its own name (a link there).
-      if (other.index == rotated.index || (!is_rotated_name(other.identity, rotated.renamed, rotated.keep) &&
-                                           !is_rotated_name(other.renamed, rotated.renamed, rotated.keep))) {
+      if (other.index == rotated.index || (!is_rotated_name(other.identity, rotated.renamed) &&
+                                           !is_rotated_name(other.renamed, rotated.renamed))) {
         continue;
       }
       list.push_back({"backends[" + std::to_string(other.index) + "].options.path",
                       matcher::quoted(other.path) + " is a rotated file of backends[" + std::to_string(rotated.index) +
                           "] (" + matcher::quoted(rotated.path) + " keeps .1 to ." + std::to_string(rotated.keep) +
-                          "): its rotations would rename this backend's file"});
+                          " and drops the numbers past it): its rotations would rename or remove this backend's "
+                          "file"});
     }
   }
   // An error that judges its member's value (which, for a string that
