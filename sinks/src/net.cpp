@@ -3,6 +3,7 @@
 #include "ringroute/sinks/sink.hpp"
 #include "ringroute/sinks/url.hpp"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/un.h>
 
@@ -43,6 +44,13 @@ bool percent_decode(std::string_view in, std::string& out) {
 }
 
 }  // namespace
+
+bool is_ip_address(std::string_view host) {
+  if (host.find('\0') != std::string_view::npos) return false;  // inet_pton would stop there
+  const std::string text(host);
+  unsigned char address[16];
+  return ::inet_pton(AF_INET, text.c_str(), address) == 1 || ::inet_pton(AF_INET6, text.c_str(), address) == 1;
+}
 
 std::string url_scheme(std::string_view url) {
   const std::size_t colon = url.find("://");

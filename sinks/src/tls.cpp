@@ -1,6 +1,7 @@
 #include "tls.hpp"
 
-#include <arpa/inet.h>
+#include "ringroute/sinks/url.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -27,11 +28,6 @@ std::string openssl_errors() {
     text += buffer;
   }
   return text.empty() ? "unknown error" : text;
-}
-
-bool is_ip(const std::string& host) {
-  unsigned char buffer[16];
-  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1 || ::inet_pton(AF_INET6, host.c_str(), buffer) == 1;
 }
 
 }  // namespace
@@ -203,7 +199,7 @@ TlsConnection::TlsConnection(const TlsContext& context) {
   // any certificate the CA signed good for this peer, so it ends the
   // connection. Wildcards stand for one whole label only.
   bool named = false;
-  if (is_ip(name)) {
+  if (is_ip_address(name)) {
     named = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str()) == 1;
   } else {
     SSL_set_tlsext_host_name(ssl_, name.c_str());  // SNI is for names only

@@ -1,7 +1,5 @@
 #include "ringroute/tools/config.hpp"
 
-#include <arpa/inet.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -319,12 +317,7 @@ std::vector<Member> options_for(std::string_view type) {
     tls_members.push_back({option, [](element v, const std::string& p, ConfigErrors& e) {
                              if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
                              const std::string_view s = v.get_string().value_unsafe();
-                             unsigned char address[16];
-                             const std::string text(s);
-                             // (inet_pton reads up to a NUL: "10.0.0.5\u0000x" is not an address.)
-                             const bool ip = s.find('\0') == std::string_view::npos &&
-                                             (::inet_pton(AF_INET, text.c_str(), address) == 1 ||
-                                              ::inet_pton(AF_INET6, text.c_str(), address) == 1);
+                             const bool ip = sinks::is_ip_address(s);
                              const std::size_t length = s.size() - (s.ends_with('.') ? 1 : 0);  // the root's dot
                              if (!ip && (s.empty() || length > 253 || s.front() == '.' || s.front() == '-' ||
                                          s.find("..") != std::string_view::npos ||

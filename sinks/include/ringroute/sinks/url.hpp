@@ -18,6 +18,11 @@ namespace ringroute::sinks {
 // itself is the caller's to check.
 [[nodiscard]] std::string url_problem(std::string_view url);
 
+// Whether `host` is an IPv4 or IPv6 address as inet_pton reads it (a NUL
+// anywhere makes it not one): TLS checks such a name as an address, not a
+// DNS name.
+[[nodiscard]] bool is_ip_address(std::string_view host);
+
 // Why an HTTP sink can't send the header `name: value` (a name that is not
 // an RFC 9110 token, a control character in the value, a header the sink
 // sets itself), or empty when it can.
