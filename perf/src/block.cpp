@@ -113,6 +113,11 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   // counters and positions can't be read by this build.
   if (fresh || block->header.magic != kBlockMagic ||
       block->header.version.load(std::memory_order_acquire) != kBlockVersion) {
+    // The version goes first, so a stat of the old version reading now
+    // finds it changed (its acquire fence after reading pairs with this
+    // release fence) rather than taking the zeros for figures.
+    block->header.version.store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
     std::memset(static_cast<void*>(block), 0, sizeof(Block));
     block->header.magic = kBlockMagic;
     // Release: a reader that sees the version sees the zeroed block.
@@ -237,16 +242,24 @@ int BlockMapping::reclaim_ring_slot(const std::function<bool(std::string_view)>&
 }
 
 int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
+  // The type as started now: a backend whose type a reload changed keeps
+  // its slot (its name), and stat shows what it is now.
+  const auto set_type = [&](BackendSlot& slot) {
+    const std::size_t n = std::min(type.size(), sizeof slot.type - 1);
+    std::memcpy(slot.type, type.data(), n);
+    slot.type[n] = 0;
+  };
   for (std::size_t i = 0; i < kMaxBackends; ++i) {
-    if (same_name(block_->backends[i].name, name)) return static_cast<int>(i);
+    if (same_name(block_->backends[i].name, name)) {
+      set_type(block_->backends[i]);
+      return static_cast<int>(i);
+    }
   }
   for (std::size_t i = 0; i < kMaxBackends; ++i) {
     BackendSlot& slot = block_->backends[i];
     if (slot.name[0] == 0) {
       set_name(slot.name, name);
-      const std::size_t n = std::min(type.size(), sizeof slot.type - 1);
-      std::memcpy(slot.type, type.data(), n);
-      slot.type[n] = 0;
+      set_type(slot);
       return static_cast<int>(i);
     }
   }

@@ -37,6 +37,9 @@ TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
   ASSERT_TRUE(reader) << error;
   EXPECT_STREQ(reader->block().backends[0].name, "files");
   EXPECT_STREQ(reader->block().backends[0].type, "file");
+  // A backend whose type a reload changed keeps its slot, and says its type now.
+  EXPECT_EQ(again.backend_slot("files", "socket"), 0);
+  EXPECT_STREQ(reader->block().backends[0].type, "socket");
   EXPECT_TRUE(BlockMapping::remove(instance));
   EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
   EXPECT_NE(error.find("is a router running"), std::string::npos) << error;

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -934,6 +935,84 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   ASSERT_EQ(parser.parse(after).get(doc), simdjson::SUCCESS) << after;
   EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);
   EXPECT_FALSE(bool(doc["router_running"]));
+  cleanup(ring);
+}
+
+// The live view and the snapshot say what they can't know: no rate in the
+// first view and no percentile for a window or backend with nothing
+// written ("-", null; a 0 read as a perfect latency while a destination
+// was down), and the live view lists the backends the config runs, not
+// one a reload removed (its frozen figures stay in --json, marked).
+TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
+  Dir dir;
+  const std::string ring = dir.unique("statview");
+  cleanup(ring);
+  const auto config = [&](bool with_idle) {
+    std::vector<std::string> backends = {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")};
+    if (with_idle) backends.push_back(file_backend("idle", dir / "idle.ndjson", R"([{"app_name": "never"}])"));
+    return config_text(dir, ring, 1 << 20, backends);
+  };
+  write_file(dir / "edr.json", config(true));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+  wait_drained(ring);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string json;
+  for (const auto deadline = std::chrono::steady_clock::now() + 5s;;) {
+    json = run_capture("stat --json --instance " + ring);
+    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+    if (uint64_t(doc["backends"].at(0)["sent"]) == 100 || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_GT(int64_t(doc["time_unix_ns"]), int64_t(doc["router_started_unix_ns"])) << json;
+  EXPECT_GT(int64_t(doc["rings"].at(0)["created_unix_ns"]), 0) << json;
+  EXPECT_EQ(std::string_view(doc["backends"].at(1)["name"]), "idle") << json;
+  EXPECT_TRUE(bool(doc["backends"].at(1)["in_config"])) << json;
+  EXPECT_TRUE(doc["backends"].at(1)["p50_us"].is_null()) << json;
+  EXPECT_TRUE(doc["backends"].at(1)["p999_us"].is_null()) << json;
+  EXPECT_GT(double(doc["backends"].at(0)["p99_us"]), 0.0) << json;
+
+  // Two views: the first has no rates, the second no latency (nothing was
+  // written between them); both list the two backends.
+  const std::string table = run_capture("stat --count 2 --interval-ms 100 --instance " + ring);
+  std::vector<std::string> all_rows;
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("all ")) all_rows.push_back(line);
+  }
+  ASSERT_EQ(all_rows.size(), 2u) << table;
+  auto words = [](const std::string& line) {
+    std::vector<std::string> out;
+    std::istringstream in(line);
+    for (std::string word; in >> word;) out.push_back(word);
+    return out;
+  };
+  // backend sent/s sent MB/s retries failures dropped p50 p99 p999
+  const std::vector<std::string> first = words(all_rows[0]), second = words(all_rows[1]);
+  ASSERT_EQ(first.size(), 10u) << table;
+  ASSERT_EQ(second.size(), 10u) << table;
+  EXPECT_EQ(first[1], "-") << table;
+  EXPECT_EQ(first[3], "-") << table;
+  EXPECT_NE(first[7], "-") << table;  // the first view's window is all the block's history
+  EXPECT_EQ(second[1], "0") << table;
+  EXPECT_EQ(second[7], "-") << table;
+  EXPECT_EQ(second[9], "-") << table;
+  EXPECT_NE(table.find("\nidle "), std::string::npos) << table;
+
+  // A reload drops "idle": --json keeps it, marked; the live view leaves it out.
+  write_file(dir / "edr.json", config(false));
+  router.signal(SIGHUP);
+  wait_for_log(dir / "router.log", "reloaded");
+  json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_FALSE(bool(doc["backends"].at(1)["in_config"])) << json;
+  EXPECT_TRUE(bool(doc["backends"].at(0)["in_config"])) << json;
+  const std::string after = run_capture("stat --count 1 --instance " + ring);
+  EXPECT_EQ(after.find("\nidle "), std::string::npos) << after;
+  EXPECT_NE(after.find("\nall "), std::string::npos) << after;
+  ASSERT_EQ(router.stop(), 0);
   cleanup(ring);
 }
 

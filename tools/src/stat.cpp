@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -45,6 +46,7 @@ struct RingFigures {
 
 struct BackendFigures {
   std::string name, type;
+  bool in_config = false;  // enabled in the router's config (perf::BackendSlot::in_config)
   std::uint64_t matched = 0, sent = 0, bytes = 0, batches = 0, retries = 0, failures = 0;
   std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, dropped_shutdown = 0, dropped_removed = 0,
                 skipped_written = 0, rotations = 0, reopens = 0;
@@ -54,7 +56,9 @@ struct BackendFigures {
 
 struct Snapshot {
   std::chrono::steady_clock::time_point at;
+  std::int64_t unix_ns = 0;  // when it was taken, for a scraper's rates
   std::int32_t router_pid = 0;
+  std::int64_t router_started_unix_ns = 0;
   bool router_running = false;
   // Known only through a ring this reader may read: none, while one is
   // there and can't be read (its rings 0600, the block readable), and
@@ -80,7 +84,10 @@ std::string block_text(const char (&field)[N]) {
 Snapshot take(const perf::Block& block) {
   Snapshot s;
   s.at = std::chrono::steady_clock::now();
+  s.unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+                  .count();
   s.router_pid = block.header.router_pid.load(std::memory_order_relaxed);
+  s.router_started_unix_ns = block.header.router_started_ns.load(std::memory_order_relaxed);
   for (const perf::RingSlot& slot : block.rings) {
     if (slot.name[0] == 0) continue;
     RingFigures r;
@@ -141,6 +148,7 @@ Snapshot take(const perf::Block& block) {
     BackendFigures b;
     b.name = block_text(slot.name);
     b.type = block_text(slot.type);
+    b.in_config = slot.in_config.load(std::memory_order_relaxed) != 0;
     for (const auto& shard : slot.worker) {
       b.matched += shard.matched.read();
       b.dropped_queue_full += shard.dropped_queue_full.read();
@@ -169,13 +177,25 @@ Snapshot take(const perf::Block& block) {
 
 double micros(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
+// The latency at `quantile` in microseconds, or nullopt when no event was
+// written (histogram_quantile's 0 would read as a perfect latency, and a
+// destination down writes nothing).
+std::optional<double> quantile_us(const std::array<std::uint64_t, perf::kHistogramBuckets>& counts, double quantile) {
+  for (std::uint64_t count : counts) {
+    if (count != 0) return micros(perf::histogram_quantile(counts, quantile));
+  }
+  return std::nullopt;
+}
+
 const char* router_state(const Snapshot& s) {
   if (s.router_running) return "running";
   return s.router_known || !s.ring_unreadable ? "stopped" : "unknown";
 }
 
 std::string json_snapshot(const std::string& instance, const Snapshot& s) {
-  std::string out = "{\"instance\":" + json_quote(instance) + ",\"router_pid\":" + std::to_string(s.router_pid) +
+  std::string out = "{\"instance\":" + json_quote(instance) + ",\"time_unix_ns\":" + std::to_string(s.unix_ns) +
+                    ",\"router_pid\":" + std::to_string(s.router_pid) + ",\"router_started_unix_ns\":" +
+                    (s.router_started_unix_ns > 0 ? std::to_string(s.router_started_unix_ns) : std::string("null")) +
                     ",\"router_running\":" + (s.router_running ? "true" : "false") +
                     ",\"router_state\":\"" + router_state(s) + "\",\"rings\":[";
   char buffer[64];
@@ -190,13 +210,15 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"consumer_sleeps\":" + std::to_string(r.consumer_sleeps) +
            ",\"corrupt\":" + std::to_string(r.corrupt) + ",\"replayed\":" + std::to_string(r.replayed) +
            ",\"producers\":" + std::to_string(r.producers) + ",\"capacity\":" + std::to_string(r.capacity) +
-           ",\"used\":" + std::to_string(r.used) + (r.error.empty() ? "" : ",\"error\":" + json_quote(r.error)) + "}";
+           ",\"used\":" + std::to_string(r.used) + ",\"created_unix_ns\":" +
+           (r.attached ? std::to_string(r.created_ns) : std::string("null")) +
+           (r.error.empty() ? "" : ",\"error\":" + json_quote(r.error)) + "}";
   }
   out += "],\"backends\":[";
   for (std::size_t i = 0; i < s.backends.size(); ++i) {
     const BackendFigures& b = s.backends[i];
     out += (i ? "," : "") + std::string("{\"name\":") + json_quote(b.name) + ",\"type\":" + json_quote(b.type) +
-           ",\"matched\":" + std::to_string(b.matched) + ",\"sent\":" + std::to_string(b.sent) +
+           ",\"in_config\":" + (b.in_config ? "true" : "false") + ",\"matched\":" + std::to_string(b.matched) + ",\"sent\":" + std::to_string(b.sent) +
            ",\"bytes\":" + std::to_string(b.bytes) + ",\"batches\":" + std::to_string(b.batches) +
            ",\"retries\":" + std::to_string(b.retries) + ",\"failures\":" + std::to_string(b.failures) +
            ",\"dropped\":{\"queue_full\":" + std::to_string(b.dropped_queue_full) +
@@ -209,7 +231,11 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"connect_failures\":" + std::to_string(b.connect_failures) +
            ",\"timeouts\":" + std::to_string(b.timeouts) + ",\"truncated\":" + std::to_string(b.truncated);
     for (auto [label, q] : {std::pair{"p50_us", 0.5}, std::pair{"p99_us", 0.99}, std::pair{"p999_us", 0.999}}) {
-      std::snprintf(buffer, sizeof buffer, ",\"%s\":%.1f", label, micros(perf::histogram_quantile(b.latency, q)));
+      if (const std::optional<double> us = quantile_us(b.latency, q)) {
+        std::snprintf(buffer, sizeof buffer, ",\"%s\":%.1f", label, *us);
+      } else {
+        std::snprintf(buffer, sizeof buffer, ",\"%s\":null", label);
+      }
       out += buffer;
     }
     out += "}";
@@ -217,13 +243,34 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
   return out + "]}";
 }
 
+// A figure for the table, or "-" where there is none.
+std::string cell(std::optional<double> value, const char* format) {
+  if (!value) return "-";
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, format, *value);
+  return buffer;
+}
+
+// The row of `name` in the view before, if it had one. Rows are matched by
+// name, not place: a slot reclaimed since, or read half zeroed while it was,
+// shifts the places of the rows after it.
+template <class Row>
+const Row* row_named(const std::vector<Row>& rows, const std::string& name) {
+  for (const Row& row : rows) {
+    if (row.name == name) return &row;
+  }
+  return nullptr;
+}
+
 void print_table(const Snapshot& now, const Snapshot* before) {
   const double seconds =
       before ? std::chrono::duration<double>(now.at - before->at).count() : 0.0;
-  // A counter lower than before was started over (a ring made again, a
-  // new perf block): its rate counts from zero.
-  auto rate = [&](std::uint64_t a, std::uint64_t b) {
-    return seconds > 0 ? static_cast<double>(a >= b ? a - b : a) / seconds : 0.0;
+  // No rate without a view before (the first view, a row new since): "-",
+  // not a 0 that reads as a stall. A counter lower than before was started
+  // over (a ring made again, a new perf block): its rate counts from zero.
+  auto rate = [&](std::uint64_t a, std::optional<std::uint64_t> b) -> std::optional<double> {
+    if (!b || seconds <= 0) return std::nullopt;
+    return static_cast<double>(a >= *b ? a - *b : a) / seconds;
   };
   // Latency of the events written since the view before (all of them in the
   // first view): a spike now is not hidden by hours of history.
@@ -249,12 +296,9 @@ void print_table(const Snapshot& now, const Snapshot* before) {
   }
   std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s\n", "ring", "written/s", "read/s", "written", "full",
               "skipped", "corrupt", "used%");
-  for (std::size_t i = 0; i < now.rings.size(); ++i) {
-    const RingFigures& r = now.rings[i];
-    const RingFigures* p = before && i < before->rings.size() && before->rings[i].name == r.name &&
-                                   before->rings[i].attached && r.attached
-                               ? &before->rings[i]
-                               : nullptr;
+  for (const RingFigures& r : now.rings) {
+    const RingFigures* p = before != nullptr ? row_named(before->rings, r.name) : nullptr;
+    if (p != nullptr && !p->attached) p = nullptr;
     if (!r.attached) {
       std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s%s%s\n", r.name.c_str(), "-", "-", "-", "-", "-", "-",
                   r.error.empty() ? "gone" : "-", r.error.empty() ? "" : "  ", r.error.c_str());
@@ -263,27 +307,36 @@ void print_table(const Snapshot& now, const Snapshot* before) {
     // A ring made again since the view before counts from zero, even past
     // where the old one was.
     const bool same_segment = p != nullptr && p->created_ns == r.created_ns;
-    std::printf("%-24s %14.0f %14.0f %12llu %10llu %10llu %10llu %7.1f%%\n", r.name.c_str(),
-                p ? rate(r.written, same_segment ? p->written : 0) : 0.0,
-                p ? rate(r.read, same_segment ? p->read : 0) : 0.0,
+    const auto earlier = [&](std::uint64_t RingFigures::*field) -> std::optional<std::uint64_t> {
+      if (p == nullptr) return std::nullopt;
+      return same_segment ? p->*field : 0;
+    };
+    std::printf("%-24s %14s %14s %12llu %10llu %10llu %10llu %7.1f%%\n", r.name.c_str(),
+                cell(rate(r.written, earlier(&RingFigures::written)), "%.0f").c_str(),
+                cell(rate(r.read, earlier(&RingFigures::read)), "%.0f").c_str(),
                 static_cast<unsigned long long>(r.written), static_cast<unsigned long long>(r.full),
                 static_cast<unsigned long long>(r.skipped), static_cast<unsigned long long>(r.corrupt),
                 r.capacity ? 100.0 * static_cast<double>(r.used) / static_cast<double>(r.capacity) : 0.0);
   }
-  std::printf("%-24s %14s %12s %12s %10s %10s %9s %9s %9s\n", "backend", "sent/s", "sent", "MB/s", "retries",
-              "dropped", "p50 us", "p99 us", "p999 us");
-  for (std::size_t i = 0; i < now.backends.size(); ++i) {
-    const BackendFigures& b = now.backends[i];
-    const BackendFigures* p =
-        before && i < before->backends.size() && before->backends[i].name == b.name ? &before->backends[i] : nullptr;
+  // Backends the config no longer has (removed, renamed, disabled by a
+  // reload) keep their frozen figures in the block, for `--json`; the live
+  // view is of what runs.
+  std::printf("%-24s %14s %12s %12s %10s %10s %10s %9s %9s %9s\n", "backend", "sent/s", "sent", "MB/s", "retries",
+              "failures", "dropped", "p50 us", "p99 us", "p999 us");
+  for (const BackendFigures& b : now.backends) {
+    if (!b.in_config) continue;
+    const BackendFigures* p = before != nullptr ? row_named(before->backends, b.name) : nullptr;
     const auto latency = interval(b, p);
-    std::printf("%-24s %14.0f %12llu %12.1f %10llu %10llu %9.1f %9.1f %9.1f\n", b.name.c_str(),
-                p ? rate(b.sent, p->sent) : 0.0, static_cast<unsigned long long>(b.sent),
-                p ? rate(b.bytes, p->bytes) / 1e6 : 0.0, static_cast<unsigned long long>(b.retries),
+    const std::optional<double> bytes_rate = rate(b.bytes, p ? std::optional(p->bytes) : std::nullopt);
+    std::printf("%-24s %14s %12llu %12s %10llu %10llu %10llu %9s %9s %9s\n", b.name.c_str(),
+                cell(rate(b.sent, p ? std::optional(p->sent) : std::nullopt), "%.0f").c_str(),
+                static_cast<unsigned long long>(b.sent),
+                cell(bytes_rate ? std::optional(*bytes_rate / 1e6) : std::nullopt, "%.1f").c_str(),
+                static_cast<unsigned long long>(b.retries), static_cast<unsigned long long>(b.failures),
                 static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected + b.dropped_shutdown +
                                                 b.dropped_removed),
-                micros(perf::histogram_quantile(latency, 0.5)), micros(perf::histogram_quantile(latency, 0.99)),
-                micros(perf::histogram_quantile(latency, 0.999)));
+                cell(quantile_us(latency, 0.5), "%.1f").c_str(), cell(quantile_us(latency, 0.99), "%.1f").c_str(),
+                cell(quantile_us(latency, 0.999), "%.1f").c_str());
   }
   std::printf("\n");
   std::fflush(stdout);
@@ -333,6 +386,10 @@ std::optional<Snapshot> take_view(const std::string& instance, std::unique_ptr<W
   reopened = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
     Snapshot snapshot = take(watched->mapping->block());
+    // The figures were read (relaxed) before the block is judged unchanged:
+    // pairs with the release fence create_or_open() puts between a
+    // restarted block's version and its zeroing.
+    std::atomic_thread_fence(std::memory_order_acquire);
     const auto why = block_changed(instance, *watched);
     if (!why) return snapshot;
     // A router restarted on it (another version's) or one removed it: its

@@ -23,7 +23,7 @@
 namespace ringroute::perf {
 
 inline constexpr std::uint64_t kBlockMagic = 0x3130465052525252ull;  // "RRRRPF01"
-inline constexpr std::uint32_t kBlockVersion = 2;
+inline constexpr std::uint32_t kBlockVersion = 3;  // 3: BackendSlot::in_config
 inline constexpr std::size_t kMaxRings = 16;
 inline constexpr std::size_t kMaxBackends = 256;
 inline constexpr std::size_t kMaxWorkers = 16;
@@ -116,7 +116,12 @@ static_assert(sizeof(BackendSinkShard) == 2 * kCacheLine, "a counter added past 
 
 struct alignas(kCacheLine) BackendSlot {
   char name[kNameBytes];
-  char type[16];
+  char type[16];  // as the backend was last started (a reload may change it)
+  // 1 while the router's config has this backend enabled; 0 once a reload
+  // removed, renamed or disabled it (its figures stay, frozen, until the
+  // slot is reclaimed). Written by the router's control thread as it makes
+  // each plan; relaxed on both sides: a label, ordered with nothing.
+  std::atomic<std::uint32_t> in_config;
   // Per ring: every event up to this position is written (release store by
   // the sink; the worker's acquire load pairs with it before it releases ring
   // space). `writing_through` is set before a write starts, so a restart knows
