@@ -552,8 +552,11 @@ std::chrono::milliseconds RetryBackoff::next() noexcept {
 bool BackendRunner::write_through(Batch* batch) {
   const std::uint32_t ring = batch->ring;
   if (batch->holds_ring) {
-    // Release: a restarted router that reads this knows these events may
-    // be in the destination already (replayed, possibly duplicated).
+    // A restarted router that reads this knows these events may be in the
+    // destination already (replayed, possibly duplicated). The write's
+    // system call, not this store's order, keeps it ahead of the bytes: a
+    // crash after it is a new process reading the shared page. Release
+    // pairs with the acquire load when a worker starts (router.cpp).
     slot_.writing_through[ring].store(batch->end, std::memory_order_release);
   }
   RetryBackoff backoff(name_, batch->end);

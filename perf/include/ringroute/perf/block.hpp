@@ -94,7 +94,9 @@ struct alignas(kCacheLine) BackendSinkShard {
   Counter bytes;
   Counter batches;
   Counter retries;
-  Counter failures;  // failed attempts (each retried or, for rejects, dropped)
+  // Failed attempts (each retried or, for rejects, dropped), and the file
+  // sink's failed interval syncs and rotations, neither retried nor dropped.
+  Counter failures;
   Counter dropped_failed;  // events given up on (rejected by the destination)
   Counter rotations;
   Counter reopens;
