@@ -339,8 +339,15 @@ void FileSink::cut_torn_tail() {
   // is not whole: cut back to the last whole document.
   if (file_bytes_ == 0) return;
   BackwardReader reader(fd_);
+  // The tail can't be read: whether it is cut off is not known, so the
+  // batch starts on a line of its own.
+  const auto unreadable = [&] {
+    line_open_ = true;
+    std::fprintf(stderr, "ringroute: %s: could not read its end (a read failed, or the file shrank meanwhile) to "
+                 "look for a cut-off last line; the next batch starts on a new line\n", options_.path.c_str());
+  };
   const std::int64_t last_newline = reader.newline_before(file_bytes_);
-  if (last_newline == -2) return;
+  if (last_newline == -2) return unreadable();
   std::uint64_t end = static_cast<std::uint64_t>(last_newline + 1);  // 0 when not one whole line
   if (options_.pretty) {
     // The whole lines from the last back: a "{" line or one indented by two
@@ -349,7 +356,7 @@ void FileSink::cut_torn_tail() {
     std::uint64_t line_end = end;  // just past the line's '\n'
     while (line_end > 0) {
       const std::int64_t before = reader.newline_before(line_end - 1);
-      if (before == -2) return;
+      if (before == -2) return unreadable();
       const auto line_start = static_cast<std::uint64_t>(before + 1);
       const std::string head = reader.bytes_at(line_start, std::min<std::uint64_t>(2, line_end - 1 - line_start));
       if (line_end - 1 - line_start == 1 && head == "{") {
@@ -371,6 +378,12 @@ void FileSink::cut_torn_tail() {
                  options_.path.c_str(), options_.pretty ? "document" : "line",
                  static_cast<unsigned long long>(file_bytes_ - end));
     file_bytes_ = end;
+  } else {
+    const int e = errno;
+    line_open_ = true;
+    std::fprintf(stderr, "ringroute: %s ended in a cut-off %s that could not be removed (ftruncate: %s); the batch "
+                 "is written again on a new line\n", options_.path.c_str(), options_.pretty ? "document" : "line",
+                 errno_text(e).c_str());
   }
 }
 
@@ -378,6 +391,24 @@ FileSink::~FileSink() {
   if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
   close_file();
 }
+
+namespace {
+// fsync of a directory, so the entries made in it last a power loss; the
+// reason it failed, or empty. EINVAL: a file system that can't sync a
+// directory (it syncs nothing there to lose). EACCES: a directory the
+// router may write but not read, which it wrote to before this sync was
+// made; not a reason to stop writing there.
+std::string sync_directory(const std::filesystem::path& directory) {
+  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if ((dir < 0 && errno != EACCES) || (dir >= 0 && ::fsync(dir) != 0 && errno != EINVAL)) {
+    const int e = errno;
+    if (dir >= 0) ::close(dir);
+    return "fsync of " + directory.string() + ": " + errno_text(e);
+  }
+  if (dir >= 0) ::close(dir);
+  return {};
+}
+}  // namespace
 
 bool FileSink::open_file(std::string& why) {
   close_file();
@@ -398,6 +429,16 @@ bool FileSink::open_file(std::string& why) {
         if (const int dir = ::open(prefix.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); dir >= 0) {
           ::fchmod(dir, 0750);
           ::close(dir);
+        }
+        // The new directory's own entry is on disk only once its parent
+        // is synced: without it, a power loss could take the directory,
+        // and every batch synced into it since.
+        if (options_.fsync != FsyncPolicy::never) {
+          const std::filesystem::path parent = prefix.has_parent_path() ? prefix.parent_path() : ".";
+          if (std::string failed = sync_directory(parent); !failed.empty()) {
+            why = failed + " (the parent of " + prefix.string() + ", made for " + options_.path + ")";
+            return false;
+          }
         }
       } else if (errno != EEXIST) {
         // open() below fails too, and says "no such file": the directory
@@ -422,19 +463,11 @@ bool FileSink::open_file(std::string& why) {
   // rare (start, rotation, reopen).
   if (options_.fsync != FsyncPolicy::never) {
     const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
-    const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    // EINVAL: a file system that can't sync a directory (it syncs nothing
-    // there to lose). EACCES: a directory the router may write but not
-    // read, which it wrote to before this sync was made; not a reason to
-    // stop writing there.
-    if ((dir < 0 && errno != EACCES) || (dir >= 0 && ::fsync(dir) != 0 && errno != EINVAL)) {
-      const int e = errno;
-      if (dir >= 0) ::close(dir);
-      why = "fsync of " + directory.string() + " (the directory of " + options_.path + "): " + errno_text(e);
+    if (std::string failed = sync_directory(directory); !failed.empty()) {
+      why = failed + " (the directory of " + options_.path + ")";
       close_file();
       return false;
     }
-    if (dir >= 0) ::close(dir);
   }
   struct stat st {};
   ::fstat(fd_, &st);
@@ -454,6 +487,8 @@ bool FileSink::open_file(std::string& why) {
   } else if (st.st_dev != file_dev_ || st.st_ino != file_ino_) {
     opened_at_ = now;
   }
+  // Another file, or one emptied: no fragment of ours ends it.
+  if (st.st_dev != file_dev_ || st.st_ino != file_ino_ || st.st_size == 0) line_open_ = false;
   file_dev_ = st.st_dev;
   file_ino_ = st.st_ino;
   last_fsync_ = now;
@@ -478,6 +513,32 @@ void FileSink::sync_or_report(const char* since) {
   last_sync_report_ = now;
   std::fprintf(stderr, "ringroute: file sink %s: fdatasync failed: %s; lines written since %s may not be on disk\n",
                options_.path.c_str(), errno_text(e).c_str(), since);
+}
+
+// Files numbered past `keep`, left by a config that kept more, as far as
+// they run without a gap (as the shift goes): a few at each rotation, the
+// highest first so the run stays unbroken for the next. Each last close
+// of a big file frees its pages; dropping a hundred at once would hold
+// the sink thread for seconds once the closer thread is behind. One that
+// can't be dropped stays, said at most once a minute: the new file is what
+// the rotation is for.
+void FileSink::drop_files_past_keep() {
+  constexpr std::uint32_t kMostDroppedAtOnce = 4;
+  const std::string& base = options_.path;
+  std::uint32_t end = options_.keep + 1;  // past the run
+  while (end != 0 && ::access((base + "." + std::to_string(end)).c_str(), F_OK) == 0) ++end;
+  for (std::uint32_t dropped = 0; end > options_.keep + 1 && dropped < kMostDroppedAtOnce; ++dropped) {
+    const std::string name = base + "." + std::to_string(--end);
+    if (drop_file(name) || errno == ENOENT) continue;
+    const int e = errno;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_drop_report_) {
+      next_drop_report_ = now + std::chrono::minutes(1);
+      std::fprintf(stderr, "ringroute: file sink %s: cannot remove %s, past keep %u: %s\n", base.c_str(),
+                   name.c_str(), options_.keep, errno_text(e).c_str());
+    }
+    return;
+  }
 }
 
 bool FileSink::rotate(std::string& why) {
@@ -526,13 +587,7 @@ bool FileSink::rotate(std::string& why) {
     }
     if (::rename(base.c_str(), first.c_str()) != 0 && errno != ENOENT) return failed("rename", base);
   }
-  // Files numbered past `keep`, left by a config that kept more: dropped
-  // as far as they run without a gap, as the shift goes. One that can't
-  // be dropped stays for the next rotation to try; the new file is what
-  // this rotation is for.
-  for (std::uint32_t number = options_.keep + 1; number != 0; ++number) {
-    if (!drop_file(base + "." + std::to_string(number))) break;
-  }
+  drop_files_past_keep();
   if (counters_) counters_->rotations.add(1);
   return open_file(why);
 }
@@ -585,6 +640,12 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     if (crosses() && now >= rotate_retry_at_ && !rotate_or_carry_on(now, why)) return Outcome::retry;
   }
   for (int attempt = 0;; ++attempt) {
+    // Its own line, not glued to a fragment: that line stays broken, and
+    // the batch's first event does not go down with it.
+    if (line_open_) {
+      if (!write_all("\n", 1, why)) return Outcome::retry;
+      line_open_ = false;
+    }
     const std::uint64_t before = file_bytes_;
     if (!write_all(batch.bytes.data(), batch.bytes.size(), why)) {
       // Part of the batch may be in the file: cut it back so a retry does
@@ -646,9 +707,10 @@ void FileSink::cut_back(std::uint64_t before) {
     file_bytes_ = before;
     return;
   }
+  line_open_ = true;
   std::fprintf(stderr,
                "ringroute: file sink %s: part of a batch that failed is in the file and could not be cut back (%s); "
-               "the retry writes the batch whole after it\n",
+               "the retry writes the batch whole on a line after it\n",
                options_.path.c_str(),
                stated && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
                                                                                 : errno_text(errno).c_str());

@@ -138,9 +138,10 @@ TEST(FileSink, ARotationShiftsOnlyUpToTheFirstFreeNumber) {
 
 // A `keep` lowered since the files were made: the rotation drops the
 // files numbered past it, as far as they run without a gap (a file past a
-// gap is not one this sink's rotations made in turn).
+// gap is not one this sink's rotations made in turn), four at a time from
+// the highest (each last close frees a file's pages on the sink thread).
 TEST(FileSink, ARotationDropsTheFilesPastALoweredKeep) {
-  TempDir lowered, none, gap;
+  TempDir lowered, none, gap, many;
   std::string path = rotate_once(lowered, 2,
                                  {{".1", "a\n"}, {".2", "b\n"}, {".3", "c\n"}, {".4", "d\n"}, {".5", "e\n"}});
   EXPECT_EQ(slurp(path), "next-xxxxxxxxx\n");
@@ -156,6 +157,13 @@ TEST(FileSink, ARotationDropsTheFilesPastALoweredKeep) {
   EXPECT_EQ(slurp(path + ".1"), "current-xxxxxx\n");
   EXPECT_FALSE(fs::exists(path + ".2"));
   EXPECT_EQ(slurp(path + ".4"), "d\n");
+  path = rotate_once(many, 1, {{".1", "1\n"}, {".2", "2\n"}, {".3", "3\n"}, {".4", "4\n"}, {".5", "5\n"},
+                               {".6", "6\n"}, {".7", "7\n"}});
+  EXPECT_EQ(slurp(path + ".2"), "2\n");
+  EXPECT_EQ(slurp(path + ".3"), "3\n");
+  for (const char* gone : {".4", ".5", ".6", ".7"}) EXPECT_FALSE(fs::exists(path + gone)) << gone;
+  path = rotate_once(many, 1, {});
+  for (const char* gone : {".2", ".3"}) EXPECT_FALSE(fs::exists(path + gone)) << gone;
 }
 
 // logrotate's copytruncate copies the file and empties it between two
@@ -387,16 +395,18 @@ TEST(FileSink, ABatchWrittenIntoAFileRemovedMeanwhileIsWrittenAgainAtThePath) {
 // A sink writes {"a":1}, another writer then appends `meanwhile`, and the
 // sink's next batch fails partway: writes past RLIMIT_FSIZE (`limit`, with
 // SIGXFSZ ignored) land in part, then fail, as on a full disk. The file
-// must then be `expected`, or start with it (`prefix`). Run in a child,
+// must then be `expected`, or start with it (`prefix`); and, the limit
+// lifted and the batch retried, `after_retry` when given. Run in a child,
 // where the limit stays.
 void check_a_write_that_fails_partway(std::uint64_t limit, const std::string& meanwhile, const std::string& expected,
-                                      bool prefix) {
+                                      bool prefix, const std::string& after_retry = "") {
   TempDir dir;
   fs::create_directories(dir / "");
   auto child = [&] {
     std::signal(SIGXFSZ, SIG_IGN);
     rlimit r{};
-    r.rlim_cur = r.rlim_max = limit;
+    r.rlim_cur = limit;
+    r.rlim_max = RLIM_INFINITY;
     ::setrlimit(RLIMIT_FSIZE, &r);
     FileSinkOptions o;
     o.path = dir / "out.ndjson";
@@ -406,7 +416,12 @@ void check_a_write_that_fails_partway(std::uint64_t limit, const std::string& me
     if (!meanwhile.empty()) std::ofstream(o.path, std::ios::app) << meanwhile;
     if (sink.write(batch_of("{\"b\":222222}\n"), why) != Outcome::retry) std::exit(3);
     const std::string text = slurp(o.path);
-    std::exit((prefix ? text.rfind(expected, 0) == 0 : text == expected) ? 0 : 4);
+    if (!(prefix ? text.rfind(expected, 0) == 0 : text == expected)) std::exit(4);
+    if (after_retry.empty()) std::exit(0);
+    r.rlim_cur = RLIM_INFINITY;
+    ::setrlimit(RLIMIT_FSIZE, &r);
+    if (sink.write(batch_of("{\"b\":222222}\n"), why) != Outcome::ok) std::exit(5);
+    std::exit(slurp(o.path) == after_retry ? 0 : 6);
   };
   EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
 }
@@ -420,6 +435,14 @@ TEST(FileSink, APartlyWrittenBatchIsCutBackBeforeItsRetry) {
 // one): the file is cut back only where it ends just past this sink's bytes.
 TEST(FileSink, ACutBackNeverRemovesAnotherWritersLines) {
   check_a_write_that_fails_partway(32, "{\"other\":1}\n", "{\"a\":1}\n{\"other\":1}\n", true);
+}
+
+// The part that could not be cut back stays, and the retry starts on a
+// line of its own: it was glued to the fragment, and its first event lost
+// in a line that does not parse.
+TEST(FileSink, ARetryAfterAFragmentThatStaysStartsOnANewLine) {
+  check_a_write_that_fails_partway(30, "{\"other\":1}\n", "{\"a\":1}\n{\"other\":1}\n{\"b\":22222", false,
+                                   "{\"a\":1}\n{\"other\":1}\n{\"b\":22222\n{\"b\":222222}\n");
 }
 
 // A rotation whose rename is refused does not stop delivery: the lines go

@@ -60,6 +60,7 @@ class FileSink final : public Sink {
  private:
   bool open_file(std::string& why);
   void cut_torn_tail();
+  void drop_files_past_keep();
   void close_file();
   bool rotate(std::string& why);
   bool rotate_or_carry_on(std::chrono::steady_clock::time_point now, std::string& why);
@@ -79,11 +80,16 @@ class FileSink final : public Sink {
   ino_t file_ino_ = 0;
   std::chrono::steady_clock::time_point rotate_retry_at_{};
   std::chrono::steady_clock::time_point next_rotate_report_{};
+  std::chrono::steady_clock::time_point next_drop_report_{};
   std::chrono::steady_clock::time_point last_fsync_{};
   std::chrono::steady_clock::time_point last_sync_report_{};
   std::chrono::steady_clock::time_point last_check_{};
   bool dirty_ = false;
   bool tail_checked_ = false;  // a cut-off last line is looked for at the first write
+  // The file may end inside a line that could not be cut back (a failed
+  // write's part beside another writer's bytes, a torn tail that could not
+  // be read or truncated): the next batch starts on a line of its own.
+  bool line_open_ = false;
   struct Uring;
   std::unique_ptr<Uring> uring_;
 };
