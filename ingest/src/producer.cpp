@@ -501,7 +501,17 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
         ++j;
       }
       ring::Claim claim;
-      const ring::Status s = rp.claim(static_cast<std::uint32_t>(run_bytes), claim, p->wait_timeout, wait_deadline_ns);
+      const ring::Status s =
+          rp.claim(static_cast<std::uint32_t>(run_bytes), claim, p->wait_timeout, wait_deadline_ns,
+                   {[](void* producer) noexcept { return ring_removed(*static_cast<rr_producer*>(producer), now_ns()); },
+                    p});
+      if (s == ring::Status::not_ready) {
+        if (accepted != nullptr) *accepted = done + i;
+        return fail(error, RR_NOT_READY, done + i,
+                    "event %zu: ring %s was removed while this emit waited for room, and no router reads it now: "
+                    "open the ring again",
+                    done + i, rp.segment().name().c_str());
+      }
       if (s != ring::Status::ok) {
         if (accepted != nullptr) *accepted = done + i;
         return fail(error, to_rr(s), done + i, "event %zu: ring %s: %s", done + i, rp.segment().name().c_str(),

@@ -235,7 +235,7 @@ Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds
 }
 
 Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout,
-                       std::int64_t& deadline_ns) noexcept {
+                       std::int64_t& deadline_ns, ClaimGiveUp give_up) noexcept {
   Status s = claim_once(bytes, out);
   if (s != Status::full) return s;
   slot_->full.fetch_add(1, std::memory_order_relaxed);
@@ -249,17 +249,22 @@ Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds
                       : now_ns + timeout.count();
   }
   const std::int64_t deadline = deadline_ns;
+  // The timeout bounds the whole wait: a later run of a batch that finds
+  // the shared deadline passed returns at once, and a yield (which may
+  // give the core away for a scheduler slice) is made only before it.
+  if (detail::monotonic_ns() >= deadline) return Status::full;
   for (int i = 0; i < 128; ++i) {
     detail::cpu_relax();
     if ((s = claim_once(bytes, out)) != Status::full) return s;
   }
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 8 && detail::monotonic_ns() < deadline; ++i) {
     ::sched_yield();
     if ((s = claim_once(bytes, out)) != Status::full) return s;
   }
   for (;;) {
     const std::int64_t now = detail::monotonic_ns();
     if (now >= deadline) return Status::full;
+    if (give_up.now != nullptr && give_up.now(give_up.context)) return Status::not_ready;
     const std::uint32_t seen = header_->space_wake.load(std::memory_order_acquire);
     // Dekker with Consumer::release: announce, fence, re-check; the consumer
     // stores head, fences, then reads producers_waiting.

@@ -442,6 +442,28 @@ TEST(Producer, AWaitForGoodWaitsForRoom) {
   EXPECT_GT(drained, 10u);
 }
 
+// A ring removed while an emit waits for room in it, and read by no router:
+// the wait ends with RR_NOT_READY at the next wake, as a new emit would be
+// told. It was waited out to the deadline (for good under "wait for good").
+TEST(Producer, ARingRemovedWhileAnEmitWaitsForRoomEndsTheWait) {
+  TestRing r(4096);
+  EventProducer filler = open_producer(r.name, "f");
+  const std::string body = R"({"pad":")" + std::string(100, 'x') + R"("})";
+  while (filler.emit(with_body(body)) == RR_OK) {
+  }
+  EventProducer waiter = open_producer(r.name, "w", 2'000'000'000);
+  std::atomic<int> status{-1};
+  rr_error error{};
+  std::thread emitting([&] { status = waiter.emit(with_body(body), 0, &error); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(status.load(), -1) << "gave up without waiting";
+  ring::Segment::remove(r.name);
+  emitting.join();
+  EXPECT_EQ(status.load(), RR_NOT_READY);
+  EXPECT_NE(std::string(error.message).find("was removed while this emit waited for room"), std::string::npos)
+      << error.message;
+}
+
 // `wait_timeout_ns` bounds the whole emit: a batch of several claims that
 // each found room just in time waited the timeout once per claim.
 TEST(Producer, TheWaitTimeoutBoundsTheWholeBatchNotEachClaim) {

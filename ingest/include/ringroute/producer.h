@@ -40,7 +40,7 @@ extern "C" {
 
 typedef enum rr_status {
   RR_OK = 0,
-  RR_FULL = 1,             /* no room in the ring (after waiting, if asked to); nothing written */
+  RR_FULL = 1,             /* no room in the ring (after waiting, if asked to); nothing of rr_emit's event written (a batch: see rr_emit_batch) */
   RR_TOO_BIG = 2,          /* an event or field is larger than the ring or the format allows */
   RR_BAD_ARGUMENT = 3,     /* see rr_error.message: which event, which field, which byte */
   RR_NOT_READY = 4,        /* the ring does not exist yet or is still being created; or, from an emit, the
@@ -144,9 +144,12 @@ RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t 
 /* Many events. Every event is checked before any is written: a bad one fails
  * the whole call with RR_BAD_ARGUMENT and error->event_index. Events go in
  * with one atomic claim per run that fits in a claim (an eighth of the ring);
- * on RR_FULL, *accepted (if given) says how many went in, in order. Sizes are
- * checked 128 events at a time: RR_TOO_BIG for an event past the first 128
- * may come after earlier ones went in, and *accepted says how many. */
+ * on RR_FULL (or RR_NOT_READY: the ring removed during the wait),
+ * *accepted says how many went in, in order. Sizes are checked 128 events at
+ * a time: RR_TOO_BIG for an event past the first 128 may come after earlier
+ * ones went in, and *accepted says how many. Pass `accepted` to retry a
+ * batch: without it, a retry of the whole batch repeats the events that
+ * went in. */
 RR_API rr_status rr_emit_batch(rr_producer* producer, const rr_event* events, size_t count, uint32_t flags,
                         size_t* accepted, rr_error* error);
 

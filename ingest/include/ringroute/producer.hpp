@@ -33,7 +33,8 @@ class EventProducer {
   EventProducer(const EventProducer&) = delete;
   EventProducer& operator=(const EventProducer&) = delete;
 
-  // Attaches to `ring`; on failure *this stays closed and `error` says why.
+  // Attaches to `ring`; on failure *this is as it was (closed, or still on
+  // the ring it had) and `error` says why.
   [[nodiscard]] rr_status open(const std::string& ring, const rr_producer_options* options = nullptr,
                                rr_error* error = nullptr) noexcept {
     rr_producer* handle = nullptr;

@@ -141,6 +141,16 @@ constexpr std::uint64_t record_bytes(std::uint64_t payload_bytes) noexcept {
   return align_record(kRecordHeaderBytes + payload_bytes);
 }
 
+// What a waiting claim asks at each wake (every 10 ms at most): true ends
+// the wait with not_ready (the producer library's "ring removed and read by
+// none", which would otherwise be waited out to the deadline, for good
+// under a "wait for good" timeout). A function and its argument: nothing
+// allocated.
+struct ClaimGiveUp {
+  bool (*now)(void* context) noexcept = nullptr;
+  void* context = nullptr;
+};
+
 // The producer side of one ring.
 //
 // Thread-safety: every call may run on any number of threads and processes at
@@ -194,9 +204,10 @@ class Producer {
   // The same, with the deadline shared by several claims (one emit of many
   // runs waits `timeout` in all, not per run): `deadline_ns` 0 is set from
   // `timeout` when a claim first has to wait (so a claim that finds room
-  // reads no clock); later claims wait only until it.
+  // reads no clock); later claims wait only until it, and one that finds
+  // it passed neither spins nor yields.
   [[nodiscard]] Status claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds timeout,
-                             std::int64_t& deadline_ns) noexcept;
+                             std::int64_t& deadline_ns, ClaimGiveUp give_up = {}) noexcept;
 
   // Publishes `n` records laid out back to back from claim.first, record i
   // being lengths[i] bytes (header included; the next starts 8-aligned). The
