@@ -927,12 +927,14 @@ std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config, const 
   }
   block_.block().header.backend_count.store(static_cast<std::uint32_t>(config.backends.size()),
                                             std::memory_order_relaxed);
-  // For stat: which slots this config's enabled backends have (relaxed:
-  // a label). Nothing after this throws, so the plan made is the one
-  // published.
+  // For stat: which slots this config's enabled backends have, and their
+  // types (relaxed: labels). Nothing after this throws, so the plan made is
+  // the one published: a refused reload relabels nothing.
   std::array<bool, perf::kMaxBackends> configured{};
   for (std::size_t i = 0; i < plan->backends.size(); ++i) {
-    if (plan->backends[i]) configured[static_cast<std::size_t>(plan->slot_of[i])] = true;
+    if (!plan->backends[i]) continue;
+    configured[static_cast<std::size_t>(plan->slot_of[i])] = true;
+    block_.set_backend_type(plan->slot_of[i], config.backends[i].type);
   }
   for (std::size_t slot = 0; slot < perf::kMaxBackends; ++slot) {
     block_.block().backends[slot].in_config.store(configured[slot] ? 1 : 0, std::memory_order_relaxed);

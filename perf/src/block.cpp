@@ -242,28 +242,24 @@ int BlockMapping::reclaim_ring_slot(const std::function<bool(std::string_view)>&
 }
 
 int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
-  // The type as started now: a backend whose type a reload changed keeps
-  // its slot (its name), and stat shows what it is now.
-  const auto set_type = [&](BackendSlot& slot) {
-    const std::size_t n = std::min(type.size(), sizeof slot.type - 1);
-    std::memcpy(slot.type, type.data(), n);
-    slot.type[n] = 0;
-  };
   for (std::size_t i = 0; i < kMaxBackends; ++i) {
-    if (same_name(block_->backends[i].name, name)) {
-      set_type(block_->backends[i]);
-      return static_cast<int>(i);
-    }
+    if (same_name(block_->backends[i].name, name)) return static_cast<int>(i);
   }
   for (std::size_t i = 0; i < kMaxBackends; ++i) {
-    BackendSlot& slot = block_->backends[i];
-    if (slot.name[0] == 0) {
-      set_name(slot.name, name);
-      set_type(slot);
+    if (block_->backends[i].name[0] == 0) {
+      set_name(block_->backends[i].name, name);
+      set_backend_type(static_cast<int>(i), type);
       return static_cast<int>(i);
     }
   }
   return -1;
+}
+
+void BlockMapping::set_backend_type(int slot, std::string_view type) noexcept {
+  char (&stored)[sizeof BackendSlot::type] = block_->backends[slot].type;
+  const std::size_t n = std::min(type.size(), sizeof stored - 1);
+  std::memcpy(stored, type.data(), n);
+  stored[n] = 0;
 }
 
 }  // namespace ringroute::perf

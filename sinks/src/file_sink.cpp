@@ -436,6 +436,9 @@ bool FileSink::open_file(std::string& why) {
         if (options_.fsync != FsyncPolicy::never) {
           const std::filesystem::path parent = prefix.has_parent_path() ? prefix.parent_path() : ".";
           if (std::string failed = sync_directory(parent); !failed.empty()) {
+            // Removed again (it is empty), so the retry makes it and syncs
+            // its parent then: left, it would exist and never be synced.
+            ::rmdir(prefix.c_str());
             why = failed + " (the parent of " + prefix.string() + ", made for " + options_.path + ")";
             return false;
           }
@@ -525,11 +528,20 @@ void FileSink::sync_or_report(const char* since) {
 void FileSink::drop_files_past_keep() {
   constexpr std::uint32_t kMostDroppedAtOnce = 4;
   const std::string& base = options_.path;
-  std::uint32_t end = options_.keep + 1;  // past the run
-  while (end != 0 && ::access((base + "." + std::to_string(end)).c_str(), F_OK) == 0) ++end;
+  // The run's end is looked for once a sink: its rotations never make a
+  // file past keep, so it only moves down as they drop (a scan at each
+  // rotation of a run of thousands was thousands of calls each time).
+  if (past_keep_end_ == 0) {
+    past_keep_end_ = options_.keep + 1;
+    while (past_keep_end_ != 0 && ::access((base + "." + std::to_string(past_keep_end_)).c_str(), F_OK) == 0) {
+      ++past_keep_end_;
+    }
+  }
+  std::uint32_t& end = past_keep_end_;
   for (std::uint32_t dropped = 0; end > options_.keep + 1 && dropped < kMostDroppedAtOnce; ++dropped) {
     const std::string name = base + "." + std::to_string(--end);
     if (drop_file(name) || errno == ENOENT) continue;
+    ++end;  // still there: tried again at the next rotation
     const int e = errno;
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_drop_report_) {
@@ -643,7 +655,14 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     // Its own line, not glued to a fragment: that line stays broken, and
     // the batch's first event does not go down with it.
     if (line_open_) {
-      if (!write_all("\n", 1, why)) return Outcome::retry;
+      // Not where the file ends a line already (a fragment that stopped
+      // just past a newline, another writer's whole line after it): that
+      // would be an empty line.
+      struct stat st {};
+      char last = 0;
+      const bool ends_line = ::fstat(fd_, &st) == 0 &&
+                             (st.st_size == 0 || (::pread(fd_, &last, 1, st.st_size - 1) == 1 && last == '\n'));
+      if (!ends_line && !write_all("\n", 1, why)) return Outcome::retry;
       line_open_ = false;
     }
     const std::uint64_t before = file_bytes_;

@@ -37,8 +37,11 @@ TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
   ASSERT_TRUE(reader) << error;
   EXPECT_STREQ(reader->block().backends[0].name, "files");
   EXPECT_STREQ(reader->block().backends[0].type, "file");
-  // A backend whose type a reload changed keeps its slot, and says its type now.
+  // A backend whose type a reload changed keeps its slot; its label
+  // changes when the reload's plan is made (Router::make_plan).
   EXPECT_EQ(again.backend_slot("files", "socket"), 0);
+  EXPECT_STREQ(reader->block().backends[0].type, "file");
+  again.set_backend_type(0, "socket");
   EXPECT_STREQ(reader->block().backends[0].type, "socket");
   EXPECT_TRUE(BlockMapping::remove(instance));
   EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));

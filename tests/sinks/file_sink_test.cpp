@@ -396,10 +396,11 @@ TEST(FileSink, ABatchWrittenIntoAFileRemovedMeanwhileIsWrittenAgainAtThePath) {
 // sink's next batch fails partway: writes past RLIMIT_FSIZE (`limit`, with
 // SIGXFSZ ignored) land in part, then fail, as on a full disk. The file
 // must then be `expected`, or start with it (`prefix`); and, the limit
-// lifted and the batch retried, `after_retry` when given. Run in a child,
-// where the limit stays.
+// lifted and the batch retried, `after_retry` when given. `second`: that
+// batch. Run in a child, where the limit stays.
 void check_a_write_that_fails_partway(std::uint64_t limit, const std::string& meanwhile, const std::string& expected,
-                                      bool prefix, const std::string& after_retry = "") {
+                                      bool prefix, const std::string& after_retry = "",
+                                      const std::string& second = "{\"b\":222222}\n") {
   TempDir dir;
   fs::create_directories(dir / "");
   auto child = [&] {
@@ -414,13 +415,13 @@ void check_a_write_that_fails_partway(std::uint64_t limit, const std::string& me
     std::string why;
     if (sink.write(batch_of("{\"a\":1}\n"), why) != Outcome::ok) std::exit(2);
     if (!meanwhile.empty()) std::ofstream(o.path, std::ios::app) << meanwhile;
-    if (sink.write(batch_of("{\"b\":222222}\n"), why) != Outcome::retry) std::exit(3);
+    if (sink.write(batch_of(second), why) != Outcome::retry) std::exit(3);
     const std::string text = slurp(o.path);
     if (!(prefix ? text.rfind(expected, 0) == 0 : text == expected)) std::exit(4);
     if (after_retry.empty()) std::exit(0);
     r.rlim_cur = RLIM_INFINITY;
     ::setrlimit(RLIMIT_FSIZE, &r);
-    if (sink.write(batch_of("{\"b\":222222}\n"), why) != Outcome::ok) std::exit(5);
+    if (sink.write(batch_of(second), why) != Outcome::ok) std::exit(5);
     std::exit(slurp(o.path) == after_retry ? 0 : 6);
   };
   EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
@@ -443,6 +444,10 @@ TEST(FileSink, ACutBackNeverRemovesAnotherWritersLines) {
 TEST(FileSink, ARetryAfterAFragmentThatStaysStartsOnANewLine) {
   check_a_write_that_fails_partway(30, "{\"other\":1}\n", "{\"a\":1}\n{\"other\":1}\n{\"b\":22222", false,
                                    "{\"a\":1}\n{\"other\":1}\n{\"b\":22222\n{\"b\":222222}\n");
+  // A part that ends a line needs no newline before the retry.
+  check_a_write_that_fails_partway(28, "{\"other\":1}\n", "{\"a\":1}\n{\"other\":1}\n{\"b\":1}\n", false,
+                                   "{\"a\":1}\n{\"other\":1}\n{\"b\":1}\n{\"b\":1}\n{\"c\":2}\n",
+                                   "{\"b\":1}\n{\"c\":2}\n");
 }
 
 // A rotation whose rename is refused does not stop delivery: the lines go

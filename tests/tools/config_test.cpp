@@ -1047,6 +1047,24 @@ TEST(Config, ErrorsFoundAfterParsingNameTheirLineAndColumn) {
       << ::testing::PrintToString(printed);
 }
 
+// A key given more than once: its errors take its last occurrences, in
+// order (a known key's first is read, an unknown key has an error at each,
+// a header's repeat is the second).
+TEST(Config, ErrorsOfAKeyGivenMoreThanOnceAreAtEachOccurrence) {
+  const ConfigResult r = parse_config("{\"bogus\": 1,\n \"bogus\": 2,\n \"instance\": \"a\",\n \"instance\": \"b\",\n"
+                                      " \"instance\": \"c\",\n \"backends\": [{\"name\": \"h\", \"type\": \"http\",\n"
+                                      "  \"options\": {\"url\": \"http://h/\", \"headers\": {\"X-A\": \"1\",\n"
+                                      "   \"X-A\": \"2\"}}, \"bindings\": []}]}");
+  std::vector<std::string> placed;
+  for (const auto& e : r.errors) {
+    placed.push_back(e.path + " " + std::to_string(e.line) + ":" + std::to_string(e.column) + " " +
+                     e.message.substr(0, e.message.find(' ')));
+  }
+  EXPECT_EQ(placed, (std::vector<std::string>{"bogus 1:2 unknown", "bogus 2:2 unknown", "instance 4:2 duplicate",
+                                              "instance 5:2 duplicate", "backends[0].options.headers.X-A 8:4 header"}))
+      << ::testing::PrintToString(placed);
+}
+
 // validate's TLS file errors are placed too, from the text parse_config read.
 TEST(Config, TlsFileErrorsNameTheirLineAndColumn) {
   const ConfigResult r = parse_config("{\"backends\": [{\"name\": \"h\", \"type\": \"http\",\n"

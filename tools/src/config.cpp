@@ -882,7 +882,9 @@ ConfigResult parse_config(std::string_view text) {
       }
       list.push_back({"backends[" + std::to_string(other.index) + "].options.path",
                       matcher::quoted(other.path) + " is a rotated file of backends[" + std::to_string(rotated.index) +
-                          "] (" + matcher::quoted(rotated.path) + " keeps .1 to ." + std::to_string(rotated.keep) +
+                          "] (" + matcher::quoted(rotated.path) +
+                          (rotated.keep == 0 ? std::string(" keeps none")
+                                             : " keeps .1 to ." + std::to_string(rotated.keep)) +
                           " and drops the numbers past it): its rotations would rename or remove this backend's "
                           "file"});
     }

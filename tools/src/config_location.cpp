@@ -1,5 +1,6 @@
 #include "config_location.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include <simdjson.h>
@@ -95,13 +96,23 @@ const std::vector<ConfigLocations::Where>* ConfigLocations::find(const std::stri
 }
 
 void ConfigLocations::locate(std::vector<matcher::ConfigError>& errors) const {
-  std::unordered_map<std::string, std::size_t> duplicates_seen;
+  // The errors of a key at a path that occurs more than once take its last
+  // occurrences, in order: the first of a known key given twice is read
+  // and the second is the "duplicate key"; an unknown key given twice has
+  // an error at each.
+  std::unordered_map<std::string, std::size_t> key_errors, key_errors_seen;
+  for (const matcher::ConfigError& error : errors) {
+    if (error.of_key && error.line == 0) ++key_errors[error.path];
+  }
+  // Each error's byte, then every line and column in one pass over the
+  // text (a placement per error, each from the text's start, was quadratic
+  // in a big generated config).
+  std::vector<std::pair<std::size_t, matcher::ConfigError*>> placed;
   for (matcher::ConfigError& error : errors) {
     if (error.line != 0) continue;  // placed already (a syntax error names its byte in the message)
-    const bool duplicate = error.of_key && error.message.starts_with("duplicate key");
-    std::size_t occurrence = duplicate ? ++duplicates_seen[error.path] : 0;
     const std::vector<Where>* where = find(error.path);
     bool at_key = error.of_key;
+    std::size_t occurrence = 0;
     if (where == nullptr) {
       // Not in the text: under the nearest member that is. A '.' or '['
       // inside a quoted key only tries a shorter path than it need.
@@ -110,13 +121,26 @@ void ConfigLocations::locate(std::vector<matcher::ConfigError>& errors) const {
       }
       if (where == nullptr) where = find("");
       at_key = false;
-      occurrence = 0;
+    } else if (at_key) {
+      const std::size_t errors_here = key_errors[error.path];
+      const std::size_t nth = key_errors_seen[error.path]++;
+      occurrence = where->size() >= errors_here ? where->size() - errors_here + nth : nth;
     }
     if (where == nullptr || where->empty()) continue;
     const Where& chosen = (*where)[std::min(occurrence, where->size() - 1)];
-    const TextPosition position = text_position(text_, at_key ? chosen.key : chosen.value);
-    error.line = position.line;
-    error.column = position.column;
+    placed.emplace_back(at_key ? chosen.key : chosen.value, &error);
+  }
+  std::sort(placed.begin(), placed.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  TextPosition position;
+  std::size_t at = 0;
+  for (const auto& [byte, error] : placed) {
+    const TextPosition step = text_position(text_.substr(std::min(at, text_.size())), byte - at);
+    position.column = step.line > 1 ? step.column : position.column + step.column - 1;
+    position.line += step.line - 1;
+    at = byte;
+    error->line = position.line;
+    error->column = position.column;
   }
 }
 

@@ -327,9 +327,13 @@ void print_table(const Snapshot& now, const Snapshot* before) {
     if (!b.in_config) continue;
     const BackendFigures* p = before != nullptr ? row_named(before->backends, b.name) : nullptr;
     const auto latency = interval(b, p);
-    const std::optional<double> bytes_rate = rate(b.bytes, p ? std::optional(p->bytes) : std::nullopt);
+    const auto earlier = [&](std::uint64_t BackendFigures::*field) -> std::optional<std::uint64_t> {
+      if (p == nullptr) return std::nullopt;
+      return p->*field;
+    };
+    const std::optional<double> bytes_rate = rate(b.bytes, earlier(&BackendFigures::bytes));
     std::printf("%-24s %14s %12llu %12s %10llu %10llu %10llu %9s %9s %9s\n", b.name.c_str(),
-                cell(rate(b.sent, p ? std::optional(p->sent) : std::nullopt), "%.0f").c_str(),
+                cell(rate(b.sent, earlier(&BackendFigures::sent)), "%.0f").c_str(),
                 static_cast<unsigned long long>(b.sent),
                 cell(bytes_rate ? std::optional(*bytes_rate / 1e6) : std::nullopt, "%.1f").c_str(),
                 static_cast<unsigned long long>(b.retries), static_cast<unsigned long long>(b.failures),

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -135,6 +136,12 @@ struct alignas(kCacheLine) BackendSlot {
   Histogram latency;  // commit (event timestamp) to written, per event
 };
 
+// Readers of another build find these by offset: a change here is a new
+// kBlockVersion.
+static_assert(offsetof(BackendSlot, in_config) == kNameBytes + 16);
+static_assert(offsetof(BackendSlot, written_through) == kNameBytes + 16 + 8);
+static_assert(sizeof(BackendSlot) % kCacheLine == 0);
+
 struct BlockHeader {
   std::uint64_t magic;
   std::atomic<std::uint32_t> version;  // written last (release) by the creator
@@ -184,7 +191,11 @@ class BlockMapping {
   // The slot for a ring or backend by name: the one it had before (so
   // positions and totals carry over a restart), else a free one. -1 when full.
   int ring_slot(std::string_view name);
+  // A new backend slot is labelled with `type`; one found again keeps its
+  // label until set_backend_type() (a reload that changes the type and is
+  // then refused must not relabel the running backend).
   int backend_slot(std::string_view name, std::string_view type);
+  void set_backend_type(int slot, std::string_view type) noexcept;
   // A slot taken back from a backend `in_use` says is gone (renamed or
   // removed by an earlier reload or config, or taken by a refused reload),
   // zeroed for the next backend_slot(): names that come and go would

@@ -61,6 +61,9 @@ class FileSink final : public Sink {
   bool open_file(std::string& why);
   void cut_torn_tail();
   void drop_files_past_keep();
+  // Past the run of files numbered past keep (drop_files_past_keep); 0:
+  // not looked for yet.
+  std::uint32_t past_keep_end_ = 0;
   void close_file();
   bool rotate(std::string& why);
   bool rotate_or_carry_on(std::chrono::steady_clock::time_point now, std::string& why);
