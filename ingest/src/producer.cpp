@@ -121,6 +121,9 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
   const bool replaced = ::stat(p.ring_path.c_str(), &named) == 0 &&
                         (named.st_dev != mapped.st_dev || named.st_ino != mapped.st_ino);
   if (!replaced) {
+    // A consumer holding its lock reads the ring, whatever its pid says to
+    // us (another PID namespace).
+    if (ring::slot_lock_state(p.ring->segment().fd(), ring::kConsumerLockByte) == ring::SlotLock::held) return false;
     const ring::SegmentHeader& header = p.ring->segment().header();
     // Acquire pairs with the release that published the consumer's pid:
     // these are its ticks.

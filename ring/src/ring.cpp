@@ -353,6 +353,15 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
   next_saved_jump_from_ = saved_jump_count_ != 0 ? saved_jumps_[0].from : kNoJump;
   // After taking ownership: a second would-be consumer is refused at once.
   segment_.touch_for_write();
+  // Last, so no throw leaves it held: liveness for producers that can't
+  // judge our pid (kConsumerLockByte). A descriptor of our own, registered
+  // so that a child fork() makes closes its copy: a child keeping it would
+  // hold the lock after we died.
+  lock_fd_ = open_registered_lock_fd(segment_);
+  if (lock_fd_ >= 0 && !lock_slot(lock_fd_, kConsumerLockByte, F_WRLCK)) {
+    close_registered_lock_fd(lock_fd_);
+    lock_fd_ = -1;
+  }
 }
 
 void Consumer::take_saved_jump() noexcept {
@@ -372,6 +381,7 @@ void Consumer::take_saved_jump() noexcept {
 }
 
 Consumer::~Consumer() {
+  if (lock_fd_ >= 0) close_registered_lock_fd(lock_fd_);
   std::int32_t self = static_cast<std::int32_t>(::getpid());
   // Release: our releases happen-before the next consumer's acquire in its constructor.
   header_->consumer_pid.compare_exchange_strong(self, 0, std::memory_order_release,

@@ -204,6 +204,21 @@ TEST(Producer, ARingRemovedUnderItsRunningRouterIsEmittedIntoUntilThatRouterIsGo
   EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY);
 }
 
+// A producer in another PID namespace can't judge the router by its pid
+// (here: start ticks that name no process): the router's lock on the ring
+// says it reads the ring. Emits were refused RR_NOT_READY while it did.
+TEST(Producer, ARouterWhosePidCantBeJudgedIsKnownToReadByItsLock) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  ring::Consumer router(r.segment);
+  r.segment.header().consumer_start_ticks.store(1, std::memory_order_relaxed);
+  ring::Segment::remove(r.name);
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  rr_error error{};
+  ASSERT_EQ(p.emit(with_body(R"({"still":"read"})"), 0, &error), RR_OK) << error.message;
+  EXPECT_EQ(drain(router).size(), 1u);
+}
+
 // Another ring under the name: the old one's router has stopped (one per
 // instance), whatever its pid says.
 TEST(Producer, ARingMadeAnewUnderItsNameIsSaidWhileTheOldOneHasAConsumer) {

@@ -72,6 +72,12 @@ using perf::kCacheLine;
 // except `owner_pid` which producers CAS to take a free or dead slot. Slot
 // i's owner also holds a lock on byte i of the segment file
 // (slot_lock_state(), segment.hpp): alive where its pid can't say.
+// The consumer holds a lock on this byte of the segment file while it
+// consumes (slot_lock_state(fd, kConsumerLockByte)): a producer that finds
+// the ring's file removed tells from it that a router still reads the ring,
+// whatever PID namespace either is in, where the consumer's pid can't say.
+inline constexpr std::uint32_t kConsumerLockByte = kMaxProducerSlots;
+
 struct alignas(kCacheLine) ProducerSlot {
   // 0 = free. Taken with a CAS (acq_rel) so two producers never share a slot;
   // pairs with the consumer's acquire load when it checks a stalled claim.
