@@ -13,6 +13,11 @@ function(ringroute_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
+  # A test's own TIMEOUT overrides ctest --timeout: sanitized builds run two
+  # to ten times slower, so theirs are longer here.
+  if(RINGROUTE_SANITIZE)
+    math(EXPR ARG_TIMEOUT "${ARG_TIMEOUT} * 3")
+  endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "unit;${ARG_LABELS}")
 endfunction()
 

@@ -44,6 +44,13 @@ std::uint64_t sent_by(const perf::Block& block, const std::string& name) {
   return 0;
 }
 
+bool in_config(const perf::Block& block, const std::string& name) {
+  for (const perf::BackendSlot& slot : block.backends) {
+    if (perf::slot_name(slot.name) == name) return slot.in_config.load(std::memory_order_relaxed) != 0;
+  }
+  return false;
+}
+
 // While a reload runs: every slot's, read without its name ("old" never
 // sends, so any is "new"'s).
 std::uint64_t sent_by_all(const perf::Block& block) {
@@ -65,13 +72,21 @@ TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) 
     std::this_thread::sleep_for(100ms);  // "old" retries its batch
     ASSERT_EQ(sent_by(router.block(), "old"), 0u);
 
-    // The removed backend's while is cut to 3 s, as a stop cuts it.
-    const auto window_ends = std::chrono::steady_clock::now() + 3s;
+    // The removed backend's while is cut to 5 s, as a stop cuts it (room
+    // for a TSan build on 2 loaded cores to do what follows within it).
+    const auto window_ends = std::chrono::steady_clock::now() + 5s;
     auto reload = std::async(std::launch::async, [&] {
       return router.reload(one_file_backend(instance, "new", R"({"path":"/dev/null"})"),
                            [&]() -> std::optional<std::chrono::steady_clock::time_point> { return window_ends; });
     });
-    std::this_thread::sleep_for(500ms);  // the new plan is taken within milliseconds
+    // The new plan is made (its backends marked in the block), then taken
+    // by the worker at its next round, at most a 50 ms sleep away.
+    for (const auto made_by = std::chrono::steady_clock::now() + 2s;
+         std::chrono::steady_clock::now() < made_by && !in_config(router.block(), "new");) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_TRUE(in_config(router.block(), "new"));
+    std::this_thread::sleep_for(200ms);
     ASSERT_TRUE(emit_events(instance, 5));
     std::this_thread::sleep_for(500ms);
     ASSERT_EQ(reload.wait_for(0s), std::future_status::timeout) << "the reload ended before the check";
