@@ -101,8 +101,10 @@ class Worker {
         run();
       } catch (const std::exception& e) {
         fail(name, e.what());
+        count_open_drop_batches_lost();
       } catch (...) {
         fail(name, "an unknown exception");
+        count_open_drop_batches_lost();
       }
       // Release pairs with exited()'s acquire: nothing this thread did with
       // runners or batches comes after it.
@@ -175,6 +177,16 @@ class Worker {
     all_released_.store(false, std::memory_order_release);
     // Release pairs with failure()'s acquire.
     failed_.store(true, std::memory_order_release);
+  }
+  // A `drop` backend's open batch holds no ring space (the ring may be
+  // released past it already): with the worker gone, its events are lost.
+  // Counted as the stop this failure leads to drops them (fetch_add: the
+  // router adds to the same counter after the sink thread is joined).
+  void count_open_drop_batches_lost() noexcept {
+    for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+      const sinks::Batch* batch = slots_[slot].current;
+      if (batch != nullptr && !batch->holds_ring) block_.backends[slot].sink.dropped_shutdown.add(batch->events);
+    }
   }
   char failure_[512] = {};
   std::atomic<bool> failed_{false};
@@ -945,7 +957,10 @@ std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config, const 
 std::optional<std::string> Router::reload(
     RouterConfig config, const std::function<std::optional<std::chrono::steady_clock::time_point>()>& stop_deadline) {
   if (config.instance != config_.instance) return "instance can't change while running (restart to change it)";
-  bool same_rings = config.rings.size() == config_.rings.size() || (config.rings.empty() && config_.rings.size() == 1);
+  // No rings is the one default ring: the same only where that is the ring
+  // running.
+  bool same_rings = config.rings.size() == config_.rings.size() ||
+                    (config.rings.empty() && config_.rings.size() == 1 && config_.rings[0].name == RouterRing{}.name);
   for (std::size_t i = 0; same_rings && i < config.rings.size(); ++i) {
     same_rings = config.rings[i].name == config_.rings[i].name;
   }

@@ -259,9 +259,6 @@ void BackendRunner::submit(Batch* batch) {
   in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
   in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
   if (!batch->holds_ring) in_flight_outside_ring_.fetch_add(batch->events, std::memory_order_relaxed);
-  // Relaxed: read by give_up_unwritten() after a reload saw this worker
-  // take the new plan (its acquire of the worker's plan serial orders it).
-  if (batch->holds_ring) handed_through_[batch->ring].store(batch->end, std::memory_order_relaxed);
   // moodycamel says a queue that could not grow by returning false, not by
   // throwing: ignored, the batch was never written, yet the ring was
   // released past it once a later batch was. Thrown, it stops the worker
@@ -272,6 +269,11 @@ void BackendRunner::submit(Batch* batch) {
     if (!batch->holds_ring) in_flight_outside_ring_.fetch_sub(batch->events, std::memory_order_relaxed);
     throw std::bad_alloc();
   }
+  // Once handed over, not before: give_up_unwritten() takes everything up
+  // to it as this runner's to write or count. Relaxed: read by it after a
+  // reload saw this worker take the new plan (its acquire of the worker's
+  // plan serial orders it).
+  if (batch->holds_ring) handed_through_[batch->ring].store(batch->end, std::memory_order_relaxed);
 }
 
 void BackendRunner::stop(std::chrono::milliseconds drain) {
@@ -551,14 +553,14 @@ std::chrono::milliseconds RetryBackoff::next() noexcept {
 
 bool BackendRunner::write_through(Batch* batch) {
   const std::uint32_t ring = batch->ring;
-  if (batch->holds_ring) {
-    // A restarted router that reads this knows these events may be in the
-    // destination already (replayed, possibly duplicated). The write's
-    // system call, not this store's order, keeps it ahead of the bytes: a
-    // crash after it is a new process reading the shared page. Release
-    // pairs with the acquire load when a worker starts (router.cpp).
-    slot_.writing_through[ring].store(batch->end, std::memory_order_release);
-  }
+  // A restarted router that reads this knows these events may be in the
+  // destination already (replayed, possibly duplicated), whether or not the
+  // batch held the ring: a `drop` backend's are read again too where
+  // another backend held them. The write's system call, not this store's
+  // order, keeps it ahead of the bytes: a crash after it is a new process
+  // reading the shared page. Release pairs with the acquire load when a
+  // worker starts (router.cpp).
+  slot_.writing_through[ring].store(batch->end, std::memory_order_release);
   RetryBackoff backoff(name_, batch->end);
   std::string why;
   // A stop ends the write (cut short, or between two tries): the batch stays
