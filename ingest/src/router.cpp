@@ -744,7 +744,8 @@ class Worker {
       if (!ring_lost_) consumer_.release(release_to);
       released_ = release_to;
     }
-    // Release: `stat`-style readers and stop() see a consistent answer.
+    // Release: pairs with drained()'s acquire on the control thread (stop(),
+    // bench), which then sees the releases made before it.
     all_released_.store(released_ == consumer_.read_position(), std::memory_order_release);
   }
 

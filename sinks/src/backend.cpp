@@ -526,7 +526,9 @@ void BackendRunner::deliver(Batch* batch) {
   (void)pool_.enqueue(batch);
   in_flight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   if (!holds_ring) in_flight_outside_ring_.fetch_sub(events, std::memory_order_relaxed);
-  // Release: a worker that sees the queue idle also sees the batch back in the pool.
+  // Release: pairs with idle()'s acquire in stop() and stop_all() on the
+  // control thread, which then sees this batch's work done. Workers read
+  // the count relaxed (over_limit()), a bound, not a publication.
   in_flight_events_.fetch_sub(events, std::memory_order_release);
 }
 
