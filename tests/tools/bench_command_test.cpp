@@ -1,6 +1,8 @@
 // `ringroute bench` as a user runs it: the real binary, producer processes,
 // the in-process router and real files; what its report says, not how fast.
 #include <gtest/gtest.h>
+
+#include <sys/prctl.h>
 #include <simdjson.h>
 
 #include <signal.h>
@@ -90,7 +92,10 @@ TEST(BenchCommand, BadArgumentsAreUsageErrors) {
 // rings, perf block and sink files, all named rr-bench-{pid}) goes with it.
 TEST(BenchCommand, AnInterruptedBenchLeavesNothingBehind) {
   const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
   if (pid == 0) {
+    // Not left running for its 30 s if this test fails before it kills it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     std::freopen("/dev/null", "w", stderr);
     std::freopen("/dev/null", "w", stdout);
     ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "bench", "--config",
@@ -110,9 +115,10 @@ TEST(BenchCommand, AnInterruptedBenchLeavesNothingBehind) {
   // Running: its ring exists (the router makes it after the bench catches
   // interrupts).
   const std::string ring = "/dev/shm/" + prefix + "-0";
-  for (int i = 0; i < 200 && !std::filesystem::exists(ring); ++i) {
+  for (int i = 0; i < 1000 && !std::filesystem::exists(ring); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  if (!std::filesystem::exists(ring)) ::kill(pid, SIGKILL);
   ASSERT_TRUE(std::filesystem::exists(ring));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ::kill(pid, SIGINT);
