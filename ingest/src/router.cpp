@@ -178,16 +178,30 @@ class Worker {
     // Release pairs with failure()'s acquire.
     failed_.store(true, std::memory_order_release);
   }
-  // A `drop` backend's open batch holds no ring space (the ring may be
-  // released past it already): with the worker gone, its events are lost.
-  // Counted as the stop this failure leads to drops them (fetch_add: the
-  // router adds to the same counter after the sink thread is joined).
+  // A `drop` backend's open batch holds no ring space: with the worker
+  // gone, its events are lost where the ring was released past them (a
+  // next start reads the rest again). Counted as dropped at the stop this
+  // failure leads to, for a batch wholly released; one released in part is
+  // not (which of its events is not known). fetch_add: workers of other
+  // rings, and the router after the sink thread is joined, add to it too.
   void count_open_drop_batches_lost() noexcept {
     for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
       const sinks::Batch* batch = slots_[slot].current;
-      if (batch != nullptr && !batch->holds_ring) block_.backends[slot].sink.dropped_shutdown.add(batch->events);
+      if (batch == nullptr || batch->holds_ring || batch->end > released_) continue;
+      block_.backends[slot].sink.dropped_shutdown.value.fetch_add(batch->events, std::memory_order_relaxed);
+      lost_at_failure_.fetch_add(batch->events, std::memory_order_relaxed);
     }
   }
+  std::atomic<std::uint64_t> lost_at_failure_{0};
+
+ public:
+  // Counted by count_open_drop_batches_lost(); read by the router once this
+  // thread is joined (relaxed: the join orders it).
+  [[nodiscard]] std::uint64_t lost_at_failure() const noexcept {
+    return lost_at_failure_.load(std::memory_order_relaxed);
+  }
+
+ private:
   char failure_[512] = {};
   std::atomic<bool> failed_{false};
   std::atomic<bool> exited_{false};
@@ -1099,7 +1113,10 @@ void Router::stop(std::chrono::milliseconds drain) {
   // whole stop takes at most `drain` (plus a write in progress), not twice.
   const auto drain_until = Clock::now() + drain;
   for (auto& worker : workers_) worker->request_stop(drain_until);
-  for (auto& worker : workers_) worker->join();
+  for (auto& worker : workers_) {
+    worker->join();
+    dropped_at_stop_ += worker->lost_at_failure();
+  }
   std::vector<sinks::BackendRunner*> all;
   for (auto& [name, runner] : runners_) all.push_back(runner.get());
   sinks::BackendRunner::stop_all(all, drain_until);

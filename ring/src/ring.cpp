@@ -152,9 +152,27 @@ int open_lock_fd(const Segment& segment) noexcept {
   return -1;
 }
 
+// Counts forks and closes a child's copies of the registered descriptors,
+// once a process: before any is registered, by producers and consumers
+// alike (a process with only consumers, a router, forked children that
+// kept its consumer lock after it died). The mutex is held across fork()
+// (prepare, then parent or child), so the child's list is whole.
+void watch_forks() noexcept {
+  static const int registered = ::pthread_atfork(
+      [] { lock_fds().mutex.lock(); }, [] { lock_fds().mutex.unlock(); },
+      [] {
+        detail::fork_generation.fetch_add(1, std::memory_order_relaxed);
+        for (const int fd : lock_fds().fds) ::close(fd);
+        lock_fds().fds.clear();
+        lock_fds().mutex.unlock();
+      });
+  (void)registered;  // only fails for lack of memory: then forks go unnoticed, as before
+}
+
 // Opens and registers one under the registry's mutex, so no fork() comes
 // between (the child would keep a copy not on its list); -1 where none.
 int open_registered_lock_fd(const Segment& segment) noexcept {
+  watch_forks();
   try {
     std::lock_guard guard(lock_fds().mutex);
     lock_fds().fds.reserve(lock_fds().fds.size() + 1);
@@ -182,17 +200,7 @@ Producer::Producer(Segment segment)
       mask_(segment_.capacity() - 1),
       slot_(&header_->overflow_slot),
       slot_index_(kNoSlot) {
-  // The mutex is held across fork() (prepare, then parent or child), so the
-  // child's list is whole.
-  static const int registered = ::pthread_atfork(
-      [] { lock_fds().mutex.lock(); }, [] { lock_fds().mutex.unlock(); },
-      [] {
-        detail::fork_generation.fetch_add(1, std::memory_order_relaxed);
-        for (const int fd : lock_fds().fds) ::close(fd);
-        lock_fds().fds.clear();
-        lock_fds().mutex.unlock();
-      });
-  (void)registered;  // only fails for lack of memory: then forks go unnoticed, as before
+  watch_forks();
   fork_generation_ = detail::fork_generation.load(std::memory_order_relaxed);
   const pid_t self = ::getpid();
   const std::uint64_t ticks = process_start_ticks(self);
@@ -291,9 +299,40 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
       dead_claim_timeout_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.dead_claim_timeout).count()) {
   const pid_t self = ::getpid();
   const std::uint64_t ticks = process_start_ticks(self);
+  // The consumer lock (kConsumerLockByte) first, on a descriptor of our
+  // own, registered so that a child fork() makes closes its copy. Held by
+  // another, that consumer lives, whatever its pid says to us (another PID
+  // namespace): refused, as two consumers would corrupt the ring. Where
+  // locks can't be had at all, the pid decides, as below. Producers read
+  // it as the router still reading a ring whose file was removed.
+  fork_generation_ = detail::fork_generation.load(std::memory_order_relaxed);
+  lock_fd_ = open_registered_lock_fd(segment_);
+  if (lock_fd_ >= 0 && !lock_slot(lock_fd_, kConsumerLockByte, F_WRLCK)) {
+    const int e = errno;
+    close_registered_lock_fd(lock_fd_);
+    lock_fd_ = -1;
+    if (e == EAGAIN || e == EACCES) {
+      throw RingError(Status::busy,
+                      "ring " + segment_.name() +
+                          (header_->consumer_pid.load(std::memory_order_relaxed) == self
+                               ? ": this process already consumes it"
+                               : ": already consumed by another process (it holds the ring's consumer lock; one "
+                                 "router or bench per ring)"));
+    }
+  }
+  // Let go if this constructor throws from here (the destructor won't run).
+  struct LockHeld {
+    int* fd;
+    ~LockHeld() {
+      if (fd != nullptr && *fd >= 0) {
+        close_registered_lock_fd(*fd);
+        *fd = -1;
+      }
+    }
+    void release() noexcept { fd = nullptr; }
+  } lock_held{&lock_fd_};
   // Ownership is the pid and start time in the header rather than a file
-  // lock: forked children inherit open file descriptions (and with them a
-  // flock), so a lock could outlive the consumer that took it. Taken as
+  // lock alone: a consumer of a build before the lock takes none. Taken as
   // producer slots are (take_owner).
   const auto marked_since = std::chrono::steady_clock::now();
   for (;;) {
@@ -353,15 +392,7 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
   next_saved_jump_from_ = saved_jump_count_ != 0 ? saved_jumps_[0].from : kNoJump;
   // After taking ownership: a second would-be consumer is refused at once.
   segment_.touch_for_write();
-  // Last, so no throw leaves it held: liveness for producers that can't
-  // judge our pid (kConsumerLockByte). A descriptor of our own, registered
-  // so that a child fork() makes closes its copy: a child keeping it would
-  // hold the lock after we died.
-  lock_fd_ = open_registered_lock_fd(segment_);
-  if (lock_fd_ >= 0 && !lock_slot(lock_fd_, kConsumerLockByte, F_WRLCK)) {
-    close_registered_lock_fd(lock_fd_);
-    lock_fd_ = -1;
-  }
+  lock_held.release();
 }
 
 void Consumer::take_saved_jump() noexcept {
@@ -381,7 +412,11 @@ void Consumer::take_saved_jump() noexcept {
 }
 
 Consumer::~Consumer() {
-  if (lock_fd_ >= 0) close_registered_lock_fd(lock_fd_);
+  // Not in a child of fork(): its copy was closed at the fork, and the
+  // number may name another file since.
+  if (lock_fd_ >= 0 && detail::fork_generation.load(std::memory_order_relaxed) == fork_generation_) {
+    close_registered_lock_fd(lock_fd_);
+  }
   std::int32_t self = static_cast<std::int32_t>(::getpid());
   // Release: our releases happen-before the next consumer's acquire in its constructor.
   header_->consumer_pid.compare_exchange_strong(self, 0, std::memory_order_release,

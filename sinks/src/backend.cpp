@@ -259,6 +259,9 @@ void BackendRunner::submit(Batch* batch) {
   in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
   in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
   if (!batch->holds_ring) in_flight_outside_ring_.fetch_add(batch->events, std::memory_order_relaxed);
+  const bool holds_ring = batch->holds_ring;
+  const std::uint32_t ring = batch->ring;
+  const std::uint64_t end = batch->end;
   // moodycamel says a queue that could not grow by returning false, not by
   // throwing: ignored, the batch was never written, yet the ring was
   // released past it once a later batch was. Thrown, it stops the worker
@@ -270,10 +273,11 @@ void BackendRunner::submit(Batch* batch) {
     throw std::bad_alloc();
   }
   // Once handed over, not before: give_up_unwritten() takes everything up
-  // to it as this runner's to write or count. Relaxed: read by it after a
-  // reload saw this worker take the new plan (its acquire of the worker's
-  // plan serial orders it).
-  if (batch->holds_ring) handed_through_[batch->ring].store(batch->end, std::memory_order_relaxed);
+  // to it as this runner's to write or count. From copies: once queued, the
+  // batch is the sink thread's, which may have written and reset it
+  // already. Relaxed: read by it after a reload saw this worker take the
+  // new plan (its acquire of the worker's plan serial orders it).
+  if (holds_ring) handed_through_[ring].store(end, std::memory_order_relaxed);
 }
 
 void BackendRunner::stop(std::chrono::milliseconds drain) {

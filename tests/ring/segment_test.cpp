@@ -419,6 +419,39 @@ TEST(Segment, ASecondConsumerInTheSameProcessIsRefused) {
   }
 }
 
+// A consumer whose pid names no process we can see (another PID namespace:
+// here a pid and start ticks of nobody) but that holds the ring's consumer
+// lock lives: a second one is refused. Judged by the pid alone, it was
+// taken for dead and two consumers read the ring.
+TEST(Segment, AConsumerThatHoldsTheLockIsAliveWhateverItsPidSays) {
+  TestRing ring(4096);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ring::Consumer c(ring.segment);
+    // As a consumer in another namespace looks from here.
+    ring.segment.header().consumer_pid.store(0x7ffffff0, std::memory_order_release);
+    ::pause();
+    ::_exit(0);
+  }
+  for (int i = 0; i < 500 && ring.segment.header().consumer_pid.load() != 0x7ffffff0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(ring.segment.header().consumer_pid.load(), 0x7ffffff0);
+  try {
+    ring::Consumer second(ring.segment);
+    ADD_FAILURE() << "a second consumer was allowed beside one that holds the lock";
+  } catch (const ring::RingError& e) {
+    EXPECT_EQ(e.status(), ring::Status::busy);
+    EXPECT_NE(std::string(e.what()).find("it holds the ring's consumer lock"), std::string::npos) << e.what();
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  // Gone, its lock goes with it: the ring is taken over.
+  EXPECT_NO_THROW(ring::Consumer again(ring.segment));
+}
+
 // A router restarted in a container comes back as the same pid (often 1)
 // and finds its own pid in the header, left by the process it replaces:
 // other start ticks mean that process is gone, and the ring is taken over.

@@ -573,8 +573,9 @@ class Consumer {
   std::array<Jump, SegmentHeader::kFramingJumps> saved_jumps_{};
   std::size_t saved_jump_count_ = 0, next_saved_jump_ = 0;
   // Holds the lock on kConsumerLockByte while this consumer lives; -1 where
-  // none could be had (a file system without OFD locks, another holding it).
+  // none could be had (a file system without OFD locks).
   int lock_fd_ = -1;
+  std::uint64_t fork_generation_ = 0;  // detail::fork_generation when made
   std::uint64_t next_saved_jump_from_ = kNoJump;
   void take_saved_jump() noexcept;
 };
