@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -980,6 +981,20 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   EXPECT_TRUE(doc["backends"].at(1)["p50_us"].is_null()) << json;
   EXPECT_TRUE(doc["backends"].at(1)["p999_us"].is_null()) << json;
   EXPECT_GT(double(doc["backends"].at(0)["p99_us"]), 0.0) << json;
+  // The buckets behind the percentiles: one per sent event, in order, none
+  // for the idle backend.
+  std::uint64_t bucketed = 0;
+  std::optional<std::uint64_t> last_to;
+  for (simdjson::dom::element bucket : doc["backends"].at(0)["latency_buckets"].get_array()) {
+    if (last_to) {
+      EXPECT_GT(uint64_t(bucket["from_ns"]), *last_to) << json;
+    }
+    EXPECT_GE(uint64_t(bucket["to_ns"]), uint64_t(bucket["from_ns"])) << json;
+    last_to = uint64_t(bucket["to_ns"]);
+    bucketed += uint64_t(bucket["count"]);
+  }
+  EXPECT_EQ(bucketed, 100u) << json;
+  EXPECT_EQ(doc["backends"].at(1)["latency_buckets"].get_array().size(), 0u) << json;
 
   // Two views: the first has no rates, the second no latency (nothing was
   // written between them); both list the two backends.

@@ -238,7 +238,20 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
       }
       out += buffer;
     }
-    out += "}";
+    // The histogram's buckets that hold events, so a scraper can take the
+    // difference of two snapshots and read a window's percentiles (those
+    // above are since the block was made).
+    out += ",\"latency_buckets\":[";
+    bool first_bucket = true;
+    for (std::size_t k = 0; k < perf::kHistogramBuckets; ++k) {
+      if (b.latency[k] == 0) continue;
+      const std::uint64_t to = k + 1 < perf::kHistogramBuckets ? perf::Histogram::lower_bound(k + 1) - 1 : UINT64_MAX;
+      out += (first_bucket ? "" : ",") + std::string("{\"from_ns\":") +
+             std::to_string(perf::Histogram::lower_bound(k)) + ",\"to_ns\":" + std::to_string(to) +
+             ",\"count\":" + std::to_string(b.latency[k]) + "}";
+      first_bucket = false;
+    }
+    out += "]}";
   }
   return out + "]}";
 }
