@@ -44,13 +44,6 @@ std::uint64_t sent_by(const perf::Block& block, const std::string& name) {
   return 0;
 }
 
-bool in_config(const perf::Block& block, const std::string& name) {
-  for (const perf::BackendSlot& slot : block.backends) {
-    if (perf::slot_name(slot.name) == name) return slot.in_config.load(std::memory_order_relaxed) != 0;
-  }
-  return false;
-}
-
 // While a reload runs: every slot's, read without its name ("old" never
 // sends, so any is "new"'s).
 std::uint64_t sent_by_all(const perf::Block& block) {
@@ -79,14 +72,10 @@ TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) 
       return router.reload(one_file_backend(instance, "new", R"({"path":"/dev/null"})"),
                            [&]() -> std::optional<std::chrono::steady_clock::time_point> { return window_ends; });
     });
-    // The new plan is made (its backends marked in the block), then taken
-    // by the worker at its next round, at most a 50 ms sleep away.
-    for (const auto made_by = std::chrono::steady_clock::now() + 2s;
-         std::chrono::steady_clock::now() < made_by && !in_config(router.block(), "new");) {
-      std::this_thread::sleep_for(1ms);
-    }
-    ASSERT_TRUE(in_config(router.block(), "new"));
-    std::this_thread::sleep_for(200ms);
+    // The new plan is taken within milliseconds. Not polled through the
+    // block: its slot names are written by the reload's thread meanwhile,
+    // a race TSan sees in one process (stat reads them from another).
+    std::this_thread::sleep_for(800ms);
     ASSERT_TRUE(emit_events(instance, 5));
     std::this_thread::sleep_for(500ms);
     ASSERT_EQ(reload.wait_for(0s), std::future_status::timeout) << "the reload ended before the check";
