@@ -48,7 +48,7 @@ std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBucke
   std::uint64_t seen = 0;
   for (std::size_t b = 0; b < kHistogramBuckets; ++b) {
     seen += counts[b];
-    if (seen >= rank) return b + 1 < kHistogramBuckets ? Histogram::lower_bound(b + 1) - 1 : UINT64_MAX;
+    if (seen >= rank) return Histogram::upper_bound(b);
   }
   return UINT64_MAX;
 }

@@ -148,10 +148,16 @@ TEST(PerfBlock, HistogramBucketsAreLogLinear) {
     const std::size_t b = Histogram::bucket_of(v);
     ASSERT_LT(b, kHistogramBuckets);
     EXPECT_LE(Histogram::lower_bound(b), v);
+    EXPECT_GE(Histogram::upper_bound(b), v);
     if (b + 1 < kHistogramBuckets && v != ~0ull) {
       EXPECT_GT(Histogram::lower_bound(b + 1), v);
     }
   }
+  // Each bucket ends where the next begins; the last one is open.
+  for (std::size_t b = 0; b + 1 < kHistogramBuckets; ++b) {
+    EXPECT_EQ(Histogram::upper_bound(b) + 1, Histogram::lower_bound(b + 1));
+  }
+  EXPECT_EQ(Histogram::upper_bound(kHistogramBuckets - 1), UINT64_MAX);
   // At most 12.5% wide beyond the exact range.
   for (std::size_t b = 8; b + 1 < 400; ++b) {
     const double low = static_cast<double>(Histogram::lower_bound(b));

@@ -245,9 +245,9 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
     bool first_bucket = true;
     for (std::size_t k = 0; k < perf::kHistogramBuckets; ++k) {
       if (b.latency[k] == 0) continue;
-      const std::uint64_t to = k + 1 < perf::kHistogramBuckets ? perf::Histogram::lower_bound(k + 1) - 1 : UINT64_MAX;
       out += (first_bucket ? "" : ",") + std::string("{\"from_ns\":") +
-             std::to_string(perf::Histogram::lower_bound(k)) + ",\"to_ns\":" + std::to_string(to) +
+             std::to_string(perf::Histogram::lower_bound(k)) + ",\"to_ns\":" +
+             std::to_string(perf::Histogram::upper_bound(k)) +
              ",\"count\":" + std::to_string(b.latency[k]) + "}";
       first_bucket = false;
     }

@@ -61,6 +61,10 @@ struct Histogram {
     const std::size_t e = (bucket - 8) / 8 + 3;
     return (8 + (bucket - 8) % 8) << (e - 3);
   }
+  // The largest value that falls in `bucket` (the last bucket is open).
+  static std::uint64_t upper_bound(std::size_t bucket) noexcept {
+    return bucket + 1 < kHistogramBuckets ? lower_bound(bucket + 1) - 1 : UINT64_MAX;
+  }
   void record(std::uint64_t ns, std::uint64_t count = 1) noexcept { buckets[bucket_of(ns)].add(count); }
 };
 
