@@ -9,16 +9,6 @@
 
 namespace ringroute::ingest {
 
-namespace {
-
-std::size_t first_non_space(std::string_view s) noexcept {
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
-  return i;
-}
-
-// Offset of the first byte that is not valid UTF-8 (simdjson says only that
-// some byte is bad; a user needs to know which).
 std::size_t first_invalid_utf8(std::string_view s) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const std::size_t n = s.size();
@@ -43,6 +33,15 @@ std::size_t first_invalid_utf8(std::string_view s) noexcept {
   }
   return n;
 }
+
+namespace {
+
+std::size_t first_non_space(std::string_view s) noexcept {
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+  return i;
+}
+
 
 // Offset of the first byte inside a string that JSON does not allow there:
 // a control character (`controls`), or else a backslash that starts no
@@ -96,15 +95,18 @@ std::size_t first_bad_string_byte(std::string_view s, bool controls) noexcept {
   return std::string_view::npos;
 }
 
-// As deep as the DOM parser goes (its default max_depth); on-demand checks
-// depth only in simdjson's development builds, and this walk recurses once
-// per level, so it stops there itself (a deep body is a refused body, not a
-// stack overflow).
-constexpr std::size_t kMaxDepth = simdjson::DEFAULT_MAX_DEPTH;
+static_assert(kMaxBodyDepth == simdjson::DEFAULT_MAX_DEPTH, "a body nests as deep as the DOM parser goes");
+
+// The deepest a text of `kind` may nest: an event line holds its body one
+// level down, so a body the producer library takes is taken in a line too.
+std::size_t max_depth_of(JsonText kind) noexcept { return kMaxBodyDepth + (kind == JsonText::event_line ? 1 : 0); }
 
 // Walks every value so on-demand reports where the first syntax error is.
-simdjson::error_code walk(simdjson::ondemand::value value, std::size_t depth) noexcept {
-  if (depth > kMaxDepth) return simdjson::DEPTH_ERROR;
+// On-demand checks depth only in simdjson's development builds, and this
+// walk recurses once per level, so it stops at `max_depth` itself (a deep
+// text is a refused text, not a stack overflow).
+simdjson::error_code walk(simdjson::ondemand::value value, std::size_t depth, std::size_t max_depth) noexcept {
+  if (depth > max_depth) return simdjson::DEPTH_ERROR;
   simdjson::ondemand::json_type type;
   if (auto e = value.type().get(type)) return e;
   switch (type) {
@@ -114,7 +116,7 @@ simdjson::error_code walk(simdjson::ondemand::value value, std::size_t depth) no
       for (auto field : object) {
         std::string_view key;
         if (auto e = field.unescaped_key().get(key)) return e;
-        if (auto e = walk(field.value(), depth + 1)) return e;
+        if (auto e = walk(field.value(), depth + 1, max_depth)) return e;
       }
       return simdjson::SUCCESS;
     }
@@ -124,7 +126,7 @@ simdjson::error_code walk(simdjson::ondemand::value value, std::size_t depth) no
       for (auto element : array) {
         simdjson::ondemand::value v;
         if (auto e = element.get(v)) return e;
-        if (auto e = walk(v, depth + 1)) return e;
+        if (auto e = walk(v, depth + 1, max_depth)) return e;
       }
       return simdjson::SUCCESS;
     }
@@ -221,7 +223,7 @@ struct Located {
 };
 
 // The slow path, for error messages only: where did it go wrong?
-Located locate_error(std::string_view text, simdjson::error_code error) noexcept {
+Located locate_error(std::string_view text, simdjson::error_code error, std::size_t max_depth) noexcept {
   if (error == simdjson::UTF8_ERROR) return {first_invalid_utf8(text)};
   if (error == simdjson::UNESCAPED_CHARS || error == simdjson::STRING_ERROR) {
     const std::size_t at = first_bad_string_byte(text, error == simdjson::UNESCAPED_CHARS);
@@ -251,7 +253,7 @@ Located locate_error(std::string_view text, simdjson::error_code error) noexcept
     for (auto field : object) {
       std::string_view key;
       if ((e = field.unescaped_key().get(key))) break;
-      if ((e = walk(field.value(), 2))) break;
+      if ((e = walk(field.value(), 2, max_depth))) break;
     }
   }
   const char* at = nullptr;
@@ -328,10 +330,28 @@ JsonProblem problem_at(std::string_view text, std::size_t offset, simdjson::erro
   return JsonProblem{offset, simdjson::error_message(error)};
 }
 
+// A per-thread parser for event lines, one level deeper than a body's
+// (max_depth_of): growing it keeps its depth.
+struct LineParser {
+  simdjson::dom::parser parser;
+  // Left unallocated (out of memory), it parses at a body's depth: only a
+  // line whose body is at the limit is then refused.
+  LineParser() noexcept {
+    const simdjson::error_code unallocated = parser.allocate(4096, max_depth_of(JsonText::event_line));
+    (void)unallocated;
+  }
+};
+
+simdjson::dom::parser* dom_parser(JsonText kind) noexcept {
+  if (kind == JsonText::body) return detail::thread_object<simdjson::dom::parser>();
+  LineParser* const line = detail::thread_object<LineParser>();
+  return line != nullptr ? &line->parser : nullptr;
+}
+
 }  // namespace
 
-std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
-  simdjson::dom::parser* const parser = detail::thread_object<simdjson::dom::parser>();
+std::optional<JsonProblem> check_json_object(std::string_view text, JsonText kind) noexcept {
+  simdjson::dom::parser* const parser = dom_parser(kind);
   if (parser == nullptr) return JsonProblem{0, "out of memory while checking"};
   simdjson::dom::element root;
   // realloc_if_needed: the caller's buffer has no SIMDJSON_PADDING, so the
@@ -339,7 +359,7 @@ std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
   const simdjson::error_code error = parser->parse(text.data(), text.size(), true).get(root);
   if (error) {
     if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
-    const Located at = locate_error(text, error);
+    const Located at = locate_error(text, error, max_depth_of(kind));
     if (at.trailing) return JsonProblem{at.offset, "trailing content after the JSON value"};
     if (at.unfinished) {
       // Cut short, but perhaps wrong before the cut (`{"a":tru, "b":`):
@@ -349,7 +369,7 @@ std::optional<JsonProblem> check_json_object(std::string_view text) noexcept {
         simdjson::dom::element ignored;
         const simdjson::error_code closed_error = parser->parse(closed.data(), closed.size(), true).get(ignored);
         if (closed_error && closed_error != simdjson::MEMALLOC) {
-          const Located inner = locate_error(closed, closed_error);
+          const Located inner = locate_error(closed, closed_error, max_depth_of(kind));
           if (!inner.trailing && !inner.unfinished && inner.offset < text.size() &&
               token_ends_before(text, inner.offset)) {
             return problem_at(text, inner.offset, closed_error);

@@ -151,6 +151,10 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view t, bool* out_of_range
 
 namespace {
 
+constexpr const char* kGregorianRange =
+    "outside the times an event holds (seconds since year 0 that fall within 64-bit ns since the epoch: "
+    "1677-09-21 to 2262-04-11)";
+
 // The top-level member whose value holds byte `offset` of a line that is
 // not JSON from there on (its key as written, without quotes), or empty:
 // the error then names the member too, as type errors do. A plain scan:
@@ -198,17 +202,22 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
   // thing (`{"a":`, `{} x`, a bad escape taken for a type error): the whole
   // line is checked first, so a line that is not JSON is refused with the
   // byte where it stops being JSON.
-  if (const auto problem = check_json_object(line)) {
+  if (const auto problem = check_json_object(line, JsonText::event_line)) {
     if (problem->valid_json) return std::string("not a JSON object");
     // At the line's end (it stops inside its JSON) no member is at fault.
     const std::string_view member =
         problem->byte_offset < line.size() ? member_at(line, problem->byte_offset) : std::string_view();
     // The body check's advice for a number past 64 bits (send it as a
-    // string) does not hold for a timestamp, whose strings are dates.
+    // string) does not hold for a timestamp, whose strings are dates, nor
+    // for a Gregorian time, which is only ever a number.
     const bool past_64_bits = std::string_view(problem->reason).find("past 64 bits") != std::string_view::npos;
     if ((member == "timestamp" || member == "Timestamp") && past_64_bits) {
       return std::string(member) + ": byte " + std::to_string(problem->byte_offset) +
              ": outside the timestamps an event holds (ns since the epoch in 64 bits)";
+    }
+    if ((member == "gregorian_time" || member == "Gregorian-Time") && past_64_bits) {
+      return std::string(member) + ": byte " + std::to_string(problem->byte_offset) +
+             ": " + kGregorianRange;
     }
     return (member.empty() ? std::string() : std::string(member) + ": ") +
            (problem->unsupported ? "byte " : "not JSON: byte ") + std::to_string(problem->byte_offset) + ": " +
@@ -382,7 +391,7 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
     // Compared before subtracting: INT64_MIN - kGregorianToUnix overflows.
     if (*gregorian < INT64_MIN / 1'000'000'000 + kGregorianToUnix ||
         *gregorian > INT64_MAX / 1'000'000'000 + kGregorianToUnix) {
-      return std::string(seen_as[static_cast<std::size_t>(Member::gregorian_time)]) + ": out of range";
+      return std::string(seen_as[static_cast<std::size_t>(Member::gregorian_time)]) + ": " + kGregorianRange;
     }
     const std::int64_t unix_seconds = *gregorian - kGregorianToUnix;
     out.input.timestamp_ns = unix_seconds * 1'000'000'000;

@@ -1,5 +1,6 @@
 // NDJSON event lines, as `emit` and `route` read them (SEMANTICS.md 7).
 #include "ringroute/ingest/event_json.hpp"
+#include "ringroute/ingest/body_check.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,6 +9,10 @@ using ringroute::ingest::EventLineParser;
 using ringroute::ingest::ParsedEvent;
 
 namespace {
+
+const std::string kGregorianRange =
+    "outside the times an event holds (seconds since year 0 that fall within 64-bit ns since the epoch: "
+    "1677-09-21 to 2262-04-11)";
 
 std::string error_of(std::string_view line) {
   EventLineParser parser;
@@ -93,7 +98,7 @@ TEST(EventLine, BadMembersAreNamedAsTheLineSpellsThem) {
   EXPECT_EQ(error_of(R"({"Account-Tree":["a",1]})"), "Account-Tree[1]: expected a string");
   EXPECT_EQ(error_of(R"({"Severity":"sever"})"), R"(Severity: unknown level "sever" (expected ok, warning, critical))");
   EXPECT_EQ(error_of(R"({"Timestamp":"yesterday"})"), R"(Timestamp: "yesterday" is not an RFC 3339 date-time)");
-  EXPECT_EQ(error_of(R"({"Gregorian-Time":9223372036854775807})"), "Gregorian-Time: out of range");
+  EXPECT_EQ(error_of(R"({"Gregorian-Time":9223372036854775807})"), "Gregorian-Time: " + kGregorianRange);
   EXPECT_EQ(error_of(R"({"Body":{"a":tru}})").rfind("Body: not JSON: ", 0), 0u);
 }
 
@@ -105,6 +110,29 @@ TEST(EventLine, ATimestampPast64BitsIsOutOfRangeNotAStringToSend) {
             "timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
   EXPECT_EQ(error_of(R"({"Timestamp":99999999999999999999})"),
             "Timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
+  // Nor for a Gregorian time, which is only ever a number: it was told to
+  // send it as a string, which it then refused.
+  EXPECT_EQ(error_of(R"({"gregorian_time":99999999999999999999})"), "gregorian_time: byte 18: " + kGregorianRange);
+}
+
+// A line holds its body one level down: a body nested as deep as the
+// producer library takes one is taken in a line too (it was refused as too
+// deep), and one level more is refused in both.
+TEST(EventLine, ABodyAsDeepAsTheLibraryTakesIsTakenInALine) {
+  auto nested = [](std::size_t levels) {
+    std::string body;
+    for (std::size_t i = 1; i < levels; ++i) body += "{\"a\":";
+    body += "{}";
+    body.append(levels - 1, '}');
+    return body;
+  };
+  const std::string deepest = nested(ingest::kMaxBodyDepth);
+  ASSERT_FALSE(ingest::check_json_object(deepest));
+  EXPECT_EQ(error_of(R"({"id":"x","body":)" + deepest + "}"), "");
+  const std::string deeper = nested(ingest::kMaxBodyDepth + 1);
+  ASSERT_TRUE(ingest::check_json_object(deeper));
+  EXPECT_NE(error_of(R"({"id":"x","body":)" + deeper + "}").find("body: "), std::string::npos)
+      << error_of(R"({"id":"x","body":)" + deeper + "}");
 }
 
 // A line that is not JSON says at which byte it stops being JSON, what is
@@ -170,8 +198,8 @@ TEST(EventLine, ABodyThatIsNotJsonOrATimeOutOfRangeIsABadLine) {
   EXPECT_EQ(error_of(R"({"id":"x","body":{"a":tru}})"),
             "body: not JSON: byte 22: Problem while parsing an atom starting with the letter 't'")
       << "the byte counts from the line's start";
-  EXPECT_EQ(error_of(R"({"gregorian_time":-9223372036854775808})"), "gregorian_time: out of range");
-  EXPECT_EQ(error_of(R"({"gregorian_time":9223372036854775807})"), "gregorian_time: out of range");
+  EXPECT_EQ(error_of(R"({"gregorian_time":-9223372036854775808})"), "gregorian_time: " + kGregorianRange);
+  EXPECT_EQ(error_of(R"({"gregorian_time":9223372036854775807})"), "gregorian_time: " + kGregorianRange);
 }
 
 TEST(EventLine, Rfc3339Forms) {

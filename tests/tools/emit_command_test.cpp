@@ -100,6 +100,36 @@ TEST(EmitCommand, AccountTreeFlagNamesAnEmptyId) {
   bad("", "empty (leave it out for an account without ancestors)");
 }
 
+// A flag's value is UTF-8 text, as a line's strings are: quoted into the
+// event line as it was, a bad byte became U+FFFD and the changed value went
+// out (a binding could match it that no event's own value would).
+TEST(EmitCommand, AFlagThatIsNotUtf8IsRefusedNotChanged) {
+  const std::string ring = ringroute::testing::unique_ring_name("absent");
+  expect_flag_refused(ring, "--app-name", "a\xff", "byte 1: not valid UTF-8 (a field is UTF-8 text)");
+  expect_flag_refused(ring, "--account-tree", "org,\xc3", "byte 4: not valid UTF-8 (a field is UTF-8 text)");
+  expect_flag_refused(ring, "--topic", "a.\xed\xa0\x80", "byte 2: not valid UTF-8 (a field is UTF-8 text)");
+}
+
+// The producer library takes a timestamp of 0 as "stamp it now": a line
+// that gives the epoch itself is refused, not sent with another time.
+TEST(EmitCommand, ATimestampOfTheEpochItselfIsRefusedNotRestamped) {
+  TestRing r(1 << 16, "emit");
+  ring::Consumer c(r.segment);
+  const auto res = emit(r.name, "",
+                        "{\"id\":\"zero\",\"timestamp\":0}\n"
+                        "{\"id\":\"date\",\"timestamp\":\"1970-01-01T00:00:00Z\"}\n"
+                        "{\"id\":\"one\",\"timestamp\":1}\n");
+  EXPECT_EQ(res.status, 1);
+  const std::string says =
+      R"(timestamp: 1970-01-01T00:00:00Z (0 ns since the epoch) can't be sent: the producer library takes 0 as \"stamp it at emit\")";
+  EXPECT_NE(res.err.find(R"({"line":1,"error":")" + says), std::string::npos) << res.err;
+  EXPECT_NE(res.err.find(R"({"line":2,"error":")" + says), std::string::npos) << res.err;
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, "one");
+  EXPECT_EQ(got[0].timestamp_ns, 1);
+}
+
 TEST(EmitCommand, NdjsonBadLinesAreNamedAndTheRestGoOn) {
   TestRing r(1 << 16, "emit");
   ring::Consumer c(r.segment);

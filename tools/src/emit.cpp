@@ -53,24 +53,46 @@ std::optional<std::string> tree_problem(const std::string& text) {
   return std::nullopt;
 }
 
+// The flags that give one string member of the line.
+struct StringFlag {
+  const char* flag;
+  const char* member;
+  std::optional<std::string> EmitArgs::*value;
+};
+constexpr StringFlag kStringFlags[] = {
+    {"--severity", "severity", &EmitArgs::severity},       {"--verbosity", "verbosity", &EmitArgs::verbosity},
+    {"--account-id", "account_id", &EmitArgs::account_id}, {"--app-name", "app_name", &EmitArgs::app_name},
+    {"--app-version", "app_version", &EmitArgs::app_version}, {"--topic", "topic", &EmitArgs::topic},
+    {"--id", "id", &EmitArgs::id},                         {"--node", "node", &EmitArgs::node},
+    {"--stream-name", "stream_name", &EmitArgs::stream_name}, {"--event-type", "event_type", &EmitArgs::event_type},
+    {"--tag", "tag", &EmitArgs::tag},
+};
+
+// A flag's value that is not UTF-8, named with its byte. Quoted into the
+// line as it was, its bad bytes became U+FFFD: a changed value emitted,
+// that the same event as an NDJSON line is refused for.
+std::optional<std::string> utf8_problem(const EmitArgs& a) {
+  auto check = [](const char* flag, const std::string& value) -> std::optional<std::string> {
+    const std::size_t at = ingest::first_invalid_utf8(value);
+    if (at == value.size()) return std::nullopt;
+    return std::string(flag) + ": byte " + std::to_string(at) + ": not valid UTF-8 (a field is UTF-8 text)";
+  };
+  for (const StringFlag& f : kStringFlags) {
+    if (const auto& value = a.*f.value) {
+      if (auto why = check(f.flag, *value)) return why;
+    }
+  }
+  return a.account_tree ? check("--account-tree", *a.account_tree) : std::nullopt;
+}
+
 std::string flags_as_json(const EmitArgs& a) {
   std::string line = "{";
-  auto member = [&](const char* name, const std::optional<std::string>& v) {
-    if (!v) return;
+  for (const StringFlag& f : kStringFlags) {
+    const auto& value = a.*f.value;
+    if (!value) continue;
     if (line.size() > 1) line += ',';
-    line += json_quote(name) + ":" + json_quote(*v);
-  };
-  member("severity", a.severity);
-  member("verbosity", a.verbosity);
-  member("account_id", a.account_id);
-  member("app_name", a.app_name);
-  member("app_version", a.app_version);
-  member("topic", a.topic);
-  member("id", a.id);
-  member("node", a.node);
-  member("stream_name", a.stream_name);
-  member("event_type", a.event_type);
-  member("tag", a.tag);
+    line += json_quote(f.member) + ":" + json_quote(*value);
+  }
   if (a.account_tree) {
     if (line.size() > 1) line += ',';
     line += "\"account_tree\":[";
@@ -108,6 +130,10 @@ int run_emit(const EmitArgs& args) {
         return 2;
       }
     }
+    if (auto why = utf8_problem(args)) {
+      std::fprintf(stderr, "ringroute emit: %s\n", why->c_str());
+      return 2;
+    }
     if (args.account_tree) {
       if (auto why = tree_problem(*args.account_tree)) {
         std::fprintf(stderr, "ringroute emit: %s\n", why->c_str());
@@ -140,6 +166,11 @@ int run_emit(const EmitArgs& args) {
   std::vector<rr_str> tree;
   // Emits `parsed`, the event parser.parse() just read.
   auto emit_parsed = [&]() -> std::optional<std::string> {
+    if (parsed.has_timestamp && parsed.input.timestamp_ns == 0) {
+      // Sent as 0 it would be stamped with the time of the emit.
+      return std::string("timestamp: 1970-01-01T00:00:00Z (0 ns since the epoch) can't be sent: the producer "
+                         "library takes 0 as \"stamp it at emit\"");
+    }
     const rr_event event = to_rr_event(parsed, tree);
     rr_error e{};
     if (rr_status s = producer.emit(event, 0, &e); s != RR_OK) {
