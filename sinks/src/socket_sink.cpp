@@ -159,12 +159,15 @@ std::size_t SocketSink::open_connections() const noexcept {
 
 void SocketSink::start_batch(const Batch& batch) {
   if (batch.ring == batch_ring_ && batch.first_start == batch_first_ && batch.end == batch_end_) return;
+  // The batch's identity last: a first pending_ that could not be had (out
+  // of memory, a retry) leaves it unset, so the next write starts the batch
+  // again rather than find nothing pending and call it written.
+  pending_.clear();
+  if (batch.events > 0) pending_.emplace_back(0, batch.events);
   batch_ring_ = batch.ring;
   batch_first_ = batch.first_start;
   batch_end_ = batch.end;
   batch_events_ = batch.events;
-  pending_.clear();
-  if (batch.events > 0) pending_.emplace_back(0, batch.events);
   for (Connection& c : connections_) c.handed_end = 0;
   datagram_next_ = 0;
   datagram_judged_ = 0;
@@ -286,6 +289,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   next_pending_.clear();
   next_part_ = 0;
   std::size_t failed_connections = 0;
+  bool dialed = false;  // a connection was set up in this write
 
   auto fail = [&](std::size_t index, const std::string& what) {
     Connection& c = connections_[index];
@@ -318,6 +322,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     // A receiver that closed the connection while it sat idle (a restarted
     // rsyslog) must not be handed events: the kernel would take them.
     if (c.stream.usable_after_idle()) return send_next(index);
+    dialed = true;
     std::string reason;
     if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason)) {
       fail(index, reason);
@@ -382,9 +387,14 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   // scheduling hiccup or a full kernel buffer draining, not a lagging
   // receiver): more than half the window in writes opens one more connection
   // for the next batches; 200 quiet windows in a row (under 5%) close one.
+  // A write that set up a connection is not counted: a lookup, a connect, a
+  // TLS handshake and its confirm wait are round trips, not a receiver that
+  // lags, and counted they opened a connection at each batch (each new one
+  // set up in turn) up to max_connections, splitting batches that one
+  // connection carried in order. The first window starts after such a write.
   const auto now = Clock::now();
-  window_busy_ += elapsed;
-  if (window_start_ == Clock::time_point{}) window_start_ = started;
+  if (!dialed) window_busy_ += elapsed;
+  if (window_start_ == Clock::time_point{}) window_start_ = dialed ? now : started;
   if (now - window_start_ >= kWindow) {
     const auto span = now - window_start_;
     if (window_busy_ * 2 > span && active_ < options_.max_connections) {
@@ -472,7 +482,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     }
     std::size_t first_failed = chain_end;
     int error = 0;
-    loop_->run(stop_, [&](std::uint64_t tag, int result) {
+    const auto on_sent = [&](std::uint64_t tag, int result) noexcept {
       const auto i = static_cast<std::size_t>(tag);
       if (result < 0) {
         if (i < first_failed) {
@@ -482,7 +492,18 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
         return;
       }
       if (datagram_of(i).size() > options_.max_datagram_bytes && counters_) counters_->truncated.add(1);
-    });
+    };
+    try {
+      loop_->run(stop_, on_sent);
+    } catch (const WriteInterrupted&) {
+      // Sent without waiting, most of the chain has gone by now: its
+      // completions are read here, so only what did not go counts as not
+      // delivered. Without them the whole chain did, and a successor sent
+      // datagrams the receiver had again. Where some are not back within
+      // the limit, what went is not known: the chain stays undelivered.
+      if (loop_->cancel_all(std::chrono::seconds(1), on_sent) == 0) datagram_next_ = first_failed;
+      throw;
+    }
     datagram_next_ = first_failed;
     if (first_failed < chain_end) {
       why = "send to " + where_ + ": " +

@@ -4,6 +4,7 @@
 // message only passes if a real receiver reads the RFC 5424 fields we meant.
 #include <gtest/gtest.h>
 
+#include <openssl/ssl.h>
 #include <simdjson.h>
 
 #include <sys/un.h>
@@ -671,6 +672,71 @@ TEST(SocketSink, NdjsonOverUnixStreamAndDatagrams) {
   ::close(datagrams);
 }
 
+// A connection closed with bytes from its receiver still unread (anything
+// a receiver says; over TLS 1.3, session tickets that came late) ends with
+// a reset instead of a FIN, and the kernel throws away what the send queue
+// held: events counted as written, lost. Read off first, the close is
+// clean and the receiver gets them all.
+TEST(SocketSink, AConnectionClosedWithUnreadBytesStillDeliversWhatWasWritten) {
+  const testing::BoundSocket listener = testing::bind_loopback(SOCK_STREAM, 4096);  // so our send queue holds the batch
+  auto sink = std::make_unique<SocketSink>(
+      SocketSinkOptions{.url = "syslog://127.0.0.1:" + std::to_string(listener.port), .max_connections = 1});
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  fill(batch, options, 0, 1000);  // a few hundred KB: the kernel takes it at once, the receiver reads none yet
+  std::string why;
+  ASSERT_EQ(sink->write(batch, why), Outcome::ok) << why;
+  const int accepted = ::accept(listener.fd, nullptr, nullptr);
+  ASSERT_GE(accepted, 0);
+  ASSERT_EQ(::send(accepted, "x", 1, MSG_NOSIGNAL), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the byte arrives
+  sink.reset();  // closes the connection
+  const timeval limit{2, 0};
+  ::setsockopt(accepted, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  std::string received;
+  char buffer[65536];
+  ssize_t n = 0;
+  while ((n = ::recv(accepted, buffer, sizeof buffer, 0)) > 0) received.append(buffer, static_cast<std::size_t>(n));
+  EXPECT_EQ(n, 0) << "the connection ended with " << std::strerror(errno) << ", not a FIN";
+  EXPECT_EQ(received.size(), batch.bytes.size());
+  EXPECT_TRUE(received == batch.bytes.view());
+  ::close(accepted);
+  ::close(listener.fd);
+}
+
+// A stop while a chain of datagrams goes: sent without waiting, they have
+// mostly gone by the time the write is cut short, and those that went are
+// delivered. The chain's completions were left unread, so every datagram
+// in it counted as not delivered and a successor sent them again.
+TEST(SocketSink, AStopMidChainCountsTheDatagramsThatWentAsDelivered) {
+  TempDir dir("dgram-stop");
+  const std::string path = dir / "dgram.sock";
+  const int receiver = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, path.c_str());
+  ASSERT_EQ(::bind(receiver, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  SocketSink sink({.url = "unixgram://" + path, .strip_newline = true});
+  const std::atomic<bool> stop{true};  // stopping already: the first wait for completions ends the write
+  sink.attach_stop(&stop);
+  Batch batch;
+  fill(batch, EncodeOptions{}, 0, 5);  // within any unix datagram queue (net.unix.max_dgram_qlen)
+  std::string why;
+  EXPECT_THROW((void)sink.write(batch, why), WriteInterrupted);
+  std::size_t received = 0;
+  char buffer[65536];
+  while (::recv(receiver, buffer, sizeof buffer, MSG_DONTWAIT) > 0) ++received;
+  EXPECT_GT(received, 0u);
+  EXPECT_EQ(sink.delivered_events(), received);
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> ranges;
+  sink.delivered_ranges(ranges);
+  if (received > 0) {
+    EXPECT_EQ(ranges, (std::vector<std::pair<std::uint32_t, std::uint32_t>>{{0, static_cast<std::uint32_t>(received)}}));
+  }
+  ::close(receiver);
+}
+
 // An event too long for a datagram: as NDJSON it is rejected, counted and
 // said (cut, it was a line that does not parse); as syslog it is cut where
 // a character starts, so MSG stays valid UTF-8.
@@ -908,6 +974,83 @@ TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
   }
   ASSERT_EQ(got.size(), next);
   for (std::size_t i = 0; i < next; ++i) ASSERT_EQ(got[i], i);  // each once
+}
+
+// A TLS 1.3 receiver that reads and discards, and sends no session tickets
+// after the handshake: each new connection then waits out the sink's
+// confirm wait (250 ms), a setup far longer than any send.
+class QuietTlsReceiver {
+ public:
+  explicit QuietTlsReceiver(const testing::TestPki& pki) : bound_(testing::bind_loopback()) {
+    context_ = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate_chain_file(context_, pki.server_cert.c_str());
+    SSL_CTX_use_PrivateKey_file(context_, pki.server_key.c_str(), SSL_FILETYPE_PEM);
+    SSL_CTX_set_min_proto_version(context_, TLS1_3_VERSION);
+    SSL_CTX_set_num_tickets(context_, 0);
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        const int fd = ::accept(bound_.fd, nullptr, nullptr);
+        if (fd < 0) return;  // the listener was shut down
+        std::lock_guard lock(mutex_);
+        fds_.push_back(fd);
+        readers_.emplace_back([this, fd] {
+          SSL* ssl = SSL_new(context_);
+          SSL_set_fd(ssl, fd);
+          char data[16384];
+          if (SSL_accept(ssl) == 1) {
+            while (SSL_read(ssl, data, sizeof data) > 0) {
+            }
+          }
+          SSL_free(ssl);
+        });
+      }
+    });
+  }
+  ~QuietTlsReceiver() {
+    ::shutdown(bound_.fd, SHUT_RDWR);
+    acceptor_.join();
+    {
+      std::lock_guard lock(mutex_);
+      for (const int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (auto& reader : readers_) reader.join();
+    for (const int fd : fds_) ::close(fd);
+    ::close(bound_.fd);
+    SSL_CTX_free(context_);
+  }
+  [[nodiscard]] std::uint16_t port() const { return bound_.port; }
+
+ private:
+  testing::BoundSocket bound_;
+  SSL_CTX* context_ = nullptr;
+  std::thread acceptor_;
+  std::mutex mutex_;
+  std::vector<int> fds_;
+  std::vector<std::thread> readers_;
+};
+
+// Setting a connection up (here a TLS handshake and its 250 ms confirm
+// wait) is not a receiver that lags: small batches that one connection
+// carries at once stay on it. The setup used to count as time spent
+// waiting on sends, so the first write opened a second connection, whose
+// own setup opened a third, one a batch up to max_connections, and the
+// batches were split between them.
+TEST(SocketSink, SettingUpAConnectionIsNotTakenForAReceiverThatLags) {
+  testing::TempDir dir("socket-setup");
+  const testing::TestPki pki = testing::make_test_pki(dir);
+  if (!pki.ok()) GTEST_SKIP() << "no openssl to make the test's certificates";
+  QuietTlsReceiver receiver(pki);
+  SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(receiver.port()), .max_connections = 4,
+                   .tls = {.ca_file = pki.ca}});
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  for (std::size_t i = 0, next = 0; i < 8; ++i, next += 5) {
+    fill(batch, options, next, 5);
+    ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(sink.open_connections(), 1u);
 }
 
 // Two connections, and the first reset partway through a batch: its rest
