@@ -229,6 +229,16 @@ char* put_body(char* out, std::string_view body) noexcept {
 
 // The slow paths: pretty printing and Kazoo's body normalisation, through a DOM.
 struct JsonFormatter::Reformatter {
+  // One level deeper than a body may nest (simdjson's default, what ingest
+  // takes): a pretty document with metadata holds the body one level down,
+  // and at the default a body at the limit was written compact. Growing the
+  // parser keeps its depth; left unallocated (out of memory) it parses at
+  // the default.
+  Reformatter() noexcept {
+    const simdjson::error_code unallocated = parser.allocate(4096, simdjson::DEFAULT_MAX_DEPTH + 1);
+    (void)unallocated;
+  }
+
   simdjson::dom::parser parser;
   ByteBuffer scratch;
   ByteBuffer body;

@@ -155,6 +155,20 @@ TEST(JsonFormatter, PrettyIndentsAtMost32LevelsAndWritesDeeperOnesCompactly) {
             std::string::npos);
 }
 
+// A body as deep as ingest takes one (simdjson's default depth) is one
+// level deeper inside the metadata: pretty with metadata wrote it compact.
+TEST(JsonFormatter, PrettyWithMetadataIndentsABodyAsDeepAsIngestTakes) {
+  testing::JsonEvent ev;
+  const std::size_t arrays = simdjson::DEFAULT_MAX_DEPTH - 1;  // inside the body's object
+  const std::string body = R"({"a":)" + std::string(arrays, '[') + std::string(arrays, ']') + "}";
+  const std::string line = format(ev(R"({"body":)" + body + "}"), {.pretty = true});
+  EXPECT_EQ(line.rfind("{\n  \"body\": {\n    \"a\": [\n", 0), 0u) << line.substr(0, 80);
+  simdjson::dom::parser parser(simdjson::SIMDJSON_MAXSIZE_BYTES);
+  ASSERT_EQ(parser.allocate(line.size(), simdjson::DEFAULT_MAX_DEPTH + 1), simdjson::SUCCESS);
+  simdjson::dom::element doc;
+  EXPECT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS);
+}
+
 TEST(JsonFormatter, NormalizeBodyLowercasesKeysMapsDashesAndDropsNulls) {
   testing::JsonEvent ev;
   EXPECT_EQ(format(ev(R"({"body":{"Call-ID":"x","Nested":{"Inner-Key":null,"Keep-Me":[{"A-B":1,"z":null}]},"n":null}})"),
