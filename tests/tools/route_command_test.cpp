@@ -84,6 +84,26 @@ TEST(RouteCommand, PrintsBackendsInConfigOrderPerLine) {
             "{\"line\":6,\"backends\":[\"acct\"]}\n");
 }
 
+// Every event the router sees has a node: the producer library adds this
+// host's name where the event gives none. route matched such a line without
+// it, so a binding on `node` reached no line the router would route to it.
+// An id the producer adds is not known before it emits: none is matched.
+TEST(RouteCommand, ALineWithoutANodeIsMatchedWithTheNodeAProducerAdds) {
+  Files f;
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  const std::string config = f.write("edr.json", R"({"backends": [
+    {"name": "this_host", "type": "file", "options": {"path": "/tmp/h.log"},
+     "bindings": [{"filter": "node = ')" + std::string(host) + R"('", "verbosity": "trace"}]},
+    {"name": "any_id", "type": "file", "options": {"path": "/tmp/i.log"},
+     "bindings": [{"filter": "id ~ '.'", "verbosity": "trace"}]}]})");
+  const Result r = f.run("route --config " + config, "{}\n{\"node\":\"elsewhere\",\"id\":\"x\"}\n");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"line\":1,\"backends\":[\"this_host\"]}\n"
+            "{\"line\":2,\"backends\":[\"any_id\"]}\n");
+}
+
 TEST(RouteCommand, BadLinesGetAnErrorAndTheRunGoesOn) {
   Files f;
   const std::string config = f.write("edr.json", kRecipe);

@@ -72,24 +72,29 @@ int run_route(const RouteArgs& args) {
   const std::string stand_in_id =
       std::string(7, '9') + "." + std::string(13, 'z') + "." + std::string(13, 'z') + "-" + std::string(20, '9');
   const std::string stand_in_node = host;
-  // Matching sees the event as written; only its size takes the stand-ins.
+  // Matching sees the event as the router will: with this host's name as
+  // its node where it gives none (a filter on `node` matched no line
+  // without one, while every emitted event has it), and without an id
+  // where it gives none (a producer's id is not known before it emits);
+  // its size takes the id's stand-in too.
   ingest::ParsedEvent stamped;
   std::vector<std::byte> stamped_record;
   for_each_ndjson_line(in, [&](std::string_view line, std::size_t number) {
     std::optional<std::string> problem = parser.parse(line, parsed);
+    const auto given = [&](event::StringField field) { return (parsed.input.present & event::bit(field)) != 0; };
+    const bool producer_adds_id = !problem && !given(event::StringField::id);
+    const bool producer_adds = producer_adds_id || (!problem && !given(event::StringField::node));
+    if (!problem && !given(event::StringField::node)) parsed.input.set(event::StringField::node, stand_in_node);
     if (!problem) problem = ingest::encode_record(parsed, record);
     if (!problem && event::decode(record, view) != event::DecodeError::none) {
       problem = "event could not be encoded as a record";
     }
-    const auto given = [&](event::StringField field) { return (parsed.input.present & event::bit(field)) != 0; };
-    const bool producer_adds = !problem && !(given(event::StringField::id) && given(event::StringField::node));
-    if (producer_adds) {
+    if (!problem && producer_adds_id) {
       stamped = parsed;
-      if (!given(event::StringField::id)) stamped.input.set(event::StringField::id, stand_in_id);
-      if (!given(event::StringField::node)) stamped.input.set(event::StringField::node, stand_in_node);
+      stamped.input.set(event::StringField::id, stand_in_id);
       problem = ingest::encode_record(stamped, stamped_record);
     }
-    const std::size_t record_bytes = producer_adds ? stamped_record.size() : record.size();
+    const std::size_t record_bytes = producer_adds_id ? stamped_record.size() : record.size();
     if (const std::uint64_t bytes = ring::align_record(ring::kRecordHeaderBytes + record_bytes);
         !problem && bytes > max_record) {
       problem = "the event is a record of " + std::string(producer_adds ? "up to " : "") + std::to_string(bytes) +
