@@ -158,11 +158,21 @@ constexpr const char* kGregorianRange =
 // The top-level member whose value holds byte `offset` of a line that is
 // not JSON from there on (its key as written, without quotes), or empty:
 // the error then names the member too, as type errors do. A plain scan:
-// strings (with escapes) and nesting, up to `offset`.
+// strings (with escapes), scalars and nesting, up to `offset`. A fault
+// past the end of a member's value (a missing comma) is no member's: it
+// was blamed on the member before it, whose value was fine.
 std::string_view member_at(std::string_view line, std::size_t offset) {
   std::string_view key, last_string;
   int depth = 0;
   bool after_colon = false;
+  std::size_t value_end = std::string_view::npos;  // where the member's value ended, once it has
+  const auto value_ends_at = [&](std::size_t at) {
+    if (depth == 1 && after_colon && value_end == std::string_view::npos) value_end = at;
+  };
+  const auto member = [&] {
+    return depth >= 1 && after_colon && (value_end == std::string_view::npos || offset < value_end) ? key
+                                                                                                     : std::string_view();
+  };
   for (std::size_t i = 0; i < line.size() && i < offset; ++i) {
     const char c = line[i];
     if (c == '"') {
@@ -170,20 +180,29 @@ std::string_view member_at(std::string_view line, std::size_t offset) {
       while (i < line.size() && i < offset && line[i] != '"') i += line[i] == '\\' ? 2 : 1;
       // Inside a string at the offset: the top-level member whose value
       // holds it, at any depth (a key at depth 1 is no member's value).
-      if (i >= line.size() || i >= offset) return depth >= 1 && after_colon ? key : std::string_view();
+      if (i >= line.size() || i >= offset) return member();
       last_string = line.substr(start, i - start);
+      value_ends_at(i + 1);
     } else if (c == '{' || c == '[') {
       ++depth;
     } else if (c == '}' || c == ']') {
       if (--depth < 1) return {};
+      value_ends_at(i + 1);
     } else if (c == ':' && depth == 1) {
       key = last_string;
       after_colon = true;
+      value_end = std::string_view::npos;
     } else if (c == ',' && depth == 1) {
       after_colon = false;
+    } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != ':' && c != ',') {
+      // A scalar (number, true, false, null, or bytes no JSON has): it
+      // runs to the next delimiter.
+      const std::size_t scalar_end = line.find_first_of(" \t\r\n,:[]{}\"", i);
+      value_ends_at(scalar_end == std::string_view::npos ? line.size() : scalar_end);
+      if (scalar_end != std::string_view::npos) i = scalar_end - 1;
     }
   }
-  return depth >= 1 && after_colon ? key : std::string_view();
+  return member();
 }
 
 }  // namespace

@@ -140,6 +140,14 @@ TEST(EventLine, ABodyAsDeepAsTheLibraryTakesIsTakenInALine) {
 // late, without a byte, or as something else (trailing content as "ended
 // early", a bad escape as "expected a string").
 TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
+  // A missing comma is no member's fault: the member before it, whose
+  // value was whole, was named.
+  for (const char* line : {R"({"id":"x" "severity":"ok"})", R"({"timestamp":1 "id":"x"})",
+                           R"({"body":{"a":1} "id":"x"})", R"({"account_tree":[] "id":"x"})"}) {
+    EXPECT_EQ(error_of(line).rfind("not JSON: byte ", 0), 0u) << line << ": " << error_of(line);
+  }
+  EXPECT_EQ(error_of(R"({"id":"x","timestamp":tru})").rfind("timestamp: not JSON: byte 22: ", 0), 0u)
+      << error_of(R"({"id":"x","timestamp":tru})");
   EXPECT_EQ(error_of("{} x"), "not JSON: byte 3: trailing content after the JSON value");
   EXPECT_EQ(error_of(R"({"body":{"a":1}} trailing)"), "not JSON: byte 17: trailing content after the JSON value");
   EXPECT_EQ(error_of(R"({"account_tree":[1})").rfind("account_tree: not JSON: byte 18: ", 0), 0u)
