@@ -191,13 +191,16 @@ class EventGenerator {
 
 struct Totals {
   std::uint64_t written = 0, read = 0, sent = 0, matched = 0, dropped_queue_full = 0, dropped_rejected = 0;
+  std::uint64_t full = 0;  // claims that found the ring full (each waited for room)
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
 };
 
 Totals totals(const perf::Block& block, const std::vector<ring::Segment>& segments) {
   Totals t;
   for (const ring::Segment& segment : segments) {
-    t.written += ring::sum_producer_slots(segment.header()).written;
+    const ring::ProducerTotals producers = ring::sum_producer_slots(segment.header());
+    t.written += producers.written;
+    t.full += producers.full;
     t.read += segment.header().read.read();
   }
   for (const perf::BackendSlot& slot : block.backends) {
@@ -371,12 +374,15 @@ int run_bench(const BenchArgs& args) {
   std::int64_t start = 0;
   auto open_window = [&] {
     before = totals(mapping->block(), segments);
+    // Beside the counters it goes with: the CPU snapshots below read /proc
+    // for every thread and producer, and what was written meanwhile was
+    // counted in the window while its time was not.
+    start = now_ns();
     full_before = control->full.load();
     router_cpu_before = process_cpu_seconds(router_pid);
     threads_before = thread_cpu_seconds(router_pid);
     producers_cpu_before = 0;
     for (const pid_t pid : producers.pids()) producers_cpu_before += process_cpu_seconds(pid);
-    start = now_ns();
     // Relaxed: producers start counting their lag soon after; a figure.
     control->measuring.store(1, std::memory_order_relaxed);
   };
@@ -406,7 +412,7 @@ int run_bench(const BenchArgs& args) {
       std::fprintf(stderr, "  %5.1fs  written %7.2fM  delivered %7.2fM/s  full=%llu\n", (now - start) / 1e9,
                    static_cast<double>(t.written - before.written) / 1e6,
                    static_cast<double>(t.sent - last_sent) / ((now - last_report) / 1e9) / 1e6,
-                   static_cast<unsigned long long>(control->full.load()));
+                   static_cast<unsigned long long>(t.full - before.full));
       last_sent = t.sent;
       last_report = now;
     }
@@ -484,34 +490,48 @@ int run_bench(const BenchArgs& args) {
     std::snprintf(lag_json, sizeof lag_json, "%.1f", lag_max_us);
     std::snprintf(lag_note, sizeof lag_note, "; producers at most %.0f us behind their rate", lag_max_us);
   }
-  if (!drained) {
-    std::fprintf(stderr, "ringroute bench: not everything written was delivered within 60 s of the end; the figures "
-                         "below count what was\n");
+  // Rates only over a window that ends where the deliveries did: undrained,
+  // its end is where the producers stopped, and what was delivered in the
+  // 60 s after counted against the shorter time.
+  char events_rate[32] = "null", delivered_rate[32] = "null";
+  char events_millions[32] = "-", delivered_millions[32] = "-";
+  if (drained) {
+    std::snprintf(events_rate, sizeof events_rate, "%.0f", static_cast<double>(events) / elapsed);
+    std::snprintf(delivered_rate, sizeof delivered_rate, "%.0f", static_cast<double>(delivered) / elapsed);
+    std::snprintf(events_millions, sizeof events_millions, "%.2f", static_cast<double>(events) / elapsed / 1e6);
+    std::snprintf(delivered_millions, sizeof delivered_millions, "%.2f",
+                  static_cast<double>(delivered) / elapsed / 1e6);
+  } else {
+    std::fprintf(stderr, "ringroute bench: not everything written was delivered within 60 s of the end; no rates, "
+                         "and the counts below are what was\n");
   }
+  // `full`: claims that found the ring full, each of which waited for room
+  // (DESIGN.md); `full_gave_up`: emits whose wait ran out (50 ms), the rest
+  // of their batch not sent.
+  const auto full = static_cast<unsigned long long>(after.full - before.full);
+  const auto gave_up = static_cast<unsigned long long>(control->full.load() - full_before);
   if (args.json) {
     std::printf(
-        "{\"events_per_sec\":%.0f,\"delivered_per_sec\":%.0f,\"events\":%llu,\"delivered\":%llu,\"dropped\":%llu,"
-        "\"dropped_queue_full\":%llu,\"dropped_rejected\":%llu,\"full\":%llu,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+        "{\"events_per_sec\":%s,\"delivered_per_sec\":%s,\"events\":%llu,\"delivered\":%llu,\"dropped\":%llu,"
+        "\"dropped_queue_full\":%llu,\"dropped_rejected\":%llu,\"full\":%llu,\"full_gave_up\":%llu,"
+        "\"p50_us\":%.1f,\"p99_us\":%.1f,"
         "\"p999_us\":%.1f,\"seconds\":%.3f,\"router_cpu_s_per_million\":%.3f,"
         "\"workers_cpu_s_per_million\":%.3f,\"sinks_cpu_s_per_million\":%.3f,"
         "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%.1f,\"producers\":%u,\"size\":%zu,"
         "\"producer_lag_max_us\":%s,\"drained\":%s}\n",
-        static_cast<double>(events) / elapsed, static_cast<double>(delivered) / elapsed,
-        static_cast<unsigned long long>(events), static_cast<unsigned long long>(delivered),
-        static_cast<unsigned long long>(dropped),
+        events_rate, delivered_rate, static_cast<unsigned long long>(events),
+        static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(dropped),
         static_cast<unsigned long long>(after.dropped_queue_full - before.dropped_queue_full),
-        static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected),
-        static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, elapsed,
-        per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu), per_million(producers_cpu),
-        peak_rss, args.producers, args.size, lag_json, drained ? "true" : "false");
+        static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected), full, gave_up, p50, p99,
+        p999, elapsed, per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
+        per_million(producers_cpu), peak_rss, args.producers, args.size, lag_json, drained ? "true" : "false");
   } else {
-    std::printf("%llu events in %.2f s: %.2fM events/s, %.2fM deliveries/s, dropped %llu, full %llu\n"
+    std::printf("%llu events in %.2f s: %sM events/s, %sM deliveries/s, dropped %llu, full %llu (gave up %llu)\n"
                 "latency emit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us%s\n"
                 "CPU per million events: router %.3f s (workers %.3f, sinks %.3f), producers %.3f s; "
                 "peak RSS %.1f MiB\n",
-                static_cast<unsigned long long>(events), elapsed, static_cast<double>(events) / elapsed / 1e6,
-                static_cast<double>(delivered) / elapsed / 1e6, static_cast<unsigned long long>(dropped),
-                static_cast<unsigned long long>(control->full.load() - full_before), p50, p99, p999, lag_note,
+                static_cast<unsigned long long>(events), elapsed, events_millions, delivered_millions,
+                static_cast<unsigned long long>(dropped), full, gave_up, p50, p99, p999, lag_note,
                 per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
                 per_million(producers_cpu), peak_rss);
   }
