@@ -62,12 +62,16 @@ std::optional<unsigned> raw_status(std::string_view response) {
 
 // What a final status makes of its request: 2xx delivered; 408 (the
 // server gave up reading it) and 425 (too early) say only "not now", as 429
-// and 5xx do: retried; the rest (3xx, whose redirects are not followed, and
-// 4xx) refused.
+// and 5xx do, and 421 (misdirected: a proxy's pooled connection pinned to
+// another host) says "not on this connection" (RFC 9110 15.5.20): retried;
+// the rest (3xx, whose redirects are not followed, and 4xx) refused.
 enum class Verdict { delivered, retry, refused };
+constexpr unsigned kMisdirected = 421;
 Verdict verdict_of(unsigned status) {
   if (status >= 200 && status < 300) return Verdict::delivered;
-  if (status == 429 || status == 408 || status == 425 || status >= 500) return Verdict::retry;
+  if (status == 429 || status == 408 || status == 425 || status == kMisdirected || status >= 500) {
+    return Verdict::retry;
+  }
   return Verdict::refused;
 }
 
@@ -205,7 +209,7 @@ HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
   // With `server_name` (an address in the URL, the name its certificate
   // carries) the request names that host too, as SNI has it (the TLS peer
   // name: without a root's dot): a server that matches Host against SNI
-  // answers a mismatch with 421, which drops the events.
+  // answers a mismatch with 421, retried in vain.
   std::string named = bracketed;
   if (tls_ && !options_.tls.server_name.empty()) {
     const std::string& peer = tls_->peer_name();
@@ -254,9 +258,10 @@ void HttpSink::close_connection(Connection& c) noexcept {
 
 void HttpSink::plan_requests(const Batch& batch) {
   if (batch.ring == batch_ring_ && batch.first_start == batch_first_ && batch.end == batch_end_) return;
-  batch_ring_ = batch.ring;
-  batch_first_ = batch.first_start;
-  batch_end_ = batch.end;
+  // The batch's identity only once its requests are all planned: a plan cut
+  // short (out of memory, a retry) left it set, and the next write took the
+  // requests planned so far for the whole batch, the rest counted as sent.
+  batch_ring_ = ~0u;
   requests_.clear();
   reject_why_.clear();
   const std::uint32_t events = batch.events;
@@ -277,6 +282,9 @@ void HttpSink::plan_requests(const Batch& batch) {
     requests_.push_back({first, last});
     first = last;
   }
+  batch_ring_ = batch.ring;
+  batch_first_ = batch.first_start;
+  batch_end_ = batch.end;
 }
 
 void HttpSink::build(Connection& c, const Batch& batch, const Request& request) {
@@ -314,21 +322,34 @@ void HttpSink::build(Connection& c, const Batch& batch, const Request& request) 
   c.stream.begin_send(c.head, c.body);
 }
 
-Outcome HttpSink::write(const Batch& batch, std::string& why) {
-  if (writing_) {
-    // The last write() threw (out of memory, a refused submission): its
-    // operations may still be in flight and its requests marked as being
-    // sent, which nothing would ever send again. Start clean; requests that
-    // had an answer keep it.
-    settle_in_flight(*loop_, connections_, options_.timeout, "http sink " + where_);
-    for (auto& c : connections_) close_connection(*c);
-    loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
-    for (Request& r : requests_) {
-      if (r.state == Request::State::sending) r.state = Request::State::pending;
-    }
+// After a write that threw: its operations may still be in flight and its
+// requests marked as being sent, which nothing would ever send again.
+// Ends them, and starts clean; requests that had an answer keep it.
+void HttpSink::settle(std::chrono::milliseconds limit) {
+  settle_in_flight(*loop_, connections_, limit, "http sink " + where_);
+  for (auto& c : connections_) close_connection(*c);
+  loop_ = std::make_unique<UringLoop>("http sink " + where_, 256);
+  for (Request& r : requests_) {
+    if (r.state == Request::State::sending) r.state = Request::State::pending;
   }
+}
+
+Outcome HttpSink::write(const Batch& batch, std::string& why) {
+  // Out of memory, a refused submission: settled at the next write.
+  if (writing_) settle(options_.timeout);
   writing_ = true;
-  const Outcome outcome = write_requests(batch, why);
+  Outcome outcome;
+  try {
+    outcome = write_requests(batch, why);
+  } catch (const WriteInterrupted&) {
+    // A stop: nothing of this write may go on reading the batch once it has
+    // thrown. A successor takes the batch over and moves its undelivered
+    // events down over the bytes a send still in flight was reading, which
+    // then went out torn, inside a correct Content-Length.
+    settle(std::chrono::seconds(1));
+    writing_ = false;
+    throw;
+  }
   writing_ = false;
   return outcome;
 }
@@ -481,7 +502,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
         }
       }
     }
-    const bool keep = keep_connection && response.keep_alive();
+    const bool keep = keep_connection && response.keep_alive() && status != kMisdirected;
     c.busy = false;
     c.parser.reset();
     if (!keep) close_connection(c);
@@ -636,7 +657,11 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       new_parser(c);
     }
     c.in_used = 0;
-    if (c.parser->is_done()) return finish_response(index);
+    // Bytes past a whole response: the server framed it otherwise than we
+    // read it (a body on a 204, more than its Content-Length). Left on the
+    // connection, the rest of them would be read as the next request's
+    // answer: the connection is not kept.
+    if (c.parser->is_done()) return finish_response(index, offset == size);
     if (offset < size) {
       std::memmove(c.in.data(), c.in.data() + offset, size - offset);
       c.in_used = size - offset;

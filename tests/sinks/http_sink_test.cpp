@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -609,6 +610,74 @@ TEST_F(HttpSinkTest, ServerThatNeverAnswersTimesOutAndIsRetried) {
   EXPECT_EQ(counters_.timeouts.read(), 1u);
   ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
   EXPECT_EQ(receiver.requests().size(), 2u);
+}
+
+// Bytes past a whole response (a body on a 204, coming after its head):
+// the server framed it otherwise than the sink read it, so the connection
+// is not kept. Kept, the rest of those bytes was read as the next request's
+// answer, which failed it and sent it again.
+TEST_F(HttpSinkTest, BytesPastAWholeResponseEndTheConnection) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    if (index == 0) return HttpResponse{.status = 204, .body = std::string(400, 'h'), .trickle = std::chrono::milliseconds(20)};
+    return HttpResponse{};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1});
+  fill(batch_, 0, 3);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the first answer's trickle ends
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 3u) << "each request once";
+  EXPECT_EQ(requests[1].connection, 1u) << "the second on a new connection";
+}
+
+// 421 (misdirected: a proxy's pooled connection pinned to another host)
+// says "not on this connection": retried on a new one, not dropped.
+TEST_F(HttpSinkTest, AMisdirectedRequestIsRetriedOnANewConnection) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    return HttpResponse{.status = index == 0 ? 421u : 204u, .body = index == 0 ? "misdirected" : ""};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 5);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_NE(why_.find("HTTP 421"), std::string::npos) << why_;
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(sink.rejected_events(), 0u);
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[1].connection, 1u) << "the retry on a new connection";
+}
+
+// A stop while a request is being sent: once write() has thrown, nothing of
+// it reads the batch any more. A successor takes the batch over and moves
+// its undelivered events down over the bytes the send was reading, which
+// went out torn inside a correct Content-Length (here: the 'X's written
+// over the batch after the throw reached the server).
+TEST_F(HttpSinkTest, AStopLeavesNoSendReadingTheBatch) {
+  const testing::BoundSocket listener = testing::bind_loopback(SOCK_STREAM, 4096);  // reads nothing until the end
+  HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(listener.port) + "/x", .max_connections = 1,
+                 .batched = true, .max_events = 100000, .max_bytes = 64 << 20});
+  std::atomic<bool> stop{false};
+  sink.attach_stop(&stop);
+  fill(batch_, 0, 50000);  // about 10 MB: more than both kernels' buffers take at once
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop = true;
+  });
+  EXPECT_THROW((void)sink.write(batch_, why_), WriteInterrupted);
+  stopper.join();
+  std::memset(batch_.bytes.data(), 'X', batch_.bytes.size());
+  const int accepted = ::accept(listener.fd, nullptr, nullptr);
+  ASSERT_GE(accepted, 0);
+  const timeval limit{0, 500'000};
+  ::setsockopt(accepted, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  std::string received;
+  char buffer[65536];
+  for (ssize_t n; (n = ::recv(accepted, buffer, sizeof buffer, 0)) > 0;) received.append(buffer, static_cast<std::size_t>(n));
+  EXPECT_GT(received.size(), 0u);
+  EXPECT_EQ(received.find('X'), std::string::npos) << "after " << received.size() << " bytes";
+  ::close(accepted);
+  ::close(listener.fd);
 }
 
 // `timeout` bounds the whole request: a server that answers a piece at a

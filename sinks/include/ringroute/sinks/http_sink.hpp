@@ -65,6 +65,7 @@ class HttpSink final : public Sink {
     bool resent = false;  // sent again at once after a reused connection failed it (once a request)
   };
 
+  void settle(std::chrono::milliseconds limit);
   void plan_requests(const Batch& batch);
   void build(Connection& c, const Batch& batch, const Request& request);
   void close_connection(Connection& c) noexcept;
