@@ -80,6 +80,18 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
                              ", not this router's (" + std::to_string(::geteuid()) +
                              "): remove it, or run the router as its owner");
   }
+  // Only a block (of any version) or a file not yet made into one is
+  // started again: a ring of that name (another instance's, or made before
+  // validate refused the name) mapped by producers and a router would be
+  // cut under them, a SIGBUS at their next record.
+  std::uint64_t magic = 0;
+  if (st.st_size > 0 && (::pread(fd, &magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
+                         (magic != kBlockMagic && magic != 0))) {
+    ::close(fd);
+    throw std::runtime_error(block_path(instance) +
+                             " holds something other than a perf block (a ring named \"" + instance +
+                             ".perf\"?): left alone; remove it, or give this config another instance");
+  }
   ::fchmod(fd, static_cast<mode_t>(mode));  // shm_open's mode is masked by umask
   const bool fresh = static_cast<std::size_t>(st.st_size) != sizeof(Block);
   if (fresh && ::ftruncate(fd, 0) != 0) {

@@ -4,10 +4,12 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "private_mounts.hpp"
 #include "ringroute/perf/block.hpp"
@@ -140,6 +142,32 @@ TEST(PerfBlock, ABlockAnotherUserMadeIsRefused) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("is owned by uid 65534"), std::string::npos) << e.what();
   }
+  BlockMapping::remove(instance);
+}
+
+// A file at the block's name that is no block (a ring named INSTANCE.perf,
+// mapped by its producers) is left alone: started again, it was cut to
+// nothing under them.
+TEST(PerfBlock, AFileThatIsNotABlockIsLeftAlone) {
+  const std::string instance = "rr-perf-not-a-block-" + std::to_string(::getpid());
+  const std::string path = "/dev/shm/" + instance + ".perf";
+  const std::string ring_like(1 << 16, 'r');
+  {
+    std::ofstream(path) << ring_like;
+  }
+  try {
+    (void)BlockMapping::create_or_open(instance);
+    ADD_FAILURE() << "a file that is not a block was taken for one";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds something other than a perf block"), std::string::npos) << e.what();
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<std::size_t>(st.st_size), ring_like.size());
+  ::unlink(path.c_str());
+  // An empty file (a block whose maker stopped before sizing it) is made one.
+  { std::ofstream touch(path); }
+  EXPECT_NO_THROW((void)BlockMapping::create_or_open(instance));
   BlockMapping::remove(instance);
 }
 

@@ -730,19 +730,17 @@ ConfigResult parse_config(std::string_view text) {
                           std::to_string(first->second) + "])"});
     }
   }
-  // A ring named as the instance's perf block would be that file: each
-  // would take the other's for its own, and the block wipes a file of
-  // the wrong size.
-  {
-    std::string instance = Config{}.instance;
-    if (std::string_view s; root.is_object() && root["instance"].get(s) == simdjson::SUCCESS) instance = s;
-    const std::string block = instance + ".perf";
-    for (std::size_t i = 0; i < config.rings.size(); ++i) {
-      if (config.rings[i].name != block) continue;
-      list.push_back({"rings[" + std::to_string(i) + "].name",
-                      matcher::quoted(block) + " is the file of instance " + matcher::quoted(instance) +
-                          "'s perf block (/dev/shm/" + block + "): name the ring otherwise"});
-    }
+  // A ring named as a perf block (/dev/shm/INSTANCE.perf) would be that
+  // file, this instance's or another's: each would take the other's for
+  // its own, and the block wipes a file of the wrong size (under a running
+  // ring's producers and router, a SIGBUS).
+  for (std::size_t i = 0; i < config.rings.size(); ++i) {
+    const std::string& name = config.rings[i].name;
+    if (!name.ends_with(".perf")) continue;
+    const std::string instance = name.substr(0, name.size() - 5);
+    list.push_back({"rings[" + std::to_string(i) + "].name",
+                    matcher::quoted(name) + " is the file of instance " + matcher::quoted(instance) +
+                        "'s perf block (/dev/shm/" + name + "): a ring's name may not end in \".perf\""});
   }
   // What the perf block has slots for (a router refused to start past them,
   // after validate had said the file was good).
