@@ -817,6 +817,21 @@ TEST(Config, AFilePathNamingADirectoryIsRefused) {
   }
 }
 
+// A NUL in a file's name cut it where the sink and OpenSSL open it: another
+// file than the one validate compared with the other backends' paths (two
+// backends, "a.log\u0000x" and "a.log", wrote one file).
+TEST(Config, AFileNameWithAControlCharacterIsRefused) {
+  auto e = errors_of(R"({"backends": [{"name": "f", "type": "file", "options": {"path": "a.log\u0000x"},
+    "bindings": []}]})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.path: a control character (0x00) at byte 5 of a file's name");
+  e = errors_of(R"({"backends": [{"name": "s", "type": "socket", "options": {"url": "syslog+tls://h:6514",
+    "ca_file": "ca\u0001.pem", "key_file": "k.pem", "cert_file": "c.pem", "key_passphrase": "any\u0001thing"},
+    "bindings": []}]})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].options.ca_file: a control character (0x01) at byte 2 of a file's name");
+}
+
 // 1e3 is whole, and was told only "expected a whole number from 0 to
 // 100000"; an integer past 64 bits was told to be sent as a string, which
 // no option takes.

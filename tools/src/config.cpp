@@ -115,6 +115,28 @@ Check string_check(bool allow_empty = false) {
   };
 }
 
+// A file's name, as the sink or OpenSSL opens it: a NUL would cut it there
+// (another file opened than the one checked and compared with the other
+// backends' paths), and other control characters are no file a user
+// meant.
+Check file_name_check() {
+  return [](element v, const std::string& p, ConfigErrors& e) {
+    string_check()(v, p, e);
+    if (!v.is_string()) return;
+    const std::string_view s = v.get_string().value_unsafe();
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c < 0x20 || c == 0x7f) {
+        char code[8];
+        std::snprintf(code, sizeof code, "0x%02x", c);
+        e.add(p, "a control character (" + std::string(code) + ") at byte " + std::to_string(i) +
+                     " of a file's name");
+        return;
+      }
+    }
+  };
+}
+
 // "host:port" or "[v6 address]:port", a port from 1 to 65535 and a host
 // without spaces, slashes or (unbracketed) colons.
 bool is_host_and_port(std::string_view s) {
@@ -308,8 +330,13 @@ std::vector<Member> options_for(std::string_view type) {
   const Check millis = uint_check(1, 3'600'000);
   std::vector<Member> tls_members;
   for (const char* option : kTlsOptions) {
-    if (std::string_view(option) != "server_name") {
+    const std::string_view name = option;
+    if (name == "key_passphrase") {
       tls_members.push_back({option, string_check()});
+      continue;
+    }
+    if (name != "server_name") {
+      tls_members.push_back({option, file_name_check()});
       continue;
     }
     // A DNS name or an IP address, as the certificate names it: a NUL
@@ -332,8 +359,9 @@ std::vector<Member> options_for(std::string_view type) {
     members.insert(members.end(),
                    {{"path",
                      [](element v, const std::string& p, ConfigErrors& e) {
-                       string_check()(v, p, e);
-                       if (!v.is_string()) return;
+                       const std::size_t errors = e.size();
+                       file_name_check()(v, p, e);
+                       if (!v.is_string() || e.size() != errors) return;
                        const std::filesystem::path path(std::string(v.get_string().value_unsafe()));
                        const std::string last = path.filename().string();
                        if (!path.empty() && (last.empty() || last == "." || last == "..")) {
