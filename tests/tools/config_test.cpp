@@ -817,6 +817,23 @@ TEST(Config, AFilePathNamingADirectoryIsRefused) {
   }
 }
 
+// Options that shape a syslog header were read and never used beside
+// "format": "ndjson" (as structured_data is refused beside rfc3164).
+TEST(Config, SyslogOnlyOptionsBesideNdjsonAreRefused) {
+  const auto e = errors_of(R"({"backends": [{"name": "s", "type": "socket", "options": {"url": "syslog://h:514",
+    "format": "ndjson", "structured_data": true, "facility": "local3", "syslog_format": "rfc5424",
+    "framing": "newline", "syslog_severity": {"info": 5}}, "bindings": []}]})");
+  const std::string says = ": read only with \"format\": \"syslog\" (NDJSON lines carry no syslog header or "
+                           "framing): leave it out";
+  EXPECT_EQ(e, (std::vector<std::string>{"backends[0].options.framing" + says,
+                                         "backends[0].options.syslog_format" + says,
+                                         "backends[0].options.facility" + says,
+                                         "backends[0].options.structured_data" + says,
+                                         "backends[0].options.syslog_severity" + says}));
+  EXPECT_TRUE(errors_of(R"({"backends": [{"name": "s", "type": "socket", "options": {"url": "syslog://h:514",
+    "format": "ndjson", "max_connections": 2}, "bindings": []}]})").empty());
+}
+
 // A NUL in a file's name cut it where the sink and OpenSSL open it: another
 // file than the one validate compared with the other backends' paths (two
 // backends, "a.log\u0000x" and "a.log", wrote one file).

@@ -585,6 +585,19 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
     errors.add(path + ".options.structured_data",
                "RFC 3164 (syslog_format) has no STRUCTURED-DATA; leave structured_data out, or use rfc5424");
   }
+  // NDJSON lines carry no syslog header: what shapes one would be read and
+  // never used, and the operator would not get what was asked for.
+  if (std::string_view format; type == "socket" && has_options && options.is_object() &&
+                               options["format"].get(format) == simdjson::SUCCESS && format == "ndjson" &&
+                               !unexpanded_under(path + ".options.format")) {
+    for (const char* syslog_only : {"framing", "syslog_format", "facility", "structured_data", "syslog_severity"}) {
+      if (element given; options[syslog_only].get(given) == simdjson::SUCCESS) {
+        errors.add(path + ".options." + syslog_only,
+                   "read only with \"format\": \"syslog\" (NDJSON lines carry no syslog header or framing): "
+                   "leave it out");
+      }
+    }
+  }
   // RFC 5425 section 4.3 frames syslog over TLS by octet counting alone.
   if (std::string_view framing, url; type == "socket" && has_options && options.is_object() &&
                                      options["framing"].get(framing) == simdjson::SUCCESS && framing == "newline" &&
