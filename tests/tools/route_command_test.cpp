@@ -252,6 +252,21 @@ TEST(ValidateCommand, AnAdminKeyIsNotedAsListenedForByNothing) {
             "127.0.0.1:5000\n");
 }
 
+// router.workers was accepted and never read: 8 asked for, one worker ran,
+// and nothing said so.
+TEST(ValidateCommand, WorkersPastOneARingAreNoted) {
+  Files f;
+  const std::string backends = R"("backends": [{"name": "mq", "type": "amqp", "enabled": false, "bindings": []}])";
+  Result r = f.run("validate " + f.write("w.json", R"({"router": {"workers": 8}, )" + backends + "}"));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.err,
+            "note: router.workers is 8, but the router runs one worker per ring (a ring has one consumer): 1 here; "
+            "more rings spread the load over more workers\n");
+  r = f.run("validate " + f.write("two.json", R"({"router": {"workers": 2}, "rings": [{"name": "a"}, {"name": "b"}], )" +
+                                                  backends + "}"));
+  EXPECT_EQ(r.err, "");
+}
+
 TEST(ValidateCommand, MissingFileAndUsage) {
   Files f;
   const Result missing = f.run("validate /nonexistent/edr.json");

@@ -968,12 +968,21 @@ std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result) {
   return errors;
 }
 
-std::optional<std::string> admin_note(const Config& config) {
+std::vector<std::string> config_notes(const Config& config) {
+  std::vector<std::string> notes;
   const char* environment = std::getenv("AUTH_KEY");
   const bool from_environment = environment != nullptr && *environment != '\0';
-  if (!from_environment && (!config.admin_auth_key || config.admin_auth_key->empty())) return std::nullopt;
-  return std::string("admin: a key is set (") + (from_environment ? "AUTH_KEY" : "admin.auth_key") +
-         "), but this build has no admin API yet: nothing listens on " + config.admin_listen;
+  if (from_environment || (config.admin_auth_key && !config.admin_auth_key->empty())) {
+    notes.push_back(std::string("admin: a key is set (") + (from_environment ? "AUTH_KEY" : "admin.auth_key") +
+                    "), but this build has no admin API yet: nothing listens on " + config.admin_listen);
+  }
+  // Asked for more workers than there are rings: the rest would not come.
+  if (config.workers > 1 && config.workers != config.rings.size()) {
+    notes.push_back("router.workers is " + std::to_string(config.workers) + ", but the router runs one worker per ring " +
+                    "(a ring has one consumer): " + std::to_string(config.rings.size()) +
+                    " here; more rings spread the load over more workers");
+  }
+  return notes;
 }
 
 bool report_config_errors(const ConfigResult& result, const char* indent) {

@@ -152,7 +152,7 @@ int run_validate(const std::string& path) {
       std::fprintf(stderr, "note: backends[%zu] (%s): %s\n", i, config.backends[i].name.c_str(), why.c_str());
     }
   }
-  if (const auto note = admin_note(config)) std::fprintf(stderr, "note: %s\n", note->c_str());
+  for (const std::string& note : config_notes(config)) std::fprintf(stderr, "note: %s\n", note.c_str());
   return 0;
 }
 

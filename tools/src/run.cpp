@@ -58,7 +58,7 @@ int run_router(const RunArgs& args) {
   log_line("running: instance " + loaded.config->instance + ", " + std::to_string(loaded.config->rings.size()) +
            " ring(s) starting with " + loaded.config->rings[0].name + ", " + std::to_string(enabled) +
            " backend(s) enabled; SIGHUP reloads " + args.config + ", SIGTERM stops");
-  if (const auto note = admin_note(*loaded.config)) log_line(*note);
+  for (const std::string& note : config_notes(*loaded.config)) log_line(note);
   std::optional<std::chrono::steady_clock::time_point> stop_until;  // a stop seen during a reload
   std::optional<std::string> failure;
   for (;;) {

@@ -61,11 +61,11 @@ struct ConfigResult {
 // true when there were some.
 bool report_config_errors(const ConfigResult& result, const char* indent = "");
 
-// DESIGN.md's admin API listens when a key is set (`admin.auth_key` or the
-// AUTH_KEY environment variable). This build has none yet: a config that
-// asks for it is valid, and gets this note (validate and run print it);
-// nullopt when no key is set.
-[[nodiscard]] std::optional<std::string> admin_note(const Config& config);
+// What a valid config asks for that this build does not do, one note
+// each (validate and run print them): DESIGN.md's admin API, which listens
+// when a key is set (`admin.auth_key` or the AUTH_KEY environment
+// variable) and is not built yet; `router.workers` past one a ring.
+[[nodiscard]] std::vector<std::string> config_notes(const Config& config);
 
 // Reads and parses `path`; an unreadable file is one error naming it.
 [[nodiscard]] ConfigResult load_config_file(const std::string& path);
