@@ -1034,6 +1034,15 @@ TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
   const auto syntax = errors_of("{\n\"instance\": \"x\", \"router\": {\"workers\": ${RR_TEST_QUEUE}}, \"rings\": [}");
   ASSERT_EQ(syntax.size(), 1u);
   EXPECT_NE(syntax[0].find("line 2, column 69"), std::string::npos) << syntax[0];  // the "}", as written
+  // A bare reference joined to more is no whole value: blanked, "1${N}"
+  // was a number, expanded it did not parse, and the one error said
+  // neither where nor which, and hid every other (an unset N among them).
+  for (const char* joined : {"1${RR_TEST_QUEUE}", "-${RR_TEST_QUEUE}", "${RR_TEST_QUEUE}0", "${RR_TEST_UNSET}x"}) {
+    const auto misplaced = errors_of("{\"router\": {\"workers\": " + std::string(joined) + "}}");
+    ASSERT_EQ(misplaced.size(), 1u) << joined;
+    EXPECT_NE(misplaced[0].find("is written bare, so it stands for a whole value"), std::string::npos) << misplaced[0];
+    EXPECT_NE(misplaced[0].find("at line 1, column 2"), std::string::npos) << misplaced[0];
+  }
 }
 
 

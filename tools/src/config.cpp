@@ -646,6 +646,14 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
 
 ConfigResult parse_config(std::string_view text) {
   ConfigResult result;
+  if (const std::size_t at = misplaced_bare_reference(text); at != std::string_view::npos) {
+    const std::string_view reference = text.substr(at, text.find('}', at) + 1 - at);
+    result.errors.push_back({"", std::string(reference) + " at " + line_column(text, at) +
+                                     " is written bare, so it stands for a whole value (after ':', '[' or ',', "
+                                     "before ',', '}' or ']'): put the whole number in the variable, or quote it "
+                                     "for a string"});
+    return result;
+  }
   simdjson::dom::parser parser;
   // Bare references (a number from the environment) are blanked to a 0 of
   // their length: the syntax is checked as written, positions and all.

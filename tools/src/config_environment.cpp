@@ -100,11 +100,24 @@ bool expand_value(std::string_view raw, const Lookup& lookup, std::string& out, 
   return why.empty();
 }
 
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
 // Just past the "}" of the bare reference at `at` (outside any string:
-// `"max_events": ${QUEUE}`), or npos when nothing closes it.
+// `"max_events": ${QUEUE}`), or npos when nothing closes it or it is not a
+// whole value (after ':', '[' or ',', before ',', '}', ']' or the end):
+// joined to more (`1${N}`, `-${N}`) the blanked text was a number while
+// the expanded one did not parse, an error with no place that hid every
+// other. Left as written, such a reference is a syntax error where it is.
 std::size_t bare_reference_end(std::string_view json, std::size_t at) {
   const std::size_t close = json.find('}', at + 2);
-  return close == std::string_view::npos ? close : close + 1;
+  if (close == std::string_view::npos) return close;
+  std::size_t before = at;
+  while (before > 0 && json_space(json[before - 1])) --before;
+  std::size_t after = close + 1;
+  while (after < json.size() && json_space(json[after])) ++after;
+  const bool starts_value = before > 0 && std::string_view(":[,").find(json[before - 1]) != std::string_view::npos;
+  const bool ends_value = after == json.size() || std::string_view(",}]").find(json[after]) != std::string_view::npos;
+  return starts_value && ends_value ? close + 1 : std::string_view::npos;
 }
 
 // Whether `text` is one JSON number, true, false or null.
@@ -239,6 +252,21 @@ Expanded expand_environment(std::string_view json, const Lookup& lookup) {
   return result;
 }
 
+std::size_t misplaced_bare_reference(std::string_view json) {
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    if (json[i] == '"') {  // a string: its references are its own
+      for (++i; i < json.size() && json[i] != '"'; i += json[i] == '\\' ? 2 : 1) {
+      }
+      continue;
+    }
+    if (json.substr(i, 2) == "${" && json.find('}', i + 2) != std::string_view::npos &&
+        bare_reference_end(json, i) == std::string_view::npos) {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
 std::string with_bare_references_blanked(std::string_view json) {
   std::string out(json);
   for (std::size_t i = 0; i < out.size(); ++i) {
@@ -249,7 +277,7 @@ std::string with_bare_references_blanked(std::string_view json) {
     }
     if (out.compare(i, 2, "${") != 0) continue;
     const std::size_t end = bare_reference_end(out, i);
-    if (end == std::string::npos) break;  // the syntax check says where
+    if (end == std::string::npos) continue;  // the syntax check says where
     out.replace(i, end - i, "0" + std::string(end - i - 1, ' '));
     i = end - 1;
   }
