@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -31,14 +32,49 @@
 namespace ringroute::sinks {
 
 std::string file_identity(const std::string& path) {
+  namespace fs = std::filesystem;
   std::error_code error;
-  // Absolute first: weakly_canonical leaves a relative path whose first
-  // part does not exist yet as it is (`x.log` before the file is made).
-  const std::filesystem::path absolute = std::filesystem::absolute(path, error);
-  if (error) return std::filesystem::path(path).lexically_normal().string();
-  std::filesystem::path resolved = std::filesystem::weakly_canonical(absolute, error);
-  // A directory on the way we may not search: resolved no further.
-  if (error) resolved = absolute;
+  const fs::path absolute = fs::absolute(path, error);
+  if (error) return fs::path(path).lexically_normal().string();
+  // Walked a part at a time, each symbolic link followed whether or not
+  // what it names exists: weakly_canonical stops at the first part that
+  // does not exist, and left a dangling link (`a.log` -> `b.log`, neither
+  // written yet) as itself, so two backends opened one file through it.
+  // The parts still to walk, the next one last.
+  std::vector<std::string> rest;
+  const auto walk_before_rest = [&rest](const fs::path& p) {
+    std::vector<std::string> parts;
+    for (const fs::path& part : p.relative_path()) parts.push_back(part.string());
+    rest.insert(rest.end(), parts.rbegin(), parts.rend());
+  };
+  walk_before_rest(absolute);
+  fs::path resolved = "/";
+  int links = 0;
+  while (!rest.empty()) {
+    const std::string part = std::move(rest.back());
+    rest.pop_back();
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {  // of a part resolved already, or (past one not made yet) as written
+      resolved = resolved.parent_path();
+      continue;
+    }
+    fs::path next = resolved / part;
+    struct stat st {};
+    // Not made yet, or a directory we may not search: as written.
+    if (::lstat(next.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) {
+      resolved = std::move(next);
+      continue;
+    }
+    char target[PATH_MAX];
+    const ssize_t length = ++links <= 40 ? ::readlink(next.c_str(), target, sizeof target) : -1;  // 40: SYMLOOP_MAX
+    if (length <= 0 || static_cast<std::size_t>(length) == sizeof target) {
+      resolved = std::move(next);  // a loop, or unreadable: as written
+      continue;
+    }
+    const fs::path link(std::string(target, static_cast<std::size_t>(length)));
+    if (link.is_absolute()) resolved = "/";
+    walk_before_rest(link);
+  }
   return resolved.lexically_normal().string();
 }
 

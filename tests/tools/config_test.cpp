@@ -255,6 +255,18 @@ TEST(Config, TwoEnabledFileBackendsMayNotShareAFile) {
   EXPECT_NE(e[0].find("is also the file of backends[0]"), std::string::npos) << e[0];
   EXPECT_EQ(e[1].rfind("backends[2].options.path: ", 0), 0u) << e[1];
 
+  // Through a symbolic link whose file (or directory) is not made yet:
+  // resolution stopped at the first part that did not exist, and two
+  // backends opened one file through the link.
+  std::filesystem::create_symlink(dir / "real/later.ndjson", dir / "real/dangling.ndjson");
+  std::filesystem::create_directory_symlink("not-made", dir / "dangling-dir");  // relative to the link's directory
+  e = errors_of(R"({"backends": [)" + backend("a", dir / "real/dangling.ndjson", true) + "," +
+                backend("b", dir / "real/later.ndjson", true) + "," + backend("c", dir / "dangling-dir/w.ndjson", true) +
+                "," + backend("d", dir / "not-made/w.ndjson", true) + "]}");
+  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  EXPECT_EQ(e[0].rfind("backends[1].options.path: ", 0), 0u) << e[0];
+  EXPECT_EQ(e[1].rfind("backends[3].options.path: ", 0), 0u) << e[1];
+
   // Two names of one file (a hard link), where it exists: the paths
   // differ, and were not told apart.
   std::ofstream(dir / "real/z.ndjson") << "";
