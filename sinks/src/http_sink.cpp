@@ -148,21 +148,45 @@ std::string body_excerpt(std::string_view body) {
   return out;
 }
 
-bool gzip(std::string_view in, std::string& out) {
-  z_stream z{};
-  // 15 + 16: a gzip wrapper, not zlib's. Level 1: the body is cheap to
-  // compress well (JSON), and the sink thread's time is the bottleneck.
-  if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
-  out.resize(deflateBound(&z, in.size()) + 32);
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  const int rc = deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return rc == Z_STREAM_END;
-}
+// One deflate state for every body a connection sends, reset between them:
+// made anew for each, it set up some 256 KiB of zlib state and cleared its
+// hash table per request (per event, one event a request), and the output
+// was zero-filled to its bound first.
+class Gzip {
+ public:
+  Gzip() = default;
+  Gzip(const Gzip&) = delete;
+  Gzip& operator=(const Gzip&) = delete;
+  ~Gzip() {
+    if (ready_) deflateEnd(&z_);
+  }
+  // `in` gzipped into `out`; false where zlib could not (the body then goes
+  // as it is).
+  bool compress(std::string_view in, ByteBuffer& out) {
+    if (!ready_) {
+      // 15 + 16: a gzip wrapper, not zlib's. Level 1: the body is cheap to
+      // compress well (JSON), and the sink thread's time is the bottleneck.
+      if (deflateInit2(&z_, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
+      ready_ = true;
+    } else if (deflateReset(&z_) != Z_OK) {
+      return false;
+    }
+    out.clear();
+    const std::size_t bound = deflateBound(&z_, in.size()) + 32;
+    char* const start = out.reserve_more(bound);
+    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z_.avail_in = static_cast<uInt>(in.size());
+    z_.next_out = reinterpret_cast<Bytef*>(start);
+    z_.avail_out = static_cast<uInt>(bound);
+    if (deflate(&z_, Z_FINISH) != Z_STREAM_END) return false;
+    out.commit_to(start + z_.total_out);
+    return true;
+  }
+
+ private:
+  z_stream z_{};
+  bool ready_ = false;
+};
 
 }  // namespace
 
@@ -178,7 +202,8 @@ struct HttpSink::Connection {
   std::chrono::steady_clock::time_point last_used{};  // its last request's start (tick())
   std::string head;
   std::string body_buffer;  // array or gzip bodies; NDJSON goes from the batch itself
-  std::string gzip_buffer;
+  Gzip gzip;
+  ByteBuffer gzip_buffer;
   std::string_view body;
   std::vector<char> in = std::vector<char>(kReceiveChunk);
   std::size_t in_used = 0;  // unparsed bytes at the front of `in`
@@ -304,7 +329,7 @@ void HttpSink::build(Connection& c, const Batch& batch, const Request& request) 
     if (!single) c.body_buffer.push_back(']');
     body = c.body_buffer;
   }
-  if (options_.gzip && gzip(body, c.gzip_buffer)) body = c.gzip_buffer;
+  if (options_.gzip && c.gzip.compress(body, c.gzip_buffer)) body = c.gzip_buffer.view();
   c.body = body;
   std::string& h = c.head;
   h.clear();

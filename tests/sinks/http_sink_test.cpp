@@ -355,6 +355,20 @@ TEST_F(HttpSinkTest, JsonArrayAndGzipBodies) {
   EXPECT_EQ(r.headers.at("content-encoding"), "gzip");
   EXPECT_LT(r.body.size(), batch_.bytes.size() / 2);
   EXPECT_EQ(gunzip(r.body), std::string(batch_.bytes.view()));
+
+  // One event a request, one connection: its deflate state is reset
+  // between bodies, each a gzip stream of its own.
+  HttpSink single({.url = receiver.url(), .max_connections = 1, .gzip = true});
+  fill(batch_, 30, 5);
+  ASSERT_EQ(single.write(batch_, why_), Outcome::ok) << why_;
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 7u);
+  for (std::size_t i = 0; i < 5; ++i) {
+    std::string_view document = batch_.events_bytes(i, i + 1);
+    document.remove_suffix(1);  // one event: its document without the newline
+    EXPECT_EQ(gunzip(requests[2 + i].body), document) << i;
+    EXPECT_EQ(requests[2 + i].connection, requests[2].connection) << i;
+  }
 }
 
 TEST_F(HttpSinkTest, ServerDownAtStartThenUpLosesNothing) {
