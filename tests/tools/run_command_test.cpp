@@ -605,6 +605,52 @@ TEST(RunCommand, AFileSizeLimitIsARetriedWriteNotADeath) {
   cleanup(ring);
 }
 
+// A file write can't be cut short: one stuck for good (here a FIFO nobody
+// reads, as a hung NFS mount would hold it) held the stop past its drain,
+// until a supervisor's SIGKILL. The stop now ends its grace after the drain
+// with a word and exit 1, what was not written left in the ring.
+TEST(RunCommand, AStopStuckOnAFileWriteEndsAfterItsGrace) {
+  Dir dir;
+  const std::string ring = dir.unique("stuck");
+  cleanup(ring);
+  ASSERT_EQ(::mkfifo((dir / "all.ndjson").c_str(), 0600), 0);
+  write_all_to_one_file(dir, ring);
+  RouterProcess router(dir / "edr.json", dir / "router.log", "100");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 2000)), 0);  // far more than a pipe's 64 KiB
+  std::this_thread::sleep_for(300ms);  // the sink thread is in its write
+  router.signal(SIGTERM);
+  const auto stopping = std::chrono::steady_clock::now();
+  EXPECT_EQ(router.wait_exit(5s), 1) << read_text(dir / "router.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 4s);
+  EXPECT_NE(read_text(dir / "router.log").find("a sink thread is stuck"), std::string::npos)
+      << read_text(dir / "router.log");
+  cleanup(ring);
+}
+
+// A second SIGTERM or SIGINT during a stop ends it at once (a drain of a
+// minute to a dead destination, here).
+TEST(RunCommand, ASecondStopSignalEndsTheDrainAtOnce) {
+  Dir dir;
+  const std::string ring = dir.unique("twice");
+  cleanup(ring);
+  const std::uint16_t port = ringroute::testing::free_port();
+  write_file(dir / "edr.json", config_text(dir, ring, 1 << 20, {late_http_backend(port)}));
+  RouterProcess router(dir / "edr.json", dir / "router.log", "60000");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 10)), 0);
+  router.signal(SIGTERM);
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "stopping (SIGTERM): draining"));
+  std::this_thread::sleep_for(100ms);
+  const auto again = std::chrono::steady_clock::now();
+  router.signal(SIGINT);
+  EXPECT_EQ(router.wait_exit(5s), 1) << read_text(dir / "router.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - again, 2s);
+  EXPECT_NE(read_text(dir / "router.log").find("stopping again: exiting now"), std::string::npos)
+      << read_text(dir / "router.log");
+  cleanup(ring);
+}
+
 // A backend's written-through position in the perf block decides what a
 // restart skips. One past the ring's tail was not written by a sink: it is
 // ignored (and said), where it used to make the backend skip every event

@@ -1,13 +1,18 @@
 // `ringroute run --config FILE`: the router's main job, until SIGTERM/SIGINT.
 // SIGHUP reopens every file (logrotate) and reloads the config; a bad file
 // keeps the old config.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "ringroute/ingest/router.hpp"
 #include "ringroute/tools/commands.hpp"
@@ -28,11 +33,64 @@ struct RunArgs {
 
 void log_line(const std::string& text) { std::fprintf(stderr, "ringroute: %s\n", text.c_str()); }
 
+// Whether a SIGTERM or SIGINT waits (blocked, so pending) to be taken.
+bool stop_pending() {
+  sigset_t pending;
+  return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
+}
+
+// After the drain the sinks are told to stop at once: a network write ends
+// within a second or so, but a file write can't be cut short, and one stuck
+// on a hung mount (hard NFS, a dead FUSE server) held the stop for good,
+// until a supervisor's SIGKILL. Past `kStopGrace` after the drain, or at a
+// second SIGTERM or SIGINT, the process exits without waiting further: what
+// was not written stays in the ring (the next start writes it), as after a
+// crash, and a `drop` backend's open batches are gone, as at any stop.
+constexpr std::chrono::seconds kStopGrace{2};
+
+class StopWatchdog {
+ public:
+  explicit StopWatchdog(std::chrono::steady_clock::time_point give_up)
+      : thread_([this, give_up] {
+          std::unique_lock lock(mutex_);
+          while (!done_) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now >= give_up || stop_pending()) {
+              log_line(now >= give_up ? "the stop has not ended " + std::to_string(kStopGrace.count()) +
+                                            " s after its drain: a sink thread is stuck (a file on a hung mount?); "
+                                            "exiting without it, and what was not written stays in the ring for "
+                                            "the next start"
+                                      : "stopping again: exiting now, and what was not written stays in the ring "
+                                        "for the next start");
+              std::fflush(stderr);
+              ::_exit(1);
+            }
+            done_changed_.wait_for(lock, std::chrono::milliseconds(50));
+          }
+        }) {}
+  StopWatchdog(const StopWatchdog&) = delete;
+  StopWatchdog& operator=(const StopWatchdog&) = delete;
+  ~StopWatchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    done_changed_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_changed_;
+  bool done_ = false;
+  std::thread thread_;  // last: started once the members it reads are made
+};
+
 int run_router(const RunArgs& args) {
-  ConfigResult loaded = load_config_file(args.config);
-  if (report_config_errors(loaded)) return 2;
   // Signals are taken synchronously by this thread; every thread the router
-  // starts inherits the mask, so none of them is interrupted.
+  // starts inherits the mask, so none of them is interrupted. Blocked first
+  // of all: loading the config can take a while (a path on a slow mount),
+  // and a SIGHUP then was its default, death.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -42,9 +100,14 @@ int run_router(const RunArgs& args) {
   // A file past the process's size limit (systemd's LimitFSIZE=, ulimit -f)
   // is then a write that fails with EFBIG, which the file sink retries and
   // says; SIGXFSZ's default is death and a core, and the next start hit the
-  // limit again: a crash loop. Here, not in the Router: a library must not
-  // change what the process it is in does with a signal.
+  // limit again: a crash loop. A log line to a pipe whose reader went away
+  // (`run 2>&1 | logger`, logger restarted) is an EPIPE, not a death: the
+  // sockets' sends say MSG_NOSIGNAL, stderr can't. Here, not in the Router:
+  // a library must not change what the process it is in does with a signal.
   ::signal(SIGXFSZ, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  ConfigResult loaded = load_config_file(args.config);
+  if (report_config_errors(loaded)) return 2;
 
   std::unique_ptr<ingest::Router> router;
   try {
@@ -64,9 +127,16 @@ int run_router(const RunArgs& args) {
   for (;;) {
     // Woken now and then to see whether a worker stopped on its own.
     const timespec wake{0, 200'000'000};
-    const int signal = sigtimedwait(&signals, nullptr, &wake);
+    int signal = sigtimedwait(&signals, nullptr, &wake);
     failure = router->failure();  // before a reload too: a failed worker takes no config
     if (signal < 0 && !failure) continue;
+    // A stop waiting behind a SIGHUP (sigtimedwait takes the lowest number
+    // first) goes first: a reload then started backends only to stop them.
+    if (signal == SIGHUP && !failure && stop_pending()) {
+      const timespec now{0, 0};
+      signal = sigtimedwait(&signals, nullptr, &now);
+      if (signal == SIGHUP) signal = sigtimedwait(&signals, nullptr, &now);  // another HUP came between
+    }
     if (signal == SIGHUP && !failure) {
       router->reopen();
       ConfigResult next = load_config_file(args.config);
@@ -79,12 +149,8 @@ int run_router(const RunArgs& args) {
       // their time stays pending (blocked here). Its drain counts from when
       // it is seen and bounds the whole stop, those waits included.
       auto stop_deadline = [&]() -> std::optional<std::chrono::steady_clock::time_point> {
-        if (!stop_until) {
-          sigset_t pending;
-          if (sigpending(&pending) == 0 &&
-              (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1)) {
-            stop_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(args.drain_ms);
-          }
+        if (!stop_until && stop_pending()) {
+          stop_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(args.drain_ms);
         }
         return stop_until;
       };
@@ -92,6 +158,7 @@ int run_router(const RunArgs& args) {
         log_line("reload refused, keeping the running config: " + *why);
       } else {
         log_line("reloaded " + args.config);
+        for (const std::string& note : config_notes(*next.config)) log_line(note);
       }
       continue;
     }
@@ -101,6 +168,8 @@ int run_router(const RunArgs& args) {
     const auto now = std::chrono::steady_clock::now();
     const auto drain = stop_until ? std::max(std::chrono::steady_clock::duration::zero(), *stop_until - now)
                                   : std::chrono::steady_clock::duration(std::chrono::milliseconds(args.drain_ms));
+    // Through the router's end: its sinks' last syncs and closes are in it.
+    StopWatchdog watchdog(now + drain + kStopGrace);
     router->stop(std::chrono::duration_cast<std::chrono::milliseconds>(drain));
     // A worker may fail during the drain too (its ring cut short then).
     if (!failure) {
