@@ -197,9 +197,12 @@ std::string_view member_at(std::string_view line, std::size_t offset) {
     } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != ':' && c != ',') {
       // A scalar (number, true, false, null, or bytes no JSON has): it
       // runs to the next delimiter.
-      const std::size_t scalar_end = line.find_first_of(" \t\r\n,:[]{}\"", i);
-      value_ends_at(scalar_end == std::string_view::npos ? line.size() : scalar_end);
-      if (scalar_end != std::string_view::npos) i = scalar_end - 1;
+      // Stepped over whole: a byte at a time, a long one running to the
+      // line's end was found again from each of its bytes (minutes for a
+      // line of megabytes).
+      const std::size_t scalar_end = std::min(line.find_first_of(" \t\r\n,:[]{}\"", i), line.size());
+      value_ends_at(scalar_end);
+      i = scalar_end - 1;
     }
   }
   return member();

@@ -64,14 +64,15 @@ std::optional<unsigned> raw_status(std::string_view response) {
 // server gave up reading it) and 425 (too early) say only "not now", as 429
 // and 5xx do, and 421 (misdirected: a proxy's pooled connection pinned to
 // another host) says "not on this connection" (RFC 9110 15.5.20): retried;
-// the rest (3xx, whose redirects are not followed, and 4xx) refused.
+// the rest (3xx, whose redirects are not followed, and 4xx) refused. A
+// request misdirected twice is refused: a server whose every connection
+// answers 421 (Host never matches) would be retried for good.
 enum class Verdict { delivered, retry, refused };
 constexpr unsigned kMisdirected = 421;
-Verdict verdict_of(unsigned status) {
+Verdict verdict_of(unsigned status, bool& misdirected_before) {
   if (status >= 200 && status < 300) return Verdict::delivered;
-  if (status == 429 || status == 408 || status == 425 || status == kMisdirected || status >= 500) {
-    return Verdict::retry;
-  }
+  if (status == kMisdirected) return std::exchange(misdirected_before, true) ? Verdict::refused : Verdict::retry;
+  if (status == 429 || status == 408 || status == 425 || status >= 500) return Verdict::retry;
   return Verdict::refused;
 }
 
@@ -370,9 +371,14 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
     // A stop: nothing of this write may go on reading the batch once it has
     // thrown. A successor takes the batch over and moves its undelivered
     // events down over the bytes a send still in flight was reading, which
-    // then went out torn, inside a correct Content-Length.
-    settle(std::chrono::seconds(1));
-    writing_ = false;
+    // then went out torn, inside a correct Content-Length. The stop is what
+    // is thrown, whatever settling meets (a new loop refused: settled again
+    // at the next write).
+    try {
+      settle(std::chrono::seconds(1));
+      writing_ = false;
+    } catch (const std::exception&) {
+    }
     throw;
   }
   writing_ = false;
@@ -497,7 +503,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     const auto& response = c.parser->get();
     const unsigned status = response.result_int();
     Request& request = requests_[c.request];
-    const Verdict verdict = verdict_of(status);
+    const Verdict verdict = verdict_of(status, request.misdirected);
     if (verdict == Verdict::delivered) {
       request.state = Request::State::done;
     } else if (verdict == Verdict::retry) {
@@ -543,7 +549,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     Request& request = requests_[c.request];
     const std::string what = "HTTP " + std::to_string(status) + " from " + where_ + ", in a response header that " +
                              "does not parse (" + problem + ")";
-    const Verdict verdict = verdict_of(status);
+    const Verdict verdict = verdict_of(status, request.misdirected);
     if (verdict == Verdict::delivered) {
       request.state = Request::State::done;
     } else if (verdict == Verdict::retry) {

@@ -82,7 +82,8 @@ void Stream::close() noexcept {
     // after the confirm read, a late alert, anything a receiver says) make
     // the kernel reset the connection rather than end it, throwing away
     // what the send queue still holds of batches counted as written: read
-    // off first, as far as they go at once.
+    // off first, as far as they go at once. A best effort: bytes that
+    // arrive after the close reset it all the same.
     char unread[4096];
     for (int i = 0; i < 16 && ::recv(fd_, unread, sizeof unread, MSG_DONTWAIT) > 0; ++i) {
     }

@@ -115,6 +115,14 @@ TEST(EventLine, ATimestampPast64BitsIsOutOfRangeNotAStringToSend) {
   EXPECT_EQ(error_of(R"({"gregorian_time":99999999999999999999})"), "gregorian_time: byte 18: " + kGregorianRange);
 }
 
+// The member a fault is in is found in one pass: a value that ran to the
+// line's end was scanned again from each of its bytes, minutes for a line
+// of a few hundred KB (route and emit read lines of any length).
+TEST(EventLine, ALongBadLineIsJudgedInOnePass) {
+  const std::string line = R"({"a":)" + std::string(200'000, '1') + "\xff" + std::string(200'000, '1');
+  EXPECT_EQ(error_of(line).rfind("a: not JSON: byte 200005: ", 0), 0u) << error_of(line).substr(0, 200);
+}
+
 // A line holds its body one level down: a body nested as deep as the
 // producer library takes one is taken in a line too (it was refused as too
 // deep), and one level more is refused in both.

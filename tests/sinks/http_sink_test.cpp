@@ -660,6 +660,15 @@ TEST_F(HttpSinkTest, AMisdirectedRequestIsRetriedOnANewConnection) {
   const auto requests = receiver.requests();
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_EQ(requests[1].connection, 1u) << "the retry on a new connection";
+
+  // Misdirected on every connection (Host never matches): refused at the
+  // second, not retried for good.
+  HttpReceiver always([](const HttpRequest&, std::size_t) { return HttpResponse{.status = 421}; });
+  HttpSink stubborn({.url = always.url(), .max_connections = 1, .batched = true});
+  ASSERT_EQ(stubborn.write(batch_, why_), Outcome::retry);
+  ASSERT_EQ(stubborn.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(stubborn.rejected_events(), 5u);
+  EXPECT_NE(why_.find("HTTP 421"), std::string::npos) << why_;
 }
 
 // A stop while a request is being sent: once write() has thrown, nothing of

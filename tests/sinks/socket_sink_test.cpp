@@ -1040,7 +1040,7 @@ TEST(SocketSink, SettingUpAConnectionIsNotTakenForAReceiverThatLags) {
   const testing::TestPki pki = testing::make_test_pki(dir);
   if (!pki.ok()) GTEST_SKIP() << "no openssl to make the test's certificates";
   QuietTlsReceiver receiver(pki);
-  SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(receiver.port()), .max_connections = 4,
+  SocketSink sink({.url = "syslog+tls://localhost:" + std::to_string(receiver.port()), .max_connections = 8,
                    .tls = {.ca_file = pki.ca}});
   EncodeOptions options;
   options.wrap = Wrap::syslog;
@@ -1050,7 +1050,9 @@ TEST(SocketSink, SettingUpAConnectionIsNotTakenForAReceiverThatLags) {
     ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  EXPECT_EQ(sink.open_connections(), 1u);
+  // One; a loaded machine that holds a write up past half a window may
+  // open another. Counted, each setup opened one more: all 8 by the end.
+  EXPECT_LE(sink.open_connections(), 2u);
 }
 
 // Two connections, and the first reset partway through a batch: its rest

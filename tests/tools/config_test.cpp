@@ -1049,6 +1049,8 @@ TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
   // A bare reference joined to more is no whole value: blanked, "1${N}"
   // was a number, expanded it did not parse, and the one error said
   // neither where nor which, and hid every other (an unset N among them).
+  const auto both = errors_of(R"({"router": {"workers": 1${RR_TEST_QUEUE}}, "rings": [{"name": "r", "size_bytes": -${RR_TEST_QUEUE}}]})");
+  ASSERT_EQ(both.size(), 2u) << "each is said";
   for (const char* joined : {"1${RR_TEST_QUEUE}", "-${RR_TEST_QUEUE}", "${RR_TEST_QUEUE}0", "${RR_TEST_UNSET}x"}) {
     const auto misplaced = errors_of("{\"router\": {\"workers\": " + std::string(joined) + "}}");
     ASSERT_EQ(misplaced.size(), 1u) << joined;

@@ -118,12 +118,14 @@ TEST(EmitCommand, ATimestampOfTheEpochItselfIsRefusedNotRestamped) {
   const auto res = emit(r.name, "",
                         "{\"id\":\"zero\",\"timestamp\":0}\n"
                         "{\"id\":\"date\",\"timestamp\":\"1970-01-01T00:00:00Z\"}\n"
-                        "{\"id\":\"one\",\"timestamp\":1}\n");
+                        "{\"id\":\"one\",\"timestamp\":1}\n"
+                        "{\"id\":\"kazoo\",\"Gregorian-Time\":62167219200}\n");
   EXPECT_EQ(res.status, 1);
   const std::string says =
-      R"(timestamp: 1970-01-01T00:00:00Z (0 ns since the epoch) can't be sent: the producer library takes 0 as \"stamp it at emit\")";
+      R"(the event's time is 1970-01-01T00:00:00Z (0 ns since the epoch), which can't be sent: the producer library takes 0 as \"stamp it at emit\")";
   EXPECT_NE(res.err.find(R"({"line":1,"error":")" + says), std::string::npos) << res.err;
   EXPECT_NE(res.err.find(R"({"line":2,"error":")" + says), std::string::npos) << res.err;
+  EXPECT_NE(res.err.find(R"({"line":4,"error":")" + says), std::string::npos) << res.err;
   const auto got = drain(c);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].id, "one");

@@ -646,12 +646,14 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
 
 ConfigResult parse_config(std::string_view text) {
   ConfigResult result;
-  if (const std::size_t at = misplaced_bare_reference(text); at != std::string_view::npos) {
-    const std::string_view reference = text.substr(at, text.find('}', at) + 1 - at);
-    result.errors.push_back({"", std::string(reference) + " at " + line_column(text, at) +
-                                     " is written bare, so it stands for a whole value (after ':', '[' or ',', "
-                                     "before ',', '}' or ']'): put the whole number in the variable, or quote it "
-                                     "for a string"});
+  if (const std::vector<std::size_t> misplaced = misplaced_bare_references(text); !misplaced.empty()) {
+    for (const std::size_t at : misplaced) {
+      const std::string_view reference = text.substr(at, text.find('}', at) + 1 - at);
+      result.errors.push_back({"", std::string(reference) + " at " + line_column(text, at) +
+                                       " is written bare, so it stands for a whole value (after ':', '[' or ',', "
+                                       "before ',', '}' or ']'): put the whole number in the variable, or quote "
+                                       "it for a string"});
+    }
     return result;
   }
   simdjson::dom::parser parser;
@@ -985,7 +987,7 @@ std::vector<std::string> config_notes(const Config& config) {
                     "), but this build has no admin API yet: nothing listens on " + config.admin_listen);
   }
   // Asked for more workers than there are rings: the rest would not come.
-  if (config.workers > 1 && config.workers != config.rings.size()) {
+  if (config.workers > config.rings.size()) {
     notes.push_back("router.workers is " + std::to_string(config.workers) + ", but the router runs one worker per ring " +
                     "(a ring has one consumer): " + std::to_string(config.rings.size()) +
                     " here; more rings spread the load over more workers");

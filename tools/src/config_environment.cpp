@@ -252,7 +252,8 @@ Expanded expand_environment(std::string_view json, const Lookup& lookup) {
   return result;
 }
 
-std::size_t misplaced_bare_reference(std::string_view json) {
+std::vector<std::size_t> misplaced_bare_references(std::string_view json) {
+  std::vector<std::size_t> misplaced;
   for (std::size_t i = 0; i < json.size(); ++i) {
     if (json[i] == '"') {  // a string: its references are its own
       for (++i; i < json.size() && json[i] != '"'; i += json[i] == '\\' ? 2 : 1) {
@@ -261,10 +262,10 @@ std::size_t misplaced_bare_reference(std::string_view json) {
     }
     if (json.substr(i, 2) == "${" && json.find('}', i + 2) != std::string_view::npos &&
         bare_reference_end(json, i) == std::string_view::npos) {
-      return i;
+      misplaced.push_back(i);
     }
   }
-  return std::string_view::npos;
+  return misplaced;
 }
 
 std::string with_bare_references_blanked(std::string_view json) {

@@ -41,10 +41,10 @@ struct Expanded {
 // and switches can come from the environment too.
 [[nodiscard]] Expanded expand_environment(std::string_view json, const Lookup& lookup = from_environment);
 
-// Where the first bare reference (outside any string) that is not a whole
-// value is (`1${N}`, `-${N}`, `${N}x`), or npos: one stands for a whole
-// number, true, false or null.
-[[nodiscard]] std::size_t misplaced_bare_reference(std::string_view json);
+// Where each bare reference (outside any string) that is not a whole value
+// is (`1${N}`, `-${N}`, `${N}x`): one stands for a whole number, true,
+// false or null.
+[[nodiscard]] std::vector<std::size_t> misplaced_bare_references(std::string_view json);
 
 // `json` with each bare reference replaced by a 0 padded with spaces to its
 // length, for the syntax check: a syntax error elsewhere keeps the file's

@@ -168,8 +168,8 @@ int run_emit(const EmitArgs& args) {
   auto emit_parsed = [&]() -> std::optional<std::string> {
     if (parsed.has_timestamp && parsed.input.timestamp_ns == 0) {
       // Sent as 0 it would be stamped with the time of the emit.
-      return std::string("timestamp: 1970-01-01T00:00:00Z (0 ns since the epoch) can't be sent: the producer "
-                         "library takes 0 as \"stamp it at emit\"");
+      return std::string("the event's time is 1970-01-01T00:00:00Z (0 ns since the epoch), which can't be sent: "
+                         "the producer library takes 0 as \"stamp it at emit\"");
     }
     const rr_event event = to_rr_event(parsed, tree);
     rr_error e{};

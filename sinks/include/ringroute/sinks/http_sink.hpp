@@ -63,6 +63,7 @@ class HttpSink final : public Sink {
     std::uint32_t first = 0, last = 0;  // events [first, last)
     enum class State : std::uint8_t { pending, sending, done, rejected } state = State::pending;
     bool resent = false;  // sent again at once after a reused connection failed it (once a request)
+    bool misdirected = false;  // answered 421 once: retried on a new connection, refused at a second
   };
 
   void settle(std::chrono::milliseconds limit);
