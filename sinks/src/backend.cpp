@@ -387,6 +387,17 @@ std::deque<Batch*> BackendRunner::take_leftovers() {
   return out;
 }
 
+void BackendRunner::give_owned(const std::deque<Batch*>& batches, std::vector<std::unique_ptr<Batch>>& to) {
+  {
+    std::lock_guard lock(owned_mutex_);
+    for (auto& owned : owned_) {
+      if (std::find(batches.begin(), batches.end(), owned.get()) != batches.end()) to.push_back(std::move(owned));
+    }
+    std::erase_if(owned_, [](const std::unique_ptr<Batch>& owned) { return owned == nullptr; });
+  }
+  if (predecessor_) predecessor_->give_owned(batches, to);
+}
+
 bool BackendRunner::take_over() {
   // The predecessor is stopped by whoever replaced it, right after the
   // router's workers have handed it their last batches.
@@ -396,7 +407,18 @@ bool BackendRunner::take_over() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   inherited_ = predecessor_->take_leftovers();
+  // The leftovers' batches become ours, and the runners before this one go
+  // now (their sinks, io_urings, pools): held until the leftovers were
+  // written, a chain of them grew by one at each reload while a
+  // destination stayed down, and never shrank.
+  std::vector<std::unique_ptr<Batch>> adopted;
+  predecessor_->give_owned(inherited_, adopted);
+  {
+    std::lock_guard lock(owned_mutex_);
+    for (auto& batch : adopted) owned_.push_back(std::move(batch));
+  }
   took_over_ = true;
+  predecessor_.reset();
   // What the destination accepted of them before the predecessor's stop
   // (counted as sent then) is not sent again.
   for (Batch* batch : inherited_) batch->drop_delivered();
@@ -409,11 +431,14 @@ bool BackendRunner::take_over() {
     log_problem("writing ", detail);
   }
   while (!inherited_.empty()) {
-    // The batch goes back to no pool: its owner (the predecessor) frees it.
-    if (!write_through(inherited_.front())) return false;
+    // Written, the batch goes back to no pool: it was made for the options
+    // before (sizes, formatter), and is freed.
+    Batch* const written = inherited_.front();
+    if (!write_through(written)) return false;
     inherited_.pop_front();
+    std::lock_guard lock(owned_mutex_);
+    std::erase_if(owned_, [written](const std::unique_ptr<Batch>& owned) { return owned.get() == written; });
   }
-  predecessor_.reset();
   // Release pairs with idle()'s acquire.
   following_.store(false, std::memory_order_release);
   return true;

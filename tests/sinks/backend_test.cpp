@@ -278,6 +278,45 @@ TEST(BackendRunner, AReplacementWritesWhatItsPredecessorLeftFirstAndNothingBefor
   fs::remove_all(dir);
 }
 
+// Replaced again and again while its destination is down (a reload a
+// minute through an outage), a backend keeps no runner before the last:
+// each held the one before it until the leftovers were written, and the
+// chain (batches, sinks, io_urings) grew by one a reload. The leftovers
+// still go first, in order, once a destination takes them.
+TEST(BackendRunner, ReplacementsWhileTheDestinationIsDownHoldNoRunnerBeforeThem) {
+  const std::string dir = "/tmp/rr-backend-chain-" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  perf::BackendSlot slot;
+  auto first = std::make_shared<BackendRunner>("b", BackendOptions{}, dead_file_sink(), slot);
+  for (int i = 1; i <= 3; ++i) submit_line(*first, std::to_string(i) + "\n", 10u * static_cast<unsigned>(i));
+  const std::weak_ptr<BackendRunner> first_left = first;
+  auto second = std::make_shared<BackendRunner>("b", BackendOptions{}, dead_file_sink(), slot, first);
+  first->stop(std::chrono::milliseconds(0));
+  first.reset();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!first_left.expired() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(first_left.expired()) << "the second runner let the first go once it took its leftovers";
+
+  FileSinkOptions file;
+  file.path = dir + "/out.ndjson";
+  BackendRunner third("b", BackendOptions{}, std::make_unique<FileSink>(file), slot, second);
+  submit_line(third, "4\n", 40);
+  second->stop(std::chrono::milliseconds(0));
+  second.reset();
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!third.idle() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(third.idle());
+  EXPECT_EQ(slurp(file.path), "1\n2\n3\n4\n");
+  EXPECT_EQ(slot.written_through[0].load(), 40u);
+  third.stop(std::chrono::milliseconds(0));
+  EXPECT_EQ(third.unwritten_events(), 0u);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 // A datagram is its own frame, whatever the case of its URL's scheme: with
 // "SYSLOG+UDP://" the config took the scheme as UDP and the sink sent each

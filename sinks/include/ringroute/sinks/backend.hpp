@@ -192,6 +192,9 @@ class BackendRunner {
   // After stop(), for the successor: the batches handed over and not
   // written, oldest first (the predecessor's leftovers before ours).
   std::deque<Batch*> take_leftovers();
+  // After stop(): moves out of this runner's owned_ (and those of the
+  // runners before it) the batches of `batches`, into `to`.
+  void give_owned(const std::deque<Batch*>& batches, std::vector<std::unique_ptr<Batch>>& to);
   // After stop(): the end of the last batch of `ring` that holds the ring
   // and that this runner, or one it followed, was handed.
   [[nodiscard]] std::uint64_t handed_end(std::size_t ring) const noexcept;
@@ -239,7 +242,7 @@ class BackendRunner {
   // Release after the thread is joined, acquire by the successor: all of
   // this runner's state (queue, unfinished_, inherited_) is then settled.
   std::atomic<bool> finished_{false};
-  // Kept while any batch it owns may still be ours to write.
+  // Kept until its leftovers are taken, and their batches made our own.
   std::shared_ptr<BackendRunner> predecessor_;
   std::vector<std::shared_ptr<BackendRunner>> after_;  // released once they have stopped
   bool took_over_ = false;
