@@ -388,6 +388,9 @@ Outcome HttpSink::write(const Batch& batch, std::string& why) {
 Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   retry_after_ = std::chrono::milliseconds(0);
   plan_requests(batch);
+  // Once a write: a request resent at once in an earlier try may meet a
+  // server's close of a kept-alive connection again in this one.
+  for (Request& r : requests_) r.resent = false;
   std::size_t next = 0;  // first request to look at for dispatch
   std::string retry_why;
   std::string& reject_why = reject_why_;

@@ -62,7 +62,7 @@ class HttpSink final : public Sink {
   struct Request {
     std::uint32_t first = 0, last = 0;  // events [first, last)
     enum class State : std::uint8_t { pending, sending, done, rejected } state = State::pending;
-    bool resent = false;  // sent again at once after a reused connection failed it (once a request)
+    bool resent = false;  // sent again at once after a reused connection failed it (once a request a write)
     bool misdirected = false;  // answered 421 once: retried on a new connection, refused at a second
   };
 
