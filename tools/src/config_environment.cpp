@@ -252,36 +252,43 @@ Expanded expand_environment(std::string_view json, const Lookup& lookup) {
   return result;
 }
 
-std::vector<std::size_t> misplaced_bare_references(std::string_view json) {
-  std::vector<std::size_t> misplaced;
+namespace {
+
+// Calls on_reference(at, end) for each "${" outside any string that a "}"
+// closes: `end` just past it (bare_reference_end), or npos where it is not
+// a whole value. A whole one is stepped over, so what it holds is not read
+// as the text's (a default's quotes, a "${" inside it).
+template <class OnReference>
+void for_each_bare_reference(std::string_view json, OnReference&& on_reference) {
   for (std::size_t i = 0; i < json.size(); ++i) {
     if (json[i] == '"') {  // a string: its references are its own
       for (++i; i < json.size() && json[i] != '"'; i += json[i] == '\\' ? 2 : 1) {
       }
       continue;
     }
-    if (json.substr(i, 2) == "${" && json.find('}', i + 2) != std::string_view::npos &&
-        bare_reference_end(json, i) == std::string_view::npos) {
-      misplaced.push_back(i);
-    }
+    if (json.substr(i, 2) != "${" || json.find('}', i + 2) == std::string_view::npos) continue;
+    const std::size_t end = bare_reference_end(json, i);
+    on_reference(i, end);
+    if (end != std::string_view::npos) i = end - 1;
   }
+}
+
+}  // namespace
+
+std::vector<std::size_t> misplaced_bare_references(std::string_view json) {
+  std::vector<std::size_t> misplaced;
+  for_each_bare_reference(json, [&](std::size_t at, std::size_t end) {
+    if (end == std::string_view::npos) misplaced.push_back(at);
+  });
   return misplaced;
 }
 
 std::string with_bare_references_blanked(std::string_view json) {
   std::string out(json);
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    if (out[i] == '"') {  // a string: passed whole (its references are its own)
-      for (++i; i < out.size() && out[i] != '"'; i += out[i] == '\\' ? 2 : 1) {
-      }
-      continue;
-    }
-    if (out.compare(i, 2, "${") != 0) continue;
-    const std::size_t end = bare_reference_end(out, i);
-    if (end == std::string::npos) continue;  // the syntax check says where
-    out.replace(i, end - i, "0" + std::string(end - i - 1, ' '));
-    i = end - 1;
-  }
+  // One not a whole value stays as written: the syntax check says where.
+  for_each_bare_reference(json, [&](std::size_t at, std::size_t end) {
+    if (end != std::string_view::npos) out.replace(at, end - at, "0" + std::string(end - at - 1, ' '));
+  });
   return out;
 }
 
