@@ -42,7 +42,6 @@ std::size_t first_non_space(std::string_view s) noexcept {
   return i;
 }
 
-
 // Offset of the first byte inside a string that JSON does not allow there:
 // a control character (`controls`), or else a backslash that starts no
 // escape JSON has (a \u without four hex digits, or half a surrogate pair);

@@ -414,7 +414,7 @@ void Consumer::take_saved_jump() noexcept {
 Consumer::~Consumer() {
   // Not in a child of fork(): its copy was closed at the fork, and the
   // number may name another file since.
-  if (lock_fd_ >= 0 && detail::fork_generation.load(std::memory_order_relaxed) == fork_generation_) {
+  if (lock_fd_ >= 0 && !detail::forked_since(fork_generation_)) {
     close_registered_lock_fd(lock_fd_);
   }
   std::int32_t self = static_cast<std::int32_t>(::getpid());

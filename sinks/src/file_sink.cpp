@@ -16,8 +16,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>

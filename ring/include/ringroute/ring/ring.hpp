@@ -110,9 +110,16 @@ extern std::atomic<void (*)()> unheaded_claim_hook;
 extern std::atomic<void (*)()> before_owner_judged_hook;
 
 // Bumped in every child process fork() makes (a pthread_atfork handler,
-// registered with the first Producer). Relaxed everywhere: only the child's
-// own threads read it, after the handler ran on the forking thread.
+// registered with the first Producer or Consumer). Relaxed everywhere: only
+// the child's own threads read it, after the handler ran on the forking
+// thread.
 extern std::atomic<std::uint64_t> fork_generation;
+
+// Whether this process is a child fork() made since fork_generation read
+// `generation`.
+[[nodiscard]] inline bool forked_since(std::uint64_t generation) noexcept {
+  return fork_generation.load(std::memory_order_relaxed) != generation;
+}
 
 }  // namespace detail
 
@@ -172,9 +179,7 @@ class Producer {
   // Such a copy must not write: its claims would carry the parent's slot
   // (the consumer judges liveness by the parent's pid) and its events the
   // parent's ids. The child opens its own.
-  [[nodiscard]] bool forked() const noexcept {
-    return detail::fork_generation.load(std::memory_order_relaxed) != fork_generation_;
-  }
+  [[nodiscard]] bool forked() const noexcept { return detail::forked_since(fork_generation_); }
 
   [[nodiscard]] const Segment& segment() const noexcept { return segment_; }
   [[nodiscard]] std::uint32_t max_claim_bytes() const noexcept {
