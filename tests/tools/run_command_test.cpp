@@ -618,6 +618,7 @@ TEST(RunCommand, AStopStuckOnAFileWriteEndsAfterItsGrace) {
   RouterProcess router(dir / "edr.json", dir / "router.log", "100");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 2000)), 0);  // far more than a pipe's 64 KiB
+  ASSERT_NO_FATAL_FAILURE(wait_read(ring, 1));  // a stop takes no new records: one read must be written
   std::this_thread::sleep_for(300ms);  // the sink thread is in its write
   router.signal(SIGTERM);
   const auto stopping = std::chrono::steady_clock::now();
@@ -639,6 +640,9 @@ TEST(RunCommand, ASecondStopSignalEndsTheDrainAtOnce) {
   RouterProcess router(dir / "edr.json", dir / "router.log", "60000");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 10)), 0);
+  // A stop takes no new records, so the router must hold these first (CI once
+  // sent the SIGTERM before it read them, and the drain had nothing to wait on).
+  ASSERT_NO_FATAL_FAILURE(wait_read(ring, 10));
   router.signal(SIGTERM);
   ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "stopping (SIGTERM): draining"));
   std::this_thread::sleep_for(100ms);
