@@ -49,7 +49,10 @@ int wait_exit_code(pid_t pid) {
 }
 
 // Emits `count` events named "p{index}-{seq}" in batches, waiting for room.
-int produce(const std::string& ring, unsigned index, unsigned count, unsigned batch) {
+// With `resume_fd`, waits for a byte from it once `pause_at` events (a
+// multiple of `batch`) are emitted.
+int produce(const std::string& ring, unsigned index, unsigned count, unsigned batch, unsigned pause_at = 0,
+            int resume_fd = -1) {
   EventProducer p;
   rr_producer_options o{};
   const std::string name = "p" + std::to_string(index);
@@ -63,6 +66,10 @@ int produce(const std::string& ring, unsigned index, unsigned count, unsigned ba
     e.body = to_rr_str(body);
   }
   for (unsigned done = 0; done < count; done += batch) {
+    if (resume_fd >= 0 && done == pause_at) {
+      char byte;
+      if (::read(resume_fd, &byte, 1) != 1) return 5;
+    }
     const std::size_t n = std::min<std::size_t>(batch, count - done);
     if (p.emit_batch(std::span<const rr_event>(events.data(), n)) != RR_OK) return 4;
   }
@@ -156,14 +163,16 @@ TEST(ProducerProcesses, ProducerKilledBetweenClaimAndCommitLosesOnlyThatEvent) {
 
   std::vector<std::string> ids;
   const auto start = std::chrono::steady_clock::now();
-  while (ids.size() < 10 && std::chrono::steady_clock::now() - start < std::chrono::seconds(1)) {
+  // Under the consumer's 2 s timeout, with room for a loaded machine.
+  constexpr auto kBeforeTheTimeout = std::chrono::milliseconds(1800);
+  while (ids.size() < 10 && std::chrono::steady_clock::now() - start < kBeforeTheTimeout) {
     for (const auto& e : drain(consumer)) ids.push_back(e.id);
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   EXPECT_EQ(ids, (std::vector<std::string>{"p0-0", "p0-1", "p0-2", "p0-3", "p0-4", "p2-0", "p2-1", "p2-2", "p2-3",
                                            "p2-4"}));
   EXPECT_EQ(r.segment.header().skipped.read(), 1u);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1))
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kBeforeTheTimeout)
       << "the dead producer should be noticed by its pid, not the 2 s timeout";
 }
 
@@ -201,7 +210,12 @@ TEST(ProducerProcesses, ConsumerKilledAndRestartedLosesNothing) {
       consumer.release(consumer.read_position());
     }
   };
-  const pid_t producer = spawn([&] { return produce(r.name, 0, kEvents, 16); });
+  // The producer holds its second half back until the first consumer is
+  // killed, so the kill always comes with events still to read (a loaded
+  // machine could keep this thread asleep while all 200,000 went through).
+  int resume[2];
+  ASSERT_EQ(::pipe(resume), 0);
+  const pid_t producer = spawn([&] { return produce(r.name, 0, kEvents, 16, kEvents / 2, resume[0]); });
   const pid_t first = spawn([&] { return consume([](ring::Consumer&) { return false; }); });
   // Let it get going, then kill it mid-stream.
   const auto start = std::chrono::steady_clock::now();
@@ -213,6 +227,9 @@ TEST(ProducerProcesses, ConsumerKilledAndRestartedLosesNothing) {
   EXPECT_EQ(wait_exit_code(first), 128 + SIGKILL);
   const std::uint64_t released = r.segment.header().head.load();
   EXPECT_LT(r.segment.header().read.read(), kEvents) << "killed too late to test a restart";
+  ASSERT_EQ(::write(resume[1], "x", 1), 1);
+  ::close(resume[0]);
+  ::close(resume[1]);
   // The restarted consumer (this process) reads the rest: done once the
   // producer has exited and everything it committed is released.
   bool producer_exited = false;

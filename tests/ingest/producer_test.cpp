@@ -470,7 +470,12 @@ TEST(Producer, ARingRemovedWhileAnEmitWaitsForRoomEndsTheWait) {
   std::atomic<int> status{-1};
   rr_error error{};
   std::thread emitting([&] { status = waiter.emit(with_body(body), 0, &error); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Removed only once the emit waits: removed before it began, the emit is
+  // told so at once, which is another message.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (r.segment.header().producers_waiting.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   EXPECT_EQ(status.load(), -1) << "gave up without waiting";
   ring::Segment::remove(r.name);
   emitting.join();
@@ -507,7 +512,7 @@ TEST(Producer, TheWaitTimeoutBoundsTheWholeBatchNotEachClaim) {
   consumer.join();
   EXPECT_EQ(status, RR_FULL);
   EXPECT_LT(accepted, events.size());
-  EXPECT_LT(took, std::chrono::milliseconds(700));
+  EXPECT_LT(took, std::chrono::milliseconds(1000));  // one timeout (200 ms); per claim it took 1.2 s
 }
 
 // An error's byte offset is the body's, and only a body error's: a later

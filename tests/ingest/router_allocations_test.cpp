@@ -89,9 +89,10 @@ TEST(RouterAllocations, NothingAllocatesPerEventOnceWarm) {
     emit(producer, 200'000);
     wait_drained(name, router);
     const std::uint64_t during = allocations.load() - before;
-    // A few for batches a slower sink held longer than in the warm-up, not
-    // one per event (or per batch of 1,000).
-    EXPECT_LT(during, 100u) << during << " allocations for 200,000 events";
+    // A few for batches a slower sink held longer than in the warm-up
+    // (about 4 each), not one per event, nor a few per batch of 1,000 (200
+    // batches here).
+    EXPECT_LT(during, 200u) << during << " allocations for 200,000 events";
     router.stop(2s);
   }
   fs::remove_all(dir);

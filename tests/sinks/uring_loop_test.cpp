@@ -43,7 +43,7 @@ TEST(UringLoop, CancelAllWithNothingInFlightReturnsAtOnce) {
   UringLoop loop("test", 8);
   const auto start = std::chrono::steady_clock::now();
   loop.cancel_all(std::chrono::seconds(1));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));  // not the second it may wait
 }
 
 }  // namespace

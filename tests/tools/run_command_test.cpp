@@ -105,7 +105,7 @@ class RouterProcess {
     if (pid_ <= 0) return -1;
     wait_running();
     ::kill(pid_, SIGTERM);
-    return wait_exit(5s);
+    return wait_exit(8s);  // a 2 s drain that runs out, then an ASan build's exit
   }
   void kill9() {
     if (pid_ <= 0) return;
@@ -281,7 +281,6 @@ std::string config_text(const Dir& dir, const std::string& ring, std::size_t rin
 
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
-// Waits until the router's log holds `text` (a reload is done when it says so).
 // Instance `ring`'s config: its one ring of 1 MiB, and backend "all"
 // writing every event to all.ndjson.
 void write_all_to_one_file(const Dir& dir, const std::string& ring) {
@@ -289,6 +288,7 @@ void write_all_to_one_file(const Dir& dir, const std::string& ring) {
              config_text(dir, ring, 1 << 20, {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
 }
 
+// Waits until the router's log holds `text` (a reload is done when it says so).
 void wait_for_log(const std::string& path, const std::string& text,
                   std::chrono::milliseconds within = std::chrono::seconds(5)) {
   const auto deadline = std::chrono::steady_clock::now() + within;
@@ -520,7 +520,7 @@ TEST(RunCommand, ARingCutShortUnderTheRouterIsSaidDrainedAndMadeAnewByTheNextSta
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::ftruncate(fd, 0), 0);
     ::close(fd);
-    EXPECT_EQ(router.wait_exit(2s), 1) << read_text(dir / "router.log");
+    EXPECT_EQ(router.wait_exit(6s), 1) << read_text(dir / "router.log");  // an ASan build's exit and leak check
     const std::string log = read_text(dir / "router.log");
     EXPECT_NE(log.find("the worker of ring " + cut + " stopped: /dev/shm/" + cut + " was cut short under the router"),
               std::string::npos)
@@ -597,11 +597,13 @@ TEST(RunCommand, AFileSizeLimitIsARetriedWriteNotADeath) {
   wait_for_log(dir / "router.log", "File too large");
   ::kill(producer, SIGKILL);
   wait_child(producer);
+  // Stopped first: a read between a retry's partial write and its cut back
+  // would see the torn tail the cut removes.
+  EXPECT_EQ(router.stop(), 0) << read_text(dir / "router.log");
   const std::string written = read_text(dir / "all.ndjson");
   EXPECT_LE(written.size(), kLimit);
   ASSERT_FALSE(written.empty());
   EXPECT_EQ(written.back(), '\n') << "the batch that crossed the limit was cut back to whole lines";
-  EXPECT_EQ(router.stop(), 0) << read_text(dir / "router.log");
   cleanup(ring);
 }
 
@@ -618,8 +620,9 @@ TEST(RunCommand, AStopStuckOnAFileWriteEndsAfterItsGrace) {
   RouterProcess router(dir / "edr.json", dir / "router.log", "100");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 2000)), 0);  // far more than a pipe's 64 KiB
-  ASSERT_NO_FATAL_FAILURE(wait_read(ring, 1));  // a stop takes no new records: one read must be written
-  std::this_thread::sleep_for(300ms);  // the sink thread is in its write
+  // A stop takes no new records: these are read, more than the pipe holds,
+  // so the drain's writes stick.
+  ASSERT_NO_FATAL_FAILURE(wait_read(ring, 2000));
   router.signal(SIGTERM);
   const auto stopping = std::chrono::steady_clock::now();
   EXPECT_EQ(router.wait_exit(5s), 1) << read_text(dir / "router.log");
@@ -704,6 +707,12 @@ TEST(RunCommand, RotationByRenameAndHupAndBySizeLosesAndDuplicatesNothing) {
   constexpr int kEvents = 60000;
   const pid_t producer = spawn_producer(ring, 0, kEvents);
   std::vector<std::string> renamed{dir / "renamed.ndjson"};
+  // The sinks open their files after the ring is made.
+  const auto opened_by = std::chrono::steady_clock::now() + 5s;
+  while (!fs::exists(dir / "renamed.ndjson")) {
+    ASSERT_LT(std::chrono::steady_clock::now(), opened_by) << read_text(dir / "router.log");
+    std::this_thread::sleep_for(1ms);
+  }
   for (int round = 1; round <= 3; ++round) {
     std::this_thread::sleep_for(30ms);
     const std::string to = dir / ("renamed.ndjson.r" + std::to_string(round));
@@ -857,9 +866,10 @@ pid_t spawn_stat(const std::string& args, const std::string& out, const std::str
   return pid;
 }
 
-// Until `path` holds `text` `times` times (up to 2 s).
+// Until `path` holds `text` `times` times (up to 10 s: a reload that
+// replaces a runner gives the old one a second, and ASan builds are slow).
 void wait_for_text(const std::string& path, const std::string& text, std::size_t times) {
-  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
   for (;;) {
     const std::string content = read_text(path);
     std::size_t found = 0;
@@ -888,7 +898,8 @@ TEST(StatCommand, ABlockCutOrOfAnotherVersionUnderAWatchingStatIsSaidAndNotReadO
     ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
     ASSERT_EQ(block.backend_slot("all", "file"), 0);
   };
-  const std::string watch = "--instance " + instance + " --interval-ms 20 --count 100";
+  // 20 s of views: far more than a loaded machine takes to reach the change.
+  const std::string watch = "--instance " + instance + " --interval-ms 20 --count 1000";
 
   make_block();
   pid_t stat = spawn_stat(watch, dir / "out", dir / "err");
@@ -1294,7 +1305,10 @@ TEST(RunCommand, ATrickleToADeadDestinationFillsBatchesRatherThanMakingOneAnEven
   wait_drained(run.ring);
   ASSERT_EQ(run.router->stop(), 0);
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
-  EXPECT_LE(http.requests().size(), 10u);
+  // Events before the sink's first failed connect still leave one a batch,
+  // as many as a loaded machine keeps that thread waiting; a request an
+  // event was 400.
+  EXPECT_LE(http.requests().size(), 40u);
 }
 
 // A stop drains what the router read, and that includes what a `block`
@@ -1303,10 +1317,10 @@ TEST(RunCommand, ATrickleToADeadDestinationFillsBatchesRatherThanMakingOneAnEven
 // it there for the next start.
 TEST(RunCommand, AStopLetsABackendThatFellBehindCatchUpWithinTheDrain) {
   LateBackendRun run("behindstop");
-  constexpr int kEvents = 20000;
+  constexpr int kEvents = 3000;  // its queue holds 1,000: behind, and little enough for a drain under ASan
   ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
   ringroute::testing::HttpReceiver http({}, run.port);
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;  // its retries back off up to 5 s
   while (http.requests().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
   ASSERT_FALSE(http.requests().empty());
   ASSERT_EQ(run.router->stop(), 0);
@@ -1333,7 +1347,8 @@ TEST(RunCommand, AStopDuringAReloadIsBoundedByItsDrain) {
   const auto start = std::chrono::steady_clock::now();
   router.signal(SIGTERM);
   EXPECT_EQ(router.wait_exit(8s), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << read_text(run.dir / "router.log");
+  // The 300 ms drain and an exit (an ASan build's leak check is slow), not the reload's 5 s.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3000ms) << read_text(run.dir / "router.log");
 }
 
 // A backend removed by a reload while it is behind loses what it was handed
@@ -1520,12 +1535,15 @@ TEST(RunCommand, AFileBackendReplacedOnReloadUnderLoadKeepsEveryEventOnceInOrder
   wait_for_ring(ring);
   constexpr int kEvents = 200000;
   const pid_t producer = spawn_producer(ring, 0, kEvents);
-  // Reload twice while the producer runs.
+  // Reload twice while the producer runs, each taken before the next is
+  // sent (two SIGHUPs pending at once are one).
+  std::size_t reloads_sent = 0;
   for (int batch : {300, 700}) {
     std::this_thread::sleep_for(20ms);
     write_file(dir / "edr.json.new", config(batch));
     fs::rename(dir / "edr.json.new", dir / "edr.json");  // never read half-written
     router.signal(SIGHUP);
+    ASSERT_NO_FATAL_FAILURE(wait_for_text(dir / "router.log", "reloaded", ++reloads_sent));
   }
   ASSERT_EQ(wait_child(producer), 0);
   wait_drained(ring);
@@ -1674,7 +1692,7 @@ TEST(RunCommand, AStopWithSeveralDestinationsDownTakesOneDrain) {
                        R"(/in"}, "bindings": [{"verbosity": "trace"}]})");
   }
   write_file(dir / "edr.json", config_text(dir, ring, 1 << 20, backends));
-  RouterProcess router(dir / "edr.json", dir / "router.log", "300");
+  RouterProcess router(dir / "edr.json", dir / "router.log", "1000");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 50)), 0);
   ASSERT_NO_FATAL_FAILURE(wait_read(ring, 50));
@@ -1682,8 +1700,10 @@ TEST(RunCommand, AStopWithSeveralDestinationsDownTakesOneDrain) {
   const auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(router.stop(), 0);
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_GE(elapsed, 300ms);
-  EXPECT_LT(elapsed, 900ms) << read_text(dir / "router.log");
+  // One drain and an exit (an ASan build's leak check takes a good part of
+  // a second on a loaded machine); a drain a destination took 3 or more.
+  EXPECT_GE(elapsed, 1000ms);
+  EXPECT_LT(elapsed, 2500ms) << read_text(dir / "router.log");
   cleanup(ring);
 }
 
