@@ -227,10 +227,14 @@ Producer::Producer(Segment segment)
 }
 
 Producer::~Producer() {
-  if (slot_index_ != kNoSlot && !forked()) {
-    slot_->locked_by.store(0, std::memory_order_relaxed);  // published by the store below
+  // Freed only if it is still ours: a child made without the fork
+  // handlers (a raw clone) runs this copy too, and storing 0 would have
+  // the consumer take its live parent's claims for a dead producer's.
+  if (std::int32_t self = static_cast<std::int32_t>(::getpid());
+      slot_index_ != kNoSlot && !forked() && slot_->owner_pid.load(std::memory_order_relaxed) == self) {
+    slot_->locked_by.store(0, std::memory_order_relaxed);  // published by the exchange below
     // Release: our commits happen-before the slot reads as free.
-    slot_->owner_pid.store(0, std::memory_order_release);
+    slot_->owner_pid.compare_exchange_strong(self, 0, std::memory_order_release, std::memory_order_relaxed);
   }
   // Closing drops our slot lock (the descriptor's open file description is
   // ours alone). A copy fork() made has had its descriptor closed already.

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -617,6 +618,28 @@ TEST(Ring, AProducerCopiedByForkDoesNotGiveBackItsParentsSlot) {
   }
   int status = 0;
   ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(r.segment.header().slots[0].owner_pid.load(), owner);
+  EXPECT_EQ(put(p, "parent"), ring::Status::ok);
+}
+
+// A child made without the fork handlers (a raw fork or clone system call,
+// as some runtimes make them) does not know its copy is one. Destroying
+// that copy gave the parent's slot back while the parent lived on, and the
+// consumer then took the parent's claims for a dead producer's.
+TEST(Ring, AProducerCopiedByARawForkDoesNotGiveBackItsParentsSlot) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  const std::int32_t owner = r.segment.header().slots[0].owner_pid.load();
+  ASSERT_EQ(owner, ::getpid());
+  const long child = ::syscall(SYS_fork);
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    p.~Producer();
+    ::_exit(r.segment.header().slots[0].owner_pid.load() == getppid() ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(static_cast<pid_t>(child), &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_EQ(r.segment.header().slots[0].owner_pid.load(), owner);
   EXPECT_EQ(put(p, "parent"), ring::Status::ok);
