@@ -50,6 +50,32 @@ namespace {
 
 bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
+// The identity line, each word read once: any process that may write the
+// ring may write these too, so what is checked is what is used.
+struct RingGeometry {
+  std::uint64_t magic, capacity, max_record_bytes;
+  std::uint32_t header_bytes;
+
+  // `file_size`: the segment's size when judged; `mapped`: what the mapping
+  // holds (less, where the file was cut between the two). A capacity past
+  // kMaxCapacity (never made by create_or_attach) would let a record's
+  // length overflow the header's 32-bit field.
+  [[nodiscard]] bool valid(std::uint64_t file_size, std::uint64_t mapped) const noexcept {
+    return magic == kSegmentMagic && header_bytes == kHeaderBytes && is_power_of_two(capacity) &&
+           capacity <= kMaxCapacity && max_record_bytes == capacity / 8 && file_size == kHeaderBytes + capacity &&
+           mapped >= kHeaderBytes + capacity;
+  }
+};
+
+template <typename T>
+T read_once(const T& field) noexcept {
+  return *static_cast<const volatile T*>(&field);
+}
+
+RingGeometry read_geometry(const SegmentHeader& h) noexcept {
+  return {read_once(h.magic), read_once(h.capacity), read_once(h.max_record_bytes), read_once(h.header_bytes)};
+}
+
 // Maps the whole segment with its page tables filled in, for the consumer.
 // Left to fault in, a fresh 64 MiB ring takes 16,384 faults during the first
 // lap: in a VM, where a fault costs microseconds, that was a few hundred
@@ -168,12 +194,12 @@ bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept {
   return stat.start_ticks == 0 || stat.start_ticks == start_ticks;
 }
 
-void Segment::bind(std::shared_ptr<Attached> attached, std::string name) noexcept {
+void Segment::bind(std::shared_ptr<Attached> attached, std::string name, std::uint64_t capacity) noexcept {
   auto* base = static_cast<std::byte*>(attached->region.get_address());
   header_ = reinterpret_cast<SegmentHeader*>(base);
-  data_ = base + header_->header_bytes;
-  capacity_ = header_->capacity;
-  max_record_bytes_ = header_->max_record_bytes;
+  data_ = base + kHeaderBytes;
+  capacity_ = capacity;
+  max_record_bytes_ = capacity / 8;
   attached_ = std::move(attached);
   name_ = std::move(name);
 }
@@ -278,10 +304,13 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     throw RingError(Status::corrupt, "ring " + name + ": /dev/shm/" + name + " is " + std::to_string(size) +
                                          " bytes, larger than any ringroute ring");
   }
+  std::uint64_t capacity = options.capacity_bytes;
   if (!needs_init) {
     attached->map(map_populated(attached->shm));
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
+    const RingGeometry geometry = read_geometry(*h);
+    capacity = geometry.capacity;
     if (version == 0) {
       needs_init = true;  // its creator died before finishing
     } else if (version != kLayoutVersion) {
@@ -290,15 +319,13 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
                           std::to_string(version) + ", this build reads version " +
                           std::to_string(kLayoutVersion) +
                           "; drain it with the build that made it, or remove it");
-    } else if (h->magic != kSegmentMagic || !is_power_of_two(h->capacity) || h->capacity < kMinCapacity ||
-               h->capacity > kMaxCapacity || h->max_record_bytes != h->capacity / 8 ||
-               h->header_bytes != kHeaderBytes ||
-               static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity) {
+    } else if (!geometry.valid(static_cast<std::uint64_t>(size), attached->region.get_size()) ||
+               geometry.capacity < kMinCapacity) {
       throw RingError(Status::corrupt, "ring " + name + ": /dev/shm/" + name +
                                            " is not a ringroute ring (bad magic, capacity or size)");
-    } else if (h->capacity != options.capacity_bytes) {
+    } else if (geometry.capacity != options.capacity_bytes) {
       notes += (notes.empty() ? "" : "; ") + ("ring " + name + ": existing segment has size_bytes " +
-                                              std::to_string(h->capacity) + ", not the configured " +
+                                              std::to_string(geometry.capacity) + ", not the configured " +
                                               std::to_string(options.capacity_bytes) + "; attached as it is (remove /dev/shm/" +
                                               name + " while stopped to resize)");
     }
@@ -326,9 +353,10 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     attached->map(map_populated(attached->shm));
     auto* h = new (attached->region.get_address()) SegmentHeader{};
     initialise(*h, options.capacity_bytes, options.dead_claim_timeout_ms);
+    capacity = options.capacity_bytes;
   }
   Segment segment;
-  segment.bind(std::move(attached), name);
+  segment.bind(std::move(attached), name, capacity);
   return segment;
 }
 
@@ -384,14 +412,11 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
                                                  ", this library reads version " +
                                                  std::to_string(kLayoutVersion));
     }
-    // A capacity past kMaxCapacity (never made by create_or_attach) would
-    // let a record's length overflow the header's 32-bit field.
-    if (h->magic != kSegmentMagic || h->header_bytes != kHeaderBytes || !is_power_of_two(h->capacity) ||
-        h->capacity > kMaxCapacity || static_cast<std::uint64_t>(size) != kHeaderBytes + h->capacity ||
-        h->max_record_bytes != h->capacity / 8) {
+    const RingGeometry geometry = read_geometry(*h);
+    if (!geometry.valid(static_cast<std::uint64_t>(size), attached->region.get_size())) {
       return fail(Status::corrupt, "/dev/shm/" + name + " is not a ringroute ring (bad magic, capacity or size)");
     }
-    out.bind(std::move(attached), name);
+    out.bind(std::move(attached), name, geometry.capacity);
     return Status::ok;
   } catch (const std::bad_alloc&) {
     return fail(Status::io_error, "out of memory");

@@ -115,7 +115,10 @@ class Segment {
   std::uint64_t max_record_bytes_ = 0;
   std::string name_;
 
-  void bind(std::shared_ptr<Attached> attached, std::string name) noexcept;
+  // `capacity` as checked, not read again from the header: a producer may
+  // write it, and a value changed after the check would place data_ and
+  // mask the ring anywhere.
+  void bind(std::shared_ptr<Attached> attached, std::string name, std::uint64_t capacity) noexcept;
 };
 
 // Sum of the counters of every producer slot.
