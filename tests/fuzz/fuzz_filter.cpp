@@ -2,7 +2,10 @@
 // crash. What parses is compiled into a one-backend matcher and matched
 // against fixed events (a body with every JSON kind, an empty body, an event
 // with a topic and no account), so evaluation runs too: regexes, number
-// comparisons, paths through arrays and scalars.
+// comparisons, paths through arrays and scalars. Each result is checked
+// against the differential test's reference matcher (its own evaluator of
+// the parsed tree), so a filter evaluated wrongly aborts, not only one
+// that crashes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +20,7 @@
 #include "ringroute/ingest/event_json.hpp"
 #include "ringroute/matcher/filter.hpp"
 #include "ringroute/matcher/matcher.hpp"
+#include "reference.hpp"
 
 namespace {
 
@@ -62,12 +66,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   binding.filter = expression;
   backends[0].bindings.push_back(binding);
   const auto m = matcher::Matcher::compile(backends);
+  const std::vector<matcher::reference::Backend> model = matcher::reference::from_specs(backends);
   static matcher::MatchScratch scratch;  // kept across inputs, as a worker keeps it
   matcher::BackendSet out;
   out.resize(m->backend_count());
   for (const auto& e : events()) {
     m->match(e->view, scratch, out);
     if (out.size() > 1) std::abort();
+    matcher::reference::Reference reference;
+    const bool expected = !reference.match(model, e->view).empty();
+    if (!reference.body_failed() && expected != out.test(0)) std::abort();
     out.clear();
   }
   return 0;

@@ -18,12 +18,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!problem.empty()) return 0;
   // Accepted: a sink of the URL's kind takes it (they resolve and connect
   // only when they write, so nothing goes out from here).
+  // Every scheme a config may give, in any case (the sinks lower-case it).
   const std::string url(text);
+  const std::string scheme = ringroute::sinks::url_scheme(url);
   try {
-    if (url.starts_with("http://")) {
+    if (scheme == "http" || scheme == "https") {
       ringroute::sinks::HttpSink sink({.url = url});
-    } else if (url.starts_with("syslog://") || url.starts_with("syslog+udp://") ||
-               url.starts_with("unix://") || url.starts_with("unixgram://")) {
+    } else if (scheme == "syslog" || scheme == "syslog+udp" || scheme == "syslog+tcp" || scheme == "syslog+tls" ||
+               scheme == "unix" || scheme == "unixgram") {
       ringroute::sinks::SocketSink sink({.url = url});
     }
   } catch (const std::exception& e) {

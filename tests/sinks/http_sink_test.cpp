@@ -837,7 +837,15 @@ TEST_F(HttpSinkTest, ConnectionsIdleForAMinuteAreClosedButTheFirst) {
   EXPECT_LE(open_descriptors().size(), open - 7);
   fill(batch_, 50, 50);
   ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;  // and they open again
-  EXPECT_EQ(receiver.requests().size(), 100u);
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 100u);
+  // One was kept: the next write sends over it too (all eight closed, it
+  // would have had only new connections).
+  std::set<std::size_t> before;
+  for (std::size_t i = 0; i < 50; ++i) before.insert(requests[i].connection);
+  std::size_t over_kept = 0;
+  for (std::size_t i = 50; i < 100; ++i) over_kept += before.count(requests[i].connection);
+  EXPECT_GT(over_kept, 0u);
 }
 
 // A process with no descriptor left for one more connection (its limit,

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -1319,11 +1320,26 @@ TEST(RunCommand, AStopLetsABackendThatFellBehindCatchUpWithinTheDrain) {
   LateBackendRun run("behindstop");
   constexpr int kEvents = 3000;  // its queue holds 1,000: behind, and little enough for a drain under ASan
   ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
-  ringroute::testing::HttpReceiver http({}, run.port);
+  // The destination comes back but holds its first answer until the stop
+  // has begun: the catching up is the drain's, not done before it.
+  std::atomic<bool> hold{true};
+  ringroute::testing::HttpReceiver http(
+      [&](const ringroute::testing::HttpRequest&, std::size_t) {
+        while (hold.load()) std::this_thread::sleep_for(1ms);
+        return ringroute::testing::HttpResponse{};
+      },
+      run.port);
+  struct Release {  // before the receiver goes, however the test ends
+    std::atomic<bool>& hold;
+    ~Release() { hold = false; }
+  } release{hold};
   const auto deadline = std::chrono::steady_clock::now() + 10s;  // its retries back off up to 5 s
   while (http.requests().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
   ASSERT_FALSE(http.requests().empty());
-  ASSERT_EQ(run.router->stop(), 0);
+  run.router->signal(SIGTERM);
+  wait_for_log(run.dir / "router.log", "stopping (SIGTERM): draining");
+  hold = false;
+  ASSERT_EQ(run.router->wait_exit(8s), 0);
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
   const std::string log = read_text(run.dir / "router.log");
   EXPECT_NE(log.find("everything read was written"), std::string::npos) << log;
@@ -1533,13 +1549,15 @@ TEST(RunCommand, AFileBackendReplacedOnReloadUnderLoadKeepsEveryEventOnceInOrder
   write_file(dir / "edr.json", config(1000));
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
-  constexpr int kEvents = 200000;
-  const pid_t producer = spawn_producer(ring, 0, kEvents);
+  // Paced (at most 128,000 a second), so both reloads come while it runs.
+  constexpr int kEvents = 100000;
+  const pid_t producer = spawn_producer(ring, 0, kEvents, nullptr, 64, 500us);
   // Reload twice while the producer runs, each taken before the next is
   // sent (two SIGHUPs pending at once are one).
   std::size_t reloads_sent = 0;
   for (int batch : {300, 700}) {
     std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(::waitpid(producer, nullptr, WNOHANG), 0) << "the producer ended before this reload";
     write_file(dir / "edr.json.new", config(batch));
     fs::rename(dir / "edr.json.new", dir / "edr.json");  // never read half-written
     router.signal(SIGHUP);
