@@ -7,6 +7,7 @@
 #include <string>
 
 #include "read_events.hpp"
+#include "ringroute/perf/block.hpp"
 #include "shell_quote.hpp"
 #include "test_ring.hpp"
 
@@ -173,4 +174,26 @@ TEST(EmitCommand, TheRingCanComeFromAConfig) {
   const auto got = drain(c);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].id, "from-config");
+}
+
+// DESIGN.md's shared --instance: the ring is the first one the instance's
+// router named in its perf block, as `stat` and `bench --attach` find them.
+TEST(EmitCommand, TheRingCanComeFromAnInstance) {
+  TestRing r(1 << 16, "emitinst");
+  ring::Consumer c(r.segment);
+  const std::string instance = r.name + "-instance";
+  {
+    perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0600);
+    ASSERT_EQ(block.ring_slot(r.name), 0);
+    ASSERT_EQ(block.ring_slot("a-later-ring"), 1);
+  }
+  const std::string binary = ringroute::testing::shell_quoted(RINGROUTE_BINARY);
+  const int raw = std::system((binary + " emit --instance " + instance + " --id from-instance").c_str());
+  const int absent = std::system((binary + " emit --instance " + instance + "-absent --id x 2>/dev/null").c_str());
+  perf::BlockMapping::remove(instance);
+  ASSERT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 0);
+  const auto got = drain(c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, "from-instance");
+  EXPECT_EQ(WIFEXITED(absent) ? WEXITSTATUS(absent) : -1, 2);
 }

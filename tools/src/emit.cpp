@@ -10,6 +10,7 @@
 
 #include "ringroute/ingest/body_check.hpp"
 #include "ringroute/ingest/event_json.hpp"
+#include "ringroute/perf/block.hpp"
 #include "ringroute/producer.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
@@ -22,7 +23,8 @@ namespace {
 
 struct EmitArgs {
   std::string ring = "ringroute";
-  std::string config;  // when given, the ring is its first
+  std::string config;    // when given, the ring is its first
+  std::string instance;  // when given, the first ring its router named
   std::int64_t wait_ms = 1000;
   std::optional<std::string> severity, verbosity, account_id, account_tree, app_name, app_version, topic, id,
       node, stream_name, event_type, tag, body;
@@ -151,6 +153,19 @@ int run_emit(const EmitArgs& args) {
     const ConfigResult loaded = load_config_file(args.config);
     if (report_config_errors(loaded)) return 2;
     ring = loaded.config->rings.front().name;
+  } else if (!args.instance.empty()) {
+    std::string error;
+    const auto block = perf::BlockMapping::open_read_only(args.instance, &error);
+    if (!block) {
+      std::fprintf(stderr, "ringroute emit: %s\n", error.c_str());
+      return 2;
+    }
+    const std::vector<std::string> rings = block->ring_names();
+    if (rings.empty()) {
+      std::fprintf(stderr, "ringroute emit: instance %s has no rings (has its router run?)\n", args.instance.c_str());
+      return 2;
+    }
+    ring = rings.front();
   }
   EventProducer producer;
   rr_producer_options options{};
@@ -216,7 +231,11 @@ Run add_emit(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Validator([](std::string& text) { return std::string(text.empty() ? "must name a ring" : ""); },
                              "RING"));
-  cmd->add_option("--config", args->config, "write to the first ring of this config file")->excludes("--ring");
+  CLI::Option* config = cmd->add_option("--config", args->config, "write to the first ring of this config file");
+  config->excludes("--ring");
+  cmd->add_option("--instance", args->instance, "write to the first ring of this instance's router")
+      ->excludes("--ring")
+      ->excludes(config);
   cmd->add_option("--wait-ms", args->wait_ms, "how long to wait for room when the ring is full")
       ->capture_default_str()
       ->check(whole_number());

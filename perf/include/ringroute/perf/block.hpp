@@ -191,6 +191,15 @@ class BlockMapping {
   ~BlockMapping();
 
   [[nodiscard]] Block& block() const noexcept { return *block_; }
+  // The rings its router named, in slot order (the first config's first
+  // ring first): how `emit --instance` and `bench --attach` find them.
+  [[nodiscard]] std::vector<std::string> ring_names() const {
+    std::vector<std::string> names;
+    for (const auto& slot : block_->rings) {
+      if (slot.name[0] != 0) names.emplace_back(slot_name(slot.name));
+    }
+    return names;
+  }
 
   // The slot for a ring or backend by name: the one it had before (so
   // positions and totals carry over a restart), else a free one. -1 when full.
