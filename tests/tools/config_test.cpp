@@ -1097,10 +1097,10 @@ TEST(Config, ErrorsFoundAfterParsingNameTheirLineAndColumn) {
   // A key written with an escape is found by what it says.
   EXPECT_EQ(at("backends[2].options.path", ""), "8:60") << ::testing::PrintToString(printed);
   EXPECT_EQ(at("instance", "duplicate key"), "10:3") << ::testing::PrintToString(printed);
-  // As printed: the path, then where.
+  // As printed: the path, the reason, then where.
   EXPECT_NE(std::find(printed.begin(), printed.end(),
-                      "bogus (line 3, column 3): unknown key (expected one of instance, rings, router, admin, "
-                      "backends)"),
+                      "bogus: unknown key (expected one of instance, rings, router, admin, "
+                      "backends) at line 3, column 3"),
             printed.end())
       << ::testing::PrintToString(printed);
 }
@@ -1134,7 +1134,8 @@ TEST(Config, TlsFileErrorsNameTheirLineAndColumn) {
   EXPECT_EQ(errors[0].path, "backends[0].options.ca_file");
   EXPECT_EQ(errors[0].line, 3u);
   EXPECT_EQ(errors[0].column, 27u);
-  EXPECT_TRUE(errors[0].located().starts_with("backends[0].options.ca_file (line 3, column 27): ")) << errors[0].located();
+  EXPECT_TRUE(errors[0].located().starts_with("backends[0].options.ca_file: ")) << errors[0].located();
+  EXPECT_TRUE(errors[0].located().ends_with(" at line 3, column 27")) << errors[0].located();
 }
 
 }  // namespace

@@ -174,8 +174,8 @@ TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {
   const Result r = f.run("route --config " + config, "{}\n");
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, "backends[0].bindings[0].severity (line 2, column 63): unknown level \"sever\" (expected ok, "
-                   "warning or critical)\n");
+  EXPECT_EQ(r.err, "backends[0].bindings[0].severity: unknown level \"sever\" (expected ok, "
+                   "warning or critical) at line 2, column 63\n");
 }
 
 TEST(ValidateCommand, GoodConfigExitsZero) {
@@ -197,12 +197,12 @@ TEST(ValidateCommand, EveryErrorOneALine) {
   const Result r = f.run("validate " + config);
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err,
-            "backends[0].bindings[0].verbosity (line 3, column 64): unknown level \"loud\" (expected trace, debug, "
-            "info, warn, error or fatal)\n"
-            "backends[0].bindings[0].app_name (line 3, column 84): must not be empty\n"
+            "backends[0].bindings[0].verbosity: unknown level \"loud\" (expected trace, debug, "
+            "info, warn, error or fatal) at line 3, column 64\n"
+            "backends[0].bindings[0].app_name: must not be empty at line 3, column 84\n"
             // Left out: said at the backend it is missing from.
-            "backends[0].options.path (line 3, column 7): required for a file backend\n"
-            "backends[1].name (line 4, column 16): duplicate backend name \"a\" (also backends[0])\n");
+            "backends[0].options.path: required for a file backend at line 3, column 7\n"
+            "backends[1].name: duplicate backend name \"a\" (also backends[0]) at line 4, column 16\n");
 }
 
 TEST(ValidateCommand, NotJsonNamesLineAndColumn) {

@@ -779,7 +779,7 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   EXPECT_EQ(in_b[0] + in_b[1], 0);
   const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("reload refused"), std::string::npos) << text;
-  EXPECT_NE(text.find("backends[0].type (line 1, column 15): required"), std::string::npos) << text;
+  EXPECT_NE(text.find("backends[0].type: required at line 1, column 15"), std::string::npos) << text;
   EXPECT_NE(text.find("reload: rings[0].size_bytes 1048576 -> 2097152 takes effect at the next start"),
             std::string::npos)
       << text;

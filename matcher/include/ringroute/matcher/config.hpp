@@ -33,11 +33,13 @@ struct ConfigError {
   [[nodiscard]] std::string to_string() const {
     return path.empty() ? message : path + ": " + message;
   }
-  // As printed for the operator: with the line and column when known.
+  // As printed for the operator: with the line and column when known,
+  // after the reason, so a line still starts `PATH: ` (DESIGN.md's form,
+  // which scripts split on).
   [[nodiscard]] std::string located() const {
     if (line == 0) return to_string();
     const std::string where = "line " + std::to_string(line) + ", column " + std::to_string(column);
-    return path.empty() ? where + ": " + message : path + " (" + where + "): " + message;
+    return path.empty() ? where + ": " + message : path + ": " + message + " at " + where;
   }
 };
 
