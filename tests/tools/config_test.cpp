@@ -156,6 +156,24 @@ TEST(Config, PrettyJsonIsRefusedWhereTheReceiverTakesEachLineAsAnEvent) {
   EXPECT_TRUE(with("file", R"("path": "/tmp/x.ndjson")").empty());
 }
 
+// DESIGN.md's batch object, "format": "ndjson" included, is a file
+// backend's as it is; "array" is http's alone, and a socket's framing is
+// its own format option.
+TEST(Config, AFileBackendTakesDesignsBatchObjectAsItIs) {
+  auto backend = [](const std::string& type, const std::string& options) {
+    return errors_of(R"({"backends": [{"name": "b", "type": ")" + type + R"(", "options": {)" + options +
+                     R"(}, "bindings": []}]})");
+  };
+  EXPECT_TRUE(backend("file", R"("path": "/tmp/x.ndjson", "batch": {"max_events": 1000, "max_bytes": 1048576,
+                                "linger_ms": 5, "format": "ndjson"})")
+                  .empty());
+  EXPECT_EQ(backend("file", R"("path": "/tmp/x.ndjson", "batch": {"format": "array"})"),
+            (std::vector<std::string>{"backends[0].options.batch.format: unknown value \"array\" (expected ndjson)"}));
+  const auto socket = backend("socket", R"("url": "syslog://127.0.0.1:514", "batch": {"format": "ndjson"})");
+  ASSERT_EQ(socket.size(), 1u);
+  EXPECT_EQ(socket[0].rfind("backends[0].options.batch.format: unknown key", 0), 0u) << socket[0];
+}
+
 TEST(Config, RequiredBackendMembers) {
   const auto e = errors_of(R"({"backends": [{"options": {}}, {"name": "h", "type": "http", "bindings": []},
                                              {"name": "s", "type": "socket", "options": {}, "bindings": []}]})");

@@ -312,11 +312,17 @@ Member queue_member() {
                               {"when_full", enum_check({"block", "drop"})}})};
 }
 
-Member batch_member(bool with_format) {
+// `format`: how a batch's events are joined, none for a sink whose framing
+// is an option of its own (socket).
+enum class BatchFormats { ndjson_or_array, ndjson, none };
+Member batch_member(BatchFormats formats) {
   std::vector<Member> members{{"max_events", uint_check(1, 1'000'000)},
                               {"max_bytes", uint_check(1, 1ull << 30)},
                               {"linger_ms", uint_check(0, 60'000)}};
-  if (with_format) members.push_back({"format", enum_check({"ndjson", "array"})});
+  // A file writes one line an event: DESIGN.md's batch object, with its
+  // "format": "ndjson", is taken as it is, and only that.
+  if (formats == BatchFormats::ndjson) members.push_back({"format", enum_check({"ndjson"})});
+  if (formats == BatchFormats::ndjson_or_array) members.push_back({"format", enum_check({"ndjson", "array"})});
   return {"batch", object_of(std::move(members))};
 }
 
@@ -375,7 +381,7 @@ std::vector<Member> options_for(std::string_view type) {
                     {"fsync", enum_check({"never", "batch", "interval"})},
                     {"fsync_interval_ms", uint_check(1, 3'600'000)},
                     {"io", enum_check({"uring", "write"})},
-                    batch_member(false)});
+                    batch_member(BatchFormats::ndjson)});
   } else if (type == "http") {
     members.insert(members.end(),
                    {{"url", url_check({"http", "https"}), true},
@@ -390,7 +396,7 @@ std::vector<Member> options_for(std::string_view type) {
                      }},
                     {"max_connections", uint_check(1, 1024)},
                     {"gzip", bool_check()},
-                    batch_member(true)});
+                    batch_member(BatchFormats::ndjson_or_array)});
     members.insert(members.end(), tls_members.begin(), tls_members.end());
   } else if (type == "socket") {
     members.insert(members.end(),
@@ -416,7 +422,7 @@ std::vector<Member> options_for(std::string_view type) {
                                                    {"critical", uint_check(0, 7)}})},
                     {"connect_timeout", millis},
                     {"timeout", millis},
-                    batch_member(false)});
+                    batch_member(BatchFormats::none)});
     members.insert(members.end(), tls_members.begin(), tls_members.end());
   } else if (type == "amqp") {
     members.insert(members.end(), {{"url", url_check({"amqp", "amqps"})},
