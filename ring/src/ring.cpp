@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -141,7 +143,10 @@ LockFds& lock_fds() {
 // with every handle made from that segment, and with children fork() made)
 // and close-on-exec (a program this process runs does not keep it).
 // /proc/thread-self first: /proc/self/fd is empty once the main thread
-// has left with pthread_exit.
+// has left with pthread_exit. Where /proc is not there at all (a sandbox
+// without it), the segment opened again by name, if that is still the
+// same file: without a lock, a producer whose pid the consumer cannot see
+// (a PID namespace of its own) was taken for dead, its claims skipped.
 int open_lock_fd(const Segment& segment) noexcept {
   if (segment.fd() < 0) return -1;
   for (const char* self : {"/proc/thread-self", "/proc/self"}) {
@@ -149,6 +154,16 @@ int open_lock_fd(const Segment& segment) noexcept {
     std::snprintf(path, sizeof path, "%s/fd/%d", self, segment.fd());
     if (const int fd = ::open(path, O_RDWR | O_CLOEXEC); fd >= 0) return fd;
   }
+  char name[512];
+  if (std::snprintf(name, sizeof name, "/%s", segment.name().c_str()) >= static_cast<int>(sizeof name)) return -1;
+  const int fd = ::shm_open(name, O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct stat ours {}, reopened {};
+  if (::fstat(segment.fd(), &ours) == 0 && ::fstat(fd, &reopened) == 0 && ours.st_dev == reopened.st_dev &&
+      ours.st_ino == reopened.st_ino) {
+    return fd;
+  }
+  ::close(fd);
   return -1;
 }
 

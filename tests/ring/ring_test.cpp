@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ringroute/ring/ring.hpp"
+#include "private_mounts.hpp"
 #include "test_ring.hpp"
 
 using namespace ringroute;
@@ -648,6 +649,23 @@ TEST(Ring, AProducerCopiedByARawForkDoesNotGiveBackItsParentsSlot) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_EQ(r.segment.header().slots[0].owner_pid.load(), owner);
   EXPECT_EQ(put(p, "parent"), ring::Status::ok);
+}
+
+// Without /proc (a sandbox that has none) a producer still gets a slot
+// lock of its own, from the segment opened again by name: without one, a
+// producer whose pid the consumer cannot see was judged by that pid alone,
+// taken for dead, and its claims skipped.
+TEST(Ring, AProducerWithoutProcStillHoldsItsSlotLock) {
+  TestRing r(4096);
+  const int status = ringroute::testing::run_in_private_mounts([&] {
+    if (::mount("none", "/proc", "tmpfs", 0, nullptr) != 0) return ringroute::testing::kNoPrivateMounts;
+    if (::access("/proc/self", F_OK) == 0) return 3;
+    ring::Producer p(r.segment);
+    const ring::ProducerSlot& slot = r.segment.header().slots[0];
+    return slot.owner_pid.load() == ::getpid() && slot.locked_by.load() == ::getpid() ? 0 : 1;
+  });
+  if (status == ringroute::testing::kNoPrivateMounts) GTEST_SKIP() << "no mount namespace to hide /proc in here";
+  EXPECT_EQ(status, 0);
 }
 
 // A producer killed while it waited for room leaves the shared count of
