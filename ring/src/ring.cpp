@@ -247,7 +247,10 @@ Producer::~Producer() {
   // the consumer take its live parent's claims for a dead producer's.
   if (std::int32_t self = static_cast<std::int32_t>(::getpid());
       slot_index_ != kNoSlot && !forked() && slot_->owner_pid.load(std::memory_order_relaxed) == self) {
-    slot_->locked_by.store(0, std::memory_order_relaxed);  // published by the exchange below
+    // An exchange too: a slot taken over since the check (we were judged
+    // dead) keeps its new owner's mark.
+    std::int32_t locked = self;
+    slot_->locked_by.compare_exchange_strong(locked, 0, std::memory_order_relaxed);  // published by the exchange below
     // Release: our commits happen-before the slot reads as free.
     slot_->owner_pid.compare_exchange_strong(self, 0, std::memory_order_release, std::memory_order_relaxed);
   }

@@ -309,8 +309,6 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     attached->map(map_populated(attached->shm));
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
-    const RingGeometry geometry = read_geometry(*h);
-    capacity = geometry.capacity;
     if (version == 0) {
       needs_init = true;  // its creator died before finishing
     } else if (version != kLayoutVersion) {
@@ -319,13 +317,15 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
                           std::to_string(version) + ", this build reads version " +
                           std::to_string(kLayoutVersion) +
                           "; drain it with the build that made it, or remove it");
-    } else if (!geometry.valid(static_cast<std::uint64_t>(size), attached->region.get_size()) ||
+    } else if (const RingGeometry geometry = read_geometry(*h);
+               !geometry.valid(static_cast<std::uint64_t>(size), attached->region.get_size()) ||
                geometry.capacity < kMinCapacity) {
+      // Read only once the version says the line is written (acquire above).
       throw RingError(Status::corrupt, "ring " + name + ": /dev/shm/" + name +
                                            " is not a ringroute ring (bad magic, capacity or size)");
-    } else if (geometry.capacity != options.capacity_bytes) {
+    } else if (capacity = geometry.capacity; capacity != options.capacity_bytes) {
       notes += (notes.empty() ? "" : "; ") + ("ring " + name + ": existing segment has size_bytes " +
-                                              std::to_string(geometry.capacity) + ", not the configured " +
+                                              std::to_string(capacity) + ", not the configured " +
                                               std::to_string(options.capacity_bytes) + "; attached as it is (remove /dev/shm/" +
                                               name + " while stopped to resize)");
     }

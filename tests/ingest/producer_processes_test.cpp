@@ -215,7 +215,10 @@ TEST(ProducerProcesses, ConsumerKilledAndRestartedLosesNothing) {
   // machine could keep this thread asleep while all 200,000 went through).
   int resume[2];
   ASSERT_EQ(::pipe(resume), 0);
-  const pid_t producer = spawn([&] { return produce(r.name, 0, kEvents, 16, kEvents / 2, resume[0]); });
+  const pid_t producer = spawn([&] {
+    ::close(resume[1]);  // so a test that failed before the byte ends it, not hangs it
+    return produce(r.name, 0, kEvents, 16, kEvents / 2, resume[0]);
+  });
   const pid_t first = spawn([&] { return consume([](ring::Consumer&) { return false; }); });
   // Let it get going, then kill it mid-stream.
   const auto start = std::chrono::steady_clock::now();

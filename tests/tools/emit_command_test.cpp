@@ -177,15 +177,20 @@ TEST(EmitCommand, TheRingCanComeFromAConfig) {
 }
 
 // DESIGN.md's shared --instance: the ring is the first one the instance's
-// router named in its perf block, as `stat` and `bench --attach` find them.
+// router consumes, of those it named in its perf block (as `stat` and
+// `bench --attach` find them); the block also keeps the slots of rings an
+// earlier config named, which nobody reads now.
 TEST(EmitCommand, TheRingCanComeFromAnInstance) {
+  TestRing stale(1 << 16, "emitstale");  // an earlier config's: there, unread
   TestRing r(1 << 16, "emitinst");
-  ring::Consumer c(r.segment);
+  ring::Consumer c(r.segment);  // this process is the "router"
   const std::string instance = r.name + "-instance";
   {
     perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0600);
-    ASSERT_EQ(block.ring_slot(r.name), 0);
-    ASSERT_EQ(block.ring_slot("a-later-ring"), 1);
+    ASSERT_EQ(block.ring_slot("a-ring-gone"), 0);
+    ASSERT_EQ(block.ring_slot(stale.name), 1);
+    ASSERT_EQ(block.ring_slot(r.name), 2);
+    block.block().header.router_pid.store(::getpid());
   }
   const std::string binary = ringroute::testing::shell_quoted(RINGROUTE_BINARY);
   const int raw = std::system((binary + " emit --instance " + instance + " --id from-instance").c_str());
@@ -195,5 +200,6 @@ TEST(EmitCommand, TheRingCanComeFromAnInstance) {
   const auto got = drain(c);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].id, "from-instance");
+  EXPECT_EQ(stale.segment.header().tail.load(), 0u) << "written to a ring nobody reads";
   EXPECT_EQ(WIFEXITED(absent) ? WEXITSTATUS(absent) : -1, 2);
 }

@@ -1549,9 +1549,10 @@ TEST(RunCommand, AFileBackendReplacedOnReloadUnderLoadKeepsEveryEventOnceInOrder
   write_file(dir / "edr.json", config(1000));
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
-  // Paced (at most 128,000 a second), so both reloads come while it runs.
-  constexpr int kEvents = 100000;
-  const pid_t producer = spawn_producer(ring, 0, kEvents, nullptr, 64, 500us);
+  // Paced (at most 64,000 a second: 2.3 s at least), so both reloads come
+  // while it runs, even on a loaded machine.
+  constexpr int kEvents = 150000;
+  const pid_t producer = spawn_producer(ring, 0, kEvents, nullptr, 64, 1000us);
   // Reload twice while the producer runs, each taken before the next is
   // sent (two SIGHUPs pending at once are one).
   std::size_t reloads_sent = 0;

@@ -39,7 +39,7 @@ struct BenchControl {
   std::atomic<int> go{0};
   std::atomic<int> stop{0};
   std::atomic<int> failed{0};
-  std::atomic<std::uint64_t> full{0};  // emits that gave up waiting for room
+  std::atomic<std::uint64_t> full{0};  // emits whose wait for room ran out (the rest of the batch goes again)
   std::atomic<int> measuring{0};       // the measured window is open
   std::atomic<std::int64_t> lag_max_ns{0};  // --rate: the latest a producer emitted, against its schedule
   char error[512]{};

@@ -12,6 +12,7 @@
 #include "ringroute/ingest/event_json.hpp"
 #include "ringroute/perf/block.hpp"
 #include "ringroute/producer.hpp"
+#include "ringroute/ring/segment.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
 #include "ringroute/tools/event_args.hpp"
@@ -160,12 +161,25 @@ int run_emit(const EmitArgs& args) {
       std::fprintf(stderr, "ringroute emit: %s\n", error.c_str());
       return 2;
     }
-    const std::vector<std::string> rings = block->ring_names();
-    if (rings.empty()) {
-      std::fprintf(stderr, "ringroute emit: instance %s has no rings (has its router run?)\n", args.instance.c_str());
+    // The block keeps the slots of rings an earlier config named: the first
+    // its router consumes now, else (no router runs) the first still there.
+    const std::int32_t router = block->block().header.router_pid.load(std::memory_order_relaxed);
+    std::optional<std::string> consumed, present;
+    for (const std::string& name : block->ring_names()) {
+      ring::Segment segment;
+      if (ring::Segment::attach(name, segment, nullptr, ring::Segment::Access::read_only) != ring::Status::ok) continue;
+      if (!present) present = name;
+      if (router > 0 && segment.header().consumer_pid.load(std::memory_order_relaxed) == router) {
+        consumed = name;
+        break;
+      }
+    }
+    if (!consumed && !present) {
+      std::fprintf(stderr, "ringroute emit: instance %s has no ring in /dev/shm (has its router run?)\n",
+                   args.instance.c_str());
       return 2;
     }
-    ring = rings.front();
+    ring = consumed ? *consumed : *present;
   }
   EventProducer producer;
   rr_producer_options options{};

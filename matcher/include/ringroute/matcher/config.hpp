@@ -38,8 +38,7 @@ struct ConfigError {
   // which scripts split on).
   [[nodiscard]] std::string located() const {
     if (line == 0) return to_string();
-    const std::string where = "line " + std::to_string(line) + ", column " + std::to_string(column);
-    return path.empty() ? where + ": " + message : path + ": " + message + " at " + where;
+    return to_string() + " at line " + std::to_string(line) + ", column " + std::to_string(column);
   }
 };
 
