@@ -39,9 +39,11 @@ char* put_header_field(char* out, std::string_view value, std::size_t max) noexc
 // that are not valid UTF-8 (strings from the C ABI are bytes) become
 // U+FFFD, as in the JSON message: RFC 5424 wants valid UTF-8 here, and a
 // stray lead byte before the closing quote is swallowed by lenient
-// decoders. CR and LF become spaces: legal in a PARAM-VALUE, but with
-// newline framing (and in receivers that split on them) they would cut the
-// message in two. Writes at most 3 bytes per byte of `value`.
+// decoders. Control bytes (CR, LF, NUL, ...) and DEL become spaces: legal
+// in a PARAM-VALUE, but with newline framing (and in receivers that split
+// on them: syslog-ng ends a record at a NUL too) they would cut the
+// message in two, the rest read as a record of the producer's making.
+// Writes at most 3 bytes per byte of `value`.
 char* put_param_value(char* out, std::string_view value) noexcept {
   for (std::size_t i = 0; i < value.size();) {
     const char c = value[i];
@@ -59,7 +61,7 @@ char* put_param_value(char* out, std::string_view value) noexcept {
       continue;
     }
     if (c == '"' || c == '\\' || c == ']') *out++ = '\\';
-    *out++ = c == '\n' || c == '\r' ? ' ' : c;
+    *out++ = static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? ' ' : c;
     ++i;
   }
   return out;
@@ -101,6 +103,23 @@ char* put_rfc3164_tag(char* out, std::string_view app) noexcept {
     const bool kept = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
                       c == '-' || c == '.' || c == '/';
     *out++ = kept ? c : '_';
+  }
+  return out;
+}
+
+// RFC 3164's HOSTNAME as rsyslog's parser takes one: letters, digits, '.',
+// '_' and '-' (each other byte as '_': a Kazoo node "ecallmgr@host", an
+// IPv6 address's ':'), ending in a letter or digit (others at the end
+// dropped), at most 255 bytes. Another was not taken for a host name: the
+// receiver put the sender's address there and read the node as the TAG.
+// Empty: nothing is written.
+char* put_rfc3164_host(char* out, std::string_view host) noexcept {
+  auto alphanumeric = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  std::size_t n = host.size() < 255 ? host.size() : 255;
+  while (n != 0 && !alphanumeric(host[n - 1])) --n;
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = host[i];
+    *out++ = alphanumeric(c) || c == '.' || c == '-' ? c : '_';
   }
   return out;
 }
@@ -170,10 +189,10 @@ void EventEncoder::put_rfc3164_header(const event::EventView& e, ByteBuffer& mes
   p = put_rfc3164_time(e.timestamp_ns, p, timestamp_);
   *p++ = ' ';
   if (options_.rfc3164_hostname) {
-    const std::string_view host = e.has(StringField::node) && !e.get(StringField::node).empty()
-                                      ? e.get(StringField::node)
-                                      : std::string_view(host_name_);
-    p = put_header_field(p, host, 255);
+    char* const host_start = p;
+    if (e.has(StringField::node)) p = put_rfc3164_host(p, e.get(StringField::node));
+    if (p == host_start) p = put_rfc3164_host(p, host_name_);
+    if (p == host_start) *p++ = '-';
     *p++ = ' ';
   }
   p = put_rfc3164_tag(p, e.get(StringField::app_name));

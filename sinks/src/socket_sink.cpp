@@ -72,6 +72,17 @@ std::optional<SyslogParts> syslog_parts(std::string_view message) {
   return SyslogParts{sd_begin, at + 1};
 }
 
+// Where an RFC 3164 message ("<PRI>Mmm dd hh:mm:ss [HOSTNAME ]TAG: MSG")
+// has its MSG: past the first ": " after the 15-byte timestamp (neither
+// the encoder's HOSTNAME nor its TAG holds a ':'). Nothing for another.
+std::optional<std::size_t> rfc3164_msg_begin(std::string_view message) {
+  const std::size_t close = message.find('>');
+  if (message.empty() || message[0] != '<' || close == std::string_view::npos || close > 4) return std::nullopt;
+  const std::size_t colon = message.find(": ", close + 1 + 15);
+  if (colon == std::string_view::npos) return std::nullopt;
+  return colon + 2;
+}
+
 // At most `limit` bytes of `bytes`, cut where a character starts.
 std::size_t cut_at_character(std::string_view bytes, std::size_t limit) {
   if (bytes.size() <= limit) return bytes.size();
@@ -528,9 +539,11 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
 bool SocketSink::sendable(std::string_view datagram) const {
   if (datagram.size() <= options_.max_datagram_bytes) return true;
   if (options_.strip_newline) return false;
-  const auto parts = syslog_parts(datagram);
   // The header and "- " for the STRUCTURED-DATA, at least.
-  return !parts || parts->sd_begin + 2 <= options_.max_datagram_bytes;
+  if (const auto parts = syslog_parts(datagram)) return parts->sd_begin + 2 <= options_.max_datagram_bytes;
+  // RFC 3164: the header whole (it was cut in its HOSTNAME, no TAG left).
+  if (const auto msg = rfc3164_msg_begin(datagram)) return *msg <= options_.max_datagram_bytes;
+  return true;
 }
 
 std::string_view SocketSink::fitted(std::string_view datagram, std::string& scratch) const {

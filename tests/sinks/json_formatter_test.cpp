@@ -2,6 +2,7 @@
 // random events: every line it writes must parse.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 
@@ -125,6 +126,29 @@ TEST(JsonFormatter, ABodysTabsBetweenTokensAreWrittenAsSpaces) {
     for (bool meta : {true, false}) {
       const std::string out = format(ev("{\"body\":" + body + "}"), {.include_metadata = meta});
       EXPECT_EQ(out.find('\t'), std::string::npos) << out;
+    }
+  }
+}
+
+// A body the producer marked trusted without checking it reaches the
+// formatter as it is: a raw NUL or ESC went into the line, and a NUL ends
+// a record for receivers such as syslog-ng (the rest read as a record of
+// its own). Every control byte is written as a space.
+TEST(JsonFormatter, AnUncheckedBodysControlBytesAreWrittenAsSpaces) {
+  static constexpr char kShort[] = "{\"a\":\"x\0<0>y\x1b\"}";
+  static constexpr char kLong[] = "{\"a\":\"long enough for the wide path \0<0>forged\x01\"}";
+  for (const std::string& body : {std::string(kShort, sizeof kShort - 1), std::string(kLong, sizeof kLong - 1)}) {
+    event::EventInput in;
+    in.body = body;
+    std::vector<std::byte> record(event::encoded_size(in, std::vector<std::string_view>{}));
+    event::encode(in, std::vector<std::string_view>{}, false, record.data());
+    event::EventView e;
+    ASSERT_EQ(event::decode(record, e), event::DecodeError::none);
+    for (bool meta : {true, false}) {
+      const std::string out = format(e, {.include_metadata = meta});
+      ASSERT_EQ(out.back(), '\n');
+      EXPECT_TRUE(std::none_of(out.begin(), out.end() - 1, [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+          << out;
     }
   }
 }

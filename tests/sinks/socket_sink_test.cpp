@@ -235,6 +235,14 @@ TEST(SyslogEncoder, Rfc3164IsSyslog3sFormInLocalTime) {
     EXPECT_TRUE(encoded(options, R"({"id":"d","timestamp":1796533443000000000,"node":"n","body":{}})")
                     .starts_with("<134>Dec  6 05:04:03 n -: {"))
         << "no app: the NILVALUE as TAG";
+    // A HOSTNAME as rsyslog's 3164 parser takes one (letters, digits, '.',
+    // '_', '-', ending in a letter or digit): a Kazoo node name, or an IPv6
+    // address, was not one, and the receiver read the node as the TAG.
+    EXPECT_TRUE(encoded(options, R"({"id":"d","timestamp":1796533443000000000,"node":"ecallmgr@apps001.example.com.",)"
+                                 R"("app_name":"a","body":{}})")
+                    .starts_with("<134>Dec  6 05:04:03 ecallmgr_apps001.example.com a: {"));
+    EXPECT_TRUE(encoded(options, R"({"id":"d","timestamp":1796533443000000000,"node":"fe80::1","app_name":"a","body":{}})")
+                    .starts_with("<134>Dec  6 05:04:03 fe80__1 a: {"));
   }
   const TimeZone india("IST-5:30");  // a zone ahead of UTC by 5:30, no tzdata needed
   EXPECT_TRUE(encoded(options, event_line(4)).starts_with("<131>Nov 23 22:25:28 gw-1 billing_app: "));
@@ -260,6 +268,18 @@ TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
   encoder.encode(ev(R"({"id":"a\nb\r\nc","timestamp":0,"tag":"t\n"})"), out);
   EXPECT_EQ(out.view().find('\n'), out.view().size() - 1) << out.view();
   EXPECT_NE(out.view().find(R"(id="a b  c")"), std::string_view::npos) << out.view();
+  // Nor a NUL (syslog-ng ends a record there too) or another control byte:
+  // the rest would be read as a record of the producer's making.
+  out.clear();
+  event::EventInput input;
+  input.set(event::StringField::id, std::string_view("a\0<0>1 forged\x1b\x7f", 15));
+  const std::vector<std::string_view> no_tree;
+  std::vector<std::byte> record(event::encoded_size(input, no_tree));
+  event::encode(input, no_tree, false, record.data());
+  event::EventView view;
+  ASSERT_EQ(event::decode(record, view), event::DecodeError::none);
+  encoder.encode(view, out);
+  EXPECT_NE(out.view().find(R"(id="a <0>1 forged  ")"), std::string_view::npos) << out.view();
 }
 
 // Strings from the C ABI are bytes: what is not valid UTF-8 becomes U+FFFD
@@ -803,6 +823,14 @@ TEST(SocketSink, ADatagramTooLongIsRejectedAsNdjsonAndCutWholeCharactersAsSyslog
   why.clear();
   ASSERT_EQ(syslog.write(batch_of({rfc3164}, 3), why), Outcome::ok) << why;
   EXPECT_EQ(syslog.rejected_events(), 0u) << why;
+  EXPECT_EQ(receive(1), std::vector<std::string>{rfc3164.substr(0, 65)});
+  // But its header is whole or the message is refused, as RFC 5424's: a
+  // long HOSTNAME was cut, and the receiver got no TAG and no MSG.
+  const std::string long_host = "<134>Dec 16 05:04:03 " + std::string(60, 'h') + " app: {}";
+  why.clear();
+  ASSERT_EQ(syslog.write(batch_of({long_host, rfc3164}, 4), why), Outcome::ok) << why;
+  EXPECT_EQ(syslog.rejected_events(), 1u) << why;
+  EXPECT_NE(why.find("header alone is over max_datagram_bytes (65)"), std::string::npos) << why;
   EXPECT_EQ(receive(1), std::vector<std::string>{rfc3164.substr(0, 65)});
   ::close(datagrams);
 }
