@@ -24,23 +24,13 @@ std::string format(const event::EventView& e, JsonFormatOptions options = {}) {
   return std::string(out.view());
 }
 
-// An event of only `body`, its record made here as a producer that skips
-// the library's body check makes it (the body reaches the formatter as it
-// is). `view` reads `record`: used where it is made.
-struct UncheckedBody {
-  explicit UncheckedBody(std::string_view body) {
-    event::EventInput in;
-    in.body = body;
-    record.resize(event::encoded_size(in, std::vector<std::string_view>{}));
-    event::encode(in, std::vector<std::string_view>{}, false, record.data());
-    decoded = event::decode(record, view) == event::DecodeError::none;
-  }
-  UncheckedBody(const UncheckedBody&) = delete;
-  UncheckedBody& operator=(const UncheckedBody&) = delete;
-  std::vector<std::byte> record;
-  event::EventView view;
-  bool decoded = false;
-};
+// An event of only `body`, which reaches the formatter as it is (the
+// library's body check skipped).
+event::EventInput body_only(std::string_view body) {
+  event::EventInput in;
+  in.body = body;
+  return in;
+}
 
 // 2026-11-23T16:55:28.123456789Z
 constexpr const char* kFull = R"({"id":"p-1","timestamp":1795452928123456789,"severity":"warning",
@@ -106,11 +96,7 @@ TEST(JsonFormatter, StringsAreEscapedAndInvalidUtf8Replaced) {
   static constexpr char kId[] = "q\"b\\s\x01\n\t\x7f\xc3\xa9|\xff|\xe2\x82|end";
   in.set(event::StringField::id, std::string_view(kId, sizeof kId - 1));
   in.body = "{}";
-  std::vector<std::byte> record(event::encoded_size(in, std::vector<std::string_view>{}));
-  event::encode(in, std::vector<std::string_view>{}, false, record.data());
-  event::EventView e;
-  ASSERT_EQ(event::decode(record, e), event::DecodeError::none);
-  const std::string line = format(e);
+  const std::string line = format(testing::EncodedEvent(in).view);
   EXPECT_NE(line.find(R"("id":"q\"b\\s\u0001\n\t)" "\x7f\xc3\xa9|\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd|end\""),
             std::string::npos)
       << line;
@@ -123,8 +109,7 @@ TEST(JsonFormatter, BodyNewlinesDoNotSplitTheLine) {
   const std::string line = format(ev("{\"body\":{\"a\":1}}"));
   ASSERT_EQ(std::count(line.begin(), line.end(), '\n'), 1);
   // A trusted producer may send a body with raw newlines between tokens.
-  const UncheckedBody e("{\n  \"a\": 1\r\n}");
-  ASSERT_TRUE(e.decoded);
+  const testing::EncodedEvent e(body_only("{\n  \"a\": 1\r\n}"));
   for (bool meta : {true, false}) {
     const std::string out = format(e.view, {.include_metadata = meta});
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
@@ -154,8 +139,7 @@ TEST(JsonFormatter, AnUncheckedBodysControlBytesAreWrittenAsSpaces) {
   static constexpr char kShort[] = "{\"a\":\"x\0<0>y\x1b\"}";
   static constexpr char kLong[] = "{\"a\":\"long enough for the wide path \0<0>forged\x01\"}";
   for (const std::string& body : {std::string(kShort, sizeof kShort - 1), std::string(kLong, sizeof kLong - 1)}) {
-    const UncheckedBody e(body);
-    ASSERT_TRUE(e.decoded);
+    const testing::EncodedEvent e(body_only(body));
     for (bool meta : {true, false}) {
       const std::string out = format(e.view, {.include_metadata = meta});
       ASSERT_EQ(out.back(), '\n');
@@ -301,12 +285,9 @@ TEST(JsonFormatter, EveryLineParsesOnRandomEvents) {
     in.body = bodies[rng() % std::size(bodies)];
     tree_storage.assign(rng() % 3, std::string(1, static_cast<char>(rng() % 256)));
     std::vector<std::string_view> tree(tree_storage.begin(), tree_storage.end());
-    std::vector<std::byte> record(event::encoded_size(in, tree));
-    event::encode(in, tree, !tree.empty(), record.data());
-    event::EventView e;
-    ASSERT_EQ(event::decode(record, e), event::DecodeError::none);
+    const testing::EncodedEvent e(in, tree);
     const JsonFormatOptions options{rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0, rng() % 2 == 0};
-    const std::string line = format(e, options);
+    const std::string line = format(e.view, options);
     ASSERT_FALSE(line.empty());
     ASSERT_EQ(line.back(), '\n');
     if (!options.pretty) {

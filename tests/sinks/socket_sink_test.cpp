@@ -273,12 +273,7 @@ TEST(SyslogEncoder, StructuredDataEscapesQuoteBackslashAndBracket) {
   out.clear();
   event::EventInput input;
   input.set(event::StringField::id, std::string_view("a\0<0>1 forged\x1b\x7f", 15));
-  const std::vector<std::string_view> no_tree;
-  std::vector<std::byte> record(event::encoded_size(input, no_tree));
-  event::encode(input, no_tree, false, record.data());
-  event::EventView view;
-  ASSERT_EQ(event::decode(record, view), event::DecodeError::none);
-  encoder.encode(view, out);
+  encoder.encode(testing::EncodedEvent(input).view, out);
   EXPECT_NE(out.view().find(R"(id="a <0>1 forged  ")"), std::string_view::npos) << out.view();
 }
 
@@ -292,13 +287,8 @@ TEST(SyslogEncoder, StructuredDataIsValidUtf8WhateverTheBytes) {
   input.set(event::StringField::id, "a\xff");
   input.set(event::StringField::account_id, "acc\xc3");
   input.set(event::StringField::tag, "t\xc3\xa9\xed\xa0\x80");  // é, then an encoded surrogate
-  const std::vector<std::string_view> no_tree;
-  std::vector<std::byte> record(event::encoded_size(input, no_tree));
-  event::encode(input, no_tree, false, record.data());
-  event::EventView view;
-  ASSERT_EQ(event::decode(record, view), event::DecodeError::none);
   ByteBuffer out;
-  encoder.encode(view, out);
+  encoder.encode(testing::EncodedEvent(input).view, out);
   EXPECT_NE(out.view().find("[ringroute@32473 id=\"a\xEF\xBF\xBD\" account_id=\"acc\xEF\xBF\xBD\" "
                             "tag=\"t\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"]"),
             std::string_view::npos)

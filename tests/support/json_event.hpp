@@ -43,4 +43,21 @@ struct OwnedEvent {
   }
 };
 
+// One event made from `input` (and its account tree) as the producer
+// library encodes it, without the library's checks: bytes reach the sinks
+// as they are, as from a producer that marks its body trusted or writes
+// the ring itself. `view` reads `record`. Throws std::logic_error where the
+// record does not decode.
+struct EncodedEvent {
+  std::vector<std::byte> record;
+  event::EventView view;
+  explicit EncodedEvent(const event::EventInput& input, const std::vector<std::string_view>& tree = {}) {
+    record.resize(event::encoded_size(input, tree));
+    event::encode(input, tree, !tree.empty(), record.data());
+    if (event::decode(record, view) != event::DecodeError::none) throw std::logic_error("decode failed");
+  }
+  EncodedEvent(const EncodedEvent&) = delete;
+  EncodedEvent& operator=(const EncodedEvent&) = delete;
+};
+
 }  // namespace ringroute::testing
