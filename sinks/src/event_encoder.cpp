@@ -88,6 +88,10 @@ char* put_rfc3164_time(std::int64_t ns, char* out, TimestampCache& cache) noexce
   return out + 15;
 }
 
+bool ascii_alphanumeric(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 // RFC 3164's TAG: at most 32 characters, which readers end at the first
 // that is not alphanumeric ('[' for a PID, ':' before MSG, a space); the
 // app's name with each other byte but '_', '-', '.' and '/' as '_'
@@ -100,8 +104,7 @@ char* put_rfc3164_tag(char* out, std::string_view app) noexcept {
   const std::size_t n = app.size() < 32 ? app.size() : 32;
   for (std::size_t i = 0; i < n; ++i) {
     const char c = app[i];
-    const bool kept = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                      c == '-' || c == '.' || c == '/';
+    const bool kept = ascii_alphanumeric(c) || c == '_' || c == '-' || c == '.' || c == '/';
     *out++ = kept ? c : '_';
   }
   return out;
@@ -114,12 +117,11 @@ char* put_rfc3164_tag(char* out, std::string_view app) noexcept {
 // receiver put the sender's address there and read the node as the TAG.
 // Empty: nothing is written.
 char* put_rfc3164_host(char* out, std::string_view host) noexcept {
-  auto alphanumeric = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
   std::size_t n = host.size() < 255 ? host.size() : 255;
-  while (n != 0 && !alphanumeric(host[n - 1])) --n;
+  while (n != 0 && !ascii_alphanumeric(host[n - 1])) --n;
   for (std::size_t i = 0; i < n; ++i) {
     const char c = host[i];
-    *out++ = alphanumeric(c) || c == '.' || c == '-' ? c : '_';
+    *out++ = ascii_alphanumeric(c) || c == '.' || c == '-' ? c : '_';
   }
   return out;
 }

@@ -36,12 +36,17 @@ using Clock = std::chrono::steady_clock;
 struct SyslogParts {
   std::size_t sd_begin, msg_begin;
 };
-std::optional<SyslogParts> syslog_parts(std::string_view message) {
+
+// Where a syslog message's "<PRI>" closes (its '>'), or npos where it does
+// not start with one.
+std::size_t pri_close(std::string_view message) {
   const std::size_t close = message.find('>');
-  if (message.empty() || message[0] != '<' || close == std::string_view::npos || close > 4 ||
-      message.substr(close + 1, 2) != "1 ") {
-    return std::nullopt;
-  }
+  return message.empty() || message[0] != '<' || close > 4 ? std::string_view::npos : close;
+}
+
+std::optional<SyslogParts> syslog_parts(std::string_view message) {
+  const std::size_t close = pri_close(message);
+  if (close == std::string_view::npos || message.substr(close + 1, 2) != "1 ") return std::nullopt;
   std::size_t at = 0;
   for (int field = 0; field < 6; ++field) {
     at = message.find(' ', at);
@@ -76,8 +81,8 @@ std::optional<SyslogParts> syslog_parts(std::string_view message) {
 // has its MSG: past the first ": " after the 15-byte timestamp (neither
 // the encoder's HOSTNAME nor its TAG holds a ':'). Nothing for another.
 std::optional<std::size_t> rfc3164_msg_begin(std::string_view message) {
-  const std::size_t close = message.find('>');
-  if (message.empty() || message[0] != '<' || close == std::string_view::npos || close > 4) return std::nullopt;
+  const std::size_t close = pri_close(message);
+  if (close == std::string_view::npos) return std::nullopt;
   const std::size_t colon = message.find(": ", close + 1 + 15);
   if (colon == std::string_view::npos) return std::nullopt;
   return colon + 2;
