@@ -162,7 +162,8 @@ int run_emit(const EmitArgs& args) {
       return 2;
     }
     // The block keeps the slots of rings an earlier config named: the first
-    // its router consumes now, else (no router runs) the first still there.
+    // whose consumer is the block's router (one that crashed stays it),
+    // else (stopped, or never started) the first still there.
     const std::int32_t router = block->block().header.router_pid.load(std::memory_order_relaxed);
     std::optional<std::string> consumed, present;
     for (const std::string& name : block->ring_names()) {
