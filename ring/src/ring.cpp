@@ -25,6 +25,7 @@ namespace detail {
 std::atomic<void (*)()> after_claim_hook{nullptr};
 std::atomic<void (*)()> unheaded_claim_hook{nullptr};
 std::atomic<void (*)()> before_owner_judged_hook{nullptr};
+std::atomic<void (*)()> before_head_reload_hook{nullptr};
 std::atomic<std::uint64_t> fork_generation{0};
 }  // namespace detail
 

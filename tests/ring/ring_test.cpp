@@ -772,6 +772,46 @@ TEST(Ring, StaleHeadCacheMoreThanALapBehindNeverOverwrites) {
   for (int i = 0; i < accepted; ++i) EXPECT_EQ(got[i], "fill-" + std::to_string(i) + "-padpadpadpadpad");
 }
 
+namespace {
+ring::Producer* lap_producer = nullptr;
+ring::Consumer* lap_consumer = nullptr;
+// Drains the ring, puts a record over the lap's end and drains it too: an
+// empty ring whose head and tail are a lap past where they were.
+void move_the_ring_a_lap_on() {
+  ring::testing::set_before_head_reload_hook(nullptr);  // the put below reloads head too
+  take(*lap_consumer);
+  ASSERT_EQ(put(*lap_producer, std::string(128 - ring::kRecordHeaderBytes, 'o')), ring::Status::ok);
+  ASSERT_EQ(take(*lap_consumer).size(), 1u);
+}
+}  // namespace
+
+TEST(Ring, AClaimWhoseTailWentALapOnMeanwhileIsNotRefusedAsFull) {
+  TestRing r(4096);  // records up to 512 bytes
+  ring::Producer p(r.segment);
+  ring::Producer other(r.segment);
+  ring::Consumer c(r.segment);
+  // 126 records of 32 bytes: the tail is 64 bytes short of the lap's end.
+  for (int i = 0; i < 126; ++i) ASSERT_EQ(put(p, "thirty-two-byte-record-" + std::to_string(i % 10)), ring::Status::ok);
+  ASSERT_EQ(r.segment.header().tail.load(), 4032u);
+  // p's claim of 256 bytes finds no room by its cached head (0), and while
+  // it goes for head the ring moves on: head and tail meet at 4224, index
+  // 128. Its tail (4032) is then a lap behind that head; taken together,
+  // they said "the record goes to the lap's start, where there are 128
+  // bytes": full, of an empty ring.
+  lap_producer = &other;
+  lap_consumer = &c;
+  ring::testing::set_before_head_reload_hook(&move_the_ring_a_lap_on);
+  ring::Claim claim;
+  const ring::Status s = p.try_claim(256, claim);
+  ring::testing::set_before_head_reload_hook(nullptr);
+  ASSERT_EQ(r.segment.header().head.load(), 4224u) << "the hook did not run";
+  ASSERT_EQ(s, ring::Status::ok);
+  EXPECT_EQ(claim.position, 4224u);
+  p.commit_one(claim, 256);
+  EXPECT_EQ(take(c).size(), 1u);
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).full, 0u);
+}
+
 TEST(Ring, RereadGivesBackWhatPollReadAcrossPaddingAndSkippedClaims) {
   TestRing r(1024);
   ring::Producer p(r.segment);

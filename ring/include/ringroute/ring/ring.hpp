@@ -108,6 +108,10 @@ extern std::atomic<void (*)()> unheaded_claim_hook;
 // past the timeout), so a test can commit it, and end its owner, between
 // the consumer's read of the header and the judging.
 extern std::atomic<void (*)()> before_owner_judged_hook;
+// Test-only, likewise: called by a claim that found no room by its cached
+// head, before it loads head itself (only then: free on the claims that
+// find room), so a test can move the ring on meanwhile.
+extern std::atomic<void (*)()> before_head_reload_hook;
 
 // Bumped in every child process fork() makes (a pthread_atfork handler,
 // registered with the first Producer or Consumer). Relaxed everywhere: only
@@ -132,6 +136,9 @@ inline void set_unheaded_claim_hook(void (*hook)()) noexcept {
 }
 inline void set_before_owner_judged_hook(void (*hook)()) noexcept {
   detail::before_owner_judged_hook.store(hook, std::memory_order_relaxed);
+}
+inline void set_before_head_reload_hook(void (*hook)()) noexcept {
+  detail::before_head_reload_hook.store(hook, std::memory_order_relaxed);
 }
 }  // namespace testing
 
@@ -276,36 +283,44 @@ class Producer {
     auto room = [capacity](std::uint64_t t, std::uint64_t h) {
       return static_cast<std::int64_t>(capacity) - static_cast<std::int64_t>(t - h);
     };
-    do {
-      padding = 0;
-      if (static_cast<std::int64_t>(required) > room(tail, head)) {
-        // Acquire pairs with the consumer's release store of head after zeroing.
-        head = header_->head.load(std::memory_order_acquire);
-        if (static_cast<std::int64_t>(required) > room(tail, head)) return Status::full;
-        header_->head_cache.store(head, std::memory_order_release);
-      }
+    // Full is said only of a head loaded from the ring and a tail loaded
+    // after it. A tail loaded before head can be a lap or more behind it
+    // (we were descheduled while others went round), and the pair then
+    // reads as a record going over the lap's end into what head leaves at
+    // the start: full, of a ring that may be empty.
+    bool head_then_tail = false;
+    for (;;) {
       tail_index = tail & mask_;
       const std::uint64_t to_end = capacity - tail_index;
-      if (required > to_end) {
-        // The record goes to the lap's start after a padding record; the room
-        // check above means head is in this lap, so room there is head's index.
-        if (required > (head & mask_)) {
-          head = header_->head.load(std::memory_order_acquire);
-          if (required > (head & mask_)) return Status::full;
-          header_->head_cache.store(head, std::memory_order_release);
-        }
-        padding = to_end;
+      // A record that does not fit before the lap's end goes to its start
+      // after a padding record; room less the padding is then head's
+      // distance past the lap's start, negative while head is in the lap
+      // before.
+      padding = required > to_end ? to_end : 0;
+      if (static_cast<std::int64_t>(padding + required) > room(tail, head)) {
+        if (head_then_tail) return Status::full;
+        if (auto* hook = detail::before_head_reload_hook.load(std::memory_order_relaxed)) [[unlikely]] hook();
+        // Acquire pairs with the consumer's release store of head after zeroing.
+        head = header_->head.load(std::memory_order_acquire);
+        // Acquire pairs with the last claimer's CAS, as above.
+        tail = header_->tail.load(std::memory_order_acquire);
+        head_then_tail = true;
+        continue;
       }
+      if (head_then_tail) header_->head_cache.store(head, std::memory_order_release);
       // Release: pairs with the consumer's acquire load when it steps over
       // a claim without a header (Consumer::skip_if_stalled); the CAS's
       // release below publishes it with the claim.
       slot_->claim_start.store(tail, std::memory_order_release);
       // acq_rel on success: release orders our earlier reads and the store
       // above, acquire pairs with the previous claimer; on failure, acquire
-      // reloads tail.
-    } while (!header_->tail.compare_exchange_weak(tail, tail + padding + required,
-                                                  std::memory_order_acq_rel,
-                                                  std::memory_order_acquire));
+      // reloads tail, now loaded after head: a full found with them is so.
+      if (header_->tail.compare_exchange_weak(tail, tail + padding + required, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+        break;
+      }
+      head_then_tail = false;
+    }
     if (auto* hook = detail::unheaded_claim_hook.load(std::memory_order_relaxed)) [[unlikely]] hook();
     if (padding != 0) {
       // Release: pairs with the consumer's acquire load; a padding record has
