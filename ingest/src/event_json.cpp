@@ -28,8 +28,7 @@ constexpr std::array<MemberName, kMemberCount> kMembers{{
     {"stream_name", "Stream-Name"},   {"event_type", "Event-Type"},     {"tag", "Tag"},
 }};
 
-// Seconds from 0000-01-01 to 1970-01-01, as Kazoo's gregorian seconds count.
-constexpr std::int64_t kGregorianToUnix = 62167219200;
+using event::kGregorianToUnix;
 
 std::string quoted(std::string_view s) {
   std::string out = "\"";
@@ -132,6 +131,11 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view t, bool* out_of_range
     return std::nullopt;
   }
   if (i != t.size()) return std::nullopt;
+  // A leap second is the last of a UTC day; taken anywhere else, 12:00:60
+  // was 12:01:00 without a word.
+  if (second == 60 && ((hour * 60 + minute - offset_s / 60) % 1440 + 1440) % 1440 != 23 * 60 + 59) {
+    return std::nullopt;
+  }
   const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_s;
   // int64 nanoseconds reach from 1677 to 2262, both ends exact: before
@@ -218,7 +222,10 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
     buffer_ = simdjson::padded_string(line.size() * 2 + simdjson::SIMDJSON_PADDING);
   }
   std::memcpy(buffer_.data(), line.data(), line.size());
-  std::memset(buffer_.data() + line.size(), ' ', buffer_.size() - line.size());
+  // Only the padding after this line: the buffer is as long as the longest
+  // line yet, and filling all of it made every short line after one long
+  // one pay for the long one.
+  std::memset(buffer_.data() + line.size(), ' ', simdjson::SIMDJSON_PADDING);
 
   // On-demand finds some faults late, without a place, or as the wrong
   // thing (`{"a":`, `{} x`, a bad escape taken for a type error): the whole
@@ -395,8 +402,13 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
       }
       case Member::gregorian_time: {
         std::int64_t seconds;
-        if (type != simdjson::ondemand::json_type::number || value.get_int64().get(seconds)) {
-          return type_error(name, "an integer (seconds since year 0)");
+        if (type != simdjson::ondemand::json_type::number) return type_error(name, "an integer (seconds since year 0)");
+        if (value.get_int64().get(seconds)) {
+          // An integer that does not fit is said as such, not as "not one".
+          std::uint64_t big;
+          return std::string(name) + (value.get_uint64().get(big) == simdjson::SUCCESS
+                                          ? std::string(": ") + kGregorianRange
+                                          : std::string(": expected an integer (seconds since year 0)"));
         }
         gregorian = seconds;
         break;
@@ -409,15 +421,23 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
   if (const char* rest = nullptr; doc.current_location().get(rest) == simdjson::SUCCESS) {
     return "not JSON: trailing content at byte " + std::to_string(rest - buffer_.data());
   }
-  if (!out.has_timestamp && gregorian) {
+  if (gregorian) {
+    const std::string_view name = seen_as[static_cast<std::size_t>(Member::gregorian_time)];
     // Compared before subtracting: INT64_MIN - kGregorianToUnix overflows.
     if (*gregorian < INT64_MIN / 1'000'000'000 + kGregorianToUnix ||
         *gregorian > INT64_MAX / 1'000'000'000 + kGregorianToUnix) {
-      return std::string(seen_as[static_cast<std::size_t>(Member::gregorian_time)]) + ": " + kGregorianRange;
+      return std::string(name) + ": " + kGregorianRange;
     }
     const std::int64_t unix_seconds = *gregorian - kGregorianToUnix;
-    out.input.timestamp_ns = unix_seconds * 1'000'000'000;
-    out.has_timestamp = true;
+    if (!out.has_timestamp) {
+      out.input.timestamp_ns = unix_seconds * 1'000'000'000;
+      out.has_timestamp = true;
+    } else if (const std::int64_t second = event::gregorian_seconds(out.input.timestamp_ns); second != *gregorian) {
+      // Both say when the event happened, and the record keeps one time:
+      // one that disagrees with the other was ignored before, without a word.
+      return std::string(name) + ": " + std::to_string(*gregorian) + " is not the timestamp's second (" +
+             std::to_string(second) + " since year 0): give one of them, or both alike";
+    }
   }
   return std::nullopt;
 }

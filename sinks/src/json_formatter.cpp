@@ -155,7 +155,7 @@ char* put_rfc3339_micros(std::int64_t ns, char* out, TimestampCache& cache) noex
   split_ns(ns, second, nanos);
   if (second != cache.second) {
     second_text(second, cache.text);
-    char* end = std::to_chars(cache.text + 20, cache.text + 44, second + 62167219200).ptr;
+    char* end = std::to_chars(cache.text + 20, cache.text + 44, second + event::kGregorianToUnix).ptr;
     cache.text[19] = static_cast<char>(end - (cache.text + 20));
     cache.second = second;
   }

@@ -68,6 +68,26 @@ TEST(EventLine, GregorianTimeGivesTheTimestamp) {
   EXPECT_EQ(e.input.timestamp_ns, (63900000000 - 62167219200) * 1'000'000'000);
 }
 
+// An integer past int64 is an out-of-range time, not "not an integer"; and
+// given beside a timestamp, a Gregorian time that disagrees with it was
+// ignored without a word (the record keeps one time).
+TEST(EventLine, AGregorianTimeIsCheckedEvenBesideATimestamp) {
+  EXPECT_EQ(error_of(R"({"gregorian_time":10000000000000000000})"), "gregorian_time: " + kGregorianRange);
+  EXPECT_EQ(error_of(R"({"gregorian_time":1.5})"), "gregorian_time: expected an integer (seconds since year 0)");
+  EXPECT_EQ(error_of(R"({"timestamp":"2026-01-01T00:00:00Z","gregorian_time":-1})"),
+            "gregorian_time: " + kGregorianRange);
+  EXPECT_EQ(error_of(R"({"timestamp":"2026-01-01T00:00:00.5Z","Gregorian-Time":63934444801})"),
+            "Gregorian-Time: 63934444801 is not the timestamp's second (63934444800 since year 0): give one of "
+            "them, or both alike");
+  EventLineParser parser;
+  ParsedEvent e;
+  ASSERT_FALSE(parser.parse(R"({"timestamp":"2026-01-01T00:00:00.5Z","gregorian_time":63934444800})", e));
+  EXPECT_EQ(e.input.timestamp_ns, 1767225600'500'000'000);
+  // Before the epoch the second is floored, as the formatter writes it.
+  ASSERT_FALSE(parser.parse(R"({"timestamp":-1,"gregorian_time":62167219199})", e));
+  EXPECT_EQ(e.input.timestamp_ns, -1);
+}
+
 TEST(EventLine, UnknownLevelNamesTheLevelAndTheChoices) {
   EXPECT_EQ(error_of(R"({"severity":"sever"})"), R"(severity: unknown level "sever" (expected ok, warning, critical))");
   EXPECT_EQ(error_of(R"({"verbosity":"Info"})"),
@@ -226,6 +246,12 @@ TEST(EventLine, Rfc3339Forms) {
   EXPECT_EQ(parse_rfc3339("2024-02-29T00:00:00Z"), 1709164800LL * 1'000'000'000);
   EXPECT_EQ(parse_rfc3339("2023-02-29T00:00:00Z"), std::nullopt);
   EXPECT_EQ(parse_rfc3339("2026-11-23T16:55:28"), std::nullopt);
+  // A leap second only as the last of a UTC day (12:00:60 was 12:01:00).
+  EXPECT_EQ(parse_rfc3339("2016-12-31T23:59:60Z"), 1483228800LL * 1'000'000'000);
+  EXPECT_EQ(parse_rfc3339("2017-01-01T00:59:60+01:00"), 1483228800LL * 1'000'000'000);
+  EXPECT_EQ(parse_rfc3339("2016-12-31T18:59:60-05:00"), 1483228800LL * 1'000'000'000);
+  EXPECT_EQ(parse_rfc3339("2026-01-01T12:00:60Z"), std::nullopt);
+  EXPECT_EQ(parse_rfc3339("2016-12-31T23:59:60+01:00"), std::nullopt);
   // Both ends of int64 ns are dates (they were refused a second short),
   // and past them is out of range, said apart from malformed.
   EXPECT_EQ(parse_rfc3339("2262-04-11T23:47:16.854775807Z"), std::numeric_limits<std::int64_t>::max());

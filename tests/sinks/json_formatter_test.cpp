@@ -86,9 +86,9 @@ TEST(JsonFormatter, TimestampIsTruncatedToMicrosecondsNotRounded) {
 }
 
 TEST(JsonFormatter, GregorianTimeFloorsUnixSeconds) {
-  EXPECT_EQ(gregorian_seconds(0), 62167219200);
-  EXPECT_EQ(gregorian_seconds(999'999'999), 62167219200);
-  EXPECT_EQ(gregorian_seconds(-1), 62167219199);
+  EXPECT_EQ(event::gregorian_seconds(0), 62167219200);
+  EXPECT_EQ(event::gregorian_seconds(999'999'999), 62167219200);
+  EXPECT_EQ(event::gregorian_seconds(-1), 62167219199);
 }
 
 TEST(JsonFormatter, StringsAreEscapedAndInvalidUtf8Replaced) {

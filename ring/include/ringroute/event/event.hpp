@@ -39,6 +39,17 @@ inline constexpr std::size_t kFixedBytes = 20;
 inline constexpr std::size_t kMaxFieldBytes = 0xffff;
 inline constexpr std::size_t kMaxTreeEntries = 0xffff;
 
+// Seconds from 0000-01-01 to 1970-01-01, as Kazoo's gregorian seconds count.
+inline constexpr std::int64_t kGregorianToUnix = 62167219200;
+
+// An event's time (ns since the epoch) in seconds since 0000-01-01 as Kazoo
+// counts them: Unix seconds floored, not truncated, + kGregorianToUnix.
+[[nodiscard]] constexpr std::int64_t gregorian_seconds(std::int64_t ns) noexcept {
+  std::int64_t seconds = ns / 1'000'000'000;
+  if (ns % 1'000'000'000 < 0) --seconds;
+  return seconds + kGregorianToUnix;
+}
+
 static_assert(std::endian::native == std::endian::little, "the event record is little-endian");
 
 // Ordered least to most severe; the order is what `severity` bindings use.

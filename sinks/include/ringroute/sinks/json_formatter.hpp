@@ -70,11 +70,4 @@ class JsonFormatter {
 // RFC 3339 UTC with microseconds, truncated: "2026-11-23T16:55:28.123456Z".
 [[nodiscard]] std::string format_rfc3339_micros(std::int64_t ns);
 
-// Seconds since 0000-01-01 as Kazoo counts them (Unix seconds floored + 62167219200).
-[[nodiscard]] constexpr std::int64_t gregorian_seconds(std::int64_t ns) noexcept {
-  std::int64_t seconds = ns / 1'000'000'000;
-  if (ns % 1'000'000'000 < 0) --seconds;  // floor, not truncation
-  return seconds + 62167219200;
-}
-
 }  // namespace ringroute::sinks
