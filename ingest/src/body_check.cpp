@@ -76,6 +76,10 @@ std::size_t first_bad_string_byte(std::string_view s, bool controls) noexcept {
     } else if (c == '\\') {
       if (i + 1 >= s.size()) return std::string_view::npos;  // cut short: not this fault
       const char escaped = s[i + 1];
+      // A control byte escaped with a backslash is no escape JSON has, and
+      // still the control byte simdjson reported: skipped over, it was
+      // found nowhere, and said at the text's end.
+      if (controls && static_cast<unsigned char>(escaped) < 0x20) return i + 1;
       unsigned unit = 0, low = 0;
       if (controls || std::string_view("\"\\/bfnrt").find(escaped) != std::string_view::npos) {
         i += 1;

@@ -197,6 +197,9 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
             R"(app_name: not JSON: byte 24: a control character inside a string (JSON writes it escaped: \n, \t, \u0001))");
   EXPECT_EQ(error_of("{\"app_name\":\"a\tb\",\"severity\":\"ok\"}"),
             R"(app_name: not JSON: byte 14: a control character inside a string (JSON writes it escaped: \n, \t, \u0001))");
+  // Even right after a backslash (it was skipped as the escaped character).
+  EXPECT_EQ(error_of("{\"id\":\"a\\\x01\",\"severity\":\"ok\"}"),
+            R"(id: not JSON: byte 9: a control character inside a string (JSON writes it escaped: \n, \t, \u0001))");
   EXPECT_EQ(error_of(R"({"severity":"ok",})").rfind("not JSON: byte 17: ", 0), 0u) << error_of(R"({"severity":"ok",})");
   // A line that ends inside its JSON is wrong at its end.
   for (const char* line : {R"({"id":"x")", R"({"a":)", "{", R"({"body":[)"}) {
