@@ -1075,6 +1075,16 @@ TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
     EXPECT_NE(misplaced[0].find("is written bare, so it stands for a whole value"), std::string::npos) << misplaced[0];
     EXPECT_NE(misplaced[0].find("at line 1, column 2"), std::string::npos) << misplaced[0];
   }
+  // A stray quote before a quoted reference: the text is not JSON for
+  // that, and was said to hold the reference written bare (the scan for
+  // bare ones counts quotes, and the stray one put it outside a string).
+  const auto stray = errors_of(R"({"instance": x", "rings": "${RR_TEST_QUEUE}"})");
+  ASSERT_EQ(stray.size(), 1u);
+  EXPECT_EQ(stray[0], "not valid JSON at line 1, column 46 (byte 45): A string is opened, but never closed.");
+  // A fault before a reference joined to more is said first, where it is.
+  const auto before = errors_of(R"({"instance": x, "rings": 1${RR_TEST_QUEUE}})");
+  ASSERT_EQ(before.size(), 1u);
+  EXPECT_EQ(before[0].find("not valid JSON at line 1, column 14 (byte 13): "), 0u) << before[0];
 }
 
 

@@ -652,16 +652,6 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
 
 ConfigResult parse_config(std::string_view text) {
   ConfigResult result;
-  if (const std::vector<std::size_t> misplaced = misplaced_bare_references(text); !misplaced.empty()) {
-    for (const std::size_t at : misplaced) {
-      const std::string_view reference = text.substr(at, text.find('}', at) + 1 - at);
-      result.errors.push_back({"", std::string(reference) + " at " + line_column(text, at) +
-                                       " is written bare, so it stands for a whole value (after ':', '[' or ',', "
-                                       "before ',', '}' or ']'): put the whole number in the variable, or quote "
-                                       "it for a string"});
-    }
-    return result;
-  }
   simdjson::dom::parser parser;
   // Bare references (a number from the environment) are blanked to a 0 of
   // their length: the syntax is checked as written, positions and all.
@@ -671,7 +661,27 @@ ConfigResult parse_config(std::string_view text) {
   if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
     // simdjson says what, not where; the body checker finds the byte.
     auto problem = ingest::check_json_object(blanked);
-    if (problem) {
+    // A reference written bare where no whole value goes is not JSON, and
+    // is said as such when the text stops being JSON in its token (`1${N}`
+    // stops at the 1). Only then: the scan that finds them counts quotes,
+    // and a stray one earlier had a reference inside a string reported for
+    // a fault before it.
+    const std::vector<std::size_t> misplaced = misplaced_bare_references(text);
+    const bool at_misplaced = std::any_of(misplaced.begin(), misplaced.end(), [&](std::size_t at) {
+      if (!problem) return true;
+      const std::size_t fault = problem->byte_offset;
+      if (fault >= at) return fault <= text.find('}', at);
+      return text.substr(fault, at - fault).find_first_of(" \t\r\n,:[]{}\"") == std::string_view::npos;
+    });
+    if (at_misplaced) {
+      for (const std::size_t at : misplaced) {
+        const std::string_view reference = text.substr(at, text.find('}', at) + 1 - at);
+        result.errors.push_back({"", std::string(reference) + " at " + line_column(text, at) +
+                                         " is written bare, so it stands for a whole value (after ':', '[' or ',', "
+                                         "before ',', '}' or ']'): put the whole number in the variable, or quote "
+                                         "it for a string"});
+      }
+    } else if (problem) {
       // The body checker's advice for an integer past 64 bits (send it as
       // a string) fits events, not options: none takes one that large.
       const bool integer = std::string_view(problem->reason).starts_with("an integer past 64 bits");
