@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (error.message.empty()) std::abort();
   }
   // A text that parsed places every error found after parsing inside it:
-  // the root at least (ConfigLocations).
+  // the root at least (locate_errors).
   if (!result.source.empty()) {
     const auto lines = static_cast<std::size_t>(std::count(result.source.begin(), result.source.end(), '\n')) + 1;
     for (const auto& error : result.errors) {

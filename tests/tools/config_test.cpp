@@ -2,6 +2,10 @@
 // type checks its own options, and every error is reported with its path.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -1087,6 +1091,32 @@ TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
   EXPECT_EQ(before[0].find("not valid JSON at line 1, column 14 (byte 13): "), 0u) << before[0];
 }
 
+
+// Placing an error in the text spelled out every path of it, each whole:
+// memory of its depth squared times its keys' length (here 500 levels of
+// 16 KiB keys under one unknown key, about 2 GiB). Only the paths the
+// errors name, and those above them, are placed now.
+TEST(Config, PlacingAnErrorDoesNotSpellOutEveryPathOfADeepText) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "an address-space limit and a sanitizer's shadow memory do not mix";
+#endif
+  const std::string key(16 * 1024, 'k');
+  std::string text = R"({"instance": "x", "deep": )";
+  for (int i = 0; i < 500; ++i) text += "{\"" + key + "\": ";
+  text += "1";
+  text += std::string(500, '}') + "}";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlimit limit{1ull << 30, 1ull << 30};
+    ::setrlimit(RLIMIT_AS, &limit);
+    const ConfigResult result = parse_config(text);
+    ::_exit(result.errors.size() == 1 && result.errors[0].path == "deep" && result.errors[0].line == 1 ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
 
 // Errors found after parsing name the line and column of what they are
 // about, as a syntax error does: a key's error at its key, a value's at its

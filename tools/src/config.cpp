@@ -965,7 +965,7 @@ ConfigResult parse_config(std::string_view text) {
   // Paths are the same in the text as written; its positions are blanked's.
   result.source = blanked;
   if (!result.errors.empty()) {
-    ConfigLocations(result.source).locate(result.errors);
+    locate_errors(result.source, result.errors);
     return result;
   }
   if (root.is_object()) {
@@ -990,7 +990,7 @@ std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result) {
       if (already == result.errors.end()) errors.push_back({std::move(path), problem.why});
     }
   }
-  if (!errors.empty()) ConfigLocations(result.source).locate(errors);
+  if (!errors.empty()) locate_errors(result.source, errors);
   return errors;
 }
 

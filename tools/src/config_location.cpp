@@ -1,6 +1,7 @@
 #include "config_location.hpp"
 
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 #include <simdjson.h>
@@ -10,17 +11,29 @@ namespace {
 
 namespace ondemand = simdjson::ondemand;
 
-// Walks every value under `value`, recording each member's and item's path
-// as the config's checks spell it (matcher::member_path, "[i]").
+struct Where {
+  std::size_t key;    // the key's opening quote; the value's offset for array items and the root
+  std::size_t value;  // the value's first byte
+};
+
+// Each member and item by path, each occurrence in text order (a key given
+// twice has two).
+using Locations = std::unordered_map<std::string, std::vector<Where>>;
+
+// Walks the values under `value` whose paths (as the config's checks spell
+// them: matcher::member_path, "[i]") are in `wanted`, recording where each
+// is. Only those: every path of a text, each spelled out whole, is memory
+// of its depth squared (a thousand nested keys of 16 KiB took gigabytes).
 class PathWalk {
  public:
-  PathWalk(const char* base, std::unordered_map<std::string, std::vector<ConfigLocations::Where>>& paths)
-      : base_(base), paths_(paths) {}
+  PathWalk(const char* base, const std::unordered_set<std::string>& wanted, Locations& paths)
+      : base_(base), wanted_(wanted), paths_(paths) {}
 
   // False once simdjson reports an error: the walk stops, and what it
   // recorded so far stays (the text parsed whole once, so this is not
   // expected).
   bool walk(ondemand::value value, const std::string& path, const char* key) {
+    if (!wanted_.contains(path)) return true;
     const char* at = nullptr;
     if (value.current_location().get(at) != simdjson::SUCCESS) return false;
     const auto offset = static_cast<std::size_t>(at - base_);
@@ -55,8 +68,27 @@ class PathWalk {
 
  private:
   const char* base_;
-  std::unordered_map<std::string, std::vector<ConfigLocations::Where>>& paths_;
+  const std::unordered_set<std::string>& wanted_;
+  Locations& paths_;
 };
+
+Locations locations_of(std::string_view text, const std::unordered_set<std::string>& wanted) {
+  Locations paths;
+  const simdjson::padded_string padded(text);
+  ondemand::parser parser;
+  ondemand::document document;
+  if (parser.iterate(padded).get(document) != simdjson::SUCCESS) return paths;
+  ondemand::value root;
+  if (document.get_value().get(root) == simdjson::SUCCESS) {
+    PathWalk(padded.data(), wanted, paths).walk(root, "", nullptr);
+    return paths;
+  }
+  // A scalar document ("8"), which on-demand does not take as a value: the
+  // root is all there is, at its first byte.
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos) paths[""].push_back({first, first});
+  return paths;
+}
 
 }  // namespace
 
@@ -74,28 +106,25 @@ TextPosition text_position(std::string_view text, std::size_t byte) noexcept {
   return position;
 }
 
-ConfigLocations::ConfigLocations(std::string_view text) : text_(text) {
-  const simdjson::padded_string padded(text);
-  ondemand::parser parser;
-  ondemand::document document;
-  if (parser.iterate(padded).get(document) != simdjson::SUCCESS) return;
-  ondemand::value root;
-  if (document.get_value().get(root) == simdjson::SUCCESS) {
-    PathWalk(padded.data(), paths_).walk(root, "", nullptr);
-    return;
+void locate_errors(std::string_view text, std::vector<matcher::ConfigError>& errors) {
+  // The paths the errors name and every path they are under (a path
+  // missing from the text is placed at the nearest of those it has): a
+  // child's path is its parent's with ".name" or "[...]" after it, so
+  // cutting before each '.' and '[' gives them all, and a few that are no
+  // path, which nothing matches.
+  std::unordered_set<std::string> wanted{""};
+  for (const matcher::ConfigError& error : errors) {
+    if (error.line != 0) continue;
+    for (std::size_t i = 0; i < error.path.size(); ++i) {
+      if (error.path[i] == '.' || error.path[i] == '[') wanted.insert(error.path.substr(0, i));
+    }
+    wanted.insert(error.path);
   }
-  // A scalar document ("8"), which on-demand does not take as a value: the
-  // root is all there is, at its first byte.
-  const std::size_t first = text.find_first_not_of(" \t\r\n");
-  if (first != std::string_view::npos) paths_[""].push_back({first, first});
-}
-
-const std::vector<ConfigLocations::Where>* ConfigLocations::find(const std::string& path) const {
-  const auto found = paths_.find(path);
-  return found != paths_.end() ? &found->second : nullptr;
-}
-
-void ConfigLocations::locate(std::vector<matcher::ConfigError>& errors) const {
+  const Locations paths = locations_of(text, wanted);
+  auto find = [&](const std::string& path) -> const std::vector<Where>* {
+    const auto found = paths.find(path);
+    return found != paths.end() ? &found->second : nullptr;
+  };
   // The errors of a key at a path that occurs more than once take its last
   // occurrences, in order: the first of a known key given twice is read
   // and the second is the "duplicate key"; an unknown key given twice has
@@ -135,7 +164,7 @@ void ConfigLocations::locate(std::vector<matcher::ConfigError>& errors) const {
   TextPosition position;
   std::size_t at = 0;
   for (const auto& [byte, error] : placed) {
-    const TextPosition step = text_position(text_.substr(std::min(at, text_.size())), byte - at);
+    const TextPosition step = text_position(text.substr(std::min(at, text.size())), byte - at);
     position.column = step.line > 1 ? step.column : position.column + step.column - 1;
     position.line += step.line - 1;
     at = byte;

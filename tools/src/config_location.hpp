@@ -20,29 +20,12 @@ struct TextPosition {
 };
 [[nodiscard]] TextPosition text_position(std::string_view text, std::size_t byte) noexcept;
 
-class ConfigLocations {
- public:
-  // `text` must be JSON that parses (the config as written, its bare
-  // environment references blanked to the same length): offsets are its.
-  explicit ConfigLocations(std::string_view text);
-
-  // Sets each error's line and column: an error of a key (unknown, given
-  // twice) at the key, the n-th "duplicate key" at a path at the key's
-  // (n+1)-th occurrence; any other at its value. A path the text lacks (a
-  // required member left out) is placed at the nearest member it is under.
-  void locate(std::vector<matcher::ConfigError>& errors) const;
-
-  struct Where {
-    std::size_t key;    // the key's opening quote; the value's offset for array items and the root
-    std::size_t value;  // the value's first byte
-  };
-
- private:
-  [[nodiscard]] const std::vector<Where>* find(const std::string& path) const;
-  std::string_view text_;
-  // Every member and item by path, each occurrence in text order (a key
-  // given twice has two).
-  std::unordered_map<std::string, std::vector<Where>> paths_;
-};
+// Sets each error's line and column in `text`, JSON that parses (the
+// config as written, its bare environment references blanked to the same
+// length): an error of a key (unknown, given twice) at the key, the n-th
+// "duplicate key" at a path at the key's (n+1)-th occurrence; any other at
+// its value. A path the text lacks (a required member left out) is placed
+// at the nearest member it is under.
+void locate_errors(std::string_view text, std::vector<matcher::ConfigError>& errors);
 
 }  // namespace ringroute::tools
