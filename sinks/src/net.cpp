@@ -202,8 +202,12 @@ struct Lookup {
 // held a stop, and a reload, for as long. Numeric hosts need no lookup.
 int lookup(const std::string& host, const std::string& service, const addrinfo& hints,
            const std::atomic<bool>* stop, addrinfo** found) {
+  // An address written out is taken whatever addresses the host has:
+  // AI_ADDRCONFIG does not count loopback ones, so on a host with no
+  // global IPv6 address "::1" failed (EAI_ADDRFAMILY), and "127.0.0.1" on
+  // one with no IPv4 address but loopback's, every write a retry.
   addrinfo numeric = hints;
-  numeric.ai_flags |= AI_NUMERICHOST;
+  numeric.ai_flags = (hints.ai_flags & ~AI_ADDRCONFIG) | AI_NUMERICHOST;
   if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &numeric, found); rc != EAI_NONAME) return rc;
   auto state = std::make_shared<Lookup>();
   std::thread([state, host, service, hints] {

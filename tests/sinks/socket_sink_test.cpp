@@ -7,6 +7,9 @@
 #include <openssl/ssl.h>
 #include <simdjson.h>
 
+#include <net/if.h>
+#include <netdb.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -1317,6 +1320,63 @@ TEST(SocketSink, AConnectRefusedAtAHostsFirstAddressGoesOnToItsNextInTheSameWrit
     return 0;
   });
   if (status == testing::kNoPrivateMounts) GTEST_SKIP() << "no private /etc/hosts here (a mount namespace, and a name service that reads the file)";
+  EXPECT_EQ(status, 0);
+}
+
+// An address written out is dialled whatever addresses the host has. With
+// AI_ADDRCONFIG, which does not count loopback addresses, "[::1]" on a host
+// with an IPv4 address and no global IPv6 one (a typical container) did not
+// resolve, and every write was a retry. Here a network namespace whose
+// loopback device has 10.0.0.1 and ::1.
+TEST(SocketSink, AnAddressLiteralIsDialledOnAHostWithoutThatFamilysGlobalAddresses) {
+  const int status = testing::run_in_private_mounts([&] {
+    if (::unshare(CLONE_NEWNET) != 0) return testing::kNoPrivateMounts;
+    const int control = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq request{};
+    std::strcpy(request.ifr_name, "lo");
+    auto* address = reinterpret_cast<sockaddr_in*>(&request.ifr_addr);
+    address->sin_family = AF_INET;
+    address->sin_addr.s_addr = htonl(0x0a000001);
+    if (::ioctl(control, SIOCSIFADDR, &request) != 0 || ::ioctl(control, SIOCGIFFLAGS, &request) != 0) {
+      return testing::kNoPrivateMounts;
+    }
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (::ioctl(control, SIOCSIFFLAGS, &request) != 0) return testing::kNoPrivateMounts;
+    const int receiver = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in6 local{};
+    local.sin6_family = AF_INET6;
+    local.sin6_addr = in6addr_loopback;
+    socklen_t length = sizeof local;
+    if (::bind(receiver, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+        ::getsockname(receiver, reinterpret_cast<sockaddr*>(&local), &length) != 0) {
+      return testing::kNoPrivateMounts;  // no IPv6 here
+    }
+    // What made it fail: the lookup with AI_ADDRCONFIG refuses "::1" here.
+    addrinfo hints{}, *found = nullptr;
+    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICHOST;
+    hints.ai_socktype = SOCK_DGRAM;
+    if (::getaddrinfo("::1", "514", &hints, &found) == 0) {
+      ::freeaddrinfo(found);
+      std::fprintf(stderr, "this C library resolves ::1 with AI_ADDRCONFIG here: nothing to show\n");
+      return testing::kNoPrivateMounts;
+    }
+    EncodeOptions options;
+    options.wrap = Wrap::syslog;
+    options.framing = Framing::none;
+    Batch batch;
+    fill(batch, options, 0, 1);
+    SocketSink sink({.url = "syslog+udp://[::1]:" + std::to_string(ntohs(local.sin6_port))});
+    std::string why;
+    if (sink.write(batch, why) != Outcome::ok) {
+      std::fprintf(stderr, "write: %s\n", why.c_str());
+      return 2;
+    }
+    char datagram[4096];
+    const timeval wait{2, 0};
+    ::setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    return ::recv(receiver, datagram, sizeof datagram, 0) > 0 ? 0 : 3;
+  });
+  if (status == testing::kNoPrivateMounts) GTEST_SKIP() << "no network namespace of our own, or no IPv6 in it";
   EXPECT_EQ(status, 0);
 }
 
