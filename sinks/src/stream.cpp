@@ -67,12 +67,16 @@ void Stream::close() noexcept {
   // TLS ends with close_notify (RFC 5425 4.4; receivers otherwise log a
   // truncated session), where no send is under way: sent without waiting,
   // and a peer gone already just does not get it.
-  if (tls_ && fd_ >= 0 && sent_ == total() && cipher_sent_ == tls_->outgoing().size()) {
+  if (tls_ && fd_ >= 0 && sent_ == total()) {
+    // Inside the try: outgoing() may move what OpenSSL holds into the
+    // buffer, which can throw, and this is noexcept.
     try {
-      tls_->outgoing().clear();  // sent: cleared lazily, at the next round
-      cipher_sent_ = 0;
-      const std::string alert = tls_->close_notify();
-      if (!alert.empty()) (void)::send(fd_, alert.data(), alert.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (cipher_sent_ == tls_->outgoing().size()) {
+        tls_->outgoing().clear();  // sent: cleared lazily, at the next round
+        cipher_sent_ = 0;
+        const std::string alert = tls_->close_notify();
+        if (!alert.empty()) (void)::send(fd_, alert.data(), alert.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
     } catch (const std::bad_alloc&) {
       // Closed without it.
     }

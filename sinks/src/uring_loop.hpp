@@ -9,6 +9,7 @@
 #include <liburing.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +35,27 @@ class UringLoop {
       throw std::runtime_error(who + ": io_uring is not available here (" + std::strerror(-rc) +
                                "); the kernel or a seccomp policy refuses io_uring_setup");
     }
+    // cancel_all() asks for every operation at once (IORING_ASYNC_CANCEL_ANY,
+    // Linux 5.19). An older kernel refuses that cancel (-EINVAL) and ends
+    // nothing: each stop then waited its limit out and left the sink's
+    // connections to operations that never end. Asked here of an empty
+    // ring, a kernel that has it finds nothing (-ENOENT).
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_); sqe != nullptr) {
+      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data64(sqe, kInternalTag);
+      io_uring_cqe* cqe = nullptr;
+      int result = io_uring_submit_and_wait(&ring_, 1);
+      if (result >= 0 && io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
+        result = cqe->res;
+        io_uring_cqe_seen(&ring_, cqe);
+      }
+      if (result == -EINVAL) {
+        io_uring_queue_exit(&ring_);
+        throw std::runtime_error(who + ": this kernel's io_uring cannot cancel every operation at once "
+                                       "(IORING_ASYNC_CANCEL_ANY, Linux 5.19 and later), which a stop needs "
+                                       "to end sends and receives");
+      }
+    }
   }
   ~UringLoop() { io_uring_queue_exit(&ring_); }
   UringLoop(const UringLoop&) = delete;
@@ -46,8 +68,11 @@ class UringLoop {
   }
   // `flags` beyond MSG_NOSIGNAL (MSG_DONTWAIT); `chain`: the next operation
   // queued runs only after this one succeeds (and is cancelled otherwise).
+  // Not both a chain and a limit: the chain would end at the limit's own
+  // entry, and the next operation would run beside this one.
   void send(int fd, const void* data, std::size_t size, std::uint64_t tag, std::chrono::milliseconds limit,
             int flags = 0, bool chain = false) {
+    if (chain && limit.count() > 0) throw std::invalid_argument("UringLoop::send: a chain with a time limit");
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_send(sqe, fd, data, size, MSG_NOSIGNAL | flags);
     finish(sqe, tag, limit);
