@@ -390,11 +390,15 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
 
   // A consumer that died while zeroing released space left releasing_to set:
   // everything below it was consumed, so finish the job before reading.
-  std::uint64_t head = header_->head.load(std::memory_order_acquire);
+  // Positions from shared memory are taken on record boundaries only (one
+  // off a boundary had headers read across the end of the data): a head
+  // off one is rounded up to the next.
+  constexpr std::uint64_t kOffBoundary = kRecordAlignment - 1;
+  const std::uint64_t head = (header_->head.load(std::memory_order_acquire) + kOffBoundary) & ~kOffBoundary;
   const std::uint64_t releasing_to = header_->releasing_to.load(std::memory_order_acquire);
   released_ = head;
   read_position_ = head;
-  if (releasing_to > head && releasing_to - head <= segment_.capacity()) {
+  if (releasing_to > head && releasing_to - head <= segment_.capacity() && (releasing_to & kOffBoundary) == 0) {
     read_position_ = releasing_to;
     release(releasing_to);
   }
@@ -407,7 +411,10 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
   for (const auto& jump : header_->framing_jumps) {
     const std::uint64_t from = jump.from.load(std::memory_order_relaxed);
     const std::uint64_t to = jump.to.load(std::memory_order_relaxed);
-    if (from == kNoJump || from < read_position_ || to <= from || to > released_ + segment_.capacity()) continue;
+    if (from == kNoJump || from < read_position_ || to <= from || to > released_ + segment_.capacity() ||
+        ((from | to) & kOffBoundary) != 0) {
+      continue;
+    }
     if (saved_jump_count_ < saved_jumps_.size()) saved_jumps_[saved_jump_count_++] = {from, to};
   }
   std::sort(saved_jumps_.begin(), saved_jumps_.begin() + static_cast<std::ptrdiff_t>(saved_jump_count_),
@@ -462,6 +469,7 @@ void Consumer::release(std::uint64_t position) noexcept {
   header_->head.store(position, std::memory_order_release);
   header_->releasing_to.store(0, std::memory_order_relaxed);
   released_ = position;
+  forget_jumps_before(position);
   // Dekker with Producer::claim's wait: store head, fence, read the waiters.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (header_->producers_waiting.load(std::memory_order_relaxed) != 0) {
@@ -540,7 +548,10 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
       // Acquire pairs with the publishing CAS in take_owner(): pid, then ticks.
       const std::int32_t pid = slot.owner_pid.load(std::memory_order_acquire);
       if (pid == 0) {
-        dead = true;  // the slot was given back: its owner closed or was reaped
+        // The slot was given back (its owner closed or was reaped), or the
+        // ring was laid out again on the same file under a producer still
+        // attached: that one keeps its slot's lock, and lives.
+        dead = slot_lock_state(segment_.fd(), slot_index) != SlotLock::held;
       } else if (pid > 0) {
         // An owner that holds the slot's lock is judged by it alone: its
         // pid may name another process, or none, here (a PID namespace of
@@ -563,9 +574,8 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     // still uncommitted now is skipped: a dead owner commits nothing more.
     if (detail::header_word(data_ + index).load(std::memory_order_acquire) != word) return false;
     skip = static_cast<std::uint64_t>(-static_cast<std::int64_t>(length));
-    // Acquire pairs with the producers' CAS on tail: no claim reaches past it.
-    if (skip % kRecordAlignment != 0 || skip > capacity - index ||
-        skip > header_->tail.load(std::memory_order_acquire) - read_position_) {
+    // No claim reaches past the producers' tail, nor a lap past the release.
+    if (skip % kRecordAlignment != 0 || skip > capacity - index || skip > claimed_bound() - read_position_) {
       framing_broken(index);
       return false;
     }
@@ -582,8 +592,7 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     // (The word as read, not zero: one whose length is 0 and whose other
     // half is not, which no library writes, is stepped over as before.)
     if (detail::header_word(data_ + index).load(std::memory_order_acquire) != word) return false;
-    const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
-    std::uint64_t limit = std::min(capacity - index, tail - read_position_);
+    std::uint64_t limit = std::min(capacity - index, claimed_bound() - read_position_);
     // The zeroes may run on into the claims of live producers that are
     // between their CAS and their header store: each left its claim's start
     // in its slot, and the skip stops at the first. Acquire pairs with the
@@ -626,8 +635,11 @@ void Consumer::framing_broken(std::uint64_t index) noexcept {
   // space behind the read position is ours until released.
   // At most a lap past what is released: a tail written by something other
   // than the library could be anywhere, and release() zeroes up to here.
-  const std::uint64_t tail = std::min(std::max(header_->tail.load(std::memory_order_acquire), read_position_),
-                                      released_ + mask_ + 1);
+  // On a record boundary: a tail off one (written by something other than
+  // the library, as the header was) had the next header read across the
+  // end of the data.
+  const std::uint64_t tail =
+      std::max(claimed_bound() & ~std::uint64_t{kRecordAlignment - 1}, read_position_);
   if (tail == read_position_) {
     // Nowhere to skip to: the broken header is at the tail, and a producer
     // claiming there overwrites it. Counted and said once, and sleep()

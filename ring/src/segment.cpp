@@ -337,6 +337,14 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     if (!locked) {
       throw RingError(Status::busy, "ring " + name + ": another process is creating or consuming it");
     }
+    // A header unwritten (version 0) or cut short under a router that
+    // consumes the ring is not a creator that died: laying it out again
+    // wiped the ring under that router.
+    if (slot_lock_state(fd, kConsumerLockByte) == SlotLock::held) {
+      throw RingError(Status::busy, "ring " + name + ": /dev/shm/" + name +
+                                        " has no whole header, but a router consumes it (it holds the ring's "
+                                        "consumer lock): not laid out again under it");
+    }
     // Drop any old mapping, then size: ftruncate to 0 first so the data area
     // comes back zeroed, which the record protocol requires.
     attached->map(bip::mapped_region());

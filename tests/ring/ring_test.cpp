@@ -554,6 +554,45 @@ TEST(Ring, ABrokenHeaderWithATailLapsAheadSkipsAtMostALap) {
   EXPECT_EQ(c.released_position(), 4096u);
 }
 
+// The tail a broken header sends the read to is written by producers, and
+// may be anything: one off a record boundary had the next header read
+// across the end of the data (an 8-byte load at 4093 of 4096).
+TEST(Ring, ABrokenHeaderWithATailOffARecordBoundaryResumesOnOne) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  ASSERT_EQ(put(p, "good"), ring::Status::ok);
+  ring::detail::header_word(r.segment.data() + 16).store(ring::pack_record_header(4, 0));
+  r.segment.header().tail.store(4093);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"good"}));
+  EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
+  EXPECT_EQ(c.read_position() % ring::kRecordAlignment, 0u) << c.read_position();
+  EXPECT_LE(c.read_position(), 4093u);
+}
+
+// A record that would carry the read more than a lap past what is released
+// was not written by the library (producers claim no further): taken, its
+// release was refused as more than a lap, and the ring stalled for good
+// without a word.
+TEST(Ring, ARecordReachingMoreThanALapPastTheReleaseIsCorrupt) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  const std::string payload(248, 'x');  // 256-byte records
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(put(p, payload), ring::Status::ok);
+  ASSERT_EQ(take(c).size(), 8u);
+  ASSERT_EQ(c.released_position(), 2048u);
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(put(p, payload), ring::Status::ok);
+  // At the next lap's start, a record of nearly a lap: it would end at
+  // 4096 + 4088, more than a lap past 2048.
+  ring::detail::header_word(r.segment.data()).store(ring::pack_record_header(4088, 0));
+  r.segment.header().tail.store(4096 + 2 * 4096);
+  EXPECT_EQ(take(c).size(), 8u);
+  EXPECT_EQ(r.segment.header().corrupt.read(), 1u);
+  EXPECT_EQ(c.released_position(), c.read_position()) << "the release was refused: the ring is stuck";
+  EXPECT_LE(c.read_position(), 2048u + 4096u);
+}
+
 // A broken header at the producers' tail leaves nowhere to skip to: it is
 // counted (and logged) once, sleep() waits on it instead of returning at
 // once (the router spun, logging every poll), and the producer that claims
@@ -810,6 +849,94 @@ TEST(Ring, AClaimWhoseTailWentALapOnMeanwhileIsNotRefusedAsFull) {
   p.commit_one(claim, 256);
   EXPECT_EQ(take(c).size(), 1u);
   EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).full, 0u);
+}
+
+// A ring cut to nothing is laid out again on the same file, and a producer
+// still attached to it keeps its slot (and the slot's lock), though the new
+// header says the slot is free. Its claim was skipped as a dead producer's
+// at the first look (about a millisecond), and its commit then landed in
+// space given back.
+TEST(Ring, AClaimOfAProducerStillAttachedToARingLaidOutAgainIsWaitedFor) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ASSERT_EQ(::truncate(("/dev/shm/" + r.name).c_str(), 0), 0);
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0600;
+  ring::Segment again = ring::Segment::create_or_attach(r.name, options);
+  ring::Consumer c(again);
+  ring::Claim claim;
+  ASSERT_EQ(p.try_claim(16, claim), ring::Status::ok);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  while (std::chrono::steady_clock::now() < until) {
+    EXPECT_TRUE(take(c).empty());
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  EXPECT_EQ(again.header().skipped.read(), 0u) << "a live producer's claim was skipped";
+  std::memcpy(claim.first + ring::kRecordHeaderBytes, "late-but-kept", 8);
+  p.commit_one(claim, 16);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"late-but"}));
+}
+
+// A header whose layout version reads 0 is a ring whose creator died before
+// finishing, laid out again by the next start. With a router consuming it
+// (a stray store, a hostile writer), that wiped the ring under the router.
+TEST(Ring, ARingAConsumerHoldsIsNotLaidOutAgainThoughItsVersionReadsZero) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  ASSERT_EQ(put(p, "kept"), ring::Status::ok);
+  r.segment.header().layout_version.store(0);
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0600;
+  try {
+    (void)ring::Segment::create_or_attach(r.name, options);
+    ADD_FAILURE() << "laid out again under its consumer";
+  } catch (const ring::RingError& e) {
+    EXPECT_EQ(e.status(), ring::Status::busy) << e.what();
+  }
+  r.segment.header().layout_version.store(ring::kLayoutVersion);
+  EXPECT_EQ(take(c), (std::vector<std::string>{"kept"}));
+}
+
+// reread() follows poll()'s jumps; it kept the last 8, and a broken header
+// older than that was read again: it gave up there, and the rest of the
+// range was lost to the backend catching up.
+TEST(Ring, RereadFollowsABrokenHeaderJumpWithManySkipsAfterIt) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  std::vector<std::string> polled;
+  auto on_record = [&](std::span<const std::byte> payload, std::uint64_t) {
+    polled.emplace_back(reinterpret_cast<const char*>(payload.data()), payload.size());
+  };
+  ASSERT_NO_FATAL_FAILURE(put_good_then_broken_header(p, r, 4));
+  c.poll(on_record, 100);
+  ASSERT_EQ(r.segment.header().corrupt.read(), 1u);
+  for (int i = 0; i < 12; ++i) {
+    {
+      // A claim given up: its producer closed without committing it.
+      ring::Producer gone(r.segment);
+      ring::Claim claim;
+      ASSERT_EQ(gone.try_claim(16, claim), ring::Status::ok);
+    }
+    ASSERT_EQ(put(p, "after-" + std::to_string(i)), ring::Status::ok);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    const std::size_t before = polled.size();
+    while (polled.size() == before && std::chrono::steady_clock::now() < until) {
+      c.poll(on_record, 100);
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+  ASSERT_EQ(r.segment.header().skipped.read(), 12u);
+  ASSERT_EQ(polled.size(), 13u);
+  std::vector<std::string> again;
+  auto collect = [&](std::span<const std::byte> payload, std::uint64_t) {
+    again.emplace_back(reinterpret_cast<const char*>(payload.data()), payload.size());
+  };
+  EXPECT_EQ(c.reread(c.released_position(), c.read_position(), collect, 100), c.read_position());
+  EXPECT_EQ(again, polled);
 }
 
 TEST(Ring, RereadGivesBackWhatPollReadAcrossPaddingAndSkippedClaims) {

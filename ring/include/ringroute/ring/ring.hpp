@@ -412,8 +412,7 @@ class Consumer {
         // carry the read (then the release) past what producers claimed.
         // The tail is read again only when a record passes the last one seen.
         if (read_position_ + advance > tail_seen_) [[unlikely]] {
-          // Acquire pairs with the producers' CAS on tail.
-          tail_seen_ = header_->tail.load(std::memory_order_acquire);
+          tail_seen_ = claimed_bound();
           if (read_position_ + advance > tail_seen_) {
             framing_broken(index);
             break;
@@ -445,7 +444,8 @@ class Consumer {
   // released position), not yet released: that space is ours. Where poll()
   // stepped over bytes (a skipped claim, broken framing) this steps over the
   // same, so a skipped claim whose producer commits after all stays skipped
-  // (unless more than kJumps jumps came since; then its header is read).
+  // (unless more than kJumps jumps are held unreleased; then the oldest
+  // one's header is read, and reading stops at a broken one).
   // This is how a backend that fell behind catches up while the others
   // read on.
   template <class OnRecord>
@@ -455,7 +455,7 @@ class Consumer {
     std::uint64_t position = from;
     std::size_t delivered = 0;
     while (position < to && delivered < max_records) {
-      if (jump_count_ != 0) [[unlikely]] {
+      if (live_jump_ != jump_count_) [[unlikely]] {
         // poll() stepped over bytes here: follow it, whatever they say now.
         if (const Jump* jump = jump_from(position); jump != nullptr) {
           position = jump->to;
@@ -570,21 +570,37 @@ class Consumer {
 
   // Where poll() stepped over bytes that are not records (a skipped claim,
   // broken framing), so that reread() takes the same path: after broken
-  // framing the headers would lead it elsewhere. The last kJumps of them;
-  // each costs a timeout or a corrupt header, so more in one unreleased
-  // stretch is unlikely, and an older one falls back to reading headers.
+  // framing the headers would lead it elsewhere. Only those not released
+  // yet, which reread() can still be asked for: jump i (counting all ever
+  // recorded) is at jumps_[i % kJumps], and those from live_jump_ on are
+  // held. Each costs a timeout or a corrupt header, so more than kJumps in
+  // one unreleased stretch is unlikely; the oldest is then dropped.
   struct Jump {
     std::uint64_t from, to;
   };
-  static constexpr std::size_t kJumps = 8;
+  static constexpr std::size_t kJumps = 32;
   std::array<Jump, kJumps> jumps_{};
-  std::size_t jump_count_ = 0;  // ever recorded; the latest at (jump_count_ - 1) % kJumps
-  void record_jump(std::uint64_t from, std::uint64_t to) noexcept { jumps_[jump_count_++ % kJumps] = {from, to}; }
+  std::size_t jump_count_ = 0, live_jump_ = 0;
+  void record_jump(std::uint64_t from, std::uint64_t to) noexcept {
+    jumps_[jump_count_++ % kJumps] = {from, to};
+    if (jump_count_ - live_jump_ > kJumps) live_jump_ = jump_count_ - kJumps;
+  }
+  void forget_jumps_before(std::uint64_t released) noexcept {
+    while (live_jump_ != jump_count_ && jumps_[live_jump_ % kJumps].to <= released) ++live_jump_;
+  }
   [[nodiscard]] const Jump* jump_from(std::uint64_t position) const noexcept {
-    for (std::size_t i = 0; i < std::min(jump_count_, kJumps); ++i) {
-      if (jumps_[i].from == position) return &jumps_[i];
+    for (std::size_t i = live_jump_; i != jump_count_; ++i) {
+      if (jumps_[i % kJumps].from == position) return &jumps_[i % kJumps];
     }
     return nullptr;
+  }
+  // The producers' tail, but at most a lap past what is released: no
+  // producer claims further, so a tail past it was written by something
+  // else, and reading up to it would carry the read past what release()
+  // can give back (it refuses more than a lap: the ring stalled for good).
+  [[nodiscard]] std::uint64_t claimed_bound() const noexcept {
+    // Acquire pairs with the producers' CAS on tail.
+    return std::min(header_->tail.load(std::memory_order_acquire), released_ + mask_ + 1);
   }
   // The jumps a consumer before us took (SegmentHeader::framing_jumps) that
   // lie ahead, in order: taken at the same positions, before their headers
