@@ -851,6 +851,14 @@ TEST(Ring, AClaimWhoseTailWentALapOnMeanwhileIsNotRefusedAsFull) {
   EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).full, 0u);
 }
 
+// What a router's start does with the ring `name` (of 4096 bytes).
+ring::Segment create_or_attach_4096(const std::string& name) {
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0600;
+  return ring::Segment::create_or_attach(name, options);
+}
+
 // A ring cut to nothing is laid out again on the same file, and a producer
 // still attached to it keeps its slot (and the slot's lock), though the new
 // header says the slot is free. Its claim was skipped as a dead producer's
@@ -860,10 +868,7 @@ TEST(Ring, AClaimOfAProducerStillAttachedToARingLaidOutAgainIsWaitedFor) {
   TestRing r(4096);
   ring::Producer p(r.segment);
   ASSERT_EQ(::truncate(("/dev/shm/" + r.name).c_str(), 0), 0);
-  ring::SegmentOptions options;
-  options.capacity_bytes = 4096;
-  options.mode = 0600;
-  ring::Segment again = ring::Segment::create_or_attach(r.name, options);
+  ring::Segment again = create_or_attach_4096(r.name);
   ring::Consumer c(again);
   ring::Claim claim;
   ASSERT_EQ(p.try_claim(16, claim), ring::Status::ok);
@@ -887,11 +892,8 @@ TEST(Ring, ARingAConsumerHoldsIsNotLaidOutAgainThoughItsVersionReadsZero) {
   ring::Consumer c(r.segment);
   ASSERT_EQ(put(p, "kept"), ring::Status::ok);
   r.segment.header().layout_version.store(0);
-  ring::SegmentOptions options;
-  options.capacity_bytes = 4096;
-  options.mode = 0600;
   try {
-    (void)ring::Segment::create_or_attach(r.name, options);
+    (void)create_or_attach_4096(r.name);
     ADD_FAILURE() << "laid out again under its consumer";
   } catch (const ring::RingError& e) {
     EXPECT_EQ(e.status(), ring::Status::busy) << e.what();
