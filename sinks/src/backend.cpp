@@ -257,7 +257,8 @@ void BackendRunner::submit(Batch* batch) {
   // Relaxed: the counts are a bound checked by workers, not a publication;
   // the batch itself is published by the queue.
   in_flight_events_.fetch_add(batch->events, std::memory_order_relaxed);
-  in_flight_bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
+  batch->queued_bytes = batch->memory_bytes();
+  in_flight_bytes_.fetch_add(batch->queued_bytes, std::memory_order_relaxed);
   if (!batch->holds_ring) in_flight_outside_ring_.fetch_add(batch->events, std::memory_order_relaxed);
   const bool holds_ring = batch->holds_ring;
   const std::uint32_t ring = batch->ring;
@@ -268,7 +269,7 @@ void BackendRunner::submit(Batch* batch) {
   // (Worker::fail), which then releases nothing more.
   if (!queue_.enqueue(batch)) {
     in_flight_events_.fetch_sub(batch->events, std::memory_order_relaxed);
-    in_flight_bytes_.fetch_sub(batch->bytes.size(), std::memory_order_relaxed);
+    in_flight_bytes_.fetch_sub(batch->queued_bytes, std::memory_order_relaxed);
     if (!batch->holds_ring) in_flight_outside_ring_.fetch_sub(batch->events, std::memory_order_relaxed);
     throw std::bad_alloc();
   }
@@ -411,7 +412,15 @@ bool BackendRunner::take_over() {
   // now (their sinks, io_urings, pools): held until the leftovers were
   // written, a chain of them grew by one at each reload while a
   // destination stayed down, and never shrank.
+  // Room for every leftover, in `adopted` and in owned_, before any is
+  // moved: a push that threw halfway freed the batches moved so far,
+  // which inherited_ still names (and a stop then reads).
   std::vector<std::unique_ptr<Batch>> adopted;
+  adopted.reserve(inherited_.size());
+  {
+    std::lock_guard lock(owned_mutex_);
+    owned_.reserve(owned_.size() + inherited_.size());
+  }
   predecessor_->give_owned(inherited_, adopted);
   {
     std::lock_guard lock(owned_mutex_);
@@ -547,7 +556,7 @@ void BackendRunner::deliver(Batch* batch) {
     unfinished_ = batch;  // a successor writes it (or the ring keeps it for the next start)
     return;
   }
-  const std::uint64_t events = batch->events, bytes = batch->bytes.size();
+  const std::uint64_t events = batch->events, bytes = batch->queued_bytes;
   const bool holds_ring = batch->holds_ring;
   batch->reset();
   // A pool that can't take it (its queue could not grow: false, not a
@@ -610,6 +619,10 @@ bool BackendRunner::write_through(Batch* batch) {
     } catch (const std::bad_alloc&) {
       batch->delivered_ranges.clear();  // a successor then writes it whole, as before
     }
+    // Their bytes with them, so `sent` and `bytes` say the same writes.
+    std::uint64_t bytes = 0;
+    for (const auto& [first, last] : batch->delivered_ranges) bytes += batch->events_bytes(first, last).size();
+    slot_.sink.bytes.add(bytes);
     return false;
   };
   bool done = false;

@@ -212,6 +212,22 @@ TEST(BackendRunner, ABatchReservesAtMostABoundedSizeWhateverItsLimit) {
   EXPECT_EQ(batch->bytes.size(), big.size());
 }
 
+// A queue is bounded by the memory its batches hold. A destination down (or
+// slower than an idle ring's one-event batches) queued batches that each
+// reserved a megabyte for a full one, counted at the bytes they held: 64
+// MiB of `queue.max_bytes` let 100,000 of them, 100 GiB, pile up.
+TEST(BackendRunner, AQueueOfOneEventBatchesIsBoundedByTheMemoryTheyHold) {
+  perf::BackendSlot slot;
+  BackendOptions options;
+  options.queue_max_bytes = 8u << 20;
+  BackendRunner runner("b", options, dead_file_sink(), slot);
+  int handed = 0;
+  while (!runner.over_limit() && handed < 1000) submit_line(runner, "x\n", 10u * static_cast<unsigned>(++handed));
+  EXPECT_TRUE(runner.over_limit());
+  EXPECT_LE(handed, 8) << "each batch holds about a megabyte";
+  runner.stop(std::chrono::milliseconds(0));
+}
+
 TEST(BackendRunner, AStoppedRunnerCountsWhatItWasHandedAndDidNotWrite) {
   perf::BackendSlot slot;
   BackendRunner runner("b", BackendOptions{}, dead_file_sink(), slot);

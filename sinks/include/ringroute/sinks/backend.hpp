@@ -4,8 +4,8 @@
 // sink thread writes them in order and publishes, per ring, the position it
 // has written through (in the perf block, so it also survives a crash).
 //
-// The queue is bounded by `queue.max_events` / `queue.max_bytes` of batches
-// in flight. Over the bound, `when_full` decides: `block` (this backend takes
+// The queue is bounded by `queue.max_events` of batches in flight and by
+// `queue.max_bytes` of the memory they hold (Batch::memory_bytes()). Over the bound, `when_full` decides: `block` (this backend takes
 // no new events and the ring keeps them for it; the others read on, and it
 // rereads the ring from where it stopped once it has room; producers see
 // `full` only when the ring is full of what it holds) or `drop` (the worker
@@ -193,7 +193,8 @@ class BackendRunner {
   // written, oldest first (the predecessor's leftovers before ours).
   std::deque<Batch*> take_leftovers();
   // After stop(): moves out of this runner's owned_ (and those of the
-  // runners before it) the batches of `batches`, into `to`.
+  // runners before it) the batches of `batches`, into `to`, which must have
+  // room for all of them (a push that allocates may throw with some moved).
   void give_owned(const std::deque<Batch*>& batches, std::vector<std::unique_ptr<Batch>>& to);
   // After stop(): the end of the last batch of `ring` that holds the ring
   // and that this runner, or one it followed, was handed.

@@ -35,6 +35,17 @@ struct Batch {
   // write it leaves them out (drop_delivered()).
   std::uint32_t delivered = 0;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> delivered_ranges;
+  // What it was counted as against `queue.max_bytes` when handed over.
+  std::uint64_t queued_bytes = 0;
+
+  // The memory it holds, which is what a queue of it holds: a batch handed
+  // over with one event (an idle ring's) holds what it reserved for a full
+  // one, and counting what it was filled with let a slow destination's
+  // queue of such batches hold a megabyte an event.
+  [[nodiscard]] std::uint64_t memory_bytes() const noexcept {
+    return bytes.capacity() + event_ends.capacity() * sizeof(std::uint32_t) +
+           event_ns.capacity() * sizeof(std::int64_t);
+  }
 
   // The bytes of events [first, last).
   [[nodiscard]] std::string_view events_bytes(std::size_t first, std::size_t last) const noexcept {
