@@ -385,6 +385,20 @@ void FileSink::cut_torn_tail() {
   const std::int64_t last_newline = reader.newline_before(file_bytes_);
   if (last_newline == -2) return unreadable();
   std::uint64_t end = static_cast<std::uint64_t>(last_newline + 1);  // 0 when not one whole line
+  // Only a line this sink could have begun is cut: the json formatter's
+  // start with '{', and a pretty document's lines with '{', '}' or its
+  // indent. A file it did not write (another program's log that ends
+  // without a newline, one that has none) was cut back, even to nothing.
+  const std::string first = end == file_bytes_ ? std::string("{") : reader.bytes_at(end, 1);
+  if (first.empty()) return unreadable();
+  if (first != "{" && !(options_.pretty && (first == "}" || first == " "))) {
+    line_open_ = true;
+    std::fprintf(stderr,
+                 "ringroute: %s ends in %llu bytes without a newline that are no line of this sink's; kept, and "
+                 "the next batch starts on a new line\n",
+                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end));
+    return;
+  }
   if (options_.pretty) {
     // The whole lines from the last back: a "{" line or one indented by two
     // spaces is inside a document, whose "{" line is where it starts; a "}"

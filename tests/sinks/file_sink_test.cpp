@@ -318,8 +318,20 @@ TEST(FileSink, CutsADocumentLeftHalfWrittenByACrashUnderPretty) {
   EXPECT_EQ(after_first_write("{\n  \"b\": 2,\n", "", next, true), next);
   // Whole documents stay as they are.
   EXPECT_EQ(after_first_write(whole, "", next, true), whole + next);
-  // Without pretty the same bytes are lines: only a cut-off one goes.
-  EXPECT_EQ(after_first_write(whole + "{\n  \"b\"", "", "{\"d\":4}\n"), whole + "{\n{\"d\":4}\n");
+  // Without pretty the same bytes are lines, and a line of its own starts
+  // with '{': an indented half line is none, and stays.
+  EXPECT_EQ(after_first_write(whole + "{\n  \"b\"", "", "{\"d\":4}\n"), whole + "{\n  \"b\"\n{\"d\":4}\n");
+  EXPECT_EQ(after_first_write(whole + "{\"b\"", "", "{\"d\":4}\n"), whole + "{\"d\":4}\n");
+}
+
+// A cut-off line is one this sink could have begun. A file it did not
+// write that ends without a newline (another program's log, one line with
+// none) was cut back to its last newline, or to nothing: kept now, and the
+// batch starts on a line of its own.
+TEST(FileSink, KeepsAnEndWithoutANewlineThatNoLineOfItsCouldBegin) {
+  EXPECT_EQ(after_first_write("abc", "", "{\"d\":4}\n"), "abc\n{\"d\":4}\n");
+  EXPECT_EQ(after_first_write("x=1\ny=2", "", "{\"d\":4}\n"), "x=1\ny=2\n{\"d\":4}\n");
+  EXPECT_EQ(after_first_write("{\n  \"a\": 1\n}\nend", "", "{}\n", true), "{\n  \"a\": 1\n}\nend\n{}\n");
 }
 
 // make_sink tells the file sink whether documents span lines.
