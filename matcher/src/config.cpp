@@ -77,6 +77,13 @@ bool read_names(element value, const std::string& path, ConfigErrors& errors,
       errors.add(item_path, "must not be empty");
       return false;
     }
+    // No event field is longer: such a name matches nothing, and a binding
+    // that silently matches nothing is what validation is for.
+    if (text.size() > event::kMaxFieldBytes) {
+      errors.add(item_path, std::to_string(text.size()) + " bytes; no event field holds more than " +
+                                std::to_string(event::kMaxFieldBytes) + ", so it would match nothing");
+      return false;
+    }
     out.emplace_back(text);
     return true;
   };
@@ -229,12 +236,14 @@ std::optional<BindingSpec> parse_binding(element binding, const std::string& pat
     }
   }
   // Each (account, app) pair of a binding is a leaf of the compiled form
-  // (64 bytes, with a copy of its topic pattern): thousands of each in one
-  // binding would compile to gigabytes.
-  if (const std::uint64_t pairs = leaves_of(spec); pairs > kMaxLeavesPerBinding) {
+  // (64 bytes, and a node for each word of its topic pattern): thousands of
+  // each in one binding would compile to gigabytes.
+  if (const std::uint64_t nodes = compiled_nodes_of(spec); nodes > kMaxLeavesPerBinding) {
     errors.add(path, std::to_string(spec.accounts.size()) + " account ids and " + std::to_string(spec.apps.size()) +
-                         " app names compile to " + std::to_string(pairs) +
-                         " leaves (an (account, app) pair each, twice with include_descendants); at most " +
+                         " app names" + (spec.topic ? " with a topic" : std::string()) + " compile to " +
+                         std::to_string(nodes) +
+                         " leaves (an (account, app) pair each, twice with include_descendants, each with a node "
+                         "for every word of the topic); at most " +
                          std::to_string(kMaxLeavesPerBinding) + " a binding (split it, or use \"*\")");
   }
   if (errors.size() != errors_before) return std::nullopt;

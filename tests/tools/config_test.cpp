@@ -396,8 +396,17 @@ TEST(Config, BindingsThatWouldCompileToGigabytesAreRefused) {
   auto e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [)" + binding(1001, 1000) + "]}]}");
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0], "backends[0].bindings[0]: 1001 account ids and 1000 app names compile to 1001000 leaves (an "
-                  "(account, app) pair each, twice with include_descendants); at most 1000000 a binding (split it, or "
-                  "use \"*\")");
+                  "(account, app) pair each, twice with include_descendants, each with a node for every word of the "
+                  "topic); at most 1000000 a binding (split it, or use \"*\")");
+  // Each leaf has its own copy of the topic, a node a word: 100 accounts,
+  // 100 apps and a 100-word topic passed, and took 387 MB to compile.
+  std::string words = "w0";
+  for (int i = 1; i < 100; ++i) words += ".w" + std::to_string(i);
+  e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"account_id": [)" + names("a", 100) +
+                R"(], "app_name": [)" + names("p", 100) + R"(], "topic": ")" + words + "\"}]}]}");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].rfind("backends[0].bindings[0]: 100 account ids and 100 app names with a topic compile to 1010000 "
+                       "leaves", 0), 0u) << e[0];
   // A "*" among the names is one any-node, whatever else the list holds.
   EXPECT_TRUE(errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"account_id": ["*",)" +
                         names("a", 2000) + R"(], "app_name": [)" + names("p", 1000) + "]}]}]}")
@@ -406,8 +415,23 @@ TEST(Config, BindingsThatWouldCompileToGigabytesAreRefused) {
   for (int i = 0; i < 17; ++i) many += (i ? "," : "") + binding(1000, 1000);
   e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [)" + many + "]}]}");
   ASSERT_EQ(e.size(), 1u);
-  EXPECT_EQ(e[0], "backends: the bindings compile to 17000000 leaves in all (an (account, app) pair each); at most "
-                  "16000000 (use \"*\" or fewer names)");
+  EXPECT_EQ(e[0], "backends: the bindings compile to 17000000 leaves in all (an (account, app) pair each, with a "
+                  "node for every word of its topic); at most 16000000 (use \"*\" or fewer names)");
+}
+
+// A name longer than any event field matches nothing: said, not compiled
+// into a binding that silently never matches.
+TEST(Config, ANameLongerThanAnyEventFieldIsAnError) {
+  const std::string long_name(65536, 'x');
+  auto e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"app_name": ["ok", ")" +
+                     long_name + R"("]}]}]})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].rfind("backends[0].bindings[0].app_name[1]: 65536 bytes; no event field holds more than 65535", 0),
+            0u)
+      << e[0].substr(0, 200);
+  EXPECT_TRUE(errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"account_id": ")" +
+                        std::string(65535, 'a') + R"("}]}]})")
+                  .empty());
 }
 
 // Names are checked with a table, not pair by pair (a config of 40,000

@@ -825,11 +825,12 @@ ConfigResult parse_config(std::string_view text) {
   std::uint64_t leaves = 0;
   for (const auto& backend : config.matching) {
     if (!backend.enabled) continue;  // not compiled
-    for (const auto& binding : backend.bindings) leaves += matcher::leaves_of(binding);
+    for (const auto& binding : backend.bindings) leaves += matcher::compiled_nodes_of(binding);
   }
   if (leaves > matcher::kMaxLeaves) {
     list.push_back({"backends", "the bindings compile to " + std::to_string(leaves) +
-                                    " leaves in all (an (account, app) pair each); at most " +
+                                    " leaves in all (an (account, app) pair each, with a node for every word of "
+                                    "its topic); at most " +
                                     std::to_string(matcher::kMaxLeaves) + " (use \"*\" or fewer names)"});
   }
   // Checks across a backend's members, read from the document itself:
