@@ -315,9 +315,13 @@ class MatcherBuilder {
   // so a match costs one step per topic word, with no backtracking.
 
   void close(std::vector<std::uint32_t>& set) const {
+    // Membership by a hash set: a search of the set for each node made a
+    // close cost its size squared, which the work budget (a unit a node)
+    // did not bound.
+    std::unordered_set<std::uint32_t> members(set.begin(), set.end());
     for (std::size_t i = 0; i < set.size(); ++i) {
       const std::uint32_t hash = m_.nodes_[set[i]].hash_child;
-      if (hash != Matcher::kNone && std::find(set.begin(), set.end(), hash) == set.end()) set.push_back(hash);
+      if (hash != Matcher::kNone && members.insert(hash).second) set.push_back(hash);
     }
     std::sort(set.begin(), set.end());
   }
@@ -405,6 +409,16 @@ class MatcherBuilder {
       built.push_back(std::move(state));
     }
     if (sets.size() > max_states) return false;
+    // Each state keeps its own copy of its nodes' entries, and a node under
+    // "#" is in every state: charged too, or a few states over many
+    // bindings' entries took gigabytes.
+    for (const std::vector<std::uint32_t>& set : sets) {
+      std::size_t entries = 0;
+      for (std::uint32_t n : set) entries += pending_[n].plain.size() + pending_[n].filtered.size();
+      spent += entries;
+      topic_work_ += entries;
+      if (spent > options_.max_topic_work || topic_work_ > options_.max_total_topic_work) return false;
+    }
 
     const auto base = static_cast<std::uint32_t>(m_.topic_states_.size());
     auto rebase = [&](std::uint32_t s) { return s == Matcher::kNone ? s : base + s; };

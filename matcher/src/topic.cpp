@@ -5,6 +5,14 @@
 namespace ringroute::matcher::topic {
 
 std::optional<std::string> check_pattern(std::string_view pattern) {
+  // An AMQP binding key is a short string (RabbitMQ refuses a longer one),
+  // and each word is a node under every leaf the binding reaches: a pattern
+  // of thousands of words compiled to gigabytes, or to a walk that cost an
+  // event seconds.
+  if (pattern.size() > kMaxPatternBytes) {
+    return std::to_string(pattern.size()) + " bytes; a topic pattern holds at most " +
+           std::to_string(kMaxPatternBytes) + ", as an AMQP binding key does";
+  }
   std::optional<std::string> problem;
   std::size_t index = 0;
   for_each_word(pattern, [&](std::string_view word) {

@@ -119,6 +119,32 @@ TEST(MatcherSmoke, TheWorkOfBuildingTopicDfasIsBounded) {
   EXPECT_EQ(matched(*shared, ev(R"({"account_id":"a1","topic":"a.x"})")), std::vector<std::string>{"small"});
 }
 
+// A DFA state keeps its own copy of its nodes' entries, and a node under a
+// "#" is in every state: a 120-word pattern beside 300 filtered "#"
+// bindings made 121 states of 300 entries each, which the work budget (a
+// unit a node stepped) did not count. Charged now: past the budget the
+// leaf walks, and matches alike.
+TEST(MatcherSmoke, TheEntriesOfTopicDfaStatesAreChargedToTheBuild) {
+  std::string bindings, chain = "a";
+  for (int i = 0; i < 300; ++i) {
+    bindings += std::string(i ? "," : "") + R"({"topic": "#", "filter": "x = )" + std::to_string(i) + R"("})";
+  }
+  for (int i = 1; i < 120; ++i) chain += ".a";
+  bindings += R"(, {"topic": ")" + chain + R"("})";
+  auto specs = testing::backends_from_json(R"([{"name": "many", "bindings": [)" + bindings + "]}]");
+  auto bounded = Matcher::compile(specs, CompileOptions{.max_topic_work = 10'000});
+  EXPECT_EQ(bounded->topic_dfa_count(), 0u);
+  EXPECT_EQ(bounded->topic_walk_count(), 1u);
+  auto built = Matcher::compile(specs);
+  EXPECT_EQ(built->topic_dfa_count(), 1u);
+  testing::JsonEvent ev;
+  for (const Matcher* m : {bounded.get(), built.get()}) {
+    EXPECT_EQ(matched(*m, ev(R"({"topic":"b","body":{"x":299}})")), std::vector<std::string>{"many"});
+    EXPECT_TRUE(matched(*m, ev(R"({"topic":"b","body":{"x":300}})")).empty());
+    EXPECT_EQ(matched(*m, ev(R"({"topic":")" + chain + R"("})")), std::vector<std::string>{"many"});
+  }
+}
+
 // A leaf that walks its patterns runs them as an NFA over the topic's
 // words: backtracking through three "#" cost the cube of the topic's length
 // (a producer's to pick), minutes for a 3,000-word topic.

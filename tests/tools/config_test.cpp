@@ -400,8 +400,8 @@ TEST(Config, BindingsThatWouldCompileToGigabytesAreRefused) {
                   "topic); at most 1000000 a binding (split it, or use \"*\")");
   // Each leaf has its own copy of the topic, a node a word: 100 accounts,
   // 100 apps and a 100-word topic passed, and took 387 MB to compile.
-  std::string words = "w0";
-  for (int i = 1; i < 100; ++i) words += ".w" + std::to_string(i);
+  std::string words = "w";
+  for (int i = 1; i < 100; ++i) words += ".w";
   e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"account_id": [)" + names("a", 100) +
                 R"(], "app_name": [)" + names("p", 100) + R"(], "topic": ")" + words + "\"}]}]}");
   ASSERT_EQ(e.size(), 1u);
@@ -417,6 +417,22 @@ TEST(Config, BindingsThatWouldCompileToGigabytesAreRefused) {
   ASSERT_EQ(e.size(), 1u);
   EXPECT_EQ(e[0], "backends: the bindings compile to 17000000 leaves in all (an (account, app) pair each, with a "
                   "node for every word of its topic); at most 16000000 (use \"*\" or fewer names)");
+}
+
+// A topic pattern is at most an AMQP binding key's 255 bytes: each word is
+// a node under every leaf, and a pattern of thousands compiled to
+// gigabytes, or to a walk that cost each event seconds.
+TEST(Config, ATopicPatternLongerThanAnAmqpBindingKeyIsAnError) {
+  std::string words = "a";
+  while (words.size() < 255) words += ".a";
+  ASSERT_EQ(words.size(), 255u);
+  EXPECT_TRUE(errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"topic": ")" + words +
+                        R"("}]}]})").empty());
+  const auto e = errors_of(R"({"backends": [{"name": "x", "type": "amqp", "bindings": [{"topic": ")" + words +
+                           R"(.b"}]}]})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "backends[0].bindings[0].topic: 257 bytes; a topic pattern holds at most 255, as an AMQP binding "
+                  "key does");
 }
 
 // A name longer than any event field matches nothing: said, not compiled

@@ -24,8 +24,11 @@ void for_each_word(std::string_view text, OnWord&& on_word) {
   }
 }
 
-// nullopt when `pattern` is a valid pattern; otherwise why not (`*` or `#`
-// inside a longer word).
+// The longest pattern a binding takes: an AMQP short string's.
+inline constexpr std::size_t kMaxPatternBytes = 255;
+
+// nullopt when `pattern` is a valid pattern; otherwise why not (longer than
+// kMaxPatternBytes, or `*` or `#` inside a longer word).
 [[nodiscard]] std::optional<std::string> check_pattern(std::string_view pattern);
 
 }  // namespace ringroute::matcher::topic
