@@ -575,7 +575,7 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     if (detail::header_word(data_ + index).load(std::memory_order_acquire) != word) return false;
     skip = static_cast<std::uint64_t>(-static_cast<std::int64_t>(length));
     // No claim reaches past the producers' tail, nor a lap past the release.
-    if (skip % kRecordAlignment != 0 || skip > capacity - index || skip > claimed_bound() - read_position_) {
+    if (skip % kRecordAlignment != 0 || skip > capacity - index || skip > claimed_room()) {
       framing_broken(index);
       return false;
     }
@@ -592,7 +592,7 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
     // (The word as read, not zero: one whose length is 0 and whose other
     // half is not, which no library writes, is stepped over as before.)
     if (detail::header_word(data_ + index).load(std::memory_order_acquire) != word) return false;
-    std::uint64_t limit = std::min(capacity - index, claimed_bound() - read_position_);
+    std::uint64_t limit = std::min(capacity - index, claimed_room());
     // The zeroes may run on into the claims of live producers that are
     // between their CAS and their header store: each left its claim's start
     // in its slot, and the skip stops at the first. Acquire pairs with the

@@ -424,7 +424,14 @@ bool BackendRunner::take_over() {
   predecessor_->give_owned(inherited_, adopted);
   {
     std::lock_guard lock(owned_mutex_);
-    for (auto& batch : adopted) owned_.push_back(std::move(batch));
+    try {
+      for (auto& batch : adopted) owned_.push_back(std::move(batch));
+    } catch (...) {
+      // Workers' new batches may have taken the room reserved: those not
+      // moved are left to leak, not freed under inherited_.
+      for (auto& batch : adopted) (void)batch.release();
+      throw;
+    }
   }
   took_over_ = true;
   predecessor_.reset();
@@ -621,7 +628,10 @@ bool BackendRunner::write_through(Batch* batch) {
     }
     // Their bytes with them, so `sent` and `bytes` say the same writes.
     std::uint64_t bytes = 0;
-    for (const auto& [first, last] : batch->delivered_ranges) bytes += batch->events_bytes(first, last).size();
+    for (const auto& [first, last] : batch->delivered_ranges) {
+      if (last > batch->events || first >= last) continue;  // a sink's slip must not read past the batch
+      bytes += batch->events_bytes(first, last).size();
+    }
     slot_.sink.bytes.add(bytes);
     return false;
   };

@@ -314,7 +314,7 @@ class Producer {
       slot_->claim_start.store(tail, std::memory_order_release);
       // acq_rel on success: release orders our earlier reads and the store
       // above, acquire pairs with the previous claimer; on failure, acquire
-      // reloads tail, now loaded after head: a full found with them is so.
+      // reloads tail, and a full found next loads head and tail afresh.
       if (header_->tail.compare_exchange_weak(tail, tail + padding + required, std::memory_order_acq_rel,
                                               std::memory_order_acquire)) {
         break;
@@ -601,6 +601,12 @@ class Consumer {
   [[nodiscard]] std::uint64_t claimed_bound() const noexcept {
     // Acquire pairs with the producers' CAS on tail.
     return std::min(header_->tail.load(std::memory_order_acquire), released_ + mask_ + 1);
+  }
+  // How far past the read position that bound is; 0 where it is behind it
+  // (a tail moved back by something other than the library).
+  [[nodiscard]] std::uint64_t claimed_room() const noexcept {
+    const std::uint64_t bound = claimed_bound();
+    return bound > read_position_ ? bound - read_position_ : 0;
   }
   // The jumps a consumer before us took (SegmentHeader::framing_jumps) that
   // lie ahead, in order: taken at the same positions, before their headers
