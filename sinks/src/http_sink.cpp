@@ -35,6 +35,9 @@ namespace http = boost::beast::http;
 namespace {
 
 constexpr std::uint64_t kResponseBodyLimit = 1 << 20;
+// Bytes of a response Beast has not taken yet, at most: a header (64 KiB,
+// which Beast bounds) and a read's worth past it.
+constexpr std::size_t kMostUnparsedBytes = 128 * 1024;
 
 constexpr std::size_t kReceiveChunk = 16 * 1024;
 constexpr std::size_t kLoggedBodyBytes = 200;
@@ -699,6 +702,23 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     if (offset < size) {
       std::memmove(c.in.data(), c.in.data() + offset, size - offset);
       c.in_used = size - offset;
+    }
+    // Bytes Beast holds back without end: a chunk's size line or a trailer
+    // that never ends (it bounds neither). Kept, they doubled `in` until
+    // memory ran out, for as long as the timeout let the server go on.
+    if (c.in_used > kMostUnparsedBytes) {
+      if (answered()) return settle_on_status();
+      return fail(index, "response from " + where_ + ": " + std::to_string(c.in_used) +
+                             " bytes that do not parse as the rest of a response");
+    }
+    // The request's timeout holds however the bytes come: each receive's
+    // own never fires where bytes are always waiting (interim responses
+    // without end, a body in pieces under a millisecond apart).
+    if (std::chrono::steady_clock::now() >= c.deadline) {
+      if (counters_) counters_->timeouts.add(1);
+      if (answered()) return settle_on_status();
+      return fail(index, "waiting for the response from " + where_ + ": no response within " +
+                             std::to_string(options_.timeout.count()) + " ms");
     }
     receive_next(index);
   });

@@ -735,6 +735,52 @@ TEST_F(HttpSinkTest, AResponseTrickledPastTheTimeoutTimesOut) {
   EXPECT_EQ(counters.connects.read(), 2u);
 }
 
+// A response that never ends ends the request: a chunk's size line that
+// never ends held its bytes (Beast bounds no such line), doubling the
+// buffer for as long as the timeout let the server go on; interim
+// responses without end, each read at once, never let the timeout fire.
+TEST_F(HttpSinkTest, AResponseThatNeverEndsEndsTheRequestWithinItsTimeout) {
+  HttpReceiver endless_chunk([](const HttpRequest&, std::size_t) {
+    return HttpResponse{.raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=",
+                        .endless = std::string(4096, 'a')};
+  });
+  HttpSink sink({.url = endless_chunk.url(), .timeout = std::chrono::milliseconds(3000), .max_connections = 1});
+  fill(batch_, 0, 1);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;  // its status said 200
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
+  EXPECT_EQ(endless_chunk.requests().size(), 1u);
+
+  HttpReceiver early_hints([](const HttpRequest&, std::size_t) {
+    std::string hints;
+    for (int i = 0; i < 64; ++i) hints += "HTTP/1.1 103 Early Hints\r\n\r\n";
+    return HttpResponse{.endless = hints};
+  });
+  HttpSink hinted({.url = early_hints.url(), .timeout = std::chrono::milliseconds(300), .max_connections = 1});
+  std::atomic<bool> stop{false};
+  hinted.attach_stop(&stop);
+  std::thread stopper([&] {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+    while (!stop.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    stop.store(true);
+  });
+  start = std::chrono::steady_clock::now();
+  Outcome outcome = Outcome::ok;
+  try {
+    outcome = hinted.write(batch_, why_);
+  } catch (const WriteInterrupted&) {
+    ADD_FAILURE() << "the write went on until the stop";
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  stop.store(true);
+  stopper.join();
+  EXPECT_EQ(outcome, Outcome::retry);
+  EXPECT_NE(why_.find("no response within 300 ms"), std::string::npos) << why_;
+  EXPECT_LT(took, std::chrono::milliseconds(2000));
+}
+
 TEST_F(HttpSinkTest, ConnectionClosedByTheServerIsReopened) {
   HttpReceiver receiver([](const HttpRequest&, std::size_t) { return HttpResponse{.status = 200, .close = true}; });
   HttpSink sink({.url = receiver.url(), .max_connections = 1});

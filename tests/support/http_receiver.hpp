@@ -58,6 +58,11 @@ struct HttpResponse {
   // so (no Connection: close) and reading nothing more: a keep-alive
   // connection the server ends just as the client reuses it.
   std::chrono::milliseconds close_after{0};
+  // Sent as they are instead of a response made of the fields above: `raw`
+  // once, then `endless` again and again until the client goes (a server
+  // whose answer never ends).
+  std::string raw;
+  std::string endless;
 };
 
 class HttpReceiver {
@@ -249,6 +254,12 @@ class HttpReceiver {
         requests_.push_back(request);
       }
       const HttpResponse response = responder_ ? responder_(request, index) : HttpResponse{};
+      if (!response.raw.empty() || !response.endless.empty()) {
+        if (!response.raw.empty() && !send_all(response.raw)) return close_fd(fd);
+        while (!response.endless.empty() && !stopping_.load() && send_all(response.endless)) {
+        }
+        return close_fd(fd);
+      }
       if (response.hang) {
         while (receive(chunk, sizeof chunk) > 0) {
         }
