@@ -446,7 +446,10 @@ class Worker {
   std::size_t catch_up(const Plan& plan, std::size_t budget) {
     if (behind_count_ == 0) return 0;
     std::size_t reread = 0;
-    for (std::size_t k = 0; k < active_.size() && reread < budget; ++k) {
+    // Every backend behind is looked at, whatever the budget left: the
+    // check below lets go of one a reload switched to `drop`, which must
+    // not hold the ring while another backend before it reads back.
+    for (std::size_t k = 0; k < active_.size(); ++k) {
       const std::size_t slot = active_[k];
       SlotState& state = slots_[slot];
       if (!state.behind) continue;
@@ -467,6 +470,7 @@ class Worker {
         }
         continue;
       }
+      if (reread >= budget) continue;
       std::uint64_t start = state.behind_from;
       state.behind_from = consumer_.reread(
           state.behind_from, last_end_,
