@@ -301,6 +301,7 @@ class Worker {
       // worker report undrained) until the next record came.
       last_end_ = consumer_.read_position();
       maintain(Clock::now());
+      behind_may_have_room_ = any_behind_may_have_room(*plan);  // before the plan is left
       plans_.leave(reader_);
       if (read != 0) {
         idle_rounds = 0;
@@ -350,11 +351,27 @@ class Worker {
     return state.current != nullptr && !state.runner->retrying();
   }
 
+  // Whether a backend behind may get room in its queue soon: one whose sink
+  // retries (its destination down) frees none until the destination is
+  // back.
+  bool any_behind_may_have_room(const Plan& plan) const {
+    if (behind_count_ == 0) return false;
+    for (std::size_t slot : active_) {
+      if (!slots_[slot].behind) continue;
+      const int index = index_of_slot_[slot];
+      if (index < 0 || !plan.backends[static_cast<std::size_t>(index)]->retrying()) return true;
+    }
+    return false;
+  }
+
   std::chrono::nanoseconds sleep_budget() const {
     if (consumer_.stalled()) return std::chrono::milliseconds(1);
     // A backend behind: no commit tells us when its queue has room again, and
-    // a sink frees room within a batch's write.
-    if (behind_count_ != 0) return std::chrono::microseconds(100);
+    // a sink frees room within a batch's write. Not one whose sink retries
+    // (its destination down): it frees no room until the destination is
+    // back, and waking every 100 us for it all through an outage cost a
+    // share of a core; the waits below then notice the destination's return.
+    if (behind_may_have_room_) return std::chrono::microseconds(100);
     // Wake in time to flush an open batch when it is old enough, or to
     // notice written batches and release the ring. Not for a batch whose
     // sink retries: it waits to fill, and waking every 200 us for it while
@@ -819,6 +836,8 @@ class Worker {
   std::array<std::size_t, perf::kMaxBackends> to_submit_{};
   std::array<int, perf::kMaxBackends> index_of_slot_{};  // plan index by perf slot, -1: none
   std::size_t behind_count_ = 0;
+  // any_behind_may_have_room() as the last round left its plan (sleep_budget()).
+  bool behind_may_have_room_ = false;
   std::size_t to_submit_count_ = 0;
   std::array<std::uint64_t, perf::kMaxBackends> skip_through_{};
   std::array<std::uint64_t, perf::kMaxBackends> maybe_written_through_{};
