@@ -140,7 +140,9 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
 
 std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& instance, std::string* error,
                                                          const std::function<void(const Block&)>& mapped) {
-  const int fd = ::shm_open(shm_name(instance).c_str(), O_RDONLY, 0);
+  // O_NONBLOCK: a FIFO put at the block's name (/dev/shm is anyone's to
+  // write in) made the open wait for a writer, and `stat` with it, for ever.
+  const int fd = ::shm_open(shm_name(instance).c_str(), O_RDONLY | O_NONBLOCK, 0);
   if (fd < 0) {
     if (error) *error = block_path(instance) + ": " + std::strerror(errno) + " (is a router running with instance \"" + instance + "\"?)";
     return std::nullopt;
@@ -150,6 +152,11 @@ std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& inst
     const int e = errno;
     ::close(fd);
     if (error) *error = block_path(instance) + ": fstat: " + std::strerror(e);
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    if (error) *error = block_path(instance) + " is not a regular file, so no router's perf block";
     return std::nullopt;
   }
   if (auto why = unreadable_block_size(static_cast<std::uint64_t>(st.st_size))) {

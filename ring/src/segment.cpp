@@ -388,6 +388,11 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
   try {
     auto attached = std::make_shared<Attached>();
     const bip::mode_t mode = access == Access::read_only ? bip::read_only : bip::read_write;
+    // A FIFO put at the ring's name (/dev/shm is anyone's to write in) made
+    // a read-only open wait for a writer, for ever: `stat` hung on it.
+    if (struct stat st {}; ::stat(("/dev/shm/" + name).c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      return fail(Status::corrupt, "/dev/shm/" + name + " is not a regular file, so no ring");
+    }
     try {
       attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), mode);
     } catch (const bip::interprocess_exception& e) {

@@ -92,6 +92,18 @@ TEST(MatcherSmoke, TopicDfasShareOneStateBudget) {
   }
 }
 
+// `specs` compiled under `bounded`, where their one leaf walks, and with
+// the defaults, where it has a DFA.
+std::pair<std::unique_ptr<const Matcher>, std::unique_ptr<const Matcher>> walked_and_built(
+    const std::vector<BackendSpec>& specs, const CompileOptions& bounded) {
+  auto walked = Matcher::compile(specs, bounded);
+  EXPECT_EQ(walked->topic_dfa_count(), 0u);
+  EXPECT_EQ(walked->topic_walk_count(), 1u);
+  auto built = Matcher::compile(specs);
+  EXPECT_EQ(built->topic_dfa_count(), 1u);
+  return {std::move(walked), std::move(built)};
+}
+
 // A DFA's states do not bound its build: patterns "#.w<i>" on one leaf make
 // as many states as patterns, each with a transition on every w<i>. The
 // build's work is bounded too; past it the leaf walks, and matches alike.
@@ -99,11 +111,7 @@ TEST(MatcherSmoke, TheWorkOfBuildingTopicDfasIsBounded) {
   std::string bindings;
   for (int i = 0; i < 300; ++i) bindings += std::string(i ? "," : "") + R"({"topic": "#.w)" + std::to_string(i) + R"("})";
   auto specs = testing::backends_from_json(R"([{"name": "many", "bindings": [)" + bindings + "]}]");
-  auto bounded = Matcher::compile(specs, CompileOptions{.max_total_topic_work = 10'000});
-  EXPECT_EQ(bounded->topic_dfa_count(), 0u);
-  EXPECT_EQ(bounded->topic_walk_count(), 1u);
-  auto built = Matcher::compile(specs);
-  EXPECT_EQ(built->topic_dfa_count(), 1u);
+  const auto [bounded, built] = walked_and_built(specs, CompileOptions{.max_total_topic_work = 10'000});
   testing::JsonEvent ev;
   for (const Matcher* m : {bounded.get(), built.get()}) {
     EXPECT_EQ(matched(*m, ev(R"({"topic":"x.w7.y.w299"})")), std::vector<std::string>{"many"});
@@ -131,12 +139,8 @@ TEST(MatcherSmoke, TheEntriesOfTopicDfaStatesAreChargedToTheBuild) {
   }
   for (int i = 1; i < 120; ++i) chain += ".a";
   bindings += R"(, {"topic": ")" + chain + R"("})";
-  auto specs = testing::backends_from_json(R"([{"name": "many", "bindings": [)" + bindings + "]}]");
-  auto bounded = Matcher::compile(specs, CompileOptions{.max_topic_work = 10'000});
-  EXPECT_EQ(bounded->topic_dfa_count(), 0u);
-  EXPECT_EQ(bounded->topic_walk_count(), 1u);
-  auto built = Matcher::compile(specs);
-  EXPECT_EQ(built->topic_dfa_count(), 1u);
+  const auto specs = testing::backends_from_json(R"([{"name": "many", "bindings": [)" + bindings + "]}]");
+  const auto [bounded, built] = walked_and_built(specs, CompileOptions{.max_topic_work = 10'000});
   testing::JsonEvent ev;
   for (const Matcher* m : {bounded.get(), built.get()}) {
     EXPECT_EQ(matched(*m, ev(R"({"topic":"b","body":{"x":299}})")), std::vector<std::string>{"many"});

@@ -788,14 +788,19 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   cleanup(ring);
 }
 
-// `as` goes before the binary (a command that runs it as another user).
-std::string run_capture(const std::string& args, const std::string& as = "") {
+// What a shell command line writes on stdout.
+std::string run_capture_shell(const std::string& command) {
   std::string out;
-  FILE* pipe = ::popen((as + ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " " + args).c_str(), "r");
+  FILE* pipe = ::popen(command.c_str(), "r");
   char buffer[4096];
   while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
   ::pclose(pipe);
   return out;
+}
+
+// `as` goes before the binary (a command that runs it as another user).
+std::string run_capture(const std::string& args, const std::string& as = "") {
+  return run_capture_shell(as + ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " " + args);
 }
 
 // A backend's `dropped` count for `reason` in `stat --json` output.
@@ -850,6 +855,41 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
   ASSERT_EQ(parser.parse(out).get(doc), simdjson::SUCCESS) << out;
   EXPECT_EQ(std::string_view(doc["backends"].at(0)["name"]), std::string(ringroute::perf::kNameBytes, 'A'));
   EXPECT_EQ(std::string_view(doc["rings"].at(0)["name"]), "?[31mred");
+  ringroute::perf::BlockMapping::remove(instance);
+}
+
+// A FIFO at the block's name, or at a ring's (/dev/shm is anyone's to
+// write in), is said to be no block or ring: the open waited for a writer,
+// and `stat` hung, for ever. And a view whose output can't be written ends:
+// with SIGPIPE ignored (a systemd unit's default) it wrote nothing for ever.
+TEST(StatCommand, AFifoIsNoBlockNorRingAndAViewItCannotWriteEnds) {
+  const std::string instance = "rr-test-stat-fifo-" + std::to_string(::getpid());
+  const std::string fifo = "/dev/shm/" + instance + ".perf";
+  ringroute::perf::BlockMapping::remove(instance);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string binary = ringroute::testing::shell_quoted(RINGROUTE_BINARY);
+  auto shell = [&](const std::string& command) {
+    return run_capture_shell("timeout 5 " + command + " 2>&1; echo \"rc=$?\"");
+  };
+  std::string out = shell(binary + " stat --json --instance " + instance);
+  EXPECT_NE(out.find("is not a regular file"), std::string::npos) << out;
+  EXPECT_NE(out.find("rc=2"), std::string::npos) << out;
+  ::unlink(fifo.c_str());
+
+  const std::string ring = "rr-test-stat-fifo-ring-" + std::to_string(::getpid());
+  {
+    ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
+    ASSERT_EQ(block.ring_slot(ring), 0);
+  }
+  ASSERT_EQ(::mkfifo(("/dev/shm/" + ring).c_str(), 0600), 0);
+  out = shell(binary + " stat --json --instance " + instance);
+  EXPECT_NE(out.find("is not a regular file, so no ring"), std::string::npos) << out;
+  EXPECT_EQ(out.find("rc=124"), std::string::npos) << out;
+  ::unlink(("/dev/shm/" + ring).c_str());
+
+  out = shell("sh -c 'trap \"\" PIPE; " + binary + " stat --instance " + instance + " --interval-ms 10 > /dev/full'");
+  EXPECT_NE(out.find("writing the view failed"), std::string::npos) << out;
+  EXPECT_NE(out.find("rc=2"), std::string::npos) << out;
   ringroute::perf::BlockMapping::remove(instance);
 }
 

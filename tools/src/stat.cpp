@@ -454,6 +454,12 @@ int run_stat(const StatArgs& args) {
     std::optional<Snapshot> now = take_view(instance, watched, reopened);
     if (!now) return 2;
     print_table(*now, reopened ? nullptr : &before);  // another block's figures count from zero
+    // Output that can't be written ends the view: with SIGPIPE ignored (a
+    // systemd unit's default) `stat | head` went on writing nothing for ever.
+    if (std::ferror(stdout)) {
+      std::fprintf(stderr, "ringroute stat: writing the view failed: %s\n", std::strerror(errno));
+      return 2;
+    }
     before = std::move(*now);
   }
   return 0;
