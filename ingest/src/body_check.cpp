@@ -355,13 +355,13 @@ simdjson::dom::parser* dom_parser(JsonText kind) noexcept {
 
 std::optional<JsonProblem> check_json_object(std::string_view text, JsonText kind) noexcept {
   simdjson::dom::parser* const parser = dom_parser(kind);
-  if (parser == nullptr) return JsonProblem{0, "out of memory while checking"};
+  if (parser == nullptr) return JsonProblem{0, "out of memory while checking", false, false, true};
   simdjson::dom::element root;
   // realloc_if_needed: the caller's buffer has no SIMDJSON_PADDING, so the
   // parser copies it into its own padded buffer.
   const simdjson::error_code error = parser->parse(text.data(), text.size(), true).get(root);
   if (error) {
-    if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking"};
+    if (error == simdjson::MEMALLOC) return JsonProblem{0, "out of memory while checking", false, false, true};
     const Located at = locate_error(text, error, max_depth_of(kind));
     if (at.trailing) return JsonProblem{at.offset, "trailing content after the JSON value"};
     if (at.unfinished) {

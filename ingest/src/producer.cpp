@@ -224,6 +224,9 @@ rr_status check_body(const rr_event& e, std::size_t index, uint32_t flags, rr_er
   if (e.body.data == nullptr || (flags & RR_EMIT_BODY_TRUSTED) != 0) return RR_OK;
   const auto problem = ringroute::ingest::check_json_object({e.body.data, e.body.size});
   if (!problem) return RR_OK;
+  // Not the body's fault: an out-of-memory failure is RR_IO_ERROR, as
+  // producer.h says, so a good event is not thrown away as a bad one.
+  if (problem->out_of_memory) return fail(error, RR_IO_ERROR, index, "event %zu: body: %s", index, problem->reason);
   const rr_status status = fail(error, RR_BAD_ARGUMENT, index, "event %zu: body: byte %zu: %s", index,
                                 problem->byte_offset, problem->reason);
   if (error != nullptr) error->byte_offset = problem->byte_offset;

@@ -1,6 +1,7 @@
 // The producer library's API in one process: arguments, body checks with
 // byte offsets, generated fields, batches, full rings.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <string>
 #include <thread>
@@ -242,6 +244,39 @@ TEST(Producer, TrustedBodyIsNotChecked) {
   EventProducer p = open_producer(r.name);
   ASSERT_EQ(p.emit(with_body("not json"), RR_EMIT_BODY_TRUSTED), RR_OK);
   EXPECT_EQ(drain(c).at(0).body, "not json");
+}
+
+// A body that could not be checked for want of memory is not a bad body:
+// RR_IO_ERROR, as producer.h says, not RR_BAD_ARGUMENT (a good event
+// thrown away as malformed). A child with its address space held to what
+// it has, plus less than the check of a 4 MiB body takes.
+TEST(Producer, ABodyThatCouldNotBeCheckedForWantOfMemoryIsAnIoError) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "an address-space limit and a sanitizer's shadow memory do not mix";
+#endif
+  TestRing r(64u << 20);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    EventProducer p = open_producer(r.name);
+    std::string body = "{\"pad\":\"" + std::string(4u << 20, 'x') + "\"}";
+    std::string status;
+    {
+      std::ifstream in("/proc/self/status");
+      for (std::string line; std::getline(in, line);) {
+        if (line.rfind("VmSize:", 0) == 0) status = line;
+      }
+    }
+    const unsigned long long kib = std::strtoull(status.c_str() + 7, nullptr, 10);
+    const rlimit limit{(kib + 16 * 1024) * 1024, (kib + 16 * 1024) * 1024};
+    ::setrlimit(RLIMIT_AS, &limit);
+    rr_error error{};
+    const rr_status s = p.emit(with_body(body), 0, &error);
+    ::_exit(s == RR_IO_ERROR ? 0 : s == RR_BAD_ARGUMENT ? 3 : s == RR_OK ? 4 : 5);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
 TEST(Producer, PrefaultBetweenEmitsChangesNoEventAndNeedsAnOpenProducer) {

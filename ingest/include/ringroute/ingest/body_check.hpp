@@ -12,6 +12,7 @@ struct JsonProblem {
   const char* reason;       // static string
   bool valid_json = false;  // true when the text is JSON, just not an object
   bool unsupported = false; // valid JSON with what can't be read here (an integer past 64 bits, a number past a double)
+  bool out_of_memory = false;  // not checked: nothing is known of the text
 };
 
 // The deepest a body may nest (simdjson's DOM default), counting the body
