@@ -848,6 +848,8 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
     std::memset(block.block().backends[0].name, 'A', ringroute::perf::kNameBytes);  // no terminating zero
     ASSERT_EQ(block.ring_slot("r"), 0);
     std::strcpy(block.block().rings[0].name, "\x1b[31mred");
+    ASSERT_EQ(block.backend_slot("y", "file"), 1);
+    std::strcpy(block.block().backends[1].name, "\xC2\x9B" "2J\xFF");
   }
   const std::string out = run_capture("stat --json --instance " + instance);
   simdjson::dom::parser parser;
@@ -855,6 +857,7 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
   ASSERT_EQ(parser.parse(out).get(doc), simdjson::SUCCESS) << out;
   EXPECT_EQ(std::string_view(doc["backends"].at(0)["name"]), std::string(ringroute::perf::kNameBytes, 'A'));
   EXPECT_EQ(std::string_view(doc["rings"].at(0)["name"]), "?[31mred");
+  EXPECT_EQ(std::string_view(doc["backends"].at(1)["name"]), "??2J?");
   ringroute::perf::BlockMapping::remove(instance);
 }
 

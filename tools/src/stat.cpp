@@ -71,12 +71,14 @@ struct Snapshot {
 
 // A name from the block, which anyone who can write it may have left
 // without its terminating zero, or with terminal escapes in it: bounded by
-// its field, control bytes shown as '?'.
+// its field, and every byte that is not printable ASCII shown as '?' (a
+// config's names are ASCII; UTF-8's C1 controls, "\xC2\x9B" a CSI, are
+// escapes to some terminals too).
 template <std::size_t N>
 std::string block_text(const char (&field)[N]) {
   std::string text(field, ::strnlen(field, N));
   for (char& c : text) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
   }
   return text;
 }
