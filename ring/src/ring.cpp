@@ -394,7 +394,7 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
   // off a boundary had headers read across the end of the data): a head
   // off one is rounded up to the next.
   constexpr std::uint64_t kOffBoundary = kRecordAlignment - 1;
-  const std::uint64_t head = (header_->head.load(std::memory_order_acquire) + kOffBoundary) & ~kOffBoundary;
+  const std::uint64_t head = align_record(header_->head.load(std::memory_order_acquire));
   const std::uint64_t releasing_to = header_->releasing_to.load(std::memory_order_acquire);
   released_ = head;
   read_position_ = head;

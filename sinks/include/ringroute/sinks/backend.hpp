@@ -5,11 +5,12 @@
 // has written through (in the perf block, so it also survives a crash).
 //
 // The queue is bounded by `queue.max_events` of batches in flight and by
-// `queue.max_bytes` of the memory they hold (Batch::memory_bytes()). Over the bound, `when_full` decides: `block` (this backend takes
-// no new events and the ring keeps them for it; the others read on, and it
-// rereads the ring from where it stopped once it has room; producers see
-// `full` only when the ring is full of what it holds) or `drop` (the worker
-// drops new events for this backend alone, counted).
+// `queue.max_bytes` of the memory they hold (Batch::memory_bytes()). Over
+// the bound, `when_full` decides: `block` (this backend takes no new events
+// and the ring keeps them for it; the others read on, and it rereads the
+// ring from where it stopped once it has room; producers see `full` only
+// when the ring is full of what it holds) or `drop` (the worker drops new
+// events for this backend alone, counted).
 //
 // A backend whose options change on reload gets a new runner that follows
 // the old one: it writes nothing until the old runner has stopped, then
