@@ -607,13 +607,19 @@ class Worker {
         shard.skipped_written.add(1);
         return;
       }
-      if (end <= maybe_written_through_[slot]) replayed = true;
-      if (slots_[slot].behind) return;  // it rereads this event when it catches up
+      // Replayed only where it goes out again: now, or when the backend
+      // behind reads it back (a `block` backend, which drops nothing).
+      const bool maybe_written = end <= maybe_written_through_[slot];
+      if (slots_[slot].behind) {
+        replayed |= maybe_written;
+        return;  // it rereads this event when it catches up
+      }
       const bool drop_policy = runner->options().drop_when_full;
       if (drop_policy && runner->over_limit()) {
         shard.dropped_queue_full.add(1);
         return;
       }
+      replayed |= maybe_written;
       if (append(plan, event, index, slot, runner, start, end, true)) to_submit_[to_submit_count_++] = slot;
     });
     if (replayed) block_.rings[ring_].replayed.add(1);

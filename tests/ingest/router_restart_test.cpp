@@ -132,5 +132,114 @@ TEST(RouterRestart, WhatABackendBehindSkipsAsWrittenIsCounted) {
   EXPECT_EQ(after.skipped_written - before.skipped_written, std::uint64_t{kWritten});
 }
 
+// Ring slot `ring`'s `replayed`, and backend `name`'s `dropped_queue_full`.
+std::uint64_t replayed_of(const std::string& instance, const std::string& ring) {
+  std::string error;
+  auto mapping = perf::BlockMapping::open_read_only(instance, &error);
+  if (!mapping) throw std::runtime_error(error);
+  for (const perf::RingSlot& slot : mapping->block().rings) {
+    if (perf::slot_name(slot.name) == ring) return slot.replayed.read();
+  }
+  return 0;
+}
+
+std::uint64_t dropped_full_of(const std::string& instance, const std::string& name) {
+  std::string error;
+  auto mapping = perf::BlockMapping::open_read_only(instance, &error);
+  if (!mapping) throw std::runtime_error(error);
+  std::uint64_t dropped = 0;
+  for (const perf::BackendSlot& slot : mapping->block().backends) {
+    if (perf::slot_name(slot.name) != name) continue;
+    for (const perf::BackendWorkerShard& shard : slot.worker) dropped += shard.dropped_queue_full.read();
+  }
+  return dropped;
+}
+
+// A restart after a crash in the middle of a write: the block says backend
+// "d" was writing every event of the ring, and had written none of them.
+// Each event it takes again is `replayed`; one its full queue drops (its
+// policy is `drop`, its server holds its answers) reaches it neither time,
+// and was counted as replayed all the same.
+TEST(RouterRestart, AnEventADropBackendDropsIsNotCountedAsReplayed) {
+  const std::string instance = "rr-test-replayed-" + std::to_string(::getpid());
+  const std::string ring = instance + "-ring";
+  struct Cleanup {
+    std::string instance, ring;
+    ~Cleanup() {
+      ring::Segment::remove(ring);
+      perf::BlockMapping::remove(instance);
+    }
+  } leave_nothing{instance, ring};
+  constexpr int kEvents = 20000;
+
+  std::atomic<bool> hold{false};
+  std::atomic<bool> stopping{false};
+  testing::HttpReceiver receiver([&](const testing::HttpRequest&, std::size_t) {
+    while (hold.load() && !stopping.load()) std::this_thread::sleep_for(1ms);
+    return testing::HttpResponse{};
+  });
+  const std::string dead_url = "http://127.0.0.1:" + std::to_string(testing::free_port()) + "/";
+  const std::string url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/";
+  RouterConfig config;
+  config.instance = instance;
+  config.rings.push_back({ring, 8 << 20, 0600, 2000ms});
+  config.backends.push_back({"d", "http", true, R"({"url":")" + url + R"(","batch":{"max_events":100}})"});
+  config.backends.push_back({"dead", "http", true, R"({"url":")" + dead_url + R"("})"});
+  config.matching = testing::backends_from_json(
+      R"([{"name":"d","bindings":[{"verbosity":"trace"}]},{"name":"dead","bindings":[{"verbosity":"trace"}]}])");
+
+  {
+    Router router(config);
+    ASSERT_TRUE(emit_events(ring, kEvents));
+    ASSERT_TRUE(within_5s([&] { return counts_of(instance, "d").sent >= std::uint64_t{kEvents}; }));
+    router.stop(100ms);  // "dead" holds the ring: its events stay in it
+  }
+  {
+    // The crash: d had begun writing everything and finished nothing.
+    perf::BlockMapping mapping = perf::BlockMapping::create_or_open(instance, 0600);
+    perf::Block& block = mapping.block();
+    int ring_slot = -1;
+    for (std::size_t i = 0; i < std::size(block.rings); ++i) {
+      if (perf::slot_name(block.rings[i].name) == ring) ring_slot = static_cast<int>(i);
+    }
+    ASSERT_GE(ring_slot, 0);
+    bool found = false;
+    for (perf::BackendSlot& slot : block.backends) {
+      auto& written = slot.written_through[static_cast<std::size_t>(ring_slot)];
+      auto& writing = slot.writing_through[static_cast<std::size_t>(ring_slot)];
+      if (perf::slot_name(slot.name) == "d") {
+        ASSERT_GT(written.load(), 0U);
+        ASSERT_EQ(writing.load(), written.load());
+        written.store(0);
+        found = true;
+      } else {
+        writing.store(0);  // "dead"'s attempts would make their events replayed too
+      }
+    }
+    ASSERT_TRUE(found);
+  }
+  ASSERT_EQ(replayed_of(instance, ring), 0U);
+
+  config.backends[0].options_json =
+      R"({"url":")" + url + R"(","batch":{"max_events":100},"queue":{"max_events":200,"when_full":"drop"}})";
+  const BackendCounts before = counts_of(instance, "d");
+  hold = true;
+  {
+    Router router(config);
+    ASSERT_TRUE(within_5s([&] { return counts_of(instance, "d").matched - before.matched >= kEvents; }));
+    hold = false;
+    ASSERT_TRUE(within_5s([&] {
+      return counts_of(instance, "d").sent - before.sent + dropped_full_of(instance, "d") >= std::uint64_t{kEvents};
+    }));
+    router.stop(100ms);
+  }
+  stopping = true;
+  const std::uint64_t sent = counts_of(instance, "d").sent - before.sent;
+  const std::uint64_t dropped = dropped_full_of(instance, "d");
+  ASSERT_GT(dropped, 0U) << "the queue never filled: the test shows nothing";
+  EXPECT_EQ(sent + dropped, std::uint64_t{kEvents});
+  EXPECT_EQ(replayed_of(instance, ring), sent) << sent << " sent again, " << dropped << " dropped";
+}
+
 }  // namespace
 }  // namespace ringroute::ingest
