@@ -106,6 +106,10 @@ class Worker {
         fail(name, "an unknown exception");
         count_open_drop_batches_lost();
       }
+      // Thrown out of a round, the loop never left the generation it
+      // entered: held, that plan (and the runners in it) could not be freed
+      // by any later reload.
+      plans_.leave(reader_);
       // Release pairs with exited()'s acquire: nothing this thread did with
       // runners or batches comes after it.
       exited_.store(true, std::memory_order_release);

@@ -40,6 +40,16 @@ namespace ringroute::ingest {
 namespace {
 
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// Whether this process has `path` open.
+bool has_open(const fs::path& path) {
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    if (fs::read_symlink(entry.path(), error) == path) return true;
+  }
+  return false;
+}
 
 TEST(RouterFailure, AWorkerOutOfMemoryStopsAndSaysSoInsteadOfTakingTheRouterDown) {
   const std::string name = "rr-test-oom-" + std::to_string(::getpid());
@@ -50,7 +60,12 @@ TEST(RouterFailure, AWorkerOutOfMemoryStopsAndSaysSoInsteadOfTakingTheRouterDown
   // worker fills more, and once the four warm ones are out it makes one.
   config.backends.push_back({"dead", "http", true,
                              R"({"url":"http://127.0.0.1:)" + std::to_string(testing::free_port()) + R"(/"})"});
-  config.matching = testing::backends_from_json(R"([{"name":"dead","bindings":[{"verbosity":"trace"}]}])");
+  // A file backend the reload removes: its runner, and so its file, lives
+  // as long as some plan holds it.
+  const fs::path gone_path = fs::temp_directory_path() / (name + "-gone.log");
+  config.backends.push_back({"gone", "file", true, R"({"path":")" + gone_path.string() + R"("})"});
+  config.matching = testing::backends_from_json(
+      R"([{"name":"dead","bindings":[{"verbosity":"trace"}]},{"name":"gone","bindings":[{"verbosity":"trace"}]}])");
   {
     Router router(config);
     std::this_thread::sleep_for(100ms);  // the worker has started and taken its plan
@@ -72,16 +87,21 @@ TEST(RouterFailure, AWorkerOutOfMemoryStopsAndSaysSoInsteadOfTakingTheRouterDown
     EXPECT_NE(failure->find("the worker of ring " + name + " stopped: std::bad_alloc"), std::string::npos) << *failure;
     // A reload does not wait for ever for the failed worker to take it.
     RouterConfig next = config;
+    next.backends.pop_back();
     next.backends.push_back({"more", "file", true, R"({"path":"/dev/null"})"});
     next.matching = testing::backends_from_json(
         R"([{"name":"dead","bindings":[{"verbosity":"trace"}]},{"name":"more","bindings":[{"verbosity":"trace"}]}])");
     auto reload = std::async(std::launch::async, [&] { return router.reload(next); });
     ASSERT_EQ(reload.wait_for(3s), std::future_status::ready) << "the reload waits for the failed worker";
+    ASSERT_FALSE(reload.get()) << "the reload was refused";
+    // The failed worker held the plan it was in when it threw.
+    EXPECT_FALSE(has_open(gone_path)) << "the removed backend's runner is still alive";
     router.stop(100ms);
     EXPECT_FALSE(router.drained());  // what it did not hand over stays in the ring
   }
   ring::Segment::remove(name);
   perf::BlockMapping::remove(name);
+  fs::remove(gone_path);
 }
 
 }  // namespace
