@@ -301,7 +301,7 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
       if (type != simdjson::ondemand::json_type::string || value.get_string().get(s)) {
         return type_error(name, "a string");
       }
-      if (s.empty() && (member == Member::account_id || member == Member::app_name)) {
+      if (s.empty() && (member == Member::account_id || member == Member::app_name || member == Member::id)) {
         return std::string(name) + ": empty (leave it out instead)";
       }
       if (s.size() > event::kMaxFieldBytes) return std::string(name) + ": longer than 65535 bytes";

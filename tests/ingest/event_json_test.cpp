@@ -101,6 +101,7 @@ TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_EQ(error_of(R"({"tag":"a","tag":"b"})"), R"(member "tag" given twice)");
   EXPECT_EQ(error_of(R"({"account_id":5})"), "account_id: expected a string");
   EXPECT_EQ(error_of(R"({"account_id":""})"), "account_id: empty (leave it out instead)");
+  EXPECT_EQ(error_of(R"({"id":""})"), "id: empty (leave it out instead)");
   EXPECT_EQ(error_of(R"({"account_tree":["a",1]})"), "account_tree[1]: expected a string");
   EXPECT_EQ(error_of(R"({"body":[1]})"), "body: expected an object");
   EXPECT_EQ(error_of(R"({"timestamp":"yesterday"})"), R"(timestamp: "yesterday" is not an RFC 3339 date-time)");

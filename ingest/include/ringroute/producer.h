@@ -76,7 +76,7 @@ typedef struct rr_str {
 } rr_str;
 
 typedef struct rr_event {
-  rr_str id;          /* absent: the library assigns "{producer name}-{sequence}" */
+  rr_str id;          /* present: non-empty; absent: the library assigns "{producer name}-{sequence}" */
   rr_str account_id;  /* present: non-empty */
   rr_str app_name;    /* present: non-empty */
   rr_str app_version;
