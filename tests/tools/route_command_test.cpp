@@ -178,6 +178,22 @@ TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {
                    "warning or critical) at line 2, column 63\n");
 }
 
+// DESIGN.md: route, validate and run check the whole file the same way.
+// route judged a config whose CA file is missing good, and run then failed
+// on it naming no JSON path.
+TEST(RouteCommand, ATlsFileThatWouldNotLoadIsABadConfig) {
+  Files f;
+  const std::string config = f.write(
+      "tls.json", R"({"backends": [{"name": "b", "type": "http",
+                                    "options": {"url": "https://127.0.0.1:1/", "ca_file": "/nonexistent/ca.pem"},
+                                    "bindings": [{}]}]})");
+  const Result r = f.run("route --config " + config, "{}\n");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err.rfind("backends[0].options.ca_file: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent/ca.pem"), std::string::npos) << r.err;
+}
+
 TEST(ValidateCommand, GoodConfigExitsZero) {
   Files f;
   const std::string config = f.write("edr.json", kRecipe);

@@ -1804,4 +1804,20 @@ TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   cleanup(ring);
 }
 
+TEST(RunCommand, ATlsFileThatWouldNotLoadIsNamedWithItsPathAndNothingStarts) {
+  Dir dir;
+  const std::string ring = dir.unique("tls");
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {R"({"name": "h", "type": "http", "options": {"url": "https://127.0.0.1:1/",
+                              "ca_file": "/nonexistent/ca.pem"}, "bindings": [{}]})"}));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  EXPECT_EQ(router.wait_exit(5s), 2);
+  const std::string text = read_text(dir / "router.log");
+  EXPECT_NE(text.find("backends[0].options.ca_file: "), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists("/dev/shm/" + ring));
+  EXPECT_FALSE(fs::exists("/dev/shm/" + ring + ".perf"));
+  cleanup(ring);
+}
+
 }  // namespace

@@ -1017,6 +1017,13 @@ bool report_config_errors(const ConfigResult& result, const char* indent) {
   return !result.errors.empty();
 }
 
+bool report_config_and_tls_file_errors(const ConfigResult& result) {
+  const bool bad_text = report_config_errors(result);
+  ConfigResult files;
+  files.errors = tls_file_errors(result);
+  return report_config_errors(files) || bad_text;
+}
+
 ConfigResult load_config_file(const std::string& path) {
   InputFile file(path);
   std::string problem = file.problem();

@@ -29,7 +29,7 @@ struct RouteArgs {
 
 int run_route(const RouteArgs& args) {
   const ConfigResult loaded = load_config_file(args.config);
-  if (report_config_errors(loaded)) return 2;
+  if (report_config_and_tls_file_errors(loaded)) return 2;
   const auto matcher = matcher::Matcher::compile(loaded.config->matching);
   // A producer can't emit a record past an eighth of its ring (RR_TOO_BIG):
   // such an event reaches no backend, whatever its bindings say. Judged
@@ -134,10 +134,7 @@ int run_route(const RouteArgs& args) {
 
 int run_validate(const std::string& path) {
   const ConfigResult loaded = load_config_file(path);
-  const bool bad_text = report_config_errors(loaded);
-  ConfigResult files;
-  files.errors = tls_file_errors(loaded);
-  if (report_config_errors(files) || bad_text) return 2;
+  if (report_config_and_tls_file_errors(loaded)) return 2;
   const Config& config = *loaded.config;
   std::size_t enabled = 0, bindings = 0;
   for (std::size_t i = 0; i < config.backends.size(); ++i) {

@@ -107,7 +107,9 @@ int run_router(const RunArgs& args) {
   ::signal(SIGXFSZ, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
   ConfigResult loaded = load_config_file(args.config);
-  if (report_config_errors(loaded)) return 2;
+  // The TLS files too, so one that would not load is named with its JSON
+  // path, as validate names it, not only by the sink that fails to start.
+  if (report_config_and_tls_file_errors(loaded)) return 2;
 
   std::unique_ptr<ingest::Router> router;
   try {

@@ -50,16 +50,22 @@ struct ConfigResult {
 // that is not JSON, the line, column and byte in the message.
 [[nodiscard]] ConfigResult parse_config(std::string_view text);
 
-// `validate`'s look past the text: the TLS files of enabled backends, loaded
-// as their sinks will load them at start, each that would not load named
-// with its JSON path; every file at fault, and whatever else `result` found
+// The look past the text: the TLS files of enabled backends, loaded as
+// their sinks will load them at start, each that would not load named with
+// its JSON path; every file at fault, and whatever else `result` found
 // wrong. Apart from parse_config(), so that commands which only read a
-// config (stat, emit, route) and a reload do not depend on them.
+// config for its names (stat, emit) and a reload (which keeps an unchanged
+// backend's sink) do not depend on them.
 [[nodiscard]] std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result);
 
 // Prints every error of `result` on stderr, one a line after `indent`;
 // true when there were some.
 bool report_config_errors(const ConfigResult& result, const char* indent = "");
+
+// What validate, route and run check before they go on (DESIGN.md: they
+// check the whole file the same way): every error of `result` and of its
+// TLS files, printed as above; true when there were some.
+bool report_config_and_tls_file_errors(const ConfigResult& result);
 
 // What a valid config asks for that this build does not do, one note
 // each (validate and run print them): DESIGN.md's admin API, which listens
