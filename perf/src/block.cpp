@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -132,6 +133,10 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
     std::atomic_thread_fence(std::memory_order_release);
     std::memset(static_cast<void*>(block), 0, sizeof(Block));
     block->header.magic = kBlockMagic;
+    block->header.created_ns.store(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count(),
+        std::memory_order_relaxed);
     // Release: a reader that sees the version sees the zeroed block.
     block->header.version.store(kBlockVersion, std::memory_order_release);
   }

@@ -22,6 +22,7 @@ std::string instance_name() { return "rr-test-perf-" + std::to_string(::getpid()
 TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
   const std::string instance = instance_name();
   BlockMapping::remove(instance);
+  std::int64_t made = 0;
   {
     BlockMapping m = BlockMapping::create_or_open(instance);
     EXPECT_EQ(m.ring_slot("r1"), 0);
@@ -29,8 +30,10 @@ TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
     EXPECT_EQ(m.backend_slot("web", "http"), 1);
     m.block().backends[1].sink.sent.add(42);
     m.block().backends[1].written_through[0].store(4096, std::memory_order_release);
+    made = m.block().header.created_ns.load();
   }
   BlockMapping again = BlockMapping::create_or_open(instance);
+  EXPECT_EQ(again.block().header.created_ns.load(), made) << "the same block, made once";
   EXPECT_EQ(again.backend_slot("web", "http"), 1);
   EXPECT_EQ(again.block().backends[1].sink.sent.read(), 42u);
   EXPECT_EQ(again.block().backends[1].written_through[0].load(), 4096u);
@@ -76,9 +79,12 @@ TEST(PerfBlock, ANameThatFillsItsFieldIsFoundAgain) {
 TEST(PerfBlock, ABlockIsHeldByOneRouterAndStartedAgainOnlyWhenFree) {
   const std::string instance = instance_name() + "-layout";
   BlockMapping::remove(instance);
+  std::int64_t first_made = 0;
   {
     BlockMapping running = BlockMapping::create_or_open(instance);
     ASSERT_EQ(running.backend_slot("kept", "file"), 0);
+    first_made = running.block().header.created_ns.load();
+    ASSERT_GT(first_made, 0);
     for (std::uint32_t version : {kBlockVersion, kBlockVersion + 1}) {  // this build, another
       running.block().header.version.store(version);
       try {
@@ -99,6 +105,8 @@ TEST(PerfBlock, ABlockIsHeldByOneRouterAndStartedAgainOnlyWhenFree) {
   BlockMapping again = BlockMapping::create_or_open(instance);  // nobody holds it now
   EXPECT_EQ(again.block().header.version.load(), kBlockVersion);
   EXPECT_EQ(again.block().backends[0].name[0], 0);
+  // Made anew: a scraper tells its counters started over by this.
+  EXPECT_GT(again.block().header.created_ns.load(), first_made);
   EXPECT_TRUE(BlockMapping::remove(instance));
 }
 

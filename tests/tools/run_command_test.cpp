@@ -1080,6 +1080,8 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_GT(int64_t(doc["time_unix_ns"]), int64_t(doc["router_started_unix_ns"])) << json;
+  EXPECT_GE(int64_t(doc["router_started_unix_ns"]), int64_t(doc["block_created_unix_ns"])) << json;
+  EXPECT_GT(int64_t(doc["block_created_unix_ns"]), 0) << json;
   EXPECT_GT(int64_t(doc["rings"].at(0)["created_unix_ns"]), 0) << json;
   EXPECT_EQ(std::string_view(doc["backends"].at(1)["name"]), "idle") << json;
   EXPECT_TRUE(bool(doc["backends"].at(1)["in_config"])) << json;

@@ -59,6 +59,7 @@ struct Snapshot {
   std::int64_t unix_ns = 0;  // when it was taken, for a scraper's rates
   std::int32_t router_pid = 0;
   std::int64_t router_started_unix_ns = 0;
+  std::int64_t block_created_unix_ns = 0;  // 0: a block of an earlier build, which did not say
   bool router_running = false;
   // Known only through a ring this reader may read: none, while one is
   // there and can't be read (its rings 0600, the block readable), and
@@ -90,6 +91,7 @@ Snapshot take(const perf::Block& block) {
                   .count();
   s.router_pid = block.header.router_pid.load(std::memory_order_relaxed);
   s.router_started_unix_ns = block.header.router_started_ns.load(std::memory_order_relaxed);
+  s.block_created_unix_ns = block.header.created_ns.load(std::memory_order_relaxed);
   for (const perf::RingSlot& slot : block.rings) {
     if (slot.name[0] == 0) continue;
     RingFigures r;
@@ -196,6 +198,8 @@ const char* router_state(const Snapshot& s) {
 
 std::string json_snapshot(const std::string& instance, const Snapshot& s) {
   std::string out = "{\"instance\":" + json_quote(instance) + ",\"time_unix_ns\":" + std::to_string(s.unix_ns) +
+                    ",\"block_created_unix_ns\":" +
+                    (s.block_created_unix_ns > 0 ? std::to_string(s.block_created_unix_ns) : std::string("null")) +
                     ",\"router_pid\":" + std::to_string(s.router_pid) + ",\"router_started_unix_ns\":" +
                     (s.router_started_unix_ns > 0 ? std::to_string(s.router_started_unix_ns) : std::string("null")) +
                     ",\"router_running\":" + (s.router_running ? "true" : "false") +

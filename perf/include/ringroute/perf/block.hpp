@@ -155,7 +155,15 @@ struct BlockHeader {
   std::atomic<std::uint32_t> ring_count;
   std::atomic<std::uint32_t> backend_count;
   std::atomic<std::uint64_t> config_generation;
+  // When this block was made (wall clock): every counter started at zero
+  // then, so a scraper that sees it change knows its figures started over
+  // (a reboot, a block of another version made anew) rather than reading
+  // the drop as a negative rate. Set before the version's release store;
+  // 0 in a block made by a build before it. After the fields readers of
+  // other builds find by offset, so the layout's version is unchanged.
+  std::atomic<std::int64_t> created_ns;
 };
+static_assert(sizeof(BlockHeader) <= kCacheLine, "the rings' slots would move: a new kBlockVersion");
 
 struct Block {
   alignas(kCacheLine) BlockHeader header;
