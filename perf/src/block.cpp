@@ -38,8 +38,12 @@ std::string block_path(const std::string& instance) { return "/dev/shm/" + insta
 
 std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBuckets>& counts,
                                  double quantile) noexcept {
+  // Saturating: the block is anyone's to write who may write it, and
+  // counts summing past 2^64 wrapped to a total that put the rank in an
+  // empty bucket, or past the last one.
+  const auto add = [](std::uint64_t a, std::uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; };
   std::uint64_t total = 0;
-  for (std::uint64_t c : counts) total += c;
+  for (std::uint64_t c : counts) total = add(total, c);
   if (total == 0) return 0;
   // Nearest rank: the smallest value with at least `quantile` of all at or
   // below it (p999 of 100 samples is the largest). The slack keeps a
@@ -48,7 +52,7 @@ std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBucke
       static_cast<std::uint64_t>(std::ceil(quantile * static_cast<double>(total) - 1e-6)), 1, total);
   std::uint64_t seen = 0;
   for (std::size_t b = 0; b < kHistogramBuckets; ++b) {
-    seen += counts[b];
+    seen = add(seen, counts[b]);
     if (seen >= rank) return Histogram::upper_bound(b);
   }
   return UINT64_MAX;

@@ -230,5 +230,20 @@ TEST(PerfBlock, QuantilesAreByNearestRank) {
   EXPECT_GE(histogram_quantile(counts, 0.99), 1'000'000'000u);
 }
 
+// Counts a block's writer made up, summing past 2^64: each quantile is
+// still where its rank falls. The sum wrapped to 1, so every quantile was
+// the first bucket's, p99 of samples half of which are 2 ms included.
+TEST(PerfBlock, QuantilesOfCountsSummingPast64BitsStayInBucketsThatHoldSamples) {
+  std::array<std::uint64_t, kHistogramBuckets> counts{};
+  counts[Histogram::bucket_of(1000)] = UINT64_MAX / 2 + 2;
+  counts[Histogram::bucket_of(2'000'000)] = UINT64_MAX / 2 + 1;
+  const std::uint64_t p10 = histogram_quantile(counts, 0.1);
+  EXPECT_GE(p10, 1000u);
+  EXPECT_LT(p10, 1200u);
+  const std::uint64_t p99 = histogram_quantile(counts, 0.99);
+  EXPECT_GE(p99, 2'000'000u);
+  EXPECT_LT(p99, 2'300'000u);
+}
+
 }  // namespace
 }  // namespace ringroute::perf
