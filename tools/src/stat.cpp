@@ -420,8 +420,14 @@ std::optional<Snapshot> take_view(const std::string& instance, std::unique_ptr<W
     std::fprintf(stderr, "ringroute stat: %s %s; reading it again\n", perf::block_path(instance).c_str(), why->c_str());
     reopened = true;
     watched.reset();
+    // Caught while a router makes the block anew (its size or version not
+    // yet set), the open fails for a moment: tried for a second before the
+    // view gives up, which it did at once.
     std::string error;
-    watched = open_block(instance, error);
+    const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!(watched = open_block(instance, error)) && std::chrono::steady_clock::now() < give_up_at) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     if (!watched) {
       std::fprintf(stderr, "ringroute stat: %s\n", error.c_str());
       return std::nullopt;
