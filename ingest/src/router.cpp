@@ -908,6 +908,15 @@ Router::Router(RouterConfig config)
     if (slot < 0) throw std::runtime_error("the perf block has no free ring slot: 16 rings of this instance run");
     workers_.push_back(std::make_unique<Worker>(config_.rings[i], block_.block(), slot, plans_, i));
   }
+  // Rings an earlier config named keep their slots (and figures) until
+  // reclaimed: labelled, so `stat` shows what this router consumes.
+  for (perf::RingSlot& slot : block_.block().rings) {
+    if (slot.name[0] == 0) continue;
+    const std::string_view name = perf::slot_name(slot.name);
+    const bool named = std::any_of(config_.rings.begin(), config_.rings.end(),
+                                   [&](const RouterRing& r) { return r.name == name; });
+    slot.not_in_config.store(named ? 0 : 1, std::memory_order_relaxed);
+  }
   for (const RouterBackend& backend : config_.backends) {
     if (backend.enabled) runners_[backend.name] = start_backend(config_, backend);
   }

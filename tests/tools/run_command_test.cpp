@@ -1155,6 +1155,34 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   EXPECT_EQ(after.find("\nidle "), std::string::npos) << after;
   EXPECT_NE(after.find("\nall "), std::string::npos) << after;
   ASSERT_EQ(router.stop(), 0);
+
+  // Started again on another ring of the instance: the ring the earlier
+  // config named keeps its slot, marked, and leaves the live view.
+  const std::string other = ring + "-b";
+  std::string next = config(false);
+  const std::string named = R"("rings": [{"name": ")" + ring + R"(")";
+  ASSERT_NE(next.find(named), std::string::npos) << next;
+  next.replace(next.find(named), named.size(), R"("rings": [{"name": ")" + other + R"(")");
+  write_file(dir / "edr.json", next);
+  RouterProcess again(dir / "edr.json", dir / "router2.log");
+  wait_for_ring(other);
+  for (const auto deadline = std::chrono::steady_clock::now() + 5s;;) {
+    json = run_capture("stat --json --instance " + ring);
+    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+    if (std::string_view(doc["router_state"]) == "running" || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(doc["rings"].get_array().size(), 2u) << json;
+  EXPECT_EQ(std::string_view(doc["rings"].at(0)["name"]), ring) << json;
+  EXPECT_FALSE(bool(doc["rings"].at(0)["in_config"])) << json;
+  EXPECT_EQ(std::string_view(doc["rings"].at(1)["name"]), other) << json;
+  EXPECT_TRUE(bool(doc["rings"].at(1)["in_config"])) << json;
+  EXPECT_EQ(std::string_view(doc["router_state"]), "running") << json;
+  const std::string view = run_capture("stat --count 1 --instance " + ring);
+  EXPECT_EQ(view.find("\n" + ring + " "), std::string::npos) << view;
+  EXPECT_NE(view.find("\n" + other + " "), std::string::npos) << view;
+  ASSERT_EQ(again.stop(), 0);
+  cleanup(other);
   cleanup(ring);
 }
 

@@ -36,6 +36,7 @@ struct StatArgs {
 
 struct RingFigures {
   std::string name;
+  bool in_config = true;  // named by the config of the router that last started (perf::RingSlot::not_in_config)
   bool attached = false;
   std::string error;  // why not, when it is there but could not be read
   std::uint64_t written = 0, bytes = 0, read = 0, full = 0, skipped = 0, corrupt = 0, replayed = 0, producers = 0;
@@ -96,6 +97,7 @@ Snapshot take(const perf::Block& block) {
     if (slot.name[0] == 0) continue;
     RingFigures r;
     r.name = block_text(slot.name);
+    r.in_config = slot.not_in_config.load(std::memory_order_relaxed) == 0;
     r.replayed = slot.replayed.read();
     ring::Segment segment;
     std::string error;
@@ -104,9 +106,11 @@ Snapshot take(const perf::Block& block) {
       // Gone (or being made): no consumer to say anything.
     } else if (attached != ring::Status::ok) {
       r.error = std::move(error);
-      s.ring_unreadable = true;
+      // Whether the router runs is told by the rings it consumes only: one
+      // an earlier config named says nothing of it.
+      if (r.in_config) s.ring_unreadable = true;
     } else {
-      s.router_known = true;
+      if (r.in_config) s.router_known = true;
       const ring::SegmentHeader& h = segment.header();
       const ring::ProducerTotals totals = ring::sum_producer_slots(h);
       r.attached = true;
@@ -141,6 +145,7 @@ Snapshot take(const perf::Block& block) {
       if (segment.cut_short()) {
         RingFigures unread;
         unread.name = std::move(r.name);
+        unread.in_config = r.in_config;
         unread.replayed = r.replayed;
         r = std::move(unread);
       }
@@ -208,7 +213,7 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
   for (std::size_t i = 0; i < s.rings.size(); ++i) {
     const RingFigures& r = s.rings[i];
     out += (i ? "," : "") + std::string("{\"name\":") + json_quote(r.name) +
-           ",\"attached\":" + (r.attached ? "true" : "false") + ",\"written\":" + std::to_string(r.written) +
+           ",\"in_config\":" + (r.in_config ? "true" : "false") + ",\"attached\":" + (r.attached ? "true" : "false") + ",\"written\":" + std::to_string(r.written) +
            ",\"bytes\":" + std::to_string(r.bytes) + ",\"read\":" + std::to_string(r.read) +
            ",\"full\":" + std::to_string(r.full) + ",\"too_big\":" + std::to_string(r.too_big) +
            ",\"read_bytes\":" + std::to_string(r.read_bytes) + ",\"skipped\":" + std::to_string(r.skipped) +
@@ -315,7 +320,9 @@ void print_table(const Snapshot& now, const Snapshot* before) {
   }
   std::printf("%-24s %14s %14s %12s %10s %10s %10s %8s\n", "ring", "written/s", "read/s", "written", "full",
               "skipped", "corrupt", "used%");
+  // Rings an earlier config named, as backends below: in `--json` only.
   for (const RingFigures& r : now.rings) {
+    if (!r.in_config) continue;
     const RingFigures* p = before != nullptr ? row_named(before->rings, r.name) : nullptr;
     if (p != nullptr && !p->attached) p = nullptr;
     if (!r.attached) {

@@ -79,7 +79,15 @@ struct alignas(kCacheLine) RingSlot {
   std::atomic<std::int64_t> segment_created_ns;  // which segment positions below refer to
   Counter replayed;  // events delivered again after a restart (the crash hit mid-write)
   Counter corrupt;   // records that did not decode (also counted in the ring)
+  // 1 once a router started with a config that does not name this ring
+  // (its figures stay, frozen, until the slot is reclaimed); 0 for the
+  // rings its config names, and in a block an earlier build wrote (which
+  // said nothing: every ring shown). Written by the router's constructor,
+  // relaxed on both sides: a label, ordered with nothing. In the slot's
+  // padding, so the block's layout (and version) is unchanged.
+  std::atomic<std::uint32_t> not_in_config;
 };
+static_assert(sizeof(RingSlot) == 3 * kCacheLine, "a field added past the padding changes the layout");
 
 // Written by one router worker (its shard index).
 struct alignas(kCacheLine) BackendWorkerShard {
