@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "ringroute/tools/json_text.hpp"
 #include "shell_quote.hpp"
 
 namespace {
@@ -192,6 +193,32 @@ TEST(RouteCommand, ATlsFileThatWouldNotLoadIsABadConfig) {
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err.rfind("backends[0].options.ca_file: ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find("/nonexistent/ca.pem"), std::string::npos) << r.err;
+}
+
+// Lines are read with a bound: one without end (a pipe from /dev/zero) took
+// route's and emit's memory until they were killed. A line past it is read
+// to its end, said with its number, and the next one is read as before.
+TEST(RouteCommand, ALineLongerThanAnyEventIsReadToItsEndAndSaid) {
+  std::istringstream in("{\"a\":1}\n" + std::string(200'000, 'x') + "\r\n\n{\"b\":2}\r\n" + std::string(9, 'y') +
+                        "\n12345678\n" + std::string(70'000, 'z'));
+  std::vector<std::string> lines;
+  std::vector<std::pair<std::size_t, std::size_t>> too_long;
+  ringroute::tools::for_each_ndjson_line(
+      in, [&](std::string_view line, std::size_t number) { lines.push_back(std::to_string(number) + ":" + std::string(line)); },
+      [&](std::size_t number, std::size_t length) { too_long.emplace_back(number, length); }, 8);
+  EXPECT_EQ(lines, (std::vector<std::string>{"1:{\"a\":1}", "4:{\"b\":2}", "6:12345678"}));
+  // The CR counts: the bound is on what was read.
+  EXPECT_EQ(too_long, (std::vector<std::pair<std::size_t, std::size_t>>{{2, 200'001}, {5, 9}, {7, 70'000}}));
+  EXPECT_NE(ringroute::tools::too_long_line(200'001).find("(200001)"), std::string::npos);
+}
+
+// A config path to something without end took memory until the process
+// was killed (and a reload, the router's main thread with it).
+TEST(ValidateCommand, AConfigWithoutEndIsAnErrorNotMemoryTaken) {
+  Files f;
+  const Result r = f.run("validate /dev/zero");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "cannot read /dev/zero: longer than 67108864 bytes, the most a config may be\n");
 }
 
 TEST(ValidateCommand, GoodConfigExitsZero) {

@@ -15,7 +15,6 @@
 #include <initializer_list>
 #include <map>
 #include <set>
-#include <sstream>
 #include <unordered_map>
 
 #include <simdjson.h>
@@ -1027,24 +1026,29 @@ bool report_config_and_tls_file_errors(const ConfigResult& result) {
 ConfigResult load_config_file(const std::string& path) {
   InputFile file(path);
   std::string problem = file.problem();
-  std::ostringstream text;
+  std::string text;
   if (problem.empty()) {
     errno = 0;
     std::istream& in = file.stream();
-    // peek() takes a first read's error for the end: bad() tells them apart.
-    // An empty file is judged as JSON ("no JSON found").
-    const bool empty = in.peek() == std::istream::traits_type::eof();
-    // The copy catches a later read's error and marks `text` failed, not `in`.
-    if (read_failed(in) || (!empty && (!(text << in.rdbuf()) || read_failed(in)))) {
-      problem = errno != 0 ? std::strerror(errno) : "read error";
+    // Read with a bound: a path to /dev/zero (or a file without end) took
+    // memory until the process was killed, and a reload did so on the
+    // router's main thread, where it held off every stop signal too.
+    char chunk[1 << 16];
+    while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+      if (text.size() + static_cast<std::size_t>(in.gcount()) > kMostConfigBytes) {
+        problem = "longer than " + std::to_string(kMostConfigBytes) + " bytes, the most a config may be";
+        break;
+      }
+      text.append(chunk, static_cast<std::size_t>(in.gcount()));
     }
+    if (problem.empty() && read_failed(in)) problem = errno != 0 ? std::strerror(errno) : "read error";
   }
   if (!problem.empty()) {
     ConfigResult result;
     result.errors.push_back({"", "cannot read " + path + ": " + problem});
     return result;
   }
-  return parse_config(text.str());
+  return parse_config(text);
 }
 
 }  // namespace ringroute::tools

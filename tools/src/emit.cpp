@@ -227,6 +227,9 @@ int run_emit(const EmitArgs& args) {
       any_bad = true;
       std::fprintf(stderr, "{\"line\":%zu,\"error\":%s}\n", number, json_quote(*why).c_str());
     }
+  }, [&](std::size_t number, std::size_t length) {
+    any_bad = true;
+    std::fprintf(stderr, "{\"line\":%zu,\"error\":%s}\n", number, json_quote(too_long_line(length)).c_str());
   });
   // A failed read is an I/O error, not the end of the input.
   if (read_failed(std::cin)) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -44,6 +45,39 @@ InputFile::InputFile(const std::string& path) {
 }
 
 InputFile::~InputFile() = default;
+
+bool read_line(std::istream& in, std::string& line, std::size_t most, std::size_t& length) {
+  line.clear();
+  length = 0;
+  bool any = false;
+  char chunk[1 << 16];
+  for (;;) {
+    in.getline(chunk, sizeof chunk);
+    const auto got = static_cast<std::size_t>(in.gcount());
+    // Ended by the input's end (eof), a newline (read and counted in
+    // gcount, not stored), or a full chunk (fail alone: the line goes on).
+    const bool ended = in.eof(), newline = !in.fail() && !ended, error = in.bad();
+    const std::size_t stored = newline ? got - 1 : got;
+    any = any || got != 0;
+    length += stored;
+    if (const std::size_t keep = line.size() < most ? std::min(stored, most + 1 - line.size()) : 0; keep != 0) {
+      // Grown by doubling, but never past the bound: a string's own growth
+      // would take twice it for the longest line.
+      if (line.size() + keep > line.capacity()) {
+        line.reserve(std::min(most + 1, std::max(2 * line.capacity(), line.size() + keep)));
+      }
+      line.append(chunk, keep);
+    }
+    if (newline) return true;
+    if (ended || error) return any && !error;
+    in.clear();  // the chunk was full: the same line goes on
+  }
+}
+
+std::string too_long_line(std::size_t length) {
+  return "a line of more than " + std::to_string(kMostEventLineBytes) + " bytes (" + std::to_string(length) +
+         "), longer than any event a ring takes";
+}
 
 bool read_failed(const std::istream& in) {
   return in.bad() || (&in == &std::cin && std::ferror(stdin) != 0);

@@ -119,6 +119,9 @@ int run_route(const RouteArgs& args) {
       out += "]}\n";
     }
     if (out.size() > 1 << 16) flush();
+  }, [&](std::size_t number, std::size_t length) {
+    any_bad = true;
+    out += "{\"line\":" + std::to_string(number) + ",\"error\":" + json_quote(too_long_line(length)) + "}\n";
   });
   flush();
   std::fflush(stdout);

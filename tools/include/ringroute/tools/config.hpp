@@ -73,7 +73,13 @@ bool report_config_and_tls_file_errors(const ConfigResult& result);
 // variable) and is not built yet; `router.workers` past one a ring.
 [[nodiscard]] std::vector<std::string> config_notes(const Config& config);
 
-// Reads and parses `path`; an unreadable file is one error naming it.
+// The largest config file read: far past a million bindings written out,
+// and bounded, so a path to something without end is an error, not memory
+// taken until the process is killed.
+inline constexpr std::size_t kMostConfigBytes = std::size_t{64} << 20;
+
+// Reads and parses `path`; an unreadable file (or one past kMostConfigBytes)
+// is one error naming it.
 [[nodiscard]] ConfigResult load_config_file(const std::string& path);
 
 }  // namespace ringroute::tools
