@@ -185,18 +185,26 @@ Brackets scan_brackets(std::string_view s, std::string* open) {
 // telling "trailing content" apart.
 std::size_t end_of_first_value(std::string_view s) noexcept { return scan_brackets(s, nullptr).first_end; }
 
+// Whether a JSON value may end at `at`: the text's end, whitespace, or what
+// follows a value in an array or object. A number followed by anything else
+// ("12x") is malformed, not one too large.
+bool value_may_end_at(std::string_view text, std::size_t at) noexcept {
+  return at == text.size() || std::string_view(" \t\r\n,]}").find(text[at]) != std::string_view::npos;
+}
+
 // Whether the number at `at` is an integer as JSON writes them: one that
-// simdjson refused is one past 64 bits.
+// simdjson refused is one past 64 bits (it reads every integer of up to 19
+// digits, and those of 20 up to 2^64 - 1).
 bool integer_at(std::string_view text, std::size_t at) noexcept {
   if (at < text.size() && text[at] == '-') ++at;
   const std::size_t first = at;
   while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
   if (at == first || (text[first] == '0' && at - first > 1)) return false;
-  return at == text.size() || (text[at] != '.' && text[at] != 'e' && text[at] != 'E');
+  return at - first >= 19 && value_may_end_at(text, at);
 }
 
 // Whether the token at `at` is a number as JSON writes them: one that
-// simdjson refused then is past what a double holds.
+// simdjson refused then is past what a double holds (1e400).
 bool json_number_at(std::string_view text, std::size_t at) noexcept {
   auto digits = [&] {
     const std::size_t first = at;
@@ -216,7 +224,7 @@ bool json_number_at(std::string_view text, std::size_t at) noexcept {
     if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
     if (digits() == 0) return false;
   }
-  return at == text.size() || std::string_view(" \t\r\n,]}").find(text[at]) != std::string_view::npos;
+  return value_may_end_at(text, at);
 }
 
 struct Located {

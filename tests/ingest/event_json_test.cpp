@@ -225,6 +225,14 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
             "timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
   EXPECT_EQ(error_of(R"({"id":"x","body":{"n":-100000000000000000000}})").rfind("body: byte 22: an integer past 64 bits", 0),
             0u);
+  EXPECT_EQ(error_of(R"({"body":{"a":1e400}})"), "body: byte 13: a number past what a double holds (about 1.8e308)");
+  // Malformed, not too large: a number with a letter after it was said to
+  // be an integer past 64 bits, even as the line's first byte.
+  EXPECT_EQ(error_of(R"({"body":{"a":1x}})"), "body: not JSON: byte 13: Problem while parsing a number");
+  EXPECT_EQ(error_of(R"({"timestamp":7q})"), "timestamp: not JSON: byte 13: Problem while parsing a number");
+  EXPECT_EQ(error_of("-31x"), "not JSON: byte 0: Problem while parsing a number");
+  EXPECT_EQ(error_of(R"({"body":{"a":12345678901234567890123x}})"),
+            "body: not JSON: byte 13: Problem while parsing a number");
 }
 
 // A body is taken as its raw text, which simdjson's raw_json() finds by

@@ -940,6 +940,10 @@ TEST(Config, NumbersWrittenAsFloatsOrPast64BitsAreExplained) {
   ASSERT_EQ(big.size(), 1u);
   EXPECT_NE(big[0].find("an integer past 64 bits, and no number in a config goes that far"), std::string::npos)
       << big[0];
+  // A letter after the digits is a malformed number, not a large one.
+  const auto typo = keep("12x");
+  ASSERT_EQ(typo.size(), 1u);
+  EXPECT_NE(typo[0].find("Problem while parsing a number"), std::string::npos) << typo[0];
 }
 
 TEST(Config, NotAnObjectOrNotJson) {
