@@ -1,5 +1,6 @@
 #include "ringroute/ingest/event_json.hpp"
 
+#include "ringroute/event/excerpt.hpp"
 #include "ringroute/ingest/body_check.hpp"
 
 #include <array>
@@ -31,8 +32,9 @@ constexpr std::array<MemberName, kMemberCount> kMembers{{
 using event::kGregorianToUnix;
 
 std::string quoted(std::string_view s) {
+  const std::string_view excerpt = event::quoted_excerpt(s);
   std::string out = "\"";
-  for (char c : s) {
+  for (char c : excerpt) {
     if (c == '"' || c == '\\') out += '\\';
     if (static_cast<unsigned char>(c) < 0x20) {
       out += '?';
@@ -40,7 +42,9 @@ std::string quoted(std::string_view s) {
     }
     out += c;
   }
-  return out + "\"";
+  out += '"';
+  if (excerpt.size() != s.size()) out += "... (" + std::to_string(s.size()) + " bytes)";
+  return out;
 }
 
 std::optional<event::StringField> string_field(Member m) {

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 
+#include "ringroute/event/excerpt.hpp"
 #include "ringroute/matcher/topic.hpp"
 
 namespace ringroute::matcher {
@@ -143,7 +144,10 @@ std::string member_path(std::string_view path, std::string_view key) {
   });
   std::string out(path);
   if (plain) return out.append(out.empty() ? "" : ".").append(key);
-  return out.append("[").append(quoted(key)).append("]");
+  // Whole, not quoted(): an error is placed in the text by its path.
+  out.append("[\"");
+  append_escaped(out, key, true);
+  return out.append("\"]");
 }
 
 void append_escaped(std::string& out, std::string_view text, bool quotes) {
@@ -162,9 +166,11 @@ void append_escaped(std::string& out, std::string_view text, bool quotes) {
 }
 
 std::string quoted(std::string_view text) {
+  const std::string_view excerpt = event::quoted_excerpt(text);
   std::string out = "\"";
-  append_escaped(out, text, true);
+  append_escaped(out, excerpt, true);
   out += '"';
+  if (excerpt.size() != text.size()) out += "... (" + std::to_string(text.size()) + " bytes)";
   return out;
 }
 

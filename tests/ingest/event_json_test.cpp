@@ -101,6 +101,12 @@ TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_EQ(error_of(R"({"tag":"a","tag":"b"})"), R"(member "tag" given twice)");
   EXPECT_EQ(error_of(R"({"account_id":5})"), "account_id: expected a string");
   EXPECT_EQ(error_of(R"({"account_id":""})"), "account_id: empty (leave it out instead)");
+  // Quoted in part: a 1 MB value made a 1 MB error line.
+  EXPECT_EQ(error_of(R"({"severity":")" + std::string(1'000'000, 'x') + R"("})"),
+            "severity: unknown level \"" + std::string(200, 'x') + "\"... (1000000 bytes) (expected ok, warning, critical)");
+  // Cut before a UTF-8 sequence, not through it.
+  EXPECT_EQ(error_of(R"({"severity":")" + std::string(199, 'x') + "\xC3\xA9" + R"("})"),
+            "severity: unknown level \"" + std::string(199, 'x') + "\"... (201 bytes) (expected ok, warning, critical)");
   EXPECT_EQ(error_of(R"({"id":""})"), "id: empty (leave it out instead)");
   EXPECT_EQ(error_of(R"({"account_tree":["a",1]})"), "account_tree[1]: expected a string");
   EXPECT_EQ(error_of(R"({"body":[1]})"), "body: expected an object");

@@ -946,6 +946,27 @@ TEST(Config, NumbersWrittenAsFloatsOrPast64BitsAreExplained) {
   EXPECT_NE(typo[0].find("Problem while parsing a number"), std::string::npos) << typo[0];
 }
 
+// A key or value is quoted back in its error in part: whole, a 10 MB key
+// made a 10 MB line (and a 500 KB level's name, half a megabyte).
+TEST(Config, ErrorsQuoteLongKeysAndValuesInPart) {
+  const std::string key(1'000'000, 'k'), level(500'000, 's');
+  const std::string text = R"({"backends": [{"name": "b", "type": "file", "options": {"path": "/tmp/x"},
+      "bindings": [{")" + key + R"(": 1, "severity": ")" + level + R"("}]}]})";
+  const auto e = errors_of(text);
+  ASSERT_EQ(e.size(), 2u);
+  for (const std::string& error : e) EXPECT_LT(error.size(), 1000u) << error.substr(0, 1000);
+  EXPECT_EQ(e[0].rfind("backends[0].bindings[0]." + std::string(200 - 24, 'k') + "...", 0), 0u) << e[0].substr(0, 300);
+  EXPECT_NE(e[0].find(" (a path of 1000024 bytes): unknown key"), std::string::npos) << e[0].substr(0, 600);
+  EXPECT_NE(e[1].find("unknown level \"" + std::string(200, 's') + "\"... (500000 bytes) (expected ok, warning or critical)"),
+            std::string::npos)
+      << e[1].substr(0, 600);
+  // Still placed: the path that finds it in the text holds the key whole.
+  const ConfigResult result = parse_config(text);
+  ASSERT_EQ(result.errors.size(), 2u);
+  EXPECT_EQ(result.errors[0].line, 2u);
+  EXPECT_EQ(result.errors[0].column, 21u);
+}
+
 TEST(Config, NotAnObjectOrNotJson) {
   EXPECT_EQ(errors_of("[]"), std::vector<std::string>{"the config must be a JSON object, got an array"});
   const auto e = errors_of("{\"backends\": [\n}");

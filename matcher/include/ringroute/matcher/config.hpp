@@ -13,6 +13,7 @@
 
 #include <simdjson.h>
 
+#include "ringroute/event/excerpt.hpp"
 #include "ringroute/event/event.hpp"
 #include "ringroute/matcher/filter.hpp"
 
@@ -31,7 +32,16 @@ struct ConfigError {
   // Where the config's text has it (tools::ConfigLocations); 0: not known.
   std::size_t line = 0, column = 0;
   [[nodiscard]] std::string to_string() const {
-    return path.empty() ? message : path + ": " + message;
+    if (path.empty()) return message;
+    // A path holds its keys whole (the error is placed in the text by it):
+    // one of a 10 MB key is shortened here, where it is printed.
+    if (path.size() > 2 * event::kMostQuotedBytes) {
+      std::size_t tail = path.size() - event::kMostQuotedBytes / 2;
+      while (tail < path.size() && (static_cast<unsigned char>(path[tail]) & 0xC0) == 0x80) ++tail;  // whole sequences
+      return std::string(event::quoted_excerpt(path)) + "..." + path.substr(tail) + " (a path of " +
+             std::to_string(path.size()) + " bytes): " + message;
+    }
+    return path + ": " + message;
   }
   // As printed for the operator: with the line and column when known,
   // after the reason, so a line still starts `PATH: ` (DESIGN.md's form,
