@@ -967,6 +967,25 @@ TEST(Config, ErrorsQuoteLongKeysAndValuesInPart) {
   EXPECT_EQ(result.errors[0].column, 21u);
 }
 
+// A file backend appending to the router's own ring wrecked it (the next
+// start refused it as no ring), and to a perf block, the block.
+TEST(Config, AFileBackendMayNotWriteTheRoutersOwnFiles) {
+  const auto path_errors = [](const std::string& rings, const std::string& path) {
+    return errors_of(R"({)" + rings + R"("backends": [{"name": "f", "type": "file", "options": {"path": ")" + path +
+                     R"("}, "bindings": []}]})");
+  };
+  EXPECT_EQ(path_errors("", "/dev/shm/ringroute"),
+            std::vector<std::string>{"backends[0].options.path: \"/dev/shm/ringroute\" is the file of the default "
+                                     "ring, which the router itself writes"});
+  EXPECT_EQ(path_errors(R"("rings": [{"name": "a"}, {"name": "b"}], )", "/dev/shm/../shm/b"),
+            std::vector<std::string>{"backends[0].options.path: \"/dev/shm/../shm/b\" is the file of rings[1], which "
+                                     "the router itself writes"});
+  EXPECT_EQ(path_errors("", "/dev/shm/other.perf"),
+            std::vector<std::string>{"backends[0].options.path: \"/dev/shm/other.perf\" is a perf block's file, which "
+                                     "the router itself writes"});
+  EXPECT_TRUE(path_errors("", "/dev/shm/other").empty());
+}
+
 TEST(Config, NotAnObjectOrNotJson) {
   EXPECT_EQ(errors_of("[]"), std::vector<std::string>{"the config must be a JSON object, got an array"});
   const auto e = errors_of("{\"backends\": [\n}");

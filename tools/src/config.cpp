@@ -866,6 +866,28 @@ ConfigResult parse_config(std::string_view text) {
       if (type == "file" && backend["options"]["path"].get(path) == simdjson::SUCCESS && !path.empty() && enabled &&
           !unexpanded_under(options_path + ".path")) {
         const std::string identity = sinks::file_identity(std::string(path));
+        // The router's own files: appended to, a ring of this config is no
+        // ring at the next start, and a perf block (this instance's or
+        // another's) is taken for another version's and made anew, the
+        // positions that spare a restart's duplicates lost with it.
+        if (const std::string_view shm = "/dev/shm/"; identity.starts_with(shm)) {
+          const std::string_view file = std::string_view(identity).substr(shm.size());
+          // No rings named: the default one (added once the checks are done).
+          const std::vector<RingConfig> rings = config.rings.empty() ? std::vector<RingConfig>(1) : config.rings;
+          const auto ring =
+              std::find_if(rings.begin(), rings.end(), [&](const RingConfig& r) { return r.name == file; });
+          std::string whose;
+          if (ring != rings.end()) {
+            whose = config.rings.empty() ? "the file of the default ring"
+                                         : "the file of rings[" + std::to_string(ring - rings.begin()) + "]";
+          } else if (file.ends_with(".perf")) {
+            whose = "a perf block's file";
+          }
+          if (!whose.empty()) {
+            list.push_back({options_path + ".path",
+                            matcher::quoted(path) + " is " + whose + ", which the router itself writes"});
+          }
+        }
         const auto [first, fresh] = first_with_path.try_emplace(identity, index);
         struct stat file {};
         if (!fresh) {
