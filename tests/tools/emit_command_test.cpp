@@ -65,6 +65,33 @@ TEST(EmitCommand, OneEventFromFlags) {
   EXPECT_EQ(got[0].body, R"({"k":"v"})");
 }
 
+// A name with a '/' got shm_open's "Invalid argument", and one with a
+// terminal escape was echoed raw: both are held to the config's rule for
+// names, said with the name quoted.
+TEST(EmitCommand, ARingOrInstanceNameIsHeldToTheConfigsRule) {
+  const std::string err_path = "/tmp/rr-emit-names-" + std::to_string(::getpid());
+  const auto run = [&](const std::string& args) {
+    const int raw = std::system((ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " " + args + " 2> " + err_path).c_str());
+    std::ifstream err_file(err_path);
+    std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
+    std::remove(err_path.c_str());
+    return Result{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, err};
+  };
+  Result r = run("emit --ring a/b --body '{}'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find(R"(--ring: "a/b" is not a valid name (1 to 128 characters)"), std::string::npos) << r.err;
+  r = run("emit --ring .. --body '{}'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find(R"(--ring: ".." is not a valid name)"), std::string::npos) << r.err;
+  r = run("emit --instance $(printf 'x\\033[31m') --body '{}'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find(R"(--instance: "x\u001b[31m" is not a valid name (1 to 200 characters)"), std::string::npos)
+      << r.err;
+  r = run("stat --json --instance a/b");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find(R"(--instance: "a/b" is not a valid name)"), std::string::npos) << r.err;
+}
+
 TEST(EmitCommand, BadFlagIsAUsageError) {
   TestRing r(1 << 16, "emit");
   const auto res = emit(r.name, "--severity sever");

@@ -278,6 +278,16 @@ bool valid_name(std::string_view name, std::size_t max) {
   return true;
 }
 
+}  // namespace
+
+std::string name_problem(std::string_view name, std::size_t max, bool file_name) {
+  if (valid_name(name, max) && !(file_name && (name == "." || name == ".."))) return {};
+  return matcher::quoted(name) + " is not a valid name (1 to " + std::to_string(max) +
+         " characters of A-Z a-z 0-9 _ - ." + (file_name ? ", not . or .." : "") + ")";
+}
+
+namespace {
+
 // Ring and backend names are keys of the perf block's slots, which hold
 // this many bytes (a name that fills one has no terminating zero): a longer
 // name would be cut there, and two names alike up to the cut would share
@@ -289,10 +299,8 @@ constexpr std::size_t kMaxNameBytes = perf::kNameBytes;
 Check name_check(std::size_t max, bool file_name = false) {
   return [max, file_name](element v, const std::string& p, ConfigErrors& e) {
     if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
-    std::string_view s = v.get_string().value_unsafe();
-    if (!valid_name(s, max) || (file_name && (s == "." || s == ".."))) {
-      e.add(p, matcher::quoted(s) + " is not a valid name (1 to " + std::to_string(max) +
-                   " characters of A-Z a-z 0-9 _ - ." + (file_name ? ", not . or .." : "") + ")");
+    if (std::string why = name_problem(v.get_string().value_unsafe(), max, file_name); !why.empty()) {
+      e.add(p, std::move(why));
     }
   };
 }
@@ -454,7 +462,7 @@ std::string without_nulls(element value) {
 void parse_ring(element ring, const std::string& path, ConfigErrors& errors, RingConfig& out) {
   const std::size_t before = errors.size();
   check_object(ring, path, errors,
-               {{"name", name_check(kMaxNameBytes, true)},
+               {{"name", name_check(kMaxRingNameBytes, true)},
                 {"size_bytes",
                  [](element v, const std::string& p, ConfigErrors& e) {
                    uint_check(1024, 1ull << 30)(v, p, e);
@@ -721,7 +729,7 @@ ConfigResult parse_config(std::string_view text) {
   } else {
     check_object(
         root, "", errors,
-        {{"instance", name_check(200)},
+        {{"instance", name_check(kMaxInstanceBytes)},
          {"rings",
           [&](element v, const std::string& p, ConfigErrors& e) {
             if (!v.is_array()) return e.add(p, "expected an array of rings, " + got(v));

@@ -247,11 +247,11 @@ Run add_emit(CLI::App& app) {
       "emit", "write events into a ring: one from the flags, or NDJSON lines on stdin when no field flag is given");
   cmd->add_option("--ring", args->ring, "ring to write to (the name under /dev/shm)")
       ->capture_default_str()
-      ->check(CLI::Validator([](std::string& text) { return std::string(text.empty() ? "must name a ring" : ""); },
-                             "RING"));
+      ->check(ring_name());
   CLI::Option* config = cmd->add_option("--config", args->config, "write to the first ring of this config file");
   config->excludes("--ring");
   cmd->add_option("--instance", args->instance, "write to the first ring of this instance's router")
+      ->check(instance_name())
       ->excludes("--ring")
       ->excludes(config);
   cmd->add_option("--wait-ms", args->wait_ms, "how long to wait for room when the ring is full")

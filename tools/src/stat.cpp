@@ -489,7 +489,9 @@ int run_stat(const StatArgs& args) {
 Run add_stat(CLI::App& app) {
   auto args = std::make_shared<StatArgs>();
   CLI::App* cmd = app.add_subcommand("stat", "show the router's counters (live, or one --json snapshot)");
-  cmd->add_option("--instance", args->instance, "the router's instance name")->capture_default_str();
+  cmd->add_option("--instance", args->instance, "the router's instance name")
+      ->capture_default_str()
+      ->check(instance_name());
   cmd->add_option("--config", args->config, "take the instance name from this config file")->excludes("--instance");
   cmd->add_flag("--json", args->json, "print one JSON snapshot and exit");
   cmd->add_option("--interval-ms", args->interval_ms, "refresh interval")

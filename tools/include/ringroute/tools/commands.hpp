@@ -10,6 +10,8 @@
 #include <functional>
 #include <string>
 
+#include "ringroute/tools/config.hpp"
+
 namespace ringroute::tools {
 
 using Run = std::function<int()>;
@@ -26,6 +28,16 @@ inline CLI::Validator whole_number() {
         return "";
       },
       "WHOLE");
+}
+
+// For --instance and --ring: the config's rule for names (name_problem),
+// so a name with a '/' or a terminal escape is said as such, not as
+// "Invalid argument" from shm_open or echoed raw.
+inline CLI::Validator instance_name() {
+  return CLI::Validator([](std::string& text) { return name_problem(text, kMaxInstanceBytes); }, "NAME");
+}
+inline CLI::Validator ring_name() {
+  return CLI::Validator([](std::string& text) { return name_problem(text, kMaxRingNameBytes, true); }, "RING");
 }
 
 // For seconds and rates: CLI::Range lets NaN through (every comparison with

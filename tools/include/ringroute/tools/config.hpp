@@ -12,6 +12,7 @@
 
 #include "ringroute/ingest/router.hpp"
 #include "ringroute/matcher/config.hpp"
+#include "ringroute/perf/block.hpp"
 
 namespace ringroute::tools {
 
@@ -72,6 +73,17 @@ bool report_config_and_tls_file_errors(const ConfigResult& result);
 // when a key is set (`admin.auth_key` or the AUTH_KEY environment
 // variable) and is not built yet; `router.workers` past one a ring.
 [[nodiscard]] std::vector<std::string> config_notes(const Config& config);
+
+// The longest instance name (a perf block's file, /dev/shm/NAME.perf) and
+// ring name (a file under /dev/shm, and a key of the perf block's slots).
+inline constexpr std::size_t kMaxInstanceBytes = 200;
+inline constexpr std::size_t kMaxRingNameBytes = perf::kNameBytes;
+
+// Why `name` is not a valid instance, ring or backend name (1 to `max`
+// characters of A-Z a-z 0-9 _ - ., and with `file_name` not . or ..), or
+// empty: the config's rule, which `stat` and `emit` hold --instance and
+// --ring to as well.
+[[nodiscard]] std::string name_problem(std::string_view name, std::size_t max, bool file_name = false);
 
 // The largest config file read: far past a million bindings written out,
 // and bounded, so a path to something without end is an error, not memory
