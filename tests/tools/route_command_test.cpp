@@ -89,6 +89,14 @@ TEST(RouteCommand, PrintsBackendsInConfigOrderPerLine) {
 // host's name where the event gives none. route matched such a line without
 // it, so a binding on `node` reached no line the router would route to it.
 // An id the producer adds is not known before it emits: none is matched.
+TEST(RouteCommand, DashReadsStdin) {
+  Files f;
+  const std::string config = f.write("edr.json", kRecipe);
+  const Result r = f.run("route --config " + config + " -", "{\"verbosity\":\"debug\"}\n");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"line\":1,\"backends\":[\"debug_log\"]}\n");
+}
+
 TEST(RouteCommand, ALineWithoutANodeIsMatchedWithTheNodeAProducerAdds) {
   Files f;
   char host[256] = {};

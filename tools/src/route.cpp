@@ -39,7 +39,7 @@ int run_route(const RouteArgs& args) {
   const std::uint64_t max_record = largest_ring / 8;
 
   std::optional<InputFile> file;
-  if (!args.events.empty()) {
+  if (!args.events.empty() && args.events != "-") {  // "-": stdin, as the tools it sits among read it
     file.emplace(args.events);
     if (!file->problem().empty()) {
       std::fprintf(stderr, "ringroute route: cannot read %s: %s\n", args.events.c_str(), file->problem().c_str());
@@ -129,7 +129,7 @@ int run_route(const RouteArgs& args) {
   // never judged, so this is an I/O error, not a clean run.
   if (read_failed(in)) {
     std::fprintf(stderr, "ringroute route: reading %s failed: %s\n",
-                 args.events.empty() ? "stdin" : args.events.c_str(), std::strerror(errno));
+                 args.events.empty() || args.events == "-" ? "stdin" : args.events.c_str(), std::strerror(errno));
     return 2;
   }
   return any_bad ? 1 : 0;
@@ -163,7 +163,7 @@ Run add_route(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "route", "print which backends each NDJSON event (from EVENTS or stdin) would reach");
   cmd->add_option("--config", args->config, "config file")->required();
-  cmd->add_option("events", args->events, "NDJSON events (default: stdin)");
+  cmd->add_option("events", args->events, "NDJSON events (default, or -: stdin)");
   return [args] { return run_route(*args); };
 }
 
