@@ -305,7 +305,8 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
       if (type != simdjson::ondemand::json_type::string || value.get_string().get(s)) {
         return type_error(name, "a string");
       }
-      if (s.empty() && (member == Member::account_id || member == Member::app_name || member == Member::id)) {
+      if (s.empty() && (member == Member::account_id || member == Member::app_name || member == Member::id ||
+                        member == Member::node)) {
         return std::string(name) + ": empty (leave it out instead)";
       }
       if (s.size() > event::kMaxFieldBytes) return std::string(name) + ": longer than 65535 bytes";

@@ -182,11 +182,12 @@ rr_status check_event(const rr_event& e, std::size_t index, rr_error* error) {
       return fail(error, RR_TOO_BIG, index, "event %zu: %s: %zu bytes, at most %zu", index,
                   ev::kStringFieldNames[f].data(), s.size, ev::kMaxFieldBytes);
     }
-    // An id names one event: an empty one names none (and every event
-    // given one shares it). Absent, the library assigns one.
+    // An id names one event, a node one host: an empty one names none.
+    // Absent, the library assigns an id and the producer's node.
     if (s.size == 0 && (f == static_cast<std::size_t>(ev::StringField::account_id) ||
                         f == static_cast<std::size_t>(ev::StringField::app_name) ||
-                        f == static_cast<std::size_t>(ev::StringField::id))) {
+                        f == static_cast<std::size_t>(ev::StringField::id) ||
+                        f == static_cast<std::size_t>(ev::StringField::node))) {
       return fail(error, RR_BAD_ARGUMENT, index, "event %zu: %s: empty (leave it absent instead)", index,
                   ev::kStringFieldNames[f].data());
     }

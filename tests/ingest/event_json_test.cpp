@@ -108,6 +108,7 @@ TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_EQ(error_of(R"({"severity":")" + std::string(199, 'x') + "\xC3\xA9" + R"("})"),
             "severity: unknown level \"" + std::string(199, 'x') + "\"... (201 bytes) (expected ok, warning, critical)");
   EXPECT_EQ(error_of(R"({"id":""})"), "id: empty (leave it out instead)");
+  EXPECT_EQ(error_of(R"({"node":""})"), "node: empty (leave it out instead)");
   EXPECT_EQ(error_of(R"({"account_tree":["a",1]})"), "account_tree[1]: expected a string");
   EXPECT_EQ(error_of(R"({"body":[1]})"), "body: expected an object");
   EXPECT_EQ(error_of(R"({"timestamp":"yesterday"})"), R"(timestamp: "yesterday" is not an RFC 3339 date-time)");

@@ -374,6 +374,10 @@ TEST(Producer, BadArgumentsAreNamed) {
   EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
   EXPECT_NE(std::string(error.message).find("id: empty"), std::string::npos) << error.message;
   e = rr_event{};
+  e.node = rr_present("");
+  EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(error.message).find("node: empty"), std::string::npos) << error.message;
+  e = rr_event{};
   const int out_of_range = 9;  // as a C caller could store; a C++ cast would be UB
   std::memcpy(&e.severity, &out_of_range, sizeof out_of_range);
   EXPECT_EQ(p.emit(e, 0, &error), RR_BAD_ARGUMENT);

@@ -502,9 +502,9 @@ class Generator {
     for (const char* key : {"id", "app_version", "node", "stream_name", "event_type", "tag"}) {
       if (!rng_.chance(0.3)) continue;
       std::string value = rng_.from(kStrings);
-      // An empty id is refused (it names no event): one of a character, so
-      // the draws, and every seed's case, stay as they were.
-      if (value.empty() && std::string_view(key) == "id") value = "i";
+      // An empty id or node is refused (it names no event, no host): one of
+      // a character, so the draws, and every seed's case, stay as they were.
+      if (value.empty() && (std::string_view(key) == "id" || std::string_view(key) == "node")) value = "i";
       members.push_back(json_string(key) + ":" + json_string(value));
     }
     {

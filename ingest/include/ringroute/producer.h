@@ -80,7 +80,7 @@ typedef struct rr_event {
   rr_str account_id;  /* present: non-empty */
   rr_str app_name;    /* present: non-empty */
   rr_str app_version;
-  rr_str node;        /* absent: the producer's node (default: the host name) */
+  rr_str node;        /* present: non-empty; absent: the producer's node (default: the host name) */
   rr_str topic;       /* absent: derived by the router (edr.{severity}.{verbosity}.{account}.{app}) */
   rr_str stream_name;
   rr_str event_type;
