@@ -872,6 +872,16 @@ Router::Router(RouterConfig config)
       // what a restart skips); `stat` users in the group read it.
       block_(perf::BlockMapping::create_or_open(config_.instance, 0640)),
       plans_(std::max<std::size_t>(config_.rings.size(), 1)) {
+  // A router refused here (a ring another one consumes, a sink that can't
+  // start) leaves no block behind that it made and never ran with.
+  struct RemoveBlockUnlessStarted {
+    const perf::BlockMapping& block;
+    const std::string& instance;
+    bool started = false;
+    ~RemoveBlockUnlessStarted() {
+      if (!started && block.made_now()) perf::BlockMapping::remove(instance);
+    }
+  } remove_block_unless_started{block_, config_.instance};
   // Before any ring is mapped: a producer that truncates one must not take
   // the router, and every other ring's events in flight, down with it.
   ring::install_truncation_guard();
@@ -931,6 +941,7 @@ Router::Router(RouterConfig config)
                                  std::memory_order_relaxed);
   header.ring_count.store(static_cast<std::uint32_t>(config_.rings.size()), std::memory_order_relaxed);
   for (std::size_t i = 0; i < config_.rings.size(); ++i) workers_[i]->start(config_.rings[i].name);
+  remove_block_unless_started.started = true;
 }
 
 Router::~Router() { stop(std::chrono::milliseconds(0)); }

@@ -60,7 +60,10 @@ std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBucke
 
 BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint32_t mode) {
   const std::string name = shm_name(instance);
-  const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT, static_cast<mode_t>(mode));
+  // Made here, or there already (O_EXCL tells them apart).
+  int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, static_cast<mode_t>(mode));
+  const bool made_now = fd >= 0;
+  if (fd < 0 && errno == EEXIST) fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT, static_cast<mode_t>(mode));
   if (fd < 0) throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
   // One router per instance, of any build: the lock is held while the
   // mapping lives, and everything below (sizing, starting a block of
@@ -144,7 +147,7 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
     // Release: a reader that sees the version sees the zeroed block.
     block->header.version.store(kBlockVersion, std::memory_order_release);
   }
-  return BlockMapping(block, fd);
+  return BlockMapping(block, fd, made_now);
 }
 
 std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& instance, std::string* error,
@@ -220,6 +223,7 @@ BlockMapping& BlockMapping::operator=(BlockMapping&& other) noexcept {
     if (fd_ >= 0) ::close(fd_);
     block_ = other.block_;
     fd_ = other.fd_;
+    made_now_ = other.made_now_;
     other.block_ = nullptr;
     other.fd_ = -1;
   }

@@ -1054,6 +1054,18 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   ASSERT_EQ(parser.parse(still).get(doc), simdjson::SUCCESS) << still;
   EXPECT_EQ(int64_t(doc["router_pid"]), router_pid);
   EXPECT_TRUE(bool(doc["router_running"]));
+  // One of another instance is refused the ring too, and leaves no block
+  // of its instance behind, which it made and never ran with.
+  std::string other_instance = read_text(dir / "edr.json");
+  const std::string instance_key = R"("instance": ")" + ring + R"(")";
+  ASSERT_NE(other_instance.find(instance_key), std::string::npos) << other_instance;
+  other_instance.replace(other_instance.find(instance_key), instance_key.size(),
+                         R"("instance": ")" + ring + R"(-other")");
+  write_file(dir / "third.json", other_instance);
+  RouterProcess third(dir / "third.json", dir / "third.log");
+  ASSERT_EQ(third.wait_exit(5s), 2) << read_text(dir / "third.log");
+  EXPECT_FALSE(fs::exists("/dev/shm/" + ring + "-other.perf")) << read_text(dir / "third.log");
+  fs::remove("/dev/shm/" + ring + "-other.perf");
 
   ASSERT_EQ(router.stop(), 0);
   // The block outlives the router.

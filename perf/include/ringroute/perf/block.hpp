@@ -197,7 +197,7 @@ class BlockMapping {
                                                     const std::function<void(const Block&)>& mapped = {});
   static bool remove(const std::string& instance) noexcept;
 
-  BlockMapping(BlockMapping&& other) noexcept : block_(other.block_), fd_(other.fd_) {
+  BlockMapping(BlockMapping&& other) noexcept : block_(other.block_), fd_(other.fd_), made_now_(other.made_now_) {
     other.block_ = nullptr;
     other.fd_ = -1;
   }
@@ -207,6 +207,10 @@ class BlockMapping {
   ~BlockMapping();
 
   [[nodiscard]] Block& block() const noexcept { return *block_; }
+  // Whether create_or_open() made the file (none was there): a router that
+  // then fails to start removes it rather than leave an instance's block
+  // behind that never ran.
+  [[nodiscard]] bool made_now() const noexcept { return made_now_; }
   // The rings its router named, in slot order (the first config's first
   // ring first): how `emit --instance` and `bench --attach` find them.
   [[nodiscard]] std::vector<std::string> ring_names() const {
@@ -239,9 +243,11 @@ class BlockMapping {
   int reclaim_ring_slot(const std::function<bool(std::string_view)>& in_use);
 
  private:
-  explicit BlockMapping(Block* block, int fd = -1) : block_(block), fd_(fd) {}
+  explicit BlockMapping(Block* block, int fd = -1, bool made_now = false)
+      : block_(block), fd_(fd), made_now_(made_now) {}
   Block* block_;
   int fd_;  // create_or_open's, holding the lock; -1 for read-only mappings
+  bool made_now_;
 };
 
 [[nodiscard]] std::string block_path(const std::string& instance);
