@@ -43,8 +43,7 @@ std::string quoted(std::string_view s) {
     out += c;
   }
   out += '"';
-  if (excerpt.size() != s.size()) out += "... (" + std::to_string(s.size()) + " bytes)";
-  return out;
+  return out + event::excerpt_tail(s);
 }
 
 std::optional<event::StringField> string_field(Member m) {

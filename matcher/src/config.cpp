@@ -170,8 +170,7 @@ std::string quoted(std::string_view text) {
   std::string out = "\"";
   append_escaped(out, excerpt, true);
   out += '"';
-  if (excerpt.size() != text.size()) out += "... (" + std::to_string(text.size()) + " bytes)";
-  return out;
+  return out + event::excerpt_tail(text);
 }
 
 std::string control_escaped(std::string_view text) {

@@ -1,5 +1,6 @@
 #include "ringroute/matcher/filter.hpp"
 
+#include "ringroute/event/excerpt.hpp"
 #include "ringroute/matcher/config.hpp"
 
 #include <charconv>
@@ -12,6 +13,12 @@
 
 namespace ringroute::matcher::filter {
 namespace {
+
+// Input repeated in a message, bounded as matcher::quoted() bounds it: a
+// 1 MB word or literal made a 1 MB error line.
+std::string clipped(std::string_view text) {
+  return std::string(event::quoted_excerpt(text)) + event::excerpt_tail(text);
+}
 
 bool is_segment_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -203,7 +210,7 @@ class Parser {
         comparison.op = Op::eq, pos_ += 1;
         break;
       case '!':
-        if (peek(1) != '=') fail(pos_, "expected an operator after '" + path_text + "', found '!'");
+        if (peek(1) != '=') fail(pos_, "expected an operator after '" + clipped(path_text) + "', found '!'");
         comparison.op = Op::ne, pos_ += 2;
         break;
       case '<':
@@ -216,7 +223,7 @@ class Parser {
         break;
       case '~': comparison.op = Op::regex, pos_ += 1; break;
       default:
-        fail(pos_, "expected an operator (=, !=, <, <=, >, >=, ~) after '" + path_text +
+        fail(pos_, "expected an operator (=, !=, <, <=, >, >=, ~) after '" + clipped(path_text) +
                        "', found " + describe(pos_));
     }
     const std::string op_text(text_.substr(op_at, pos_ - op_at));
@@ -275,7 +282,7 @@ class Parser {
       literal.text = "null";
       return literal;
     }
-    std::string found = word.empty() ? describe(word_start) : "'" + std::string(word) + "'";
+    std::string found = word.empty() ? describe(word_start) : "'" + clipped(word) + "'";
     fail(word_start, "expected a literal after '" + op_text +
                          "' (a quoted string, a number, true, false or null), found " + found);
   }
@@ -410,18 +417,20 @@ class Parser {
                           comparison.op == Op::gt || comparison.op == Op::ge;
     if (comparison.op == Op::regex) {
       if (literal.kind != Literal::Kind::string) {
-        fail(literal_at, "'~' needs a quoted regular expression, found " + literal.text);
+        fail(literal_at, "'~' needs a quoted regular expression, found " + clipped(literal.text));
       }
       RE2::Options options;
       options.set_log_errors(false);
       RE2 compiled(literal.text, options);
       // RE2's message quotes the pattern's bytes as they are: a newline in
       // it would split the error over two lines.
-      if (!compiled.ok()) fail(literal_at, "bad regular expression: " + matcher::control_escaped(compiled.error()));
+      if (!compiled.ok()) {
+        fail(literal_at, "bad regular expression: " + matcher::control_escaped(clipped(compiled.error())));
+      }
       return;
     }
     if (ordering && (literal.kind == Literal::Kind::boolean || literal.kind == Literal::Kind::null)) {
-      fail(literal_at, "'" + op_text + "' can't order against " + literal.text +
+      fail(literal_at, "'" + op_text + "' can't order against " + clipped(literal.text) +
                            " (only = and != compare with true, false and null)");
     }
     if (comparison.field == Field::severity || comparison.field == Field::verbosity) {
@@ -441,7 +450,7 @@ class Parser {
                                           : "trace, debug, info, warn, error, fatal") +
                              "), found " + (literal.kind == Literal::Kind::string
                                                 ? matcher::quoted(literal.text)  // escaped: an error stays on its line
-                                                : literal.text));
+                                                : clipped(literal.text)));
       }
       comparison.level = *level;
     }

@@ -960,6 +960,16 @@ TEST(Config, ErrorsQuoteLongKeysAndValuesInPart) {
   EXPECT_NE(e[1].find("unknown level \"" + std::string(200, 's') + "\"... (500000 bytes) (expected ok, warning or critical)"),
             std::string::npos)
       << e[1].substr(0, 600);
+  // A filter's word, literal and regular expression too.
+  for (const std::string& filter : {"body.x = " + std::string(1'000'000, 'a'), "severity = '" + std::string(500'000, 'z') + "'",
+                                   "x ~ '(" + std::string(300'000, 'b') + "'",
+                                   "body." + std::string(400'000, 'p') + " true"}) {
+    const auto f = errors_of(R"({"backends": [{"name": "b", "type": "file", "options": {"path": "/tmp/x"},
+        "bindings": [{"filter": ")" + filter + R"("}]}]})");
+    ASSERT_EQ(f.size(), 1u) << f.front().substr(0, 300);
+    EXPECT_LT(f[0].size(), 1000u) << f[0].substr(0, 1000);
+    EXPECT_NE(f[0].find(" bytes)"), std::string::npos) << f[0].substr(0, 1000);
+  }
   // Still placed: the path that finds it in the text holds the key whole.
   const ConfigResult result = parse_config(text);
   ASSERT_EQ(result.errors.size(), 2u);

@@ -428,10 +428,10 @@ std::optional<Snapshot> take_view(const std::string& instance, std::unique_ptr<W
     reopened = true;
     watched.reset();
     // Caught while a router makes the block anew (its size or version not
-    // yet set), the open fails for a moment: tried for a second before the
-    // view gives up, which it did at once.
+    // yet set), the open fails for a moment: tried for two seconds before
+    // the view gives up, which it did at once.
     std::string error;
-    const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     while (!(watched = open_block(instance, error)) && std::chrono::steady_clock::now() < give_up_at) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace ringroute::event {
@@ -19,6 +20,12 @@ inline constexpr std::size_t kMostQuotedBytes = 200;
   // Back over continuation bytes (10xxxxxx) to the start of the sequence cut.
   while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
   return text.substr(0, end);
+}
+
+// What follows quoted_excerpt(text) in a message: "... (N bytes)" where it
+// was cut, else nothing.
+[[nodiscard]] inline std::string excerpt_tail(std::string_view text) {
+  return text.size() <= kMostQuotedBytes ? std::string() : "... (" + std::to_string(text.size()) + " bytes)";
 }
 
 }  // namespace ringroute::event
