@@ -389,8 +389,11 @@ rr_status rr_producer_open(const char* ring_name, const rr_producer_options* opt
       (options->name[0] == '\0' || ::strnlen(options->name, kMaxNameBytes + 1) > kMaxNameBytes)) {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: name must be 1 to %zu bytes", kMaxNameBytes);
   }
-  if (options->node != nullptr && ::strnlen(options->node, ev::kMaxFieldBytes + 1) > ev::kMaxFieldBytes) {
-    return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: node must be at most %zu bytes", ev::kMaxFieldBytes);
+  // Empty, it would stamp every event left without one with a node that
+  // names no host, which an event's own empty node is refused as.
+  if (options->node != nullptr &&
+      (options->node[0] == '\0' || ::strnlen(options->node, ev::kMaxFieldBytes + 1) > ev::kMaxFieldBytes)) {
+    return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: node must be 1 to %zu bytes", ev::kMaxFieldBytes);
   }
   if (options->wait_timeout_ns < 0) {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: wait_timeout_ns is negative");

@@ -363,6 +363,15 @@ TEST(Producer, AnEmitFromAnAtexitHandlerChecksItsBody) {
 
 TEST(Producer, BadArgumentsAreNamed) {
   TestRing r(4096);
+  {
+    // An empty node to stamp events with names no host, as an event's own.
+    EventProducer empty_node;
+    rr_producer_options o{};
+    o.node = "";
+    rr_error error{};
+    EXPECT_EQ(empty_node.open(r.name, &o, &error), RR_BAD_ARGUMENT);
+    EXPECT_NE(std::string(error.message).find("node must be 1 to 65535 bytes"), std::string::npos) << error.message;
+  }
   EventProducer p = open_producer(r.name);
   rr_error error{};
   rr_event e{};

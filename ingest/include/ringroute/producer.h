@@ -98,7 +98,7 @@ typedef struct rr_producer_options {
                               A fixed name repeats ids across processes and restarts ("{name}-{n}" from 0 each open); a call
                               of at most 128 events takes its numbers before its checks, a longer one after them, failing
                               or not, so ids may have gaps. */
-  const char* node;        /* NULL: the host name */
+  const char* node;        /* 1 to 65535 bytes; NULL: the host name */
   int64_t wait_timeout_ns; /* how long an emit may wait for room; 0: return RR_FULL at once */
 } rr_producer_options;
 
