@@ -38,21 +38,24 @@ std::string block_path(const std::string& instance) { return "/dev/shm/" + insta
 
 std::uint64_t histogram_quantile(const std::array<std::uint64_t, kHistogramBuckets>& counts,
                                  double quantile) noexcept {
-  // Saturating: the block is anyone's to write who may write it, and
-  // counts summing past 2^64 wrapped to a total that put the rank in an
-  // empty bucket, or past the last one.
-  const auto add = [](std::uint64_t a, std::uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; };
-  std::uint64_t total = 0;
-  for (std::uint64_t c : counts) total = add(total, c);
+  // Summed in 128 bits: the block is anyone's to write who may write it,
+  // and counts summing past 2^64 wrapped to a total that put the rank in
+  // the wrong bucket (or past the last one).
+  __extension__ typedef unsigned __int128 Uint128;
+  Uint128 total = 0;
+  for (std::uint64_t c : counts) total += c;
   if (total == 0) return 0;
   // Nearest rank: the smallest value with at least `quantile` of all at or
   // below it (p999 of 100 samples is the largest). The slack keeps a
   // product like 0.99 * 100 = 99.000000000000014 from rounding up a rank.
-  const auto rank = std::clamp<std::uint64_t>(
-      static_cast<std::uint64_t>(std::ceil(quantile * static_cast<double>(total) - 1e-6)), 1, total);
-  std::uint64_t seen = 0;
+  // Clamped as a floating value first: one past what the integer holds
+  // (a quantile of 1 against a huge total) would not convert.
+  const long double wanted =
+      std::ceil(static_cast<long double>(std::clamp(quantile, 0.0, 1.0)) * static_cast<long double>(total) - 1e-6L);
+  const Uint128 rank = wanted < 1 ? 1 : wanted >= static_cast<long double>(total) ? total : static_cast<Uint128>(wanted);
+  Uint128 seen = 0;
   for (std::size_t b = 0; b < kHistogramBuckets; ++b) {
-    seen = add(seen, counts[b]);
+    seen += counts[b];
     if (seen >= rank) return Histogram::upper_bound(b);
   }
   return UINT64_MAX;

@@ -243,6 +243,11 @@ TEST(PerfBlock, QuantilesOfCountsSummingPast64BitsStayInBucketsThatHoldSamples) 
   const std::uint64_t p99 = histogram_quantile(counts, 0.99);
   EXPECT_GE(p99, 2'000'000u);
   EXPECT_LT(p99, 2'300'000u);
+  // Every bucket full: each quantile by its rank, the largest too.
+  counts.fill(UINT64_MAX);
+  EXPECT_EQ(histogram_quantile(counts, 1.0), UINT64_MAX);  // the last bucket is open
+  EXPECT_EQ(histogram_quantile(counts, 0.0), Histogram::upper_bound(0));
+  EXPECT_EQ(histogram_quantile(counts, 0.5), Histogram::upper_bound(kHistogramBuckets / 2 - 1));
 }
 
 }  // namespace
