@@ -84,6 +84,7 @@ TEST(RouterFailure, AWorkerOutOfMemoryStopsAndSaysSoInsteadOfTakingTheRouterDown
     }
     fail_worker_allocations.store(false);
     ASSERT_TRUE(failure) << "the worker never failed an allocation";
+    ASSERT_TRUE(has_open(gone_path)) << "the file backend never opened its file: the check below shows nothing";
     EXPECT_NE(failure->find("the worker of ring " + name + " stopped: std::bad_alloc"), std::string::npos) << *failure;
     // A reload does not wait for ever for the failed worker to take it.
     RouterConfig next = config;

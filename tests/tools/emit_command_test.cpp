@@ -222,11 +222,22 @@ TEST(EmitCommand, TheRingCanComeFromAnInstance) {
   const std::string binary = ringroute::testing::shell_quoted(RINGROUTE_BINARY);
   const int raw = std::system((binary + " emit --instance " + instance + " --id from-instance").c_str());
   const int absent = std::system((binary + " emit --instance " + instance + "-absent --id x 2>/dev/null").c_str());
+  // The router stopped: the first ring still there that its config named,
+  // not the stale one before it in the block, which only an earlier
+  // config named (its router marked it so at its start).
+  {
+    perf::BlockMapping block = perf::BlockMapping::create_or_open(instance, 0600);
+    block.block().header.router_pid.store(0);
+    block.block().rings[1].not_in_config.store(1);
+  }
+  const int stopped = std::system((binary + " emit --instance " + instance + " --id while-stopped").c_str());
   perf::BlockMapping::remove(instance);
   ASSERT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 0);
+  ASSERT_EQ(WIFEXITED(stopped) ? WEXITSTATUS(stopped) : -1, 0);
   const auto got = drain(c);
-  ASSERT_EQ(got.size(), 1u);
+  ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].id, "from-instance");
+  EXPECT_EQ(got[1].id, "while-stopped");
   EXPECT_EQ(stale.segment.header().tail.load(), 0u) << "written to a ring nobody reads";
   EXPECT_EQ(WIFEXITED(absent) ? WEXITSTATUS(absent) : -1, 2);
 }

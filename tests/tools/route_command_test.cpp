@@ -85,10 +85,6 @@ TEST(RouteCommand, PrintsBackendsInConfigOrderPerLine) {
             "{\"line\":6,\"backends\":[\"acct\"]}\n");
 }
 
-// Every event the router sees has a node: the producer library adds this
-// host's name where the event gives none. route matched such a line without
-// it, so a binding on `node` reached no line the router would route to it.
-// An id the producer adds is not known before it emits: none is matched.
 TEST(RouteCommand, DashReadsStdin) {
   Files f;
   const std::string config = f.write("edr.json", kRecipe);
@@ -97,6 +93,10 @@ TEST(RouteCommand, DashReadsStdin) {
   EXPECT_EQ(r.out, "{\"line\":1,\"backends\":[\"debug_log\"]}\n");
 }
 
+// Every event the router sees has a node: the producer library adds this
+// host's name where the event gives none. route matched such a line without
+// it, so a binding on `node` reached no line the router would route to it.
+// An id the producer adds is not known before it emits: none is matched.
 TEST(RouteCommand, ALineWithoutANodeIsMatchedWithTheNodeAProducerAdds) {
   Files f;
   char host[256] = {};

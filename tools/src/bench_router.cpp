@@ -551,6 +551,7 @@ Run add_bench_router(CLI::App& bench) {
   const CLI::Validator finite = finite_number();
   bench.add_option("--config", args->config, "config for an in-process router (private ring and instance names)");
   bench.add_option("--attach", args->attach, "measure the running router of this instance instead")
+      ->check(instance_name())
       ->excludes("--config");
   bench.add_option("--producers", args->producers, "producer processes")
       ->capture_default_str()

@@ -878,7 +878,9 @@ ConfigResult parse_config(std::string_view text) {
         // ring at the next start, and a perf block (this instance's or
         // another's) is taken for another version's and made anew, the
         // positions that spare a restart's duplicates lost with it.
-        if (const std::string_view shm = "/dev/shm/"; identity.starts_with(shm)) {
+        // Resolved as the path is: /dev/shm may be a link (to /run/shm).
+        static const std::string shm = sinks::file_identity("/dev/shm") + "/";
+        if (identity.starts_with(shm)) {
           const std::string_view file = std::string_view(identity).substr(shm.size());
           // No rings named: the default one (added once the checks are done).
           const std::vector<RingConfig> rings = config.rings.empty() ? std::vector<RingConfig>(1) : config.rings;

@@ -84,7 +84,9 @@ struct alignas(kCacheLine) RingSlot {
   // rings its config names, and in a block an earlier build wrote (which
   // said nothing: every ring shown). Written by the router's constructor,
   // relaxed on both sides: a label, ordered with nothing. In the slot's
-  // padding, so the block's layout (and version) is unchanged.
+  // padding, so the block's layout (and version) is unchanged; a router of
+  // an earlier build started on the block leaves the labels as they were
+  // (a ring it consumes may be hidden until this build's router starts).
   std::atomic<std::uint32_t> not_in_config;
 };
 static_assert(sizeof(RingSlot) == 3 * kCacheLine, "a field added past the padding changes the layout");
@@ -212,11 +214,15 @@ class BlockMapping {
   // behind that never ran.
   [[nodiscard]] bool made_now() const noexcept { return made_now_; }
   // The rings its router named, in slot order (the first config's first
-  // ring first): how `emit --instance` and `bench --attach` find them.
+  // ring first), less those only an earlier config named: how `emit
+  // --instance` and `bench --attach` find them.
   [[nodiscard]] std::vector<std::string> ring_names() const {
     std::vector<std::string> names;
     for (const auto& slot : block_->rings) {
-      if (slot.name[0] != 0) names.emplace_back(slot_name(slot.name));
+      // Relaxed: a label (see RingSlot::not_in_config).
+      if (slot.name[0] != 0 && slot.not_in_config.load(std::memory_order_relaxed) == 0) {
+        names.emplace_back(slot_name(slot.name));
+      }
     }
     return names;
   }

@@ -45,8 +45,9 @@ class InputFile {
 inline constexpr std::size_t kMostEventLineBytes = std::size_t{128} << 20;
 
 // Reads the next line of `in` (up to a '\n', which is read and not kept)
-// into `line`, keeping at most `most` bytes of it; `length` is the whole
-// line's. False at the end of the input (or a read error: read_failed()).
+// into `line`, keeping at most `most` + 1 bytes of it (one past the bound
+// tells a line over it); `length` is the whole line's. False at the end of
+// the input (or a read error: read_failed()).
 bool read_line(std::istream& in, std::string& line, std::size_t most, std::size_t& length);
 
 // Calls on_line(line, number) for each non-blank line of NDJSON input, as
