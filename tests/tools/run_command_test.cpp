@@ -904,7 +904,10 @@ pid_t spawn_stat(const std::string& args, const std::string& out, const std::str
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     std::freopen(out.c_str(), "w", stdout);
     std::freopen(err.c_str(), "w", stderr);
-    ::execl("/bin/sh", "sh", "-c", (ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " stat " + args).c_str(), static_cast<char*>(nullptr));
+    // exec: the pid is stat's own, which a signal to it then reaches (the
+    // shell would have forked it, and lived on as its parent).
+    ::execl("/bin/sh", "sh", "-c", ("exec " + ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " stat " + args).c_str(),
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   return pid;
