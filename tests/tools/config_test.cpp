@@ -996,6 +996,26 @@ TEST(Config, AFileBackendMayNotWriteTheRoutersOwnFiles) {
   EXPECT_TRUE(path_errors("", "/dev/shm/other").empty());
 }
 
+// A path no write will ever open, as the file system stands, was a sink
+// that retried for good, its events held in the ring.
+TEST(Config, AFilePathThatCanNeverBeAFileIsAnError) {
+  const auto path_errors = [](const std::string& path) {
+    return errors_of(R"({"backends": [{"name": "f", "type": "file", "options": {"path": ")" + path +
+                     R"("}, "bindings": []}]})");
+  };
+  const testing::TempDir dir("config-never-a-file");
+  const std::string file = dir.path() + "/plain";
+  std::ofstream(file) << "x";
+  EXPECT_EQ(path_errors(dir.path()), std::vector<std::string>{"backends[0].options.path: \"" + dir.path() +
+                                                              "\" is a directory, not a file"});
+  EXPECT_EQ(path_errors(file + "/a/b.log"),
+            std::vector<std::string>{"backends[0].options.path: \"" + file + "/a/b.log\" goes through \"" + file +
+                                     "\", which is not a directory"});
+  // What the sink makes on the way is no error: directories, the file.
+  EXPECT_TRUE(path_errors(dir.path() + "/new/dir/x.log").empty());
+  EXPECT_TRUE(path_errors(file).empty());
+}
+
 TEST(Config, NotAnObjectOrNotJson) {
   EXPECT_EQ(errors_of("[]"), std::vector<std::string>{"the config must be a JSON object, got an array"});
   const auto e = errors_of("{\"backends\": [\n}");

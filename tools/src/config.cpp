@@ -278,6 +278,31 @@ bool valid_name(std::string_view name, std::size_t max) {
   return true;
 }
 
+// Whether `path`'s text names a directory (it ends in "/", "." or "..").
+bool ends_in_a_directory(std::string_view path) {
+  const std::string last = std::filesystem::path(path).filename().string();
+  return last.empty() || last == "." || last == "..";
+}
+
+// Why a file sink could never open `path` (resolved) as the file system
+// stands: a directory there, or a part of the way that is not one (a file
+// named as a directory). Empty where it may open it, or where what is
+// missing the sink makes.
+std::string never_a_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) return S_ISDIR(st.st_mode) ? "is a directory, not a file" : "";
+  if (errno != ENOTDIR) return "";
+  // Some part of the way is not a directory: named, the nearest that exists.
+  for (std::filesystem::path up = std::filesystem::path(path).parent_path(); up.has_relative_path();
+       up = up.parent_path()) {
+    if (::stat(up.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) return "goes through " + matcher::quoted(up.string()) + ", which is not a directory";
+      break;
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string name_problem(std::string_view name, std::size_t max, bool file_name) {
@@ -375,10 +400,9 @@ std::vector<Member> options_for(std::string_view type) {
                        const std::size_t errors = e.size();
                        file_name_check()(v, p, e);
                        if (!v.is_string() || e.size() != errors) return;
-                       const std::filesystem::path path(std::string(v.get_string().value_unsafe()));
-                       const std::string last = path.filename().string();
-                       if (!path.empty() && (last.empty() || last == "." || last == "..")) {
-                         e.add(p, matcher::quoted(path.string()) + " names a directory, not a file");
+                       const std::string_view path = v.get_string().value_unsafe();
+                       if (!path.empty() && ends_in_a_directory(path)) {
+                         e.add(p, matcher::quoted(path) + " names a directory, not a file");
                        }
                      },
                      true},
@@ -911,6 +935,12 @@ ConfigResult parse_config(std::string_view text) {
                             matcher::quoted(path) + " is another name (a hard link) of the file of backends[" +
                                 std::to_string(same->second) + "] (one file, one backend)"});
           }
+        } else if (const std::string why = never_a_file(identity); !why.empty() && !ends_in_a_directory(path)) {
+          // What no write will ever open, as the file system stands: the
+          // sink would retry it for good, its events held in the ring. (A
+          // path ending in "/", "." or ".." is said to name a directory
+          // already.)
+          list.push_back({options_path + ".path", matcher::quoted(path) + " " + why});
         }
         auto number = [&](const char* option, std::uint64_t absent) {  // a wrong one has its own error
           std::uint64_t n = 0;
