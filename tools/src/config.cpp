@@ -285,14 +285,15 @@ bool ends_in_a_directory(std::string_view path) {
 }
 
 // Why a file sink could never open `path` (resolved) as the file system
-// stands: a directory there, or a part of the way that is not one (a file
-// named as a directory). Empty where it may open it, or where what is
-// missing the sink makes.
-std::string never_a_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) return S_ISDIR(st.st_mode) ? "is a directory, not a file" : "";
-  if (errno != ENOTDIR) return "";
+// stands, from its stat (`stat_error` 0, or the errno it failed with): a
+// directory there, or a part of the way that is not one (a file named as a
+// directory). Empty where it may open it, or where what is missing the
+// sink makes.
+std::string never_a_file(const std::string& path, int stat_error, const struct stat& found) {
+  if (stat_error == 0) return S_ISDIR(found.st_mode) ? "is a directory, not a file" : "";
+  if (stat_error != ENOTDIR) return "";
   // Some part of the way is not a directory: named, the nearest that exists.
+  struct stat st {};
   for (std::filesystem::path up = std::filesystem::path(path).parent_path(); up.has_relative_path();
        up = up.parent_path()) {
     if (::stat(up.c_str(), &st) == 0) {
@@ -312,12 +313,6 @@ std::string name_problem(std::string_view name, std::size_t max, bool file_name)
 }
 
 namespace {
-
-// Ring and backend names are keys of the perf block's slots, which hold
-// this many bytes (a name that fills one has no terminating zero): a longer
-// name would be cut there, and two names alike up to the cut would share
-// one slot (its counters, batches and ring position).
-constexpr std::size_t kMaxNameBytes = perf::kNameBytes;
 
 // `file_name`: the name is a file's under /dev/shm (a ring), where "."
 // and ".." name none of their own.
@@ -486,7 +481,7 @@ std::string without_nulls(element value) {
 void parse_ring(element ring, const std::string& path, ConfigErrors& errors, RingConfig& out) {
   const std::size_t before = errors.size();
   check_object(ring, path, errors,
-               {{"name", name_check(kMaxRingNameBytes, true)},
+               {{"name", name_check(kMaxNameBytes, true)},
                 {"size_bytes",
                  [](element v, const std::string& p, ConfigErrors& e) {
                    uint_check(1024, 1ull << 30)(v, p, e);
@@ -924,18 +919,21 @@ ConfigResult parse_config(std::string_view text) {
         }
         const auto [first, fresh] = first_with_path.try_emplace(identity, index);
         struct stat file {};
+        const int stat_error = ::stat(identity.c_str(), &file) == 0 ? 0 : errno;
         if (!fresh) {
           list.push_back({"backends[" + std::to_string(index) + "].options.path",
                           matcher::quoted(path) + " is also the file of backends[" + std::to_string(first->second) +
                               "] (one file, one backend)"});
-        } else if (::stat(identity.c_str(), &file) == 0 && S_ISREG(file.st_mode)) {
+        } else if (stat_error == 0 && S_ISREG(file.st_mode)) {
           const auto [same, new_inode] = first_with_inode.try_emplace({file.st_dev, file.st_ino}, index);
           if (!new_inode) {
             list.push_back({"backends[" + std::to_string(index) + "].options.path",
                             matcher::quoted(path) + " is another name (a hard link) of the file of backends[" +
                                 std::to_string(same->second) + "] (one file, one backend)"});
           }
-        } else if (const std::string why = never_a_file(identity); !why.empty() && !ends_in_a_directory(path)) {
+        } else if (const std::string why =
+                       ends_in_a_directory(path) ? std::string() : never_a_file(identity, stat_error, file);
+                   !why.empty()) {
           // What no write will ever open, as the file system stands: the
           // sink would retry it for good, its events held in the ring. (A
           // path ending in "/", "." or ".." is said to name a directory

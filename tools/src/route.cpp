@@ -38,8 +38,9 @@ int run_route(const RouteArgs& args) {
   for (const auto& ring : loaded.config->rings) largest_ring = std::max(largest_ring, ring.size_bytes);
   const std::uint64_t max_record = largest_ring / 8;
 
+  const bool from_stdin = args.events.empty() || args.events == "-";  // "-" as the tools it sits among read it
   std::optional<InputFile> file;
-  if (!args.events.empty() && args.events != "-") {  // "-": stdin, as the tools it sits among read it
+  if (!from_stdin) {
     file.emplace(args.events);
     if (!file->problem().empty()) {
       std::fprintf(stderr, "ringroute route: cannot read %s: %s\n", args.events.c_str(), file->problem().c_str());
@@ -129,7 +130,7 @@ int run_route(const RouteArgs& args) {
   // never judged, so this is an I/O error, not a clean run.
   if (read_failed(in)) {
     std::fprintf(stderr, "ringroute route: reading %s failed: %s\n",
-                 args.events.empty() || args.events == "-" ? "stdin" : args.events.c_str(), std::strerror(errno));
+                 from_stdin ? "stdin" : args.events.c_str(), std::strerror(errno));
     return 2;
   }
   return any_bad ? 1 : 0;

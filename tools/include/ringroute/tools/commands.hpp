@@ -37,7 +37,7 @@ inline CLI::Validator instance_name() {
   return CLI::Validator([](std::string& text) { return name_problem(text, kMaxInstanceBytes); }, "NAME");
 }
 inline CLI::Validator ring_name() {
-  return CLI::Validator([](std::string& text) { return name_problem(text, kMaxRingNameBytes, true); }, "RING");
+  return CLI::Validator([](std::string& text) { return name_problem(text, kMaxNameBytes, true); }, "RING");
 }
 
 // For seconds and rates: CLI::Range lets NaN through (every comparison with

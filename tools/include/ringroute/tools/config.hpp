@@ -74,10 +74,13 @@ bool report_config_and_tls_file_errors(const ConfigResult& result);
 // variable) and is not built yet; `router.workers` past one a ring.
 [[nodiscard]] std::vector<std::string> config_notes(const Config& config);
 
-// The longest instance name (a perf block's file, /dev/shm/NAME.perf) and
-// ring name (a file under /dev/shm, and a key of the perf block's slots).
+// The longest instance name (a perf block's file, /dev/shm/NAME.perf).
 inline constexpr std::size_t kMaxInstanceBytes = 200;
-inline constexpr std::size_t kMaxRingNameBytes = perf::kNameBytes;
+// Ring and backend names are keys of the perf block's slots, which hold
+// this many bytes (a name that fills one has no terminating zero): a longer
+// name would be cut there, and two names alike up to the cut would share
+// one slot (its counters, batches and ring position).
+inline constexpr std::size_t kMaxNameBytes = perf::kNameBytes;
 
 // Why `name` is not a valid instance, ring or backend name (1 to `max`
 // characters of A-Z a-z 0-9 _ - ., and with `file_name` not . or ..), or
