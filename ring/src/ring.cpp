@@ -385,7 +385,7 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
     }
     if (take_owner(header_->consumer_pid, header_->consumer_start_ticks, owner, self, ticks, true)) break;
   }
-  header_->dead_claim_timeout_ns = dead_claim_timeout_ns_;
+  header_->dead_claim_timeout_ns.store(dead_claim_timeout_ns_, std::memory_order_relaxed);
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
 
   // A consumer that died while zeroing released space left releasing_to set:
@@ -485,6 +485,10 @@ void Consumer::release(std::uint64_t position) noexcept {
 }
 
 void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
+  // Acquire, though it pairs with no release (the word is a change
+  // detector; a commit is seen through the header's re-check below): it
+  // keeps this load before the flag's store. Read after it, the load could
+  // take in an increment whose wake was already spent, and sleep through it.
   const std::uint32_t seen = header_->consumer_wake.load(std::memory_order_acquire);
   header_->consumer_sleeping.store(1, std::memory_order_relaxed);
   // Dekker with Producer::wake_consumer_if_sleeping: flag, fence, re-check.

@@ -125,7 +125,7 @@ void initialise(SegmentHeader& h, std::uint64_t capacity, std::int64_t dead_clai
   // one large batch can't starve every other producer.
   h.max_record_bytes = capacity / 8;
   h.created_unix_ns = realtime_ns();
-  h.dead_claim_timeout_ns = dead_claim_timeout_ms * 1'000'000;
+  h.dead_claim_timeout_ns.store(dead_claim_timeout_ms * 1'000'000, std::memory_order_relaxed);
   // Release: pairs with Segment::attach's acquire load; once a producer sees
   // the version it sees every field above.
   h.layout_version.store(kLayoutVersion, std::memory_order_release);

@@ -79,8 +79,10 @@ using perf::kCacheLine;
 inline constexpr std::uint32_t kConsumerLockByte = kMaxProducerSlots;
 
 struct alignas(kCacheLine) ProducerSlot {
-  // 0 = free. Taken with a CAS (acq_rel) so two producers never share a slot;
-  // pairs with the consumer's acquire load when it checks a stalled claim.
+  // 0 = free. Taken in two CASes (take_owner()): an acq_rel one to a mark,
+  // so two producers never share a slot, then a release one from the mark to
+  // the pid, which publishes start_ticks and pairs with the consumer's
+  // acquire load of the pid when it checks a stalled claim.
   std::atomic<std::int32_t> owner_pid;
   // owner_pid's value while that owner holds the slot's lock (0 otherwise,
   // and in slots of builds before the lock): the consumer then judges it
@@ -119,7 +121,10 @@ struct SegmentHeader {
   std::uint64_t capacity;
   std::uint64_t max_record_bytes;
   std::int64_t created_unix_ns;
-  std::int64_t dead_claim_timeout_ns;  // consumer's setting, informational
+  // The consumer's setting, for a reader of the segment (informational):
+  // atomic because every consumer's start rewrites it while producers and
+  // `stat` have the header mapped. Relaxed: nothing is published with it.
+  std::atomic<std::int64_t> dead_claim_timeout_ns;
   std::uint8_t reserved_line0[kCacheLine - 48];
 
   // --- line 1: producers' claim position ---

@@ -348,9 +348,11 @@ class Producer {
     // re-reads the header. At least one side sees the other's store.
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (header_->consumer_sleeping.load(std::memory_order_relaxed) != 0) [[unlikely]] {
-      // Release pairs with nothing in particular: the futex word is only a
-      // change detector; the data is published by the header store above.
-      header_->consumer_wake.fetch_add(1, std::memory_order_release);
+      // Relaxed: the futex word is only a change detector (the kernel
+      // compares it under its own lock); the record is published by the
+      // commit's release store and the fence above, which Consumer::sleep's
+      // re-check of the header pairs with.
+      header_->consumer_wake.fetch_add(1, std::memory_order_relaxed);
       detail::futex_wake_all(header_->consumer_wake);
     }
   }
