@@ -67,6 +67,7 @@ class Worker {
       for (auto& backend : block_.backends) {
         backend.written_through[ring_].store(0, std::memory_order_relaxed);
         backend.writing_through[ring_].store(0, std::memory_order_relaxed);
+        backend.written_from[ring_].store(0, std::memory_order_relaxed);
       }
       rs.segment_created_ns.store(created, std::memory_order_relaxed);
     }
@@ -79,6 +80,22 @@ class Worker {
       // Acquire pairs with the sinks' release stores (of an earlier router).
       skip_through_[s] = block_.backends[s].written_through[ring_].load(std::memory_order_acquire);
       maybe_written_through_[s] = block_.backends[s].writing_through[ring_].load(std::memory_order_acquire);
+      const std::uint64_t started_from = block_.backends[s].written_from[ring_].load(std::memory_order_relaxed);
+      if (started_from > released_ && started_from <= tail && skip_through_[s] > released_) {
+        // Added by a reload while older records stayed in the ring (held
+        // for a backend that reload removed, then the router killed): its
+        // position covers only what came after its start, and skipping by
+        // it would lose the older ones, which no backend here would write.
+        // Everything in the ring goes to it again: what it wrote since its
+        // start twice (counted as replayed), nothing lost.
+        std::fprintf(stderr,
+                     "ringroute: ring %s: backend %.*s started after records still in the ring (a reload added "
+                     "it); it gets every record in the ring again, those it wrote since its start twice\n",
+                     config.name.c_str(), static_cast<int>(perf::slot_name(block_.backends[s].name).size()),
+                     perf::slot_name(block_.backends[s].name).data());
+        skip_through_[s] = released_;
+        block_.backends[s].written_through[ring_].store(released_, std::memory_order_relaxed);
+      }
       if (skip_through_[s] > tail || maybe_written_through_[s] > tail) {
         std::fprintf(stderr,
                      "ringroute: ring %s: the perf block says backend slot %zu wrote through %llu, past the ring's "
@@ -394,9 +411,19 @@ class Worker {
     formatted_.assign(plan.encoders.size(), {});
     matched_.resize(plan.matcher->backend_count());
     for (auto& set : matched_batch_) set.resize(plan.matcher->backend_count());
+    const std::array<int, perf::kMaxBackends> index_before = index_of_slot_;
     index_of_slot_.fill(-1);
     for (std::size_t i = 0; i < plan.slot_of.size(); ++i) {
       if (plan.backends[i]) index_of_slot_[static_cast<std::size_t>(plan.slot_of[i])] = static_cast<int>(i);
+    }
+    // A backend new to this worker (at the start, added by a reload, or
+    // given a slot taken back) starts here: before anything is routed to it.
+    for (std::size_t s = 0; s < perf::kMaxBackends; ++s) {
+      const bool taken_back = std::find(plan.reclaimed_slots.begin(), plan.reclaimed_slots.end(),
+                                        static_cast<int>(s)) != plan.reclaimed_slots.end();
+      if (index_of_slot_[s] >= 0 && (index_before[s] < 0 || taken_back)) {
+        block_.backends[s].written_from[ring_].store(last_end_, std::memory_order_relaxed);
+      }
     }
     // Plans are adopted one by one (a reload waits for every worker), so
     // none of these is missed; the first plan's are forgotten before the
@@ -844,7 +871,12 @@ class Worker {
   std::array<SlotState, perf::kMaxBackends> slots_{};
   std::vector<std::size_t> active_;
   std::array<std::size_t, perf::kMaxBackends> to_submit_{};
-  std::array<int, perf::kMaxBackends> index_of_slot_{};  // plan index by perf slot, -1: none
+  static std::array<int, perf::kMaxBackends> no_slots() {
+    std::array<int, perf::kMaxBackends> none;
+    none.fill(-1);
+    return none;
+  }
+  std::array<int, perf::kMaxBackends> index_of_slot_ = no_slots();  // plan index by perf slot, -1: none
   std::size_t behind_count_ = 0;
   // any_behind_may_have_room() as the last round left its plan (sleep_budget()).
   bool behind_may_have_room_ = false;
@@ -908,10 +940,11 @@ Router::Router(RouterConfig config)
             ring::Status::ok) {
           return false;
         }
-        // Acquire, both: nothing is published by these loads; they only
-        // read two positions another process moves.
-        return segment.header().head.load(std::memory_order_acquire) !=
-               segment.header().tail.load(std::memory_order_acquire);
+        // Relaxed, both: nothing is published to us by these loads (no
+        // record is read); they only compare two positions another process
+        // moves, a snapshot that may be stale either way.
+        return segment.header().head.load(std::memory_order_relaxed) !=
+               segment.header().tail.load(std::memory_order_relaxed);
       };
       if (block_.reclaim_ring_slot(in_use) >= 0) slot = block_.ring_slot(config_.rings[i].name);
     }
@@ -1049,6 +1082,7 @@ std::optional<std::string> Router::reload(
               std::to_string(asked.dead_claim_timeout.count()));
   }
   config.rings = config_.rings;
+  const std::chrono::milliseconds removed_drain = config.removed_backend_drain;
   Runners next;
   std::vector<std::shared_ptr<sinks::BackendRunner>> replaced, removed;
   std::unique_ptr<const Plan> plan;
@@ -1134,10 +1168,10 @@ std::optional<std::string> Router::reload(
   group.clear();
   for (auto& runner : removed) group.push_back(runner.get());
   if (!removed.empty()) {
-    std::fprintf(stderr, "ringroute: reload: %zu removed backend(s) have up to 5 s to write what they hold\n",
-                 removed.size());
+    std::fprintf(stderr, "ringroute: reload: %zu removed backend(s) have up to %lld ms to write what they hold\n",
+                 removed.size(), static_cast<long long>(removed_drain.count()));
   }
-  sinks::BackendRunner::stop_all(group, moved + std::chrono::seconds(5), stop_deadline);
+  sinks::BackendRunner::stop_all(group, moved + removed_drain, stop_deadline);
   for (auto& runner : removed) {
     // No configured backend will write them: counted, then given up, and
     // the workers release the ring they held for them.

@@ -66,17 +66,19 @@ TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) 
     std::this_thread::sleep_for(100ms);  // "old" retries its batch
     ASSERT_EQ(sent_by(router.block(), "old"), 0u);
 
-    // The removed backend's while is cut to 5 s, as a stop cuts it (room
-    // for a TSan build on 2 loaded cores to do what follows within it).
+    // The removed backend gets 1.5 s (room for a TSan build on 2 loaded
+    // cores to do what follows within it); the stop deadline is a bound
+    // past it, which the reload must not need.
     const auto window_ends = std::chrono::steady_clock::now() + 5s;
+    RouterConfig next = one_file_backend(instance, "new", R"({"path":"/dev/null"})");
+    next.removed_backend_drain = 1500ms;
     // The reload asks for its stop deadline only once every worker reads by
     // the new plan. Not polled through the block: its slot names are written
     // by the reload's thread meanwhile, a race TSan sees in one process
     // (stat reads them from another).
     std::atomic<bool> plan_taken{false};
     auto reload = std::async(std::launch::async, [&] {
-      return router.reload(one_file_backend(instance, "new", R"({"path":"/dev/null"})"),
-                           [&]() -> std::optional<std::chrono::steady_clock::time_point> {
+      return router.reload(next, [&]() -> std::optional<std::chrono::steady_clock::time_point> {
                              plan_taken.store(true);
                              return window_ends;
                            });

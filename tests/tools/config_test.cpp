@@ -47,6 +47,7 @@ TEST(Config, EmptyObjectGivesTheDefaults) {
   EXPECT_EQ(r.config->rings[0].size_bytes, 64u << 20);
   EXPECT_EQ(r.config->rings[0].mode, 0660u);
   EXPECT_EQ(r.config->workers, 1u);
+  EXPECT_EQ(r.config->removed_backend_drain_ms, 5000u);
   EXPECT_TRUE(r.config->backends.empty());
 }
 
@@ -54,7 +55,7 @@ TEST(Config, ReadsEverySection) {
   const ConfigResult r = parse_config(R"({
     "instance": "gw1", "rings": [{"name": "a", "size_bytes": 1048576, "mode": "0600", "dead_claim_timeout_ms": 50},
                                  {"name": "b"}],
-    "router": {"workers": 4}, "admin": {"listen": "127.0.0.1:6000", "auth_key": null},
+    "router": {"workers": 4, "removed_backend_drain_ms": 0}, "admin": {"listen": "127.0.0.1:6000", "auth_key": null},
     "backends": [{"name": "f", "type": "file", "enabled": false,
                   "options": {"path": "/tmp/f", "fsync": "interval", "fsync_interval_ms": 100,
                               "queue": {"when_full": "drop"}}, "bindings": [{}]}]})");
@@ -65,6 +66,7 @@ TEST(Config, ReadsEverySection) {
   EXPECT_EQ(r.config->rings[0].dead_claim_timeout.count(), 50);
   EXPECT_EQ(r.config->rings[1].size_bytes, 64u << 20);
   EXPECT_EQ(r.config->workers, 4u);
+  EXPECT_EQ(r.config->removed_backend_drain_ms, 0u);
   EXPECT_EQ(r.config->admin_listen, "127.0.0.1:6000");
   EXPECT_FALSE(r.config->admin_auth_key);
   ASSERT_EQ(r.config->backends.size(), 1u);
@@ -742,6 +744,21 @@ TEST(Config, TlsFilesThatDoNotLoadAreRefusedByValidate) {
 // validate says every error at once: TLS files beside the config's other
 // errors, and the rest of the config beside a variable that is not set
 // (whose string is not judged, nor what reads it).
+// A removed backend's drain is bounded: ten minutes is already longer than
+// any supervisor waits for a reload.
+TEST(Config, TheRemovedBackendsDrainIsHeldToItsRange) {
+  const auto past = errors_of(R"({"router": {"removed_backend_drain_ms": 600001}})");
+  ASSERT_EQ(past.size(), 1u);
+  EXPECT_TRUE(has_error_starting(past, "router.removed_backend_drain_ms: 600001 is out of range (0 to 600000)"))
+      << past[0];
+  const auto text = errors_of(R"({"router": {"removed_backend_drain_ms": "5s"}})");
+  ASSERT_EQ(text.size(), 1u);
+  EXPECT_TRUE(has_error_starting(text, "router.removed_backend_drain_ms: ")) << text[0];
+  const ConfigResult r = parse_config(R"({"router": {"removed_backend_drain_ms": 600000}})");
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->removed_backend_drain_ms, 600000u);
+}
+
 TEST(Config, ValidateSaysEveryErrorAtOnce) {
   const testing::TempDir dir("config-all");
   const std::string config = dir / "edr.json";

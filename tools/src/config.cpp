@@ -782,7 +782,7 @@ ConfigResult parse_config(std::string_view text) {
               config.rings.push_back(parsed);
             }
           }},
-         {"router", object_of({{"workers", uint_check(1, 64)}})},
+         {"router", object_of({{"workers", uint_check(1, 64)}, {"removed_backend_drain_ms", uint_check(0, 600'000)}})},
          {"admin", object_of({{"listen",
                                [](element v, const std::string& p, ConfigErrors& e) {
                                  if (!v.is_string()) return e.add(p, "expected a string, " + got(v));
@@ -1031,6 +1031,9 @@ ConfigResult parse_config(std::string_view text) {
   if (root.is_object()) {
     if (std::string_view s; root["instance"].get(s) == simdjson::SUCCESS) config.instance = std::string(s);
     if (std::uint64_t n; root["router"]["workers"].get(n) == simdjson::SUCCESS) config.workers = static_cast<unsigned>(n);
+    if (std::uint64_t n; root["router"]["removed_backend_drain_ms"].get(n) == simdjson::SUCCESS) {
+      config.removed_backend_drain_ms = static_cast<std::uint32_t>(n);
+    }
     if (std::string_view s; root["admin"]["listen"].get(s) == simdjson::SUCCESS) config.admin_listen = std::string(s);
     if (std::string_view s; root["admin"]["auth_key"].get(s) == simdjson::SUCCESS) config.admin_auth_key = std::string(s);
   }

@@ -21,7 +21,8 @@
 namespace ringroute::tools {
 
 ingest::RouterConfig router_config(const Config& config) {
-  return {config.instance, config.rings, config.backends, config.matching};
+  return {config.instance, config.rings, config.backends, config.matching,
+          std::chrono::milliseconds(config.removed_backend_drain_ms)};
 }
 
 namespace {

@@ -48,6 +48,9 @@ struct RouterConfig {
   std::vector<RouterRing> rings;
   std::vector<RouterBackend> backends;
   std::vector<matcher::BackendSpec> matching;  // same order as backends
+  // How long a backend that a reload removes may go on writing what it was
+  // handed (`router.removed_backend_drain_ms`); the reload's config decides.
+  std::chrono::milliseconds removed_backend_drain{5000};
 };
 
 struct Plan;  // a published generation: matcher + backends by matcher index
@@ -65,8 +68,9 @@ class Router {
   Router& operator=(const Router&) = delete;
 
   // Applies a new config: bindings become a new matcher generation; new
-  // backends start; removed ones get 5 s to write what they hold, then
-  // stop (what they did not write is dropped, logged); changed ones (type
+  // backends start; removed ones get `config.removed_backend_drain` (5 s by
+  // default) to write what they hold, then stop (what they did not write is
+  // dropped, logged); changed ones (type
   // or options) are replaced by a runner that first writes what the old one
   // did not within 1 s, in order (see BackendRunner); unchanged ones keep
   // running untouched. Rings and the instance can't change while running.

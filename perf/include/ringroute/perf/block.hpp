@@ -24,7 +24,7 @@
 namespace ringroute::perf {
 
 inline constexpr std::uint64_t kBlockMagic = 0x3130465052525252ull;  // "RRRRPF01"
-inline constexpr std::uint32_t kBlockVersion = 3;  // 3: BackendSlot::in_config
+inline constexpr std::uint32_t kBlockVersion = 4;  // 3: BackendSlot::in_config; 4: BackendSlot::written_from
 inline constexpr std::size_t kMaxRings = 16;
 inline constexpr std::size_t kMaxBackends = 256;
 inline constexpr std::size_t kMaxWorkers = 16;
@@ -145,6 +145,15 @@ struct alignas(kCacheLine) BackendSlot {
   // which events may have been written twice.
   std::array<std::atomic<std::uint64_t>, kMaxRings> written_through;
   std::array<std::atomic<std::uint64_t>, kMaxRings> writing_through;
+  // Per ring: where the backend started reading: the router's start, or the
+  // read position when a reload added it (or gave it this slot). Records
+  // before it were never routed to it, so written_through says nothing of
+  // them: a restart that finds records older than this in the ring (held
+  // for a backend the reload removed) routes every record to it again
+  // rather than skip those as written. Set by the ring's worker before it
+  // routes anything to the backend; relaxed: read by a later router, after
+  // this one's end.
+  std::array<std::atomic<std::uint64_t>, kMaxRings> written_from;
   std::array<BackendWorkerShard, kMaxWorkers> worker;
   BackendSinkShard sink;
   Histogram latency;  // commit (event timestamp) to written, per event

@@ -25,6 +25,7 @@ struct Config {
   std::string instance = "ringroute";
   std::vector<RingConfig> rings;  // the default ring when the file names none
   unsigned workers = 1;
+  std::uint32_t removed_backend_drain_ms = 5000;
   std::string admin_listen = "127.0.0.1:5000";
   std::optional<std::string> admin_auth_key;
   std::vector<BackendConfig> backends;
