@@ -1018,6 +1018,41 @@ TEST(StatCommand, ABlockCutOrOfAnotherVersionUnderAWatchingStatIsSaidAndNotReadO
       << read_text(dir / "err");
 }
 
+// `bench --attach` judges the end of its run by what changed during it. An
+// instance's counters carry its history: after a restart, events matched
+// again and skipped as written (never sent again) leave `matched` above
+// `sent` for good, and the bench, comparing totals, waited its 60 s and
+// reported nothing delivered.
+TEST(BenchCommand, AttachedToARouterWhoseCountersCarryARestartItDrains) {
+  Dir dir;
+  const std::string ring = one_file_instance(dir, "benchattach");
+  {
+    RouterProcess router(dir / "edr.json", dir / "router.log");
+    wait_for_ring(ring);
+    ASSERT_EQ(router.stop(), 0);
+  }
+  {
+    // What a restart leaves: 1,000 events matched (by another worker's
+    // shard, as a router of more rings has them) that were skipped as written.
+    ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(ring, 0600);
+    const int slot = block.backend_slot("all", "file");
+    ASSERT_GE(slot, 0);
+    block.block().backends[static_cast<std::size_t>(slot)].worker[1].matched.add(1000);
+  }
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  const std::string json = run_capture_shell("timeout 20 " + ringroute::testing::shell_quoted(RINGROUTE_BINARY) +
+                                             " bench --attach " + ring + " --seconds 1 --rate 20000 --json --quiet");
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_TRUE(bool(doc["drained"])) << json;
+  EXPECT_GT(uint64_t(doc["delivered"]), 0u) << json;
+  EXPECT_EQ(uint64_t(doc["delivered"]), uint64_t(doc["events"])) << json;
+  ASSERT_EQ(router.stop(), 0);
+  cleanup(ring);
+}
+
 TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   Dir dir;
   const std::string ring = dir.unique("stat");

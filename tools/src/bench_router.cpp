@@ -447,11 +447,26 @@ int run_bench(const BenchArgs& args) {
   std::int64_t end = now_ns();
   std::uint64_t stable_rounds = 0, last = ~0ull;
   bool drained = false;
+  // Differences since the start, and the rings' positions: an attached
+  // instance's totals carry its history (after a restart `read` and
+  // `matched` count the records read again, which are not sent again), so
+  // they never balance again as totals.
+  auto all_released = [&] {
+    for (const ring::Segment& segment : segments) {
+      // Relaxed, both: compared, not read through (no record is read here).
+      if (segment.header().head.load(std::memory_order_relaxed) !=
+          segment.header().tail.load(std::memory_order_relaxed)) {
+        return false;
+      }
+    }
+    return true;
+  };
   for (const std::int64_t give_up = now_ns() + 60'000'000'000; now_ns() < give_up && !bench_interrupted;) {
     after = totals(mapping->block(), segments);
-    const std::uint64_t done = after.sent + after.dropped_queue_full + after.dropped_rejected;
-    const std::uint64_t routed = after.matched;
-    if (after.read == after.written && done >= routed && (!router || router->drained())) {
+    const std::uint64_t done = (after.sent - before.sent) + (after.dropped_queue_full - before.dropped_queue_full) +
+                               (after.dropped_rejected - before.dropped_rejected);
+    const std::uint64_t routed = after.matched - before.matched;
+    if (all_released() && done >= routed && (!router || router->drained())) {
       if (done != last) {
         end = now_ns();
         last = done;
