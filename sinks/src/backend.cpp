@@ -609,6 +609,7 @@ bool BackendRunner::write_through(Batch* batch) {
   // worker starts (router.cpp).
   slot_.writing_through[ring].store(batch->end, std::memory_order_release);
   RetryBackoff backoff(name_, batch->end);
+  std::uint32_t delivered_before_try = 0;  // of this batch, as the sink counts them
   std::string why;
   // A stop ends the write (cut short, or between two tries): the batch stays
   // unwritten, neither a failure nor a retry. What the destination accepted
@@ -687,6 +688,10 @@ bool BackendRunner::write_through(Batch* batch) {
       // Relaxed: see retrying().
       retrying_.store(true, std::memory_order_relaxed);
       log_problem(why, " (retrying)");
+      if (const std::uint32_t delivered = sink_->delivered_events(); delivered > delivered_before_try) {
+        backoff.restart();
+        delivered_before_try = delivered;
+      }
       // A stop ends the wait (the batch stays unwritten and the ring keeps
       // it for the next start).
       auto wait = backoff.next();

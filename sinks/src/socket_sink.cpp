@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -436,8 +437,10 @@ bool SocketSink::open_datagram_socket(std::string& why) {
     return false;
   }
   if (kind_ == Kind::unix_datagram) {
-    // A larger send buffer lets bursts queue in the kernel instead of
-    // bouncing off EAGAIN.
+    // A larger send buffer lets bursts queue in the kernel. It does not
+    // lift the receiver's own bound, a count of datagrams queued
+    // (net.unix.max_dgram_qlen, 10 by default): past that sends get
+    // EAGAIN, which write_datagrams() waits out.
     const int bytes = 4 << 20;
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
   }
@@ -450,6 +453,22 @@ bool SocketSink::open_datagram_socket(std::string& why) {
   if (counters_) counters_->connects.add(1);
   datagram_fd_ = fd;
   return true;
+}
+
+bool SocketSink::wait_writable(std::chrono::milliseconds most) {
+  const auto until = std::chrono::steady_clock::now() + most;
+  for (;;) {
+    // Slices of kWindow, so a stop is heard as in a send.
+    if (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) {
+      throw WriteInterrupted("a stop cut short the wait for room at " + where_);
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{datagram_fd_, POLLOUT, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::min(left, kWindow).count()));
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready > 0) return (p.revents & POLLOUT) != 0 && (p.revents & (POLLERR | POLLHUP)) == 0;
+  }
 }
 
 Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
@@ -522,6 +541,11 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     }
     datagram_next_ = first_failed;
     if (first_failed < chain_end) {
+      // No room at the receiver now (a unix datagram socket queues 10 by
+      // default): wait for some, as a blocking send would, and go on.
+      // Failed, the try went through the runner's backoff, and a receiver
+      // reading as fast as it could got 11 datagrams every few seconds.
+      if (error == -EAGAIN && wait_writable(std::chrono::seconds(1))) continue;
       why = "send to " + where_ + ": " +
             (error == -EAGAIN ? std::string("receiver not keeping up (socket buffer full)") : io_error_text(error));
       if (error != -EAGAIN) {

@@ -629,6 +629,19 @@ TEST_F(SocketSinkRsyslog, TlsClientCertificateWhenTheReceiverAsksForOne) {
   for (std::size_t i = 0; i < lines.size(); ++i) expect_event(parse(lines[i]), i);
 }
 
+// A unix datagram socket bound at `path`, or -1.
+int bound_unix_datagram_socket(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, path.c_str());
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 TEST(SocketSink, NdjsonOverUnixStreamAndDatagrams) {
   TempDir dir("ndjson");
   const std::string stream_path = dir / "stream.sock", datagram_path = dir / "dgram.sock";
@@ -718,6 +731,46 @@ TEST(SocketSink, AConnectionClosedWithUnreadBytesStillDeliversWhatWasWritten) {
   ::close(listener.fd);
 }
 
+// A unix datagram receiver queues only a few datagrams (10 by default,
+// net.unix.max_dgram_qlen): a sink faster than its reader meets a full
+// queue at once, and waits for room, as a blocking send would. It failed
+// the try instead, and the runner's backoff let through 11 datagrams every
+// few seconds to a receiver that read as fast as it could. One that takes
+// nothing for a second is said not to keep up.
+TEST(SocketSink, AUnixDatagramReceiverWithAFullQueueIsWaitedForNotFailed) {
+  TempDir dir("dgram-full");
+  const std::string path = dir / "dgram.sock";
+  const int receiver = bound_unix_datagram_socket(path);
+  ASSERT_GE(receiver, 0);
+  const timeval limit{2, 0};  // a failing sink must fail the test, not hang it
+  ::setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  constexpr std::size_t kEvents = 300;
+  std::size_t received = 0;
+  std::thread reader([&] {
+    char buffer[65536];
+    while (received < kEvents && ::recv(receiver, buffer, sizeof buffer, 0) > 0) {
+      if (++received % 10 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  SocketSink sink({.url = "unixgram://" + path, .strip_newline = true});
+  Batch batch;
+  fill(batch, EncodeOptions{}, 0, kEvents);
+  std::string why;
+  EXPECT_EQ(sink.write(batch, why), Outcome::ok) << why;  // one try, however full the queue was meanwhile
+  reader.join();
+  EXPECT_EQ(received, kEvents);
+
+  // Nobody reads now: the queue fills, and after a second's wait the try is
+  // given back to the runner's backoff, said.
+  Batch more;
+  fill(more, EncodeOptions{}, 0, 50);
+  EXPECT_EQ(sink.write(more, why), Outcome::retry);
+  EXPECT_NE(why.find("receiver not keeping up"), std::string::npos) << why;
+  EXPECT_GT(sink.delivered_events(), 0u);
+  EXPECT_LT(sink.delivered_events(), 50u);
+  ::close(receiver);
+}
+
 // A stop while a chain of datagrams goes: sent without waiting, they have
 // mostly gone by the time the write is cut short, and those that went are
 // delivered. The chain's completions were left unread, so every datagram
@@ -725,11 +778,8 @@ TEST(SocketSink, AConnectionClosedWithUnreadBytesStillDeliversWhatWasWritten) {
 TEST(SocketSink, AStopMidChainCountsTheDatagramsThatWentAsDelivered) {
   TempDir dir("dgram-stop");
   const std::string path = dir / "dgram.sock";
-  const int receiver = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strcpy(address.sun_path, path.c_str());
-  ASSERT_EQ(::bind(receiver, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const int receiver = bound_unix_datagram_socket(path);
+  ASSERT_GE(receiver, 0);
   SocketSink sink({.url = "unixgram://" + path, .strip_newline = true});
   const std::atomic<bool> stop{true};  // stopping already: the first wait for completions ends the write
   sink.attach_stop(&stop);
@@ -756,11 +806,8 @@ TEST(SocketSink, AStopMidChainCountsTheDatagramsThatWentAsDelivered) {
 TEST(SocketSink, ADatagramTooLongIsRejectedAsNdjsonAndCutWholeCharactersAsSyslog) {
   TempDir dir("dgram-long");
   const std::string path = dir / "dgram.sock";
-  const int datagrams = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strcpy(address.sun_path, path.c_str());
-  ASSERT_EQ(::bind(datagrams, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const int datagrams = bound_unix_datagram_socket(path);
+  ASSERT_GE(datagrams, 0);
   const timeval limit{2, 0};
   ::setsockopt(datagrams, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   auto batch_of = [](const std::vector<std::string>& lines, std::uint64_t end) {

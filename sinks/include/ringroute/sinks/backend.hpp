@@ -91,10 +91,15 @@ class RetryBackoff {
  public:
   RetryBackoff(std::string_view backend, std::uint64_t batch_end) noexcept;
   std::chrono::milliseconds next() noexcept;
+  // Back to the first step: a try that delivered part of its batch found the
+  // destination up (a server failing one request in twenty), and a wait
+  // doubled anyway grew to 5 s a try while most requests went through.
+  void restart() noexcept { step_ = kFirstStep; }
 
  private:
+  static constexpr std::chrono::milliseconds kFirstStep{10};
   std::uint64_t state_;
-  std::chrono::milliseconds step_{10};
+  std::chrono::milliseconds step_ = kFirstStep;
 };
 
 class BackendRunner {
