@@ -194,9 +194,11 @@ TEST(Ring, InterruptedReleaseIsFinishedByTheNextConsumer) {
   EXPECT_EQ(take(again), (std::vector<std::string>{"second"}));
 }
 
+// Found dead by its slot (its pid gone, its lock free), not by the timeout:
+// a minute here, so only the liveness check can skip the claim in time.
 TEST(Ring, ClaimOfADeadProducerIsSkippedAndCounted) {
   TestRing r(4096);
-  ring::Consumer c(r.segment, fast_timeout());
+  ring::Consumer c(r.segment, ring::ConsumerOptions{std::chrono::minutes(1)});
   const pid_t child = ::fork();
   if (child == 0) {
     ring::Producer p(r.segment);
@@ -204,7 +206,7 @@ TEST(Ring, ClaimOfADeadProducerIsSkippedAndCounted) {
     if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
     ::_exit(0);  // dies holding the claim; its slot still names it
   }
-  ASSERT_NO_FATAL_FAILURE(expect_dead_claim_skipped(r, c, child, 2000));
+  ASSERT_NO_FATAL_FAILURE(expect_dead_claim_skipped(r, c, child, 1000));
   EXPECT_EQ(r.segment.header().skipped_bytes.read(), 64u);
 }
 
@@ -757,6 +759,9 @@ TEST(Ring, ProducerWaitsForRoomWithinItsTimeout) {
   p.commit_one(claim, 32);
   releaser.join();
   EXPECT_EQ(p.claim(1024 / 8, claim, std::chrono::milliseconds(0)), ring::Status::ok);
+  // Woken by the release, not only by its own 10 ms re-check (which alone
+  // would pass the claim above all the same): the release found it waiting.
+  EXPECT_GE(c.space_wake_calls(), 1u);
 }
 
 TEST(Ring, ProducerWaitGivesUpAfterItsTimeout) {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -25,6 +27,9 @@ struct Record {
 void run(unsigned producers, unsigned per_producer, unsigned batch, std::uint64_t capacity, bool expect_full = false) {
   TestRing r(capacity, "threads");
   ring::Consumer consumer(r.segment);
+  // A lost record ends the test with the counts so far, not in ctest's
+  // timeout: the consumer gives up after a minute, and the producers then.
+  std::atomic<bool> given_up{false};
   std::vector<std::thread> threads;
   for (unsigned id = 0; id < producers; ++id) {
     threads.emplace_back([&, id] {
@@ -36,6 +41,7 @@ void run(unsigned producers, unsigned per_producer, unsigned batch, std::uint64_
         const unsigned n = std::min(batch, per_producer - seq);
         ring::Claim claim;
         while (p.claim(aligned * n, claim, std::chrono::milliseconds(100)) != ring::Status::ok) {
+          if (given_up.load()) return;
         }
         for (unsigned k = 0; k < n; ++k) {
           const Record rec{id, seq + k};
@@ -50,7 +56,8 @@ void run(unsigned producers, unsigned per_producer, unsigned batch, std::uint64_
   const std::uint64_t expected = std::uint64_t{producers} * per_producer;
   ring::IdleStrategy idle;
   bool in_order = true;
-  while (total < expected) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (total < expected && std::chrono::steady_clock::now() < deadline) {
     const std::size_t n = ringroute::testing::poll_release_or_idle(consumer, idle, 
         [&](std::span<const std::byte> payload, std::uint64_t) {
           Record rec;
@@ -63,7 +70,9 @@ void run(unsigned producers, unsigned per_producer, unsigned batch, std::uint64_
         256);
     total += n;
   }
+  given_up = total < expected;
   for (auto& t : threads) t.join();
+  ASSERT_EQ(total, expected) << "records read within a minute";
   EXPECT_TRUE(in_order);
   for (unsigned id = 0; id < producers; ++id) EXPECT_EQ(next[id], per_producer) << "producer " << id;
   EXPECT_EQ(consumer.poll([](std::span<const std::byte>, std::uint64_t) {}, 1), 0u) << "extra records";

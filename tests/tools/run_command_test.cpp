@@ -316,6 +316,20 @@ std::string one_file_instance(const Dir& dir, const std::string& name) {
   return ring;
 }
 
+std::string run_capture_shell(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  ::pclose(pipe);
+  return out;
+}
+
+// `as` goes before the binary (a command that runs it as another user).
+std::string run_capture(const std::string& args, const std::string& as = "") {
+  return run_capture_shell(as + ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " " + args);
+}
+
 // From `stat --json`: backend `index` is `name`, never reached its
 // destination (nothing sent, failed connects counted), and dropped events
 // for a full queue or not, as its policy says.
@@ -459,17 +473,16 @@ TEST(RunCommand, EveryEventReachesExactlyTheBackendsItsBindingsName) {
 
 TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
   Dir dir;
-  const std::string ring = dir.unique("kill");
-  cleanup(ring);
-  write_file(dir / "edr.json", config_text(dir, ring, 1 << 20,
-                                           {file_backend("all", dir / "all.ndjson", R"([{"verbosity": "trace"}])")}));
+  const std::string ring = one_file_instance(dir, "kill");
   auto router = std::make_unique<RouterProcess>(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
   constexpr int kEvents = 200000;
   const pid_t producer = spawn_producer(ring, 0, kEvents);
   // Let it get going, then kill the router mid-stream; the producer waits
   // (up to 2 s per batch) for room while no router runs.
+  const auto going = std::chrono::steady_clock::now() + 10s;
   while (!fs::exists(dir / "all.ndjson") || fs::file_size(dir / "all.ndjson") < 2'000'000) {
+    ASSERT_LT(std::chrono::steady_clock::now(), going) << "2 MB not written in 10 s: " << read_text(dir / "router.log");
     std::this_thread::sleep_for(1ms);
   }
   router->kill9();
@@ -487,6 +500,13 @@ TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
     duplicates += static_cast<std::size_t>(seen[static_cast<std::size_t>(i)] - 1);
   }
   EXPECT_LE(duplicates, 1000u) << "more than one batch written twice";
+  // Every duplicate is counted: each went out again as `replayed` (which
+  // also counts those the killed router had not written after all).
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  const std::string json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_GE(uint64_t(doc["rings"].at(0)["replayed"]), duplicates) << json;
   cleanup(ring);
 }
 
@@ -796,19 +816,6 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
 }
 
 // What a shell command line writes on stdout.
-std::string run_capture_shell(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  char buffer[4096];
-  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  ::pclose(pipe);
-  return out;
-}
-
-// `as` goes before the binary (a command that runs it as another user).
-std::string run_capture(const std::string& args, const std::string& as = "") {
-  return run_capture_shell(as + ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " " + args);
-}
 
 // A backend's `dropped` count for `reason` in `stat --json` output.
 std::uint64_t dropped_of(const std::string& stat_json, std::string_view backend, const char* reason) {
