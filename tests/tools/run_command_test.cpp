@@ -1427,6 +1427,35 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
 }
 
+// `block` end to end: a dead destination's events stay in the ring until
+// it is full of them, producers then see `full` (and wait, here), and when
+// the destination returns every event reaches it in order, and the
+// producer's last ones reach both backends.
+TEST(RunCommand, ARingFullOfADeadBlockBackendsEventsMakesProducersWaitUntilItReturns) {
+  LateBackendRun run("ringfull");
+  run.ring_bytes = 64 << 10;
+  constexpr int kEvents = 3000;  // about 300 KB of records: the ring holds a fifth of them
+  write_file(run.dir / "edr.json", run.config());
+  run.router = std::make_unique<RouterProcess>(run.dir / "edr.json", run.dir / "router.log");
+  wait_for_ring(run.ring);
+  const pid_t producer = spawn_producer(run.ring, 0, kEvents);
+  ringroute::ring::Segment segment;
+  ASSERT_EQ(ringroute::ring::Segment::attach(run.ring, segment, nullptr), ringroute::ring::Status::ok);
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (ringroute::ring::sum_producer_slots(segment.header()).full == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_GT(ringroute::ring::sum_producer_slots(segment.header()).full, 0u) << read_text(run.dir / "router.log");
+  EXPECT_LT(read_events({run.dir / "ok.ndjson"}).size(), static_cast<std::size_t>(kEvents));  // held back too
+
+  ringroute::testing::HttpReceiver http({}, run.port);
+  ASSERT_EQ(wait_child(producer), 0);
+  wait_drained(run.ring);
+  ASSERT_EQ(run.router->stop(), 0);
+  EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
+  EXPECT_EQ(read_events({run.dir / "ok.ndjson"}), in_order(0, kEvents));
+}
+
 // Voluntary context switches of every thread of process `pid` so far.
 std::uint64_t voluntary_switches(pid_t pid) {
   std::uint64_t total = 0;
