@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstdarg>
 #include <cstdio>
+#include <climits>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -382,6 +383,16 @@ rr_status rr_producer_open(const char* ring_name, const rr_producer_options* opt
   if (out != nullptr) *out = nullptr;
   if (out == nullptr || ring_name == nullptr || *ring_name == '\0') {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: ring name and out must be given");
+  }
+  // A ring is a file of /dev/shm by its name: a path (`a/b`, `..`) or a
+  // name past the file system's limit is the caller's mistake, not an I/O
+  // error (shm_open's "Invalid argument").
+  if (const std::size_t length = ::strnlen(ring_name, NAME_MAX + 1);
+      length > NAME_MAX || std::strchr(ring_name, '/') != nullptr || std::strcmp(ring_name, ".") == 0 ||
+      std::strcmp(ring_name, "..") == 0) {
+    return fail(error, RR_BAD_ARGUMENT, 0,
+                "rr_producer_open: a ring name is a file name of /dev/shm: 1 to %d bytes, no '/', not . or ..",
+                NAME_MAX);
   }
   const rr_producer_options defaults{};
   if (options == nullptr) options = &defaults;

@@ -403,8 +403,13 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
     }
     bip::offset_t size = 0;
     attached->shm.get_size(size);
+    // The router sizes a ring from nothing to whole in one step: empty, it
+    // is being made; any other size short of a header, it is no ring.
+    if (size == 0) return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
     if (static_cast<std::uint64_t>(size) < kHeaderBytes) {
-      return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
+      return fail(Status::corrupt, "/dev/shm/" + name + " is " + std::to_string(size) +
+                                       " bytes, short of a ring's header (" + std::to_string(kHeaderBytes) +
+                                       "): not a ringroute ring");
     }
     // Not populated: readers of counters (stat, bench) touch only the
     // header, a short-lived producer only the pages it writes, and a

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -49,6 +51,31 @@ TEST(Producer, MissingRingIsNotReady) {
   EXPECT_EQ(p.open(ringroute::testing::unique_ring_name("none"), nullptr, &error), RR_NOT_READY);
   EXPECT_NE(std::string(error.message).find("does not exist"), std::string::npos) << error.message;
   EXPECT_FALSE(p.is_open());
+}
+
+// A ring is a file of /dev/shm by its name: a path or an overlong name is
+// the caller's mistake (it was RR_IO_ERROR, shm_open's "Invalid
+// argument"), and a file too short to hold a ring's header is no ring (it
+// was "still being created" for ever).
+TEST(Producer, ARingNameThatIsNoFileNameIsABadArgumentAndAShortFileNoRing) {
+  for (const std::string& name : {std::string("a/b"), std::string(".."), std::string("."), std::string(300, 'r')}) {
+    EventProducer p;
+    rr_error error{};
+    EXPECT_EQ(p.open(name, nullptr, &error), RR_BAD_ARGUMENT) << name;
+    EXPECT_NE(std::string(error.message).find("a ring name is a file name of /dev/shm"), std::string::npos)
+        << error.message;
+  }
+  const std::string short_file = ringroute::testing::unique_ring_name("short");
+  const int fd = ::shm_open(short_file.c_str(), O_CREAT | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "hello", 5), 5);
+  ::close(fd);
+  EventProducer p;
+  rr_error error{};
+  EXPECT_EQ(p.open(short_file, nullptr, &error), RR_CORRUPT);
+  EXPECT_NE(std::string(error.message).find("is 5 bytes, short of a ring's header"), std::string::npos)
+      << error.message;
+  ::shm_unlink(short_file.c_str());
 }
 
 TEST(Producer, GeneratedIdsCountUpAcrossBatchesAndDigitCarries) {

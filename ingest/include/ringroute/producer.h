@@ -20,7 +20,10 @@
  * emit sets up its thread's JSON parser the first time and grows it for a
  * body larger than any that thread validated before (simdjson keeps several
  * times the body's size, for the thread's life), and a body that fails
- * validation is copied once to name the byte at fault.
+ * validation is copied, and parsed again by parsers of the thread's own
+ * (kept for its life, like the first), to name the byte at fault: a thread
+ * that met a bad body keeps up to about twice the memory a good one of the
+ * same size takes.
  */
 #ifndef RINGROUTE_PRODUCER_H
 #define RINGROUTE_PRODUCER_H
@@ -115,7 +118,8 @@ typedef struct rr_error {
 
 typedef struct rr_producer rr_producer;
 
-/* Attaches to ring `ring` (the name under /dev/shm). options may be NULL.
+/* Attaches to ring `ring` (the name under /dev/shm: 1 to 255 bytes, no '/',
+ * not "." or "..", else RR_BAD_ARGUMENT). options may be NULL.
  * A handle belongs to the process that opened it: in a child of fork() it
  * refuses to emit (RR_BAD_ARGUMENT) and closing it there leaves the
  * parent's alone; the child opens its own. A handle keeps the ring it
