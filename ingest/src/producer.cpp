@@ -117,10 +117,15 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
   p.next_link_check_ns.store(now + kLinkCheckNs, std::memory_order_relaxed);
   struct stat mapped {};
   // A failed fstat says nothing: the ring stays mapped whatever it says.
-  if (::fstat(p.ring->segment().fd(), &mapped) != 0 || mapped.st_nlink != 0) return false;
+  if (::fstat(p.ring->segment().fd(), &mapped) != 0) return false;
+  // The name, not only a link: a ring renamed away, or removed while a
+  // hard link (a backup's) kept its file, is linked still, yet no router
+  // looks for it by its name.
   struct stat named {};
-  const bool replaced = ::stat(p.ring_path.c_str(), &named) == 0 &&
-                        (named.st_dev != mapped.st_dev || named.st_ino != mapped.st_ino);
+  const bool named_so = ::stat(p.ring_path.c_str(), &named) == 0;
+  const bool ours = named_so && named.st_dev == mapped.st_dev && named.st_ino == mapped.st_ino;
+  if (ours) return false;
+  const bool replaced = named_so;
   if (!replaced) {
     // A consumer holding its lock reads the ring, whatever its pid says to
     // us (another PID namespace).

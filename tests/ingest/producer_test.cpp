@@ -214,6 +214,30 @@ TEST(Producer, ARingRemovedUnderAHandleIsSaidWithinTenMilliseconds) {
   EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
 }
 
+// Renamed away, the ring's file is still linked: the handle looked only at
+// the link count and went on taking events with RR_OK into a file no router
+// would read, once the next start had made a ring anew under the name.
+TEST(Producer, ARingRenamedAwayAndMadeAnewUnderItsNameIsSaid) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  ASSERT_EQ(p.emit(with_body("{}")), RR_OK);
+  const std::string moved = r.name + "-moved";
+  ASSERT_EQ(::rename(("/dev/shm/" + r.name).c_str(), ("/dev/shm/" + moved).c_str()), 0);
+  struct Removed {
+    std::string name;
+    ~Removed() { ring::Segment::remove(name); }
+  } remove_moved{moved};
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0600;
+  ring::Segment anew = ring::Segment::create_or_attach(r.name, options);
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  rr_error error{};
+  EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
+  EXPECT_NE(std::string(error.message).find("was removed since this handle opened it"), std::string::npos)
+      << error.message;
+}
+
 // Removed while its router runs (tmpfiles, logind's RemoveIPC, a hand), a
 // ring is still read by that router: emits go on into it. Once that router
 // is gone, none reads it.

@@ -123,7 +123,8 @@ typedef struct rr_producer rr_producer;
  * A handle belongs to the process that opened it: in a child of fork() it
  * refuses to emit (RR_BAD_ARGUMENT) and closing it there leaves the
  * parent's alone; the child opens its own. A handle keeps the ring it
- * attached to: if that ring is removed (a stuck ring cleared by hand),
+ * attached to: if that ring is removed or renamed away (a stuck ring
+ * cleared by hand; a hard link elsewhere keeps no router reading it),
  * the router that had it goes on reading it, and after that router none
  * does (the next start makes a ring anew under the name). Emits look
  * every 10 ms whether the ring was removed and no router reads it any
