@@ -514,13 +514,19 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       request.state = Request::State::done;
     } else if (verdict == Verdict::retry) {
       request.state = Request::State::pending;
-      if (retry_why.empty()) {
-        retry_why = "HTTP " + std::to_string(status) + " from " + where_ + ": " + body_excerpt(response.body());
+      const bool first_why = retry_why.empty();
+      if (first_why) {
+        retry_why = "HTTP " + std::to_string(status) + " from " + where_;
+        if (!response.body().empty()) retry_why += ": " + body_excerpt(response.body());
       }
       const auto after = response.find(http::field::retry_after);
       if (after != response.end()) {
         const std::string_view value(after->value().data(), after->value().size());
-        retry_after_ = std::max(retry_after_, parse_retry_after(value));
+        const std::chrono::milliseconds asked = parse_retry_after(value);
+        retry_after_ = std::max(retry_after_, asked);
+        // A long wait is said where it starts, or the backend just falls
+        // silent for it.
+        if (first_why) retry_why += " (Retry-After: " + std::to_string(asked.count() / 1000) + " s)";
       }
       stop_dispatch = true;
     } else {
@@ -682,7 +688,16 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
             status && *status >= 200) {
           return settle_on_unreadable(index, *status, ec.message());
         }
-        if (ec) return fail(index, "bad response from " + where_ + ": " + ec.message());
+        if (ec) {
+          // An answer that is not HTTP at all (another protocol on the
+          // port: SSH, TLS, a database) named as such, with its first bytes.
+          const std::string_view got(c.in.data() + offset, size - offset);
+          if (!c.parser->is_header_done() && offset == 0 && !got.starts_with("HTTP/")) {
+            return fail(index, "the answer from " + where_ + " is not HTTP (it begins \"" +
+                                   body_excerpt(got.substr(0, 32)) + "\")");
+          }
+          return fail(index, "bad response from " + where_ + ": " + ec.message());
+        }
         if (used == 0) break;
         offset += used;
       }

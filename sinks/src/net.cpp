@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -315,6 +316,12 @@ std::optional<Address> unix_address(const std::string& path, std::string& why) {
   address.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
   address.family = AF_UNIX;
   return address;
+}
+
+std::string unix_refusal_note(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || S_ISSOCK(st.st_mode)) return "";
+  return " (" + path + " is not a socket)";
 }
 
 std::string io_error_text(int negative_errno, std::string_view peer) {

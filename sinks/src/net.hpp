@@ -90,6 +90,10 @@ class Dialing {
 // What an io_uring result (-errno) means, for logs: -ECANCELED is a linked
 // timeout that fired, 0 from a read or send a peer that closed.
 [[nodiscard]] std::string io_error_text(int negative_errno, std::string_view peer = "the peer");
+// What to add to a refused connect to unix socket `path`: the kernel says
+// "Connection refused" for a path that is no socket at all (a regular
+// file), which this names; nothing for a socket nobody listens on.
+[[nodiscard]] std::string unix_refusal_note(const std::string& path);
 
 // RFC 4648 base64 (Basic auth).
 [[nodiscard]] std::string base64(std::string_view bytes);

@@ -445,7 +445,9 @@ bool SocketSink::open_datagram_socket(std::string& why) {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
   }
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address->storage), address->length) != 0) {
-    why = "connect to " + where_ + ": " + std::strerror(errno);
+    const int error = errno;
+    why = "connect to " + where_ + ": " + std::strerror(error);
+    if (kind_ == Kind::unix_datagram && error == ECONNREFUSED) why += unix_refusal_note(path_);
     ::close(fd);
     if (counters_) counters_->connect_failures.add(1);
     return false;

@@ -166,6 +166,7 @@ Stream::Progress Stream::setup_completed(UringLoop& loop, std::uint64_t op, int 
   Progress progress = Progress::failed;
   if (op == kConnect && result < 0) {
     why = "connect to " + where + ": " + io_error_text(result);
+    if (!tcp_ && result == -ECONNREFUSED) why += unix_refusal_note(where);  // where is the path
   } else {
     if (op == kConnect && tls == nullptr) {
       progress = Progress::ready;

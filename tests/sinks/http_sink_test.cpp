@@ -443,6 +443,10 @@ TEST_F(HttpSinkTest, TooManyRequestsHonoursRetryAfter) {
   fill(batch_, 0, 5);
   ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
   EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(2000));
+  // The wait is said (an hour's fell silent for the hour), and an empty
+  // body leaves no dangling colon.
+  const std::string url = receiver.url();
+  EXPECT_EQ(why_, "HTTP 429 from " + url.substr(0, url.size() - 1) + " (Retry-After: 2 s)");
   ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
   EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(0));
 }
@@ -667,6 +671,32 @@ TEST_F(HttpSinkTest, BytesPastAWholeResponseEndTheConnection) {
   const auto requests = receiver.requests();
   ASSERT_EQ(requests.size(), 3u) << "each request once";
   EXPECT_EQ(requests[1].connection, 1u) << "the second on a new connection";
+}
+
+// Another protocol on the port (an SSH server, here its banner): named as
+// not HTTP, with its first bytes, where Beast's "bad version" was all.
+TEST_F(HttpSinkTest, AnAnswerThatIsNotHttpIsSaidSoWithItsFirstBytes) {
+  const testing::BoundSocket listener = testing::bind_loopback();
+  ASSERT_EQ(::listen(listener.fd, 4), 0);
+  std::thread server([&] {
+    const int fd = ::accept(listener.fd, nullptr, nullptr);
+    if (fd < 0) return;
+    const char banner[] = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n";
+    (void)::send(fd, banner, sizeof banner - 1, MSG_NOSIGNAL);
+    char buffer[4096];
+    while (::recv(fd, buffer, sizeof buffer, 0) > 0) {
+    }
+    ::close(fd);
+  });
+  {
+    HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(listener.port) + "/in", .max_connections = 1});
+    fill(batch_, 0, 1);
+    EXPECT_EQ(sink.write(batch_, why_), Outcome::retry);
+    EXPECT_NE(why_.find("is not HTTP (it begins \"SSH-2.0-OpenSSH_9.2p1 Debian-2..\")"), std::string::npos)
+        << why_;
+  }  // the sink closes its connection: the server's read ends
+  server.join();
+  ::close(listener.fd);
 }
 
 // 421 (misdirected: a proxy's pooled connection pinned to another host)

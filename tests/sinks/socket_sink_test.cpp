@@ -771,6 +771,22 @@ TEST(SocketSink, AUnixDatagramReceiverWithAFullQueueIsWaitedForNotFailed) {
   ::close(receiver);
 }
 
+// A unix url naming a file that is no socket: the kernel's "Connection
+// refused" alone sent the user looking for a receiver that was down.
+TEST(SocketSink, AUnixPathThatIsNoSocketIsSaidSo) {
+  TempDir dir("not-a-socket");
+  const std::string path = dir / "plain.file";
+  std::ofstream(path) << "not a socket\n";
+  for (const char* scheme : {"unix://", "unixgram://"}) {
+    SocketSink sink({.url = scheme + path});
+    Batch batch;
+    fill(batch, EncodeOptions{}, 0, 1);
+    std::string why;
+    EXPECT_EQ(sink.write(batch, why), Outcome::retry) << scheme;
+    EXPECT_NE(why.find("Connection refused (" + path + " is not a socket)"), std::string::npos) << why;
+  }
+}
+
 // A stop while a chain of datagrams goes: sent without waiting, they have
 // mostly gone by the time the write is cut short, and those that went are
 // delivered. The chain's completions were left unread, so every datagram
