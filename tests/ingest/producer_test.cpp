@@ -43,6 +43,15 @@ rr_event with_body(std::string_view body) {
   return e;
 }
 
+// A ring made under `name` (another router's start, after the first ring
+// was removed or renamed away).
+ring::Segment ring_made_anew(const std::string& name) {
+  ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0600;
+  return ring::Segment::create_or_attach(name, options);
+}
+
 }  // namespace
 
 TEST(Producer, MissingRingIsNotReady) {
@@ -227,10 +236,7 @@ TEST(Producer, ARingRenamedAwayAndMadeAnewUnderItsNameIsSaid) {
     std::string name;
     ~Removed() { ring::Segment::remove(name); }
   } remove_moved{moved};
-  ring::SegmentOptions options;
-  options.capacity_bytes = 4096;
-  options.mode = 0600;
-  ring::Segment anew = ring::Segment::create_or_attach(r.name, options);
+  const ring::Segment anew = ring_made_anew(r.name);
   std::this_thread::sleep_for(std::chrono::milliseconds(15));
   rr_error error{};
   EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
@@ -279,10 +285,7 @@ TEST(Producer, ARingMadeAnewUnderItsNameIsSaidWhileTheOldOneHasAConsumer) {
   EventProducer p = open_producer(r.name);
   ring::Consumer old_router(r.segment);
   ring::Segment::remove(r.name);
-  ring::SegmentOptions options;
-  options.capacity_bytes = 4096;
-  options.mode = 0600;
-  ring::Segment anew = ring::Segment::create_or_attach(r.name, options);
+  const ring::Segment anew = ring_made_anew(r.name);
   std::this_thread::sleep_for(std::chrono::milliseconds(15));
   rr_error error{};
   EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
