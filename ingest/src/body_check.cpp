@@ -294,9 +294,10 @@ std::string closed_copy(std::string_view text) {
   return closed;
 }
 
-// Whether the token at `at` (a string, or a run up to a delimiter) ends
-// before the text does: one that runs into the end may just be cut short
-// (`tr` of `true`), and is no fault of its own.
+// Whether the token at `at` (a string, or a run up to a delimiter) is a
+// fault of its own: it ends before the text does, or it runs into the end
+// but no token starts so (`bad`). One that could still grow into a token
+// (`tr` of `true`, `-1.` of a number) may just be cut short.
 bool token_ends_before(std::string_view text, std::size_t at) noexcept {
   if (at >= text.size()) return false;
   if (std::string_view(",:[]{}").find(text[at]) != std::string_view::npos) return true;
@@ -307,7 +308,13 @@ bool token_ends_before(std::string_view text, std::size_t at) noexcept {
     }
     return false;
   }
-  return text.find_first_of(" \t\r\n,:[]{}", at + 1) != std::string_view::npos;
+  if (text.find_first_of(" \t\r\n,:[]{}", at + 1) != std::string_view::npos) return true;
+  const std::string_view token = text.substr(at);
+  for (const std::string_view word : {std::string_view("true"), std::string_view("false"), std::string_view("null")}) {
+    if (word.starts_with(token)) return false;
+  }
+  const bool number_start = token[0] == '-' || (token[0] >= '0' && token[0] <= '9');
+  return !number_start || token.find_first_not_of("-+.eE0123456789") != std::string_view::npos;
 }
 
 // A problem at `offset` with simdjson's `error`: an integer past 64 bits is

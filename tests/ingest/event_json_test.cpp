@@ -222,11 +222,16 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
   EXPECT_EQ(error_of(R"({"a":[1,2 "b":)").rfind("a: not JSON: byte 10: ", 0), 0u) << error_of(R"({"a":[1,2 "b":)");
   EXPECT_EQ(error_of(R"({"a":[1,,2)").rfind("a: not JSON: byte 8: ", 0), 0u) << error_of(R"({"a":[1,,2)");
   EXPECT_EQ(error_of(R"({"body":{"k":[1,}, "x":)").rfind("body: not JSON: byte 16: ", 0), 0u);
-  for (const char* line : {R"({"a":tr)", R"({"a":-)", R"({"a":[1,)", R"({"a":{"b":)"}) {
+  for (const char* line : {R"({"a":tr)", R"({"a":-)", R"({"a":[1,)", R"({"a":{"b":)", R"({"a":-1.5e)"}) {
     EXPECT_EQ(error_of(line), "not JSON: byte " + std::to_string(std::string_view(line).size()) +
                                   ": the text ends inside the JSON value (unclosed object, array or string)")
         << line;
   }
+  // A token the end runs into that no value or key starts so is the fault,
+  // at its first byte: `bad` was said as the text ending at byte 4.
+  EXPECT_EQ(error_of(R"({bad)").rfind("not JSON: byte 1: ", 0), 0u) << error_of(R"({bad)");
+  EXPECT_EQ(error_of(R"({"a":1,bad)").rfind("not JSON: byte 7: ", 0), 0u) << error_of(R"({"a":1,bad)");
+  EXPECT_EQ(error_of(R"({"a":[1,x2)").rfind("a: not JSON: byte 8: ", 0), 0u) << error_of(R"({"a":[1,x2)");
   // Valid JSON, but past what is read: said as such, not as "not JSON".
   EXPECT_EQ(error_of(R"({"timestamp":99999999999999999999})"),
             "timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
