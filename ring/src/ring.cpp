@@ -485,10 +485,11 @@ void Consumer::release(std::uint64_t position) noexcept {
 }
 
 void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
-  // Acquire, though it pairs with no release (the word is a change
-  // detector; a commit is seen through the header's re-check below): it
-  // keeps this load before the flag's store. Read after it, the load could
-  // take in an increment whose wake was already spent, and sleep through it.
+  // Acquire: pairs with the seq_cst fence before a producer's increment
+  // (Producer::wake_consumer_if_sleeping), so reading an increment makes
+  // that producer's commit visible to the re-check below; and it keeps this
+  // load before the flag's store (read after it, it could take in an
+  // increment whose wake was already spent, and sleep through it).
   const std::uint32_t seen = header_->consumer_wake.load(std::memory_order_acquire);
   header_->consumer_sleeping.store(1, std::memory_order_relaxed);
   // Dekker with Producer::wake_consumer_if_sleeping: flag, fence, re-check.

@@ -751,7 +751,11 @@ TEST(Ring, ProducerWaitsForRoomWithinItsTimeout) {
   while (put(p, "filler-filler-filler") == ring::Status::ok) {
   }
   std::thread releaser([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Once the producer waits (a loaded machine may start its claim late).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (r.segment.header().producers_waiting.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
     take(c);
   });
   ring::Claim claim;

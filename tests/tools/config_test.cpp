@@ -741,9 +741,6 @@ TEST(Config, TlsFilesThatDoNotLoadAreRefusedByValidate) {
   EXPECT_EQ(e[2].rfind("backends[0].options.cert_file: ", 0), 0u) << e[2];
 }
 
-// validate says every error at once: TLS files beside the config's other
-// errors, and the rest of the config beside a variable that is not set
-// (whose string is not judged, nor what reads it).
 // A removed backend's drain is bounded: ten minutes is already longer than
 // any supervisor waits for a reload.
 TEST(Config, TheRemovedBackendsDrainIsHeldToItsRange) {
@@ -759,6 +756,9 @@ TEST(Config, TheRemovedBackendsDrainIsHeldToItsRange) {
   EXPECT_EQ(r.config->removed_backend_drain_ms, 600000u);
 }
 
+// validate says every error at once: TLS files beside the config's other
+// errors, and the rest of the config beside a variable that is not set
+// (whose string is not judged, nor what reads it).
 TEST(Config, ValidateSaysEveryErrorAtOnce) {
   const testing::TempDir dir("config-all");
   const std::string config = dir / "edr.json";

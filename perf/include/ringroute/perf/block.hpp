@@ -125,7 +125,8 @@ struct alignas(kCacheLine) BackendSinkShard {
   // padding, so the block's layout (and version) is unchanged.
   Counter dropped_shutdown;
   // Handed to a backend a reload removed, and not written by it within its
-  // 5 s (its ring space went with the removal). Added by the reload after
+  // drain (router.removed_backend_drain_ms; its ring space went with the
+  // removal). Added by the reload after
   // the sink thread is joined; in the padding, as above.
   Counter dropped_removed;
 };

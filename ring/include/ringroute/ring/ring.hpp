@@ -348,10 +348,10 @@ class Producer {
     // re-reads the header. At least one side sees the other's store.
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (header_->consumer_sleeping.load(std::memory_order_relaxed) != 0) [[unlikely]] {
-      // Relaxed: the futex word is only a change detector (the kernel
-      // compares it under its own lock); the record is published by the
-      // commit's release store and the fence above, which Consumer::sleep's
-      // re-check of the header pairs with.
+      // Relaxed: the fence above orders the commit before it, and pairs
+      // with Consumer::sleep's acquire load of the word (a sleeper that
+      // reads this increment sees the commit); the kernel compares the word
+      // under its own lock.
       header_->consumer_wake.fetch_add(1, std::memory_order_relaxed);
       detail::futex_wake_all(header_->consumer_wake);
     }
