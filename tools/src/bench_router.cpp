@@ -392,6 +392,10 @@ int run_bench(const BenchArgs& args) {
     // Relaxed: producers start counting their lag soon after; a figure.
     control->measuring.store(1, std::memory_order_relaxed);
   };
+  // Before the go, for the end of the run: every event matched since is
+  // sent or dropped by then (the window's snapshot, after a warm-up, would
+  // leave out events matched before it and sent inside it).
+  const Totals at_go = totals(mapping->block(), segments);
   if (args.warmup <= 0) open_window();
   control->go.store(1, std::memory_order_release);
   if (args.warmup > 0) {
@@ -447,7 +451,7 @@ int run_bench(const BenchArgs& args) {
   std::int64_t end = now_ns();
   std::uint64_t stable_rounds = 0, last = ~0ull;
   bool drained = false;
-  // Differences since the start, and the rings' positions: an attached
+  // Differences since the go, and the rings' positions: an attached
   // instance's totals carry its history (after a restart `read` and
   // `matched` count the records read again, which are not sent again), so
   // they never balance again as totals.
@@ -463,9 +467,9 @@ int run_bench(const BenchArgs& args) {
   };
   for (const std::int64_t give_up = now_ns() + 60'000'000'000; now_ns() < give_up && !bench_interrupted;) {
     after = totals(mapping->block(), segments);
-    const std::uint64_t done = (after.sent - before.sent) + (after.dropped_queue_full - before.dropped_queue_full) +
-                               (after.dropped_rejected - before.dropped_rejected);
-    const std::uint64_t routed = after.matched - before.matched;
+    const std::uint64_t done = (after.sent - at_go.sent) + (after.dropped_queue_full - at_go.dropped_queue_full) +
+                               (after.dropped_rejected - at_go.dropped_rejected);
+    const std::uint64_t routed = after.matched - at_go.matched;
     if (all_released() && done >= routed && (!router || router->drained())) {
       if (done != last) {
         end = now_ns();
