@@ -514,8 +514,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       request.state = Request::State::done;
     } else if (verdict == Verdict::retry) {
       request.state = Request::State::pending;
-      const bool first_why = retry_why.empty();
-      if (first_why) {
+      if (retry_why.empty()) {
         retry_why = "HTTP " + std::to_string(status) + " from " + where_;
         if (!response.body().empty()) retry_why += ": " + body_excerpt(response.body());
       }
@@ -523,10 +522,14 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       if (after != response.end()) {
         const std::string_view value(after->value().data(), after->value().size());
         const std::chrono::milliseconds asked = parse_retry_after(value);
-        retry_after_ = std::max(retry_after_, asked);
         // A long wait is said where it starts, or the backend just falls
-        // silent for it.
-        if (first_why) retry_why += " (Retry-After: " + std::to_string(asked.count() / 1000) + " s)";
+        // silent for it: the longest one asked for, in whole seconds up.
+        if (asked > retry_after_) {
+          retry_after_ = asked;
+          const std::size_t said = retry_why.find(" (Retry-After: ");
+          if (said != std::string::npos) retry_why.erase(said);
+          retry_why += " (Retry-After: " + std::to_string((asked.count() + 999) / 1000) + " s)";
+        }
       }
       stop_dispatch = true;
     } else {

@@ -457,19 +457,27 @@ bool SocketSink::open_datagram_socket(std::string& why) {
   return true;
 }
 
-bool SocketSink::wait_writable(std::chrono::milliseconds most) {
-  const auto until = std::chrono::steady_clock::now() + most;
+int SocketSink::wait_writable(std::chrono::steady_clock::time_point until) {
   for (;;) {
     // Slices of kWindow, so a stop is heard as in a send.
     if (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) {
       throw WriteInterrupted("a stop cut short the wait for room at " + where_);
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
+    if (left.count() <= 0) return -EAGAIN;
     pollfd p{datagram_fd_, POLLOUT, 0};
     const int ready = ::poll(&p, 1, static_cast<int>(std::min(left, kWindow).count()));
-    if (ready < 0 && errno != EINTR) return false;
-    if (ready > 0) return (p.revents & POLLOUT) != 0 && (p.revents & (POLLERR | POLLHUP)) == 0;
+    if (ready < 0 && errno != EINTR) return -errno;
+    if (ready <= 0) continue;
+    // An error the socket holds (a refusal by ICMP): said as what it is,
+    // not as a full receiver.
+    if ((p.revents & (POLLERR | POLLHUP)) != 0) {
+      int error = 0;
+      socklen_t length = sizeof error;
+      if (::getsockopt(datagram_fd_, SOL_SOCKET, SO_ERROR, &error, &length) != 0 || error == 0) error = EPIPE;
+      return -error;
+    }
+    if ((p.revents & POLLOUT) != 0) return 0;
   }
 }
 
@@ -482,6 +490,7 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     if (options_.strip_newline && !bytes.empty() && bytes.back() == '\n') bytes.remove_suffix(1);
     return bytes;
   };
+  std::optional<std::chrono::steady_clock::time_point> room_deadline;  // see the wait for room below
   while (datagram_next_ < batch.events) {
     const std::size_t chain_end = std::min<std::size_t>(batch.events, datagram_next_ + kDatagramChain);
     std::array<std::uint32_t, kDatagramChain> to_send;
@@ -544,10 +553,15 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     datagram_next_ = first_failed;
     if (first_failed < chain_end) {
       // No room at the receiver now (a unix datagram socket queues 10 by
-      // default): wait for some, as a blocking send would, and go on.
-      // Failed, the try went through the runner's backoff, and a receiver
-      // reading as fast as it could got 11 datagrams every few seconds.
-      if (error == -EAGAIN && wait_writable(std::chrono::seconds(1))) continue;
+      // default): wait for some, as a blocking send would, and go on, for
+      // up to a second a try. Failed at once, the try went through the
+      // runner's backoff, and a receiver reading as fast as it could got 11
+      // datagrams every few seconds.
+      if (error == -EAGAIN) {
+        if (!room_deadline) room_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        error = wait_writable(*room_deadline);
+        if (error == 0) continue;
+      }
       why = "send to " + where_ + ": " +
             (error == -EAGAIN ? std::string("receiver not keeping up (socket buffer full)") : io_error_text(error));
       if (error != -EAGAIN) {

@@ -83,9 +83,10 @@ class SocketSink final : public Sink {
   [[nodiscard]] bool datagrams() const noexcept { return kind_ == Kind::udp || kind_ == Kind::unix_datagram; }
   Outcome write_stream(const Batch& batch, std::string& why);
   Outcome write_datagrams(const Batch& batch, std::string& why);
-  // Waits up to `most` for room to send on the datagram socket: true once
-  // there is; throws WriteInterrupted on a stop.
-  bool wait_writable(std::chrono::milliseconds most);
+  // Waits until `until` for room to send on the datagram socket: 0 once
+  // there is, -EAGAIN when there was none by then, or the socket's error
+  // as a negative errno; throws WriteInterrupted on a stop.
+  int wait_writable(std::chrono::steady_clock::time_point until);
   bool open_datagram_socket(std::string& why);
   // A new batch starts its pending ranges over; a retried one keeps them.
   void start_batch(const Batch& batch);
