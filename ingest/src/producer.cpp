@@ -391,7 +391,9 @@ rr_status rr_producer_open(const char* ring_name, const rr_producer_options* opt
   }
   // A ring is a file of /dev/shm by its name: a path (`a/b`, `..`) or a
   // name past the file system's limit is the caller's mistake, not an I/O
-  // error (shm_open's "Invalid argument").
+  // error (shm_open's "Invalid argument"). One leading '/' is shm_open's
+  // own form of the name, taken as it takes it.
+  if (ring_name[0] == '/' && ring_name[1] != '\0') ++ring_name;
   if (const std::size_t length = ::strnlen(ring_name, NAME_MAX + 1);
       length > NAME_MAX || std::strchr(ring_name, '/') != nullptr || std::strcmp(ring_name, ".") == 0 ||
       std::strcmp(ring_name, "..") == 0) {

@@ -74,6 +74,12 @@ TEST(Producer, ARingNameThatIsNoFileNameIsABadArgumentAndAShortFileNoRing) {
     EXPECT_NE(std::string(error.message).find("a ring name is a file name of /dev/shm"), std::string::npos)
         << error.message;
   }
+  {
+    // shm_open's own form, a leading '/', names the same ring.
+    TestRing r(4096);
+    EventProducer slashed;
+    EXPECT_EQ(slashed.open("/" + r.name), RR_OK);
+  }
   const std::string short_file = ringroute::testing::unique_ring_name("short");
   const int fd = ::shm_open(short_file.c_str(), O_CREAT | O_RDWR, 0600);
   ASSERT_GE(fd, 0);

@@ -118,8 +118,9 @@ typedef struct rr_error {
 
 typedef struct rr_producer rr_producer;
 
-/* Attaches to ring `ring` (the name under /dev/shm: 1 to 255 bytes, no '/',
- * not "." or "..", else RR_BAD_ARGUMENT). options may be NULL.
+/* Attaches to ring `ring` (the name under /dev/shm: 1 to 255 bytes, no '/'
+ * but one leading, as shm_open takes it, not "." or "..", else
+ * RR_BAD_ARGUMENT). options may be NULL.
  * A handle belongs to the process that opened it: in a child of fork() it
  * refuses to emit (RR_BAD_ARGUMENT) and closing it there leaves the
  * parent's alone; the child opens its own. A handle keeps the ring it
