@@ -294,11 +294,40 @@ std::string closed_copy(std::string_view text) {
   return closed;
 }
 
+// Whether `token` can still grow into a JSON number (`-`, `1.`, `2e+`);
+// `--`, `1-` and `0123` cannot.
+bool number_prefix(std::string_view token) noexcept {
+  const auto digits = [&](std::size_t i) {
+    while (i < token.size() && token[i] >= '0' && token[i] <= '9') ++i;
+    return i;
+  };
+  std::size_t i = token.starts_with('-') ? 1 : 0;
+  if (i == token.size()) return true;
+  if (token[i] == '0') {
+    ++i;
+  } else if (token[i] >= '1' && token[i] <= '9') {
+    i = digits(i);
+  } else {
+    return false;
+  }
+  if (i < token.size() && token[i] == '.') {
+    const std::size_t fraction = i + 1;
+    i = digits(fraction);
+    if (i == fraction && i < token.size()) return false;  // `1.e`: a fraction has digits
+  }
+  if (i < token.size() && (token[i] == 'e' || token[i] == 'E')) {
+    ++i;
+    if (i < token.size() && (token[i] == '+' || token[i] == '-')) ++i;
+    i = digits(i);
+  }
+  return i == token.size();
+}
+
 // Whether the token at `at` (a string, or a run up to a delimiter) is a
 // fault of its own: it ends before the text does, or it runs into the end
 // but no token starts so (`bad`). One that could still grow into a token
 // (`tr` of `true`, `-1.` of a number) may just be cut short.
-bool token_ends_before(std::string_view text, std::size_t at) noexcept {
+bool token_is_its_own_fault(std::string_view text, std::size_t at) noexcept {
   if (at >= text.size()) return false;
   if (std::string_view(",:[]{}").find(text[at]) != std::string_view::npos) return true;
   if (text[at] == '"') {
@@ -313,8 +342,7 @@ bool token_ends_before(std::string_view text, std::size_t at) noexcept {
   for (const std::string_view word : {std::string_view("true"), std::string_view("false"), std::string_view("null")}) {
     if (word.starts_with(token)) return false;
   }
-  const bool number_start = token[0] == '-' || (token[0] >= '0' && token[0] <= '9');
-  return !number_start || token.find_first_not_of("-+.eE0123456789") != std::string_view::npos;
+  return !number_prefix(token);
 }
 
 // A problem at `offset` with simdjson's `error`: an integer past 64 bits is
@@ -389,7 +417,7 @@ std::optional<JsonProblem> check_json_object(std::string_view text, JsonText kin
         if (closed_error && closed_error != simdjson::MEMALLOC) {
           const Located inner = locate_error(closed, closed_error, max_depth_of(kind));
           if (!inner.trailing && !inner.unfinished && inner.offset < text.size() &&
-              token_ends_before(text, inner.offset)) {
+              token_is_its_own_fault(text, inner.offset)) {
             return problem_at(text, inner.offset, closed_error);
           }
         }

@@ -232,6 +232,9 @@ TEST(EventLine, ALineThatIsNotJsonNamesTheByteAndTheMember) {
   EXPECT_EQ(error_of(R"({bad)").rfind("not JSON: byte 1: ", 0), 0u) << error_of(R"({bad)");
   EXPECT_EQ(error_of(R"({"a":1,bad)").rfind("not JSON: byte 7: ", 0), 0u) << error_of(R"({"a":1,bad)");
   EXPECT_EQ(error_of(R"({"a":[1,x2)").rfind("a: not JSON: byte 8: ", 0), 0u) << error_of(R"({"a":[1,x2)");
+  for (const char* line : {R"({"a":--)", R"({"a":1-)", R"({"a":0123)", R"({"a":1.e)"}) {
+    EXPECT_EQ(error_of(line).rfind("a: not JSON: byte 5: ", 0), 0u) << line << ": " << error_of(line);
+  }
   // Valid JSON, but past what is read: said as such, not as "not JSON".
   EXPECT_EQ(error_of(R"({"timestamp":99999999999999999999})"),
             "timestamp: byte 13: outside the timestamps an event holds (ns since the epoch in 64 bits)");
