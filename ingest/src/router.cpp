@@ -83,9 +83,10 @@ class Worker {
       const std::uint64_t started_from = block_.backends[s].written_from[ring_].load(std::memory_order_relaxed);
       if (started_from > released_ && started_from <= tail && skip_through_[s] > released_) {
         // Added by a reload while older records stayed in the ring (held
-        // for a backend that reload removed, then the router killed): its
-        // position covers only what came after its start, and skipping by
-        // it would lose the older ones, which no backend here would write.
+        // for a backend that reload removed, the router then killed, or for
+        // one behind): its position covers only what came after its start,
+        // and skipping by it would lose the older ones a removed backend
+        // held, which no backend here would write.
         // Everything in the ring goes to it again: what it wrote since its
         // start twice (counted as replayed), nothing lost.
         std::fprintf(stderr,
@@ -404,8 +405,15 @@ class Worker {
     // Batches held only by sinks that retry (their destinations down) are
     // written no sooner for our waking: every 20 ms is enough to release
     // what they write once back, where 1 ms woke the worker 1,000 times a
-    // second through an outage.
-    if (only_retrying_active_) return std::chrono::milliseconds(20);
+    // second through an outage. Not while the ring is half full of what
+    // we read and have not released: producers wait for that room (no
+    // commit wakes us then), and a destination that fails now and then
+    // while taking most (a retrying sink that makes progress) would have a
+    // small ring released only every 20 ms.
+    const std::uint64_t unreleased = consumer_.read_position() - consumer_.released_position();
+    if (only_retrying_active_ && unreleased < consumer_.segment().capacity() / 2) {
+      return std::chrono::milliseconds(20);
+    }
     return active_.empty() ? std::chrono::milliseconds(50) : std::chrono::milliseconds(1);
   }
 
