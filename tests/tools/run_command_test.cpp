@@ -913,6 +913,11 @@ TEST(StatCommand, AFifoIsNoBlockNorRingAndAViewItCannotWriteEnds) {
 // `ringroute stat ARGS` watching, its output to `out` and its errors to
 // `err`; its pid.
 pid_t spawn_stat(const std::string& args, const std::string& out, const std::string& err) {
+  // Emptied here, before the fork: the child's reopen comes whenever it
+  // runs, and a wait for text in `out` meanwhile found an earlier stat's
+  // views there and went on before this one had read the block.
+  std::ofstream(out, std::ios::trunc);
+  std::ofstream(err, std::ios::trunc);
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
