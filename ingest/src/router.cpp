@@ -966,11 +966,7 @@ Router::Router(RouterConfig config)
             ring::Status::ok) {
           return false;
         }
-        // Relaxed, both: nothing is published to us by these loads (no
-        // record is read); they only compare two positions another process
-        // moves, a snapshot that may be stale either way.
-        return segment.header().head.load(std::memory_order_relaxed) !=
-               segment.header().tail.load(std::memory_order_relaxed);
+        return !ring::all_released(segment.header());
       };
       if (block_.reclaim_ring_slot(in_use) >= 0) slot = block_.ring_slot(config_.rings[i].name);
     }

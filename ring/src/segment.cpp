@@ -463,4 +463,10 @@ ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept {
   return totals;
 }
 
+bool all_released(const SegmentHeader& header) noexcept {
+  // Relaxed, both: nothing is published to the caller by these loads (no
+  // record is read through them); they only compare two positions.
+  return header.head.load(std::memory_order_relaxed) == header.tail.load(std::memory_order_relaxed);
+}
+
 }  // namespace ringroute::ring

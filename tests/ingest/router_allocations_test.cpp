@@ -62,7 +62,7 @@ void wait_drained(const std::string& ring, const Router& router) {
   ring::Segment segment;
   ASSERT_EQ(ring::Segment::attach(ring, segment, nullptr), ring::Status::ok);
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (segment.header().head.load() != segment.header().tail.load() || !router.drained()) {
+  while (!ring::all_released(segment.header()) || !router.drained()) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline);
     std::this_thread::sleep_for(1ms);
   }

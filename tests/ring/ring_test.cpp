@@ -97,6 +97,19 @@ TEST(Ring, RecordsComeOutInOrderWithExactLengths) {
   EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).written, 3u);
 }
 
+TEST(Ring, AllReleasedOnlyOnceTheConsumerHasReleasedWhatItRead) {
+  TestRing r(1024);
+  ring::Producer p(r.segment);
+  ring::Consumer c(r.segment);
+  EXPECT_TRUE(ring::all_released(r.segment.header())) << "an empty ring";
+  ASSERT_EQ(put(p, "a"), ring::Status::ok);
+  EXPECT_FALSE(ring::all_released(r.segment.header())) << "a committed record";
+  EXPECT_EQ(take(c, 1000, /*release=*/false), std::vector<std::string>{"a"});
+  EXPECT_FALSE(ring::all_released(r.segment.header())) << "read but not released";
+  c.release(c.read_position());
+  EXPECT_TRUE(ring::all_released(r.segment.header()));
+}
+
 TEST(Ring, WrapsAroundWithPaddingManyLaps) {
   TestRing r(1024);
   ring::Producer p(r.segment);

@@ -207,7 +207,7 @@ void wait_drained(const std::string& ring) {
   std::string error;
   ASSERT_EQ(ringroute::ring::Segment::attach(ring, segment, &error), ringroute::ring::Status::ok) << error;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (segment.header().head.load(std::memory_order_acquire) != segment.header().tail.load(std::memory_order_acquire)) {
+  while (!ringroute::ring::all_released(segment.header())) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "router did not drain " << ring;
     std::this_thread::sleep_for(1ms);
   }

@@ -456,14 +456,8 @@ int run_bench(const BenchArgs& args) {
   // `matched` count the records read again, which are not sent again), so
   // they never balance again as totals.
   auto all_released = [&] {
-    for (const ring::Segment& segment : segments) {
-      // Relaxed, both: compared, not read through (no record is read here).
-      if (segment.header().head.load(std::memory_order_relaxed) !=
-          segment.header().tail.load(std::memory_order_relaxed)) {
-        return false;
-      }
-    }
-    return true;
+    return std::all_of(segments.begin(), segments.end(),
+                       [](const ring::Segment& segment) { return ring::all_released(segment.header()); });
   };
   for (const std::int64_t give_up = now_ns() + 60'000'000'000; now_ns() < give_up && !bench_interrupted;) {
     after = totals(mapping->block(), segments);

@@ -127,4 +127,10 @@ struct ProducerTotals {
 };
 [[nodiscard]] ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept;
 
+// Whether the consumer has released every byte producers claimed (head has
+// caught up with tail): nothing committed or being written is left in the
+// ring. A snapshot of two positions other processes move, stale either way:
+// for a drain check or a slot's reuse, never for reading records.
+[[nodiscard]] bool all_released(const SegmentHeader& header) noexcept;
+
 }  // namespace ringroute::ring
