@@ -430,7 +430,13 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
 bool SocketSink::open_datagram_socket(std::string& why) {
   std::optional<Address> address =
       kind_ == Kind::unix_datagram ? unix_address(path_, why) : resolve(host_, port_, SOCK_DGRAM, why, stop_);
-  if (!address) return false;
+  if (!address) {
+    // A name that does not resolve is a failed connect, as for streams
+    // (Stream::dial): a figure of connects tried and failed that left it
+    // out would show an unresolvable destination as never tried.
+    if (counters_) counters_->connect_failures.add(1);
+    return false;
+  }
   const int fd = ::socket(address->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     why = std::string("socket: ") + std::strerror(errno);

@@ -791,6 +791,29 @@ TEST(SocketSink, AUnixPathThatIsNoSocketIsSaidSo) {
   }
 }
 
+// A destination whose name does not resolve is a connect that failed, for
+// datagrams as for streams: `stat` would otherwise show an unresolvable
+// syslog host as never tried. The name's 70-byte label is refused by the
+// C library's resolver itself, so no name server is asked (none may be
+// reachable here).
+TEST(SocketSink, ANameThatDoesNotResolveCountsAsAFailedConnectForDatagramsAndStreams) {
+  const std::string host = std::string(70, 'a') + ".invalid";
+  for (const char* scheme : {"syslog+udp://", "syslog+tcp://"}) {
+    SocketSink sink({.url = scheme + host + ":514"});
+    perf::BackendSinkShard counters;
+    sink.attach_counters(&counters);
+    EncodeOptions options;
+    options.wrap = Wrap::syslog;
+    Batch batch;
+    fill(batch, options, 0, 1);
+    std::string why;
+    EXPECT_EQ(sink.write(batch, why), Outcome::retry) << scheme;
+    EXPECT_NE(why.find(host), std::string::npos) << scheme << ": " << why;
+    EXPECT_EQ(counters.connect_failures.read(), 1u) << scheme;
+    EXPECT_EQ(counters.connects.read(), 0u) << scheme;
+  }
+}
+
 // A stop while a chain of datagrams goes: sent without waiting, they have
 // mostly gone by the time the write is cut short, and those that went are
 // delivered. The chain's completions were left unread, so every datagram
