@@ -507,6 +507,7 @@ void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
     detail::futex_wait(header_->consumer_wake, seen, timeout);
   }
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
+  slept_since_clock_read_ = true;
 }
 
 SlotLock slot_lock_state(int fd, std::uint32_t slot_index) noexcept {
@@ -525,14 +526,18 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
   }
   // The consumer often reaches a claim a producer is still writing; reading
   // the clock each time cost more than the records. Look at the clock only
-  // every kStallChecksPerClockRead polls of the same stalled position.
+  // every kStallChecksPerClockRead polls of the same stalled position, or
+  // on the first poll after a sleep: a consumer that sleeps a millisecond
+  // between polls would otherwise judge a dead producer's claim only every
+  // 64 ms, and hold every record behind it that long.
   if (stall_position_ != read_position_) {
     stall_position_ = read_position_;
     stall_checks_ = 0;
     stall_since_ns_ = 0;
     return false;
   }
-  if (++stall_checks_ % kStallChecksPerClockRead != 0) return false;
+  if (++stall_checks_ % kStallChecksPerClockRead != 0 && !slept_since_clock_read_) return false;
+  slept_since_clock_read_ = false;
   const std::int64_t now = detail::monotonic_ns();
   if (stall_since_ns_ == 0) {
     stall_since_ns_ = now;

@@ -223,6 +223,38 @@ TEST(Ring, ClaimOfADeadProducerIsSkippedAndCounted) {
   EXPECT_EQ(r.segment.header().skipped_bytes.read(), 64u);
 }
 
+// A consumer that sleeps between polls, as the router does once its ring is
+// idle, judges a dead producer's claim on its first poll after a sleep: it
+// looked at the clock only every 64th poll, so with 1 ms sleeps every record
+// behind the claim waited some 64 ms (the README says a few milliseconds).
+TEST(Ring, AConsumerSleepingBetweenPollsJudgesADeadClaimWithinAFewPolls) {
+  TestRing r(4096);
+  ring::Consumer c(r.segment, ring::ConsumerOptions{std::chrono::minutes(1)});
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ring::Producer p(r.segment);
+    ring::Claim claim;
+    if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ring::Producer p(r.segment);
+  ASSERT_EQ(put(p, "after"), ring::Status::ok);
+  int polls = 0;
+  std::vector<std::string> got;
+  while (got.empty() && polls < 64) {
+    got = take(c);
+    ++polls;
+    if (got.empty()) c.sleep(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(got, std::vector<std::string>{"after"});
+  // The first poll finds the claim, the one after the first sleep judges it.
+  EXPECT_LE(polls, 3);
+  EXPECT_EQ(r.segment.header().skipped.read(), 1u);
+}
+
 TEST(Ring, StalledClaimOfALiveProducerIsSkippedAfterTheTimeout) {
   TestRing r(4096);
   ring::Producer p(r.segment);

@@ -563,6 +563,7 @@ class Consumer {
   std::uint64_t stall_tail_ = 0;
   std::uint32_t stall_checks_ = 0;
   static constexpr std::uint32_t kStallChecksPerClockRead = 64;
+  bool slept_since_clock_read_ = false;  // see skip_if_stalled()
   std::int64_t last_liveness_check_ns_ = 0;
 
   // The header at `index` is not committed. Returns true when it was skipped
