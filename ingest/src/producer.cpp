@@ -543,6 +543,13 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
                     "open the ring again",
                     done + i, rp.segment().name().c_str());
       }
+      if (s == ring::Status::corrupt) {
+        if (accepted != nullptr) *accepted = done + i;
+        return fail(error, RR_CORRUPT, done + i,
+                    "event %zu: ring %s: its producers' tail is not on a record boundary (no producer moves it so: "
+                    "something else wrote the ring's header); nothing was written",
+                    done + i, rp.segment().name().c_str());
+      }
       if (s != ring::Status::ok) {
         if (accepted != nullptr) *accepted = done + i;
         return fail(error, to_rr(s), done + i, "event %zu: ring %s: %s", done + i, rp.segment().name().c_str(),

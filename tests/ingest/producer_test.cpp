@@ -110,6 +110,21 @@ TEST(Producer, GeneratedIdsCountUpAcrossBatchesAndDigitCarries) {
   }
 }
 
+// A ring whose tail something other than a producer moved off a record's
+// boundary: the emit is refused, saying so, and the producer lives (it
+// died of SIGSEGV storing a padding header past the ring's end).
+TEST(Producer, ATailOffARecordBoundaryIsCorruptAndSaidSo) {
+  TestRing r(1 << 16);
+  EventProducer p = open_producer(r.name, "odd");
+  r.segment.header().tail.store(r.segment.header().head.load() + 13);
+  std::vector<rr_event> events(2);
+  std::size_t accepted = 99;
+  rr_error error{};
+  EXPECT_EQ(p.emit_batch(events, 0, &accepted, &error), RR_CORRUPT);
+  EXPECT_EQ(accepted, 0u);
+  EXPECT_NE(std::string(error.message).find("tail is not on a record boundary"), std::string::npos) << error.message;
+}
+
 TEST(Producer, WrongVersionRingIsVersionMismatch) {
   TestRing r(4096);
   r.segment.header().layout_version.store(99);

@@ -554,6 +554,28 @@ TEST(Ring, BrokenFramingIsCountedAsCorruptAndReadingGoesOn) {
   EXPECT_EQ(take(c), (std::vector<std::string>{"later"}));
 }
 
+// A tail off a record's boundary (anything that can write the ring can put
+// it there) is a corrupt ring to a producer: at the lap's last byte its
+// padding header was stored past the mapping's end, and the producer died
+// of SIGSEGV. Every claim path goes through the same loop: try_claim and
+// the waiting claim both.
+TEST(Ring, ATailOffARecordBoundaryIsCorruptToAProducerNotACrash) {
+  TestRing r(4096);
+  ring::Producer p(r.segment);
+  auto& header = r.segment.header();
+  // An empty ring near its lap's end (head where tail would be), so the
+  // claim has room and goes as far as its padding.
+  header.head.store(4032);
+  header.head_cache.store(4032);
+  for (const std::uint64_t odd : {std::uint64_t{63}, std::uint64_t{60}, std::uint64_t{13}}) {
+    header.tail.store(4032 + odd);
+    ring::Claim claim;
+    EXPECT_EQ(p.try_claim(64, claim), ring::Status::corrupt) << odd;
+    EXPECT_EQ(p.claim(64, claim, std::chrono::milliseconds(10)), ring::Status::corrupt) << odd;
+    EXPECT_EQ(header.tail.load(), 4032 + odd) << "a refused claim moves nothing";
+  }
+}
+
 // The consumer that meets a corrupt header jumps to the producers' tail as
 // it is then. One restarted before the header is released meets it again,
 // and used to jump to the tail as it was by then: what was committed in

@@ -290,6 +290,11 @@ class Producer {
     // the start: full, of a ring that may be empty.
     bool head_then_tail = false;
     for (;;) {
+      // Every claim moves tail by whole records, so a tail off a record's
+      // boundary was written by something else with write access to the
+      // ring. Taken as it is, a padding header 8 bytes wide would go at
+      // the lap's last byte, past the mapping's end (a crash here).
+      if (tail % kRecordAlignment != 0) [[unlikely]] return Status::corrupt;
       tail_index = tail & mask_;
       const std::uint64_t to_end = capacity - tail_index;
       // A record that does not fit before the lap's end goes to its start
