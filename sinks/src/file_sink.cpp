@@ -31,6 +31,16 @@
 
 namespace ringroute::sinks {
 
+std::string unwritable_file_type(mode_t mode) {
+  if (S_ISREG(mode) || S_ISCHR(mode)) return {};
+  const char* kind = S_ISFIFO(mode)  ? "a FIFO"
+                     : S_ISDIR(mode) ? "a directory"
+                     : S_ISBLK(mode) ? "a block device"
+                     : S_ISSOCK(mode) ? "a socket"
+                                     : "no regular file";
+  return std::string("is ") + kind + ", not a regular file (a file backend appends to regular files only)";
+}
+
 std::string file_identity(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code error;
@@ -523,7 +533,22 @@ bool FileSink::open_file(std::string& why) {
     }
   }
   struct stat st {};
-  ::fstat(fd_, &st);
+  if (::fstat(fd_, &st) != 0) {
+    const int e = errno;
+    why = "cannot stat " + options_.path + ": " + errno_text(e);
+    close_file();
+    return false;
+  }
+  // Checked on what was opened, not on the name before: anyone who can
+  // write the directory can put a FIFO there (or a link to one), and an
+  // open for writing does not wait for a FIFO's reader, so every batch
+  // would go into a pipe no one reads, "sent", and then the sink would
+  // hang in write() for good.
+  if (std::string wrong = unwritable_file_type(st.st_mode); !wrong.empty()) {
+    why = options_.path + " " + wrong;
+    close_file();
+    return false;
+  }
   file_bytes_ = static_cast<std::uint64_t>(st.st_size);
   const auto now = std::chrono::steady_clock::now();
   // Age rotation counts from the file's birth, not from this open: a

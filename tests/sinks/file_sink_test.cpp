@@ -664,6 +664,26 @@ TEST(FileSink, FullDiskIsARetryNamingTheFile) {
   EXPECT_NE(why.find("No space left"), std::string::npos) << why;
 }
 
+// A FIFO at the path (anyone who can write the directory can put one
+// there): an open for writing does not wait for a reader, so batches went
+// into a pipe no one read, counted as sent, and then the sink hung in
+// write() for good. What was opened is checked, not the name beforehand.
+TEST(FileSink, AFifoAtThePathIsARetryNamingItNotAHang) {
+  const std::string dir = "/tmp/rr-file-sink-fifo-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  FileSinkOptions o;
+  o.path = dir + "/events.ndjson";
+  ASSERT_EQ(::mkfifo(o.path.c_str(), 0600), 0);
+  FileSink sink(o);
+  std::string why;
+  // A pipe's buffer holds 64 KiB: a batch past it would block for good.
+  const std::string big(1 << 20, 'x');
+  EXPECT_EQ(sink.write(batch_of(big + "\n"), why), Outcome::retry);
+  EXPECT_EQ(why, o.path + " is a FIFO, not a regular file (a file backend appends to regular files only)");
+  std::filesystem::remove_all(dir);
+}
+
 TEST(FileSink, UnopenableFileIsARetry) {
   FileSinkOptions o;
   o.path = "/proc/version/cannot/be/here.ndjson";

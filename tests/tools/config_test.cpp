@@ -4,6 +4,7 @@
 
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1028,6 +1029,13 @@ TEST(Config, AFilePathThatCanNeverBeAFileIsAnError) {
   EXPECT_EQ(path_errors(file + "/a/b.log"),
             std::vector<std::string>{"backends[0].options.path: \"" + file + "/a/b.log\" goes through \"" + file +
                                      "\", which is not a directory"});
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(path_errors(fifo), std::vector<std::string>{"backends[0].options.path: \"" + fifo +
+                                                        "\" is a FIFO, not a regular file (a file backend appends "
+                                                        "to regular files only)"});
+  // A character device is written as a file: /dev/null for a trial run.
+  EXPECT_TRUE(path_errors("/dev/null").empty());
   // What the sink makes on the way is no error: directories, the file.
   EXPECT_TRUE(path_errors(dir.path() + "/new/dir/x.log").empty());
   EXPECT_TRUE(path_errors(file).empty());

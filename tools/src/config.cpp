@@ -290,7 +290,9 @@ bool ends_in_a_directory(std::string_view path) {
 // directory). Empty where it may open it, or where what is missing the
 // sink makes.
 std::string never_a_file(const std::string& path, int stat_error, const struct stat& found) {
-  if (stat_error == 0) return S_ISDIR(found.st_mode) ? "is a directory, not a file" : "";
+  if (stat_error == 0) {
+    return S_ISDIR(found.st_mode) ? "is a directory, not a file" : sinks::unwritable_file_type(found.st_mode);
+  }
   if (stat_error != ENOTDIR) return "";
   // Some part of the way is not a directory: named, the nearest that exists.
   struct stat st {};

@@ -38,6 +38,12 @@ struct FileSinkOptions {
 // link to it are one file). Hard links are not seen.
 [[nodiscard]] std::string file_identity(const std::string& path);
 
+// What is wrong with writing events into a file of this type (st_mode), as
+// words that follow the path ("is a FIFO, ..."); empty for a regular file
+// or a character device (/dev/null). A FIFO no one reads holds every write
+// for ever, and the events with it; a block device would be overwritten.
+[[nodiscard]] std::string unwritable_file_type(mode_t mode);
+
 // How many files dropped by rotation were freed a step at a time (the rest
 // closed whole), in this process: for tests.
 [[nodiscard]] std::uint64_t dropped_files_freed_in_steps() noexcept;
