@@ -1020,7 +1020,18 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(
   }
   if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
   try {
-    auto sink = sinks::make_sink(backend.type, backend.options_json);
+    // A write this backend's slot says began and did not end (the router
+    // stopped mid-write) may have left its file a cut-off line to cut back;
+    // with none, a file's unended last line is not ours. Relaxed: this
+    // slot's sinks are an earlier router's, gone, or a runner this reload
+    // replaces, whose write in progress only makes the answer "may be".
+    bool may_be_torn = false;
+    const perf::BackendSlot& written = block_.block().backends[slot];
+    for (std::size_t ring = 0; ring < perf::kMaxRings; ++ring) {
+      may_be_torn |= written.writing_through[ring].load(std::memory_order_relaxed) !=
+                     written.written_through[ring].load(std::memory_order_relaxed);
+    }
+    auto sink = sinks::make_sink(backend.type, backend.options_json, may_be_torn);
     // Runners a reload stops that append to this one's file (compared as
     // the config check compares paths) write their last batches first.
     std::vector<std::shared_ptr<sinks::BackendRunner>> after;

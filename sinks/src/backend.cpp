@@ -135,7 +135,7 @@ std::vector<TlsFilesProblem> tls_files_problems(std::string_view options_json) {
   return tls_files_problems(read_tls_options(parse_options(parser, options_json)));
 }
 
-std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json) {
+std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json, bool last_write_may_be_torn) {
   if (std::string why = missing_sink(type); !why.empty()) throw std::runtime_error(why);
   simdjson::dom::parser parser;
   const simdjson::dom::element root = parse_options(parser, options_json);
@@ -155,6 +155,7 @@ std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_
     if (simdjson::dom::element formatter; root["formatter"]["options"].get(formatter) == simdjson::SUCCESS) {
       read_if(formatter, "pretty", o.pretty);
     }
+    o.last_write_may_be_torn = last_write_may_be_torn;
     return std::make_unique<FileSink>(std::move(o));
   }
   if (type == "http") {

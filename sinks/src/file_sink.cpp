@@ -395,6 +395,18 @@ void FileSink::cut_torn_tail() {
   const std::int64_t last_newline = reader.newline_before(file_bytes_);
   if (last_newline == -2) return unreadable();
   std::uint64_t end = static_cast<std::uint64_t>(last_newline + 1);  // 0 when not one whole line
+  if (!options_.last_write_may_be_torn) {
+    // No write of this backend's was cut short: an end without a newline
+    // is another program's (a file the path was pointed at, a link to
+    // one), and cutting it back destroyed what was never ours.
+    if (end == file_bytes_) return;
+    line_open_ = true;
+    std::fprintf(stderr,
+                 "ringroute: %s ends in %llu bytes without a newline, and no write of this backend's was cut short; "
+                 "kept, and the next batch starts on a new line\n",
+                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end));
+    return;
+  }
   // Only a line this sink could have begun is cut: the json formatter's
   // start with '{', and a pretty document's lines with '{', '}' or its
   // indent. A file it did not write (another program's log that ends

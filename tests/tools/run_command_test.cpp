@@ -721,6 +721,51 @@ TEST(RunCommand, AWrittenThroughPositionPastTheRingsTailIsIgnored) {
   cleanup(ring);
 }
 
+// A file whose last line has no end is cut back at the first write only
+// where the perf block says a write of the backend's began and did not
+// end. A path pointed at another program's file (one that ends without a
+// newline and begins its last line with "{") was cut back, even to
+// nothing, by a router that had never written it.
+TEST(RunCommand, AFileThatEndsWithoutANewlineIsKeptWhereNoWriteOfItsBackendWasCutShort) {
+  Dir dir;
+  const std::string ring = one_file_instance(dir, "foreign");
+  const std::string foreign = R"({"users": ["alice", "bob"], "admin": "alice"})";
+  write_file(dir / "all.ndjson", foreign);
+  {
+    RouterProcess router(dir / "edr.json", dir / "router.log");
+    wait_for_ring(ring);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+    wait_drained(ring);
+    ASSERT_EQ(router.stop(), 0);
+  }
+  EXPECT_NE(read_text(dir / "router.log").find("no write of this backend's was cut short; kept"), std::string::npos)
+      << read_text(dir / "router.log");
+  // As a crash mid-write leaves it: a fragment of a line, and the slot's
+  // position of a write begun past the one ended.
+  std::ofstream(dir / "all.ndjson", std::ios::app) << R"({"id": "p0-10)";
+  {
+    ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(ring, 0640);
+    auto& slot = block.block().backends[block.backend_slot("all", "file")];
+    slot.written_through[0].store(slot.writing_through[0].load() - 8);
+  }
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+  EXPECT_NE(read_text(dir / "router.log").find("ended in a cut-off line (the router stopped mid-write); removed its 13 "
+                                               "bytes"),
+            std::string::npos)
+      << read_text(dir / "router.log");
+  const std::string text = read_text(dir / "all.ndjson");
+  ASSERT_EQ(text.substr(0, foreign.size() + 1), foreign + "\n");
+  write_file(dir / "events.ndjson", text.substr(foreign.size() + 1));
+  std::vector<std::pair<int, int>> expected = in_order(0, 100);
+  for (const auto& event : in_order(1, 100)) expected.push_back(event);
+  EXPECT_EQ(read_events({dir / "events.ndjson"}), expected);
+  cleanup(ring);
+}
+
 TEST(RunCommand, RotationByRenameAndHupAndBySizeLosesAndDuplicatesNothing) {
   Dir dir;
   const std::string ring = dir.unique("rot");

@@ -61,8 +61,9 @@ struct BackendOptions {
 
 // The sink for a backend type, from its options. Throws std::runtime_error
 // with a clear message for a type that has no sink yet, or a sink that can't
-// start (io_uring refused).
-[[nodiscard]] std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json);
+// start (io_uring refused). `last_write_may_be_torn`: see FileSinkOptions.
+[[nodiscard]] std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json,
+                                              bool last_write_may_be_torn = true);
 // Why make_sink() refuses `type` (DESIGN.md: a type whose sink does not
 // exist yet validates, and run refuses it while it is enabled), or empty.
 [[nodiscard]] std::string missing_sink(std::string_view type);

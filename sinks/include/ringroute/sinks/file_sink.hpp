@@ -30,6 +30,11 @@ struct FileSinkOptions {
   // by two spaces and a "}" line, so a crash can leave whole lines of a
   // document that is not whole.
   bool pretty = false;
+  // Whether a write of this backend's may have been cut short (a crash
+  // mid-write: the router's perf block knows). Only then is a last line
+  // without its end ours to cut back at the first write; otherwise the
+  // file is another program's, or was left whole, and its end is kept.
+  bool last_write_may_be_torn = true;
 };
 
 // What two file paths that name one file compare equal as, as far as the
