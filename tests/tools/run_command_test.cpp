@@ -637,15 +637,22 @@ TEST(RunCommand, AFileSizeLimitIsARetriedWriteNotADeath) {
   cleanup(ring);
 }
 
-// A file write can't be cut short: one stuck for good (here a FIFO nobody
-// reads, as a hung NFS mount would hold it) held the stop past its drain,
-// until a supervisor's SIGKILL. The stop now ends its grace after the drain
-// with a word and exit 1, what was not written left in the ring.
+// A file write can't be cut short: one stuck for good (here a terminal
+// nobody reads, as a hung NFS mount would hold it; a FIFO is refused as
+// no file) held the stop past its drain, until a supervisor's SIGKILL.
+// The stop now ends its grace after the drain with a word and exit 1,
+// what was not written left in the ring.
 TEST(RunCommand, AStopStuckOnAFileWriteEndsAfterItsGrace) {
   Dir dir;
   const std::string ring = dir.unique("stuck");
   cleanup(ring);
-  ASSERT_EQ(::mkfifo((dir / "all.ndjson").c_str(), 0600), 0);
+  // A pseudo-terminal's writer waits once its few KiB are queued and the
+  // other side reads nothing.
+  const int terminal = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(terminal, 0) << std::strerror(errno);
+  ASSERT_EQ(::grantpt(terminal), 0);
+  ASSERT_EQ(::unlockpt(terminal), 0);
+  ASSERT_EQ(::symlink(::ptsname(terminal), (dir / "all.ndjson").c_str()), 0);
   write_all_to_one_file(dir, ring);
   RouterProcess router(dir / "edr.json", dir / "router.log", "100");
   wait_for_ring(ring);
@@ -659,6 +666,7 @@ TEST(RunCommand, AStopStuckOnAFileWriteEndsAfterItsGrace) {
   EXPECT_LT(std::chrono::steady_clock::now() - stopping, 4s);
   EXPECT_NE(read_text(dir / "router.log").find("a sink thread is stuck"), std::string::npos)
       << read_text(dir / "router.log");
+  ::close(terminal);
   cleanup(ring);
 }
 
