@@ -30,7 +30,15 @@ namespace bip = boost::interprocess;
 namespace ringroute::ring {
 
 struct Segment::Attached {
+  Attached() = default;
+  Attached(const Attached&) = delete;
+  Attached& operator=(const Attached&) = delete;
+  ~Attached() {
+    if (read_only_fd >= 0) ::close(read_only_fd);
+  }
   bip::shared_memory_object shm;
+  // A read-only attach's descriptor, opened without Boost (see attach()).
+  int read_only_fd = -1;
   bip::mapped_region region;
   // Declared after `region`, so gone before it unmaps: a fault at its
   // addresses is then no ring's.
@@ -47,6 +55,12 @@ struct Segment::Attached {
 };
 
 namespace {
+
+// A descriptor of our own, as Boost's mapped_region maps one.
+struct DescriptorMapping {
+  int fd;
+  [[nodiscard]] bip::mapping_handle_t get_mapping_handle() const noexcept { return {fd, false}; }
+};
 
 bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
@@ -232,7 +246,9 @@ void Segment::touch_for_write() const noexcept {
 }
 
 int Segment::fd() const noexcept {
-  return attached_ ? static_cast<int>(attached_->shm.get_mapping_handle().handle) : -1;
+  if (!attached_) return -1;
+  return attached_->read_only_fd >= 0 ? attached_->read_only_fd
+                                      : static_cast<int>(attached_->shm.get_mapping_handle().handle);
 }
 
 Segment Segment::create_or_attach(const std::string& name, const SegmentOptions& options,
@@ -388,21 +404,42 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
   try {
     auto attached = std::make_shared<Attached>();
     const bip::mode_t mode = access == Access::read_only ? bip::read_only : bip::read_write;
-    // A FIFO put at the ring's name (/dev/shm is anyone's to write in) made
-    // a read-only open wait for a writer, for ever: `stat` hung on it.
-    if (struct stat st {}; ::stat(("/dev/shm/" + name).c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-      return fail(Status::corrupt, "/dev/shm/" + name + " is not a regular file, so no ring");
-    }
-    try {
-      attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), mode);
-    } catch (const bip::interprocess_exception& e) {
-      if (e.get_error_code() == bip::not_found_error) {
-        return fail(Status::not_ready, "/dev/shm/" + name + " does not exist (is the router running?)");
-      }
-      return fail(Status::io_error, std::string("cannot open /dev/shm/") + name + ": " + e.what());
-    }
+    const std::string missing = "/dev/shm/" + name + " does not exist (is the router running?)";
+    const std::string no_file = "/dev/shm/" + name + " is not a regular file, so no ring";
     bip::offset_t size = 0;
-    attached->shm.get_size(size);
+    if (access == Access::read_only) {
+      // A FIFO put at the ring's name (/dev/shm is anyone's to write in)
+      // makes a read-only open wait for a writer, for ever: `stat` hung on
+      // it. Opened without waiting, and what was opened is checked: a
+      // check of the name before Boost's open left a moment in which a
+      // FIFO swapped in still hung it.
+      const int fd = ::shm_open(("/" + name).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+      if (fd < 0) {
+        const int e = errno;
+        if (e == ENOENT) return fail(Status::not_ready, missing);
+        return fail(Status::io_error, "cannot open /dev/shm/" + name + ": " + std::strerror(e));
+      }
+      attached->read_only_fd = fd;
+      struct stat st {};
+      if (::fstat(fd, &st) != 0) {
+        return fail(Status::io_error, "cannot stat /dev/shm/" + name + ": " + std::strerror(errno));
+      }
+      if (!S_ISREG(st.st_mode)) return fail(Status::corrupt, no_file);
+      size = st.st_size;
+    } else {
+      // Read and write: an open of a FIFO does not wait, and the mapping
+      // below fails on one; said as no ring before that.
+      if (struct stat st {}; ::stat(("/dev/shm/" + name).c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+        return fail(Status::corrupt, no_file);
+      }
+      try {
+        attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), mode);
+      } catch (const bip::interprocess_exception& e) {
+        if (e.get_error_code() == bip::not_found_error) return fail(Status::not_ready, missing);
+        return fail(Status::io_error, std::string("cannot open /dev/shm/") + name + ": " + e.what());
+      }
+      attached->shm.get_size(size);
+    }
     // The router sizes a ring from nothing to whole in one step: empty, it
     // is being made; any other size short of a header, it is no ring.
     if (size == 0) return fail(Status::not_ready, "/dev/shm/" + name + " is still being created");
@@ -414,7 +451,8 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
     // Not populated: readers of counters (stat, bench) touch only the
     // header, a short-lived producer only the pages it writes, and a
     // long-lived one maps them all when it asks for touch_for_write.
-    attached->map(bip::mapped_region(attached->shm, mode));
+    attached->map(access == Access::read_only ? bip::mapped_region(DescriptorMapping{attached->read_only_fd}, mode)
+                                              : bip::mapped_region(attached->shm, mode));
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
     // Acquire pairs with the creator's release store in initialise().
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);

@@ -108,6 +108,55 @@ TEST(Segment, AReadOnlyAttachMapsTheSegmentReadOnly) {
   EXPECT_EQ(permissions, "r--s");
 }
 
+// A FIFO swapped in at a ring's name (anyone may write in /dev/shm) made a
+// read-only attach (`stat`, `emit --instance`) wait for a writer for good:
+// the name was checked, then opened by name again. Here a thread swaps a
+// FIFO and a ring's file in at the name as fast as it can while attaches
+// go on for a second, in a child that an alarm kills should one hang.
+TEST(Segment, AReadOnlyAttachNeverWaitsOnAFifoSwappedInAtTheName) {
+  TestRing ring(4096);
+  const std::string path = "/dev/shm/" + ring.name, fifo = path + ".fifo", file = path + ".file";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ASSERT_EQ(::link(path.c_str(), file.c_str()), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::alarm(10);
+    std::atomic<bool> done{false};
+    std::thread swapper([&] {
+      // rename() replaces the name in one step; a hard link keeps each.
+      const std::string spare_fifo = fifo + "2", spare_file = file + "2";
+      while (!done.load(std::memory_order_relaxed)) {
+        (void)::link(fifo.c_str(), spare_fifo.c_str());
+        (void)::rename(spare_fifo.c_str(), path.c_str());
+        (void)::link(file.c_str(), spare_file.c_str());
+        (void)::rename(spare_file.c_str(), path.c_str());
+      }
+    });
+    int rings = 0, fifos = 0;
+    for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+         std::chrono::steady_clock::now() < until;) {
+      ring::Segment reader;
+      std::string why;
+      const ring::Status status = ring::Segment::attach(ring.name, reader, &why, ring::Segment::Access::read_only);
+      rings += status == ring::Status::ok;
+      fifos += status == ring::Status::corrupt && why.find("is not a regular file, so no ring") != std::string::npos;
+    }
+    done = true;
+    swapper.join();
+    ::_exit(rings > 0 && fifos > 0 ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status)) << "the attaching child was killed (signal " << WTERMSIG(status)
+                                 << "): an attach waited on the FIFO";
+  if (WIFEXITED(status)) {
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the attaches did not meet both kinds";
+  }
+  // The ring back at its name (the swap ended on either), for TestRing.
+  ::rename(file.c_str(), path.c_str());
+  for (const std::string& name : {fifo, fifo + "2", file + "2"}) ::unlink(name.c_str());
+}
+
 // tmpfs sizes a file without reserving its pages: a ring larger than what
 // /dev/shm has left used to map fine and then kill whoever touched a page
 // past the room (the router at start: SIGBUS, no message). Here /dev/shm
