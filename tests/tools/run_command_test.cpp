@@ -1183,6 +1183,16 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   ASSERT_EQ(third.wait_exit(5s), 2) << read_text(dir / "third.log");
   EXPECT_FALSE(fs::exists("/dev/shm/" + ring + "-other.perf")) << read_text(dir / "third.log");
   fs::remove("/dev/shm/" + ring + "-other.perf");
+  // A producer may write the ring's header: a consumer pid zeroed there
+  // made stat say a running router was not. Its lock says it runs.
+  ringroute::ring::Segment segment;
+  ASSERT_EQ(ringroute::ring::Segment::attach(ring, segment, nullptr), ringroute::ring::Status::ok);
+  auto& header = segment.header();
+  const std::int32_t consumer = header.consumer_pid.exchange(0);
+  const std::string tampered = run_capture("stat --json --instance " + ring);
+  header.consumer_pid.store(consumer);
+  ASSERT_EQ(parser.parse(tampered).get(doc), simdjson::SUCCESS) << tampered;
+  EXPECT_TRUE(bool(doc["router_running"])) << tampered;
 
   ASSERT_EQ(router.stop(), 0);
   // The block outlives the router.
@@ -1190,6 +1200,13 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   ASSERT_EQ(parser.parse(after).get(doc), simdjson::SUCCESS) << after;
   EXPECT_EQ(uint64_t(doc["backends"].at(0)["sent"]), 3000u);
   EXPECT_FALSE(bool(doc["router_running"]));
+  // A head past the tail (written by no router) is no share past 100%.
+  const std::uint64_t head = header.head.load();
+  header.head.store(header.tail.load() + 1000);
+  const std::string past = run_capture("stat --json --instance " + ring);
+  header.head.store(head);
+  ASSERT_EQ(parser.parse(past).get(doc), simdjson::SUCCESS) << past;
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["used"]), uint64_t(doc["rings"].at(0)["capacity"])) << past;
   cleanup(ring);
 }
 

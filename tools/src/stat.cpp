@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -130,7 +131,9 @@ Snapshot take(const perf::Block& block) {
       // Head first: the tail read after it is at least as far, so the
       // difference never wraps (acquire orders the two loads).
       const std::uint64_t head = h.head.load(std::memory_order_acquire);
-      r.used = h.tail.load(std::memory_order_acquire) - head;
+      // At most the ring: producers may write these two positions too, and
+      // a used share past 100% is none any router made.
+      r.used = std::min(h.tail.load(std::memory_order_acquire) - head, r.capacity);
       // The router runs when it is this ring's consumer, checked with its
       // start time, so a pid reused since it died does not count; a router
       // refused the ring (another one holds it) does not either.
@@ -139,6 +142,12 @@ Snapshot take(const perf::Block& block) {
       const std::int32_t consumer = h.consumer_pid.load(std::memory_order_acquire);
       if (consumer > 0 && consumer == s.router_pid &&
           ring::process_alive(consumer, h.consumer_start_ticks.load(std::memory_order_relaxed))) {
+        s.router_running = true;
+      }
+      // Or by the consumer's lock, which the kernel drops with its holder:
+      // the pid sits in the ring's header, which every producer may write,
+      // and one zeroed there made a running router "not running".
+      if (r.in_config && ring::slot_lock_state(segment.fd(), ring::kConsumerLockByte) == ring::SlotLock::held) {
         s.router_running = true;
       }
       // Cut short while we read it: those were the guard's zeros, not figures.
