@@ -2032,6 +2032,41 @@ TEST(RunCommand, EnabledBackendWithoutASinkRefusesToStart) {
   cleanup(ring);
 }
 
+// A reload whose config run would refuse at start (an enabled backend of a
+// type without a sink, a TLS file that would not load) is refused before
+// anything of it starts. It was found by that backend's start: those before
+// it in the config had opened their files and named perf slots, which stat
+// then listed, and the TLS error came without its JSON path.
+TEST(RunCommand, AReloadRunWouldRefuseAtStartLeavesNoTrace) {
+  Dir dir;
+  const std::string ring = one_file_instance(dir, "refused");
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  const std::string missing_ca = dir / "no-such-ca.pem";
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {file_backend("all", dir / "moved.ndjson", R"([{"verbosity": "trace"}])"),
+                          R"({"name": "q", "type": "amqp", "bindings": [{}]})",
+                          R"({"name": "t", "type": "http", "options": {"url": "https://127.0.0.1:1/x", "ca_file": ")" +
+                              missing_ca + R"("}, "bindings": [{}]})"}));
+  router.signal(SIGHUP);
+  wait_for_log(dir / "router.log", "reload refused");
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 10)), 0);
+  wait_drained(ring);
+  const std::string json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(router.stop(), 0);
+  const std::string log = read_text(dir / "router.log");
+  EXPECT_NE(log.find("backends[1].type: backend type \"amqp\" has no sink"), std::string::npos) << log;
+  EXPECT_NE(log.find("backends[2].options.ca_file"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(dir / "moved.ndjson")) << log;
+  EXPECT_EQ(read_events({dir / "all.ndjson"}).size(), 10u) << "the running config routes on";
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_EQ(simdjson::dom::array(doc["backends"]).size(), 1u) << json;
+  cleanup(ring);
+}
+
 TEST(RunCommand, ATlsFileThatWouldNotLoadIsNamedWithItsPathAndNothingStarts) {
   Dir dir;
   const std::string ring = dir.unique("tls");

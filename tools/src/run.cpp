@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "ringroute/ingest/router.hpp"
+#include "ringroute/sinks/backend.hpp"
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
 
@@ -143,6 +144,21 @@ int run_router(const RunArgs& args) {
     if (signal == SIGHUP && !failure) {
       router->reopen();
       ConfigResult next = load_config_file(args.config);
+      // What the start checks, checked before anything of the new config
+      // starts: a TLS file that would not load, or an enabled backend of a
+      // type without a sink, was found only by the backend's start, after
+      // the backends before it in the config had opened their files and
+      // named their perf slots (a refused reload's traces in `stat`), and
+      // said without the JSON path.
+      if (next.errors.empty()) {
+        next.errors = tls_file_errors(next);
+        for (std::size_t i = 0; i < next.config->backends.size(); ++i) {
+          const auto& backend = next.config->backends[i];
+          if (std::string why = sinks::missing_sink(backend.type); backend.enabled && !why.empty()) {
+            next.errors.push_back({"backends[" + std::to_string(i) + "].type", why});
+          }
+        }
+      }
       if (!next.errors.empty()) {
         log_line("reload refused, keeping the running config:");
         report_config_errors(next, "  ");

@@ -56,8 +56,7 @@ struct ConfigResult {
 // their sinks will load them at start, each that would not load named with
 // its JSON path; every file at fault, and whatever else `result` found
 // wrong. Apart from parse_config(), so that commands which only read a
-// config for its names (stat, emit) and a reload (which keeps an unchanged
-// backend's sink) do not depend on them.
+// config for its names (stat, emit) do not depend on them.
 [[nodiscard]] std::vector<matcher::ConfigError> tls_file_errors(const ConfigResult& result);
 
 // Prints every error of `result` on stderr, one a line after `indent`;
