@@ -234,6 +234,13 @@ BackendRunner::~BackendRunner() {
   sink_.reset();
 }
 
+std::size_t BackendRunner::held_batch_bytes() const {
+  std::lock_guard lock(owned_mutex_);
+  std::size_t bytes = 0;
+  for (const auto& batch : owned_) bytes += batch->bytes.capacity();
+  return bytes;
+}
+
 Batch* BackendRunner::take_batch() {
   Batch* batch = nullptr;
   if (pool_.try_dequeue(batch)) return batch;
@@ -436,6 +443,24 @@ bool BackendRunner::take_over() {
   }
   took_over_ = true;
   predecessor_.reset();
+  // Each leftover kept the room it reserved for a full batch (a megabyte or
+  // more) however little it held, and no queue bound counts them: a backend
+  // replaced at every reload through an outage grew by a batch's room a
+  // reload, for as long as the outage lasted. They are written once and
+  // freed, so they keep only what they hold. Not one whose write a stop cut
+  // short: the predecessor's sink may outlive it here (the router lets go
+  // of it later), with a send still reading its bytes. That is one batch a
+  // runner; the rest were never begun, or by sinks gone since.
+  for (Batch* batch : inherited_) {
+    if (batch->write_cut_short) continue;
+    batch->bytes.shrink_to_fit();
+    try {
+      batch->event_ends.shrink_to_fit();
+      batch->event_ns.shrink_to_fit();
+    } catch (const std::bad_alloc&) {
+      // Kept as they are: smaller is only better.
+    }
+  }
   // What the destination accepted of them before the predecessor's stop
   // (counted as sent then) is not sent again.
   for (Batch* batch : inherited_) batch->drop_delivered();
@@ -618,6 +643,7 @@ bool BackendRunner::write_through(Batch* batch) {
   // `drop` at a stop) it is not dropped; should a successor write it, those
   // events go twice, and count twice.
   const auto left_unwritten = [&] {
+    batch->write_cut_short = true;
     const std::uint32_t delivered = std::min(sink_->delivered_events(), batch->events);
     slot_.sink.sent.add(delivered);
     // An inherited batch came without what a predecessor had delivered of
@@ -712,8 +738,9 @@ bool BackendRunner::write_through(Batch* batch) {
     }
   }
   retrying_.store(false, std::memory_order_relaxed);
-  // Release: pairs with the worker's acquire in written_through(); the worker
-  // may then release the ring space these events used.
+  // Release: pairs with the worker's acquire load of this slot's position
+  // (Worker::maintain(), router.cpp); the worker may then release the ring
+  // space these events used.
   slot_.written_through[ring].store(batch->end, std::memory_order_release);
   return true;
 }

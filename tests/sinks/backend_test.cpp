@@ -334,6 +334,40 @@ TEST(BackendRunner, ReplacementsWhileTheDestinationIsDownHoldNoRunnerBeforeThem)
   fs::remove_all(dir);
 }
 
+// A leftover keeps only what it holds: each kept the megabyte it reserved
+// for a full batch, outside every queue bound, so a backend replaced at
+// each reload through an outage grew by a megabyte a reload (80 reloads of
+// one event each: 100 MB).
+TEST(BackendRunner, LeftoversTakenOverKeepOnlyTheBytesTheyHold) {
+  perf::BackendSlot slot;
+  constexpr int kReplacements = 8;
+  auto runner = std::make_shared<BackendRunner>("b", BackendOptions{}, dead_file_sink(), slot);
+  const std::size_t warm = runner->held_batch_bytes();  // its pool's few full-size batches
+  ASSERT_GE(warm, 1u << 20);
+  for (int i = 1; i <= kReplacements; ++i) {
+    submit_line(*runner, std::to_string(i) + "\n", 10u * static_cast<unsigned>(i));
+    auto next = std::make_shared<BackendRunner>("b", BackendOptions{}, dead_file_sink(), slot, runner);
+    const std::weak_ptr<BackendRunner> left = runner;
+    runner->stop(std::chrono::milliseconds(0));
+    runner = std::move(next);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!left.expired() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_TRUE(left.expired()) << "replacement " << i << " did not take over";
+  }
+  // Its own pool, the one leftover whose write the last stop cut short
+  // (a send may still read it), and the rest shrunk to their bytes.
+  const std::size_t bound = warm + (BackendOptions{}.batch_max_bytes + 4096) + 64 * 1024;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (runner->held_batch_bytes() > bound && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_LE(runner->held_batch_bytes(), bound);
+  runner->stop(std::chrono::milliseconds(0));
+  EXPECT_EQ(runner->unwritten_events(), static_cast<std::uint64_t>(kReplacements));
+}
+
 }  // namespace
 // A datagram is its own frame, whatever the case of its URL's scheme: with
 // "SYSLOG+UDP://" the config took the scheme as UDP and the sink sent each

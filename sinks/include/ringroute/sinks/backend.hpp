@@ -149,11 +149,9 @@ class BackendRunner {
   }
   // Hands a filled batch to the sink thread (it comes back to the pool after).
   void submit(Batch* batch);
-  // Every event of `ring` up to this position is written (or given up on).
-  [[nodiscard]] std::uint64_t written_through(std::uint32_t ring) const noexcept {
-    // Acquire pairs with the sink thread's release store after the write.
-    return slot_.written_through[ring].load(std::memory_order_acquire);
-  }
+  // The bytes its batches have reserved (pool, queue, in flight, taken
+  // over), for tests.
+  [[nodiscard]] std::size_t held_batch_bytes() const;
   [[nodiscard]] bool idle() const noexcept {
     // Acquire pairs with the sink thread's release stores of both.
     return in_flight_events_.load(std::memory_order_acquire) == 0 && !following_.load(std::memory_order_acquire);
@@ -236,7 +234,7 @@ class BackendRunner {
   };
   moodycamel::BlockingConcurrentQueue<Batch*, QueueTraits> queue_;
   moodycamel::ConcurrentQueue<Batch*> pool_;
-  std::mutex owned_mutex_;  // guards owned_ (grown only when the pool is dry)
+  mutable std::mutex owned_mutex_;  // guards owned_ (grown only when the pool is dry)
   std::vector<std::unique_ptr<Batch>> owned_;
   // Added by workers on submit, taken off by the sink thread when done.
   std::atomic<std::uint64_t> in_flight_events_{0};

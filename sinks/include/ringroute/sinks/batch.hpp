@@ -35,6 +35,10 @@ struct Batch {
   // write it leaves them out (drop_delivered()).
   std::uint32_t delivered = 0;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> delivered_ranges;
+  // A stop ended a write of it: a send of that sink may still read its
+  // bytes until the sink is gone (its destructor waits them out), so they
+  // stay where they are until then.
+  bool write_cut_short = false;
   // What it was counted as against `queue.max_bytes` when handed over.
   std::uint64_t queued_bytes = 0;
 

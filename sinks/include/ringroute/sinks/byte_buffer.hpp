@@ -58,6 +58,16 @@ class ByteBuffer {
     ++size_;
   }
   void clear() noexcept { size_ = 0; }
+  // Gives back the room past the bytes held (at least one byte is kept);
+  // where the allocator can't, the buffer stays as it was.
+  void shrink_to_fit() noexcept {
+    const std::size_t keep = size_ == 0 ? 1 : size_;
+    if (keep >= capacity_) return;
+    if (void* smaller = std::realloc(data_, keep)) {
+      data_ = static_cast<char*>(smaller);
+      capacity_ = keep;
+    }
+  }
   void resize_down(std::size_t size) noexcept { size_ = size < size_ ? size : size_; }
 
   [[nodiscard]] const char* data() const noexcept { return data_; }
