@@ -517,6 +517,29 @@ SlotLock slot_lock_state(int fd, std::uint32_t slot_index) noexcept {
   return lock.l_type == F_UNLCK ? SlotLock::free : SlotLock::held;
 }
 
+bool slot_owner_alive(int fd, const ProducerSlot& slot, std::uint32_t slot_index, std::int32_t pid) noexcept {
+  // An owner that holds the slot's lock is judged by it alone: its pid may
+  // name another process, or none, here (a PID namespace of its own).
+  // Others by their pid, the lock breaking a tie. Relaxed: see the header.
+  const std::uint64_t ticks = slot.owner_start_ticks.load(std::memory_order_relaxed);
+  const bool holds_lock = ticks != 0 && slot.locked_by.load(std::memory_order_relaxed) == pid &&
+                          slot.locked_ticks.load(std::memory_order_relaxed) == ticks;
+  const SlotLock lock = slot_lock_state(fd, slot_index);
+  return holds_lock && lock != SlotLock::unknown ? lock == SlotLock::held
+                                                 : process_alive(pid, ticks) || lock == SlotLock::held;
+}
+
+std::uint32_t live_producers(const Segment& segment) noexcept {
+  std::uint32_t live = 0;
+  const SegmentHeader& header = segment.header();
+  for (std::uint32_t i = 0; i < kMaxProducerSlots; ++i) {
+    // Acquire pairs with the publishing CAS in take_owner(): pid, then ticks.
+    const std::int32_t pid = header.slots[i].owner_pid.load(std::memory_order_acquire);
+    if (pid > 0 && slot_owner_alive(segment.fd(), header.slots[i], i, pid)) ++live;
+  }
+  return live;
+}
+
 bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept {
   const std::int32_t length = header_length(word);
   if (length == 0) {
@@ -563,16 +586,9 @@ bool Consumer::skip_if_stalled(std::uint64_t index, std::uint64_t word) noexcept
         // attached: that one keeps its slot's lock, and lives.
         dead = slot_lock_state(segment_.fd(), slot_index) != SlotLock::held;
       } else if (pid > 0) {
-        // An owner that holds the slot's lock is judged by it alone: its
-        // pid may name another process, or none, here (a PID namespace of
-        // its own). Relaxed: published with the claim's header, which we
-        // read with acquire. Others by their pid, the lock breaking a tie.
-        const std::uint64_t ticks = slot.owner_start_ticks.load(std::memory_order_relaxed);
-        const bool holds_lock = ticks != 0 && slot.locked_by.load(std::memory_order_relaxed) == pid &&
-                                slot.locked_ticks.load(std::memory_order_relaxed) == ticks;
-        const SlotLock lock = slot_lock_state(segment_.fd(), slot_index);
-        dead = holds_lock && lock != SlotLock::unknown ? lock == SlotLock::free
-                                                       : !process_alive(pid, ticks) && lock != SlotLock::held;
+        // Relaxed loads within: published with the claim's header, which
+        // we read with acquire.
+        dead = !slot_owner_alive(segment_.fd(), slot, slot_index, pid);
       }
     }
     if (!dead) return false;

@@ -223,6 +223,32 @@ TEST(Ring, ClaimOfADeadProducerIsSkippedAndCounted) {
   EXPECT_EQ(r.segment.header().skipped_bytes.read(), 64u);
 }
 
+// `stat`'s producers are those alive: a producer killed keeps its slot
+// taken (its pid stays until another producer needs the slot), and the
+// count of taken slots climbed with every producer a host ever restarted.
+TEST(Ring, LiveProducersLeaveOutAKilledProducersSlot) {
+  TestRing r(4096);
+  ring::Producer here(r.segment);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ring::Producer p(r.segment);
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char byte;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_EQ(ring::live_producers(r.segment), 2u);
+  ::kill(child, SIGKILL);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  EXPECT_EQ(ring::live_producers(r.segment), 1u);
+  EXPECT_EQ(ring::sum_producer_slots(r.segment.header()).producers, 2u) << "its slot is still taken";
+}
+
 // A consumer that sleeps between polls, as the router does once its ring is
 // idle, judges a dead producer's claim on its first poll after a sleep: it
 // looked at the clock only every 64th poll, so with 1 ms sleeps every record

@@ -122,7 +122,8 @@ Snapshot take(const perf::Block& block) {
       r.read_bytes = h.read_bytes.read();
       r.skipped_bytes = h.skipped_bytes.read();
       r.consumer_sleeps = h.consumer_sleeps.read();
-      r.producers = totals.producers;
+      // Alive now, not slots taken: a producer killed keeps its slot taken.
+      r.producers = ring::live_producers(segment);
       r.read = h.read.read();
       r.skipped = h.skipped.read();
       r.corrupt = h.corrupt.read();

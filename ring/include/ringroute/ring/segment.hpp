@@ -47,6 +47,13 @@ struct SegmentOptions {
 enum class SlotLock : std::uint8_t { held, free, unknown };
 [[nodiscard]] SlotLock slot_lock_state(int fd, std::uint32_t slot_index) noexcept;
 
+// Whether slot `slot_index`'s owner `pid` (> 0) lives: by its lock where it
+// took one and the lock can be asked, else by its pid and start time (the
+// lock breaking a tie). Its fields are read relaxed: a caller that needs
+// them as of a claim reads the claim's header with acquire first.
+[[nodiscard]] bool slot_owner_alive(int fd, const ProducerSlot& slot, std::uint32_t slot_index,
+                                    std::int32_t pid) noexcept;
+
 class Segment {
  public:
   struct Attached;  // the mapping, kept alive by shared_ptr so views can share it
@@ -126,6 +133,12 @@ struct ProducerTotals {
   std::uint64_t written = 0, bytes = 0, full = 0, too_big = 0, producers = 0;
 };
 [[nodiscard]] ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept;
+
+// How many producer slots an owner that still lives holds (slot_owner_alive):
+// `producers` of sum_producer_slots() counts slots taken, and a producer
+// killed keeps its slot taken until another needs it. Producers in the
+// overflow slot are not counted (they share it, unnamed).
+[[nodiscard]] std::uint32_t live_producers(const Segment& segment) noexcept;
 
 // Whether the consumer has released every byte producers claimed (head has
 // caught up with tail): nothing committed or being written is left in the
