@@ -1001,6 +1001,20 @@ Router::Router(RouterConfig config)
 
 Router::~Router() { stop(std::chrono::milliseconds(0)); }
 
+namespace {
+
+bool same_options(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  if (a.empty() || b.empty()) return false;  // no options and some
+  try {
+    return sinks::options_identity(a) == sinks::options_identity(b);
+  } catch (const std::exception&) {
+    return false;  // not JSON (no config check lets that through): unlike
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<sinks::BackendRunner> Router::start_backend(
     const RouterConfig& config, const RouterBackend& backend, std::shared_ptr<sinks::BackendRunner> predecessor,
     const std::vector<std::shared_ptr<sinks::BackendRunner>>& leaving) {
@@ -1125,9 +1139,13 @@ std::optional<std::string> Router::reload(
     for (const RouterBackend& b : config_.backends) {
       if (b.name == name && b.enabled) old_config = &b;
     }
+    // Compared as what they ask for: the same options in another order (a
+    // file reformatted, a key moved) replaced the backend, reopening its
+    // file or its connections for nothing.
     return old_config != nullptr &&
            std::any_of(config.backends.begin(), config.backends.end(), [&](const RouterBackend& b) {
-             return b.enabled && b.name == name && b.type == old_config->type && b.options_json == old_config->options_json;
+             return b.enabled && b.name == name && b.type == old_config->type &&
+                    same_options(b.options_json, old_config->options_json);
            });
   };
   try {

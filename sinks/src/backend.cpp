@@ -34,6 +34,38 @@ simdjson::dom::element parse_options(simdjson::dom::parser& parser, std::string_
   return root;
 }
 
+// The members of objects sorted by key (keys length-prefixed, so no key
+// can pass for another's end), scalars minified as written.
+void append_identity(simdjson::dom::element value, bool keep_order, std::string& out) {
+  if (value.is_object()) {
+    std::vector<std::pair<std::string_view, simdjson::dom::element>> members;
+    const simdjson::dom::object object = value.get_object().value_unsafe();
+    for (auto [key, member] : object) members.emplace_back(key, member);
+    if (!keep_order) {
+      std::stable_sort(members.begin(), members.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    }
+    out += '{';
+    for (const auto& [key, member] : members) {
+      out += std::to_string(key.size());
+      out += ':';
+      out += key;
+      append_identity(member, key == "headers", out);
+      out += ',';
+    }
+    out += '}';
+  } else if (value.is_array()) {
+    out += '[';
+    const simdjson::dom::array array = value.get_array().value_unsafe();
+    for (simdjson::dom::element item : array) {
+      append_identity(item, false, out);
+      out += ',';
+    }
+    out += ']';
+  } else {
+    out += simdjson::minify(value);
+  }
+}
+
 TlsOptions read_tls_options(simdjson::dom::element root) {
   TlsOptions o;
   for (auto [key, field] : {std::pair{"ca_file", &o.ca_file}, std::pair{"ca_path", &o.ca_path},
@@ -133,6 +165,13 @@ std::string missing_sink(std::string_view type) {
 std::vector<TlsFilesProblem> tls_files_problems(std::string_view options_json) {
   simdjson::dom::parser parser;
   return tls_files_problems(read_tls_options(parse_options(parser, options_json)));
+}
+
+std::string options_identity(std::string_view options_json) {
+  simdjson::dom::parser parser;
+  std::string out;
+  append_identity(parse_options(parser, options_json), false, out);
+  return out;
 }
 
 std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json, bool last_write_may_be_torn) {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <chrono>
 #include <future>
 #include <string>
@@ -97,6 +99,46 @@ TEST(RouterReload, ABackendGivenTheFileOfOneStillWritingWaitsUntilThatOneStops) 
     }
     EXPECT_EQ(sent_by(router.block(), "new"), 5u);
     EXPECT_EQ(sent_by(router.block(), "old"), 0u);
+    router.stop(100ms);
+  }
+  ring::Segment::remove(instance);
+  perf::BlockMapping::remove(instance);
+}
+
+// The thread named `name` in this process (0: none).
+pid_t thread_named(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string text;
+    std::getline(comm, text);
+    if (text == name) return static_cast<pid_t>(std::stoi(task.path().filename().string()));
+  }
+  return 0;
+}
+
+// A backend whose options are the same in another order goes on untouched
+// (its sink thread, file and connections kept): the options were compared
+// as text, so a config reformatted or a key moved replaced it.
+TEST(RouterReload, OptionsInAnotherOrderLeaveTheBackendUntouched) {
+  const std::string instance = "rr-test-reorder-" + std::to_string(::getpid());
+  {
+    Router router(one_file_backend(
+        instance, "b", R"({"path":"/dev/null","batch":{"max_events":10,"linger_ms":5},"fsync":"never"})"));
+    const pid_t first = thread_named("rr-sink:b");
+    ASSERT_NE(first, 0);
+    EXPECT_EQ(router.reload(one_file_backend(instance, "b",
+                                             R"({"fsync":"never","batch":{"linger_ms":5,"max_events":10},"path":"/dev/null"})")),
+              std::nullopt);
+    EXPECT_EQ(thread_named("rr-sink:b"), first) << "replaced for keys in another order";
+    // And a change is one: a new sink thread.
+    EXPECT_EQ(router.reload(one_file_backend(instance, "b",
+                                             R"({"fsync":"never","batch":{"linger_ms":5,"max_events":11},"path":"/dev/null"})")),
+              std::nullopt);
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (thread_named("rr-sink:b") == first && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_NE(thread_named("rr-sink:b"), first);
     router.stop(100ms);
   }
   ring::Segment::remove(instance);

@@ -334,6 +334,19 @@ TEST(BackendRunner, ReplacementsWhileTheDestinationIsDownHoldNoRunnerBeforeThem)
   fs::remove_all(dir);
 }
 
+// Options in another order are the same options, but for the order of
+// HTTP headers, which goes on the wire.
+TEST(BackendOptions, TheirIdentityIgnoresKeyOrderButNotTheHeadersOrder) {
+  EXPECT_EQ(options_identity(R"({"a":1,"b":{"y":[1,{"q":2,"p":3}],"x":"s"}})"),
+            options_identity(R"({"b":{"x":"s","y":[1,{"p":3,"q":2}]},"a":1})"));
+  EXPECT_NE(options_identity(R"({"a":1,"b":2})"), options_identity(R"({"a":1,"b":3})"));
+  EXPECT_NE(options_identity(R"({"a":[1,2]})"), options_identity(R"({"a":[2,1]})"));
+  EXPECT_NE(options_identity(R"({"headers":{"X-A":"1","X-B":"2"}})"),
+            options_identity(R"({"headers":{"X-B":"2","X-A":"1"}})"));
+  // A key cannot pass for the end of another.
+  EXPECT_NE(options_identity(R"({"ab":"c"})"), options_identity(R"({"a":"bc"})"));
+}
+
 // A leftover keeps only what it holds: each kept the megabyte it reserved
 // for a full batch, outside every queue bound, so a backend replaced at
 // each reload through an outage grew by a megabyte a reload (80 reloads of

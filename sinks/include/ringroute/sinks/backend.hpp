@@ -59,6 +59,12 @@ struct BackendOptions {
 // Reads the options object of a backend of `type` (already checked by the config).
 [[nodiscard]] BackendOptions parse_backend_options(std::string_view type, std::string_view options_json);
 
+// What two backends' options (JSON text) compare equal as when they ask for
+// the same thing written in another order: object members sorted by key,
+// at every level but inside `headers` (whose order goes on the wire).
+// Throws std::runtime_error when the text is no JSON object.
+[[nodiscard]] std::string options_identity(std::string_view options_json);
+
 // The sink for a backend type, from its options. Throws std::runtime_error
 // with a clear message for a type that has no sink yet, or a sink that can't
 // start (io_uring refused). `last_write_may_be_torn`: see FileSinkOptions.
