@@ -741,8 +741,12 @@ class Worker {
     sinks::Batch* batch = state.current;
     if (batch == nullptr) return;
     if (batch->holds_ring) state.in_flight.push_back({batch->first_start, batch->end});
-    state.current = nullptr;
+    // Let go of only once handed over: a hand-over that throws (no memory
+    // for the queue) leaves the batch this slot's open one, which the
+    // worker's failure counts (count_open_drop_batches_lost); cleared
+    // first, a `drop` batch whose ring space was released went uncounted.
     state.runner->submit(batch);
+    state.current = nullptr;
   }
 
   void submit_all() {
