@@ -1051,12 +1051,12 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(
     }
     auto sink = sinks::make_sink(backend.type, backend.options_json, may_be_torn);
     // Runners a reload stops that append to this one's file (compared as
-    // the config check compares paths) write their last batches first.
+    // the config check compares paths, hard links included) write their
+    // last batches first.
     std::vector<std::shared_ptr<sinks::BackendRunner>> after;
     if (const std::string path = sink->file_path(); !path.empty()) {
-      const std::string file = sinks::file_identity(path);
       for (const auto& runner : leaving) {
-        if (runner != predecessor && !runner->file_path().empty() && sinks::file_identity(runner->file_path()) == file) {
+        if (runner != predecessor && !runner->file_path().empty() && sinks::same_file(runner->file_path(), path)) {
           after.push_back(runner);
         }
       }

@@ -31,6 +31,12 @@
 
 namespace ringroute::sinks {
 
+bool same_file(const std::string& a, const std::string& b) {
+  if (file_identity(a) == file_identity(b)) return true;
+  struct stat sa {}, sb {};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 std::string unwritable_file_type(mode_t mode) {
   if (S_ISREG(mode) || S_ISCHR(mode)) return {};
   const char* kind = S_ISFIFO(mode)  ? "a FIFO"

@@ -684,6 +684,27 @@ TEST(FileSink, AFifoAtThePathIsARetryNamingItNotAHang) {
   std::filesystem::remove_all(dir);
 }
 
+// A reload's runners on one file wait for each other; a hard link is one
+// file too (the config check says so of two backends), which the router's
+// check by path alone missed.
+TEST(FileSink, SameFileSeesPathsLinksAndHardLinks) {
+  const std::string dir = "/tmp/rr-file-sink-same-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/a.log") << "x";
+  std::ofstream(dir + "/other.log") << "x";
+  ASSERT_EQ(::link((dir + "/a.log").c_str(), (dir + "/hard.log").c_str()), 0);
+  std::filesystem::create_symlink(dir + "/a.log", dir + "/soft.log");
+  EXPECT_TRUE(same_file(dir + "/a.log", dir + "/./a.log"));
+  EXPECT_TRUE(same_file(dir + "/a.log", dir + "/soft.log"));
+  EXPECT_TRUE(same_file(dir + "/a.log", dir + "/hard.log"));
+  EXPECT_FALSE(same_file(dir + "/a.log", dir + "/other.log"));
+  EXPECT_FALSE(same_file(dir + "/a.log", dir + "/not-yet.log"));
+  EXPECT_TRUE(same_file(dir + "/not-yet.log", dir + "/../" + std::filesystem::path(dir).filename().string() +
+                                                  "/not-yet.log"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(FileSink, UnopenableFileIsARetry) {
   FileSinkOptions o;
   o.path = "/proc/version/cannot/be/here.ndjson";

@@ -43,6 +43,11 @@ struct FileSinkOptions {
 // link to it are one file). Hard links are not seen.
 [[nodiscard]] std::string file_identity(const std::string& path);
 
+// Whether two paths name one file: by file_identity(), or, where both
+// exist, by device and inode (a hard link), as the config check compares
+// backends' paths.
+[[nodiscard]] bool same_file(const std::string& a, const std::string& b);
+
 // What is wrong with writing events into a file of this type (st_mode), as
 // words that follow the path ("is a FIFO, ..."); empty for a regular file
 // or a character device (/dev/null). A FIFO no one reads holds every write
