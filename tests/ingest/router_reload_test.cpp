@@ -124,7 +124,12 @@ TEST(RouterReload, OptionsInAnotherOrderLeaveTheBackendUntouched) {
   {
     Router router(one_file_backend(
         instance, "b", R"({"path":"/dev/null","batch":{"max_events":10,"linger_ms":5},"fsync":"never"})"));
-    const pid_t first = thread_named("rr-sink:b");
+    // The thread names itself once it runs.
+    pid_t first = 0;
+    for (const auto named_by = std::chrono::steady_clock::now() + 2s;
+         (first = thread_named("rr-sink:b")) == 0 && std::chrono::steady_clock::now() < named_by;) {
+      std::this_thread::sleep_for(1ms);
+    }
     ASSERT_NE(first, 0);
     EXPECT_EQ(router.reload(one_file_backend(instance, "b",
                                              R"({"fsync":"never","batch":{"linger_ms":5,"max_events":10},"path":"/dev/null"})")),
@@ -134,11 +139,14 @@ TEST(RouterReload, OptionsInAnotherOrderLeaveTheBackendUntouched) {
     EXPECT_EQ(router.reload(one_file_backend(instance, "b",
                                              R"({"fsync":"never","batch":{"linger_ms":5,"max_events":11},"path":"/dev/null"})")),
               std::nullopt);
+    // Its successor named (the old one is joined by the reload).
     const auto deadline = std::chrono::steady_clock::now() + 2s;
-    while (thread_named("rr-sink:b") == first && std::chrono::steady_clock::now() < deadline) {
+    while ((thread_named("rr-sink:b") == first || thread_named("rr-sink:b") == 0) &&
+           std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(1ms);
     }
     EXPECT_NE(thread_named("rr-sink:b"), first);
+    EXPECT_NE(thread_named("rr-sink:b"), 0);
     router.stop(100ms);
   }
   ring::Segment::remove(instance);
