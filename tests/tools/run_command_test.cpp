@@ -1630,6 +1630,39 @@ TEST(RunCommand, AStopDuringAReloadIsBoundedByItsDrain) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3000ms) << read_text(run.dir / "router.log");
 }
 
+// A SIGHUP during a reload's wait for its removed backends is taken when
+// that reload ends; it waited without a word, and the new config seemed
+// ignored for as long as the drain lasted.
+TEST(RunCommand, ASighupDuringAReloadsDrainIsSaidToWaitForIt) {
+  LateBackendRun run("hupinreload");
+  write_file(run.dir / "edr.json", run.config());
+  RouterProcess router(run.dir / "edr.json", run.dir / "router.log");
+  wait_for_ring(run.ring);
+  ASSERT_EQ(wait_child(spawn_producer(run.ring, 0, 100)), 0);
+  ASSERT_EQ(wait_for_events({run.dir / "ok.ndjson"}, 100).size(), 100u);
+  write_file(run.dir / "edr.json", config_text(run.dir, run.ring, 8 << 20,
+                                               {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")},
+                                               R"("removed_backend_drain_ms": 1000)"));
+  router.signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "have up to 1000 ms to write what they hold");
+  router.signal(SIGHUP);
+  wait_for_log(run.dir / "router.log", "SIGHUP: taken once the reload in progress ends");
+  // Then taken: a second reload.
+  const auto reloads = [&] {
+    const std::string log = read_text(run.dir / "router.log");
+    std::size_t count = 0;
+    for (std::size_t at = log.find("ringroute: reloaded"); at != std::string::npos;
+         at = log.find("ringroute: reloaded", at + 1)) {
+      ++count;
+    }
+    return count;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (reloads() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(reloads(), 2u) << read_text(run.dir / "router.log");
+  ASSERT_EQ(router.stop(), 0);
+}
+
 // A backend removed by a reload while it is behind loses what it was handed
 // and what it had not read back from the ring yet; the log counts both, so
 // together they are every event its bindings matched.

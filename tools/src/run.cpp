@@ -41,6 +41,11 @@ bool stop_pending() {
   return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1);
 }
 
+bool reload_pending() {
+  sigset_t pending;
+  return sigpending(&pending) == 0 && sigismember(&pending, SIGHUP) == 1;
+}
+
 // After the drain the sinks are told to stop at once: a network write ends
 // within a second or so, but a file write can't be cut short, and one stuck
 // on a hung mount (hard NFS, a dead FUSE server) held the stop for good,
@@ -167,9 +172,18 @@ int run_router(const RunArgs& args) {
       // A SIGTERM or SIGINT that comes while the old backends are given
       // their time stays pending (blocked here). Its drain counts from when
       // it is seen and bounds the whole stop, those waits included.
+      // A SIGHUP that comes meanwhile waits for this reload to end, which
+      // may be the removed backends' whole drain (up to 10 minutes as
+      // configured): said once, or the new config seemed ignored.
+      bool said_reload_waits = false;
       auto stop_deadline = [&]() -> std::optional<std::chrono::steady_clock::time_point> {
         if (!stop_until && stop_pending()) {
           stop_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(args.drain_ms);
+        }
+        if (!said_reload_waits && reload_pending()) {
+          said_reload_waits = true;
+          log_line("SIGHUP: taken once the reload in progress ends (its removed or replaced backends are given up to "
+                   "their drain to write what they hold)");
         }
         return stop_until;
       };
