@@ -1176,13 +1176,33 @@ std::optional<std::string> Router::reload(
   } catch (const std::exception& e) {
     return std::string(e.what());  // the runners made so far stop as they go (they wrote nothing)
   }
+  // Said by name: "reloaded" alone left a reader to work out which
+  // backends a reload restarted (their files reopened, connections made
+  // anew) and which it left running.
+  std::string kept_names, replaced_names, added_names, removed_names;
+  const auto add_name = [](std::string& list, const std::string& name) { list += (list.empty() ? "" : ", ") + name; };
   for (auto& [name, runner] : runners_) {
     auto it = next.find(name);
     if (it == next.end()) {
       removed.push_back(runner);
+      add_name(removed_names, name);
     } else if (it->second != runner) {
       replaced.push_back(runner);
+      add_name(replaced_names, name);
+    } else {
+      add_name(kept_names, name);
     }
+  }
+  for (const auto& [name, runner] : next) {
+    if (runners_.find(name) == runners_.end()) add_name(added_names, name);
+  }
+  {
+    std::string said;
+    for (const auto& [what, names] : {std::pair{"kept ", &kept_names}, std::pair{"replaced ", &replaced_names},
+                                      std::pair{"added ", &added_names}, std::pair{"removed ", &removed_names}}) {
+      if (!names->empty()) said += (said.empty() ? "" : "; ") + std::string(what) + *names;
+    }
+    std::fprintf(stderr, "ringroute: reload: %s\n", said.empty() ? "no backend enabled before or now" : said.c_str());
   }
   runners_ = std::move(next);
   const std::uint64_t serial = plan->serial;
@@ -1223,8 +1243,8 @@ std::optional<std::string> Router::reload(
   group.clear();
   for (auto& runner : removed) group.push_back(runner.get());
   if (!removed.empty()) {
-    std::fprintf(stderr, "ringroute: reload: %zu removed backend(s) have up to %lld ms to write what they hold\n",
-                 removed.size(), static_cast<long long>(removed_drain.count()));
+    std::fprintf(stderr, "ringroute: reload: removed backend(s) %s have up to %lld ms to write what they hold\n",
+                 removed_names.c_str(), static_cast<long long>(removed_drain.count()));
   }
   sinks::BackendRunner::stop_all(group, moved + removed_drain, stop_deadline);
   for (auto& runner : removed) {

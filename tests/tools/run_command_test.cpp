@@ -414,7 +414,7 @@ class LateBackendRun {
                config_text(dir, ring, ring_bytes, {file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")},
                            R"("removed_backend_drain_ms": 500)"));
     router->signal(SIGHUP);
-    wait_for_log(dir / "router.log", "removed backend(s) have up to 500 ms");
+    wait_for_log(dir / "router.log", "removed backend(s) late have up to 500 ms");
     wait_for_log(dir / "router.log", "events it was handed and did not write are dropped", 2s);
   }
 
@@ -1710,7 +1710,9 @@ TEST(RunCommand, ARouterKilledWhileARemovedBackendStillHoldsEventsKeepsThemInThe
                          {file_backend("renamed", run.dir / "renamed.ndjson", R"([{"verbosity": "trace"}])"),
                           file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
   run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "removed backend(s) have up to 5000 ms");
+  // Said by name: the rename is a removal and an addition.
+  wait_for_log(run.dir / "router.log", "reload: kept ok; added renamed; removed late");
+  wait_for_log(run.dir / "router.log", "removed backend(s) late have up to 5000 ms");
   std::this_thread::sleep_for(200ms);  // the worker has taken the new plan (the reload waits for it)
   ASSERT_EQ(wait_child(spawn_producer(run.ring, 1, kEvents)), 0);
   ASSERT_EQ(wait_for_events({run.dir / "renamed.ndjson"}, kEvents), in_order(1, kEvents));
