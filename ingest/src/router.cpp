@@ -58,9 +58,9 @@ class Worker {
     last_end_ = released_;
     // Positions in the perf block refer to one segment; a new segment (after a
     // reboot, or a ring removed and made again) starts them over.
-    // Relaxed below: this runs before our thread starts and before any sink
-    // of this router writes these slots (thread start orders them); a sink
-    // left by a crashed router is gone.
+    // Relaxed in this block: it runs before our thread starts and before any
+    // sink of this router writes these slots (thread start orders them); a
+    // sink left by a crashed router is gone.
     perf::RingSlot& rs = block_.rings[ring_];
     const std::int64_t created = consumer_.segment().header().created_unix_ns;
     if (rs.segment_created_ns.load(std::memory_order_relaxed) != created) {
@@ -77,7 +77,9 @@ class Worker {
     // that backend for good. It is started over from the released position.
     const std::uint64_t tail = consumer_.segment().header().tail.load(std::memory_order_acquire);
     for (std::size_t s = 0; s < perf::kMaxBackends; ++s) {
-      // Acquire pairs with the sinks' release stores (of an earlier router).
+      // Acquire, though nothing pairs with it: the sinks that stored these
+      // were an earlier router's, gone before this ring was ours (the
+      // consumer lock), and their stores are in the shared pages.
       skip_through_[s] = block_.backends[s].written_through[ring_].load(std::memory_order_acquire);
       maybe_written_through_[s] = block_.backends[s].writing_through[ring_].load(std::memory_order_acquire);
       const std::uint64_t started_from = block_.backends[s].written_from[ring_].load(std::memory_order_relaxed);
@@ -447,6 +449,8 @@ class Worker {
       const bool taken_back = std::find(plan.reclaimed_slots.begin(), plan.reclaimed_slots.end(),
                                         static_cast<int>(s)) != plan.reclaimed_slots.end();
       if (index_of_slot_[s] >= 0 && (index_before[s] < 0 || taken_back)) {
+        // Relaxed: read only by a later router's worker at its start,
+        // after this process is gone.
         block_.backends[s].written_from[ring_].store(last_end_, std::memory_order_relaxed);
       }
     }

@@ -296,6 +296,8 @@ Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds
     const std::int64_t now = detail::monotonic_ns();
     if (now >= deadline) return Status::full;
     if (give_up.now != nullptr && give_up.now(give_up.context)) return Status::not_ready;
+    // Acquire pairs with the consumer's release fetch_add of space_wake
+    // after it moved head: reading its count, we see that head too.
     const std::uint32_t seen = header_->space_wake.load(std::memory_order_acquire);
     // Dekker with Consumer::release: announce, fence, re-check; the consumer
     // stores head, fences, then reads producers_waiting.
@@ -303,6 +305,8 @@ Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds
     std::atomic_thread_fence(std::memory_order_seq_cst);
     s = claim_once(bytes, out);
     if (s != Status::full) {
+      // Relaxed, both decrements: the count only tells the consumer whether
+      // to make the wake syscall; a stale high count costs one futile wake.
       header_->producers_waiting.fetch_sub(1, std::memory_order_relaxed);
       return s;
     }
@@ -386,6 +390,8 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
     if (take_owner(header_->consumer_pid, header_->consumer_start_ticks, owner, self, ticks, true)) break;
   }
   header_->dead_claim_timeout_ns.store(dead_claim_timeout_ns_, std::memory_order_relaxed);
+  // Relaxed: a flag a dead consumer may have left set costs producers a
+  // futile wake, never a missed one (our sleep() sets it with its fence).
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
 
   // A consumer that died while zeroing released space left releasing_to set:
@@ -402,6 +408,8 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
     read_position_ = releasing_to;
     release(releasing_to);
   }
+  // Relaxed, here and in release(): only a consumer that takes the ring
+  // over reads the marker, after this process is gone.
   header_->releasing_to.store(0, std::memory_order_relaxed);
   // Jumps over corrupt headers that a consumer before us took in what is
   // not released yet: taken again at the same positions, before the header

@@ -670,8 +670,9 @@ bool BackendRunner::write_through(Batch* batch) {
   // batch held the ring: a `drop` backend's are read again too where
   // another backend held them. The write's system call, not this store's
   // order, keeps it ahead of the bytes: a crash after it is a new process
-  // reading the shared page. Release pairs with the acquire load when a
-  // worker starts (router.cpp).
+  // reading the shared page, after this one is gone (so nothing pairs with
+  // the release across processes). In this process only start_backend()
+  // reads it, as a hint (a write that may have been torn).
   slot_.writing_through[ring].store(batch->end, std::memory_order_release);
   RetryBackoff backoff(name_, batch->end);
   std::uint32_t delivered_before_try = 0;  // of this batch, as the sink counts them
@@ -679,8 +680,10 @@ bool BackendRunner::write_through(Batch* batch) {
   // A stop ends the write (cut short, or between two tries): the batch stays
   // unwritten, neither a failure nor a retry. What the destination accepted
   // of it is sent: should nothing write the batch after (a removed backend,
-  // `drop` at a stop) it is not dropped; should a successor write it, those
-  // events go twice, and count twice.
+  // `drop` at a stop) it is not dropped; should a successor write it, it
+  // leaves them out (take_over(), Batch::drop_delivered()), but where their
+  // ranges could not be kept (no memory): then they go twice, and count
+  // twice.
   const auto left_unwritten = [&] {
     batch->write_cut_short = true;
     const std::uint32_t delivered = std::min(sink_->delivered_events(), batch->events);

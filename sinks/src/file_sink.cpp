@@ -466,7 +466,8 @@ void FileSink::cut_torn_tail() {
 }
 
 FileSink::~FileSink() {
-  if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
+  // A failed last sync is counted and said, as any other.
+  if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, at close");
   close_file();
 }
 
@@ -790,7 +791,8 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     }
     if (options_.fsync == FsyncPolicy::batch) {
       if (::fdatasync(fd_) != 0) {
-        why = "fdatasync " + options_.path + ": " + errno_text(errno);
+        const int e = errno;  // before the text's allocations
+        why = "fdatasync " + options_.path + ": " + errno_text(e);
         // The batch is in the file but not known to be on disk, and Linux
         // may have marked its pages clean: cut it back so the retry writes
         // it again, once, and syncs it anew. It starts where the file now
@@ -819,15 +821,20 @@ void FileSink::cut_back(std::uint64_t before) {
     file_bytes_ = before;
     return;
   }
+  const int e = errno;  // fstat's or ftruncate's, before anything else sets it
   line_open_ = true;
   std::fprintf(stderr,
                "ringroute: file sink %s: part of a batch that failed is in the file and could not be cut back (%s); "
                "the retry writes the batch whole on a line after it\n",
                options_.path.c_str(),
                stated && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
-                                                                                : errno_text(errno).c_str());
+                                                                                : errno_text(e).c_str());
   // Only a size read now: a failed fstat leaves the one this sink counted.
   if (stated) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+}
+
+void FileSink::look_at_size_again() noexcept {
+  if (struct stat st {}; fd_ >= 0 && ::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
 }
 
 // A rotation that fails (a rename refused) must not stop delivery: the
@@ -835,10 +842,6 @@ void FileSink::cut_back(std::uint64_t before) {
 // (at most once a minute), and the rotation is tried again a second later.
 // False, with `why`, only when no file is open after it: then the batch is
 // retried, and the runner counts and says that.
-void FileSink::look_at_size_again() noexcept {
-  if (struct stat st {}; fd_ >= 0 && ::fstat(fd_, &st) == 0) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
-}
-
 bool FileSink::rotate_or_carry_on(std::chrono::steady_clock::time_point now, std::string& why) {
   if (rotate(why)) return true;
   rotate_retry_at_ = now + std::chrono::seconds(1);

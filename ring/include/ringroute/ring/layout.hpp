@@ -186,8 +186,9 @@ struct SegmentHeader {
   // restarts before that meets it again: it must jump to the same place, or
   // it would skip to the tail as it is by then and lose what was committed
   // in between. The last kFramingJumps jumps, written by the consumer alone
-  // (relaxed: the next consumer reads them after taking the ring over, and
-  // a crashed one's stores are in the shared pages all the same); `from`
+  // (`to` then `from` with release, so no entry is followed half written;
+  // the next consumer reads them after taking the ring over, and a crashed
+  // one's stores are in the shared pages all the same); `from`
   // is a position, unique for the ring's life, so a jump from behind the
   // released position is simply never met again. Zero in rings made before
   // them: no jump.

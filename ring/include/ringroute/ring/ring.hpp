@@ -509,7 +509,8 @@ class Consumer {
   void release(std::uint64_t position) noexcept;
 
   // Sleeps until a producer commits or `timeout` passes. Call after poll()
-  // returned 0 a few times (IdleStrategy does the spin and yield before it).
+  // returned 0 a few times (the router's worker spins first; IdleStrategy
+  // spins and yields).
   void sleep(std::chrono::nanoseconds timeout) noexcept;
 
   // Records the router could not decode; the ring counts them for `stat`.
@@ -630,9 +631,12 @@ class Consumer {
   void take_saved_jump() noexcept;
 };
 
-// Spin, then yield, then sleep: the consumer's idle loop. On 2 cores two
-// spinning producers and a spinning consumer fall from 137M to 4M events/s,
-// so nobody spins for long.
+// Spin, then yield, then sleep: an idle loop for consumers other than the
+// router (`bench ring`, tests). On 2 cores two spinning producers and a
+// spinning consumer fall from 137M to 4M events/s, so nobody spins for
+// long. The router's worker has a loop of its own (ingest/src/router.cpp):
+// no yields (with more busy threads than cores they cost it CPU for no
+// gain), and sleeps as long as its open batches and backends allow.
 class IdleStrategy {
  public:
   void reset() noexcept { idle_rounds_ = 0; }

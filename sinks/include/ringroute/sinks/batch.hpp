@@ -16,8 +16,9 @@ struct Batch {
   ByteBuffer bytes;
   // Where each event's bytes end in `bytes`: sinks that send events apart
   // (datagrams, one HTTP request per event, request size limits) split here.
-  // Reserved for the batch's event limit when the batch is made, so pushing
-  // does not allocate.
+  // Reserved for the batch's event limit when the batch is made (up to
+  // 16,384 events, BackendRunner::new_batch()), so pushing does not
+  // allocate below it; a batch past it grows once and keeps the room.
   std::vector<std::uint32_t> event_ends;
   // Each event's timestamp, for the commit -> written histogram: every event
   // is recorded with its own latency, not the batch's oldest. Reserved as
