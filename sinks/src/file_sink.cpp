@@ -38,13 +38,12 @@ bool same_file(const std::string& a, const std::string& b) {
 }
 
 std::string unwritable_file_type(mode_t mode) {
-  if (S_ISREG(mode) || S_ISCHR(mode)) return {};
-  const char* kind = S_ISFIFO(mode)  ? "a FIFO"
-                     : S_ISDIR(mode) ? "a directory"
-                     : S_ISBLK(mode) ? "a block device"
+  if (S_ISREG(mode) || S_ISCHR(mode) || S_ISFIFO(mode)) return {};
+  const char* kind = S_ISDIR(mode)    ? "a directory"
+                     : S_ISBLK(mode)  ? "a block device"
                      : S_ISSOCK(mode) ? "a socket"
-                                     : "no regular file";
-  return std::string("is ") + kind + ", not a regular file (a file backend appends to regular files only)";
+                                      : "no regular file";
+  return std::string("is ") + kind + ", not a file a file backend can append to";
 }
 
 std::string file_identity(const std::string& path) {
@@ -558,15 +557,36 @@ bool FileSink::open_file(std::string& why) {
     close_file();
     return false;
   }
-  // Checked on what was opened, not on the name before: anyone who can
-  // write the directory can put a FIFO there (or a link to one), and an
-  // open for writing does not wait for a FIFO's reader, so every batch
-  // would go into a pipe no one reads, "sent", and then the sink would
-  // hang in write() for good.
+  // Checked on what was opened, not on the name before.
   if (std::string wrong = unwritable_file_type(st.st_mode); !wrong.empty()) {
     why = options_.path + " " + wrong;
     close_file();
     return false;
+  }
+  if (S_ISFIFO(st.st_mode)) {
+    // A pipe: written only while something reads it (`/dev/stdout` piped
+    // to a log collector). Opened for reading and writing, which never
+    // waits, a FIFO no one reads (anyone who can write the directory can
+    // put one there) took batches as sent, and then held the sink in
+    // write() for good. A write-only open without waiting fails (ENXIO)
+    // where no reader has it open: then it is a retried failure, said.
+    close_file();
+    fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
+    if (fd_ < 0) {
+      const int e = errno;
+      why = e == ENXIO ? options_.path + " is a FIFO that nothing reads"
+                       : "cannot open " + options_.path + ": " + errno_text(e);
+      return false;
+    }
+    // Then blocking, as a file's writes are: a slow reader slows the sink.
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK) != 0 || ::fstat(fd_, &st) != 0 ||
+        !S_ISFIFO(st.st_mode)) {
+      const int e = errno;
+      why = "cannot open " + options_.path + " as the FIFO it was: " + errno_text(e);
+      close_file();
+      return false;
+    }
   }
   file_bytes_ = static_cast<std::uint64_t>(st.st_size);
   const auto now = std::chrono::steady_clock::now();

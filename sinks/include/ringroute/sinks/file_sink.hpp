@@ -49,9 +49,10 @@ struct FileSinkOptions {
 [[nodiscard]] bool same_file(const std::string& a, const std::string& b);
 
 // What is wrong with writing events into a file of this type (st_mode), as
-// words that follow the path ("is a FIFO, ..."); empty for a regular file
-// or a character device (/dev/null). A FIFO no one reads holds every write
-// for ever, and the events with it; a block device would be overwritten.
+// words that follow the path ("is a directory, ..."); empty for a regular
+// file, a character device (/dev/null) or a FIFO (written only while
+// something reads it: see FileSink::open_file). A block device would be
+// overwritten.
 [[nodiscard]] std::string unwritable_file_type(mode_t mode);
 
 // How many files dropped by rotation were freed a step at a time (the rest
