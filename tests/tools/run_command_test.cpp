@@ -1210,6 +1210,34 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   cleanup(ring);
 }
 
+// A ring's consumer lock says that someone consumes it, not who: a router
+// of another instance on a ring of the same name (the default ring's name
+// is every config's that names none) made a stopped router "running".
+TEST(StatCommand, ARouterOfAnotherInstanceOnTheSameRingIsNotThisOnesRunning) {
+  Dir dir;
+  const std::string ring = one_file_instance(dir, "sharedring");
+  {
+    RouterProcess first(dir / "edr.json", dir / "first.log");
+    wait_for_ring(ring);
+    ASSERT_EQ(first.stop(), 0);
+  }
+  std::string other = read_text(dir / "edr.json");
+  const std::string instance_key = R"("instance": ")" + ring + R"(")";
+  ASSERT_NE(other.find(instance_key), std::string::npos) << other;
+  other.replace(other.find(instance_key), instance_key.size(), R"("instance": ")" + ring + R"(-b")");
+  write_file(dir / "other.json", other);
+  RouterProcess second(dir / "other.json", dir / "second.log");
+  wait_for_log(dir / "second.log", "running: instance");
+  const std::string json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(second.stop(), 0);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_FALSE(bool(doc["router_running"])) << json;
+  fs::remove("/dev/shm/" + ring + "-b.perf");
+  cleanup(ring);
+}
+
 // The live view and the snapshot say what they can't know: no rate in the
 // first view and no percentile for a window or backend with nothing
 // written ("-", null; a 0 read as a perfect latency while a destination

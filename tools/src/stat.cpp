@@ -147,8 +147,13 @@ Snapshot take(const perf::Block& block) {
       }
       // Or by the consumer's lock, which the kernel drops with its holder:
       // the pid sits in the ring's header, which every producer may write,
-      // and one zeroed there made a running router "not running".
-      if (r.in_config && ring::slot_lock_state(segment.fd(), ring::kConsumerLockByte) == ring::SlotLock::held) {
+      // and one zeroed there made a running router "not running". Only
+      // where the header names no other consumer, and the block's router
+      // lives: the lock says that someone consumes the ring, not who (a
+      // router of another instance on a ring of the same name).
+      if (r.in_config && (consumer == 0 || consumer == s.router_pid) && s.router_pid > 0 &&
+          ring::process_alive(s.router_pid, 0) &&
+          ring::slot_lock_state(segment.fd(), ring::kConsumerLockByte) == ring::SlotLock::held) {
         s.router_running = true;
       }
       // Cut short while we read it: those were the guard's zeros, not figures.
