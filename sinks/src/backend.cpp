@@ -490,14 +490,18 @@ bool BackendRunner::take_over() {
   // short: the predecessor's sink may outlive it here (the router lets go
   // of it later), with a send still reading its bytes. That is one batch a
   // runner; the rest were never begun, or by sinks gone since.
-  for (Batch* batch : inherited_) {
-    if (batch->write_cut_short) continue;
-    batch->bytes.shrink_to_fit();
-    try {
-      batch->event_ends.shrink_to_fit();
-      batch->event_ns.shrink_to_fit();
-    } catch (const std::bad_alloc&) {
-      // Kept as they are: smaller is only better.
+  {
+    // Under the lock that guards owned_: held_batch_bytes() reads their room.
+    std::lock_guard lock(owned_mutex_);
+    for (Batch* batch : inherited_) {
+      if (batch->write_cut_short) continue;
+      batch->bytes.shrink_to_fit();
+      try {
+        batch->event_ends.shrink_to_fit();
+        batch->event_ns.shrink_to_fit();
+      } catch (const std::bad_alloc&) {
+        // Kept as they are: smaller is only better.
+      }
     }
   }
   // What the destination accepted of them before the predecessor's stop

@@ -67,6 +67,7 @@ struct Batch {
     opened_ns = 0;
     delivered = 0;
     delivered_ranges.clear();
+    write_cut_short = false;
   }
 
   // Takes the delivered events out (their bytes, ends and timestamps), so

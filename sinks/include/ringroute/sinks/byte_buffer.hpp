@@ -1,8 +1,9 @@
 #pragma once
 // A growable byte buffer for batches: formatters reserve a worst case, then
 // write through a raw pointer with no per-byte bounds checks. Grows by
-// doubling and never shrinks, so a reused buffer stops allocating once it has
-// seen its largest batch.
+// doubling and does not shrink as it is reused, so a reused buffer stops
+// allocating once it has seen its largest batch; shrink_to_fit() is for one
+// that will not be reused (a batch taken over, written once and freed).
 
 #include <cstddef>
 #include <cstdlib>
