@@ -465,8 +465,12 @@ void FileSink::cut_torn_tail() {
 }
 
 FileSink::~FileSink() {
-  // A failed last sync is counted and said, as any other.
-  if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, at close");
+  // A failed last sync is counted and said, as any other (the saying may
+  // want memory: a destructor throws nothing).
+  try {
+    if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, at close");
+  } catch (const std::bad_alloc&) {
+  }
   close_file();
 }
 

@@ -1670,9 +1670,10 @@ TEST(RunCommand, ASighupDuringAReloadsDrainIsSaidToWaitForIt) {
   ASSERT_EQ(wait_for_events({run.dir / "ok.ndjson"}, 100).size(), 100u);
   write_file(run.dir / "edr.json", config_text(run.dir, run.ring, 8 << 20,
                                                {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")},
-                                               R"("removed_backend_drain_ms": 1000)"));
+                                               R"("removed_backend_drain_ms": 4000)"));
   router.signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "have up to 1000 ms to write what they hold");
+  // Long enough for a loaded machine to send the second SIGHUP within it.
+  wait_for_log(run.dir / "router.log", "have up to 4000 ms to write what they hold");
   router.signal(SIGHUP);
   wait_for_log(run.dir / "router.log", "SIGHUP: taken once the reload in progress ends");
   // Then taken: a second reload.
@@ -1685,7 +1686,7 @@ TEST(RunCommand, ASighupDuringAReloadsDrainIsSaidToWaitForIt) {
     }
     return count;
   };
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (reloads() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(reloads(), 2u) << read_text(run.dir / "router.log");
   ASSERT_EQ(router.stop(), 0);

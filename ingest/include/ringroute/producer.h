@@ -50,7 +50,8 @@ typedef enum rr_status {
                               handle's ring was removed since it was opened (open it again) */
   RR_VERSION_MISMATCH = 5, /* the ring was made by an incompatible version */
   RR_IO_ERROR = 6,         /* an OS call failed; rr_error.message has the reason */
-  RR_CORRUPT = 7           /* the shared-memory object is not a ringroute ring */
+  RR_CORRUPT = 7           /* the shared-memory object is not a ringroute ring, or
+                              an emit found its header written by no producer */
 } rr_status;
 
 /* Zero means the default, so a zeroed rr_event is a valid event. */
@@ -155,7 +156,10 @@ RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t 
  * a time: RR_TOO_BIG for an event past the first 128 may come after earlier
  * ones went in, and *accepted says how many. Pass `accepted` to retry a
  * batch: without it, a retry of the whole batch repeats the events that
- * went in. */
+ * went in. RR_CORRUPT: the ring's tail is off a record's boundary, which
+ * no producer writes (something else that may write the ring did); every
+ * emit fails so, writing nothing, until the ring is made anew (the
+ * router's next start after it is removed). */
 RR_API rr_status rr_emit_batch(rr_producer* producer, const rr_event* events, size_t count, uint32_t flags,
                         size_t* accepted, rr_error* error);
 

@@ -202,7 +202,8 @@ class Producer {
 
   // Claims `bytes` contiguous bytes (a multiple of 8, record headers included)
   // with one CAS. full: no room now (counted); too_big: over max_claim_bytes()
-  // (counted); bad_argument: 0 or not a multiple of 8.
+  // (counted); bad_argument: 0 or not a multiple of 8; corrupt: the tail is
+  // off a record's boundary (written by no producer), nothing claimed.
   [[nodiscard]] Status try_claim(std::uint32_t bytes, Claim& out) noexcept {
     const Status s = claim_once(bytes, out);
     if (s == Status::full) [[unlikely]] slot_->full.fetch_add(1, std::memory_order_relaxed);
