@@ -75,6 +75,19 @@ void expect_dead_claim_skipped(TestRing& r, ring::Consumer& c, pid_t child, int 
   EXPECT_EQ(r.segment.header().skipped.read(), 1u);
 }
 
+// A child that claims 64 bytes and exits holding the claim (status 0; 1
+// when the claim failed); its slot still names it.
+pid_t fork_producer_that_dies_holding_a_claim(TestRing& r) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ring::Producer p(r.segment);
+    ring::Claim claim;
+    if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
+    ::_exit(0);
+  }
+  return child;
+}
+
 // Commits "good" then "doomed", and rewrites doomed's header (at byte 16)
 // to claim `length` bytes: a header the library never wrote.
 void put_good_then_broken_header(ring::Producer& p, TestRing& r, std::int32_t length) {
@@ -212,13 +225,7 @@ TEST(Ring, InterruptedReleaseIsFinishedByTheNextConsumer) {
 TEST(Ring, ClaimOfADeadProducerIsSkippedAndCounted) {
   TestRing r(4096);
   ring::Consumer c(r.segment, ring::ConsumerOptions{std::chrono::minutes(1)});
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ring::Producer p(r.segment);
-    ring::Claim claim;
-    if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
-    ::_exit(0);  // dies holding the claim; its slot still names it
-  }
+  const pid_t child = fork_producer_that_dies_holding_a_claim(r);
   ASSERT_NO_FATAL_FAILURE(expect_dead_claim_skipped(r, c, child, 1000));
   EXPECT_EQ(r.segment.header().skipped_bytes.read(), 64u);
 }
@@ -256,13 +263,7 @@ TEST(Ring, LiveProducersLeaveOutAKilledProducersSlot) {
 TEST(Ring, AConsumerSleepingBetweenPollsJudgesADeadClaimWithinAFewPolls) {
   TestRing r(4096);
   ring::Consumer c(r.segment, ring::ConsumerOptions{std::chrono::minutes(1)});
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ring::Producer p(r.segment);
-    ring::Claim claim;
-    if (p.try_claim(64, claim) != ring::Status::ok) ::_exit(1);
-    ::_exit(0);
-  }
+  const pid_t child = fork_producer_that_dies_holding_a_claim(r);
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
