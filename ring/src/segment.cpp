@@ -422,7 +422,8 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
       attached->read_only_fd = fd;
       struct stat st {};
       if (::fstat(fd, &st) != 0) {
-        return fail(Status::io_error, "cannot stat /dev/shm/" + name + ": " + std::strerror(errno));
+        const int e = errno;  // before the text's allocations
+        return fail(Status::io_error, "cannot stat /dev/shm/" + name + ": " + std::strerror(e));
       }
       if (!S_ISREG(st.st_mode)) return fail(Status::corrupt, no_file);
       size = st.st_size;
