@@ -152,9 +152,11 @@ TEST(Segment, AReadOnlyAttachNeverWaitsOnAFifoSwappedInAtTheName) {
   if (WIFEXITED(status)) {
     EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the attaches did not meet both kinds";
   }
-  // The ring back at its name (the swap ended on either), for TestRing.
+  // The ring back at its name (the swap ended on either), for TestRing. Where
+  // the name is the ring already, rename() of one hard link over another of
+  // the same file does nothing: the spare name goes below with the rest.
   ::rename(file.c_str(), path.c_str());
-  for (const std::string& name : {fifo, fifo + "2", file + "2"}) ::unlink(name.c_str());
+  for (const std::string& name : {fifo, file, fifo + "2", file + "2"}) ::unlink(name.c_str());
 }
 
 // tmpfs sizes a file without reserving its pages: a ring larger than what
