@@ -543,17 +543,14 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
                     "open the ring again",
                     done + i, rp.segment().name().c_str());
       }
-      if (s == ring::Status::corrupt) {
-        if (accepted != nullptr) *accepted = done + i;
-        return fail(error, RR_CORRUPT, done + i,
-                    "event %zu: ring %s: its producers' tail is not on a record boundary (no producer moves it so: "
-                    "something else wrote the ring's header); nothing was written",
-                    done + i, rp.segment().name().c_str());
-      }
       if (s != ring::Status::ok) {
         if (accepted != nullptr) *accepted = done + i;
-        return fail(error, to_rr(s), done + i, "event %zu: ring %s: %s", done + i, rp.segment().name().c_str(),
-                    ring::to_string(s));
+        // A claim's only corrupt ring is a tail off a record's boundary.
+        const char* why = s == ring::Status::corrupt
+                              ? "its producers' tail is not on a record boundary (no producer moves it so: something "
+                                "else wrote the ring's header); nothing was written"
+                              : ring::to_string(s);
+        return fail(error, to_rr(s), done + i, "event %zu: ring %s: %s", done + i, rp.segment().name().c_str(), why);
       }
       std::byte* at = claim.first;
       // A lap earlier the consumer zeroed these lines, so each sits in its

@@ -495,10 +495,7 @@ ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept {
     totals.too_big += s.too_big.load(std::memory_order_relaxed);
   };
   add(header.overflow_slot);
-  for (const auto& s : header.slots) {
-    add(s);
-    if (s.owner_pid.load(std::memory_order_relaxed) != 0) ++totals.producers;
-  }
+  for (const auto& s : header.slots) add(s);
   return totals;
 }
 

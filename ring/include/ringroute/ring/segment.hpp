@@ -130,14 +130,14 @@ class Segment {
 
 // Sum of the counters of every producer slot.
 struct ProducerTotals {
-  std::uint64_t written = 0, bytes = 0, full = 0, too_big = 0, producers = 0;
+  std::uint64_t written = 0, bytes = 0, full = 0, too_big = 0;
 };
 [[nodiscard]] ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept;
 
-// How many producer slots an owner that still lives holds (slot_owner_alive):
-// `producers` of sum_producer_slots() counts slots taken, and a producer
-// killed keeps its slot taken until another needs it. Producers in the
-// overflow slot are not counted (they share it, unnamed).
+// How many producer slots an owner that still lives holds (slot_owner_alive),
+// not how many are taken: a producer killed keeps its slot taken until
+// another needs it. Producers in the overflow slot are not counted (they
+// share it, unnamed).
 [[nodiscard]] std::uint32_t live_producers(const Segment& segment) noexcept;
 
 // Whether the consumer has released every byte producers claimed (head has
