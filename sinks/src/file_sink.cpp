@@ -400,16 +400,20 @@ void FileSink::cut_torn_tail() {
   const std::int64_t last_newline = reader.newline_before(file_bytes_);
   if (last_newline == -2) return unreadable();
   std::uint64_t end = static_cast<std::uint64_t>(last_newline + 1);  // 0 when not one whole line
+  // An end that is not ours to cut: kept, and the next batch starts on a
+  // line of its own.
+  const auto keep_end = [&](const char* because) {
+    line_open_ = true;
+    std::fprintf(stderr,
+                 "ringroute: %s ends in %llu bytes without a newline%s; kept, and the next batch starts on a new "
+                 "line\n",
+                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end), because);
+  };
   if (!options_.last_write_may_be_torn) {
     // No write of this backend's was cut short: an end without a newline
     // is another program's (a file the path was pointed at, a link to
     // one), and cutting it back destroyed what was never ours.
-    if (end == file_bytes_) return;
-    line_open_ = true;
-    std::fprintf(stderr,
-                 "ringroute: %s ends in %llu bytes without a newline, and no write of this backend's was cut short; "
-                 "kept, and the next batch starts on a new line\n",
-                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end));
+    if (end != file_bytes_) keep_end(", and no write of this backend's was cut short");
     return;
   }
   // Only a line this sink could have begun is cut: the json formatter's
@@ -419,12 +423,7 @@ void FileSink::cut_torn_tail() {
   const std::string first = end == file_bytes_ ? std::string("{") : reader.bytes_at(end, 1);
   if (first.empty()) return unreadable();
   if (first != "{" && !(options_.pretty && (first == "}" || first == " "))) {
-    line_open_ = true;
-    std::fprintf(stderr,
-                 "ringroute: %s ends in %llu bytes without a newline that are no line of this sink's; kept, and "
-                 "the next batch starts on a new line\n",
-                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end));
-    return;
+    return keep_end(" that are no line of this sink's");
   }
   if (options_.pretty) {
     // The whole lines from the last back: a "{" line or one indented by two
