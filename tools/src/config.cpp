@@ -36,6 +36,9 @@ bool tls_url(std::string_view url) {
   const std::string scheme = sinks::url_scheme(url);
   return scheme == "https" || scheme == "syslog+tls";
 }
+// Each is found by parsing the text again: past this many, the next is
+// said alone, without its path, as any other text that does not parse.
+constexpr std::size_t kMostUnreadableNumbers = 64;
 constexpr const char* kTlsOptions[] = {"ca_file", "ca_path", "server_name", "cert_file", "key_file", "key_passphrase"};
 
 using matcher::ConfigErrors;
@@ -683,12 +686,38 @@ ConfigResult parse_config(std::string_view text) {
   simdjson::dom::parser parser;
   // Bare references (a number from the environment) are blanked to a 0 of
   // their length: the syntax is checked as written, positions and all.
-  const std::string blanked = with_bare_references_blanked(text);
+  std::string blanked = with_bare_references_blanked(text);
+  // A number too large to read (past 64 bits, past a double) is JSON all
+  // the same: it is said at its path, as a value that isn't there (below),
+  // and the rest is checked. Blanked to a 0 of its length, here and in the
+  // text the environment is expanded in, so positions stay the file's.
+  std::string readable(text);
+  std::vector<std::pair<std::size_t, std::string>> unreadable_numbers;  // byte, why
   simdjson::padded_string padded(blanked);
   element root;
-  if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
+  // The body checker's advice for an integer past 64 bits (send it as a
+  // string) fits events, not options: none takes one that large.
+  const auto unreadable_why = [](const ingest::JsonProblem& unreadable) -> std::string {
+    return std::string_view(unreadable.reason).starts_with("an integer past 64 bits")
+               ? "an integer past 64 bits, and no number in a config goes that far"
+               : unreadable.reason;
+  };
+  auto parse_error = parser.parse(padded).get(root);
+  std::optional<ingest::JsonProblem> problem;
+  for (; parse_error != simdjson::SUCCESS; parse_error = parser.parse(padded).get(root)) {
     // simdjson says what, not where; the body checker finds the byte.
-    auto problem = ingest::check_json_object(blanked);
+    problem = ingest::check_json_object(blanked);
+    if (!problem || !problem->unsupported || unreadable_numbers.size() == kMostUnreadableNumbers) break;
+    const std::size_t at = problem->byte_offset;
+    const std::size_t end = std::min(blanked.find_first_of(" \t\r\n,:[]{}\"", at), blanked.size());
+    if (end <= at) break;
+    unreadable_numbers.emplace_back(at, unreadable_why(*problem));
+    const std::string zero = "0" + std::string(end - at - 1, ' ');
+    blanked.replace(at, end - at, zero);
+    readable.replace(at, end - at, zero);
+    padded = simdjson::padded_string(blanked);
+  }
+  if (parse_error != simdjson::SUCCESS) {
     // A reference written bare where no whole value goes is not JSON, and
     // is said as such when the text stops being JSON in its token (`1${N}`
     // stops at the 1). Only then: the scan that finds them counts quotes,
@@ -710,30 +739,30 @@ ConfigResult parse_config(std::string_view text) {
                                          "it for a string"});
       }
     } else if (problem) {
-      // The body checker's advice for an integer past 64 bits (send it as
-      // a string) fits events, not options: none takes one that large.
-      const bool integer = std::string_view(problem->reason).starts_with("an integer past 64 bits");
       result.errors.push_back(
           {"", problem->unsupported ? "cannot read the value at " + line_column(text, problem->byte_offset) + ": " +
-                                          (integer ? "an integer past 64 bits, and no number in a config goes that far"
-                                                   : problem->reason)
+                                          unreadable_why(*problem)
                                     : "not valid JSON at " + line_column(text, problem->byte_offset) + ": " +
                                           problem->reason});
     } else {
-      result.errors.push_back({"", std::string("not valid JSON: ") + simdjson::error_message(error)});
+      result.errors.push_back({"", std::string("not valid JSON: ") + simdjson::error_message(parse_error)});
     }
     return result;
   }
   // References to the environment are expanded in the text, so every check
   // below, and the sinks, see the values; the text parsed as written first,
   // so a syntax error's line and column are the file's.
-  const Expanded expanded = expand_environment(text);
+  const Expanded expanded = expand_environment(readable);
   // A reference that can't be expanded is an error at its string, which
   // stays as written. The rest is still checked (expanded), so every other
   // error is said too; but none at or under such a string, nor a check
   // across members that reads it: those would judge a value that isn't
-  // there.
-  const std::vector<matcher::ConfigError>& unexpanded = expanded.errors;
+  // there. A number too large to read is such a value too.
+  std::vector<matcher::ConfigError> unexpanded = expanded.errors;
+  for (const auto& [at, why] : unreadable_numbers) {
+    std::optional<std::string> path = path_of_value_at(blanked, at);
+    unexpanded.push_back({path.value_or(""), path ? why : "cannot read the value at " + line_column(text, at) + ": " + why});
+  }
   const UnexpandedScope scope(unexpanded);
   if (expanded.changed) {
     padded = simdjson::padded_string(expanded.text);
@@ -745,6 +774,8 @@ ConfigResult parse_config(std::string_view text) {
   }
   ConfigErrors errors;
   Config config;
+  bool couch_document = false;
+  element inner_default;
   if (!root.is_object()) {
     errors.add("", "the config must be a JSON object, " + got(root));
   } else {
@@ -802,17 +833,23 @@ ConfigResult parse_config(std::string_view text) {
             for (element backend : backends) parse_backend(backend, p + "[" + std::to_string(i++) + "]", e, config);
           }}});
     // Kazoo keeps this object in CouchDB (system_config/edr) under "default".
-    if (element inner; root["default"].get(inner) == simdjson::SUCCESS && inner.is_object() &&
-                       inner["backends"].error() == simdjson::SUCCESS &&
-                       root["backends"].error() != simdjson::SUCCESS) {
-      errors.add("default", "this looks like Kazoo's system_config/edr document: the config is the object under "
-                            "\"default\" (without _id, _rev and the pvt_ keys)");
-    }
+    couch_document = root["default"].get(inner_default) == simdjson::SUCCESS && inner_default.is_object() &&
+                     inner_default["backends"].error() == simdjson::SUCCESS &&
+                     root["backends"].error() != simdjson::SUCCESS;
   }
   // Paths start at the root: drop the leading '.' the member walk adds.
   std::vector<matcher::ConfigError> list = errors.list();
   for (auto& e : list) {
     if (!e.path.empty() && e.path[0] == '.') e.path.erase(0, 1);
+  }
+  if (couch_document) {
+    // One mistake, said once and first: the document's own keys, each an
+    // unknown key here, came before the one error that says what to do.
+    std::erase_if(list, [](const matcher::ConfigError& e) {
+      return e.of_key && (e.path == "_id" || e.path == "_rev" || e.path == "default" || e.path.starts_with("pvt_"));
+    });
+    list.insert(list.begin(), {"default", "this looks like Kazoo's system_config/edr document: the config is the "
+                                          "object under \"default\" (without _id, _rev and the pvt_ keys)"});
   }
   // Backend names are unique, case-sensitive; disabled ones count.
   std::unordered_map<std::string_view, std::size_t> first_with_name;  // linear, as above

@@ -1,6 +1,7 @@
 #include "config_location.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <unordered_set>
 #include <utility>
 
@@ -24,20 +25,31 @@ using Locations = std::unordered_map<std::string, std::vector<Where>>;
 // them: matcher::member_path, "[i]") are in `wanted`, recording where each
 // is. Only those: every path of a text, each spelled out whole, is memory
 // of its depth squared (a thousand nested keys of 16 KiB took gigabytes).
+// Or, given a byte instead, walks every value until it finds the one that
+// starts there, and keeps its path (one path per depth at a time).
 class PathWalk {
  public:
   PathWalk(const char* base, const std::unordered_set<std::string>& wanted, Locations& paths)
-      : base_(base), wanted_(wanted), paths_(paths) {}
+      : base_(base), wanted_(&wanted), paths_(&paths) {}
+  PathWalk(const char* base, std::size_t byte, std::optional<std::string>& found)
+      : base_(base), byte_(byte), found_(&found) {}
 
-  // False once simdjson reports an error: the walk stops, and what it
-  // recorded so far stays (the text parsed whole once, so this is not
-  // expected).
+  // False once simdjson reports an error, or the value at the byte is
+  // found: the walk stops, and what it recorded so far stays (the text
+  // parsed whole once, so an error is not expected).
   bool walk(ondemand::value value, const std::string& path, const char* key) {
-    if (!wanted_.contains(path)) return true;
+    if (wanted_ != nullptr && !wanted_->contains(path)) return true;
     const char* at = nullptr;
     if (value.current_location().get(at) != simdjson::SUCCESS) return false;
     const auto offset = static_cast<std::size_t>(at - base_);
-    paths_[path].push_back({key != nullptr ? static_cast<std::size_t>(key - base_) : offset, offset});
+    if (found_ != nullptr) {
+      if (offset == byte_) {
+        *found_ = path;
+        return false;
+      }
+    } else {
+      (*paths_)[path].push_back({key != nullptr ? static_cast<std::size_t>(key - base_) : offset, offset});
+    }
     ondemand::json_type type;
     if (value.type().get(type) != simdjson::SUCCESS) return false;
     if (type == ondemand::json_type::object) {
@@ -68,8 +80,10 @@ class PathWalk {
 
  private:
   const char* base_;
-  const std::unordered_set<std::string>& wanted_;
-  Locations& paths_;
+  const std::unordered_set<std::string>* wanted_ = nullptr;
+  Locations* paths_ = nullptr;
+  std::size_t byte_ = 0;
+  std::optional<std::string>* found_ = nullptr;
 };
 
 Locations locations_of(std::string_view text, const std::unordered_set<std::string>& wanted) {
@@ -91,6 +105,18 @@ Locations locations_of(std::string_view text, const std::unordered_set<std::stri
 }
 
 }  // namespace
+
+std::optional<std::string> path_of_value_at(std::string_view text, std::size_t byte) {
+  std::optional<std::string> found;
+  const simdjson::padded_string padded(text);
+  ondemand::parser parser;
+  ondemand::document document;
+  if (parser.iterate(padded).get(document) != simdjson::SUCCESS) return found;
+  if (ondemand::value root; document.get_value().get(root) == simdjson::SUCCESS) {
+    PathWalk(padded.data(), byte, found).walk(root, "", nullptr);
+  }
+  return found;
+}
 
 TextPosition text_position(std::string_view text, std::size_t byte) noexcept {
   TextPosition position;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -27,5 +28,11 @@ struct TextPosition {
 // its value. A path the text lacks (a required member left out) is placed
 // at the nearest member it is under.
 void locate_errors(std::string_view text, std::vector<matcher::ConfigError>& errors);
+
+// The path of the value (in a container: a member's or an item's, not a
+// key) whose first byte is byte `byte` of `text`, JSON that parses; nullopt
+// when no value starts there. The numbers in it are not read, so one too
+// large to hold is found all the same.
+[[nodiscard]] std::optional<std::string> path_of_value_at(std::string_view text, std::size_t byte);
 
 }  // namespace ringroute::tools
