@@ -278,7 +278,12 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
         break;
       }
     }
-    if (index == kMemberCount) return "unknown member " + quoted(key);
+    if (index == kMemberCount) {
+      // eventd's events (seed 001) carry their payload as `value`: one
+      // member here has another name, not a member unknown.
+      if (key == "value") return "unknown member \"value\" (eventd's value: give it as \"body\", a JSON object)";
+      return "unknown member " + quoted(key);
+    }
     const auto member = static_cast<Member>(index);
     if (!seen_as[index].empty()) {
       if (seen_as[index] == key) return "member " + quoted(key) + " given twice";

@@ -96,6 +96,9 @@ TEST(EventLine, UnknownLevelNamesTheLevelAndTheChoices) {
 
 TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_EQ(error_of(R"({"colour":"red"})"), R"(unknown member "colour")");
+  // An eventd event (seed 001) as it comes: its payload has another name.
+  EXPECT_EQ(error_of(R"({"stream_name":"sessiond","event_type":"session_created","value":{"apn":"x"}})"),
+            R"(unknown member "value" (eventd's value: give it as "body", a JSON object))");
   EXPECT_EQ(error_of(R"({"account_id":"a","Account-ID":"b"})"),
             R"(member "account_id" given in both namings ("account_id" and "Account-ID"))");
   EXPECT_EQ(error_of(R"({"tag":"a","tag":"b"})"), R"(member "tag" given twice)");
