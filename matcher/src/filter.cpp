@@ -264,7 +264,7 @@ class Parser {
     const char c = peek();
     if (c == '"' || c == '\'') {
       literal.kind = Literal::Kind::string;
-      literal.text = parse_string();
+      literal.text = parse_string(op_text == "~");
       return literal;
     }
     if (c == '-' || (c >= '0' && c <= '9')) return parse_number();
@@ -287,7 +287,9 @@ class Parser {
                          "' (a quoted string, a number, true, false or null), found " + found);
   }
 
-  std::string parse_string() {
+  // `regex`: the string is a `~`'s pattern, whose escapes are the
+  // regex's own only once the string's have been undone.
+  std::string parse_string(bool regex = false) {
     const char quote = peek();
     const std::size_t open = pos_;
     ++pos_;
@@ -335,7 +337,10 @@ class Parser {
         }
         default:
           fail(escape_at, "unknown escape " + describe(escape_at + 1) +
-                              " (known: \\\\ \\' \\\" \\/ \\b \\f \\n \\r \\t \\uXXXX)");
+                              " (known: \\\\ \\' \\\" \\/ \\b \\f \\n \\r \\t \\uXXXX)" +
+                              (regex ? "; a regex's backslash is written \\\\ in a filter's string (\\\\\\\\ inside the "
+                                       "config's JSON), or a dot as [.]"
+                                     : ""));
       }
     }
   }

@@ -1102,6 +1102,13 @@ TEST(FilterErrors, UnknownEscapeIsAnError) {
   expect_filter_error(R"(s = '\u00g0')", 6, "\\u");
   expect_filter_error(R"(s = '\ude00')", 6, "surrogate");
   expect_filter_error(R"(s = '\ud83d')", 6, "surrogate");
+  // A regex's escape, written once, is the string's escape: said how to
+  // write it, where the pattern is a regex's, and only there.
+  const filter::ParseError regex = filter_error(R"(topic ~ "^edr\.ok")");
+  EXPECT_EQ(regex.column, 14u);
+  EXPECT_EQ(regex.message, R"(unknown escape '.' (known: \\ \' \" \/ \b \f \n \r \t \uXXXX); a regex's backslash is )"
+                           R"(written \\ in a filter's string (\\\\ inside the config's JSON), or a dot as [.])");
+  EXPECT_EQ(filter_error(R"(s = 'a\.')").message.find("regex"), std::string::npos);
 }
 
 TEST(FilterErrors, UnterminatedStringIsAnError) {
