@@ -96,7 +96,13 @@ TEST(EmitCommand, BadFlagIsAUsageError) {
   TestRing r(1 << 16, "emit");
   const auto res = emit(r.name, "--severity sever");
   EXPECT_EQ(res.status, 2);
-  EXPECT_NE(res.err.find(R"(severity: unknown level "sever")"), std::string::npos) << res.err;
+  // Named by the flag given, not the member of the line made from it.
+  EXPECT_NE(res.err.find(R"(ringroute emit: --severity: unknown level "sever")"), std::string::npos) << res.err;
+  const auto verbosity = emit(r.name, "--verbosity loud");
+  EXPECT_NE(verbosity.err.find(R"(ringroute emit: --verbosity: unknown level "loud")"), std::string::npos)
+      << verbosity.err;
+  const auto empty = emit(r.name, "--account-id ''");
+  EXPECT_NE(empty.err.find("ringroute emit: --account-id: empty"), std::string::npos) << empty.err;
 }
 
 // --body is judged on its own, with bytes counted in what was typed, and

@@ -110,6 +110,21 @@ std::string flags_as_json(const EmitArgs& a) {
   return line + "}";
 }
 
+// An error of the line made from the flags names the line's member
+// (`verbosity: unknown level`); the user wrote a flag, and is told of it.
+std::string said_of_flags(const std::string& why) {
+  auto with_flag = [&](std::string_view member, std::string_view flag) -> std::optional<std::string> {
+    if (!why.starts_with(member) || why.compare(member.size(), 2, ": ") != 0) return std::nullopt;
+    return std::string(flag) + why.substr(member.size());
+  };
+  for (const StringFlag& f : kStringFlags) {
+    if (auto said = with_flag(f.member, f.flag)) return *said;
+  }
+  if (auto said = with_flag("account_tree", "--account-tree")) return *said;
+  if (auto said = with_flag("body", "--body")) return *said;
+  return why;
+}
+
 bool any_field(const EmitArgs& a) {
   return a.severity || a.verbosity || a.account_id || a.account_tree || a.app_name || a.app_version || a.topic ||
          a.id || a.node || a.stream_name || a.event_type || a.tag || a.body;
@@ -145,7 +160,7 @@ int run_emit(const EmitArgs& args) {
     }
     flags_line = flags_as_json(args);
     if (auto why = parser.parse(flags_line, parsed)) {
-      std::fprintf(stderr, "ringroute emit: %s\n", why->c_str());
+      std::fprintf(stderr, "ringroute emit: %s\n", said_of_flags(*why).c_str());
       return 2;  // a bad flag is a usage error
     }
   }
