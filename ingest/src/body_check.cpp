@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <limits>
 #include <new>
 #include <string>
 
@@ -148,12 +149,14 @@ simdjson::error_code walk(simdjson::ondemand::value value, std::size_t depth, st
 // still open, innermost last. Without `open` it allocates nothing.
 struct Brackets {
   std::size_t first_end = std::string_view::npos;
+  std::size_t first_too_deep = std::string_view::npos;  // the first bracket opened past max_depth
   bool in_string = false, escaped = false;
 };
 
-Brackets scan_brackets(std::string_view s, std::string* open) {
+Brackets scan_brackets(std::string_view s, std::string* open,
+                       std::size_t max_depth = std::numeric_limits<std::size_t>::max()) {
   Brackets b;
-  int depth = 0;
+  std::ptrdiff_t depth = 0;  // below 0 after a stray closing bracket
   bool decided = false;  // first_end is final
   for (std::size_t i = first_non_space(s); i < s.size(); ++i) {
     const char c = s[i];
@@ -166,7 +169,9 @@ Brackets scan_brackets(std::string_view s, std::string* open) {
     if (c == '"') {
       b.in_string = true;
     } else if (c == '{' || c == '[') {
-      ++depth;
+      if (++depth > 0 && static_cast<std::size_t>(depth) > max_depth && b.first_too_deep == std::string_view::npos) {
+        b.first_too_deep = i;
+      }
       if (open != nullptr) open->push_back(c);
     } else if (c == '}' || c == ']') {
       if (open != nullptr && !open->empty()) open->pop_back();
@@ -236,6 +241,13 @@ struct Located {
 // The slow path, for error messages only: where did it go wrong?
 Located locate_error(std::string_view text, simdjson::error_code error, std::size_t max_depth) noexcept {
   if (error == simdjson::UTF8_ERROR) return {first_invalid_utf8(text)};
+  // The parser says how, not where; a text that is not an object (`[[[`)
+  // has no member for the walk below to enter, and was said at byte 0.
+  if (error == simdjson::DEPTH_ERROR) {
+    if (const std::size_t at = scan_brackets(text, nullptr, max_depth).first_too_deep; at != std::string_view::npos) {
+      return {at};
+    }
+  }
   if (error == simdjson::UNESCAPED_CHARS || error == simdjson::STRING_ERROR) {
     const std::size_t at = first_bad_string_byte(text, error == simdjson::UNESCAPED_CHARS);
     if (at != std::string_view::npos) return {at};

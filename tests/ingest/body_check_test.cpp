@@ -6,6 +6,8 @@
 #include <string_view>
 
 using ringroute::ingest::check_json_object;
+using ringroute::ingest::JsonText;
+using ringroute::ingest::kMaxBodyDepth;
 
 TEST(BodyCheck, ObjectsPass) {
   EXPECT_FALSE(check_json_object("{}"));
@@ -67,6 +69,27 @@ TEST(BodyCheck, NestingDeeperThanTheParserGoesIsAnErrorNotACrash) {
   text.append("}");
   const auto p = check_json_object(text);
   ASSERT_TRUE(p);
-  EXPECT_LE(p->byte_offset, text.size());
+  // The bracket that goes one level past kMaxBodyDepth (the body is 1).
+  EXPECT_EQ(p->byte_offset, 5 + kMaxBodyDepth - 1);
   EXPECT_NE(std::string_view(p->reason).find("too deep"), std::string_view::npos) << p->reason;
+}
+
+// Too deep at the top, where there is no member to walk into: it was said
+// at byte 0 whatever the depth. Brackets inside strings don't count.
+TEST(BodyCheck, TooDeepIsSaidAtTheBracketPastTheDepth) {
+  std::string text = R"({"s": "[[[{{{", "a": )";
+  text.append(kMaxBodyDepth, '[');
+  text.append(kMaxBodyDepth, ']');
+  text.append("}");
+  const auto p = check_json_object(text);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->byte_offset, 21 + kMaxBodyDepth - 1);
+  const std::string arrays = std::string(kMaxBodyDepth + 5, '[') + std::string(kMaxBodyDepth + 5, ']');
+  const auto top = check_json_object(arrays);
+  ASSERT_TRUE(top);
+  EXPECT_EQ(top->byte_offset, kMaxBodyDepth);
+  // An event line is one level deeper (its body may nest kMaxBodyDepth).
+  const auto line = check_json_object(arrays, JsonText::event_line);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->byte_offset, kMaxBodyDepth + 1);
 }
