@@ -164,7 +164,7 @@ Run add_route(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "route", "print which backends each NDJSON event (from EVENTS or stdin) would reach");
   cmd->add_option("--config", args->config, "config file")->required();
-  cmd->add_option("events", args->events, "NDJSON events (default, or -: stdin)");
+  cmd->add_option("events", args->events, "NDJSON events (stdin when absent or -)");
   return [args] { return run_route(*args); };
 }
 
