@@ -489,13 +489,15 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   // sent again at once on a new connection, once, as curl and Go do,
   // rather than the whole write backing off, counted as a failure. Not
   // after any byte of an answer, nor on a timeout (the server may be at
-  // work on it).
+  // work on it). Counted as a retry: the server may have taken it before
+  // it closed, and an operator who finds it twice needs to see how often.
   auto resend_at_once = [&](std::size_t index) -> bool {
     Connection& c = *connections_[index];
     if (!c.busy || !c.reused || c.in_used != 0 || (c.parser && c.parser->got_some())) return false;
     Request& request = requests_[c.request];
     if (request.resent) return false;
     request.resent = true;
+    if (counters_) counters_->retries.add(1);
     request.state = Request::State::pending;
     next = std::min(next, c.request);
     close_connection(c);

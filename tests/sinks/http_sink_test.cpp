@@ -898,6 +898,25 @@ TEST_F(HttpSinkTest, ARequestOnAKeptAliveConnectionTheServerJustClosedGoesAgainA
   EXPECT_EQ(counters_.connects.read(), 5u);
 }
 
+// A server that took a request on a kept-alive connection and closed it
+// without answering: the request goes again at once, and may be a
+// duplicate there, so it counts as a retry. It counted nowhere but in
+// `connects`.
+TEST_F(HttpSinkTest, ARequestSentAgainAtOnceCountsAsARetry) {
+  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+    return HttpResponse{.close_unanswered = index == 1};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 3);
+  EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  ASSERT_EQ(receiver.requests().size(), 4u);
+  EXPECT_EQ(ids_in(receiver.requests()[1].body), ids_in(receiver.requests()[2].body));
+  EXPECT_EQ(counters_.retries.read(), 1u);
+  EXPECT_EQ(counters_.failures.read(), 0u);
+  EXPECT_EQ(counters_.connects.read(), 2u);
+}
+
 TEST_F(HttpSinkTest, RequestsSpreadOverConnectionsUpToTheLimit) {
   HttpReceiver receiver;
   HttpSink sink({.url = receiver.url(), .max_connections = 4});

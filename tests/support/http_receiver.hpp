@@ -45,6 +45,7 @@ struct HttpResponse {
   std::string body;
   bool hang = false;   // never answer (the connection stays open)
   bool close = false;  // answer with Connection: close, then close
+  bool close_unanswered = false;  // close without a byte of answer (a server that took the request and went)
   bool chunked = false;  // the body in two chunks (Transfer-Encoding: chunked)
   // Interim responses sent first ("HTTP/1.1 100 Continue\r\n\r\n"...):
   // with the final one in one send, or apart, 20 ms before it.
@@ -254,6 +255,7 @@ class HttpReceiver {
         requests_.push_back(request);
       }
       const HttpResponse response = responder_ ? responder_(request, index) : HttpResponse{};
+      if (response.close_unanswered) return close_fd(fd);
       if (!response.raw.empty() || !response.endless.empty()) {
         if (!response.raw.empty() && !send_all(response.raw)) return close_fd(fd);
         while (!response.endless.empty() && !stopping_.load() && send_all(response.endless)) {
