@@ -381,6 +381,11 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     }
     if (result <= 0) {
       if (result == -ECANCELED && counters_) counters_->timeouts.add(1);
+      // A receiver that stopped reading (a stalled rsyslog) is waited for
+      // on this connection. Closed, the connection kept its unread bytes
+      // for the receiver, which read them beside a fresh connection's:
+      // out of order even with max_connections 1, and some twice.
+      if (result == -ECANCELED && op == Stream::kSend && c.stream.peer_stopped_reading()) return send_next(index);
       return fail(index, "send to " + where_ + ": " + io_error_text(result));
     }
     if (!c.stream.sent_some(result)) return send_next(index);  // a short send: the rest goes next

@@ -374,6 +374,17 @@ bool Stream::sent_some(int result) noexcept {
   return sent_ >= total();
 }
 
+bool Stream::peer_stopped_reading() const noexcept {
+  if (fd_ < 0) return false;
+  if (!tcp_) return true;
+  tcp_info info{};
+  socklen_t size = sizeof info;
+  if (::getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &info, &size) != 0) return false;
+  // One probe may be on its way at any moment (a round trip's worth); a
+  // peer gone leaves them unanswered, more with each backoff.
+  return info.tcpi_state == TCP_ESTABLISHED && info.tcpi_unacked == 0 && info.tcpi_probes <= 1;
+}
+
 std::size_t Stream::acknowledged() const noexcept {
   if (!tcp_ || fd_ < 0) return sent_;
   // Bytes written to the socket and not acknowledged yet, the last ones

@@ -81,6 +81,12 @@ class Stream {
   // the plaintext of the records wholly acknowledged. A unix socket's
   // kernel puts what it takes in the peer's own queue: sent().
   [[nodiscard]] std::size_t acknowledged() const noexcept;
+  // After a send timed out: whether the peer is there and just not reading.
+  // Over TCP, the connection is established with every segment sent
+  // acknowledged and its window probes answered (the rest waits in our
+  // queue for the peer's window to open); a peer gone leaves segments or
+  // probes unanswered. A unix socket's peer that went would have reset it.
+  [[nodiscard]] bool peer_stopped_reading() const noexcept;
 
   // Submits a receive; plaintext lands in `in` after `used` bytes.
   void receive(UringLoop& loop, std::vector<char>& in, std::size_t used, std::uint64_t base,

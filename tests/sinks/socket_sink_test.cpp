@@ -1372,6 +1372,39 @@ TEST(SocketSink, AStopCountsAsDeliveredWhatTheReceiverAcknowledgedNotWhatTheKern
   EXPECT_EQ(new_runner.unwritten_events(), 0u);
 }
 
+// A receiver that stops reading (a stalled rsyslog: its window closed) is
+// waited for on the same connection, each timeout counted. The connection
+// was closed at each timeout and the rest sent on a fresh one, and the
+// receiver, back, read the old connections' unread bytes beside the new
+// one's: out of order with max_connections 1, and some twice.
+TEST(SocketSink, AReceiverThatStopsReadingIsWaitedForOnItsConnectionInOrder) {
+  SlowReceiver receiver(256 * 1024);  // its first connection reads 256 KB, then nothing until resumed
+  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 1,
+                   .timeout = std::chrono::milliseconds(200)});
+  perf::BackendSinkShard counters;
+  sink.attach_counters(&counters);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  constexpr std::size_t kEvents = 30000;  // about 10 MB: more than the receiver and both kernels hold
+  Batch batch;
+  fill(batch, options, 0, kEvents);
+  std::thread resume([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(900));
+    receiver.resume();
+  });
+  std::string why;
+  std::size_t retries = 0;
+  while (sink.write(batch, why) != Outcome::ok && retries < 20) ++retries;
+  resume.join();
+  EXPECT_EQ(retries, 0u) << why;
+  const auto streams = receiver.events_by_connection_once_quiet();
+  ASSERT_EQ(streams.size(), 1u);
+  ASSERT_EQ(streams[0].size(), kEvents);
+  for (std::size_t i = 0; i < kEvents; ++i) ASSERT_EQ(streams[0][i], i);
+  EXPECT_GE(counters.timeouts.read(), 2u);
+  EXPECT_EQ(counters.connects.read(), 1u);
+}
+
 // A name with an address nobody listens on (localhost's ::1 where the
 // receiver is on 127.0.0.1 only) is the common case; here a private
 // /etc/hosts gives a name two loopback addresses and only the one
