@@ -150,8 +150,10 @@ RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t 
 
 /* Many events. Every event is checked before any is written: a bad one fails
  * the whole call with RR_BAD_ARGUMENT and error->event_index. Events go in
- * with one atomic claim per run that fits in a claim (an eighth of the ring);
- * on RR_FULL (or RR_NOT_READY: the ring removed during the wait),
+ * with one atomic claim per run of up to 128 events that fits in a claim (an
+ * eighth of the ring): a call of more is not all or nothing (other
+ * producers' events may come between its runs; a process killed mid-call
+ * leaves the runs it committed). On RR_FULL (or RR_NOT_READY: the ring removed during the wait),
  * *accepted says how many went in, in order. Sizes are checked 128 events at
  * a time: RR_TOO_BIG for an event past the first 128 may come after earlier
  * ones went in, and *accepted says how many. Pass `accepted` to retry a

@@ -77,7 +77,9 @@ struct Histogram {
 struct alignas(kCacheLine) RingSlot {
   char name[kNameBytes];
   std::atomic<std::int64_t> segment_created_ns;  // which segment positions below refer to
-  Counter replayed;  // events delivered again after a restart (the crash hit mid-write)
+  // Events that may be delivered again after a restart (the crash hit
+  // mid-write): every event of a batch whose write may have begun.
+  Counter replayed;
   Counter corrupt;   // records that did not decode (also counted in the ring)
   // 1 once a router started with a config that does not name this ring
   // (its figures stay, frozen, until the slot is reclaimed); 0 for the
