@@ -1286,24 +1286,29 @@ void Router::stop(std::chrono::milliseconds drain) {
   std::vector<sinks::BackendRunner*> all;
   for (auto& [name, runner] : runners_) all.push_back(runner.get());
   sinks::BackendRunner::stop_all(all, drain_until);
-  for (sinks::BackendRunner* runner : all) {
+  for (const auto& [name, runner] : runners_) {
     // By batch, not by the runner's policy now: a reload may have switched
     // it, and batches handed under the other one are still in its queue.
     // Those holding the ring are kept there for the next start.
-    if (const std::uint64_t lost = runner->unwritten_events_outside_ring(); lost != 0) {
+    const std::uint64_t lost = runner->unwritten_events_outside_ring();
+    if (lost != 0) {
       // The sink thread is joined: this thread is the shard's one writer now.
       runner->slot().sink.dropped_shutdown.add(lost);
       dropped_at_stop_ += lost;
     }
+    if (const std::uint64_t unwritten = runner->unwritten_events(); unwritten != 0) {
+      left_at_stop_.push_back({name, lost, unwritten - lost});
+    }
   }
-  drained_at_stop_ = dropped_at_stop_ == 0;
+  rings_released_at_stop_ = true;
   for (const auto& worker : workers_) {
-    drained_at_stop_ = drained_at_stop_ && worker->drained();
+    rings_released_at_stop_ = rings_released_at_stop_ && worker->drained();
     // Kept past the workers: a ring cut during the drain fails its worker
     // then, and `run` asks after stop() returns.
     if (const char* why = worker->failure(); why != nullptr && !failure_at_stop_) failure_at_stop_ = why;
     if (worker->ring_lost()) lost_rings_.push_back(worker->ring_name());
   }
+  drained_at_stop_ = dropped_at_stop_ == 0 && rings_released_at_stop_;
   workers_.clear();
 }
 

@@ -210,7 +210,16 @@ int run_router(const RunArgs& args) {
       if (failure) log_line("during the drain, " + *failure);
     }
     const bool drained = router->drained();
+    const bool ring_released = router->rings_released_at_stop();
     const std::uint64_t dropped = router->dropped_at_stop();
+    // Which backends left what: "web 300, archive 12".
+    std::string dropped_by, kept_by;
+    for (const ingest::Router::LeftAtStop& left : router->left_at_stop()) {
+      for (auto [count, list] : {std::pair{left.dropped, &dropped_by}, std::pair{left.in_ring, &kept_by}}) {
+        if (count != 0) *list += (list->empty() ? "" : ", ") + left.backend + " " + std::to_string(count);
+      }
+    }
+    if (!kept_by.empty()) kept_by = " (handed over and not written: " + kept_by + ")";
     // A ring cut short keeps nothing for the next start.
     std::string kept = "stays in the ring for the next start";
     for (std::size_t i = 0; i < router->lost_rings().size(); ++i) {
@@ -219,11 +228,14 @@ int run_router(const RunArgs& args) {
     if (!router->lost_rings().empty()) kept += ": cut short, that is lost";
     router.reset();
     if (dropped != 0) {
+      // The rest of the ring is released when nothing else was left: no
+      // "other backends" to speak of then.
       log_line("stopped; " + std::to_string(dropped) +
                " events handed to `drop` backends were not written and are dropped (counted as "
-               "dropped.shutdown in stat); what other backends did not write " + kept);
+               "dropped.shutdown in stat)" + (dropped_by.empty() ? "" : ": " + dropped_by) +
+               (ring_released ? std::string() : "; what other backends did not write " + kept + kept_by));
     } else {
-      log_line(drained ? "stopped, everything read was written" : "stopped; what was not written " + kept);
+      log_line(drained ? "stopped, everything read was written" : "stopped; what was not written " + kept + kept_by);
     }
     return failure ? 1 : 0;
   }

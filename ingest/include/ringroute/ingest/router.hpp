@@ -93,6 +93,15 @@ class Router {
   // (dropped_shutdown) and returned by dropped_at_stop().
   void stop(std::chrono::milliseconds drain);
   [[nodiscard]] std::uint64_t dropped_at_stop() const noexcept { return dropped_at_stop_; }
+  // After stop(): each backend that was handed events it did not write,
+  // in name order: those dropped (handed under `drop`) and those the ring
+  // keeps for the next start. Events a backend behind had not read back
+  // are in the ring too, and in no backend's figure.
+  struct LeftAtStop {
+    std::string backend;
+    std::uint64_t dropped = 0, in_ring = 0;
+  };
+  [[nodiscard]] const std::vector<LeftAtStop>& left_at_stop() const noexcept { return left_at_stop_; }
 
   [[nodiscard]] perf::Block& block() noexcept { return block_.block(); }
   // Why a worker or a sink thread stopped on its own (an exception out of
@@ -103,6 +112,9 @@ class Router {
   // True when every worker has released all it read (everything written);
   // after stop(), whether they had when they stopped.
   [[nodiscard]] bool drained() const noexcept;
+  // After stop(): whether the workers had released all they read (nothing
+  // kept in the rings for the next start), drops at the stop aside.
+  [[nodiscard]] bool rings_released_at_stop() const noexcept { return rings_released_at_stop_; }
   // After stop(): the rings whose files were cut short under the router.
   // What they held and was not written is gone with them, not kept for the
   // next start.
@@ -125,7 +137,9 @@ class Router {
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
   bool drained_at_stop_ = false;
+  bool rings_released_at_stop_ = false;
   std::uint64_t dropped_at_stop_ = 0;
+  std::vector<LeftAtStop> left_at_stop_;
   std::optional<std::string> failure_at_stop_;  // a worker's, when one had failed by the end of stop()
   std::vector<std::string> lost_rings_;
 };
