@@ -371,9 +371,13 @@ class Worker {
 
   // Whether the slot's open batch may be handed over for its age: not
   // while its sink retries, when it fills up instead (see
-  // BackendRunner::retrying()).
+  // BackendRunner::retrying()); nor while a `drop` backend's queue is
+  // full, where it would be dropped: it fills up too (route()), so a slow
+  // destination is sent full batches, not the few events of a linger
+  // while the rest is dropped.
   static bool ages_out(const SlotState& state) {
-    return state.current != nullptr && !state.runner->retrying();
+    return state.current != nullptr && !state.runner->retrying() &&
+           !(state.runner->options().drop_when_full && state.runner->over_limit());
   }
 
   // Whether a backend behind may get room in its queue soon: one whose sink
@@ -674,9 +678,16 @@ class Worker {
         replayed |= maybe_written;
         return;  // it rereads this event when it catches up
       }
-      const bool drop_policy = runner->options().drop_when_full;
-      if (drop_policy && runner->over_limit()) {
-        shard.dropped_queue_full.add(1);
+      // A full queue drops only what the open batch (the one a backend
+      // always has; opened if need be) can't take: it fills up, and is
+      // handed over once the queue has room (ages_out()), or at a stop.
+      if (runner->options().drop_when_full && runner->over_limit()) {
+        if (const sinks::Batch* open = slots_[slot].current; open != nullptr && is_full(*open, runner->options())) {
+          shard.dropped_queue_full.add(1);
+          return;
+        }
+        replayed |= maybe_written;
+        append(plan, event, index, slot, runner, start, end, true);  // kept when full, not handed over
         return;
       }
       replayed |= maybe_written;
@@ -730,6 +741,10 @@ class Worker {
     batch.event_ns.push_back(event.timestamp_ns);
     ++batch.events;
     batch.end = end;
+    return is_full(batch, options);
+  }
+
+  static bool is_full(const sinks::Batch& batch, const sinks::BackendOptions& options) {
     return batch.events >= options.batch_max_events || batch.bytes.size() >= options.batch_max_bytes;
   }
 

@@ -2003,6 +2003,54 @@ TEST(RunCommand, AStopCountsWhatADropBackendCouldNotWrite) {
   cleanup(ring);
 }
 
+// A `drop` backend's open batch fills up while its queue is full. It was
+// handed over at each linger (here, every burst of 8 events) and
+// dropped for the full queue, or it dropped each new event while it sat
+// open: a server taking a request every 200 ms got one small batch each
+// time and everything else was dropped.
+TEST(RunCommand, ADropBackendWithAFullQueueFillsItsOpenBatch) {
+  Dir dir;
+  const std::string ring = dir.unique("dropfill");
+  cleanup(ring);
+  ringroute::testing::HttpReceiver http([](const ringroute::testing::HttpRequest&, std::size_t) {
+    std::this_thread::sleep_for(200ms);
+    return ringroute::testing::HttpResponse{};
+  });
+  // Two batches' reservations fill the queue.
+  write_file(dir / "edr.json",
+             config_text(dir, ring, 1 << 20,
+                         {R"({"name": "slow", "type": "http", "options": {"url": ")" + http.url() +
+                          R"(", "max_connections": 1, "batch": {"max_events": 100, "max_bytes": 65536},
+                              "queue": {"max_bytes": 140000, "when_full": "drop"}},
+                              "bindings": [{"verbosity": "trace"}]})"}));
+  constexpr int kEvents = 2000;
+  std::string json;
+  {
+    RouterProcess router(dir / "edr.json", dir / "router.log", "0");
+    wait_for_ring(ring);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents, nullptr, 8, 2000us)), 0);
+    wait_drained(ring);
+    std::this_thread::sleep_for(500ms);  // the request in progress ends
+    ASSERT_EQ(router.stop(), 0);
+  }
+  json = run_capture("stat --json --instance " + ring);  // the block outlives the router
+  std::size_t most = 0;
+  for (const auto& request : http.requests()) {
+    most = std::max<std::size_t>(most, std::count(request.body.begin(), request.body.end(), '\n'));
+  }
+  EXPECT_EQ(most, 100u) << http.requests().size() << " requests";
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  const auto slow = doc["backends"].at(0);
+  // Every event is sent, dropped for the full queue, or by the stop.
+  EXPECT_EQ(uint64_t(slow["sent"]) + uint64_t(slow["dropped"]["queue_full"]) + uint64_t(slow["dropped"]["shutdown"]),
+            uint64_t{kEvents})
+      << json;
+  EXPECT_GT(uint64_t(slow["dropped"]["queue_full"]), 0u) << json;
+  cleanup(ring);
+}
+
 int claim_pipe = -1;
 void pause_after_claim() {
   const char byte = 'x';
