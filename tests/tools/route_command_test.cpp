@@ -365,6 +365,25 @@ TEST(Cli, AnUnknownCommandIsNamedAndNoneListsThem) {
   EXPECT_EQ(f.run("validate --help", "", "/dev/full").status, 2);
 }
 
+// --help gives each option's type plainly, with its range: CLI11 wrote out
+// every check's own name ("--interval-ms UINT:WHOLE:UINT in [10 - 3600000]").
+// The checks still check.
+TEST(Cli, HelpSaysEachOptionsTypeAndRangePlainly) {
+  Files f;
+  const Result stat = f.run("stat --help");
+  EXPECT_EQ(stat.status, 0);
+  EXPECT_NE(stat.out.find("--interval-ms UINT [10-3600000]=1000"), std::string::npos) << stat.out;
+  EXPECT_NE(stat.out.find("--instance NAME=ringroute"), std::string::npos) << stat.out;
+  for (const char* help : {"stat --help", "emit --help", "run --help", "bench --help", "bench ring --help"}) {
+    const Result r = f.run(help);
+    EXPECT_EQ(r.out.find(":WHOLE"), std::string::npos) << help << ":\n" << r.out;
+    EXPECT_EQ(r.out.find(" in ["), std::string::npos) << help << ":\n" << r.out;
+  }
+  const Result low = f.run("stat --interval-ms 5");
+  EXPECT_EQ(low.status, 2);
+  EXPECT_NE(low.err.find("--interval-ms: Value 5 not in range 10 to 3600000"), std::string::npos) << low.err;
+}
+
 // EVENTS that can't be read is an I/O error (exit 2), not a clean run of
 // no lines: an ifstream opens a directory and reads nothing from it.
 TEST(RouteCommand, EventsThatCannotBeReadExitTwo) {

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <string>
 
 #include "ringroute/tools/commands.hpp"
 
@@ -15,6 +16,35 @@ int flushed(int status) {
   std::fprintf(stderr, "ringroute: writing to stdout failed%s%s\n", errno != 0 ? ": " : "",
                errno != 0 ? std::strerror(errno) : "");
   return 2;
+}
+
+// `--help` shows each option's type as CLI11 builds it from the option's
+// checks ("UINT:WHOLE:UINT in [10 - 3600000]"): said plainly instead
+// ("UINT [10-3600000]", "NAME").
+void plain_type_names(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    const std::string type = option->get_type_name();
+    if (type.find(':') == std::string::npos) continue;
+    std::string plain = type.substr(0, type.find(':'));
+    for (const char* noun : {"NAME", "RING"}) {
+      if (type.find(std::string(":") + noun) != std::string::npos) plain = noun;
+    }
+    if (const std::size_t open = type.find(" in ["); open != std::string::npos) {
+      std::string range = type.substr(open + 4, type.find(']', open) + 1 - (open + 4));
+      std::erase(range, ' ');
+      plain += " " + range;
+    }
+    option->type_name(plain);
+    // The checks' own descriptions, which CLI11 appends to the type.
+    for (int i = 0;; ++i) {
+      try {
+        option->get_validator(i)->description("");
+      } catch (const CLI::OptionNotFound&) {
+        break;
+      }
+    }
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) plain_type_names(*sub);
 }
 }  // namespace
 
@@ -33,6 +63,7 @@ int main(int argc, char** argv) {
   bench->require_subcommand(0, 1);
   const auto bench_ring = ringroute::tools::add_bench_ring(*bench);
   const auto bench_router = ringroute::tools::add_bench_router(*bench);
+  plain_type_names(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
