@@ -97,6 +97,10 @@ std::size_t cut_at_character(std::string_view bytes, std::size_t limit) {
   return size;
 }
 
+// Send timeouts in a row that a receiver that stopped reading is waited
+// for on its connection (a minute at the default 10 s timeout).
+constexpr std::uint32_t kMostStalledTimeouts = 6;
+
 }  // namespace
 
 // A stream connection and the part of the batch it sends now: events
@@ -108,6 +112,9 @@ struct SocketSink::Connection {
   // takes only ranges after it, so what it carries stays in order.
   std::size_t handed_end = 0;
   bool busy = false;
+  // Send timeouts in a row on a receiver that stopped reading, waited out
+  // on this connection (kMostStalledTimeouts).
+  std::uint32_t stalled_timeouts = 0;
   Dialing::Dial dial;  // where it is in the host's addresses
   std::chrono::steady_clock::time_point last_used{};
 
@@ -334,6 +341,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     c.last = last;
     c.handed_end = last;
     c.busy = true;
+    c.stalled_timeouts = 0;
     c.last_used = started;
     c.stream.begin_send(batch.events_bytes(first, last));
     // A receiver that closed the connection while it sat idle (a restarted
@@ -385,9 +393,18 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       // on this connection. Closed, the connection kept its unread bytes
       // for the receiver, which read them beside a fresh connection's:
       // out of order even with max_connections 1, and some twice.
-      if (result == -ECANCELED && op == Stream::kSend && c.stream.peer_stopped_reading()) return send_next(index);
+      // Not for ever: one hung for good (a deadlocked receiver, a balancer
+      // in front of a stalled server, whose own kernel answers) is left
+      // after kMostStalledTimeouts, as any failed connection, so the
+      // events go on a fresh one (to a healthy server, behind a balancer)
+      // and the failure shows in `failures`.
+      if (result == -ECANCELED && op == Stream::kSend && ++c.stalled_timeouts < kMostStalledTimeouts &&
+          c.stream.peer_stopped_reading()) {
+        return send_next(index);
+      }
       return fail(index, "send to " + where_ + ": " + io_error_text(result));
     }
+    c.stalled_timeouts = 0;
     if (!c.stream.sent_some(result)) return send_next(index);  // a short send: the rest goes next
     c.busy = false;
     // Parts left over (more ranges than connections, after a failure): the

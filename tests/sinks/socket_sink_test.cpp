@@ -1380,7 +1380,7 @@ TEST(SocketSink, AStopCountsAsDeliveredWhatTheReceiverAcknowledgedNotWhatTheKern
 TEST(SocketSink, AReceiverThatStopsReadingIsWaitedForOnItsConnectionInOrder) {
   SlowReceiver receiver(256 * 1024);  // its first connection reads 256 KB, then nothing until resumed
   SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 1,
-                   .timeout = std::chrono::milliseconds(200)});
+                   .timeout = std::chrono::milliseconds(250)});
   perf::BackendSinkShard counters;
   sink.attach_counters(&counters);
   EncodeOptions options;
@@ -1403,6 +1403,40 @@ TEST(SocketSink, AReceiverThatStopsReadingIsWaitedForOnItsConnectionInOrder) {
   for (std::size_t i = 0; i < kEvents; ++i) ASSERT_EQ(streams[0][i], i);
   EXPECT_GE(counters.timeouts.read(), 2u);
   EXPECT_EQ(counters.connects.read(), 1u);
+}
+
+// Not for ever: a receiver hung for good (or a balancer in front of a
+// stalled server) is left after 6 timeouts in a row, as any failed
+// connection, and the events go again on a fresh one.
+TEST(SocketSink, AReceiverStalledForGoodIsLeftAfterSixTimeouts) {
+  SlowReceiver receiver(256 * 1024);
+  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 1,
+                   .timeout = std::chrono::milliseconds(100)});
+  perf::BackendSinkShard counters;
+  sink.attach_counters(&counters);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  constexpr std::size_t kEvents = 30000;  // about 10 MB: more than the receiver and both kernels hold
+  Batch batch;
+  fill(batch, options, 0, kEvents);
+  std::string why;
+  EXPECT_EQ(sink.write(batch, why), Outcome::retry);
+  // Six in a row at least (a window probe's worth of progress starts the
+  // count over).
+  EXPECT_GE(counters.timeouts.read(), 6u);
+  EXPECT_NE(why.find("send to 127.0.0.1:"), std::string::npos) << why;
+  receiver.resume();
+  std::size_t retries = 0;
+  while (sink.write(batch, why) != Outcome::ok && retries < 20) ++retries;
+  EXPECT_EQ(retries, 0u) << why;
+  EXPECT_EQ(counters.connects.read(), 2u);
+  std::vector<std::size_t> events;
+  for (const auto& stream : receiver.events_by_connection_once_quiet()) {
+    events.insert(events.end(), stream.begin(), stream.end());
+  }
+  std::sort(events.begin(), events.end());
+  events.erase(std::unique(events.begin(), events.end()), events.end());
+  EXPECT_EQ(events.size(), kEvents);
 }
 
 // A name with an address nobody listens on (localhost's ::1 where the
