@@ -690,6 +690,11 @@ class Worker {
         append(plan, event, index, slot, runner, start, end, true);  // kept when full, not handed over
         return;
       }
+      // One kept full while the queue was: handed over before it takes more
+      // (no other backend's bytes of this event are in it to copy from).
+      if (const sinks::Batch* open = slots_[slot].current; open != nullptr && is_full(*open, runner->options())) {
+        submit(slot);
+      }
       replayed |= maybe_written;
       if (append(plan, event, index, slot, runner, start, end, true)) to_submit_[to_submit_count_++] = slot;
     });
