@@ -909,6 +909,33 @@ TEST(Config, ANumberTooLargeToReadIsSaidAtItsPathBesideEveryOtherError) {
       << ::testing::PrintToString(said);
 }
 
+// The edges of the above: as the whole document, said once with its
+// place; past the 64 looked for, those found are said with their paths
+// (not thrown away for the 65th alone); and no check across members reads
+// the 0 that stands in for one (`keep` read as "keeps none").
+TEST(Config, NumbersTooLargeToReadAtTheRootInNumbersAndBesideOtherBackends) {
+  const auto root = parse_config("  1e400");
+  ASSERT_EQ(root.errors.size(), 1u);
+  EXPECT_EQ(root.errors[0].located(), "a number past what a double holds (about 1.8e308) at line 1, column 3");
+  std::string many = R"({"router": {"workers": [)";
+  for (int i = 0; i < 65; ++i) many += (i == 0 ? "" : ",") + std::string("1e999");
+  many += "]}}";
+  const auto lots = parse_config(many);
+  ASSERT_EQ(lots.errors.size(), 65u);
+  EXPECT_EQ(lots.errors[0].located(),
+            "router.workers[0]: a number past what a double holds (about 1.8e308) at line 1, column 25");
+  EXPECT_EQ(lots.errors[63].path, "router.workers[63]");
+  EXPECT_NE(lots.errors[64].located().find("past 64 numbers too large to read, the rest of the file is checked once "
+                                           "these are fixed"),
+            std::string::npos)
+      << lots.errors[64].located();
+  EXPECT_EQ(errors_of(R"({"backends": [
+      {"name": "a", "type": "file", "options": {"path": "/tmp/rr-a.log", "rotate_bytes": 1000, "keep": 1e999},
+       "bindings": []},
+      {"name": "b", "type": "file", "options": {"path": "/tmp/rr-a.log.7"}, "bindings": []}]})"),
+            std::vector<std::string>{"backends[0].options.keep: a number past what a double holds (about 1.8e308)"});
+}
+
 // URL schemes are case-insensitive (RFC 3986 3.1), in the config's checks
 // as in the sinks: "HTTPS://" was an unsupported scheme.
 TEST(Config, UrlSchemesAreCaseInsensitive) {

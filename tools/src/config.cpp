@@ -717,7 +717,17 @@ ConfigResult parse_config(std::string_view text) {
     readable.replace(at, end - at, zero);
     padded = simdjson::padded_string(blanked);
   }
+  // At its path, placed at its byte (the text may not parse, and a path's
+  // first value is not always this one).
+  const auto unreadable_number = [&](std::size_t at, const std::string& why) {
+    const TextPosition position = text_position(text, at);
+    return matcher::ConfigError{path_of_value_at(blanked, at).value_or(""), why, false, position.line,
+                                position.column};
+  };
   if (parse_error != simdjson::SUCCESS) {
+    // Those found before the fault, or before the most that are looked
+    // for, are said all the same.
+    for (const auto& [at, why] : unreadable_numbers) result.errors.push_back(unreadable_number(at, why));
     // A reference written bare where no whole value goes is not JSON, and
     // is said as such when the text stops being JSON in its token (`1${N}`
     // stops at the 1). Only then: the scan that finds them counts quotes,
@@ -741,7 +751,12 @@ ConfigResult parse_config(std::string_view text) {
     } else if (problem) {
       result.errors.push_back(
           {"", problem->unsupported ? "cannot read the value at " + line_column(text, problem->byte_offset) + ": " +
-                                          unreadable_why(*problem)
+                                          unreadable_why(*problem) +
+                                          (unreadable_numbers.size() == kMostUnreadableNumbers
+                                               ? " (past " + std::to_string(kMostUnreadableNumbers) +
+                                                     " numbers too large to read, the rest of the file is checked "
+                                                     "once these are fixed)"
+                                               : "")
                                     : "not valid JSON at " + line_column(text, problem->byte_offset) + ": " +
                                           problem->reason});
     } else {
@@ -759,10 +774,7 @@ ConfigResult parse_config(std::string_view text) {
   // across members that reads it: those would judge a value that isn't
   // there. A number too large to read is such a value too.
   std::vector<matcher::ConfigError> unexpanded = expanded.errors;
-  for (const auto& [at, why] : unreadable_numbers) {
-    std::optional<std::string> path = path_of_value_at(blanked, at);
-    unexpanded.push_back({path.value_or(""), path ? why : "cannot read the value at " + line_column(text, at) + ": " + why});
-  }
+  for (const auto& [at, why] : unreadable_numbers) unexpanded.push_back(unreadable_number(at, why));
   const UnexpandedScope scope(unexpanded);
   if (expanded.changed) {
     padded = simdjson::padded_string(expanded.text);
@@ -985,8 +997,13 @@ ConfigResult parse_config(std::string_view text) {
         };
         const std::filesystem::path written(path);
         const std::string directory = written.has_parent_path() ? written.parent_path().string() : ".";
+        // The rotation check reads these three: not where one isn't there
+        // (a number too large to read, blanked to 0, read "keeps none").
+        const bool rotation_known = !unexpanded_under(options_path + ".rotate_bytes") &&
+                                    !unexpanded_under(options_path + ".rotate_seconds") &&
+                                    !unexpanded_under(options_path + ".keep");
         file_backends.push_back({index, identity, std::string(path),
-                                 number("rotate_bytes", 0) != 0 || number("rotate_seconds", 0) != 0,
+                                 rotation_known && (number("rotate_bytes", 0) != 0 || number("rotate_seconds", 0) != 0),
                                  number("keep", sinks::FileSinkOptions{}.keep),
                                  sinks::file_identity(directory) + "/" + written.filename().string()});
       }

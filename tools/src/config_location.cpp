@@ -25,31 +25,20 @@ using Locations = std::unordered_map<std::string, std::vector<Where>>;
 // them: matcher::member_path, "[i]") are in `wanted`, recording where each
 // is. Only those: every path of a text, each spelled out whole, is memory
 // of its depth squared (a thousand nested keys of 16 KiB took gigabytes).
-// Or, given a byte instead, walks every value until it finds the one that
-// starts there, and keeps its path (one path per depth at a time).
 class PathWalk {
  public:
   PathWalk(const char* base, const std::unordered_set<std::string>& wanted, Locations& paths)
-      : base_(base), wanted_(&wanted), paths_(&paths) {}
-  PathWalk(const char* base, std::size_t byte, std::optional<std::string>& found)
-      : base_(base), byte_(byte), found_(&found) {}
+      : base_(base), wanted_(wanted), paths_(paths) {}
 
-  // False once simdjson reports an error, or the value at the byte is
-  // found: the walk stops, and what it recorded so far stays (the text
-  // parsed whole once, so an error is not expected).
+  // False once simdjson reports an error: the walk stops, and what it
+  // recorded so far stays (the text parsed whole once, so this is not
+  // expected).
   bool walk(ondemand::value value, const std::string& path, const char* key) {
-    if (wanted_ != nullptr && !wanted_->contains(path)) return true;
+    if (!wanted_.contains(path)) return true;
     const char* at = nullptr;
     if (value.current_location().get(at) != simdjson::SUCCESS) return false;
     const auto offset = static_cast<std::size_t>(at - base_);
-    if (found_ != nullptr) {
-      if (offset == byte_) {
-        *found_ = path;
-        return false;
-      }
-    } else {
-      (*paths_)[path].push_back({key != nullptr ? static_cast<std::size_t>(key - base_) : offset, offset});
-    }
+    paths_[path].push_back({key != nullptr ? static_cast<std::size_t>(key - base_) : offset, offset});
     ondemand::json_type type;
     if (value.type().get(type) != simdjson::SUCCESS) return false;
     if (type == ondemand::json_type::object) {
@@ -80,10 +69,73 @@ class PathWalk {
 
  private:
   const char* base_;
-  const std::unordered_set<std::string>* wanted_ = nullptr;
-  Locations* paths_ = nullptr;
-  std::size_t byte_ = 0;
-  std::optional<std::string>* found_ = nullptr;
+  const std::unordered_set<std::string>& wanted_;
+  Locations& paths_;
+};
+
+// Finds the value that starts at a byte, keeping the path to it as a
+// stack of keys and indexes (joined once found): a path string made at
+// each level was memory of the depth squared.
+class ValueAt {
+ public:
+  ValueAt(const char* base, std::size_t byte) : base_(base), byte_(byte) {}
+
+  // True once found (the walk stops), or once simdjson reports an error.
+  bool walk(ondemand::value value) {
+    const char* at = nullptr;
+    if (value.current_location().get(at) != simdjson::SUCCESS) return true;
+    if (static_cast<std::size_t>(at - base_) == byte_) {
+      found_ = path();
+      return true;
+    }
+    ondemand::json_type type;
+    if (value.type().get(type) != simdjson::SUCCESS) return true;
+    if (type == ondemand::json_type::object) {
+      ondemand::object object;
+      if (value.get_object().get(object) != simdjson::SUCCESS) return true;
+      for (auto member : object) {
+        ondemand::field field;
+        std::string_view name;
+        if (std::move(member).get(field) != simdjson::SUCCESS || field.unescaped_key().get(name) != simdjson::SUCCESS) {
+          return true;
+        }
+        steps_.push_back({std::string(name), 0, true});
+        if (walk(field.value())) return true;
+        steps_.pop_back();
+      }
+    } else if (type == ondemand::json_type::array) {
+      ondemand::array array;
+      if (value.get_array().get(array) != simdjson::SUCCESS) return true;
+      std::size_t index = 0;
+      for (auto item : array) {
+        ondemand::value element;
+        if (std::move(item).get(element) != simdjson::SUCCESS) return true;
+        steps_.push_back({{}, index++, false});
+        if (walk(element)) return true;
+        steps_.pop_back();
+      }
+    }
+    return false;
+  }
+  [[nodiscard]] std::optional<std::string>& found() { return found_; }
+
+ private:
+  struct Step {
+    std::string key;
+    std::size_t index;
+    bool member;
+  };
+  [[nodiscard]] std::string path() const {
+    std::string path;
+    for (const Step& step : steps_) {
+      path = step.member ? matcher::member_path(path, step.key) : path + "[" + std::to_string(step.index) + "]";
+    }
+    return path;
+  }
+  const char* base_;
+  std::size_t byte_;
+  std::vector<Step> steps_;
+  std::optional<std::string> found_;
 };
 
 Locations locations_of(std::string_view text, const std::unordered_set<std::string>& wanted) {
@@ -112,10 +164,16 @@ std::optional<std::string> path_of_value_at(std::string_view text, std::size_t b
   ondemand::parser parser;
   ondemand::document document;
   if (parser.iterate(padded).get(document) != simdjson::SUCCESS) return found;
-  if (ondemand::value root; document.get_value().get(root) == simdjson::SUCCESS) {
-    PathWalk(padded.data(), byte, found).walk(root, "", nullptr);
+  ondemand::value root;
+  if (document.get_value().get(root) != simdjson::SUCCESS) {
+    // A scalar document, which on-demand does not take as a value: the
+    // root, if the byte is its first.
+    if (byte == text.find_first_not_of(" \t\r\n")) found = "";
+    return found;
   }
-  return found;
+  ValueAt finder(padded.data(), byte);
+  finder.walk(root);
+  return std::move(finder.found());
 }
 
 TextPosition text_position(std::string_view text, std::size_t byte) noexcept {
