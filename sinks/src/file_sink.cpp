@@ -748,15 +748,20 @@ bool FileSink::write_all(const char* data, std::size_t size, std::string& why) {
   return true;
 }
 
+bool FileSink::take_the_file(std::string& why) {
+  // Opened again, not only looked at: the runner this sink replaces on a
+  // reload may have rotated the file since (or logrotate renamed it), and
+  // the descriptor opened when this sink was made then names the rotated
+  // or an unlinked file.
+  if (!open_file(why)) return false;
+  tail_checked_ = true;
+  cut_torn_tail();
+  return true;
+}
+
 Outcome FileSink::write(const Batch& batch, std::string& why) {
   if (!tail_checked_) {
-    // Opened again, not only looked at: the runner this sink replaces on a
-    // reload may have rotated the file since (or logrotate renamed it), and
-    // the descriptor opened when this sink was made then names the rotated
-    // or an unlinked file.
-    if (!open_file(why)) return Outcome::retry;
-    tail_checked_ = true;
-    cut_torn_tail();
+    if (!take_the_file(why)) return Outcome::retry;
   } else if (fd_ < 0 && !open_file(why)) {
     return Outcome::retry;
   }
@@ -893,9 +898,16 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
     dirty_ = false;
     last_fsync_ = now;
   }
-  // Not before the first write: that is when a torn tail is cut (and a sink
-  // made on reload may still share the file with the runner it replaces).
-  if (options_.rotate_seconds != 0 && tail_checked_ && file_bytes_ != 0 && now >= rotate_retry_at_ &&
+  // A quiet backend's file, after a restart or a reload that replaced its
+  // runner, is as old as its birth says: taken now (its torn tail cut)
+  // rather than at the next event, which went into a file long past its
+  // age, rotated only then. The runner calls tick() once the runner it
+  // replaces has stopped, so no other sink writes the file now.
+  if (options_.rotate_seconds != 0 && !tail_checked_) {
+    std::string why;
+    if (!take_the_file(why)) return;  // the next batch tries again, and says why
+  }
+  if (options_.rotate_seconds != 0 && file_bytes_ != 0 && now >= rotate_retry_at_ &&
       now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
     look_at_size_again();
     // No file open after it: the next batch opens one or is retried.

@@ -346,9 +346,10 @@ TEST(FileSink, MadeFromOptionsKnowsWhetherTheFormatterIsPretty) {
   EXPECT_TRUE(made(R"(, "formatter": {"name": "json", "options": {"pretty": true}})"));
 }
 
-// Rotation by age waits for the first write, which cuts a crash's torn
-// tail: rotated before it, the torn line would go to path.1 uncut.
-TEST(FileSink, RotatesByAgeOnlyAfterItsFirstWriteCutATornTail) {
+// Rotation by age cuts a crash's torn tail first, as the first write
+// does (a tick with no write before it takes the file the same way):
+// rotated before it, the torn line would go to path.1 uncut.
+TEST(FileSink, RotatesByAgeOnlyAfterCuttingATornTail) {
   TempDir dir;
   fs::create_directories(dir / "");
   FileSinkOptions o;
@@ -358,11 +359,10 @@ TEST(FileSink, RotatesByAgeOnlyAfterItsFirstWriteCutATornTail) {
   FileSink sink(o);
   const auto later = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   sink.tick(later);
-  EXPECT_FALSE(fs::exists(o.path + ".1"));
+  EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n");
   std::string why;
   ASSERT_EQ(sink.write(batch_of("{\"b\":2}\n"), why), Outcome::ok) << why;
-  sink.tick(later);
-  EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n{\"b\":2}\n");
+  EXPECT_EQ(slurp(o.path), "{\"b\":2}\n");
 }
 
 // On reload a new sink is made for a file the old one may still be
@@ -652,6 +652,25 @@ TEST(FileSink, AgeRotationCountsFromTheFilesBirthNotFromTheLastOpen) {
   sink.reopen();
   sink.tick(std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
   EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n{\"b\":2}\n");
+}
+
+// A quiet backend's file is rotated on time after a restart (or a reload
+// that replaced its runner) too: it was rotated only at the next event,
+// which went into the file long past its age.
+TEST(FileSink, AgeRotationAfterARestartNeedsNoEvent) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_seconds = 1;
+  std::ofstream(o.path) << "{\"a\":1}\n";
+  struct statx sx {};
+  if (::statx(AT_FDCWD, o.path.c_str(), 0, STATX_BTIME, &sx) != 0 || (sx.stx_mask & STATX_BTIME) == 0) {
+    GTEST_SKIP() << "no birth times on this file system";
+  }
+  FileSink sink(o);  // a restart, no event since
+  sink.tick(std::chrono::steady_clock::now() + std::chrono::milliseconds(1500));
+  EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n");
 }
 
 TEST(FileSink, FullDiskIsARetryNamingTheFile) {

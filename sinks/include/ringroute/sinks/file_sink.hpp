@@ -76,6 +76,8 @@ class FileSink final : public Sink {
 
  private:
   bool open_file(std::string& why);
+  // The file as this sink first writes it: opened again, its torn tail cut.
+  bool take_the_file(std::string& why);
   void cut_torn_tail();
   void drop_files_past_keep();
   // Past the run of files numbered past keep (drop_files_past_keep); 0:
