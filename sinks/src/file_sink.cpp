@@ -935,8 +935,14 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
 void FileSink::reopen() {
   if (fd_ >= 0 && dirty_ && options_.fsync != FsyncPolicy::never) sync_or_report("the last sync, before a reopen");
   std::string why;
-  // Failed, the next batch opens it again, and says why.
-  if (open_file(why) && counters_) counters_->reopens.add(1);
+  if (open_file(why)) {
+    if (counters_) counters_->reopens.add(1);
+    return;
+  }
+  // The next batch opens it again, and says why; said now too, as a quiet
+  // backend may have no batch for a long while.
+  std::fprintf(stderr, "ringroute: file sink %s: reopen: %s (the next batch tries again)\n", options_.path.c_str(),
+               why.c_str());
 }
 
 }  // namespace ringroute::sinks

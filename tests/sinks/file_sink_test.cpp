@@ -673,6 +673,19 @@ TEST(FileSink, AgeRotationAfterARestartNeedsNoEvent) {
   EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n");
 }
 
+// A reopen (SIGHUP) that fails says why at once: a quiet backend may have
+// no batch to say it for a long while.
+TEST(FileSink, AReopenThatFailsSaysWhyAtOnce) {
+  FileSinkOptions o;
+  o.path = "/dev/null/out.ndjson";  // a directory that is a device: never made
+  FileSink sink(o);
+  ::testing::internal::CaptureStderr();
+  sink.reopen();
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("file sink /dev/null/out.ndjson: reopen: "), std::string::npos) << said;
+  EXPECT_NE(said.find("(the next batch tries again)"), std::string::npos) << said;
+}
+
 TEST(FileSink, FullDiskIsARetryNamingTheFile) {
   FileSinkOptions o;
   o.path = "/dev/full";
