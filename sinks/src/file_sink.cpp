@@ -702,6 +702,16 @@ bool FileSink::rotate(std::string& why) {
              ::access((base + "." + std::to_string(free_number)).c_str(), F_OK) == 0) {
         ++free_number;
       }
+      // Nothing but files moves along the numbers: a directory someone
+      // made at one was renamed up the numbers, rotation by rotation,
+      // until its unlink failed at `keep`.
+      for (std::uint32_t i = 1; i <= std::min(free_number, options_.keep); ++i) {
+        const std::string name = base + "." + std::to_string(i);
+        if (struct stat at {}; ::lstat(name.c_str(), &at) == 0 && S_ISDIR(at.st_mode)) {
+          errno = EISDIR;
+          return failed("shift", name);
+        }
+      }
       if (free_number > options_.keep) {
         free_number = options_.keep;
         const std::string oldest = base + "." + std::to_string(free_number);

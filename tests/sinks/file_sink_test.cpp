@@ -673,6 +673,27 @@ TEST(FileSink, AgeRotationAfterARestartNeedsNoEvent) {
   EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n");
 }
 
+// A directory at a rotated name stops the rotation there, said and
+// counted: it was renamed up the numbers, rotation by rotation.
+TEST(FileSink, ADirectoryAtARotatedNameIsNeverMovedAlong) {
+  TempDir dir;
+  fs::create_directories(dir / "");
+  FileSinkOptions o;
+  o.path = dir / "out.ndjson";
+  o.rotate_bytes = 4;
+  o.keep = 4;
+  std::ofstream(o.path + ".1") << "{\"old\":1}\n";
+  fs::create_directories(o.path + ".2");
+  std::ofstream(o.path + ".2/theirs") << "x";
+  FileSink sink(o);
+  std::string why;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(sink.write(batch_of("{\"n\":" + std::to_string(i) + "}\n"), why), Outcome::ok);
+  EXPECT_TRUE(fs::is_directory(o.path + ".2"));
+  EXPECT_EQ(slurp(o.path + ".2/theirs"), "x");
+  EXPECT_FALSE(fs::exists(o.path + ".3"));
+  EXPECT_EQ(slurp(o.path + ".1"), "{\"old\":1}\n");
+}
+
 // A reopen (SIGHUP) that fails says why at once: a quiet backend may have
 // no batch to say it for a long while.
 TEST(FileSink, AReopenThatFailsSaysWhyAtOnce) {
