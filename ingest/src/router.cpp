@@ -678,22 +678,24 @@ class Worker {
         replayed |= maybe_written;
         return;  // it rereads this event when it catches up
       }
-      // A full queue drops only what the open batch (the one a backend
-      // always has; opened if need be) can't take: it fills up, and is
-      // handed over once the queue has room (ages_out()), or at a stop.
-      if (runner->options().drop_when_full && runner->over_limit()) {
-        if (const sinks::Batch* open = slots_[slot].current; open != nullptr && is_full(*open, runner->options())) {
-          shard.dropped_queue_full.add(1);
+      if (runner->options().drop_when_full) {
+        const sinks::Batch* open = slots_[slot].current;
+        const bool open_full = open != nullptr && is_full(*open, runner->options());
+        if (runner->over_limit()) {
+          // A full queue drops only what the open batch (the one a backend
+          // always has; opened if need be) can't take: it fills up, and is
+          // handed over once the queue has room (ages_out()), or at a stop.
+          if (open_full) {
+            shard.dropped_queue_full.add(1);
+            return;
+          }
+          replayed |= maybe_written;
+          append(plan, event, index, slot, runner, start, end, true);  // kept when full, not handed over
           return;
         }
-        replayed |= maybe_written;
-        append(plan, event, index, slot, runner, start, end, true);  // kept when full, not handed over
-        return;
-      }
-      // One kept full while the queue was: handed over before it takes more
-      // (no other backend's bytes of this event are in it to copy from).
-      if (const sinks::Batch* open = slots_[slot].current; open != nullptr && is_full(*open, runner->options())) {
-        submit(slot);
+        // One kept full while the queue was: handed over before it takes
+        // more (no other backend's bytes of this event are in it to copy).
+        if (open_full) submit(slot);
       }
       replayed |= maybe_written;
       if (append(plan, event, index, slot, runner, start, end, true)) to_submit_[to_submit_count_++] = slot;
