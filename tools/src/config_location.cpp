@@ -126,9 +126,17 @@ class ValueAt {
     bool member;
   };
   [[nodiscard]] std::string path() const {
+    // Appended in place: a copy of the path so far at each step was the
+    // depth times the path's length.
     std::string path;
     for (const Step& step : steps_) {
-      path = step.member ? matcher::member_path(path, step.key) : path + "[" + std::to_string(step.index) + "]";
+      if (!step.member) {
+        path.append("[").append(std::to_string(step.index)).append("]");
+        continue;
+      }
+      const std::string piece = matcher::member_path("", step.key);  // `key`, or `["k.e.y"]`
+      if (!path.empty() && piece[0] != '[') path += '.';
+      path += piece;
     }
     return path;
   }
