@@ -398,9 +398,10 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       // after kMostStalledTimeouts, as any failed connection, so the
       // events go on a fresh one (to a healthy server, behind a balancer)
       // and the failure shows in `failures`.
-      if (result == -ECANCELED && op == Stream::kSend && ++c.stalled_timeouts < kMostStalledTimeouts &&
-          c.stream.peer_stopped_reading()) {
-        return send_next(index);
+      if (result == -ECANCELED && op == Stream::kSend && c.stream.peer_stopped_reading()) {
+        if (++c.stalled_timeouts < kMostStalledTimeouts) return send_next(index);
+        return fail(index, "send to " + where_ + ": the receiver read nothing through " +
+                               std::to_string(kMostStalledTimeouts) + " timeouts in a row");
       }
       return fail(index, "send to " + where_ + ": " + io_error_text(result));
     }
