@@ -588,6 +588,9 @@ void BackendRunner::run() {
   while (!stop_now_.load(std::memory_order_relaxed)) {
     try {
       if (queue_.wait_dequeue_timed(batch, std::chrono::milliseconds(100)) && batch != nullptr) deliver(batch);
+      // Not once stopped (woken by the stop's null): a runner thrown away
+      // by a refused start or reload has no business with its file.
+      if (stop_now_.load(std::memory_order_relaxed)) break;
       reopen_if_asked();
       sink_->tick(Clock::now());
     } catch (const std::exception& e) {

@@ -914,8 +914,12 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   // age, rotated only then. The runner calls tick() once the runner it
   // replaces has stopped, so no other sink writes the file now.
   if (options_.rotate_seconds != 0 && !tail_checked_) {
-    std::string why;
-    if (!take_the_file(why)) return;  // the next batch tries again, and says why
+    if (std::string why; !take_the_file(why)) {
+      // Said once: with no file open, no tick comes here again.
+      std::fprintf(stderr, "ringroute: file sink %s: %s (the next batch tries again)\n", options_.path.c_str(),
+                   why.c_str());
+      return;
+    }
   }
   if (options_.rotate_seconds != 0 && file_bytes_ != 0 && now >= rotate_retry_at_ &&
       now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {

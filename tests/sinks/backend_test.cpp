@@ -385,6 +385,29 @@ TEST(BackendRunner, LeftoversTakenOverKeepOnlyTheBytesTheyHold) {
 // A datagram is its own frame, whatever the case of its URL's scheme: with
 // "SYSLOG+UDP://" the config took the scheme as UDP and the sink sent each
 // datagram with an octet-count prefix.
+// A runner stopped before it was handed anything (one a refused start or
+// reload throws away) leaves its file as it was: the stop's wake ran a
+// tick, which takes a file with age rotation for a first write (its torn
+// tail cut, rotated past its age).
+TEST(BackendRunner, ARunnerStoppedBeforeItsFirstBatchLeavesItsFileAlone) {
+  const std::string dir = "/tmp/rr-backend-untouched-" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  FileSinkOptions file;
+  file.path = dir + "/out.ndjson";
+  file.rotate_seconds = 1;
+  std::ofstream(file.path) << "{\"a\":1}\n{\"b\":";
+  perf::BackendSlot slot;
+  BackendRunner runner("untouched", BackendOptions{}, std::make_unique<FileSink>(file), slot);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // waiting for a batch (its first tick is at 100 ms)
+  runner.stop(std::chrono::milliseconds(0));
+  std::ifstream in(file.path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "{\"a\":1}\n{\"b\":");
+  EXPECT_FALSE(fs::exists(file.path + ".1"));
+  fs::remove_all(dir);
+}
+
 TEST(BackendOptions, ADatagramSchemeIsReadWhateverItsCase) {
   for (const char* url : {"syslog+udp://127.0.0.1:514", "SYSLOG+UDP://127.0.0.1:514", "UnixGram:///dev/log"}) {
     const auto options = parse_backend_options("socket", std::string(R"({"url": ")") + url + "\"}");
