@@ -424,12 +424,16 @@ class Worker {
   }
 
   // Whether every slot with a batch open or in flight belongs to a backend
-  // whose sink retries.
+  // whose sink retries, or to a `drop` backend whose queue is full (its
+  // open batch goes once there is room: waking every 1 ms for it while a
+  // slow destination drains a backlog was a thousand wakes a second).
   bool only_retrying_slots_active(const Plan& plan) const {
     if (active_.empty()) return false;
     for (std::size_t slot : active_) {
       const int index = index_of_slot_[slot];
-      if (index < 0 || !plan.backends[static_cast<std::size_t>(index)]->retrying()) return false;
+      if (index < 0) return false;
+      const sinks::BackendRunner& runner = *plan.backends[static_cast<std::size_t>(index)];
+      if (!runner.retrying() && !(runner.options().drop_when_full && runner.over_limit())) return false;
     }
     return true;
   }
