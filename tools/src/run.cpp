@@ -225,16 +225,17 @@ int run_router(const RunArgs& args) {
     for (std::size_t i = 0; i < router->lost_rings().size(); ++i) {
       kept += (i == 0 ? ", except what came from " : ", ") + router->lost_rings()[i];
     }
-    const bool rings_lost = !router->lost_rings().empty();
-    if (rings_lost) kept += ": cut short, that is lost";
+    if (!router->lost_rings().empty()) kept += ": cut short, that is lost";
     router.reset();
     if (dropped != 0) {
       // The rest of the ring is released when nothing else was left: no
-      // "other backends" to speak of then.
+      // "other backends" to speak of then. (A ring cut short with all it
+      // had read written lost only what it had not read, which the
+      // worker's failure said; as where nothing was dropped.)
       log_line("stopped; " + std::to_string(dropped) +
                " events handed to `drop` backends were not written and are dropped (counted as "
                "dropped.shutdown in stat)" + (dropped_by.empty() ? "" : ": " + dropped_by) +
-               (ring_released && !rings_lost ? std::string() : "; what other backends did not write " + kept + kept_by));
+               (ring_released ? std::string() : "; what other backends did not write " + kept + kept_by));
     } else {
       log_line(drained ? "stopped, everything read was written" : "stopped; what was not written " + kept + kept_by);
     }
