@@ -634,17 +634,21 @@ TEST(FileSink, AReaderOfAFileARotationDropsKeepsEveryLine) {
 // Age rotation counts from the file's birth: a restart (or reload, or
 // reopen) at least once every rotate_seconds used to keep it from ever
 // rotating.
-TEST(FileSink, AgeRotationCountsFromTheFilesBirthNotFromTheLastOpen) {
-  TempDir dir;
+// A file of one line made just now, rotated every second; false where the
+// file system keeps no birth times.
+bool made_with_birth_time(const TempDir& dir, FileSinkOptions& o) {
   fs::create_directories(dir / "");
-  FileSinkOptions o;
   o.path = dir / "out.ndjson";
   o.rotate_seconds = 1;
   std::ofstream(o.path) << "{\"a\":1}\n";
   struct statx sx {};
-  if (::statx(AT_FDCWD, o.path.c_str(), 0, STATX_BTIME, &sx) != 0 || (sx.stx_mask & STATX_BTIME) == 0) {
-    GTEST_SKIP() << "no birth times on this file system";
-  }
+  return ::statx(AT_FDCWD, o.path.c_str(), 0, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0;
+}
+
+TEST(FileSink, AgeRotationCountsFromTheFilesBirthNotFromTheLastOpen) {
+  TempDir dir;
+  FileSinkOptions o;
+  if (!made_with_birth_time(dir, o)) GTEST_SKIP() << "no birth times on this file system";
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   FileSink sink(o);  // a restart, 0.6 s into the file's life
   std::string why;
@@ -659,15 +663,8 @@ TEST(FileSink, AgeRotationCountsFromTheFilesBirthNotFromTheLastOpen) {
 // which went into the file long past its age.
 TEST(FileSink, AgeRotationAfterARestartNeedsNoEvent) {
   TempDir dir;
-  fs::create_directories(dir / "");
   FileSinkOptions o;
-  o.path = dir / "out.ndjson";
-  o.rotate_seconds = 1;
-  std::ofstream(o.path) << "{\"a\":1}\n";
-  struct statx sx {};
-  if (::statx(AT_FDCWD, o.path.c_str(), 0, STATX_BTIME, &sx) != 0 || (sx.stx_mask & STATX_BTIME) == 0) {
-    GTEST_SKIP() << "no birth times on this file system";
-  }
+  if (!made_with_birth_time(dir, o)) GTEST_SKIP() << "no birth times on this file system";
   FileSink sink(o);  // a restart, no event since
   sink.tick(std::chrono::steady_clock::now() + std::chrono::milliseconds(1500));
   EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n");

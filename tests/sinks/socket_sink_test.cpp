@@ -1372,22 +1372,34 @@ TEST(SocketSink, AStopCountsAsDeliveredWhatTheReceiverAcknowledgedNotWhatTheKern
   EXPECT_EQ(new_runner.unwritten_events(), 0u);
 }
 
+// A one-connection syslog sink with send timeouts of `timeout` to a
+// SlowReceiver that stops reading after 256 KB, and a batch of about 10 MB
+// (more than the receiver and both kernels hold).
+struct StallingReceiver {
+  explicit StallingReceiver(std::chrono::milliseconds timeout)
+      : sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 1,
+              .timeout = timeout}) {
+    sink.attach_counters(&counters);
+    EncodeOptions options;
+    options.wrap = Wrap::syslog;
+    fill(batch, options, 0, kEvents);
+  }
+  static constexpr std::size_t kEvents = 30000;
+  SlowReceiver receiver{256 * 1024};
+  SocketSink sink;
+  perf::BackendSinkShard counters;
+  Batch batch;
+};
+
 // A receiver that stops reading (a stalled rsyslog: its window closed) is
 // waited for on the same connection, each timeout counted. The connection
 // was closed at each timeout and the rest sent on a fresh one, and the
 // receiver, back, read the old connections' unread bytes beside the new
 // one's: out of order with max_connections 1, and some twice.
 TEST(SocketSink, AReceiverThatStopsReadingIsWaitedForOnItsConnectionInOrder) {
-  SlowReceiver receiver(256 * 1024);  // its first connection reads 256 KB, then nothing until resumed
-  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 1,
-                   .timeout = std::chrono::milliseconds(250)});
-  perf::BackendSinkShard counters;
-  sink.attach_counters(&counters);
-  EncodeOptions options;
-  options.wrap = Wrap::syslog;
-  constexpr std::size_t kEvents = 30000;  // about 10 MB: more than the receiver and both kernels hold
-  Batch batch;
-  fill(batch, options, 0, kEvents);
+  StallingReceiver stalling(std::chrono::milliseconds(250));
+  auto& [receiver, sink, counters, batch] = stalling;
+  constexpr std::size_t kEvents = StallingReceiver::kEvents;
   std::thread resume([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(900));
     receiver.resume();
@@ -1409,16 +1421,9 @@ TEST(SocketSink, AReceiverThatStopsReadingIsWaitedForOnItsConnectionInOrder) {
 // stalled server) is left after 6 timeouts in a row, as any failed
 // connection, and the events go again on a fresh one.
 TEST(SocketSink, AReceiverStalledForGoodIsLeftAfterSixTimeouts) {
-  SlowReceiver receiver(256 * 1024);
-  SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 1,
-                   .timeout = std::chrono::milliseconds(100)});
-  perf::BackendSinkShard counters;
-  sink.attach_counters(&counters);
-  EncodeOptions options;
-  options.wrap = Wrap::syslog;
-  constexpr std::size_t kEvents = 30000;  // about 10 MB: more than the receiver and both kernels hold
-  Batch batch;
-  fill(batch, options, 0, kEvents);
+  StallingReceiver stalling(std::chrono::milliseconds(100));
+  auto& [receiver, sink, counters, batch] = stalling;
+  constexpr std::size_t kEvents = StallingReceiver::kEvents;
   std::string why;
   EXPECT_EQ(sink.write(batch, why), Outcome::retry);
   // Six in a row at least (a window probe's worth of progress starts the
