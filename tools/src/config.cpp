@@ -717,17 +717,24 @@ ConfigResult parse_config(std::string_view text) {
     readable.replace(at, end - at, zero);
     padded = simdjson::padded_string(blanked);
   }
-  // At its path, placed at its byte (the text may not parse, and a path's
-  // first value is not always this one).
-  const auto unreadable_number = [&](std::size_t at, const std::string& why) {
-    const TextPosition position = text_position(text, at);
-    return matcher::ConfigError{path_of_value_at(blanked, at).value_or(""), why, false, position.line,
-                                position.column};
-  };
+  // Each at its path (one walk finds them all: they were found in text
+  // order), placed at its byte (the text may not parse, and a path's first
+  // value is not always this one).
+  std::vector<matcher::ConfigError> number_errors;
+  if (!unreadable_numbers.empty()) {
+    std::vector<std::size_t> bytes;
+    for (const auto& [at, why] : unreadable_numbers) bytes.push_back(at);
+    const std::vector<std::optional<std::string>> paths = paths_of_values_at(blanked, bytes);
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      const TextPosition position = text_position(text, bytes[i]);
+      number_errors.push_back(
+          {paths[i].value_or(""), unreadable_numbers[i].second, false, position.line, position.column});
+    }
+  }
   if (parse_error != simdjson::SUCCESS) {
     // Those found before the fault, or before the most that are looked
     // for, are said all the same.
-    for (const auto& [at, why] : unreadable_numbers) result.errors.push_back(unreadable_number(at, why));
+    result.errors = number_errors;
     // A reference written bare where no whole value goes is not JSON, and
     // is said as such when the text stops being JSON in its token (`1${N}`
     // stops at the 1). Only then: the scan that finds them counts quotes,
@@ -774,7 +781,7 @@ ConfigResult parse_config(std::string_view text) {
   // across members that reads it: those would judge a value that isn't
   // there. A number too large to read is such a value too.
   std::vector<matcher::ConfigError> unexpanded = expanded.errors;
-  for (const auto& [at, why] : unreadable_numbers) unexpanded.push_back(unreadable_number(at, why));
+  unexpanded.insert(unexpanded.end(), number_errors.begin(), number_errors.end());
   const UnexpandedScope scope(unexpanded);
   if (expanded.changed) {
     padded = simdjson::padded_string(expanded.text);

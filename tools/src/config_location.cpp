@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <span>
 #include <unordered_set>
 #include <utility>
 
@@ -21,6 +22,40 @@ struct Where {
 // twice has two).
 using Locations = std::unordered_map<std::string, std::vector<Where>>;
 
+// Calls member(name, key_at, child) for each member of an object value
+// (`key_at` its key's opening quote) and item(index, child) for each item
+// of an array; nothing for a scalar. Each says whether to go on. False
+// once one says stop, or simdjson reports an error.
+template <class Member, class Item>
+bool for_each_child(ondemand::value value, Member&& member, Item&& item) {
+  ondemand::json_type type;
+  if (value.type().get(type) != simdjson::SUCCESS) return false;
+  if (type == ondemand::json_type::object) {
+    ondemand::object object;
+    if (value.get_object().get(object) != simdjson::SUCCESS) return false;
+    for (auto entry : object) {
+      ondemand::field field;
+      std::string_view name;
+      if (std::move(entry).get(field) != simdjson::SUCCESS) return false;
+      // raw() is just past the key's opening quote; read before
+      // unescaped_key(), which consumes the key.
+      const char* key_at = field.key().raw() - 1;
+      if (field.unescaped_key().get(name) != simdjson::SUCCESS) return false;
+      if (!member(name, key_at, field.value())) return false;
+    }
+  } else if (type == ondemand::json_type::array) {
+    ondemand::array array;
+    if (value.get_array().get(array) != simdjson::SUCCESS) return false;
+    std::size_t index = 0;
+    for (auto entry : array) {
+      ondemand::value element;
+      if (std::move(entry).get(element) != simdjson::SUCCESS) return false;
+      if (!item(index++, element)) return false;
+    }
+  }
+  return true;
+}
+
 // Walks the values under `value` whose paths (as the config's checks spell
 // them: matcher::member_path, "[i]") are in `wanted`, recording where each
 // is. Only those: every path of a text, each spelled out whole, is memory
@@ -39,32 +74,14 @@ class PathWalk {
     if (value.current_location().get(at) != simdjson::SUCCESS) return false;
     const auto offset = static_cast<std::size_t>(at - base_);
     paths_[path].push_back({key != nullptr ? static_cast<std::size_t>(key - base_) : offset, offset});
-    ondemand::json_type type;
-    if (value.type().get(type) != simdjson::SUCCESS) return false;
-    if (type == ondemand::json_type::object) {
-      ondemand::object object;
-      if (value.get_object().get(object) != simdjson::SUCCESS) return false;
-      for (auto member : object) {
-        ondemand::field field;
-        std::string_view name;
-        if (std::move(member).get(field) != simdjson::SUCCESS) return false;
-        // raw() is just past the key's opening quote; read before
-        // unescaped_key(), which consumes the key.
-        const char* key_at = field.key().raw() - 1;
-        if (field.unescaped_key().get(name) != simdjson::SUCCESS) return false;
-        if (!walk(field.value(), matcher::member_path(path, name), key_at)) return false;
-      }
-    } else if (type == ondemand::json_type::array) {
-      ondemand::array array;
-      if (value.get_array().get(array) != simdjson::SUCCESS) return false;
-      std::size_t index = 0;
-      for (auto item : array) {
-        ondemand::value element;
-        if (std::move(item).get(element) != simdjson::SUCCESS) return false;
-        if (!walk(element, path + "[" + std::to_string(index++) + "]", nullptr)) return false;
-      }
-    }
-    return true;
+    return for_each_child(
+        value,
+        [&](std::string_view name, const char* key_at, ondemand::value child) {
+          return walk(child, matcher::member_path(path, name), key_at);
+        },
+        [&](std::size_t index, ondemand::value child) {
+          return walk(child, path + "[" + std::to_string(index) + "]", nullptr);
+        });
   }
 
  private:
@@ -73,51 +90,41 @@ class PathWalk {
   Locations& paths_;
 };
 
-// Finds the value that starts at a byte, keeping the path to it as a
-// stack of keys and indexes (joined once found): a path string made at
-// each level was memory of the depth squared.
-class ValueAt {
+// Finds the values that start at given bytes, in one walk, keeping the
+// path to where it is as a stack of keys and indexes (joined for each
+// found): a path string made at each level was memory of the depth
+// squared.
+class ValuesAt {
  public:
-  ValueAt(const char* base, std::size_t byte) : base_(base), byte_(byte) {}
+  ValuesAt(const char* base, std::span<const std::size_t> bytes)
+      : base_(base), bytes_(bytes), found_(bytes.size()) {}
 
-  // True once found (the walk stops), or once simdjson reports an error.
+  // False once every byte is passed (the walk stops), or simdjson reports
+  // an error.
   bool walk(ondemand::value value) {
     const char* at = nullptr;
-    if (value.current_location().get(at) != simdjson::SUCCESS) return true;
-    if (static_cast<std::size_t>(at - base_) == byte_) {
-      found_ = path();
-      return true;
-    }
-    ondemand::json_type type;
-    if (value.type().get(type) != simdjson::SUCCESS) return true;
-    if (type == ondemand::json_type::object) {
-      ondemand::object object;
-      if (value.get_object().get(object) != simdjson::SUCCESS) return true;
-      for (auto member : object) {
-        ondemand::field field;
-        std::string_view name;
-        if (std::move(member).get(field) != simdjson::SUCCESS || field.unescaped_key().get(name) != simdjson::SUCCESS) {
-          return true;
-        }
-        steps_.push_back({std::string(name), 0, true});
-        if (walk(field.value())) return true;
-        steps_.pop_back();
-      }
-    } else if (type == ondemand::json_type::array) {
-      ondemand::array array;
-      if (value.get_array().get(array) != simdjson::SUCCESS) return true;
-      std::size_t index = 0;
-      for (auto item : array) {
-        ondemand::value element;
-        if (std::move(item).get(element) != simdjson::SUCCESS) return true;
-        steps_.push_back({{}, index++, false});
-        if (walk(element)) return true;
-        steps_.pop_back();
-      }
-    }
-    return false;
+    if (value.current_location().get(at) != simdjson::SUCCESS) return false;
+    const auto offset = static_cast<std::size_t>(at - base_);
+    // Values come in text order: a byte passed starts no value.
+    while (next_ < bytes_.size() && bytes_[next_] < offset) ++next_;
+    if (next_ < bytes_.size() && bytes_[next_] == offset) found_[next_++] = path();
+    if (next_ == bytes_.size()) return false;
+    return for_each_child(
+        value,
+        [&](std::string_view name, const char*, ondemand::value child) {
+          steps_.push_back({std::string(name), 0, true});
+          const bool go_on = walk(child);
+          steps_.pop_back();
+          return go_on;
+        },
+        [&](std::size_t index, ondemand::value child) {
+          steps_.push_back({{}, index, false});
+          const bool go_on = walk(child);
+          steps_.pop_back();
+          return go_on;
+        });
   }
-  [[nodiscard]] std::optional<std::string>& found() { return found_; }
+  [[nodiscard]] std::vector<std::optional<std::string>>& found() { return found_; }
 
  private:
   struct Step {
@@ -141,9 +148,10 @@ class ValueAt {
     return path;
   }
   const char* base_;
-  std::size_t byte_;
+  std::span<const std::size_t> bytes_;
+  std::size_t next_ = 0;  // the first of bytes_ not passed yet
   std::vector<Step> steps_;
-  std::optional<std::string> found_;
+  std::vector<std::optional<std::string>> found_;
 };
 
 Locations locations_of(std::string_view text, const std::unordered_set<std::string>& wanted) {
@@ -166,8 +174,9 @@ Locations locations_of(std::string_view text, const std::unordered_set<std::stri
 
 }  // namespace
 
-std::optional<std::string> path_of_value_at(std::string_view text, std::size_t byte) {
-  std::optional<std::string> found;
+std::vector<std::optional<std::string>> paths_of_values_at(std::string_view text,
+                                                           std::span<const std::size_t> bytes) {
+  std::vector<std::optional<std::string>> found(bytes.size());
   const simdjson::padded_string padded(text);
   ondemand::parser parser;
   ondemand::document document;
@@ -175,11 +184,13 @@ std::optional<std::string> path_of_value_at(std::string_view text, std::size_t b
   ondemand::value root;
   if (document.get_value().get(root) != simdjson::SUCCESS) {
     // A scalar document, which on-demand does not take as a value: the
-    // root, if the byte is its first.
-    if (byte == text.find_first_not_of(" \t\r\n")) found = "";
+    // root, at its first byte.
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      if (bytes[i] == text.find_first_not_of(" \t\r\n")) found[i] = "";
+    }
     return found;
   }
-  ValueAt finder(padded.data(), byte);
+  ValuesAt finder(padded.data(), bytes);
   finder.walk(root);
   return std::move(finder.found());
 }

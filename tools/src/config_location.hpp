@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,10 +30,12 @@ struct TextPosition {
 // at the nearest member it is under.
 void locate_errors(std::string_view text, std::vector<matcher::ConfigError>& errors);
 
-// The path of the value (in a container: a member's or an item's, not a
-// key) whose first byte is byte `byte` of `text`, JSON that parses; nullopt
-// when no value starts there. The numbers in it are not read, so one too
-// large to hold is found all the same.
-[[nodiscard]] std::optional<std::string> path_of_value_at(std::string_view text, std::size_t byte);
+// For each of `bytes` (ascending) of `text`, JSON that parses, the path of
+// the value (in a container: a member's or an item's, not a key) that
+// starts there; nullopt where none does. One walk for them all. The
+// numbers in the text are not read, so one too large to hold is found all
+// the same.
+[[nodiscard]] std::vector<std::optional<std::string>> paths_of_values_at(std::string_view text,
+                                                                        std::span<const std::size_t> bytes);
 
 }  // namespace ringroute::tools
