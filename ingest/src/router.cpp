@@ -1334,7 +1334,6 @@ void Router::stop(std::chrono::milliseconds drain) {
     if (const char* why = worker->failure(); why != nullptr && !failure_at_stop_) failure_at_stop_ = why;
     if (worker->ring_lost()) lost_rings_.push_back(worker->ring_name());
   }
-  drained_at_stop_ = dropped_at_stop_ == 0 && rings_released_at_stop_;
   workers_.clear();
 }
 
@@ -1350,7 +1349,7 @@ std::optional<std::string> Router::failure() const {
 }
 
 bool Router::drained() const noexcept {
-  if (stopped_) return drained_at_stop_;
+  if (stopped_) return dropped_at_stop_ == 0 && rings_released_at_stop_;
   for (const auto& worker : workers_) {
     if (!worker->drained()) return false;
   }

@@ -136,7 +136,6 @@ class Router {
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
-  bool drained_at_stop_ = false;
   bool rings_released_at_stop_ = false;
   std::uint64_t dropped_at_stop_ = 0;
   std::vector<LeftAtStop> left_at_stop_;
