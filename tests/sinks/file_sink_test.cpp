@@ -704,6 +704,30 @@ TEST(FileSink, AReopenThatFailsSaysWhyAtOnce) {
   EXPECT_NE(said.find("(the next batch tries again)"), std::string::npos) << said;
 }
 
+// A reopen whose open fails writes nothing more into the renamed file:
+// logrotate may be compressing it and about to remove it. The batch is
+// retried until the file at the path can be made.
+TEST(FileSink, AReopenThatFailsLeavesTheRenamedFileAlone) {
+  TempDir dir;
+  fs::create_directories(dir / "logs");
+  FileSinkOptions o;
+  o.path = dir / "logs/out.ndjson";
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("old\n"), why), Outcome::ok) << why;
+  fs::rename(dir / "logs", dir / "logs.rotated");
+  std::ofstream(dir / "logs") << "a file where the directory was";
+  ::testing::internal::CaptureStderr();
+  sink.reopen();
+  (void)::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(sink.write(batch_of("new\n"), why), Outcome::retry);
+  EXPECT_NE(why.find(o.path), std::string::npos) << why;
+  fs::remove(dir / "logs");
+  ASSERT_EQ(sink.write(batch_of("new\n"), why), Outcome::ok) << why;
+  EXPECT_EQ(slurp(dir / "logs.rotated/out.ndjson"), "old\n");
+  EXPECT_EQ(slurp(o.path), "new\n");
+}
+
 TEST(FileSink, FullDiskIsARetryNamingTheFile) {
   FileSinkOptions o;
   o.path = "/dev/full";
