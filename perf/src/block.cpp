@@ -175,6 +175,14 @@ std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& inst
     return std::nullopt;
   }
   if (auto why = unreadable_block_size(static_cast<std::uint64_t>(st.st_size))) {
+    // Another version's block is only one that starts as ours do: any
+    // other file of the wrong size sent its reader looking for a version
+    // of ringroute that never made it.
+    std::uint64_t magic = 0;
+    if (st.st_size != 0 && (::pread(fd, &magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
+                            magic != kBlockMagic)) {
+      why = "is not a ringroute counter block (no magic)";
+    }
     ::close(fd);
     if (error) *error = block_path(instance) + " " + *why;
     return std::nullopt;

@@ -53,6 +53,29 @@ TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
   EXPECT_NE(error.find("is a router running"), std::string::npos) << error;
 }
 
+// A file of the wrong size is said to be another version's block only
+// when it starts as a block does: random bytes sent the reader looking for
+// a version of ringroute that never made them.
+TEST(PerfBlock, AFileOfTheWrongSizeIsAnotherVersionsBlockOnlyWithTheMagic) {
+  const std::string instance = instance_name() + "-size";
+  BlockMapping::remove(instance);
+  const int fd = ::shm_open(("/" + instance + ".perf").c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  const std::string garbage(1000, 'g');
+  ASSERT_EQ(::write(fd, garbage.data(), garbage.size()), static_cast<ssize_t>(garbage.size()));
+  std::string error;
+  EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
+  EXPECT_NE(error.find("is not a ringroute counter block (no magic)"), std::string::npos) << error;
+  ASSERT_EQ(::pwrite(fd, &kBlockMagic, sizeof kBlockMagic, 0), static_cast<ssize_t>(sizeof kBlockMagic));
+  EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
+  EXPECT_NE(error.find("is 1000 bytes, where a counter block of this build is"), std::string::npos) << error;
+  ASSERT_EQ(::ftruncate(fd, 4), 0);  // too short to hold the magic
+  EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
+  EXPECT_NE(error.find("(no magic)"), std::string::npos) << error;
+  ::close(fd);
+  EXPECT_TRUE(BlockMapping::remove(instance));
+}
+
 // SEMANTICS.md allows names of 128 characters: one fills its field, with
 // no terminating zero, and is still found again (and told apart from one
 // alike but for its last character).
