@@ -339,12 +339,21 @@ Consumer::Consumer(Segment segment, ConsumerOptions options)
     close_registered_lock_fd(lock_fd_);
     lock_fd_ = -1;
     if (e == EAGAIN || e == EACCES) {
-      throw RingError(Status::busy,
-                      "ring " + segment_.name() +
-                          (header_->consumer_pid.load(std::memory_order_relaxed) == self
-                               ? ": this process already consumes it"
-                               : ": already consumed by another process (it holds the ring's consumer lock; one "
-                                 "router or bench per ring)"));
+      // Named by its pid where that is a process we can see: which router
+      // to stop is what the reader of this wants to know. Acquire pairs
+      // with the release that published the pid: these are its ticks.
+      const std::int32_t owner = header_->consumer_pid.load(std::memory_order_acquire);
+      const std::uint64_t owner_ticks = header_->consumer_start_ticks.load(std::memory_order_relaxed);
+      std::string who;
+      if (owner == self) {
+        who = ": this process already consumes it";
+      } else if (owner > 0 && process_alive(owner, owner_ticks)) {
+        who = ": already consumed by pid " + std::to_string(owner) + " (one router or bench per ring)";
+      } else {
+        who = ": already consumed by another process (it holds the ring's consumer lock; one router or bench per "
+              "ring)";
+      }
+      throw RingError(Status::busy, "ring " + segment_.name() + who);
     }
   }
   // Let go if this constructor throws from here (the destructor won't run).

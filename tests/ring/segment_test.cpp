@@ -464,6 +464,35 @@ TEST(Segment, ASecondConsumerInTheSameProcessIsRefused) {
   }
 }
 
+// A consumer that holds the lock and whose pid we can see is named by
+// it: "another process" left the reader of the refusal to find which
+// router to stop.
+TEST(Segment, AConsumerThatHoldsTheLockIsNamedByItsPid) {
+  TestRing ring(4096);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ring::Consumer c(ring.segment);
+    ::pause();
+    ::_exit(0);
+  }
+  for (int i = 0; i < 5000 && ring.segment.header().consumer_pid.load() != child; ++i) {  // 10 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(ring.segment.header().consumer_pid.load(), child);
+  try {
+    ring::Consumer second(ring.segment);
+    ADD_FAILURE() << "a second consumer was allowed";
+  } catch (const ring::RingError& e) {
+    EXPECT_EQ(e.status(), ring::Status::busy);
+    EXPECT_NE(std::string(e.what()).find("already consumed by pid " + std::to_string(child) + " "), std::string::npos)
+        << e.what();
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+}
+
 // A consumer whose pid names no process we can see (another PID namespace:
 // here a pid and start ticks of nobody) but that holds the ring's consumer
 // lock lives: a second one is refused. Judged by the pid alone, it was
