@@ -216,6 +216,12 @@ Producer::Producer(Segment segment)
       mask_(segment_.capacity() - 1),
       slot_(&header_->overflow_slot),
       slot_index_(kNoSlot) {
+  // Pages as the ring's offsets count them: the data starts on a page (the
+  // header is whole pages), and a claim's header never straddles one.
+  static_assert(kHeaderBytes % (std::size_t{1} << kPageShift) == 0);
+  const std::uint64_t pages = std::max<std::uint64_t>(segment_.capacity() >> kPageShift, 1);
+  touched_pages_ = std::make_unique<std::atomic<std::uint64_t>[]>((pages + 63) / 64);
+  untouched_pages_.store(pages, std::memory_order_relaxed);
   watch_forks();
   fork_generation_ = detail::fork_generation.load(std::memory_order_relaxed);
   const pid_t self = ::getpid();
@@ -240,6 +246,14 @@ Producer::Producer(Segment segment)
   // of ours that is not.
   if (lock_fd_ >= 0) close_registered_lock_fd(lock_fd_);
   lock_fd_ = -1;
+}
+
+void Producer::mark_every_page_touched() noexcept {
+  const std::uint64_t pages = std::max<std::uint64_t>(segment_.capacity() >> kPageShift, 1);
+  for (std::uint64_t word = 0; word < (pages + 63) / 64; ++word) {
+    touched_pages_[word].store(~std::uint64_t{0}, std::memory_order_relaxed);
+  }
+  untouched_pages_.store(0, std::memory_order_relaxed);
 }
 
 Producer::~Producer() {

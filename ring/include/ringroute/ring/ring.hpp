@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <span>
 
 #include "ringroute/ring/layout.hpp"
@@ -198,7 +199,10 @@ class Producer {
   // first lap's claims do not each pay a page's first-write fault. Worth it
   // for a producer that will write for a while; a short-lived one (one
   // `ringroute emit`) would spend more here than it ever writes.
-  void prefault() const noexcept { segment_.touch_for_write(); }
+  void prefault() noexcept {
+    segment_.touch_for_write();
+    mark_every_page_touched();
+  }
 
   // Claims `bytes` contiguous bytes (a multiple of 8, record headers included)
   // with one CAS. full: no room now (counted); too_big: over max_claim_bytes()
@@ -241,9 +245,12 @@ class Producer {
     detail::header_word(first).store(
         pack_record_header(static_cast<std::int32_t>(lengths[0]), slot_index_),
         std::memory_order_release);
-    wake_consumer_if_sleeping();
+    // Counted before the wake, not after: a producer killed in the wake's
+    // futex call (a syscall, where a kill lands easily) left its records
+    // delivered and never counted written, and `written - read` negative.
     slot_->written.fetch_add(n, std::memory_order_relaxed);
     slot_->bytes.fetch_add(claim.bytes, std::memory_order_relaxed);
+    wake_consumer_if_sleeping();
   }
 
   void commit_one(const Claim& claim, std::uint32_t length) noexcept { commit(claim, &length, 1); }
@@ -259,6 +266,42 @@ class Producer {
   // A descriptor of the segment of our own (close-on-exec), holding our
   // slot's liveness lock (slot_lock_state()); -1 where none could be had.
   int lock_fd_ = -1;
+  // Pages of the ring this mapping has written (a bit each), until all
+  // have: see touch_claim_pages(). Atomic: threads share a producer.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> touched_pages_;
+  std::atomic<std::uint64_t> untouched_pages_{0};
+  static constexpr unsigned kPageShift = 12;
+
+  void mark_every_page_touched() noexcept;
+  // The first write to a page of the ring in this process takes a page
+  // fault: microseconds in the kernel. Between the CAS that claims space
+  // and the store of the claim's header, that fault was where a producer
+  // killed (systemd's stop, the OOM killer) most often died, leaving a
+  // claim without a header that stalls every producer on the ring for
+  // dead_claim_timeout_ms: 1 kill in 40 of a 3-thread producer in its first
+  // lap. So the page of the header to come (and the lap's first page,
+  // where a padding record sends the claim) is written before the CAS:
+  // an add of 0, atomic so it can't undo another producer's store there.
+  // Only until every page has been: then one relaxed load a claim.
+  void touch_claim_pages(std::uint64_t tail_index, bool wraps) noexcept {
+    touch_page(tail_index);
+    if (wraps) touch_page(0);
+  }
+  void touch_page(std::uint64_t index) noexcept {
+    const std::uint64_t page = index >> kPageShift;
+    const std::uint64_t bit = std::uint64_t{1} << (page & 63);
+    // Relaxed, all three: the bits only save repeating an add that changes
+    // nothing, and the count only ends the looking.
+    if ((touched_pages_[page >> 6].load(std::memory_order_relaxed) & bit) != 0) return;
+#if !defined(__SANITIZE_THREAD__) && !defined(RINGROUTE_TSAN)
+    // TSan would see the add race with another producer's plain payload
+    // writes to the word (a stale tail); harmless, but it can't know.
+    detail::header_word(data_ + (index & ~std::uint64_t{kRecordAlignment - 1})).fetch_add(0, std::memory_order_relaxed);
+#endif
+    if ((touched_pages_[page >> 6].fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
+      untouched_pages_.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 
   [[nodiscard]] Status claim_once(std::uint32_t bytes, Claim& out) noexcept {
     if (bytes == 0 || bytes % kRecordAlignment != 0) [[unlikely]] return Status::bad_argument;
@@ -314,6 +357,10 @@ class Producer {
         continue;
       }
       if (head_then_tail) header_->head_cache.store(head, std::memory_order_release);
+      // Relaxed: see touch_claim_pages().
+      if (untouched_pages_.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        touch_claim_pages(tail_index, padding != 0);
+      }
       // Release: pairs with the consumer's acquire load when it steps over
       // a claim without a header (Consumer::skip_if_stalled); the CAS's
       // release below publishes it with the claim.
