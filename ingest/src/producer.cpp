@@ -39,6 +39,10 @@ struct rr_producer {
   // finds the file unlinked itself.
   std::atomic<std::int64_t> next_link_check_ns{0};
   std::atomic<bool> ring_removed{false};
+  // Set before ring_removed (whose release store publishes it): the
+  // file is still the ring's but no longer of the size mapped, as when a
+  // router laid it out again at another size_bytes (or it was cut short).
+  std::atomic<bool> ring_resized{false};
   std::string ring_path;  // /dev/shm/{name}: whether another ring took the name
 };
 
@@ -110,7 +114,8 @@ std::int64_t now_ns() {
 constexpr std::int64_t kLinkCheckNs = 10'000'000;
 
 bool ring_removed(rr_producer& p, std::int64_t now) {
-  if (p.ring_removed.load(std::memory_order_relaxed)) return true;
+  // Acquire: pairs with the release stores below (ring_resized with it).
+  if (p.ring_removed.load(std::memory_order_acquire)) return true;
   const std::int64_t next = p.next_link_check_ns.load(std::memory_order_relaxed);
   // A clock set back looks again at once, rather than after the jump.
   if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return false;
@@ -118,6 +123,16 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
   struct stat mapped {};
   // A failed fstat says nothing: the ring stays mapped whatever it says.
   if (::fstat(p.ring->segment().fd(), &mapped) != 0) return false;
+  // Our offsets no longer name its records: with a lap of another length
+  // our claims went where the consumer read no header, and a third of the
+  // events reported written were lost.
+  if (static_cast<std::uint64_t>(mapped.st_size) != ring::kHeaderBytes + p.ring->segment().capacity()) {
+    p.ring_resized.store(true, std::memory_order_relaxed);
+    // Release: pairs with the acquire load above, so a thread that finds
+    // the ring gone by the flag finds why too.
+    p.ring_removed.store(true, std::memory_order_release);
+    return true;
+  }
   // The name, not only a link: a ring renamed away, or removed while a
   // hard link (a backup's) kept its file, is linked still, yet no router
   // looks for it by its name.
@@ -137,7 +152,7 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
     const std::uint64_t ticks = header.consumer_start_ticks.load(std::memory_order_relaxed);
     if (consumer != 0 && (consumer < 0 || ring::process_alive(consumer, ticks))) return false;  // still read
   }
-  p.ring_removed.store(true, std::memory_order_relaxed);
+  p.ring_removed.store(true, std::memory_order_release);  // as above
   return true;
 }
 
@@ -386,9 +401,10 @@ rr_status rr_producer_open(const char* ring_name, const rr_producer_options* opt
                            rr_error* error) {
   // Null on every failure, this one too: a caller may close what it got.
   if (out != nullptr) *out = nullptr;
-  if (out == nullptr || ring_name == nullptr || *ring_name == '\0') {
+  if (out == nullptr || ring_name == nullptr) {
     return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: ring name and out must be given");
   }
+  if (*ring_name == '\0') return fail(error, RR_BAD_ARGUMENT, 0, "rr_producer_open: the ring name is empty");
   // A ring is a file of /dev/shm by its name: a path (`a/b`, `..`) or a
   // name past the file system's limit is the caller's mistake, not an I/O
   // error (shm_open's "Invalid argument"). One leading '/' is shm_open's
@@ -475,6 +491,12 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
   }
   const std::int64_t now = now_ns();
   if (ring_removed(*p, now)) [[unlikely]] {
+    if (p->ring_resized.load(std::memory_order_relaxed)) {
+      return fail(error, RR_NOT_READY, 0,
+                  "rr_emit: ring %s is no longer of the size this handle mapped (laid out again at another "
+                  "size_bytes, or cut short): open the ring again",
+                  rp.segment().name().c_str());
+    }
     return fail(error, RR_NOT_READY, 0,
                 "rr_emit: ring %s was removed since this handle opened it, and no router reads it now (another "
                 "ring may have its name): open the ring again",
@@ -538,6 +560,12 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
                     p});
       if (s == ring::Status::not_ready) {
         if (accepted != nullptr) *accepted = done + i;
+        if (p->ring_resized.load(std::memory_order_relaxed)) {
+          return fail(error, RR_NOT_READY, done + i,
+                      "event %zu: ring %s is no longer of the size this handle mapped (laid out again at another "
+                      "size_bytes, or cut short): open the ring again",
+                      done + i, rp.segment().name().c_str());
+        }
         return fail(error, RR_NOT_READY, done + i,
                     "event %zu: ring %s was removed while this emit waited for room, and no router reads it now: "
                     "open the ring again",

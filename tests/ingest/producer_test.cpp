@@ -244,6 +244,26 @@ TEST(Producer, ARingRemovedUnderAHandleIsSaidWithinTenMilliseconds) {
   EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
 }
 
+// A router laid the ring out again at another size_bytes on the same file
+// (cut to nothing, then made anew): the handle's offsets no longer named
+// its records, and a third of the events it took with RR_OK were lost.
+TEST(Producer, ARingLaidOutAgainAtAnotherSizeIsSaidWithinTenMilliseconds) {
+  TestRing r(4096);
+  EventProducer p = open_producer(r.name);
+  ASSERT_EQ(p.emit(with_body("{}")), RR_OK);
+  const int fd = ::shm_open(("/" + r.name).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(ring::kHeaderBytes + 8192)), 0);  // grown: no page of ours goes
+  ::close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  rr_error error{};
+  EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
+  EXPECT_NE(std::string(error.message).find("ring " + r.name + " is no longer of the size this handle mapped"),
+            std::string::npos)
+      << error.message;
+  EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
+}
+
 // Renamed away, the ring's file is still linked: the handle looked only at
 // the link count and went on taking events with RR_OK into a file no router
 // would read, once the next start had made a ring anew under the name.
@@ -480,6 +500,7 @@ TEST(Producer, BadArgumentsAreNamed) {
   out = garbage;
   EXPECT_EQ(rr_producer_open("", nullptr, &out, &error), RR_BAD_ARGUMENT);
   EXPECT_EQ(out, nullptr);
+  EXPECT_STREQ(error.message, "rr_producer_open: the ring name is empty");
 }
 
 TEST(Producer, BatchWithOneBadEventWritesNothing) {
