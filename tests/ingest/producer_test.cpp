@@ -227,6 +227,20 @@ TEST(Producer, WhitespaceAroundABodyIsNotStored) {
   EXPECT_EQ(events[1].body, "{\"b\":2}");
 }
 
+// After the handle's next look at its ring (every 10 ms), emits are
+// refused with `said`, the first and every one after.
+namespace {
+
+void expect_refused_after_a_look(EventProducer& p, const std::string& said) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  rr_error error{};
+  EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
+  EXPECT_NE(std::string(error.message).find(said), std::string::npos) << error.message;
+  EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
+}
+
+}  // namespace
+
 // A ring removed under a handle (a stuck ring cleared by hand, perhaps
 // made anew) is read by no router: the handle took event after event with
 // RR_OK, into it, until it was full.
@@ -235,13 +249,7 @@ TEST(Producer, ARingRemovedUnderAHandleIsSaidWithinTenMilliseconds) {
   EventProducer p = open_producer(r.name);
   ASSERT_EQ(p.emit(with_body("{}")), RR_OK);
   ring::Segment::remove(r.name);
-  std::this_thread::sleep_for(std::chrono::milliseconds(15));
-  rr_error error{};
-  EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
-  EXPECT_NE(std::string(error.message).find("ring " + r.name + " was removed since this handle opened it"),
-            std::string::npos)
-      << error.message;
-  EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
+  expect_refused_after_a_look(p, "ring " + r.name + " was removed since this handle opened it");
 }
 
 // A router laid the ring out again at another size_bytes on the same file
@@ -255,13 +263,7 @@ TEST(Producer, ARingLaidOutAgainAtAnotherSizeIsSaidWithinTenMilliseconds) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(ring::kHeaderBytes + 8192)), 0);  // grown: no page of ours goes
   ::close(fd);
-  std::this_thread::sleep_for(std::chrono::milliseconds(15));
-  rr_error error{};
-  EXPECT_EQ(p.emit(with_body("{}"), 0, &error), RR_NOT_READY);
-  EXPECT_NE(std::string(error.message).find("ring " + r.name + " is no longer of the size this handle mapped"),
-            std::string::npos)
-      << error.message;
-  EXPECT_EQ(p.emit(with_body("{}")), RR_NOT_READY) << "said once, then taken again";
+  expect_refused_after_a_look(p, "ring " + r.name + " is no longer of the size this handle mapped");
 }
 
 // Renamed away, the ring's file is still linked: the handle looked only at
