@@ -256,6 +256,40 @@ void Producer::mark_every_page_touched() noexcept {
   untouched_pages_.store(0, std::memory_order_relaxed);
 }
 
+void Producer::touch_claim_pages(std::uint64_t tail_index, std::uint64_t bytes, bool wraps) noexcept {
+  // Every page the claim covers, not only its header's: a page only ever
+  // inside claims (a batch of 16 KiB takes four) would never be touched,
+  // and with it untouched every claim came here for good.
+  const auto touch_range = [this](std::uint64_t from, std::uint64_t to) {
+    touch_page(from);
+    for (std::uint64_t page = (from >> kPageShift) + 1; page <= ((to - 1) >> kPageShift); ++page) {
+      touch_page(page << kPageShift);
+    }
+  };
+  if (wraps) {
+    touch_page(tail_index);  // the padding's header; the rest of the lap is its turn next time
+    touch_range(0, bytes);
+  } else {
+    touch_range(tail_index, tail_index + bytes);
+  }
+}
+
+void Producer::touch_page(std::uint64_t index) noexcept {
+  const std::uint64_t page = index >> kPageShift;
+  const std::uint64_t bit = std::uint64_t{1} << (page & 63);
+  // Relaxed, all three: the bits only save repeating an add that changes
+  // nothing, and the count only ends the looking.
+  if ((touched_pages_[page >> 6].load(std::memory_order_relaxed) & bit) != 0) return;
+#if !defined(__SANITIZE_THREAD__) && !defined(RINGROUTE_TSAN)
+  // TSan would see the add race with another producer's plain payload
+  // writes to the word (a stale tail); harmless, but it can't know.
+  detail::header_word(data_ + (index & ~std::uint64_t{kRecordAlignment - 1})).fetch_add(0, std::memory_order_relaxed);
+#endif
+  if ((touched_pages_[page >> 6].fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
+    untouched_pages_.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
 Producer::~Producer() {
   // Freed only if it is still ours: a child made without the fork
   // handlers (a raw clone) runs this copy too, and storing 0 would have

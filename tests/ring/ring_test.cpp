@@ -615,6 +615,29 @@ TEST(Ring, AClaimsHeaderPageIsMappedBeforeTheClaim) {
   }
   ring::testing::set_unheaded_claim_hook(nullptr);
   EXPECT_EQ(claims_on_absent_pages.load(), 0);
+  EXPECT_TRUE(p.every_page_touched());
+}
+
+// Claims that cover several pages (a batch) leave pages that no header
+// ever starts on: those are touched too, or the producer would look for
+// untouched pages at every claim for good.
+TEST(Ring, ALapOfClaimsLongerThanAPageTouchesEveryPage) {
+  constexpr std::uint64_t kCapacity = 1 << 20;
+  TestRing r(kCapacity);
+  ring::Consumer c(r.segment);
+  ring::Producer p(r.segment);
+  EXPECT_FALSE(p.every_page_touched());
+  constexpr std::uint32_t kBytes = 3 * 4096;
+  for (std::uint64_t written = 0; written < kCapacity + kCapacity / 2; written += kBytes) {
+    ring::Claim claim;
+    ASSERT_EQ(p.try_claim(kBytes, claim), ring::Status::ok);
+    p.commit_one(claim, kBytes);
+    (void)take(c);
+  }
+  EXPECT_TRUE(p.every_page_touched());
+  ring::Producer prefaulted(r.segment);
+  prefaulted.prefault();
+  EXPECT_TRUE(prefaulted.every_page_touched());
 }
 
 TEST(Ring, SkippingAClaimWhoseHeaderNeverCameStopsAtALiveClaimStillWithoutOne) {

@@ -203,6 +203,11 @@ class Producer {
     segment_.touch_for_write();
     mark_every_page_touched();
   }
+  // Whether this producer has written every page of its mapping (prefault()
+  // or a lap of claims): its claims then look at no page.
+  [[nodiscard]] bool every_page_touched() const noexcept {
+    return untouched_pages_.load(std::memory_order_relaxed) == 0;  // relaxed: a hint, for tests
+  }
 
   // Claims `bytes` contiguous bytes (a multiple of 8, record headers included)
   // with one CAS. full: no room now (counted); too_big: over max_claim_bytes()
@@ -274,34 +279,19 @@ class Producer {
 
   void mark_every_page_touched() noexcept;
   // The first write to a page of the ring in this process takes a page
-  // fault: microseconds in the kernel. Between the CAS that claims space
-  // and the store of the claim's header, that fault was where a producer
-  // killed (systemd's stop, the OOM killer) most often died, leaving a
-  // claim without a header that stalls every producer on the ring for
-  // dead_claim_timeout_ms: 1 kill in 40 of a 3-thread producer in its first
-  // lap. So the page of the header to come (and the lap's first page,
-  // where a padding record sends the claim) is written before the CAS:
-  // an add of 0, atomic so it can't undo another producer's store there.
-  // Only until every page has been: then one relaxed load a claim.
-  void touch_claim_pages(std::uint64_t tail_index, bool wraps) noexcept {
-    touch_page(tail_index);
-    if (wraps) touch_page(0);
-  }
-  void touch_page(std::uint64_t index) noexcept {
-    const std::uint64_t page = index >> kPageShift;
-    const std::uint64_t bit = std::uint64_t{1} << (page & 63);
-    // Relaxed, all three: the bits only save repeating an add that changes
-    // nothing, and the count only ends the looking.
-    if ((touched_pages_[page >> 6].load(std::memory_order_relaxed) & bit) != 0) return;
-#if !defined(__SANITIZE_THREAD__) && !defined(RINGROUTE_TSAN)
-    // TSan would see the add race with another producer's plain payload
-    // writes to the word (a stale tail); harmless, but it can't know.
-    detail::header_word(data_ + (index & ~std::uint64_t{kRecordAlignment - 1})).fetch_add(0, std::memory_order_relaxed);
-#endif
-    if ((touched_pages_[page >> 6].fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
-      untouched_pages_.fetch_sub(1, std::memory_order_relaxed);
-    }
-  }
+  // fault: microseconds in the kernel. Taken between the CAS that claims
+  // space and the store of the claim's header, it widened the window where
+  // a producer killed (systemd's stop, the OOM killer) leaves a claim
+  // without a header, which stalls every producer on the ring for
+  // dead_claim_timeout_ms, from a few instructions to the fault's length,
+  // all through a producer's first lap. So the pages a claim covers (its
+  // header's first) are written before the CAS: an add of 0, atomic so it
+  // can't undo another producer's store there. Only until every page has
+  // been: then one relaxed load a claim. Out of line and cold, as only a
+  // first lap calls it: inlined, it grew the claim every event takes.
+  [[gnu::cold, gnu::noinline]] void touch_claim_pages(std::uint64_t tail_index, std::uint64_t bytes,
+                                                   bool wraps) noexcept;
+  void touch_page(std::uint64_t index) noexcept;
 
   [[nodiscard]] Status claim_once(std::uint32_t bytes, Claim& out) noexcept {
     if (bytes == 0 || bytes % kRecordAlignment != 0) [[unlikely]] return Status::bad_argument;
@@ -359,7 +349,7 @@ class Producer {
       if (head_then_tail) header_->head_cache.store(head, std::memory_order_release);
       // Relaxed: see touch_claim_pages().
       if (untouched_pages_.load(std::memory_order_relaxed) != 0) [[unlikely]] {
-        touch_claim_pages(tail_index, padding != 0);
+        touch_claim_pages(tail_index, required, padding != 0);
       }
       // Release: pairs with the consumer's acquire load when it steps over
       // a claim without a header (Consumer::skip_if_stalled); the CAS's
