@@ -17,10 +17,12 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <system_error>
 
 #include "ringroute/event/event.hpp"
 #include "ringroute/ingest/body_check.hpp"
 #include "ringroute/ring/ring.hpp"
+#include "ringroute/ring/truncation_guard.hpp"
 #include "thread_object.hpp"
 
 namespace ev = ringroute::event;
@@ -116,6 +118,14 @@ constexpr std::int64_t kLinkCheckNs = 10'000'000;
 bool ring_removed(rr_producer& p, std::int64_t now) {
   // Acquire: pairs with the release stores below (ring_resized with it).
   if (p.ring_removed.load(std::memory_order_acquire)) return true;
+  // Cut under us, with rr_guard_truncated_rings(): the mapping is zeros
+  // now. Looked at on every call (a load or two): what is written into
+  // the zeros is lost.
+  if (p.ring->segment().cut_short()) [[unlikely]] {
+    p.ring_resized.store(true, std::memory_order_relaxed);
+    p.ring_removed.store(true, std::memory_order_release);  // as below
+    return true;
+  }
   const std::int64_t next = p.next_link_check_ns.load(std::memory_order_relaxed);
   // A clock set back looks again at once, rather than after the jump.
   if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return false;
@@ -595,10 +605,29 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
     }
     done += window;
   }
+  // A ring cut short while this call wrote (rr_guard_truncated_rings()):
+  // its events went into the zeros that replaced the mapping, not RR_OK.
+  if (rp.segment().cut_short()) [[unlikely]] {
+    (void)ring_removed(*p, now);  // every later call is refused too
+    if (accepted != nullptr) *accepted = 0;
+    return fail(error, RR_NOT_READY, 0,
+                "rr_emit: ring %s was cut short while this call wrote into it: its events are lost; open the ring "
+                "again",
+                rp.segment().name().c_str());
+  }
   if (accepted != nullptr) *accepted = count;
   return RR_OK;
 }
 }  // namespace
+
+rr_status rr_guard_truncated_rings(rr_error* error) {
+  try {
+    ring::install_truncation_guard();
+  } catch (const std::system_error& e) {
+    return fail(error, RR_IO_ERROR, 0, "rr_guard_truncated_rings: %s", e.what());
+  }
+  return RR_OK;
+}
 
 rr_status rr_emit_batch(rr_producer* p, const rr_event* events, size_t count, uint32_t flags, size_t* accepted,
                         rr_error* error) {

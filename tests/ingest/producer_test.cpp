@@ -266,6 +266,53 @@ TEST(Producer, ARingLaidOutAgainAtAnotherSizeIsSaidWithinTenMilliseconds) {
   expect_refused_after_a_look(p, "ring " + r.name + " is no longer of the size this handle mapped");
 }
 
+namespace {
+
+// A child that emits into `ring`, cuts the ring's file down to its header
+// and emits again; with `guarded`, after rr_guard_truncated_rings(). Exits
+// 0 when both emits after the cut are refused as the cut, 1 to 4 at the
+// step that went otherwise; the cut itself may kill it.
+pid_t fork_producer_that_cuts_its_ring(const std::string& ring_name, bool guarded) {
+  const pid_t child = ::fork();
+  if (child != 0) return child;
+  rr_error error{};
+  if (guarded && rr_guard_truncated_rings(&error) != RR_OK) ::_exit(1);
+  EventProducer p = open_producer(ring_name);
+  if (p.emit(with_body("{}")) != RR_OK) ::_exit(2);
+  const int fd = ::shm_open(("/" + ring_name).c_str(), O_RDWR, 0);
+  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(ring::kHeaderBytes)) != 0) ::_exit(3);
+  ::close(fd);
+  const bool first = p.emit(with_body("{}"), 0, &error) == RR_NOT_READY &&
+                     std::string(error.message).find("was cut short while this call wrote into it") != std::string::npos;
+  const bool later = p.emit(with_body("{}"), 0, &error) == RR_NOT_READY &&
+                     std::string(error.message).find("is no longer of the size this handle mapped") != std::string::npos;
+  ::_exit(first && later ? 0 : 4);
+}
+
+}  // namespace
+
+// A ring cut short under a producer killed the producer's process with
+// SIGBUS at its next write: a gateway embedding the library died of an
+// admin's mistake. Asked for, the library takes the fault and refuses the
+// emits instead; unasked, it installs no handler in the host's process.
+TEST(Producer, ARingCutShortUnderAGuardedProducerIsRefusedNotItsDeath) {
+  for (const bool guarded : {true, false}) {
+    TestRing r(1 << 16);
+    const pid_t child = fork_producer_that_cuts_its_ring(r.name, guarded);
+    ASSERT_GT(child, 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    if (guarded) {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    } else {
+      // SIGBUS; under ASan, whose handler takes it, a report and an abort
+      // (abort_on_error) or exit 1.
+      const bool killed = WIFSIGNALED(status) && (WTERMSIG(status) == SIGBUS || WTERMSIG(status) == SIGABRT);
+      EXPECT_TRUE(killed || (WIFEXITED(status) && WEXITSTATUS(status) == 1)) << "status " << status;
+    }
+  }
+}
+
 // Renamed away, the ring's file is still linked: the handle looked only at
 // the link count and went on taking events with RR_OK into a file no router
 // would read, once the next start had made a ring anew under the name.

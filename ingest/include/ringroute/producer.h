@@ -145,6 +145,20 @@ RR_API void rr_producer_close(rr_producer* producer);
  * byte of the ring; safe while others write. */
 RR_API rr_status rr_producer_prefault(rr_producer* producer);
 
+/* Makes a ring file cut short under this process (ftruncate by a process
+ * that may write it, a hand clearing /dev/shm) a refusal rather than its
+ * death. Without it, the next write into the cut part kills the process
+ * with SIGBUS, as any mapped file cut short does. With it, a SIGBUS inside
+ * a ring's mapping replaces that mapping with zeros: the emit that met the
+ * cut returns RR_NOT_READY (its events are lost, as is what the ring held),
+ * and so does every later one on that handle: open the ring again. A
+ * SIGBUS anywhere else goes to the handler the process had before (or
+ * kills it, as it would have). Process-wide and idempotent; the library
+ * never installs a signal handler unasked. Call it after installing a
+ * SIGBUS handler of your own, not before: a later sigaction replaces this
+ * one. RR_IO_ERROR where sigaction refuses. */
+RR_API rr_status rr_guard_truncated_rings(rr_error* error);
+
 /* One event. */
 RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t flags, rr_error* error);
 
