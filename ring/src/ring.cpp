@@ -26,6 +26,7 @@ std::atomic<void (*)()> after_claim_hook{nullptr};
 std::atomic<void (*)()> unheaded_claim_hook{nullptr};
 std::atomic<void (*)()> before_owner_judged_hook{nullptr};
 std::atomic<void (*)()> before_head_reload_hook{nullptr};
+std::atomic<void (*)()> page_marked_hook{nullptr};
 std::atomic<std::uint64_t> fork_generation{0};
 }  // namespace detail
 
@@ -251,9 +252,17 @@ Producer::Producer(Segment segment)
 void Producer::mark_every_page_touched() noexcept {
   const std::uint64_t pages = std::max<std::uint64_t>(segment_.capacity() >> kPageShift, 1);
   for (std::uint64_t word = 0; word < (pages + 63) / 64; ++word) {
-    touched_pages_[word].store(~std::uint64_t{0}, std::memory_order_relaxed);
+    const std::uint64_t in_use = word + 1 < (pages + 63) / 64 || pages % 64 == 0
+                                     ? ~std::uint64_t{0}
+                                     : (std::uint64_t{1} << (pages % 64)) - 1;
+    // Only the bits this sets are taken off the count: a claim on another
+    // thread may set one between its own fetch_or and its subtraction, and
+    // a count set to 0 here would then wrap below it, never to read 0 again.
+    // Relaxed, as touch_page().
+    const std::uint64_t before = touched_pages_[word].fetch_or(in_use, std::memory_order_relaxed);
+    untouched_pages_.fetch_sub(static_cast<std::uint64_t>(__builtin_popcountll(in_use & ~before)),
+                               std::memory_order_relaxed);
   }
-  untouched_pages_.store(0, std::memory_order_relaxed);
 }
 
 void Producer::touch_claim_pages(std::uint64_t tail_index, std::uint64_t bytes, bool wraps) noexcept {
@@ -267,7 +276,10 @@ void Producer::touch_claim_pages(std::uint64_t tail_index, std::uint64_t bytes, 
     }
   };
   if (wraps) {
-    touch_page(tail_index);  // the padding's header; the rest of the lap is its turn next time
+    // The padding too, though only its header is written: with claims of
+    // one size the lap ends the same way each time, and pages only ever
+    // inside a padding would stay untouched for good.
+    touch_range(tail_index, mask_ + 1);
     touch_range(0, bytes);
   } else {
     touch_range(tail_index, tail_index + bytes);
@@ -286,6 +298,7 @@ void Producer::touch_page(std::uint64_t index) noexcept {
   detail::header_word(data_ + (index & ~std::uint64_t{kRecordAlignment - 1})).fetch_add(0, std::memory_order_relaxed);
 #endif
   if ((touched_pages_[page >> 6].fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
+    if (auto* hook = detail::page_marked_hook.load(std::memory_order_relaxed)) [[unlikely]] hook();
     untouched_pages_.fetch_sub(1, std::memory_order_relaxed);
   }
 }

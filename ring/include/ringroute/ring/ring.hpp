@@ -113,6 +113,10 @@ extern std::atomic<void (*)()> before_owner_judged_hook;
 // head, before it loads head itself (only then: free on the claims that
 // find room), so a test can move the ring on meanwhile.
 extern std::atomic<void (*)()> before_head_reload_hook;
+// Test-only, likewise: called by a producer's first-lap page touch between
+// marking a page touched and counting it (only then: a first lap's work),
+// so a test can run a prefault() in between.
+extern std::atomic<void (*)()> page_marked_hook;
 
 // Bumped in every child process fork() makes (a pthread_atfork handler,
 // registered with the first Producer or Consumer). Relaxed everywhere: only
@@ -140,6 +144,9 @@ inline void set_before_owner_judged_hook(void (*hook)()) noexcept {
 }
 inline void set_before_head_reload_hook(void (*hook)()) noexcept {
   detail::before_head_reload_hook.store(hook, std::memory_order_relaxed);
+}
+inline void set_page_marked_hook(void (*hook)()) noexcept {
+  detail::page_marked_hook.store(hook, std::memory_order_relaxed);
 }
 }  // namespace testing
 
