@@ -178,9 +178,11 @@ std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& inst
     // Another version's block is only one that starts as ours do: any
     // other file of the wrong size sent its reader looking for a version
     // of ringroute that never made it.
+    // A magic of 0 may be another version's block not yet whole (the
+    // magic goes in after the size): that one keeps the size's words.
     std::uint64_t magic = 0;
     if (st.st_size != 0 && (::pread(fd, &magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
-                            magic != kBlockMagic)) {
+                            (magic != kBlockMagic && magic != 0))) {
       why = "is not a ringroute counter block (no magic)";
     }
     ::close(fd);

@@ -69,6 +69,12 @@ TEST(PerfBlock, AFileOfTheWrongSizeIsAnotherVersionsBlockOnlyWithTheMagic) {
   ASSERT_EQ(::pwrite(fd, &kBlockMagic, sizeof kBlockMagic, 0), static_cast<ssize_t>(sizeof kBlockMagic));
   EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
   EXPECT_NE(error.find("is 1000 bytes, where a counter block of this build is"), std::string::npos) << error;
+  // Zeros where the magic goes: another version's block, sized and not yet
+  // whole, as much as anything.
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  ASSERT_EQ(::ftruncate(fd, 1000), 0);
+  EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
+  EXPECT_NE(error.find("is 1000 bytes, where a counter block of this build is"), std::string::npos) << error;
   ASSERT_EQ(::ftruncate(fd, 4), 0);  // too short to hold the magic
   EXPECT_FALSE(BlockMapping::open_read_only(instance, &error));
   EXPECT_NE(error.find("(no magic)"), std::string::npos) << error;
