@@ -41,9 +41,12 @@ struct rr_producer {
   // finds the file unlinked itself.
   std::atomic<std::int64_t> next_link_check_ns{0};
   std::atomic<bool> ring_removed{false};
-  // Set before ring_removed (whose release store publishes it): the
-  // file is still the ring's but no longer of the size mapped, as when a
-  // router laid it out again at another size_bytes (or it was cut short).
+  // The file is still the ring's, but cut short (a router laying it out
+  // again cuts it to nothing first) or laid out at another size_bytes:
+  // every emit is refused while it stays so, as of the last look. Not for
+  // good: a ring made anew at this handle's size is written again, as
+  // README says. For good (with ring_removed) only once the guard replaced
+  // the mapping with zeros.
   std::atomic<bool> ring_resized{false};
   std::string ring_path;  // /dev/shm/{name}: whether another ring took the name
 };
@@ -115,6 +118,10 @@ std::int64_t now_ns() {
 // followed the old one), nor once its consumer is gone.
 constexpr std::int64_t kLinkCheckNs = 10'000'000;
 
+constexpr const char* kNotAsMapped =
+    "is no longer laid out as this handle mapped it (cut short, or made anew at another size_bytes): emits are "
+    "refused until it is whole again at its size; or open the ring again";
+
 bool ring_removed(rr_producer& p, std::int64_t now) {
   // Acquire: pairs with the release stores below (ring_resized with it).
   if (p.ring_removed.load(std::memory_order_acquire)) return true;
@@ -128,21 +135,29 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
   }
   const std::int64_t next = p.next_link_check_ns.load(std::memory_order_relaxed);
   // A clock set back looks again at once, rather than after the jump.
-  if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return false;
+  // Relaxed: what the last look found, any thread's.
+  if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return p.ring_resized.load(std::memory_order_relaxed);
   p.next_link_check_ns.store(now + kLinkCheckNs, std::memory_order_relaxed);
   struct stat mapped {};
   // A failed fstat says nothing: the ring stays mapped whatever it says.
   if (::fstat(p.ring->segment().fd(), &mapped) != 0) return false;
-  // Our offsets no longer name its records: with a lap of another length
-  // our claims went where the consumer read no header, and a third of the
-  // events reported written were lost.
-  if (static_cast<std::uint64_t>(mapped.st_size) != ring::kHeaderBytes + p.ring->segment().capacity()) {
-    p.ring_resized.store(true, std::memory_order_relaxed);
-    // Release: pairs with the acquire load above, so a thread that finds
-    // the ring gone by the flag finds why too.
-    p.ring_removed.store(true, std::memory_order_release);
-    return true;
-  }
+  // Cut short, the next write into the cut part kills the process (SIGBUS);
+  // laid out again at another size_bytes, our offsets no longer name its
+  // records: claims went where the consumer read no header, and a third
+  // of the events taken with RR_OK were lost. The header is read only
+  // where the file holds our whole mapping; a file grown past it (no
+  // router does that) with our layout is still our ring.
+  const ring::SegmentHeader& header = p.ring->segment().header();
+  const bool cut = static_cast<std::uint64_t>(mapped.st_size) < ring::kHeaderBytes + p.ring->segment().capacity();
+  // Acquire pairs with the creator's release of the version: the capacity
+  // read after it is the one it wrote. Relaxed for the capacity itself: a
+  // word another process may be writing, read through an atomic_ref.
+  const bool relaid =
+      !cut && (header.layout_version.load(std::memory_order_acquire) != ring::kLayoutVersion ||
+               std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(header.capacity))
+                       .load(std::memory_order_relaxed) != p.ring->segment().capacity());
+  p.ring_resized.store(cut || relaid, std::memory_order_relaxed);
+  if (cut || relaid) return true;
   // The name, not only a link: a ring renamed away, or removed while a
   // hard link (a backup's) kept its file, is linked still, yet no router
   // looks for it by its name.
@@ -155,14 +170,14 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
     // A consumer holding its lock reads the ring, whatever its pid says to
     // us (another PID namespace).
     if (ring::slot_lock_state(p.ring->segment().fd(), ring::kConsumerLockByte) == ring::SlotLock::held) return false;
-    const ring::SegmentHeader& header = p.ring->segment().header();
     // Acquire pairs with the release that published the consumer's pid:
     // these are its ticks.
     const std::int32_t consumer = header.consumer_pid.load(std::memory_order_acquire);
     const std::uint64_t ticks = header.consumer_start_ticks.load(std::memory_order_relaxed);
     if (consumer != 0 && (consumer < 0 || ring::process_alive(consumer, ticks))) return false;  // still read
   }
-  p.ring_removed.store(true, std::memory_order_release);  // as above
+  // Release: pairs with the acquire load at the top (ring_resized with it).
+  p.ring_removed.store(true, std::memory_order_release);
   return true;
 }
 
@@ -502,10 +517,7 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
   const std::int64_t now = now_ns();
   if (ring_removed(*p, now)) [[unlikely]] {
     if (p->ring_resized.load(std::memory_order_relaxed)) {
-      return fail(error, RR_NOT_READY, 0,
-                  "rr_emit: ring %s is no longer of the size this handle mapped (laid out again at another "
-                  "size_bytes, or cut short): open the ring again",
-                  rp.segment().name().c_str());
+      return fail(error, RR_NOT_READY, 0, "rr_emit: ring %s %s", rp.segment().name().c_str(), kNotAsMapped);
     }
     return fail(error, RR_NOT_READY, 0,
                 "rr_emit: ring %s was removed since this handle opened it, and no router reads it now (another "
@@ -571,10 +583,8 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
       if (s == ring::Status::not_ready) {
         if (accepted != nullptr) *accepted = done + i;
         if (p->ring_resized.load(std::memory_order_relaxed)) {
-          return fail(error, RR_NOT_READY, done + i,
-                      "event %zu: ring %s is no longer of the size this handle mapped (laid out again at another "
-                      "size_bytes, or cut short): open the ring again",
-                      done + i, rp.segment().name().c_str());
+          return fail(error, RR_NOT_READY, done + i, "event %zu: ring %s %s", done + i, rp.segment().name().c_str(),
+                      kNotAsMapped);
         }
         return fail(error, RR_NOT_READY, done + i,
                     "event %zu: ring %s was removed while this emit waited for room, and no router reads it now: "

@@ -47,7 +47,8 @@ typedef enum rr_status {
   RR_TOO_BIG = 2,          /* an event or field is larger than the ring or the format allows */
   RR_BAD_ARGUMENT = 3,     /* see rr_error.message: which event, which field, which byte */
   RR_NOT_READY = 4,        /* the ring does not exist yet or is still being created; or, from an emit, the
-                              handle's ring was removed since it was opened (open it again) */
+                              handle's ring was removed since it was opened (open it again), or is cut
+                              short or laid out at another size_bytes (see rr_producer_open) */
   RR_VERSION_MISMATCH = 5, /* the ring was made by an incompatible version */
   RR_IO_ERROR = 6,         /* an OS call failed; rr_error.message has the reason */
   RR_CORRUPT = 7           /* the shared-memory object is not a ringroute ring, or
@@ -132,7 +133,13 @@ typedef struct rr_producer rr_producer;
  * every 10 ms whether the ring was removed and no router reads it any
  * more, and then fail with RR_NOT_READY, every one after too: open the
  * ring again. What the handle wrote in those 10 ms, and what the ring
- * held unread, went with it. */
+ * held unread, went with it. They look too whether the ring's file is cut
+ * short (a router lays a ring out again by cutting it to nothing first) or
+ * laid out at another size_bytes than the handle mapped: while it is, they
+ * fail with RR_NOT_READY; once it is made anew at the handle's size, they
+ * go in again. A write into a part cut off between two looks is the
+ * process's death by SIGBUS, unless rr_guard_truncated_rings() was
+ * called. */
 RR_API rr_status rr_producer_open(const char* ring, const rr_producer_options* options, rr_producer** out,
                            rr_error* error);
 RR_API void rr_producer_close(rr_producer* producer);
@@ -167,7 +174,7 @@ RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t 
  * with one atomic claim per run of up to 128 events that fits in a claim (an
  * eighth of the ring): a call of more is not all or nothing (other
  * producers' events may come between its runs; a process killed mid-call
- * leaves the runs it committed). On RR_FULL (or RR_NOT_READY: the ring removed during the wait),
+ * leaves the runs it committed). On RR_FULL (or RR_NOT_READY: the ring removed, cut or resized during the wait),
  * *accepted says how many went in, in order. Sizes are checked 128 events at
  * a time: RR_TOO_BIG for an event past the first 128 may come after earlier
  * ones went in, and *accepted says how many. Pass `accepted` to retry a
