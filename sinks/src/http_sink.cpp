@@ -514,6 +514,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     const Verdict verdict = verdict_of(status, request.misdirected);
     if (verdict == Verdict::delivered) {
       request.state = Request::State::done;
+      if (counters_) counters_->body_bytes_sent.add(c.body.size());
     } else if (verdict == Verdict::retry) {
       request.state = Request::State::pending;
       if (retry_why.empty()) {
@@ -569,6 +570,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     const Verdict verdict = verdict_of(status, request.misdirected);
     if (verdict == Verdict::delivered) {
       request.state = Request::State::done;
+      if (counters_) counters_->body_bytes_sent.add(c.body.size());
     } else if (verdict == Verdict::retry) {
       request.state = Request::State::pending;
       if (retry_why.empty()) retry_why = what;

@@ -52,7 +52,7 @@ struct BackendFigures {
   std::uint64_t matched = 0, sent = 0, bytes = 0, batches = 0, retries = 0, failures = 0;
   std::uint64_t dropped_queue_full = 0, dropped_rejected = 0, dropped_shutdown = 0, dropped_removed = 0,
                 skipped_written = 0, rotations = 0, reopens = 0;
-  std::uint64_t connects = 0, connect_failures = 0, timeouts = 0, truncated = 0;
+  std::uint64_t connects = 0, connect_failures = 0, timeouts = 0, truncated = 0, body_bytes_sent = 0;
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
 };
 
@@ -193,6 +193,7 @@ Snapshot take(const perf::Block& block) {
     b.connect_failures = slot.sink.connect_failures.read();
     b.timeouts = slot.sink.timeouts.read();
     b.truncated = slot.sink.truncated.read();
+    b.body_bytes_sent = slot.sink.body_bytes_sent.read();
     for (std::size_t i = 0; i < perf::kHistogramBuckets; ++i) b.latency[i] = slot.latency.buckets[i].read();
     s.backends.push_back(std::move(b));
   }
@@ -255,7 +256,8 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"rotations\":" + std::to_string(b.rotations) + ",\"reopens\":" + std::to_string(b.reopens) +
            ",\"connects\":" + std::to_string(b.connects) +
            ",\"connect_failures\":" + std::to_string(b.connect_failures) +
-           ",\"timeouts\":" + std::to_string(b.timeouts) + ",\"truncated\":" + std::to_string(b.truncated);
+           ",\"timeouts\":" + std::to_string(b.timeouts) + ",\"truncated\":" + std::to_string(b.truncated) +
+           ",\"body_bytes_sent\":" + std::to_string(b.body_bytes_sent);
     for (auto [label, q] : {std::pair{"p50_us", 0.5}, std::pair{"p99_us", 0.99}, std::pair{"p999_us", 0.999}}) {
       if (const std::optional<double> us = quantile_us(b.latency, q)) {
         std::snprintf(buffer, sizeof buffer, ",\"%s\":%.1f", label, *us);

@@ -131,6 +131,10 @@ struct alignas(kCacheLine) BackendSinkShard {
   // removal). Added by the reload after
   // the sink thread is joined; in the padding, as above.
   Counter dropped_removed;
+  // HTTP: bytes of the request bodies a 2xx answered, as sent (after
+  // `gzip`), where `bytes` counts them as formatted; what a collector's
+  // ingress and the link carry. In the padding, as above.
+  Counter body_bytes_sent;
 };
 static_assert(sizeof(BackendSinkShard) == 2 * kCacheLine, "a counter added past the padding changes the layout");
 
