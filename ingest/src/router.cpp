@@ -265,6 +265,11 @@ class Worker {
     // ring is not released past it). Bounded by the ring's size: once the
     // ring is full of what it holds, producers see `full`.
     bool behind = false;
+    // Its queue is full: the next event matched to it makes it behind,
+    // from that event (route()). Not before: a ring that holds none of
+    // its events would keep them all for it, and a dead destination bound
+    // to one ring's traffic filled every ring, its producers seeing `full`.
+    bool fall_behind = false;
     std::uint64_t behind_from = 0;
     std::deque<EarlierGeneration> earlier;  // oldest first; only while behind across a change
   };
@@ -475,20 +480,25 @@ class Worker {
   static constexpr std::size_t kBatchPrefetchAhead = 2048;
 
   // A `block` backend at its queue's bound stops taking events at the next
-  // record, so the others never wait for it (checked once a round: the bound
-  // is soft by a round's events).
+  // record matched to it, so the others never wait for it (checked once a
+  // round: the bound is soft by a round's events).
   void fall_behind_when_full(const Plan& plan) {
     for (std::size_t i = 0; i < plan.backends.size(); ++i) {
       const sinks::BackendRunner* runner = plan.backends[i].get();
-      if (runner == nullptr || runner->options().drop_when_full || !runner->over_limit()) continue;
-      const auto slot = static_cast<std::size_t>(plan.slot_of[i]);
-      SlotState& state = slots_[slot];
-      if (state.behind) continue;
-      state.behind = true;
-      state.behind_from = last_end_;
-      ++behind_count_;
-      activate(slot);
+      if (runner == nullptr) continue;
+      SlotState& state = slots_[static_cast<std::size_t>(plan.slot_of[i])];
+      state.fall_behind = !state.behind && !runner->options().drop_when_full && runner->over_limit();
     }
+  }
+
+  // From the event at `start` on, `slot` gets no events until it catches up.
+  void start_behind(std::size_t slot, std::uint64_t start) {
+    SlotState& state = slots_[slot];
+    state.fall_behind = false;
+    state.behind = true;
+    state.behind_from = start;
+    ++behind_count_;
+    activate(slot);
   }
 
   // Events are matched by the generation current when they were read
@@ -624,6 +634,7 @@ class Worker {
 
   void stop_behind(SlotState& state) {
     state.behind = false;
+    state.fall_behind = false;
     state.earlier.clear();
     --behind_count_;
   }
@@ -678,7 +689,8 @@ class Worker {
       // Replayed only where it goes out again: now, or when the backend
       // behind reads it back (a `block` backend, which drops nothing).
       const bool maybe_written = end <= maybe_written_through_[slot];
-      if (slots_[slot].behind) {
+      if (slots_[slot].behind | slots_[slot].fall_behind) [[unlikely]] {
+        if (!slots_[slot].behind) start_behind(slot, start);
         replayed |= maybe_written;
         return;  // it rereads this event when it catches up
       }

@@ -375,7 +375,7 @@ TEST_F(HttpSinkTest, JsonArrayAndGzipBodies) {
 
   HttpSink gzipped({.url = receiver.url(), .batched = true, .gzip = true});
   // What crossed the network, for sizing links and a collector's ingress:
-  // `bytes` counts the body as formatted, 26 times this here.
+  // `bytes` counts the body as formatted.
   gzipped.attach_counters(&counters_);
   ASSERT_EQ(gzipped.write(batch_, why_), Outcome::ok) << why_;
   ASSERT_EQ(receiver.requests().size(), 2u);

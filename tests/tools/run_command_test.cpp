@@ -1559,6 +1559,46 @@ TEST(RunCommand, ARingFullOfADeadBlockBackendsEventsMakesProducersWaitUntilItRet
   EXPECT_EQ(read_events({run.dir / "ok.ndjson"}), in_order(0, kEvents));
 }
 
+// A dead `block` backend holds back only the rings that hold its events:
+// one that fell behind on the first ring kept every ring from its release
+// point on, so the second, which held none of its events, filled up and
+// its producers saw `full` though every backend bound there had written
+// everything.
+TEST(RunCommand, ADeadBlockBackendHoldsOnlyTheRingsWithItsEvents) {
+  LateBackendRun run("onering");
+  const std::string other = run.ring + "-b";
+  cleanup(other);
+  struct Cleanup {
+    std::string ring;
+    ~Cleanup() { cleanup(ring); }
+  } leave_nothing{other};
+  // "late" takes producer 0's events alone (on the first ring); "ok" all.
+  write_file(run.dir / "edr.json",
+             R"({"instance": ")" + run.ring + R"(", "rings": [{"name": ")" + run.ring +
+                 R"(", "size_bytes": 1048576, "mode": "0600"}, {"name": ")" + other +
+                 R"(", "size_bytes": 65536, "mode": "0600"}], "backends": [)" +
+                 late_http_backend(run.port, R"([{"verbosity": "trace", "filter": "k = 0"}])") + "," +
+                 file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])") + "]}");
+  run.router = std::make_unique<RouterProcess>(run.dir / "edr.json", run.dir / "router.log");
+  wait_for_ring(run.ring);
+  wait_for_ring(other);
+  // More than "late"'s queue holds (1,000): it falls behind on the first ring.
+  ASSERT_EQ(wait_child(spawn_producer(run.ring, 0, 1200)), 0);
+  ASSERT_EQ(wait_for_events({run.dir / "ok.ndjson"}, 1200).size(), 1200u) << read_text(run.dir / "router.log");
+  // Five times what the second ring holds, none of it for "late".
+  const pid_t producer = spawn_producer(other, 1, 3000);
+  EXPECT_EQ(wait_for_events({run.dir / "ok.ndjson"}, 4200).size(), 4200u)
+      << "the second ring was held for a backend with none of its events";
+  ::kill(producer, SIGKILL);  // if it still waits for room
+  (void)wait_child(producer);
+  // "late"'s destination back: it gets its 1,200, in order.
+  ringroute::testing::HttpReceiver http({}, run.port);
+  wait_drained(run.ring);
+  wait_drained(other);
+  ASSERT_EQ(run.router->stop(), 0);
+  EXPECT_EQ(received_events(http, run.dir), in_order(0, 1200));
+}
+
 // Voluntary context switches of every thread of process `pid` so far.
 std::uint64_t voluntary_switches(pid_t pid) {
   std::uint64_t total = 0;
