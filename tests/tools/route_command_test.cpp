@@ -142,10 +142,13 @@ TEST(RouteCommand, BadLinesGetAnErrorAndTheRunGoesOn) {
   EXPECT_NE(r.out.find("{\"line\":7,\"backends\":[\"debug_log\",\"info_log\"]}"), std::string::npos) << r.out;
 }
 
-// What route prints is what the router does: an event too big for any
+// What route prints is what the router does: an event too big for its
 // ring is refused at emit (RR_TOO_BIG), and reaches no backend; route said
-// it matched. Two rings: the larger decides.
-TEST(RouteCommand, AnEventNoRingTakesIsAnError) {
+// it matched. Two rings: `--ring` names the one the events go into, and
+// by default the first decides, where `emit --config` writes (judged
+// against the larger, events that emit then refused were said to reach
+// their backends).
+TEST(RouteCommand, AnEventItsRingDoesNotTakeIsAnError) {
   Files f;
   const std::string config = f.write(
       "edr.json", R"({"rings": [{"name": "small", "size_bytes": 4096}, {"name": "large", "size_bytes": 65536}],
@@ -158,7 +161,7 @@ TEST(RouteCommand, AnEventNoRingTakesIsAnError) {
   // and the id and node a producer adds to an event without them (which
   // took 8216 bytes of the ring for an 8150-byte body, refused by emit).
   const Result r =
-      f.run("route --config " + config,
+      f.run("route --ring large --config " + config,
             event(7000) + event(8150) + R"({"id":"e","node":"n","verbosity":"info","body":{"pad":")" +
                 std::string(8100, 'x') + "\"}}\n" + event(9000));
   EXPECT_EQ(r.status, 1) << r.err;
@@ -167,12 +170,22 @@ TEST(RouteCommand, AnEventNoRingTakesIsAnError) {
   for (auto& l : line) std::getline(lines, l);
   EXPECT_EQ(line[0], "{\"line\":1,\"backends\":[\"all\"]}");
   EXPECT_EQ(line[1].rfind("{\"line\":2,\"error\":\"the event is a record of up to ", 0), 0u) << line[1];
-  EXPECT_NE(line[1].find(" bytes (with the id and node a producer adds), past the 8192 a producer may emit into the "
-                         "largest ring"),
+  EXPECT_NE(line[1].find(" bytes (with the id and node a producer adds), past the 8192 a producer may emit into "
+                         "ring large"),
             std::string::npos)
       << line[1];
   EXPECT_EQ(line[2], "{\"line\":3,\"backends\":[\"all\"]}");  // its own short id and node: it fits
   EXPECT_EQ(line[3].rfind("{\"line\":4,\"error\":\"the event is a record of ", 0), 0u) << line[3];
+
+  const Result first = f.run("route --config " + config, event(100) + event(1000));
+  EXPECT_EQ(first.status, 1) << first.err;
+  EXPECT_EQ(first.out.rfind("{\"line\":1,\"backends\":[\"all\"]}\n{\"line\":2,\"error\":", 0), 0u) << first.out;
+  EXPECT_NE(first.out.find("past the 512 a producer may emit into ring small"), std::string::npos) << first.out;
+
+  const Result unknown = f.run("route --ring nope --config " + config, event(100));
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_NE(unknown.err.find("--ring nope: the config has no such ring (it has small, large)"), std::string::npos)
+      << unknown.err;
 }
 
 TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {

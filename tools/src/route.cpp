@@ -25,6 +25,7 @@ namespace {
 struct RouteArgs {
   std::string config;
   std::string events;  // empty: stdin
+  std::string ring;    // whose size limits a record; empty: the config's first
 };
 
 int run_route(const RouteArgs& args) {
@@ -33,10 +34,21 @@ int run_route(const RouteArgs& args) {
   const auto matcher = matcher::Matcher::compile(loaded.config->matching);
   // A producer can't emit a record past an eighth of its ring (RR_TOO_BIG):
   // such an event reaches no backend, whatever its bindings say. Judged
-  // against the largest ring the config sizes.
-  std::uint64_t largest_ring = 0;
-  for (const auto& ring : loaded.config->rings) largest_ring = std::max(largest_ring, ring.size_bytes);
-  const std::uint64_t max_record = largest_ring / 8;
+  // against the ring the events go into: `--ring`, else the first, where
+  // `emit --config` writes. (Against the largest, events that `emit
+  // --config` then refused were said to reach their backends.)
+  const auto& rings = loaded.config->rings;
+  const auto ring = args.ring.empty() ? rings.begin()
+                                      : std::find_if(rings.begin(), rings.end(),
+                                                     [&](const auto& r) { return r.name == args.ring; });
+  if (ring == rings.end()) {
+    std::string names;
+    for (const auto& r : rings) names += (names.empty() ? "" : ", ") + r.name;
+    std::fprintf(stderr, "ringroute route: --ring %s: the config has no such ring (it has %s)\n", args.ring.c_str(),
+                 names.c_str());
+    return 2;
+  }
+  const std::uint64_t max_record = ring->size_bytes / 8;
 
   const bool from_stdin = args.events.empty() || args.events == "-";  // "-" as the tools it sits among read it
   std::optional<InputFile> file;
@@ -100,8 +112,8 @@ int run_route(const RouteArgs& args) {
         !problem && bytes > max_record) {
       problem = "the event is a record of " + std::string(producer_adds ? "up to " : "") + std::to_string(bytes) +
                 " bytes" + (producer_adds ? " (with the id and node a producer adds)" : "") + ", past the " +
-                std::to_string(max_record) + " a producer may emit into the largest ring (an eighth of its " +
-                "size_bytes): emit refuses it (RR_TOO_BIG)";
+                std::to_string(max_record) + " a producer may emit into ring " + ring->name +
+                " (an eighth of its size_bytes): emit refuses it (RR_TOO_BIG)";
     }
     out += "{\"line\":" + std::to_string(number);
     if (problem) {
@@ -165,6 +177,9 @@ Run add_route(CLI::App& app) {
       "route", "print which backends each NDJSON event (from EVENTS or stdin) would reach");
   cmd->add_option("--config", args->config, "config file")->required();
   cmd->add_option("events", args->events, "NDJSON events (stdin when absent or -)");
+  cmd->add_option("--ring", args->ring,
+                  "the config's ring the events go into, whose size limits a record (default: the first, where "
+                  "emit --config writes)");
   return [args] { return run_route(*args); };
 }
 
