@@ -1027,6 +1027,23 @@ Router::Router(RouterConfig config)
     const bool named = std::any_of(config_.rings.begin(), config_.rings.end(),
                                    [&](const RouterRing& r) { return r.name == name; });
     slot.not_in_config.store(named ? 0 : 1, std::memory_order_relaxed);
+    // Events producers were told went in, and no router will read them
+    // now: said once here, or they wait there unseen (`stat`'s live view
+    // leaves such a ring out).
+    if (ring::Segment left; !named && ring::Segment::attach(std::string(name), left, nullptr,
+                                                            ring::Segment::Access::read_only) == ring::Status::ok) {
+      // Relaxed: two positions compared, nothing read through them.
+      const std::uint64_t unread = left.header().tail.load(std::memory_order_relaxed) -
+                                   left.header().head.load(std::memory_order_relaxed);
+      if (unread != 0) {
+        std::fprintf(stderr,
+                     "ringroute: ring %.*s, which this config no longer names, holds %llu bytes of records no router "
+                     "has delivered: they wait there until a config of this instance names it again (remove "
+                     "/dev/shm/%.*s to give them up)\n",
+                     static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(unread),
+                     static_cast<int>(name.size()), name.data());
+      }
+    }
   }
   for (const RouterBackend& backend : config_.backends) {
     if (backend.enabled) runners_[backend.name] = start_backend(config_, backend);

@@ -1331,7 +1331,10 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   ASSERT_EQ(router.stop(), 0);
 
   // Started again on another ring of the instance: the ring the earlier
-  // config named keeps its slot, marked, and leaves the live view.
+  // config named keeps its slot, marked, and leaves the live view. Events
+  // emitted into it meanwhile wait there, said at the start (they waited
+  // unseen).
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 5)), 0);
   const std::string other = ring + "-b";
   std::string next = config(false);
   const std::string named = R"("rings": [{"name": ")" + ring + R"(")";
@@ -1340,6 +1343,7 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   write_file(dir / "edr.json", next);
   RouterProcess again(dir / "edr.json", dir / "router2.log");
   wait_for_ring(other);
+  wait_for_log(dir / "router2.log", "ring " + ring + ", which this config no longer names, holds ");
   for (const auto deadline = std::chrono::steady_clock::now() + 5s;;) {
     json = run_capture("stat --json --instance " + ring);
     ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
