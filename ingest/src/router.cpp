@@ -689,7 +689,7 @@ class Worker {
       // Replayed only where it goes out again: now, or when the backend
       // behind reads it back (a `block` backend, which drops nothing).
       const bool maybe_written = end <= maybe_written_through_[slot];
-      if (slots_[slot].behind | slots_[slot].fall_behind) [[unlikely]] {
+      if (slots_[slot].behind || slots_[slot].fall_behind) [[unlikely]] {
         if (!slots_[slot].behind) start_behind(slot, start);
         replayed |= maybe_written;
         return;  // it rereads this event when it catches up
