@@ -118,6 +118,9 @@ std::int64_t now_ns() {
 // followed the old one), nor once its consumer is gone.
 constexpr std::int64_t kLinkCheckNs = 10'000'000;
 
+// With rr_guard_truncated_rings(), a cut met by a write: for good.
+constexpr const char* kCutUnderGuard =
+    "was cut short under this handle, whose mapping of it is zeros now: open the ring again";
 constexpr const char* kNotAsMapped =
     "is no longer laid out as this handle mapped it (cut short, or made anew at another size_bytes): emits are "
     "refused until it is whole again at its size; or open the ring again";
@@ -517,7 +520,8 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
   const std::int64_t now = now_ns();
   if (ring_removed(*p, now)) [[unlikely]] {
     if (p->ring_resized.load(std::memory_order_relaxed)) {
-      return fail(error, RR_NOT_READY, 0, "rr_emit: ring %s %s", rp.segment().name().c_str(), kNotAsMapped);
+      return fail(error, RR_NOT_READY, 0, "rr_emit: ring %s %s", rp.segment().name().c_str(),
+                  rp.segment().cut_short() ? kCutUnderGuard : kNotAsMapped);
     }
     return fail(error, RR_NOT_READY, 0,
                 "rr_emit: ring %s was removed since this handle opened it, and no router reads it now (another "
@@ -584,7 +588,7 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
         if (accepted != nullptr) *accepted = done + i;
         if (p->ring_resized.load(std::memory_order_relaxed)) {
           return fail(error, RR_NOT_READY, done + i, "event %zu: ring %s %s", done + i, rp.segment().name().c_str(),
-                      kNotAsMapped);
+                      rp.segment().cut_short() ? kCutUnderGuard : kNotAsMapped);
         }
         return fail(error, RR_NOT_READY, done + i,
                     "event %zu: ring %s was removed while this emit waited for room, and no router reads it now: "
@@ -616,13 +620,17 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
     done += window;
   }
   // A ring cut short while this call wrote (rr_guard_truncated_rings()):
-  // its events went into the zeros that replaced the mapping, not RR_OK.
+  // some or all of its events went into the zeros that replaced the
+  // mapping, not RR_OK. Which, nobody can tell (runs committed before the
+  // cut may have been read; a cut met by another thread sharing the handle
+  // is found here too): *accepted says none, so a caller that sends them
+  // again loses none, at the price of some twice, as a restart may.
   if (rp.segment().cut_short()) [[unlikely]] {
     (void)ring_removed(*p, now);  // every later call is refused too
     if (accepted != nullptr) *accepted = 0;
     return fail(error, RR_NOT_READY, 0,
-                "rr_emit: ring %s was cut short while this call wrote into it: its events are lost; open the ring "
-                "again",
+                "rr_emit: ring %s was cut short while this call wrote into it: its events may be lost, some may "
+                "have been read (accepted says 0); open the ring again",
                 rp.segment().name().c_str());
   }
   if (accepted != nullptr) *accepted = count;

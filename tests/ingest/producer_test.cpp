@@ -304,8 +304,11 @@ pid_t fork_producer_that_cuts_its_ring(const std::string& ring_name, bool guarde
   ::close(fd);
   const bool first = p.emit(with_body("{}"), 0, &error) == RR_NOT_READY &&
                      std::string(error.message).find("was cut short while this call wrote into it") != std::string::npos;
+  // For good, and said so: not "until it is whole again", which it never
+  // is to this handle.
   const bool later = p.emit(with_body("{}"), 0, &error) == RR_NOT_READY &&
-                     std::string(error.message).find("is no longer laid out as this handle mapped it") != std::string::npos;
+                     std::string(error.message).find("whose mapping of it is zeros now: open the ring again") !=
+                         std::string::npos;
   ::_exit(first && later ? 0 : 4);
 }
 

@@ -157,8 +157,10 @@ RR_API rr_status rr_producer_prefault(rr_producer* producer);
  * death. Without it, the next write into the cut part kills the process
  * with SIGBUS, as any mapped file cut short does. With it, a SIGBUS inside
  * a ring's mapping replaces that mapping with zeros: the emit that met the
- * cut returns RR_NOT_READY (its events are lost, as is what the ring held),
- * and so does every later one on that handle: open the ring again. A
+ * cut returns RR_NOT_READY with *accepted 0 (its events may be lost, as is
+ * what the ring held, or some read before the cut: sent again, those come
+ * twice), and so does every later one on that handle: open the ring
+ * again. A
  * SIGBUS anywhere else goes to the handler the process had before (or
  * kills it, as it would have). Process-wide and idempotent; the library
  * never installs a signal handler unasked. Call it after installing a
@@ -175,7 +177,8 @@ RR_API rr_status rr_emit(rr_producer* producer, const rr_event* event, uint32_t 
  * eighth of the ring): a call of more is not all or nothing (other
  * producers' events may come between its runs; a process killed mid-call
  * leaves the runs it committed). On RR_FULL (or RR_NOT_READY: the ring removed, cut or resized during the wait),
- * *accepted says how many went in, in order. Sizes are checked 128 events at
+ * *accepted says how many went in, in order (0 for a ring cut under a
+ * guarded handle: see rr_guard_truncated_rings). Sizes are checked 128 events at
  * a time: RR_TOO_BIG for an event past the first 128 may come after earlier
  * ones went in, and *accepted says how many. Pass `accepted` to retry a
  * batch: without it, a retry of the whole batch repeats the events that
