@@ -186,6 +186,9 @@ TEST(RouteCommand, AnEventItsRingDoesNotTakeIsAnError) {
   EXPECT_EQ(unknown.status, 2);
   EXPECT_NE(unknown.err.find("--ring nope: the config has no such ring (it has small, large)"), std::string::npos)
       << unknown.err;
+  const Result empty = f.run("route --ring '' --config " + config, event(100));
+  EXPECT_EQ(empty.status, 2);
+  EXPECT_NE(empty.err.find("--ring : the config has no such ring"), std::string::npos) << empty.err;
 }
 
 TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {

@@ -25,7 +25,8 @@ namespace {
 struct RouteArgs {
   std::string config;
   std::string events;  // empty: stdin
-  std::string ring;    // whose size limits a record; empty: the config's first
+  std::string ring;    // whose size limits a record
+  bool ring_given = false;  // else the config's first
 };
 
 int run_route(const RouteArgs& args) {
@@ -38,7 +39,7 @@ int run_route(const RouteArgs& args) {
   // `emit --config` writes. (Against the largest, events that `emit
   // --config` then refused were said to reach their backends.)
   const auto& rings = loaded.config->rings;
-  const auto ring = args.ring.empty() ? rings.begin()
+  const auto ring = !args.ring_given ? rings.begin()
                                       : std::find_if(rings.begin(), rings.end(),
                                                      [&](const auto& r) { return r.name == args.ring; });
   if (ring == rings.end()) {
@@ -177,10 +178,15 @@ Run add_route(CLI::App& app) {
       "route", "print which backends each NDJSON event (from EVENTS or stdin) would reach");
   cmd->add_option("--config", args->config, "config file")->required();
   cmd->add_option("events", args->events, "NDJSON events (stdin when absent or -)");
-  cmd->add_option("--ring", args->ring,
-                  "the config's ring the events go into, whose size limits a record (default: the first, where "
-                  "emit --config writes)");
-  return [args] { return run_route(*args); };
+  CLI::Option* ring = cmd->add_option(
+      "--ring", args->ring,
+      "the config's ring the events go into, whose size limits a record (default: the first, where emit --config "
+      "writes)");
+  return [args, ring] {
+    // Given empty, a name no ring has: said, not taken as the default.
+    args->ring_given = ring->count() != 0;
+    return run_route(*args);
+  };
 }
 
 Run add_validate(CLI::App& app) {
