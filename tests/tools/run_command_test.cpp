@@ -909,12 +909,23 @@ std::uint64_t ring_used_within(const std::string& ring, std::chrono::millisecond
 TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
   const std::string instance = "rr-test-stat-names-" + std::to_string(::getpid());
   ringroute::perf::BlockMapping::remove(instance);
+  // A ring that exists under a name with an escape in it: attached by the
+  // name as stored (as shown, with '?', it named no ring).
+  const std::string ring = "\x1b[31mred-" + std::to_string(::getpid());
+  ringroute::ring::SegmentOptions options;
+  options.capacity_bytes = 4096;
+  options.mode = 0600;
+  const ringroute::ring::Segment segment = ringroute::ring::Segment::create_or_attach(ring, options);
+  struct Cleanup {
+    std::string ring;
+    ~Cleanup() { ringroute::ring::Segment::remove(ring); }
+  } leave_nothing{ring};
   {
     ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
     ASSERT_EQ(block.backend_slot("x", "file"), 0);
     std::memset(block.block().backends[0].name, 'A', ringroute::perf::kNameBytes);  // no terminating zero
     ASSERT_EQ(block.ring_slot("r"), 0);
-    std::strcpy(block.block().rings[0].name, "\x1b[31mred");
+    std::strcpy(block.block().rings[0].name, ring.c_str());
     ASSERT_EQ(block.backend_slot("y", "file"), 1);
     std::strcpy(block.block().backends[1].name, "\xC2\x9B" "2J\xFF");
   }
@@ -923,7 +934,9 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
   simdjson::dom::element doc;
   ASSERT_EQ(parser.parse(out).get(doc), simdjson::SUCCESS) << out;
   EXPECT_EQ(std::string_view(doc["backends"].at(0)["name"]), std::string(ringroute::perf::kNameBytes, 'A'));
-  EXPECT_EQ(std::string_view(doc["rings"].at(0)["name"]), "?[31mred");
+  EXPECT_EQ(std::string_view(doc["rings"].at(0)["name"]), "?[31mred-" + std::to_string(::getpid()));
+  EXPECT_TRUE(bool(doc["rings"].at(0)["attached"])) << out;
+  EXPECT_EQ(uint64_t(doc["rings"].at(0)["capacity"]), 4096u) << out;
   EXPECT_EQ(std::string_view(doc["backends"].at(1)["name"]), "??2J?");
   ringroute::perf::BlockMapping::remove(instance);
 }

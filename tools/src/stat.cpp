@@ -102,7 +102,10 @@ Snapshot take(const perf::Block& block) {
     r.replayed = slot.replayed.read();
     ring::Segment segment;
     std::string error;
-    const ring::Status attached = ring::Segment::attach(r.name, segment, &error, ring::Segment::Access::read_only);
+    // By the name as stored, not as shown: a byte shown as '?' would name
+    // another ring, or none.
+    const ring::Status attached = ring::Segment::attach(std::string(perf::slot_name(slot.name)), segment, &error,
+                                                        ring::Segment::Access::read_only);
     if (attached == ring::Status::not_ready) {
       // Gone (or being made): no consumer to say anything.
     } else if (attached != ring::Status::ok) {
