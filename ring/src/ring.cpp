@@ -220,9 +220,8 @@ Producer::Producer(Segment segment)
   // Pages as the ring's offsets count them: the data starts on a page (the
   // header is whole pages), and a claim's header never straddles one.
   static_assert(kHeaderBytes % (std::size_t{1} << kPageShift) == 0);
-  const std::uint64_t pages = std::max<std::uint64_t>(segment_.capacity() >> kPageShift, 1);
-  touched_pages_ = std::make_unique<std::atomic<std::uint64_t>[]>((pages + 63) / 64);
-  untouched_pages_.store(pages, std::memory_order_relaxed);
+  touched_pages_ = std::make_unique<std::atomic<std::uint64_t>[]>(page_words());
+  untouched_pages_.store(page_count(), std::memory_order_relaxed);
   watch_forks();
   fork_generation_ = detail::fork_generation.load(std::memory_order_relaxed);
   const pid_t self = ::getpid();
@@ -250,9 +249,9 @@ Producer::Producer(Segment segment)
 }
 
 void Producer::mark_every_page_touched() noexcept {
-  const std::uint64_t pages = std::max<std::uint64_t>(segment_.capacity() >> kPageShift, 1);
-  for (std::uint64_t word = 0; word < (pages + 63) / 64; ++word) {
-    const std::uint64_t in_use = word + 1 < (pages + 63) / 64 || pages % 64 == 0
+  const std::uint64_t pages = page_count();
+  for (std::uint64_t word = 0; word < page_words(); ++word) {
+    const std::uint64_t in_use = word + 1 < page_words() || pages % 64 == 0
                                      ? ~std::uint64_t{0}
                                      : (std::uint64_t{1} << (pages % 64)) - 1;
     // Only the bits this sets are taken off the count: a claim on another

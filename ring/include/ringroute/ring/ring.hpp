@@ -284,6 +284,12 @@ class Producer {
   std::atomic<std::uint64_t> untouched_pages_{0};
   static constexpr unsigned kPageShift = 12;
 
+  // Pages of the ring's data (a ring under a page is one), and the words
+  // of touched_pages_ that hold a bit each.
+  [[nodiscard]] std::uint64_t page_count() const noexcept {
+    return std::max<std::uint64_t>(segment_.capacity() >> kPageShift, 1);
+  }
+  [[nodiscard]] std::uint64_t page_words() const noexcept { return (page_count() + 63) / 64; }
   void mark_every_page_touched() noexcept;
   // The first write to a page of the ring in this process takes a page
   // fault: microseconds in the kernel. Taken between the CAS that claims
