@@ -36,18 +36,14 @@ struct rr_producer {
   // Relaxed: ids only need to be unique, and fetch_add gives that.
   std::atomic<std::uint64_t> next_sequence{0};
   // When an emit next looks whether the ring's file is still linked (the
-  // call's CLOCK_REALTIME). Relaxed, both: threads racing past the time
-  // each look once more, and one that misses `ring_removed` set by another
-  // finds the file unlinked itself.
+  // call's CLOCK_REALTIME). Relaxed: threads racing past the time each look
+  // once more.
   std::atomic<std::int64_t> next_link_check_ns{0};
-  std::atomic<bool> ring_removed{false};
-  // The file is still the ring's, but cut short (a router laying it out
-  // again cuts it to nothing first) or laid out at another size_bytes:
-  // every emit is refused while it stays so, as of the last look. Not for
-  // good: a ring made anew at this handle's size is written again, as
-  // README says. For good (with ring_removed) only once the guard replaced
-  // the mapping with zeros.
-  std::atomic<bool> ring_resized{false};
+  // Why emits are refused, if they are (RingState). One word, so a thread
+  // whose look found the ring well can't undo a refusal for good another
+  // thread set meanwhile: only not_as_mapped is ever cleared, and only by a
+  // compare-exchange from itself.
+  std::atomic<std::uint8_t> ring_state{0};
   std::string ring_path;  // /dev/shm/{name}: whether another ring took the name
 };
 
@@ -118,32 +114,77 @@ std::int64_t now_ns() {
 // followed the old one), nor once its consumer is gone.
 constexpr std::int64_t kLinkCheckNs = 10'000'000;
 
-// With rr_guard_truncated_rings(), a cut met by a write: for good.
-constexpr const char* kCutUnderGuard =
-    "was cut short under this handle, whose mapping of it is zeros now: open the ring again";
-constexpr const char* kNotAsMapped =
-    "is no longer laid out as this handle mapped it (cut short, or made anew at another size_bytes): emits are "
-    "refused until it is whole again at its size; or open the ring again";
+// What an emit finds of its ring, worst last: a later state replaces an
+// earlier one, never the reverse, except that not_as_mapped goes back to
+// well once the ring is whole again at this handle's size.
+enum class RingState : std::uint8_t {
+  well,
+  // Cut short (a router laying it out again cuts it to nothing first) or
+  // laid out at another size_bytes, as of the last look: refused while it
+  // stays so. Not for good: a ring made anew at this handle's size is
+  // written again, as README says.
+  not_as_mapped,
+  removed,          // for good: no router reads it now
+  cut_under_guard,  // for good: rr_guard_truncated_rings() replaced the mapping with zeros
+};
 
-bool ring_removed(rr_producer& p, std::int64_t now) {
-  // Acquire: pairs with the release stores below (ring_resized with it).
-  if (p.ring_removed.load(std::memory_order_acquire)) return true;
+// Relaxed, all of them: the state is the whole of what a refusal says;
+// nothing else is read through it.
+RingState state_of(const rr_producer& p) noexcept {
+  return static_cast<RingState>(p.ring_state.load(std::memory_order_relaxed));
+}
+
+void worsen(rr_producer& p, RingState to) noexcept {
+  auto current = p.ring_state.load(std::memory_order_relaxed);
+  while (current < static_cast<std::uint8_t>(to) &&
+         !p.ring_state.compare_exchange_weak(current, static_cast<std::uint8_t>(to), std::memory_order_relaxed)) {
+  }
+}
+
+// The ring whole again at this handle's size: refused no longer, unless
+// another thread found it worse meanwhile.
+void mend(rr_producer& p) noexcept {
+  auto expected = static_cast<std::uint8_t>(RingState::not_as_mapped);
+  p.ring_state.compare_exchange_strong(expected, static_cast<std::uint8_t>(RingState::well),
+                                       std::memory_order_relaxed);
+}
+
+// Why an emit is refused, for every place that refuses one. `while_waiting`:
+// found while the emit waited for room.
+const char* refusal(RingState state, bool while_waiting) noexcept {
+  switch (state) {
+    case RingState::cut_under_guard:
+      return "was cut short under this handle, whose mapping of it is zeros now: open the ring again";
+    case RingState::not_as_mapped:
+      return "is no longer laid out as this handle mapped it (cut short, or made anew at another size_bytes): emits "
+             "are refused until it is whole again at its size; or open the ring again";
+    case RingState::removed:
+    case RingState::well:  // not refused: never asked
+      break;
+  }
+  return while_waiting ? "was removed while this emit waited for room, and no router reads it now: open the ring again"
+                       : "was removed since this handle opened it, and no router reads it now (another ring may have "
+                         "its name): open the ring again";
+}
+
+// Whether emits are refused now (state_of() says why).
+bool ring_refused(rr_producer& p, std::int64_t now) {
+  const RingState state = state_of(p);
+  if (state >= RingState::removed) return true;
   // Cut under us, with rr_guard_truncated_rings(): the mapping is zeros
   // now. Looked at on every call (a load or two): what is written into
   // the zeros is lost.
   if (p.ring->segment().cut_short()) [[unlikely]] {
-    p.ring_resized.store(true, std::memory_order_relaxed);
-    p.ring_removed.store(true, std::memory_order_release);  // as below
+    worsen(p, RingState::cut_under_guard);
     return true;
   }
   const std::int64_t next = p.next_link_check_ns.load(std::memory_order_relaxed);
   // A clock set back looks again at once, rather than after the jump.
-  // Relaxed: what the last look found, any thread's.
-  if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return p.ring_resized.load(std::memory_order_relaxed);
+  if (now < next && now > next - 2 * kLinkCheckNs) [[likely]] return state != RingState::well;
   p.next_link_check_ns.store(now + kLinkCheckNs, std::memory_order_relaxed);
   struct stat mapped {};
   // A failed fstat says nothing: the ring stays mapped whatever it says.
-  if (::fstat(p.ring->segment().fd(), &mapped) != 0) return false;
+  if (::fstat(p.ring->segment().fd(), &mapped) != 0) return state != RingState::well;
   // Cut short, the next write into the cut part kills the process (SIGBUS);
   // laid out again at another size_bytes, our offsets no longer name its
   // records: claims went where the consumer read no header, and a third
@@ -159,28 +200,34 @@ bool ring_removed(rr_producer& p, std::int64_t now) {
       !cut && (header.layout_version.load(std::memory_order_acquire) != ring::kLayoutVersion ||
                std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(header.capacity))
                        .load(std::memory_order_relaxed) != p.ring->segment().capacity());
-  p.ring_resized.store(cut || relaid, std::memory_order_relaxed);
-  if (cut || relaid) return true;
+  if (cut || relaid) {
+    worsen(p, RingState::not_as_mapped);
+    return true;
+  }
+  mend(p);
   // The name, not only a link: a ring renamed away, or removed while a
   // hard link (a backup's) kept its file, is linked still, yet no router
   // looks for it by its name.
   struct stat named {};
   const bool named_so = ::stat(p.ring_path.c_str(), &named) == 0;
   const bool ours = named_so && named.st_dev == mapped.st_dev && named.st_ino == mapped.st_ino;
-  if (ours) return false;
+  if (ours) return state_of(p) != RingState::well;
   const bool replaced = named_so;
   if (!replaced) {
     // A consumer holding its lock reads the ring, whatever its pid says to
     // us (another PID namespace).
-    if (ring::slot_lock_state(p.ring->segment().fd(), ring::kConsumerLockByte) == ring::SlotLock::held) return false;
+    if (ring::slot_lock_state(p.ring->segment().fd(), ring::kConsumerLockByte) == ring::SlotLock::held) {
+      return state_of(p) != RingState::well;
+    }
     // Acquire pairs with the release that published the consumer's pid:
     // these are its ticks.
     const std::int32_t consumer = header.consumer_pid.load(std::memory_order_acquire);
     const std::uint64_t ticks = header.consumer_start_ticks.load(std::memory_order_relaxed);
-    if (consumer != 0 && (consumer < 0 || ring::process_alive(consumer, ticks))) return false;  // still read
+    if (consumer != 0 && (consumer < 0 || ring::process_alive(consumer, ticks))) {
+      return state_of(p) != RingState::well;  // still read
+    }
   }
-  // Release: pairs with the acquire load at the top (ring_resized with it).
-  p.ring_removed.store(true, std::memory_order_release);
+  worsen(p, RingState::removed);
   return true;
 }
 
@@ -518,15 +565,9 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
     if (rr_status s = check_body(events[i], i, flags, error); s != RR_OK) return s;
   }
   const std::int64_t now = now_ns();
-  if (ring_removed(*p, now)) [[unlikely]] {
-    if (p->ring_resized.load(std::memory_order_relaxed)) {
-      return fail(error, RR_NOT_READY, 0, "rr_emit: ring %s %s", rp.segment().name().c_str(),
-                  rp.segment().cut_short() ? kCutUnderGuard : kNotAsMapped);
-    }
-    return fail(error, RR_NOT_READY, 0,
-                "rr_emit: ring %s was removed since this handle opened it, and no router reads it now (another "
-                "ring may have its name): open the ring again",
-                rp.segment().name().c_str());
+  if (ring_refused(*p, now)) [[unlikely]] {
+    return fail(error, RR_NOT_READY, 0, "rr_emit: ring %s %s", rp.segment().name().c_str(),
+                refusal(state_of(*p), false));
   }
   const std::uint64_t first_sequence = p->next_sequence.fetch_add(count, std::memory_order_relaxed);
 
@@ -582,18 +623,12 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
       ring::Claim claim;
       const ring::Status s =
           rp.claim(static_cast<std::uint32_t>(run_bytes), claim, p->wait_timeout, wait_deadline_ns,
-                   {[](void* producer) noexcept { return ring_removed(*static_cast<rr_producer*>(producer), now_ns()); },
+                   {[](void* producer) noexcept { return ring_refused(*static_cast<rr_producer*>(producer), now_ns()); },
                     p});
       if (s == ring::Status::not_ready) {
         if (accepted != nullptr) *accepted = done + i;
-        if (p->ring_resized.load(std::memory_order_relaxed)) {
-          return fail(error, RR_NOT_READY, done + i, "event %zu: ring %s %s", done + i, rp.segment().name().c_str(),
-                      rp.segment().cut_short() ? kCutUnderGuard : kNotAsMapped);
-        }
-        return fail(error, RR_NOT_READY, done + i,
-                    "event %zu: ring %s was removed while this emit waited for room, and no router reads it now: "
-                    "open the ring again",
-                    done + i, rp.segment().name().c_str());
+        return fail(error, RR_NOT_READY, done + i, "event %zu: ring %s %s", done + i, rp.segment().name().c_str(),
+                    refusal(state_of(*p), true));
       }
       if (s != ring::Status::ok) {
         if (accepted != nullptr) *accepted = done + i;
@@ -626,7 +661,7 @@ rr_status emit_batch(rr_producer* p, const rr_event* events, size_t count, uint3
   // is found here too): *accepted says none, so a caller that sends them
   // again loses none, at the price of some twice, as a restart may.
   if (rp.segment().cut_short()) [[unlikely]] {
-    (void)ring_removed(*p, now);  // every later call is refused too
+    worsen(*p, RingState::cut_under_guard);  // every later call is refused too
     if (accepted != nullptr) *accepted = 0;
     return fail(error, RR_NOT_READY, 0,
                 "rr_emit: ring %s was cut short while this call wrote into it: its events may be lost, some may "
