@@ -329,6 +329,8 @@ Status Producer::claim(std::uint32_t bytes, Claim& out, std::chrono::nanoseconds
                        std::int64_t& deadline_ns, ClaimGiveUp give_up) noexcept {
   Status s = claim_once(bytes, out);
   if (s != Status::full) return s;
+  // Relaxed: a count (threads sharing the slot add to it at once, hence
+  // the RMW), read only to be shown.
   slot_->full.fetch_add(1, std::memory_order_relaxed);
   if (timeout.count() <= 0) return s;
   // Saturated: a timeout meaning "wait for good" (INT64_MAX) must not wrap
@@ -583,6 +585,8 @@ void Consumer::sleep(std::chrono::nanoseconds timeout) noexcept {
     header_->consumer_sleeps.add_single_writer(1);
     detail::futex_wait(header_->consumer_wake, seen, timeout);
   }
+  // Relaxed: a producer that still sees 1 makes one futex wake for nobody
+  // (see the constructor's store); the Dekker pair is at the 1 above.
   header_->consumer_sleeping.store(0, std::memory_order_relaxed);
   slept_since_clock_read_ = true;
 }

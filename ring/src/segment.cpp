@@ -81,6 +81,11 @@ struct RingGeometry {
   }
 };
 
+// One load of a header field another process may be laying out this moment
+// (the geometry is judged before the layout version says it is done):
+// volatile so the compiler neither splits nor repeats it. Nothing is read
+// through what it returns, only compared; the version's acquire, where the
+// caller needs the field final, orders it.
 template <typename T>
 T read_once(const T& field) noexcept {
   return *static_cast<const volatile T*>(&field);
@@ -324,6 +329,8 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
   if (!needs_init) {
     attached->map(map_populated(attached->shm));
     auto* h = static_cast<SegmentHeader*>(attached->region.get_address());
+    // Acquire pairs with the creator's release store of the version in
+    // initialise(): the geometry read after it is the one it wrote.
     const std::uint32_t version = h->layout_version.load(std::memory_order_acquire);
     if (version == 0) {
       needs_init = true;  // its creator died before finishing
@@ -488,6 +495,8 @@ bool Segment::remove(const std::string& name) noexcept {
 
 ProducerTotals sum_producer_slots(const SegmentHeader& header) noexcept {
   ProducerTotals totals;
+  // Relaxed: counts, each a word of its own, read while producers add to
+  // them; nothing is read through them, and a sum a moment old is a sum.
   auto add = [&](const ProducerSlot& s) {
     totals.written += s.written.load(std::memory_order_relaxed);
     totals.bytes += s.bytes.load(std::memory_order_relaxed);

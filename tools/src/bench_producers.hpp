@@ -32,8 +32,13 @@ inline std::int64_t now_ns() {
 }
 
 // Shared with the forked producers (MAP_SHARED | MAP_ANONYMOUS). Each flag is
-// touched a few times a run; only `error` is published through `failed`
-// (written before it is set, read after it is seen).
+// touched a few times a run, so most take the default seq_cst and pair with
+// nothing in particular. The orders that matter: `error` is published
+// through `failed` (written before it is set, read after it is seen, both
+// seq_cst); `go` is a release store the producers acquire, so what the
+// parent set up before it (its rings, the schedule's start) is theirs;
+// `stop` is relaxed, a flag only (each producer's figures come back through
+// its exit and the counters, after a join or wait).
 struct BenchControl {
   std::atomic<int> ready{0};
   std::atomic<int> go{0};

@@ -185,6 +185,8 @@ int run_emit(const EmitArgs& args) {
       ring::Segment segment;
       if (ring::Segment::attach(name, segment, nullptr, ring::Segment::Access::read_only) != ring::Status::ok) continue;
       if (!present) present = name;
+      // Relaxed: only compared with the router's pid, never used to read
+      // the ticks published with it (which is why elsewhere it is acquire).
       if (router > 0 && segment.header().consumer_pid.load(std::memory_order_relaxed) == router) {
         consumed = name;
         break;

@@ -2,8 +2,9 @@
 // Publishes immutable generations (compiled matchers) to reader threads
 // while they keep matching, and frees an old generation only once no reader
 // can hold it. Hazard pointers, one slot per reader thread: entering costs
-// one store and one load (both seq_cst), no lock, no reference count shared
-// between readers.
+// an acquire load, then a seq_cst store and reload (again while the
+// generation changes under it), no lock, no reference count shared between
+// readers.
 
 #include <atomic>
 #include <cstddef>

@@ -222,6 +222,7 @@ class Producer {
   // off a record's boundary (written by no producer), nothing claimed.
   [[nodiscard]] Status try_claim(std::uint32_t bytes, Claim& out) noexcept {
     const Status s = claim_once(bytes, out);
+    // Relaxed: a count, as in claim().
     if (s == Status::full) [[unlikely]] slot_->full.fetch_add(1, std::memory_order_relaxed);
     return s;
   }
