@@ -708,6 +708,15 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
         if (used == 0) break;
         offset += used;
       }
+      // Beast reads any three digits as a status; under 100 there is none
+      // (RFC 9110 section 15: 1xx to 5xx, and a client takes an unknown
+      // class as its x00). A broken answer, as an unparsable one is: it was
+      // taken for a 4xx, and its events dropped as rejected.
+      if (c.parser->is_header_done() && c.parser->get().result_int() < 100) {
+        char digits[8];
+        std::snprintf(digits, sizeof digits, "%03u", c.parser->get().result_int());
+        return fail(index, "bad response from " + where_ + ": status " + digits + " is no HTTP status");
+      }
       // An interim response (100 Continue, 103 Early Hints) comes before the
       // real one (RFC 9110 section 15.2): skipped, or every later response
       // would be taken for the next request's.

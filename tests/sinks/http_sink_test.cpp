@@ -703,6 +703,57 @@ TEST_F(HttpSinkTest, AnAnswerThatIsNotHttpIsSaidSoWithItsFirstBytes) {
   ::close(listener.fd);
 }
 
+// A status under 100 is none (`HTTP/1.1 000`, which Beast reads as 0): a
+// broken answer, retried as an unparsable one is. It was taken for a 4xx,
+// and its events dropped as rejected.
+TEST_F(HttpSinkTest, AStatusUnder100IsABrokenAnswerAndRetried) {
+  const testing::BoundSocket listener = testing::bind_loopback();
+  ASSERT_EQ(::listen(listener.fd, 4), 0);
+  // Accepts and reads give up after 2 s: a sink that keeps the first
+  // connection (as it did, taking the answer for a 4xx) fails the test
+  // rather than hanging it.
+  const timeval two_seconds{2, 0};
+  ASSERT_EQ(::setsockopt(listener.fd, SOL_SOCKET, SO_RCVTIMEO, &two_seconds, sizeof two_seconds), 0);
+  std::thread server([&] {
+    for (const char* answer : {"HTTP/1.1 000 What\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n"}) {
+      const int fd = ::accept(listener.fd, nullptr, nullptr);
+      if (fd < 0) return;
+      (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &two_seconds, sizeof two_seconds);
+      // The whole request (head, then Content-Length bytes), then the answer.
+      std::string request;
+      char buffer[4096];
+      for (;;) {
+        const auto head_end = request.find("\r\n\r\n");
+        if (head_end != std::string::npos) {
+          const auto length_at = request.find("Content-Length: ");
+          const std::size_t length =
+              length_at == std::string::npos ? 0 : std::stoul(request.substr(length_at + 16));
+          if (request.size() >= head_end + 4 + length) break;
+        }
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<std::size_t>(n));
+      }
+      (void)::send(fd, answer, std::strlen(answer), MSG_NOSIGNAL);
+      if (std::string_view(answer).find("000") != std::string_view::npos) {
+        while (::recv(fd, buffer, sizeof buffer, 0) > 0) {
+        }
+      }
+      ::close(fd);
+    }
+  });
+  {
+    HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(listener.port) + "/in", .max_connections = 1});
+    fill(batch_, 0, 1);
+    EXPECT_EQ(sink.write(batch_, why_), Outcome::retry) << why_;
+    EXPECT_NE(why_.find("status 000 is no HTTP status"), std::string::npos) << why_;
+    EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+    EXPECT_EQ(sink.rejected_events(), 0u);
+  }
+  server.join();
+  ::close(listener.fd);
+}
+
 // 421 (misdirected: a proxy's pooled connection pinned to another host)
 // says "not on this connection": retried on a new one, not dropped.
 TEST_F(HttpSinkTest, AMisdirectedRequestIsRetriedOnANewConnection) {
