@@ -4,9 +4,10 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <limits>
 #include <stdexcept>
+
+#include <boost/circular_buffer.hpp>
 
 #include "ringroute/event/event.hpp"
 #include "ringroute/matcher/matcher.hpp"
@@ -258,7 +259,10 @@ class Worker {
   struct SlotState {
     sinks::Batch* current = nullptr;
     sinks::BackendRunner* runner = nullptr;  // of the current batch
-    std::deque<InFlight> in_flight;          // submitted batches that hold the ring
+    // Submitted batches that hold the ring, oldest first. A ring buffer
+    // that only grows: a deque used as a queue allocates a block every 32
+    // batches and frees one every 32, as long as the router runs.
+    boost::circular_buffer<InFlight> in_flight = boost::circular_buffer<InFlight>(0);  // grown at its first batch
     bool active = false;                     // listed in active_
     // A `block` backend whose queue was full: it gets no new events, the
     // others read on, and it catches up by rereading the ring from here (the
@@ -782,7 +786,12 @@ class Worker {
     SlotState& state = slots_[slot];
     sinks::Batch* batch = state.current;
     if (batch == nullptr) return;
-    if (batch->holds_ring) state.in_flight.push_back({batch->first_start, batch->end});
+    if (batch->holds_ring) {
+      // Full, it would overwrite its oldest: it grows instead (its capacity
+      // then stays, the most this backend had in flight).
+      if (state.in_flight.full()) state.in_flight.set_capacity(std::max<std::size_t>(16, 2 * state.in_flight.capacity()));
+      state.in_flight.push_back({batch->first_start, batch->end});
+    }
     // Let go of only once handed over: a hand-over that throws (no memory
     // for the queue) leaves the batch this slot's open one, which the
     // worker's failure counts (count_open_drop_batches_lost); cleared
