@@ -249,6 +249,9 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   following_.store(predecessor_ != nullptr, std::memory_order_relaxed);
   sink_->attach_counters(&slot_.sink);
   sink_->attach_stop(&stop_now_);
+  sink_->attach_notices([](void* runner, std::string_view line) noexcept {
+    static_cast<BackendRunner*>(runner)->log_problem(line);
+  }, this);
   // A few batches made and written through now, before any event: a fresh
   // batch's first write to each page faults (and in a VM with shadow page
   // tables exits too), about a millisecond a batch, which at start landed on
@@ -529,14 +532,52 @@ bool BackendRunner::take_over() {
   return true;
 }
 
-void BackendRunner::log_problem(std::string_view what, std::string_view detail) noexcept {
+void Sink::notice(std::string_view line) const noexcept {
+  if (notice_function_ != nullptr) {
+    notice_function_(notice_context_, line);
+  } else {
+    std::fprintf(stderr, "ringroute: %.*s\n", static_cast<int>(line.size()), line.data());
+  }
+}
+
+bool BackendRunner::log_problem(std::string_view what, std::string_view detail) noexcept {
   // At most one line a second per backend: a dead destination must not
-  // flood the log. Nothing allocated: it runs where memory may be out.
+  // flood the log. The lines held back are counted, and the last kept, so
+  // the log still says they came (say_held_back()). Nothing allocated: it
+  // runs where memory may be out.
   const auto now = Clock::now();
-  if (now - last_log_ < std::chrono::seconds(1)) return;
+  if (now - last_log_ < std::chrono::seconds(1)) {
+    ++lines_held_back_;
+    std::snprintf(last_held_back_, sizeof last_held_back_, "%.*s%.*s", static_cast<int>(what.size()), what.data(),
+                  static_cast<int>(detail.size()), detail.data());
+    return false;
+  }
   last_log_ = now;
-  std::fprintf(stderr, "ringroute: backend %s: %.*s%.*s\n", name_.c_str(), static_cast<int>(what.size()), what.data(),
-               static_cast<int>(detail.size()), detail.data());
+  char held[96] = "";
+  if (lines_held_back_ != 0) {
+    std::snprintf(held, sizeof held, " [%llu more lines held back since the last, at most one a second]",
+                  static_cast<unsigned long long>(lines_held_back_));
+  }
+  std::fprintf(stderr, "ringroute: backend %s: %.*s%.*s%s\n", name_.c_str(), static_cast<int>(what.size()),
+               what.data(), static_cast<int>(detail.size()), detail.data(), held);
+  lines_held_back_ = 0;
+  rejected_unsaid_ = 0;
+  return true;
+}
+
+void BackendRunner::say_held_back() noexcept {
+  if (lines_held_back_ == 0 || Clock::now() - last_log_ < std::chrono::seconds(1)) return;
+  last_log_ = Clock::now();
+  char rejected[96] = "";
+  if (rejected_unsaid_ != 0) {
+    std::snprintf(rejected, sizeof rejected, ", of %llu events rejected and not retried in all,",
+                  static_cast<unsigned long long>(rejected_unsaid_));
+  }
+  std::fprintf(stderr, "ringroute: backend %s: %llu more lines held back since the last (at most one a second)%s the "
+               "last: %s\n",
+               name_.c_str(), static_cast<unsigned long long>(lines_held_back_), rejected, last_held_back_);
+  lines_held_back_ = 0;
+  rejected_unsaid_ = 0;
 }
 
 void BackendRunner::tick_sink() noexcept {
@@ -593,6 +634,7 @@ void BackendRunner::run() {
       if (stop_now_.load(std::memory_order_relaxed)) break;
       reopen_if_asked();
       sink_->tick(Clock::now());
+      say_held_back();
     } catch (const std::exception& e) {
       // Out of memory in a rotation: said, and the thread goes on (an
       // exception out of it was std::terminate). deliver() throws nothing:
@@ -713,6 +755,7 @@ bool BackendRunner::write_through(Batch* batch) {
     return false;
   };
   bool done = false;
+  bool went = false;  // some of it was delivered
   while (!done) {
     Outcome outcome = Outcome::retry;
     try {
@@ -736,8 +779,17 @@ bool BackendRunner::write_through(Batch* batch) {
     const auto reject = [&](std::uint32_t events) noexcept {
       slot_.sink.failures.add(1);
       slot_.sink.dropped_failed.add(events);
-      char detail[64];
-      std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", events);
+      // Those of lines held back are said with the next line: a log that
+      // said one line's count a second undercounted a steady stream of
+      // rejections hundreds of times over.
+      rejected_unsaid_ += events;
+      char detail[112];
+      if (rejected_unsaid_ > events) {
+        std::snprintf(detail, sizeof detail, " (%u events rejected, not retried; %llu since the last line)", events,
+                      static_cast<unsigned long long>(rejected_unsaid_));
+      } else {
+        std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", events);
+      }
       log_problem(why, detail);
     };
     if (outcome == Outcome::ok) {
@@ -753,7 +805,8 @@ bool BackendRunner::write_through(Batch* batch) {
         rejected_bytes += batch->event_ends[last - 1] - (first == 0 ? 0 : batch->event_ends[first - 1]);
       }
       slot_.sink.bytes.add(batch->bytes.size() - std::min<std::uint64_t>(rejected_bytes, batch->bytes.size()));
-      if (rejected < batch->events) slot_.sink.batches.add(1);
+      went = rejected < batch->events;
+      if (went) slot_.sink.batches.add(1);
       record_latencies(*batch, sink_->rejected_ranges());
       done = true;
     } else if (outcome == Outcome::failed) {
@@ -763,6 +816,8 @@ bool BackendRunner::write_through(Batch* batch) {
       slot_.sink.failures.add(1);
       // Relaxed: see retrying().
       retrying_.store(true, std::memory_order_relaxed);
+      if (tries_failed_ == 0) trouble_since_ = Clock::now();
+      ++tries_failed_;
       log_problem(why, " (retrying)");
       if (const std::uint32_t delivered = sink_->delivered_events(); delivered > delivered_before_try) {
         backoff.restart();
@@ -787,6 +842,16 @@ bool BackendRunner::write_through(Batch* batch) {
     }
   }
   retrying_.store(false, std::memory_order_relaxed);
+  if (tries_failed_ != 0 && went) {
+    // The log's last word on a backend must not be a trouble that is over.
+    // Held back like any line, it is the last one say_held_back() names.
+    char line[96];
+    std::snprintf(line, sizeof line, "delivering again, after %llu failed tries over %.1f s",
+                  static_cast<unsigned long long>(tries_failed_),
+                  std::chrono::duration<double>(Clock::now() - trouble_since_).count());
+    log_problem(line);
+  }
+  tries_failed_ = 0;
   // Release: pairs with the worker's acquire load of this slot's position
   // (Worker::maintain(), router.cpp); the worker may then release the ring
   // space these events used.

@@ -194,6 +194,73 @@ TEST(BackendRunner, ASinkIsTickedWhileABatchIsRetried) {
   runner.stop(std::chrono::milliseconds(0));
 }
 
+// A sink whose first `failing` writes are retried ("down"), and the rest
+// written; with `reject`, every write is refused whole instead ("nope").
+class ScriptedSink : public Sink {
+ public:
+  ScriptedSink(int failing, bool reject) : failing_(failing), reject_(reject) {}
+  Outcome write(const Batch&, std::string& why) override {
+    if (reject_) {
+      why = "nope";
+      return Outcome::failed;
+    }
+    if (failing_ > 0) {
+      --failing_;
+      why = "down";
+      return Outcome::retry;
+    }
+    return Outcome::ok;
+  }
+
+ private:
+  int failing_;
+  bool reject_;
+};
+
+// What the log said once the runner has had `wait` to say it.
+std::string log_of(BackendRunner& runner, std::chrono::milliseconds wait) {
+  std::this_thread::sleep_for(wait);
+  runner.stop(std::chrono::milliseconds(0));
+  return ::testing::internal::GetCapturedStderr();
+}
+
+// The end of a trouble is said: the log's last word on a backend was the
+// failure, however long it had been delivering again. Lines held back (at
+// most one a second) are counted, and the last of them said.
+TEST(BackendRunner, TheLogSaysATroubleIsOverAndWhatItHeldBack) {
+  perf::BackendSlot slot;
+  ::testing::internal::CaptureStderr();
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(3, false), slot);
+  submit_line(runner, "x\n", 10);
+  const std::string said = log_of(runner, std::chrono::milliseconds(1600));
+  EXPECT_EQ(slot.sink.sent.read(), 1u);
+  EXPECT_NE(said.find("ringroute: backend b: down (retrying)\n"), std::string::npos) << said;
+  // Two more tries failed and the end came within the second: held back,
+  // then said, the end last.
+  EXPECT_NE(said.find("ringroute: backend b: 3 more lines held back since the last (at most one a second) the last: "
+                      "delivering again, after 3 failed tries over "),
+            std::string::npos)
+      << said;
+}
+
+// Rejected events are all in the log, those of lines held back too: it said
+// one line's count a second, and a steady stream of rejections read as a
+// few hundredths of itself.
+TEST(BackendRunner, TheLogCountsEveryRejectedEventThoughItHoldsLinesBack) {
+  perf::BackendSlot slot;
+  ::testing::internal::CaptureStderr();
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(0, true), slot);
+  for (std::uint64_t i = 1; i <= 50; ++i) submit_line(runner, "x\n", 10 * i);
+  const std::string said = log_of(runner, std::chrono::milliseconds(1600));
+  EXPECT_EQ(slot.sink.dropped_failed.read(), 50u);
+  EXPECT_NE(said.find("ringroute: backend b: nope (1 events rejected, not retried)\n"), std::string::npos) << said;
+  EXPECT_NE(said.find("ringroute: backend b: 49 more lines held back since the last (at most one a second), of 49 "
+                      "events rejected and not retried in all, the last: nope (1 events rejected, not retried; 49 "
+                      "since the last line)"),
+            std::string::npos)
+      << said;
+}
+
 // A batch reserves room for a full one only up to a bound: a config's
 // `batch.max_bytes` of 1 GiB made each runner reserve and touch 4 GiB at
 // start (four warm batches), and every later batch reserve 2 GiB however

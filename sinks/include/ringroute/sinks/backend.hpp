@@ -210,7 +210,12 @@ class BackendRunner {
   // After stop(): the end of the last batch of `ring` that holds the ring
   // and that this runner, or one it followed, was handed.
   [[nodiscard]] std::uint64_t handed_end(std::size_t ring) const noexcept;
-  void log_problem(std::string_view what, std::string_view detail = {}) noexcept;
+  // A line for the log, unless one went less than a second ago: false when
+  // held back (counted, and said by say_held_back()).
+  bool log_problem(std::string_view what, std::string_view detail = {}) noexcept;
+  // The lines held back, said once a second is up, with the last of them
+  // and the events rejected in them.
+  void say_held_back() noexcept;
   // The sink's tick (Sink::tick()); an exception out of it is logged.
   void tick_sink() noexcept;
   // SIGHUP's reopen, when one was asked for; a failure is logged.
@@ -262,6 +267,13 @@ class BackendRunner {
   std::deque<Batch*> inherited_;  // the predecessor's unwritten batches, written before our own
   Batch* unfinished_ = nullptr;   // ours, its write cut short by a stop
   std::chrono::steady_clock::time_point last_log_{};
+  std::uint64_t lines_held_back_ = 0;  // since the last line said
+  std::uint64_t rejected_unsaid_ = 0;  // events rejected since the last line said
+  char last_held_back_[320] = {};
+  // Tries of the batch being written that failed (retried), and since when:
+  // once one goes through, the log says so.
+  std::uint64_t tries_failed_ = 0;
+  std::chrono::steady_clock::time_point trouble_since_{};
   std::thread thread_;
 };
 

@@ -52,6 +52,13 @@ class Sink {
   // checks it and ends with WriteInterrupted once it is set. Files don't
   // wait on anyone and ignore it.
   void attach_stop(const std::atomic<bool>* stop) noexcept { stop_ = stop; }
+  // Where notice() lines go: the runner's log, which names the backend and
+  // holds lines back to one a second (counting those it held).
+  using NoticeFunction = void (*)(void* context, std::string_view line) noexcept;
+  void attach_notices(NoticeFunction function, void* context) noexcept {
+    notice_function_ = function;
+    notice_context_ = context;
+  }
 
   // After an `ok` write: the batch's events the destination rejected (an
   // HTTP 4xx for some of its requests, NDJSON datagrams too long), as
@@ -80,10 +87,20 @@ class Sink {
   [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept { return retry_after_; }
 
  protected:
+  // A line for the log about the destination that no outcome carries (a
+  // receiver stalled in the middle of a write, a connection it reset
+  // between batches). Allocates nothing; straight to stderr before a
+  // runner is attached.
+  void notice(std::string_view line) const noexcept;
+
   perf::BackendSinkShard* counters_ = nullptr;
   const std::atomic<bool>* stop_ = nullptr;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> rejected_ranges_;  // see rejected_ranges()
   std::chrono::milliseconds retry_after_{0};
+
+ private:
+  NoticeFunction notice_function_ = nullptr;
+  void* notice_context_ = nullptr;
 };
 
 }  // namespace ringroute::sinks
