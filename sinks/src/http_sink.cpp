@@ -463,8 +463,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     if (next >= requests_.size()) return false;
     Connection& c = *connections_[index];
     // A keep-alive connection the server closed while it sat idle is not
-    // used again (the request would be lost in a socket nobody reads).
-    if (c.stream.is_open() && !c.stream.usable_after_idle()) close_connection(c);
+    // used again (the request would be lost in a socket nobody reads). A
+    // reset loses nothing here: each request is answered, or sent again.
+    int idle_error = 0;
+    if (c.stream.is_open() && !c.stream.usable_after_idle(idle_error)) close_connection(c);
     c.reused = c.stream.is_open();
     c.request = next;
     requests_[next].state = Request::State::sending;

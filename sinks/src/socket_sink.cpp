@@ -346,7 +346,15 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     c.stream.begin_send(batch.events_bytes(first, last));
     // A receiver that closed the connection while it sat idle (a restarted
     // rsyslog) must not be handed events: the kernel would take them.
-    if (c.stream.usable_after_idle()) return send_next(index);
+    int idle_error = 0;
+    if (c.stream.usable_after_idle(idle_error)) return send_next(index);
+    // A reset throws away what the receiver's kernel held unread, which
+    // ours had acknowledged as sent: said, as the loss it may be.
+    if (idle_error != 0) {
+      notice("the connection to " + where_ + " was found " +
+             (idle_error == ECONNRESET ? std::string("reset by the receiver") : io_error_text(-idle_error)) +
+             " between batches: connecting again (events the receiver had taken and not read are lost with it)");
+    }
     dialed = true;
     std::string reason;
     if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason)) {
@@ -399,7 +407,16 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       // events go on a fresh one (to a healthy server, behind a balancer)
       // and the failure shows in `failures`.
       if (result == -ECANCELED && op == Stream::kSend && c.stream.peer_stopped_reading()) {
-        if (++c.stalled_timeouts < kMostStalledTimeouts) return send_next(index);
+        if (++c.stalled_timeouts < kMostStalledTimeouts) {
+          // Said at the first: the wait can be a minute, and producers may
+          // be refused meanwhile (a `block` backend holding the ring).
+          if (c.stalled_timeouts == 1) {
+            notice("send to " + where_ + ": the receiver has read nothing for " +
+                   std::to_string(options_.timeout.count()) + " ms; waiting on this connection (it is made anew after " +
+                   std::to_string(kMostStalledTimeouts) + " such timeouts in a row)");
+          }
+          return send_next(index);
+        }
         return fail(index, "send to " + where_ + ": the receiver read nothing through " +
                                std::to_string(kMostStalledTimeouts) + " timeouts in a row");
       }

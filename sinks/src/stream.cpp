@@ -103,12 +103,14 @@ void Stream::close() noexcept {
   round_marks_.clear();
 }
 
-bool Stream::usable_after_idle() {
+bool Stream::usable_after_idle(int& error) {
+  error = 0;
   if (fd_ < 0) return false;
   char buffer[4096];
   if (!tls_) {
     const ssize_t n = ::recv(fd_, buffer, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0) error = errno;
     close();
     return false;
   }
@@ -129,6 +131,7 @@ bool Stream::usable_after_idle() {
       continue;
     }
     gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    if (n < 0 && gone) error = errno;
     break;
   }
   // Session tickets are consumed here and give no plaintext; plaintext or a

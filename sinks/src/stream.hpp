@@ -44,8 +44,9 @@ class Stream {
   // left it meanwhile (EOF, reset, TLS close_notify) or sent something
   // unasked, which neither syslog receivers nor HTTP servers do between
   // responses. TLS 1.3 session tickets are read and let go (sessions are
-  // not resumed: each connection makes a full handshake).
-  bool usable_after_idle();
+  // not resumed: each connection makes a full handshake). `error`: the
+  // errno a receive found (ECONNRESET), 0 for the other ends.
+  bool usable_after_idle(int& error);
 
   // Creates the socket and submits the connect; false with `why`.
   // out_of_descriptors() then says whether the process (or system) had no

@@ -731,6 +731,51 @@ TEST(SocketSink, AConnectionClosedWithUnreadBytesStillDeliversWhatWasWritten) {
   ::close(listener.fd);
 }
 
+// Lines a sink gives the log (Sink::notice), kept.
+struct Notices {
+  std::vector<std::string> lines;
+  void attach(Sink& sink) {
+    sink.attach_notices([](void* self, std::string_view line) noexcept {
+      static_cast<Notices*>(self)->lines.emplace_back(line);
+    }, this);
+  }
+};
+
+// A receiver that resets its connection between batches throws away what
+// its kernel held unread, which ours had acknowledged: said when the next
+// batch finds it, as it connects again. It went unsaid, and uncounted.
+TEST(SocketSink, AConnectionTheReceiverResetBetweenBatchesIsSaid) {
+  const testing::BoundSocket listener = testing::bind_loopback();
+  ASSERT_EQ(::listen(listener.fd, 4), 0);
+  auto sink = std::make_unique<SocketSink>(
+      SocketSinkOptions{.url = "syslog://127.0.0.1:" + std::to_string(listener.port), .max_connections = 1});
+  Notices notices;
+  notices.attach(*sink);
+  EncodeOptions options;
+  options.wrap = Wrap::syslog;
+  Batch batch;
+  fill(batch, options, 0, 10);
+  std::string why;
+  ASSERT_EQ(sink->write(batch, why), Outcome::ok) << why;
+  const int first = ::accept(listener.fd, nullptr, nullptr);
+  ASSERT_GE(first, 0);
+  const linger reset{1, 0};  // closed with a reset, not a FIN
+  ASSERT_EQ(::setsockopt(first, SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+  ::close(first);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the reset arrives
+  EXPECT_TRUE(notices.lines.empty());
+  Batch next;
+  fill(next, options, 10, 10);
+  ASSERT_EQ(sink->write(next, why), Outcome::ok) << why;
+  ASSERT_EQ(notices.lines.size(), 1u);
+  EXPECT_NE(notices.lines[0].find("was found reset by the receiver between batches: connecting again (events the "
+                                  "receiver had taken and not read are lost with it)"),
+            std::string::npos)
+      << notices.lines[0];
+  sink.reset();
+  ::close(listener.fd);
+}
+
 // A unix datagram receiver queues only a few datagrams (10 by default,
 // net.unix.max_dgram_qlen): a sink faster than its reader meets a full
 // queue at once, and waits for room, as a blocking send would. It failed
@@ -1400,6 +1445,8 @@ TEST(SocketSink, AReceiverThatStopsReadingIsWaitedForOnItsConnectionInOrder) {
   StallingReceiver stalling(std::chrono::milliseconds(250));
   auto& [receiver, sink, counters, batch] = stalling;
   constexpr std::size_t kEvents = StallingReceiver::kEvents;
+  Notices notices;
+  notices.attach(sink);
   std::thread resume([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(900));
     receiver.resume();
@@ -1415,6 +1462,14 @@ TEST(SocketSink, AReceiverThatStopsReadingIsWaitedForOnItsConnectionInOrder) {
   for (std::size_t i = 0; i < kEvents; ++i) ASSERT_EQ(streams[0][i], i);
   EXPECT_GE(counters.timeouts.read(), 2u);
   EXPECT_EQ(counters.connects.read(), 1u);
+  // Said at the first timeout of a stall (a window probe's progress starts
+  // another): the wait was silent up to the sixth.
+  ASSERT_GE(notices.lines.size(), 1u);
+  EXPECT_LT(notices.lines.size(), counters.timeouts.read());
+  EXPECT_NE(notices.lines[0].find(": the receiver has read nothing for 250 ms; waiting on this connection (it is made "
+                                  "anew after 6 such timeouts in a row)"),
+            std::string::npos)
+      << notices.lines[0];
 }
 
 // Not for ever: a receiver hung for good (or a balancer in front of a
