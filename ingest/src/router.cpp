@@ -264,6 +264,7 @@ class Worker {
     // batches and frees one every 32, as long as the router runs.
     boost::circular_buffer<InFlight> in_flight = boost::circular_buffer<InFlight>(0);  // grown at its first batch
     bool active = false;                     // listed in active_
+    std::uint64_t dropped_unsaid = 0;        // see say_unsaid()
     // A `block` backend whose queue was full: it gets no new events, the
     // others read on, and it catches up by rereading the ring from here (the
     // ring is not released past it). Bounded by the ring's size: once the
@@ -373,6 +374,7 @@ class Worker {
       if ((behind_count_ == 0 && nothing_in_flight()) || Clock::now() >= drain_until_) break;
       if (reread == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    if (corrupt_unsaid_ != 0 || drops_unsaid_) say_unsaid(Clock::now());  // the last second's too
     // A ring cut while nothing read or released it faulted no one: what
     // this worker did not write can't wait in it for the next start.
     if (!ring_lost_ && consumer_.segment().file_cut_short()) lose_ring();
@@ -646,8 +648,12 @@ class Worker {
   void route_staged(const Plan& plan) {
     std::size_t decoded = 0;
     for (std::size_t k = 0; k < staged_count_; ++k) {
-      if (event::decode(staged_[k].record, views_[decoded]) != event::DecodeError::none) [[unlikely]] {
+      if (const event::DecodeError error = event::decode(staged_[k].record, views_[decoded]);
+          error != event::DecodeError::none) [[unlikely]] {
         staged_[k].view = kCorrupt;
+        // Said by maintain(), at most a line a second.
+        ++corrupt_unsaid_;
+        last_corrupt_ = {staged_[k].end, staged_[k].record.size(), error};
         continue;
       }
       staged_[k].view = static_cast<std::uint32_t>(decoded);
@@ -707,6 +713,9 @@ class Worker {
           // handed over once the queue has room (ages_out()), or at a stop.
           if (open_full) {
             shard.dropped_queue_full.add(1);
+            // Said by maintain(), at most a line a second.
+            ++slots_[slot].dropped_unsaid;
+            drops_unsaid_ = true;
             return;
           }
           replayed |= maybe_written;
@@ -864,7 +873,44 @@ class Worker {
   }
 
   // Linger, written batches, ring release.
+  // What was counted and not yet said (records that do not decode, events
+  // a full queue dropped): a line each at most once a second, so a drop or
+  // a broken producer is in the log, not only in the counters.
+  void say_unsaid(Clock::time_point now) noexcept {
+    const double seconds = said_at_ == Clock::time_point{} ? 0.0 : std::chrono::duration<double>(now - said_at_).count();
+    bool said = false;
+    if (corrupt_unsaid_ != 0) {
+      std::fprintf(stderr,
+                   "ringroute: ring %s: %llu records that do not decode counted corrupt and skipped; the last (%zu "
+                   "bytes, ending at position %llu): %s\n",
+                   ring_name().c_str(), static_cast<unsigned long long>(corrupt_unsaid_), last_corrupt_.bytes,
+                   static_cast<unsigned long long>(last_corrupt_.end), event::to_string(last_corrupt_.error));
+      corrupt_unsaid_ = 0;
+      said = true;
+    }
+    if (drops_unsaid_) {
+      for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+        if (slots_[slot].dropped_unsaid == 0) continue;
+        const std::string_view name = perf::slot_name(block_.backends[slot].name);
+        char over[48] = "";
+        if (seconds > 0) std::snprintf(over, sizeof over, " in the last %.0f s", seconds);
+        std::fprintf(stderr,
+                     "ringroute: backend %.*s: its queue is full (when_full: drop): %llu events of ring %s dropped%s "
+                     "(dropped.queue_full)\n",
+                     static_cast<int>(name.size()), name.data(),
+                     static_cast<unsigned long long>(slots_[slot].dropped_unsaid), ring_name().c_str(), over);
+        slots_[slot].dropped_unsaid = 0;
+      }
+      drops_unsaid_ = false;
+      said = true;
+    }
+    if (said) said_at_ = now;
+  }
+
   void maintain(Clock::time_point now) {
+    if ((corrupt_unsaid_ != 0 || drops_unsaid_) && now - said_at_ >= std::chrono::seconds(1)) [[unlikely]] {
+      say_unsaid(now);
+    }
     steady_now_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
     std::uint64_t release_to = last_end_;
     for (std::size_t i = 0; i < active_.size();) {
@@ -939,6 +985,16 @@ class Worker {
     std::uint32_t view;  // index into views_, or kCorrupt
   };
   static constexpr std::uint32_t kCorrupt = 0xffffffffu;
+  // See say_unsaid().
+  struct CorruptRecord {
+    std::uint64_t end = 0;
+    std::size_t bytes = 0;
+    event::DecodeError error = event::DecodeError::none;
+  };
+  std::uint64_t corrupt_unsaid_ = 0;
+  CorruptRecord last_corrupt_;
+  bool drops_unsaid_ = false;
+  Clock::time_point said_at_{};
   std::array<Staged, kRecordsPerRound> staged_{};
   std::size_t staged_count_ = 0;
   bool ring_lost_ = false;  // its file was cut short: see lose_ring()

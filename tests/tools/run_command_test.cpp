@@ -33,6 +33,7 @@
 #include "ringroute/ingest/testing.h"
 #include "ringroute/perf/block.hpp"
 #include "ringroute/producer.hpp"
+#include "ringroute/ring/ring.hpp"
 #include "ringroute/ring/segment.hpp"
 #include "shell_quote.hpp"
 
@@ -1448,6 +1449,47 @@ TEST(RunCommand, AFullDiskUnderDropNeverSlowsTheOtherBackends) {
   EXPECT_GT(uint64_t(full["dropped"]["queue_full"]), 0u);
   const std::string text = read_text(dir / "router.log");
   EXPECT_NE(text.find("backend full: write to /dev/full: No space left on device (retrying)"), std::string::npos)
+      << text;
+  // The drops are in the log too, every one of them (a line a second at
+  // most, the last second's at the stop): they were only counted.
+  std::uint64_t said = 0;
+  const std::string drop_line = "ringroute: backend full: its queue is full (when_full: drop): ";
+  for (std::size_t at = text.find(drop_line); at != std::string::npos; at = text.find(drop_line, at + 1)) {
+    said += std::stoull(text.substr(at + drop_line.size()));
+    EXPECT_NE(text.find(" events of ring " + ring + " dropped", at), std::string::npos) << text;
+  }
+  EXPECT_EQ(said, uint64_t(full["dropped"]["queue_full"])) << text;
+  cleanup(ring);
+}
+
+// A record whose payload does not decode (a producer that is not the
+// library, or a broken one) is counted corrupt, skipped, and said with
+// where and why; it was only counted. The records around it are delivered.
+TEST(RunCommand, ARecordThatDoesNotDecodeIsSaidWithWhereAndWhy) {
+  Dir dir;
+  const std::string ring = one_file_instance(dir, "undecodable");
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+  {
+    ringroute::ring::Segment segment;
+    ASSERT_EQ(ringroute::ring::Segment::attach(ring, segment, nullptr), ringroute::ring::Status::ok);
+    ringroute::ring::Producer producer(std::move(segment));
+    ringroute::ring::Claim claim;
+    const std::uint32_t length = ringroute::ring::kRecordHeaderBytes + 56;
+    ASSERT_EQ(producer.try_claim(static_cast<std::uint32_t>(ringroute::ring::align_record(length)), claim),
+              ringroute::ring::Status::ok);
+    std::memset(claim.first + ringroute::ring::kRecordHeaderBytes, 0xab, 56);
+    producer.commit_one(claim, length);
+  }
+  ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
+  wait_drained(ring);
+  ASSERT_EQ(router.stop(), 0);
+  EXPECT_EQ(read_events({dir / "all.ndjson"}).size(), 200u);
+  const std::string text = read_text(dir / "router.log");
+  EXPECT_NE(text.find("ringroute: ring " + ring + ": 1 records that do not decode counted corrupt and skipped; the "
+                      "last (56 bytes, ending at position "),
+            std::string::npos)
       << text;
   cleanup(ring);
 }
