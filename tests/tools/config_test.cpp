@@ -1274,6 +1274,13 @@ TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
   EXPECT_EQ(e[0].rfind("backends[0].enabled: environment variable RR_TEST_UNSET is not set", 0), 0u) << e[0];
   EXPECT_EQ(e[1], "backends[0].options.queue.max_events: ${RR_TEST_WORDS} is written bare, so its value must be a "
                   "number, true, false or null, and it is not (quote it for a string)");
+  // A number all the same, too large: said as the number written in the
+  // file is (it was "it is not" a number).
+  ::setenv("RR_TEST_HUGE", "-99999999999999999999999", 1);
+  const auto huge = errors_of(config("true", "${RR_TEST_HUGE}"));
+  ASSERT_EQ(huge.size(), 1u) << ::testing::PrintToString(huge);
+  EXPECT_EQ(huge[0], "backends[0].options.queue.max_events: ${RR_TEST_HUGE} is an integer past 64 bits, and no number "
+                     "in a config goes that far");
   const auto syntax = errors_of("{\n\"instance\": \"x\", \"router\": {\"workers\": ${RR_TEST_QUEUE}}, \"rings\": [}");
   ASSERT_EQ(syntax.size(), 1u);
   EXPECT_NE(syntax[0].find("line 2, column 69"), std::string::npos) << syntax[0];  // the "}", as written

@@ -371,6 +371,20 @@ TEST(Cli, AnUnknownCommandIsNamedAndNoneListsThem) {
     EXPECT_EQ(bad.status, 2) << args;
     EXPECT_NE(bad.err.find("not a whole number: "), std::string::npos) << args << ": " << bad.err;
   }
+  // Out of range, the flag and its range are named: --drain-ms said only
+  // "Could not convert", and --ring-bytes named the ring's config key, and
+  // after the first run's progress line.
+  const Result long_drain = f.run("run --config x --drain-ms 4294967296");
+  EXPECT_EQ(long_drain.status, 2);
+  EXPECT_NE(long_drain.err.find("--drain-ms: Value 4294967296 not in range 0 to 4294967295"), std::string::npos)
+      << long_drain.err;
+  for (const char* bytes : {"1000", "512", "2147483648", "18446744073709551616"}) {
+    const Result ring_bytes = f.run(std::string("bench ring --ring-bytes ") + bytes);
+    EXPECT_EQ(ring_bytes.status, 2) << bytes;
+    EXPECT_EQ(ring_bytes.err.rfind(std::string("--ring-bytes: not a power of two from 1024 to 1073741824: ") + bytes, 0),
+              0u)
+        << ring_bytes.err;
+  }
   const Result both = f.run("stat --instance a --config b.json");
   EXPECT_EQ(both.status, 2);
   EXPECT_NE(both.err.find("excludes"), std::string::npos) << both.err;

@@ -121,11 +121,22 @@ std::size_t bare_reference_end(std::string_view json, std::size_t at) {
 }
 
 // Whether `text` is one JSON number, true, false or null.
-bool is_json_literal(const std::string& text) {
+// Why a bare reference's value can't stand where it is written; empty when
+// it can (a number, true, false, null).
+std::string bare_value_problem(std::string_view reference, const std::string& value) {
   simdjson::dom::parser parser;
-  simdjson::dom::element value;
-  if (parser.parse(simdjson::padded_string(text)).get(value) != simdjson::SUCCESS) return false;
-  return value.is_number() || value.is_bool() || value.is_null();
+  simdjson::dom::element element;
+  const auto error = parser.parse(simdjson::padded_string(value)).get(element);
+  if (error == simdjson::SUCCESS && (element.is_number() || element.is_bool() || element.is_null())) return {};
+  // Digits simdjson can't read are an integer past 64 bits: a number all
+  // the same, said as the same number written in the file is.
+  const std::string_view digits = std::string_view(value).substr(value.starts_with('-') ? 1 : 0);
+  if (error != simdjson::SUCCESS && !digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos) {
+    return std::string(reference) + " is an integer past 64 bits, and no number in a config goes that far";
+  }
+  return std::string(reference) +
+         " is written bare, so its value must be a number, true, false or null, and it is not (quote it for a "
+         "string)";
 }
 
 // Where the scan is: a container and, for an object, the key of the
@@ -232,10 +243,8 @@ Expanded expand_environment(std::string_view json, const Lookup& lookup) {
         if (!expand_value(reference, lookup, value, why, false)) {
           result.errors.push_back({path_of(frames), why});
           value = "null";  // so the rest parses; its checks are left to this error
-        } else if (!is_json_literal(value)) {
-          result.errors.push_back({path_of(frames), std::string(reference) +
-                                                        " is written bare, so its value must be a number, true, false "
-                                                        "or null, and it is not (quote it for a string)"});
+        } else if (std::string problem = bare_value_problem(reference, value); !problem.empty()) {
+          result.errors.push_back({path_of(frames), std::move(problem)});
           value = "null";
         }
         out += value;

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -251,7 +252,8 @@ Run add_run(CLI::App& app) {
   cmd->add_option("--config", args->config, "config file")->required();
   cmd->add_option("--drain-ms", args->drain_ms, "on stop, how long to wait for sinks to write what they hold")
       ->capture_default_str()
-      ->check(whole_number());
+      ->check(whole_number())
+      ->check(CLI::Range(0u, std::numeric_limits<unsigned>::max()));
   return [args] { return run_router(*args); };
 }
 
