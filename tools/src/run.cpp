@@ -166,8 +166,11 @@ int run_router(const RunArgs& args) {
         }
       }
       if (!next.errors.empty()) {
-        log_line("reload refused, keeping the running config:");
-        report_config_errors(next, "  ");
+        // Every line of it prefixed, and the file named: the errors went
+        // out bare, lines a log reader could not tell as the router's.
+        log_line("reload refused, keeping the running config: " + args.config + " has " +
+                 std::to_string(next.errors.size()) + (next.errors.size() == 1 ? " error:" : " errors:"));
+        report_config_errors(next, "ringroute:   ");
         continue;
       }
       // A SIGTERM or SIGINT that comes while the old backends are given
