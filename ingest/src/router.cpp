@@ -893,7 +893,7 @@ class Worker {
         if (slots_[slot].dropped_unsaid == 0) continue;
         const std::string_view name = perf::slot_name(block_.backends[slot].name);
         char over[48] = "";
-        if (seconds > 0) std::snprintf(over, sizeof over, " in the last %.0f s", seconds);
+        if (seconds > 0) std::snprintf(over, sizeof over, " in the last %.1f s", seconds);
         std::fprintf(stderr,
                      "ringroute: backend %.*s: its queue is full (when_full: drop): %llu events of ring %s dropped%s "
                      "(dropped.queue_full)\n",

@@ -300,6 +300,50 @@ int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
   return -1;
 }
 
+void write_said(SaidLine& said, std::string_view text, std::int64_t at_unix_ns) noexcept {
+  // A seqlock with one writer: odd, the words, even again. Relaxed stores
+  // of the words between two fences: the release fence after the odd
+  // sequence keeps them after it (pairs with read_said()'s acquire fence
+  // after its copy), and the release store of the even one keeps them
+  // before it (pairs with read_said()'s acquire load of it).
+  const std::uint64_t sequence = said.sequence.load(std::memory_order_relaxed);
+  said.sequence.store(sequence + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  const std::size_t n = std::min(text.size(), kSaidBytes - 1);  // room for a NUL
+  for (std::size_t w = 0; w < said.text.size(); ++w) {
+    char bytes[8] = {};
+    for (std::size_t i = 0; i < 8; ++i) {
+      if (w * 8 + i < n) bytes[i] = text[w * 8 + i];
+    }
+    std::uint64_t word;
+    std::memcpy(&word, bytes, sizeof word);
+    said.text[w].store(word, std::memory_order_relaxed);
+  }
+  said.at_unix_ns.store(at_unix_ns, std::memory_order_relaxed);
+  said.sequence.store(sequence + 2, std::memory_order_release);
+}
+
+std::optional<SaidSeen> read_said(const SaidLine& said) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    // Acquire pairs with write_said()'s release store of the even sequence.
+    const std::uint64_t before = said.sequence.load(std::memory_order_acquire);
+    if (before == 0) return std::nullopt;
+    if (before % 2 != 0) continue;
+    char bytes[kSaidBytes];
+    for (std::size_t w = 0; w < said.text.size(); ++w) {
+      const std::uint64_t word = said.text[w].load(std::memory_order_relaxed);
+      std::memcpy(bytes + w * 8, &word, sizeof word);
+    }
+    const std::int64_t at = said.at_unix_ns.load(std::memory_order_relaxed);
+    // Pairs with write_said()'s release fence: a copy that saw any word of
+    // a later write sees its odd sequence here.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (said.sequence.load(std::memory_order_relaxed) != before) continue;
+    return SaidSeen{std::string(bytes, ::strnlen(bytes, sizeof bytes)), at};
+  }
+  return std::nullopt;
+}
+
 void BlockMapping::set_backend_type(int slot, std::string_view type) noexcept {
   char (&stored)[sizeof BackendSlot::type] = block_->backends[slot].type;
   const std::size_t n = std::min(type.size(), sizeof stored - 1);

@@ -250,7 +250,11 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   sink_->attach_counters(&slot_.sink);
   sink_->attach_stop(&stop_now_);
   sink_->attach_notices([](void* runner, std::string_view line) noexcept {
-    static_cast<BackendRunner*>(runner)->log_problem(line);
+    auto& self = *static_cast<BackendRunner*>(runner);
+    // A trouble too (a receiver that reads nothing): its end is said.
+    if (!self.in_trouble_) self.trouble_since_ = Clock::now();
+    self.in_trouble_ = true;
+    self.log_problem(line);
   }, this);
   // A few batches made and written through now, before any event: a fresh
   // batch's first write to each page faults (and in a VM with shadow page
@@ -265,6 +269,7 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   thread_ = std::thread([this] {
     name_this_thread("rr-sink:", name_);
     run();
+    say_held_back(true);  // at a stop or reload too: the last second's lines
   });
 }
 
@@ -540,44 +545,57 @@ void Sink::notice(std::string_view line) const noexcept {
   }
 }
 
-bool BackendRunner::log_problem(std::string_view what, std::string_view detail) noexcept {
+bool BackendRunner::log_problem(std::string_view what, std::string_view detail, std::uint64_t rejected) noexcept {
   // At most one line a second per backend: a dead destination must not
   // flood the log. The lines held back are counted, and the last kept, so
   // the log still says they came (say_held_back()). Nothing allocated: it
   // runs where memory may be out.
+  // For `stat`, said or held back: the latest is what it shows.
+  char said[perf::kSaidBytes];
+  std::snprintf(said, sizeof said, "%.*s%.*s", static_cast<int>(what.size()), what.data(),
+                static_cast<int>(detail.size()), detail.data());
+  perf::write_said(slot_.said, said, realtime_ns());
   const auto now = Clock::now();
   if (now - last_log_ < std::chrono::seconds(1)) {
     ++lines_held_back_;
+    rejected_held_ += rejected;
     std::snprintf(last_held_back_, sizeof last_held_back_, "%.*s%.*s", static_cast<int>(what.size()), what.data(),
                   static_cast<int>(detail.size()), detail.data());
     return false;
   }
   last_log_ = now;
-  char held[96] = "";
+  char held[160] = "";
   if (lines_held_back_ != 0) {
-    std::snprintf(held, sizeof held, " [%llu more lines held back since the last, at most one a second]",
-                  static_cast<unsigned long long>(lines_held_back_));
+    std::snprintf(held, sizeof held, " [%s]", held_back_count().data());
   }
   std::fprintf(stderr, "ringroute: backend %s: %.*s%.*s%s\n", name_.c_str(), static_cast<int>(what.size()),
                what.data(), static_cast<int>(detail.size()), detail.data(), held);
   lines_held_back_ = 0;
-  rejected_unsaid_ = 0;
+  rejected_held_ = 0;
   return true;
 }
 
-void BackendRunner::say_held_back() noexcept {
-  if (lines_held_back_ == 0 || Clock::now() - last_log_ < std::chrono::seconds(1)) return;
-  last_log_ = Clock::now();
-  char rejected[96] = "";
-  if (rejected_unsaid_ != 0) {
-    std::snprintf(rejected, sizeof rejected, ", of %llu events rejected and not retried in all,",
-                  static_cast<unsigned long long>(rejected_unsaid_));
+std::array<char, 128> BackendRunner::held_back_count() const noexcept {
+  std::array<char, 128> text{};
+  if (rejected_held_ != 0) {
+    std::snprintf(text.data(), text.size(),
+                  "%llu more lines held back since the last (at most one a second), with %llu events rejected and "
+                  "not retried in them",
+                  static_cast<unsigned long long>(lines_held_back_), static_cast<unsigned long long>(rejected_held_));
+  } else {
+    std::snprintf(text.data(), text.size(), "%llu more lines held back since the last (at most one a second)",
+                  static_cast<unsigned long long>(lines_held_back_));
   }
-  std::fprintf(stderr, "ringroute: backend %s: %llu more lines held back since the last (at most one a second)%s the "
-               "last: %s\n",
-               name_.c_str(), static_cast<unsigned long long>(lines_held_back_), rejected, last_held_back_);
+  return text;
+}
+
+void BackendRunner::say_held_back(bool at_end) noexcept {
+  if (lines_held_back_ == 0 || (!at_end && Clock::now() - last_log_ < std::chrono::seconds(1))) return;
+  last_log_ = Clock::now();
+  std::fprintf(stderr, "ringroute: backend %s: %s; the last: %s\n", name_.c_str(), held_back_count().data(),
+               last_held_back_);
   lines_held_back_ = 0;
-  rejected_unsaid_ = 0;
+  rejected_held_ = 0;
 }
 
 void BackendRunner::tick_sink() noexcept {
@@ -758,6 +776,9 @@ bool BackendRunner::write_through(Batch* batch) {
   bool went = false;  // some of it was delivered
   while (!done) {
     Outcome outcome = Outcome::retry;
+    // A trouble dates from the start of the try that met it (a timeout is
+    // seconds into it).
+    const auto try_started = Clock::now();
     try {
       outcome = sink_->write(*batch, why);
     } catch (const WriteInterrupted&) {
@@ -779,18 +800,12 @@ bool BackendRunner::write_through(Batch* batch) {
     const auto reject = [&](std::uint32_t events) noexcept {
       slot_.sink.failures.add(1);
       slot_.sink.dropped_failed.add(events);
-      // Those of lines held back are said with the next line: a log that
-      // said one line's count a second undercounted a steady stream of
-      // rejections hundreds of times over.
-      rejected_unsaid_ += events;
-      char detail[112];
-      if (rejected_unsaid_ > events) {
-        std::snprintf(detail, sizeof detail, " (%u events rejected, not retried; %llu since the last line)", events,
-                      static_cast<unsigned long long>(rejected_unsaid_));
-      } else {
-        std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", events);
-      }
-      log_problem(why, detail);
+      // Those of lines held back are summed and said with the count of
+      // those lines: a log that said one line's count a second undercounted
+      // a steady stream of rejections hundreds of times over.
+      char detail[64];
+      std::snprintf(detail, sizeof detail, " (%u events rejected, not retried)", events);
+      log_problem(why, detail, events);
     };
     if (outcome == Outcome::ok) {
       // Some requests of the batch may have been refused (HTTP 4xx), the
@@ -816,7 +831,10 @@ bool BackendRunner::write_through(Batch* batch) {
       slot_.sink.failures.add(1);
       // Relaxed: see retrying().
       retrying_.store(true, std::memory_order_relaxed);
-      if (tries_failed_ == 0) trouble_since_ = Clock::now();
+      // Relaxed: a label for `stat`, ordered with nothing.
+      slot_.said.retrying.store(1, std::memory_order_relaxed);
+      if (!in_trouble_) trouble_since_ = try_started;
+      in_trouble_ = true;
       ++tries_failed_;
       log_problem(why, " (retrying)");
       if (const std::uint32_t delivered = sink_->delivered_events(); delivered > delivered_before_try) {
@@ -842,16 +860,24 @@ bool BackendRunner::write_through(Batch* batch) {
     }
   }
   retrying_.store(false, std::memory_order_relaxed);
-  if (tries_failed_ != 0 && went) {
+  slot_.said.retrying.store(0, std::memory_order_relaxed);  // as above
+  if (in_trouble_ && went) {
     // The log's last word on a backend must not be a trouble that is over.
     // Held back like any line, it is the last one say_held_back() names.
-    char line[96];
-    std::snprintf(line, sizeof line, "delivering again, after %llu failed tries over %.1f s",
-                  static_cast<unsigned long long>(tries_failed_),
-                  std::chrono::duration<double>(Clock::now() - trouble_since_).count());
+    char line[112];
+    const double seconds = std::chrono::duration<double>(Clock::now() - trouble_since_).count();
+    if (tries_failed_ != 0) {
+      std::snprintf(line, sizeof line, "delivering again, after %llu failed tries over %.1f s",
+                    static_cast<unsigned long long>(tries_failed_), seconds);
+    } else {
+      std::snprintf(line, sizeof line, "delivering again, %.1f s after the trouble said", seconds);
+    }
     log_problem(line);
   }
-  tries_failed_ = 0;
+  if (went) {
+    in_trouble_ = false;
+    tries_failed_ = 0;
+  }
   // Release: pairs with the worker's acquire load of this slot's position
   // (Worker::maintain(), router.cpp); the worker may then release the ring
   // space these events used.

@@ -7,9 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <thread>
 
 #include "private_mounts.hpp"
 #include "ringroute/perf/block.hpp"
@@ -18,6 +21,36 @@ namespace ringroute::perf {
 namespace {
 
 std::string instance_name() { return "rr-test-perf-" + std::to_string(::getpid()); }
+
+// The line a backend's log said last, for `stat`: nothing before the
+// first, cut to its field, and read whole or not at all while its sink
+// thread writes another (a seqlock).
+TEST(PerfBlock, ASaidLineIsReadWholeOrNotAtAll) {
+  auto said = std::make_unique<SaidLine>();
+  EXPECT_FALSE(read_said(*said));
+  write_said(*said, "connect to 127.0.0.1:9: Connection refused (retrying)", 42);
+  auto seen = read_said(*said);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->text, "connect to 127.0.0.1:9: Connection refused (retrying)");
+  EXPECT_EQ(seen->at_unix_ns, 42);
+  write_said(*said, std::string(500, 'x'), 43);
+  EXPECT_EQ(read_said(*said)->text, std::string(kSaidBytes - 1, 'x'));
+  const std::string long_line(kSaidBytes - 1, 'a'), short_line(10, 'b');
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 200000; ++i) write_said(*said, i % 2 == 0 ? long_line : short_line, i);
+    done.store(true);
+  });
+  std::size_t reads = 0, torn = 0;
+  while (!done.load()) {
+    const auto now = read_said(*said);
+    if (!now) continue;
+    ++reads;
+    if (now->text != long_line && now->text != short_line && now->text != std::string(kSaidBytes - 1, 'x')) ++torn;
+  }
+  writer.join();
+  EXPECT_EQ(torn, 0u) << "of " << reads << " reads";
+}
 
 TEST(PerfBlock, SlotsAndCountersSurviveAReopen) {
   const std::string instance = instance_name();

@@ -237,8 +237,67 @@ TEST(BackendRunner, TheLogSaysATroubleIsOverAndWhatItHeldBack) {
   EXPECT_NE(said.find("ringroute: backend b: down (retrying)\n"), std::string::npos) << said;
   // Two more tries failed and the end came within the second: held back,
   // then said, the end last.
-  EXPECT_NE(said.find("ringroute: backend b: 3 more lines held back since the last (at most one a second) the last: "
+  EXPECT_NE(said.find("ringroute: backend b: 3 more lines held back since the last (at most one a second); the last: "
                       "delivering again, after 3 failed tries over "),
+            std::string::npos)
+      << said;
+}
+
+// A sink that answers its writes as `script` says, in turn (then ok), each
+// after its pause.
+class PacedSink : public Sink {
+ public:
+  struct Step {
+    Outcome outcome;
+    std::chrono::milliseconds pause{0};
+  };
+  explicit PacedSink(std::vector<Step> script) : script_(std::move(script)) {}
+  Outcome write(const Batch&, std::string& why) override {
+    if (next_ >= script_.size()) return Outcome::ok;
+    const Step step = script_[next_++];
+    std::this_thread::sleep_for(step.pause);
+    why = step.outcome == Outcome::failed ? "nope" : "down";
+    return step.outcome;
+  }
+
+ private:
+  std::vector<Step> script_;
+  std::size_t next_ = 0;
+};
+
+// Rejections held back are said with the next line said, whatever it is
+// about: a retry's line took their place and they were never summed.
+// And a trouble dates from the try that met it (a timeout is seconds into
+// it): "over 0.0 s" it said of a second's wait.
+TEST(BackendRunner, RejectionsHeldBackAreSaidWithTheNextLineOfAnyKind) {
+  perf::BackendSlot slot;
+  ::testing::internal::CaptureStderr();
+  std::vector<PacedSink::Step> script(5, {Outcome::failed});
+  script.push_back({Outcome::retry, std::chrono::milliseconds(1100)});
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<PacedSink>(script), slot);
+  for (std::uint64_t i = 1; i <= 6; ++i) submit_line(runner, "x\n", 10 * i);
+  const std::string said = log_of(runner, std::chrono::milliseconds(1500));
+  EXPECT_EQ(slot.sink.dropped_failed.read(), 5u);
+  EXPECT_EQ(slot.sink.sent.read(), 1u);
+  EXPECT_NE(said.find("ringroute: backend b: down (retrying) [4 more lines held back since the last (at most one a "
+                      "second), with 4 events rejected and not retried in them]\n"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("delivering again, after 1 failed tries over 1."), std::string::npos) << said;
+}
+
+// What a runner held back when it stops (a stop, a reload) is said then:
+// a trouble that ended less than a second before a stop was the log's
+// last word on the backend.
+TEST(BackendRunner, WhatTheLogHeldBackIsSaidAtAStop) {
+  perf::BackendSlot slot;
+  ::testing::internal::CaptureStderr();
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(1, false), slot);
+  submit_line(runner, "x\n", 10);
+  const std::string said = log_of(runner, std::chrono::milliseconds(300));
+  EXPECT_EQ(slot.sink.sent.read(), 1u);
+  EXPECT_NE(said.find("ringroute: backend b: 1 more lines held back since the last (at most one a second); the last: "
+                      "delivering again, after 1 failed tries over "),
             std::string::npos)
       << said;
 }
@@ -254,9 +313,8 @@ TEST(BackendRunner, TheLogCountsEveryRejectedEventThoughItHoldsLinesBack) {
   const std::string said = log_of(runner, std::chrono::milliseconds(1600));
   EXPECT_EQ(slot.sink.dropped_failed.read(), 50u);
   EXPECT_NE(said.find("ringroute: backend b: nope (1 events rejected, not retried)\n"), std::string::npos) << said;
-  EXPECT_NE(said.find("ringroute: backend b: 49 more lines held back since the last (at most one a second), of 49 "
-                      "events rejected and not retried in all, the last: nope (1 events rejected, not retried; 49 "
-                      "since the last line)"),
+  EXPECT_NE(said.find("ringroute: backend b: 49 more lines held back since the last (at most one a second), with 49 "
+                      "events rejected and not retried in them; the last: nope (1 events rejected, not retried)"),
             std::string::npos)
       << said;
 }

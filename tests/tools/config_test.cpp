@@ -1281,6 +1281,11 @@ TEST(Config, EnvironmentReferencesWrittenBareGiveNumbersAndSwitches) {
   ASSERT_EQ(huge.size(), 1u) << ::testing::PrintToString(huge);
   EXPECT_EQ(huge[0], "backends[0].options.queue.max_events: ${RR_TEST_HUGE} is an integer past 64 bits, and no number "
                      "in a config goes that far");
+  // Leading zeros are no JSON number, whatever the size (a mode, 0600).
+  ::setenv("RR_TEST_HUGE", "0600", 1);
+  const auto zeros = errors_of(config("true", "${RR_TEST_HUGE}"));
+  ASSERT_EQ(zeros.size(), 1u) << ::testing::PrintToString(zeros);
+  EXPECT_NE(zeros[0].find("is written bare, so its value must be a number"), std::string::npos) << zeros[0];
   const auto syntax = errors_of("{\n\"instance\": \"x\", \"router\": {\"workers\": ${RR_TEST_QUEUE}}, \"rings\": [}");
   ASSERT_EQ(syntax.size(), 1u);
   EXPECT_NE(syntax[0].find("line 2, column 69"), std::string::npos) << syntax[0];  // the "}", as written

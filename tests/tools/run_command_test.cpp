@@ -344,6 +344,11 @@ void expect_never_connected(const std::string& stat_json, std::size_t index, std
   EXPECT_EQ(uint64_t(backend["sent"]), 0u);
   EXPECT_GT(uint64_t(backend["connect_failures"]), 0u);
   EXPECT_EQ(uint64_t(backend["dropped"]["queue_full"]) > 0, dropped);
+  // And why, which the log alone said.
+  EXPECT_TRUE(bool(backend["retrying"])) << stat_json;
+  const std::string_view said = backend["last_said"]["line"];
+  EXPECT_NE(said.find("Connection refused (retrying)"), std::string_view::npos) << stat_json;
+  EXPECT_GT(int64_t(backend["last_said"]["at_unix_ns"]), 0) << stat_json;
 }
 
 // An http backend "late" on 127.0.0.1:`port`, one connection, batches of
@@ -1576,6 +1581,10 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
   constexpr int kEvents = 20000;
   ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
   expect_never_connected(run_capture("stat --json --instance " + run.ring), 0, "late", false);
+  // The live view says it under the figures.
+  const std::string view = run_capture("stat --count 1 --instance " + run.ring);
+  EXPECT_NE(view.find("  late retrying; said last, "), std::string::npos) << view;
+  EXPECT_NE(view.find("Connection refused (retrying)"), std::string::npos) << view;
   // The ring still holds the dead backend's events.
   ringroute::ring::Segment segment;
   ASSERT_EQ(ringroute::ring::Segment::attach(run.ring, segment, nullptr), ringroute::ring::Status::ok);

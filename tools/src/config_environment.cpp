@@ -128,10 +128,12 @@ std::string bare_value_problem(std::string_view reference, const std::string& va
   simdjson::dom::element element;
   const auto error = parser.parse(simdjson::padded_string(value)).get(element);
   if (error == simdjson::SUCCESS && (element.is_number() || element.is_bool() || element.is_null())) return {};
-  // Digits simdjson can't read are an integer past 64 bits: a number all
-  // the same, said as the same number written in the file is.
+  // Twenty digits or more simdjson can't read (no leading zero, which JSON
+  // refuses whatever the size: 0600, a mode) are an integer past 64 bits:
+  // a number all the same, said as the same number written in the file is.
   const std::string_view digits = std::string_view(value).substr(value.starts_with('-') ? 1 : 0);
-  if (error != simdjson::SUCCESS && !digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos) {
+  if (error != simdjson::SUCCESS && digits.size() >= 20 && digits[0] != '0' &&
+      digits.find_first_not_of("0123456789") == std::string_view::npos) {
     return std::string(reference) + " is an integer past 64 bits, and no number in a config goes that far";
   }
   return std::string(reference) +

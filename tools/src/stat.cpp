@@ -54,6 +54,8 @@ struct BackendFigures {
                 skipped_written = 0, rotations = 0, reopens = 0;
   std::uint64_t connects = 0, connect_failures = 0, timeouts = 0, truncated = 0, body_bytes_sent = 0;
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
+  bool retrying = false;                // a batch's try failed and it is not written yet
+  std::optional<perf::SaidSeen> said;  // the last line its log said (perf::SaidLine)
 };
 
 struct Snapshot {
@@ -198,6 +200,15 @@ Snapshot take(const perf::Block& block) {
     b.truncated = slot.sink.truncated.read();
     b.body_bytes_sent = slot.sink.body_bytes_sent.read();
     for (std::size_t i = 0; i < perf::kHistogramBuckets; ++i) b.latency[i] = slot.latency.buckets[i].read();
+    // Relaxed: a label, ordered with nothing (see BackendRunner).
+    b.retrying = slot.said.retrying.load(std::memory_order_relaxed) != 0;
+    b.said = perf::read_said(slot.said);
+    if (b.said) {
+      // The block is anyone's who may write it: shown as names are.
+      for (char& c : b.said->text) {
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) == 0x7f) c = '?';
+      }
+    }
     s.backends.push_back(std::move(b));
   }
   return s;
@@ -260,7 +271,11 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"connects\":" + std::to_string(b.connects) +
            ",\"connect_failures\":" + std::to_string(b.connect_failures) +
            ",\"timeouts\":" + std::to_string(b.timeouts) + ",\"truncated\":" + std::to_string(b.truncated) +
-           ",\"body_bytes_sent\":" + std::to_string(b.body_bytes_sent);
+           ",\"body_bytes_sent\":" + std::to_string(b.body_bytes_sent) +
+           ",\"retrying\":" + (b.retrying ? "true" : "false") + ",\"last_said\":" +
+           (b.said ? "{\"line\":" + json_quote(b.said->text) + ",\"at_unix_ns\":" + std::to_string(b.said->at_unix_ns) +
+                         "}"
+                   : std::string("null"));
     for (auto [label, q] : {std::pair{"p50_us", 0.5}, std::pair{"p99_us", 0.99}, std::pair{"p999_us", 0.999}}) {
       if (const std::optional<double> us = quantile_us(b.latency, q)) {
         std::snprintf(buffer, sizeof buffer, ",\"%s\":%.1f", label, *us);
@@ -387,6 +402,16 @@ void print_table(const Snapshot& now, const Snapshot* before) {
                                                 b.dropped_removed),
                 cell(quantile_us(latency, 0.5), "%.1f").c_str(), cell(quantile_us(latency, 0.99), "%.1f").c_str(),
                 cell(quantile_us(latency, 0.999), "%.1f").c_str());
+  }
+  // Why, under the figures: what each backend that retries now, or said
+  // something in the last minute, said last.
+  for (const BackendFigures& b : now.backends) {
+    if (!b.in_config || !b.said) continue;
+    const double ago = static_cast<double>(now.unix_ns - b.said->at_unix_ns) / 1e9;
+    const bool retrying = b.retrying && state == "running";
+    if (!retrying && ago > 60) continue;
+    std::printf("  %s%s, %.0f s ago: %s\n", b.name.c_str(), retrying ? " retrying; said last" : " said",
+                std::max(ago, 0.0), b.said->text.c_str());
   }
   std::printf("\n");
   std::fflush(stdout);

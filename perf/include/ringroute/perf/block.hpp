@@ -24,7 +24,8 @@
 namespace ringroute::perf {
 
 inline constexpr std::uint64_t kBlockMagic = 0x3130465052525252ull;  // "RRRRPF01"
-inline constexpr std::uint32_t kBlockVersion = 4;  // 3: BackendSlot::in_config; 4: BackendSlot::written_from
+// 3: BackendSlot::in_config; 4: BackendSlot::written_from; 5: BackendSlot::said
+inline constexpr std::uint32_t kBlockVersion = 5;
 inline constexpr std::size_t kMaxRings = 16;
 inline constexpr std::size_t kMaxBackends = 256;
 inline constexpr std::size_t kMaxWorkers = 16;
@@ -138,6 +139,30 @@ struct alignas(kCacheLine) BackendSinkShard {
 };
 static_assert(sizeof(BackendSinkShard) == 2 * kCacheLine, "a counter added past the padding changes the layout");
 
+// The last line a backend's log said (or held back, at most one a second
+// being said), and whether it is retrying a batch now: so `stat` says why
+// a backend fails, not only that it does. Written by its sink thread
+// alone; read by other processes as a seqlock (write_said(), read_said()).
+inline constexpr std::size_t kSaidBytes = 232;
+struct alignas(kCacheLine) SaidLine {
+  std::atomic<std::uint64_t> sequence;   // odd while the line is written
+  std::atomic<std::int64_t> at_unix_ns;  // when it was said; 0: nothing yet
+  std::atomic<std::uint32_t> retrying;   // 1 from a failed try until the batch is written
+  std::uint32_t reserved;
+  std::array<std::atomic<std::uint64_t>, kSaidBytes / 8> text;  // NUL-padded
+};
+static_assert(sizeof(SaidLine) == 4 * kCacheLine);
+
+struct SaidSeen {
+  std::string text;
+  std::int64_t at_unix_ns = 0;
+};
+// Sets the line; the sink thread's alone to call.
+void write_said(SaidLine& said, std::string_view text, std::int64_t at_unix_ns) noexcept;
+// The line as one write left it, or nullopt when none was ever written or
+// every try met a write in progress.
+[[nodiscard]] std::optional<SaidSeen> read_said(const SaidLine& said);
+
 struct alignas(kCacheLine) BackendSlot {
   char name[kNameBytes];
   char type[16];  // as the backend was last started (a reload may change it)
@@ -164,6 +189,7 @@ struct alignas(kCacheLine) BackendSlot {
   std::array<BackendWorkerShard, kMaxWorkers> worker;
   BackendSinkShard sink;
   Histogram latency;  // commit (event timestamp) to written, per event
+  SaidLine said;
 };
 
 // Readers of another build find these by offset: a change here is a new

@@ -212,10 +212,12 @@ class BackendRunner {
   [[nodiscard]] std::uint64_t handed_end(std::size_t ring) const noexcept;
   // A line for the log, unless one went less than a second ago: false when
   // held back (counted, and said by say_held_back()).
-  bool log_problem(std::string_view what, std::string_view detail = {}) noexcept;
-  // The lines held back, said once a second is up, with the last of them
-  // and the events rejected in them.
-  void say_held_back() noexcept;
+  // `rejected`: the events the line says were rejected.
+  bool log_problem(std::string_view what, std::string_view detail = {}, std::uint64_t rejected = 0) noexcept;
+  // The lines held back, said once a second is up (or at the thread's
+  // end), with the last of them and the events rejected in them.
+  void say_held_back(bool at_end = false) noexcept;
+  [[nodiscard]] std::array<char, 128> held_back_count() const noexcept;
   // The sink's tick (Sink::tick()); an exception out of it is logged.
   void tick_sink() noexcept;
   // SIGHUP's reopen, when one was asked for; a failure is logged.
@@ -268,12 +270,14 @@ class BackendRunner {
   Batch* unfinished_ = nullptr;   // ours, its write cut short by a stop
   std::chrono::steady_clock::time_point last_log_{};
   std::uint64_t lines_held_back_ = 0;  // since the last line said
-  std::uint64_t rejected_unsaid_ = 0;  // events rejected since the last line said
+  std::uint64_t rejected_held_ = 0;    // events rejected in those lines
   char last_held_back_[320] = {};
-  // Tries of the batch being written that failed (retried), and since when:
-  // once one goes through, the log says so.
-  std::uint64_t tries_failed_ = 0;
+  // A failed try or a sink's notice (a stalled receiver), and since when:
+  // once a batch goes through, the log says so. Tries of the batch being
+  // written that failed (retried).
+  bool in_trouble_ = false;
   std::chrono::steady_clock::time_point trouble_since_{};
+  std::uint64_t tries_failed_ = 0;
   std::thread thread_;
 };
 
