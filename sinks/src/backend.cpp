@@ -251,8 +251,9 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   sink_->attach_stop(&stop_now_);
   sink_->attach_notices([](void* runner, std::string_view line) noexcept {
     auto& self = *static_cast<BackendRunner*>(runner);
-    // A trouble too (a receiver that reads nothing): its end is said.
-    if (!self.in_trouble_) self.trouble_since_ = Clock::now();
+    // A trouble too (a receiver that reads nothing), from the start of the
+    // try it came in (a timeout into it): its end is said.
+    if (!self.in_trouble_) self.trouble_since_ = self.try_started_;
     self.in_trouble_ = true;
     self.log_problem(line);
   }, this);
@@ -550,9 +551,19 @@ bool BackendRunner::log_problem(std::string_view what, std::string_view detail, 
   // flood the log. The lines held back are counted, and the last kept, so
   // the log still says they came (say_held_back()). Nothing allocated: it
   // runs where memory may be out.
-  // For `stat`, said or held back: the latest is what it shows.
+  // For `stat`, said or held back: the latest is what it shows. Too long
+  // for its field, the cause is cut (at a character's start, marked) and
+  // the outcome kept: "(N events rejected, not retried)" said what became
+  // of the events, and went first.
   char said[perf::kSaidBytes];
-  std::snprintf(said, sizeof said, "%.*s%.*s", static_cast<int>(what.size()), what.data(),
+  const std::size_t room = sizeof said - 1 - std::min(detail.size(), sizeof said - 1);
+  std::size_t cause = what.size();
+  const bool cut = cause > room;
+  if (cut) {
+    cause = room >= 3 ? room - 3 : 0;
+    while (cause > 0 && (static_cast<unsigned char>(what[cause]) & 0xC0) == 0x80) --cause;
+  }
+  std::snprintf(said, sizeof said, "%.*s%s%.*s", static_cast<int>(cause), what.data(), cut ? "..." : "",
                 static_cast<int>(detail.size()), detail.data());
   perf::write_said(slot_.said, said, realtime_ns());
   const auto now = Clock::now();
@@ -778,7 +789,7 @@ bool BackendRunner::write_through(Batch* batch) {
     Outcome outcome = Outcome::retry;
     // A trouble dates from the start of the try that met it (a timeout is
     // seconds into it).
-    const auto try_started = Clock::now();
+    const auto try_started = try_started_ = Clock::now();
     try {
       outcome = sink_->write(*batch, why);
     } catch (const WriteInterrupted&) {

@@ -250,13 +250,14 @@ class PacedSink : public Sink {
   struct Step {
     Outcome outcome;
     std::chrono::milliseconds pause{0};
+    std::string why;  // the default's when empty
   };
   explicit PacedSink(std::vector<Step> script) : script_(std::move(script)) {}
   Outcome write(const Batch&, std::string& why) override {
     if (next_ >= script_.size()) return Outcome::ok;
     const Step step = script_[next_++];
     std::this_thread::sleep_for(step.pause);
-    why = step.outcome == Outcome::failed ? "nope" : "down";
+    why = !step.why.empty() ? step.why : step.outcome == Outcome::failed ? "nope" : "down";
     return step.outcome;
   }
 
@@ -284,6 +285,30 @@ TEST(BackendRunner, RejectionsHeldBackAreSaidWithTheNextLineOfAnyKind) {
             std::string::npos)
       << said;
   EXPECT_NE(said.find("delivering again, after 1 failed tries over 1."), std::string::npos) << said;
+}
+
+// The line `stat` shows (perf::SaidLine) keeps its outcome when it is too
+// long for its field: the cause is cut, at a character's start. Cut at
+// the end, it lost "(N events rejected, not retried)", and could split a
+// character.
+TEST(BackendRunner, TheLineStatShowsKeepsItsOutcomeWhenCut) {
+  perf::BackendSlot slot;
+  std::string why = "HTTP 400 from http://127.0.0.1:9/in: ";
+  while (why.size() < 400) why += "\xC3\xA9";  // é, two bytes each
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<PacedSink>(std::vector<PacedSink::Step>{
+                                                  {Outcome::failed, std::chrono::milliseconds(0), why}}),
+                       slot);
+  submit_line(runner, "x\n", 10);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (slot.sink.dropped_failed.read() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  runner.stop(std::chrono::milliseconds(0));
+  const auto said = perf::read_said(slot.said);
+  ASSERT_TRUE(said);
+  EXPECT_LT(said->text.size(), perf::kSaidBytes);
+  EXPECT_TRUE(said->text.ends_with("\xC3\xA9... (1 events rejected, not retried)")) << said->text;
+  EXPECT_TRUE(said->text.starts_with("HTTP 400 from http://127.0.0.1:9/in: \xC3\xA9")) << said->text;
 }
 
 // What a runner held back when it stops (a stop, a reload) is said then:

@@ -937,6 +937,16 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
     std::strcpy(block.block().rings[0].name, ring.c_str());
     ASSERT_EQ(block.backend_slot("y", "file"), 1);
     std::strcpy(block.block().backends[1].name, "\xC2\x9B" "2J\xFF");
+    // A backend's last log line carries a destination's words (an HTTP
+    // body's start): an escape, a C1 control (U+009B, CSI to some
+    // terminals), and UTF-8 that is text.
+    auto& said_by = block.block().backends[1];
+    said_by.in_config.store(1);
+    said_by.said.retrying.store(1);  // left by a stop in the middle of a retry
+    ringroute::perf::write_said(said_by.said, "HTTP 400: \x1b[31m \xC2\x9B" "31m caf\xC3\xA9 (1 events rejected)",
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
   }
   const std::string out = run_capture("stat --json --instance " + instance);
   simdjson::dom::parser parser;
@@ -947,6 +957,14 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
   EXPECT_TRUE(bool(doc["rings"].at(0)["attached"])) << out;
   EXPECT_EQ(uint64_t(doc["rings"].at(0)["capacity"]), 4096u) << out;
   EXPECT_EQ(std::string_view(doc["backends"].at(1)["name"]), "??2J?");
+  EXPECT_EQ(std::string_view(doc["backends"].at(1)["last_said"]["line"]),
+            "HTTP 400: ?[31m ?31m caf\xC3\xA9 (1 events rejected)");
+  EXPECT_FALSE(bool(doc["backends"].at(1)["retrying"])) << "no router runs";
+  const std::string view = run_capture("stat --count 1 --instance " + instance);
+  EXPECT_NE(view.find("  ??2J? said, 0 s ago: HTTP 400: ?[31m ?31m caf\xC3\xA9 (1 events rejected)\n"),
+            std::string::npos)
+      << view;
+  EXPECT_EQ(view.find_first_of("\x1b\x9b"), std::string::npos) << view;
   ringroute::perf::BlockMapping::remove(instance);
 }
 

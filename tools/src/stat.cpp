@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -204,9 +206,19 @@ Snapshot take(const perf::Block& block) {
     b.retrying = slot.said.retrying.load(std::memory_order_relaxed) != 0;
     b.said = perf::read_said(slot.said);
     if (b.said) {
-      // The block is anyone's who may write it: shown as names are.
-      for (char& c : b.said->text) {
-        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) == 0x7f) c = '?';
+      // A destination's words (an HTTP body's start), and the block is
+      // anyone's who may write it: control bytes shown as '?', C1 controls
+      // (U+0080-U+009F, escapes to some terminals) too, and every byte
+      // past ASCII where the line is not UTF-8.
+      std::string& text = b.said->text;
+      const bool utf8 = simdjson::validate_utf8(text.data(), text.size());
+      for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7f || (!utf8 && c >= 0x80)) {
+          text[i] = '?';
+        } else if (c == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xA0) {
+          text.replace(i, 2, "?");
+        }
       }
     }
     s.backends.push_back(std::move(b));
@@ -272,7 +284,9 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"connect_failures\":" + std::to_string(b.connect_failures) +
            ",\"timeouts\":" + std::to_string(b.timeouts) + ",\"truncated\":" + std::to_string(b.truncated) +
            ",\"body_bytes_sent\":" + std::to_string(b.body_bytes_sent) +
-           ",\"retrying\":" + (b.retrying ? "true" : "false") + ",\"last_said\":" +
+           // Left set by a stop in the middle of a retry: only a running
+           // router's backend retries now.
+           ",\"retrying\":" + (b.retrying && s.router_running ? "true" : "false") + ",\"last_said\":" +
            (b.said ? "{\"line\":" + json_quote(b.said->text) + ",\"at_unix_ns\":" + std::to_string(b.said->at_unix_ns) +
                          "}"
                    : std::string("null"));

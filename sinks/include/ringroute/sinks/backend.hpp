@@ -277,6 +277,7 @@ class BackendRunner {
   // written that failed (retried).
   bool in_trouble_ = false;
   std::chrono::steady_clock::time_point trouble_since_{};
+  std::chrono::steady_clock::time_point try_started_{};  // of the write under way
   std::uint64_t tries_failed_ = 0;
   std::thread thread_;
 };
