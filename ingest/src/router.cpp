@@ -1119,6 +1119,7 @@ Router::Router(RouterConfig config)
   // Informational for `stat` (relaxed: it reads each field on its own).
   perf::BlockHeader& header = block_.block().header;
   header.router_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
+  header.router_stopped.store(0, std::memory_order_relaxed);
   header.router_started_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                      std::chrono::system_clock::now().time_since_epoch()).count(),
                                  std::memory_order_relaxed);
@@ -1429,6 +1430,8 @@ void Router::stop(std::chrono::milliseconds drain) {
     if (worker->ring_lost()) lost_rings_.push_back(worker->ring_name());
   }
   workers_.clear();
+  // Informational for `stat`, as at the start: this router did not die.
+  block_.block().header.router_stopped.store(1, std::memory_order_relaxed);
 }
 
 std::optional<std::string> Router::failure() const {

@@ -493,6 +493,11 @@ TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
   }
   router->kill9();
   std::this_thread::sleep_for(100ms);
+  // `stat` tells the death from a stop: the figures are as it left them
+  // either way, and it said "not running" for both.
+  const std::string died = run_capture("stat --count 1 --instance " + ring);
+  EXPECT_NE(died.find(": died without finishing its stop (killed, crashed or stuck; "), std::string::npos) << died;
+  EXPECT_NE(run_capture("stat --json --instance " + ring).find("\"router_state\":\"died\""), std::string::npos);
   router = std::make_unique<RouterProcess>(dir / "edr.json", dir / "router.log");
   ASSERT_EQ(wait_child(producer), 0);
   wait_drained(ring);
@@ -513,6 +518,7 @@ TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
   const std::string json = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_GE(uint64_t(doc["rings"].at(0)["replayed"]), duplicates) << json;
+  EXPECT_EQ(std::string_view(doc["router_state"]), "stopped") << json;
   cleanup(ring);
 }
 

@@ -67,6 +67,7 @@ struct Snapshot {
   std::int64_t router_started_unix_ns = 0;
   std::int64_t block_created_unix_ns = 0;  // 0: a block of an earlier build, which did not say
   bool router_running = false;
+  bool router_stopped = false;  // perf::BlockHeader::router_stopped
   // Known only through a ring this reader may read: none, while one is
   // there and can't be read (its rings 0600, the block readable), and
   // whether the router runs is not known.
@@ -96,6 +97,7 @@ Snapshot take(const perf::Block& block) {
   s.unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
                   .count();
   s.router_pid = block.header.router_pid.load(std::memory_order_relaxed);
+  s.router_stopped = block.header.router_stopped.load(std::memory_order_relaxed) != 0;  // a label: see the block
   s.router_started_unix_ns = block.header.router_started_ns.load(std::memory_order_relaxed);
   s.block_created_unix_ns = block.header.created_ns.load(std::memory_order_relaxed);
   for (const perf::RingSlot& slot : block.rings) {
@@ -240,7 +242,8 @@ std::optional<double> quantile_us(const std::array<std::uint64_t, perf::kHistogr
 
 const char* router_state(const Snapshot& s) {
   if (s.router_running) return "running";
-  return s.router_known || !s.ring_unreadable ? "stopped" : "unknown";
+  if (s.router_known || !s.ring_unreadable) return s.router_pid > 0 && !s.router_stopped ? "died" : "stopped";
+  return "unknown";
 }
 
 std::string json_snapshot(const std::string& instance, const Snapshot& s) {
@@ -364,6 +367,10 @@ void print_table(const Snapshot& now, const Snapshot* before) {
   } else if (state == "stopped") {
     std::printf("router%s: not running (figures as it left them)\n",
                 now.router_pid > 0 ? (" pid " + std::to_string(now.router_pid)).c_str() : "");
+  } else if (state == "died") {
+    std::printf("router pid %d: died without finishing its stop (killed, crashed or stuck; figures as it left "
+                "them, what it had not written waits in its rings for the next start)\n",
+                static_cast<int>(now.router_pid));
   } else {
     std::printf("router pid %d: not known (no ring could be read)\n", static_cast<int>(now.router_pid));
   }

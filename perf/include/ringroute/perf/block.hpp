@@ -24,7 +24,8 @@
 namespace ringroute::perf {
 
 inline constexpr std::uint64_t kBlockMagic = 0x3130465052525252ull;  // "RRRRPF01"
-// 3: BackendSlot::in_config; 4: BackendSlot::written_from; 5: BackendSlot::said
+// 3: BackendSlot::in_config; 4: BackendSlot::written_from; 5: BackendSlot::said,
+// BlockHeader::router_stopped
 inline constexpr std::uint32_t kBlockVersion = 5;
 inline constexpr std::size_t kMaxRings = 16;
 inline constexpr std::size_t kMaxBackends = 256;
@@ -201,7 +202,10 @@ static_assert(sizeof(BackendSlot) % kCacheLine == 0);
 struct BlockHeader {
   std::uint64_t magic;
   std::atomic<std::uint32_t> version;  // written last (release) by the creator
-  std::uint32_t reserved;
+  // 1 once the router of router_pid finished its stop; 0 from its start, so
+  // a router that is gone with 0 here died (killed, crashed) or was left
+  // stuck in its stop. Relaxed on both sides: a label for `stat`.
+  std::atomic<std::uint32_t> router_stopped;
   std::atomic<std::int32_t> router_pid;
   std::atomic<std::int64_t> router_started_ns;
   std::atomic<std::uint32_t> ring_count;
