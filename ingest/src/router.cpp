@@ -1430,8 +1430,7 @@ void Router::stop(std::chrono::milliseconds drain) {
     if (worker->ring_lost()) lost_rings_.push_back(worker->ring_name());
   }
   workers_.clear();
-  // Informational for `stat`, as at the start: this router did not die.
-  block_.block().header.router_stopped.store(1, std::memory_order_relaxed);
+  stopped_mark_.armed = true;
 }
 
 std::optional<std::string> Router::failure() const {

@@ -563,7 +563,8 @@ bool BackendRunner::log_problem(std::string_view what, std::string_view detail, 
     cause = room >= 3 ? room - 3 : 0;
     while (cause > 0 && (static_cast<unsigned char>(what[cause]) & 0xC0) == 0x80) --cause;
   }
-  std::snprintf(said, sizeof said, "%.*s%s%.*s", static_cast<int>(cause), what.data(), cut ? "..." : "",
+  // No room for the mark beside a detail that fills the field: the detail.
+  std::snprintf(said, sizeof said, "%.*s%s%.*s", static_cast<int>(cause), what.data(), cut && room >= 3 ? "..." : "",
                 static_cast<int>(detail.size()), detail.data());
   perf::write_said(slot_.said, said, realtime_ns());
   const auto now = Clock::now();

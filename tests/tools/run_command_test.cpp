@@ -1494,6 +1494,36 @@ TEST(RunCommand, AFullDiskUnderDropNeverSlowsTheOtherBackends) {
   cleanup(ring);
 }
 
+// A router whose rings were removed from /dev/shm under it (logind's
+// RemoveIPC, a cleanup script) still runs: `stat` can't see it consume a
+// ring, but its process is there, so it is not said to have died; once it
+// has stopped, it is said to have stopped.
+TEST(StatCommand, ARouterWhoseRingsWereRemovedIsNotSaidToHaveDied) {
+  Dir dir;
+  const std::string ring = one_file_instance(dir, "unlinked");
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string json;
+  for (const auto deadline = std::chrono::steady_clock::now() + 10s;;) {  // the router has said its pid
+    json = run_capture("stat --json --instance " + ring);
+    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+    if (std::string_view(doc["router_state"]) == "running") break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << json;
+    std::this_thread::sleep_for(10ms);
+  }
+  fs::remove("/dev/shm/" + ring);
+  json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_EQ(std::string_view(doc["router_state"]), "unknown") << json;
+  ASSERT_EQ(router.stop(), 0);
+  json = run_capture("stat --json --instance " + ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_EQ(std::string_view(doc["router_state"]), "stopped") << json;
+  cleanup(ring);
+}
+
 // A record whose payload does not decode (a producer that is not the
 // library, or a broken one) is counted corrupt, skipped, and said with
 // where and why; it was only counted. The records around it are delivered.

@@ -68,6 +68,7 @@ struct Snapshot {
   std::int64_t block_created_unix_ns = 0;  // 0: a block of an earlier build, which did not say
   bool router_running = false;
   bool router_stopped = false;  // perf::BlockHeader::router_stopped
+  bool router_pid_alive = false;  // a process of router_pid is there (maybe another, its pid reused)
   // Known only through a ring this reader may read: none, while one is
   // there and can't be read (its rings 0600, the block readable), and
   // whether the router runs is not known.
@@ -98,6 +99,7 @@ Snapshot take(const perf::Block& block) {
                   .count();
   s.router_pid = block.header.router_pid.load(std::memory_order_relaxed);
   s.router_stopped = block.header.router_stopped.load(std::memory_order_relaxed) != 0;  // a label: see the block
+  s.router_pid_alive = s.router_pid > 0 && ring::process_alive(s.router_pid, 0);
   s.router_started_unix_ns = block.header.router_started_ns.load(std::memory_order_relaxed);
   s.block_created_unix_ns = block.header.created_ns.load(std::memory_order_relaxed);
   for (const perf::RingSlot& slot : block.rings) {
@@ -242,8 +244,21 @@ std::optional<double> quantile_us(const std::array<std::uint64_t, perf::kHistogr
 
 const char* router_state(const Snapshot& s) {
   if (s.router_running) return "running";
-  if (s.router_known || !s.ring_unreadable) return s.router_pid > 0 && !s.router_stopped ? "died" : "stopped";
-  return "unknown";
+  if (!s.router_known && s.ring_unreadable) return "unknown";
+  if (s.router_pid > 0 && !s.router_stopped) {
+    // Not consuming a ring we could read, yet its process is there (its
+    // rings removed from /dev/shm under it, or still tearing its stop
+    // down): it did not die, and whether it routes is not known.
+    return s.router_pid_alive ? "unknown" : "died";
+  }
+  return "stopped";
+}
+
+// Whether a backend retries now, as far as `stat` can tell: not once its
+// router stopped or died (a stop in the middle of a retry leaves the flag).
+bool retrying_now(const BackendFigures& b, const Snapshot& s) {
+  const std::string_view state = router_state(s);
+  return b.retrying && state != "stopped" && state != "died";
 }
 
 std::string json_snapshot(const std::string& instance, const Snapshot& s) {
@@ -287,9 +302,7 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
            ",\"connect_failures\":" + std::to_string(b.connect_failures) +
            ",\"timeouts\":" + std::to_string(b.timeouts) + ",\"truncated\":" + std::to_string(b.truncated) +
            ",\"body_bytes_sent\":" + std::to_string(b.body_bytes_sent) +
-           // Left set by a stop in the middle of a retry: only a running
-           // router's backend retries now.
-           ",\"retrying\":" + (b.retrying && s.router_running ? "true" : "false") + ",\"last_said\":" +
+           ",\"retrying\":" + (retrying_now(b, s) ? "true" : "false") + ",\"last_said\":" +
            (b.said ? "{\"line\":" + json_quote(b.said->text) + ",\"at_unix_ns\":" + std::to_string(b.said->at_unix_ns) +
                          "}"
                    : std::string("null"));
@@ -429,7 +442,7 @@ void print_table(const Snapshot& now, const Snapshot* before) {
   for (const BackendFigures& b : now.backends) {
     if (!b.in_config || !b.said) continue;
     const double ago = static_cast<double>(now.unix_ns - b.said->at_unix_ns) / 1e9;
-    const bool retrying = b.retrying && state == "running";
+    const bool retrying = retrying_now(b, now);
     if (!retrying && ago > 60) continue;
     std::printf("  %s%s, %.0f s ago: %s\n", b.name.c_str(), retrying ? " retrying; said last" : " said",
                 std::max(ago, 0.0), b.said->text.c_str());

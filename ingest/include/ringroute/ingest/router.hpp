@@ -131,6 +131,18 @@ class Router {
 
   RouterConfig config_;
   perf::BlockMapping block_;
+  // Marks the block's router_stopped (for `stat`) once stop() has run and
+  // everything declared after this is gone: the runners, whose sinks make
+  // their last syncs as they go, and the plans that share them. A router
+  // that hangs or exits there did not finish its stop.
+  struct StoppedMark {
+    perf::BlockMapping& block;
+    bool armed = false;  // by the end of stop()
+    ~StoppedMark() {
+      // Relaxed: a label for `stat`, as router_pid is.
+      if (armed) block.block().header.router_stopped.store(1, std::memory_order_relaxed);
+    }
+  } stopped_mark_{block_};
   Runners runners_;  // by backend name
   std::vector<int> reclaimed_slots_;  // since the last plan published (Plan::reclaimed_slots)
   matcher::Generations<Plan> plans_;
