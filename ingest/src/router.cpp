@@ -872,7 +872,6 @@ class Worker {
     return missed;
   }
 
-  // Linger, written batches, ring release.
   // What was counted and not yet said (records that do not decode, events
   // a full queue dropped): a line each at most once a second, so a drop or
   // a broken producer is in the log, not only in the counters.
@@ -907,6 +906,7 @@ class Worker {
     if (said) said_at_ = now;
   }
 
+  // Linger, written batches, ring release.
   void maintain(Clock::time_point now) {
     if ((corrupt_unsaid_ != 0 || drops_unsaid_) && now - said_at_ >= std::chrono::seconds(1)) [[unlikely]] {
       say_unsaid(now);
