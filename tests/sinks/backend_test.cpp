@@ -194,28 +194,34 @@ TEST(BackendRunner, ASinkIsTickedWhileABatchIsRetried) {
   runner.stop(std::chrono::milliseconds(0));
 }
 
-// A sink whose first `failing` writes are retried ("down"), and the rest
-// written; with `reject`, every write is refused whole instead ("nope").
+// A sink that answers its writes as `script` says, in turn (then ok), each
+// after its pause, saying `why` ("nope" for a refusal, "down" for a retry
+// where it is empty).
 class ScriptedSink : public Sink {
  public:
-  ScriptedSink(int failing, bool reject) : failing_(failing), reject_(reject) {}
+  struct Step {
+    Outcome outcome;
+    std::chrono::milliseconds pause{0};
+    std::string why;  // the default's when empty
+  };
+  explicit ScriptedSink(std::vector<Step> script) : script_(std::move(script)) {}
   Outcome write(const Batch&, std::string& why) override {
-    if (reject_) {
-      why = "nope";
-      return Outcome::failed;
-    }
-    if (failing_ > 0) {
-      --failing_;
-      why = "down";
-      return Outcome::retry;
-    }
-    return Outcome::ok;
+    if (next_ >= script_.size()) return Outcome::ok;
+    const Step step = script_[next_++];
+    std::this_thread::sleep_for(step.pause);
+    why = !step.why.empty() ? step.why : step.outcome == Outcome::failed ? "nope" : "down";
+    return step.outcome;
   }
 
  private:
-  int failing_;
-  bool reject_;
+  std::vector<Step> script_;
+  std::size_t next_ = 0;
 };
+
+// A sink whose first `count` writes end as `outcome`, the rest ok.
+std::unique_ptr<Sink> scripted(std::size_t count, Outcome outcome) {
+  return std::make_unique<ScriptedSink>(std::vector<ScriptedSink::Step>(count, {outcome}));
+}
 
 // What the log said once the runner has had `wait` to say it.
 std::string log_of(BackendRunner& runner, std::chrono::milliseconds wait) {
@@ -230,7 +236,7 @@ std::string log_of(BackendRunner& runner, std::chrono::milliseconds wait) {
 TEST(BackendRunner, TheLogSaysATroubleIsOverAndWhatItHeldBack) {
   perf::BackendSlot slot;
   ::testing::internal::CaptureStderr();
-  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(3, false), slot);
+  BackendRunner runner("b", BackendOptions{}, scripted(3, Outcome::retry), slot);
   submit_line(runner, "x\n", 10);
   const std::string said = log_of(runner, std::chrono::milliseconds(1600));
   EXPECT_EQ(slot.sink.sent.read(), 1u);
@@ -243,29 +249,6 @@ TEST(BackendRunner, TheLogSaysATroubleIsOverAndWhatItHeldBack) {
       << said;
 }
 
-// A sink that answers its writes as `script` says, in turn (then ok), each
-// after its pause.
-class PacedSink : public Sink {
- public:
-  struct Step {
-    Outcome outcome;
-    std::chrono::milliseconds pause{0};
-    std::string why;  // the default's when empty
-  };
-  explicit PacedSink(std::vector<Step> script) : script_(std::move(script)) {}
-  Outcome write(const Batch&, std::string& why) override {
-    if (next_ >= script_.size()) return Outcome::ok;
-    const Step step = script_[next_++];
-    std::this_thread::sleep_for(step.pause);
-    why = !step.why.empty() ? step.why : step.outcome == Outcome::failed ? "nope" : "down";
-    return step.outcome;
-  }
-
- private:
-  std::vector<Step> script_;
-  std::size_t next_ = 0;
-};
-
 // Rejections held back are said with the next line said, whatever it is
 // about: a retry's line took their place and they were never summed.
 // And a trouble dates from the try that met it (a timeout is seconds into
@@ -273,9 +256,9 @@ class PacedSink : public Sink {
 TEST(BackendRunner, RejectionsHeldBackAreSaidWithTheNextLineOfAnyKind) {
   perf::BackendSlot slot;
   ::testing::internal::CaptureStderr();
-  std::vector<PacedSink::Step> script(5, {Outcome::failed});
+  std::vector<ScriptedSink::Step> script(5, {Outcome::failed});
   script.push_back({Outcome::retry, std::chrono::milliseconds(1100)});
-  BackendRunner runner("b", BackendOptions{}, std::make_unique<PacedSink>(script), slot);
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(script), slot);
   for (std::uint64_t i = 1; i <= 6; ++i) submit_line(runner, "x\n", 10 * i);
   const std::string said = log_of(runner, std::chrono::milliseconds(1500));
   EXPECT_EQ(slot.sink.dropped_failed.read(), 5u);
@@ -295,7 +278,7 @@ TEST(BackendRunner, TheLineStatShowsKeepsItsOutcomeWhenCut) {
   perf::BackendSlot slot;
   std::string why = "HTTP 400 from http://127.0.0.1:9/in: ";
   while (why.size() < 400) why += "\xC3\xA9";  // é, two bytes each
-  BackendRunner runner("b", BackendOptions{}, std::make_unique<PacedSink>(std::vector<PacedSink::Step>{
+  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(std::vector<ScriptedSink::Step>{
                                                   {Outcome::failed, std::chrono::milliseconds(0), why}}),
                        slot);
   submit_line(runner, "x\n", 10);
@@ -317,7 +300,7 @@ TEST(BackendRunner, TheLineStatShowsKeepsItsOutcomeWhenCut) {
 TEST(BackendRunner, WhatTheLogHeldBackIsSaidAtAStop) {
   perf::BackendSlot slot;
   ::testing::internal::CaptureStderr();
-  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(1, false), slot);
+  BackendRunner runner("b", BackendOptions{}, scripted(1, Outcome::retry), slot);
   submit_line(runner, "x\n", 10);
   const std::string said = log_of(runner, std::chrono::milliseconds(300));
   EXPECT_EQ(slot.sink.sent.read(), 1u);
@@ -333,7 +316,7 @@ TEST(BackendRunner, WhatTheLogHeldBackIsSaidAtAStop) {
 TEST(BackendRunner, TheLogCountsEveryRejectedEventThoughItHoldsLinesBack) {
   perf::BackendSlot slot;
   ::testing::internal::CaptureStderr();
-  BackendRunner runner("b", BackendOptions{}, std::make_unique<ScriptedSink>(0, true), slot);
+  BackendRunner runner("b", BackendOptions{}, scripted(50, Outcome::failed), slot);
   for (std::uint64_t i = 1; i <= 50; ++i) submit_line(runner, "x\n", 10 * i);
   const std::string said = log_of(runner, std::chrono::milliseconds(1600));
   EXPECT_EQ(slot.sink.dropped_failed.read(), 50u);

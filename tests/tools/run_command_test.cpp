@@ -351,6 +351,23 @@ void expect_never_connected(const std::string& stat_json, std::size_t index, std
   EXPECT_GT(int64_t(backend["last_said"]["at_unix_ns"]), 0) << stat_json;
 }
 
+// `stat --json` of `instance` once it says the router runs, or as it is
+// `within` from now.
+std::string stat_once_running(const std::string& instance, std::chrono::milliseconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  simdjson::dom::parser parser;
+  for (;;) {
+    const std::string json = run_capture("stat --json --instance " + instance);
+    simdjson::dom::element doc;
+    if (parser.parse(json).get(doc) != simdjson::SUCCESS) {
+      ADD_FAILURE() << "not JSON: " << json;
+      return json;
+    }
+    if (std::string_view(doc["router_state"]) == "running" || std::chrono::steady_clock::now() > deadline) return json;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
 // An http backend "late" on 127.0.0.1:`port`, one connection, batches of
 // 200, a queue of 1000 events under `block`.
 std::string late_http_backend(std::uint16_t port, const std::string& bindings = R"([{"verbosity": "trace"}])") {
@@ -1390,12 +1407,8 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   RouterProcess again(dir / "edr.json", dir / "router2.log");
   wait_for_ring(other);
   wait_for_log(dir / "router2.log", "ring " + ring + ", which this config no longer names, holds ");
-  for (const auto deadline = std::chrono::steady_clock::now() + 5s;;) {
-    json = run_capture("stat --json --instance " + ring);
-    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
-    if (std::string_view(doc["router_state"]) == "running" || std::chrono::steady_clock::now() > deadline) break;
-    std::this_thread::sleep_for(5ms);
-  }
+  json = stat_once_running(ring, 5s);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   ASSERT_EQ(doc["rings"].get_array().size(), 2u) << json;
   EXPECT_EQ(std::string_view(doc["rings"].at(0)["name"]), ring) << json;
   EXPECT_FALSE(bool(doc["rings"].at(0)["in_config"])) << json;
@@ -1505,14 +1518,9 @@ TEST(StatCommand, ARouterWhoseRingsWereRemovedIsNotSaidToHaveDied) {
   wait_for_ring(ring);
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  std::string json;
-  for (const auto deadline = std::chrono::steady_clock::now() + 10s;;) {  // the router has said its pid
-    json = run_capture("stat --json --instance " + ring);
-    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
-    if (std::string_view(doc["router_state"]) == "running") break;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << json;
-    std::this_thread::sleep_for(10ms);
-  }
+  std::string json = stat_once_running(ring, 10s);  // the router has said its pid
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  ASSERT_EQ(std::string_view(doc["router_state"]), "running") << json;
   fs::remove("/dev/shm/" + ring);
   json = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
