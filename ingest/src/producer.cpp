@@ -167,6 +167,28 @@ const char* refusal(RingState state, bool while_waiting) noexcept {
                          "its name): open the ring again";
 }
 
+// Whether the ring `mapped` is one no router reads now, nor will: removed
+// from its name (or the name given to another ring) and its consumer gone.
+bool read_by_no_router(const rr_producer& p, const struct stat& mapped, const ring::SegmentHeader& header) {
+  // The name, not only a link: a ring renamed away, or removed while a
+  // hard link (a backup's) kept its file, is linked still, yet no router
+  // looks for it by its name.
+  struct stat named {};
+  const bool named_so = ::stat(p.ring_path.c_str(), &named) == 0;
+  const bool ours = named_so && named.st_dev == mapped.st_dev && named.st_ino == mapped.st_ino;
+  if (ours) return false;
+  const bool replaced = named_so;
+  if (replaced) return true;
+  // A consumer holding its lock reads the ring, whatever its pid says to
+  // us (another PID namespace).
+  if (ring::slot_lock_state(p.ring->segment().fd(), ring::kConsumerLockByte) == ring::SlotLock::held) return false;
+  // Acquire pairs with the release that published the consumer's pid:
+  // these are its ticks.
+  const std::int32_t consumer = header.consumer_pid.load(std::memory_order_acquire);
+  const std::uint64_t ticks = header.consumer_start_ticks.load(std::memory_order_relaxed);
+  return consumer == 0 || (consumer > 0 && !ring::process_alive(consumer, ticks));  // else still read
+}
+
 // Whether emits are refused now (state_of() says why).
 bool ring_refused(rr_producer& p, std::int64_t now) {
   const RingState state = state_of(p);
@@ -205,30 +227,8 @@ bool ring_refused(rr_producer& p, std::int64_t now) {
     return true;
   }
   mend(p);
-  // The name, not only a link: a ring renamed away, or removed while a
-  // hard link (a backup's) kept its file, is linked still, yet no router
-  // looks for it by its name.
-  struct stat named {};
-  const bool named_so = ::stat(p.ring_path.c_str(), &named) == 0;
-  const bool ours = named_so && named.st_dev == mapped.st_dev && named.st_ino == mapped.st_ino;
-  if (ours) return state_of(p) != RingState::well;
-  const bool replaced = named_so;
-  if (!replaced) {
-    // A consumer holding its lock reads the ring, whatever its pid says to
-    // us (another PID namespace).
-    if (ring::slot_lock_state(p.ring->segment().fd(), ring::kConsumerLockByte) == ring::SlotLock::held) {
-      return state_of(p) != RingState::well;
-    }
-    // Acquire pairs with the release that published the consumer's pid:
-    // these are its ticks.
-    const std::int32_t consumer = header.consumer_pid.load(std::memory_order_acquire);
-    const std::uint64_t ticks = header.consumer_start_ticks.load(std::memory_order_relaxed);
-    if (consumer != 0 && (consumer < 0 || ring::process_alive(consumer, ticks))) {
-      return state_of(p) != RingState::well;  // still read
-    }
-  }
-  worsen(p, RingState::removed);
-  return true;
+  if (read_by_no_router(p, mapped, header)) worsen(p, RingState::removed);
+  return state_of(p) != RingState::well;
 }
 
 struct TreeOfRrStr {
