@@ -258,8 +258,7 @@ int Segment::fd() const noexcept {
 
 Segment Segment::create_or_attach(const std::string& name, const SegmentOptions& options,
                                   std::string* warning) {
-  if (!is_power_of_two(options.capacity_bytes) || options.capacity_bytes < kMinCapacity ||
-      options.capacity_bytes > kMaxCapacity) {
+  if (!is_ring_capacity(options.capacity_bytes)) {
     throw RingError(Status::bad_argument,
                     "ring " + name + ": size_bytes " + std::to_string(options.capacity_bytes) +
                         " must be a power of two between " + std::to_string(kMinCapacity) +

@@ -276,8 +276,7 @@ Run add_bench_ring(CLI::App& bench) {
             // the first run's progress line, naming a config key.
             errno = 0;
             const std::uint64_t bytes = std::strtoull(text.c_str(), nullptr, 10);
-            if (errno == ERANGE || bytes < ring::kMinCapacity || bytes > ring::kMaxCapacity ||
-                (bytes & (bytes - 1)) != 0) {
+            if (errno == ERANGE || !ring::is_ring_capacity(bytes)) {
               return "not a power of two from " + std::to_string(ring::kMinCapacity) + " to " +
                      std::to_string(ring::kMaxCapacity) + ": " + text;
             }

@@ -49,6 +49,10 @@ inline constexpr std::uint32_t kNoSlot = 0xffffu;  // producers that found every
 inline constexpr std::uint64_t kMinCapacity = 1024;
 // Record lengths are 32-bit, and so is the padding record that fills a lap's end.
 inline constexpr std::uint64_t kMaxCapacity = 1ull << 30;
+// A size_bytes a ring may have: a power of two in [kMinCapacity, kMaxCapacity].
+constexpr bool is_ring_capacity(std::uint64_t bytes) noexcept {
+  return bytes >= kMinCapacity && bytes <= kMaxCapacity && (bytes & (bytes - 1)) == 0;
+}
 
 constexpr std::uint64_t align_record(std::uint64_t n) noexcept {
   return (n + (kRecordAlignment - 1)) & ~std::uint64_t{kRecordAlignment - 1};
