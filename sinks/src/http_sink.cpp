@@ -213,9 +213,11 @@ struct HttpSink::Connection {
   std::size_t in_used = 0;  // unparsed bytes at the front of `in`
   std::optional<http::response_parser<http::string_body>> parser;
   bool reused = false;  // its request went on a connection kept alive from an earlier one
+  bool exchanging = false;  // a request sent or being sent, its answer not yet read (ConnectionDemand)
 };
 
-HttpSink::HttpSink(HttpSinkOptions options) : options_(std::move(options)) {
+HttpSink::HttpSink(HttpSinkOptions options)
+    : options_(std::move(options)), demand_(options_.max_connections) {
   std::string why;
   const auto url = parse_url(options_.url, why);
   if (!url) throw std::runtime_error("http sink: " + why);
@@ -278,7 +280,14 @@ void HttpSink::tick(std::chrono::steady_clock::time_point now) {
   }
 }
 
+void HttpSink::end_exchange(Connection& c) noexcept {
+  if (!c.exchanging) return;
+  c.exchanging = false;
+  demand_.exchange_ends(std::chrono::steady_clock::now());
+}
+
 void HttpSink::close_connection(Connection& c) noexcept {
+  end_exchange(c);
   c.stream.close();
   c.busy = false;
   c.in_used = 0;
@@ -400,7 +409,9 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   bool stop_dispatch = false;
   Dialing dialing(host_, port_, false, address_pick_, stop_);
 
-  while (connections_.size() < options_.max_connections) connections_.push_back(std::make_unique<Connection>());
+  // One connection while one keeps up (ConnectionDemand): each one more
+  // splits the destination's stream of requests into interleaved ones.
+  while (connections_.size() < demand_.wanted()) connections_.push_back(std::make_unique<Connection>());
 
   auto fail = [&](std::size_t index, const std::string& what) {
     Connection& c = *connections_[index];
@@ -416,7 +427,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   // The request's first send starts its clock (connecting has its own).
   auto start_request = [&](std::size_t index) {
     Connection& c = *connections_[index];
-    c.deadline = std::chrono::steady_clock::now() + options_.timeout;
+    const auto now = std::chrono::steady_clock::now();
+    c.deadline = now + options_.timeout;
+    c.exchanging = true;
+    demand_.exchange_begins(now);
     std::string reason;
     if (!c.stream.send_next(*loop_, index * Stream::kOps, time_left(c), reason)) fail(index, reason);
   };
@@ -451,6 +465,9 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     const bool others_busy = std::any_of(connections_.begin(), connections_.end(),
                                          [&](const auto& other) { return other.get() != &c && other->busy; });
     if (!c.stream.out_of_descriptors() || !others_busy) return false;
+    // Wanting more than it can open, each window would try one more.
+    demand_.hold_at(static_cast<std::uint32_t>(std::count_if(
+        connections_.begin(), connections_.end(), [&](const auto& other) { return other.get() != &c && other->busy; })));
     requests_[c.request].state = Request::State::pending;
     next = std::min(next, c.request);  // dispatch() looks for pending requests from `next` on
     close_connection(c);
@@ -506,6 +523,16 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     dispatch(index);
     return true;
   };
+  // An answered connection takes the next request; where the window that
+  // ends shows one connection too few, one more starts too (one at a time:
+  // the window after it weighs whether that one was enough).
+  auto take_next = [&](std::size_t index) {
+    dispatch(index);
+    if (!demand_.weigh(std::chrono::steady_clock::now())) return;
+    const std::size_t added = demand_.wanted() - 1;
+    while (connections_.size() <= added) connections_.push_back(std::make_unique<Connection>());
+    if (!connections_[added]->busy) dispatch(added);
+  };
   // `keep`: false when the connection can't be used again whatever the
   // response says (a 2xx whose body was past the limit and not read).
   auto finish_response = [&](std::size_t index, bool keep_connection = true) {
@@ -555,9 +582,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     }
     const bool keep = keep_connection && response.keep_alive() && status != kMisdirected;
     c.busy = false;
+    end_exchange(c);
     c.parser.reset();
     if (!keep) close_connection(c);
-    dispatch(index);
+    take_next(index);
   };
 
   // A final status read from a header Beast refused: decided as
@@ -582,7 +610,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       if (reject_why.empty()) reject_why = what;
     }
     close_connection(c);  // not busy, no parser, nothing unread kept
-    dispatch(index);
+    take_next(index);
   };
 
   // A server may answer before it has read the whole request (401, or 413
@@ -609,7 +637,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     return true;
   };
 
-  for (std::size_t i = 0; i < connections_.size(); ++i) {
+  for (std::size_t i = 0; i < std::min<std::size_t>(connections_.size(), demand_.wanted()); ++i) {
     if (!dispatch(i)) break;
   }
   loop_->run(stop_, [&](std::uint64_t tag, int result) {
@@ -756,6 +784,9 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     receive_next(index);
   });
   address_pick_ = dialing.preferred();  // where the next write's connections start
+  // Between writes the sink waits on nothing (a stop may leave some counted).
+  for (auto& c : connections_) c->exchanging = false;
+  demand_.end_exchanges(std::chrono::steady_clock::now());
   bool all_resolved = true;
   rejected_ranges_.clear();
   for (const Request& r : requests_) {

@@ -132,7 +132,8 @@ struct SocketSink::Connection {
   }
 };
 
-SocketSink::SocketSink(SocketSinkOptions options) : options_(std::move(options)) {
+SocketSink::SocketSink(SocketSinkOptions options)
+    : options_(std::move(options)), demand_(options_.max_connections) {
   std::string why;
   const auto url = parse_url(options_.url, why);
   if (!url) throw std::runtime_error("socket sink: " + why);
@@ -297,7 +298,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   if (connections_.size() < options_.max_connections) connections_.resize(options_.max_connections);
   // Parts: split the largest pending range until there is one per active
   // connection (or every part is one event).
-  while (pending_.size() < active_) {
+  while (pending_.size() < demand_.wanted()) {
     auto largest = std::max_element(pending_.begin(), pending_.end(), [](const auto& a, const auto& b) {
       return a.second - a.first < b.second - b.first;
     });
@@ -371,7 +372,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     return !c.stream.is_open() || c.handed_end <= pending_[next_part_].first;
   };
   std::size_t parts_begun = 0;
-  for (std::size_t i = 0; i < connections_.size() && parts_begun < active_ && next_part_ < pending_.size(); ++i) {
+  for (std::size_t i = 0; i < connections_.size() && parts_begun < demand_.wanted() && next_part_ < pending_.size(); ++i) {
     if (!may_take(connections_[i])) continue;
     begin_part(i);
     ++parts_begun;
@@ -439,31 +440,16 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     why = first_error.empty() ? "send to " + where_ + " did not finish" : first_error;
     return Outcome::retry;
   }
-  // Connections keep up while the sink spends little of its time waiting
-  // for them. Measured over windows of kWindow (a single slow send is a
-  // scheduling hiccup or a full kernel buffer draining, not a lagging
-  // receiver): more than half the window in writes opens one more connection
-  // for the next batches; 200 quiet windows in a row (under 5%) close one.
-  // A write that set up a connection is not counted: a lookup, a connect, a
-  // TLS handshake and its confirm wait are round trips, not a receiver that
-  // lags, and counted they opened a connection at each batch (each new one
-  // set up in turn) up to max_connections, splitting batches that one
-  // connection carried in order. The first window starts after such a write.
+  // Connections keep up while the sink spends little of its time in writes
+  // (ConnectionDemand). A write that set up a connection is not counted: its
+  // sends can't be told from the setup's round trips (a lookup, a connect, a
+  // TLS handshake and its confirm wait), and counted they opened a
+  // connection at each batch (each new one set up in turn) up to
+  // max_connections, splitting batches that one connection carried in
+  // order. The first window starts after such a write.
   const auto now = Clock::now();
-  if (!dialed) window_busy_ += elapsed;
-  if (window_start_ == Clock::time_point{}) window_start_ = dialed ? now : started;
-  if (now - window_start_ >= kWindow) {
-    const auto span = now - window_start_;
-    if (window_busy_ * 2 > span && active_ < options_.max_connections) {
-      ++active_;
-      quiet_windows_ = 0;
-    } else if (window_busy_ * 20 < span && active_ > 1 && ++quiet_windows_ >= 200) {
-      --active_;
-      quiet_windows_ = 0;
-    }
-    window_start_ = now;
-    window_busy_ = Clock::duration::zero();
-  }
+  if (!dialed) demand_.add_busy(started, started + elapsed);
+  demand_.weigh(now);
   return Outcome::ok;
 }
 

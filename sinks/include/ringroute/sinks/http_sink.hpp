@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP sink (`type: "http"`): Kazoo's http backend with batching.
-// HTTP/1.1 over the sink thread's io_uring, keep-alive connections used in
-// parallel (up to `max_connections`), responses parsed by Boost.Beast; https
+// HTTP/1.1 over the sink thread's io_uring on keep-alive connections: one
+// while one keeps up, more in parallel (up to `max_connections`) only while
+// it does not (ConnectionDemand), responses parsed by Boost.Beast; https
 // through OpenSSL over memory BIOs on the same loop, the certificate always
 // verified (`ca_file`, `ca_path` or the system store; `server_name` or the URL's host).
 //
@@ -20,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "ringroute/sinks/connection_demand.hpp"
 #include "ringroute/sinks/sink.hpp"
 #include "ringroute/sinks/tls_options.hpp"
 
@@ -70,8 +72,11 @@ class HttpSink final : public Sink {
   void plan_requests(const Batch& batch);
   void build(Connection& c, const Batch& batch, const Request& request);
   void close_connection(Connection& c) noexcept;
+  // Its request answered or given up: the time it waited counted (demand_).
+  void end_exchange(Connection& c) noexcept;
 
   HttpSinkOptions options_;
+  ConnectionDemand demand_;  // how many connections requests are spread over
   std::string host_header_, target_, authorization_, where_;
   std::string host_;
   std::uint16_t port_ = 80;

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ringroute/sinks/connection_demand.hpp"
 #include "ringroute/sinks/sink.hpp"
 #include "ringroute/sinks/tls_options.hpp"
 
@@ -74,7 +75,7 @@ class SocketSink final : public Sink {
   // Connections open now (streams), for tests and stat.
   [[nodiscard]] std::size_t open_connections() const noexcept;
 
-  static constexpr std::chrono::milliseconds kWindow{50};
+  static constexpr std::chrono::milliseconds kWindow = ConnectionDemand::kWindow;
 
  private:
   struct Connection;
@@ -108,10 +109,7 @@ class SocketSink final : public Sink {
   bool writing_ = false;
   std::unique_ptr<TlsContext> tls_;
   std::vector<Connection> connections_;
-  std::size_t active_ = 1;     // connections batches are split between
-  std::chrono::steady_clock::time_point window_start_{};
-  std::chrono::steady_clock::duration window_busy_{};  // time spent in writes this window
-  std::uint32_t quiet_windows_ = 0;
+  ConnectionDemand demand_;  // how many connections batches are split between
   // The batch in progress: its identity, and the event ranges not yet sent.
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
   std::uint32_t batch_ring_ = ~0u;
