@@ -385,6 +385,10 @@ TEST(Cli, AnUnknownCommandIsNamedAndNoneListsThem) {
               0u)
         << ring_bytes.err;
   }
+  // A body smaller than its own members was reported at the size asked.
+  const Result small_body = f.run("bench --config x --size 18");
+  EXPECT_EQ(small_body.status, 2);
+  EXPECT_NE(small_body.err.find("--size: Value 18 not in range 19 to 1048576"), std::string::npos) << small_body.err;
   const Result both = f.run("stat --instance a --config b.json");
   EXPECT_EQ(both.status, 2);
   EXPECT_NE(both.err.find("excludes"), std::string::npos) << both.err;
