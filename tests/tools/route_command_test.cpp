@@ -55,12 +55,14 @@ class Files {
   std::string dir_;
 };
 
+// File paths are under /sys, where nothing can be made: the config check
+// stats them (see config_test.cpp).
 constexpr const char* kRecipe = R"({
   "backends": [
-    {"name": "debug_log", "type": "file", "options": {"path": "/tmp/debug.log"},
+    {"name": "debug_log", "type": "file", "options": {"path": "/sys/debug.log"},
      "bindings": [{"account_id": "*", "include_descendants": false, "app_name": "*", "severity": "ok",
                    "exact_severity": false, "verbosity": "debug", "exact_verbosity": false}], "enabled": true},
-    {"name": "info_log", "type": "file", "options": {"path": "/tmp/info.log"},
+    {"name": "info_log", "type": "file", "options": {"path": "/sys/info.log"},
      "bindings": [{"account_id": "*", "verbosity": "info"}], "enabled": true},
     {"name": "acct", "type": "http", "options": {"url": "http://127.0.0.1:9/x"},
      "bindings": [{"account_id": "a1", "include_descendants": true, "verbosity": "trace"},
@@ -102,9 +104,9 @@ TEST(RouteCommand, ALineWithoutANodeIsMatchedWithTheNodeAProducerAdds) {
   char host[256] = {};
   ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
   const std::string config = f.write("edr.json", R"({"backends": [
-    {"name": "this_host", "type": "file", "options": {"path": "/tmp/h.log"},
+    {"name": "this_host", "type": "file", "options": {"path": "/sys/h.log"},
      "bindings": [{"filter": "node = ')" + std::string(host) + R"('", "verbosity": "trace"}]},
-    {"name": "any_id", "type": "file", "options": {"path": "/tmp/i.log"},
+    {"name": "any_id", "type": "file", "options": {"path": "/sys/i.log"},
      "bindings": [{"filter": "id ~ '.'", "verbosity": "trace"}]}]})");
   const Result r = f.run("route --config " + config, "{}\n{\"node\":\"elsewhere\",\"id\":\"x\"}\n");
   EXPECT_EQ(r.status, 0) << r.err;
@@ -152,7 +154,7 @@ TEST(RouteCommand, AnEventItsRingDoesNotTakeIsAnError) {
   Files f;
   const std::string config = f.write(
       "edr.json", R"({"rings": [{"name": "small", "size_bytes": 4096}, {"name": "large", "size_bytes": 65536}],
-                      "backends": [{"name": "all", "type": "file", "options": {"path": "/tmp/all.log"},
+                      "backends": [{"name": "all", "type": "file", "options": {"path": "/sys/all.log"},
                                     "bindings": [{"verbosity": "trace"}]}]})");
   const auto event = [](std::size_t body_bytes) {
     return R"({"verbosity":"info","body":{"pad":")" + std::string(body_bytes, 'x') + "\"}}\n";
@@ -194,7 +196,7 @@ TEST(RouteCommand, AnEventItsRingDoesNotTakeIsAnError) {
 TEST(RouteCommand, BadConfigExitsTwoWithPathsOnStderr) {
   Files f;
   const std::string config = f.write(
-      "bad.json", R"({"backends": [{"name": "x", "type": "file", "options": {"path": "/tmp/x"},
+      "bad.json", R"({"backends": [{"name": "x", "type": "file", "options": {"path": "/sys/x"},
                                     "bindings": [{"severity": "sever"}]}]})");
   const Result r = f.run("route --config " + config, "{}\n");
   EXPECT_EQ(r.status, 2);
