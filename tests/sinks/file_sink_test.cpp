@@ -34,6 +34,7 @@ class TempDir {
     fs::remove_all(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
+  [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] std::string operator/(const std::string& name) const { return path_ + "/" + name; }
 
  private:
@@ -415,7 +416,7 @@ void check_a_write_that_fails_partway(std::uint64_t limit, const std::string& me
                                       const std::string& second = "{\"b\":222222}\n") {
   TempDir dir;
   fs::create_directories(dir / "");
-  auto child = [&] {
+  auto attempt = [&]() -> int {
     std::signal(SIGXFSZ, SIG_IGN);
     rlimit r{};
     r.rlim_cur = limit;
@@ -425,16 +426,24 @@ void check_a_write_that_fails_partway(std::uint64_t limit, const std::string& me
     o.path = dir / "out.ndjson";
     FileSink sink(o);
     std::string why;
-    if (sink.write(batch_of("{\"a\":1}\n"), why) != Outcome::ok) std::exit(2);
+    if (sink.write(batch_of("{\"a\":1}\n"), why) != Outcome::ok) return 2;
     if (!meanwhile.empty()) std::ofstream(o.path, std::ios::app) << meanwhile;
-    if (sink.write(batch_of(second), why) != Outcome::retry) std::exit(3);
+    if (sink.write(batch_of(second), why) != Outcome::retry) return 3;
     const std::string text = slurp(o.path);
-    if (!(prefix ? text.rfind(expected, 0) == 0 : text == expected)) std::exit(4);
-    if (after_retry.empty()) std::exit(0);
+    if (!(prefix ? text.rfind(expected, 0) == 0 : text == expected)) return 4;
+    if (after_retry.empty()) return 0;
     r.rlim_cur = RLIM_INFINITY;
     ::setrlimit(RLIMIT_FSIZE, &r);
-    if (sink.write(batch_of(second), why) != Outcome::ok) std::exit(5);
-    std::exit(slurp(o.path) == after_retry ? 0 : 6);
+    if (sink.write(batch_of(second), why) != Outcome::ok) return 5;
+    return slurp(o.path) == after_retry ? 0 : 6;
+  };
+  // The child is this binary run again for this test alone: its own
+  // TempDir, which std::exit would leave behind (four a run of the tests).
+  auto child = [&] {
+    const int code = attempt();
+    std::error_code ignored;
+    fs::remove_all(dir.path(), ignored);
+    std::exit(code);
   };
   // Earlier tests leave DroppedFileCloser's thread running: a fork beside it
   // hung the child under ASan, so the child is this binary run afresh.
