@@ -388,7 +388,8 @@ std::optional<std::string> EventLineParser::parse(std::string_view line, ParsedE
                                             ? ": " + std::to_string(big) + " is past the largest timestamp (" +
                                                   std::to_string(std::numeric_limits<std::int64_t>::max()) +
                                                   " ns since the epoch)"
-                                            : ": expected an integer (ns since the epoch)");
+                                            : ": expected an integer (ns since the epoch) or an RFC 3339 string, "
+                                              "got a number with a fraction or an exponent");
           }
           out.input.timestamp_ns = ns;
         } else if (type == simdjson::ondemand::json_type::string) {

@@ -115,7 +115,10 @@ TEST(EventLine, BadLinesNameTheMember) {
   EXPECT_EQ(error_of(R"({"account_tree":["a",1]})"), "account_tree[1]: expected a string");
   EXPECT_EQ(error_of(R"({"body":[1]})"), "body: expected an object");
   EXPECT_EQ(error_of(R"({"timestamp":"yesterday"})"), R"(timestamp: "yesterday" is not an RFC 3339 date-time)");
-  EXPECT_EQ(error_of(R"({"timestamp":1.5})"), "timestamp: expected an integer (ns since the epoch)");
+  // Both forms named, as for any other type (it named the integer alone).
+  EXPECT_EQ(error_of(R"({"timestamp":1.5})"),
+            "timestamp: expected an integer (ns since the epoch) or an RFC 3339 string, got a number with a fraction "
+            "or an exponent");
   EXPECT_EQ(error_of("[1]"), "not a JSON object");
   EXPECT_NE(error_of(R"({"id":)").find("not JSON"), std::string::npos);
   EXPECT_NE(error_of(R"({"id":"a"} x)").find("not JSON"), std::string::npos);

@@ -47,6 +47,20 @@ TEST(JsonFormatter, MetadataMembersInOrderNormalized) {
             "\n");
 }
 
+// Kazoo's normalize also rewrites the body's keys; `normalize` here renames
+// the metadata members only (normalize_body is the body's).
+TEST(JsonFormatter, NormalizeRenamesTheMetadataMembersOnly) {
+  testing::JsonEvent ev;
+  const std::string line =
+      format(ev(R"({"account_id":"A-1","app_name":"Cf","body":{"Call-ID":"x","K-Y":{"Inner-Key":null},"n":null}})"),
+             {.normalize = true});
+  EXPECT_EQ(line.rfind(R"({"account_id":"A-1","app_name":"Cf","body":{"Call-ID":"x","K-Y":{"Inner-Key":null},"n":null},)"
+                       R"("severity":"ok",)",
+                       0),
+            0u)
+      << line;
+}
+
 TEST(JsonFormatter, NormalizeFalseWritesKazooWireNames) {
   testing::JsonEvent ev;
   EXPECT_EQ(format(ev(kFull), {.normalize = false}),

@@ -197,6 +197,23 @@ TEST(Config, RequiredBackendMembers) {
   EXPECT_TRUE(has_error(e, "backends[2].options.url: required"));
 }
 
+// SEMANTICS.md section 3: `type` is one of file, http, socket and amqp,
+// written so (a type is not a URL scheme, whose case is free).
+TEST(Config, TypeIsOneOfFileHttpSocketAndAmqp) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "a", "type": "ftp", "bindings": []}, {"name": "b", "type": "File", "bindings": []},
+    {"name": "c", "type": "", "bindings": []}, {"name": "d", "type": 1, "bindings": []},
+    {"name": "f", "type": "file", "options": {"path": "/sys/f"}, "bindings": []},
+    {"name": "h", "type": "http", "options": {"url": "http://127.0.0.1:8080/"}, "bindings": []},
+    {"name": "s", "type": "socket", "options": {"url": "syslog://127.0.0.1"}, "bindings": []},
+    {"name": "q", "type": "amqp", "enabled": false, "options": {"url": "amqp://127.0.0.1"}, "bindings": []}]})");
+  const std::string expected = " (expected file, http, socket or amqp)";
+  EXPECT_EQ(e, (std::vector<std::string>{"backends[0].type: unknown value \"ftp\"" + expected,
+                                         "backends[1].type: unknown value \"File\"" + expected,
+                                         "backends[2].type: unknown value \"\"" + expected,
+                                         "backends[3].type: expected one of file, http, socket or amqp, got a number"}));
+}
+
 TEST(Config, BackendNamesAreUniqueValidAndCaseSensitive) {
   auto backend = [](const std::string& name, bool enabled) {
     return R"({"name": ")" + name + R"(", "type": "amqp", "enabled": )" + (enabled ? "true" : "false") +
