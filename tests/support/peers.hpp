@@ -282,8 +282,11 @@ inline TestPki make_test_pki(const TempDir& dir) {
   if (openssl.empty()) return {};
   std::ofstream(dir / "san.cnf") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
   const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  // One group, so every command's output goes to the log (a redirect after
+  // the last && took only the last one's; the others' chatter went into the
+  // test output, and their errors nowhere the test's message shows).
   const std::string commands =
-      openssl + " req -x509" + ec + " -keyout " + (dir / "ca.key") + " -out " + (dir / "ca.crt") +
+      "{ " + openssl + " req -x509" + ec + " -keyout " + (dir / "ca.key") + " -out " + (dir / "ca.crt") +
       " -days 2 -subj /CN=ringroute-test-ca && " +
       openssl + " req -x509" + ec + " -keyout " + (dir / "other.key") + " -out " + (dir / "other.crt") +
       " -days 2 -subj /CN=ringroute-other-ca && " +
@@ -294,8 +297,7 @@ inline TestPki make_test_pki(const TempDir& dir) {
       openssl + " req" + ec + " -keyout " + (dir / "client.key") + " -out " + (dir / "client.csr") +
       " -subj /CN=ringroute-client && " +
       openssl + " x509 -req -in " + (dir / "client.csr") + " -CA " + (dir / "ca.crt") + " -CAkey " + (dir / "ca.key") +
-      " -CAcreateserial -out " + (dir / "client.crt") + " -days 2" +
-      " > " + (dir / "openssl.log") + " 2>&1";
+      " -CAcreateserial -out " + (dir / "client.crt") + " -days 2; } > " + (dir / "openssl.log") + " 2>&1";
   if (std::system(commands.c_str()) != 0) return {};
   return {dir / "ca.crt", dir / "server.crt", dir / "server.key", dir / "other.crt", dir / "client.crt",
           dir / "client.key"};
