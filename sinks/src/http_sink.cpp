@@ -408,6 +408,16 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   std::string& reject_why = reject_why_;
   bool stop_dispatch = false;
   Dialing dialing(host_, port_, false, address_pick_, stop_);
+  // Between writes the sink waits on nothing: exchanges a stop or an
+  // exception left counted end with the write, not at the next one's
+  // settle(), after a backoff that would read as time spent waiting.
+  struct ExchangesEnd {
+    HttpSink& sink;
+    ~ExchangesEnd() {
+      for (auto& c : sink.connections_) c->exchanging = false;
+      sink.demand_.end_exchanges(std::chrono::steady_clock::now());
+    }
+  } exchanges_end{*this};
 
   // One connection while one keeps up (ConnectionDemand): each one more
   // splits the destination's stream of requests into interleaved ones.
@@ -466,8 +476,11 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
                                          [&](const auto& other) { return other.get() != &c && other->busy; });
     if (!c.stream.out_of_descriptors() || !others_busy) return false;
     // Wanting more than it can open, each window would try one more.
-    demand_.hold_at(static_cast<std::uint32_t>(std::count_if(
-        connections_.begin(), connections_.end(), [&](const auto& other) { return other.get() != &c && other->busy; })));
+    demand_.hold_at(static_cast<std::uint32_t>(std::count_if(connections_.begin(), connections_.end(),
+                                                             [&](const auto& other) {
+                                                               return other.get() != &c && other->busy;
+                                                             })),
+                    std::chrono::steady_clock::now());
     requests_[c.request].state = Request::State::pending;
     next = std::min(next, c.request);  // dispatch() looks for pending requests from `next` on
     close_connection(c);
@@ -784,9 +797,6 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     receive_next(index);
   });
   address_pick_ = dialing.preferred();  // where the next write's connections start
-  // Between writes the sink waits on nothing (a stop may leave some counted).
-  for (auto& c : connections_) c->exchanging = false;
-  demand_.end_exchanges(std::chrono::steady_clock::now());
   bool all_resolved = true;
   rejected_ranges_.clear();
   for (const Request& r : requests_) {

@@ -96,11 +96,13 @@ TEST(ConnectionDemand, AnExchangeInFlightCountsInEachWindowItFills) {
   EXPECT_EQ(demand.wanted(), 3u);
 }
 
-// A connection is given back after kQuietWindows windows under a twentieth
-// busy, in a row or weighed at once: a sink written to once in ten seconds
-// weighs 200 windows of quiet in one go. Counted one a weighing, a burst's
-// connections stayed for 200 writes (over half an hour at that pace), each
-// spreading its few events over all of them.
+// A connection is given back for each kQuietWindows windows in a row under
+// a twentieth busy, weighed one by one or at once: a sink written to once
+// in ten seconds weighs 200 windows of quiet in one go. Counted one a
+// weighing, a burst's connections stayed for 200 writes (over half an hour
+// at that pace), each spreading its few events over all of them; and one
+// given back a weighing at most, a burst's eight were still seven at the
+// next write a minute on.
 TEST(ConnectionDemand, QuietWindowsGiveConnectionsBackHoweverRarelyWeighed) {
   ConnectionDemand demand(4);
   auto now = t0;
@@ -114,9 +116,19 @@ TEST(ConnectionDemand, QuietWindowsGiveConnectionsBackHoweverRarelyWeighed) {
   demand.add_busy(now, now + 1ms);
   demand.weigh(now + 1ms);
   EXPECT_EQ(demand.wanted(), 2u);
-  // Between a twentieth and a half is neither: no connection back.
+  // Between a twentieth and a half is neither: no connection back, and the
+  // quiet ones before it are not added to the ones after.
+  windows(demand, now, ConnectionDemand::kQuietWindows - 1, 0ms);
   windows(demand, now, 2 * ConnectionDemand::kQuietWindows, 10ms);
+  windows(demand, now, 1, 0ms);
   EXPECT_EQ(demand.wanted(), 2u);
+  // A burst, then a minute of quiet weighed at once: all but one back.
+  windows(demand, now, 2, 50ms);
+  ASSERT_EQ(demand.wanted(), 4u);
+  now += 60s;
+  demand.add_busy(now, now + 1ms);
+  demand.weigh(now + 1ms);
+  EXPECT_EQ(demand.wanted(), 1u);
 }
 
 TEST(ConnectionDemand, HeldAtWhatTheSinkCouldOpen) {
@@ -124,9 +136,17 @@ TEST(ConnectionDemand, HeldAtWhatTheSinkCouldOpen) {
   auto now = t0;
   windows(demand, now, 5, 50ms);
   ASSERT_EQ(demand.wanted(), 6u);
-  demand.hold_at(4);
+  demand.hold_at(4, now);
   EXPECT_EQ(demand.wanted(), 4u);
-  demand.hold_at(0);
+  // Held for kQuietWindows windows however busy: one more each window
+  // would try one more connection each window, and fail as the last did.
+  windows(demand, now, ConnectionDemand::kQuietWindows - 1, 50ms);
+  EXPECT_EQ(demand.wanted(), 4u);
+  windows(demand, now, 1, 50ms);
+  EXPECT_EQ(demand.wanted(), 5u);  // then tried again
+  demand.hold_at(6, now);
+  EXPECT_EQ(demand.wanted(), 5u);  // never more than it wanted
+  demand.hold_at(0, now);
   EXPECT_EQ(demand.wanted(), 1u);  // never none
   ConnectionDemand none(0);
   EXPECT_EQ(none.wanted(), 1u);

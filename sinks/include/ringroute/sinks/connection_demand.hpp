@@ -11,10 +11,12 @@
 // waiting on its destination (sends, or requests awaiting their answers;
 // never setting a connection up: a lookup, a connect or a TLS handshake is
 // a round trip, not a destination that lags). More than half a window
-// waiting wants one more connection; kQuietWindows windows in a row under a
-// twentieth give one back. A window is short enough that a backlog widens
-// within a few of them, and long enough that one slow send (a scheduling
-// hiccup, a kernel buffer draining) is not taken for a lagging destination.
+// waiting wants one more connection; each kQuietWindows windows in a row
+// under a twentieth give one back, however rarely the sink writes (an idle
+// span counts the windows it holds). A window is short enough that a
+// backlog widens within a few of them, and long enough that one slow send
+// (a scheduling hiccup, a kernel buffer draining) is not taken for a
+// lagging destination.
 
 #include <algorithm>
 #include <chrono>
@@ -70,18 +72,21 @@ class ConnectionDemand {
     }
     const auto span = now - window_start_;
     bool grew = false;
-    if (busy_ * 2 > span && wanted_ < most_) {
-      ++wanted_;
-      quiet_windows_ = 0;
-      grew = true;
-    } else if (busy_ * 20 < span && wanted_ > 1) {
-      // A sink written to now and then weighs a long span at once: it counts
-      // the windows it holds, so a burst's connections are given back after
-      // kQuietWindows windows of quiet, however rarely the sink writes.
-      quiet_windows_ += static_cast<std::uint32_t>(std::clamp<std::int64_t>(span / kWindow, 1, kQuietWindows));
-      if (quiet_windows_ >= kQuietWindows) {
-        --wanted_;
-        quiet_windows_ = 0;
+    if (busy_ * 20 < span) {
+      // A sink written to now and then weighs a long span at once: the
+      // windows it holds are counted, so a burst's connections are given
+      // back after the quiet that follows it, not one a write (a sink
+      // written once a minute sent seven writes over seven connections).
+      const auto windows = static_cast<std::uint64_t>(std::max<std::int64_t>(span / kWindow, 1));
+      const std::uint64_t quiet = quiet_windows_ + windows;
+      const std::uint64_t back = std::min<std::uint64_t>(quiet / kQuietWindows, wanted_ - 1);
+      wanted_ -= static_cast<std::uint32_t>(back);
+      quiet_windows_ = wanted_ > 1 ? static_cast<std::uint32_t>(quiet % kQuietWindows) : 0;
+    } else {
+      quiet_windows_ = 0;  // in a row
+      if (busy_ * 2 > span && wanted_ < most_ && (wanted_ < held_to_ || now >= held_until_)) {
+        ++wanted_;
+        grew = true;
       }
     }
     window_start_ = now;
@@ -90,14 +95,22 @@ class ConnectionDemand {
   }
 
   // The sink could not open the last one it wanted (no descriptor left in
-  // the process, which other backends share): it wants no more than it has.
-  void hold_at(std::uint32_t usable) noexcept { wanted_ = std::clamp<std::uint32_t>(usable, 1, most_); }
+  // the process, which other backends share): it wants no more than the
+  // `usable` it has, for kQuietWindows windows, rather than trying one more
+  // each window.
+  void hold_at(std::uint32_t usable, Clock::time_point now) noexcept {
+    wanted_ = std::clamp<std::uint32_t>(usable, 1, wanted_);
+    held_to_ = wanted_;
+    held_until_ = now + kWindow * kQuietWindows;
+  }
 
  private:
   std::uint32_t most_;
   std::uint32_t wanted_ = 1;
   std::uint32_t quiet_windows_ = 0;
   std::uint32_t exchanges_ = 0;
+  std::uint32_t held_to_ = 0;  // see hold_at()
+  Clock::time_point held_until_{};
   Clock::time_point window_start_{};
   Clock::time_point busy_from_{};
   Clock::duration busy_{};
