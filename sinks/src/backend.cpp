@@ -260,9 +260,21 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   // A few batches made and written through now, before any event: a fresh
   // batch's first write to each page faults (and in a VM with shadow page
   // tables exits too), about a millisecond a batch, which at start landed on
-  // the worker while the ring filled behind it.
-  constexpr int kWarmBatches = 4;
-  for (int i = 0; i < kWarmBatches; ++i) {
+  // the worker while the ring filled behind it. No more than the queue may
+  // hold (its max_bytes bounds what batches take), and no more than the
+  // process's budget: four full ones for each of 256 backends held a GiB,
+  // most of it for backends that see few events, and took seconds to fault
+  // in at start.
+  constexpr std::size_t kWarmBatches = 4;
+  const std::size_t reserved = std::min<std::size_t>(options_.batch_max_bytes + 4096, kMostReservedBytes);
+  const std::size_t warm = std::clamp<std::size_t>(options_.queue_max_bytes / reserved, 1, kWarmBatches);
+  for (std::size_t i = 0; i < warm; ++i) {
+    // Relaxed: a budget shared by the runners, which publishes nothing.
+    if (warm_bytes_in_process.fetch_add(reserved, std::memory_order_relaxed) + reserved > kWarmBudgetBytes) {
+      warm_bytes_in_process.fetch_sub(reserved, std::memory_order_relaxed);
+      break;
+    }
+    warmed_bytes_ += reserved;
     Batch* batch = new_batch();
     std::memset(batch->bytes.data(), 0, batch->bytes.capacity());
     pool_.enqueue(batch);
@@ -275,6 +287,7 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
 }
 
 BackendRunner::~BackendRunner() {
+  warm_bytes_in_process.fetch_sub(warmed_bytes_, std::memory_order_relaxed);  // relaxed: see the constructor
   stop(std::chrono::milliseconds(0));
   // The sink first: a network sink cut short by a stop may still have sends
   // reading batch bytes, which its destructor cancels and waits out; the

@@ -514,6 +514,36 @@ TEST(BackendRunner, LeftoversTakenOverKeepOnlyTheBytesTheyHold) {
   EXPECT_EQ(runner->unwritten_events(), static_cast<std::uint64_t>(kReplacements));
 }
 
+// The batches a runner faults in at its start are bounded by its queue
+// (queue.max_bytes bounds what its batches take) and, over all runners, by
+// the process's budget: each made four full ones, so 256 backends held a
+// GiB at start, and a backend with a 1 KiB queue 4 MiB.
+TEST(BackendRunner, TheBatchesMadeAtStartAreBoundedByTheQueueAndThePerProcessBudget) {
+  const std::size_t batch = BackendOptions{}.batch_max_bytes + 4096;
+  std::vector<perf::BackendSlot> slots(100);
+  {
+    BackendOptions small_queue;
+    small_queue.queue_max_bytes = 1024;
+    BackendRunner runner("q", small_queue, dead_file_sink(), slots[0]);
+    EXPECT_EQ(runner.held_batch_bytes(), batch);  // one: a batch goes whatever the bound
+  }
+  std::vector<std::unique_ptr<BackendRunner>> runners;
+  std::size_t held = 0;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    runners.push_back(std::make_unique<BackendRunner>("b" + std::to_string(i), BackendOptions{}, dead_file_sink(),
+                                                      slots[i]));
+    held += runners.back()->held_batch_bytes();
+  }
+  EXPECT_GE(held, (64u << 20) - 4 * batch);
+  EXPECT_LE(held, 64u << 20);
+  EXPECT_EQ(runners.front()->held_batch_bytes(), 4 * batch);  // the first ones as before
+  EXPECT_EQ(runners.back()->held_batch_bytes(), 0u);
+  // Given back with the runners.
+  runners.clear();
+  BackendRunner again("again", BackendOptions{}, dead_file_sink(), slots[0]);
+  EXPECT_EQ(again.held_batch_bytes(), 4 * batch);
+}
+
 }  // namespace
 // A datagram is its own frame, whatever the case of its URL's scheme: with
 // "SYSLOG+UDP://" the config took the scheme as UDP and the sink sent each

@@ -226,6 +226,11 @@ class BackendRunner {
   // What a new batch reserves at most (see new_batch()).
   static constexpr std::size_t kMostReservedBytes = (4u << 20) + 4096;
   static constexpr std::size_t kMostReservedEvents = 16384;
+  // What the runners alive in a process fault in at their start, in all
+  // (see the constructor).
+  static constexpr std::size_t kWarmBudgetBytes = 64u << 20;
+  static inline std::atomic<std::size_t> warm_bytes_in_process{0};
+  std::size_t warmed_bytes_ = 0;  // this runner's part of warm_bytes_in_process
   // Of the events written: those in `rejected` (ascending ranges) are not.
   void record_latencies(const Batch& batch,
                         const std::vector<std::pair<std::uint32_t, std::uint32_t>>& rejected) noexcept;
