@@ -334,6 +334,24 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       fail(index, reason);
     }
   };
+  // A connection that found no descriptor left for its socket (the
+  // process's limit, which other backends share) gives its part back, to go
+  // next on a connection that finishes its own, rather than the whole write
+  // backing off as if the receiver had failed; the sink wants no more
+  // connections than those for a while. False when none is busy.
+  bool out_of_descriptors = false;
+  auto leave_to_others = [&](std::size_t index) -> bool {
+    Connection& c = connections_[index];
+    const auto busy = std::count_if(connections_.begin(), connections_.end(),
+                                    [&](const Connection& other) { return &other != &c && other.busy; });
+    if (!c.stream.out_of_descriptors() || busy == 0) return false;
+    demand_.hold_at(static_cast<std::uint32_t>(busy), Clock::now());
+    out_of_descriptors = true;
+    pending_.insert(pending_.begin() + static_cast<std::ptrdiff_t>(next_part_), {c.first, c.last});
+    c.stream.close();
+    c.busy = false;
+    return true;
+  };
 
   auto begin_part = [&](std::size_t index) {
     Connection& c = connections_[index];
@@ -358,7 +376,8 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
     }
     dialed = true;
     std::string reason;
-    if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason)) {
+    if (!c.stream.dial(*loop_, dialing, c.dial, index * Stream::kOps, options_.connect_timeout, counters_, reason) &&
+        !leave_to_others(index)) {
       fail(index, reason);
     }
   };
@@ -373,7 +392,7 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
   };
   std::size_t parts_begun = 0;
   for (std::size_t i = 0; i < connections_.size() && parts_begun < demand_.wanted() && next_part_ < pending_.size(); ++i) {
-    if (!may_take(connections_[i])) continue;
+    if (!may_take(connections_[i]) || (out_of_descriptors && !connections_[i].stream.is_open())) continue;
     begin_part(i);
     ++parts_begun;
   }
@@ -392,7 +411,9 @@ Outcome SocketSink::write_stream(const Batch& batch, std::string& why) {
       switch (c.stream.setup_completed(*loop_, op, result, tls_.get(), index * Stream::kOps, options_.connect_timeout,
                                        where_, counters_, dialing, c.dial, reason)) {
         case Stream::Progress::pending: return;
-        case Stream::Progress::failed: return fail(index, reason);
+        case Stream::Progress::failed:
+          if (leave_to_others(index)) return;  // the host's next address found no descriptor
+          return fail(index, reason);
         case Stream::Progress::ready: return send_next(index);
       }
     }

@@ -1096,16 +1096,7 @@ TEST_F(HttpSinkTest, OutOfDescriptorsTheWriteGoesOnWithTheConnectionsItHas) {
   if (pid == 0) {
     ::alarm(10);
     HttpSink sink({.url = receiver.url(), .max_connections = 64});
-    // Room for three more: the limit just past the third free number (the
-    // lowest one, which listing the open ones took for itself, is free).
-    std::set<int> open = open_descriptors();
-    const int lowest_free = ::dup(0);
-    ::close(lowest_free);
-    open.erase(lowest_free);
-    int free_seen = 0, limit = 0;
-    while (free_seen < 3) free_seen += open.count(limit++) == 0 ? 1 : 0;
-    const rlimit nofile{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
-    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    testing::leave_room_for_descriptors(3);
     std::string why;
     const Outcome outcome = sink.write(batch_, why);
     if (outcome != Outcome::ok) std::fprintf(stderr, "write: %s\n", why.c_str());

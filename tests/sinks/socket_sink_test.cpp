@@ -22,6 +22,7 @@
 #include <deque>
 #include <fstream>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <thread>
 
@@ -1136,6 +1137,50 @@ TEST(SocketSink, OpensMoreConnectionsOnlyWhenOneDoesNotKeepUp) {
   }
   ASSERT_EQ(got.size(), next);
   for (std::size_t i = 0; i < next; ++i) ASSERT_EQ(got[i], i);  // each once
+}
+
+// As the HTTP sink's test of the same name: a process with no descriptor
+// left for one more connection (its limit, which other backends share)
+// sends on the connections it has. The write failed and backed off as if
+// the receiver had, each time the sink wanted one more.
+TEST(SocketSink, OutOfDescriptorsTheWriteGoesOnWithTheConnectionsItHas) {
+  SlowReceiver receiver;  // here, outside the child's limit
+  constexpr std::size_t kBatches = 20, kEvents = 2000;  // the kernel's buffers full, the sink wants a third
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(20);
+    SocketSink sink({.url = "syslog://127.0.0.1:" + std::to_string(receiver.port()), .max_connections = 8});
+    perf::BackendSinkShard counters{};
+    sink.attach_counters(&counters);
+    EncodeOptions options;
+    options.wrap = Wrap::syslog;
+    Batch batch;
+    testing::leave_room_for_descriptors(2);
+    for (std::size_t i = 0; i < kBatches; ++i) {
+      fill(batch, options, i * kEvents, kEvents);
+      std::string why;
+      if (sink.write(batch, why) != Outcome::ok) {
+        std::fprintf(stderr, "write %zu: %s\n", i, why.c_str());
+        ::_exit(1);
+      }
+    }
+    ::_exit(counters.failures.read() == 0 && sink.open_connections() == 2 ? 0 : 2);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const auto streams = receiver.events_by_connection_once_quiet();
+  EXPECT_EQ(streams.size(), 2u);
+  std::vector<std::size_t> every;
+  for (const auto& stream : streams) {
+    EXPECT_TRUE(std::is_sorted(stream.begin(), stream.end()));  // order holds on each
+    every.insert(every.end(), stream.begin(), stream.end());
+  }
+  std::sort(every.begin(), every.end());
+  std::vector<std::size_t> all(kBatches * kEvents);
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(every, all);  // each once
 }
 
 // A TLS 1.3 receiver that reads and discards, and sends no session tickets
