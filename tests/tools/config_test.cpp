@@ -214,6 +214,33 @@ TEST(Config, TypeIsOneOfFileHttpSocketAndAmqp) {
                                          "backends[3].type: expected one of file, http, socket or amqp, got a number"}));
 }
 
+// A path, or a rotated name, longer than the file system takes: the sink
+// retried its open for good (the events held in the ring), or failed every
+// rotation, where validate had said the config was good.
+TEST(Config, AFileNameLongerThanTheFileSystemTakesIsAnError) {
+  // In a directory of the test's own on tmpfs, which holds names to 255
+  // bytes (sysfs does not say a name is too long: it has none such).
+  const testing::TempDir dir("config-long-names");
+  const std::string name(256, 'n'), fits(248, 'f');  // fits with .99999 (254 bytes), not x.100000 (256)
+  const auto file = [](const std::string& path, const std::string& more) {
+    return R"({"name": "b", "type": "file", "options": {"path": ")" + path + "\"" + more + R"(}, "bindings": []})";
+  };
+  const std::string in = dir.path() + "/";
+  const auto e = errors_of(R"({"backends": [)" + file(in + name, "") + "," +
+                           file(in + std::string(5000, 'p'), "").replace(10, 1, "c") + "," +
+                           file(in + fits, R"(, "rotate_bytes": 1000, "keep": 99999)").replace(10, 1, "d") + "," +
+                           file(in + fits + "x", R"(, "rotate_bytes": 1000, "keep": 100000)").replace(10, 1, "e") + "]}");
+  ASSERT_EQ(e.size(), 3u) << ::testing::PrintToString(e);
+  EXPECT_TRUE(e[0].starts_with("backends[0].options.path: ")) << e[0];
+  EXPECT_TRUE(e[1].starts_with("backends[1].options.path: ")) << e[1];
+  EXPECT_TRUE(e[2].starts_with("backends[3].options.path: ")) << e[2];
+  for (const std::string& error : e) {
+    EXPECT_NE(error.find("is longer than the file system takes"), std::string::npos) << error;
+  }
+  EXPECT_NE(e[2].find(" rotates to names up to its own and \".100000\", a name that is longer"), std::string::npos)
+      << e[2];
+}
+
 TEST(Config, BackendNamesAreUniqueValidAndCaseSensitive) {
   auto backend = [](const std::string& name, bool enabled) {
     return R"({"name": ")" + name + R"(", "type": "amqp", "enabled": )" + (enabled ? "true" : "false") +

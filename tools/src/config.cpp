@@ -287,6 +287,9 @@ bool ends_in_a_directory(std::string_view path) {
   return last.empty() || last == "." || last == "..";
 }
 
+constexpr const char* kLongerThanTheFileSystemTakes =
+    "is longer than the file system takes (a name at most NAME_MAX bytes, 255 on most, a path at most PATH_MAX, 4096)";
+
 // Why a file sink could never open `path` (resolved) as the file system
 // stands, from its stat (`stat_error` 0, or the errno it failed with): a
 // directory there, or a part of the way that is not one (a file named as a
@@ -296,6 +299,7 @@ std::string never_a_file(const std::string& path, int stat_error, const struct s
   if (stat_error == 0) {
     return S_ISDIR(found.st_mode) ? "is a directory, not a file" : sinks::unwritable_file_type(found.st_mode);
   }
+  if (stat_error == ENAMETOOLONG) return kLongerThanTheFileSystemTakes;
   if (stat_error != ENOTDIR) return "";
   // Some part of the way is not a directory: named, the nearest that exists.
   struct stat st {};
@@ -1062,6 +1066,19 @@ ConfigResult parse_config(std::string_view text) {
   };
   for (const FileBackend& rotated : file_backends) {
     if (!rotated.rotates) continue;
+    // Its rotated names are longer than its own: the longest, .<keep>, must
+    // be a name the file system takes, or every rotation fails (counted and
+    // logged, the lines going on into the one file).
+    const auto too_long = [](const std::string& name) {
+      struct stat unused {};
+      return ::stat(name.c_str(), &unused) != 0 && errno == ENAMETOOLONG;
+    };
+    const std::string suffix = "." + std::to_string(std::max<std::uint64_t>(rotated.keep, 1));
+    if (too_long(rotated.renamed + suffix) && !too_long(rotated.renamed)) {  // the path's own error said, if it has one
+      list.push_back({"backends[" + std::to_string(rotated.index) + "].options.path",
+                      matcher::quoted(rotated.path) + " rotates to names up to its own and \"" + suffix +
+                          "\", a name that " + kLongerThanTheFileSystemTakes});
+    }
     for (const FileBackend& other : file_backends) {
       // The other's file as it is reached, or its own name (a link there).
       if (other.index == rotated.index || (!is_rotated_name(other.identity, rotated.renamed) &&
