@@ -1161,7 +1161,12 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(
       slot = block_.backend_slot(backend.name, backend.type);
     }
   }
-  if (slot < 0) throw std::runtime_error("the perf block has no free backend slot for " + backend.name);
+  if (slot < 0) {
+    throw std::runtime_error("the perf block has no free backend slot for " + backend.name + " (all " +
+                             std::to_string(perf::kMaxBackends) +
+                             " are held, by the backends running: a backend a reload replaces keeps its slot "
+                             "while it drains; a restart takes this config)");
+  }
   try {
     // A write this backend's slot says began and did not end (the router
     // stopped mid-write) may have left its file a cut-off line to cut back;

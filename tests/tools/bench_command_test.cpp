@@ -24,8 +24,10 @@ struct Result {
   std::string out;
 };
 
-Result run(const std::string& args) {
-  const std::string cmd = ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " bench " + args + " 2>/dev/null";
+// `stderr_only`: what it says on stderr, in `out`.
+Result run(const std::string& args, bool stderr_only = false) {
+  const std::string cmd = ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " bench " + args +
+                          (stderr_only ? " 2>&1 >/dev/null" : " 2>/dev/null");
   Result result{-1, {}};
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) return result;
@@ -86,6 +88,27 @@ TEST(BenchCommand, BadArgumentsAreUsageErrors) {
   for (const char* bad : {"--producers 0", "--seconds nan", "--seconds 0", "--rate -1", "--rate inf", "--warmup nan"}) {
     EXPECT_EQ(run(config + bad).status, 2) << bad;
   }
+}
+
+// A body too big for the ring is said with the sizes, as emit says it; the
+// producer's error was the status alone ("too big").
+TEST(BenchCommand, AnEventTooBigForTheRingIsSaidWithItsSize) {
+  const std::string dir = "/tmp/rr-bench-too-big-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  {
+    FILE* config = std::fopen((dir + "/edr.json").c_str(), "w");
+    ASSERT_NE(config, nullptr);
+    std::fputs(R"({"rings": [{"size_bytes": 1024}], "backends": [{"name": "f", "type": "file",
+                   "options": {"path": "out.ndjson"}, "bindings": [{}]}]})",
+               config);
+    std::fclose(config);
+  }
+  const Result res = run("--config " + dir + "/edr.json --dir " + dir + " --size 200 --seconds 0.2 --quiet", true);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(res.status, 2);
+  EXPECT_NE(res.out.find("producer 0: emit: event 0: body: 200 bytes, and a record is at most 128 on the ring"),
+            std::string::npos)
+      << res.out;
 }
 
 // Ctrl-C (or SIGTERM) stops the bench, and what it made in /dev/shm (its

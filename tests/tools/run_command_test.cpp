@@ -847,6 +847,38 @@ TEST(RunCommand, RotationByRenameAndHupAndBySizeLosesAndDuplicatesNothing) {
   cleanup(ring);
 }
 
+// With every one of the perf block's 256 backend slots held, a reload that
+// renames a backend is refused (the old one keeps its slot while it
+// drains), the old config runs on, and the log says a restart takes the
+// new one: it said only that the block had no free slot, of a config
+// validate had passed.
+TEST(RunCommand, AReloadThatNeedsASlotPastTheBlocksLastIsRefusedAndSaysARestartTakesIt) {
+  Dir dir;
+  const std::string ring = dir.unique("slots");
+  cleanup(ring);
+  constexpr int kSlots = 256;  // perf::kMaxBackends
+  auto config = [&](const std::string& eighth) {
+    std::vector<std::string> backends;
+    for (int i = 0; i < kSlots; ++i) {
+      const std::string name = i == 7 ? eighth : "b" + std::to_string(i);
+      backends.push_back(file_backend(name, dir / (name + ".ndjson"), R"([{"verbosity": "trace"}])"));
+    }
+    return config_text(dir, ring, 1 << 20, backends);
+  };
+  write_file(dir / "edr.json", config("b7"));
+  RouterProcess router(dir / "edr.json", dir / "router.log");
+  wait_for_ring(ring);
+  write_file(dir / "edr.json", config("c7"));
+  router.signal(SIGHUP);
+  wait_for_log(dir / "router.log", "no free backend slot for c7");
+  EXPECT_NE(read_text(dir / "router.log").find("a restart takes this config"), std::string::npos)
+      << read_text(dir / "router.log");
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 10)), 0);
+  EXPECT_EQ(wait_for_events({dir / "b7.ndjson"}, 10).size(), 10u);  // the old config runs on
+  ASSERT_EQ(router.stop(), 0);
+  cleanup(ring);
+}
+
 TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   Dir dir;
   const std::string ring = dir.unique("hup");

@@ -179,12 +179,16 @@ class EventGenerator {
     // generated is skipped however slow the router is.
     for (std::span<const rr_event> batch = generator.next(); !batch.empty();) {
       std::size_t accepted = 0;
-      const rr_status s = producer.emit_batch(batch, RR_EMIT_BODY_TRUSTED, &accepted);
+      rr_error emit_error{};
+      const rr_status s = producer.emit_batch(batch, RR_EMIT_BODY_TRUSTED, &accepted, &emit_error);
       sent += accepted;
       batch = batch.subspan(accepted);
       if (s == RR_OK) break;
       if (s != RR_FULL) {
-        std::snprintf(control->error, sizeof control->error, "producer %u: emit: %s", index, rr_status_message(s));
+        // The library's message says what and where ("body: 208 bytes, and a
+        // record is at most 128 on the ring"), the status only "too big".
+        std::snprintf(control->error, sizeof control->error, "producer %u: emit: %s", index,
+                      emit_error.message[0] != '\0' ? emit_error.message : rr_status_message(s));
         control->failed.store(1);
         ::_exit(1);
       }
