@@ -79,10 +79,23 @@ Verdict verdict_of(unsigned status, bool& misdirected_before) {
   return Verdict::refused;
 }
 
-// Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3), in any of
-// the three forms a recipient must read (section 5.6.7): IMF-fixdate, RFC
-// 850's, asctime's.
-std::chrono::milliseconds parse_retry_after(std::string_view value) {
+// An HTTP-date (RFC 9110 5.6.7) in any of the three forms a recipient must
+// read: IMF-fixdate, RFC 850's, asctime's.
+std::optional<std::time_t> parse_http_date(std::string_view value) {
+  const std::string text(value);
+  for (const char* form : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
+    std::tm tm{};
+    const char* rest = ::strptime(text.c_str(), form, &tm);
+    if (rest != nullptr && *rest == '\0') return ::timegm(&tm);
+  }
+  return std::nullopt;
+}
+
+// Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3). A date is
+// the server's clock: counted from the response's own Date where it has
+// one, so a skew between the two clocks is not taken for a wait (a router
+// two hours behind waited the hour's cap for a server's "in 5 s").
+std::chrono::milliseconds parse_retry_after(std::string_view value, std::string_view date) {
   unsigned seconds = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
   if (end == value.data() + value.size() && end != value.data()) {
@@ -90,16 +103,10 @@ std::chrono::milliseconds parse_retry_after(std::string_view value) {
     if (ec == std::errc::result_out_of_range) return std::chrono::seconds(3600);
     if (ec == std::errc()) return std::chrono::seconds(std::min(seconds, 3600u));
   }
-  const std::string text(value);
-  for (const char* form : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
-    std::tm tm{};
-    const char* rest = ::strptime(text.c_str(), form, &tm);
-    if (rest == nullptr || *rest != '\0') continue;
-    const std::time_t at = ::timegm(&tm);
-    const std::time_t now = std::time(nullptr);
-    return at > now ? std::chrono::seconds(std::min<std::time_t>(at - now, 3600)) : std::chrono::milliseconds(0);
-  }
-  return std::chrono::milliseconds(0);
+  const std::optional<std::time_t> at = parse_http_date(value);
+  if (!at) return std::chrono::milliseconds(0);
+  const std::time_t now = parse_http_date(date).value_or(std::time(nullptr));
+  return *at > now ? std::chrono::seconds(std::min<std::time_t>(*at - now, 3600)) : std::chrono::milliseconds(0);
 }
 
 }  // namespace
@@ -566,7 +573,10 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       const auto after = response.find(http::field::retry_after);
       if (after != response.end()) {
         const std::string_view value(after->value().data(), after->value().size());
-        const std::chrono::milliseconds asked = parse_retry_after(value);
+        const auto date = response.find(http::field::date);
+        const std::chrono::milliseconds asked = parse_retry_after(
+            value, date != response.end() ? std::string_view(date->value().data(), date->value().size())
+                                          : std::string_view());
         // A long wait is said where it starts, or the backend just falls
         // silent for it: the longest one asked for, in whole seconds up.
         if (asked > retry_after_) {

@@ -479,6 +479,34 @@ TEST_F(HttpSinkTest, RetryAfterReadsEachFormOfAnHttpDate) {
   }
 }
 
+// A date is the server's clock: counted from its answer's Date, a clock two
+// hours ahead of ours asks for 5 s, not the hour's cap it was taken for.
+TEST_F(HttpSinkTest, ARetryAfterDateCountsFromTheAnswersOwnDate) {
+  auto date_at = [](std::time_t at) {
+    std::tm tm{};
+    ::gmtime_r(&at, &tm);
+    char text[64];
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return std::string(text);
+  };
+  const std::time_t server_now = std::time(nullptr) + 2 * 3600;
+  HttpReceiver skewed([&](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 503,
+                        .headers = {{"Date", date_at(server_now)}, {"Retry-After", date_at(server_now + 5)}}};
+  });
+  HttpSink sink({.url = skewed.url(), .batched = true});
+  fill(batch_, 0, 1);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::retry);
+  EXPECT_EQ(sink.retry_after(), std::chrono::milliseconds(5000));
+  // Without a Date (or with one that does not parse), our own clock.
+  HttpReceiver undated([&](const HttpRequest&, std::size_t) {
+    return HttpResponse{.status = 503, .headers = {{"Date", "soon"}, {"Retry-After", date_at(server_now + 5)}}};
+  });
+  HttpSink from_ours({.url = undated.url(), .batched = true});
+  ASSERT_EQ(from_ours.write(batch_, why_), Outcome::retry);
+  EXPECT_EQ(from_ours.retry_after(), std::chrono::milliseconds(3'600'000));
+}
+
 // More seconds than an unsigned holds is a long pause, not none: the hour
 // the sink believes at most (it was read as 0, retried at once).
 TEST_F(HttpSinkTest, ARetryAfterPastAnyIntegerIsTheLongestPause) {
