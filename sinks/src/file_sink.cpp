@@ -596,14 +596,20 @@ bool FileSink::open_file(std::string& why) {
   // Age rotation counts from the file's birth, not from this open: a
   // reload, a reopen or a restart each open the file again, and a file
   // reopened at least once every `rotate_seconds` would never rotate. Where
-  // the file system keeps no birth time, the same file keeps the age it had.
+  // the file system keeps no birth time, or one ahead of the wall clock
+  // (set back since the file was made: each reopen took its age for 0, and
+  // it never rotated while the clock was behind), the same file keeps the
+  // age it had.
   struct statx sx {};
+  std::int64_t age_ns = -1;
   if (::statx(fd_, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0) {
     timespec real{};
     ::clock_gettime(CLOCK_REALTIME, &real);
-    const std::int64_t age_ns = (static_cast<std::int64_t>(real.tv_sec) - sx.stx_btime.tv_sec) * 1'000'000'000 +
-                                (real.tv_nsec - static_cast<std::int64_t>(sx.stx_btime.tv_nsec));
-    opened_at_ = now - std::chrono::nanoseconds(std::max<std::int64_t>(age_ns, 0));
+    age_ns = (static_cast<std::int64_t>(real.tv_sec) - sx.stx_btime.tv_sec) * 1'000'000'000 +
+             (real.tv_nsec - static_cast<std::int64_t>(sx.stx_btime.tv_nsec));
+  }
+  if (age_ns >= 0) {
+    opened_at_ = now - std::chrono::nanoseconds(age_ns);
   } else if (st.st_dev != file_dev_ || st.st_ino != file_ino_) {
     opened_at_ = now;
   }

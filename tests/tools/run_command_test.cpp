@@ -1002,6 +1002,14 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
                                 std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count());
+    // A line stamped an hour ahead: said before the wall clock was set
+    // back. Not one of the last minute's: it was shown "0 s ago".
+    ASSERT_EQ(block.backend_slot("z", "file"), 2);
+    block.block().backends[2].in_config.store(1);
+    ringroute::perf::write_said(block.block().backends[2].said, "said before the clock went back",
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    (std::chrono::system_clock::now() + std::chrono::hours(1)).time_since_epoch())
+                                    .count());
   }
   const std::string out = run_capture("stat --json --instance " + instance);
   simdjson::dom::parser parser;
@@ -1020,6 +1028,7 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
             std::string::npos)
       << view;
   EXPECT_EQ(view.find_first_of("\x1b\x9b"), std::string::npos) << view;
+  EXPECT_EQ(view.find("said before the clock went back"), std::string::npos) << view;
   ringroute::perf::BlockMapping::remove(instance);
 }
 

@@ -443,7 +443,15 @@ void print_table(const Snapshot& now, const Snapshot* before) {
     if (!b.in_config || !b.said) continue;
     const double ago = static_cast<double>(now.unix_ns - b.said->at_unix_ns) / 1e9;
     const bool retrying = retrying_now(b, now);
-    if (!retrying && ago > 60) continue;
+    // A line stamped ahead of now was said before the wall clock was set
+    // back (its stamp is the wall clock's, for at_unix_ns): how long ago is
+    // not known, so it is not taken for one of the last minute ("0 s ago").
+    if (!retrying && (ago > 60 || ago < -1)) continue;
+    if (ago < -1) {
+      std::printf("  %s retrying; said last, before the clock was set back: %s\n", b.name.c_str(),
+                  b.said->text.c_str());
+      continue;
+    }
     std::printf("  %s%s, %.0f s ago: %s\n", b.name.c_str(), retrying ? " retrying; said last" : " said",
                 std::max(ago, 0.0), b.said->text.c_str());
   }
