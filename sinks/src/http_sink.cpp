@@ -479,15 +479,11 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
   // as if the destination had failed. False when there are none.
   auto leave_to_others = [&](std::size_t index) -> bool {
     Connection& c = *connections_[index];
-    const bool others_busy = std::any_of(connections_.begin(), connections_.end(),
-                                         [&](const auto& other) { return other.get() != &c && other->busy; });
-    if (!c.stream.out_of_descriptors() || !others_busy) return false;
+    const auto others_busy = std::count_if(connections_.begin(), connections_.end(),
+                                           [&](const auto& other) { return other.get() != &c && other->busy; });
+    if (!c.stream.out_of_descriptors() || others_busy == 0) return false;
     // Wanting more than it can open, each window would try one more.
-    demand_.hold_at(static_cast<std::uint32_t>(std::count_if(connections_.begin(), connections_.end(),
-                                                             [&](const auto& other) {
-                                                               return other.get() != &c && other->busy;
-                                                             })),
-                    std::chrono::steady_clock::now());
+    demand_.hold_at(static_cast<std::uint32_t>(others_busy), std::chrono::steady_clock::now());
     requests_[c.request].state = Request::State::pending;
     next = std::min(next, c.request);  // dispatch() looks for pending requests from `next` on
     close_connection(c);

@@ -69,6 +69,7 @@ std::string read_text(const std::string& path) {
 class RouterProcess {
  public:
   // `file_size_limit`: RLIMIT_FSIZE for the router (0: as this process has it).
+  // `log` empty: the router starts with standard input, output and error closed.
   RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000",
                 rlim_t file_size_limit = 0)
       : log_(log) {
@@ -78,7 +79,11 @@ class RouterProcess {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test binary killed by its timeout takes its router with it
-      std::freopen(log.c_str(), "a", stderr);
+      if (log.empty()) {
+        for (int fd = 0; fd <= 2; ++fd) ::close(fd);
+      } else {
+        std::freopen(log.c_str(), "a", stderr);
+      }
       if (file_size_limit != 0) {
         const rlimit limit{file_size_limit, file_size_limit};
         ::setrlimit(RLIMIT_FSIZE, &limit);
@@ -119,7 +124,9 @@ class RouterProcess {
   // signals, a SIGTERM or SIGHUP is their default, death. A router started
   // on a ring that exists already is "ready" for a test at once, and an
   // ASan build took more than the 100 ms such a test waited to start.
+  // With no log, the caller waits as it can (stat_once_running()).
   void wait_running() const {
+    if (log_.empty()) return;
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     while (std::chrono::steady_clock::now() < deadline) {
       if (read_text(log_).find("ringroute: running:", log_start_) != std::string::npos) return;
@@ -876,6 +883,38 @@ TEST(RunCommand, AReloadThatNeedsASlotPastTheBlocksLastIsRefusedAndSaysARestartT
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 10)), 0);
   EXPECT_EQ(wait_for_events({dir / "b7.ndjson"}, 10).size(), 10u);  // the old config runs on
   ASSERT_EQ(router.stop(), 0);
+  cleanup(ring);
+}
+
+// Started with standard input, output and error closed (an init script's
+// `<&- >&- 2>&-`), the router's log goes nowhere, not into its files: the
+// perf block or the ring took descriptor 2, and each log line was written
+// over its header (stat could read no block, producers no ring, and a
+// restart refused both).
+TEST(RunCommand, ClosedStandardDescriptorsAreNotTakenByTheRingOrTheBlock) {
+  Dir dir;
+  const std::string ring = dir.unique("closedstd");
+  cleanup(ring);
+  write_all_to_one_file(dir, ring);
+  {
+    RouterProcess router(dir / "edr.json", "");
+    wait_for_ring(ring);
+    // Running, its signals blocked: a SIGHUP is a reload, and a log line.
+    const std::string running = stat_once_running(ring, 5s);
+    EXPECT_NE(running.find("\"router_state\":\"running\""), std::string::npos) << running;
+    router.signal(SIGHUP);
+    ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+    EXPECT_EQ(wait_for_events({dir / "all.ndjson"}, 100).size(), 100u);
+    const std::string stat = run_capture("stat --json --instance " + ring);
+    EXPECT_NE(stat.find("\"router_state\":\"running\""), std::string::npos) << stat;
+    ASSERT_EQ(router.stop(), 0);
+  }
+  // And both are whole for the next start.
+  RouterProcess again(dir / "edr.json", dir / "router.log");
+  wait_for_log(dir / "router.log", "running:");
+  ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
+  EXPECT_EQ(wait_for_events({dir / "all.ndjson"}, 200).size(), 200u);
+  ASSERT_EQ(again.stop(), 0);
   cleanup(ring);
 }
 

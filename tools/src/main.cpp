@@ -1,3 +1,6 @@
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -46,9 +49,25 @@ void plain_type_names(CLI::App& app) {
   }
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) plain_type_names(*sub);
 }
+// Standard input, output and error open, on /dev/null where one was closed
+// (an init script's `2>&-`, a daemon wrapper): closed, the next file
+// opened took its number, a ring or the perf block, and every log line was
+// written over that file's header.
+void open_closed_standard_descriptors() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // The lowest free number: this one, the ones below it being open.
+    const int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (opened != fd) {
+      if (opened >= 0) ::close(opened);
+      ::_exit(2);  // no /dev/null: nothing safe to write to, nor a way to say so
+    }
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
+  open_closed_standard_descriptors();
   CLI::App app{"ringroute: a local event router over shared-memory rings"};
   app.set_version_flag("--version", "ringroute " RINGROUTE_VERSION);
   // At most one: CLI11's "A subcommand is required" would also answer a
