@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -915,6 +916,68 @@ TEST(RunCommand, ClosedStandardDescriptorsAreNotTakenByTheRingOrTheBlock) {
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
   EXPECT_EQ(wait_for_events({dir / "all.ndjson"}, 200).size(), 200u);
   ASSERT_EQ(again.stop(), 0);
+  cleanup(ring);
+}
+
+// A log reader that stops reading (a stuck pipe to journald or `logger`):
+// the router's threads wrote their lines straight into it and waited there,
+// a reload's and the stop's thread among them, so a SIGTERM was never
+// taken while the pipe stayed full. Now the log is relayed, and a line
+// that finds the relay full is lost rather than waited for.
+TEST(RunCommand, ALogReaderThatStopsReadingHoldsNeitherDeliveryNorTheStop) {
+  Dir dir;
+  const std::string ring = dir.unique("stuckerr");
+  cleanup(ring);
+  write_all_to_one_file(dir, ring);
+  int log[2];
+  ASSERT_EQ(::pipe(log), 0);
+  ASSERT_EQ(::fcntl(log[1], F_SETPIPE_SZ, 4096), 4096);  // full after a few dozen lines
+  const pid_t router = ::fork();
+  if (router == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::dup2(log[1], STDERR_FILENO);
+    ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "run", "--config", (dir / "edr.json").c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(log[1]);
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0 && ::kill(pid, SIGKILL) == 0) ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{router};
+  wait_for_ring(ring);
+  const std::string running = stat_once_running(ring, 5s);
+  ASSERT_NE(running.find("\"router_state\":\"running\""), std::string::npos) << running;
+  // Reloads, two lines each, until the pipe nothing reads is full.
+  int unread = 0;
+  for (const auto until = std::chrono::steady_clock::now() + 5s;
+       unread < 4096 - 256 && std::chrono::steady_clock::now() < until;) {
+    ::kill(router, SIGHUP);
+    std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(::ioctl(log[0], FIONREAD, &unread), 0);
+  }
+  ASSERT_GE(unread, 4096 - 256);
+  for (int i = 0; i < 5; ++i) {  // and more lines to write into it
+    ::kill(router, SIGHUP);
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
+  EXPECT_EQ(wait_for_events({dir / "all.ndjson"}, 100).size(), 100u);
+  ::kill(router, SIGTERM);
+  int status = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 6s;
+  while (::waitpid(router, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "the router did not stop with its log's reader stuck";
+  reaper.pid = -1;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  char first[64] = {};
+  ASSERT_GT(::read(log[0], first, sizeof first - 1), 0);
+  EXPECT_EQ(std::string(first).rfind("ringroute: running:", 0), 0u) << first;
+  ::close(log[0]);
   cleanup(ring);
 }
 

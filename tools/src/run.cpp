@@ -1,6 +1,7 @@
 // `ringroute run --config FILE`: the router's main job, until SIGTERM/SIGINT.
 // SIGHUP reopens every file (logrotate) and reloads the config; a bad file
 // keeps the old config.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,7 +10,9 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <cerrno>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -35,6 +38,82 @@ struct RunArgs {
 };
 
 void log_line(const std::string& text) { std::fprintf(stderr, "ringroute: %s\n", text.c_str()); }
+
+// The log goes through a pipe of the router's own to a thread that writes
+// it to the stderr the router was given. Every thread writes its lines
+// (fprintf to stderr, wherever it is) into that pipe without ever waiting:
+// its write end is non-blocking, and a line that finds its MiB full is
+// lost, not waited for. A log reader that stops reading (a stuck pipe to
+// journald or `logger`, a terminal on hold) then holds only the relay: a
+// worker or a sink thread waiting in fprintf held its ring's delivery, and
+// the main thread a reload and the stop, for as long as the reader did.
+class LogRelay {
+ public:
+  LogRelay() {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) return;  // the log goes straight to stderr, as it did
+    const int given = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    const int flags = ::fcntl(ends[1], F_GETFL);
+    if (given < 0 || flags < 0 || ::fcntl(ends[1], F_SETFL, flags | O_NONBLOCK) != 0 ||
+        ::dup2(ends[1], STDERR_FILENO) != STDERR_FILENO) {
+      if (given >= 0) ::close(given);
+      ::close(ends[0]);
+      ::close(ends[1]);
+      return;
+    }
+    ::close(ends[1]);
+    (void)::fcntl(ends[0], F_SETPIPE_SZ, 1 << 20);  // room for a burst; the default 64 KiB where refused
+    given_ = given;
+    state_ = std::make_shared<State>();
+    // The thread holds what it reads from by value: one left writing to a
+    // stuck stderr at the end (see finish()) outlives this object.
+    std::thread([state = state_, from = ends[0], to = given] {
+      char buffer[16 * 1024];
+      for (;;) {
+        const ssize_t got = ::read(from, buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;  // every write end closed: the log has ended
+        for (ssize_t put = 0; put < got;) {
+          const ssize_t n = ::write(to, buffer + put, static_cast<std::size_t>(got - put));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) break;  // a stderr that takes nothing (EPIPE, a full disk): the line goes
+          put += n;
+        }
+      }
+      ::close(from);
+      std::lock_guard lock(state->mutex);
+      state->ended = true;
+      state->ended_changed.notify_all();
+    }).detach();
+  }
+  LogRelay(const LogRelay&) = delete;
+  LogRelay& operator=(const LogRelay&) = delete;
+  ~LogRelay() { finish(); }
+
+  // Gives stderr back, with what the relay holds written first, waiting up
+  // to `limit` for a stderr that takes nothing: what it still holds then
+  // is lost with the process, which is not held by its log.
+  void finish(std::chrono::milliseconds limit = std::chrono::seconds(2)) {
+    if (!state_) return;
+    std::fflush(stderr);
+    ::dup2(given_, STDERR_FILENO);  // the pipe's last write end closed: the relay reads to its end
+    std::unique_lock lock(state_->mutex);
+    state_->ended_changed.wait_for(lock, limit, [&] { return state_->ended; });
+    state_.reset();
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable ended_changed;
+    bool ended = false;
+  };
+  int given_ = -1;
+  std::shared_ptr<State> state_;
+};
+
+// The running router's relay, for the watchdog's last line before _exit.
+LogRelay* log_relay_of_run = nullptr;
 
 // Whether a SIGTERM or SIGINT waits (blocked, so pending) to be taken.
 bool stop_pending() {
@@ -70,7 +149,8 @@ class StopWatchdog {
                                             "the next start"
                                       : "stopping again: exiting now, and what was not written stays in the ring "
                                         "for the next start");
-              std::fflush(stderr);
+              // Its line out first, if the log's reader takes it soon.
+              if (log_relay_of_run != nullptr) log_relay_of_run->finish(std::chrono::milliseconds(500));
               ::_exit(1);
             }
             done_changed_.wait_for(lock, std::chrono::milliseconds(50));
@@ -114,6 +194,8 @@ int run_router(const RunArgs& args) {
   // a library must not change what the process it is in does with a signal.
   ::signal(SIGXFSZ, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
+  LogRelay log_relay;
+  log_relay_of_run = &log_relay;
   ConfigResult loaded = load_config_file(args.config);
   // The TLS files too, so one that would not load is named with its JSON
   // path, as validate names it, not only by the sink that fails to start.
