@@ -4,10 +4,77 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "ringroute/tools/commands.hpp"
+
+// Out of memory in `new` is std::bad_alloc, which the router handles (a
+// worker stops and the router with it, exit 1; a sink outside a write logs
+// it and goes on). Debian's libmimalloc exports an operator new of its own
+// that, built as C, aborts the process instead, new-handler or not: out of
+// memory was a silent SIGABRT. Replaced here, in the executable, over
+// malloc, which mimalloc serves all the same.
+namespace {
+void* allocate(std::size_t size, std::size_t alignment = 0) {
+  if (size == 0) size = 1;
+  for (;;) {
+    void* p = nullptr;
+    if (alignment <= alignof(std::max_align_t)) {
+      p = std::malloc(size);
+    } else if (::posix_memalign(&p, alignment, size) != 0) {
+      p = nullptr;
+    }
+    if (p != nullptr) return p;
+    const std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
+  }
+}
+template <class F>
+void* or_null(F&& allocate_it) noexcept {
+  try {
+    return allocate_it();
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+}  // namespace
+
+void* operator new(std::size_t size) { return allocate(size); }
+void* operator new[](std::size_t size) { return allocate(size); }
+void* operator new(std::size_t size, std::align_val_t alignment) {
+  return allocate(size, static_cast<std::size_t>(alignment));
+}
+void* operator new[](std::size_t size, std::align_val_t alignment) {
+  return allocate(size, static_cast<std::size_t>(alignment));
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  return or_null([&] { return allocate(size); });
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  return or_null([&] { return allocate(size); });
+}
+void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return or_null([&] { return allocate(size, static_cast<std::size_t>(alignment)); });
+}
+void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return or_null([&] { return allocate(size, static_cast<std::size_t>(alignment)); });
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace {
 // Output that never arrived is an I/O error (exit 2), whatever the command
