@@ -398,6 +398,10 @@ TEST(Cli, AnUnknownCommandIsNamedAndNoneListsThem) {
   EXPECT_EQ(version.status, 0);
   EXPECT_EQ(version.out.rfind("ringroute ", 0), 0u) << version.out;
   EXPECT_EQ(f.run("--version", "", "/dev/full").status, 2);
+  // Standard output closed: /dev/null read-only in its place, so the output
+  // still fails to be written (opened for writing, it was thrown away, exit 0).
+  const int closed = std::system((ringroute::testing::shell_quoted(RINGROUTE_BINARY) + " --version >&- 2>/dev/null").c_str());
+  EXPECT_TRUE(WIFEXITED(closed) && WEXITSTATUS(closed) == 2) << closed;
   EXPECT_EQ(f.run("validate --help", "", "/dev/full").status, 2);
 }
 

@@ -119,12 +119,14 @@ void plain_type_names(CLI::App& app) {
 // Standard input, output and error open, on /dev/null where one was closed
 // (an init script's `2>&-`, a daemon wrapper): closed, the next file
 // opened took its number, a ring or the perf block, and every log line was
-// written over that file's header.
+// written over that file's header. Standard output read-only there, so a
+// command's output still fails to be written (exit 2, not 0 with nothing
+// said).
 void open_closed_standard_descriptors() {
   for (int fd = 0; fd <= 2; ++fd) {
     if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
     // The lowest free number: this one, the ones below it being open.
-    const int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    const int opened = ::open("/dev/null", fd == 2 ? O_WRONLY : O_RDONLY);
     if (opened != fd) {
       if (opened >= 0) ::close(opened);
       ::_exit(2);  // no /dev/null: nothing safe to write to, nor a way to say so

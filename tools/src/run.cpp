@@ -11,11 +11,14 @@
 #include <cstdio>
 #include <ctime>
 #include <cerrno>
+#include <cstdlib>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "ringroute/ingest/router.hpp"
@@ -42,49 +45,67 @@ void log_line(const std::string& text) { std::fprintf(stderr, "ringroute: %s\n",
 // The log goes through a pipe of the router's own to a thread that writes
 // it to the stderr the router was given. Every thread writes its lines
 // (fprintf to stderr, wherever it is) into that pipe without ever waiting:
-// its write end is non-blocking, and a line that finds its MiB full is
-// lost, not waited for. A log reader that stops reading (a stuck pipe to
+// its write end is non-blocking, and a line that finds it full (1 MiB where
+// the kernel allows, else 64 KiB) is lost, not waited for, or cut where it
+// is longer than 4 KiB. A log reader that stops reading (a stuck pipe to
 // journald or `logger`, a terminal on hold) then holds only the relay: a
 // worker or a sink thread waiting in fprintf held its ring's delivery, and
 // the main thread a reload and the stop, for as long as the reader did.
+// Not in a sanitizer's build: its report, written to descriptor 2 just
+// before the process ends, would be lost in the pipe.
 class LogRelay {
  public:
   LogRelay() {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     int ends[2];
     if (::pipe2(ends, O_CLOEXEC) != 0) return;  // the log goes straight to stderr, as it did
     const int given = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     const int flags = ::fcntl(ends[1], F_GETFL);
-    if (given < 0 || flags < 0 || ::fcntl(ends[1], F_SETFL, flags | O_NONBLOCK) != 0 ||
-        ::dup2(ends[1], STDERR_FILENO) != STDERR_FILENO) {
+    if (given < 0 || flags < 0 || ::fcntl(ends[1], F_SETFL, flags | O_NONBLOCK) != 0) {
       if (given >= 0) ::close(given);
       ::close(ends[0]);
       ::close(ends[1]);
       return;
     }
-    ::close(ends[1]);
     (void)::fcntl(ends[0], F_SETPIPE_SZ, 1 << 20);  // room for a burst; the default 64 KiB where refused
-    given_ = given;
-    state_ = std::make_shared<State>();
-    // The thread holds what it reads from by value: one left writing to a
-    // stuck stderr at the end (see finish()) outlives this object.
-    std::thread([state = state_, from = ends[0], to = given] {
-      char buffer[16 * 1024];
-      for (;;) {
-        const ssize_t got = ::read(from, buffer, sizeof buffer);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) break;  // every write end closed: the log has ended
-        for (ssize_t put = 0; put < got;) {
-          const ssize_t n = ::write(to, buffer + put, static_cast<std::size_t>(got - put));
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) break;  // a stderr that takes nothing (EPIPE, a full disk): the line goes
-          put += n;
+    auto state = std::make_shared<State>();
+    // Started before stderr is moved onto the pipe: a thread that can't
+    // start (a task limit) leaves stderr as it was, to say so. It holds
+    // what it reads from by value: one left writing to a stuck stderr at
+    // the end (see finish()) outlives this object.
+    try {
+      std::thread([state, from = ends[0], to = given] {
+        char buffer[16 * 1024];
+        for (;;) {
+          const ssize_t got = ::read(from, buffer, sizeof buffer);
+          if (got < 0 && errno == EINTR) continue;
+          if (got <= 0) break;  // every write end closed: the log has ended
+          for (ssize_t put = 0; put < got;) {
+            const ssize_t n = ::write(to, buffer + put, static_cast<std::size_t>(got - put));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;  // a stderr that takes nothing (EPIPE, a full disk): the line goes
+            put += n;
+          }
         }
-      }
-      ::close(from);
-      std::lock_guard lock(state->mutex);
-      state->ended = true;
-      state->ended_changed.notify_all();
-    }).detach();
+        ::close(from);
+        ::close(to);
+        std::lock_guard lock(state->mutex);
+        state->ended = true;
+        state->ended_changed.notify_all();
+      }).detach();
+    } catch (const std::system_error&) {
+      ::close(given);
+      ::close(ends[0]);
+      ::close(ends[1]);
+      return;
+    }
+    // Moved: stderr is the pipe's only write end, whose close at finish()
+    // ends the relay. (A failed dup2 leaves stderr as it was; the relay
+    // then ends at the close below, having nothing to read.)
+    if (::dup2(ends[1], STDERR_FILENO) == STDERR_FILENO) given_ = ::fcntl(given, F_DUPFD_CLOEXEC, 3);
+    ::close(ends[1]);
+    if (given_ >= 0) state_ = std::move(state);
+#endif
   }
   LogRelay(const LogRelay&) = delete;
   LogRelay& operator=(const LogRelay&) = delete;
@@ -97,6 +118,8 @@ class LogRelay {
     if (!state_) return;
     std::fflush(stderr);
     ::dup2(given_, STDERR_FILENO);  // the pipe's last write end closed: the relay reads to its end
+    ::close(given_);
+    given_ = -1;
     std::unique_lock lock(state_->mutex);
     state_->ended_changed.wait_for(lock, limit, [&] { return state_->ended; });
     state_.reset();
@@ -108,12 +131,19 @@ class LogRelay {
     std::condition_variable ended_changed;
     bool ended = false;
   };
-  int given_ = -1;
+  int given_ = -1;  // the stderr the router was given, to put back at finish()
   std::shared_ptr<State> state_;
 };
 
-// The running router's relay, for the watchdog's last line before _exit.
+// The running router's relay: the watchdog's last line before _exit, and
+// an exception that ends the process (std::terminate) said where it shows.
 LogRelay* log_relay_of_run = nullptr;
+std::terminate_handler terminate_as_before = nullptr;
+[[noreturn]] void terminate_with_the_log_out() {
+  if (log_relay_of_run != nullptr) log_relay_of_run->finish(std::chrono::milliseconds(500));
+  if (terminate_as_before != nullptr) terminate_as_before();  // the runtime's: says what was thrown, aborts
+  std::abort();
+}
 
 // Whether a SIGTERM or SIGINT waits (blocked, so pending) to be taken.
 bool stop_pending() {
@@ -196,6 +226,10 @@ int run_router(const RunArgs& args) {
   ::signal(SIGPIPE, SIG_IGN);
   LogRelay log_relay;
   log_relay_of_run = &log_relay;
+  struct Forgotten {
+    ~Forgotten() { log_relay_of_run = nullptr; }
+  } forgotten_when_done;
+  terminate_as_before = std::set_terminate(terminate_with_the_log_out);
   ConfigResult loaded = load_config_file(args.config);
   // The TLS files too, so one that would not load is named with its JSON
   // path, as validate names it, not only by the sink that fails to start.
