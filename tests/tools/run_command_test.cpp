@@ -925,6 +925,9 @@ TEST(RunCommand, ClosedStandardDescriptorsAreNotTakenByTheRingOrTheBlock) {
 // taken while the pipe stayed full. Now the log is relayed, and a line
 // that finds the relay full is lost rather than waited for.
 TEST(RunCommand, ALogReaderThatStopsReadingHoldsNeitherDeliveryNorTheStop) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "a sanitizer's build writes its log straight to stderr (run.cpp: LogRelay)";
+#endif
   Dir dir;
   const std::string ring = dir.unique("stuckerr");
   cleanup(ring);
