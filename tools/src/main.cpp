@@ -16,7 +16,9 @@
 // it and goes on). Debian's libmimalloc exports an operator new of its own
 // that, built as C, aborts the process instead, new-handler or not: out of
 // memory was a silent SIGABRT. Replaced here, in the executable, over
-// malloc, which mimalloc serves all the same.
+// malloc, which mimalloc serves all the same. Not in a sanitizer's build,
+// whose own operator new checks that each delete matches its new.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 namespace {
 void* allocate(std::size_t size, std::size_t alignment = 0) {
   if (size == 0) size = 1;
@@ -63,6 +65,12 @@ void* operator new(std::size_t size, std::align_val_t alignment, const std::noth
 void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
   return or_null([&] { return allocate(size, static_cast<std::size_t>(alignment)); });
 }
+// GCC takes free() of what operator new returned for a mismatch; here
+// operator new is malloc.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -75,6 +83,10 @@ void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
 
 namespace {
 // Output that never arrived is an I/O error (exit 2), whatever the command
