@@ -1071,15 +1071,6 @@ TEST_F(HttpSinkTest, OneConnectionWhileOneKeepsUpAndMoreUpToTheLimitWhenNot) {
   EXPECT_EQ(counters_.connects.read(), by_connection.size());
 }
 
-// This process's open file descriptors.
-std::set<int> open_descriptors() {
-  std::set<int> fds;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
-    fds.insert(std::stoi(entry.path().filename().string()));
-  }
-  return fds;
-}
-
 // Connections opened for a burst (each a descriptor the process's other
 // backends share) are closed after a minute idle, all but the first. They
 // stayed open for good.
@@ -1093,11 +1084,11 @@ TEST_F(HttpSinkTest, ConnectionsIdleForAMinuteAreClosedButTheFirst) {
   const std::size_t opened = counters_.connects.read();
   ASSERT_GE(opened, 3u);
   slow = false;
-  const std::size_t open = open_descriptors().size();
+  const std::size_t open = testing::open_descriptors().size();
   sink.tick(std::chrono::steady_clock::now());
-  EXPECT_EQ(open_descriptors().size(), open);  // not idle long enough
+  EXPECT_EQ(testing::open_descriptors().size(), open);  // not idle long enough
   sink.tick(std::chrono::steady_clock::now() + std::chrono::seconds(61));
-  EXPECT_LE(open_descriptors().size(), open - (opened - 1));
+  EXPECT_LE(testing::open_descriptors().size(), open - (opened - 1));
   fill(batch_, 600, 50);
   ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;  // and they open again
   const auto requests = receiver.requests();

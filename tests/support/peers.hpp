@@ -49,14 +49,20 @@ class TempDir {
   std::string path_;
 };
 
+// This process's open file descriptors (with the one listing them took).
+inline std::set<int> open_descriptors() {
+  std::set<int> fds;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    fds.insert(std::stoi(entry.path().filename().string()));
+  }
+  return fds;
+}
+
 // Holds this process to `room` descriptors more than it has open: its
 // limit just past the room-th free number (the lowest one counted free:
 // listing the open ones took it for itself). For a forked child.
 inline void leave_room_for_descriptors(int room) {
-  std::set<int> open;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
-    open.insert(std::stoi(entry.path().filename().string()));
-  }
+  std::set<int> open = open_descriptors();
   const int lowest_free = ::dup(0);
   ::close(lowest_free);
   open.erase(lowest_free);
