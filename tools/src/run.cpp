@@ -5,13 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
-#include <ctime>
-#include <cerrno>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
 #include <limits>
 #include <memory>
