@@ -14,6 +14,7 @@
 #include "ringroute/sinks/http_sink.hpp"
 #include "ringroute/sinks/socket_sink.hpp"
 #include "ringroute/sinks/url.hpp"
+#include "net.hpp"
 #include "tls.hpp"
 
 namespace ringroute::sinks {
@@ -172,6 +173,22 @@ std::string options_identity(std::string_view options_json) {
   std::string out;
   append_identity(parse_options(parser, options_json), false, out);
   return out;
+}
+
+std::size_t most_descriptors(std::string_view type, std::string_view options_json) {
+  simdjson::dom::parser parser;
+  const simdjson::dom::element root = parse_options(parser, options_json);
+  constexpr std::size_t kRing = 1;  // the sink thread's io_uring (a file sink's only where it writes through one)
+  if (type == "file") return kRing + 2;
+  std::uint64_t connections = type == "http" ? HttpSinkOptions{}.max_connections : SocketSinkOptions{}.max_connections;
+  if (std::uint64_t n = 0; root["max_connections"].get(n) == simdjson::SUCCESS) connections = n;
+  std::string_view text;
+  std::string why;
+  if (type == "socket" && root["url"].get(text) == simdjson::SUCCESS) {
+    const auto url = parse_url(text, why);
+    if (url && (url->scheme == "syslog+udp" || url->scheme == "unixgram")) connections = 1;  // one socket sends them all
+  }
+  return kRing + static_cast<std::size_t>(std::max<std::uint64_t>(connections, 1));
 }
 
 std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json, bool last_write_may_be_torn) {

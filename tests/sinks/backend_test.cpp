@@ -19,6 +19,8 @@
 #include "ringroute/perf/block.hpp"
 #include "ringroute/sinks/backend.hpp"
 #include "ringroute/sinks/file_sink.hpp"
+#include "ringroute/sinks/http_sink.hpp"
+#include "ringroute/sinks/socket_sink.hpp"
 
 namespace ringroute::sinks {
 namespace {
@@ -478,6 +480,17 @@ TEST(BackendOptions, TheirIdentityIgnoresKeyOrderButNotTheHeadersOrder) {
             options_identity(R"({"headers":{"X-B":"2","X-A":"1"}})"));
   // A key cannot pass for the end of another.
   EXPECT_NE(options_identity(R"({"ab":"c"})"), options_identity(R"({"a":"bc"})"));
+}
+
+// What the router checks its descriptor limit against at start.
+TEST(BackendOptions, MostDescriptorsCountsTheConnectionsALoadMayOpen) {
+  EXPECT_EQ(most_descriptors("file", R"({"path":"x"})"), 3u);  // io_uring, the file and the next at rotation
+  EXPECT_EQ(most_descriptors("http", R"({"url":"http://h/"})"), 1u + HttpSinkOptions{}.max_connections);
+  EXPECT_EQ(most_descriptors("http", R"({"url":"http://h/","max_connections":2})"), 3u);
+  EXPECT_EQ(most_descriptors("socket", R"({"url":"syslog://h"})"), 1u + SocketSinkOptions{}.max_connections);
+  EXPECT_EQ(most_descriptors("socket", R"({"url":"unix:///dev/log","max_connections":5})"), 6u);
+  EXPECT_EQ(most_descriptors("socket", R"({"url":"syslog+udp://h:514","max_connections":5})"), 2u);
+  EXPECT_EQ(most_descriptors("socket", R"({"url":"unixgram:///dev/log"})"), 2u);
 }
 
 // A leftover keeps only what it holds: each kept the megabyte it reserved

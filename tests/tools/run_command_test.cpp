@@ -69,10 +69,11 @@ std::string read_text(const std::string& path) {
 // A router process: `ringroute run --config FILE`, stderr to a file.
 class RouterProcess {
  public:
-  // `file_size_limit`: RLIMIT_FSIZE for the router (0: as this process has it).
+  // `file_size_limit`: RLIMIT_FSIZE for the router (0: as this process has
+  // it); `descriptors`, RLIMIT_NOFILE (its hard limit 0: as this process has it).
   // `log` empty: the router starts with standard input, output and error closed.
   RouterProcess(const std::string& config, const std::string& log, const char* drain_ms = "2000",
-                rlim_t file_size_limit = 0)
+                rlim_t file_size_limit = 0, rlimit descriptors = {0, 0})
       : log_(log) {
     std::error_code ec;
     const auto size = fs::file_size(log, ec);  // the log may hold an earlier router's lines
@@ -89,6 +90,7 @@ class RouterProcess {
         const rlimit limit{file_size_limit, file_size_limit};
         ::setrlimit(RLIMIT_FSIZE, &limit);
       }
+      if (descriptors.rlim_max != 0) ::setrlimit(RLIMIT_NOFILE, &descriptors);
       ::execl(RINGROUTE_BINARY, RINGROUTE_BINARY, "run", "--config", config.c_str(), "--drain-ms", drain_ms,
               static_cast<char*>(nullptr));
       ::_exit(127);
@@ -916,6 +918,42 @@ TEST(RunCommand, ClosedStandardDescriptorsAreNotTakenByTheRingOrTheBlock) {
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
   EXPECT_EQ(wait_for_events({dir / "all.ndjson"}, 200).size(), 200u);
   ASSERT_EQ(again.stop(), 0);
+  cleanup(ring);
+}
+
+// A descriptor limit too small for the config was met only later, as the
+// files and connections past it failing with "Too many open files" (the
+// default soft limit is 1024). The soft limit is raised to the hard one,
+// and what still falls short is said at start.
+TEST(RunCommand, TheDescriptorLimitIsRaisedToTheHardOneAndWhatStillFallsShortIsSaid) {
+  Dir dir;
+  const std::string ring = dir.unique("nofile");
+  cleanup(ring);
+  // Three syslog backends of up to 40 connections each: 120 under load.
+  const std::string url = "syslog+tcp://127.0.0.1:" + std::to_string(ringroute::testing::free_port());
+  std::vector<std::string> backends;
+  for (int i = 0; i < 3; ++i) {
+    backends.push_back(R"({"name": "syslog)" + std::to_string(i) + R"(", "type": "socket", "options": {"url": ")" +
+                       url + R"("}, "bindings": [{"verbosity": "trace"}]})");
+  }
+  write_file(dir / "edr.json", config_text(dir, ring, 1 << 20, backends));
+  {
+    RouterProcess router(dir / "edr.json", dir / "raised.log", "2000", 0, {64, 4096});
+    wait_for_log(dir / "raised.log", "running:");
+    rlimit limit{};
+    ASSERT_EQ(::prlimit(router.pid(), RLIMIT_NOFILE, nullptr, &limit), 0);
+    EXPECT_EQ(limit.rlim_cur, 4096u);
+    ASSERT_EQ(router.stop(), 0);
+    const std::string log = read_text(dir / "raised.log");
+    EXPECT_EQ(log.find("ulimit -n"), std::string::npos) << log;
+  }
+  RouterProcess router(dir / "edr.json", dir / "short.log", "2000", 0, {100, 100});
+  wait_for_log(dir / "short.log", "running:");
+  ASSERT_EQ(router.stop(), 0);
+  const std::string log = read_text(dir / "short.log");
+  EXPECT_NE(log.find("ringroute: ulimit -n is 100 (the hard limit), and this config may hold up to 1"),
+            std::string::npos) << log;
+  EXPECT_NE(log.find("Raise the hard limit (LimitNOFILE= in a systemd unit"), std::string::npos) << log;
   cleanup(ring);
 }
 

@@ -1,7 +1,9 @@
 // `ringroute run --config FILE`: the router's main job, until SIGTERM/SIGINT.
 // SIGHUP reopens every file (logrotate) and reloads the config; a bad file
 // keeps the old config.
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -204,6 +206,69 @@ class StopWatchdog {
   std::thread thread_;  // last: started once the members it reads are made
 };
 
+// Descriptors open now: those the router started with, and its log's.
+std::size_t open_descriptors() {
+  std::size_t count = 0;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    while (const dirent* entry = ::readdir(dir)) count += entry->d_name[0] != '.' ? 1 : 0;
+    ::closedir(dir);
+    return count - 1;  // the listing's own
+  }
+  return 3;
+}
+
+// The most descriptors `config` has the router hold: each backend's (its
+// file, or its connections under load), each ring's two (its shared memory
+// kept open, and the read-only one a worker's checks read), the perf block.
+std::size_t most_descriptors(const Config& config) {
+  constexpr std::size_t kPerRing = 2, kPerfBlock = 1;
+  std::size_t most = kPerfBlock + kPerRing * config.rings.size();
+  for (const auto& backend : config.backends) {
+    if (backend.enabled && sinks::missing_sink(backend.type).empty()) {
+      most += sinks::most_descriptors(backend.type, backend.options_json);
+    }
+  }
+  return most;
+}
+
+// A limit on open descriptors too small for the config was met only later,
+// as files and connections past it failing with "Too many open files"
+// (retried for good, the events of those backends held). The soft limit is
+// raised to the hard one first, as systemd's own services do (its default
+// soft limit, 1024, is kept low for programs that use select(), which
+// ringroute does not); what still falls short is said at start and at each
+// reload, with what to raise.
+class DescriptorLimit {
+ public:
+  DescriptorLimit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur < limit.rlim_max) {
+      const rlimit raised{limit.rlim_max, limit.rlim_max};
+      if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    soft_ = limit.rlim_cur;
+    hard_ = limit.rlim_max;
+    before_router_ = open_descriptors();
+  }
+
+  void check(const Config& config) const {
+    if (soft_ == RLIM_INFINITY) return;
+    const std::size_t most = before_router_ + most_descriptors(config);
+    if (most <= soft_) return;
+    log_line("ulimit -n is " + std::to_string(soft_) +
+             (hard_ == soft_ ? std::string(" (the hard limit)") : " (hard limit " + std::to_string(hard_) + ")") +
+             ", and this config may hold up to " + std::to_string(most) +
+             " descriptors (files, rings, and max_connections a network backend under load): past the limit a file "
+             "or connection fails with \"Too many open files\" and is retried while its backend's events wait. "
+             "Raise the hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn in a shell)");
+  }
+
+ private:
+  rlim_t soft_ = RLIM_INFINITY, hard_ = RLIM_INFINITY;
+  std::size_t before_router_ = 0;
+};
+
 int run_router(const RunArgs& args) {
   // Signals are taken synchronously by this thread; every thread the router
   // starts inherits the mask, so none of them is interrupted. Blocked first
@@ -230,6 +295,7 @@ int run_router(const RunArgs& args) {
     ~Forgotten() { log_relay_of_run = nullptr; }
   } forgotten_when_done;
   terminate_as_before = std::set_terminate(terminate_with_the_log_out);
+  const DescriptorLimit descriptor_limit;
   ConfigResult loaded = load_config_file(args.config);
   // The TLS files too, so one that would not load is named with its JSON
   // path, as validate names it, not only by the sink that fails to start.
@@ -248,6 +314,7 @@ int run_router(const RunArgs& args) {
            " ring(s) starting with " + loaded.config->rings[0].name + ", " + std::to_string(enabled) +
            " backend(s) enabled; SIGHUP reloads " + args.config + ", SIGTERM stops");
   for (const std::string& note : config_notes(*loaded.config)) log_line(note);
+  descriptor_limit.check(*loaded.config);
   std::optional<std::chrono::steady_clock::time_point> stop_until;  // a stop seen during a reload
   std::optional<std::string> failure;
   for (;;) {
@@ -312,6 +379,7 @@ int run_router(const RunArgs& args) {
       } else {
         log_line("reloaded " + args.config);
         for (const std::string& note : config_notes(*next.config)) log_line(note);
+        descriptor_limit.check(*next.config);
       }
       continue;
     }

@@ -70,6 +70,11 @@ struct BackendOptions {
 // start (io_uring refused). `last_write_may_be_torn`: see FileSinkOptions.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(std::string_view type, std::string_view options_json,
                                               bool last_write_may_be_torn = true);
+// The most descriptors a backend of `type` with these options (as
+// make_sink reads them) holds at once: its io_uring, its file and the next
+// one while it rotates, or its connections, as many as `max_connections`
+// lets it open under load. For the start's check of the process's limit.
+[[nodiscard]] std::size_t most_descriptors(std::string_view type, std::string_view options_json);
 // Why make_sink() refuses `type` (DESIGN.md: a type whose sink does not
 // exist yet validates, and run refuses it while it is enabled), or empty.
 [[nodiscard]] std::string missing_sink(std::string_view type);
