@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -30,6 +31,17 @@ void set_name(char (&stored)[kNameBytes], std::string_view name) {
   const std::size_t n = std::min(name.size(), kNameBytes);
   std::memcpy(stored, name.data(), n);
   if (n < kNameBytes) stored[n] = 0;
+}
+
+// What "Permission denied" on the block is about: whose it is, and its
+// mode, against this process's ids (as a ring's refusal says them).
+std::string access_note(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return " (uid " + std::to_string(st.st_uid) + "'s, gid " + std::to_string(st.st_gid) + ", mode " + mode +
+         "; this process is uid " + std::to_string(::geteuid()) + ", gid " + std::to_string(::getegid()) + ")";
 }
 
 }  // namespace
@@ -67,7 +79,11 @@ BlockMapping BlockMapping::create_or_open(const std::string& instance, std::uint
   int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, static_cast<mode_t>(mode));
   const bool made_now = fd >= 0;
   if (fd < 0 && errno == EEXIST) fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT, static_cast<mode_t>(mode));
-  if (fd < 0) throw std::runtime_error(block_path(instance) + ": " + std::strerror(errno));
+  if (fd < 0) {
+    const int e = errno;
+    throw std::runtime_error(block_path(instance) + ": " + std::strerror(e) +
+                             (e == EACCES || e == EPERM ? access_note(block_path(instance)) : std::string()));
+  }
   // One router per instance, of any build: the lock is held while the
   // mapping lives, and everything below (sizing, starting a block of
   // another layout again) happens under it, so no running router's block
@@ -159,7 +175,12 @@ std::optional<BlockMapping> BlockMapping::open_read_only(const std::string& inst
   // write in) made the open wait for a writer, and `stat` with it, for ever.
   const int fd = ::shm_open(shm_name(instance).c_str(), O_RDONLY | O_NONBLOCK, 0);
   if (fd < 0) {
-    if (error) *error = block_path(instance) + ": " + std::strerror(errno) + " (is a router running with instance \"" + instance + "\"?)";
+    const int e = errno;
+    if (error) {
+      *error = block_path(instance) + ": " + std::strerror(e) +
+               (e == EACCES || e == EPERM ? access_note(block_path(instance))
+                                          : " (is a router running with instance \"" + instance + "\"?)");
+    }
     return std::nullopt;
   }
   struct stat st {};

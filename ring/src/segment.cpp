@@ -158,6 +158,14 @@ std::string octal_mode(mode_t mode) {
   return text;
 }
 
+std::string access_note(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return " (uid " + std::to_string(st.st_uid) + "'s, gid " + std::to_string(st.st_gid) + ", mode " +
+         octal_mode(st.st_mode) + "; this process is uid " + std::to_string(::geteuid()) + ", gid " +
+         std::to_string(::getegid()) + ")";
+}
+
 namespace {
 
 // Fields 3 (state) and 22 (start time in clock ticks) of /proc/PID/stat;
@@ -279,7 +287,9 @@ Segment Segment::create_or_attach(const std::string& name, const SegmentOptions&
     try {
       attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
     } catch (const bip::interprocess_exception& e) {
-      throw RingError(Status::io_error, "ring " + name + ": cannot open /dev/shm/" + name + ": " + e.what());
+      const bool refused = e.get_native_error() == EACCES || e.get_native_error() == EPERM;
+      throw RingError(Status::io_error, "ring " + name + ": cannot open /dev/shm/" + name + ": " + e.what() +
+                                            (refused ? access_note("/dev/shm/" + name) : std::string()));
     }
   }
   const int fd = static_cast<int>(attached->shm.get_mapping_handle().handle);
@@ -423,7 +433,8 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
       if (fd < 0) {
         const int e = errno;
         if (e == ENOENT) return fail(Status::not_ready, missing);
-        return fail(Status::io_error, "cannot open /dev/shm/" + name + ": " + std::strerror(e));
+        return fail(Status::io_error, "cannot open /dev/shm/" + name + ": " + std::strerror(e) +
+                                          (e == EACCES || e == EPERM ? access_note("/dev/shm/" + name) : std::string()));
       }
       attached->read_only_fd = fd;
       struct stat st {};
@@ -443,7 +454,9 @@ Status Segment::attach(const std::string& name, Segment& out, std::string* error
         attached->shm = bip::shared_memory_object(bip::open_only, name.c_str(), mode);
       } catch (const bip::interprocess_exception& e) {
         if (e.get_error_code() == bip::not_found_error) return fail(Status::not_ready, missing);
-        return fail(Status::io_error, std::string("cannot open /dev/shm/") + name + ": " + e.what());
+        const bool refused = e.get_native_error() == EACCES || e.get_native_error() == EPERM;
+        return fail(Status::io_error, std::string("cannot open /dev/shm/") + name + ": " + e.what() +
+                                          (refused ? access_note("/dev/shm/" + name) : std::string()));
       }
       attached->shm.get_size(size);
     }

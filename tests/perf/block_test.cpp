@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "private_mounts.hpp"
@@ -213,6 +215,44 @@ TEST(PerfBlock, ABlockAnotherUserMadeIsRefused) {
     EXPECT_NE(std::string(e.what()).find("is owned by uid 65534"), std::string::npos) << e.what();
   }
   BlockMapping::remove(instance);
+}
+
+// "Permission denied" alone did not say why (a ring's refusal said whose
+// it was): whose the block is, its mode and who asked, for the router and
+// for stat.
+TEST(Block, AnOpenRefusedForPermissionsSaysWhoseTheBlockIsAndItsMode) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to try the open as another user";
+  const std::string instance = "rr-test-private-" + std::to_string(::getpid());
+  BlockMapping::remove(instance);
+  { BlockMapping made = BlockMapping::create_or_open(instance, 0600); }
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) ::_exit(77);
+    const std::string said = block_path(instance) +
+                             ": Permission denied (uid 0's, gid 0, mode 0600; this process is uid 65534, gid 65534)";
+    int failures = 0;
+    std::string error;
+    if (BlockMapping::open_read_only(instance, &error) || error != said) {
+      std::fprintf(stderr, "open_read_only said: %s\n", error.c_str());
+      ++failures;
+    }
+    try {
+      (void)BlockMapping::create_or_open(instance, 0600);
+      ++failures;
+    } catch (const std::runtime_error& e) {
+      if (e.what() != said) {
+        std::fprintf(stderr, "create_or_open said: %s\n", e.what());
+        ++failures;
+      }
+    }
+    ::_exit(failures);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  BlockMapping::remove(instance);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "can't become another user here";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 // A file at the block's name that is no block (a ring named INSTANCE.perf,

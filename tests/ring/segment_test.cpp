@@ -215,6 +215,48 @@ TEST(Segment, ASegmentAnotherUserMadeIsRefused) {
   ring::Segment::remove(name);
 }
 
+// "Permission denied" alone left a producer's or stat's user to find out
+// why: whose the segment is, its mode and who asked are said with it.
+TEST(Segment, AnOpenRefusedForPermissionsSaysWhoseTheSegmentIsAndItsMode) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to try the open as another user";
+  const std::string name = unique_ring_name("private");
+  ring::SegmentOptions options;
+  options.capacity_bytes = 64 << 10;
+  options.mode = 0600;
+  ring::Segment made = ring::Segment::create_or_attach(name, options);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) ::_exit(77);
+    const std::string said = "Permission denied (uid 0's, gid 0, mode 0600; this process is uid 65534, gid 65534)";
+    int failures = 0;
+    for (auto access : {ring::Segment::Access::read_write, ring::Segment::Access::read_only}) {
+      ring::Segment segment;
+      std::string error;
+      if (ring::Segment::attach(name, segment, &error, access) != ring::Status::io_error ||
+          error.find("cannot open /dev/shm/" + name + ": " + said) == std::string::npos) {
+        std::fprintf(stderr, "attach said: %s\n", error.c_str());
+        ++failures;
+      }
+    }
+    try {
+      (void)ring::Segment::create_or_attach(name, options);
+      ++failures;
+    } catch (const ring::RingError& e) {
+      if (std::string(e.what()).find(": " + said) == std::string::npos) {
+        std::fprintf(stderr, "create_or_attach said: %s\n", e.what());
+        ++failures;
+      }
+    }
+    ::_exit(failures);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ring::Segment::remove(name);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "can't become another user here";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 TEST(Segment, CapacityMustBeAPowerOfTwo) {
   ring::SegmentOptions options;
   options.capacity_bytes = 5000;

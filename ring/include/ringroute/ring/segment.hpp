@@ -22,6 +22,10 @@ namespace ringroute::ring {
 
 // A permission mode as logs show it: "0660".
 [[nodiscard]] std::string octal_mode(mode_t mode);
+// What "Permission denied" on `path` is about, said after it: whose the file
+// is and its mode, against this process's ids (" (uid 0's, gid 0, mode
+// 0600; this process is uid 1000, gid 1000)"); empty when it can't be read.
+[[nodiscard]] std::string access_note(const std::string& path);
 
 struct SegmentOptions {
   std::uint64_t capacity_bytes = 64ull << 20;  // data area; a power of two
