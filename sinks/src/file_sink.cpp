@@ -159,6 +159,17 @@ namespace {
 
 std::string errno_text(int e) { return std::strerror(e); }
 
+// How long the host has been suspended since it booted: CLOCK_BOOTTIME
+// counts a suspend, CLOCK_MONOTONIC (steady_clock, which the runner's
+// ticks are on) does not. Age rotation adds what was suspended since the
+// file's open, or a file's hours asleep were not part of its age.
+std::chrono::nanoseconds time_suspended() noexcept {
+  timespec boot{}, monotonic{};
+  ::clock_gettime(CLOCK_BOOTTIME, &boot);
+  ::clock_gettime(CLOCK_MONOTONIC, &monotonic);
+  return std::chrono::seconds(boot.tv_sec - monotonic.tv_sec) + std::chrono::nanoseconds(boot.tv_nsec - monotonic.tv_nsec);
+}
+
 // Closes the descriptors of files a rotation dropped, on a thread of its
 // own at a lower priority, freeing their pages a step at a time where it
 // may (release()). The last close of an unlinked file frees its pages: 7-22
@@ -610,8 +621,10 @@ bool FileSink::open_file(std::string& why) {
   }
   if (age_ns >= 0) {
     opened_at_ = now - std::chrono::nanoseconds(age_ns);
+    suspended_at_open_ = time_suspended();
   } else if (st.st_dev != file_dev_ || st.st_ino != file_ino_) {
     opened_at_ = now;
+    suspended_at_open_ = time_suspended();
   }
   // Another file, or one emptied: no fragment of ours ends it.
   if (st.st_dev != file_dev_ || st.st_ino != file_ino_ || st.st_size == 0) line_open_ = false;
@@ -928,7 +941,7 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
     }
   }
   if (options_.rotate_seconds != 0 && file_bytes_ != 0 && now >= rotate_retry_at_ &&
-      now - opened_at_ >= std::chrono::seconds(options_.rotate_seconds)) {
+      now - opened_at_ + (time_suspended() - suspended_at_open_) >= std::chrono::seconds(options_.rotate_seconds)) {
     look_at_size_again();
     // No file open after it: the next batch opens one or is retried.
     std::string why;

@@ -661,14 +661,18 @@ bool made_with_birth_time(const TempDir& dir, FileSinkOptions& o) {
 // back since a file was made, without setting the host's. (Sanitizers
 // have their own clock_gettime interceptors: not stacked with this one.)
 std::atomic<std::int64_t> realtime_shift_ns{0};
+// And CLOCK_BOOTTIME moved ahead of CLOCK_MONOTONIC: the host suspended.
+std::atomic<std::int64_t> boottime_shift_ns{0};
 }  // namespace
 }  // namespace ringroute::sinks
 extern "C" int clock_gettime(clockid_t clock, timespec* time) noexcept {
   using Real = int (*)(clockid_t, timespec*);
   static const Real real = reinterpret_cast<Real>(::dlsym(RTLD_NEXT, "clock_gettime"));
   const int result = real(clock, time);
-  const std::int64_t shift = ringroute::sinks::realtime_shift_ns.load(std::memory_order_relaxed);
-  if (result == 0 && clock == CLOCK_REALTIME && shift != 0) {
+  const std::int64_t shift = clock == CLOCK_REALTIME   ? ringroute::sinks::realtime_shift_ns.load(std::memory_order_relaxed)
+                             : clock == CLOCK_BOOTTIME ? ringroute::sinks::boottime_shift_ns.load(std::memory_order_relaxed)
+                                                       : 0;
+  if (result == 0 && shift != 0) {
     const std::int64_t ns = time->tv_sec * 1'000'000'000LL + time->tv_nsec + shift;
     time->tv_sec = ns / 1'000'000'000LL;
     time->tv_nsec = ns % 1'000'000'000LL;
@@ -694,6 +698,25 @@ TEST(FileSink, AgeRotationGoesOnWhileTheWallClockIsBehindTheFilesBirth) {
   sink.tick(std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
   realtime_shift_ns = 0;
   EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n{\"b\":2}\n");
+}
+
+// The router's ticks are on CLOCK_MONOTONIC, which a host's suspend stops:
+// a file open across a night's sleep was hours younger than it was.
+TEST(FileSink, AgeRotationCountsTheTimeTheHostWasSuspended) {
+  TempDir dir;
+  FileSinkOptions o;
+  fs::create_directories(dir / "");
+  o.path = dir / "out.ndjson";
+  o.rotate_seconds = 3600;
+  FileSink sink(o);
+  std::string why;
+  ASSERT_EQ(sink.write(batch_of("{\"a\":1}\n"), why), Outcome::ok) << why;
+  sink.tick(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  EXPECT_FALSE(fs::exists(o.path + ".1"));
+  boottime_shift_ns = 3600'000'000'000LL;  // an hour asleep
+  sink.tick(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  boottime_shift_ns = 0;
+  EXPECT_EQ(slurp(o.path + ".1"), "{\"a\":1}\n");
 }
 #endif
 

@@ -98,6 +98,7 @@ class FileSink final : public Sink {
   int fd_ = -1;
   std::uint64_t file_bytes_ = 0;
   std::chrono::steady_clock::time_point opened_at_{};  // the file's birth, for age rotation
+  std::chrono::nanoseconds suspended_at_open_{};      // the host's time suspended then (time_suspended())
   dev_t file_dev_ = 0;
   ino_t file_ino_ = 0;
   std::chrono::steady_clock::time_point rotate_retry_at_{};
