@@ -49,16 +49,29 @@ class Dir {
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
-  ~Dir() { fs::remove_all(path_); }
+  // With the rings and perf blocks of the instances it named: a test that
+  // an ASSERT ended left them in /dev/shm.
+  ~Dir() {
+    fs::remove_all(path_);
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/dev/shm", ec)) {
+      const std::string name = entry.path().filename().string();
+      for (const std::string& instance : instances_) {
+        if (name.starts_with(instance)) fs::remove(entry.path(), ec);
+      }
+    }
+  }
   [[nodiscard]] std::string operator/(const std::string& name) const { return path_ + "/" + name; }
   [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] std::string unique(const std::string& what) const {
-    return "rr-t-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter_);
+    instances_.push_back("rr-t-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter_));
+    return instances_.back();
   }
 
  private:
   static inline int counter_ = 0;
   std::string path_;
+  mutable std::vector<std::string> instances_;
 };
 
 std::string read_text(const std::string& path) {
@@ -447,8 +460,8 @@ class LateBackendRun {
                config_text(dir, ring, ring_bytes, {file_backend("ok", dir / "ok.ndjson", R"([{"verbosity": "trace"}])")},
                            R"("removed_backend_drain_ms": 500)"));
     router->signal(SIGHUP);
-    wait_for_log(dir / "router.log", "removed backend(s) late have up to 500 ms");
-    wait_for_log(dir / "router.log", "events it was handed and did not write are dropped", 2s);
+    ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "removed backend(s) late have up to 500 ms"));
+    ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "events it was handed and did not write are dropped", 2s));
   }
 
   Dir dir;
@@ -478,7 +491,7 @@ TEST(RunCommand, EveryEventReachesExactlyTheBackendsItsBindingsName) {
   const pid_t a = spawn_producer(ring, 0, kEvents), b = spawn_producer(ring, 1, kEvents);
   ASSERT_EQ(wait_child(a), 0);
   ASSERT_EQ(wait_child(b), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(router.stop(), 0);
 
   struct Expect {
@@ -527,7 +540,7 @@ TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
   EXPECT_NE(run_capture("stat --json --instance " + ring).find("\"router_state\":\"died\""), std::string::npos);
   router = std::make_unique<RouterProcess>(dir / "edr.json", dir / "router.log");
   ASSERT_EQ(wait_child(producer), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(router->stop(), 0);
   const auto events = read_events({dir / "all.ndjson"});
   std::vector<int> seen(kEvents, 0);
@@ -580,8 +593,8 @@ TEST(RunCommand, ARingCutShortUnderTheRouterIsSaidDrainedAndMadeAnewByTheNextSta
     wait_for_ring(kept);
     ASSERT_EQ(wait_child(spawn_producer(cut, first, kEvents)), 0);
     ASSERT_EQ(wait_child(spawn_producer(kept, first + 1, kEvents)), 0);
-    wait_drained(cut);
-    wait_drained(kept);
+    ASSERT_NO_FATAL_FAILURE(wait_drained(cut));
+    ASSERT_NO_FATAL_FAILURE(wait_drained(kept));
   };
   {
     RouterProcess router(dir / "edr.json", dir / "router.log");
@@ -632,7 +645,7 @@ TEST(RunCommand, ARingCutShortDuringTheDrainIsSaidAndNotPromisedToTheNextStart) 
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, kEvents)), 0);
   ASSERT_EQ(wait_for_events({dir / "ok.ndjson"}, kEvents), in_order(0, kEvents)) << read_text(dir / "router.log");
   router.signal(SIGTERM);
-  wait_for_log(dir / "router.log", "stopping (SIGTERM): draining");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "stopping (SIGTERM): draining"));
   const int fd = ::shm_open(ring.c_str(), O_RDWR, 0);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::ftruncate(fd, 0), 0);
@@ -663,7 +676,7 @@ TEST(RunCommand, AFileSizeLimitIsARetriedWriteNotADeath) {
   RouterProcess router(dir / "edr.json", dir / "router.log", "200", kLimit);
   wait_for_ring(ring);
   const pid_t producer = spawn_producer(ring, 0, 60000);
-  wait_for_log(dir / "router.log", "File too large");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "File too large"));
   ::kill(producer, SIGKILL);
   wait_child(producer);
   // Stopped first: a read between a retry's partial write and its cut back
@@ -747,7 +760,7 @@ TEST(RunCommand, AWrittenThroughPositionPastTheRingsTailIsIgnored) {
     RouterProcess router(dir / "edr.json", dir / "router.log");
     wait_for_ring(ring);
     ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
-    wait_drained(ring);
+    ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
     ASSERT_EQ(router.stop(), 0);
   }
   struct stat st {};
@@ -782,7 +795,7 @@ TEST(RunCommand, AFileThatEndsWithoutANewlineIsKeptWhereNoWriteOfItsBackendWasCu
     RouterProcess router(dir / "edr.json", dir / "router.log");
     wait_for_ring(ring);
     ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
-    wait_drained(ring);
+    ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
     ASSERT_EQ(router.stop(), 0);
   }
   EXPECT_NE(read_text(dir / "router.log").find("no write of this backend's was cut short; kept"), std::string::npos)
@@ -798,7 +811,7 @@ TEST(RunCommand, AFileThatEndsWithoutANewlineIsKeptWhereNoWriteOfItsBackendWasCu
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(router.stop(), 0);
   EXPECT_NE(read_text(dir / "router.log").find("ended in a cut-off line (the router stopped mid-write); removed its 13 "
                                                "bytes"),
@@ -841,7 +854,7 @@ TEST(RunCommand, RotationByRenameAndHupAndBySizeLosesAndDuplicatesNothing) {
     router.signal(SIGHUP);  // logrotate: rename, then HUP
   }
   ASSERT_EQ(wait_child(producer), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(router.stop(), 0);
   std::vector<std::string> sized{dir / "sized.ndjson"};
   for (int i = 1; fs::exists(dir / ("sized.ndjson." + std::to_string(i))); ++i) {
@@ -880,7 +893,7 @@ TEST(RunCommand, AReloadThatNeedsASlotPastTheBlocksLastIsRefusedAndSaysARestartT
   wait_for_ring(ring);
   write_file(dir / "edr.json", config("c7"));
   router.signal(SIGHUP);
-  wait_for_log(dir / "router.log", "no free backend slot for c7");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "no free backend slot for c7"));
   EXPECT_NE(read_text(dir / "router.log").find("a restart takes this config"), std::string::npos)
       << read_text(dir / "router.log");
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 10)), 0);
@@ -914,7 +927,7 @@ TEST(RunCommand, ClosedStandardDescriptorsAreNotTakenByTheRingOrTheBlock) {
   }
   // And both are whole for the next start.
   RouterProcess again(dir / "edr.json", dir / "router.log");
-  wait_for_log(dir / "router.log", "running:");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "running:"));
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
   EXPECT_EQ(wait_for_events({dir / "all.ndjson"}, 200).size(), 200u);
   ASSERT_EQ(again.stop(), 0);
@@ -939,7 +952,7 @@ TEST(RunCommand, TheDescriptorLimitIsRaisedToTheHardOneAndWhatStillFallsShortIsS
   write_file(dir / "edr.json", config_text(dir, ring, 1 << 20, backends));
   {
     RouterProcess router(dir / "edr.json", dir / "raised.log", "2000", 0, {64, 4096});
-    wait_for_log(dir / "raised.log", "running:");
+    ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "raised.log", "running:"));
     rlimit limit{};
     ASSERT_EQ(::prlimit(router.pid(), RLIMIT_NOFILE, nullptr, &limit), 0);
     EXPECT_EQ(limit.rlim_cur, 4096u);
@@ -948,7 +961,7 @@ TEST(RunCommand, TheDescriptorLimitIsRaisedToTheHardOneAndWhatStillFallsShortIsS
     EXPECT_EQ(log.find("ulimit -n"), std::string::npos) << log;
   }
   RouterProcess router(dir / "edr.json", dir / "short.log", "2000", 0, {100, 100});
-  wait_for_log(dir / "short.log", "running:");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "short.log", "running:"));
   ASSERT_EQ(router.stop(), 0);
   const std::string log = read_text(dir / "short.log");
   EXPECT_NE(log.find("ringroute: ulimit -n is 100 (the hard limit), and this config may hold up to 1"),
@@ -1033,13 +1046,13 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   // Events match the generation current when the router reads them, so each
   // phase is drained before the config changes.
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   // Bad file: refused, old config stays.
   write_file(dir / "edr.json", R"({"backends": [{"name": "a"}]})");
   router.signal(SIGHUP);
-  wait_for_log(dir / "router.log", "reload refused");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "reload refused"));
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   // Good file: "a" now takes only warnings and "b" starts. The ring's new
   // size and mode wait for a restart, and the log says so.
   std::string after =
@@ -1049,9 +1062,9 @@ TEST(RunCommand, HupReloadsBindingsAndABadFileKeepsTheOldConfig) {
   after.replace(after.find(R"("0600")"), 6, R"("0640")");
   write_file(dir / "edr.json", after);
   router.signal(SIGHUP);
-  wait_for_log(dir / "router.log", "reloaded");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "reloaded"));
   ASSERT_EQ(wait_child(spawn_producer(ring, 2, 99)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(router.stop(), 0);
   std::map<int, int> in_a, in_b;
   for (auto [k, i] : read_events({dir / "a.ndjson"})) in_a[k]++;
@@ -1269,7 +1282,7 @@ TEST(StatCommand, ABlockCutOrOfAnotherVersionUnderAWatchingStatIsSaidAndNotReadO
 
   make_block();
   pid_t stat = spawn_stat(watch, dir / "out", dir / "err");
-  wait_for_text(dir / "out", "backend ", 2);
+  ASSERT_NO_FATAL_FAILURE(wait_for_text(dir / "out", "backend ", 2));
   // The table says the figures are a stopped router's.
   EXPECT_NE(read_text(dir / "out").find("router: not running (figures as it left them)"), std::string::npos)
       << read_text(dir / "out");
@@ -1286,7 +1299,7 @@ TEST(StatCommand, ABlockCutOrOfAnotherVersionUnderAWatchingStatIsSaidAndNotReadO
 
   make_block();
   stat = spawn_stat(watch, dir / "out", dir / "err");
-  wait_for_text(dir / "out", "backend ", 2);
+  ASSERT_NO_FATAL_FAILURE(wait_for_text(dir / "out", "backend ", 2));
   {
     ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
     block.block().header.version.store(ringroute::perf::kBlockVersion + 1);
@@ -1302,18 +1315,18 @@ TEST(StatCommand, ABlockCutOrOfAnotherVersionUnderAWatchingStatIsSaidAndNotReadO
   // yet): the view waits for it, where it gave up at once.
   make_block();
   stat = spawn_stat(watch, dir / "out", dir / "err");
-  wait_for_text(dir / "out", "backend ", 2);
+  ASSERT_NO_FATAL_FAILURE(wait_for_text(dir / "out", "backend ", 2));
   {
     ringroute::perf::BlockMapping block = ringroute::perf::BlockMapping::create_or_open(instance, 0600);
     block.block().header.version.store(0);
-    wait_for_text(dir / "err", path + " is being made: try again; reading it again", 1);
+    ASSERT_NO_FATAL_FAILURE(wait_for_text(dir / "err", path + " is being made: try again; reading it again", 1));
     block.block().header.version.store(ringroute::perf::kBlockVersion);
   }
   // It reads on: views after the block is whole again (it exited 2 at once).
   const std::string shown = read_text(dir / "out");
   std::size_t views = 0;
   for (std::size_t at = shown.find("backend "); at != std::string::npos; at = shown.find("backend ", at + 1)) ++views;
-  wait_for_text(dir / "out", "backend ", views + 2);
+  ASSERT_NO_FATAL_FAILURE(wait_for_text(dir / "out", "backend ", views + 2));
   ::kill(stat, SIGTERM);
   wait_child(stat);
   EXPECT_EQ(read_text(dir / "err").find("changed under every read"), std::string::npos) << read_text(dir / "err");
@@ -1376,7 +1389,7 @@ TEST(StatCommand, ReadsTheCountersWhileTheRouterRunsAndAfter) {
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 3000)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
@@ -1474,7 +1487,7 @@ TEST(StatCommand, ARouterOfAnotherInstanceOnTheSameRingIsNotThisOnesRunning) {
   other.replace(other.find(instance_key), instance_key.size(), R"("instance": ")" + ring + R"(-b")");
   write_file(dir / "other.json", other);
   RouterProcess second(dir / "other.json", dir / "second.log");
-  wait_for_log(dir / "second.log", "running: instance");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "second.log", "running: instance"));
   const std::string json = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(second.stop(), 0);
   simdjson::dom::parser parser;
@@ -1503,7 +1516,7 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   std::string json;
@@ -1567,7 +1580,7 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   // A reload drops "idle": --json keeps it, marked; the live view leaves it out.
   write_file(dir / "edr.json", config(false));
   router.signal(SIGHUP);
-  wait_for_log(dir / "router.log", "reloaded");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "reloaded"));
   json = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_FALSE(bool(doc["backends"].at(1)["in_config"])) << json;
@@ -1590,7 +1603,7 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
   write_file(dir / "edr.json", next);
   RouterProcess again(dir / "edr.json", dir / "router2.log");
   wait_for_ring(other);
-  wait_for_log(dir / "router2.log", "ring " + ring + ", which this config no longer names, holds ");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router2.log", "ring " + ring + ", which this config no longer names, holds "));
   json = stat_once_running(ring, 5s);
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   ASSERT_EQ(doc["rings"].get_array().size(), 2u) << json;
@@ -1625,7 +1638,7 @@ TEST(StatCommand, AUserWhoMayOnlyReadTheRingSeesItsFigures) {
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 100)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(::chmod(("/dev/shm/" + ring + ".perf").c_str(), 0644), 0);
   const std::string json = run_capture("stat --json --instance " + ring, as_nobody);
   simdjson::dom::parser parser;
@@ -1664,7 +1677,7 @@ TEST(RunCommand, AFullDiskUnderDropNeverSlowsTheOtherBackends) {
   RouterProcess router(dir / "edr.json", dir / "router.log");
   wait_for_ring(ring);
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 20000)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   const std::string json = run_capture("stat --json --instance " + ring);
@@ -1737,7 +1750,7 @@ TEST(RunCommand, ARecordThatDoesNotDecodeIsSaidWithWhereAndWhy) {
     producer.commit_one(claim, length);
   }
   ASSERT_EQ(wait_child(spawn_producer(ring, 1, 100)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(router.stop(), 0);
   EXPECT_EQ(read_events({dir / "all.ndjson"}).size(), 200u);
   const std::string text = read_text(dir / "router.log");
@@ -1775,7 +1788,7 @@ TEST(RunCommand, SyslogAndHttpBackendsDeliverEveryEventOnceAndADeadOneUnderDropS
   const pid_t a = spawn_producer(ring, 0, kEvents), b = spawn_producer(ring, 1, kEvents);
   ASSERT_EQ(wait_child(a), 0);
   ASSERT_EQ(wait_child(b), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   const std::string json = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(router.stop(), 0);
 
@@ -1838,7 +1851,7 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
 
   // It comes back: it catches up from the ring, every event once, in order.
   ringroute::testing::HttpReceiver http({}, run.port);
-  wait_drained(run.ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
   ASSERT_EQ(run.router->stop(), 0);
   for (const auto& request : http.requests()) {
     EXPECT_EQ(request.target, "/late");
@@ -1870,7 +1883,7 @@ TEST(RunCommand, ARingFullOfADeadBlockBackendsEventsMakesProducersWaitUntilItRet
 
   ringroute::testing::HttpReceiver http({}, run.port);
   ASSERT_EQ(wait_child(producer), 0);
-  wait_drained(run.ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
   ASSERT_EQ(run.router->stop(), 0);
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
   EXPECT_EQ(read_events({run.dir / "ok.ndjson"}), in_order(0, kEvents));
@@ -1910,8 +1923,8 @@ TEST(RunCommand, ADeadBlockBackendHoldsOnlyTheRingsWithItsEvents) {
   (void)wait_child(producer);
   // "late"'s destination back: it gets its 1,200, in order.
   ringroute::testing::HttpReceiver http({}, run.port);
-  wait_drained(run.ring);
-  wait_drained(other);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
+  ASSERT_NO_FATAL_FAILURE(wait_drained(other));
   ASSERT_EQ(run.router->stop(), 0);
   EXPECT_EQ(received_events(http, run.dir), in_order(0, 1200));
 }
@@ -1951,7 +1964,7 @@ TEST(RunCommand, ATrickleToADeadDestinationFillsBatchesRatherThanMakingOneAnEven
   EXPECT_LT(voluntary_switches(run.router->pid()) - switches, 250u);
 
   ringroute::testing::HttpReceiver http({}, run.port);
-  wait_drained(run.ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
   ASSERT_EQ(run.router->stop(), 0);
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
   // Events before the sink's first failed connect still leave one a batch,
@@ -1985,7 +1998,7 @@ TEST(RunCommand, AStopLetsABackendThatFellBehindCatchUpWithinTheDrain) {
   while (http.requests().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
   ASSERT_FALSE(http.requests().empty());
   run.router->signal(SIGTERM);
-  wait_for_log(run.dir / "router.log", "stopping (SIGTERM): draining");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "stopping (SIGTERM): draining"));
   hold = false;
   ASSERT_EQ(run.router->wait_exit(8s), 0);
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
@@ -2007,7 +2020,7 @@ TEST(RunCommand, AStopDuringAReloadIsBoundedByItsDrain) {
              config_text(run.dir, run.ring, 8 << 20,
                          {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
   router.signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "have up to 5000 ms to write what they hold");  // the reload's wait has begun
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "have up to 5000 ms to write what they hold"));  // the reload's wait has begun
   const auto start = std::chrono::steady_clock::now();
   router.signal(SIGTERM);
   EXPECT_EQ(router.wait_exit(8s), 0);
@@ -2031,9 +2044,9 @@ TEST(RunCommand, ASighupDuringAReloadsDrainIsSaidToWaitForIt) {
   router.signal(SIGHUP);
   // Long enough for a loaded machine to send the second SIGHUP within it
   // (the log is looked at every few ms), and no longer: the test waits it out.
-  wait_for_log(run.dir / "router.log", "have up to 2000 ms to write what they hold");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "have up to 2000 ms to write what they hold"));
   router.signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "SIGHUP: taken once the reload in progress ends");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "SIGHUP: taken once the reload in progress ends"));
   // Then taken: a second reload.
   const auto reloads = [&] {
     const std::string log = read_text(run.dir / "router.log");
@@ -2061,7 +2074,7 @@ TEST(RunCommand, ABackendRemovedWhileBehindHasEveryEventItLosesCounted) {
              config_text(run.dir, run.ring, 8 << 20,
                          {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
   run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "removed while behind");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "removed while behind"));
   ASSERT_EQ(run.router->stop(), 0);
   const std::string log = read_text(run.dir / "router.log");
   auto number_before = [&](const std::string& text) -> unsigned long {
@@ -2098,8 +2111,8 @@ TEST(RunCommand, ARouterKilledWhileARemovedBackendStillHoldsEventsKeepsThemInThe
                           file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
   run.router->signal(SIGHUP);
   // Said by name: the rename is a removal and an addition.
-  wait_for_log(run.dir / "router.log", "reload: kept ok; added renamed; removed late");
-  wait_for_log(run.dir / "router.log", "removed backend(s) late have up to 5000 ms");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "reload: kept ok; added renamed; removed late"));
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "removed backend(s) late have up to 5000 ms"));
   std::this_thread::sleep_for(200ms);  // the worker has taken the new plan (the reload waits for it)
   ASSERT_EQ(wait_child(spawn_producer(run.ring, 1, kEvents)), 0);
   ASSERT_EQ(wait_for_events({run.dir / "renamed.ndjson"}, kEvents), in_order(1, kEvents));
@@ -2143,7 +2156,7 @@ TEST(RunCommand, TheRingHeldForARemovedBackendsInheritedBatchesIsReleasedToo) {
   ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
   write_file(run.dir / "edr.json", run.config(R"([{"verbosity": "trace"}])", ringroute::testing::free_port()));
   run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "its previous configuration was handed and did not write");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "its previous configuration was handed and did not write"));
   run.remove_late_and_wait_out_its_while();
   EXPECT_EQ(ring_used_within(run.ring, 2s), 0u) << read_text(run.dir / "router.log");
   ASSERT_EQ(run.router->stop(), 0);
@@ -2162,7 +2175,7 @@ TEST(RunCommand, ABackendBehindThatAReloadSwitchesToDropNoLongerHoldsTheRing) {
   config.replace(config.find(R"("when_full": "block")"), 20, R"("when_full": "drop")");
   write_file(run.dir / "edr.json", config);
   run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "reloaded");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "reloaded"));
   // A ring still held would leave the producer waiting for room for good.
   const pid_t producer = spawn_producer(run.ring, 1, kMore);
   const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -2194,10 +2207,10 @@ TEST(RunCommand, BatchesLetGoFromTheRingByASwitchToDropAreCountedWhenStoppedAfte
   drop_config.replace(drop_config.find(R"("when_full": "block")"), 20, R"("when_full": "drop")");
   write_file(run.dir / "edr.json", drop_config);
   run.router->signal(SIGHUP);
-  wait_for_text(run.dir / "router.log", "reloaded", 1);
+  ASSERT_NO_FATAL_FAILURE(wait_for_text(run.dir / "router.log", "reloaded", 1));
   write_file(run.dir / "edr.json", block_config);
   run.router->signal(SIGHUP);
-  wait_for_text(run.dir / "router.log", "reloaded", 2);
+  ASSERT_NO_FATAL_FAILURE(wait_for_text(run.dir / "router.log", "reloaded", 2));
   ASSERT_EQ(run.router->stop(), 0);
   const std::string log = read_text(run.dir / "router.log");
   // Every event "late" matched is sent or dropped with a reason; it sent none.
@@ -2222,8 +2235,8 @@ TEST(RunCommand, ABackendReplacedOnReloadWhileItsDestinationIsDeadLosesAndReorde
   ringroute::testing::HttpReceiver http;
   write_file(run.dir / "edr.json", run.config(R"([{"verbosity": "trace"}])", http.port()));
   run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "reloaded");
-  wait_drained(run.ring);
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "reloaded"));
+  ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
   ASSERT_EQ(run.router->stop(), 0);
   const std::string log = read_text(run.dir / "router.log");
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents)) << log;
@@ -2260,7 +2273,7 @@ TEST(RunCommand, AFileBackendReplacedOnReloadUnderLoadKeepsEveryEventOnceInOrder
     ASSERT_NO_FATAL_FAILURE(wait_for_text(dir / "router.log", "reloaded", ++reloads_sent));
   }
   ASSERT_EQ(wait_child(producer), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   ASSERT_EQ(router.stop(), 0);
   const std::string log = read_text(dir / "router.log");
   std::size_t reloads = 0;
@@ -2302,7 +2315,7 @@ std::vector<std::pair<int, int>> received_after_restart(const Dir& dir, const st
   {
     RouterProcess router(dir / "edr.json", dir / "second.log");
     wait_for_ring(ring);
-    wait_drained(ring);
+    wait_drained(ring);  // a failure here shows in what was received
     std::this_thread::sleep_for(100ms);
     EXPECT_EQ(router.stop(), 0);
   }
@@ -2495,10 +2508,10 @@ TEST(RunCommand, ABackendBehindAtAReloadGetsWhatItsOldBindingsMatchedBeforeIt) {
   write_file(run.dir / "edr.json",
              run.config(R"([{"severity": "critical", "exact_severity": true, "verbosity": "trace"}])"));
   run.router->signal(SIGHUP);
-  wait_for_log(run.dir / "router.log", "reloaded");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router.log", "reloaded"));
   ASSERT_EQ(wait_child(spawn_producer(run.ring, 1, kAfter)), 0);
   ringroute::testing::HttpReceiver http({}, run.port);
-  wait_drained(run.ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
   ASSERT_EQ(run.router->stop(), 0);
   std::vector<std::pair<int, int>> expected = in_order(0, kBefore);
   for (int i = 2; i < kAfter; i += 3) expected.emplace_back(1, i);  // severity 1 + i % 3: critical is i % 3 == 2
@@ -2537,9 +2550,9 @@ TEST(RunCommand, AReloadRunWouldRefuseAtStartLeavesNoTrace) {
                           R"({"name": "t", "type": "http", "options": {"url": "https://127.0.0.1:1/x", "ca_file": ")" +
                               missing_ca + R"("}, "bindings": [{}]})"}));
   router.signal(SIGHUP);
-  wait_for_log(dir / "router.log", "reload refused");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "reload refused"));
   ASSERT_EQ(wait_child(spawn_producer(ring, 0, 10)), 0);
-  wait_drained(ring);
+  ASSERT_NO_FATAL_FAILURE(wait_drained(ring));
   const std::string json = run_capture("stat --json --instance " + ring);
   ASSERT_EQ(router.stop(), 0);
   const std::string log = read_text(dir / "router.log");
