@@ -90,9 +90,10 @@ class EventGenerator {
   EventGenerator(const EventGenerator&) = delete;
   EventGenerator& operator=(const EventGenerator&) = delete;
 
-  // The next kBatch events of the lap, valid until the next call.
-  std::span<const rr_event> next() noexcept {
-    for (std::size_t k = 0; k < kBatch; ++k) {
+  // The next `count` (at most kBatch) events of the lap, valid until the next call.
+  std::span<const rr_event> next(std::size_t count = kBatch) noexcept {
+    count = std::min(count, kBatch);
+    for (std::size_t k = 0; k < count; ++k) {
       const std::uint64_t i = at_;
       at_ = at_ + 1 == kLap ? 0 : at_ + 1;
       const std::uint64_t n = (i * 7919 + producer_ * 104729ull) % 100'000;
@@ -104,7 +105,7 @@ class EventGenerator {
       events_[k].severity = static_cast<rr_severity>(1 + i % 3);
       events_[k].verbosity = static_cast<rr_verbosity>(1 + (i / 3) % 6);
     }
-    return events_;
+    return std::span<const rr_event>(events_).first(count);
   }
 
  private:
@@ -152,6 +153,7 @@ class EventGenerator {
   const std::int64_t start = now_ns();
   std::uint64_t sent = 0;
   while (control->stop.load(std::memory_order_relaxed) == 0) {
+    std::size_t count = EventGenerator::kBatch;
     if (per_producer > 0) {
       // A rate so low that the next event is centuries away is a wait to
       // the end, not a time past int64 (undefined, and here no wait at all).
@@ -173,11 +175,16 @@ class EventGenerator {
         while (lag > most && !control->lag_max_ns.compare_exchange_weak(most, lag, std::memory_order_relaxed)) {
         }
       }
+      // As many as are due by now, up to a batch: a whole batch at each
+      // due time ran a low rate up to 63 events a producer ahead of it.
+      const auto due_by_now =
+          static_cast<std::uint64_t>(std::min(static_cast<double>(now - start) * per_producer / 1e9 + 1, 1e18));
+      count = std::clamp<std::uint64_t>(due_by_now > sent ? due_by_now - sent : 1, 1, EventGenerator::kBatch);
     }
     // A full ring is waited out (DESIGN.md): what a wait that ran out left
     // of the batch is emitted again, until the bench stops, so no event
     // generated is skipped however slow the router is.
-    for (std::span<const rr_event> batch = generator.next(); !batch.empty();) {
+    for (std::span<const rr_event> batch = generator.next(count); !batch.empty();) {
       std::size_t accepted = 0;
       rr_error emit_error{};
       const rr_status s = producer.emit_batch(batch, RR_EMIT_BODY_TRUSTED, &accepted, &emit_error);
