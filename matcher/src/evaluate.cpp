@@ -230,7 +230,16 @@ class FilterEvaluator {
         scratch_.body_state_ = -1;
       }
     } else if (scratch_.body_state_ == 1) {
-      scratch_.document_.rewind();
+      // A body that is no JSON (a trusted one, which neither the producer
+      // library nor the router checks) ends the on-demand iterator at its
+      // first fault; rewound, the dead iterator was read through a null
+      // parser: the router crashed on the record, and again at each
+      // restart. A filter reads what comes before the fault, nothing after.
+      if (scratch_.document_.is_alive()) {
+        scratch_.document_.rewind();
+      } else {
+        scratch_.body_state_ = -1;
+      }
     }
     if (scratch_.body_state_ != 1) return v;
     simdjson::ondemand::object object;

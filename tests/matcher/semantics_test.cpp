@@ -1184,6 +1184,33 @@ TEST(Filter, BodyWhitespaceAndSkippedValuesDoNotMatter) {
   EXPECT_FALSE(holds("s.a = 1", ev));
 }
 
+// A trusted body is checked by neither the producer library nor the
+// router. One that is no JSON ended the on-demand reader at its first fault,
+// and the next comparison that read the body rewound the dead reader: the
+// router crashed on the record, and at each restart. A filter reads what
+// comes before the fault, and nothing after it.
+TEST(Filter, ABodyThatIsNoJsonIsReadUpToItsFaultAndNeverCrashes) {
+  auto holds_for_body = [](std::string_view filter, std::string_view body) {
+    event::EventInput input;
+    input.body = body;
+    const std::vector<std::string_view> tree;
+    std::vector<std::byte> record(event::encoded_size(input, tree));
+    event::encode(input, tree, false, record.data());
+    event::EventView view;
+    EXPECT_EQ(event::decode(record, view), event::DecodeError::none);
+    return holds_for_view(filter, view);
+  };
+  const std::string_view unclosed = R"({"n":1,"k":{"k":{"k":{"k":{"k":2}}}})";  // one } short
+  EXPECT_TRUE(holds_for_body("n = 1", unclosed));
+  EXPECT_TRUE(holds_for_body("n = 1", R"({"n":1})"));
+  for (std::string_view body : {unclosed, std::string_view(R"({"big":)"), std::string_view(R"({"a":1,,"big":2})"),
+                                std::string_view("[1,2"), std::string_view("not json"), std::string_view(""),
+                                std::string_view("{\"big\":\"\xff\"}")}) {
+    EXPECT_FALSE(holds_for_body("big > 1 || big < 1", body)) << body;
+    EXPECT_FALSE(holds_for_body("big = 2 || k.k.k.k.k > 2 || k.x = 1 || big ~ 'x'", body)) << body;
+  }
+}
+
 TEST(Filter, ExplicitEmptyTopicIsTheTopic) {
   EXPECT_TRUE(holds("topic = ''", R"({"topic":""})"));
   EXPECT_FALSE(holds("topic ~ 'edr'", R"({"topic":""})"));
