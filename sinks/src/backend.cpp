@@ -266,12 +266,12 @@ BackendRunner::BackendRunner(std::string name, BackendOptions options, std::uniq
   following_.store(predecessor_ != nullptr, std::memory_order_relaxed);
   sink_->attach_counters(&slot_.sink);
   sink_->attach_stop(&stop_now_);
-  sink_->attach_notices([](void* runner, std::string_view line) noexcept {
+  sink_->attach_notices([](void* runner, std::string_view line, bool trouble) noexcept {
     auto& self = *static_cast<BackendRunner*>(runner);
     // A trouble too (a receiver that reads nothing), from the start of the
     // try it came in (a timeout into it): its end is said.
-    if (!self.in_trouble_) self.trouble_since_ = self.try_started_;
-    self.in_trouble_ = true;
+    if (trouble && !self.in_trouble_) self.trouble_since_ = self.try_started_;
+    self.in_trouble_ = self.in_trouble_ || trouble;
     self.log_problem(line);
   }, this);
   // A few batches made and written through now, before any event: a fresh
@@ -568,9 +568,9 @@ bool BackendRunner::take_over() {
   return true;
 }
 
-void Sink::notice(std::string_view line) const noexcept {
+void Sink::say_line(std::string_view line, bool trouble) const noexcept {
   if (notice_function_ != nullptr) {
-    notice_function_(notice_context_, line);
+    notice_function_(notice_context_, line, trouble);
   } else {
     std::fprintf(stderr, "ringroute: %.*s\n", static_cast<int>(line.size()), line.data());
   }

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdarg>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
@@ -405,8 +406,8 @@ void FileSink::cut_torn_tail() {
   // batch starts on a line of its own.
   const auto unreadable = [&] {
     line_open_ = true;
-    std::fprintf(stderr, "ringroute: %s: could not read its end (a read failed, or the file shrank meanwhile) to "
-                 "look for a cut-off last line; the next batch starts on a new line\n", options_.path.c_str());
+    say("%s: could not read its end (a read failed, or the file shrank meanwhile) to "
+                 "look for a cut-off last line; the next batch starts on a new line", options_.path.c_str());
   };
   const std::int64_t last_newline = reader.newline_before(file_bytes_);
   if (last_newline == -2) return unreadable();
@@ -415,9 +416,8 @@ void FileSink::cut_torn_tail() {
   // line of its own.
   const auto keep_end = [&](const char* because) {
     line_open_ = true;
-    std::fprintf(stderr,
-                 "ringroute: %s ends in %llu bytes without a newline%s; kept, and the next batch starts on a new "
-                 "line\n",
+    say("%s ends in %llu bytes without a newline%s; kept, and the next batch starts on a new "
+                 "line",
                  options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end), because);
   };
   if (!options_.last_write_may_be_torn) {
@@ -459,17 +459,16 @@ void FileSink::cut_torn_tail() {
   }
   if (end == file_bytes_) return;
   if (::ftruncate(fd_, static_cast<off_t>(end)) == 0) {
-    std::fprintf(stderr,
-                 "ringroute: %s ended in a cut-off %s (the router stopped mid-write); removed its %llu bytes, the "
-                 "batch is written again\n",
+    say("%s ended in a cut-off %s (the router stopped mid-write); removed its %llu bytes, the "
+                 "batch is written again",
                  options_.path.c_str(), options_.pretty ? "document" : "line",
                  static_cast<unsigned long long>(file_bytes_ - end));
     file_bytes_ = end;
   } else {
     const int e = errno;
     line_open_ = true;
-    std::fprintf(stderr, "ringroute: %s ended in a cut-off %s that could not be removed (ftruncate: %s); the batch "
-                 "is written again on a new line\n", options_.path.c_str(), options_.pretty ? "document" : "line",
+    say("%s ended in a cut-off %s that could not be removed (ftruncate: %s); the batch "
+                 "is written again on a new line", options_.path.c_str(), options_.pretty ? "document" : "line",
                  errno_text(e).c_str());
   }
 }
@@ -650,7 +649,7 @@ void FileSink::sync_or_report(const char* since) {
   const auto now = std::chrono::steady_clock::now();
   if (now - last_sync_report_ < std::chrono::seconds(1)) return;
   last_sync_report_ = now;
-  std::fprintf(stderr, "ringroute: file sink %s: fdatasync failed: %s; lines written since %s may not be on disk\n",
+  say("%s: fdatasync failed: %s; lines written since %s may not be on disk",
                options_.path.c_str(), errno_text(e).c_str(), since);
 }
 
@@ -682,7 +681,7 @@ void FileSink::drop_files_past_keep() {
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_drop_report_) {
       next_drop_report_ = now + std::chrono::minutes(1);
-      std::fprintf(stderr, "ringroute: file sink %s: cannot remove %s, past keep %u: %s\n", base.c_str(),
+      say("%s: cannot remove %s, past keep %u: %s", base.c_str(),
                    name.c_str(), options_.keep, errno_text(e).c_str());
     }
     return;
@@ -831,8 +830,8 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     struct stat st {};
     if (::fstat(fd_, &st) == 0) {
       if (st.st_nlink == 0) {
-        std::fprintf(stderr, "ringroute: file sink %s: the file was removed while written; made again, the batch "
-                     "is written again there\n", options_.path.c_str());
+        say("%s: the file was removed while written; made again, the batch "
+                     "is written again there", options_.path.c_str());
         dirty_ = false;
         if (!open_file(why)) return Outcome::retry;
         if (counters_) counters_->reopens.add(1);
@@ -880,9 +879,8 @@ void FileSink::cut_back(std::uint64_t before) {
   }
   const int e = errno;  // fstat's or ftruncate's, before anything else sets it
   line_open_ = true;
-  std::fprintf(stderr,
-               "ringroute: file sink %s: part of a batch that failed is in the file and could not be cut back (%s); "
-               "the retry writes the batch whole on a line after it\n",
+  say("%s: part of a batch that failed is in the file and could not be cut back (%s); "
+               "the retry writes the batch whole on a line after it",
                options_.path.c_str(),
                stated && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
                                                                                 : errno_text(e).c_str());
@@ -914,10 +912,19 @@ bool FileSink::rotate_or_carry_on(std::chrono::steady_clock::time_point now, std
   if (counters_) counters_->failures.add(1);
   if (now >= next_rotate_report_) {
     next_rotate_report_ = now + std::chrono::minutes(1);
-    std::fprintf(stderr, "ringroute: file sink %s: %s; writing on into it, the rotation is tried again each second\n",
+    say("%s: %s; writing on into it, the rotation is tried again each second",
                  options_.path.c_str(), why.c_str());
   }
   return true;
+}
+
+void FileSink::say(const char* format, ...) const noexcept {
+  char line[1024];
+  va_list arguments;
+  va_start(arguments, format);
+  const int length = std::vsnprintf(line, sizeof line, format, arguments);
+  va_end(arguments);
+  if (length > 0) remark(std::string_view(line, std::min<std::size_t>(static_cast<std::size_t>(length), sizeof line - 1)));
 }
 
 void FileSink::tick(std::chrono::steady_clock::time_point now) {
@@ -935,7 +942,7 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   if (options_.rotate_seconds != 0 && !tail_checked_) {
     if (std::string why; !take_the_file(why)) {
       // Said once: with no file open, no tick comes here again.
-      std::fprintf(stderr, "ringroute: file sink %s: %s (the next batch tries again)\n", options_.path.c_str(),
+      say("%s: %s (the next batch tries again)", options_.path.c_str(),
                    why.c_str());
       return;
     }
@@ -974,7 +981,7 @@ void FileSink::reopen() {
   }
   // The next batch opens it again, and says why; said now too, as a quiet
   // backend may have no batch for a long while.
-  std::fprintf(stderr, "ringroute: file sink %s: reopen: %s (the next batch tries again)\n", options_.path.c_str(),
+  say("%s: reopen: %s (the next batch tries again)", options_.path.c_str(),
                why.c_str());
 }
 

@@ -775,7 +775,7 @@ TEST(FileSink, AReopenThatFailsSaysWhyAtOnce) {
   ::testing::internal::CaptureStderr();
   sink.reopen();
   const std::string said = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(said.find("file sink /dev/null/out.ndjson: reopen: "), std::string::npos) << said;
+  EXPECT_NE(said.find("ringroute: /dev/null/out.ndjson: reopen: "), std::string::npos) << said;
   EXPECT_NE(said.find("(the next batch tries again)"), std::string::npos) << said;
 }
 

@@ -736,7 +736,7 @@ TEST(SocketSink, AConnectionClosedWithUnreadBytesStillDeliversWhatWasWritten) {
 struct Notices {
   std::vector<std::string> lines;
   void attach(Sink& sink) {
-    sink.attach_notices([](void* self, std::string_view line) noexcept {
+    sink.attach_notices([](void* self, std::string_view line, bool) noexcept {
       static_cast<Notices*>(self)->lines.emplace_back(line);
     }, this);
   }

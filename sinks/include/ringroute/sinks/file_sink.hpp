@@ -93,6 +93,9 @@ class FileSink final : public Sink {
   void cut_back(std::uint64_t before);
   void sync_or_report(const char* since);
   bool write_all(const char* data, std::size_t size, std::string& why);
+  // A remark() formatted as printf does (cut at 1 KiB): the sink's own
+  // lines, named by its backend's log.
+  void say(const char* format, ...) const noexcept __attribute__((format(printf, 2, 3)));
 
   FileSinkOptions options_;
   int fd_ = -1;

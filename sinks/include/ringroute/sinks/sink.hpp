@@ -52,9 +52,11 @@ class Sink {
   // checks it and ends with WriteInterrupted once it is set. Files don't
   // wait on anyone and ignore it.
   void attach_stop(const std::atomic<bool>* stop) noexcept { stop_ = stop; }
-  // Where notice() lines go: the runner's log, which names the backend and
-  // holds lines back to one a second (counting those it held).
-  using NoticeFunction = void (*)(void* context, std::string_view line) noexcept;
+  // Where notice() and remark() lines go: the runner's log, which names the
+  // backend, holds lines back to one a second (counting those it held) and
+  // shows the last in `stat`. `trouble`: notice()'s, whose end the runner
+  // says once a batch is written again.
+  using NoticeFunction = void (*)(void* context, std::string_view line, bool trouble) noexcept;
   void attach_notices(NoticeFunction function, void* context) noexcept {
     notice_function_ = function;
     notice_context_ = context;
@@ -91,7 +93,12 @@ class Sink {
   // receiver stalled in the middle of a write, a connection it reset
   // between batches). Allocates nothing; straight to stderr before a
   // runner is attached.
-  void notice(std::string_view line) const noexcept;
+  void notice(std::string_view line) const noexcept { say_line(line, true); }
+  // A line about what the sink did that no outcome carries and that is no
+  // trouble of delivery (a file's cut-off tail removed after a crash, a
+  // rotation that failed while lines go on into the file): said as
+  // notice()'s are, but no "delivering again" follows it.
+  void remark(std::string_view line) const noexcept { say_line(line, false); }
 
   perf::BackendSinkShard* counters_ = nullptr;
   const std::atomic<bool>* stop_ = nullptr;
@@ -99,6 +106,7 @@ class Sink {
   std::chrono::milliseconds retry_after_{0};
 
  private:
+  void say_line(std::string_view line, bool trouble) const noexcept;
   NoticeFunction notice_function_ = nullptr;
   void* notice_context_ = nullptr;
 };
