@@ -160,8 +160,8 @@ TEST(Config, PrettyJsonIsRefusedWhereTheReceiverTakesEachLineAsAnEvent) {
   }
   for (const char* options :
        {R"("url": "syslog+udp://127.0.0.1:514", "format": "ndjson")", R"("url": "unixgram:///run/x.sock", "format": "ndjson")",
-        // A datagram carries its message whole, whatever the framing says.
-        R"("url": "syslog+udp://127.0.0.1:514", "framing": "newline")"}) {
+        // A datagram carries its message whole (framing is refused on one, as never read).
+        R"("url": "syslog+udp://127.0.0.1:514")"}) {
     EXPECT_TRUE(with("socket", options).empty()) << options;
   }
   EXPECT_TRUE(with("http", R"("url": "http://127.0.0.1/x")").empty());
@@ -543,6 +543,30 @@ TEST(Config, OptionValuesAreChecked) {
   EXPECT_EQ(e.size(), 9u);
 }
 
+// Options read only on streams or only on datagrams were accepted on the
+// other and never used; and every facility the encoder knows is taken.
+TEST(Config, StreamOptionsOnDatagramsAndDatagramOptionsOnStreamsAreRefused) {
+  const auto e = errors_of(R"({"backends": [
+    {"name": "a", "type": "socket", "options": {"url": "syslog+udp://h:514", "framing": "newline"}, "bindings": []},
+    {"name": "b", "type": "socket", "options": {"url": "unixgram:///dev/log", "framing": "octet-counting"}, "bindings": []},
+    {"name": "c", "type": "socket", "options": {"url": "syslog://h", "max_datagram_bytes": 100}, "bindings": []},
+    {"name": "d", "type": "socket", "options": {"url": "syslog+udp://h:514", "max_datagram_bytes": 100}, "bindings": []},
+    {"name": "e", "type": "socket", "options": {"url": "unix:///run/x.sock", "framing": "newline"}, "bindings": []}]})");
+  EXPECT_TRUE(has_error(e, "backends[0].options.framing: a datagram carries one message whole, unframed (syslog+udp): "
+                           "leave framing out"));
+  EXPECT_TRUE(has_error(e, "backends[1].options.framing: a datagram carries one message whole, unframed (unixgram): "
+                           "leave framing out"));
+  EXPECT_TRUE(has_error(e, "backends[2].options.max_datagram_bytes: read only for datagrams (syslog+udp, unixgram), "
+                           "and syslog is a stream: leave it out"));
+  EXPECT_EQ(e.size(), 3u);
+  for (const char* facility : {"ntp", "security", "console", "solaris-cron", "local7", "kern"}) {
+    EXPECT_TRUE(errors_of(R"({"backends": [{"name": "a", "type": "socket", "options": {"url": "syslog://h", )"
+                          R"("facility": ")" + std::string(facility) + R"("}, "bindings": []}]})")
+                    .empty())
+        << facility;
+  }
+}
+
 // A URL the sink would refuse when the router starts is refused by the
 // config already (the same parser), with the reason.
 TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
@@ -561,7 +585,12 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
     {"name": "l", "type": "socket", "options": {"url": "syslog+udp://host:514/"}, "bindings": []},
     {"name": "m", "type": "http", "options": {"url": "http://host/caf\u00e9"}, "bindings": []},
     {"name": "n", "type": "http", "options": {"url": "http://[fe80::1%25eth0]:8080/"}, "bindings": []},
-    {"name": "o", "type": "http", "options": {"url": "http://u:p\u00e4ss@host/"}, "bindings": []}]})");
+    {"name": "o", "type": "http", "options": {"url": "http://u:p\u00e4ss@host/"}, "bindings": []},
+    {"name": "p", "type": "http", "options": {"url": "http://us%3Aer:pw@host/"}, "bindings": []},
+    {"name": "q", "type": "http", "options": {"url": "http://host/a%zz"}, "bindings": []},
+    {"name": "r", "type": "http", "options": {"url": "http://host/a?b=%2"}, "bindings": []},
+    {"name": "s", "type": "http", "options": {"url": "http://host/a{b}"}, "bindings": []},
+    {"name": "t", "type": "http", "options": {"url": "http://u%7B:p%25{@host/a%20b?c=%7C"}, "bindings": []}]})");
   EXPECT_TRUE(has_error(e, "backends[0].options.url: bad port \"99999\" in the URL"));
   EXPECT_TRUE(has_error(e, "backends[1].options.url: the URL has no host"));
   EXPECT_TRUE(has_error(e, "backends[2].options.url: a unix socket URL needs an absolute path (unix:///run/receiver.sock)"));
@@ -581,7 +610,20 @@ TEST(Config, UrlsTheSinksWouldRefuseAtStartAreRefused) {
                            "it in the path or query; a host name goes in its xn-- form)"));
   EXPECT_TRUE(has_error(e, "backends[13].options.url: an IPv6 zone (%25...) in the URL's host is not supported: use "
                            "the address of an interface that needs none"));
-  EXPECT_EQ(e.size(), 12u);
+  // Basic authentication can't carry a ':' in the user name: sent, the
+  // server read "us" and the password "er:pw" (the wire review).
+  EXPECT_TRUE(has_error(e, "backends[15].options.url: the URL's user name holds a ':' (%3A), which HTTP Basic "
+                           "authentication can't carry (RFC 7617): the server would read what follows it as the "
+                           "password"));
+  // A request line nginx answers 400 to, every event then rejected.
+  EXPECT_TRUE(has_error(e, "backends[16].options.url: the URL holds a '%' at byte 13 that two hex digits do not "
+                           "follow (a '%' itself is %25)"));
+  EXPECT_TRUE(has_error(e, "backends[17].options.url: the URL holds a '%' at byte 16 that two hex digits do not "
+                           "follow (a '%' itself is %25)"));
+  EXPECT_TRUE(has_error(e, "backends[18].options.url: the URL holds '{' at byte 13, which a URL can't hold raw "
+                           "(percent-encode it: %7B)"));
+  // The user information is decoded and sent in base64: any byte may be there.
+  EXPECT_EQ(e.size(), 16u);
 }
 
 TEST(Config, RingsAreChecked) {

@@ -440,8 +440,9 @@ std::vector<Member> options_for(std::string_view type) {
                     {"framing", enum_check({"octet-counting", "newline"})},
                     {"syslog_format", enum_check({"rfc5424", "rfc3164"})},
                     {"facility", enum_check({"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
-                                             "uucp", "cron", "authpriv", "ftp", "local0", "local1", "local2",
-                                             "local3", "local4", "local5", "local6", "local7"})},
+                                             "uucp", "cron", "authpriv", "ftp", "ntp", "security", "console",
+                                             "solaris-cron", "local0", "local1", "local2", "local3", "local4",
+                                             "local5", "local6", "local7"})},
                     {"max_connections", uint_check(1, 1024)},
                     {"max_datagram_bytes", uint_check(64, 65'507)},
                     {"structured_data", bool_check()},
@@ -637,6 +638,21 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
                    "read only with \"format\": \"syslog\" (NDJSON lines carry no syslog header or framing): "
                    "leave it out");
       }
+    }
+  }
+  // Options of streams on datagrams and the other way about: read and never
+  // used, as those of the syslog header on NDJSON lines above.
+  if (std::string_view url; type == "socket" && has_options && options.is_object() &&
+                            options["url"].get(url) == simdjson::SUCCESS && !unexpanded_under(path + ".options.url")) {
+    const std::string scheme = sinks::url_scheme(url);
+    const bool datagrams = scheme == "syslog+udp" || scheme == "unixgram";
+    if (element given; datagrams && options["framing"].get(given) == simdjson::SUCCESS) {
+      errors.add(path + ".options.framing",
+                 "a datagram carries one message whole, unframed (" + scheme + "): leave framing out");
+    }
+    if (element given; !datagrams && options["max_datagram_bytes"].get(given) == simdjson::SUCCESS) {
+      errors.add(path + ".options.max_datagram_bytes",
+                 "read only for datagrams (syslog+udp, unixgram), and " + scheme + " is a stream: leave it out");
     }
   }
   // RFC 5425 section 4.3 frames syslog over TLS by octet counting alone.
