@@ -4,7 +4,8 @@
 // jumps. A consumer made on arbitrary contents, then poll(), reread() and
 // release() in turn: no read or write outside the ring, no record handed
 // out that leaves it, no release past what was read, and an end (each
-// round reads or stops).
+// round reads, or the position stalls and is judged: a claim the consumer
+// takes for dead at once is skipped by its length, checked).
 //
 // Input: head, tail and releasing_to (8 bytes each), the jump count and
 // 8 jumps (from, to), then the ring's bytes from position 0 (the rest
@@ -80,7 +81,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::memcpy(ring_bytes, data, size < kCapacity ? size : kCapacity);
   header.consumer_pid.store(0);
 
-  ring::Consumer consumer(std::move(segment), ring::ConsumerOptions{std::chrono::milliseconds(1)});
+  // A claim judged dead at once: the walk over a dead claim (its length as
+  // the writer left it, checked against the room claimed) runs here too.
+  ring::Consumer consumer(std::move(segment), ring::ConsumerOptions{std::chrono::milliseconds(0)});
   const std::byte* const begin = consumer.segment().data();
   const std::byte* const end = begin + kCapacity;
   event::EventView view;
@@ -90,8 +93,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)event::decode(record, view);  // the router decodes every record it is handed
   };
   // A ring holds at most kCapacity / 8 records, each round reads some or
-  // ends the walk.
-  for (int round = 0; round < 64; ++round) {
+  // ends the walk; a position that stalls is polled on until the consumer
+  // reads the clock and judges the claim there (every 64th poll of it).
+  int stalled_rounds = 0;
+  for (int round = 0; round < 64 + 80 && stalled_rounds < 80; ++round) {
     const std::uint64_t released = consumer.released_position();
     const std::uint64_t before = consumer.read_position();
     const std::size_t polled = consumer.poll(check, 16);
@@ -100,7 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)consumer.reread(released, read_to, check, 1024);
     consumer.release(read_to);
     if (consumer.released_position() > read_to) std::abort();
-    if (polled == 0 && read_to == before) break;
+    stalled_rounds = polled == 0 && read_to == before ? stalled_rounds + 1 : 0;
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 // The syslog encoder on arbitrary events (any bytes in every string field
-// and the body): each frame must be an RFC 6587 octet-counted RFC 5424
+// and the body): each frame must be an RFC 6587 octet-counted (or, for
+// receivers that want it, LF-ended, with no LF inside) RFC 5424
 // message whose count is exact, whose header fields are PRINTUSASCII tokens
 // within their length limits, and whose structured data closes properly;
 // or, in RFC 3164's form, a timestamp of syslog(3)'s shape and a TAG of the
@@ -45,8 +46,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   options.syslog_format = rfc3164 ? sinks::SyslogFormat::rfc3164 : sinks::SyslogFormat::rfc5424;
   options.structured_data = !rfc3164 && (flags & 1) != 0;
   options.rfc3164_hostname = (flags & 1) != 0;
-  options.json.pretty = flags & 2;
-  options.facility = static_cast<std::uint8_t>(flags >> 3);  // 0..31 covers every facility and more
+  options.json.pretty = (flags & 2) != 0 && (flags & 0x80) == 0;  // validate refuses pretty with LF framing
+  // Bit 7 frames by LF; bits 3-6 and the severity byte's top bit pick
+  // the facility (0..31 covers every one and more).
+  const bool newline = (flags & 0x80) != 0;
+  options.framing = newline ? sinks::Framing::newline : sinks::Framing::octet_counting;
+  options.facility = static_cast<std::uint8_t>(((flags >> 3) & 0x0f) | (data[1] & 0x80 ? 16 : 0));
   if (options.facility > 23) options.facility = 23;
   sinks::EventEncoder encoder(options);
   sinks::ByteBuffer out;
@@ -55,16 +60,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   std::string_view frames = out.view();
   for (int frame = 0; frame < 2; ++frame) {
-    const std::size_t space = frames.find(' ');
-    check(space != std::string_view::npos && space > 0 && space < 12);
-    std::size_t length = 0;
-    for (char c : frames.substr(0, space)) {
-      check(c >= '0' && c <= '9');
-      length = length * 10 + static_cast<std::size_t>(c - '0');
+    std::string_view message;
+    if (newline) {
+      // An LF inside would end the message there for the receiver.
+      const std::size_t end = frames.find('\n');
+      check(end != std::string_view::npos);
+      message = frames.substr(0, end);
+      frames.remove_prefix(end + 1);
+    } else {
+      const std::size_t space = frames.find(' ');
+      check(space != std::string_view::npos && space > 0 && space < 12);
+      std::size_t length = 0;
+      for (char c : frames.substr(0, space)) {
+        check(c >= '0' && c <= '9');
+        length = length * 10 + static_cast<std::size_t>(c - '0');
+      }
+      check(frames.size() >= space + 1 + length);
+      message = frames.substr(space + 1, length);
+      frames.remove_prefix(space + 1 + length);
     }
-    check(frames.size() >= space + 1 + length);
-    std::string_view message = frames.substr(space + 1, length);
-    frames.remove_prefix(space + 1 + length);
 
     check(message.size() > 4 && message[0] == '<');
     const std::size_t close = message.find('>');
