@@ -936,6 +936,40 @@ TEST(RunCommand, ClosedStandardDescriptorsAreNotTakenByTheRingOrTheBlock) {
   cleanup(ring);
 }
 
+// A stop that came while the config loaded (here a FIFO no one writes to
+// yet, as a path on a hung mount) was taken only once the start was done:
+// the bindings compiled, the rings made. Nothing starts now.
+TEST(RunCommand, AStopDuringTheConfigsLoadIsTakenBeforeTheStart) {
+  Dir dir;
+  const std::string ring = dir.unique("stopload");
+  cleanup(ring);
+  write_all_to_one_file(dir, ring);
+  const std::string text = read_text(dir / "edr.json");
+  const std::string fifo = dir / "fifo.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  RouterProcess router(fifo, dir / "router.log");
+  // Its signals blocked (SigBlk holds SIGTERM): it waits in the open.
+  const std::string status = "/proc/" + std::to_string(router.pid()) + "/status";
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  for (;;) {
+    const std::string text_now = read_text(status);
+    const std::size_t at = text_now.find("SigBlk:\t");
+    if (at != std::string::npos && (std::stoull(text_now.substr(at + 8, 16), nullptr, 16) >> (SIGTERM - 1)) & 1) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << text_now;
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_EQ(::kill(router.pid(), SIGTERM), 0);
+  std::ofstream(fifo) << text;
+  EXPECT_EQ(router.wait_exit(5s), 0);
+  const std::string log = read_text(dir / "router.log");
+  EXPECT_NE(log.find("ringroute: stopped before the start (a stop signal came while the config loaded): nothing was "
+                     "read"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("running:"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists("/dev/shm/" + ring));
+}
+
 // A descriptor limit too small for the config was met only later, as the
 // files and connections past it failing with "Too many open files" (the
 // default soft limit is 1024). The soft limit is raised to the hard one,

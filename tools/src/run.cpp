@@ -300,6 +300,13 @@ int run_router(const RunArgs& args) {
   // The TLS files too, so one that would not load is named with its JSON
   // path, as validate names it, not only by the sink that fails to start.
   if (report_config_and_tls_file_errors(loaded)) return 2;
+  // A stop that came while the config loaded (a path on a slow mount)
+  // is taken before anything starts: the start compiles the bindings and
+  // makes the rings, seconds for a large config, and only then took it.
+  if (stop_pending()) {
+    log_line("stopped before the start (a stop signal came while the config loaded): nothing was read");
+    return 0;
+  }
 
   std::unique_ptr<ingest::Router> router;
   try {
