@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -321,7 +322,13 @@ int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
   return -1;
 }
 
-void write_said(SaidLine& said, std::string_view text, std::int64_t at_unix_ns) noexcept {
+std::uint32_t boot_seconds() noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_BOOTTIME, &now);
+  return static_cast<std::uint32_t>(std::max<std::int64_t>(now.tv_sec, 1));
+}
+
+void write_said(SaidLine& said, std::string_view text, std::int64_t at_unix_ns, std::uint32_t at_boot_s) noexcept {
   // A seqlock with one writer: odd, the words, even again. Relaxed stores
   // of the words between two fences: the release fence after the odd
   // sequence keeps them after it (pairs with read_said()'s acquire fence
@@ -341,6 +348,7 @@ void write_said(SaidLine& said, std::string_view text, std::int64_t at_unix_ns) 
     said.text[w].store(word, std::memory_order_relaxed);
   }
   said.at_unix_ns.store(at_unix_ns, std::memory_order_relaxed);
+  said.at_boot_s.store(at_boot_s, std::memory_order_relaxed);
   said.sequence.store(sequence + 2, std::memory_order_release);
 }
 
@@ -356,11 +364,12 @@ std::optional<SaidSeen> read_said(const SaidLine& said) {
       std::memcpy(bytes + w * 8, &word, sizeof word);
     }
     const std::int64_t at = said.at_unix_ns.load(std::memory_order_relaxed);
+    const std::uint32_t at_boot = said.at_boot_s.load(std::memory_order_relaxed);
     // Pairs with write_said()'s release fence: a copy that saw any word of
     // a later write sees its odd sequence here.
     std::atomic_thread_fence(std::memory_order_acquire);
     if (said.sequence.load(std::memory_order_relaxed) != before) continue;
-    return SaidSeen{std::string(bytes, ::strnlen(bytes, sizeof bytes)), at};
+    return SaidSeen{std::string(bytes, ::strnlen(bytes, sizeof bytes)), at, at_boot};
   }
   return std::nullopt;
 }

@@ -596,7 +596,7 @@ bool BackendRunner::log_problem(std::string_view what, std::string_view detail, 
   // No room for the mark beside a detail that fills the field: the detail.
   std::snprintf(said, sizeof said, "%.*s%s%.*s", static_cast<int>(cause), what.data(), cut && room >= 3 ? "..." : "",
                 static_cast<int>(detail.size()), detail.data());
-  perf::write_said(slot_.said, said, realtime_ns());
+  perf::write_said(slot_.said, said, realtime_ns(), perf::boot_seconds());
   const auto now = Clock::now();
   if (now - last_log_ < std::chrono::seconds(1)) {
     ++lines_held_back_;

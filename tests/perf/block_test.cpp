@@ -35,8 +35,11 @@ TEST(PerfBlock, ASaidLineIsReadWholeOrNotAtAll) {
   ASSERT_TRUE(seen);
   EXPECT_EQ(seen->text, "connect to 127.0.0.1:9: Connection refused (retrying)");
   EXPECT_EQ(seen->at_unix_ns, 42);
-  write_said(*said, std::string(500, 'x'), 43);
+  EXPECT_EQ(seen->at_boot_s, 0u);  // not given: not known
+  write_said(*said, std::string(500, 'x'), 43, 7);
   EXPECT_EQ(read_said(*said)->text, std::string(kSaidBytes - 1, 'x'));
+  EXPECT_EQ(read_said(*said)->at_boot_s, 7u);
+  EXPECT_GT(boot_seconds(), 0u);
   const std::string long_line(kSaidBytes - 1, 'a'), short_line(10, 'b');
   std::atomic<bool> done{false};
   std::thread writer([&] {

@@ -1194,14 +1194,35 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
                                 std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count());
-    // A line stamped an hour ahead: said before the wall clock was set
-    // back. Not one of the last minute's: it was shown "0 s ago".
+    // A line stamped an hour ahead, by a router of an earlier build (no
+    // boot stamp): said before the wall clock was set back. Not one of the
+    // last minute's: it was shown "0 s ago".
     ASSERT_EQ(block.backend_slot("z", "file"), 2);
     block.block().backends[2].in_config.store(1);
     ringroute::perf::write_said(block.block().backends[2].said, "said before the clock went back",
                                 std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     (std::chrono::system_clock::now() + std::chrono::hours(1)).time_since_epoch())
                                     .count());
+    // Lines with a boot stamp are as old as it says, whatever the wall
+    // clock did since: one from 3 s ago stamped an hour ahead, one from 5 s
+    // ago stamped two hours behind (the clock stepped forward since; it
+    // was hidden as older than a minute).
+    const std::uint32_t boot = ringroute::perf::boot_seconds();
+    ASSERT_GT(boot, 10u);
+    ASSERT_EQ(block.backend_slot("ahead", "file"), 3);
+    block.block().backends[3].in_config.store(1);
+    ringroute::perf::write_said(block.block().backends[3].said, "said with the wall clock ahead",
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    (std::chrono::system_clock::now() + std::chrono::hours(1)).time_since_epoch())
+                                    .count(),
+                                boot - 3);
+    ASSERT_EQ(block.backend_slot("behind", "file"), 4);
+    block.block().backends[4].in_config.store(1);
+    ringroute::perf::write_said(block.block().backends[4].said, "said with the wall clock behind",
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    (std::chrono::system_clock::now() - std::chrono::hours(2)).time_since_epoch())
+                                    .count(),
+                                boot - 5);
   }
   const std::string out = run_capture("stat --json --instance " + instance);
   simdjson::dom::parser parser;
@@ -1221,6 +1242,13 @@ TEST(StatCommand, NamesInTheBlockAreBoundedAndShowNoControlBytes) {
       << view;
   EXPECT_EQ(view.find_first_of("\x1b\x9b"), std::string::npos) << view;
   EXPECT_EQ(view.find("said before the clock went back"), std::string::npos) << view;
+  // Seconds on the boot clock: 3 (or 4, the second turning over) and 5 (or 6).
+  EXPECT_TRUE(view.find("  ahead said, 3 s ago: said with the wall clock ahead\n") != std::string::npos ||
+              view.find("  ahead said, 4 s ago: said with the wall clock ahead\n") != std::string::npos)
+      << view;
+  EXPECT_TRUE(view.find("  behind said, 5 s ago: said with the wall clock behind\n") != std::string::npos ||
+              view.find("  behind said, 6 s ago: said with the wall clock behind\n") != std::string::npos)
+      << view;
   ringroute::perf::BlockMapping::remove(instance);
 }
 

@@ -63,6 +63,7 @@ struct BackendFigures {
 struct Snapshot {
   std::chrono::steady_clock::time_point at;
   std::int64_t unix_ns = 0;  // when it was taken, for a scraper's rates
+  std::uint32_t boot_s = 0;  // and on CLOCK_BOOTTIME, for how long ago a line was said
   std::int32_t router_pid = 0;
   std::int64_t router_started_unix_ns = 0;
   std::int64_t block_created_unix_ns = 0;  // 0: a block of an earlier build, which did not say
@@ -95,6 +96,7 @@ std::string block_text(const char (&field)[N]) {
 Snapshot take(const perf::Block& block) {
   Snapshot s;
   s.at = std::chrono::steady_clock::now();
+  s.boot_s = perf::boot_seconds();
   s.unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
                   .count();
   s.router_pid = block.header.router_pid.load(std::memory_order_relaxed);
@@ -441,10 +443,14 @@ void print_table(const Snapshot& now, const Snapshot* before) {
   // something in the last minute, said last.
   for (const BackendFigures& b : now.backends) {
     if (!b.in_config || !b.said) continue;
-    const double ago = static_cast<double>(now.unix_ns - b.said->at_unix_ns) / 1e9;
+    // On the boot clock where the router stamped it: a wall clock stepped
+    // since made a line look hours old (forward) or hid it (back).
+    const double ago = b.said->at_boot_s != 0 && now.boot_s != 0
+                           ? static_cast<double>(now.boot_s) - static_cast<double>(b.said->at_boot_s)
+                           : static_cast<double>(now.unix_ns - b.said->at_unix_ns) / 1e9;
     const bool retrying = retrying_now(b, now);
-    // A line stamped ahead of now was said before the wall clock was set
-    // back (its stamp is the wall clock's, for at_unix_ns): how long ago is
+    // A line of a router of an earlier build (no boot stamp) stamped ahead
+    // of now was said before the wall clock was set back: how long ago is
     // not known, so it is not taken for one of the last minute ("0 s ago").
     if (!retrying && (ago > 60 || ago < -1)) continue;
     if (ago < -1) {

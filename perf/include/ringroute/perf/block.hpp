@@ -149,7 +149,9 @@ struct alignas(kCacheLine) SaidLine {
   std::atomic<std::uint64_t> sequence;   // odd while the line is written
   std::atomic<std::int64_t> at_unix_ns;  // when it was said; 0: nothing yet
   std::atomic<std::uint32_t> retrying;   // 1 from a failed try until the batch is written
-  std::uint32_t reserved;
+  // CLOCK_BOOTTIME seconds when it was said (0: a router of an earlier
+  // build): how long ago, whatever the wall clock did since.
+  std::atomic<std::uint32_t> at_boot_s;
   std::array<std::atomic<std::uint64_t>, kSaidBytes / 8> text;  // NUL-padded
 };
 static_assert(sizeof(SaidLine) == 4 * kCacheLine);
@@ -157,9 +159,12 @@ static_assert(sizeof(SaidLine) == 4 * kCacheLine);
 struct SaidSeen {
   std::string text;
   std::int64_t at_unix_ns = 0;
+  std::uint32_t at_boot_s = 0;  // 0: not known
 };
 // Sets the line; the sink thread's alone to call.
-void write_said(SaidLine& said, std::string_view text, std::int64_t at_unix_ns) noexcept;
+void write_said(SaidLine& said, std::string_view text, std::int64_t at_unix_ns, std::uint32_t at_boot_s = 0) noexcept;
+// CLOCK_BOOTTIME in whole seconds, as at_boot_s holds it (never 0).
+[[nodiscard]] std::uint32_t boot_seconds() noexcept;
 // The line as one write left it, or nullopt when none was ever written or
 // every try met a write in progress.
 [[nodiscard]] std::optional<SaidSeen> read_said(const SaidLine& said);
