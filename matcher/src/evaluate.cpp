@@ -234,7 +234,8 @@ class FilterEvaluator {
       // library nor the router checks) ends the on-demand iterator at its
       // first fault; rewound, the dead iterator was read through a null
       // parser: the router crashed on the record, and again at each
-      // restart. A filter reads what comes before the fault, nothing after.
+      // restart. What a read found before the fault counts; once one has
+      // met it, the body holds nothing more for this event.
       if (scratch_.document_.is_alive()) {
         scratch_.document_.rewind();
       } else {

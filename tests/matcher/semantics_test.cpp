@@ -1209,6 +1209,21 @@ TEST(Filter, ABodyThatIsNoJsonIsReadUpToItsFaultAndNeverCrashes) {
     EXPECT_FALSE(holds_for_body("big > 1 || big < 1", body)) << body;
     EXPECT_FALSE(holds_for_body("big = 2 || k.k.k.k.k > 2 || k.x = 1 || big ~ 'x'", body)) << body;
   }
+  // Two backends each reading the body once: the second read is the one
+  // that rewound the dead reader.
+  const auto m = Matcher::compile(testing::backends_from_json(
+      R"([{"name":"one","bindings":[{"verbosity":"trace","filter":"big = 1"}]},)"
+      R"({"name":"two","bindings":[{"verbosity":"trace","filter":"n = 1"}]}])"));
+  event::EventInput input;
+  input.verbosity = event::Verbosity::trace;
+  input.body = unclosed;
+  const std::vector<std::string_view> tree;
+  std::vector<std::byte> record(event::encoded_size(input, tree));
+  event::encode(input, tree, false, record.data());
+  event::EventView view;
+  ASSERT_EQ(event::decode(record, view), event::DecodeError::none);
+  MatchScratch scratch;
+  EXPECT_TRUE(testing::matched_names(*m, view, scratch).empty());
 }
 
 TEST(Filter, ExplicitEmptyTopicIsTheTopic) {
