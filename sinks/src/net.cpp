@@ -188,8 +188,6 @@ std::string url_problem(std::string_view text) {
   std::string why;
   const auto url = parse_url(text, why);
   if (url && (url->scheme == "unix" || url->scheme == "unixgram")) (void)unix_address(url->path, why);
-  // A syslog destination is a host and a port (logshuttle's drains): user
-  // information, a path or a query would be dropped without a word.
   // Basic authentication joins the two with a ':' (RFC 7617 section 2): a
   // user name holding one would be read as a shorter name and a longer
   // password, and refused by the server.
@@ -197,6 +195,8 @@ std::string url_problem(std::string_view text) {
     why = "the URL's user name holds a ':' (%3A), which HTTP Basic authentication can't carry (RFC 7617): the "
           "server would read what follows it as the password";
   }
+  // A syslog destination is a host and a port (logshuttle's drains): user
+  // information, a path or a query would be dropped without a word.
   if (url && url->scheme.starts_with("syslog")) {
     if (url->has_userinfo) {
       why = "a syslog URL names a host and port only: its user information would go nowhere";

@@ -57,7 +57,11 @@ class Dir {
     for (const auto& entry : fs::directory_iterator("/dev/shm", ec)) {
       const std::string name = entry.path().filename().string();
       for (const std::string& instance : instances_) {
-        if (name.starts_with(instance)) fs::remove(entry.path(), ec);
+        // Its rings (INSTANCE, INSTANCE-b, ...) and its block (INSTANCE.perf),
+        // not a later Dir's (INSTANCE0).
+        if (name == instance || name.starts_with(instance + "-") || name.starts_with(instance + ".")) {
+          fs::remove(entry.path(), ec);
+        }
       }
     }
   }
