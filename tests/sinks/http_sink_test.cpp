@@ -190,24 +190,24 @@ std::unique_ptr<Sink> fives_to(const HttpReceiver& receiver) {
       HttpSinkOptions{.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 5});
 }
 
-// A request the destination refuses (a 4xx) is dropped with its reason.
-// Its events were not written, so neither their bytes nor their latencies
-// count as written: `bytes` and the histogram agree with `sent`. They used
-// to count the whole batch.
+// An event the destination refuses (a 4xx) is dropped with its reason.
+// It was not written, so neither its bytes nor its latency count as
+// written: `bytes` and the histogram agree with `sent`. They used to count
+// the whole batch.
 TEST_F(HttpSinkTest, RefusedEventsCountNeitherInBytesNorInLatencies) {
-  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
+  HttpReceiver receiver([](const HttpRequest& request, std::size_t) {
     HttpResponse response;
-    response.status = index == 0 ? 400 : 204;
+    response.status = request.body.find(R"("id":"e-2")") != std::string::npos ? 400 : 204;
     return response;
   });
   auto slot = std::make_unique<perf::BackendSlot>();
   BackendRunner runner("refusing", BackendOptions{}, fives_to(receiver), *slot);
   Batch* batch = runner.take_batch();
-  fill(*batch, 0, 10);  // two requests of 5: the first refused
+  fill(*batch, 0, 10);  // two requests of 5: the first refused for its event 2, then halved down to it
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   batch->event_ns.assign(10, std::chrono::duration_cast<std::chrono::nanoseconds>(now).count());
   batch->holds_ring = false;
-  const std::uint64_t written_bytes = batch->event_ends[9] - batch->event_ends[4];
+  const std::uint64_t written_bytes = batch->event_ends[9] - (batch->event_ends[2] - batch->event_ends[1]);
   runner.submit(batch);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (!runner.idle() && std::chrono::steady_clock::now() < deadline) {
@@ -215,12 +215,12 @@ TEST_F(HttpSinkTest, RefusedEventsCountNeitherInBytesNorInLatencies) {
   }
   ASSERT_TRUE(runner.idle());
   runner.stop(std::chrono::milliseconds(0));
-  EXPECT_EQ(slot->sink.sent.read(), 5u);
-  EXPECT_EQ(slot->sink.dropped_failed.read(), 5u);
+  EXPECT_EQ(slot->sink.sent.read(), 9u);
+  EXPECT_EQ(slot->sink.dropped_failed.read(), 1u);
   EXPECT_EQ(slot->sink.bytes.read(), written_bytes);
   std::uint64_t recorded = 0;
   for (const auto& bucket : slot->latency.buckets) recorded += bucket.read();
-  EXPECT_EQ(recorded, 5u);
+  EXPECT_EQ(recorded, 9u);
 }
 
 // A stop ends a batch whose first request the destination accepted, while
@@ -535,6 +535,10 @@ TEST_F(HttpSinkTest, RequestTimeoutAndTooEarlyAreRetried) {
   }
 }
 
+// Refused, not retried as it is; a batch is halved down to what the
+// receiver refuses, at most HttpSink::kMostSplitsPerBatch times: a receiver
+// that refuses everything costs twice that many requests more, not one an
+// event.
 TEST_F(HttpSinkTest, BadRequestIsRejectedNotRetried) {
   HttpReceiver receiver([](const HttpRequest&, std::size_t) {
     return HttpResponse{.status = 400, .body = "{\"error\":\"schema mismatch at /body/n\"}"};
@@ -545,7 +549,48 @@ TEST_F(HttpSinkTest, BadRequestIsRejectedNotRetried) {
   EXPECT_EQ(sink.rejected_events(), 8u);
   EXPECT_NE(why_.find("HTTP 400"), std::string::npos) << why_;
   EXPECT_NE(why_.find("schema mismatch"), std::string::npos) << why_;
-  EXPECT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(receiver.requests().size(), 15u);  // 8, 4 + 4, 2 + 2 + 2 + 2, then each alone
+  HttpSink big({.url = receiver.url(), .batched = true, .max_events = 1000, .max_bytes = 64 << 20});
+  fill(batch_, 0, 1000);
+  ASSERT_EQ(big.write(batch_, why_), Outcome::ok);
+  EXPECT_EQ(big.rejected_events(), 1000u);
+  EXPECT_EQ(receiver.requests().size(), 15u + 1 + 2 * 32);
+}
+
+// One event the receiver refuses (a trusted body that is no JSON, in an
+// NDJSON or array body that then does not parse) took every event of its
+// request with it, up to max_events, counted as rejected: the request is
+// halved down to the events it refuses, and the rest delivered once each.
+TEST_F(HttpSinkTest, AnEventTheReceiverRefusesTakesOnlyItselfDownNotItsBatch) {
+  for (const bool array : {false, true}) {
+    SCOPED_TRACE(array ? "array" : "ndjson");
+    HttpReceiver receiver([](const HttpRequest& request, std::size_t) {
+      const bool bad = request.body.find(R"("id":"e-137")") != std::string::npos ||
+                       request.body.find(R"("id":"e-802")") != std::string::npos;
+      return HttpResponse{.status = bad ? 422u : 200u, .body = bad ? "{\"error\":\"not json\"}" : ""};
+    });
+    HttpSink sink({.url = receiver.url(), .batched = true, .max_events = 1000, .max_bytes = 64 << 20,
+                   .json_array = array});
+    fill(batch_, 0, 1000);
+    ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+    EXPECT_EQ(sink.rejected_ranges(), (std::vector<std::pair<std::uint32_t, std::uint32_t>>{{137, 138}, {802, 803}}));
+    EXPECT_NE(why_.find("HTTP 422"), std::string::npos) << why_;
+    EXPECT_NE(why_.find("not json"), std::string::npos) << why_;
+    std::vector<std::string> delivered;
+    for (const HttpRequest& r : receiver.requests()) {
+      if (r.body.find(R"("id":"e-137")") != std::string::npos || r.body.find(R"("id":"e-802")") != std::string::npos) {
+        continue;
+      }
+      for (auto& id : ids_in(r.body)) delivered.push_back(id);
+    }
+    std::sort(delivered.begin(), delivered.end());
+    std::vector<std::string> expected = expected_ids(0, 1000);
+    std::erase(expected, "e-137");
+    std::erase(expected, "e-802");
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(delivered, expected);  // each once
+    EXPECT_LE(receiver.requests().size(), 1u + 2 * 20);  // two bad events: ten halvings each
+  }
 }
 
 // A server that answers before it has read the request (413 to a body it
@@ -605,18 +650,19 @@ TEST_F(HttpSinkTest, AnAnswerSentBeforeTheRequestWasReadDecidesIt) {
 }
 
 TEST_F(HttpSinkTest, ChunkedResponsesAreReadWholeAndKeepTheConnection) {
-  HttpReceiver receiver([](const HttpRequest&, std::size_t index) {
-    return index == 0 ? HttpResponse{.status = 422, .body = "{\"error\":\"field n must be a string\"}", .chunked = true}
-                      : HttpResponse{.status = 200, .body = "{\"accepted\":true}", .chunked = true};
+  HttpReceiver receiver([](const HttpRequest& request, std::size_t) {
+    return request.body.find(R"("id":"e-2")") != std::string::npos
+               ? HttpResponse{.status = 422, .body = "{\"error\":\"field n must be a string\"}", .chunked = true}
+               : HttpResponse{.status = 200, .body = "{\"accepted\":true}", .chunked = true};
   });
   HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 5});
   sink.attach_counters(&counters_);
   fill(batch_, 0, 15);
   ASSERT_EQ(sink.write(batch_, why_), Outcome::ok);
-  EXPECT_EQ(sink.rejected_events(), 5u);
+  EXPECT_EQ(sink.rejected_events(), 1u);  // e-2, its request halved down to it
   EXPECT_NE(why_.find("HTTP 422"), std::string::npos) << why_;
   EXPECT_NE(why_.find("field n must be a string"), std::string::npos) << why_;
-  EXPECT_EQ(receiver.requests().size(), 3u);
+  EXPECT_EQ(receiver.requests().size(), 7u);
   EXPECT_EQ(counters_.connects.read(), 1u);  // the chunked bodies ended the responses, not the connection
 }
 

@@ -93,8 +93,16 @@ class HttpSink final : public Sink {
   std::vector<std::unique_ptr<Connection>> connections_;
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
   std::uint32_t batch_ring_ = ~0u;
-  std::vector<Request> requests_;
+  std::vector<Request> requests_;  // planned in event order; halves of a refused one appended (split_refused)
   std::string reject_why_;  // the first rejection of the batch in progress
+  // A batched request refused for its content (400, 422) is sent again in
+  // two halves, and so on down to the events the receiver refuses: one bad
+  // event (a trusted body that is no JSON) took up to max_events good ones
+  // with it. At most this many halvings a batch: a bad event in 1,000
+  // takes 10, and a receiver that refuses everything costs twice this many
+  // requests more, not one an event.
+  static constexpr std::uint32_t kMostSplitsPerBatch = 32;
+  std::uint32_t splits_left_ = 0;
 };
 
 }  // namespace ringroute::sinks
