@@ -586,17 +586,23 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       stop_dispatch = true;
     } else if ((status == 400 || status == 422) && request.last - request.first > 1 && splits_left_ > 0) {
       // Refused for what it holds: perhaps for one event of it. Its halves
-      // go again (appended: connections hold requests by index), the half
-      // the receiver takes delivered, the other halved again; what is
-      // refused in the end says why. Counted as a retry.
+      // go again, the half the receiver takes delivered, the other halved
+      // again; what is refused in the end says why. Counted as a retry.
+      // The second half goes in right after the first, so requests stay in
+      // event order (one connection keeps total order); inserted before the
+      // first is cut, so running out of memory here leaves the plan whole.
+      const std::size_t at = c.request;
+      const std::uint32_t middle = request.first + (request.last - request.first) / 2;
+      requests_.insert(requests_.begin() + static_cast<std::ptrdiff_t>(at) + 1, Request{middle, request.last});
+      for (auto& other : connections_) {
+        if (other->busy && other.get() != &c && other->request > at) ++other->request;
+      }
+      requests_[at].last = middle;  // `request` may have moved with the insert
+      requests_[at].state = Request::State::pending;
+      requests_[at].resent = requests_[at].misdirected = false;
+      next = std::min(next, at);
       --splits_left_;
       if (counters_) counters_->retries.add(1);
-      const std::uint32_t middle = request.first + (request.last - request.first) / 2;
-      const Request second{middle, request.last};
-      request.last = middle;
-      request.state = Request::State::pending;
-      next = std::min(next, c.request);
-      requests_.push_back(second);  // `request` may move: not used after
     } else {
       request.state = Request::State::rejected;
       if (reject_why.empty()) {
@@ -823,7 +829,6 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     if (r.state == Request::State::pending || r.state == Request::State::sending) all_resolved = false;
     if (r.state == Request::State::rejected) rejected_ranges_.emplace_back(r.first, r.last);
   }
-  std::sort(rejected_ranges_.begin(), rejected_ranges_.end());  // ascending, halves included
   if (!all_resolved) {
     why = retry_why.empty() ? "requests to " + where_ + " did not finish" : retry_why;
     if (!reject_why.empty()) why += "; also " + reject_why;
@@ -843,20 +848,15 @@ std::uint32_t HttpSink::delivered_events() const noexcept {
 
 void HttpSink::delivered_ranges(std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) const {
   out.clear();
+  // Requests are in event order (a refused one's halves in its place).
   for (const Request& r : requests_) {
-    if (r.state == Request::State::done) out.emplace_back(r.first, r.last);
-  }
-  // In event order (the halves of a refused request come last), adjacent ones joined.
-  std::sort(out.begin(), out.end());
-  std::size_t joined = 0;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    if (joined != 0 && out[joined - 1].second == out[i].first) {
-      out[joined - 1].second = out[i].second;
+    if (r.state != Request::State::done) continue;
+    if (!out.empty() && out.back().second == r.first) {
+      out.back().second = r.last;
     } else {
-      out[joined++] = out[i];
+      out.emplace_back(r.first, r.last);
     }
   }
-  out.resize(joined);
 }
 
 void HttpSink::reopen() {

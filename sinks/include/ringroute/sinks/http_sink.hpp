@@ -10,9 +10,11 @@
 // per request without `batch` (as Kazoo), else as many as `batch.max_events`
 // and `batch.max_bytes` allow (an event larger than max_bytes goes alone).
 // Outcomes per request: 2xx done; 429, 5xx, connection errors and timeouts
-// retried (the batch's other requests are not sent again); 3xx (redirects
-// are not followed) and other 4xx rejected: counted, logged with the status
-// and the first bytes of the body, never retried.
+// retried (the batch's other requests are not sent again); a batched
+// request answered 400 or 422 halved down to the events refused (see
+// kMostSplitsPerBatch); 3xx (redirects are not followed), other 4xx and
+// what is refused in the end rejected: counted, logged with the status and
+// the first bytes of the body, never retried as they were.
 
 #include <chrono>
 #include <cstdint>
@@ -93,7 +95,7 @@ class HttpSink final : public Sink {
   std::vector<std::unique_ptr<Connection>> connections_;
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
   std::uint32_t batch_ring_ = ~0u;
-  std::vector<Request> requests_;  // planned in event order; halves of a refused one appended (split_refused)
+  std::vector<Request> requests_;  // in event order; a request refused for its content halved in its place
   std::string reject_why_;  // the first rejection of the batch in progress
   // A batched request refused for its content (400, 422) is sent again in
   // two halves, and so on down to the events the receiver refuses: one bad
