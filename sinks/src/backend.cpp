@@ -310,6 +310,9 @@ BackendRunner::~BackendRunner() {
   // reading batch bytes, which its destructor cancels and waits out; the
   // batches (owned_, declared after it) would otherwise be freed first.
   sink_.reset();
+  // What the sink said as it closed (a file's last sync that failed), held
+  // back after the thread's last word: said here, the thread joined.
+  say_held_back(true);
 }
 
 std::size_t BackendRunner::held_batch_bytes() const {
