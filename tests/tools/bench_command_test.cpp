@@ -89,10 +89,12 @@ TEST(BenchCommand, ATinyRateIsAWaitNotFullSpeed) {
     return std::stoull(res.out.substr(at + 9));
   };
   EXPECT_LE(events_at("1e-12", "0.3"), 1u);
-  // 20 a second for half a second: the first at once, then one each 50 ms.
+  // 20 a second for half a second: the first at once, then one each 50 ms
+  // (11), and a few more where the bench's stop comes late on a loaded
+  // machine; a batch at each due time sent 64.
   const std::uint64_t events = events_at("20", "0.5");
   EXPECT_GE(events, 1u);
-  EXPECT_LE(events, 12u);
+  EXPECT_LE(events, 24u);
 }
 
 TEST(BenchCommand, BadArgumentsAreUsageErrors) {
