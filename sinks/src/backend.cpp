@@ -14,7 +14,6 @@
 #include "ringroute/sinks/http_sink.hpp"
 #include "ringroute/sinks/socket_sink.hpp"
 #include "ringroute/sinks/url.hpp"
-#include "net.hpp"
 #include "tls.hpp"
 
 namespace ringroute::sinks {
@@ -110,7 +109,7 @@ BackendOptions parse_backend_options(std::string_view type, std::string_view opt
     if (root["format"].get(text) != simdjson::SUCCESS || text == "syslog") out.encoding.wrap = Wrap::syslog;
     std::string_view url;
     const std::string scheme = root["url"].get(url) == simdjson::SUCCESS ? url_scheme(url) : std::string();
-    if (scheme == "syslog+udp" || scheme == "unixgram") {
+    if (is_datagram_scheme(scheme)) {
       out.encoding.framing = Framing::none;  // a datagram is its own frame
     } else if (root["framing"].get(text) == simdjson::SUCCESS && text == "newline") {
       out.encoding.framing = Framing::newline;
@@ -182,11 +181,9 @@ std::size_t most_descriptors(std::string_view type, std::string_view options_jso
   if (type == "file") return kRing + 2;
   std::uint64_t connections = type == "http" ? HttpSinkOptions{}.max_connections : SocketSinkOptions{}.max_connections;
   if (std::uint64_t n = 0; root["max_connections"].get(n) == simdjson::SUCCESS) connections = n;
-  std::string_view text;
-  std::string why;
-  if (type == "socket" && root["url"].get(text) == simdjson::SUCCESS) {
-    const auto url = parse_url(text, why);
-    if (url && (url->scheme == "syslog+udp" || url->scheme == "unixgram")) connections = 1;  // one socket sends them all
+  std::string_view url;
+  if (type == "socket" && root["url"].get(url) == simdjson::SUCCESS && is_datagram_scheme(url_scheme(url))) {
+    connections = 1;  // one socket sends them all
   }
   return kRing + static_cast<std::size_t>(std::max<std::uint64_t>(connections, 1));
 }

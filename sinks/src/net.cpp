@@ -63,6 +63,8 @@ std::string url_scheme(std::string_view url) {
   return scheme;
 }
 
+bool is_datagram_scheme(std::string_view scheme) { return scheme == "syslog+udp" || scheme == "unixgram"; }
+
 std::optional<Url> parse_url(std::string_view text, std::string& why) {
   Url url;
   const std::size_t colon = text.find("://");

@@ -605,7 +605,7 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
     if (type == "socket") {
       const std::string_view url = option("/url", "");
       const std::string scheme = sinks::url_scheme(url);
-      const bool datagrams = scheme == "syslog+udp" || scheme == "unixgram";
+      const bool datagrams = sinks::is_datagram_scheme(scheme);
       if (option("/format", "syslog") == "ndjson" && !datagrams) {
         why = "with \"format\": \"ndjson\" on a stream each line would arrive as an event of its own (use datagrams, "
               "the syslog format, or leave pretty off)";
@@ -645,7 +645,7 @@ void parse_backend(element backend, const std::string& path, ConfigErrors& error
   if (std::string_view url; type == "socket" && has_options && options.is_object() &&
                             options["url"].get(url) == simdjson::SUCCESS && !unexpanded_under(path + ".options.url")) {
     const std::string scheme = sinks::url_scheme(url);
-    const bool datagrams = scheme == "syslog+udp" || scheme == "unixgram";
+    const bool datagrams = sinks::is_datagram_scheme(scheme);
     if (element given; datagrams && options["framing"].get(given) == simdjson::SUCCESS) {
       errors.add(path + ".options.framing",
                  "a datagram carries one message whole, unframed (" + scheme + "): leave framing out");

@@ -13,6 +13,10 @@ namespace ringroute::sinks {
 // has no "://".
 [[nodiscard]] std::string url_scheme(std::string_view url);
 
+// Whether a socket backend with this scheme (as url_scheme() gives it)
+// sends datagrams, each a message whole: syslog+udp and unixgram.
+[[nodiscard]] bool is_datagram_scheme(std::string_view scheme);
+
 // Why `url` can't name a destination ("bad port ...", "the URL has no
 // host", a unix socket path too long), or empty when it can. The scheme
 // itself is the caller's to check.
