@@ -168,7 +168,8 @@ std::chrono::nanoseconds time_suspended() noexcept {
   timespec boot{}, monotonic{};
   ::clock_gettime(CLOCK_BOOTTIME, &boot);
   ::clock_gettime(CLOCK_MONOTONIC, &monotonic);
-  return std::chrono::seconds(boot.tv_sec - monotonic.tv_sec) + std::chrono::nanoseconds(boot.tv_nsec - monotonic.tv_nsec);
+  return std::chrono::seconds(boot.tv_sec - monotonic.tv_sec) +
+         std::chrono::nanoseconds(boot.tv_nsec - monotonic.tv_nsec);
 }
 
 // Closes the descriptors of files a rotation dropped, on a thread of its
@@ -407,7 +408,7 @@ void FileSink::cut_torn_tail() {
   const auto unreadable = [&] {
     line_open_ = true;
     say("%s: could not read its end (a read failed, or the file shrank meanwhile) to "
-                 "look for a cut-off last line; the next batch starts on a new line", options_.path.c_str());
+        "look for a cut-off last line; the next batch starts on a new line", options_.path.c_str());
   };
   const std::int64_t last_newline = reader.newline_before(file_bytes_);
   if (last_newline == -2) return unreadable();
@@ -416,9 +417,8 @@ void FileSink::cut_torn_tail() {
   // line of its own.
   const auto keep_end = [&](const char* because) {
     line_open_ = true;
-    say("%s ends in %llu bytes without a newline%s; kept, and the next batch starts on a new "
-                 "line",
-                 options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end), because);
+    say("%s ends in %llu bytes without a newline%s; kept, and the next batch starts on a new line",
+        options_.path.c_str(), static_cast<unsigned long long>(file_bytes_ - end), because);
   };
   if (!options_.last_write_may_be_torn) {
     // No write of this backend's was cut short: an end without a newline
@@ -459,17 +459,15 @@ void FileSink::cut_torn_tail() {
   }
   if (end == file_bytes_) return;
   if (::ftruncate(fd_, static_cast<off_t>(end)) == 0) {
-    say("%s ended in a cut-off %s (the router stopped mid-write); removed its %llu bytes, the "
-                 "batch is written again",
-                 options_.path.c_str(), options_.pretty ? "document" : "line",
-                 static_cast<unsigned long long>(file_bytes_ - end));
+    say("%s ended in a cut-off %s (the router stopped mid-write); removed its %llu bytes, the batch is written again",
+        options_.path.c_str(), options_.pretty ? "document" : "line",
+        static_cast<unsigned long long>(file_bytes_ - end));
     file_bytes_ = end;
   } else {
     const int e = errno;
     line_open_ = true;
-    say("%s ended in a cut-off %s that could not be removed (ftruncate: %s); the batch "
-                 "is written again on a new line", options_.path.c_str(), options_.pretty ? "document" : "line",
-                 errno_text(e).c_str());
+    say("%s ended in a cut-off %s that could not be removed (ftruncate: %s); the batch is written again on a new line",
+        options_.path.c_str(), options_.pretty ? "document" : "line", errno_text(e).c_str());
   }
 }
 
@@ -650,7 +648,7 @@ void FileSink::sync_or_report(const char* since) {
   if (now - last_sync_report_ < std::chrono::seconds(1)) return;
   last_sync_report_ = now;
   say("%s: fdatasync failed: %s; lines written since %s may not be on disk",
-               options_.path.c_str(), errno_text(e).c_str(), since);
+      options_.path.c_str(), errno_text(e).c_str(), since);
 }
 
 // Files numbered past `keep`, left by a config that kept more, as far as
@@ -681,8 +679,7 @@ void FileSink::drop_files_past_keep() {
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_drop_report_) {
       next_drop_report_ = now + std::chrono::minutes(1);
-      say("%s: cannot remove %s, past keep %u: %s", base.c_str(),
-                   name.c_str(), options_.keep, errno_text(e).c_str());
+      say("%s: cannot remove %s, past keep %u: %s", base.c_str(), name.c_str(), options_.keep, errno_text(e).c_str());
     }
     return;
   }
@@ -830,8 +827,8 @@ Outcome FileSink::write(const Batch& batch, std::string& why) {
     struct stat st {};
     if (::fstat(fd_, &st) == 0) {
       if (st.st_nlink == 0) {
-        say("%s: the file was removed while written; made again, the batch "
-                     "is written again there", options_.path.c_str());
+        say("%s: the file was removed while written; made again, the batch is written again there",
+            options_.path.c_str());
         dirty_ = false;
         if (!open_file(why)) return Outcome::retry;
         if (counters_) counters_->reopens.add(1);
@@ -880,10 +877,10 @@ void FileSink::cut_back(std::uint64_t before) {
   const int e = errno;  // fstat's or ftruncate's, before anything else sets it
   line_open_ = true;
   say("%s: part of a batch that failed is in the file and could not be cut back (%s); "
-               "the retry writes the batch whole on a line after it",
-               options_.path.c_str(),
-               stated && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
-                                                                                : errno_text(e).c_str());
+      "the retry writes the batch whole on a line after it",
+      options_.path.c_str(),
+      stated && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
+      : errno_text(e).c_str());
   // Only a size read now: a failed fstat leaves the one this sink counted.
   if (stated) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
 }
@@ -912,8 +909,7 @@ bool FileSink::rotate_or_carry_on(std::chrono::steady_clock::time_point now, std
   if (counters_) counters_->failures.add(1);
   if (now >= next_rotate_report_) {
     next_rotate_report_ = now + std::chrono::minutes(1);
-    say("%s: %s; writing on into it, the rotation is tried again each second",
-                 options_.path.c_str(), why.c_str());
+    say("%s: %s; writing on into it, the rotation is tried again each second", options_.path.c_str(), why.c_str());
   }
   return true;
 }
@@ -924,7 +920,8 @@ void FileSink::say(const char* format, ...) const noexcept {
   va_start(arguments, format);
   const int length = std::vsnprintf(line, sizeof line, format, arguments);
   va_end(arguments);
-  if (length > 0) remark(std::string_view(line, std::min<std::size_t>(static_cast<std::size_t>(length), sizeof line - 1)));
+  if (length <= 0) return;
+  remark(std::string_view(line, std::min<std::size_t>(static_cast<std::size_t>(length), sizeof line - 1)));
 }
 
 void FileSink::tick(std::chrono::steady_clock::time_point now) {
@@ -942,8 +939,7 @@ void FileSink::tick(std::chrono::steady_clock::time_point now) {
   if (options_.rotate_seconds != 0 && !tail_checked_) {
     if (std::string why; !take_the_file(why)) {
       // Said once: with no file open, no tick comes here again.
-      say("%s: %s (the next batch tries again)", options_.path.c_str(),
-                   why.c_str());
+      say("%s: %s (the next batch tries again)", options_.path.c_str(), why.c_str());
       return;
     }
   }
@@ -981,8 +977,7 @@ void FileSink::reopen() {
   }
   // The next batch opens it again, and says why; said now too, as a quiet
   // backend may have no batch for a long while.
-  say("%s: reopen: %s (the next batch tries again)", options_.path.c_str(),
-               why.c_str());
+  say("%s: reopen: %s (the next batch tries again)", options_.path.c_str(), why.c_str());
 }
 
 }  // namespace ringroute::sinks
