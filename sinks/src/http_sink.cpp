@@ -321,7 +321,7 @@ void HttpSink::plan_requests(const Batch& batch) {
       const std::uint32_t base = first == 0 ? 0 : batch.event_ends[first - 1];
       const std::uint64_t framing = options_.json_array ? 1 : 0;
       while (last < events && last - first < options_.max_events &&
-             batch.event_ends[last] - base + framing <= options_.max_bytes) {
+             batch.event_ends[last] - base + framing <= std::min(options_.max_bytes, request_bytes_limit_)) {
         ++last;
       }
     }
@@ -550,6 +550,53 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     while (connections_.size() <= added) connections_.push_back(std::make_unique<Connection>());
     if (!connections_[added]->busy) dispatch(added);
   };
+  // A batched request refused for what it holds (400, 422: perhaps for one
+  // event of it) or for its size (413) goes again in halves, the half the
+  // receiver takes delivered, the other halved again; what is refused in
+  // the end says why. Counted as a retry. The second half goes in right
+  // after the first, so requests stay in event order (one connection keeps
+  // total order); inserted before the first is cut, so running out of
+  // memory here leaves the plan whole. False when the status is none of
+  // those, the request one event, or the batch's halvings spent.
+  auto halve = [&](Connection& c, unsigned status) -> bool {
+    const Request& request = requests_[c.request];
+    if ((status != 400 && status != 413 && status != 422) || request.last - request.first < 2 || splits_left_ == 0) {
+      return false;
+    }
+    const std::size_t at = c.request;
+    const std::uint32_t first = request.first, last = request.last;
+    const std::uint32_t middle = first + (last - first) / 2;
+    requests_.insert(requests_.begin() + static_cast<std::ptrdiff_t>(at) + 1, Request{middle, last});
+    for (auto& other : connections_) {
+      if (other->busy && other.get() != &c && other->request > at) ++other->request;
+    }
+    requests_[at].last = middle;
+    requests_[at].state = Request::State::pending;
+    requests_[at].resent = requests_[at].misdirected = false;
+    next = std::min(next, at);
+    --splits_left_;
+    if (counters_) counters_->retries.add(1);
+    if (status == 413) {
+      // The receiver's limit is below this request's bytes and the
+      // configured max_bytes: later batches are cut to half of them, so
+      // each is not refused and halved again (nginx's client_max_body_size
+      // is 1 MiB unless raised). Kept for the sink's life.
+      const std::uint64_t bytes = batch.event_ends[last - 1] - (first == 0 ? 0 : batch.event_ends[first - 1]);
+      if (bytes / 2 < request_bytes_limit_) {
+        request_bytes_limit_ = std::max<std::uint64_t>(bytes / 2, 1);
+        char line[256];
+        const int length = std::snprintf(line, sizeof line,
+                                         "HTTP 413 from %s to a request of %llu bytes: it goes again in halves, and "
+                                         "requests are cut at %llu bytes from now on (batch.max_bytes is %llu)",
+                                         where_.c_str(), static_cast<unsigned long long>(bytes),
+                                         static_cast<unsigned long long>(request_bytes_limit_),
+                                         static_cast<unsigned long long>(options_.max_bytes));
+        remark(std::string_view(line, std::min<std::size_t>(static_cast<std::size_t>(std::max(length, 0)),
+                                                            sizeof line - 1)));
+      }
+    }
+    return true;
+  };
   // `keep`: false when the connection can't be used again whatever the
   // response says (a 2xx whose body was past the limit and not read).
   auto finish_response = [&](std::size_t index, bool keep_connection = true) {
@@ -584,25 +631,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
         }
       }
       stop_dispatch = true;
-    } else if ((status == 400 || status == 422) && request.last - request.first > 1 && splits_left_ > 0) {
-      // Refused for what it holds: perhaps for one event of it. Its halves
-      // go again, the half the receiver takes delivered, the other halved
-      // again; what is refused in the end says why. Counted as a retry.
-      // The second half goes in right after the first, so requests stay in
-      // event order (one connection keeps total order); inserted before the
-      // first is cut, so running out of memory here leaves the plan whole.
-      const std::size_t at = c.request;
-      const std::uint32_t middle = request.first + (request.last - request.first) / 2;
-      requests_.insert(requests_.begin() + static_cast<std::ptrdiff_t>(at) + 1, Request{middle, request.last});
-      for (auto& other : connections_) {
-        if (other->busy && other.get() != &c && other->request > at) ++other->request;
-      }
-      requests_[at].last = middle;  // `request` may have moved with the insert
-      requests_[at].state = Request::State::pending;
-      requests_[at].resent = requests_[at].misdirected = false;
-      next = std::min(next, at);
-      --splits_left_;
-      if (counters_) counters_->retries.add(1);
+    } else if (halve(c, status)) {
     } else {
       request.state = Request::State::rejected;
       if (reject_why.empty()) {
@@ -644,6 +673,7 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       request.state = Request::State::pending;
       if (retry_why.empty()) retry_why = what;
       stop_dispatch = true;
+    } else if (halve(c, status)) {
     } else {
       request.state = Request::State::rejected;
       if (reject_why.empty()) reject_why = what;

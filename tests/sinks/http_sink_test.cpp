@@ -598,8 +598,11 @@ TEST_F(HttpSinkTest, AnEventTheReceiverRefusesTakesOnlyItselfDownNotItsBatch) {
 // resets the connection) or only stops reading (our send times out). The
 // answer is waiting in the socket either way and decides the request;
 // sent again, it would be refused again, for ever. The timeout case was
-// still retried for ever.
+// still retried for ever. Decided, the request is halved (a 413 is about
+// its size) until the halves are under the server's limit: with 413 taken
+// as the end, all 100,000 events were refused.
 TEST_F(HttpSinkTest, AnAnswerSentBeforeTheRequestWasReadDecidesIt) {
+  constexpr std::size_t kLimit = 8 << 20;  // the server's client_max_body_size
   for (const bool closes : {true, false}) {
     SCOPED_TRACE(closes ? "the server closes" : "the server stops reading");
     const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -612,23 +615,50 @@ TEST_F(HttpSinkTest, AnAnswerSentBeforeTheRequestWasReadDecidesIt) {
     ASSERT_EQ(::listen(listener, 16), 0);
     socklen_t length = sizeof address;
     ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
-    std::atomic<int> answered{0};
+    std::atomic<int> refused{0};
+    std::atomic<std::size_t> lines{0};  // events in the bodies taken
     std::vector<int> kept_open;  // the server thread's until it is joined
     std::thread server([&] {
       for (;;) {
         const int fd = ::accept(listener, nullptr, nullptr);
         if (fd < 0) return;
-        char head[1024];
-        if (::recv(fd, head, sizeof head, 0) > 0) {
+        std::string in;
+        char chunk[64 * 1024];
+        std::size_t head_end = std::string::npos;
+        while (head_end == std::string::npos) {
+          const ssize_t got = ::recv(fd, chunk, sizeof chunk, 0);
+          if (got <= 0) break;
+          in.append(chunk, static_cast<std::size_t>(got));
+          head_end = in.find("\r\n\r\n");
+        }
+        if (head_end == std::string::npos) {
+          ::close(fd);
+          continue;
+        }
+        std::string head = in.substr(0, head_end);
+        std::transform(head.begin(), head.end(), head.begin(), [](unsigned char ch) { return std::tolower(ch); });
+        const std::size_t field = head.find("content-length:");
+        const std::size_t body_bytes = field == std::string::npos ? 0 : std::stoull(head.substr(field + 15));
+        if (body_bytes > kLimit) {
           const char answer[] = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large";
           (void)::send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
-          ++answered;
+          ++refused;
+          if (closes) {
+            ::close(fd);
+          } else {
+            kept_open.push_back(fd);
+          }
+          continue;
         }
-        if (closes) {
-          ::close(fd);
-        } else {
-          kept_open.push_back(fd);
+        while (in.size() < head_end + 4 + body_bytes) {
+          const ssize_t got = ::recv(fd, chunk, sizeof chunk, 0);
+          if (got <= 0) break;
+          in.append(chunk, static_cast<std::size_t>(got));
         }
+        lines += static_cast<std::size_t>(std::count(in.begin() + static_cast<std::ptrdiff_t>(head_end + 4), in.end(), '\n'));
+        const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        (void)::send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
+        ::close(fd);
       }
     });
     HttpSink sink({.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/hook",
@@ -637,16 +667,91 @@ TEST_F(HttpSinkTest, AnAnswerSentBeforeTheRequestWasReadDecidesIt) {
                    .batched = true,
                    .max_events = 100000,
                    .max_bytes = 64 << 20});
+    perf::BackendSinkShard counters{};
+    sink.attach_counters(&counters);
     fill(batch_, 0, 100000);  // about 20 MB: more than the socket buffers take
+    ASSERT_GT(batch_.bytes.size(), 2 * kLimit);
+    ASSERT_LE(batch_.bytes.size(), 4 * kLimit);
     EXPECT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
-    EXPECT_EQ(sink.rejected_events(), 100000u);
-    EXPECT_NE(why_.find("HTTP 413"), std::string::npos) << why_;
-    EXPECT_EQ(answered.load(), 1);
+    EXPECT_EQ(sink.rejected_events(), 0u) << why_;
+    EXPECT_EQ(refused.load(), 3);  // the whole, then its two halves; the four quarters taken
+    EXPECT_EQ(counters.retries.read(), 3u);
+    EXPECT_EQ(lines.load(), 100000u);
     ::shutdown(listener, SHUT_RDWR);
     ::close(listener);
     server.join();
     for (const int fd : kept_open) ::close(fd);
   }
+}
+
+// A receiver whose limit is below max_bytes (nginx's client_max_body_size
+// is 1 MiB unless raised; gateways have their own) answers 413 to the
+// requests over it. They were refused, every event of them dropped; each
+// is halved until it fits, and later batches are cut at half the last size
+// refused, so they are not refused first. An event over the limit alone is
+// refused, only it.
+TEST_F(HttpSinkTest, ARequestOverTheReceiversLimitIsCutToItNotRefused) {
+  constexpr std::size_t kLimit = 64 * 1024;
+  HttpReceiver receiver([](const HttpRequest& request, std::size_t) {
+    return request.body.size() > kLimit ? HttpResponse{.status = 413, .body = "request entity too large"}
+                                        : HttpResponse{.status = 200};
+  });
+  HttpSink sink({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 1000,
+                 .max_bytes = 64 << 20});
+  sink.attach_counters(&counters_);
+  fill(batch_, 0, 1000);
+  ASSERT_GT(batch_.bytes.size(), 2 * kLimit);  // about 200 KB: halved twice
+  ASSERT_LE(batch_.bytes.size(), 4 * kLimit);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(sink.rejected_events(), 0u) << why_;
+  EXPECT_EQ(counters_.retries.read(), 3u);
+  auto taken_ids = [&](std::size_t from) {
+    std::vector<std::string> ids;
+    const auto requests = receiver.requests();
+    for (std::size_t r = from; r < requests.size(); ++r) {
+      if (requests[r].body.size() > kLimit) continue;
+      for (auto& id : ids_in(requests[r].body)) ids.push_back(id);
+    }
+    return ids;
+  };
+  EXPECT_EQ(taken_ids(0), expected_ids(0, 1000));  // each once, in order
+  EXPECT_EQ(receiver.requests().size(), 7u);  // 1 + 2 refused, 4 taken
+
+  // The next batch is cut at half the last size refused: nothing refused.
+  const std::size_t before = receiver.requests().size();
+  fill(batch_, 1000, 1000);
+  ASSERT_EQ(sink.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(sink.rejected_events(), 0u) << why_;
+  EXPECT_EQ(counters_.retries.read(), 3u);
+  const auto requests = receiver.requests();
+  EXPECT_EQ(requests.size() - before, 5u);  // 230 KB at 57 KB at most
+  for (std::size_t r = before; r < requests.size(); ++r) EXPECT_LE(requests[r].body.size(), kLimit);
+  EXPECT_EQ(taken_ids(before), expected_ids(1000, 1000));
+
+  // Eight events where one is as large as the limit allows no request of:
+  // cut down to it, only it refused.
+  HttpSink fresh({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 1000,
+                  .max_bytes = 64 << 20});
+  fill(batch_, 0, 8);
+  {
+    batch_.reset();
+    batch_.first_start = 0;
+    batch_.end = 8;
+    EventEncoder encoder;
+    testing::JsonEvent ev;
+    for (std::size_t i = 0; i < 8; ++i) {
+      const std::string pad(i == 5 ? kLimit : 100, 'p');
+      encoder.encode(ev(R"({"id":"e-)" + std::to_string(i) + R"(","timestamp":1795452928123456789,"body":{"pad":")" +
+                        pad + R"("}})"),
+                     batch_.bytes);
+      batch_.event_ends.push_back(static_cast<std::uint32_t>(batch_.bytes.size()));
+      ++batch_.events;
+    }
+  }
+  ASSERT_EQ(fresh.write(batch_, why_), Outcome::ok) << why_;
+  EXPECT_EQ(fresh.rejected_ranges(), (std::vector<std::pair<std::uint32_t, std::uint32_t>>{{5, 6}}));
+  EXPECT_NE(why_.find("HTTP 413"), std::string::npos) << why_;
+  EXPECT_NE(why_.find("request entity too large"), std::string::npos) << why_;
 }
 
 TEST_F(HttpSinkTest, ChunkedResponsesAreReadWholeAndKeepTheConnection) {

@@ -11,8 +11,8 @@
 // and `batch.max_bytes` allow (an event larger than max_bytes goes alone).
 // Outcomes per request: 2xx done; 429, 5xx, connection errors and timeouts
 // retried (the batch's other requests are not sent again); a batched
-// request answered 400 or 422 halved down to the events refused (see
-// kMostSplitsPerBatch); 3xx (redirects are not followed), other 4xx and
+// request answered 400, 413 or 422 halved down to the events refused (see
+// kMostSplitsPerBatch; after a 413, later requests are cut smaller); 3xx (redirects are not followed), other 4xx and
 // what is refused in the end rejected: counted, logged with the status and
 // the first bytes of the body, never retried as they were.
 
@@ -97,14 +97,18 @@ class HttpSink final : public Sink {
   std::uint32_t batch_ring_ = ~0u;
   std::vector<Request> requests_;  // in event order; a request refused for its content halved in its place
   std::string reject_why_;  // the first rejection of the batch in progress
-  // A batched request refused for its content (400, 422) is sent again in
-  // two halves, and so on down to the events the receiver refuses: one bad
-  // event (a trusted body that is no JSON) took up to max_events good ones
-  // with it. At most this many halvings a batch: a bad event in 1,000
-  // takes 10, and a receiver that refuses everything costs twice this many
-  // requests more, not one an event.
+  // A batched request refused for its content (400, 422) or its size (413)
+  // is sent again in two halves, and so on down to the events the receiver
+  // refuses: one bad event (a trusted body that is no JSON) took up to
+  // max_events good ones with it, and a limit below max_bytes all of them.
+  // At most this many halvings a batch: a bad event in 1,000 takes 10, and
+  // a receiver that refuses everything costs twice this many requests
+  // more, not one an event.
   static constexpr std::uint32_t kMostSplitsPerBatch = 32;
   std::uint32_t splits_left_ = 0;
+  // Half the bytes of the smallest request answered 413: requests are cut
+  // at this or max_bytes, the lower.
+  std::uint64_t request_bytes_limit_ = ~0ull;
 };
 
 }  // namespace ringroute::sinks
