@@ -460,8 +460,23 @@ void JsonFormatter::write_line(const EventView& e, ByteBuffer& out, std::string_
   out.push_back('\n');
 }
 
+namespace {
+// An event without a body is written with `{}`. So is a body of only
+// whitespace and control bytes, which only a producer that marked it
+// trusted without checking sends: copied, it made `"body":   }`, a line no
+// reader parses. One compare an event: a checked body starts with a token,
+// or with whitespace only when it came so from the producer.
+std::string_view body_or_empty(std::string_view body) noexcept {
+  if (!body.empty() && static_cast<unsigned char>(body.front()) > 0x20) [[likely]] return body;
+  for (const char c : body) {
+    if (static_cast<unsigned char>(c) > 0x20) return body;
+  }
+  return "{}";
+}
+}  // namespace
+
 void JsonFormatter::format(const EventView& e, ByteBuffer& out) {
-  std::string_view body = e.body.empty() ? std::string_view("{}") : e.body;
+  std::string_view body = body_or_empty(e.body);
   if (!reformatter_) {
     write_line(e, out, body);
     return;

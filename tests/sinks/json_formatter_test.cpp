@@ -163,6 +163,26 @@ TEST(JsonFormatter, AnUncheckedBodysControlBytesAreWrittenAsSpaces) {
   }
 }
 
+// A trusted body of only whitespace and control bytes is no body: copied
+// (its control bytes as spaces), it made `"body":    }`.
+TEST(JsonFormatter, ABlankUncheckedBodyIsWrittenAsAnEmptyOne) {
+  static constexpr char kBlank[] = " \t\r\n\0\x1b  ";
+  for (const std::string& body : {std::string(kBlank, sizeof kBlank - 1), std::string(40, ' '), std::string("\n")}) {
+    const testing::EncodedEvent e(body_only(body));
+    EXPECT_EQ(format(e.view, {.include_metadata = false}), "{}\n");
+    for (bool pretty : {false, true}) {
+      const std::string out = format(e.view, {.include_metadata = true, .pretty = pretty});
+      simdjson::dom::parser parser;
+      simdjson::dom::element root;
+      ASSERT_EQ(parser.parse(out).get(root), simdjson::SUCCESS) << out;
+      EXPECT_EQ(simdjson::to_string(root["body"]), "{}") << out;
+    }
+  }
+  // A body that starts with whitespace is still copied as it is.
+  const testing::EncodedEvent padded(body_only(" {\"a\":1}"));
+  EXPECT_EQ(format(padded.view, {.include_metadata = false}), " {\"a\":1}\n");
+}
+
 TEST(JsonFormatter, PrettyIndentsTwoSpacesWithOrWithoutMetadata) {
   testing::JsonEvent ev;
   EXPECT_EQ(format(ev(R"({"body":{"a":[1,{}],"b":{"c":"d"},"e":[]}})"), {.include_metadata = false, .pretty = true}),
