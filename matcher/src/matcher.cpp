@@ -652,10 +652,17 @@ class MatcherBuilder {
       return parent == Matcher::kExactRoot || parent == Matcher::kDescendantRoot;
     };
     std::size_t accounts = 0;
+    // Account nodes: their edges are (account, app) ones, which the walk's
+    // app step reads.
+    std::vector<bool> account_node(m_.nodes_.size(), false);
+    account_node[Matcher::kAnyAccount] = true;
     for (const auto& [key, node] : edges_) {
       std::uint32_t parent;
       std::memcpy(&parent, key.data(), sizeof parent);
-      if (is_account(parent)) ++accounts;
+      if (is_account(parent)) {
+        ++accounts;
+        account_node[node] = true;
+      }
     }
     auto table_size = [](std::size_t entries) {
       std::size_t slots = 16;
@@ -663,7 +670,7 @@ class MatcherBuilder {
       return slots;
     };
     const std::size_t edge_slots = table_size(edges_.size() - accounts);
-    m_.edges_.assign(edge_slots, Matcher::Edge{0, 0, 0, Matcher::kNone, {0, 0}});
+    m_.edges_.assign(edge_slots, Matcher::Edge{0, 0, 0, Matcher::kNone, 0, {0, 0}});
     m_.edge_mask_ = edge_slots - 1;
     // At most a quarter full, not half: every event probes this table for
     // its account and each ancestor, and a key not in its first slot costs a
@@ -697,7 +704,14 @@ class MatcherBuilder {
       std::uint64_t slot = hash & m_.edge_mask_;
       while (m_.edges_[slot].child != Matcher::kNone) slot = (slot + 1) & m_.edge_mask_;
       Matcher::Edge& edge = m_.edges_[slot];
-      edge = {tag, length, parent, node, {0, 0}};
+      edge = {tag, length, parent, node, 0, {0, 0}};
+      // Only the walk's (account, app) step reads leaf_pairs; topic edges
+      // (find_child) keep their child.
+      const Matcher::Node& leaf = m_.nodes_[node];
+      if (account_node[parent] && leaf.plain_count == 1 && leaf.more == 0) {
+        edge.child = leaf.plain[0].backend;
+        edge.leaf_pairs = leaf.plain[0].pairs;
+      }
       store_label(label, edge.label);
     }
     edges_.clear();
@@ -999,6 +1013,10 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     if (!account.probe_app) continue;
     const Edge* const leaf = find_slot(edges, mask, labels, account.node, apps[account.event], account.hash);
     if (leaf == nullptr) continue;
+    if (leaf->leaf_pairs != 0) {
+      BackendSet::set_if(outs[account.event].words(), leaf->child, ((leaf->leaf_pairs >> pairs[account.event]) & 1u) != 0);
+      continue;
+    }
     leaves[leaf_count++] = {leaf->child, account.event, 0, kNone, false};
     __builtin_prefetch(&nodes[leaf->child]);
   }

@@ -292,7 +292,12 @@ class Matcher {
     std::uint16_t tag;           // high bits of the probe hash
     std::uint16_t label_length;  // event fields are at most 65535 bytes, so no longer label can match
     std::uint32_t parent;
-    std::uint32_t child;
+    std::uint32_t child;         // with leaf_pairs: the backend of the leaf's one entry
+    // An (account, app) edge whose leaf holds one plain entry and nothing
+    // else: that entry's pairs (never 0), the leaf itself not read (a
+    // per-account binding's leaf is one; at 100,000 bindings the leaf was a
+    // cache miss after the edge's). 0 for every other edge.
+    std::uint32_t leaf_pairs;
     std::uint64_t label[2];  // inline (zero-padded), or label[0] = offset into labels_
   };
   // An account node as the walk reads it: one cache line holding its id, its
