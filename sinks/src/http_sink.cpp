@@ -550,21 +550,84 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     while (connections_.size() <= added) connections_.push_back(std::make_unique<Connection>());
     if (!connections_[added]->busy) dispatch(added);
   };
+  // The bytes of events [first, last) as planned (NDJSON, before gzip).
+  auto event_bytes = [&](std::uint32_t first, std::uint32_t last) -> std::uint64_t {
+    return batch.event_ends[last - 1] - (first == 0 ? 0 : batch.event_ends[first - 1]);
+  };
+  // Cuts every pending request of the batch holding more than
+  // request_bytes_limit_ into requests under it, each in the place of the
+  // one it cuts (requests stay in event order), as plan_requests() cuts.
+  // Busy connections' requests keep their index into the new plan.
+  auto cut_pending_to_limit = [&] {
+    const std::uint64_t limit = std::min(options_.max_bytes, request_bytes_limit_);
+    const std::uint64_t framing = options_.json_array ? 1 : 0;
+    std::vector<Request> cut;
+    cut.reserve(requests_.size() + 8);
+    std::vector<std::size_t> moved_to(requests_.size());
+    for (std::size_t i = 0; i < requests_.size(); ++i) {
+      const Request& r = requests_[i];
+      moved_to[i] = cut.size();
+      if (r.state != Request::State::pending || r.last - r.first < 2 || event_bytes(r.first, r.last) + framing <= limit) {
+        cut.push_back(r);
+        continue;
+      }
+      for (std::uint32_t first = r.first; first < r.last;) {
+        std::uint32_t last = first + 1;
+        while (last < r.last && event_bytes(first, last + 1) + framing <= limit) ++last;
+        cut.push_back(Request{first, last});
+        first = last;
+      }
+    }
+    for (auto& c : connections_) {
+      if (c->busy) c->request = moved_to[c->request];
+    }
+    requests_ = std::move(cut);
+    next = 0;  // dispatch() goes on to the first pending one
+  };
   // A batched request refused for what it holds (400, 422: perhaps for one
-  // event of it) or for its size (413) goes again in halves, the half the
-  // receiver takes delivered, the other halved again; what is refused in
-  // the end says why. Counted as a retry. The second half goes in right
-  // after the first, so requests stay in event order (one connection keeps
-  // total order); inserted before the first is cut, so running out of
-  // memory here leaves the plan whole. False when the status is none of
-  // those, the request one event, or the batch's halvings spent.
+  // event of it) goes again in halves, the half the receiver takes
+  // delivered, the other halved again; what is refused in the end says
+  // why. Counted as a retry. The second half goes in right after the
+  // first, so requests stay in event order (one connection keeps total
+  // order); inserted before the first is cut, so running out of memory
+  // here leaves the plan whole. Refused for its size (413), it and every
+  // request of the batch not yet sent are cut at half its bytes, and so
+  // are later batches: each 413 at least halves the cut, or cuts a request
+  // sent before the cut fell, so they are few (about log2 of max_bytes
+  // over the receiver's limit), and none spends the batch's halvings.
+  // False when the status is none of those, the request one event, or
+  // (400, 422) the batch's halvings spent.
   auto halve = [&](Connection& c, unsigned status) -> bool {
     const Request& request = requests_[c.request];
-    if ((status != 400 && status != 413 && status != 422) || request.last - request.first < 2 || splits_left_ == 0) {
-      return false;
-    }
+    if ((status != 400 && status != 413 && status != 422) || request.last - request.first < 2) return false;
     const std::size_t at = c.request;
     const std::uint32_t first = request.first, last = request.last;
+    if (status == 413) {
+      // Half the bytes of events this one held, below a limit the receiver
+      // has (nginx's client_max_body_size is 1 MiB unless raised). Kept
+      // for the sink's life.
+      const std::uint64_t bytes = event_bytes(first, last);
+      const std::uint64_t halved = std::max<std::uint64_t>(bytes / 2, 1);
+      if (halved < request_bytes_limit_) {
+        request_bytes_limit_ = halved;
+        char line[320];
+        const int length = std::snprintf(
+            line, sizeof line,
+            "HTTP 413 from %s to a request body of %zu bytes (%u events, %llu bytes before framing and gzip): "
+            "requests are cut at %llu bytes of events from now on, this batch's too (batch.max_bytes is %llu)",
+            where_.c_str(), c.body.size(), last - first, static_cast<unsigned long long>(bytes),
+            static_cast<unsigned long long>(request_bytes_limit_), static_cast<unsigned long long>(options_.max_bytes));
+        remark(std::string_view(line, std::min<std::size_t>(static_cast<std::size_t>(std::max(length, 0)),
+                                                            sizeof line - 1)));
+      }
+      // The limit is at most half its bytes now: it is cut in two or more.
+      requests_[at].state = Request::State::pending;
+      requests_[at].resent = requests_[at].misdirected = false;
+      cut_pending_to_limit();
+      if (counters_) counters_->retries.add(1);
+      return true;
+    }
+    if (splits_left_ == 0) return false;
     const std::uint32_t middle = first + (last - first) / 2;
     requests_.insert(requests_.begin() + static_cast<std::ptrdiff_t>(at) + 1, Request{middle, last});
     for (auto& other : connections_) {
@@ -576,25 +639,6 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     next = std::min(next, at);
     --splits_left_;
     if (counters_) counters_->retries.add(1);
-    if (status == 413) {
-      // The receiver's limit is below this request's bytes and the
-      // configured max_bytes: later batches are cut to half of them, so
-      // each is not refused and halved again (nginx's client_max_body_size
-      // is 1 MiB unless raised). Kept for the sink's life.
-      const std::uint64_t bytes = batch.event_ends[last - 1] - (first == 0 ? 0 : batch.event_ends[first - 1]);
-      if (bytes / 2 < request_bytes_limit_) {
-        request_bytes_limit_ = std::max<std::uint64_t>(bytes / 2, 1);
-        char line[256];
-        const int length = std::snprintf(line, sizeof line,
-                                         "HTTP 413 from %s to a request of %llu bytes: it goes again in halves, and "
-                                         "requests are cut at %llu bytes from now on (batch.max_bytes is %llu)",
-                                         where_.c_str(), static_cast<unsigned long long>(bytes),
-                                         static_cast<unsigned long long>(request_bytes_limit_),
-                                         static_cast<unsigned long long>(options_.max_bytes));
-        remark(std::string_view(line, std::min<std::size_t>(static_cast<std::size_t>(std::max(length, 0)),
-                                                            sizeof line - 1)));
-      }
-    }
     return true;
   };
   // `keep`: false when the connection can't be used again whatever the

@@ -462,10 +462,11 @@ void JsonFormatter::write_line(const EventView& e, ByteBuffer& out, std::string_
 
 namespace {
 // An event without a body is written with `{}`. So is a body of only
-// whitespace and control bytes, which only a producer that marked it
-// trusted without checking sends: copied, it made `"body":   }`, a line no
-// reader parses. One compare an event: a checked body starts with a token,
-// or with whitespace only when it came so from the producer.
+// spaces and bytes below 0x20 (which the line gets as spaces), which only
+// a producer that marked it trusted without checking sends: copied, it
+// made `"body":   }`, a line no reader parses. One compare an event: a
+// checked body starts with a token, or with whitespace only when it came
+// so from the producer.
 std::string_view body_or_empty(std::string_view body) noexcept {
   if (!body.empty() && static_cast<unsigned char>(body.front()) > 0x20) [[likely]] return body;
   for (const char c : body) {

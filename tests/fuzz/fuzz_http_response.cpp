@@ -41,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::thread peer([&] {
     while (!written.load(std::memory_order_acquire)) {
       pollfd ready{server.fd, POLLIN, 0};
-      if (::poll(&ready, 1, 5) <= 0) continue;
+      if (::poll(&ready, 1, 1) <= 0) continue;  // each input waits up to this after its write
       const int fd = ::accept(server.fd, nullptr, nullptr);
       if (fd < 0) continue;
       // Read the request (small: headers and a few short lines; its body

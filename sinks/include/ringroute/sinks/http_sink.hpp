@@ -11,10 +11,12 @@
 // and `batch.max_bytes` allow (an event larger than max_bytes goes alone).
 // Outcomes per request: 2xx done; 429, 5xx, connection errors and timeouts
 // retried (the batch's other requests are not sent again); a batched
-// request answered 400, 413 or 422 halved down to the events refused (see
-// kMostSplitsPerBatch; after a 413, later requests are cut smaller); 3xx (redirects are not followed), other 4xx and
-// what is refused in the end rejected: counted, logged with the status and
-// the first bytes of the body, never retried as they were.
+// request answered 400 or 422 halved down to the events refused (see
+// kMostSplitsPerBatch); one answered 413 cut, with every request not yet
+// sent and every later one, at half its bytes (request_bytes_limit_); 3xx
+// (redirects are not followed), other 4xx and what is refused in the end
+// rejected: counted, logged with the status and the first bytes of the
+// body, never retried as they were.
 
 #include <chrono>
 #include <cstdint>
@@ -95,19 +97,24 @@ class HttpSink final : public Sink {
   std::vector<std::unique_ptr<Connection>> connections_;
   std::uint64_t batch_first_ = ~0ull, batch_end_ = ~0ull;
   std::uint32_t batch_ring_ = ~0u;
-  std::vector<Request> requests_;  // in event order; a request refused for its content halved in its place
+  std::vector<Request> requests_;  // in event order; a request refused for its content or size cut in its place
   std::string reject_why_;  // the first rejection of the batch in progress
-  // A batched request refused for its content (400, 422) or its size (413)
-  // is sent again in two halves, and so on down to the events the receiver
-  // refuses: one bad event (a trusted body that is no JSON) took up to
-  // max_events good ones with it, and a limit below max_bytes all of them.
-  // At most this many halvings a batch: a bad event in 1,000 takes 10, and
-  // a receiver that refuses everything costs twice this many requests
-  // more, not one an event.
+  // A batched request refused for its content (400, 422) is sent again in
+  // two halves, and so on down to the events the receiver refuses: one bad
+  // event (a trusted body that is no JSON) took up to max_events good ones
+  // with it. At most this many halvings a batch: a bad event in 1,000
+  // takes 10, and a receiver that refuses everything costs twice this many
+  // requests more, not one an event. A 413 spends none of them (see
+  // request_bytes_limit_).
   static constexpr std::uint32_t kMostSplitsPerBatch = 32;
   std::uint32_t splits_left_ = 0;
-  // Half the bytes of the smallest request answered 413: requests are cut
-  // at this or max_bytes, the lower.
+  // At most half the event bytes of the last request answered 413 (a
+  // receiver's limit below max_bytes, which took all the events of every
+  // request over it): requests are cut at this or max_bytes, the lower,
+  // the batch's pending ones at once. Only falls, each 413 at least
+  // halving it or cutting a request sent before it fell, so a batch meets
+  // about log2(max_bytes / the receiver's limit) of them, and later
+  // batches none.
   std::uint64_t request_bytes_limit_ = ~0ull;
 };
 
