@@ -175,7 +175,6 @@ class MatchScratch {
   std::vector<Visit> accounts_;
   std::vector<Visit> leaves_;
   LabelKey apps_[kGroup];
-  LabelKey account_keys_[kGroup];
   std::uint32_t pairs_[kGroup];
   const LabelKey* account_key_ = nullptr;  // the current event's account, when the walk hashed it
   const LabelKey* app_key_ = nullptr;      // the current event's app, when it has one
