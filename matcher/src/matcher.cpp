@@ -1024,7 +1024,8 @@ void Matcher::match_group(const EventView* events, std::size_t count, MatchScrat
     const Edge* const leaf = find_slot(edges, mask, labels, account.node, apps[account.event], account.hash);
     if (leaf == nullptr) continue;
     if (leaf->leaf_pairs != 0) {
-      BackendSet::set_if(outs[account.event].words(), leaf->child, ((leaf->leaf_pairs >> pairs[account.event]) & 1u) != 0);
+      const bool accepts = ((leaf->leaf_pairs >> pairs[account.event]) & 1u) != 0;
+      BackendSet::set_if(outs[account.event].words(), leaf->child, accepts);
       continue;
     }
     leaves[leaf_count++] = {leaf->child, account.event, 0, kNone, false};

@@ -567,7 +567,8 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     for (std::size_t i = 0; i < requests_.size(); ++i) {
       const Request& r = requests_[i];
       moved_to[i] = cut.size();
-      if (r.state != Request::State::pending || r.last - r.first < 2 || event_bytes(r.first, r.last) + framing <= limit) {
+      if (r.state != Request::State::pending || r.last - r.first < 2 ||
+          event_bytes(r.first, r.last) + framing <= limit) {
         cut.push_back(r);
         continue;
       }

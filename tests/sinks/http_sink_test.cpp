@@ -655,7 +655,8 @@ TEST_F(HttpSinkTest, AnAnswerSentBeforeTheRequestWasReadDecidesIt) {
           if (got <= 0) break;
           in.append(chunk, static_cast<std::size_t>(got));
         }
-        lines += static_cast<std::size_t>(std::count(in.begin() + static_cast<std::ptrdiff_t>(head_end + 4), in.end(), '\n'));
+        const auto body = in.begin() + static_cast<std::ptrdiff_t>(head_end + 4);
+        lines += static_cast<std::size_t>(std::count(body, in.end(), '\n'));
         const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         (void)::send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
         ::close(fd);
