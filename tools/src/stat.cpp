@@ -25,6 +25,7 @@
 #include "ringroute/tools/commands.hpp"
 #include "ringroute/tools/config.hpp"
 #include "ringroute/tools/json_text.hpp"
+#include "stat_views.hpp"
 
 namespace ringroute::tools {
 namespace {
@@ -447,7 +448,7 @@ void print_table(const Snapshot& now, const Snapshot* before) {
     // since made a line look hours old (forward) or hid it (back).
     const double ago = b.said->at_boot_s != 0 && now.boot_s != 0
                            ? static_cast<double>(now.boot_s) - static_cast<double>(b.said->at_boot_s)
-                           : static_cast<double>(now.unix_ns - b.said->at_unix_ns) / 1e9;
+                           : (static_cast<double>(now.unix_ns) - static_cast<double>(b.said->at_unix_ns)) / 1e9;
     const bool retrying = retrying_now(b, now);
     // A line of a router of an earlier build (no boot stamp) stamped ahead
     // of now was said before the wall clock was set back: how long ago is
@@ -578,6 +579,15 @@ int run_stat(const StatArgs& args) {
 }
 
 }  // namespace
+
+void stat_views_of_blocks(const perf::Block& earlier, const perf::Block& later, std::string& json) {
+  const Snapshot before = take(earlier);
+  Snapshot now = take(later);
+  now.at = before.at + std::chrono::seconds(1);  // a second between the views, whatever the clock did
+  json = json_snapshot("fuzz", now);
+  print_table(before, nullptr);
+  print_table(now, &before);
+}
 
 Run add_stat(CLI::App& app) {
   auto args = std::make_shared<StatArgs>();
