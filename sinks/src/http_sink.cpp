@@ -301,6 +301,18 @@ void HttpSink::close_connection(Connection& c) noexcept {
   c.parser.reset();
 }
 
+// Never splits an event; an event over the byte limit goes alone. Sizes
+// are the events' NDJSON bytes (each document and its newline); an array
+// of them is one byte more (n - 1 commas and two brackets).
+std::uint32_t HttpSink::request_end(const Batch& batch, std::uint32_t first, std::uint32_t end) const noexcept {
+  const std::uint32_t base = first == 0 ? 0 : batch.event_ends[first - 1];
+  const std::uint64_t limit = std::min(options_.max_bytes, request_bytes_limit_);
+  const std::uint64_t framing = options_.json_array ? 1 : 0;
+  std::uint32_t last = first + 1;
+  while (last < end && last - first < options_.max_events && batch.event_ends[last] - base + framing <= limit) ++last;
+  return last;
+}
+
 void HttpSink::plan_requests(const Batch& batch) {
   if (batch.ring == batch_ring_ && batch.first_start == batch_first_ && batch.end == batch_end_) return;
   // The batch's identity only once its requests are all planned: a plan cut
@@ -310,21 +322,8 @@ void HttpSink::plan_requests(const Batch& batch) {
   requests_.clear();
   reject_why_.clear();
   splits_left_ = kMostSplitsPerBatch;
-  const std::uint32_t events = batch.events;
-  std::uint32_t first = 0;
-  while (first < events) {
-    std::uint32_t last = first + 1;
-    if (options_.batched) {
-      // Never splits an event; an event over max_bytes goes alone. Sizes
-      // are the events' NDJSON bytes (each document and its newline); an
-      // array of them is one byte more (n - 1 commas and two brackets).
-      const std::uint32_t base = first == 0 ? 0 : batch.event_ends[first - 1];
-      const std::uint64_t framing = options_.json_array ? 1 : 0;
-      while (last < events && last - first < options_.max_events &&
-             batch.event_ends[last] - base + framing <= std::min(options_.max_bytes, request_bytes_limit_)) {
-        ++last;
-      }
-    }
+  for (std::uint32_t first = 0; first < batch.events;) {
+    const std::uint32_t last = options_.batched ? request_end(batch, first, batch.events) : first + 1;
     requests_.push_back({first, last});
     first = last;
   }
@@ -550,32 +549,24 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
     while (connections_.size() <= added) connections_.push_back(std::make_unique<Connection>());
     if (!connections_[added]->busy) dispatch(added);
   };
-  // The bytes of events [first, last) as planned (NDJSON, before gzip).
-  auto event_bytes = [&](std::uint32_t first, std::uint32_t last) -> std::uint64_t {
-    return batch.event_ends[last - 1] - (first == 0 ? 0 : batch.event_ends[first - 1]);
-  };
   // Cuts every pending request of the batch holding more than
   // request_bytes_limit_ into requests under it, each in the place of the
   // one it cuts (requests stay in event order), as plan_requests() cuts.
   // Busy connections' requests keep their index into the new plan.
   auto cut_pending_to_limit = [&] {
-    const std::uint64_t limit = std::min(options_.max_bytes, request_bytes_limit_);
-    const std::uint64_t framing = options_.json_array ? 1 : 0;
     std::vector<Request> cut;
     cut.reserve(requests_.size() + 8);
     std::vector<std::size_t> moved_to(requests_.size());
     for (std::size_t i = 0; i < requests_.size(); ++i) {
       const Request& r = requests_[i];
       moved_to[i] = cut.size();
-      if (r.state != Request::State::pending || r.last - r.first < 2 ||
-          event_bytes(r.first, r.last) + framing <= limit) {
+      if (r.state != Request::State::pending) {
         cut.push_back(r);
         continue;
       }
       for (std::uint32_t first = r.first; first < r.last;) {
-        std::uint32_t last = first + 1;
-        while (last < r.last && event_bytes(first, last + 1) + framing <= limit) ++last;
-        cut.push_back(Request{first, last});
+        const std::uint32_t last = request_end(batch, first, r.last);
+        cut.push_back(first == r.first && last == r.last ? r : Request{first, last});
         first = last;
       }
     }
@@ -607,7 +598,8 @@ Outcome HttpSink::write_requests(const Batch& batch, std::string& why) {
       // Half the bytes of events this one held, below a limit the receiver
       // has (nginx's client_max_body_size is 1 MiB unless raised). Kept
       // for the sink's life.
-      const std::uint64_t bytes = event_bytes(first, last);
+      // Its events' bytes as planned (NDJSON, before gzip).
+      const std::uint64_t bytes = batch.event_ends[last - 1] - (first == 0 ? 0 : batch.event_ends[first - 1]);
       const std::uint64_t halved = std::max<std::uint64_t>(bytes / 2, 1);
       if (halved < request_bytes_limit_) {
         request_bytes_limit_ = halved;

@@ -74,6 +74,10 @@ class HttpSink final : public Sink {
 
   void settle(std::chrono::milliseconds limit);
   void plan_requests(const Batch& batch);
+  // Where a request that starts at event `first` ends, at most at `end`:
+  // as many events as batch.max_events and the byte limit (max_bytes, or
+  // the cut a 413 taught, the lower) allow.
+  [[nodiscard]] std::uint32_t request_end(const Batch& batch, std::uint32_t first, std::uint32_t end) const noexcept;
   void build(Connection& c, const Batch& batch, const Request& request);
   void close_connection(Connection& c) noexcept;
   // Its request answered or given up: the time it waited counted (demand_).
