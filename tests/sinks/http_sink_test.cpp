@@ -48,18 +48,22 @@ std::string event_line(std::size_t i) {
          std::to_string(i) + R"(,"pad":"0123456789012345678901234567890123456789"}})";
 }
 
-void fill(Batch& batch, std::size_t first, std::size_t count) {
+// A batch of events first .. first + count - 1, event i from line(i).
+template <class Line>
+void fill_with(Batch& batch, std::size_t first, std::size_t count, Line&& line) {
   batch.reset();
   batch.first_start = first;
   batch.end = first + count;
   EventEncoder encoder;
   testing::JsonEvent ev;
   for (std::size_t i = first; i < first + count; ++i) {
-    encoder.encode(ev(event_line(i)), batch.bytes);
+    encoder.encode(ev(line(i)), batch.bytes);
     batch.event_ends.push_back(static_cast<std::uint32_t>(batch.bytes.size()));
     ++batch.events;
   }
 }
+
+void fill(Batch& batch, std::size_t first, std::size_t count) { fill_with(batch, first, count, event_line); }
 
 // The event ids in a body: one document, NDJSON, or a JSON array.
 std::vector<std::string> ids_in(const std::string& body) {
@@ -771,22 +775,10 @@ TEST_F(HttpSinkTest, ARequestOverTheReceiversLimitIsCutToItNotRefused) {
   // cut down to it, only it refused.
   HttpSink fresh({.url = receiver.url(), .max_connections = 1, .batched = true, .max_events = 1000,
                   .max_bytes = 64 << 20});
-  fill(batch_, 0, 8);
-  {
-    batch_.reset();
-    batch_.first_start = 0;
-    batch_.end = 8;
-    EventEncoder encoder;
-    testing::JsonEvent ev;
-    for (std::size_t i = 0; i < 8; ++i) {
-      const std::string pad(i == 5 ? kLimit : 100, 'p');
-      encoder.encode(ev(R"({"id":"e-)" + std::to_string(i) + R"(","timestamp":1795452928123456789,"body":{"pad":")" +
-                        pad + R"("}})"),
-                     batch_.bytes);
-      batch_.event_ends.push_back(static_cast<std::uint32_t>(batch_.bytes.size()));
-      ++batch_.events;
-    }
-  }
+  fill_with(batch_, 0, 8, [](std::size_t i) {
+    return R"({"id":"e-)" + std::to_string(i) + R"(","timestamp":1795452928123456789,"body":{"pad":")" +
+           std::string(i == 5 ? kLimit : 100, 'p') + R"("}})";
+  });
   ASSERT_EQ(fresh.write(batch_, why_), Outcome::ok) << why_;
   EXPECT_EQ(fresh.rejected_ranges(), (std::vector<std::pair<std::uint32_t, std::uint32_t>>{{5, 6}}));
   EXPECT_NE(why_.find("HTTP 413"), std::string::npos) << why_;
