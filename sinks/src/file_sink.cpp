@@ -880,7 +880,7 @@ void FileSink::cut_back(std::uint64_t before) {
       "the retry writes the batch whole on a line after it",
       options_.path.c_str(),
       stated && static_cast<std::uint64_t>(st.st_size) != file_bytes_ ? "another writer changed the file"
-      : errno_text(e).c_str());
+                                                                       : errno_text(e).c_str());
   // Only a size read now: a failed fstat leaves the one this sink counted.
   if (stated) file_bytes_ = static_cast<std::uint64_t>(st.st_size);
 }
