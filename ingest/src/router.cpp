@@ -1158,6 +1158,7 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(
     };
     if (const int reclaimed = block_.reclaim_backend_slot(in_use); reclaimed >= 0) {
       reclaimed_slots_.push_back(reclaimed);  // the next plan tells the workers
+      pending_based_[static_cast<std::size_t>(reclaimed)] = false;  // zeroed: another backend's now
       slot = block_.backend_slot(backend.name, backend.type);
     }
   }
@@ -1166,6 +1167,14 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(
                              std::to_string(perf::kMaxBackends) +
                              " are held, by the backends running: a backend a reload replaces keeps its slot "
                              "while it drains; a restart takes this config)");
+  }
+  // Once a run, before this run's first runner or worker writes the slot.
+  // A name a reload removed and brings back (its old runner maybe still
+  // draining) keeps it: every event this run routed to it is in this run's
+  // counts, settled or not.
+  if (!pending_based_[static_cast<std::size_t>(slot)]) {
+    perf::set_pending_base(block_.block().backends[slot]);
+    pending_based_[static_cast<std::size_t>(slot)] = true;
   }
   try {
     // A write this backend's slot says began and did not end (the router

@@ -322,6 +322,31 @@ int BlockMapping::backend_slot(std::string_view name, std::string_view type) {
   return -1;
 }
 
+BackendBalance balance_of(const BackendSlot& slot) noexcept {
+  BackendBalance b;
+  const BackendSinkShard& sink = slot.sink;
+  b.settled = sink.sent.read() + sink.dropped_failed.read() + sink.dropped_shutdown.read() + sink.dropped_removed.read();
+  for (const BackendWorkerShard& shard : slot.worker) {
+    b.settled += shard.dropped_queue_full.read() + shard.skipped_written.read() + shard.dropped_removed.read();
+  }
+  for (const BackendWorkerShard& shard : slot.worker) b.matched += shard.matched.read();
+  return b;
+}
+
+std::optional<std::uint64_t> pending_of(const BackendSlot& slot) noexcept {
+  const std::uint64_t base = slot.sink.pending_base.read();
+  if ((base & kPendingBaseSet) == 0) return std::nullopt;
+  const BackendBalance b = balance_of(slot);
+  const std::uint64_t owed = b.settled + (base & ~kPendingBaseSet);
+  return b.matched > owed ? b.matched - owed : 0;
+}
+
+void set_pending_base(BackendSlot& slot) noexcept {
+  const BackendBalance b = balance_of(slot);
+  const std::uint64_t unsettled = b.matched > b.settled ? b.matched - b.settled : 0;
+  slot.sink.pending_base.value.store(unsettled | kPendingBaseSet, std::memory_order_relaxed);
+}
+
 std::uint32_t boot_seconds() noexcept {
   timespec now{};
   ::clock_gettime(CLOCK_BOOTTIME, &now);

@@ -378,6 +378,29 @@ void expect_never_connected(const std::string& stat_json, std::size_t index, std
   EXPECT_GT(int64_t(backend["last_said"]["at_unix_ns"]), 0) << stat_json;
 }
 
+// Waits up to `within` for `stat --json` to give backend `name` of
+// `instance` a backlog (`pending`) of `expected`: a batch is counted sent
+// just after its write, which a reader of the file may see first.
+void expect_pending(const std::string& instance, std::string_view name, std::uint64_t expected,
+                    std::chrono::milliseconds within = 2s) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  simdjson::dom::parser parser;
+  for (;;) {
+    const std::string json = run_capture("stat --json --instance " + instance);
+    simdjson::dom::element doc;
+    ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+    std::optional<std::uint64_t> pending;
+    for (simdjson::dom::element backend : doc["backends"].get_array()) {
+      if (std::string_view(backend["name"]) == name) pending = uint64_t(backend["pending"]);
+    }
+    ASSERT_TRUE(pending.has_value()) << name << " not in " << json;
+    if (*pending == expected) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << name << ": pending " << *pending << ", not " << expected
+                                                           << "\n" << json;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
 // `stat --json` of `instance` once it says the router runs, or as it is
 // `within` from now.
 std::string stat_once_running(const std::string& instance, std::chrono::milliseconds within) {
@@ -563,6 +586,12 @@ TEST(RunCommand, SigkillUnderLoadThenRestartLosesNothingCommitted) {
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_GE(uint64_t(doc["rings"].at(0)["replayed"]), duplicates) << json;
   EXPECT_EQ(std::string_view(doc["router_state"]), "stopped") << json;
+  // The killed router's backlog was routed again by the restart, and is
+  // not owed twice: nothing is pending.
+  EXPECT_EQ(uint64_t(doc["backends"].at(0)["pending"]), 0u) << json;
+  EXPECT_GT(uint64_t(doc["backends"].at(0)["matched"]),
+            uint64_t(doc["backends"].at(0)["sent"]) + uint64_t(doc["backends"].at(0)["skipped_written"]))
+      << "the kill left nothing unsettled, so this test shows nothing of the backlog's base: " << json;
   cleanup(ring);
 }
 
@@ -1637,16 +1666,18 @@ TEST(StatCommand, SaysWhatItCannotKnowAndListsWhatTheConfigRuns) {
     for (std::string word; in >> word;) out.push_back(word);
     return out;
   };
-  // backend sent/s sent MB/s retries failures dropped p50 p99 p999
+  // backend sent/s sent pending MB/s retries failures dropped p50 p99 p999
   const std::vector<std::string> first = words(all_rows[0]), second = words(all_rows[1]);
-  ASSERT_EQ(first.size(), 10u) << table;
-  ASSERT_EQ(second.size(), 10u) << table;
+  ASSERT_EQ(first.size(), 11u) << table;
+  ASSERT_EQ(second.size(), 11u) << table;
   EXPECT_EQ(first[1], "-") << table;
-  EXPECT_EQ(first[3], "-") << table;
-  EXPECT_NE(first[7], "-") << table;  // the first view's window is all the block's history
+  EXPECT_EQ(first[2], "100") << table;
+  EXPECT_EQ(first[3], "0") << table;  // every event written
+  EXPECT_EQ(first[4], "-") << table;
+  EXPECT_NE(first[8], "-") << table;  // the first view's window is all the block's history
   EXPECT_EQ(second[1], "0") << table;
-  EXPECT_EQ(second[7], "-") << table;
-  EXPECT_EQ(second[9], "-") << table;
+  EXPECT_EQ(second[8], "-") << table;
+  EXPECT_EQ(second[10], "-") << table;
   EXPECT_NE(table.find("\nidle "), std::string::npos) << table;
 
   // A reload drops "idle": --json keeps it, marked; the live view leaves it out.
@@ -1912,6 +1943,9 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
   constexpr int kEvents = 20000;
   ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
   expect_never_connected(run_capture("stat --json --instance " + run.ring), 0, "late", false);
+  // Its backlog is every event, the healthy one's none.
+  ASSERT_NO_FATAL_FAILURE(expect_pending(run.ring, "late", kEvents));
+  ASSERT_NO_FATAL_FAILURE(expect_pending(run.ring, "ok", 0));
   // The live view says it under the figures.
   const std::string view = run_capture("stat --count 1 --instance " + run.ring);
   EXPECT_NE(view.find("  late retrying; said last, "), std::string::npos) << view;
@@ -1924,6 +1958,7 @@ TEST(RunCommand, ADeadBackendUnderBlockHoldsOnlyItsOwnEventsAndCatchesUpInOrderW
   // It comes back: it catches up from the ring, every event once, in order.
   ringroute::testing::HttpReceiver http({}, run.port);
   ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
+  ASSERT_NO_FATAL_FAILURE(expect_pending(run.ring, "late", 0));
   ASSERT_EQ(run.router->stop(), 0);
   for (const auto& request : http.requests()) {
     EXPECT_EQ(request.target, "/late");

@@ -57,6 +57,9 @@ struct BackendFigures {
                 skipped_written = 0, rotations = 0, reopens = 0;
   std::uint64_t connects = 0, connect_failures = 0, timeouts = 0, truncated = 0, body_bytes_sent = 0;
   std::array<std::uint64_t, perf::kHistogramBuckets> latency{};
+  // Routed to it and not settled yet (perf::pending_of); nullopt from a
+  // router of an earlier build.
+  std::optional<std::uint64_t> pending;
   bool retrying = false;                // a batch's try failed and it is not written yet
   std::optional<perf::SaidSeen> said;  // the last line its log said (perf::SaidLine)
 };
@@ -187,6 +190,7 @@ Snapshot take(const perf::Block& block) {
     b.name = block_text(slot.name);
     b.type = block_text(slot.type);
     b.in_config = slot.in_config.load(std::memory_order_relaxed) != 0;
+    b.pending = perf::pending_of(slot);
     for (const auto& shard : slot.worker) {
       b.matched += shard.matched.read();
       b.dropped_queue_full += shard.dropped_queue_full.read();
@@ -292,7 +296,9 @@ std::string json_snapshot(const std::string& instance, const Snapshot& s) {
   for (std::size_t i = 0; i < s.backends.size(); ++i) {
     const BackendFigures& b = s.backends[i];
     out += (i ? "," : "") + std::string("{\"name\":") + json_quote(b.name) + ",\"type\":" + json_quote(b.type) +
-           ",\"in_config\":" + (b.in_config ? "true" : "false") + ",\"matched\":" + std::to_string(b.matched) + ",\"sent\":" + std::to_string(b.sent) +
+           ",\"in_config\":" + (b.in_config ? "true" : "false") + ",\"matched\":" + std::to_string(b.matched) +
+           ",\"pending\":" + (b.pending ? std::to_string(*b.pending) : std::string("null")) +
+           ",\"sent\":" + std::to_string(b.sent) +
            ",\"bytes\":" + std::to_string(b.bytes) + ",\"batches\":" + std::to_string(b.batches) +
            ",\"retries\":" + std::to_string(b.retries) + ",\"failures\":" + std::to_string(b.failures) +
            ",\"dropped\":{\"queue_full\":" + std::to_string(b.dropped_queue_full) +
@@ -419,8 +425,8 @@ void print_table(const Snapshot& now, const Snapshot* before) {
   // Backends the config no longer has (removed, renamed, disabled by a
   // reload) keep their frozen figures in the block, for `--json`; the live
   // view is of what runs.
-  std::printf("%-24s %14s %12s %12s %10s %10s %10s %9s %9s %9s\n", "backend", "sent/s", "sent", "MB/s", "retries",
-              "failures", "dropped", "p50 us", "p99 us", "p999 us");
+  std::printf("%-24s %14s %12s %10s %12s %10s %10s %10s %9s %9s %9s\n", "backend", "sent/s", "sent", "pending", "MB/s",
+              "retries", "failures", "dropped", "p50 us", "p99 us", "p999 us");
   for (const BackendFigures& b : now.backends) {
     if (!b.in_config) continue;
     const BackendFigures* p = before != nullptr ? row_named(before->backends, b.name) : nullptr;
@@ -430,9 +436,10 @@ void print_table(const Snapshot& now, const Snapshot* before) {
       return p->*field;
     };
     const std::optional<double> bytes_rate = rate(b.bytes, earlier(&BackendFigures::bytes));
-    std::printf("%-24s %14s %12llu %12s %10llu %10llu %10llu %9s %9s %9s\n", b.name.c_str(),
+    std::printf("%-24s %14s %12llu %10s %12s %10llu %10llu %10llu %9s %9s %9s\n", b.name.c_str(),
                 cell(rate(b.sent, earlier(&BackendFigures::sent)), "%.0f").c_str(),
                 static_cast<unsigned long long>(b.sent),
+                cell(b.pending ? std::optional(static_cast<double>(*b.pending)) : std::nullopt, "%.0f").c_str(),
                 cell(bytes_rate ? std::optional(*bytes_rate / 1e6) : std::nullopt, "%.1f").c_str(),
                 static_cast<unsigned long long>(b.retries), static_cast<unsigned long long>(b.failures),
                 static_cast<unsigned long long>(b.dropped_queue_full + b.dropped_rejected + b.dropped_shutdown +

@@ -8,6 +8,7 @@
 // position lives in the perf block).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -145,6 +146,8 @@ class Router {
   } stopped_mark_{block_};
   Runners runners_;  // by backend name
   std::vector<int> reclaimed_slots_;  // since the last plan published (Plan::reclaimed_slots)
+  // Backend slots whose backlog base this run has set (perf::set_pending_base).
+  std::array<bool, perf::kMaxBackends> pending_based_{};
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;

@@ -137,6 +137,13 @@ struct alignas(kCacheLine) BackendSinkShard {
   // `gzip`), where `bytes` counts them as formatted; what a collector's
   // ingress and the link carry. In the padding, as above.
   Counter body_bytes_sent;
+  // What the router running now found unsettled here when it first took
+  // this slot (an earlier router's events it did not see through, which it
+  // routes again or never will), with kPendingBaseSet: pending_of()
+  // subtracts it. Written once a router by its control thread, before any
+  // runner or worker of that router writes this slot. 0: set by no router
+  // of this build. In the padding, as above.
+  Counter pending_base;
 };
 static_assert(sizeof(BackendSinkShard) == 2 * kCacheLine, "a counter added past the padding changes the layout");
 
@@ -197,6 +204,29 @@ struct alignas(kCacheLine) BackendSlot {
   Histogram latency;  // commit (event timestamp) to written, per event
   SaidLine said;
 };
+
+// A backend's backlog: events routed to it (matched) and not yet settled:
+// written, dropped for any reason, or found written already by a restart.
+// Within one router's run each event routed is settled once (a batch
+// refused in part, a reload's hand-over or a backend behind included), so
+// matched - settled is what it holds: queued, in flight, or left in the
+// ring by a backend behind. An earlier router's events it did not settle
+// (a crash's, or a `block` backend's still in the ring at a stop) are
+// routed again by the next, so that router takes them as its base.
+inline constexpr std::uint64_t kPendingBaseSet = std::uint64_t{1} << 63;
+struct BackendBalance {
+  std::uint64_t matched = 0, settled = 0;
+};
+// Settled read before matched, and each shard's drops before its matched
+// (counted after it by the same thread): a reader mid-update sees a backlog
+// too high by what moved meanwhile, not one below zero.
+[[nodiscard]] BackendBalance balance_of(const BackendSlot& slot) noexcept;
+// Its backlog as its router (running or gone) saw it; nullopt where no
+// router of this build set its base (pending_base).
+[[nodiscard]] std::optional<std::uint64_t> pending_of(const BackendSlot& slot) noexcept;
+// Takes what the slot holds unsettled now as its base: the router's control
+// thread, once a run, before any runner or worker of it writes the slot.
+void set_pending_base(BackendSlot& slot) noexcept;
 
 // Readers of another build find these by offset: a change here is a new
 // kBlockVersion.
