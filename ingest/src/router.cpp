@@ -1144,6 +1144,11 @@ bool same_options(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+bool keeps_running(const RouterBackend& running, const RouterBackend& next) {
+  return running.enabled && next.enabled && running.name == next.name && running.type == next.type &&
+         same_options(running.options_json, next.options_json);
+}
+
 std::shared_ptr<sinks::BackendRunner> Router::start_backend(
     const RouterConfig& config, const RouterBackend& backend, std::shared_ptr<sinks::BackendRunner> predecessor,
     const std::vector<std::shared_ptr<sinks::BackendRunner>>& leaving) {
@@ -1285,11 +1290,8 @@ std::optional<std::string> Router::reload(
     // Compared as what they ask for: the same options in another order (a
     // file reformatted, a key moved) replaced the backend, reopening its
     // file or its connections for nothing.
-    return old_config != nullptr &&
-           std::any_of(config.backends.begin(), config.backends.end(), [&](const RouterBackend& b) {
-             return b.enabled && b.name == name && b.type == old_config->type &&
-                    same_options(b.options_json, old_config->options_json);
-           });
+    return old_config != nullptr && std::any_of(config.backends.begin(), config.backends.end(),
+                                                [&](const RouterBackend& b) { return keeps_running(*old_config, b); });
   };
   try {
     // Runners that this reload replaces or removes.

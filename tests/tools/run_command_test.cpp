@@ -1039,6 +1039,43 @@ TEST(RunCommand, TheDescriptorLimitIsRaisedToTheHardOneAndWhatStillFallsShortIsS
   cleanup(ring);
 }
 
+// A reload's peak: the backends it replaces hold their connections while
+// they drain, beside their successors'. Each config alone fits the limit;
+// the reload between them did not, and was not said.
+TEST(RunCommand, AReloadThatMayPassTheDescriptorLimitWhileItsOldBackendsDrainSaysSo) {
+  Dir dir;
+  const std::string ring = dir.unique("nofilereload");
+  cleanup(ring);
+  // Two syslog backends of up to 30 connections each: 60, under 100.
+  auto config = [&](std::uint16_t port) {
+    std::vector<std::string> backends;
+    for (int i = 0; i < 2; ++i) {
+      backends.push_back(R"({"name": "syslog)" + std::to_string(i) +
+                         R"(", "type": "socket", "options": {"max_connections": 30, "url": "syslog+tcp://127.0.0.1:)" +
+                         std::to_string(port) + R"("}, "bindings": [{"verbosity": "trace"}]})");
+    }
+    return config_text(dir, ring, 1 << 20, backends);
+  };
+  const std::uint16_t port = ringroute::testing::free_port();
+  write_file(dir / "edr.json", config(port));
+  RouterProcess router(dir / "edr.json", dir / "router.log", "2000", 0, {100, 100});
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "running:"));
+  // The same config again replaces nothing: no peak.
+  router.signal(SIGHUP);
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "reloaded"));
+  EXPECT_EQ(read_text(dir / "router.log").find("ulimit -n"), std::string::npos) << read_text(dir / "router.log");
+  // Both sent elsewhere: replaced, the old ones draining beside the new.
+  write_file(dir / "edr.json", config(ringroute::testing::free_port()));
+  router.signal(SIGHUP);
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "descriptors while the backends it replaces or removes"));
+  ASSERT_EQ(router.stop(), 0);
+  const std::string log = read_text(dir / "router.log");
+  EXPECT_NE(log.find("ringroute: ulimit -n is 100 (the hard limit), and this reload may hold up to 1"), std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("this config may hold"), std::string::npos) << log;
+  cleanup(ring);
+}
+
 // A log reader that stops reading (a stuck pipe to journald or `logger`):
 // the router's threads wrote their lines straight into it and waited there,
 // a reload's and the stop's thread among them, so a SIGTERM was never

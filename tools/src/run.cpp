@@ -231,6 +231,20 @@ std::size_t most_descriptors(const Config& config) {
   return most;
 }
 
+// What the backends of `running` that a reload to `next` replaces or
+// removes hold while they drain (up to router.removed_backend_drain_ms), on
+// top of what `next` holds: a reload's peak.
+std::size_t most_descriptors_leaving(const std::vector<BackendConfig>& running, const Config& next) {
+  std::size_t most = 0;
+  for (const BackendConfig& backend : running) {
+    if (!backend.enabled || !sinks::missing_sink(backend.type).empty()) continue;
+    const bool kept = std::any_of(next.backends.begin(), next.backends.end(),
+                                  [&](const BackendConfig& b) { return ingest::keeps_running(backend, b); });
+    if (!kept) most += sinks::most_descriptors(backend.type, backend.options_json);
+  }
+  return most;
+}
+
 // A limit on open descriptors too small for the config was met only later,
 // as files and connections past it failing with "Too many open files"
 // (retried for good, the events of those backends held). The soft limit is
@@ -252,14 +266,20 @@ class DescriptorLimit {
     before_router_ = open_descriptors();
   }
 
-  void check(const Config& config) const {
+  // `running`: the backends of the config a reload to `config` leaves,
+  // whose replaced and removed ones still hold theirs while they drain.
+  void check(const Config& config, const std::vector<BackendConfig>* running = nullptr) const {
     if (soft_ == RLIM_INFINITY) return;
-    const std::size_t most = before_router_ + most_descriptors(config);
+    const std::size_t leaving = running != nullptr ? most_descriptors_leaving(*running, config) : 0;
+    const std::size_t most = before_router_ + most_descriptors(config) + leaving;
     if (most <= soft_) return;
     log_line("ulimit -n is " + std::to_string(soft_) +
              (hard_ == soft_ ? std::string(" (the hard limit)") : " (hard limit " + std::to_string(hard_) + ")") +
-             ", and this config may hold up to " + std::to_string(most) +
-             " descriptors (files, rings, and max_connections a network backend under load): past the limit a file "
+             (leaving != 0 ? ", and this reload may hold up to " + std::to_string(most) +
+                                 " descriptors while the backends it replaces or removes drain (" +
+                                 std::to_string(most - leaving) + " after)"
+                           : ", and this config may hold up to " + std::to_string(most) + " descriptors") +
+             " (files, rings, and max_connections a network backend under load): past the limit a file "
              "or connection fails with \"Too many open files\" and is retried while its backend's events wait. "
              "Raise the hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn in a shell)");
   }
@@ -322,6 +342,7 @@ int run_router(const RunArgs& args) {
            " backend(s) enabled; SIGHUP reloads " + args.config + ", SIGTERM stops");
   for (const std::string& note : config_notes(*loaded.config)) log_line(note);
   descriptor_limit.check(*loaded.config);
+  std::vector<BackendConfig> running_backends = loaded.config->backends;  // the config running now
   std::optional<std::chrono::steady_clock::time_point> stop_until;  // a stop seen during a reload
   std::optional<std::string> failure;
   for (;;) {
@@ -381,12 +402,15 @@ int run_router(const RunArgs& args) {
         }
         return stop_until;
       };
+      // Said before: the peak is while the reload's old backends drain,
+      // which the reload waits out.
+      descriptor_limit.check(*next.config, &running_backends);
       if (auto why = router->reload(router_config(*next.config), stop_deadline)) {
         log_line("reload refused, keeping the running config: " + *why);
       } else {
         log_line("reloaded " + args.config);
         for (const std::string& note : config_notes(*next.config)) log_line(note);
-        descriptor_limit.check(*next.config);
+        running_backends = next.config->backends;
       }
       continue;
     }

@@ -44,6 +44,12 @@ struct RouterBackend {
   std::string options_json = "{}";
 };
 
+// Whether a reload from `running` to `next` leaves the backend running
+// untouched: both enabled, the same name and type, options that ask for the
+// same (compared as parsed, so a key moved or the file reformatted is the
+// same). Any other enabled `running` backend is replaced or removed.
+[[nodiscard]] bool keeps_running(const RouterBackend& running, const RouterBackend& next);
+
 struct RouterConfig {
   std::string instance = "ringroute";
   std::vector<RouterRing> rings;
