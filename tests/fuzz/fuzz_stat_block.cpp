@@ -5,10 +5,14 @@
 // blocks that start as a running router's (rings, backends, counters,
 // latencies, a said line): stat's --json snapshot must parse, and its live
 // view (the first table, and the second with rates against the first)
-// must print, whatever the names, counts, histograms and lines hold.
+// must print, whatever the names, counts, histograms and lines hold. The
+// first ring is there: a real segment, whose header (positions, counters,
+// producer slots, the consumer's pid) every producer may write as well.
 //
-// Input: patches of [target byte][offset, 3 bytes][length byte][bytes],
-// target's low bit choosing the block, the offset taken modulo the block.
+// Input: patches of [target byte][offset, 3 bytes][length byte][bytes]:
+// a target whose top two bits are set patches the ring's header, the
+// offset taken modulo its bytes; any other, the block its low bit names,
+// the offset taken modulo the block.
 #include <simdjson.h>
 
 #include <cstddef>
@@ -20,7 +24,11 @@
 #include <new>
 #include <string>
 
+#include <unistd.h>
+
 #include "ringroute/perf/block.hpp"
+#include "ringroute/ring/layout.hpp"
+#include "ringroute/ring/segment.hpp"
 #include "stat_views.hpp"
 
 namespace {
@@ -32,8 +40,29 @@ void set_name(char* field, std::size_t size, const char* name) {
   std::memcpy(field, name, std::min(size, std::strlen(name)));
 }
 
-// A running router's block: two rings named where no ring is (stat attaches
-// by name: these are never there), three backends with figures.
+// The first ring: made once, its header as made kept to start each input
+// from.
+struct FuzzRing {
+  std::string name = "rr-fuzz-stat-" + std::to_string(::getpid());
+  ringroute::ring::Segment segment;
+  std::unique_ptr<std::byte[]> header_as_made{new std::byte[ringroute::ring::kHeaderBytes]};
+  FuzzRing() {
+    ringroute::ring::SegmentOptions options;
+    options.capacity_bytes = 1 << 16;
+    options.mode = 0600;
+    segment = ringroute::ring::Segment::create_or_attach(name, options);
+    std::memcpy(header_as_made.get(), header_bytes(), ringroute::ring::kHeaderBytes);
+  }
+  ~FuzzRing() { (void)ringroute::ring::Segment::remove(name); }  // at exit, as the static goes
+  [[nodiscard]] std::byte* header_bytes() const { return reinterpret_cast<std::byte*>(&segment.header()); }
+  static FuzzRing& ring() {
+    static FuzzRing made;
+    return made;
+  }
+};
+
+// A running router's block: two rings, the first there and the second named
+// where no ring is (stat attaches by name), three backends with figures.
 void make_block(Block& block, std::uint64_t scale) {
   std::memset(static_cast<void*>(&block), 0, sizeof block);
   block.header.magic = ringroute::perf::kBlockMagic;
@@ -42,7 +71,7 @@ void make_block(Block& block, std::uint64_t scale) {
   block.header.created_ns.store(1795452928000000000, std::memory_order_relaxed);
   block.header.ring_count.store(2, std::memory_order_relaxed);
   block.header.backend_count.store(3, std::memory_order_relaxed);
-  set_name(block.rings[0].name, sizeof block.rings[0].name, "rr-fuzz-no-such-ring-a");
+  set_name(block.rings[0].name, sizeof block.rings[0].name, FuzzRing::ring().name.c_str());
   set_name(block.rings[1].name, sizeof block.rings[1].name, "rr-fuzz-no-such-ring-b");
   block.rings[1].replayed.add(3 * scale);
   const char* names[] = {"files", "collector", "syslog"};
@@ -53,6 +82,7 @@ void make_block(Block& block, std::uint64_t scale) {
     set_name(slot.type, sizeof slot.type, types[b]);
     slot.in_config.store(1, std::memory_order_relaxed);
     slot.worker[0].matched.add(1000 * scale);
+    slot.sink.pending_base.add(ringroute::perf::kPendingBaseSet);
     slot.sink.sent.add(990 * scale);
     slot.sink.bytes.add(400000 * scale);
     slot.sink.batches.add(10 * scale);
@@ -75,12 +105,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }();
   make_block(blocks[0], 1);
   make_block(blocks[1], 2);
+  const FuzzRing& ring = FuzzRing::ring();
+  std::memcpy(ring.header_bytes(), ring.header_as_made.get(), ringroute::ring::kHeaderBytes);
   for (std::size_t at = 0; at + 5 <= size;) {
-    Block& block = blocks[data[at] & 1];
+    const bool ring_header = (data[at] & 0xc0) == 0xc0;
+    char* const target = ring_header ? reinterpret_cast<char*>(ring.header_bytes())
+                                     : reinterpret_cast<char*>(&blocks[data[at] & 1]);
+    const std::size_t bytes = ring_header ? ringroute::ring::kHeaderBytes : sizeof(Block);
     const std::size_t offset =
-        ((std::size_t{data[at + 1]} << 16) | (std::size_t{data[at + 2]} << 8) | data[at + 3]) * 7 % sizeof(Block);
-    const std::size_t length = std::min<std::size_t>({data[at + 4], size - at - 5, sizeof(Block) - offset});
-    std::memcpy(reinterpret_cast<char*>(&block) + offset, data + at + 5, length);
+        ((std::size_t{data[at + 1]} << 16) | (std::size_t{data[at + 2]} << 8) | data[at + 3]) * 7 % bytes;
+    const std::size_t length = std::min<std::size_t>({data[at + 4], size - at - 5, bytes - offset});
+    std::memcpy(target + offset, data + at + 5, length);
     at += 5 + length;
   }
   // stat reads no block whose magic or version it does not know.
