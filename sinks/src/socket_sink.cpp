@@ -573,9 +573,11 @@ Outcome SocketSink::write_datagrams(const Batch& batch, std::string& why) {
     }
     for (std::size_t k = 0; k < count; ++k) {
       const std::string_view bytes = fitted(datagram_of(to_send[k]), cut_messages_[k]);
-      // Non-blocking and linked: a full receiver fails the send (EAGAIN)
-      // instead of stalling the thread, and cancels the rest of the chain so
-      // nothing after it overtakes it.
+      // Non-blocking and linked: a full send buffer, or a unix receiver's
+      // full queue, fails the send (EAGAIN) instead of stalling the thread,
+      // and cancels the rest of the chain so nothing after it overtakes it.
+      // A UDP receiver whose buffer is full drops the datagram on its side
+      // and the send succeeds: best effort.
       loop_->send(datagram_fd_, bytes.data(), bytes.size(), to_send[k], std::chrono::milliseconds(0), MSG_DONTWAIT,
                   k + 1 < count);
     }
