@@ -1113,6 +1113,26 @@ Router::Router(RouterConfig config)
   for (const RouterBackend& backend : config_.backends) {
     if (backend.enabled) runners_[backend.name] = start_backend(config_, backend);
   }
+  // Backends an earlier run had and this config does not run (removed,
+  // disabled or renamed across the restart): what they had not delivered
+  // this run routes to no one of theirs and releases with the ring space,
+  // as a reload that removes a backend does. Counted so (dropped.removed)
+  // and said, or their backlog stayed in `stat` for good; their base taken
+  // after it, so a later reload that brings one back starts at none.
+  for (std::size_t slot = 0; slot < perf::kMaxBackends; ++slot) {
+    perf::BackendSlot& left = block_.block().backends[slot];
+    if (left.name[0] == 0 || pending_based_[slot]) continue;
+    if (const std::optional<std::uint64_t> undelivered = perf::pending_of(left); undelivered && *undelivered != 0) {
+      left.sink.dropped_removed.add(*undelivered);
+      const std::string_view name = perf::slot_name(left.name);  // bounded by its field: the block is shared memory
+      std::fprintf(stderr,
+                   "ringroute: backend %.*s, which this config does not run, had %llu events routed to it and not "
+                   "delivered when the last router stopped: they are dropped (counted in its dropped.removed)\n",
+                   static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(*undelivered));
+    }
+    perf::set_pending_base(left);
+    pending_based_[slot] = true;
+  }
   plans_.publish(make_plan(config_, runners_));
   for (auto& worker : workers_) worker->forget_reclaimed(reclaimed_slots_);  // not started: this thread's alone
   reclaimed_slots_.clear();
@@ -1250,8 +1270,7 @@ std::unique_ptr<const Plan> Router::make_plan(const RouterConfig& config, const 
   return plan;
 }
 
-std::optional<std::string> Router::reload(
-    RouterConfig config, const std::function<std::optional<std::chrono::steady_clock::time_point>()>& stop_deadline) {
+std::optional<std::string> Router::refusal(const RouterConfig& config) const {
   if (config.instance != config_.instance) return "instance can't change while running (restart to change it)";
   // No rings is the one default ring: the same only where that is the ring
   // running.
@@ -1261,6 +1280,12 @@ std::optional<std::string> Router::reload(
     same_rings = config.rings[i].name == config_.rings[i].name;
   }
   if (!same_rings) return "rings can't change while running (restart to change them)";
+  return std::nullopt;
+}
+
+std::optional<std::string> Router::reload(
+    RouterConfig config, const std::function<std::optional<std::chrono::steady_clock::time_point>()>& stop_deadline) {
+  if (std::optional<std::string> why = refusal(config)) return why;
   // A ring's settings belong to its segment and its consumer, both made at
   // start: the rest of the file is taken, and the log says these are not.
   for (std::size_t i = 0; i < config.rings.size(); ++i) {

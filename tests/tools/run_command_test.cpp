@@ -1063,6 +1063,13 @@ TEST(RunCommand, AReloadThatMayPassTheDescriptorLimitWhileItsOldBackendsDrainSay
   // The same config again replaces nothing: no peak.
   router.signal(SIGHUP);
   ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "reloaded"));
+  // One the router refuses outright (its instance changed) starts nothing:
+  // no peak either.
+  std::string other_instance = config(ringroute::testing::free_port());
+  other_instance.replace(other_instance.find(ring), ring.size(), ring + "-x");
+  write_file(dir / "edr.json", other_instance);
+  router.signal(SIGHUP);
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(dir / "router.log", "reload refused"));
   EXPECT_EQ(read_text(dir / "router.log").find("ulimit -n"), std::string::npos) << read_text(dir / "router.log");
   // Both sent elsewhere: replaced, the old ones draining beside the new.
   write_file(dir / "edr.json", config(ringroute::testing::free_port()));
@@ -2030,6 +2037,42 @@ TEST(RunCommand, ARingFullOfADeadBlockBackendsEventsMakesProducersWaitUntilItRet
   ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
   ASSERT_EQ(run.router->stop(), 0);
   EXPECT_EQ(received_events(http, run.dir), in_order(0, kEvents));
+  EXPECT_EQ(read_events({run.dir / "ok.ndjson"}), in_order(0, kEvents));
+}
+
+// A backend a restart's config no longer runs: what it had not delivered
+// is routed to no one of it again, and the ring space goes. Its backlog
+// stayed in `stat` for good, counted nowhere; it is dropped.removed now,
+// and said, as a reload's removal is.
+TEST(RunCommand, ABackendARestartLeavesOutHasItsUndeliveredEventsCountedDropped) {
+  LateBackendRun run("leftout");
+  constexpr int kEvents = 1500;
+  ASSERT_NO_FATAL_FAILURE(run.start_and_route(kEvents));
+  ASSERT_NO_FATAL_FAILURE(expect_pending(run.ring, "late", kEvents));
+  ASSERT_EQ(run.router->stop(), 0);
+  // Held in the ring for it, over the stop.
+  ASSERT_NO_FATAL_FAILURE(expect_pending(run.ring, "late", kEvents));
+
+  write_file(run.dir / "edr.json", config_text(run.dir, run.ring, run.ring_bytes,
+                                               {file_backend("ok", run.dir / "ok.ndjson", R"([{"verbosity": "trace"}])")}));
+  run.router = std::make_unique<RouterProcess>(run.dir / "edr.json", run.dir / "router2.log");
+  ASSERT_NO_FATAL_FAILURE(wait_for_log(run.dir / "router2.log", "running:"));
+  ASSERT_NO_FATAL_FAILURE(wait_drained(run.ring));
+  ASSERT_NO_FATAL_FAILURE(expect_pending(run.ring, "late", 0));
+  ASSERT_NO_FATAL_FAILURE(expect_pending(run.ring, "ok", 0));
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  const std::string json = run_capture("stat --json --instance " + run.ring);
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_FALSE(bool(doc["backends"].at(0)["in_config"])) << json;
+  EXPECT_EQ(uint64_t(doc["backends"].at(0)["dropped"]["removed"]), static_cast<std::uint64_t>(kEvents)) << json;
+  const std::string log = read_text(run.dir / "router2.log");
+  EXPECT_NE(log.find("ringroute: backend late, which this config does not run, had " + std::to_string(kEvents) +
+                     " events routed to it and not delivered when the last router stopped: they are dropped"),
+            std::string::npos)
+      << log;
+  ASSERT_EQ(run.router->stop(), 0);
+  // "ok" had them all once, in the first run.
   EXPECT_EQ(read_events({run.dir / "ok.ndjson"}), in_order(0, kEvents));
 }
 

@@ -402,10 +402,11 @@ int run_router(const RunArgs& args) {
         }
         return stop_until;
       };
-      // Said before: the peak is while the reload's old backends drain,
-      // which the reload waits out.
-      descriptor_limit.check(*next.config, &running_backends);
-      if (auto why = router->reload(router_config(*next.config), stop_deadline)) {
+      ingest::RouterConfig next_router = router_config(*next.config);
+      // Said before (the peak is while the reload's old backends drain,
+      // which the reload waits out), unless the reload is refused outright.
+      if (!router->refusal(next_router)) descriptor_limit.check(*next.config, &running_backends);
+      if (auto why = router->reload(std::move(next_router), stop_deadline)) {
         log_line("reload refused, keeping the running config: " + *why);
       } else {
         log_line("reloaded " + args.config);

@@ -89,6 +89,9 @@ class Router {
   std::optional<std::string> reload(
       RouterConfig config,
       const std::function<std::optional<std::chrono::steady_clock::time_point>()>& stop_deadline = {});
+  // Why reload() would refuse `config` before starting anything of it (the
+  // instance or the rings changed); nullopt when it would go on.
+  [[nodiscard]] std::optional<std::string> refusal(const RouterConfig& config) const;
 
   // Every sink reopens what it writes to (SIGHUP, after logrotate's rename).
   void reopen();

@@ -139,8 +139,9 @@ struct alignas(kCacheLine) BackendSinkShard {
   Counter body_bytes_sent;
   // What the router running now found unsettled here when it first took
   // this slot (an earlier router's events it did not see through, which it
-  // routes again or never will), with kPendingBaseSet: pending_of()
-  // subtracts it. Written once a router by its control thread, before any
+  // routes again; a backend its config leaves out has them counted in
+  // dropped_removed first), with kPendingBaseSet: pending_of() subtracts
+  // it. Written once a router by its control thread, before any
   // runner or worker of that router writes this slot. 0: set by no router
   // of this build. In the padding, as above.
   Counter pending_base;
