@@ -382,6 +382,9 @@ int run_bench(const BenchArgs& args) {
     if (ring::Segment::attach(name, segment, nullptr) == ring::Status::ok) segments.push_back(std::move(segment));
   }
   const pid_t router_pid = router ? ::getpid() : mapping->block().header.router_pid.load(std::memory_order_relaxed);
+  // An attached router restarted during the run is another process: its
+  // CPU and memory are not the ones measured from.
+  const std::int64_t router_started_ns = mapping->block().header.router_started_ns.load(std::memory_order_relaxed);
   // The window's opening snapshot. Without a warm-up it is taken before
   // the go, so no event is written but not yet delivered when it opens.
   Totals before;
@@ -458,6 +461,20 @@ int run_bench(const BenchArgs& args) {
     return 2;
   }
   // Until everything the producers wrote has been read, routed and written.
+  // Settled by each backend's backlog (perf::pending_of): it counts what a
+  // restart of an attached router routes again once, where the differences
+  // below count it twice and never balanced after a restart. The
+  // differences where a router of an earlier build keeps no backlog.
+  auto backlog = [&]() -> std::optional<std::uint64_t> {
+    std::uint64_t held = 0;
+    for (const perf::BackendSlot& slot : mapping->block().backends) {
+      if (slot.name[0] == 0 || slot.in_config.load(std::memory_order_relaxed) == 0) continue;
+      const std::optional<std::uint64_t> pending = perf::pending_of(slot);
+      if (!pending) return std::nullopt;
+      held += *pending;
+    }
+    return held;
+  };
   Totals after;
   std::int64_t end = now_ns();
   std::uint64_t stable_rounds = 0, last = ~0ull;
@@ -475,7 +492,8 @@ int run_bench(const BenchArgs& args) {
     const std::uint64_t done = (after.sent - at_go.sent) + (after.dropped_queue_full - at_go.dropped_queue_full) +
                                (after.dropped_rejected - at_go.dropped_rejected);
     const std::uint64_t routed = after.matched - at_go.matched;
-    if (all_released() && done >= routed && (!router || router->drained())) {
+    const std::optional<std::uint64_t> held = backlog();
+    if (all_released() && (held ? *held == 0 : done >= routed) && (!router || router->drained())) {
       if (done != last) {
         end = now_ns();
         last = done;
@@ -495,6 +513,13 @@ int run_bench(const BenchArgs& args) {
   const double sinks_cpu = threads_after.sinks - threads_before.sinks;
   const double producers_cpu = cpu_seconds(children_usage) - producers_cpu_before;
   const double peak_rss = process_peak_rss_mib(router_pid);
+  const bool router_restarted =
+      !router && mapping->block().header.router_started_ns.load(std::memory_order_relaxed) != router_started_ns;
+  if (router_restarted) {
+    std::fprintf(stderr, "ringroute bench: the router of %s restarted during the run: no figures of its CPU and "
+                         "memory (those of the process it started with)\n",
+                 args.attach.c_str());
+  }
   if (bench_interrupted) {
     std::fprintf(stderr, "ringroute bench: interrupted\n");
     return 130;
@@ -538,6 +563,14 @@ int run_bench(const BenchArgs& args) {
   // `full`: claims that found the ring full, each of which waited for room
   // (DESIGN.md); `full_timeouts`: emits whose wait ran out (50 ms), the rest
   // of their batch emitted again.
+  // The router's own figures, JSON's null and the text's "-" where it
+  // restarted during the run.
+  auto router_figure = [&](double value, const char* format, bool json) {
+    if (router_restarted) return std::string(json ? "null" : "-");
+    char text[32];
+    std::snprintf(text, sizeof text, format, value);
+    return std::string(text);
+  };
   const auto full = static_cast<unsigned long long>(after.full - before.full);
   const auto timeouts = static_cast<unsigned long long>(control->full.load() - full_before);
   if (args.json) {
@@ -545,25 +578,30 @@ int run_bench(const BenchArgs& args) {
         "{\"events_per_sec\":%s,\"delivered_per_sec\":%s,\"events\":%llu,\"delivered\":%llu,\"dropped\":%llu,"
         "\"dropped_queue_full\":%llu,\"dropped_rejected\":%llu,\"full\":%llu,\"full_timeouts\":%llu,"
         "\"p50_us\":%.1f,\"p99_us\":%.1f,"
-        "\"p999_us\":%.1f,\"seconds\":%.3f,\"router_cpu_s_per_million\":%.3f,"
-        "\"workers_cpu_s_per_million\":%.3f,\"sinks_cpu_s_per_million\":%.3f,"
-        "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%.1f,\"producers\":%u,\"size\":%zu,"
+        "\"p999_us\":%.1f,\"seconds\":%.3f,\"router_cpu_s_per_million\":%s,"
+        "\"workers_cpu_s_per_million\":%s,\"sinks_cpu_s_per_million\":%s,"
+        "\"producers_cpu_s_per_million\":%.3f,\"peak_rss_mib\":%s,\"producers\":%u,\"size\":%zu,"
         "\"producer_lag_max_us\":%s,\"drained\":%s}\n",
         events_rate, delivered_rate, static_cast<unsigned long long>(events),
         static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(dropped),
         static_cast<unsigned long long>(after.dropped_queue_full - before.dropped_queue_full),
         static_cast<unsigned long long>(after.dropped_rejected - before.dropped_rejected), full, timeouts, p50, p99,
-        p999, elapsed, per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
-        per_million(producers_cpu), peak_rss, args.producers, args.size, lag_json, drained ? "true" : "false");
+        p999, elapsed, router_figure(per_million(router_cpu), "%.3f", true).c_str(),
+        router_figure(per_million(workers_cpu), "%.3f", true).c_str(),
+        router_figure(per_million(sinks_cpu), "%.3f", true).c_str(), per_million(producers_cpu),
+        router_figure(peak_rss, "%.1f", true).c_str(), args.producers, args.size, lag_json,
+        drained ? "true" : "false");
   } else {
     std::printf("%llu events in %.2f s: %sM events/s, %sM deliveries/s, dropped %llu, full %llu (waits timed out %llu)\n"
                 "latency emit->written: p50 %.0f us, p99 %.0f us, p999 %.0f us%s\n"
-                "CPU per million events: router %.3f s (workers %.3f, sinks %.3f), producers %.3f s; "
-                "peak RSS %.1f MiB\n",
+                "CPU per million events: router %s s (workers %s, sinks %s), producers %.3f s; "
+                "peak RSS %s MiB\n",
                 static_cast<unsigned long long>(events), elapsed, events_millions, delivered_millions,
                 static_cast<unsigned long long>(dropped), full, timeouts, p50, p99, p999, lag_note,
-                per_million(router_cpu), per_million(workers_cpu), per_million(sinks_cpu),
-                per_million(producers_cpu), peak_rss);
+                router_figure(per_million(router_cpu), "%.3f", false).c_str(),
+                router_figure(per_million(workers_cpu), "%.3f", false).c_str(),
+                router_figure(per_million(sinks_cpu), "%.3f", false).c_str(), per_million(producers_cpu),
+                router_figure(peak_rss, "%.1f", false).c_str());
   }
   return drained ? 0 : 1;
 }
