@@ -1130,8 +1130,7 @@ Router::Router(RouterConfig config)
                    "delivered when the last router stopped: they are dropped (counted in its dropped.removed)\n",
                    static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(*undelivered));
     }
-    perf::set_pending_base(left);
-    pending_based_[slot] = true;
+    take_pending_base(slot);
   }
   plans_.publish(make_plan(config_, runners_));
   for (auto& worker : workers_) worker->forget_reclaimed(reclaimed_slots_);  // not started: this thread's alone
@@ -1164,6 +1163,12 @@ bool same_options(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+void Router::take_pending_base(std::size_t slot) {
+  if (pending_based_[slot]) return;
+  perf::set_pending_base(block_.block().backends[slot]);
+  pending_based_[slot] = true;
+}
+
 bool keeps_running(const RouterBackend& running, const RouterBackend& next) {
   return running.enabled && next.enabled && running.name == next.name && running.type == next.type &&
          same_options(running.options_json, next.options_json);
@@ -1193,14 +1198,10 @@ std::shared_ptr<sinks::BackendRunner> Router::start_backend(
                              " are held, by the backends running: a backend a reload replaces keeps its slot "
                              "while it drains; a restart takes this config)");
   }
-  // Once a run, before this run's first runner or worker writes the slot.
   // A name a reload removed and brings back (its old runner maybe still
-  // draining) keeps it: every event this run routed to it is in this run's
-  // counts, settled or not.
-  if (!pending_based_[static_cast<std::size_t>(slot)]) {
-    perf::set_pending_base(block_.block().backends[slot]);
-    pending_based_[static_cast<std::size_t>(slot)] = true;
-  }
+  // draining) keeps this run's base: every event this run routed to it is
+  // in this run's counts, settled or not.
+  take_pending_base(static_cast<std::size_t>(slot));
   try {
     // A write this backend's slot says began and did not end (the router
     // stopped mid-write) may have left its file a cut-off line to cut back;

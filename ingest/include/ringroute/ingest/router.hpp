@@ -157,6 +157,9 @@ class Router {
   std::vector<int> reclaimed_slots_;  // since the last plan published (Plan::reclaimed_slots)
   // Backend slots whose backlog base this run has set (perf::set_pending_base).
   std::array<bool, perf::kMaxBackends> pending_based_{};
+  // Sets it once a run, before this run's first runner or worker writes
+  // the slot.
+  void take_pending_base(std::size_t slot);
   matcher::Generations<Plan> plans_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
