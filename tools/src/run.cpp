@@ -217,17 +217,20 @@ std::size_t open_descriptors() {
   return 3;
 }
 
-// The most descriptors `config` has the router hold: each backend's (its
-// file, or its connections under load), each ring's two (its shared memory
-// kept open, and the read-only one a worker's checks read), the perf block.
+// The most descriptors one backend has the router hold: its file, or its
+// connections under load; none where it runs no sink.
+std::size_t most_descriptors(const BackendConfig& backend) {
+  if (!backend.enabled || !sinks::missing_sink(backend.type).empty()) return 0;
+  return sinks::most_descriptors(backend.type, backend.options_json);
+}
+
+// The most descriptors `config` has the router hold: each backend's, each
+// ring's two (its shared memory kept open, and the read-only one a
+// worker's checks read), the perf block.
 std::size_t most_descriptors(const Config& config) {
   constexpr std::size_t kPerRing = 2, kPerfBlock = 1;
   std::size_t most = kPerfBlock + kPerRing * config.rings.size();
-  for (const auto& backend : config.backends) {
-    if (backend.enabled && sinks::missing_sink(backend.type).empty()) {
-      most += sinks::most_descriptors(backend.type, backend.options_json);
-    }
-  }
+  for (const auto& backend : config.backends) most += most_descriptors(backend);
   return most;
 }
 
@@ -237,10 +240,9 @@ std::size_t most_descriptors(const Config& config) {
 std::size_t most_descriptors_leaving(const std::vector<BackendConfig>& running, const Config& next) {
   std::size_t most = 0;
   for (const BackendConfig& backend : running) {
-    if (!backend.enabled || !sinks::missing_sink(backend.type).empty()) continue;
     const bool kept = std::any_of(next.backends.begin(), next.backends.end(),
                                   [&](const BackendConfig& b) { return ingest::keeps_running(backend, b); });
-    if (!kept) most += sinks::most_descriptors(backend.type, backend.options_json);
+    if (!kept) most += most_descriptors(backend);
   }
   return most;
 }
